@@ -1,0 +1,4 @@
+//! One module per subcommand: its clap arguments and `run`.
+
+pub(crate) mod check;
+pub(crate) mod parse;

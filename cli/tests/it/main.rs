@@ -1,0 +1,3 @@
+//! End-to-end tests of the `strata` binary, one module per area.
+
+mod support;

@@ -1,0 +1,6 @@
+//! The Dockerfile frontend: bytes in, a build [`strata_graph::Graph`] out. Owns Dockerfile
+//! syntax (the nom parser and BuildKit's dump format), parser directives and heredocs, the
+//! typed instruction model, word expansion, ARG/ENV scoping, stage resolution, `.dockerignore`
+//! matching and lowering. Does no I/O: callers pass the Dockerfile's bytes and whatever it
+//! needs to know about base images.
+#![warn(missing_docs)]

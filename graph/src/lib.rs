@@ -1,0 +1,26 @@
+//! The build IR: what a build does, as data. A [`Graph`] is a DAG of [`Node`]s, each one
+//! operation ([`Op`]: a source, a RUN, a file operation, a config-only step) with its inputs,
+//! its Dockerfile location ([`SourceRange`]) and its [`NodeHash`], a blake3 digest over a
+//! canonical encoding of the operation and its inputs' hashes. Equal nodes have equal hashes
+//! and are stored once. The graph also carries each built stage's image config
+//! ([`ImageConfig`], Docker's field names) and history.
+//!
+//! This crate is a leaf: it knows nothing of Dockerfile syntax, the disk, the store or the
+//! terminal. The frontend builds graphs; the solver executes them. Start at [`Graph`].
+#![warn(missing_docs)]
+
+mod config;
+mod dot;
+mod graph;
+mod hash;
+mod loc;
+mod op;
+
+pub use config::{EmptyObject, Healthcheck, History, ImageConfig};
+pub use graph::{Graph, Node, NodeId, Target};
+pub use hash::NodeHash;
+pub use loc::{SourceLoc, SourceRange};
+pub use op::{
+    CacheSharing, Chown, ExecOp, FileAction, FileOp, ImageSource, Mount, MountKind, NetworkMode,
+    Op, SecurityMode,
+};

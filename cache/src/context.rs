@@ -396,3 +396,243 @@ pub(crate) fn path_cmp(a: &str, b: &str) -> Ordering {
     let key = |c: u8| if c == b'/' { 0 } else { c };
     a.bytes().map(key).cmp(b.bytes().map(key))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixture::Tree;
+    use crate::selection::Selection;
+    use std::time::UNIX_EPOCH;
+
+    fn opts(cache: &Path, window: Duration) -> ScanOptions<'_> {
+        ScanOptions {
+            stat_cache: Some(cache),
+            racy_window: window,
+            ..ScanOptions::default()
+        }
+    }
+
+    fn big_tree(files: usize) -> Tree {
+        let t = Tree::new();
+        for i in 0..files {
+            t.file(
+                &format!("d{:02}/f{i:04}.txt", i % 20),
+                &format!("content {i}\n"),
+                0o644,
+            );
+        }
+        t
+    }
+
+    #[test]
+    fn an_unchanged_tree_is_indexed_without_reading_a_byte() {
+        let t = big_tree(2000);
+        let cache_dir = tempfile::tempdir().unwrap();
+        let cache = cache_dir.path().join("ctx.stat");
+        let all = Selection::copy(["."]);
+
+        let cold = t.scan_with(&opts(&cache, Duration::ZERO));
+        assert_eq!(cold.stats().stat_cache, StatCacheStatus::Missing);
+        let first = cold.checksum(&all).unwrap();
+        assert_eq!(cold.stats().content_reads, 2000);
+        assert!(cold.save_stat_cache().unwrap(), "new digests are written");
+
+        let warm = t.scan_with(&opts(&cache, Duration::ZERO));
+        let stats = warm.stats();
+        assert_eq!(stats.stat_cache, StatCacheStatus::Loaded { entries: 2000 });
+        assert_eq!(
+            (stats.entries, stats.files, stats.cached_digests),
+            (2021, 2000, 2000)
+        );
+        assert_eq!(warm.checksum(&all).unwrap(), first);
+        assert_eq!(
+            warm.stats().content_reads,
+            0,
+            "a warm index reads no content"
+        );
+        assert!(
+            !warm.save_stat_cache().unwrap(),
+            "nothing changed, nothing written"
+        );
+
+        // One edit: one read, and only that file's digest changes.
+        t.file("d03/f0003.txt", "edited\n", 0o644);
+        let edited = t.scan_with(&opts(&cache, Duration::ZERO));
+        let after = edited.checksum(&all).unwrap();
+        assert_eq!(edited.stats().content_reads, 1);
+        assert_eq!(after.diff(&first).changed, ["d03/f0003.txt"]);
+    }
+
+    #[test]
+    fn a_file_changed_just_before_the_read_is_not_trusted_next_time() {
+        let t = Tree::new();
+        t.file("fresh.txt", "v1", 0o644);
+        let cache_dir = tempfile::tempdir().unwrap();
+        let cache = cache_dir.path().join("ctx.stat");
+        let sel = Selection::copy(["fresh.txt"]);
+        let window = Duration::from_secs(3600);
+
+        let first = t.scan_with(&opts(&cache, window));
+        first.checksum(&sel).unwrap();
+        first.save_stat_cache().unwrap();
+        // Its digest was not stored: the next build reads it again...
+        let second = t.scan_with(&opts(&cache, window));
+        assert_eq!(second.stats().cached_digests, 0);
+        second.checksum(&sel).unwrap();
+        assert_eq!(second.stats().content_reads, 1);
+        // ...whereas with no racy window it would have been trusted.
+        second.save_stat_cache().unwrap();
+        let third = t.scan_with(&opts(&cache, Duration::ZERO));
+        third.checksum(&sel).unwrap();
+        third.save_stat_cache().unwrap();
+        let fourth = t.scan_with(&opts(&cache, Duration::ZERO));
+        assert_eq!(fourth.stats().cached_digests, 1);
+    }
+
+    #[test]
+    fn same_size_rewrite_with_restored_mtime_is_still_seen() {
+        // The racy-git case: new bytes, same size, mtime put back (`cp -p`, `rsync -t`).
+        let t = Tree::new();
+        let old = UNIX_EPOCH + Duration::from_secs(1_600_000_000);
+        t.file("f", "aaaa", 0o644).set_mtime("f", old);
+        let cache_dir = tempfile::tempdir().unwrap();
+        let cache = cache_dir.path().join("ctx.stat");
+        let sel = Selection::copy(["f"]);
+        let first = t.scan_with(&opts(&cache, Duration::ZERO));
+        let before = first.checksum(&sel).unwrap();
+        first.save_stat_cache().unwrap();
+
+        t.file("f", "bbbb", 0o644).set_mtime("f", old);
+        let second = t.scan_with(&opts(&cache, Duration::ZERO));
+        assert_eq!(
+            second.stats().cached_digests,
+            0,
+            "ctime moved, so the entry is stale"
+        );
+        assert_ne!(second.checksum(&sel).unwrap().checksum, before.checksum);
+    }
+
+    #[test]
+    fn a_damaged_stat_cache_is_ignored_and_rewritten() {
+        let t = big_tree(50);
+        let cache_dir = tempfile::tempdir().unwrap();
+        let cache = cache_dir.path().join("ctx.stat");
+        let all = Selection::copy(["."]);
+        let first = t.scan_with(&opts(&cache, Duration::ZERO));
+        let good = first.checksum(&all).unwrap();
+        first.save_stat_cache().unwrap();
+        let bytes = fs_err::read(&cache).unwrap();
+
+        let mut flipped = bytes.clone();
+        flipped[bytes.len() / 2] ^= 0xff;
+        let damages: [&[u8]; 4] = [&flipped, &bytes[..bytes.len() - 5], b"", b"garbage"];
+        for damaged in damages {
+            fs_err::write(&cache, damaged).unwrap();
+            let index = t.scan_with(&opts(&cache, Duration::ZERO));
+            assert_eq!(index.stats().stat_cache, StatCacheStatus::Corrupt);
+            assert_eq!(
+                index.checksum(&all).unwrap(),
+                good,
+                "recomputed, not trusted"
+            );
+            assert_eq!(index.stats().content_reads, 50);
+            assert!(index.save_stat_cache().unwrap());
+            let healed = t.scan_with(&opts(&cache, Duration::ZERO));
+            assert_eq!(
+                healed.stats().stat_cache,
+                StatCacheStatus::Loaded { entries: 50 }
+            );
+        }
+    }
+
+    #[test]
+    fn concurrent_writers_leave_a_valid_stat_cache() {
+        let t = big_tree(300);
+        let cache_dir = tempfile::tempdir().unwrap();
+        let cache = cache_dir.path().join("nested/ctx.stat");
+        let all = Selection::copy(["."]);
+        let expected = t.scan().checksum(&all).unwrap();
+        std::thread::scope(|s| {
+            for i in 0..6 {
+                let (t, cache, all, expected) = (&t, &cache, &all, &expected);
+                s.spawn(move || {
+                    for round in 0..5 {
+                        // Half the writers see an edit the others do not; both must survive.
+                        if i == 0 && round == 2 {
+                            t.file("d00/extra.txt", "new", 0o644);
+                        }
+                        let index = t.scan_with(&opts(cache, Duration::ZERO));
+                        assert_ne!(index.stats().stat_cache, StatCacheStatus::Corrupt);
+                        let sum = index.checksum(all).unwrap();
+                        if sum.entries.len() == expected.entries.len() {
+                            assert_eq!(&sum, expected);
+                        }
+                        index.save_stat_cache().unwrap();
+                    }
+                });
+            }
+        });
+        let last = t.scan_with(&opts(&cache, Duration::ZERO));
+        assert!(matches!(
+            last.stats().stat_cache,
+            StatCacheStatus::Loaded { .. }
+        ));
+    }
+
+    #[test]
+    fn special_files_are_never_opened() {
+        let t = Tree::new();
+        t.fifo("pipe").file("f", "x", 0o644);
+        let socket = std::os::unix::net::UnixListener::bind(t.path("sock")).unwrap();
+        let index = t.scan();
+        let sum = index.checksum(&Selection::copy(["."])).unwrap();
+        let kinds: Vec<_> = sum
+            .entries
+            .iter()
+            .map(|e| (e.path.as_str(), e.kind))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("", EntryKind::Dir),
+                ("f", EntryKind::File),
+                ("pipe", EntryKind::Fifo),
+                ("sock", EntryKind::Socket)
+            ]
+        );
+        assert_eq!(
+            index.stats().content_reads,
+            1,
+            "only the regular file was read"
+        );
+        drop(socket);
+    }
+
+    #[test]
+    fn a_file_swapped_for_a_fifo_after_the_scan_is_refused_not_read() {
+        let t = Tree::new();
+        t.file("f", "x", 0o644);
+        let index = t.scan();
+        fs_err::remove_file(t.path("f")).unwrap();
+        t.fifo("f");
+        let err = index.checksum(&Selection::copy(["f"])).unwrap_err();
+        assert!(matches!(err, ContextError::Read { .. }), "{err}");
+    }
+
+    #[test]
+    fn paths_sort_so_subtrees_are_contiguous() {
+        let mut v = vec!["a-b", "a/b", "a", "ab", "a/b/c", "", "a/c"];
+        v.sort_by(|a, b| path_cmp(a, b));
+        assert_eq!(v, ["", "a", "a/b", "a/b/c", "a/c", "a-b", "ab"]);
+    }
+
+    #[test]
+    fn a_missing_context_is_a_clear_error() {
+        let err =
+            ContextIndex::scan(Path::new("/nonexistent/ctx"), &ScanOptions::default()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "failed to open build context /nonexistent/ctx"
+        );
+    }
+}

@@ -14,6 +14,8 @@ mod context;
 mod durable;
 mod entry;
 mod filter;
+#[cfg(test)]
+mod fixture;
 mod key;
 mod pattern;
 mod record;

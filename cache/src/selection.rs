@@ -184,6 +184,7 @@ fn list_checksum(entries: &[SelectedEntry]) -> Checksum {
     for e in entries {
         h.update(&(e.path.len() as u64).to_le_bytes());
         h.update(e.path.as_bytes());
+        h.update(&[kind_code(e.kind)]);
         h.update(&e.digest.0);
     }
     h.finalize().into()
@@ -439,5 +440,452 @@ impl ContextIndex {
             current = i;
         }
         Ok(Some(current))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::ScanOptions;
+    use crate::entry::Ownership;
+    use crate::filter::ContextFilter;
+    use crate::fixture::Tree;
+    use EntryKind::{Dir, Fifo, File, Symlink};
+
+    /// The tree every selection case runs against.
+    fn tree() -> Tree {
+        let t = Tree::new();
+        t.file("a.txt", "A", 0o644)
+            .file("b.txt", "B", 0o644)
+            .file("src/main.rs", "fn main() {}", 0o644)
+            .file("src/lib.rs", "pub fn f() {}", 0o644)
+            .file("src/sub/x.rs", "x", 0o644)
+            .file("docs/readme.md", "# hi", 0o644)
+            .file("run.sh", "#!/bin/sh\n", 0o4755)
+            .symlink("link_a", "a.txt")
+            .symlink("link_src", "src")
+            .symlink("abs_link", "/a.txt")
+            .symlink("out_link", "../../../../etc/passwd")
+            .symlink("dangling", "nope")
+            .symlink("loop1", "loop2")
+            .symlink("loop2", "loop1")
+            .symlink("src/up", "../b.txt")
+            .fifo("pipe");
+        t
+    }
+
+    fn listing(sum: &SelectionSum) -> Vec<(String, EntryKind)> {
+        sum.entries
+            .iter()
+            .map(|e| (e.path.clone(), e.kind))
+            .collect()
+    }
+
+    fn owned(expected: &[(&str, EntryKind)]) -> Vec<(String, EntryKind)> {
+        expected
+            .iter()
+            .map(|(p, k)| ((*p).to_owned(), *k))
+            .collect()
+    }
+
+    /// Sources, excludes, follow_links, and the entries expected in order.
+    type Case = (
+        &'static [&'static str],
+        &'static [&'static str],
+        bool,
+        &'static [(&'static str, EntryKind)],
+    );
+
+    const SRC_TREE: &[(&str, EntryKind)] = &[
+        ("src", Dir),
+        ("src/lib.rs", File),
+        ("src/main.rs", File),
+        ("src/sub", Dir),
+        ("src/sub/x.rs", File),
+        ("src/up", Symlink),
+    ];
+
+    #[test]
+    fn sources_select_what_docker_copies() {
+        let t = tree();
+        let index = t.scan();
+        let cases: &[Case] = &[
+            (&["a.txt"], &[], true, &[("a.txt", File)]),
+            (&["/a.txt"], &[], true, &[("a.txt", File)]),
+            (&["./src/../a.txt"], &[], true, &[("a.txt", File)]),
+            (&["../../a.txt"], &[], true, &[("a.txt", File)]),
+            (&["a.txt/"], &[], true, &[("a.txt", File)]),
+            (&["src"], &[], true, SRC_TREE),
+            (&["src/"], &[], true, SRC_TREE),
+            (
+                &["src/sub"],
+                &[],
+                true,
+                &[("src/sub", Dir), ("src/sub/x.rs", File)],
+            ),
+            (&["*.txt"], &[], true, &[("a.txt", File), ("b.txt", File)]),
+            (
+                &["src/*.rs"],
+                &[],
+                true,
+                &[("src/lib.rs", File), ("src/main.rs", File)],
+            ),
+            // `*` never crosses a `/`; a symlinked directory is not searched by a glob.
+            (
+                &["*/*.rs"],
+                &[],
+                true,
+                &[("src/lib.rs", File), ("src/main.rs", File)],
+            ),
+            (
+                &["src/s?b"],
+                &[],
+                true,
+                &[("src/sub", Dir), ("src/sub/x.rs", File)],
+            ),
+            (
+                &["[ab].txt"],
+                &[],
+                true,
+                &[("a.txt", File), ("b.txt", File)],
+            ),
+            (&["[^a].txt"], &[], true, &[("b.txt", File)]),
+            // A glob matching nothing copies nothing, as Docker does.
+            (&["nomatch*"], &[], true, &[]),
+            (&["missing/*.rs"], &[], true, &[]),
+            // Sources keep their order.
+            (
+                &["b.txt", "a.txt"],
+                &[],
+                true,
+                &[("b.txt", File), ("a.txt", File)],
+            ),
+            // A followed symlink copies its target's bytes under the link's name...
+            (&["link_a"], &[], true, &[("link_a", File)]),
+            (&["abs_link"], &[], true, &[("abs_link", File)]),
+            (
+                &["link_*"],
+                &[],
+                true,
+                &[
+                    ("link_a", File),
+                    ("link_src", Dir),
+                    ("link_src/lib.rs", File),
+                    ("link_src/main.rs", File),
+                    ("link_src/sub", Dir),
+                    ("link_src/sub/x.rs", File),
+                    ("link_src/up", Symlink),
+                ],
+            ),
+            // ...unless links are not followed; then it is the link itself.
+            (&["link_a"], &[], false, &[("link_a", Symlink)]),
+            // Symlinks in the middle are always followed, inside the root.
+            (
+                &["link_src/main.rs"],
+                &[],
+                false,
+                &[("link_src/main.rs", File)],
+            ),
+            (&["link_src/up"], &[], true, &[("link_src/up", File)]),
+            // Special files are recorded, never read.
+            (&["pipe"], &[], true, &[("pipe", Fifo)]),
+            // Excludes are relative to the source and work like .dockerignore.
+            (
+                &["src"],
+                &["*.rs"],
+                true,
+                &[
+                    ("src", Dir),
+                    ("src/sub", Dir),
+                    ("src/sub/x.rs", File),
+                    ("src/up", Symlink),
+                ],
+            ),
+            (
+                &["src"],
+                &["sub"],
+                true,
+                &[
+                    ("src", Dir),
+                    ("src/lib.rs", File),
+                    ("src/main.rs", File),
+                    ("src/up", Symlink),
+                ],
+            ),
+            (
+                &["src"],
+                &["**/*.rs", "!main.rs"],
+                true,
+                &[
+                    ("src", Dir),
+                    ("src/main.rs", File),
+                    ("src/sub", Dir),
+                    ("src/up", Symlink),
+                ],
+            ),
+            (&["src"], &["sub", "!sub/x.rs"], true, SRC_TREE),
+            // A matched symlink is followed like a named one.
+            (
+                &["src/*"],
+                &["x.rs"],
+                true,
+                &[
+                    ("src/lib.rs", File),
+                    ("src/main.rs", File),
+                    ("src/sub", Dir),
+                    ("src/up", File),
+                ],
+            ),
+        ];
+        for (sources, excludes, follow, want) in cases {
+            let sel = Selection {
+                sources: sources.iter().map(|s| s.to_string()).collect(),
+                excludes: excludes.iter().map(|s| s.to_string()).collect(),
+                follow_links: *follow,
+            };
+            let sum = index
+                .checksum(&sel)
+                .unwrap_or_else(|e| panic!("{sel:?}: {e}"));
+            assert_eq!(listing(&sum), owned(want), "{sel:?}");
+        }
+        // Only selected files are read (not docs/readme.md, run.sh), each once.
+        assert_eq!(index.stats().content_reads, 5);
+    }
+
+    #[test]
+    fn the_root_as_source_is_the_whole_tree() {
+        let t = Tree::new();
+        t.file("a", "1", 0o644)
+            .file("d/b", "2", 0o600)
+            .symlink("l", "a");
+        let sum = t.scan().checksum(&Selection::copy(["."])).unwrap();
+        assert_eq!(
+            listing(&sum),
+            owned(&[
+                ("", Dir),
+                ("a", File),
+                ("d", Dir),
+                ("d/b", File),
+                ("l", Symlink)
+            ])
+        );
+    }
+
+    #[test]
+    fn nested_directory_modes_count_the_source_directory_does_not() {
+        let t = Tree::new();
+        t.dir("d/empty", 0o755).file("d/f", "x", 0o644);
+        let sel = Selection::copy(["d"]);
+        let first = t.scan().checksum(&sel).unwrap();
+        assert_eq!(
+            listing(&first),
+            owned(&[("d", Dir), ("d/empty", Dir), ("d/f", File)])
+        );
+        t.chmod("d", 0o700);
+        assert_eq!(t.scan().checksum(&sel).unwrap().checksum, first.checksum);
+        t.chmod("d/empty", 0o700);
+        let second = t.scan().checksum(&sel).unwrap();
+        assert_eq!(second.diff(&first).changed, ["d/empty"]);
+    }
+
+    #[test]
+    fn bad_sources_fail_like_docker() {
+        let t = tree();
+        let index = t.scan();
+        let err = |sources: &[&str], excludes: &[&str]| {
+            let sel = Selection::copy(sources.iter().copied()).excluding(excludes.iter().copied());
+            index.checksum(&sel).expect_err("should fail").to_string()
+        };
+        assert_eq!(err(&["missing"], &[]), "\"/missing\": not found");
+        assert_eq!(err(&["src/nope.rs"], &[]), "\"/src/nope.rs\": not found");
+        // A file is not a directory.
+        assert_eq!(err(&["a.txt/x"], &[]), "\"/a.txt/x\": not found");
+        assert_eq!(err(&["dangling"], &[]), "\"/dangling\": not found");
+        // Links never leave the context: ../../etc/passwd is /etc/passwd *inside* it.
+        assert_eq!(err(&["out_link"], &[]), "\"/out_link\": not found");
+        assert!(err(&["loop1"], &[]).starts_with("too many levels of symbolic links"));
+        assert_eq!(err(&["src/[",], &[]), "invalid source pattern \"src/[\"");
+        assert_eq!(err(&["a.txt"], &["["]), "invalid exclude pattern \"[\"");
+        // A dangling link that is not followed is fine: it is copied as a link.
+        let sel = Selection {
+            follow_links: false,
+            ..Selection::copy(["dangling"])
+        };
+        assert_eq!(
+            listing(&index.checksum(&sel).unwrap()),
+            owned(&[("dangling", Symlink)])
+        );
+    }
+
+    #[test]
+    fn links_inside_a_copied_directory_are_not_followed() {
+        let t = Tree::new();
+        t.file("target.txt", "one", 0o644)
+            .symlink("d/link", "../target.txt");
+        let before = t.scan().checksum(&Selection::copy(["d"])).unwrap();
+        t.file("target.txt", "two", 0o644);
+        let after = t.scan().checksum(&Selection::copy(["d"])).unwrap();
+        assert_eq!(
+            before.checksum, after.checksum,
+            "the link's target is not part of d"
+        );
+        t.symlink("d/link2", "../target.txt");
+        fs_err::remove_file(t.path("d/link")).unwrap();
+        t.symlink("d/link", "elsewhere");
+        let retargeted = t.scan().checksum(&Selection::copy(["d"])).unwrap();
+        assert_ne!(
+            retargeted.checksum, after.checksum,
+            "the link's target text is"
+        );
+    }
+
+    #[test]
+    fn touching_is_free_editing_invalidates_only_what_reads_it() {
+        let t = tree();
+        let sels = [
+            Selection::copy(["a.txt"]),
+            Selection::copy(["src"]),
+            Selection::copy(["."]),
+            Selection::copy(["*.rs"]),
+        ];
+        let sums = |index: &ContextIndex| -> Vec<Checksum> {
+            sels.iter()
+                .map(|s| index.checksum(s).unwrap().checksum)
+                .collect()
+        };
+        let first = sums(&t.scan());
+        t.touch("a.txt").touch("src/main.rs").touch("src");
+        assert_eq!(sums(&t.scan()), first, "mtimes never count");
+
+        t.file("src/main.rs", "fn main() { changed() }", 0o644);
+        let second = sums(&t.scan());
+        assert_eq!(second[0], first[0], "COPY a.txt does not read src/main.rs");
+        assert_ne!(second[1], first[1]);
+        assert_ne!(second[2], first[2]);
+        assert_eq!(second[3], first[3], "*.rs matches nothing at the root");
+
+        t.chmod("a.txt", 0o755);
+        let third = sums(&t.scan());
+        assert_ne!(third[0], second[0], "chmod changes the checksum");
+        assert_eq!(third[1], second[1]);
+        t.chmod("a.txt", 0o4755);
+        assert_ne!(sums(&t.scan())[0], third[0], "so does the setuid bit");
+    }
+
+    #[test]
+    fn diff_names_changed_added_and_removed_files() {
+        let t = tree();
+        let old = t.scan().checksum(&Selection::copy(["src"])).unwrap();
+        t.file("src/main.rs", "fn main() { 2 }", 0o644)
+            .file("src/new.rs", "", 0o644);
+        fs_err::remove_file(t.path("src/lib.rs")).unwrap();
+        t.chmod("src/sub/x.rs", 0o600);
+        let new = t.scan().checksum(&Selection::copy(["src"])).unwrap();
+        let diff = new.diff(&old);
+        assert_eq!(diff.changed, ["src/main.rs", "src/sub/x.rs"]);
+        assert_eq!(diff.added, ["src/new.rs"]);
+        assert_eq!(diff.removed, ["src/lib.rs"]);
+        assert!(new.diff(&new).is_empty());
+    }
+
+    #[test]
+    fn stored_lists_round_trip_and_reject_damage() {
+        let t = tree();
+        let sum = t.scan().checksum(&Selection::copy(["."])).unwrap();
+        let bytes = sum.to_bytes();
+        assert_eq!(
+            SelectionSum::from_bytes(&bytes, &sum.checksum),
+            Some(sum.clone())
+        );
+        for i in (0..bytes.len()).step_by(7) {
+            let mut bad = bytes.clone();
+            bad[i] ^= 1;
+            assert_eq!(
+                SelectionSum::from_bytes(&bad, &sum.checksum),
+                None,
+                "flip at {i}"
+            );
+        }
+        assert_eq!(
+            SelectionSum::from_bytes(&bytes[..bytes.len() - 1], &sum.checksum),
+            None
+        );
+        assert_eq!(SelectionSum::from_bytes(&bytes, &Checksum([0; 32])), None);
+    }
+
+    struct Ignore(&'static [&'static str], &'static [&'static str]);
+
+    impl ContextFilter for Ignore {
+        fn excluded(&self, rel: &str, _is_dir: bool) -> bool {
+            self.0
+                .iter()
+                .any(|p| rel == *p || rel.starts_with(&format!("{p}/")))
+                && !self.1.contains(&rel)
+        }
+        fn may_reinclude_below(&self, rel_dir: &str) -> bool {
+            self.1.iter().any(|k| k.starts_with(&format!("{rel_dir}/")))
+        }
+    }
+
+    #[test]
+    fn ignored_files_never_count_and_cannot_be_copied() {
+        let t = tree();
+        t.file("secret.env", "TOKEN=1", 0o600)
+            .file("node_modules/x/y.js", "y", 0o644);
+        t.file("docs/keep.md", "keep", 0o644);
+        let filter = Ignore(&["secret.env", "node_modules", "docs"], &["docs/keep.md"]);
+        let opts = ScanOptions {
+            filter: &filter,
+            ..ScanOptions::default()
+        };
+        let index = t.scan_with(&opts);
+        let all = index.checksum(&Selection::copy(["."])).unwrap();
+        let paths: Vec<&str> = all.entries.iter().map(|e| e.path.as_str()).collect();
+        assert!(
+            !paths
+                .iter()
+                .any(|p| p.starts_with("secret") || p.starts_with("node_modules"))
+        );
+        assert!(paths.contains(&"docs") && paths.contains(&"docs/keep.md"));
+        assert!(!paths.contains(&"docs/readme.md"));
+        assert_eq!(
+            index
+                .checksum(&Selection::copy(["secret.env"]))
+                .unwrap_err()
+                .to_string(),
+            "\"/secret.env\": not found"
+        );
+        t.file("secret.env", "TOKEN=2", 0o644)
+            .file("node_modules/x/z.js", "z", 0o644);
+        t.file("docs/readme.md", "changed", 0o644);
+        let again = t
+            .scan_with(&opts)
+            .checksum(&Selection::copy(["."]))
+            .unwrap();
+        assert_eq!(again.checksum, all.checksum);
+    }
+
+    #[test]
+    fn owners_count_only_when_kept() {
+        let t = Tree::new();
+        t.file("f", "x", 0o644);
+        let keep = ScanOptions {
+            ownership: Ownership::Keep,
+            ..ScanOptions::default()
+        };
+        let sel = Selection::copy(["f"]);
+        let ignored = t.scan().checksum(&sel).unwrap().checksum;
+        let kept = t.scan_with(&keep).checksum(&sel).unwrap().checksum;
+        std::os::unix::fs::chown(t.path("f"), Some(1234), Some(5678)).expect("tests run as root");
+        assert_eq!(
+            t.scan().checksum(&sel).unwrap().checksum,
+            ignored,
+            "context: 0:0 anyway"
+        );
+        assert_ne!(
+            t.scan_with(&keep).checksum(&sel).unwrap().checksum,
+            kept,
+            "stage output"
+        );
     }
 }

@@ -537,3 +537,300 @@ mod unix_nanos {
         Ok(UNIX_EPOCH + Duration::from_nanos(u64::deserialize(d)?))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entry::EntryKind;
+    use crate::selection::SelectedEntry;
+    use strata_graph::NodeHash;
+
+    fn layer(n: u8) -> LayerRef {
+        LayerRef {
+            digest: format!("sha256:{}", hex::encode([n; 32])),
+            diff_id: format!("sha256:{}", hex::encode([n + 100; 32])),
+            size: 1000 * u64::from(n),
+            media_type: "application/vnd.oci.image.layer.v1.tar+zstd".into(),
+        }
+    }
+
+    fn record(n: u8, created: SystemTime) -> (CacheKey, Record) {
+        let parts = KeyParts {
+            node: NodeHash([n; 32]),
+            inputs: vec![CacheKey([n.wrapping_add(1); 32])],
+            contents: vec![],
+        };
+        let record = Record {
+            layer: Some(layer(n)),
+            chain_id: Some(format!("sha256:{}", hex::encode([n; 32]))),
+            diff_ids: vec![layer(n).diff_id],
+            created,
+            parts: parts.clone(),
+            step: None,
+            definition: Some(serde_json::json!({"exec": {"args": ["make"]}})),
+        };
+        (parts.key(), record)
+    }
+
+    fn db() -> (tempfile::TempDir, CacheDb) {
+        let root = tempfile::tempdir().unwrap();
+        let db = CacheDb::open(root.path()).unwrap();
+        (root, db)
+    }
+
+    fn set_mtime(path: &Path, t: SystemTime) {
+        fs_err::File::open(path).unwrap().set_modified(t).unwrap();
+    }
+
+    #[test]
+    fn records_round_trip_and_misses_are_none() {
+        let (_root, db) = db();
+        let (key, rec) = record(1, SystemTime::now());
+        assert_eq!(db.get(&key).unwrap(), None);
+        db.put(&key, &rec).unwrap();
+        assert_eq!(db.get(&key).unwrap(), Some(rec.clone()));
+        // Overwriting is fine; the last write wins.
+        let mut newer = rec.clone();
+        newer.layer = None;
+        db.put(&key, &newer).unwrap();
+        assert_eq!(db.get(&key).unwrap(), Some(newer));
+        assert_eq!(db.records().unwrap().len(), 1);
+        // The file names its key in hex and is readable JSON.
+        let text = fs_err::read_to_string(db.record_path(&key)).unwrap();
+        assert!(text.contains(&key.to_hex()));
+    }
+
+    #[test]
+    fn damaged_records_are_misses_and_prune_removes_them() {
+        let (_root, db) = db();
+        let (key, rec) = record(2, SystemTime::now());
+        db.put(&key, &rec).unwrap();
+        let path = db.record_path(&key);
+        let good = fs_err::read(&path).unwrap();
+        for bad in [
+            &good[..good.len() / 2],
+            b"",
+            b"\xff\xfe not json",
+            b"{\"version\":99}",
+        ] {
+            fs_err::write(&path, bad).unwrap();
+            assert_eq!(db.get(&key).unwrap(), None);
+        }
+        // A record filed under another key is not trusted either.
+        let (other, _) = record(3, SystemTime::now());
+        fs_err::create_dir_all(db.record_path(&other).parent().unwrap()).unwrap();
+        fs_err::write(db.record_path(&other), &good).unwrap();
+        assert_eq!(db.get(&other).unwrap(), None);
+        let report = db.prune(&PruneFilter::default()).unwrap();
+        assert_eq!(report.records, 2);
+        assert!(!path.exists() && !db.record_path(&other).exists());
+    }
+
+    #[test]
+    fn prune_by_age_use_or_all_and_release_only_unused_layers() {
+        let (_root, db) = db();
+        let now = SystemTime::now();
+        let day = Duration::from_secs(86400);
+        let (k_old, r_old) = record(1, now - 10 * day);
+        let (k_idle, r_idle) = record(2, now - day);
+        let (k_new, mut r_new) = record(3, now);
+        // r_new shares r_old's layer: pruning r_old must not release it.
+        r_new.layer = Some(layer(1));
+        for (k, r) in [(&k_old, &r_old), (&k_idle, &r_idle), (&k_new, &r_new)] {
+            db.put(k, r).unwrap();
+        }
+        set_mtime(&db.record_path(&k_idle), now - 3 * day);
+        set_mtime(&db.record_path(&k_old), now - 3 * day);
+        assert!(db.get(&k_old).unwrap().is_some(), "a hit marks it used");
+
+        let usage = db.usage().unwrap();
+        assert_eq!(
+            (usage.records, usage.layers, usage.layer_bytes),
+            (3, 2, 3000)
+        );
+
+        let unused = db.prune(&PruneFilter {
+            unused_since: Some(now - day),
+            ..Default::default()
+        });
+        let unused = unused.unwrap();
+        assert_eq!(unused.records, 1);
+        assert_eq!(unused.released_layers, [layer(2)]);
+        assert!(unused.bytes > 0);
+        assert!(db.get(&k_idle).unwrap().is_none());
+
+        let aged = db.prune(&PruneFilter {
+            created_before: Some(now - 5 * day),
+            ..Default::default()
+        });
+        let aged = aged.unwrap();
+        assert_eq!(aged.records, 1);
+        assert!(
+            aged.released_layers.is_empty(),
+            "layer 1 is still used by the newest record"
+        );
+
+        let all = db
+            .prune(&PruneFilter {
+                all: true,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(all.records, 1);
+        assert_eq!(all.released_layers, [layer(1)]);
+        assert_eq!(db.usage().unwrap(), CacheUsage::default());
+    }
+
+    #[test]
+    fn steps_point_at_their_latest_record_and_selections_are_kept_for_explain() {
+        let (_root, db) = db();
+        let step = StepRef {
+            id: Checksum([7; 32]),
+            description: "[build 2/4] COPY src /src".into(),
+        };
+        let list = |digest: u8| {
+            SelectionSum::new(vec![SelectedEntry {
+                path: "src/main.rs".into(),
+                kind: EntryKind::File,
+                digest: Checksum([digest; 32]),
+            }])
+        };
+        let (old_sel, new_sel) = (list(1), list(2));
+        db.put_selection(&old_sel).unwrap();
+        db.put_selection(&old_sel).unwrap(); // idempotent
+        let (k1, mut r1) = record(1, SystemTime::now());
+        r1.parts.contents = vec![old_sel.checksum];
+        r1.step = Some(step.clone());
+        db.put(&k1, &r1).unwrap();
+        assert_eq!(db.last_for_step(&step.id).unwrap(), Some((k1, r1.clone())));
+
+        // The next build of that step misses: explain finds the old record and its files.
+        db.put_selection(&new_sel).unwrap();
+        let (prev_key, prev) = db.last_for_step(&step.id).unwrap().unwrap();
+        assert_eq!(prev_key, k1);
+        let old_files = db.selection(&prev.parts.contents[0]).unwrap().unwrap();
+        assert_eq!(new_sel.diff(&old_files).changed, ["src/main.rs"]);
+
+        let (k2, mut r2) = record(2, SystemTime::now());
+        r2.step = Some(step.clone());
+        r2.parts.contents = vec![new_sel.checksum];
+        db.put(&k2, &r2).unwrap();
+        assert_eq!(
+            db.last_for_step(&step.id).unwrap().map(|(k, _)| k),
+            Some(k2)
+        );
+        assert_eq!(db.last_for_step(&Checksum([8; 32])).unwrap(), None);
+
+        // A damaged list is not returned.
+        let path = db.selection_path(&new_sel.checksum);
+        fs_err::write(&path, b"strata-selection-v1\ngarbage").unwrap();
+        assert_eq!(db.selection(&new_sel.checksum).unwrap(), None);
+
+        // Prune keeps lists records use; an unused one goes once it is old enough.
+        fs_err::remove_file(&path).unwrap();
+        db.put(&k1, &r1).unwrap();
+        db.prune(&PruneFilter {
+            all: false,
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(db.selection(&old_sel.checksum).unwrap().is_some());
+        db.prune(&PruneFilter {
+            all: true,
+            ..Default::default()
+        })
+        .unwrap();
+        let old_path = db.selection_path(&old_sel.checksum);
+        assert!(
+            old_path.exists(),
+            "a young list survives (a build may be writing its record)"
+        );
+        set_mtime(&old_path, SystemTime::now() - 2 * SELECTION_GRACE);
+        db.prune(&PruneFilter::default()).unwrap();
+        assert!(!old_path.exists());
+    }
+
+    #[test]
+    fn concurrent_threads_never_see_a_torn_record() {
+        let (_root, db) = db();
+        let keys: Vec<CacheKey> = (0..4).map(|n| record(n, UNIX_EPOCH).0).collect();
+        std::thread::scope(|s| {
+            for w in 0..6u8 {
+                let (db, keys) = (&db, &keys);
+                s.spawn(move || {
+                    for i in 0..40u8 {
+                        let key = keys[usize::from(i % 4)];
+                        let (_, mut rec) = record(i % 4, UNIX_EPOCH);
+                        rec.diff_ids = vec![format!("writer {w} round {i}"); 50];
+                        db.put(&key, &rec).unwrap();
+                        let got = db.get(&keys[usize::from((i + w) % 4)]).unwrap();
+                        if let Some(got) = got {
+                            assert_eq!(got.diff_ids.len(), 50, "whole records only");
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(db.records().unwrap().len(), 4);
+        let leftovers = db.files("records").unwrap().into_iter().filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(".tmp-"))
+        });
+        assert_eq!(leftovers.count(), 0);
+    }
+
+    const CHILD_ROOT: &str = "STRATA_CACHE_TEST_CHILD_ROOT";
+
+    /// Run by `concurrent_processes_share_one_database` in child processes.
+    #[test]
+    #[ignore = "child process of concurrent_processes_share_one_database"]
+    fn child_writer() {
+        #[expect(clippy::disallowed_methods, reason = "the parent test passes the root")]
+        let root = std::env::var(CHILD_ROOT).expect("run by the parent test");
+        let db = CacheDb::open(Path::new(&root)).unwrap();
+        for i in 0..30u8 {
+            let (key, rec) = record(i, UNIX_EPOCH + Duration::from_secs(u64::from(i)));
+            db.put(&key, &rec).unwrap();
+            for j in 0..30u8 {
+                let (k, expected) = record(j, UNIX_EPOCH + Duration::from_secs(u64::from(j)));
+                if let Some(got) = db.get(&k).unwrap() {
+                    assert_eq!(got, expected);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn concurrent_processes_share_one_database() {
+        let (root, db) = db();
+        let exe = std::env::current_exe().unwrap();
+        let children: Vec<_> = (0..4)
+            .map(|_| {
+                std::process::Command::new(&exe)
+                    .args([
+                        "--exact",
+                        "record::tests::child_writer",
+                        "--ignored",
+                        "--quiet",
+                    ])
+                    .env(CHILD_ROOT, root.path())
+                    .stdout(std::process::Stdio::null())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for mut child in children {
+            assert!(child.wait().unwrap().success(), "a writer process failed");
+        }
+        let records = db.records().unwrap();
+        assert_eq!(records.len(), 30);
+        for r in records {
+            let n = r.record.parts.node.0[0];
+            assert_eq!(
+                r.record,
+                record(n, UNIX_EPOCH + Duration::from_secs(u64::from(n))).1
+            );
+        }
+    }
+}

@@ -185,12 +185,19 @@ impl ContextIndex {
     /// digests come from the stat cache or are computed when a selection needs them.
     pub fn scan(dir: &Path, opts: &ScanOptions<'_>) -> Result<Self, ContextError> {
         let root = walk::open_root(dir)?;
-        let cache = match opts.stat_cache {
-            Some(path) => StatCache::load(path),
-            None => StatCache::disabled(),
-        };
-        let mut entries = walk::walk(dir, &root, opts.filter)?;
-        entries.par_sort_unstable_by(|a, b| path_cmp(&a.path, &b.path));
+        // Reading the stat cache and walking the tree are independent: overlap them.
+        let (cache, entries) = rayon::join(
+            || match opts.stat_cache {
+                Some(path) => StatCache::load(path),
+                None => StatCache::disabled(),
+            },
+            || walk::walk(dir, &root, opts.filter),
+        );
+        let mut entries = entries?;
+        // The walk emits sorted entries; lookups depend on it, so check (it is one pass).
+        if !entries.is_sorted_by(|a, b| path_cmp(&a.path, &b.path).is_lt()) {
+            entries.par_sort_unstable_by(|a, b| path_cmp(&a.path, &b.path));
+        }
         let content: Vec<OnceLock<Content>> = entries
             .par_iter()
             .map(|e| {

@@ -23,6 +23,7 @@ use crate::checksum::Checksum;
 use crate::context::{ContextError, ContextIndex};
 use crate::entry::{EntryKind, source_dir_digest};
 use crate::pattern::{self, ExcludeMatcher};
+use rayon::prelude::*;
 use std::collections::BTreeMap;
 
 const SELECTION_DOMAIN: &[u8] = b"strata-selection-v1\0";
@@ -243,7 +244,7 @@ impl ContextIndex {
         files.dedup();
         self.ensure_contents(&files)?;
         let entries = picks
-            .into_iter()
+            .into_par_iter()
             .map(|p| {
                 let e = &self.entries[p.index];
                 let digest = if p.source_dir {

@@ -29,8 +29,9 @@ pub(crate) fn open_root(dir: &Path) -> Result<OwnedFd, ContextError> {
     })
 }
 
-/// Lists every entry under `root` that `filter` keeps, the root itself (path `""`) included,
-/// in no particular order.
+/// Lists every entry under `root` that `filter` keeps, the root itself (path `""`) first,
+/// in [`crate::context::path_cmp`] order: each directory's children sorted by name, each
+/// followed by its own subtree.
 pub(crate) fn walk(
     dir: &Path,
     root: &OwnedFd,
@@ -39,8 +40,8 @@ pub(crate) fn walk(
     let st = statx(root, c"", AtFlags::EMPTY_PATH).map_err(|e| walk_error(dir, "", e))?;
     let root_entry = Entry::from_statx("".into(), &st).expect("an open directory has a type");
     let walker = Walker { dir, filter };
-    let mut out = walker.dir(root, "")?;
-    out.push(root_entry);
+    let mut out = vec![root_entry];
+    walker.dir(root, "", &mut out)?;
     Ok(out)
 }
 
@@ -50,32 +51,29 @@ struct Walker<'a> {
 }
 
 impl Walker<'_> {
-    /// Everything below the directory `fd` (whose path is `rel`), not the directory itself.
-    fn dir(&self, fd: &OwnedFd, rel: &str) -> Result<Vec<Entry>, ContextError> {
-        let names = list(fd).map_err(|e| walk_error(self.dir, rel, e))?;
-        names
+    /// Appends everything below the directory `fd` (whose path is `rel`) to `out`.
+    fn dir(&self, fd: &OwnedFd, rel: &str, out: &mut Vec<Entry>) -> Result<(), ContextError> {
+        let mut names = list(fd).map_err(|e| walk_error(self.dir, rel, e))?;
+        names.sort_unstable();
+        let children: Vec<Vec<Entry>> = names
             .into_par_iter()
-            .try_fold(Vec::new, |mut acc, name| {
-                self.child(fd, rel, name, &mut acc)?;
-                Ok(acc)
-            })
-            .try_reduce(Vec::new, |mut a, mut b| {
-                if a.len() < b.len() {
-                    std::mem::swap(&mut a, &mut b);
-                }
-                a.append(&mut b);
-                Ok(a)
-            })
+            .map(|name| self.child(fd, rel, name))
+            .collect::<Result<_, _>>()?;
+        out.reserve(children.iter().map(Vec::len).sum());
+        for mut c in children {
+            out.append(&mut c);
+        }
+        Ok(())
     }
 
-    /// Stats one child of `parent`; recurses into directories. Pushes what is kept to `out`.
+    /// Stats one child of `parent` and, for a directory, walks it: the child first, then its
+    /// subtree. Empty if the filter drops it.
     fn child(
         &self,
         parent: &OwnedFd,
         parent_rel: &str,
         name: CString,
-        out: &mut Vec<Entry>,
-    ) -> Result<(), ContextError> {
+    ) -> Result<Vec<Entry>, ContextError> {
         let display = name.to_string_lossy();
         let rel = if parent_rel.is_empty() {
             display.to_string()
@@ -85,46 +83,46 @@ impl Walker<'_> {
         let st = match statx(parent, &name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) => st,
             // Deleted between listing and stat: it is simply not part of this build.
-            Err(Errno::NOENT) => return Ok(()),
+            Err(Errno::NOENT) => return Ok(Vec::new()),
             Err(e) => return Err(walk_error(self.dir, &rel, e)),
         };
         let kind = EntryKind::from_mode(u32::from(st.stx_mode));
         let is_dir = kind == Some(EntryKind::Dir);
         let excluded = self.filter.excluded(&rel, is_dir);
         if excluded && !(is_dir && self.filter.may_reinclude_below(&rel)) {
-            return Ok(());
+            return Ok(Vec::new());
         }
         if name.to_str().is_err() {
             return Err(ContextError::NonUtf8Name { path: rel });
         }
         let Some(mut entry) = Entry::from_statx(rel.into_boxed_str(), &st) else {
-            return Ok(()); // a type Linux does not have
+            return Ok(Vec::new()); // a type Linux does not have
         };
         match entry.kind {
             EntryKind::Dir => {
                 let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
                 let sub = match rustix::fs::openat(parent, &name, flags, Mode::empty()) {
                     Ok(fd) => fd,
-                    Err(Errno::NOENT) => return Ok(()),
+                    Err(Errno::NOENT) => return Ok(Vec::new()),
                     Err(e) => return Err(walk_error(self.dir, &entry.path, e)),
                 };
-                let mut below = self.dir(&sub, &entry.path)?;
-                drop(sub);
+                let path = entry.path.clone();
+                let mut out = vec![entry];
+                self.dir(&sub, &path, &mut out)?;
                 // An excluded directory is kept only to hold re-included children.
-                if excluded && below.is_empty() {
-                    return Ok(());
+                if excluded && out.len() == 1 {
+                    return Ok(Vec::new());
                 }
-                out.append(&mut below);
+                Ok(out)
             }
             EntryKind::Symlink => {
                 let target = rustix::fs::readlinkat(parent, &name, Vec::new())
                     .map_err(|e| walk_error(self.dir, &entry.path, e))?;
                 entry.link = Some(target.into_bytes().into_boxed_slice());
+                Ok(vec![entry])
             }
-            _ => {}
+            _ => Ok(vec![entry]),
         }
-        out.push(entry);
-        Ok(())
     }
 }
 

@@ -14,8 +14,7 @@ use crate::statcache::{self, StatCache, StatCacheStatus};
 use crate::walk;
 use rayon::prelude::*;
 use rustix::fd::OwnedFd;
-use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags};
-use rustix::io::Errno;
+use rustix::fs::AtFlags;
 use std::cmp::Ordering;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -332,7 +331,7 @@ impl ContextIndex {
             path: entry.path.to_string(),
             source,
         };
-        let file = open_beneath(&self.root, &entry.path).map_err(read_error)?;
+        let file = walk::open_file_beneath(&self.root, &entry.path).map_err(read_error)?;
         let before =
             walk::statx(&file, c"", AtFlags::EMPTY_PATH).map_err(|e| read_error(e.into()))?;
         if EntryKind::from_mode(u32::from(before.stx_mode)) != Some(EntryKind::File) {
@@ -363,45 +362,16 @@ impl ContextIndex {
     }
 }
 
-/// Opens `rel` under `root` for reading without following any symlink and without leaving
-/// the root, even if the tree changes under us. `O_NONBLOCK` so that a fifo swapped in never
-/// blocks the open; the caller checks the type before reading.
-fn open_beneath(root: &OwnedFd, rel: &str) -> std::io::Result<std::fs::File> {
-    let flags =
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
-    let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
-    for _ in 0..8 {
-        match rustix::fs::openat2(root, rel, flags, Mode::empty(), resolve) {
-            Ok(fd) => return Ok(fd.into()),
-            // The kernel saw a concurrent rename and wants us to retry.
-            Err(Errno::AGAIN) => continue,
-            Err(Errno::NOSYS) => return open_by_components(root, rel, flags),
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(Errno::AGAIN.into())
-}
-
-/// `openat2` is Linux 5.6+; before it, one `O_NOFOLLOW` step per component does the same.
-fn open_by_components(root: &OwnedFd, rel: &str, flags: OFlags) -> std::io::Result<std::fs::File> {
-    let dir_flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let mut comps = rel.split('/').peekable();
-    let mut dir: Option<OwnedFd> = None;
-    while let Some(comp) = comps.next() {
-        let at = dir.as_ref().unwrap_or(root);
-        if comps.peek().is_none() {
-            return Ok(rustix::fs::openat(at, comp, flags, Mode::empty())?.into());
-        }
-        dir = Some(rustix::fs::openat(at, comp, dir_flags, Mode::empty())?);
-    }
-    Err(std::io::Error::from(std::io::ErrorKind::NotFound))
-}
-
 /// Orders paths component by component (`a` < `a/b` < `a-b`), so that a directory's subtree
 /// is one contiguous run after it.
 pub(crate) fn path_cmp(a: &str, b: &str) -> Ordering {
     let key = |c: u8| if c == b'/' { 0 } else { c };
-    a.bytes().map(key).cmp(b.bytes().map(key))
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    // The first differing byte decides (mapping `/` below every other byte); else the shorter.
+    match a.iter().zip(b).position(|(x, y)| x != y) {
+        Some(i) => key(a[i]).cmp(&key(b[i])),
+        None => a.len().cmp(&b.len()),
+    }
 }
 
 #[cfg(test)]
@@ -624,6 +594,41 @@ mod tests {
         t.fifo("f");
         let err = index.checksum(&Selection::copy(["f"])).unwrap_err();
         assert!(matches!(err, ContextError::Read { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_deep_tree_is_walked_in_bounded_stack() {
+        use rustix::fs::{Mode, OFlags};
+        // 400 levels in threads with 1 MiB stacks: walking it by plain recursion overflows
+        // (several KiB of stack per level in a debug build); the walk's rounds do not.
+        let t = Tree::new();
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY;
+        let mut fd = rustix::fs::open(t.root(), flags, Mode::empty()).unwrap();
+        for _ in 0..400 {
+            rustix::fs::mkdirat(&fd, "d", Mode::from_raw_mode(0o755)).unwrap();
+            fd = rustix::fs::openat(&fd, "d", flags, Mode::empty()).unwrap();
+        }
+        let mode = Mode::from_raw_mode(0o644);
+        let file = rustix::fs::openat(&fd, "f", OFlags::WRONLY | OFlags::CREATE, mode).unwrap();
+        rustix::io::write(file, b"deep").unwrap();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .stack_size(1 << 20);
+        let index = pool.build().unwrap().install(|| t.scan());
+        assert_eq!(index.stats().entries, 402);
+        let deepest = format!("{}f", "d/".repeat(400));
+        let sum = index
+            .checksum(&Selection::copy([deepest.as_str()]))
+            .unwrap();
+        assert_eq!(sum.entries.len(), 1);
+        assert_eq!(
+            index
+                .checksum(&Selection::copy(["d"]))
+                .unwrap()
+                .entries
+                .len(),
+            401
+        );
     }
 
     #[test]

@@ -395,7 +395,10 @@ impl ContextIndex {
         rel: &str,
         follow_last: bool,
     ) -> Result<Option<usize>, ContextError> {
-        let mut stack: Vec<String> = Vec::new();
+        // The path resolved so far (no symlinks in it), and where each component starts.
+        let mut path = String::new();
+        let mut starts: Vec<usize> = Vec::new();
+        // Components still to apply, the next one last.
         let mut todo: Vec<String> = rel.split('/').rev().map(str::to_owned).collect();
         let mut current = 0; // the root
         let mut links = 0;
@@ -403,10 +406,10 @@ impl ContextIndex {
             match comp.as_str() {
                 "" | "." => continue,
                 ".." => {
-                    stack.pop();
-                    current = self
-                        .lookup(&stack.join("/"))
-                        .expect("a walked-through parent exists");
+                    if let Some(start) = starts.pop() {
+                        path.truncate(start.saturating_sub(1));
+                    }
+                    current = self.lookup(&path).expect("a walked-through parent exists");
                     continue;
                 }
                 _ => {}
@@ -414,8 +417,13 @@ impl ContextIndex {
             if self.entries[current].kind != EntryKind::Dir {
                 return Ok(None);
             }
-            stack.push(comp);
-            let Some(i) = self.lookup(&stack.join("/")) else {
+            let parent_len = path.len();
+            if !path.is_empty() {
+                path.push('/');
+            }
+            let start = path.len();
+            path.push_str(&comp);
+            let Some(i) = self.lookup(&path) else {
                 return Ok(None);
             };
             let last = todo.iter().all(|c| c.is_empty() || c == ".");
@@ -427,17 +435,17 @@ impl ContextIndex {
                         path: rel.to_owned(),
                     });
                 }
-                stack.pop();
+                path.truncate(parent_len);
                 let target = entry.link_str().unwrap_or_default();
                 if target.starts_with('/') {
-                    stack.clear();
+                    path.clear();
+                    starts.clear();
                 }
                 todo.extend(target.split('/').rev().map(str::to_owned));
-                current = self
-                    .lookup(&stack.join("/"))
-                    .expect("a walked-through parent exists");
+                current = self.lookup(&path).expect("a walked-through parent exists");
                 continue;
             }
+            starts.push(start);
             current = i;
         }
         Ok(Some(current))

@@ -5,16 +5,25 @@
 //! what is under the root, nothing else. Directories are walked in parallel on rayon's pool
 //! (each directory's children are a parallel iterator, so work-stealing balances wide and deep
 //! trees alike). Excluded paths are dropped before they are descended into.
+//!
+//! Recursion is bounded: a directory [`MAX_NEST`] levels below where a round started is not
+//! descended into but queued, and later rounds reopen queued directories from the root
+//! (`openat2` with `RESOLVE_BENEATH`). A context nested thousands of levels deep therefore
+//! costs a few more rounds, not a stack overflow.
 
 use crate::context::ContextError;
 use crate::entry::{Entry, EntryKind};
 use crate::filter::ContextFilter;
 use rayon::prelude::*;
 use rustix::fd::OwnedFd;
-use rustix::fs::{AtFlags, Mode, OFlags, StatxFlags};
+use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags, StatxFlags};
 use rustix::io::Errno;
 use std::ffi::CString;
 use std::path::Path;
+use std::sync::Mutex;
+
+/// Directory levels one walk round descends before queueing the rest for a later round.
+const MAX_NEST: usize = 64;
 
 /// Opens the root of a tree to walk.
 pub(crate) fn open_root(dir: &Path) -> Result<OwnedFd, ContextError> {
@@ -29,9 +38,9 @@ pub(crate) fn open_root(dir: &Path) -> Result<OwnedFd, ContextError> {
     })
 }
 
-/// Lists every entry under `root` that `filter` keeps, the root itself (path `""`) first,
-/// in [`crate::context::path_cmp`] order: each directory's children sorted by name, each
-/// followed by its own subtree.
+/// Lists every entry under `root` that `filter` keeps, the root itself (path `""`) first.
+/// Usually in [`crate::context::path_cmp`] order (each directory's children sorted by name,
+/// each followed by its own subtree); trees deeper than [`MAX_NEST`] come out unsorted.
 pub(crate) fn walk(
     dir: &Path,
     root: &OwnedFd,
@@ -39,25 +48,56 @@ pub(crate) fn walk(
 ) -> Result<Vec<Entry>, ContextError> {
     let st = statx(root, c"", AtFlags::EMPTY_PATH).map_err(|e| walk_error(dir, "", e))?;
     let root_entry = Entry::from_statx("".into(), &st).expect("an open directory has a type");
-    let walker = Walker { dir, filter };
+    let walker = Walker {
+        dir,
+        filter,
+        queued: Mutex::new(Vec::new()),
+    };
     let mut out = vec![root_entry];
-    walker.dir(root, "", &mut out)?;
-    Ok(out)
+    walker.dir(root, "", 0, &mut out)?;
+    loop {
+        let queued = std::mem::take(&mut *walker.queued.lock().expect("no walk thread panics"));
+        if queued.is_empty() {
+            return Ok(out);
+        }
+        let rounds: Vec<Vec<Entry>> = queued
+            .into_par_iter()
+            .map(|rel| {
+                let fd =
+                    open_beneath(root, &rel, dir_flags()).map_err(|e| walk_error(dir, &rel, e))?;
+                let mut below = Vec::new();
+                walker.dir(&fd, &rel, 0, &mut below)?;
+                Ok(below)
+            })
+            .collect::<Result<_, ContextError>>()?;
+        for mut r in rounds {
+            out.append(&mut r);
+        }
+    }
 }
 
 struct Walker<'a> {
     dir: &'a Path,
     filter: &'a dyn ContextFilter,
+    /// Directories left for a later round (their own entries are already listed).
+    queued: Mutex<Vec<String>>,
 }
 
 impl Walker<'_> {
-    /// Appends everything below the directory `fd` (whose path is `rel`) to `out`.
-    fn dir(&self, fd: &OwnedFd, rel: &str, out: &mut Vec<Entry>) -> Result<(), ContextError> {
+    /// Appends everything below the directory `fd` (whose path is `rel`, `nest` levels below
+    /// where this round started) to `out`.
+    fn dir(
+        &self,
+        fd: &OwnedFd,
+        rel: &str,
+        nest: usize,
+        out: &mut Vec<Entry>,
+    ) -> Result<(), ContextError> {
         let mut names = list(fd).map_err(|e| walk_error(self.dir, rel, e))?;
         names.sort_unstable();
         let children: Vec<Vec<Entry>> = names
             .into_par_iter()
-            .map(|name| self.child(fd, rel, name))
+            .map(|name| self.child(fd, rel, nest, name))
             .collect::<Result<_, _>>()?;
         out.reserve(children.iter().map(Vec::len).sum());
         for mut c in children {
@@ -72,6 +112,7 @@ impl Walker<'_> {
         &self,
         parent: &OwnedFd,
         parent_rel: &str,
+        nest: usize,
         name: CString,
     ) -> Result<Vec<Entry>, ContextError> {
         let display = name.to_string_lossy();
@@ -99,16 +140,22 @@ impl Walker<'_> {
             return Ok(Vec::new()); // a type Linux does not have
         };
         match entry.kind {
+            EntryKind::Dir if nest + 1 >= MAX_NEST => {
+                // Deep enough for this round. (An excluded directory queued here is kept
+                // even if nothing below it is re-included: a harmless empty directory.)
+                let mut queued = self.queued.lock().expect("no walk thread panics");
+                queued.push(entry.path.to_string());
+                Ok(vec![entry])
+            }
             EntryKind::Dir => {
-                let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-                let sub = match rustix::fs::openat(parent, &name, flags, Mode::empty()) {
+                let sub = match rustix::fs::openat(parent, &name, dir_flags(), Mode::empty()) {
                     Ok(fd) => fd,
                     Err(Errno::NOENT) => return Ok(Vec::new()),
                     Err(e) => return Err(walk_error(self.dir, &entry.path, e)),
                 };
                 let path = entry.path.clone();
                 let mut out = vec![entry];
-                self.dir(&sub, &path, &mut out)?;
+                self.dir(&sub, &path, nest + 1, &mut out)?;
                 // An excluded directory is kept only to hold re-included children.
                 if excluded && out.len() == 1 {
                     return Ok(Vec::new());
@@ -124,6 +171,48 @@ impl Walker<'_> {
             _ => Ok(vec![entry]),
         }
     }
+}
+
+fn dir_flags() -> OFlags {
+    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC
+}
+
+/// Opens the regular file `rel` under `root` for reading. `O_NONBLOCK` so that a fifo
+/// swapped in after the walk never blocks the open; the caller checks the type before reading.
+pub(crate) fn open_file_beneath(root: &OwnedFd, rel: &str) -> std::io::Result<std::fs::File> {
+    let flags =
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
+    Ok(open_beneath(root, rel, flags)?.into())
+}
+
+/// Opens `rel` under `root` without following any symlink and without leaving the root, even
+/// if the tree changes under us.
+fn open_beneath(root: &OwnedFd, rel: &str, flags: OFlags) -> Result<OwnedFd, Errno> {
+    let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+    for _ in 0..8 {
+        match rustix::fs::openat2(root, rel, flags, Mode::empty(), resolve) {
+            Ok(fd) => return Ok(fd),
+            // The kernel saw a concurrent rename and wants us to retry.
+            Err(Errno::AGAIN) => continue,
+            Err(Errno::NOSYS) => return open_by_components(root, rel, flags),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(Errno::AGAIN)
+}
+
+/// `openat2` is Linux 5.6+; before it, one `O_NOFOLLOW` step per component does the same.
+fn open_by_components(root: &OwnedFd, rel: &str, flags: OFlags) -> Result<OwnedFd, Errno> {
+    let mut comps = rel.split('/').peekable();
+    let mut dir: Option<OwnedFd> = None;
+    while let Some(comp) = comps.next() {
+        let at = dir.as_ref().unwrap_or(root);
+        if comps.peek().is_none() {
+            return rustix::fs::openat(at, comp, flags, Mode::empty());
+        }
+        dir = Some(rustix::fs::openat(at, comp, dir_flags(), Mode::empty())?);
+    }
+    Err(Errno::NOENT)
 }
 
 fn list(fd: &OwnedFd) -> Result<Vec<CString>, Errno> {

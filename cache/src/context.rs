@@ -631,6 +631,62 @@ mod tests {
         );
     }
 
+    const CHILD_CONTEXT: &str = "STRATA_CACHE_TEST_CHILD_CONTEXT";
+    const CHILD_STAT_CACHE: &str = "STRATA_CACHE_TEST_CHILD_STAT_CACHE";
+
+    /// Run by `the_stat_cache_persists_across_processes` in a child process.
+    #[test]
+    #[ignore = "child process of the_stat_cache_persists_across_processes"]
+    fn child_indexer() {
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "the parent test passes the paths"
+        )]
+        let (dir, cache) = (
+            std::env::var(CHILD_CONTEXT).expect("run by the parent test"),
+            std::env::var(CHILD_STAT_CACHE).expect("run by the parent test"),
+        );
+        let index =
+            ContextIndex::scan(Path::new(&dir), &opts(Path::new(&cache), Duration::ZERO)).unwrap();
+        index.checksum(&Selection::copy(["."])).unwrap();
+        assert!(index.save_stat_cache().unwrap());
+    }
+
+    #[test]
+    fn the_stat_cache_persists_across_processes() {
+        let t = big_tree(200);
+        let cache_dir = tempfile::tempdir().unwrap();
+        let cache = cache_dir.path().join("ctx.stat");
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "context::tests::child_indexer",
+                "--ignored",
+                "--quiet",
+            ])
+            .env(CHILD_CONTEXT, t.root())
+            .env(CHILD_STAT_CACHE, &cache)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "the indexing process failed");
+        let warm = t.scan_with(&opts(&cache, Duration::ZERO));
+        assert_eq!(
+            warm.stats().stat_cache,
+            StatCacheStatus::Loaded { entries: 200 }
+        );
+        let sum = warm.checksum(&Selection::copy(["."])).unwrap();
+        assert_eq!(warm.stats().content_reads, 0);
+        assert_eq!(sum, t.scan().checksum(&Selection::copy(["."])).unwrap());
+    }
+
+    #[test]
+    fn the_index_can_be_shared_between_threads() {
+        fn shareable<T: Send + Sync>() {}
+        shareable::<ContextIndex>();
+        shareable::<crate::CacheDb>();
+    }
+
     #[test]
     fn paths_sort_so_subtrees_are_contiguous() {
         let mut v = vec!["a-b", "a/b", "a", "ab", "a/b/c", "", "a/c"];

@@ -841,7 +841,9 @@ mod tests {
         let t = tree();
         t.file("secret.env", "TOKEN=1", 0o600)
             .file("node_modules/x/y.js", "y", 0o644);
-        t.file("docs/keep.md", "keep", 0o644);
+        t.file("docs/keep.md", "keep", 0o644)
+            .symlink("alias", "secret.env");
+        t.symlink("alias_dir", "node_modules");
         let filter = Ignore(&["secret.env", "node_modules", "docs"], &["docs/keep.md"]);
         let opts = ScanOptions {
             filter: &filter,

@@ -18,8 +18,9 @@
 //! Hand-written rather than serde-encoded because the format is fixed-width fields plus a
 //! checksum, and loading 20,000 entries must take a few milliseconds.
 
+use crate::context::path_cmp;
 use crate::entry::StatKey;
-use std::collections::HashMap;
+use std::ops::Range;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -42,8 +43,20 @@ pub enum StatCacheStatus {
     Corrupt,
 }
 
-/// Path → (the stat it was hashed with, the digest).
-type Digests = HashMap<Box<str>, (StatKey, [u8; 32])>;
+/// The decoded file: every path points into `text`, so loading allocates three buffers, not
+/// one string per entry. Sorted by path ([`path_cmp`]), as the index writes it.
+#[derive(Debug, Default)]
+struct Digests {
+    text: String,
+    items: Vec<Item>,
+}
+
+#[derive(Debug)]
+struct Item {
+    path: Range<usize>,
+    key: StatKey,
+    digest: [u8; 32],
+}
 
 #[derive(Debug)]
 pub(crate) struct StatCache {
@@ -54,7 +67,7 @@ pub(crate) struct StatCache {
 impl StatCache {
     pub(crate) fn disabled() -> Self {
         StatCache {
-            map: HashMap::new(),
+            map: Digests::default(),
             status: StatCacheStatus::Disabled,
         }
     }
@@ -65,27 +78,27 @@ impl StatCache {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return StatCache {
-                    map: HashMap::new(),
+                    map: Digests::default(),
                     status: StatCacheStatus::Missing,
                 };
             }
             Err(_) => {
                 return StatCache {
-                    map: HashMap::new(),
+                    map: Digests::default(),
                     status: StatCacheStatus::Corrupt,
                 };
             }
         };
         match decode(&bytes) {
             Some(map) => {
-                let entries = map.len();
+                let entries = map.items.len();
                 StatCache {
                     map,
                     status: StatCacheStatus::Loaded { entries },
                 }
             }
             None => StatCache {
-                map: HashMap::new(),
+                map: Digests::default(),
                 status: StatCacheStatus::Corrupt,
             },
         }
@@ -93,14 +106,17 @@ impl StatCache {
 
     /// The cached digest of `path` if its stat is exactly the one it was hashed with.
     pub(crate) fn lookup(&self, path: &str, key: &StatKey) -> Option<[u8; 32]> {
-        self.map
-            .get(path)
-            .filter(|(k, _)| k == key)
-            .map(|(_, d)| *d)
+        let m = &self.map;
+        let i = m
+            .items
+            .binary_search_by(|it| path_cmp(&m.text[it.path.clone()], path))
+            .ok()?;
+        let item = &m.items[i];
+        (item.key == *key).then_some(item.digest)
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.map.len()
+        self.map.items.len()
     }
 }
 
@@ -151,10 +167,13 @@ fn decode(bytes: &[u8]) -> Option<Digests> {
     if count > r.0.len() / 88 {
         return None;
     }
-    let mut map = HashMap::with_capacity(count);
+    let mut text = String::new();
+    let mut items = Vec::with_capacity(count);
     for _ in 0..count {
         let len = r.u32()? as usize;
         let path = std::str::from_utf8(r.take(len)?).ok()?;
+        let start = text.len();
+        text.push_str(path);
         let key = StatKey {
             size: r.u64()?,
             mtime: (r.i64()?, r.u32()?),
@@ -164,9 +183,26 @@ fn decode(bytes: &[u8]) -> Option<Digests> {
             mode: r.u32()?,
         };
         let digest: [u8; 32] = r.take(32)?.try_into().ok()?;
-        map.insert(path.into(), (key, digest));
+        items.push(Item {
+            path: start..text.len(),
+            key,
+            digest,
+        });
     }
-    r.0.is_empty().then_some(map)
+    if !r.0.is_empty() {
+        return None;
+    }
+    let mut map = Digests { text, items };
+    let sorted = map.items.is_sorted_by(|a, b| {
+        path_cmp(&map.text[a.path.clone()], &map.text[b.path.clone()]).is_lt()
+    });
+    if !sorted {
+        // Not written by us (or by an older us): sort rather than distrust.
+        let text = &map.text;
+        map.items
+            .sort_by(|a, b| path_cmp(&text[a.path.clone()], &text[b.path.clone()]));
+    }
+    Some(map)
 }
 
 struct Reader<'a>(&'a [u8]);
@@ -210,10 +246,23 @@ mod tests {
     fn round_trips_and_detects_any_damage() {
         let k = key(100, 200);
         let d = [7u8; 32];
-        let bytes = encode([("a/b", &k, &d), ("c", &k, &[1u8; 32])].into_iter());
-        let map = decode(&bytes).expect("fresh encoding decodes");
-        assert_eq!(map.len(), 2);
-        assert_eq!(map.get("a/b"), Some(&(k, d)));
+        // Out of order on purpose: a file not sorted by path is still usable.
+        let bytes = encode([("c", &k, &[1u8; 32]), ("a/b", &k, &d)].into_iter());
+        let cache = StatCache {
+            map: decode(&bytes).expect("fresh encoding decodes"),
+            status: StatCacheStatus::Disabled,
+        };
+        assert_eq!(cache.len(), 2);
+        assert_eq!(cache.lookup("a/b", &k), Some(d));
+        assert_eq!(cache.lookup("c", &k), Some([1u8; 32]));
+        assert_eq!(cache.lookup("a", &k), None);
+        let mut other = k;
+        other.ctime.1 += 1;
+        assert_eq!(
+            cache.lookup("a/b", &other),
+            None,
+            "any stat change is a miss"
+        );
         // Flipping any single byte, or cutting the file anywhere, is detected.
         for i in 0..bytes.len() {
             let mut bad = bytes.clone();

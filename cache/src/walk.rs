@@ -76,6 +76,13 @@ pub(crate) fn walk(
     }
 }
 
+/// What one directory child contributes: nothing, itself, or itself and its subtree.
+enum Child {
+    Dropped,
+    Leaf(Entry),
+    Tree(Vec<Entry>),
+}
+
 struct Walker<'a> {
     dir: &'a Path,
     filter: &'a dyn ContextFilter,
@@ -95,13 +102,16 @@ impl Walker<'_> {
     ) -> Result<(), ContextError> {
         let mut names = list(fd).map_err(|e| walk_error(self.dir, rel, e))?;
         names.sort_unstable();
-        let children: Vec<Vec<Entry>> = names
+        let children: Vec<Child> = names
             .into_par_iter()
             .map(|name| self.child(fd, rel, nest, name))
             .collect::<Result<_, _>>()?;
-        out.reserve(children.iter().map(Vec::len).sum());
-        for mut c in children {
-            out.append(&mut c);
+        for c in children {
+            match c {
+                Child::Dropped => {}
+                Child::Leaf(e) => out.push(e),
+                Child::Tree(mut t) => out.append(&mut t),
+            }
         }
         Ok(())
     }
@@ -114,7 +124,7 @@ impl Walker<'_> {
         parent_rel: &str,
         nest: usize,
         name: CString,
-    ) -> Result<Vec<Entry>, ContextError> {
+    ) -> Result<Child, ContextError> {
         let display = name.to_string_lossy();
         let rel = if parent_rel.is_empty() {
             display.to_string()
@@ -124,20 +134,20 @@ impl Walker<'_> {
         let st = match statx(parent, &name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) => st,
             // Deleted between listing and stat: it is simply not part of this build.
-            Err(Errno::NOENT) => return Ok(Vec::new()),
+            Err(Errno::NOENT) => return Ok(Child::Dropped),
             Err(e) => return Err(walk_error(self.dir, &rel, e)),
         };
         let kind = EntryKind::from_mode(u32::from(st.stx_mode));
         let is_dir = kind == Some(EntryKind::Dir);
         let excluded = self.filter.excluded(&rel, is_dir);
         if excluded && !(is_dir && self.filter.may_reinclude_below(&rel)) {
-            return Ok(Vec::new());
+            return Ok(Child::Dropped);
         }
         if name.to_str().is_err() {
             return Err(ContextError::NonUtf8Name { path: rel });
         }
         let Some(mut entry) = Entry::from_statx(rel.into_boxed_str(), &st) else {
-            return Ok(Vec::new()); // a type Linux does not have
+            return Ok(Child::Dropped); // a type Linux does not have
         };
         match entry.kind {
             EntryKind::Dir if nest + 1 >= MAX_NEST => {
@@ -145,12 +155,12 @@ impl Walker<'_> {
                 // even if nothing below it is re-included: a harmless empty directory.)
                 let mut queued = self.queued.lock().expect("no walk thread panics");
                 queued.push(entry.path.to_string());
-                Ok(vec![entry])
+                Ok(Child::Leaf(entry))
             }
             EntryKind::Dir => {
                 let sub = match rustix::fs::openat(parent, &name, dir_flags(), Mode::empty()) {
                     Ok(fd) => fd,
-                    Err(Errno::NOENT) => return Ok(Vec::new()),
+                    Err(Errno::NOENT) => return Ok(Child::Dropped),
                     Err(e) => return Err(walk_error(self.dir, &entry.path, e)),
                 };
                 let path = entry.path.clone();
@@ -158,17 +168,17 @@ impl Walker<'_> {
                 self.dir(&sub, &path, nest + 1, &mut out)?;
                 // An excluded directory is kept only to hold re-included children.
                 if excluded && out.len() == 1 {
-                    return Ok(Vec::new());
+                    return Ok(Child::Dropped);
                 }
-                Ok(out)
+                Ok(Child::Tree(out))
             }
             EntryKind::Symlink => {
                 let target = rustix::fs::readlinkat(parent, &name, Vec::new())
                     .map_err(|e| walk_error(self.dir, &entry.path, e))?;
                 entry.link = Some(target.into_bytes().into_boxed_slice());
-                Ok(vec![entry])
+                Ok(Child::Leaf(entry))
             }
-            _ => Ok(vec![entry]),
+            _ => Ok(Child::Leaf(entry)),
         }
     }
 }

@@ -1,4 +1,36 @@
-//! The build cache: records mapping cache keys to results (layer blob and config), layer
-//! snapshots on disk, build-context hashing with a persistent stat cache, and prune. Knows
-//! nothing of Dockerfiles or scheduling.
+//! The build cache: records mapping cache keys to results (layer and chain), and the content
+//! checksums keys are made of: the build context read in place, hashed with blake3 in
+//! parallel behind a persistent stat cache, and COPY selections resolved exactly as Docker
+//! resolves them. Owns everything under `<root>/cache-v1/`; every write is atomic and safe
+//! with other strata processes. Knows nothing of Dockerfiles, scheduling or the terminal, and
+//! never reads the environment or the current directory.
+//!
+//! Start at [`ContextIndex::scan`] (the context), [`ContextIndex::checksum`] (one COPY's
+//! sources), [`KeyParts::key`] (a step's key) and [`CacheDb::open`] (the records).
 #![warn(missing_docs)]
+
+mod checksum;
+mod context;
+mod durable;
+mod entry;
+mod filter;
+#[cfg(test)]
+mod fixture;
+mod key;
+mod pattern;
+mod record;
+mod selection;
+mod statcache;
+mod walk;
+
+pub use checksum::Checksum;
+pub use context::{ContextError, ContextIndex, ContextStats, ScanOptions};
+pub use entry::{EntryKind, Ownership};
+pub use filter::{ContextFilter, NoFilter};
+pub use key::{CacheKey, KeyParts};
+pub use record::{
+    CacheDb, CacheDbError, CacheUsage, LayerRef, PruneFilter, PruneReport, Record, StepRef,
+    StoredRecord,
+};
+pub use selection::{SelectedEntry, Selection, SelectionDiff, SelectionSum};
+pub use statcache::StatCacheStatus;

@@ -1,0 +1,902 @@
+//! What a COPY/ADD reads from a tree, and the checksum of exactly that.
+//!
+//! A step's cache key must change when, and only when, what it copies changes. So a
+//! selection is resolved the way BuildKit's copy resolves it, and the checksum covers each
+//! selected entry's path, type, mode, (owner,) link target and bytes:
+//!
+//! * a source is cleaned as Go does (`../x` is `/x`: nothing escapes the root);
+//! * symlinks in the middle of a source are followed inside the root (an absolute target is
+//!   relative to the root, `..` stops at it); the last component is followed too when
+//!   `follow_links` is set (COPY and ADD do), so `COPY link /` copies the target's bytes;
+//! * a directory source selects its whole subtree, minus `--exclude` matches (relative to the
+//!   source), symlinks inside copied as links, never followed. Its own mode does not count:
+//!   COPY copies a directory's contents, never the directory;
+//! * a source with `*`, `?` or `[` is a Go `filepath.Match` glob over the path below its last
+//!   plain component; a matching directory brings its subtree. A glob matching nothing
+//!   selects nothing (Docker then copies nothing, no error); a plain source that does not
+//!   exist is [`ContextError::NotFound`], Docker's `"/x": not found`.
+//!
+//! The result lists every selected entry with its digest, so that two builds' selections can
+//! be compared file by file (`--explain`) with [`SelectionSum::diff`].
+
+use crate::checksum::Checksum;
+use crate::context::{ContextError, ContextIndex};
+use crate::entry::{EntryKind, source_dir_digest};
+use crate::pattern::{self, ExcludeMatcher};
+use rayon::prelude::*;
+use std::collections::BTreeMap;
+
+const SELECTION_DOMAIN: &[u8] = b"strata-selection-v1\0";
+const LIST_MAGIC: &[u8] = b"strata-selection-v1\n";
+/// Symlinks followed while resolving one source before giving up (Go's securejoin uses 255).
+const MAX_LINKS: usize = 255;
+
+/// The sources of one COPY/ADD, as the Dockerfile gives them (variables expanded).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Selection {
+    /// Paths or Go `filepath.Match` globs relative to the tree's root (a leading `/` is the
+    /// root too), in order.
+    pub sources: Vec<String>,
+    /// `COPY --exclude` patterns (`.dockerignore` syntax), relative to each source.
+    pub excludes: Vec<String>,
+    /// Follow a symlink named by a source (or matched by a glob) to its target. COPY and ADD
+    /// do; symlinks *inside* a selected directory are never followed.
+    pub follow_links: bool,
+}
+
+impl Selection {
+    /// A COPY/ADD of `sources`: symlink sources followed, no excludes.
+    pub fn copy<S: Into<String>>(sources: impl IntoIterator<Item = S>) -> Self {
+        Selection {
+            sources: sources.into_iter().map(Into::into).collect(),
+            excludes: Vec::new(),
+            follow_links: true,
+        }
+    }
+
+    /// The same selection with `--exclude` patterns.
+    pub fn excluding<S: Into<String>>(mut self, patterns: impl IntoIterator<Item = S>) -> Self {
+        self.excludes = patterns.into_iter().map(Into::into).collect();
+        self
+    }
+}
+
+/// One entry of a selection: where it lands relative to the tree (the name the COPY gives it,
+/// which for a followed symlink is the link's name) and its digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SelectedEntry {
+    /// Relative to the tree root, `/`-separated; `""` stands for the root as a source.
+    pub path: String,
+    /// What it is.
+    pub kind: EntryKind,
+    /// Its entry digest (type, mode, owner if kept, link target, bytes; never times).
+    pub digest: Checksum,
+}
+
+/// The checksum of a selection and the entries it covers, in copy order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SelectionSum {
+    /// blake3 over the entries' paths and digests: the selection's part of a cache key, and
+    /// the name under which [`crate::CacheDb::put_selection`] keeps the list.
+    pub checksum: Checksum,
+    /// Every selected entry.
+    pub entries: Vec<SelectedEntry>,
+}
+
+/// How a selection changed between two builds, by path.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SelectionDiff {
+    /// In the newer selection only.
+    pub added: Vec<String>,
+    /// In the older selection only.
+    pub removed: Vec<String>,
+    /// In both, with a different digest (bytes, mode, type or link target changed).
+    pub changed: Vec<String>,
+}
+
+impl SelectionDiff {
+    /// Whether nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
+    }
+}
+
+impl SelectionSum {
+    /// Computes the checksum of `entries`.
+    pub fn new(entries: Vec<SelectedEntry>) -> Self {
+        SelectionSum {
+            checksum: list_checksum(&entries),
+            entries,
+        }
+    }
+
+    /// What changed from `older` to `self`, each list sorted by path.
+    pub fn diff(&self, older: &SelectionSum) -> SelectionDiff {
+        let new: BTreeMap<&str, Checksum> = self
+            .entries
+            .iter()
+            .map(|e| (e.path.as_str(), e.digest))
+            .collect();
+        let old: BTreeMap<&str, Checksum> = older
+            .entries
+            .iter()
+            .map(|e| (e.path.as_str(), e.digest))
+            .collect();
+        let mut d = SelectionDiff::default();
+        for (path, digest) in &new {
+            match old.get(path) {
+                None => d.added.push((*path).to_owned()),
+                Some(o) if o != digest => d.changed.push((*path).to_owned()),
+                Some(_) => {}
+            }
+        }
+        d.removed = old
+            .keys()
+            .filter(|p| !new.contains_key(*p))
+            .map(|p| (*p).to_owned())
+            .collect();
+        d
+    }
+
+    /// The stored form: a small header, then each entry; its integrity is the checksum itself.
+    pub(crate) fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(LIST_MAGIC.len() + 8 + self.entries.len() * 80);
+        out.extend_from_slice(LIST_MAGIC);
+        out.extend_from_slice(&(self.entries.len() as u64).to_le_bytes());
+        for e in &self.entries {
+            out.extend_from_slice(&(e.path.len() as u32).to_le_bytes());
+            out.extend_from_slice(e.path.as_bytes());
+            out.push(kind_code(e.kind));
+            out.extend_from_slice(&e.digest.0);
+        }
+        out
+    }
+
+    /// Parses [`Self::to_bytes`]; `None` unless it is intact and its checksum is `expected`.
+    pub(crate) fn from_bytes(bytes: &[u8], expected: &Checksum) -> Option<Self> {
+        let mut rest = bytes.strip_prefix(LIST_MAGIC)?;
+        let mut take = |n: usize| -> Option<&[u8]> {
+            let (head, tail) = rest.split_at_checked(n)?;
+            rest = tail;
+            Some(head)
+        };
+        let count = u64::from_le_bytes(take(8)?.try_into().ok()?);
+        let count = usize::try_from(count).ok()?;
+        let mut entries = Vec::with_capacity(count.min(bytes.len() / 37));
+        for _ in 0..count {
+            let len = u32::from_le_bytes(take(4)?.try_into().ok()?) as usize;
+            let path = std::str::from_utf8(take(len)?).ok()?.to_owned();
+            let kind = kind_from_code(take(1)?[0])?;
+            let digest = Checksum(take(32)?.try_into().ok()?);
+            entries.push(SelectedEntry { path, kind, digest });
+        }
+        if !rest.is_empty() {
+            return None;
+        }
+        let sum = SelectionSum::new(entries);
+        (sum.checksum == *expected).then_some(sum)
+    }
+}
+
+fn list_checksum(entries: &[SelectedEntry]) -> Checksum {
+    let mut h = blake3::Hasher::new();
+    h.update(SELECTION_DOMAIN);
+    h.update(&(entries.len() as u64).to_le_bytes());
+    for e in entries {
+        h.update(&(e.path.len() as u64).to_le_bytes());
+        h.update(e.path.as_bytes());
+        h.update(&[kind_code(e.kind)]);
+        h.update(&e.digest.0);
+    }
+    h.finalize().into()
+}
+
+fn kind_code(kind: EntryKind) -> u8 {
+    match kind {
+        EntryKind::File => 0,
+        EntryKind::Dir => 1,
+        EntryKind::Symlink => 2,
+        EntryKind::Fifo => 3,
+        EntryKind::Socket => 4,
+        EntryKind::CharDevice => 5,
+        EntryKind::BlockDevice => 6,
+    }
+}
+
+fn kind_from_code(code: u8) -> Option<EntryKind> {
+    Some(match code {
+        0 => EntryKind::File,
+        1 => EntryKind::Dir,
+        2 => EntryKind::Symlink,
+        3 => EntryKind::Fifo,
+        4 => EntryKind::Socket,
+        5 => EntryKind::CharDevice,
+        6 => EntryKind::BlockDevice,
+        _ => return None,
+    })
+}
+
+/// One selected entry before digests: its name and the index entry it reads.
+struct Pick {
+    name: String,
+    index: usize,
+    /// The top directory of a directory source (stands for "a directory", nothing more).
+    source_dir: bool,
+}
+
+impl ContextIndex {
+    /// The checksum of what a COPY/ADD with `selection` reads from this tree, with the list
+    /// of entries it covers. Reads (in parallel) only the selected files whose digests the
+    /// stat cache did not have.
+    pub fn checksum(&self, selection: &Selection) -> Result<SelectionSum, ContextError> {
+        let excludes = ExcludeMatcher::new(&selection.excludes)
+            .map_err(|pattern| ContextError::BadExclude { pattern })?;
+        let mut picks = Vec::new();
+        for source in &selection.sources {
+            self.select(source, selection.follow_links, &excludes, &mut picks)?;
+        }
+        let mut files: Vec<usize> = picks
+            .iter()
+            .filter(|p| !p.source_dir)
+            .map(|p| p.index)
+            .collect();
+        files.sort_unstable();
+        files.dedup();
+        self.ensure_contents(&files)?;
+        let entries = picks
+            .into_par_iter()
+            .map(|p| {
+                let e = &self.entries[p.index];
+                let digest = if p.source_dir {
+                    source_dir_digest()
+                } else {
+                    e.digest(self.content(p.index).map(|c| &c.hash), self.ownership)
+                };
+                SelectedEntry {
+                    path: p.name,
+                    kind: e.kind,
+                    digest,
+                }
+            })
+            .collect();
+        Ok(SelectionSum::new(entries))
+    }
+
+    fn select(
+        &self,
+        source: &str,
+        follow: bool,
+        excludes: &ExcludeMatcher,
+        picks: &mut Vec<Pick>,
+    ) -> Result<(), ContextError> {
+        let cleaned = pattern::clean(&format!("/{source}"));
+        let rel = cleaned.trim_start_matches('/');
+        let comps: Vec<&str> = if rel.is_empty() {
+            Vec::new()
+        } else {
+            rel.split('/').collect()
+        };
+        let Some(wild) = comps.iter().position(|c| pattern::has_wildcards(c)) else {
+            let index = self
+                .resolve(rel, follow)?
+                .ok_or_else(|| ContextError::NotFound {
+                    path: rel.to_owned(),
+                })?;
+            self.add(rel.to_owned(), index, excludes, picks);
+            return Ok(());
+        };
+        let prefix = comps[..wild].join("/");
+        let glob = comps[wild..].join("/");
+        if pattern::go_match(&glob, "").is_err() {
+            return Err(ContextError::BadPattern {
+                pattern: source.to_owned(),
+            });
+        }
+        let base = match self.resolve(&prefix, true)? {
+            Some(i) if self.entries[i].kind == EntryKind::Dir => i,
+            _ => return Ok(()),
+        };
+        let base_len = self.entries[base].path.len();
+        let range = self.subtree(base);
+        let mut i = range.start;
+        while i < range.end {
+            let path = &self.entries[i].path;
+            let below = if base_len == 0 {
+                &path[..]
+            } else {
+                &path[base_len + 1..]
+            };
+            let hit = pattern::go_match(&glob, below).map_err(|_| ContextError::BadPattern {
+                pattern: source.to_owned(),
+            })?;
+            if !hit {
+                i += 1;
+                continue;
+            }
+            let name = if prefix.is_empty() {
+                below.to_owned()
+            } else {
+                format!("{prefix}/{below}")
+            };
+            let index = if follow && self.entries[i].kind == EntryKind::Symlink {
+                self.resolve(&name, true)?
+                    .ok_or(ContextError::NotFound { path: name.clone() })?
+            } else {
+                i
+            };
+            self.add(name, index, excludes, picks);
+            // A matched directory comes whole; nothing inside it is matched again.
+            i = if self.entries[i].kind == EntryKind::Dir {
+                self.subtree(i).end
+            } else {
+                i + 1
+            };
+        }
+        Ok(())
+    }
+
+    /// Adds the entry at `index` under `name`; a directory brings its subtree minus excludes.
+    fn add(&self, name: String, index: usize, excludes: &ExcludeMatcher, picks: &mut Vec<Pick>) {
+        if self.entries[index].kind != EntryKind::Dir {
+            picks.push(Pick {
+                name,
+                index,
+                source_dir: false,
+            });
+            return;
+        }
+        let base_len = self.entries[index].path.len();
+        let range = self.subtree(index);
+        picks.push(Pick {
+            name: name.clone(),
+            index,
+            source_dir: true,
+        });
+        let mut i = range.start;
+        while i < range.end {
+            let e = &self.entries[i];
+            let below = if base_len == 0 {
+                &e.path[..]
+            } else {
+                &e.path[base_len + 1..]
+            };
+            if !excludes.is_empty() && excludes.excluded(below) {
+                // An excluded directory is skipped whole unless a `!` pattern reaches inside,
+                // in which case the copy keeps it and judges its children one by one.
+                let descend = e.kind == EntryKind::Dir && excludes.may_reinclude_below(below);
+                if !descend {
+                    i = if e.kind == EntryKind::Dir {
+                        self.subtree(i).end
+                    } else {
+                        i + 1
+                    };
+                    continue;
+                }
+            }
+            let child = if name.is_empty() {
+                below.to_owned()
+            } else {
+                format!("{name}/{below}")
+            };
+            picks.push(Pick {
+                name: child,
+                index: i,
+                source_dir: false,
+            });
+            i += 1;
+        }
+    }
+
+    /// Resolves `rel` inside the tree like a chroot would: symlinks in the middle are always
+    /// followed, the last one if `follow_last`; absolute targets start at the root; `..` stops
+    /// at the root. `None` if something on the way does not exist (or is excluded).
+    pub(crate) fn resolve(
+        &self,
+        rel: &str,
+        follow_last: bool,
+    ) -> Result<Option<usize>, ContextError> {
+        // The path resolved so far (no symlinks in it), and where each component starts.
+        let mut path = String::new();
+        let mut starts: Vec<usize> = Vec::new();
+        // Components still to apply, the next one last.
+        let mut todo: Vec<String> = rel.split('/').rev().map(str::to_owned).collect();
+        let mut current = 0; // the root
+        let mut links = 0;
+        while let Some(comp) = todo.pop() {
+            match comp.as_str() {
+                "" | "." => continue,
+                ".." => {
+                    if let Some(start) = starts.pop() {
+                        path.truncate(start.saturating_sub(1));
+                    }
+                    current = self.lookup(&path).expect("a walked-through parent exists");
+                    continue;
+                }
+                _ => {}
+            }
+            if self.entries[current].kind != EntryKind::Dir {
+                return Ok(None);
+            }
+            let parent_len = path.len();
+            if !path.is_empty() {
+                path.push('/');
+            }
+            let start = path.len();
+            path.push_str(&comp);
+            let Some(i) = self.lookup(&path) else {
+                return Ok(None);
+            };
+            let last = todo.iter().all(|c| c.is_empty() || c == ".");
+            let entry = &self.entries[i];
+            if entry.kind == EntryKind::Symlink && (follow_last || !last) {
+                links += 1;
+                if links > MAX_LINKS {
+                    return Err(ContextError::SymlinkLoop {
+                        path: rel.to_owned(),
+                    });
+                }
+                path.truncate(parent_len);
+                let target = entry.link_str().unwrap_or_default();
+                if target.starts_with('/') {
+                    path.clear();
+                    starts.clear();
+                }
+                todo.extend(target.split('/').rev().map(str::to_owned));
+                current = self.lookup(&path).expect("a walked-through parent exists");
+                continue;
+            }
+            starts.push(start);
+            current = i;
+        }
+        Ok(Some(current))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::ScanOptions;
+    use crate::entry::Ownership;
+    use crate::filter::ContextFilter;
+    use crate::fixture::Tree;
+    use EntryKind::{Dir, Fifo, File, Symlink};
+
+    /// The tree every selection case runs against.
+    fn tree() -> Tree {
+        let t = Tree::new();
+        t.file("a.txt", "A", 0o644)
+            .file("b.txt", "B", 0o644)
+            .file("src/main.rs", "fn main() {}", 0o644)
+            .file("src/lib.rs", "pub fn f() {}", 0o644)
+            .file("src/sub/x.rs", "x", 0o644)
+            .file("docs/readme.md", "# hi", 0o644)
+            .file("run.sh", "#!/bin/sh\n", 0o4755)
+            .symlink("link_a", "a.txt")
+            .symlink("link_src", "src")
+            .symlink("abs_link", "/a.txt")
+            .symlink("out_link", "../../../../etc/passwd")
+            .symlink("dangling", "nope")
+            .symlink("loop1", "loop2")
+            .symlink("loop2", "loop1")
+            .symlink("src/up", "../b.txt")
+            .fifo("pipe");
+        t
+    }
+
+    fn listing(sum: &SelectionSum) -> Vec<(String, EntryKind)> {
+        sum.entries
+            .iter()
+            .map(|e| (e.path.clone(), e.kind))
+            .collect()
+    }
+
+    fn owned(expected: &[(&str, EntryKind)]) -> Vec<(String, EntryKind)> {
+        expected
+            .iter()
+            .map(|(p, k)| ((*p).to_owned(), *k))
+            .collect()
+    }
+
+    /// Sources, excludes, follow_links, and the entries expected in order.
+    type Case = (
+        &'static [&'static str],
+        &'static [&'static str],
+        bool,
+        &'static [(&'static str, EntryKind)],
+    );
+
+    const SRC_TREE: &[(&str, EntryKind)] = &[
+        ("src", Dir),
+        ("src/lib.rs", File),
+        ("src/main.rs", File),
+        ("src/sub", Dir),
+        ("src/sub/x.rs", File),
+        ("src/up", Symlink),
+    ];
+
+    #[test]
+    fn sources_select_what_docker_copies() {
+        let t = tree();
+        let index = t.scan();
+        let cases: &[Case] = &[
+            (&["a.txt"], &[], true, &[("a.txt", File)]),
+            (&["/a.txt"], &[], true, &[("a.txt", File)]),
+            (&["./src/../a.txt"], &[], true, &[("a.txt", File)]),
+            (&["../../a.txt"], &[], true, &[("a.txt", File)]),
+            (&["a.txt/"], &[], true, &[("a.txt", File)]),
+            (&["src"], &[], true, SRC_TREE),
+            (&["src/"], &[], true, SRC_TREE),
+            (
+                &["src/sub"],
+                &[],
+                true,
+                &[("src/sub", Dir), ("src/sub/x.rs", File)],
+            ),
+            (&["*.txt"], &[], true, &[("a.txt", File), ("b.txt", File)]),
+            (
+                &["src/*.rs"],
+                &[],
+                true,
+                &[("src/lib.rs", File), ("src/main.rs", File)],
+            ),
+            // `*` never crosses a `/`; a symlinked directory is not searched by a glob.
+            (
+                &["*/*.rs"],
+                &[],
+                true,
+                &[("src/lib.rs", File), ("src/main.rs", File)],
+            ),
+            (
+                &["src/s?b"],
+                &[],
+                true,
+                &[("src/sub", Dir), ("src/sub/x.rs", File)],
+            ),
+            (
+                &["[ab].txt"],
+                &[],
+                true,
+                &[("a.txt", File), ("b.txt", File)],
+            ),
+            (&["[^a].txt"], &[], true, &[("b.txt", File)]),
+            // A glob matching nothing copies nothing, as Docker does.
+            (&["nomatch*"], &[], true, &[]),
+            (&["missing/*.rs"], &[], true, &[]),
+            // Sources keep their order.
+            (
+                &["b.txt", "a.txt"],
+                &[],
+                true,
+                &[("b.txt", File), ("a.txt", File)],
+            ),
+            // A followed symlink copies its target's bytes under the link's name...
+            (&["link_a"], &[], true, &[("link_a", File)]),
+            (&["abs_link"], &[], true, &[("abs_link", File)]),
+            (
+                &["link_*"],
+                &[],
+                true,
+                &[
+                    ("link_a", File),
+                    ("link_src", Dir),
+                    ("link_src/lib.rs", File),
+                    ("link_src/main.rs", File),
+                    ("link_src/sub", Dir),
+                    ("link_src/sub/x.rs", File),
+                    ("link_src/up", Symlink),
+                ],
+            ),
+            // ...unless links are not followed; then it is the link itself.
+            (&["link_a"], &[], false, &[("link_a", Symlink)]),
+            // Symlinks in the middle are always followed, inside the root.
+            (
+                &["link_src/main.rs"],
+                &[],
+                false,
+                &[("link_src/main.rs", File)],
+            ),
+            (&["link_src/up"], &[], true, &[("link_src/up", File)]),
+            // Special files are recorded, never read.
+            (&["pipe"], &[], true, &[("pipe", Fifo)]),
+            // Excludes are relative to the source and work like .dockerignore.
+            (
+                &["src"],
+                &["*.rs"],
+                true,
+                &[
+                    ("src", Dir),
+                    ("src/sub", Dir),
+                    ("src/sub/x.rs", File),
+                    ("src/up", Symlink),
+                ],
+            ),
+            (
+                &["src"],
+                &["sub"],
+                true,
+                &[
+                    ("src", Dir),
+                    ("src/lib.rs", File),
+                    ("src/main.rs", File),
+                    ("src/up", Symlink),
+                ],
+            ),
+            (
+                &["src"],
+                &["**/*.rs", "!main.rs"],
+                true,
+                &[
+                    ("src", Dir),
+                    ("src/main.rs", File),
+                    ("src/sub", Dir),
+                    ("src/up", Symlink),
+                ],
+            ),
+            (&["src"], &["sub", "!sub/x.rs"], true, SRC_TREE),
+            // A matched symlink is followed like a named one.
+            (
+                &["src/*"],
+                &["x.rs"],
+                true,
+                &[
+                    ("src/lib.rs", File),
+                    ("src/main.rs", File),
+                    ("src/sub", Dir),
+                    ("src/up", File),
+                ],
+            ),
+        ];
+        for (sources, excludes, follow, want) in cases {
+            let sel = Selection {
+                sources: sources.iter().map(|s| s.to_string()).collect(),
+                excludes: excludes.iter().map(|s| s.to_string()).collect(),
+                follow_links: *follow,
+            };
+            let sum = index
+                .checksum(&sel)
+                .unwrap_or_else(|e| panic!("{sel:?}: {e}"));
+            assert_eq!(listing(&sum), owned(want), "{sel:?}");
+        }
+        // Only selected files are read (not docs/readme.md, run.sh), each once.
+        assert_eq!(index.stats().content_reads, 5);
+    }
+
+    #[test]
+    fn the_root_as_source_is_the_whole_tree() {
+        let t = Tree::new();
+        t.file("a", "1", 0o644)
+            .file("d/b", "2", 0o600)
+            .symlink("l", "a");
+        let sum = t.scan().checksum(&Selection::copy(["."])).unwrap();
+        assert_eq!(
+            listing(&sum),
+            owned(&[
+                ("", Dir),
+                ("a", File),
+                ("d", Dir),
+                ("d/b", File),
+                ("l", Symlink)
+            ])
+        );
+    }
+
+    #[test]
+    fn nested_directory_modes_count_the_source_directory_does_not() {
+        let t = Tree::new();
+        t.dir("d/empty", 0o755).file("d/f", "x", 0o644);
+        let sel = Selection::copy(["d"]);
+        let first = t.scan().checksum(&sel).unwrap();
+        assert_eq!(
+            listing(&first),
+            owned(&[("d", Dir), ("d/empty", Dir), ("d/f", File)])
+        );
+        t.chmod("d", 0o700);
+        assert_eq!(t.scan().checksum(&sel).unwrap().checksum, first.checksum);
+        t.chmod("d/empty", 0o700);
+        let second = t.scan().checksum(&sel).unwrap();
+        assert_eq!(second.diff(&first).changed, ["d/empty"]);
+    }
+
+    #[test]
+    fn bad_sources_fail_like_docker() {
+        let t = tree();
+        let index = t.scan();
+        let err = |sources: &[&str], excludes: &[&str]| {
+            let sel = Selection::copy(sources.iter().copied()).excluding(excludes.iter().copied());
+            index.checksum(&sel).expect_err("should fail").to_string()
+        };
+        assert_eq!(err(&["missing"], &[]), "\"/missing\": not found");
+        assert_eq!(err(&["src/nope.rs"], &[]), "\"/src/nope.rs\": not found");
+        // A file is not a directory.
+        assert_eq!(err(&["a.txt/x"], &[]), "\"/a.txt/x\": not found");
+        assert_eq!(err(&["dangling"], &[]), "\"/dangling\": not found");
+        // Links never leave the context: ../../etc/passwd is /etc/passwd *inside* it.
+        assert_eq!(err(&["out_link"], &[]), "\"/out_link\": not found");
+        assert!(err(&["loop1"], &[]).starts_with("too many levels of symbolic links"));
+        assert_eq!(err(&["src/[",], &[]), "invalid source pattern \"src/[\"");
+        assert_eq!(err(&["a.txt"], &["["]), "invalid exclude pattern \"[\"");
+        // A dangling link that is not followed is fine: it is copied as a link.
+        let sel = Selection {
+            follow_links: false,
+            ..Selection::copy(["dangling"])
+        };
+        assert_eq!(
+            listing(&index.checksum(&sel).unwrap()),
+            owned(&[("dangling", Symlink)])
+        );
+    }
+
+    #[test]
+    fn links_inside_a_copied_directory_are_not_followed() {
+        let t = Tree::new();
+        t.file("target.txt", "one", 0o644)
+            .symlink("d/link", "../target.txt");
+        let before = t.scan().checksum(&Selection::copy(["d"])).unwrap();
+        t.file("target.txt", "two", 0o644);
+        let after = t.scan().checksum(&Selection::copy(["d"])).unwrap();
+        assert_eq!(
+            before.checksum, after.checksum,
+            "the link's target is not part of d"
+        );
+        t.symlink("d/link2", "../target.txt");
+        fs_err::remove_file(t.path("d/link")).unwrap();
+        t.symlink("d/link", "elsewhere");
+        let retargeted = t.scan().checksum(&Selection::copy(["d"])).unwrap();
+        assert_ne!(
+            retargeted.checksum, after.checksum,
+            "the link's target text is"
+        );
+    }
+
+    #[test]
+    fn touching_is_free_editing_invalidates_only_what_reads_it() {
+        let t = tree();
+        let sels = [
+            Selection::copy(["a.txt"]),
+            Selection::copy(["src"]),
+            Selection::copy(["."]),
+            Selection::copy(["*.rs"]),
+        ];
+        let sums = |index: &ContextIndex| -> Vec<Checksum> {
+            sels.iter()
+                .map(|s| index.checksum(s).unwrap().checksum)
+                .collect()
+        };
+        let first = sums(&t.scan());
+        t.touch("a.txt").touch("src/main.rs").touch("src");
+        assert_eq!(sums(&t.scan()), first, "mtimes never count");
+
+        t.file("src/main.rs", "fn main() { changed() }", 0o644);
+        let second = sums(&t.scan());
+        assert_eq!(second[0], first[0], "COPY a.txt does not read src/main.rs");
+        assert_ne!(second[1], first[1]);
+        assert_ne!(second[2], first[2]);
+        assert_eq!(second[3], first[3], "*.rs matches nothing at the root");
+
+        t.chmod("a.txt", 0o755);
+        let third = sums(&t.scan());
+        assert_ne!(third[0], second[0], "chmod changes the checksum");
+        assert_eq!(third[1], second[1]);
+        t.chmod("a.txt", 0o4755);
+        assert_ne!(sums(&t.scan())[0], third[0], "so does the setuid bit");
+    }
+
+    #[test]
+    fn diff_names_changed_added_and_removed_files() {
+        let t = tree();
+        let old = t.scan().checksum(&Selection::copy(["src"])).unwrap();
+        t.file("src/main.rs", "fn main() { 2 }", 0o644)
+            .file("src/new.rs", "", 0o644);
+        fs_err::remove_file(t.path("src/lib.rs")).unwrap();
+        t.chmod("src/sub/x.rs", 0o600);
+        let new = t.scan().checksum(&Selection::copy(["src"])).unwrap();
+        let diff = new.diff(&old);
+        assert_eq!(diff.changed, ["src/main.rs", "src/sub/x.rs"]);
+        assert_eq!(diff.added, ["src/new.rs"]);
+        assert_eq!(diff.removed, ["src/lib.rs"]);
+        assert!(new.diff(&new).is_empty());
+    }
+
+    #[test]
+    fn stored_lists_round_trip_and_reject_damage() {
+        let t = tree();
+        let sum = t.scan().checksum(&Selection::copy(["."])).unwrap();
+        let bytes = sum.to_bytes();
+        assert_eq!(
+            SelectionSum::from_bytes(&bytes, &sum.checksum),
+            Some(sum.clone())
+        );
+        for i in (0..bytes.len()).step_by(7) {
+            let mut bad = bytes.clone();
+            bad[i] ^= 1;
+            assert_eq!(
+                SelectionSum::from_bytes(&bad, &sum.checksum),
+                None,
+                "flip at {i}"
+            );
+        }
+        assert_eq!(
+            SelectionSum::from_bytes(&bytes[..bytes.len() - 1], &sum.checksum),
+            None
+        );
+        assert_eq!(SelectionSum::from_bytes(&bytes, &Checksum([0; 32])), None);
+    }
+
+    struct Ignore(&'static [&'static str], &'static [&'static str]);
+
+    impl ContextFilter for Ignore {
+        fn excluded(&self, rel: &str, _is_dir: bool) -> bool {
+            self.0
+                .iter()
+                .any(|p| rel == *p || rel.starts_with(&format!("{p}/")))
+                && !self.1.contains(&rel)
+        }
+        fn may_reinclude_below(&self, rel_dir: &str) -> bool {
+            self.1.iter().any(|k| k.starts_with(&format!("{rel_dir}/")))
+        }
+    }
+
+    #[test]
+    fn ignored_files_never_count_and_cannot_be_copied() {
+        let t = tree();
+        t.file("secret.env", "TOKEN=1", 0o600)
+            .file("node_modules/x/y.js", "y", 0o644);
+        t.file("docs/keep.md", "keep", 0o644)
+            .symlink("alias", "secret.env");
+        t.symlink("alias_dir", "node_modules");
+        let filter = Ignore(&["secret.env", "node_modules", "docs"], &["docs/keep.md"]);
+        let opts = ScanOptions {
+            filter: &filter,
+            ..ScanOptions::default()
+        };
+        let index = t.scan_with(&opts);
+        let all = index.checksum(&Selection::copy(["."])).unwrap();
+        let paths: Vec<&str> = all.entries.iter().map(|e| e.path.as_str()).collect();
+        assert!(
+            !paths
+                .iter()
+                .any(|p| p.starts_with("secret") || p.starts_with("node_modules"))
+        );
+        assert!(paths.contains(&"docs") && paths.contains(&"docs/keep.md"));
+        assert!(!paths.contains(&"docs/readme.md"));
+        assert_eq!(
+            index
+                .checksum(&Selection::copy(["secret.env"]))
+                .unwrap_err()
+                .to_string(),
+            "\"/secret.env\": not found"
+        );
+        t.file("secret.env", "TOKEN=2", 0o644)
+            .file("node_modules/x/z.js", "z", 0o644);
+        t.file("docs/readme.md", "changed", 0o644);
+        let again = t
+            .scan_with(&opts)
+            .checksum(&Selection::copy(["."]))
+            .unwrap();
+        assert_eq!(again.checksum, all.checksum);
+    }
+
+    #[test]
+    fn owners_count_only_when_kept() {
+        let t = Tree::new();
+        t.file("f", "x", 0o644);
+        let keep = ScanOptions {
+            ownership: Ownership::Keep,
+            ..ScanOptions::default()
+        };
+        let sel = Selection::copy(["f"]);
+        let ignored = t.scan().checksum(&sel).unwrap().checksum;
+        let kept = t.scan_with(&keep).checksum(&sel).unwrap().checksum;
+        std::os::unix::fs::chown(t.path("f"), Some(1234), Some(5678)).expect("tests run as root");
+        assert_eq!(
+            t.scan().checksum(&sel).unwrap().checksum,
+            ignored,
+            "context: 0:0 anyway"
+        );
+        assert_ne!(
+            t.scan_with(&keep).checksum(&sel).unwrap().checksum,
+            kept,
+            "stage output"
+        );
+    }
+}

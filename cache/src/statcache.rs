@@ -1,0 +1,291 @@
+//! The persistent stat cache: (path, size, mtime, ctime, inode, device, mode) → blake3 of the
+//! bytes, so an unchanged context costs one `statx` per entry and no reads.
+//!
+//! **Racy entries.** A file rewritten within the same timestamp tick as the write we hashed
+//! keeps its stat (size, mtime and ctime all equal) while its bytes differ; trusting the cache
+//! then would be a stale hit forever (git's "racy clean" problem). Git marks entries whose
+//! mtime is not older than the index file. We go one step stricter: a digest is stored only
+//! if the file's last change (the later of mtime and ctime, so `touch -d`/`cp -p` restoring an
+//! old mtime is covered) happened at least a racy window (2 s by default: coarse kernel
+//! clocks, 1 s and 2 s filesystem granularity) before we *started reading* it. A younger file
+//! is hashed now and again next build, until it has been quiet for the window.
+//!
+//! **Format.** One binary file per context directory, written whole through
+//! [`crate::durable::replace`] (so two processes never see a torn file; the last writer wins
+//! and the loser's entries are simply recomputed), ending in a blake3 of everything before it.
+//! A file that fails any check (magic, length, trailer) is ignored, counted in
+//! [`StatCacheStatus::Corrupt`], and replaced on the next save: never trusted, never a panic.
+//! Hand-written rather than serde-encoded because the format is fixed-width fields plus a
+//! checksum, and loading 20,000 entries must take a few milliseconds.
+
+use crate::context::path_cmp;
+use crate::entry::StatKey;
+use std::ops::Range;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+const MAGIC: &[u8] = b"strata-statcache-v1\n";
+const TRAILER: usize = 32;
+
+/// What the index found in its stat cache file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatCacheStatus {
+    /// No stat cache was asked for.
+    Disabled,
+    /// There was no file yet (first build of this context).
+    Missing,
+    /// The file was read and checked.
+    Loaded {
+        /// How many digests it held.
+        entries: usize,
+    },
+    /// The file was unreadable or damaged; it was ignored and will be rewritten.
+    Corrupt,
+}
+
+/// The decoded file: every path points into `text`, so loading allocates three buffers, not
+/// one string per entry. Sorted by path ([`path_cmp`]), as the index writes it.
+#[derive(Debug, Default)]
+struct Digests {
+    text: String,
+    items: Vec<Item>,
+}
+
+#[derive(Debug)]
+struct Item {
+    path: Range<usize>,
+    key: StatKey,
+    digest: [u8; 32],
+}
+
+#[derive(Debug)]
+pub(crate) struct StatCache {
+    map: Digests,
+    pub(crate) status: StatCacheStatus,
+}
+
+impl StatCache {
+    pub(crate) fn disabled() -> Self {
+        StatCache {
+            map: Digests::default(),
+            status: StatCacheStatus::Disabled,
+        }
+    }
+
+    /// Reads `path`; a missing or damaged file gives an empty cache.
+    pub(crate) fn load(path: &Path) -> Self {
+        let bytes = match fs_err::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return StatCache {
+                    map: Digests::default(),
+                    status: StatCacheStatus::Missing,
+                };
+            }
+            Err(_) => {
+                return StatCache {
+                    map: Digests::default(),
+                    status: StatCacheStatus::Corrupt,
+                };
+            }
+        };
+        match decode(&bytes) {
+            Some(map) => {
+                let entries = map.items.len();
+                StatCache {
+                    map,
+                    status: StatCacheStatus::Loaded { entries },
+                }
+            }
+            None => StatCache {
+                map: Digests::default(),
+                status: StatCacheStatus::Corrupt,
+            },
+        }
+    }
+
+    /// The cached digest of `path` if its stat is exactly the one it was hashed with.
+    pub(crate) fn lookup(&self, path: &str, key: &StatKey) -> Option<[u8; 32]> {
+        let m = &self.map;
+        let i = m
+            .items
+            .binary_search_by(|it| path_cmp(&m.text[it.path.clone()], path))
+            .ok()?;
+        let item = &m.items[i];
+        (item.key == *key).then_some(item.digest)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.map.items.len()
+    }
+}
+
+/// Whether a digest of a file with stat `key`, read starting at `read_started`, may be stored.
+pub(crate) fn trustworthy(key: &StatKey, read_started: SystemTime, window: Duration) -> bool {
+    let nanos = |(s, ns): (i64, u32)| i128::from(s) * 1_000_000_000 + i128::from(ns);
+    let changed = nanos(key.mtime).max(nanos(key.ctime));
+    let started = match read_started.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_nanos() as i128,
+        Err(e) => -(e.duration().as_nanos() as i128),
+    };
+    changed + (window.as_nanos() as i128) < started
+}
+
+pub(crate) fn encode<'a>(
+    entries: impl ExactSizeIterator<Item = (&'a str, &'a StatKey, &'a [u8; 32])>,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(MAGIC.len() + 8 + entries.len() * 120 + TRAILER);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&(entries.len() as u64).to_le_bytes());
+    for (path, k, digest) in entries {
+        out.extend_from_slice(&(path.len() as u32).to_le_bytes());
+        out.extend_from_slice(path.as_bytes());
+        out.extend_from_slice(&k.size.to_le_bytes());
+        out.extend_from_slice(&k.mtime.0.to_le_bytes());
+        out.extend_from_slice(&k.mtime.1.to_le_bytes());
+        out.extend_from_slice(&k.ctime.0.to_le_bytes());
+        out.extend_from_slice(&k.ctime.1.to_le_bytes());
+        out.extend_from_slice(&k.ino.to_le_bytes());
+        out.extend_from_slice(&k.dev.to_le_bytes());
+        out.extend_from_slice(&k.mode.to_le_bytes());
+        out.extend_from_slice(digest);
+    }
+    let trailer = blake3::hash(&out);
+    out.extend_from_slice(trailer.as_bytes());
+    out
+}
+
+fn decode(bytes: &[u8]) -> Option<Digests> {
+    let body_len = bytes.len().checked_sub(TRAILER)?;
+    let (body, trailer) = bytes.split_at(body_len);
+    if blake3::hash(body).as_bytes() != trailer {
+        return None;
+    }
+    let mut r = Reader(body.strip_prefix(MAGIC)?);
+    let count = usize::try_from(r.u64()?).ok()?;
+    // Every entry takes at least 88 bytes: a count beyond that is a lie, not an allocation.
+    if count > r.0.len() / 88 {
+        return None;
+    }
+    let mut text = String::new();
+    let mut items = Vec::with_capacity(count);
+    for _ in 0..count {
+        let len = r.u32()? as usize;
+        let path = std::str::from_utf8(r.take(len)?).ok()?;
+        let start = text.len();
+        text.push_str(path);
+        let key = StatKey {
+            size: r.u64()?,
+            mtime: (r.i64()?, r.u32()?),
+            ctime: (r.i64()?, r.u32()?),
+            ino: r.u64()?,
+            dev: r.u64()?,
+            mode: r.u32()?,
+        };
+        let digest: [u8; 32] = r.take(32)?.try_into().ok()?;
+        items.push(Item {
+            path: start..text.len(),
+            key,
+            digest,
+        });
+    }
+    if !r.0.is_empty() {
+        return None;
+    }
+    let mut map = Digests { text, items };
+    let sorted = map.items.is_sorted_by(|a, b| {
+        path_cmp(&map.text[a.path.clone()], &map.text[b.path.clone()]).is_lt()
+    });
+    if !sorted {
+        // Not written by us (or by an older us): sort rather than distrust.
+        let text = &map.text;
+        map.items
+            .sort_by(|a, b| path_cmp(&text[a.path.clone()], &text[b.path.clone()]));
+    }
+    Some(map)
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (head, tail) = self.0.split_at(n);
+        self.0 = tail;
+        Some(head)
+    }
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
+    }
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+    fn i64(&mut self) -> Option<i64> {
+        Some(i64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(mtime: i64, ctime: i64) -> StatKey {
+        StatKey {
+            size: 3,
+            mtime: (mtime, 5),
+            ctime: (ctime, 7),
+            ino: 9,
+            dev: 11,
+            mode: 0o100644,
+        }
+    }
+
+    #[test]
+    fn round_trips_and_detects_any_damage() {
+        let k = key(100, 200);
+        let d = [7u8; 32];
+        // Out of order on purpose: a file not sorted by path is still usable.
+        let bytes = encode([("c", &k, &[1u8; 32]), ("a/b", &k, &d)].into_iter());
+        let cache = StatCache {
+            map: decode(&bytes).expect("fresh encoding decodes"),
+            status: StatCacheStatus::Disabled,
+        };
+        assert_eq!(cache.len(), 2);
+        assert_eq!(cache.lookup("a/b", &k), Some(d));
+        assert_eq!(cache.lookup("c", &k), Some([1u8; 32]));
+        assert_eq!(cache.lookup("a", &k), None);
+        let mut other = k;
+        other.ctime.1 += 1;
+        assert_eq!(
+            cache.lookup("a/b", &other),
+            None,
+            "any stat change is a miss"
+        );
+        // Flipping any single byte, or cutting the file anywhere, is detected.
+        for i in 0..bytes.len() {
+            let mut bad = bytes.clone();
+            bad[i] ^= 0x40;
+            assert!(decode(&bad).is_none(), "flip at {i} not detected");
+            assert!(
+                decode(&bytes[..i]).is_none(),
+                "truncation at {i} not detected"
+            );
+        }
+    }
+
+    #[test]
+    fn racy_window_uses_the_later_of_mtime_and_ctime() {
+        let at = |s: u64| UNIX_EPOCH + Duration::from_secs(s);
+        let w = Duration::from_secs(2);
+        assert!(trustworthy(&key(100, 100), at(103), w));
+        // Changed 1 s before the read started: inside the window.
+        assert!(!trustworthy(&key(100, 100), at(101), w));
+        // Old mtime restored by `touch -d`, but the change (ctime) is fresh.
+        assert!(!trustworthy(&key(10, 100), at(101), w));
+        // A clock in the future of the reader is never trusted.
+        assert!(!trustworthy(&key(500, 500), at(101), w));
+        assert!(trustworthy(&key(100, 100), at(101), Duration::ZERO));
+    }
+}

@@ -1,5 +1,38 @@
-//! The OCI image store: content-addressed blobs, images and tags, OCI and Docker tarballs,
-//! layer compression, and later the registry client. Owns everything under its root; every
-//! write is atomic and checked against its digest. Knows nothing of Dockerfiles, the build
-//! graph or the terminal.
+//! The OCI image store: content-addressed blobs, images and tags, layer compression, snapshots
+//! for the worker, OCI and Docker tarballs (save, load, import), and later the registry client.
+//! Owns everything it creates under its root (layout in `docs/store.md`); every write is atomic
+//! and checked against its digest, and several processes may use one root at once. Knows
+//! nothing of Dockerfiles, the build graph or the terminal. Start at [`Store::open`].
 #![warn(missing_docs)]
+
+mod blob;
+mod compression;
+mod digest;
+mod durable;
+mod error;
+mod gc;
+mod image;
+mod index;
+mod layer;
+mod lock;
+mod reference;
+mod root_dir;
+mod snapshot;
+mod staging;
+mod store;
+mod unpack;
+
+pub use blob::{BlobInfo, BlobWriter};
+pub use compression::Compression;
+pub use digest::{Digest, DigestError, chain_id, chain_ids};
+pub use error::StoreError;
+pub use gc::{DiskUsage, PruneReport};
+pub use image::{
+    DOCKER_CONFIG, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, History, Image, ImageConfigFile,
+    ImageSummary, NewImage, OCI_CONFIG, OCI_INDEX, OCI_MANIFEST, Removed, RootFs,
+};
+pub use layer::{LayerDescriptor, LayerWriter};
+pub use lock::Lease;
+pub use reference::Reference;
+pub use snapshot::Snapshot;
+pub use store::Store;

@@ -188,14 +188,6 @@ impl<R: Read> HashingReader<R> {
         }
     }
 
-    pub(crate) fn count(&self) -> u64 {
-        self.count
-    }
-
-    pub(crate) fn get_mut(&mut self) -> &mut R {
-        &mut self.inner
-    }
-
     pub(crate) fn finish(self) -> (R, Digest, u64) {
         (self.inner, Digest::from_hasher(self.hasher), self.count)
     }

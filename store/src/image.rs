@@ -4,7 +4,6 @@
 //! parses a lossless *view* ([`ImageConfigFile`], unknown fields kept in `extra`) and never
 //! writes an existing config back through it.
 
-use crate::blob::MAX_DOCUMENT;
 use crate::digest::{Digest, chain_ids};
 use crate::error::StoreError;
 use crate::index::{ImageIndex, ImageRecord};
@@ -619,15 +618,4 @@ fn resolve_prefix(
 /// Now, as RFC 3339 with nanoseconds in UTC (how docker writes `created`).
 pub(crate) fn now_rfc3339() -> String {
     jiff::Timestamp::now().to_string()
-}
-
-/// A document read from an untrusted source must stay small.
-pub(crate) fn check_document_size(size: u64, what: &str) -> Result<(), StoreError> {
-    if size > MAX_DOCUMENT {
-        return Err(StoreError::document(
-            what,
-            format!("{size} bytes is over the {MAX_DOCUMENT}-byte limit"),
-        ));
-    }
-    Ok(())
 }

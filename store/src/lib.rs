@@ -6,23 +6,28 @@
 #![warn(missing_docs)]
 
 mod blob;
+mod check;
 mod compression;
 mod digest;
 mod durable;
 mod error;
 mod gc;
 mod image;
+mod import;
 mod index;
 mod layer;
+mod load;
 mod lock;
 mod reference;
 mod root_dir;
+mod save;
 mod snapshot;
 mod staging;
 mod store;
 mod unpack;
 
 pub use blob::{BlobInfo, BlobWriter};
+pub use check::CheckReport;
 pub use compression::Compression;
 pub use digest::{Digest, DigestError, chain_id, chain_ids};
 pub use error::StoreError;
@@ -31,7 +36,9 @@ pub use image::{
     DOCKER_CONFIG, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, History, Image, ImageConfigFile,
     ImageSummary, NewImage, OCI_CONFIG, OCI_INDEX, OCI_MANIFEST, Removed, RootFs,
 };
+pub use import::{ImportOptions, host_architecture};
 pub use layer::{LayerDescriptor, LayerWriter};
+pub use load::LoadedImage;
 pub use lock::Lease;
 pub use reference::Reference;
 pub use snapshot::Snapshot;

@@ -128,8 +128,7 @@ pub(crate) fn validate_tar<R: Read>(tee: &mut Tee<'_, R>, what: &str) -> Result<
             ));
         }
     }
-    drop(archive);
-    if tee.hit_eof {
+    if archive.into_inner().hit_eof {
         return Err(StoreError::archive(
             what,
             "truncated: the stream ends before the end-of-archive marker",

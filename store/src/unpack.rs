@@ -54,7 +54,7 @@ pub(crate) fn unpack(dest: &Path, input: impl Read, layer: &Digest) -> Result<()
                 source,
             }
         };
-        let components = clean_components(&name).map_err(|r| fail(r))?;
+        let components = clean_components(&name).map_err(&fail)?;
         let kind = entry.header().entry_type();
         if matches!(
             kind,
@@ -166,7 +166,7 @@ pub(crate) fn unpack(dest: &Path, input: impl Read, layer: &Digest) -> Result<()
                     .link_name_bytes()
                     .ok_or_else(|| fail("hardlink without a target"))?
                     .into_owned();
-                let target = clean_components(&target).map_err(|r| fail(r))?;
+                let target = clean_components(&target).map_err(&fail)?;
                 let target: Vec<&OsStr> = target.iter().map(|c| OsStr::from_bytes(c)).collect();
                 let from = root
                     .slot(&target, false)
@@ -386,5 +386,428 @@ fn same_entry(a: &Slot, b: &Slot) -> bool {
     match (st(a), st(b)) {
         (Ok(x), Ok(y)) => x.st_dev == y.st_dev && x.st_ino == y.st_ino,
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! containerd's `TestBreakouts` table (reliability.md §1), ported: every case runs against
+    //! a fresh `root/` beside an `outside/` directory holding a victim file and directory, and
+    //! must leave `outside/` exactly as it was, whether the unpack succeeds or fails.
+
+    use super::*;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    type Parts<'a> = (
+        &'a str,
+        tar::EntryType,
+        &'a str,
+        &'a [u8],
+        u32,
+        Option<(&'a str, &'a [u8])>,
+    );
+
+    enum E<'a> {
+        File(&'a str, &'a [u8], u32),
+        Dir(&'a str, u32),
+        Sym(&'a str, &'a str),
+        Hard(&'a str, &'a str),
+        Xattr(&'a str, &'a str, &'a [u8]),
+    }
+
+    /// A tar written header by header, so names like `../x` that `tar::Builder` refuses can
+    /// be produced.
+    fn tar(entries: &[E<'_>]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for e in entries {
+            let (name, kind, link, data, mode, pax): Parts<'_> = match e {
+                E::File(n, d, m) => (n, tar::EntryType::Regular, "", d, *m, None),
+                E::Dir(n, m) => (n, tar::EntryType::Directory, "", &[], *m, None),
+                E::Sym(n, l) => (n, tar::EntryType::Symlink, l, &[], 0o777, None),
+                E::Hard(n, l) => (n, tar::EntryType::Link, l, &[], 0o644, None),
+                E::Xattr(n, k, v) => (n, tar::EntryType::Regular, "", &[], 0o644, Some((*k, *v))),
+            };
+            if let Some((k, v)) = pax {
+                let key = format!("SCHILY.xattr.{k}");
+                let mut rec = Vec::new();
+                let body_len = key.len() + v.len() + 3;
+                let mut len = body_len + body_len.to_string().len();
+                if (len.to_string().len() + body_len) != len {
+                    len = body_len + len.to_string().len();
+                }
+                rec.extend_from_slice(format!("{len} {key}=").as_bytes());
+                rec.extend_from_slice(v);
+                rec.push(b'\n');
+                push(&mut out, "pax", tar::EntryType::XHeader, "", &rec, 0o644);
+            }
+            push(&mut out, name, kind, link, data, mode);
+        }
+        out.extend_from_slice(&[0; 1024]);
+        out
+    }
+
+    fn push(
+        out: &mut Vec<u8>,
+        name: &str,
+        kind: tar::EntryType,
+        link: &str,
+        data: &[u8],
+        mode: u32,
+    ) {
+        let mut h = tar::Header::new_gnu();
+        h.as_gnu_mut().expect("gnu header").name[..name.len()].copy_from_slice(name.as_bytes());
+        if !link.is_empty() {
+            h.as_gnu_mut().expect("gnu header").linkname[..link.len()]
+                .copy_from_slice(link.as_bytes());
+        }
+        h.set_entry_type(kind);
+        h.set_size(data.len() as u64);
+        h.set_mode(mode);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_700_000_000);
+        h.set_cksum();
+        out.extend_from_slice(h.as_bytes());
+        out.extend_from_slice(data);
+        out.resize(out.len().div_ceil(512) * 512, 0);
+    }
+
+    struct Case {
+        _tmp: tempfile::TempDir,
+        root: std::path::PathBuf,
+        outside: std::path::PathBuf,
+    }
+
+    impl Case {
+        fn new() -> Case {
+            let tmp = tempfile::tempdir().unwrap();
+            let root = tmp.path().join("root");
+            let outside = tmp.path().join("outside");
+            fs_err::create_dir_all(&root).unwrap();
+            fs_err::create_dir_all(outside.join("dir")).unwrap();
+            fs_err::write(outside.join("victim"), "victim").unwrap();
+            fs_err::set_permissions(
+                outside.join("victim"),
+                std::fs::Permissions::from_mode(0o600),
+            )
+            .unwrap();
+            fs_err::set_permissions(outside.join("dir"), std::fs::Permissions::from_mode(0o700))
+                .unwrap();
+            Case {
+                _tmp: tmp,
+                root,
+                outside,
+            }
+        }
+
+        fn unpack(&self, entries: &[E<'_>]) -> Result<(), StoreError> {
+            let bytes = tar(entries);
+            let result = unpack(&self.root, &bytes[..], &Digest::of(&bytes));
+            self.assert_outside_untouched();
+            result
+        }
+
+        fn assert_outside_untouched(&self) {
+            let mut names: Vec<_> = fs_err::read_dir(&self.outside)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            names.sort();
+            assert_eq!(names, ["dir", "victim"]);
+            assert_eq!(
+                fs_err::read_to_string(self.outside.join("victim")).unwrap(),
+                "victim"
+            );
+            let m = fs_err::metadata(self.outside.join("victim")).unwrap();
+            assert_eq!(m.mode() & 0o7777, 0o600);
+            assert_eq!(m.nlink(), 1, "victim got a hardlink");
+            let d = fs_err::metadata(self.outside.join("dir")).unwrap();
+            assert_eq!(d.mode() & 0o7777, 0o700);
+            assert_eq!(
+                fs_err::read_dir(self.outside.join("dir")).unwrap().count(),
+                0
+            );
+        }
+
+        fn abs(&self, rel: &str) -> String {
+            self.outside.join(rel).display().to_string()
+        }
+    }
+
+    #[test]
+    fn symlink_absolute_resolves_inside_root() {
+        let c = Case::new();
+        let target = c.abs("dir");
+        c.unpack(&[E::Sym("sl", &target), E::File("sl/f", b"x", 0o644)])
+            .unwrap();
+        // Chroot semantics: the absolute target is taken inside the root.
+        let inside = c.root.join(target.trim_start_matches('/')).join("f");
+        assert_eq!(fs_err::read_to_string(inside).unwrap(), "x");
+    }
+
+    #[test]
+    fn symlink_up_and_out_is_clamped_at_root() {
+        let c = Case::new();
+        c.unpack(&[E::Sym("sl", "../outside/dir"), E::File("sl/f", b"x", 0o644)])
+            .unwrap();
+        assert!(c.root.join("outside/dir/f").is_file());
+        let c = Case::new();
+        c.unpack(&[
+            E::Dir("a", 0o755),
+            E::Sym("a/sl", "../../../../../outside"),
+            E::File("a/sl/victim", b"pwned", 0o644),
+        ])
+        .unwrap();
+        assert_eq!(
+            fs_err::read_to_string(c.root.join("outside/victim")).unwrap(),
+            "pwned"
+        );
+    }
+
+    #[test]
+    fn symlink_multiple_relative_and_parent_directory() {
+        let c = Case::new();
+        c.unpack(&[
+            E::Sym("a", "b/../../.."),
+            E::Sym("b", "."),
+            E::File("a/outside/victim", b"pwned", 0o644),
+        ])
+        .unwrap();
+        let c = Case::new();
+        c.unpack(&[
+            E::Sym("up", ".."),
+            E::File("up/outside/victim", b"pwned", 0o644),
+        ])
+        .unwrap();
+    }
+
+    #[test]
+    fn file_replaces_symlink_instead_of_writing_through_it() {
+        let c = Case::new();
+        let victim = c.abs("victim");
+        c.unpack(&[E::Sym("f", &victim), E::File("f", b"new", 0o644)])
+            .unwrap();
+        assert_eq!(fs_err::read_to_string(c.root.join("f")).unwrap(), "new");
+        assert!(
+            !fs_err::symlink_metadata(c.root.join("f"))
+                .unwrap()
+                .is_symlink()
+        );
+    }
+
+    #[test]
+    fn directory_replaces_symlink_and_keeps_target_mode() {
+        let c = Case::new();
+        let dir = c.abs("dir");
+        c.unpack(&[E::Sym("d", &dir), E::Dir("d", 0o777)]).unwrap();
+        let m = fs_err::symlink_metadata(c.root.join("d")).unwrap();
+        assert!(m.is_dir());
+        assert_eq!(m.mode() & 0o7777, 0o777);
+        // And the override in the other direction: a symlink over a directory.
+        let c = Case::new();
+        c.unpack(&[
+            E::Dir("d", 0o755),
+            E::File("d/f", b"x", 0o644),
+            E::Sym("d", &dir),
+        ])
+        .unwrap();
+        assert!(
+            fs_err::symlink_metadata(c.root.join("d"))
+                .unwrap()
+                .is_symlink()
+        );
+    }
+
+    #[test]
+    fn hardlinks_never_reach_outside() {
+        let c = Case::new();
+        let victim = c.abs("victim");
+        // Absolute: resolved inside the root, where nothing is.
+        assert!(c.unpack(&[E::Hard("h", &victim)]).is_err());
+        let c = Case::new();
+        assert!(c.unpack(&[E::Hard("h", "../outside/victim")]).is_err());
+        let c = Case::new();
+        let dir = c.abs("");
+        assert!(
+            c.unpack(&[E::Sym("sl", &dir), E::Hard("h", "sl/victim")])
+                .is_err()
+        );
+        let c = Case::new();
+        assert!(
+            c.unpack(&[E::Dir("a", 0o755), E::Hard("a/h", "a/../../outside/victim")])
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn hardlink_inside_layer_works_and_direct_relative_is_refused() {
+        let c = Case::new();
+        c.unpack(&[
+            E::File("a", b"data", 0o640),
+            E::Hard("b", "a"),
+            E::Hard("./c", "/a"),
+        ])
+        .unwrap();
+        let a = fs_err::metadata(c.root.join("a")).unwrap();
+        assert_eq!(a.nlink(), 3);
+        assert_eq!(a.mode() & 0o7777, 0o640);
+    }
+
+    #[test]
+    fn hardlink_to_symlink_links_the_link_and_chmod_does_not_follow() {
+        let c = Case::new();
+        let victim = c.abs("victim");
+        c.unpack(&[E::Sym("l", &victim), E::Hard("h", "l"), E::Dir("h", 0o777)])
+            .unwrap();
+        let c = Case::new();
+        c.unpack(&[
+            E::Sym("l", &victim),
+            E::Hard("h", "l"),
+            E::File("h", b"x", 0o777),
+        ])
+        .unwrap();
+    }
+
+    #[test]
+    fn dotdot_names_are_refused() {
+        for name in ["../victim", "a/../../victim", "./../outside/victim"] {
+            let c = Case::new();
+            let err = c.unpack(&[E::File(name, b"pwned", 0o644)]).unwrap_err();
+            assert!(err.to_string().contains("`..`"), "{name}: {err}");
+        }
+    }
+
+    #[test]
+    fn absolute_names_land_inside() {
+        let c = Case::new();
+        c.unpack(&[E::File("/etc/passwd", b"root", 0o644)]).unwrap();
+        assert_eq!(
+            fs_err::read_to_string(c.root.join("etc/passwd")).unwrap(),
+            "root"
+        );
+    }
+
+    #[test]
+    fn symlink_loop_is_an_error() {
+        let c = Case::new();
+        let err = c.unpack(&[
+            E::Sym("a", "b"),
+            E::Sym("b", "a"),
+            E::File("a/f", b"", 0o644),
+        ]);
+        assert!(err.is_err());
+    }
+
+    #[test]
+    fn whiteouts_become_overlay_whiteouts() {
+        let c = Case::new();
+        c.unpack(&[
+            E::Dir("etc", 0o755),
+            E::File("etc/.wh.passwd", b"", 0o644),
+            E::Dir("var", 0o755),
+            E::File("var/.wh..wh..opq", b"", 0o644),
+            E::File("var/new", b"n", 0o644),
+        ])
+        .unwrap();
+        let w = fs_err::symlink_metadata(c.root.join("etc/passwd")).unwrap();
+        assert!(std::os::unix::fs::FileTypeExt::is_char_device(
+            &w.file_type()
+        ));
+        assert_eq!(w.rdev(), 0);
+        assert!(!c.root.join("etc/.wh.passwd").exists());
+        let opaque = rustix::fs::getxattr(
+            c.root.join("var").as_path(),
+            "trusted.overlay.opaque",
+            &mut [0u8; 8],
+        );
+        assert_eq!(opaque.unwrap(), 1);
+        assert!(c.root.join("var/new").is_file());
+    }
+
+    #[test]
+    fn whiteout_oddities_are_invalid() {
+        for name in [".wh..", ".wh...", "a/.wh..", ".wh..wh.x/../y"] {
+            let c = Case::new();
+            assert!(c.unpack(&[E::File(name, b"", 0o644)]).is_err(), "{name}");
+        }
+        // Whiteouts resolve inside the root too.
+        let c = Case::new();
+        c.unpack(&[
+            E::Sym("up", ".."),
+            E::File("up/outside/.wh.victim", b"", 0o644),
+        ])
+        .unwrap();
+    }
+
+    #[test]
+    fn trusted_xattrs_are_dropped_and_user_xattrs_kept() {
+        let c = Case::new();
+        c.unpack(&[
+            E::Xattr("opaque", "trusted.overlay.opaque", b"y"),
+            E::Xattr("user", "user.note", b"hello"),
+        ])
+        .unwrap();
+        let mut buf = [0u8; 16];
+        assert!(
+            rustix::fs::getxattr(
+                c.root.join("opaque").as_path(),
+                "trusted.overlay.opaque",
+                &mut buf
+            )
+            .is_err()
+        );
+        let n = rustix::fs::getxattr(c.root.join("user").as_path(), "user.note", &mut buf).unwrap();
+        assert_eq!(&buf[..n], b"hello");
+    }
+
+    #[test]
+    fn modes_owners_and_setuid_survive() {
+        let c = Case::new();
+        let bytes = {
+            let mut b = tar::Builder::new(Vec::new());
+            let mut h = tar::Header::new_gnu();
+            h.set_path("suid").unwrap();
+            h.set_size(1);
+            h.set_mode(0o4755);
+            h.set_uid(1000);
+            h.set_gid(2000);
+            h.set_mtime(1_600_000_000);
+            h.set_cksum();
+            b.append(&h, &b"x"[..]).unwrap();
+            let mut h = tar::Header::new_gnu();
+            h.set_path("sticky").unwrap();
+            h.set_entry_type(tar::EntryType::Directory);
+            h.set_size(0);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mode(0o1777);
+            h.set_mtime(1_600_000_000);
+            h.set_cksum();
+            b.append(&h, std::io::empty()).unwrap();
+            b.into_inner().unwrap()
+        };
+        unpack(&c.root, &bytes[..], &Digest::of(&bytes)).unwrap();
+        let m = fs_err::metadata(c.root.join("suid")).unwrap();
+        assert_eq!(
+            (m.mode() & 0o7777, m.uid(), m.gid(), m.mtime()),
+            (0o4755, 1000, 2000, 1_600_000_000)
+        );
+        let d = fs_err::metadata(c.root.join("sticky")).unwrap();
+        assert_eq!((d.mode() & 0o7777, d.mtime()), (0o1777, 1_600_000_000));
+    }
+
+    #[test]
+    fn duplicate_entries_last_wins_without_following() {
+        let c = Case::new();
+        let victim = c.abs("victim");
+        c.unpack(&[
+            E::Dir("x", 0o755),
+            E::File("x", b"file", 0o644),
+            E::Dir("x", 0o755),
+            E::Sym("x", &victim),
+            E::File("x", b"last", 0o644),
+        ])
+        .unwrap();
+        assert_eq!(fs_err::read_to_string(c.root.join("x")).unwrap(), "last");
     }
 }

@@ -27,9 +27,7 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         SystemCommand::Df => {
             let du = store.disk_usage()?;
-            let pct = |part: u64, whole: u64| {
-                if whole == 0 { 0 } else { part * 100 / whole }
-            };
+            let pct = |part: u64, whole: u64| (part * 100).checked_div(whole).unwrap_or(0);
             let table = vec![
                 ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"]
                     .map(String::from)

@@ -150,9 +150,10 @@ impl Store {
         let mut tar = tar::Archive::new(stream);
         let entries = tar
             .entries()
-            .map_err(|e| StoreError::archive(what, e.to_string()))?;
+            .map_err(|e| StoreError::archive(what, crate::error::tar_reason(&e)))?;
         for entry in entries {
-            let mut entry = entry.map_err(|e| StoreError::archive(what, e.to_string()))?;
+            let mut entry =
+                entry.map_err(|e| StoreError::archive(what, crate::error::tar_reason(&e)))?;
             let name = member_name(&entry.path_bytes())
                 .ok_or_else(|| StoreError::archive(what, "member path leaves the archive"))?;
             match entry.header().entry_type() {
@@ -165,7 +166,10 @@ impl Store {
                     let mut out = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
                     let size = entry.size();
                     let n = io::copy(&mut entry, &mut out).map_err(|e| {
-                        StoreError::archive(format!("{what} member {name}"), e.to_string())
+                        StoreError::archive(
+                            format!("{what} member {name}"),
+                            crate::error::tar_reason(&e),
+                        )
                     })?;
                     if n != size {
                         return Err(StoreError::archive(

@@ -46,7 +46,12 @@ impl RootDir {
     /// Resolves the directory `components` name inside the root, following symlinks inside
     /// the root and, with `create`, making missing directories (mode 0755).
     pub(crate) fn dir(&self, components: &[&OsStr], create: bool) -> io::Result<OwnedFd> {
-        let mut stack: Vec<OwnedFd> = vec![dup_dir(&self.fd)?];
+        // Only the current directory is held open (a 2000-level path must not need 2000 fds);
+        // `depth` counts how far below the root it is, so `..` can stop at the root. Going
+        // up through the real `..` is safe: we only ever went down through real directories
+        // (O_NOFOLLOW), in a tree no one else writes to.
+        let mut cur = dup_dir(&self.fd)?;
+        let mut depth = 0usize;
         let mut todo: VecDeque<OsString> = components.iter().map(|c| c.to_os_string()).collect();
         let mut links = 0;
         while let Some(c) = todo.pop_front() {
@@ -55,27 +60,28 @@ impl RootDir {
                 continue;
             }
             if bytes == b".." {
-                if stack.len() > 1 {
-                    stack.pop();
+                if depth > 0 {
+                    cur = open_dir_at(&cur, OsStr::new(".."))?;
+                    depth -= 1;
                 }
                 continue;
             }
-            let cur = stack.last().expect("the root is never popped");
-            match rustix::fs::statat(cur, c.as_os_str(), AtFlags::SYMLINK_NOFOLLOW) {
+            match rustix::fs::statat(&cur, c.as_os_str(), AtFlags::SYMLINK_NOFOLLOW) {
                 Ok(st) => match FileType::from_raw_mode(st.st_mode) {
                     FileType::Directory => {
-                        let next = open_dir_at(cur, &c)?;
-                        stack.push(next);
+                        cur = open_dir_at(&cur, &c)?;
+                        depth += 1;
                     }
                     FileType::Symlink => {
                         links += 1;
                         if links > MAX_LINKS {
                             return Err(Errno::LOOP.into());
                         }
-                        let target = rustix::fs::readlinkat(cur, c.as_os_str(), Vec::new())?;
+                        let target = rustix::fs::readlinkat(&cur, c.as_os_str(), Vec::new())?;
                         let target = target.as_bytes();
                         if target.starts_with(b"/") {
-                            stack.truncate(1);
+                            cur = dup_dir(&self.fd)?;
+                            depth = 0;
                         }
                         for part in target.split(|b| *b == b'/').rev() {
                             todo.push_front(OsStr::from_bytes(part).to_os_string());
@@ -84,17 +90,17 @@ impl RootDir {
                     _ => return Err(Errno::NOTDIR.into()),
                 },
                 Err(Errno::NOENT) if create => {
-                    match rustix::fs::mkdirat(cur, c.as_os_str(), Mode::from_raw_mode(0o755)) {
+                    match rustix::fs::mkdirat(&cur, c.as_os_str(), Mode::from_raw_mode(0o755)) {
                         Ok(()) | Err(Errno::EXIST) => {}
                         Err(e) => return Err(e.into()),
                     }
-                    let next = open_dir_at(cur, &c)?;
-                    stack.push(next);
+                    cur = open_dir_at(&cur, &c)?;
+                    depth += 1;
                 }
                 Err(e) => return Err(e.into()),
             }
         }
-        Ok(stack.pop().expect("the root is never popped"))
+        Ok(cur)
     }
 
     /// The parent directory of `components` (created as needed) and the last component.
@@ -164,10 +170,15 @@ fn remove_tree_at(dir: &OwnedFd, name: &OsStr) -> io::Result<()> {
         if n == b"." || n == b".." {
             continue;
         }
-        children.push((
-            OsStr::from_bytes(n).to_os_string(),
-            entry.file_type() == FileType::Directory,
-        ));
+        let name = OsStr::from_bytes(n).to_os_string();
+        let is_dir = match entry.file_type() {
+            FileType::Unknown => {
+                let st = rustix::fs::statat(&fd, name.as_os_str(), AtFlags::SYMLINK_NOFOLLOW)?;
+                FileType::from_raw_mode(st.st_mode) == FileType::Directory
+            }
+            t => t == FileType::Directory,
+        };
+        children.push((name, is_dir));
     }
     for (child, is_dir) in children {
         if is_dir {

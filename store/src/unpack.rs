@@ -38,7 +38,7 @@ pub(crate) fn unpack(dest: &Path, input: impl Read, layer: &Digest) -> Result<()
     for entry in entries {
         let mut entry = entry.map_err(StoreError::stream(format!("read layer {layer}")))?;
         let name = entry.path_bytes().into_owned();
-        let shown = String::from_utf8_lossy(&name).into_owned();
+        let shown = crate::error::shorten(&String::from_utf8_lossy(&name));
         let fail = |reason: &str| StoreError::Unpack {
             layer: layer.clone(),
             entry: shown.clone(),

@@ -73,11 +73,14 @@ pub(crate) fn unpack(dest: &Path, input: impl Read, layer: &Digest) -> Result<()
             continue;
         }
         let header = entry.header();
+        let old = header.as_old();
         let meta = Meta {
-            uid: header.uid().map_err(ioerr("read owner of"))?,
-            gid: header.gid().map_err(ioerr("read group of"))?,
-            mode: header.mode().map_err(ioerr("read mode of"))? & 0o7777,
-            mtime: header.mtime().map_err(ioerr("read mtime of"))?,
+            uid: numeric(header.uid(), &old.uid).map_err(ioerr("read owner of"))?,
+            gid: numeric(header.gid(), &old.gid).map_err(ioerr("read group of"))?,
+            mode: numeric(header.mode().map(u64::from), &old.mode).map_err(ioerr("read mode of"))?
+                as u32
+                & 0o7777,
+            mtime: numeric(header.mtime(), &old.mtime).map_err(ioerr("read mtime of"))?,
         };
         if meta.uid > u64::from(u32::MAX - 1) || meta.gid > u64::from(u32::MAX - 1) {
             return Err(fail("owner is out of range"));
@@ -245,6 +248,15 @@ pub(crate) fn unpack(dest: &Path, input: impl Read, layer: &Digest) -> Result<()
         }
     }
     Ok(())
+}
+
+/// A numeric header field; an empty one (all NUL or spaces) is 0, as Go's archive/tar reads
+/// it, since some writers leave owner fields blank.
+fn numeric(parsed: io::Result<u64>, raw: &[u8]) -> io::Result<u64> {
+    match parsed {
+        Err(_) if raw.iter().all(|b| *b == 0 || *b == b' ') => Ok(0),
+        other => other,
+    }
 }
 
 struct Meta {

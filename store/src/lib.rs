@@ -41,5 +41,6 @@ pub use layer::{LayerDescriptor, LayerWriter};
 pub use load::LoadedImage;
 pub use lock::Lease;
 pub use reference::Reference;
+pub use save::SaveOptions;
 pub use snapshot::Snapshot;
 pub use store::Store;

@@ -6,7 +6,7 @@ use anyhow::{Context, bail};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use strata_store::Store;
+use strata_store::{SaveOptions, Store};
 
 /// Arguments of `strata save`.
 #[derive(Debug, clap::Args)]
@@ -14,6 +14,9 @@ pub(crate) struct Args {
     /// Write to this file instead of stdout
     #[arg(short, long, value_name = "FILE")]
     output: Option<PathBuf>,
+    /// Recompress layers to gzip or zstd (default: as stored)
+    #[arg(long, value_parser = crate::cmd::import::parse_compression)]
+    compression: Option<strata_store::Compression>,
     /// Images (references or IDs)
     #[arg(value_name = "IMAGE", required = true)]
     images: Vec<String>,
@@ -22,6 +25,9 @@ pub(crate) struct Args {
 pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let store = Store::open(global.store_root())?;
     let names: Vec<&str> = args.images.iter().map(String::as_str).collect();
+    let options = SaveOptions {
+        compression: args.compression,
+    };
     match &args.output {
         Some(path) => {
             let dir = match path.parent() {
@@ -32,7 +38,7 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
                 .prefix(".strata-save-")
                 .tempfile_in(&dir)
                 .with_context(|| format!("failed to create a file in {}", dir.display()))?;
-            store.save(&names, std::io::BufWriter::new(tmp.as_file_mut()))?;
+            store.save_with(&names, std::io::BufWriter::new(tmp.as_file_mut()), &options)?;
             tmp.as_file().sync_all()?;
             tmp.persist(path)
                 .with_context(|| format!("failed to write {}", path.display()))?;
@@ -43,7 +49,7 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
                 bail!("refusing to write an image archive to a terminal: use -o or redirect");
             }
             let mut out = std::io::BufWriter::new(stdout.lock());
-            store.save(&names, &mut out)?;
+            store.save_with(&names, &mut out, &options)?;
             out.flush()?;
         }
     }

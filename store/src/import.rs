@@ -86,7 +86,11 @@ impl Store {
             Some(m) => m.clone(),
             None => format!("Imported from {}", options.source),
         };
+        let mut extra = serde_json::Map::new();
+        // docker import writes the comment at the top level too (`docker inspect` .Comment).
+        extra.insert("comment".into(), Value::String(comment.clone()));
         let config = ImageConfigFile {
+            extra,
             created: Some(created.clone()),
             architecture: host_architecture().into(),
             os: "linux".into(),

@@ -711,6 +711,7 @@ fn inspect_and_history_look_like_docker() {
         (Some("amd64"), Some("linux"))
     );
     assert_eq!(i["RootFS"]["Type"], "layers");
+    assert_eq!(i["Comment"], "Imported from -");
     let tar_len = fs_err::metadata(&tarball).unwrap().len();
     assert_eq!(i["Size"].as_u64(), Some(tar_len));
     assert!(i["Created"].as_str().unwrap().ends_with('Z'));

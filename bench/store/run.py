@@ -103,6 +103,12 @@ def main():
             timed(f"{s} --root {root} import --compression {comp} {tar} bench:{comp}", 1))
         row(f"strata save ({comp} layer)", timed(f"{s} --root {root} save -o {out} bench:{comp}", n),
             f"archive {os.path.getsize(out) / 1e6:.0f} MB")
+        other = "zstd" if comp == "gzip" else "gzip"
+        conv = os.path.join(w, f"save-{comp}-to-{other}.tar")
+        row(f"strata save --compression {other} ({comp} layer, recompressed)",
+            timed(f"{s} --root {root} save --compression {other} -o {conv} bench:{comp}", 1),
+            f"archive {os.path.getsize(conv) / 1e6:.0f} MB")
+        os.remove(conv)
         row(f"strata load ({comp} layer)",
             timed(f"{s} --root {fresh} load -i {out}", n,
                   before=lambda: shutil.rmtree(fresh, ignore_errors=True)))

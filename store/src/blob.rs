@@ -112,22 +112,23 @@ impl Store {
         })
     }
 
-    /// Moves a fully written, fsynced temp file into place as blob `digest` (computed by the
-    /// caller from the bytes written). An existing blob with that digest is kept.
+    /// Moves a fully written temp file into place as blob `digest` (computed by the caller
+    /// from the bytes written): fsync, read-only, rename, dir fsync. An existing blob with that
+    /// digest is kept and the temp file dropped.
     pub(crate) fn persist_blob(
         &self,
-        tmp: tempfile::NamedTempFile,
+        tmp: tempfile::TempPath,
         digest: &Digest,
     ) -> Result<(), StoreError> {
         let path = self.blob_path(digest);
         if path.is_file() {
             return Ok(());
         }
-        fs_err::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o444))
-            .map_err(StoreError::io("set permissions of", tmp.path()))?;
-        tmp.as_file()
-            .sync_all()
-            .map_err(StoreError::io("sync", tmp.path()))?;
+        fs_err::File::open(&*tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(StoreError::io("sync", &*tmp))?;
+        fs_err::set_permissions(&*tmp, std::fs::Permissions::from_mode(0o444))
+            .map_err(StoreError::io("set permissions of", &*tmp))?;
         tmp.persist(&path)
             .map_err(|e| StoreError::io("write blob", &path)(e.error))?;
         sync_dir(path.parent().expect("blob paths have a parent"))
@@ -175,7 +176,8 @@ impl BlobWriter {
                 actual: digest,
             });
         }
-        self.store.persist_blob(self.tmp, &digest)?;
+        self.store
+            .persist_blob(self.tmp.into_temp_path(), &digest)?;
         Ok(BlobInfo { digest, size })
     }
 }

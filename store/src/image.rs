@@ -385,6 +385,15 @@ impl Store {
         })
     }
 
+    /// Removes one tag; the image goes too if that was its last tag (`rmi name:tag`).
+    pub fn untag(&self, reference: &Reference) -> Result<Vec<Removed>, StoreError> {
+        let key = reference.to_string();
+        if !self.read_index()?.tags.contains_key(&key) {
+            return Err(StoreError::ImageNotFound(reference.familiar()));
+        }
+        self.remove_image(&key, false)
+    }
+
     /// Removes images or tags as `docker rmi` does: a reference loses its tag and the image
     /// goes when its last tag goes; an ID removes the image, which needs `force` when several
     /// references name it. Layers other images share stay. Blobs no image needs any more are

@@ -108,7 +108,8 @@ impl LayerWriter {
         let (buf, digest, size) = blob.finish();
         buf.into_inner()
             .map_err(|e| StoreError::io("write", &path)(e.into_error()))?;
-        self.store.persist_blob(self.tmp, &digest)?;
+        self.store
+            .persist_blob(self.tmp.into_temp_path(), &digest)?;
         Ok(LayerDescriptor {
             media_type: self.compression.media_type().to_owned(),
             digest,

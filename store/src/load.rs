@@ -36,7 +36,9 @@ pub struct LoadedImage {
 struct Member {
     digest: Digest,
     size: u64,
-    file: tempfile::NamedTempFile,
+    /// The staged bytes (a path only: an archive with thousands of members must not hold
+    /// thousands of fds).
+    file: tempfile::TempPath,
 }
 
 /// An image found in the archive, verified, ready to commit.
@@ -195,7 +197,7 @@ impl Store {
                         Member {
                             digest,
                             size,
-                            file: tmp,
+                            file: tmp.into_temp_path(),
                         },
                     );
                 }
@@ -276,7 +278,7 @@ impl Archive {
                 format!("{} bytes is over the {MAX_DOCUMENT}-byte limit", m.size),
             ));
         }
-        fs_err::read(m.file.path()).map_err(StoreError::io("read", m.file.path()))
+        fs_err::read(&*m.file).map_err(StoreError::io("read", &*m.file))
     }
 
     fn blob_name(digest: &Digest) -> String {
@@ -493,10 +495,10 @@ fn pick_platform(manifests: &[Value]) -> Option<&Value> {
 
 fn sniff(m: &Member) -> Result<Compression, StoreError> {
     let mut magic = [0u8; 4];
-    let mut f = fs_err::File::open(m.file.path()).map_err(StoreError::io("read", m.file.path()))?;
+    let mut f = fs_err::File::open(&*m.file).map_err(StoreError::io("read", &*m.file))?;
     let n = f
         .read(&mut magic)
-        .map_err(StoreError::io("read", m.file.path()))?;
+        .map_err(StoreError::io("read", &*m.file))?;
     Ok(Compression::detect(&magic[..n]))
 }
 
@@ -504,7 +506,7 @@ fn sniff(m: &Member) -> Result<Compression, StoreError> {
 /// its uncompressed length.
 fn verify_diff_id(m: &Member, l: &LayerDescriptor) -> Result<u64, StoreError> {
     let what = format!("layer {}", l.digest);
-    let file = fs_err::File::open(m.file.path()).map_err(StoreError::io("read", m.file.path()))?;
+    let file = fs_err::File::open(&*m.file).map_err(StoreError::io("read", &*m.file))?;
     let reader = decompressed(file).map_err(StoreError::stream(format!("decompress {what}")))?;
     let mut hashing = HashingReader::new(reader);
     let mut sink = io::sink();

@@ -85,6 +85,21 @@ impl Store {
     }
 }
 
+impl Store {
+    /// The uncompressed tar of a stored layer, whatever its compression. (Create it on the
+    /// thread that reads it.)
+    pub fn layer_reader(
+        &self,
+        layer: &LayerDescriptor,
+    ) -> Result<Box<dyn std::io::Read>, StoreError> {
+        let file = self.open_blob(&layer.digest)?;
+        crate::compression::decompressed(file).map_err(StoreError::stream(format!(
+            "decompress layer {}",
+            layer.digest
+        )))
+    }
+}
+
 impl Write for LayerWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.out.write(buf)

@@ -438,3 +438,31 @@ fn a_newer_store_layout_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn handles_and_writers_can_cross_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<Store>();
+    send_sync::<strata_store::Image>();
+    send::<strata_store::LayerWriter>();
+    send::<strata_store::BlobWriter>();
+    send::<strata_store::Lease>();
+}
+
+#[test]
+fn layer_reader_gives_back_the_uncompressed_tar() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    let tar = layer_tar(&[("x", "y")]);
+    for c in [Compression::Gzip, Compression::Zstd, Compression::None] {
+        let l = write_layer(&store, &tar, c);
+        let mut back = Vec::new();
+        store
+            .layer_reader(&l)
+            .unwrap()
+            .read_to_end(&mut back)
+            .unwrap();
+        assert_eq!(back, tar, "{c:?}");
+    }
+}

@@ -29,7 +29,6 @@ pub(crate) struct GlobalArgs {
     pub(crate) root: Option<PathBuf>,
 }
 
-#[expect(dead_code, reason = "the store commands are the first users")]
 impl GlobalArgs {
     /// The store root: `--root`, `STRATA_ROOT`, or the default for this user.
     pub(crate) fn store_root(&self) -> PathBuf {
@@ -74,6 +73,26 @@ enum Command {
     Parse(cmd::parse::Args),
     /// Run every frontend check on a Dockerfile and print the problems found
     Check(cmd::check::Args),
+    /// List images
+    Images(cmd::images::Args),
+    /// Add a reference to an image
+    Tag(cmd::tag::Args),
+    /// Remove images (untag; delete when the last tag goes)
+    Rmi(cmd::rmi::Args),
+    /// Show images as JSON, like `docker image inspect`
+    Inspect(cmd::inspect::Args),
+    /// Show the history of an image
+    History(cmd::history::Args),
+    /// Import a rootfs tarball (plain, gzip or zstd) as a one-layer image
+    Import(cmd::import::Args),
+    /// Save images to a tarball (OCI layout and docker archive at once)
+    Save(cmd::save::Args),
+    /// Load images from an OCI or docker tarball
+    Load(cmd::load::Args),
+    /// Manage images
+    Image(cmd::image::Args),
+    /// Store-wide commands: df, check
+    System(cmd::system::Args),
 }
 
 fn main() -> ExitCode {
@@ -81,6 +100,16 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Parse(args) => cmd::parse::run(args, &cli.global),
         Command::Check(args) => cmd::check::run(args, &cli.global),
+        Command::Images(args) => cmd::images::run(args, &cli.global),
+        Command::Tag(args) => cmd::tag::run(args, &cli.global),
+        Command::Rmi(args) => cmd::rmi::run(args, &cli.global),
+        Command::Inspect(args) => cmd::inspect::run(args, &cli.global),
+        Command::History(args) => cmd::history::run(args, &cli.global),
+        Command::Import(args) => cmd::import::run(args, &cli.global),
+        Command::Save(args) => cmd::save::run(args, &cli.global),
+        Command::Load(args) => cmd::load::run(args, &cli.global),
+        Command::Image(args) => cmd::image::run(args, &cli.global),
+        Command::System(args) => cmd::system::run(args, &cli.global),
     };
     match result {
         Ok(code) => code,

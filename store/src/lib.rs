@@ -1,5 +1,83 @@
-//! The OCI image store: content-addressed blobs, images and tags, OCI and Docker tarballs,
-//! layer compression, and later the registry client. Owns everything under its root; every
-//! write is atomic and checked against its digest. Knows nothing of Dockerfiles, the build
-//! graph or the terminal.
+//! The OCI image store: content-addressed blobs, images and tags, layer compression, snapshots
+//! for the worker, OCI and Docker tarballs (save, load, import), and later the registry client.
+//! Owns everything it creates under its root (layout in `docs/store.md`); every write is atomic
+//! and checked against its digest, and several processes may use one root at once. Knows
+//! nothing of Dockerfiles, the build graph or the terminal. Start at [`Store::open`].
+//!
+//! How the rest of strata uses it:
+//!
+//! ```no_run
+//! use std::io::Write;
+//! use strata_store::{Compression, NewImage, Reference, Store, chain_id};
+//!
+//! let store = Store::open("/var/lib/strata")?;
+//! let lease = store.lease()?; // no garbage collection until the image is committed
+//!
+//! // FROM busybox: the base image, its layers unpacked as overlayfs lowerdirs (bottom first).
+//! let base = store.image("busybox")?;
+//! let lower = store.snapshots(&base)?;
+//!
+//! // RUN: the worker mounts overlay(lower, upper) and runs the command; `upper` lives on the
+//! // store's filesystem so it can become a snapshot by rename.
+//! let upper = store.new_snapshot_dir()?;
+//! // ... run the step, then stream the diff (overlay whiteouts → .wh. entries) as a tar:
+//! let mut layer = store.layer_writer(Compression::Gzip)?;
+//! layer.write_all(b"...tar bytes...")?;
+//! let layer = layer.finish()?; // {media_type, digest, size, diff_id}
+//! let parent = lower.last().map(|s| s.chain_id.clone());
+//! let snapshot = store.adopt_snapshot(parent.as_ref(), &layer.diff_id, &upper)?;
+//! assert_eq!(snapshot.chain_id, chain_id(parent.as_ref(), &layer.diff_id));
+//!
+//! // The image: base layers + ours, a config the solver built (Docker field names).
+//! let mut config = base.config.clone();
+//! config.history.push(serde_json::from_value(serde_json::json!({
+//!     "created_by": "RUN /bin/sh -c make # buildkit", "comment": "buildkit.dockerfile.v0"
+//! }))?);
+//! let mut layers = base.layers.clone();
+//! layers.push(layer);
+//! let id = store.commit_image(NewImage { config, layers, tags: vec![Reference::parse("app:1")?] })?;
+//! drop(lease);
+//! println!("{}", id.short());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![warn(missing_docs)]
+
+mod blob;
+mod check;
+mod compression;
+mod digest;
+mod durable;
+mod error;
+mod gc;
+mod image;
+mod import;
+mod index;
+mod layer;
+mod load;
+mod lock;
+mod reference;
+mod root_dir;
+mod save;
+mod snapshot;
+mod staging;
+mod store;
+mod unpack;
+
+pub use blob::{BlobInfo, BlobWriter};
+pub use check::CheckReport;
+pub use compression::Compression;
+pub use digest::{Digest, DigestError, chain_id, chain_ids};
+pub use error::StoreError;
+pub use gc::{DiskUsage, PruneReport};
+pub use image::{
+    DOCKER_CONFIG, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, History, Image, ImageConfigFile,
+    ImageSummary, NewImage, OCI_CONFIG, OCI_INDEX, OCI_MANIFEST, Removed, RootFs,
+};
+pub use import::{ImportOptions, host_architecture};
+pub use layer::{LayerDescriptor, LayerWriter};
+pub use load::LoadedImage;
+pub use lock::Lease;
+pub use reference::Reference;
+pub use save::SaveOptions;
+pub use snapshot::Snapshot;
+pub use store::Store;

@@ -1,4 +1,14 @@
 //! One module per subcommand: its clap arguments and `run`.
 
 pub(crate) mod check;
+pub(crate) mod history;
+pub(crate) mod image;
+pub(crate) mod images;
+pub(crate) mod import;
+pub(crate) mod inspect;
+pub(crate) mod load;
 pub(crate) mod parse;
+pub(crate) mod rmi;
+pub(crate) mod save;
+pub(crate) mod system;
+pub(crate) mod tag;

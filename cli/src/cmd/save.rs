@@ -1,0 +1,57 @@
+//! `strata save [-o FILE] IMAGE...`: one tarball that is both an OCI layout and a docker
+//! archive. With `-o`, the file appears only once complete (written beside it, then renamed).
+
+use crate::GlobalArgs;
+use anyhow::{Context, bail};
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use strata_store::{SaveOptions, Store};
+
+/// Arguments of `strata save`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Write to this file instead of stdout
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Recompress layers to gzip or zstd (default: as stored)
+    #[arg(long, value_parser = crate::cmd::import::parse_compression)]
+    compression: Option<strata_store::Compression>,
+    /// Images (references or IDs)
+    #[arg(value_name = "IMAGE", required = true)]
+    images: Vec<String>,
+}
+
+pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let store = Store::open(global.store_root())?;
+    let names: Vec<&str> = args.images.iter().map(String::as_str).collect();
+    let options = SaveOptions {
+        compression: args.compression,
+    };
+    match &args.output {
+        Some(path) => {
+            let dir = match path.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+                _ => PathBuf::from("."),
+            };
+            let mut tmp = tempfile::Builder::new()
+                .prefix(".strata-save-")
+                .tempfile_in(&dir)
+                .with_context(|| format!("failed to create a file in {}", dir.display()))?;
+            store.save_with(&names, std::io::BufWriter::new(tmp.as_file_mut()), &options)?;
+            tmp.as_file().sync_all()?;
+            tmp.persist(path)
+                .with_context(|| format!("failed to write {}", path.display()))?;
+        }
+        None => {
+            let stdout = std::io::stdout();
+            if stdout.is_terminal() {
+                bail!("refusing to write an image archive to a terminal: use -o or redirect");
+            }
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            store.save_with(&names, &mut out, &options)?;
+            out.flush()?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

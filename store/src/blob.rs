@@ -1,0 +1,183 @@
+//! Content-addressed blobs under `<root>/blobs/sha256/<hex>`. A blob appears only by rename
+//! from the staging dir after its bytes were hashed and fsynced, so a blob's name is always
+//! the verified digest of its content; a blob that does not match what the caller expected is
+//! deleted and never becomes visible.
+
+use crate::digest::{Digest, HashingWriter};
+use crate::durable::sync_dir;
+use crate::error::StoreError;
+use crate::lock::Lease;
+use crate::store::Store;
+use std::io::{self, BufWriter, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+
+/// A blob in the store: its digest and size in bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobInfo {
+    /// The sha256 of its bytes.
+    pub digest: Digest,
+    /// Its length.
+    pub size: u64,
+}
+
+/// Manifests, configs and indexes larger than this are refused: they are JSON documents of a
+/// few KiB, and an attacker's 100 MiB manifest should not be parsed (containerd's limit is 4 MiB).
+pub(crate) const MAX_DOCUMENT: u64 = 4 << 20;
+
+impl Store {
+    /// Where the blob `digest` lives (whether or not it exists).
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.inner.root.join("blobs/sha256").join(digest.hex())
+    }
+
+    /// Whether the store has the blob.
+    pub fn has_blob(&self, digest: &Digest) -> bool {
+        self.blob_path(digest).is_file()
+    }
+
+    /// The size of a blob.
+    pub fn blob_size(&self, digest: &Digest) -> Result<u64, StoreError> {
+        match fs_err::metadata(self.blob_path(digest)) {
+            Ok(m) => Ok(m.len()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                Err(StoreError::BlobNotFound(digest.clone()))
+            }
+            Err(e) => Err(StoreError::io("inspect blob", self.blob_path(digest))(e)),
+        }
+    }
+
+    /// Opens a blob for reading.
+    pub fn open_blob(&self, digest: &Digest) -> Result<fs_err::File, StoreError> {
+        let path = self.blob_path(digest);
+        fs_err::File::open(&path).map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                StoreError::BlobNotFound(digest.clone())
+            } else {
+                StoreError::io("open blob", path)(e)
+            }
+        })
+    }
+
+    /// Reads a small blob (a manifest, a config) whole; refuses blobs over 4 MiB.
+    pub fn read_blob(&self, digest: &Digest) -> Result<Vec<u8>, StoreError> {
+        let size = self.blob_size(digest)?;
+        if size > MAX_DOCUMENT {
+            return Err(StoreError::document(
+                format!("document {digest}"),
+                format!("{size} bytes is over the {MAX_DOCUMENT}-byte limit"),
+            ));
+        }
+        let mut buf = Vec::with_capacity(size as usize);
+        self.open_blob(digest)?
+            .read_to_end(&mut buf)
+            .map_err(StoreError::io("read blob", self.blob_path(digest)))?;
+        Ok(buf)
+    }
+
+    /// Streams `body` into the store and returns once the blob is durable. With `expected`,
+    /// a body whose digest differs is rejected and leaves nothing behind.
+    ///
+    /// ```no_run
+    /// # let store = strata_store::Store::open("/tmp/s")?;
+    /// let blob = store.put_blob(None, &b"{}"[..])?;
+    /// assert_eq!(blob.size, 2);
+    /// assert!(store.has_blob(&blob.digest));
+    /// # Ok::<(), strata_store::StoreError>(())
+    /// ```
+    pub fn put_blob(
+        &self,
+        expected: Option<&Digest>,
+        mut body: impl Read,
+    ) -> Result<BlobInfo, StoreError> {
+        let mut w = self.blob_writer()?;
+        io::copy(&mut body, &mut w).map_err(StoreError::stream("read blob content"))?;
+        w.commit(expected)
+    }
+
+    /// A writer for a new blob; [`BlobWriter::commit`] makes it visible.
+    pub fn blob_writer(&self) -> Result<BlobWriter, StoreError> {
+        let lease = self.lease()?;
+        let tmp = self.staging().temp_file()?;
+        let file = tmp
+            .as_file()
+            .try_clone()
+            .map_err(StoreError::io("open", tmp.path()))?;
+        let file = fs_err::File::from_parts(file, tmp.path());
+        Ok(BlobWriter {
+            store: self.clone(),
+            out: HashingWriter::new(BufWriter::with_capacity(256 * 1024, file)),
+            tmp,
+            _lease: lease,
+        })
+    }
+
+    /// Moves a fully written temp file into place as blob `digest` (computed by the caller
+    /// from the bytes written): fsync, read-only, rename, dir fsync. An existing blob with that
+    /// digest is kept and the temp file dropped.
+    pub(crate) fn persist_blob(
+        &self,
+        tmp: tempfile::TempPath,
+        digest: &Digest,
+    ) -> Result<(), StoreError> {
+        let path = self.blob_path(digest);
+        if path.is_file() {
+            return Ok(());
+        }
+        fs_err::File::open(&*tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(StoreError::io("sync", &*tmp))?;
+        fs_err::set_permissions(&*tmp, std::fs::Permissions::from_mode(0o444))
+            .map_err(StoreError::io("set permissions of", &*tmp))?;
+        tmp.persist(&path)
+            .map_err(|e| StoreError::io("write blob", &path)(e.error))?;
+        sync_dir(path.parent().expect("blob paths have a parent"))
+    }
+}
+
+/// A blob being written: `Write` into it, then [`BlobWriter::commit`]. Dropping it without
+/// committing discards the bytes.
+pub struct BlobWriter {
+    store: Store,
+    out: HashingWriter<BufWriter<fs_err::File>>,
+    tmp: tempfile::NamedTempFile,
+    _lease: Lease,
+}
+
+impl std::fmt::Debug for BlobWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlobWriter")
+            .field("tmp", &self.tmp.path())
+            .finish()
+    }
+}
+
+impl Write for BlobWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.out.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+impl BlobWriter {
+    /// Verifies the bytes against `expected` (if given) and makes the blob durable and visible.
+    pub fn commit(self, expected: Option<&Digest>) -> Result<BlobInfo, StoreError> {
+        let (buf, digest, size) = self.out.finish();
+        buf.into_inner()
+            .map_err(|e| StoreError::io("write", self.tmp.path())(e.into_error()))?;
+        if let Some(expected) = expected
+            && *expected != digest
+        {
+            return Err(StoreError::DigestMismatch {
+                what: "blob".into(),
+                expected: expected.clone(),
+                actual: digest,
+            });
+        }
+        self.store
+            .persist_blob(self.tmp.into_temp_path(), &digest)?;
+        Ok(BlobInfo { digest, size })
+    }
+}

@@ -1,0 +1,244 @@
+//! Digests are the names of everything in the store, and some of them arrive from tarballs and
+//! registries: a digest string is validated (`sha256:` and 64 lowercase hex digits) before it is
+//! ever used, above all before it becomes part of a path (`sha256:../../etc/passwd`).
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::str::FromStr;
+
+/// A validated `sha256:<64 lowercase hex>` content digest.
+///
+/// ```
+/// use strata_store::Digest;
+/// let d: Digest = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".parse()?;
+/// assert_eq!(d.hex().len(), 64);
+/// assert_eq!(d.short(), "e3b0c44298fc");
+/// assert_eq!(Digest::of(b""), d);
+/// assert!("sha256:../../etc/passwd".parse::<Digest>().is_err());
+/// # Ok::<(), strata_store::DigestError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Digest(String);
+
+/// A string that is not a valid sha256 digest.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid digest {0:?}: expected sha256: and 64 lowercase hex digits")]
+pub struct DigestError(pub String);
+
+impl Digest {
+    /// The digest of `bytes`.
+    pub fn of(bytes: &[u8]) -> Digest {
+        Digest::from_hasher(Sha256::new_with_prefix(bytes))
+    }
+
+    fn from_hasher(hasher: Sha256) -> Digest {
+        Digest(format!("sha256:{}", hex::encode(hasher.finalize())))
+    }
+
+    /// Builds a digest from 64 hex digits (without the `sha256:` prefix).
+    pub fn from_hex(hex: &str) -> Result<Digest, DigestError> {
+        format!("sha256:{hex}").parse()
+    }
+
+    /// The full `sha256:<hex>` string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The 64 hex digits.
+    pub fn hex(&self) -> &str {
+        &self.0["sha256:".len()..]
+    }
+
+    /// The first 12 hex digits, as `docker images` shows an image ID.
+    pub fn short(&self) -> &str {
+        &self.hex()[..12]
+    }
+}
+
+impl FromStr for Digest {
+    type Err = DigestError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let valid = s.strip_prefix("sha256:").is_some_and(|hex| {
+            hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        });
+        if valid {
+            Ok(Digest(s.to_owned()))
+        } else {
+            Err(DigestError(s.chars().take(200).collect()))
+        }
+    }
+}
+
+impl TryFrom<String> for Digest {
+    type Error = DigestError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<Digest> for String {
+    fn from(d: Digest) -> String {
+        d.0
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&Digest> for oci_spec::image::Digest {
+    fn from(d: &Digest) -> Self {
+        d.as_str()
+            .parse()
+            .expect("a validated sha256 digest is a valid OCI digest")
+    }
+}
+
+impl TryFrom<&oci_spec::image::Digest> for Digest {
+    type Error = DigestError;
+    fn try_from(d: &oci_spec::image::Digest) -> Result<Self, Self::Error> {
+        d.to_string().parse()
+    }
+}
+
+/// The chain ID of a layer stack (OCI image spec): the first layer's is its diff ID, each next
+/// one is `sha256(parent_chain + " " + diff_id)`. Snapshots are keyed by it.
+///
+/// ```
+/// use strata_store::{chain_id, Digest};
+/// let a = Digest::of(b"a");
+/// let b = Digest::of(b"b");
+/// assert_eq!(chain_id(None, &a), a);
+/// assert_eq!(chain_id(Some(&a), &b), Digest::of(format!("{a} {b}").as_bytes()));
+/// ```
+pub fn chain_id(parent: Option<&Digest>, diff_id: &Digest) -> Digest {
+    match parent {
+        None => diff_id.clone(),
+        Some(parent) => Digest::of(format!("{parent} {diff_id}").as_bytes()),
+    }
+}
+
+/// The chain IDs of every prefix of `diff_ids`, bottom layer first.
+pub fn chain_ids(diff_ids: &[Digest]) -> Vec<Digest> {
+    let mut out: Vec<Digest> = Vec::with_capacity(diff_ids.len());
+    for diff_id in diff_ids {
+        let next = chain_id(out.last(), diff_id);
+        out.push(next);
+    }
+    out
+}
+
+/// A writer that hashes and counts what passes through it.
+pub(crate) struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    count: u64,
+}
+
+impl<W: Write> HashingWriter<W> {
+    pub(crate) fn new(inner: W) -> Self {
+        HashingWriter {
+            inner,
+            hasher: Sha256::new(),
+            count: 0,
+        }
+    }
+
+    pub(crate) fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// The inner writer, the digest and the byte count of everything written.
+    pub(crate) fn finish(self) -> (W, Digest, u64) {
+        (self.inner, Digest::from_hasher(self.hasher), self.count)
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// A reader that hashes and counts what is read through it.
+pub(crate) struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+    count: u64,
+}
+
+impl<R: Read> HashingReader<R> {
+    pub(crate) fn new(inner: R) -> Self {
+        HashingReader {
+            inner,
+            hasher: Sha256::new(),
+            count: 0,
+        }
+    }
+
+    pub(crate) fn finish(self) -> (R, Digest, u64) {
+        (self.inner, Digest::from_hasher(self.hasher), self.count)
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+}
+
+/// Hashes everything `body` yields: its digest and length.
+pub(crate) fn digest_reader(body: impl Read) -> io::Result<(Digest, u64)> {
+    let mut r = HashingReader::new(body);
+    io::copy(&mut r, &mut io::sink())?;
+    let (_, d, n) = r.finish();
+    Ok((d, n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_anything_but_lowercase_sha256() {
+        let hex = "a".repeat(64);
+        assert!(format!("sha256:{hex}").parse::<Digest>().is_ok());
+        for bad in [
+            String::new(),
+            hex.clone(),
+            format!("sha256:{}", "A".repeat(64)),
+            format!("sha256:{}", "a".repeat(63)),
+            format!("sha256:{}", "a".repeat(65)),
+            format!("sha512:{hex}"),
+            format!("sha256:../{}", "a".repeat(61)),
+            format!("sha256:{}/", "a".repeat(63)),
+        ] {
+            assert!(bad.parse::<Digest>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn hashing_writer_matches_of() {
+        let mut w = HashingWriter::new(Vec::new());
+        w.write_all(b"hello ").unwrap();
+        w.write_all(b"world").unwrap();
+        let (buf, d, n) = w.finish();
+        assert_eq!((d, n), (Digest::of(b"hello world"), 11));
+        assert_eq!(buf, b"hello world");
+    }
+}

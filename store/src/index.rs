@@ -1,0 +1,111 @@
+//! `images.json`: which images the store has and which references name them. The one piece of
+//! mutable metadata in the store. Every change is a read-modify-write under the exclusive
+//! `images.lock`, written atomically (temp, fsync, rename, dir fsync); readers need no lock.
+//! Blobs are always written before the index entry that references them, so a crash leaves at
+//! worst unreferenced blobs (reclaimed by `image prune`), never a reference to nothing.
+
+use crate::digest::Digest;
+use crate::durable::write_atomic;
+use crate::error::StoreError;
+use crate::lock::FileLock;
+use crate::store::Store;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The layout version this code reads and writes.
+pub(crate) const VERSION: u32 = 1;
+
+/// The whole index.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct ImageIndex {
+    pub(crate) version: u32,
+    /// Image ID (config digest) → what we know of it.
+    #[serde(default)]
+    pub(crate) images: BTreeMap<Digest, ImageRecord>,
+    /// Full reference (`docker.io/library/busybox:latest`) → image ID.
+    #[serde(default)]
+    pub(crate) tags: BTreeMap<String, Digest>,
+}
+
+/// One image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ImageRecord {
+    /// The manifest blob.
+    pub(crate) manifest: Digest,
+    /// Its media type (OCI or docker schema 2).
+    pub(crate) manifest_media_type: String,
+    /// Uncompressed size of each layer, bottom first (what `images` and `history` show).
+    #[serde(default)]
+    pub(crate) layer_sizes: Vec<u64>,
+    /// When the image was added to this store (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) last_tag_time: Option<String>,
+}
+
+impl ImageIndex {
+    /// The references naming `id`, sorted.
+    pub(crate) fn tags_of(&self, id: &Digest) -> Vec<String> {
+        self.tags
+            .iter()
+            .filter(|(_, v)| *v == id)
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+}
+
+fn index_path(root: &Path) -> PathBuf {
+    root.join("images.json")
+}
+
+fn read(root: &Path) -> Result<ImageIndex, StoreError> {
+    let path = index_path(root);
+    match fs_err::read(&path) {
+        Ok(bytes) => {
+            let index: ImageIndex = serde_json::from_slice(&bytes)
+                .map_err(StoreError::json(path.display().to_string()))?;
+            if index.version != VERSION {
+                return Err(StoreError::Version {
+                    path,
+                    found: index.version,
+                    expected: VERSION,
+                });
+            }
+            Ok(index)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ImageIndex {
+            version: VERSION,
+            ..ImageIndex::default()
+        }),
+        Err(e) => Err(StoreError::io("read", path)(e)),
+    }
+}
+
+/// Fails if the store at `root` was written by an incompatible version.
+pub(crate) fn check_version(root: &Path) -> Result<(), StoreError> {
+    read(root).map(|_| ())
+}
+
+impl Store {
+    /// A consistent snapshot of the index.
+    pub(crate) fn read_index(&self) -> Result<ImageIndex, StoreError> {
+        read(self.root())
+    }
+
+    /// Runs `change` on the current index under the exclusive lock and writes the result if
+    /// `change` succeeds.
+    pub(crate) fn update_index<T>(
+        &self,
+        change: impl FnOnce(&mut ImageIndex) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let _lock = FileLock::exclusive(&self.images_lock_path())?;
+        let mut index = read(self.root())?;
+        let before = serde_json::to_vec(&index).expect("the index serialises");
+        let out = change(&mut index)?;
+        let after = serde_json::to_vec_pretty(&index).expect("the index serialises");
+        if serde_json::to_vec(&index).expect("the index serialises") != before {
+            write_atomic(&index_path(self.root()), &after)?;
+        }
+        Ok(out)
+    }
+}

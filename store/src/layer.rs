@@ -1,0 +1,136 @@
+//! Layers as the worker produces them: an uncompressed tar streamed in through `Write`, hashed
+//! on the way (the diff ID), compressed and hashed again (the blob digest) into a temp file,
+//! and made durable as a blob by [`LayerWriter::finish`]. Memory does not grow with the layer.
+
+use crate::compression::{Compression, Encoder};
+use crate::digest::{Digest, HashingWriter};
+use crate::error::StoreError;
+use crate::lock::Lease;
+use crate::store::Store;
+use serde::{Deserialize, Serialize};
+use std::io::{self, BufWriter, Write};
+
+/// A layer blob in the store, as an image manifest and config refer to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerDescriptor {
+    /// The layer media type (`application/vnd.oci.image.layer.v1.tar+gzip`, or a docker one).
+    pub media_type: String,
+    /// The digest of the blob as stored (compressed).
+    pub digest: Digest,
+    /// The size of the blob as stored.
+    pub size: u64,
+    /// The digest of the uncompressed tar: what the image config lists in `rootfs.diff_ids`.
+    pub diff_id: Digest,
+    /// The length of the uncompressed tar, if known (`docker images` shows the sum).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uncompressed_size: Option<u64>,
+}
+
+type Inner = Encoder<HashingWriter<BufWriter<fs_err::File>>>;
+
+/// Streams one layer into the store.
+///
+/// ```no_run
+/// use strata_store::{Compression, Store};
+/// use std::io::Write;
+///
+/// let store = Store::open("/var/lib/strata")?;
+/// let mut writer = store.layer_writer(Compression::Gzip)?;
+/// let mut tar = tar::Builder::new(&mut writer);
+/// // ... append the files of the layer ...
+/// tar.finish()?;
+/// drop(tar);
+/// let layer = writer.finish()?;
+/// assert_eq!(layer.media_type, "application/vnd.oci.image.layer.v1.tar+gzip");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct LayerWriter {
+    store: Store,
+    compression: Compression,
+    out: HashingWriter<Inner>,
+    tmp: tempfile::NamedTempFile,
+    _lease: Lease,
+}
+
+impl std::fmt::Debug for LayerWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LayerWriter")
+            .field("compression", &self.compression)
+            .field("tmp", &self.tmp.path())
+            .finish()
+    }
+}
+
+impl Store {
+    /// A writer for a new layer, compressed with `compression`. It holds a [`Lease`] until
+    /// finished or dropped.
+    pub fn layer_writer(&self, compression: Compression) -> Result<LayerWriter, StoreError> {
+        let lease = self.lease()?;
+        let tmp = self.staging().temp_file()?;
+        let file = tmp
+            .as_file()
+            .try_clone()
+            .map_err(StoreError::io("open", tmp.path()))?;
+        let file = fs_err::File::from_parts(file, tmp.path());
+        let blob = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
+        let enc =
+            Encoder::new(compression, blob).map_err(StoreError::io("compress", tmp.path()))?;
+        Ok(LayerWriter {
+            store: self.clone(),
+            compression,
+            out: HashingWriter::new(enc),
+            tmp,
+            _lease: lease,
+        })
+    }
+}
+
+impl Store {
+    /// The uncompressed tar of a stored layer, whatever its compression. (Create it on the
+    /// thread that reads it.)
+    pub fn layer_reader(
+        &self,
+        layer: &LayerDescriptor,
+    ) -> Result<Box<dyn std::io::Read>, StoreError> {
+        let file = self.open_blob(&layer.digest)?;
+        crate::compression::decompressed(file).map_err(StoreError::stream(format!(
+            "decompress layer {}",
+            layer.digest
+        )))
+    }
+}
+
+impl Write for LayerWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.out.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+impl LayerWriter {
+    /// Bytes of uncompressed tar written so far.
+    pub fn uncompressed_len(&self) -> u64 {
+        self.out.count()
+    }
+
+    /// Finishes compression, makes the blob durable and returns its descriptor.
+    pub fn finish(self) -> Result<LayerDescriptor, StoreError> {
+        let path = self.tmp.path().to_owned();
+        let (enc, diff_id, uncompressed) = self.out.finish();
+        let blob = enc.finish().map_err(StoreError::io("compress", &path))?;
+        let (buf, digest, size) = blob.finish();
+        buf.into_inner()
+            .map_err(|e| StoreError::io("write", &path)(e.into_error()))?;
+        self.store
+            .persist_blob(self.tmp.into_temp_path(), &digest)?;
+        Ok(LayerDescriptor {
+            media_type: self.compression.media_type().to_owned(),
+            digest,
+            size,
+            diff_id,
+            uncompressed_size: Some(uncompressed),
+        })
+    }
+}

@@ -1,0 +1,194 @@
+//! Snapshots: each layer of an image unpacked into its own directory,
+//! `<root>/snapshots/<chain-id hex>/`, in overlayfs format, so the worker can stack them as
+//! lowerdirs without copying. Keyed by chain ID (the layer and everything below it), they are
+//! shared by every image and build with the same stack. A snapshot is built in the staging dir
+//! and renamed into place, so a snapshot directory that exists is complete; when two processes
+//! race, the first rename wins and the loser's copy is discarded.
+
+use crate::digest::{Digest, HashingReader, chain_id};
+use crate::error::StoreError;
+use crate::image::Image;
+use crate::layer::LayerDescriptor;
+use crate::staging::remove_tree;
+use crate::store::Store;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// One unpacked layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The chain ID of the layer stack this layer tops.
+    pub chain_id: Digest,
+    /// The directory holding the layer's files, in overlayfs format.
+    pub path: PathBuf,
+}
+
+impl Store {
+    /// Where the snapshot for `chain_id` lives (whether or not it exists).
+    pub fn snapshot_dir(&self, chain_id: &Digest) -> PathBuf {
+        self.root().join("snapshots").join(chain_id.hex())
+    }
+
+    /// The snapshot for `chain_id`, if it exists.
+    pub fn snapshot(&self, chain_id: &Digest) -> Option<Snapshot> {
+        let path = self.snapshot_dir(chain_id);
+        path.is_dir().then(|| Snapshot {
+            chain_id: chain_id.clone(),
+            path,
+        })
+    }
+
+    /// The snapshots of an image's layers, bottom first, unpacking those that do not exist yet.
+    /// overlayfs lists lowerdirs top first: reverse this list for `lowerdir=`.
+    ///
+    /// ```no_run
+    /// # let store = strata_store::Store::open("/tmp/s")?;
+    /// let image = store.image("busybox")?;
+    /// let layers = store.snapshots(&image)?;
+    /// let lowerdir: Vec<String> =
+    ///     layers.iter().rev().map(|s| s.path.display().to_string()).collect();
+    /// println!("lowerdir={}", lowerdir.join(":"));
+    /// # Ok::<(), strata_store::StoreError>(())
+    /// ```
+    pub fn snapshots(&self, image: &Image) -> Result<Vec<Snapshot>, StoreError> {
+        let mut out: Vec<Snapshot> = Vec::with_capacity(image.layers.len());
+        for layer in &image.layers {
+            let parent = out.last().map(|s| s.chain_id.clone());
+            out.push(self.unpack_layer(parent.as_ref(), layer)?);
+        }
+        Ok(out)
+    }
+
+    /// The snapshot of `layer` on top of the stack `parent` (a chain ID), unpacked from the
+    /// layer blob if it does not exist yet. The uncompressed bytes are checked against the
+    /// layer's diff ID; a mismatch leaves nothing behind.
+    pub fn unpack_layer(
+        &self,
+        parent: Option<&Digest>,
+        layer: &LayerDescriptor,
+    ) -> Result<Snapshot, StoreError> {
+        let chain = chain_id(parent, &layer.diff_id);
+        if let Some(s) = self.snapshot(&chain) {
+            return Ok(s);
+        }
+        let _lease = self.lease()?;
+        let dir = self.staging().temp_dir("snapshot-")?;
+        let result = self.unpack_into(&dir, layer);
+        match result {
+            Ok(()) => self.adopt_snapshot(parent, &layer.diff_id, &dir),
+            Err(e) => {
+                let _ = remove_tree(&dir);
+                Err(e)
+            }
+        }
+    }
+
+    fn unpack_into(&self, dir: &Path, layer: &LayerDescriptor) -> Result<(), StoreError> {
+        let what = format!("decompress layer {}", layer.digest);
+        let blob = self.open_blob(&layer.digest)?;
+        let mut tar = HashingReader::new(
+            crate::compression::decompressed(blob).map_err(StoreError::stream(what.clone()))?,
+        );
+        crate::unpack::unpack(dir, &mut tar, &layer.digest)?;
+        io::copy(&mut tar, &mut io::sink()).map_err(StoreError::stream(what))?;
+        let (_, actual, _) = tar.finish();
+        if actual != layer.diff_id {
+            return Err(StoreError::DiffIdMismatch {
+                layer: layer.digest.clone(),
+                expected: layer.diff_id.clone(),
+                actual,
+            });
+        }
+        Ok(())
+    }
+
+    /// A new empty directory on the store's filesystem for the worker to fill (an overlay
+    /// upper dir) and later hand to [`Store::adopt_snapshot`]. It is deleted with the store
+    /// handle's staging area if never adopted.
+    pub fn new_snapshot_dir(&self) -> Result<PathBuf, StoreError> {
+        self.staging().temp_dir("upper-")
+    }
+
+    /// Registers `dir`, already in overlayfs format (a RUN's upper dir), as the snapshot of
+    /// the layer `diff_id` on top of `parent`, by renaming it into place: no unpacking. `dir`
+    /// must be on the store's filesystem ([`Store::new_snapshot_dir`] gives one). If the
+    /// snapshot already exists, `dir` is deleted and the existing one returned.
+    pub fn adopt_snapshot(
+        &self,
+        parent: Option<&Digest>,
+        diff_id: &Digest,
+        dir: &Path,
+    ) -> Result<Snapshot, StoreError> {
+        let chain = chain_id(parent, diff_id);
+        let path = self.snapshot_dir(&chain);
+        if path.is_dir() {
+            remove_tree(dir)?;
+            return Ok(Snapshot {
+                chain_id: chain,
+                path,
+            });
+        }
+        match fs_err::rename(dir, &path) {
+            Ok(()) => {}
+            // Someone else got there first: theirs is as good as ours.
+            Err(_) if path.is_dir() => remove_tree(dir)?,
+            Err(e) => return Err(StoreError::io("move snapshot into", &path)(e)),
+        }
+        crate::durable::sync_dir(&self.root().join("snapshots"))?;
+        Ok(Snapshot {
+            chain_id: chain,
+            path,
+        })
+    }
+
+    /// Every snapshot's chain ID.
+    pub(crate) fn list_snapshots(&self) -> Result<Vec<Digest>, StoreError> {
+        let dir = self.root().join("snapshots");
+        let mut out = Vec::new();
+        for entry in fs_err::read_dir(&dir).map_err(StoreError::io("list", &dir))? {
+            let entry = entry.map_err(StoreError::io("list", &dir))?;
+            if let Some(d) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| Digest::from_hex(n).ok())
+            {
+                out.push(d);
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Deletes a snapshot: renamed out of `snapshots/` first, so it vanishes atomically.
+    pub(crate) fn remove_snapshot_dir(&self, chain: &Digest) -> Result<u64, StoreError> {
+        let dir = self.snapshot_dir(chain);
+        let size = tree_size(&dir);
+        let doomed = self.staging().dir().join(format!("doomed-{}", chain.hex()));
+        match fs_err::rename(&dir, &doomed) {
+            Ok(()) => remove_tree(&doomed)?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(StoreError::io("remove snapshot", &dir)(e)),
+        }
+        Ok(size)
+    }
+}
+
+/// Bytes of regular files under `dir` (best effort: unreadable parts count 0).
+pub(crate) fn tree_size(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let Ok(entries) = fs_err::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_dir() {
+                todo.push(entry.path());
+            } else if meta.is_file() {
+                total += meta.len();
+            }
+        }
+    }
+    total
+}

@@ -1,0 +1,143 @@
+//! Each open [`crate::Store`] gets a private staging directory `<root>/tmp/<id>/` where blobs
+//! and snapshots are written before they are renamed into place (same filesystem, so the
+//! rename is atomic). Ownership is an exclusive flock on `<root>/tmp/<id>.lock`, held for the
+//! life of the store handle: a process killed with SIGKILL loses its lock, and the next
+//! `Store::open` deletes its leftovers without touching a live process's files.
+//!
+//! Order matters. The owner creates its lock file under a temporary name, locks it, renames
+//! it to `<id>.lock` and only then creates `<id>/`; the cleaner removes `<id>/` first and the
+//! lock file last. So a visible `<id>.lock` is always locked by a live owner or stale, and a
+//! directory without a lock file is always stale.
+
+use crate::durable::sync_dir;
+use crate::error::StoreError;
+use crate::lock::FileLock;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+/// A process-private directory under `<root>/tmp/`, deleted on drop or by the next opener.
+#[derive(Debug)]
+pub(crate) struct Staging {
+    dir: PathBuf,
+    lock_path: PathBuf,
+    _lock: FileLock,
+}
+
+impl Staging {
+    /// Cleans what dead processes left in `tmp` and creates our own staging dir.
+    pub(crate) fn create(tmp: &Path) -> Result<Staging, StoreError> {
+        clean_stale(tmp)?;
+        let pending = tempfile::Builder::new()
+            .prefix(".new-")
+            .tempfile_in(tmp)
+            .map_err(StoreError::io("create a lock file in", tmp))?;
+        let (file, pending_path) = pending.keep().map_err(|e| {
+            StoreError::io("create a lock file in", tmp)(io::Error::other(e.to_string()))
+        })?;
+        let lock = FileLock::exclusive_on(fs_err::File::from_parts(file, &pending_path))?;
+        let id = pending_path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix(".new-"))
+            .expect("tempfile names have our prefix")
+            .to_owned();
+        let lock_path = tmp.join(format!("{id}.lock"));
+        fs_err::rename(&pending_path, &lock_path)
+            .map_err(StoreError::io("rename lock file", &lock_path))?;
+        let dir = tmp.join(&id);
+        fs_err::create_dir(&dir).map_err(StoreError::io("create staging directory", &dir))?;
+        Ok(Staging {
+            dir,
+            lock_path,
+            _lock: lock,
+        })
+    }
+
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// A new empty directory inside the staging dir.
+    pub(crate) fn temp_dir(&self, prefix: &str) -> Result<PathBuf, StoreError> {
+        let dir = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir_in(&self.dir)
+            .map_err(StoreError::io("create a temp directory in", &self.dir))?;
+        Ok(dir.keep())
+    }
+
+    /// A new temp file inside the staging dir, deleted on drop unless persisted.
+    pub(crate) fn temp_file(&self) -> Result<tempfile::NamedTempFile, StoreError> {
+        tempfile::Builder::new()
+            .prefix("blob-")
+            .tempfile_in(&self.dir)
+            .map_err(StoreError::io("create a temp file in", &self.dir))
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        // Best effort: whatever stays is removed by the next opener once our lock is gone.
+        let _ = remove_tree(&self.dir);
+        let _ = fs_err::remove_file(&self.lock_path);
+    }
+}
+
+/// Removes the staging dirs of processes that are gone.
+fn clean_stale(tmp: &Path) -> Result<(), StoreError> {
+    let entries = fs_err::read_dir(tmp).map_err(StoreError::io("list", tmp))?;
+    let mut live_dirs = Vec::new();
+    let mut dirs = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(StoreError::io("list", tmp))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = entry.path();
+        if let Some(id) = name.strip_prefix(".new-") {
+            // A lock file between creation and rename: give its owner an hour.
+            let _ = id;
+            let old = fs_err::metadata(&path)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| SystemTime::now().duration_since(t).ok())
+                .is_some_and(|age| age > Duration::from_secs(3600));
+            if old {
+                let _ = fs_err::remove_file(&path);
+            }
+        } else if let Some(id) = name.strip_suffix(".lock") {
+            match FileLock::try_exclusive(&path)? {
+                Some(_stale) => {
+                    remove_tree(&tmp.join(id))?;
+                    let _ = fs_err::remove_file(&path);
+                }
+                None => live_dirs.push(id.to_owned()),
+            }
+        } else {
+            dirs.push(name);
+        }
+    }
+    for name in dirs {
+        if !live_dirs.contains(&name) && !tmp.join(format!("{name}.lock")).exists() {
+            remove_tree(&tmp.join(&name))?;
+        }
+    }
+    sync_dir(tmp)
+}
+
+/// `remove_dir_all` that tolerates a missing path and makes read-only dirs writable first.
+pub(crate) fn remove_tree(path: &Path) -> Result<(), StoreError> {
+    match fs_err::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(StoreError::io("inspect", path)(e)),
+        Ok(meta) if meta.is_dir() => fs_err::remove_dir_all(path)
+            .or_else(|e| {
+                if e.kind() == io::ErrorKind::NotFound {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })
+            .map_err(StoreError::io("remove", path)),
+        Ok(_) => fs_err::remove_file(path).map_err(StoreError::io("remove", path)),
+    }
+}

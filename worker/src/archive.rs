@@ -88,19 +88,26 @@ fn valid_header(block: &[u8; 512]) -> bool {
 
 /// Why extraction failed.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum ExtractError {
+pub enum ExtractError {
+    /// The archive is corrupt or truncated.
     #[error("reading the archive")]
     Read(#[source] io::Error),
+    /// An entry could not be created.
     #[error("entry {name}")]
     Entry {
+        /// The entry's name in the archive.
         name: String,
+        /// The error.
         #[source]
         source: io::Error,
     },
+    /// An entry's name would become a whiteout.
     #[error("entry {0}: names starting with .wh. are reserved for layer whiteouts")]
     Reserved(String),
+    /// A hard link points outside what the archive extracts.
     #[error("entry {0}: hard link target {1} is not in the archive's destination")]
     BadLink(String, String),
+    /// The archive unpacks to more than the limit.
     #[error("the archive unpacks to more than {0} bytes")]
     TooBig(u64),
 }
@@ -117,18 +124,35 @@ pub(crate) struct Extract<'a> {
 }
 
 fn entry_err(name: &str) -> impl Fn(io::Error) -> ExtractError + '_ {
-    move |source| ExtractError::Entry { name: name.to_owned(), source }
+    move |source| ExtractError::Entry {
+        name: name.to_owned(),
+        source,
+    }
 }
 
 /// Extracts `file` (detected as `compression`) into `x.dest`; returns (entries, bytes).
-pub(crate) fn extract(file: &std::fs::File, compression: Compression, x: &Extract<'_>) -> Result<(u64, u64), ExtractError> {
+pub(crate) fn extract(
+    file: &std::fs::File,
+    compression: Compression,
+    x: &Extract<'_>,
+) -> Result<(u64, u64), ExtractError> {
     let r = BufReader::new(file.try_clone().map_err(ExtractError::Read)?);
     let d = decompressor(compression, r).map_err(ExtractError::Read)?;
     let mut archive = tar::Archive::new(d);
     let mut dirs: Vec<(Vec<OsString>, i64)> = Vec::new();
     let (mut entries, mut bytes) = (0u64, 0u64);
     let mut created = Vec::new();
-    let dest_fd = x.root.mkdir_all(&x.dest, DirOpts { mode: 0o755, owner: x.owner }, &mut created).map_err(entry_err("."))?;
+    let dest_fd = x
+        .root
+        .mkdir_all(
+            &x.dest,
+            DirOpts {
+                mode: 0o755,
+                owner: x.owner,
+            },
+            &mut created,
+        )
+        .map_err(entry_err("."))?;
     drop(dest_fd);
     for entry in archive.entries().map_err(ExtractError::Read)? {
         let mut entry = entry.map_err(ExtractError::Read)?;
@@ -148,7 +172,12 @@ pub(crate) fn extract(file: &std::fs::File, compression: Compression, x: &Extrac
         let mode = h.mode().map_err(ExtractError::Read)? & 0o7777;
         let (uid, gid) = match x.owner {
             Some(o) => o,
-            None => (h.uid().map_err(ExtractError::Read)?, h.gid().map_err(ExtractError::Read)?).try_into_ids().map_err(entry_err(&name))?,
+            None => (
+                h.uid().map_err(ExtractError::Read)?,
+                h.gid().map_err(ExtractError::Read)?,
+            )
+                .try_into_ids()
+                .map_err(entry_err(&name))?,
         };
         let mtime = h.mtime().unwrap_or(0) as i64;
         let mut xattrs = Vec::new();
@@ -156,14 +185,24 @@ pub(crate) fn extract(file: &std::fs::File, compression: Compression, x: &Extrac
             for ext in pax.flatten() {
                 if let Some(attr) = ext.key_bytes().strip_prefix(b"SCHILY.xattr.") {
                     if keep_xattr(attr) {
-                        xattrs.push((OsStr::from_bytes(attr).to_owned(), ext.value_bytes().to_vec()));
+                        xattrs.push((
+                            OsStr::from_bytes(attr).to_owned(),
+                            ext.value_bytes().to_vec(),
+                        ));
                     }
                 }
             }
         }
         let (parent, leaf) = x
             .root
-            .parent_of(&comps, DirOpts { mode: 0o755, owner: x.owner }, &mut created)
+            .parent_of(
+                &comps,
+                DirOpts {
+                    mode: 0o755,
+                    owner: x.owner,
+                },
+                &mut created,
+            )
             .map_err(entry_err(&name))?;
         let p = parent.as_fd();
         let leaf_path = Path::new(leaf);
@@ -185,13 +224,21 @@ pub(crate) fn extract(file: &std::fs::File, compression: Compression, x: &Extrac
             }
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
                 clear_entry(p, leaf, false)?;
-                let fd = sys::open_beneath(p, leaf_path, OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL, 0o600)?;
+                let fd = sys::open_beneath(
+                    p,
+                    leaf_path,
+                    OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL,
+                    0o600,
+                )?;
                 let mut f = sys::file_from(fd);
                 let room = x.max_bytes.saturating_sub(bytes);
                 let n = io::copy(&mut (&mut entry).take(room.saturating_add(1)), &mut f)?;
                 bytes += n;
                 if bytes > x.max_bytes {
-                    return Err(io::Error::other(format!("unpacked size limit of {} bytes exceeded", x.max_bytes)));
+                    return Err(io::Error::other(format!(
+                        "unpacked size limit of {} bytes exceeded",
+                        x.max_bytes
+                    )));
                 }
                 sys::fchown(f.as_fd(), uid, gid)?;
                 sys::fchmod(f.as_fd(), mode)?;
@@ -201,25 +248,37 @@ pub(crate) fn extract(file: &std::fs::File, compression: Compression, x: &Extrac
                 sys::futimens(f.as_fd(), mtime, 0)
             }
             tar::EntryType::Symlink => {
-                let target = entry.link_name_bytes().ok_or_else(|| io::Error::other("symlink without a target"))?.into_owned();
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| io::Error::other("symlink without a target"))?
+                    .into_owned();
                 clear_entry(p, leaf, false)?;
                 sys::symlink_at(Path::new(OsStr::from_bytes(&target)), p, leaf_path)?;
                 sys::lchown_at(p, leaf_path, uid, gid)?;
                 sys::lutimes_at(p, leaf_path, mtime, 0)
             }
             tar::EntryType::Link => {
-                let target = entry.link_name_bytes().ok_or_else(|| io::Error::other("hard link without a target"))?.into_owned();
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| io::Error::other("hard link without a target"))?
+                    .into_owned();
                 let mut tcomps = x.dest.clone();
                 tcomps.extend(root::clean(Path::new(OsStr::from_bytes(&target))));
-                let (tname, tparent) = tcomps.split_last().ok_or_else(|| io::Error::other("hard link to the destination itself"))?;
+                let (tname, tparent) = tcomps
+                    .split_last()
+                    .ok_or_else(|| io::Error::other("hard link to the destination itself"))?;
                 let tdir = x
                     .root
                     .open_at(tparent, OFlag::O_DIRECTORY | OFlag::O_RDONLY)?
-                    .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "hard link target not found"))?;
+                    .ok_or_else(|| {
+                        io::Error::new(io::ErrorKind::NotFound, "hard link target not found")
+                    })?;
                 if tparent == &comps[..comps.len() - 1] && tname == leaf {
                     return Ok(()); // a link to itself
                 }
-                if sys::lstat_at(tdir.as_fd(), Path::new(tname)).map(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)? {
+                if sys::lstat_at(tdir.as_fd(), Path::new(tname))
+                    .map(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)?
+                {
                     return Err(io::Error::other("hard link to a directory"));
                 }
                 clear_entry(p, leaf, false)?;
@@ -234,10 +293,19 @@ pub(crate) fn extract(file: &std::fs::File, compression: Compression, x: &Extrac
                 let major = h.device_major().ok().flatten().unwrap_or(0);
                 let minor = h.device_minor().ok().flatten().unwrap_or(0);
                 if node == NodeKind::Char && major == 0 && minor == 0 {
-                    return Err(io::Error::other("0/0 character devices are overlay whiteouts"));
+                    return Err(io::Error::other(
+                        "0/0 character devices are overlay whiteouts",
+                    ));
                 }
                 clear_entry(p, leaf, false)?;
-                sys::mknod_at(p, leaf_path, node, 0o600, u64::from(major), u64::from(minor))?;
+                sys::mknod_at(
+                    p,
+                    leaf_path,
+                    node,
+                    0o600,
+                    u64::from(major),
+                    u64::from(minor),
+                )?;
                 sys::lchown_at(p, leaf_path, uid, gid)?;
                 sys::lchmod_at(p, leaf_path, mode)?;
                 sys::lutimes_at(p, leaf_path, mtime, 0)
@@ -250,7 +318,10 @@ pub(crate) fn extract(file: &std::fs::File, compression: Compression, x: &Extrac
                 return Err(ExtractError::TooBig(x.max_bytes));
             }
             if kind == tar::EntryType::Link && e.kind() == io::ErrorKind::NotFound {
-                let t = entry.link_name_bytes().map(|t| String::from_utf8_lossy(&t).into_owned()).unwrap_or_default();
+                let t = entry
+                    .link_name_bytes()
+                    .map(|t| String::from_utf8_lossy(&t).into_owned())
+                    .unwrap_or_default();
                 return Err(ExtractError::BadLink(name, t));
             }
             return Err(ExtractError::Entry { name, source: e });
@@ -273,9 +344,11 @@ impl IntoIds for (u64, u64) {
     fn try_into_ids(self) -> io::Result<(u32, u32)> {
         let max = u64::from(crate::user::MAX_FILE_ID);
         if self.0 > max || self.1 > max {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("owner {}:{} is out of range", self.0, self.1)));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("owner {}:{} is out of range", self.0, self.1),
+            ));
         }
         Ok((self.0 as u32, self.1 as u32))
     }
 }
-

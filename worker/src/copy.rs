@@ -15,7 +15,7 @@ use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::rc::Rc;
 
 /// How copied entries get their metadata.
@@ -68,7 +68,10 @@ fn err_at(path: &Path) -> impl Fn(io::Error) -> io::Error + '_ {
 
 /// Copies the entry `src` (already opened, `st` its metadata, `name` its name in `src_dir`)
 /// to `name_out` in `dst_dir`. Directories are copied with their contents.
-#[expect(clippy::too_many_arguments, reason = "the walk's state, passed explicitly")]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the walk's state, passed explicitly"
+)]
 pub(crate) fn copy_entry(
     src_dir: BorrowedFd<'_>,
     name: &OsStr,
@@ -82,7 +85,12 @@ pub(crate) fn copy_entry(
 ) -> io::Result<()> {
     match ftype(st) {
         libc::S_IFDIR => {
-            let src = sys::open_beneath(src_dir, Path::new(name), OFlag::O_DIRECTORY | OFlag::O_RDONLY, 0)?;
+            let src = sys::open_beneath(
+                src_dir,
+                Path::new(name),
+                OFlag::O_DIRECTORY | OFlag::O_RDONLY,
+                0,
+            )?;
             let dst = Rc::new(make_dir(dst_dir.as_fd(), name_out, st, opts, true)?);
             copy_dir_contents(&src, &dst, opts, links, counts, display)?;
             finish_dir(dst.as_fd(), st)
@@ -92,12 +100,23 @@ pub(crate) fn copy_entry(
 }
 
 /// Creates (or reuses, when `set_meta` is false and it exists) directory `name` in `dir`.
-fn make_dir(dir: BorrowedFd<'_>, name: &OsStr, st: &libc::stat, opts: &CopyOpts, set_meta: bool) -> io::Result<OwnedFd> {
+fn make_dir(
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    st: &libc::stat,
+    opts: &CopyOpts,
+    set_meta: bool,
+) -> io::Result<OwnedFd> {
     let existed = clear_entry(dir, name, true)?;
     if !existed {
         sys::mkdir_at(dir, Path::new(name), 0o700)?;
     }
-    let fd = sys::open_beneath(dir, Path::new(name), OFlag::O_DIRECTORY | OFlag::O_RDONLY, 0)?;
+    let fd = sys::open_beneath(
+        dir,
+        Path::new(name),
+        OFlag::O_DIRECTORY | OFlag::O_RDONLY,
+        0,
+    )?;
     if set_meta || !existed {
         let (uid, gid) = opts.owner_of(st);
         sys::fchown(fd.as_fd(), uid, gid)?;
@@ -111,7 +130,14 @@ fn finish_dir(dst: BorrowedFd<'_>, st: &libc::stat) -> io::Result<()> {
 }
 
 /// Copies what is in `src` into `dst`, walking depth first without recursion.
-pub(crate) fn copy_dir_contents(src: &OwnedFd, dst: &Rc<OwnedFd>, opts: &CopyOpts, links: &mut Links, counts: &mut Counts, display: &Path) -> io::Result<()> {
+pub(crate) fn copy_dir_contents(
+    src: &OwnedFd,
+    dst: &Rc<OwnedFd>,
+    opts: &CopyOpts,
+    links: &mut Links,
+    counts: &mut Counts,
+    display: &Path,
+) -> io::Result<()> {
     struct Level {
         src: OwnedFd,
         dst: Rc<OwnedFd>,
@@ -119,9 +145,20 @@ pub(crate) fn copy_dir_contents(src: &OwnedFd, dst: &Rc<OwnedFd>, opts: &CopyOpt
         names: std::vec::IntoIter<OsString>,
         st: Option<libc::stat>,
     }
-    let first = sys::open_beneath(src.as_fd(), Path::new("."), OFlag::O_DIRECTORY | OFlag::O_RDONLY, 0)?;
+    let first = sys::open_beneath(
+        src.as_fd(),
+        Path::new("."),
+        OFlag::O_DIRECTORY | OFlag::O_RDONLY,
+        0,
+    )?;
     let names = list(first.as_fd()).map_err(err_at(display))?;
-    let mut stack = vec![Level { src: first, dst: dst.clone(), rel: String::new(), names: names.into_iter(), st: None }];
+    let mut stack = vec![Level {
+        src: first,
+        dst: dst.clone(),
+        rel: String::new(),
+        names: names.into_iter(),
+        st: None,
+    }];
     while let Some(level) = stack.last_mut() {
         let Some(name) = level.names.next() else {
             let done = stack.pop().expect("the loop holds a level");
@@ -142,14 +179,29 @@ pub(crate) fn copy_dir_contents(src: &OwnedFd, dst: &Rc<OwnedFd>, opts: &CopyOpt
             continue;
         }
         if is_dir {
-            let s = sys::open_beneath(level.src.as_fd(), Path::new(&name), OFlag::O_DIRECTORY | OFlag::O_RDONLY, 0).map_err(err_at(&here))?;
-            let d = Rc::new(make_dir(level.dst.as_fd(), &name, &st, opts, true).map_err(err_at(&here))?);
+            let s = sys::open_beneath(
+                level.src.as_fd(),
+                Path::new(&name),
+                OFlag::O_DIRECTORY | OFlag::O_RDONLY,
+                0,
+            )
+            .map_err(err_at(&here))?;
+            let d = Rc::new(
+                make_dir(level.dst.as_fd(), &name, &st, opts, true).map_err(err_at(&here))?,
+            );
             counts.entries += 1;
             let names = list(s.as_fd()).map_err(err_at(&here))?;
-            stack.push(Level { src: s, dst: d, rel, names: names.into_iter(), st: Some(st) });
+            stack.push(Level {
+                src: s,
+                dst: d,
+                rel,
+                names: names.into_iter(),
+                st: Some(st),
+            });
         } else {
             let (s, d) = (&level.src, level.dst.clone());
-            copy_leaf(s.as_fd(), &name, &st, &d, &name, opts, links, counts).map_err(err_at(&here))?;
+            copy_leaf(s.as_fd(), &name, &st, &d, &name, opts, links, counts)
+                .map_err(err_at(&here))?;
         }
     }
     Ok(())
@@ -172,7 +224,10 @@ pub(crate) fn list(dir: BorrowedFd<'_>) -> io::Result<Vec<OsString>> {
 }
 
 /// Copies a non-directory.
-#[expect(clippy::too_many_arguments, reason = "the walk's state, passed explicitly")]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the walk's state, passed explicitly"
+)]
 fn copy_leaf(
     src_dir: BorrowedFd<'_>,
     name: &OsStr,
@@ -196,14 +251,27 @@ fn copy_leaf(
             counts.entries += 1;
             return Ok(());
         }
-        links.seen.insert((st.st_dev, st.st_ino), (dst_dir.clone(), name_out.to_owned()));
+        links.seen.insert(
+            (st.st_dev, st.st_ino),
+            (dst_dir.clone(), name_out.to_owned()),
+        );
     }
     counts.entries += 1;
     let out = Path::new(name_out);
     match kind {
         libc::S_IFREG => {
-            let src = sys::open_beneath(src_dir, Path::new(name), OFlag::O_RDONLY | OFlag::O_NONBLOCK, 0)?;
-            let fd = sys::open_beneath(dst, out, OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL, 0o600)?;
+            let src = sys::open_beneath(
+                src_dir,
+                Path::new(name),
+                OFlag::O_RDONLY | OFlag::O_NONBLOCK,
+                0,
+            )?;
+            let fd = sys::open_beneath(
+                dst,
+                out,
+                OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL,
+                0o600,
+            )?;
             let (mut r, mut w) = (sys::file_from(src), sys::file_from(fd));
             counts.bytes += io::copy(&mut r, &mut w)?;
             sys::fchown(w.as_fd(), uid, gid)?;
@@ -224,7 +292,14 @@ fn copy_leaf(
                 _ => NodeKind::Block,
             };
             let rdev = st.st_rdev;
-            sys::mknod_at(dst, out, node, 0o600, nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev))?;
+            sys::mknod_at(
+                dst,
+                out,
+                node,
+                0o600,
+                nix::sys::stat::major(rdev),
+                nix::sys::stat::minor(rdev),
+            )?;
             sys::lchown_at(dst, out, uid, gid)?;
             sys::lchmod_at(dst, out, opts.mode_of(st))?;
             sys::lutimes_at(dst, out, st.st_mtime, st.st_mtime_nsec)
@@ -245,9 +320,4 @@ fn copy_xattrs(src: &std::fs::File, dst: BorrowedFd<'_>) {
             }
         }
     }
-}
-
-/// Where a single file (or the result of a directory copy) lands.
-pub(crate) fn display_rel(comps: &[OsString]) -> PathBuf {
-    Path::new("/").join(crate::root::join(comps))
 }

@@ -78,11 +78,19 @@ const WHITEOUT: &str = ".wh.";
 const OPAQUE: &str = ".wh..wh..opq";
 
 /// Writes the layer for `upper` as a tar stream into `out`.
-pub fn write_layer(upper: &Path, out: impl Write, opts: &DiffOptions) -> Result<DiffStats, DiffError> {
-    let mut w = TarWriter { out, stats: DiffStats::default() };
+pub fn write_layer(
+    upper: &Path,
+    out: impl Write,
+    opts: &DiffOptions,
+) -> Result<DiffStats, DiffError> {
+    let mut w = TarWriter {
+        out,
+        stats: DiffStats::default(),
+    };
     let mut links: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
     // Depth-first with an explicit stack: no recursion, so a 2000-level tree is fine.
-    let mut stack: Vec<(Vec<u8>, std::vec::IntoIter<OsString>)> = vec![(Vec::new(), sorted_names(upper)?.into_iter())];
+    let mut stack: Vec<(Vec<u8>, std::vec::IntoIter<OsString>)> =
+        vec![(Vec::new(), sorted_names(upper)?.into_iter())];
     while let Some((dir, names)) = stack.last_mut() {
         let Some(name) = names.next() else {
             stack.pop();
@@ -95,7 +103,10 @@ pub fn write_layer(upper: &Path, out: impl Write, opts: &DiffOptions) -> Result<
         }
         rel.extend_from_slice(name.as_bytes());
         let full = upper.join(OsStr::from_bytes(&rel));
-        let meta = fs_err::symlink_metadata(&full).map_err(|source| DiffError::Read { path: full.clone(), source })?;
+        let meta = fs_err::symlink_metadata(&full).map_err(|source| DiffError::Read {
+            path: full.clone(),
+            source,
+        })?;
         let mtime = clamp(meta.mtime(), opts);
         if is_whiteout(&meta) {
             let mut wh = dir.clone();
@@ -108,14 +119,22 @@ pub fn write_layer(upper: &Path, out: impl Write, opts: &DiffOptions) -> Result<
             continue;
         }
         if name.as_bytes().starts_with(WHITEOUT.as_bytes()) {
-            return Err(DiffError::ReservedName { path: PathBuf::from(OsStr::from_bytes(&rel)) });
+            return Err(DiffError::ReservedName {
+                path: PathBuf::from(OsStr::from_bytes(&rel)),
+            });
         }
         let ft = meta.file_type();
         if ft.is_socket() {
             continue;
         }
         let xattrs = read_xattrs(&full, &meta);
-        let mut h = Entry { name: rel.clone(), meta: &meta, mtime, xattrs, link: None };
+        let mut h = Entry {
+            name: rel.clone(),
+            meta: &meta,
+            mtime,
+            xattrs,
+            link: None,
+        };
         if ft.is_dir() {
             h.name.push(b'/');
             w.header(&h, tar::EntryType::Directory, 0)?;
@@ -136,11 +155,17 @@ pub fn write_layer(upper: &Path, out: impl Write, opts: &DiffOptions) -> Result<
                 }
                 links.insert((meta.dev(), meta.ino()), rel.clone());
             }
-            let file = crate::sys::open_read_nofollow(&full).map_err(|source| DiffError::Read { path: full.clone(), source })?;
+            let file = crate::sys::open_read_nofollow(&full).map_err(|source| DiffError::Read {
+                path: full.clone(),
+                source,
+            })?;
             w.header(&h, tar::EntryType::Regular, meta.size())?;
             w.data(file, meta.size(), &full)?;
         } else if ft.is_symlink() {
-            let target = fs_err::read_link(&full).map_err(|source| DiffError::Read { path: full.clone(), source })?;
+            let target = fs_err::read_link(&full).map_err(|source| DiffError::Read {
+                path: full.clone(),
+                source,
+            })?;
             h.link = Some(target.as_os_str().as_bytes().to_vec());
             w.header(&h, tar::EntryType::Symlink, 0)?;
         } else if ft.is_fifo() {
@@ -162,7 +187,10 @@ fn clamp(mtime: i64, opts: &DiffOptions) -> i64 {
 }
 
 fn sorted_names(dir: &Path) -> Result<Vec<OsString>, DiffError> {
-    let read = |source| DiffError::Read { path: dir.to_owned(), source };
+    let read = |source| DiffError::Read {
+        path: dir.to_owned(),
+        source,
+    };
     let mut names = Vec::new();
     for e in fs_err::read_dir(dir).map_err(read)? {
         names.push(e.map_err(read)?.file_name());
@@ -222,7 +250,9 @@ fn pax_record(key: &[u8], value: &[u8]) -> Vec<u8> {
 
 /// Puts `name` into a USTAR header's name (and prefix) fields; false if it does not fit.
 fn set_ustar_name(h: &mut tar::Header, name: &[u8]) -> bool {
-    let Some(u) = h.as_ustar_mut() else { return false };
+    let Some(u) = h.as_ustar_mut() else {
+        return false;
+    };
     if name.len() <= 100 {
         u.name[..name.len()].copy_from_slice(name);
         return true;
@@ -291,7 +321,10 @@ impl<W: Write> TarWriter<W> {
         }
         h.set_entry_type(kind);
         h.set_mode(m.mode() & 0o7777);
-        for (key, id) in [(&b"uid"[..], u64::from(m.uid())), (&b"gid"[..], u64::from(m.gid()))] {
+        for (key, id) in [
+            (&b"uid"[..], u64::from(m.uid())),
+            (&b"gid"[..], u64::from(m.gid())),
+        ] {
             if id > USTAR_MAX_ID {
                 pax.extend(pax_record(key, id.to_string().as_bytes()));
             }
@@ -350,7 +383,10 @@ impl<W: Write> TarWriter<W> {
         let mut buf = vec![0u8; 64 * 1024];
         let mut copied = 0u64;
         loop {
-            let n = reader.read(&mut buf).map_err(|source| DiffError::Read { path: path.to_owned(), source })?;
+            let n = reader.read(&mut buf).map_err(|source| DiffError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
             if n == 0 {
                 break;
             }
@@ -358,7 +394,9 @@ impl<W: Write> TarWriter<W> {
             copied += n as u64;
         }
         if copied != size {
-            return Err(DiffError::Changed { path: path.to_owned() });
+            return Err(DiffError::Changed {
+                path: path.to_owned(),
+            });
         }
         self.stats.content_bytes += size;
         self.pad(size)
@@ -387,10 +425,10 @@ mod tests {
 
     #[test]
     fn pax_record_length_counts_itself() {
-        assert_eq!(pax_record(b"path", b"a"), b"10 path=a\n");
+        assert_eq!(pax_record(b"path", b"a"), b"9 path=a\n");
         let r = pax_record(b"path", &[b'x'; 95]);
-        assert_eq!(r.len(), 104);
-        assert!(r.starts_with(b"104 path="));
+        assert_eq!(r.len(), 105);
+        assert!(r.starts_with(b"105 path="));
     }
 
     #[test]

@@ -7,7 +7,13 @@
 //! `<exe> __sandbox`, before anything else.
 #![warn(missing_docs)]
 
+mod archive;
+mod copy;
+mod diff;
+mod download;
+mod fileop;
 mod layers;
+mod pattern;
 mod plan;
 mod root;
 mod run;
@@ -17,6 +23,11 @@ mod stub;
 mod sys;
 mod user;
 
+pub use archive::ExtractError;
+pub use diff::{DiffError, DiffOptions, DiffStats, write_layer};
+pub use download::DownloadError;
+pub use fileop::{DEFAULT_MAX_UNPACK, ExcludeFn, FileError, FileRequest, FileSource, FileStats};
+pub use pattern::BadPattern;
 pub use run::{MountInput, OutputStream, RunError, RunRequest, Worker, WorkerConfig, WorkerError};
 pub use sandbox::sandbox_main;
 pub use user::UserError;

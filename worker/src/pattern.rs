@@ -143,8 +143,14 @@ fn class(p: &[char], c: Option<char>) -> Option<(bool, usize)> {
 /// A path pattern as `.dockerignore` and `--exclude` use it: components matched with
 /// [`matches`], `**` matching any number of components (including none).
 pub(crate) fn path_matches(pattern: &str, path: &str) -> Result<bool, BadPattern> {
-    let pat: Vec<&str> = pattern.split('/').filter(|c| !c.is_empty() && *c != ".").collect();
-    let comps: Vec<&str> = path.split('/').filter(|c| !c.is_empty() && *c != ".").collect();
+    let pat: Vec<&str> = pattern
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect();
+    let comps: Vec<&str> = path
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect();
     components_match(&pat, &comps)
 }
 

@@ -117,7 +117,7 @@ pub(crate) enum Step {
     /// An empty file to mount a device on.
     Touch { path: String },
     /// The mount point of a `RUN --mount`: created when missing, removed again afterwards.
-    Stub { path: String, dir: bool },
+    Stub { path: String, kind: StubKind },
     /// Attach the detached mount `handle` on `target`.
     Attach { handle: usize, target: String },
     /// Hide a /proc or /sys path (skipped when the kernel has no such path).
@@ -128,6 +128,15 @@ pub(crate) enum Step {
     SetHostname { name: String },
     /// Bring up `lo` in the new network namespace.
     LoopbackUp,
+}
+
+/// What a mount point must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StubKind {
+    Dir,
+    File,
+    /// Whatever the detached mount `handle` is (a bind source may be either).
+    Like(usize),
 }
 
 /// Setup failed; says at which step.
@@ -410,9 +419,14 @@ impl SandboxPlan {
             steps.push(Step::Attach { handle: h, target });
         }
         for (i, (h, target, tmpfs_size)) in user_mounts.into_iter().enumerate() {
+            let kind = match (&spec.mounts[i], h) {
+                (SpecMount::Bind { .. }, Some(h)) => StubKind::Like(h),
+                (m, _) if m.is_file() => StubKind::File,
+                _ => StubKind::Dir,
+            };
             steps.push(Step::Stub {
                 path: target.clone(),
-                dir: !spec.mounts[i].is_file(),
+                kind,
             });
             match h {
                 Some(h) => steps.push(Step::Attach { handle: h, target }),
@@ -636,10 +650,21 @@ fn apply_step(
             )
             .map(drop)
         }
-        Step::Stub { path, dir } => {
+        Step::Stub { path, kind } => {
+            let dir = match kind {
+                StubKind::Dir => true,
+                StubKind::File => false,
+                StubKind::Like(h) => {
+                    let fd = handles
+                        .get(*h)
+                        .and_then(Option::as_ref)
+                        .ok_or_else(|| io::Error::other("mount handle missing"))?;
+                    sys::fstat(fd.as_fd())?.st_mode & libc::S_IFMT == libc::S_IFDIR
+                }
+            };
             applied
                 .stubs
-                .extend(crate::stub::create(Path::new(path), *dir)?);
+                .extend(crate::stub::create(Path::new(path), dir)?);
             applied.targets.push(path.clone());
             Ok(())
         }
@@ -673,5 +698,64 @@ fn apply_step(
         Step::ReadOnly { path } => missing_ok(sys::remount_readonly(Path::new(path))),
         Step::SetHostname { name } => sys::sethostname(name),
         Step::LoopbackUp => sys::loopback_up(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::ProcessSpec;
+
+    #[test]
+    fn plan_for_a_run_with_every_mount_kind() {
+        let p = |s: &str| PathBuf::from(s);
+        let spec = SandboxSpec {
+            scratch: p("/s"),
+            lowers: vec![p("/s/stubs"), p("/layers/2"), p("/layers/1")],
+            upper: p("/layers/new"),
+            work: p("/s/work"),
+            root_mountpoint: p("/s/root"),
+            hostname: "buildkitsandbox".into(),
+            network_none: true,
+            etc_files: vec![
+                (p("/s/hosts"), "/etc/hosts".into()),
+                (p("/s/resolv.conf"), "/etc/resolv.conf".into()),
+            ],
+            mounts: vec![
+                SpecMount::Bind {
+                    target: "/src".into(),
+                    lowers: vec![p("/ctx")],
+                    source: "app".into(),
+                    scratch: None,
+                },
+                SpecMount::Dir {
+                    target: "/root/.cache".into(),
+                    dir: p("/state/cache-mounts/ab"),
+                    readonly: false,
+                },
+                SpecMount::Tmpfs {
+                    target: "/tmp".into(),
+                    size: Some(1 << 20),
+                },
+                SpecMount::File {
+                    target: "/run/secrets/token".into(),
+                    contents: b"s3cret".to_vec(),
+                    mode: 0o400,
+                    uid: 0,
+                    gid: 0,
+                },
+            ],
+            process: ProcessSpec {
+                args: vec!["/bin/sh".into(), "-c".into(), "true".into()],
+                env: vec![],
+                cwd: "/".into(),
+                user: String::new(),
+                insecure: false,
+                no_new_privs: true,
+            },
+            status_file: p("/s/status.json"),
+        };
+        let plan = SandboxPlan::new(&spec);
+        insta::assert_debug_snapshot!(plan.steps());
     }
 }

@@ -60,7 +60,6 @@ impl DirOpts {
 #[derive(Debug)]
 pub(crate) struct Root {
     fd: OwnedFd,
-    path: PathBuf,
 }
 
 fn is_errno(e: &io::Error, errno: nix::errno::Errno) -> bool {
@@ -72,13 +71,7 @@ impl Root {
     pub(crate) fn open(path: &Path) -> io::Result<Root> {
         Ok(Root {
             fd: sys::open_dir(path)?,
-            path: path.to_owned(),
         })
-    }
-
-    /// The root's own path (for messages).
-    pub(crate) fn path(&self) -> &Path {
-        &self.path
     }
 
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {

@@ -78,16 +78,6 @@ pub(crate) enum SpecMount {
 }
 
 impl SpecMount {
-    pub(crate) fn target(&self) -> &str {
-        match self {
-            SpecMount::Bind { target, .. }
-            | SpecMount::Dir { target, .. }
-            | SpecMount::Tmpfs { target, .. }
-            | SpecMount::File { target, .. }
-            | SpecMount::Socket { target, .. } => target,
-        }
-    }
-
     /// Whether the mount point is a file rather than a directory.
     pub(crate) fn is_file(&self) -> bool {
         matches!(self, SpecMount::File { .. } | SpecMount::Socket { .. })

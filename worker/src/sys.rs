@@ -81,14 +81,6 @@ pub(crate) fn set_parent_death_kill() -> io::Result<()> {
     )?)
 }
 
-pub(crate) fn getppid() -> Pid {
-    nix::unistd::getppid()
-}
-
-pub(crate) fn getpid() -> Pid {
-    nix::unistd::getpid()
-}
-
 pub(crate) fn setsid() -> io::Result<()> {
     nix::unistd::setsid()?;
     Ok(())
@@ -124,11 +116,6 @@ pub(crate) fn wait_pid(pid: Pid) -> io::Result<WaitStatus> {
             other => return Ok(other?),
         }
     }
-}
-
-pub(crate) fn pidfd_open(pid: Pid) -> io::Result<OwnedFd> {
-    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
-    owned(unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) })
 }
 
 /// Blocks until one of `fds` is readable or hung up; returns which are.
@@ -334,18 +321,34 @@ const FSCONFIG_SET_STRING: libc::c_uint = 1;
 const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
 const FSMOUNT_CLOEXEC: libc::c_uint = 1;
 const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
-const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
 const OPEN_TREE_CLONE: libc::c_uint = 1;
 const AT_RECURSIVE: libc::c_uint = 0x8000;
 const AT_EMPTY_PATH: libc::c_uint = 0x1000;
 
 /// Mount attributes (`MOUNT_ATTR_*`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct MountAttrs {
     pub(crate) readonly: bool,
     pub(crate) nosuid: bool,
     pub(crate) nodev: bool,
     pub(crate) noexec: bool,
+}
+
+impl std::fmt::Debug for MountAttrs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names = [
+            (self.readonly, "ro"),
+            (self.nosuid, "nosuid"),
+            (self.nodev, "nodev"),
+            (self.noexec, "noexec"),
+        ];
+        let set: Vec<&str> = names
+            .iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, n)| *n)
+            .collect();
+        write!(f, "[{}]", set.join(","))
+    }
 }
 
 impl MountAttrs {
@@ -563,23 +566,6 @@ pub(crate) fn attach_mount(mnt: BorrowedFd<'_>, target: &Path) -> io::Result<()>
             libc::AT_FDCWD,
             t.as_ptr(),
             MOVE_MOUNT_F_EMPTY_PATH,
-        )
-    })?;
-    Ok(())
-}
-
-/// Attaches a detached mount onto the file or directory `target` refers to.
-pub(crate) fn attach_mount_at(mnt: BorrowedFd<'_>, target: BorrowedFd<'_>) -> io::Result<()> {
-    let empty = c"";
-    // SAFETY: move_mount reads two (empty) NUL-terminated paths.
-    check(unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            mnt.as_raw_fd(),
-            empty.as_ptr(),
-            target.as_raw_fd(),
-            empty.as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
         )
     })?;
     Ok(())
@@ -840,15 +826,6 @@ pub(crate) fn lutimes_at(dir: BorrowedFd<'_>, name: &Path, secs: i64, nsec: i64)
         &t,
         nix::sys::stat::UtimensatFlags::NoFollowSymlink,
     )?)
-}
-
-pub(crate) fn rename_at(
-    old_dir: BorrowedFd<'_>,
-    old: &Path,
-    new_dir: BorrowedFd<'_>,
-    new: &Path,
-) -> io::Result<()> {
-    Ok(nix::fcntl::renameat(old_dir, old, new_dir, new)?)
 }
 
 pub(crate) fn fsetxattr(fd: BorrowedFd<'_>, name: &OsStr, value: &[u8]) -> io::Result<()> {

@@ -237,9 +237,14 @@ fn apply_in_namespace(
     };
     // COPY --link still resolves --chown names in the parent's /etc/passwd.
     let names_path = if any_link && !req.lowers.is_empty() {
-        let t = scratch.join("parent");
-        mount_layers(&req.lowers, None, &t, mounted)?;
-        Some(t)
+        Some(match req.lowers.as_slice() {
+            [one] => one.clone(),
+            many => {
+                let t = scratch.join("parent");
+                mount_layers(many, None, &t, mounted)?;
+                t
+            }
+        })
     } else {
         None
     };

@@ -299,7 +299,9 @@ impl SandboxPlan {
                     let h = handle();
                     let attrs = MountAttrs {
                         readonly: true,
-                        ..MountAttrs::SAFE
+                        nosuid: true,
+                        nodev: true,
+                        ..MountAttrs::NONE
                     };
                     steps.push(Step::CloneInside {
                         handle: h,
@@ -556,7 +558,15 @@ fn apply_step(
         } => {
             let lowers: Vec<&Path> = lowers.iter().map(PathBuf::as_path).collect();
             let upper = scratch.as_ref().map(|(u, w)| (u.as_path(), w.as_path()));
-            let fd = sys::overlay_mount(&lowers, upper, *attrs)?;
+            // Overlay wants two layers when it has no upper: one read-only layer is a bind.
+            let fd = match (lowers.as_slice(), upper) {
+                ([one], None) => {
+                    let fd = sys::clone_tree(sys::open_dir(Path::new("/"))?.as_fd(), one, false)?;
+                    sys::set_mount_attrs(fd.as_fd(), *attrs)?;
+                    fd
+                }
+                _ => sys::overlay_mount(&lowers, upper, *attrs)?,
+            };
             put(handles, *handle, fd);
             Ok(())
         }
@@ -564,7 +574,11 @@ fn apply_step(
             let fd = sys::fs_mount(
                 "tmpfs",
                 &[opt("mode", "700"), opt("size", "16m")],
-                MountAttrs::SAFE,
+                MountAttrs {
+                    nosuid: true,
+                    nodev: true,
+                    ..MountAttrs::NONE
+                },
             )?;
             put(handles, *handle, fd);
             Ok(())

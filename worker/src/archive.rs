@@ -16,7 +16,7 @@ use crate::root::{self, DirOpts, Root, clear_entry};
 use crate::sys::{self, NodeKind};
 use nix::fcntl::OFlag;
 use std::ffi::{OsStr, OsString};
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -57,7 +57,9 @@ fn decompressor<'a>(c: Compression, r: impl BufRead + 'a) -> io::Result<Box<dyn 
 
 /// Opens `file` as an archive: `None` when it is not one (then it is copied as a file).
 pub(crate) fn detect(file: &std::fs::File) -> io::Result<Option<Compression>> {
-    let mut r = BufReader::new(file.try_clone()?);
+    let mut f = file.try_clone()?;
+    f.seek(SeekFrom::Start(0))?;
+    let mut r = BufReader::new(f);
     let c = sniff(r.fill_buf()?);
     let mut d = match decompressor(c, r) {
         Ok(d) => d,
@@ -136,7 +138,9 @@ pub(crate) fn extract(
     compression: Compression,
     x: &Extract<'_>,
 ) -> Result<(u64, u64), ExtractError> {
-    let r = BufReader::new(file.try_clone().map_err(ExtractError::Read)?);
+    let mut f = file.try_clone().map_err(ExtractError::Read)?;
+    f.seek(SeekFrom::Start(0)).map_err(ExtractError::Read)?;
+    let r = BufReader::new(f);
     let d = decompressor(compression, r).map_err(ExtractError::Read)?;
     let mut archive = tar::Archive::new(d);
     let mut dirs: Vec<(Vec<OsString>, i64)> = Vec::new();

@@ -103,6 +103,34 @@ impl Root {
         opts: DirOpts,
         created: &mut Vec<PathBuf>,
     ) -> io::Result<OwnedFd> {
+        let mut comps = comps.to_vec();
+        // A dangling symlink on the way is followed (inside the root) and its target made,
+        // as BuildKit does; at most 40 of them, like the kernel's limit.
+        for _ in 0..40 {
+            match self.mkdir_all_once(&comps, opts, created)? {
+                Ok(fd) => return Ok(fd),
+                Err((i, target)) => {
+                    let mut next = if target.is_absolute() {
+                        clean(&target)
+                    } else {
+                        clean(&join(&comps[..i]).join(&target))
+                    };
+                    next.extend(comps[i + 1..].iter().cloned());
+                    comps = next;
+                }
+            }
+        }
+        Err(io::Error::from_raw_os_error(libc::ELOOP))
+    }
+
+    /// One pass of [`Root::mkdir_all`]: `Err((i, target))` when component `i` is a dangling
+    /// symlink to `target`.
+    fn mkdir_all_once(
+        &self,
+        comps: &[OsString],
+        opts: DirOpts,
+        created: &mut Vec<PathBuf>,
+    ) -> io::Result<Result<OwnedFd, (usize, PathBuf)>> {
         let mut dir = sys::open_in_root(
             self.fd(),
             Path::new("."),
@@ -116,10 +144,8 @@ impl Root {
                     let name = Path::new(&comps[i]);
                     if let Err(e) = sys::mkdir_at(dir.as_fd(), name, 0o700) {
                         if e.kind() == io::ErrorKind::AlreadyExists {
-                            return Err(io::Error::new(
-                                io::ErrorKind::NotFound,
-                                format!("/{} is a symlink to a missing path", prefix.display()),
-                            ));
+                            let target = sys::readlink_at(dir.as_fd(), name)?;
+                            return Ok(Err((i, PathBuf::from(target))));
                         }
                         return Err(e);
                     }
@@ -145,7 +171,7 @@ impl Root {
                 Err(e) => return Err(e),
             }
         }
-        Ok(dir)
+        Ok(Ok(dir))
     }
 
     /// The parent directory of `comps` (created when missing) and the last component.

@@ -167,3 +167,8 @@ pub fn ensure_eq<T: PartialEq + std::fmt::Debug>(a: T, b: T, what: &str) -> Test
 pub fn mountinfo() -> String {
     fs_err::read_to_string("/proc/self/mountinfo").unwrap()
 }
+
+/// `shared/` beside the checkout (conformance cases, hostile generator).
+pub fn shared() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared")
+}

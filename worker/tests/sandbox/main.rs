@@ -8,6 +8,7 @@
 )]
 
 mod common;
+mod files;
 mod run;
 
 use libtest_mimic::{Arguments, Trial};
@@ -20,5 +21,6 @@ fn main() -> ExitCode {
     let args = Arguments::from_args();
     let mut trials: Vec<Trial> = Vec::new();
     trials.extend(run::tests());
+    trials.extend(files::tests());
     libtest_mimic::run(&args, trials).exit_code()
 }

@@ -8,6 +8,7 @@
 )]
 
 mod common;
+mod diff;
 mod files;
 mod run;
 
@@ -22,5 +23,6 @@ fn main() -> ExitCode {
     let mut trials: Vec<Trial> = Vec::new();
     trials.extend(run::tests());
     trials.extend(files::tests());
+    trials.extend(diff::tests());
     libtest_mimic::run(&args, trials).exit_code()
 }

@@ -169,12 +169,13 @@ impl Worker {
             .tempdir_in(&parent)
             .map_err(io_at("create a scratch directory in", &parent))?;
         let dir = scratch.path().to_owned();
+        let limit = self.config.max_unpack_bytes;
         let result = std::thread::Builder::new()
             .name("strata-fileop".into())
             .spawn(move || -> Result<FileStats, FileError> {
                 sys::unshare_mount_namespace().map_err(FileError::Mount)?;
                 let mut mounted = Vec::new();
-                let r = apply_in_namespace(&req, &dir, &mut mounted);
+                let r = apply_in_namespace(&req, &dir, &mut mounted, limit);
                 for m in mounted.iter().rev() {
                     let _ = sys::unmount(m);
                 }
@@ -218,6 +219,7 @@ fn apply_in_namespace(
     req: &FileRequest,
     scratch: &Path,
     mounted: &mut Vec<PathBuf>,
+    limit: u64,
 ) -> Result<FileStats, FileError> {
     let any_link = req
         .op
@@ -345,7 +347,7 @@ fn apply_in_namespace(
                     exclude,
                     unpack: *unpack,
                 };
-                let c = copy_sources(&dest, src, srcs, &spec)?;
+                let c = copy_sources(&dest, src, srcs, &spec, limit)?;
                 stats.entries += c.entries;
                 stats.bytes += c.bytes;
             }
@@ -359,12 +361,8 @@ fn apply_in_namespace(
             } => {
                 let owner = owner(&names, chown.as_ref())?;
                 let mode = chmod.as_deref().map(parse_chmod).transpose()?;
-                let fetched = download::fetch(
-                    url,
-                    checksum.as_deref(),
-                    &scratch.join("download"),
-                    DEFAULT_MAX_UNPACK,
-                )?;
+                let fetched =
+                    download::fetch(url, checksum.as_deref(), &scratch.join("download"), limit)?;
                 let mut comps = root::clean(Path::new(d));
                 let into_dir = *dest_is_dir
                     || dest
@@ -571,6 +569,7 @@ fn copy_sources(
     src: &Src,
     sources: &[String],
     spec: &CopySpec<'_>,
+    limit: u64,
 ) -> Result<Counts, FileError> {
     let mut matches = Vec::new();
     for s in sources {
@@ -703,7 +702,7 @@ fn copy_sources(
                     root: dest,
                     dest: into,
                     owner: spec.owner,
-                    max_bytes: DEFAULT_MAX_UNPACK,
+                    max_bytes: limit,
                 };
                 let (n, b) =
                     archive::extract(&file, c, &x).map_err(|source| FileError::Archive {

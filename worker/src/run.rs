@@ -28,6 +28,8 @@ pub struct WorkerConfig {
     /// Set `PR_SET_NO_NEW_PRIVS` for RUN commands (hardening; BuildKit leaves it off, so
     /// `sudo` inside a RUN works there and not here).
     pub no_new_privs: bool,
+    /// The most bytes one ADD may unpack from an archive or download.
+    pub max_unpack_bytes: u64,
 }
 
 impl WorkerConfig {
@@ -38,6 +40,7 @@ impl WorkerConfig {
             helper_exe: helper_exe.into(),
             resolv_conf: Some(PathBuf::from("/etc/resolv.conf")),
             no_new_privs: true,
+            max_unpack_bytes: crate::fileop::DEFAULT_MAX_UNPACK,
         }
     }
 }

@@ -10,6 +10,7 @@
 mod common;
 mod diff;
 mod files;
+mod hostile;
 mod run;
 
 use libtest_mimic::{Arguments, Trial};
@@ -24,5 +25,6 @@ fn main() -> ExitCode {
     trials.extend(run::tests());
     trials.extend(files::tests());
     trials.extend(diff::tests());
+    trials.extend(hostile::tests());
     libtest_mimic::run(&args, trials).exit_code()
 }

@@ -161,7 +161,7 @@ pub(crate) fn extract(
     for entry in archive.entries().map_err(ExtractError::Read)? {
         let mut entry = entry.map_err(ExtractError::Read)?;
         let raw = entry.path_bytes().into_owned();
-        let name = String::from_utf8_lossy(&raw).into_owned();
+        let name = shown_name(&raw);
         let rel = root::clean(Path::new(OsStr::from_bytes(&raw)));
         if rel.iter().any(|c| c.as_bytes().starts_with(b".wh.")) {
             return Err(ExtractError::Reserved(name));
@@ -324,7 +324,7 @@ pub(crate) fn extract(
             if kind == tar::EntryType::Link && e.kind() == io::ErrorKind::NotFound {
                 let t = entry
                     .link_name_bytes()
-                    .map(|t| String::from_utf8_lossy(&t).into_owned())
+                    .map(|t| shown_name(&t))
                     .unwrap_or_default();
                 return Err(ExtractError::BadLink(name, t));
             }
@@ -355,4 +355,16 @@ impl IntoIds for (u64, u64) {
         }
         Ok((self.0 as u32, self.1 as u32))
     }
+}
+
+/// An entry name for messages: at most 200 bytes of it (a hostile name can be megabytes).
+fn shown_name(raw: &[u8]) -> String {
+    if raw.len() <= 200 {
+        return String::from_utf8_lossy(raw).into_owned();
+    }
+    format!(
+        "{}... ({} bytes)",
+        String::from_utf8_lossy(&raw[..200]),
+        raw.len()
+    )
 }

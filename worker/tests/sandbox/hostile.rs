@@ -148,6 +148,15 @@ fn hostile_tarballs_through_add() -> TestResult {
                 Want::Err
             }
         };
+        if std::env::var_os("STRATA_TEST_VERBOSE").is_some() {
+            eprintln!(
+                "{id}: {}",
+                match &r {
+                    Ok(_) => "ok".to_string(),
+                    Err(e) => message(e),
+                }
+            );
+        }
         let want = expected(id);
         if want != Want::Either && want != got {
             bad.push(format!(

@@ -1,4 +1,33 @@
 //! The worker: runs one operation. Owns the RUN sandbox (namespaces, overlayfs, pivot_root;
 //! all syscalls live in `sys.rs`), COPY/ADD file operations confined to their root, and layer
-//! diffs (upper dir → OCI layer tar). Knows nothing of Dockerfiles, cache keys or scheduling.
+//! diffs (upper dir → OCI layer tar). Knows nothing of Dockerfiles, cache keys or scheduling,
+//! and does not own storage: callers hand it layer directories and an empty upper directory,
+//! and a writer for the layer tar. Start at [`Worker::run`], [`Worker::apply_file_op`] and
+//! [`write_layer`]; a binary using the worker must call [`sandbox_main`] when started as
+//! `<exe> __sandbox`, before anything else.
 #![warn(missing_docs)]
+
+mod archive;
+mod copy;
+mod diff;
+mod download;
+mod fileop;
+mod layers;
+mod pattern;
+mod plan;
+mod root;
+mod run;
+mod sandbox;
+mod spec;
+mod stub;
+mod sys;
+mod user;
+
+pub use archive::ExtractError;
+pub use diff::{DiffError, DiffOptions, DiffStats, write_layer};
+pub use download::DownloadError;
+pub use fileop::{DEFAULT_MAX_UNPACK, ExcludeFn, FileError, FileRequest, FileSource, FileStats};
+pub use pattern::BadPattern;
+pub use run::{MountInput, OutputStream, RunError, RunRequest, Worker, WorkerConfig, WorkerError};
+pub use sandbox::sandbox_main;
+pub use user::UserError;

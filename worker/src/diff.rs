@@ -1,0 +1,443 @@
+//! Layer diffs: an overlayfs upper directory becomes an OCI layer tar.
+//!
+//! The upper dir already is the change set: overlay whiteouts (0/0 character devices) become
+//! `.wh.<name>` entries and opaque directories (`trusted.overlay.opaque=y`) get a
+//! `.wh..wh..opq` entry. Everything else is written as found: modes with
+//! setuid/setgid/sticky, numeric owners (no user or group names), symlinks, hard links
+//! within the layer, devices and FIFOs; sockets are skipped. Entries come in a fixed order
+//! (each directory's names sorted bytewise, parents before children, like Go's
+//! `filepath.Walk`), and mtimes are clamped to `SOURCE_DATE_EPOCH` when it is given, so the
+//! same tree always gives the same bytes.
+//!
+//! Headers are USTAR with PAX records only where needed (long names, big ids or sizes,
+//! xattrs), as Go's archive/tar writes them. The tar stream is written here rather than
+//! with `tar::Builder` so the format is exactly this and file data is copied with a hard
+//! size bound: a file growing while it is read can never shift the stream. Memory stays flat:
+//! one directory listing per level and a 64 KiB copy buffer.
+
+use crate::layers::{is_opaque, is_whiteout};
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::fs::Metadata;
+use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+/// How to write a layer.
+#[derive(Debug, Clone, Default)]
+pub struct DiffOptions {
+    /// Clamp every mtime to at most this (seconds since the epoch).
+    pub source_date_epoch: Option<i64>,
+}
+
+/// What went into a layer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DiffStats {
+    /// Tar entries written (whiteouts included).
+    pub entries: u64,
+    /// Whiteout and opaque entries among them.
+    pub whiteouts: u64,
+    /// Bytes of file content.
+    pub content_bytes: u64,
+    /// Bytes of tar stream.
+    pub tar_bytes: u64,
+}
+
+/// Why a layer could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum DiffError {
+    /// Reading the upper directory failed.
+    #[error("failed to read {} for the layer", path.display())]
+    Read {
+        /// The path.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+    /// A file's name is reserved for whiteouts, so writing it would delete files in lower
+    /// layers when the image is unpacked elsewhere.
+    #[error("{} cannot be stored in a layer: names starting with .wh. are reserved for whiteouts", path.display())]
+    ReservedName {
+        /// The path inside the layer.
+        path: PathBuf,
+    },
+    /// A file changed size while it was being read.
+    #[error("{} changed while the layer was written", path.display())]
+    Changed {
+        /// The path.
+        path: PathBuf,
+    },
+    /// Writing the tar stream failed.
+    #[error("failed to write the layer tar")]
+    Write(#[source] io::Error),
+}
+
+const WHITEOUT: &str = ".wh.";
+const OPAQUE: &str = ".wh..wh..opq";
+
+/// Writes the layer for `upper` as a tar stream into `out`.
+pub fn write_layer(
+    upper: &Path,
+    out: impl Write,
+    opts: &DiffOptions,
+) -> Result<DiffStats, DiffError> {
+    let mut w = TarWriter {
+        out,
+        stats: DiffStats::default(),
+    };
+    let mut links: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
+    // Depth-first with an explicit stack: no recursion, so a 2000-level tree is fine.
+    let mut stack: Vec<(Vec<u8>, std::vec::IntoIter<OsString>)> =
+        vec![(Vec::new(), sorted_names(upper)?.into_iter())];
+    while let Some((dir, names)) = stack.last_mut() {
+        let Some(name) = names.next() else {
+            stack.pop();
+            continue;
+        };
+        let dir = dir.clone();
+        let mut rel = dir.clone();
+        if !rel.is_empty() {
+            rel.push(b'/');
+        }
+        rel.extend_from_slice(name.as_bytes());
+        let full = upper.join(OsStr::from_bytes(&rel));
+        let meta = fs_err::symlink_metadata(&full).map_err(|source| DiffError::Read {
+            path: full.clone(),
+            source,
+        })?;
+        let mtime = clamp(meta.mtime(), opts);
+        if is_whiteout(&meta) {
+            let mut wh = dir.clone();
+            if !wh.is_empty() {
+                wh.push(b'/');
+            }
+            wh.extend_from_slice(WHITEOUT.as_bytes());
+            wh.extend_from_slice(name.as_bytes());
+            w.marker(&wh, mtime)?;
+            continue;
+        }
+        if name.as_bytes().starts_with(WHITEOUT.as_bytes()) {
+            return Err(DiffError::ReservedName {
+                path: PathBuf::from(OsStr::from_bytes(&rel)),
+            });
+        }
+        let ft = meta.file_type();
+        if ft.is_socket() {
+            continue;
+        }
+        let xattrs = read_xattrs(&full, &meta);
+        let mut h = Entry {
+            name: rel.clone(),
+            meta: &meta,
+            mtime,
+            xattrs,
+            link: None,
+        };
+        if ft.is_dir() {
+            h.name.push(b'/');
+            w.header(&h, tar::EntryType::Directory, 0)?;
+            if is_opaque(&full) {
+                let mut op = rel.clone();
+                op.push(b'/');
+                op.extend_from_slice(OPAQUE.as_bytes());
+                w.marker(&op, mtime)?;
+            }
+            let children = sorted_names(&full)?;
+            stack.push((rel, children.into_iter()));
+        } else if ft.is_file() {
+            if meta.nlink() > 1 {
+                if let Some(first) = links.get(&(meta.dev(), meta.ino())) {
+                    h.link = Some(first.clone());
+                    w.header(&h, tar::EntryType::Link, 0)?;
+                    continue;
+                }
+                links.insert((meta.dev(), meta.ino()), rel.clone());
+            }
+            let file = crate::sys::open_read_nofollow(&full).map_err(|source| DiffError::Read {
+                path: full.clone(),
+                source,
+            })?;
+            w.header(&h, tar::EntryType::Regular, meta.size())?;
+            w.data(file, meta.size(), &full)?;
+        } else if ft.is_symlink() {
+            let target = fs_err::read_link(&full).map_err(|source| DiffError::Read {
+                path: full.clone(),
+                source,
+            })?;
+            h.link = Some(target.as_os_str().as_bytes().to_vec());
+            w.header(&h, tar::EntryType::Symlink, 0)?;
+        } else if ft.is_fifo() {
+            w.header(&h, tar::EntryType::Fifo, 0)?;
+        } else if ft.is_char_device() {
+            w.header(&h, tar::EntryType::Char, 0)?;
+        } else if ft.is_block_device() {
+            w.header(&h, tar::EntryType::Block, 0)?;
+        }
+    }
+    w.finish()
+}
+
+fn clamp(mtime: i64, opts: &DiffOptions) -> i64 {
+    match opts.source_date_epoch {
+        Some(sde) => mtime.min(sde),
+        None => mtime,
+    }
+}
+
+fn sorted_names(dir: &Path) -> Result<Vec<OsString>, DiffError> {
+    let read = |source| DiffError::Read {
+        path: dir.to_owned(),
+        source,
+    };
+    let mut names = Vec::new();
+    for e in fs_err::read_dir(dir).map_err(read)? {
+        names.push(e.map_err(read)?.file_name());
+    }
+    names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    Ok(names)
+}
+
+/// Extended attributes worth keeping in an image: file capabilities and `user.*`. Overlay's
+/// own (`trusted.overlay.*`), other `trusted.*`, SELinux labels and ACLs of the build host
+/// are not part of what the Dockerfile made.
+pub(crate) fn keep_xattr(name: &[u8]) -> bool {
+    name == b"security.capability" || name.starts_with(b"user.")
+}
+
+fn read_xattrs(path: &Path, meta: &Metadata) -> Vec<(Vec<u8>, Vec<u8>)> {
+    if meta.file_type().is_symlink() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    if let Ok(names) = xattr::list(path) {
+        for n in names {
+            if keep_xattr(n.as_bytes()) {
+                if let Ok(Some(v)) = xattr::get(path, &n) {
+                    out.push((n.as_bytes().to_vec(), v));
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+struct Entry<'a> {
+    name: Vec<u8>,
+    meta: &'a Metadata,
+    mtime: i64,
+    xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    link: Option<Vec<u8>>,
+}
+
+/// One PAX record: `"<len> <key>=<value>\n"`, where len counts itself.
+fn pax_record(key: &[u8], value: &[u8]) -> Vec<u8> {
+    let body = key.len() + value.len() + 3; // ' ', '=', '\n'
+    let mut len = body + 1;
+    while len.to_string().len() + body != len {
+        len = len.to_string().len() + body;
+    }
+    let mut r = len.to_string().into_bytes();
+    r.push(b' ');
+    r.extend_from_slice(key);
+    r.push(b'=');
+    r.extend_from_slice(value);
+    r.push(b'\n');
+    r
+}
+
+/// Puts `name` into a USTAR header's name (and prefix) fields; false if it does not fit.
+fn set_ustar_name(h: &mut tar::Header, name: &[u8]) -> bool {
+    let Some(u) = h.as_ustar_mut() else {
+        return false;
+    };
+    if name.len() <= 100 {
+        u.name[..name.len()].copy_from_slice(name);
+        return true;
+    }
+    // Split at a '/' so that the prefix has ≤ 155 bytes and the rest ≤ 100.
+    let start = name.len().saturating_sub(101);
+    for i in start..name.len().min(156) {
+        if name[i] == b'/' && i <= 155 && name.len() - i - 1 <= 100 && i > 0 {
+            u.prefix[..i].copy_from_slice(&name[..i]);
+            u.name[..name.len() - i - 1].copy_from_slice(&name[i + 1..]);
+            return true;
+        }
+    }
+    false
+}
+
+const USTAR_MAX_ID: u64 = 0o7777777;
+const USTAR_MAX_SIZE: u64 = 0o77777777777;
+
+struct TarWriter<W: Write> {
+    out: W,
+    stats: DiffStats,
+}
+
+impl<W: Write> TarWriter<W> {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), DiffError> {
+        self.out.write_all(bytes).map_err(DiffError::Write)?;
+        self.stats.tar_bytes += bytes.len() as u64;
+        Ok(())
+    }
+
+    fn pad(&mut self, len: u64) -> Result<(), DiffError> {
+        let rem = (len % 512) as usize;
+        if rem != 0 {
+            self.write(&[0u8; 512][..512 - rem])?;
+        }
+        Ok(())
+    }
+
+    /// An empty regular file with mode 0 (whiteouts and opaque markers), as containerd
+    /// writes them.
+    fn marker(&mut self, name: &[u8], mtime: i64) -> Result<(), DiffError> {
+        let mut h = tar::Header::new_ustar();
+        let mut pax = Vec::new();
+        if !set_ustar_name(&mut h, name) {
+            pax.extend(pax_record(b"path", name));
+        }
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(0);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_size(0);
+        set_mtime(&mut h, mtime, &mut pax);
+        self.stats.whiteouts += 1;
+        self.emit(h, &pax)
+    }
+
+    fn header(&mut self, e: &Entry<'_>, kind: tar::EntryType, size: u64) -> Result<(), DiffError> {
+        let m = e.meta;
+        let mut h = tar::Header::new_ustar();
+        let mut pax = Vec::new();
+        if !set_ustar_name(&mut h, &e.name) {
+            pax.extend(pax_record(b"path", &e.name));
+            let tail = &e.name[e.name.len().saturating_sub(100)..];
+            let _ = set_ustar_name(&mut h, tail);
+        }
+        h.set_entry_type(kind);
+        h.set_mode(m.mode() & 0o7777);
+        for (key, id) in [
+            (&b"uid"[..], u64::from(m.uid())),
+            (&b"gid"[..], u64::from(m.gid())),
+        ] {
+            if id > USTAR_MAX_ID {
+                pax.extend(pax_record(key, id.to_string().as_bytes()));
+            }
+        }
+        h.set_uid(u64::from(m.uid()).min(USTAR_MAX_ID));
+        h.set_gid(u64::from(m.gid()).min(USTAR_MAX_ID));
+        if size > USTAR_MAX_SIZE {
+            pax.extend(pax_record(b"size", size.to_string().as_bytes()));
+            h.set_size(0);
+        } else {
+            h.set_size(size);
+        }
+        set_mtime(&mut h, e.mtime, &mut pax);
+        if let Some(link) = &e.link {
+            if link.len() > 100 || h.set_link_name_literal(link).is_err() {
+                pax.extend(pax_record(b"linkpath", link));
+            }
+        }
+        if matches!(kind, tar::EntryType::Char | tar::EntryType::Block) {
+            let rdev = m.rdev();
+            let (major, minor) = (nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev));
+            let _ = h.set_device_major(major as u32);
+            let _ = h.set_device_minor(minor as u32);
+        } else {
+            let _ = h.set_device_major(0);
+            let _ = h.set_device_minor(0);
+        }
+        for (k, v) in &e.xattrs {
+            let mut key = b"SCHILY.xattr.".to_vec();
+            key.extend_from_slice(k);
+            pax.extend(pax_record(&key, v));
+        }
+        self.emit(h, &pax)
+    }
+
+    fn emit(&mut self, mut h: tar::Header, pax: &[u8]) -> Result<(), DiffError> {
+        if !pax.is_empty() {
+            let mut x = tar::Header::new_ustar();
+            let _ = set_ustar_name(&mut x, b"PaxHeaders.0/entry");
+            x.set_entry_type(tar::EntryType::XHeader);
+            x.set_mode(0o644);
+            x.set_size(pax.len() as u64);
+            x.set_mtime(0);
+            x.set_cksum();
+            self.write(x.as_bytes())?;
+            self.write(pax)?;
+            self.pad(pax.len() as u64)?;
+        }
+        h.set_cksum();
+        self.stats.entries += 1;
+        self.write(h.as_bytes())
+    }
+
+    fn data(&mut self, file: std::fs::File, size: u64, path: &Path) -> Result<(), DiffError> {
+        let mut reader = file.take(size);
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut copied = 0u64;
+        loop {
+            let n = reader.read(&mut buf).map_err(|source| DiffError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
+            if n == 0 {
+                break;
+            }
+            self.write(&buf[..n])?;
+            copied += n as u64;
+        }
+        if copied != size {
+            return Err(DiffError::Changed {
+                path: path.to_owned(),
+            });
+        }
+        self.stats.content_bytes += size;
+        self.pad(size)
+    }
+
+    fn finish(mut self) -> Result<DiffStats, DiffError> {
+        self.write(&[0u8; 1024])?;
+        self.out.flush().map_err(DiffError::Write)?;
+        Ok(self.stats)
+    }
+}
+
+fn set_mtime(h: &mut tar::Header, mtime: i64, pax: &mut Vec<u8>) {
+    match u64::try_from(mtime) {
+        Ok(t) if t <= USTAR_MAX_SIZE => h.set_mtime(t),
+        _ => {
+            pax.extend(pax_record(b"mtime", mtime.to_string().as_bytes()));
+            h.set_mtime(0);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pax_record_length_counts_itself() {
+        assert_eq!(pax_record(b"path", b"a"), b"9 path=a\n");
+        let r = pax_record(b"path", &[b'x'; 95]);
+        assert_eq!(r.len(), 105);
+        assert!(r.starts_with(b"105 path="));
+    }
+
+    #[test]
+    fn long_names_split_at_a_slash() {
+        let mut h = tar::Header::new_ustar();
+        let name = format!("{}/{}", "d".repeat(120), "f".repeat(90));
+        assert!(set_ustar_name(&mut h, name.as_bytes()));
+        assert_eq!(h.path_bytes().as_ref(), name.as_bytes());
+        let mut h = tar::Header::new_ustar();
+        assert!(!set_ustar_name(&mut h, "x".repeat(300).as_bytes()));
+    }
+}

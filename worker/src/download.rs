@@ -1,0 +1,218 @@
+//! ADD of a URL: fetched over HTTP(S) into a scratch file, checked against `--checksum`,
+//! never extracted and never decoded (a `Content-Encoding: gzip` body is stored as sent, so
+//! a compression bomb stays small). The file name is the URL path's last segment; the
+//! server's `Content-Disposition` is ignored, as BuildKit does. The mtime comes from
+//! `Last-Modified`.
+
+use sha2::Digest as _;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Why a download failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DownloadError {
+    /// The request failed (connection, HTTP status, redirects, timeout).
+    #[error("failed to download {url}: {reason}")]
+    Http {
+        /// The URL.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The body does not match `--checksum`.
+    #[error("checksum of {url} is {actual}, expected {expected}")]
+    Checksum {
+        /// The URL.
+        url: String,
+        /// `--checksum` as given.
+        expected: String,
+        /// What the body hashes to.
+        actual: String,
+    },
+    /// `--checksum` is not `sha256:<hex>`.
+    #[error("unsupported --checksum {0:?}: expected sha256:<64 hex digits>")]
+    BadChecksum(String),
+    /// The URL's path has no file name to use.
+    #[error("cannot determine a file name from {0}")]
+    NoFilename(String),
+    /// The body is larger than the limit.
+    #[error("{url} is larger than {limit} bytes")]
+    TooBig {
+        /// The URL.
+        url: String,
+        /// The limit.
+        limit: u64,
+    },
+    /// Writing the scratch file failed.
+    #[error("failed to store the download of {url}")]
+    Write {
+        /// The URL.
+        url: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A downloaded file.
+pub(crate) struct Fetched {
+    pub(crate) path: PathBuf,
+    pub(crate) filename: String,
+    pub(crate) mtime: Option<i64>,
+    pub(crate) size: u64,
+}
+
+/// The last segment of the URL's path.
+pub(crate) fn filename(url: &str) -> Option<String> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let path = rest.split(['?', '#']).next().unwrap_or("");
+    let path = path.split_once('/').map_or("", |(_, p)| p);
+    let name = path.rsplit('/').next().unwrap_or("");
+    (!name.is_empty() && name != "." && name != "..").then(|| name.to_owned())
+}
+
+/// Downloads `url` into `into` (a new file).
+pub(crate) fn fetch(
+    url: &str,
+    checksum: Option<&str>,
+    into: &Path,
+    limit: u64,
+) -> Result<Fetched, DownloadError> {
+    let expected = match checksum {
+        Some(c) => match c.strip_prefix("sha256:") {
+            Some(h) if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                Some(h.to_ascii_lowercase())
+            }
+            _ => return Err(DownloadError::BadChecksum(c.to_owned())),
+        },
+        None => None,
+    };
+    let filename = filename(url).ok_or_else(|| DownloadError::NoFilename(url.to_owned()))?;
+    let http = |reason: String| DownloadError::Http {
+        url: url.to_owned(),
+        reason,
+    };
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_connect(Some(Duration::from_secs(30)))
+        .timeout_recv_response(Some(Duration::from_secs(60)))
+        .timeout_global(Some(Duration::from_secs(3600)))
+        .max_redirects(10)
+        .build()
+        .into();
+    let mut resp = agent.get(url).call().map_err(|e| http(e.to_string()))?;
+    let mtime = resp
+        .headers()
+        .get("last-modified")
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_http_date);
+    let write = |source| DownloadError::Write {
+        url: url.to_owned(),
+        source,
+    };
+    let mut out = fs_err::File::create(into).map_err(write)?;
+    let mut reader = resp.body_mut().as_reader();
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut size = 0u64;
+    loop {
+        let n = reader.read(&mut buf).map_err(|e| http(e.to_string()))?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        if size > limit {
+            return Err(DownloadError::TooBig {
+                url: url.to_owned(),
+                limit,
+            });
+        }
+        hasher.update(&buf[..n]);
+        out.write_all(&buf[..n]).map_err(write)?;
+    }
+    out.flush().map_err(write)?;
+    let actual = hex::encode(hasher.finalize());
+    if let Some(expected) = expected {
+        if expected != actual {
+            return Err(DownloadError::Checksum {
+                url: url.to_owned(),
+                expected: format!("sha256:{expected}"),
+                actual: format!("sha256:{actual}"),
+            });
+        }
+    }
+    Ok(Fetched {
+        path: into.to_owned(),
+        filename,
+        mtime,
+        size,
+    })
+}
+
+/// Parses an HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`) into seconds since the epoch.
+pub(crate) fn parse_http_date(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let rest = s.split_once(", ").map_or(s, |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    if f.len() != 5 || f[4] != "GMT" {
+        return None;
+    }
+    let day: i64 = f[0].parse().ok()?;
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ]
+    .iter()
+    .position(|m| *m == f[1])? as i64
+        + 1;
+    let year: i64 = f[2].parse().ok()?;
+    let t: Vec<i64> = f[3]
+        .split(':')
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
+    if t.len() != 3 || !(1..=31).contains(&day) {
+        return None;
+    }
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + t[0] * 3600 + t[1] * 60 + t[2])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_dates() {
+        assert_eq!(
+            parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(784_111_777)
+        );
+        assert_eq!(parse_http_date("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
+        assert_eq!(
+            parse_http_date("Sat, 29 Feb 2020 12:00:00 GMT"),
+            Some(1_582_977_600)
+        );
+        assert_eq!(parse_http_date("garbage"), None);
+    }
+
+    #[test]
+    fn filenames_come_from_the_url_path_only() {
+        assert_eq!(
+            filename("http://h/dl/file.tar.gz?x=1").as_deref(),
+            Some("file.tar.gz")
+        );
+        assert_eq!(
+            filename("http://h/dl/content-disposition-traversal").as_deref(),
+            Some("content-disposition-traversal")
+        );
+        assert_eq!(filename("http://h/"), None);
+        assert_eq!(filename("http://h"), None);
+        assert_eq!(filename("http://h/a/.."), None);
+    }
+}

@@ -1,0 +1,790 @@
+//! COPY, ADD, heredoc files and WORKDIR's mkdir: a [`FileOp`] applied onto a parent
+//! filesystem, producing a new layer.
+//!
+//! The work runs on a thread of its own that first gives itself a private mount namespace
+//! (`unshare(CLONE_NEWNS)` affects only the calling thread): the parent's layers and the new
+//! upper are mounted there as one overlay, source stages as read-only overlays, and all of
+//! it vanishes with the thread, or with the process if it dies. A thread rather than a
+//! re-exec'd helper keeps the context's exclude callback and the destination's errors in
+//! process and costs no exec; nothing on that thread is shared with the rest of the program.
+//!
+//! Semantics follow BuildKit (≥ 0.13; `ADD --chown` on archives as in ≥ 0.23): see the
+//! functions below for each rule.
+
+use crate::archive::{self, Extract};
+use crate::copy::{self, CopyOpts, Counts, Links};
+use crate::download;
+use crate::pattern;
+use crate::root::{self, DirOpts, Root, clear_entry};
+use crate::run::Worker;
+use crate::sys::{self, MountAttrs};
+use crate::user::{self, UserError};
+use nix::fcntl::OFlag;
+use std::ffi::{OsStr, OsString};
+use std::io::{self, Read};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::Arc;
+use strata_graph::{Chown, FileAction, FileOp};
+
+/// Says whether a path of a build context (relative to its root, `/`-separated) is
+/// excluded, e.g. by `.dockerignore`. For a directory, `true` means nothing below it is
+/// wanted either.
+pub type ExcludeFn = Arc<dyn Fn(&Path, bool) -> bool + Send + Sync>;
+
+/// A filesystem COPY or ADD reads from.
+#[derive(Clone)]
+pub enum FileSource {
+    /// A build context, read in place.
+    Context {
+        /// Its directory on the host.
+        dir: PathBuf,
+        /// Paths to leave out (`.dockerignore`).
+        exclude: Option<ExcludeFn>,
+    },
+    /// Another stage or an image: layer directories, top first.
+    Layers(Vec<PathBuf>),
+}
+
+impl std::fmt::Debug for FileSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FileSource::Context { dir, exclude } => f
+                .debug_struct("Context")
+                .field("dir", dir)
+                .field("exclude", &exclude.is_some())
+                .finish(),
+            FileSource::Layers(l) => f.debug_tuple("Layers").field(l).finish(),
+        }
+    }
+}
+
+/// One file operation.
+#[derive(Debug, Clone)]
+pub struct FileRequest {
+    /// The actions.
+    pub op: FileOp,
+    /// The parent filesystem (`inputs[0]`): layer directories, top first.
+    pub lowers: Vec<PathBuf>,
+    /// An empty directory that becomes the new layer (its parent must be writable, same
+    /// filesystem).
+    pub upper: PathBuf,
+    /// The node's inputs by index, for `FileAction::Copy::from`; index 0 (the parent) may
+    /// be `None`.
+    pub inputs: Vec<Option<FileSource>>,
+}
+
+/// What a file operation did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FileStats {
+    /// Entries created.
+    pub entries: u64,
+    /// Bytes of file content written.
+    pub bytes: u64,
+}
+
+/// Why a file operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    /// A source path does not exist (or is excluded).
+    #[error("{path}: not found in {source_name}")]
+    NotFound {
+        /// The path as written.
+        path: String,
+        /// Where it was looked for (`the build context`, `the source stage`).
+        source_name: String,
+    },
+    /// A wildcard matched nothing.
+    #[error("no source files were specified: {0} matches nothing")]
+    NoMatch(String),
+    /// Several sources need a directory destination.
+    #[error(
+        "when copying more than one source the destination must be a directory and end with a /: {0}"
+    )]
+    DestNotDir(String),
+    /// `--chmod` is not an octal mode.
+    #[error("invalid --chmod value {0:?}: must be an octal mode such as 0755")]
+    BadChmod(String),
+    /// A bad wildcard.
+    #[error(transparent)]
+    Pattern(#[from] pattern::BadPattern),
+    /// A `--chown` user or group.
+    #[error("invalid --chown")]
+    Chown(#[source] UserError),
+    /// An archive could not be extracted.
+    #[error("failed to extract {}", path)]
+    Archive {
+        /// The archive's source path.
+        path: String,
+        /// What went wrong.
+        #[source]
+        source: archive::ExtractError,
+    },
+    /// ADD of a URL failed.
+    #[error(transparent)]
+    Download(#[from] download::DownloadError),
+    /// The operation refers to an input it was not given.
+    #[error("input {0} of the file operation was not provided")]
+    MissingInput(usize),
+    /// Mounting the filesystems failed.
+    #[error("failed to mount the filesystems for the file operation")]
+    Mount(#[source] io::Error),
+    /// A filesystem error on a path.
+    #[error("failed to {what} {}", path.display())]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The path (inside the image, or the source).
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn io_at(what: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> FileError {
+    let path = path.into();
+    move |source| FileError::Io { what, path, source }
+}
+
+/// A mounted source.
+struct Src {
+    root: Root,
+    context: bool,
+    exclude: Option<ExcludeFn>,
+    name: &'static str,
+}
+
+/// Default cap on what one ADD may unpack or download (bytes).
+pub const DEFAULT_MAX_UNPACK: u64 = 64 << 30;
+
+impl Worker {
+    /// Applies `req.op` onto `req.lowers`, writing the changes into `req.upper`. Blocking;
+    /// runs on its own thread. Call it from `spawn_blocking` in async code.
+    pub fn apply_file_op(&self, req: FileRequest) -> Result<FileStats, FileError> {
+        let parent = req.upper.parent().unwrap_or(Path::new("/")).to_owned();
+        let scratch = tempfile::Builder::new()
+            .prefix(".strata-file-")
+            .tempdir_in(&parent)
+            .map_err(io_at("create a scratch directory in", &parent))?;
+        let dir = scratch.path().to_owned();
+        let limit = self.config.max_unpack_bytes;
+        let result = std::thread::Builder::new()
+            .name("strata-fileop".into())
+            .spawn(move || -> Result<FileStats, FileError> {
+                sys::unshare_mount_namespace().map_err(FileError::Mount)?;
+                let mut mounted = Vec::new();
+                let r = apply_in_namespace(&req, &dir, &mut mounted, limit);
+                for m in mounted.iter().rev() {
+                    let _ = sys::unmount(m);
+                }
+                r
+            })
+            .map_err(io_at("start a thread for", &parent))?
+            .join()
+            .unwrap_or_else(|_| {
+                Err(FileError::Mount(io::Error::other(
+                    "the file operation thread panicked",
+                )))
+            });
+        let _ = scratch.close();
+        result
+    }
+}
+
+fn mount_layers(
+    lowers: &[PathBuf],
+    upper: Option<(&Path, &Path)>,
+    target: &Path,
+    mounted: &mut Vec<PathBuf>,
+) -> Result<(), FileError> {
+    fs_err::create_dir(target).map_err(FileError::Mount)?;
+    let lowers: Vec<&Path> = lowers.iter().map(PathBuf::as_path).collect();
+    let fd = sys::overlay_mount(
+        &lowers,
+        upper,
+        MountAttrs {
+            nodev: true,
+            ..MountAttrs::NONE
+        },
+    )
+    .map_err(FileError::Mount)?;
+    sys::attach_mount(fd.as_fd(), target).map_err(FileError::Mount)?;
+    mounted.push(target.to_owned());
+    Ok(())
+}
+
+fn apply_in_namespace(
+    req: &FileRequest,
+    scratch: &Path,
+    mounted: &mut Vec<PathBuf>,
+    limit: u64,
+) -> Result<FileStats, FileError> {
+    let any_link = req
+        .op
+        .actions
+        .iter()
+        .any(|a| matches!(a, FileAction::Copy { link: true, .. }));
+    // The destination: the parent's layers with the new upper on top (or the upper alone
+    // for FROM scratch and for COPY --link, which never sees its parent).
+    let dest_path = if req.lowers.is_empty() || any_link {
+        req.upper.clone()
+    } else {
+        let work = scratch.join("work");
+        fs_err::create_dir(&work).map_err(FileError::Mount)?;
+        let t = scratch.join("root");
+        mount_layers(&req.lowers, Some((&req.upper, &work)), &t, mounted)?;
+        t
+    };
+    // COPY --link still resolves --chown names in the parent's /etc/passwd.
+    let names_path = if any_link && !req.lowers.is_empty() {
+        Some(match req.lowers.as_slice() {
+            [one] => one.clone(),
+            many => {
+                let t = scratch.join("parent");
+                mount_layers(many, None, &t, mounted)?;
+                t
+            }
+        })
+    } else {
+        None
+    };
+    let dest = Root::open(&dest_path).map_err(FileError::Mount)?;
+    let names = match &names_path {
+        Some(p) => Root::open(p).map_err(FileError::Mount)?,
+        None => Root::open(&dest_path).map_err(FileError::Mount)?,
+    };
+    let mut sources: Vec<Option<Src>> = Vec::new();
+    for (i, input) in req.inputs.iter().enumerate() {
+        sources.push(match input {
+            None => None,
+            Some(FileSource::Context { dir, exclude }) => Some(Src {
+                root: Root::open(dir).map_err(io_at("open the build context", dir))?,
+                context: true,
+                exclude: exclude.clone(),
+                name: "the build context",
+            }),
+            Some(FileSource::Layers(layers)) => {
+                let path = match layers.as_slice() {
+                    [one] => one.clone(),
+                    [] => {
+                        let t = scratch.join(format!("empty-{i}"));
+                        fs_err::create_dir(&t).map_err(FileError::Mount)?;
+                        t
+                    }
+                    many => {
+                        let t = scratch.join(format!("src-{i}"));
+                        mount_layers(many, None, &t, mounted)?;
+                        t
+                    }
+                };
+                Some(Src {
+                    root: Root::open(&path).map_err(FileError::Mount)?,
+                    context: false,
+                    exclude: None,
+                    name: "the source stage",
+                })
+            }
+        });
+    }
+    let mut stats = FileStats::default();
+    for action in &req.op.actions {
+        match action {
+            FileAction::Mkdir { path, mode, chown } => {
+                let owner = owner(&names, chown.as_ref())?;
+                let comps = root::clean(Path::new(path));
+                let mut created = Vec::new();
+                dest.mkdir_all(&comps, DirOpts { mode: *mode, owner }, &mut created)
+                    .map_err(io_at("create directory", path))?;
+                stats.entries += created.len() as u64;
+            }
+            FileAction::MkFile {
+                path,
+                contents,
+                mode,
+                chown,
+            } => {
+                let owner = owner(&names, chown.as_ref())?;
+                let comps = root::clean(Path::new(path));
+                let (dir, name) = dest
+                    .parent_of(&comps, DirOpts { mode: 0o755, owner }, &mut Vec::new())
+                    .map_err(io_at("create", path))?;
+                write_file(
+                    dir.as_fd(),
+                    name,
+                    &mut contents.as_bytes(),
+                    *mode,
+                    owner.unwrap_or((0, 0)),
+                    None,
+                )
+                .map_err(io_at("write", path))?;
+                stats.entries += 1;
+                stats.bytes += contents.len() as u64;
+            }
+            FileAction::Copy {
+                from,
+                sources: srcs,
+                dest: d,
+                dest_is_dir,
+                chown,
+                chmod,
+                parents,
+                exclude,
+                unpack,
+                ..
+            } => {
+                let src = sources
+                    .get(*from)
+                    .and_then(Option::as_ref)
+                    .ok_or(FileError::MissingInput(*from))?;
+                let spec = CopySpec {
+                    dest: d,
+                    dest_is_dir: *dest_is_dir,
+                    owner: owner(&names, chown.as_ref())?,
+                    mode: chmod.as_deref().map(parse_chmod).transpose()?,
+                    parents: *parents,
+                    exclude,
+                    unpack: *unpack,
+                };
+                let c = copy_sources(&dest, src, srcs, &spec, limit)?;
+                stats.entries += c.entries;
+                stats.bytes += c.bytes;
+            }
+            FileAction::Download {
+                url,
+                dest: d,
+                dest_is_dir,
+                checksum,
+                chown,
+                chmod,
+            } => {
+                let owner = owner(&names, chown.as_ref())?;
+                let mode = chmod.as_deref().map(parse_chmod).transpose()?;
+                let fetched =
+                    download::fetch(url, checksum.as_deref(), &scratch.join("download"), limit)?;
+                let mut comps = root::clean(Path::new(d));
+                let into_dir = *dest_is_dir
+                    || dest
+                        .stat(&comps)
+                        .map_err(io_at("resolve", d))?
+                        .is_some_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR);
+                if into_dir {
+                    comps.push(OsString::from(&fetched.filename));
+                }
+                let (dir, name) = dest
+                    .parent_of(&comps, DirOpts { mode: 0o755, owner }, &mut Vec::new())
+                    .map_err(io_at("create", d))?;
+                let mut f = fs_err::File::open(&fetched.path)
+                    .map_err(io_at("read the download of", url))?;
+                write_file(
+                    dir.as_fd(),
+                    name,
+                    &mut f,
+                    mode.unwrap_or(0o600),
+                    owner.unwrap_or((0, 0)),
+                    fetched.mtime,
+                )
+                .map_err(io_at("write", d))?;
+                stats.entries += 1;
+                stats.bytes += fetched.size;
+            }
+        }
+    }
+    Ok(stats)
+}
+
+/// `--chmod`: an octal mode, special bits allowed.
+fn parse_chmod(s: &str) -> Result<u32, FileError> {
+    match u32::from_str_radix(s, 8) {
+        Ok(m) if m <= 0o7777 && !s.is_empty() => Ok(m),
+        _ => Err(FileError::BadChmod(s.to_owned())),
+    }
+}
+
+/// Reads a small regular file of an image (passwd, group) without following it into a FIFO
+/// or device.
+fn read_small(root: &Root, path: &str) -> Option<String> {
+    let fd = root
+        .open_at(
+            &root::clean(Path::new(path)),
+            OFlag::O_RDONLY | OFlag::O_NONBLOCK,
+        )
+        .ok()??;
+    let st = sys::fstat(fd.as_fd()).ok()?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return None;
+    }
+    let mut buf = Vec::new();
+    sys::file_from(fd)
+        .take(4 << 20)
+        .read_to_end(&mut buf)
+        .ok()?;
+    Some(String::from_utf8_lossy(&buf).into_owned())
+}
+
+/// Resolves `--chown` in the destination's passwd and group files.
+fn owner(names: &Root, chown: Option<&Chown>) -> Result<Option<(u32, u32)>, FileError> {
+    let Some(c) = chown else { return Ok(None) };
+    let passwd = read_small(names, "/etc/passwd");
+    let group = read_small(names, "/etc/group");
+    user::resolve_owner(
+        &c.user,
+        c.group.as_deref(),
+        passwd.as_deref(),
+        group.as_deref(),
+    )
+    .map(Some)
+    .map_err(FileError::Chown)
+}
+
+/// Creates `name` in `dir` with `contents`, replacing what was there.
+fn write_file(
+    dir: std::os::fd::BorrowedFd<'_>,
+    name: &OsStr,
+    contents: &mut dyn Read,
+    mode: u32,
+    (uid, gid): (u32, u32),
+    mtime: Option<i64>,
+) -> io::Result<()> {
+    clear_entry(dir, name, false)?;
+    let fd = sys::open_beneath(
+        dir,
+        Path::new(name),
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL,
+        0o600,
+    )?;
+    let mut f = sys::file_from(fd);
+    io::copy(contents, &mut f)?;
+    sys::fchown(f.as_fd(), uid, gid)?;
+    sys::fchmod(f.as_fd(), mode)?;
+    if let Some(t) = mtime {
+        sys::futimens(f.as_fd(), t, 0)?;
+    }
+    Ok(())
+}
+
+struct CopySpec<'a> {
+    dest: &'a str,
+    dest_is_dir: bool,
+    owner: Option<(u32, u32)>,
+    mode: Option<u32>,
+    parents: bool,
+    exclude: &'a [String],
+    unpack: bool,
+}
+
+/// One matched source: its cleaned path in the source root and the part of it that
+/// `--parents` keeps.
+struct Match {
+    comps: Vec<OsString>,
+    keep_from: usize,
+}
+
+/// Expands a source (literal or wildcard) in `src` into existing paths.
+fn expand(src: &Src, source: &str) -> Result<Vec<Match>, FileError> {
+    // `--parents`: a `/./` in the source marks where the kept part starts.
+    let (source, marker) = match source.find("/./") {
+        Some(i) => (
+            source.replacen("/./", "/", 1),
+            Some(root::clean(Path::new(&source[..i])).len()),
+        ),
+        None => (source.to_owned(), None),
+    };
+    let comps = root::clean(Path::new(&source));
+    let mut found: Vec<Vec<OsString>> = vec![Vec::new()];
+    for c in &comps {
+        let text = c.to_string_lossy();
+        let mut next = Vec::new();
+        if pattern::has_meta(&text) {
+            for base in &found {
+                let Some(fd) = src
+                    .root
+                    .open_at(base, OFlag::O_DIRECTORY | OFlag::O_RDONLY)
+                    .ok()
+                    .flatten()
+                else {
+                    continue;
+                };
+                for name in copy::list(fd.as_fd()).unwrap_or_default() {
+                    if pattern::matches(&text, &name.to_string_lossy())? {
+                        let mut p = base.clone();
+                        p.push(name);
+                        next.push(p);
+                    }
+                }
+            }
+        } else {
+            for base in found {
+                let mut p = base;
+                p.push(c.clone());
+                next.push(p);
+            }
+        }
+        found = next;
+    }
+    let wildcard = pattern::has_meta(&source);
+    let mut out = Vec::new();
+    for comps in found {
+        if excluded(src, &comps, true) {
+            continue;
+        }
+        if src
+            .root
+            .stat(&comps)
+            .map_err(io_at("read", source.clone()))?
+            .is_some()
+        {
+            out.push(Match {
+                keep_from: marker.unwrap_or(0),
+                comps,
+            });
+        }
+    }
+    if out.is_empty() {
+        return Err(if wildcard {
+            FileError::NoMatch(source)
+        } else {
+            FileError::NotFound {
+                path: source,
+                source_name: src.name.to_owned(),
+            }
+        });
+    }
+    Ok(out)
+}
+
+/// Whether the context excludes `comps` (checked as a file and, when `any_kind`, as a dir).
+fn excluded(src: &Src, comps: &[OsString], any_kind: bool) -> bool {
+    let Some(ex) = &src.exclude else { return false };
+    if comps.is_empty() {
+        return false;
+    }
+    let p = root::join(comps);
+    ex(&p, false) || (any_kind && ex(&p, true))
+}
+
+fn copy_sources(
+    dest: &Root,
+    src: &Src,
+    sources: &[String],
+    spec: &CopySpec<'_>,
+    limit: u64,
+) -> Result<Counts, FileError> {
+    let mut matches = Vec::new();
+    for s in sources {
+        matches.extend(expand(src, s)?);
+    }
+    let dest_comps = root::clean(Path::new(spec.dest));
+    let dest_is_dir = spec.dest_is_dir || matches.len() > 1 || spec.parents;
+    if sources.len() > 1 && !spec.dest_is_dir {
+        return Err(FileError::DestNotDir(spec.dest.to_owned()));
+    }
+    let dir_opts = DirOpts {
+        mode: 0o755,
+        owner: spec.owner,
+    };
+    let exclude: Vec<String> = spec.exclude.to_vec();
+    let mut counts = Counts::default();
+    let mut links = Links::default();
+    for m in matches {
+        let shown = format!("/{}", root::join(&m.comps).display());
+        let fd = src
+            .root
+            .open_at(&m.comps, OFlag::O_PATH)
+            .map_err(io_at("open", &shown))?
+            .ok_or_else(|| FileError::NotFound {
+                path: shown.clone(),
+                source_name: src.name.to_owned(),
+            })?;
+        let st = sys::fstat(fd.as_fd()).map_err(io_at("read", &shown))?;
+        // A source reached through a symlink must not reveal an excluded file.
+        if src.context && src.exclude.is_some() {
+            if let Some(real) = real_rel(&src.root, &fd) {
+                if excluded(src, &real, true) {
+                    return Err(FileError::NotFound {
+                        path: shown,
+                        source_name: src.name.to_owned(),
+                    });
+                }
+            }
+        }
+        let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
+        let base_name = m
+            .comps
+            .last()
+            .cloned()
+            .unwrap_or_else(|| OsString::from("."));
+        // Where the entry goes.
+        let mut target = dest_comps.clone();
+        if spec.parents {
+            let keep = &m.comps[m.keep_from.min(m.comps.len())..];
+            target.extend(keep.iter().cloned());
+        }
+        let src_rel = root::join(&m.comps).to_string_lossy().into_owned();
+        let skip_rel = src_rel.clone();
+        let ex_ctx = src.exclude.clone();
+        let ex_pat = exclude.clone();
+        let skip: Rc<dyn Fn(&str, bool) -> bool> = Rc::new(move |rel: &str, is_dir: bool| {
+            if pattern::excluded(&ex_pat, rel).unwrap_or(false) {
+                return true;
+            }
+            match &ex_ctx {
+                Some(ex) => {
+                    let full = if skip_rel == "." || skip_rel.is_empty() {
+                        rel.to_owned()
+                    } else {
+                        format!("{skip_rel}/{rel}")
+                    };
+                    ex(Path::new(&full), is_dir)
+                }
+                None => false,
+            }
+        });
+        let opts = CopyOpts {
+            owner: spec.owner,
+            reset_owner: src.context,
+            mode: spec.mode,
+            skip,
+        };
+        let mut created = Vec::new();
+        if is_dir {
+            let dst = dest
+                .mkdir_all(&target, dir_opts, &mut created)
+                .map_err(io_at("create directory", spec.dest))?;
+            let sdir = src
+                .root
+                .open_at(&m.comps, OFlag::O_DIRECTORY | OFlag::O_RDONLY)
+                .map_err(io_at("open", &shown))?;
+            let Some(sdir) = sdir else { continue };
+            copy::copy_dir_contents(
+                &sdir,
+                &Rc::new(dst),
+                &opts,
+                &mut links,
+                &mut counts,
+                Path::new(&shown),
+            )
+            .map_err(io_at("copy", &shown))?;
+            continue;
+        }
+        if pattern::excluded(&exclude, &src_rel).unwrap_or(false) {
+            continue;
+        }
+        // A file: into the destination directory, or as the destination itself.
+        let into_dir = dest_is_dir
+            || spec.parents
+            || dest
+                .stat(&target)
+                .map_err(io_at("resolve", spec.dest))?
+                .is_some_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR);
+        if into_dir && !spec.parents {
+            target.push(base_name.clone());
+        }
+        if spec.unpack && st.st_mode & libc::S_IFMT == libc::S_IFREG {
+            let file = sys::file_from(
+                src.root
+                    .open_at(&m.comps, OFlag::O_RDONLY | OFlag::O_NONBLOCK)
+                    .map_err(io_at("open", &shown))?
+                    .ok_or_else(|| FileError::NotFound {
+                        path: shown.clone(),
+                        source_name: src.name.to_owned(),
+                    })?,
+            );
+            if let Some(c) = archive::detect(&file).map_err(io_at("read", &shown))? {
+                // An archive is unpacked into the destination directory itself.
+                let mut into = dest_comps.clone();
+                if spec.parents {
+                    into = target.clone();
+                    into.pop();
+                }
+                let x = Extract {
+                    root: dest,
+                    dest: into,
+                    owner: spec.owner,
+                    max_bytes: limit,
+                };
+                let (n, b) =
+                    archive::extract(&file, c, &x).map_err(|source| FileError::Archive {
+                        path: shown.clone(),
+                        source,
+                    })?;
+                counts.entries += n;
+                counts.bytes += b;
+                continue;
+            }
+        }
+        let (dir, name) = dest
+            .parent_of(&target, dir_opts, &mut created)
+            .map_err(io_at("create", spec.dest))?;
+        let dir = Rc::new(dir);
+        // Copy the (followed) source entry: open its parent to copy by name.
+        let parent_comps = &m.comps[..m.comps.len().saturating_sub(1)];
+        let sparent = src
+            .root
+            .open_at(parent_comps, OFlag::O_DIRECTORY | OFlag::O_RDONLY)
+            .map_err(io_at("open", &shown))?
+            .ok_or_else(|| FileError::NotFound {
+                path: shown.clone(),
+                source_name: src.name.to_owned(),
+            })?;
+        let (sdir_fd, sname): (OwnedFd, OsString) =
+            real_leaf(&src.root, &m.comps, &fd).unwrap_or((sparent, base_name));
+        copy::copy_entry(
+            sdir_fd.as_fd(),
+            &sname,
+            &st,
+            &dir,
+            name,
+            &opts,
+            &mut links,
+            &mut counts,
+            Path::new(&shown),
+        )
+        .map_err(io_at("copy", &shown))?;
+    }
+    Ok(counts)
+}
+
+/// When the source's last component is a symlink (followed inside the source root), the
+/// directory and name of what it points to.
+fn real_leaf(root: &Root, comps: &[OsString], target: &OwnedFd) -> Option<(OwnedFd, OsString)> {
+    let (name, parent) = comps.split_last()?;
+    let pfd = root
+        .open_at(parent, OFlag::O_DIRECTORY | OFlag::O_RDONLY)
+        .ok()??;
+    let st = sys::lstat_at(pfd.as_fd(), Path::new(name)).ok()?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFLNK {
+        return None;
+    }
+    let real = real_rel(root, target)?;
+    let (rname, rparent) = real.split_last()?;
+    let rp = root
+        .open_at(rparent, OFlag::O_DIRECTORY | OFlag::O_RDONLY)
+        .ok()??;
+    Some((rp, rname.clone()))
+}
+
+/// The path of `fd` relative to `root`, from /proc/self/fd (only for our own trusted
+/// directories: the context and mounted layers).
+fn real_rel(root: &Root, fd: &OwnedFd) -> Option<Vec<OsString>> {
+    let real = fs_err::read_link(sys::fd_path(fd.as_fd())).ok()?;
+    let base = fs_err::read_link(sys::fd_path(root.fd())).ok()?;
+    let rel = real.strip_prefix(&base).ok()?;
+    Some(rel.components().map(|c| c.as_os_str().to_owned()).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chmod_is_octal_with_special_bits() {
+        assert_eq!(parse_chmod("0755").unwrap(), 0o755);
+        assert_eq!(parse_chmod("4755").unwrap(), 0o4755);
+        assert_eq!(parse_chmod("600").unwrap(), 0o600);
+        assert!(parse_chmod("u+x").is_err());
+        assert!(parse_chmod("99").is_err());
+        assert!(parse_chmod("17777").is_err());
+    }
+}

@@ -1,0 +1,531 @@
+//! RUN, the worker's side: turns a [`RunRequest`] into a [`SandboxSpec`] of host paths,
+//! starts `<helper> __sandbox`, streams the command's output line by line, and turns the
+//! helper's status into a result. Cancelling (the token, or dropping the future) hangs up the
+//! helper's stdin, and the helper then kills everything in the sandbox; nothing it mounted
+//! was ever visible outside it, and its scratch directory is removed here.
+
+use crate::layers;
+use crate::sandbox::Status;
+use crate::spec::{ProcessSpec, SandboxSpec, SpecMount};
+use sha2::Digest as _;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use strata_graph::{CacheSharing, ExecOp, MountKind, NetworkMode, SecurityMode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+
+/// How the worker runs things.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// The worker's own directory: cache mounts live in `<state_dir>/cache-mounts/`.
+    pub state_dir: PathBuf,
+    /// The executable that handles `__sandbox` (the strata binary, `/proc/self/exe`).
+    pub helper_exe: PathBuf,
+    /// The host's resolver configuration, copied into each sandbox's `/etc/resolv.conf`.
+    pub resolv_conf: Option<PathBuf>,
+    /// Set `PR_SET_NO_NEW_PRIVS` for RUN commands (hardening; BuildKit leaves it off, so
+    /// `sudo` inside a RUN works there and not here).
+    pub no_new_privs: bool,
+    /// The most bytes one ADD may unpack from an archive or download.
+    pub max_unpack_bytes: u64,
+}
+
+impl WorkerConfig {
+    /// The defaults: the host's `/etc/resolv.conf`, no_new_privs on.
+    pub fn new(state_dir: impl Into<PathBuf>, helper_exe: impl Into<PathBuf>) -> Self {
+        WorkerConfig {
+            state_dir: state_dir.into(),
+            helper_exe: helper_exe.into(),
+            resolv_conf: Some(PathBuf::from("/etc/resolv.conf")),
+            no_new_privs: true,
+            max_unpack_bytes: crate::fileop::DEFAULT_MAX_UNPACK,
+        }
+    }
+}
+
+/// Runs RUN steps and file operations.
+#[derive(Debug, Clone)]
+pub struct Worker {
+    pub(crate) config: WorkerConfig,
+}
+
+/// Which stream a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputStream {
+    /// The command's stdout.
+    Stdout,
+    /// The command's stderr.
+    Stderr,
+}
+
+/// What a `RUN --mount` needs from outside the op, one per [`ExecOp::mounts`] entry.
+#[derive(Debug, Clone)]
+pub enum MountInput {
+    /// The filesystem a `type=bind` reads `source` from (or a cache's `from` seed): layer
+    /// directories, top first. A build context is one directory.
+    Layers(Vec<PathBuf>),
+    /// A secret's value; `None` when the build was not given it.
+    Secret(Option<Vec<u8>>),
+    /// The host path of an ssh agent socket; `None` when not given.
+    Ssh(Option<PathBuf>),
+    /// Nothing (tmpfs, a cache without `from`, a heredoc file).
+    None,
+}
+
+/// One RUN.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    /// The op, as lowered by the frontend.
+    pub exec: ExecOp,
+    /// The parent filesystem: layer directories, top first (overlayfs format: whiteouts are
+    /// 0/0 character devices, opaque directories carry `trusted.overlay.opaque=y`).
+    pub lowers: Vec<PathBuf>,
+    /// An empty directory that becomes the new layer. Its parent directory must be writable
+    /// and on the same filesystem (the overlay work directory is made beside it).
+    pub upper: PathBuf,
+    /// One entry per `exec.mounts`, in the same order.
+    pub mounts: Vec<MountInput>,
+    /// The sandbox's hostname (`buildkitsandbox` when `None`, like BuildKit).
+    pub hostname: Option<String>,
+}
+
+/// Why a RUN did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The command exited non-zero (or was killed: 128 + signal).
+    #[error("process \"{command}\" did not complete successfully: exit code: {code}")]
+    Exit {
+        /// The argv, joined by spaces.
+        command: String,
+        /// The exit code.
+        code: i32,
+    },
+    /// The command could not be started (unknown user, missing executable, bad workdir).
+    #[error("process \"{command}\" could not be started: {message}")]
+    Start {
+        /// The argv, joined by spaces.
+        command: String,
+        /// What went wrong, from inside the sandbox.
+        message: String,
+    },
+    /// The sandbox could not be set up.
+    #[error("{0}")]
+    Setup(String),
+    /// A `--mount` cannot be provided.
+    #[error("RUN --mount target {target}: {reason}")]
+    Mount {
+        /// The mount's target.
+        target: String,
+        /// Why.
+        reason: String,
+    },
+    /// The run was cancelled.
+    #[error("cancelled")]
+    Cancelled,
+    /// Preparing or cleaning up failed.
+    #[error("{what}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl RunError {
+    /// The command's exit code, when that is why it failed.
+    pub fn exit_code(&self) -> Option<i32> {
+        match self {
+            RunError::Exit { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> RunError {
+    let what = what.into();
+    move |source| RunError::Io { what, source }
+}
+
+/// Errors opening the worker.
+#[derive(Debug, thiserror::Error)]
+#[error("failed to prepare the worker state directory {}", path.display())]
+pub struct WorkerError {
+    path: PathBuf,
+    #[source]
+    source: io::Error,
+}
+
+/// Splits a byte stream into lines for the output callback. A line longer than 64 KiB is
+/// passed on in pieces rather than buffered without bound.
+#[derive(Default)]
+struct Lines {
+    buf: Vec<u8>,
+}
+
+impl Lines {
+    const MAX: usize = 64 * 1024;
+
+    fn push(&mut self, data: &[u8], mut emit: impl FnMut(&[u8])) {
+        self.buf.extend_from_slice(data);
+        let mut start = 0;
+        while let Some(nl) = self.buf[start..].iter().position(|b| *b == b'\n') {
+            emit(&self.buf[start..start + nl]);
+            start += nl + 1;
+        }
+        self.buf.drain(..start);
+        while self.buf.len() >= Self::MAX {
+            emit(&self.buf[..Self::MAX]);
+            self.buf.drain(..Self::MAX);
+        }
+    }
+
+    fn finish(&mut self, mut emit: impl FnMut(&[u8])) {
+        if !self.buf.is_empty() {
+            emit(&self.buf);
+            self.buf.clear();
+        }
+    }
+}
+
+/// Keeps a cache mount's lock for as long as the run lasts.
+struct CacheLock(#[expect(dead_code, reason = "held for its Drop")] Option<fs_err::File>);
+
+impl Worker {
+    /// A worker with its state under `config.state_dir`.
+    pub fn new(config: WorkerConfig) -> Result<Worker, WorkerError> {
+        let dir = config.state_dir.join("cache-mounts");
+        fs_err::create_dir_all(&dir).map_err(|source| WorkerError { path: dir, source })?;
+        Ok(Worker { config })
+    }
+
+    /// The worker's configuration.
+    pub fn config(&self) -> &WorkerConfig {
+        &self.config
+    }
+
+    /// Runs `req.exec` in a sandbox over `req.lowers` with `req.upper` as the writable
+    /// layer; each output line goes to `output`. Returns once every process of the sandbox
+    /// has exited and its scratch directory is gone.
+    pub async fn run<F>(
+        &self,
+        req: RunRequest,
+        mut output: F,
+        cancel: CancellationToken,
+    ) -> Result<(), RunError>
+    where
+        F: FnMut(OutputStream, &[u8]) + Send,
+    {
+        let command = req.exec.args.join(" ");
+        let parent = req.upper.parent().unwrap_or(Path::new("/")).to_owned();
+        let scratch = tempfile::Builder::new()
+            .prefix(".strata-run-")
+            .tempdir_in(&parent)
+            .map_err(io_err(format!(
+                "failed to create a scratch directory in {}",
+                parent.display()
+            )))?;
+        let (spec, _locks) = self.spec(&req, scratch.path()).await?;
+        let line = serde_json::to_string(&spec)
+            .map_err(|e| io_err("failed to encode the sandbox spec")(e.into()))?
+            + "\n";
+
+        let mut child = tokio::process::Command::new(&self.config.helper_exe)
+            .arg("__sandbox")
+            .env_clear()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(io_err(format!(
+                "failed to start the sandbox helper {}",
+                self.config.helper_exe.display()
+            )))?;
+        let mut stdin = child.stdin.take();
+        let mut stdout = child.stdout.take().expect("stdout is piped");
+        let mut stderr = child.stderr.take().expect("stderr is piped");
+        if let Some(w) = stdin.as_mut() {
+            // A helper that died at once shows up below through its status.
+            let _ = w.write_all(line.as_bytes()).await;
+            let _ = w.flush().await;
+        }
+
+        let (mut out_lines, mut err_lines) = (Lines::default(), Lines::default());
+        let (mut out_done, mut err_done, mut cancelled) = (false, false, false);
+        let (mut b1, mut b2) = (vec![0u8; 32 * 1024], vec![0u8; 32 * 1024]);
+        let deadline = tokio::time::sleep(Duration::from_secs(3600 * 24 * 365));
+        tokio::pin!(deadline);
+        while !(out_done && err_done) {
+            tokio::select! {
+                r = stdout.read(&mut b1), if !out_done => match r {
+                    Ok(n) if n > 0 => out_lines.push(&b1[..n], |l| output(OutputStream::Stdout, l)),
+                    _ => { out_done = true; out_lines.finish(|l| output(OutputStream::Stdout, l)); }
+                },
+                r = stderr.read(&mut b2), if !err_done => match r {
+                    Ok(n) if n > 0 => err_lines.push(&b2[..n], |l| output(OutputStream::Stderr, l)),
+                    _ => { err_done = true; err_lines.finish(|l| output(OutputStream::Stderr, l)); }
+                },
+                _ = cancel.cancelled(), if !cancelled => {
+                    cancelled = true;
+                    // Hanging up makes the helper kill the sandbox and exit.
+                    drop(stdin.take());
+                    deadline.as_mut().reset(tokio::time::Instant::now() + Duration::from_secs(10));
+                },
+                _ = &mut deadline => { let _ = child.start_kill(); break; }
+            }
+        }
+        let waited = tokio::select! {
+            w = child.wait() => w,
+            _ = cancel.cancelled(), if !cancelled => { drop(stdin.take()); child.wait().await }
+        }
+        .map_err(io_err("failed to wait for the sandbox helper"))?;
+        drop(stdin);
+        let status: Option<Status> = fs_err::read(&spec.status_file)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        let result = match status {
+            _ if cancelled || cancel.is_cancelled() => Err(RunError::Cancelled),
+            Some(Status::Exited(0)) => Ok(()),
+            Some(Status::Exited(code)) => Err(RunError::Exit { command, code }),
+            Some(Status::Signaled(sig)) => Err(RunError::Exit {
+                command,
+                code: 128 + sig,
+            }),
+            Some(Status::StartFailed(message)) => Err(RunError::Start { command, message }),
+            Some(Status::SetupFailed(message)) => Err(RunError::Setup(message)),
+            Some(Status::Cancelled) => Err(RunError::Cancelled),
+            None => Err(RunError::Setup(format!(
+                "the sandbox helper ended without a status ({waited})"
+            ))),
+        };
+        scratch
+            .close()
+            .map_err(io_err("failed to remove the run's scratch directory"))?;
+        result
+    }
+
+    async fn spec(
+        &self,
+        req: &RunRequest,
+        scratch: &Path,
+    ) -> Result<(SandboxSpec, Vec<CacheLock>), RunError> {
+        let mk = |p: PathBuf| {
+            fs_err::create_dir(&p)
+                .map(|()| p)
+                .map_err(io_err("failed to prepare the scratch directory"))
+        };
+        let work = mk(scratch.join("work"))?;
+        let root = mk(scratch.join("root"))?;
+        let stubs = mk(scratch.join("stubs"))?;
+        layers::build_stubs(&req.lowers, &stubs)
+            .map_err(io_err("failed to prepare the sandbox mount points"))?;
+        let mut lowers = vec![stubs];
+        lowers.extend(req.lowers.iter().cloned());
+
+        let hostname = req
+            .hostname
+            .clone()
+            .unwrap_or_else(|| "buildkitsandbox".to_owned());
+        let hosts =
+            format!("127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+        let resolv = match &self.config.resolv_conf {
+            Some(p) => fs_err::read(p).unwrap_or_default(),
+            None => Vec::new(),
+        };
+        let mut etc_files = Vec::new();
+        for (name, contents) in [
+            ("hosts", hosts.into_bytes()),
+            ("resolv.conf", resolv),
+            ("hostname", format!("{hostname}\n").into_bytes()),
+        ] {
+            let p = scratch.join(name);
+            fs_err::write(&p, contents)
+                .map_err(io_err("failed to write the sandbox's /etc files"))?;
+            etc_files.push((p, format!("/etc/{name}")));
+        }
+
+        let mut env = req.exec.env.clone();
+        let mut mounts = Vec::new();
+        let mut locks = Vec::new();
+        for (i, m) in req.exec.mounts.iter().enumerate() {
+            let input = req.mounts.get(i).cloned().unwrap_or(MountInput::None);
+            let target = m.target.clone();
+            let bad = |reason: &str| RunError::Mount {
+                target: target.clone(),
+                reason: reason.to_owned(),
+            };
+            match &m.kind {
+                MountKind::Bind { source, rw, .. } => {
+                    let MountInput::Layers(layers) = input else {
+                        return Err(bad("no source filesystem given"));
+                    };
+                    let layers = if layers.is_empty() {
+                        vec![mk(scratch.join(format!("empty-{i}")))?]
+                    } else {
+                        layers
+                    };
+                    let rw_scratch = if *rw {
+                        Some((
+                            mk(scratch.join(format!("bind-{i}")))?,
+                            mk(scratch.join(format!("bind-{i}-work")))?,
+                        ))
+                    } else {
+                        None
+                    };
+                    mounts.push(SpecMount::Bind {
+                        target,
+                        lowers: layers,
+                        source: source.clone(),
+                        scratch: rw_scratch,
+                    });
+                }
+                MountKind::Cache {
+                    id,
+                    sharing,
+                    readonly,
+                    mode,
+                    uid,
+                    gid,
+                    ..
+                } => {
+                    let (dir, lock) = self
+                        .cache_dir(id, *sharing, *mode, *uid, *gid, scratch)
+                        .await?;
+                    locks.push(lock);
+                    mounts.push(SpecMount::Dir {
+                        target,
+                        dir,
+                        readonly: *readonly,
+                    });
+                }
+                MountKind::Tmpfs { size } => mounts.push(SpecMount::Tmpfs {
+                    target,
+                    size: *size,
+                }),
+                MountKind::Secret {
+                    id,
+                    env: var,
+                    required,
+                    mode,
+                    uid,
+                    gid,
+                } => match input {
+                    MountInput::Secret(Some(value)) => {
+                        if let Some(var) = var {
+                            env.push(format!("{var}={}", String::from_utf8_lossy(&value)));
+                        }
+                        if !target.is_empty() {
+                            mounts.push(SpecMount::File {
+                                target,
+                                contents: value,
+                                mode: *mode,
+                                uid: *uid,
+                                gid: *gid,
+                            });
+                        }
+                    }
+                    _ if *required => {
+                        return Err(bad(&format!(
+                            "secret {id} is required but was not provided"
+                        )));
+                    }
+                    _ => {}
+                },
+                MountKind::Ssh { id, required, .. } => match input {
+                    MountInput::Ssh(Some(path)) => mounts.push(SpecMount::Socket { target, path }),
+                    _ if *required => {
+                        return Err(bad(&format!(
+                            "ssh agent {id} is required but was not provided"
+                        )));
+                    }
+                    _ => {}
+                },
+                MountKind::File { contents, mode } => mounts.push(SpecMount::File {
+                    target,
+                    contents: contents.clone().into_bytes(),
+                    mode: *mode,
+                    uid: 0,
+                    gid: 0,
+                }),
+            }
+        }
+        let spec = SandboxSpec {
+            scratch: scratch.to_owned(),
+            lowers,
+            upper: req.upper.clone(),
+            work,
+            root_mountpoint: root,
+            hostname,
+            network_none: req.exec.network == NetworkMode::None,
+            etc_files,
+            mounts,
+            process: ProcessSpec {
+                args: req.exec.args.clone(),
+                env,
+                cwd: req.exec.cwd.clone(),
+                user: req.exec.user.clone(),
+                insecure: req.exec.security == SecurityMode::Insecure,
+                no_new_privs: self.config.no_new_privs,
+            },
+            status_file: scratch.join("status.json"),
+        };
+        Ok((spec, locks))
+    }
+
+    /// The directory of cache mount `id`, made with `mode`/`uid`/`gid` when new. Ids are
+    /// hashed into names, so no id can name a path outside `cache-mounts/`.
+    async fn cache_dir(
+        &self,
+        id: &str,
+        sharing: CacheSharing,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        scratch: &Path,
+    ) -> Result<(PathBuf, CacheLock), RunError> {
+        let name = hex::encode(sha2::Sha256::digest(id.as_bytes()));
+        let base = self.config.state_dir.join("cache-mounts");
+        let dir = base.join(&name);
+        let lock_path = base.join(format!("{name}.lock"));
+        let fresh = |dir: &Path| -> io::Result<()> {
+            use std::os::unix::fs::PermissionsExt;
+            fs_err::create_dir(dir)?;
+            std::os::unix::fs::chown(dir, Some(uid), Some(gid))?;
+            fs_err::set_permissions(dir, std::fs::Permissions::from_mode(mode & 0o7777))
+        };
+        let err = io_err(format!("failed to prepare cache mount {id}"));
+        if let Err(e) = fresh(&dir) {
+            if e.kind() != io::ErrorKind::AlreadyExists {
+                return Err(err(e));
+            }
+        }
+        let lock = match sharing {
+            CacheSharing::Shared => CacheLock(None),
+            CacheSharing::Locked => {
+                let f = fs_err::File::create(&lock_path).map_err(err)?;
+                let f = tokio::task::spawn_blocking(move || f.file().lock().map(|()| f))
+                    .await
+                    .map_err(|e| io_err("failed to lock a cache mount")(io::Error::other(e)))?
+                    .map_err(io_err("failed to lock a cache mount"))?;
+                CacheLock(Some(f))
+            }
+            CacheSharing::Private => {
+                let f = fs_err::File::create(&lock_path).map_err(err)?;
+                match f.file().try_lock() {
+                    Ok(()) => CacheLock(Some(f)),
+                    Err(_) => {
+                        // Someone else has it: this run gets a fresh one of its own.
+                        let own = scratch.join("private-cache");
+                        fresh(&own).map_err(io_err("failed to prepare a private cache mount"))?;
+                        return Ok((own, CacheLock(None)));
+                    }
+                }
+            }
+        };
+        Ok((dir, lock))
+    }
+}

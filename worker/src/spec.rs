@@ -1,0 +1,85 @@
+//! What the parent tells the `__sandbox` helper: everything already resolved to host paths
+//! and plain values, serialised as one JSON line on the helper's stdin. The helper reads
+//! nothing else from the host except the files named here.
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// One RUN, as the helper sees it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct SandboxSpec {
+    /// Private scratch directory of this run (the root mount point, overlay work dir, ...).
+    pub(crate) scratch: PathBuf,
+    /// Layer dirs of the root filesystem, top first (the stub layer included).
+    pub(crate) lowers: Vec<PathBuf>,
+    /// The new layer.
+    pub(crate) upper: PathBuf,
+    /// Overlay work dir (same filesystem as `upper`).
+    pub(crate) work: PathBuf,
+    /// Where the root overlay is mounted before pivot_root.
+    pub(crate) root_mountpoint: PathBuf,
+    /// UTS hostname.
+    pub(crate) hostname: String,
+    /// A new network namespace with only loopback.
+    pub(crate) network_none: bool,
+    /// Host files bind-mounted read-only onto /etc/hosts, /etc/resolv.conf, /etc/hostname.
+    pub(crate) etc_files: Vec<(PathBuf, String)>,
+    /// `RUN --mount`s, in order.
+    pub(crate) mounts: Vec<SpecMount>,
+    /// The command.
+    pub(crate) process: ProcessSpec,
+    /// Where the helper writes its [`Status`](crate::sandbox::Status) before exiting.
+    pub(crate) status_file: PathBuf,
+}
+
+/// The command to run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ProcessSpec {
+    pub(crate) args: Vec<String>,
+    pub(crate) env: Vec<String>,
+    pub(crate) cwd: String,
+    /// `user[:group]`, resolved inside the sandbox against its /etc/passwd and /etc/group.
+    pub(crate) user: String,
+    /// `--security=insecure`: keep every capability.
+    pub(crate) insecure: bool,
+    /// Set PR_SET_NO_NEW_PRIVS before exec.
+    pub(crate) no_new_privs: bool,
+}
+
+/// A `RUN --mount`, resolved.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum SpecMount {
+    /// `source` inside the filesystem made of `lowers` (read-only overlay, or with a
+    /// throw-away upper when `scratch` is given).
+    Bind {
+        target: String,
+        lowers: Vec<PathBuf>,
+        source: String,
+        scratch: Option<(PathBuf, PathBuf)>,
+    },
+    /// A host directory (a cache mount).
+    Dir {
+        target: String,
+        dir: PathBuf,
+        readonly: bool,
+    },
+    /// A fresh tmpfs.
+    Tmpfs { target: String, size: Option<u64> },
+    /// A read-only file with these contents (secret, heredoc script), made on a private tmpfs.
+    File {
+        target: String,
+        contents: Vec<u8>,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
+    /// A host socket or file bound read-write (ssh agent).
+    Socket { target: String, path: PathBuf },
+}
+
+impl SpecMount {
+    /// Whether the mount point is a file rather than a directory.
+    pub(crate) fn is_file(&self) -> bool {
+        matches!(self, SpecMount::File { .. } | SpecMount::Socket { .. })
+    }
+}

@@ -1,0 +1,858 @@
+//! Every system call the worker makes, in one place: thin wrappers over `nix`, `libc` and
+//! `caps` that return `io::Result`, so the rest of the crate is safe code that can be read
+//! without a man page open. The only module allowed `unsafe`; each block says why it holds.
+//!
+//! The new mount API (`fsopen`, `fsconfig`, `fsmount`, `move_mount`, `open_tree`,
+//! `mount_setattr`) has no wrapper in nix, so it is called through `libc::syscall`. It is
+//! what makes deep layer chains work (`lowerdir+` takes one layer per call, no page-sized
+//! option string) and lets a mount be attached to a target opened inside the sandbox root.
+#![allow(unsafe_code)]
+
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag};
+use nix::sys::stat::{Mode, SFlag};
+use nix::unistd::{Gid, Pid, Uid};
+use std::ffi::{CStr, CString, OsStr};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+pub(crate) use nix::sched::CloneFlags;
+pub(crate) use nix::sys::wait::WaitStatus;
+
+fn cstr(path: impl AsRef<OsStr>) -> io::Result<CString> {
+    CString::new(path.as_ref().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))
+}
+
+fn check(ret: libc::c_long) -> io::Result<libc::c_long> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+fn owned(ret: libc::c_long) -> io::Result<OwnedFd> {
+    let fd = check(ret)?;
+    let fd = RawFd::try_from(fd).map_err(|_| io::Error::other("file descriptor out of range"))?;
+    // SAFETY: the kernel just returned this descriptor to us and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+// ---------------------------------------------------------------------------------------------
+// processes
+
+/// The result of [`fork`].
+pub(crate) enum Forked {
+    /// In the parent: the child's pid.
+    Parent(Pid),
+    /// In the child.
+    Child,
+}
+
+/// Forks the calling process. Only called from the `__sandbox` helper, which is
+/// single-threaded (it is a fresh exec and never starts threads), so the child may run any
+/// code, allocate and take locks.
+pub(crate) fn fork() -> io::Result<Forked> {
+    // SAFETY: the `__sandbox` helper process has exactly one thread (see above), so no lock
+    // can be held by a thread that does not exist in the child.
+    match unsafe { nix::unistd::fork() }? {
+        nix::unistd::ForkResult::Parent { child } => Ok(Forked::Parent(child)),
+        nix::unistd::ForkResult::Child => Ok(Forked::Child),
+    }
+}
+
+pub(crate) fn unshare(flags: CloneFlags) -> io::Result<()> {
+    Ok(nix::sched::unshare(flags)?)
+}
+
+/// Gives the calling thread its own mount namespace with every mount private, so mounts made
+/// by this thread are seen by no one else and vanish when the thread exits.
+pub(crate) fn unshare_mount_namespace() -> io::Result<()> {
+    unshare(CloneFlags::CLONE_NEWNS)?;
+    make_rprivate()
+}
+
+pub(crate) fn set_parent_death_kill() -> io::Result<()> {
+    Ok(nix::sys::prctl::set_pdeathsig(
+        nix::sys::signal::Signal::SIGKILL,
+    )?)
+}
+
+pub(crate) fn setsid() -> io::Result<()> {
+    nix::unistd::setsid()?;
+    Ok(())
+}
+
+pub(crate) fn kill(pid: Pid) -> io::Result<()> {
+    Ok(nix::sys::signal::kill(
+        pid,
+        nix::sys::signal::Signal::SIGKILL,
+    )?)
+}
+
+/// From a PID namespace's init: kills every other process of the namespace.
+pub(crate) fn kill_all_in_namespace() {
+    // ESRCH (nothing left) is the expected answer most of the time.
+    let _ = nix::sys::signal::kill(Pid::from_raw(-1), nix::sys::signal::Signal::SIGKILL);
+}
+
+/// Waits for any child; `None` when there is none left.
+pub(crate) fn wait_any() -> io::Result<Option<WaitStatus>> {
+    match nix::sys::wait::waitpid(Pid::from_raw(-1), None) {
+        Ok(status) => Ok(Some(status)),
+        Err(Errno::ECHILD) => Ok(None),
+        Err(Errno::EINTR) => wait_any(),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub(crate) fn wait_pid(pid: Pid) -> io::Result<WaitStatus> {
+    loop {
+        match nix::sys::wait::waitpid(pid, None) {
+            Err(Errno::EINTR) => continue,
+            other => return Ok(other?),
+        }
+    }
+}
+
+/// Blocks until one of `fds` is readable or hung up; returns which are.
+pub(crate) fn poll_readable(fds: &[BorrowedFd<'_>]) -> io::Result<Vec<bool>> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout};
+    let mut polls: Vec<PollFd<'_>> = fds
+        .iter()
+        .map(|fd| PollFd::new(*fd, PollFlags::POLLIN))
+        .collect();
+    loop {
+        match nix::poll::poll(&mut polls, PollTimeout::NONE) {
+            Ok(_) => break,
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(polls
+        .iter()
+        .map(|p| p.revents().is_some_and(|r| !r.is_empty()))
+        .collect())
+}
+
+pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    Ok(nix::unistd::pipe2(OFlag::O_CLOEXEC)?)
+}
+
+pub(crate) fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match nix::unistd::read(fd, buf) {
+            Err(Errno::EINTR) => continue,
+            other => return Ok(other?),
+        }
+    }
+}
+
+pub(crate) fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        match nix::unistd::write(fd, buf) {
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+            Ok(n) => buf = &buf[n..],
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn sethostname(name: &str) -> io::Result<()> {
+    Ok(nix::unistd::sethostname(name)?)
+}
+
+/// Brings up `lo` in the current network namespace.
+pub(crate) fn loopback_up() -> io::Result<()> {
+    // SAFETY: socket() with constant arguments returns a new descriptor or -1.
+    let sock = owned(
+        unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) }.into(),
+    )?;
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS reads the flags of the interface named in `req` into `req`.
+    check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) }.into())?;
+    // SAFETY: the union member ifru_flags is the one SIOCGIFFLAGS filled in.
+    unsafe { req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short };
+    // SAFETY: SIOCSIFFLAGS reads `req`, which is fully initialised.
+    check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) }.into())?;
+    Ok(())
+}
+
+/// Restores what a fresh process expects: default SIGPIPE (Rust ignores it) and an empty
+/// signal mask.
+pub(crate) fn reset_signals() -> io::Result<()> {
+    use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, sigprocmask};
+    for sig in [
+        Signal::SIGPIPE,
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+    ] {
+        // SAFETY: installing SIG_DFL runs no Rust code in signal context.
+        unsafe { nix::sys::signal::signal(sig, SigHandler::SigDfl) }?;
+    }
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
+    Ok(())
+}
+
+/// Replaces fd 0 with `/dev/null` (as seen from the current root).
+pub(crate) fn stdin_from_dev_null() -> io::Result<()> {
+    let null = nix::fcntl::open(
+        "/dev/null",
+        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?;
+    // SAFETY: dup2 onto fd 0 only changes what fd 0 refers to; no Rust object owns fd 0.
+    check(unsafe { libc::dup2(null.as_raw_fd(), 0) }.into())?;
+    Ok(())
+}
+
+/// Marks every descriptor from `first` on close-on-exec, so nothing the helper inherited or
+/// opened reaches the command (CVE-2024-21626).
+pub(crate) fn cloexec_from(first: u32) -> io::Result<()> {
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags on descriptors.
+    check(
+        unsafe { libc::close_range(first, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as libc::c_int) }
+            .into(),
+    )?;
+    Ok(())
+}
+
+pub(crate) fn set_no_new_privs() -> io::Result<()> {
+    Ok(nix::sys::prctl::set_no_new_privs()?)
+}
+
+/// Switches to `uid`/`gid` with supplementary `groups`.
+pub(crate) fn set_identity(uid: u32, gid: u32, groups: &[u32]) -> io::Result<()> {
+    let groups: Vec<Gid> = groups.iter().map(|g| Gid::from_raw(*g)).collect();
+    nix::unistd::setgroups(&groups)?;
+    nix::unistd::setgid(Gid::from_raw(gid))?;
+    nix::unistd::setuid(Uid::from_raw(uid))?;
+    Ok(())
+}
+
+/// Docker's default capability set.
+pub(crate) const DEFAULT_CAPS: [caps::Capability; 14] = [
+    caps::Capability::CAP_CHOWN,
+    caps::Capability::CAP_DAC_OVERRIDE,
+    caps::Capability::CAP_FSETID,
+    caps::Capability::CAP_FOWNER,
+    caps::Capability::CAP_MKNOD,
+    caps::Capability::CAP_NET_RAW,
+    caps::Capability::CAP_SETGID,
+    caps::Capability::CAP_SETUID,
+    caps::Capability::CAP_SETFCAP,
+    caps::Capability::CAP_SETPCAP,
+    caps::Capability::CAP_NET_BIND_SERVICE,
+    caps::Capability::CAP_SYS_CHROOT,
+    caps::Capability::CAP_KILL,
+    caps::Capability::CAP_AUDIT_WRITE,
+];
+
+fn caps_err(e: caps::errors::CapsError) -> io::Error {
+    io::Error::other(e.to_string())
+}
+
+/// Limits the bounding set to Docker's 14 capabilities (needs CAP_SETPCAP, so before
+/// dropping to another user).
+pub(crate) fn limit_bounding_caps() -> io::Result<()> {
+    let keep: caps::CapsHashSet = DEFAULT_CAPS.into_iter().collect();
+    for cap in caps::runtime::thread_all_supported() {
+        if !keep.contains(&cap) {
+            caps::drop(None, caps::CapSet::Bounding, cap).map_err(caps_err)?;
+        }
+    }
+    Ok(())
+}
+
+/// For a root process: effective and permitted = the 14, inheritable and ambient empty.
+pub(crate) fn set_root_caps() -> io::Result<()> {
+    let keep: caps::CapsHashSet = DEFAULT_CAPS.into_iter().collect();
+    caps::clear(None, caps::CapSet::Ambient).map_err(caps_err)?;
+    caps::clear(None, caps::CapSet::Inheritable).map_err(caps_err)?;
+    caps::set(None, caps::CapSet::Effective, &keep).map_err(caps_err)?;
+    caps::set(None, caps::CapSet::Permitted, &keep).map_err(caps_err)?;
+    Ok(())
+}
+
+/// execve; returns only on failure.
+pub(crate) fn exec(path: &CStr, argv: &[CString], env: &[CString]) -> io::Error {
+    match nix::unistd::execve(path, argv, env) {
+        Err(e) => e.into(),
+        Ok(never) => match never {},
+    }
+}
+
+pub(crate) fn chdir(path: &Path) -> io::Result<()> {
+    Ok(nix::unistd::chdir(path)?)
+}
+
+pub(crate) fn getcwd() -> io::Result<std::path::PathBuf> {
+    Ok(nix::unistd::getcwd()?)
+}
+
+// ---------------------------------------------------------------------------------------------
+// mounts
+
+pub(crate) fn make_rprivate() -> io::Result<()> {
+    use nix::mount::MsFlags;
+    nix::mount::mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )?;
+    Ok(())
+}
+
+const FSOPEN_CLOEXEC: libc::c_uint = 1;
+const FSCONFIG_SET_FLAG: libc::c_uint = 0;
+const FSCONFIG_SET_STRING: libc::c_uint = 1;
+const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
+const FSMOUNT_CLOEXEC: libc::c_uint = 1;
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+const AT_RECURSIVE: libc::c_uint = 0x8000;
+const AT_EMPTY_PATH: libc::c_uint = 0x1000;
+
+/// Mount attributes (`MOUNT_ATTR_*`).
+#[derive(Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub(crate) struct MountAttrs {
+    pub(crate) readonly: bool,
+    pub(crate) nosuid: bool,
+    pub(crate) nodev: bool,
+    pub(crate) noexec: bool,
+}
+
+impl std::fmt::Debug for MountAttrs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names = [
+            (self.readonly, "ro"),
+            (self.nosuid, "nosuid"),
+            (self.nodev, "nodev"),
+            (self.noexec, "noexec"),
+        ];
+        let set: Vec<&str> = names
+            .iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, n)| *n)
+            .collect();
+        write!(f, "[{}]", set.join(","))
+    }
+}
+
+impl MountAttrs {
+    pub(crate) const NONE: MountAttrs = MountAttrs {
+        readonly: false,
+        nosuid: false,
+        nodev: false,
+        noexec: false,
+    };
+    /// nosuid, nodev, noexec: what proc, sysfs and friends get.
+    pub(crate) const SAFE: MountAttrs = MountAttrs {
+        readonly: false,
+        nosuid: true,
+        nodev: true,
+        noexec: true,
+    };
+
+    fn bits(self) -> u64 {
+        (if self.readonly { 0x1 } else { 0 })
+            | (if self.nosuid { 0x2 } else { 0 })
+            | (if self.nodev { 0x4 } else { 0 })
+            | (if self.noexec { 0x8 } else { 0 })
+    }
+}
+
+/// A filesystem context being configured (fsopen); errors carry the kernel's log.
+struct FsContext(OwnedFd);
+
+impl FsContext {
+    fn open(fstype: &str) -> io::Result<FsContext> {
+        let name = cstr(fstype)?;
+        // SAFETY: fsopen reads a NUL-terminated string and returns a new descriptor or -1.
+        Ok(FsContext(owned(unsafe {
+            libc::syscall(libc::SYS_fsopen, name.as_ptr(), FSOPEN_CLOEXEC)
+        })?))
+    }
+
+    fn error(&self, e: io::Error, what: &str) -> io::Error {
+        let mut buf = [0u8; 1024];
+        let mut log = String::new();
+        while let Ok(n) = nix::unistd::read(self.0.as_fd(), &mut buf) {
+            if n == 0 {
+                break;
+            }
+            log.push_str(String::from_utf8_lossy(&buf[..n]).trim_end());
+            log.push_str("; ");
+        }
+        if log.is_empty() {
+            io::Error::new(e.kind(), format!("{what}: {e}"))
+        } else {
+            io::Error::new(
+                e.kind(),
+                format!("{what}: {e} ({})", log.trim_end_matches("; ")),
+            )
+        }
+    }
+
+    fn set(&self, key: &str, value: Option<&OsStr>) -> io::Result<()> {
+        let k = cstr(key)?;
+        let ret = match value {
+            // SAFETY: fsconfig(SET_FLAG) reads the NUL-terminated key only.
+            None => unsafe {
+                libc::syscall(
+                    libc::SYS_fsconfig,
+                    self.0.as_raw_fd(),
+                    FSCONFIG_SET_FLAG,
+                    k.as_ptr(),
+                    std::ptr::null::<u8>(),
+                    0,
+                )
+            },
+            Some(v) => {
+                let v = cstr(v)?;
+                // SAFETY: fsconfig(SET_STRING) reads two NUL-terminated strings.
+                unsafe {
+                    libc::syscall(
+                        libc::SYS_fsconfig,
+                        self.0.as_raw_fd(),
+                        FSCONFIG_SET_STRING,
+                        k.as_ptr(),
+                        v.as_ptr(),
+                        0,
+                    )
+                }
+            }
+        };
+        check(ret)
+            .map(drop)
+            .map_err(|e| self.error(e, &format!("setting {key}")))
+    }
+
+    fn mount(self, attrs: MountAttrs) -> io::Result<OwnedFd> {
+        // SAFETY: fsconfig(CMD_CREATE) takes no pointers.
+        check(unsafe {
+            libc::syscall(
+                libc::SYS_fsconfig,
+                self.0.as_raw_fd(),
+                FSCONFIG_CMD_CREATE,
+                std::ptr::null::<u8>(),
+                std::ptr::null::<u8>(),
+                0,
+            )
+        })
+        .map_err(|e| self.error(e, "creating the filesystem"))?;
+        // SAFETY: fsmount takes a descriptor and flags and returns a new descriptor or -1.
+        owned(unsafe {
+            libc::syscall(
+                libc::SYS_fsmount,
+                self.0.as_raw_fd(),
+                FSMOUNT_CLOEXEC,
+                attrs.bits() as libc::c_uint,
+            )
+        })
+        .map_err(|e| self.error(e, "mounting"))
+    }
+}
+
+/// A detached mount of a new filesystem of `fstype` with `options` (`key` or `key=value`).
+pub(crate) fn fs_mount(
+    fstype: &str,
+    options: &[(String, Option<String>)],
+    attrs: MountAttrs,
+) -> io::Result<OwnedFd> {
+    let ctx = FsContext::open(fstype)?;
+    for (k, v) in options {
+        ctx.set(k, v.as_deref().map(OsStr::new))?;
+    }
+    ctx.mount(attrs)
+}
+
+/// A detached overlay mount: `lowers` top first; `upper` with its `work` dir, or read-only.
+pub(crate) fn overlay_mount(
+    lowers: &[&Path],
+    upper: Option<(&Path, &Path)>,
+    attrs: MountAttrs,
+) -> io::Result<OwnedFd> {
+    let ctx = FsContext::open("overlay")?;
+    // Plain, predictable upper dirs: whiteouts are 0/0 devices, opaque dirs carry
+    // trusted.overlay.opaque, nothing is a metadata-only copy or a redirect.
+    for (k, v) in [
+        ("redirect_dir", "off"),
+        ("index", "off"),
+        ("metacopy", "off"),
+        ("xino", "off"),
+    ] {
+        ctx.set(k, Some(OsStr::new(v)))?;
+    }
+    for lower in lowers {
+        ctx.set("lowerdir+", Some(lower.as_os_str()))?;
+    }
+    if let Some((upper, work)) = upper {
+        ctx.set("upperdir", Some(upper.as_os_str()))?;
+        ctx.set("workdir", Some(work.as_os_str()))?;
+    }
+    ctx.mount(attrs)
+}
+
+/// A detached copy of the mount tree at `path` (relative to `dir`, or `dir` itself when
+/// `path` is empty).
+pub(crate) fn clone_tree(dir: BorrowedFd<'_>, path: &Path, recursive: bool) -> io::Result<OwnedFd> {
+    let p = cstr(path)?;
+    let mut flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint;
+    if recursive {
+        flags |= AT_RECURSIVE;
+    }
+    if path.as_os_str().is_empty() {
+        flags |= AT_EMPTY_PATH;
+    }
+    // SAFETY: open_tree reads a NUL-terminated path and returns a new descriptor or -1.
+    owned(unsafe { libc::syscall(libc::SYS_open_tree, dir.as_raw_fd(), p.as_ptr(), flags) })
+}
+
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// Sets attributes on a (detached) mount, recursively.
+pub(crate) fn set_mount_attrs(mnt: BorrowedFd<'_>, attrs: MountAttrs) -> io::Result<()> {
+    let attr = MountAttr {
+        attr_set: attrs.bits(),
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let empty = c"";
+    // SAFETY: mount_setattr reads `attr` (of the size given) and the empty path.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            mnt.as_raw_fd(),
+            empty.as_ptr(),
+            AT_EMPTY_PATH | AT_RECURSIVE,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    })?;
+    Ok(())
+}
+
+/// Attaches a detached mount onto `target` (relative to the current root and cwd). The last
+/// component of `target` is never followed if it is a symlink.
+pub(crate) fn attach_mount(mnt: BorrowedFd<'_>, target: &Path) -> io::Result<()> {
+    let empty = c"";
+    let t = cstr(target)?;
+    // SAFETY: move_mount reads two NUL-terminated paths.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            mnt.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_FDCWD,
+            t.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    })?;
+    Ok(())
+}
+
+/// Classic bind mount of `path` onto itself then remounted read-only (for /proc/sys & co).
+pub(crate) fn remount_readonly(path: &Path) -> io::Result<()> {
+    use nix::mount::MsFlags;
+    nix::mount::mount(
+        Some(path),
+        path,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )?;
+    let flags = MsFlags::MS_BIND
+        | MsFlags::MS_REMOUNT
+        | MsFlags::MS_RDONLY
+        | MsFlags::MS_NOSUID
+        | MsFlags::MS_NODEV
+        | MsFlags::MS_NOEXEC;
+    nix::mount::mount(Some(path), path, None::<&str>, flags, None::<&str>)?;
+    Ok(())
+}
+
+pub(crate) fn unmount(path: &Path) -> io::Result<()> {
+    Ok(nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH)?)
+}
+
+/// `pivot_root(".", ".")` inside `new_root`, then detaches the old root: no directory for it
+/// is needed in the new root, and nothing of the host stays reachable.
+pub(crate) fn pivot_root(new_root: &Path) -> io::Result<()> {
+    nix::unistd::chdir(new_root)?;
+    nix::unistd::pivot_root(".", ".")?;
+    nix::mount::umount2(".", nix::mount::MntFlags::MNT_DETACH)?;
+    nix::unistd::chdir("/")?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// files, always relative to a directory descriptor
+
+/// Opens `path` below `root` as if `root` were `/`: `..` and absolute symlinks stay inside,
+/// magic links (/proc/self/fd) are refused.
+pub(crate) fn open_in_root(root: BorrowedFd<'_>, path: &Path, flags: OFlag) -> io::Result<OwnedFd> {
+    let how = OpenHow::new()
+        .flags(flags | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    loop {
+        match nix::fcntl::openat2(root, path, how) {
+            Err(Errno::EAGAIN) | Err(Errno::EINTR) => continue,
+            other => return Ok(other?),
+        }
+    }
+}
+
+/// Opens `path` below `root` only if no component is a symlink or another mount.
+pub(crate) fn open_no_symlinks(
+    root: BorrowedFd<'_>,
+    path: &Path,
+    flags: OFlag,
+) -> io::Result<OwnedFd> {
+    let how = OpenHow::new()
+        .flags(flags | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW)
+        .resolve(
+            ResolveFlag::RESOLVE_BENEATH
+                | ResolveFlag::RESOLVE_NO_SYMLINKS
+                | ResolveFlag::RESOLVE_NO_XDEV,
+        );
+    loop {
+        match nix::fcntl::openat2(root, path, how) {
+            Err(Errno::EAGAIN) | Err(Errno::EINTR) => continue,
+            other => return Ok(other?),
+        }
+    }
+}
+
+/// Opens `name`, a single component in `dir`, never following a symlink.
+pub(crate) fn open_beneath(
+    dir: BorrowedFd<'_>,
+    name: &Path,
+    flags: OFlag,
+    mode: u32,
+) -> io::Result<OwnedFd> {
+    let how = OpenHow::new()
+        .flags(flags | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW)
+        .mode(Mode::from_bits_truncate(mode))
+        .resolve(
+            ResolveFlag::RESOLVE_BENEATH
+                | ResolveFlag::RESOLVE_NO_SYMLINKS
+                | ResolveFlag::RESOLVE_NO_MAGICLINKS,
+        );
+    loop {
+        match nix::fcntl::openat2(dir, name, how) {
+            Err(Errno::EAGAIN) | Err(Errno::EINTR) => continue,
+            other => return Ok(other?),
+        }
+    }
+}
+
+pub(crate) fn open_dir(path: &Path) -> io::Result<OwnedFd> {
+    Ok(nix::fcntl::open(
+        path,
+        OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?)
+}
+
+/// Opens a file for reading without following a final symlink and without blocking on a
+/// FIFO; callers check the type with [`fstat`].
+pub(crate) fn open_read_nofollow(path: &Path) -> io::Result<std::fs::File> {
+    let fd = nix::fcntl::open(
+        path,
+        OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK,
+        Mode::empty(),
+    )?;
+    Ok(std::fs::File::from(fd))
+}
+
+pub(crate) fn fstat(fd: BorrowedFd<'_>) -> io::Result<libc::stat> {
+    Ok(nix::sys::stat::fstat(fd)?)
+}
+
+pub(crate) fn lstat_at(dir: BorrowedFd<'_>, name: &Path) -> io::Result<libc::stat> {
+    Ok(nix::sys::stat::fstatat(
+        dir,
+        name,
+        AtFlags::AT_SYMLINK_NOFOLLOW,
+    )?)
+}
+
+pub(crate) fn mkdir_at(dir: BorrowedFd<'_>, name: &Path, mode: u32) -> io::Result<()> {
+    Ok(nix::sys::stat::mkdirat(
+        dir,
+        name,
+        Mode::from_bits_truncate(mode),
+    )?)
+}
+
+pub(crate) fn symlink_at(target: &Path, dir: BorrowedFd<'_>, name: &Path) -> io::Result<()> {
+    Ok(nix::unistd::symlinkat(target, dir, name)?)
+}
+
+/// A hard link to `old` (never following it if it is a symlink).
+pub(crate) fn link_at(
+    old_dir: BorrowedFd<'_>,
+    old: &Path,
+    dir: BorrowedFd<'_>,
+    name: &Path,
+) -> io::Result<()> {
+    Ok(nix::unistd::linkat(
+        old_dir,
+        old,
+        dir,
+        name,
+        AtFlags::empty(),
+    )?)
+}
+
+pub(crate) fn unlink_at(dir: BorrowedFd<'_>, name: &Path, is_dir: bool) -> io::Result<()> {
+    let flag = if is_dir {
+        nix::unistd::UnlinkatFlags::RemoveDir
+    } else {
+        nix::unistd::UnlinkatFlags::NoRemoveDir
+    };
+    Ok(nix::unistd::unlinkat(dir, name, flag)?)
+}
+
+pub(crate) fn readlink_at(dir: BorrowedFd<'_>, name: &Path) -> io::Result<std::ffi::OsString> {
+    Ok(nix::fcntl::readlinkat(dir, name)?)
+}
+
+/// Kinds of node [`mknod_at`] makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NodeKind {
+    Fifo,
+    Char,
+    Block,
+}
+
+pub(crate) fn mknod_at(
+    dir: BorrowedFd<'_>,
+    name: &Path,
+    kind: NodeKind,
+    mode: u32,
+    major: u64,
+    minor: u64,
+) -> io::Result<()> {
+    let kind = match kind {
+        NodeKind::Fifo => SFlag::S_IFIFO,
+        NodeKind::Char => SFlag::S_IFCHR,
+        NodeKind::Block => SFlag::S_IFBLK,
+    };
+    let dev = nix::sys::stat::makedev(major, minor);
+    Ok(nix::sys::stat::mknodat(
+        dir,
+        name,
+        kind,
+        Mode::from_bits_truncate(mode),
+        dev,
+    )?)
+}
+
+pub(crate) fn fchown(fd: BorrowedFd<'_>, uid: u32, gid: u32) -> io::Result<()> {
+    Ok(nix::unistd::fchown(
+        fd,
+        Some(Uid::from_raw(uid)),
+        Some(Gid::from_raw(gid)),
+    )?)
+}
+
+/// Changes the owner of `name` in `dir` itself, never a symlink's target.
+pub(crate) fn lchown_at(dir: BorrowedFd<'_>, name: &Path, uid: u32, gid: u32) -> io::Result<()> {
+    Ok(nix::unistd::fchownat(
+        dir,
+        name,
+        Some(Uid::from_raw(uid)),
+        Some(Gid::from_raw(gid)),
+        AtFlags::AT_SYMLINK_NOFOLLOW,
+    )?)
+}
+
+pub(crate) fn fchmod(fd: BorrowedFd<'_>, mode: u32) -> io::Result<()> {
+    Ok(nix::sys::stat::fchmod(fd, Mode::from_bits_truncate(mode))?)
+}
+
+/// chmod of `name` in `dir`, refusing symlinks (fchmodat2 with AT_SYMLINK_NOFOLLOW).
+pub(crate) fn lchmod_at(dir: BorrowedFd<'_>, name: &Path, mode: u32) -> io::Result<()> {
+    let p = cstr(name)?;
+    // SAFETY: fchmodat2 reads a NUL-terminated path.
+    check(unsafe {
+        libc::syscall(
+            452, /* fchmodat2 */
+            dir.as_raw_fd(),
+            p.as_ptr(),
+            mode,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    })?;
+    Ok(())
+}
+
+fn timespec(secs: i64, nsec: i64) -> nix::sys::time::TimeSpec {
+    nix::sys::time::TimeSpec::new(secs, nsec)
+}
+
+pub(crate) fn futimens(fd: BorrowedFd<'_>, secs: i64, nsec: i64) -> io::Result<()> {
+    let t = timespec(secs, nsec);
+    Ok(nix::sys::stat::futimens(fd, &t, &t)?)
+}
+
+pub(crate) fn lutimes_at(dir: BorrowedFd<'_>, name: &Path, secs: i64, nsec: i64) -> io::Result<()> {
+    let t = timespec(secs, nsec);
+    Ok(nix::sys::stat::utimensat(
+        dir,
+        name,
+        &t,
+        &t,
+        nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+    )?)
+}
+
+pub(crate) fn fsetxattr(fd: BorrowedFd<'_>, name: &OsStr, value: &[u8]) -> io::Result<()> {
+    let n = cstr(name)?;
+    // SAFETY: fsetxattr reads a NUL-terminated name and `value.len()` bytes of `value`.
+    check(
+        unsafe {
+            libc::fsetxattr(
+                fd.as_raw_fd(),
+                n.as_ptr(),
+                value.as_ptr().cast(),
+                value.len(),
+                0,
+            )
+        }
+        .into(),
+    )?;
+    Ok(())
+}
+
+/// A file made from an owned descriptor.
+pub(crate) fn file_from(fd: OwnedFd) -> std::fs::File {
+    std::fs::File::from(fd)
+}
+
+/// `/proc/self/fd/N` for a descriptor, to name an fd where only a path is accepted (used
+/// only for our own trusted temp directories).
+pub(crate) fn fd_path(fd: BorrowedFd<'_>) -> std::path::PathBuf {
+    std::path::PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}

@@ -1,0 +1,966 @@
+//! COPY, ADD, heredoc files and WORKDIR against BuildKit's semantics (the conformance cases
+//! in shared/conformance/diff), read back from the new layer.
+
+use crate::common::*;
+use libtest_mimic::Trial;
+use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+use strata_graph::{Chown, FileAction, FileOp};
+use strata_worker::{FileError, FileRequest, FileSource};
+
+pub fn tests() -> Vec<Trial> {
+    vec![
+        trial("copy_file_to_dir_semantics", copy_file_to_dir_semantics),
+        trial("copy_dir_copies_contents", copy_dir_copies_contents),
+        trial(
+            "copy_creates_missing_parents_0755_root",
+            copy_creates_missing_parents_0755_root,
+        ),
+        trial("copy_chmod_and_chown", copy_chmod_and_chown),
+        trial(
+            "copy_context_modes_owner_reset",
+            copy_context_modes_owner_reset,
+        ),
+        trial("copy_multi_source_and_globs", copy_multi_source_and_globs),
+        trial(
+            "copy_from_stage_keeps_owner_and_links",
+            copy_from_stage_keeps_owner_and_links,
+        ),
+        trial(
+            "copy_exclude_parents_and_dockerignore",
+            copy_exclude_parents_and_dockerignore,
+        ),
+        trial("copy_errors", copy_errors),
+        trial(
+            "add_tar_extracts_keeping_archive_metadata",
+            add_tar_extracts_keeping_archive_metadata,
+        ),
+        trial(
+            "add_tar_chown_applies_to_entries",
+            add_tar_chown_applies_to_entries,
+        ),
+        trial(
+            "add_compressed_archives_by_content",
+            add_compressed_archives_by_content,
+        ),
+        trial("heredoc_and_workdir", heredoc_and_workdir),
+        trial(
+            "dest_symlinks_in_the_image_stay_inside",
+            dest_symlinks_in_the_image_stay_inside,
+        ),
+        trial(
+            "context_symlinks_never_escape",
+            context_symlinks_never_escape,
+        ),
+        trial("file_op_leaves_no_mounts", file_op_leaves_no_mounts),
+    ]
+}
+
+pub fn copy(from: usize, sources: &[&str], dest: &str) -> FileAction {
+    FileAction::Copy {
+        from,
+        sources: sources.iter().map(|s| s.to_string()).collect(),
+        dest: dest.into(),
+        dest_is_dir: dest.ends_with('/') || sources.len() > 1,
+        chown: None,
+        chmod: None,
+        link: false,
+        parents: false,
+        exclude: vec![],
+        unpack: false,
+    }
+}
+
+pub fn add(from: usize, sources: &[&str], dest: &str) -> FileAction {
+    let mut a = copy(from, sources, dest);
+    if let FileAction::Copy { unpack, .. } = &mut a {
+        *unpack = true;
+    }
+    a
+}
+
+pub fn with_chown(mut a: FileAction, user: &str, group: Option<&str>) -> FileAction {
+    if let FileAction::Copy { chown, .. } = &mut a {
+        *chown = Some(Chown {
+            user: user.into(),
+            group: group.map(Into::into),
+        });
+    }
+    a
+}
+
+pub fn with_chmod(mut a: FileAction, mode: &str) -> FileAction {
+    if let FileAction::Copy { chmod, .. } = &mut a {
+        *chmod = Some(mode.into());
+    }
+    a
+}
+
+/// A context directory.
+pub fn context(env: &Env, name: &str) -> PathBuf {
+    let p = env.dir.path().join(name);
+    fs_err::create_dir_all(&p).unwrap();
+    p
+}
+
+pub fn put(dir: &Path, rel: &str, contents: &str, mode: u32) {
+    let p = dir.join(rel);
+    fs_err::create_dir_all(p.parent().unwrap()).unwrap();
+    fs_err::write(&p, contents).unwrap();
+    fs_err::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Applies `actions` on `lowers` with the context `ctx` as input 1; returns the new layer.
+pub fn apply(
+    env: &Env,
+    lowers: Vec<PathBuf>,
+    actions: Vec<FileAction>,
+    inputs: Vec<Option<FileSource>>,
+) -> Result<PathBuf, FileError> {
+    let upper = env.upper();
+    env.worker.apply_file_op(FileRequest {
+        op: FileOp { actions },
+        lowers,
+        upper: upper.clone(),
+        inputs,
+    })?;
+    Ok(upper)
+}
+
+pub fn ctx_input(dir: &Path) -> Vec<Option<FileSource>> {
+    vec![
+        None,
+        Some(FileSource::Context {
+            dir: dir.to_owned(),
+            exclude: None,
+        }),
+    ]
+}
+
+/// (type, mode, uid, gid) of a path in a layer.
+pub fn meta(layer: &Path, rel: &str) -> Result<(char, u32, u32, u32), String> {
+    let m = fs_err::symlink_metadata(layer.join(rel.trim_start_matches('/')))
+        .map_err(|e| e.to_string())?;
+    let t = if m.is_dir() {
+        'd'
+    } else if m.file_type().is_symlink() {
+        'l'
+    } else if m.is_file() {
+        'f'
+    } else {
+        '?'
+    };
+    Ok((t, m.mode() & 0o7777, m.uid(), m.gid()))
+}
+
+pub fn text(layer: &Path, rel: &str) -> String {
+    fs_err::read_to_string(layer.join(rel.trim_start_matches('/')))
+        .unwrap_or_else(|e| format!("<{e}>"))
+}
+
+fn err(e: FileError) -> libtest_mimic::Failed {
+    let mut s = e.to_string();
+    let mut src = std::error::Error::source(&e);
+    while let Some(x) = src {
+        s.push_str(&format!(": {x}"));
+        src = x.source();
+    }
+    s.into()
+}
+
+fn copy_file_to_dir_semantics() -> TestResult {
+    let env = Env::new();
+    let ctx = context(&env, "ctx");
+    put(&ctx, "a.txt", "file a\n", 0o644);
+    put(&ctx, "b.txt", "file b\n", 0o644);
+    let pre = env.upper();
+    fs_err::create_dir_all(pre.join("existing")).unwrap();
+    let l = apply(
+        &env,
+        vec![pre, env.base.clone()],
+        vec![
+            copy(1, &["a.txt"], "/dest/"),
+            copy(1, &["a.txt"], "/newname"),
+            copy(1, &["a.txt"], "/existing"),
+            copy(1, &["a.txt"], "/work/"),
+            copy(1, &["b.txt"], "/work/renamed.txt"),
+            copy(1, &["b.txt"], "/work/sub/"),
+        ],
+        ctx_input(&ctx),
+    )
+    .map_err(err)?;
+    ensure_eq(meta(&l, "/dest")?, ('d', 0o755, 0, 0), "/dest")?;
+    ensure_eq(text(&l, "/dest/a.txt"), "file a\n".into(), "/dest/a.txt")?;
+    ensure_eq(
+        meta(&l, "/newname")?,
+        ('f', 0o644, 0, 0),
+        "/newname is a file",
+    )?;
+    ensure_eq(
+        text(&l, "/existing/a.txt"),
+        "file a\n".into(),
+        "into existing dir",
+    )?;
+    ensure_eq(text(&l, "/work/renamed.txt"), "file b\n".into(), "renamed")?;
+    ensure_eq(text(&l, "/work/sub/b.txt"), "file b\n".into(), "sub/")
+}
+
+fn copy_dir_copies_contents() -> TestResult {
+    let env = Env::new();
+    let ctx = context(&env, "ctx");
+    put(&ctx, "dir/one.txt", "1\n", 0o644);
+    put(&ctx, "dir/nested/two.txt", "2\n", 0o644);
+    put(&ctx, "top.txt", "top\n", 0o644);
+    fs_err::create_dir_all(ctx.join("empty1")).unwrap();
+    let pre = env.upper();
+    put(&pre, "out4/existing/keep.txt", "keep\n", 0o644);
+    let l = apply(
+        &env,
+        vec![pre, env.base.clone()],
+        vec![
+            copy(1, &["dir"], "/out1"),
+            copy(1, &["dir/"], "/out2/"),
+            copy(1, &["dir/nested"], "/out3/"),
+            copy(1, &["."], "/all/"),
+            copy(1, &["dir"], "/out4/existing"),
+            copy(1, &["empty1"], "/e1"),
+        ],
+        ctx_input(&ctx),
+    )
+    .map_err(err)?;
+    ensure_eq(text(&l, "/out1/one.txt"), "1\n".into(), "out1")?;
+    ensure_eq(
+        text(&l, "/out1/nested/two.txt"),
+        "2\n".into(),
+        "out1 nested",
+    )?;
+    ensure(!l.join("out1/dir").exists(), "the dir itself is not copied")?;
+    ensure_eq(text(&l, "/out2/one.txt"), "1\n".into(), "out2")?;
+    ensure_eq(text(&l, "/out3/two.txt"), "2\n".into(), "out3")?;
+    ensure_eq(text(&l, "/all/top.txt"), "top\n".into(), "all")?;
+    ensure_eq(
+        text(&l, "/all/dir/nested/two.txt"),
+        "2\n".into(),
+        "all nested",
+    )?;
+    ensure_eq(meta(&l, "/all/empty1")?.0, 'd', "empty dir kept")?;
+    ensure_eq(meta(&l, "/e1")?.0, 'd', "empty dir copied by name")?;
+    ensure_eq(text(&l, "/out4/existing/one.txt"), "1\n".into(), "merged")?;
+    ensure(
+        fs_err::symlink_metadata(l.join("out4/existing/keep.txt")).is_err(),
+        "existing file untouched (no whiteout)",
+    )
+}
+
+fn copy_creates_missing_parents_0755_root() -> TestResult {
+    let env = Env::new();
+    let ctx = context(&env, "ctx");
+    put(&ctx, "f.txt", "f\n", 0o644);
+    put(&ctx, "d/inner.txt", "inner\n", 0o644);
+    let l = apply(
+        &env,
+        vec![env.base.clone()],
+        vec![
+            copy(1, &["f.txt"], "/a/b/c/"),
+            copy(1, &["f.txt"], "/x/y/z"),
+            copy(1, &["d"], "/p/q/"),
+            copy(1, &["f.txt"], "/w/deep/er/"),
+        ],
+        ctx_input(&ctx),
+    )
+    .map_err(err)?;
+    for d in [
+        "/a",
+        "/a/b",
+        "/a/b/c",
+        "/x",
+        "/x/y",
+        "/p",
+        "/p/q",
+        "/w/deep/er",
+    ] {
+        ensure_eq(meta(&l, d)?, ('d', 0o755, 0, 0), d)?;
+    }
+    ensure_eq(meta(&l, "/x/y/z")?, ('f', 0o644, 0, 0), "/x/y/z")?;
+    ensure_eq(
+        text(&l, "/p/q/inner.txt"),
+        "inner\n".into(),
+        "/p/q/inner.txt",
+    )
+}
+
+fn copy_chmod_and_chown() -> TestResult {
+    let env = Env::new();
+    let ctx = context(&env, "ctx");
+    put(&ctx, "f.txt", "chmod me\n", 0o644);
+    put(&ctx, "d/x", "x\n", 0o644);
+    put(&ctx, "d/sub/y", "y\n", 0o644);
+    let l = apply(
+        &env,
+        vec![env.base.clone()],
+        vec![
+            with_chmod(copy(1, &["f.txt"], "/m/exec"), "0755"),
+            with_chmod(copy(1, &["f.txt"], "/m/private"), "600"),
+            with_chmod(copy(1, &["d"], "/m/dir/"), "0750"),
+            with_chmod(
+                with_chown(copy(1, &["f.txt"], "/m/both"), "app", Some("app")),
+                "640",
+            ),
+            with_chmod(copy(1, &["f.txt"], "/s/setuid"), "4755"),
+            with_chmod(copy(1, &["f.txt"], "/s/both"), "6750"),
+            with_chmod(copy(1, &["d"], "/s/sticky/"), "1777"),
+            with_chmod(
+                with_chown(copy(1, &["f.txt"], "/s/owned-setuid"), "app", Some("staff")),
+                "4750",
+            ),
+            with_chown(copy(1, &["f.txt"], "/n/ten"), "10", None),
+        ],
+        ctx_input(&ctx),
+    )
+    .map_err(err)?;
+    ensure_eq(meta(&l, "/m/exec")?, ('f', 0o755, 0, 0), "exec")?;
+    ensure_eq(meta(&l, "/m/private")?, ('f', 0o600, 0, 0), "private")?;
+    ensure_eq(
+        meta(&l, "/m/dir")?,
+        ('d', 0o755, 0, 0),
+        "created dest dir keeps 0755",
+    )?;
+    ensure_eq(
+        meta(&l, "/m/dir/x")?,
+        ('f', 0o750, 0, 0),
+        "file in dir copy",
+    )?;
+    ensure_eq(
+        meta(&l, "/m/dir/sub")?,
+        ('d', 0o750, 0, 0),
+        "subdir in dir copy",
+    )?;
+    ensure_eq(
+        meta(&l, "/m/both")?,
+        ('f', 0o640, 1000, 1000),
+        "chown+chmod",
+    )?;
+    ensure_eq(meta(&l, "/s/setuid")?, ('f', 0o4755, 0, 0), "setuid kept")?;
+    ensure_eq(meta(&l, "/s/both")?, ('f', 0o6750, 0, 0), "setuid+setgid")?;
+    ensure_eq(
+        meta(&l, "/s/sticky")?,
+        ('d', 0o755, 0, 0),
+        "sticky dest dir",
+    )?;
+    ensure_eq(meta(&l, "/s/sticky/x")?, ('f', 0o1777, 0, 0), "sticky file")?;
+    ensure_eq(
+        meta(&l, "/s/owned-setuid")?,
+        ('f', 0o4750, 1000, 50),
+        "setuid survives chown",
+    )?;
+    ensure_eq(meta(&l, "/n/ten")?, ('f', 0o644, 10, 10), "numeric chown")
+}
+
+fn copy_context_modes_owner_reset() -> TestResult {
+    let env = Env::new();
+    let ctx = context(&env, "ctx");
+    put(&ctx, "secret.txt", "secret\n", 0o600);
+    put(&ctx, "suid", "suid\n", 0o4755);
+    put(&ctx, "owned.txt", "owned\n", 0o644);
+    std::os::unix::fs::chown(ctx.join("owned.txt"), Some(1000), Some(1000)).unwrap();
+    fs_err::create_dir_all(ctx.join("stickydir")).unwrap();
+    fs_err::set_permissions(
+        ctx.join("stickydir"),
+        std::fs::Permissions::from_mode(0o1777),
+    )
+    .unwrap();
+    let l = apply(
+        &env,
+        vec![env.base.clone()],
+        vec![copy(1, &["."], "/modes/")],
+        ctx_input(&ctx),
+    )
+    .map_err(err)?;
+    ensure_eq(meta(&l, "/modes/secret.txt")?, ('f', 0o600, 0, 0), "0600")?;
+    ensure_eq(meta(&l, "/modes/suid")?, ('f', 0o4755, 0, 0), "setuid")?;
+    ensure_eq(
+        meta(&l, "/modes/owned.txt")?,
+        ('f', 0o644, 0, 0),
+        "owner reset to 0:0",
+    )?;
+    ensure_eq(
+        meta(&l, "/modes/stickydir")?,
+        ('d', 0o1777, 0, 0),
+        "sticky dir",
+    )
+}
+
+fn copy_multi_source_and_globs() -> TestResult {
+    let env = Env::new();
+    let ctx = context(&env, "ctx");
+    put(&ctx, "a", "a\n", 0o644);
+    put(&ctx, "b", "b\n", 0o644);
+    put(&ctx, "dir/c", "c\n", 0o644);
+    put(&ctx, "file one.txt", "1\n", 0o644);
+    put(&ctx, "src/x.go", "x\n", 0o644);
+    put(&ctx, "src/y.go", "y\n", 0o644);
+    put(&ctx, "src/z.txt", "z\n", 0o644);
+    let l = apply(
+        &env,
+        vec![env.base.clone()],
+        vec![
+            copy(1, &["a", "b", "dir"], "/multi/"),
+            copy(1, &["file one.txt"], "/dest with space/"),
+            copy(1, &["src/*.go"], "/go/"),
+            copy(1, &["[ab]"], "/class/"),
+        ],
+        ctx_input(&ctx),
+    )
+    .map_err(err)?;
+    for (p, t) in [
+        ("/multi/a", "a\n"),
+        ("/multi/b", "b\n"),
+        ("/multi/c", "c\n"),
+        ("/dest with space/file one.txt", "1\n"),
+        ("/go/x.go", "x\n"),
+        ("/go/y.go", "y\n"),
+        ("/class/a", "a\n"),
+        ("/class/b", "b\n"),
+    ] {
+        ensure_eq(text(&l, p), t.to_string(), p)?;
+    }
+    ensure(!l.join("go/z.txt").exists(), "glob does not match z.txt")
+}
+
+fn copy_from_stage_keeps_owner_and_links() -> TestResult {
+    let env = Env::new();
+    let stage = env.upper();
+    put(&stage, "app/bin/tool", "tool\n", 0o755);
+    std::os::unix::fs::chown(stage.join("app/bin/tool"), Some(1000), Some(50)).unwrap();
+    fs_err::hard_link(stage.join("app/bin/tool"), stage.join("app/bin/tool2")).unwrap();
+    symlink("tool", stage.join("app/bin/link")).unwrap();
+    let l = apply(
+        &env,
+        vec![env.base.clone()],
+        vec![copy(1, &["/app"], "/opt/app")],
+        vec![
+            None,
+            Some(FileSource::Layers(vec![stage, env.base.clone()])),
+        ],
+    )
+    .map_err(err)?;
+    ensure_eq(
+        meta(&l, "/opt/app/bin/tool")?,
+        ('f', 0o755, 1000, 50),
+        "owner kept from a stage",
+    )?;
+    ensure_eq(
+        meta(&l, "/opt/app/bin/link")?.0,
+        'l',
+        "symlink copied as symlink",
+    )?;
+    ensure_eq(
+        fs_err::read_link(l.join("opt/app/bin/link")).unwrap(),
+        PathBuf::from("tool"),
+        "link target",
+    )?;
+    let (a, b) = (
+        fs_err::metadata(l.join("opt/app/bin/tool")).unwrap(),
+        fs_err::metadata(l.join("opt/app/bin/tool2")).unwrap(),
+    );
+    ensure_eq(a.ino(), b.ino(), "hard link kept")
+}
+
+fn copy_exclude_parents_and_dockerignore() -> TestResult {
+    let env = Env::new();
+    let ctx = context(&env, "ctx");
+    put(&ctx, "a/b/keep.txt", "k\n", 0o644);
+    put(&ctx, "a/b/skip.log", "s\n", 0o644);
+    put(&ctx, "secret.txt", "CTX-IGNORED-SECRET\n", 0o644);
+    symlink("secret.txt", ctx.join("alias")).unwrap();
+    let mut ex = copy(1, &["a"], "/ex/");
+    if let FileAction::Copy { exclude, .. } = &mut ex {
+        exclude.push("**/*.log".into());
+    }
+    let mut par = copy(1, &["a/b/keep.txt"], "/par/");
+    if let FileAction::Copy { parents, .. } = &mut par {
+        *parents = true;
+    }
+    let l = apply(&env, vec![env.base.clone()], vec![ex, par], ctx_input(&ctx)).map_err(err)?;
+    ensure_eq(text(&l, "/ex/b/keep.txt"), "k\n".into(), "kept")?;
+    ensure(!l.join("ex/b/skip.log").exists(), "--exclude")?;
+    ensure_eq(text(&l, "/par/a/b/keep.txt"), "k\n".into(), "--parents")?;
+    // .dockerignore (the exclude callback): not copied, also not through a symlink alias.
+    let exclude: strata_worker::ExcludeFn =
+        std::sync::Arc::new(|p: &Path, _| p == Path::new("secret.txt"));
+    let inputs = vec![
+        None,
+        Some(FileSource::Context {
+            dir: ctx.clone(),
+            exclude: Some(exclude),
+        }),
+    ];
+    let l = apply(
+        &env,
+        vec![env.base.clone()],
+        vec![copy(1, &["."], "/ctx/")],
+        inputs.clone(),
+    )
+    .map_err(err)?;
+    ensure(
+        !l.join("ctx/secret.txt").exists(),
+        "ignored file not copied",
+    )?;
+    ensure_eq(
+        meta(&l, "/ctx/alias")?.0,
+        'l',
+        "the alias is copied as a (dangling) link",
+    )?;
+    let r = apply(
+        &env,
+        vec![env.base.clone()],
+        vec![copy(1, &["alias"], "/out/alias")],
+        inputs.clone(),
+    );
+    ensure(
+        matches!(r, Err(FileError::NotFound { .. })),
+        format!("COPY alias of an ignored file: {r:?}"),
+    )?;
+    let r = apply(
+        &env,
+        vec![env.base.clone()],
+        vec![copy(1, &["secret.txt"], "/out/")],
+        inputs,
+    );
+    ensure(
+        matches!(r, Err(FileError::NotFound { .. })),
+        format!("COPY of an ignored file: {r:?}"),
+    )
+}
+
+fn copy_errors() -> TestResult {
+    let env = Env::new();
+    let ctx = context(&env, "ctx");
+    put(&ctx, "a", "a\n", 0o644);
+    let r = apply(
+        &env,
+        vec![env.base.clone()],
+        vec![copy(1, &["missing.txt"], "/x")],
+        ctx_input(&ctx),
+    );
+    ensure_eq(
+        r.err().map(|e| e.to_string()),
+        Some("missing.txt: not found in the build context".into()),
+        "missing source",
+    )?;
+    let r = apply(
+        &env,
+        vec![env.base.clone()],
+        vec![copy(1, &["*.nothing"], "/x/")],
+        ctx_input(&ctx),
+    );
+    ensure(matches!(r, Err(FileError::NoMatch(_))), format!("{r:?}"))?;
+    let mut two = copy(1, &["a", "a"], "/x");
+    if let FileAction::Copy { dest_is_dir, .. } = &mut two {
+        *dest_is_dir = false;
+    }
+    let r = apply(&env, vec![env.base.clone()], vec![two], ctx_input(&ctx));
+    ensure(matches!(r, Err(FileError::DestNotDir(_))), format!("{r:?}"))?;
+    let r = apply(
+        &env,
+        vec![env.base.clone()],
+        vec![with_chown(copy(1, &["a"], "/x"), "99999999999", None)],
+        ctx_input(&ctx),
+    );
+    ensure(
+        matches!(r, Err(FileError::Chown(_))),
+        format!("chown overflow: {r:?}"),
+    )?;
+    let r = apply(
+        &env,
+        vec![env.base.clone()],
+        vec![with_chown(copy(1, &["a"], "/x"), "ghost", None)],
+        ctx_input(&ctx),
+    );
+    ensure(
+        matches!(r, Err(FileError::Chown(_))),
+        format!("unknown user: {r:?}"),
+    )?;
+    let r = apply(
+        &env,
+        vec![env.base.clone()],
+        vec![with_chmod(copy(1, &["a"], "/x"), "u+x")],
+        ctx_input(&ctx),
+    );
+    ensure(matches!(r, Err(FileError::BadChmod(_))), format!("{r:?}"))
+}
+
+/// The add-tar conformance archive (lib/mktar.py).
+pub fn mktar(out: &Path) {
+    let st = std::process::Command::new("python3")
+        .arg(crate::common::shared().join("conformance/diff/lib/mktar.py"))
+        .arg(out)
+        .status()
+        .unwrap();
+    assert!(st.success(), "mktar.py");
+}
+
+fn add_tar_extracts_keeping_archive_metadata() -> TestResult {
+    let env = Env::new();
+    let ctx = context(&env, "ctx");
+    mktar(&ctx.join("archive.tar"));
+    let pre = env.upper();
+    put(&pre, "x3/top/pre-existing", "pre\n", 0o644);
+    put(&pre, "x3/top/file.txt", "old\n", 0o644);
+    let l = apply(
+        &env,
+        vec![pre, env.base.clone()],
+        vec![
+            add(1, &["archive.tar"], "/x1/"),
+            add(1, &["archive.tar"], "/x2"),
+            add(1, &["archive.tar"], "/x3/"),
+            copy(1, &["archive.tar"], "/x4/"),
+        ],
+        ctx_input(&ctx),
+    )
+    .map_err(err)?;
+    for x in ["/x1", "/x2", "/x3"] {
+        ensure_eq(meta(&l, x)?, ('d', 0o755, 0, 0), x)?;
+        ensure_eq(
+            meta(&l, &format!("{x}/rootfile.txt"))?,
+            ('f', 0o600, 4242, 4343),
+            "archive owner kept",
+        )?;
+        ensure_eq(
+            meta(&l, &format!("{x}/top/emptydir"))?,
+            ('d', 0o700, 1000, 50),
+            "empty dir",
+        )?;
+        ensure_eq(
+            meta(&l, &format!("{x}/top/suid"))?,
+            ('f', 0o4755, 0, 0),
+            "setuid",
+        )?;
+        ensure_eq(
+            meta(&l, &format!("{x}/top/file.txt"))?,
+            ('f', 0o640, 1000, 1000),
+            "file",
+        )?;
+        ensure_eq(
+            text(&l, &format!("{x}/top/file.txt")),
+            "file in archive\n".into(),
+            "content replaced",
+        )?;
+        ensure_eq(
+            fs_err::read_link(l.join(&x[1..]).join("top/link")).unwrap(),
+            PathBuf::from("file.txt"),
+            "symlink",
+        )?;
+        let a = fs_err::metadata(l.join(&x[1..]).join("top/file.txt"))
+            .unwrap()
+            .ino();
+        let b = fs_err::metadata(l.join(&x[1..]).join("top/hard"))
+            .unwrap()
+            .ino();
+        ensure_eq(a, b, "hard link")?;
+    }
+    // Merge: the lower layer's file stays, no whiteout for it in the new layer.
+    ensure(
+        fs_err::symlink_metadata(l.join("x3/top/pre-existing")).is_err(),
+        "pre-existing file untouched",
+    )?;
+    ensure_eq(
+        meta(&l, "/x4/archive.tar")?,
+        ('f', 0o644, 0, 0),
+        "COPY does not extract",
+    )
+}
+
+fn add_tar_chown_applies_to_entries() -> TestResult {
+    let env = Env::new();
+    let ctx = context(&env, "ctx");
+    mktar(&ctx.join("archive.tar"));
+    put(&ctx, "plain.txt", "plain\n", 0o644);
+    let l = apply(
+        &env,
+        vec![env.base.clone()],
+        vec![
+            with_chown(add(1, &["archive.tar"], "/owned/"), "app", Some("staff")),
+            with_chown(
+                add(1, &["plain.txt"], "/owned-plain.txt"),
+                "app",
+                Some("staff"),
+            ),
+        ],
+        ctx_input(&ctx),
+    )
+    .map_err(err)?;
+    ensure_eq(
+        meta(&l, "/owned")?,
+        ('d', 0o755, 1000, 50),
+        "created dest dir",
+    )?;
+    ensure_eq(
+        meta(&l, "/owned-plain.txt")?,
+        ('f', 0o644, 1000, 50),
+        "plain file",
+    )?;
+    // BuildKit >= 0.23: --chown applies to extracted entries (the 0.13 reference kept 4242:4343).
+    ensure_eq(
+        meta(&l, "/owned/rootfile.txt")?,
+        ('f', 0o600, 1000, 50),
+        "extracted entry",
+    )?;
+    ensure_eq(
+        meta(&l, "/owned/top/suid")?,
+        ('f', 0o4755, 1000, 50),
+        "setuid kept under chown",
+    )
+}
+
+fn add_compressed_archives_by_content() -> TestResult {
+    let env = Env::new();
+    let ctx = context(&env, "ctx");
+    mktar(&ctx.join("a.tar"));
+    for (tool, name) in [
+        ("gzip", "a.tgz"),
+        ("bzip2", "a.bz"),
+        ("xz", "a.xz-data"),
+        ("zstd", "a.zst"),
+    ] {
+        let out = std::process::Command::new(tool)
+            .arg("-c")
+            .arg(ctx.join("a.tar"))
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            return Err(format!("{tool} is needed for this test").into());
+        }
+        fs_err::write(ctx.join(name), out.stdout).unwrap();
+    }
+    put(&ctx, "junk.tar", "not an archive at all", 0o644);
+    let l = apply(
+        &env,
+        vec![env.base.clone()],
+        vec![
+            add(1, &["a.tgz"], "/gz/"),
+            add(1, &["a.bz"], "/bz/"),
+            add(1, &["a.xz-data"], "/xz/"),
+            add(1, &["a.zst"], "/zst/"),
+            add(1, &["junk.tar"], "/junk/"),
+        ],
+        ctx_input(&ctx),
+    )
+    .map_err(err)?;
+    for d in ["gz", "bz", "xz", "zst"] {
+        ensure_eq(
+            text(&l, &format!("/{d}/top/file.txt")),
+            "file in archive\n".into(),
+            d,
+        )?;
+    }
+    ensure_eq(
+        text(&l, "/junk/junk.tar"),
+        "not an archive at all".into(),
+        "non-archive copied as a file",
+    )
+}
+
+fn heredoc_and_workdir() -> TestResult {
+    let env = Env::new();
+    let l = apply(
+        &env,
+        vec![env.base.clone()],
+        vec![
+            FileAction::MkFile {
+                path: "/hd/script.sh".into(),
+                contents: "#!/bin/sh\necho hi\n".into(),
+                mode: 0o755,
+                chown: None,
+            },
+            FileAction::Mkdir {
+                path: "/data/app".into(),
+                mode: 0o755,
+                chown: Some(Chown {
+                    user: "app".into(),
+                    group: None,
+                }),
+            },
+        ],
+        vec![None],
+    )
+    .map_err(err)?;
+    ensure_eq(meta(&l, "/hd")?, ('d', 0o755, 0, 0), "heredoc parent")?;
+    ensure_eq(
+        meta(&l, "/hd/script.sh")?,
+        ('f', 0o755, 0, 0),
+        "heredoc file",
+    )?;
+    ensure_eq(
+        text(&l, "/hd/script.sh"),
+        "#!/bin/sh\necho hi\n".into(),
+        "heredoc content",
+    )?;
+    ensure_eq(
+        meta(&l, "/data")?,
+        ('d', 0o755, 1000, 1000),
+        "workdir-after-user /data",
+    )?;
+    ensure_eq(
+        meta(&l, "/data/app")?,
+        ('d', 0o755, 1000, 1000),
+        "workdir-after-user /data/app",
+    )
+}
+
+fn dest_symlinks_in_the_image_stay_inside() -> TestResult {
+    let env = Env::new();
+    let canary = env.dir.path().join("canary");
+    fs_err::create_dir_all(&canary).unwrap();
+    let ctx = context(&env, "ctx");
+    put(&ctx, "file.txt", "payload\n", 0o644);
+    let img = env.upper();
+    symlink(&canary, img.join("escape")).unwrap();
+    symlink("../../../../..", img.join("up")).unwrap();
+    symlink("/", img.join("app")).unwrap();
+    let l = apply(
+        &env,
+        vec![img, env.base.clone()],
+        vec![
+            copy(1, &["file.txt"], "/escape/c12"),
+            copy(
+                1,
+                &[&"file.txt"],
+                &format!("/../../../..{}/c13", canary.display()),
+            ),
+            copy(1, &["file.txt"], "/up/c-up"),
+            copy(1, &["file.txt"], "/app/etc/c-app"),
+            FileAction::Mkdir {
+                path: "/escape/sub".into(),
+                mode: 0o755,
+                chown: None,
+            },
+        ],
+        ctx_input(&ctx),
+    )
+    .map_err(err)?;
+    ensure(
+        fs_err::read_dir(&canary).unwrap().next().is_none(),
+        "nothing written to the host canary",
+    )?;
+    let inside = canary.strip_prefix("/").unwrap();
+    ensure_eq(
+        text(&l, &inside.join("c12").display().to_string()),
+        "payload\n".into(),
+        "link resolved inside the rootfs",
+    )?;
+    ensure_eq(
+        text(&l, &inside.join("c13").display().to_string()),
+        "payload\n".into(),
+        "dotdot clamped to the rootfs",
+    )?;
+    ensure_eq(
+        text(&l, "/c-up"),
+        "payload\n".into(),
+        "relative escape link resolves to /",
+    )?;
+    ensure_eq(text(&l, "/etc/c-app"), "payload\n".into(), "/app -> /")
+}
+
+fn context_symlinks_never_escape() -> TestResult {
+    let env = Env::new();
+    let canary = env.dir.path().join("canary");
+    fs_err::create_dir_all(&canary).unwrap();
+    fs_err::write(canary.join("secret.txt"), "HOSTILE-SECRET-x\n").unwrap();
+    let ctx = context(&env, "ctx");
+    symlink(canary.join("secret.txt"), ctx.join("link")).unwrap();
+    symlink(&canary, ctx.join("d")).unwrap();
+    symlink(
+        format!("../../../../../../..{}", canary.display()),
+        ctx.join("up"),
+    )
+    .unwrap();
+    symlink("b", ctx.join("a")).unwrap();
+    symlink("a", ctx.join("b")).unwrap();
+    for src in [
+        "link",
+        "d/secret.txt",
+        "up/secret.txt",
+        &format!("../../../../..{}/secret.txt", canary.display()),
+        &format!("{}/secret.txt", canary.display()),
+    ] {
+        let r = apply(
+            &env,
+            vec![env.base.clone()],
+            vec![copy(1, &[src], "/out/")],
+            ctx_input(&ctx),
+        );
+        ensure(
+            matches!(r, Err(FileError::NotFound { .. })),
+            format!("COPY {src}: {r:?}"),
+        )?;
+    }
+    let r = apply(
+        &env,
+        vec![env.base.clone()],
+        vec![copy(1, &["a"], "/x")],
+        ctx_input(&ctx),
+    );
+    ensure(r.is_err(), "symlink loop is an error")?;
+    let l = apply(
+        &env,
+        vec![env.base.clone()],
+        vec![copy(1, &["."], "/ctx/")],
+        ctx_input(&ctx),
+    )
+    .map_err(err)?;
+    ensure_eq(
+        fs_err::read_link(l.join("ctx/link")).unwrap(),
+        canary.join("secret.txt"),
+        "links copied as links",
+    )?;
+    for p in crate::run::walk(&l) {
+        if fs_err::symlink_metadata(&p).unwrap().is_file() {
+            ensure(
+                !fs_err::read_to_string(&p)
+                    .unwrap_or_default()
+                    .contains("HOSTILE-SECRET"),
+                format!("secret in {}", p.display()),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn file_op_leaves_no_mounts() -> TestResult {
+    let env = Env::new();
+    let before = mountinfo();
+    let ctx = context(&env, "ctx");
+    put(&ctx, "a", "a\n", 0o644);
+    let stage = env.upper();
+    put(&stage, "s", "s\n", 0o644);
+    let inputs = vec![
+        None,
+        Some(FileSource::Context {
+            dir: ctx.clone(),
+            exclude: None,
+        }),
+        Some(FileSource::Layers(vec![stage, env.base.clone()])),
+    ];
+    apply(
+        &env,
+        vec![env.base.clone()],
+        vec![copy(1, &["a"], "/a"), copy(2, &["s"], "/s")],
+        inputs.clone(),
+    )
+    .map_err(err)?;
+    let _ = apply(
+        &env,
+        vec![env.base.clone()],
+        vec![copy(1, &["missing"], "/a")],
+        inputs,
+    );
+    ensure_eq(mountinfo(), before, "mount table")?;
+    let left: Vec<_> = fs_err::read_dir(env.dir.path().join("layers"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".strata"))
+        .map(|e| e.path())
+        .collect();
+    ensure(left.is_empty(), format!("scratch left: {left:?}"))
+}

@@ -1,0 +1,363 @@
+//! The hostile inputs of shared/research/hostile/make_hostile.py through ADD and COPY: the
+//! host canary stays untouched, no secret reaches a layer, and each case either lands
+//! inside the rootfs or fails with a message.
+
+use crate::common::*;
+use crate::files::{add, apply, copy, ctx_input};
+use libtest_mimic::Trial;
+use std::path::{Path, PathBuf};
+use strata_worker::{DiffOptions, FileError, FileSource, Worker, WorkerConfig, write_layer};
+
+pub fn tests() -> Vec<Trial> {
+    vec![
+        trial("hostile_tarballs_through_add", hostile_tarballs_through_add),
+        trial(
+            "hostile_contexts_through_copy",
+            hostile_contexts_through_copy,
+        ),
+        trial(
+            "hostile_gzip_bomb_hits_the_unpack_limit",
+            hostile_gzip_bomb_hits_the_unpack_limit,
+        ),
+    ]
+}
+
+fn generator() -> PathBuf {
+    shared().join("research/hostile/make_hostile.py")
+}
+
+/// Sets up a canary dir and generates the cases aimed at it.
+fn generate(env: &Env) -> (PathBuf, PathBuf, serde_json::Value) {
+    let canary = env.dir.path().join("canary");
+    let out = env.dir.path().join("hostile");
+    let py = |args: &[&str]| {
+        let st = std::process::Command::new("python3")
+            .arg(generator())
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success(), "make_hostile.py {args:?}");
+    };
+    py(&["canary-setup", "--canary", canary.to_str().unwrap()]);
+    py(&[
+        "gen",
+        out.to_str().unwrap(),
+        "--canary",
+        canary.to_str().unwrap(),
+        "--bomb-mib",
+        "8",
+        "--many-files",
+        "500",
+    ]);
+    let manifest: serde_json::Value =
+        serde_json::from_str(&fs_err::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    (canary, out, manifest)
+}
+
+fn canary_check(canary: &Path) -> TestResult {
+    let out = std::process::Command::new("python3")
+        .arg(generator())
+        .args(["canary-check", "--canary"])
+        .arg(canary)
+        .output()
+        .unwrap();
+    ensure(
+        out.status.success(),
+        format!("canary changed: {}", String::from_utf8_lossy(&out.stdout)),
+    )
+}
+
+fn message(e: &FileError) -> String {
+    let mut s = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(x) = src {
+        s.push_str(&format!(": {x}"));
+        src = x.source();
+    }
+    s
+}
+
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Want {
+    Ok,
+    Err,
+    Either,
+}
+
+fn expected(id: &str) -> Want {
+    use Want::*;
+    match &id[..3] {
+        // Escapes that land inside the rootfs (clamped or resolved in the root).
+        "T01" | "T02" | "T03" | "T04" | "T05" | "T06" | "T07" | "T08" | "T13" | "T17" | "T18"
+        | "T19" | "T20" | "T26" => Ok,
+        // Links to paths outside the archive, loops, whiteout names, corrupt archives.
+        "T09" | "T10" | "T11" | "T12" | "T14" | "T15" | "T16" | "T31" | "T32" | "T35" | "T38" => {
+            Err
+        }
+        // Not archives: copied as plain files.
+        "T33" | "T36" | "T37" => Ok,
+        "T29" | "T30" => Ok,
+        _ => Either,
+    }
+}
+
+fn hostile_tarballs_through_add() -> TestResult {
+    let env = Env::new();
+    let (canary, out, manifest) = generate(&env);
+    let mut report = Vec::new();
+    let mut bad = Vec::new();
+    for case in manifest["cases"].as_array().unwrap() {
+        if case["kind"] != "add-tar" {
+            continue;
+        }
+        let id = case["id"].as_str().unwrap();
+        let ctx = out.join(case["context"].as_str().unwrap());
+        let fname = Path::new(case["artifact"].as_str().unwrap())
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let dest = case["dest"].as_str().unwrap();
+        let r = apply(
+            &env,
+            vec![env.base.clone()],
+            vec![add(1, &[&fname], dest)],
+            ctx_input(&ctx),
+        );
+        let got = match &r {
+            Ok(layer) => {
+                // The layer must export, and no secret may be in it.
+                let mut tar = Vec::new();
+                match write_layer(layer, &mut tar, &DiffOptions::default()) {
+                    Err(e) => bad.push(format!("{id}: layer export failed: {e}")),
+                    Ok(_) if contains(&tar, b"HOSTILE-SECRET-") => {
+                        bad.push(format!("{id}: secret in layer"))
+                    }
+                    Ok(_) => {}
+                }
+                Want::Ok
+            }
+            Err(e) => {
+                let m = message(e);
+                if m.is_empty() {
+                    bad.push(format!("{id}: empty error"));
+                }
+                report.push(format!("{id}: {m}"));
+                Want::Err
+            }
+        };
+        if std::env::var_os("STRATA_TEST_VERBOSE").is_some() {
+            eprintln!(
+                "{id}: {}",
+                match &r {
+                    Ok(_) => "ok".to_string(),
+                    Err(e) => message(e),
+                }
+            );
+        }
+        let want = expected(id);
+        if want != Want::Either && want != got {
+            bad.push(format!(
+                "{id}: expected {want:?}, got {got:?} ({:?})",
+                r.as_ref().err().map(message)
+            ));
+        }
+        // Cases that must leave a usable image: the next RUN still finds /bin.
+        if let (Ok(layer), "T16" | "T19" | "T28") = (&r, &id[..3]) {
+            let (rr, lines) = run_op(
+                &env,
+                exec(&["/bin/busybox", "ls", "/bin/cat", "/bin/busybox"]),
+                vec![layer.clone(), env.base.clone()],
+                &env.upper(),
+                vec![],
+            );
+            if rr.is_err() {
+                bad.push(format!("{id}: base /bin damaged: {lines:?}"));
+            }
+        }
+        if let (Ok(layer), "T17") = (&r, &id[..3]) {
+            let (rr, lines) = run_op(
+                &env,
+                sh(
+                    "head -c 1 /hostile/mem >/dev/null 2>&1 && echo OPENED-MEM; head -c 1 /hostile/loop0 >/dev/null 2>&1 && echo OPENED-LOOP; true",
+                ),
+                vec![layer.clone(), env.base.clone()],
+                &env.upper(),
+                vec![],
+            );
+            if rr.is_err() || stdout(&lines).contains("OPENED") {
+                bad.push(format!(
+                    "{id}: device nodes from the archive usable in RUN: {lines:?}"
+                ));
+            }
+        }
+    }
+    canary_check(&canary)?;
+    ensure(
+        bad.is_empty(),
+        format!("{}\n(errors seen: {})", bad.join("\n"), report.join("\n")),
+    )
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+fn hostile_contexts_through_copy() -> TestResult {
+    let env = Env::new();
+    let (canary, out, _) = generate(&env);
+    let case = |id: &str| out.join("cases").join(id);
+    let mut bad = Vec::new();
+    let mut check = |id: &str, actions: Vec<strata_graph::FileAction>, want_ok: bool| {
+        let r = apply(&env, vec![env.base.clone()], actions, ctx_input(&case(id)));
+        match &r {
+            Ok(layer) => {
+                let mut tar = Vec::new();
+                if let Err(e) = write_layer(layer, &mut tar, &DiffOptions::default()) {
+                    bad.push(format!("{id}: export: {e}"));
+                }
+                if contains(&tar, b"HOSTILE-SECRET-") {
+                    bad.push(format!("{id}: secret copied"));
+                }
+            }
+            Err(e) if want_ok => bad.push(format!("{id}: {}", message(e))),
+            Err(_) => {}
+        }
+        if r.is_ok() != want_ok {
+            bad.push(format!("{id}: expected ok={want_ok}"));
+        }
+        r.ok()
+    };
+    let v = canary.display().to_string();
+    check(
+        "C01-symlink-abs-file",
+        vec![copy(1, &["link"], "/out/")],
+        false,
+    );
+    check(
+        "C02-symlink-abs-dir",
+        vec![copy(1, &["d/secret.txt"], "/out/")],
+        false,
+    );
+    check(
+        "C03-symlink-rel-escape",
+        vec![copy(1, &["up/secret.txt"], "/out/")],
+        false,
+    );
+    check(
+        "C04-copy-dot-escaping-links",
+        vec![copy(1, &["."], "/ctx/")],
+        true,
+    );
+    check("C05-symlink-loop", vec![copy(1, &["a"], "/x")], false);
+    check("C05-symlink-loop", vec![copy(1, &["."], "/ctx/")], true);
+    let fifo = check("C06-fifo-in-context", vec![copy(1, &["."], "/ctx/")], true);
+    check(
+        "C07-socket-in-context",
+        vec![copy(1, &["."], "/ctx/")],
+        true,
+    );
+    let devs = check(
+        "C08-device-in-context",
+        vec![copy(1, &["."], "/ctx/")],
+        true,
+    );
+    check(
+        "C10-src-dotdot",
+        vec![copy(
+            1,
+            &[&format!("../../../../../..{v}/secret.txt")],
+            "/out/",
+        )],
+        false,
+    );
+    check(
+        "C11-src-absolute",
+        vec![copy(1, &[&format!("{v}/secret.txt")], "/out/")],
+        false,
+    );
+    drop(check);
+    if let Some(l) = fifo {
+        use std::os::unix::fs::FileTypeExt;
+        ensure(
+            fs_err::symlink_metadata(l.join("ctx/fifo"))
+                .map(|m| m.file_type().is_fifo())
+                .unwrap_or(false),
+            "FIFO recreated, not read",
+        )?;
+    }
+    if let Some(l) = devs {
+        let (rr, lines) = run_op(
+            &env,
+            sh("head -c 1 /ctx/mem >/dev/null 2>&1 && echo OPENED; true"),
+            vec![l, env.base.clone()],
+            &env.upper(),
+            vec![],
+        );
+        ensure(
+            rr.is_ok() && !stdout(&lines).contains("OPENED"),
+            "a device node from the context is unusable in RUN",
+        )?;
+    }
+    // .dockerignore through a symlink alias (C09): the callback stands in for .dockerignore.
+    let ign: strata_worker::ExcludeFn =
+        std::sync::Arc::new(|p: &Path, _| p.starts_with("secret.txt") || p.starts_with("secrets"));
+    let inputs = vec![
+        None,
+        Some(FileSource::Context {
+            dir: case("C09-dockerignore-via-symlink"),
+            exclude: Some(ign),
+        }),
+    ];
+    for (src, dest) in [("alias", "/out/alias"), ("aliasdir/", "/out/aliasdir/")] {
+        if apply(
+            &env,
+            vec![env.base.clone()],
+            vec![copy(1, &[src], dest)],
+            inputs.clone(),
+        )
+        .is_ok()
+        {
+            bad.push(format!("C09: COPY {src} reached ignored content"));
+        }
+    }
+    let l = apply(
+        &env,
+        vec![env.base.clone()],
+        vec![copy(1, &["."], "/ctx/")],
+        inputs,
+    )
+    .map_err(|e| message(&e))?;
+    let mut tar = Vec::new();
+    write_layer(&l, &mut tar, &DiffOptions::default()).map_err(|e| e.to_string())?;
+    ensure(
+        !contains(&tar, b"CTX-IGNORED-SECRET"),
+        format!("ignored content in COPY .: {:?}", crate::run::walk(&l)),
+    )?;
+    canary_check(&canary)?;
+    ensure(bad.is_empty(), bad.join("\n"))
+}
+
+fn hostile_gzip_bomb_hits_the_unpack_limit() -> TestResult {
+    let env = Env::new();
+    let (_, out, _) = generate(&env);
+    let mut cfg = WorkerConfig::new(
+        env.dir.path().join("state2"),
+        std::env::current_exe().unwrap(),
+    );
+    cfg.max_unpack_bytes = 4 << 20;
+    let worker = Worker::new(cfg).unwrap();
+    let upper = env.upper();
+    let r = worker.apply_file_op(strata_worker::FileRequest {
+        op: strata_graph::FileOp {
+            actions: vec![add(1, &["T29-gzip-bomb.tar.gz"], "/hostile/")],
+        },
+        lowers: vec![env.base.clone()],
+        upper,
+        inputs: ctx_input(&out.join("cases/T29-gzip-bomb")),
+    });
+    let e = r.err().ok_or("an 8 MiB bomb must exceed a 4 MiB limit")?;
+    ensure(message(&e).contains("more than 4194304 bytes"), message(&e))
+}

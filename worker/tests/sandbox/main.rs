@@ -1,0 +1,30 @@
+//! Integration tests that need root, namespaces and the `__sandbox` helper. This binary is
+//! its own helper: started as `<test binary> __sandbox` it is the sandbox, as `strata` is.
+#![allow(
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
+mod common;
+mod diff;
+mod files;
+mod hostile;
+mod run;
+
+use libtest_mimic::{Arguments, Trial};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("__sandbox") {
+        return strata_worker::sandbox_main();
+    }
+    let args = Arguments::from_args();
+    let mut trials: Vec<Trial> = Vec::new();
+    trials.extend(run::tests());
+    trials.extend(files::tests());
+    trials.extend(diff::tests());
+    trials.extend(hostile::tests());
+    libtest_mimic::run(&args, trials).exit_code()
+}

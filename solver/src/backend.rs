@@ -3,9 +3,9 @@
 //! implement it, so the scheduler is tested without namespaces or disks.
 
 use crate::event::{Event, Stream};
-use crate::key::{CacheKey, ContentKey};
 use std::future::Future;
 use std::sync::Arc;
+use strata_cache::{CacheKey, Checksum, KeyParts};
 use strata_graph::{Graph, Node, NodeId};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
@@ -73,6 +73,8 @@ pub struct Job<O> {
     pub inputs: Vec<O>,
     /// The node's cache key.
     pub key: CacheKey,
+    /// What the key was made of.
+    pub parts: KeyParts,
     /// Output lines go here.
     pub log: LogSink,
     /// Cancelled when the build stops; the backend must then kill what it runs, clean up and
@@ -91,13 +93,13 @@ pub trait Backend: Send + Sync + 'static {
     /// Whether the node's results are looked up in and recorded to the cache.
     fn cacheable(&self, node: &Node) -> bool;
 
-    /// The checksum of what `node` reads beyond its inputs' keys (context files), if anything.
-    fn content_key(
+    /// Checksums of what `node` reads beyond its inputs' keys (context files), in input order.
+    fn contents(
         &self,
         graph: &Graph,
         node: NodeId,
         inputs: &[Self::Output],
-    ) -> impl Future<Output = Result<Option<ContentKey>, StepError>> + Send;
+    ) -> impl Future<Output = Result<Vec<Checksum>, StepError>> + Send;
 
     /// An earlier result recorded under `key`, if any.
     fn lookup(
@@ -114,12 +116,12 @@ pub trait Backend: Send + Sync + 'static {
         job: Job<Self::Output>,
     ) -> impl Future<Output = Result<Self::Output, StepError>> + Send;
 
-    /// Records a fresh result under `key`.
+    /// Records a fresh result under `parts.key()`.
     fn record(
         &self,
         graph: &Graph,
         node: NodeId,
-        key: &CacheKey,
+        parts: &KeyParts,
         output: &Self::Output,
     ) -> impl Future<Output = Result<(), StepError>> + Send;
 }

@@ -14,5 +14,6 @@ mod scheduler;
 pub use backend::{Backend, Job, LogSink, StepError};
 pub use error::SolveError;
 pub use event::{Event, Stream};
-pub use key::{CacheKey, ContentKey};
+pub use key::key_parts;
 pub use scheduler::{NoCache, SolveOptions, Solved, solve};
+pub use strata_cache::{CacheKey, Checksum, KeyParts};

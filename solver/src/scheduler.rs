@@ -5,10 +5,11 @@
 use crate::backend::{Backend, Job, LogSink, StepError};
 use crate::error::SolveError;
 use crate::event::Event;
-use crate::key::CacheKey;
+use crate::key::key_parts;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
+use strata_cache::CacheKey;
 use strata_graph::{Graph, NodeId};
 use tokio::sync::Semaphore;
 use tokio::sync::mpsc::UnboundedSender;
@@ -228,11 +229,12 @@ async fn run_step<B: Backend>(ctx: StepCtx<B>) -> Result<Done<B::Output>, StepEr
     let node = ctx.graph.node(ctx.id);
     let index = ctx.id.index() as u32;
     let visible = ctx.backend.visible(node);
-    let content = ctx
+    let contents = ctx
         .backend
-        .content_key(&ctx.graph, ctx.id, &ctx.inputs)
+        .contents(&ctx.graph, ctx.id, &ctx.inputs)
         .await?;
-    let key = CacheKey::compute(node, &ctx.input_keys, content.as_ref());
+    let parts = key_parts(node, &ctx.input_keys, contents);
+    let key = parts.key();
     let cacheable = ctx.backend.cacheable(node);
     if cacheable
         && ctx.use_cache
@@ -271,6 +273,7 @@ async fn run_step<B: Backend>(ctx: StepCtx<B>) -> Result<Done<B::Output>, StepEr
         node: ctx.id,
         inputs: ctx.inputs,
         key,
+        parts: parts.clone(),
         log: LogSink::new(ctx.id, ctx.events.clone()),
         cancel: ctx.cancel.clone(),
     };
@@ -289,7 +292,7 @@ async fn run_step<B: Backend>(ctx: StepCtx<B>) -> Result<Done<B::Output>, StepEr
     };
     if cacheable {
         ctx.backend
-            .record(&ctx.graph, ctx.id, &key, &output)
+            .record(&ctx.graph, ctx.id, &parts, &output)
             .await?;
     }
     if visible {

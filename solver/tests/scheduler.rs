@@ -11,7 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use strata_graph::{Graph, Node, NodeId, Op};
 use strata_solver::{
-    Backend, CacheKey, ContentKey, Event, Job, NoCache, SolveError, SolveOptions, StepError, solve,
+    Backend, CacheKey, Checksum, Event, Job, KeyParts, NoCache, SolveError, SolveOptions,
+    StepError, solve,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -52,19 +53,21 @@ impl Backend for Fake {
         true
     }
 
-    async fn content_key(
+    async fn contents(
         &self,
         graph: &Graph,
         node: NodeId,
         _inputs: &[String],
-    ) -> Result<Option<ContentKey>, StepError> {
+    ) -> Result<Vec<Checksum>, StepError> {
         let n = name(graph.node(node));
         Ok(self
             .content
             .lock()
             .unwrap()
             .get(&n)
-            .map(|b| ContentKey([*b; 32])))
+            .map(|b| Checksum([*b; 32]))
+            .into_iter()
+            .collect())
     }
 
     async fn lookup(
@@ -114,10 +117,13 @@ impl Backend for Fake {
         &self,
         _graph: &Graph,
         _node: NodeId,
-        key: &CacheKey,
+        parts: &KeyParts,
         output: &String,
     ) -> Result<(), StepError> {
-        self.cache.lock().unwrap().insert(*key, output.clone());
+        self.cache
+            .lock()
+            .unwrap()
+            .insert(parts.key(), output.clone());
         Ok(())
     }
 }

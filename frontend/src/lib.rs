@@ -4,3 +4,8 @@
 //! matching and lowering. Does no I/O: callers pass the Dockerfile's bytes and whatever it
 //! needs to know about base images.
 #![warn(missing_docs)]
+
+// Semantics: expansion, typed instructions, scoping, .dockerignore, lowering.
+mod expand;
+
+pub use expand::{ExpandError, ExpandErrorKind, Expansion, Lexer, NoVars, Vars, expand};

@@ -6,6 +6,11 @@
 #![warn(missing_docs)]
 
 // Semantics: expansion, typed instructions, scoping, .dockerignore, lowering.
+mod dockerignore;
 mod expand;
 
+pub use dockerignore::{
+    DirVisit, IgnoreError, IgnoreFileSource, IgnoreMatcher, ParentMatches, dockerfile_ignore_name,
+    pick_ignore_file,
+};
 pub use expand::{ExpandError, ExpandErrorKind, Expansion, Lexer, NoVars, Vars, expand};

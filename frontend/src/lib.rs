@@ -5,6 +5,19 @@
 //! needs to know about base images.
 #![warn(missing_docs)]
 
+// Syntax: the raw parse (BuildKit's parser and dump format). Start at [`parse`].
+mod ast;
+mod dump;
+mod parser;
+mod quote;
+pub use ast::{
+    Arg, Args, Directive, Dockerfile, Flag, Heredoc, Instruction, KeyValue, Keyword, Text, Warning,
+    WarningKind,
+};
+pub use dump::{dump, dump_instruction};
+pub use parser::{ParseError, ParseErrorKind, parse};
+pub use quote::go_quote;
+
 // Semantics: expansion, typed instructions, scoping, .dockerignore, lowering.
 mod dockerignore;
 mod expand;

@@ -13,6 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use unicode_general_category::{GeneralCategory, get_general_category};
 
 /// Where variable values come from during expansion.
 pub trait Vars {
@@ -577,15 +578,25 @@ impl ShellWord<'_> {
     }
 }
 
-/// Go's `unicode.IsDigit` (category Nd). Rust has no category lookup; `is_numeric` also takes
-/// the rare Nl/No characters (`²`, `Ⅻ`), which no real variable name contains.
+/// Go's `unicode.IsDigit` (category Nd).
 fn is_go_digit(c: char) -> bool {
-    c.is_ascii_digit() || (!c.is_ascii() && c.is_numeric())
+    c.is_ascii_digit()
+        || (!c.is_ascii() && get_general_category(c) == GeneralCategory::DecimalNumber)
 }
 
 /// Go's `unicode.IsLetter` (category L).
 fn is_go_letter(c: char) -> bool {
-    c.is_alphabetic() && !c.is_numeric()
+    if c.is_ascii() {
+        return c.is_ascii_alphabetic();
+    }
+    matches!(
+        get_general_category(c),
+        GeneralCategory::UppercaseLetter
+            | GeneralCategory::LowercaseLetter
+            | GeneralCategory::TitlecaseLetter
+            | GeneralCategory::ModifierLetter
+            | GeneralCategory::OtherLetter
+    )
 }
 
 /// A shell pattern of `${v#p}`, `${v%p}` and `${v/p/r}`: `*`, `?` and literals (a backslash

@@ -4,6 +4,8 @@
 
 mod cmd;
 mod report;
+#[expect(dead_code, reason = "`strata build` renders its events next")]
+mod ui;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;

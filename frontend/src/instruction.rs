@@ -536,16 +536,10 @@ pub(crate) fn type_instruction(
         }
         Keyword::Cmd => {
             parse_flags(i, &[])?;
-            if i.kind == Keyword::Cmd && !i.is_json() {
-                json_args_recommended(i, warnings);
-            }
             cmd(Instr::Cmd(command_line(i)))
         }
         Keyword::Entrypoint => {
             parse_flags(i, &[])?;
-            if !i.is_json() {
-                json_args_recommended(i, warnings);
-            }
             cmd(Instr::Entrypoint(command_line(i)))
         }
         Keyword::Healthcheck => type_healthcheck(i).and_then(|h| cmd(Instr::Healthcheck(h))),
@@ -626,20 +620,6 @@ pub(crate) fn type_instruction(
             }
             cmd(Instr::Shell(args))
         }
-    }
-}
-
-/// BuildKit's `JSONArgsRecommended` lint.
-fn json_args_recommended(i: &ast::Instruction, warnings: &mut Vec<Diagnostic>) {
-    if matches!(i.args, Args::Text(_)) {
-        warnings.push(Diagnostic::warning(
-            i.loc(),
-            "JSONArgsRecommended",
-            format!(
-                "JSON arguments recommended for {} to prevent unintended behavior related to OS signals",
-                i.kind
-            ),
-        ));
     }
 }
 

@@ -966,6 +966,7 @@ impl<'a> Lowering<'a> {
                 self.config_node(d, text, range);
             }
             Instr::Cmd(c) => {
+                self.json_args_recommended(d, c, "CMD", range);
                 let args = if c.prepend_shell {
                     with_shell(&d.config, &c.args)
                 } else {
@@ -979,6 +980,7 @@ impl<'a> Lowering<'a> {
                 self.config_node(d, text, range);
             }
             Instr::Entrypoint(c) => {
+                self.json_args_recommended(d, c, "ENTRYPOINT", range);
                 let args = if c.prepend_shell {
                     with_shell(&d.config, &c.args)
                 } else {
@@ -1032,6 +1034,25 @@ impl<'a> Lowering<'a> {
             Instr::Add(c) => self.dispatch_copy(stage, d, cmd, c, true)?,
         }
         Ok(())
+    }
+
+    /// BuildKit's `JSONArgsRecommended` lint: shell-form CMD/ENTRYPOINT without a SHELL.
+    fn json_args_recommended(
+        &mut self,
+        d: &Dispatch,
+        c: &CommandLine,
+        name: &str,
+        range: SourceRange,
+    ) {
+        if c.prepend_shell && d.config.shell.is_empty() && !d.onbuild {
+            self.diags.push(Diagnostic::warning(
+                range.start,
+                "JSONArgsRecommended",
+                format!(
+                    "JSON arguments recommended for {name} to prevent unintended behavior related to OS signals"
+                ),
+            ));
+        }
     }
 
     /// The instruction text as a progress label shows it: variables expanded where set.

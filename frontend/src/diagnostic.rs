@@ -126,6 +126,20 @@ impl Diagnostics {
         self.0.sort_by_key(|d| (d.loc.line, d.loc.column));
     }
 
+    /// Drops repeats of the same problem at the same place (keeping the first).
+    pub fn dedup(&mut self) {
+        let mut seen = Vec::new();
+        self.0.retain(|d| {
+            let key = (d.loc, d.severity, d.message.clone());
+            if seen.contains(&key) {
+                false
+            } else {
+                seen.push(key);
+                true
+            }
+        });
+    }
+
     /// Adds all of `other`.
     pub fn extend(&mut self, other: Diagnostics) {
         self.0.extend(other.0);

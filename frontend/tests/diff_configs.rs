@@ -33,7 +33,11 @@ impl ImageResolver for EmptyBase {
 
 fn cases() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance/diff/cases");
-    assert!(dir.is_dir(), "the diff corpus is missing at {}", dir.display());
+    assert!(
+        dir.is_dir(),
+        "the diff corpus is missing at {}",
+        dir.display()
+    );
     let mut out: Vec<PathBuf> = fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -65,8 +69,18 @@ fn project(config: &ImageConfig) -> BTreeMap<String, Value> {
     };
     let mut out = BTreeMap::new();
     for field in [
-        "Env", "Cmd", "Entrypoint", "WorkingDir", "User", "ExposedPorts", "Volumes", "Labels",
-        "StopSignal", "Healthcheck", "Shell", "OnBuild",
+        "Env",
+        "Cmd",
+        "Entrypoint",
+        "WorkingDir",
+        "User",
+        "ExposedPorts",
+        "Volumes",
+        "Labels",
+        "StopSignal",
+        "Healthcheck",
+        "Shell",
+        "OnBuild",
     ] {
         let Some(v) = obj.get(field) else { continue };
         let v = match (field, v) {
@@ -106,7 +120,8 @@ fn lowering_gives_buildkits_configs() {
     let mut checked = 0;
     for case in cases() {
         let name = case.file_name().unwrap().to_string_lossy().into_owned();
-        let expected: Value = serde_json::from_str(&fs::read_to_string(case.join("expected.json")).unwrap()).unwrap();
+        let expected: Value =
+            serde_json::from_str(&fs::read_to_string(case.join("expected.json")).unwrap()).unwrap();
         let mut want: BTreeMap<String, Value> =
             serde_json::from_value(expected["config"].clone()).unwrap();
         want.remove("os");
@@ -130,5 +145,10 @@ fn lowering_gives_buildkits_configs() {
         checked += 1;
     }
     assert!(checked >= 30, "only {checked} cases found");
-    assert!(misses.is_empty(), "{} of {checked} cases differ:\n{}", misses.len(), misses.join("\n"));
+    assert!(
+        misses.is_empty(),
+        "{} of {checked} cases differ:\n{}",
+        misses.len(),
+        misses.join("\n")
+    );
 }

@@ -1963,7 +1963,7 @@ mod tests {
         let src = "ARG V=global\nARG G=g\nFROM alpine\nRUN echo 1\nARG V\nARG G\nARG D=d-$V\nRUN echo 2\nENV D=env\nRUN echo 3\n";
         let l = lower_src(src, &opts, &Store::default()).unwrap();
         let path = format!("PATH={DEFAULT_PATH}");
-        assert_eq!(exec(&l, "RUN echo 1").env, [path.clone()]);
+        assert_eq!(exec(&l, "RUN echo 1").env, std::slice::from_ref(&path));
         assert_eq!(
             exec(&l, "RUN echo 2").env,
             [path.clone(), "V=cli".into(), "G=g".into(), "D=d-cli".into()]

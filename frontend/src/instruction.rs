@@ -366,6 +366,28 @@ pub(crate) fn type_instruction(
                             "invalid name for build stage: {name:?}, name can't start with a number or contain symbols"
                         )));
                     }
+                    let keyword = i.keyword.to_string_lossy();
+                    if is_lower(&keyword) != is_lower(as_word) {
+                        warnings.push(Diagnostic::warning(
+                            loc,
+                            "FromAsCasing",
+                            "'as' and 'FROM' keywords' casing do not match",
+                        ));
+                    }
+                    if *name != lower {
+                        warnings.push(Diagnostic::warning(
+                            loc,
+                            "StageNameCasing",
+                            format!("Stage name '{name}' should be lowercase"),
+                        ));
+                    }
+                    if lower == "scratch" || lower == "context" {
+                        warnings.push(Diagnostic::warning(
+                            loc,
+                            "ReservedStageName",
+                            format!("'{lower}' is reserved and should not be used as a stage name"),
+                        ));
+                    }
                     Some(lower)
                 }
                 [_] => None,
@@ -911,6 +933,45 @@ fn onbuild_expression(i: &ast::Instruction) -> String {
         out.push_str(&h.name.to_string_lossy());
     }
     out
+}
+
+/// BuildKit's casing test: a word counts as lower case when lower-casing leaves it unchanged.
+fn is_lower(word: &str) -> bool {
+    word.to_lowercase() == word
+}
+
+/// BuildKit's `ConsistentInstructionCasing` lint: keywords should follow the file's majority
+/// case.
+pub(crate) fn instruction_casing(
+    instructions: &[ast::Instruction],
+    warnings: &mut Vec<Diagnostic>,
+) {
+    let words: Vec<(String, SourceLoc)> = instructions
+        .iter()
+        .filter(|i| i.kind != Keyword::Unknown)
+        .map(|i| (i.keyword.to_string_lossy().into_owned(), i.keyword_loc))
+        .collect();
+    let lower = words.iter().filter(|(w, _)| is_lower(w)).count();
+    let upper = words.iter().filter(|(w, _)| w.to_uppercase() == *w).count();
+    let (majority_lower, name) = if lower > upper {
+        (true, "lowercase")
+    } else {
+        (false, "uppercase")
+    };
+    for (w, at) in words {
+        let fits = if majority_lower {
+            is_lower(&w)
+        } else {
+            w.to_uppercase() == w
+        };
+        if !fits {
+            warnings.push(Diagnostic::warning(
+                at,
+                "ConsistentInstructionCasing",
+                format!("Command '{w}' should match the case of the command majority ({name})"),
+            ));
+        }
+    }
 }
 
 /// `^[a-z][a-z0-9-_.]*$`.

@@ -204,6 +204,10 @@ struct Dispatch {
     platform: Platform,
     author: Option<String>,
     cmd_set: bool,
+    /// Where CMD, ENTRYPOINT and HEALTHCHECK were last set in this stage (lint).
+    used_once: [Option<strata_graph::SourceLoc>; 3],
+    /// A WORKDIR was set in this stage or a stage it is built on (lint).
+    workdir_set: bool,
     cmd_index: usize,
     cmd_total: usize,
     label_name: String,
@@ -387,6 +391,10 @@ impl<'a> Lowering<'a> {
                 triggers_added: false,
             };
             let at = stage.range.start;
+            self.undefined_from_args(&stage.base, at);
+            if let Some(p) = &stage.platform {
+                self.undefined_from_args(p, at);
+            }
             match self.lex.expand(&stage.base, &self.global) {
                 Err(e) => self.diags.error(at, e.to_string()),
                 Ok(base) if base.is_empty() => {
@@ -454,6 +462,28 @@ impl<'a> Lowering<'a> {
             self.plans.push(plan);
         }
         self.multi_stage = stages.len() + unregistered > 1;
+    }
+
+    /// BuildKit's `UndefinedArgInFrom` lint: a FROM line names a variable no global ARG
+    /// declares (and that is not a platform arg).
+    fn undefined_from_args(&mut self, word: &str, at: strata_graph::SourceLoc) {
+        let Ok(e) = self.lex.process(word, &self.global) else {
+            return;
+        };
+        for name in e.unmatched {
+            let declared = self.stages.meta_args.iter().any(|(d, _)| d.key == name);
+            if !declared {
+                let hint = suggest(&name, self.global.keys().collect::<Vec<_>>(), true);
+                self.diags.push(
+                    Diagnostic::warning(
+                        at,
+                        "UndefinedArgInFrom",
+                        format!("FROM argument '{name}' is not declared"),
+                    )
+                    .with_suggestion(hint),
+                );
+            }
+        }
     }
 
     /// The filesystems a command reads besides its own stage; the flag says whether BuildKit
@@ -759,6 +789,7 @@ impl<'a> Lowering<'a> {
                     Dispatch {
                         config,
                         cmd_set: false,
+                        used_once: [None; 3],
                         cmd_index: 0,
                         cmd_total,
                         label_name,
@@ -973,6 +1004,7 @@ impl<'a> Lowering<'a> {
             }
             Instr::Cmd(c) => {
                 self.json_args_recommended(d, c, "CMD", range);
+                self.used_once(d, 0, "CMD", range);
                 let args = if c.prepend_shell {
                     with_shell(&d.config, &c.args)
                 } else {
@@ -987,6 +1019,7 @@ impl<'a> Lowering<'a> {
             }
             Instr::Entrypoint(c) => {
                 self.json_args_recommended(d, c, "ENTRYPOINT", range);
+                self.used_once(d, 1, "ENTRYPOINT", range);
                 let args = if c.prepend_shell {
                     with_shell(&d.config, &c.args)
                 } else {
@@ -1001,6 +1034,7 @@ impl<'a> Lowering<'a> {
                 self.config_node(d, text, range);
             }
             Instr::Healthcheck(h) => {
+                self.used_once(d, 2, "HEALTHCHECK", range);
                 d.config.healthcheck = Some(h.clone());
                 let text = history::healthcheck(h);
                 d.history.push(history::entry(text.clone(), false, false));
@@ -1012,6 +1046,14 @@ impl<'a> Lowering<'a> {
             }
             Instr::Workdir(w) => {
                 let w = self.expand(d, w)?;
+                if !d.workdir_set && !w.starts_with('/') && !d.onbuild {
+                    self.diags.push(Diagnostic::warning(
+                        range.start,
+                        "WorkdirRelativePath",
+                        format!("Relative workdir {w:?} can have unexpected results if the base image changes"),
+                    ));
+                }
+                d.workdir_set = true;
                 let wd = normalize_workdir(&d.workdir, &w);
                 d.workdir = wd.clone();
                 d.config.working_dir = wd.clone();
@@ -1040,6 +1082,22 @@ impl<'a> Lowering<'a> {
             Instr::Add(c) => self.dispatch_copy(stage, d, cmd, c, true)?,
         }
         Ok(())
+    }
+
+    /// BuildKit's `MultipleInstructionsDisallowed` lint: only the last CMD, ENTRYPOINT or
+    /// HEALTHCHECK of a stage counts.
+    fn used_once(&mut self, d: &mut Dispatch, slot: usize, name: &str, range: SourceRange) {
+        if d.onbuild {
+            return;
+        }
+        if let Some(previous) = d.used_once[slot] {
+            self.diags.push(Diagnostic::warning(
+                previous,
+                "MultipleInstructionsDisallowed",
+                format!("Multiple {name} instructions should not be used in the same stage because only the last one will be used"),
+            ));
+        }
+        d.used_once[slot] = Some(range.start);
     }
 
     /// BuildKit's `JSONArgsRecommended` lint: shell-form CMD/ENTRYPOINT without a SHELL.
@@ -1493,6 +1551,8 @@ fn fresh_dispatch(
         platform,
         author: None,
         cmd_set: false,
+        used_once: [None; 3],
+        workdir_set: false,
         cmd_index: 0,
         cmd_total,
         label_name,
@@ -2079,7 +2139,9 @@ mod tests {
     #[test]
     fn stage_reference_errors() {
         assert_eq!(
-            errors("FROM alpine AS a\nCOPY --from=b /x /y\nFROM alpine AS b\nFROM scratch\nCOPY --from=a / /\n"),
+            errors(
+                "FROM alpine AS a\nCOPY --from=b /x /y\nFROM alpine AS b\nFROM scratch\nCOPY --from=a / /\n"
+            ),
             [
                 "Dockerfile:2:1: cannot copy from stage \"b\", it needs to be defined before current stage \"a\""
             ]
@@ -2175,6 +2237,34 @@ mod tests {
             .filter(|i| matches!(l.graph.node(*i).op, Op::Exec(_)))
             .collect();
         assert_eq!(runs.len(), 1);
+    }
+
+    #[test]
+    fn lint_warnings_like_buildkit() {
+        let all = BuildOptions {
+            all_stages: true,
+            ..BuildOptions::default()
+        };
+        let src = "ARG TAG=1\nFROM alpine${TAGG} as Build\nCMD a\nCMD [\"b\"]\nWORKDIR rel\nWORKDIR again\nrun true\nFROM alpine AS scratch\n";
+        let l = lower_src(src, &all, &Store::default()).unwrap();
+        let got: Vec<String> = l
+            .warnings
+            .iter()
+            .map(|w| format!("{}:{} {}", w.loc.line, w.rule.unwrap_or(""), w.text()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "2:FromAsCasing 'as' and 'FROM' keywords' casing do not match",
+                "2:StageNameCasing Stage name 'Build' should be lowercase",
+                "2:UndefinedArgInFrom FROM argument 'TAGG' is not declared (did you mean TAG?)",
+                "3:JSONArgsRecommended JSON arguments recommended for CMD to prevent unintended behavior related to OS signals",
+                "3:MultipleInstructionsDisallowed Multiple CMD instructions should not be used in the same stage because only the last one will be used",
+                "5:WorkdirRelativePath Relative workdir \"rel\" can have unexpected results if the base image changes",
+                "7:ConsistentInstructionCasing Command 'run' should match the case of the command majority (uppercase)",
+                "8:ReservedStageName 'scratch' is reserved and should not be used as a stage name",
+            ]
+        );
     }
 
     #[test]

@@ -96,6 +96,7 @@ impl Stages {
                 },
             }
         }
+        crate::instruction::instruction_casing(&df.instructions, &mut warnings);
         for w in warnings {
             diags.push(w);
         }

@@ -128,16 +128,9 @@ impl Diagnostics {
 
     /// Drops repeats of the same problem at the same place (keeping the first).
     pub fn dedup(&mut self) {
-        let mut seen = Vec::new();
-        self.0.retain(|d| {
-            let key = (d.loc, d.severity, d.message.clone());
-            if seen.contains(&key) {
-                false
-            } else {
-                seen.push(key);
-                true
-            }
-        });
+        let mut seen = std::collections::HashSet::new();
+        self.0
+            .retain(|d| seen.insert((d.loc, d.severity, d.message.clone())));
     }
 
     /// Adds all of `other`.

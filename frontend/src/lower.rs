@@ -208,6 +208,8 @@ struct Dispatch {
     used_once: [Option<strata_graph::SourceLoc>; 3],
     /// A WORKDIR was set in this stage or a stage it is built on (lint).
     workdir_set: bool,
+    /// Position of each key in `config.env`, so ENV stays O(1) however many there are.
+    config_env_index: HashMap<String, usize>,
     cmd_index: usize,
     cmd_total: usize,
     label_name: String,
@@ -893,7 +895,7 @@ impl<'a> Lowering<'a> {
                 for (k, v) in &expanded {
                     text.push_str(&format!(" {k}={v}"));
                     d.env.set(k, v);
-                    d.config.env_set(k, v);
+                    set_config_env(&mut d.config, &mut d.config_env_index, k, v);
                 }
                 d.history.push(history::entry(text.clone(), false, false));
                 self.config_node(d, text, range);
@@ -1188,9 +1190,9 @@ impl<'a> Lowering<'a> {
         let mut secret_envs = Vec::new();
         let mut ssh_index = 0;
         for (raw, at) in &r.mounts {
-            let env = d.env.clone();
             let lex = self.lex;
-            let m = parse_mount(raw, &mut |v| lex.expand(v, &env).map_err(|e| e.to_string()))
+            let env = &d.env;
+            let m = parse_mount(raw, &mut |v| lex.expand(v, env).map_err(|e| e.to_string()))
                 .map_err(|e| format!("{e} (at {at})"))?;
             let kind = self.mount_kind(stage, d, &m, &mut inputs, &mut ssh_index)?;
             let target = match (&m.kind, &m.target) {
@@ -1227,15 +1229,22 @@ impl<'a> Lowering<'a> {
             security: r.security,
             mounts,
         });
-        let mut label_env = d.env.clone();
-        for e in &secret_envs {
-            label_env.set(e, "****");
-        }
+        let masked;
+        let label_env = if secret_envs.is_empty() {
+            &d.env
+        } else {
+            let mut env = d.env.clone();
+            for e in &secret_envs {
+                env.set(e, "****");
+            }
+            masked = env;
+            &masked
+        };
         let lex = Lexer::new(self.stages.escape)
             .raw_quotes(true)
             .skip_unset(true);
         let mut text = lex
-            .expand(&cmd.source, &label_env)
+            .expand(&cmd.source, label_env)
             .unwrap_or_else(|_| cmd.source.clone());
         if let Some(s) = summary {
             text.push_str(&format!(" ({s})"));
@@ -1533,6 +1542,31 @@ impl Dispatch {
     }
 }
 
+/// `ImageConfig::env_set` with an index: replaces in place (Docker keeps the position) or
+/// appends.
+fn set_config_env(
+    config: &mut ImageConfig,
+    index: &mut HashMap<String, usize>,
+    key: &str,
+    value: &str,
+) {
+    if index.len() != config.env.len() {
+        index.clear();
+        for (i, kv) in config.env.iter().enumerate() {
+            let k = kv.split_once('=').map_or(kv.as_str(), |(k, _)| k);
+            index.entry(k.to_owned()).or_insert(i);
+        }
+    }
+    let entry = format!("{key}={value}");
+    match index.get(key) {
+        Some(&i) => config.env[i] = entry,
+        None => {
+            index.insert(key.to_owned(), config.env.len());
+            config.env.push(entry);
+        }
+    }
+}
+
 fn fresh_dispatch(
     node: NodeId,
     config: ImageConfig,
@@ -1553,6 +1587,7 @@ fn fresh_dispatch(
         cmd_set: false,
         used_once: [None; 3],
         workdir_set: false,
+        config_env_index: HashMap::new(),
         cmd_index: 0,
         cmd_total,
         label_name,

@@ -10,12 +10,24 @@
 
 use crate::expand::Vars;
 use crate::platform::Platform;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// An ordered `KEY=VALUE` list where setting a key again moves it to the end (LLB's
-/// `EnvList`): the environment a RUN gets, in order.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct EnvList(Vec<(String, String)>);
+/// `EnvList`): the environment a RUN gets, in order. Lookups and updates are O(1): a removed
+/// entry leaves a hole that `to_vec` skips, so a Dockerfile with thousands of ENVs stays linear.
+#[derive(Debug, Clone, Default)]
+pub struct EnvList {
+    entries: Vec<Option<(String, String)>>,
+    index: HashMap<String, usize>,
+}
+
+impl PartialEq for EnvList {
+    fn eq(&self, other: &Self) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for EnvList {}
 
 impl EnvList {
     /// An empty list.
@@ -25,31 +37,50 @@ impl EnvList {
 
     /// Sets `key`, moving it to the end.
     pub fn set(&mut self, key: &str, value: &str) {
-        self.0.retain(|(k, _)| k != key);
-        self.0.push((key.to_owned(), value.to_owned()));
+        if let Some(old) = self.index.remove(key) {
+            self.entries[old] = None;
+        }
+        self.index.insert(key.to_owned(), self.entries.len());
+        self.entries.push(Some((key.to_owned(), value.to_owned())));
+        // Compact when holes dominate, so memory stays proportional to the live entries.
+        if self.entries.len() > 64 && self.index.len() * 2 < self.entries.len() {
+            let live: Vec<(String, String)> = self.entries.drain(..).flatten().collect();
+            self.index = live
+                .iter()
+                .enumerate()
+                .map(|(i, (k, _))| (k.clone(), i))
+                .collect();
+            self.entries = live.into_iter().map(Some).collect();
+        }
     }
 
     /// The value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0
+        let i = *self.index.get(key)?;
+        self.entries[i].as_ref().map(|(_, v)| v.as_str())
+    }
+
+    /// The entries, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.entries
             .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+            .flatten()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
     /// `KEY=VALUE` strings, in order.
     pub fn to_vec(&self) -> Vec<String> {
-        self.0.iter().map(|(k, v)| format!("{k}={v}")).collect()
+        self.iter().map(|(k, v)| format!("{k}={v}")).collect()
     }
 
     /// The keys, in order.
     pub fn keys(&self) -> impl Iterator<Item = &str> {
-        self.0.iter().map(|(k, _)| k.as_str())
+        self.iter().map(|(k, _)| k)
     }
 
     /// Whether the list is empty.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.index.is_empty()
     }
 }
 
@@ -130,6 +161,13 @@ mod tests {
         env.set("B", "2");
         env.set("A", "3");
         assert_eq!(env.to_vec(), ["B=2", "A=3"]);
+        assert_eq!(env.get("A"), Some("3"));
+        // Many updates compact the holes without changing the order.
+        for i in 0..200 {
+            env.set("B", &i.to_string());
+        }
+        assert_eq!(env.to_vec(), ["A=3", "B=199"]);
+        assert!(env.entries.len() <= 65, "holes are compacted");
     }
 
     #[test]

@@ -1,3 +1,4 @@
 //! End-to-end tests of the `strata` binary, one module per area.
 
+mod parse;
 mod support;

@@ -13,7 +13,7 @@
 //! The frontend does no I/O: base images come from the caller's [`ImageResolver`].
 
 use crate::ast::{self};
-use crate::diagnostic::{Diagnostic, Diagnostics, suggest};
+use crate::diagnostic::{Diagnostic, Diagnostics, Severity, suggest};
 use crate::expand::{ExpandError, Lexer};
 use crate::history;
 use crate::instruction::{
@@ -112,6 +112,9 @@ pub fn lower(
     } = l;
     diags.sort();
     diags.dedup();
+    if let Some(check) = df.directive("check") {
+        apply_check_directive(&check.value.to_string_lossy(), &mut diags);
+    }
     if diags.has_errors() {
         return Err(diags);
     }
@@ -155,7 +158,48 @@ pub fn check(source: &[u8], opts: &BuildOptions, resolver: &dyn ImageResolver) -
     }
     diags.sort();
     diags.dedup();
+    if let Some(check) = df.directive("check") {
+        apply_check_directive(&check.value.to_string_lossy(), &mut diags);
+    }
     diags
+}
+
+/// The `# check=skip=<rules|all>;error=<bool>` directive: skipped rules are dropped, and with
+/// `error=true` the remaining lint warnings fail the build as BuildKit does.
+fn apply_check_directive(value: &str, diags: &mut Diagnostics) {
+    let mut skip_all = false;
+    let mut skip: Vec<String> = Vec::new();
+    let mut error = false;
+    for part in value.split(';') {
+        let Some((k, v)) = part.split_once('=') else {
+            continue;
+        };
+        match k.trim().to_lowercase().as_str() {
+            "skip" => {
+                for rule in v.split(',').map(str::trim) {
+                    if rule.eq_ignore_ascii_case("all") {
+                        skip_all = true;
+                    } else {
+                        skip.push(rule.to_lowercase());
+                    }
+                }
+            }
+            "error" => error = crate::mount::parse_go_bool(v.trim()).unwrap_or(false),
+            _ => {}
+        }
+    }
+    diags.0.retain(|d| {
+        d.severity == Severity::Error
+            || !(skip_all || d.rule.is_some_and(|r| skip.contains(&r.to_lowercase())))
+    });
+    if error {
+        for d in &mut diags.0 {
+            if d.severity == Severity::Warning {
+                d.severity = Severity::Error;
+                d.message = format!("lint violation: {}", d.message);
+            }
+        }
+    }
 }
 
 /// What a stage is built on.
@@ -2298,6 +2342,30 @@ mod tests {
                 "5:WorkdirRelativePath Relative workdir \"rel\" can have unexpected results if the base image changes",
                 "7:ConsistentInstructionCasing Command 'run' should match the case of the command majority (uppercase)",
                 "8:ReservedStageName 'scratch' is reserved and should not be used as a stage name",
+            ]
+        );
+    }
+
+    #[test]
+    fn check_directive_skips_rules_or_makes_them_errors() {
+        let src = "FROM alpine\nMAINTAINER me\nENV A b\n";
+        assert_eq!(ok(src).warnings.len(), 2);
+        let skipped = ok(&format!("# check=skip=MaintainerDeprecated\n{src}"));
+        assert_eq!(
+            skipped
+                .warnings
+                .iter()
+                .filter_map(|w| w.rule)
+                .collect::<Vec<_>>(),
+            ["LegacyKeyValueFormat"]
+        );
+        assert!(ok(&format!("# check=skip=all\n{src}")).warnings.is_empty());
+        assert_eq!(
+            errors(&format!(
+                "# check=error=true;skip=LegacyKeyValueFormat\n{src}"
+            )),
+            [
+                "Dockerfile:3:1: lint violation: Maintainer instruction is deprecated in favor of using label"
             ]
         );
     }

@@ -8,6 +8,7 @@
 
 use super::error::{ParseError, ParseErrorKind};
 use super::rune;
+use std::cell::Cell;
 use strata_graph::SourceLoc;
 
 /// The longest physical line BuildKit's scanner accepts, line ending excluded.
@@ -121,6 +122,10 @@ pub(super) fn trim_continuation(line: &[u8], escape: u8) -> (&[u8], bool) {
 #[derive(Debug, Default)]
 pub(super) struct LineMap {
     pieces: Vec<Piece>,
+    /// The last answer (piece index, offset, column): locations are mostly asked for in
+    /// increasing order, and counting on from the last one keeps a line with thousands of
+    /// words linear instead of quadratic.
+    last: Cell<Option<(usize, usize, u32)>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -145,15 +150,21 @@ impl LineMap {
 
     /// The source location of byte `offset` of the logical line `text`.
     pub(super) fn loc(&self, text: &[u8], offset: usize) -> SourceLoc {
-        let idx = self.pieces.partition_point(|p| p.offset <= offset);
-        let Some(piece) = idx.checked_sub(1).and_then(|i| self.pieces.get(i)) else {
+        let Some(idx) = self
+            .pieces
+            .partition_point(|p| p.offset <= offset)
+            .checked_sub(1)
+        else {
             return SourceLoc::new(1, 1);
         };
+        let piece = self.pieces[idx];
         let end = offset.min(text.len());
-        let start = piece.offset.min(end);
-        let column = piece
-            .column
-            .saturating_add(to_u32(rune::count(&text[start..end])));
+        let (start, column) = match self.last.get() {
+            Some((i, at, column)) if i == idx && at <= end => (at, column),
+            _ => (piece.offset.min(end), piece.column),
+        };
+        let column = column.saturating_add(to_u32(rune::count(&text[start..end])));
+        self.last.set(Some((idx, end, column)));
         SourceLoc::new(piece.line, column)
     }
 }
@@ -221,8 +232,10 @@ mod tests {
         let mut map = LineMap::default();
         map.push(0, 3, 5);
         map.push(6, 4, 1);
-        assert_eq!(map.loc(text, 0), SourceLoc::new(3, 5));
         assert_eq!(map.loc(text, 4), SourceLoc::new(3, 9));
+        assert_eq!(map.loc(text, 0), SourceLoc::new(3, 5));
+        assert_eq!(map.loc(text, 5), SourceLoc::new(3, 10));
         assert_eq!(map.loc(text, 7), SourceLoc::new(4, 2));
+        assert_eq!(map.loc(text, 6), SourceLoc::new(4, 1));
     }
 }

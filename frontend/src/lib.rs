@@ -18,7 +18,9 @@ pub use dump::{dump, dump_instruction};
 pub use parser::{ParseError, ParseErrorKind, parse};
 pub use quote::go_quote;
 
-// Semantics: expansion, typed instructions, scoping, .dockerignore, lowering.
+// Semantics: expansion, typed instructions, scoping, .dockerignore, lowering. Start at
+// [`lower`] (a parsed Dockerfile to a graph) or [`check`] (every problem in a Dockerfile);
+// the context walker uses [`IgnoreMatcher`].
 mod diagnostic;
 mod dockerignore;
 mod duration;

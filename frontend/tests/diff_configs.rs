@@ -152,3 +152,43 @@ fn lowering_gives_buildkits_configs() {
         misses.join("\n")
     );
 }
+
+/// The files COPY heredocs make are fully decided by the frontend: text (expanded unless the
+/// delimiter was quoted) and mode must be what BuildKit wrote.
+#[test]
+fn heredoc_files_match_buildkit() {
+    let case = cases()
+        .into_iter()
+        .find(|c| c.ends_with("heredoc-copy"))
+        .unwrap();
+    let expected: Value =
+        serde_json::from_str(&fs::read_to_string(case.join("expected.json")).unwrap()).unwrap();
+    let df = parse(&fs::read(case.join("Dockerfile")).unwrap()).unwrap();
+    let lowered = lower(&df, &options(&case), &EmptyBase).unwrap();
+    let g = &lowered.graph;
+    let mut made = 0;
+    for id in g.node_ids() {
+        let strata_graph::Op::File(f) = &g.node(id).op else {
+            continue;
+        };
+        for action in &f.actions {
+            if let strata_graph::FileAction::MkFile {
+                path,
+                contents,
+                mode,
+                ..
+            } = action
+            {
+                let want = &expected["fs"][path];
+                assert_eq!(want["text"].as_str(), Some(contents.as_str()), "{path}");
+                assert_eq!(
+                    want["mode"].as_str(),
+                    Some(format!("{mode:04o}").as_str()),
+                    "{path}"
+                );
+                made += 1;
+            }
+        }
+    }
+    assert_eq!(made, 5);
+}

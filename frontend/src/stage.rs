@@ -56,11 +56,19 @@ impl Stages {
             escape: char::from(df.escape),
         };
         let mut warnings = Vec::new();
+        // After a FROM that is wrong, the instructions up to the next FROM are still checked
+        // but belong to no stage (not to the stage before).
+        let mut orphaned = false;
         for i in &df.instructions {
             misplaced_directives(i, diags);
             match type_instruction(i, &mut warnings) {
-                Err(d) => diags.push(d),
+                Err(d) => {
+                    orphaned |= i.kind == ast::Keyword::From;
+                    diags.push(d);
+                }
+                Ok(Typed::Command(_)) if orphaned => {}
                 Ok(Typed::From(from)) => {
+                    orphaned = false;
                     let index = out.stages.len();
                     if let Some(name) = &from.name
                         && let Some(first) =
@@ -159,5 +167,47 @@ fn misplaced_directives(i: &ast::Instruction, diags: &mut Diagnostics) {
                 ),
             ));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instructions_after_a_bad_from_belong_to_no_stage() {
+        let df =
+            crate::parse(b"FROM a AS one\nRUN x\nFROM b AS 2bad\nRUN y\nFROM c AS three\nRUN z\n")
+                .unwrap();
+        let mut diags = Diagnostics::new();
+        let stages = Stages::from_ast(&df, &mut diags);
+        assert_eq!(diags.errors().count(), 1);
+        let counts: Vec<(Option<&str>, usize)> = stages
+            .stages
+            .iter()
+            .map(|s| (s.name.as_deref(), s.commands.len()))
+            .collect();
+        assert_eq!(counts, [(Some("one"), 1), (Some("three"), 1)]);
+        assert_eq!(stages.find("THREE").map(|s| s.index), Some(1));
+        assert_eq!(stages.resolve_ref("1"), Ok(Some(1)));
+        assert_eq!(stages.resolve_ref("5"), Err("invalid stage index 5".into()));
+        assert_eq!(stages.resolve_ref("alpine"), Ok(None));
+    }
+
+    #[test]
+    fn meta_args_and_commands_before_from() {
+        let df = crate::parse(b"ARG A=1 B\nRUN nope\nFROM x\n").unwrap();
+        let mut diags = Diagnostics::new();
+        let stages = Stages::from_ast(&df, &mut diags);
+        let keys: Vec<&str> = stages
+            .meta_args
+            .iter()
+            .map(|(d, _)| d.key.as_str())
+            .collect();
+        assert_eq!(keys, ["A", "B"]);
+        assert_eq!(
+            diags.to_string(),
+            "Dockerfile:2:1: no build stage in current context"
+        );
     }
 }

@@ -25,6 +25,7 @@ use crate::reference::normalize_reference;
 use crate::scope::{EnvList, NON_ENV_ARGS, default_args, proxy_env};
 use crate::stage::Stages;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::rc::Rc;
 use strata_graph::{
     Chown, ExecOp, FileAction, FileOp, Graph, History, ImageConfig, ImageSource, Mount, MountKind,
     NetworkMode, NodeId, Op, SourceRange, Target,
@@ -261,7 +262,7 @@ struct Dispatch {
 }
 
 struct Lowering<'a> {
-    stages: Stages,
+    stages: Rc<Stages>,
     opts: &'a BuildOptions,
     resolver: &'a dyn ImageResolver,
     diags: Diagnostics,
@@ -290,7 +291,7 @@ impl<'a> Lowering<'a> {
         let n = stages.stages.len();
         Self {
             lex: Lexer::new(stages.escape),
-            stages,
+            stages: Rc::new(stages),
             opts,
             resolver,
             diags,
@@ -419,9 +420,10 @@ impl<'a> Lowering<'a> {
 
     /// Expands FROM lines, works out each stage's base and dependencies.
     fn plan_stages(&mut self) {
-        let stages = self.stages.stages.clone();
+        let all = Rc::clone(&self.stages);
+        let stages = &all.stages;
         let mut unregistered = 0;
-        for stage in &stages {
+        for stage in stages {
             let mut plan = Plan {
                 base: Base::Invalid,
                 platform: None,
@@ -807,8 +809,12 @@ impl<'a> Lowering<'a> {
     }
 
     fn dispatch_stage(&mut self, i: usize) {
-        let stage = self.stages.stages[i].clone();
-        let plan = self.plans[i].clone();
+        let all = Rc::clone(&self.stages);
+        let stage = &all.stages[i];
+        let plan = Plan {
+            commands: std::mem::take(&mut self.plans[i].commands),
+            ..self.plans[i].clone()
+        };
         let cmd_total = usize::from(matches!(plan.base, Base::Image(_)))
             + plan
                 .commands

@@ -3,6 +3,7 @@
 #![warn(missing_docs)]
 
 mod cmd;
+mod diag;
 mod report;
 #[expect(dead_code, reason = "`strata build` renders its events next")]
 mod ui;

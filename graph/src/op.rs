@@ -109,7 +109,8 @@ pub enum SecurityMode {
 /// One `RUN --mount`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Mount {
-    /// Absolute path inside the sandbox.
+    /// Absolute path inside the sandbox; empty for a secret given only as an env variable
+    /// (`--mount=type=secret,id=x,env=X`).
     pub target: String,
     /// What is mounted there.
     pub kind: MountKind,
@@ -225,11 +226,15 @@ pub enum FileAction {
     Copy {
         /// Index into the node's inputs of the source filesystem (context, stage or image).
         from: usize,
-        /// Source paths or globs, relative to the source's root.
+        /// Source paths or globs inside the source, cleaned and `/`-rooted (`/src/main.c`,
+        /// `/*.txt`; `/` is the whole source). With `parents`, a `/./` pivot is kept
+        /// (`/src/./pkg/a.go`). They are copied one after another, in order.
         sources: Vec<String>,
         /// Absolute destination (WORKDIR applied).
         dest: String,
-        /// The destination is a directory (trailing slash, or several sources).
+        /// The destination ends with `/`: sources go inside it. Without it BuildKit copies
+        /// each source to `dest` itself (a later file overwrites an earlier one), unless `dest`
+        /// already is a directory or a wildcard matched several files.
         dest_is_dir: bool,
         /// `--chown`.
         chown: Option<Chown>,
@@ -244,7 +249,8 @@ pub enum FileAction {
         /// ADD: extract local archives into the destination.
         unpack: bool,
     },
-    /// Create a file with fixed contents (a COPY/ADD heredoc source).
+    /// Create a file with fixed contents (a COPY/ADD heredoc source); missing parent
+    /// directories are created `0755` root, as COPY creates its destination.
     MkFile {
         /// Absolute path.
         path: String,

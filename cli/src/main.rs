@@ -3,7 +3,10 @@
 #![warn(missing_docs)]
 
 mod cmd;
+mod diag;
 mod report;
+#[expect(dead_code, reason = "`strata build` renders its events next")]
+mod ui;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;

@@ -17,3 +17,34 @@ pub use ast::{
 pub use dump::{dump, dump_instruction};
 pub use parser::{ParseError, ParseErrorKind, parse};
 pub use quote::go_quote;
+
+// Semantics: expansion, typed instructions, scoping, .dockerignore, lowering.
+mod diagnostic;
+mod dockerignore;
+mod duration;
+mod expand;
+mod history;
+mod instruction;
+mod lower;
+mod mount;
+mod platform;
+mod reference;
+mod scope;
+mod stage;
+
+pub use diagnostic::{Diagnostic, Diagnostics, Severity};
+pub use dockerignore::{
+    DirVisit, IgnoreError, IgnoreFileSource, IgnoreMatcher, ParentMatches, dockerfile_ignore_name,
+    pick_ignore_file,
+};
+pub use expand::{ExpandError, ExpandErrorKind, Expansion, Lexer, NoVars, Vars, expand};
+pub use instruction::{
+    ArgDecl, Command, CommandLine, CopyInstr, FromInstr, InlineFile, Instr, NameValue, RunInstr,
+    SourceContent,
+};
+pub use lower::{BuildOptions, ImageResolver, Lowered, ResolvedImage, check, lower};
+pub use mount::{MountType, RunMount};
+pub use platform::{Platform, PlatformError};
+pub use reference::{ReferenceError, normalize_reference};
+pub use scope::{EnvList, PROXY_ARGS};
+pub use stage::{Stage, Stages};

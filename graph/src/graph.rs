@@ -43,6 +43,8 @@ pub struct Target {
     /// Every node the build of this target must run, in Dockerfile order (config-only nodes
     /// included, unreachable stages excluded).
     pub nodes: Vec<NodeId>,
+    /// The image's `author` (`MAINTAINER`), a top-level field of the image config.
+    pub author: Option<String>,
 }
 
 /// A build graph: content-hashed, deduplicated nodes and the targets to build.
@@ -52,6 +54,11 @@ pub struct Graph {
     by_hash: HashMap<NodeHash, NodeId>,
     /// What the build exports; usually one entry, the target stage.
     pub targets: Vec<Target>,
+    /// Proxy variables from `--build-arg` (`HTTP_PROXY=...` and `http_proxy=...`) that every
+    /// RUN gets at run time, after its own env, unless its env sets them. Like BuildKit's
+    /// `ProxyEnv` they are not part of any node hash or history, so changing a proxy does not
+    /// invalidate the cache. (A proxy declared with `ARG` is in the exec env instead.)
+    pub proxy_env: Vec<String>,
 }
 
 impl Graph {

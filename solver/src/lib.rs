@@ -1,5 +1,18 @@
-//! The solver: executes a build graph. Owns cache keys (a node's hash plus the content
-//! checksum of what it reads), deduplication of equal work, the parallel scheduler with its
-//! `--jobs` limit and cancellation, and the progress event stream the CLI
-//! renders. Does not print, parse Dockerfiles or touch the store's layout directly.
+//! The solver: executes a build graph. Owns cache keys (a node's definition, its inputs' keys
+//! and the content checksum of what it reads), the parallel scheduler with its `--jobs` limit
+//! and cancellation, and the progress [`Event`] stream the CLI renders. What a node actually
+//! does is a [`Backend`]'s business: the real one drives the worker, the cache and the store;
+//! tests use a fake. Never prints, never parses Dockerfiles. Start at [`solve`].
 #![warn(missing_docs)]
+
+mod backend;
+mod error;
+mod event;
+mod key;
+mod scheduler;
+
+pub use backend::{Backend, Job, LogSink, StepError};
+pub use error::SolveError;
+pub use event::{Event, Stream};
+pub use key::{CacheKey, ContentKey};
+pub use scheduler::{NoCache, SolveOptions, Solved, solve};

@@ -1,12 +1,96 @@
-//! `strata check`.
+//! `strata check`: the whole frontend (parse, instruction checks, expansion, stage resolution,
+//! lowering of every stage) on a Dockerfile, printing every problem with its place. Base
+//! images are not looked up: any valid reference stands for an image with an empty config.
 
 use crate::GlobalArgs;
+use crate::diag;
+use anyhow::Context as _;
+use std::io::{Read as _, Write as _};
 use std::process::ExitCode;
+use strata_frontend::{BuildOptions, ImageResolver, Platform, ResolvedImage};
+use strata_graph::ImageConfig;
 
 /// Arguments of `strata check`.
 #[derive(Debug, clap::Args)]
-pub(crate) struct Args {}
+pub(crate) struct Args {
+    /// The Dockerfile (`-` reads standard input)
+    #[arg(default_value = "Dockerfile", value_name = "FILE|-")]
+    file: String,
+    /// A build argument, `KEY=VALUE` (or `KEY` to take it from the environment)
+    #[arg(long = "build-arg", value_name = "KEY[=VALUE]")]
+    build_args: Vec<String>,
+    /// The stage to check as the build target (default: the last)
+    #[arg(long, value_name = "STAGE")]
+    target: Option<String>,
+}
 
-pub(crate) fn run(_args: Args, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("strata check is not implemented yet")
+/// Any base image exists and has an empty config.
+struct AnyImage;
+
+impl ImageResolver for AnyImage {
+    fn resolve(&self, reference: &str, platform: &Platform) -> Result<ResolvedImage, String> {
+        Ok(ResolvedImage {
+            reference: reference.to_owned(),
+            id: String::new(),
+            platform: platform.clone(),
+            config: ImageConfig::default(),
+        })
+    }
+}
+
+pub(crate) fn run(args: Args, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let (name, source) = if args.file == "-" {
+        let mut buf = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut buf)
+            .context("failed to read the Dockerfile from standard input")?;
+        ("Dockerfile".to_owned(), buf)
+    } else {
+        let bytes = fs_err::read(&args.file).context("failed to read the Dockerfile")?;
+        (args.file.clone(), bytes)
+    };
+    let mut opts = BuildOptions {
+        target: args.target,
+        all_stages: true,
+        ..BuildOptions::default()
+    };
+    for arg in &args.build_args {
+        match arg.split_once('=') {
+            Some((k, v)) => {
+                opts.build_args.insert(k.to_owned(), v.to_owned());
+            }
+            None =>
+            {
+                #[expect(
+                    clippy::disallowed_methods,
+                    reason = "docker reads a bare --build-arg from the environment"
+                )]
+                if let Some(v) = std::env::var_os(arg) {
+                    opts.build_args
+                        .insert(arg.clone(), v.to_string_lossy().into_owned());
+                }
+            }
+        }
+    }
+    let diags = strata_frontend::check(&source, &opts, &AnyImage);
+    let mut out = std::io::stdout().lock();
+    for d in diags.iter() {
+        out.write_all(diag::render(&name, &source, d).as_bytes())?;
+    }
+    out.flush()?;
+    let errors = diags.errors().count();
+    let warnings = diags.len() - errors;
+    let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+    let mut err = std::io::stderr().lock();
+    if diags.is_empty() {
+        let _ = writeln!(err, "{name}: no problems found");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let _ = writeln!(
+        err,
+        "{name}: {}, {}",
+        plural(errors, "error"),
+        plural(warnings, "warning")
+    );
+    Ok(ExitCode::from(1))
 }

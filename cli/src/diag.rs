@@ -1,0 +1,80 @@
+//! Frontend diagnostics for people: the location and message on one line, then the Dockerfile
+//! line it points at with a caret under the column.
+//!
+//! ```text
+//! Dockerfile:12:5: unknown instruction: RUNN (did you mean RUN?)
+//!    12 | RUNN echo hi
+//!       | ^
+//! ```
+
+use std::fmt::Write as _;
+use strata_frontend::{Diagnostic, Severity};
+
+/// Renders `d`, found in `file` whose bytes are `source`, as a few lines ending in `\n`.
+pub(crate) fn render(file: &str, source: &[u8], d: &Diagnostic) -> String {
+    let mut out = String::new();
+    let severity = match d.severity {
+        Severity::Error => "",
+        Severity::Warning => "warning: ",
+    };
+    let rule = d.rule.map(|r| format!(" [{r}]")).unwrap_or_default();
+    let _ = writeln!(out, "{file}:{}: {severity}{}{rule}", d.loc, d.text());
+    if let Some(line) = source_line(source, d.loc.line) {
+        let number = d.loc.line.to_string();
+        let pad = " ".repeat(number.len());
+        let _ = writeln!(out, "{number} | {line}");
+        let _ = writeln!(out, "{pad} | {}^", caret_padding(&line, d.loc.column));
+    }
+    out
+}
+
+/// Line `n` (1-based) of `source`, without its line end; BOM and invalid UTF-8 made readable.
+fn source_line(source: &[u8], n: u32) -> Option<String> {
+    let text = String::from_utf8_lossy(source);
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    let index = usize::try_from(n).ok()?.checked_sub(1)?;
+    let line = text.split('\n').nth(index)?;
+    Some(line.strip_suffix('\r').unwrap_or(line).to_owned())
+}
+
+/// Blanks up to `column` (1-based, in characters), keeping tabs so the caret lines up.
+fn caret_padding(line: &str, column: u32) -> String {
+    let skip = usize::try_from(column).unwrap_or(1).saturating_sub(1);
+    line.chars()
+        .chain(std::iter::repeat(' '))
+        .take(skip)
+        .map(|c| if c == '\t' { '\t' } else { ' ' })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strata_graph::SourceLoc;
+
+    #[test]
+    fn caret_under_the_column() {
+        let src = b"FROM alpine\n\tRUNN echo\n";
+        let d = Diagnostic::error(SourceLoc::new(2, 2), "unknown instruction: RUNN")
+            .with_suggestion(Some("RUN".into()));
+        assert_eq!(
+            render("Dockerfile", src, &d),
+            "Dockerfile:2:2: unknown instruction: RUNN (did you mean RUN?)\n2 | \tRUNN echo\n  | \t^\n"
+        );
+    }
+
+    #[test]
+    fn warnings_say_so_and_name_their_rule() {
+        let d = Diagnostic::warning(SourceLoc::new(1, 1), "MaintainerDeprecated", "deprecated");
+        assert_eq!(
+            render("df", b"MAINTAINER me", &d),
+            "df:1:1: warning: deprecated [MaintainerDeprecated]\n1 | MAINTAINER me\n  | ^\n"
+        );
+    }
+
+    #[test]
+    fn a_line_past_the_end_prints_only_the_message() {
+        let d = Diagnostic::error(SourceLoc::new(9, 1), "x");
+        assert_eq!(render("Dockerfile", b"FROM a\n", &d), "Dockerfile:9:1: x\n");
+    }
+}

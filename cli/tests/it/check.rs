@@ -1,0 +1,159 @@
+//! `strata check`: every problem printed with its place and a caret, exit code 1; a clean
+//! Dockerfile exits 0.
+
+use crate::support::strata_bin;
+use std::io::Write as _;
+use std::process::{Command, Output, Stdio};
+
+fn check_file(dockerfile: &str, extra: &[&str]) -> Output {
+    let dir = tempfile::tempdir().expect("temp dir");
+    fs_err::write(dir.path().join("Dockerfile"), dockerfile).expect("write Dockerfile");
+    Command::new(strata_bin())
+        .arg("check")
+        .args(extra)
+        .current_dir(dir.path())
+        .output()
+        .expect("run strata check")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn unknown_instruction_has_suggestion_line_and_caret() {
+    let out = check_file("FROM alpine\n  RUNN echo hi\n", &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stdout(&out),
+        "Dockerfile:2:3: unknown instruction: RUNN (did you mean RUN?)\n2 |   RUNN echo hi\n  |   ^\n"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1 error, 0 warnings"));
+}
+
+#[test]
+fn a_clean_dockerfile_exits_zero() {
+    let out = check_file(
+        "ARG BASE=alpine\nFROM ${BASE} AS build\nRUN make\nFROM scratch\nCOPY --from=build /out /out\nCMD [\"/out\"]\n",
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert_eq!(stdout(&out), "");
+}
+
+#[test]
+fn every_problem_is_reported_not_just_the_first() {
+    let out = check_file(
+        "FROM alpine AS base\nCOPY --frm=x a /b\nRUN --network=bogus true\nARG =x\nFROM base AS 1bad\nFROM alpine AS later\nRUN true\n\nSHELL /bin/bash -c\n",
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    let firsts: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("Dockerfile:"))
+        .collect();
+    assert_eq!(
+        firsts,
+        [
+            "Dockerfile:2:6: unknown flag: frm (did you mean from?)",
+            "Dockerfile:3:5: unsupported network mode \"bogus\"",
+            "Dockerfile:4:1: ARG names can not be blank",
+            "Dockerfile:5:1: invalid name for build stage: \"1bad\", name can't start with a number or contain symbols",
+            "Dockerfile:9:1: SHELL requires the arguments to be in JSON form: SHELL /bin/bash -c",
+        ],
+        "{text}"
+    );
+}
+
+#[test]
+fn expansion_and_stage_errors_come_from_lowering() {
+    let out = check_file(
+        "FROM alpine AS base\nWORKDIR ${X:?must be set}\nCOPY --from=later /a /b\nCOPY --from=7 /a /b\nFROM alpine AS later\n",
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(
+        text.contains("Dockerfile:2:1: failed to process \"${X:?must be set}\": X: must be set\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Dockerfile:3:1: cannot copy from stage \"later\", it needs to be defined before current stage \"base\"\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Dockerfile:4:1: invalid stage index 7\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn build_args_and_target_are_used() {
+    let df = "FROM alpine AS a\nARG NEED\nWORKDIR ${NEED:?}\nFROM alpine AS b\nRUN true\n";
+    // Every stage is checked, so stage a fails without the build arg ...
+    let out = check_file(df, &["--target", "b"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains("NEED: is not allowed to be unset"),
+        "{}",
+        stdout(&out)
+    );
+    // ... and passes with it.
+    let out = check_file(df, &["--build-arg", "NEED=/x", "--target", "b"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let out = check_file(df, &["--target", "nope"]);
+    assert!(
+        stdout(&out).contains("target stage \"nope\" could not be found"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn warnings_fail_the_check_too() {
+    let out = check_file("FROM alpine\nMAINTAINER me\nENV A b\n", &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stdout(&out),
+        "Dockerfile:2:1: warning: Maintainer instruction is deprecated in favor of using label [MaintainerDeprecated]\n2 | MAINTAINER me\n  | ^\n\
+         Dockerfile:3:1: warning: \"ENV key=value\" should be used instead of legacy \"ENV key value\" format [LegacyKeyValueFormat]\n3 | ENV A b\n  | ^\n"
+    );
+}
+
+#[test]
+fn parse_errors_are_reported_with_their_place() {
+    let out = check_file("FROM alpine\nRUN <<EOF\necho never ends\n", &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).starts_with("Dockerfile:2:1: unterminated heredoc EOF\n"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn reads_standard_input() {
+    let mut child = Command::new(strata_bin())
+        .args(["check", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run strata check -");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"FROM alpine\nCOPY only-one\n")
+        .expect("write stdin");
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).starts_with(
+            "Dockerfile:2:1: COPY requires at least two arguments, but only one was provided. Destination could not be determined\n"
+        ),
+        "{}",
+        stdout(&out)
+    );
+}

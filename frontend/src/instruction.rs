@@ -1,0 +1,1044 @@
+//! Typed instructions: each raw [`ast::Instruction`] checked and turned into an [`Instr`]
+//! with its flags parsed, as BuildKit's `instructions/parse.go` does.
+//!
+//! This is where a Dockerfile that parsed can still be wrong: an unknown keyword, a flag the
+//! instruction does not take, the wrong number of arguments, `ARG =x`, a non-JSON `SHELL`.
+//! Values stay as written here (quotes included where the parser kept them): expansion needs
+//! the variables in scope at that point of the build, so it happens during lowering.
+
+use crate::ast::{self, Args, Keyword};
+use crate::diagnostic::{Diagnostic, suggest};
+use crate::duration::parse_go_duration;
+use strata_graph::{Healthcheck, NetworkMode, SecurityMode, SourceLoc, SourceRange};
+
+/// One typed instruction with where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Command {
+    /// The instruction.
+    pub instr: Instr,
+    /// Its lines in the Dockerfile.
+    pub range: SourceRange,
+    /// The logical line, trimmed (BuildKit's `String()` of a command, used in labels).
+    pub source: String,
+}
+
+/// The instructions that may appear inside a stage (FROM starts a [`crate::Stage`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Instr {
+    /// `RUN`.
+    Run(RunInstr),
+    /// `CMD`.
+    Cmd(CommandLine),
+    /// `ENTRYPOINT` (an empty JSON array clears it).
+    Entrypoint(CommandLine),
+    /// `HEALTHCHECK` (durations in ns).
+    Healthcheck(Healthcheck),
+    /// `SHELL` (JSON only).
+    Shell(Vec<String>),
+    /// `ENV`.
+    Env(Vec<NameValue>),
+    /// `LABEL`.
+    Label(Vec<NameValue>),
+    /// `ARG`.
+    Arg(Vec<ArgDecl>),
+    /// `MAINTAINER`.
+    Maintainer(String),
+    /// `EXPOSE`, ports as written (sorted, as BuildKit sorts them before expansion).
+    Expose(Vec<String>),
+    /// `VOLUME`.
+    Volume(Vec<String>),
+    /// `USER`.
+    User(String),
+    /// `WORKDIR`.
+    Workdir(String),
+    /// `STOPSIGNAL`.
+    StopSignal(String),
+    /// `ONBUILD`: the trigger text stored in the image.
+    Onbuild(String),
+    /// `ADD`.
+    Add(CopyInstr),
+    /// `COPY`.
+    Copy(CopyInstr),
+}
+
+impl Instr {
+    /// The instruction's name (`RUN`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Instr::Run(_) => "RUN",
+            Instr::Cmd(_) => "CMD",
+            Instr::Entrypoint(_) => "ENTRYPOINT",
+            Instr::Healthcheck(_) => "HEALTHCHECK",
+            Instr::Shell(_) => "SHELL",
+            Instr::Env(_) => "ENV",
+            Instr::Label(_) => "LABEL",
+            Instr::Arg(_) => "ARG",
+            Instr::Maintainer(_) => "MAINTAINER",
+            Instr::Expose(_) => "EXPOSE",
+            Instr::Volume(_) => "VOLUME",
+            Instr::User(_) => "USER",
+            Instr::Workdir(_) => "WORKDIR",
+            Instr::StopSignal(_) => "STOPSIGNAL",
+            Instr::Onbuild(_) => "ONBUILD",
+            Instr::Add(_) => "ADD",
+            Instr::Copy(_) => "COPY",
+        }
+    }
+}
+
+/// A command line of RUN, CMD or ENTRYPOINT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandLine {
+    /// Exec form: the argv; shell form: one string, the command text.
+    pub args: Vec<String>,
+    /// Shell form: the SHELL is put in front when it runs.
+    pub prepend_shell: bool,
+    /// Heredoc bodies on the line (RUN only).
+    pub files: Vec<InlineFile>,
+}
+
+/// A heredoc body given to a RUN.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InlineFile {
+    /// The terminator word.
+    pub name: String,
+    /// The body, as read.
+    pub data: String,
+    /// `<<-`: leading tabs are removed.
+    pub chomp: bool,
+}
+
+/// `RUN` with its flags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunInstr {
+    /// The command.
+    pub cmd: CommandLine,
+    /// `--mount` values as written, with where each flag is (parsed during lowering, after
+    /// expansion).
+    pub mounts: Vec<(String, SourceLoc)>,
+    /// `--network`, when given (otherwise the build's default applies).
+    pub network: Option<NetworkMode>,
+    /// `--security`.
+    pub security: SecurityMode,
+}
+
+/// One `key=value` of ENV or LABEL, as written (quotes kept; expansion removes them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameValue {
+    /// The key.
+    pub key: String,
+    /// The value.
+    pub value: String,
+    /// Written in the legacy `KEY value` form.
+    pub legacy: bool,
+}
+
+/// One `name[=default]` of ARG.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArgDecl {
+    /// The name.
+    pub key: String,
+    /// The default, as written.
+    pub value: Option<String>,
+}
+
+/// ADD or COPY.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyInstr {
+    /// Source paths, globs or URLs, as written.
+    pub sources: Vec<String>,
+    /// Heredoc sources: files made from the body.
+    pub contents: Vec<SourceContent>,
+    /// The destination, as written.
+    pub dest: String,
+    /// `--from` (COPY).
+    pub from: Option<String>,
+    /// `--chown`.
+    pub chown: Option<String>,
+    /// `--chmod`.
+    pub chmod: Option<String>,
+    /// `--link`.
+    pub link: bool,
+    /// `--parents` (COPY).
+    pub parents: bool,
+    /// `--exclude` patterns.
+    pub excludes: Vec<String>,
+    /// `--checksum` (ADD).
+    pub checksum: Option<String>,
+    /// `--keep-git-dir` (ADD).
+    pub keep_git_dir: Option<bool>,
+    /// `--unpack` (ADD).
+    pub unpack: Option<bool>,
+}
+
+/// A COPY/ADD source written as a heredoc.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceContent {
+    /// The file name (the heredoc's terminator word).
+    pub path: String,
+    /// The body (tabs already removed for `<<-`).
+    pub data: String,
+    /// Whether variables in the body are expanded (the word was not quoted).
+    pub expand: bool,
+}
+
+/// A `FROM` line, typed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FromInstr {
+    /// The base: an image reference, a stage name, or `scratch`; not yet expanded.
+    pub base: String,
+    /// `AS name`, lower-cased.
+    pub name: Option<String>,
+    /// `--platform`, not yet expanded.
+    pub platform: Option<String>,
+}
+
+/// What a raw instruction turned out to be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Typed {
+    From(FromInstr),
+    Command(Command),
+}
+
+/// Flag kinds, as BuildKit's `BFlags`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FlagKind {
+    Bool,
+    String,
+    Strings,
+}
+
+/// The flags an instruction was given, by name.
+#[derive(Debug, Default)]
+struct Flags {
+    values: Vec<(&'static str, String, SourceLoc)>,
+}
+
+impl Flags {
+    fn string(&self, name: &str) -> Option<&str> {
+        self.values
+            .iter()
+            .find(|(n, _, _)| *n == name)
+            .map(|(_, v, _)| v.as_str())
+    }
+
+    fn loc(&self, name: &str) -> Option<SourceLoc> {
+        self.values
+            .iter()
+            .find(|(n, _, _)| *n == name)
+            .map(|(_, _, l)| *l)
+    }
+
+    fn strings(&self, name: &str) -> Vec<(String, SourceLoc)> {
+        self.values
+            .iter()
+            .filter(|(n, _, _)| *n == name)
+            .map(|(_, v, l)| (v.clone(), *l))
+            .collect()
+    }
+
+    fn bool(&self, name: &str) -> Option<bool> {
+        self.string(name).map(|v| v == "true")
+    }
+}
+
+/// BuildKit's `BFlags.Parse`: every flag must be one the instruction takes, once (except
+/// repeatable ones), with a value when it needs one.
+fn parse_flags(
+    i: &ast::Instruction,
+    specs: &[(&'static str, FlagKind)],
+) -> Result<Flags, Diagnostic> {
+    let mut out = Flags::default();
+    let mut used: Vec<&str> = Vec::new();
+    for flag in &i.flags {
+        let text = flag.text.to_string_lossy();
+        let Some(word) = text.strip_prefix("--") else {
+            return Err(Diagnostic::error(
+                flag.loc,
+                format!("arg should start with -- : {text}"),
+            ));
+        };
+        let (name, value) = match word.split_once('=') {
+            Some((n, v)) => (n, Some(v)),
+            None => (word, None),
+        };
+        let Some(&(spec_name, kind)) = specs.iter().find(|(n, _)| *n == name) else {
+            let hint = suggest(name, specs.iter().map(|(n, _)| *n), true);
+            return Err(
+                Diagnostic::error(flag.loc, format!("unknown flag: {name}")).with_suggestion(hint)
+            );
+        };
+        if used.contains(&spec_name) && kind != FlagKind::Strings {
+            return Err(Diagnostic::error(
+                flag.loc,
+                format!("duplicate flag specified: {name}"),
+            ));
+        }
+        used.push(spec_name);
+        let value = match kind {
+            FlagKind::Bool => match value {
+                Some("") => {
+                    return Err(Diagnostic::error(
+                        flag.loc,
+                        format!("missing a value on flag: {name}"),
+                    ));
+                }
+                None => "true".to_owned(),
+                Some(v) => match v.to_lowercase().as_str() {
+                    l @ ("true" | "false") => l.to_owned(),
+                    _ => {
+                        return Err(Diagnostic::error(
+                            flag.loc,
+                            format!("expecting boolean value for flag {name}, not: {v}"),
+                        ));
+                    }
+                },
+            },
+            FlagKind::String | FlagKind::Strings => match value {
+                Some(v) => v.to_owned(),
+                None => {
+                    return Err(Diagnostic::error(
+                        flag.loc,
+                        format!("missing a value on flag: {name}"),
+                    ));
+                }
+            },
+        };
+        out.values.push((spec_name, value, flag.loc));
+    }
+    Ok(out)
+}
+
+/// Instruction names BuildKit knows, for "did you mean".
+pub(crate) const INSTRUCTION_NAMES: [&str; 18] = [
+    "ADD",
+    "ARG",
+    "CMD",
+    "COPY",
+    "ENTRYPOINT",
+    "ENV",
+    "EXPOSE",
+    "FROM",
+    "HEALTHCHECK",
+    "LABEL",
+    "MAINTAINER",
+    "ONBUILD",
+    "RUN",
+    "SHELL",
+    "STOPSIGNAL",
+    "USER",
+    "VOLUME",
+    "WORKDIR",
+];
+
+/// Checks one raw instruction and types it. Lint findings go to `warnings`.
+pub(crate) fn type_instruction(
+    i: &ast::Instruction,
+    warnings: &mut Vec<Diagnostic>,
+) -> Result<Typed, Diagnostic> {
+    let loc = i.loc();
+    let source = i.original.to_string_lossy().trim().to_owned();
+    let err = |msg: String| Diagnostic::error(loc, msg);
+    let cmd = |instr: Instr| {
+        Ok(Typed::Command(Command {
+            instr,
+            range: i.range,
+            source: source.clone(),
+        }))
+    };
+    let keyword = i.kind;
+    match keyword {
+        Keyword::Unknown => {
+            let word = i.keyword.to_string_lossy();
+            let hint = suggest(&word, INSTRUCTION_NAMES, false);
+            Err(
+                Diagnostic::error(i.keyword_loc, format!("unknown instruction: {word}"))
+                    .with_suggestion(hint),
+            )
+        }
+        Keyword::From => {
+            let words = words(&i.args);
+            let name = match words.as_slice() {
+                [_, as_word, name] if as_word.eq_ignore_ascii_case("as") => {
+                    let lower = name.to_lowercase();
+                    if !valid_stage_name(&lower) {
+                        return Err(err(format!(
+                            "invalid name for build stage: {name:?}, name can't start with a number or contain symbols"
+                        )));
+                    }
+                    let keyword = i.keyword.to_string_lossy();
+                    if is_lower(&keyword) != is_lower(as_word) {
+                        warnings.push(Diagnostic::warning(
+                            loc,
+                            "FromAsCasing",
+                            "'as' and 'FROM' keywords' casing do not match",
+                        ));
+                    }
+                    if *name != lower {
+                        warnings.push(Diagnostic::warning(
+                            loc,
+                            "StageNameCasing",
+                            format!("Stage name '{name}' should be lowercase"),
+                        ));
+                    }
+                    if lower == "scratch" || lower == "context" {
+                        warnings.push(Diagnostic::warning(
+                            loc,
+                            "ReservedStageName",
+                            format!("'{lower}' is reserved and should not be used as a stage name"),
+                        ));
+                    }
+                    Some(lower)
+                }
+                [_] => None,
+                _ => return Err(err("FROM requires either one or three arguments".into())),
+            };
+            let flags = parse_flags(i, &[("platform", FlagKind::String)])?;
+            Ok(Typed::From(FromInstr {
+                base: words[0].clone(),
+                name,
+                platform: flags.string("platform").map(str::to_owned),
+            }))
+        }
+        Keyword::Env | Keyword::Label => {
+            parse_flags(i, &[])?;
+            let Args::Pairs(pairs) = &i.args else {
+                return Err(err(format!("{keyword} requires at least one argument")));
+            };
+            if pairs.is_empty() {
+                return Err(err(format!("{keyword} requires at least one argument")));
+            }
+            let mut out = Vec::new();
+            for p in pairs {
+                if p.key.text.is_empty() {
+                    return Err(Diagnostic::error(
+                        p.key.loc,
+                        format!("{keyword} names can not be blank"),
+                    ));
+                }
+                if p.legacy {
+                    warnings.push(Diagnostic::warning(
+                        loc,
+                        "LegacyKeyValueFormat",
+                        format!("\"{keyword} key=value\" should be used instead of legacy \"{keyword} key value\" format"),
+                    ));
+                }
+                out.push(NameValue {
+                    key: p.key.text.to_string_lossy().into_owned(),
+                    value: p.value.text.to_string_lossy().into_owned(),
+                    legacy: p.legacy,
+                });
+            }
+            cmd(if keyword == Keyword::Env {
+                Instr::Env(out)
+            } else {
+                Instr::Label(out)
+            })
+        }
+        Keyword::Maintainer => {
+            let args = strings(&i.args);
+            if args.len() != 1 {
+                return Err(err("MAINTAINER requires exactly one argument".into()));
+            }
+            parse_flags(i, &[])?;
+            warnings.push(Diagnostic::warning(
+                loc,
+                "MaintainerDeprecated",
+                "Maintainer instruction is deprecated in favor of using label",
+            ));
+            cmd(Instr::Maintainer(args[0].clone()))
+        }
+        Keyword::Add | Keyword::Copy => type_copy(i, keyword == Keyword::Add).and_then(cmd),
+        Keyword::Onbuild => {
+            parse_flags(i, &[])?;
+            let Args::Onbuild(inner) = &i.args else {
+                return Err(err("ONBUILD requires at least one argument".into()));
+            };
+            match inner.kind {
+                Keyword::Onbuild => {
+                    return Err(err(
+                        "Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed".into()
+                    ));
+                }
+                Keyword::From | Keyword::Maintainer => {
+                    return Err(err(format!(
+                        "{} isn't allowed as an ONBUILD trigger",
+                        inner.kind
+                    )));
+                }
+                _ => {}
+            }
+            // The trigger only runs in images built FROM this one; a broken trigger fails there.
+            let mut inner_warnings = Vec::new();
+            if let Err(d) = type_instruction(inner, &mut inner_warnings) {
+                warnings.push(Diagnostic::warning(
+                    d.loc,
+                    "InvalidOnbuildTrigger",
+                    format!(
+                        "ONBUILD trigger will fail in images built from this one: {}",
+                        d.text()
+                    ),
+                ));
+            }
+            cmd(Instr::Onbuild(onbuild_expression(i)))
+        }
+        Keyword::Workdir => {
+            let args = strings(&i.args);
+            if args.len() != 1 {
+                return Err(err("WORKDIR requires exactly one argument".into()));
+            }
+            parse_flags(i, &[])?;
+            cmd(Instr::Workdir(args[0].clone()))
+        }
+        Keyword::Run => {
+            let flags = parse_flags(
+                i,
+                &[
+                    ("mount", FlagKind::Strings),
+                    ("network", FlagKind::String),
+                    ("security", FlagKind::String),
+                ],
+            )?;
+            let network = match flags.string("network") {
+                None => None,
+                Some("default") => Some(NetworkMode::Default),
+                Some("none") => Some(NetworkMode::None),
+                Some("host") => Some(NetworkMode::Host),
+                Some(other) => {
+                    let at = flags.loc("network").unwrap_or(loc);
+                    return Err(Diagnostic::error(
+                        at,
+                        format!("unsupported network mode {other:?}"),
+                    )
+                    .with_suggestion(suggest(
+                        other,
+                        ["default", "none", "host"],
+                        true,
+                    )));
+                }
+            };
+            let security = match flags.string("security") {
+                None | Some("sandbox") => SecurityMode::Sandbox,
+                Some("insecure") => SecurityMode::Insecure,
+                Some(other) => {
+                    let at = flags.loc("security").unwrap_or(loc);
+                    return Err(Diagnostic::error(
+                        at,
+                        format!("unsupported security mode {other:?}"),
+                    )
+                    .with_suggestion(suggest(
+                        other,
+                        ["sandbox", "insecure"],
+                        true,
+                    )));
+                }
+            };
+            let cmdline = command_line(i);
+            if !cmdline.files.is_empty() && (cmdline.args.len() != 1 || !cmdline.prepend_shell) {
+                return Err(err(format!(
+                    "parsing produced an invalid run command: {:?}",
+                    cmdline.args
+                )));
+            }
+            // Check mount syntax now when it needs no variables; values with `$` are checked
+            // once they are expanded.
+            let mounts = flags.strings("mount");
+            for (value, at) in &mounts {
+                if !value.contains('$') {
+                    crate::mount::parse_mount(value, &mut |v| Ok(v.to_owned()))
+                        .map_err(|m| Diagnostic::error(*at, m))?;
+                }
+            }
+            cmd(Instr::Run(RunInstr {
+                cmd: cmdline,
+                mounts,
+                network,
+                security,
+            }))
+        }
+        Keyword::Cmd => {
+            parse_flags(i, &[])?;
+            cmd(Instr::Cmd(command_line(i)))
+        }
+        Keyword::Entrypoint => {
+            parse_flags(i, &[])?;
+            cmd(Instr::Entrypoint(command_line(i)))
+        }
+        Keyword::Healthcheck => type_healthcheck(i).and_then(|h| cmd(Instr::Healthcheck(h))),
+        Keyword::Expose => {
+            let mut ports = strings(&i.args);
+            if ports.is_empty() {
+                return Err(err("EXPOSE requires at least one argument".into()));
+            }
+            parse_flags(i, &[])?;
+            ports.sort();
+            cmd(Instr::Expose(ports))
+        }
+        Keyword::User => {
+            let args = strings(&i.args);
+            if args.len() != 1 {
+                return Err(err("USER requires exactly one argument".into()));
+            }
+            parse_flags(i, &[])?;
+            cmd(Instr::User(args[0].clone()))
+        }
+        Keyword::Volume => {
+            let args = strings(&i.args);
+            if args.is_empty() {
+                return Err(err("VOLUME requires at least one argument".into()));
+            }
+            parse_flags(i, &[])?;
+            let mut vols = Vec::new();
+            for v in args {
+                let v = v.trim();
+                if v.is_empty() {
+                    return Err(err("VOLUME specified can not be an empty string".into()));
+                }
+                vols.push(v.to_owned());
+            }
+            cmd(Instr::Volume(vols))
+        }
+        Keyword::Stopsignal => {
+            // BuildKit does not read STOPSIGNAL's flags at all.
+            let args = strings(&i.args);
+            if args.len() != 1 {
+                return Err(err("STOPSIGNAL requires exactly one argument".into()));
+            }
+            cmd(Instr::StopSignal(args[0].clone()))
+        }
+        Keyword::Arg => {
+            // Nor ARG's.
+            let words = words(&i.args);
+            if words.is_empty() {
+                return Err(err("ARG requires at least one argument".into()));
+            }
+            let mut decls = Vec::new();
+            for w in words {
+                let decl = match w.split_once('=') {
+                    Some(("", _)) => return Err(err("ARG names can not be blank".into())),
+                    Some((k, v)) => ArgDecl {
+                        key: k.to_owned(),
+                        value: Some(v.to_owned()),
+                    },
+                    None => ArgDecl {
+                        key: w,
+                        value: None,
+                    },
+                };
+                decls.push(decl);
+            }
+            cmd(Instr::Arg(decls))
+        }
+        Keyword::Shell => {
+            parse_flags(i, &[])?;
+            let args = strings(&i.args);
+            if args.is_empty() {
+                return Err(err("SHELL requires at least one argument".into()));
+            }
+            if !i.is_json() {
+                return Err(err(format!(
+                    "SHELL requires the arguments to be in JSON form: {source}"
+                )));
+            }
+            cmd(Instr::Shell(args))
+        }
+    }
+}
+
+fn type_copy(i: &ast::Instruction, is_add: bool) -> Result<Instr, Diagnostic> {
+    let name = if is_add { "ADD" } else { "COPY" };
+    let loc = i.loc();
+    let args = strings(&i.args);
+    if args.len() < 2 {
+        return Err(Diagnostic::error(
+            loc,
+            format!(
+                "{name} requires at least two arguments, but only one was provided. Destination could not be determined"
+            ),
+        ));
+    }
+    let specs: &[(&'static str, FlagKind)] = if is_add {
+        &[
+            ("chown", FlagKind::String),
+            ("chmod", FlagKind::String),
+            ("link", FlagKind::Bool),
+            ("keep-git-dir", FlagKind::Bool),
+            ("checksum", FlagKind::String),
+            ("exclude", FlagKind::Strings),
+            ("unpack", FlagKind::Bool),
+        ]
+    } else {
+        &[
+            ("chown", FlagKind::String),
+            ("from", FlagKind::String),
+            ("chmod", FlagKind::String),
+            ("link", FlagKind::Bool),
+            ("parents", FlagKind::Bool),
+            ("exclude", FlagKind::Strings),
+        ]
+    };
+    let flags = parse_flags(i, specs)?;
+    let (srcs, dest) = args.split_at(args.len() - 1);
+    let dest = dest[0].clone();
+    if heredoc_marker(&dest).is_some() && !i.is_json() {
+        return Err(Diagnostic::error(
+            loc,
+            format!("{name} cannot accept a heredoc as a destination"),
+        ));
+    }
+    let mut sources = Vec::new();
+    let mut contents = Vec::new();
+    for src in srcs {
+        match heredoc_marker(src).filter(|_| !i.is_json()) {
+            Some((hname, chomp)) => {
+                let body = i
+                    .heredocs
+                    .iter()
+                    .find(|h| h.name.to_string_lossy() == hname)
+                    .map(|h| (h.content.to_string_lossy().into_owned(), h.expand));
+                let (data, expand) = body.unwrap_or_default();
+                contents.push(SourceContent {
+                    path: hname,
+                    data: if chomp { chomp_heredoc(&data) } else { data },
+                    expand,
+                });
+            }
+            None => sources.push(src.clone()),
+        }
+    }
+    if let Some(chmod) = flags.string("chmod")
+        && !chmod.contains('$')
+        && !valid_chmod(chmod)
+    {
+        return Err(Diagnostic::error(
+            flags.loc("chmod").unwrap_or(loc),
+            format!(
+                "invalid chmod parameter: '{chmod}'. it should be octal string and between 0 and 07777"
+            ),
+        ));
+    }
+    Ok(CopyInstr {
+        sources,
+        contents,
+        dest,
+        from: flags.string("from").map(str::to_owned),
+        chown: flags
+            .string("chown")
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned),
+        chmod: flags
+            .string("chmod")
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned),
+        link: flags.bool("link").unwrap_or(false),
+        parents: flags.bool("parents").unwrap_or(false),
+        excludes: flags
+            .strings("exclude")
+            .into_iter()
+            .map(|(v, _)| v)
+            .collect(),
+        checksum: flags
+            .string("checksum")
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned),
+        keep_git_dir: flags.bool("keep-git-dir"),
+        unpack: flags.bool("unpack"),
+    })
+    .map(|c| {
+        if is_add {
+            Instr::Add(c)
+        } else {
+            Instr::Copy(c)
+        }
+    })
+}
+
+/// An octal mode up to 07777, or a symbolic one (`u+x,go-w`).
+pub(crate) fn valid_chmod(s: &str) -> bool {
+    if s.bytes().all(|b| b.is_ascii_digit()) {
+        return u32::from_str_radix(s, 8).is_ok_and(|m| m <= 0o7777);
+    }
+    s.split(',').all(|clause| {
+        let ops = clause.trim_start_matches(['u', 'g', 'o', 'a']);
+        !ops.is_empty()
+            && ops.split_inclusive(['+', '-', '=']).count() > 0
+            && ops.starts_with(['+', '-', '='])
+            && ops.chars().all(|c| "+-=rwxXstugo".contains(c))
+    })
+}
+
+fn type_healthcheck(i: &ast::Instruction) -> Result<Healthcheck, Diagnostic> {
+    let loc = i.loc();
+    let Args::Healthcheck { kind, command } = &i.args else {
+        return Err(Diagnostic::error(
+            loc,
+            "HEALTHCHECK requires at least one argument",
+        ));
+    };
+    let typ = kind.text.to_string_lossy().to_uppercase();
+    if typ == "NONE" {
+        if !matches!(**command, Args::None) {
+            return Err(Diagnostic::error(
+                loc,
+                "HEALTHCHECK NONE takes no arguments",
+            ));
+        }
+        // BuildKit does not look at the flags of HEALTHCHECK NONE.
+        return Ok(Healthcheck {
+            test: vec!["NONE".into()],
+            ..Healthcheck::default()
+        });
+    }
+    let flags = parse_flags(
+        i,
+        &[
+            ("interval", FlagKind::String),
+            ("timeout", FlagKind::String),
+            ("start-period", FlagKind::String),
+            ("start-interval", FlagKind::String),
+            ("retries", FlagKind::String),
+        ],
+    )?;
+    if typ != "CMD" {
+        return Err(Diagnostic::error(
+            loc,
+            format!("Unknown type {typ:?} in HEALTHCHECK (try CMD)"),
+        ));
+    }
+    let (args, json) = match &**command {
+        Args::Json(items) => (
+            items
+                .iter()
+                .map(|a| a.text.to_string_lossy().into_owned())
+                .collect::<Vec<_>>(),
+            true,
+        ),
+        Args::Text(a) => (vec![a.text.to_string_lossy().into_owned()], false),
+        _ => (Vec::new(), false),
+    };
+    if args.is_empty() {
+        return Err(Diagnostic::error(
+            loc,
+            "Missing command after HEALTHCHECK CMD",
+        ));
+    }
+    let mut test = vec![if json {
+        "CMD".to_owned()
+    } else {
+        "CMD-SHELL".to_owned()
+    }];
+    test.extend(args);
+    let duration = |name: &str| -> Result<i64, Diagnostic> {
+        let Some(v) = flags.string(name) else {
+            return Ok(0);
+        };
+        let at = flags.loc(name).unwrap_or(loc);
+        if v.is_empty() {
+            return Ok(0);
+        }
+        let d = parse_go_duration(v).map_err(|e| Diagnostic::error(at, e.to_string()))?;
+        if d != 0 && d < 1_000_000 {
+            return Err(Diagnostic::error(
+                at,
+                format!("Interval {name:?} cannot be less than 1ms"),
+            ));
+        }
+        Ok(d)
+    };
+    let retries = match flags.string("retries").filter(|v| !v.is_empty()) {
+        None => 0,
+        Some(v) => {
+            let at = flags.loc("retries").unwrap_or(loc);
+            let n: i32 = v.parse().map_err(|_| {
+                Diagnostic::error(
+                    at,
+                    format!("strconv.ParseInt: parsing {v:?}: invalid syntax"),
+                )
+            })?;
+            if n < 0 {
+                return Err(Diagnostic::error(
+                    at,
+                    format!("--retries cannot be negative ({n})"),
+                ));
+            }
+            i64::from(n)
+        }
+    };
+    Ok(Healthcheck {
+        test,
+        interval: duration("interval")?,
+        timeout: duration("timeout")?,
+        start_period: duration("start-period")?,
+        start_interval: duration("start-interval")?,
+        retries,
+    })
+}
+
+/// The argument strings BuildKit's node chain holds, for instructions whose arguments are a
+/// list (JSON, words or one text).
+fn strings(args: &Args) -> Vec<String> {
+    match args {
+        Args::Json(items) | Args::Words(items) => items
+            .iter()
+            .map(|a| a.text.to_string_lossy().into_owned())
+            .collect(),
+        Args::Text(a) => vec![a.text.to_string_lossy().into_owned()],
+        _ => Vec::new(),
+    }
+}
+
+fn words(args: &Args) -> Vec<String> {
+    strings(args)
+}
+
+/// CMD/ENTRYPOINT/RUN: exec form as is, shell form as one string (BuildKit's
+/// `handleJSONArgs`).
+fn command_line(i: &ast::Instruction) -> CommandLine {
+    let args = strings(&i.args);
+    let json = i.is_json();
+    let args = if json || args.is_empty() {
+        args
+    } else {
+        vec![args.join(" ")]
+    };
+    CommandLine {
+        args,
+        prepend_shell: !json,
+        files: i
+            .heredocs
+            .iter()
+            .map(|h| InlineFile {
+                name: h.name.to_string_lossy().into_owned(),
+                data: h.content.to_string_lossy().into_owned(),
+                chomp: h.chomp,
+            })
+            .collect(),
+    }
+}
+
+/// The text stored for an ONBUILD trigger: the line without `ONBUILD` and the spaces after it,
+/// then each heredoc body and terminator.
+fn onbuild_expression(i: &ast::Instruction) -> String {
+    let original = i.original.to_string_lossy();
+    let trimmed = original.trim_start();
+    let rest = if trimmed.len() >= 7 && trimmed[..7].eq_ignore_ascii_case("onbuild") {
+        trimmed[7..].trim_start()
+    } else {
+        trimmed
+    };
+    let mut out = rest.to_owned();
+    for h in &i.heredocs {
+        out.push('\n');
+        out.push_str(&h.content.to_string_lossy());
+        out.push_str(&h.name.to_string_lossy());
+    }
+    out
+}
+
+/// BuildKit's casing test: a word counts as lower case when lower-casing leaves it unchanged.
+fn is_lower(word: &str) -> bool {
+    word.to_lowercase() == word
+}
+
+/// BuildKit's `ConsistentInstructionCasing` lint: keywords should follow the file's majority
+/// case.
+pub(crate) fn instruction_casing(
+    instructions: &[ast::Instruction],
+    warnings: &mut Vec<Diagnostic>,
+) {
+    let words: Vec<(String, SourceLoc)> = instructions
+        .iter()
+        .filter(|i| i.kind != Keyword::Unknown)
+        .map(|i| (i.keyword.to_string_lossy().into_owned(), i.keyword_loc))
+        .collect();
+    let lower = words.iter().filter(|(w, _)| is_lower(w)).count();
+    let upper = words.iter().filter(|(w, _)| w.to_uppercase() == *w).count();
+    let (majority_lower, name) = if lower > upper {
+        (true, "lowercase")
+    } else {
+        (false, "uppercase")
+    };
+    for (w, at) in words {
+        let fits = if majority_lower {
+            is_lower(&w)
+        } else {
+            w.to_uppercase() == w
+        };
+        if !fits {
+            warnings.push(Diagnostic::warning(
+                at,
+                "ConsistentInstructionCasing",
+                format!("Command '{w}' should match the case of the command majority ({name})"),
+            ));
+        }
+    }
+}
+
+/// `^[a-z][a-z0-9-_.]*$`.
+pub(crate) fn valid_stage_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'))
+}
+
+/// A heredoc marker word (`<<EOF`, `<<-"EOF"`, `3<<EOF`): its name and whether it chomps.
+pub(crate) fn heredoc_marker(word: &str) -> Option<(String, bool)> {
+    let rest = word.trim_start_matches(|c: char| c.is_ascii_digit());
+    let rest = rest.strip_prefix("<<")?;
+    if rest.contains('<') {
+        return None;
+    }
+    let (chomp, rest) = match rest.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, rest),
+    };
+    let name: String = rest.chars().filter(|c| *c != '\'' && *c != '"').collect();
+    let name = name.trim();
+    (!name.is_empty() && !name.contains(char::is_whitespace)).then(|| (name.to_owned(), chomp))
+}
+
+/// `<<-`: leading tabs are removed from every line.
+pub(crate) fn chomp_heredoc(data: &str) -> String {
+    data.split_inclusive('\n')
+        .map(|l| l.trim_start_matches('\t'))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stage_names() {
+        for ok in ["a", "build", "my-stage_1.x"] {
+            assert!(valid_stage_name(ok), "{ok}");
+        }
+        for bad in ["", "1st", "-x", "a/b", "a b", "A"] {
+            assert!(!valid_stage_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn heredoc_markers() {
+        assert_eq!(heredoc_marker("<<EOF"), Some(("EOF".into(), false)));
+        assert_eq!(heredoc_marker("<<-'EOT'"), Some(("EOT".into(), true)));
+        assert_eq!(
+            heredoc_marker("3<<\"x.txt\""),
+            Some(("x.txt".into(), false))
+        );
+        assert_eq!(heredoc_marker("file.txt"), None);
+        assert_eq!(heredoc_marker("<<"), None);
+        assert_eq!(chomp_heredoc("\t\ta\n\tb\nc\t\n"), "a\nb\nc\t\n");
+    }
+
+    #[test]
+    fn chmod_values() {
+        for ok in ["755", "0644", "4755", "7777", "u+x", "go-w,u=rwx", "a+X"] {
+            assert!(valid_chmod(ok), "{ok}");
+        }
+        for bad in ["8", "10000", "rwx", "u", "u+q", ""] {
+            assert!(!valid_chmod(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! Stages: a Dockerfile typed into its global ARGs and its `FROM` sections, and how a stage
+//! is named from elsewhere (`FROM build`, `COPY --from=1`, `RUN --mount=from=Build`).
+
+use crate::ast;
+use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::instruction::{ArgDecl, Command, Instr, Typed, type_instruction};
+use strata_graph::{SourceLoc, SourceRange};
+
+/// A Dockerfile after instruction checks: global ARGs, then stages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stages {
+    /// ARGs before the first FROM (usable in FROM lines).
+    pub meta_args: Vec<(ArgDecl, SourceRange)>,
+    /// The stages, in order.
+    pub stages: Vec<Stage>,
+    /// The escape character (`\` or `` ` ``).
+    pub escape: char,
+}
+
+/// One `FROM` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stage {
+    /// Position in the file, from 0.
+    pub index: usize,
+    /// `AS name`, lower-cased.
+    pub name: Option<String>,
+    /// The base as written (image, stage name or `scratch`), not expanded.
+    pub base: String,
+    /// `--platform` as written, not expanded.
+    pub platform: Option<String>,
+    /// The FROM line, trimmed.
+    pub source: String,
+    /// Where the FROM line is.
+    pub range: SourceRange,
+    /// The instructions after FROM, up to the next FROM.
+    pub commands: Vec<Command>,
+}
+
+impl Stage {
+    /// The name BuildKit shows in progress for a stage of a multi-stage build: its name, or
+    /// `stage-N`.
+    pub fn display_name(&self) -> String {
+        self.name
+            .clone()
+            .unwrap_or_else(|| format!("stage-{}", self.index))
+    }
+}
+
+impl Stages {
+    /// Types every instruction of `df`, recording problems in `diags` and going on without
+    /// the instruction that had one.
+    pub fn from_ast(df: &ast::Dockerfile, diags: &mut Diagnostics) -> Self {
+        let mut out = Stages {
+            meta_args: Vec::new(),
+            stages: Vec::new(),
+            escape: char::from(df.escape),
+        };
+        let mut warnings = Vec::new();
+        for i in &df.instructions {
+            misplaced_directives(i, diags);
+            match type_instruction(i, &mut warnings) {
+                Err(d) => diags.push(d),
+                Ok(Typed::From(from)) => {
+                    let index = out.stages.len();
+                    if let Some(name) = &from.name
+                        && let Some(first) =
+                            out.stages.iter().find(|s| s.name.as_ref() == Some(name))
+                    {
+                        diags.push(Diagnostic::warning(
+                            i.loc(),
+                            "DuplicateStageName",
+                            format!(
+                                "duplicate stage name {name:?} (first defined on line {}), stage names should be unique",
+                                first.range.start.line
+                            ),
+                        ));
+                    }
+                    out.stages.push(Stage {
+                        index,
+                        name: from.name,
+                        base: from.base,
+                        platform: from.platform,
+                        source: i.original.to_string_lossy().trim().to_owned(),
+                        range: i.range,
+                        commands: Vec::new(),
+                    });
+                }
+                Ok(Typed::Command(cmd)) => match out.stages.last_mut() {
+                    Some(stage) => stage.commands.push(cmd),
+                    None => match cmd.instr {
+                        Instr::Arg(decls) => out
+                            .meta_args
+                            .extend(decls.into_iter().map(|d| (d, cmd.range))),
+                        _ => diags.error(i.loc(), "no build stage in current context"),
+                    },
+                },
+            }
+        }
+        crate::instruction::instruction_casing(&df.instructions, &mut warnings);
+        for w in warnings {
+            diags.push(w);
+        }
+        if out.stages.is_empty() && !diags.has_errors() {
+            diags.error(df.range.start, "dockerfile contains no stages to build");
+        }
+        out
+    }
+
+    /// The stage called `name` (case-insensitive), the latest definition winning as in
+    /// BuildKit, or the stage at index `name`.
+    pub fn find(&self, name: &str) -> Option<&Stage> {
+        let lower = name.to_lowercase();
+        self.stages
+            .iter()
+            .rev()
+            .find(|s| s.name.as_deref() == Some(lower.as_str()))
+    }
+
+    /// Resolves a stage reference as `COPY --from` does: a number is an index, a name a stage.
+    /// `Ok(None)` means it is not a stage (an image). `before` limits named lookups to stages
+    /// defined before that index (BuildKit resolves `FROM name` when it reaches the line).
+    pub fn resolve_ref(&self, name: &str) -> Result<Option<usize>, String> {
+        if let Ok(index) = name.parse::<i64>() {
+            return match usize::try_from(index)
+                .ok()
+                .filter(|i| *i < self.stages.len())
+            {
+                Some(i) => Ok(Some(i)),
+                None => Err(format!("invalid stage index {index}")),
+            };
+        }
+        Ok(self.find(name).map(|s| s.index))
+    }
+
+    /// The stage names, for "did you mean".
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.stages.iter().filter_map(|s| s.name.as_deref())
+    }
+}
+
+/// A comment that looks like a parser directive but comes after the directive area is an
+/// ordinary comment to BuildKit; warn, since the author surely meant it.
+fn misplaced_directives(i: &ast::Instruction, diags: &mut Diagnostics) {
+    let lines_above = i.comments.len();
+    for (n, c) in i.comments.iter().enumerate() {
+        let text = c.to_string_lossy();
+        let Some((name, _)) = text.split_once('=') else {
+            continue;
+        };
+        let name = name.trim().to_lowercase();
+        if matches!(name.as_str(), "syntax" | "escape" | "check") {
+            // The comments sit directly above the instruction, one per line.
+            let line = i.loc().line.saturating_sub((lines_above - n) as u32);
+            diags.push(Diagnostic::warning(
+                SourceLoc::new(line.max(1), 1),
+                "MisplacedParserDirective",
+                format!(
+                    "parser directive {name:?} is ignored here: directives must come before any other line, comment or blank line"
+                ),
+            ));
+        }
+    }
+}

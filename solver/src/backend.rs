@@ -1,0 +1,125 @@
+//! The seam between scheduling and doing: a [`Backend`] says what a node reads, finds earlier
+//! results, and executes. The real backend (worker, cache, store) and the tests' fake both
+//! implement it, so the scheduler is tested without namespaces or disks.
+
+use crate::event::{Event, Stream};
+use crate::key::{CacheKey, ContentKey};
+use std::future::Future;
+use std::sync::Arc;
+use strata_graph::{Graph, Node, NodeId};
+use tokio::sync::mpsc::UnboundedSender;
+use tokio_util::sync::CancellationToken;
+
+/// Why a step did not produce a result.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    /// The user's command failed; `message` is the worker's exact text
+    /// (`process "/bin/sh -c exit 3" did not complete successfully: exit code: 3`).
+    #[error("{message}")]
+    Command {
+        /// What failed and how.
+        message: String,
+        /// The command's exit code.
+        exit_code: i32,
+    },
+    /// The step stopped because the build was cancelled.
+    #[error("cancelled")]
+    Cancelled,
+    /// The engine could not run the step.
+    #[error(transparent)]
+    Failed(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl StepError {
+    /// Wraps any error as an engine failure.
+    pub fn failed(err: impl std::error::Error + Send + Sync + 'static) -> Self {
+        StepError::Failed(Box::new(err))
+    }
+}
+
+/// Where a step sends its output lines.
+#[derive(Debug, Clone)]
+pub struct LogSink {
+    node: u32,
+    tx: UnboundedSender<Event>,
+}
+
+impl LogSink {
+    pub(crate) fn new(node: NodeId, tx: UnboundedSender<Event>) -> Self {
+        Self {
+            node: node.index() as u32,
+            tx,
+        }
+    }
+
+    /// Sends one line (without its newline).
+    pub fn line(&self, stream: Stream, line: &[u8]) {
+        let _ = self.tx.send(Event::Log {
+            node: self.node,
+            stream,
+            line: String::from_utf8_lossy(line).into_owned(),
+        });
+    }
+}
+
+/// Everything a backend gets to execute one node.
+#[derive(Debug)]
+pub struct Job<O> {
+    /// The whole graph.
+    pub graph: Arc<Graph>,
+    /// The node to execute.
+    pub node: NodeId,
+    /// The results of `node.inputs`, in order.
+    pub inputs: Vec<O>,
+    /// The node's cache key.
+    pub key: CacheKey,
+    /// Output lines go here.
+    pub log: LogSink,
+    /// Cancelled when the build stops; the backend must then kill what it runs, clean up and
+    /// return [`StepError::Cancelled`].
+    pub cancel: CancellationToken,
+}
+
+/// What the scheduler needs from whoever executes nodes.
+pub trait Backend: Send + Sync + 'static {
+    /// A node's result (a filesystem snapshot, a context index, ...).
+    type Output: Clone + Send + Sync + 'static;
+
+    /// Whether the node's progress is shown (config-only steps are not, as in BuildKit).
+    fn visible(&self, node: &Node) -> bool;
+
+    /// Whether the node's results are looked up in and recorded to the cache.
+    fn cacheable(&self, node: &Node) -> bool;
+
+    /// The checksum of what `node` reads beyond its inputs' keys (context files), if anything.
+    fn content_key(
+        &self,
+        graph: &Graph,
+        node: NodeId,
+        inputs: &[Self::Output],
+    ) -> impl Future<Output = Result<Option<ContentKey>, StepError>> + Send;
+
+    /// An earlier result recorded under `key`, if any.
+    fn lookup(
+        &self,
+        graph: &Graph,
+        node: NodeId,
+        key: &CacheKey,
+        inputs: &[Self::Output],
+    ) -> impl Future<Output = Result<Option<Self::Output>, StepError>> + Send;
+
+    /// Executes the node.
+    fn execute(
+        &self,
+        job: Job<Self::Output>,
+    ) -> impl Future<Output = Result<Self::Output, StepError>> + Send;
+
+    /// Records a fresh result under `key`.
+    fn record(
+        &self,
+        graph: &Graph,
+        node: NodeId,
+        key: &CacheKey,
+        output: &Self::Output,
+    ) -> impl Future<Output = Result<(), StepError>> + Send;
+}

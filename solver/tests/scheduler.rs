@@ -1,0 +1,322 @@
+//! The scheduler against a fake backend: ordering, --jobs, parallel branches, cancellation on
+//! the first failure, cache hits, content-key invalidation, --no-cache.
+#![expect(
+    clippy::unwrap_used,
+    reason = "a fake backend in a test panics on poisoned locks"
+)]
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use strata_graph::{Graph, Node, NodeId, Op};
+use strata_solver::{
+    Backend, CacheKey, ContentKey, Event, Job, NoCache, SolveError, SolveOptions, StepError, solve,
+};
+use tokio_util::sync::CancellationToken;
+
+/// Ops are config nodes whose text is `name [sleep=MS] [fail] [hang]`.
+#[derive(Default)]
+struct Fake {
+    cache: Mutex<HashMap<CacheKey, String>>,
+    content: Mutex<HashMap<String, u8>>,
+    executed: Mutex<Vec<String>>,
+    running: AtomicUsize,
+    max_running: AtomicUsize,
+    saw_cancel: Mutex<Vec<String>>,
+}
+
+fn text(node: &Node) -> &str {
+    match &node.op {
+        Op::Config { instruction } => instruction,
+        _ => "",
+    }
+}
+
+fn name(node: &Node) -> String {
+    text(node)
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
+impl Backend for Fake {
+    type Output = String;
+
+    fn visible(&self, _node: &Node) -> bool {
+        true
+    }
+
+    fn cacheable(&self, _node: &Node) -> bool {
+        true
+    }
+
+    async fn content_key(
+        &self,
+        graph: &Graph,
+        node: NodeId,
+        _inputs: &[String],
+    ) -> Result<Option<ContentKey>, StepError> {
+        let n = name(graph.node(node));
+        Ok(self
+            .content
+            .lock()
+            .unwrap()
+            .get(&n)
+            .map(|b| ContentKey([*b; 32])))
+    }
+
+    async fn lookup(
+        &self,
+        _graph: &Graph,
+        _node: NodeId,
+        key: &CacheKey,
+        _inputs: &[String],
+    ) -> Result<Option<String>, StepError> {
+        Ok(self.cache.lock().unwrap().get(key).cloned())
+    }
+
+    async fn execute(&self, job: Job<String>) -> Result<String, StepError> {
+        let node = job.graph.node(job.node);
+        let t = text(node).to_string();
+        let n = name(node);
+        self.executed.lock().unwrap().push(n.clone());
+        let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_running.fetch_max(now, Ordering::SeqCst);
+        let result = async {
+            for word in t.split_whitespace().skip(1) {
+                if let Some(ms) = word.strip_prefix("sleep=") {
+                    tokio::time::sleep(Duration::from_millis(ms.parse().unwrap())).await;
+                }
+                if word == "fail" {
+                    return Err(StepError::Command {
+                        message: format!(
+                            "process \"{n}\" did not complete successfully: exit code: 3"
+                        ),
+                        exit_code: 3,
+                    });
+                }
+                if word == "hang" {
+                    job.cancel.cancelled().await;
+                    self.saw_cancel.lock().unwrap().push(n.clone());
+                    return Err(StepError::Cancelled);
+                }
+            }
+            Ok(format!("{n}({})", job.inputs.join(",")))
+        }
+        .await;
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        result
+    }
+
+    async fn record(
+        &self,
+        _graph: &Graph,
+        _node: NodeId,
+        key: &CacheKey,
+        output: &String,
+    ) -> Result<(), StepError> {
+        self.cache.lock().unwrap().insert(*key, output.clone());
+        Ok(())
+    }
+}
+
+fn add(g: &mut Graph, text: &str, inputs: &[NodeId]) -> NodeId {
+    let label = format!("[{}]", text.split_whitespace().next().unwrap());
+    g.add(
+        Op::Config {
+            instruction: text.into(),
+        },
+        inputs.to_vec(),
+        label,
+        None,
+    )
+}
+
+async fn run(
+    fake: &Arc<Fake>,
+    g: &Arc<Graph>,
+    want: NodeId,
+    opts: SolveOptions,
+) -> (
+    Result<strata_solver::Solved<String>, SolveError>,
+    Vec<Event>,
+) {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let r = solve(
+        fake.clone(),
+        g.clone(),
+        &[want],
+        opts,
+        tx,
+        CancellationToken::new(),
+    )
+    .await;
+    let mut events = vec![];
+    while let Ok(e) = rx.try_recv() {
+        events.push(e);
+    }
+    (r, events)
+}
+
+fn jobs(n: usize) -> SolveOptions {
+    SolveOptions {
+        jobs: n,
+        no_cache: NoCache::Off,
+    }
+}
+
+/// base → {left, right} → join; `unused` hangs off base and is never needed.
+fn diamond(left: &str, right: &str) -> (Arc<Graph>, NodeId) {
+    let mut g = Graph::new();
+    let base = add(&mut g, "base", &[]);
+    let l = add(&mut g, left, &[base]);
+    let r = add(&mut g, right, &[base]);
+    add(&mut g, "unused fail", &[base]);
+    let join = add(&mut g, "join", &[l, r]);
+    (Arc::new(g), join)
+}
+
+#[tokio::test]
+async fn runs_dependencies_first_and_only_what_is_needed() {
+    let fake = Arc::new(Fake::default());
+    let (g, join) = diamond("left", "right");
+    let (r, _) = run(&fake, &g, join, jobs(2)).await;
+    let solved = r.unwrap();
+    assert_eq!(solved.outputs[&join], "join(left(base()),right(base()))");
+    let executed = fake.executed.lock().unwrap().clone();
+    assert_eq!(executed.first().map(String::as_str), Some("base"));
+    assert_eq!(executed.last().map(String::as_str), Some("join"));
+    assert!(!executed.contains(&"unused".to_string()));
+    assert_eq!((solved.executed, solved.cached), (4, 0));
+}
+
+#[tokio::test]
+async fn independent_branches_run_at_once_up_to_jobs() {
+    let fake = Arc::new(Fake::default());
+    let (g, join) = diamond("left sleep=100", "right sleep=100");
+    run(&fake, &g, join, jobs(2)).await.0.unwrap();
+    assert_eq!(fake.max_running.load(Ordering::SeqCst), 2);
+
+    let fake = Arc::new(Fake::default());
+    run(&fake, &g, join, jobs(1)).await.0.unwrap();
+    assert_eq!(fake.max_running.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn the_first_failure_cancels_the_rest_and_names_the_step() {
+    let fake = Arc::new(Fake::default());
+    let (g, join) = diamond("left sleep=20 fail", "right hang");
+    let (r, events) = run(&fake, &g, join, jobs(2)).await;
+    match r {
+        Err(SolveError::Command {
+            step, exit_code, ..
+        }) => {
+            assert_eq!(step, "[left]");
+            assert_eq!(exit_code, 3);
+        }
+        other => panic!("expected a command failure, got {other:?}"),
+    }
+    // The hanging sibling was told to stop, and stopped before solve returned.
+    assert_eq!(*fake.saw_cancel.lock().unwrap(), vec!["right".to_string()]);
+    assert_eq!(fake.running.load(Ordering::SeqCst), 0);
+    assert!(!fake.executed.lock().unwrap().contains(&"join".to_string()));
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Failed { error, .. } if error.contains("exit code: 3")))
+    );
+}
+
+#[tokio::test]
+async fn an_unchanged_rebuild_is_all_cache_hits() {
+    let fake = Arc::new(Fake::default());
+    let (g, join) = diamond("left", "right");
+    let first = run(&fake, &g, join, jobs(2)).await.0.unwrap();
+    fake.executed.lock().unwrap().clear();
+    let (second, events) = run(&fake, &g, join, jobs(2)).await;
+    let second = second.unwrap();
+    assert!(fake.executed.lock().unwrap().is_empty());
+    assert_eq!((second.executed, second.cached), (0, 4));
+    assert_eq!(second.outputs[&join], first.outputs[&join]);
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| matches!(e, Event::Cached { .. }))
+            .count(),
+        4
+    );
+}
+
+#[tokio::test]
+async fn changed_content_reruns_exactly_the_step_and_its_descendants() {
+    let fake = Arc::new(Fake::default());
+    let (g, join) = diamond("left", "right");
+    run(&fake, &g, join, jobs(2)).await.0.unwrap();
+    fake.executed.lock().unwrap().clear();
+    fake.content.lock().unwrap().insert("left".into(), 9);
+    let solved = run(&fake, &g, join, jobs(2)).await.0.unwrap();
+    let mut executed = fake.executed.lock().unwrap().clone();
+    executed.sort();
+    assert_eq!(executed, vec!["join", "left"]);
+    assert_eq!((solved.executed, solved.cached), (2, 2));
+}
+
+#[tokio::test]
+async fn no_cache_all_and_filter() {
+    let fake = Arc::new(Fake::default());
+    let (g, join) = diamond("left", "right");
+    run(&fake, &g, join, jobs(2)).await.0.unwrap();
+    fake.executed.lock().unwrap().clear();
+    let all = SolveOptions {
+        jobs: 2,
+        no_cache: NoCache::All,
+    };
+    run(&fake, &g, join, all).await.0.unwrap();
+    assert_eq!(fake.executed.lock().unwrap().len(), 4);
+
+    fake.executed.lock().unwrap().clear();
+    let right = g
+        .node_ids()
+        .find(|&i| g.node(i).label == "[right]")
+        .unwrap();
+    let filter = SolveOptions {
+        jobs: 2,
+        no_cache: NoCache::Nodes(HashSet::from([right])),
+    };
+    run(&fake, &g, join, filter).await.0.unwrap();
+    // right reruns; its output is unchanged, so join's key is unchanged and it stays cached.
+    assert_eq!(*fake.executed.lock().unwrap(), vec!["right".to_string()]);
+}
+
+#[tokio::test]
+async fn equal_steps_in_two_stages_run_once() {
+    let fake = Arc::new(Fake::default());
+    let mut g = Graph::new();
+    let base = add(&mut g, "base", &[]);
+    let a = add(&mut g, "compile sleep=10", &[base]);
+    let b = add(&mut g, "compile sleep=10", &[base]);
+    assert_eq!(a, b);
+    let join = add(&mut g, "join", &[a, b]);
+    let g = Arc::new(g);
+    run(&fake, &g, join, jobs(2)).await.0.unwrap();
+    let executed = fake.executed.lock().unwrap().clone();
+    assert_eq!(executed.iter().filter(|n| *n == "compile").count(), 1);
+}
+
+#[tokio::test]
+async fn an_outside_cancel_stops_the_build() {
+    let fake = Arc::new(Fake::default());
+    let (g, join) = diamond("left hang", "right hang");
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let cancel = CancellationToken::new();
+    let c = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        c.cancel();
+    });
+    let r = solve(fake.clone(), g, &[join], jobs(2), tx, cancel).await;
+    assert!(matches!(r, Err(SolveError::Cancelled)), "{r:?}");
+    assert_eq!(fake.saw_cancel.lock().unwrap().len(), 2);
+}

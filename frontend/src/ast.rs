@@ -10,6 +10,7 @@
 use serde::{Serialize, Serializer};
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::{Arc, LazyLock};
 use strata_graph::{SourceLoc, SourceRange};
 
 /// A parsed Dockerfile: its parser directives and its instructions, in source order.
@@ -378,80 +379,141 @@ pub struct Heredoc {
 }
 
 /// Bytes from the Dockerfile: usually UTF-8, but not always.
-#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Text(Vec<u8>);
+///
+/// Cheap to clone: the parser stores each logical line once and most texts are views into it
+/// (an instruction's arguments cost no allocation of their own).
+#[derive(Clone)]
+pub struct Text {
+    buf: Arc<[u8]>,
+    start: usize,
+    end: usize,
+}
 
 impl Text {
+    /// The bytes `buf[start..end]`, sharing `buf`. Out-of-range bounds give an empty text.
+    pub(crate) fn shared(buf: &Arc<[u8]>, start: usize, end: usize) -> Text {
+        if start > end || end > buf.len() {
+            return Text::default();
+        }
+        Text {
+            buf: Arc::clone(buf),
+            start,
+            end,
+        }
+    }
+
+    fn owned(bytes: Arc<[u8]>) -> Text {
+        let end = bytes.len();
+        Text {
+            buf: bytes,
+            start: 0,
+            end,
+        }
+    }
+
     /// The raw bytes.
     pub fn as_bytes(&self) -> &[u8] {
-        &self.0
+        &self.buf[self.start..self.end]
     }
 
     /// The text, if it is valid UTF-8.
     pub fn to_str(&self) -> Option<&str> {
-        std::str::from_utf8(&self.0).ok()
+        std::str::from_utf8(self.as_bytes()).ok()
     }
 
     /// The text, each invalid byte sequence replaced by U+FFFD.
     pub fn to_string_lossy(&self) -> Cow<'_, str> {
-        String::from_utf8_lossy(&self.0)
+        String::from_utf8_lossy(self.as_bytes())
     }
 
     /// True when there are no bytes.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.start == self.end
     }
 
     /// The length in bytes.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.end - self.start
     }
 
     /// The bytes, owned.
     pub fn into_bytes(self) -> Vec<u8> {
-        self.0
+        self.as_bytes().to_vec()
+    }
+}
+
+impl Default for Text {
+    fn default() -> Self {
+        static EMPTY: LazyLock<Arc<[u8]>> = LazyLock::new(|| Arc::from(&[][..]));
+        Text::owned(Arc::clone(&EMPTY))
+    }
+}
+
+impl PartialEq for Text {
+    fn eq(&self, other: &Text) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for Text {}
+
+impl PartialOrd for Text {
+    fn partial_cmp(&self, other: &Text) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Text {
+    fn cmp(&self, other: &Text) -> std::cmp::Ordering {
+        self.as_bytes().cmp(other.as_bytes())
+    }
+}
+
+impl std::hash::Hash for Text {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_bytes().hash(state);
     }
 }
 
 impl From<&[u8]> for Text {
     fn from(bytes: &[u8]) -> Self {
-        Text(bytes.to_vec())
+        Text::owned(Arc::from(bytes))
     }
 }
 
 impl From<Vec<u8>> for Text {
     fn from(bytes: Vec<u8>) -> Self {
-        Text(bytes)
+        Text::owned(Arc::from(bytes))
     }
 }
 
 impl From<&str> for Text {
     fn from(s: &str) -> Self {
-        Text(s.as_bytes().to_vec())
+        Text::from(s.as_bytes())
     }
 }
 
 impl From<String> for Text {
     fn from(s: String) -> Self {
-        Text(s.into_bytes())
+        Text::from(s.into_bytes())
     }
 }
 
 impl PartialEq<str> for Text {
     fn eq(&self, other: &str) -> bool {
-        self.0 == other.as_bytes()
+        self.as_bytes() == other.as_bytes()
     }
 }
 
 impl PartialEq<&str> for Text {
     fn eq(&self, other: &&str) -> bool {
-        self.0 == other.as_bytes()
+        self.as_bytes() == other.as_bytes()
     }
 }
 
 impl AsRef<[u8]> for Text {
     fn as_ref(&self) -> &[u8] {
-        &self.0
+        self.as_bytes()
     }
 }
 
@@ -465,7 +527,7 @@ impl fmt::Debug for Text {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.to_str() {
             Some(s) => fmt::Debug::fmt(s, f),
-            None => write!(f, "b{:?}", self.0.escape_ascii().to_string()),
+            None => write!(f, "b{:?}", self.as_bytes().escape_ascii().to_string()),
         }
     }
 }

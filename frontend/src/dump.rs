@@ -21,12 +21,21 @@ pub fn dump(dockerfile: &Dockerfile) -> String {
 
 /// The dump of one instruction, without the surrounding parentheses.
 pub fn dump_instruction(out: &mut String, instruction: &Instruction) {
+    let start = out.len();
+    // Go trims the node's text, which only shows when the keyword is empty (a lone
+    // continuation escape at the end of the file): `("")`, not `( "")`.
+    let separate = |out: &mut String| {
+        if out.len() > start {
+            out.push(' ');
+        }
+    };
     // Go's ToLower turns invalid bytes into U+FFFD, so the result is always UTF-8.
     out.push_str(&String::from_utf8_lossy(&rune::to_lower_go(
         instruction.keyword.as_bytes(),
     )));
     if !instruction.flags.is_empty() {
-        out.push_str(" [");
+        separate(out);
+        out.push('[');
         for (i, flag) in instruction.flags.iter().enumerate() {
             if i > 0 {
                 out.push(' ');
@@ -36,13 +45,27 @@ pub fn dump_instruction(out: &mut String, instruction: &Instruction) {
         out.push(']');
     }
     if let Args::Onbuild(inner) = &instruction.args {
-        out.push_str(" (");
+        separate(out);
+        out.push('(');
         dump_instruction(out, inner);
         out.push(')');
         return;
     }
     for value in instruction.args.values() {
-        out.push(' ');
+        separate(out);
         quote_into(out, value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{dump, parse};
+
+    #[test]
+    fn a_lone_escape_at_the_end_is_an_empty_instruction() {
+        // BuildKit keeps a node with an empty keyword, and its dump trims the space.
+        let df = parse(b"FROM a\n\\\n").unwrap();
+        assert_eq!(dump(&df), "(from \"a\")\n(\"\")\n");
+        assert_eq!(dump(&parse(b"\\\n\n").unwrap()), "(\"\")\n");
     }
 }

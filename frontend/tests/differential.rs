@@ -96,6 +96,21 @@ const KNOWN_DIFFERENCES: &[(&str, u32, &str)] = &[
         "reads no RUN flags: `--mount=…` stays in the shell command",
     ),
     (
+        "testdata/run-mounts",
+        4,
+        "reads no RUN flags: `--mount=…`, `--network`, `--security` stay in the shell command",
+    ),
+    (
+        "testdata/run-mounts",
+        7,
+        "reads no RUN flags: `--mount=…`, `--network`, `--security` stay in the shell command",
+    ),
+    (
+        "testdata/run-mounts",
+        15,
+        "reads no RUN flags: `--mount=…`, `--network`, `--security` stay in the shell command",
+    ),
+    (
         "testdata/windows-escape",
         5,
         "ignores `# escape=`: a backtick does not continue the line",
@@ -269,7 +284,15 @@ const CRATE_REJECTS: &[(&str, &str)] = &[
         "no JSON form for COPY: it cannot unquote the pieces of `[\"/etc/os-release\", …]`",
     ),
     (
+        "testdata/copy-add-forms",
+        "no JSON form for COPY: it splits `[\"file one.txt\", …]` on spaces and cannot unquote the pieces",
+    ),
+    (
         "testdata/go-multistage-heredoc",
+        "no heredocs: the body lines are read as instructions",
+    ),
+    (
+        "testdata/heredocs",
         "no heredocs: the body lines are read as instructions",
     ),
     (

@@ -10,16 +10,37 @@ use crate::ast::{Arg, Args, Flag, Instruction, KeyValue, Keyword, Text};
 use nom::IResult;
 use nom::Parser;
 use nom::bytes::complete::{take_till1, take_while};
+use std::sync::Arc;
 use strata_graph::{SourceLoc, SourceRange};
 
 /// The logical line being parsed and how to locate its bytes.
 pub(super) struct LineCtx<'a> {
+    /// The logical line; every [`Text`] that is a verbatim piece of it shares it.
+    pub(super) shared: &'a Arc<[u8]>,
     pub(super) text: &'a [u8],
     pub(super) map: &'a LineMap,
     pub(super) escape: u8,
 }
 
 impl LineCtx<'_> {
+    /// `bytes`, which the parser produced for the source starting at `offset`: a view into
+    /// the line when they are the same bytes, a copy when quotes, escapes or decoding changed
+    /// them.
+    fn text_at(&self, offset: usize, bytes: &[u8]) -> Text {
+        let end = offset.saturating_add(bytes.len());
+        if self.text.get(offset..end) == Some(bytes) {
+            Text::shared(self.shared, offset, end)
+        } else {
+            Text::from(bytes)
+        }
+    }
+
+    /// `sub`, a sub-slice of the line, as a shared [`Text`].
+    fn text_of(&self, sub: &[u8]) -> Text {
+        let start = self.offset_of(sub);
+        Text::shared(self.shared, start, start + sub.len())
+    }
+
     /// The offset of `sub`, a sub-slice of the logical line.
     fn offset_of(&self, sub: &[u8]) -> usize {
         let offset = (sub.as_ptr() as usize).wrapping_sub(self.text.as_ptr() as usize);
@@ -37,7 +58,7 @@ impl LineCtx<'_> {
 
     fn arg(&self, text: &[u8]) -> Arg {
         Arg {
-            text: Text::from(text),
+            text: self.text_of(text),
             loc: self.loc_of(text),
         }
     }
@@ -69,7 +90,15 @@ pub(super) fn parse(
 ) -> Result<Instruction, ParseErrorKind> {
     let trimmed = rune::trim_space(line);
     let (keyword, after) = split_keyword(trimmed);
-    let kind = Keyword::from_lowercase(&rune::to_lower_go(keyword));
+    let kind = if keyword.is_ascii() {
+        Keyword::ALL
+            .into_iter()
+            .find(|k| k.as_lowercase().as_bytes().eq_ignore_ascii_case(keyword))
+            .unwrap_or(Keyword::Unknown)
+    } else {
+        // Go lower-cases by rune: `HEALTHCHEC\u{212A}` (Kelvin sign) is HEALTHCHECK.
+        Keyword::from_lowercase(&rune::to_lower_go(keyword))
+    };
     let (rest, flags) = match after {
         Some(after) => {
             let (rest, words) = flags::extract(after);
@@ -77,7 +106,7 @@ pub(super) fn parse(
             let flags = words
                 .into_iter()
                 .map(|f| Flag {
-                    text: Text::from(f.text),
+                    text: ctx.text_at(base + f.offset, &f.text),
                     loc: ctx.loc_at(base + f.offset),
                 })
                 .collect();
@@ -88,14 +117,14 @@ pub(super) fn parse(
     let rest = rune::trim_space(rest);
     let args = parse_args(ctx, kind, rest, range)?;
     Ok(Instruction {
-        keyword: Text::from(keyword),
+        keyword: ctx.text_of(keyword),
         kind,
         keyword_loc: ctx.loc_of(keyword),
         flags,
         args,
         heredocs: Vec::new(),
-        original: Text::from(line),
-        rest: Text::from(rest),
+        original: ctx.text_of(line),
+        rest: ctx.text_of(rest),
         comments: Vec::new(),
         range,
     })
@@ -142,9 +171,10 @@ fn parse_args(
 }
 
 fn word_arg(ctx: &LineCtx<'_>, rest: &[u8], word: Word) -> Arg {
+    let offset = ctx.offset_of(rest) + word.offset;
     Arg {
-        loc: ctx.loc_at(ctx.offset_of(rest) + word.offset),
-        text: Text::from(word.text),
+        loc: ctx.loc_at(offset),
+        text: ctx.text_at(offset, &word.text),
     }
 }
 
@@ -157,7 +187,8 @@ fn json_args(ctx: &LineCtx<'_>, rest: &[u8]) -> Result<Option<Args>, ParseErrorK
                     .into_iter()
                     .map(|item| Arg {
                         loc: ctx.loc_at(base + item.offset),
-                        text: Text::from(item.value),
+                        // The string's bytes start after its opening quote.
+                        text: ctx.text_at(base + item.offset + 1, &item.value),
                     })
                     .collect(),
             )))
@@ -225,11 +256,11 @@ fn name_values(ctx: &LineCtx<'_>, kind: Keyword, rest: &[u8]) -> Result<Args, Pa
             .expect("a word with an equals offset contains '='");
         pairs.push(KeyValue {
             key: Arg {
-                text: Text::from(&word.text[..split]),
+                text: ctx.text_at(base + word.offset, &word.text[..split]),
                 loc: ctx.loc_at(base + word.offset),
             },
             value: Arg {
-                text: Text::from(&word.text[split + 1..]),
+                text: ctx.text_at(base + equals + 1, &word.text[split + 1..]),
                 loc: ctx.loc_at(base + equals + 1),
             },
             legacy: false,

@@ -148,6 +148,12 @@ impl LineMap {
         });
     }
 
+    /// Forgets every piece, keeping the allocation.
+    pub(super) fn clear(&mut self) {
+        self.pieces.clear();
+        self.last.set(None);
+    }
+
     /// The source location of byte `offset` of the logical line `text`.
     pub(super) fn loc(&self, text: &[u8], offset: usize) -> SourceLoc {
         let Some(idx) = self

@@ -30,6 +30,7 @@ use crate::ast::{
 use directive::DirectiveParser;
 use instruction::LineCtx;
 use line::{Line, LineMap, Lines};
+use std::sync::Arc;
 use strata_graph::{SourceLoc, SourceRange};
 
 /// Parses a Dockerfile's bytes into its raw syntax tree, as BuildKit's parser would.
@@ -49,6 +50,8 @@ pub fn parse(source: &[u8]) -> Result<Dockerfile, ParseError> {
         instructions: Vec::new(),
         warnings: Vec::new(),
         last_line: 0,
+        text: Vec::new(),
+        map: LineMap::default(),
     }
     .run()
 }
@@ -62,6 +65,10 @@ struct Parser<'a> {
     instructions: Vec<Instruction>,
     warnings: Vec<Warning>,
     last_line: u32,
+    /// The logical line being built, and where its pieces came from: reused from one
+    /// instruction to the next so a long file does not allocate them again each time.
+    text: Vec<u8>,
+    map: LineMap,
 }
 
 impl<'a> Parser<'a> {
@@ -144,8 +151,11 @@ impl<'a> Parser<'a> {
             first.number,
             line::to_u32(rune::count(&token[..indent])) + 1,
         );
-        let mut text = piece.to_vec();
-        let mut map = LineMap::default();
+        let mut text = std::mem::take(&mut self.text);
+        let mut map = std::mem::take(&mut self.map);
+        text.clear();
+        map.clear();
+        text.extend_from_slice(piece);
         map.push(0, start.line, start.column);
         let mut last = first;
         let mut empty_line = None;
@@ -174,16 +184,18 @@ impl<'a> Parser<'a> {
             });
         }
 
+        let shared: Arc<[u8]> = Arc::from(&text[..]);
         let ctx = LineCtx {
-            text: &text,
+            shared: &shared,
+            text: &shared,
             map: &map,
             escape: self.escape,
         };
         let range = SourceRange::new(start, SourceLoc::new(last.number, last.end_column()));
         let at_start = |kind| ParseError::new(start, kind);
-        let mut instruction = instruction::parse(&ctx, &text, range).map_err(at_start)?;
-        if can_contain_heredoc(&instruction) && text.windows(2).any(|w| w == b"<<") {
-            for marker in heredoc::markers(&text).map_err(at_start)? {
+        let mut instruction = instruction::parse(&ctx, &shared, range).map_err(at_start)?;
+        if can_contain_heredoc(&instruction) && shared.windows(2).any(|w| w == b"<<") {
+            for marker in heredoc::markers(&shared).map_err(at_start)? {
                 let body = self.heredoc_body(&marker, start, &mut last)?;
                 instruction.heredocs.push(body);
             }
@@ -196,6 +208,8 @@ impl<'a> Parser<'a> {
         instruction.comments = std::mem::take(&mut self.comments);
         self.last_line = last.number;
         self.instructions.push(instruction);
+        self.text = text;
+        self.map = map;
         Ok(())
     }
 

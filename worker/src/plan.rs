@@ -456,6 +456,7 @@ impl SandboxPlan {
     }
 
     /// The steps, in order.
+    #[cfg_attr(not(test), expect(dead_code, reason = "read by the snapshot test"))]
     pub(crate) fn steps(&self) -> &[Step] {
         &self.steps
     }

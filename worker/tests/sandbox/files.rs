@@ -825,7 +825,7 @@ fn dest_symlinks_in_the_image_stay_inside() -> TestResult {
             copy(1, &["file.txt"], "/escape/c12"),
             copy(
                 1,
-                &[&"file.txt"],
+                &["file.txt"],
                 &format!("/../../../..{}/c13", canary.display()),
             ),
             copy(1, &["file.txt"], "/up/c-up"),

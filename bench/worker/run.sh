@@ -15,7 +15,7 @@ now() { date +%s.%N; }
 
 # strata worker: 40 sequential RUN true (each on all previous layers, with its layer diff),
 # then 40 sequential COPY of a 1 KiB file.
-cargo bench -q -p strata-worker --bench steps -- "$steps" | tee "$out/strata.jsonl"
+cargo bench -q -p strata-worker --bench steps -- "$steps" 2>/dev/null | tee "$out/strata.jsonl"
 
 # The same busybox base as an image for docker.
 mkdir -p "$work/rootfs/bin" "$work/rootfs/etc" "$work/rootfs/tmp"
@@ -23,7 +23,7 @@ cp /bin/busybox "$work/rootfs/bin/busybox"
 for a in sh true cat ls echo; do ln -s busybox "$work/rootfs/bin/$a"; done
 echo 'root:x:0:0:root:/root:/bin/sh' > "$work/rootfs/etc/passwd"
 tar -C "$work/rootfs" -cf "$work/rootfs.tar" .
-docker import -q "$work/rootfs.tar" strata-bench-base:latest >/dev/null
+docker import "$work/rootfs.tar" strata-bench-base:latest >/dev/null
 
 mkdir -p "$work/ctx"
 for i in $(seq 0 $((steps - 1))); do head -c 1024 /dev/zero | tr '\0' x > "$work/ctx/f$i"; done
@@ -35,7 +35,6 @@ df() { # $1 = kind (run|copy), $2 = count
 }
 build() { # $1 = kind, $2 = count; prints wall seconds of a cold build
     df "$1" "$2" > "$work/Dockerfile"
-    docker builder prune -af >/dev/null 2>&1 || true
     local t0 t1
     t0=$(now)
     DOCKER_BUILDKIT=1 docker build -q --no-cache --network=none -f "$work/Dockerfile" "$work/ctx" >/dev/null

@@ -187,13 +187,13 @@ pub(crate) fn extract(
         let mut xattrs = Vec::new();
         if let Ok(Some(pax)) = entry.pax_extensions() {
             for ext in pax.flatten() {
-                if let Some(attr) = ext.key_bytes().strip_prefix(b"SCHILY.xattr.") {
-                    if keep_xattr(attr) {
-                        xattrs.push((
-                            OsStr::from_bytes(attr).to_owned(),
-                            ext.value_bytes().to_vec(),
-                        ));
-                    }
+                if let Some(attr) = ext.key_bytes().strip_prefix(b"SCHILY.xattr.")
+                    && keep_xattr(attr)
+                {
+                    xattrs.push((
+                        OsStr::from_bytes(attr).to_owned(),
+                        ext.value_bytes().to_vec(),
+                    ));
                 }
             }
         }

@@ -18,6 +18,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::rc::Rc;
 
+/// Says whether a path (relative to the copied directory) is left out.
+pub(crate) type SkipFn = Rc<dyn Fn(&str, bool) -> bool>;
+
 /// How copied entries get their metadata.
 #[derive(Clone)]
 pub(crate) struct CopyOpts {
@@ -28,7 +31,7 @@ pub(crate) struct CopyOpts {
     /// `--chmod` for files and directories.
     pub(crate) mode: Option<u32>,
     /// Paths (relative to the copied directory) to leave out.
-    pub(crate) skip: Rc<dyn Fn(&str, bool) -> bool>,
+    pub(crate) skip: SkipFn,
 }
 
 impl CopyOpts {
@@ -314,10 +317,10 @@ fn copy_xattrs(src: &std::fs::File, dst: BorrowedFd<'_>) {
     use xattr::FileExt;
     let Ok(names) = src.list_xattr() else { return };
     for n in names {
-        if keep_xattr(n.as_bytes()) {
-            if let Ok(Some(v)) = src.get_xattr(&n) {
-                let _ = sys::fsetxattr(dst, &n, &v);
-            }
+        if keep_xattr(n.as_bytes())
+            && let Ok(Some(v)) = src.get_xattr(&n)
+        {
+            let _ = sys::fsetxattr(dst, &n, &v);
         }
     }
 }

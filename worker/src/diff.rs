@@ -213,10 +213,10 @@ fn read_xattrs(path: &Path, meta: &Metadata) -> Vec<(Vec<u8>, Vec<u8>)> {
     let mut out = Vec::new();
     if let Ok(names) = xattr::list(path) {
         for n in names {
-            if keep_xattr(n.as_bytes()) {
-                if let Ok(Some(v)) = xattr::get(path, &n) {
-                    out.push((n.as_bytes().to_vec(), v));
-                }
+            if keep_xattr(n.as_bytes())
+                && let Ok(Some(v)) = xattr::get(path, &n)
+            {
+                out.push((n.as_bytes().to_vec(), v));
             }
         }
     }
@@ -338,10 +338,10 @@ impl<W: Write> TarWriter<W> {
             h.set_size(size);
         }
         set_mtime(&mut h, e.mtime, &mut pax);
-        if let Some(link) = &e.link {
-            if link.len() > 100 || h.set_link_name_literal(link).is_err() {
-                pax.extend(pax_record(b"linkpath", link));
-            }
+        if let Some(link) = &e.link
+            && (link.len() > 100 || h.set_link_name_literal(link).is_err())
+        {
+            pax.extend(pax_record(b"linkpath", link));
         }
         if matches!(kind, tar::EntryType::Char | tar::EntryType::Block) {
             let rdev = m.rdev();

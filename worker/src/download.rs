@@ -132,14 +132,14 @@ pub(crate) fn fetch(
     }
     out.flush().map_err(write)?;
     let actual = hex::encode(hasher.finalize());
-    if let Some(expected) = expected {
-        if expected != actual {
-            return Err(DownloadError::Checksum {
-                url: url.to_owned(),
-                expected: format!("sha256:{expected}"),
-                actual: format!("sha256:{actual}"),
-            });
-        }
+    if let Some(expected) = expected
+        && expected != actual
+    {
+        return Err(DownloadError::Checksum {
+            url: url.to_owned(),
+            expected: format!("sha256:{expected}"),
+            actual: format!("sha256:{actual}"),
+        });
     }
     Ok(Fetched {
         path: into.to_owned(),

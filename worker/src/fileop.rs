@@ -599,15 +599,15 @@ fn copy_sources(
             })?;
         let st = sys::fstat(fd.as_fd()).map_err(io_at("read", &shown))?;
         // A source reached through a symlink must not reveal an excluded file.
-        if src.context && src.exclude.is_some() {
-            if let Some(real) = real_rel(&src.root, &fd) {
-                if excluded(src, &real, true) {
-                    return Err(FileError::NotFound {
-                        path: shown,
-                        source_name: src.name.to_owned(),
-                    });
-                }
-            }
+        if src.context
+            && src.exclude.is_some()
+            && let Some(real) = real_rel(&src.root, &fd)
+            && excluded(src, &real, true)
+        {
+            return Err(FileError::NotFound {
+                path: shown,
+                source_name: src.name.to_owned(),
+            });
         }
         let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
         let base_name = m
@@ -625,7 +625,7 @@ fn copy_sources(
         let skip_rel = src_rel.clone();
         let ex_ctx = src.exclude.clone();
         let ex_pat = exclude.clone();
-        let skip: Rc<dyn Fn(&str, bool) -> bool> = Rc::new(move |rel: &str, is_dir: bool| {
+        let skip: copy::SkipFn = Rc::new(move |rel: &str, is_dir: bool| {
             if pattern::excluded(&ex_pat, rel).unwrap_or(false) {
                 return true;
             }

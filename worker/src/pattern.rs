@@ -128,10 +128,11 @@ fn class(p: &[char], c: Option<char>) -> Option<(bool, usize)> {
             };
             i += 2;
         }
-        if let Some(c) = c {
-            if lo <= c && c <= hi {
-                matched = true;
-            }
+        if let Some(c) = c
+            && lo <= c
+            && c <= hi
+        {
+            matched = true;
         }
     }
     match c {

@@ -161,6 +161,8 @@ pub(crate) struct Applied {
     pub(crate) stubs: Vec<(String, bool)>,
     /// Targets of `RUN --mount`s, to unmount before removing the stubs.
     pub(crate) targets: Vec<String>,
+    /// One empty read-only tmpfs, cloned onto every masked directory.
+    mask: Option<OwnedFd>,
 }
 
 fn opt(k: &str, v: &str) -> (String, Option<String>) {
@@ -456,6 +458,7 @@ impl SandboxPlan {
     }
 
     /// The steps, in order.
+    #[cfg_attr(not(test), expect(dead_code, reason = "read by the snapshot test"))]
     pub(crate) fn steps(&self) -> &[Step] {
         &self.steps
     }
@@ -691,14 +694,20 @@ fn apply_step(
             missing_ok((|| {
                 let meta = fs_err::symlink_metadata(p)?;
                 let fd = if meta.is_dir() {
-                    sys::fs_mount(
-                        "tmpfs",
-                        &[opt("size", "0")],
-                        MountAttrs {
-                            readonly: true,
-                            ..MountAttrs::SAFE
-                        },
-                    )?
+                    let empty = match applied.mask.take() {
+                        Some(fd) => fd,
+                        None => sys::fs_mount(
+                            "tmpfs",
+                            &[opt("size", "0")],
+                            MountAttrs {
+                                readonly: true,
+                                ..MountAttrs::SAFE
+                            },
+                        )?,
+                    };
+                    let clone = sys::clone_tree(empty.as_fd(), Path::new(""), false)?;
+                    applied.mask = Some(empty);
+                    clone
                 } else {
                     sys::clone_tree(
                         sys::open_dir(Path::new("/"))?.as_fd(),

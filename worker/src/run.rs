@@ -498,10 +498,10 @@ impl Worker {
             fs_err::set_permissions(dir, std::fs::Permissions::from_mode(mode & 0o7777))
         };
         let err = io_err(format!("failed to prepare cache mount {id}"));
-        if let Err(e) = fresh(&dir) {
-            if e.kind() != io::ErrorKind::AlreadyExists {
-                return Err(err(e));
-            }
+        if let Err(e) = fresh(&dir)
+            && e.kind() != io::ErrorKind::AlreadyExists
+        {
+            return Err(err(e));
         }
         let lock = match sharing {
             CacheSharing::Shared => CacheLock(None),

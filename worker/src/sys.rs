@@ -220,10 +220,9 @@ pub(crate) fn stdin_from_dev_null() -> io::Result<()> {
 /// opened reaches the command (CVE-2024-21626).
 pub(crate) fn cloexec_from(first: u32) -> io::Result<()> {
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags on descriptors.
-    check(
-        unsafe { libc::close_range(first, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as libc::c_int) }
-            .into(),
-    )?;
+    let ret =
+        unsafe { libc::close_range(first, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as libc::c_int) };
+    check(ret.into())?;
     Ok(())
 }
 
@@ -830,19 +829,10 @@ pub(crate) fn lutimes_at(dir: BorrowedFd<'_>, name: &Path, secs: i64, nsec: i64)
 
 pub(crate) fn fsetxattr(fd: BorrowedFd<'_>, name: &OsStr, value: &[u8]) -> io::Result<()> {
     let n = cstr(name)?;
-    // SAFETY: fsetxattr reads a NUL-terminated name and `value.len()` bytes of `value`.
-    check(
-        unsafe {
-            libc::fsetxattr(
-                fd.as_raw_fd(),
-                n.as_ptr(),
-                value.as_ptr().cast(),
-                value.len(),
-                0,
-            )
-        }
-        .into(),
-    )?;
+    let (ptr, len) = (value.as_ptr().cast(), value.len());
+    // SAFETY: fsetxattr reads a NUL-terminated name and `len` bytes at `ptr`.
+    let ret = unsafe { libc::fsetxattr(fd.as_raw_fd(), n.as_ptr(), ptr, len, 0) };
+    check(ret.into())?;
     Ok(())
 }
 

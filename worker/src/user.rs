@@ -178,14 +178,14 @@ pub(crate) fn resolve_owner(
     };
     // A numeric user without a passwd entry keeps gid = uid for --chown, as BuildKit does
     // (`--chown=10` gives 10:10).
-    if group.is_none() {
-        if let Some(uid) = numeric(user, MAX_FILE_ID) {
-            let uid = uid?;
-            let gid = passwd_entries(passwd.unwrap_or(""))
-                .find(|e| e.uid == uid)
-                .map_or(uid, |e| e.gid);
-            return Ok((uid, gid));
-        }
+    if group.is_none()
+        && let Some(uid) = numeric(user, MAX_FILE_ID)
+    {
+        let uid = uid?;
+        let gid = passwd_entries(passwd.unwrap_or(""))
+            .find(|e| e.uid == uid)
+            .map_or(uid, |e| e.gid);
+        return Ok((uid, gid));
     }
     let id = resolve(&spec, passwd, groups, MAX_FILE_ID)?;
     Ok((id.uid, id.gid))

@@ -53,6 +53,10 @@ pub fn tests() -> Vec<Trial> {
             context_symlinks_never_escape,
         ),
         trial("file_op_leaves_no_mounts", file_op_leaves_no_mounts),
+        trial(
+            "add_url_downloads_without_extracting",
+            add_url_downloads_without_extracting,
+        ),
     ]
 }
 
@@ -825,7 +829,7 @@ fn dest_symlinks_in_the_image_stay_inside() -> TestResult {
             copy(1, &["file.txt"], "/escape/c12"),
             copy(
                 1,
-                &[&"file.txt"],
+                &["file.txt"],
                 &format!("/../../../..{}/c13", canary.display()),
             ),
             copy(1, &["file.txt"], "/up/c-up"),
@@ -963,4 +967,98 @@ fn file_op_leaves_no_mounts() -> TestResult {
         .map(|e| e.path())
         .collect();
     ensure(left.is_empty(), format!("scratch left: {left:?}"))
+}
+
+/// Serves `body` with `headers` to every request on a loopback port; returns the base URL.
+fn serve(body: &'static [u8], headers: &'static str) -> String {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in l.incoming().take(8) {
+            let Ok(mut s) = s else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n{headers}\r\n",
+                body.len()
+            );
+            let _ = s.write_all(head.as_bytes());
+            let _ = s.write_all(body);
+        }
+    });
+    format!("http://{addr}")
+}
+
+fn download(url: &str, dest: &str, checksum: Option<String>) -> FileAction {
+    FileAction::Download {
+        url: url.into(),
+        dest: dest.into(),
+        dest_is_dir: dest.ends_with('/'),
+        checksum,
+        chown: None,
+        chmod: None,
+    }
+}
+
+fn add_url_downloads_without_extracting() -> TestResult {
+    let env = Env::new();
+    let tar_bytes: &'static [u8] = Box::leak(
+        fs_err::read(env.base.join("etc/passwd"))
+            .unwrap()
+            .into_boxed_slice(),
+    );
+    let base = serve(
+        tar_bytes,
+        "Last-Modified: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Disposition: attachment; filename=\"../../evil\"\r\nContent-Encoding: gzip\r\n",
+    );
+    let sum = format!(
+        "sha256:{}",
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(tar_bytes))
+    );
+    let l = apply(
+        &env,
+        vec![env.base.clone()],
+        vec![
+            download(&format!("{base}/dl/file.tar?x=1"), "/dl/", Some(sum)),
+            download(&format!("{base}/other"), "/named", None),
+        ],
+        vec![None],
+    )
+    .map_err(err)?;
+    ensure_eq(
+        meta(&l, "/dl/file.tar")?,
+        ('f', 0o600, 0, 0),
+        "name from the URL path, mode 0600",
+    )?;
+    ensure_eq(
+        fs_err::read(l.join("dl/file.tar")).unwrap(),
+        tar_bytes.to_vec(),
+        "stored as sent, not decoded",
+    )?;
+    ensure_eq(
+        fs_err::metadata(l.join("dl/file.tar")).unwrap().mtime(),
+        784_111_777,
+        "mtime from Last-Modified",
+    )?;
+    ensure_eq(meta(&l, "/named")?.0, 'f', "explicit name")?;
+    let r = apply(
+        &env,
+        vec![env.base.clone()],
+        vec![download(
+            &format!("{base}/x"),
+            "/x",
+            Some(format!("sha256:{}", "0".repeat(64))),
+        )],
+        vec![None],
+    );
+    ensure(
+        matches!(
+            r,
+            Err(FileError::Download(
+                strata_worker::DownloadError::Checksum { .. }
+            ))
+        ),
+        format!("{r:?}"),
+    )
 }

@@ -148,7 +148,7 @@ fn hostile_tarballs_through_add() -> TestResult {
                 Want::Err
             }
         };
-        if std::env::var_os("STRATA_TEST_VERBOSE").is_some() {
+        if verbose() {
             eprintln!(
                 "{id}: {}",
                 match &r {
@@ -278,7 +278,6 @@ fn hostile_contexts_through_copy() -> TestResult {
         vec![copy(1, &[&format!("{v}/secret.txt")], "/out/")],
         false,
     );
-    drop(check);
     if let Some(l) = fifo {
         use std::os::unix::fs::FileTypeExt;
         ensure(
@@ -360,4 +359,10 @@ fn hostile_gzip_bomb_hits_the_unpack_limit() -> TestResult {
     });
     let e = r.err().ok_or("an 8 MiB bomb must exceed a 4 MiB limit")?;
     ensure(message(&e).contains("more than 4194304 bytes"), message(&e))
+}
+
+/// `STRATA_TEST_VERBOSE=1` prints each case's outcome (to review the messages).
+fn verbose() -> bool {
+    #[expect(clippy::disallowed_methods, reason = "a test switch, not library code")]
+    std::env::var_os("STRATA_TEST_VERBOSE").is_some()
 }

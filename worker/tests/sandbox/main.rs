@@ -2,6 +2,8 @@
 //! its own helper: started as `<test binary> __sandbox` it is the sandbox, as `strata` is.
 #![allow(
     missing_docs,
+    unreachable_pub,
+    dead_code,
     clippy::unwrap_used,
     clippy::print_stdout,
     clippy::print_stderr

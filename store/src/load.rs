@@ -302,7 +302,10 @@ impl Archive {
     }
 
     /// Images of an OCI layout: `index.json` → manifests (through nested indexes, picking
-    /// this platform) → config and layers.
+    /// this platform) → config and layers. Indexes are read as JSON values rather than
+    /// oci-spec's `ImageIndex`: we must see whether a document also has `layers` (ambiguous,
+    /// CVE-2021-41190) and read docker manifest lists the same way; manifests themselves go
+    /// through oci-spec.
     fn oci_images(&self, store: &Store) -> Result<Vec<Found>, StoreError> {
         let bytes = self.read("index.json")?;
         let index: Value =

@@ -833,3 +833,80 @@ fn a_legacy_docker_archive_loads_and_empty_layers_show_0b() {
     assert_eq!(v[0]["Config"]["Healthcheck"]["Test"][0], "NONE");
     assert_eq!(v[0]["Config"]["Shell"][0], "/bin/ash");
 }
+
+/// SIGKILL at assorted points of `import` (compressing, committing blobs, writing the index):
+/// the store stays sound every time and the next import works.
+#[test]
+fn sigkill_at_any_point_of_import_leaves_a_sound_store() {
+    let env = TestEnv::new();
+    let (_, tarball) = rootfs(&env, "killimport", 4 << 20);
+    for delay_ms in [1, 5, 15, 30, 60, 100, 150, 250] {
+        let mut child = env
+            .command(["import", tarball.to_str().unwrap(), "victim:1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        child.wait().unwrap();
+        let check = env.command(["system", "check"]).output().unwrap();
+        assert!(
+            check.status.success(),
+            "after a kill at {delay_ms} ms: {}",
+            String::from_utf8_lossy(&check.stdout)
+        );
+    }
+    let id = import(&env, &tarball, "victim:1", &[]);
+    assert_eq!(env.ok(["images", "-q", "--no-trunc"]).trim(), id);
+    env.ok(["image", "prune", "-f"]);
+    assert_eq!(
+        env.ok(["system", "check"]),
+        "checked 1 images and 3 blobs: ok\n"
+    );
+}
+
+/// Imports, prunes and removals racing on one root: nothing tagged is lost, nothing dangles.
+#[test]
+fn imports_prunes_and_removals_race_without_losing_blobs() {
+    let env = TestEnv::new();
+    let tarballs: Vec<PathBuf> = (0..6)
+        .map(|i| rootfs(&env, &format!("race{i}"), 0).1)
+        .collect();
+    let (_, doomed) = rootfs(&env, "doomed", 0);
+    import(&env, &doomed, "doomed:1", &[]);
+    let mut children = Vec::new();
+    for (i, t) in tarballs.iter().enumerate() {
+        children.push(env.command(["import", t.to_str().unwrap(), &format!("race{i}:1")]));
+        if i % 2 == 0 {
+            children.push(env.command(["image", "prune", "-f"]));
+        }
+    }
+    children.push(env.command(["rmi", "doomed:1"]));
+    let running: Vec<_> = children
+        .iter_mut()
+        .map(|c| {
+            c.stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in running {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    for i in 0..6 {
+        env.ok(["inspect", &format!("race{i}:1")]);
+    }
+    assert!(env.fails(["inspect", "doomed:1"]).contains("no such image"));
+    env.ok(["image", "prune", "-f"]);
+    assert_eq!(
+        env.ok(["system", "check"]),
+        "checked 6 images and 18 blobs: ok\n"
+    );
+}

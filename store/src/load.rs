@@ -86,7 +86,16 @@ impl Store {
         // Everything verified: move blobs into place, then index all images at once.
         let mut archive = archive;
         let mut records = Vec::new();
+        let existing = self.read_index()?;
         for image in &found {
+            // Already here (say, loaded before from another format): keep what we have, do not
+            // leave this archive's copies of its blobs behind unreferenced.
+            if let Some(old) = existing.images.get(&image.config)
+                && self.has_blob(&old.manifest)
+            {
+                records.push((image.config.clone(), old.clone(), image.tags.clone()));
+                continue;
+            }
             for name in &image.blobs {
                 if let Some(m) = archive.take(name) {
                     self.persist_blob(m.file, &m.digest)?;

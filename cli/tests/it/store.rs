@@ -910,3 +910,49 @@ fn imports_prunes_and_removals_race_without_losing_blobs() {
         "checked 6 images and 18 blobs: ok\n"
     );
 }
+
+/// The same image from an OCI archive and from a docker archive is one image, stored once; a
+/// relative `--root` works from any directory.
+#[test]
+fn loading_the_same_image_twice_stores_it_once() {
+    let env = TestEnv::new();
+    let (_, tarball) = rootfs(&env, "twice", 0);
+    import(&env, &tarball, "twice:1", &[]);
+    let saved = env.dir().join("twice.tar");
+    env.ok(["save", "-o", saved.to_str().unwrap(), "twice:1"]);
+    let docker = env.dir().join("twice-docker.tar");
+    let out = Command::new("skopeo")
+        .args(["copy", "-q"])
+        .arg(format!("oci-archive:{}", saved.display()))
+        .arg(format!("docker-archive:{}:other/name:v2", docker.display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = std::process::Command::new(crate::support::strata_bin())
+        .current_dir(env.dir())
+        .args(["--root", "rel-root", "load", "-i", "twice.tar"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = std::process::Command::new(crate::support::strata_bin())
+        .current_dir(env.dir())
+        .args(["--root", "rel-root", "load", "-i", "twice-docker.tar"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "Loaded image: other/name:v2\n"
+    );
+    let blobs = fs_err::read_dir(env.dir().join("rel-root/blobs/sha256"))
+        .unwrap()
+        .count();
+    assert_eq!(blobs, 3, "manifest, config and one layer, stored once");
+}

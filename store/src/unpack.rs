@@ -690,6 +690,19 @@ mod tests {
     }
 
     #[test]
+    fn implicit_parents_are_0755_whatever_the_umask() {
+        // nextest runs each test in its own process, so the umask change stays here.
+        rustix::process::umask(Mode::from_raw_mode(0o077));
+        let c = Case::new();
+        c.unpack(&[E::File("a/b/f", b"x", 0o644)]).unwrap();
+        for d in ["a", "a/b"] {
+            let m = fs_err::metadata(c.root.join(d)).unwrap();
+            assert_eq!(m.mode() & 0o7777, 0o755, "{d}");
+        }
+        assert_eq!(fs_err::metadata(c.root.join("a/b/f")).unwrap().mode() & 0o7777, 0o644);
+    }
+
+    #[test]
     fn absolute_names_land_inside() {
         let c = Case::new();
         c.unpack(&[E::File("/etc/passwd", b"root", 0o644)]).unwrap();

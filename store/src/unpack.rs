@@ -699,7 +699,10 @@ mod tests {
             let m = fs_err::metadata(c.root.join(d)).unwrap();
             assert_eq!(m.mode() & 0o7777, 0o755, "{d}");
         }
-        assert_eq!(fs_err::metadata(c.root.join("a/b/f")).unwrap().mode() & 0o7777, 0o644);
+        assert_eq!(
+            fs_err::metadata(c.root.join("a/b/f")).unwrap().mode() & 0o7777,
+            0o644
+        );
     }
 
     #[test]

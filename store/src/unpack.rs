@@ -852,6 +852,7 @@ mod tests {
             "victim",
             "dir",
             "..",
+            "outside",
             ".wh.a",
             ".wh..wh..opq",
             ".",

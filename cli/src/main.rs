@@ -34,7 +34,8 @@ impl GlobalArgs {
     /// The store root: `--root`, `STRATA_ROOT`, or the default for this user.
     pub(crate) fn store_root(&self) -> PathBuf {
         if let Some(root) = &self.root {
-            return root.clone();
+            // Resolved once here, so the store never depends on the current directory.
+            return std::path::absolute(root).unwrap_or_else(|_| root.clone());
         }
         if nix_is_root() {
             return PathBuf::from("/var/lib/strata");

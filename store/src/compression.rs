@@ -64,9 +64,14 @@ pub(crate) fn decompressed<'a, R: Read + 'a>(input: R) -> io::Result<Box<dyn Rea
     })
 }
 
+/// Threads for gzip: the machine's cores, at most 8 (the bytes do not depend on it).
+fn gzip_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
+}
+
 /// A compressing writer over `W`.
 pub(crate) enum Encoder<W: Write> {
-    Gzip(flate2::write::GzEncoder<W>),
+    Gzip(crate::gzip::ParallelGzip<W>),
     Zstd(zstd::stream::write::Encoder<'static, W>),
     None(W),
 }
@@ -74,10 +79,11 @@ pub(crate) enum Encoder<W: Write> {
 impl<W: Write> Encoder<W> {
     pub(crate) fn new(compression: Compression, inner: W) -> io::Result<Self> {
         Ok(match compression {
-            Compression::Gzip => Encoder::Gzip(flate2::write::GzEncoder::new(
+            Compression::Gzip => Encoder::Gzip(crate::gzip::ParallelGzip::new(
                 inner,
-                flate2::Compression::new(GZIP_LEVEL),
-            )),
+                GZIP_LEVEL,
+                gzip_threads(),
+            )?),
             Compression::Zstd => {
                 Encoder::Zstd(zstd::stream::write::Encoder::new(inner, ZSTD_LEVEL)?)
             }

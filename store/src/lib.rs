@@ -49,6 +49,7 @@ mod digest;
 mod durable;
 mod error;
 mod gc;
+mod gzip;
 mod image;
 mod import;
 mod index;

@@ -86,7 +86,16 @@ impl Store {
         // Everything verified: move blobs into place, then index all images at once.
         let mut archive = archive;
         let mut records = Vec::new();
+        let existing = self.read_index()?;
         for image in &found {
+            // Already here (say, loaded before from another format): keep what we have, do not
+            // leave this archive's copies of its blobs behind unreferenced.
+            if let Some(old) = existing.images.get(&image.config)
+                && self.has_blob(&old.manifest)
+            {
+                records.push((image.config.clone(), old.clone(), image.tags.clone()));
+                continue;
+            }
             for name in &image.blobs {
                 if let Some(m) = archive.take(name) {
                     self.persist_blob(m.file, &m.digest)?;
@@ -302,7 +311,10 @@ impl Archive {
     }
 
     /// Images of an OCI layout: `index.json` → manifests (through nested indexes, picking
-    /// this platform) → config and layers.
+    /// this platform) → config and layers. Indexes are read as JSON values rather than
+    /// oci-spec's `ImageIndex`: we must see whether a document also has `layers` (ambiguous,
+    /// CVE-2021-41190) and read docker manifest lists the same way; manifests themselves go
+    /// through oci-spec.
     fn oci_images(&self, store: &Store) -> Result<Vec<Found>, StoreError> {
         let bytes = self.read("index.json")?;
         let index: Value =

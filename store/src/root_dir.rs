@@ -90,11 +90,21 @@ impl RootDir {
                     _ => return Err(Errno::NOTDIR.into()),
                 },
                 Err(Errno::NOENT) if create => {
-                    match rustix::fs::mkdirat(&cur, c.as_os_str(), Mode::from_raw_mode(0o755)) {
-                        Ok(()) | Err(Errno::EXIST) => {}
+                    let made = match rustix::fs::mkdirat(
+                        &cur,
+                        c.as_os_str(),
+                        Mode::from_raw_mode(0o755),
+                    ) {
+                        Ok(()) => true,
+                        Err(Errno::EXIST) => false,
                         Err(e) => return Err(e.into()),
-                    }
+                    };
                     cur = open_dir_at(&cur, &c)?;
+                    if made {
+                        // Whatever the process umask: an implicit parent is 0755, as docker
+                        // creates it.
+                        rustix::fs::fchmod(&cur, Mode::from_raw_mode(0o755))?;
+                    }
                     depth += 1;
                 }
                 Err(e) => return Err(e.into()),

@@ -51,12 +51,53 @@ impl Store {
     /// # Ok::<(), strata_store::StoreError>(())
     /// ```
     pub fn snapshots(&self, image: &Image) -> Result<Vec<Snapshot>, StoreError> {
-        let mut out: Vec<Snapshot> = Vec::with_capacity(image.layers.len());
-        for layer in &image.layers {
-            let parent = out.last().map(|s| s.chain_id.clone());
-            out.push(self.unpack_layer(parent.as_ref(), layer)?);
+        // Each layer unpacks into its own directory, independent of the others, so missing
+        // ones are unpacked in parallel (a few at a time).
+        let chains = image.chain_ids();
+        let parents: Vec<Option<Digest>> = std::iter::once(None)
+            .chain(chains.iter().cloned().map(Some))
+            .take(chains.len())
+            .collect();
+        let missing: Vec<usize> = (0..chains.len())
+            .filter(|&i| self.snapshot(&chains[i]).is_none())
+            .collect();
+        let workers = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(4)
+            .min(missing.len().max(1));
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let results: Vec<Result<(), StoreError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..workers)
+                .map(|_| {
+                    scope.spawn(|| {
+                        loop {
+                            let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(&i) = missing.get(k) else {
+                                return Ok(());
+                            };
+                            self.unpack_layer(parents[i].as_ref(), &image.layers[i])?;
+                        }
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        });
+        for r in results {
+            r?;
         }
-        Ok(out)
+        chains
+            .iter()
+            .map(|c| {
+                self.snapshot(c).ok_or_else(|| {
+                    StoreError::io("find snapshot", self.snapshot_dir(c))(
+                        io::ErrorKind::NotFound.into(),
+                    )
+                })
+            })
+            .collect()
     }
 
     /// The snapshot of `layer` on top of the stack `parent` (a chain ID), unpacked from the

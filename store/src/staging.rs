@@ -13,6 +13,7 @@ use crate::durable::sync_dir;
 use crate::error::StoreError;
 use crate::lock::FileLock;
 use std::io;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -58,13 +59,17 @@ impl Staging {
         &self.dir
     }
 
-    /// A new empty directory inside the staging dir.
+    /// A new empty directory inside the staging dir, mode 0755: it may become the root of a
+    /// snapshot (the staging dir itself keeps others out).
     pub(crate) fn temp_dir(&self, prefix: &str) -> Result<PathBuf, StoreError> {
         let dir = tempfile::Builder::new()
             .prefix(prefix)
             .tempdir_in(&self.dir)
-            .map_err(StoreError::io("create a temp directory in", &self.dir))?;
-        Ok(dir.keep())
+            .map_err(StoreError::io("create a temp directory in", &self.dir))?
+            .keep();
+        fs_err::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
+            .map_err(StoreError::io("set permissions of", &dir))?;
+        Ok(dir)
     }
 
     /// A new temp file inside the staging dir, deleted on drop unless persisted.

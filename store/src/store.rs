@@ -52,7 +52,8 @@ impl Store {
                 fs_err::create_dir_all(&dir).map_err(StoreError::io("create", &dir))?;
                 fs_err::set_permissions(&dir, std::fs::Permissions::from_mode(mode))
                     .map_err(StoreError::io("set permissions of", &dir))?;
-                sync_dir(dir.parent().unwrap_or(&root))?;
+                let parent = dir.parent().filter(|p| !p.as_os_str().is_empty());
+                sync_dir(parent.unwrap_or(Path::new(".")))?;
             }
         }
         crate::index::check_version(&root)?;

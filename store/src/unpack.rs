@@ -690,6 +690,22 @@ mod tests {
     }
 
     #[test]
+    fn implicit_parents_are_0755_whatever_the_umask() {
+        // nextest runs each test in its own process, so the umask change stays here.
+        rustix::process::umask(Mode::from_raw_mode(0o077));
+        let c = Case::new();
+        c.unpack(&[E::File("a/b/f", b"x", 0o644)]).unwrap();
+        for d in ["a", "a/b"] {
+            let m = fs_err::metadata(c.root.join(d)).unwrap();
+            assert_eq!(m.mode() & 0o7777, 0o755, "{d}");
+        }
+        assert_eq!(
+            fs_err::metadata(c.root.join("a/b/f")).unwrap().mode() & 0o7777,
+            0o644
+        );
+    }
+
+    #[test]
     fn absolute_names_land_inside() {
         let c = Case::new();
         c.unpack(&[E::File("/etc/passwd", b"root", 0o644)]).unwrap();
@@ -821,5 +837,80 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(fs_err::read_to_string(c.root.join("x")).unwrap(), "last");
+    }
+
+    mod prop {
+        //! Random layers built from the names and link targets breakouts are made of: whatever
+        //! the mix, unpacking never panics and never touches `outside/`.
+
+        use super::*;
+        use proptest::prelude::*;
+
+        const PARTS: &[&str] = &[
+            "a",
+            "b",
+            "victim",
+            "dir",
+            "..",
+            "outside",
+            ".wh.a",
+            ".wh..wh..opq",
+            ".",
+            "",
+        ];
+
+        fn path() -> impl Strategy<Value = String> {
+            (
+                proptest::collection::vec(proptest::sample::select(PARTS), 1..5),
+                any::<bool>(),
+            )
+                .prop_map(|(parts, abs)| {
+                    format!("{}{}", if abs { "/" } else { "" }, parts.join("/"))
+                })
+        }
+
+        #[derive(Debug, Clone)]
+        enum Op {
+            File(String),
+            Dir(String),
+            Sym(String, String),
+            Hard(String, String),
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            prop_oneof![
+                path().prop_map(Op::File),
+                path().prop_map(Op::Dir),
+                (path(), path()).prop_map(|(a, b)| Op::Sym(a, b)),
+                (path(), path()).prop_map(|(a, b)| Op::Hard(a, b)),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+            #[test]
+            fn random_link_mazes_stay_inside(ops in proptest::collection::vec(op(), 1..12)) {
+                let c = Case::new();
+                // Absolute targets aim at the real outside: the directory, its subdirectory
+                // or the victim file.
+                let targets = [c.abs(""), c.abs("dir"), c.abs(""), c.abs("victim")];
+                let entries: Vec<E<'_>> = ops
+                    .iter()
+                    .map(|o| match o {
+                        Op::File(p) => E::File(p, b"pwned", 0o777),
+                        Op::Dir(p) => E::Dir(p, 0o777),
+                        Op::Sym(p, t) if t.starts_with('/') => E::Sym(p, &targets[t.len() % 4]),
+                        Op::Sym(p, t) => E::Sym(p, t),
+                        Op::Hard(p, t) => E::Hard(p, t),
+                    })
+                    .filter(|e| match e {
+                        E::File(p, ..) | E::Dir(p, _) | E::Sym(p, _) | E::Hard(p, _) => p.len() < 100,
+                        E::Xattr(..) => true,
+                    })
+                    .collect();
+                // Ok or Err both fine; `unpack` (through Case) checks `outside/` after.
+                let _ = c.unpack(&entries);
+            }
+        }
     }
 }

@@ -833,3 +833,130 @@ fn a_legacy_docker_archive_loads_and_empty_layers_show_0b() {
     assert_eq!(v[0]["Config"]["Healthcheck"]["Test"][0], "NONE");
     assert_eq!(v[0]["Config"]["Shell"][0], "/bin/ash");
 }
+
+/// SIGKILL at assorted points of `import` (compressing, committing blobs, writing the index):
+/// the store stays sound every time and the next import works.
+#[test]
+fn sigkill_at_any_point_of_import_leaves_a_sound_store() {
+    let env = TestEnv::new();
+    let (_, tarball) = rootfs(&env, "killimport", 4 << 20);
+    for delay_ms in [1, 5, 15, 30, 60, 100, 150, 250] {
+        let mut child = env
+            .command(["import", tarball.to_str().unwrap(), "victim:1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        child.wait().unwrap();
+        let check = env.command(["system", "check"]).output().unwrap();
+        assert!(
+            check.status.success(),
+            "after a kill at {delay_ms} ms: {}",
+            String::from_utf8_lossy(&check.stdout)
+        );
+    }
+    let id = import(&env, &tarball, "victim:1", &[]);
+    // Imports that finished before their kill left dangling images (each has its own
+    // creation time); the tag is on the last one, and prune takes the rest.
+    let v: serde_json::Value = serde_json::from_str(&env.ok(["inspect", "victim:1"])).unwrap();
+    assert_eq!(v[0]["Id"], id.as_str());
+    env.ok(["image", "prune", "-f"]);
+    assert_eq!(env.ok(["images", "-q", "--no-trunc"]).trim(), id);
+    assert_eq!(
+        env.ok(["system", "check"]),
+        "checked 1 images and 3 blobs: ok\n"
+    );
+}
+
+/// Imports, prunes and removals racing on one root: nothing tagged is lost, nothing dangles.
+#[test]
+fn imports_prunes_and_removals_race_without_losing_blobs() {
+    let env = TestEnv::new();
+    let tarballs: Vec<PathBuf> = (0..6)
+        .map(|i| rootfs(&env, &format!("race{i}"), 0).1)
+        .collect();
+    let (_, doomed) = rootfs(&env, "doomed", 0);
+    import(&env, &doomed, "doomed:1", &[]);
+    let mut children = Vec::new();
+    for (i, t) in tarballs.iter().enumerate() {
+        children.push(env.command(["import", t.to_str().unwrap(), &format!("race{i}:1")]));
+        if i % 2 == 0 {
+            children.push(env.command(["image", "prune", "-f"]));
+        }
+    }
+    children.push(env.command(["rmi", "doomed:1"]));
+    let running: Vec<_> = children
+        .iter_mut()
+        .map(|c| {
+            c.stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in running {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    for i in 0..6 {
+        env.ok(["inspect", &format!("race{i}:1")]);
+    }
+    assert!(env.fails(["inspect", "doomed:1"]).contains("no such image"));
+    env.ok(["image", "prune", "-f"]);
+    assert_eq!(
+        env.ok(["system", "check"]),
+        "checked 6 images and 18 blobs: ok\n"
+    );
+}
+
+/// The same image from an OCI archive and from a docker archive is one image, stored once; a
+/// relative `--root` works from any directory.
+#[test]
+fn loading_the_same_image_twice_stores_it_once() {
+    let env = TestEnv::new();
+    let (_, tarball) = rootfs(&env, "twice", 0);
+    import(&env, &tarball, "twice:1", &[]);
+    let saved = env.dir().join("twice.tar");
+    env.ok(["save", "-o", saved.to_str().unwrap(), "twice:1"]);
+    let docker = env.dir().join("twice-docker.tar");
+    let out = Command::new("skopeo")
+        .args(["copy", "-q"])
+        .arg(format!("oci-archive:{}", saved.display()))
+        .arg(format!("docker-archive:{}:other/name:v2", docker.display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = std::process::Command::new(crate::support::strata_bin())
+        .current_dir(env.dir())
+        .args(["--root", "rel-root", "load", "-i", "twice.tar"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = std::process::Command::new(crate::support::strata_bin())
+        .current_dir(env.dir())
+        .args(["--root", "rel-root", "load", "-i", "twice-docker.tar"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "Loaded image: other/name:v2\n"
+    );
+    let blobs = fs_err::read_dir(env.dir().join("rel-root/blobs/sha256"))
+        .unwrap()
+        .count();
+    assert_eq!(blobs, 3, "manifest, config and one layer, stored once");
+}

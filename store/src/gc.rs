@@ -118,6 +118,10 @@ impl Store {
                 snapshots.extend(image.chain_ids());
             }
         }
+        for (layer, chain) in self.pins() {
+            blobs.insert(layer);
+            snapshots.insert(chain);
+        }
         (blobs, snapshots)
     }
 

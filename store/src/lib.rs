@@ -55,6 +55,7 @@ mod import;
 mod index;
 mod layer;
 mod load;
+mod pin;
 mod lock;
 mod reference;
 mod root_dir;

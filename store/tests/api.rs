@@ -466,3 +466,31 @@ fn layer_reader_gives_back_the_uncompressed_tar() {
         assert_eq!(back, tar, "{c:?}");
     }
 }
+
+#[test]
+fn pinned_layers_and_snapshots_survive_rmi_and_prune_until_unpinned() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    let base = write_layer(&store, &layer_tar(&[("a", "base")]), Compression::None);
+    let built = write_layer(&store, &layer_tar(&[("b", "built")]), Compression::None);
+    let snaps = {
+        let id = commit(&store, vec![base.clone(), built.clone()], "app:1", "x");
+        let image = store.image(id.as_str()).unwrap();
+        store.snapshots(&image).unwrap()
+    };
+    let chain = snaps[1].chain_id.clone();
+    store.pin_layer(&built.digest, &chain).unwrap();
+    store.pin_layer(&built.digest, &chain).unwrap();
+
+    store.remove_image("app:1", false).unwrap();
+    store.prune(true).unwrap();
+    assert!(store.has_blob(&built.digest), "the pinned blob was swept");
+    assert!(store.snapshot(&chain).is_some(), "the pinned snapshot was swept");
+    assert!(!store.has_blob(&base.digest), "an unpinned, unused blob stays");
+
+    store.unpin_layer(&built.digest).unwrap();
+    store.prune(true).unwrap();
+    assert!(!store.has_blob(&built.digest));
+    assert!(store.snapshot(&chain).is_none());
+    assert!(store.check().unwrap().is_clean());
+}

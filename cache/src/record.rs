@@ -81,6 +81,9 @@ pub struct LayerRef {
     pub size: u64,
     /// The blob's media type.
     pub media_type: String,
+    /// Length of the uncompressed tar, when known (saves a decompression to learn it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uncompressed_size: Option<u64>,
 }
 
 /// A stable identity of a step across builds (not its key), with how to name it to users.
@@ -551,6 +554,7 @@ mod tests {
             diff_id: format!("sha256:{}", hex::encode([n + 100; 32])),
             size: 1000 * u64::from(n),
             media_type: "application/vnd.oci.image.layer.v1.tar+zstd".into(),
+            uncompressed_size: Some(2000 * u64::from(n)),
         }
     }
 

@@ -5,7 +5,6 @@
 mod cmd;
 mod diag;
 mod report;
-#[expect(dead_code, reason = "`strata build` renders its events next")]
 mod ui;
 
 use clap::{Parser, Subcommand};
@@ -71,6 +70,10 @@ fn nix_is_root() -> bool {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Build an image from a Dockerfile
+    Build(cmd::build::Args),
+    /// Run a command in a new container of an image, in the foreground
+    Run(cmd::run::Args),
     /// Print the raw parse of a Dockerfile (BuildKit's dump format)
     Parse(cmd::parse::Args),
     /// Run every frontend check on a Dockerfile and print the problems found
@@ -105,6 +108,8 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Build(args) => cmd::build::run(args, &cli.global),
+        Command::Run(args) => cmd::run::run(args, &cli.global),
         Command::Parse(args) => cmd::parse::run(args, &cli.global),
         Command::Check(args) => cmd::check::run(args, &cli.global),
         Command::Images(args) => cmd::images::run(args, &cli.global),

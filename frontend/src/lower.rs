@@ -386,7 +386,16 @@ impl<'a> Lowering<'a> {
 
         for i in 0..self.plans.len() {
             if reachable.contains(&i) {
+                let start = self.order.len();
                 self.dispatch_stage(i);
+                let added = self.order[start..].to_vec();
+                let stage = &self.stages.stages[i];
+                if let Some(name) = &stage.name {
+                    self.graph.stage_nodes.insert(name.clone(), added.clone());
+                }
+                self.graph
+                    .stage_nodes
+                    .insert(stage.index.to_string(), added);
             }
         }
 

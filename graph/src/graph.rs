@@ -59,6 +59,8 @@ pub struct Graph {
     /// `ProxyEnv` they are not part of any node hash or history, so changing a proxy does not
     /// invalidate the cache. (A proxy declared with `ARG` is in the exec env instead.)
     pub proxy_env: Vec<String>,
+    /// The nodes each lowered stage added, by stage name and by index (`--no-cache-filter`).
+    pub stage_nodes: std::collections::BTreeMap<String, Vec<NodeId>>,
 }
 
 impl Graph {

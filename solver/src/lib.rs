@@ -8,12 +8,16 @@
 mod backend;
 mod error;
 mod event;
+mod export;
 mod key;
+mod local;
 mod scheduler;
 
 pub use backend::{Backend, Job, LogSink, StepError};
 pub use error::SolveError;
 pub use event::{Event, Stream};
+pub use export::{ImagePlatform, base_image_id, new_image};
 pub use key::key_parts;
+pub use local::{ContextSource, Fs, LocalBackend, LocalError, LocalOptions, Output};
 pub use scheduler::{NoCache, SolveOptions, Solved, solve};
 pub use strata_cache::{CacheKey, Checksum, KeyParts};

@@ -63,9 +63,9 @@ pub struct Solved<O> {
     pub outputs: HashMap<NodeId, O>,
     /// The cache key of every node that was needed.
     pub keys: HashMap<NodeId, CacheKey>,
-    /// Visible steps whose result came from the cache.
+    /// Cacheable steps whose result came from the cache.
     pub cached: usize,
-    /// Visible steps that were executed.
+    /// Cacheable steps that were executed.
     pub executed: usize,
 }
 
@@ -75,7 +75,8 @@ struct Done<O> {
     output: O,
     key: CacheKey,
     cached: bool,
-    visible: bool,
+    /// A cacheable step (counted in [`Solved::cached`] / [`Solved::executed`]).
+    counted: bool,
 }
 
 /// Executes `wanted` and everything it depends on.
@@ -157,7 +158,7 @@ pub async fn solve<B: Backend>(
         };
         match result {
             Ok(done) => {
-                if done.visible {
+                if done.counted {
                     if done.cached {
                         solved.cached += 1;
                     } else {
@@ -254,7 +255,7 @@ async fn run_step<B: Backend>(ctx: StepCtx<B>) -> Result<Done<B::Output>, StepEr
                 output,
                 key,
                 cached: true,
-                visible,
+                counted: true,
             });
         }
     }
@@ -305,6 +306,6 @@ async fn run_step<B: Backend>(ctx: StepCtx<B>) -> Result<Done<B::Output>, StepEr
         output,
         key,
         cached: false,
-        visible,
+        counted: cacheable,
     })
 }

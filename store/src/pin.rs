@@ -30,7 +30,11 @@ impl Store {
         let prefix = format!("{}-", layer.hex());
         for entry in fs_err::read_dir(&dir).map_err(StoreError::io("list", &dir))? {
             let entry = entry.map_err(StoreError::io("list", &dir))?;
-            if entry.file_name().to_str().is_some_and(|n| n.starts_with(&prefix)) {
+            if entry
+                .file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with(&prefix))
+            {
                 let path = entry.path();
                 fs_err::remove_file(&path).map_err(StoreError::io("remove pin", &path))?;
             }

@@ -485,8 +485,14 @@ fn pinned_layers_and_snapshots_survive_rmi_and_prune_until_unpinned() {
     store.remove_image("app:1", false).unwrap();
     store.prune(true).unwrap();
     assert!(store.has_blob(&built.digest), "the pinned blob was swept");
-    assert!(store.snapshot(&chain).is_some(), "the pinned snapshot was swept");
-    assert!(!store.has_blob(&base.digest), "an unpinned, unused blob stays");
+    assert!(
+        store.snapshot(&chain).is_some(),
+        "the pinned snapshot was swept"
+    );
+    assert!(
+        !store.has_blob(&base.digest),
+        "an unpinned, unused blob stays"
+    );
 
     store.unpin_layer(&built.digest).unwrap();
     store.prune(true).unwrap();

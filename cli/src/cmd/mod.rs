@@ -1,5 +1,6 @@
 //! One module per subcommand: its clap arguments and `run`.
 
+pub(crate) mod build;
 pub(crate) mod check;
 pub(crate) mod history;
 pub(crate) mod image;
@@ -9,6 +10,7 @@ pub(crate) mod inspect;
 pub(crate) mod load;
 pub(crate) mod parse;
 pub(crate) mod rmi;
+pub(crate) mod run;
 pub(crate) mod save;
 pub(crate) mod system;
 pub(crate) mod tag;

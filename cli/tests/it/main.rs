@@ -1,6 +1,8 @@
 //! End-to-end tests of the `strata` binary, one module per area.
 
+mod build;
 mod check;
+mod conformance;
 mod parse;
 mod store;
 mod support;

@@ -82,3 +82,87 @@ impl TestEnv {
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 }
+
+/// The repository's root (for `testdata/`).
+pub(crate) fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("cli/ has a parent")
+        .to_path_buf()
+}
+
+/// `../shared` beside the repository: the conformance corpus and the hostile generator.
+pub(crate) fn shared_dir() -> PathBuf {
+    let dir = repo_root().join("../shared");
+    assert!(
+        dir.join("conformance").is_dir(),
+        "{} is missing: the team's shared material must sit beside the repository",
+        dir.display()
+    );
+    dir
+}
+
+impl TestEnv {
+    /// A TestEnv whose store has the busybox base image (`testdata/mkbase.sh`) as `tag`.
+    pub(crate) fn with_base(tag: &str) -> TestEnv {
+        let env = TestEnv::new();
+        let tar = env.dir().join("base.tar");
+        let status = std::process::Command::new(repo_root().join("testdata/mkbase.sh"))
+            .arg(&tar)
+            .status()
+            .expect("run testdata/mkbase.sh");
+        assert!(
+            status.success(),
+            "mkbase.sh failed (is busybox-static installed?)"
+        );
+        env.ok([
+            std::ffi::OsStr::new("import"),
+            tar.as_os_str(),
+            tag.as_ref(),
+        ]);
+        env
+    }
+
+    /// A build context directory `name` under the scratch dir, with `files` (path, contents).
+    pub(crate) fn context(&self, name: &str, files: &[(&str, &str)]) -> PathBuf {
+        let dir = self.dir().join(name);
+        for (path, contents) in files {
+            let p = dir.join(path);
+            fs_err::create_dir_all(p.parent().expect("files have a parent")).expect("mkdir");
+            fs_err::write(&p, contents).expect("write a context file");
+        }
+        fs_err::create_dir_all(&dir).expect("mkdir");
+        dir
+    }
+
+    /// `strata build --progress=rawjson ARGS`: asserts success and returns the events.
+    pub(crate) fn build_events<I, S>(&self, args: I) -> Vec<serde_json::Value>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let out = self
+            .command(["build", "--progress=rawjson"])
+            .args(args)
+            .output()
+            .expect("run strata build");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "build failed: {stderr}");
+        stderr
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
+
+/// Labels of the steps that ran (not cached) in a build's events, sorted.
+pub(crate) fn ran(events: &[serde_json::Value]) -> Vec<String> {
+    let mut out: Vec<String> = events
+        .iter()
+        .filter(|e| e["event"] == "started")
+        .filter_map(|e| e["label"].as_str().map(str::to_owned))
+        .filter(|l| !l.contains("FROM ") && !l.starts_with("[internal]"))
+        .collect();
+    out.sort();
+    out
+}

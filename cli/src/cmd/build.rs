@@ -1,0 +1,498 @@
+//! `strata build`: read the Dockerfile and the context, lower, solve with the local backend,
+//! commit the image into the store and name it.
+//!
+//! Everything the libraries must not do happens here, once: resolving `-f` and the context
+//! against the current directory, reading `.dockerignore`, `SOURCE_DATE_EPOCH` and bare
+//! `--build-arg K` values from the environment, choosing the store root, catching Ctrl-C.
+
+use crate::GlobalArgs;
+use crate::diag;
+use crate::ui::{self, Progress};
+use anyhow::{Context as _, bail};
+use std::collections::{BTreeMap, HashSet};
+use std::io::{Read as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use strata_cache::{CacheDb, ContextFilter};
+use strata_frontend::{
+    BuildOptions, Diagnostic, DirVisit, IgnoreMatcher, ImageResolver, Platform, ResolvedImage,
+    dockerfile_ignore_name, pick_ignore_file,
+};
+use strata_graph::{ImageConfig, NetworkMode, SourceRange};
+use strata_solver::{
+    ContextSource, ImagePlatform, LocalBackend, LocalOptions, NoCache, Output, SolveError,
+    SolveOptions,
+};
+use strata_store::{Reference, Store, host_architecture};
+use strata_worker::{Worker, WorkerConfig};
+use tokio_util::sync::CancellationToken;
+
+/// Arguments of `strata build`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Name and tag the image (`name:tag`); may be given several times
+    #[arg(short = 't', long = "tag", value_name = "NAME[:TAG]")]
+    tags: Vec<String>,
+    /// The Dockerfile (`-` reads standard input) [default: CONTEXT/Dockerfile]
+    #[arg(short = 'f', long = "file", value_name = "FILE|-")]
+    file: Option<String>,
+    /// A build argument, `KEY=VALUE` (or `KEY` to take it from the environment)
+    #[arg(long = "build-arg", value_name = "KEY[=VALUE]")]
+    build_args: Vec<String>,
+    /// The stage to build (default: the last)
+    #[arg(long, value_name = "STAGE")]
+    target: Option<String>,
+    /// Add a label to the image
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    labels: Vec<String>,
+    /// The platform to build for (only this machine's: there is no emulation)
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    platform: Option<String>,
+    /// How to show progress
+    #[arg(long, value_enum, default_value_t = Progress::Auto)]
+    progress: Progress,
+    /// Write the image ID to this file
+    #[arg(long, value_name = "FILE")]
+    iidfile: Option<PathBuf>,
+    /// The network of RUN steps without their own `--network`
+    #[arg(long, value_enum, default_value_t = Network::Default)]
+    network: Network,
+    /// Steps run at once [default: the number of CPUs]
+    #[arg(long, value_name = "N")]
+    jobs: Option<usize>,
+    /// Run every step, ignoring the build cache
+    #[arg(long)]
+    no_cache: bool,
+    /// Run the steps of these stages, ignoring the build cache
+    #[arg(long = "no-cache-filter", value_name = "STAGE")]
+    no_cache_filter: Vec<String>,
+    /// Print the build graph in Graphviz DOT and exit without building
+    #[arg(long)]
+    print_graph: bool,
+    /// Print only the image ID on success
+    #[arg(short, long)]
+    quiet: bool,
+    /// The build context directory (`-`: none, the Dockerfile comes from standard input)
+    #[arg(value_name = "CONTEXT|-")]
+    context: String,
+}
+
+/// `--network`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Network {
+    /// The host's network (as `host`).
+    Default,
+    /// The host's network.
+    Host,
+    /// Only loopback.
+    None,
+}
+
+/// Base images come from the store.
+struct StoreResolver<'a> {
+    store: &'a Store,
+}
+
+impl ImageResolver for StoreResolver<'_> {
+    fn resolve(&self, reference: &str, platform: &Platform) -> Result<ResolvedImage, String> {
+        let image = self.store.image(reference).map_err(|e| {
+            format!("{e} (strata does not pull yet: `strata load` or `strata import` it first)")
+        })?;
+        let config: ImageConfig = match &image.config.config {
+            Some(v) => serde_json::from_value(v.clone())
+                .map_err(|e| format!("image {reference} has an unreadable config: {e}"))?,
+            None => ImageConfig::default(),
+        };
+        let image_platform = Platform::new(
+            &image.config.os,
+            &image.config.architecture,
+            image.config.variant.as_deref().unwrap_or(""),
+        );
+        if !image.config.architecture.is_empty() && image_platform.arch != platform.arch {
+            return Err(format!(
+                "image {reference} is for {}, not {}",
+                image_platform.format(),
+                platform.format()
+            ));
+        }
+        Ok(ResolvedImage {
+            reference: reference.to_owned(),
+            id: image.id.to_string(),
+            platform: image_platform,
+            config,
+        })
+    }
+}
+
+/// `.dockerignore` as the context walker and the COPY source filter see it.
+struct IgnoreFilter(IgnoreMatcher);
+
+impl ContextFilter for IgnoreFilter {
+    fn excluded(&self, rel: &str, _is_dir: bool) -> bool {
+        self.0.is_excluded(rel)
+    }
+
+    fn may_reinclude_below(&self, rel_dir: &str) -> bool {
+        self.0.dir_visit(rel_dir, true) == DirVisit::WalkExcluded
+    }
+}
+
+struct Dockerfile {
+    /// As the user named it, for messages.
+    name: String,
+    bytes: Vec<u8>,
+    /// Where it is on disk (`None` for standard input).
+    path: Option<PathBuf>,
+}
+
+fn read_dockerfile(args: &Args, context: Option<&Path>) -> anyhow::Result<Dockerfile> {
+    let file = match (&args.file, context) {
+        (Some(f), _) => f.clone(),
+        (None, Some(ctx)) => ctx.join("Dockerfile").display().to_string(),
+        (None, None) => "-".to_owned(),
+    };
+    if file == "-" {
+        let mut bytes = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut bytes)
+            .context("failed to read the Dockerfile from standard input")?;
+        return Ok(Dockerfile {
+            name: "Dockerfile".into(),
+            bytes,
+            path: None,
+        });
+    }
+    let path = PathBuf::from(&file);
+    let bytes = match fs_err::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && args.file.is_none() => {
+            // docker accepts a lower-case `dockerfile` when `Dockerfile` is missing.
+            let lower = path.with_file_name("dockerfile");
+            fs_err::read(&lower).with_context(|| {
+                format!(
+                    "failed to read the Dockerfile: {} does not exist",
+                    path.display()
+                )
+            })?
+        }
+        Err(e) => return Err(e).context("failed to read the Dockerfile"),
+    };
+    let name = if args.file.is_some() {
+        file
+    } else {
+        "Dockerfile".to_owned()
+    };
+    Ok(Dockerfile {
+        name,
+        bytes,
+        path: Some(path),
+    })
+}
+
+/// `.dockerignore`: `<Dockerfile>.dockerignore` beside the Dockerfile wins over the context's.
+fn read_ignore(dockerfile: &Dockerfile, context: &Path) -> anyhow::Result<IgnoreMatcher> {
+    let beside = dockerfile.path.as_ref().and_then(|p| {
+        let name = dockerfile_ignore_name(&p.display().to_string());
+        fs_err::read(p.with_file_name(name)).ok()
+    });
+    let at_root = fs_err::read(context.join(".dockerignore")).ok();
+    match pick_ignore_file(beside.as_deref(), at_root.as_deref()) {
+        Some((_, bytes)) => IgnoreMatcher::parse(bytes).context("invalid .dockerignore"),
+        None => IgnoreMatcher::parse(b"").context("invalid .dockerignore"),
+    }
+}
+
+/// `--build-arg K=V`, and `--build-arg K` taken from the environment (skipped when unset).
+pub(crate) fn build_args(args: &[String]) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for arg in args {
+        match arg.split_once('=') {
+            Some((k, v)) => {
+                out.insert(k.to_owned(), v.to_owned());
+            }
+            None =>
+            {
+                #[expect(
+                    clippy::disallowed_methods,
+                    reason = "docker reads a bare --build-arg from the environment"
+                )]
+                if let Some(v) = std::env::var_os(arg) {
+                    out.insert(arg.clone(), v.to_string_lossy().into_owned());
+                }
+            }
+        }
+    }
+    out
+}
+
+fn parse_labels(labels: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    labels
+        .iter()
+        .map(|l| match l.split_once('=') {
+            Some((k, v)) => Ok((k.to_owned(), v.to_owned())),
+            None => Ok((l.clone(), String::new())),
+        })
+        .collect()
+}
+
+fn source_date_epoch(build_args: &BTreeMap<String, String>) -> anyhow::Result<Option<i64>> {
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "SOURCE_DATE_EPOCH comes from the environment, as in BuildKit"
+    )]
+    let env = std::env::var("SOURCE_DATE_EPOCH").ok();
+    let Some(value) = build_args.get("SOURCE_DATE_EPOCH").cloned().or(env) else {
+        return Ok(None);
+    };
+    if value.is_empty() {
+        return Ok(None);
+    }
+    let secs = value
+        .parse::<i64>()
+        .ok()
+        .filter(|s| jiff::Timestamp::from_second(*s).is_ok())
+        .with_context(|| format!("invalid SOURCE_DATE_EPOCH {value:?}: expected seconds"))?;
+    Ok(Some(secs))
+}
+
+pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let context = if args.context == "-" {
+        None
+    } else {
+        let dir = std::path::absolute(&args.context)
+            .and_then(fs_err::canonicalize)
+            .with_context(|| format!("build context {} not found", args.context))?;
+        if !dir.is_dir() {
+            bail!("build context {} is not a directory", dir.display());
+        }
+        Some(dir)
+    };
+    let dockerfile = read_dockerfile(&args, context.as_deref())?;
+    let host = Platform::new("linux", host_architecture(), "");
+    let target_platform = match &args.platform {
+        Some(p) => Platform::parse(p, &host)?,
+        None => host.clone(),
+    };
+    if target_platform.os != host.os || target_platform.arch != host.arch {
+        bail!(
+            "cannot build for {}: strata builds only for this machine's platform, {} \
+             (there is no emulation)",
+            target_platform.format(),
+            host.format()
+        );
+    }
+    let build_args = build_args(&args.build_args);
+    let epoch = source_date_epoch(&build_args)?;
+    let mut tags = Vec::new();
+    for t in &args.tags {
+        tags.push(Reference::parse_tag(t).with_context(|| format!("invalid tag {t:?}"))?);
+    }
+
+    let df = match strata_frontend::parse(&dockerfile.bytes) {
+        Ok(df) => df,
+        Err(err) => {
+            let d = Diagnostic::error(err.loc, err.kind.to_string());
+            eprint_diag(&dockerfile, &d);
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let store = Store::open(global.store_root())?;
+    let opts = BuildOptions {
+        build_args,
+        target: args.target.clone(),
+        labels: parse_labels(&args.labels)?,
+        target_platform: target_platform.clone(),
+        build_platform: host,
+        network: match args.network {
+            Network::Default => NetworkMode::Default,
+            Network::Host => NetworkMode::Host,
+            Network::None => NetworkMode::None,
+        },
+        all_stages: false,
+    };
+    let lowered = match strata_frontend::lower(&df, &opts, &StoreResolver { store: &store }) {
+        Ok(l) => l,
+        Err(diags) => {
+            for d in diags.iter() {
+                eprint_diag(&dockerfile, d);
+            }
+            return Ok(ExitCode::from(1));
+        }
+    };
+    if !args.quiet {
+        for d in lowered.warnings.iter() {
+            eprint_diag(&dockerfile, d);
+        }
+    }
+    let graph = lowered.graph;
+    if args.print_graph {
+        std::io::stdout()
+            .lock()
+            .write_all(graph.to_dot().as_bytes())?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let Some(target) = graph.targets.first().cloned() else {
+        bail!("the Dockerfile has no stage to build");
+    };
+
+    let no_cache = if args.no_cache {
+        NoCache::All
+    } else if args.no_cache_filter.is_empty() {
+        NoCache::Off
+    } else {
+        let mut nodes = HashSet::new();
+        for stage in &args.no_cache_filter {
+            match graph.stage_nodes.get(&stage.to_lowercase()) {
+                Some(ids) => nodes.extend(ids.iter().copied()),
+                None => bail!("--no-cache-filter: no stage named {stage:?} is built"),
+            }
+        }
+        NoCache::Nodes(nodes)
+    };
+
+    let context_source = match &context {
+        Some(dir) => Some(ContextSource {
+            dir: dir.clone(),
+            filter: Arc::new(IgnoreFilter(read_ignore(&dockerfile, dir)?)),
+        }),
+        None => None,
+    };
+    let root = store.root().to_path_buf();
+    let cache = Arc::new(CacheDb::open(&root)?);
+    let mut worker_config = WorkerConfig::new(root.join("worker"), "/proc/self/exe");
+    // As in Docker: a RUN may gain privileges (sudo, setuid helpers).
+    worker_config.no_new_privs = false;
+    let worker = Worker::new(worker_config)?;
+    let backend = Arc::new(LocalBackend::new(
+        store.clone(),
+        cache,
+        worker,
+        context_source,
+        LocalOptions {
+            source_date_epoch: epoch,
+            proxy_env: graph.proxy_env.clone(),
+            ..LocalOptions::default()
+        },
+    )?);
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+    let progress = if args.quiet {
+        Progress::Plain
+    } else {
+        args.progress
+    };
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("failed to start the async runtime")?;
+    let graph = Arc::new(graph);
+    let started = std::time::Instant::now();
+    let solved = runtime.block_on(async {
+        let cancel = CancellationToken::new();
+        let on_signal = cancel.clone();
+        tokio::spawn(async move {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                Some(()) = async { match term.as_mut() { Some(t) => t.recv().await, None => None } } => {}
+            }
+            on_signal.cancel();
+        });
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let render = if args.quiet {
+            None
+        } else {
+            Some(tokio::spawn(ui::drive(rx, ui::renderer(progress))))
+        };
+        let result = strata_solver::solve(
+            backend.clone(),
+            graph.clone(),
+            &[target.node],
+            SolveOptions { jobs, no_cache },
+            tx,
+            cancel,
+        )
+        .await;
+        if let Some(render) = render {
+            let _ = render.await;
+        }
+        result
+    });
+    let solved = match solved {
+        Ok(s) => s,
+        Err(err) => {
+            report_solve_error(&dockerfile, &err);
+            return Ok(ExitCode::from(1));
+        }
+    };
+
+    for output in solved.outputs.values() {
+        if let Output::Context(index) = output {
+            backend.save_context_cache(index)?;
+        }
+    }
+    let fs = match solved.outputs.get(&target.node) {
+        Some(Output::Fs(fs)) => fs.clone(),
+        _ => bail!("internal error: the target stage produced no filesystem"),
+    };
+    let platform = ImagePlatform {
+        os: target_platform.os.clone(),
+        architecture: target_platform.arch.clone(),
+        variant: (!target_platform.variant.is_empty()).then(|| target_platform.variant.clone()),
+    };
+    let image = strata_solver::new_image(&store, &graph, &target, &fs, &platform, epoch, tags)
+        .context("failed to assemble the image")?;
+    let names: Vec<String> = image.tags.iter().map(ToString::to_string).collect();
+    let id = store
+        .commit_image(image)
+        .context("failed to store the image")?;
+    drop(backend);
+    if let Some(path) = &args.iidfile {
+        fs_err::write(path, id.to_string()).context("failed to write --iidfile")?;
+    }
+    if args.quiet {
+        writeln!(std::io::stdout().lock(), "{id}")?;
+    } else {
+        let mut err = std::io::stderr().lock();
+        writeln!(
+            err,
+            "{} steps cached, {} run in {:.1}s",
+            solved.cached,
+            solved.executed,
+            started.elapsed().as_secs_f64()
+        )?;
+        writeln!(err, "writing image {id}")?;
+        for name in names {
+            writeln!(err, "naming to {name}")?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn eprint_diag(dockerfile: &Dockerfile, d: &Diagnostic) {
+    let text = diag::render(&dockerfile.name, &dockerfile.bytes, d);
+    let _ = write!(std::io::stderr().lock(), "{text}");
+}
+
+/// `error: [build 2/3] RUN exit 3 failed`, the cause chain, then the Dockerfile lines.
+fn report_solve_error(dockerfile: &Dockerfile, err: &SolveError) {
+    let mut out = std::io::stderr().lock();
+    let _ = writeln!(out, "error: {err}");
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        let _ = writeln!(out, "caused by: {cause}");
+        source = cause.source();
+    }
+    if let Some(SourceRange { start, .. }) = err.loc() {
+        let d = Diagnostic::error(start, "the failing step");
+        let _ = write!(
+            out,
+            "{}",
+            diag::render(&dockerfile.name, &dockerfile.bytes, &d)
+        );
+    }
+}

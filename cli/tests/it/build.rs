@@ -1,0 +1,350 @@
+//! `strata build` and `strata run` end to end: real sandboxes, a real store, the busybox base.
+
+use crate::support::{TestEnv, ran, repo_root};
+use std::time::{Duration, Instant};
+
+fn run_in(env: &TestEnv, image: &str, script: &str) -> String {
+    env.ok(["run", "--rm", image, "sh", "-c", script])
+}
+
+#[test]
+fn the_demo_builds_two_stages_at_once_and_runs() {
+    let env = TestEnv::with_base("demo-base:latest");
+    let demo = repo_root().join("testdata/demo");
+    let events = env.build_events(["-t".as_ref(), "demo:1".as_ref(), demo.as_os_str()]);
+
+    // Both stages' RUNs ran, and one started before the other finished.
+    let node_of = |needle: &str| {
+        events
+            .iter()
+            .find(|e| e["event"] == "started" && e["label"].as_str().unwrap().contains(needle))
+            .map(|e| e["node"].clone())
+            .unwrap_or_else(|| panic!("no step {needle} started: {events:?}"))
+    };
+    let position = |kind: &str, node: &serde_json::Value| {
+        events
+            .iter()
+            .position(|e| e["event"] == kind && &e["node"] == node)
+            .unwrap()
+    };
+    let greeting = node_of("[greeting 2/2] RUN");
+    let workdir = node_of("[fortunes 2/4] WORKDIR");
+    assert!(
+        position("started", &workdir) < position("finished", &greeting)
+            && position("started", &greeting) < position("finished", &workdir),
+        "the two stages did not overlap: {events:?}"
+    );
+
+    let out = env.ok(["run", "--rm", "demo:1"]);
+    assert_eq!(
+        out,
+        "hello from strata\napples cache well\nmangoes never panic\nzebras build in parallel\n"
+    );
+}
+
+#[test]
+fn a_noop_rebuild_is_all_cache_hits_and_the_same_image() {
+    let env = TestEnv::with_base("base:latest");
+    let ctx = env.context(
+        "ctx",
+        &[
+            (
+                "Dockerfile",
+                "FROM base\nCOPY a.txt /a\nRUN cat /a > /b\nENV X=1\n",
+            ),
+            ("a.txt", "one\n"),
+        ],
+    );
+    let first = env.ok(["build", "-q", "-t", "t:1", ctx.to_str().unwrap()]);
+    let events = env.build_events(["-t", "t:1", ctx.to_str().unwrap()]);
+    assert!(
+        ran(&events).is_empty(),
+        "steps ran again: {:?}",
+        ran(&events)
+    );
+    assert_eq!(
+        events.iter().filter(|e| e["event"] == "cached").count(),
+        2,
+        "{events:?}"
+    );
+    let second = env.ok(["build", "-q", "-t", "t:1", ctx.to_str().unwrap()]);
+    assert_eq!(
+        first, second,
+        "a cached rebuild must give the same image ID"
+    );
+    assert_eq!(run_in(&env, "t:1", "cat /b; echo $X"), "one\n1\n");
+}
+
+#[test]
+fn a_touched_file_is_a_hit_and_an_edited_one_reruns_exactly_its_dependents() {
+    let env = TestEnv::with_base("base:latest");
+    let ctx = env.context(
+        "ctx",
+        &[
+            (
+                "Dockerfile",
+                "FROM base\nCOPY a.txt /a\nRUN cat /a > /a2\nCOPY b.txt /b\n",
+            ),
+            ("a.txt", "a1\n"),
+            ("b.txt", "b1\n"),
+        ],
+    );
+    let c = ctx.to_str().unwrap();
+    env.build_events(["-t", "t:1", c]);
+
+    // Same bytes, new mtime: nothing runs.
+    let later = std::time::SystemTime::now() + Duration::from_secs(5);
+    fs_err::File::options()
+        .write(true)
+        .open(ctx.join("a.txt"))
+        .unwrap()
+        .set_modified(later)
+        .unwrap();
+    assert!(ran(&env.build_events(["-t", "t:1", c])).is_empty());
+
+    // b.txt changes: only its COPY runs.
+    fs_err::write(ctx.join("b.txt"), "b2\n").unwrap();
+    let events = env.build_events(["-t", "t:1", c]);
+    assert_eq!(ran(&events), vec!["[4/4] COPY b.txt /b"], "{events:?}");
+
+    // a.txt changes: its COPY and everything after it run.
+    fs_err::write(ctx.join("a.txt"), "a2\n").unwrap();
+    let events = env.build_events(["-t", "t:1", c]);
+    assert_eq!(
+        ran(&events),
+        vec![
+            "[2/4] COPY a.txt /a",
+            "[3/4] RUN cat /a > /a2",
+            "[4/4] COPY b.txt /b"
+        ]
+    );
+    assert_eq!(run_in(&env, "t:1", "cat /a2 /b"), "a2\nb2\n");
+
+    // A mode change is a change.
+    use std::os::unix::fs::PermissionsExt;
+    fs_err::set_permissions(ctx.join("b.txt"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let events = env.build_events(["-t", "t:1", c]);
+    assert_eq!(ran(&events), vec!["[4/4] COPY b.txt /b"]);
+    assert_eq!(run_in(&env, "t:1", "stat -c %a /b"), "600\n");
+}
+
+#[test]
+fn a_dockerignored_file_never_reaches_the_image_nor_the_key() {
+    let env = TestEnv::with_base("base:latest");
+    let ctx = env.context(
+        "ctx",
+        &[
+            ("Dockerfile", "FROM base\nCOPY . /app\n"),
+            (".dockerignore", "*.log\n"),
+            ("keep.txt", "k\n"),
+            ("debug.log", "secret\n"),
+        ],
+    );
+    let c = ctx.to_str().unwrap();
+    env.build_events(["-t", "t:1", c]);
+    assert_eq!(
+        run_in(&env, "t:1", "ls -a /app"),
+        ".\n..\n.dockerignore\nDockerfile\nkeep.txt\n"
+    );
+    fs_err::write(ctx.join("debug.log"), "changed\n").unwrap();
+    assert!(ran(&env.build_events(["-t", "t:1", c])).is_empty());
+}
+
+#[test]
+fn build_args_in_scope_are_part_of_the_run_key() {
+    let env = TestEnv::with_base("base:latest");
+    let ctx = env.context(
+        "ctx",
+        &[("Dockerfile", "FROM base\nARG V=default\nRUN echo $V > /v\n")],
+    );
+    let c = ctx.to_str().unwrap();
+    let events = env.build_events(["-t", "t:1", "--build-arg", "V=one", c]);
+    assert_eq!(ran(&events).len(), 1);
+    assert_eq!(run_in(&env, "t:1", "cat /v"), "one\n");
+    let events = env.build_events(["-t", "t:1", "--build-arg", "V=two", c]);
+    assert_eq!(ran(&events).len(), 1);
+    let events = env.build_events(["-t", "t:1", "--build-arg", "V=one", c]);
+    assert!(ran(&events).is_empty());
+    // An undeclared build arg changes nothing.
+    let events = env.build_events(["-t", "t:1", "--build-arg", "V=one", "--build-arg", "U=x", c]);
+    assert!(ran(&events).is_empty());
+}
+
+#[test]
+fn copy_keeps_mode_and_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = TestEnv::with_base("base:latest");
+    let ctx = env.context(
+        "ctx",
+        &[
+            (
+                "Dockerfile",
+                "FROM base\nCOPY --chown=10:20 run.sh /run.sh\n",
+            ),
+            ("run.sh", "#!/bin/sh\n"),
+        ],
+    );
+    fs_err::set_permissions(ctx.join("run.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    env.ok(["build", "-q", "-t", "t:1", ctx.to_str().unwrap()]);
+    assert_eq!(
+        run_in(&env, "t:1", "stat -c '%a %u %g' /run.sh"),
+        "755 10 20\n"
+    );
+}
+
+#[test]
+fn a_failing_run_names_the_step_and_its_line_and_stops_the_rest() {
+    let env = TestEnv::with_base("base:latest");
+    let marker = format!("{}", 400 + std::process::id() % 500);
+    let dockerfile = format!(
+        "FROM base AS slow\nRUN sleep {marker}\n\nFROM base AS bad\nRUN exit 3\n\n\
+         FROM base\nCOPY --from=slow /etc/passwd /x\nCOPY --from=bad /etc/passwd /y\n"
+    );
+    let ctx = env.context("ctx", &[("Dockerfile", &dockerfile)]);
+    let started = Instant::now();
+    let out = env
+        .command([
+            "build",
+            "--progress=plain",
+            "-t",
+            "t:1",
+            ctx.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    // The sleeping sibling was cancelled, not waited for.
+    assert!(started.elapsed() < Duration::from_secs(60), "{stderr}");
+    assert!(
+        stderr.contains(
+            "error: [bad 2/2] RUN exit 3 failed\ncaused by: process \"/bin/sh -c exit 3\" \
+             did not complete successfully: exit code: 3\n"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("Dockerfile:5:1: the failing step\n5 | RUN exit 3\n  | ^\n"),
+        "{stderr}"
+    );
+    let ps = std::process::Command::new("ps")
+        .arg("-eo")
+        .arg("args")
+        .output()
+        .unwrap();
+    let ps = String::from_utf8_lossy(&ps.stdout);
+    assert!(
+        !ps.lines().any(|l| l.trim() == format!("sleep {marker}")),
+        "a sandbox process outlived the build:\n{ps}"
+    );
+    assert!(
+        !fs_err::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .contains(env.root().to_str().unwrap()),
+        "a mount of the build is left"
+    );
+    let images = env.ok(["images", "-q"]);
+    assert_eq!(
+        images.lines().count(),
+        1,
+        "a failed build committed an image"
+    );
+}
+
+#[test]
+fn bad_dockerfiles_fail_with_their_location_before_anything_runs() {
+    let env = TestEnv::with_base("base:latest");
+    let ctx = env.context("ctx", &[("Dockerfile", "FROM base\nRUNN echo hi\n")]);
+    let err = env.fails(["build", ctx.to_str().unwrap()]);
+    assert!(
+        err.starts_with("Dockerfile:2:1: unknown instruction: RUNN (did you mean RUN?)\n"),
+        "{err}"
+    );
+    let ctx = env.context("ctx2", &[("Dockerfile", "FROM missing-image\n")]);
+    let err = env.fails(["build", ctx.to_str().unwrap()]);
+    assert!(
+        err.contains("Dockerfile:1:1:") && err.contains("missing-image"),
+        "{err}"
+    );
+    let ctx = env.context("ctx3", &[("Dockerfile", "FROM base\nCOPY nope.txt /\n")]);
+    let err = env.fails(["build", ctx.to_str().unwrap()]);
+    assert!(err.contains("\"/nope.txt\": not found"), "{err}");
+}
+
+#[test]
+fn cli_flags_iidfile_quiet_label_target_graph_and_platform() {
+    let env = TestEnv::with_base("base:latest");
+    let ctx = env.context(
+        "ctx",
+        &[(
+            "Dockerfile",
+            "FROM base AS one\nRUN echo 1 > /one\n\nFROM base AS two\nRUN echo 2 > /two\n",
+        )],
+    );
+    let c = ctx.to_str().unwrap();
+    let iid = env.dir().join("iid");
+    let quiet = env.ok([
+        "build",
+        "-q",
+        "--target",
+        "one",
+        "--label",
+        "team=core",
+        "--iidfile",
+        iid.to_str().unwrap(),
+        "-t",
+        "t:one",
+        c,
+    ]);
+    assert_eq!(quiet.trim(), fs_err::read_to_string(&iid).unwrap());
+    assert!(quiet.trim().starts_with("sha256:"));
+    let inspect: serde_json::Value = serde_json::from_str(&env.ok(["inspect", "t:one"])).unwrap();
+    assert_eq!(inspect[0]["Config"]["Labels"]["team"], "core");
+    assert_eq!(
+        run_in(&env, "t:one", "cat /one; ls /two 2>&1 || true"),
+        "1\nls: /two: No such file or directory\n"
+    );
+
+    let dot = env.ok(["build", "--print-graph", c]);
+    assert!(dot.starts_with("digraph strata {"), "{dot}");
+    assert!(dot.contains("RUN echo 2 > /two\\nDockerfile:5"), "{dot}");
+    assert!(
+        !dot.contains("/one"),
+        "the graph holds an unneeded stage: {dot}"
+    );
+
+    let err = env.fails(["build", "--platform", "linux/s390x", c]);
+    assert!(err.contains("cannot build for linux/s390x"), "{err}");
+}
+
+#[test]
+fn no_cache_and_no_cache_filter() {
+    let env = TestEnv::with_base("base:latest");
+    let ctx = env.context(
+        "ctx",
+        &[(
+            "Dockerfile",
+            "FROM base AS a\nRUN echo a > /a\n\nFROM base AS b\nRUN echo b > /b\nCOPY --from=a /a /a\n",
+        )],
+    );
+    let c = ctx.to_str().unwrap();
+    env.build_events([c]);
+    assert_eq!(ran(&env.build_events(["--no-cache", c])).len(), 3);
+    let only_a = ran(&env.build_events(["--no-cache-filter", "a", c]));
+    assert_eq!(only_a, vec!["[a 2/2] RUN echo a > /a"]);
+    let err = env.fails(["build", "--no-cache-filter", "zzz", c]);
+    assert!(err.contains("no stage named \"zzz\""), "{err}");
+}
+
+#[test]
+fn rmi_keeps_the_build_cache_usable() {
+    let env = TestEnv::with_base("base:latest");
+    let ctx = env.context("ctx", &[("Dockerfile", "FROM base\nRUN echo x > /x\n")]);
+    let c = ctx.to_str().unwrap();
+    env.ok(["build", "-q", "-t", "t:1", c]);
+    env.ok(["rmi", "t:1"]);
+    env.ok(["image", "prune", "-f"]);
+    assert!(ran(&env.build_events(["-t", "t:1", c])).is_empty());
+    assert_eq!(run_in(&env, "t:1", "cat /x"), "x\n");
+    env.ok(["system", "check"]);
+}

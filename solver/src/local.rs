@@ -1,0 +1,600 @@
+//! The backend that builds on this machine: RUN and file ops through the worker, layers and
+//! snapshots in the store, results and context checksums in the build cache.
+//!
+//! A filesystem result is its layer stack ([`Fs`]): descriptors of blobs in the store, bottom
+//! first. Snapshots (one unpacked directory per layer, keyed by chain ID) are made only when a
+//! step must run on top of them, so a fully cached build touches no layer at all. A fresh
+//! step's overlay upper dir is diffed into a layer blob and then adopted as that layer's
+//! snapshot, never unpacked again. Cached layers are pinned in the store so that `rmi` and
+//! `image prune` cannot sweep what the cache may still hand out.
+
+use crate::backend::{Backend, Job, StepError};
+use crate::event::Stream;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+use strata_cache::{
+    CacheDb, CacheKey, Checksum, ContextFilter, ContextIndex, KeyParts, LayerRef, Record,
+    ScanOptions, Selection, StepRef,
+};
+use strata_graph::{FileAction, Graph, MountKind, Node, NodeId, Op};
+use strata_store::{Compression, Digest, LayerDescriptor, Lease, Store, chain_id};
+use strata_worker::{
+    DiffOptions, ExcludeFn, FileRequest, FileSource, MountInput, OutputStream, RunRequest, Worker,
+    write_layer,
+};
+
+/// Why a step failed inside this backend (wrapped in [`StepError::Failed`]).
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] strata_store::StoreError),
+    /// The build cache failed.
+    #[error(transparent)]
+    Cache(#[from] strata_cache::CacheDbError),
+    /// Reading or checksumming the build context failed (Docker's wording).
+    #[error("failed to compute cache key")]
+    ContextKey(#[source] strata_cache::ContextError),
+    /// Reading the build context failed.
+    #[error(transparent)]
+    Context(#[from] strata_cache::ContextError),
+    /// A RUN could not be run.
+    #[error(transparent)]
+    Run(#[from] strata_worker::RunError),
+    /// A COPY, ADD or WORKDIR failed.
+    #[error(transparent)]
+    File(#[from] strata_worker::FileError),
+    /// Diffing a step's changes into a layer failed.
+    #[error("failed to write the layer of the step")]
+    Diff(#[source] strata_worker::DiffError),
+    /// The graph asked for something this backend cannot give (a bug in lowering).
+    #[error("internal error: {0}")]
+    Graph(String),
+    /// A blocking task panicked or was cancelled.
+    #[error("internal error: a background task failed: {0}")]
+    Join(String),
+}
+
+impl From<LocalError> for StepError {
+    fn from(err: LocalError) -> Self {
+        match err {
+            LocalError::Run(run) => match run.exit_code() {
+                Some(exit_code) => StepError::Command {
+                    message: run.to_string(),
+                    exit_code,
+                },
+                None => StepError::failed(LocalError::Run(run)),
+            },
+            other => StepError::failed(other),
+        }
+    }
+}
+
+/// A filesystem: layers in the store, bottom first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Fs {
+    /// The layers.
+    pub layers: Vec<LayerDescriptor>,
+    /// When each layer was made by a build step (from its cache record when it was a hit, so
+    /// a fully cached rebuild gives the same image); `None` for a base image's layers.
+    pub created: Vec<Option<SystemTime>>,
+}
+
+impl Fs {
+    fn with_layer(&self, layer: LayerDescriptor, created: SystemTime) -> Fs {
+        let mut fs = self.clone();
+        fs.layers.push(layer);
+        fs.created.push(Some(created));
+        fs
+    }
+}
+
+impl Fs {
+    /// The chain ID of the whole stack (`None` for an empty filesystem).
+    pub fn chain_id(&self) -> Option<Digest> {
+        let mut chain: Option<Digest> = None;
+        for l in &self.layers {
+            chain = Some(chain_id(chain.as_ref(), &l.diff_id));
+        }
+        chain
+    }
+}
+
+/// A node's result.
+#[derive(Debug, Clone)]
+pub enum Output {
+    /// A filesystem.
+    Fs(Arc<Fs>),
+    /// The build context, indexed.
+    Context(Arc<ContextIndex>),
+}
+
+impl Output {
+    fn fs(&self) -> Result<&Arc<Fs>, LocalError> {
+        match self {
+            Output::Fs(fs) => Ok(fs),
+            Output::Context(_) => Err(LocalError::Graph(
+                "a filesystem was expected where the build context was given".into(),
+            )),
+        }
+    }
+}
+
+/// The build context as the CLI resolved it: an absolute directory and its `.dockerignore`.
+#[derive(Clone)]
+pub struct ContextSource {
+    /// The context directory (absolute, canonical: the stat cache is named by it).
+    pub dir: PathBuf,
+    /// What `.dockerignore` leaves out.
+    pub filter: Arc<dyn ContextFilter + Send + Sync>,
+}
+
+impl std::fmt::Debug for ContextSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContextSource")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How the local backend builds.
+#[derive(Debug, Clone)]
+pub struct LocalOptions {
+    /// Compression of new layer blobs (`None`: plain tar, what docker keeps; fastest).
+    pub compression: Compression,
+    /// Clamp layer mtimes to this (`SOURCE_DATE_EPOCH`).
+    pub source_date_epoch: Option<i64>,
+    /// Proxy variables passed to every RUN but kept out of keys and history.
+    pub proxy_env: Vec<String>,
+}
+
+impl Default for LocalOptions {
+    fn default() -> Self {
+        Self {
+            compression: Compression::None,
+            source_date_epoch: None,
+            proxy_env: Vec::new(),
+        }
+    }
+}
+
+/// Builds on this machine.
+pub struct LocalBackend {
+    store: Store,
+    cache: Arc<CacheDb>,
+    worker: Worker,
+    context: Option<ContextSource>,
+    options: LocalOptions,
+    _lease: Lease,
+}
+
+impl std::fmt::Debug for LocalBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalBackend")
+            .field("store", &self.store.root())
+            .field("context", &self.context)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LocalBackend {
+    /// A backend over `store`, `cache` and `worker`. Holds a store lease until dropped, so no
+    /// garbage collection removes a layer between its step and the image commit.
+    pub fn new(
+        store: Store,
+        cache: Arc<CacheDb>,
+        worker: Worker,
+        context: Option<ContextSource>,
+        options: LocalOptions,
+    ) -> Result<Self, LocalError> {
+        let lease = store.lease()?;
+        Ok(Self {
+            store,
+            cache,
+            worker,
+            context,
+            options,
+            _lease: lease,
+        })
+    }
+
+    /// The store this backend writes into.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Persists the context's stat cache (once, after the build's checksums).
+    pub fn save_context_cache(&self, index: &ContextIndex) -> Result<(), LocalError> {
+        index.save_stat_cache()?;
+        Ok(())
+    }
+
+    /// The snapshot directories of `fs`, top first (overlayfs `lowerdir` order), unpacking any
+    /// that do not exist yet.
+    fn lowers(store: &Store, fs: &Fs) -> Result<Vec<PathBuf>, LocalError> {
+        let mut dirs = Vec::with_capacity(fs.layers.len());
+        let mut parent: Option<Digest> = None;
+        for layer in &fs.layers {
+            let snap = store.unpack_layer(parent.as_ref(), layer)?;
+            parent = Some(snap.chain_id);
+            dirs.push(snap.path);
+        }
+        dirs.reverse();
+        Ok(dirs)
+    }
+
+    fn context_exclude(&self) -> Option<ExcludeFn> {
+        let ctx = self.context.as_ref()?;
+        let filter = ctx.filter.clone();
+        Some(Arc::new(move |rel: &Path, is_dir: bool| {
+            rel.to_str().is_some_and(|r| filter.excluded(r, is_dir))
+        }))
+    }
+
+    /// Writes `upper` as a layer on top of `parent` and adopts it as that layer's snapshot.
+    fn commit_upper(
+        store: &Store,
+        parent: &Fs,
+        upper: &Path,
+        options: &LocalOptions,
+    ) -> Result<Fs, LocalError> {
+        let mut writer = store.layer_writer(options.compression)?;
+        write_layer(
+            upper,
+            &mut writer,
+            &DiffOptions {
+                source_date_epoch: options.source_date_epoch,
+            },
+        )
+        .map_err(LocalError::Diff)?;
+        let layer = writer.finish()?;
+        store.adopt_snapshot(parent.chain_id().as_ref(), &layer.diff_id, upper)?;
+        Ok(parent.with_layer(layer, SystemTime::now()))
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, LocalError> + Send + 'static,
+) -> Result<T, LocalError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| LocalError::Join(e.to_string()))?
+}
+
+/// The context selections a node reads, with the index of the input they read from.
+fn selections(node: &Node) -> Vec<(usize, Selection)> {
+    match &node.op {
+        Op::File(file) => file
+            .actions
+            .iter()
+            .filter_map(|a| match a {
+                FileAction::Copy {
+                    from,
+                    sources,
+                    exclude,
+                    ..
+                } => Some((
+                    *from,
+                    Selection::copy(sources.iter().cloned()).excluding(exclude.iter().cloned()),
+                )),
+                _ => None,
+            })
+            .collect(),
+        Op::Exec(exec) => exec
+            .mounts
+            .iter()
+            .filter_map(|m| match &m.kind {
+                MountKind::Bind { input, source, .. } => {
+                    Some((*input, Selection::copy([source.clone()])))
+                }
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn layer_ref(l: &LayerDescriptor) -> LayerRef {
+    LayerRef {
+        digest: l.digest.to_string(),
+        diff_id: l.diff_id.to_string(),
+        size: l.size,
+        media_type: l.media_type.clone(),
+        uncompressed_size: l.uncompressed_size,
+    }
+}
+
+fn layer_descriptor(r: &LayerRef) -> Option<LayerDescriptor> {
+    Some(LayerDescriptor {
+        media_type: r.media_type.clone(),
+        digest: r.digest.parse().ok()?,
+        size: r.size,
+        diff_id: r.diff_id.parse().ok()?,
+        uncompressed_size: r.uncompressed_size,
+    })
+}
+
+impl Backend for LocalBackend {
+    type Output = Output;
+
+    fn visible(&self, node: &Node) -> bool {
+        !matches!(node.op, Op::Scratch | Op::Config { .. })
+    }
+
+    fn cacheable(&self, node: &Node) -> bool {
+        node.op.makes_layer()
+    }
+
+    async fn contents(
+        &self,
+        graph: &Graph,
+        node: NodeId,
+        inputs: &[Output],
+    ) -> Result<Vec<Checksum>, StepError> {
+        let wanted: Vec<(Arc<ContextIndex>, Selection)> = selections(graph.node(node))
+            .into_iter()
+            .filter_map(|(input, sel)| match inputs.get(input) {
+                Some(Output::Context(index)) => Some((index.clone(), sel)),
+                _ => None,
+            })
+            .collect();
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
+        let cache = self.cache.clone();
+        let sums = blocking(move || {
+            let mut out = Vec::with_capacity(wanted.len());
+            for (index, sel) in wanted {
+                let sum = index.checksum(&sel).map_err(LocalError::ContextKey)?;
+                cache.put_selection(&sum)?;
+                out.push(sum.checksum);
+            }
+            Ok(out)
+        })
+        .await?;
+        Ok(sums)
+    }
+
+    async fn lookup(
+        &self,
+        _graph: &Graph,
+        _node: NodeId,
+        key: &CacheKey,
+        inputs: &[Output],
+    ) -> Result<Option<Output>, StepError> {
+        let Some(parent) = inputs.first() else {
+            return Ok(None);
+        };
+        let parent = parent.fs().map_err(StepError::from)?.clone();
+        let cache = self.cache.clone();
+        let store = self.store.clone();
+        let key = *key;
+        let found = blocking(move || {
+            let Some(record) = cache.get(&key)? else {
+                return Ok(None);
+            };
+            let Some(layer) = record.layer.as_ref().and_then(layer_descriptor) else {
+                return Ok(None);
+            };
+            // A record whose blob is gone (a store wiped by hand) is a miss, never a broken
+            // image.
+            if !store.has_blob(&layer.digest) {
+                return Ok(None);
+            }
+            Ok(Some(Output::Fs(Arc::new(
+                parent.with_layer(layer, record.created),
+            ))))
+        })
+        .await?;
+        Ok(found)
+    }
+
+    async fn execute(&self, job: Job<Output>) -> Result<Output, StepError> {
+        let node = job.graph.node(job.node).clone();
+        let store = self.store.clone();
+        match node.op {
+            Op::Scratch => Ok(Output::Fs(Arc::new(Fs::default()))),
+            Op::Config { .. } => job
+                .inputs
+                .first()
+                .cloned()
+                .ok_or_else(|| LocalError::Graph("a config step without input".into()).into()),
+            Op::Image(src) => {
+                let fs = blocking(move || {
+                    let image = store.image(&src.id)?;
+                    Ok(Fs {
+                        created: vec![None; image.layers.len()],
+                        layers: image.layers,
+                    })
+                })
+                .await?;
+                Ok(Output::Fs(Arc::new(fs)))
+            }
+            Op::Context { name } => {
+                let Some(ctx) = self.context.clone() else {
+                    return Err(LocalError::Graph(format!(
+                        "the build reads the context {name:?} but none was given"
+                    ))
+                    .into());
+                };
+                let stat = self.cache.stat_cache_path(&ctx.dir);
+                let index = blocking(move || {
+                    let filter: &dyn ContextFilter = &*ctx.filter;
+                    let opts = ScanOptions {
+                        filter,
+                        stat_cache: Some(&stat),
+                        ..Default::default()
+                    };
+                    Ok(ContextIndex::scan(&ctx.dir, &opts)?)
+                })
+                .await?;
+                Ok(Output::Context(Arc::new(index)))
+            }
+            Op::Exec(mut exec) => {
+                let parent = job.inputs[0].fs().map_err(StepError::from)?.clone();
+                let mut mounts = Vec::with_capacity(exec.mounts.len());
+                for m in &exec.mounts {
+                    mounts.push(match &m.kind {
+                        MountKind::Bind { input, .. }
+                        | MountKind::Cache {
+                            from: Some((input, _)),
+                            ..
+                        } => match job.inputs.get(*input) {
+                            Some(Output::Context(index)) => {
+                                MountInput::Layers(vec![index.dir().to_path_buf()])
+                            }
+                            Some(Output::Fs(fs)) => {
+                                let (s, fs) = (store.clone(), fs.clone());
+                                MountInput::Layers(blocking(move || Self::lowers(&s, &fs)).await?)
+                            }
+                            None => {
+                                return Err(LocalError::Graph(format!(
+                                    "mount input {input} is missing"
+                                ))
+                                .into());
+                            }
+                        },
+                        MountKind::Secret { .. } => MountInput::Secret(None),
+                        MountKind::Ssh { .. } => MountInput::Ssh(None),
+                        _ => MountInput::None,
+                    });
+                }
+                for kv in &self.options.proxy_env {
+                    let key = kv.split_once('=').map_or(kv.as_str(), |(k, _)| k);
+                    let set = exec
+                        .env
+                        .iter()
+                        .any(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) == key);
+                    if !set {
+                        exec.env.push(kv.clone());
+                    }
+                }
+                let (s, p) = (store.clone(), parent.clone());
+                let (lowers, upper) = blocking(move || {
+                    let lowers = Self::lowers(&s, &p)?;
+                    Ok((lowers, s.new_snapshot_dir()?))
+                })
+                .await?;
+                let log = job.log.clone();
+                let run = self
+                    .worker
+                    .run(
+                        RunRequest {
+                            exec,
+                            lowers,
+                            upper: upper.clone(),
+                            mounts,
+                            hostname: None,
+                        },
+                        move |stream, line| {
+                            let stream = match stream {
+                                OutputStream::Stdout => Stream::Stdout,
+                                OutputStream::Stderr => Stream::Stderr,
+                            };
+                            log.line(stream, line);
+                        },
+                        job.cancel.clone(),
+                    )
+                    .await;
+                if let Err(err) = run {
+                    let _ = fs_err::remove_dir_all(&upper);
+                    if job.cancel.is_cancelled() {
+                        return Err(StepError::Cancelled);
+                    }
+                    return Err(LocalError::Run(err).into());
+                }
+                let options = self.options.clone();
+                let fs = blocking(move || {
+                    let result = Self::commit_upper(&store, &parent, &upper, &options);
+                    if result.is_err() {
+                        let _ = fs_err::remove_dir_all(&upper);
+                    }
+                    result
+                })
+                .await?;
+                Ok(Output::Fs(Arc::new(fs)))
+            }
+            Op::File(op) => {
+                let parent = job.inputs[0].fs().map_err(StepError::from)?.clone();
+                let mut sources: Vec<Option<FileSource>> = vec![None];
+                for input in job.inputs.iter().skip(1) {
+                    sources.push(Some(match input {
+                        Output::Context(index) => FileSource::Context {
+                            dir: index.dir().to_path_buf(),
+                            exclude: self.context_exclude(),
+                        },
+                        Output::Fs(fs) => {
+                            let (s, fs) = (store.clone(), fs.clone());
+                            FileSource::Layers(blocking(move || Self::lowers(&s, &fs)).await?)
+                        }
+                    }));
+                }
+                let worker = self.worker.clone();
+                let options = self.options.clone();
+                let fs = blocking(move || {
+                    let lowers = Self::lowers(&store, &parent)?;
+                    let upper = store.new_snapshot_dir()?;
+                    let applied = worker.apply_file_op(FileRequest {
+                        op,
+                        lowers,
+                        upper: upper.clone(),
+                        inputs: sources,
+                    });
+                    let result = applied
+                        .map_err(LocalError::from)
+                        .and_then(|_| Self::commit_upper(&store, &parent, &upper, &options));
+                    if result.is_err() {
+                        let _ = fs_err::remove_dir_all(&upper);
+                    }
+                    result
+                })
+                .await?;
+                Ok(Output::Fs(Arc::new(fs)))
+            }
+        }
+    }
+
+    async fn record(
+        &self,
+        graph: &Graph,
+        node: NodeId,
+        parts: &KeyParts,
+        output: &Output,
+    ) -> Result<(), StepError> {
+        let fs = output.fs().map_err(StepError::from)?.clone();
+        let Some(layer) = fs.layers.last().cloned() else {
+            return Ok(());
+        };
+        let chain = fs.chain_id();
+        let record = Record {
+            layer: Some(layer_ref(&layer)),
+            chain_id: chain.as_ref().map(ToString::to_string),
+            diff_ids: fs.layers.iter().map(|l| l.diff_id.to_string()).collect(),
+            created: fs
+                .created
+                .last()
+                .copied()
+                .flatten()
+                .unwrap_or_else(SystemTime::now),
+            parts: parts.clone(),
+            step: Some(StepRef {
+                id: Checksum(*blake3::hash(graph.node(node).label.as_bytes()).as_bytes()),
+                description: graph.node(node).label.clone(),
+            }),
+            definition: None,
+        };
+        let cache = self.cache.clone();
+        let store = self.store.clone();
+        let key = parts.key();
+        blocking(move || {
+            if let Some(chain) = &chain {
+                store.pin_layer(&layer.digest, chain)?;
+            }
+            cache.put(&key, &record)?;
+            Ok(())
+        })
+        .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The README demo, offline on a fresh machine (as root: RUN steps use namespaces and overlayfs):
+# make a busybox base image from Debian's busybox-static, build the two-stage demo in this
+# directory (both stages at once, a COPY --from each), and run the result.
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$repo"
+if ! [ -x /bin/busybox ] && ! [ -x /usr/bin/busybox ]; then
+    apt-get install -y -q busybox-static >/dev/null
+fi
+cargo build -q --release -p strata-cli
+strata=$repo/target/release/strata
+export STRATA_ROOT=${STRATA_ROOT:-$repo/target/demo-root}
+testdata/mkbase.sh target/demo-base.tar
+"$strata" import target/demo-base.tar demo-base:latest >/dev/null
+"$strata" build -t demo:latest testdata/demo
+"$strata" run --rm demo:latest

@@ -48,6 +48,9 @@ pub enum LocalError {
     /// Diffing a step's changes into a layer failed.
     #[error("failed to write the layer of the step")]
     Diff(#[source] strata_worker::DiffError),
+    /// Exporting the final filesystem failed.
+    #[error(transparent)]
+    Export(strata_worker::ExportError),
     /// The graph asked for something this backend cannot give (a bug in lowering).
     #[error("internal error: {0}")]
     Graph(String),
@@ -207,6 +210,28 @@ impl LocalBackend {
     /// Persists the context's stat cache (once, after the build's checksums).
     pub fn save_context_cache(&self, index: &ContextIndex) -> Result<(), LocalError> {
         index.save_stat_cache()?;
+        Ok(())
+    }
+
+    /// Writes the merged filesystem of `fs` to `out` as one tar (`--output type=tar|local`).
+    /// Blocking.
+    pub fn export_rootfs(
+        &self,
+        fs: &Fs,
+        out: impl std::io::Write + Send,
+    ) -> Result<(), LocalError> {
+        let lowers = Self::lowers(&self.store, fs)?;
+        let scratch = self.store.new_snapshot_dir()?;
+        let result = strata_worker::export_rootfs(
+            &lowers,
+            &scratch,
+            out,
+            &DiffOptions {
+                source_date_epoch: self.options.source_date_epoch,
+            },
+        );
+        let _ = fs_err::remove_dir_all(&scratch);
+        result.map_err(LocalError::Export)?;
         Ok(())
     }
 

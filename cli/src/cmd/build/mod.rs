@@ -5,10 +5,13 @@
 //! against the current directory, reading `.dockerignore`, `SOURCE_DATE_EPOCH` and bare
 //! `--build-arg K` values from the environment, choosing the store root, catching Ctrl-C.
 
+mod output;
+
 use crate::GlobalArgs;
 use crate::diag;
 use crate::ui::{self, Progress};
 use anyhow::{Context as _, bail};
+use output::{Dest, OutputSpec};
 use std::collections::{BTreeMap, HashSet};
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
@@ -73,6 +76,13 @@ pub(crate) struct Args {
     /// Print only the image ID on success
     #[arg(short, long)]
     quiet: bool,
+    /// Where the result goes: `type=image` (default), `type=oci|docker|tar,dest=FILE`,
+    /// `type=local,dest=DIR`; `-o DIR` is short for `type=local,dest=DIR`
+    #[arg(short = 'o', long = "output", value_name = "SPEC")]
+    outputs: Vec<String>,
+    /// Write the image digest, config digest and cache statistics to this file as JSON
+    #[arg(long, value_name = "FILE")]
+    metadata_file: Option<PathBuf>,
     /// The build context directory (`-`: none, the Dockerfile comes from standard input)
     #[arg(value_name = "CONTEXT|-")]
     context: String,
@@ -284,6 +294,14 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     }
     let build_args = build_args(&args.build_args);
     let epoch = source_date_epoch(&build_args)?;
+    let mut outputs = args
+        .outputs
+        .iter()
+        .map(|o| OutputSpec::parse(o))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if outputs.is_empty() {
+        outputs.push(OutputSpec::Image);
+    }
     let mut tags = Vec::new();
     for t in &args.tags {
         tags.push(Reference::parse_tag(t).with_context(|| format!("invalid tag {t:?}"))?);
@@ -439,38 +457,154 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         Some(Output::Fs(fs)) => fs.clone(),
         _ => bail!("internal error: the target stage produced no filesystem"),
     };
-    let platform = ImagePlatform {
-        os: target_platform.os.clone(),
-        architecture: target_platform.arch.clone(),
-        variant: (!target_platform.variant.is_empty()).then(|| target_platform.variant.clone()),
-    };
-    let image = strata_solver::new_image(&store, &graph, &target, &fs, &platform, epoch, tags)
-        .context("failed to assemble the image")?;
-    let names: Vec<String> = image.tags.iter().map(ToString::to_string).collect();
-    let id = store
-        .commit_image(image)
-        .context("failed to store the image")?;
+    let summary = format!(
+        "{} steps cached, {} run in {:.1}s",
+        solved.cached,
+        solved.executed,
+        started.elapsed().as_secs_f64()
+    );
+    let needs_image = !tags.is_empty()
+        || outputs.iter().any(|o| {
+            matches!(
+                o,
+                OutputSpec::Image | OutputSpec::Oci(_) | OutputSpec::Docker(_)
+            )
+        });
+    let mut image_id = None;
+    let mut names: Vec<String> = Vec::new();
+    if needs_image {
+        let platform = ImagePlatform {
+            os: target_platform.os.clone(),
+            architecture: target_platform.arch.clone(),
+            variant: (!target_platform.variant.is_empty()).then(|| target_platform.variant.clone()),
+        };
+        let image = strata_solver::new_image(&store, &graph, &target, &fs, &platform, epoch, tags)
+            .context("failed to assemble the image")?;
+        names = image.tags.iter().map(ToString::to_string).collect();
+        let id = store
+            .commit_image(image)
+            .context("failed to store the image")?;
+        image_id = Some(id);
+    }
+    for out in &outputs {
+        match out {
+            OutputSpec::Image => {}
+            OutputSpec::Oci(dest) | OutputSpec::Docker(dest) => {
+                let id = image_id
+                    .as_ref()
+                    .expect("an image was committed for this output");
+                let refs: Vec<&str> = if names.is_empty() {
+                    vec![id.as_str()]
+                } else {
+                    names.iter().map(String::as_str).collect()
+                };
+                write_dest(dest, |w| Ok(store.save(&refs, w)?))
+                    .context("failed to write the image archive")?;
+            }
+            OutputSpec::Tar(dest) => {
+                write_dest(dest, |w| Ok(backend.export_rootfs(&fs, w)?))
+                    .context("failed to write the filesystem tar")?;
+            }
+            OutputSpec::Local(dir) => export_local(&backend, &fs, dir)
+                .with_context(|| format!("failed to write the filesystem to {}", dir.display()))?,
+        }
+    }
+    if let Some(path) = &args.metadata_file {
+        let mut meta = serde_json::json!({
+            "strata.cache": {
+                "cached": solved.cached,
+                "executed": solved.executed,
+                "seconds": started.elapsed().as_secs_f64(),
+            }
+        });
+        if let Some(id) = &image_id {
+            let image = store.image(id.as_str())?;
+            meta["containerimage.digest"] = image.manifest_digest.to_string().into();
+            meta["containerimage.config.digest"] = id.to_string().into();
+            if !names.is_empty() {
+                meta["image.name"] = names.join(",").into();
+            }
+        }
+        let text = serde_json::to_string_pretty(&meta).expect("metadata is plain JSON");
+        fs_err::write(path, text + "\n").context("failed to write --metadata-file")?;
+    }
     drop(backend);
-    if let Some(path) = &args.iidfile {
+    if let (Some(path), Some(id)) = (&args.iidfile, &image_id) {
         fs_err::write(path, id.to_string()).context("failed to write --iidfile")?;
     }
     if args.quiet {
-        writeln!(std::io::stdout().lock(), "{id}")?;
+        if let Some(id) = &image_id {
+            writeln!(std::io::stdout().lock(), "{id}")?;
+        }
     } else {
         let mut err = std::io::stderr().lock();
-        writeln!(
-            err,
-            "{} steps cached, {} run in {:.1}s",
-            solved.cached,
-            solved.executed,
-            started.elapsed().as_secs_f64()
-        )?;
-        writeln!(err, "writing image {id}")?;
+        writeln!(err, "{summary}")?;
+        if let Some(id) = &image_id {
+            writeln!(err, "writing image {id}")?;
+        }
         for name in names {
             writeln!(err, "naming to {name}")?;
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes to `dest`: a file replaced atomically (temp file beside it, fsync, rename), or stdout.
+fn write_dest(
+    dest: &Dest,
+    write: impl FnOnce(&mut (dyn std::io::Write + Send)) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    match dest {
+        Dest::Stdout => {
+            let mut out = std::io::BufWriter::new(std::io::stdout());
+            write(&mut out)?;
+            out.flush()?;
+            Ok(())
+        }
+        Dest::File(path) => {
+            let path = std::path::absolute(path)?;
+            let dir = path.parent().unwrap_or(Path::new("/"));
+            let mut tmp = tempfile::Builder::new()
+                .prefix(".strata-output-")
+                .tempfile_in(dir)
+                .with_context(|| format!("failed to create a file in {}", dir.display()))?;
+            {
+                let mut w = std::io::BufWriter::new(tmp.as_file_mut());
+                write(&mut w)?;
+                w.flush()?;
+            }
+            tmp.as_file().sync_all()?;
+            tmp.persist(&path)
+                .with_context(|| format!("failed to write {}", path.display()))?;
+            Ok(())
+        }
+    }
+}
+
+/// `type=local`: the final filesystem unpacked into `dir` (created if missing), owners and
+/// modes kept, streamed through a pipe from the exporter.
+fn export_local(backend: &LocalBackend, fs: &strata_solver::Fs, dir: &Path) -> anyhow::Result<()> {
+    fs_err::create_dir_all(dir)?;
+    let (reader, writer) = std::io::pipe()?;
+    std::thread::scope(|s| {
+        let producer = s.spawn(move || {
+            let w = std::io::BufWriter::new(writer);
+            backend.export_rootfs(fs, w)
+        });
+        let mut archive = tar::Archive::new(std::io::BufReader::new(reader));
+        archive.set_preserve_permissions(true);
+        archive.set_preserve_ownerships(true);
+        archive.set_unpack_xattrs(true);
+        archive.set_overwrite(true);
+        let unpacked = archive.unpack(dir);
+        drop(archive);
+        let produced = producer
+            .join()
+            .map_err(|_| anyhow::anyhow!("the filesystem exporter panicked"))?;
+        produced?;
+        unpacked?;
+        Ok(())
+    })
 }
 
 fn eprint_diag(dockerfile: &Dockerfile, d: &Diagnostic) {

@@ -13,6 +13,7 @@ mod checksum;
 mod context;
 mod durable;
 mod entry;
+mod exchange;
 mod filter;
 #[cfg(test)]
 mod fixture;
@@ -26,6 +27,10 @@ mod walk;
 pub use checksum::Checksum;
 pub use context::{ContextError, ContextIndex, ContextStats, ScanOptions};
 pub use entry::{EntryKind, Ownership};
+pub use exchange::{
+    CACHE_ARTIFACT_TYPE, CACHE_CONFIG_MEDIA_TYPE, CACHE_REF_NAME, ExchangeError, ExportOptions,
+    ExportReport, ImportedCache, export,
+};
 pub use filter::{ContextFilter, NoFilter};
 pub use key::{CacheKey, KeyParts};
 pub use record::{

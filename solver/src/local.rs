@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 use strata_cache::{
-    CacheDb, CacheKey, Checksum, ContextFilter, ContextIndex, KeyParts, LayerRef, Record,
-    ScanOptions, Selection, StepRef,
+    CacheDb, CacheKey, Checksum, ContextFilter, ContextIndex, ImportedCache, KeyParts, LayerRef,
+    Record, ScanOptions, Selection, StepRef,
 };
 use strata_graph::{FileAction, Graph, MountKind, Node, NodeId, Op};
 use strata_store::{Compression, Digest, LayerDescriptor, Lease, Store, chain_id};
@@ -30,6 +30,9 @@ pub enum LocalError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] strata_store::StoreError),
+    /// An imported cache could not be read.
+    #[error(transparent)]
+    Exchange(#[from] strata_cache::ExchangeError),
     /// The build cache failed.
     #[error(transparent)]
     Cache(#[from] strata_cache::CacheDbError),
@@ -150,6 +153,8 @@ pub struct LocalOptions {
     pub source_date_epoch: Option<i64>,
     /// Proxy variables passed to every RUN but kept out of keys and history.
     pub proxy_env: Vec<String>,
+    /// Caches imported with `--cache-from`, consulted after the local records.
+    pub imported: Vec<ImportedCache>,
 }
 
 impl Default for LocalOptions {
@@ -158,12 +163,67 @@ impl Default for LocalOptions {
             compression: Compression::None,
             source_date_epoch: None,
             proxy_env: Vec::new(),
+            imported: Vec::new(),
         }
+    }
+}
+
+/// Layer blobs and snapshots: the store, and imported caches to fetch missing blobs from.
+#[derive(Clone)]
+struct Layers {
+    store: Store,
+    imported: Arc<Vec<ImportedCache>>,
+}
+
+impl Layers {
+    /// Makes sure the blob of `layer` is in the store, copying (and verifying) it from an
+    /// imported cache when it is not: layers cross over only when a build needs them.
+    fn ensure(&self, layer: &LayerDescriptor) -> Result<(), LocalError> {
+        if self.store.has_blob(&layer.digest) {
+            return Ok(());
+        }
+        for cache in self.imported.iter() {
+            if cache.fetch_into(&self.store, &layer.digest)? {
+                return Ok(());
+            }
+        }
+        Err(LocalError::Graph(format!(
+            "layer {} is neither in the store nor in an imported cache",
+            layer.digest
+        )))
+    }
+
+    /// Whether the blob of `layer` is here or can be fetched.
+    fn available(&self, layer: &LayerDescriptor) -> bool {
+        self.store.has_blob(&layer.digest)
+            || self.imported.iter().any(|c| c.has_blob(&layer.digest))
+    }
+
+    /// The snapshot directories of `fs`, top first (overlayfs `lowerdir` order), unpacking any
+    /// that do not exist yet.
+    fn lowers(&self, fs: &Fs) -> Result<Vec<PathBuf>, LocalError> {
+        let mut dirs = Vec::with_capacity(fs.layers.len());
+        let mut parent: Option<Digest> = None;
+        for layer in &fs.layers {
+            let chain = chain_id(parent.as_ref(), &layer.diff_id);
+            let snap = match self.store.snapshot(&chain) {
+                Some(s) => s,
+                None => {
+                    self.ensure(layer)?;
+                    self.store.unpack_layer(parent.as_ref(), layer)?
+                }
+            };
+            parent = Some(snap.chain_id);
+            dirs.push(snap.path);
+        }
+        dirs.reverse();
+        Ok(dirs)
     }
 }
 
 /// Builds on this machine.
 pub struct LocalBackend {
+    layers: Layers,
     store: Store,
     cache: Arc<CacheDb>,
     worker: Worker,
@@ -192,7 +252,12 @@ impl LocalBackend {
         options: LocalOptions,
     ) -> Result<Self, LocalError> {
         let lease = store.lease()?;
+        let layers = Layers {
+            store: store.clone(),
+            imported: Arc::new(options.imported.clone()),
+        };
         Ok(Self {
+            layers,
             store,
             cache,
             worker,
@@ -220,7 +285,7 @@ impl LocalBackend {
         fs: &Fs,
         out: impl std::io::Write + Send,
     ) -> Result<(), LocalError> {
-        let lowers = Self::lowers(&self.store, fs)?;
+        let lowers = self.layers.lowers(fs)?;
         let scratch = self.store.new_snapshot_dir()?;
         let result = strata_worker::export_rootfs(
             &lowers,
@@ -235,18 +300,21 @@ impl LocalBackend {
         Ok(())
     }
 
-    /// The snapshot directories of `fs`, top first (overlayfs `lowerdir` order), unpacking any
-    /// that do not exist yet.
-    fn lowers(store: &Store, fs: &Fs) -> Result<Vec<PathBuf>, LocalError> {
-        let mut dirs = Vec::with_capacity(fs.layers.len());
-        let mut parent: Option<Digest> = None;
-        for layer in &fs.layers {
-            let snap = store.unpack_layer(parent.as_ref(), layer)?;
-            parent = Some(snap.chain_id);
-            dirs.push(snap.path);
+    /// Makes sure every layer blob of `fs` is in the store (before committing an image).
+    pub fn ensure_layers(&self, fs: &Fs) -> Result<(), LocalError> {
+        fs.layers.iter().try_for_each(|l| self.layers.ensure(l))
+    }
+
+    /// The record of a step's result under `key`: the local one, else an imported one.
+    pub fn record_for(&self, key: &CacheKey) -> Result<Option<Record>, LocalError> {
+        if let Some(r) = self.cache.get(key)? {
+            return Ok(Some(r));
         }
-        dirs.reverse();
-        Ok(dirs)
+        Ok(self
+            .options
+            .imported
+            .iter()
+            .find_map(|c| c.get(key).cloned()))
     }
 
     fn context_exclude(&self) -> Option<ExcludeFn> {
@@ -351,16 +419,20 @@ impl Backend for LocalBackend {
         node.op.makes_layer()
     }
 
+    fn is_key_source(&self, node: &Node) -> bool {
+        matches!(node.op, Op::Context { .. })
+    }
+
     async fn contents(
         &self,
         graph: &Graph,
         node: NodeId,
-        inputs: &[Output],
+        inputs: &[Option<Output>],
     ) -> Result<Vec<Checksum>, StepError> {
         let wanted: Vec<(Arc<ContextIndex>, Selection)> = selections(graph.node(node))
             .into_iter()
             .filter_map(|(input, sel)| match inputs.get(input) {
-                Some(Output::Context(index)) => Some((index.clone(), sel)),
+                Some(Some(Output::Context(index))) => Some((index.clone(), sel)),
                 _ => None,
             })
             .collect();
@@ -381,30 +453,56 @@ impl Backend for LocalBackend {
         Ok(sums)
     }
 
+    async fn probe(
+        &self,
+        _graph: &Graph,
+        _node: NodeId,
+        key: &CacheKey,
+    ) -> Result<bool, StepError> {
+        let cache = self.cache.clone();
+        let layers = self.layers.clone();
+        let key = *key;
+        let found = blocking(move || {
+            let record = match cache.get(&key)? {
+                Some(r) => Some(r),
+                None => layers.imported.iter().find_map(|c| c.get(&key).cloned()),
+            };
+            Ok(record
+                .and_then(|r| r.layer.as_ref().and_then(layer_descriptor))
+                .is_some_and(|l| layers.available(&l)))
+        })
+        .await?;
+        Ok(found)
+    }
+
     async fn lookup(
         &self,
         _graph: &Graph,
         _node: NodeId,
         key: &CacheKey,
-        inputs: &[Output],
+        parent: Option<&Output>,
     ) -> Result<Option<Output>, StepError> {
-        let Some(parent) = inputs.first() else {
+        let Some(parent) = parent else {
             return Ok(None);
         };
         let parent = parent.fs().map_err(StepError::from)?.clone();
         let cache = self.cache.clone();
-        let store = self.store.clone();
+        let layers = self.layers.clone();
         let key = *key;
         let found = blocking(move || {
-            let Some(record) = cache.get(&key)? else {
-                return Ok(None);
+            let record = match cache.get(&key)? {
+                Some(r) => r,
+                None => match layers.imported.iter().find_map(|c| c.get(&key)) {
+                    Some(r) => r.clone(),
+                    None => return Ok(None),
+                },
             };
             let Some(layer) = record.layer.as_ref().and_then(layer_descriptor) else {
                 return Ok(None);
             };
             // A record whose blob is gone (a store wiped by hand) is a miss, never a broken
             // image.
-            if !store.has_blob(&layer.digest) {
+            if !layers.available(&layer) {
                 return Ok(None);
             }
             Ok(Some(Output::Fs(Arc::new(
@@ -470,8 +568,8 @@ impl Backend for LocalBackend {
                                 MountInput::Layers(vec![index.dir().to_path_buf()])
                             }
                             Some(Output::Fs(fs)) => {
-                                let (s, fs) = (store.clone(), fs.clone());
-                                MountInput::Layers(blocking(move || Self::lowers(&s, &fs)).await?)
+                                let (l, fs) = (self.layers.clone(), fs.clone());
+                                MountInput::Layers(blocking(move || l.lowers(&fs)).await?)
                             }
                             None => {
                                 return Err(LocalError::Graph(format!(
@@ -495,10 +593,10 @@ impl Backend for LocalBackend {
                         exec.env.push(kv.clone());
                     }
                 }
-                let (s, p) = (store.clone(), parent.clone());
+                let (l, p) = (self.layers.clone(), parent.clone());
                 let (lowers, upper) = blocking(move || {
-                    let lowers = Self::lowers(&s, &p)?;
-                    Ok((lowers, s.new_snapshot_dir()?))
+                    let lowers = l.lowers(&p)?;
+                    Ok((lowers, l.store.new_snapshot_dir()?))
                 })
                 .await?;
                 let log = job.log.clone();
@@ -550,15 +648,16 @@ impl Backend for LocalBackend {
                             exclude: self.context_exclude(),
                         },
                         Output::Fs(fs) => {
-                            let (s, fs) = (store.clone(), fs.clone());
-                            FileSource::Layers(blocking(move || Self::lowers(&s, &fs)).await?)
+                            let (l, fs) = (self.layers.clone(), fs.clone());
+                            FileSource::Layers(blocking(move || l.lowers(&fs)).await?)
                         }
                     }));
                 }
                 let worker = self.worker.clone();
                 let options = self.options.clone();
+                let layers = self.layers.clone();
                 let fs = blocking(move || {
-                    let lowers = Self::lowers(&store, &parent)?;
+                    let lowers = layers.lowers(&parent)?;
                     let upper = store.new_snapshot_dir()?;
                     let applied = worker.apply_file_op(FileRequest {
                         op,

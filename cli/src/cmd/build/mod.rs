@@ -5,12 +5,14 @@
 //! against the current directory, reading `.dockerignore`, `SOURCE_DATE_EPOCH` and bare
 //! `--build-arg K` values from the environment, choosing the store root, catching Ctrl-C.
 
+mod cache_spec;
 mod output;
 
 use crate::GlobalArgs;
 use crate::diag;
 use crate::ui::{self, Progress};
 use anyhow::{Context as _, bail};
+use cache_spec::{CacheMode, CacheTo};
 use output::{Dest, OutputSpec};
 use std::collections::{BTreeMap, HashSet};
 use std::io::{Read as _, Write as _};
@@ -80,6 +82,12 @@ pub(crate) struct Args {
     /// `type=local,dest=DIR`; `-o DIR` is short for `type=local,dest=DIR`
     #[arg(short = 'o', long = "output", value_name = "SPEC")]
     outputs: Vec<String>,
+    /// Export the build cache: `type=local,dest=DIR[,mode=min|max][,compression=zstd|gzip]`
+    #[arg(long = "cache-to", value_name = "SPEC")]
+    cache_to: Option<String>,
+    /// Import a build cache: `type=local,src=DIR`; may be given several times
+    #[arg(long = "cache-from", value_name = "SPEC")]
+    cache_from: Vec<String>,
     /// Write the image digest, config digest and cache statistics to this file as JSON
     #[arg(long, value_name = "FILE")]
     metadata_file: Option<PathBuf>,
@@ -179,12 +187,13 @@ fn read_dockerfile(args: &Args, context: Option<&Path>) -> anyhow::Result<Docker
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && args.file.is_none() => {
             // docker accepts a lower-case `dockerfile` when `Dockerfile` is missing.
             let lower = path.with_file_name("dockerfile");
-            fs_err::read(&lower).with_context(|| {
-                format!(
-                    "failed to read the Dockerfile: {} does not exist",
+            match fs_err::read(&lower) {
+                Ok(b) => b,
+                Err(_) => bail!(
+                    "failed to read the Dockerfile: {} does not exist (give one with -f)",
                     path.display()
-                )
-            })?
+                ),
+            }
         }
         Err(e) => return Err(e).context("failed to read the Dockerfile"),
     };
@@ -302,6 +311,15 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     if outputs.is_empty() {
         outputs.push(OutputSpec::Image);
     }
+    let cache_to = args.cache_to.as_deref().map(CacheTo::parse).transpose()?;
+    let mut imported = Vec::new();
+    for spec in &args.cache_from {
+        let dir = cache_spec::parse_cache_from(spec)?;
+        imported.push(
+            strata_cache::ImportedCache::open(&dir)
+                .with_context(|| format!("failed to import the cache in {}", dir.display()))?,
+        );
+    }
     let mut tags = Vec::new();
     for t in &args.tags {
         tags.push(Reference::parse_tag(t).with_context(|| format!("invalid tag {t:?}"))?);
@@ -362,7 +380,12 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         let mut nodes = HashSet::new();
         for stage in &args.no_cache_filter {
             match graph.stage_nodes.get(&stage.to_lowercase()) {
-                Some(ids) => nodes.extend(ids.iter().copied()),
+                // The stage's own steps: its base image node is shared with other stages.
+                Some(ids) => nodes.extend(
+                    ids.iter()
+                        .copied()
+                        .filter(|&id| graph.node(id).op.makes_layer()),
+                ),
                 None => bail!("--no-cache-filter: no stage named {stage:?} is built"),
             }
         }
@@ -390,6 +413,7 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         LocalOptions {
             source_date_epoch: epoch,
             proxy_env: graph.proxy_env.clone(),
+            imported,
             ..LocalOptions::default()
         },
     )?);
@@ -472,7 +496,12 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         });
     let mut image_id = None;
     let mut names: Vec<String> = Vec::new();
+    if let Some(to) = &cache_to {
+        export_cache(&backend, &store, &graph, &target, &solved, to)
+            .with_context(|| format!("failed to export the cache to {}", to.dest.display()))?;
+    }
     if needs_image {
+        backend.ensure_layers(&fs)?;
         let platform = ImagePlatform {
             os: target_platform.os.clone(),
             architecture: target_platform.arch.clone(),
@@ -547,6 +576,53 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--cache-to`: the records of the final image's steps (`min`) or of every step (`max`).
+fn export_cache(
+    backend: &LocalBackend,
+    store: &Store,
+    graph: &strata_graph::Graph,
+    target: &strata_graph::Target,
+    solved: &strata_solver::Solved<Output>,
+    to: &CacheTo,
+) -> anyhow::Result<()> {
+    let nodes: Vec<strata_graph::NodeId> = match to.mode {
+        CacheMode::Min => {
+            let mut chain = Vec::new();
+            let mut id = Some(target.node);
+            while let Some(n) = id {
+                chain.push(n);
+                id = graph.node(n).inputs.first().copied();
+            }
+            chain
+        }
+        CacheMode::Max => solved.keys.keys().copied().collect(),
+    };
+    let mut records = Vec::new();
+    for node in nodes {
+        if !graph.node(node).op.makes_layer() {
+            continue;
+        }
+        let (Some(key), Some(Output::Fs(fs))) = (solved.keys.get(&node), solved.outputs.get(&node))
+        else {
+            continue;
+        };
+        if let Some(record) = backend.record_for(key)? {
+            backend.ensure_layers(fs)?;
+            records.push((*key, record));
+        }
+    }
+    records.sort_by_key(|(k, _)| *k);
+    strata_cache::export(
+        &to.dest,
+        store,
+        &records,
+        &strata_cache::ExportOptions {
+            compression: to.compression,
+        },
+    )?;
+    Ok(())
 }
 
 /// Writes to `dest`: a file replaced atomically (temp file beside it, fsync, rename), or stdout.

@@ -11,8 +11,10 @@
 //! and config digests; layer blobs are verified when they are copied into a store, which
 //! happens only for the layers a build actually needs.
 
+use crate::checksum::Checksum;
 use crate::key::CacheKey;
-use crate::record::{LayerRef, Record};
+use crate::record::{CacheDb, LayerRef, Record};
+use crate::selection::SelectionSum;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use std::collections::BTreeMap;
@@ -63,10 +65,13 @@ fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Exchange
     move |source| ExchangeError::Io { what, path, source }
 }
 
-/// The config blob: every record, by key.
+/// The config blob: every record, by key, and the file lists of their COPY selections (as
+/// blobs of the directory) so that `--explain` on another runner can name changed files.
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct CacheConfig {
     records: BTreeMap<CacheKey, Record>,
+    #[serde(default)]
+    selections: BTreeMap<Checksum, String>,
 }
 
 /// How to export.
@@ -100,17 +105,35 @@ pub struct ExportReport {
 pub struct ImportedCache {
     dir: PathBuf,
     records: BTreeMap<CacheKey, Record>,
+    selections: BTreeMap<Checksum, String>,
 }
 
 impl ImportedCache {
     /// Reads the cache in `dir`. A directory without `index.json` is an empty cache (the first
     /// CI run); anything else that is not a strata cache is an error.
     pub fn open(dir: &Path) -> Result<ImportedCache, ExchangeError> {
-        let records = read_config(dir)?.records;
+        let config = read_config(dir)?;
         Ok(ImportedCache {
             dir: dir.to_owned(),
-            records,
+            records: config.records,
+            selections: config.selections,
         })
+    }
+
+    /// The newest record made for the step `step` (see [`crate::StepRef`]), with its key.
+    pub fn last_for_step(&self, step: &Checksum) -> Option<(CacheKey, &Record)> {
+        self.records
+            .iter()
+            .filter(|(_, r)| r.step.as_ref().is_some_and(|s| &s.id == step))
+            .max_by_key(|(_, r)| r.created)
+            .map(|(k, r)| (*k, r))
+    }
+
+    /// The file list of the selection `checksum`, if the directory carries it intact.
+    pub fn selection(&self, checksum: &Checksum) -> Option<SelectionSum> {
+        let digest = self.selections.get(checksum)?;
+        let bytes = read_blob_verified(&self.dir, digest).ok()?;
+        SelectionSum::from_bytes(&bytes, checksum)
     }
 
     /// The record under `key`, if the directory has one.
@@ -358,10 +381,12 @@ fn layer_ref(l: &LayerDescriptor) -> LayerRef {
 }
 
 /// Exports `records` (whose layers are all in `store`) into the cache directory `dir`,
-/// merging with what is there. Safe against another process exporting into `dir` at once.
+/// merging with what is there, with the file lists `db` keeps for their selections. Safe
+/// against another process exporting into `dir` at once.
 pub fn export(
     dir: &Path,
     store: &Store,
+    db: &CacheDb,
     records: &[(CacheKey, Record)],
     options: &ExportOptions,
 ) -> Result<ExportReport, ExchangeError> {
@@ -405,6 +430,15 @@ pub fn export(
                 }
             };
             record.layer = Some(layer_ref(&out));
+        }
+        for sum in &record.parts.contents {
+            if config.selections.contains_key(sum) {
+                continue;
+            }
+            if let Ok(Some(list)) = db.selection(sum) {
+                let digest = put_document(dir, &list.to_bytes())?;
+                config.selections.insert(*sum, digest.to_string());
+            }
         }
         config.records.insert(*key, record);
     }

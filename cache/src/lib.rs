@@ -14,6 +14,7 @@ mod context;
 mod durable;
 mod entry;
 mod exchange;
+mod explain;
 mod filter;
 #[cfg(test)]
 mod fixture;
@@ -31,6 +32,7 @@ pub use exchange::{
     CACHE_ARTIFACT_TYPE, CACHE_CONFIG_MEDIA_TYPE, CACHE_REF_NAME, ExchangeError, ExportOptions,
     ExportReport, ImportedCache, export,
 };
+pub use explain::explain_miss;
 pub use filter::{ContextFilter, NoFilter};
 pub use key::{CacheKey, KeyParts};
 pub use record::{

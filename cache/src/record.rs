@@ -115,6 +115,9 @@ pub struct Record {
     /// say which argument, env var or build arg changed.
     #[serde(default)]
     pub definition: Option<serde_json::Value>,
+    /// How long the step ran, in milliseconds (what a later hit saves).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
 }
 
 /// Which records [`CacheDb::prune`] removes. A record goes if any set condition holds.
@@ -572,6 +575,7 @@ mod tests {
             parts: parts.clone(),
             step: None,
             definition: Some(serde_json::json!({"exec": {"args": ["make"]}})),
+            duration_ms: Some(1500),
         };
         (parts.key(), record)
     }

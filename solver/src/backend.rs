@@ -135,12 +135,24 @@ pub trait Backend: Send + Sync + 'static {
         job: Job<Self::Output>,
     ) -> impl Future<Output = Result<Self::Output, StepError>> + Send;
 
-    /// Records a fresh result under `parts.key()`.
+    /// Records a fresh result under `parts.key()`; the step ran for `elapsed`.
     fn record(
         &self,
         graph: &Graph,
         node: NodeId,
         parts: &KeyParts,
         output: &Self::Output,
+        elapsed: std::time::Duration,
     ) -> impl Future<Output = Result<(), StepError>> + Send;
+
+    /// Why `node`, whose key is made of `parts`, missed the cache (`--explain`).
+    fn explain(
+        &self,
+        graph: &Graph,
+        node: NodeId,
+        parts: &KeyParts,
+    ) -> impl Future<Output = Option<String>> + Send {
+        let _ = (graph, node, parts);
+        async { None }
+    }
 }

@@ -155,6 +155,9 @@ pub struct LocalOptions {
     pub proxy_env: Vec<String>,
     /// Caches imported with `--cache-from`, consulted after the local records.
     pub imported: Vec<ImportedCache>,
+    /// Names this build across runs (the CLI uses the context and Dockerfile paths): with a
+    /// step's stage and position it identifies the step, so `--explain` finds its last record.
+    pub build_id: String,
 }
 
 impl Default for LocalOptions {
@@ -164,6 +167,7 @@ impl Default for LocalOptions {
             source_date_epoch: None,
             proxy_env: Vec::new(),
             imported: Vec::new(),
+            build_id: String::new(),
         }
     }
 }
@@ -229,6 +233,7 @@ pub struct LocalBackend {
     worker: Worker,
     context: Option<ContextSource>,
     options: LocalOptions,
+    saved_ms: Arc<std::sync::atomic::AtomicU64>,
     _lease: Lease,
 }
 
@@ -263,6 +268,7 @@ impl LocalBackend {
             worker,
             context,
             options,
+            saved_ms: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             _lease: lease,
         })
     }
@@ -298,6 +304,34 @@ impl LocalBackend {
         let _ = fs_err::remove_dir_all(&scratch);
         result.map_err(LocalError::Export)?;
         Ok(())
+    }
+
+    /// How long the cache hits of this build took when they ran (what the cache saved).
+    pub fn time_saved(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.saved_ms.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// A step's identity across builds: the build, the stage it belongs to and its position
+    /// there (not its text, so an edited line is still "the same step").
+    fn step_id(&self, graph: &Graph, node: NodeId) -> Checksum {
+        let place = graph
+            .stage_nodes
+            .iter()
+            .find_map(|(stage, ids)| ids.iter().position(|&n| n == node).map(|i| (stage, i)));
+        let mut h = blake3::Hasher::new();
+        h.update(b"strata-step-v1\0");
+        h.update(self.options.build_id.as_bytes());
+        h.update(b"\0");
+        match place {
+            Some((stage, i)) => {
+                h.update(stage.as_bytes());
+                h.update(&(i as u64).to_le_bytes());
+            }
+            None => {
+                h.update(graph.node(node).label.as_bytes());
+            }
+        }
+        Checksum(*h.finalize().as_bytes())
     }
 
     /// Makes sure every layer blob of `fs` is in the store (before committing an image).
@@ -489,6 +523,7 @@ impl Backend for LocalBackend {
         let cache = self.cache.clone();
         let layers = self.layers.clone();
         let key = *key;
+        let saved = self.saved_ms.clone();
         let found = blocking(move || {
             let record = match cache.get(&key)? {
                 Some(r) => r,
@@ -504,6 +539,9 @@ impl Backend for LocalBackend {
             // image.
             if !layers.available(&layer) {
                 return Ok(None);
+            }
+            if let Some(ms) = record.duration_ms {
+                saved.fetch_add(ms, std::sync::atomic::Ordering::Relaxed);
             }
             Ok(Some(Output::Fs(Arc::new(
                 parent.with_layer(layer, record.created),
@@ -685,6 +723,7 @@ impl Backend for LocalBackend {
         node: NodeId,
         parts: &KeyParts,
         output: &Output,
+        elapsed: std::time::Duration,
     ) -> Result<(), StepError> {
         let fs = output.fs().map_err(StepError::from)?.clone();
         let Some(layer) = fs.layers.last().cloned() else {
@@ -703,10 +742,11 @@ impl Backend for LocalBackend {
                 .unwrap_or_else(SystemTime::now),
             parts: parts.clone(),
             step: Some(StepRef {
-                id: Checksum(*blake3::hash(graph.node(node).label.as_bytes()).as_bytes()),
+                id: self.step_id(graph, node),
                 description: graph.node(node).label.clone(),
             }),
-            definition: None,
+            definition: serde_json::to_value(&graph.node(node).op).ok(),
+            duration_ms: Some(u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)),
         };
         let cache = self.cache.clone();
         let store = self.store.clone();
@@ -720,5 +760,32 @@ impl Backend for LocalBackend {
         })
         .await?;
         Ok(())
+    }
+
+    async fn explain(&self, graph: &Graph, node: NodeId, parts: &KeyParts) -> Option<String> {
+        let step = self.step_id(graph, node);
+        let definition = serde_json::to_value(&graph.node(node).op).ok()?;
+        let cache = self.cache.clone();
+        let imported = self.layers.imported.clone();
+        let parts = parts.clone();
+        tokio::task::spawn_blocking(move || {
+            let previous = match cache.last_for_step(&step).ok().flatten() {
+                Some((_, r)) => Some(r),
+                None => imported
+                    .iter()
+                    .filter_map(|c| c.last_for_step(&step).map(|(_, r)| r.clone()))
+                    .max_by_key(|r| r.created),
+            };
+            let selection = |sum: &Checksum| {
+                cache
+                    .selection(sum)
+                    .ok()
+                    .flatten()
+                    .or_else(|| imported.iter().find_map(|c| c.selection(sum)))
+            };
+            strata_cache::explain_miss(&parts, &definition, previous.as_ref(), &selection)
+        })
+        .await
+        .ok()
     }
 }

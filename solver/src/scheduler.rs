@@ -43,6 +43,8 @@ pub struct SolveOptions {
     pub jobs: usize,
     /// Cache bypass.
     pub no_cache: NoCache,
+    /// Send an [`Event::Miss`] saying why each step that runs missed the cache.
+    pub explain: bool,
 }
 
 impl Default for SolveOptions {
@@ -50,6 +52,7 @@ impl Default for SolveOptions {
         Self {
             jobs: 1,
             no_cache: NoCache::Off,
+            explain: false,
         }
     }
 }
@@ -105,6 +108,7 @@ struct Solver<B: Backend> {
     state: HashMap<NodeId, State>,
     parts: HashMap<NodeId, KeyParts>,
     no_cache: HashSet<NodeId>,
+    explain: bool,
     solved: Solved<B::Output>,
 }
 
@@ -142,6 +146,7 @@ pub async fn solve<B: Backend>(
         state: order.iter().map(|&id| (id, State::Idle)).collect(),
         parts: HashMap::new(),
         no_cache,
+        explain: opts.explain,
         solved: Solved {
             outputs: HashMap::new(),
             keys: HashMap::new(),
@@ -215,11 +220,46 @@ impl<B: Backend> Solver<B> {
             return;
         }
         let node = self.graph.node(id);
-        if self.backend.cacheable(node) && !self.no_cache.contains(&id) {
+        let cacheable = self.backend.cacheable(node);
+        if cacheable && !self.no_cache.contains(&id) {
             self.spawn_probe(id);
         } else {
+            if cacheable {
+                self.send_miss(
+                    id,
+                    Some("the cache is off for this step (--no-cache)".into()),
+                );
+            }
             self.need_all(id);
         }
+    }
+
+    /// With `--explain`, sends why `id` missed (`reason`, or the backend's explanation).
+    fn send_miss(&self, id: NodeId, reason: Option<String>) {
+        let node = self.graph.node(id);
+        if !self.explain || !self.backend.visible(node) {
+            return;
+        }
+        let label = node.label.clone();
+        let events = self.events.clone();
+        let (backend, graph) = (self.backend.clone(), self.graph.clone());
+        let parts = self.parts.get(&id).cloned();
+        // Detached: an explanation never holds up the build; the event stream stays open
+        // until it is sent.
+        tokio::spawn(async move {
+            let reason = match (reason, parts) {
+                (Some(r), _) => Some(r),
+                (None, Some(parts)) => backend.explain(&graph, id, &parts).await,
+                (None, None) => None,
+            };
+            if let Some(reason) = reason {
+                let _ = events.send(Event::Miss {
+                    node: id.index() as u32,
+                    label,
+                    reason,
+                });
+            }
+        });
     }
 
     /// A probe said hit: only the parent is needed before the lookup.
@@ -354,7 +394,9 @@ impl<B: Backend> Solver<B> {
                     }
                 };
                 if cacheable && let Some(parts) = &parts {
-                    backend.record(&graph, id, parts, &output).await?;
+                    backend
+                        .record(&graph, id, parts, &output, started.elapsed())
+                        .await?;
                 }
                 if visible {
                     let _ = events.send(Event::Finished {
@@ -420,7 +462,10 @@ impl<B: Backend> Solver<B> {
             };
             match result {
                 Ok(Work::Probe(true)) => self.need_parent(id),
-                Ok(Work::Probe(false)) => self.need_all(id),
+                Ok(Work::Probe(false)) => {
+                    self.send_miss(id, None);
+                    self.need_all(id);
+                }
                 Ok(Work::Lookup(Some(output))) => {
                     self.solved.cached += 1;
                     let node = self.graph.node(id);
@@ -432,7 +477,10 @@ impl<B: Backend> Solver<B> {
                     }
                     self.finish(id, output);
                 }
-                Ok(Work::Lookup(None)) => self.need_all(id),
+                Ok(Work::Lookup(None)) => {
+                    self.send_miss(id, None);
+                    self.need_all(id);
+                }
                 Ok(Work::Executed(output)) => {
                     if self.backend.cacheable(self.graph.node(id)) {
                         self.solved.executed += 1;

@@ -132,6 +132,7 @@ impl Backend for Fake {
         _node: NodeId,
         parts: &KeyParts,
         output: &String,
+        _elapsed: Duration,
     ) -> Result<(), StepError> {
         self.cache
             .lock()
@@ -183,6 +184,7 @@ fn jobs(n: usize) -> SolveOptions {
     SolveOptions {
         jobs: n,
         no_cache: NoCache::Off,
+        explain: false,
     }
 }
 
@@ -297,6 +299,7 @@ async fn no_cache_all_and_filter() {
     let all = SolveOptions {
         jobs: 2,
         no_cache: NoCache::All,
+        explain: false,
     };
     run(&fake, &g, join, all).await.0.unwrap();
     assert_eq!(fake.executed.lock().unwrap().len(), 4);
@@ -309,6 +312,7 @@ async fn no_cache_all_and_filter() {
     let filter = SolveOptions {
         jobs: 2,
         no_cache: NoCache::Nodes(HashSet::from([right])),
+        explain: false,
     };
     run(&fake, &g, join, filter).await.0.unwrap();
     // right reruns, and so does what is built from it; left stays cached.

@@ -75,6 +75,9 @@ pub(crate) struct Args {
     /// Print the build graph in Graphviz DOT and exit without building
     #[arg(long)]
     print_graph: bool,
+    /// Say, for each step that runs, why it missed the cache
+    #[arg(long)]
+    explain: bool,
     /// Print only the image ID on success
     #[arg(short, long)]
     quiet: bool,
@@ -401,19 +404,43 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     };
     let root = store.root().to_path_buf();
     let cache = Arc::new(CacheDb::open(&root)?);
+    // The build's identity for `--explain`: stable across machines and checkout paths (the
+    // context directory's name and the Dockerfile's path inside it), not absolute paths.
+    let build_id = {
+        let ctx_name = context
+            .as_deref()
+            .and_then(Path::file_name)
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let df = match (&dockerfile.path, &context) {
+            (Some(p), Some(ctx)) => {
+                let abs = std::path::absolute(p).unwrap_or_else(|_| p.clone());
+                match abs.strip_prefix(ctx) {
+                    Ok(rel) => rel.display().to_string(),
+                    Err(_) => abs
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                }
+            }
+            _ => "Dockerfile".to_owned(),
+        };
+        format!("{ctx_name}\0{df}")
+    };
     let mut worker_config = WorkerConfig::new(root.join("worker"), "/proc/self/exe");
     // As in Docker: a RUN may gain privileges (sudo, setuid helpers).
     worker_config.no_new_privs = false;
     let worker = Worker::new(worker_config)?;
     let backend = Arc::new(LocalBackend::new(
         store.clone(),
-        cache,
+        cache.clone(),
         worker,
         context_source,
         LocalOptions {
             source_date_epoch: epoch,
             proxy_env: graph.proxy_env.clone(),
             imported,
+            build_id,
             ..LocalOptions::default()
         },
     )?);
@@ -454,7 +481,11 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             backend.clone(),
             graph.clone(),
             &[target.node],
-            SolveOptions { jobs, no_cache },
+            SolveOptions {
+                jobs,
+                no_cache,
+                explain: args.explain,
+            },
             tx,
             cancel,
         )
@@ -481,10 +512,12 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         Some(Output::Fs(fs)) => fs.clone(),
         _ => bail!("internal error: the target stage produced no filesystem"),
     };
+    let saved = backend.time_saved();
     let summary = format!(
-        "{} steps cached, {} run in {:.1}s",
+        "cache: {} steps cached, {} run; {:.1}s saved; built in {:.1}s",
         solved.cached,
         solved.executed,
+        saved.as_secs_f64(),
         started.elapsed().as_secs_f64()
     );
     let needs_image = !tags.is_empty()
@@ -497,7 +530,7 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let mut image_id = None;
     let mut names: Vec<String> = Vec::new();
     if let Some(to) = &cache_to {
-        export_cache(&backend, &store, &graph, &target, &solved, to)
+        export_cache(&backend, &store, &cache, &graph, &target, &solved, to)
             .with_context(|| format!("failed to export the cache to {}", to.dest.display()))?;
     }
     if needs_image {
@@ -544,6 +577,7 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
                 "cached": solved.cached,
                 "executed": solved.executed,
                 "seconds": started.elapsed().as_secs_f64(),
+                "seconds_saved": saved.as_secs_f64(),
             }
         });
         if let Some(id) = &image_id {
@@ -582,6 +616,7 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
 fn export_cache(
     backend: &LocalBackend,
     store: &Store,
+    db: &CacheDb,
     graph: &strata_graph::Graph,
     target: &strata_graph::Target,
     solved: &strata_solver::Solved<Output>,
@@ -617,6 +652,7 @@ fn export_cache(
     strata_cache::export(
         &to.dest,
         store,
+        db,
         &records,
         &strata_cache::ExportOptions {
             compression: to.compression,

@@ -360,26 +360,6 @@ fn export_layer(
     ))
 }
 
-fn layer_descriptor(r: &LayerRef) -> Option<LayerDescriptor> {
-    Some(LayerDescriptor {
-        media_type: r.media_type.clone(),
-        digest: r.digest.parse().ok()?,
-        size: r.size,
-        diff_id: r.diff_id.parse().ok()?,
-        uncompressed_size: r.uncompressed_size,
-    })
-}
-
-fn layer_ref(l: &LayerDescriptor) -> LayerRef {
-    LayerRef {
-        digest: l.digest.to_string(),
-        diff_id: l.diff_id.to_string(),
-        size: l.size,
-        media_type: l.media_type.clone(),
-        uncompressed_size: l.uncompressed_size,
-    }
-}
-
 /// Exports `records` (whose layers are all in `store`) into the cache directory `dir`,
 /// merging with what is there, with the file lists `db` keeps for their selections. Safe
 /// against another process exporting into `dir` at once.
@@ -409,14 +389,14 @@ pub fn export(
         .values()
         .filter_map(|r| r.layer.as_ref())
         .filter(|l| l.media_type == options.compression.media_type())
-        .filter_map(layer_descriptor)
+        .filter_map(LayerRef::descriptor)
         .filter(|l| blob_path(dir, &l.digest).is_file())
         .map(|l| (l.diff_id.to_string(), l))
         .collect();
     let mut report = ExportReport::default();
     for (key, record) in records {
         let mut record = record.clone();
-        if let Some(layer) = record.layer.as_ref().and_then(layer_descriptor) {
+        if let Some(layer) = record.layer.as_ref().and_then(LayerRef::descriptor) {
             let out = match exported.get(layer.diff_id.as_str()) {
                 Some(done) => done.clone(),
                 None => {
@@ -429,7 +409,7 @@ pub fn export(
                     out
                 }
             };
-            record.layer = Some(layer_ref(&out));
+            record.layer = Some(LayerRef::from(&out));
         }
         for sum in &record.parts.contents {
             if config.selections.contains_key(sum) {

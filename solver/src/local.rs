@@ -422,26 +422,6 @@ fn selections(node: &Node) -> Vec<(usize, Selection)> {
     }
 }
 
-fn layer_ref(l: &LayerDescriptor) -> LayerRef {
-    LayerRef {
-        digest: l.digest.to_string(),
-        diff_id: l.diff_id.to_string(),
-        size: l.size,
-        media_type: l.media_type.clone(),
-        uncompressed_size: l.uncompressed_size,
-    }
-}
-
-fn layer_descriptor(r: &LayerRef) -> Option<LayerDescriptor> {
-    Some(LayerDescriptor {
-        media_type: r.media_type.clone(),
-        digest: r.digest.parse().ok()?,
-        size: r.size,
-        diff_id: r.diff_id.parse().ok()?,
-        uncompressed_size: r.uncompressed_size,
-    })
-}
-
 impl Backend for LocalBackend {
     type Output = Output;
 
@@ -502,7 +482,7 @@ impl Backend for LocalBackend {
                 None => layers.imported.iter().find_map(|c| c.get(&key).cloned()),
             };
             Ok(record
-                .and_then(|r| r.layer.as_ref().and_then(layer_descriptor))
+                .and_then(|r| r.layer.as_ref().and_then(LayerRef::descriptor))
                 .is_some_and(|l| layers.available(&l)))
         })
         .await?;
@@ -532,7 +512,7 @@ impl Backend for LocalBackend {
                     None => return Ok(None),
                 },
             };
-            let Some(layer) = record.layer.as_ref().and_then(layer_descriptor) else {
+            let Some(layer) = record.layer.as_ref().and_then(LayerRef::descriptor) else {
                 return Ok(None);
             };
             // A record whose blob is gone (a store wiped by hand) is a miss, never a broken
@@ -731,7 +711,7 @@ impl Backend for LocalBackend {
         };
         let chain = fs.chain_id();
         let record = Record {
-            layer: Some(layer_ref(&layer)),
+            layer: Some(LayerRef::from(&layer)),
             chain_id: chain.as_ref().map(ToString::to_string),
             diff_ids: fs.layers.iter().map(|l| l.diff_id.to_string()).collect(),
             created: fs

@@ -352,3 +352,36 @@ fn rmi_keeps_the_build_cache_usable() {
     assert_eq!(run_in(&env, "t:1", "cat /x"), "x\n");
     env.ok(["system", "check"]);
 }
+
+#[test]
+fn run_passes_the_exit_code_through_and_uses_the_image_config() {
+    let env = TestEnv::with_base("base:latest");
+    let ctx = env.context(
+        "ctx",
+        &[(
+            "Dockerfile",
+            "FROM base\nENV GREETING=hi\nWORKDIR /work\nUSER app\nCMD [\"sh\", \"-c\", \"echo $GREETING $(pwd) $(id -u); exit 42\"]\n",
+        )],
+    );
+    env.ok(["build", "-q", "-t", "t:1", ctx.to_str().unwrap()]);
+    let out = env.command(["run", "--rm", "t:1"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(42));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi /work 1000\n");
+    let out = env
+        .command([
+            "run",
+            "--rm",
+            "-e",
+            "GREETING=yo",
+            "-u",
+            "0",
+            "t:1",
+            "sh",
+            "-c",
+            "echo $GREETING $(id -u)",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "yo 0\n");
+}

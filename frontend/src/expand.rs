@@ -10,10 +10,25 @@
 //!
 //! Which instructions expand, and with which variables, is decided by the caller (see
 //! `instruction.rs` and `lower.rs`); this module only knows how.
+//!
+//! Two limits BuildKit does not have keep hostile words from taking the process down: `${`
+//! nests at most [`MAX_NESTING`] deep (Go's stacks grow, ours must not overflow), and one
+//! expansion adds at most [`MAX_GROWTH`] bytes to a word (`ENV A=$A$A` repeated would
+//! otherwise double the memory per line). Patterns are Go regular expressions in BuildKit,
+//! and the `regex` crate matches them here the same way, in linear time.
 
+use crate::parser::rune;
+use regex::{Regex, RegexBuilder};
 use std::collections::BTreeMap;
 use std::fmt;
-use unicode_general_category::{GeneralCategory, get_general_category};
+
+/// How deep `${…}` may nest inside one word (`${a:-${b:-…}}`). Real Dockerfiles use two or
+/// three levels; the limit keeps the recursive scanner far from the end of any thread's stack
+/// (a level takes under 1 KiB of stack in a release build, under 5 KiB in a debug build).
+pub const MAX_NESTING: usize = 32;
+
+/// How many bytes one expansion may add to a word (values, defaults and replacements).
+pub const MAX_GROWTH: usize = 1 << 20;
 
 /// Where variable values come from during expansion.
 pub trait Vars {
@@ -76,6 +91,18 @@ pub enum ExpandErrorKind {
         /// The escaped character that may not be escaped.
         escaped: Option<char>,
     },
+    /// `${` nested more than [`MAX_NESTING`] deep.
+    TooDeep {
+        /// Where the `${` that went too deep starts, in characters from the word's start.
+        offset: usize,
+    },
+    /// The expansion would add more than [`MAX_GROWTH`] bytes to the word.
+    TooLong,
+    /// A pattern too large to compile.
+    PatternTooLarge {
+        /// Its length in bytes.
+        len: usize,
+    },
 }
 
 impl fmt::Display for ExpandErrorKind {
@@ -93,19 +120,55 @@ impl fmt::Display for ExpandErrorKind {
                 )
             }
             Self::InvalidPattern { pattern, escaped } => {
-                write!(f, "invalid pattern ({pattern}) in substitution: ")?;
+                write!(
+                    f,
+                    "invalid pattern ({}) in substitution: ",
+                    Shortened(pattern, false)
+                )?;
                 match escaped {
                     Some(c) => write!(f, "invalid escape '\\{c}'"),
                     None => f.write_str("trailing escape"),
                 }
             }
+            Self::TooDeep { offset } => write!(
+                f,
+                "substitutions nested more than {MAX_NESTING} deep (the '${{' at character {offset})"
+            ),
+            Self::TooLong => write!(f, "expansion adds more than {MAX_GROWTH} bytes to the word"),
+            Self::PatternTooLarge { len } => {
+                write!(f, "pattern of {len} bytes in substitution is too large")
+            }
         }
+    }
+}
+
+/// A word in a message, quoted or not: whole when short, else its start and its length, so
+/// that a hostile 60 KB word does not fill the terminal.
+struct Shortened<'a>(&'a str, bool);
+
+impl fmt::Display for Shortened<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const SHOWN: usize = 60;
+        let Shortened(word, quoted) = *self;
+        let (shown, cut) = match word.char_indices().nth(SHOWN) {
+            None => (word, false),
+            Some((end, _)) => (&word[..end], true),
+        };
+        if quoted {
+            write!(f, "{shown:?}")?;
+        } else {
+            f.write_str(shown)?;
+        }
+        if cut {
+            write!(f, "… ({} bytes)", word.len())?;
+        }
+        Ok(())
     }
 }
 
 /// A word that could not be expanded, with the reason.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("failed to process {word:?}: {kind}")]
+#[error("failed to process {}: {kind}", Shortened(word, true))]
 pub struct ExpandError {
     /// The word as written.
     pub word: String,
@@ -186,16 +249,36 @@ impl Lexer {
 
     /// Expands `word` to one string.
     pub fn expand(&self, word: &str, vars: &dyn Vars) -> Result<String, ExpandError> {
-        self.process(word, vars).map(|e| e.value)
+        self.run(word, vars, false).map(|e| e.value)
     }
 
     /// Expands `word` and splits it into fields, as BuildKit's `ProcessWords`.
     pub fn expand_words(&self, word: &str, vars: &dyn Vars) -> Result<Vec<String>, ExpandError> {
-        self.process(word, vars).map(|e| e.words)
+        self.run(word, vars, true).map(|e| e.words)
     }
 
     /// Expands `word`, returning the value, the fields and which variables were used.
     pub fn process(&self, word: &str, vars: &dyn Vars) -> Result<Expansion, ExpandError> {
+        self.run(word, vars, true)
+    }
+
+    fn run(&self, word: &str, vars: &dyn Vars, want_words: bool) -> Result<Expansion, ExpandError> {
+        // Most words (paths, versions, names) have nothing to expand: no `$`, no quote, no
+        // escape. Such a word is its own value, and its fields are its blank-separated parts.
+        let quotes = !self.skip_process_quotes;
+        let special = |c: char| c == '$' || c == self.escape || (quotes && (c == '\'' || c == '"'));
+        if !word.contains(special) {
+            return Ok(Expansion {
+                value: word.to_owned(),
+                words: if want_words {
+                    word.split_whitespace().map(str::to_owned).collect()
+                } else {
+                    Vec::new()
+                },
+                matched: Vec::new(),
+                unmatched: Vec::new(),
+            });
+        }
         let mut sw = ShellWord {
             lex: *self,
             chars: word.chars().collect(),
@@ -204,6 +287,9 @@ impl Lexer {
             raw_escapes: self.raw_escapes,
             matched: Vec::new(),
             unmatched: Vec::new(),
+            depth: 0,
+            max_len: word.len().saturating_add(MAX_GROWTH),
+            want_words,
         };
         let raw = sw.raw_escapes;
         match sw.process_stop_on(None, raw) {
@@ -226,17 +312,30 @@ pub fn expand(word: &str, vars: &dyn Vars) -> Result<String, ExpandError> {
     Lexer::default().expand(word, vars)
 }
 
-/// BuildKit's field builder: whitespace from variables splits, everything else is kept.
-#[derive(Default)]
+/// BuildKit's field builder: unquoted whitespace splits, everything else is kept. It does
+/// nothing when the caller wants only the value.
 struct Fields {
+    on: bool,
     word: String,
     words: Vec<String>,
     in_word: bool,
 }
 
 impl Fields {
+    fn new(on: bool) -> Self {
+        Self {
+            on,
+            word: String::new(),
+            words: Vec::new(),
+            in_word: false,
+        }
+    }
+
     fn add_char(&mut self, ch: char) {
-        if ch.is_whitespace() {
+        if !self.on {
+            return;
+        }
+        if rune::is_space(ch) {
             if self.in_word && !self.word.is_empty() {
                 self.words.push(std::mem::take(&mut self.word));
                 self.in_word = false;
@@ -247,17 +346,23 @@ impl Fields {
     }
 
     fn add_raw_char(&mut self, ch: char) {
-        self.word.push(ch);
-        self.in_word = true;
+        if self.on {
+            self.word.push(ch);
+            self.in_word = true;
+        }
     }
 
     fn add_string(&mut self, s: &str) {
-        s.chars().for_each(|c| self.add_char(c));
+        if self.on {
+            s.chars().for_each(|c| self.add_char(c));
+        }
     }
 
     fn add_raw_string(&mut self, s: &str) {
-        self.word.push_str(s);
-        self.in_word = true;
+        if self.on {
+            self.word.push_str(s);
+            self.in_word = true;
+        }
     }
 
     fn finish(mut self) -> Vec<String> {
@@ -276,6 +381,12 @@ struct ShellWord<'a> {
     raw_escapes: bool,
     matched: Vec<String>,
     unmatched: Vec<String>,
+    /// How many `${` enclose the scanner's position.
+    depth: usize,
+    /// The longest any piece of the result may get (the word plus [`MAX_GROWTH`]).
+    max_len: usize,
+    /// Whether fields are wanted (`expand` needs only the value).
+    want_words: bool,
 }
 
 type Step<T> = Result<T, ExpandErrorKind>;
@@ -323,9 +434,17 @@ impl ShellWord<'_> {
         out
     }
 
+    /// Fails once `len` bytes of result exceed what one expansion may produce.
+    fn check_len(&self, len: usize) -> Step<()> {
+        if len > self.max_len {
+            return Err(ExpandErrorKind::TooLong);
+        }
+        Ok(())
+    }
+
     fn process_stop_on_inner(&mut self, stop: Option<char>) -> Step<(String, Vec<String>)> {
         let mut result = String::new();
-        let mut fields = Fields::default();
+        let mut fields = Fields::new(self.want_words);
         while let Some(ch) = self.peek() {
             if Some(ch) == stop {
                 self.pos += 1;
@@ -334,6 +453,7 @@ impl ShellWord<'_> {
             let quotes = !self.lex.skip_process_quotes;
             if ch == '$' {
                 let value = self.process_dollar()?;
+                self.check_len(result.len() + value.len())?;
                 result.push_str(&value);
                 fields.add_string(&value);
             } else if quotes && ch == '\'' {
@@ -410,6 +530,7 @@ impl ShellWord<'_> {
                 }
                 Some('$') => {
                     let value = self.process_dollar()?;
+                    self.check_len(result.len() + value.len())?;
                     result.push_str(&value);
                 }
                 Some(mut ch) => {
@@ -435,18 +556,28 @@ impl ShellWord<'_> {
         }
     }
 
+    /// A `$` reference; `${…}` recurses into its words, so the nesting is counted here.
     fn process_dollar(&mut self) -> Step<String> {
+        if self.depth >= MAX_NESTING {
+            return Err(ExpandErrorKind::TooDeep { offset: self.pos });
+        }
+        self.depth += 1;
+        let result = self.scan_dollar();
+        self.depth -= 1;
+        result
+    }
+
+    /// The recursive path (`${` → its words → `${` …) is kept to this function and
+    /// [`ShellWord::sub_word`]: what a modifier does with the word happens in functions
+    /// called after the recursion returns, so each level holds only small frames.
+    fn scan_dollar(&mut self) -> Step<String> {
         self.pos += 1; // the '$'
         if self.peek() != Some('{') {
             let name = self.process_name();
             if name.is_empty() {
                 return Ok("$".into());
             }
-            return Ok(match self.get_var(&name) {
-                Some(v) => v,
-                None if self.lex.skip_unset => format!("${name}"),
-                None => String::new(),
-            });
+            return Ok(self.reference(&name, false));
         }
         self.pos += 1; // the '{'
         match self.peek() {
@@ -455,110 +586,131 @@ impl ShellWord<'_> {
             Some(_) => {}
         }
         let name = self.process_name();
-        let Some(ch) = self.next() else {
-            return Err(ExpandErrorKind::MissingBrace);
-        };
-        match ch {
-            '}' => Ok(match self.get_var(&name) {
-                Some(v) => v,
-                None if self.lex.skip_unset => format!("${{{name}}}"),
-                None => String::new(),
-            }),
-            ':' | '+' | '-' | '?' | '#' | '%' => {
-                let (modifier, null_is_unset) = if ch == ':' {
-                    (self.next(), true)
-                } else {
-                    (Some(ch), false)
-                };
-                let mut shown = String::from(ch);
-                if ch == ':' {
-                    shown.extend(modifier);
-                }
+        match self.next() {
+            None => Err(ExpandErrorKind::MissingBrace),
+            Some('}') => Ok(self.reference(&name, true)),
+            Some(ch @ (':' | '+' | '-' | '?' | '#' | '%')) => {
+                let modifier = if ch == ':' { self.next() } else { Some(ch) };
                 let raw = matches!(modifier, Some('#' | '%'));
-                let word = match self.process_stop_on(Some('}'), raw) {
-                    Ok((w, _)) => w,
-                    Err(_) if self.peek().is_none() => return Err(ExpandErrorKind::MissingBrace),
-                    Err(e) => return Err(e),
-                };
-                let value = self.get_var(&name);
-                if self.lex.skip_unset && value.is_none() {
-                    return Ok(format!("${{{name}{shown}{word}}}"));
-                }
-                let unset = value.is_none();
-                let empty = value.as_deref().is_some_and(str::is_empty);
-                let absent = unset || (null_is_unset && empty);
-                match modifier {
-                    Some('-') => Ok(if absent {
-                        word
-                    } else {
-                        value.unwrap_or_default()
-                    }),
-                    Some('+') => Ok(if absent { String::new() } else { word }),
-                    Some('?') => {
-                        if absent {
-                            let default = if unset {
-                                "is not allowed to be unset"
-                            } else {
-                                "is not allowed to be empty"
-                            };
-                            let message = if word.is_empty() {
-                                default.to_owned()
-                            } else {
-                                word
-                            };
-                            Err(ExpandErrorKind::Required { name, message })
-                        } else {
-                            Ok(value.unwrap_or_default())
-                        }
-                    }
-                    Some(m @ ('#' | '%')) => {
-                        let (greedy, pattern) = match word.strip_prefix(m) {
-                            Some(rest) => (true, rest.to_owned()),
-                            None => (false, word),
-                        };
-                        let value = value.unwrap_or_default();
-                        let glob = Glob::parse(&pattern)?;
-                        Ok(if m == '#' {
-                            glob.trim_prefix(&value, greedy)
-                        } else {
-                            glob.trim_suffix(&value, greedy)
-                        })
-                    }
-                    _ => Err(ExpandErrorKind::UnsupportedModifier(shown)),
-                }
+                let word = self.sub_word('}', raw, ExpandErrorKind::MissingBrace)?;
+                self.apply_modifier(name, ch, modifier, word)
             }
-            '/' => {
-                let replace_all = self.peek() == Some('/');
-                if replace_all {
+            Some('/') => {
+                let all = self.peek() == Some('/');
+                if all {
                     self.pos += 1;
                 }
-                let pattern = match self.process_stop_on(Some('/'), true) {
-                    Ok((p, _)) => p,
-                    Err(_) if self.peek().is_none() => return Err(ExpandErrorKind::MissingSlash),
-                    Err(e) => return Err(e),
-                };
-                let replacement = match self.process_stop_on(Some('}'), true) {
-                    Ok((r, _)) => r,
-                    Err(_) if self.peek().is_none() => return Err(ExpandErrorKind::MissingBrace),
-                    Err(e) => return Err(e),
-                };
-                let value = self.get_var(&name);
-                let Some(value) = value.or_else(|| (!self.lex.skip_unset).then(String::new)) else {
-                    return Ok(format!("${{{name}/{pattern}/{replacement}}}"));
-                };
-                let glob = Glob::parse(&pattern)?;
-                Ok(glob.replace(&value, &replacement, replace_all))
+                let pattern = self.sub_word('/', true, ExpandErrorKind::MissingSlash)?;
+                let replacement = self.sub_word('}', true, ExpandErrorKind::MissingBrace)?;
+                self.apply_replace(&name, &pattern, &replacement, all)
             }
-            other => Err(ExpandErrorKind::UnsupportedModifier(other.to_string())),
+            Some(other) => Err(ExpandErrorKind::UnsupportedModifier(other.to_string())),
         }
+    }
+
+    /// The word of a modifier, up to `stop`; running out of input is `missing`.
+    fn sub_word(&mut self, stop: char, raw: bool, missing: ExpandErrorKind) -> Step<String> {
+        match self.process_stop_on(Some(stop), raw) {
+            Ok((word, _)) => Ok(word),
+            Err(_) if self.peek().is_none() => Err(missing),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `$name` or `${name}`.
+    fn reference(&mut self, name: &str, braced: bool) -> String {
+        match self.get_var(name) {
+            Some(v) => v,
+            None if self.lex.skip_unset && braced => format!("${{{name}}}"),
+            None if self.lex.skip_unset => format!("${name}"),
+            None => String::new(),
+        }
+    }
+
+    /// `${name<ch><modifier>word}`: `-`, `+`, `?` (after `:`, an empty value counts as unset),
+    /// `#`, `##`, `%`, `%%`.
+    fn apply_modifier(
+        &mut self,
+        name: String,
+        ch: char,
+        modifier: Option<char>,
+        word: String,
+    ) -> Step<String> {
+        let null_is_unset = ch == ':';
+        let mut shown = String::from(ch);
+        if ch == ':' {
+            shown.extend(modifier);
+        }
+        let value = self.get_var(&name);
+        if self.lex.skip_unset && value.is_none() {
+            return Ok(format!("${{{name}{shown}{word}}}"));
+        }
+        let unset = value.is_none();
+        let empty = value.as_deref().is_some_and(str::is_empty);
+        let absent = unset || (null_is_unset && empty);
+        match modifier {
+            Some('-') => Ok(if absent {
+                word
+            } else {
+                value.unwrap_or_default()
+            }),
+            Some('+') => Ok(if absent { String::new() } else { word }),
+            Some('?') => {
+                if absent {
+                    let default = if unset {
+                        "is not allowed to be unset"
+                    } else {
+                        "is not allowed to be empty"
+                    };
+                    let message = if word.is_empty() {
+                        default.to_owned()
+                    } else {
+                        word
+                    };
+                    Err(ExpandErrorKind::Required { name, message })
+                } else {
+                    Ok(value.unwrap_or_default())
+                }
+            }
+            Some(m @ ('#' | '%')) => {
+                let (greedy, pattern) = match word.strip_prefix(m) {
+                    Some(rest) => (true, rest),
+                    None => (false, word.as_str()),
+                };
+                let value = value.unwrap_or_default();
+                let glob = Glob::parse(pattern)?;
+                if m == '#' {
+                    glob.trim_prefix(&value, greedy)
+                } else {
+                    glob.trim_suffix(&value, greedy)
+                }
+            }
+            _ => Err(ExpandErrorKind::UnsupportedModifier(shown)),
+        }
+    }
+
+    /// `${name/pattern/replacement}` and `${name//pattern/replacement}`.
+    fn apply_replace(
+        &mut self,
+        name: &str,
+        pattern: &str,
+        replacement: &str,
+        all: bool,
+    ) -> Step<String> {
+        let value = self.get_var(name);
+        let Some(value) = value.or_else(|| (!self.lex.skip_unset).then(String::new)) else {
+            return Ok(format!("${{{name}/{pattern}/{replacement}}}"));
+        };
+        let glob = Glob::parse(pattern)?;
+        glob.replace(&value, replacement, all, self.max_len)
     }
 
     /// A variable name: digits (`$1`), one special parameter (`$@`), or letters, digits, `_`.
     fn process_name(&mut self) -> String {
         let mut name = String::new();
         while let Some(ch) = self.peek() {
-            if name.is_empty() && is_go_digit(ch) {
-                while let Some(d) = self.peek().filter(|c| is_go_digit(*c)) {
+            if name.is_empty() && rune::is_digit(ch) {
+                while let Some(d) = self.peek().filter(|c| rune::is_digit(*c)) {
                     name.push(d);
                     self.pos += 1;
                 }
@@ -568,7 +720,7 @@ impl ShellWord<'_> {
                 self.pos += 1;
                 return ch.to_string();
             }
-            if !is_go_letter(ch) && !is_go_digit(ch) && ch != '_' {
+            if !rune::is_letter(ch) && !rune::is_digit(ch) && ch != '_' {
                 break;
             }
             name.push(ch);
@@ -576,27 +728,6 @@ impl ShellWord<'_> {
         }
         name
     }
-}
-
-/// Go's `unicode.IsDigit` (category Nd).
-fn is_go_digit(c: char) -> bool {
-    c.is_ascii_digit()
-        || (!c.is_ascii() && get_general_category(c) == GeneralCategory::DecimalNumber)
-}
-
-/// Go's `unicode.IsLetter` (category L).
-fn is_go_letter(c: char) -> bool {
-    if c.is_ascii() {
-        return c.is_ascii_alphabetic();
-    }
-    matches!(
-        get_general_category(c),
-        GeneralCategory::UppercaseLetter
-            | GeneralCategory::LowercaseLetter
-            | GeneralCategory::TitlecaseLetter
-            | GeneralCategory::ModifierLetter
-            | GeneralCategory::OtherLetter
-    )
 }
 
 /// A shell pattern of `${v#p}`, `${v%p}` and `${v/p/r}`: `*`, `?` and literals (a backslash
@@ -641,109 +772,97 @@ impl Glob {
         Ok(Self { items })
     }
 
-    fn reversed(&self) -> Self {
-        Self {
-            items: self.items.iter().rev().copied().collect(),
+    /// The pattern as BuildKit's `convertShellPatternToRegex` writes it: `*` is `.*` (`.*?`
+    /// for the shortest match), `?` is `.`, and `.` does not match a newline, as in Go.
+    /// Leftmost-first matching then picks the same match as Go's `regexp`.
+    fn regex(&self, greedy: bool, anchored: bool, reversed: bool) -> Step<Regex> {
+        let mut re = String::with_capacity(self.items.len() + 4);
+        if anchored {
+            re.push('^');
         }
-    }
-
-    /// Where a match starting at `start` ends, with regex leftmost-first semantics: each `*`
-    /// tries its longest (greedy) or shortest extent first, and the first complete match wins.
-    fn match_at(&self, text: &[char], start: usize, greedy: bool) -> Option<usize> {
-        let mut memo = vec![None; (self.items.len() + 1) * (text.len() + 1)];
-        self.match_from(text, 0, start, greedy, &mut memo)
-    }
-
-    fn match_from(
-        &self,
-        text: &[char],
-        item: usize,
-        pos: usize,
-        greedy: bool,
-        memo: &mut Vec<Option<Option<usize>>>,
-    ) -> Option<usize> {
-        let key = item * (text.len() + 1) + pos;
-        if let Some(known) = memo[key] {
-            return known;
-        }
-        let result = match self.items.get(item) {
-            None => Some(pos),
-            Some(GlobItem::Lit(c)) => (text.get(pos) == Some(c))
-                .then(|| self.match_from(text, item + 1, pos + 1, greedy, memo))
-                .flatten(),
-            Some(GlobItem::Any) => (pos < text.len())
-                .then(|| self.match_from(text, item + 1, pos + 1, greedy, memo))
-                .flatten(),
-            Some(GlobItem::Star) => {
-                let mut found = None;
-                let ends: Box<dyn Iterator<Item = usize>> = if greedy {
-                    Box::new((pos..=text.len()).rev())
-                } else {
-                    Box::new(pos..=text.len())
-                };
-                for end in ends {
-                    if let Some(e) = self.match_from(text, item + 1, end, greedy, memo) {
-                        found = Some(e);
-                        break;
-                    }
-                }
-                found
+        let mut push = |item: &GlobItem| match item {
+            GlobItem::Star => re.push_str(if greedy { ".*" } else { ".*?" }),
+            GlobItem::Any => re.push('.'),
+            GlobItem::Lit(c) => {
+                let mut buf = [0; 4];
+                re.push_str(&regex::escape(c.encode_utf8(&mut buf)));
             }
         };
-        memo[key] = Some(result);
-        result
-    }
-
-    fn trim_prefix(&self, value: &str, greedy: bool) -> String {
-        let text: Vec<char> = value.chars().collect();
-        match self.match_at(&text, 0, greedy) {
-            Some(end) => text[end..].iter().collect(),
-            None => value.to_owned(),
+        if reversed {
+            self.items.iter().rev().for_each(&mut push);
+        } else {
+            self.items.iter().for_each(&mut push);
         }
+        RegexBuilder::new(&re)
+            .build()
+            .map_err(|_| ExpandErrorKind::PatternTooLarge {
+                len: self.items.len(),
+            })
     }
 
-    fn trim_suffix(&self, value: &str, greedy: bool) -> String {
-        // The shortest or longest match at the end is the same search on both reversed.
-        let text: Vec<char> = value.chars().rev().collect();
-        match self.reversed().match_at(&text, 0, greedy) {
-            Some(end) => text[end..].iter().rev().collect(),
+    /// `${v#p}` (shortest) and `${v##p}` (longest): `value` without the matching prefix.
+    fn trim_prefix(&self, value: &str, greedy: bool) -> Step<String> {
+        let re = self.regex(greedy, true, false)?;
+        Ok(match re.find(value) {
+            Some(m) => value[m.end()..].to_owned(),
             None => value.to_owned(),
-        }
+        })
     }
 
-    /// The leftmost match at or after `from`.
-    fn find(&self, text: &[char], from: usize) -> Option<(usize, usize)> {
-        (from..=text.len()).find_map(|s| self.match_at(text, s, true).map(|e| (s, e)))
+    /// `${v%p}` and `${v%%p}`: the shortest or longest match at the end is the same search
+    /// with the pattern and the value both reversed (BuildKit's `reversePattern`).
+    fn trim_suffix(&self, value: &str, greedy: bool) -> Step<String> {
+        let reversed: String = value.chars().rev().collect();
+        let re = self.regex(greedy, true, true)?;
+        Ok(match re.find(&reversed) {
+            Some(m) => reversed[m.end()..].chars().rev().collect(),
+            None => value.to_owned(),
+        })
     }
 
     /// `${v/p/r}` and `${v//p/r}`, with Go's `regexp` replacement rules (an empty match right
-    /// after a match is skipped; `$0` in the replacement is the match).
-    fn replace(&self, value: &str, replacement: &str, all: bool) -> String {
-        let text: Vec<char> = value.chars().collect();
+    /// after a match is skipped; `$0` in the replacement is the match). The result may not
+    /// exceed `max_len` bytes.
+    fn replace(&self, value: &str, replacement: &str, all: bool, max_len: usize) -> Step<String> {
+        let re = self.regex(true, false, false)?;
         let mut out = String::new();
         let mut last_end = 0;
         let mut search = 0;
-        while search <= text.len() {
-            let Some((s, e)) = self.find(&text, search) else {
+        while search <= value.len() {
+            let Some(m) = re.find_at(value, search) else {
                 break;
             };
-            out.extend(&text[last_end..s]);
+            let (s, e) = (m.start(), m.end());
+            out.push_str(&value[last_end..s]);
             if e > last_end || s == 0 {
-                let matched: String = text[s..e].iter().collect();
                 if all {
-                    expand_go_template(&mut out, replacement, &matched);
+                    expand_go_template(&mut out, replacement, m.as_str());
                 } else {
                     out.push_str(replacement);
                 }
+            }
+            if out.len() > max_len {
+                return Err(ExpandErrorKind::TooLong);
             }
             last_end = e;
             if !all {
                 break;
             }
-            search = if search + 1 > e { search + 1 } else { e };
+            // Go's ReplaceAll: past this match, and always at least one character on.
+            let width = value[search..].chars().next().map_or(0, char::len_utf8);
+            search = if search + width > e {
+                search + width
+            } else if search + 1 > e {
+                search + 1
+            } else {
+                e
+            };
         }
-        out.extend(&text[last_end..]);
-        out
+        out.push_str(&value[last_end..]);
+        if out.len() > max_len {
+            return Err(ExpandErrorKind::TooLong);
+        }
+        Ok(out)
     }
 }
 
@@ -1139,5 +1258,179 @@ mod tests {
         let e = Lexer::default().process("$A ${B:-x} $A", &vars).unwrap();
         assert_eq!(e.matched, ["A"]);
         assert_eq!(e.unmatched, ["B"]);
+    }
+
+    #[test]
+    fn nesting_is_limited_and_the_error_says_where() {
+        let nested = |n: usize| format!("{}x{}", "${A:-".repeat(n), "}".repeat(n));
+        assert_eq!(expand(&nested(MAX_NESTING), &NoVars).unwrap(), "x");
+        let err = expand(&nested(MAX_NESTING + 1), &NoVars).unwrap_err();
+        assert_eq!(
+            err.kind,
+            ExpandErrorKind::TooDeep {
+                offset: 5 * MAX_NESTING
+            }
+        );
+        // The message names the place and shows only the start of a long word.
+        let err = expand(&nested(12_000), &NoVars).unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.ends_with(&format!(
+                "\"… (72001 bytes): substitutions nested more than {MAX_NESTING} deep (the '${{' at character 160)"
+            )),
+            "{message}"
+        );
+        assert!(message.len() < 200, "{message}");
+        // The same limit inside double quotes and in a pattern.
+        let quoted = format!("\"{}\"", nested(MAX_NESTING + 1));
+        assert!(matches!(
+            expand(&quoted, &NoVars).unwrap_err().kind,
+            ExpandErrorKind::TooDeep { .. }
+        ));
+        let in_pattern = format!("${{A#{}}}", nested(MAX_NESTING));
+        assert!(matches!(
+            expand(&in_pattern, &NoVars).unwrap_err().kind,
+            ExpandErrorKind::TooDeep { .. }
+        ));
+    }
+
+    #[test]
+    fn growth_is_limited() {
+        // Doubling a value line after line, as `ENV A=$A$A` would, stops at the limit.
+        let mut value = "x".repeat(1000);
+        let mut lines = 0;
+        let err = loop {
+            let vars = env(&[("A", &value)]);
+            match expand("$A$A", &vars) {
+                Ok(v) => value = v,
+                Err(e) => break e,
+            }
+            lines += 1;
+        };
+        assert_eq!(err.kind, ExpandErrorKind::TooLong);
+        assert_eq!(lines, 10, "1000 bytes doubled 10 times is about 1 MiB");
+        // A replacement that multiplies the value is stopped as well.
+        let vars = env(&[("A", &"a".repeat(2048)), ("B", &"b".repeat(1024))]);
+        assert_eq!(
+            expand("${A//?/$B}", &vars).unwrap_err().kind,
+            ExpandErrorKind::TooLong
+        );
+        assert_eq!(
+            expand("${A//a/$B}x", &env(&[("A", "aa"), ("B", "b")])).unwrap(),
+            "bbx"
+        );
+    }
+
+    #[test]
+    fn patterns_do_not_match_newlines_as_in_go() {
+        let vars = env(&[("V", "a\nb\nc")]);
+        assert_eq!(expand("${V#*b}", &vars).unwrap(), "a\nb\nc");
+        assert_eq!(expand("${V%\n*}", &vars).unwrap(), "a\nb");
+        assert_eq!(expand("${V%%\n*}", &vars).unwrap(), "a\nb");
+        assert_eq!(expand("${V#?}", &vars).unwrap(), "\nb\nc");
+        assert_eq!(expand("${V//?/x}", &vars).unwrap(), "x\nx\nx");
+    }
+
+    #[test]
+    fn long_patterns_on_long_values_finish() {
+        // Backtracking would take time (and a memo table memory) of value × pattern.
+        let value = "a".repeat(100_000);
+        let pattern = format!("{}b", "a*".repeat(2_000));
+        let vars = env(&[("V", &value), ("P", &pattern)]);
+        assert_eq!(expand("${V#$P}", &vars).unwrap(), value);
+        assert_eq!(expand("${V%%$P}", &vars).unwrap(), value);
+        assert_eq!(expand("${V/$P/x}", &vars).unwrap(), value);
+    }
+
+    /// The old backtracking matcher, small and obviously right, as an oracle: leftmost-first
+    /// with every `*` trying its longest (greedy) or shortest extent first; `*` and `?` do not
+    /// match a newline.
+    fn oracle_end(items: &[GlobItem], text: &[char], pos: usize, greedy: bool) -> Option<usize> {
+        match items.split_first() {
+            None => Some(pos),
+            Some((GlobItem::Lit(c), rest)) => (text.get(pos) == Some(c))
+                .then(|| oracle_end(rest, text, pos + 1, greedy))
+                .flatten(),
+            Some((GlobItem::Any, rest)) => (pos < text.len() && text[pos] != '\n')
+                .then(|| oracle_end(rest, text, pos + 1, greedy))
+                .flatten(),
+            Some((GlobItem::Star, rest)) => {
+                let stop = text[pos..]
+                    .iter()
+                    .position(|&c| c == '\n')
+                    .map_or(text.len(), |i| pos + i);
+                let mut ends: Vec<usize> = (pos..=stop).collect();
+                if greedy {
+                    ends.reverse();
+                }
+                ends.into_iter()
+                    .find_map(|end| oracle_end(rest, text, end, greedy))
+            }
+        }
+    }
+
+    fn oracle_expand(op: &str, pattern: &str, value: &str) -> Option<String> {
+        let glob = Glob::parse(pattern).ok()?;
+        let text: Vec<char> = value.chars().collect();
+        let rtext: Vec<char> = text.iter().rev().copied().collect();
+        let ritems: Vec<GlobItem> = glob.items.iter().rev().copied().collect();
+        let prefix = |greedy| match oracle_end(&glob.items, &text, 0, greedy) {
+            Some(e) => text[e..].iter().collect(),
+            None => value.to_owned(),
+        };
+        let suffix = |greedy| match oracle_end(&ritems, &rtext, 0, greedy) {
+            Some(e) => rtext[e..].iter().rev().collect(),
+            None => value.to_owned(),
+        };
+        let replace = |all: bool| {
+            let mut out = String::new();
+            let (mut last_end, mut search) = (0, 0);
+            while search <= text.len() {
+                let found = (search..=text.len())
+                    .find_map(|s| oracle_end(&glob.items, &text, s, true).map(|e| (s, e)));
+                let Some((s, e)) = found else { break };
+                out.extend(&text[last_end..s]);
+                if e > last_end || s == 0 {
+                    out.push('-');
+                }
+                last_end = e;
+                if !all {
+                    break;
+                }
+                search = if search + 1 > e { search + 1 } else { e };
+            }
+            out.extend(&text[last_end..]);
+            out
+        };
+        Some(match op {
+            "#" => prefix(false),
+            "##" => prefix(true),
+            "%" => suffix(false),
+            "%%" => suffix(true),
+            "/" => replace(false),
+            _ => replace(true),
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 3000, ..proptest::prelude::ProptestConfig::default()
+        })]
+
+        /// The regex-based matcher picks the same matches as backtracking would.
+        #[test]
+        fn patterns_agree_with_backtracking(
+            pattern in "[ab*?é\n]{0,6}|[ab*?]{0,3}\\\\[*?][ab*]{0,3}",
+            value in "[abé\n]{0,8}",
+            op in proptest::sample::select(vec!["#", "##", "%", "%%", "/", "//"]),
+        ) {
+            let vars = env(&[("V", &value), ("P", &pattern)]);
+            let word = match op {
+                "/" | "//" => format!("${{V{op}$P/-}}"),
+                _ => format!("${{V{op}$P}}"),
+            };
+            let got = expand(&word, &vars).ok();
+            proptest::prop_assert_eq!(got, oracle_expand(op, &pattern, &value), "{}", word);
+        }
     }
 }

@@ -39,7 +39,9 @@ pub use dockerignore::{
     DirVisit, IgnoreError, IgnoreFileSource, IgnoreMatcher, ParentMatches, dockerfile_ignore_name,
     pick_ignore_file,
 };
-pub use expand::{ExpandError, ExpandErrorKind, Expansion, Lexer, NoVars, Vars, expand};
+pub use expand::{
+    ExpandError, ExpandErrorKind, Expansion, Lexer, MAX_GROWTH, MAX_NESTING, NoVars, Vars, expand,
+};
 pub use instruction::{
     ArgDecl, Command, CommandLine, CopyInstr, FromInstr, InlineFile, Instr, NameValue, RunInstr,
     SourceContent,

@@ -4,6 +4,7 @@
 use crate::ast;
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::instruction::{ArgDecl, Command, Instr, Typed, type_instruction};
+use std::collections::HashMap;
 use strata_graph::{SourceLoc, SourceRange};
 
 /// A Dockerfile after instruction checks: global ARGs, then stages.
@@ -56,6 +57,8 @@ impl Stages {
             escape: char::from(df.escape),
         };
         let mut warnings = Vec::new();
+        // The line of the first stage of each name.
+        let mut first_named: HashMap<String, u32> = HashMap::new();
         // After a FROM that is wrong, the instructions up to the next FROM are still checked
         // but belong to no stage (not to the stage before).
         let mut orphaned = false;
@@ -70,18 +73,19 @@ impl Stages {
                 Ok(Typed::From(from)) => {
                     orphaned = false;
                     let index = out.stages.len();
-                    if let Some(name) = &from.name
-                        && let Some(first) =
-                            out.stages.iter().find(|s| s.name.as_ref() == Some(name))
-                    {
-                        diags.push(Diagnostic::warning(
-                            i.loc(),
-                            "DuplicateStageName",
-                            format!(
-                                "duplicate stage name {name:?} (first defined on line {}), stage names should be unique",
-                                first.range.start.line
-                            ),
-                        ));
+                    if let Some(name) = &from.name {
+                        match first_named.get(name) {
+                            Some(first) => diags.push(Diagnostic::warning(
+                                i.loc(),
+                                "DuplicateStageName",
+                                format!(
+                                    "duplicate stage name {name:?} (first defined on line {first}), stage names should be unique"
+                                ),
+                            )),
+                            None => {
+                                first_named.insert(name.clone(), i.range.start.line);
+                            }
+                        }
                     }
                     out.stages.push(Stage {
                         index,

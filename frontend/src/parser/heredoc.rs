@@ -96,9 +96,9 @@ fn marker(word: &[u8]) -> Result<Option<Marker>, ParseErrorKind> {
     }))
 }
 
-/// `${…}` nesting beyond this makes the lexer give up (BuildKit's Go stack would grow; ours
-/// must not overflow). Giving up means "no heredocs on this line".
-const MAX_NESTING: u32 = 256;
+/// `${…}` nesting beyond the expansion lexer's limit makes this lexer give up too (BuildKit's
+/// Go stack would grow; ours must not overflow). Giving up means "no heredocs on this line".
+const MAX_NESTING: usize = crate::expand::MAX_NESTING;
 
 /// BuildKit's shell lexer word splitting with an empty environment and unset variables kept.
 struct Lexer {
@@ -106,7 +106,7 @@ struct Lexer {
     pos: usize,
     raw_quotes: bool,
     raw_escapes: bool,
-    depth: u32,
+    depth: usize,
 }
 
 #[derive(Default)]

@@ -114,8 +114,8 @@ fn parse_error_names_file_line_and_column_and_exits_1() {
     assert_eq!(out.stdout, b"");
     assert_eq!(
         stderr(&out),
-        "error: Dockerfile:3:3: can't find = in \"c\": ENV must be of the form name=value\n \
-         3 |   ENV a=b c\n   |   ^\n"
+        "error: Dockerfile:3:3: can't find = in \"c\": ENV must be of the form name=value\n\
+         3 |   ENV a=b c\n  |   ^\n"
     );
 }
 

@@ -52,14 +52,25 @@ pub(crate) fn healthcheck(h: &Healthcheck) -> String {
 
 /// A RUN's text: `|N K=V ...` for the N build args in scope (their current value, which an
 /// ENV may have overridden), then the command as it runs.
-pub(crate) fn run_command(args: &[String], build_args: &[(String, String)]) -> String {
-    let mut parts = Vec::new();
+pub(crate) fn run_command(args: &[String], build_args: &[(&str, &str)]) -> String {
+    let mut out = String::new();
     if !build_args.is_empty() {
-        parts.push(format!("|{}", build_args.len()));
-        parts.extend(build_args.iter().map(|(k, v)| format!("{k}={v}")));
+        out.push('|');
+        out.push_str(&build_args.len().to_string());
+        for (k, v) in build_args {
+            out.push(' ');
+            out.push_str(k);
+            out.push('=');
+            out.push_str(v);
+        }
     }
-    parts.extend(args.iter().cloned());
-    parts.join(" ")
+    for arg in args {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(arg);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -87,10 +98,7 @@ mod tests {
         assert_eq!(
             run_command(
                 &v(&["/bin/sh", "-c", "make"]),
-                &[
-                    ("X".into(), "1".into()),
-                    ("HTTP_PROXY".into(), "http://p:1".into())
-                ]
+                &[("X", "1"), ("HTTP_PROXY", "http://p:1")]
             ),
             "|2 X=1 HTTP_PROXY=http://p:1 /bin/sh -c make"
         );

@@ -1374,16 +1374,20 @@ impl<'a> Lowering<'a> {
         d.node = self.graph.add(op, inputs, label, Some(cmd.range));
         self.order.push(d.node);
 
-        let mut seen: Vec<(String, String)> = Vec::new();
+        // Each build arg once, in the order first declared, with its value now.
+        let mut seen: Vec<(&str, &str)> = Vec::with_capacity(d.build_args.len());
+        let mut position: HashMap<&str, usize> = HashMap::with_capacity(d.build_args.len());
         for (k, v) in &d.build_args {
             let value = d
                 .env
                 .get(k)
-                .map(str::to_owned)
-                .unwrap_or_else(|| v.clone().unwrap_or_default());
-            match seen.iter_mut().find(|(sk, _)| sk == k) {
-                Some(slot) => slot.1 = value,
-                None => seen.push((k.clone(), value)),
+                .unwrap_or_else(|| v.as_deref().unwrap_or_default());
+            match position.get(k.as_str()) {
+                Some(&i) => seen[i].1 = value,
+                None => {
+                    position.insert(k, seen.len());
+                    seen.push((k, value));
+                }
             }
         }
         d.history.push(history::entry(

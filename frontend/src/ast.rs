@@ -423,7 +423,12 @@ impl Text {
 
     /// The text, each invalid byte sequence replaced by U+FFFD.
     pub fn to_string_lossy(&self) -> Cow<'_, str> {
-        String::from_utf8_lossy(self.as_bytes())
+        // Nearly all Dockerfile text is valid UTF-8, and `from_utf8` checks that much faster
+        // than the lossy decoder walks it.
+        match std::str::from_utf8(self.as_bytes()) {
+            Ok(text) => Cow::Borrowed(text),
+            Err(_) => String::from_utf8_lossy(self.as_bytes()),
+        }
     }
 
     /// True when there are no bytes.

@@ -13,12 +13,10 @@ use strata_graph::{Healthcheck, History};
 pub(crate) const HISTORY_COMMENT: &str = "buildkit.dockerfile.v0";
 
 /// An entry for a step; `exec_like` steps (RUN, COPY, ADD) get BuildKit's ` # buildkit` mark.
-pub(crate) fn entry(created_by: String, layer: bool, exec_like: bool) -> History {
-    let created_by = if exec_like {
-        format!("{created_by} # buildkit")
-    } else {
-        created_by
-    };
+pub(crate) fn entry(mut created_by: String, layer: bool, exec_like: bool) -> History {
+    if exec_like {
+        created_by.push_str(" # buildkit");
+    }
     History {
         created_by,
         empty_layer: !layer,

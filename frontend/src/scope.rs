@@ -78,11 +78,14 @@ impl EnvList {
 
     /// `KEY=VALUE` strings, in order.
     pub fn to_vec(&self) -> Vec<String> {
-        self.entries
-            .iter()
-            .flatten()
-            .map(|(entry, _)| entry.clone())
-            .collect()
+        let mut out = Vec::with_capacity(self.index.len());
+        out.extend(
+            self.entries
+                .iter()
+                .flatten()
+                .map(|(entry, _)| entry.clone()),
+        );
+        out
     }
 
     /// The keys, in order.

@@ -256,9 +256,15 @@ impl Lexer {
 
     fn run(&self, word: &str, vars: &dyn Vars, want_words: bool) -> Result<Expansion, ExpandError> {
         // Most words (paths, versions, names) have nothing to expand: no `$`, no quote, no
-        // escape. Such a word is its own value, and its fields are its blank-separated parts.
+        // escape (and, for fields, no `<<`). Such a word is its own value, and its fields are
+        // its blank-separated parts.
         let quotes = !self.skip_process_quotes;
-        let special = |c: char| c == '$' || c == self.escape || (quotes && (c == '\'' || c == '"'));
+        let special = |c: char| {
+            c == '$'
+                || c == self.escape
+                || (quotes && (c == '\'' || c == '"'))
+                || (want_words && c == '<')
+        };
         if !word.contains(special) {
             return Ok(Expansion {
                 value: word.to_owned(),
@@ -305,8 +311,9 @@ pub fn expand(word: &str, vars: &dyn Vars) -> Result<String, ExpandError> {
 }
 
 /// BuildKit's field builder: unquoted whitespace splits, everything else is kept. It does
-/// nothing when the caller wants only the value.
-struct Fields {
+/// nothing when the caller wants only the value. The heredoc marker scanner splits its
+/// words with it too.
+pub(crate) struct Fields {
     on: bool,
     word: String,
     words: Vec<String>,
@@ -314,7 +321,7 @@ struct Fields {
 }
 
 impl Fields {
-    fn new(on: bool) -> Self {
+    pub(crate) fn new(on: bool) -> Self {
         Self {
             on,
             word: String::new(),
@@ -323,7 +330,7 @@ impl Fields {
         }
     }
 
-    fn add_char(&mut self, ch: char) {
+    pub(crate) fn add_char(&mut self, ch: char) {
         if !self.on {
             return;
         }
@@ -337,27 +344,27 @@ impl Fields {
         }
     }
 
-    fn add_raw_char(&mut self, ch: char) {
+    pub(crate) fn add_raw_char(&mut self, ch: char) {
         if self.on {
             self.word.push(ch);
             self.in_word = true;
         }
     }
 
-    fn add_string(&mut self, s: &str) {
+    pub(crate) fn add_string(&mut self, s: &str) {
         if self.on {
             s.chars().for_each(|c| self.add_char(c));
         }
     }
 
-    fn add_raw_string(&mut self, s: &str) {
+    pub(crate) fn add_raw_string(&mut self, s: &str) {
         if self.on {
             self.word.push_str(s);
             self.in_word = true;
         }
     }
 
-    fn finish(mut self) -> Vec<String> {
+    pub(crate) fn finish(mut self) -> Vec<String> {
         if !self.word.is_empty() {
             self.words.push(std::mem::take(&mut self.word));
         }
@@ -448,6 +455,10 @@ impl ShellWord<'_> {
                 self.check_len(result.len() + value.len())?;
                 result.push_str(&value);
                 fields.add_string(&value);
+            } else if ch == '<' {
+                let value = self.process_possible_heredoc();
+                result.push_str(&value);
+                fields.add_raw_string(&value);
             } else if quotes && ch == '\'' {
                 let value = self.process_single_quote()?;
                 result.push_str(&value);
@@ -482,6 +493,25 @@ impl ShellWord<'_> {
             })),
             None => Ok((result, fields.finish())),
         }
+    }
+
+    /// `<` alone, or `<<` with the blanks after it kept in the same field (BuildKit's lexer
+    /// does this everywhere so that `<< EOF` stays one heredoc word).
+    fn process_possible_heredoc(&mut self) -> String {
+        self.pos += 1; // the first '<'
+        if self.peek() != Some('<') {
+            return "<".into();
+        }
+        self.pos += 1;
+        let mut result = String::from("<<");
+        while let Some(c) = self
+            .peek()
+            .filter(|c| matches!(c, ' ' | '\t' | '\r' | '\n'))
+        {
+            self.pos += 1;
+            result.push(c);
+        }
+        result
     }
 
     fn process_single_quote(&mut self) -> Step<String> {
@@ -1322,6 +1352,16 @@ mod tests {
             let got = Lexer::default().expand_words(input, &vars).unwrap();
             assert_eq!(got, *want, "{input:?}");
         }
+    }
+
+    #[test]
+    fn a_heredoc_marker_keeps_its_blanks_in_one_field() {
+        let lex = Lexer::default();
+        assert_eq!(
+            lex.expand_words("cat << EOF <x a<<\tb", &NoVars).unwrap(),
+            ["cat", "<< EOF", "<x", "a<<\tb"]
+        );
+        assert_eq!(lex.expand("a << b", &NoVars).unwrap(), "a << b");
     }
 
     #[test]

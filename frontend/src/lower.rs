@@ -991,6 +991,13 @@ impl<'a> Lowering<'a> {
             .map_err(|e: ExpandError| e.to_string())
     }
 
+    /// An instruction that changes only the image config: its history entry (no layer) and
+    /// its config node.
+    fn config_step(&mut self, d: &mut Dispatch, text: String, range: SourceRange) {
+        d.history.push(history::entry(text.clone(), false, false));
+        self.config_node(d, text, range);
+    }
+
     fn config_node(&mut self, d: &mut Dispatch, text: String, range: SourceRange) {
         let label = prefix_label(&d.label_name, 0, 0, d.onbuild, &text);
         let id = self.graph.add(
@@ -1018,8 +1025,7 @@ impl<'a> Lowering<'a> {
                     d.env.set(k, v);
                     set_config_env(&mut d.config, &mut d.config_env_index, k, v);
                 }
-                d.history.push(history::entry(text.clone(), false, false));
-                self.config_node(d, text, range);
+                self.config_step(d, text, range);
             }
             Instr::Label(pairs) => {
                 let mut expanded = Vec::new();
@@ -1031,14 +1037,12 @@ impl<'a> Lowering<'a> {
                     text.push_str(&format!(" {k}={v}"));
                     d.config.labels.insert(k, v);
                 }
-                d.history.push(history::entry(text.clone(), false, false));
-                self.config_node(d, text, range);
+                self.config_step(d, text, range);
             }
             Instr::Maintainer(m) => {
                 d.author = Some(m.clone());
                 let text = format!("MAINTAINER {m}");
-                d.history.push(history::entry(text.clone(), false, false));
-                self.config_node(d, text, range);
+                self.config_step(d, text, range);
             }
             Instr::Arg(decls) => {
                 let mut parts = Vec::new();
@@ -1064,8 +1068,7 @@ impl<'a> Lowering<'a> {
                     d.build_args.push((decl.key.clone(), value));
                 }
                 let text = format!("ARG {}", parts.join(" "));
-                d.history.push(history::entry(text.clone(), false, false));
-                self.config_node(d, text, range);
+                self.config_step(d, text, range);
             }
             Instr::Expose(ports) => {
                 let mut words = Vec::new();
@@ -1084,8 +1087,7 @@ impl<'a> Lowering<'a> {
                     d.config.exposed_ports.insert(s.clone(), Default::default());
                 }
                 let text = format!("EXPOSE {}", history::go_list(&specs));
-                d.history.push(history::entry(text.clone(), false, false));
-                self.config_node(d, text, range);
+                self.config_step(d, text, range);
             }
             Instr::Volume(vols) => {
                 let mut out = Vec::new();
@@ -1100,68 +1102,53 @@ impl<'a> Lowering<'a> {
                     d.config.volumes.insert(v.clone(), Default::default());
                 }
                 let text = format!("VOLUME {}", history::go_list(&out));
-                d.history.push(history::entry(text.clone(), false, false));
-                self.config_node(d, text, range);
+                self.config_step(d, text, range);
             }
             Instr::StopSignal(sig) => {
                 let sig = self.expand(d, sig)?;
                 check_signal(&sig)?;
                 d.config.stop_signal = sig.clone();
                 let text = format!("STOPSIGNAL {sig}");
-                d.history.push(history::entry(text.clone(), false, false));
-                self.config_node(d, text, range);
+                self.config_step(d, text, range);
             }
             Instr::User(u) => {
                 let u = self.expand(d, u)?;
                 d.user = u.clone();
                 d.config.user = u.clone();
                 let text = format!("USER {u}");
-                d.history.push(history::entry(text.clone(), false, false));
-                self.config_node(d, text, range);
+                self.config_step(d, text, range);
             }
             Instr::Shell(shell) => {
                 d.config.shell = shell.clone();
                 let text = format!("SHELL {}", history::go_list(shell));
-                d.history.push(history::entry(text.clone(), false, false));
-                self.config_node(d, text, range);
+                self.config_step(d, text, range);
             }
             Instr::Cmd(c) => {
                 self.json_args_recommended(d, c, "CMD", range);
                 self.used_once(d, 0, "CMD", range);
-                let args = if c.prepend_shell {
-                    with_shell(&d.config, &c.args)
-                } else {
-                    c.args.clone()
-                };
+                let args = shell_args(&d.config, c);
                 d.config.cmd = Some(args.clone());
                 d.config.args_escaped = true;
                 d.cmd_set = true;
                 let text = format!("CMD {}", history::go_quoted_list(&args));
-                d.history.push(history::entry(text.clone(), false, false));
-                self.config_node(d, text, range);
+                self.config_step(d, text, range);
             }
             Instr::Entrypoint(c) => {
                 self.json_args_recommended(d, c, "ENTRYPOINT", range);
                 self.used_once(d, 1, "ENTRYPOINT", range);
-                let args = if c.prepend_shell {
-                    with_shell(&d.config, &c.args)
-                } else {
-                    c.args.clone()
-                };
+                let args = shell_args(&d.config, c);
                 d.config.entrypoint = (!args.is_empty()).then(|| args.clone());
                 if !d.cmd_set {
                     d.config.cmd = None;
                 }
                 let text = format!("ENTRYPOINT {}", history::go_quoted_list(&args));
-                d.history.push(history::entry(text.clone(), false, false));
-                self.config_node(d, text, range);
+                self.config_step(d, text, range);
             }
             Instr::Healthcheck(h) => {
                 self.used_once(d, 2, "HEALTHCHECK", range);
                 d.config.healthcheck = Some(h.clone());
                 let text = history::healthcheck(h);
-                d.history.push(history::entry(text.clone(), false, false));
-                self.config_node(d, text, range);
+                self.config_step(d, text, range);
             }
             Instr::Onbuild(expr) => {
                 d.config.on_build.push(expr.clone());
@@ -1803,6 +1790,15 @@ fn base_name(p: &str) -> String {
     match trimmed.rsplit('/').next() {
         Some("") | None => "/".into(),
         Some(b) => b.into(),
+    }
+}
+
+/// A CMD or ENTRYPOINT as it runs: the shell form behind the SHELL, the exec form as is.
+fn shell_args(config: &ImageConfig, c: &CommandLine) -> Vec<String> {
+    if c.prepend_shell {
+        with_shell(config, &c.args)
+    } else {
+        c.args.clone()
     }
 }
 

@@ -11,8 +11,8 @@ mod dump;
 mod parser;
 mod quote;
 pub use ast::{
-    Arg, Args, Directive, Dockerfile, Flag, Heredoc, Instruction, KeyValue, Keyword, Text, Warning,
-    WarningKind,
+    Arg, Args, Comment, Directive, Dockerfile, Flag, Heredoc, Instruction, KeyValue, Keyword, Text,
+    Warning, WarningKind,
 };
 pub use dump::{dump, dump_instruction};
 pub use parser::{ParseError, ParseErrorKind, parse};

@@ -124,6 +124,28 @@ fn warnings_fail_the_check_too() {
 }
 
 #[test]
+fn directives_in_the_wrong_place_are_reported_where_they_are() {
+    let out = check_file(
+        "# syntax=docker/dockerfile:1\n# hello\n# escape=`\nFROM alpine\n\n  # check=skip=all\n\nCMD [\"x\"]\n",
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stdout(&out),
+        "warning: Dockerfile:3:1: parser directive \"escape\" is ignored here: directives must come \
+         before any other line, comment or blank line [MisplacedParserDirective]\n3 | # escape=`\n  | ^\n\
+         warning: Dockerfile:6:3: parser directive \"check\" is ignored here: directives must come \
+         before any other line, comment or blank line [MisplacedParserDirective]\n6 |   # check=skip=all\n  |   ^\n"
+    );
+    // The same directives at the top are directives: no warning, and `check` applies.
+    let out = check_file(
+        "# escape=`\n# check=skip=all\nFROM alpine\nMAINTAINER me\n",
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+}
+
+#[test]
 fn parse_errors_are_reported_with_their_place() {
     let out = check_file("FROM alpine\nRUN <<EOF\necho never ends\n", &[]);
     assert_eq!(out.status.code(), Some(1));

@@ -120,6 +120,23 @@ fn parse_error_names_file_line_and_column_and_exits_1() {
 }
 
 #[test]
+fn comments_and_directive_errors_have_their_column() {
+    let out = parse_in_dir("FROM a\n  # note\nRUN x\n", &["--json", "Dockerfile"]);
+    let ast: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    assert_eq!(
+        ast["instructions"][1]["comments"][0],
+        serde_json::json!({"text": "# note", "loc": {"line": 2, "column": 3}})
+    );
+    let out = parse_in_dir("# syntax=a/b\n  # escape=x\nFROM a\n", &["Dockerfile"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out),
+        "error: Dockerfile:2:12: invalid escape token 'x' does not match ` or \\\n\
+         2 |   # escape=x\n  |            ^\n"
+    );
+}
+
+#[test]
 fn parse_rejects_a_file_without_instructions() {
     let out = parse_in_dir("# only a comment\n", &["Dockerfile"]);
     assert_eq!(out.status.code(), Some(1));

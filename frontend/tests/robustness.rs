@@ -494,3 +494,25 @@ fn dockerignore_with_many_wildcards() {
     assert!(m.is_excluded("q/a1999/r/s/bz"));
     assert!(!m.is_excluded("q/a2000/r/bz"));
 }
+
+/// "Did you mean" compares a name with every stage name; a 60 KB name against 5,000 stages
+/// took a Levenshtein table of 60 KB × each name; lengths now rule such pairs out first.
+#[test]
+fn suggestions_for_huge_names_stay_cheap() {
+    let mut source = String::new();
+    for i in 0..5_000 {
+        source.push_str(&format!("FROM scratch AS stage{i}\n"));
+    }
+    source.push_str(&format!(
+        "COPY --from={} /a /b\n",
+        continued(&"Stage0!".repeat(8_000), 4096)
+    ));
+    let messages = check_messages(source.as_bytes());
+    assert_eq!(messages.len(), 1, "{:?}", messages.first());
+    assert!(
+        messages[0].starts_with("5001:1: \"Stage0!Stage0!")
+            && messages[0].contains("is neither a stage nor a valid image reference"),
+        "{}",
+        &messages[0][..200]
+    );
+}

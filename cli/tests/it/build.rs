@@ -257,7 +257,7 @@ fn bad_dockerfiles_fail_with_their_location_before_anything_runs() {
     let ctx = env.context("ctx", &[("Dockerfile", "FROM base\nRUNN echo hi\n")]);
     let err = env.fails(["build", ctx.to_str().unwrap()]);
     assert!(
-        err.starts_with("Dockerfile:2:1: unknown instruction: RUNN (did you mean RUN?)\n"),
+        err.starts_with("error: Dockerfile:2:1: unknown instruction: RUNN (did you mean RUN?)\n"),
         "{err}"
     );
     let ctx = env.context("ctx2", &[("Dockerfile", "FROM missing-image\n")]);

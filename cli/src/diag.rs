@@ -13,6 +13,7 @@
 
 use std::fmt::Write as _;
 use strata_frontend::{Diagnostic, Severity};
+use strata_graph::SourceLoc;
 
 /// Renders `d`, found in `file` whose bytes are `source`, as a few lines ending in `\n`.
 pub(crate) fn render(file: &str, source: &[u8], d: &Diagnostic) -> String {
@@ -23,13 +24,27 @@ pub(crate) fn render(file: &str, source: &[u8], d: &Diagnostic) -> String {
     };
     let rule = d.rule.map(|r| format!(" [{r}]")).unwrap_or_default();
     let _ = writeln!(out, "{severity}: {file}:{}: {}{rule}", d.loc, d.text());
-    if let Some(line) = source_line(source, d.loc.line) {
-        let number = d.loc.line.to_string();
-        let pad = " ".repeat(number.len());
-        let _ = writeln!(out, "{number} | {line}");
-        let _ = writeln!(out, "{pad} | {}^", caret_padding(&line, d.loc.column));
-    }
+    out.push_str(&snippet(source, d.loc));
     out
+}
+
+/// Points at `loc` in `file` without a message of its own (the place of a failed build
+/// step, after its error): ` --> Dockerfile:5:1`, the line, a caret.
+pub(crate) fn render_place(file: &str, source: &[u8], loc: SourceLoc) -> String {
+    format!(" --> {file}:{loc}\n{}", snippet(source, loc))
+}
+
+/// The source line of `loc` with a caret under its column (empty if the line is missing).
+fn snippet(source: &[u8], loc: SourceLoc) -> String {
+    let Some(line) = source_line(source, loc.line) else {
+        return String::new();
+    };
+    let number = loc.line.to_string();
+    let pad = " ".repeat(number.len());
+    format!(
+        "{number} | {line}\n{pad} | {}^\n",
+        caret_padding(&line, loc.column)
+    )
 }
 
 /// Line `n` (1-based) of `source`, without its line end; BOM and invalid UTF-8 made readable.
@@ -54,7 +69,6 @@ fn caret_padding(line: &str, column: u32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use strata_graph::SourceLoc;
 
     #[test]
     fn caret_under_the_column() {

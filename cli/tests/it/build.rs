@@ -224,7 +224,7 @@ fn a_failing_run_names_the_step_and_its_line_and_stops_the_rest() {
         "{stderr}"
     );
     assert!(
-        stderr.contains("Dockerfile:5:1: the failing step\n5 | RUN exit 3\n  | ^\n"),
+        stderr.contains(" --> Dockerfile:5:1\n5 | RUN exit 3\n  | ^\n"),
         "{stderr}"
     );
     let ps = std::process::Command::new("ps")

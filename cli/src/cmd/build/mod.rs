@@ -734,11 +734,10 @@ fn report_solve_error(dockerfile: &Dockerfile, err: &SolveError) {
         source = cause.source();
     }
     if let Some(SourceRange { start, .. }) = err.loc() {
-        let d = Diagnostic::error(start, "the failing step");
         let _ = write!(
             out,
             "{}",
-            diag::render(&dockerfile.name, &dockerfile.bytes, &d)
+            diag::render_place(&dockerfile.name, &dockerfile.bytes, start)
         );
     }
 }

@@ -60,6 +60,7 @@ mod pin;
 mod reference;
 mod root_dir;
 mod save;
+mod settle;
 mod snapshot;
 mod staging;
 mod store;

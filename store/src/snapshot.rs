@@ -3,7 +3,8 @@
 //! lowerdirs without copying. Keyed by chain ID (the layer and everything below it), they are
 //! shared by every image and build with the same stack. A snapshot is built in the staging dir
 //! and renamed into place, so a snapshot directory that exists is complete; when two processes
-//! race, the first rename wins and the loser's copy is discarded.
+//! race, the first rename wins and the loser's copy is discarded. Files in a snapshot are not
+//! fsynced one by one; `settle.rs` drops the ones a machine crash may have torn.
 
 use crate::digest::{Digest, HashingReader, chain_id};
 use crate::error::StoreError;
@@ -169,6 +170,7 @@ impl Store {
                 path,
             });
         }
+        self.mark_unsettled(chain.hex())?;
         match fs_err::rename(dir, &path) {
             Ok(()) => {}
             // Someone else got there first: theirs is as good as ours.

@@ -33,11 +33,14 @@ pub struct Store {
 pub(crate) struct Inner {
     pub(crate) root: PathBuf,
     pub(crate) staging: Staging,
+    /// This boot's ID, naming the markers of snapshots not yet synced (`settle.rs`).
+    pub(crate) boot_id: String,
 }
 
 impl Store {
-    /// Opens the store at `root`, creating it if needed, and removes what crashed processes
-    /// left in its `tmp/` directory.
+    /// Opens the store at `root`, creating it if needed, removes what crashed processes
+    /// left in its `tmp/` directory, and drops the snapshots a machine crash may have torn
+    /// (see `settle.rs`).
     pub fn open(root: impl Into<PathBuf>) -> Result<Store, StoreError> {
         let root = root.into();
         for (dir, mode) in [
@@ -59,9 +62,15 @@ impl Store {
         }
         crate::index::check_version(&root)?;
         let staging = Staging::create(&root.join("tmp"))?;
-        Ok(Store {
-            inner: Arc::new(Inner { root, staging }),
-        })
+        let store = Store {
+            inner: Arc::new(Inner {
+                root,
+                staging,
+                boot_id: crate::settle::boot_id(),
+            }),
+        };
+        store.settle_snapshots()?;
+        Ok(store)
     }
 
     /// The root directory.

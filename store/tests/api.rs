@@ -500,3 +500,63 @@ fn pinned_layers_and_snapshots_survive_rmi_and_prune_until_unpinned() {
     assert!(store.snapshot(&chain).is_none());
     assert!(store.check().unwrap().is_clean());
 }
+
+/// Snapshots are written without an fsync per file: after a reboot (another boot ID) those not
+/// yet synced may be torn, so the next open drops them and `snapshots` unpacks them again from
+/// their blobs; this boot's markers are settled by a `syncfs` once they are a minute old.
+#[test]
+fn snapshots_of_another_boot_are_unpacked_again_and_old_markers_settle() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    let layer = write_layer(
+        &store,
+        &layer_tar(&[("etc/", ""), ("etc/motd", "hello")]),
+        Compression::Gzip,
+    );
+    commit(&store, vec![layer], "boot:1", "L");
+    let image = store.image("boot:1").unwrap();
+    let snap = store.snapshots(&image).unwrap().remove(0);
+    let boot = fs_err::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    let this_boot = tmp.path().join("unsettled").join(boot.trim());
+    let marker = this_boot.join(snap.chain_id.hex());
+    assert!(marker.is_file(), "a fresh snapshot is marked unsettled");
+
+    // A young marker of this boot stays across an open, and so does its snapshot.
+    drop(Store::open(tmp.path()).unwrap());
+    assert!(marker.is_file() && snap.path.is_dir());
+
+    // The machine crashed before writeback: the marker is another boot's now, and the
+    // snapshot's file lost its bytes.
+    let other = tmp
+        .path()
+        .join("unsettled/00000000-dead-beef-0000-000000000000");
+    fs_err::rename(&this_boot, &other).unwrap();
+    fs_err::write(snap.path.join("etc/motd"), "").unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    assert!(!other.exists(), "another boot's markers are handled once");
+    assert_eq!(
+        store.snapshot(&snap.chain_id),
+        None,
+        "the torn snapshot is gone"
+    );
+    let again = store.snapshots(&image).unwrap().remove(0);
+    assert_eq!(again.path, snap.path);
+    assert_eq!(
+        fs_err::read_to_string(again.path.join("etc/motd")).unwrap(),
+        "hello"
+    );
+    assert!(marker.is_file(), "the new unpack is marked in this boot");
+
+    // A minute later an open syncs the filesystem and forgets this boot's markers.
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(120);
+    fs_err::File::open(&this_boot)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    drop(Store::open(tmp.path()).unwrap());
+    assert!(!marker.exists(), "settled");
+    assert_eq!(
+        fs_err::read_to_string(again.path.join("etc/motd")).unwrap(),
+        "hello"
+    );
+}

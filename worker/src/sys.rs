@@ -68,13 +68,6 @@ pub(crate) fn unshare(flags: CloneFlags) -> io::Result<()> {
     Ok(nix::sched::unshare(flags)?)
 }
 
-/// Gives the calling thread its own mount namespace with every mount private, so mounts made
-/// by this thread are seen by no one else and vanish when the thread exits.
-pub(crate) fn unshare_mount_namespace() -> io::Result<()> {
-    unshare(CloneFlags::CLONE_NEWNS)?;
-    make_rprivate()
-}
-
 pub(crate) fn set_parent_death_kill() -> io::Result<()> {
     Ok(nix::sys::prctl::set_pdeathsig(
         nix::sys::signal::Signal::SIGKILL,
@@ -607,18 +600,26 @@ pub(crate) fn pivot_root(new_root: &Path) -> io::Result<()> {
 // ---------------------------------------------------------------------------------------------
 // files, always relative to a directory descriptor
 
+/// `openat2`, retried when the kernel asks (EAGAIN: a rename or mount raced with a `..`
+/// lookup), a bounded number of times: a lookup that can never succeed must not spin.
+fn openat2_retrying(dir: BorrowedFd<'_>, path: &Path, how: OpenHow) -> io::Result<OwnedFd> {
+    let mut tries = 0;
+    loop {
+        match nix::fcntl::openat2(dir, path, how) {
+            Err(Errno::EINTR) => continue,
+            Err(Errno::EAGAIN) if tries < 1000 => tries += 1,
+            other => return Ok(other?),
+        }
+    }
+}
+
 /// Opens `path` below `root` as if `root` were `/`: `..` and absolute symlinks stay inside,
 /// magic links (/proc/self/fd) are refused.
 pub(crate) fn open_in_root(root: BorrowedFd<'_>, path: &Path, flags: OFlag) -> io::Result<OwnedFd> {
     let how = OpenHow::new()
         .flags(flags | OFlag::O_CLOEXEC)
         .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-    loop {
-        match nix::fcntl::openat2(root, path, how) {
-            Err(Errno::EAGAIN) | Err(Errno::EINTR) => continue,
-            other => return Ok(other?),
-        }
-    }
+    openat2_retrying(root, path, how)
 }
 
 /// Opens `path` below `root` only if no component is a symlink or another mount.
@@ -634,12 +635,7 @@ pub(crate) fn open_no_symlinks(
                 | ResolveFlag::RESOLVE_NO_SYMLINKS
                 | ResolveFlag::RESOLVE_NO_XDEV,
         );
-    loop {
-        match nix::fcntl::openat2(root, path, how) {
-            Err(Errno::EAGAIN) | Err(Errno::EINTR) => continue,
-            other => return Ok(other?),
-        }
-    }
+    openat2_retrying(root, path, how)
 }
 
 /// Opens `name`, a single component in `dir`, never following a symlink.
@@ -657,12 +653,7 @@ pub(crate) fn open_beneath(
                 | ResolveFlag::RESOLVE_NO_SYMLINKS
                 | ResolveFlag::RESOLVE_NO_MAGICLINKS,
         );
-    loop {
-        match nix::fcntl::openat2(dir, name, how) {
-            Err(Errno::EAGAIN) | Err(Errno::EINTR) => continue,
-            other => return Ok(other?),
-        }
-    }
+    openat2_retrying(dir, name, how)
 }
 
 pub(crate) fn open_dir(path: &Path) -> io::Result<OwnedFd> {

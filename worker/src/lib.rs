@@ -22,6 +22,7 @@ mod spec;
 mod stub;
 mod sys;
 mod user;
+mod zygote;
 
 pub use archive::ExtractError;
 pub use diff::{DiffError, DiffOptions, DiffStats, write_layer};
@@ -29,5 +30,5 @@ pub use download::DownloadError;
 pub use fileop::{DEFAULT_MAX_UNPACK, ExcludeFn, FileError, FileRequest, FileSource, FileStats};
 pub use pattern::BadPattern;
 pub use run::{MountInput, OutputStream, RunError, RunRequest, Worker, WorkerConfig, WorkerError};
-pub use sandbox::sandbox_main;
 pub use user::UserError;
+pub use zygote::sandbox_main;

@@ -1,16 +1,19 @@
 //! RUN, the worker's side: turns a [`RunRequest`] into a [`SandboxSpec`] of host paths,
-//! starts `<helper> __sandbox`, streams the command's output line by line, and turns the
-//! helper's status into a result. Cancelling (the token, or dropping the future) hangs up the
-//! helper's stdin, and the helper then kills everything in the sandbox; nothing it mounted
-//! was ever visible outside it, and its scratch directory is removed here.
+//! hands the run's control socket and output pipes to the sandbox helper (started once per
+//! worker, see `zygote.rs`), sends the spec, streams the command's output line by line, and
+//! turns the sandbox's status into a result. Cancelling (the token, or dropping the future)
+//! closes the control socket, and the sandbox then kills everything in it; nothing it
+//! mounted was ever visible outside it, and its scratch directory is removed here.
 
-use crate::layers;
 use crate::sandbox::Status;
 use crate::spec::{ProcessSpec, SandboxSpec, SpecMount};
+use crate::sys;
+use crate::zygote::Zygote;
 use sha2::Digest as _;
 use std::io;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use strata_graph::{CacheSharing, ExecOp, MountKind, NetworkMode, SecurityMode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -33,6 +36,12 @@ pub struct WorkerConfig {
 }
 
 impl WorkerConfig {
+    /// The empty directory every sandbox attaches its root onto, each in its own mount
+    /// namespace (so one directory serves all of them, and nothing is made per run).
+    fn root_mountpoint(&self) -> PathBuf {
+        self.state_dir.join("sandbox-root")
+    }
+
     /// The defaults: the host's `/etc/resolv.conf`, no_new_privs on.
     pub fn new(state_dir: impl Into<PathBuf>, helper_exe: impl Into<PathBuf>) -> Self {
         WorkerConfig {
@@ -45,10 +54,12 @@ impl WorkerConfig {
     }
 }
 
-/// Runs RUN steps and file operations.
+/// Runs RUN steps and file operations. Clones share one sandbox helper process, started on
+/// the first RUN and ended when the last clone (and the last RUN) is gone.
 #[derive(Debug, Clone)]
 pub struct Worker {
     pub(crate) config: WorkerConfig,
+    helper: Arc<Mutex<Option<Arc<Zygote>>>>,
 }
 
 /// Which stream a line came from.
@@ -197,9 +208,16 @@ struct CacheLock(#[expect(dead_code, reason = "held for its Drop")] Option<fs_er
 impl Worker {
     /// A worker with its state under `config.state_dir`.
     pub fn new(config: WorkerConfig) -> Result<Worker, WorkerError> {
-        let dir = config.state_dir.join("cache-mounts");
-        fs_err::create_dir_all(&dir).map_err(|source| WorkerError { path: dir, source })?;
-        Ok(Worker { config })
+        for dir in [
+            config.state_dir.join("cache-mounts"),
+            config.root_mountpoint(),
+        ] {
+            fs_err::create_dir_all(&dir).map_err(|source| WorkerError { path: dir, source })?;
+        }
+        Ok(Worker {
+            config,
+            helper: Arc::new(Mutex::new(None)),
+        })
     }
 
     /// The worker's configuration.
@@ -229,37 +247,39 @@ impl Worker {
                 parent.display()
             )))?;
         let (spec, _locks) = self.spec(&req, scratch.path()).await?;
-        let line = serde_json::to_string(&spec)
-            .map_err(|e| io_err("failed to encode the sandbox spec")(e.into()))?
-            + "\n";
+        let mut line = serde_json::to_vec(&spec)
+            .map_err(|e| io_err("failed to encode the sandbox spec")(e.into()))?;
+        line.push(b'\n');
 
-        let mut child = tokio::process::Command::new(&self.config.helper_exe)
-            .arg("__sandbox")
-            .env_clear()
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(io_err(format!(
-                "failed to start the sandbox helper {}",
-                self.config.helper_exe.display()
-            )))?;
-        let mut stdin = child.stdin.take();
-        let mut stdout = child.stdout.take().expect("stdout is piped");
-        let mut stderr = child.stderr.take().expect("stderr is piped");
-        if let Some(w) = stdin.as_mut() {
-            // A helper that died at once shows up below through its status.
-            let _ = w.write_all(line.as_bytes()).await;
-            let _ = w.flush().await;
+        let pipes = || sys::pipe().map_err(io_err("failed to create the sandbox's pipes"));
+        let (out_r, out_w) = pipes()?;
+        let (err_r, err_w) = pipes()?;
+        let (ctl, ctl_theirs) = std::os::unix::net::UnixStream::pair()
+            .map_err(io_err("failed to create the sandbox's control socket"))?;
+        self.start_sandbox(spec.network_none, OwnedFd::from(ctl_theirs), out_w, err_w)?;
+        let chan = |e| io_err("failed to set up the sandbox's channels")(e);
+        ctl.set_nonblocking(true).map_err(chan)?;
+        let (mut ctl_r, ctl_w) = tokio::net::UnixStream::from_std(ctl)
+            .map_err(chan)?
+            .into_split();
+        let mut ctl_w = Some(ctl_w);
+        let mut stdout = tokio::net::unix::pipe::Receiver::from_owned_fd(out_r).map_err(chan)?;
+        let mut stderr = tokio::net::unix::pipe::Receiver::from_owned_fd(err_r).map_err(chan)?;
+        if let Some(w) = ctl_w.as_mut() {
+            // A sandbox that failed at once shows up below through its status.
+            let _ = w.write_all(&line).await;
         }
 
         let (mut out_lines, mut err_lines) = (Lines::default(), Lines::default());
-        let (mut out_done, mut err_done, mut cancelled) = (false, false, false);
+        let (mut out_done, mut err_done, mut status_done) = (false, false, false);
+        let mut cancelled = false;
         let (mut b1, mut b2) = (vec![0u8; 32 * 1024], vec![0u8; 32 * 1024]);
+        let mut b3 = [0u8; 4096];
+        let mut status_line = Vec::new();
         let deadline = tokio::time::sleep(Duration::from_secs(3600 * 24 * 365));
         tokio::pin!(deadline);
-        while !(out_done && err_done) {
+        let mut timed_out = false;
+        while !(out_done && err_done && status_done) {
             tokio::select! {
                 r = stdout.read(&mut b1), if !out_done => match r {
                     Ok(n) if n > 0 => out_lines.push(&b1[..n], |l| output(OutputStream::Stdout, l)),
@@ -269,24 +289,27 @@ impl Worker {
                     Ok(n) if n > 0 => err_lines.push(&b2[..n], |l| output(OutputStream::Stderr, l)),
                     _ => { err_done = true; err_lines.finish(|l| output(OutputStream::Stderr, l)); }
                 },
+                r = ctl_r.read(&mut b3), if !status_done => match r {
+                    Ok(n) if n > 0 => {
+                        status_line.extend_from_slice(&b3[..n]);
+                        status_done = status_line.contains(&b'\n');
+                    }
+                    _ => status_done = true,
+                },
                 _ = cancel.cancelled(), if !cancelled => {
                     cancelled = true;
-                    // Hanging up makes the helper kill the sandbox and exit.
-                    drop(stdin.take());
+                    // End-of-file on the control socket makes the sandbox kill everything.
+                    drop(ctl_w.take());
                     deadline.as_mut().reset(tokio::time::Instant::now() + Duration::from_secs(10));
                 },
-                _ = &mut deadline => { let _ = child.start_kill(); break; }
+                _ = &mut deadline => { timed_out = true; break; }
             }
         }
-        let waited = tokio::select! {
-            w = child.wait() => w,
-            _ = cancel.cancelled(), if !cancelled => { drop(stdin.take()); child.wait().await }
-        }
-        .map_err(io_err("failed to wait for the sandbox helper"))?;
-        drop(stdin);
-        let status: Option<Status> = fs_err::read(&spec.status_file)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok());
+        drop(ctl_w);
+        let status: Option<Status> = status_line
+            .split(|b| *b == b'\n')
+            .next()
+            .and_then(|l| serde_json::from_slice(l).ok());
         let result = match status {
             _ if cancelled || cancel.is_cancelled() => Err(RunError::Cancelled),
             Some(Status::Exited(0)) => Ok(()),
@@ -298,14 +321,66 @@ impl Worker {
             Some(Status::StartFailed(message)) => Err(RunError::Start { command, message }),
             Some(Status::SetupFailed(message)) => Err(RunError::Setup(message)),
             Some(Status::Cancelled) => Err(RunError::Cancelled),
-            None => Err(RunError::Setup(format!(
-                "the sandbox helper ended without a status ({waited})"
-            ))),
+            None if timed_out => Err(RunError::Setup(
+                "the sandbox did not stop within 10s of being cancelled".into(),
+            )),
+            None => Err(RunError::Setup("the sandbox ended without a status".into())),
         };
         scratch
             .close()
             .map_err(io_err("failed to remove the run's scratch directory"))?;
         result
+    }
+
+    /// Hands a new sandbox to the helper, starting it (again) when needed.
+    fn start_sandbox(
+        &self,
+        network_none: bool,
+        ctl: OwnedFd,
+        stdout: OwnedFd,
+        stderr: OwnedFd,
+    ) -> Result<(), RunError> {
+        let mut dead: Option<Arc<Zygote>> = None;
+        for attempt in 0..2 {
+            let helper = self.helper(dead.take())?;
+            match helper.start(network_none, ctl.as_fd(), stdout.as_fd(), stderr.as_fd()) {
+                Ok(()) => return Ok(()),
+                // The helper died (killed, or crashed): start another, once.
+                Err(e)
+                    if attempt == 0
+                        && matches!(
+                            e.kind(),
+                            io::ErrorKind::BrokenPipe
+                                | io::ErrorKind::ConnectionReset
+                                | io::ErrorKind::NotConnected
+                        ) =>
+                {
+                    dead = Some(helper)
+                }
+                Err(e) => return Err(io_err("failed to hand the run to the sandbox helper")(e)),
+            }
+        }
+        Err(RunError::Setup("the sandbox helper keeps exiting".into()))
+    }
+
+    /// The helper process, started when there is none or when `dead` is the current one.
+    fn helper(&self, dead: Option<Arc<Zygote>>) -> Result<Arc<Zygote>, RunError> {
+        let mut slot = self.helper.lock().unwrap_or_else(PoisonError::into_inner);
+        if let (Some(d), Some(cur)) = (&dead, slot.as_ref())
+            && Arc::ptr_eq(d, cur)
+        {
+            *slot = None;
+        }
+        if let Some(h) = slot.as_ref() {
+            return Ok(h.clone());
+        }
+        let exe = &self.config.helper_exe;
+        let h = Arc::new(Zygote::spawn(exe).map_err(io_err(format!(
+            "failed to start the sandbox helper {}",
+            exe.display()
+        )))?);
+        *slot = Some(h.clone());
+        Ok(h)
     }
 
     async fn spec(
@@ -318,13 +393,6 @@ impl Worker {
                 .map(|()| p)
                 .map_err(io_err("failed to prepare the scratch directory"))
         };
-        let work = mk(scratch.join("work"))?;
-        let root = mk(scratch.join("root"))?;
-        let stubs = mk(scratch.join("stubs"))?;
-        layers::build_stubs(&req.lowers, &stubs)
-            .map_err(io_err("failed to prepare the sandbox mount points"))?;
-        let mut lowers = vec![stubs];
-        lowers.extend(req.lowers.iter().cloned());
 
         let hostname = req
             .hostname
@@ -336,17 +404,14 @@ impl Worker {
             Some(p) => fs_err::read(p).unwrap_or_default(),
             None => Vec::new(),
         };
-        let mut etc_files = Vec::new();
-        for (name, contents) in [
-            ("hosts", hosts.into_bytes()),
-            ("resolv.conf", resolv),
-            ("hostname", format!("{hostname}\n").into_bytes()),
-        ] {
-            let p = scratch.join(name);
-            fs_err::write(&p, contents)
-                .map_err(io_err("failed to write the sandbox's /etc files"))?;
-            etc_files.push((p, format!("/etc/{name}")));
-        }
+        let etc_files = vec![
+            ("/etc/hosts".to_owned(), hosts.into_bytes()),
+            ("/etc/resolv.conf".to_owned(), resolv),
+            (
+                "/etc/hostname".to_owned(),
+                format!("{hostname}\n").into_bytes(),
+            ),
+        ];
 
         let mut env = req.exec.env.clone();
         let mut mounts = Vec::new();
@@ -453,12 +518,23 @@ impl Worker {
                 }),
             }
         }
+        // The scratch dir itself is the root overlay's work dir (it makes `work/` inside),
+        // unless the mounts put something there: overlayfs refuses an upper or work dir
+        // below another overlay's work dir.
+        let scratch_used = fs_err::read_dir(scratch)
+            .map_err(io_err("failed to prepare the scratch directory"))?
+            .next()
+            .is_some();
+        let work = if scratch_used {
+            mk(scratch.join("work"))?
+        } else {
+            scratch.to_owned()
+        };
         let spec = SandboxSpec {
-            scratch: scratch.to_owned(),
-            lowers,
+            lowers: req.lowers.clone(),
             upper: req.upper.clone(),
             work,
-            root_mountpoint: root,
+            root_mountpoint: self.config.root_mountpoint(),
             hostname,
             network_none: req.exec.network == NetworkMode::None,
             etc_files,
@@ -471,7 +547,6 @@ impl Worker {
                 insecure: req.exec.security == SecurityMode::Insecure,
                 no_new_privs: self.config.no_new_privs,
             },
-            status_file: scratch.join("status.json"),
         };
         Ok((spec, locks))
     }

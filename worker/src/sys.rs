@@ -68,10 +68,129 @@ pub(crate) fn unshare(flags: CloneFlags) -> io::Result<()> {
     Ok(nix::sched::unshare(flags)?)
 }
 
+/// Joins the network namespace `ns`.
+pub(crate) fn join_netns(ns: BorrowedFd<'_>) -> io::Result<()> {
+    Ok(nix::sched::setns(ns, CloneFlags::CLONE_NEWNET)?)
+}
+
+/// The network namespace the calling thread is in, as a descriptor.
+pub(crate) fn own_netns() -> io::Result<OwnedFd> {
+    Ok(nix::fcntl::open(
+        "/proc/thread-self/ns/net",
+        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?)
+}
+
+/// A descriptor that becomes readable when the child `pid` exits.
+pub(crate) fn pidfd_open(pid: Pid) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    owned(unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) })
+}
+
+/// Reaps the child `pid` if it has exited.
+pub(crate) fn try_wait_pid(pid: Pid) -> io::Result<Option<WaitStatus>> {
+    use nix::sys::wait::WaitPidFlag;
+    match nix::sys::wait::waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+        Ok(WaitStatus::StillAlive) => Ok(None),
+        Ok(st) => Ok(Some(st)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A connected pair of close-on-exec `SOCK_SEQPACKET` Unix sockets (message boundaries
+/// kept, descriptors passed with `SCM_RIGHTS`).
+pub(crate) fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+    Ok(socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )?)
+}
+
+/// Sends one message with `fds` attached. Never raises SIGPIPE: a closed peer is EPIPE.
+pub(crate) fn send_with_fds(
+    sock: BorrowedFd<'_>,
+    data: &[u8],
+    fds: &[BorrowedFd<'_>],
+) -> io::Result<()> {
+    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+    let raw: Vec<RawFd> = fds.iter().map(|fd| fd.as_raw_fd()).collect();
+    let iov = [std::io::IoSlice::new(data)];
+    let cmsg = [ControlMessage::ScmRights(&raw)];
+    loop {
+        match sendmsg::<()>(sock.as_raw_fd(), &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None) {
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+            Ok(_) => return Ok(()),
+        }
+    }
+}
+
+/// Receives one message of at most `buf.len()` bytes and up to four descriptors
+/// (close-on-exec). `Ok((0, _))` when the peer has closed.
+pub(crate) fn recv_with_fds(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+) -> io::Result<(usize, Vec<OwnedFd>)> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    let mut space = nix::cmsg_space!([RawFd; 4]);
+    let mut iov = [std::io::IoSliceMut::new(buf)];
+    let msg = loop {
+        match recvmsg::<()>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Err(Errno::EINTR) => continue,
+            other => break other?,
+        }
+    };
+    let mut fds = Vec::new();
+    for c in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(raw) = c {
+            for fd in raw {
+                // SAFETY: the kernel just installed these descriptors in this process for
+                // this message; nothing else owns them.
+                fds.push(unsafe { OwnedFd::from_raw_fd(fd) });
+            }
+        }
+    }
+    if msg.flags.contains(MsgFlags::MSG_CTRUNC) {
+        return Err(io::Error::other("too many descriptors in a helper request"));
+    }
+    Ok((msg.bytes, fds))
+}
+
+/// Makes `fd` also the descriptor number `target` (inherited across exec).
+pub(crate) fn dup_onto(fd: BorrowedFd<'_>, target: RawFd) -> io::Result<()> {
+    // SAFETY: dup2 only changes what `target` refers to; the callers use it for the standard
+    // descriptors 0-2, which no Rust object owns.
+    check(unsafe { libc::dup2(fd.as_raw_fd(), target) }.into())?;
+    Ok(())
+}
+
+/// Points the standard descriptors `which` (0, 1, 2) at `/dev/null` (as seen from the
+/// current root).
+pub(crate) fn std_to_dev_null(which: &[RawFd]) -> io::Result<()> {
+    let null = nix::fcntl::open("/dev/null", OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty())?;
+    for fd in which {
+        dup_onto(null.as_fd(), *fd)?;
+    }
+    Ok(())
+}
+
 pub(crate) fn set_parent_death_kill() -> io::Result<()> {
     Ok(nix::sys::prctl::set_pdeathsig(
         nix::sys::signal::Signal::SIGKILL,
     )?)
+}
+
+pub(crate) fn set_not_dumpable() -> io::Result<()> {
+    Ok(nix::sys::prctl::set_dumpable(false)?)
 }
 
 pub(crate) fn setsid() -> io::Result<()> {
@@ -194,18 +313,6 @@ pub(crate) fn reset_signals() -> io::Result<()> {
         unsafe { nix::sys::signal::signal(sig, SigHandler::SigDfl) }?;
     }
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
-    Ok(())
-}
-
-/// Replaces fd 0 with `/dev/null` (as seen from the current root).
-pub(crate) fn stdin_from_dev_null() -> io::Result<()> {
-    let null = nix::fcntl::open(
-        "/dev/null",
-        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )?;
-    // SAFETY: dup2 onto fd 0 only changes what fd 0 refers to; no Rust object owns fd 0.
-    check(unsafe { libc::dup2(null.as_raw_fd(), 0) }.into())?;
     Ok(())
 }
 
@@ -654,6 +761,25 @@ pub(crate) fn open_beneath(
                 | ResolveFlag::RESOLVE_NO_MAGICLINKS,
         );
     openat2_retrying(dir, name, how)
+}
+
+/// Whether something is at `path` below `dir`, looked up without following any symlink: a
+/// symlink or a non-directory on the way counts as something (the caller cannot put a mount
+/// point there either way), only ENOENT as nothing.
+pub(crate) fn exists_beneath(dir: BorrowedFd<'_>, path: &Path) -> io::Result<bool> {
+    let how = OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW)
+        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
+    match openat2_retrying(dir, path, how) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e)
+            if e.raw_os_error() == Some(libc::ELOOP) || e.raw_os_error() == Some(libc::ENOTDIR) =>
+        {
+            Ok(true)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 pub(crate) fn open_dir(path: &Path) -> io::Result<OwnedFd> {

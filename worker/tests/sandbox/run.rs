@@ -51,6 +51,18 @@ pub fn tests() -> Vec<Trial> {
             run_network_none_has_only_loopback,
         ),
         trial(
+            "run_network_none_gets_a_fresh_namespace_every_time",
+            run_network_none_gets_a_fresh_namespace_every_time,
+        ),
+        trial(
+            "run_survives_a_killed_sandbox_helper",
+            run_survives_a_killed_sandbox_helper,
+        ),
+        trial(
+            "worker_drop_ends_the_sandbox_helper",
+            worker_drop_ends_the_sandbox_helper,
+        ),
+        trial(
             "run_device_nodes_from_layers_cannot_be_opened",
             run_device_nodes_from_layers_cannot_be_opened,
         ),
@@ -67,6 +79,10 @@ pub fn tests() -> Vec<Trial> {
             run_bind_mount_source_stays_inside_its_stage,
         ),
         trial("run_on_200_layers", run_on_200_layers),
+        trial(
+            "run_mount_points_hidden_by_a_layer_stay_out_of_the_new_layer",
+            run_mount_points_hidden_by_a_layer_stay_out_of_the_new_layer,
+        ),
         trial(
             "run_capabilities_are_dockers_default",
             run_capabilities_are_dockers_default,
@@ -473,6 +489,114 @@ fn run_network_none_has_only_loopback() -> TestResult {
     )
 }
 
+/// Network namespaces are made ahead of time by the sandbox helper, but never reused: each
+/// `--network=none` run starts with a loopback no earlier run has sent anything on.
+fn run_network_none_gets_a_fresh_namespace_every_time() -> TestResult {
+    let env = Env::new();
+    let host = fs_err::read_link("/proc/self/ns/net").unwrap();
+    for i in 0..3 {
+        let mut op = sh(
+            "readlink /proc/self/ns/net; cat /sys/class/net/lo/statistics/tx_packets; \
+             echo x | nc -w 1 127.0.0.1 1 2>/dev/null; cat /sys/class/net/lo/statistics/tx_packets",
+        );
+        op.network = NetworkMode::None;
+        let (r, lines) = run_op(&env, op, vec![env.base.clone()], &env.upper(), vec![]);
+        ok(r, &lines)?;
+        let out = stdout(&lines);
+        let l: Vec<&str> = out.lines().collect();
+        ensure(
+            l.len() == 3 && l[0] != host.display().to_string(),
+            format!("run {i}: {out:?}"),
+        )?;
+        ensure_eq(l[1], "0", &format!("run {i}: packets on lo at the start"))?;
+        ensure(
+            l[2] != "0",
+            format!("run {i}: the run made traffic: {out:?}"),
+        )?;
+    }
+    Ok(())
+}
+
+/// The worker's sandbox helper processes (children of this process started as `__sandbox`).
+fn helpers() -> Vec<u32> {
+    let me = std::process::id().to_string();
+    let mut out = Vec::new();
+    for e in fs_err::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let stat = fs_err::read_to_string(e.path().join("stat")).unwrap_or_default();
+        let ppid = stat
+            .rsplit(')')
+            .next()
+            .and_then(|r| r.split_whitespace().nth(1));
+        let cmd = fs_err::read(e.path().join("cmdline")).unwrap_or_default();
+        if ppid == Some(me.as_str()) && String::from_utf8_lossy(&cmd).contains("__sandbox") {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+fn run_survives_a_killed_sandbox_helper() -> TestResult {
+    let env = Env::new();
+    let (r, lines) = run_op(
+        &env,
+        sh("true"),
+        vec![env.base.clone()],
+        &env.upper(),
+        vec![],
+    );
+    ok(r, &lines)?;
+    let before = helpers();
+    ensure_eq(before.len(), 1, "one helper process")?;
+    let st = std::process::Command::new("kill")
+        .args(["-9", &before[0].to_string()])
+        .status()
+        .unwrap();
+    ensure(st.success(), "killed the helper")?;
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let (r, lines) = run_op(
+        &env,
+        sh("echo again"),
+        vec![env.base.clone()],
+        &env.upper(),
+        vec![],
+    );
+    ok(r, &lines)?;
+    ensure_eq(
+        stdout(&lines),
+        "again\n".into(),
+        "output after a new helper",
+    )?;
+    let after = helpers();
+    ensure(
+        after.len() == 1 && after[0] != before[0],
+        format!("a new helper: {before:?} -> {after:?}"),
+    )
+}
+
+fn worker_drop_ends_the_sandbox_helper() -> TestResult {
+    let env = Env::new();
+    let (r, lines) = run_op(
+        &env,
+        sh("true"),
+        vec![env.base.clone()],
+        &env.upper(),
+        vec![],
+    );
+    ok(r, &lines)?;
+    ensure_eq(helpers().len(), 1, "one helper process")?;
+    drop(env);
+    for _ in 0..100 {
+        if helpers().is_empty() {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Err(format!("helper still running: {:?}", helpers()).into())
+}
+
 fn run_device_nodes_from_layers_cannot_be_opened() -> TestResult {
     let env = Env::new();
     let layer = env.dir.path().join("layers/devs");
@@ -724,6 +848,58 @@ fn run_on_200_layers() -> TestResult {
         "0\n198\n199\n".into(),
         "all 200 layers visible",
     )
+}
+
+/// The sandbox's mount points (/sys, /etc/hosts, ...) come from a stub layer under the
+/// image's; a layer that hides them (a whiteout, an opaque /etc) must still get them, and
+/// none of them may end up in the new layer, whose /etc keeps the image's mode.
+fn run_mount_points_hidden_by_a_layer_stay_out_of_the_new_layer() -> TestResult {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    let hide = env.dir.path().join("layers/hide");
+    fs_err::create_dir_all(hide.join("etc")).unwrap();
+    fs_err::write(hide.join("etc/passwd"), PASSWD).unwrap();
+    fs_err::write(hide.join("etc/group"), GROUP).unwrap();
+    fs_err::set_permissions(hide.join("etc"), std::fs::Permissions::from_mode(0o750)).unwrap();
+    xattr::set(hide.join("etc"), "trusted.overlay.opaque", b"y").unwrap();
+    let st = std::process::Command::new("mknod")
+        .arg(hide.join("sys"))
+        .args(["c", "0", "0"])
+        .status()
+        .unwrap();
+    ensure(st.success(), "mknod of a whiteout")?;
+    let upper = env.upper();
+    let (r, lines) = run_op(
+        &env,
+        sh(
+            "grep -c localhost /etc/hosts; cat /etc/hostname; ls -d /sys /proc; \
+            ls /etc | tr '\\n' ' '; echo; echo new > /etc/new; stat -c %a /etc",
+        ),
+        vec![hide, env.base.clone()],
+        &upper,
+        vec![],
+    );
+    ok(r, &lines)?;
+    ensure_eq(
+        stdout(&lines),
+        "2\nbuildkitsandbox\n/proc\n/sys\ngroup hostname hosts passwd resolv.conf \n750\n".into(),
+        "mount points inside the sandbox",
+    )?;
+    let mut layer: Vec<String> = walk(&upper)
+        .iter()
+        .map(|p| p.strip_prefix(&upper).unwrap().display().to_string())
+        .collect();
+    layer.sort();
+    ensure_eq(
+        layer,
+        vec!["etc".to_string(), "etc/new".into()],
+        "new layer",
+    )?;
+    let mode = fs_err::metadata(upper.join("etc"))
+        .unwrap()
+        .permissions()
+        .mode();
+    ensure_eq(mode & 0o7777, 0o750, "mode of /etc in the new layer")
 }
 
 fn run_capabilities_are_dockers_default() -> TestResult {

@@ -196,13 +196,14 @@ impl Scratch {
 }
 
 /// A detached overlay of `lowers` (top first), over `upper` with its work dir or read-only.
+/// Volatile (never syncs the upper's filesystem), like the RUN sandbox's root.
 fn mount_layers(lowers: &[PathBuf], upper: Option<(&Path, &Path)>) -> Result<Root, FileError> {
     let lowers: Vec<&Path> = lowers.iter().map(PathBuf::as_path).collect();
     let attrs = MountAttrs {
         nodev: true,
         ..MountAttrs::NONE
     };
-    let mount = sys::overlay_mount(&lowers, upper, attrs).map_err(FileError::Mount)?;
+    let mount = sys::overlay_mount(&lowers, upper, true, attrs).map_err(FileError::Mount)?;
     Root::of_mount(mount).map_err(FileError::Mount)
 }
 

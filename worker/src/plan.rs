@@ -68,14 +68,23 @@ pub(crate) enum Step {
     /// The stub layer in the tmpfs `handle`: every mount point of [`ROOT_MOUNT_POINTS`], put
     /// *under* the image's layers so that whatever the image has wins.
     StubLayer { handle: usize },
-    /// Mount the root overlay (the stub layer of `stubs` at the bottom) on `target`.
+    /// The root overlay (the stub layer of `stubs` at the bottom), detached.
     MountRoot {
+        handle: usize,
         stubs: usize,
         lowers: Vec<PathBuf>,
         upper: PathBuf,
         work: PathBuf,
+    },
+    /// Attach the detached mounts `handles`, no longer needed, onto `target` (a host path,
+    /// under the root overlay): they then go away with the old root, lazily, instead of each
+    /// costing an RCU grace period when its last descriptor is closed while detached.
+    Park {
+        handles: Vec<usize>,
         target: PathBuf,
     },
+    /// Attach the root overlay `handle` on `target`.
+    AttachRoot { handle: usize, target: PathBuf },
     /// A detached bind of a host path.
     CloneHost {
         handle: usize,
@@ -179,7 +188,8 @@ pub(crate) struct Applied {
     pub(crate) stubs: Vec<(String, bool)>,
     /// Targets of `RUN --mount`s, to unmount before removing the stubs.
     pub(crate) targets: Vec<String>,
-    /// One empty read-only tmpfs, cloned onto every masked directory.
+    /// One empty read-only tmpfs (attached on the first masked directory), cloned onto the
+    /// other masked directories.
     mask: Option<OwnedFd>,
 }
 
@@ -200,6 +210,7 @@ impl SandboxPlan {
             next - 1
         };
         let own = handle();
+        let root = handle();
         let file_bytes: usize = spec.etc_files.iter().map(|(_, c)| c.len()).sum::<usize>()
             + spec
                 .mounts
@@ -217,13 +228,14 @@ impl SandboxPlan {
             },
             Step::StubLayer { handle: own },
             Step::MountRoot {
+                handle: root,
                 stubs: own,
                 lowers: spec.lowers.clone(),
                 upper: spec.upper.clone(),
                 work: spec.work.clone(),
-                target: spec.root_mountpoint.clone(),
             },
         ];
+        let mut parked = vec![own];
         let devices: Vec<usize> = DEVICES
             .iter()
             .map(|d| {
@@ -273,6 +285,7 @@ impl SandboxPlan {
                     scratch,
                 } => {
                     let fs = handle();
+                    parked.push(fs);
                     steps.push(Step::Overlay {
                         handle: fs,
                         lowers: lowers.clone(),
@@ -360,6 +373,14 @@ impl SandboxPlan {
             }
         }
 
+        steps.push(Step::Park {
+            handles: parked,
+            target: spec.root_mountpoint.clone(),
+        });
+        steps.push(Step::AttachRoot {
+            handle: root,
+            target: spec.root_mountpoint.clone(),
+        });
         steps.push(Step::PivotRoot {
             new_root: spec.root_mountpoint.clone(),
         });
@@ -515,6 +536,8 @@ fn describe(step: &Step) -> String {
         Step::OwnTmpfs { .. } => "mounting the sandbox's tmpfs".into(),
         Step::StubLayer { .. } => "making the mount points".into(),
         Step::MountRoot { .. } => "mounting the root overlay".into(),
+        Step::Park { .. } => "putting away the setup mounts".into(),
+        Step::AttachRoot { .. } => "attaching the root overlay".into(),
         Step::CloneHost { source, .. } => format!("binding {}", source.display()),
         Step::Overlay { .. } => "mounting a bind source overlay".into(),
         Step::WriteFile { name, .. } => format!("writing {name}"),
@@ -580,15 +603,28 @@ fn apply_step(
             make_stubs(tmpfs, "bottom", &ROOT_MOUNT_POINTS, None)
         }
         Step::MountRoot {
+            handle,
             stubs,
             lowers,
             upper,
             work,
-            target,
         } => {
             let tmpfs = get(handles, *stubs)?;
             let fd = mount_root(tmpfs, lowers, upper, work)?;
-            sys::attach_mount(fd.as_fd(), target)
+            put(handles, *handle, fd);
+            Ok(())
+        }
+        Step::Park {
+            handles: hs,
+            target,
+        } => {
+            for h in hs {
+                sys::attach_mount(take(handles, *h)?.as_fd(), target)?;
+            }
+            Ok(())
+        }
+        Step::AttachRoot { handle, target } => {
+            sys::attach_mount(take(handles, *handle)?.as_fd(), target)
         }
         Step::CloneHost {
             handle,
@@ -615,7 +651,8 @@ fn apply_step(
                     sys::set_mount_attrs(fd.as_fd(), *attrs)?;
                     fd
                 }
-                _ => sys::overlay_mount(&lowers, upper, *attrs)?,
+                // Writes to a bind mount are thrown away: never worth a sync.
+                _ => sys::overlay_mount(&lowers, upper, true, *attrs)?,
             };
             put(handles, *handle, fd);
             Ok(())
@@ -725,20 +762,24 @@ fn apply_step(
             missing_ok((|| {
                 let meta = fs_err::symlink_metadata(p)?;
                 let fd = if meta.is_dir() {
-                    let empty = match applied.mask.take() {
-                        Some(fd) => fd,
-                        None => sys::fs_mount(
-                            "tmpfs",
-                            &[opt("size", "0")],
-                            MountAttrs {
-                                readonly: true,
-                                ..MountAttrs::SAFE
-                            },
-                        )?,
-                    };
-                    let clone = sys::clone_tree(empty.as_fd(), Path::new(""), false)?;
-                    applied.mask = Some(empty);
-                    clone
+                    match &applied.mask {
+                        Some(empty) => sys::clone_tree(empty.as_fd(), Path::new(""), false)?,
+                        // The first masked directory gets the tmpfs itself (attached, its
+                        // descriptor is cheap to close), the others clones of it.
+                        None => {
+                            let empty = sys::fs_mount(
+                                "tmpfs",
+                                &[opt("size", "0")],
+                                MountAttrs {
+                                    readonly: true,
+                                    ..MountAttrs::SAFE
+                                },
+                            )?;
+                            sys::attach_mount(empty.as_fd(), p)?;
+                            applied.mask = Some(empty);
+                            return Ok(());
+                        }
+                    }
                 } else {
                     sys::clone_tree(
                         sys::open_dir(Path::new("/"))?.as_fd(),
@@ -780,7 +821,10 @@ fn mount_root(
     let bottom = sys::fd_path(tmpfs).join("bottom");
     let mut layers: Vec<&Path> = lowers.iter().map(PathBuf::as_path).collect();
     layers.push(&bottom);
-    let fd = sys::overlay_mount(&layers, Some((upper, work)), attrs)?;
+    // Volatile: the new layer is read back for its diff and made durable by whoever stores
+    // it; syncing the whole filesystem when the sandbox ends only makes the RUN wait for
+    // everyone's writeback (a RUN writing 64 MiB took 90 ms instead of 64).
+    let fd = sys::overlay_mount(&layers, Some((upper, work)), true, attrs)?;
     let mut missing = Vec::new();
     for (path, dir) in ROOT_MOUNT_POINTS {
         if !sys::exists_beneath(fd.as_fd(), Path::new(path))? {
@@ -795,10 +839,16 @@ fn mount_root(
         _ => None,
     };
     drop(fd);
+    // A volatile overlay marks its work dir; the same upper and work dir may be mounted
+    // again only once the mark is gone.
+    match fs_err::remove_dir_all(work.join("work/incompat")) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
     make_stubs(tmpfs, "top", &missing, etc.as_ref())?;
     let top = sys::fd_path(tmpfs).join("top");
     layers.insert(0, &top);
-    sys::overlay_mount(&layers, Some((upper, work)), attrs)
+    sys::overlay_mount(&layers, Some((upper, work)), true, attrs)
 }
 
 /// Makes the mount points `entries` (relative paths, directory or file) under `dir` in the

@@ -376,6 +376,62 @@ fn apply(req: &FileRequest, scratch: &mut Scratch, limit: u64) -> Result<FileSta
     Ok(stats)
 }
 
+/// Fills `dest`, a new empty host directory, with the contents of the directory `source`
+/// of the filesystem made of `layers` (top first): what a cache mount with `from=` starts
+/// with. `source` is resolved inside that filesystem (its symlinks cannot lead out of it);
+/// owners, modes, links, xattrs and times are kept, and `dest` takes the source directory's
+/// owner, mode and times. Blocking.
+pub(crate) fn seed_dir(layers: &[PathBuf], source: &str, dest: &Path) -> Result<(), FileError> {
+    let root = match layers {
+        [] => empty_root()?,
+        [one] => Root::open(one).map_err(io_at("open", one))?,
+        many => mount_layers(many, None)?,
+    };
+    let comps = root::clean(Path::new(source));
+    let shown = format!("/{}", root::join(&comps).display());
+    let not_found = || FileError::NotFound {
+        path: shown.clone(),
+        source_name: "the cache mount's from".into(),
+    };
+    let st = root
+        .stat(&comps)
+        .map_err(io_at("open", &shown))?
+        .ok_or_else(not_found)?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+        return Err(FileError::Io {
+            what: "use as a cache mount source",
+            path: shown.into(),
+            source: io::Error::from_raw_os_error(libc::ENOTDIR),
+        });
+    }
+    let src = root
+        .open_at(&comps, OFlag::O_DIRECTORY | OFlag::O_RDONLY)
+        .map_err(io_at("open", &shown))?
+        .ok_or_else(not_found)?;
+    let dst = Rc::new(sys::open_dir(dest).map_err(io_at("open", dest))?);
+    let opts = CopyOpts {
+        owner: None,
+        reset_owner: false,
+        mode: None,
+        skip: Rc::new(|_: &str, _: bool| false),
+    };
+    copy::copy_dir_contents(
+        &src,
+        &dst,
+        &opts,
+        &mut Links::default(),
+        &mut Counts::default(),
+        Path::new(&shown),
+    )
+    .map_err(io_at("copy", &shown))?;
+    let meta = || -> io::Result<()> {
+        sys::fchown(dst.as_fd(), st.st_uid, st.st_gid)?;
+        sys::fchmod(dst.as_fd(), st.st_mode & 0o7777)?;
+        sys::futimens(dst.as_fd(), st.st_mtime, st.st_mtime_nsec)
+    };
+    meta().map_err(io_at("copy", &shown))
+}
+
 /// `--chmod`: an octal mode, special bits allowed.
 fn parse_chmod(s: &str) -> Result<u32, FileError> {
     match u32::from_str_radix(s, 8) {

@@ -451,15 +451,28 @@ impl Worker {
                 MountKind::Cache {
                     id,
                     sharing,
+                    from,
                     readonly,
                     mode,
                     uid,
                     gid,
-                    ..
                 } => {
-                    let (dir, lock) = self
-                        .cache_dir(id, *sharing, *mode, *uid, *gid, scratch)
-                        .await?;
+                    let seed = match (from, input) {
+                        (None, _) => None,
+                        (Some((_, source)), MountInput::Layers(layers)) => {
+                            Some((layers, source.as_str()))
+                        }
+                        (Some(_), _) => return Err(bad("no filesystem given for its from")),
+                    };
+                    let cache = CacheMount {
+                        id,
+                        sharing: *sharing,
+                        mode: *mode,
+                        uid: *uid,
+                        gid: *gid,
+                        seed,
+                    };
+                    let (dir, lock) = self.cache_dir(&target, &cache, scratch).await?;
                     locks.push(lock);
                     mounts.push(SpecMount::Dir {
                         target,
@@ -555,30 +568,17 @@ impl Worker {
     /// hashed into names, so no id can name a path outside `cache-mounts/`.
     async fn cache_dir(
         &self,
-        id: &str,
-        sharing: CacheSharing,
-        mode: u32,
-        uid: u32,
-        gid: u32,
+        target: &str,
+        cache: &CacheMount<'_>,
         scratch: &Path,
     ) -> Result<(PathBuf, CacheLock), RunError> {
-        let name = hex::encode(sha2::Sha256::digest(id.as_bytes()));
+        let name = cache.name();
         let base = self.config.state_dir.join("cache-mounts");
         let dir = base.join(&name);
         let lock_path = base.join(format!("{name}.lock"));
-        let fresh = |dir: &Path| -> io::Result<()> {
-            use std::os::unix::fs::PermissionsExt;
-            fs_err::create_dir(dir)?;
-            std::os::unix::fs::chown(dir, Some(uid), Some(gid))?;
-            fs_err::set_permissions(dir, std::fs::Permissions::from_mode(mode & 0o7777))
-        };
-        let err = io_err(format!("failed to prepare cache mount {id}"));
-        if let Err(e) = fresh(&dir)
-            && e.kind() != io::ErrorKind::AlreadyExists
-        {
-            return Err(err(e));
-        }
-        let lock = match sharing {
+        let err = io_err(format!("failed to prepare cache mount {}", cache.id));
+        cache.make(&dir, &base, target).await?;
+        let lock = match cache.sharing {
             CacheSharing::Shared => CacheLock(None),
             CacheSharing::Locked => {
                 let f = fs_err::File::create(&lock_path).map_err(err)?;
@@ -595,7 +595,7 @@ impl Worker {
                     Err(_) => {
                         // Someone else has it: this run gets a fresh one of its own.
                         let own = scratch.join("private-cache");
-                        fresh(&own).map_err(io_err("failed to prepare a private cache mount"))?;
+                        cache.make(&own, scratch, target).await?;
                         return Ok((own, CacheLock(None)));
                     }
                 }
@@ -603,4 +603,93 @@ impl Worker {
         };
         Ok((dir, lock))
     }
+}
+
+/// A `type=cache` mount, resolved: its id, how it is shared, how a new one starts.
+struct CacheMount<'a> {
+    id: &'a str,
+    sharing: CacheSharing,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    /// `from=`: the layers of the stage (or context) it is seeded from, and the directory in
+    /// it (`source=`, `/` by default).
+    seed: Option<(Vec<PathBuf>, &'a str)>,
+}
+
+impl CacheMount<'_> {
+    /// The cache's directory name. Ids are hashed, so no id can name a path outside
+    /// `cache-mounts/`. A seeded cache is a cache of its own per seed (as in BuildKit, where
+    /// the `from` snapshot is part of the cache's key): the layer directories are content
+    /// addressed, so a changed stage seeds a new cache rather than reusing one that started
+    /// from the old content.
+    fn name(&self) -> String {
+        let mut key = sha2::Sha256::new();
+        key.update(self.id.as_bytes());
+        if let Some((layers, source)) = &self.seed {
+            key.update(b"\0from\0");
+            for l in layers {
+                key.update(l.as_os_str().as_encoded_bytes());
+                key.update(b"\0");
+            }
+            key.update(b"\0source\0");
+            key.update(source.as_bytes());
+        }
+        hex::encode(key.finalize())
+    }
+
+    /// Makes the cache directory `dir` when it does not exist yet: empty with the mount's
+    /// mode and owner, or a copy of the seed. A seed is copied into a temporary directory
+    /// beside `dir` and renamed into place, so a cache is never seen half seeded; when two
+    /// runs seed the same cache at once, the first rename wins.
+    async fn make(&self, dir: &Path, tmp_parent: &Path, target: &str) -> Result<(), RunError> {
+        let err = io_err(format!("failed to prepare cache mount {}", self.id));
+        let Some((layers, source)) = &self.seed else {
+            let (mode, uid, gid) = (self.mode, self.uid, self.gid);
+            let fresh = || -> io::Result<()> {
+                use std::os::unix::fs::PermissionsExt;
+                fs_err::create_dir(dir)?;
+                std::os::unix::fs::chown(dir, Some(uid), Some(gid))?;
+                fs_err::set_permissions(dir, std::fs::Permissions::from_mode(mode & 0o7777))
+            };
+            return match fresh() {
+                Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(err(e)),
+                _ => Ok(()),
+            };
+        };
+        if fs_err::symlink_metadata(dir).is_ok() {
+            return Ok(());
+        }
+        let tmp = tempfile::Builder::new()
+            .prefix(".strata-seed-")
+            .tempdir_in(tmp_parent)
+            .map_err(io_err(format!("failed to prepare cache mount {}", self.id)))?;
+        let (layers, source, path) = (layers.clone(), source.to_string(), tmp.path().to_owned());
+        tokio::task::spawn_blocking(move || crate::fileop::seed_dir(&layers, &source, &path))
+            .await
+            .map_err(|e| err(io::Error::other(e)))?
+            .map_err(|e| RunError::Mount {
+                target: target.to_owned(),
+                reason: format!("seeding the cache from its from: {}", error_chain(&e)),
+            })?;
+        let seeded = tmp.keep();
+        if let Err(e) = fs_err::rename(&seeded, dir) {
+            let _ = fs_err::remove_dir_all(&seeded);
+            if fs_err::symlink_metadata(dir).is_err() {
+                return Err(io_err(format!("failed to prepare cache mount {}", self.id))(e));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
 }

@@ -75,6 +75,10 @@ pub fn tests() -> Vec<Trial> {
             run_cache_mount_fresh_dir_mode_and_owner,
         ),
         trial(
+            "run_cache_mount_from_a_stage_is_seeded_once",
+            run_cache_mount_from_a_stage_is_seeded_once,
+        ),
+        trial(
             "run_bind_mount_source_stays_inside_its_stage",
             run_bind_mount_source_stays_inside_its_stage,
         ),
@@ -771,6 +775,110 @@ fn run_cache_mount_fresh_dir_mode_and_owner() -> TestResult {
         "1000:50:700\n".into(),
         "fresh cache dir (conformance mount-cache)",
     )
+}
+
+/// `RUN --mount=type=cache,from=stage,source=/seed`: a new cache starts as a copy of that
+/// directory of the stage (owners, modes, links kept; the stage itself never written), is
+/// not seeded again once it exists, and is a different cache from the same id without
+/// `from` or from another stage.
+fn run_cache_mount_from_a_stage_is_seeded_once() -> TestResult {
+    use std::os::unix::fs::{PermissionsExt, symlink};
+    let env = Env::new();
+    let stage = |name: &str, content: &str| {
+        let l = env.dir.path().join(format!("layers/{name}"));
+        fs_err::create_dir_all(l.join("seed/sub")).unwrap();
+        fs_err::write(l.join("seed/file.txt"), content).unwrap();
+        fs_err::set_permissions(
+            l.join("seed/file.txt"),
+            std::fs::Permissions::from_mode(0o640),
+        )
+        .unwrap();
+        symlink("file.txt", l.join("seed/link")).unwrap();
+        fs_err::write(l.join("seed/sub/deep"), "deep\n").unwrap();
+        for p in ["seed", "seed/file.txt", "seed/sub", "seed/sub/deep"] {
+            std::os::unix::fs::lchown(l.join(p), Some(1000), Some(1000)).unwrap();
+        }
+        fs_err::set_permissions(l.join("seed"), std::fs::Permissions::from_mode(0o750)).unwrap();
+        // A link that would leave the stage if it were followed on the host.
+        symlink("/", l.join("seed/up")).unwrap();
+        l
+    };
+    let one = stage("stage-one", "one\n");
+    let two = stage("stage-two", "two\n");
+    let cache = |from: Option<&str>| Mount {
+        target: "/c".into(),
+        kind: MountKind::Cache {
+            id: "seeded".into(),
+            sharing: CacheSharing::Shared,
+            from: from.map(|s| (1, s.to_string())),
+            readonly: false,
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+        },
+    };
+    let run = |script: &str, mount: Mount, input: MountInput| {
+        run_op(
+            &env,
+            with_mounts(sh(script), vec![mount]),
+            vec![env.base.clone()],
+            &env.upper(),
+            vec![input],
+        )
+    };
+    let from_one = || MountInput::Layers(vec![one.clone(), env.base.clone()]);
+    let (r, lines) = run(
+        "cat /c/file.txt /c/sub/deep; stat -c '%a %u:%g' /c /c/file.txt; readlink /c/link; readlink /c/up; \
+         echo added > /c/added",
+        cache(Some("/seed")),
+        from_one(),
+    );
+    ok(r, &lines)?;
+    ensure_eq(
+        stdout(&lines),
+        "one\ndeep\n750 1000:1000\n640 1000:1000\nfile.txt\n/\n".into(),
+        "seeded cache",
+    )?;
+    ensure(
+        !one.join("seed/added").exists(),
+        "the stage is not written through the cache",
+    )?;
+    let (r, lines) = run(
+        "cat /c/added /c/file.txt; rm /c/file.txt",
+        cache(Some("/seed")),
+        from_one(),
+    );
+    ok(r, &lines)?;
+    ensure_eq(
+        stdout(&lines),
+        "added\none\n".into(),
+        "kept, not seeded again",
+    )?;
+    let (r, lines) = run("ls /c | tr '\\n' ' '", cache(Some("/seed")), from_one());
+    ok(r, &lines)?;
+    ensure_eq(
+        stdout(&lines),
+        "added link sub up \n".into(),
+        "a deleted seed file stays deleted",
+    )?;
+    let (r, lines) = run("ls -A /c | wc -l", cache(None), MountInput::None);
+    ok(r, &lines)?;
+    ensure_eq(stdout(&lines), "0\n".into(), "same id without from")?;
+    let (r, lines) = run(
+        "cat /c/file.txt",
+        cache(Some("/seed")),
+        MountInput::Layers(vec![two.clone(), env.base.clone()]),
+    );
+    ok(r, &lines)?;
+    ensure_eq(stdout(&lines), "two\n".into(), "same id from another stage")?;
+    let (r, _) = run("true", cache(Some("/missing")), from_one());
+    match r {
+        Err(strata_worker::RunError::Mount { target, reason }) => ensure(
+            target == "/c" && reason.contains("/missing"),
+            format!("error for a missing source: {target}: {reason}"),
+        ),
+        other => Err(format!("a missing source must fail: {other:?}").into()),
+    }
 }
 
 fn run_bind_mount_source_stays_inside_its_stage() -> TestResult {

@@ -163,13 +163,14 @@ pub const DEFAULT_MAX_UNPACK: u64 = 64 << 30;
 impl Worker {
     /// Applies `req.op` onto `req.lowers`, writing the changes into `req.upper`. Blocking:
     /// call it from `spawn_blocking` in async code. Every mount it makes is gone when it
-    /// returns.
+    /// returns; its scratch directory, if it needed one, is deleted right after, in the
+    /// background.
     pub fn apply_file_op(&self, req: FileRequest) -> Result<FileStats, FileError> {
         let parent = req.upper.parent().unwrap_or(Path::new("/")).to_owned();
         let mut scratch = Scratch { parent, dir: None };
         let result = apply(&req, &mut scratch, self.config.max_unpack_bytes);
         if let Some(dir) = scratch.dir {
-            let _ = dir.close();
+            self.janitor.delete(dir);
         }
         result
     }

@@ -12,6 +12,7 @@ mod copy;
 mod diff;
 mod download;
 mod fileop;
+mod janitor;
 mod layers;
 mod pattern;
 mod plan;

@@ -3,8 +3,10 @@
 //! worker, see `zygote.rs`), sends the spec, streams the command's output line by line, and
 //! turns the sandbox's status into a result. Cancelling (the token, or dropping the future)
 //! closes the control socket, and the sandbox then kills everything in it; nothing it
-//! mounted was ever visible outside it, and its scratch directory is removed here.
+//! mounted was ever visible outside it, and its scratch directory is deleted here (in the
+//! background, see `janitor.rs`).
 
+use crate::janitor::Janitor;
 use crate::sandbox::Status;
 use crate::spec::{ProcessSpec, SandboxSpec, SpecMount};
 use crate::sys;
@@ -60,6 +62,7 @@ impl WorkerConfig {
 pub struct Worker {
     pub(crate) config: WorkerConfig,
     helper: Arc<Mutex<Option<Arc<Zygote>>>>,
+    pub(crate) janitor: Janitor,
 }
 
 /// Which stream a line came from.
@@ -217,6 +220,7 @@ impl Worker {
         Ok(Worker {
             config,
             helper: Arc::new(Mutex::new(None)),
+            janitor: Janitor::default(),
         })
     }
 
@@ -227,7 +231,8 @@ impl Worker {
 
     /// Runs `req.exec` in a sandbox over `req.lowers` with `req.upper` as the writable
     /// layer; each output line goes to `output`. Returns once every process of the sandbox
-    /// has exited and its scratch directory is gone.
+    /// has exited and its mounts are gone (so `req.upper` is no longer in use); its scratch
+    /// directory beside `req.upper` is deleted right after, in the background.
     pub async fn run<F>(
         &self,
         req: RunRequest,
@@ -326,9 +331,8 @@ impl Worker {
             )),
             None => Err(RunError::Setup("the sandbox ended without a status".into())),
         };
-        scratch
-            .close()
-            .map_err(io_err("failed to remove the run's scratch directory"))?;
+        // Deleting it takes a few journaled operations: done right after, not on the way.
+        self.janitor.delete(scratch);
         result
     }
 

@@ -232,13 +232,22 @@ pub(crate) fn wait_pid(pid: Pid) -> io::Result<WaitStatus> {
 
 /// Blocks until one of `fds` is readable or hung up; returns which are.
 pub(crate) fn poll_readable(fds: &[BorrowedFd<'_>]) -> io::Result<Vec<bool>> {
+    poll_readable_for(fds, None)
+}
+
+/// [`poll_readable`], giving up after `timeout_ms` (all `false` then).
+pub(crate) fn poll_readable_for(
+    fds: &[BorrowedFd<'_>],
+    timeout_ms: Option<u16>,
+) -> io::Result<Vec<bool>> {
     use nix::poll::{PollFd, PollFlags, PollTimeout};
     let mut polls: Vec<PollFd<'_>> = fds
         .iter()
         .map(|fd| PollFd::new(*fd, PollFlags::POLLIN))
         .collect();
+    let timeout = timeout_ms.map_or(PollTimeout::NONE, PollTimeout::from);
     loop {
-        match nix::poll::poll(&mut polls, PollTimeout::NONE) {
+        match nix::poll::poll(&mut polls, timeout) {
             Ok(_) => break,
             Err(Errno::EINTR) => continue,
             Err(e) => return Err(e.into()),

@@ -15,9 +15,11 @@
 //! monitors and exits.
 //!
 //! Network namespaces: creating one (and bringing up its loopback) costs about 0.6 ms, so
-//! the helper keeps one made in advance and makes the next as soon as it has handed one
-//! over, while the RUN that got it is busy. Each is used by one sandbox only and then
-//! destroyed: the isolation is the same as making it on the spot.
+//! the helper keeps one made in advance. After handing one over it makes the next once it
+//! has been idle for a millisecond, not at once: right after the fork the new monitor needs
+//! the CPU more (on a busy two-core machine the helper would delay it). Each namespace is
+//! used by one sandbox only and then destroyed: the isolation is the same as making it on
+//! the spot.
 
 use crate::sandbox::{self, Status};
 use crate::sys::{self, CloneFlags, Forked};
@@ -87,6 +89,8 @@ struct Helper {
     host_netns: Option<OwnedFd>,
     /// A network namespace made in advance for the next `--network=none` sandbox.
     spare_netns: Option<OwnedFd>,
+    /// Whether any `--network=none` sandbox was asked for (then a spare is kept).
+    wants_netns: bool,
     /// Live monitors and a descriptor that is readable once each has exited.
     monitors: Vec<(nix::unistd::Pid, OwnedFd)>,
 }
@@ -101,6 +105,7 @@ pub fn sandbox_main() -> ExitCode {
     let mut helper = Helper {
         host_netns: Some(host_netns),
         spare_netns: None,
+        wants_netns: false,
         monitors: Vec::new(),
     };
     let stdin = io::stdin();
@@ -108,10 +113,16 @@ pub fn sandbox_main() -> ExitCode {
     loop {
         let mut fds = vec![sock];
         fds.extend(helper.monitors.iter().map(|(_, fd)| fd.as_fd()));
-        let ready = match sys::poll_readable(&fds) {
+        let idle_work = helper.wants_netns && helper.spare_netns.is_none();
+        let ready = match sys::poll_readable_for(&fds, idle_work.then_some(1)) {
             Ok(r) => r,
             Err(_) => break,
         };
+        if idle_work && !ready.contains(&true) {
+            // A failure is tried again on demand, where it is reported.
+            helper.spare_netns = helper.new_netns().ok();
+            continue;
+        }
         helper.reap(&ready[1..]);
         if !ready[0] {
             continue;
@@ -200,9 +211,7 @@ impl Helper {
                 let _ = sys::write_all(ctl.as_fd(), &status.to_line());
             }
         }
-        if network_none && self.spare_netns.is_none() {
-            self.spare_netns = self.new_netns().ok();
-        }
+        self.wants_netns |= network_none;
     }
 
     /// A new network namespace with loopback up. The helper enters it to make it and

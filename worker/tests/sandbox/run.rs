@@ -385,16 +385,22 @@ fn leftovers(env: &Env, before: &str) -> TestResult {
         !after.contains(&env.dir.path().display().to_string()),
         "a mount under the test dir is left",
     )?;
-    let scratch: Vec<_> = fs_err::read_dir(env.dir.path().join("layers"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name())
-        .filter(|n| n.to_string_lossy().starts_with(".strata"))
-        .collect();
-    ensure(
-        scratch.is_empty(),
-        format!("scratch dirs left: {scratch:?}"),
-    )
+    // Scratch dirs are deleted in the background, right after the run.
+    let scratch = || -> Vec<_> {
+        fs_err::read_dir(env.dir.path().join("layers"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .filter(|n| n.to_string_lossy().starts_with(".strata"))
+            .collect()
+    };
+    for _ in 0..100 {
+        if scratch().is_empty() {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Err(format!("scratch dirs left: {:?}", scratch()).into())
 }
 
 fn run_leaves_no_mounts_processes_or_dirs() -> TestResult {

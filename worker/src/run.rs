@@ -329,7 +329,10 @@ impl Worker {
             None if timed_out => Err(RunError::Setup(
                 "the sandbox did not stop within 10s of being cancelled".into(),
             )),
-            None => Err(RunError::Setup("the sandbox ended without a status".into())),
+            None => Err(RunError::Setup(format!(
+                "the sandbox helper ({} __sandbox) ended the run without a status",
+                self.config.helper_exe.display()
+            ))),
         };
         // Deleting it takes a few journaled operations: done right after, not on the way.
         self.janitor.delete(scratch);

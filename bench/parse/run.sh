@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Parse figures for issue 2 §7: strata's parse of a generated 10,000-instruction Dockerfile,
-# next to BuildKit's (through docker) on the same file in the same run.
+# Frontend figures for issue 2 §7: strata's parse, parse + typed instructions + expansion, and
+# full lowering of a generated 10,000-instruction Dockerfile (each phase in a fresh process,
+# with the peak memory it adds), next to BuildKit's (through docker) on the same file in the
+# same run.
 #
 # BuildKit's parser cannot be called alone, so its figure is a difference of two `docker
 # build`s that both stop at an unknown instruction on their last line: the generated file and
@@ -14,7 +16,6 @@ trap 'rm -rf "$work"' EXIT
 
 cargo build --release -q -p strata-bench-parse
 target/release/bench-parse 10000 --write "$work/big.Dockerfile"
-/usr/bin/time -f "whole process: %e s wall, peak RSS %M KiB" target/release/bench-parse 10000 >/dev/null
 
 command -v docker >/dev/null || { echo "docker not found: BuildKit figure skipped"; exit 0; }
 sed -i '/^# syntax=/d' "$work/big.Dockerfile"   # no frontend image to pull

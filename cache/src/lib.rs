@@ -13,6 +13,8 @@ mod checksum;
 mod context;
 mod durable;
 mod entry;
+mod exchange;
+mod explain;
 mod filter;
 #[cfg(test)]
 mod fixture;
@@ -26,6 +28,11 @@ mod walk;
 pub use checksum::Checksum;
 pub use context::{ContextError, ContextIndex, ContextStats, ScanOptions};
 pub use entry::{EntryKind, Ownership};
+pub use exchange::{
+    CACHE_ARTIFACT_TYPE, CACHE_CONFIG_MEDIA_TYPE, CACHE_REF_NAME, ExchangeError, ExportOptions,
+    ExportReport, ImportedCache, export,
+};
+pub use explain::explain_miss;
 pub use filter::{ContextFilter, NoFilter};
 pub use key::{CacheKey, KeyParts};
 pub use record::{

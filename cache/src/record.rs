@@ -86,6 +86,31 @@ pub struct LayerRef {
     pub uncompressed_size: Option<u64>,
 }
 
+impl LayerRef {
+    /// The store's descriptor of this layer (`None` if a digest in the record is malformed).
+    pub fn descriptor(&self) -> Option<strata_store::LayerDescriptor> {
+        Some(strata_store::LayerDescriptor {
+            media_type: self.media_type.clone(),
+            digest: self.digest.parse().ok()?,
+            size: self.size,
+            diff_id: self.diff_id.parse().ok()?,
+            uncompressed_size: self.uncompressed_size,
+        })
+    }
+}
+
+impl From<&strata_store::LayerDescriptor> for LayerRef {
+    fn from(l: &strata_store::LayerDescriptor) -> Self {
+        LayerRef {
+            digest: l.digest.to_string(),
+            diff_id: l.diff_id.to_string(),
+            size: l.size,
+            media_type: l.media_type.clone(),
+            uncompressed_size: l.uncompressed_size,
+        }
+    }
+}
+
 /// A stable identity of a step across builds (not its key), with how to name it to users.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StepRef {
@@ -115,6 +140,9 @@ pub struct Record {
     /// say which argument, env var or build arg changed.
     #[serde(default)]
     pub definition: Option<serde_json::Value>,
+    /// How long the step ran, in milliseconds (what a later hit saves).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
 }
 
 /// Which records [`CacheDb::prune`] removes. A record goes if any set condition holds.
@@ -572,6 +600,7 @@ mod tests {
             parts: parts.clone(),
             step: None,
             definition: Some(serde_json::json!({"exec": {"args": ["make"]}})),
+            duration_ms: Some(1500),
         };
         (parts.key(), record)
     }

@@ -1,31 +1,50 @@
-//! Frontend diagnostics for people: the location and message on one line, then the Dockerfile
-//! line it points at with a caret under the column.
+//! Frontend diagnostics for people, one format for every command (`parse`, `check`, `build`):
+//! the severity, the location and the message on one line, then the Dockerfile line it points
+//! at with a caret under the column.
 //!
 //! ```text
-//! Dockerfile:12:5: unknown instruction: RUNN (did you mean RUN?)
-//!    12 | RUNN echo hi
-//!       | ^
+//! error: Dockerfile:12:5: unknown instruction: RUNN (did you mean RUN?)
+//! 12 | RUNN echo hi
+//!    |     ^
+//! warning: Dockerfile:2:1: Maintainer instruction is deprecated ... [MaintainerDeprecated]
+//! 2 | MAINTAINER me
+//!   | ^
 //! ```
 
 use std::fmt::Write as _;
 use strata_frontend::{Diagnostic, Severity};
+use strata_graph::SourceLoc;
 
 /// Renders `d`, found in `file` whose bytes are `source`, as a few lines ending in `\n`.
 pub(crate) fn render(file: &str, source: &[u8], d: &Diagnostic) -> String {
     let mut out = String::new();
     let severity = match d.severity {
-        Severity::Error => "",
-        Severity::Warning => "warning: ",
+        Severity::Error => "error",
+        Severity::Warning => "warning",
     };
     let rule = d.rule.map(|r| format!(" [{r}]")).unwrap_or_default();
-    let _ = writeln!(out, "{file}:{}: {severity}{}{rule}", d.loc, d.text());
-    if let Some(line) = source_line(source, d.loc.line) {
-        let number = d.loc.line.to_string();
-        let pad = " ".repeat(number.len());
-        let _ = writeln!(out, "{number} | {line}");
-        let _ = writeln!(out, "{pad} | {}^", caret_padding(&line, d.loc.column));
-    }
+    let _ = writeln!(out, "{severity}: {file}:{}: {}{rule}", d.loc, d.text());
+    out.push_str(&snippet(source, d.loc));
     out
+}
+
+/// Points at `loc` in `file` without a message of its own (the place of a failed build
+/// step, after its error): ` --> Dockerfile:5:1`, the line, a caret.
+pub(crate) fn render_place(file: &str, source: &[u8], loc: SourceLoc) -> String {
+    format!(" --> {file}:{loc}\n{}", snippet(source, loc))
+}
+
+/// The source line of `loc` with a caret under its column (empty if the line is missing).
+fn snippet(source: &[u8], loc: SourceLoc) -> String {
+    let Some(line) = source_line(source, loc.line) else {
+        return String::new();
+    };
+    let number = loc.line.to_string();
+    let pad = " ".repeat(number.len());
+    format!(
+        "{number} | {line}\n{pad} | {}^\n",
+        caret_padding(&line, loc.column)
+    )
 }
 
 /// Line `n` (1-based) of `source`, without its line end; BOM and invalid UTF-8 made readable.
@@ -50,7 +69,6 @@ fn caret_padding(line: &str, column: u32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use strata_graph::SourceLoc;
 
     #[test]
     fn caret_under_the_column() {
@@ -59,7 +77,7 @@ mod tests {
             .with_suggestion(Some("RUN".into()));
         assert_eq!(
             render("Dockerfile", src, &d),
-            "Dockerfile:2:2: unknown instruction: RUNN (did you mean RUN?)\n2 | \tRUNN echo\n  | \t^\n"
+            "error: Dockerfile:2:2: unknown instruction: RUNN (did you mean RUN?)\n2 | \tRUNN echo\n  | \t^\n"
         );
     }
 
@@ -68,13 +86,35 @@ mod tests {
         let d = Diagnostic::warning(SourceLoc::new(1, 1), "MaintainerDeprecated", "deprecated");
         assert_eq!(
             render("df", b"MAINTAINER me", &d),
-            "df:1:1: warning: deprecated [MaintainerDeprecated]\n1 | MAINTAINER me\n  | ^\n"
+            "warning: df:1:1: deprecated [MaintainerDeprecated]\n1 | MAINTAINER me\n  | ^\n"
         );
     }
 
     #[test]
     fn a_line_past_the_end_prints_only_the_message() {
         let d = Diagnostic::error(SourceLoc::new(9, 1), "x");
-        assert_eq!(render("Dockerfile", b"FROM a\n", &d), "Dockerfile:9:1: x\n");
+        assert_eq!(
+            render("Dockerfile", b"FROM a\n", &d),
+            "error: Dockerfile:9:1: x\n"
+        );
+    }
+
+    #[test]
+    fn bom_crlf_invalid_utf8_and_wide_line_numbers() {
+        let mut src = b"\xef\xbb\xbfFROM a\r\n".to_vec();
+        for _ in 0..9 {
+            src.extend_from_slice(b"RUN x\r\n");
+        }
+        src.extend_from_slice(b"RUN \xff\xfe caf\xc3\xa9 y\r\n");
+        let d = Diagnostic::error(SourceLoc::new(11, 12), "here");
+        assert_eq!(
+            render("Dockerfile", &src, &d),
+            "error: Dockerfile:11:12: here\n11 | RUN \u{fffd}\u{fffd} caf\u{e9} y\n   |            ^\n"
+        );
+        let d = Diagnostic::error(SourceLoc::new(1, 1), "first");
+        assert_eq!(
+            render("Dockerfile", &src, &d),
+            "error: Dockerfile:1:1: first\n1 | FROM a\n  | ^\n"
+        );
     }
 }

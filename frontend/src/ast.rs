@@ -51,6 +51,15 @@ pub struct Directive {
     pub loc: SourceLoc,
 }
 
+/// A comment line, without its `#` and surrounding blanks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Comment {
+    /// The text after the `#`.
+    pub text: Text,
+    /// Where the line starts.
+    pub loc: SourceLoc,
+}
+
 /// Something BuildKit's parser accepts but reports.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Warning {
@@ -87,8 +96,8 @@ pub struct Instruction {
     pub original: Text,
     /// The argument text after the keyword and its flags, trimmed: what the argument rule read.
     pub rest: Text,
-    /// The comment lines directly above the instruction, without their `#`.
-    pub comments: Vec<Text>,
+    /// The comment lines directly above the instruction (BuildKit's `PrevComment`).
+    pub comments: Vec<Comment>,
     /// From the first physical line (column of its first character) to the last one,
     /// continuation lines, skipped comment and blank lines, and heredoc bodies included.
     pub range: SourceRange,
@@ -423,7 +432,12 @@ impl Text {
 
     /// The text, each invalid byte sequence replaced by U+FFFD.
     pub fn to_string_lossy(&self) -> Cow<'_, str> {
-        String::from_utf8_lossy(self.as_bytes())
+        // Nearly all Dockerfile text is valid UTF-8, and `from_utf8` checks that much faster
+        // than the lossy decoder walks it.
+        match std::str::from_utf8(self.as_bytes()) {
+            Ok(text) => Cow::Borrowed(text),
+            Err(_) => String::from_utf8_lossy(self.as_bytes()),
+        }
     }
 
     /// True when there are no bytes.

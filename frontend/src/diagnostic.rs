@@ -184,6 +184,7 @@ pub(crate) fn suggest<'a>(
     };
     let mut best: Option<String> = None;
     let mut min = 3;
+    let val_len = val.chars().count();
     for opt in options {
         let o = if case_sensitive {
             opt.to_owned()
@@ -192,6 +193,11 @@ pub(crate) fn suggest<'a>(
         };
         if o == val {
             return None;
+        }
+        // The lengths alone rule most options out (the distance is at least their
+        // difference), which keeps a 60 KB word against thousands of stage names cheap.
+        if val_len.abs_diff(o.chars().count()) >= min {
+            continue;
         }
         let d = strsim::levenshtein(&val, &o);
         if d < min {

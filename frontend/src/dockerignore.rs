@@ -25,6 +25,15 @@ pub enum IgnoreError {
         /// 1-based line number.
         line: usize,
     },
+    /// A pattern whose regular expression would be larger than the matcher allows (thousands
+    /// of wildcards).
+    #[error(".dockerignore line {line}: pattern of {len} bytes is too complex")]
+    TooComplex {
+        /// 1-based line number.
+        line: usize,
+        /// The pattern's length.
+        len: usize,
+    },
     /// A pattern is not valid `filepath.Match` syntax (an unclosed `[`, a trailing `\`).
     #[error(".dockerignore line {line}: syntax error in pattern {pattern:?}")]
     BadPattern {
@@ -176,9 +185,12 @@ impl IgnoreMatcher {
             if !go_match_syntax_ok(&p) {
                 return Err(IgnoreError::BadPattern { line, pattern: p });
             }
-            let kind = compile(&p).ok_or_else(|| IgnoreError::BadPattern {
-                line,
-                pattern: p.clone(),
+            let kind = compile(&p).map_err(|e| match e {
+                regex::Error::CompiledTooBig(_) => IgnoreError::TooComplex { line, len: p.len() },
+                _ => IgnoreError::BadPattern {
+                    line,
+                    pattern: p.clone(),
+                },
             })?;
             patterns.push(Pattern {
                 text: p,
@@ -332,7 +344,7 @@ fn without_trailing_glob(p: &str) -> &str {
 }
 
 /// patternmatcher's translation of a pattern into exact, prefix, suffix or regex matching.
-fn compile(pattern: &str) -> Option<MatchKind> {
+fn compile(pattern: &str) -> Result<MatchKind, regex::Error> {
     #[derive(PartialEq)]
     enum Kind {
         Exact,
@@ -367,6 +379,13 @@ fn compile(pattern: &str) -> Option<MatchKind> {
                 }
                 if first {
                     kind = Kind::Suffix;
+                }
+                // `**/**/` means what one `**/` means: write it once, so that a pattern of
+                // thousands of them stays a small expression (the kind is what the next
+                // `**/` would have made it).
+                while chars.len() > i + 3 && chars[i..i + 3] == ['*', '*', '/'] {
+                    i += 3;
+                    kind = Kind::Regex;
                 }
             }
             '*' => {
@@ -404,13 +423,13 @@ fn compile(pattern: &str) -> Option<MatchKind> {
         }
         first = false;
     }
-    Some(match kind {
+    Ok(match kind {
         Kind::Exact => MatchKind::Exact,
         Kind::Prefix => MatchKind::Prefix(pattern[..pattern.len() - 2].to_owned()),
         Kind::Suffix => MatchKind::Suffix(pattern[2..].to_owned()),
         Kind::Regex => {
             re.push('$');
-            MatchKind::Regex(Regex::new(&re).ok()?)
+            MatchKind::Regex(Regex::new(&re)?)
         }
     })
 }
@@ -568,6 +587,13 @@ mod tests {
             ("**/", "dir/file/", true),
             ("**/**", "dir/file", true),
             ("**/**", "dir/file/", true),
+            ("**/**/file", "file", true),
+            ("**/**/file", "a/b/file", true),
+            ("**/**/file", "a/b/xfile", false),
+            ("a/**/**/**/b", "a/b", true),
+            ("a/**/**/**/b", "a/x/y/b", true),
+            ("a/**/**/**/b", "ab", false),
+            ("**/**/**", "a/b", true),
             ("dir/**", "dir/file", true),
             ("dir/**", "dir/file/", true),
             ("dir/**", "dir/dir2/file", true),

@@ -13,12 +13,10 @@ use strata_graph::{Healthcheck, History};
 pub(crate) const HISTORY_COMMENT: &str = "buildkit.dockerfile.v0";
 
 /// An entry for a step; `exec_like` steps (RUN, COPY, ADD) get BuildKit's ` # buildkit` mark.
-pub(crate) fn entry(created_by: String, layer: bool, exec_like: bool) -> History {
-    let created_by = if exec_like {
-        format!("{created_by} # buildkit")
-    } else {
-        created_by
-    };
+pub(crate) fn entry(mut created_by: String, layer: bool, exec_like: bool) -> History {
+    if exec_like {
+        created_by.push_str(" # buildkit");
+    }
     History {
         created_by,
         empty_layer: !layer,
@@ -52,14 +50,25 @@ pub(crate) fn healthcheck(h: &Healthcheck) -> String {
 
 /// A RUN's text: `|N K=V ...` for the N build args in scope (their current value, which an
 /// ENV may have overridden), then the command as it runs.
-pub(crate) fn run_command(args: &[String], build_args: &[(String, String)]) -> String {
-    let mut parts = Vec::new();
+pub(crate) fn run_command(args: &[String], build_args: &[(&str, &str)]) -> String {
+    let mut out = String::new();
     if !build_args.is_empty() {
-        parts.push(format!("|{}", build_args.len()));
-        parts.extend(build_args.iter().map(|(k, v)| format!("{k}={v}")));
+        out.push('|');
+        out.push_str(&build_args.len().to_string());
+        for (k, v) in build_args {
+            out.push(' ');
+            out.push_str(k);
+            out.push('=');
+            out.push_str(v);
+        }
     }
-    parts.extend(args.iter().cloned());
-    parts.join(" ")
+    for arg in args {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(arg);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -87,10 +96,7 @@ mod tests {
         assert_eq!(
             run_command(
                 &v(&["/bin/sh", "-c", "make"]),
-                &[
-                    ("X".into(), "1".into()),
-                    ("HTTP_PROXY".into(), "http://p:1".into())
-                ]
+                &[("X", "1"), ("HTTP_PROXY", "http://p:1")]
             ),
             "|2 X=1 HTTP_PROXY=http://p:1 /bin/sh -c make"
         );

@@ -9,6 +9,7 @@
 use crate::ast::{self, Args, Keyword};
 use crate::diagnostic::{Diagnostic, suggest};
 use crate::duration::parse_go_duration;
+use std::borrow::Cow;
 use strata_graph::{Healthcheck, NetworkMode, SecurityMode, SourceLoc, SourceRange};
 
 /// One typed instruction with where it came from.
@@ -937,6 +938,9 @@ fn onbuild_expression(i: &ast::Instruction) -> String {
 
 /// BuildKit's casing test: a word counts as lower case when lower-casing leaves it unchanged.
 fn is_lower(word: &str) -> bool {
+    if word.is_ascii() {
+        return !word.bytes().any(|b| b.is_ascii_uppercase());
+    }
     word.to_lowercase() == word
 }
 
@@ -946,13 +950,20 @@ pub(crate) fn instruction_casing(
     instructions: &[ast::Instruction],
     warnings: &mut Vec<Diagnostic>,
 ) {
-    let words: Vec<(String, SourceLoc)> = instructions
+    let words: Vec<(Cow<'_, str>, SourceLoc)> = instructions
         .iter()
         .filter(|i| i.kind != Keyword::Unknown)
-        .map(|i| (i.keyword.to_string_lossy().into_owned(), i.keyword_loc))
+        .map(|i| (i.keyword.to_string_lossy(), i.keyword_loc))
         .collect();
+    let is_upper = |w: &str| {
+        if w.is_ascii() {
+            !w.bytes().any(|b| b.is_ascii_lowercase())
+        } else {
+            w.to_uppercase() == w
+        }
+    };
     let lower = words.iter().filter(|(w, _)| is_lower(w)).count();
-    let upper = words.iter().filter(|(w, _)| w.to_uppercase() == *w).count();
+    let upper = words.iter().filter(|(w, _)| is_upper(w)).count();
     let (majority_lower, name) = if lower > upper {
         (true, "lowercase")
     } else {
@@ -962,7 +973,7 @@ pub(crate) fn instruction_casing(
         let fits = if majority_lower {
             is_lower(&w)
         } else {
-            w.to_uppercase() == w
+            is_upper(&w)
         };
         if !fits {
             warnings.push(Diagnostic::warning(

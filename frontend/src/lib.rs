@@ -11,8 +11,8 @@ mod dump;
 mod parser;
 mod quote;
 pub use ast::{
-    Arg, Args, Directive, Dockerfile, Flag, Heredoc, Instruction, KeyValue, Keyword, Text, Warning,
-    WarningKind,
+    Arg, Args, Comment, Directive, Dockerfile, Flag, Heredoc, Instruction, KeyValue, Keyword, Text,
+    Warning, WarningKind,
 };
 pub use dump::{dump, dump_instruction};
 pub use parser::{ParseError, ParseErrorKind, parse};
@@ -39,7 +39,9 @@ pub use dockerignore::{
     DirVisit, IgnoreError, IgnoreFileSource, IgnoreMatcher, ParentMatches, dockerfile_ignore_name,
     pick_ignore_file,
 };
-pub use expand::{ExpandError, ExpandErrorKind, Expansion, Lexer, NoVars, Vars, expand};
+pub use expand::{
+    ExpandError, ExpandErrorKind, Expansion, Lexer, MAX_GROWTH, MAX_NESTING, NoVars, Vars, expand,
+};
 pub use instruction::{
     ArgDecl, Command, CommandLine, CopyInstr, FromInstr, InlineFile, Instr, NameValue, RunInstr,
     SourceContent,

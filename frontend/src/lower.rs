@@ -24,7 +24,7 @@ use crate::platform::Platform;
 use crate::reference::normalize_reference;
 use crate::scope::{EnvList, NON_ENV_ARGS, default_args, proxy_env};
 use crate::stage::Stages;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::rc::Rc;
 use strata_graph::{
     Chown, ExecOp, FileAction, FileOp, Graph, History, ImageConfig, ImageSource, Mount, MountKind,
@@ -270,11 +270,25 @@ struct Lowering<'a> {
     lex: Lexer,
     global: EnvList,
     plans: Vec<Plan>,
+    /// Each stage's platform, once the stages are planned.
+    platforms: Vec<Platform>,
+    /// The last stage of each name (names are lower case), for `--from` and `from=`.
+    by_name: HashMap<String, usize>,
+    /// The names the global ARGs declare.
+    global_names: HashSet<String>,
     images: HashMap<(String, String), Option<ResolvedImage>>,
     image_nodes: HashMap<String, NodeId>,
     context: Option<NodeId>,
+    /// The state of each stage once dispatched, kept while a stage built on it, or the
+    /// target, still needs it: the last stage built on a stage takes its state over instead
+    /// of copying it, so a chain of stages costs no more than one long stage.
     done: Vec<Option<Dispatch>>,
+    /// How many stages still to be dispatched are built on each stage.
+    heirs: Vec<usize>,
+    /// The last node of each dispatched stage (what `--from` and `from=` read).
+    stage_nodes: Vec<Option<NodeId>>,
     stage_done: Vec<bool>,
+    target: Option<usize>,
     order: Vec<NodeId>,
     multi_stage: bool,
 }
@@ -289,6 +303,16 @@ impl<'a> Lowering<'a> {
         diags: Diagnostics,
     ) -> Self {
         let n = stages.stages.len();
+        let by_name = stages
+            .stages
+            .iter()
+            .filter_map(|s| Some((s.name.clone()?, s.index)))
+            .collect();
+        let global_names = stages
+            .meta_args
+            .iter()
+            .map(|(d, _)| d.key.clone())
+            .collect();
         Self {
             lex: Lexer::new(stages.escape),
             stages: Rc::new(stages),
@@ -298,11 +322,17 @@ impl<'a> Lowering<'a> {
             graph: Graph::new(),
             global: EnvList::new(),
             plans: Vec::new(),
+            platforms: Vec::new(),
+            by_name,
+            global_names,
             images: HashMap::new(),
             image_nodes: HashMap::new(),
             context: None,
             done: vec![None; n],
+            heirs: vec![0; n],
+            stage_nodes: vec![None; n],
             stage_done: vec![false; n],
+            target: None,
             order: Vec::new(),
             multi_stage: false,
         }
@@ -361,20 +391,21 @@ impl<'a> Lowering<'a> {
         else {
             return;
         };
+        self.target = Some(target);
 
         // Reachable stages; ONBUILD triggers of their bases may add more.
         let mut reachable;
         loop {
             reachable = if self.opts.all_stages {
-                (0..self.plans.len()).collect()
+                vec![true; self.plans.len()]
             } else {
                 self.reachable_from(target)
             };
-            for &i in &reachable {
+            for i in (0..self.plans.len()).filter(|&i| reachable[i]) {
                 self.resolve_stage_images(i);
             }
             let mut grew = false;
-            for &i in &reachable {
+            for i in (0..self.plans.len()).filter(|&i| reachable[i]) {
                 if self.add_triggers(i) {
                     grew = true;
                 }
@@ -383,24 +414,27 @@ impl<'a> Lowering<'a> {
                 break;
             }
         }
-
-        for i in 0..self.plans.len() {
-            if reachable.contains(&i) {
-                let start = self.order.len();
-                self.dispatch_stage(i);
-                let added = self.order[start..].to_vec();
-                let stage = &self.stages.stages[i];
-                if let Some(name) = &stage.name {
-                    self.graph.stage_nodes.insert(name.clone(), added.clone());
-                }
-                self.graph
-                    .stage_nodes
-                    .insert(stage.index.to_string(), added);
+        for i in (0..self.plans.len()).filter(|&i| reachable[i]) {
+            if let Base::Stage(b) = self.plans[i].base {
+                self.heirs[b] += 1;
             }
         }
 
-        if let Some(d) = self.done[target].clone() {
-            let mut config = d.config.clone();
+        for i in (0..self.plans.len()).filter(|&i| reachable[i]) {
+            let start = self.order.len();
+            self.dispatch_stage(i);
+            let added = self.order[start..].to_vec();
+            let stage = &self.stages.stages[i];
+            if let Some(name) = &stage.name {
+                self.graph.stage_nodes.insert(name.clone(), added.clone());
+            }
+            self.graph
+                .stage_nodes
+                .insert(stage.index.to_string(), added);
+        }
+
+        if let Some(d) = self.done[target].take() {
+            let mut config = d.config;
             for (k, v) in &self.opts.labels {
                 config.labels.insert(k.clone(), v.clone());
             }
@@ -419,9 +453,9 @@ impl<'a> Lowering<'a> {
                     .unwrap_or_else(|| stage.index.to_string()),
                 node: d.node,
                 config,
-                history: d.history.clone(),
+                history: d.history,
                 nodes,
-                author: d.author.clone(),
+                author: d.author,
             });
             self.graph.proxy_env = proxy_env(&self.opts.build_args);
         }
@@ -432,6 +466,8 @@ impl<'a> Lowering<'a> {
         let all = Rc::clone(&self.stages);
         let stages = &all.stages;
         let mut unregistered = 0;
+        // The stages named so far: `FROM name` means the last one defined above.
+        let mut named_above: HashMap<&str, usize> = HashMap::new();
         for stage in stages {
             let mut plan = Plan {
                 base: Base::Invalid,
@@ -463,12 +499,8 @@ impl<'a> Lowering<'a> {
                 Ok(base) => {
                     plan.base = if base == "scratch" {
                         Base::Scratch
-                    } else if let Some(s) = stages[..stage.index]
-                        .iter()
-                        .rev()
-                        .find(|s| s.name.as_deref() == Some(base.as_str()))
-                    {
-                        Base::Stage(s.index)
+                    } else if let Some(&s) = named_above.get(base.as_str()) {
+                        Base::Stage(s)
                     } else {
                         match normalize_reference(&base) {
                             Ok(r) => Base::Image(r),
@@ -517,8 +549,21 @@ impl<'a> Lowering<'a> {
                 }
             }
             self.plans.push(plan);
+            if let Some(name) = &stage.name {
+                named_above.insert(name, stage.index);
+            }
         }
         self.multi_stage = stages.len() + unregistered > 1;
+        // A stage's platform: its own `--platform`, else its base stage's, else the target's
+        // (a base stage always comes earlier, so one pass in order sees it first).
+        for i in 0..self.plans.len() {
+            let platform = match (&self.plans[i].platform, &self.plans[i].base) {
+                (Some(p), _) => p.clone(),
+                (None, Base::Stage(b)) => self.platforms[*b].clone(),
+                (None, _) => self.opts.target_platform.clone(),
+            };
+            self.platforms.push(platform);
+        }
     }
 
     /// BuildKit's `UndefinedArgInFrom` lint: a FROM line names a variable no global ARG
@@ -528,8 +573,7 @@ impl<'a> Lowering<'a> {
             return;
         };
         for name in e.unmatched {
-            let declared = self.stages.meta_args.iter().any(|(d, _)| d.key == name);
-            if !declared {
+            if !self.declared_global(&name) {
                 let hint = suggest(&name, self.global.keys().collect::<Vec<_>>(), true);
                 self.diags.push(
                     Diagnostic::warning(
@@ -541,6 +585,16 @@ impl<'a> Lowering<'a> {
                 );
             }
         }
+    }
+
+    /// Whether a global ARG (before the first FROM) declares `name`.
+    fn declared_global(&self, name: &str) -> bool {
+        self.global_names.contains(name)
+    }
+
+    /// The last stage called `name` (any case).
+    fn find_stage(&self, name: &str) -> Option<usize> {
+        self.by_name.get(name.to_lowercase().as_str()).copied()
     }
 
     /// The filesystems a command reads besides its own stage; the flag says whether BuildKit
@@ -587,8 +641,8 @@ impl<'a> Lowering<'a> {
                 _ => (Err(format!("invalid stage index {index}")), false),
             };
         }
-        if let Some(s) = self.stages.find(from) {
-            return (Ok(Source::Stage(s.index)), false);
+        if let Some(s) = self.find_stage(from) {
+            return (Ok(Source::Stage(s)), false);
         }
         if from == "scratch" {
             return (Ok(Source::Scratch), true);
@@ -609,11 +663,12 @@ impl<'a> Lowering<'a> {
         }
     }
 
-    fn reachable_from(&self, target: usize) -> Vec<usize> {
-        let mut seen = BTreeSet::new();
+    /// Which stages `target` needs, by index.
+    fn reachable_from(&self, target: usize) -> Vec<bool> {
+        let mut seen = vec![false; self.plans.len()];
         let mut stack = vec![target];
         while let Some(i) = stack.pop() {
-            if !seen.insert(i) {
+            if std::mem::replace(&mut seen[i], true) {
                 continue;
             }
             if let Base::Stage(b) = self.plans[i].base {
@@ -625,15 +680,11 @@ impl<'a> Lowering<'a> {
                 }
             }
         }
-        seen.into_iter().collect()
+        seen
     }
 
     fn stage_platform(&self, i: usize) -> Platform {
-        match (&self.plans[i].platform, &self.plans[i].base) {
-            (Some(p), _) => p.clone(),
-            (None, Base::Stage(b)) => self.stage_platform(*b),
-            (None, _) => self.opts.target_platform.clone(),
-        }
+        self.platforms[i].clone()
     }
 
     fn resolve_stage_images(&mut self, i: usize) {
@@ -790,8 +841,8 @@ impl<'a> Lowering<'a> {
                 "circular dependency detected on stage: {}",
                 self.stages.stages[current].display_name()
             )),
-            Source::Stage(s) => match &self.done[*s] {
-                Some(d) => Ok(d.node),
+            Source::Stage(s) => match self.stage_nodes[*s] {
+                Some(node) => Ok(node),
                 None if *s > current => Err(format!(
                     "cannot copy from stage {:?}, it needs to be defined before current stage {:?}",
                     self.stages.stages[*s].display_name(),
@@ -843,12 +894,10 @@ impl<'a> Lowering<'a> {
         };
         let platform = self.stage_platform(i);
         let mut d = match &plan.base {
-            Base::Stage(b) => match self.done[*b].clone() {
-                Some(parent) => {
-                    let mut config = parent.config.clone();
-                    config.on_build.clear();
+            Base::Stage(b) => match self.inherit(*b) {
+                Some(mut parent) => {
+                    parent.config.on_build.clear();
                     Dispatch {
-                        config,
                         cmd_set: false,
                         used_once: [None; 3],
                         cmd_index: 0,
@@ -907,7 +956,8 @@ impl<'a> Lowering<'a> {
             Base::Invalid => return,
         };
         // BuildKit makes sure PATH is always set.
-        if d.config.env_get("PATH").is_none() && d.platform.os != "windows" {
+        refresh_env_index(&d.config, &mut d.config_env_index);
+        if !d.config_env_index.contains_key("PATH") && d.platform.os != "windows" {
             d.config.env.push(format!("PATH={DEFAULT_PATH}"));
             d.env.set("PATH", DEFAULT_PATH);
         }
@@ -919,14 +969,33 @@ impl<'a> Lowering<'a> {
             }
         }
         d.onbuild = false;
+        self.stage_nodes[i] = Some(d.node);
         self.done[i] = Some(d);
         self.stage_done[i] = true;
+    }
+
+    /// The state of base stage `b` for a stage built on it: taken over by the last such stage
+    /// (unless `b` is the target), copied for the others.
+    fn inherit(&mut self, b: usize) -> Option<Dispatch> {
+        self.heirs[b] = self.heirs[b].saturating_sub(1);
+        if self.heirs[b] == 0 && self.target != Some(b) {
+            self.done[b].take()
+        } else {
+            self.done[b].clone()
+        }
     }
 
     fn expand(&self, d: &Dispatch, word: &str) -> Result<String, String> {
         self.lex
             .expand(word, &d.env)
             .map_err(|e: ExpandError| e.to_string())
+    }
+
+    /// An instruction that changes only the image config: its history entry (no layer) and
+    /// its config node.
+    fn config_step(&mut self, d: &mut Dispatch, text: String, range: SourceRange) {
+        d.history.push(history::entry(text.clone(), false, false));
+        self.config_node(d, text, range);
     }
 
     fn config_node(&mut self, d: &mut Dispatch, text: String, range: SourceRange) {
@@ -956,8 +1025,7 @@ impl<'a> Lowering<'a> {
                     d.env.set(k, v);
                     set_config_env(&mut d.config, &mut d.config_env_index, k, v);
                 }
-                d.history.push(history::entry(text.clone(), false, false));
-                self.config_node(d, text, range);
+                self.config_step(d, text, range);
             }
             Instr::Label(pairs) => {
                 let mut expanded = Vec::new();
@@ -969,14 +1037,12 @@ impl<'a> Lowering<'a> {
                     text.push_str(&format!(" {k}={v}"));
                     d.config.labels.insert(k, v);
                 }
-                d.history.push(history::entry(text.clone(), false, false));
-                self.config_node(d, text, range);
+                self.config_step(d, text, range);
             }
             Instr::Maintainer(m) => {
                 d.author = Some(m.clone());
                 let text = format!("MAINTAINER {m}");
-                d.history.push(history::entry(text.clone(), false, false));
-                self.config_node(d, text, range);
+                self.config_step(d, text, range);
             }
             Instr::Arg(decls) => {
                 let mut parts = Vec::new();
@@ -1002,8 +1068,7 @@ impl<'a> Lowering<'a> {
                     d.build_args.push((decl.key.clone(), value));
                 }
                 let text = format!("ARG {}", parts.join(" "));
-                d.history.push(history::entry(text.clone(), false, false));
-                self.config_node(d, text, range);
+                self.config_step(d, text, range);
             }
             Instr::Expose(ports) => {
                 let mut words = Vec::new();
@@ -1022,8 +1087,7 @@ impl<'a> Lowering<'a> {
                     d.config.exposed_ports.insert(s.clone(), Default::default());
                 }
                 let text = format!("EXPOSE {}", history::go_list(&specs));
-                d.history.push(history::entry(text.clone(), false, false));
-                self.config_node(d, text, range);
+                self.config_step(d, text, range);
             }
             Instr::Volume(vols) => {
                 let mut out = Vec::new();
@@ -1038,68 +1102,53 @@ impl<'a> Lowering<'a> {
                     d.config.volumes.insert(v.clone(), Default::default());
                 }
                 let text = format!("VOLUME {}", history::go_list(&out));
-                d.history.push(history::entry(text.clone(), false, false));
-                self.config_node(d, text, range);
+                self.config_step(d, text, range);
             }
             Instr::StopSignal(sig) => {
                 let sig = self.expand(d, sig)?;
                 check_signal(&sig)?;
                 d.config.stop_signal = sig.clone();
                 let text = format!("STOPSIGNAL {sig}");
-                d.history.push(history::entry(text.clone(), false, false));
-                self.config_node(d, text, range);
+                self.config_step(d, text, range);
             }
             Instr::User(u) => {
                 let u = self.expand(d, u)?;
                 d.user = u.clone();
                 d.config.user = u.clone();
                 let text = format!("USER {u}");
-                d.history.push(history::entry(text.clone(), false, false));
-                self.config_node(d, text, range);
+                self.config_step(d, text, range);
             }
             Instr::Shell(shell) => {
                 d.config.shell = shell.clone();
                 let text = format!("SHELL {}", history::go_list(shell));
-                d.history.push(history::entry(text.clone(), false, false));
-                self.config_node(d, text, range);
+                self.config_step(d, text, range);
             }
             Instr::Cmd(c) => {
                 self.json_args_recommended(d, c, "CMD", range);
                 self.used_once(d, 0, "CMD", range);
-                let args = if c.prepend_shell {
-                    with_shell(&d.config, &c.args)
-                } else {
-                    c.args.clone()
-                };
+                let args = shell_args(&d.config, c);
                 d.config.cmd = Some(args.clone());
                 d.config.args_escaped = true;
                 d.cmd_set = true;
                 let text = format!("CMD {}", history::go_quoted_list(&args));
-                d.history.push(history::entry(text.clone(), false, false));
-                self.config_node(d, text, range);
+                self.config_step(d, text, range);
             }
             Instr::Entrypoint(c) => {
                 self.json_args_recommended(d, c, "ENTRYPOINT", range);
                 self.used_once(d, 1, "ENTRYPOINT", range);
-                let args = if c.prepend_shell {
-                    with_shell(&d.config, &c.args)
-                } else {
-                    c.args.clone()
-                };
+                let args = shell_args(&d.config, c);
                 d.config.entrypoint = (!args.is_empty()).then(|| args.clone());
                 if !d.cmd_set {
                     d.config.cmd = None;
                 }
                 let text = format!("ENTRYPOINT {}", history::go_quoted_list(&args));
-                d.history.push(history::entry(text.clone(), false, false));
-                self.config_node(d, text, range);
+                self.config_step(d, text, range);
             }
             Instr::Healthcheck(h) => {
                 self.used_once(d, 2, "HEALTHCHECK", range);
                 d.config.healthcheck = Some(h.clone());
                 let text = history::healthcheck(h);
-                d.history.push(history::entry(text.clone(), false, false));
-                self.config_node(d, text, range);
+                self.config_step(d, text, range);
             }
             Instr::Onbuild(expr) => {
                 d.config.on_build.push(expr.clone());
@@ -1312,16 +1361,20 @@ impl<'a> Lowering<'a> {
         d.node = self.graph.add(op, inputs, label, Some(cmd.range));
         self.order.push(d.node);
 
-        let mut seen: Vec<(String, String)> = Vec::new();
+        // Each build arg once, in the order first declared, with its value now.
+        let mut seen: Vec<(&str, &str)> = Vec::with_capacity(d.build_args.len());
+        let mut position: HashMap<&str, usize> = HashMap::with_capacity(d.build_args.len());
         for (k, v) in &d.build_args {
             let value = d
                 .env
                 .get(k)
-                .map(str::to_owned)
-                .unwrap_or_else(|| v.clone().unwrap_or_default());
-            match seen.iter_mut().find(|(sk, _)| sk == k) {
-                Some(slot) => slot.1 = value,
-                None => seen.push((k.clone(), value)),
+                .unwrap_or_else(|| v.as_deref().unwrap_or_default());
+            match position.get(k.as_str()) {
+                Some(&i) => seen[i].1 = value,
+                None => {
+                    position.insert(k, seen.len());
+                    seen.push((k, value));
+                }
             }
         }
         d.history.push(history::entry(
@@ -1609,19 +1662,24 @@ fn set_config_env(
     key: &str,
     value: &str,
 ) {
-    if index.len() != config.env.len() {
-        index.clear();
-        for (i, kv) in config.env.iter().enumerate() {
-            let k = kv.split_once('=').map_or(kv.as_str(), |(k, _)| k);
-            index.entry(k.to_owned()).or_insert(i);
-        }
-    }
+    refresh_env_index(config, index);
     let entry = format!("{key}={value}");
     match index.get(key) {
         Some(&i) => config.env[i] = entry,
         None => {
             index.insert(key.to_owned(), config.env.len());
             config.env.push(entry);
+        }
+    }
+}
+
+/// Rebuilds `index` (each key of `config.env` to its position) when it is out of date.
+fn refresh_env_index(config: &ImageConfig, index: &mut HashMap<String, usize>) {
+    if index.len() != config.env.len() {
+        index.clear();
+        for (i, kv) in config.env.iter().enumerate() {
+            let k = kv.split_once('=').map_or(kv.as_str(), |(k, _)| k);
+            index.entry(k.to_owned()).or_insert(i);
         }
     }
 }
@@ -1732,6 +1790,15 @@ fn base_name(p: &str) -> String {
     match trimmed.rsplit('/').next() {
         Some("") | None => "/".into(),
         Some(b) => b.into(),
+    }
+}
+
+/// A CMD or ENTRYPOINT as it runs: the shell form behind the SHELL, the exec form as is.
+fn shell_args(config: &ImageConfig, c: &CommandLine) -> Vec<String> {
+    if c.prepend_shell {
+        with_shell(config, &c.args)
+    } else {
+        c.args.clone()
     }
 }
 

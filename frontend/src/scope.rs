@@ -15,9 +15,12 @@ use std::collections::{BTreeMap, HashMap};
 /// An ordered `KEY=VALUE` list where setting a key again moves it to the end (LLB's
 /// `EnvList`): the environment a RUN gets, in order. Lookups and updates are O(1): a removed
 /// entry leaves a hole that `to_vec` skips, so a Dockerfile with thousands of ENVs stays linear.
+/// Each entry is kept as the `KEY=VALUE` string a RUN's op holds, so that giving every RUN
+/// its environment is a copy, not a format.
 #[derive(Debug, Clone, Default)]
 pub struct EnvList {
-    entries: Vec<Option<(String, String)>>,
+    /// `KEY=VALUE` and the length of `KEY` (a key may hold `=`, a value always may).
+    entries: Vec<Option<(String, usize)>>,
     index: HashMap<String, usize>,
 }
 
@@ -41,23 +44,28 @@ impl EnvList {
             self.entries[old] = None;
         }
         self.index.insert(key.to_owned(), self.entries.len());
-        self.entries.push(Some((key.to_owned(), value.to_owned())));
+        let mut entry = String::with_capacity(key.len() + 1 + value.len());
+        entry.push_str(key);
+        entry.push('=');
+        entry.push_str(value);
+        self.entries.push(Some((entry, key.len())));
         // Compact when holes dominate, so memory stays proportional to the live entries.
         if self.entries.len() > 64 && self.index.len() * 2 < self.entries.len() {
-            let live: Vec<(String, String)> = self.entries.drain(..).flatten().collect();
-            self.index = live
-                .iter()
-                .enumerate()
-                .map(|(i, (k, _))| (k.clone(), i))
-                .collect();
-            self.entries = live.into_iter().map(Some).collect();
+            self.entries.retain(Option::is_some);
+            for (i, (entry, key_len)) in self.entries.iter().flatten().enumerate() {
+                if let Some(slot) = self.index.get_mut(&entry[..*key_len]) {
+                    *slot = i;
+                }
+            }
         }
     }
 
     /// The value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
         let i = *self.index.get(key)?;
-        self.entries[i].as_ref().map(|(_, v)| v.as_str())
+        self.entries[i]
+            .as_ref()
+            .map(|(entry, key_len)| &entry[key_len + 1..])
     }
 
     /// The entries, in order.
@@ -65,12 +73,19 @@ impl EnvList {
         self.entries
             .iter()
             .flatten()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .map(|(entry, key_len)| (&entry[..*key_len], &entry[key_len + 1..]))
     }
 
     /// `KEY=VALUE` strings, in order.
     pub fn to_vec(&self) -> Vec<String> {
-        self.iter().map(|(k, v)| format!("{k}={v}")).collect()
+        let mut out = Vec::with_capacity(self.index.len());
+        out.extend(
+            self.entries
+                .iter()
+                .flatten()
+                .map(|(entry, _)| entry.clone()),
+        );
+        out
     }
 
     /// The keys, in order.

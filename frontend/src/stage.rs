@@ -4,7 +4,8 @@
 use crate::ast;
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::instruction::{ArgDecl, Command, Instr, Typed, type_instruction};
-use strata_graph::{SourceLoc, SourceRange};
+use std::collections::HashMap;
+use strata_graph::SourceRange;
 
 /// A Dockerfile after instruction checks: global ARGs, then stages.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +57,8 @@ impl Stages {
             escape: char::from(df.escape),
         };
         let mut warnings = Vec::new();
+        // The line of the first stage of each name.
+        let mut first_named: HashMap<String, u32> = HashMap::new();
         // After a FROM that is wrong, the instructions up to the next FROM are still checked
         // but belong to no stage (not to the stage before).
         let mut orphaned = false;
@@ -70,18 +73,19 @@ impl Stages {
                 Ok(Typed::From(from)) => {
                     orphaned = false;
                     let index = out.stages.len();
-                    if let Some(name) = &from.name
-                        && let Some(first) =
-                            out.stages.iter().find(|s| s.name.as_ref() == Some(name))
-                    {
-                        diags.push(Diagnostic::warning(
-                            i.loc(),
-                            "DuplicateStageName",
-                            format!(
-                                "duplicate stage name {name:?} (first defined on line {}), stage names should be unique",
-                                first.range.start.line
-                            ),
-                        ));
+                    if let Some(name) = &from.name {
+                        match first_named.get(name) {
+                            Some(first) => diags.push(Diagnostic::warning(
+                                i.loc(),
+                                "DuplicateStageName",
+                                format!(
+                                    "duplicate stage name {name:?} (first defined on line {first}), stage names should be unique"
+                                ),
+                            )),
+                            None => {
+                                first_named.insert(name.clone(), i.range.start.line);
+                            }
+                        }
                     }
                     out.stages.push(Stage {
                         index,
@@ -149,18 +153,18 @@ impl Stages {
 /// A comment that looks like a parser directive but comes after the directive area is an
 /// ordinary comment to BuildKit; warn, since the author surely meant it.
 fn misplaced_directives(i: &ast::Instruction, diags: &mut Diagnostics) {
-    let lines_above = i.comments.len();
-    for (n, c) in i.comments.iter().enumerate() {
-        let text = c.to_string_lossy();
+    for c in &i.comments {
+        let text = c.text.to_string_lossy();
+        // BuildKit drops the first byte of a comment line, so an indented comment keeps its
+        // `#`; either way the author wrote `# name=value`.
+        let text = text.trim_start_matches('#');
         let Some((name, _)) = text.split_once('=') else {
             continue;
         };
         let name = name.trim().to_lowercase();
         if matches!(name.as_str(), "syntax" | "escape" | "check") {
-            // The comments sit directly above the instruction, one per line.
-            let line = i.loc().line.saturating_sub((lines_above - n) as u32);
             diags.push(Diagnostic::warning(
-                SourceLoc::new(line.max(1), 1),
+                c.loc,
                 "MisplacedParserDirective",
                 format!(
                     "parser directive {name:?} is ignored here: directives must come before any other line, comment or blank line"
@@ -192,6 +196,33 @@ mod tests {
         assert_eq!(stages.resolve_ref("1"), Ok(Some(1)));
         assert_eq!(stages.resolve_ref("5"), Err("invalid stage index 5".into()));
         assert_eq!(stages.resolve_ref("alpine"), Ok(None));
+    }
+
+    #[test]
+    fn directives_out_of_place_are_warned_about_where_they_are() {
+        let df = crate::parse(
+            b"# syntax=a/b\n# hello\n# escape=`\nFROM x\n# check=skip=all\n\n  # syntax=c\nRUN y\n",
+        )
+        .unwrap();
+        let mut diags = Diagnostics::new();
+        Stages::from_ast(&df, &mut diags);
+        let found: Vec<String> = diags
+            .iter()
+            .map(|d| format!("{}: {}", d.loc, d.message))
+            .collect();
+        let warning = |loc: &str, name: &str| {
+            format!(
+                "{loc}: parser directive {name:?} is ignored here: directives must come before any other line, comment or blank line"
+            )
+        };
+        assert_eq!(
+            found,
+            [
+                warning("3:1", "escape"),
+                warning("5:1", "check"),
+                warning("7:3", "syntax")
+            ]
+        );
     }
 
     #[test]

@@ -3,7 +3,11 @@
 //! nesting, floods of continuations and flags).
 
 use proptest::prelude::*;
-use strata_frontend::{Args, Dockerfile, ParseErrorKind, dump, parse};
+use strata_frontend::{
+    Args, BuildOptions, Dockerfile, ExpandErrorKind, IgnoreMatcher, ImageResolver, Lexer,
+    MAX_NESTING, NoVars, ParseErrorKind, Platform, ResolvedImage, dump, parse,
+};
+use strata_graph::ImageConfig;
 
 /// Everything a successful parse promises, checked on any input.
 fn check_invariants(source: &[u8], df: &Dockerfile) {
@@ -276,4 +280,239 @@ fn hostile_inputs_end_in_an_error_or_a_sane_parse() {
     ] {
         parse_and_check(&source);
     }
+}
+
+/// Runs `f` on a thread with a 256 KiB stack: a 32nd of a main thread's 8 MiB, so a nesting
+/// limit that holds here holds with room to spare wherever the frontend runs. A stack overflow
+/// aborts the test process, which fails the test.
+fn on_small_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::Builder::new()
+        .stack_size(256 << 10)
+        .spawn(f)
+        .expect("a test thread starts")
+        .join()
+        .expect("no panic on the small stack")
+}
+
+/// `text` cut into physical lines of at most `width` bytes joined by `\` continuations, so
+/// that a logical line longer than BuildKit's 64 KiB physical-line limit still parses.
+fn continued(text: &str, width: usize) -> String {
+    let bytes = text.as_bytes();
+    let lines: Vec<&str> = bytes
+        .chunks(width)
+        .map(|c| std::str::from_utf8(c).expect("ASCII"))
+        .collect();
+    lines.join("\\\n")
+}
+
+/// Every problem `strata check` would print, as `LINE:COL: message`.
+fn check_messages(source: &[u8]) -> Vec<String> {
+    strata_frontend::check(source, &BuildOptions::default(), &AnyImage)
+        .iter()
+        .map(|d| format!("{}: {}", d.loc, d.text()))
+        .collect()
+}
+
+/// Every base image exists, with an empty config (as `strata check` assumes).
+struct AnyImage;
+
+impl ImageResolver for AnyImage {
+    fn resolve(&self, reference: &str, platform: &Platform) -> Result<ResolvedImage, String> {
+        Ok(ResolvedImage {
+            reference: reference.to_owned(),
+            id: format!("sha256:{reference}"),
+            platform: platform.clone(),
+            config: ImageConfig::default(),
+        })
+    }
+}
+
+/// 12,000 nested `${A:-` (72 KB) blew the stack of the expansion scanner; now the scanner stops
+/// at its nesting limit with an error, directly and through `strata check`, on a small stack.
+#[test]
+fn deep_substitutions_are_an_error_not_a_stack_overflow() {
+    let word = format!("{}x{}", "${A:-".repeat(12_000), "}".repeat(12_000));
+    let direct = word.clone();
+    let err = on_small_stack(move || Lexer::default().expand(&direct, &NoVars)).unwrap_err();
+    assert_eq!(
+        err.kind,
+        ExpandErrorKind::TooDeep {
+            offset: 5 * MAX_NESTING
+        }
+    );
+
+    let dockerfile = format!("FROM scratch\nENV X={}\nRUN true\n", continued(&word, 4096));
+    let messages = on_small_stack(move || check_messages(dockerfile.as_bytes()));
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert!(
+        messages[0].starts_with("2:1: failed to process \"${A:-${A:-")
+            && messages[0].ends_with(&format!(
+                "(72001 bytes): substitutions nested more than {MAX_NESTING} deep (the '${{' at character 160)"
+            )),
+        "{messages:?}"
+    );
+
+    // In a heredoc line, the marker scanner gives up on the line (no heredoc) instead.
+    let heredoc = format!("FROM scratch\nRUN <<EOF {}\nEOF\n", continued(&word, 4096));
+    let df = on_small_stack(move || parse(heredoc.as_bytes()).map(|df| dump(&df))).unwrap();
+    assert!(
+        df.lines()
+            .nth(1)
+            .is_some_and(|l| l.starts_with("(run \"<<EOF"))
+    );
+}
+
+/// `ENV A=$A$A` line after line doubled the memory each time; an expansion now stops growing
+/// at 1 MiB with an error on the line that went over.
+#[test]
+fn doubling_values_stop_at_the_growth_limit() {
+    let mut dockerfile = String::from("FROM scratch\nENV A=0123456789abcdef\n");
+    for _ in 0..40 {
+        dockerfile.push_str("ENV A=$A$A\n");
+    }
+    dockerfile.push_str("RUN echo \"$A\"\n");
+    let messages = check_messages(dockerfile.as_bytes());
+    // 16 bytes doubled 16 times is 1 MiB: line 19 is the first to add more than that. Lines
+    // after it fail too, each on its own, and the RUN still lowers.
+    assert_eq!(messages.len(), 40 - 16, "{messages:?}");
+    assert!(
+        messages[0].starts_with(
+            "19:1: failed to process \"$A$A\": expansion adds more than 1048576 bytes"
+        ),
+        "{messages:?}"
+    );
+}
+
+/// `ONBUILD ONBUILD …` nested the parser (and the tree's drop, dump and JSON) as deep as the
+/// line was long; it now stops at a limit with an error at the instruction.
+#[test]
+fn deep_onbuild_is_an_error_not_a_stack_overflow() {
+    let line = format!("{}RUN x", "ONBUILD ".repeat(10_000));
+    let source = format!("FROM scratch\n{}\n", continued(&line, 4096));
+    let (err, messages) = on_small_stack(move || {
+        (
+            parse(source.as_bytes()).unwrap_err(),
+            check_messages(source.as_bytes()),
+        )
+    });
+    assert_eq!(
+        (err.loc.line, err.loc.column, err.kind),
+        (2, 1, ParseErrorKind::OnbuildTooDeep { limit: 16 })
+    );
+    assert_eq!(messages, ["2:1: ONBUILD nested more than 16 deep"]);
+
+    // At the limit, the raw parse, its dump and its JSON work; the instruction check rejects
+    // the chain as BuildKit does.
+    let source = format!("FROM scratch\n{}RUN x\n", "ONBUILD ".repeat(16));
+    let (dumped, json, messages) = on_small_stack(move || {
+        let df = parse(source.as_bytes()).unwrap();
+        let json = serde_json::to_string(&df).unwrap();
+        (dump(&df), json, check_messages(source.as_bytes()))
+    });
+    assert_eq!(
+        dumped.lines().nth(1).unwrap(),
+        format!("{}(run \"x\"){}", "(onbuild ".repeat(16), ")".repeat(16))
+    );
+    assert_eq!(json.matches("\"form\":\"onbuild\"").count(), 16);
+    assert_eq!(
+        messages,
+        ["2:1: Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed"]
+    );
+}
+
+/// JSON nesting is scanned without recursion (Go's limit of 10,000 decides what is JSON).
+#[test]
+fn deep_json_on_a_small_stack() {
+    let source = format!(
+        "FROM scratch\nRUN {}{}\n",
+        "[".repeat(30_000),
+        "]".repeat(30_000)
+    );
+    let messages = on_small_stack(move || {
+        let df = parse(source.as_bytes()).unwrap();
+        assert!(matches!(df.instructions[1].args, Args::Text(_)));
+        check_messages(source.as_bytes())
+    });
+    // Not JSON, so a shell-form RUN: it checks clean.
+    assert_eq!(messages, Vec::<String>::new());
+}
+
+/// `FROM a` → `FROM b` → … 20,000 stages deep: stage resolution, platforms, reachability and
+/// lowering walk the chain without recursion and without copying each stage's state.
+#[test]
+fn long_stage_chains_lower_on_a_small_stack() {
+    let mut source = String::from("FROM scratch AS s0\nENV V0=0\n");
+    for i in 1..20_000 {
+        source.push_str(&format!("FROM s{} AS s{i}\nENV V{i}=$V{}\n", i - 1, i - 1));
+    }
+    source.push_str("RUN echo \"$V19999\"\n");
+    let (lowered, env) = on_small_stack(move || {
+        let df = parse(source.as_bytes()).unwrap();
+        let opts = BuildOptions::default();
+        let lowered = strata_frontend::lower(&df, &opts, &AnyImage).unwrap();
+        let target = &lowered.graph.targets[0];
+        let run = lowered.graph.node(target.node);
+        let env = match &run.op {
+            strata_graph::Op::Exec(exec) => exec.env.clone(),
+            other => panic!("the target ends in the RUN, not {other:?}"),
+        };
+        (lowered.stages.len(), env)
+    });
+    assert_eq!(lowered, 20_000);
+    assert_eq!(env.len(), 20_001, "PATH and every V");
+    assert_eq!(env.last().map(String::as_str), Some("V19999=0"));
+}
+
+/// `.dockerignore` patterns become regular expressions for the `regex` crate, which matches
+/// in linear time without recursion. Thousands of `**/` in a row mean one; thousands of `*/`
+/// make an expression too large, which is an error naming the line, not a crash.
+#[test]
+fn dockerignore_with_many_wildcards() {
+    let patterns = format!("{}x\n!{}y\n", "**/".repeat(10_000), "d/".repeat(10_000));
+    let (deep, shallow, back) = on_small_stack(move || {
+        let m = IgnoreMatcher::parse(patterns.as_bytes()).expect("the patterns compile");
+        let deep = format!("{}x", "d/".repeat(5_000));
+        let back = format!("{}y", "d/".repeat(10_000));
+        (
+            m.is_excluded(&deep),
+            m.is_excluded("x"),
+            m.is_excluded(&back),
+        )
+    });
+    assert!(deep && shallow && !back);
+
+    let stars = format!("ok\n{}x\n", "*/".repeat(10_000));
+    let err = IgnoreMatcher::parse(stars.as_bytes()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        ".dockerignore line 2: pattern of 20001 bytes is too complex"
+    );
+
+    let many: String = (0..2_000).map(|i| format!("**/a{i}/**/b*\n")).collect();
+    let m = on_small_stack(move || IgnoreMatcher::parse(many.as_bytes()));
+    let m = m.expect("2,000 patterns compile");
+    assert!(m.is_excluded("q/a1999/r/s/bz"));
+    assert!(!m.is_excluded("q/a2000/r/bz"));
+}
+
+/// "Did you mean" compares a name with every stage name; a 60 KB name against 5,000 stages
+/// took a Levenshtein table of 60 KB × each name; lengths now rule such pairs out first.
+#[test]
+fn suggestions_for_huge_names_stay_cheap() {
+    let mut source = String::new();
+    for i in 0..5_000 {
+        source.push_str(&format!("FROM scratch AS stage{i}\n"));
+    }
+    source.push_str(&format!(
+        "COPY --from={} /a /b\n",
+        continued(&"Stage0!".repeat(8_000), 4096)
+    ));
+    let messages = check_messages(source.as_bytes());
+    assert_eq!(messages.len(), 1, "{:?}", messages.first());
+    assert!(
+        messages[0].starts_with("5001:1: \"Stage0!Stage0!")
+            && messages[0].contains("is neither a stage nor a valid image reference"),
+        "{}",
+        &messages[0][..200]
+    );
 }

@@ -56,7 +56,12 @@ fn instruction(out: &mut String, indent: &str, ins: &Instruction) {
         ins.keyword, ins.kind, ins.range.start, ins.range.end, ins.keyword_loc
     );
     for c in &ins.comments {
-        let _ = writeln!(out, "{indent}  comment {}", go_quote(c.as_bytes()));
+        let _ = writeln!(
+            out,
+            "{indent}  comment {} @{}",
+            go_quote(c.text.as_bytes()),
+            c.loc
+        );
     }
     for f in &ins.flags {
         let _ = writeln!(

@@ -1,9 +1,10 @@
 //! Arbitrary words through BuildKit-style expansion, with every lexer option: no panic, no
-//! hang, no stack overflow (`${a:-${a:-…}}` nests as deep as the input allows).
+//! hang, no stack overflow (`${a:-${a:-…}}` nests as deep as the input allows, and stops at
+//! `MAX_NESTING` with an error), and no result beyond the growth limit.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use strata_frontend::Lexer;
+use strata_frontend::{ExpandErrorKind, Lexer, MAX_GROWTH};
 
 const VARS: &[(&str, &str)] = &[
     ("A", "a"),
@@ -12,6 +13,8 @@ const VARS: &[(&str, &str)] = &[
     ("HOME", "/root"),
     ("GLOB", "*?[]\\"),
     ("NESTED", "${A}$A"),
+    ("NL", "a\nb"),
+    ("LONG", "abababababababababababababababababababababababababababababababab"),
 ];
 
 fuzz_target!(|data: &[u8]| {
@@ -24,7 +27,33 @@ fuzz_target!(|data: &[u8]| {
         .raw_escapes(options & 4 != 0)
         .skip_unset(options & 8 != 0)
         .skip_process_quotes(options & 16 != 0);
-    let _ = lexer.process(&word, &VARS);
-    let _ = lexer.expand_words(&word, &VARS);
-    let _ = strata_frontend::expand(&word, &VARS);
+    let checked = |result: Result<String, strata_frontend::ExpandError>| {
+        match result {
+            Ok(value) => assert!(value.len() <= word.len() + MAX_GROWTH, "grew past the limit"),
+            Err(e) => {
+                if let ExpandErrorKind::TooDeep { offset } = e.kind {
+                    assert!(offset < word.chars().count(), "TooDeep points into the word");
+                }
+                // Messages stay short whatever the word.
+                assert!(e.to_string().len() < 400 + e.kind.to_string().len());
+            }
+        }
+    };
+    let processed = lexer.process(&word, &VARS);
+    let words = lexer.expand_words(&word, &VARS);
+    let value = lexer.expand(&word, &VARS);
+    // The three entry points agree: the value and the fields come from one scan.
+    match (&processed, &words, &value) {
+        (Ok(p), Ok(w), Ok(v)) => {
+            assert_eq!(&p.value, v);
+            assert_eq!(&p.words, w);
+        }
+        (Err(a), Err(b), Err(c)) => {
+            assert_eq!(a, b);
+            assert_eq!(a, c);
+        }
+        _ => panic!("process, expand_words and expand disagree on success"),
+    }
+    checked(value);
+    checked(strata_frontend::expand(&word, &VARS));
 });

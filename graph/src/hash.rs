@@ -20,15 +20,28 @@ pub struct NodeHash(pub [u8; 32]);
 impl NodeHash {
     /// Hashes `op` with its inputs' hashes.
     pub fn of(op: &Op, inputs: &[NodeHash]) -> Self {
-        let mut h = blake3::Hasher::new();
-        h.update(DOMAIN);
-        let json = serde_json::to_vec(op).expect("ops contain only serialisable data");
-        h.update(&(json.len() as u64).to_le_bytes());
-        h.update(&json);
-        for input in inputs {
-            h.update(&input.0);
+        thread_local! {
+            /// The JSON of the op being hashed: one buffer per thread, reused from node to
+            /// node, because a graph of thousands of RUNs would otherwise grow and free a
+            /// buffer the size of each op's environment every time.
+            static JSON: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
-        NodeHash(*h.finalize().as_bytes())
+        JSON.with_borrow_mut(|json| {
+            json.clear();
+            serde_json::to_writer(&mut *json, op).expect("ops contain only serialisable data");
+            let mut h = blake3::Hasher::new();
+            h.update(DOMAIN);
+            h.update(&(json.len() as u64).to_le_bytes());
+            h.update(json);
+            for input in inputs {
+                h.update(&input.0);
+            }
+            if json.capacity() > 1 << 20 {
+                // Do not keep a huge op's buffer alive for the rest of the thread.
+                *json = Vec::new();
+            }
+            NodeHash(*h.finalize().as_bytes())
+        })
     }
 
     /// The full lowercase hex form.

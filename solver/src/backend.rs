@@ -93,21 +93,40 @@ pub trait Backend: Send + Sync + 'static {
     /// Whether the node's results are looked up in and recorded to the cache.
     fn cacheable(&self, node: &Node) -> bool;
 
+    /// Whether the node must be executed before any cache key is computed, because keys read
+    /// its result (the build context, whose files COPY keys checksum). Such nodes have no
+    /// inputs.
+    fn is_key_source(&self, node: &Node) -> bool;
+
     /// Checksums of what `node` reads beyond its inputs' keys (context files), in input order.
+    /// `inputs` holds the results of the node's inputs that are key sources; the others are
+    /// `None` (keys are computed before anything else runs).
     fn contents(
         &self,
         graph: &Graph,
         node: NodeId,
-        inputs: &[Self::Output],
+        inputs: &[Option<Self::Output>],
     ) -> impl Future<Output = Result<Vec<Checksum>, StepError>> + Send;
 
-    /// An earlier result recorded under `key`, if any.
+    /// Whether a usable result is recorded under `key` (cheap: no parent needed). A probe that
+    /// says yes may still be followed by a [`Backend::lookup`] that finds nothing (the record
+    /// went away); the step then runs.
+    fn probe(
+        &self,
+        graph: &Graph,
+        node: NodeId,
+        key: &CacheKey,
+    ) -> impl Future<Output = Result<bool, StepError>> + Send;
+
+    /// An earlier result recorded under `key`, if any. `parent` is the result of
+    /// `inputs[0]` (the filesystem the step runs on), when the node has inputs: a hit needs
+    /// nothing else, so a cached `COPY --from` never builds its source stage.
     fn lookup(
         &self,
         graph: &Graph,
         node: NodeId,
         key: &CacheKey,
-        inputs: &[Self::Output],
+        parent: Option<&Self::Output>,
     ) -> impl Future<Output = Result<Option<Self::Output>, StepError>> + Send;
 
     /// Executes the node.
@@ -116,12 +135,24 @@ pub trait Backend: Send + Sync + 'static {
         job: Job<Self::Output>,
     ) -> impl Future<Output = Result<Self::Output, StepError>> + Send;
 
-    /// Records a fresh result under `parts.key()`.
+    /// Records a fresh result under `parts.key()`; the step ran for `elapsed`.
     fn record(
         &self,
         graph: &Graph,
         node: NodeId,
         parts: &KeyParts,
         output: &Self::Output,
+        elapsed: std::time::Duration,
     ) -> impl Future<Output = Result<(), StepError>> + Send;
+
+    /// Why `node`, whose key is made of `parts`, missed the cache (`--explain`).
+    fn explain(
+        &self,
+        graph: &Graph,
+        node: NodeId,
+        parts: &KeyParts,
+    ) -> impl Future<Output = Option<String>> + Send {
+        let _ = (graph, node, parts);
+        async { None }
+    }
 }

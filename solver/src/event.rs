@@ -17,6 +17,15 @@ pub enum Stream {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
+    /// A step missed the cache (`--explain`): why it runs.
+    Miss {
+        /// Node index.
+        node: u32,
+        /// `[build 2/4] RUN make`.
+        label: String,
+        /// `source files changed: changed src/main.rs`.
+        reason: String,
+    },
     /// A step began executing.
     Started {
         /// Node index.

@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 use strata_cache::{
-    CacheDb, CacheKey, Checksum, ContextFilter, ContextIndex, KeyParts, LayerRef, Record,
-    ScanOptions, Selection, StepRef,
+    CacheDb, CacheKey, Checksum, ContextFilter, ContextIndex, ImportedCache, KeyParts, LayerRef,
+    Record, ScanOptions, Selection, StepRef,
 };
 use strata_graph::{FileAction, Graph, MountKind, Node, NodeId, Op};
 use strata_store::{Compression, Digest, LayerDescriptor, Lease, Store, chain_id};
@@ -30,6 +30,9 @@ pub enum LocalError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] strata_store::StoreError),
+    /// An imported cache could not be read.
+    #[error(transparent)]
+    Exchange(#[from] strata_cache::ExchangeError),
     /// The build cache failed.
     #[error(transparent)]
     Cache(#[from] strata_cache::CacheDbError),
@@ -48,6 +51,9 @@ pub enum LocalError {
     /// Diffing a step's changes into a layer failed.
     #[error("failed to write the layer of the step")]
     Diff(#[source] strata_worker::DiffError),
+    /// Exporting the final filesystem failed.
+    #[error(transparent)]
+    Export(strata_worker::ExportError),
     /// The graph asked for something this backend cannot give (a bug in lowering).
     #[error("internal error: {0}")]
     Graph(String),
@@ -147,6 +153,11 @@ pub struct LocalOptions {
     pub source_date_epoch: Option<i64>,
     /// Proxy variables passed to every RUN but kept out of keys and history.
     pub proxy_env: Vec<String>,
+    /// Caches imported with `--cache-from`, consulted after the local records.
+    pub imported: Vec<ImportedCache>,
+    /// Names this build across runs (the CLI uses the context and Dockerfile paths): with a
+    /// step's stage and position it identifies the step, so `--explain` finds its last record.
+    pub build_id: String,
 }
 
 impl Default for LocalOptions {
@@ -155,17 +166,74 @@ impl Default for LocalOptions {
             compression: Compression::None,
             source_date_epoch: None,
             proxy_env: Vec::new(),
+            imported: Vec::new(),
+            build_id: String::new(),
         }
+    }
+}
+
+/// Layer blobs and snapshots: the store, and imported caches to fetch missing blobs from.
+#[derive(Clone)]
+struct Layers {
+    store: Store,
+    imported: Arc<Vec<ImportedCache>>,
+}
+
+impl Layers {
+    /// Makes sure the blob of `layer` is in the store, copying (and verifying) it from an
+    /// imported cache when it is not: layers cross over only when a build needs them.
+    fn ensure(&self, layer: &LayerDescriptor) -> Result<(), LocalError> {
+        if self.store.has_blob(&layer.digest) {
+            return Ok(());
+        }
+        for cache in self.imported.iter() {
+            if cache.fetch_into(&self.store, &layer.digest)? {
+                return Ok(());
+            }
+        }
+        Err(LocalError::Graph(format!(
+            "layer {} is neither in the store nor in an imported cache",
+            layer.digest
+        )))
+    }
+
+    /// Whether the blob of `layer` is here or can be fetched.
+    fn available(&self, layer: &LayerDescriptor) -> bool {
+        self.store.has_blob(&layer.digest)
+            || self.imported.iter().any(|c| c.has_blob(&layer.digest))
+    }
+
+    /// The snapshot directories of `fs`, top first (overlayfs `lowerdir` order), unpacking any
+    /// that do not exist yet.
+    fn lowers(&self, fs: &Fs) -> Result<Vec<PathBuf>, LocalError> {
+        let mut dirs = Vec::with_capacity(fs.layers.len());
+        let mut parent: Option<Digest> = None;
+        for layer in &fs.layers {
+            let chain = chain_id(parent.as_ref(), &layer.diff_id);
+            let snap = match self.store.snapshot(&chain) {
+                Some(s) => s,
+                None => {
+                    self.ensure(layer)?;
+                    self.store.unpack_layer(parent.as_ref(), layer)?
+                }
+            };
+            parent = Some(snap.chain_id);
+            dirs.push(snap.path);
+        }
+        dirs.reverse();
+        Ok(dirs)
     }
 }
 
 /// Builds on this machine.
 pub struct LocalBackend {
+    layers: Layers,
     store: Store,
     cache: Arc<CacheDb>,
     worker: Worker,
     context: Option<ContextSource>,
     options: LocalOptions,
+    saved_ms: Arc<std::sync::atomic::AtomicU64>,
     _lease: Lease,
 }
 
@@ -189,12 +257,18 @@ impl LocalBackend {
         options: LocalOptions,
     ) -> Result<Self, LocalError> {
         let lease = store.lease()?;
+        let layers = Layers {
+            store: store.clone(),
+            imported: Arc::new(options.imported.clone()),
+        };
         Ok(Self {
+            layers,
             store,
             cache,
             worker,
             context,
             options,
+            saved_ms: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             _lease: lease,
         })
     }
@@ -210,18 +284,71 @@ impl LocalBackend {
         Ok(())
     }
 
-    /// The snapshot directories of `fs`, top first (overlayfs `lowerdir` order), unpacking any
-    /// that do not exist yet.
-    fn lowers(store: &Store, fs: &Fs) -> Result<Vec<PathBuf>, LocalError> {
-        let mut dirs = Vec::with_capacity(fs.layers.len());
-        let mut parent: Option<Digest> = None;
-        for layer in &fs.layers {
-            let snap = store.unpack_layer(parent.as_ref(), layer)?;
-            parent = Some(snap.chain_id);
-            dirs.push(snap.path);
+    /// Writes the merged filesystem of `fs` to `out` as one tar (`--output type=tar|local`).
+    /// Blocking.
+    pub fn export_rootfs(
+        &self,
+        fs: &Fs,
+        out: impl std::io::Write + Send,
+    ) -> Result<(), LocalError> {
+        let lowers = self.layers.lowers(fs)?;
+        let scratch = self.store.new_snapshot_dir()?;
+        let result = strata_worker::export_rootfs(
+            &lowers,
+            &scratch,
+            out,
+            &DiffOptions {
+                source_date_epoch: self.options.source_date_epoch,
+            },
+        );
+        let _ = fs_err::remove_dir_all(&scratch);
+        result.map_err(LocalError::Export)?;
+        Ok(())
+    }
+
+    /// How long the cache hits of this build took when they ran (what the cache saved).
+    pub fn time_saved(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.saved_ms.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// A step's identity across builds: the build, the stage it belongs to and its position
+    /// there (not its text, so an edited line is still "the same step").
+    fn step_id(&self, graph: &Graph, node: NodeId) -> Checksum {
+        let place = graph
+            .stage_nodes
+            .iter()
+            .find_map(|(stage, ids)| ids.iter().position(|&n| n == node).map(|i| (stage, i)));
+        let mut h = blake3::Hasher::new();
+        h.update(b"strata-step-v1\0");
+        h.update(self.options.build_id.as_bytes());
+        h.update(b"\0");
+        match place {
+            Some((stage, i)) => {
+                h.update(stage.as_bytes());
+                h.update(&(i as u64).to_le_bytes());
+            }
+            None => {
+                h.update(graph.node(node).label.as_bytes());
+            }
         }
-        dirs.reverse();
-        Ok(dirs)
+        Checksum(*h.finalize().as_bytes())
+    }
+
+    /// Makes sure every layer blob of `fs` is in the store (before committing an image).
+    pub fn ensure_layers(&self, fs: &Fs) -> Result<(), LocalError> {
+        fs.layers.iter().try_for_each(|l| self.layers.ensure(l))
+    }
+
+    /// The record of a step's result under `key`: the local one, else an imported one.
+    pub fn record_for(&self, key: &CacheKey) -> Result<Option<Record>, LocalError> {
+        if let Some(r) = self.cache.get(key)? {
+            return Ok(Some(r));
+        }
+        Ok(self
+            .options
+            .imported
+            .iter()
+            .find_map(|c| c.get(key).cloned()))
     }
 
     fn context_exclude(&self) -> Option<ExcludeFn> {
@@ -295,26 +422,6 @@ fn selections(node: &Node) -> Vec<(usize, Selection)> {
     }
 }
 
-fn layer_ref(l: &LayerDescriptor) -> LayerRef {
-    LayerRef {
-        digest: l.digest.to_string(),
-        diff_id: l.diff_id.to_string(),
-        size: l.size,
-        media_type: l.media_type.clone(),
-        uncompressed_size: l.uncompressed_size,
-    }
-}
-
-fn layer_descriptor(r: &LayerRef) -> Option<LayerDescriptor> {
-    Some(LayerDescriptor {
-        media_type: r.media_type.clone(),
-        digest: r.digest.parse().ok()?,
-        size: r.size,
-        diff_id: r.diff_id.parse().ok()?,
-        uncompressed_size: r.uncompressed_size,
-    })
-}
-
 impl Backend for LocalBackend {
     type Output = Output;
 
@@ -326,16 +433,20 @@ impl Backend for LocalBackend {
         node.op.makes_layer()
     }
 
+    fn is_key_source(&self, node: &Node) -> bool {
+        matches!(node.op, Op::Context { .. })
+    }
+
     async fn contents(
         &self,
         graph: &Graph,
         node: NodeId,
-        inputs: &[Output],
+        inputs: &[Option<Output>],
     ) -> Result<Vec<Checksum>, StepError> {
         let wanted: Vec<(Arc<ContextIndex>, Selection)> = selections(graph.node(node))
             .into_iter()
             .filter_map(|(input, sel)| match inputs.get(input) {
-                Some(Output::Context(index)) => Some((index.clone(), sel)),
+                Some(Some(Output::Context(index))) => Some((index.clone(), sel)),
                 _ => None,
             })
             .collect();
@@ -356,31 +467,61 @@ impl Backend for LocalBackend {
         Ok(sums)
     }
 
+    async fn probe(
+        &self,
+        _graph: &Graph,
+        _node: NodeId,
+        key: &CacheKey,
+    ) -> Result<bool, StepError> {
+        let cache = self.cache.clone();
+        let layers = self.layers.clone();
+        let key = *key;
+        let found = blocking(move || {
+            let record = match cache.get(&key)? {
+                Some(r) => Some(r),
+                None => layers.imported.iter().find_map(|c| c.get(&key).cloned()),
+            };
+            Ok(record
+                .and_then(|r| r.layer.as_ref().and_then(LayerRef::descriptor))
+                .is_some_and(|l| layers.available(&l)))
+        })
+        .await?;
+        Ok(found)
+    }
+
     async fn lookup(
         &self,
         _graph: &Graph,
         _node: NodeId,
         key: &CacheKey,
-        inputs: &[Output],
+        parent: Option<&Output>,
     ) -> Result<Option<Output>, StepError> {
-        let Some(parent) = inputs.first() else {
+        let Some(parent) = parent else {
             return Ok(None);
         };
         let parent = parent.fs().map_err(StepError::from)?.clone();
         let cache = self.cache.clone();
-        let store = self.store.clone();
+        let layers = self.layers.clone();
         let key = *key;
+        let saved = self.saved_ms.clone();
         let found = blocking(move || {
-            let Some(record) = cache.get(&key)? else {
-                return Ok(None);
+            let record = match cache.get(&key)? {
+                Some(r) => r,
+                None => match layers.imported.iter().find_map(|c| c.get(&key)) {
+                    Some(r) => r.clone(),
+                    None => return Ok(None),
+                },
             };
-            let Some(layer) = record.layer.as_ref().and_then(layer_descriptor) else {
+            let Some(layer) = record.layer.as_ref().and_then(LayerRef::descriptor) else {
                 return Ok(None);
             };
             // A record whose blob is gone (a store wiped by hand) is a miss, never a broken
             // image.
-            if !store.has_blob(&layer.digest) {
+            if !layers.available(&layer) {
                 return Ok(None);
+            }
+            if let Some(ms) = record.duration_ms {
+                saved.fetch_add(ms, std::sync::atomic::Ordering::Relaxed);
             }
             Ok(Some(Output::Fs(Arc::new(
                 parent.with_layer(layer, record.created),
@@ -445,8 +586,8 @@ impl Backend for LocalBackend {
                                 MountInput::Layers(vec![index.dir().to_path_buf()])
                             }
                             Some(Output::Fs(fs)) => {
-                                let (s, fs) = (store.clone(), fs.clone());
-                                MountInput::Layers(blocking(move || Self::lowers(&s, &fs)).await?)
+                                let (l, fs) = (self.layers.clone(), fs.clone());
+                                MountInput::Layers(blocking(move || l.lowers(&fs)).await?)
                             }
                             None => {
                                 return Err(LocalError::Graph(format!(
@@ -470,10 +611,10 @@ impl Backend for LocalBackend {
                         exec.env.push(kv.clone());
                     }
                 }
-                let (s, p) = (store.clone(), parent.clone());
+                let (l, p) = (self.layers.clone(), parent.clone());
                 let (lowers, upper) = blocking(move || {
-                    let lowers = Self::lowers(&s, &p)?;
-                    Ok((lowers, s.new_snapshot_dir()?))
+                    let lowers = l.lowers(&p)?;
+                    Ok((lowers, l.store.new_snapshot_dir()?))
                 })
                 .await?;
                 let log = job.log.clone();
@@ -525,15 +666,16 @@ impl Backend for LocalBackend {
                             exclude: self.context_exclude(),
                         },
                         Output::Fs(fs) => {
-                            let (s, fs) = (store.clone(), fs.clone());
-                            FileSource::Layers(blocking(move || Self::lowers(&s, &fs)).await?)
+                            let (l, fs) = (self.layers.clone(), fs.clone());
+                            FileSource::Layers(blocking(move || l.lowers(&fs)).await?)
                         }
                     }));
                 }
                 let worker = self.worker.clone();
                 let options = self.options.clone();
+                let layers = self.layers.clone();
                 let fs = blocking(move || {
-                    let lowers = Self::lowers(&store, &parent)?;
+                    let lowers = layers.lowers(&parent)?;
                     let upper = store.new_snapshot_dir()?;
                     let applied = worker.apply_file_op(FileRequest {
                         op,
@@ -561,6 +703,7 @@ impl Backend for LocalBackend {
         node: NodeId,
         parts: &KeyParts,
         output: &Output,
+        elapsed: std::time::Duration,
     ) -> Result<(), StepError> {
         let fs = output.fs().map_err(StepError::from)?.clone();
         let Some(layer) = fs.layers.last().cloned() else {
@@ -568,7 +711,7 @@ impl Backend for LocalBackend {
         };
         let chain = fs.chain_id();
         let record = Record {
-            layer: Some(layer_ref(&layer)),
+            layer: Some(LayerRef::from(&layer)),
             chain_id: chain.as_ref().map(ToString::to_string),
             diff_ids: fs.layers.iter().map(|l| l.diff_id.to_string()).collect(),
             created: fs
@@ -579,10 +722,11 @@ impl Backend for LocalBackend {
                 .unwrap_or_else(SystemTime::now),
             parts: parts.clone(),
             step: Some(StepRef {
-                id: Checksum(*blake3::hash(graph.node(node).label.as_bytes()).as_bytes()),
+                id: self.step_id(graph, node),
                 description: graph.node(node).label.clone(),
             }),
-            definition: None,
+            definition: serde_json::to_value(&graph.node(node).op).ok(),
+            duration_ms: Some(u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)),
         };
         let cache = self.cache.clone();
         let store = self.store.clone();
@@ -596,5 +740,32 @@ impl Backend for LocalBackend {
         })
         .await?;
         Ok(())
+    }
+
+    async fn explain(&self, graph: &Graph, node: NodeId, parts: &KeyParts) -> Option<String> {
+        let step = self.step_id(graph, node);
+        let definition = serde_json::to_value(&graph.node(node).op).ok()?;
+        let cache = self.cache.clone();
+        let imported = self.layers.imported.clone();
+        let parts = parts.clone();
+        tokio::task::spawn_blocking(move || {
+            let previous = match cache.last_for_step(&step).ok().flatten() {
+                Some((_, r)) => Some(r),
+                None => imported
+                    .iter()
+                    .filter_map(|c| c.last_for_step(&step).map(|(_, r)| r.clone()))
+                    .max_by_key(|r| r.created),
+            };
+            let selection = |sum: &Checksum| {
+                cache
+                    .selection(sum)
+                    .ok()
+                    .flatten()
+                    .or_else(|| imported.iter().find_map(|c| c.selection(sum)))
+            };
+            strata_cache::explain_miss(&parts, &definition, previous.as_ref(), &selection)
+        })
+        .await
+        .ok()
     }
 }

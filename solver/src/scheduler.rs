@@ -1,15 +1,22 @@
-//! The scheduler: one task owns the graph state; every node whose inputs are ready is spawned,
-//! up to `jobs` at once; results come back on the join set. The first failure cancels the rest,
-//! and the solve returns only after every running step has stopped and cleaned up.
+//! The scheduler: a demand-driven solve, owned by one task.
+//!
+//! First every key is computed: keys are made of definitions and of the checksums of context
+//! files, so only the build context must be read before (a key source). Then the solve starts
+//! at the wanted nodes and works down. A cacheable step first needs only its parent
+//! filesystem (`inputs[0]`) and is looked up; on a hit nothing else it depends on is built —
+//! a cached `COPY --from=build` never builds `build`, and an imported cache hands out only the
+//! layers the final image is made of. On a miss its other inputs are needed, then it runs.
+//! Work runs in spawned tasks, at most `jobs` at once; the first failure cancels the rest, and
+//! the solve returns only after every running step has stopped and cleaned up.
 
 use crate::backend::{Backend, Job, LogSink, StepError};
 use crate::error::SolveError;
 use crate::event::Event;
 use crate::key::key_parts;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
-use strata_cache::CacheKey;
+use strata_cache::{CacheKey, KeyParts};
 use strata_graph::{Graph, NodeId};
 use tokio::sync::Semaphore;
 use tokio::sync::mpsc::UnboundedSender;
@@ -24,18 +31,9 @@ pub enum NoCache {
     Off,
     /// `--no-cache`: run every step.
     All,
-    /// `--no-cache-filter`: run these nodes (the frontend maps stage names to nodes).
+    /// `--no-cache-filter`: run these nodes and everything built from them (the frontend maps
+    /// stage names to nodes).
     Nodes(HashSet<NodeId>),
-}
-
-impl NoCache {
-    fn applies_to(&self, node: NodeId) -> bool {
-        match self {
-            NoCache::Off => false,
-            NoCache::All => true,
-            NoCache::Nodes(set) => set.contains(&node),
-        }
-    }
 }
 
 /// How to solve.
@@ -45,6 +43,8 @@ pub struct SolveOptions {
     pub jobs: usize,
     /// Cache bypass.
     pub no_cache: NoCache,
+    /// Send an [`Event::Miss`] saying why each step that runs missed the cache.
+    pub explain: bool,
 }
 
 impl Default for SolveOptions {
@@ -52,6 +52,7 @@ impl Default for SolveOptions {
         Self {
             jobs: 1,
             no_cache: NoCache::Off,
+            explain: false,
         }
     }
 }
@@ -59,9 +60,10 @@ impl Default for SolveOptions {
 /// The results of a solve.
 #[derive(Debug)]
 pub struct Solved<O> {
-    /// The result of every node that was needed.
+    /// The result of every node the solve needed (a step skipped because its consumer was a
+    /// cache hit has none).
     pub outputs: HashMap<NodeId, O>,
-    /// The cache key of every node that was needed.
+    /// The cache key of every node reachable from the wanted ones.
     pub keys: HashMap<NodeId, CacheKey>,
     /// Cacheable steps whose result came from the cache.
     pub cached: usize,
@@ -69,17 +71,48 @@ pub struct Solved<O> {
     pub executed: usize,
 }
 
-type StepResult<O> = (NodeId, Result<Done<O>, StepError>);
-
-struct Done<O> {
-    output: O,
-    key: CacheKey,
-    cached: bool,
-    /// A cacheable step (counted in [`Solved::cached`] / [`Solved::executed`]).
-    counted: bool,
+/// Where a node is in the solve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Not needed (yet).
+    Idle,
+    /// Needed; its key is being probed.
+    Probing,
+    /// Probed as a hit; waiting for its parent before its lookup.
+    NeedParent,
+    /// Its lookup runs.
+    LookingUp,
+    /// Needed with all its inputs; waiting for them before it runs.
+    NeedAll,
+    /// It runs.
+    Running,
+    /// It has a result.
+    Done,
 }
 
-/// Executes `wanted` and everything it depends on.
+enum Work<O> {
+    Probe(bool),
+    Lookup(Option<O>),
+    Executed(O),
+}
+
+type TaskResult<O> = (NodeId, Result<Work<O>, StepError>);
+
+struct Solver<B: Backend> {
+    backend: Arc<B>,
+    graph: Arc<Graph>,
+    events: UnboundedSender<Event>,
+    stop: CancellationToken,
+    semaphore: Arc<Semaphore>,
+    tasks: JoinSet<TaskResult<B::Output>>,
+    state: HashMap<NodeId, State>,
+    parts: HashMap<NodeId, KeyParts>,
+    no_cache: HashSet<NodeId>,
+    explain: bool,
+    solved: Solved<B::Output>,
+}
+
+/// Executes what `wanted` needs.
 pub async fn solve<B: Backend>(
     backend: Arc<B>,
     graph: Arc<Graph>,
@@ -89,223 +122,379 @@ pub async fn solve<B: Backend>(
     cancel: CancellationToken,
 ) -> Result<Solved<B::Output>, SolveError> {
     let order = graph.closure(wanted.iter().copied());
-    let mut waiting: HashMap<NodeId, usize> = HashMap::new();
-    let mut ready = VecDeque::new();
-    for &id in &order {
-        let distinct: HashSet<NodeId> = graph.node(id).inputs.iter().copied().collect();
-        if distinct.is_empty() {
-            ready.push_back(id);
-        } else {
-            waiting.insert(id, distinct.len());
+    let no_cache: HashSet<NodeId> = match &opts.no_cache {
+        NoCache::Off => HashSet::new(),
+        NoCache::All => order.iter().copied().collect(),
+        // A step built from a step that ignores the cache ignores it too.
+        NoCache::Nodes(set) => {
+            let mut out: HashSet<NodeId> = HashSet::new();
+            for &id in &order {
+                if set.contains(&id) || graph.node(id).inputs.iter().any(|i| out.contains(i)) {
+                    out.insert(id);
+                }
+            }
+            out
         }
-    }
-    let needed: HashSet<NodeId> = order.iter().copied().collect();
-    let semaphore = Arc::new(Semaphore::new(opts.jobs.max(1)));
-    let stop = cancel.child_token();
-    let mut tasks: JoinSet<StepResult<B::Output>> = JoinSet::new();
-    let mut solved: Solved<B::Output> = Solved {
-        outputs: HashMap::new(),
-        keys: HashMap::new(),
-        cached: 0,
-        executed: 0,
+    };
+    let mut s = Solver {
+        backend,
+        graph: graph.clone(),
+        events,
+        stop: cancel.child_token(),
+        semaphore: Arc::new(Semaphore::new(opts.jobs.max(1))),
+        tasks: JoinSet::new(),
+        state: order.iter().map(|&id| (id, State::Idle)).collect(),
+        parts: HashMap::new(),
+        no_cache,
+        explain: opts.explain,
+        solved: Solved {
+            outputs: HashMap::new(),
+            keys: HashMap::new(),
+            cached: 0,
+            executed: 0,
+        },
     };
     let mut failure: Option<SolveError> = None;
 
-    loop {
-        if !stop.is_cancelled() {
-            while let Some(id) = ready.pop_front() {
-                let inputs: Vec<B::Output> = graph
-                    .node(id)
-                    .inputs
-                    .iter()
-                    .map(|i| solved.outputs[i].clone())
-                    .collect();
-                let input_keys: Vec<CacheKey> = graph
-                    .node(id)
-                    .inputs
-                    .iter()
-                    .map(|i| solved.keys[i])
-                    .collect();
-                let ctx = StepCtx {
-                    backend: backend.clone(),
-                    graph: graph.clone(),
-                    id,
-                    inputs,
-                    input_keys,
-                    use_cache: !opts.no_cache.applies_to(id),
-                    events: events.clone(),
-                    cancel: stop.clone(),
-                    semaphore: semaphore.clone(),
-                };
-                tasks.spawn(async move { (id, run_step(ctx).await) });
-            }
+    // Key sources first (the context), then every key.
+    for &id in &order {
+        if s.backend.is_key_source(graph.node(id)) {
+            s.state.insert(id, State::NeedAll);
+            s.spawn_execute(id);
         }
-        let Some(joined) = tasks.join_next().await else {
-            break;
-        };
-        let (id, result) = match joined {
-            Ok(r) => r,
-            Err(join_error) => {
-                // A panicking backend is a bug; stop everything and report it.
-                stop.cancel();
-                failure.get_or_insert(SolveError::Step {
-                    step: "a build step".into(),
-                    loc: None,
-                    source: StepError::failed(join_error),
-                });
-                continue;
-            }
-        };
-        match result {
-            Ok(done) => {
-                if done.counted {
-                    if done.cached {
-                        solved.cached += 1;
-                    } else {
-                        solved.executed += 1;
-                    }
-                }
-                solved.outputs.insert(id, done.output);
-                solved.keys.insert(id, done.key);
-                for consumer in graph.consumers(id) {
-                    if !needed.contains(&consumer) {
-                        continue;
-                    }
-                    let left = waiting
-                        .get_mut(&consumer)
-                        .expect("every needed consumer has a waiting count");
-                    *left -= 1;
-                    if *left == 0 {
-                        ready.push_back(consumer);
-                    }
-                }
-            }
-            Err(StepError::Cancelled) => {}
-            Err(source) => {
-                stop.cancel();
-                if failure.is_none() {
-                    let node = graph.node(id);
-                    let step = node.label.clone();
-                    let loc = node.loc;
-                    failure = Some(match source {
-                        StepError::Command { exit_code, .. } => SolveError::Command {
-                            step,
-                            loc,
-                            exit_code,
-                            source,
-                        },
-                        source => SolveError::Step { step, loc, source },
-                    });
-                }
-            }
+    }
+    s.drain(&mut failure).await;
+    if failure.is_none()
+        && !s.stop.is_cancelled()
+        && let Err((id, err)) = s.compute_keys(&order).await
+    {
+        failure = Some(s.step_error(id, err));
+    }
+    if failure.is_none() && !s.stop.is_cancelled() {
+        for &w in wanted {
+            s.need(w);
         }
+        s.drain(&mut failure).await;
     }
 
     if let Some(err) = failure {
         return Err(err);
     }
-    if cancel.is_cancelled() || wanted.iter().any(|w| !solved.outputs.contains_key(w)) {
+    if cancel.is_cancelled() || wanted.iter().any(|w| !s.solved.outputs.contains_key(w)) {
         return Err(SolveError::Cancelled);
     }
-    Ok(solved)
+    Ok(s.solved)
 }
 
-struct StepCtx<B: Backend> {
-    backend: Arc<B>,
-    graph: Arc<Graph>,
-    id: NodeId,
-    inputs: Vec<B::Output>,
-    input_keys: Vec<CacheKey>,
-    use_cache: bool,
-    events: UnboundedSender<Event>,
-    cancel: CancellationToken,
-    semaphore: Arc<Semaphore>,
-}
+impl<B: Backend> Solver<B> {
+    /// The key of every node, in dependency order; an error names the node it is about.
+    async fn compute_keys(&mut self, order: &[NodeId]) -> Result<(), (NodeId, StepError)> {
+        for &id in order {
+            let node = self.graph.node(id);
+            let available: Vec<Option<B::Output>> = node
+                .inputs
+                .iter()
+                .map(|i| self.solved.outputs.get(i).cloned())
+                .collect();
+            let contents = self
+                .backend
+                .contents(&self.graph, id, &available)
+                .await
+                .map_err(|e| (id, e))?;
+            let input_keys: Vec<CacheKey> =
+                node.inputs.iter().map(|i| self.solved.keys[i]).collect();
+            let parts = key_parts(node, &input_keys, contents);
+            self.solved.keys.insert(id, parts.key());
+            self.parts.insert(id, parts);
+        }
+        Ok(())
+    }
 
-async fn run_step<B: Backend>(ctx: StepCtx<B>) -> Result<Done<B::Output>, StepError> {
-    let _permit = tokio::select! {
-        permit = ctx.semaphore.clone().acquire_owned() => permit.map_err(|_| StepError::Cancelled)?,
-        () = ctx.cancel.cancelled() => return Err(StepError::Cancelled),
-    };
-    let node = ctx.graph.node(ctx.id);
-    let index = ctx.id.index() as u32;
-    let visible = ctx.backend.visible(node);
-    let contents = ctx
-        .backend
-        .contents(&ctx.graph, ctx.id, &ctx.inputs)
-        .await?;
-    let parts = key_parts(node, &ctx.input_keys, contents);
-    let key = parts.key();
-    let cacheable = ctx.backend.cacheable(node);
-    if cacheable
-        && ctx.use_cache
-        && let Some(output) = ctx
-            .backend
-            .lookup(&ctx.graph, ctx.id, &key, &ctx.inputs)
-            .await?
-    {
-        {
-            if visible {
-                let _ = ctx.events.send(Event::Cached {
-                    node: index,
-                    label: node.label.clone(),
-                });
+    fn done(&self, id: NodeId) -> bool {
+        self.state.get(&id) == Some(&State::Done)
+    }
+
+    /// Marks `id` as needed and starts what can start.
+    fn need(&mut self, id: NodeId) {
+        if self.state.get(&id) != Some(&State::Idle) {
+            return;
+        }
+        let node = self.graph.node(id);
+        let cacheable = self.backend.cacheable(node);
+        if cacheable && !self.no_cache.contains(&id) {
+            self.spawn_probe(id);
+        } else {
+            if cacheable {
+                self.send_miss(
+                    id,
+                    Some("the cache is off for this step (--no-cache)".into()),
+                );
             }
-            return Ok(Done {
-                output,
-                key,
-                cached: true,
-                counted: true,
-            });
+            self.need_all(id);
         }
     }
-    if ctx.cancel.is_cancelled() {
-        return Err(StepError::Cancelled);
-    }
-    if visible {
-        let _ = ctx.events.send(Event::Started {
-            node: index,
-            label: node.label.clone(),
-        });
-    }
-    let started = Instant::now();
-    let job = Job {
-        graph: ctx.graph.clone(),
-        node: ctx.id,
-        inputs: ctx.inputs,
-        key,
-        parts: parts.clone(),
-        log: LogSink::new(ctx.id, ctx.events.clone()),
-        cancel: ctx.cancel.clone(),
-    };
-    let result = ctx.backend.execute(job).await;
-    let output = match result {
-        Ok(output) => output,
-        Err(err) => {
-            if visible && !matches!(err, StepError::Cancelled) {
-                let _ = ctx.events.send(Event::Failed {
-                    node: index,
-                    error: err.to_string(),
+
+    /// With `--explain`, sends why `id` missed (`reason`, or the backend's explanation).
+    fn send_miss(&self, id: NodeId, reason: Option<String>) {
+        let node = self.graph.node(id);
+        if !self.explain || !self.backend.visible(node) {
+            return;
+        }
+        let label = node.label.clone();
+        let events = self.events.clone();
+        let (backend, graph) = (self.backend.clone(), self.graph.clone());
+        let parts = self.parts.get(&id).cloned();
+        // Detached: an explanation never holds up the build; the event stream stays open
+        // until it is sent.
+        tokio::spawn(async move {
+            let reason = match (reason, parts) {
+                (Some(r), _) => Some(r),
+                (None, Some(parts)) => backend.explain(&graph, id, &parts).await,
+                (None, None) => None,
+            };
+            if let Some(reason) = reason {
+                let _ = events.send(Event::Miss {
+                    node: id.index() as u32,
+                    label,
+                    reason,
                 });
             }
-            return Err(err);
-        }
-    };
-    if cacheable {
-        ctx.backend
-            .record(&ctx.graph, ctx.id, &parts, &output)
-            .await?;
-    }
-    if visible {
-        let _ = ctx.events.send(Event::Finished {
-            node: index,
-            elapsed: started.elapsed(),
         });
     }
-    Ok(Done {
-        output,
-        key,
-        cached: false,
-        counted: cacheable,
-    })
+
+    /// A probe said hit: only the parent is needed before the lookup.
+    fn need_parent(&mut self, id: NodeId) {
+        match self.graph.node(id).inputs.first().copied() {
+            Some(parent) => {
+                self.state.insert(id, State::NeedParent);
+                self.need(parent);
+                if self.done(parent) {
+                    self.spawn_lookup(id);
+                }
+            }
+            None => self.spawn_lookup(id),
+        }
+    }
+
+    fn spawn_probe(&mut self, id: NodeId) {
+        if self.stop.is_cancelled() {
+            return;
+        }
+        self.state.insert(id, State::Probing);
+        let backend = self.backend.clone();
+        let graph = self.graph.clone();
+        let key = self.solved.keys[&id];
+        let stop = self.stop.clone();
+        self.tasks.spawn(async move {
+            let result = async {
+                if stop.is_cancelled() {
+                    return Err(StepError::Cancelled);
+                }
+                Ok(Work::Probe(backend.probe(&graph, id, &key).await?))
+            }
+            .await;
+            (id, result)
+        });
+    }
+
+    fn need_all(&mut self, id: NodeId) {
+        self.state.insert(id, State::NeedAll);
+        let inputs = self.graph.node(id).inputs.clone();
+        for &i in &inputs {
+            self.need(i);
+        }
+        if inputs.iter().all(|&i| self.done(i)) {
+            self.spawn_execute(id);
+        }
+    }
+
+    fn spawn_lookup(&mut self, id: NodeId) {
+        if self.stop.is_cancelled() {
+            return;
+        }
+        self.state.insert(id, State::LookingUp);
+        let backend = self.backend.clone();
+        let graph = self.graph.clone();
+        let key = self.solved.keys[&id];
+        let parent = graph
+            .node(id)
+            .inputs
+            .first()
+            .map(|p| self.solved.outputs[p].clone());
+        let semaphore = self.semaphore.clone();
+        let stop = self.stop.clone();
+        self.tasks.spawn(async move {
+            let result = async {
+                let _permit = tokio::select! {
+                    p = semaphore.acquire_owned() => p.map_err(|_| StepError::Cancelled)?,
+                    () = stop.cancelled() => return Err(StepError::Cancelled),
+                };
+                let found = backend.lookup(&graph, id, &key, parent.as_ref()).await?;
+                Ok(Work::Lookup(found))
+            }
+            .await;
+            (id, result)
+        });
+    }
+
+    fn spawn_execute(&mut self, id: NodeId) {
+        if self.stop.is_cancelled() {
+            return;
+        }
+        self.state.insert(id, State::Running);
+        let node = self.graph.node(id);
+        let inputs: Vec<B::Output> = node
+            .inputs
+            .iter()
+            .map(|i| self.solved.outputs[i].clone())
+            .collect();
+        let visible = self.backend.visible(node);
+        let cacheable = self.backend.cacheable(node);
+        let label = node.label.clone();
+        let backend = self.backend.clone();
+        let graph = self.graph.clone();
+        let events = self.events.clone();
+        let semaphore = self.semaphore.clone();
+        let stop = self.stop.clone();
+        let parts = self.parts.get(&id).cloned();
+        self.tasks.spawn(async move {
+            let result = async {
+                let _permit = tokio::select! {
+                    p = semaphore.acquire_owned() => p.map_err(|_| StepError::Cancelled)?,
+                    () = stop.cancelled() => return Err(StepError::Cancelled),
+                };
+                let index = id.index() as u32;
+                if visible {
+                    let _ = events.send(Event::Started { node: index, label });
+                }
+                let started = Instant::now();
+                let job = Job {
+                    graph: graph.clone(),
+                    node: id,
+                    inputs,
+                    key: parts.as_ref().map_or(CacheKey([0; 32]), KeyParts::key),
+                    parts: parts.clone().unwrap_or_else(|| KeyParts {
+                        node: graph.node(id).hash,
+                        inputs: vec![],
+                        contents: vec![],
+                    }),
+                    log: LogSink::new(id, events.clone()),
+                    cancel: stop.clone(),
+                };
+                let output = match backend.execute(job).await {
+                    Ok(o) => o,
+                    Err(err) => {
+                        if visible && !matches!(err, StepError::Cancelled) {
+                            let _ = events.send(Event::Failed {
+                                node: index,
+                                error: err.to_string(),
+                            });
+                        }
+                        return Err(err);
+                    }
+                };
+                if cacheable && let Some(parts) = &parts {
+                    backend
+                        .record(&graph, id, parts, &output, started.elapsed())
+                        .await?;
+                }
+                if visible {
+                    let _ = events.send(Event::Finished {
+                        node: index,
+                        elapsed: started.elapsed(),
+                    });
+                }
+                Ok(Work::Executed(output))
+            }
+            .await;
+            (id, result)
+        });
+    }
+
+    /// A node got its result: wake the nodes waiting for it.
+    fn finish(&mut self, id: NodeId, output: B::Output) {
+        self.state.insert(id, State::Done);
+        self.solved.outputs.insert(id, output);
+        let consumers: Vec<NodeId> = self.graph.consumers(id).collect();
+        for c in consumers {
+            match self.state.get(&c) {
+                Some(State::NeedParent) if self.graph.node(c).inputs.first() == Some(&id) => {
+                    self.spawn_lookup(c);
+                }
+                Some(State::NeedAll) if self.graph.node(c).inputs.iter().all(|&i| self.done(i)) => {
+                    self.spawn_execute(c);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn step_error(&self, id: NodeId, source: StepError) -> SolveError {
+        let node = self.graph.node(id);
+        let step = node.label.clone();
+        let loc = node.loc;
+        match source {
+            StepError::Command { exit_code, .. } => SolveError::Command {
+                step,
+                loc,
+                exit_code,
+                source,
+            },
+            source => SolveError::Step { step, loc, source },
+        }
+    }
+
+    /// Runs tasks until none is left, handling each result.
+    async fn drain(&mut self, failure: &mut Option<SolveError>) {
+        while let Some(joined) = self.tasks.join_next().await {
+            let (id, result) = match joined {
+                Ok(r) => r,
+                Err(join_error) => {
+                    // A panicking backend is a bug; stop everything and report it.
+                    self.stop.cancel();
+                    failure.get_or_insert(SolveError::Step {
+                        step: "a build step".into(),
+                        loc: None,
+                        source: StepError::failed(join_error),
+                    });
+                    continue;
+                }
+            };
+            match result {
+                Ok(Work::Probe(true)) => self.need_parent(id),
+                Ok(Work::Probe(false)) => {
+                    self.send_miss(id, None);
+                    self.need_all(id);
+                }
+                Ok(Work::Lookup(Some(output))) => {
+                    self.solved.cached += 1;
+                    let node = self.graph.node(id);
+                    if self.backend.visible(node) {
+                        let _ = self.events.send(Event::Cached {
+                            node: id.index() as u32,
+                            label: node.label.clone(),
+                        });
+                    }
+                    self.finish(id, output);
+                }
+                Ok(Work::Lookup(None)) => {
+                    self.send_miss(id, None);
+                    self.need_all(id);
+                }
+                Ok(Work::Executed(output)) => {
+                    if self.backend.cacheable(self.graph.node(id)) {
+                        self.solved.executed += 1;
+                    }
+                    self.finish(id, output);
+                }
+                Err(StepError::Cancelled) => {}
+                Err(source) => {
+                    self.stop.cancel();
+                    if failure.is_none() {
+                        *failure = Some(self.step_error(id, source));
+                    }
+                }
+            }
+        }
+    }
 }

@@ -49,15 +49,19 @@ impl Backend for Fake {
         true
     }
 
-    fn cacheable(&self, _node: &Node) -> bool {
-        true
+    fn cacheable(&self, node: &Node) -> bool {
+        !text(node).contains("source")
+    }
+
+    fn is_key_source(&self, node: &Node) -> bool {
+        text(node).contains("source")
     }
 
     async fn contents(
         &self,
         graph: &Graph,
         node: NodeId,
-        _inputs: &[String],
+        _inputs: &[Option<String>],
     ) -> Result<Vec<Checksum>, StepError> {
         let n = name(graph.node(node));
         Ok(self
@@ -70,12 +74,21 @@ impl Backend for Fake {
             .collect())
     }
 
+    async fn probe(
+        &self,
+        _graph: &Graph,
+        _node: NodeId,
+        key: &CacheKey,
+    ) -> Result<bool, StepError> {
+        Ok(self.cache.lock().unwrap().contains_key(key))
+    }
+
     async fn lookup(
         &self,
         _graph: &Graph,
         _node: NodeId,
         key: &CacheKey,
-        _inputs: &[String],
+        _parent: Option<&String>,
     ) -> Result<Option<String>, StepError> {
         Ok(self.cache.lock().unwrap().get(key).cloned())
     }
@@ -119,6 +132,7 @@ impl Backend for Fake {
         _node: NodeId,
         parts: &KeyParts,
         output: &String,
+        _elapsed: Duration,
     ) -> Result<(), StepError> {
         self.cache
             .lock()
@@ -170,6 +184,7 @@ fn jobs(n: usize) -> SolveOptions {
     SolveOptions {
         jobs: n,
         no_cache: NoCache::Off,
+        explain: false,
     }
 }
 
@@ -244,14 +259,20 @@ async fn an_unchanged_rebuild_is_all_cache_hits() {
     let (second, events) = run(&fake, &g, join, jobs(2)).await;
     let second = second.unwrap();
     assert!(fake.executed.lock().unwrap().is_empty());
-    assert_eq!((second.executed, second.cached), (0, 4));
+    // join hit, so it needed only its parent chain (left, base): right was never touched.
+    assert_eq!((second.executed, second.cached), (0, 3));
     assert_eq!(second.outputs[&join], first.outputs[&join]);
+    let right = g
+        .node_ids()
+        .find(|&i| g.node(i).label == "[right]")
+        .unwrap();
+    assert!(!second.outputs.contains_key(&right));
     assert_eq!(
         events
             .iter()
             .filter(|e| matches!(e, Event::Cached { .. }))
             .count(),
-        4
+        3
     );
 }
 
@@ -278,6 +299,7 @@ async fn no_cache_all_and_filter() {
     let all = SolveOptions {
         jobs: 2,
         no_cache: NoCache::All,
+        explain: false,
     };
     run(&fake, &g, join, all).await.0.unwrap();
     assert_eq!(fake.executed.lock().unwrap().len(), 4);
@@ -290,10 +312,14 @@ async fn no_cache_all_and_filter() {
     let filter = SolveOptions {
         jobs: 2,
         no_cache: NoCache::Nodes(HashSet::from([right])),
+        explain: false,
     };
     run(&fake, &g, join, filter).await.0.unwrap();
-    // right reruns; its output is unchanged, so join's key is unchanged and it stays cached.
-    assert_eq!(*fake.executed.lock().unwrap(), vec!["right".to_string()]);
+    // right reruns, and so does what is built from it; left stays cached.
+    assert_eq!(
+        *fake.executed.lock().unwrap(),
+        vec!["right".to_string(), "join".to_string()]
+    );
 }
 
 #[tokio::test]

@@ -4,8 +4,8 @@
 
 use crate::GlobalArgs;
 use crate::diag;
-use anyhow::Context as _;
-use std::io::{Read as _, Write as _};
+use std::io::Write as _;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use strata_frontend::{BuildOptions, ImageResolver, Platform, ResolvedImage};
 use strata_graph::ImageConfig;
@@ -15,7 +15,7 @@ use strata_graph::ImageConfig;
 pub(crate) struct Args {
     /// The Dockerfile (`-` reads standard input)
     #[arg(default_value = "Dockerfile", value_name = "FILE|-")]
-    file: String,
+    file: PathBuf,
     /// A build argument, `KEY=VALUE` (or `KEY` to take it from the environment)
     #[arg(long = "build-arg", value_name = "KEY[=VALUE]")]
     build_args: Vec<String>,
@@ -39,16 +39,7 @@ impl ImageResolver for AnyImage {
 }
 
 pub(crate) fn run(args: Args, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    let (name, source) = if args.file == "-" {
-        let mut buf = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut buf)
-            .context("failed to read the Dockerfile from standard input")?;
-        ("Dockerfile".to_owned(), buf)
-    } else {
-        let bytes = fs_err::read(&args.file).context("failed to read the Dockerfile")?;
-        (args.file.clone(), bytes)
-    };
+    let (name, source) = super::parse::read_source(&args.file)?;
     let mut opts = BuildOptions {
         target: args.target,
         all_stages: true,

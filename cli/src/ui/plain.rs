@@ -64,6 +64,10 @@ impl Render for Plain {
                 let n = self.number(*node);
                 writeln!(self.out, "#{n} ERROR: {error}")
             }
+            Event::Miss { node, reason, .. } => {
+                let n = self.number(*node);
+                writeln!(self.out, "#{n} MISS: {reason}")
+            }
         };
     }
 

@@ -13,6 +13,7 @@ const KEEP_LINES: usize = 200;
 
 pub(crate) struct Tty {
     multi: MultiProgress,
+    misses: Vec<(String, String)>,
     bars: HashMap<u32, ProgressBar>,
     logs: HashMap<u32, Vec<String>>,
     labels: HashMap<u32, String>,
@@ -22,6 +23,7 @@ impl Tty {
     pub(crate) fn new() -> Self {
         Self {
             multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10)),
+            misses: Vec::new(),
             bars: HashMap::new(),
             logs: HashMap::new(),
             labels: HashMap::new(),
@@ -42,6 +44,9 @@ impl Tty {
 impl Render for Tty {
     fn event(&mut self, event: &Event) {
         match event {
+            Event::Miss { label, reason, .. } => {
+                self.misses.push((label.clone(), reason.clone()));
+            }
             Event::Started { node, label } => {
                 let bar = self.multi.add(ProgressBar::new_spinner());
                 bar.set_style(Self::running_style());
@@ -90,6 +95,12 @@ impl Render for Tty {
     fn finish(&mut self) {
         for (_, bar) in self.bars.drain() {
             bar.abandon();
+        }
+        if !self.misses.is_empty() {
+            let _ = self.multi.println("why steps ran:");
+            for (label, reason) in self.misses.drain(..) {
+                let _ = self.multi.println(format!("  {label}: {reason}"));
+            }
         }
     }
 }

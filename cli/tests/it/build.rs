@@ -224,7 +224,7 @@ fn a_failing_run_names_the_step_and_its_line_and_stops_the_rest() {
         "{stderr}"
     );
     assert!(
-        stderr.contains("Dockerfile:5:1: the failing step\n5 | RUN exit 3\n  | ^\n"),
+        stderr.contains(" --> Dockerfile:5:1\n5 | RUN exit 3\n  | ^\n"),
         "{stderr}"
     );
     let ps = std::process::Command::new("ps")
@@ -257,7 +257,7 @@ fn bad_dockerfiles_fail_with_their_location_before_anything_runs() {
     let ctx = env.context("ctx", &[("Dockerfile", "FROM base\nRUNN echo hi\n")]);
     let err = env.fails(["build", ctx.to_str().unwrap()]);
     assert!(
-        err.starts_with("Dockerfile:2:1: unknown instruction: RUNN (did you mean RUN?)\n"),
+        err.starts_with("error: Dockerfile:2:1: unknown instruction: RUNN (did you mean RUN?)\n"),
         "{err}"
     );
     let ctx = env.context("ctx2", &[("Dockerfile", "FROM missing-image\n")]);
@@ -330,8 +330,12 @@ fn no_cache_and_no_cache_filter() {
     let c = ctx.to_str().unwrap();
     env.build_events([c]);
     assert_eq!(ran(&env.build_events(["--no-cache", c])).len(), 3);
+    // Stage a runs again, and so does what is built from it; b's own RUN stays cached.
     let only_a = ran(&env.build_events(["--no-cache-filter", "a", c]));
-    assert_eq!(only_a, vec!["[a 2/2] RUN echo a > /a"]);
+    assert_eq!(
+        only_a,
+        vec!["[a 2/2] RUN echo a > /a", "[b 3/3] COPY --from=a /a /a"]
+    );
     let err = env.fails(["build", "--no-cache-filter", "zzz", c]);
     assert!(err.contains("no stage named \"zzz\""), "{err}");
 }
@@ -347,4 +351,37 @@ fn rmi_keeps_the_build_cache_usable() {
     assert!(ran(&env.build_events(["-t", "t:1", c])).is_empty());
     assert_eq!(run_in(&env, "t:1", "cat /x"), "x\n");
     env.ok(["system", "check"]);
+}
+
+#[test]
+fn run_passes_the_exit_code_through_and_uses_the_image_config() {
+    let env = TestEnv::with_base("base:latest");
+    let ctx = env.context(
+        "ctx",
+        &[(
+            "Dockerfile",
+            "FROM base\nENV GREETING=hi\nWORKDIR /work\nUSER app\nCMD [\"sh\", \"-c\", \"echo $GREETING $(pwd) $(id -u); exit 42\"]\n",
+        )],
+    );
+    env.ok(["build", "-q", "-t", "t:1", ctx.to_str().unwrap()]);
+    let out = env.command(["run", "--rm", "t:1"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(42));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi /work 1000\n");
+    let out = env
+        .command([
+            "run",
+            "--rm",
+            "-e",
+            "GREETING=yo",
+            "-u",
+            "0",
+            "t:1",
+            "sh",
+            "-c",
+            "echo $GREETING $(id -u)",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "yo 0\n");
 }

@@ -26,7 +26,7 @@ fn unknown_instruction_has_suggestion_line_and_caret() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         stdout(&out),
-        "Dockerfile:2:3: unknown instruction: RUNN (did you mean RUN?)\n2 |   RUNN echo hi\n  |   ^\n"
+        "error: Dockerfile:2:3: unknown instruction: RUNN (did you mean RUN?)\n2 |   RUNN echo hi\n  |   ^\n"
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("1 error, 0 warnings"));
 }
@@ -51,16 +51,16 @@ fn every_problem_is_reported_not_just_the_first() {
     let text = stdout(&out);
     let firsts: Vec<&str> = text
         .lines()
-        .filter(|l| l.starts_with("Dockerfile:"))
+        .filter(|l| l.starts_with("error: Dockerfile:"))
         .collect();
     assert_eq!(
         firsts,
         [
-            "Dockerfile:2:6: unknown flag: frm (did you mean from?)",
-            "Dockerfile:3:5: unsupported network mode \"bogus\"",
-            "Dockerfile:4:1: ARG names can not be blank",
-            "Dockerfile:5:1: invalid name for build stage: \"1bad\", name can't start with a number or contain symbols",
-            "Dockerfile:9:1: SHELL requires the arguments to be in JSON form: SHELL /bin/bash -c",
+            "error: Dockerfile:2:6: unknown flag: frm (did you mean from?)",
+            "error: Dockerfile:3:5: unsupported network mode \"bogus\"",
+            "error: Dockerfile:4:1: ARG names can not be blank",
+            "error: Dockerfile:5:1: invalid name for build stage: \"1bad\", name can't start with a number or contain symbols",
+            "error: Dockerfile:9:1: SHELL requires the arguments to be in JSON form: SHELL /bin/bash -c",
         ],
         "{text}"
     );
@@ -75,15 +75,17 @@ fn expansion_and_stage_errors_come_from_lowering() {
     assert_eq!(out.status.code(), Some(1));
     let text = stdout(&out);
     assert!(
-        text.contains("Dockerfile:2:1: failed to process \"${X:?must be set}\": X: must be set\n"),
+        text.contains(
+            "error: Dockerfile:2:1: failed to process \"${X:?must be set}\": X: must be set\n"
+        ),
         "{text}"
     );
     assert!(
-        text.contains("Dockerfile:3:1: cannot copy from stage \"later\", it needs to be defined before current stage \"base\"\n"),
+        text.contains("error: Dockerfile:3:1: cannot copy from stage \"later\", it needs to be defined before current stage \"base\"\n"),
         "{text}"
     );
     assert!(
-        text.contains("Dockerfile:4:1: invalid stage index 7\n"),
+        text.contains("error: Dockerfile:4:1: invalid stage index 7\n"),
         "{text}"
     );
 }
@@ -116,9 +118,31 @@ fn warnings_fail_the_check_too() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         stdout(&out),
-        "Dockerfile:2:1: warning: Maintainer instruction is deprecated in favor of using label [MaintainerDeprecated]\n2 | MAINTAINER me\n  | ^\n\
-         Dockerfile:3:1: warning: \"ENV key=value\" should be used instead of legacy \"ENV key value\" format [LegacyKeyValueFormat]\n3 | ENV A b\n  | ^\n"
+        "warning: Dockerfile:2:1: Maintainer instruction is deprecated in favor of using label [MaintainerDeprecated]\n2 | MAINTAINER me\n  | ^\n\
+         warning: Dockerfile:3:1: \"ENV key=value\" should be used instead of legacy \"ENV key value\" format [LegacyKeyValueFormat]\n3 | ENV A b\n  | ^\n"
     );
+}
+
+#[test]
+fn directives_in_the_wrong_place_are_reported_where_they_are() {
+    let out = check_file(
+        "# syntax=docker/dockerfile:1\n# hello\n# escape=`\nFROM alpine\n\n  # check=skip=all\n\nCMD [\"x\"]\n",
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stdout(&out),
+        "warning: Dockerfile:3:1: parser directive \"escape\" is ignored here: directives must come \
+         before any other line, comment or blank line [MisplacedParserDirective]\n3 | # escape=`\n  | ^\n\
+         warning: Dockerfile:6:3: parser directive \"check\" is ignored here: directives must come \
+         before any other line, comment or blank line [MisplacedParserDirective]\n6 |   # check=skip=all\n  |   ^\n"
+    );
+    // The same directives at the top are directives: no warning, and `check` applies.
+    let out = check_file(
+        "# escape=`\n# check=skip=all\nFROM alpine\nMAINTAINER me\n",
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
 }
 
 #[test]
@@ -126,7 +150,7 @@ fn parse_errors_are_reported_with_their_place() {
     let out = check_file("FROM alpine\nRUN <<EOF\necho never ends\n", &[]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stdout(&out).starts_with("Dockerfile:2:1: unterminated heredoc EOF\n"),
+        stdout(&out).starts_with("error: Dockerfile:2:1: unterminated heredoc EOF\n"),
         "{}",
         stdout(&out)
     );
@@ -151,7 +175,7 @@ fn reads_standard_input() {
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stdout(&out).starts_with(
-            "Dockerfile:2:1: COPY requires at least two arguments, but only one was provided. Destination could not be determined\n"
+            "error: Dockerfile:2:1: COPY requires at least two arguments, but only one was provided. Destination could not be determined\n"
         ),
         "{}",
         stdout(&out)

@@ -2,6 +2,7 @@
 
 mod build;
 mod check;
+mod ci_cache;
 mod conformance;
 mod parse;
 mod store;

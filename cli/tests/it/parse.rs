@@ -114,8 +114,25 @@ fn parse_error_names_file_line_and_column_and_exits_1() {
     assert_eq!(out.stdout, b"");
     assert_eq!(
         stderr(&out),
-        "error: Dockerfile:3:3: can't find = in \"c\": ENV must be of the form name=value\n \
-         3 |   ENV a=b c\n   |   ^\n"
+        "error: Dockerfile:3:3: can't find = in \"c\": ENV must be of the form name=value\n\
+         3 |   ENV a=b c\n  |   ^\n"
+    );
+}
+
+#[test]
+fn comments_and_directive_errors_have_their_column() {
+    let out = parse_in_dir("FROM a\n  # note\nRUN x\n", &["--json", "Dockerfile"]);
+    let ast: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    assert_eq!(
+        ast["instructions"][1]["comments"][0],
+        serde_json::json!({"text": "# note", "loc": {"line": 2, "column": 3}})
+    );
+    let out = parse_in_dir("# syntax=a/b\n  # escape=x\nFROM a\n", &["Dockerfile"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out),
+        "error: Dockerfile:2:12: invalid escape token 'x' does not match ` or \\\n\
+         2 |   # escape=x\n  |            ^\n"
     );
 }
 

@@ -59,6 +59,12 @@ pub enum ParseErrorKind {
         /// The terminator that was looked for.
         name: String,
     },
+    /// `ONBUILD ONBUILD …` more than `limit` deep (BuildKit allows only one level anyway).
+    #[error("ONBUILD nested more than {limit} deep")]
+    OnbuildTooDeep {
+        /// The most ONBUILDs one instruction may have in front of it.
+        limit: usize,
+    },
     /// A heredoc marker that BuildKit's shell lexer rejects.
     #[error("invalid heredoc marker {word:?}: {reason}")]
     HeredocMarker {

@@ -6,12 +6,12 @@
 //! with quotes kept: a word that lost quote characters was quoted, so its body is not
 //! expanded. A line the lexer rejects (an unterminated quote, `${`) has no heredocs at all.
 //!
-//! The lexer here is that lexer reduced to what detection needs: no variables are ever set,
-//! so `$` references only need to be scanned, not expanded. It is not the expansion lexer
-//! (which the typed layer owns); it must agree with BuildKit on word boundaries only.
+//! The lexer is the expansion lexer of `expand.rs` (BuildKit uses its one `shell.Lex` for
+//! both), with no variables set, so `$` references are only scanned and kept as written.
 
 use super::error::ParseErrorKind;
 use super::rune;
+use crate::expand::{Lexer, NoVars};
 use nom::IResult;
 use nom::Parser;
 use nom::bytes::complete::{tag, take_while};
@@ -29,7 +29,7 @@ pub(super) struct Marker {
 
 /// The heredoc markers of `line` (a whole logical line, keyword included).
 pub(super) fn markers(line: &[u8]) -> Result<Vec<Marker>, ParseErrorKind> {
-    let words = Lexer::words(line, true, true).unwrap_or_default();
+    let words = shell_words(line, true, true).unwrap_or_default();
     let mut out = Vec::new();
     for word in words {
         if let Some(marker) = marker(&word)? {
@@ -73,11 +73,11 @@ fn marker(word: &[u8]) -> Result<Option<Marker>, ParseErrorKind> {
         word: String::from_utf8_lossy(word).into_owned(),
         reason,
     };
-    let words = Lexer::words(rest, false, false).map_err(lex_error)?;
+    let words = shell_words(rest, false, false).map_err(lex_error)?;
     let [name] = words.as_slice() else {
         return Ok(None);
     };
-    let raw = Lexer::words(rest, true, false).map_err(lex_error)?;
+    let raw = shell_words(rest, true, false).map_err(lex_error)?;
     let [raw_name] = raw.as_slice() else {
         return Err(lex_error("inconsistent results".into()));
     };
@@ -96,336 +96,23 @@ fn marker(word: &[u8]) -> Result<Option<Marker>, ParseErrorKind> {
     }))
 }
 
-/// `${…}` nesting beyond this makes the lexer give up (BuildKit's Go stack would grow; ours
-/// must not overflow). Giving up means "no heredocs on this line".
-const MAX_NESTING: u32 = 256;
-
-/// BuildKit's shell lexer word splitting with an empty environment and unset variables kept.
-struct Lexer {
-    chars: Vec<char>,
-    pos: usize,
-    raw_quotes: bool,
-    raw_escapes: bool,
-    depth: u32,
-}
-
-#[derive(Default)]
-struct Words {
-    word: String,
-    words: Vec<String>,
-    in_word: bool,
-}
-
-impl Words {
-    fn add_char(&mut self, c: char) {
-        if rune::is_space(c) {
-            if self.in_word && !self.word.is_empty() {
-                self.words.push(std::mem::take(&mut self.word));
-                self.in_word = false;
-            }
-        } else {
-            self.add_raw_char(c);
-        }
-    }
-
-    fn add_raw_char(&mut self, c: char) {
-        self.word.push(c);
-        self.in_word = true;
-    }
-
-    fn add_string(&mut self, s: &str) {
-        s.chars().for_each(|c| self.add_char(c));
-    }
-
-    fn add_raw_string(&mut self, s: &str) {
-        self.word.push_str(s);
-        self.in_word = true;
-    }
-
-    fn finish(mut self) -> Vec<String> {
-        if !self.word.is_empty() {
-            self.words.push(self.word);
-        }
-        self.words
-    }
-}
-
-type LexResult<T> = Result<T, String>;
-
-impl Lexer {
-    /// The words of `text`, or the lexer's complaint.
-    fn words(text: &[u8], raw_quotes: bool, raw_escapes: bool) -> LexResult<Vec<Vec<u8>>> {
-        // Go's text/scanner reads runes (invalid bytes become U+FFFD) and skips a leading BOM.
-        let mut chars: Vec<char> = rune::runes(text)
-            .map(|(_, c, _)| c.unwrap_or('\u{FFFD}'))
-            .collect();
-        if chars.first() == Some(&'\u{FEFF}') {
-            chars.remove(0);
-        }
-        let mut lexer = Lexer {
-            chars,
-            pos: 0,
-            raw_quotes,
-            raw_escapes,
-            depth: 0,
-        };
-        let (_, words) = lexer.process_stop_on(None, raw_escapes)?;
-        Ok(words.into_iter().map(String::into_bytes).collect())
-    }
-
-    fn peek(&self) -> Option<char> {
-        self.chars.get(self.pos).copied()
-    }
-
-    fn next(&mut self) -> Option<char> {
-        let c = self.peek();
-        if c.is_some() {
-            self.pos += 1;
-        }
-        c
-    }
-
-    fn process_stop_on(
-        &mut self,
-        stop: Option<char>,
-        raw_escapes: bool,
-    ) -> LexResult<(String, Vec<String>)> {
-        let saved = std::mem::replace(&mut self.raw_escapes, raw_escapes);
-        let result = self.scan_until(stop);
-        self.raw_escapes = saved;
-        result
-    }
-
-    fn scan_until(&mut self, stop: Option<char>) -> LexResult<(String, Vec<String>)> {
-        let mut result = String::new();
-        let mut words = Words::default();
-        while let Some(ch) = self.peek() {
-            if Some(ch) == stop {
-                self.next();
-                return Ok((result, words.finish()));
-            }
-            match ch {
-                '$' => {
-                    let tmp = self.process_dollar()?;
-                    result.push_str(&tmp);
-                    words.add_string(&tmp);
-                }
-                '<' => {
-                    let tmp = self.process_possible_heredoc();
-                    result.push_str(&tmp);
-                    words.add_raw_string(&tmp);
-                }
-                '\'' => {
-                    let tmp = self.process_single_quote()?;
-                    result.push_str(&tmp);
-                    words.add_raw_string(&tmp);
-                }
-                '"' => {
-                    let tmp = self.process_double_quote()?;
-                    result.push_str(&tmp);
-                    words.add_raw_string(&tmp);
-                }
-                _ => {
-                    self.next();
-                    let mut ch = ch;
-                    if ch == '\\' {
-                        if self.raw_escapes {
-                            words.add_raw_char(ch);
-                            result.push(ch);
-                        }
-                        match self.next() {
-                            None => break,
-                            Some(escaped) => {
-                                words.add_raw_char(escaped);
-                                ch = escaped;
-                            }
-                        }
-                    } else {
-                        words.add_char(ch);
-                    }
-                    result.push(ch);
-                }
-            }
-        }
-        match stop {
-            Some(stop) => Err(format!(
-                "unexpected end of statement while looking for matching {stop}"
-            )),
-            None => Ok((result, words.finish())),
-        }
-    }
-
-    fn process_single_quote(&mut self) -> LexResult<String> {
-        let mut result = String::new();
-        let open = self.next();
-        if self.raw_quotes {
-            result.extend(open);
-        }
-        loop {
-            match self.next() {
-                None => {
-                    return Err(
-                        "unexpected end of statement while looking for matching single-quote"
-                            .into(),
-                    );
-                }
-                Some('\'') => {
-                    if self.raw_quotes {
-                        result.push('\'');
-                    }
-                    return Ok(result);
-                }
-                Some(c) => result.push(c),
-            }
-        }
-    }
-
-    fn process_double_quote(&mut self) -> LexResult<String> {
-        let mut result = String::new();
-        let open = self.next();
-        if self.raw_quotes {
-            result.extend(open);
-        }
-        loop {
-            match self.peek() {
-                None => {
-                    return Err(
-                        "unexpected end of statement while looking for matching double-quote"
-                            .into(),
-                    );
-                }
-                Some('"') => {
-                    self.next();
-                    if self.raw_quotes {
-                        result.push('"');
-                    }
-                    return Ok(result);
-                }
-                Some('$') => {
-                    let value = self.process_dollar()?;
-                    result.push_str(&value);
-                }
-                Some(_) => {
-                    let mut ch = self.next().unwrap_or('\u{FFFD}');
-                    if ch == '\\' {
-                        if self.raw_escapes {
-                            result.push(ch);
-                        }
-                        match self.peek() {
-                            None => continue,
-                            Some('"' | '$' | '\\') => ch = self.next().unwrap_or('\u{FFFD}'),
-                            Some(_) => {}
-                        }
-                    }
-                    result.push(ch);
-                }
-            }
-        }
-    }
-
-    fn process_dollar(&mut self) -> LexResult<String> {
-        self.depth += 1;
-        let result = if self.depth > MAX_NESTING {
-            Err("substitutions nested too deeply".into())
-        } else {
-            self.scan_dollar()
-        };
-        self.depth -= 1;
-        result
-    }
-
-    fn scan_dollar(&mut self) -> LexResult<String> {
-        self.next();
-        if self.peek() != Some('{') {
-            let name = self.process_name();
-            return Ok(format!("${name}"));
-        }
-        self.next();
-        match self.peek() {
-            None => return Err("syntax error: missing '}'".into()),
-            Some('{' | '}' | ':') => return Err("syntax error: bad substitution".into()),
-            Some(_) => {}
-        }
-        let name = self.process_name();
-        let ch = self.next();
-        let mut modifier = String::from(ch.unwrap_or('\u{FFFD}'));
-        let op = match ch {
-            Some('}') => return Ok(format!("${{{name}}}")),
-            Some(':') => {
-                let op = self.next();
-                modifier.push(op.unwrap_or('\u{FFFD}'));
-                op
-            }
-            Some('+' | '-' | '?' | '#' | '%') => ch,
-            Some('/') => {
-                if self.peek() == Some('/') {
-                    self.next();
-                }
-                let (pattern, _) = self.stop_on_or_missing('/', true, "'/' in ${}")?;
-                let (replacement, _) = self.stop_on_or_missing('}', true, "'}'")?;
-                return Ok(format!("${{{name}/{pattern}/{replacement}}}"));
-            }
-            _ => return Err(format!("unsupported modifier ({modifier}) in substitution")),
-        };
-        let raw = matches!(op, Some('#' | '%'));
-        let (word, _) = self.stop_on_or_missing('}', raw, "'}'")?;
-        Ok(format!("${{{name}{modifier}{word}}}"))
-    }
-
-    fn stop_on_or_missing(
-        &mut self,
-        stop: char,
-        raw_escapes: bool,
-        what: &str,
-    ) -> LexResult<(String, Vec<String>)> {
-        self.process_stop_on(Some(stop), raw_escapes).map_err(|e| {
-            if self.peek().is_none() {
-                format!("syntax error: missing {what}")
-            } else {
-                e
-            }
-        })
-    }
-
-    fn process_name(&mut self) -> String {
-        let mut name = String::new();
-        while let Some(ch) = self.peek() {
-            if name.is_empty() && rune::is_digit(ch) {
-                while let Some(d) = self.peek().filter(|&c| rune::is_digit(c)) {
-                    self.next();
-                    name.push(d);
-                }
-                return name;
-            }
-            if name.is_empty() && matches!(ch, '@' | '*' | '#' | '?' | '-' | '$' | '!' | '0') {
-                self.next();
-                return ch.to_string();
-            }
-            if !rune::is_letter(ch) && !rune::is_digit(ch) && ch != '_' {
-                break;
-            }
-            self.next();
-            name.push(ch);
-        }
-        name
-    }
-
-    fn process_possible_heredoc(&mut self) -> String {
-        self.next();
-        if self.peek() != Some('<') {
-            return "<".into();
-        }
-        self.next();
-        let mut result = String::from("<<");
-        while let Some(c) = self
-            .peek()
-            .filter(|c| matches!(c, ' ' | '\t' | '\r' | '\n'))
-        {
-            self.next();
-            result.push(c);
-        }
-        result
-    }
+/// BuildKit's shell lexer word splitting with an empty environment and unset variables kept
+/// (the expansion lexer, set up as BuildKit sets it up for heredocs: `\` escapes whatever the
+/// file's escape character, unset references stay as written). Go reads the text as runes,
+/// each invalid byte becoming U+FFFD, and skips a leading BOM. A line the lexer rejects (an
+/// unterminated quote, `${` nested past its limit) is an error with the lexer's reason.
+fn shell_words(text: &[u8], raw_quotes: bool, raw_escapes: bool) -> Result<Vec<Vec<u8>>, String> {
+    let mut chars = rune::runes(text).map(|(_, c, _)| c.unwrap_or('\u{FFFD}'));
+    let mut line = String::with_capacity(text.len());
+    line.extend(chars.next().filter(|&c| c != '\u{FEFF}'));
+    line.extend(chars);
+    Lexer::new('\\')
+        .raw_quotes(raw_quotes)
+        .raw_escapes(raw_escapes)
+        .skip_unset(true)
+        .expand_words(&line, &NoVars)
+        .map(|words| words.into_iter().map(String::into_bytes).collect())
+        .map_err(|e| e.kind.to_string())
 }
 
 #[cfg(test)]

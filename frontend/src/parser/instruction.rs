@@ -82,11 +82,26 @@ fn split_keyword(line: &[u8]) -> (&[u8], Option<&[u8]>) {
     }
 }
 
+/// How many ONBUILDs may stand in front of an instruction. BuildKit parses any number (and
+/// rejects more than one later, in its instruction checks); a limit keeps the recursion, and
+/// the recursive drop, dump and JSON of the nested tree, off the end of the stack.
+pub(super) const MAX_ONBUILD_NESTING: usize = 16;
+
 /// Parses `line` (a sub-slice of `ctx.text`) into an instruction whose range is `range`.
 pub(super) fn parse(
     ctx: &LineCtx<'_>,
     line: &[u8],
     range: SourceRange,
+) -> Result<Instruction, ParseErrorKind> {
+    parse_nested(ctx, line, range, 0)
+}
+
+/// [`parse`] for an instruction inside `depth` ONBUILDs.
+fn parse_nested(
+    ctx: &LineCtx<'_>,
+    line: &[u8],
+    range: SourceRange,
+    depth: usize,
 ) -> Result<Instruction, ParseErrorKind> {
     let trimmed = rune::trim_space(line);
     let (keyword, after) = split_keyword(trimmed);
@@ -115,7 +130,7 @@ pub(super) fn parse(
         None => (&trimmed[trimmed.len()..], Vec::new()),
     };
     let rest = rune::trim_space(rest);
-    let args = parse_args(ctx, kind, rest, range)?;
+    let args = parse_args(ctx, kind, rest, range, depth)?;
     Ok(Instruction {
         keyword: ctx.text_of(keyword),
         kind,
@@ -135,6 +150,7 @@ fn parse_args(
     kind: Keyword,
     rest: &[u8],
     range: SourceRange,
+    depth: usize,
 ) -> Result<Args, ParseErrorKind> {
     Ok(match kind {
         Keyword::Add | Keyword::Copy | Keyword::Volume => maybe_json_to_list(ctx, rest)?,
@@ -162,8 +178,12 @@ fn parse_args(
         Keyword::Onbuild => {
             if rest.is_empty() {
                 Args::None
+            } else if depth >= MAX_ONBUILD_NESTING {
+                return Err(ParseErrorKind::OnbuildTooDeep {
+                    limit: MAX_ONBUILD_NESTING,
+                });
             } else {
-                Args::Onbuild(Box::new(parse(ctx, rest, range)?))
+                Args::Onbuild(Box::new(parse_nested(ctx, rest, range, depth + 1)?))
             }
         }
         Keyword::Unknown => Args::Ignored,

@@ -25,7 +25,7 @@ mod words;
 pub use error::{ParseError, ParseErrorKind};
 
 use crate::ast::{
-    Args, Directive, Dockerfile, Heredoc, Instruction, Keyword, Text, Warning, WarningKind,
+    Args, Comment, Directive, Dockerfile, Heredoc, Instruction, Keyword, Text, Warning, WarningKind,
 };
 use directive::DirectiveParser;
 use instruction::LineCtx;
@@ -61,7 +61,7 @@ struct Parser<'a> {
     directive_parser: DirectiveParser,
     escape: u8,
     directives: Vec<Directive>,
-    comments: Vec<Text>,
+    comments: Vec<Comment>,
     instructions: Vec<Instruction>,
     warnings: Vec<Warning>,
     last_line: u32,
@@ -98,19 +98,24 @@ impl<'a> Parser<'a> {
     /// the first line of an instruction, which is then read to its end.
     fn instruction_from(&mut self, first: Line<'a>) -> Result<(), ParseError> {
         let raw = first.raw;
-        let at_line = |kind| ParseError::new(SourceLoc::new(first.number, 1), kind);
+        let token = line::trim_newline(raw);
+        let stripped = rune::trim_left_space(token);
+        let indent = token.len() - stripped.len();
+        // The column of byte `at` of this line.
+        let column = |at: usize| line::to_u32(rune::count(&token[..at.min(token.len())])) + 1;
+        let at_line = |kind| ParseError::new(SourceLoc::new(first.number, column(indent)), kind);
         if line::is_comment(raw) {
             // BuildKit's own quirk: it drops the first byte, `#` or not.
             let comment = rune::trim_space(raw.get(1..).unwrap_or_default());
             if comment.is_empty() {
                 self.comments.clear();
             } else {
-                self.comments.push(Text::from(comment));
+                self.comments.push(Comment {
+                    text: Text::from(comment),
+                    loc: SourceLoc::new(first.number, column(indent)),
+                });
             }
         }
-        let token = line::trim_newline(raw);
-        let stripped = rune::trim_left_space(token);
-        let indent = token.len() - stripped.len();
         if let Some(d) = self
             .directive_parser
             .parse_line(stripped)
@@ -121,19 +126,21 @@ impl<'a> Parser<'a> {
                     b"\\" => b'\\',
                     b"`" => b'`',
                     _ => {
-                        return Err(at_line(ParseErrorKind::InvalidEscapeToken {
-                            token: String::from_utf8_lossy(d.value).into_owned(),
-                        }));
+                        // Point at the value: `d.value` is a slice of this line.
+                        let at = (d.value.as_ptr() as usize).wrapping_sub(token.as_ptr() as usize);
+                        return Err(ParseError::new(
+                            SourceLoc::new(first.number, column(at)),
+                            ParseErrorKind::InvalidEscapeToken {
+                                token: String::from_utf8_lossy(d.value).into_owned(),
+                            },
+                        ));
                     }
                 };
             }
             self.directives.push(Directive {
                 name: d.name,
                 value: Text::from(d.value),
-                loc: SourceLoc::new(
-                    first.number,
-                    line::to_u32(rune::count(&token[..indent])) + 1,
-                ),
+                loc: SourceLoc::new(first.number, column(indent)),
             });
             self.comments.pop();
         }

@@ -5,10 +5,15 @@
 //! against the current directory, reading `.dockerignore`, `SOURCE_DATE_EPOCH` and bare
 //! `--build-arg K` values from the environment, choosing the store root, catching Ctrl-C.
 
+mod cache_spec;
+mod output;
+
 use crate::GlobalArgs;
 use crate::diag;
 use crate::ui::{self, Progress};
 use anyhow::{Context as _, bail};
+use cache_spec::{CacheMode, CacheTo};
+use output::{Dest, OutputSpec};
 use std::collections::{BTreeMap, HashSet};
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
@@ -70,9 +75,25 @@ pub(crate) struct Args {
     /// Print the build graph in Graphviz DOT and exit without building
     #[arg(long)]
     print_graph: bool,
+    /// Say, for each step that runs, why it missed the cache
+    #[arg(long)]
+    explain: bool,
     /// Print only the image ID on success
     #[arg(short, long)]
     quiet: bool,
+    /// Where the result goes: `type=image` (default), `type=oci|docker|tar,dest=FILE`,
+    /// `type=local,dest=DIR`; `-o DIR` is short for `type=local,dest=DIR`
+    #[arg(short = 'o', long = "output", value_name = "SPEC")]
+    outputs: Vec<String>,
+    /// Export the build cache: `type=local,dest=DIR[,mode=min|max][,compression=zstd|gzip]`
+    #[arg(long = "cache-to", value_name = "SPEC")]
+    cache_to: Option<String>,
+    /// Import a build cache: `type=local,src=DIR`; may be given several times
+    #[arg(long = "cache-from", value_name = "SPEC")]
+    cache_from: Vec<String>,
+    /// Write the image digest, config digest and cache statistics to this file as JSON
+    #[arg(long, value_name = "FILE")]
+    metadata_file: Option<PathBuf>,
     /// The build context directory (`-`: none, the Dockerfile comes from standard input)
     #[arg(value_name = "CONTEXT|-")]
     context: String,
@@ -169,12 +190,13 @@ fn read_dockerfile(args: &Args, context: Option<&Path>) -> anyhow::Result<Docker
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && args.file.is_none() => {
             // docker accepts a lower-case `dockerfile` when `Dockerfile` is missing.
             let lower = path.with_file_name("dockerfile");
-            fs_err::read(&lower).with_context(|| {
-                format!(
-                    "failed to read the Dockerfile: {} does not exist",
+            match fs_err::read(&lower) {
+                Ok(b) => b,
+                Err(_) => bail!(
+                    "failed to read the Dockerfile: {} does not exist (give one with -f)",
                     path.display()
-                )
-            })?
+                ),
+            }
         }
         Err(e) => return Err(e).context("failed to read the Dockerfile"),
     };
@@ -284,6 +306,23 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     }
     let build_args = build_args(&args.build_args);
     let epoch = source_date_epoch(&build_args)?;
+    let mut outputs = args
+        .outputs
+        .iter()
+        .map(|o| OutputSpec::parse(o))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if outputs.is_empty() {
+        outputs.push(OutputSpec::Image);
+    }
+    let cache_to = args.cache_to.as_deref().map(CacheTo::parse).transpose()?;
+    let mut imported = Vec::new();
+    for spec in &args.cache_from {
+        let dir = cache_spec::parse_cache_from(spec)?;
+        imported.push(
+            strata_cache::ImportedCache::open(&dir)
+                .with_context(|| format!("failed to import the cache in {}", dir.display()))?,
+        );
+    }
     let mut tags = Vec::new();
     for t in &args.tags {
         tags.push(Reference::parse_tag(t).with_context(|| format!("invalid tag {t:?}"))?);
@@ -344,7 +383,12 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         let mut nodes = HashSet::new();
         for stage in &args.no_cache_filter {
             match graph.stage_nodes.get(&stage.to_lowercase()) {
-                Some(ids) => nodes.extend(ids.iter().copied()),
+                // The stage's own steps: its base image node is shared with other stages.
+                Some(ids) => nodes.extend(
+                    ids.iter()
+                        .copied()
+                        .filter(|&id| graph.node(id).op.makes_layer()),
+                ),
                 None => bail!("--no-cache-filter: no stage named {stage:?} is built"),
             }
         }
@@ -360,18 +404,43 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     };
     let root = store.root().to_path_buf();
     let cache = Arc::new(CacheDb::open(&root)?);
+    // The build's identity for `--explain`: stable across machines and checkout paths (the
+    // context directory's name and the Dockerfile's path inside it), not absolute paths.
+    let build_id = {
+        let ctx_name = context
+            .as_deref()
+            .and_then(Path::file_name)
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let df = match (&dockerfile.path, &context) {
+            (Some(p), Some(ctx)) => {
+                let abs = std::path::absolute(p).unwrap_or_else(|_| p.clone());
+                match abs.strip_prefix(ctx) {
+                    Ok(rel) => rel.display().to_string(),
+                    Err(_) => abs
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                }
+            }
+            _ => "Dockerfile".to_owned(),
+        };
+        format!("{ctx_name}\0{df}")
+    };
     let mut worker_config = WorkerConfig::new(root.join("worker"), "/proc/self/exe");
     // As in Docker: a RUN may gain privileges (sudo, setuid helpers).
     worker_config.no_new_privs = false;
     let worker = Worker::new(worker_config)?;
     let backend = Arc::new(LocalBackend::new(
         store.clone(),
-        cache,
+        cache.clone(),
         worker,
         context_source,
         LocalOptions {
             source_date_epoch: epoch,
             proxy_env: graph.proxy_env.clone(),
+            imported,
+            build_id,
             ..LocalOptions::default()
         },
     )?);
@@ -412,7 +481,11 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             backend.clone(),
             graph.clone(),
             &[target.node],
-            SolveOptions { jobs, no_cache },
+            SolveOptions {
+                jobs,
+                no_cache,
+                explain: args.explain,
+            },
             tx,
             cancel,
         )
@@ -439,38 +512,211 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         Some(Output::Fs(fs)) => fs.clone(),
         _ => bail!("internal error: the target stage produced no filesystem"),
     };
-    let platform = ImagePlatform {
-        os: target_platform.os.clone(),
-        architecture: target_platform.arch.clone(),
-        variant: (!target_platform.variant.is_empty()).then(|| target_platform.variant.clone()),
-    };
-    let image = strata_solver::new_image(&store, &graph, &target, &fs, &platform, epoch, tags)
-        .context("failed to assemble the image")?;
-    let names: Vec<String> = image.tags.iter().map(ToString::to_string).collect();
-    let id = store
-        .commit_image(image)
-        .context("failed to store the image")?;
+    let saved = backend.time_saved();
+    let summary = format!(
+        "cache: {} steps cached, {} run; {:.1}s saved; built in {:.1}s",
+        solved.cached,
+        solved.executed,
+        saved.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+    let needs_image = !tags.is_empty()
+        || outputs.iter().any(|o| {
+            matches!(
+                o,
+                OutputSpec::Image | OutputSpec::Oci(_) | OutputSpec::Docker(_)
+            )
+        });
+    let mut image_id = None;
+    let mut names: Vec<String> = Vec::new();
+    if let Some(to) = &cache_to {
+        export_cache(&backend, &store, &cache, &graph, &target, &solved, to)
+            .with_context(|| format!("failed to export the cache to {}", to.dest.display()))?;
+    }
+    if needs_image {
+        backend.ensure_layers(&fs)?;
+        let platform = ImagePlatform {
+            os: target_platform.os.clone(),
+            architecture: target_platform.arch.clone(),
+            variant: (!target_platform.variant.is_empty()).then(|| target_platform.variant.clone()),
+        };
+        let image = strata_solver::new_image(&store, &graph, &target, &fs, &platform, epoch, tags)
+            .context("failed to assemble the image")?;
+        names = image.tags.iter().map(ToString::to_string).collect();
+        let id = store
+            .commit_image(image)
+            .context("failed to store the image")?;
+        image_id = Some(id);
+    }
+    for out in &outputs {
+        match out {
+            OutputSpec::Image => {}
+            OutputSpec::Oci(dest) | OutputSpec::Docker(dest) => {
+                let id = image_id
+                    .as_ref()
+                    .expect("an image was committed for this output");
+                let refs: Vec<&str> = if names.is_empty() {
+                    vec![id.as_str()]
+                } else {
+                    names.iter().map(String::as_str).collect()
+                };
+                write_dest(dest, |w| Ok(store.save(&refs, w)?))
+                    .context("failed to write the image archive")?;
+            }
+            OutputSpec::Tar(dest) => {
+                write_dest(dest, |w| Ok(backend.export_rootfs(&fs, w)?))
+                    .context("failed to write the filesystem tar")?;
+            }
+            OutputSpec::Local(dir) => export_local(&backend, &fs, dir)
+                .with_context(|| format!("failed to write the filesystem to {}", dir.display()))?,
+        }
+    }
+    if let Some(path) = &args.metadata_file {
+        let mut meta = serde_json::json!({
+            "strata.cache": {
+                "cached": solved.cached,
+                "executed": solved.executed,
+                "seconds": started.elapsed().as_secs_f64(),
+                "seconds_saved": saved.as_secs_f64(),
+            }
+        });
+        if let Some(id) = &image_id {
+            let image = store.image(id.as_str())?;
+            meta["containerimage.digest"] = image.manifest_digest.to_string().into();
+            meta["containerimage.config.digest"] = id.to_string().into();
+            if !names.is_empty() {
+                meta["image.name"] = names.join(",").into();
+            }
+        }
+        let text = serde_json::to_string_pretty(&meta).expect("metadata is plain JSON");
+        fs_err::write(path, text + "\n").context("failed to write --metadata-file")?;
+    }
     drop(backend);
-    if let Some(path) = &args.iidfile {
+    if let (Some(path), Some(id)) = (&args.iidfile, &image_id) {
         fs_err::write(path, id.to_string()).context("failed to write --iidfile")?;
     }
     if args.quiet {
-        writeln!(std::io::stdout().lock(), "{id}")?;
+        if let Some(id) = &image_id {
+            writeln!(std::io::stdout().lock(), "{id}")?;
+        }
     } else {
         let mut err = std::io::stderr().lock();
-        writeln!(
-            err,
-            "{} steps cached, {} run in {:.1}s",
-            solved.cached,
-            solved.executed,
-            started.elapsed().as_secs_f64()
-        )?;
-        writeln!(err, "writing image {id}")?;
+        writeln!(err, "{summary}")?;
+        if let Some(id) = &image_id {
+            writeln!(err, "writing image {id}")?;
+        }
         for name in names {
             writeln!(err, "naming to {name}")?;
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--cache-to`: the records of the final image's steps (`min`) or of every step (`max`).
+fn export_cache(
+    backend: &LocalBackend,
+    store: &Store,
+    db: &CacheDb,
+    graph: &strata_graph::Graph,
+    target: &strata_graph::Target,
+    solved: &strata_solver::Solved<Output>,
+    to: &CacheTo,
+) -> anyhow::Result<()> {
+    let nodes: Vec<strata_graph::NodeId> = match to.mode {
+        CacheMode::Min => {
+            let mut chain = Vec::new();
+            let mut id = Some(target.node);
+            while let Some(n) = id {
+                chain.push(n);
+                id = graph.node(n).inputs.first().copied();
+            }
+            chain
+        }
+        CacheMode::Max => solved.keys.keys().copied().collect(),
+    };
+    let mut records = Vec::new();
+    for node in nodes {
+        if !graph.node(node).op.makes_layer() {
+            continue;
+        }
+        let (Some(key), Some(Output::Fs(fs))) = (solved.keys.get(&node), solved.outputs.get(&node))
+        else {
+            continue;
+        };
+        if let Some(record) = backend.record_for(key)? {
+            backend.ensure_layers(fs)?;
+            records.push((*key, record));
+        }
+    }
+    records.sort_by_key(|(k, _)| *k);
+    strata_cache::export(
+        &to.dest,
+        store,
+        db,
+        &records,
+        &strata_cache::ExportOptions {
+            compression: to.compression,
+        },
+    )?;
+    Ok(())
+}
+
+/// Writes to `dest`: a file replaced atomically (temp file beside it, fsync, rename), or stdout.
+fn write_dest(
+    dest: &Dest,
+    write: impl FnOnce(&mut (dyn std::io::Write + Send)) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    match dest {
+        Dest::Stdout => {
+            let mut out = std::io::BufWriter::new(std::io::stdout());
+            write(&mut out)?;
+            out.flush()?;
+            Ok(())
+        }
+        Dest::File(path) => {
+            let path = std::path::absolute(path)?;
+            let dir = path.parent().unwrap_or(Path::new("/"));
+            let mut tmp = tempfile::Builder::new()
+                .prefix(".strata-output-")
+                .tempfile_in(dir)
+                .with_context(|| format!("failed to create a file in {}", dir.display()))?;
+            {
+                let mut w = std::io::BufWriter::new(tmp.as_file_mut());
+                write(&mut w)?;
+                w.flush()?;
+            }
+            tmp.as_file().sync_all()?;
+            tmp.persist(&path)
+                .with_context(|| format!("failed to write {}", path.display()))?;
+            Ok(())
+        }
+    }
+}
+
+/// `type=local`: the final filesystem unpacked into `dir` (created if missing), owners and
+/// modes kept, streamed through a pipe from the exporter.
+fn export_local(backend: &LocalBackend, fs: &strata_solver::Fs, dir: &Path) -> anyhow::Result<()> {
+    fs_err::create_dir_all(dir)?;
+    let (reader, writer) = std::io::pipe()?;
+    std::thread::scope(|s| {
+        let producer = s.spawn(move || {
+            let w = std::io::BufWriter::new(writer);
+            backend.export_rootfs(fs, w)
+        });
+        let mut archive = tar::Archive::new(std::io::BufReader::new(reader));
+        archive.set_preserve_permissions(true);
+        archive.set_preserve_ownerships(true);
+        archive.set_unpack_xattrs(true);
+        archive.set_overwrite(true);
+        let unpacked = archive.unpack(dir);
+        drop(archive);
+        let produced = producer
+            .join()
+            .map_err(|_| anyhow::anyhow!("the filesystem exporter panicked"))?;
+        produced?;
+        unpacked?;
+        Ok(())
+    })
 }
 
 fn eprint_diag(dockerfile: &Dockerfile, d: &Diagnostic) {
@@ -488,11 +734,10 @@ fn report_solve_error(dockerfile: &Dockerfile, err: &SolveError) {
         source = cause.source();
     }
     if let Some(SourceRange { start, .. }) = err.loc() {
-        let d = Diagnostic::error(start, "the failing step");
         let _ = write!(
             out,
             "{}",
-            diag::render(&dockerfile.name, &dockerfile.bytes, &d)
+            diag::render_place(&dockerfile.name, &dockerfile.bytes, start)
         );
     }
 }

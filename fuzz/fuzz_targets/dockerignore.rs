@@ -1,0 +1,33 @@
+//! Arbitrary `.dockerignore` bytes, then paths taken from the same input: no panic, no hang,
+//! no stack overflow (patterns become regular expressions; thousands of `**` included), both
+//! for matching a path alone and for walking down to it with parent results.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use strata_frontend::IgnoreMatcher;
+
+fuzz_target!(|data: &[u8]| {
+    // The input is `patterns \0 path \0 path ...`.
+    let mut parts = data.split(|&b| b == 0);
+    let patterns = parts.next().unwrap_or_default();
+    let Ok(matcher) = IgnoreMatcher::parse(patterns) else {
+        return;
+    };
+    for path in parts.take(16) {
+        let path = String::from_utf8_lossy(path);
+        let alone = matcher.is_excluded(&path);
+        let _ = matcher.dir_visit(&path, alone);
+        // Walk down to the path, handing each directory's results to its children, as the
+        // context sender does (BuildKit's MatchesUsingParentResults).
+        let mut parent = None;
+        let mut prefix = String::new();
+        for component in path.split('/').filter(|c| !c.is_empty()) {
+            if !prefix.is_empty() {
+                prefix.push('/');
+            }
+            prefix.push_str(component);
+            let (_, matches) = matcher.check(&prefix, parent.as_ref());
+            parent = Some(matches);
+        }
+    }
+});

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Per-step cost of RUN and COPY: the strata worker alone against BuildKit (docker build, cold,
 # --network=none) and `docker run --rm`, in one run on this machine. Prints a table and the
-# ratios; raw numbers go to bench/worker/results/.
+# ratios; raw numbers go to bench/worker/results/ (strata.jsonl, buildkit.tsv, table-*.md).
 #
 # The machine is shared, so the load changes while this runs. The strata worker's 40 steps
 # take well under a second and BuildKit's builds tens of seconds: to compare like with like,
@@ -51,20 +51,18 @@ build() { # $1 = kind, $2 = count; prints wall seconds of a cold build
     t1=$(now)
     echo "$t1 - $t0" | bc -l
 }
-per_step() { # $1 = kind: (T(steps) - T(1)) / (steps - 1), one sample
-    local a b
-    a=$(build "$1" "$steps"); b=$(build "$1" 1)
-    echo "($a - $b) * 1000 / ($steps - 1)" | bc -l
-}
-
+# BuildKit's per-step cost: (T(STEPS) - T(1)) / (STEPS - 1), T(1) being the cost of a
+# build and of its one step. T(1) is the median of the rounds' one-step builds, so that one
+# slow one-step build (the load changes) cannot turn a round's figure negative.
 : > "$work/strata.jsonl"
-: > "$work/bk_run"
-: > "$work/bk_copy"
+for f in run_n run_1 copy_n copy_1; do : > "$work/bk_$f"; done
 loads="$(load)"
 for _ in $(seq "$rounds"); do
     strata
-    per_step run >> "$work/bk_run"
-    per_step copy >> "$work/bk_copy"
+    for kind in run copy; do
+        build "$kind" "$steps" >> "$work/bk_${kind}_n"
+        build "$kind" 1 >> "$work/bk_${kind}_1"
+    done
     loads="$loads $(load)"
 done
 t0=$(now)
@@ -73,12 +71,21 @@ t1=$(now)
 docker_run=$(echo "($t1 - $t0) * 100" | bc -l)
 docker rmi -f strata-bench-base:latest >/dev/null
 cp "$work/strata.jsonl" "$out/strata.jsonl"
+# Wall seconds of each docker build: kind (run|copy, n = STEPS steps, 1 = one step), seconds.
+for f in run_n run_1 copy_n copy_1; do sed "s/^/$f\t/" "$work/bk_$f"; done > "$out/buildkit.tsv"
 
 median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+per_step() { # $1 = kind: one per-step figure per round
+    local base
+    base=$(median < "$work/bk_${1}_1")
+    while read -r t; do echo "($t - $base) * 1000 / ($steps - 1)" | bc -l; done < "$work/bk_${1}_n"
+}
 spread() { sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%.1f-%.1f", lo, hi }'; }
 field() { grep "$1" "$work/strata.jsonl" | sed 's/.*"median_ms":\([0-9.]*\).*/\1/'; }
 s_run=$(field 'RUN true' | median)
 s_copy=$(field 'COPY' | median)
+per_step run > "$work/bk_run"
+per_step copy > "$work/bk_copy"
 bk_run=$(median < "$work/bk_run")
 bk_copy=$(median < "$work/bk_copy")
 {

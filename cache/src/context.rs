@@ -197,12 +197,14 @@ impl ContextIndex {
         if !entries.is_sorted_by(|a, b| path_cmp(&a.path, &b.path).is_lt()) {
             entries.par_sort_unstable_by(|a, b| path_cmp(&a.path, &b.path));
         }
+        let cached = cache.lookup_sorted(entries.iter().map(|e| (&*e.path, &e.stat)));
         let content: Vec<OnceLock<Content>> = entries
-            .par_iter()
-            .map(|e| {
+            .iter()
+            .zip(cached)
+            .map(|(e, hash)| {
                 let cell = OnceLock::new();
                 if e.kind == EntryKind::File
-                    && let Some(hash) = cache.lookup(&e.path, &e.stat)
+                    && let Some(hash) = hash
                 {
                     let _ = cell.set(Content {
                         hash,

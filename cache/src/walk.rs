@@ -83,6 +83,16 @@ enum Child {
     Tree(Vec<Entry>),
 }
 
+impl Child {
+    fn len(&self) -> usize {
+        match self {
+            Child::Dropped => 0,
+            Child::Leaf(_) => 1,
+            Child::Tree(t) => t.len(),
+        }
+    }
+}
+
 struct Walker<'a> {
     dir: &'a Path,
     filter: &'a dyn ContextFilter,
@@ -106,6 +116,9 @@ impl Walker<'_> {
             .into_par_iter()
             .map(|name| self.child(fd, rel, nest, name))
             .collect::<Result<_, _>>()?;
+        // Grow `out` once: appending subtrees one by one doubled it up to the whole context's
+        // size again at every level, megabytes of fresh pages on a 20,000-file no-op build.
+        out.reserve(children.iter().map(Child::len).sum());
         for c in children {
             match c {
                 Child::Dropped => {}
@@ -126,11 +139,13 @@ impl Walker<'_> {
         name: CString,
     ) -> Result<Child, ContextError> {
         let display = name.to_string_lossy();
-        let rel = if parent_rel.is_empty() {
-            display.to_string()
-        } else {
-            format!("{parent_rel}/{display}")
-        };
+        // Exactly sized, so the entry's `Box<str>` below takes it without a reallocation.
+        let mut rel = String::with_capacity(parent_rel.len() + 1 + display.len());
+        if !parent_rel.is_empty() {
+            rel.push_str(parent_rel);
+            rel.push('/');
+        }
+        rel.push_str(&display);
         let st = match statx(parent, &name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) => st,
             // Deleted between listing and stat: it is simply not part of this build.

@@ -1,0 +1,223 @@
+#!/usr/bin/env python3
+"""End-to-end build bench: `strata build` beside BuildKit (`docker build`) on the shared
+scenarios, in one interleaved run of the shared harness (`../shared/bench/run.py`).
+
+Usage (from anywhere; root, docker running, strata built with
+`cargo build --release -p strata-cli`):
+    python3 bench/build/run.py [-n 3] [--strata PATH] [--scenarios all] [--measure ...]
+                               [-- extra run.py arguments]
+
+What it does:
+  * runs the shared harness with `--tools buildkit,strata`, its work dir in
+    bench/build/work/ (git-ignored: scenarios, base image, logs, strata root) and its JSON in
+    bench/build/results/run-<UTC>.json (the shared dir is read-only);
+  * gives strata the same conditions as BuildKit: the same base (`busybox:local`, imported
+    from the harness's rootfs.tar with the PATH and CMD `docker import` gets), RUN steps with
+    `--network none` (BuildKit runs with `--network=none`), plain progress, uncompressed
+    layers (what docker keeps); a cold build starts from an empty strata root;
+  * records each strata build's peak memory: the build command runs under
+    `/usr/bin/time -f ...` (one fork+exec more, < 1 ms), which appends `scenario rc maxrss`
+    to work/maxrss-<run>.log; the lines are matched to the harness's samples in order and
+    stored in the JSON as `max_rss_kb`;
+  * prints the table of strata/BuildKit ratios and the goals of issue 5 §7, and writes it
+    beside the JSON as table-<run>.md.
+"""
+import argparse
+import datetime
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+PATH_DEFAULT = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+MEASURES = ["cold", "warm", "edit", "export", "export-raw"]
+
+
+def templates(rss_log, build_flags=""):
+    """The STRATA_* command templates of the shared harness (see its README)."""
+    timed = "/usr/bin/time -a -o %s -f '%%C|%%x|%%M' " % rss_log
+    extra = build_flags + " " if build_flags else ""
+    return {
+        "STRATA_BUILD": timed + "{strata} build --progress plain --network none " + extra +
+                                "-t {tag} -f {dockerfile} {context}",
+        # Layers are stored uncompressed (like docker's store), so `save` as stored is the
+        # uncompressed archive `docker save` writes: export and export-raw are the same.
+        "STRATA_SAVE": "{strata} save -o {out} {tag}",
+        "STRATA_SAVE_RAW": "{strata} save -o {out} {tag}",
+        "STRATA_RESET": "rm -rf {root}",
+        "STRATA_SETUP": "{strata} import -c 'ENV PATH=%s' -c 'CMD [\"sh\"]' {base_rootfs} {base}"
+                        % PATH_DEFAULT,
+    }
+
+
+def merge_rss(data, rss_log):
+    """Adds max_rss_kb to the strata build samples, in order per scenario."""
+    per_scen = {}
+    if os.path.exists(rss_log):
+        with open(rss_log) as f:
+            for line in f:
+                parts = line.rstrip("\n").rsplit("|", 2)
+                if len(parts) != 3 or not parts[2].isdigit():
+                    continue  # "Command exited with non-zero status" lines
+                cmd, rc, rss = parts
+                tag = cmd.split(" -t ", 1)[1].split()[0] if " -t " in cmd else "?"
+                scen = tag.split("sbench-", 1)[-1].split(":")[0]
+                per_scen.setdefault(scen, []).append((int(rc), int(rss)))
+    # Every strata build of the harness is either a recorded sample (cold/warm/edit) or a
+    # "prime" build when cold is not measured; both go through STRATA_BUILD in sample order.
+    builds = {}
+    for s in data["samples"]:
+        if s["tool"] == "strata" and s["measure"] in ("cold", "warm", "edit"):
+            builds.setdefault(s["scenario"], []).append(s)
+    primed = "cold" not in data["meta"]["measures"]
+    for scen, samples in builds.items():
+        lines = per_scen.get(scen, [])
+        if primed:  # each block starts with an unrecorded priming build
+            per_block = len(samples) // max(1, data["meta"]["n"]) + 1
+            lines = [x for i, x in enumerate(lines) if i % per_block]
+        if len(lines) != len(samples):
+            print("warning: %s: %d rss lines for %d builds; not merged" % (scen, len(lines),
+                                                                           len(samples)),
+                  file=sys.stderr)
+            continue
+        for s, (rc, rss) in zip(samples, lines):
+            if rc == s["rc"]:
+                s["max_rss_kb"] = rss
+    for row in data["summary"]:
+        if row["tool"] != "strata":
+            continue
+        rss = [s["max_rss_kb"] for s in data["samples"]
+               if s["tool"] == "strata" and s["scenario"] == row["scenario"]
+               and s["measure"] == row["measure"] and s.get("ok") and "max_rss_kb" in s]
+        if rss:
+            row["max_rss_kb_median"] = statistics.median(rss)
+            row["max_rss_kb_max"] = max(rss)
+
+
+def table(data):
+    idx = {(r["tool"], r["scenario"], r["measure"]): r for r in data["summary"]}
+    scens = list(data["meta"]["scenarios"])
+    loads = [s["load1_before"] for s in data["samples"] if s.get("load1_before") is not None]
+    out = ["| scenario | measure | BuildKit s median [min–max] | strata s median [min–max] "
+           "| strata/BuildKit wall | BuildKit cpu s | strata cpu s | strata/BuildKit cpu "
+           "| strata peak RSS MB (max) |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for sc in scens:
+        for m in MEASURES:
+            bk, st = idx.get(("buildkit", sc, m)), idx.get(("strata", sc, m))
+            if not bk and not st:
+                continue
+
+            def cell(r):
+                return "%.3f [%.3f–%.3f]" % (r["median"], r["min"], r["max"]) if r else "–"
+
+            ratio = "%.2f×" % (st["median"] / bk["median"]) if bk and st else "–"
+            cpu_ratio = ("%.2f×" % (st["cpu_median"] / bk["cpu_median"])
+                         if bk and st and bk["cpu_median"] > 0 else "–")
+            rss = ("%.1f (%.1f)" % (st["max_rss_kb_median"] / 1024, st["max_rss_kb_max"] / 1024)
+                   if st and "max_rss_kb_median" in st else "–")
+            out.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                sc, m, cell(bk), cell(st), ratio,
+                "%.2f" % bk["cpu_median"] if bk else "–",
+                "%.2f" % st["cpu_median"] if st else "–", cpu_ratio, rss))
+    if loads:
+        out += ["", "1-minute load before each sample (2 cores): median %.2f, min %.2f, max %.2f"
+                % (statistics.median(loads), min(loads), max(loads))]
+    failed = [s for s in data["samples"] if not s.get("ok")]
+    if failed:
+        out += ["", "Failed samples: " + ", ".join(
+            "%s/%s/%s rep%s" % (s["tool"], s["scenario"], s["measure"], s["rep"]) for s in failed)]
+    out += ["", goals(idx, scens)]
+    return "\n".join(out)
+
+
+def goals(idx, scens):
+    """The goals of issue 5 §7, checked against the medians."""
+    lines = ["Goals (issue 5 §7), on medians:"]
+
+    def ratio(sc, m):
+        bk, st = idx.get(("buildkit", sc, m)), idx.get(("strata", sc, m))
+        return (bk["median"] / st["median"]) if bk and st and st["median"] > 0 else None
+
+    for sc in scens:
+        r = ratio(sc, "warm")
+        if r is not None:
+            lines.append("- no-op rebuild ≥ 10× faster, %s: %.1f× faster: %s"
+                         % (sc, r, "met" if r >= 10 else "MISSED"))
+    for m in ("cold", "edit"):
+        for sc in scens:
+            r = ratio(sc, m)
+            if r is not None:
+                lines.append("- %s no slower than BuildKit, %s: strata/BuildKit %.2f×: %s"
+                             % (m, sc, 1 / r, "met" if r >= 1 else "MISSED"))
+    rss = [idx[k]["max_rss_kb_max"] for k in idx
+           if k[0] == "strata" and k[1] == "bigcontext" and "max_rss_kb_max" in idx[k]]
+    if rss:
+        mb = max(rss) / 1024
+        lines.append("- peak memory < 200 MB on bigcontext: max %.1f MB over cold/warm/edit: %s"
+                     % (mb, "met" if mb < 200 else "MISSED"))
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("-n", type=int, default=3)
+    ap.add_argument("--strata", default=os.path.join(REPO, "target", "release", "strata"))
+    ap.add_argument("--shared", default=os.path.join(REPO, "..", "shared", "bench"))
+    ap.add_argument("--scenarios", default="all")
+    ap.add_argument("--measure", default=",".join(MEASURES))
+    ap.add_argument("--tag", default="", help="suffix of the result file name")
+    ap.add_argument("--build-flags", default="",
+                    help="extra `strata build` flags for a side experiment (e.g. \"--jobs 8\")")
+    ap.add_argument("--table-only", metavar="JSON", help="print the table of an earlier run")
+    ap.add_argument("extra", nargs="*", help="more arguments for the shared run.py (after --)")
+    a = ap.parse_args()
+
+    if a.table_only:
+        with open(a.table_only) as f:
+            print(table(json.load(f)))
+        return
+
+    strata = os.path.abspath(a.strata)
+    if not os.access(strata, os.X_OK):
+        sys.exit("no strata binary at %s (cargo build --release -p strata-cli)" % strata)
+    work = os.path.join(HERE, "work")
+    results = os.path.join(HERE, "results")
+    os.makedirs(work, exist_ok=True)
+    os.makedirs(results, exist_ok=True)
+    run_id = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    name = "run-%s%s" % (run_id, "-" + a.tag if a.tag else "")
+    json_path = os.path.join(results, name + ".json")
+    rss_log = os.path.join(work, "maxrss-%s.log" % run_id)
+
+    env = dict(os.environ, STRATA=strata, **templates(rss_log, a.build_flags))
+    cmd = [sys.executable, os.path.join(a.shared, "run.py"), "-n", str(a.n),
+           "--tools", "buildkit,strata", "--scenarios", a.scenarios, "--measure", a.measure,
+           "--workdir", work, "--json", json_path] + a.extra
+    print("running: %s" % " ".join(cmd), file=sys.stderr)
+    rc = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL).returncode
+    if not os.path.exists(json_path):
+        sys.exit("the harness wrote no results (exit %d)" % rc)
+    with open(json_path) as f:
+        data = json.load(f)
+    merge_rss(data, rss_log)
+    data["meta"]["strata_bench"] = {"templates": templates("work/maxrss-%s.log" % run_id,
+                                                          a.build_flags),
+                                    "strata": strata,
+                                    "commit": subprocess.run(
+                                        ["git", "-C", REPO, "describe", "--always", "--dirty"],
+                                        capture_output=True, text=True).stdout.strip()}
+    with open(json_path, "w") as f:
+        json.dump(data, f, indent=1)
+    text = table(data)
+    with open(os.path.join(results, name.replace("run-", "table-") + ".md"), "w") as f:
+        f.write(text + "\n\n_raw samples: results/%s.json_\n" % name)
+    print(text)
+    sys.exit(rc)
+
+
+if __name__ == "__main__":
+    main()

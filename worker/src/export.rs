@@ -1,8 +1,8 @@
 //! The final filesystem of a build as one tar (`--output type=tar` and `type=local`).
 //!
-//! The layers are merged by the kernel: a read-only overlay of the layer directories, mounted
-//! in a private mount namespace of a short-lived thread (so nothing is left mounted if strata
-//! dies), walked like a layer. Whiteouts never show in a merged view, so the tar holds exactly
+//! The layers are merged by the kernel: a read-only overlay of the layer directories, detached
+//! (never attached to a path, so no one else sees it and nothing is left mounted if strata
+//! dies), walked like a layer through its descriptor. Whiteouts never show in a merged view, so the tar holds exactly
 //! the files a container would see.
 
 use crate::diff::{DiffError, DiffOptions, DiffStats, write_layer};
@@ -38,34 +38,19 @@ pub fn export_rootfs(
         // One layer is its own merged view (overlay wants two lowers without an upper).
         [one] => Ok(write_layer(one, out, opts)?),
         many => {
-            let target = tempfile::tempdir_in(scratch).map_err(ExportError::Mount)?;
-            let path = target.path().to_owned();
-            std::thread::scope(|s| {
-                s.spawn(|| {
-                    sys::unshare_mount_namespace().map_err(ExportError::Mount)?;
-                    let lowers: Vec<&Path> = many.iter().map(PathBuf::as_path).collect();
-                    let fd = sys::overlay_mount(
-                        &lowers,
-                        None,
-                        MountAttrs {
-                            readonly: true,
-                            nodev: true,
-                            ..MountAttrs::NONE
-                        },
-                    )
-                    .map_err(ExportError::Mount)?;
-                    sys::attach_mount(fd.as_fd(), &path).map_err(ExportError::Mount)?;
-                    let result = write_layer(&path, out, opts);
-                    let _ = sys::unmount(&path);
-                    Ok(result?)
-                })
-                .join()
-                .unwrap_or_else(|_| {
-                    Err(ExportError::Mount(io::Error::other(
-                        "the export thread panicked",
-                    )))
-                })
-            })
+            // A detached overlay: in no mount namespace, dissolved when `mount` is dropped
+            // (or strata dies), walked through its descriptor.
+            let lowers: Vec<&Path> = many.iter().map(PathBuf::as_path).collect();
+            let attrs = MountAttrs {
+                readonly: true,
+                nodev: true,
+                ..MountAttrs::NONE
+            };
+            let mount =
+                sys::overlay_mount(&lowers, None, false, attrs).map_err(ExportError::Mount)?;
+            let result = write_layer(&sys::fd_path(mount.as_fd()), out, opts);
+            drop(mount);
+            Ok(result?)
         }
     }
 }

@@ -1,12 +1,13 @@
 //! COPY, ADD, heredoc files and WORKDIR's mkdir: a [`FileOp`] applied onto a parent
 //! filesystem, producing a new layer.
 //!
-//! The work runs on a thread of its own that first gives itself a private mount namespace
-//! (`unshare(CLONE_NEWNS)` affects only the calling thread): the parent's layers and the new
-//! upper are mounted there as one overlay, source stages as read-only overlays, and all of
-//! it vanishes with the thread, or with the process if it dies. A thread rather than a
-//! re-exec'd helper keeps the context's exclude callback and the destination's errors in
-//! process and costs no exec; nothing on that thread is shared with the rest of the program.
+//! The parent's layers and the new upper are mounted as one overlay, source stages as
+//! read-only overlays, all of them *detached* (`fsmount`, never attached to a path): such a
+//! mount is in no mount namespace, so no other process can see or reach it, and it is
+//! dissolved when the last descriptor into it is closed, at the end of the operation or when
+//! the process dies. Everything is then resolved relative to the mount's root descriptor.
+//! This costs no thread, no `unshare` and no mount-point directories; in process, the
+//! context's exclude callback and the destination's errors stay plain Rust.
 //!
 //! Semantics follow BuildKit (≥ 0.13; `ADD --chown` on archives as in ≥ 0.23): see the
 //! functions below for each rule.
@@ -160,67 +161,65 @@ struct Src {
 pub const DEFAULT_MAX_UNPACK: u64 = 64 << 30;
 
 impl Worker {
-    /// Applies `req.op` onto `req.lowers`, writing the changes into `req.upper`. Blocking;
-    /// runs on its own thread. Call it from `spawn_blocking` in async code.
+    /// Applies `req.op` onto `req.lowers`, writing the changes into `req.upper`. Blocking:
+    /// call it from `spawn_blocking` in async code. Every mount it makes is gone when it
+    /// returns; its scratch directory, if it needed one, is deleted right after, in the
+    /// background.
     pub fn apply_file_op(&self, req: FileRequest) -> Result<FileStats, FileError> {
         let parent = req.upper.parent().unwrap_or(Path::new("/")).to_owned();
-        let scratch = tempfile::Builder::new()
-            .prefix(".strata-file-")
-            .tempdir_in(&parent)
-            .map_err(io_at("create a scratch directory in", &parent))?;
-        let dir = scratch.path().to_owned();
-        let limit = self.config.max_unpack_bytes;
-        let result = std::thread::Builder::new()
-            .name("strata-fileop".into())
-            .spawn(move || -> Result<FileStats, FileError> {
-                sys::unshare_mount_namespace().map_err(FileError::Mount)?;
-                let mut mounted = Vec::new();
-                let r = apply_in_namespace(&req, &dir, &mut mounted, limit);
-                for m in mounted.iter().rev() {
-                    let _ = sys::unmount(m);
-                }
-                r
-            })
-            .map_err(io_at("start a thread for", &parent))?
-            .join()
-            .unwrap_or_else(|_| {
-                Err(FileError::Mount(io::Error::other(
-                    "the file operation thread panicked",
-                )))
-            });
-        let _ = scratch.close();
+        let mut scratch = Scratch { parent, dir: None };
+        let result = apply(&req, &mut scratch, self.config.max_unpack_bytes);
+        if let Some(dir) = scratch.dir {
+            self.janitor.delete(dir);
+        }
         result
     }
 }
 
-fn mount_layers(
-    lowers: &[PathBuf],
-    upper: Option<(&Path, &Path)>,
-    target: &Path,
-    mounted: &mut Vec<PathBuf>,
-) -> Result<(), FileError> {
-    fs_err::create_dir(target).map_err(FileError::Mount)?;
-    let lowers: Vec<&Path> = lowers.iter().map(PathBuf::as_path).collect();
-    let fd = sys::overlay_mount(
-        &lowers,
-        upper,
-        MountAttrs {
-            nodev: true,
-            ..MountAttrs::NONE
-        },
-    )
-    .map_err(FileError::Mount)?;
-    sys::attach_mount(fd.as_fd(), target).map_err(FileError::Mount)?;
-    mounted.push(target.to_owned());
-    Ok(())
+/// A scratch directory beside the new layer (same filesystem: the overlay's work dir and
+/// downloads), made only when needed.
+struct Scratch {
+    parent: PathBuf,
+    dir: Option<tempfile::TempDir>,
 }
 
-fn apply_in_namespace(
-    req: &FileRequest,
-    scratch: &Path,
-    mounted: &mut Vec<PathBuf>,
-    limit: u64,
-) -> Result<FileStats, FileError> {
+impl Scratch {
+    fn path(&mut self) -> Result<&Path, FileError> {
+        if self.dir.is_none() {
+            let dir = tempfile::Builder::new()
+                .prefix(".strata-file-")
+                .tempdir_in(&self.parent)
+                .map_err(io_at("create a scratch directory in", &self.parent))?;
+            self.dir = Some(dir);
+        }
+        Ok(self.dir.as_ref().expect("made just above").path())
+    }
+}
+
+/// A detached overlay of `lowers` (top first), over `upper` with its work dir or read-only.
+/// Volatile (never syncs the upper's filesystem), like the RUN sandbox's root.
+fn mount_layers(lowers: &[PathBuf], upper: Option<(&Path, &Path)>) -> Result<Root, FileError> {
+    let lowers: Vec<&Path> = lowers.iter().map(PathBuf::as_path).collect();
+    let attrs = MountAttrs {
+        nodev: true,
+        ..MountAttrs::NONE
+    };
+    let mount = sys::overlay_mount(&lowers, upper, true, attrs).map_err(FileError::Mount)?;
+    Root::of_mount(mount).map_err(FileError::Mount)
+}
+
+/// An empty read-only directory (a source stage with no layers).
+fn empty_root() -> Result<Root, FileError> {
+    let attrs = MountAttrs {
+        readonly: true,
+        ..MountAttrs::SAFE
+    };
+    let mount = sys::fs_mount("tmpfs", &[("size".into(), Some("0".into()))], attrs)
+        .map_err(FileError::Mount)?;
+    Root::of_mount(mount).map_err(FileError::Mount)
+}
+
+fn apply(req: &FileRequest, scratch: &mut Scratch, limit: u64) -> Result<FileStats, FileError> {
     let any_link = req
         .op
         .actions
@@ -228,35 +227,23 @@ fn apply_in_namespace(
         .any(|a| matches!(a, FileAction::Copy { link: true, .. }));
     // The destination: the parent's layers with the new upper on top (or the upper alone
     // for FROM scratch and for COPY --link, which never sees its parent).
-    let dest_path = if req.lowers.is_empty() || any_link {
-        req.upper.clone()
+    let dest = if req.lowers.is_empty() || any_link {
+        Root::open(&req.upper).map_err(FileError::Mount)?
     } else {
-        let work = scratch.join("work");
-        fs_err::create_dir(&work).map_err(FileError::Mount)?;
-        let t = scratch.join("root");
-        mount_layers(&req.lowers, Some((&req.upper, &work)), &t, mounted)?;
-        t
+        // The scratch dir itself is the overlay's work dir (it makes `work/` inside).
+        let work = scratch.path()?.to_owned();
+        mount_layers(&req.lowers, Some((&req.upper, &work)))?
     };
     // COPY --link still resolves --chown names in the parent's /etc/passwd.
-    let names_path = if any_link && !req.lowers.is_empty() {
-        Some(match req.lowers.as_slice() {
-            [one] => one.clone(),
-            many => {
-                let t = scratch.join("parent");
-                mount_layers(many, None, &t, mounted)?;
-                t
-            }
-        })
-    } else {
-        None
+    let parent_names = match req.lowers.as_slice() {
+        _ if !any_link => None,
+        [] => None,
+        [one] => Some(Root::open(one).map_err(FileError::Mount)?),
+        many => Some(mount_layers(many, None)?),
     };
-    let dest = Root::open(&dest_path).map_err(FileError::Mount)?;
-    let names = match &names_path {
-        Some(p) => Root::open(p).map_err(FileError::Mount)?,
-        None => Root::open(&dest_path).map_err(FileError::Mount)?,
-    };
+    let names = parent_names.as_ref().unwrap_or(&dest);
     let mut sources: Vec<Option<Src>> = Vec::new();
-    for (i, input) in req.inputs.iter().enumerate() {
+    for input in &req.inputs {
         sources.push(match input {
             None => None,
             Some(FileSource::Context { dir, exclude }) => Some(Src {
@@ -266,21 +253,13 @@ fn apply_in_namespace(
                 name: "the build context",
             }),
             Some(FileSource::Layers(layers)) => {
-                let path = match layers.as_slice() {
-                    [one] => one.clone(),
-                    [] => {
-                        let t = scratch.join(format!("empty-{i}"));
-                        fs_err::create_dir(&t).map_err(FileError::Mount)?;
-                        t
-                    }
-                    many => {
-                        let t = scratch.join(format!("src-{i}"));
-                        mount_layers(many, None, &t, mounted)?;
-                        t
-                    }
+                let root = match layers.as_slice() {
+                    [one] => Root::open(one).map_err(FileError::Mount)?,
+                    [] => empty_root()?,
+                    many => mount_layers(many, None)?,
                 };
                 Some(Src {
-                    root: Root::open(&path).map_err(FileError::Mount)?,
+                    root,
                     context: false,
                     exclude: None,
                     name: "the source stage",
@@ -292,7 +271,7 @@ fn apply_in_namespace(
     for action in &req.op.actions {
         match action {
             FileAction::Mkdir { path, mode, chown } => {
-                let owner = owner(&names, chown.as_ref())?;
+                let owner = owner(names, chown.as_ref())?;
                 let comps = root::clean(Path::new(path));
                 let mut created = Vec::new();
                 dest.mkdir_all(&comps, DirOpts { mode: *mode, owner }, &mut created)
@@ -305,7 +284,7 @@ fn apply_in_namespace(
                 mode,
                 chown,
             } => {
-                let owner = owner(&names, chown.as_ref())?;
+                let owner = owner(names, chown.as_ref())?;
                 let comps = root::clean(Path::new(path));
                 let (dir, name) = dest
                     .parent_of(&comps, DirOpts { mode: 0o755, owner }, &mut Vec::new())
@@ -341,7 +320,7 @@ fn apply_in_namespace(
                 let spec = CopySpec {
                     dest: d,
                     dest_is_dir: *dest_is_dir,
-                    owner: owner(&names, chown.as_ref())?,
+                    owner: owner(names, chown.as_ref())?,
                     mode: chmod.as_deref().map(parse_chmod).transpose()?,
                     parents: *parents,
                     exclude,
@@ -359,10 +338,14 @@ fn apply_in_namespace(
                 chown,
                 chmod,
             } => {
-                let owner = owner(&names, chown.as_ref())?;
+                let owner = owner(names, chown.as_ref())?;
                 let mode = chmod.as_deref().map(parse_chmod).transpose()?;
-                let fetched =
-                    download::fetch(url, checksum.as_deref(), &scratch.join("download"), limit)?;
+                let fetched = download::fetch(
+                    url,
+                    checksum.as_deref(),
+                    &scratch.path()?.join("download"),
+                    limit,
+                )?;
                 let mut comps = root::clean(Path::new(d));
                 let into_dir = *dest_is_dir
                     || dest
@@ -392,6 +375,62 @@ fn apply_in_namespace(
         }
     }
     Ok(stats)
+}
+
+/// Fills `dest`, a new empty host directory, with the contents of the directory `source`
+/// of the filesystem made of `layers` (top first): what a cache mount with `from=` starts
+/// with. `source` is resolved inside that filesystem (its symlinks cannot lead out of it);
+/// owners, modes, links, xattrs and times are kept, and `dest` takes the source directory's
+/// owner, mode and times. Blocking.
+pub(crate) fn seed_dir(layers: &[PathBuf], source: &str, dest: &Path) -> Result<(), FileError> {
+    let root = match layers {
+        [] => empty_root()?,
+        [one] => Root::open(one).map_err(io_at("open", one))?,
+        many => mount_layers(many, None)?,
+    };
+    let comps = root::clean(Path::new(source));
+    let shown = format!("/{}", root::join(&comps).display());
+    let not_found = || FileError::NotFound {
+        path: shown.clone(),
+        source_name: "the cache mount's from".into(),
+    };
+    let st = root
+        .stat(&comps)
+        .map_err(io_at("open", &shown))?
+        .ok_or_else(not_found)?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+        return Err(FileError::Io {
+            what: "use as a cache mount source",
+            path: shown.into(),
+            source: io::Error::from_raw_os_error(libc::ENOTDIR),
+        });
+    }
+    let src = root
+        .open_at(&comps, OFlag::O_DIRECTORY | OFlag::O_RDONLY)
+        .map_err(io_at("open", &shown))?
+        .ok_or_else(not_found)?;
+    let dst = Rc::new(sys::open_dir(dest).map_err(io_at("open", dest))?);
+    let opts = CopyOpts {
+        owner: None,
+        reset_owner: false,
+        mode: None,
+        skip: Rc::new(|_: &str, _: bool| false),
+    };
+    copy::copy_dir_contents(
+        &src,
+        &dst,
+        &opts,
+        &mut Links::default(),
+        &mut Counts::default(),
+        Path::new(&shown),
+    )
+    .map_err(io_at("copy", &shown))?;
+    let meta = || -> io::Result<()> {
+        sys::fchown(dst.as_fd(), st.st_uid, st.st_gid)?;
+        sys::fchmod(dst.as_fd(), st.st_mode & 0o7777)?;
+        sys::futimens(dst.as_fd(), st.st_mtime, st.st_mtime_nsec)
+    };
+    meta().map_err(io_at("copy", &shown))
 }
 
 /// `--chmod`: an octal mode, special bits allowed.

@@ -60,6 +60,9 @@ impl DirOpts {
 #[derive(Debug)]
 pub(crate) struct Root {
     fd: OwnedFd,
+    /// The detached mount `fd` is in, kept open: closing it dissolves the mount, and `..`
+    /// lookups in a dissolved mount fail with EAGAIN forever.
+    _mount: Option<OwnedFd>,
 }
 
 fn is_errno(e: &io::Error, errno: nix::errno::Errno) -> bool {
@@ -71,6 +74,21 @@ impl Root {
     pub(crate) fn open(path: &Path) -> io::Result<Root> {
         Ok(Root {
             fd: sys::open_dir(path)?,
+            _mount: None,
+        })
+    }
+
+    /// The root of a detached mount (from `fsmount` or `open_tree`), reopened as a plain
+    /// directory; the mount stays alive as long as the returned root does.
+    pub(crate) fn of_mount(mount: OwnedFd) -> io::Result<Root> {
+        Ok(Root {
+            fd: sys::open_beneath(
+                mount.as_fd(),
+                Path::new("."),
+                OFlag::O_DIRECTORY | OFlag::O_RDONLY,
+                0,
+            )?,
+            _mount: Some(mount),
         })
     }
 

@@ -1,16 +1,21 @@
 //! RUN, the worker's side: turns a [`RunRequest`] into a [`SandboxSpec`] of host paths,
-//! starts `<helper> __sandbox`, streams the command's output line by line, and turns the
-//! helper's status into a result. Cancelling (the token, or dropping the future) hangs up the
-//! helper's stdin, and the helper then kills everything in the sandbox; nothing it mounted
-//! was ever visible outside it, and its scratch directory is removed here.
+//! hands the run's control socket and output pipes to the sandbox helper (started once per
+//! worker, see `zygote.rs`), sends the spec, streams the command's output line by line, and
+//! turns the sandbox's status into a result. Cancelling (the token, or dropping the future)
+//! closes the control socket, and the sandbox then kills everything in it; nothing it
+//! mounted was ever visible outside it, and its scratch directory is deleted here (in the
+//! background, see `janitor.rs`).
 
-use crate::layers;
+use crate::janitor::Janitor;
 use crate::sandbox::Status;
 use crate::spec::{ProcessSpec, SandboxSpec, SpecMount};
+use crate::sys;
+use crate::zygote::Zygote;
 use sha2::Digest as _;
 use std::io;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use strata_graph::{CacheSharing, ExecOp, MountKind, NetworkMode, SecurityMode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -33,6 +38,12 @@ pub struct WorkerConfig {
 }
 
 impl WorkerConfig {
+    /// The empty directory every sandbox attaches its root onto, each in its own mount
+    /// namespace (so one directory serves all of them, and nothing is made per run).
+    fn root_mountpoint(&self) -> PathBuf {
+        self.state_dir.join("sandbox-root")
+    }
+
     /// The defaults: the host's `/etc/resolv.conf`, no_new_privs on.
     pub fn new(state_dir: impl Into<PathBuf>, helper_exe: impl Into<PathBuf>) -> Self {
         WorkerConfig {
@@ -45,10 +56,13 @@ impl WorkerConfig {
     }
 }
 
-/// Runs RUN steps and file operations.
+/// Runs RUN steps and file operations. Clones share one sandbox helper process, started on
+/// the first RUN and ended when the last clone (and the last RUN) is gone.
 #[derive(Debug, Clone)]
 pub struct Worker {
     pub(crate) config: WorkerConfig,
+    helper: Arc<Mutex<Option<Arc<Zygote>>>>,
+    pub(crate) janitor: Janitor,
 }
 
 /// Which stream a line came from.
@@ -197,9 +211,17 @@ struct CacheLock(#[expect(dead_code, reason = "held for its Drop")] Option<fs_er
 impl Worker {
     /// A worker with its state under `config.state_dir`.
     pub fn new(config: WorkerConfig) -> Result<Worker, WorkerError> {
-        let dir = config.state_dir.join("cache-mounts");
-        fs_err::create_dir_all(&dir).map_err(|source| WorkerError { path: dir, source })?;
-        Ok(Worker { config })
+        for dir in [
+            config.state_dir.join("cache-mounts"),
+            config.root_mountpoint(),
+        ] {
+            fs_err::create_dir_all(&dir).map_err(|source| WorkerError { path: dir, source })?;
+        }
+        Ok(Worker {
+            config,
+            helper: Arc::new(Mutex::new(None)),
+            janitor: Janitor::default(),
+        })
     }
 
     /// The worker's configuration.
@@ -209,7 +231,8 @@ impl Worker {
 
     /// Runs `req.exec` in a sandbox over `req.lowers` with `req.upper` as the writable
     /// layer; each output line goes to `output`. Returns once every process of the sandbox
-    /// has exited and its scratch directory is gone.
+    /// has exited and its mounts are gone (so `req.upper` is no longer in use); its scratch
+    /// directory beside `req.upper` is deleted right after, in the background.
     pub async fn run<F>(
         &self,
         req: RunRequest,
@@ -229,37 +252,39 @@ impl Worker {
                 parent.display()
             )))?;
         let (spec, _locks) = self.spec(&req, scratch.path()).await?;
-        let line = serde_json::to_string(&spec)
-            .map_err(|e| io_err("failed to encode the sandbox spec")(e.into()))?
-            + "\n";
+        let mut line = serde_json::to_vec(&spec)
+            .map_err(|e| io_err("failed to encode the sandbox spec")(e.into()))?;
+        line.push(b'\n');
 
-        let mut child = tokio::process::Command::new(&self.config.helper_exe)
-            .arg("__sandbox")
-            .env_clear()
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(io_err(format!(
-                "failed to start the sandbox helper {}",
-                self.config.helper_exe.display()
-            )))?;
-        let mut stdin = child.stdin.take();
-        let mut stdout = child.stdout.take().expect("stdout is piped");
-        let mut stderr = child.stderr.take().expect("stderr is piped");
-        if let Some(w) = stdin.as_mut() {
-            // A helper that died at once shows up below through its status.
-            let _ = w.write_all(line.as_bytes()).await;
-            let _ = w.flush().await;
+        let pipes = || sys::pipe().map_err(io_err("failed to create the sandbox's pipes"));
+        let (out_r, out_w) = pipes()?;
+        let (err_r, err_w) = pipes()?;
+        let (ctl, ctl_theirs) = std::os::unix::net::UnixStream::pair()
+            .map_err(io_err("failed to create the sandbox's control socket"))?;
+        self.start_sandbox(spec.network_none, OwnedFd::from(ctl_theirs), out_w, err_w)?;
+        let chan = |e| io_err("failed to set up the sandbox's channels")(e);
+        ctl.set_nonblocking(true).map_err(chan)?;
+        let (mut ctl_r, ctl_w) = tokio::net::UnixStream::from_std(ctl)
+            .map_err(chan)?
+            .into_split();
+        let mut ctl_w = Some(ctl_w);
+        let mut stdout = tokio::net::unix::pipe::Receiver::from_owned_fd(out_r).map_err(chan)?;
+        let mut stderr = tokio::net::unix::pipe::Receiver::from_owned_fd(err_r).map_err(chan)?;
+        if let Some(w) = ctl_w.as_mut() {
+            // A sandbox that failed at once shows up below through its status.
+            let _ = w.write_all(&line).await;
         }
 
         let (mut out_lines, mut err_lines) = (Lines::default(), Lines::default());
-        let (mut out_done, mut err_done, mut cancelled) = (false, false, false);
+        let (mut out_done, mut err_done, mut status_done) = (false, false, false);
+        let mut cancelled = false;
         let (mut b1, mut b2) = (vec![0u8; 32 * 1024], vec![0u8; 32 * 1024]);
+        let mut b3 = [0u8; 4096];
+        let mut status_line = Vec::new();
         let deadline = tokio::time::sleep(Duration::from_secs(3600 * 24 * 365));
         tokio::pin!(deadline);
-        while !(out_done && err_done) {
+        let mut timed_out = false;
+        while !(out_done && err_done && status_done) {
             tokio::select! {
                 r = stdout.read(&mut b1), if !out_done => match r {
                     Ok(n) if n > 0 => out_lines.push(&b1[..n], |l| output(OutputStream::Stdout, l)),
@@ -269,24 +294,27 @@ impl Worker {
                     Ok(n) if n > 0 => err_lines.push(&b2[..n], |l| output(OutputStream::Stderr, l)),
                     _ => { err_done = true; err_lines.finish(|l| output(OutputStream::Stderr, l)); }
                 },
+                r = ctl_r.read(&mut b3), if !status_done => match r {
+                    Ok(n) if n > 0 => {
+                        status_line.extend_from_slice(&b3[..n]);
+                        status_done = status_line.contains(&b'\n');
+                    }
+                    _ => status_done = true,
+                },
                 _ = cancel.cancelled(), if !cancelled => {
                     cancelled = true;
-                    // Hanging up makes the helper kill the sandbox and exit.
-                    drop(stdin.take());
+                    // End-of-file on the control socket makes the sandbox kill everything.
+                    drop(ctl_w.take());
                     deadline.as_mut().reset(tokio::time::Instant::now() + Duration::from_secs(10));
                 },
-                _ = &mut deadline => { let _ = child.start_kill(); break; }
+                _ = &mut deadline => { timed_out = true; break; }
             }
         }
-        let waited = tokio::select! {
-            w = child.wait() => w,
-            _ = cancel.cancelled(), if !cancelled => { drop(stdin.take()); child.wait().await }
-        }
-        .map_err(io_err("failed to wait for the sandbox helper"))?;
-        drop(stdin);
-        let status: Option<Status> = fs_err::read(&spec.status_file)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok());
+        drop(ctl_w);
+        let status: Option<Status> = status_line
+            .split(|b| *b == b'\n')
+            .next()
+            .and_then(|l| serde_json::from_slice(l).ok());
         let result = match status {
             _ if cancelled || cancel.is_cancelled() => Err(RunError::Cancelled),
             Some(Status::Exited(0)) => Ok(()),
@@ -298,14 +326,68 @@ impl Worker {
             Some(Status::StartFailed(message)) => Err(RunError::Start { command, message }),
             Some(Status::SetupFailed(message)) => Err(RunError::Setup(message)),
             Some(Status::Cancelled) => Err(RunError::Cancelled),
+            None if timed_out => Err(RunError::Setup(
+                "the sandbox did not stop within 10s of being cancelled".into(),
+            )),
             None => Err(RunError::Setup(format!(
-                "the sandbox helper ended without a status ({waited})"
+                "the sandbox helper ({} __sandbox) ended the run without a status",
+                self.config.helper_exe.display()
             ))),
         };
-        scratch
-            .close()
-            .map_err(io_err("failed to remove the run's scratch directory"))?;
+        // Deleting it takes a few journaled operations: done right after, not on the way.
+        self.janitor.delete(scratch);
         result
+    }
+
+    /// Hands a new sandbox to the helper, starting it (again) when needed.
+    fn start_sandbox(
+        &self,
+        network_none: bool,
+        ctl: OwnedFd,
+        stdout: OwnedFd,
+        stderr: OwnedFd,
+    ) -> Result<(), RunError> {
+        let mut dead: Option<Arc<Zygote>> = None;
+        for attempt in 0..2 {
+            let helper = self.helper(dead.take())?;
+            match helper.start(network_none, ctl.as_fd(), stdout.as_fd(), stderr.as_fd()) {
+                Ok(()) => return Ok(()),
+                // The helper died (killed, or crashed): start another, once.
+                Err(e)
+                    if attempt == 0
+                        && matches!(
+                            e.kind(),
+                            io::ErrorKind::BrokenPipe
+                                | io::ErrorKind::ConnectionReset
+                                | io::ErrorKind::NotConnected
+                        ) =>
+                {
+                    dead = Some(helper)
+                }
+                Err(e) => return Err(io_err("failed to hand the run to the sandbox helper")(e)),
+            }
+        }
+        Err(RunError::Setup("the sandbox helper keeps exiting".into()))
+    }
+
+    /// The helper process, started when there is none or when `dead` is the current one.
+    fn helper(&self, dead: Option<Arc<Zygote>>) -> Result<Arc<Zygote>, RunError> {
+        let mut slot = self.helper.lock().unwrap_or_else(PoisonError::into_inner);
+        if let (Some(d), Some(cur)) = (&dead, slot.as_ref())
+            && Arc::ptr_eq(d, cur)
+        {
+            *slot = None;
+        }
+        if let Some(h) = slot.as_ref() {
+            return Ok(h.clone());
+        }
+        let exe = &self.config.helper_exe;
+        let h = Arc::new(Zygote::spawn(exe).map_err(io_err(format!(
+            "failed to start the sandbox helper {}",
+            exe.display()
+        )))?);
+        *slot = Some(h.clone());
+        Ok(h)
     }
 
     async fn spec(
@@ -318,13 +400,6 @@ impl Worker {
                 .map(|()| p)
                 .map_err(io_err("failed to prepare the scratch directory"))
         };
-        let work = mk(scratch.join("work"))?;
-        let root = mk(scratch.join("root"))?;
-        let stubs = mk(scratch.join("stubs"))?;
-        layers::build_stubs(&req.lowers, &stubs)
-            .map_err(io_err("failed to prepare the sandbox mount points"))?;
-        let mut lowers = vec![stubs];
-        lowers.extend(req.lowers.iter().cloned());
 
         let hostname = req
             .hostname
@@ -336,17 +411,14 @@ impl Worker {
             Some(p) => fs_err::read(p).unwrap_or_default(),
             None => Vec::new(),
         };
-        let mut etc_files = Vec::new();
-        for (name, contents) in [
-            ("hosts", hosts.into_bytes()),
-            ("resolv.conf", resolv),
-            ("hostname", format!("{hostname}\n").into_bytes()),
-        ] {
-            let p = scratch.join(name);
-            fs_err::write(&p, contents)
-                .map_err(io_err("failed to write the sandbox's /etc files"))?;
-            etc_files.push((p, format!("/etc/{name}")));
-        }
+        let etc_files = vec![
+            ("/etc/hosts".to_owned(), hosts.into_bytes()),
+            ("/etc/resolv.conf".to_owned(), resolv),
+            (
+                "/etc/hostname".to_owned(),
+                format!("{hostname}\n").into_bytes(),
+            ),
+        ];
 
         let mut env = req.exec.env.clone();
         let mut mounts = Vec::new();
@@ -386,15 +458,28 @@ impl Worker {
                 MountKind::Cache {
                     id,
                     sharing,
+                    from,
                     readonly,
                     mode,
                     uid,
                     gid,
-                    ..
                 } => {
-                    let (dir, lock) = self
-                        .cache_dir(id, *sharing, *mode, *uid, *gid, scratch)
-                        .await?;
+                    let seed = match (from, input) {
+                        (None, _) => None,
+                        (Some((_, source)), MountInput::Layers(layers)) => {
+                            Some((layers, source.as_str()))
+                        }
+                        (Some(_), _) => return Err(bad("no filesystem given for its from")),
+                    };
+                    let cache = CacheMount {
+                        id,
+                        sharing: *sharing,
+                        mode: *mode,
+                        uid: *uid,
+                        gid: *gid,
+                        seed,
+                    };
+                    let (dir, lock) = self.cache_dir(&target, &cache, scratch).await?;
                     locks.push(lock);
                     mounts.push(SpecMount::Dir {
                         target,
@@ -453,12 +538,23 @@ impl Worker {
                 }),
             }
         }
+        // The scratch dir itself is the root overlay's work dir (it makes `work/` inside),
+        // unless the mounts put something there: overlayfs refuses an upper or work dir
+        // below another overlay's work dir.
+        let scratch_used = fs_err::read_dir(scratch)
+            .map_err(io_err("failed to prepare the scratch directory"))?
+            .next()
+            .is_some();
+        let work = if scratch_used {
+            mk(scratch.join("work"))?
+        } else {
+            scratch.to_owned()
+        };
         let spec = SandboxSpec {
-            scratch: scratch.to_owned(),
-            lowers,
+            lowers: req.lowers.clone(),
             upper: req.upper.clone(),
             work,
-            root_mountpoint: root,
+            root_mountpoint: self.config.root_mountpoint(),
             hostname,
             network_none: req.exec.network == NetworkMode::None,
             etc_files,
@@ -471,7 +567,6 @@ impl Worker {
                 insecure: req.exec.security == SecurityMode::Insecure,
                 no_new_privs: self.config.no_new_privs,
             },
-            status_file: scratch.join("status.json"),
         };
         Ok((spec, locks))
     }
@@ -480,30 +575,17 @@ impl Worker {
     /// hashed into names, so no id can name a path outside `cache-mounts/`.
     async fn cache_dir(
         &self,
-        id: &str,
-        sharing: CacheSharing,
-        mode: u32,
-        uid: u32,
-        gid: u32,
+        target: &str,
+        cache: &CacheMount<'_>,
         scratch: &Path,
     ) -> Result<(PathBuf, CacheLock), RunError> {
-        let name = hex::encode(sha2::Sha256::digest(id.as_bytes()));
+        let name = cache.name();
         let base = self.config.state_dir.join("cache-mounts");
         let dir = base.join(&name);
         let lock_path = base.join(format!("{name}.lock"));
-        let fresh = |dir: &Path| -> io::Result<()> {
-            use std::os::unix::fs::PermissionsExt;
-            fs_err::create_dir(dir)?;
-            std::os::unix::fs::chown(dir, Some(uid), Some(gid))?;
-            fs_err::set_permissions(dir, std::fs::Permissions::from_mode(mode & 0o7777))
-        };
-        let err = io_err(format!("failed to prepare cache mount {id}"));
-        if let Err(e) = fresh(&dir)
-            && e.kind() != io::ErrorKind::AlreadyExists
-        {
-            return Err(err(e));
-        }
-        let lock = match sharing {
+        let err = io_err(format!("failed to prepare cache mount {}", cache.id));
+        cache.make(&dir, &base, target).await?;
+        let lock = match cache.sharing {
             CacheSharing::Shared => CacheLock(None),
             CacheSharing::Locked => {
                 let f = fs_err::File::create(&lock_path).map_err(err)?;
@@ -520,7 +602,7 @@ impl Worker {
                     Err(_) => {
                         // Someone else has it: this run gets a fresh one of its own.
                         let own = scratch.join("private-cache");
-                        fresh(&own).map_err(io_err("failed to prepare a private cache mount"))?;
+                        cache.make(&own, scratch, target).await?;
                         return Ok((own, CacheLock(None)));
                     }
                 }
@@ -528,4 +610,93 @@ impl Worker {
         };
         Ok((dir, lock))
     }
+}
+
+/// A `type=cache` mount, resolved: its id, how it is shared, how a new one starts.
+struct CacheMount<'a> {
+    id: &'a str,
+    sharing: CacheSharing,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    /// `from=`: the layers of the stage (or context) it is seeded from, and the directory in
+    /// it (`source=`, `/` by default).
+    seed: Option<(Vec<PathBuf>, &'a str)>,
+}
+
+impl CacheMount<'_> {
+    /// The cache's directory name. Ids are hashed, so no id can name a path outside
+    /// `cache-mounts/`. A seeded cache is a cache of its own per seed (as in BuildKit, where
+    /// the `from` snapshot is part of the cache's key): the layer directories are content
+    /// addressed, so a changed stage seeds a new cache rather than reusing one that started
+    /// from the old content.
+    fn name(&self) -> String {
+        let mut key = sha2::Sha256::new();
+        key.update(self.id.as_bytes());
+        if let Some((layers, source)) = &self.seed {
+            key.update(b"\0from\0");
+            for l in layers {
+                key.update(l.as_os_str().as_encoded_bytes());
+                key.update(b"\0");
+            }
+            key.update(b"\0source\0");
+            key.update(source.as_bytes());
+        }
+        hex::encode(key.finalize())
+    }
+
+    /// Makes the cache directory `dir` when it does not exist yet: empty with the mount's
+    /// mode and owner, or a copy of the seed. A seed is copied into a temporary directory
+    /// beside `dir` and renamed into place, so a cache is never seen half seeded; when two
+    /// runs seed the same cache at once, the first rename wins.
+    async fn make(&self, dir: &Path, tmp_parent: &Path, target: &str) -> Result<(), RunError> {
+        let err = io_err(format!("failed to prepare cache mount {}", self.id));
+        let Some((layers, source)) = &self.seed else {
+            let (mode, uid, gid) = (self.mode, self.uid, self.gid);
+            let fresh = || -> io::Result<()> {
+                use std::os::unix::fs::PermissionsExt;
+                fs_err::create_dir(dir)?;
+                std::os::unix::fs::chown(dir, Some(uid), Some(gid))?;
+                fs_err::set_permissions(dir, std::fs::Permissions::from_mode(mode & 0o7777))
+            };
+            return match fresh() {
+                Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(err(e)),
+                _ => Ok(()),
+            };
+        };
+        if fs_err::symlink_metadata(dir).is_ok() {
+            return Ok(());
+        }
+        let tmp = tempfile::Builder::new()
+            .prefix(".strata-seed-")
+            .tempdir_in(tmp_parent)
+            .map_err(io_err(format!("failed to prepare cache mount {}", self.id)))?;
+        let (layers, source, path) = (layers.clone(), source.to_string(), tmp.path().to_owned());
+        tokio::task::spawn_blocking(move || crate::fileop::seed_dir(&layers, &source, &path))
+            .await
+            .map_err(|e| err(io::Error::other(e)))?
+            .map_err(|e| RunError::Mount {
+                target: target.to_owned(),
+                reason: format!("seeding the cache from its from: {}", error_chain(&e)),
+            })?;
+        let seeded = tmp.keep();
+        if let Err(e) = fs_err::rename(&seeded, dir) {
+            let _ = fs_err::remove_dir_all(&seeded);
+            if fs_err::symlink_metadata(dir).is_err() {
+                return Err(io_err(format!("failed to prepare cache mount {}", self.id))(e));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
 }

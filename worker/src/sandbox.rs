@@ -1,17 +1,23 @@
-//! The `__sandbox` helper: the process the worker re-execs for every RUN, so that no Rust code
-//! runs between `fork` and `exec` in the threaded parent. Three processes:
+//! One sandbox: the processes the [helper](crate::zygote) forks for every RUN. The helper
+//! is a single-threaded process exec'd once per worker, so no Rust code ever runs between
+//! `fork` and `exec` in the threaded worker. Per RUN:
 //!
-//! * the **monitor** (the helper itself) reads the [`SandboxSpec`] from stdin, unshares the
-//!   namespaces, forks the init and waits. If stdin reaches end-of-file (the worker was
-//!   cancelled, or died) it kills the init. It writes the [`Status`] file and exits.
-//! * the **init** (PID 1 of the new PID namespace, dies with the monitor) applies the
-//!   [`SandboxPlan`], resolves the user, forks the command, reaps every orphan, and once the
-//!   command has exited kills whatever it left behind and removes the mount-point stubs.
+//! * the **monitor** (forked by the helper) reads the [`SandboxSpec`] from its control
+//!   socket, makes a PID namespace and forks the init into it, and waits. If the control
+//!   socket reaches end-of-file (the worker cancelled the run, or died) it kills the init.
+//!   Once the init has exited it writes the [`Status`] to the control socket and exits.
+//! * the **init** (PID 1 of the new PID namespace, dies with the monitor) enters the other
+//!   namespaces (mount, UTS, IPC, and the network namespace the helper made ready, or the
+//!   host's), applies the [`SandboxPlan`], resolves the user, forks the command, reaps every
+//!   orphan, and once the command has exited kills whatever it left behind and removes the
+//!   mount-point stubs.
 //! * the **command**: new session, stdin from /dev/null, capabilities and user dropped,
 //!   descriptors closed, exec.
 //!
-//! Mounts live only in the sandbox's mount namespace: when its last process exits they are
-//! gone, whatever happened to the worker.
+//! The mount, UTS, IPC and network namespaces have the init (and what it forks) as their
+//! only members: they are torn down, the root overlay included, when the init exits, which
+//! is before the monitor reports. So when the worker has the status, no process of the
+//! sandbox is left and its overlay no longer holds the new layer.
 
 use crate::plan::SandboxPlan;
 use crate::spec::{ProcessSpec, SandboxSpec};
@@ -19,11 +25,10 @@ use crate::sys::{self, CloneFlags, Forked, WaitStatus};
 use crate::user;
 use serde::{Deserialize, Serialize};
 use std::ffi::CString;
-use std::io::{BufRead, Read};
+use std::io::Read;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
 /// How a sandbox ended, as the monitor reports it to the worker.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,60 +46,60 @@ pub(crate) enum Status {
     Cancelled,
 }
 
+impl Status {
+    /// The status as the one line the worker reads.
+    pub(crate) fn to_line(&self) -> Vec<u8> {
+        let mut line = serde_json::to_vec(self).unwrap_or_else(|_| b"null".to_vec());
+        line.push(b'\n');
+        line
+    }
+}
+
 /// The default PATH when the image sets none.
 pub(crate) const DEFAULT_PATH: &str =
     "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// Entry point of `strata __sandbox`; call it before starting any thread or runtime.
-pub fn sandbox_main() -> ExitCode {
-    let mut line = String::new();
-    let stdin = std::io::stdin();
-    if let Err(e) = stdin.lock().read_line(&mut line) {
-        return fail_early(&format!("reading the sandbox spec: {e}"));
-    }
-    let spec: SandboxSpec = match serde_json::from_str(&line) {
-        Ok(spec) => spec,
-        Err(e) => return fail_early(&format!("parsing the sandbox spec: {e}")),
+/// The monitor, in a process just forked by the helper: `ctl` is its control socket, the
+/// standard descriptors are already the command's (stdin /dev/null, stdout and stderr the
+/// run's pipes), `netns` the network namespace to run in when the spec asks for none.
+/// Never returns.
+pub(crate) fn monitor(ctl: OwnedFd, netns: Option<OwnedFd>) -> ! {
+    let status = match read_spec(ctl.as_fd()) {
+        Ok(Some(spec)) => run(&spec, ctl.as_fd(), netns),
+        // The worker is gone before sending anything: nothing to do.
+        Ok(None) => std::process::exit(0),
+        Err(msg) => Status::SetupFailed(msg),
     };
-    // Opened now: once the init has called pivot_root, the monitor (same mount namespace)
-    // can no longer reach host paths.
-    let mut status_file = match fs_err::File::create(&spec.status_file) {
-        Ok(f) => f,
-        Err(e) => return fail_early(&e.to_string()),
-    };
-    let status = monitor(&spec);
-    let written = serde_json::to_vec(&status)
-        .map_err(std::io::Error::from)
-        .and_then(|b| std::io::Write::write_all(&mut status_file, &b));
-    match written {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => fail_early(&e.to_string()),
-    }
+    let _ = sys::write_all(ctl.as_fd(), &status.to_line());
+    std::process::exit(0)
 }
 
-#[expect(
-    clippy::print_stderr,
-    reason = "the helper's stderr is the only channel before the spec is read"
-)]
-fn fail_early(msg: &str) -> ExitCode {
-    eprintln!("strata sandbox: {msg}");
-    ExitCode::from(125)
+/// Reads the spec line; `None` when the control socket closed first.
+fn read_spec(ctl: BorrowedFd<'_>) -> Result<Option<SandboxSpec>, String> {
+    let mut line = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        let n = sys::read(ctl, &mut buf).map_err(|e| format!("reading the sandbox spec: {e}"))?;
+        if n == 0 {
+            return Ok(None);
+        }
+        line.extend_from_slice(&buf[..n]);
+        if line.last() == Some(&b'\n') {
+            break;
+        }
+    }
+    serde_json::from_slice(&line)
+        .map(Some)
+        .map_err(|e| format!("parsing the sandbox spec: {e}"))
 }
 
-fn monitor(spec: &SandboxSpec) -> Status {
+fn run(spec: &SandboxSpec, ctl: BorrowedFd<'_>, netns: Option<OwnedFd>) -> Status {
     let (status_r, status_w) = match sys::pipe() {
         Ok(p) => p,
         Err(e) => return Status::SetupFailed(format!("creating a pipe: {e}")),
     };
-    let mut flags = CloneFlags::CLONE_NEWNS
-        | CloneFlags::CLONE_NEWPID
-        | CloneFlags::CLONE_NEWUTS
-        | CloneFlags::CLONE_NEWIPC;
-    if spec.network_none {
-        flags |= CloneFlags::CLONE_NEWNET;
-    }
-    if let Err(e) = sys::unshare(flags) {
-        return Status::SetupFailed(format!("creating namespaces: {e}"));
+    if let Err(e) = sys::unshare(CloneFlags::CLONE_NEWPID) {
+        return Status::SetupFailed(format!("creating the PID namespace: {e}"));
     }
     let init = match sys::fork() {
         Err(e) => return Status::SetupFailed(format!("starting the sandbox init: {e}")),
@@ -105,16 +110,18 @@ fn monitor(spec: &SandboxSpec) -> Status {
             if sys::set_parent_death_kill().is_err() {
                 std::process::exit(1);
             }
-            init(spec, status_w)
+            init(spec, status_w, netns)
         }
         Ok(Forked::Parent(pid)) => pid,
     };
     drop(status_w);
-    let stdin = std::io::stdin();
-    let stdin = stdin.as_fd();
+    drop(netns);
+    // The command's output reaches the worker through the init's copies only, so that the
+    // worker sees end-of-file as soon as the command and the init are gone.
+    let _ = sys::std_to_dev_null(&[1, 2]);
     let mut report = Vec::new();
     loop {
-        let ready = match sys::poll_readable(&[stdin, status_r.as_fd()]) {
+        let ready = match sys::poll_readable(&[ctl, status_r.as_fd()]) {
             Ok(r) => r,
             Err(_) => vec![true, false],
         };
@@ -126,7 +133,7 @@ fn monitor(spec: &SandboxSpec) -> Status {
             }
         } else if ready[0] {
             let mut buf = [0u8; 64];
-            if matches!(sys::read(stdin, &mut buf), Ok(0) | Err(_)) {
+            if matches!(sys::read(ctl, &mut buf), Ok(0) | Err(_)) {
                 // The worker hung up: kill the init, which takes the namespace with it.
                 let _ = sys::kill(init);
                 let _ = sys::wait_pid(init);
@@ -154,8 +161,29 @@ fn report(w: BorrowedFd<'_>, kind: &str, msg: &str) {
 }
 
 /// PID 1 of the sandbox. Never returns.
-fn init(spec: &SandboxSpec, status: OwnedFd) -> ! {
+fn init(spec: &SandboxSpec, status: OwnedFd, netns: Option<OwnedFd>) -> ! {
     let w = status.as_fd();
+    // Not dumpable: a command running as root in the sandbox must not open the init's
+    // descriptors through /proc/1/fd (the status pipe, the namespaces it holds). The
+    // command itself is dumpable again after its exec.
+    if let Err(e) = sys::set_not_dumpable() {
+        report(w, "setup", &format!("hiding the sandbox init: {e}"));
+        std::process::exit(1);
+    }
+    let mut flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
+    if spec.network_none && netns.is_none() {
+        // Not expected (the helper hands one over), but never fall back to the host's.
+        flags |= CloneFlags::CLONE_NEWNET;
+    }
+    let entered = sys::unshare(flags).and_then(|()| match &netns {
+        Some(ns) => sys::join_netns(ns.as_fd()),
+        None => Ok(()),
+    });
+    drop(netns);
+    if let Err(e) = entered {
+        report(w, "setup", &format!("creating namespaces: {e}"));
+        std::process::exit(1);
+    }
     let applied = match SandboxPlan::new(spec).apply() {
         Ok(a) => a,
         Err(e) => {
@@ -182,6 +210,7 @@ fn init(spec: &SandboxSpec, status: OwnedFd) -> ! {
         }
         Ok(Forked::Parent(pid)) => pid,
     };
+    let _ = sys::std_to_dev_null(&[1, 2]);
     let mut outcome = None;
     while let Ok(Some(st)) = sys::wait_any() {
         match st {
@@ -319,7 +348,7 @@ fn exec_command(p: &Prepared) -> String {
     let result = (|| {
         step("setsid", sys::setsid())?;
         step("resetting signals", sys::reset_signals())?;
-        step("opening /dev/null", sys::stdin_from_dev_null())?;
+        step("opening /dev/null", sys::std_to_dev_null(&[0]))?;
         if !p.insecure {
             step("limiting capabilities", sys::limit_bounding_caps())?;
         }

@@ -1,35 +1,33 @@
-//! What the parent tells the `__sandbox` helper: everything already resolved to host paths
-//! and plain values, serialised as one JSON line on the helper's stdin. The helper reads
+//! What the worker tells a sandbox: everything already resolved to host paths and plain
+//! values, serialised as one JSON line on the sandbox's control socket. The sandbox reads
 //! nothing else from the host except the files named here.
 
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
-/// One RUN, as the helper sees it.
+/// One RUN, as the sandbox sees it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct SandboxSpec {
-    /// Private scratch directory of this run (the root mount point, overlay work dir, ...).
-    pub(crate) scratch: PathBuf,
-    /// Layer dirs of the root filesystem, top first (the stub layer included).
+    /// Layer dirs of the root filesystem, top first.
     pub(crate) lowers: Vec<PathBuf>,
     /// The new layer.
     pub(crate) upper: PathBuf,
-    /// Overlay work dir (same filesystem as `upper`).
+    /// Overlay work dir (same filesystem as `upper`, empty).
     pub(crate) work: PathBuf,
-    /// Where the root overlay is mounted before pivot_root.
+    /// Where the root overlay is attached before pivot_root: an empty directory that is never
+    /// written (each sandbox attaches there in its own mount namespace).
     pub(crate) root_mountpoint: PathBuf,
     /// UTS hostname.
     pub(crate) hostname: String,
-    /// A new network namespace with only loopback.
+    /// A network namespace of its own with only loopback (handed over by the helper).
     pub(crate) network_none: bool,
-    /// Host files bind-mounted read-only onto /etc/hosts, /etc/resolv.conf, /etc/hostname.
-    pub(crate) etc_files: Vec<(PathBuf, String)>,
+    /// Files bound read-only onto `/etc/hosts`, `/etc/resolv.conf`, `/etc/hostname`:
+    /// (target, contents). They live in the sandbox's own tmpfs, never in a layer.
+    pub(crate) etc_files: Vec<(String, Vec<u8>)>,
     /// `RUN --mount`s, in order.
     pub(crate) mounts: Vec<SpecMount>,
     /// The command.
     pub(crate) process: ProcessSpec,
-    /// Where the helper writes its [`Status`](crate::sandbox::Status) before exiting.
-    pub(crate) status_file: PathBuf,
 }
 
 /// The command to run.

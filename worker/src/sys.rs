@@ -68,17 +68,129 @@ pub(crate) fn unshare(flags: CloneFlags) -> io::Result<()> {
     Ok(nix::sched::unshare(flags)?)
 }
 
-/// Gives the calling thread its own mount namespace with every mount private, so mounts made
-/// by this thread are seen by no one else and vanish when the thread exits.
-pub(crate) fn unshare_mount_namespace() -> io::Result<()> {
-    unshare(CloneFlags::CLONE_NEWNS)?;
-    make_rprivate()
+/// Joins the network namespace `ns`.
+pub(crate) fn join_netns(ns: BorrowedFd<'_>) -> io::Result<()> {
+    Ok(nix::sched::setns(ns, CloneFlags::CLONE_NEWNET)?)
+}
+
+/// The network namespace the calling thread is in, as a descriptor.
+pub(crate) fn own_netns() -> io::Result<OwnedFd> {
+    Ok(nix::fcntl::open(
+        "/proc/thread-self/ns/net",
+        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?)
+}
+
+/// A descriptor that becomes readable when the child `pid` exits.
+pub(crate) fn pidfd_open(pid: Pid) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    owned(unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) })
+}
+
+/// Reaps the child `pid` if it has exited.
+pub(crate) fn try_wait_pid(pid: Pid) -> io::Result<Option<WaitStatus>> {
+    use nix::sys::wait::WaitPidFlag;
+    match nix::sys::wait::waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+        Ok(WaitStatus::StillAlive) => Ok(None),
+        Ok(st) => Ok(Some(st)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A connected pair of close-on-exec `SOCK_SEQPACKET` Unix sockets (message boundaries
+/// kept, descriptors passed with `SCM_RIGHTS`).
+pub(crate) fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+    Ok(socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )?)
+}
+
+/// Sends one message with `fds` attached. Never raises SIGPIPE: a closed peer is EPIPE.
+pub(crate) fn send_with_fds(
+    sock: BorrowedFd<'_>,
+    data: &[u8],
+    fds: &[BorrowedFd<'_>],
+) -> io::Result<()> {
+    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+    let raw: Vec<RawFd> = fds.iter().map(|fd| fd.as_raw_fd()).collect();
+    let iov = [std::io::IoSlice::new(data)];
+    let cmsg = [ControlMessage::ScmRights(&raw)];
+    loop {
+        match sendmsg::<()>(sock.as_raw_fd(), &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None) {
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+            Ok(_) => return Ok(()),
+        }
+    }
+}
+
+/// Receives one message of at most `buf.len()` bytes and up to four descriptors
+/// (close-on-exec). `Ok((0, _))` when the peer has closed.
+pub(crate) fn recv_with_fds(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+) -> io::Result<(usize, Vec<OwnedFd>)> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    let mut space = nix::cmsg_space!([RawFd; 4]);
+    let mut iov = [std::io::IoSliceMut::new(buf)];
+    let msg = loop {
+        match recvmsg::<()>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Err(Errno::EINTR) => continue,
+            other => break other?,
+        }
+    };
+    let mut fds = Vec::new();
+    for c in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(raw) = c {
+            for fd in raw {
+                // SAFETY: the kernel just installed these descriptors in this process for
+                // this message; nothing else owns them.
+                fds.push(unsafe { OwnedFd::from_raw_fd(fd) });
+            }
+        }
+    }
+    if msg.flags.contains(MsgFlags::MSG_CTRUNC) {
+        return Err(io::Error::other("too many descriptors in a helper request"));
+    }
+    Ok((msg.bytes, fds))
+}
+
+/// Makes `fd` also the descriptor number `target` (inherited across exec).
+pub(crate) fn dup_onto(fd: BorrowedFd<'_>, target: RawFd) -> io::Result<()> {
+    // SAFETY: dup2 only changes what `target` refers to; the callers use it for the standard
+    // descriptors 0-2, which no Rust object owns.
+    check(unsafe { libc::dup2(fd.as_raw_fd(), target) }.into())?;
+    Ok(())
+}
+
+/// Points the standard descriptors `which` (0, 1, 2) at `/dev/null` (as seen from the
+/// current root).
+pub(crate) fn std_to_dev_null(which: &[RawFd]) -> io::Result<()> {
+    let null = nix::fcntl::open("/dev/null", OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty())?;
+    for fd in which {
+        dup_onto(null.as_fd(), *fd)?;
+    }
+    Ok(())
 }
 
 pub(crate) fn set_parent_death_kill() -> io::Result<()> {
     Ok(nix::sys::prctl::set_pdeathsig(
         nix::sys::signal::Signal::SIGKILL,
     )?)
+}
+
+pub(crate) fn set_not_dumpable() -> io::Result<()> {
+    Ok(nix::sys::prctl::set_dumpable(false)?)
 }
 
 pub(crate) fn setsid() -> io::Result<()> {
@@ -120,13 +232,22 @@ pub(crate) fn wait_pid(pid: Pid) -> io::Result<WaitStatus> {
 
 /// Blocks until one of `fds` is readable or hung up; returns which are.
 pub(crate) fn poll_readable(fds: &[BorrowedFd<'_>]) -> io::Result<Vec<bool>> {
+    poll_readable_for(fds, None)
+}
+
+/// [`poll_readable`], giving up after `timeout_ms` (all `false` then).
+pub(crate) fn poll_readable_for(
+    fds: &[BorrowedFd<'_>],
+    timeout_ms: Option<u16>,
+) -> io::Result<Vec<bool>> {
     use nix::poll::{PollFd, PollFlags, PollTimeout};
     let mut polls: Vec<PollFd<'_>> = fds
         .iter()
         .map(|fd| PollFd::new(*fd, PollFlags::POLLIN))
         .collect();
+    let timeout = timeout_ms.map_or(PollTimeout::NONE, PollTimeout::from);
     loop {
-        match nix::poll::poll(&mut polls, PollTimeout::NONE) {
+        match nix::poll::poll(&mut polls, timeout) {
             Ok(_) => break,
             Err(Errno::EINTR) => continue,
             Err(e) => return Err(e.into()),
@@ -204,18 +325,6 @@ pub(crate) fn reset_signals() -> io::Result<()> {
     Ok(())
 }
 
-/// Replaces fd 0 with `/dev/null` (as seen from the current root).
-pub(crate) fn stdin_from_dev_null() -> io::Result<()> {
-    let null = nix::fcntl::open(
-        "/dev/null",
-        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )?;
-    // SAFETY: dup2 onto fd 0 only changes what fd 0 refers to; no Rust object owns fd 0.
-    check(unsafe { libc::dup2(null.as_raw_fd(), 0) }.into())?;
-    Ok(())
-}
-
 /// Marks every descriptor from `first` on close-on-exec, so nothing the helper inherited or
 /// opened reaches the command (CVE-2024-21626).
 pub(crate) fn cloexec_from(first: u32) -> io::Result<()> {
@@ -257,29 +366,81 @@ pub(crate) const DEFAULT_CAPS: [caps::Capability; 14] = [
     caps::Capability::CAP_AUDIT_WRITE,
 ];
 
-fn caps_err(e: caps::errors::CapsError) -> io::Error {
-    io::Error::other(e.to_string())
+/// The default set as a bit mask (bit n = capability n).
+fn default_caps_mask() -> u64 {
+    DEFAULT_CAPS.iter().fold(0, |m, c| m | (1u64 << c.index()))
 }
 
 /// Limits the bounding set to Docker's 14 capabilities (needs CAP_SETPCAP, so before
-/// dropping to another user).
+/// dropping to another user). One `PR_CAPBSET_DROP` per other capability the kernel
+/// knows: EINVAL marks the end of the kernel's list. (The `caps` crate would first probe
+/// every capability with `PR_CAPBSET_READ`: twice the system calls, on every RUN.)
 pub(crate) fn limit_bounding_caps() -> io::Result<()> {
-    let keep: caps::CapsHashSet = DEFAULT_CAPS.into_iter().collect();
-    for cap in caps::runtime::thread_all_supported() {
-        if !keep.contains(&cap) {
-            caps::drop(None, caps::CapSet::Bounding, cap).map_err(caps_err)?;
+    let keep = default_caps_mask();
+    for cap in 0..64u32 {
+        if keep & (1u64 << cap) != 0 {
+            continue;
+        }
+        // SAFETY: PR_CAPBSET_DROP takes a capability number and touches no memory.
+        let ret = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap), 0, 0, 0) };
+        if ret < 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EINVAL) {
+                return Ok(());
+            }
+            return Err(e);
         }
     }
     Ok(())
 }
 
-/// For a root process: effective and permitted = the 14, inheritable and ambient empty.
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+/// For a root process: effective and permitted = the 14, inheritable and ambient empty, in
+/// one `capset` and one `prctl`.
 pub(crate) fn set_root_caps() -> io::Result<()> {
-    let keep: caps::CapsHashSet = DEFAULT_CAPS.into_iter().collect();
-    caps::clear(None, caps::CapSet::Ambient).map_err(caps_err)?;
-    caps::clear(None, caps::CapSet::Inheritable).map_err(caps_err)?;
-    caps::set(None, caps::CapSet::Effective, &keep).map_err(caps_err)?;
-    caps::set(None, caps::CapSet::Permitted, &keep).map_err(caps_err)?;
+    // SAFETY: PR_CAP_AMBIENT_CLEAR_ALL takes no pointers.
+    let ret = unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
+    check(ret.into())?;
+    let keep = default_caps_mask();
+    let word = |shift: u32| CapData {
+        effective: (keep >> shift) as u32,
+        permitted: (keep >> shift) as u32,
+        inheritable: 0,
+    };
+    let mut header = CapHeader {
+        version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3: two 32-bit words
+        pid: 0,
+    };
+    let data = [word(0), word(32)];
+    // SAFETY: capset reads the header and, for version 3, exactly two CapData words.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_capset,
+            &mut header as *mut CapHeader,
+            data.as_ptr(),
+        )
+    })?;
     Ok(())
 }
 
@@ -479,9 +640,13 @@ pub(crate) fn fs_mount(
 }
 
 /// A detached overlay mount: `lowers` top first; `upper` with its `work` dir, or read-only.
+/// `volatile` (with an upper): the overlay never syncs the upper's filesystem, neither on
+/// `fsync` nor when it is unmounted. A plain overlay's unmount is a `syncfs` of the whole
+/// filesystem the upper is on, which waits for every dirty page anyone wrote there.
 pub(crate) fn overlay_mount(
     lowers: &[&Path],
     upper: Option<(&Path, &Path)>,
+    volatile: bool,
     attrs: MountAttrs,
 ) -> io::Result<OwnedFd> {
     let ctx = FsContext::open("overlay")?;
@@ -501,6 +666,9 @@ pub(crate) fn overlay_mount(
     if let Some((upper, work)) = upper {
         ctx.set("upperdir", Some(upper.as_os_str()))?;
         ctx.set("workdir", Some(work.as_os_str()))?;
+        if volatile {
+            ctx.set("volatile", None)?;
+        }
     }
     ctx.mount(attrs)
 }
@@ -607,18 +775,26 @@ pub(crate) fn pivot_root(new_root: &Path) -> io::Result<()> {
 // ---------------------------------------------------------------------------------------------
 // files, always relative to a directory descriptor
 
+/// `openat2`, retried when the kernel asks (EAGAIN: a rename or mount raced with a `..`
+/// lookup), a bounded number of times: a lookup that can never succeed must not spin.
+fn openat2_retrying(dir: BorrowedFd<'_>, path: &Path, how: OpenHow) -> io::Result<OwnedFd> {
+    let mut tries = 0;
+    loop {
+        match nix::fcntl::openat2(dir, path, how) {
+            Err(Errno::EINTR) => continue,
+            Err(Errno::EAGAIN) if tries < 1000 => tries += 1,
+            other => return Ok(other?),
+        }
+    }
+}
+
 /// Opens `path` below `root` as if `root` were `/`: `..` and absolute symlinks stay inside,
 /// magic links (/proc/self/fd) are refused.
 pub(crate) fn open_in_root(root: BorrowedFd<'_>, path: &Path, flags: OFlag) -> io::Result<OwnedFd> {
     let how = OpenHow::new()
         .flags(flags | OFlag::O_CLOEXEC)
         .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-    loop {
-        match nix::fcntl::openat2(root, path, how) {
-            Err(Errno::EAGAIN) | Err(Errno::EINTR) => continue,
-            other => return Ok(other?),
-        }
-    }
+    openat2_retrying(root, path, how)
 }
 
 /// Opens `path` below `root` only if no component is a symlink or another mount.
@@ -634,12 +810,7 @@ pub(crate) fn open_no_symlinks(
                 | ResolveFlag::RESOLVE_NO_SYMLINKS
                 | ResolveFlag::RESOLVE_NO_XDEV,
         );
-    loop {
-        match nix::fcntl::openat2(root, path, how) {
-            Err(Errno::EAGAIN) | Err(Errno::EINTR) => continue,
-            other => return Ok(other?),
-        }
-    }
+    openat2_retrying(root, path, how)
 }
 
 /// Opens `name`, a single component in `dir`, never following a symlink.
@@ -657,11 +828,25 @@ pub(crate) fn open_beneath(
                 | ResolveFlag::RESOLVE_NO_SYMLINKS
                 | ResolveFlag::RESOLVE_NO_MAGICLINKS,
         );
-    loop {
-        match nix::fcntl::openat2(dir, name, how) {
-            Err(Errno::EAGAIN) | Err(Errno::EINTR) => continue,
-            other => return Ok(other?),
+    openat2_retrying(dir, name, how)
+}
+
+/// Whether something is at `path` below `dir`, looked up without following any symlink: a
+/// symlink or a non-directory on the way counts as something (the caller cannot put a mount
+/// point there either way), only ENOENT as nothing.
+pub(crate) fn exists_beneath(dir: BorrowedFd<'_>, path: &Path) -> io::Result<bool> {
+    let how = OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW)
+        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
+    match openat2_retrying(dir, path, how) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e)
+            if e.raw_os_error() == Some(libc::ELOOP) || e.raw_os_error() == Some(libc::ENOTDIR) =>
+        {
+            Ok(true)
         }
+        Err(e) => Err(e),
     }
 }
 

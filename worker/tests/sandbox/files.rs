@@ -960,13 +960,22 @@ fn file_op_leaves_no_mounts() -> TestResult {
         inputs,
     );
     ensure_eq(mountinfo(), before, "mount table")?;
-    let left: Vec<_> = fs_err::read_dir(env.dir.path().join("layers"))
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with(".strata"))
-        .map(|e| e.path())
-        .collect();
-    ensure(left.is_empty(), format!("scratch left: {left:?}"))
+    // Scratch dirs are deleted in the background, right after the operation.
+    let left = || -> Vec<_> {
+        fs_err::read_dir(env.dir.path().join("layers"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".strata"))
+            .map(|e| e.path())
+            .collect()
+    };
+    for _ in 0..100 {
+        if left().is_empty() {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Err(format!("scratch left: {:?}", left()).into())
 }
 
 /// Serves `body` with `headers` to every request on a loopback port; returns the base URL.

@@ -51,6 +51,18 @@ pub fn tests() -> Vec<Trial> {
             run_network_none_has_only_loopback,
         ),
         trial(
+            "run_network_none_gets_a_fresh_namespace_every_time",
+            run_network_none_gets_a_fresh_namespace_every_time,
+        ),
+        trial(
+            "run_survives_a_killed_sandbox_helper",
+            run_survives_a_killed_sandbox_helper,
+        ),
+        trial(
+            "worker_drop_ends_the_sandbox_helper",
+            worker_drop_ends_the_sandbox_helper,
+        ),
+        trial(
             "run_device_nodes_from_layers_cannot_be_opened",
             run_device_nodes_from_layers_cannot_be_opened,
         ),
@@ -63,10 +75,18 @@ pub fn tests() -> Vec<Trial> {
             run_cache_mount_fresh_dir_mode_and_owner,
         ),
         trial(
+            "run_cache_mount_from_a_stage_is_seeded_once",
+            run_cache_mount_from_a_stage_is_seeded_once,
+        ),
+        trial(
             "run_bind_mount_source_stays_inside_its_stage",
             run_bind_mount_source_stays_inside_its_stage,
         ),
         trial("run_on_200_layers", run_on_200_layers),
+        trial(
+            "run_mount_points_hidden_by_a_layer_stay_out_of_the_new_layer",
+            run_mount_points_hidden_by_a_layer_stay_out_of_the_new_layer,
+        ),
         trial(
             "run_capabilities_are_dockers_default",
             run_capabilities_are_dockers_default,
@@ -365,16 +385,22 @@ fn leftovers(env: &Env, before: &str) -> TestResult {
         !after.contains(&env.dir.path().display().to_string()),
         "a mount under the test dir is left",
     )?;
-    let scratch: Vec<_> = fs_err::read_dir(env.dir.path().join("layers"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name())
-        .filter(|n| n.to_string_lossy().starts_with(".strata"))
-        .collect();
-    ensure(
-        scratch.is_empty(),
-        format!("scratch dirs left: {scratch:?}"),
-    )
+    // Scratch dirs are deleted in the background, right after the run.
+    let scratch = || -> Vec<_> {
+        fs_err::read_dir(env.dir.path().join("layers"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .filter(|n| n.to_string_lossy().starts_with(".strata"))
+            .collect()
+    };
+    for _ in 0..100 {
+        if scratch().is_empty() {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Err(format!("scratch dirs left: {:?}", scratch()).into())
 }
 
 fn run_leaves_no_mounts_processes_or_dirs() -> TestResult {
@@ -471,6 +497,114 @@ fn run_network_none_has_only_loopback() -> TestResult {
         out.lines().nth(1) == Some("unknown") || out.lines().nth(1) == Some("up"),
         format!("lo state {out}"),
     )
+}
+
+/// Network namespaces are made ahead of time by the sandbox helper, but never reused: each
+/// `--network=none` run starts with a loopback no earlier run has sent anything on.
+fn run_network_none_gets_a_fresh_namespace_every_time() -> TestResult {
+    let env = Env::new();
+    let host = fs_err::read_link("/proc/self/ns/net").unwrap();
+    for i in 0..3 {
+        let mut op = sh(
+            "readlink /proc/self/ns/net; cat /sys/class/net/lo/statistics/tx_packets; \
+             echo x | nc -w 1 127.0.0.1 1 2>/dev/null; cat /sys/class/net/lo/statistics/tx_packets",
+        );
+        op.network = NetworkMode::None;
+        let (r, lines) = run_op(&env, op, vec![env.base.clone()], &env.upper(), vec![]);
+        ok(r, &lines)?;
+        let out = stdout(&lines);
+        let l: Vec<&str> = out.lines().collect();
+        ensure(
+            l.len() == 3 && l[0] != host.display().to_string(),
+            format!("run {i}: {out:?}"),
+        )?;
+        ensure_eq(l[1], "0", &format!("run {i}: packets on lo at the start"))?;
+        ensure(
+            l[2] != "0",
+            format!("run {i}: the run made traffic: {out:?}"),
+        )?;
+    }
+    Ok(())
+}
+
+/// The worker's sandbox helper processes (children of this process started as `__sandbox`).
+fn helpers() -> Vec<u32> {
+    let me = std::process::id().to_string();
+    let mut out = Vec::new();
+    for e in fs_err::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let stat = fs_err::read_to_string(e.path().join("stat")).unwrap_or_default();
+        let ppid = stat
+            .rsplit(')')
+            .next()
+            .and_then(|r| r.split_whitespace().nth(1));
+        let cmd = fs_err::read(e.path().join("cmdline")).unwrap_or_default();
+        if ppid == Some(me.as_str()) && String::from_utf8_lossy(&cmd).contains("__sandbox") {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+fn run_survives_a_killed_sandbox_helper() -> TestResult {
+    let env = Env::new();
+    let (r, lines) = run_op(
+        &env,
+        sh("true"),
+        vec![env.base.clone()],
+        &env.upper(),
+        vec![],
+    );
+    ok(r, &lines)?;
+    let before = helpers();
+    ensure_eq(before.len(), 1, "one helper process")?;
+    let st = std::process::Command::new("kill")
+        .args(["-9", &before[0].to_string()])
+        .status()
+        .unwrap();
+    ensure(st.success(), "killed the helper")?;
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let (r, lines) = run_op(
+        &env,
+        sh("echo again"),
+        vec![env.base.clone()],
+        &env.upper(),
+        vec![],
+    );
+    ok(r, &lines)?;
+    ensure_eq(
+        stdout(&lines),
+        "again\n".into(),
+        "output after a new helper",
+    )?;
+    let after = helpers();
+    ensure(
+        after.len() == 1 && after[0] != before[0],
+        format!("a new helper: {before:?} -> {after:?}"),
+    )
+}
+
+fn worker_drop_ends_the_sandbox_helper() -> TestResult {
+    let env = Env::new();
+    let (r, lines) = run_op(
+        &env,
+        sh("true"),
+        vec![env.base.clone()],
+        &env.upper(),
+        vec![],
+    );
+    ok(r, &lines)?;
+    ensure_eq(helpers().len(), 1, "one helper process")?;
+    drop(env);
+    for _ in 0..100 {
+        if helpers().is_empty() {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Err(format!("helper still running: {:?}", helpers()).into())
 }
 
 fn run_device_nodes_from_layers_cannot_be_opened() -> TestResult {
@@ -649,6 +783,110 @@ fn run_cache_mount_fresh_dir_mode_and_owner() -> TestResult {
     )
 }
 
+/// `RUN --mount=type=cache,from=stage,source=/seed`: a new cache starts as a copy of that
+/// directory of the stage (owners, modes, links kept; the stage itself never written), is
+/// not seeded again once it exists, and is a different cache from the same id without
+/// `from` or from another stage.
+fn run_cache_mount_from_a_stage_is_seeded_once() -> TestResult {
+    use std::os::unix::fs::{PermissionsExt, symlink};
+    let env = Env::new();
+    let stage = |name: &str, content: &str| {
+        let l = env.dir.path().join(format!("layers/{name}"));
+        fs_err::create_dir_all(l.join("seed/sub")).unwrap();
+        fs_err::write(l.join("seed/file.txt"), content).unwrap();
+        fs_err::set_permissions(
+            l.join("seed/file.txt"),
+            std::fs::Permissions::from_mode(0o640),
+        )
+        .unwrap();
+        symlink("file.txt", l.join("seed/link")).unwrap();
+        fs_err::write(l.join("seed/sub/deep"), "deep\n").unwrap();
+        for p in ["seed", "seed/file.txt", "seed/sub", "seed/sub/deep"] {
+            std::os::unix::fs::lchown(l.join(p), Some(1000), Some(1000)).unwrap();
+        }
+        fs_err::set_permissions(l.join("seed"), std::fs::Permissions::from_mode(0o750)).unwrap();
+        // A link that would leave the stage if it were followed on the host.
+        symlink("/", l.join("seed/up")).unwrap();
+        l
+    };
+    let one = stage("stage-one", "one\n");
+    let two = stage("stage-two", "two\n");
+    let cache = |from: Option<&str>| Mount {
+        target: "/c".into(),
+        kind: MountKind::Cache {
+            id: "seeded".into(),
+            sharing: CacheSharing::Shared,
+            from: from.map(|s| (1, s.to_string())),
+            readonly: false,
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+        },
+    };
+    let run = |script: &str, mount: Mount, input: MountInput| {
+        run_op(
+            &env,
+            with_mounts(sh(script), vec![mount]),
+            vec![env.base.clone()],
+            &env.upper(),
+            vec![input],
+        )
+    };
+    let from_one = || MountInput::Layers(vec![one.clone(), env.base.clone()]);
+    let (r, lines) = run(
+        "cat /c/file.txt /c/sub/deep; stat -c '%a %u:%g' /c /c/file.txt; readlink /c/link; readlink /c/up; \
+         echo added > /c/added",
+        cache(Some("/seed")),
+        from_one(),
+    );
+    ok(r, &lines)?;
+    ensure_eq(
+        stdout(&lines),
+        "one\ndeep\n750 1000:1000\n640 1000:1000\nfile.txt\n/\n".into(),
+        "seeded cache",
+    )?;
+    ensure(
+        !one.join("seed/added").exists(),
+        "the stage is not written through the cache",
+    )?;
+    let (r, lines) = run(
+        "cat /c/added /c/file.txt; rm /c/file.txt",
+        cache(Some("/seed")),
+        from_one(),
+    );
+    ok(r, &lines)?;
+    ensure_eq(
+        stdout(&lines),
+        "added\none\n".into(),
+        "kept, not seeded again",
+    )?;
+    let (r, lines) = run("ls /c | tr '\\n' ' '", cache(Some("/seed")), from_one());
+    ok(r, &lines)?;
+    ensure_eq(
+        stdout(&lines),
+        "added link sub up \n".into(),
+        "a deleted seed file stays deleted",
+    )?;
+    let (r, lines) = run("ls -A /c | wc -l", cache(None), MountInput::None);
+    ok(r, &lines)?;
+    ensure_eq(stdout(&lines), "0\n".into(), "same id without from")?;
+    let (r, lines) = run(
+        "cat /c/file.txt",
+        cache(Some("/seed")),
+        MountInput::Layers(vec![two.clone(), env.base.clone()]),
+    );
+    ok(r, &lines)?;
+    ensure_eq(stdout(&lines), "two\n".into(), "same id from another stage")?;
+    let (r, _) = run("true", cache(Some("/missing")), from_one());
+    match r {
+        Err(strata_worker::RunError::Mount { target, reason }) => ensure(
+            target == "/c" && reason.contains("/missing"),
+            format!("error for a missing source: {target}: {reason}"),
+        ),
+        other => Err(format!("a missing source must fail: {other:?}").into()),
+    }
+}
+
 fn run_bind_mount_source_stays_inside_its_stage() -> TestResult {
     let env = Env::new();
     let stage = env.dir.path().join("layers/stage");
@@ -724,6 +962,58 @@ fn run_on_200_layers() -> TestResult {
         "0\n198\n199\n".into(),
         "all 200 layers visible",
     )
+}
+
+/// The sandbox's mount points (/sys, /etc/hosts, ...) come from a stub layer under the
+/// image's; a layer that hides them (a whiteout, an opaque /etc) must still get them, and
+/// none of them may end up in the new layer, whose /etc keeps the image's mode.
+fn run_mount_points_hidden_by_a_layer_stay_out_of_the_new_layer() -> TestResult {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    let hide = env.dir.path().join("layers/hide");
+    fs_err::create_dir_all(hide.join("etc")).unwrap();
+    fs_err::write(hide.join("etc/passwd"), PASSWD).unwrap();
+    fs_err::write(hide.join("etc/group"), GROUP).unwrap();
+    fs_err::set_permissions(hide.join("etc"), std::fs::Permissions::from_mode(0o750)).unwrap();
+    xattr::set(hide.join("etc"), "trusted.overlay.opaque", b"y").unwrap();
+    let st = std::process::Command::new("mknod")
+        .arg(hide.join("sys"))
+        .args(["c", "0", "0"])
+        .status()
+        .unwrap();
+    ensure(st.success(), "mknod of a whiteout")?;
+    let upper = env.upper();
+    let (r, lines) = run_op(
+        &env,
+        sh(
+            "grep -c localhost /etc/hosts; cat /etc/hostname; ls -d /sys /proc; \
+            ls /etc | tr '\\n' ' '; echo; echo new > /etc/new; stat -c %a /etc",
+        ),
+        vec![hide, env.base.clone()],
+        &upper,
+        vec![],
+    );
+    ok(r, &lines)?;
+    ensure_eq(
+        stdout(&lines),
+        "2\nbuildkitsandbox\n/proc\n/sys\ngroup hostname hosts passwd resolv.conf \n750\n".into(),
+        "mount points inside the sandbox",
+    )?;
+    let mut layer: Vec<String> = walk(&upper)
+        .iter()
+        .map(|p| p.strip_prefix(&upper).unwrap().display().to_string())
+        .collect();
+    layer.sort();
+    ensure_eq(
+        layer,
+        vec!["etc".to_string(), "etc/new".into()],
+        "new layer",
+    )?;
+    let mode = fs_err::metadata(upper.join("etc"))
+        .unwrap()
+        .permissions()
+        .mode();
+    ensure_eq(mode & 0o7777, 0o750, "mode of /etc in the new layer")
 }
 
 fn run_capabilities_are_dockers_default() -> TestResult {

@@ -39,7 +39,8 @@ pub enum NoCache {
 /// How to solve.
 #[derive(Debug, Clone)]
 pub struct SolveOptions {
-    /// At most this many steps run at once (`--jobs`); at least 1.
+    /// At most this many steps run at once (`--jobs`); at least 1; `usize::MAX` for no
+    /// limit.
     pub jobs: usize,
     /// Cache bypass.
     pub no_cache: NoCache,
@@ -141,7 +142,7 @@ pub async fn solve<B: Backend>(
         graph: graph.clone(),
         events,
         stop: cancel.child_token(),
-        semaphore: Arc::new(Semaphore::new(opts.jobs.max(1))),
+        semaphore: Arc::new(Semaphore::new(opts.jobs.clamp(1, Semaphore::MAX_PERMITS))),
         tasks: JoinSet::new(),
         state: order.iter().map(|&id| (id, State::Idle)).collect(),
         parts: HashMap::new(),

@@ -225,6 +225,23 @@ async fn independent_branches_run_at_once_up_to_jobs() {
     assert_eq!(fake.max_running.load(Ordering::SeqCst), 1);
 }
 
+/// The CLI's default (`usize::MAX`): every ready step runs, however many CPUs there are, as
+/// in BuildKit.
+#[tokio::test]
+async fn without_a_limit_every_ready_step_runs_at_once() {
+    let fake = Arc::new(Fake::default());
+    let mut g = Graph::new();
+    let base = add(&mut g, "base", &[]);
+    let width = std::thread::available_parallelism().map_or(1, usize::from) + 3;
+    let branches: Vec<NodeId> = (0..width)
+        .map(|i| add(&mut g, &format!("b{i} sleep=200"), &[base]))
+        .collect();
+    let join = add(&mut g, "join", &branches);
+    let g = Arc::new(g);
+    run(&fake, &g, join, jobs(usize::MAX)).await.0.unwrap();
+    assert_eq!(fake.max_running.load(Ordering::SeqCst), width);
+}
+
 #[tokio::test]
 async fn the_first_failure_cancels_the_rest_and_names_the_step() {
     let fake = Arc::new(Fake::default());

@@ -75,6 +75,9 @@ pub struct Job<O> {
     pub key: CacheKey,
     /// What the key was made of.
     pub parts: KeyParts,
+    /// `--no-cache` applies to this step: nothing from earlier builds may be reused, not
+    /// even an earlier result's unchanged files.
+    pub no_cache: bool,
     /// Output lines go here.
     pub log: LogSink,
     /// Cancelled when the build stops; the backend must then kill what it runs, clean up and

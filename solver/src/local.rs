@@ -20,8 +20,8 @@ use strata_cache::{
 use strata_graph::{FileAction, Graph, MountKind, Node, NodeId, Op};
 use strata_store::{Compression, Digest, LayerDescriptor, Lease, Store, chain_id};
 use strata_worker::{
-    DiffOptions, ExcludeFn, FileRequest, FileSource, MountInput, OutputStream, RunRequest, Worker,
-    write_layer,
+    DiffOptions, ExcludeFn, FileRequest, FileSource, MountInput, OutputStream, Previous,
+    RunRequest, Worker, write_layer,
 };
 
 /// Why a step failed inside this backend (wrapped in [`StepError::Failed`]).
@@ -389,6 +389,47 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| LocalError::Join(e.to_string()))?
 }
 
+/// The same step's last result, for an incremental COPY (`strata_worker::Previous`): only
+/// when it was made from the same definition on the same parent, its layer directory is
+/// still there, and its context selections have the same paths as now (only contents
+/// differ). Any doubt (a record or selection list missing or unreadable) means `None`: a
+/// full copy.
+fn previous_result(
+    cache: &CacheDb,
+    store: &Store,
+    step: &Checksum,
+    parts: &KeyParts,
+    parent: &Fs,
+) -> Option<Previous> {
+    let (_, record) = cache.last_for_step(step).ok()??;
+    let same_step = record.parts.node == parts.node
+        && record.parts.inputs == parts.inputs
+        && record.parts.contents.len() == parts.contents.len()
+        && !parts.contents.is_empty();
+    let (_, below) = record.diff_ids.split_last()?;
+    let same_parent = below.len() == parent.layers.len()
+        && below
+            .iter()
+            .zip(&parent.layers)
+            .all(|(d, l)| *d == l.diff_id.to_string());
+    if !same_step || !same_parent {
+        return None;
+    }
+    let chain: Digest = record.chain_id.as_deref()?.parse().ok()?;
+    let layer = store.snapshot(&chain)?.path;
+    let mut changed = std::collections::HashSet::new();
+    for (old, new) in record.parts.contents.iter().zip(&parts.contents) {
+        let old = cache.selection(old).ok()??;
+        let new = cache.selection(new).ok()??;
+        let diff = new.diff(&old);
+        if !diff.added.is_empty() || !diff.removed.is_empty() {
+            return None;
+        }
+        changed.extend(diff.changed);
+    }
+    Some(Previous { layer, changed })
+}
+
 /// The context selections a node reads, with the index of the input they read from.
 fn selections(node: &Node) -> Vec<(usize, Selection)> {
     match &node.op {
@@ -674,14 +715,25 @@ impl Backend for LocalBackend {
                 let worker = self.worker.clone();
                 let options = self.options.clone();
                 let layers = self.layers.clone();
+                let reusable = (!job.no_cache).then(|| {
+                    (
+                        self.cache.clone(),
+                        self.step_id(&job.graph, job.node),
+                        job.parts.clone(),
+                    )
+                });
                 let fs = blocking(move || {
                     let lowers = layers.lowers(&parent)?;
                     let upper = store.new_snapshot_dir()?;
+                    let previous = reusable.and_then(|(cache, step, parts)| {
+                        previous_result(&cache, &store, &step, &parts, &parent)
+                    });
                     let applied = worker.apply_file_op(FileRequest {
                         op,
                         lowers,
                         upper: upper.clone(),
                         inputs: sources,
+                        previous,
                     });
                     let result = applied
                         .map_err(LocalError::from)

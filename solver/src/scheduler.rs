@@ -358,6 +358,7 @@ impl<B: Backend> Solver<B> {
         let semaphore = self.semaphore.clone();
         let stop = self.stop.clone();
         let parts = self.parts.get(&id).cloned();
+        let no_cache = self.no_cache.contains(&id);
         self.tasks.spawn(async move {
             let result = async {
                 let _permit = tokio::select! {
@@ -379,6 +380,7 @@ impl<B: Backend> Solver<B> {
                         inputs: vec![],
                         contents: vec![],
                     }),
+                    no_cache,
                     log: LogSink::new(id, events.clone()),
                     cancel: stop.clone(),
                 };

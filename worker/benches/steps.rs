@@ -160,6 +160,7 @@ fn main() -> std::process::ExitCode {
                 lowers: lowers.clone(),
                 upper: upper.clone(),
                 inputs,
+                previous: None,
             })
             .unwrap();
         diff(&upper);

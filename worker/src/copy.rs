@@ -32,6 +32,28 @@ pub(crate) struct CopyOpts {
     pub(crate) mode: Option<u32>,
     /// Paths (relative to the copied directory) to leave out.
     pub(crate) skip: SkipFn,
+    /// An incremental COPY (`reuse.rs`): which files may be left as they are.
+    pub(crate) reuse: Option<Reuse>,
+}
+
+/// What an incremental COPY may leave in place: regular files whose context path
+/// (`prefix/rel`) is not in `changed` and whose copy is already at its destination.
+#[derive(Clone)]
+pub(crate) struct Reuse {
+    /// Context paths whose content changed since the layer being reused was made.
+    pub(crate) changed: Rc<std::collections::HashSet<String>>,
+    /// The copied directory's path in the context (`""` for its root).
+    pub(crate) prefix: String,
+}
+
+impl Reuse {
+    fn unchanged(&self, rel: &str) -> bool {
+        if self.prefix.is_empty() || self.prefix == "." {
+            !self.changed.contains(rel)
+        } else {
+            !self.changed.contains(&format!("{}/{rel}", self.prefix))
+        }
+    }
 }
 
 impl CopyOpts {
@@ -203,6 +225,21 @@ pub(crate) fn copy_dir_contents(
             });
         } else {
             let (s, d) = (&level.src, level.dst.clone());
+            if ftype(&st) == libc::S_IFREG
+                && st.st_nlink == 1
+                && opts.reuse.as_ref().is_some_and(|r| r.unchanged(&rel))
+                && crate::reuse::already_there(
+                    d.as_fd(),
+                    &name,
+                    &st,
+                    opts.owner_of(&st),
+                    opts.mode_of(&st),
+                )
+                .map_err(err_at(&here))?
+            {
+                counts.entries += 1;
+                continue;
+            }
             copy_leaf(s.as_fd(), &name, &st, &d, &name, opts, links, counts)
                 .map_err(err_at(&here))?;
         }

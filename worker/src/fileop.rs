@@ -13,14 +13,16 @@
 //! functions below for each rule.
 
 use crate::archive::{self, Extract};
-use crate::copy::{self, CopyOpts, Counts, Links};
+use crate::copy::{self, CopyOpts, Counts, Links, Reuse};
 use crate::download;
 use crate::pattern;
+use crate::reuse::{self, Previous};
 use crate::root::{self, DirOpts, Root, clear_entry};
 use crate::run::Worker;
 use crate::sys::{self, MountAttrs};
 use crate::user::{self, UserError};
 use nix::fcntl::OFlag;
+use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
 use std::io::{self, Read};
 use std::os::fd::{AsFd, OwnedFd};
@@ -74,6 +76,10 @@ pub struct FileRequest {
     /// The node's inputs by index, for `FileAction::Copy::from`; index 0 (the parent) may
     /// be `None`.
     pub inputs: Vec<Option<FileSource>>,
+    /// The same step's earlier result, when only the content of some context files changed
+    /// since: an incremental COPY (`reuse.rs`). Used only for an op made of plain COPYs
+    /// from a context (no archive, no `--link`) onto a parent; ignored otherwise.
+    pub previous: Option<Previous>,
 }
 
 /// What a file operation did.
@@ -225,6 +231,8 @@ fn apply(req: &FileRequest, scratch: &mut Scratch, limit: u64) -> Result<FileSta
         .actions
         .iter()
         .any(|a| matches!(a, FileAction::Copy { link: true, .. }));
+    // Before the upper is mounted: an incremental COPY fills it with the earlier result.
+    let reuse = reuse_previous(req);
     // The destination: the parent's layers with the new upper on top (or the upper alone
     // for FROM scratch and for COPY --link, which never sees its parent).
     let dest = if req.lowers.is_empty() || any_link {
@@ -326,7 +334,7 @@ fn apply(req: &FileRequest, scratch: &mut Scratch, limit: u64) -> Result<FileSta
                     exclude,
                     unpack: *unpack,
                 };
-                let c = copy_sources(&dest, src, srcs, &spec, limit)?;
+                let c = copy_sources(&dest, src, srcs, &spec, limit, reuse.as_ref())?;
                 stats.entries += c.entries;
                 stats.bytes += c.bytes;
             }
@@ -377,6 +385,50 @@ fn apply(req: &FileRequest, scratch: &mut Scratch, limit: u64) -> Result<FileSta
     Ok(stats)
 }
 
+/// Starts an incremental COPY when `req.previous` allows one: clones the earlier layer into
+/// the upper dir (still empty and not mounted yet) and returns the changed context paths.
+/// Only for an op made of plain COPYs from a context (an archive or a download may write
+/// into existing files; `--link` is left alone). A clone that fails (the earlier layer
+/// pruned meanwhile) is undone and the COPY runs in full.
+fn reuse_previous(req: &FileRequest) -> Option<Rc<HashSet<String>>> {
+    let previous = req.previous.as_ref()?;
+    let eligible = req.op.actions.iter().all(|a| match a {
+        FileAction::Copy {
+            from,
+            unpack: false,
+            link: false,
+            ..
+        } => matches!(
+            req.inputs.get(*from),
+            Some(Some(FileSource::Context { .. }))
+        ),
+        _ => false,
+    });
+    if !eligible {
+        return None;
+    }
+    match reuse::clone_tree(&previous.layer, &req.upper) {
+        Ok(_) => Some(Rc::new(previous.changed.clone())),
+        Err(_) => {
+            empty_dir(&req.upper).ok()?;
+            None
+        }
+    }
+}
+
+/// Deletes what is in `dir`, keeping `dir`.
+fn empty_dir(dir: &Path) -> io::Result<()> {
+    for entry in fs_err::read_dir(dir)? {
+        let path = entry?.path();
+        if fs_err::symlink_metadata(&path)?.is_dir() {
+            fs_err::remove_dir_all(&path)?;
+        } else {
+            fs_err::remove_file(&path)?;
+        }
+    }
+    Ok(())
+}
+
 /// Fills `dest`, a new empty host directory, with the contents of the directory `source`
 /// of the filesystem made of `layers` (top first): what a cache mount with `from=` starts
 /// with. `source` is resolved inside that filesystem (its symlinks cannot lead out of it);
@@ -415,6 +467,7 @@ pub(crate) fn seed_dir(layers: &[PathBuf], source: &str, dest: &Path) -> Result<
         reset_owner: false,
         mode: None,
         skip: Rc::new(|_: &str, _: bool| false),
+        reuse: None,
     };
     copy::copy_dir_contents(
         &src,
@@ -609,6 +662,7 @@ fn copy_sources(
     sources: &[String],
     spec: &CopySpec<'_>,
     limit: u64,
+    changed: Option<&Rc<HashSet<String>>>,
 ) -> Result<Counts, FileError> {
     let mut matches = Vec::new();
     for s in sources {
@@ -685,6 +739,10 @@ fn copy_sources(
             reset_owner: src.context,
             mode: spec.mode,
             skip,
+            reuse: changed.filter(|_| src.context).map(|c| Reuse {
+                changed: c.clone(),
+                prefix: src_rel.clone(),
+            }),
         };
         let mut created = Vec::new();
         if is_dir {

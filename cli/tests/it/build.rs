@@ -128,6 +128,87 @@ fn a_touched_file_is_a_hit_and_an_edited_one_reruns_exactly_its_dependents() {
     assert_eq!(run_in(&env, "t:1", "stat -c %a /b"), "600\n");
 }
 
+/// Diff IDs of an image's layers, from `strata inspect`.
+fn layer_ids(env: &TestEnv, image: &str) -> Vec<String> {
+    let v: serde_json::Value =
+        serde_json::from_str(&env.ok(["inspect", image])).expect("inspect prints JSON");
+    let v = if v.is_array() { v[0].clone() } else { v };
+    v["RootFS"]["Layers"]
+        .as_array()
+        .expect("RootFS.Layers is a list")
+        .iter()
+        .map(|l| l.as_str().expect("a layer is a string").to_owned())
+        .collect()
+}
+
+/// The inodes of `rel` in every snapshot of the store that has it.
+fn snapshot_inodes(env: &TestEnv, rel: &str) -> Vec<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    let dir = env.root().join("snapshots");
+    for entry in fs_err::read_dir(dir).expect("the store has snapshots/") {
+        let entry = entry.expect("a readable snapshots/");
+        if let Ok(m) = fs_err::symlink_metadata(entry.path().join(rel)) {
+            out.push(m.ino());
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A COPY of a whole context that runs again because one file changed reuses its earlier
+/// layer (unchanged files are hard links to it, nothing is copied twice), and the layer is
+/// byte for byte the one a `--no-cache` build makes.
+#[test]
+fn an_edited_context_file_recopies_only_that_file_and_gives_the_same_layer() {
+    let env = TestEnv::with_base("base:latest");
+    let mut files = vec![(
+        "Dockerfile".to_owned(),
+        "FROM base\nCOPY . /app\nRUN cat /app/edit.txt > /seen\n".to_owned(),
+    )];
+    for i in 0..50 {
+        files.push((format!("src/f{i:02}.txt"), format!("file {i}\n")));
+    }
+    files.push(("edit.txt".to_owned(), "before\n".to_owned()));
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let ctx = env.context("ctx", &refs);
+    let c = ctx.to_str().unwrap();
+    let epoch = [("SOURCE_DATE_EPOCH", "1700000000")];
+    let build = |extra: &[&str], tag: &str| {
+        let mut cmd = env.command(["build", "-q", "-t", tag]);
+        cmd.args(extra).arg(c).envs(epoch);
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    build(&[], "t:1");
+    let one = snapshot_inodes(&env, "app/src/f07.txt");
+    assert_eq!(one.len(), 1, "one COPY snapshot");
+
+    fs_err::write(ctx.join("edit.txt"), "after\n").unwrap();
+    build(&[], "t:2");
+    let two = snapshot_inodes(&env, "app/src/f07.txt");
+    assert_eq!(two.len(), 2, "a second COPY snapshot: {two:?}");
+    assert_eq!(two[0], two[1], "the unchanged file is shared, not copied");
+    let edited = snapshot_inodes(&env, "app/edit.txt");
+    assert_eq!(edited.len(), 2);
+    assert_ne!(edited[0], edited[1], "the edited file is a new file");
+    assert_eq!(
+        run_in(&env, "t:2", "cat /seen /app/src/f07.txt"),
+        "after\nfile 7\n"
+    );
+
+    build(&["--no-cache"], "t:fresh");
+    assert_eq!(layer_ids(&env, "t:2"), layer_ids(&env, "t:fresh"));
+    assert_ne!(layer_ids(&env, "t:1"), layer_ids(&env, "t:2"));
+}
+
 #[test]
 fn a_dockerignored_file_never_reaches_the_image_nor_the_key() {
     let env = TestEnv::with_base("base:latest");

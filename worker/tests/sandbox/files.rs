@@ -6,7 +6,7 @@ use libtest_mimic::Trial;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use strata_graph::{Chown, FileAction, FileOp};
-use strata_worker::{FileError, FileRequest, FileSource};
+use strata_worker::{DiffOptions, FileError, FileRequest, FileSource, Previous};
 
 pub fn tests() -> Vec<Trial> {
     vec![
@@ -56,6 +56,10 @@ pub fn tests() -> Vec<Trial> {
         trial(
             "add_url_downloads_without_extracting",
             add_url_downloads_without_extracting,
+        ),
+        trial(
+            "incremental_copy_links_unchanged_files_and_makes_the_same_layer",
+            incremental_copy_links_unchanged_files_and_makes_the_same_layer,
         ),
     ]
 }
@@ -127,6 +131,7 @@ pub fn apply(
         lowers,
         upper: upper.clone(),
         inputs,
+        previous: None,
     })?;
     Ok(upper)
 }
@@ -1069,5 +1074,98 @@ fn add_url_downloads_without_extracting() -> TestResult {
             ))
         ),
         format!("{r:?}"),
+    )
+}
+
+/// Sets a file's mtime to `secs` after the epoch.
+fn set_mtime(path: &Path, secs: u64) {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+    fs_err::File::open(path).unwrap().set_modified(t).unwrap();
+}
+
+/// The layer tar of `upper`, every time after 2001 clamped to 2001.
+fn layer_bytes(upper: &Path) -> Vec<u8> {
+    let mut out = Vec::new();
+    let opts = DiffOptions {
+        source_date_epoch: Some(978_307_200),
+    };
+    strata_worker::write_layer(upper, &mut out, &opts).unwrap();
+    out
+}
+
+/// A COPY run again because one context file changed starts from its earlier layer:
+/// unchanged files are hard links to it, the changed one and one whose mtime moved are
+/// copied anew, the earlier layer is left as it was, and the layer's bytes equal those of a
+/// full copy.
+fn incremental_copy_links_unchanged_files_and_makes_the_same_layer() -> TestResult {
+    let env = Env::new();
+    let ctx = context(&env, "ctx");
+    put(&ctx, "a", "one\n", 0o644);
+    put(&ctx, "sub/b", "two\n", 0o600);
+    put(&ctx, "sub/c", "three\n", 0o755);
+    symlink("a", ctx.join("lnk")).unwrap();
+    for f in ["a", "sub/b", "sub/c"] {
+        set_mtime(&ctx.join(f), 946_684_800);
+    }
+    let actions = || vec![copy(1, &["."], "/app/")];
+    let first = apply(&env, vec![env.base.clone()], actions(), ctx_input(&ctx)).map_err(err)?;
+
+    // sub/b gets new bytes (the solver names it changed); sub/c only a new mtime.
+    put(&ctx, "sub/b", "two, edited\n", 0o600);
+    set_mtime(&ctx.join("sub/b"), 946_684_800);
+    set_mtime(&ctx.join("sub/c"), 946_771_200);
+    let upper = env.upper();
+    env.worker
+        .apply_file_op(FileRequest {
+            op: FileOp { actions: actions() },
+            lowers: vec![env.base.clone()],
+            upper: upper.clone(),
+            inputs: ctx_input(&ctx),
+            previous: Some(Previous {
+                layer: first.clone(),
+                changed: ["sub/b".to_owned()].into(),
+            }),
+        })
+        .map_err(err)?;
+    let full = apply(&env, vec![env.base.clone()], actions(), ctx_input(&ctx)).map_err(err)?;
+
+    let ino = |layer: &Path, rel: &str| fs_err::metadata(layer.join(rel)).unwrap().ino();
+    ensure_eq(
+        ino(&upper, "app/a"),
+        ino(&first, "app/a"),
+        "an unchanged file is a link to the earlier layer's",
+    )?;
+    ensure(
+        ino(&upper, "app/sub/b") != ino(&first, "app/sub/b"),
+        "the changed file is a new file",
+    )?;
+    ensure_eq(
+        text(&upper, "/app/sub/b"),
+        "two, edited\n".into(),
+        "new bytes",
+    )?;
+    ensure_eq(
+        text(&first, "/app/sub/b"),
+        "two\n".into(),
+        "the earlier layer is untouched",
+    )?;
+    ensure(
+        ino(&upper, "app/sub/c") != ino(&first, "app/sub/c"),
+        "a file whose mtime moved is copied again",
+    )?;
+    ensure_eq(
+        fs_err::metadata(upper.join("app/sub/c")).unwrap().mtime(),
+        946_771_200,
+        "with its new mtime",
+    )?;
+    ensure_eq(meta(&upper, "/app/sub/b")?, ('f', 0o600, 0, 0), "mode kept")?;
+    ensure_eq(meta(&upper, "/app/lnk")?.0, 'l', "symlink")?;
+    ensure(
+        layer_bytes(&upper) == layer_bytes(&full),
+        "the incremental layer's tar equals a full copy's",
+    )?;
+    ensure(
+        layer_bytes(&upper) != layer_bytes(&first),
+        "and differs from the earlier one",
     )
 }

@@ -356,6 +356,7 @@ fn hostile_gzip_bomb_hits_the_unpack_limit() -> TestResult {
         lowers: vec![env.base.clone()],
         upper,
         inputs: ctx_input(&out.join("cases/T29-gzip-bomb")),
+        previous: None,
     });
     let e = r.err().ok_or("an 8 MiB bomb must exceed a 4 MiB limit")?;
     ensure(message(&e).contains("more than 4194304 bytes"), message(&e))

@@ -16,61 +16,16 @@
 //! has the full list and the reasons.
 
 use crate::checksum::Checksum;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use std::fmt;
+use serde::{Deserialize, Serialize};
 use strata_graph::NodeHash;
 
 const KEY_DOMAIN: &[u8] = b"strata-cache-key-v1\0";
 
-/// The key of a build cache record: 32 bytes of blake3, 64 hex characters in files.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct CacheKey(pub [u8; 32]);
-
-impl CacheKey {
-    /// The full lowercase hex form.
-    pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
-    }
-
-    /// The first 12 hex characters, for display.
-    pub fn short(&self) -> String {
-        let mut s = self.to_hex();
-        s.truncate(12);
-        s
-    }
-
-    /// Parses 64 hex characters.
-    pub fn from_hex(s: &str) -> Option<Self> {
-        let mut out = [0u8; 32];
-        hex::decode_to_slice(s, &mut out).ok()?;
-        Some(CacheKey(out))
-    }
-}
-
-impl fmt::Debug for CacheKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "CacheKey({})", self.short())
-    }
-}
-
-impl fmt::Display for CacheKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_hex())
-    }
-}
-
-impl Serialize for CacheKey {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_hex())
-    }
-}
-
-impl<'de> Deserialize<'de> for CacheKey {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        CacheKey::from_hex(&s).ok_or_else(|| serde::de::Error::custom("invalid cache key"))
-    }
-}
+strata_graph::digest32!(
+    /// The key of a build cache record: 32 bytes of blake3, 64 hex characters in files.
+    CacheKey,
+    "cache key"
+);
 
 /// Everything a key is made of, kept in its record so `--explain` can tell which part changed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,14 +8,14 @@
 //! tests in `frontend` show that in review.
 
 use crate::op::Op;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use std::fmt;
 
 const DOMAIN: &[u8] = b"strata-node-v1\0";
 
-/// The blake3 digest identifying a node by its definition and inputs.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct NodeHash(pub [u8; 32]);
+crate::digest32!(
+    /// The blake3 digest identifying a node by its definition and inputs.
+    NodeHash,
+    "node hash"
+);
 
 impl NodeHash {
     /// Hashes `op` with its inputs' hashes.
@@ -42,49 +42,5 @@ impl NodeHash {
             }
             NodeHash(*h.finalize().as_bytes())
         })
-    }
-
-    /// The full lowercase hex form.
-    pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
-    }
-
-    /// The first 12 hex characters, for display.
-    pub fn short(&self) -> String {
-        let mut s = self.to_hex();
-        s.truncate(12);
-        s
-    }
-
-    /// Parses a 64-character hex string.
-    pub fn from_hex(s: &str) -> Option<Self> {
-        let mut out = [0u8; 32];
-        hex::decode_to_slice(s, &mut out).ok()?;
-        Some(NodeHash(out))
-    }
-}
-
-impl fmt::Debug for NodeHash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "NodeHash({})", self.short())
-    }
-}
-
-impl fmt::Display for NodeHash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_hex())
-    }
-}
-
-impl Serialize for NodeHash {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_hex())
-    }
-}
-
-impl<'de> Deserialize<'de> for NodeHash {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        NodeHash::from_hex(&s).ok_or_else(|| serde::de::Error::custom("invalid node hash"))
     }
 }

@@ -10,11 +10,19 @@
 #![warn(missing_docs)]
 
 mod config;
+mod digest32;
 mod dot;
 mod graph;
 mod hash;
 mod loc;
 mod op;
+
+/// What [`digest32!`] expands to refers to; not an API.
+#[doc(hidden)]
+pub mod __private {
+    pub use hex;
+    pub use serde;
+}
 
 pub use config::{EmptyObject, Healthcheck, History, ImageConfig};
 pub use graph::{Graph, Node, NodeId, Target};

@@ -17,7 +17,7 @@
 use crate::copy;
 use crate::sys;
 use nix::fcntl::OFlag;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -34,7 +34,10 @@ pub struct Previous {
 
 /// Clones the tree `from` into the empty directory `to`: non-directories hard-linked,
 /// directories made anew with `from`'s owners, modes, every xattr (overlay ones included)
-/// and times. Returns the number of links made.
+/// and times. Returns the number of links left.
+///
+/// Entries that are hard links of each other *within* `from` are left out: the COPY makes
+/// them again, so that they are linked together only if their sources still are.
 pub(crate) fn clone_tree(from: &Path, to: &Path) -> io::Result<u64> {
     let src_root = sys::open_dir(from)?;
     let dst_root = sys::open_dir(to)?;
@@ -55,10 +58,14 @@ pub(crate) fn clone_tree(from: &Path, to: &Path) -> io::Result<u64> {
         st: root_st,
     }];
     let mut links = 0;
+    // Where each inode was linked, as paths relative to `to`.
+    let mut seen: HashMap<(u64, u64), Vec<PathBuf>> = HashMap::new();
+    let mut rel = PathBuf::new();
     while let Some(level) = stack.last_mut() {
         let Some(name) = level.names.next() else {
             let done = stack.pop().expect("the loop holds a level");
             sys::futimens(done.dst.as_fd(), done.st.st_mtime, done.st.st_mtime_nsec)?;
+            rel.pop();
             continue;
         };
         let st = sys::lstat_at(level.src.as_fd(), Path::new(&name))?;
@@ -70,6 +77,11 @@ pub(crate) fn clone_tree(from: &Path, to: &Path) -> io::Result<u64> {
                 Path::new(&name),
             )?;
             links += 1;
+            if st.st_nlink > 1 {
+                seen.entry((st.st_dev, st.st_ino))
+                    .or_default()
+                    .push(rel.join(&name));
+            }
             continue;
         }
         sys::mkdir_at(level.dst.as_fd(), Path::new(&name), 0o700)?;
@@ -78,12 +90,22 @@ pub(crate) fn clone_tree(from: &Path, to: &Path) -> io::Result<u64> {
         let dst = sys::open_beneath(level.dst.as_fd(), Path::new(&name), flags, 0)?;
         copy_dir_meta(src.as_fd(), dst.as_fd(), &st)?;
         let names = copy::list(src.as_fd())?;
+        rel.push(&name);
         stack.push(Level {
             src,
             dst,
             names: names.into_iter(),
             st,
         });
+    }
+    // Unlinked only now: the directories' times were set as `from` has them, and the COPY
+    // that follows changes them where it creates entries, as a full copy would.
+    let root = sys::open_dir(to)?;
+    for paths in seen.into_values().filter(|p| p.len() > 1) {
+        for p in paths {
+            sys::unlink_at(root.as_fd(), &p, false)?;
+            links -= 1;
+        }
     }
     Ok(links)
 }

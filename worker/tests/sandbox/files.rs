@@ -1098,22 +1098,34 @@ fn layer_bytes(upper: &Path) -> Vec<u8> {
 /// copied anew, the earlier layer is left as it was, and the layer's bytes equal those of a
 /// full copy.
 fn incremental_copy_links_unchanged_files_and_makes_the_same_layer() -> TestResult {
+    let ino = |layer: &Path, rel: &str| fs_err::metadata(layer.join(rel)).unwrap().ino();
     let env = Env::new();
     let ctx = context(&env, "ctx");
     put(&ctx, "a", "one\n", 0o644);
     put(&ctx, "sub/b", "two\n", 0o600);
     put(&ctx, "sub/c", "three\n", 0o755);
     symlink("a", ctx.join("lnk")).unwrap();
-    for f in ["a", "sub/b", "sub/c"] {
+    put(&ctx, "h1", "linked\n", 0o644);
+    fs_err::hard_link(ctx.join("h1"), ctx.join("h2")).unwrap();
+    for f in ["a", "sub/b", "sub/c", "h1"] {
         set_mtime(&ctx.join(f), 946_684_800);
     }
     let actions = || vec![copy(1, &["."], "/app/")];
     let first = apply(&env, vec![env.base.clone()], actions(), ctx_input(&ctx)).map_err(err)?;
+    ensure_eq(
+        ino(&first, "app/h1"),
+        ino(&first, "app/h2"),
+        "h1 and h2 linked",
+    )?;
 
     // sub/b gets new bytes (the solver names it changed); sub/c only a new mtime.
     put(&ctx, "sub/b", "two, edited\n", 0o600);
     set_mtime(&ctx.join("sub/b"), 946_684_800);
     set_mtime(&ctx.join("sub/c"), 946_771_200);
+    // h2 stops being a link of h1 (same bytes, same mtime: not a change for the key).
+    fs_err::remove_file(ctx.join("h2")).unwrap();
+    put(&ctx, "h2", "linked\n", 0o644);
+    set_mtime(&ctx.join("h2"), 946_684_800);
     let upper = env.upper();
     env.worker
         .apply_file_op(FileRequest {
@@ -1129,7 +1141,10 @@ fn incremental_copy_links_unchanged_files_and_makes_the_same_layer() -> TestResu
         .map_err(err)?;
     let full = apply(&env, vec![env.base.clone()], actions(), ctx_input(&ctx)).map_err(err)?;
 
-    let ino = |layer: &Path, rel: &str| fs_err::metadata(layer.join(rel)).unwrap().ino();
+    ensure(
+        ino(&upper, "app/h1") != ino(&upper, "app/h2"),
+        "files linked in the earlier layer but not in the context are copied apart",
+    )?;
     ensure_eq(
         ino(&upper, "app/a"),
         ino(&first, "app/a"),

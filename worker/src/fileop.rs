@@ -15,7 +15,6 @@
 use crate::archive::{self, Extract};
 use crate::copy::{self, CopyOpts, Counts, Links, Reuse};
 use crate::download;
-use crate::pattern;
 use crate::reuse::{self, Previous};
 use crate::root::{self, DirOpts, Root, clear_entry};
 use crate::run::Worker;
@@ -29,6 +28,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
+use strata_graph::pattern::{self, DirVisit, ParentMatches, PatternError, PatternMatcher};
 use strata_graph::{Chown, FileAction, FileOp};
 
 /// Says whether a path of a build context (relative to its root, `/`-separated) is
@@ -116,6 +116,15 @@ pub enum FileError {
     /// A bad wildcard.
     #[error(transparent)]
     Pattern(#[from] pattern::BadPattern),
+    /// A `--exclude` pattern that cannot be used.
+    #[error("invalid --exclude pattern {pattern:?}")]
+    BadExclude {
+        /// The pattern as written.
+        pattern: String,
+        /// Why.
+        #[source]
+        source: PatternError,
+    },
     /// A `--chown` user or group.
     #[error("invalid --chown")]
     Chown(#[source] UserError),
@@ -331,7 +340,7 @@ fn apply(req: &FileRequest, scratch: &mut Scratch, limit: u64) -> Result<FileSta
                     owner: owner(names, chown.as_ref())?,
                     mode: chmod.as_deref().map(parse_chmod).transpose()?,
                     parents: *parents,
-                    exclude,
+                    excludes: exclude_matcher(exclude)?,
                     unpack: *unpack,
                 };
                 let c = copy_sources(&dest, src, srcs, &spec, limit, reuse.as_ref())?;
@@ -466,7 +475,7 @@ pub(crate) fn seed_dir(layers: &[PathBuf], source: &str, dest: &Path) -> Result<
         owner: None,
         reset_owner: false,
         mode: None,
-        skip: Rc::new(|_: &str, _: bool| false),
+        filter: copy::copy_everything(),
         reuse: None,
     };
     copy::copy_dir_contents(
@@ -562,8 +571,61 @@ struct CopySpec<'a> {
     owner: Option<(u32, u32)>,
     mode: Option<u32>,
     parents: bool,
-    exclude: &'a [String],
+    /// `--exclude`, built once for the action; `None` without patterns.
+    excludes: Option<Rc<PatternMatcher>>,
     unpack: bool,
+}
+
+/// The `--exclude` patterns of one COPY as one matcher (moby/patternmatcher, `!` included).
+fn exclude_matcher(patterns: &[String]) -> Result<Option<Rc<PatternMatcher>>, FileError> {
+    let matcher = PatternMatcher::new(patterns).map_err(|source| FileError::BadExclude {
+        pattern: patterns[source.number() - 1].clone(),
+        source,
+    })?;
+    Ok((!matcher.is_empty()).then(|| Rc::new(matcher)))
+}
+
+/// What a COPY leaves out of a directory it copies: its `--exclude` patterns, relative to the
+/// copied directory and matched with the parent's results as BuildKit's copier does (an
+/// excluded directory is walked when an exception may reach inside), then the context's
+/// `.dockerignore`, relative to the context root (`src_rel` is the directory's path there).
+fn copy_filter(
+    excludes: Option<Rc<PatternMatcher>>,
+    context: Option<ExcludeFn>,
+    src_rel: String,
+) -> copy::FilterFn {
+    Rc::new(
+        move |rel: &str, is_dir: bool, parent: Option<&ParentMatches>| {
+            let (visit, matches) = match &excludes {
+                None => (copy::Visit::Copy, ParentMatches::default()),
+                Some(m) => {
+                    let (excluded, matches) = m.check(rel, parent);
+                    let visit = if !excluded {
+                        copy::Visit::Copy
+                    } else if is_dir && m.dir_visit(rel, true) == DirVisit::WalkExcluded {
+                        copy::Visit::WalkExcluded
+                    } else {
+                        copy::Visit::Skip
+                    };
+                    (visit, matches)
+                }
+            };
+            let ignored = visit != copy::Visit::Skip
+                && context.as_ref().is_some_and(|ex| {
+                    let full = if src_rel == "." || src_rel.is_empty() {
+                        rel.to_owned()
+                    } else {
+                        format!("{src_rel}/{rel}")
+                    };
+                    ex(Path::new(&full), is_dir)
+                });
+            if ignored {
+                (copy::Visit::Skip, matches)
+            } else {
+                (visit, matches)
+            }
+        },
+    )
 }
 
 /// One matched source: its cleaned path in the source root and the part of it that
@@ -588,7 +650,7 @@ fn expand(src: &Src, source: &str) -> Result<Vec<Match>, FileError> {
     for c in &comps {
         let text = c.to_string_lossy();
         let mut next = Vec::new();
-        if pattern::has_meta(&text) {
+        if pattern::has_wildcards(&text) {
             for base in &found {
                 let Some(fd) = src
                     .root
@@ -599,7 +661,7 @@ fn expand(src: &Src, source: &str) -> Result<Vec<Match>, FileError> {
                     continue;
                 };
                 for name in copy::list(fd.as_fd()).unwrap_or_default() {
-                    if pattern::matches(&text, &name.to_string_lossy())? {
+                    if pattern::go_match(&text, &name.to_string_lossy())? {
                         let mut p = base.clone();
                         p.push(name);
                         next.push(p);
@@ -615,7 +677,7 @@ fn expand(src: &Src, source: &str) -> Result<Vec<Match>, FileError> {
         }
         found = next;
     }
-    let wildcard = pattern::has_meta(&source);
+    let wildcard = pattern::has_wildcards(&source);
     let mut out = Vec::new();
     for comps in found {
         if excluded(src, &comps, true) {
@@ -677,7 +739,6 @@ fn copy_sources(
         mode: 0o755,
         owner: spec.owner,
     };
-    let exclude: Vec<String> = spec.exclude.to_vec();
     let mut counts = Counts::default();
     let mut links = Links::default();
     for m in matches {
@@ -715,30 +776,11 @@ fn copy_sources(
             target.extend(keep.iter().cloned());
         }
         let src_rel = root::join(&m.comps).to_string_lossy().into_owned();
-        let skip_rel = src_rel.clone();
-        let ex_ctx = src.exclude.clone();
-        let ex_pat = exclude.clone();
-        let skip: copy::SkipFn = Rc::new(move |rel: &str, is_dir: bool| {
-            if pattern::excluded(&ex_pat, rel).unwrap_or(false) {
-                return true;
-            }
-            match &ex_ctx {
-                Some(ex) => {
-                    let full = if skip_rel == "." || skip_rel.is_empty() {
-                        rel.to_owned()
-                    } else {
-                        format!("{skip_rel}/{rel}")
-                    };
-                    ex(Path::new(&full), is_dir)
-                }
-                None => false,
-            }
-        });
         let opts = CopyOpts {
             owner: spec.owner,
             reset_owner: src.context,
             mode: spec.mode,
-            skip,
+            filter: copy_filter(spec.excludes.clone(), src.exclude.clone(), src_rel.clone()),
             reuse: changed.filter(|_| src.context).map(|c| Reuse {
                 changed: c.clone(),
                 prefix: src_rel.clone(),
@@ -765,10 +807,9 @@ fn copy_sources(
             .map_err(io_at("copy", &shown))?;
             continue;
         }
-        if pattern::excluded(&exclude, &src_rel).unwrap_or(false) {
-            continue;
-        }
-        // A file: into the destination directory, or as the destination itself.
+        // A file: into the destination directory, or as the destination itself. It is never
+        // matched against `--exclude`: only what is below a directory source is (BuildKit's
+        // copier; moby/buildkit#5489).
         let into_dir = dest_is_dir
             || spec.parents
             || dest

@@ -30,6 +30,14 @@ pub fn tests() -> Vec<Trial> {
             "copy_exclude_parents_and_dockerignore",
             copy_exclude_parents_and_dockerignore,
         ),
+        trial(
+            "copy_exclude_exceptions_copy_what_the_cache_counts",
+            copy_exclude_exceptions_copy_what_the_cache_counts,
+        ),
+        trial(
+            "copy_exclude_is_relative_to_each_source",
+            copy_exclude_is_relative_to_each_source,
+        ),
         trial("copy_errors", copy_errors),
         trial(
             "add_tar_extracts_keeping_archive_metadata",
@@ -540,6 +548,128 @@ fn copy_exclude_parents_and_dockerignore() -> TestResult {
         matches!(r, Err(FileError::NotFound { .. })),
         format!("COPY of an ignored file: {r:?}"),
     )
+}
+
+/// Every path under `dir` of a layer, relative to it, sorted, with `/` after directories.
+fn tree_of(layer: &Path, dir: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut todo = vec![PathBuf::new()];
+    while let Some(rel) = todo.pop() {
+        for entry in fs_err::read_dir(layer.join(dir).join(&rel)).unwrap() {
+            let entry = entry.unwrap();
+            let rel = rel.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                out.push(format!("{}/", rel.display()));
+                todo.push(rel);
+            } else {
+                out.push(rel.display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn with_excludes(mut a: FileAction, patterns: &[&str]) -> FileAction {
+    if let FileAction::Copy { exclude, .. } = &mut a {
+        *exclude = patterns.iter().map(|p| p.to_string()).collect();
+    }
+    a
+}
+
+/// `COPY --exclude` with `!` exceptions writes exactly what the cache's selection counts for
+/// the same tree and patterns (`cache/src/selection.rs`,
+/// `exclude_exceptions_select_what_the_copy_writes`). Before both used one matcher, the copy
+/// ignored `!` (and left out `keep.log`) while the cache key covered it.
+fn copy_exclude_exceptions_copy_what_the_cache_counts() -> TestResult {
+    let env = Env::new();
+    let ctx = context(&env, "ctx");
+    for f in [
+        "app/main.c",
+        "app/a.log",
+        "app/keep.log",
+        "app/sub/b.log",
+        "app/sub/keep.log",
+        "app/tmp/x.txt",
+        "app/cache/keep.log",
+        "app/cache/junk.bin",
+    ] {
+        put(&ctx, f, f, 0o644);
+    }
+    fs_err::set_permissions(
+        ctx.join("app/cache"),
+        std::fs::Permissions::from_mode(0o750),
+    )
+    .unwrap();
+    let patterns = [
+        "**/*.log",
+        "!**/keep.log",
+        "tmp",
+        "!tmp/none",
+        "cache",
+        "!cache/keep.log",
+    ];
+    let l = apply(
+        &env,
+        vec![env.base.clone()],
+        vec![with_excludes(copy(1, &["app"], "/dst/"), &patterns)],
+        ctx_input(&ctx),
+    )
+    .map_err(err)?;
+    // The cache selects app, app/cache, app/cache/keep.log, app/keep.log, app/main.c,
+    // app/sub, app/sub/keep.log; COPY copies the contents of app.
+    ensure_eq(
+        tree_of(&l, "dst"),
+        vec![
+            "cache/".to_string(),
+            "cache/keep.log".into(),
+            "keep.log".into(),
+            "main.c".into(),
+            "sub/".into(),
+            "sub/keep.log".into(),
+        ],
+        "copied tree",
+    )?;
+    ensure_eq(
+        text(&l, "/dst/cache/keep.log"),
+        "app/cache/keep.log".into(),
+        "re-included file",
+    )?;
+    // The excluded directory made as the parent of what came back keeps its own mode.
+    ensure_eq(meta(&l, "/dst/cache")?.1, 0o750, "late directory's mode")?;
+    // A bad pattern is an error naming it, not a pattern that silently matches nothing.
+    let r = apply(
+        &env,
+        vec![env.base.clone()],
+        vec![with_excludes(copy(1, &["app"], "/dst/"), &["ok", "a["])],
+        ctx_input(&ctx),
+    );
+    ensure_eq(
+        r.err().map(|e| e.to_string()),
+        Some("invalid --exclude pattern \"a[\"".into()),
+        "bad --exclude",
+    )
+}
+
+/// Patterns are matched against paths below each source, never against a source itself:
+/// BuildKit's copier (moby/buildkit#5489, `COPY --exclude=a * .` copies `a`), and what the
+/// cache counts (`excludes_never_drop_a_source_itself`).
+fn copy_exclude_is_relative_to_each_source() -> TestResult {
+    let env = Env::new();
+    let ctx = context(&env, "ctx");
+    put(&ctx, "a.txt", "a\n", 0o644);
+    put(&ctx, "d/a.txt", "da\n", 0o644);
+    put(&ctx, "d/b.md", "db\n", 0o644);
+    let l = apply(
+        &env,
+        vec![env.base.clone()],
+        vec![with_excludes(copy(1, &["*"], "/dst/"), &["a.txt", "*.md"])],
+        ctx_input(&ctx),
+    )
+    .map_err(err)?;
+    // `a.txt` is a source and stays; `d` is one too, and both files below it match.
+    ensure_eq(tree_of(&l, "dst"), vec!["a.txt".to_string()], "copied tree")?;
+    ensure_eq(text(&l, "/dst/a.txt"), "a\n".into(), "the top-level a.txt")
 }
 
 fn copy_errors() -> TestResult {

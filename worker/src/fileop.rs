@@ -646,38 +646,10 @@ fn expand(src: &Src, source: &str) -> Result<Vec<Match>, FileError> {
         None => (source.to_owned(), None),
     };
     let comps = root::clean(Path::new(&source));
-    let mut found: Vec<Vec<OsString>> = vec![Vec::new()];
-    for c in &comps {
-        let text = c.to_string_lossy();
-        let mut next = Vec::new();
-        if pattern::has_wildcards(&text) {
-            for base in &found {
-                let Some(fd) = src
-                    .root
-                    .open_at(base, OFlag::O_DIRECTORY | OFlag::O_RDONLY)
-                    .ok()
-                    .flatten()
-                else {
-                    continue;
-                };
-                for name in copy::list(fd.as_fd()).unwrap_or_default() {
-                    if pattern::go_match(&text, &name.to_string_lossy())? {
-                        let mut p = base.clone();
-                        p.push(name);
-                        next.push(p);
-                    }
-                }
-            }
-        } else {
-            for base in found {
-                let mut p = base;
-                p.push(c.clone());
-                next.push(p);
-            }
-        }
-        found = next;
-    }
-    let wildcard = pattern::has_wildcards(&source);
+    let found = glob(&src.root, &comps)?;
+    let wildcard = comps
+        .iter()
+        .any(|c| pattern::has_wildcards(&c.to_string_lossy()));
     let mut out = Vec::new();
     for comps in found {
         if excluded(src, &comps, true) {
@@ -706,6 +678,50 @@ fn expand(src: &Src, source: &str) -> Result<Vec<Match>, FileError> {
         });
     }
     Ok(out)
+}
+
+/// The paths a source names, as BuildKit resolves a wildcard source: the components before
+/// the first one with a wildcard are a plain path (symlinks followed inside the root); from
+/// there on, each component is a Go `filepath.Match` pattern over the names of a directory
+/// walked without following symlinks (a symlink can match as the last component, never be
+/// walked through), which is also what the cache selects for the step's key.
+fn glob(root: &Root, comps: &[OsString]) -> Result<Vec<Vec<OsString>>, FileError> {
+    let Some(first) = comps
+        .iter()
+        .position(|c| pattern::has_wildcards(&c.to_string_lossy()))
+    else {
+        return Ok(vec![comps.to_vec()]);
+    };
+    let mut found = vec![comps[..first].to_vec()];
+    for (i, c) in comps.iter().enumerate().skip(first) {
+        let last = i + 1 == comps.len();
+        let text = c.to_string_lossy();
+        let mut next = Vec::new();
+        for base in &found {
+            let Some(fd) = root
+                .open_at(base, OFlag::O_DIRECTORY | OFlag::O_RDONLY)
+                .ok()
+                .flatten()
+            else {
+                continue;
+            };
+            for name in copy::list(fd.as_fd()).unwrap_or_default() {
+                if !pattern::go_match(&text, &name.to_string_lossy())? {
+                    continue;
+                }
+                if !last
+                    && root::entry_type(fd.as_fd(), &name).ok().flatten() != Some(libc::S_IFDIR)
+                {
+                    continue;
+                }
+                let mut p = base.clone();
+                p.push(name);
+                next.push(p);
+            }
+        }
+        found = next;
+    }
+    Ok(found)
 }
 
 /// Whether the context excludes `comps` (checked as a file and, when `any_kind`, as a dir).

@@ -38,6 +38,10 @@ pub fn tests() -> Vec<Trial> {
             "copy_exclude_is_relative_to_each_source",
             copy_exclude_is_relative_to_each_source,
         ),
+        trial(
+            "copy_globs_never_walk_through_symlinks",
+            copy_globs_never_walk_through_symlinks,
+        ),
         trial("copy_errors", copy_errors),
         trial(
             "add_tar_extracts_keeping_archive_metadata",
@@ -670,6 +674,57 @@ fn copy_exclude_is_relative_to_each_source() -> TestResult {
     // `a.txt` is a source and stays; `d` is one too, and both files below it match.
     ensure_eq(tree_of(&l, "dst"), vec!["a.txt".to_string()], "copied tree")?;
     ensure_eq(text(&l, "/dst/a.txt"), "a\n".into(), "the top-level a.txt")
+}
+
+/// Past its first wildcard a source is matched over the tree walked without following
+/// symlinks, as BuildKit walks it and as the cache selects it (`*/*.rs` does not search a
+/// symlinked directory); a symlink matched as the last component is followed.
+fn copy_globs_never_walk_through_symlinks() -> TestResult {
+    let env = Env::new();
+    let ctx = context(&env, "ctx");
+    put(&ctx, "src/x.rs", "x\n", 0o644);
+    put(&ctx, "data/z.rs", "z\n", 0o644);
+    put(&ctx, "src/a*b/y.rs", "y\n", 0o644);
+    symlink("../data", ctx.join("src/slink")).unwrap();
+    symlink("x.rs", ctx.join("src/l.rs")).unwrap();
+    let l = apply(
+        &env,
+        vec![env.base.clone()],
+        vec![
+            copy(1, &["s*/*"], "/one/"),
+            // After a wildcard, a literal component is a pattern too: `\*` is a star.
+            copy(1, &["s?c/a\\*b/*.rs"], "/three/"),
+        ],
+        ctx_input(&ctx),
+    )
+    .map_err(err)?;
+    ensure_eq(
+        tree_of(&l, "one"),
+        // Matched directories bring their contents; slink (a match) is followed.
+        vec![
+            "l.rs".to_string(),
+            "x.rs".into(),
+            "y.rs".into(),
+            "z.rs".into(),
+        ],
+        "the matched symlinks are followed",
+    )?;
+    ensure_eq(text(&l, "/one/l.rs"), "x\n".into(), "l.rs is x.rs's bytes")?;
+    ensure_eq(
+        tree_of(&l, "three"),
+        vec!["y.rs".to_string()],
+        "escaped star",
+    )?;
+    let r = apply(
+        &env,
+        vec![env.base.clone()],
+        vec![copy(1, &["src/s*/*.rs"], "/two/")],
+        ctx_input(&ctx),
+    );
+    ensure(
+        matches!(r, Err(FileError::NoMatch(_))),
+        format!("z.rs is not found through slink: {r:?}"),
+    )
 }
 
 fn copy_errors() -> TestResult {

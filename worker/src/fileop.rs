@@ -31,10 +31,12 @@ use std::sync::Arc;
 use strata_graph::pattern::{self, DirVisit, ParentMatches, PatternError, PatternMatcher};
 use strata_graph::{Chown, FileAction, FileOp};
 
-/// Says whether a path of a build context (relative to its root, `/`-separated) is
-/// excluded, e.g. by `.dockerignore`. For a directory, `true` means nothing below it is
-/// wanted either.
-pub type ExcludeFn = Arc<dyn Fn(&Path, bool) -> bool + Send + Sync>;
+/// Says what a build context's `.dockerignore` does with a path (relative to the context
+/// root, `/`-separated; the flag says whether it is a directory): [`DirVisit::Include`] it,
+/// [`DirVisit::Skip`] it (a directory with everything below), or, for an excluded directory
+/// that a `!` pattern may reach into, [`DirVisit::WalkExcluded`]: it is there only as the
+/// parent of what below it is included.
+pub type ExcludeFn = Arc<dyn Fn(&Path, bool) -> DirVisit + Send + Sync>;
 
 /// A filesystem COPY or ADD reads from.
 #[derive(Clone)]
@@ -586,9 +588,10 @@ fn exclude_matcher(patterns: &[String]) -> Result<Option<Rc<PatternMatcher>>, Fi
 }
 
 /// What a COPY leaves out of a directory it copies: its `--exclude` patterns, relative to the
-/// copied directory and matched with the parent's results as BuildKit's copier does (an
-/// excluded directory is walked when an exception may reach inside), then the context's
-/// `.dockerignore`, relative to the context root (`src_rel` is the directory's path there).
+/// copied directory and matched with the parent's results as BuildKit's copier does, then the
+/// context's `.dockerignore`, relative to the context root (`src_rel` is the directory's path
+/// there). An excluded directory either may reach inside is walked, and made only as the
+/// parent of what comes back.
 fn copy_filter(
     excludes: Option<Rc<PatternMatcher>>,
     context: Option<ExcludeFn>,
@@ -610,20 +613,23 @@ fn copy_filter(
                     (visit, matches)
                 }
             };
-            let ignored = visit != copy::Visit::Skip
-                && context.as_ref().is_some_and(|ex| {
-                    let full = if src_rel == "." || src_rel.is_empty() {
-                        rel.to_owned()
-                    } else {
-                        format!("{src_rel}/{rel}")
-                    };
-                    ex(Path::new(&full), is_dir)
-                });
-            if ignored {
-                (copy::Visit::Skip, matches)
-            } else {
-                (visit, matches)
+            if visit == copy::Visit::Skip {
+                return (visit, matches);
             }
+            let ignore = context.as_ref().map_or(DirVisit::Include, |ex| {
+                let full = if src_rel == "." || src_rel.is_empty() {
+                    rel.to_owned()
+                } else {
+                    format!("{src_rel}/{rel}")
+                };
+                ex(Path::new(&full), is_dir)
+            });
+            let visit = match ignore {
+                DirVisit::Include => visit,
+                DirVisit::WalkExcluded => copy::Visit::WalkExcluded,
+                DirVisit::Skip => copy::Visit::Skip,
+            };
+            (visit, matches)
         },
     )
 }
@@ -652,15 +658,14 @@ fn expand(src: &Src, source: &str) -> Result<Vec<Match>, FileError> {
         .any(|c| pattern::has_wildcards(&c.to_string_lossy()));
     let mut out = Vec::new();
     for comps in found {
-        if excluded(src, &comps, true) {
-            continue;
-        }
-        if src
+        let Some(st) = src
             .root
             .stat(&comps)
             .map_err(io_at("read", source.clone()))?
-            .is_some()
-        {
+        else {
+            continue;
+        };
+        if !excluded(src, &comps, st.st_mode & libc::S_IFMT == libc::S_IFDIR) {
             out.push(Match {
                 keep_from: marker.unwrap_or(0),
                 comps,
@@ -724,14 +729,11 @@ fn glob(root: &Root, comps: &[OsString]) -> Result<Vec<Vec<OsString>>, FileError
     Ok(found)
 }
 
-/// Whether the context excludes `comps` (checked as a file and, when `any_kind`, as a dir).
-fn excluded(src: &Src, comps: &[OsString], any_kind: bool) -> bool {
+/// Whether the context leaves `comps` out (a directory that only holds re-included entries
+/// is not left out).
+fn excluded(src: &Src, comps: &[OsString], is_dir: bool) -> bool {
     let Some(ex) = &src.exclude else { return false };
-    if comps.is_empty() {
-        return false;
-    }
-    let p = root::join(comps);
-    ex(&p, false) || (any_kind && ex(&p, true))
+    !comps.is_empty() && ex(&root::join(comps), is_dir) == DirVisit::Skip
 }
 
 fn copy_sources(
@@ -772,7 +774,7 @@ fn copy_sources(
         if src.context
             && src.exclude.is_some()
             && let Some(real) = real_rel(&src.root, &fd)
-            && excluded(src, &real, true)
+            && excluded(src, &real, st.st_mode & libc::S_IFMT == libc::S_IFDIR)
         {
             return Err(FileError::NotFound {
                 path: shown,

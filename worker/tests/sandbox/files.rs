@@ -5,6 +5,7 @@ use crate::common::*;
 use libtest_mimic::Trial;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
+use strata_graph::pattern::DirVisit;
 use strata_graph::{Chown, FileAction, FileOp};
 use strata_worker::{DiffOptions, FileError, FileRequest, FileSource, Previous};
 
@@ -507,8 +508,13 @@ fn copy_exclude_parents_and_dockerignore() -> TestResult {
     ensure(!l.join("ex/b/skip.log").exists(), "--exclude")?;
     ensure_eq(text(&l, "/par/a/b/keep.txt"), "k\n".into(), "--parents")?;
     // .dockerignore (the exclude callback): not copied, also not through a symlink alias.
-    let exclude: strata_worker::ExcludeFn =
-        std::sync::Arc::new(|p: &Path, _| p == Path::new("secret.txt"));
+    let exclude: strata_worker::ExcludeFn = std::sync::Arc::new(|p: &Path, _| {
+        if p == Path::new("secret.txt") {
+            DirVisit::Skip
+        } else {
+            DirVisit::Include
+        }
+    });
     let inputs = vec![
         None,
         Some(FileSource::Context {

@@ -79,6 +79,9 @@ pub enum ContextError {
     BadExclude {
         /// The pattern as written.
         pattern: String,
+        /// Why.
+        #[source]
+        source: strata_graph::pattern::PatternError,
     },
     /// Symlinks that point at each other.
     #[error("too many levels of symbolic links resolving \"/{path}\"")]

@@ -1,8 +1,8 @@
 //! What of a context directory is part of the build context at all (`.dockerignore`).
 //!
-//! The matcher itself lives in the frontend (it parses `.dockerignore`); the cache only asks
-//! these two questions while it walks, so a path the user excluded is never stat'ed twice,
-//! never read, and never reaches a checksum.
+//! The frontend reads `.dockerignore` (into `strata_graph::pattern::PatternMatcher`); the
+//! cache only asks these two questions while it walks, so a path the user excluded is never
+//! stat'ed twice, never read, and never reaches a checksum.
 
 /// Decides which paths of a context directory belong to the context. The CLI implements it
 /// over the frontend's `.dockerignore` matcher. Paths are relative to the context root,

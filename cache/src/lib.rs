@@ -19,7 +19,6 @@ mod filter;
 #[cfg(test)]
 mod fixture;
 mod key;
-mod pattern;
 mod record;
 mod selection;
 mod statcache;

@@ -22,9 +22,9 @@
 use crate::checksum::Checksum;
 use crate::context::{ContextError, ContextIndex};
 use crate::entry::{EntryKind, source_dir_digest};
-use crate::pattern::{self, ExcludeMatcher};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
+use strata_graph::pattern::{self, DirVisit, ParentMatches, PatternMatcher};
 
 const SELECTION_DOMAIN: &[u8] = b"strata-selection-v1\0";
 const LIST_MAGIC: &[u8] = b"strata-selection-v1\n";
@@ -229,8 +229,12 @@ impl ContextIndex {
     /// of entries it covers. Reads (in parallel) only the selected files whose digests the
     /// stat cache did not have.
     pub fn checksum(&self, selection: &Selection) -> Result<SelectionSum, ContextError> {
-        let excludes = ExcludeMatcher::new(&selection.excludes)
-            .map_err(|pattern| ContextError::BadExclude { pattern })?;
+        let excludes = PatternMatcher::new(&selection.excludes).map_err(|source| {
+            ContextError::BadExclude {
+                pattern: selection.excludes[source.number() - 1].clone(),
+                source,
+            }
+        })?;
         let mut picks = Vec::new();
         for source in &selection.sources {
             self.select(source, selection.follow_links, &excludes, &mut picks)?;
@@ -266,7 +270,7 @@ impl ContextIndex {
         &self,
         source: &str,
         follow: bool,
-        excludes: &ExcludeMatcher,
+        excludes: &PatternMatcher,
         picks: &mut Vec<Pick>,
     ) -> Result<(), ContextError> {
         let cleaned = pattern::clean(&format!("/{source}"));
@@ -313,11 +317,7 @@ impl ContextIndex {
                 i += 1;
                 continue;
             }
-            let name = if prefix.is_empty() {
-                below.to_owned()
-            } else {
-                format!("{prefix}/{below}")
-            };
+            let name = child_name(&prefix, below);
             let index = if follow && self.entries[i].kind == EntryKind::Symlink {
                 self.resolve(&name, true)?
                     .ok_or(ContextError::NotFound { path: name.clone() })?
@@ -336,7 +336,7 @@ impl ContextIndex {
     }
 
     /// Adds the entry at `index` under `name`; a directory brings its subtree minus excludes.
-    fn add(&self, name: String, index: usize, excludes: &ExcludeMatcher, picks: &mut Vec<Pick>) {
+    fn add(&self, name: String, index: usize, excludes: &PatternMatcher, picks: &mut Vec<Pick>) {
         if self.entries[index].kind != EntryKind::Dir {
             picks.push(Pick {
                 name,
@@ -345,44 +345,73 @@ impl ContextIndex {
             });
             return;
         }
-        let base_len = self.entries[index].path.len();
+        // Where an entry's path below this directory starts (the root has no `/` to skip).
+        let skip = match self.entries[index].path.len() {
+            0 => 0,
+            n => n + 1,
+        };
         let range = self.subtree(index);
         picks.push(Pick {
             name: name.clone(),
             index,
             source_dir: true,
         });
-        let mut i = range.start;
-        while i < range.end {
-            let e = &self.entries[i];
-            let below = if base_len == 0 {
-                &e.path[..]
-            } else {
-                &e.path[base_len + 1..]
-            };
-            if !excludes.is_empty() && excludes.excluded(below) {
-                // An excluded directory is skipped whole unless a `!` pattern reaches inside,
-                // in which case the copy keeps it and judges its children one by one.
-                let descend = e.kind == EntryKind::Dir && excludes.may_reinclude_below(below);
-                if !descend {
-                    i = if e.kind == EntryKind::Dir {
-                        self.subtree(i).end
-                    } else {
-                        i + 1
-                    };
-                    continue;
-                }
-            }
-            let child = if name.is_empty() {
-                below.to_owned()
-            } else {
-                format!("{name}/{below}")
-            };
-            picks.push(Pick {
-                name: child,
+        if excludes.is_empty() {
+            picks.extend(range.map(|i| Pick {
+                name: child_name(&name, &self.entries[i].path[skip..]),
                 index: i,
                 source_dir: false,
-            });
+            }));
+            return;
+        }
+        // The directories being walked: where each one's subtree ends, its pattern results
+        // (handed to its entries, as BuildKit's copier does) and, for an excluded one, its
+        // pick, added only once something inside it is: BuildKit creates an excluded
+        // directory only as the parent of something it copies.
+        struct Open {
+            end: usize,
+            matches: ParentMatches,
+            pending: Option<Pick>,
+        }
+        let mut open: Vec<Open> = Vec::new();
+        let mut i = range.start;
+        while i < range.end {
+            while open.last().is_some_and(|d| i >= d.end) {
+                open.pop();
+            }
+            let e = &self.entries[i];
+            let below = &e.path[skip..];
+            let is_dir = e.kind == EntryKind::Dir;
+            let (excluded, matches) = excludes.check(below, open.last().map(|d| &d.matches));
+            let pick = Pick {
+                name: child_name(&name, below),
+                index: i,
+                source_dir: false,
+            };
+            if excluded {
+                if is_dir && excludes.dir_visit(below, true) == DirVisit::WalkExcluded {
+                    open.push(Open {
+                        end: self.subtree(i).end,
+                        matches,
+                        pending: Some(pick),
+                    });
+                    i += 1;
+                } else if is_dir {
+                    i = self.subtree(i).end;
+                } else {
+                    i += 1;
+                }
+                continue;
+            }
+            picks.extend(open.iter_mut().filter_map(|d| d.pending.take()));
+            picks.push(pick);
+            if is_dir {
+                open.push(Open {
+                    end: self.subtree(i).end,
+                    matches,
+                    pending: None,
+                });
+            }
             i += 1;
         }
     }
@@ -449,6 +478,15 @@ impl ContextIndex {
             current = i;
         }
         Ok(Some(current))
+    }
+}
+
+/// The name an entry `below` a copied directory named `name` is selected under.
+fn child_name(name: &str, below: &str) -> String {
+    if name.is_empty() {
+        below.to_owned()
+    } else {
+        format!("{name}/{below}")
     }
 }
 
@@ -661,6 +699,100 @@ mod tests {
         assert_eq!(index.stats().content_reads, 5);
     }
 
+    /// `COPY --exclude` with `!` exceptions, as BuildKit's copier applies them: patterns are
+    /// relative to the source, the last match wins, an excluded directory is walked when an
+    /// exception may reach inside and is selected only as the parent of something selected.
+    /// `worker/tests/sandbox/files.rs` (`copy_exclude_exceptions_copy_what_the_cache_counts`)
+    /// copies the same tree with the same patterns and must write exactly these paths.
+    #[test]
+    fn exclude_exceptions_select_what_the_copy_writes() {
+        let t = Tree::new();
+        for f in [
+            "app/main.c",
+            "app/a.log",
+            "app/keep.log",
+            "app/sub/b.log",
+            "app/sub/keep.log",
+            "app/tmp/x.txt",
+            "app/cache/keep.log",
+            "app/cache/junk.bin",
+        ] {
+            t.file(f, f, 0o644);
+        }
+        let sel = Selection::copy(["app"]).excluding([
+            "**/*.log",
+            "!**/keep.log",
+            "tmp",
+            "!tmp/none",
+            "cache",
+            "!cache/keep.log",
+        ]);
+        let sum = t.scan().checksum(&sel).unwrap();
+        assert_eq!(
+            listing(&sum),
+            owned(&[
+                ("app", Dir),
+                ("app/cache", Dir),
+                ("app/cache/keep.log", File),
+                ("app/keep.log", File),
+                ("app/main.c", File),
+                ("app/sub", Dir),
+                ("app/sub/keep.log", File),
+            ])
+        );
+        // The same without the exceptions: every log is gone, and so are both directories.
+        let sel = Selection::copy(["app"]).excluding(["**/*.log", "tmp", "cache"]);
+        assert_eq!(
+            listing(&t.scan().checksum(&sel).unwrap()),
+            owned(&[("app", Dir), ("app/main.c", File), ("app/sub", Dir)])
+        );
+    }
+
+    /// An excluded directory that an exception could reach into but does not is not selected
+    /// (it was, as an empty directory, before the copy and the cache shared one matcher).
+    #[test]
+    fn an_excluded_directory_comes_only_with_what_it_brings_back() {
+        let t = tree();
+        let index = t.scan();
+        let sel = Selection::copy(["src"]).excluding(["sub", "!sub/none.rs"]);
+        assert_eq!(
+            listing(&index.checksum(&sel).unwrap()),
+            owned(&[
+                ("src", Dir),
+                ("src/lib.rs", File),
+                ("src/main.rs", File),
+                ("src/up", Symlink),
+            ])
+        );
+        // Deeper: the exception brings back a file two excluded directories down.
+        t.file("src/sub/deep/y.rs", "y", 0o644)
+            .file("src/sub/deep/z.rs", "z", 0o644);
+        let sel = Selection::copy(["src"]).excluding(["sub", "!sub/deep/y.rs"]);
+        let got = listing(&t.scan().checksum(&sel).unwrap());
+        assert_eq!(
+            got[3..6],
+            owned(&[
+                ("src/sub", Dir),
+                ("src/sub/deep", Dir),
+                ("src/sub/deep/y.rs", File)
+            ])[..]
+        );
+        assert_eq!(got.len(), 7, "{got:?}");
+    }
+
+    /// BuildKit never matches `--exclude` against a source itself, only against what is below
+    /// a directory source (moby/buildkit#5489: `COPY --exclude=a * .` copies `a`).
+    #[test]
+    fn excludes_never_drop_a_source_itself() {
+        let t = tree();
+        let index = t.scan();
+        let sel = Selection::copy(["*.txt"]).excluding(["a.txt", "*.txt"]);
+        assert_eq!(
+            listing(&index.checksum(&sel).unwrap()),
+            owned(&[("a.txt", File), ("b.txt", File)])
+        );
+    }
+
     #[test]
     fn the_root_as_source_is_the_whole_tree() {
         let t = Tree::new();
@@ -714,7 +846,11 @@ mod tests {
         assert_eq!(err(&["out_link"], &[]), "\"/out_link\": not found");
         assert!(err(&["loop1"], &[]).starts_with("too many levels of symbolic links"));
         assert_eq!(err(&["src/[",], &[]), "invalid source pattern \"src/[\"");
-        assert_eq!(err(&["a.txt"], &["["]), "invalid exclude pattern \"[\"");
+        assert_eq!(
+            err(&["a.txt"], &["ok", "["]),
+            "invalid exclude pattern \"[\""
+        );
+        assert_eq!(err(&["a.txt"], &["!"]), "invalid exclude pattern \"!\"");
         // A dangling link that is not followed is fine: it is copied as a link.
         let sel = Selection {
             follow_links: false,

@@ -36,8 +36,7 @@ mod stage;
 
 pub use diagnostic::{Diagnostic, Diagnostics, Severity};
 pub use dockerignore::{
-    DirVisit, IgnoreError, IgnoreFileSource, IgnoreMatcher, ParentMatches, dockerfile_ignore_name,
-    pick_ignore_file,
+    IgnoreError, IgnoreFileSource, IgnoreMatcher, dockerfile_ignore_name, pick_ignore_file,
 };
 pub use expand::{
     ExpandError, ExpandErrorKind, Expansion, Lexer, MAX_GROWTH, MAX_NESTING, NoVars, Vars, expand,
@@ -52,3 +51,4 @@ pub use platform::{Platform, PlatformError};
 pub use reference::{ReferenceError, normalize_reference};
 pub use scope::{EnvList, PROXY_ARGS};
 pub use stage::{Stage, Stages};
+pub use strata_graph::pattern::{DirVisit, ParentMatches, PatternMatcher};

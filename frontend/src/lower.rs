@@ -1836,7 +1836,7 @@ fn summarize_heredoc(doc: &str) -> String {
 
 /// `path.Join("/", p)`.
 fn join_root(p: &str) -> String {
-    crate::dockerignore::go_clean(&format!("/{p}"))
+    strata_graph::pattern::clean(&format!("/{p}"))
 }
 
 /// A `--parents` source cleaned on each side of its `/./` pivot.
@@ -1854,9 +1854,9 @@ fn clean_keep_pivot(p: &str) -> String {
 /// `target` made absolute against the working directory.
 fn absolute_in(workdir: &str, target: &str) -> String {
     if target.starts_with('/') {
-        crate::dockerignore::go_clean(target)
+        strata_graph::pattern::clean(target)
     } else {
-        crate::dockerignore::go_clean(&format!("{workdir}/{target}"))
+        strata_graph::pattern::clean(&format!("{workdir}/{target}"))
     }
 }
 

@@ -7,6 +7,10 @@
 //!
 //! This crate is a leaf: it knows nothing of Dockerfile syntax, the disk, the store or the
 //! terminal. The frontend builds graphs; the solver executes them. Start at [`Graph`].
+//!
+//! It also holds Docker's path pattern languages ([`pattern`]: Go's `filepath.Match`,
+//! `.dockerignore` and `--exclude` matching), so that the frontend, the cache and the worker
+//! all match paths with one implementation.
 #![warn(missing_docs)]
 
 mod config;
@@ -16,6 +20,7 @@ mod graph;
 mod hash;
 mod loc;
 mod op;
+pub mod pattern;
 
 /// What [`digest32!`] expands to refers to; not an API.
 #[doc(hidden)]

@@ -17,6 +17,7 @@ use strata_cache::{
     CacheDb, CacheKey, Checksum, ContextFilter, ContextIndex, ImportedCache, KeyParts, LayerRef,
     Record, ScanOptions, Selection, StepRef,
 };
+use strata_graph::pattern::DirVisit;
 use strata_graph::{FileAction, Graph, MountKind, Node, NodeId, Op};
 use strata_store::{Compression, Digest, LayerDescriptor, Lease, Store, chain_id};
 use strata_worker::{
@@ -355,7 +356,16 @@ impl LocalBackend {
         let ctx = self.context.as_ref()?;
         let filter = ctx.filter.clone();
         Some(Arc::new(move |rel: &Path, is_dir: bool| {
-            rel.to_str().is_some_and(|r| filter.excluded(r, is_dir))
+            let Some(r) = rel.to_str() else {
+                return DirVisit::Include;
+            };
+            if !filter.excluded(r, is_dir) {
+                DirVisit::Include
+            } else if is_dir && filter.may_reinclude_below(r) {
+                DirVisit::WalkExcluded
+            } else {
+                DirVisit::Skip
+            }
         }))
     }
 

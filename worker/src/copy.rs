@@ -17,9 +17,30 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::rc::Rc;
+use strata_graph::pattern::ParentMatches;
 
-/// Says whether a path (relative to the copied directory) is left out.
-pub(crate) type SkipFn = Rc<dyn Fn(&str, bool) -> bool>;
+/// What a directory copy does with one entry it meets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Visit {
+    /// Copy it (a directory with what is inside, as the filter decides for each entry).
+    Copy,
+    /// Leave it out (a directory with everything inside).
+    Skip,
+    /// An excluded directory that a `!` exception may reach into: walk it, and create it only
+    /// as the parent of something copied, as BuildKit's copier does.
+    WalkExcluded,
+}
+
+/// Decides what a directory copy does with an entry, given its path relative to the copied
+/// directory, whether it is a directory, and the pattern results of the directory it is in
+/// (`None` at the top). Returns the decision and the entry's own results, which its entries
+/// get if it is a directory that is walked (patternmatcher's `MatchesUsingParentResults`).
+pub(crate) type FilterFn = Rc<dyn Fn(&str, bool, Option<&ParentMatches>) -> (Visit, ParentMatches)>;
+
+/// The filter that copies everything.
+pub(crate) fn copy_everything() -> FilterFn {
+    Rc::new(|_: &str, _: bool, _: Option<&ParentMatches>| (Visit::Copy, ParentMatches::default()))
+}
 
 /// How copied entries get their metadata.
 #[derive(Clone)]
@@ -30,8 +51,8 @@ pub(crate) struct CopyOpts {
     pub(crate) reset_owner: bool,
     /// `--chmod` for files and directories.
     pub(crate) mode: Option<u32>,
-    /// Paths (relative to the copied directory) to leave out.
-    pub(crate) skip: SkipFn,
+    /// What to leave out of a copied directory.
+    pub(crate) filter: FilterFn,
     /// An incremental COPY (`reuse.rs`): which files may be left as they are.
     pub(crate) reuse: Option<Reuse>,
 }
@@ -154,6 +175,22 @@ fn finish_dir(dst: BorrowedFd<'_>, st: &libc::stat) -> io::Result<()> {
     sys::futimens(dst, st.st_mtime, st.st_mtime_nsec)
 }
 
+/// One directory of a copy being walked.
+struct Level {
+    src: OwnedFd,
+    /// `None` while it is not created: an excluded directory walked for its exceptions,
+    /// created once something inside it is copied.
+    dst: Option<Rc<OwnedFd>>,
+    /// Its name in its parent, to create it late.
+    name: OsString,
+    rel: String,
+    names: std::vec::IntoIter<OsString>,
+    /// Its metadata (`None` for the copied directory itself, whose metadata is not copied).
+    st: Option<libc::stat>,
+    /// Its pattern results, for its entries (`None` at the top).
+    matches: Option<ParentMatches>,
+}
+
 /// Copies what is in `src` into `dst`, walking depth first without recursion.
 pub(crate) fn copy_dir_contents(
     src: &OwnedFd,
@@ -163,13 +200,6 @@ pub(crate) fn copy_dir_contents(
     counts: &mut Counts,
     display: &Path,
 ) -> io::Result<()> {
-    struct Level {
-        src: OwnedFd,
-        dst: Rc<OwnedFd>,
-        rel: String,
-        names: std::vec::IntoIter<OsString>,
-        st: Option<libc::stat>,
-    }
     let first = sys::open_beneath(
         src.as_fd(),
         Path::new("."),
@@ -179,16 +209,18 @@ pub(crate) fn copy_dir_contents(
     let names = list(first.as_fd()).map_err(err_at(display))?;
     let mut stack = vec![Level {
         src: first,
-        dst: dst.clone(),
+        dst: Some(dst.clone()),
+        name: OsString::new(),
         rel: String::new(),
         names: names.into_iter(),
         st: None,
+        matches: None,
     }];
     while let Some(level) = stack.last_mut() {
         let Some(name) = level.names.next() else {
             let done = stack.pop().expect("the loop holds a level");
-            if let Some(st) = done.st {
-                finish_dir(done.dst.as_fd(), &st)?;
+            if let (Some(dst), Some(st)) = (done.dst, done.st) {
+                finish_dir(dst.as_fd(), &st)?;
             }
             continue;
         };
@@ -200,8 +232,11 @@ pub(crate) fn copy_dir_contents(
         let here = display.join(&rel);
         let st = sys::lstat_at(level.src.as_fd(), Path::new(&name)).map_err(err_at(&here))?;
         let is_dir = ftype(&st) == libc::S_IFDIR;
-        if (opts.skip)(&rel, is_dir) {
-            continue;
+        let (visit, matches) = (opts.filter)(&rel, is_dir, level.matches.as_ref());
+        match visit {
+            Visit::Skip => continue,
+            Visit::WalkExcluded if !is_dir => continue,
+            Visit::WalkExcluded | Visit::Copy => {}
         }
         if is_dir {
             let s = sys::open_beneath(
@@ -211,40 +246,82 @@ pub(crate) fn copy_dir_contents(
                 0,
             )
             .map_err(err_at(&here))?;
-            let d = Rc::new(
-                make_dir(level.dst.as_fd(), &name, &st, opts, true).map_err(err_at(&here))?,
-            );
-            counts.entries += 1;
             let names = list(s.as_fd()).map_err(err_at(&here))?;
+            let dst = match visit {
+                Visit::Copy => {
+                    let parent = created_parent(&mut stack, opts, counts, display)?;
+                    let d =
+                        make_dir(parent.as_fd(), &name, &st, opts, true).map_err(err_at(&here))?;
+                    counts.entries += 1;
+                    Some(Rc::new(d))
+                }
+                _ => None,
+            };
             stack.push(Level {
                 src: s,
-                dst: d,
+                dst,
+                name,
                 rel,
                 names: names.into_iter(),
                 st: Some(st),
+                matches: Some(matches),
             });
-        } else {
-            let (s, d) = (&level.src, level.dst.clone());
-            if ftype(&st) == libc::S_IFREG
-                && st.st_nlink == 1
-                && opts.reuse.as_ref().is_some_and(|r| r.unchanged(&rel))
-                && crate::reuse::already_there(
-                    d.as_fd(),
-                    &name,
-                    &st,
-                    opts.owner_of(&st),
-                    opts.mode_of(&st),
-                )
-                .map_err(err_at(&here))?
-            {
-                counts.entries += 1;
-                continue;
-            }
-            copy_leaf(s.as_fd(), &name, &st, &d, &name, opts, links, counts)
-                .map_err(err_at(&here))?;
+            continue;
         }
+        let d = created_parent(&mut stack, opts, counts, display)?;
+        let s = &stack.last().expect("the loop holds a level").src;
+        if ftype(&st) == libc::S_IFREG
+            && st.st_nlink == 1
+            && opts.reuse.as_ref().is_some_and(|r| r.unchanged(&rel))
+            && crate::reuse::already_there(
+                d.as_fd(),
+                &name,
+                &st,
+                opts.owner_of(&st),
+                opts.mode_of(&st),
+            )
+            .map_err(err_at(&here))?
+        {
+            counts.entries += 1;
+            continue;
+        }
+        copy_leaf(s.as_fd(), &name, &st, &d, &name, opts, links, counts).map_err(err_at(&here))?;
     }
     Ok(())
+}
+
+/// The destination of the innermost directory being walked, creating first those on the way
+/// that were walked without being created (excluded ones, now the parents of something
+/// copied), outermost first.
+fn created_parent(
+    stack: &mut [Level],
+    opts: &CopyOpts,
+    counts: &mut Counts,
+    display: &Path,
+) -> io::Result<Rc<OwnedFd>> {
+    for k in 1..stack.len() {
+        if stack[k].dst.is_some() {
+            continue;
+        }
+        let (done, rest) = stack.split_at_mut(k);
+        let parent = done[k - 1]
+            .dst
+            .as_ref()
+            .expect("levels before this one exist now");
+        let level = &mut rest[0];
+        let st = level
+            .st
+            .as_ref()
+            .expect("a walked directory has its metadata");
+        let d = make_dir(parent.as_fd(), &level.name, st, opts, true)
+            .map_err(err_at(&display.join(&level.rel)))?;
+        counts.entries += 1;
+        level.dst = Some(Rc::new(d));
+    }
+    Ok(stack
+        .last()
+        .and_then(|l| l.dst.clone())
+        .expect("the innermost level exists now"))
 }
 
 /// The names in a directory, sorted (so hard links pick the same first path every time).

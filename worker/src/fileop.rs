@@ -15,7 +15,6 @@
 use crate::archive::{self, Extract};
 use crate::copy::{self, CopyOpts, Counts, Links, Reuse};
 use crate::download;
-use crate::pattern;
 use crate::reuse::{self, Previous};
 use crate::root::{self, DirOpts, Root, clear_entry};
 use crate::run::Worker;
@@ -29,12 +28,15 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
+use strata_graph::pattern::{self, DirVisit, ParentMatches, PatternError, PatternMatcher};
 use strata_graph::{Chown, FileAction, FileOp};
 
-/// Says whether a path of a build context (relative to its root, `/`-separated) is
-/// excluded, e.g. by `.dockerignore`. For a directory, `true` means nothing below it is
-/// wanted either.
-pub type ExcludeFn = Arc<dyn Fn(&Path, bool) -> bool + Send + Sync>;
+/// Says what a build context's `.dockerignore` does with a path (relative to the context
+/// root, `/`-separated; the flag says whether it is a directory): [`DirVisit::Include`] it,
+/// [`DirVisit::Skip`] it (a directory with everything below), or, for an excluded directory
+/// that a `!` pattern may reach into, [`DirVisit::WalkExcluded`]: it is there only as the
+/// parent of what below it is included.
+pub type ExcludeFn = Arc<dyn Fn(&Path, bool) -> DirVisit + Send + Sync>;
 
 /// A filesystem COPY or ADD reads from.
 #[derive(Clone)]
@@ -116,6 +118,15 @@ pub enum FileError {
     /// A bad wildcard.
     #[error(transparent)]
     Pattern(#[from] pattern::BadPattern),
+    /// A `--exclude` pattern that cannot be used.
+    #[error("invalid --exclude pattern {pattern:?}")]
+    BadExclude {
+        /// The pattern as written.
+        pattern: String,
+        /// Why.
+        #[source]
+        source: PatternError,
+    },
     /// A `--chown` user or group.
     #[error("invalid --chown")]
     Chown(#[source] UserError),
@@ -331,7 +342,7 @@ fn apply(req: &FileRequest, scratch: &mut Scratch, limit: u64) -> Result<FileSta
                     owner: owner(names, chown.as_ref())?,
                     mode: chmod.as_deref().map(parse_chmod).transpose()?,
                     parents: *parents,
-                    exclude,
+                    excludes: exclude_matcher(exclude)?,
                     unpack: *unpack,
                 };
                 let c = copy_sources(&dest, src, srcs, &spec, limit, reuse.as_ref())?;
@@ -466,7 +477,7 @@ pub(crate) fn seed_dir(layers: &[PathBuf], source: &str, dest: &Path) -> Result<
         owner: None,
         reset_owner: false,
         mode: None,
-        skip: Rc::new(|_: &str, _: bool| false),
+        filter: copy::copy_everything(),
         reuse: None,
     };
     copy::copy_dir_contents(
@@ -562,8 +573,65 @@ struct CopySpec<'a> {
     owner: Option<(u32, u32)>,
     mode: Option<u32>,
     parents: bool,
-    exclude: &'a [String],
+    /// `--exclude`, built once for the action; `None` without patterns.
+    excludes: Option<Rc<PatternMatcher>>,
     unpack: bool,
+}
+
+/// The `--exclude` patterns of one COPY as one matcher (moby/patternmatcher, `!` included).
+fn exclude_matcher(patterns: &[String]) -> Result<Option<Rc<PatternMatcher>>, FileError> {
+    let matcher = PatternMatcher::new(patterns).map_err(|source| FileError::BadExclude {
+        pattern: patterns[source.number() - 1].clone(),
+        source,
+    })?;
+    Ok((!matcher.is_empty()).then(|| Rc::new(matcher)))
+}
+
+/// What a COPY leaves out of a directory it copies: its `--exclude` patterns, relative to the
+/// copied directory and matched with the parent's results as BuildKit's copier does, then the
+/// context's `.dockerignore`, relative to the context root (`src_rel` is the directory's path
+/// there). An excluded directory either may reach inside is walked, and made only as the
+/// parent of what comes back.
+fn copy_filter(
+    excludes: Option<Rc<PatternMatcher>>,
+    context: Option<ExcludeFn>,
+    src_rel: String,
+) -> copy::FilterFn {
+    Rc::new(
+        move |rel: &str, is_dir: bool, parent: Option<&ParentMatches>| {
+            let (visit, matches) = match &excludes {
+                None => (copy::Visit::Copy, ParentMatches::default()),
+                Some(m) => {
+                    let (excluded, matches) = m.check(rel, parent);
+                    let visit = if !excluded {
+                        copy::Visit::Copy
+                    } else if is_dir && m.dir_visit(rel, true) == DirVisit::WalkExcluded {
+                        copy::Visit::WalkExcluded
+                    } else {
+                        copy::Visit::Skip
+                    };
+                    (visit, matches)
+                }
+            };
+            if visit == copy::Visit::Skip {
+                return (visit, matches);
+            }
+            let ignore = context.as_ref().map_or(DirVisit::Include, |ex| {
+                let full = if src_rel == "." || src_rel.is_empty() {
+                    rel.to_owned()
+                } else {
+                    format!("{src_rel}/{rel}")
+                };
+                ex(Path::new(&full), is_dir)
+            });
+            let visit = match ignore {
+                DirVisit::Include => visit,
+                DirVisit::WalkExcluded => copy::Visit::WalkExcluded,
+                DirVisit::Skip => copy::Visit::Skip,
+            };
+            (visit, matches)
+        },
+    )
 }
 
 /// One matched source: its cleaned path in the source root and the part of it that
@@ -584,49 +652,20 @@ fn expand(src: &Src, source: &str) -> Result<Vec<Match>, FileError> {
         None => (source.to_owned(), None),
     };
     let comps = root::clean(Path::new(&source));
-    let mut found: Vec<Vec<OsString>> = vec![Vec::new()];
-    for c in &comps {
-        let text = c.to_string_lossy();
-        let mut next = Vec::new();
-        if pattern::has_meta(&text) {
-            for base in &found {
-                let Some(fd) = src
-                    .root
-                    .open_at(base, OFlag::O_DIRECTORY | OFlag::O_RDONLY)
-                    .ok()
-                    .flatten()
-                else {
-                    continue;
-                };
-                for name in copy::list(fd.as_fd()).unwrap_or_default() {
-                    if pattern::matches(&text, &name.to_string_lossy())? {
-                        let mut p = base.clone();
-                        p.push(name);
-                        next.push(p);
-                    }
-                }
-            }
-        } else {
-            for base in found {
-                let mut p = base;
-                p.push(c.clone());
-                next.push(p);
-            }
-        }
-        found = next;
-    }
-    let wildcard = pattern::has_meta(&source);
+    let found = glob(&src.root, &comps)?;
+    let wildcard = comps
+        .iter()
+        .any(|c| pattern::has_wildcards(&c.to_string_lossy()));
     let mut out = Vec::new();
     for comps in found {
-        if excluded(src, &comps, true) {
-            continue;
-        }
-        if src
+        let Some(st) = src
             .root
             .stat(&comps)
             .map_err(io_at("read", source.clone()))?
-            .is_some()
-        {
+        else {
+            continue;
+        };
+        if !excluded(src, &comps, st.st_mode & libc::S_IFMT == libc::S_IFDIR) {
             out.push(Match {
                 keep_from: marker.unwrap_or(0),
                 comps,
@@ -646,14 +685,55 @@ fn expand(src: &Src, source: &str) -> Result<Vec<Match>, FileError> {
     Ok(out)
 }
 
-/// Whether the context excludes `comps` (checked as a file and, when `any_kind`, as a dir).
-fn excluded(src: &Src, comps: &[OsString], any_kind: bool) -> bool {
-    let Some(ex) = &src.exclude else { return false };
-    if comps.is_empty() {
-        return false;
+/// The paths a source names, as BuildKit resolves a wildcard source: the components before
+/// the first one with a wildcard are a plain path (symlinks followed inside the root); from
+/// there on, each component is a Go `filepath.Match` pattern over the names of a directory
+/// walked without following symlinks (a symlink can match as the last component, never be
+/// walked through), which is also what the cache selects for the step's key.
+fn glob(root: &Root, comps: &[OsString]) -> Result<Vec<Vec<OsString>>, FileError> {
+    let Some(first) = comps
+        .iter()
+        .position(|c| pattern::has_wildcards(&c.to_string_lossy()))
+    else {
+        return Ok(vec![comps.to_vec()]);
+    };
+    let mut found = vec![comps[..first].to_vec()];
+    for (i, c) in comps.iter().enumerate().skip(first) {
+        let last = i + 1 == comps.len();
+        let text = c.to_string_lossy();
+        let mut next = Vec::new();
+        for base in &found {
+            let Some(fd) = root
+                .open_at(base, OFlag::O_DIRECTORY | OFlag::O_RDONLY)
+                .ok()
+                .flatten()
+            else {
+                continue;
+            };
+            for name in copy::list(fd.as_fd()).unwrap_or_default() {
+                if !pattern::go_match(&text, &name.to_string_lossy())? {
+                    continue;
+                }
+                if !last
+                    && root::entry_type(fd.as_fd(), &name).ok().flatten() != Some(libc::S_IFDIR)
+                {
+                    continue;
+                }
+                let mut p = base.clone();
+                p.push(name);
+                next.push(p);
+            }
+        }
+        found = next;
     }
-    let p = root::join(comps);
-    ex(&p, false) || (any_kind && ex(&p, true))
+    Ok(found)
+}
+
+/// Whether the context leaves `comps` out (a directory that only holds re-included entries
+/// is not left out).
+fn excluded(src: &Src, comps: &[OsString], is_dir: bool) -> bool {
+    let Some(ex) = &src.exclude else { return false };
+    !comps.is_empty() && ex(&root::join(comps), is_dir) == DirVisit::Skip
 }
 
 fn copy_sources(
@@ -677,7 +757,6 @@ fn copy_sources(
         mode: 0o755,
         owner: spec.owner,
     };
-    let exclude: Vec<String> = spec.exclude.to_vec();
     let mut counts = Counts::default();
     let mut links = Links::default();
     for m in matches {
@@ -695,7 +774,7 @@ fn copy_sources(
         if src.context
             && src.exclude.is_some()
             && let Some(real) = real_rel(&src.root, &fd)
-            && excluded(src, &real, true)
+            && excluded(src, &real, st.st_mode & libc::S_IFMT == libc::S_IFDIR)
         {
             return Err(FileError::NotFound {
                 path: shown,
@@ -715,30 +794,11 @@ fn copy_sources(
             target.extend(keep.iter().cloned());
         }
         let src_rel = root::join(&m.comps).to_string_lossy().into_owned();
-        let skip_rel = src_rel.clone();
-        let ex_ctx = src.exclude.clone();
-        let ex_pat = exclude.clone();
-        let skip: copy::SkipFn = Rc::new(move |rel: &str, is_dir: bool| {
-            if pattern::excluded(&ex_pat, rel).unwrap_or(false) {
-                return true;
-            }
-            match &ex_ctx {
-                Some(ex) => {
-                    let full = if skip_rel == "." || skip_rel.is_empty() {
-                        rel.to_owned()
-                    } else {
-                        format!("{skip_rel}/{rel}")
-                    };
-                    ex(Path::new(&full), is_dir)
-                }
-                None => false,
-            }
-        });
         let opts = CopyOpts {
             owner: spec.owner,
             reset_owner: src.context,
             mode: spec.mode,
-            skip,
+            filter: copy_filter(spec.excludes.clone(), src.exclude.clone(), src_rel.clone()),
             reuse: changed.filter(|_| src.context).map(|c| Reuse {
                 changed: c.clone(),
                 prefix: src_rel.clone(),
@@ -765,10 +825,9 @@ fn copy_sources(
             .map_err(io_at("copy", &shown))?;
             continue;
         }
-        if pattern::excluded(&exclude, &src_rel).unwrap_or(false) {
-            continue;
-        }
-        // A file: into the destination directory, or as the destination itself.
+        // A file: into the destination directory, or as the destination itself. It is never
+        // matched against `--exclude`: only what is below a directory source is (BuildKit's
+        // copier; moby/buildkit#5489).
         let into_dir = dest_is_dir
             || spec.parents
             || dest

@@ -231,6 +231,70 @@ fn a_dockerignored_file_never_reaches_the_image_nor_the_key() {
     assert!(ran(&env.build_events(["-t", "t:1", c])).is_empty());
 }
 
+/// `COPY --exclude` with a `!` exception: the image holds what the exception brings back,
+/// and the step's key covers exactly that (an edit to an excluded file is a hit, an edit to
+/// the re-included one reruns the COPY). The copy and the cache key share one matcher; the
+/// copy used to ignore `!` while the key counted `keep.log`.
+#[test]
+fn copy_exclude_exceptions_reach_the_image_and_the_key() {
+    let env = TestEnv::with_base("base:latest");
+    let ctx = env.context(
+        "ctx",
+        &[
+            (
+                "Dockerfile",
+                "FROM base\nCOPY --exclude=*.log --exclude=!keep.log . /app\n",
+            ),
+            ("keep.log", "k1\n"),
+            ("debug.log", "d1\n"),
+            ("a.txt", "a\n"),
+        ],
+    );
+    let c = ctx.to_str().unwrap();
+    env.build_events(["-t", "t:1", c]);
+    assert_eq!(
+        run_in(&env, "t:1", "ls -a /app; cat /app/keep.log"),
+        ".\n..\nDockerfile\na.txt\nkeep.log\nk1\n"
+    );
+    fs_err::write(ctx.join("debug.log"), "d2\n").unwrap();
+    assert!(ran(&env.build_events(["-t", "t:1", c])).is_empty());
+    fs_err::write(ctx.join("keep.log"), "k2\n").unwrap();
+    let events = env.build_events(["-t", "t:1", c]);
+    assert_eq!(ran(&events).len(), 1, "{events:?}");
+    assert_eq!(run_in(&env, "t:1", "cat /app/keep.log"), "k2\n");
+}
+
+/// `.dockerignore` excludes a directory and re-includes one file inside: the COPY writes the
+/// directory with that file (made as its parent, as BuildKit sends it), a directory whose
+/// exception brings nothing back is not there, and the key covers exactly what is copied.
+/// The copy used to skip the excluded directory whole while the key counted the file.
+#[test]
+fn a_dockerignore_exception_inside_an_excluded_directory_is_copied() {
+    let env = TestEnv::with_base("base:latest");
+    let ctx = env.context(
+        "ctx",
+        &[
+            ("Dockerfile", "FROM base\nCOPY . /app\n"),
+            (".dockerignore", "docs\n!docs/keep.md\nempty\n!empty/none\n"),
+            ("docs/keep.md", "k1\n"),
+            ("docs/drop.md", "d1\n"),
+            ("empty/x", "x\n"),
+        ],
+    );
+    let c = ctx.to_str().unwrap();
+    env.build_events(["-t", "t:1", c]);
+    assert_eq!(
+        run_in(&env, "t:1", "find /app | sort"),
+        "/app\n/app/.dockerignore\n/app/Dockerfile\n/app/docs\n/app/docs/keep.md\n"
+    );
+    fs_err::write(ctx.join("docs/drop.md"), "d2\n").unwrap();
+    assert!(ran(&env.build_events(["-t", "t:1", c])).is_empty());
+    fs_err::write(ctx.join("docs/keep.md"), "k2\n").unwrap();
+    let events = env.build_events(["-t", "t:1", c]);
+    assert_eq!(ran(&events).len(), 1, "{events:?}");
+    assert_eq!(run_in(&env, "t:1", "cat /app/docs/keep.md"), "k2\n");
+}
+
 #[test]
 fn build_args_in_scope_are_part_of_the_run_key() {
     let env = TestEnv::with_base("base:latest");

@@ -5,6 +5,7 @@ use crate::common::*;
 use libtest_mimic::Trial;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
+use strata_graph::pattern::DirVisit;
 use strata_graph::{Chown, FileAction, FileOp};
 use strata_worker::{DiffOptions, FileError, FileRequest, FileSource, Previous};
 
@@ -29,6 +30,18 @@ pub fn tests() -> Vec<Trial> {
         trial(
             "copy_exclude_parents_and_dockerignore",
             copy_exclude_parents_and_dockerignore,
+        ),
+        trial(
+            "copy_exclude_exceptions_copy_what_the_cache_counts",
+            copy_exclude_exceptions_copy_what_the_cache_counts,
+        ),
+        trial(
+            "copy_exclude_is_relative_to_each_source",
+            copy_exclude_is_relative_to_each_source,
+        ),
+        trial(
+            "copy_globs_never_walk_through_symlinks",
+            copy_globs_never_walk_through_symlinks,
         ),
         trial("copy_errors", copy_errors),
         trial(
@@ -495,8 +508,13 @@ fn copy_exclude_parents_and_dockerignore() -> TestResult {
     ensure(!l.join("ex/b/skip.log").exists(), "--exclude")?;
     ensure_eq(text(&l, "/par/a/b/keep.txt"), "k\n".into(), "--parents")?;
     // .dockerignore (the exclude callback): not copied, also not through a symlink alias.
-    let exclude: strata_worker::ExcludeFn =
-        std::sync::Arc::new(|p: &Path, _| p == Path::new("secret.txt"));
+    let exclude: strata_worker::ExcludeFn = std::sync::Arc::new(|p: &Path, _| {
+        if p == Path::new("secret.txt") {
+            DirVisit::Skip
+        } else {
+            DirVisit::Include
+        }
+    });
     let inputs = vec![
         None,
         Some(FileSource::Context {
@@ -539,6 +557,179 @@ fn copy_exclude_parents_and_dockerignore() -> TestResult {
     ensure(
         matches!(r, Err(FileError::NotFound { .. })),
         format!("COPY of an ignored file: {r:?}"),
+    )
+}
+
+/// Every path under `dir` of a layer, relative to it, sorted, with `/` after directories.
+fn tree_of(layer: &Path, dir: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut todo = vec![PathBuf::new()];
+    while let Some(rel) = todo.pop() {
+        for entry in fs_err::read_dir(layer.join(dir).join(&rel)).unwrap() {
+            let entry = entry.unwrap();
+            let rel = rel.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                out.push(format!("{}/", rel.display()));
+                todo.push(rel);
+            } else {
+                out.push(rel.display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn with_excludes(mut a: FileAction, patterns: &[&str]) -> FileAction {
+    if let FileAction::Copy { exclude, .. } = &mut a {
+        *exclude = patterns.iter().map(|p| p.to_string()).collect();
+    }
+    a
+}
+
+/// `COPY --exclude` with `!` exceptions writes exactly what the cache's selection counts for
+/// the same tree and patterns (`cache/src/selection.rs`,
+/// `exclude_exceptions_select_what_the_copy_writes`). Before both used one matcher, the copy
+/// ignored `!` (and left out `keep.log`) while the cache key covered it.
+fn copy_exclude_exceptions_copy_what_the_cache_counts() -> TestResult {
+    let env = Env::new();
+    let ctx = context(&env, "ctx");
+    for f in [
+        "app/main.c",
+        "app/a.log",
+        "app/keep.log",
+        "app/sub/b.log",
+        "app/sub/keep.log",
+        "app/tmp/x.txt",
+        "app/cache/keep.log",
+        "app/cache/junk.bin",
+    ] {
+        put(&ctx, f, f, 0o644);
+    }
+    fs_err::set_permissions(
+        ctx.join("app/cache"),
+        std::fs::Permissions::from_mode(0o750),
+    )
+    .unwrap();
+    let patterns = [
+        "**/*.log",
+        "!**/keep.log",
+        "tmp",
+        "!tmp/none",
+        "cache",
+        "!cache/keep.log",
+    ];
+    let l = apply(
+        &env,
+        vec![env.base.clone()],
+        vec![with_excludes(copy(1, &["app"], "/dst/"), &patterns)],
+        ctx_input(&ctx),
+    )
+    .map_err(err)?;
+    // The cache selects app, app/cache, app/cache/keep.log, app/keep.log, app/main.c,
+    // app/sub, app/sub/keep.log; COPY copies the contents of app.
+    ensure_eq(
+        tree_of(&l, "dst"),
+        vec![
+            "cache/".to_string(),
+            "cache/keep.log".into(),
+            "keep.log".into(),
+            "main.c".into(),
+            "sub/".into(),
+            "sub/keep.log".into(),
+        ],
+        "copied tree",
+    )?;
+    ensure_eq(
+        text(&l, "/dst/cache/keep.log"),
+        "app/cache/keep.log".into(),
+        "re-included file",
+    )?;
+    // The excluded directory made as the parent of what came back keeps its own mode.
+    ensure_eq(meta(&l, "/dst/cache")?.1, 0o750, "late directory's mode")?;
+    // A bad pattern is an error naming it, not a pattern that silently matches nothing.
+    let r = apply(
+        &env,
+        vec![env.base.clone()],
+        vec![with_excludes(copy(1, &["app"], "/dst/"), &["ok", "a["])],
+        ctx_input(&ctx),
+    );
+    ensure_eq(
+        r.err().map(|e| e.to_string()),
+        Some("invalid --exclude pattern \"a[\"".into()),
+        "bad --exclude",
+    )
+}
+
+/// Patterns are matched against paths below each source, never against a source itself:
+/// BuildKit's copier (moby/buildkit#5489, `COPY --exclude=a * .` copies `a`), and what the
+/// cache counts (`excludes_never_drop_a_source_itself`).
+fn copy_exclude_is_relative_to_each_source() -> TestResult {
+    let env = Env::new();
+    let ctx = context(&env, "ctx");
+    put(&ctx, "a.txt", "a\n", 0o644);
+    put(&ctx, "d/a.txt", "da\n", 0o644);
+    put(&ctx, "d/b.md", "db\n", 0o644);
+    let l = apply(
+        &env,
+        vec![env.base.clone()],
+        vec![with_excludes(copy(1, &["*"], "/dst/"), &["a.txt", "*.md"])],
+        ctx_input(&ctx),
+    )
+    .map_err(err)?;
+    // `a.txt` is a source and stays; `d` is one too, and both files below it match.
+    ensure_eq(tree_of(&l, "dst"), vec!["a.txt".to_string()], "copied tree")?;
+    ensure_eq(text(&l, "/dst/a.txt"), "a\n".into(), "the top-level a.txt")
+}
+
+/// Past its first wildcard a source is matched over the tree walked without following
+/// symlinks, as BuildKit walks it and as the cache selects it (`*/*.rs` does not search a
+/// symlinked directory); a symlink matched as the last component is followed.
+fn copy_globs_never_walk_through_symlinks() -> TestResult {
+    let env = Env::new();
+    let ctx = context(&env, "ctx");
+    put(&ctx, "src/x.rs", "x\n", 0o644);
+    put(&ctx, "data/z.rs", "z\n", 0o644);
+    put(&ctx, "src/a*b/y.rs", "y\n", 0o644);
+    symlink("../data", ctx.join("src/slink")).unwrap();
+    symlink("x.rs", ctx.join("src/l.rs")).unwrap();
+    let l = apply(
+        &env,
+        vec![env.base.clone()],
+        vec![
+            copy(1, &["s*/*"], "/one/"),
+            // After a wildcard, a literal component is a pattern too: `\*` is a star.
+            copy(1, &["s?c/a\\*b/*.rs"], "/three/"),
+        ],
+        ctx_input(&ctx),
+    )
+    .map_err(err)?;
+    ensure_eq(
+        tree_of(&l, "one"),
+        // Matched directories bring their contents; slink (a match) is followed.
+        vec![
+            "l.rs".to_string(),
+            "x.rs".into(),
+            "y.rs".into(),
+            "z.rs".into(),
+        ],
+        "the matched symlinks are followed",
+    )?;
+    ensure_eq(text(&l, "/one/l.rs"), "x\n".into(), "l.rs is x.rs's bytes")?;
+    ensure_eq(
+        tree_of(&l, "three"),
+        vec!["y.rs".to_string()],
+        "escaped star",
+    )?;
+    let r = apply(
+        &env,
+        vec![env.base.clone()],
+        vec![copy(1, &["src/s*/*.rs"], "/two/")],
+        ctx_input(&ctx),
+    );
+    ensure(
+        matches!(r, Err(FileError::NoMatch(_))),
+        format!("z.rs is not found through slink: {r:?}"),
     )
 }
 

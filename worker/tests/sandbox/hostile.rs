@@ -6,6 +6,7 @@ use crate::common::*;
 use crate::files::{add, apply, copy, ctx_input};
 use libtest_mimic::Trial;
 use std::path::{Path, PathBuf};
+use strata_graph::pattern::DirVisit;
 use strata_worker::{DiffOptions, FileError, FileSource, Worker, WorkerConfig, write_layer};
 
 pub fn tests() -> Vec<Trial> {
@@ -301,8 +302,13 @@ fn hostile_contexts_through_copy() -> TestResult {
         )?;
     }
     // .dockerignore through a symlink alias (C09): the callback stands in for .dockerignore.
-    let ign: strata_worker::ExcludeFn =
-        std::sync::Arc::new(|p: &Path, _| p.starts_with("secret.txt") || p.starts_with("secrets"));
+    let ign: strata_worker::ExcludeFn = std::sync::Arc::new(|p: &Path, _| {
+        if p.starts_with("secret.txt") || p.starts_with("secrets") {
+            DirVisit::Skip
+        } else {
+            DirVisit::Include
+        }
+    });
     let inputs = vec![
         None,
         Some(FileSource::Context {

@@ -677,7 +677,10 @@ impl CacheMount<'_> {
             .map_err(|e| err(io::Error::other(e)))?
             .map_err(|e| RunError::Mount {
                 target: target.to_owned(),
-                reason: format!("seeding the cache from its from: {}", error_chain(&e)),
+                reason: format!(
+                    "seeding the cache from its from: {}",
+                    crate::sandbox::error_chain(&e)
+                ),
             })?;
         let seeded = tmp.keep();
         if let Err(e) = fs_err::rename(&seeded, dir) {
@@ -688,15 +691,4 @@ impl CacheMount<'_> {
         }
         Ok(())
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
-    }
-    s
 }

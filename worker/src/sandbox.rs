@@ -230,7 +230,8 @@ fn init(spec: &SandboxSpec, status: OwnedFd, netns: Option<OwnedFd>) -> ! {
     std::process::exit(0)
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+/// An error with its causes, `outer: inner: innermost`.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut src = e.source();
     while let Some(inner) = src {

@@ -168,6 +168,18 @@ pub fn mountinfo() -> String {
     fs_err::read_to_string("/proc/self/mountinfo").unwrap()
 }
 
+/// The mounts of this test's own worker: every line of the mount table that names a path
+/// under `env`'s directory (as mount point, source or overlay layer). Mounts made by anything
+/// else on the machine (a daemon, another build) are none of the test's business.
+pub fn own_mounts(env: &Env) -> Vec<String> {
+    let dir = env.dir.path().display().to_string();
+    mountinfo()
+        .lines()
+        .filter(|l| l.contains(&dir))
+        .map(str::to_owned)
+        .collect()
+}
+
 /// `shared/` beside the checkout (conformance cases, hostile generator).
 pub fn shared() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared")

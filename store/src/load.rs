@@ -150,7 +150,10 @@ impl Store {
     }
 
     /// Streams every file member into the staging dir, hashing it; records links by name.
-    #[allow(clippy::type_complexity)]
+    #[expect(
+        clippy::type_complexity,
+        reason = "a one-off tuple of the staged members and their links"
+    )]
     fn stage_members(
         &self,
         stream: impl Read,

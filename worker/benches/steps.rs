@@ -2,11 +2,10 @@
 //! layer over all the previous ones, including the layer diff of the step's upper dir.
 //! Run by `bench/worker/run.sh`, which times BuildKit and `docker run` beside it. This binary
 //! is its own `__sandbox` helper, like the strata binary.
-#![allow(
-    missing_docs,
+#![expect(
     clippy::print_stdout,
     clippy::unwrap_used,
-    clippy::print_stderr
+    reason = "a benchmark binary: it prints its figures and stops at the first failure"
 )]
 
 use sha2::Digest;

@@ -6,7 +6,10 @@
 //! `mount_setattr`) has no wrapper in nix, so it is called through `libc::syscall`. It is
 //! what makes deep layer chains work (`lowerdir+` takes one layer per call, no page-sized
 //! option string) and lets a mount be attached to a target opened inside the sandbox root.
-#![allow(unsafe_code)]
+#![expect(
+    unsafe_code,
+    reason = "the one module of the workspace that calls the kernel directly"
+)]
 
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag};

@@ -1,12 +1,10 @@
 //! Integration tests that need root, namespaces and the `__sandbox` helper. This binary is
 //! its own helper: started as `<test binary> __sandbox` it is the sandbox, as `strata` is.
-#![allow(
-    missing_docs,
+#![expect(
     unreachable_pub,
-    dead_code,
     clippy::unwrap_used,
-    clippy::print_stdout,
-    clippy::print_stderr
+    clippy::print_stderr,
+    reason = "a test binary: fixtures are shared by modules, a failed fixture is a failed test"
 )]
 
 mod common;

@@ -8,7 +8,6 @@ use crate::digest::Digest;
 use crate::durable::write_atomic;
 use crate::error::StoreError;
 use crate::lock::FileLock;
-use crate::store::Store;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -58,7 +57,8 @@ fn index_path(root: &Path) -> PathBuf {
     root.join("images.json")
 }
 
-fn read(root: &Path) -> Result<ImageIndex, StoreError> {
+/// A consistent snapshot of the index of the store at `root` (readers need no lock).
+pub(crate) fn read(root: &Path) -> Result<ImageIndex, StoreError> {
     let path = index_path(root);
     match fs_err::read(&path) {
         Ok(bytes) => {
@@ -81,31 +81,20 @@ fn read(root: &Path) -> Result<ImageIndex, StoreError> {
     }
 }
 
-/// Fails if the store at `root` was written by an incompatible version.
-pub(crate) fn check_version(root: &Path) -> Result<(), StoreError> {
-    read(root).map(|_| ())
-}
-
-impl Store {
-    /// A consistent snapshot of the index.
-    pub(crate) fn read_index(&self) -> Result<ImageIndex, StoreError> {
-        read(self.root())
+/// Runs `change` on the current index of the store at `root` under the exclusive `lock` and
+/// writes the result if `change` succeeds and changed something.
+pub(crate) fn update<T>(
+    root: &Path,
+    lock: &Path,
+    change: impl FnOnce(&mut ImageIndex) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let _lock = FileLock::exclusive(lock)?;
+    let mut index = read(root)?;
+    let before = serde_json::to_vec(&index).expect("the index serialises");
+    let out = change(&mut index)?;
+    let after = serde_json::to_vec_pretty(&index).expect("the index serialises");
+    if serde_json::to_vec(&index).expect("the index serialises") != before {
+        write_atomic(&index_path(root), &after)?;
     }
-
-    /// Runs `change` on the current index under the exclusive lock and writes the result if
-    /// `change` succeeds.
-    pub(crate) fn update_index<T>(
-        &self,
-        change: impl FnOnce(&mut ImageIndex) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        let _lock = FileLock::exclusive(&self.images_lock_path())?;
-        let mut index = read(self.root())?;
-        let before = serde_json::to_vec(&index).expect("the index serialises");
-        let out = change(&mut index)?;
-        let after = serde_json::to_vec_pretty(&index).expect("the index serialises");
-        if serde_json::to_vec(&index).expect("the index serialises") != before {
-            write_atomic(&index_path(self.root()), &after)?;
-        }
-        Ok(out)
-    }
+    Ok(out)
 }

@@ -17,19 +17,23 @@ use crate::lock::FileLock;
 use crate::store::Store;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 use std::time::{Duration, SystemTime};
 
 /// How old this boot's newest marker must be before the open settles them.
 pub(crate) const SETTLE_AFTER: Duration = Duration::from_secs(60);
 
 /// This boot's ID, or `unknown-boot` where the kernel does not say (markers then never
-/// expire).
-pub(crate) fn boot_id() -> String {
-    fs_err::read_to_string("/proc/sys/kernel/random/boot_id")
-        .ok()
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-'))
-        .unwrap_or_else(|| "unknown-boot".to_owned())
+/// expire). Read once per process: it cannot change while the process lives.
+fn boot_id() -> &'static str {
+    static BOOT_ID: LazyLock<String> = LazyLock::new(|| {
+        fs_err::read_to_string("/proc/sys/kernel/random/boot_id")
+            .ok()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-'))
+            .unwrap_or_else(|| "unknown-boot".to_owned())
+    });
+    &BOOT_ID
 }
 
 impl Store {
@@ -40,7 +44,7 @@ impl Store {
     /// Marks the snapshot `chain_hex` as written in this boot and not yet synced. Called before
     /// the snapshot is renamed into place.
     pub(crate) fn mark_unsettled(&self, chain_hex: &str) -> Result<(), StoreError> {
-        let dir = self.unsettled_dir().join(&self.inner.boot_id);
+        let dir = self.unsettled_dir().join(boot_id());
         let marker = dir.join(chain_hex);
         let create = || fs_err::File::create(&marker).map(drop);
         match create() {
@@ -68,7 +72,7 @@ impl Store {
         };
         for boot in boots {
             let dir = root.join(&boot);
-            if boot == self.inner.boot_id {
+            if boot == boot_id() {
                 self.settle_this_boot(&dir)?;
             } else {
                 self.drop_other_boot(&dir)?;

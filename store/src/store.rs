@@ -3,6 +3,7 @@
 
 use crate::durable::sync_dir;
 use crate::error::StoreError;
+use crate::index::{self, ImageIndex};
 use crate::lock::{FileLock, Lease};
 use crate::staging::Staging;
 use std::os::unix::fs::PermissionsExt;
@@ -33,8 +34,6 @@ pub struct Store {
 pub(crate) struct Inner {
     pub(crate) root: PathBuf,
     pub(crate) staging: Staging,
-    /// This boot's ID, naming the markers of snapshots not yet synced (`settle.rs`).
-    pub(crate) boot_id: String,
 }
 
 impl Store {
@@ -60,14 +59,11 @@ impl Store {
                 sync_dir(parent.unwrap_or(Path::new(".")))?;
             }
         }
-        crate::index::check_version(&root)?;
+        // Refuse a store written by an incompatible version before writing anything.
+        index::read(&root)?;
         let staging = Staging::create(&root.join("tmp"))?;
         let store = Store {
-            inner: Arc::new(Inner {
-                root,
-                staging,
-                boot_id: crate::settle::boot_id(),
-            }),
+            inner: Arc::new(Inner { root, staging }),
         };
         store.settle_snapshots()?;
         Ok(store)
@@ -95,5 +91,19 @@ impl Store {
 
     pub(crate) fn staging(&self) -> &Staging {
         &self.inner.staging
+    }
+
+    /// A consistent snapshot of the image index.
+    pub(crate) fn read_index(&self) -> Result<ImageIndex, StoreError> {
+        index::read(self.root())
+    }
+
+    /// Runs `change` on the image index under its lock and writes the result (see
+    /// `index.rs`).
+    pub(crate) fn update_index<T>(
+        &self,
+        change: impl FnOnce(&mut ImageIndex) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        index::update(self.root(), &self.images_lock_path(), change)
     }
 }

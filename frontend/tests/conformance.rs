@@ -189,7 +189,7 @@ fn check_line_info(root: &Path, misses: &mut Vec<String>) {
 }
 
 #[test]
-fn corpus_matches_buildkit() {
+fn shared_corpus_matches_buildkit() {
     let root = corpus();
     let mut misses = Vec::new();
     let mut counts = Vec::new();

@@ -115,7 +115,7 @@ fn is_empty(v: &Value) -> bool {
 }
 
 #[test]
-fn lowering_gives_buildkits_configs() {
+fn shared_lowering_gives_buildkits_configs() {
     let mut misses = Vec::new();
     let mut checked = 0;
     for case in cases() {
@@ -156,7 +156,7 @@ fn lowering_gives_buildkits_configs() {
 /// The files COPY heredocs make are fully decided by the frontend: text (expanded unless the
 /// delimiter was quoted) and mode must be what BuildKit wrote.
 #[test]
-fn heredoc_files_match_buildkit() {
+fn shared_heredoc_files_match_buildkit() {
     let case = cases()
         .into_iter()
         .find(|c| c.ends_with("heredoc-copy"))

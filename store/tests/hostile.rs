@@ -56,7 +56,7 @@ fn chain(e: &dyn std::error::Error) -> String {
 }
 
 #[test]
-fn hostile_corpus_never_escapes_and_leaves_the_store_sound() {
+fn shared_hostile_corpus_never_escapes_and_leaves_the_store_sound() {
     let tmp = tempfile::tempdir().unwrap();
     let canary = tmp.path().join("canary");
     let gen_dir = tmp.path().join("gen");

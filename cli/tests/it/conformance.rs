@@ -4,13 +4,13 @@
 //! `add-tar-chown` is version-sensitive: the recorded reference is BuildKit 0.13, which keeps
 //! archive owners under `ADD --chown`; current BuildKit (>= 0.23) applies `--chown` to the
 //! extracted entries, and so does strata. That case must differ from the record in exactly
-//! that way, and [`add_chown_applies_to_extracted_entries_as_current_buildkit`] asserts the
+//! that way, and [`shared_add_chown_applies_to_extracted_entries_as_current_buildkit`] asserts the
 //! current behaviour.
 
 use crate::support::{TestEnv, shared_dir, strata_bin};
 
 #[test]
-fn every_buildkit_conformance_case_matches() {
+fn shared_every_buildkit_conformance_case_matches() {
     let env = TestEnv::new();
     let harness = shared_dir().join("conformance/diff/run_candidate.sh");
     let out = std::process::Command::new(&harness)
@@ -61,7 +61,7 @@ fn every_buildkit_conformance_case_matches() {
 }
 
 #[test]
-fn add_chown_applies_to_extracted_entries_as_current_buildkit() {
+fn shared_add_chown_applies_to_extracted_entries_as_current_buildkit() {
     let env = TestEnv::with_base("conf-base:latest");
     let case = shared_dir().join("conformance/diff/cases/add-tar-chown");
     let ctx = env.context(

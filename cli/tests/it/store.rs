@@ -204,7 +204,7 @@ fn round_trip_import_save_load_save_is_byte_identical() {
 }
 
 #[test]
-fn save_recompresses_on_request_and_keeps_the_image_id() {
+fn shared_save_recompresses_on_request_and_keeps_the_image_id() {
     let env = TestEnv::new();
     let (dir, tarball) = rootfs(&env, "recompress", 0);
     let id = import(&env, &tarball, "rc:1", &[]);
@@ -342,7 +342,7 @@ fn umoci_unpacks_the_saved_image_to_the_input_rootfs() {
 }
 
 #[test]
-fn the_conformance_comparer_reads_the_saved_archive() {
+fn shared_the_conformance_comparer_reads_the_saved_archive() {
     let env = TestEnv::new();
     let (_, tarball) = rootfs(&env, "conf", 0);
     import(

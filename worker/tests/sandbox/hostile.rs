@@ -11,14 +11,17 @@ use strata_worker::{DiffOptions, FileError, FileSource, Worker, WorkerConfig, wr
 
 pub fn tests() -> Vec<Trial> {
     vec![
-        trial("hostile_tarballs_through_add", hostile_tarballs_through_add),
         trial(
-            "hostile_contexts_through_copy",
-            hostile_contexts_through_copy,
+            "shared_hostile_tarballs_through_add",
+            shared_hostile_tarballs_through_add,
         ),
         trial(
-            "hostile_gzip_bomb_hits_the_unpack_limit",
-            hostile_gzip_bomb_hits_the_unpack_limit,
+            "shared_hostile_contexts_through_copy",
+            shared_hostile_contexts_through_copy,
+        ),
+        trial(
+            "shared_hostile_gzip_bomb_hits_the_unpack_limit",
+            shared_hostile_gzip_bomb_hits_the_unpack_limit,
         ),
     ]
 }
@@ -103,7 +106,7 @@ fn expected(id: &str) -> Want {
     }
 }
 
-fn hostile_tarballs_through_add() -> TestResult {
+fn shared_hostile_tarballs_through_add() -> TestResult {
     let env = Env::new();
     let (canary, out, manifest) = generate(&env);
     let mut report = Vec::new();
@@ -206,7 +209,7 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
 
-fn hostile_contexts_through_copy() -> TestResult {
+fn shared_hostile_contexts_through_copy() -> TestResult {
     let env = Env::new();
     let (canary, out, _) = generate(&env);
     let case = |id: &str| out.join("cases").join(id);
@@ -345,7 +348,7 @@ fn hostile_contexts_through_copy() -> TestResult {
     ensure(bad.is_empty(), bad.join("\n"))
 }
 
-fn hostile_gzip_bomb_hits_the_unpack_limit() -> TestResult {
+fn shared_hostile_gzip_bomb_hits_the_unpack_limit() -> TestResult {
     let env = Env::new();
     let (_, out, _) = generate(&env);
     let mut cfg = WorkerConfig::new(

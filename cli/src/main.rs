@@ -36,7 +36,7 @@ impl GlobalArgs {
             // Resolved once here, so the store never depends on the current directory.
             return std::path::absolute(root).unwrap_or_else(|_| root.clone());
         }
-        if nix_is_root() {
+        if report::running_as_root() {
             return PathBuf::from("/var/lib/strata");
         }
         #[expect(
@@ -54,18 +54,6 @@ impl GlobalArgs {
             None => PathBuf::from(home).join(".local/share/strata"),
         }
     }
-}
-
-fn nix_is_root() -> bool {
-    // The effective uid, read without unsafe code.
-    fs_err::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(1).map(|u| u == "0"))
-        })
-        .unwrap_or(false)
 }
 
 #[derive(Debug, Subcommand)]
@@ -125,9 +113,6 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
-        Err(err) => {
-            report::print_error(&err);
-            ExitCode::from(1)
-        }
+        Err(err) => report::report(&err),
     }
 }

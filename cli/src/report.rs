@@ -1,13 +1,182 @@
-//! Errors for people: `error:` with the top message, `caused by:` per source, and a `hint:`
-//! when one applies.
+//! Errors for people, one format for every command: [`report`] prints `error:` with the top
+//! message, `caused by:` for each source in the chain, the Dockerfile line with a caret when
+//! the error happened at one ([`AtDockerfile`]), and a `hint:` line where the fix is known.
+//!
+//! ```text
+//! error: [2/3] RUN exit 3 failed
+//! caused by: process "/bin/sh -c exit 3" did not complete successfully: exit code: 3
+//!  --> Dockerfile:3:1
+//! 3 | RUN exit 3
+//!   | ^
+//! ```
+//!
+//! Frontend findings (a Dockerfile that does not parse or lower, warnings) are not errors of
+//! a run: `diag.rs` renders those, and this module borrows its snippet for the place.
 
+use crate::diag;
+use std::fmt;
 use std::io::Write;
+use std::process::ExitCode;
+use strata_graph::SourceLoc;
+use strata_store::StoreError;
 
-/// Prints `err` and its chain to stderr.
-pub(crate) fn print_error(err: &anyhow::Error) {
-    let mut out = std::io::stderr().lock();
-    let _ = writeln!(out, "error: {err}");
+/// An error that happened at a place in a Dockerfile. Transparent: it shows its cause's
+/// message and chain; [`report`] adds the line it points at.
+#[derive(Debug)]
+pub(crate) struct AtDockerfile {
+    /// The Dockerfile's name as the user gave it (`Dockerfile`, `ci/app.Dockerfile`).
+    pub(crate) file: String,
+    /// Its bytes, for the line under the message.
+    pub(crate) source: Vec<u8>,
+    /// Where the failing instruction starts.
+    pub(crate) loc: SourceLoc,
+    /// What went wrong there.
+    pub(crate) error: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl fmt::Display for AtDockerfile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.error, f)
+    }
+}
+
+impl std::error::Error for AtDockerfile {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.error.source()
+    }
+}
+
+/// Prints `err` for people on stderr and gives the exit status: 1, or 0 when the only problem
+/// is that whoever read our output stopped reading (`strata images | head`: a closed pipe is
+/// not an error, and says nothing).
+pub(crate) fn report(err: &anyhow::Error) -> ExitCode {
+    if is_closed_pipe(err) {
+        return ExitCode::SUCCESS;
+    }
+    let _ = std::io::stderr().lock().write_all(render(err).as_bytes());
+    ExitCode::from(1)
+}
+
+/// The text [`report`] prints.
+fn render(err: &anyhow::Error) -> String {
+    let mut out = format!("error: {err}\n");
     for cause in err.chain().skip(1) {
-        let _ = writeln!(out, "caused by: {cause}");
+        out.push_str(&format!("caused by: {cause}\n"));
+    }
+    if let Some(at) = err.chain().find_map(|e| e.downcast_ref::<AtDockerfile>()) {
+        out.push_str(&diag::render_place(&at.file, &at.source, at.loc));
+    }
+    if let Some(hint) = hint(err, running_as_root()) {
+        out.push_str(&format!("hint: {hint}\n"));
+    }
+    out
+}
+
+/// A write to our own stdout or stderr that failed because the reader went away: the error is
+/// the bare `io::Error` (commands add no context to their output writes).
+fn is_closed_pipe(err: &anyhow::Error) -> bool {
+    err.chain().count() == 1
+        && err
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
+/// The fix for the errors whose fix we know, judged on the whole chain.
+fn hint(err: &anyhow::Error, root: bool) -> Option<&'static str> {
+    for cause in err.chain() {
+        if let Some(store) = cause.downcast_ref::<StoreError>() {
+            match store {
+                StoreError::ImageNotFound(_) => {
+                    return Some(
+                        "`strata images` lists what this store has; strata does not pull yet: \
+                         bring an image in with `strata load -i FILE` (a docker or OCI archive) \
+                         or `strata import FILE NAME` (a rootfs tarball)",
+                    );
+                }
+                StoreError::Version { .. } => {
+                    return Some(
+                        "this store was written by another version of strata: give this one \
+                         a store of its own with --root DIR (or STRATA_ROOT)",
+                    );
+                }
+                _ => {}
+            }
+        }
+        // EPERM and EACCES both.
+        let denied = cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied);
+        if denied && !root {
+            return Some(
+                "strata needs root for builds and containers (namespaces, mounts, file \
+                 owners): run it as root, for example with sudo",
+            );
+        }
+    }
+    None
+}
+
+/// Whether this process runs as root (the effective uid, read without unsafe code).
+pub(crate) fn running_as_root() -> bool {
+    fs_err::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(|u| u == "0"))
+        })
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::Context as _;
+
+    #[test]
+    fn the_chain_then_the_dockerfile_line() {
+        let at = AtDockerfile {
+            file: "Dockerfile".into(),
+            source: b"FROM base\n\nRUN exit 3\n".to_vec(),
+            loc: SourceLoc::new(3, 1),
+            error: Box::new(std::io::Error::other(
+                "process \"/bin/sh -c exit 3\" did not complete successfully: exit code: 3",
+            )),
+        };
+        let err = anyhow::Error::new(at).context("[2/2] RUN exit 3 failed");
+        assert_eq!(
+            render(&err),
+            "error: [2/2] RUN exit 3 failed\n\
+             caused by: process \"/bin/sh -c exit 3\" did not complete successfully: exit code: 3\n \
+             --> Dockerfile:3:1\n3 | RUN exit 3\n  | ^\n"
+        );
+    }
+
+    #[test]
+    fn a_missing_image_says_how_to_get_one() {
+        let err = anyhow::Error::new(StoreError::ImageNotFound("app:1".into()));
+        let text = render(&err);
+        assert!(
+            text.starts_with("error: no such image: app:1\nhint: "),
+            "{text}"
+        );
+        assert!(text.contains("strata load -i FILE"), "{text}");
+    }
+
+    #[test]
+    fn permission_denied_hints_at_root_only_for_others() {
+        let err = Err::<(), _>(std::io::Error::from_raw_os_error(1))
+            .context("failed to create the sandbox")
+            .unwrap_err();
+        assert!(hint(&err, false).is_some_and(|h| h.contains("run it as root")));
+        assert_eq!(hint(&err, true), None);
+    }
+
+    #[test]
+    fn a_closed_pipe_is_quiet_success_but_only_on_our_own_output() {
+        let pipe = || std::io::Error::from(std::io::ErrorKind::BrokenPipe);
+        assert!(is_closed_pipe(&anyhow::Error::new(pipe())));
+        let wrapped = Err::<(), _>(pipe()).context("failed to push").unwrap_err();
+        assert!(!is_closed_pipe(&wrapped));
     }
 }

@@ -11,22 +11,22 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 
 /// Why a step did not produce a result.
-#[derive(Debug, thiserror::Error)]
+///
+/// Transparent: it shows the backend's error as it is and keeps that error's own causes, so
+/// the CLI prints the worker's words (`process "/bin/sh -c exit 3" did not complete
+/// successfully: exit code: 3`) and everything behind them.
+#[derive(Debug)]
 pub enum StepError {
-    /// The user's command failed; `message` is the worker's exact text
-    /// (`process "/bin/sh -c exit 3" did not complete successfully: exit code: 3`).
-    #[error("{message}")]
+    /// The user's command failed: not the engine's failure.
     Command {
-        /// What failed and how.
-        message: String,
         /// The command's exit code.
         exit_code: i32,
+        /// What the backend said (the worker's `RunError`), kept whole.
+        error: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The step stopped because the build was cancelled.
-    #[error("cancelled")]
     Cancelled,
     /// The engine could not run the step.
-    #[error(transparent)]
     Failed(Box<dyn std::error::Error + Send + Sync>),
 }
 
@@ -34,6 +34,37 @@ impl StepError {
     /// Wraps any error as an engine failure.
     pub fn failed(err: impl std::error::Error + Send + Sync + 'static) -> Self {
         StepError::Failed(Box::new(err))
+    }
+
+    /// Wraps the error of a user's command that exited with `exit_code`.
+    pub fn command(exit_code: i32, err: impl std::error::Error + Send + Sync + 'static) -> Self {
+        StepError::Command {
+            exit_code,
+            error: Box::new(err),
+        }
+    }
+
+    /// The backend's error this one stands for, if any.
+    pub fn inner(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
+        match self {
+            StepError::Command { error, .. } | StepError::Failed(error) => Some(error.as_ref()),
+            StepError::Cancelled => None,
+        }
+    }
+}
+
+impl std::fmt::Display for StepError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.inner() {
+            Some(error) => std::fmt::Display::fmt(error, f),
+            None => f.write_str("cancelled"),
+        }
+    }
+}
+
+impl std::error::Error for StepError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.inner().and_then(|e| e.source())
     }
 }
 

@@ -59,18 +59,15 @@ pub enum LocalError {
     #[error("internal error: {0}")]
     Graph(String),
     /// A blocking task panicked or was cancelled.
-    #[error("internal error: a background task failed: {0}")]
-    Join(String),
+    #[error("internal error: a background task failed")]
+    Join(#[source] tokio::task::JoinError),
 }
 
 impl From<LocalError> for StepError {
     fn from(err: LocalError) -> Self {
         match err {
             LocalError::Run(run) => match run.exit_code() {
-                Some(exit_code) => StepError::Command {
-                    message: run.to_string(),
-                    exit_code,
-                },
+                Some(exit_code) => StepError::command(exit_code, run),
                 None => StepError::failed(LocalError::Run(run)),
             },
             other => StepError::failed(other),
@@ -396,7 +393,7 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, LocalError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| LocalError::Join(e.to_string()))?
+        .map_err(LocalError::Join)?
 }
 
 /// The same step's last result, for an incremental COPY (`strata_worker::Previous`): only

@@ -106,12 +106,12 @@ impl Backend for Fake {
                     tokio::time::sleep(Duration::from_millis(ms.parse().unwrap())).await;
                 }
                 if word == "fail" {
-                    return Err(StepError::Command {
-                        message: format!(
+                    return Err(StepError::command(
+                        3,
+                        std::io::Error::other(format!(
                             "process \"{n}\" did not complete successfully: exit code: 3"
-                        ),
-                        exit_code: 3,
-                    });
+                        )),
+                    ));
                 }
                 if word == "hang" {
                     job.cancel.cancelled().await;

@@ -32,7 +32,7 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             }
             Err(e) => {
                 failed = true;
-                crate::report::print_error(&anyhow::Error::new(e));
+                let _ = crate::report::report(&anyhow::Error::new(e));
             }
         }
     }

@@ -5,5 +5,6 @@ mod check;
 mod ci_cache;
 mod conformance;
 mod parse;
+mod report;
 mod store;
 mod support;

@@ -500,10 +500,7 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     });
     let solved = match solved {
         Ok(s) => s,
-        Err(err) => {
-            report_solve_error(&dockerfile, &err);
-            return Ok(ExitCode::from(1));
-        }
+        Err(err) => return Err(solve_failure(&dockerfile, err)),
     };
 
     for output in solved.outputs.values() {
@@ -727,20 +724,26 @@ fn eprint_diag(dockerfile: &Dockerfile, d: &Diagnostic) {
     let _ = write!(std::io::stderr().lock(), "{text}");
 }
 
-/// `error: [build 2/3] RUN exit 3 failed`, the cause chain, then the Dockerfile lines.
-fn report_solve_error(dockerfile: &Dockerfile, err: &SolveError) {
-    let mut out = std::io::stderr().lock();
-    let _ = writeln!(out, "error: {err}");
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        let _ = writeln!(out, "caused by: {cause}");
-        source = cause.source();
-    }
-    if let Some(SourceRange { start, .. }) = err.loc() {
-        let _ = write!(
-            out,
-            "{}",
-            diag::render_place(&dockerfile.name, &dockerfile.bytes, start)
-        );
+/// A failed solve as an error for [`crate::report`]: the step's label on top, the worker's
+/// chain below, the Dockerfile line of the step.
+fn solve_failure(dockerfile: &Dockerfile, err: SolveError) -> anyhow::Error {
+    let step = err.to_string();
+    match err.loc() {
+        Some(SourceRange { start, .. }) => {
+            let inner: Box<dyn std::error::Error + Send + Sync> = match err {
+                SolveError::Command { source, .. } | SolveError::Step { source, .. } => {
+                    Box::new(source)
+                }
+                other => Box::new(other),
+            };
+            anyhow::Error::new(crate::report::AtDockerfile {
+                file: dockerfile.name.clone(),
+                source: dockerfile.bytes.clone(),
+                loc: start,
+                error: inner,
+            })
+            .context(step)
+        }
+        None => anyhow::Error::new(err),
     }
 }

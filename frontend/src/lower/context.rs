@@ -2,11 +2,12 @@
 //! image config, working directory, user, history) and the labels its steps get.
 
 use super::Lowering;
-use crate::expand::{ExpandError, Lexer};
+use super::error::LowerError;
+use crate::expand::Lexer;
 use crate::platform::Platform;
 use crate::scope::EnvList;
 use std::collections::HashMap;
-use strata_graph::{History, ImageConfig, NodeId};
+use strata_graph::{History, ImageConfig, NodeId, SourceLoc};
 
 /// The PATH a stage gets when its base sets none (BuildKit always sets one).
 pub(super) const DEFAULT_PATH: &str =
@@ -55,14 +56,21 @@ impl Dispatch {
 }
 
 impl Lowering<'_> {
-    pub(super) fn expand(&self, d: &Dispatch, word: &str) -> Result<String, String> {
+    /// `word` expanded with the stage's variables; errors are at `at`.
+    pub(super) fn expand(
+        &self,
+        d: &Dispatch,
+        word: &str,
+        at: SourceLoc,
+    ) -> Result<String, LowerError> {
         self.lex
             .expand(word, &d.env)
-            .map_err(|e: ExpandError| e.to_string())
+            .map_err(|error| LowerError::Expand { at, error })
     }
 
-    /// The instruction text as a progress label shows it: variables expanded where set.
-    pub(super) fn label_text(&self, d: &Dispatch, source: &str, raw_quotes: bool) -> String {
+    /// The instruction text as a progress label shows it: variables of `env` expanded where
+    /// set (with `raw_quotes`, as RUN's label: quotes kept, unset variables left as written).
+    pub(super) fn label_text(&self, env: &EnvList, source: &str, raw_quotes: bool) -> String {
         let lex = if raw_quotes {
             Lexer::new(self.stages.escape)
                 .raw_quotes(true)
@@ -70,11 +78,12 @@ impl Lowering<'_> {
         } else {
             self.lex
         };
-        lex.expand(source, &d.env)
+        lex.expand(source, env)
             .unwrap_or_else(|_| source.to_owned())
     }
 }
 
+/// The state of a stage built on `config` (an image's, or empty), before its instructions.
 pub(super) fn fresh_dispatch(
     node: NodeId,
     config: ImageConfig,

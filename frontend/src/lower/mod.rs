@@ -21,6 +21,7 @@
 mod config;
 mod context;
 mod copy;
+mod error;
 mod mount;
 mod onbuild;
 mod path;
@@ -37,6 +38,7 @@ use crate::platform::Platform;
 use crate::scope::{EnvList, default_args, proxy_env};
 use crate::stage::Stages;
 use context::Dispatch;
+use error::LowerError;
 use stage::{Base, Plan};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::rc::Rc;
@@ -289,26 +291,61 @@ impl<'a> Lowering<'a> {
         }
     }
 
+    /// Lowers the stages the target needs, then the target's image config and history.
     fn run(&mut self) {
         if self.stages.stages.is_empty() {
             return;
         }
-        // The target, and the global scope FROM lines see.
-        let target = match &self.opts.target {
-            None => Some(self.stages.stages.len() - 1),
-            Some(t) => match self.stages.find(t) {
-                Some(s) => Some(s.index),
-                None => {
-                    let hint = suggest(t, self.stages.names(), true);
-                    let at = self.stages.stages[0].range.start;
-                    self.diags.push(
-                        Diagnostic::error(at, format!("target stage {t:?} could not be found"))
-                            .with_suggestion(hint),
-                    );
-                    None
-                }
-            },
+        let target = self.find_target();
+        self.global_scope(target);
+        self.plan_stages();
+        let Some(target) = target.or(self.opts.all_stages.then_some(self.stages.stages.len() - 1))
+        else {
+            return;
         };
+        self.target = Some(target);
+        let reachable = self.reachable_stages(target);
+        for i in (0..self.plans.len()).filter(|&i| reachable[i]) {
+            if let Base::Stage(b) = self.plans[i].base {
+                self.heirs[b] += 1;
+            }
+        }
+        for i in (0..self.plans.len()).filter(|&i| reachable[i]) {
+            let start = self.order.len();
+            self.dispatch_stage(i);
+            let added = self.order[start..].to_vec();
+            let stage = &self.stages.stages[i];
+            if let Some(name) = &stage.name {
+                self.graph.stage_nodes.insert(name.clone(), added.clone());
+            }
+            self.graph
+                .stage_nodes
+                .insert(stage.index.to_string(), added);
+        }
+        self.finish_target(target);
+    }
+
+    /// The stage `--target` names (default: the last one).
+    fn find_target(&mut self) -> Option<usize> {
+        let Some(t) = &self.opts.target else {
+            return Some(self.stages.stages.len() - 1);
+        };
+        if let Some(s) = self.stages.find(t) {
+            return Some(s.index);
+        }
+        let hint = suggest(t, self.stages.names(), true);
+        let at = self.stages.stages[0].range.start;
+        self.report(LowerError::TargetNotFound {
+            at,
+            target: t.clone(),
+            hint,
+        });
+        None
+    }
+
+    /// The global scope FROM lines see: the platform args, then the ARGs before the first
+    /// FROM (`--build-arg` wins over their defaults).
+    fn global_scope(&mut self, target: Option<usize>) {
         let target_name = match target {
             Some(i) => self.stages.stages[i].name.clone().unwrap_or_default(),
             None => String::new(),
@@ -325,8 +362,11 @@ impl<'a> Lowering<'a> {
                 None => match &decl.value {
                     Some(v) => match self.lex.expand(v, &self.global) {
                         Ok(x) => Some(x),
-                        Err(e) => {
-                            self.diags.error(range.start, e.to_string());
+                        Err(error) => {
+                            self.report(LowerError::Expand {
+                                at: range.start,
+                                error,
+                            });
                             None
                         }
                     },
@@ -337,17 +377,13 @@ impl<'a> Lowering<'a> {
                 self.global.set(&decl.key, &v);
             }
         }
-        self.plan_stages();
-        let Some(target) = target.or(self.opts.all_stages.then_some(self.stages.stages.len() - 1))
-        else {
-            return;
-        };
-        self.target = Some(target);
+    }
 
-        // Reachable stages; ONBUILD triggers of their bases may add more.
-        let mut reachable;
+    /// The stages `target` needs (all with `--all-stages`), their images resolved; the
+    /// ONBUILD triggers of their bases may add more.
+    fn reachable_stages(&mut self, target: usize) -> Vec<bool> {
         loop {
-            reachable = if self.opts.all_stages {
+            let reachable = if self.opts.all_stages {
                 vec![true; self.plans.len()]
             } else {
                 self.reachable_from(target)
@@ -362,53 +398,45 @@ impl<'a> Lowering<'a> {
                 }
             }
             if !grew {
-                break;
+                return reachable;
             }
         }
-        for i in (0..self.plans.len()).filter(|&i| reachable[i]) {
-            if let Base::Stage(b) = self.plans[i].base {
-                self.heirs[b] += 1;
-            }
-        }
+    }
 
-        for i in (0..self.plans.len()).filter(|&i| reachable[i]) {
-            let start = self.order.len();
-            self.dispatch_stage(i);
-            let added = self.order[start..].to_vec();
-            let stage = &self.stages.stages[i];
-            if let Some(name) = &stage.name {
-                self.graph.stage_nodes.insert(name.clone(), added.clone());
-            }
-            self.graph
-                .stage_nodes
-                .insert(stage.index.to_string(), added);
+    /// The graph's target: the target stage's last node, its config (with `--label`s), its
+    /// history, and every node the build needs in order.
+    fn finish_target(&mut self, target: usize) {
+        let Some(d) = self.done[target].take() else {
+            return;
+        };
+        let mut config = d.config;
+        for (k, v) in &self.opts.labels {
+            config.labels.insert(k.clone(), v.clone());
         }
+        let mut seen = BTreeSet::new();
+        let nodes = self
+            .order
+            .iter()
+            .copied()
+            .filter(|n| seen.insert(*n))
+            .collect();
+        let stage = &self.stages.stages[target];
+        self.graph.targets.push(Target {
+            stage: stage
+                .name
+                .clone()
+                .unwrap_or_else(|| stage.index.to_string()),
+            node: d.node,
+            config,
+            history: d.history,
+            nodes,
+            author: d.author,
+        });
+        self.graph.proxy_env = proxy_env(&self.opts.build_args);
+    }
 
-        if let Some(d) = self.done[target].take() {
-            let mut config = d.config;
-            for (k, v) in &self.opts.labels {
-                config.labels.insert(k.clone(), v.clone());
-            }
-            let mut seen = BTreeSet::new();
-            let nodes = self
-                .order
-                .iter()
-                .copied()
-                .filter(|n| seen.insert(*n))
-                .collect();
-            let stage = &self.stages.stages[target];
-            self.graph.targets.push(Target {
-                stage: stage
-                    .name
-                    .clone()
-                    .unwrap_or_else(|| stage.index.to_string()),
-                node: d.node,
-                config,
-                history: d.history,
-                nodes,
-                author: d.author,
-            });
-            self.graph.proxy_env = proxy_env(&self.opts.build_args);
-        }
+    /// Records a problem; lowering goes on where it safely can.
+    fn report(&mut self, e: LowerError) {
+        self.diags.push(e.into());
     }
 }

@@ -2,29 +2,74 @@
 
 use super::Lowering;
 use super::context::Dispatch;
-use super::path::join_root;
-use crate::mount::{MountType, RunMount};
-use strata_graph::{MountKind, NodeId};
+use super::error::LowerError;
+use super::path::{absolute_in, join_root};
+use crate::instruction::RunInstr;
+use crate::mount::{MountType, RunMount, parse_mount};
+use strata_graph::{Mount, MountKind, NodeId, SourceLoc};
+
+/// The mounts of one RUN and what they read.
+pub(super) struct RunMounts {
+    /// The graph mounts, in the order written.
+    pub(super) mounts: Vec<Mount>,
+    /// The RUN's inputs: the stage's node first, then each filesystem a mount reads.
+    pub(super) inputs: Vec<NodeId>,
+    /// The variables secrets are given in (masked in the RUN's label).
+    pub(super) secret_envs: Vec<String>,
+}
 
 impl Lowering<'_> {
-    pub(super) fn mount_kind(
+    /// The `--mount`s of `r`, a RUN at `at` in stage `stage`, their values expanded with the
+    /// variables in scope.
+    pub(super) fn run_mounts(
         &mut self,
         stage: usize,
         d: &Dispatch,
+        r: &RunInstr,
+        at: SourceLoc,
+    ) -> Result<RunMounts, LowerError> {
+        let mut out = RunMounts {
+            mounts: Vec::new(),
+            inputs: vec![d.node],
+            secret_envs: Vec::new(),
+        };
+        let mut ssh_index = 0;
+        for (raw, flag) in &r.mounts {
+            let lex = self.lex;
+            let env = &d.env;
+            let m = parse_mount(raw, &mut |v| lex.expand(v, env).map_err(|e| e.to_string()))
+                .map_err(|reason| LowerError::Mount {
+                    at,
+                    flag: *flag,
+                    reason,
+                })?;
+            let kind = self.mount_kind(stage, &m, &mut out.inputs, &mut ssh_index, at)?;
+            let target = mount_target(&m, raw, &d.workdir, ssh_index, at)?;
+            if let Some(e) = &m.env {
+                out.secret_envs.push(e.clone());
+            }
+            out.mounts.push(Mount { target, kind });
+        }
+        Ok(out)
+    }
+
+    /// What `m` mounts; a filesystem it reads is added to `inputs` (once). `ssh_index`
+    /// counts the ssh mounts so far.
+    fn mount_kind(
+        &mut self,
+        stage: usize,
         m: &RunMount,
         inputs: &mut Vec<NodeId>,
         ssh_index: &mut usize,
-    ) -> Result<MountKind, String> {
+        at: SourceLoc,
+    ) -> Result<MountKind, LowerError> {
         let input_for = |this: &mut Self,
                          from: &Option<String>,
                          inputs: &mut Vec<NodeId>|
-         -> Result<usize, String> {
+         -> Result<usize, LowerError> {
             let node = match from {
                 None => this.context_node(),
-                Some(f) => {
-                    let (source, _) = this.source_for(f, false);
-                    this.source_node(&source?, stage)?
-                }
+                Some(f) => this.source_node_for(f, false, stage, at)?,
             };
             Ok(match inputs.iter().position(|n| *n == node) {
                 Some(i) if i > 0 => i,
@@ -67,7 +112,7 @@ impl Lowering<'_> {
             }
             MountType::Tmpfs => MountKind::Tmpfs { size: m.size },
             MountType::Secret => {
-                let id = secret_id(m).ok_or("one of source, target required")?;
+                let id = secret_id(m).ok_or(LowerError::SecretWithoutId { at })?;
                 MountKind::Secret {
                     id,
                     env: m.env.clone(),
@@ -79,10 +124,9 @@ impl Lowering<'_> {
             }
             MountType::Ssh => {
                 if m.source.is_some() {
-                    return Err("ssh does not support source".into());
+                    return Err(LowerError::SshSource { at });
                 }
                 *ssh_index += 1;
-                let _ = d;
                 MountKind::Ssh {
                     id: m
                         .id
@@ -97,6 +141,42 @@ impl Lowering<'_> {
             }
         })
     }
+}
+
+/// Where `m` (written `raw`) is mounted: its target against the working directory, or where
+/// a secret or the `ssh_index`th ssh agent goes by default. Never `/`.
+fn mount_target(
+    m: &RunMount,
+    raw: &str,
+    workdir: &str,
+    ssh_index: usize,
+    at: SourceLoc,
+) -> Result<String, LowerError> {
+    let target = match (&m.kind, &m.target) {
+        (MountType::Secret, t) => match (t, &m.env) {
+            (Some(t), _) => absolute_in(workdir, t),
+            (None, Some(_)) => String::new(),
+            (None, None) => {
+                let id = secret_id(m).unwrap_or_default();
+                format!("/run/secrets/{}", base_name(&id))
+            }
+        },
+        (MountType::Ssh, t) => match t {
+            Some(t) => absolute_in(workdir, t),
+            None => format!("/run/buildkit/ssh_agent.{}", ssh_index - 1),
+        },
+        (_, Some(t)) => absolute_in(workdir, t),
+        (_, None) => {
+            return Err(LowerError::MountTargetMissing {
+                at,
+                mount: raw.to_owned(),
+            });
+        }
+    };
+    if target == "/" {
+        return Err(LowerError::MountTargetRoot { at, target });
+    }
+    Ok(target)
 }
 
 /// The type and `from=` of a mount value, read without expanding anything.
@@ -126,7 +206,8 @@ pub(super) fn mount_type_and_from(raw: &str) -> (Option<MountType>, Option<Strin
     (kind, from)
 }
 
-pub(super) fn secret_id(m: &RunMount) -> Option<String> {
+/// A secret's id: its `source` or `id`, else the name of its target.
+fn secret_id(m: &RunMount) -> Option<String> {
     m.source
         .clone()
         .or_else(|| m.id.clone())
@@ -134,7 +215,8 @@ pub(super) fn secret_id(m: &RunMount) -> Option<String> {
         .or_else(|| m.target.as_deref().map(base_name))
 }
 
-pub(super) fn base_name(p: &str) -> String {
+/// The last element of a path (Go's `path.Base`).
+fn base_name(p: &str) -> String {
     let trimmed = p.trim_end_matches('/');
     match trimmed.rsplit('/').next() {
         Some("") | None => "/".into(),

@@ -2,6 +2,7 @@
 //! own instructions.
 
 use super::Lowering;
+use super::error::{LowerError, TriggerError};
 use super::source::Source;
 use super::stage::{Base, Pending};
 use crate::instruction::{Command, Instr, Typed, type_instruction};
@@ -45,20 +46,21 @@ impl Lowering<'_> {
         for text in texts {
             match parse_trigger(&text, range) {
                 Ok(cmd) => triggers.push(Pending { cmd, onbuild: true }),
-                Err(msg) => self.diags.error(
-                    range.start,
-                    format!("failed to process ONBUILD trigger {text:?}: {msg}"),
-                ),
+                Err(error) => self.report(LowerError::Trigger {
+                    at: range.start,
+                    text,
+                    error,
+                }),
             }
         }
         let before: BTreeSet<Source> = self.plans[i].deps.clone();
         for t in &triggers {
-            for (s, _) in self.command_sources(&t.cmd.instr) {
+            for (s, _) in self.command_sources(&t.cmd.instr, range.start) {
                 match s {
                     Ok(s) => {
                         self.plans[i].deps.insert(s);
                     }
-                    Err(e) => self.diags.error(range.start, e),
+                    Err(e) => self.report(e),
                 }
             }
         }
@@ -70,14 +72,14 @@ impl Lowering<'_> {
 }
 
 /// Parses an ONBUILD trigger's text into one command (it may not be FROM).
-pub(super) fn parse_trigger(text: &str, range: SourceRange) -> Result<Command, String> {
-    let df = crate::parse(text.as_bytes()).map_err(|e| e.to_string())?;
+fn parse_trigger(text: &str, range: SourceRange) -> Result<Command, TriggerError> {
+    let df = crate::parse(text.as_bytes()).map_err(TriggerError::Parse)?;
     if df.instructions.len() != 1 {
-        return Err("onbuild trigger should be a single expression".into());
+        return Err(TriggerError::NotSingle);
     }
     let mut warnings = Vec::new();
-    match type_instruction(&df.instructions[0], &mut warnings).map_err(|d| d.text())? {
-        Typed::From(_) => Err("FROM isn't allowed as an ONBUILD trigger".into()),
+    match type_instruction(&df.instructions[0], &mut warnings).map_err(TriggerError::Invalid)? {
+        Typed::From(_) => Err(TriggerError::From),
         Typed::Command(mut c) => {
             c.range = range;
             Ok(c)

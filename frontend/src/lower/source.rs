@@ -1,6 +1,7 @@
 //! The filesystems an instruction reads besides its own stage (`COPY --from`, `RUN
 //! --mount=from=`, the build context) and the graph nodes that stand for them.
 
+use super::error::LowerError;
 use super::mount::mount_type_and_from;
 use super::{Lowering, ResolvedImage};
 use crate::diagnostic::suggest;
@@ -9,7 +10,7 @@ use crate::instruction::Instr;
 use crate::mount::MountType;
 use crate::reference::normalize_reference;
 use crate::scope::EnvList;
-use strata_graph::{ImageSource, NodeId, Op, SourceRange};
+use strata_graph::{ImageSource, NodeId, Op, SourceLoc, SourceRange};
 
 /// A reference from a command to another filesystem (`COPY --from`, `--mount from=`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -21,13 +22,17 @@ pub(super) enum Source {
 
 impl Lowering<'_> {
     /// The filesystems a command reads besides its own stage; the flag says whether BuildKit
-    /// counts it as an extra (unregistered) stage.
-    pub(super) fn command_sources(&self, instr: &Instr) -> Vec<(Result<Source, String>, bool)> {
+    /// counts it as an extra (unregistered) stage. Errors are at `at`, the command's place.
+    pub(super) fn command_sources(
+        &self,
+        instr: &Instr,
+        at: SourceLoc,
+    ) -> Vec<(Result<Source, LowerError>, bool)> {
         let mut out = Vec::new();
         match instr {
             Instr::Copy(c) => {
                 if let Some(from) = &c.from {
-                    out.push(self.source_for(from, true));
+                    out.push(self.source_for(from, true, at));
                 }
             }
             Instr::Run(r) => {
@@ -36,7 +41,7 @@ impl Lowering<'_> {
                     match (kind, from) {
                         (Some(MountType::Tmpfs), _) => {}
                         (Some(MountType::Cache), None) => out.push((Ok(Source::Scratch), true)),
-                        (_, Some(from)) => out.push(self.source_for(&from, false)),
+                        (_, Some(from)) => out.push(self.source_for(&from, false, at)),
                         _ => {}
                     }
                 }
@@ -46,22 +51,26 @@ impl Lowering<'_> {
         out
     }
 
-    pub(super) fn source_for(&self, from: &str, copy: bool) -> (Result<Source, String>, bool) {
+    /// What `from` (of `COPY --from` when `copy`, else of `--mount from=`) names; the flag
+    /// says whether BuildKit counts it as an extra stage.
+    pub(super) fn source_for(
+        &self,
+        from: &str,
+        copy: bool,
+        at: SourceLoc,
+    ) -> (Result<Source, LowerError>, bool) {
         if copy && from.contains('$') {
             let changed = Lexer::new(self.stages.escape)
                 .expand(from, &EnvList::new())
                 .map_or(true, |r| r != from);
             if changed {
-                return (
-                    Err("variable expansion is not supported for --from, define a new stage with FROM using ARG from global scope as a workaround".into()),
-                    false,
-                );
+                return (Err(LowerError::FromVariable { at }), false);
             }
         }
         if let Ok(index) = from.parse::<i64>() {
             return match self.stages.resolve_ref(from) {
                 Ok(Some(i)) => (Ok(Source::Stage(i)), false),
-                _ => (Err(format!("invalid stage index {index}")), false),
+                _ => (Err(LowerError::StageIndex { at, index }), false),
             };
         }
         if let Some(s) = self.find_stage(from) {
@@ -72,16 +81,15 @@ impl Lowering<'_> {
         }
         match normalize_reference(from) {
             Ok(r) => (Ok(Source::Image(r)), true),
-            Err(e) => {
+            Err(error) => {
                 let hint = suggest(from, self.stages.names(), false);
-                let msg = format!("{from:?} is neither a stage nor a valid image reference: {e}");
-                (
-                    Err(match hint {
-                        Some(h) => format!("{msg} (did you mean {h}?)"),
-                        None => msg,
-                    }),
-                    false,
-                )
+                let e = LowerError::NotStageOrImage {
+                    at,
+                    from: from.to_owned(),
+                    error,
+                    hint,
+                };
+                (Err(e), false)
             }
         }
     }
@@ -129,29 +137,44 @@ impl Lowering<'_> {
         id
     }
 
-    /// The node for a `--from`/`from=` source, or an error message.
-    pub(super) fn source_node(
+    /// The node for what `from` (of `COPY --from` when `copy`, else of `--mount from=`)
+    /// names, read by a command of stage `current` at `at`.
+    pub(super) fn source_node_for(
+        &mut self,
+        from: &str,
+        copy: bool,
+        current: usize,
+        at: SourceLoc,
+    ) -> Result<NodeId, LowerError> {
+        let (source, _) = self.source_for(from, copy, at);
+        self.source_node(&source?, current, at)
+    }
+
+    /// The node for a `--from`/`from=` source.
+    fn source_node(
         &mut self,
         source: &Source,
         current: usize,
-    ) -> Result<NodeId, String> {
+        at: SourceLoc,
+    ) -> Result<NodeId, LowerError> {
+        let name = |s: usize| self.stages.stages[s].display_name();
         match source {
             Source::Scratch => Ok(self.scratch_node("scratch".into(), None)),
-            Source::Stage(s) if *s == current => Err(format!(
-                "circular dependency detected on stage: {}",
-                self.stages.stages[current].display_name()
-            )),
+            Source::Stage(s) if *s == current => Err(LowerError::CircularDependency {
+                at,
+                stage: name(current),
+            }),
             Source::Stage(s) => match self.stage_nodes[*s] {
                 Some(node) => Ok(node),
-                None if *s > current => Err(format!(
-                    "cannot copy from stage {:?}, it needs to be defined before current stage {:?}",
-                    self.stages.stages[*s].display_name(),
-                    self.stages.stages[current].display_name()
-                )),
-                None => Err(format!(
-                    "stage {:?} could not be built",
-                    self.stages.stages[*s].display_name()
-                )),
+                None if *s > current => Err(LowerError::StageDefinedLater {
+                    at,
+                    stage: name(*s),
+                    current: name(current),
+                }),
+                None => Err(LowerError::StageNotBuilt {
+                    at,
+                    stage: name(*s),
+                }),
             },
             Source::Image(r) => {
                 let platform = self.opts.target_platform.clone();
@@ -162,7 +185,10 @@ impl Lowering<'_> {
                     .flatten()
                 {
                     Some(img) => Ok(self.image_node(&img, format!("FROM {}", img.reference), None)),
-                    None => Err(format!("image {r} could not be resolved")),
+                    None => Err(LowerError::ImageNotResolved {
+                        at,
+                        reference: r.clone(),
+                    }),
                 }
             }
         }

@@ -2,6 +2,7 @@
 //! and the walk through one stage's instructions.
 
 use super::context::{DEFAULT_PATH, Dispatch, fresh_dispatch, prefix_label, refresh_env_index};
+use super::error::LowerError;
 use super::path::normalize_workdir;
 use super::source::Source;
 use super::{Lowering, ResolvedImage};
@@ -11,7 +12,7 @@ use crate::platform::Platform;
 use crate::reference::normalize_reference;
 use std::collections::{BTreeSet, HashMap};
 use std::rc::Rc;
-use strata_graph::ImageConfig;
+use strata_graph::{ImageConfig, SourceLoc};
 
 /// What a stage is built on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,9 +51,33 @@ impl Lowering<'_> {
         // The stages named so far: `FROM name` means the last one defined above.
         let mut named_above: HashMap<&str, usize> = HashMap::new();
         for stage in stages {
-            let mut plan = Plan {
-                base: Base::Invalid,
-                platform: None,
+            let at = stage.range.start;
+            self.undefined_from_args(&stage.base, at);
+            if let Some(p) = &stage.platform {
+                self.undefined_from_args(p, at);
+            }
+            let base = self.stage_base(&stage.base, &named_above, at);
+            let platform = match &stage.platform {
+                Some(p) => self.platform_flag(p, at),
+                None => None,
+            };
+            let mut deps = BTreeSet::new();
+            for c in &stage.commands {
+                for (source, counts) in self.command_sources(&c.instr, c.range.start) {
+                    match source {
+                        Ok(s) => {
+                            if counts {
+                                unregistered += 1;
+                            }
+                            deps.insert(s);
+                        }
+                        Err(e) => self.report(e),
+                    }
+                }
+            }
+            self.plans.push(Plan {
+                base,
+                platform,
                 commands: stage
                     .commands
                     .iter()
@@ -61,75 +86,9 @@ impl Lowering<'_> {
                         onbuild: false,
                     })
                     .collect(),
-                deps: BTreeSet::new(),
+                deps,
                 triggers_added: false,
-            };
-            let at = stage.range.start;
-            self.undefined_from_args(&stage.base, at);
-            if let Some(p) = &stage.platform {
-                self.undefined_from_args(p, at);
-            }
-            match self.lex.expand(&stage.base, &self.global) {
-                Err(e) => self.diags.error(at, e.to_string()),
-                Ok(base) if base.is_empty() => {
-                    self.diags.error(
-                        at,
-                        format!("base name ({}) should not be blank", stage.base),
-                    );
-                }
-                Ok(base) => {
-                    plan.base = if base == "scratch" {
-                        Base::Scratch
-                    } else if let Some(&s) = named_above.get(base.as_str()) {
-                        Base::Stage(s)
-                    } else {
-                        match normalize_reference(&base) {
-                            Ok(r) => Base::Image(r),
-                            Err(e) => {
-                                let hint = suggest(&base, self.stages.names(), false);
-                                self.diags.push(
-                                    Diagnostic::error(
-                                        at,
-                                        format!("failed to parse stage name {base:?}: {e}"),
-                                    )
-                                    .with_suggestion(hint),
-                                );
-                                Base::Invalid
-                            }
-                        }
-                    };
-                }
-            }
-            if let Some(p) = &stage.platform {
-                match self.lex.expand(p, &self.global) {
-                    Err(e) => self
-                        .diags
-                        .error(at, format!("failed to process arguments for platform: {e}")),
-                    Ok(v) if v.is_empty() => self
-                        .diags
-                        .error(at, format!("empty platform value from expression {p}")),
-                    Ok(v) => match Platform::parse(&v, &self.opts.target_platform) {
-                        Ok(p) => plan.platform = Some(p),
-                        Err(e) => self
-                            .diags
-                            .error(at, format!("failed to parse platform {p}: {e}")),
-                    },
-                }
-            }
-            for c in &stage.commands {
-                for (source, counts) in self.command_sources(&c.instr) {
-                    match source {
-                        Ok(s) => {
-                            if counts {
-                                unregistered += 1;
-                            }
-                            plan.deps.insert(s);
-                        }
-                        Err(e) => self.diags.error(c.range.start, e),
-                    }
-                }
-            }
-            self.plans.push(plan);
+            });
             if let Some(name) = &stage.name {
                 named_above.insert(name, stage.index);
             }
@@ -147,9 +106,72 @@ impl Lowering<'_> {
         }
     }
 
+    /// What `FROM written` (at `at`) builds on: `scratch`, a stage named above, or an image.
+    fn stage_base(
+        &mut self,
+        written: &str,
+        named_above: &HashMap<&str, usize>,
+        at: SourceLoc,
+    ) -> Base {
+        let base = match self.lex.expand(written, &self.global) {
+            Err(error) => {
+                self.report(LowerError::Expand { at, error });
+                return Base::Invalid;
+            }
+            Ok(base) if base.is_empty() => {
+                self.report(LowerError::BlankBase {
+                    at,
+                    base: written.to_owned(),
+                });
+                return Base::Invalid;
+            }
+            Ok(base) => base,
+        };
+        if base == "scratch" {
+            return Base::Scratch;
+        }
+        if let Some(&s) = named_above.get(base.as_str()) {
+            return Base::Stage(s);
+        }
+        match normalize_reference(&base) {
+            Ok(r) => Base::Image(r),
+            Err(error) => {
+                let hint = suggest(&base, self.stages.names(), false);
+                self.report(LowerError::InvalidBase {
+                    at,
+                    base,
+                    error,
+                    hint,
+                });
+                Base::Invalid
+            }
+        }
+    }
+
+    /// The platform `FROM --platform=expression` (at `at`) asks for.
+    fn platform_flag(&mut self, expression: &str, at: SourceLoc) -> Option<Platform> {
+        let error = match self.lex.expand(expression, &self.global) {
+            Err(error) => LowerError::PlatformArgs { at, error },
+            Ok(v) if v.is_empty() => LowerError::EmptyPlatform {
+                at,
+                expression: expression.to_owned(),
+            },
+            Ok(v) => match Platform::parse(&v, &self.opts.target_platform) {
+                Ok(p) => return Some(p),
+                Err(error) => LowerError::InvalidPlatform {
+                    at,
+                    expression: expression.to_owned(),
+                    error,
+                },
+            },
+        };
+        self.report(error);
+        None
+    }
+
     /// BuildKit's `UndefinedArgInFrom` lint: a FROM line names a variable no global ARG
     /// declares (and that is not a platform arg).
-    pub(super) fn undefined_from_args(&mut self, word: &str, at: strata_graph::SourceLoc) {
+    pub(super) fn undefined_from_args(&mut self, word: &str, at: SourceLoc) {
         let Ok(e) = self.lex.process(word, &self.global) else {
             return;
         };
@@ -220,7 +242,7 @@ impl Lowering<'_> {
         &mut self,
         reference: &str,
         platform: &Platform,
-        at: strata_graph::SourceLoc,
+        at: SourceLoc,
     ) -> Option<ResolvedImage> {
         let key = (reference.to_owned(), platform.format());
         if let Some(r) = self.images.get(&key) {
@@ -228,17 +250,16 @@ impl Lowering<'_> {
         }
         let result = match self.resolver.resolve(reference, platform) {
             Ok(img) => Some(img),
-            Err(e) => {
+            Err(reason) => {
                 let short = reference.trim_start_matches("docker.io/library/");
                 let short = short.strip_suffix(":latest").unwrap_or(short);
                 let hint = suggest(short, self.stages.names(), false);
-                self.diags.push(
-                    Diagnostic::error(
-                        at,
-                        format!("failed to resolve source metadata for {reference}: {e}"),
-                    )
-                    .with_suggestion(hint),
-                );
+                self.report(LowerError::Resolve {
+                    at,
+                    reference: reference.to_owned(),
+                    reason,
+                    hint,
+                });
                 None
             }
         };
@@ -246,13 +267,13 @@ impl Lowering<'_> {
         result
     }
 
+    /// Lowers stage `i`: its base, then each instruction (inherited triggers first).
     pub(super) fn dispatch_stage(&mut self, i: usize) {
-        let all = Rc::clone(&self.stages);
-        let stage = &all.stages[i];
         let plan = Plan {
             commands: std::mem::take(&mut self.plans[i].commands),
             ..self.plans[i].clone()
         };
+        // The steps a label numbers: the base image, layers, and every trigger.
         let cmd_total = usize::from(matches!(plan.base, Base::Image(_)))
             + plan
                 .commands
@@ -265,28 +286,54 @@ impl Lowering<'_> {
                         )
                 })
                 .count();
+        let Some(mut d) = self.start_stage(i, &plan.base, cmd_total) else {
+            return;
+        };
+        // BuildKit makes sure PATH is always set.
+        refresh_env_index(&d.config, &mut d.config_env_index);
+        if !d.config_env_index.contains_key("PATH") && d.platform.os != "windows" {
+            d.config.env.push(format!("PATH={DEFAULT_PATH}"));
+            d.env.set("PATH", DEFAULT_PATH);
+        }
+
+        for p in &plan.commands {
+            d.onbuild = p.onbuild;
+            if let Err(e) = self.dispatch(i, &mut d, &p.cmd) {
+                self.report(e);
+            }
+        }
+        d.onbuild = false;
+        self.stage_nodes[i] = Some(d.node);
+        self.done[i] = Some(d);
+        self.stage_done[i] = true;
+    }
+
+    /// The state stage `i` starts in: its base stage's, or a fresh one on scratch or on its
+    /// base image (whose env, working directory and user it takes). `None` when the base is
+    /// not there (already reported).
+    fn start_stage(&mut self, i: usize, base: &Base, cmd_total: usize) -> Option<Dispatch> {
+        let all = Rc::clone(&self.stages);
+        let stage = &all.stages[i];
         let label_name = if self.multi_stage {
             stage.display_name()
         } else {
             String::new()
         };
         let platform = self.stage_platform(i);
-        let mut d = match &plan.base {
-            Base::Stage(b) => match self.inherit(*b) {
-                Some(mut parent) => {
-                    parent.config.on_build.clear();
-                    Dispatch {
-                        cmd_set: false,
-                        used_once: [None; 3],
-                        cmd_index: 0,
-                        cmd_total,
-                        label_name,
-                        onbuild: false,
-                        ..parent
-                    }
+        Some(match base {
+            Base::Stage(b) => {
+                let mut parent = self.inherit(*b)?;
+                parent.config.on_build.clear();
+                Dispatch {
+                    cmd_set: false,
+                    used_once: [None; 3],
+                    cmd_index: 0,
+                    cmd_total,
+                    label_name,
+                    onbuild: false,
+                    ..parent
                 }
-                None => return,
-            },
+            }
             Base::Scratch => {
                 let node = self.scratch_node(
                     prefix_label(&label_name, 0, 0, false, "FROM scratch"),
@@ -301,14 +348,11 @@ impl Lowering<'_> {
                 )
             }
             Base::Image(r) => {
-                let Some(img) = self
+                let img = self
                     .images
                     .get(&(r.clone(), platform.format()))
                     .cloned()
-                    .flatten()
-                else {
-                    return;
-                };
+                    .flatten()?;
                 let label = prefix_label(
                     &label_name,
                     1,
@@ -331,25 +375,8 @@ impl Lowering<'_> {
                 d.user = img.config.user.clone();
                 d
             }
-            Base::Invalid => return,
-        };
-        // BuildKit makes sure PATH is always set.
-        refresh_env_index(&d.config, &mut d.config_env_index);
-        if !d.config_env_index.contains_key("PATH") && d.platform.os != "windows" {
-            d.config.env.push(format!("PATH={DEFAULT_PATH}"));
-            d.env.set("PATH", DEFAULT_PATH);
-        }
-
-        for p in &plan.commands {
-            d.onbuild = p.onbuild;
-            if let Err(msg) = self.dispatch(i, &mut d, &p.cmd) {
-                self.diags.error(p.cmd.range.start, msg);
-            }
-        }
-        d.onbuild = false;
-        self.stage_nodes[i] = Some(d.node);
-        self.done[i] = Some(d);
-        self.stage_done[i] = true;
+            Base::Invalid => return None,
+        })
     }
 
     /// The state of base stage `b` for a stage built on it: taken over by the last such stage

@@ -298,16 +298,11 @@ impl<'a> Planner<'a> {
                 uid: 0,
                 gid: 0,
             });
-            let h = self.handle();
-            self.push(Step::CloneInside {
-                handle: h,
-                from: own,
-                path: name,
-                attrs: MountAttrs {
-                    readonly: true,
-                    ..MountAttrs::SAFE
-                },
-            });
+            let attrs = MountAttrs {
+                readonly: true,
+                ..MountAttrs::SAFE
+            };
+            let h = self.clone_inside(own, name, attrs);
             etc.push((h, target.clone()));
         }
         etc
@@ -341,29 +336,7 @@ impl<'a> Planner<'a> {
                 source,
                 scratch,
             } => {
-                let fs = self.handle();
-                parked.push(fs);
-                self.push(Step::Overlay {
-                    handle: fs,
-                    lowers: lowers.clone(),
-                    scratch: scratch.clone(),
-                    attrs: MountAttrs {
-                        nodev: true,
-                        ..MountAttrs::NONE
-                    },
-                });
-                let h = self.handle();
-                let attrs = MountAttrs {
-                    readonly: scratch.is_none(),
-                    nodev: true,
-                    ..MountAttrs::NONE
-                };
-                self.push(Step::CloneInside {
-                    handle: h,
-                    from: fs,
-                    path: source.clone(),
-                    attrs,
-                });
+                let h = self.bind_inside_overlay(lowers, scratch, source, parked);
                 (Some(h), target, None)
             }
             SpecMount::Dir {
@@ -401,20 +374,13 @@ impl<'a> Planner<'a> {
                     uid: *uid,
                     gid: *gid,
                 });
-                let h = self.handle();
                 let attrs = MountAttrs {
                     readonly: true,
                     nosuid: true,
                     nodev: true,
                     ..MountAttrs::NONE
                 };
-                self.push(Step::CloneInside {
-                    handle: h,
-                    from: own,
-                    path: name,
-                    attrs,
-                });
-                (Some(h), target, None)
+                (Some(self.clone_inside(own, name, attrs)), target, None)
             }
             SpecMount::Socket { target, path } => {
                 let h = self.handle();
@@ -431,6 +397,46 @@ impl<'a> Planner<'a> {
             target: target.clone(),
             tmpfs_size,
         }
+    }
+
+    /// `source` inside an overlay of `lowers` (read-only, or over the throw-away upper of
+    /// `scratch`), detached; the overlay is added to `parked`.
+    fn bind_inside_overlay(
+        &mut self,
+        lowers: &[PathBuf],
+        scratch: &Option<(PathBuf, PathBuf)>,
+        source: &str,
+        parked: &mut Vec<usize>,
+    ) -> usize {
+        let fs = self.handle();
+        parked.push(fs);
+        self.push(Step::Overlay {
+            handle: fs,
+            lowers: lowers.to_vec(),
+            scratch: scratch.clone(),
+            attrs: MountAttrs {
+                nodev: true,
+                ..MountAttrs::NONE
+            },
+        });
+        let attrs = MountAttrs {
+            readonly: scratch.is_none(),
+            nodev: true,
+            ..MountAttrs::NONE
+        };
+        self.clone_inside(fs, source.to_owned(), attrs)
+    }
+
+    /// A detached bind of `path` inside the mount `from`: its handle.
+    fn clone_inside(&mut self, from: usize, path: String, attrs: MountAttrs) -> usize {
+        let h = self.handle();
+        self.push(Step::CloneInside {
+            handle: h,
+            from,
+            path,
+            attrs,
+        });
+        h
     }
 
     /// Parks the mounts no longer needed, attaches the root overlay and makes it `/`.

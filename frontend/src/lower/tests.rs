@@ -400,3 +400,64 @@ fn check_directive_skips_rules_or_makes_them_errors() {
         ]
     );
 }
+
+#[test]
+fn errors_found_while_lowering_name_the_line_and_the_problem() {
+    let cases = [
+        (
+            "FROM alpine\nARG T=/\nRUN --mount=type=bind,target=$T true\n",
+            "Dockerfile:3:1: invalid mount target \"/\"",
+        ),
+        (
+            "FROM alpine\nARG S=x\nRUN --mount=type=ssh,source=$S true\n",
+            "Dockerfile:3:1: ssh does not support source",
+        ),
+        (
+            "FROM alpine\nARG M=type=bogus\nRUN --mount=$M true\n",
+            "Dockerfile:3:1: invalid field '$M' must be a key=value pair (at 3:5)",
+        ),
+        (
+            "FROM alpine\nARG V\nVOLUME $V\n",
+            "Dockerfile:3:1: VOLUME specified can not be an empty string",
+        ),
+        (
+            "FROM alpine\nARG S=SIGFOO\nSTOPSIGNAL $S\n",
+            "Dockerfile:3:1: Invalid signal: SIGFOO",
+        ),
+        (
+            "FROM alpine\nEXPOSE 1-2:3-7\n",
+            "Dockerfile:2:1: invalid ranges specified for container and host Ports: 3-7 and 1-2",
+        ),
+        (
+            "FROM alpine\nADD --checksum=md5:abc https://x.test/f /f\n",
+            "Dockerfile:2:1: unsupported digest algorithm \"md5\"",
+        ),
+        (
+            "FROM alpine AS build\nFROM alpine\nCOPY --from=buildd: /a /b\n",
+            "Dockerfile:3:1: \"buildd:\" is neither a stage nor a valid image reference: invalid reference format: invalid tag (did you mean build?)",
+        ),
+        (
+            "ARG P\nFROM --platform=$P alpine\n",
+            "Dockerfile:2:1: empty platform value from expression $P",
+        ),
+        (
+            "FROM --platform=foo alpine\n",
+            "Dockerfile:1:1: failed to parse platform foo: invalid platform \"foo\": expected os/arch[/variant]",
+        ),
+        (
+            "FROM alpine AS base\nONBUILD RUN --bogus x\nFROM base\n",
+            "Dockerfile:3:1: failed to process ONBUILD trigger \"RUN --bogus x\": unknown flag: bogus",
+        ),
+        (
+            "FROM alpine\nCOPY git@github.com:a/b.git /x\n",
+            "Dockerfile:2:1: source can't be a git ref for COPY",
+        ),
+        (
+            "FROM alpine\nENV A=${B:?unset}\n",
+            "Dockerfile:2:1: failed to process \"${B:?unset}\": B: unset",
+        ),
+    ];
+    for (src, want) in cases {
+        assert_eq!(errors(src), [want], "{src}");
+    }
+}

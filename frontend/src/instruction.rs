@@ -714,47 +714,30 @@ fn type_shell(i: &ast::Instruction) -> Result<Vec<String>, Diagnostic> {
     Ok(args)
 }
 
-fn type_copy(i: &ast::Instruction, is_add: bool) -> Result<Instr, Diagnostic> {
-    let name = if is_add { "ADD" } else { "COPY" };
-    let loc = i.loc();
-    let args = strings(&i.args);
-    if args.len() < 2 {
-        return Err(Diagnostic::error(
-            loc,
-            format!(
-                "{name} requires at least two arguments, but only one was provided. Destination could not be determined"
-            ),
-        ));
-    }
-    let specs: &[(&'static str, FlagKind)] = if is_add {
-        &[
-            ("chown", FlagKind::String),
-            ("chmod", FlagKind::String),
-            ("link", FlagKind::Bool),
-            ("keep-git-dir", FlagKind::Bool),
-            ("checksum", FlagKind::String),
-            ("exclude", FlagKind::Strings),
-            ("unpack", FlagKind::Bool),
-        ]
-    } else {
-        &[
-            ("chown", FlagKind::String),
-            ("from", FlagKind::String),
-            ("chmod", FlagKind::String),
-            ("link", FlagKind::Bool),
-            ("parents", FlagKind::Bool),
-            ("exclude", FlagKind::Strings),
-        ]
-    };
-    let flags = parse_flags(i, specs)?;
-    let (srcs, dest) = args.split_at(args.len() - 1);
-    let dest = dest[0].clone();
-    if heredoc_marker(&dest).is_some() && !i.is_json() {
-        return Err(Diagnostic::error(
-            loc,
-            format!("{name} cannot accept a heredoc as a destination"),
-        ));
-    }
+/// The flags ADD takes.
+const ADD_FLAGS: [(&str, FlagKind); 7] = [
+    ("chown", FlagKind::String),
+    ("chmod", FlagKind::String),
+    ("link", FlagKind::Bool),
+    ("keep-git-dir", FlagKind::Bool),
+    ("checksum", FlagKind::String),
+    ("exclude", FlagKind::Strings),
+    ("unpack", FlagKind::Bool),
+];
+
+/// The flags COPY takes.
+const COPY_FLAGS: [(&str, FlagKind); 6] = [
+    ("chown", FlagKind::String),
+    ("from", FlagKind::String),
+    ("chmod", FlagKind::String),
+    ("link", FlagKind::Bool),
+    ("parents", FlagKind::Bool),
+    ("exclude", FlagKind::Strings),
+];
+
+/// COPY/ADD sources: paths as written, and heredoc markers (not in JSON form) with their
+/// bodies.
+fn copy_sources(i: &ast::Instruction, srcs: &[String]) -> (Vec<String>, Vec<SourceContent>) {
     let mut sources = Vec::new();
     let mut contents = Vec::new();
     for src in srcs {
@@ -775,6 +758,31 @@ fn type_copy(i: &ast::Instruction, is_add: bool) -> Result<Instr, Diagnostic> {
             None => sources.push(src.clone()),
         }
     }
+    (sources, contents)
+}
+
+fn type_copy(i: &ast::Instruction, is_add: bool) -> Result<Instr, Diagnostic> {
+    let name = if is_add { "ADD" } else { "COPY" };
+    let loc = i.loc();
+    let args = strings(&i.args);
+    if args.len() < 2 {
+        return Err(Diagnostic::error(
+            loc,
+            format!(
+                "{name} requires at least two arguments, but only one was provided. Destination could not be determined"
+            ),
+        ));
+    }
+    let flags = parse_flags(i, if is_add { &ADD_FLAGS } else { &COPY_FLAGS })?;
+    let (srcs, dest) = args.split_at(args.len() - 1);
+    let dest = dest[0].clone();
+    if heredoc_marker(&dest).is_some() && !i.is_json() {
+        return Err(Diagnostic::error(
+            loc,
+            format!("{name} cannot accept a heredoc as a destination"),
+        ));
+    }
+    let (sources, contents) = copy_sources(i, srcs);
     if let Some(chmod) = flags.string("chmod")
         && !chmod.contains('$')
         && !valid_chmod(chmod)
@@ -897,50 +905,55 @@ fn type_healthcheck(i: &ast::Instruction) -> Result<Healthcheck, Diagnostic> {
         "CMD-SHELL".to_owned()
     }];
     test.extend(args);
-    let duration = |name: &str| -> Result<i64, Diagnostic> {
-        let Some(v) = flags.string(name) else {
-            return Ok(0);
-        };
-        let at = flags.loc(name).unwrap_or(loc);
-        if v.is_empty() {
-            return Ok(0);
-        }
-        let d = parse_go_duration(v).map_err(|e| Diagnostic::error(at, e.to_string()))?;
-        if d != 0 && d < 1_000_000 {
-            return Err(Diagnostic::error(
-                at,
-                format!("Interval {name:?} cannot be less than 1ms"),
-            ));
-        }
-        Ok(d)
-    };
-    let retries = match flags.string("retries").filter(|v| !v.is_empty()) {
-        None => 0,
-        Some(v) => {
-            let at = flags.loc("retries").unwrap_or(loc);
-            let n: i32 = v.parse().map_err(|_| {
-                Diagnostic::error(
-                    at,
-                    format!("strconv.ParseInt: parsing {v:?}: invalid syntax"),
-                )
-            })?;
-            if n < 0 {
-                return Err(Diagnostic::error(
-                    at,
-                    format!("--retries cannot be negative ({n})"),
-                ));
-            }
-            i64::from(n)
-        }
-    };
+    let retries = healthcheck_retries(&flags, loc)?;
     Ok(Healthcheck {
         test,
-        interval: duration("interval")?,
-        timeout: duration("timeout")?,
-        start_period: duration("start-period")?,
-        start_interval: duration("start-interval")?,
+        interval: healthcheck_duration(&flags, "interval", loc)?,
+        timeout: healthcheck_duration(&flags, "timeout", loc)?,
+        start_period: healthcheck_duration(&flags, "start-period", loc)?,
+        start_interval: healthcheck_duration(&flags, "start-interval", loc)?,
         retries,
     })
+}
+
+/// A HEALTHCHECK duration flag in ns (0 when not given); at least 1ms when not 0.
+fn healthcheck_duration(flags: &Flags, name: &str, loc: SourceLoc) -> Result<i64, Diagnostic> {
+    let Some(v) = flags.string(name) else {
+        return Ok(0);
+    };
+    let at = flags.loc(name).unwrap_or(loc);
+    if v.is_empty() {
+        return Ok(0);
+    }
+    let d = parse_go_duration(v).map_err(|e| Diagnostic::error(at, e.to_string()))?;
+    if d != 0 && d < 1_000_000 {
+        return Err(Diagnostic::error(
+            at,
+            format!("Interval {name:?} cannot be less than 1ms"),
+        ));
+    }
+    Ok(d)
+}
+
+/// HEALTHCHECK `--retries` (0 when not given), not negative.
+fn healthcheck_retries(flags: &Flags, loc: SourceLoc) -> Result<i64, Diagnostic> {
+    let Some(v) = flags.string("retries").filter(|v| !v.is_empty()) else {
+        return Ok(0);
+    };
+    let at = flags.loc("retries").unwrap_or(loc);
+    let n: i32 = v.parse().map_err(|_| {
+        Diagnostic::error(
+            at,
+            format!("strconv.ParseInt: parsing {v:?}: invalid syntax"),
+        )
+    })?;
+    if n < 0 {
+        return Err(Diagnostic::error(
+            at,
+            format!("--retries cannot be negative ({n})"),
+        ));
+    }
+    Ok(i64::from(n))
 }
 
 /// The argument strings BuildKit's node chain holds, for instructions whose arguments are a

@@ -16,7 +16,8 @@
 //! base, platform, image) and applies its instructions in the expansion `context`; `onbuild`
 //! brings in inherited triggers; `source` finds what `--from` and `from=` name; `config`
 //! lowers each instruction (the config-only ones itself), `run`, `mount` and `copy` the ones
-//! that make layers; `path` cleans paths inside the image.
+//! that make layers; `path` cleans paths inside the image; `error` says what went wrong
+//! where.
 
 mod config;
 mod context;

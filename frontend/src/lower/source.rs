@@ -53,7 +53,7 @@ impl Lowering<'_> {
 
     /// What `from` (of `COPY --from` when `copy`, else of `--mount from=`) names; the flag
     /// says whether BuildKit counts it as an extra stage.
-    pub(super) fn source_for(
+    fn source_for(
         &self,
         from: &str,
         copy: bool,
@@ -94,6 +94,7 @@ impl Lowering<'_> {
         }
     }
 
+    /// The build context's node (made once).
     pub(super) fn context_node(&mut self) -> NodeId {
         if let Some(c) = self.context {
             return c;
@@ -111,6 +112,7 @@ impl Lowering<'_> {
         id
     }
 
+    /// The node of a resolved image (one per image ID).
     pub(super) fn image_node(
         &mut self,
         img: &ResolvedImage,
@@ -131,6 +133,7 @@ impl Lowering<'_> {
         id
     }
 
+    /// A new empty filesystem node.
     pub(super) fn scratch_node(&mut self, label: String, range: Option<SourceRange>) -> NodeId {
         let id = self.graph.add(Op::Scratch, vec![], label, range);
         self.order.push(id);

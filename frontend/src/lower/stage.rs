@@ -171,7 +171,7 @@ impl Lowering<'_> {
 
     /// BuildKit's `UndefinedArgInFrom` lint: a FROM line names a variable no global ARG
     /// declares (and that is not a platform arg).
-    pub(super) fn undefined_from_args(&mut self, word: &str, at: SourceLoc) {
+    fn undefined_from_args(&mut self, word: &str, at: SourceLoc) {
         let Ok(e) = self.lex.process(word, &self.global) else {
             return;
         };
@@ -191,7 +191,7 @@ impl Lowering<'_> {
     }
 
     /// Whether a global ARG (before the first FROM) declares `name`.
-    pub(super) fn declared_global(&self, name: &str) -> bool {
+    fn declared_global(&self, name: &str) -> bool {
         self.global_names.contains(name)
     }
 
@@ -220,10 +220,12 @@ impl Lowering<'_> {
         seen
     }
 
+    /// Stage `i`'s platform (once planned).
     pub(super) fn stage_platform(&self, i: usize) -> Platform {
         self.platforms[i].clone()
     }
 
+    /// Resolves stage `i`'s base image and the images its commands read.
     pub(super) fn resolve_stage_images(&mut self, i: usize) {
         let platform = self.stage_platform(i);
         let at = self.stages.stages[i].range.start;
@@ -238,6 +240,8 @@ impl Lowering<'_> {
         }
     }
 
+    /// The image `reference` for `platform`, asked of the resolver once; a failure is
+    /// reported at `at`.
     pub(super) fn resolve(
         &mut self,
         reference: &str,
@@ -381,7 +385,7 @@ impl Lowering<'_> {
 
     /// The state of base stage `b` for a stage built on it: taken over by the last such stage
     /// (unless `b` is the target), copied for the others.
-    pub(super) fn inherit(&mut self, b: usize) -> Option<Dispatch> {
+    fn inherit(&mut self, b: usize) -> Option<Dispatch> {
         self.heirs[b] = self.heirs[b].saturating_sub(1);
         if self.heirs[b] == 0 && self.target != Some(b) {
             self.done[b].take()

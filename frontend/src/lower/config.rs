@@ -80,10 +80,7 @@ impl Lowering<'_> {
         pairs: &[NameValue],
         at: SourceLoc,
     ) -> Result<String, LowerError> {
-        let mut expanded = Vec::new();
-        for p in pairs {
-            expanded.push((self.expand(d, &p.key, at)?, self.expand(d, &p.value, at)?));
-        }
+        let expanded = self.expand_pairs(d, pairs, at)?;
         let mut text = String::from("ENV");
         for (k, v) in &expanded {
             text.push_str(&format!(" {k}={v}"));
@@ -100,16 +97,25 @@ impl Lowering<'_> {
         pairs: &[NameValue],
         at: SourceLoc,
     ) -> Result<String, LowerError> {
-        let mut expanded = Vec::new();
-        for p in pairs {
-            expanded.push((self.expand(d, &p.key, at)?, self.expand(d, &p.value, at)?));
-        }
         let mut text = String::from("LABEL");
-        for (k, v) in expanded {
+        for (k, v) in self.expand_pairs(d, pairs, at)? {
             text.push_str(&format!(" {k}={v}"));
             d.config.labels.insert(k, v);
         }
         Ok(text)
+    }
+
+    /// The keys and values of ENV or LABEL, expanded (all with the variables from before).
+    fn expand_pairs(
+        &self,
+        d: &Dispatch,
+        pairs: &[NameValue],
+        at: SourceLoc,
+    ) -> Result<Vec<(String, String)>, LowerError> {
+        pairs
+            .iter()
+            .map(|p| Ok((self.expand(d, &p.key, at)?, self.expand(d, &p.value, at)?)))
+            .collect()
     }
 
     /// ARG: the value given with `--build-arg`, else the default (expanded), else the global

@@ -337,356 +337,407 @@ pub(crate) fn type_instruction(
     i: &ast::Instruction,
     warnings: &mut Vec<Diagnostic>,
 ) -> Result<Typed, Diagnostic> {
-    let loc = i.loc();
-    let source = i.original.to_string_lossy().trim().to_owned();
-    let err = |msg: String| Diagnostic::error(loc, msg);
-    let cmd = |instr: Instr| {
-        Ok(Typed::Command(Command {
-            instr,
-            range: i.range,
-            source: source.clone(),
-        }))
-    };
-    let keyword = i.kind;
-    match keyword {
-        Keyword::Unknown => {
-            let word = i.keyword.to_string_lossy();
-            let hint = suggest(&word, INSTRUCTION_NAMES, false);
-            Err(
-                Diagnostic::error(i.keyword_loc, format!("unknown instruction: {word}"))
-                    .with_suggestion(hint),
-            )
-        }
-        Keyword::From => {
-            let words = words(&i.args);
-            let name = match words.as_slice() {
-                [_, as_word, name] if as_word.eq_ignore_ascii_case("as") => {
-                    let lower = name.to_lowercase();
-                    if !valid_stage_name(&lower) {
-                        return Err(err(format!(
-                            "invalid name for build stage: {name:?}, name can't start with a number or contain symbols"
-                        )));
-                    }
-                    let keyword = i.keyword.to_string_lossy();
-                    if is_lower(&keyword) != is_lower(as_word) {
-                        warnings.push(Diagnostic::warning(
-                            loc,
-                            "FromAsCasing",
-                            "'as' and 'FROM' keywords' casing do not match",
-                        ));
-                    }
-                    if *name != lower {
-                        warnings.push(Diagnostic::warning(
-                            loc,
-                            "StageNameCasing",
-                            format!("Stage name '{name}' should be lowercase"),
-                        ));
-                    }
-                    if lower == "scratch" || lower == "context" {
-                        warnings.push(Diagnostic::warning(
-                            loc,
-                            "ReservedStageName",
-                            format!("'{lower}' is reserved and should not be used as a stage name"),
-                        ));
-                    }
-                    Some(lower)
-                }
-                [_] => None,
-                _ => return Err(err("FROM requires either one or three arguments".into())),
-            };
-            let flags = parse_flags(i, &[("platform", FlagKind::String)])?;
-            Ok(Typed::From(FromInstr {
-                base: words[0].clone(),
-                name,
-                platform: flags.string("platform").map(str::to_owned),
-            }))
-        }
-        Keyword::Env | Keyword::Label => {
-            parse_flags(i, &[])?;
-            let Args::Pairs(pairs) = &i.args else {
-                return Err(err(format!("{keyword} requires at least one argument")));
-            };
-            if pairs.is_empty() {
-                return Err(err(format!("{keyword} requires at least one argument")));
-            }
-            let mut out = Vec::new();
-            for p in pairs {
-                if p.key.text.is_empty() {
-                    return Err(Diagnostic::error(
-                        p.key.loc,
-                        format!("{keyword} names can not be blank"),
-                    ));
-                }
-                if p.legacy {
-                    warnings.push(Diagnostic::warning(
-                        loc,
-                        "LegacyKeyValueFormat",
-                        format!("\"{keyword} key=value\" should be used instead of legacy \"{keyword} key value\" format"),
-                    ));
-                }
-                out.push(NameValue {
-                    key: p.key.text.to_string_lossy().into_owned(),
-                    value: p.value.text.to_string_lossy().into_owned(),
-                    legacy: p.legacy,
-                });
-            }
-            cmd(if keyword == Keyword::Env {
-                Instr::Env(out)
-            } else {
-                Instr::Label(out)
-            })
-        }
+    let instr = match i.kind {
+        Keyword::Unknown => return Err(unknown_instruction(i)),
+        Keyword::From => return type_from(i, warnings).map(Typed::From),
+        Keyword::Env | Keyword::Label => type_env_or_label(i, warnings)?,
         Keyword::Maintainer => {
-            let args = strings(&i.args);
-            if args.len() != 1 {
-                return Err(err("MAINTAINER requires exactly one argument".into()));
-            }
+            let author = exactly_one_argument(i)?;
             parse_flags(i, &[])?;
             warnings.push(Diagnostic::warning(
-                loc,
+                i.loc(),
                 "MaintainerDeprecated",
                 "Maintainer instruction is deprecated in favor of using label",
             ));
-            cmd(Instr::Maintainer(args[0].clone()))
+            Instr::Maintainer(author)
         }
-        Keyword::Add | Keyword::Copy => type_copy(i, keyword == Keyword::Add).and_then(cmd),
-        Keyword::Onbuild => {
-            parse_flags(i, &[])?;
-            let Args::Onbuild(inner) = &i.args else {
-                return Err(err("ONBUILD requires at least one argument".into()));
-            };
-            match inner.kind {
-                Keyword::Onbuild => {
-                    return Err(err(
-                        "Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed".into()
-                    ));
-                }
-                Keyword::From | Keyword::Maintainer => {
-                    return Err(err(format!(
-                        "{} isn't allowed as an ONBUILD trigger",
-                        inner.kind
-                    )));
-                }
-                _ => {}
-            }
-            // The trigger only runs in images built FROM this one; a broken trigger fails there.
-            let mut inner_warnings = Vec::new();
-            if let Err(d) = type_instruction(inner, &mut inner_warnings) {
-                warnings.push(Diagnostic::warning(
-                    d.loc,
-                    "InvalidOnbuildTrigger",
-                    format!(
-                        "ONBUILD trigger will fail in images built from this one: {}",
-                        d.text()
-                    ),
-                ));
-            }
-            cmd(Instr::Onbuild(onbuild_expression(i)))
-        }
+        Keyword::Add | Keyword::Copy => type_copy(i, i.kind == Keyword::Add)?,
+        Keyword::Onbuild => Instr::Onbuild(type_onbuild(i, warnings)?),
         Keyword::Workdir => {
-            let args = strings(&i.args);
-            if args.len() != 1 {
-                return Err(err("WORKDIR requires exactly one argument".into()));
-            }
+            let dir = exactly_one_argument(i)?;
             parse_flags(i, &[])?;
-            cmd(Instr::Workdir(args[0].clone()))
+            Instr::Workdir(dir)
         }
-        Keyword::Run => {
-            let flags = parse_flags(
-                i,
-                &[
-                    ("mount", FlagKind::Strings),
-                    ("network", FlagKind::String),
-                    ("security", FlagKind::String),
-                ],
-            )?;
-            let network = match flags.string("network") {
-                None => None,
-                Some("default") => Some(NetworkMode::Default),
-                Some("none") => Some(NetworkMode::None),
-                Some("host") => Some(NetworkMode::Host),
-                Some(other) => {
-                    let at = flags.loc("network").unwrap_or(loc);
-                    return Err(Diagnostic::error(
-                        at,
-                        format!("unsupported network mode {other:?}"),
-                    )
-                    .with_suggestion(suggest(
-                        other,
-                        ["default", "none", "host"],
-                        true,
-                    )));
-                }
-            };
-            let security = match flags.string("security") {
-                None | Some("sandbox") => SecurityMode::Sandbox,
-                Some("insecure") => SecurityMode::Insecure,
-                Some(other) => {
-                    let at = flags.loc("security").unwrap_or(loc);
-                    return Err(Diagnostic::error(
-                        at,
-                        format!("unsupported security mode {other:?}"),
-                    )
-                    .with_suggestion(suggest(
-                        other,
-                        ["sandbox", "insecure"],
-                        true,
-                    )));
-                }
-            };
-            let cmdline = command_line(i);
-            if !cmdline.files.is_empty() && (cmdline.args.len() != 1 || !cmdline.prepend_shell) {
-                return Err(err(format!(
-                    "parsing produced an invalid run command: {:?}",
-                    cmdline.args
-                )));
-            }
-            // Check mount syntax now when it needs no variables; values with `$` are checked
-            // once they are expanded.
-            let mounts = flags.strings("mount");
-            for (value, at) in &mounts {
-                if !value.contains('$') {
-                    crate::mount::parse_mount(value, &mut |v| Ok(v.to_owned()))
-                        .map_err(|m| Diagnostic::error(*at, m))?;
-                }
-            }
-            cmd(Instr::Run(RunInstr {
-                cmd: cmdline,
-                mounts,
-                network,
-                security,
-            }))
-        }
+        Keyword::Run => Instr::Run(type_run(i)?),
         Keyword::Cmd => {
             parse_flags(i, &[])?;
-            cmd(Instr::Cmd(command_line(i)))
+            Instr::Cmd(command_line(i))
         }
         Keyword::Entrypoint => {
             parse_flags(i, &[])?;
-            cmd(Instr::Entrypoint(command_line(i)))
+            Instr::Entrypoint(command_line(i))
         }
-        Keyword::Healthcheck => type_healthcheck(i).and_then(|h| cmd(Instr::Healthcheck(h))),
+        Keyword::Healthcheck => Instr::Healthcheck(type_healthcheck(i)?),
         Keyword::Expose => {
-            let mut ports = strings(&i.args);
-            if ports.is_empty() {
-                return Err(err("EXPOSE requires at least one argument".into()));
-            }
+            let mut ports = at_least_one_argument(i)?;
             parse_flags(i, &[])?;
             ports.sort();
-            cmd(Instr::Expose(ports))
+            Instr::Expose(ports)
         }
         Keyword::User => {
-            let args = strings(&i.args);
-            if args.len() != 1 {
-                return Err(err("USER requires exactly one argument".into()));
-            }
+            let user = exactly_one_argument(i)?;
             parse_flags(i, &[])?;
-            cmd(Instr::User(args[0].clone()))
+            Instr::User(user)
         }
-        Keyword::Volume => {
-            let args = strings(&i.args);
-            if args.is_empty() {
-                return Err(err("VOLUME requires at least one argument".into()));
-            }
-            parse_flags(i, &[])?;
-            let mut vols = Vec::new();
-            for v in args {
-                let v = v.trim();
-                if v.is_empty() {
-                    return Err(err("VOLUME specified can not be an empty string".into()));
-                }
-                vols.push(v.to_owned());
-            }
-            cmd(Instr::Volume(vols))
-        }
-        Keyword::Stopsignal => {
-            // BuildKit does not read STOPSIGNAL's flags at all.
-            let args = strings(&i.args);
-            if args.len() != 1 {
-                return Err(err("STOPSIGNAL requires exactly one argument".into()));
-            }
-            cmd(Instr::StopSignal(args[0].clone()))
-        }
-        Keyword::Arg => {
-            // Nor ARG's.
-            let words = words(&i.args);
-            if words.is_empty() {
-                return Err(err("ARG requires at least one argument".into()));
-            }
-            let mut decls = Vec::new();
-            for w in words {
-                let decl = match w.split_once('=') {
-                    Some(("", _)) => return Err(err("ARG names can not be blank".into())),
-                    Some((k, v)) => ArgDecl {
-                        key: k.to_owned(),
-                        value: Some(v.to_owned()),
-                    },
-                    None => ArgDecl {
-                        key: w,
-                        value: None,
-                    },
-                };
-                decls.push(decl);
-            }
-            cmd(Instr::Arg(decls))
-        }
-        Keyword::Shell => {
-            parse_flags(i, &[])?;
-            let args = strings(&i.args);
-            if args.is_empty() {
-                return Err(err("SHELL requires at least one argument".into()));
-            }
-            if !i.is_json() {
-                return Err(err(format!(
-                    "SHELL requires the arguments to be in JSON form: {source}"
-                )));
-            }
-            cmd(Instr::Shell(args))
-        }
+        Keyword::Volume => Instr::Volume(type_volume(i)?),
+        // BuildKit does not read STOPSIGNAL's flags at all.
+        Keyword::Stopsignal => Instr::StopSignal(exactly_one_argument(i)?),
+        // Nor ARG's.
+        Keyword::Arg => Instr::Arg(type_arg(i)?),
+        Keyword::Shell => Instr::Shell(type_shell(i)?),
+    };
+    Ok(Typed::Command(Command {
+        instr,
+        range: i.range,
+        source: instruction_source(i),
+    }))
+}
+
+/// The logical line, trimmed ([`Command::source`]).
+fn instruction_source(i: &ast::Instruction) -> String {
+    i.original.to_string_lossy().trim().to_owned()
+}
+
+/// `unknown instruction: RUNN`, at the keyword, with the nearest known one.
+fn unknown_instruction(i: &ast::Instruction) -> Diagnostic {
+    let word = i.keyword.to_string_lossy();
+    let hint = suggest(&word, INSTRUCTION_NAMES, false);
+    Diagnostic::error(i.keyword_loc, format!("unknown instruction: {word}")).with_suggestion(hint)
+}
+
+/// The only argument of an instruction that takes one (MAINTAINER, WORKDIR, USER, STOPSIGNAL).
+fn exactly_one_argument(i: &ast::Instruction) -> Result<String, Diagnostic> {
+    let args = strings(&i.args);
+    match <[String; 1]>::try_from(args) {
+        Ok([arg]) => Ok(arg),
+        Err(_) => Err(Diagnostic::error(
+            i.loc(),
+            format!("{} requires exactly one argument", i.kind),
+        )),
     }
 }
 
-fn type_copy(i: &ast::Instruction, is_add: bool) -> Result<Instr, Diagnostic> {
-    let name = if is_add { "ADD" } else { "COPY" };
-    let loc = i.loc();
+/// The arguments of an instruction that needs at least one (EXPOSE, VOLUME, SHELL).
+fn at_least_one_argument(i: &ast::Instruction) -> Result<Vec<String>, Diagnostic> {
     let args = strings(&i.args);
-    if args.len() < 2 {
+    if args.is_empty() {
+        return Err(Diagnostic::error(
+            i.loc(),
+            format!("{} requires at least one argument", i.kind),
+        ));
+    }
+    Ok(args)
+}
+
+/// `FROM base [AS name]`, with BuildKit's lints on the stage name.
+fn type_from(
+    i: &ast::Instruction,
+    warnings: &mut Vec<Diagnostic>,
+) -> Result<FromInstr, Diagnostic> {
+    let loc = i.loc();
+    let words = strings(&i.args);
+    let name = match words.as_slice() {
+        [_, as_word, name] if as_word.eq_ignore_ascii_case("as") => {
+            Some(stage_name(i, as_word, name, warnings)?)
+        }
+        [_] => None,
+        _ => {
+            return Err(Diagnostic::error(
+                loc,
+                "FROM requires either one or three arguments",
+            ));
+        }
+    };
+    let flags = parse_flags(i, &[("platform", FlagKind::String)])?;
+    Ok(FromInstr {
+        base: words[0].clone(),
+        name,
+        platform: flags.string("platform").map(str::to_owned),
+    })
+}
+
+/// The `name` of `FROM base AS name`, lower-cased: it must be a valid stage name; lints on its
+/// casing and on reserved names.
+fn stage_name(
+    i: &ast::Instruction,
+    as_word: &str,
+    name: &str,
+    warnings: &mut Vec<Diagnostic>,
+) -> Result<String, Diagnostic> {
+    let loc = i.loc();
+    let lower = name.to_lowercase();
+    if !valid_stage_name(&lower) {
         return Err(Diagnostic::error(
             loc,
             format!(
-                "{name} requires at least two arguments, but only one was provided. Destination could not be determined"
+                "invalid name for build stage: {name:?}, name can't start with a number or contain symbols"
             ),
         ));
     }
-    let specs: &[(&'static str, FlagKind)] = if is_add {
-        &[
-            ("chown", FlagKind::String),
-            ("chmod", FlagKind::String),
-            ("link", FlagKind::Bool),
-            ("keep-git-dir", FlagKind::Bool),
-            ("checksum", FlagKind::String),
-            ("exclude", FlagKind::Strings),
-            ("unpack", FlagKind::Bool),
-        ]
-    } else {
-        &[
-            ("chown", FlagKind::String),
-            ("from", FlagKind::String),
-            ("chmod", FlagKind::String),
-            ("link", FlagKind::Bool),
-            ("parents", FlagKind::Bool),
-            ("exclude", FlagKind::Strings),
-        ]
-    };
-    let flags = parse_flags(i, specs)?;
-    let (srcs, dest) = args.split_at(args.len() - 1);
-    let dest = dest[0].clone();
-    if heredoc_marker(&dest).is_some() && !i.is_json() {
-        return Err(Diagnostic::error(
+    let keyword = i.keyword.to_string_lossy();
+    if is_lower(&keyword) != is_lower(as_word) {
+        warnings.push(Diagnostic::warning(
             loc,
-            format!("{name} cannot accept a heredoc as a destination"),
+            "FromAsCasing",
+            "'as' and 'FROM' keywords' casing do not match",
         ));
     }
+    if name != lower {
+        warnings.push(Diagnostic::warning(
+            loc,
+            "StageNameCasing",
+            format!("Stage name '{name}' should be lowercase"),
+        ));
+    }
+    if lower == "scratch" || lower == "context" {
+        warnings.push(Diagnostic::warning(
+            loc,
+            "ReservedStageName",
+            format!("'{lower}' is reserved and should not be used as a stage name"),
+        ));
+    }
+    Ok(lower)
+}
+
+/// ENV or LABEL: `key=value` pairs (the legacy `key value` form is linted).
+fn type_env_or_label(
+    i: &ast::Instruction,
+    warnings: &mut Vec<Diagnostic>,
+) -> Result<Instr, Diagnostic> {
+    let keyword = i.kind;
+    parse_flags(i, &[])?;
+    let pairs = match &i.args {
+        Args::Pairs(pairs) if !pairs.is_empty() => pairs,
+        _ => {
+            return Err(Diagnostic::error(
+                i.loc(),
+                format!("{keyword} requires at least one argument"),
+            ));
+        }
+    };
+    let mut out = Vec::new();
+    for p in pairs {
+        if p.key.text.is_empty() {
+            return Err(Diagnostic::error(
+                p.key.loc,
+                format!("{keyword} names can not be blank"),
+            ));
+        }
+        if p.legacy {
+            warnings.push(Diagnostic::warning(
+                i.loc(),
+                "LegacyKeyValueFormat",
+                format!("\"{keyword} key=value\" should be used instead of legacy \"{keyword} key value\" format"),
+            ));
+        }
+        out.push(NameValue {
+            key: p.key.text.to_string_lossy().into_owned(),
+            value: p.value.text.to_string_lossy().into_owned(),
+            legacy: p.legacy,
+        });
+    }
+    Ok(if keyword == Keyword::Env {
+        Instr::Env(out)
+    } else {
+        Instr::Label(out)
+    })
+}
+
+/// ONBUILD: the trigger's text. A trigger that cannot be typed only fails in the images built
+/// FROM this one, so here it is a warning.
+fn type_onbuild(
+    i: &ast::Instruction,
+    warnings: &mut Vec<Diagnostic>,
+) -> Result<String, Diagnostic> {
+    let err = |msg: String| Diagnostic::error(i.loc(), msg);
+    parse_flags(i, &[])?;
+    let Args::Onbuild(inner) = &i.args else {
+        return Err(err("ONBUILD requires at least one argument".into()));
+    };
+    match inner.kind {
+        Keyword::Onbuild => {
+            return Err(err(
+                "Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed".into()
+            ));
+        }
+        Keyword::From | Keyword::Maintainer => {
+            return Err(err(format!(
+                "{} isn't allowed as an ONBUILD trigger",
+                inner.kind
+            )));
+        }
+        _ => {}
+    }
+    let mut inner_warnings = Vec::new();
+    if let Err(d) = type_instruction(inner, &mut inner_warnings) {
+        warnings.push(Diagnostic::warning(
+            d.loc,
+            "InvalidOnbuildTrigger",
+            format!(
+                "ONBUILD trigger will fail in images built from this one: {}",
+                d.text()
+            ),
+        ));
+    }
+    Ok(onbuild_expression(i))
+}
+
+/// RUN: its flags, the command line, and the mounts that need no variables checked now.
+fn type_run(i: &ast::Instruction) -> Result<RunInstr, Diagnostic> {
+    let flags = parse_flags(
+        i,
+        &[
+            ("mount", FlagKind::Strings),
+            ("network", FlagKind::String),
+            ("security", FlagKind::String),
+        ],
+    )?;
+    let network = run_network(i, &flags)?;
+    let security = run_security(i, &flags)?;
+    let cmdline = command_line(i);
+    if !cmdline.files.is_empty() && (cmdline.args.len() != 1 || !cmdline.prepend_shell) {
+        return Err(Diagnostic::error(
+            i.loc(),
+            format!(
+                "parsing produced an invalid run command: {:?}",
+                cmdline.args
+            ),
+        ));
+    }
+    // Check mount syntax now when it needs no variables; values with `$` are checked
+    // once they are expanded.
+    let mounts = flags.strings("mount");
+    for (value, at) in &mounts {
+        if !value.contains('$') {
+            crate::mount::parse_mount(value, &mut |v| Ok(v.to_owned()))
+                .map_err(|m| Diagnostic::error(*at, m))?;
+        }
+    }
+    Ok(RunInstr {
+        cmd: cmdline,
+        mounts,
+        network,
+        security,
+    })
+}
+
+/// `RUN --network`.
+fn run_network(i: &ast::Instruction, flags: &Flags) -> Result<Option<NetworkMode>, Diagnostic> {
+    Ok(match flags.string("network") {
+        None => None,
+        Some("default") => Some(NetworkMode::Default),
+        Some("none") => Some(NetworkMode::None),
+        Some("host") => Some(NetworkMode::Host),
+        Some(other) => {
+            let at = flags.loc("network").unwrap_or(i.loc());
+            return Err(
+                Diagnostic::error(at, format!("unsupported network mode {other:?}"))
+                    .with_suggestion(suggest(other, ["default", "none", "host"], true)),
+            );
+        }
+    })
+}
+
+/// `RUN --security`.
+fn run_security(i: &ast::Instruction, flags: &Flags) -> Result<SecurityMode, Diagnostic> {
+    Ok(match flags.string("security") {
+        None | Some("sandbox") => SecurityMode::Sandbox,
+        Some("insecure") => SecurityMode::Insecure,
+        Some(other) => {
+            let at = flags.loc("security").unwrap_or(i.loc());
+            return Err(
+                Diagnostic::error(at, format!("unsupported security mode {other:?}"))
+                    .with_suggestion(suggest(other, ["sandbox", "insecure"], true)),
+            );
+        }
+    })
+}
+
+/// VOLUME: the paths, none of them blank.
+fn type_volume(i: &ast::Instruction) -> Result<Vec<String>, Diagnostic> {
+    let args = at_least_one_argument(i)?;
+    parse_flags(i, &[])?;
+    let mut vols = Vec::new();
+    for v in args {
+        let v = v.trim();
+        if v.is_empty() {
+            return Err(Diagnostic::error(
+                i.loc(),
+                "VOLUME specified can not be an empty string",
+            ));
+        }
+        vols.push(v.to_owned());
+    }
+    Ok(vols)
+}
+
+/// ARG: `name[=default]` declarations.
+fn type_arg(i: &ast::Instruction) -> Result<Vec<ArgDecl>, Diagnostic> {
+    let words = strings(&i.args);
+    if words.is_empty() {
+        return Err(Diagnostic::error(
+            i.loc(),
+            "ARG requires at least one argument",
+        ));
+    }
+    let mut decls = Vec::new();
+    for w in words {
+        let decl = match w.split_once('=') {
+            Some(("", _)) => return Err(Diagnostic::error(i.loc(), "ARG names can not be blank")),
+            Some((k, v)) => ArgDecl {
+                key: k.to_owned(),
+                value: Some(v.to_owned()),
+            },
+            None => ArgDecl {
+                key: w,
+                value: None,
+            },
+        };
+        decls.push(decl);
+    }
+    Ok(decls)
+}
+
+/// SHELL: a JSON array only.
+fn type_shell(i: &ast::Instruction) -> Result<Vec<String>, Diagnostic> {
+    parse_flags(i, &[])?;
+    let args = at_least_one_argument(i)?;
+    if !i.is_json() {
+        return Err(Diagnostic::error(
+            i.loc(),
+            format!(
+                "SHELL requires the arguments to be in JSON form: {}",
+                instruction_source(i)
+            ),
+        ));
+    }
+    Ok(args)
+}
+
+/// The flags ADD takes.
+const ADD_FLAGS: [(&str, FlagKind); 7] = [
+    ("chown", FlagKind::String),
+    ("chmod", FlagKind::String),
+    ("link", FlagKind::Bool),
+    ("keep-git-dir", FlagKind::Bool),
+    ("checksum", FlagKind::String),
+    ("exclude", FlagKind::Strings),
+    ("unpack", FlagKind::Bool),
+];
+
+/// The flags COPY takes.
+const COPY_FLAGS: [(&str, FlagKind); 6] = [
+    ("chown", FlagKind::String),
+    ("from", FlagKind::String),
+    ("chmod", FlagKind::String),
+    ("link", FlagKind::Bool),
+    ("parents", FlagKind::Bool),
+    ("exclude", FlagKind::Strings),
+];
+
+/// COPY/ADD sources: paths as written, and heredoc markers (not in JSON form) with their
+/// bodies.
+fn copy_sources(i: &ast::Instruction, srcs: &[String]) -> (Vec<String>, Vec<SourceContent>) {
     let mut sources = Vec::new();
     let mut contents = Vec::new();
     for src in srcs {
@@ -707,6 +758,31 @@ fn type_copy(i: &ast::Instruction, is_add: bool) -> Result<Instr, Diagnostic> {
             None => sources.push(src.clone()),
         }
     }
+    (sources, contents)
+}
+
+fn type_copy(i: &ast::Instruction, is_add: bool) -> Result<Instr, Diagnostic> {
+    let name = if is_add { "ADD" } else { "COPY" };
+    let loc = i.loc();
+    let args = strings(&i.args);
+    if args.len() < 2 {
+        return Err(Diagnostic::error(
+            loc,
+            format!(
+                "{name} requires at least two arguments, but only one was provided. Destination could not be determined"
+            ),
+        ));
+    }
+    let flags = parse_flags(i, if is_add { &ADD_FLAGS } else { &COPY_FLAGS })?;
+    let (srcs, dest) = args.split_at(args.len() - 1);
+    let dest = dest[0].clone();
+    if heredoc_marker(&dest).is_some() && !i.is_json() {
+        return Err(Diagnostic::error(
+            loc,
+            format!("{name} cannot accept a heredoc as a destination"),
+        ));
+    }
+    let (sources, contents) = copy_sources(i, srcs);
     if let Some(chmod) = flags.string("chmod")
         && !chmod.contains('$')
         && !valid_chmod(chmod)
@@ -829,50 +905,55 @@ fn type_healthcheck(i: &ast::Instruction) -> Result<Healthcheck, Diagnostic> {
         "CMD-SHELL".to_owned()
     }];
     test.extend(args);
-    let duration = |name: &str| -> Result<i64, Diagnostic> {
-        let Some(v) = flags.string(name) else {
-            return Ok(0);
-        };
-        let at = flags.loc(name).unwrap_or(loc);
-        if v.is_empty() {
-            return Ok(0);
-        }
-        let d = parse_go_duration(v).map_err(|e| Diagnostic::error(at, e.to_string()))?;
-        if d != 0 && d < 1_000_000 {
-            return Err(Diagnostic::error(
-                at,
-                format!("Interval {name:?} cannot be less than 1ms"),
-            ));
-        }
-        Ok(d)
-    };
-    let retries = match flags.string("retries").filter(|v| !v.is_empty()) {
-        None => 0,
-        Some(v) => {
-            let at = flags.loc("retries").unwrap_or(loc);
-            let n: i32 = v.parse().map_err(|_| {
-                Diagnostic::error(
-                    at,
-                    format!("strconv.ParseInt: parsing {v:?}: invalid syntax"),
-                )
-            })?;
-            if n < 0 {
-                return Err(Diagnostic::error(
-                    at,
-                    format!("--retries cannot be negative ({n})"),
-                ));
-            }
-            i64::from(n)
-        }
-    };
+    let retries = healthcheck_retries(&flags, loc)?;
     Ok(Healthcheck {
         test,
-        interval: duration("interval")?,
-        timeout: duration("timeout")?,
-        start_period: duration("start-period")?,
-        start_interval: duration("start-interval")?,
+        interval: healthcheck_duration(&flags, "interval", loc)?,
+        timeout: healthcheck_duration(&flags, "timeout", loc)?,
+        start_period: healthcheck_duration(&flags, "start-period", loc)?,
+        start_interval: healthcheck_duration(&flags, "start-interval", loc)?,
         retries,
     })
+}
+
+/// A HEALTHCHECK duration flag in ns (0 when not given); at least 1ms when not 0.
+fn healthcheck_duration(flags: &Flags, name: &str, loc: SourceLoc) -> Result<i64, Diagnostic> {
+    let Some(v) = flags.string(name) else {
+        return Ok(0);
+    };
+    let at = flags.loc(name).unwrap_or(loc);
+    if v.is_empty() {
+        return Ok(0);
+    }
+    let d = parse_go_duration(v).map_err(|e| Diagnostic::error(at, e.to_string()))?;
+    if d != 0 && d < 1_000_000 {
+        return Err(Diagnostic::error(
+            at,
+            format!("Interval {name:?} cannot be less than 1ms"),
+        ));
+    }
+    Ok(d)
+}
+
+/// HEALTHCHECK `--retries` (0 when not given), not negative.
+fn healthcheck_retries(flags: &Flags, loc: SourceLoc) -> Result<i64, Diagnostic> {
+    let Some(v) = flags.string("retries").filter(|v| !v.is_empty()) else {
+        return Ok(0);
+    };
+    let at = flags.loc("retries").unwrap_or(loc);
+    let n: i32 = v.parse().map_err(|_| {
+        Diagnostic::error(
+            at,
+            format!("strconv.ParseInt: parsing {v:?}: invalid syntax"),
+        )
+    })?;
+    if n < 0 {
+        return Err(Diagnostic::error(
+            at,
+            format!("--retries cannot be negative ({n})"),
+        ));
+    }
+    Ok(i64::from(n))
 }
 
 /// The argument strings BuildKit's node chain holds, for instructions whose arguments are a
@@ -886,10 +967,6 @@ fn strings(args: &Args) -> Vec<String> {
         Args::Text(a) => vec![a.text.to_string_lossy().into_owned()],
         _ => Vec::new(),
     }
-}
-
-fn words(args: &Args) -> Vec<String> {
-    strings(args)
 }
 
 /// CMD/ENTRYPOINT/RUN: exec form as is, shell form as one string (BuildKit's

@@ -201,16 +201,45 @@ fn flag(k: &str) -> (String, Option<String>) {
     (k.to_owned(), None)
 }
 
-impl SandboxPlan {
-    /// Plans the mounts for `spec`. Pure: reads nothing, changes nothing.
-    pub(crate) fn new(spec: &SandboxSpec) -> SandboxPlan {
-        let mut next = 0;
-        let mut handle = || {
-            next += 1;
-            next - 1
-        };
-        let own = handle();
-        let root = handle();
+/// A `RUN --mount` prepared before `pivot_root`, to attach after it.
+struct UserMount {
+    /// The detached mount to attach; `None` for a tmpfs, mounted in place.
+    handle: Option<usize>,
+    target: String,
+    /// A tmpfs's size limit.
+    tmpfs_size: Option<u64>,
+}
+
+/// Builds a [`SandboxPlan`]'s steps in order, numbering the detached mounts it makes.
+struct Planner<'a> {
+    spec: &'a SandboxSpec,
+    steps: Vec<Step>,
+    next_handle: usize,
+}
+
+impl<'a> Planner<'a> {
+    fn new(spec: &'a SandboxSpec) -> Self {
+        Planner {
+            spec,
+            steps: Vec::new(),
+            next_handle: 0,
+        }
+    }
+
+    /// A new handle for a detached mount.
+    fn handle(&mut self) -> usize {
+        self.next_handle += 1;
+        self.next_handle - 1
+    }
+
+    fn push(&mut self, step: Step) {
+        self.steps.push(step);
+    }
+
+    /// The sandbox's own tmpfs (handle `own`), sized for the files made on it, the stub
+    /// layer on it, and the root overlay (handle `root`) over it, detached.
+    fn root_overlay(&mut self, own: usize, root: usize) {
+        let spec = self.spec;
         let file_bytes: usize = spec.etc_files.iter().map(|(_, c)| c.len()).sum::<usize>()
             + spec
                 .mounts
@@ -220,27 +249,28 @@ impl SandboxPlan {
                     _ => 0,
                 })
                 .sum::<usize>();
-        let mut steps = vec![
-            Step::MakePrivate,
-            Step::OwnTmpfs {
-                handle: own,
-                size: (16 << 20) + file_bytes as u64,
-            },
-            Step::StubLayer { handle: own },
-            Step::MountRoot {
-                handle: root,
-                stubs: own,
-                lowers: spec.lowers.clone(),
-                upper: spec.upper.clone(),
-                work: spec.work.clone(),
-            },
-        ];
-        let mut parked = vec![own];
-        let devices: Vec<usize> = DEVICES
+        self.push(Step::MakePrivate);
+        self.push(Step::OwnTmpfs {
+            handle: own,
+            size: (16 << 20) + file_bytes as u64,
+        });
+        self.push(Step::StubLayer { handle: own });
+        self.push(Step::MountRoot {
+            handle: root,
+            stubs: own,
+            lowers: spec.lowers.clone(),
+            upper: spec.upper.clone(),
+            work: spec.work.clone(),
+        });
+    }
+
+    /// Detached binds of the host's [`DEVICES`], in that order.
+    fn host_devices(&mut self) -> Vec<usize> {
+        DEVICES
             .iter()
             .map(|d| {
-                let h = handle();
-                steps.push(Step::CloneHost {
+                let h = self.handle();
+                self.push(Step::CloneHost {
                     handle: h,
                     source: Path::new("/dev").join(d),
                     attrs: MountAttrs {
@@ -251,11 +281,16 @@ impl SandboxPlan {
                 });
                 h
             })
-            .collect();
-        let mut etc: Vec<(usize, String)> = Vec::new();
-        for (i, (target, contents)) in spec.etc_files.iter().enumerate() {
+            .collect()
+    }
+
+    /// The `/etc` files (hosts, resolv.conf, ...) written on the tmpfs `own` and cloned
+    /// read-only: each one's handle and target.
+    fn etc_files(&mut self, own: usize) -> Vec<(usize, String)> {
+        let mut etc = Vec::new();
+        for (i, (target, contents)) in self.spec.etc_files.iter().enumerate() {
             let name = format!("{FILES_DIR}/etc-{i}");
-            steps.push(Step::WriteFile {
+            self.push(Step::WriteFile {
                 handle: own,
                 name: name.clone(),
                 contents: Contents(contents.clone()),
@@ -263,135 +298,175 @@ impl SandboxPlan {
                 uid: 0,
                 gid: 0,
             });
-            let h = handle();
-            steps.push(Step::CloneInside {
-                handle: h,
-                from: own,
-                path: name,
-                attrs: MountAttrs {
-                    readonly: true,
-                    ..MountAttrs::SAFE
-                },
-            });
+            let attrs = MountAttrs {
+                readonly: true,
+                ..MountAttrs::SAFE
+            };
+            let h = self.clone_inside(own, name, attrs);
             etc.push((h, target.clone()));
         }
-        let mut user_mounts = Vec::new();
-        for (i, m) in spec.mounts.iter().enumerate() {
-            match m {
-                SpecMount::Bind {
-                    target,
-                    lowers,
-                    source,
-                    scratch,
-                } => {
-                    let fs = handle();
-                    parked.push(fs);
-                    steps.push(Step::Overlay {
-                        handle: fs,
-                        lowers: lowers.clone(),
-                        scratch: scratch.clone(),
-                        attrs: MountAttrs {
-                            nodev: true,
-                            ..MountAttrs::NONE
-                        },
-                    });
-                    let h = handle();
-                    let attrs = MountAttrs {
-                        readonly: scratch.is_none(),
-                        nodev: true,
-                        ..MountAttrs::NONE
-                    };
-                    steps.push(Step::CloneInside {
-                        handle: h,
-                        from: fs,
-                        path: source.clone(),
-                        attrs,
-                    });
-                    user_mounts.push((Some(h), target.clone(), None));
-                }
-                SpecMount::Dir {
-                    target,
-                    dir,
-                    readonly,
-                } => {
-                    let h = handle();
-                    let attrs = MountAttrs {
-                        readonly: *readonly,
-                        nodev: true,
-                        ..MountAttrs::NONE
-                    };
-                    steps.push(Step::CloneHost {
-                        handle: h,
-                        source: dir.clone(),
-                        attrs,
-                    });
-                    user_mounts.push((Some(h), target.clone(), None));
-                }
-                SpecMount::Tmpfs { target, size } => {
-                    user_mounts.push((None, target.clone(), Some(*size)))
-                }
-                SpecMount::File {
-                    target,
-                    contents,
-                    mode,
-                    uid,
-                    gid,
-                } => {
-                    let name = format!("{FILES_DIR}/mount-{i}");
-                    steps.push(Step::WriteFile {
-                        handle: own,
-                        name: name.clone(),
-                        contents: Contents(contents.clone()),
-                        mode: *mode,
-                        uid: *uid,
-                        gid: *gid,
-                    });
-                    let h = handle();
-                    let attrs = MountAttrs {
-                        readonly: true,
-                        nosuid: true,
-                        nodev: true,
-                        ..MountAttrs::NONE
-                    };
-                    steps.push(Step::CloneInside {
-                        handle: h,
-                        from: own,
-                        path: name,
-                        attrs,
-                    });
-                    user_mounts.push((Some(h), target.clone(), None));
-                }
-                SpecMount::Socket { target, path } => {
-                    let h = handle();
-                    steps.push(Step::CloneHost {
-                        handle: h,
-                        source: path.clone(),
-                        attrs: MountAttrs::SAFE,
-                    });
-                    user_mounts.push((Some(h), target.clone(), None));
-                }
+        etc
+    }
+
+    /// Each `RUN --mount` made ready as a detached mount; the overlays binds read from are
+    /// added to `parked`.
+    fn user_mounts(&mut self, own: usize, parked: &mut Vec<usize>) -> Vec<UserMount> {
+        let spec = self.spec;
+        spec.mounts
+            .iter()
+            .enumerate()
+            .map(|(i, m)| self.user_mount(i, m, own, parked))
+            .collect()
+    }
+
+    /// The `i`th `RUN --mount` made ready: a bind of a path inside an overlay of its source, a
+    /// host directory, a file written on the tmpfs `own`, a host socket; a tmpfs is mounted
+    /// later, in place.
+    fn user_mount(
+        &mut self,
+        i: usize,
+        m: &SpecMount,
+        own: usize,
+        parked: &mut Vec<usize>,
+    ) -> UserMount {
+        let (handle, target, tmpfs_size) = match m {
+            SpecMount::Bind {
+                target,
+                lowers,
+                source,
+                scratch,
+            } => {
+                let h = self.bind_inside_overlay(lowers, scratch, source, parked);
+                (Some(h), target, None)
             }
+            SpecMount::Dir {
+                target,
+                dir,
+                readonly,
+            } => {
+                let h = self.handle();
+                let attrs = MountAttrs {
+                    readonly: *readonly,
+                    nodev: true,
+                    ..MountAttrs::NONE
+                };
+                self.push(Step::CloneHost {
+                    handle: h,
+                    source: dir.clone(),
+                    attrs,
+                });
+                (Some(h), target, None)
+            }
+            SpecMount::Tmpfs { target, size } => (None, target, *size),
+            SpecMount::File {
+                target,
+                contents,
+                mode,
+                uid,
+                gid,
+            } => {
+                let name = format!("{FILES_DIR}/mount-{i}");
+                self.push(Step::WriteFile {
+                    handle: own,
+                    name: name.clone(),
+                    contents: Contents(contents.clone()),
+                    mode: *mode,
+                    uid: *uid,
+                    gid: *gid,
+                });
+                let attrs = MountAttrs {
+                    readonly: true,
+                    nosuid: true,
+                    nodev: true,
+                    ..MountAttrs::NONE
+                };
+                (Some(self.clone_inside(own, name, attrs)), target, None)
+            }
+            SpecMount::Socket { target, path } => {
+                let h = self.handle();
+                self.push(Step::CloneHost {
+                    handle: h,
+                    source: path.clone(),
+                    attrs: MountAttrs::SAFE,
+                });
+                (Some(h), target, None)
+            }
+        };
+        UserMount {
+            handle,
+            target: target.clone(),
+            tmpfs_size,
         }
+    }
 
-        steps.push(Step::Park {
-            handles: parked,
-            target: spec.root_mountpoint.clone(),
+    /// `source` inside an overlay of `lowers` (read-only, or over the throw-away upper of
+    /// `scratch`), detached; the overlay is added to `parked`.
+    fn bind_inside_overlay(
+        &mut self,
+        lowers: &[PathBuf],
+        scratch: &Option<(PathBuf, PathBuf)>,
+        source: &str,
+        parked: &mut Vec<usize>,
+    ) -> usize {
+        let fs = self.handle();
+        parked.push(fs);
+        self.push(Step::Overlay {
+            handle: fs,
+            lowers: lowers.to_vec(),
+            scratch: scratch.clone(),
+            attrs: MountAttrs {
+                nodev: true,
+                ..MountAttrs::NONE
+            },
         });
-        steps.push(Step::AttachRoot {
-            handle: root,
-            target: spec.root_mountpoint.clone(),
-        });
-        steps.push(Step::PivotRoot {
-            new_root: spec.root_mountpoint.clone(),
-        });
+        let attrs = MountAttrs {
+            readonly: scratch.is_none(),
+            nodev: true,
+            ..MountAttrs::NONE
+        };
+        self.clone_inside(fs, source.to_owned(), attrs)
+    }
 
-        steps.push(Step::Mount {
+    /// A detached bind of `path` inside the mount `from`: its handle.
+    fn clone_inside(&mut self, from: usize, path: String, attrs: MountAttrs) -> usize {
+        let h = self.handle();
+        self.push(Step::CloneInside {
+            handle: h,
+            from,
+            path,
+            attrs,
+        });
+        h
+    }
+
+    /// Parks the mounts no longer needed, attaches the root overlay and makes it `/`.
+    fn pivot(&mut self, parked: Vec<usize>, root: usize) {
+        let mountpoint = &self.spec.root_mountpoint;
+        self.steps.extend([
+            Step::Park {
+                handles: parked,
+                target: mountpoint.clone(),
+            },
+            Step::AttachRoot {
+                handle: root,
+                target: mountpoint.clone(),
+            },
+            Step::PivotRoot {
+                new_root: mountpoint.clone(),
+            },
+        ]);
+    }
+
+    /// `/proc`, and `/dev`: a tmpfs with the host's `devices` bound in, pts, shm, mqueue and
+    /// the usual links.
+    fn proc_and_dev(&mut self, devices: Vec<usize>) {
+        self.push(Step::Mount {
             fstype: "proc",
             target: "/proc".into(),
             options: vec![],
             attrs: MountAttrs::SAFE,
         });
-        steps.push(Step::Mount {
+        self.push(Step::Mount {
             fstype: "tmpfs",
             target: "/dev".into(),
             options: vec![opt("mode", "755"), opt("size", "65536k")],
@@ -403,17 +478,17 @@ impl SandboxPlan {
         });
         for (d, h) in DEVICES.iter().zip(devices) {
             let path = format!("/dev/{d}");
-            steps.push(Step::Touch { path: path.clone() });
-            steps.push(Step::Attach {
+            self.push(Step::Touch { path: path.clone() });
+            self.push(Step::Attach {
                 handle: h,
                 target: path,
             });
         }
-        steps.push(Step::Mkdir {
+        self.push(Step::Mkdir {
             path: "/dev/pts",
             mode: 0o755,
         });
-        steps.push(Step::Mount {
+        self.push(Step::Mount {
             fstype: "devpts",
             target: "/dev/pts".into(),
             options: vec![
@@ -428,25 +503,25 @@ impl SandboxPlan {
                 ..MountAttrs::NONE
             },
         });
-        steps.push(Step::Symlink {
+        self.push(Step::Symlink {
             target: "pts/ptmx",
             link: "/dev/ptmx",
         });
-        steps.push(Step::Mkdir {
+        self.push(Step::Mkdir {
             path: "/dev/shm",
             mode: 0o1777,
         });
-        steps.push(Step::Mount {
+        self.push(Step::Mount {
             fstype: "tmpfs",
             target: "/dev/shm".into(),
             options: vec![opt("mode", "1777"), opt("size", "65536k")],
             attrs: MountAttrs::SAFE,
         });
-        steps.push(Step::Mkdir {
+        self.push(Step::Mkdir {
             path: "/dev/mqueue",
             mode: 0o755,
         });
-        steps.push(Step::Mount {
+        self.push(Step::Mount {
             fstype: "mqueue",
             target: "/dev/mqueue".into(),
             options: vec![],
@@ -458,9 +533,13 @@ impl SandboxPlan {
             ("/proc/self/fd/1", "/dev/stdout"),
             ("/proc/self/fd/2", "/dev/stderr"),
         ] {
-            steps.push(Step::Symlink { target, link });
+            self.push(Step::Symlink { target, link });
         }
-        steps.push(Step::Mount {
+    }
+
+    /// `/sys` read-only, then runc's masked and read-only paths.
+    fn sys_and_masks(&mut self) {
+        self.push(Step::Mount {
             fstype: "sysfs",
             target: "/sys".into(),
             options: vec![],
@@ -470,32 +549,38 @@ impl SandboxPlan {
             },
         });
         for path in MASKED {
-            steps.push(Step::Mask { path });
+            self.push(Step::Mask { path });
         }
         for path in READONLY {
-            steps.push(Step::ReadOnly { path });
+            self.push(Step::ReadOnly { path });
         }
-        for (h, target) in etc {
-            steps.push(Step::Attach { handle: h, target });
-        }
-        for (i, (h, target, tmpfs_size)) in user_mounts.into_iter().enumerate() {
-            let kind = match (&spec.mounts[i], h) {
+    }
+
+    /// Each `RUN --mount` on its mount point (made when missing).
+    fn attach_user_mounts(&mut self, mounts: Vec<UserMount>) {
+        for (m, planned) in self.spec.mounts.iter().zip(mounts) {
+            let UserMount {
+                handle,
+                target,
+                tmpfs_size,
+            } = planned;
+            let kind = match (m, handle) {
                 (SpecMount::Bind { .. }, Some(h)) => StubKind::Like(h),
                 (m, _) if m.is_file() => StubKind::File,
                 _ => StubKind::Dir,
             };
-            steps.push(Step::Stub {
+            self.push(Step::Stub {
                 path: target.clone(),
                 kind,
             });
-            match h {
-                Some(h) => steps.push(Step::Attach { handle: h, target }),
+            match handle {
+                Some(h) => self.push(Step::Attach { handle: h, target }),
                 None => {
                     let mut options = vec![opt("mode", "1777")];
-                    if let Some(size) = tmpfs_size.flatten() {
+                    if let Some(size) = tmpfs_size {
                         options.push(opt("size", &size.to_string()));
                     }
-                    steps.push(Step::Mount {
+                    self.push(Step::Mount {
                         fstype: "tmpfs",
                         target,
                         options,
@@ -504,10 +589,31 @@ impl SandboxPlan {
                 }
             }
         }
-        steps.push(Step::SetHostname {
+    }
+}
+
+impl SandboxPlan {
+    /// Plans the mounts for `spec`. Pure: reads nothing, changes nothing.
+    pub(crate) fn new(spec: &SandboxSpec) -> SandboxPlan {
+        let mut p = Planner::new(spec);
+        let own = p.handle();
+        let root = p.handle();
+        p.root_overlay(own, root);
+        let mut parked = vec![own];
+        let devices = p.host_devices();
+        let etc = p.etc_files(own);
+        let user_mounts = p.user_mounts(own, &mut parked);
+        p.pivot(parked, root);
+        p.proc_and_dev(devices);
+        p.sys_and_masks();
+        for (h, target) in etc {
+            p.push(Step::Attach { handle: h, target });
+        }
+        p.attach_user_mounts(user_mounts);
+        p.push(Step::SetHostname {
             name: spec.hostname.clone(),
         });
-        SandboxPlan { steps }
+        SandboxPlan { steps: p.steps }
     }
 
     /// The steps, in order.

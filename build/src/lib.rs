@@ -4,7 +4,9 @@
 //! with the local backend (`strata-solver` over the worker and the build cache), the image
 //! committed, the outputs (`--output`) written and the cache exported (`--cache-to`). Also
 //! the typed forms of BuildKit's `--output` and `--cache-*` strings and the `.dockerignore`
-//! that applies.
+//! that applies; and [`run_image`], a command in a container of a built image (`strata run`),
+//! with [`sandbox_main`], which a binary using either must call first when started as
+//! `<exe> __sandbox`.
 //!
 //! Never prints, never reads the environment or the current directory: the request carries
 //! absolute paths and values already read, progress goes to the request's channel as
@@ -13,6 +15,7 @@
 #![warn(missing_docs)]
 
 mod cache_spec;
+mod container;
 mod dockerfile;
 mod error;
 mod ignore;
@@ -23,6 +26,7 @@ mod resolver;
 mod spec;
 
 pub use cache_spec::{CacheExportError, CacheMode, CacheTo, parse_cache_from};
+pub use container::{ContainerError, RunImage, run_image};
 pub use dockerfile::Dockerfile;
 pub use error::BuildError;
 pub use output::{Dest, OutputError, OutputSpec};
@@ -30,3 +34,4 @@ pub use pipeline::{build, lower};
 pub use request::{BuildEvent, BuildRequest, BuildResult, BuiltImage};
 pub use spec::SpecError;
 pub use strata_solver::{Event, SolveError, Stream};
+pub use strata_worker::sandbox_main;

@@ -2,6 +2,7 @@
 //! local backend, then commit the image and write the outputs and the cache export.
 
 use crate::cache_spec::export_cache;
+use crate::container::new_worker;
 use crate::ignore::{IgnoreFilter, read_ignore};
 use crate::output::{export_local, write_dest};
 use crate::resolver::StoreResolver;
@@ -19,7 +20,6 @@ use strata_solver::{
     ContextSource, ImagePlatform, LocalBackend, LocalOptions, NoCache, Output, SolveOptions,
 };
 use strata_store::{Store, host_architecture};
-use strata_worker::{Worker, WorkerConfig};
 
 /// Parses and lowers the request's Dockerfile against the store's images, without building:
 /// the graph `--print-graph` shows. Warnings are in the result, not sent.
@@ -68,10 +68,7 @@ pub async fn build(mut request: BuildRequest) -> Result<BuildResult, BuildError>
     };
     let root = store.root().to_path_buf();
     let cache = Arc::new(CacheDb::open(&root)?);
-    let mut worker_config = WorkerConfig::new(root.join("worker"), "/proc/self/exe");
-    // As in Docker: a RUN may gain privileges (sudo, setuid helpers).
-    worker_config.no_new_privs = false;
-    let worker = Worker::new(worker_config)?;
+    let worker = new_worker(&root)?;
     let backend = Arc::new(LocalBackend::new(
         store.clone(),
         cache.clone(),

@@ -3,8 +3,10 @@
 //! and lowered (`strata-frontend`), its base images resolved in the store, the graph solved
 //! with the local backend (`strata-solver` over the worker and the build cache), the image
 //! committed, the outputs (`--output`) written and the cache exported (`--cache-to`). Also
-//! the typed forms of BuildKit's `--output` and `--cache-*` strings and the `.dockerignore`
-//! that applies; and [`run_image`], a command in a container of a built image (`strata run`),
+//! the one Dockerfile reader ([`Dockerfile::read`]: a file, standard input or the context's)
+//! and `--build-arg` parser ([`parse_build_args`]) that `build`, `check` and `parse` share,
+//! the typed forms of BuildKit's `--output` and `--cache-*` strings, the `.dockerignore` that
+//! applies; and [`run_image`], a command in a container of a built image (`strata run`),
 //! with [`sandbox_main`], which a binary using either must call first when started as
 //! `<exe> __sandbox`.
 //!
@@ -27,7 +29,7 @@ mod spec;
 
 pub use cache_spec::{CacheExportError, CacheMode, CacheTo, parse_cache_from};
 pub use container::{ContainerError, RunImage, run_image};
-pub use dockerfile::Dockerfile;
+pub use dockerfile::{Dockerfile, DockerfileError, DockerfileSource, parse_build_args};
 pub use error::BuildError;
 pub use output::{Dest, OutputError, OutputSpec};
 pub use pipeline::{build, lower};

@@ -4,6 +4,7 @@
 
 mod cmd;
 mod diag;
+mod dockerfile;
 mod report;
 mod ui;
 

@@ -8,10 +8,11 @@
 
 use crate::GlobalArgs;
 use crate::diag;
+use crate::dockerfile::{self, absolute};
 use crate::ui::{self, Progress};
 use anyhow::{Context as _, bail};
 use std::collections::BTreeMap;
-use std::io::{Read as _, Write as _};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use strata_build::{
@@ -100,75 +101,6 @@ enum Network {
     None,
 }
 
-fn read_dockerfile(args: &Args, context: Option<&Path>) -> anyhow::Result<Dockerfile> {
-    let file = match (&args.file, context) {
-        (Some(f), _) => f.clone(),
-        (None, Some(ctx)) => ctx.join("Dockerfile").display().to_string(),
-        (None, None) => "-".to_owned(),
-    };
-    if file == "-" {
-        let mut bytes = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut bytes)
-            .context("failed to read the Dockerfile from standard input")?;
-        return Ok(Dockerfile {
-            name: "Dockerfile".into(),
-            bytes,
-            path: None,
-        });
-    }
-    // Absolute, so the library never depends on the current directory.
-    let path = std::path::absolute(&file).unwrap_or_else(|_| PathBuf::from(&file));
-    let bytes = match fs_err::read(&path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && args.file.is_none() => {
-            // docker accepts a lower-case `dockerfile` when `Dockerfile` is missing.
-            let lower = path.with_file_name("dockerfile");
-            match fs_err::read(&lower) {
-                Ok(b) => b,
-                Err(_) => bail!(
-                    "failed to read the Dockerfile: {} does not exist (give one with -f)",
-                    path.display()
-                ),
-            }
-        }
-        Err(e) => return Err(e).context("failed to read the Dockerfile"),
-    };
-    let name = if args.file.is_some() {
-        file
-    } else {
-        "Dockerfile".to_owned()
-    };
-    Ok(Dockerfile {
-        name,
-        bytes,
-        path: Some(path),
-    })
-}
-
-/// `--build-arg K=V`, and `--build-arg K` taken from the environment (skipped when unset).
-pub(crate) fn build_args(args: &[String]) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    for arg in args {
-        match arg.split_once('=') {
-            Some((k, v)) => {
-                out.insert(k.to_owned(), v.to_owned());
-            }
-            None =>
-            {
-                #[expect(
-                    clippy::disallowed_methods,
-                    reason = "docker reads a bare --build-arg from the environment"
-                )]
-                if let Some(v) = std::env::var_os(arg) {
-                    out.insert(arg.clone(), v.to_string_lossy().into_owned());
-                }
-            }
-        }
-    }
-    out
-}
-
 fn parse_labels(labels: &[String]) -> BTreeMap<String, String> {
     labels
         .iter()
@@ -177,11 +109,6 @@ fn parse_labels(labels: &[String]) -> BTreeMap<String, String> {
             None => (l.clone(), String::new()),
         })
         .collect()
-}
-
-/// A path from the command line, made absolute against the current directory.
-fn absolute(path: PathBuf) -> PathBuf {
-    std::path::absolute(&path).unwrap_or(path)
 }
 
 fn request(
@@ -217,7 +144,7 @@ fn request(
     )]
     let source_date_epoch = std::env::var("SOURCE_DATE_EPOCH").ok();
     let mut request = BuildRequest::new(global.store_root(), dockerfile, context);
-    request.build_args = build_args(&args.build_args);
+    request.build_args = dockerfile::build_args(&args.build_args);
     request.target = args.target.clone();
     request.labels = parse_labels(&args.labels);
     request.platform = args.platform.clone();
@@ -251,7 +178,7 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         }
         Some(dir)
     };
-    let dockerfile = read_dockerfile(&args, context.as_deref())?;
+    let dockerfile = dockerfile::read(args.file.as_deref().map(Path::new), context.as_deref())?;
     let shown = Dockerfile {
         name: dockerfile.name.clone(),
         bytes: dockerfile.bytes.clone(),

@@ -363,4 +363,66 @@ mod tests {
             "invalid SOURCE_DATE_EPOCH \"soon\": expected seconds"
         );
     }
+
+    /// A request for `source` into a fresh store under `dir`.
+    fn request(dir: &Path, source: &str) -> BuildRequest {
+        let df = Dockerfile {
+            name: "Dockerfile".into(),
+            bytes: source.as_bytes().to_vec(),
+            path: None,
+        };
+        BuildRequest::new(dir.join("root"), df, None)
+    }
+
+    fn build_now(request: BuildRequest) -> Result<BuildResult, BuildError> {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime")
+            .block_on(build(request))
+    }
+
+    #[test]
+    fn dockerfile_errors_come_back_as_diagnostics_at_their_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = build_now(request(dir.path(), "FROM scratch\nRUNN x\n")).unwrap_err();
+        let BuildError::Dockerfile(diags) = err else {
+            panic!("not a Dockerfile error: {err}");
+        };
+        let d = diags.errors().next().expect("an error");
+        assert_eq!(d.loc, strata_graph::SourceLoc::new(2, 1));
+        assert_eq!(d.text(), "unknown instruction: RUNN (did you mean RUN?)");
+    }
+
+    #[test]
+    fn the_request_is_checked_before_anything_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = request(dir.path(), "FROM scratch AS a\nCOPY x /x\n");
+        r.no_cache_filter = vec!["zzz".into()];
+        let err = build_now(r).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "--no-cache-filter: no stage named \"zzz\" is built"
+        );
+
+        let mut r = request(dir.path(), "FROM scratch\n");
+        let other = if host_architecture() == "s390x" {
+            "linux/amd64"
+        } else {
+            "linux/s390x"
+        };
+        r.platform = Some(other.into());
+        let err = build_now(r).unwrap_err();
+        assert!(matches!(err, BuildError::ForeignPlatform { .. }), "{err}");
+    }
+
+    #[test]
+    fn lower_gives_the_graph_and_the_warnings_without_building() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = request(dir.path(), "FROM scratch AS a\nMAINTAINER me\n");
+        let lowered = lower(&r).unwrap();
+        assert_eq!(lowered.graph.targets.len(), 1);
+        let rules: Vec<_> = lowered.warnings.iter().filter_map(|d| d.rule).collect();
+        assert_eq!(rules, ["MaintainerDeprecated"]);
+    }
 }

@@ -4,6 +4,7 @@
 
 mod cmd;
 mod diag;
+mod dockerfile;
 mod report;
 mod ui;
 
@@ -90,9 +91,9 @@ enum Command {
 
 fn main() -> ExitCode {
     // The RUN sandbox re-execs this binary as `strata __sandbox`; it must run before clap,
-    // threads or a runtime exist (see strata_worker::sandbox_main).
+    // threads or a runtime exist (see strata_build::sandbox_main).
     if std::env::args_os().nth(1).is_some_and(|a| a == "__sandbox") {
-        return strata_worker::sandbox_main();
+        return strata_build::sandbox_main();
     }
     let cli = Cli::parse();
     let result = match cli.command {

@@ -20,7 +20,8 @@ pub use quote::go_quote;
 
 // Semantics: expansion, typed instructions, scoping, .dockerignore, lowering. Start at
 // [`lower`] (a parsed Dockerfile to a graph) or [`check`] (every problem in a Dockerfile);
-// the context walker uses [`IgnoreMatcher`].
+// the context walker uses [`IgnoreMatcher`], `import --change` [`apply_changes`].
+mod change;
 mod diagnostic;
 mod dockerignore;
 mod duration;
@@ -34,6 +35,7 @@ mod reference;
 mod scope;
 mod stage;
 
+pub use change::{CHANGE_INSTRUCTIONS, ChangeError, apply_changes};
 pub use diagnostic::{Diagnostic, Diagnostics, Severity};
 pub use dockerignore::{
     IgnoreError, IgnoreFileSource, IgnoreMatcher, dockerfile_ignore_name, pick_ignore_file,

@@ -4,6 +4,7 @@
 
 use crate::GlobalArgs;
 use crate::diag;
+use crate::dockerfile;
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -39,30 +40,14 @@ impl ImageResolver for AnyImage {
 }
 
 pub(crate) fn run(args: Args, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    let (name, source) = super::parse::read_source(&args.file)?;
-    let mut opts = BuildOptions {
+    let dockerfile = dockerfile::read(Some(&args.file), None)?;
+    let (name, source) = (dockerfile.name, dockerfile.bytes);
+    let opts = BuildOptions {
+        build_args: dockerfile::build_args(&args.build_args),
         target: args.target,
         all_stages: true,
         ..BuildOptions::default()
     };
-    for arg in &args.build_args {
-        match arg.split_once('=') {
-            Some((k, v)) => {
-                opts.build_args.insert(k.to_owned(), v.to_owned());
-            }
-            None =>
-            {
-                #[expect(
-                    clippy::disallowed_methods,
-                    reason = "docker reads a bare --build-arg from the environment"
-                )]
-                if let Some(v) = std::env::var_os(arg) {
-                    opts.build_args
-                        .insert(arg.clone(), v.to_string_lossy().into_owned());
-                }
-            }
-        }
-    }
     let diags = strata_frontend::check(&source, &opts, &AnyImage);
     let mut out = std::io::stdout().lock();
     for d in diags.iter() {

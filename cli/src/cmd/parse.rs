@@ -2,9 +2,9 @@
 
 use crate::GlobalArgs;
 use crate::diag;
+use crate::dockerfile;
 use anyhow::Context;
-use std::io::{Read, Write};
-use std::path::Path;
+use std::io::Write;
 use std::process::ExitCode;
 use strata_frontend::Diagnostic;
 
@@ -20,7 +20,8 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: Args, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    let (name, source) = read_source(&args.file)?;
+    let dockerfile = dockerfile::read(Some(&args.file), None)?;
+    let (name, source) = (dockerfile.name, dockerfile.bytes);
     let dockerfile = match strata_frontend::parse(&source) {
         Ok(dockerfile) => dockerfile,
         Err(err) => {
@@ -40,20 +41,4 @@ pub(crate) fn run(args: Args, _global: &GlobalArgs) -> anyhow::Result<ExitCode> 
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// The Dockerfile named on the command line (`-`: standard input) for `parse` and `check`:
-/// the name messages show (the path as given; `Dockerfile` for standard input, as docker
-/// shows it) and the bytes.
-pub(crate) fn read_source(file: &Path) -> anyhow::Result<(String, Vec<u8>)> {
-    if file.as_os_str() == "-" {
-        let mut source = Vec::new();
-        std::io::stdin()
-            .lock()
-            .read_to_end(&mut source)
-            .context("failed to read the Dockerfile from standard input")?;
-        return Ok(("Dockerfile".into(), source));
-    }
-    let source = fs_err::read(file).context("failed to read the Dockerfile")?;
-    Ok((file.display().to_string(), source))
 }

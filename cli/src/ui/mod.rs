@@ -9,7 +9,8 @@ mod rawjson;
 mod tty;
 
 use std::io::{IsTerminal, Write};
-use strata_solver::Event;
+use strata_build::{BuildEvent, Event};
+use strata_frontend::Diagnostic;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 /// `--progress`.
@@ -49,10 +50,18 @@ pub(crate) fn renderer(mode: Progress) -> Box<dyn Render> {
     }
 }
 
-/// Drains `rx` into `render` until every sender is gone.
-pub(crate) async fn drive(mut rx: UnboundedReceiver<Event>, mut render: Box<dyn Render>) {
+/// Drains `rx` into `render` (steps) and `warn` (the Dockerfile's warnings, which come
+/// first) until every sender is gone.
+pub(crate) async fn drive(
+    mut rx: UnboundedReceiver<BuildEvent>,
+    mut render: Box<dyn Render>,
+    warn: impl Fn(&Diagnostic),
+) {
     while let Some(event) = rx.recv().await {
-        render.event(&event);
+        match event {
+            BuildEvent::Warning(d) => warn(&d),
+            BuildEvent::Step(event) => render.event(&event),
+        }
     }
     render.finish();
 }

@@ -12,7 +12,7 @@ use super::{Out, Render};
 use std::collections::HashMap;
 use std::io::Write;
 use std::time::Instant;
-use strata_solver::Event;
+use strata_build::Event;
 
 pub(crate) struct Plain {
     out: Out,
@@ -81,7 +81,7 @@ mod tests {
     use super::*;
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
-    use strata_solver::Stream;
+    use strata_build::Stream;
 
     #[derive(Clone, Default)]
     struct Buf(Arc<Mutex<Vec<u8>>>);

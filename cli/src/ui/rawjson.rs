@@ -3,7 +3,7 @@
 use super::{Out, Render};
 use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
-use strata_solver::Event;
+use strata_build::Event;
 
 pub(crate) struct RawJson {
     out: Out,

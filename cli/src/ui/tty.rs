@@ -6,7 +6,7 @@ use super::Render;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;
 use std::time::Duration;
-use strata_solver::Event;
+use strata_build::Event;
 
 /// Lines of output kept per step, shown when it fails.
 const KEEP_LINES: usize = 200;

@@ -960,3 +960,52 @@ fn loading_the_same_image_twice_stores_it_once() {
         .count();
     assert_eq!(blobs, 3, "manifest, config and one layer, stored once");
 }
+
+#[test]
+fn issue_10_import_change_goes_through_the_frontend_as_docker_import_does() {
+    let env = TestEnv::new();
+    let (_, tarball) = rootfs(&env, "chg", 0);
+    let tarball = tarball.to_str().unwrap();
+    env.ok([
+        "import",
+        "--change",
+        "EXPOSE 8000-8002",
+        "--change",
+        "ENV APP=/srv/app NAME=\"my app\"",
+        "--change",
+        "ENV DATA=\"$APP/data\" LITERAL='$APP'",
+        "--change",
+        "WORKDIR $APP",
+        tarball,
+        "chg:1",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&env.ok(["inspect", "chg:1"])).unwrap();
+    let config = &v[0]["Config"];
+    assert_eq!(
+        config["ExposedPorts"],
+        serde_json::json!({"8000/tcp": {}, "8001/tcp": {}, "8002/tcp": {}})
+    );
+    assert_eq!(
+        config["Env"],
+        serde_json::json!([
+            "APP=/srv/app",
+            "NAME=my app",
+            "DATA=/srv/app/data",
+            "LITERAL=$APP"
+        ])
+    );
+    assert_eq!(config["WorkingDir"], "/srv/app");
+
+    let err = env.fails(["import", "--change", "RUN rm -rf /", tarball, "chg:2"]);
+    assert!(
+        err.contains(
+            "error: invalid --change \"RUN rm -rf /\"\ncaused by: RUN is not a valid change command"
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        env.ok(["images", "-q"]).lines().count(),
+        1,
+        "nothing imported"
+    );
+}

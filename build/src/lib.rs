@@ -1,0 +1,39 @@
+//! The build pipeline: a [`BuildRequest`] in, a [`BuildResult`] out. Owns what one build does
+//! between the command line and the engines: the Dockerfile given as bytes is parsed, checked
+//! and lowered (`strata-frontend`), its base images resolved in the store, the graph solved
+//! with the local backend (`strata-solver` over the worker and the build cache), the image
+//! committed, the outputs (`--output`) written and the cache exported (`--cache-to`). Also
+//! the one Dockerfile reader ([`Dockerfile::read`]: a file, standard input or the context's)
+//! and `--build-arg` parser ([`parse_build_args`]) that `build`, `check` and `parse` share,
+//! the typed forms of BuildKit's `--output` and `--cache-*` strings, the `.dockerignore` that
+//! applies; and [`run_image`], a command in a container of a built image (`strata run`),
+//! with [`sandbox_main`], which a binary using either must call first when started as
+//! `<exe> __sandbox`.
+//!
+//! Never prints, never reads the environment or the current directory: the request carries
+//! absolute paths and values already read, progress goes to the request's channel as
+//! [`BuildEvent`]s (the solver's [`Event`]s and the Dockerfile's warnings), and failures come
+//! back as a [`BuildError`]. Start at [`build`].
+#![warn(missing_docs)]
+
+mod cache_spec;
+mod container;
+mod dockerfile;
+mod error;
+mod ignore;
+mod output;
+mod pipeline;
+mod request;
+mod resolver;
+mod spec;
+
+pub use cache_spec::{CacheExportError, CacheMode, CacheTo, parse_cache_from};
+pub use container::{ContainerError, RunImage, run_image};
+pub use dockerfile::{Dockerfile, DockerfileError, DockerfileSource, parse_build_args};
+pub use error::BuildError;
+pub use output::{Dest, OutputError, OutputSpec};
+pub use pipeline::{build, lower};
+pub use request::{BuildEvent, BuildRequest, BuildResult, BuiltImage};
+pub use spec::SpecError;
+pub use strata_solver::{Event, SolveError, Stream};
+pub use strata_worker::sandbox_main;

@@ -1,0 +1,320 @@
+//! `strata build`: the command line of the build pipeline. Turns the flags into a
+//! [`BuildRequest`], runs [`strata_build::build`], renders its events and prints the summary.
+//!
+//! Everything the libraries must not do happens here, once: resolving `-f`, the context and
+//! every output path against the current directory, reading `SOURCE_DATE_EPOCH` and bare
+//! `--build-arg K` values from the environment, choosing the store root, catching Ctrl-C,
+//! writing `--iidfile` and `--metadata-file`.
+
+use crate::GlobalArgs;
+use crate::diag;
+use crate::dockerfile::{self, absolute};
+use crate::ui::{self, Progress};
+use anyhow::{Context as _, bail};
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use strata_build::{
+    BuildError, BuildRequest, CacheTo, Dockerfile, OutputSpec, SolveError, parse_cache_from,
+};
+use strata_frontend::Diagnostic;
+use strata_graph::{NetworkMode, SourceRange};
+use strata_store::Reference;
+use tokio_util::sync::CancellationToken;
+
+/// Arguments of `strata build`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Name and tag the image (`name:tag`); may be given several times
+    #[arg(short = 't', long = "tag", value_name = "NAME[:TAG]")]
+    tags: Vec<String>,
+    /// The Dockerfile (`-` reads standard input) [default: CONTEXT/Dockerfile]
+    #[arg(short = 'f', long = "file", value_name = "FILE|-")]
+    file: Option<String>,
+    /// A build argument, `KEY=VALUE` (or `KEY` to take it from the environment)
+    #[arg(long = "build-arg", value_name = "KEY[=VALUE]")]
+    build_args: Vec<String>,
+    /// The stage to build (default: the last)
+    #[arg(long, value_name = "STAGE")]
+    target: Option<String>,
+    /// Add a label to the image
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    labels: Vec<String>,
+    /// The platform to build for (only this machine's: there is no emulation)
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    platform: Option<String>,
+    /// How to show progress
+    #[arg(long, value_enum, default_value_t = Progress::Auto)]
+    progress: Progress,
+    /// Write the image ID to this file
+    #[arg(long, value_name = "FILE")]
+    iidfile: Option<PathBuf>,
+    /// The network of RUN steps without their own `--network`
+    #[arg(long, value_enum, default_value_t = Network::Default)]
+    network: Network,
+    /// At most this many steps run at once [default: no limit, every ready step runs, as in
+    /// BuildKit]
+    #[arg(long, value_name = "N")]
+    jobs: Option<usize>,
+    /// Run every step, ignoring the build cache
+    #[arg(long)]
+    no_cache: bool,
+    /// Run the steps of these stages, ignoring the build cache
+    #[arg(long = "no-cache-filter", value_name = "STAGE")]
+    no_cache_filter: Vec<String>,
+    /// Print the build graph in Graphviz DOT and exit without building
+    #[arg(long)]
+    print_graph: bool,
+    /// Say, for each step that runs, why it missed the cache
+    #[arg(long)]
+    explain: bool,
+    /// Print only the image ID on success
+    #[arg(short, long)]
+    quiet: bool,
+    /// Where the result goes: `type=image` (default), `type=oci|docker|tar,dest=FILE`,
+    /// `type=local,dest=DIR`; `-o DIR` is short for `type=local,dest=DIR`
+    #[arg(short = 'o', long = "output", value_name = "SPEC")]
+    outputs: Vec<String>,
+    /// Export the build cache: `type=local,dest=DIR[,mode=min|max][,compression=zstd|gzip]`
+    #[arg(long = "cache-to", value_name = "SPEC")]
+    cache_to: Option<String>,
+    /// Import a build cache: `type=local,src=DIR`; may be given several times
+    #[arg(long = "cache-from", value_name = "SPEC")]
+    cache_from: Vec<String>,
+    /// Write the image digest, config digest and cache statistics to this file as JSON
+    #[arg(long, value_name = "FILE")]
+    metadata_file: Option<PathBuf>,
+    /// The build context directory (`-`: none, the Dockerfile comes from standard input)
+    #[arg(value_name = "CONTEXT|-")]
+    context: String,
+}
+
+/// `--network`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Network {
+    /// The host's network (as `host`).
+    Default,
+    /// The host's network.
+    Host,
+    /// Only loopback.
+    None,
+}
+
+fn parse_labels(labels: &[String]) -> BTreeMap<String, String> {
+    labels
+        .iter()
+        .map(|l| match l.split_once('=') {
+            Some((k, v)) => (k.to_owned(), v.to_owned()),
+            None => (l.clone(), String::new()),
+        })
+        .collect()
+}
+
+fn request(
+    args: &Args,
+    global: &GlobalArgs,
+    dockerfile: Dockerfile,
+    context: Option<PathBuf>,
+) -> anyhow::Result<BuildRequest> {
+    let mut tags = Vec::new();
+    for t in &args.tags {
+        tags.push(Reference::parse_tag(t).with_context(|| format!("invalid tag {t:?}"))?);
+    }
+    let mut outputs = Vec::new();
+    for o in &args.outputs {
+        outputs.push(OutputSpec::parse(o)?.map_path(absolute));
+    }
+    let cache_to = match args.cache_to.as_deref() {
+        Some(spec) => {
+            let mut to = CacheTo::parse(spec)?;
+            to.dest = absolute(to.dest);
+            Some(to)
+        }
+        None => None,
+    };
+    let cache_from = args
+        .cache_from
+        .iter()
+        .map(|spec| Ok(absolute(parse_cache_from(spec)?)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "SOURCE_DATE_EPOCH comes from the environment, as in BuildKit"
+    )]
+    let source_date_epoch = std::env::var("SOURCE_DATE_EPOCH").ok();
+    let mut request = BuildRequest::new(global.store_root(), dockerfile, context);
+    request.build_args = dockerfile::build_args(&args.build_args);
+    request.target = args.target.clone();
+    request.labels = parse_labels(&args.labels);
+    request.platform = args.platform.clone();
+    request.network = match args.network {
+        Network::Default => NetworkMode::Default,
+        Network::Host => NetworkMode::Host,
+        Network::None => NetworkMode::None,
+    };
+    request.tags = tags;
+    request.outputs = outputs;
+    request.cache_from = cache_from;
+    request.cache_to = cache_to;
+    request.no_cache = args.no_cache;
+    request.no_cache_filter = args.no_cache_filter.clone();
+    request.jobs = args.jobs;
+    request.explain = args.explain;
+    request.source_date_epoch = source_date_epoch;
+    request.stdout = Some(Box::new(std::io::stdout()));
+    Ok(request)
+}
+
+pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let context = if args.context == "-" {
+        None
+    } else {
+        let dir = std::path::absolute(&args.context)
+            .and_then(fs_err::canonicalize)
+            .with_context(|| format!("build context {} not found", args.context))?;
+        if !dir.is_dir() {
+            bail!("build context {} is not a directory", dir.display());
+        }
+        Some(dir)
+    };
+    let dockerfile = dockerfile::read(args.file.as_deref().map(Path::new), context.as_deref())?;
+    let shown = Dockerfile {
+        name: dockerfile.name.clone(),
+        bytes: dockerfile.bytes.clone(),
+        path: None,
+    };
+    let mut request = request(&args, global, dockerfile, context)?;
+
+    if args.print_graph {
+        let lowered = match strata_build::lower(&request) {
+            Ok(lowered) => lowered,
+            Err(err) => return report(&shown, err),
+        };
+        if !args.quiet {
+            for d in lowered.warnings.iter() {
+                eprint_diag(&shown, d);
+            }
+        }
+        std::io::stdout()
+            .lock()
+            .write_all(lowered.graph.to_dot().as_bytes())?;
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    let progress = if args.quiet {
+        Progress::Plain
+    } else {
+        args.progress
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("failed to start the async runtime")?;
+    let built = runtime.block_on(async {
+        let cancel = CancellationToken::new();
+        request.cancel = cancel.clone();
+        tokio::spawn(async move {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                Some(()) = async { match term.as_mut() { Some(t) => t.recv().await, None => None } } => {}
+            }
+            cancel.cancel();
+        });
+        let render = if args.quiet {
+            None
+        } else {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            request.progress = Some(tx);
+            let shown = shown.clone();
+            let warn = move |d: &Diagnostic| eprint_diag(&shown, d);
+            Some(tokio::spawn(ui::drive(rx, ui::renderer(progress), warn)))
+        };
+        let result = strata_build::build(request).await;
+        if let Some(render) = render {
+            let _ = render.await;
+        }
+        result
+    });
+    let built = match built {
+        Ok(built) => built,
+        Err(err) => return report(&shown, err),
+    };
+
+    if let Some(path) = &args.metadata_file {
+        let text = serde_json::to_string_pretty(&built.metadata()).expect("metadata is plain JSON");
+        fs_err::write(path, text + "\n").context("failed to write --metadata-file")?;
+    }
+    let image_id = built.image.as_ref().map(|image| &image.id);
+    if let (Some(path), Some(id)) = (&args.iidfile, image_id) {
+        fs_err::write(path, id.to_string()).context("failed to write --iidfile")?;
+    }
+    if args.quiet {
+        if let Some(id) = image_id {
+            writeln!(std::io::stdout().lock(), "{id}")?;
+        }
+    } else {
+        let mut err = std::io::stderr().lock();
+        writeln!(
+            err,
+            "cache: {} steps cached, {} run; {:.1}s saved; built in {:.1}s",
+            built.cached,
+            built.executed,
+            built.time_saved.as_secs_f64(),
+            built.elapsed.as_secs_f64()
+        )?;
+        if let Some(id) = image_id {
+            writeln!(err, "writing image {id}")?;
+        }
+        for name in &built.names {
+            writeln!(err, "naming to {name}")?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A failed build: the Dockerfile's errors each at its line, a failed step with its place,
+/// anything else as an error chain.
+fn report(dockerfile: &Dockerfile, err: BuildError) -> anyhow::Result<ExitCode> {
+    match err {
+        BuildError::Dockerfile(diags) => {
+            for d in diags.iter() {
+                eprint_diag(dockerfile, d);
+            }
+            Ok(ExitCode::from(1))
+        }
+        BuildError::Solve(err) => Err(solve_failure(dockerfile, err)),
+        err => Err(err.into()),
+    }
+}
+
+fn eprint_diag(dockerfile: &Dockerfile, d: &Diagnostic) {
+    let text = diag::render(&dockerfile.name, &dockerfile.bytes, d);
+    let _ = write!(std::io::stderr().lock(), "{text}");
+}
+
+/// A failed solve as an error for [`crate::report`]: the step's label on top, the worker's
+/// chain below, the Dockerfile line of the step.
+fn solve_failure(dockerfile: &Dockerfile, err: SolveError) -> anyhow::Error {
+    let step = err.to_string();
+    match err.loc() {
+        Some(SourceRange { start, .. }) => {
+            let inner: Box<dyn std::error::Error + Send + Sync> = match err {
+                SolveError::Command { source, .. } | SolveError::Step { source, .. } => {
+                    Box::new(source)
+                }
+                other => Box::new(other),
+            };
+            anyhow::Error::new(crate::report::AtDockerfile {
+                file: dockerfile.name.clone(),
+                source: dockerfile.bytes.clone(),
+                loc: start,
+                error: inner,
+            })
+            .context(step)
+        }
+        None => anyhow::Error::new(err),
+    }
+}

@@ -1,5 +1,5 @@
 //! The OCI image store: content-addressed blobs, images and tags, layer compression, snapshots
-//! for the worker, OCI and Docker tarballs (save, load, import), and later the registry client.
+//! for the worker, OCI and Docker tarballs (save, load, import), and the registry client (pull, push, login).
 //! Owns everything it creates under its root (layout in `docs/store.md`); every write is atomic
 //! and checked against its digest, and several processes may use one root at once. Knows
 //! nothing of Dockerfiles, the build graph or the terminal. Start at [`Store::open`].
@@ -58,6 +58,7 @@ mod load;
 mod lock;
 mod pin;
 mod reference;
+mod registry;
 mod root_dir;
 mod save;
 mod settle;
@@ -81,6 +82,10 @@ pub use layer::{LayerDescriptor, LayerWriter};
 pub use load::LoadedImage;
 pub use lock::Lease;
 pub use reference::Reference;
+pub use registry::{
+    Credentials, LayerEvent, LayerStatus, PlatformSpec, Progress, Pulled, Pushed, RegistryClient,
+    RegistryError, RegistryOptions, login_server, remove_credentials, save_credentials,
+};
 pub use save::SaveOptions;
 pub use snapshot::Snapshot;
 pub use store::Store;

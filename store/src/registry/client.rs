@@ -1,0 +1,531 @@
+//! The HTTP side of the client: one `ureq` agent, the scheme of each registry, authentication
+//! (see `auth.rs`), retries and timeouts. Every request goes through [`RegistryClient::send`].
+
+use crate::registry::auth::{Challenge, TokenCache, TokenResponse, parse_challenge};
+use crate::registry::credentials::{Credentials, DockerConfig};
+use crate::registry::error::RegistryError;
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+use ureq::http::{Response, StatusCode};
+
+/// How the client behaves. The defaults are docker's.
+#[derive(Debug, Clone)]
+pub struct RegistryOptions {
+    /// Docker's config file (`~/.docker/config.json`) for credentials; `None` for anonymous
+    /// access only. The CLI resolves it (`$DOCKER_CONFIG`, `$HOME`).
+    pub docker_config: Option<PathBuf>,
+    /// Registries (`host:port`) spoken to over plain HTTP besides the loopback ones.
+    pub insecure: Vec<String>,
+    /// The longest any request may take to connect and answer (a document's body included;
+    /// a blob's body is limited only by progress).
+    pub timeout: Duration,
+    /// How many times a request is retried after a 429, a 5xx or a connection error.
+    pub retries: u32,
+    /// The first backoff; it doubles on each retry (a `Retry-After` replaces it).
+    pub backoff: Duration,
+    /// Layers downloaded at once (docker: 3).
+    pub max_concurrent_downloads: usize,
+    /// Blobs uploaded at once (docker: 5).
+    pub max_concurrent_uploads: usize,
+}
+
+impl Default for RegistryOptions {
+    fn default() -> Self {
+        RegistryOptions {
+            docker_config: None,
+            insecure: Vec::new(),
+            timeout: Duration::from_secs(60),
+            retries: 4,
+            backoff: Duration::from_millis(250),
+            max_concurrent_downloads: 3,
+            max_concurrent_uploads: 5,
+        }
+    }
+}
+
+/// The longest we wait because a registry said `Retry-After`.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// A client for OCI / Docker registries, shared by the threads of one pull or push.
+#[derive(Debug)]
+pub struct RegistryClient {
+    agent: ureq::Agent,
+    options: RegistryOptions,
+    config: DockerConfig,
+    /// Registry → what its last `401` asked for.
+    challenges: Mutex<HashMap<String, Challenge>>,
+    tokens: Mutex<TokenCache>,
+    /// Credentials given for this client only (`login` before they are saved).
+    explicit: Option<(String, Credentials)>,
+}
+
+/// A request body that can be sent again on a retry.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Body<'a> {
+    Empty,
+    Bytes(&'a [u8]),
+    File(&'a Path),
+}
+
+/// One request: the registry, the repository scope it needs, and the HTTP parts.
+#[derive(Debug, Clone)]
+pub(crate) struct Request<'a> {
+    pub(crate) method: &'static str,
+    pub(crate) registry: &'a str,
+    /// `repository:NAME:pull` or `…:pull,push`; empty for `/v2/` itself.
+    pub(crate) scope: String,
+    /// A path (`/v2/…`) or an absolute URL (an upload `Location`).
+    pub(crate) target: String,
+    pub(crate) query: Vec<(&'static str, String)>,
+    pub(crate) headers: Vec<(&'static str, String)>,
+    pub(crate) body: Body<'a>,
+    /// A small document: the whole exchange is bounded by the timeout.
+    pub(crate) document: bool,
+}
+
+impl<'a> Request<'a> {
+    pub(crate) fn new(
+        method: &'static str,
+        registry: &'a str,
+        scope: String,
+        target: String,
+    ) -> Self {
+        Request {
+            method,
+            registry,
+            scope,
+            target,
+            query: Vec::new(),
+            headers: Vec::new(),
+            body: Body::Empty,
+            document: true,
+        }
+    }
+
+    /// The path, for error messages.
+    pub(crate) fn path(&self) -> String {
+        match self.target.split_once("://") {
+            Some((_, rest)) => rest
+                .find('/')
+                .map_or_else(|| "/".to_owned(), |i| rest[i..].to_owned()),
+            None => self.target.clone(),
+        }
+        .split('?')
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+    }
+}
+
+/// Whether `registry` is this machine (`localhost`, `127.0.0.0/8`, `::1`), with any port.
+pub(crate) fn is_loopback(registry: &str) -> bool {
+    let host = match registry.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(rest),
+        None => registry.rsplit_once(':').map_or(registry, |(h, _)| h),
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+impl RegistryClient {
+    /// A client with `options`; reads the docker config file once, here.
+    pub fn new(options: RegistryOptions) -> Result<RegistryClient, RegistryError> {
+        let config = DockerConfig::read(options.docker_config.as_deref())?;
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(options.timeout))
+            .timeout_send_request(Some(options.timeout))
+            .timeout_recv_response(Some(options.timeout))
+            // Blob downloads are redirected to storage (S3, a CDN): follow, without our
+            // `Authorization` (ureq drops it on redirects).
+            .max_redirects(10)
+            .build()
+            .into();
+        Ok(RegistryClient {
+            agent,
+            options,
+            config,
+            challenges: Mutex::new(HashMap::new()),
+            tokens: Mutex::new(TokenCache::default()),
+            explicit: None,
+        })
+    }
+
+    /// Uses `credentials` for `registry` instead of the config file's (`login` checks them
+    /// before saving).
+    pub fn with_credentials(mut self, registry: &str, credentials: Credentials) -> Self {
+        self.explicit = Some((registry.to_owned(), credentials));
+        self
+    }
+
+    pub(crate) fn options(&self) -> &RegistryOptions {
+        &self.options
+    }
+
+    fn credentials(&self, registry: &str) -> Option<&Credentials> {
+        match &self.explicit {
+            Some((r, c)) if r == registry => Some(c),
+            _ => self.config.credentials(registry),
+        }
+    }
+
+    /// What we tried for `registry`, for a 401 or 403 message.
+    pub(crate) fn tried(&self, registry: &str) -> String {
+        match &self.explicit {
+            Some((r, c)) if r == registry => {
+                format!("tried the credentials of user {:?}", c.username)
+            }
+            _ => self.config.describe(registry),
+        }
+    }
+
+    /// `scheme://host` for a registry: Docker Hub's API host for `docker.io`; plain HTTP for
+    /// loopback registries and those listed as insecure, HTTPS for every other.
+    pub(crate) fn base_url(&self, registry: &str) -> String {
+        let host = if registry == "docker.io" {
+            "registry-1.docker.io"
+        } else {
+            registry
+        };
+        let plain = is_loopback(registry) || self.options.insecure.iter().any(|i| i == registry);
+        format!("{}://{host}", if plain { "http" } else { "https" })
+    }
+
+    fn url(&self, req: &Request<'_>) -> String {
+        if req.target.contains("://") {
+            req.target.clone()
+        } else {
+            format!("{}{}", self.base_url(req.registry), req.target)
+        }
+    }
+
+    /// The `Authorization` header we would send now, from what the registry asked before.
+    fn authorization(&self, registry: &str, scope: &str) -> Option<String> {
+        let challenge = self
+            .challenges
+            .lock()
+            .expect("no thread panics holding the lock")
+            .get(registry)
+            .cloned()?;
+        match challenge {
+            Challenge::Basic => self.credentials(registry).map(Credentials::basic),
+            Challenge::Bearer { .. } => self
+                .tokens
+                .lock()
+                .expect("no thread panics holding the lock")
+                .get(registry, scope)
+                .map(|t| format!("Bearer {t}")),
+        }
+    }
+
+    /// Answers a `401`: remembers the challenge and, for a bearer one, fetches a token.
+    /// Returns whether retrying can help.
+    fn authenticate(&self, req: &Request<'_>, header: Option<&str>) -> Result<bool, RegistryError> {
+        let Some(challenge) = header.and_then(parse_challenge) else {
+            return Ok(false);
+        };
+        self.challenges
+            .lock()
+            .expect("no thread panics holding the lock")
+            .insert(req.registry.to_owned(), challenge.clone());
+        match challenge {
+            Challenge::Basic => Ok(self.credentials(req.registry).is_some()),
+            Challenge::Bearer { realm, service } => {
+                self.fetch_token(req.registry, &req.scope, &realm, service.as_deref())?;
+                Ok(true)
+            }
+        }
+    }
+
+    fn fetch_token(
+        &self,
+        registry: &str,
+        scope: &str,
+        realm: &str,
+        service: Option<&str>,
+    ) -> Result<(), RegistryError> {
+        let token_error = |reason: String| RegistryError::Token {
+            realm: realm.to_owned(),
+            scope: scope.to_owned(),
+            reason,
+        };
+        let realm_host = realm
+            .split_once("://")
+            .map_or(realm, |(_, r)| r)
+            .split('/')
+            .next()
+            .unwrap_or_default();
+        if realm.starts_with("http://") && !is_loopback(realm_host) && !is_loopback(registry) {
+            return Err(token_error(
+                "the token server is plain HTTP: refusing to send credentials".into(),
+            ));
+        }
+        let mut request = self
+            .agent
+            .get(realm)
+            .config()
+            .timeout_global(Some(self.options.timeout))
+            .build();
+        if let Some(service) = service {
+            request = request.query("service", service);
+        }
+        if !scope.is_empty() {
+            request = request.query("scope", scope);
+        }
+        if let Some(c) = self.credentials(registry) {
+            request = request.header("Authorization", c.basic());
+        }
+        let mut response = request
+            .call()
+            .map_err(|e| token_error(format!("request failed: {e}")))?;
+        if response.status() == StatusCode::UNAUTHORIZED {
+            // Wrong credentials: the caller reports the 401 with the reference.
+            return Ok(());
+        }
+        if !response.status().is_success() {
+            return Err(token_error(format!("HTTP {}", response.status().as_u16())));
+        }
+        let bytes = response
+            .body_mut()
+            .with_config()
+            .limit(crate::blob::MAX_DOCUMENT)
+            .read_to_vec()
+            .map_err(|e| token_error(format!("reading the answer failed: {e}")))?;
+        let answer: TokenResponse = serde_json::from_slice(&bytes)
+            .map_err(|e| token_error(format!("invalid answer: {e}")))?;
+        let token = answer
+            .token
+            .or(answer.access_token)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| token_error("the answer has no token".into()))?;
+        self.tokens
+            .lock()
+            .expect("no thread panics holding the lock")
+            .put(registry, scope, token, answer.expires_in);
+        Ok(())
+    }
+
+    fn send_once(
+        &self,
+        req: &Request<'_>,
+        authorization: Option<&str>,
+    ) -> Result<Response<ureq::Body>, ureq::Error> {
+        let mut url = self.url(req);
+        for (i, (k, v)) in req.query.iter().enumerate() {
+            url.push(if i == 0 && !url.contains('?') {
+                '?'
+            } else {
+                '&'
+            });
+            url.push_str(k);
+            url.push('=');
+            url.push_str(&percent_encode(v));
+        }
+        let mut builder = ureq::http::Request::builder().method(req.method).uri(url);
+        for (k, v) in &req.headers {
+            builder = builder.header(*k, v);
+        }
+        if let Some(a) = authorization {
+            builder = builder.header("Authorization", a);
+        }
+        match req.body {
+            Body::Empty => self.run(builder.body(ureq::SendBody::none())?, req.document),
+            Body::Bytes(bytes) => self.run(builder.body(bytes)?, req.document),
+            Body::File(path) => {
+                let file = fs_err::File::open(path)?.into_parts().0;
+                self.run(builder.body(file)?, req.document)
+            }
+        }
+    }
+
+    fn run(
+        &self,
+        request: ureq::http::Request<impl ureq::AsSendBody>,
+        document: bool,
+    ) -> Result<Response<ureq::Body>, ureq::Error> {
+        let timeout = document.then_some(self.options.timeout);
+        let request = self
+            .agent
+            .configure_request(request)
+            .timeout_global(timeout)
+            .build();
+        self.agent.run(request)
+    }
+
+    /// Sends `req`, authenticating on a `401` and retrying (with backoff) on a `429`, a `5xx`
+    /// or a connection error. Returns the last response, whatever its status.
+    pub(crate) fn send(&self, req: &Request<'_>) -> Result<Response<ureq::Body>, RegistryError> {
+        let mut authenticated = false;
+        let mut attempt = 0;
+        loop {
+            let authorization = self.authorization(req.registry, &req.scope);
+            let result = self.send_once(req, authorization.as_deref());
+            let wait = match result {
+                Ok(response) => {
+                    let status = response.status();
+                    if status == StatusCode::UNAUTHORIZED && !authenticated {
+                        authenticated = true;
+                        let header = response
+                            .headers()
+                            .get("www-authenticate")
+                            .and_then(|v| v.to_str().ok());
+                        if self.authenticate(req, header)? {
+                            continue;
+                        }
+                        return Ok(response);
+                    }
+                    let retryable =
+                        status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error();
+                    if !retryable || attempt >= self.options.retries {
+                        return Ok(response);
+                    }
+                    retry_after(&response)
+                }
+                Err(source) => {
+                    let retryable = matches!(
+                        source,
+                        ureq::Error::Io(_)
+                            | ureq::Error::ConnectionFailed
+                            | ureq::Error::HostNotFound
+                            | ureq::Error::Timeout(_)
+                    );
+                    if !retryable || attempt >= self.options.retries {
+                        return Err(RegistryError::Transport {
+                            registry: req.registry.to_owned(),
+                            method: req.method,
+                            path: req.path(),
+                            source: Box::new(source),
+                        });
+                    }
+                    None
+                }
+            };
+            let backoff = self.options.backoff.saturating_mul(1 << attempt.min(8));
+            std::thread::sleep(wait.unwrap_or(backoff).min(MAX_RETRY_AFTER));
+            attempt += 1;
+        }
+    }
+
+    /// A response's status as an error naming what was asked (`reference`, `action`), or the
+    /// response if it is a success.
+    pub(crate) fn check(
+        &self,
+        req: &Request<'_>,
+        mut response: Response<ureq::Body>,
+        reference: &str,
+        action: &'static str,
+    ) -> Result<Response<ureq::Body>, RegistryError> {
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let registry = req.registry.to_owned();
+        Err(match status {
+            StatusCode::UNAUTHORIZED => RegistryError::Unauthorized {
+                reference: reference.to_owned(),
+                registry,
+                action,
+                tried: self.tried(req.registry),
+            },
+            StatusCode::FORBIDDEN => RegistryError::Denied {
+                reference: reference.to_owned(),
+                registry,
+                tried: self.tried(req.registry),
+            },
+            _ => RegistryError::Status {
+                registry,
+                method: req.method,
+                path: req.path(),
+                status: status.as_u16(),
+                detail: error_detail(&mut response),
+            },
+        })
+    }
+}
+
+/// The seconds of a `Retry-After` header (the HTTP-date form is rare from registries and is
+/// treated as absent).
+fn retry_after(response: &Response<ureq::Body>) -> Option<Duration> {
+    response
+        .headers()
+        .get("retry-after")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}
+
+/// The first message of a registry's error body (`{"errors":[{"code":…,"message":…}]}`).
+pub(crate) fn error_detail(response: &mut Response<ureq::Body>) -> Option<String> {
+    let mut bytes = Vec::new();
+    response
+        .body_mut()
+        .as_reader()
+        .take(64 * 1024)
+        .read_to_end(&mut bytes)
+        .ok()?;
+    let doc: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    let first = doc.get("errors")?.as_array()?.first()?;
+    let code = first
+        .get("code")
+        .and_then(|c| c.as_str())
+        .unwrap_or_default();
+    let message = first
+        .get("message")
+        .and_then(|c| c.as_str())
+        .unwrap_or_default();
+    Some(crate::error::shorten(&format!("{code}: {message}")))
+}
+
+/// Percent-encodes a query value (RFC 3986 unreserved characters pass).
+fn percent_encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_only_for_loopback_and_listed_registries() {
+        let client = RegistryClient::new(RegistryOptions {
+            insecure: vec!["registry.lan:5000".into()],
+            ..RegistryOptions::default()
+        })
+        .unwrap();
+        for (registry, url) in [
+            ("localhost:5000", "http://localhost:5000"),
+            ("127.0.0.1:41234", "http://127.0.0.1:41234"),
+            ("[::1]:5000", "http://[::1]:5000"),
+            ("registry.lan:5000", "http://registry.lan:5000"),
+            ("registry.lan:5001", "https://registry.lan:5001"),
+            ("localhost.evil.com", "https://localhost.evil.com"),
+            ("docker.io", "https://registry-1.docker.io"),
+        ] {
+            assert_eq!(client.base_url(registry), url, "{registry}");
+        }
+    }
+
+    #[test]
+    fn query_values_are_encoded() {
+        assert_eq!(
+            percent_encode("repository:a/b:pull,push"),
+            "repository%3Aa%2Fb%3Apull%2Cpush"
+        );
+    }
+}

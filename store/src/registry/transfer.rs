@@ -1,0 +1,300 @@
+//! Blobs between the store and a registry. A download streams into a [`crate::BlobWriter`]
+//! (constant memory, hashed as it arrives) and is committed only if it has the digest it was
+//! asked by; a mismatch or a broken stream discards the partial blob and starts once more from
+//! scratch. An upload is monolithic: `POST` for a session, then one `PUT ?digest=` with the
+//! file, which the registry verifies. Several run at once on scoped threads (`in_parallel`):
+//! the client is synchronous, so plain threads are the simplest pool.
+
+use crate::digest::Digest;
+use crate::error::StoreError;
+use crate::reference::Reference;
+use crate::registry::client::{Body, RegistryClient, Request};
+use crate::registry::error::RegistryError;
+use crate::store::Store;
+use std::io::{Read, Write};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+/// What a pull or push is doing with one layer: docker's status words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LayerStatus {
+    /// A layer to download (`Pulling fs layer`).
+    PullingFsLayer,
+    /// The store has the layer (`Already exists`).
+    AlreadyExists,
+    /// Bytes arriving (`Downloading`).
+    Downloading {
+        /// Bytes so far.
+        current: u64,
+        /// The layer's size.
+        total: u64,
+    },
+    /// All bytes arrived, the digest is being checked (`Verifying Checksum`).
+    VerifyingChecksum,
+    /// The blob is in the store (`Download complete`).
+    DownloadComplete,
+    /// The layer is being decompressed and checked against its diff ID (`Extracting`).
+    Extracting,
+    /// Done (`Pull complete`).
+    PullComplete,
+    /// A layer to push (`Preparing`).
+    Preparing,
+    /// Bytes going out (`Pushing`).
+    Pushing {
+        /// The layer's size.
+        total: u64,
+    },
+    /// The registry has it now (`Pushed`).
+    Pushed,
+    /// The registry had it already (`Layer already exists`).
+    LayerAlreadyExists,
+}
+
+/// One progress report: which layer (blob digest) and what happens to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerEvent {
+    /// The layer blob.
+    pub layer: Digest,
+    /// What happens.
+    pub status: LayerStatus,
+}
+
+/// Where progress goes; called from several threads.
+pub type Progress<'a> = &'a (dyn Fn(LayerEvent) + Sync);
+
+/// How often `Downloading` is reported.
+const PROGRESS_STEP: u64 = 1 << 20;
+
+/// Runs `work` on every item, `jobs` at a time, and returns the results in order. The first
+/// error stops the others from starting new items and is returned.
+pub(crate) fn in_parallel<T: Sync, R: Send>(
+    items: &[T],
+    jobs: usize,
+    work: impl Fn(&T) -> Result<R, RegistryError> + Sync,
+) -> Result<Vec<R>, RegistryError> {
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let results: Mutex<Vec<Option<Result<R, RegistryError>>>> =
+        Mutex::new(items.iter().map(|_| None).collect());
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.clamp(1, items.len().max(1)) {
+            scope.spawn(|| {
+                while !failed.load(Ordering::Relaxed) {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(item) = items.get(i) else { break };
+                    let result = work(item);
+                    if result.is_err() {
+                        failed.store(true, Ordering::Relaxed);
+                    }
+                    results.lock().expect("no worker panics holding the lock")[i] = Some(result);
+                }
+            });
+        }
+    });
+    let results = results.into_inner().expect("every worker has finished");
+    let mut out = Vec::with_capacity(items.len());
+    let mut first_error = None;
+    for r in results {
+        match r {
+            Some(Ok(v)) => out.push(v),
+            Some(Err(e)) => {
+                first_error.get_or_insert(e);
+            }
+            None => {}
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
+}
+
+/// A writer that counts what passes and reports `Downloading` every [`PROGRESS_STEP`].
+struct Counting<'a, W> {
+    inner: W,
+    count: u64,
+    reported: u64,
+    total: u64,
+    report: &'a dyn Fn(LayerStatus),
+}
+
+impl<W: Write> Write for Counting<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.count += n as u64;
+        if self.count - self.reported >= PROGRESS_STEP {
+            self.reported = self.count;
+            (self.report)(LayerStatus::Downloading {
+                current: self.count,
+                total: self.total,
+            });
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl RegistryClient {
+    /// Downloads blob `digest` (`size` bytes) of `reference` into `store`, verified; retries
+    /// once from scratch if the bytes do not match or the stream breaks.
+    pub(crate) fn download_blob(
+        &self,
+        store: &Store,
+        reference: &Reference,
+        digest: &Digest,
+        size: u64,
+        report: &dyn Fn(LayerStatus),
+    ) -> Result<(), RegistryError> {
+        match self.download_once(store, reference, digest, size, report) {
+            Err(RegistryError::Download { .. }) => {
+                self.download_once(store, reference, digest, size, report)
+            }
+            other => other,
+        }
+    }
+
+    fn download_once(
+        &self,
+        store: &Store,
+        reference: &Reference,
+        digest: &Digest,
+        size: u64,
+        report: &dyn Fn(LayerStatus),
+    ) -> Result<(), RegistryError> {
+        let registry = reference.registry();
+        let mut req = Request::new(
+            "GET",
+            registry,
+            pull_scope(reference),
+            format!("/v2/{}/blobs/{digest}", reference.repository()),
+        );
+        req.document = false;
+        let response = self.send(&req)?;
+        if response.status() == 404 {
+            return Err(RegistryError::BlobNotFound {
+                reference: reference.familiar(),
+                registry: registry.to_owned(),
+                digest: digest.clone(),
+            });
+        }
+        let mut response = self.check(&req, response, &reference.familiar(), "pull")?;
+        let failed = |source: StoreError| RegistryError::Download {
+            registry: registry.to_owned(),
+            digest: digest.clone(),
+            source: Box::new(source),
+        };
+        report(LayerStatus::Downloading {
+            current: 0,
+            total: size,
+        });
+        let writer = store.blob_writer()?;
+        let mut counting = Counting {
+            inner: writer,
+            count: 0,
+            reported: 0,
+            total: size,
+            report,
+        };
+        // One byte more than announced is enough to know the registry sent too much.
+        let mut body = response.body_mut().as_reader().take(size.saturating_add(1));
+        std::io::copy(&mut body, &mut counting)
+            .map_err(|e| failed(StoreError::stream(format!("download blob {digest}"))(e)))?;
+        let received = counting.count;
+        if received != size {
+            return Err(failed(StoreError::SizeMismatch {
+                what: format!("blob {digest}"),
+                expected: size,
+                actual: received,
+            }));
+        }
+        report(LayerStatus::VerifyingChecksum);
+        counting.inner.commit(Some(digest)).map_err(|e| match e {
+            e @ StoreError::DigestMismatch { .. } => failed(e),
+            e => RegistryError::from(e),
+        })?;
+        report(LayerStatus::DownloadComplete);
+        Ok(())
+    }
+
+    /// Whether the repository of `reference` has blob `digest` (`HEAD`).
+    pub(crate) fn blob_exists(
+        &self,
+        reference: &Reference,
+        digest: &Digest,
+    ) -> Result<bool, RegistryError> {
+        let req = Request::new(
+            "HEAD",
+            reference.registry(),
+            push_scope(reference),
+            format!("/v2/{}/blobs/{digest}", reference.repository()),
+        );
+        let response = self.send(&req)?;
+        if response.status() == 404 {
+            return Ok(false);
+        }
+        self.check(&req, response, &reference.familiar(), "push")?;
+        Ok(true)
+    }
+
+    /// Uploads blob `digest` from `store`: `POST` an upload session, `PUT` the bytes.
+    pub(crate) fn upload_blob(
+        &self,
+        store: &Store,
+        reference: &Reference,
+        digest: &Digest,
+    ) -> Result<(), RegistryError> {
+        let registry = reference.registry();
+        let shown = reference.familiar();
+        let req = Request::new(
+            "POST",
+            registry,
+            push_scope(reference),
+            format!("/v2/{}/blobs/uploads/", reference.repository()),
+        );
+        let response = self.send(&req)?;
+        let response = self.check(&req, response, &shown, "push")?;
+        let location = response
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| RegistryError::InvalidDocument {
+                what: format!("upload session for {shown}"),
+                registry: registry.to_owned(),
+                reason: "no Location header".into(),
+            })?
+            .to_owned();
+        let path = store.blob_path(digest);
+        if !path.is_file() {
+            return Err(StoreError::BlobNotFound(digest.clone()).into());
+        }
+        let mut put = Request::new("PUT", registry, push_scope(reference), location);
+        put.query.push(("digest", digest.to_string()));
+        put.headers
+            .push(("Content-Type", "application/octet-stream".to_owned()));
+        put.body = Body::File(&path);
+        put.document = false;
+        let response = self.send(&put)?;
+        self.check(&put, response, &shown, "push")?;
+        Ok(())
+    }
+}
+
+pub(crate) fn pull_scope(reference: &Reference) -> String {
+    format!("repository:{}:pull", reference.repository())
+}
+
+pub(crate) fn push_scope(reference: &Reference) -> String {
+    format!("repository:{}:pull,push", reference.repository())
+}
+
+/// Reads a stored layer through its decompressor: its diff ID and uncompressed length.
+pub(crate) fn diff_id_of(store: &Store, layer: &Digest) -> Result<(Digest, u64), StoreError> {
+    let file = store.open_blob(layer)?;
+    let what = format!("decompress layer {layer}");
+    let reader =
+        crate::compression::decompressed(file).map_err(StoreError::stream(what.clone()))?;
+    crate::digest::digest_reader(reader.take(u64::MAX)).map_err(StoreError::stream(what))
+}

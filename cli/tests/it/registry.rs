@@ -1,0 +1,489 @@
+//! `pull`, `push`, `login` and `logout` against a real registry: Debian's `docker-registry`
+//! (distribution 2.8), started by each test on a free 127.0.0.1 port with its own storage,
+//! plain HTTP, optionally with htpasswd basic auth; skopeo checks what strata pushes and
+//! pushes what strata pulls.
+
+use crate::support::TestEnv;
+use sha2::Digest as _;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+/// A `docker-registry` on 127.0.0.1, killed on drop.
+struct Registry {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    /// A registry anyone may use.
+    fn start() -> Registry {
+        Registry::start_with(None)
+    }
+
+    /// A registry that wants `user`'s `password` (htpasswd, bcrypt).
+    fn with_basic_auth(user: &str, password: &str) -> Registry {
+        Registry::start_with(Some((user, password)))
+    }
+
+    fn start_with(basic: Option<(&str, &str)>) -> Registry {
+        let dir = tempfile::tempdir().expect("create a temp dir");
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("find a free port")
+            .port();
+        let mut config = format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.path().join("data").display()
+        );
+        if let Some((user, password)) = basic {
+            let out = Command::new("htpasswd")
+                .args(["-Bbn", user, password])
+                .output()
+                .expect("run htpasswd (apache2-utils)");
+            assert!(out.status.success(), "htpasswd failed");
+            let file = dir.path().join("htpasswd");
+            fs_err::write(&file, &out.stdout).expect("write htpasswd");
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: strata-test\n    path: {}\n",
+                file.display()
+            ));
+        }
+        let config_path = dir.path().join("config.yml");
+        fs_err::write(&config_path, config).expect("write the registry config");
+        let mut child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config_path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start docker-registry (Debian's docker-registry package)");
+        // Ready when it accepts connections; it exits at once on a bad config.
+        let mut ready = false;
+        for _ in 0..200 {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                ready = true;
+                break;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("docker-registry exited: {status}");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert!(ready, "docker-registry did not listen on port {port}");
+        Registry {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    /// `127.0.0.1:PORT`.
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// `127.0.0.1:PORT/name`.
+    fn image(&self, name: &str) -> String {
+        format!("{}/{name}", self.host())
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `sha256:…` after `prefix` on a line of `out`.
+fn digest_after(out: &str, prefix: &str) -> String {
+    out.lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no line starting with {prefix:?} in:\n{out}"))
+        .to_owned()
+}
+
+fn inspect(env: &TestEnv, name: &str) -> serde_json::Value {
+    let out = env.ok(["inspect", name]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("inspect prints JSON");
+    v[0].clone()
+}
+
+/// Runs skopeo and asserts it succeeded.
+fn skopeo(args: &[&str]) {
+    let out = Command::new("skopeo")
+        .args(args)
+        .output()
+        .expect("run skopeo");
+    assert!(
+        out.status.success(),
+        "skopeo {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn walkthrough_tag_push_rmi_pull_gives_the_same_digest() {
+    let registry = Registry::start();
+    let env = TestEnv::with_base("img");
+    let remote = registry.image("img");
+    let id = inspect(&env, "img")["Id"].clone();
+    env.ok(["tag", "img", &remote]);
+
+    let pushed = env.ok(["push", &remote]);
+    assert!(pushed.starts_with(&format!(
+        "Using default tag: latest\nThe push refers to repository [{remote}]\n"
+    )));
+    assert!(pushed.contains(": Preparing\n"), "{pushed}");
+    assert!(pushed.contains(": Pushed\n"), "{pushed}");
+    let digest = digest_after(&pushed, "latest: digest: ");
+    let size = pushed
+        .lines()
+        .last()
+        .and_then(|l| l.rsplit_once(" size: "))
+        .map(|(_, n)| n.to_owned())
+        .expect("a size");
+    assert!(size.parse::<u64>().expect("a number") > 0);
+    let repo_digest = format!("{remote}@{digest}");
+    assert_eq!(
+        inspect(&env, &remote)["RepoDigests"],
+        serde_json::json!([repo_digest])
+    );
+
+    // Pushed twice: the registry has every layer.
+    let again = env.ok(["push", &remote]);
+    assert!(again.contains(": Layer already exists\n"), "{again}");
+    assert!(!again.contains(": Pushed\n"), "{again}");
+    assert_eq!(digest_after(&again, "latest: digest: "), digest);
+
+    env.ok(["rmi", &remote, "img"]);
+    assert!(env.fails(["inspect", &remote]).contains("no such image"));
+
+    let pulled = env.ok(["pull", &remote]);
+    assert!(
+        pulled.starts_with("Using default tag: latest\nlatest: Pulling from img\n"),
+        "{pulled}"
+    );
+    for line in [
+        ": Pulling fs layer\n",
+        ": Download complete\n",
+        ": Pull complete\n",
+    ] {
+        assert!(pulled.contains(line), "{line:?} in {pulled}");
+    }
+    assert!(pulled.ends_with(&format!(
+        "Digest: {digest}\nStatus: Downloaded newer image for {remote}:latest\n{remote}:latest\n"
+    )));
+    let image = inspect(&env, &remote);
+    assert_eq!(image["Id"], id);
+    assert_eq!(image["RepoDigests"], serde_json::json!([repo_digest]));
+    let images = env.ok(["images", "--digests"]);
+    assert!(images.contains(&digest), "{images}");
+
+    // Again: nothing to do.
+    let up_to_date = env.ok(["pull", &format!("{remote}:latest")]);
+    assert_eq!(
+        up_to_date,
+        format!(
+            "latest: Pulling from img\nDigest: {digest}\nStatus: Image is up to date for {remote}:latest\n{remote}:latest\n"
+        )
+    );
+    // By digest too.
+    let by_digest = env.ok(["pull", "-q", &repo_digest]);
+    assert_eq!(by_digest, format!("{repo_digest}\n"));
+    env.ok(["system", "check"]);
+}
+
+#[test]
+fn a_pull_of_layers_the_store_has_downloads_nothing() {
+    let registry = Registry::start();
+    let env = TestEnv::with_base("img");
+    let remote = registry.image("copy:1");
+    env.ok(["tag", "img", &remote]);
+    env.ok(["push", &remote]);
+    env.ok(["rmi", &remote]); // the image stays: `img` names it
+    let pulled = env.ok(["pull", &remote]);
+    assert!(pulled.contains(": Already exists\n"), "{pulled}");
+    for line in ["Pulling fs layer", "Download complete", "Pull complete"] {
+        assert!(!pulled.contains(line), "{line:?} in {pulled}");
+    }
+    assert!(pulled.contains(&format!("Status: Downloaded newer image for {remote}\n")));
+}
+
+#[test]
+fn pull_all_tags_gets_every_tag_of_the_repository() {
+    let registry = Registry::start();
+    let source = TestEnv::with_base("img");
+    let repo = registry.image("three");
+    for tag in ["a", "b", "c"] {
+        source.ok(["tag", "img", &format!("{repo}:{tag}")]);
+    }
+    let pushed = source.ok(["push", "--all-tags", &repo]);
+    for tag in ["a", "b", "c"] {
+        assert!(
+            pushed.contains(&format!("{tag}: digest: sha256:")),
+            "{pushed}"
+        );
+    }
+
+    let env = TestEnv::new();
+    let out = env.ok(["pull", "-a", &repo]);
+    for tag in ["a", "b", "c"] {
+        assert!(
+            out.contains(&format!("{tag}: Pulling from three\n")),
+            "{out}"
+        );
+    }
+    assert!(out.ends_with(&format!(
+        "Status: Downloaded newer image for {repo}\n{repo}\n"
+    )));
+    let images = env.ok(["images", "--format", "json"]);
+    let tags: Vec<String> = images
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json"))
+        .map(|v| v["Tag"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(tags.len(), 3, "{images}");
+    for tag in ["a", "b", "c"] {
+        assert!(tags.iter().any(|t| t == tag), "{images}");
+    }
+}
+
+#[test]
+fn skopeo_reads_what_strata_pushes() {
+    let registry = Registry::start();
+    let env = TestEnv::with_base("img");
+    let remote = registry.image("for-skopeo:v1");
+    env.ok(["tag", "img", &remote]);
+    let digest = digest_after(&env.ok(["push", &remote]), "v1: digest: ");
+    let oci = env.dir().join("oci");
+    skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{remote}"),
+        &format!("oci:{}:v1", oci.display()),
+    ]);
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs_err::read(oci.join("index.json")).expect("index.json"))
+            .expect("json");
+    assert_eq!(index["manifests"][0]["digest"], digest.as_str());
+}
+
+/// Writes `bytes` as a blob of the OCI layout `dir`; returns its descriptor.
+fn put_blob(dir: &Path, media_type: &str, bytes: &[u8]) -> serde_json::Value {
+    let hex = hex::encode(sha2::Sha256::digest(bytes));
+    let path = dir.join("blobs/sha256").join(&hex);
+    fs_err::create_dir_all(path.parent().expect("a parent")).expect("mkdir");
+    fs_err::write(&path, bytes).expect("write a blob");
+    serde_json::json!({"mediaType": media_type, "digest": format!("sha256:{hex}"), "size": bytes.len()})
+}
+
+/// An OCI layout with one multi-platform index, `multi`: a one-layer image for each of
+/// linux/amd64 and linux/arm64, whose one file `/arch` says which.
+fn multi_platform_layout(dir: &Path) -> PathBuf {
+    let layout = dir.join("multi-layout");
+    let mut manifests = Vec::new();
+    for arch in ["amd64", "arm64"] {
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_ustar();
+        header.set_size(arch.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        tar.append_data(&mut header, "arch", arch.as_bytes())
+            .expect("append to the tar");
+        let layer = tar.into_inner().expect("finish the tar");
+        let diff_id = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&layer)));
+        let layer = put_blob(&layout, "application/vnd.oci.image.layer.v1.tar", &layer);
+        let config = serde_json::json!({
+            "architecture": arch, "os": "linux", "created": "2024-01-01T00:00:00Z",
+            "config": {"Cmd": ["/arch"]},
+            "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+        });
+        let config = put_blob(
+            &layout,
+            "application/vnd.oci.image.config.v1+json",
+            &serde_json::to_vec(&config).expect("json"),
+        );
+        let manifest = serde_json::json!({
+            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": config, "layers": [layer],
+        });
+        let mut desc = put_blob(
+            &layout,
+            "application/vnd.oci.image.manifest.v1+json",
+            &serde_json::to_vec(&manifest).expect("json"),
+        );
+        desc["platform"] = serde_json::json!({"os": "linux", "architecture": arch});
+        manifests.push(desc);
+    }
+    let index = serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": manifests,
+    });
+    let mut desc = put_blob(
+        &layout,
+        "application/vnd.oci.image.index.v1+json",
+        &serde_json::to_vec(&index).expect("json"),
+    );
+    desc["annotations"] = serde_json::json!({"org.opencontainers.image.ref.name": "multi"});
+    let top = serde_json::json!({"schemaVersion": 2, "manifests": [desc]});
+    fs_err::write(layout.join("index.json"), top.to_string()).expect("write index.json");
+    fs_err::write(
+        layout.join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .expect("write oci-layout");
+    layout
+}
+
+#[test]
+fn a_multi_platform_index_pushed_by_skopeo_pulls_as_the_platform_asked_for() {
+    let registry = Registry::start();
+    let env = TestEnv::new();
+    let layout = multi_platform_layout(env.dir());
+    let remote = registry.image("multi:1");
+    skopeo(&[
+        "copy",
+        "--all",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:multi", layout.display()),
+        &format!("docker://{remote}"),
+    ]);
+
+    let out = env.ok(["pull", &remote]);
+    assert!(out.contains("Status: Downloaded newer image"), "{out}");
+    assert_eq!(inspect(&env, &remote)["Architecture"], "amd64");
+
+    let arm = TestEnv::new();
+    arm.ok(["pull", "--platform", "linux/arm64", &remote]);
+    assert_eq!(inspect(&arm, &remote)["Architecture"], "arm64");
+
+    let none = arm.fails(["pull", "--platform", "linux/s390x", &remote]);
+    assert!(
+        none.contains(&format!(
+            "{remote} has no image for linux/s390x (it has: linux/amd64, linux/arm64)"
+        )),
+        "{none}"
+    );
+}
+
+#[test]
+fn a_missing_image_fails_clearly_and_leaves_the_store_as_it_was() {
+    let registry = Registry::start();
+    let env = TestEnv::with_base("img");
+    let before = env.ok(["images", "--digests"]);
+    let missing = registry.image("nothing:here");
+    let err = env.fails(["pull", &missing]);
+    assert!(
+        err.starts_with(&format!(
+            "error: failed to pull {missing}\ncaused by: manifest for {missing} not found on {}\n",
+            registry.host()
+        )),
+        "{err}"
+    );
+    assert_eq!(env.ok(["images", "--digests"]), before);
+    env.ok(["system", "check"]);
+
+    let err = env.fails(["push", &registry.image("not-in-the-store")]);
+    assert!(
+        err.contains(&format!(
+            "An image does not exist locally with the tag: {}",
+            registry.image("not-in-the-store")
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn basic_auth_needs_a_login_and_login_writes_dockers_config() {
+    let registry = Registry::with_basic_auth("alice", "s3cret");
+    let env = TestEnv::with_base("img");
+    let docker_config = env.dir().join("docker");
+    let remote = registry.image("private:1");
+    env.ok(["tag", "img", &remote]);
+    let strata = |args: &[&str]| {
+        let mut c = env.command(args);
+        c.env("DOCKER_CONFIG", &docker_config);
+        c
+    };
+
+    let out = strata(&["push", &remote]).output().expect("run strata");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "caused by: {} refused to let us push {remote}: authentication required",
+            registry.host()
+        )),
+        "{err}"
+    );
+
+    let login = |password: &str| {
+        let mut c = strata(&["login", &registry.host(), "-u", "alice", "--password-stdin"]);
+        c.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().expect("run strata login");
+        std::io::Write::write_all(
+            child.stdin.as_mut().expect("stdin"),
+            format!("{password}\n").as_bytes(),
+        )
+        .expect("write the password");
+        child.wait_with_output().expect("wait for strata login")
+    };
+    let wrong = login("wrong");
+    assert_eq!(wrong.status.code(), Some(1));
+    assert!(!docker_config.join("config.json").exists());
+
+    let right = login("s3cret");
+    assert!(
+        right.status.success(),
+        "{}",
+        String::from_utf8_lossy(&right.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&right.stdout), "Login Succeeded\n");
+    let config_file = docker_config.join("config.json");
+    let mode = fs_err::metadata(&config_file)
+        .expect("config.json")
+        .permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600
+    );
+
+    let out = strata(&["push", &remote]).output().expect("run strata");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let fresh = TestEnv::new();
+    let mut pull = fresh.command(["pull", "-q", &remote]);
+    let out = pull
+        .env("DOCKER_CONFIG", &docker_config)
+        .output()
+        .expect("run strata");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let out = strata(&["logout", &registry.host()])
+        .output()
+        .expect("run strata");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("Removing login credentials for {}\n", registry.host())
+    );
+    let out = strata(&["logout", &registry.host()])
+        .output()
+        .expect("run strata");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("Not logged in to {}\n", registry.host())
+    );
+}

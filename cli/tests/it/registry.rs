@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 /// A `docker-registry` on 127.0.0.1, killed on drop.
-struct Registry {
+pub(crate) struct Registry {
     child: Child,
     port: u16,
     _dir: tempfile::TempDir,
@@ -18,7 +18,7 @@ struct Registry {
 
 impl Registry {
     /// A registry anyone may use.
-    fn start() -> Registry {
+    pub(crate) fn start() -> Registry {
         Registry::start_with(None)
     }
 
@@ -85,7 +85,7 @@ impl Registry {
     }
 
     /// `127.0.0.1:PORT/name`.
-    fn image(&self, name: &str) -> String {
+    pub(crate) fn image(&self, name: &str) -> String {
         format!("{}/{name}", self.host())
     }
 }
@@ -485,5 +485,36 @@ fn basic_auth_needs_a_login_and_login_writes_dockers_config() {
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         format!("Not logged in to {}\n", registry.host())
+    );
+}
+
+#[test]
+fn build_pulls_a_from_image_the_store_lacks() {
+    let registry = Registry::start();
+    let source = TestEnv::with_base("img");
+    let remote = registry.image("base:1");
+    source.ok(["tag", "img", &remote]);
+    source.ok(["push", &remote]);
+
+    let env = TestEnv::new();
+    let dockerfile = format!("FROM {remote}\nENV FROM_REGISTRY=yes\n");
+    let ctx = env.context("ctx", &[("Dockerfile", &dockerfile)]);
+    env.ok([
+        "build",
+        "-q",
+        "-t",
+        "app:1",
+        ctx.to_str().expect("utf-8 path"),
+    ]);
+    assert_eq!(
+        inspect(&env, &remote)["Id"],
+        inspect(&source, &remote)["Id"]
+    );
+    let env_list = inspect(&env, "app:1")["Config"]["Env"].clone();
+    assert!(
+        env_list
+            .as_array()
+            .is_some_and(|e| e.iter().any(|v| v == "FROM_REGISTRY=yes")),
+        "{env_list}"
     );
 }

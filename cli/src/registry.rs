@@ -33,18 +33,24 @@ pub(crate) fn client() -> anyhow::Result<RegistryClient> {
 
 /// Docker's text for a layer status, or `None` for the ones docker prints only as a progress
 /// bar on a terminal (`Downloading`, `Extracting`, `Pushing`).
-pub(crate) fn status_text(status: &LayerStatus) -> Option<&'static str> {
-    Some(match status {
-        LayerStatus::PullingFsLayer => "Pulling fs layer",
-        LayerStatus::AlreadyExists => "Already exists",
-        LayerStatus::VerifyingChecksum => "Verifying Checksum",
-        LayerStatus::DownloadComplete => "Download complete",
-        LayerStatus::PullComplete => "Pull complete",
-        LayerStatus::Preparing => "Preparing",
-        LayerStatus::Pushed => "Pushed",
-        LayerStatus::LayerAlreadyExists => "Layer already exists",
-        _ => return None,
-    })
+pub(crate) fn status_text(status: &LayerStatus) -> Option<String> {
+    Some(
+        match status {
+            LayerStatus::PullingFsLayer => "Pulling fs layer",
+            LayerStatus::AlreadyExists => "Already exists",
+            LayerStatus::VerifyingChecksum => "Verifying Checksum",
+            LayerStatus::DownloadComplete => "Download complete",
+            LayerStatus::PullComplete => "Pull complete",
+            LayerStatus::Preparing => "Preparing",
+            LayerStatus::Pushed => "Pushed",
+            LayerStatus::LayerAlreadyExists => "Layer already exists",
+            LayerStatus::MountedFrom(repository) => {
+                return Some(format!("Mounted from {repository}"));
+            }
+            _ => return None,
+        }
+        .to_owned(),
+    )
 }
 
 /// Prints one `ID: Status` line per event as docker does when its output is not a terminal.

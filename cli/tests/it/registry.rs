@@ -518,3 +518,26 @@ fn build_pulls_a_from_image_the_store_lacks() {
         "{env_list}"
     );
 }
+
+#[test]
+fn a_layer_in_another_repository_of_the_registry_is_mounted_not_sent() {
+    let registry = Registry::start();
+    let env = TestEnv::with_base("img");
+    let first = registry.image("first:1");
+    let second = registry.image("team/second:1");
+    env.ok(["tag", "img", &first]);
+    env.ok(["tag", "img", &second]);
+    let pushed = env.ok(["push", &first]);
+    assert!(pushed.contains(": Pushed\n"), "{pushed}");
+    let mounted = env.ok(["push", &second]);
+    assert!(mounted.contains(": Mounted from first\n"), "{mounted}");
+    assert!(!mounted.contains(": Pushed\n"), "{mounted}");
+    assert_eq!(
+        digest_after(&mounted, "1: digest: "),
+        digest_after(&pushed, "1: digest: ")
+    );
+    // The mounted repository serves the image whole.
+    let fresh = TestEnv::new();
+    fresh.ok(["pull", "-q", &second]);
+    fresh.ok(["system", "check"]);
+}

@@ -274,7 +274,8 @@ impl RegistryClient {
         if let Some(service) = service {
             request = request.query("service", service);
         }
-        if !scope.is_empty() {
+        // Several scopes (a mount reads another repository) go as several parameters.
+        for scope in scope.split(' ').filter(|s| !s.is_empty()) {
             request = request.query("scope", scope);
         }
         if let Some(c) = self.credentials(registry) {

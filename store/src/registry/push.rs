@@ -4,12 +4,17 @@
 //! the store has it, so its digest is the one `pull` and `inspect` show.
 
 use crate::digest::Digest;
+use crate::error::StoreError;
 use crate::image::merge_repo_digests;
+use crate::image::parse_manifest;
 use crate::reference::Reference;
 use crate::registry::client::{Body, RegistryClient, Request};
 use crate::registry::error::RegistryError;
-use crate::registry::transfer::{LayerEvent, LayerStatus, Progress, in_parallel, push_scope};
+use crate::registry::transfer::{
+    LayerEvent, LayerStatus, Progress, Uploaded, in_parallel, push_scope,
+};
 use crate::store::Store;
+use std::collections::HashMap;
 
 /// What [`RegistryClient::push`] did: docker's `TAG: digest: sha256:… size: N` line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +53,7 @@ impl RegistryClient {
                 status: LayerStatus::Preparing,
             });
         }
+        let sources = mount_sources(store, reference)?;
         in_parallel(
             &blobs,
             self.options().max_concurrent_uploads,
@@ -64,9 +70,16 @@ impl RegistryClient {
                     report(LayerStatus::LayerAlreadyExists);
                     return Ok(());
                 }
-                report(LayerStatus::Pushing { total: *size });
-                self.upload_blob(store, reference, digest)?;
-                report(LayerStatus::Pushed);
+                let from = sources.get(digest).map(String::as_str);
+                if from.is_none() {
+                    report(LayerStatus::Pushing { total: *size });
+                }
+                match self.upload_blob(store, reference, digest, from)? {
+                    Uploaded::Mounted => report(LayerStatus::MountedFrom(
+                        from.expect("only a mount source mounts").to_owned(),
+                    )),
+                    Uploaded::Sent => report(LayerStatus::Pushed),
+                }
                 Ok(())
             },
         )?;
@@ -96,4 +109,42 @@ impl RegistryClient {
             size: manifest.len() as u64,
         })
     }
+}
+
+/// Blob → another repository of `reference`'s registry that has it, as far as the store knows:
+/// the repositories its images were pulled from or pushed to there (their RepoDigests).
+fn mount_sources(
+    store: &Store,
+    reference: &Reference,
+) -> Result<HashMap<Digest, String>, StoreError> {
+    let index = store.read_index()?;
+    let mut sources = HashMap::new();
+    for record in index.images.values() {
+        for repo_digest in &record.repo_digests {
+            let Ok(source) = Reference::parse(repo_digest) else {
+                continue;
+            };
+            if source.registry() != reference.registry()
+                || source.repository() == reference.repository()
+                || !store.has_blob(&record.manifest)
+            {
+                continue;
+            }
+            let what = format!("manifest {}", record.manifest);
+            let Ok(manifest) = parse_manifest(&store.read_blob(&record.manifest)?, &what) else {
+                continue;
+            };
+            let digests = manifest
+                .layers()
+                .iter()
+                .chain(std::iter::once(manifest.config()))
+                .filter_map(|d| Digest::try_from(d.digest()).ok());
+            for d in digests {
+                sources
+                    .entry(d)
+                    .or_insert_with(|| source.repository().to_owned());
+            }
+        }
+    }
+    Ok(sources)
 }

@@ -49,6 +49,8 @@ pub enum LayerStatus {
     Pushed,
     /// The registry had it already (`Layer already exists`).
     LayerAlreadyExists,
+    /// The registry mounted it from another of its repositories (`Mounted from REPO`).
+    MountedFrom(String),
 }
 
 /// One progress report: which layer (blob digest) and what happens to it.
@@ -239,23 +241,38 @@ impl RegistryClient {
         Ok(true)
     }
 
-    /// Uploads blob `digest` from `store`: `POST` an upload session, `PUT` the bytes.
+    /// Uploads blob `digest` from `store`: `POST` an upload session, `PUT` the bytes. With
+    /// `mount_from` (another repository of the same registry that has the blob), asks the
+    /// registry to mount it from there first; returns whether it did (then nothing is sent).
     pub(crate) fn upload_blob(
         &self,
         store: &Store,
         reference: &Reference,
         digest: &Digest,
-    ) -> Result<(), RegistryError> {
+        mount_from: Option<&str>,
+    ) -> Result<Uploaded, RegistryError> {
         let registry = reference.registry();
         let shown = reference.familiar();
-        let req = Request::new(
+        let mut scope = push_scope(reference);
+        if let Some(from) = mount_from {
+            scope.push_str(&format!(" repository:{from}:pull"));
+        }
+        let mut req = Request::new(
             "POST",
             registry,
-            push_scope(reference),
+            scope,
             format!("/v2/{}/blobs/uploads/", reference.repository()),
         );
+        if let Some(from) = mount_from {
+            req.query.push(("mount", digest.to_string()));
+            req.query.push(("from", from.to_owned()));
+        }
         let response = self.send(&req)?;
         let response = self.check(&req, response, &shown, "push")?;
+        if mount_from.is_some() && response.status() == 201 {
+            return Ok(Uploaded::Mounted);
+        }
+        // 202: a new upload session (the registry declined to mount, or we did not ask).
         let location = response
             .headers()
             .get("location")
@@ -278,8 +295,17 @@ impl RegistryClient {
         put.document = false;
         let response = self.send(&put)?;
         self.check(&put, response, &shown, "push")?;
-        Ok(())
+        Ok(Uploaded::Sent)
     }
+}
+
+/// How a blob reached the registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Uploaded {
+    /// Its bytes were sent.
+    Sent,
+    /// The registry mounted it from another repository.
+    Mounted,
 }
 
 pub(crate) fn pull_scope(reference: &Reference) -> String {

@@ -529,4 +529,189 @@ mod tests {
             "repository%3Aa%2Fb%3Apull%2Cpush"
         );
     }
+
+    use crate::reference::Reference;
+    use crate::registry::fake::FakeServer;
+
+    const MANIFEST: &str = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#;
+
+    fn quick() -> RegistryOptions {
+        RegistryOptions {
+            backoff: Duration::ZERO,
+            ..RegistryOptions::default()
+        }
+    }
+
+    fn manifest_answer() -> crate::registry::fake::Answer {
+        (
+            200,
+            vec![("Content-Type", crate::image::OCI_MANIFEST.to_owned())],
+            MANIFEST.as_bytes().to_vec(),
+        )
+    }
+
+    #[test]
+    fn a_bearer_challenge_gets_a_token_for_the_repository_and_reuses_it() {
+        let realm = std::sync::Arc::new(std::sync::OnceLock::<String>::new());
+        let answer_realm = std::sync::Arc::clone(&realm);
+        let server = FakeServer::start(move |req, _| {
+            if req.target.starts_with("/token") {
+                return (200, vec![], br#"{"token":"T1","expires_in":300}"#.to_vec());
+            }
+            if req.authorization.as_deref() == Some("Bearer T1") {
+                return manifest_answer();
+            }
+            let challenge = format!(
+                r#"Bearer realm="{}",service="fake registry""#,
+                answer_realm.get().expect("set before the first request")
+            );
+            (401, vec![("WWW-Authenticate", challenge)], Vec::new())
+        });
+        realm
+            .set(format!("http://{}/token", server.host()))
+            .expect("set once");
+        let client = RegistryClient::new(quick()).unwrap();
+        let reference = Reference::parse(&format!("{}/team/app:1", server.host())).unwrap();
+        let scope = "repository:team/app:pull";
+        for _ in 0..2 {
+            let fetched = client.fetch_manifest(&reference, "1", scope).unwrap();
+            assert_eq!(
+                fetched.digest,
+                crate::digest::Digest::of(MANIFEST.as_bytes())
+            );
+        }
+        let seen: Vec<(String, Option<String>)> = server
+            .seen()
+            .into_iter()
+            .map(|s| (s.target, s.authorization))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("/v2/team/app/manifests/1".to_owned(), None),
+                (
+                    "/token?service=fake%20registry&scope=repository%3Ateam%2Fapp%3Apull"
+                        .to_owned(),
+                    None
+                ),
+                (
+                    "/v2/team/app/manifests/1".to_owned(),
+                    Some("Bearer T1".to_owned())
+                ),
+                (
+                    "/v2/team/app/manifests/1".to_owned(),
+                    Some("Bearer T1".to_owned())
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn busy_and_failing_registries_are_retried_then_reported() {
+        // Two 503s (one with Retry-After), then the manifest.
+        let server = FakeServer::start(|_, before| match before.len() {
+            0 => (503, vec![("Retry-After", "0".to_owned())], Vec::new()),
+            1 => (429, vec![], Vec::new()),
+            _ => manifest_answer(),
+        });
+        let client = RegistryClient::new(quick()).unwrap();
+        let reference = Reference::parse(&format!("{}/app", server.host())).unwrap();
+        client.fetch_manifest(&reference, "latest", "").unwrap();
+        let methods: Vec<String> = server.seen().into_iter().map(|s| s.method).collect();
+        assert_eq!(methods, ["GET", "GET", "GET"]);
+
+        let always = FakeServer::start(|_, _| {
+            (
+                500,
+                vec![],
+                br#"{"errors":[{"code":"UNKNOWN","message":"disk full"}]}"#.to_vec(),
+            )
+        });
+        let client = RegistryClient::new(RegistryOptions {
+            retries: 2,
+            ..quick()
+        })
+        .unwrap();
+        let reference = Reference::parse(&format!("{}/app", always.host())).unwrap();
+        let err = client.fetch_manifest(&reference, "latest", "").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{} answered 500 to GET /v2/app/manifests/latest: UNKNOWN: disk full",
+                always.host()
+            )
+        );
+        assert_eq!(always.seen().len(), 3, "one try and two retries");
+    }
+
+    #[test]
+    fn refusals_name_the_reference_and_what_was_tried() {
+        let server = FakeServer::start(|req, _| {
+            if req.target.contains("/secret/") {
+                (
+                    401,
+                    vec![("WWW-Authenticate", r#"Basic realm="x""#.to_owned())],
+                    Vec::new(),
+                )
+            } else {
+                (403, vec![], Vec::new())
+            }
+        });
+        let client = RegistryClient::new(quick()).unwrap();
+        let host = server.host();
+        let secret = Reference::parse(&format!("{host}/secret/app:1")).unwrap();
+        let err = client.fetch_manifest(&secret, "1", "").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{host} refused to let us pull {host}/secret/app:1: authentication required (tried no credentials)"
+            )
+        );
+        let denied = Reference::parse(&format!("{host}/other:1")).unwrap();
+        let err = client.fetch_manifest(&denied, "1", "").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("{host} denied access to {host}/other:1 (tried no credentials)")
+        );
+        // Basic credentials are sent once the registry asked for them.
+        let client = RegistryClient::new(quick()).unwrap().with_credentials(
+            &host,
+            crate::registry::Credentials {
+                username: "u".into(),
+                password: "p".into(),
+            },
+        );
+        let _ = client.fetch_manifest(&secret, "1", "");
+        let last = server.seen().pop().unwrap();
+        assert_eq!(last.authorization.as_deref(), Some("Basic dTpw"));
+    }
+
+    #[test]
+    fn schema_1_and_wrong_digests_are_refused_by_name() {
+        let server = FakeServer::start(|_, _| {
+            (
+                200,
+                vec![(
+                    "Content-Type",
+                    "application/vnd.docker.distribution.manifest.v1+prettyjws".to_owned(),
+                )],
+                br#"{"schemaVersion":1,"name":"old","fsLayers":[]}"#.to_vec(),
+            )
+        });
+        let client = RegistryClient::new(quick()).unwrap();
+        let reference = Reference::parse(&format!("{}/old:1", server.host())).unwrap();
+        let err = client.fetch_manifest(&reference, "1", "").unwrap_err();
+        assert!(
+            err.to_string().starts_with(&format!(
+                "{}/old:1 is a schema 1 manifest (application/vnd.docker.distribution.manifest.v1+prettyjws), which strata does not support"
+            , server.host())),
+            "{err}"
+        );
+        let pinned = format!("sha256:{}", "0".repeat(64));
+        let err = client.fetch_manifest(&reference, &pinned, "").unwrap_err();
+        assert!(
+            matches!(err, RegistryError::ManifestDigest { ref expected, .. } if expected.as_str() == pinned),
+            "{err}"
+        );
+    }
 }

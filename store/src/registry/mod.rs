@@ -21,6 +21,8 @@ mod auth;
 mod client;
 mod credentials;
 mod error;
+#[cfg(test)]
+mod fake;
 mod manifest;
 mod pull;
 mod push;

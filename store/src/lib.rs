@@ -45,6 +45,7 @@
 mod blob;
 mod check;
 mod compression;
+pub mod confined;
 mod digest;
 mod durable;
 mod error;
@@ -58,17 +59,16 @@ mod load;
 mod lock;
 mod pin;
 mod reference;
-mod root_dir;
 mod save;
 mod settle;
 mod snapshot;
 mod staging;
 mod store;
-mod unpack;
 
 pub use blob::{BlobInfo, BlobWriter};
 pub use check::CheckReport;
 pub use compression::Compression;
+pub use confined::ConfinedRoot;
 pub use digest::{Digest, DigestError, chain_id, chain_ids};
 pub use error::StoreError;
 pub use gc::{DiskUsage, PruneReport};

@@ -6,8 +6,6 @@
 //! the way is removed first), so a write never goes through a link. Owner before mode, so
 //! setuid bits survive; xattrs after the owner, since chown drops file capabilities.
 
-use crate::diff::keep_xattr;
-use crate::root::clear_entry;
 use crate::sys::{self, NodeKind};
 use nix::fcntl::OFlag;
 use std::collections::HashMap;
@@ -18,6 +16,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::rc::Rc;
 use strata_graph::pattern::ParentMatches;
+use strata_store::confined::keep_xattr;
+use strata_store::confined::{Replace, clear_entry};
 
 /// What a directory copy does with one entry it meets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,7 +153,7 @@ fn make_dir(
     opts: &CopyOpts,
     set_meta: bool,
 ) -> io::Result<OwnedFd> {
-    let existed = clear_entry(dir, name, true)?;
+    let existed = clear_entry(dir, name, Replace::KeepDir)?;
     if !existed {
         sys::mkdir_at(dir, Path::new(name), 0o700)?;
     }
@@ -360,7 +360,7 @@ fn copy_leaf(
         return Ok(());
     }
     let dst = dst_dir.as_fd();
-    clear_entry(dst, name_out, false)?;
+    clear_entry(dst, name_out, Replace::EmptyDir)?;
     let (uid, gid) = opts.owner_of(st);
     if kind == libc::S_IFREG && st.st_nlink > 1 {
         if let Some((dir, first)) = links.seen.get(&(st.st_dev, st.st_ino)) {

@@ -130,9 +130,11 @@ pub enum ExtractError {
     TooManyEntries(u64),
 }
 
-/// Whether an extended attribute from an archive (or an upper directory, for a layer) is
-/// kept: file capabilities and `user.*`. `trusted.*` is overlayfs' own metadata (opaque,
-/// redirect, origin) and `security.*` labels belong to the host, not to an image.
+/// Whether an extended attribute is worth keeping in an image, read from an archive or a
+/// layer (extraction) or from an upper directory (the worker's layer diff): file capabilities
+/// and `user.*`. Overlay's own (`trusted.overlay.*`: opaque, redirect, origin), other
+/// `trusted.*`, SELinux labels and ACLs of the build host are not part of what the
+/// Dockerfile made.
 pub fn keep_xattr(name: &[u8]) -> bool {
     name == b"security.capability" || name.starts_with(b"user.")
 }

@@ -686,7 +686,11 @@ fn apply_step(
                 .get(*from)
                 .and_then(Option::as_ref)
                 .ok_or_else(|| io::Error::other(format!("mount handle {from} missing")))?;
-            let inside = sys::open_in_root(root.as_fd(), Path::new(path), OFlag::O_PATH)?;
+            let inside = strata_store::confined::open_in_root(
+                root.as_fd(),
+                path.as_bytes(),
+                rustix::fs::OFlags::PATH,
+            )?;
             let fd = sys::clone_tree(inside.as_fd(), Path::new(""), true)?;
             sys::set_mount_attrs(fd.as_fd(), *attrs)?;
             put(handles, *handle, fd);

@@ -788,15 +788,6 @@ fn openat2_retrying(dir: BorrowedFd<'_>, path: &Path, how: OpenHow) -> io::Resul
     }
 }
 
-/// Opens `path` below `root` as if `root` were `/`: `..` and absolute symlinks stay inside,
-/// magic links (/proc/self/fd) are refused.
-pub(crate) fn open_in_root(root: BorrowedFd<'_>, path: &Path, flags: OFlag) -> io::Result<OwnedFd> {
-    let how = OpenHow::new()
-        .flags(flags | OFlag::O_CLOEXEC)
-        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-    openat2_retrying(root, path, how)
-}
-
 /// Opens `path` below `root` only if no component is a symlink or another mount.
 pub(crate) fn open_no_symlinks(
     root: BorrowedFd<'_>,

@@ -166,28 +166,14 @@ impl ConfinedRoot {
 
     /// Opens the `/`-separated `path`, resolved inside the root; `flags` as for `openat2`.
     pub fn open_path(&self, path: &[u8], flags: OFlags) -> io::Result<OwnedFd> {
-        let path = if path.is_empty() { b"." } else { path };
-        if self.resolver == Resolver::Kernel {
-            let resolve = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
-            let mut tries = 0;
-            loop {
-                match rustix::fs::openat2(
-                    &self.fd,
-                    OsStr::from_bytes(path),
-                    flags | OFlags::CLOEXEC,
-                    Mode::empty(),
-                    resolve,
-                ) {
-                    Err(Errno::INTR) => continue,
-                    // A rename or mount raced with a `..` lookup; bounded, so a lookup that
-                    // can never succeed does not spin.
-                    Err(Errno::AGAIN) if tries < 1000 => tries += 1,
-                    Err(Errno::NOSYS) => break,
-                    other => return Ok(other?),
-                }
+        match self.resolver {
+            Resolver::Kernel => open_in_root(self.fd(), path, flags),
+            #[cfg(test)]
+            Resolver::Walk => {
+                let path = if path.is_empty() { b"." } else { path };
+                walk::open_by_walking(self.fd(), path, flags)
             }
         }
-        walk::open_by_walking(self.fd(), path, flags)
     }
 
     /// The metadata of `comps` after following symlinks; `None` when missing.
@@ -309,6 +295,87 @@ impl ConfinedRoot {
             name: name.clone(),
         }))
     }
+}
+
+/// Opens the `/`-separated `path` inside the directory `root` as if it were `/` (what
+/// [`ConfinedRoot::open_path`] does, for a directory fd that is not a [`ConfinedRoot`], such as
+/// a detached mount); `flags` as for `openat2`.
+pub fn open_in_root(root: BorrowedFd<'_>, path: &[u8], flags: OFlags) -> io::Result<OwnedFd> {
+    let path = if path.is_empty() { b"." } else { path };
+    let resolve = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
+    let mut tries = 0;
+    loop {
+        match rustix::fs::openat2(
+            root,
+            OsStr::from_bytes(path),
+            flags | OFlags::CLOEXEC,
+            Mode::empty(),
+            resolve,
+        ) {
+            Err(Errno::INTR) => continue,
+            // A rename or mount raced with a `..` lookup; bounded, so a lookup that can never
+            // succeed does not spin.
+            Err(Errno::AGAIN) if tries < 1000 => tries += 1,
+            Err(Errno::NOSYS) => return walk::open_by_walking(root, path, flags),
+            other => return Ok(other?),
+        }
+    }
+}
+
+/// Opens `path` below the directory `dir` only if no component is a symlink: for a tree that
+/// must be read as it is (a build context being walked), where a symlink swapped in for a
+/// directory is an error, never followed, and nothing outside `dir` can be reached
+/// (`openat2` with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS`; without
+/// `openat2`, one `O_NOFOLLOW` step per component, `..` refused).
+pub fn open_no_symlinks(dir: BorrowedFd<'_>, path: &[u8], flags: OFlags) -> io::Result<OwnedFd> {
+    let path = if path.is_empty() { b"." } else { path };
+    let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+    let mut tries = 0;
+    loop {
+        match rustix::fs::openat2(
+            dir,
+            OsStr::from_bytes(path),
+            flags | OFlags::CLOEXEC,
+            Mode::empty(),
+            resolve,
+        ) {
+            Err(Errno::INTR) => continue,
+            // The kernel saw a concurrent rename and wants us to retry.
+            Err(Errno::AGAIN) if tries < 1000 => tries += 1,
+            Err(Errno::NOSYS) => return open_by_nofollow_steps(dir, path, flags),
+            other => return Ok(other?),
+        }
+    }
+}
+
+/// [`open_no_symlinks`] on a kernel without `openat2`.
+fn open_by_nofollow_steps(dir: BorrowedFd<'_>, path: &[u8], flags: OFlags) -> io::Result<OwnedFd> {
+    let mut comps = path
+        .split(|b| *b == b'/')
+        .filter(|c| !c.is_empty() && *c != b".")
+        .peekable();
+    let mut cur = walk::dup_dir(dir)?;
+    while let Some(comp) = comps.next() {
+        if comp == b".." {
+            return Err(Errno::XDEV.into());
+        }
+        let name = OsStr::from_bytes(comp);
+        if comps.peek().is_none() {
+            return Ok(rustix::fs::openat(
+                &cur,
+                name,
+                flags | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?);
+        }
+        cur = open_dir_at(&cur, name)?;
+    }
+    Ok(rustix::fs::openat(
+        &cur,
+        ".",
+        flags | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
 }
 
 /// What to do with a directory in the way of a new entry.
@@ -631,6 +698,33 @@ mod tests {
                 .unwrap();
             let st = rustix::fs::fstat(&fd).unwrap();
             assert_eq!(FileType::from_raw_mode(st.st_mode), FileType::Symlink);
+        }
+    }
+
+    #[test]
+    fn open_no_symlinks_refuses_any_link_with_the_kernel_and_without() {
+        let (tmp, _) = roots();
+        let dir = rustix::fs::open(
+            tmp.path().join("root").as_path(),
+            OFlags::RDONLY | OFlags::DIRECTORY,
+            Mode::empty(),
+        )
+        .unwrap();
+        type Open = fn(BorrowedFd<'_>, &[u8], OFlags) -> io::Result<OwnedFd>;
+        for open in [open_no_symlinks as Open, open_by_nofollow_steps as Open] {
+            assert!(open(dir.as_fd(), b"etc/passwd", OFlags::RDONLY).is_ok());
+            assert!(open(dir.as_fd(), b"", OFlags::RDONLY | OFlags::DIRECTORY).is_ok());
+            let e = open(dir.as_fd(), b"abs/secret", OFlags::RDONLY).unwrap_err();
+            assert!(
+                [Errno::LOOP, Errno::NOTDIR]
+                    .map(|e| Some(e.raw_os_error()))
+                    .contains(&e.raw_os_error()),
+                "{e}"
+            );
+            let e = open(dir.as_fd(), b"etc/up", OFlags::RDONLY).unwrap_err();
+            assert_eq!(e.raw_os_error(), Some(Errno::LOOP.raw_os_error()));
+            let e = open(dir.as_fd(), b"../outside/secret", OFlags::RDONLY).unwrap_err();
+            assert_eq!(e.raw_os_error(), Some(Errno::XDEV.raw_os_error()));
         }
     }
 

@@ -22,6 +22,8 @@
 //! `openat2` gives the kernel's guarantee in a few lines, without `unsafe` in this crate.
 
 mod extract;
+#[cfg(test)]
+mod hostile;
 pub mod walk;
 
 pub use extract::{ArchiveKind, ExtractError, ExtractOptions, Extracted, extract, keep_xattr};

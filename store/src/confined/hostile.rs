@@ -7,16 +7,10 @@
 //! End to end, the same corpus runs through the store (`store/tests/hostile.rs`) and through
 //! ADD and COPY (`worker/tests/sandbox/hostile.rs`).
 
+use super::corpus::{chain, files_containing, python, shared};
 use super::{ArchiveKind, ConfinedRoot, ExtractError, ExtractOptions, Extracted, clean, extract};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::process::Command;
-
-/// `../shared`, beside the workspace; CI always has it.
-fn shared() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared");
-    dir.is_dir().then_some(dir)
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Want {
@@ -69,47 +63,6 @@ fn expected(id: &str, kind: ArchiveKind) -> Want {
         // Huge headers, 2000 levels, odd names: bounded, no panic, either outcome.
         _ => Either,
     }
-}
-
-fn python(args: &[&str]) {
-    let generator = shared()
-        .expect("checked by the caller")
-        .join("research/hostile/make_hostile.py");
-    let out = Command::new("python3")
-        .arg(generator)
-        .args(args)
-        .output()
-        .expect("python3 runs the hostile generator");
-    assert!(
-        out.status.success(),
-        "make_hostile.py {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Every regular file under `dir` that contains `needle` (GNU grep walks deep trees by fd).
-fn files_containing(dir: &Path, needle: &str) -> Vec<String> {
-    let out = Command::new("grep")
-        .args(["-r", "-l", "-a", "-F", "--devices=skip", needle])
-        .arg(dir)
-        .output()
-        .expect("grep runs");
-    assert!(out.status.code() != Some(2), "grep failed");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(String::from)
-        .collect()
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s = format!("{s}: {c}");
-        cur = c.source();
-    }
-    s
 }
 
 /// A root as ADD sees it: a base image with `/bin/cat` and `/tmp`.

@@ -21,6 +21,8 @@
 //! no owner-setting `mkdir -p` through dangling symlinks as BuildKit does. rustix's safe
 //! `openat2` gives the kernel's guarantee in a few lines, without `unsafe` in this crate.
 
+#[cfg(test)]
+mod corpus;
 mod extract;
 #[cfg(test)]
 mod hostile;
@@ -305,21 +307,27 @@ impl ConfinedRoot {
 pub fn open_in_root(root: BorrowedFd<'_>, path: &[u8], flags: OFlags) -> io::Result<OwnedFd> {
     let path = if path.is_empty() { b"." } else { path };
     let resolve = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
+    match openat2(root, path, flags, resolve) {
+        Err(Errno::NOSYS) => walk::open_by_walking(root, path, flags),
+        other => Ok(other?),
+    }
+}
+
+/// `openat2`, retried when the kernel asks (EAGAIN: a rename or mount raced with a `..`
+/// lookup) a bounded number of times, so a lookup that can never succeed does not spin.
+fn openat2(
+    dir: BorrowedFd<'_>,
+    path: &[u8],
+    flags: OFlags,
+    resolve: ResolveFlags,
+) -> Result<OwnedFd, Errno> {
     let mut tries = 0;
     loop {
-        match rustix::fs::openat2(
-            root,
-            OsStr::from_bytes(path),
-            flags | OFlags::CLOEXEC,
-            Mode::empty(),
-            resolve,
-        ) {
+        let path = OsStr::from_bytes(path);
+        match rustix::fs::openat2(dir, path, flags | OFlags::CLOEXEC, Mode::empty(), resolve) {
             Err(Errno::INTR) => continue,
-            // A rename or mount raced with a `..` lookup; bounded, so a lookup that can never
-            // succeed does not spin.
             Err(Errno::AGAIN) if tries < 1000 => tries += 1,
-            Err(Errno::NOSYS) => return walk::open_by_walking(root, path, flags),
-            other => return Ok(other?),
+            other => return other,
         }
     }
 }
@@ -332,21 +340,9 @@ pub fn open_in_root(root: BorrowedFd<'_>, path: &[u8], flags: OFlags) -> io::Res
 pub fn open_no_symlinks(dir: BorrowedFd<'_>, path: &[u8], flags: OFlags) -> io::Result<OwnedFd> {
     let path = if path.is_empty() { b"." } else { path };
     let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
-    let mut tries = 0;
-    loop {
-        match rustix::fs::openat2(
-            dir,
-            OsStr::from_bytes(path),
-            flags | OFlags::CLOEXEC,
-            Mode::empty(),
-            resolve,
-        ) {
-            Err(Errno::INTR) => continue,
-            // The kernel saw a concurrent rename and wants us to retry.
-            Err(Errno::AGAIN) if tries < 1000 => tries += 1,
-            Err(Errno::NOSYS) => return open_by_nofollow_steps(dir, path, flags),
-            other => return Ok(other?),
-        }
+    match openat2(dir, path, flags, resolve) {
+        Err(Errno::NOSYS) => open_by_nofollow_steps(dir, path, flags),
+        other => Ok(other?),
     }
 }
 

@@ -4,6 +4,10 @@
 //! and checked against its digest, and several processes may use one root at once. Knows
 //! nothing of Dockerfiles, the build graph or the terminal. Start at [`Store::open`].
 //!
+//! It also owns the one confined filesystem, [`confined`]: a directory nothing can escape
+//! ([`ConfinedRoot`]) and the one extractor of untrusted tars, which the worker and the cache
+//! use for every path from a Dockerfile, a context, a layer or an archive.
+//!
 //! How the rest of strata uses it:
 //!
 //! ```no_run

@@ -727,6 +727,41 @@ mod tests {
     }
 
     #[test]
+    fn slot_operations_act_on_the_entry_never_through_a_link() {
+        let (tmp, both) = roots();
+        let root = &both[0];
+        let outside = tmp.path().join("outside");
+        let slot = |p: &str| {
+            root.slot(&comps(p), Some(DirOpts::DEFAULT))
+                .unwrap()
+                .unwrap()
+        };
+        // `abs` is a link to the real outside: renaming, chowning and timing it touch the link.
+        slot("abs").rename_to(&slot("moved/abs")).unwrap();
+        slot("moved/abs").chown(4321, 4321).unwrap();
+        slot("moved/abs").set_mtime(1_000_000).unwrap();
+        let link = fs_err::symlink_metadata(tmp.path().join("root/moved/abs")).unwrap();
+        assert!(link.is_symlink());
+        assert_eq!((link.uid(), link.mtime()), (4321, 1_000_000));
+        let real = fs_err::metadata(&outside).unwrap();
+        assert_ne!(real.uid(), 4321);
+        assert_ne!(real.mtime(), 1_000_000);
+        // A hard link of the link links the link, not the secret.
+        slot("hard").link_from(&slot("moved/abs")).unwrap();
+        assert!(
+            fs_err::symlink_metadata(tmp.path().join("root/hard"))
+                .unwrap()
+                .is_symlink()
+        );
+        assert_eq!(fs_err::metadata(outside.join("secret")).unwrap().nlink(), 1);
+        // Through `etc/up` (clamped to the root): the file lands inside.
+        let mut f = slot("etc/up/made").create_file(0o600).unwrap();
+        io::Write::write_all(&mut f, b"in").unwrap();
+        assert!(tmp.path().join("root/outside/made").is_file());
+        assert!(!outside.join("made").exists());
+    }
+
+    #[test]
     fn mkdir_all_makes_dangling_link_targets_inside_with_mode_and_owner() {
         let (tmp, both) = roots();
         let root_path = tmp.path().join("root");

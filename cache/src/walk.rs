@@ -218,7 +218,7 @@ pub(crate) fn open_file_beneath(root: &OwnedFd, rel: &str) -> std::io::Result<st
 /// Opens `rel` under `root` without following any symlink and without leaving the root, even
 /// if the tree changes under us.
 fn open_beneath(root: &OwnedFd, rel: &str, flags: OFlags) -> std::io::Result<OwnedFd> {
-    confined::open_no_symlinks(root.as_fd(), rel.as_bytes(), flags)
+    confined::open_no_symlinks(root.as_fd(), rel, flags, 0)
 }
 
 fn list(fd: &OwnedFd) -> Result<Vec<CString>, Errno> {

@@ -19,7 +19,6 @@ use crate::reuse::{self, Previous};
 use crate::run::Worker;
 use crate::sys::{self, MountAttrs};
 use crate::user::{self, UserError};
-use nix::fcntl::OFlag;
 use rustix::fs::OFlags;
 use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
@@ -555,10 +554,10 @@ fn write_file(
     mtime: Option<i64>,
 ) -> io::Result<()> {
     clear_entry(dir, name, Replace::EmptyDir)?;
-    let fd = sys::open_beneath(
+    let fd = confined::open_no_symlinks(
         dir,
-        Path::new(name),
-        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL,
+        name,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL,
         0o600,
     )?;
     let mut f = sys::file_from(fd);

@@ -5,6 +5,7 @@
 
 use crate::sys;
 use nix::fcntl::OFlag;
+use rustix::fs::OFlags;
 use std::io;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
@@ -22,10 +23,10 @@ pub(crate) fn create(path: &Path, dir: bool) -> io::Result<Vec<(String, bool)>> 
             root.mkdir_all(&comps, DirOpts::DEFAULT, &mut created)?;
         } else {
             let (parent, name) = root.parent_of(&comps, DirOpts::DEFAULT, &mut created)?;
-            let fd = sys::open_beneath(
+            let fd = confined::open_no_symlinks(
                 parent.as_fd(),
-                Path::new(name),
-                OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL,
+                name,
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL,
                 0o644,
             )?;
             drop(fd);

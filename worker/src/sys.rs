@@ -804,24 +804,6 @@ pub(crate) fn open_no_symlinks(
     openat2_retrying(root, path, how)
 }
 
-/// Opens `name`, a single component in `dir`, never following a symlink.
-pub(crate) fn open_beneath(
-    dir: BorrowedFd<'_>,
-    name: &Path,
-    flags: OFlag,
-    mode: u32,
-) -> io::Result<OwnedFd> {
-    let how = OpenHow::new()
-        .flags(flags | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW)
-        .mode(Mode::from_bits_truncate(mode))
-        .resolve(
-            ResolveFlag::RESOLVE_BENEATH
-                | ResolveFlag::RESOLVE_NO_SYMLINKS
-                | ResolveFlag::RESOLVE_NO_MAGICLINKS,
-        );
-    openat2_retrying(dir, name, how)
-}
-
 /// Whether something is at `path` below `dir`, looked up without following any symlink: a
 /// symlink or a non-directory on the way counts as something (the caller cannot put a mount
 /// point there either way), only ENOENT as nothing.

@@ -114,11 +114,13 @@ pub struct Slot {
 }
 
 impl ConfinedRoot {
-    /// Opens the directory `path` as a root (a symlink at `path` itself is refused).
+    /// Opens the directory `path` as a root. `path` itself is the caller's (a build context
+    /// named on the command line, a store directory), so a symlink there is followed; only
+    /// what is inside is confined.
     pub fn open(path: &Path) -> io::Result<ConfinedRoot> {
         let fd = rustix::fs::open(
             path,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )?;
         Ok(ConfinedRoot {
@@ -307,7 +309,7 @@ impl ConfinedRoot {
 pub fn open_in_root(root: BorrowedFd<'_>, path: &[u8], flags: OFlags) -> io::Result<OwnedFd> {
     let path = if path.is_empty() { b"." } else { path };
     let resolve = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
-    match openat2(root, path, flags, resolve) {
+    match openat2(root, path, flags, Mode::empty(), resolve) {
         Err(Errno::NOSYS) => walk::open_by_walking(root, path, flags),
         other => Ok(other?),
     }
@@ -319,12 +321,13 @@ fn openat2(
     dir: BorrowedFd<'_>,
     path: &[u8],
     flags: OFlags,
+    mode: Mode,
     resolve: ResolveFlags,
 ) -> Result<OwnedFd, Errno> {
     let mut tries = 0;
     loop {
         let path = OsStr::from_bytes(path);
-        match rustix::fs::openat2(dir, path, flags | OFlags::CLOEXEC, Mode::empty(), resolve) {
+        match rustix::fs::openat2(dir, path, flags | OFlags::CLOEXEC, mode, resolve) {
             Err(Errno::INTR) => continue,
             Err(Errno::AGAIN) if tries < 1000 => tries += 1,
             other => return other,
@@ -332,22 +335,36 @@ fn openat2(
     }
 }
 
-/// Opens `path` below the directory `dir` only if no component is a symlink: for a tree that
-/// must be read as it is (a build context being walked), where a symlink swapped in for a
-/// directory is an error, never followed, and nothing outside `dir` can be reached
-/// (`openat2` with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS`; without
-/// `openat2`, one `O_NOFOLLOW` step per component, `..` refused).
-pub fn open_no_symlinks(dir: BorrowedFd<'_>, path: &[u8], flags: OFlags) -> io::Result<OwnedFd> {
+/// Opens `path` below the directory `dir` only if no component is a symlink, the last one
+/// included (`O_NOFOLLOW`): for a tree that must be read or written as it is (a build context
+/// being walked, a directory being copied entry by entry, a file created at a resolved
+/// parent), where a symlink swapped in is an error, never followed, and nothing outside `dir`
+/// can be reached. `openat2` with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+/// RESOLVE_NO_MAGICLINKS`; without `openat2`, one `O_NOFOLLOW` step per component, `..`
+/// refused. `mode` is for `O_CREAT`.
+pub fn open_no_symlinks(
+    dir: BorrowedFd<'_>,
+    path: impl AsRef<OsStr>,
+    flags: OFlags,
+    mode: u32,
+) -> io::Result<OwnedFd> {
+    let path = path.as_ref().as_bytes();
     let path = if path.is_empty() { b"." } else { path };
+    let flags = flags | OFlags::NOFOLLOW;
     let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
-    match openat2(dir, path, flags, resolve) {
-        Err(Errno::NOSYS) => open_by_nofollow_steps(dir, path, flags),
+    match openat2(dir, path, flags, Mode::from_raw_mode(mode), resolve) {
+        Err(Errno::NOSYS) => open_by_nofollow_steps(dir, path, flags, mode),
         other => Ok(other?),
     }
 }
 
 /// [`open_no_symlinks`] on a kernel without `openat2`.
-fn open_by_nofollow_steps(dir: BorrowedFd<'_>, path: &[u8], flags: OFlags) -> io::Result<OwnedFd> {
+fn open_by_nofollow_steps(
+    dir: BorrowedFd<'_>,
+    path: &[u8],
+    flags: OFlags,
+    mode: u32,
+) -> io::Result<OwnedFd> {
     let mut comps = path
         .split(|b| *b == b'/')
         .filter(|c| !c.is_empty() && *c != b".")
@@ -363,7 +380,7 @@ fn open_by_nofollow_steps(dir: BorrowedFd<'_>, path: &[u8], flags: OFlags) -> io
                 &cur,
                 name,
                 flags | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
+                Mode::from_raw_mode(mode),
             )?);
         }
         cur = open_dir_at(&cur, name)?;
@@ -708,8 +725,10 @@ mod tests {
             Mode::empty(),
         )
         .unwrap();
-        type Open = fn(BorrowedFd<'_>, &[u8], OFlags) -> io::Result<OwnedFd>;
-        for open in [open_no_symlinks as Open, open_by_nofollow_steps as Open] {
+        type Open = fn(BorrowedFd<'_>, &[u8], OFlags, u32) -> io::Result<OwnedFd>;
+        let kernel: Open = |d, p, f, m| open_no_symlinks(d, OsStr::from_bytes(p), f, m);
+        for open in [kernel, open_by_nofollow_steps as Open] {
+            let open = |d, p, f| open(d, p, f, 0);
             assert!(open(dir.as_fd(), b"etc/passwd", OFlags::RDONLY).is_ok());
             assert!(open(dir.as_fd(), b"", OFlags::RDONLY | OFlags::DIRECTORY).is_ok());
             let e = open(dir.as_fd(), b"abs/secret", OFlags::RDONLY).unwrap_err();

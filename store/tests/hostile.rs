@@ -10,7 +10,7 @@ mod corpus;
 use corpus::{chain, files_containing, generator, python, shared};
 
 #[test]
-fn hostile_corpus_never_escapes_and_leaves_the_store_sound() {
+fn shared_hostile_corpus_never_escapes_and_leaves_the_store_sound() {
     if shared().is_none() {
         eprintln!("not run: ../shared missing");
         return;

@@ -147,7 +147,7 @@ impl Corpus {
 }
 
 #[test]
-fn every_hostile_tarball_extracts_as_the_table_says_and_stays_inside() {
+fn shared_every_hostile_tarball_extracts_as_the_table_says_and_stays_inside() {
     let Some(_) = shared() else {
         eprintln!("not run: ../shared missing");
         return;
@@ -286,7 +286,7 @@ fn check_case(
 }
 
 #[test]
-fn every_layer_of_the_hostile_load_archives_stays_inside() {
+fn shared_every_layer_of_the_hostile_load_archives_stays_inside() {
     let Some(_) = shared() else {
         eprintln!("not run: ../shared missing");
         return;

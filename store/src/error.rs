@@ -126,28 +126,14 @@ pub enum StoreError {
         /// Ours.
         expected: u32,
     },
-    /// Unpacking a layer into a snapshot failed at one entry.
-    #[error("layer {layer}: entry {entry:?}: {reason}")]
+    /// Unpacking a layer into a snapshot failed.
+    #[error("failed to unpack layer {layer}")]
     Unpack {
         /// The layer blob being unpacked.
         layer: Digest,
-        /// The tar entry's name.
-        entry: String,
-        /// What is wrong.
-        reason: String,
-    },
-    /// Unpacking a layer failed in a system call.
-    #[error("layer {layer}: failed to {action} {entry:?}")]
-    UnpackIo {
-        /// The layer blob being unpacked.
-        layer: Digest,
-        /// The tar entry's name.
-        entry: String,
-        /// What was being done.
-        action: &'static str,
-        /// The cause.
+        /// What went wrong, at which entry.
         #[source]
-        source: std::io::Error,
+        source: crate::confined::ExtractError,
     },
 }
 

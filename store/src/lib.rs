@@ -4,6 +4,10 @@
 //! and checked against its digest, and several processes may use one root at once. Knows
 //! nothing of Dockerfiles, the build graph or the terminal. Start at [`Store::open`].
 //!
+//! It also owns the one confined filesystem, [`confined`]: a directory nothing can escape
+//! ([`ConfinedRoot`]) and the one extractor of untrusted tars, which the worker and the cache
+//! use for every path from a Dockerfile, a context, a layer or an archive.
+//!
 //! How the rest of strata uses it:
 //!
 //! ```no_run
@@ -45,6 +49,7 @@
 mod blob;
 mod check;
 mod compression;
+pub mod confined;
 mod digest;
 mod durable;
 mod error;
@@ -58,17 +63,16 @@ mod load;
 mod lock;
 mod pin;
 mod reference;
-mod root_dir;
 mod save;
 mod settle;
 mod snapshot;
 mod staging;
 mod store;
-mod unpack;
 
 pub use blob::{BlobInfo, BlobWriter};
 pub use check::CheckReport;
 pub use compression::Compression;
+pub use confined::ConfinedRoot;
 pub use digest::{Digest, DigestError, chain_id, chain_ids};
 pub use error::StoreError;
 pub use gc::{DiskUsage, PruneReport};

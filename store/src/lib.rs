@@ -1,6 +1,6 @@
 //! The OCI image store: content-addressed blobs, images and tags, layer compression, snapshots
 //! for the worker, OCI and Docker tarballs (save, load, import), and later the registry client.
-//! Owns everything it creates under its root (layout in `docs/store.md`); every write is atomic
+//! Owns everything it creates under its root (layout in `docs/STORE.md`); every write is atomic
 //! and checked against its digest, and several processes may use one root at once. Knows
 //! nothing of Dockerfiles, the build graph or the terminal. Start at [`Store::open`].
 //!

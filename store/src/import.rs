@@ -116,13 +116,13 @@ pub(crate) fn validate_tar<R: Read>(tee: &mut Tee<'_, R>, what: &str) -> Result<
     let mut archive = tar::Archive::new(&mut *tee);
     let entries = archive
         .entries()
-        .map_err(|e| StoreError::archive(what, crate::error::tar_reason(&e)))?;
+        .map_err(|e| StoreError::archive(what, crate::untrusted::tar_reason(&e)))?;
     for entry in entries {
         let mut entry =
-            entry.map_err(|e| StoreError::archive(what, crate::error::tar_reason(&e)))?;
+            entry.map_err(|e| StoreError::archive(what, crate::untrusted::tar_reason(&e)))?;
         let size = entry.size();
         let n = io::copy(&mut entry, &mut io::sink())
-            .map_err(|e| StoreError::archive(what, crate::error::tar_reason(&e)))?;
+            .map_err(|e| StoreError::archive(what, crate::untrusted::tar_reason(&e)))?;
         if n != size {
             return Err(StoreError::archive(
                 what,

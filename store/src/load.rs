@@ -164,10 +164,10 @@ impl Store {
         let mut tar = tar::Archive::new(stream);
         let entries = tar
             .entries()
-            .map_err(|e| StoreError::archive(what, crate::error::tar_reason(&e)))?;
+            .map_err(|e| StoreError::archive(what, crate::untrusted::tar_reason(&e)))?;
         for entry in entries {
             let mut entry =
-                entry.map_err(|e| StoreError::archive(what, crate::error::tar_reason(&e)))?;
+                entry.map_err(|e| StoreError::archive(what, crate::untrusted::tar_reason(&e)))?;
             let name = member_name(&entry.path_bytes())
                 .ok_or_else(|| StoreError::archive(what, "member path leaves the archive"))?;
             match entry.header().entry_type() {
@@ -182,7 +182,7 @@ impl Store {
                     let n = io::copy(&mut entry, &mut out).map_err(|e| {
                         StoreError::archive(
                             format!("{what} member {name}"),
-                            crate::error::tar_reason(&e),
+                            crate::untrusted::tar_reason(&e),
                         )
                     })?;
                     if n != size {

@@ -496,7 +496,7 @@ fn same_entry(a: &Slot, b: &Slot) -> bool {
 /// An entry name for messages: control characters replaced and at most 200 characters (a
 /// hostile name can be megabytes).
 fn shown(raw: &[u8]) -> String {
-    crate::error::shorten(&String::from_utf8_lossy(raw))
+    crate::untrusted::shorten(&String::from_utf8_lossy(raw))
 }
 
 #[cfg(test)]

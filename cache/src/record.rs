@@ -1,7 +1,7 @@
 //! Build cache records: cache key → what the solver needs to reuse a step without running it.
 //!
 //! One JSON file per key under `<root>/cache-v1/records/`, replaced atomically
-//! ([`crate::durable`]): readers, in this process or another, see a whole record or none;
+//! ([`strata_store::durable`]): readers, in this process or another, see a whole record or none;
 //! two builds writing the same key both succeed and the last one wins (they describe the same
 //! result). A file that does not parse, or that names another key, is a miss, never an error
 //! and never a panic; prune deletes it. "Last used" is the record file's mtime, bumped by
@@ -13,7 +13,6 @@
 //! compared with that step's previous record.
 
 use crate::checksum::Checksum;
-use crate::durable;
 use crate::key::{CacheKey, KeyParts};
 use crate::selection::SelectionSum;
 use serde::{Deserialize, Serialize};
@@ -21,6 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use strata_store::durable;
 
 const RECORD_VERSION: u32 = 1;
 /// A temporary file older than this is a crash leftover.
@@ -525,9 +525,9 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<(), CacheDbError> {
         path: parent.to_owned(),
         source,
     })?;
-    durable::replace(path, bytes).map_err(|source| CacheDbError::Write {
+    durable::write_atomic(path, bytes).map_err(|e| CacheDbError::Write {
         path: path.to_owned(),
-        source,
+        source: e.into(),
     })
 }
 
@@ -575,13 +575,15 @@ mod tests {
     use crate::entry::EntryKind;
     use crate::selection::SelectedEntry;
     use strata_graph::NodeHash;
+    use strata_store::Digest;
+    use strata_store::media_type::OCI_LAYER_ZSTD;
 
     fn layer(n: u8) -> LayerRef {
         LayerRef {
-            digest: format!("sha256:{}", hex::encode([n; 32])),
-            diff_id: format!("sha256:{}", hex::encode([n + 100; 32])),
+            digest: Digest::of(&[n]).to_string(),
+            diff_id: Digest::of(&[n + 100]).to_string(),
             size: 1000 * u64::from(n),
-            media_type: "application/vnd.oci.image.layer.v1.tar+zstd".into(),
+            media_type: OCI_LAYER_ZSTD.into(),
             uncompressed_size: Some(2000 * u64::from(n)),
         }
     }
@@ -594,7 +596,7 @@ mod tests {
         };
         let record = Record {
             layer: Some(layer(n)),
-            chain_id: Some(format!("sha256:{}", hex::encode([n; 32]))),
+            chain_id: Some(Digest::of(&[n]).to_string()),
             diff_ids: vec![layer(n).diff_id],
             created,
             parts: parts.clone(),

@@ -20,8 +20,6 @@ use crate::instruction::{
     Command, CommandLine, CopyInstr, Instr, Typed, chomp_heredoc, heredoc_marker, type_instruction,
 };
 use crate::mount::{MountType, RunMount, parse_mount};
-use crate::platform::Platform;
-use crate::reference::normalize_reference;
 use crate::scope::{EnvList, NON_ENV_ARGS, default_args, proxy_env};
 use crate::stage::Stages;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -30,6 +28,7 @@ use strata_graph::{
     Chown, ExecOp, FileAction, FileOp, Graph, History, ImageConfig, ImageSource, Mount, MountKind,
     NetworkMode, NodeId, Op, SourceRange, Target,
 };
+use strata_store::{Platform, Reference};
 
 /// What the caller decided for this build.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -502,7 +501,7 @@ impl<'a> Lowering<'a> {
                     } else if let Some(&s) = named_above.get(base.as_str()) {
                         Base::Stage(s)
                     } else {
-                        match normalize_reference(&base) {
+                        match Reference::parse(&base).map(|r| r.to_string()) {
                             Ok(r) => Base::Image(r),
                             Err(e) => {
                                 let hint = suggest(&base, self.stages.names(), false);
@@ -647,7 +646,7 @@ impl<'a> Lowering<'a> {
         if from == "scratch" {
             return (Ok(Source::Scratch), true);
         }
-        match normalize_reference(from) {
+        match Reference::parse(from).map(|r| r.to_string()) {
             Ok(r) => (Ok(Source::Image(r)), true),
             Err(e) => {
                 let hint = suggest(from, self.stages.names(), false);
@@ -2330,7 +2329,7 @@ mod tests {
         assert_eq!(
             errors("FROM Alpine\n"),
             [
-                "Dockerfile:1:1: failed to parse stage name \"Alpine\": invalid reference format: repository name must be lowercase"
+                "Dockerfile:1:1: failed to parse stage name \"Alpine\": invalid reference format: repository name (library/Alpine) must be lowercase"
             ]
         );
         assert_eq!(

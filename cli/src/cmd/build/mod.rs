@@ -26,10 +26,9 @@ use strata_frontend::{
 };
 use strata_graph::{ImageConfig, NetworkMode, SourceRange};
 use strata_solver::{
-    ContextSource, ImagePlatform, LocalBackend, LocalOptions, NoCache, Output, SolveError,
-    SolveOptions,
+    ContextSource, LocalBackend, LocalOptions, NoCache, Output, SolveError, SolveOptions,
 };
-use strata_store::{Reference, Store, host_architecture};
+use strata_store::{Reference, Store};
 use strata_worker::{Worker, WorkerConfig};
 use tokio_util::sync::CancellationToken;
 
@@ -126,11 +125,7 @@ impl ImageResolver for StoreResolver<'_> {
                 .map_err(|e| format!("image {reference} has an unreadable config: {e}"))?,
             None => ImageConfig::default(),
         };
-        let image_platform = Platform::new(
-            &image.config.os,
-            &image.config.architecture,
-            image.config.variant.as_deref().unwrap_or(""),
-        );
+        let image_platform = image.config.platform();
         if !image.config.architecture.is_empty() && image_platform.arch != platform.arch {
             return Err(format!(
                 "image {reference} is for {}, not {}",
@@ -292,7 +287,7 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         Some(dir)
     };
     let dockerfile = read_dockerfile(&args, context.as_deref())?;
-    let host = Platform::new("linux", host_architecture(), "");
+    let host = Platform::host();
     let target_platform = match &args.platform {
         Some(p) => Platform::parse(p, &host)?,
         None => host.clone(),
@@ -538,13 +533,9 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     }
     if needs_image {
         backend.ensure_layers(&fs)?;
-        let platform = ImagePlatform {
-            os: target_platform.os.clone(),
-            architecture: target_platform.arch.clone(),
-            variant: (!target_platform.variant.is_empty()).then(|| target_platform.variant.clone()),
-        };
-        let image = strata_solver::new_image(&store, &graph, &target, &fs, &platform, epoch, tags)
-            .context("failed to assemble the image")?;
+        let image =
+            strata_solver::new_image(&store, &graph, &target, &fs, &target_platform, epoch, tags)
+                .context("failed to assemble the image")?;
         names = image.tags.iter().map(ToString::to_string).collect();
         let id = store
             .commit_image(image)

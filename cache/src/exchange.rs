@@ -13,7 +13,7 @@
 
 use crate::checksum::Checksum;
 use crate::key::CacheKey;
-use crate::record::{CacheDb, LayerRef, Record};
+use crate::record::{CacheDb, Record};
 use crate::selection::SelectionSum;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -326,20 +326,19 @@ pub fn export(
 
     let mut config = read_config(dir)?;
     // Layers already exported in the wanted compression, by diff ID.
-    let mut exported: BTreeMap<String, LayerDescriptor> = config
+    let mut exported: BTreeMap<Digest, LayerDescriptor> = config
         .records
         .values()
         .filter_map(|r| r.layer.as_ref())
         .filter(|l| l.media_type == options.compression.media_type())
-        .filter_map(LayerRef::descriptor)
         .filter(|l| blob_path(dir, &l.digest).is_file())
-        .map(|l| (l.diff_id.to_string(), l))
+        .map(|l| (l.diff_id.clone(), l.clone()))
         .collect();
     let mut report = ExportReport::default();
     for (key, record) in records {
         let mut record = record.clone();
-        if let Some(layer) = record.layer.as_ref().and_then(LayerRef::descriptor) {
-            let out = match exported.get(layer.diff_id.as_str()) {
+        if let Some(layer) = record.layer.clone() {
+            let out = match exported.get(&layer.diff_id) {
                 Some(done) => done.clone(),
                 None => {
                     let (out, bytes) = export_layer(dir, store, &layer, options.compression)?;
@@ -347,11 +346,11 @@ pub fn export(
                         report.layers_written += 1;
                         report.bytes_written += bytes;
                     }
-                    exported.insert(out.diff_id.to_string(), out.clone());
+                    exported.insert(out.diff_id.clone(), out.clone());
                     out
                 }
             };
-            record.layer = Some(LayerRef::from(&out));
+            record.layer = Some(out);
         }
         for sum in &record.parts.contents {
             if config.selections.contains_key(sum) {
@@ -367,7 +366,7 @@ pub fn export(
 
     let config_bytes = serde_json::to_vec(&config).expect("records are plain JSON data");
     let config_digest = put_document(dir, &config_bytes)?;
-    let mut layers: BTreeMap<String, LayerRef> = BTreeMap::new();
+    let mut layers: BTreeMap<Digest, LayerDescriptor> = BTreeMap::new();
     for l in config.records.values().filter_map(|r| r.layer.as_ref()) {
         layers.entry(l.digest.clone()).or_insert_with(|| l.clone());
     }

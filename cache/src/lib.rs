@@ -33,8 +33,7 @@ pub use explain::explain_miss;
 pub use filter::{ContextFilter, NoFilter};
 pub use key::{CacheKey, KeyParts};
 pub use record::{
-    CacheDb, CacheDbError, CacheUsage, LayerRef, PruneFilter, PruneReport, Record, StepRef,
-    StoredRecord,
+    CacheDb, CacheDbError, CacheUsage, PruneFilter, PruneReport, Record, StepRef, StoredRecord,
 };
 pub use selection::{SelectedEntry, Selection, SelectionDiff, SelectionSum};
 pub use statcache::StatCacheStatus;

@@ -670,18 +670,14 @@ fn write_dest(
         Dest::File(path) => {
             let path = std::path::absolute(path)?;
             let dir = path.parent().unwrap_or(Path::new("/"));
-            let mut tmp = tempfile::Builder::new()
-                .prefix(".strata-output-")
-                .tempfile_in(dir)
-                .with_context(|| format!("failed to create a file in {}", dir.display()))?;
+            let mut tmp = strata_store::durable::temp_file_in(dir)?;
             {
                 let mut w = std::io::BufWriter::new(tmp.as_file_mut());
                 write(&mut w)?;
-                w.flush()?;
+                w.flush()
+                    .with_context(|| format!("failed to write {}", path.display()))?;
             }
-            tmp.as_file().sync_all()?;
-            tmp.persist(&path)
-                .with_context(|| format!("failed to write {}", path.display()))?;
+            strata_store::durable::persist(tmp, &path)?;
             Ok(())
         }
     }

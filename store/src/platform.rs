@@ -5,7 +5,9 @@
 
 use std::fmt;
 
-/// An OCI platform (os, architecture, variant), always normalised.
+/// An OCI platform (os, architecture, variant), always normalised. `Ord` is by name (for
+/// maps and stable output); which platform suits a machine better is [`Platform::preference`]
+/// and [`Platform::best`].
 ///
 /// ```
 /// use strata_store::Platform;

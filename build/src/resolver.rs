@@ -20,11 +20,7 @@ impl ImageResolver for StoreResolver<'_> {
                 .map_err(|e| format!("image {reference} has an unreadable config: {e}"))?,
             None => ImageConfig::default(),
         };
-        let image_platform = Platform::new(
-            &image.config.os,
-            &image.config.architecture,
-            image.config.variant.as_deref().unwrap_or(""),
-        );
+        let image_platform = image.config.platform();
         if !image.config.architecture.is_empty() && image_platform.arch != platform.arch {
             return Err(format!(
                 "image {reference} is for {}, not {}",

@@ -2,6 +2,7 @@
 //! path, the digest, the image); the cause, if any, is its `source`.
 
 use crate::digest::{Digest, DigestError};
+use crate::reference::ReferenceError;
 use std::path::PathBuf;
 
 /// Everything the store can fail with.
@@ -77,12 +78,9 @@ pub enum StoreError {
         /// How many images it matches.
         count: usize,
     },
-    /// An image reference cannot be parsed.
-    #[error("invalid reference format: {0:?}")]
-    InvalidReference(String),
-    /// A reference that must name a tag (for `tag`, `import`) names a digest.
-    #[error("cannot tag with a digest reference: {0}")]
-    DigestReference(String),
+    /// An image reference cannot be parsed, or names a digest where a tag is needed.
+    #[error(transparent)]
+    Reference(#[from] ReferenceError),
     /// `rmi` of an image ID that several references name, without force.
     #[error(
         "conflict: unable to delete {id} (must be forced) - image is referenced in multiple repositories"
@@ -135,6 +133,16 @@ pub enum StoreError {
         #[source]
         source: crate::confined::ExtractError,
     },
+}
+
+impl From<crate::durable::DurableError> for StoreError {
+    fn from(e: crate::durable::DurableError) -> StoreError {
+        StoreError::Io {
+            action: e.action,
+            path: e.path,
+            source: e.source,
+        }
+    }
 }
 
 impl StoreError {

@@ -1,4 +1,4 @@
-//! One sandbox: the processes the [helper](crate::zygote) forks for every RUN. The helper
+//! One sandbox: the processes the [helper](crate::helper) forks for every RUN. The helper
 //! is a single-threaded process exec'd once per worker, so no Rust code ever runs between
 //! `fork` and `exec` in the threaded worker. Per RUN:
 //!

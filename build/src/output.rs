@@ -41,24 +41,9 @@ pub enum OutputError {
     /// Writing failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
-    /// The temporary file beside the destination could not be made.
-    #[error("failed to create a file in {}", dir.display())]
-    Create {
-        /// Where.
-        dir: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The finished file could not be put in place.
-    #[error("failed to write {}", path.display())]
-    Persist {
-        /// Where.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
+    /// The file could not be written durably in place (temp file, fsync, rename).
+    #[error(transparent)]
+    Durable(#[from] strata_store::durable::DurableError),
     /// Reading the image from the store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -167,23 +152,13 @@ pub(crate) fn write_dest(
         }
         Dest::File(path) => {
             let dir = path.parent().unwrap_or(Path::new("/"));
-            let mut tmp = tempfile::Builder::new()
-                .prefix(".strata-output-")
-                .tempfile_in(dir)
-                .map_err(|source| OutputError::Create {
-                    dir: dir.to_path_buf(),
-                    source,
-                })?;
+            let mut tmp = strata_store::durable::temp_file_in(dir)?;
             {
                 let mut w = std::io::BufWriter::new(tmp.as_file_mut());
                 write(&mut w)?;
                 w.flush()?;
             }
-            tmp.as_file().sync_all()?;
-            tmp.persist(path).map_err(|e| OutputError::Persist {
-                path: path.clone(),
-                source: e.error,
-            })?;
+            strata_store::durable::persist(tmp, path)?;
             Ok(())
         }
     }

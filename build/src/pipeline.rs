@@ -16,10 +16,8 @@ use std::time::Instant;
 use strata_cache::{CacheDb, ImportedCache};
 use strata_frontend::{BuildOptions, Diagnostic, Diagnostics, Lowered, Platform};
 use strata_graph::Graph;
-use strata_solver::{
-    ContextSource, ImagePlatform, LocalBackend, LocalOptions, NoCache, Output, SolveOptions,
-};
-use strata_store::{Store, host_architecture};
+use strata_solver::{ContextSource, LocalBackend, LocalOptions, NoCache, Output, SolveOptions};
+use strata_store::Store;
 
 /// Parses and lowers the request's Dockerfile against the store's images, without building:
 /// the graph `--print-graph` shows. Warnings are in the result, not sent.
@@ -141,13 +139,9 @@ pub async fn build(mut request: BuildRequest) -> Result<BuildResult, BuildError>
     let mut names: Vec<String> = Vec::new();
     if needs_image {
         backend.ensure_layers(&fs)?;
-        let platform = ImagePlatform {
-            os: target_platform.os.clone(),
-            architecture: target_platform.arch.clone(),
-            variant: (!target_platform.variant.is_empty()).then(|| target_platform.variant.clone()),
-        };
-        let new = strata_solver::new_image(&store, &graph, &target, &fs, &platform, epoch, tags)
-            .map_err(BuildError::AssembleImage)?;
+        let new =
+            strata_solver::new_image(&store, &graph, &target, &fs, &target_platform, epoch, tags)
+                .map_err(BuildError::AssembleImage)?;
         names = new.tags.iter().map(ToString::to_string).collect();
         let id = store.commit_image(new).map_err(BuildError::CommitImage)?;
         let manifest_digest = store.image(id.as_str())?.manifest_digest;
@@ -245,7 +239,7 @@ fn front(request: &BuildRequest) -> Result<Front, BuildError> {
 }
 
 fn host_platform() -> Platform {
-    Platform::new("linux", host_architecture(), "")
+    Platform::host()
 }
 
 /// `--platform`, which must be this machine's: there is no emulation.
@@ -413,7 +407,7 @@ mod tests {
         );
 
         let mut r = request(dir.path(), "FROM scratch\n");
-        let other = if host_architecture() == "s390x" {
+        let other = if Platform::host().arch == "s390x" {
             "linux/amd64"
         } else {
             "linux/s390x"

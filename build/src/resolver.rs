@@ -4,7 +4,7 @@
 
 use strata_frontend::{ImageResolver, Platform, ResolvedImage};
 use strata_graph::ImageConfig;
-use strata_store::{PlatformSpec, Reference, RegistryClient, Store, StoreError};
+use strata_store::{Reference, RegistryClient, Store, StoreError};
 
 /// Resolves `FROM` references against the store, pulling what it lacks.
 pub(crate) struct StoreResolver<'a> {
@@ -18,13 +18,8 @@ impl StoreResolver<'_> {
         match (self.store.image(reference), self.registry) {
             (Err(StoreError::ImageNotFound(_)), Some(registry)) => {
                 let parsed = Reference::parse(reference).map_err(|e| e.to_string())?;
-                let wanted = PlatformSpec {
-                    os: platform.os.clone(),
-                    architecture: platform.arch.clone(),
-                    variant: platform.variant.clone(),
-                };
                 registry
-                    .pull(self.store, &parsed, &wanted, &|_| {})
+                    .pull(self.store, &parsed, platform, &|_| {})
                     .map_err(|e| error_chain(&e))?;
                 self.store.image(reference).map_err(|e| e.to_string())
             }
@@ -55,11 +50,7 @@ impl ImageResolver for StoreResolver<'_> {
                 .map_err(|e| format!("image {reference} has an unreadable config: {e}"))?,
             None => ImageConfig::default(),
         };
-        let image_platform = Platform::new(
-            &image.config.os,
-            &image.config.architecture,
-            image.config.variant.as_deref().unwrap_or(""),
-        );
+        let image_platform = image.config.platform();
         if !image.config.architecture.is_empty() && image_platform.arch != platform.arch {
             return Err(format!(
                 "image {reference} is for {}, not {}",

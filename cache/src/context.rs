@@ -283,7 +283,7 @@ impl ContextIndex {
         if let Some(parent) = path.parent() {
             fs_err::create_dir_all(parent).map_err(err)?;
         }
-        crate::durable::replace(path, &bytes).map_err(err)?;
+        strata_store::durable::write_atomic(path, &bytes).map_err(|e| err(e.into()))?;
         Ok(true)
     }
 

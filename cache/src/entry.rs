@@ -135,11 +135,6 @@ impl Entry {
         })
     }
 
-    /// The link target as text, for resolving it inside the tree (lossy for non-UTF-8).
-    pub(crate) fn link_str(&self) -> Option<std::borrow::Cow<'_, str>> {
-        self.link.as_deref().map(String::from_utf8_lossy)
-    }
-
     /// The digest of this entry: metadata plus, for files, the blake3 of the bytes.
     pub(crate) fn digest(&self, content: Option<&[u8; 32]>, ownership: Ownership) -> Checksum {
         let mut h = blake3::Hasher::new();

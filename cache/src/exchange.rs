@@ -13,23 +13,20 @@
 
 use crate::checksum::Checksum;
 use crate::key::CacheKey;
-use crate::record::{CacheDb, LayerRef, Record};
+use crate::record::{CacheDb, Record};
 use crate::selection::SelectionSum;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use strata_store::{Compression, Digest, LayerDescriptor, Store};
+use strata_store::durable::{self, DurableError};
+use strata_store::media_type::{
+    OCI_INDEX, OCI_MANIFEST, STRATA_CACHE_ARTIFACT, STRATA_CACHE_CONFIG,
+};
+use strata_store::{Compression, Digest, HashingWriter, LayerDescriptor, Store};
 
-/// The config blob's media type.
-pub const CACHE_CONFIG_MEDIA_TYPE: &str = "application/vnd.strata.cache.config.v1+json";
-/// The manifest's artifact type.
-pub const CACHE_ARTIFACT_TYPE: &str = "application/vnd.strata.cache.v1";
 /// The name `index.json` gives the cache manifest.
 pub const CACHE_REF_NAME: &str = "strata-cache";
-const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-const INDEX: &str = "application/vnd.oci.image.index.v1+json";
 /// Manifests, configs and indexes larger than this are refused (hostile directories).
 const MAX_DOCUMENT: u64 = 64 << 20;
 
@@ -58,6 +55,16 @@ pub enum ExchangeError {
     /// The store failed while a layer was read from or written to it.
     #[error(transparent)]
     Store(#[from] strata_store::StoreError),
+}
+
+impl From<DurableError> for ExchangeError {
+    fn from(e: DurableError) -> ExchangeError {
+        ExchangeError::Io {
+            what: e.action,
+            path: e.path,
+            source: e.source,
+        }
+    }
 }
 
 fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> ExchangeError {
@@ -230,7 +237,7 @@ fn read_config(dir: &Path) -> Result<CacheConfig, ExchangeError> {
     let manifest: serde_json::Value =
         serde_json::from_slice(&read_blob_verified(dir, manifest_digest)?)
             .map_err(|e| invalid(dir, format!("manifest: {e}")))?;
-    if manifest["config"]["mediaType"] != CACHE_CONFIG_MEDIA_TYPE {
+    if manifest["config"]["mediaType"] != STRATA_CACHE_CONFIG {
         return Err(invalid(
             dir,
             "the manifest's config is not a strata cache config",
@@ -248,52 +255,9 @@ fn put_document(dir: &Path, bytes: &[u8]) -> Result<Digest, ExchangeError> {
     let digest = Digest::of(bytes);
     let path = blob_path(dir, &digest);
     if !path.exists() {
-        write_atomic(&path, |w| w.write_all(bytes))?;
+        durable::write_atomic_with(&path, |w| w.write_all(bytes))?;
     }
     Ok(digest)
-}
-
-/// Replaces `path` atomically with what `write` writes (temp file beside it, fsync, rename,
-/// fsync of the directory).
-fn write_atomic(
-    path: &Path,
-    write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
-) -> Result<(), ExchangeError> {
-    let parent = path.parent().expect("cache files live in a directory");
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(parent)
-        .map_err(io_err("create a temp file in", parent))?;
-    {
-        let mut w = io::BufWriter::new(tmp.as_file_mut());
-        write(&mut w).map_err(io_err("write", path))?;
-        w.flush().map_err(io_err("write", path))?;
-    }
-    tmp.as_file().sync_all().map_err(io_err("write", path))?;
-    tmp.persist(path)
-        .map_err(|e| io_err("replace", path)(e.error))?;
-    fs_err::File::open(parent)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err("sync", parent))
-}
-
-/// Writes `Write` output through sha256 and a byte count.
-struct Hashing<W> {
-    inner: W,
-    hash: Sha256,
-    len: u64,
-}
-
-impl<W: Write> Write for Hashing<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hash.update(&buf[..n]);
-        self.len += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
 }
 
 /// Copies (recompressing when needed) `layer` from `store` into `dir`; returns the descriptor
@@ -311,43 +275,21 @@ fn export_layer(
             return Ok((layer.clone(), 0));
         }
         let mut src = store.open_blob(&layer.digest)?;
-        write_atomic(&path, |w| io::copy(&mut src, w).map(|_| ()))?;
+        durable::write_atomic_with(&path, |w| io::copy(&mut src, w).map(|_| ()))?;
         return Ok((layer.clone(), layer.size));
     }
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(&blobs)
-        .map_err(io_err("create a temp file in", &blobs))?;
+    let mut tmp = durable::temp_file_in(&blobs)?;
     let mut reader = store.layer_reader(layer)?;
     let (digest, size) = {
-        let mut out = Hashing {
-            inner: io::BufWriter::new(tmp.as_file_mut()),
-            hash: Sha256::new(),
-            len: 0,
-        };
-        let wrote = match compression {
-            Compression::Zstd => zstd::stream::copy_encode(&mut reader, &mut out, 3),
-            Compression::Gzip => {
-                let mut gz = flate2::write::GzEncoder::new(&mut out, flate2::Compression::new(6));
-                io::copy(&mut reader, &mut gz).and_then(|_| gz.finish().map(|_| ()))
-            }
-            Compression::None => io::copy(&mut reader, &mut out).map(|_| ()),
-        };
-        wrote
-            .and_then(|()| out.flush())
+        let mut out = HashingWriter::new(io::BufWriter::new(tmp.as_file_mut()));
+        compression
+            .compress(&mut reader, &mut out)
+            .and_then(|out| out.flush())
             .map_err(io_err("write a layer into", dir))?;
-        let hex = hex::encode(out.hash.finalize());
-        (
-            Digest::from_hex(&hex).expect("sha256 gives 64 hex digits"),
-            out.len,
-        )
+        let (_, digest, size) = out.finish();
+        (digest, size)
     };
-    tmp.as_file()
-        .sync_all()
-        .map_err(io_err("write", tmp.path()))?;
-    let path = blob_path(dir, &digest);
-    tmp.persist(&path)
-        .map_err(|e| io_err("write", &path)(e.error))?;
+    durable::persist(tmp, &blob_path(dir, &digest))?;
     Ok((
         LayerDescriptor {
             media_type: compression.media_type().to_owned(),
@@ -384,20 +326,19 @@ pub fn export(
 
     let mut config = read_config(dir)?;
     // Layers already exported in the wanted compression, by diff ID.
-    let mut exported: BTreeMap<String, LayerDescriptor> = config
+    let mut exported: BTreeMap<Digest, LayerDescriptor> = config
         .records
         .values()
         .filter_map(|r| r.layer.as_ref())
         .filter(|l| l.media_type == options.compression.media_type())
-        .filter_map(LayerRef::descriptor)
         .filter(|l| blob_path(dir, &l.digest).is_file())
-        .map(|l| (l.diff_id.to_string(), l))
+        .map(|l| (l.diff_id.clone(), l.clone()))
         .collect();
     let mut report = ExportReport::default();
     for (key, record) in records {
         let mut record = record.clone();
-        if let Some(layer) = record.layer.as_ref().and_then(LayerRef::descriptor) {
-            let out = match exported.get(layer.diff_id.as_str()) {
+        if let Some(layer) = record.layer.clone() {
+            let out = match exported.get(&layer.diff_id) {
                 Some(done) => done.clone(),
                 None => {
                     let (out, bytes) = export_layer(dir, store, &layer, options.compression)?;
@@ -405,11 +346,11 @@ pub fn export(
                         report.layers_written += 1;
                         report.bytes_written += bytes;
                     }
-                    exported.insert(out.diff_id.to_string(), out.clone());
+                    exported.insert(out.diff_id.clone(), out.clone());
                     out
                 }
             };
-            record.layer = Some(LayerRef::from(&out));
+            record.layer = Some(out);
         }
         for sum in &record.parts.contents {
             if config.selections.contains_key(sum) {
@@ -425,16 +366,16 @@ pub fn export(
 
     let config_bytes = serde_json::to_vec(&config).expect("records are plain JSON data");
     let config_digest = put_document(dir, &config_bytes)?;
-    let mut layers: BTreeMap<String, LayerRef> = BTreeMap::new();
+    let mut layers: BTreeMap<Digest, LayerDescriptor> = BTreeMap::new();
     for l in config.records.values().filter_map(|r| r.layer.as_ref()) {
         layers.entry(l.digest.clone()).or_insert_with(|| l.clone());
     }
     let manifest = serde_json::json!({
         "schemaVersion": 2,
-        "mediaType": MANIFEST,
-        "artifactType": CACHE_ARTIFACT_TYPE,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": STRATA_CACHE_ARTIFACT,
         "config": {
-            "mediaType": CACHE_CONFIG_MEDIA_TYPE,
+            "mediaType": STRATA_CACHE_CONFIG,
             "digest": config_digest.to_string(),
             "size": config_bytes.len(),
         },
@@ -448,23 +389,23 @@ pub fn export(
     let manifest_digest = put_document(dir, &manifest_bytes)?;
     let layout = dir.join("oci-layout");
     if !layout.exists() {
-        write_atomic(&layout, |w| {
+        durable::write_atomic_with(&layout, |w| {
             w.write_all(br#"{"imageLayoutVersion":"1.0.0"}"#)
         })?;
     }
     let index = serde_json::json!({
         "schemaVersion": 2,
-        "mediaType": INDEX,
+        "mediaType": OCI_INDEX,
         "manifests": [{
-            "mediaType": MANIFEST,
-            "artifactType": CACHE_ARTIFACT_TYPE,
+            "mediaType": OCI_MANIFEST,
+            "artifactType": STRATA_CACHE_ARTIFACT,
             "digest": manifest_digest.to_string(),
             "size": manifest_bytes.len(),
             "annotations": { "org.opencontainers.image.ref.name": CACHE_REF_NAME },
         }],
     });
     let index_bytes = serde_json::to_vec(&index).expect("an index is plain JSON");
-    write_atomic(&dir.join("index.json"), |w| w.write_all(&index_bytes))?;
+    durable::write_atomic_with(&dir.join("index.json"), |w| w.write_all(&index_bytes))?;
     report.records = config.records.len();
     drop(lock);
     Ok(report)

@@ -11,7 +11,6 @@
 
 mod checksum;
 mod context;
-mod durable;
 mod entry;
 mod exchange;
 mod explain;
@@ -28,15 +27,13 @@ pub use checksum::Checksum;
 pub use context::{ContextError, ContextIndex, ContextStats, ScanOptions};
 pub use entry::{EntryKind, Ownership};
 pub use exchange::{
-    CACHE_ARTIFACT_TYPE, CACHE_CONFIG_MEDIA_TYPE, CACHE_REF_NAME, ExchangeError, ExportOptions,
-    ExportReport, ImportedCache, export,
+    CACHE_REF_NAME, ExchangeError, ExportOptions, ExportReport, ImportedCache, export,
 };
 pub use explain::explain_miss;
 pub use filter::{ContextFilter, NoFilter};
 pub use key::{CacheKey, KeyParts};
 pub use record::{
-    CacheDb, CacheDbError, CacheUsage, LayerRef, PruneFilter, PruneReport, Record, StepRef,
-    StoredRecord,
+    CacheDb, CacheDbError, CacheUsage, PruneFilter, PruneReport, Record, StepRef, StoredRecord,
 };
 pub use selection::{SelectedEntry, Selection, SelectionDiff, SelectionSum};
 pub use statcache::StatCacheStatus;

@@ -1,7 +1,7 @@
 //! Build cache records: cache key → what the solver needs to reuse a step without running it.
 //!
 //! One JSON file per key under `<root>/cache-v1/records/`, replaced atomically
-//! ([`crate::durable`]): readers, in this process or another, see a whole record or none;
+//! ([`strata_store::durable`]): readers, in this process or another, see a whole record or none;
 //! two builds writing the same key both succeed and the last one wins (they describe the same
 //! result). A file that does not parse, or that names another key, is a miss, never an error
 //! and never a panic; prune deletes it. "Last used" is the record file's mtime, bumped by
@@ -13,7 +13,6 @@
 //! compared with that step's previous record.
 
 use crate::checksum::Checksum;
-use crate::durable;
 use crate::key::{CacheKey, KeyParts};
 use crate::selection::SelectionSum;
 use serde::{Deserialize, Serialize};
@@ -21,6 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use strata_store::{Digest, LayerDescriptor, durable};
 
 const RECORD_VERSION: u32 = 1;
 /// A temporary file older than this is a crash leftover.
@@ -70,47 +70,6 @@ pub enum CacheDbError {
     },
 }
 
-/// A layer blob as the store knows it (the lead maps it to `strata-store`'s type).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct LayerRef {
-    /// Digest of the blob as stored (`sha256:...`, compressed if it is).
-    pub digest: String,
-    /// Digest of the uncompressed tar (`sha256:...`).
-    pub diff_id: String,
-    /// Size of the blob in bytes.
-    pub size: u64,
-    /// The blob's media type.
-    pub media_type: String,
-    /// Length of the uncompressed tar, when known (saves a decompression to learn it).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub uncompressed_size: Option<u64>,
-}
-
-impl LayerRef {
-    /// The store's descriptor of this layer (`None` if a digest in the record is malformed).
-    pub fn descriptor(&self) -> Option<strata_store::LayerDescriptor> {
-        Some(strata_store::LayerDescriptor {
-            media_type: self.media_type.clone(),
-            digest: self.digest.parse().ok()?,
-            size: self.size,
-            diff_id: self.diff_id.parse().ok()?,
-            uncompressed_size: self.uncompressed_size,
-        })
-    }
-}
-
-impl From<&strata_store::LayerDescriptor> for LayerRef {
-    fn from(l: &strata_store::LayerDescriptor) -> Self {
-        LayerRef {
-            digest: l.digest.to_string(),
-            diff_id: l.diff_id.to_string(),
-            size: l.size,
-            media_type: l.media_type.clone(),
-            uncompressed_size: l.uncompressed_size,
-        }
-    }
-}
-
 /// A stable identity of a step across builds (not its key), with how to name it to users.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StepRef {
@@ -124,11 +83,11 @@ pub struct StepRef {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
     /// The layer the step added; `None` for a step with an empty diff.
-    pub layer: Option<LayerRef>,
-    /// The chain ID of the filesystem after this step (`sha256:...`), if it has layers.
-    pub chain_id: Option<String>,
+    pub layer: Option<LayerDescriptor>,
+    /// The chain ID of the filesystem after this step, if it has layers.
+    pub chain_id: Option<Digest>,
     /// The diff IDs of every layer of that filesystem, base first.
-    pub diff_ids: Vec<String>,
+    pub diff_ids: Vec<Digest>,
     /// When the step ran.
     #[serde(with = "unix_nanos")]
     pub created: SystemTime,
@@ -165,7 +124,7 @@ pub struct PruneReport {
     pub bytes: u64,
     /// Layers that removed records used and no remaining record uses: the store may delete
     /// their blobs unless an image holds them.
-    pub released_layers: Vec<LayerRef>,
+    pub released_layers: Vec<LayerDescriptor>,
 }
 
 /// How much the build cache holds, for `strata system df`-style reports.
@@ -525,9 +484,9 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<(), CacheDbError> {
         path: parent.to_owned(),
         source,
     })?;
-    durable::replace(path, bytes).map_err(|source| CacheDbError::Write {
+    durable::write_atomic(path, bytes).map_err(|e| CacheDbError::Write {
         path: path.to_owned(),
-        source,
+        source: e.into(),
     })
 }
 
@@ -575,13 +534,14 @@ mod tests {
     use crate::entry::EntryKind;
     use crate::selection::SelectedEntry;
     use strata_graph::NodeHash;
+    use strata_store::media_type::OCI_LAYER_ZSTD;
 
-    fn layer(n: u8) -> LayerRef {
-        LayerRef {
-            digest: format!("sha256:{}", hex::encode([n; 32])),
-            diff_id: format!("sha256:{}", hex::encode([n + 100; 32])),
+    fn layer(n: u8) -> LayerDescriptor {
+        LayerDescriptor {
+            digest: Digest::of(&[n]),
+            diff_id: Digest::of(&[n + 100]),
             size: 1000 * u64::from(n),
-            media_type: "application/vnd.oci.image.layer.v1.tar+zstd".into(),
+            media_type: OCI_LAYER_ZSTD.into(),
             uncompressed_size: Some(2000 * u64::from(n)),
         }
     }
@@ -594,7 +554,7 @@ mod tests {
         };
         let record = Record {
             layer: Some(layer(n)),
-            chain_id: Some(format!("sha256:{}", hex::encode([n; 32]))),
+            chain_id: Some(Digest::of(&[n])),
             diff_ids: vec![layer(n).diff_id],
             created,
             parts: parts.clone(),
@@ -640,11 +600,17 @@ mod tests {
         db.put(&key, &rec).unwrap();
         let path = db.record_path(&key);
         let good = fs_err::read(&path).unwrap();
+        // A digest that is not `sha256:<64 lowercase hex>` (it would become a blob path).
+        let text = String::from_utf8(good.clone()).unwrap();
+        let chain = rec.chain_id.as_ref().unwrap().to_string();
+        assert!(text.contains(&chain));
+        let bad_digest = text.replace(&chain, "sha256:../../etc/passwd");
         for bad in [
             &good[..good.len() / 2],
             b"",
             b"\xff\xfe not json",
             b"{\"version\":99}",
+            bad_digest.as_bytes(),
         ] {
             fs_err::write(&path, bad).unwrap();
             assert_eq!(db.get(&key).unwrap(), None);
@@ -794,7 +760,8 @@ mod tests {
                     for i in 0..40u8 {
                         let key = keys[usize::from(i % 4)];
                         let (_, mut rec) = record(i % 4, UNIX_EPOCH);
-                        rec.diff_ids = vec![format!("writer {w} round {i}"); 50];
+                        rec.diff_ids =
+                            vec![Digest::of(format!("writer {w} round {i}").as_bytes()); 50];
                         db.put(&key, &rec).unwrap();
                         let got = db.get(&keys[usize::from((i + w) % 4)]).unwrap();
                         if let Some(got) = got {

@@ -25,11 +25,10 @@ use crate::entry::{EntryKind, source_dir_digest};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 use strata_graph::pattern::{self, DirVisit, ParentMatches, PatternMatcher};
+use strata_store::confined::walk;
 
 const SELECTION_DOMAIN: &[u8] = b"strata-selection-v1\0";
 const LIST_MAGIC: &[u8] = b"strata-selection-v1\n";
-/// Symlinks followed while resolving one source before giving up (Go's securejoin uses 255).
-const MAX_LINKS: usize = 255;
 
 /// The sources of one COPY/ADD, as the Dockerfile gives them (variables expanded).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -416,68 +415,70 @@ impl ContextIndex {
         }
     }
 
-    /// Resolves `rel` inside the tree like a chroot would: symlinks in the middle are always
-    /// followed, the last one if `follow_last`; absolute targets start at the root; `..` stops
-    /// at the root. `None` if something on the way does not exist (or is excluded).
+    /// Resolves `rel` inside the tree like a chroot would, with the store's one walk
+    /// ([`walk::resolve`], the rules and the symlink limit `openat2` applies to the image's
+    /// root): symlinks in the middle are always followed, the last one if `follow_last`;
+    /// absolute targets start at the root; `..` stops at the root. `None` if something on the
+    /// way does not exist (or is excluded).
     pub(crate) fn resolve(
         &self,
         rel: &str,
         follow_last: bool,
     ) -> Result<Option<usize>, ContextError> {
-        // The path resolved so far (no symlinks in it), and where each component starts.
-        let mut path = String::new();
-        let mut starts: Vec<usize> = Vec::new();
-        // Components still to apply, the next one last.
-        let mut todo: Vec<String> = rel.split('/').rev().map(str::to_owned).collect();
-        let mut current = 0; // the root
-        let mut links = 0;
-        while let Some(comp) = todo.pop() {
-            match comp.as_str() {
-                "" | "." => continue,
-                ".." => {
-                    if let Some(start) = starts.pop() {
-                        path.truncate(start.saturating_sub(1));
-                    }
-                    current = self.lookup(&path).expect("a walked-through parent exists");
-                    continue;
-                }
-                _ => {}
-            }
-            if self.entries[current].kind != EntryKind::Dir {
-                return Ok(None);
-            }
-            let parent_len = path.len();
-            if !path.is_empty() {
-                path.push('/');
-            }
-            let start = path.len();
-            path.push_str(&comp);
-            let Some(i) = self.lookup(&path) else {
-                return Ok(None);
-            };
-            let last = todo.iter().all(|c| c.is_empty() || c == ".");
-            let entry = &self.entries[i];
-            if entry.kind == EntryKind::Symlink && (follow_last || !last) {
-                links += 1;
-                if links > MAX_LINKS {
-                    return Err(ContextError::SymlinkLoop {
-                        path: rel.to_owned(),
-                    });
-                }
-                path.truncate(parent_len);
-                let target = entry.link_str().unwrap_or_default();
-                if target.starts_with('/') {
-                    path.clear();
-                    starts.clear();
-                }
-                todo.extend(target.split('/').rev().map(str::to_owned));
-                current = self.lookup(&path).expect("a walked-through parent exists");
-                continue;
-            }
-            starts.push(start);
-            current = i;
+        let resolved = walk::resolve(&Listing(self), rel.as_bytes(), follow_last);
+        match resolved {
+            Ok(walk::Resolved::Found(i)) => Ok(Some(i)),
+            Ok(walk::Resolved::Missing | walk::Resolved::NotDir) => Ok(None),
+            Ok(walk::Resolved::Loop) => Err(ContextError::SymlinkLoop {
+                path: rel.to_owned(),
+            }),
+            Err(never) => match never {},
         }
-        Ok(Some(current))
+    }
+}
+
+/// The listing of a tree, as [`walk::resolve`] walks it: a node is an entry's index.
+struct Listing<'a>(&'a ContextIndex);
+
+impl walk::Tree for Listing<'_> {
+    type Node = usize;
+    type Error = std::convert::Infallible;
+
+    fn root(&self) -> Result<usize, Self::Error> {
+        Ok(self.0.lookup("").expect("a listing has its root"))
+    }
+
+    fn parent(&self, dir: &usize) -> Result<usize, Self::Error> {
+        let path = &*self.0.entries[*dir].path;
+        let parent = path.rsplit_once('/').map_or("", |(p, _)| p);
+        Ok(self
+            .0
+            .lookup(parent)
+            .expect("a walked-through parent exists"))
+    }
+
+    fn child(&self, dir: &usize, name: &[u8]) -> Result<walk::Child<usize>, Self::Error> {
+        // Context names are UTF-8 (the walk refuses others), so no entry has this one.
+        let Ok(name) = std::str::from_utf8(name) else {
+            return Ok(walk::Child::Missing);
+        };
+        let base = &*self.0.entries[*dir].path;
+        let path = if base.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{base}/{name}")
+        };
+        let Some(i) = self.0.lookup(&path) else {
+            return Ok(walk::Child::Missing);
+        };
+        let entry = &self.0.entries[i];
+        Ok(match entry.kind {
+            EntryKind::Dir => walk::Child::Dir(i),
+            EntryKind::Symlink => {
+                walk::Child::Symlink(i, entry.link.as_deref().unwrap_or_default().to_vec())
+            }
+            _ => walk::Child::Other(i),
+        })
     }
 }
 

@@ -11,7 +11,7 @@
 //! is hashed now and again next build, until it has been quiet for the window.
 //!
 //! **Format.** One binary file per context directory, written whole through
-//! [`crate::durable::replace`] (so two processes never see a torn file; the last writer wins
+//! [`strata_store::durable::write_atomic`] (so two processes never see a torn file; the last writer wins
 //! and the loser's entries are simply recomputed), ending in a blake3 of everything before it.
 //! A file that fails any check (magic, length, trailer) is ignored, counted in
 //! [`StatCacheStatus::Corrupt`], and replaced on the next save: never trusted, never a panic.

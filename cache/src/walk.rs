@@ -15,12 +15,14 @@ use crate::context::ContextError;
 use crate::entry::{Entry, EntryKind};
 use crate::filter::ContextFilter;
 use rayon::prelude::*;
+use rustix::fd::AsFd;
 use rustix::fd::OwnedFd;
-use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags, StatxFlags};
+use rustix::fs::{AtFlags, Mode, OFlags, StatxFlags};
 use rustix::io::Errno;
 use std::ffi::CString;
 use std::path::Path;
 use std::sync::Mutex;
+use strata_store::confined;
 
 /// Directory levels one walk round descends before queueing the rest for a later round.
 const MAX_NEST: usize = 64;
@@ -63,8 +65,11 @@ pub(crate) fn walk(
         let rounds: Vec<Vec<Entry>> = queued
             .into_par_iter()
             .map(|rel| {
-                let fd =
-                    open_beneath(root, &rel, dir_flags()).map_err(|e| walk_error(dir, &rel, e))?;
+                let fd = open_beneath(root, &rel, dir_flags()).map_err(|e| ContextError::Walk {
+                    dir: dir.to_owned(),
+                    path: rel.clone(),
+                    source: e,
+                })?;
                 let mut below = Vec::new();
                 walker.dir(&fd, &rel, 0, &mut below)?;
                 Ok(below)
@@ -212,32 +217,8 @@ pub(crate) fn open_file_beneath(root: &OwnedFd, rel: &str) -> std::io::Result<st
 
 /// Opens `rel` under `root` without following any symlink and without leaving the root, even
 /// if the tree changes under us.
-fn open_beneath(root: &OwnedFd, rel: &str, flags: OFlags) -> Result<OwnedFd, Errno> {
-    let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
-    for _ in 0..8 {
-        match rustix::fs::openat2(root, rel, flags, Mode::empty(), resolve) {
-            Ok(fd) => return Ok(fd),
-            // The kernel saw a concurrent rename and wants us to retry.
-            Err(Errno::AGAIN) => continue,
-            Err(Errno::NOSYS) => return open_by_components(root, rel, flags),
-            Err(e) => return Err(e),
-        }
-    }
-    Err(Errno::AGAIN)
-}
-
-/// `openat2` is Linux 5.6+; before it, one `O_NOFOLLOW` step per component does the same.
-fn open_by_components(root: &OwnedFd, rel: &str, flags: OFlags) -> Result<OwnedFd, Errno> {
-    let mut comps = rel.split('/').peekable();
-    let mut dir: Option<OwnedFd> = None;
-    while let Some(comp) = comps.next() {
-        let at = dir.as_ref().unwrap_or(root);
-        if comps.peek().is_none() {
-            return rustix::fs::openat(at, comp, flags, Mode::empty());
-        }
-        dir = Some(rustix::fs::openat(at, comp, dir_flags(), Mode::empty())?);
-    }
-    Err(Errno::NOENT)
+fn open_beneath(root: &OwnedFd, rel: &str, flags: OFlags) -> std::io::Result<OwnedFd> {
+    confined::open_no_symlinks(root.as_fd(), rel, flags, 0)
 }
 
 fn list(fd: &OwnedFd) -> Result<Vec<CString>, Errno> {

@@ -2,7 +2,9 @@
 //! syntax (the nom parser and BuildKit's dump format), parser directives and heredocs, the
 //! typed instruction model, word expansion, ARG/ENV scoping, stage resolution, `.dockerignore`
 //! matching and lowering. Does no I/O: callers pass the Dockerfile's bytes and whatever it
-//! needs to know about base images.
+//! needs to know about base images. Image references and platforms are the store's words
+//! ([`strata_store::Reference`], [`Platform`]); the frontend uses their parsers, never the
+//! store's disk.
 #![warn(missing_docs)]
 
 // Syntax: the raw parse (BuildKit's parser and dump format). Start at [`parse`].
@@ -30,8 +32,6 @@ mod history;
 mod instruction;
 mod lower;
 mod mount;
-mod platform;
-mod reference;
 mod scope;
 mod stage;
 
@@ -49,8 +49,8 @@ pub use instruction::{
 };
 pub use lower::{BuildOptions, ImageResolver, Lowered, ResolvedImage, check, lower};
 pub use mount::{MountType, RunMount};
-pub use platform::{Platform, PlatformError};
-pub use reference::{ReferenceError, normalize_reference};
 pub use scope::{EnvList, PROXY_ARGS};
 pub use stage::{Stage, Stages};
 pub use strata_graph::pattern::{DirVisit, ParentMatches, PatternMatcher};
+/// The platform words are the store's: one type for `--platform`, `FROM --platform` and images.
+pub use strata_store::{Platform, PlatformError};

@@ -9,8 +9,8 @@
 //! which RUNs get without a declaration but which stay out of keys and history.
 
 use crate::expand::Vars;
-use crate::platform::Platform;
 use std::collections::{BTreeMap, HashMap};
+use strata_store::Platform;
 
 /// An ordered `KEY=VALUE` list where setting a key again moves it to the end (LLB's
 /// `EnvList`): the environment a RUN gets, in order. Lookups and updates are O(1): a removed

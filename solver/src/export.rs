@@ -4,18 +4,9 @@
 
 use crate::local::Fs;
 use strata_graph::{Graph, NodeId, Op, Target};
-use strata_store::{History, ImageConfigFile, NewImage, Reference, RootFs, Store, StoreError};
-
-/// The platform to record for an image built on `FROM scratch`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ImagePlatform {
-    /// `linux`.
-    pub os: String,
-    /// `amd64`.
-    pub architecture: String,
-    /// `v8`, if any.
-    pub variant: Option<String>,
-}
+use strata_store::{
+    History, ImageConfigFile, NewImage, Platform, Reference, RootFs, Store, StoreError,
+};
 
 /// The image ID the target's stage was built `FROM`, if it was built on an image.
 pub fn base_image_id(graph: &Graph, target: &Target) -> Option<String> {
@@ -41,7 +32,7 @@ pub fn new_image(
     graph: &Graph,
     target: &Target,
     fs: &Fs,
-    platform: &ImagePlatform,
+    platform: &Platform,
     source_date_epoch: Option<i64>,
     tags: Vec<Reference>,
 ) -> Result<NewImage, StoreError> {
@@ -68,8 +59,8 @@ pub fn new_image(
         }
         None => (
             platform.os.clone(),
-            platform.architecture.clone(),
-            platform.variant.clone(),
+            platform.arch.clone(),
+            (!platform.variant.is_empty()).then(|| platform.variant.clone()),
         ),
     };
     let epoch = source_date_epoch.and_then(|s| jiff::Timestamp::from_second(s).ok());

@@ -16,7 +16,7 @@ mod scheduler;
 pub use backend::{Backend, Job, LogSink, StepError};
 pub use error::SolveError;
 pub use event::{Event, Stream};
-pub use export::{ImagePlatform, base_image_id, new_image};
+pub use export::{base_image_id, new_image};
 pub use key::key_parts;
 pub use local::{ContextSource, Fs, LocalBackend, LocalError, LocalOptions, Output};
 pub use scheduler::{NoCache, SolveOptions, Solved, solve};

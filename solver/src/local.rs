@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 use strata_cache::{
-    CacheDb, CacheKey, Checksum, ContextFilter, ContextIndex, ImportedCache, KeyParts, LayerRef,
-    Record, ScanOptions, Selection, StepRef,
+    CacheDb, CacheKey, Checksum, ContextFilter, ContextIndex, ImportedCache, KeyParts, Record,
+    ScanOptions, Selection, StepRef,
 };
 use strata_graph::pattern::DirVisit;
 use strata_graph::{FileAction, Graph, MountKind, Node, NodeId, Op};
@@ -418,12 +418,11 @@ fn previous_result(
         && below
             .iter()
             .zip(&parent.layers)
-            .all(|(d, l)| *d == l.diff_id.to_string());
+            .all(|(d, l)| *d == l.diff_id);
     if !same_step || !same_parent {
         return None;
     }
-    let chain: Digest = record.chain_id.as_deref()?.parse().ok()?;
-    let layer = store.snapshot(&chain)?.path;
+    let layer = store.snapshot(record.chain_id.as_ref()?)?.path;
     let mut changed = std::collections::HashSet::new();
     for (old, new) in record.parts.contents.iter().zip(&parts.contents) {
         let old = cache.selection(old).ok()??;
@@ -530,7 +529,7 @@ impl Backend for LocalBackend {
                 None => layers.imported.iter().find_map(|c| c.get(&key).cloned()),
             };
             Ok(record
-                .and_then(|r| r.layer.as_ref().and_then(LayerRef::descriptor))
+                .and_then(|r| r.layer)
                 .is_some_and(|l| layers.available(&l)))
         })
         .await?;
@@ -560,7 +559,7 @@ impl Backend for LocalBackend {
                     None => return Ok(None),
                 },
             };
-            let Some(layer) = record.layer.as_ref().and_then(LayerRef::descriptor) else {
+            let Some(layer) = record.layer.clone() else {
                 return Ok(None);
             };
             // A record whose blob is gone (a store wiped by hand) is a miss, never a broken
@@ -770,9 +769,9 @@ impl Backend for LocalBackend {
         };
         let chain = fs.chain_id();
         let record = Record {
-            layer: Some(LayerRef::from(&layer)),
-            chain_id: chain.as_ref().map(ToString::to_string),
-            diff_ids: fs.layers.iter().map(|l| l.diff_id.to_string()).collect(),
+            layer: Some(layer.clone()),
+            chain_id: chain.clone(),
+            diff_ids: fs.layers.iter().map(|l| l.diff_id.clone()).collect(),
             created: fs
                 .created
                 .last()

@@ -131,7 +131,7 @@ impl Store {
             .map_err(StoreError::io("set permissions of", &*tmp))?;
         tmp.persist(&path)
             .map_err(|e| StoreError::io("write blob", &path)(e.error))?;
-        sync_dir(path.parent().expect("blob paths have a parent"))
+        Ok(sync_dir(path.parent().expect("blob paths have a parent"))?)
     }
 }
 

@@ -1,6 +1,7 @@
 //! Layer compression. Input is recognised by its magic bytes, never by a media type or a file
 //! name (both lie); output is gzip by default because every tool reads it, zstd on request.
 
+use crate::media_type;
 use std::io::{self, BufRead, BufReader, Read, Write};
 
 /// How the store compresses the layers it writes.
@@ -24,9 +25,19 @@ impl Compression {
     /// The OCI layer media type for this compression.
     pub fn media_type(self) -> &'static str {
         match self {
-            Compression::Gzip => "application/vnd.oci.image.layer.v1.tar+gzip",
-            Compression::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
-            Compression::None => "application/vnd.oci.image.layer.v1.tar",
+            Compression::Gzip => media_type::OCI_LAYER_GZIP,
+            Compression::Zstd => media_type::OCI_LAYER_ZSTD,
+            Compression::None => media_type::OCI_LAYER,
+        }
+    }
+
+    /// The compression a layer media type names (OCI's three, docker's gzip).
+    pub fn from_media_type(media_type: &str) -> Option<Compression> {
+        match media_type {
+            media_type::OCI_LAYER_GZIP | media_type::DOCKER_LAYER_GZIP => Some(Compression::Gzip),
+            media_type::OCI_LAYER_ZSTD => Some(Compression::Zstd),
+            media_type::OCI_LAYER => Some(Compression::None),
+            _ => None,
         }
     }
 
@@ -38,6 +49,14 @@ impl Compression {
             "none" | "uncompressed" => Some(Compression::None),
             _ => None,
         }
+    }
+
+    /// Compresses everything `input` yields into `output` at the store's levels (what its own
+    /// layers get) and returns `output`.
+    pub fn compress<W: Write>(self, mut input: impl Read, output: W) -> io::Result<W> {
+        let mut encoder = Encoder::new(self, output)?;
+        io::copy(&mut input, &mut encoder)?;
+        encoder.finish()
     }
 
     /// Sniffs the compression of a stream from its first bytes.
@@ -126,10 +145,9 @@ mod tests {
     fn every_compression_round_trips_through_detection() {
         let data: Vec<u8> = (0..100_000u32).flat_map(|i| i.to_le_bytes()).collect();
         for c in [Compression::Gzip, Compression::Zstd, Compression::None] {
-            let mut enc = Encoder::new(c, Vec::new()).unwrap();
-            enc.write_all(&data).unwrap();
-            let bytes = enc.finish().unwrap();
+            let bytes = c.compress(&data[..], Vec::new()).unwrap();
             assert_eq!(Compression::detect(&bytes), c);
+            assert_eq!(Compression::from_media_type(c.media_type()), Some(c));
             let mut out = Vec::new();
             decompressed(&bytes[..])
                 .unwrap()
@@ -137,13 +155,19 @@ mod tests {
                 .unwrap();
             assert_eq!(out, data, "{c:?}");
         }
+        let docker = media_type::DOCKER_LAYER_GZIP;
+        assert_eq!(
+            Compression::from_media_type(docker),
+            Some(Compression::Gzip)
+        );
+        assert_eq!(Compression::from_media_type(media_type::OCI_CONFIG), None);
     }
 
     #[test]
     fn truncated_gzip_is_an_error() {
-        let mut enc = Encoder::new(Compression::Gzip, Vec::new()).unwrap();
-        enc.write_all(&[7u8; 50_000]).unwrap();
-        let bytes = enc.finish().unwrap();
+        let bytes = Compression::Gzip
+            .compress(&[7u8; 50_000][..], Vec::new())
+            .unwrap();
         let mut out = Vec::new();
         let res = decompressed(&bytes[..bytes.len() - 10])
             .unwrap()

@@ -134,15 +134,17 @@ pub fn chain_ids(diff_ids: &[Digest]) -> Vec<Digest> {
     out
 }
 
-/// A writer that hashes and counts what passes through it.
-pub(crate) struct HashingWriter<W> {
+/// A writer that hashes (sha256) and counts what passes through it: how anything written is
+/// given its [`Digest`] without a second read.
+pub struct HashingWriter<W> {
     inner: W,
     hasher: Sha256,
     count: u64,
 }
 
 impl<W: Write> HashingWriter<W> {
-    pub(crate) fn new(inner: W) -> Self {
+    /// Hashes what is written into `inner`.
+    pub fn new(inner: W) -> Self {
         HashingWriter {
             inner,
             hasher: Sha256::new(),
@@ -150,12 +152,13 @@ impl<W: Write> HashingWriter<W> {
         }
     }
 
-    pub(crate) fn count(&self) -> u64 {
+    /// Bytes written so far.
+    pub fn count(&self) -> u64 {
         self.count
     }
 
     /// The inner writer, the digest and the byte count of everything written.
-    pub(crate) fn finish(self) -> (W, Digest, u64) {
+    pub fn finish(self) -> (W, Digest, u64) {
         (self.inner, Digest::from_hasher(self.hasher), self.count)
     }
 }

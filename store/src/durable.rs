@@ -1,29 +1,132 @@
-//! How bytes become durable: a temp file in the same directory (same filesystem), fsync,
-//! rename over the target, fsync of the directory. A crash at any point leaves either the old
-//! file or the new one, never a torn one.
+//! Durable writes, the one implementation every crate uses: bytes go to a temporary file in
+//! the destination's directory (same filesystem), are fsynced, renamed over the destination,
+//! and the directory is fsynced so the rename survives a crash. A reader (another strata
+//! process included) sees the old file or the new one, never a torn one; of two writers of one
+//! path, the last rename wins.
 
-use crate::error::StoreError;
-use std::io::Write;
-use std::path::Path;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use tempfile::NamedTempFile;
 
-/// Atomically replaces `path` with `bytes`.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let dir = path.parent().expect("store files live in a directory");
-    let mut tmp = tempfile::Builder::new()
+/// A step of a durable write failed.
+#[derive(Debug, thiserror::Error)]
+#[error("failed to {action} {}", path.display())]
+pub struct DurableError {
+    /// What was being done (`create a temp file in`, `write`, `replace`, `sync directory`).
+    pub action: &'static str,
+    /// The path it was done on.
+    pub path: PathBuf,
+    /// The cause.
+    #[source]
+    pub source: io::Error,
+}
+
+impl From<DurableError> for io::Error {
+    /// For callers whose errors hold an `io::Error`: the kind is kept, the message names the
+    /// step and the path.
+    fn from(e: DurableError) -> io::Error {
+        io::Error::new(e.source.kind(), e)
+    }
+}
+
+fn fail(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> DurableError {
+    let path = path.to_owned();
+    move |source| DurableError {
+        action,
+        path,
+        source,
+    }
+}
+
+/// Atomically and durably replaces `path` with `bytes`. `path`'s directory must exist.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), DurableError> {
+    write_atomic_with(path, |w| w.write_all(bytes))
+}
+
+/// Like [`write_atomic`], with the content streamed by `write` (through a buffer).
+pub fn write_atomic_with(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> Result<(), DurableError> {
+    let mut tmp = temp_file_in(parent(path))?;
+    {
+        let mut w = io::BufWriter::new(tmp.as_file_mut());
+        write(&mut w)
+            .and_then(|()| w.flush())
+            .map_err(fail("write", path))?;
+    }
+    persist(tmp, path)
+}
+
+/// A new temporary file in `dir`, to [`persist`] as a file of `dir` once written.
+pub fn temp_file_in(dir: &Path) -> Result<NamedTempFile, DurableError> {
+    tempfile::Builder::new()
         .prefix(".tmp-")
         .tempfile_in(dir)
-        .map_err(StoreError::io("create a temp file in", dir))?;
-    tmp.write_all(bytes)
-        .and_then(|()| tmp.as_file().sync_all())
-        .map_err(StoreError::io("write", tmp.path()))?;
+        .map_err(fail("create a temp file in", dir))
+}
+
+/// Makes a written temporary file durable as `path`: fsync, rename over `path`, fsync of the
+/// directory. The temporary file must be on `path`'s filesystem ([`temp_file_in`]).
+pub fn persist(tmp: NamedTempFile, path: &Path) -> Result<(), DurableError> {
+    tmp.as_file()
+        .sync_all()
+        .map_err(fail("write", tmp.path()))?;
     tmp.persist(path)
-        .map_err(|e| StoreError::io("replace", path)(e.error))?;
-    sync_dir(dir)
+        .map_err(|e| fail("replace", path)(e.error))?;
+    sync_dir(parent(path))
 }
 
 /// fsyncs a directory so that a rename or unlink in it survives a crash.
-pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+pub fn sync_dir(dir: &Path) -> Result<(), DurableError> {
     fs_err::File::open(dir)
         .and_then(|d| d.sync_all())
-        .map_err(StoreError::io("sync directory", dir))
+        .map_err(fail("sync directory", dir))
+}
+
+fn parent(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replaces_whole_files_and_leaves_no_temp_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        write_atomic(&path, b"old").unwrap();
+        write_atomic_with(&path, |w| w.write_all(b"new content")).unwrap();
+        assert_eq!(fs_err::read(&path).unwrap(), b"new content");
+        let mut tmp = temp_file_in(dir.path()).unwrap();
+        tmp.write_all(b"third").unwrap();
+        persist(tmp, &path).unwrap();
+        assert_eq!(fs_err::read(&path).unwrap(), b"third");
+        let names: Vec<_> = fs_err::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["f"]);
+    }
+
+    #[test]
+    fn a_failed_write_keeps_the_old_file_and_names_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        write_atomic(&path, b"old").unwrap();
+        let err = write_atomic_with(&path, |_| Err(io::Error::other("disk full"))).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("failed to write {}", path.display())
+        );
+        assert_eq!(fs_err::read(&path).unwrap(), b"old");
+        let missing = dir.path().join("no/such/dir/f");
+        let err = write_atomic(&missing, b"x").unwrap_err();
+        assert_eq!(err.action, "create a temp file in");
+        assert_eq!(io::Error::from(err).kind(), io::ErrorKind::NotFound);
+    }
 }

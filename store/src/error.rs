@@ -2,6 +2,7 @@
 //! path, the digest, the image); the cause, if any, is its `source`.
 
 use crate::digest::{Digest, DigestError};
+use crate::reference::ReferenceError;
 use std::path::PathBuf;
 
 /// Everything the store can fail with.
@@ -77,12 +78,9 @@ pub enum StoreError {
         /// How many images it matches.
         count: usize,
     },
-    /// An image reference cannot be parsed.
-    #[error("invalid reference format: {0:?}")]
-    InvalidReference(String),
-    /// A reference that must name a tag (for `tag`, `import`) names a digest.
-    #[error("cannot tag with a digest reference: {0}")]
-    DigestReference(String),
+    /// An image reference cannot be parsed, or names a digest where a tag is needed.
+    #[error(transparent)]
+    Reference(#[from] ReferenceError),
     /// `rmi` of an image ID that several references name, without force.
     #[error(
         "conflict: unable to delete {id} (must be forced) - image is referenced in multiple repositories"
@@ -126,29 +124,25 @@ pub enum StoreError {
         /// Ours.
         expected: u32,
     },
-    /// Unpacking a layer into a snapshot failed at one entry.
-    #[error("layer {layer}: entry {entry:?}: {reason}")]
+    /// Unpacking a layer into a snapshot failed.
+    #[error("failed to unpack layer {layer}")]
     Unpack {
         /// The layer blob being unpacked.
         layer: Digest,
-        /// The tar entry's name.
-        entry: String,
-        /// What is wrong.
-        reason: String,
-    },
-    /// Unpacking a layer failed in a system call.
-    #[error("layer {layer}: failed to {action} {entry:?}")]
-    UnpackIo {
-        /// The layer blob being unpacked.
-        layer: Digest,
-        /// The tar entry's name.
-        entry: String,
-        /// What was being done.
-        action: &'static str,
-        /// The cause.
+        /// What went wrong, at which entry.
         #[source]
-        source: std::io::Error,
+        source: crate::confined::ExtractError,
     },
+}
+
+impl From<crate::durable::DurableError> for StoreError {
+    fn from(e: crate::durable::DurableError) -> StoreError {
+        StoreError::Io {
+            action: e.action,
+            path: e.path,
+            source: e.source,
+        }
+    }
 }
 
 impl StoreError {
@@ -188,30 +182,5 @@ impl StoreError {
     pub(crate) fn json(what: impl Into<String>) -> impl FnOnce(serde_json::Error) -> StoreError {
         let what = what.into();
         move |source| StoreError::Json { what, source }
-    }
-}
-
-/// Text from an untrusted source, made fit for a message: control characters replaced and at
-/// most 200 characters (a 16 MiB file name or a junk tar header must not flood a terminal).
-pub(crate) fn shorten(text: &str) -> String {
-    let mut out: String = text
-        .chars()
-        .take(200)
-        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
-        .collect();
-    if text.chars().nth(200).is_some() {
-        out.push('…');
-    }
-    out
-}
-
-/// A tar parser error as a reason: tar-rs quotes the raw header bytes, which for junk input
-/// are binary noise.
-pub(crate) fn tar_reason(e: &std::io::Error) -> String {
-    let text = e.to_string();
-    if text.contains("when getting") || text.contains("numeric field") {
-        "invalid tar header".to_owned()
-    } else {
-        shorten(&text)
     }
 }

@@ -8,24 +8,13 @@ use crate::digest::{Digest, chain_ids};
 use crate::error::StoreError;
 use crate::index::{ImageIndex, ImageRecord};
 use crate::layer::LayerDescriptor;
-use crate::reference::Reference;
+use crate::media_type::{OCI_MANIFEST, is_manifest};
+use crate::platform::Platform;
+use crate::reference::{Reference, ReferenceError};
 use crate::store::Store;
 use oci_spec::image::{Descriptor, ImageManifest, MediaType};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-
-/// OCI manifest media type.
-pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-/// OCI index media type.
-pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-/// OCI config media type.
-pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-/// Docker schema 2 manifest media type (accepted on input).
-pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-/// Docker manifest list media type (accepted on input).
-pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-/// Docker config media type (accepted on input).
-pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 
 /// The image config JSON (`application/vnd.oci.image.config.v1+json`), read losslessly: the
 /// runtime part stays a JSON value and unknown top-level fields land in `extra`.
@@ -80,6 +69,22 @@ impl ImageConfigFile {
     pub fn runtime(&self) -> &Value {
         static EMPTY: Value = Value::Null;
         self.config.as_ref().unwrap_or(&EMPTY)
+    }
+
+    /// The platform the image is for, normalised (`x86_64` is `amd64`).
+    pub fn platform(&self) -> Platform {
+        Platform::new(
+            &self.os,
+            &self.architecture,
+            self.variant.as_deref().unwrap_or(""),
+        )
+    }
+
+    /// Records `platform` as the image's os, architecture and variant.
+    pub fn set_platform(&mut self, platform: &Platform) {
+        self.os.clone_from(&platform.os);
+        self.architecture.clone_from(&platform.arch);
+        self.variant = (!platform.variant.is_empty()).then(|| platform.variant.clone());
     }
 }
 
@@ -213,8 +218,7 @@ pub(crate) fn parse_manifest(bytes: &[u8], what: &str) -> Result<ImageManifest, 
         ));
     }
     if let Some(mt) = value.get("mediaType").and_then(Value::as_str)
-        && mt != OCI_MANIFEST
-        && mt != DOCKER_MANIFEST
+        && !is_manifest(mt)
     {
         return Err(StoreError::document(
             what,
@@ -375,7 +379,7 @@ impl Store {
     /// Points `target` at the image `source` names (`strata tag`).
     pub fn tag(&self, source: &str, target: &Reference) -> Result<Digest, StoreError> {
         if target.digest().is_some() {
-            return Err(StoreError::DigestReference(target.to_string()));
+            return Err(ReferenceError::Digested(target.to_string()).into());
         }
         let now = now_rfc3339();
         self.update_index(|index| {

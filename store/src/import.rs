@@ -6,6 +6,7 @@ use crate::compression::{Compression, decompressed};
 use crate::digest::Digest;
 use crate::error::StoreError;
 use crate::image::{History, ImageConfigFile, NewImage, now_rfc3339};
+use crate::platform::Platform;
 use crate::reference::Reference;
 use crate::store::Store;
 use serde_json::Value;
@@ -35,20 +36,6 @@ impl Default for ImportOptions {
             source: "-".into(),
             message: None,
         }
-    }
-}
-
-/// The architecture of this machine in OCI terms.
-pub fn host_architecture() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "x86" => "386",
-        "arm" => "arm",
-        "powerpc64" => "ppc64le",
-        "s390x" => "s390x",
-        "riscv64" => "riscv64",
-        other => other,
     }
 }
 
@@ -89,11 +76,9 @@ impl Store {
         let mut extra = serde_json::Map::new();
         // docker import writes the comment at the top level too (`docker inspect` .Comment).
         extra.insert("comment".into(), Value::String(comment.clone()));
-        let config = ImageConfigFile {
+        let mut config = ImageConfigFile {
             extra,
             created: Some(created.clone()),
-            architecture: host_architecture().into(),
-            os: "linux".into(),
             config: Some(options.runtime_config),
             history: vec![History {
                 created: Some(created),
@@ -102,6 +87,7 @@ impl Store {
             }],
             ..ImageConfigFile::default()
         };
+        config.set_platform(&Platform::host());
         self.commit_image(NewImage {
             config,
             layers: vec![layer],
@@ -116,13 +102,13 @@ pub(crate) fn validate_tar<R: Read>(tee: &mut Tee<'_, R>, what: &str) -> Result<
     let mut archive = tar::Archive::new(&mut *tee);
     let entries = archive
         .entries()
-        .map_err(|e| StoreError::archive(what, crate::error::tar_reason(&e)))?;
+        .map_err(|e| StoreError::archive(what, crate::untrusted::tar_reason(&e)))?;
     for entry in entries {
         let mut entry =
-            entry.map_err(|e| StoreError::archive(what, crate::error::tar_reason(&e)))?;
+            entry.map_err(|e| StoreError::archive(what, crate::untrusted::tar_reason(&e)))?;
         let size = entry.size();
         let n = io::copy(&mut entry, &mut io::sink())
-            .map_err(|e| StoreError::archive(what, crate::error::tar_reason(&e)))?;
+            .map_err(|e| StoreError::archive(what, crate::untrusted::tar_reason(&e)))?;
         if n != size {
             return Err(StoreError::archive(
                 what,

@@ -1,8 +1,13 @@
 //! The OCI image store: content-addressed blobs, images and tags, layer compression, snapshots
-//! for the worker, OCI and Docker tarballs (save, load, import), and the registry client (pull, push, login).
-//! Owns everything it creates under its root (layout in `docs/store.md`); every write is atomic
-//! and checked against its digest, and several processes may use one root at once. Knows
-//! nothing of Dockerfiles, the build graph or the terminal. Start at [`Store::open`].
+//! for the worker, OCI and Docker tarballs (save, load, import), and the registry client (pull,
+//! push, login). Owns everything it creates under its root (layout in `docs/STORE.md`); every
+//! write is atomic and checked against its digest, and several processes may use one root at
+//! once. Knows nothing of Dockerfiles, the build graph or the terminal. Start at
+//! [`Store::open`].
+//!
+//! It also owns the one confined filesystem, [`confined`]: a directory nothing can escape
+//! ([`ConfinedRoot`]) and the one extractor of untrusted tars, which the worker and the cache
+//! use for every path from a Dockerfile, a context, a layer or an archive.
 //!
 //! How the rest of strata uses it:
 //!
@@ -45,8 +50,9 @@
 mod blob;
 mod check;
 mod compression;
+pub mod confined;
 mod digest;
-mod durable;
+pub mod durable;
 mod error;
 mod gc;
 mod gzip;
@@ -56,35 +62,35 @@ mod index;
 mod layer;
 mod load;
 mod lock;
+pub mod media_type;
 mod pin;
+mod platform;
 mod reference;
 mod registry;
-mod root_dir;
 mod save;
 mod settle;
 mod snapshot;
 mod staging;
 mod store;
-mod unpack;
+mod untrusted;
 
 pub use blob::{BlobInfo, BlobWriter};
 pub use check::CheckReport;
 pub use compression::Compression;
-pub use digest::{Digest, DigestError, chain_id, chain_ids};
+pub use confined::ConfinedRoot;
+pub use digest::{Digest, DigestError, HashingWriter, chain_id, chain_ids};
 pub use error::StoreError;
 pub use gc::{DiskUsage, PruneReport};
-pub use image::{
-    DOCKER_CONFIG, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, History, Image, ImageConfigFile,
-    ImageSummary, NewImage, OCI_CONFIG, OCI_INDEX, OCI_MANIFEST, Removed, RootFs,
-};
-pub use import::{ImportOptions, host_architecture};
+pub use image::{History, Image, ImageConfigFile, ImageSummary, NewImage, Removed, RootFs};
+pub use import::ImportOptions;
 pub use layer::{LayerDescriptor, LayerWriter};
 pub use load::LoadedImage;
 pub use lock::Lease;
-pub use reference::Reference;
+pub use platform::{Platform, PlatformError};
+pub use reference::{NAME_TOTAL_LENGTH_MAX, Reference, ReferenceError};
 pub use registry::{
-    Credentials, LayerEvent, LayerStatus, PlatformSpec, Progress, Pulled, Pushed, RegistryClient,
-    RegistryError, RegistryOptions, login_server, remove_credentials, save_credentials,
+    Credentials, LayerEvent, LayerStatus, Progress, Pulled, Pushed, RegistryClient, RegistryError,
+    RegistryOptions, login_server, remove_credentials, save_credentials,
 };
 pub use save::SaveOptions;
 pub use snapshot::Snapshot;

@@ -9,13 +9,11 @@ use crate::blob::MAX_DOCUMENT;
 use crate::compression::{Compression, decompressed};
 use crate::digest::{Digest, HashingReader, HashingWriter};
 use crate::error::StoreError;
-use crate::image::{
-    DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST, build_manifest,
-    layer_descriptors, now_rfc3339, parse_config, parse_manifest,
-};
-use crate::import::host_architecture;
+use crate::image::{build_manifest, layer_descriptors, now_rfc3339, parse_config, parse_manifest};
 use crate::index::ImageRecord;
 use crate::layer::LayerDescriptor;
+use crate::media_type::{OCI_MANIFEST, is_index, is_manifest};
+use crate::platform::Platform;
 use crate::reference::Reference;
 use crate::store::Store;
 use serde::Deserialize;
@@ -165,10 +163,10 @@ impl Store {
         let mut tar = tar::Archive::new(stream);
         let entries = tar
             .entries()
-            .map_err(|e| StoreError::archive(what, crate::error::tar_reason(&e)))?;
+            .map_err(|e| StoreError::archive(what, crate::untrusted::tar_reason(&e)))?;
         for entry in entries {
             let mut entry =
-                entry.map_err(|e| StoreError::archive(what, crate::error::tar_reason(&e)))?;
+                entry.map_err(|e| StoreError::archive(what, crate::untrusted::tar_reason(&e)))?;
             let name = member_name(&entry.path_bytes())
                 .ok_or_else(|| StoreError::archive(what, "member path leaves the archive"))?;
             match entry.header().entry_type() {
@@ -183,7 +181,7 @@ impl Store {
                     let n = io::copy(&mut entry, &mut out).map_err(|e| {
                         StoreError::archive(
                             format!("{what} member {name}"),
-                            crate::error::tar_reason(&e),
+                            crate::untrusted::tar_reason(&e),
                         )
                     })?;
                     if n != size {
@@ -329,7 +327,7 @@ impl Archive {
             let mut desc = desc.clone();
             for _depth in 0..4 {
                 let media_type = desc.get("mediaType").and_then(Value::as_str).unwrap_or("");
-                if media_type != OCI_INDEX && media_type != DOCKER_MANIFEST_LIST {
+                if !is_index(media_type) {
                     break;
                 }
                 let (digest, size) = digest_size(&desc, "index.json")?;
@@ -341,7 +339,7 @@ impl Archive {
                     .ok_or_else(|| {
                         StoreError::archive(
                             format!("index {digest}"),
-                            format!("has no manifest for linux/{}", host_architecture()),
+                            format!("has no manifest for {}", Platform::host()),
                         )
                     })?
                     .clone();
@@ -352,7 +350,7 @@ impl Archive {
                 .and_then(Value::as_str)
                 .unwrap_or(OCI_MANIFEST)
                 .to_owned();
-            if media_type != OCI_MANIFEST && media_type != DOCKER_MANIFEST {
+            if !is_manifest(&media_type) {
                 // Attestations, artifacts: not images.
                 continue;
             }
@@ -495,16 +493,17 @@ fn tags_of(desc: &Value) -> Vec<Reference> {
     }
 }
 
+/// The manifest this machine runs best, or the only one (an index without platforms).
 fn pick_platform(manifests: &[Value]) -> Option<&Value> {
-    let arch = host_architecture();
-    manifests
-        .iter()
-        .find(|m| {
-            let p = m.get("platform");
-            p.and_then(|p| p.get("os")).and_then(Value::as_str) == Some("linux")
-                && p.and_then(|p| p.get("architecture"))
-                    .and_then(Value::as_str)
-                    == Some(arch)
+    Platform::host()
+        .best(manifests, |m| {
+            let p = m.get("platform")?;
+            let field = |k| p.get(k).and_then(Value::as_str);
+            Some(Platform::new(
+                field("os")?,
+                field("architecture")?,
+                field("variant").unwrap_or(""),
+            ))
         })
         .or_else(|| (manifests.len() == 1).then(|| &manifests[0]))
 }

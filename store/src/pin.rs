@@ -21,7 +21,7 @@ impl Store {
             return Ok(());
         }
         fs_err::File::create(&path).map_err(StoreError::io("create pin", &path))?;
-        sync_dir(&dir)
+        Ok(sync_dir(&dir)?)
     }
 
     /// Removes every pin of the layer blob `layer` (whatever snapshots it was pinned with).
@@ -39,7 +39,7 @@ impl Store {
                 fs_err::remove_file(&path).map_err(StoreError::io("remove pin", &path))?;
             }
         }
-        sync_dir(&dir)
+        Ok(sync_dir(&dir)?)
     }
 
     /// Every pin, as (layer blob, snapshot chain). Files with other names are ignored.

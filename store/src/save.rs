@@ -7,8 +7,9 @@
 use crate::compression::{Compression, Encoder, decompressed};
 use crate::digest::{Digest, HashingWriter};
 use crate::error::StoreError;
-use crate::image::{Image, OCI_INDEX, OCI_MANIFEST, build_manifest};
+use crate::image::{Image, build_manifest};
 use crate::layer::LayerDescriptor;
+use crate::media_type::{OCI_INDEX, OCI_MANIFEST};
 use crate::reference::Reference;
 use crate::store::Store;
 use serde_json::{Value, json};

@@ -6,6 +6,7 @@
 //! race, the first rename wins and the loser's copy is discarded. Files in a snapshot are not
 //! fsynced one by one; `settle.rs` drops the ones a machine crash may have torn.
 
+use crate::confined::{ConfinedRoot, ExtractOptions, extract};
 use crate::digest::{Digest, HashingReader, chain_id};
 use crate::error::StoreError;
 use crate::image::Image;
@@ -131,7 +132,13 @@ impl Store {
         let mut tar = HashingReader::new(
             crate::compression::decompressed(blob).map_err(StoreError::stream(what.clone()))?,
         );
-        crate::unpack::unpack(dir, &mut tar, &layer.digest)?;
+        let root = ConfinedRoot::open(dir).map_err(StoreError::io("open", dir))?;
+        extract(&root, &mut tar, &ExtractOptions::layer()).map_err(|source| {
+            StoreError::Unpack {
+                layer: layer.digest.clone(),
+                source,
+            }
+        })?;
         io::copy(&mut tar, &mut io::sink()).map_err(StoreError::stream(what))?;
         let (_, actual, _) = tar.finish();
         if actual != layer.diff_id {

@@ -126,7 +126,7 @@ fn clean_stale(tmp: &Path) -> Result<(), StoreError> {
             remove_tree(&tmp.join(&name))?;
         }
     }
-    sync_dir(tmp)
+    Ok(sync_dir(tmp)?)
 }
 
 /// `remove_dir_all` that tolerates a missing path and makes read-only dirs writable first.

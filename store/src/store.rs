@@ -1,5 +1,5 @@
 //! The store handle: its root, its directories, its locks and its private staging area.
-//! See `docs/store.md` for the layout on disk.
+//! See `docs/STORE.md` for the layout on disk.
 
 use crate::durable::sync_dir;
 use crate::error::StoreError;

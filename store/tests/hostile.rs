@@ -3,57 +3,11 @@
 //! loaded and unpacked. Whatever succeeds or fails, the canary directory the inputs aim at must
 //! be untouched, the secret it holds must appear in no snapshot, and `check` must stay clean.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use strata_store::{ImportOptions, Reference, Store};
 
-fn generator() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/research/hostile/make_hostile.py")
-}
-
-fn python(args: &[&str]) -> std::process::Output {
-    let out = Command::new("python3")
-        .arg(generator())
-        .args(args)
-        .output()
-        .expect("python3 runs the hostile generator");
-    assert!(
-        out.status.success(),
-        "make_hostile.py {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// Every regular file under `dir` that contains `needle` (GNU grep walks deep trees by fd,
-/// where a path-based walk fails with ENAMETOOLONG on the 2000-level case).
-fn files_containing(dir: &Path, needle: &str) -> Vec<String> {
-    let out = Command::new("grep")
-        .args(["-r", "-l", "-a", "-F", "--devices=skip", needle])
-        .arg(dir)
-        .output()
-        .expect("grep runs");
-    assert!(
-        out.status.code() != Some(2),
-        "grep failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(String::from)
-        .collect()
-}
-
-/// An error with its causes, the way the CLI prints them.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s = format!("{s}: {c}");
-        cur = c.source();
-    }
-    s
-}
+#[path = "../src/confined/corpus.rs"]
+mod corpus;
+use corpus::{chain, files_containing, generator, python};
 
 #[test]
 fn shared_hostile_corpus_never_escapes_and_leaves_the_store_sound() {
@@ -134,11 +88,7 @@ fn shared_hostile_corpus_never_escapes_and_leaves_the_store_sound() {
         .map(|(n, o)| format!("{n}: {o}\n"))
         .collect();
 
-    let check = Command::new("python3")
-        .arg(generator())
-        .args(["canary-check", "--canary", canary_s])
-        .output()
-        .unwrap();
+    let check = generator(&["canary-check", "--canary", canary_s]);
     assert!(
         check.status.success(),
         "canary changed: {}\n{report}",

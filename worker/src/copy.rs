@@ -6,10 +6,8 @@
 //! the way is removed first), so a write never goes through a link. Owner before mode, so
 //! setuid bits survive; xattrs after the owner, since chown drops file capabilities.
 
-use crate::diff::keep_xattr;
-use crate::root::clear_entry;
 use crate::sys::{self, NodeKind};
-use nix::fcntl::OFlag;
+use rustix::fs::OFlags;
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::io;
@@ -18,6 +16,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::rc::Rc;
 use strata_graph::pattern::ParentMatches;
+use strata_store::confined::{self, Replace, clear_entry, keep_xattr};
 
 /// What a directory copy does with one entry it meets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,12 +130,8 @@ pub(crate) fn copy_entry(
 ) -> io::Result<()> {
     match ftype(st) {
         libc::S_IFDIR => {
-            let src = sys::open_beneath(
-                src_dir,
-                Path::new(name),
-                OFlag::O_DIRECTORY | OFlag::O_RDONLY,
-                0,
-            )?;
+            let src =
+                confined::open_no_symlinks(src_dir, name, OFlags::DIRECTORY | OFlags::RDONLY, 0)?;
             let dst = Rc::new(make_dir(dst_dir.as_fd(), name_out, st, opts, true)?);
             copy_dir_contents(&src, &dst, opts, links, counts, display)?;
             finish_dir(dst.as_fd(), st)
@@ -153,16 +148,11 @@ fn make_dir(
     opts: &CopyOpts,
     set_meta: bool,
 ) -> io::Result<OwnedFd> {
-    let existed = clear_entry(dir, name, true)?;
+    let existed = clear_entry(dir, name, Replace::KeepDir)?;
     if !existed {
         sys::mkdir_at(dir, Path::new(name), 0o700)?;
     }
-    let fd = sys::open_beneath(
-        dir,
-        Path::new(name),
-        OFlag::O_DIRECTORY | OFlag::O_RDONLY,
-        0,
-    )?;
+    let fd = confined::open_no_symlinks(dir, name, OFlags::DIRECTORY | OFlags::RDONLY, 0)?;
     if set_meta || !existed {
         let (uid, gid) = opts.owner_of(st);
         sys::fchown(fd.as_fd(), uid, gid)?;
@@ -200,12 +190,8 @@ pub(crate) fn copy_dir_contents(
     counts: &mut Counts,
     display: &Path,
 ) -> io::Result<()> {
-    let first = sys::open_beneath(
-        src.as_fd(),
-        Path::new("."),
-        OFlag::O_DIRECTORY | OFlag::O_RDONLY,
-        0,
-    )?;
+    let first =
+        confined::open_no_symlinks(src.as_fd(), ".", OFlags::DIRECTORY | OFlags::RDONLY, 0)?;
     let names = list(first.as_fd()).map_err(err_at(display))?;
     let mut stack = vec![Level {
         src: first,
@@ -239,10 +225,10 @@ pub(crate) fn copy_dir_contents(
             Visit::WalkExcluded | Visit::Copy => {}
         }
         if is_dir {
-            let s = sys::open_beneath(
+            let s = confined::open_no_symlinks(
                 level.src.as_fd(),
-                Path::new(&name),
-                OFlag::O_DIRECTORY | OFlag::O_RDONLY,
+                &name,
+                OFlags::DIRECTORY | OFlags::RDONLY,
                 0,
             )
             .map_err(err_at(&here))?;
@@ -326,7 +312,7 @@ fn created_parent(
 
 /// The names in a directory, sorted (so hard links pick the same first path every time).
 pub(crate) fn list(dir: BorrowedFd<'_>) -> io::Result<Vec<OsString>> {
-    let fd = sys::open_beneath(dir, Path::new("."), OFlag::O_DIRECTORY | OFlag::O_RDONLY, 0)?;
+    let fd = confined::open_no_symlinks(dir, ".", OFlags::DIRECTORY | OFlags::RDONLY, 0)?;
     let mut d = nix::dir::Dir::from_fd(fd).map_err(io::Error::from)?;
     let mut names = Vec::new();
     for e in d.iter() {
@@ -360,7 +346,7 @@ fn copy_leaf(
         return Ok(());
     }
     let dst = dst_dir.as_fd();
-    clear_entry(dst, name_out, false)?;
+    clear_entry(dst, name_out, Replace::EmptyDir)?;
     let (uid, gid) = opts.owner_of(st);
     if kind == libc::S_IFREG && st.st_nlink > 1 {
         if let Some((dir, first)) = links.seen.get(&(st.st_dev, st.st_ino)) {
@@ -377,16 +363,12 @@ fn copy_leaf(
     let out = Path::new(name_out);
     match kind {
         libc::S_IFREG => {
-            let src = sys::open_beneath(
-                src_dir,
-                Path::new(name),
-                OFlag::O_RDONLY | OFlag::O_NONBLOCK,
-                0,
-            )?;
-            let fd = sys::open_beneath(
+            let src =
+                confined::open_no_symlinks(src_dir, name, OFlags::RDONLY | OFlags::NONBLOCK, 0)?;
+            let fd = confined::open_no_symlinks(
                 dst,
                 out,
-                OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL,
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL,
                 0o600,
             )?;
             let (mut r, mut w) = (sys::file_from(src), sys::file_from(fd));

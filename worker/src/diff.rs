@@ -23,6 +23,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use strata_store::confined::keep_xattr;
 
 /// How to write a layer.
 #[derive(Debug, Clone, Default)]
@@ -197,13 +198,6 @@ fn sorted_names(dir: &Path) -> Result<Vec<OsString>, DiffError> {
     }
     names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
     Ok(names)
-}
-
-/// Extended attributes worth keeping in an image: file capabilities and `user.*`. Overlay's
-/// own (`trusted.overlay.*`), other `trusted.*`, SELinux labels and ACLs of the build host
-/// are not part of what the Dockerfile made.
-pub(crate) fn keep_xattr(name: &[u8]) -> bool {
-    name == b"security.capability" || name.starts_with(b"user.")
 }
 
 fn read_xattrs(path: &Path, meta: &Metadata) -> Vec<(Vec<u8>, Vec<u8>)> {

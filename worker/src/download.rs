@@ -4,10 +4,10 @@
 //! server's `Content-Disposition` is ignored, as BuildKit does. The mtime comes from
 //! `Last-Modified`.
 
-use sha2::Digest as _;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use strata_store::{Digest, HashingWriter};
 
 /// Why a download failed.
 #[derive(Debug, thiserror::Error)]
@@ -25,10 +25,10 @@ pub enum DownloadError {
     Checksum {
         /// The URL.
         url: String,
-        /// `--checksum` as given.
-        expected: String,
+        /// `--checksum`, lower-cased.
+        expected: Digest,
         /// What the body hashes to.
-        actual: String,
+        actual: Digest,
     },
     /// `--checksum` is not `sha256:<hex>`.
     #[error("unsupported --checksum {0:?}: expected sha256:<64 hex digits>")]
@@ -80,10 +80,12 @@ pub(crate) fn fetch(
     limit: u64,
 ) -> Result<Fetched, DownloadError> {
     let expected = match checksum {
-        Some(c) => match c.strip_prefix("sha256:") {
-            Some(h) if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) => {
-                Some(h.to_ascii_lowercase())
-            }
+        // BuildKit takes upper-case hex too.
+        Some(c) => match c
+            .strip_prefix("sha256:")
+            .map(|hex| Digest::from_hex(&hex.to_ascii_lowercase()))
+        {
+            Some(Ok(d)) => Some(d),
             _ => return Err(DownloadError::BadChecksum(c.to_owned())),
         },
         None => None,
@@ -110,9 +112,8 @@ pub(crate) fn fetch(
         url: url.to_owned(),
         source,
     };
-    let mut out = fs_err::File::create(into).map_err(write)?;
+    let mut out = HashingWriter::new(fs_err::File::create(into).map_err(write)?);
     let mut reader = resp.body_mut().as_reader();
-    let mut hasher = sha2::Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
     let mut size = 0u64;
     loop {
@@ -127,18 +128,17 @@ pub(crate) fn fetch(
                 limit,
             });
         }
-        hasher.update(&buf[..n]);
         out.write_all(&buf[..n]).map_err(write)?;
     }
     out.flush().map_err(write)?;
-    let actual = hex::encode(hasher.finalize());
+    let (_, actual, _) = out.finish();
     if let Some(expected) = expected
         && expected != actual
     {
         return Err(DownloadError::Checksum {
             url: url.to_owned(),
-            expected: format!("sha256:{expected}"),
-            actual: format!("sha256:{actual}"),
+            expected,
+            actual,
         });
     }
     Ok(Fetched {

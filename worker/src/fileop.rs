@@ -12,15 +12,14 @@
 //! Semantics follow BuildKit (≥ 0.13; `ADD --chown` on archives as in ≥ 0.23): see the
 //! functions below for each rule.
 
-use crate::archive::{self, Extract};
+use crate::archive;
 use crate::copy::{self, CopyOpts, Counts, Links, Reuse};
 use crate::download;
 use crate::reuse::{self, Previous};
-use crate::root::{self, DirOpts, Root, clear_entry};
 use crate::run::Worker;
 use crate::sys::{self, MountAttrs};
 use crate::user::{self, UserError};
-use nix::fcntl::OFlag;
+use rustix::fs::OFlags;
 use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
 use std::io::{self, Read};
@@ -30,6 +29,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use strata_graph::pattern::{self, DirVisit, ParentMatches, PatternError, PatternMatcher};
 use strata_graph::{Chown, FileAction, FileOp};
+use strata_store::confined::{self, ConfinedRoot, DirOpts, ExtractOptions, Replace, clear_entry};
 
 /// Says what a build context's `.dockerignore` does with a path (relative to the context
 /// root, `/`-separated; the flag says whether it is a directory): [`DirVisit::Include`] it,
@@ -137,7 +137,7 @@ pub enum FileError {
         path: String,
         /// What went wrong.
         #[source]
-        source: archive::ExtractError,
+        source: confined::ExtractError,
     },
     /// ADD of a URL failed.
     #[error(transparent)]
@@ -168,7 +168,7 @@ fn io_at(what: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error)
 
 /// A mounted source.
 struct Src {
-    root: Root,
+    root: ConfinedRoot,
     context: bool,
     exclude: Option<ExcludeFn>,
     name: &'static str,
@@ -215,25 +215,28 @@ impl Scratch {
 
 /// A detached overlay of `lowers` (top first), over `upper` with its work dir or read-only.
 /// Volatile (never syncs the upper's filesystem), like the RUN sandbox's root.
-fn mount_layers(lowers: &[PathBuf], upper: Option<(&Path, &Path)>) -> Result<Root, FileError> {
+fn mount_layers(
+    lowers: &[PathBuf],
+    upper: Option<(&Path, &Path)>,
+) -> Result<ConfinedRoot, FileError> {
     let lowers: Vec<&Path> = lowers.iter().map(PathBuf::as_path).collect();
     let attrs = MountAttrs {
         nodev: true,
         ..MountAttrs::NONE
     };
     let mount = sys::overlay_mount(&lowers, upper, true, attrs).map_err(FileError::Mount)?;
-    Root::of_mount(mount).map_err(FileError::Mount)
+    ConfinedRoot::of_mount(mount).map_err(FileError::Mount)
 }
 
 /// An empty read-only directory (a source stage with no layers).
-fn empty_root() -> Result<Root, FileError> {
+fn empty_root() -> Result<ConfinedRoot, FileError> {
     let attrs = MountAttrs {
         readonly: true,
         ..MountAttrs::SAFE
     };
     let mount = sys::fs_mount("tmpfs", &[("size".into(), Some("0".into()))], attrs)
         .map_err(FileError::Mount)?;
-    Root::of_mount(mount).map_err(FileError::Mount)
+    ConfinedRoot::of_mount(mount).map_err(FileError::Mount)
 }
 
 fn apply(req: &FileRequest, scratch: &mut Scratch, limit: u64) -> Result<FileStats, FileError> {
@@ -247,7 +250,7 @@ fn apply(req: &FileRequest, scratch: &mut Scratch, limit: u64) -> Result<FileSta
     // The destination: the parent's layers with the new upper on top (or the upper alone
     // for FROM scratch and for COPY --link, which never sees its parent).
     let dest = if req.lowers.is_empty() || any_link {
-        Root::open(&req.upper).map_err(FileError::Mount)?
+        ConfinedRoot::open(&req.upper).map_err(FileError::Mount)?
     } else {
         // The scratch dir itself is the overlay's work dir (it makes `work/` inside).
         let work = scratch.path()?.to_owned();
@@ -257,7 +260,7 @@ fn apply(req: &FileRequest, scratch: &mut Scratch, limit: u64) -> Result<FileSta
     let parent_names = match req.lowers.as_slice() {
         _ if !any_link => None,
         [] => None,
-        [one] => Some(Root::open(one).map_err(FileError::Mount)?),
+        [one] => Some(ConfinedRoot::open(one).map_err(FileError::Mount)?),
         many => Some(mount_layers(many, None)?),
     };
     let names = parent_names.as_ref().unwrap_or(&dest);
@@ -266,14 +269,14 @@ fn apply(req: &FileRequest, scratch: &mut Scratch, limit: u64) -> Result<FileSta
         sources.push(match input {
             None => None,
             Some(FileSource::Context { dir, exclude }) => Some(Src {
-                root: Root::open(dir).map_err(io_at("open the build context", dir))?,
+                root: ConfinedRoot::open(dir).map_err(io_at("open the build context", dir))?,
                 context: true,
                 exclude: exclude.clone(),
                 name: "the build context",
             }),
             Some(FileSource::Layers(layers)) => {
                 let root = match layers.as_slice() {
-                    [one] => Root::open(one).map_err(FileError::Mount)?,
+                    [one] => ConfinedRoot::open(one).map_err(FileError::Mount)?,
                     [] => empty_root()?,
                     many => mount_layers(many, None)?,
                 };
@@ -291,7 +294,7 @@ fn apply(req: &FileRequest, scratch: &mut Scratch, limit: u64) -> Result<FileSta
         match action {
             FileAction::Mkdir { path, mode, chown } => {
                 let owner = owner(names, chown.as_ref())?;
-                let comps = root::clean(Path::new(path));
+                let comps = confined::clean(Path::new(path));
                 let mut created = Vec::new();
                 dest.mkdir_all(&comps, DirOpts { mode: *mode, owner }, &mut created)
                     .map_err(io_at("create directory", path))?;
@@ -304,7 +307,7 @@ fn apply(req: &FileRequest, scratch: &mut Scratch, limit: u64) -> Result<FileSta
                 chown,
             } => {
                 let owner = owner(names, chown.as_ref())?;
-                let comps = root::clean(Path::new(path));
+                let comps = confined::clean(Path::new(path));
                 let (dir, name) = dest
                     .parent_of(&comps, DirOpts { mode: 0o755, owner }, &mut Vec::new())
                     .map_err(io_at("create", path))?;
@@ -365,7 +368,7 @@ fn apply(req: &FileRequest, scratch: &mut Scratch, limit: u64) -> Result<FileSta
                     &scratch.path()?.join("download"),
                     limit,
                 )?;
-                let mut comps = root::clean(Path::new(d));
+                let mut comps = confined::clean(Path::new(d));
                 let into_dir = *dest_is_dir
                     || dest
                         .stat(&comps)
@@ -448,11 +451,11 @@ fn empty_dir(dir: &Path) -> io::Result<()> {
 pub(crate) fn seed_dir(layers: &[PathBuf], source: &str, dest: &Path) -> Result<(), FileError> {
     let root = match layers {
         [] => empty_root()?,
-        [one] => Root::open(one).map_err(io_at("open", one))?,
+        [one] => ConfinedRoot::open(one).map_err(io_at("open", one))?,
         many => mount_layers(many, None)?,
     };
-    let comps = root::clean(Path::new(source));
-    let shown = format!("/{}", root::join(&comps).display());
+    let comps = confined::clean(Path::new(source));
+    let shown = format!("/{}", confined::join(&comps).display());
     let not_found = || FileError::NotFound {
         path: shown.clone(),
         source_name: "the cache mount's from".into(),
@@ -469,7 +472,7 @@ pub(crate) fn seed_dir(layers: &[PathBuf], source: &str, dest: &Path) -> Result<
         });
     }
     let src = root
-        .open_at(&comps, OFlag::O_DIRECTORY | OFlag::O_RDONLY)
+        .open_at(&comps, OFlags::DIRECTORY | OFlags::RDONLY)
         .map_err(io_at("open", &shown))?
         .ok_or_else(not_found)?;
     let dst = Rc::new(sys::open_dir(dest).map_err(io_at("open", dest))?);
@@ -492,7 +495,7 @@ pub(crate) fn seed_dir(layers: &[PathBuf], source: &str, dest: &Path) -> Result<
     let meta = || -> io::Result<()> {
         sys::fchown(dst.as_fd(), st.st_uid, st.st_gid)?;
         sys::fchmod(dst.as_fd(), st.st_mode & 0o7777)?;
-        sys::futimens(dst.as_fd(), st.st_mtime, st.st_mtime_nsec)
+        sys::futimens(dst.as_fd(), st.st_mtime, st.st_mtime_nsec as i64)
     };
     meta().map_err(io_at("copy", &shown))
 }
@@ -507,11 +510,11 @@ fn parse_chmod(s: &str) -> Result<u32, FileError> {
 
 /// Reads a small regular file of an image (passwd, group) without following it into a FIFO
 /// or device.
-fn read_small(root: &Root, path: &str) -> Option<String> {
+fn read_small(root: &ConfinedRoot, path: &str) -> Option<String> {
     let fd = root
         .open_at(
-            &root::clean(Path::new(path)),
-            OFlag::O_RDONLY | OFlag::O_NONBLOCK,
+            &confined::clean(Path::new(path)),
+            OFlags::RDONLY | OFlags::NONBLOCK,
         )
         .ok()??;
     let st = sys::fstat(fd.as_fd()).ok()?;
@@ -527,7 +530,7 @@ fn read_small(root: &Root, path: &str) -> Option<String> {
 }
 
 /// Resolves `--chown` in the destination's passwd and group files.
-fn owner(names: &Root, chown: Option<&Chown>) -> Result<Option<(u32, u32)>, FileError> {
+fn owner(names: &ConfinedRoot, chown: Option<&Chown>) -> Result<Option<(u32, u32)>, FileError> {
     let Some(c) = chown else { return Ok(None) };
     let passwd = read_small(names, "/etc/passwd");
     let group = read_small(names, "/etc/group");
@@ -550,11 +553,11 @@ fn write_file(
     (uid, gid): (u32, u32),
     mtime: Option<i64>,
 ) -> io::Result<()> {
-    clear_entry(dir, name, false)?;
-    let fd = sys::open_beneath(
+    clear_entry(dir, name, Replace::EmptyDir)?;
+    let fd = confined::open_no_symlinks(
         dir,
-        Path::new(name),
-        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL,
+        name,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL,
         0o600,
     )?;
     let mut f = sys::file_from(fd);
@@ -647,11 +650,11 @@ fn expand(src: &Src, source: &str) -> Result<Vec<Match>, FileError> {
     let (source, marker) = match source.find("/./") {
         Some(i) => (
             source.replacen("/./", "/", 1),
-            Some(root::clean(Path::new(&source[..i])).len()),
+            Some(confined::clean(Path::new(&source[..i])).len()),
         ),
         None => (source.to_owned(), None),
     };
-    let comps = root::clean(Path::new(&source));
+    let comps = confined::clean(Path::new(&source));
     let found = glob(&src.root, &comps)?;
     let wildcard = comps
         .iter()
@@ -690,7 +693,7 @@ fn expand(src: &Src, source: &str) -> Result<Vec<Match>, FileError> {
 /// there on, each component is a Go `filepath.Match` pattern over the names of a directory
 /// walked without following symlinks (a symlink can match as the last component, never be
 /// walked through), which is also what the cache selects for the step's key.
-fn glob(root: &Root, comps: &[OsString]) -> Result<Vec<Vec<OsString>>, FileError> {
+fn glob(root: &ConfinedRoot, comps: &[OsString]) -> Result<Vec<Vec<OsString>>, FileError> {
     let Some(first) = comps
         .iter()
         .position(|c| pattern::has_wildcards(&c.to_string_lossy()))
@@ -704,7 +707,7 @@ fn glob(root: &Root, comps: &[OsString]) -> Result<Vec<Vec<OsString>>, FileError
         let mut next = Vec::new();
         for base in &found {
             let Some(fd) = root
-                .open_at(base, OFlag::O_DIRECTORY | OFlag::O_RDONLY)
+                .open_at(base, OFlags::DIRECTORY | OFlags::RDONLY)
                 .ok()
                 .flatten()
             else {
@@ -715,7 +718,8 @@ fn glob(root: &Root, comps: &[OsString]) -> Result<Vec<Vec<OsString>>, FileError
                     continue;
                 }
                 if !last
-                    && root::entry_type(fd.as_fd(), &name).ok().flatten() != Some(libc::S_IFDIR)
+                    && confined::entry_type(fd.as_fd(), &name).ok().flatten()
+                        != Some(rustix::fs::FileType::Directory)
                 {
                     continue;
                 }
@@ -733,11 +737,11 @@ fn glob(root: &Root, comps: &[OsString]) -> Result<Vec<Vec<OsString>>, FileError
 /// is not left out).
 fn excluded(src: &Src, comps: &[OsString], is_dir: bool) -> bool {
     let Some(ex) = &src.exclude else { return false };
-    !comps.is_empty() && ex(&root::join(comps), is_dir) == DirVisit::Skip
+    !comps.is_empty() && ex(&confined::join(comps), is_dir) == DirVisit::Skip
 }
 
 fn copy_sources(
-    dest: &Root,
+    dest: &ConfinedRoot,
     src: &Src,
     sources: &[String],
     spec: &CopySpec<'_>,
@@ -748,7 +752,7 @@ fn copy_sources(
     for s in sources {
         matches.extend(expand(src, s)?);
     }
-    let dest_comps = root::clean(Path::new(spec.dest));
+    let dest_comps = confined::clean(Path::new(spec.dest));
     let dest_is_dir = spec.dest_is_dir || matches.len() > 1 || spec.parents;
     if sources.len() > 1 && !spec.dest_is_dir {
         return Err(FileError::DestNotDir(spec.dest.to_owned()));
@@ -760,10 +764,10 @@ fn copy_sources(
     let mut counts = Counts::default();
     let mut links = Links::default();
     for m in matches {
-        let shown = format!("/{}", root::join(&m.comps).display());
+        let shown = format!("/{}", confined::join(&m.comps).display());
         let fd = src
             .root
-            .open_at(&m.comps, OFlag::O_PATH)
+            .open_at(&m.comps, OFlags::PATH)
             .map_err(io_at("open", &shown))?
             .ok_or_else(|| FileError::NotFound {
                 path: shown.clone(),
@@ -793,7 +797,7 @@ fn copy_sources(
             let keep = &m.comps[m.keep_from.min(m.comps.len())..];
             target.extend(keep.iter().cloned());
         }
-        let src_rel = root::join(&m.comps).to_string_lossy().into_owned();
+        let src_rel = confined::join(&m.comps).to_string_lossy().into_owned();
         let opts = CopyOpts {
             owner: spec.owner,
             reset_owner: src.context,
@@ -811,7 +815,7 @@ fn copy_sources(
                 .map_err(io_at("create directory", spec.dest))?;
             let sdir = src
                 .root
-                .open_at(&m.comps, OFlag::O_DIRECTORY | OFlag::O_RDONLY)
+                .open_at(&m.comps, OFlags::DIRECTORY | OFlags::RDONLY)
                 .map_err(io_at("open", &shown))?;
             let Some(sdir) = sdir else { continue };
             copy::copy_dir_contents(
@@ -840,7 +844,7 @@ fn copy_sources(
         if spec.unpack && st.st_mode & libc::S_IFMT == libc::S_IFREG {
             let file = sys::file_from(
                 src.root
-                    .open_at(&m.comps, OFlag::O_RDONLY | OFlag::O_NONBLOCK)
+                    .open_at(&m.comps, OFlags::RDONLY | OFlags::NONBLOCK)
                     .map_err(io_at("open", &shown))?
                     .ok_or_else(|| FileError::NotFound {
                         path: shown.clone(),
@@ -854,19 +858,15 @@ fn copy_sources(
                     into = target.clone();
                     into.pop();
                 }
-                let x = Extract {
-                    root: dest,
-                    dest: into,
-                    owner: spec.owner,
-                    max_bytes: limit,
-                };
-                let (n, b) =
-                    archive::extract(&file, c, &x).map_err(|source| FileError::Archive {
+                let opts = ExtractOptions::add(into, spec.owner, limit);
+                let done = archive::extract(&file, c, dest, &opts).map_err(|source| {
+                    FileError::Archive {
                         path: shown.clone(),
                         source,
-                    })?;
-                counts.entries += n;
-                counts.bytes += b;
+                    }
+                })?;
+                counts.entries += done.entries;
+                counts.bytes += done.bytes;
                 continue;
             }
         }
@@ -878,7 +878,7 @@ fn copy_sources(
         let parent_comps = &m.comps[..m.comps.len().saturating_sub(1)];
         let sparent = src
             .root
-            .open_at(parent_comps, OFlag::O_DIRECTORY | OFlag::O_RDONLY)
+            .open_at(parent_comps, OFlags::DIRECTORY | OFlags::RDONLY)
             .map_err(io_at("open", &shown))?
             .ok_or_else(|| FileError::NotFound {
                 path: shown.clone(),
@@ -904,10 +904,14 @@ fn copy_sources(
 
 /// When the source's last component is a symlink (followed inside the source root), the
 /// directory and name of what it points to.
-fn real_leaf(root: &Root, comps: &[OsString], target: &OwnedFd) -> Option<(OwnedFd, OsString)> {
+fn real_leaf(
+    root: &ConfinedRoot,
+    comps: &[OsString],
+    target: &OwnedFd,
+) -> Option<(OwnedFd, OsString)> {
     let (name, parent) = comps.split_last()?;
     let pfd = root
-        .open_at(parent, OFlag::O_DIRECTORY | OFlag::O_RDONLY)
+        .open_at(parent, OFlags::DIRECTORY | OFlags::RDONLY)
         .ok()??;
     let st = sys::lstat_at(pfd.as_fd(), Path::new(name)).ok()?;
     if st.st_mode & libc::S_IFMT != libc::S_IFLNK {
@@ -916,14 +920,14 @@ fn real_leaf(root: &Root, comps: &[OsString], target: &OwnedFd) -> Option<(Owned
     let real = real_rel(root, target)?;
     let (rname, rparent) = real.split_last()?;
     let rp = root
-        .open_at(rparent, OFlag::O_DIRECTORY | OFlag::O_RDONLY)
+        .open_at(rparent, OFlags::DIRECTORY | OFlags::RDONLY)
         .ok()??;
     Some((rp, rname.clone()))
 }
 
 /// The path of `fd` relative to `root`, from /proc/self/fd (only for our own trusted
 /// directories: the context and mounted layers).
-fn real_rel(root: &Root, fd: &OwnedFd) -> Option<Vec<OsString>> {
+fn real_rel(root: &ConfinedRoot, fd: &OwnedFd) -> Option<Vec<OsString>> {
     let real = fs_err::read_link(sys::fd_path(fd.as_fd())).ok()?;
     let base = fs_err::read_link(sys::fd_path(root.fd())).ok()?;
     let rel = real.strip_prefix(&base).ok()?;

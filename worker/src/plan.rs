@@ -14,10 +14,12 @@
 
 use crate::spec::{SandboxSpec, SpecMount};
 use crate::sys::{self, MountAttrs};
+use rustix::fs::OFlags;
 use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use strata_store::confined;
 
 /// Devices bound from the host into the sandbox's /dev.
 const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
@@ -687,7 +689,6 @@ fn apply_step(
     handles: &mut Vec<Option<OwnedFd>>,
     applied: &mut Applied,
 ) -> io::Result<()> {
-    use nix::fcntl::OFlag;
     match step {
         Step::MakePrivate => sys::make_rprivate(),
         Step::OwnTmpfs { handle, size } => {
@@ -772,10 +773,10 @@ fn apply_step(
             gid,
         } => {
             let dir = get(handles, *handle)?;
-            let fd = sys::open_beneath(
+            let fd = confined::open_no_symlinks(
                 dir,
-                Path::new(name),
-                OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL,
+                name,
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL,
                 0o600,
             )?;
             sys::write_all(fd.as_fd(), &contents.0)?;
@@ -792,7 +793,11 @@ fn apply_step(
                 .get(*from)
                 .and_then(Option::as_ref)
                 .ok_or_else(|| io::Error::other(format!("mount handle {from} missing")))?;
-            let inside = sys::open_in_root(root.as_fd(), Path::new(path), OFlag::O_PATH)?;
+            let inside = strata_store::confined::open_in_root(
+                root.as_fd(),
+                path.as_bytes(),
+                rustix::fs::OFlags::PATH,
+            )?;
             let fd = sys::clone_tree(inside.as_fd(), Path::new(""), true)?;
             sys::set_mount_attrs(fd.as_fd(), *attrs)?;
             put(handles, *handle, fd);
@@ -818,7 +823,12 @@ fn apply_step(
                 .strip_prefix("/dev")
                 .map_err(io::Error::other)?;
             sys::mkdir_at(dir.as_fd(), name, 0o755)?;
-            let fd = sys::open_beneath(dir.as_fd(), name, OFlag::O_DIRECTORY | OFlag::O_RDONLY, 0)?;
+            let fd = confined::open_no_symlinks(
+                dir.as_fd(),
+                name,
+                OFlags::DIRECTORY | OFlags::RDONLY,
+                0,
+            )?;
             sys::fchmod(fd.as_fd(), *mode)
         }
         Step::Symlink { target, link } => {
@@ -833,10 +843,10 @@ fn apply_step(
             let name = Path::new(path)
                 .strip_prefix("/dev")
                 .map_err(io::Error::other)?;
-            sys::open_beneath(
+            confined::open_no_symlinks(
                 dir.as_fd(),
                 name,
-                OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL,
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL,
                 0o666,
             )
             .map(drop)
@@ -965,14 +975,8 @@ fn make_stubs(
     entries: &[(&str, bool)],
     etc: Option<&libc::stat>,
 ) -> io::Result<()> {
-    use nix::fcntl::OFlag;
     sys::mkdir_at(tmpfs, Path::new(dir), 0o755)?;
-    let base = sys::open_beneath(
-        tmpfs,
-        Path::new(dir),
-        OFlag::O_DIRECTORY | OFlag::O_RDONLY,
-        0,
-    )?;
+    let base = confined::open_no_symlinks(tmpfs, dir, OFlags::DIRECTORY | OFlags::RDONLY, 0)?;
     let mut etc_dir: Option<OwnedFd> = None;
     for (path, is_dir) in entries {
         let (parent, name) = match path.split_once('/') {
@@ -984,10 +988,10 @@ fn make_stubs(
             Some(p) => {
                 if etc_dir.is_none() {
                     sys::mkdir_at(base.as_fd(), Path::new(p), 0o755)?;
-                    let fd = sys::open_beneath(
+                    let fd = confined::open_no_symlinks(
                         base.as_fd(),
-                        Path::new(p),
-                        OFlag::O_DIRECTORY | OFlag::O_RDONLY,
+                        p,
+                        OFlags::DIRECTORY | OFlags::RDONLY,
                         0,
                     )?;
                     if let Some(st) = etc {
@@ -1002,10 +1006,10 @@ fn make_stubs(
         if *is_dir {
             sys::mkdir_at(at, Path::new(name), 0o755)?;
         } else {
-            let fd = sys::open_beneath(
+            let fd = confined::open_no_symlinks(
                 at,
-                Path::new(name),
-                OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL,
+                name,
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL,
                 0o644,
             )?;
             sys::fchmod(fd.as_fd(), 0o644)?;

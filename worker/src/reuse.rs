@@ -16,11 +16,12 @@
 
 use crate::copy;
 use crate::sys;
-use nix::fcntl::OFlag;
+use rustix::fs::OFlags;
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use strata_store::confined;
 
 /// The same step's earlier result, for an incremental COPY.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,9 +86,9 @@ pub(crate) fn clone_tree(from: &Path, to: &Path) -> io::Result<u64> {
             continue;
         }
         sys::mkdir_at(level.dst.as_fd(), Path::new(&name), 0o700)?;
-        let flags = OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_NOFOLLOW;
-        let src = sys::open_beneath(level.src.as_fd(), Path::new(&name), flags, 0)?;
-        let dst = sys::open_beneath(level.dst.as_fd(), Path::new(&name), flags, 0)?;
+        let flags = OFlags::DIRECTORY | OFlags::RDONLY;
+        let src = confined::open_no_symlinks(level.src.as_fd(), &name, flags, 0)?;
+        let dst = confined::open_no_symlinks(level.dst.as_fd(), &name, flags, 0)?;
         copy_dir_meta(src.as_fd(), dst.as_fd(), &st)?;
         let names = copy::list(src.as_fd())?;
         rel.push(&name);

@@ -1,16 +1,16 @@
 //! RUN, the worker's side: turns a [`RunRequest`] into a [`SandboxSpec`] of host paths,
 //! hands the run's control socket and output pipes to the sandbox helper (started once per
-//! worker, see `zygote.rs`), sends the spec, streams the command's output line by line, and
+//! worker, see `helper.rs`), sends the spec, streams the command's output line by line, and
 //! turns the sandbox's status into a result. Cancelling (the token, or dropping the future)
 //! closes the control socket, and the sandbox then kills everything in it; nothing it
 //! mounted was ever visible outside it, and its scratch directory is deleted here (in the
 //! background, see `janitor.rs`).
 
+use crate::helper::SandboxHelper;
 use crate::janitor::Janitor;
 use crate::sandbox::Status;
 use crate::spec::{ProcessSpec, SandboxSpec, SpecMount};
 use crate::sys;
-use crate::zygote::Zygote;
 use sha2::Digest as _;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
@@ -61,7 +61,7 @@ impl WorkerConfig {
 #[derive(Debug, Clone)]
 pub struct Worker {
     pub(crate) config: WorkerConfig,
-    helper: Arc<Mutex<Option<Arc<Zygote>>>>,
+    helper: Arc<Mutex<Option<Arc<SandboxHelper>>>>,
     pub(crate) janitor: Janitor,
 }
 
@@ -347,7 +347,7 @@ impl Worker {
         stdout: OwnedFd,
         stderr: OwnedFd,
     ) -> Result<(), RunError> {
-        let mut dead: Option<Arc<Zygote>> = None;
+        let mut dead: Option<Arc<SandboxHelper>> = None;
         for attempt in 0..2 {
             let helper = self.helper(dead.take())?;
             match helper.start(network_none, ctl.as_fd(), stdout.as_fd(), stderr.as_fd()) {
@@ -371,7 +371,7 @@ impl Worker {
     }
 
     /// The helper process, started when there is none or when `dead` is the current one.
-    fn helper(&self, dead: Option<Arc<Zygote>>) -> Result<Arc<Zygote>, RunError> {
+    fn helper(&self, dead: Option<Arc<SandboxHelper>>) -> Result<Arc<SandboxHelper>, RunError> {
         let mut slot = self.helper.lock().unwrap_or_else(PoisonError::into_inner);
         if let (Some(d), Some(cur)) = (&dead, slot.as_ref())
             && Arc::ptr_eq(d, cur)
@@ -382,7 +382,7 @@ impl Worker {
             return Ok(h.clone());
         }
         let exe = &self.config.helper_exe;
-        let h = Arc::new(Zygote::spawn(exe).map_err(io_err(format!(
+        let h = Arc::new(SandboxHelper::spawn(exe).map_err(io_err(format!(
             "failed to start the sandbox helper {}",
             exe.display()
         )))?);

@@ -1,4 +1,4 @@
-//! One sandbox: the processes the [helper](crate::zygote) forks for every RUN. The helper
+//! One sandbox: the processes the [helper](crate::helper) forks for every RUN. The helper
 //! is a single-threaded process exec'd once per worker, so no Rust code ever runs between
 //! `fork` and `exec` in the threaded worker. Per RUN:
 //!
@@ -29,6 +29,7 @@ use std::io::Read;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use strata_store::confined::{self, ConfinedRoot};
 
 /// How a sandbox ended, as the monitor reports it to the worker.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -299,9 +300,9 @@ fn prepare_process(p: &ProcessSpec) -> Result<Prepared, String> {
     } else {
         p.cwd.clone()
     };
-    let root = crate::root::Root::open(Path::new("/")).map_err(|e| e.to_string())?;
-    let comps = crate::root::clean(Path::new(&cwd));
-    let opts = crate::root::DirOpts {
+    let root = ConfinedRoot::open(Path::new("/")).map_err(|e| e.to_string())?;
+    let comps = confined::clean(Path::new(&cwd));
+    let opts = confined::DirOpts {
         mode: 0o755,
         owner: Some((id.uid, id.gid)),
     };

@@ -3,18 +3,19 @@
 //! re-resolved without following any symlink: a command that swaps a stub's parent for a
 //! link cannot make the cleanup delete something else (CVE-2024-23652).
 
-use crate::root::{self, DirOpts, Root};
 use crate::sys;
 use nix::fcntl::OFlag;
+use rustix::fs::OFlags;
 use std::io;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
+use strata_store::confined::{self, ConfinedRoot, DirOpts};
 
 /// Creates `path` (a directory, or an empty file when `dir` is false) and its missing
 /// parents; returns the paths it created, outermost first.
 pub(crate) fn create(path: &Path, dir: bool) -> io::Result<Vec<(String, bool)>> {
-    let root = Root::open(Path::new("/"))?;
-    let comps = root::clean(path);
+    let root = ConfinedRoot::open(Path::new("/"))?;
+    let comps = confined::clean(path);
     let mut created: Vec<PathBuf> = Vec::new();
     let mut file = None;
     if root.stat(&comps)?.is_none() {
@@ -22,14 +23,14 @@ pub(crate) fn create(path: &Path, dir: bool) -> io::Result<Vec<(String, bool)>> 
             root.mkdir_all(&comps, DirOpts::DEFAULT, &mut created)?;
         } else {
             let (parent, name) = root.parent_of(&comps, DirOpts::DEFAULT, &mut created)?;
-            let fd = sys::open_beneath(
+            let fd = confined::open_no_symlinks(
                 parent.as_fd(),
-                Path::new(name),
-                OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL,
+                name,
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL,
                 0o644,
             )?;
             drop(fd);
-            file = Some(Path::new("/").join(root::join(&comps)));
+            file = Some(Path::new("/").join(confined::join(&comps)));
         }
     }
     let name = |p: PathBuf| p.to_string_lossy().into_owned();
@@ -48,13 +49,13 @@ pub(crate) fn remove(targets: &[String], stubs: &[(String, bool)]) {
         return;
     };
     for (path, dir) in stubs.iter().rev() {
-        let comps = root::clean(Path::new(path));
+        let comps = confined::clean(Path::new(path));
         let Some((name, parent)) = comps.split_last() else {
             continue;
         };
         let Ok(pfd) = sys::open_no_symlinks(
             rootfd.as_fd(),
-            &root::join(parent),
+            &confined::join(parent),
             OFlag::O_DIRECTORY | OFlag::O_RDONLY,
         ) else {
             continue;

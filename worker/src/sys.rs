@@ -791,15 +791,6 @@ fn openat2_retrying(dir: BorrowedFd<'_>, path: &Path, how: OpenHow) -> io::Resul
     }
 }
 
-/// Opens `path` below `root` as if `root` were `/`: `..` and absolute symlinks stay inside,
-/// magic links (/proc/self/fd) are refused.
-pub(crate) fn open_in_root(root: BorrowedFd<'_>, path: &Path, flags: OFlag) -> io::Result<OwnedFd> {
-    let how = OpenHow::new()
-        .flags(flags | OFlag::O_CLOEXEC)
-        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-    openat2_retrying(root, path, how)
-}
-
 /// Opens `path` below `root` only if no component is a symlink or another mount.
 pub(crate) fn open_no_symlinks(
     root: BorrowedFd<'_>,
@@ -814,24 +805,6 @@ pub(crate) fn open_no_symlinks(
                 | ResolveFlag::RESOLVE_NO_XDEV,
         );
     openat2_retrying(root, path, how)
-}
-
-/// Opens `name`, a single component in `dir`, never following a symlink.
-pub(crate) fn open_beneath(
-    dir: BorrowedFd<'_>,
-    name: &Path,
-    flags: OFlag,
-    mode: u32,
-) -> io::Result<OwnedFd> {
-    let how = OpenHow::new()
-        .flags(flags | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW)
-        .mode(Mode::from_bits_truncate(mode))
-        .resolve(
-            ResolveFlag::RESOLVE_BENEATH
-                | ResolveFlag::RESOLVE_NO_SYMLINKS
-                | ResolveFlag::RESOLVE_NO_MAGICLINKS,
-        );
-    openat2_retrying(dir, name, how)
 }
 
 /// Whether something is at `path` below `dir`, looked up without following any symlink: a

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use strata_frontend::{Platform, apply_changes};
 use strata_graph::ImageConfig;
-use strata_store::{Compression, ImportOptions, Reference, Store, host_architecture};
+use strata_store::{Compression, ImportOptions, Reference, Store};
 
 /// Arguments of `strata import`.
 #[derive(Debug, clap::Args)]
@@ -45,7 +45,7 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         None => Vec::new(),
     };
     let changes: Vec<&str> = args.change.iter().map(String::as_str).collect();
-    let platform = Platform::new("linux", host_architecture(), "");
+    let platform = Platform::host();
     let config = apply_changes(&ImageConfig::default(), &changes, &platform).map_err(|err| {
         let change = changes.get(err.change).copied().unwrap_or_default();
         anyhow::Error::new(err).context(format!("invalid --change {change:?}"))

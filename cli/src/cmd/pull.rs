@@ -5,7 +5,7 @@ use crate::registry::{client, has_no_tag, print_event};
 use anyhow::Context as _;
 use std::io::Write;
 use std::process::ExitCode;
-use strata_store::{PlatformSpec, Reference, Store};
+use strata_store::{Platform, Reference, Store};
 
 /// Arguments of `strata pull`.
 #[derive(Debug, clap::Args)]
@@ -27,9 +27,8 @@ pub(crate) struct Args {
 pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let reference = Reference::parse(&args.name)?;
     let platform = match &args.platform {
-        Some(p) => PlatformSpec::parse(p)
-            .with_context(|| format!("invalid --platform {p:?}: expected os/arch[/variant]"))?,
-        None => PlatformSpec::host(),
+        Some(p) => Platform::parse(p, &Platform::host())?,
+        None => Platform::host(),
     };
     if args.all_tags && !has_no_tag(&args.name) {
         anyhow::bail!("tag can't be used with --all-tags/-a");

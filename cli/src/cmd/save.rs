@@ -2,11 +2,11 @@
 //! archive. With `-o`, the file appears only once complete (written beside it, then renamed).
 
 use crate::GlobalArgs;
-use anyhow::{Context, bail};
+use anyhow::bail;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use strata_store::{SaveOptions, Store};
+use strata_store::{SaveOptions, Store, durable};
 
 /// Arguments of `strata save`.
 #[derive(Debug, clap::Args)]
@@ -34,14 +34,9 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
                 Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
                 _ => PathBuf::from("."),
             };
-            let mut tmp = tempfile::Builder::new()
-                .prefix(".strata-save-")
-                .tempfile_in(&dir)
-                .with_context(|| format!("failed to create a file in {}", dir.display()))?;
+            let mut tmp = durable::temp_file_in(&dir)?;
             store.save_with(&names, std::io::BufWriter::new(tmp.as_file_mut()), &options)?;
-            tmp.as_file().sync_all()?;
-            tmp.persist(path)
-                .with_context(|| format!("failed to write {}", path.display()))?;
+            durable::persist(tmp, path)?;
         }
         None => {
             let stdout = std::io::stdout();

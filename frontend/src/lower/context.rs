@@ -4,10 +4,10 @@
 use super::Lowering;
 use super::error::LowerError;
 use crate::expand::Lexer;
-use crate::platform::Platform;
 use crate::scope::EnvList;
 use std::collections::HashMap;
 use strata_graph::{History, ImageConfig, NodeId, SourceLoc};
+use strata_store::Platform;
 
 /// The PATH a stage gets when its base sets none (BuildKit always sets one).
 pub(super) const DEFAULT_PATH: &str =

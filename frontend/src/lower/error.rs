@@ -8,9 +8,8 @@
 
 use crate::diagnostic::Diagnostic;
 use crate::expand::ExpandError;
-use crate::platform::PlatformError;
-use crate::reference::ReferenceError;
 use strata_graph::SourceLoc;
+use strata_store::{PlatformError, ReferenceError};
 
 /// A problem found while lowering, at a place in the Dockerfile.
 #[derive(Debug, thiserror::Error)]

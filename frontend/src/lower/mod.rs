@@ -35,7 +35,6 @@ mod tests;
 use crate::ast::{self};
 use crate::diagnostic::{Diagnostic, Diagnostics, Severity, suggest};
 use crate::expand::Lexer;
-use crate::platform::Platform;
 use crate::scope::{EnvList, default_args, proxy_env};
 use crate::stage::Stages;
 use context::Dispatch;
@@ -44,6 +43,7 @@ use stage::{Base, Plan};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::rc::Rc;
 use strata_graph::{Graph, ImageConfig, NetworkMode, NodeId, Target};
+use strata_store::Platform;
 
 /// What the caller decided for this build.
 #[derive(Debug, Clone, PartialEq, Eq)]

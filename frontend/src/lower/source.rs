@@ -8,9 +8,9 @@ use crate::diagnostic::suggest;
 use crate::expand::Lexer;
 use crate::instruction::Instr;
 use crate::mount::MountType;
-use crate::reference::normalize_reference;
 use crate::scope::EnvList;
 use strata_graph::{ImageSource, NodeId, Op, SourceLoc, SourceRange};
+use strata_store::Reference;
 
 /// A reference from a command to another filesystem (`COPY --from`, `--mount from=`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -79,7 +79,7 @@ impl Lowering<'_> {
         if from == "scratch" {
             return (Ok(Source::Scratch), true);
         }
-        match normalize_reference(from) {
+        match Reference::parse(from).map(|r| r.to_string()) {
             Ok(r) => (Ok(Source::Image(r)), true),
             Err(error) => {
                 let hint = suggest(from, self.stages.names(), false);

@@ -8,11 +8,10 @@ use super::source::Source;
 use super::{Lowering, ResolvedImage};
 use crate::diagnostic::{Diagnostic, suggest};
 use crate::instruction::{Command, Instr};
-use crate::platform::Platform;
-use crate::reference::normalize_reference;
 use std::collections::{BTreeSet, HashMap};
 use std::rc::Rc;
 use strata_graph::{ImageConfig, SourceLoc};
+use strata_store::{Platform, Reference};
 
 /// What a stage is built on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,7 +132,7 @@ impl Lowering<'_> {
         if let Some(&s) = named_above.get(base.as_str()) {
             return Base::Stage(s);
         }
-        match normalize_reference(&base) {
+        match Reference::parse(&base).map(|r| r.to_string()) {
             Ok(r) => Base::Image(r),
             Err(error) => {
                 let hint = suggest(&base, self.stages.names(), false);

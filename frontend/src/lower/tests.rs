@@ -279,7 +279,7 @@ fn stage_reference_errors() {
     assert_eq!(
         errors("FROM Alpine\n"),
         [
-            "Dockerfile:1:1: failed to parse stage name \"Alpine\": invalid reference format: repository name must be lowercase"
+            "Dockerfile:1:1: failed to parse stage name \"Alpine\": invalid reference format: repository name (library/Alpine) must be lowercase"
         ]
     );
     assert_eq!(

@@ -482,7 +482,7 @@ pub(crate) fn error_detail(response: &mut Response<ureq::Body>) -> Option<String
         .get("message")
         .and_then(|c| c.as_str())
         .unwrap_or_default();
-    Some(crate::error::shorten(&format!("{code}: {message}")))
+    Some(crate::untrusted::shorten(&format!("{code}: {message}")))
 }
 
 /// Percent-encodes a query value (RFC 3986 unreserved characters pass).
@@ -545,7 +545,7 @@ mod tests {
     fn manifest_answer() -> crate::registry::fake::Answer {
         (
             200,
-            vec![("Content-Type", crate::image::OCI_MANIFEST.to_owned())],
+            vec![("Content-Type", crate::media_type::OCI_MANIFEST.to_owned())],
             MANIFEST.as_bytes().to_vec(),
         )
     }

@@ -5,7 +5,8 @@
 
 use crate::blob::MAX_DOCUMENT;
 use crate::digest::Digest;
-use crate::image::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST};
+use crate::media_type::{self, OCI_MANIFEST};
+use crate::platform::Platform;
 use crate::reference::Reference;
 use crate::registry::client::{RegistryClient, Request};
 use crate::registry::error::RegistryError;
@@ -29,91 +30,28 @@ pub(crate) struct Fetched {
 
 impl Fetched {
     pub(crate) fn is_index(&self) -> bool {
-        self.media_type == OCI_INDEX
-            || self.media_type == DOCKER_MANIFEST_LIST
+        media_type::is_index(&self.media_type)
             || (self.json.get("manifests").is_some() && self.json.get("layers").is_none())
     }
 }
 
-/// The platform an index entry is for, or that a user asked for: `os/arch[/variant]`.
-///
-/// Only exact matching for now (an empty wanted variant matches any); containerd's
-/// normalisation and compatibility order come with `store::Platform`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PlatformSpec {
-    /// `linux`.
-    pub os: String,
-    /// `amd64`, `arm64`.
-    pub architecture: String,
-    /// `v8`, or empty.
-    pub variant: String,
+/// The platform an index entry says it is for (normalised: `aarch64` is `arm64`).
+fn platform_of(desc: &Value) -> Option<Platform> {
+    let p = desc.get("platform")?;
+    let field = |k: &str| p.get(k).and_then(Value::as_str).unwrap_or_default();
+    Some(Platform::new(
+        field("os"),
+        field("architecture"),
+        field("variant"),
+    ))
 }
 
-impl PlatformSpec {
-    /// This machine: `linux/<host architecture>`.
-    pub fn host() -> PlatformSpec {
-        PlatformSpec {
-            os: "linux".into(),
-            architecture: crate::import::host_architecture().into(),
-            variant: String::new(),
-        }
-    }
-
-    /// Parses `os/arch[/variant]`.
-    pub fn parse(text: &str) -> Option<PlatformSpec> {
-        let parts: Vec<&str> = text.split('/').collect();
-        let valid =
-            |p: &&str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-        if !parts.iter().all(valid) {
-            return None;
-        }
-        let lower = |s: &str| s.to_ascii_lowercase();
-        match parts.as_slice() {
-            [os, arch] => Some(PlatformSpec {
-                os: lower(os),
-                architecture: lower(arch),
-                variant: String::new(),
-            }),
-            [os, arch, variant] => Some(PlatformSpec {
-                os: lower(os),
-                architecture: lower(arch),
-                variant: lower(variant),
-            }),
-            _ => None,
-        }
-    }
-
-    fn of_descriptor(desc: &Value) -> Option<PlatformSpec> {
-        let p = desc.get("platform")?;
-        let field = |k: &str| {
-            p.get(k)
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned()
-        };
-        Some(PlatformSpec {
-            os: field("os"),
-            architecture: field("architecture"),
-            variant: field("variant"),
-        })
-    }
-}
-
-impl std::fmt::Display for PlatformSpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.os, self.architecture)?;
-        if !self.variant.is_empty() {
-            write!(f, "/{}", self.variant)?;
-        }
-        Ok(())
-    }
-}
-
-/// Picks the descriptor of `index` for `wanted`: same os and architecture, and the variant if
-/// one was asked for. Attestation manifests (`unknown/unknown`) never match.
+/// Picks the descriptor of `index` that suits `wanted` best, in containerd's order (an arm64
+/// machine takes `arm64/v8`, then `arm/v8` … `arm/v5`). Attestation manifests
+/// (`unknown/unknown`) never match.
 pub(crate) fn select<'a>(
     index: &'a Value,
-    wanted: &PlatformSpec,
+    wanted: &Platform,
     reference: &str,
 ) -> Result<&'a Value, RegistryError> {
     let manifests = index
@@ -121,17 +59,10 @@ pub(crate) fn select<'a>(
         .and_then(Value::as_array)
         .map(Vec::as_slice)
         .unwrap_or_default();
-    let matching = |d: &&Value| {
-        PlatformSpec::of_descriptor(d).is_some_and(|p| {
-            p.os == wanted.os
-                && p.architecture == wanted.architecture
-                && (wanted.variant.is_empty() || p.variant == wanted.variant)
-        })
-    };
-    manifests.iter().find(matching).ok_or_else(|| {
+    wanted.best(manifests, platform_of).ok_or_else(|| {
         let available: Vec<String> = manifests
             .iter()
-            .filter_map(PlatformSpec::of_descriptor)
+            .filter_map(platform_of)
             .filter(|p| p.os != "unknown")
             .map(|p| p.to_string())
             .collect();
@@ -249,13 +180,7 @@ impl RegistryClient {
             media_type,
             json,
         };
-        let known = [
-            OCI_MANIFEST,
-            DOCKER_MANIFEST,
-            OCI_INDEX,
-            DOCKER_MANIFEST_LIST,
-        ];
-        if !fetched.is_index() && !known.contains(&fetched.media_type.as_str()) {
+        if !fetched.is_index() && !media_type::is_manifest(&fetched.media_type) {
             if fetched.json.get("layers").is_some() && fetched.json.get("config").is_some() {
                 // An OCI manifest may omit its mediaType; the registry's Content-Type may be
                 // generic then.
@@ -266,7 +191,7 @@ impl RegistryClient {
             }
             return Err(invalid(format!(
                 "unsupported media type {:?}",
-                crate::error::shorten(&fetched.media_type)
+                crate::untrusted::shorten(&fetched.media_type)
             )));
         }
         Ok(fetched)
@@ -283,43 +208,34 @@ mod tests {
                 {"digest": "sha256:aa", "platform": {"os": "linux", "architecture": "amd64"}},
                 {"digest": "sha256:bb", "platform": {"os": "linux", "architecture": "arm64", "variant": "v8"}},
                 {"digest": "sha256:cc", "platform": {"os": "unknown", "architecture": "unknown"}},
+                {"digest": "sha256:dd", "platform": {"os": "linux", "architecture": "arm", "variant": "v7"}},
             ]
         })
     }
 
+    fn pick(platform: &str) -> Result<String, String> {
+        let wanted = Platform::parse(platform, &Platform::linux_amd64()).unwrap();
+        select(&index(), &wanted, "img:1")
+            .map(|d| d["digest"].as_str().unwrap().to_owned())
+            .map_err(|e| e.to_string())
+    }
+
     #[test]
-    fn picks_the_platform_asked_for() {
-        let index = index();
-        let amd64 = PlatformSpec::parse("linux/amd64").unwrap();
-        assert_eq!(select(&index, &amd64, "x").unwrap()["digest"], "sha256:aa");
-        let arm64 = PlatformSpec::parse("linux/arm64").unwrap();
-        assert_eq!(select(&index, &arm64, "x").unwrap()["digest"], "sha256:bb");
-        let v8 = PlatformSpec::parse("linux/arm64/v8").unwrap();
-        assert_eq!(select(&index, &v8, "x").unwrap()["digest"], "sha256:bb");
+    fn picks_the_platform_asked_for_as_containerd_does() {
+        assert_eq!(pick("linux/amd64").unwrap(), "sha256:aa");
+        assert_eq!(pick("linux/arm64").unwrap(), "sha256:bb");
+        assert_eq!(pick("linux/aarch64").unwrap(), "sha256:bb");
+        assert_eq!(pick("linux/arm64/v8").unwrap(), "sha256:bb");
+        assert_eq!(pick("linux/arm/v7").unwrap(), "sha256:dd");
+        // An armv8 32-bit machine runs the v7 image.
+        assert_eq!(pick("linux/arm/v8").unwrap(), "sha256:dd");
     }
 
     #[test]
     fn a_missing_platform_lists_what_there_is() {
-        let s390x = PlatformSpec::parse("linux/s390x").unwrap();
-        let err = select(&index(), &s390x, "img:1").unwrap_err();
         assert_eq!(
-            err.to_string(),
-            "img:1 has no image for linux/s390x (it has: linux/amd64, linux/arm64/v8)"
+            pick("linux/s390x").unwrap_err(),
+            "img:1 has no image for linux/s390x (it has: linux/amd64, linux/arm64, linux/arm/v7)"
         );
-    }
-
-    #[test]
-    fn platform_syntax() {
-        assert_eq!(
-            PlatformSpec::parse("linux/arm64/v8").unwrap().to_string(),
-            "linux/arm64/v8"
-        );
-        assert_eq!(
-            PlatformSpec::parse("Linux/AMD64").unwrap().to_string(),
-            "linux/amd64"
-        );
-        for bad in ["", "linux", "linux/", "a/b/c/d", "linux/../x"] {
-            assert!(PlatformSpec::parse(bad).is_none(), "{bad:?}");
-        }
     }
 }

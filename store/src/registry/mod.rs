@@ -31,7 +31,6 @@ mod transfer;
 pub use client::{RegistryClient, RegistryOptions};
 pub use credentials::{Credentials, remove_credentials, save_credentials};
 pub use error::RegistryError;
-pub use manifest::PlatformSpec;
 pub use pull::Pulled;
 pub use push::Pushed;
 pub use transfer::{LayerEvent, LayerStatus, Progress};

@@ -9,10 +9,11 @@ use crate::digest::Digest;
 use crate::error::StoreError;
 use crate::image::{layer_descriptors, now_rfc3339, parse_config, parse_manifest};
 use crate::index::ImageRecord;
+use crate::platform::Platform;
 use crate::reference::Reference;
 use crate::registry::client::{RegistryClient, Request};
 use crate::registry::error::RegistryError;
-use crate::registry::manifest::{PlatformSpec, descriptor_digest, select};
+use crate::registry::manifest::{descriptor_digest, select};
 use crate::registry::transfer::{
     LayerEvent, LayerStatus, Progress, diff_id_of, in_parallel, pull_scope,
 };
@@ -36,7 +37,7 @@ impl RegistryClient {
         &self,
         store: &Store,
         reference: &Reference,
-        platform: &PlatformSpec,
+        platform: &Platform,
         progress: Progress<'_>,
     ) -> Result<Pulled, RegistryError> {
         let _lease = store.lease()?;

@@ -11,7 +11,7 @@
 //! its stdout and stderr pipes. The helper forks a monitor that owns them and forgets them.
 //! The spec and the final status travel on the control socket, between the worker and the
 //! monitor only; end-of-file on it means "cancel". When the worker closes its end of the
-//! helper's socket (the `Zygote` is dropped, or the worker dies), the helper waits for its
+//! helper's socket (the `SandboxHelper` is dropped, or the worker dies), the helper waits for its
 //! monitors and exits.
 //!
 //! Network namespaces: creating one (and bringing up its loopback) costs about 0.6 ms, so
@@ -33,14 +33,14 @@ const NETWORK_NONE: u8 = 1;
 
 /// The worker's handle on its helper process.
 #[derive(Debug)]
-pub(crate) struct Zygote {
+pub(crate) struct SandboxHelper {
     sock: OwnedFd,
     child: Option<std::process::Child>,
 }
 
-impl Zygote {
+impl SandboxHelper {
     /// Starts `<exe> __sandbox`.
-    pub(crate) fn spawn(exe: &Path) -> io::Result<Zygote> {
+    pub(crate) fn spawn(exe: &Path) -> io::Result<SandboxHelper> {
         let (mine, theirs) = sys::seqpacket_pair()?;
         let child = std::process::Command::new(exe)
             .arg("__sandbox")
@@ -48,7 +48,7 @@ impl Zygote {
             .stdin(Stdio::from(theirs))
             .stdout(Stdio::null())
             .spawn()?;
-        Ok(Zygote {
+        Ok(SandboxHelper {
             sock: mine,
             child: Some(child),
         })
@@ -68,7 +68,7 @@ impl Zygote {
     }
 }
 
-impl Drop for Zygote {
+impl Drop for SandboxHelper {
     fn drop(&mut self) {
         // The helper exits once `sock` is closed (right after this) and its monitors are
         // done; reap it without blocking whoever drops the last handle.

@@ -61,7 +61,7 @@ pub(crate) fn print_event(event: LayerEvent) {
     }
 }
 
-/// Whether a NAME[:TAG|@DIGEST] argument names neither a tag nor a digest (docker then says
+/// Whether a `NAME[:TAG|@DIGEST]` argument names neither a tag nor a digest (docker then says
 /// `Using default tag: latest`).
 pub(crate) fn has_no_tag(name: &str) -> bool {
     !name.contains('@') && !name.rsplit('/').next().unwrap_or(name).contains(':')

@@ -185,6 +185,8 @@ pub struct ImageSummary {
     pub created: Option<String>,
     /// Uncompressed size.
     pub size: u64,
+    /// `registry/repository@sha256:…` it was pulled as or pushed to (docker's RepoDigests).
+    pub repo_digests: Vec<String>,
 }
 
 /// What [`Store::commit_image`] stores.
@@ -370,6 +372,7 @@ impl Store {
                     .collect(),
                 created,
                 size: record.layer_sizes.iter().sum(),
+                repo_digests: record.repo_digests.clone(),
             });
         }
         out.sort_by(|a, b| b.created.cmp(&a.created).then(a.id.cmp(&b.id)));

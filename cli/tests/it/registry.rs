@@ -355,7 +355,19 @@ fn a_multi_platform_index_pushed_by_skopeo_pulls_as_the_platform_asked_for() {
 
     let out = env.ok(["pull", &remote]);
     assert!(out.contains("Status: Downloaded newer image"), "{out}");
-    assert_eq!(inspect(&env, &remote)["Architecture"], "amd64");
+    let amd64 = inspect(&env, &remote);
+    assert_eq!(amd64["Architecture"], "amd64");
+    // The repo digest is the index's, as docker shows it; the image is the amd64 manifest.
+    let index_digest = digest_after(&out, "Digest: ");
+    assert_eq!(
+        amd64["RepoDigests"],
+        serde_json::json!([format!("{}@{index_digest}", registry.image("multi"))])
+    );
+    let images = env.ok(["images", "--digests", "--format", "json"]);
+    assert!(
+        images.contains(&format!("\"Digest\":\"{index_digest}\"")),
+        "{images}"
+    );
 
     let arm = TestEnv::new();
     arm.ok(["pull", "--platform", "linux/arm64", &remote]);

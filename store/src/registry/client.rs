@@ -19,8 +19,8 @@ pub struct RegistryOptions {
     pub docker_config: Option<PathBuf>,
     /// Registries (`host:port`) spoken to over plain HTTP besides the loopback ones.
     pub insecure: Vec<String>,
-    /// The longest any request may take to connect and answer (a document's body included;
-    /// a blob's body is limited only by progress).
+    /// The longest a request may take to connect and answer, a document's body included; a
+    /// blob's transfer gets this plus its size at 64 KiB/s.
     pub timeout: Duration,
     /// How many times a request is retried after a 429, a 5xx or a connection error.
     pub retries: u32,
@@ -45,6 +45,11 @@ impl Default for RegistryOptions {
         }
     }
 }
+
+/// The slowest transfer we wait for, in bytes per second: a blob request may take the timeout
+/// plus its size at this rate (a 1 GB layer: about 4.5 hours) before it is abandoned, so a
+/// stalled connection ends without cutting off a slow but moving one.
+const BLOB_RATE: u64 = 64 * 1024;
 
 /// The longest we wait because a registry said `Retry-After`.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
@@ -82,8 +87,9 @@ pub(crate) struct Request<'a> {
     pub(crate) query: Vec<(&'static str, String)>,
     pub(crate) headers: Vec<(&'static str, String)>,
     pub(crate) body: Body<'a>,
-    /// A small document: the whole exchange is bounded by the timeout.
-    pub(crate) document: bool,
+    /// The size of a blob sent or received, which extends the timeout (see [`BLOB_RATE`]);
+    /// `None` for a document, bounded by the timeout alone.
+    pub(crate) blob_size: Option<u64>,
 }
 
 impl<'a> Request<'a> {
@@ -101,7 +107,7 @@ impl<'a> Request<'a> {
             query: Vec::new(),
             headers: Vec::new(),
             body: Body::Empty,
-            document: true,
+            blob_size: None,
         }
     }
 
@@ -335,11 +341,11 @@ impl RegistryClient {
             builder = builder.header("Authorization", a);
         }
         match req.body {
-            Body::Empty => self.run(builder.body(ureq::SendBody::none())?, req.document),
-            Body::Bytes(bytes) => self.run(builder.body(bytes)?, req.document),
+            Body::Empty => self.run(builder.body(ureq::SendBody::none())?, req),
+            Body::Bytes(bytes) => self.run(builder.body(bytes)?, req),
             Body::File(path) => {
                 let file = fs_err::File::open(path)?.into_parts().0;
-                self.run(builder.body(file)?, req.document)
+                self.run(builder.body(file)?, req)
             }
         }
     }
@@ -347,9 +353,12 @@ impl RegistryClient {
     fn run(
         &self,
         request: ureq::http::Request<impl ureq::AsSendBody>,
-        document: bool,
+        req: &Request<'_>,
     ) -> Result<Response<ureq::Body>, ureq::Error> {
-        let timeout = document.then_some(self.options.timeout);
+        let slack = req
+            .blob_size
+            .map_or(Duration::ZERO, |n| Duration::from_secs(n / BLOB_RATE));
+        let timeout = Some(self.options.timeout.saturating_add(slack));
         let request = self
             .agent
             .configure_request(request)
@@ -363,8 +372,15 @@ impl RegistryClient {
     pub(crate) fn send(&self, req: &Request<'_>) -> Result<Response<ureq::Body>, RegistryError> {
         let mut authenticated = false;
         let mut attempt = 0;
+        // An upload `Location` on another host (a storage backend) gets no credentials.
+        let own_host = !req.target.contains("://")
+            || req
+                .target
+                .starts_with(&format!("{}/", self.base_url(req.registry)));
         loop {
-            let authorization = self.authorization(req.registry, &req.scope);
+            let authorization = self
+                .authorization(req.registry, &req.scope)
+                .filter(|_| own_host);
             let result = self.send_once(req, authorization.as_deref());
             let wait = match result {
                 Ok(response) => {

@@ -173,7 +173,7 @@ impl RegistryClient {
             pull_scope(reference),
             format!("/v2/{}/blobs/{digest}", reference.repository()),
         );
-        req.document = false;
+        req.blob_size = Some(size);
         let response = self.send(&req)?;
         if response.status() == 404 {
             return Err(RegistryError::BlobNotFound {
@@ -283,16 +283,14 @@ impl RegistryClient {
                 reason: "no Location header".into(),
             })?
             .to_owned();
+        let size = store.blob_size(digest)?;
         let path = store.blob_path(digest);
-        if !path.is_file() {
-            return Err(StoreError::BlobNotFound(digest.clone()).into());
-        }
         let mut put = Request::new("PUT", registry, push_scope(reference), location);
         put.query.push(("digest", digest.to_string()));
         put.headers
             .push(("Content-Type", "application/octet-stream".to_owned()));
         put.body = Body::File(&path);
-        put.document = false;
+        put.blob_size = Some(size);
         let response = self.send(&put)?;
         self.check(&put, response, &shown, "push")?;
         Ok(Uploaded::Sent)

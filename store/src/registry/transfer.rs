@@ -322,3 +322,103 @@ pub(crate) fn diff_id_of(store: &Store, layer: &Digest) -> Result<(Digest, u64),
         crate::compression::decompressed(file).map_err(StoreError::stream(what.clone()))?;
     crate::digest::digest_reader(reader.take(u64::MAX)).map_err(StoreError::stream(what))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::RegistryOptions;
+    use crate::registry::fake::FakeServer;
+
+    fn client() -> RegistryClient {
+        RegistryClient::new(RegistryOptions {
+            backoff: std::time::Duration::ZERO,
+            ..RegistryOptions::default()
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_corrupt_blob_is_fetched_once_more_then_refused_by_digest_and_never_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("root")).unwrap();
+        let right = b"layer bytes";
+        let digest = Digest::of(right);
+
+        // Corrupt on the first try only: the second is stored.
+        let server = FakeServer::start(|_, before| {
+            let body: &[u8] = if before.is_empty() {
+                b"LAYER BYTES"
+            } else {
+                b"layer bytes"
+            };
+            (200, vec![], body.to_vec())
+        });
+        let reference = Reference::parse(&format!("{}/app:1", server.host())).unwrap();
+        let events = Mutex::new(Vec::new());
+        let report = |s: LayerStatus| events.lock().unwrap().push(s);
+        client()
+            .download_blob(&store, &reference, &digest, right.len() as u64, &report)
+            .unwrap();
+        assert_eq!(store.read_blob(&digest).unwrap(), right);
+        assert_eq!(server.seen().len(), 2);
+        assert_eq!(
+            events.into_inner().unwrap().last(),
+            Some(&LayerStatus::DownloadComplete)
+        );
+
+        // Corrupt every time: an error naming the blob, and nothing in the store.
+        let other = Digest::of(b"other bytes");
+        let always = FakeServer::start(|_, _| (200, vec![], b"OTHER BYTES".to_vec()));
+        let reference = Reference::parse(&format!("{}/app:1", always.host())).unwrap();
+        let err = client()
+            .download_blob(&store, &reference, &other, 11, &|_| {})
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("failed to download blob {other} from {}", always.host())
+        );
+        assert!(matches!(
+            &err,
+            RegistryError::Download { source, .. }
+                if matches!(**source, StoreError::DigestMismatch { .. })
+        ));
+        assert_eq!(always.seen().len(), 2);
+        assert!(!store.has_blob(&other));
+        assert!(store.check().unwrap().is_clean());
+    }
+
+    #[test]
+    fn a_short_or_missing_blob_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("root")).unwrap();
+        let server = FakeServer::start(|req, _| {
+            if req.target.contains("/gone/") {
+                (404, vec![], Vec::new())
+            } else {
+                (200, vec![], b"short".to_vec())
+            }
+        });
+        let digest = Digest::of(b"a longer body");
+        let app = Reference::parse(&format!("{}/app:1", server.host())).unwrap();
+        let err = client()
+            .download_blob(&store, &app, &digest, 13, &|_| {})
+            .unwrap_err();
+        assert!(matches!(
+            &err,
+            RegistryError::Download { source, .. }
+                if matches!(**source, StoreError::SizeMismatch { expected: 13, actual: 5, .. })
+        ));
+        let gone = Reference::parse(&format!("{}/gone/app:1", server.host())).unwrap();
+        let err = client()
+            .download_blob(&store, &gone, &digest, 13, &|_| {})
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "blob {digest} of {}/gone/app:1 not found on {}",
+                server.host(),
+                server.host()
+            )
+        );
+    }
+}

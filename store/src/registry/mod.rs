@@ -15,7 +15,25 @@
 //! distribution spec (`client.rs`, `transfer.rs`), the challenge parser (`auth.rs`), and the
 //! index walk (`manifest.rs`). `oci-spec` supplies the manifest and tag-list types.
 //!
-//! Start at [`RegistryClient::new`], then [`RegistryClient::pull`] or [`RegistryClient::push`].
+//! Start at [`RegistryClient::new`], then [`RegistryClient::pull`] or [`RegistryClient::push`]:
+//!
+//! ```no_run
+//! use strata_store::{Platform, Reference, RegistryClient, RegistryOptions, Store};
+//!
+//! let store = Store::open("/var/lib/strata")?;
+//! let client = RegistryClient::new(RegistryOptions {
+//!     docker_config: Some("/root/.docker/config.json".into()),
+//!     ..RegistryOptions::default()
+//! })?;
+//! let reference = Reference::parse("localhost:5000/app:1")?;
+//! let pulled = client.pull(&store, &reference, &Platform::host(), &|event| {
+//!     eprintln!("{}: {:?}", &event.layer.hex()[..12], event.status);
+//! })?;
+//! println!("Digest: {}", pulled.digest);
+//! let pushed = client.push(&store, &Reference::parse("localhost:5000/copy:1")?, &|_| {})?;
+//! println!("{}: digest: {} size: {}", pushed.tag, pushed.digest, pushed.size);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 mod auth;
 mod client;

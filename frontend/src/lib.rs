@@ -12,6 +12,7 @@ mod ast;
 mod dump;
 mod parser;
 mod quote;
+mod rune;
 pub use ast::{
     Arg, Args, Comment, Directive, Dockerfile, Flag, Heredoc, Instruction, KeyValue, Keyword, Text,
     Warning, WarningKind,

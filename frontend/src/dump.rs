@@ -5,8 +5,8 @@
 //! argument quoted by Go's `strconv.Quote`, ONBUILD's instruction nested in parentheses.
 
 use crate::ast::{Args, Dockerfile, Instruction};
-use crate::parser::rune;
 use crate::quote::quote_into;
+use crate::rune;
 
 /// The dump of `dockerfile`, one line per instruction, each ending in `\n`.
 pub fn dump(dockerfile: &Dockerfile) -> String {

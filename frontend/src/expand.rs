@@ -18,7 +18,7 @@
 //! here they run as a small automaton with the same leftmost-first results, in time
 //! proportional to value × pattern at worst and memory proportional to the pattern.
 
-use crate::parser::rune;
+use crate::rune;
 use std::collections::BTreeMap;
 use std::fmt;
 

@@ -1,4 +1,4 @@
-//! Typed instructions: each raw [`ast::Instruction`] checked and turned into an [`Instr`]
+//! Typed instructions: each raw [`ast::Instruction`] checked and turned into an [`InstructionKind`]
 //! with its flags parsed, as BuildKit's `instructions/parse.go` does.
 //!
 //! This is where a Dockerfile that parsed can still be wrong: an unknown keyword, a flag the
@@ -14,9 +14,9 @@ use strata_graph::{Healthcheck, NetworkMode, SecurityMode, SourceLoc, SourceRang
 
 /// One typed instruction with where it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Command {
+pub struct TypedInstruction {
     /// The instruction.
-    pub instr: Instr,
+    pub kind: InstructionKind,
     /// Its lines in the Dockerfile.
     pub range: SourceRange,
     /// The logical line, trimmed (BuildKit's `String()` of a command, used in labels).
@@ -25,9 +25,9 @@ pub struct Command {
 
 /// The instructions that may appear inside a stage (FROM starts a [`crate::Stage`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Instr {
+pub enum InstructionKind {
     /// `RUN`.
-    Run(RunInstr),
+    Run(RunInstruction),
     /// `CMD`.
     Cmd(CommandLine),
     /// `ENTRYPOINT` (an empty JSON array clears it).
@@ -57,32 +57,32 @@ pub enum Instr {
     /// `ONBUILD`: the trigger text stored in the image.
     Onbuild(String),
     /// `ADD`.
-    Add(CopyInstr),
+    Add(CopyInstruction),
     /// `COPY`.
-    Copy(CopyInstr),
+    Copy(CopyInstruction),
 }
 
-impl Instr {
+impl InstructionKind {
     /// The instruction's name (`RUN`).
     pub fn name(&self) -> &'static str {
         match self {
-            Instr::Run(_) => "RUN",
-            Instr::Cmd(_) => "CMD",
-            Instr::Entrypoint(_) => "ENTRYPOINT",
-            Instr::Healthcheck(_) => "HEALTHCHECK",
-            Instr::Shell(_) => "SHELL",
-            Instr::Env(_) => "ENV",
-            Instr::Label(_) => "LABEL",
-            Instr::Arg(_) => "ARG",
-            Instr::Maintainer(_) => "MAINTAINER",
-            Instr::Expose(_) => "EXPOSE",
-            Instr::Volume(_) => "VOLUME",
-            Instr::User(_) => "USER",
-            Instr::Workdir(_) => "WORKDIR",
-            Instr::StopSignal(_) => "STOPSIGNAL",
-            Instr::Onbuild(_) => "ONBUILD",
-            Instr::Add(_) => "ADD",
-            Instr::Copy(_) => "COPY",
+            InstructionKind::Run(_) => "RUN",
+            InstructionKind::Cmd(_) => "CMD",
+            InstructionKind::Entrypoint(_) => "ENTRYPOINT",
+            InstructionKind::Healthcheck(_) => "HEALTHCHECK",
+            InstructionKind::Shell(_) => "SHELL",
+            InstructionKind::Env(_) => "ENV",
+            InstructionKind::Label(_) => "LABEL",
+            InstructionKind::Arg(_) => "ARG",
+            InstructionKind::Maintainer(_) => "MAINTAINER",
+            InstructionKind::Expose(_) => "EXPOSE",
+            InstructionKind::Volume(_) => "VOLUME",
+            InstructionKind::User(_) => "USER",
+            InstructionKind::Workdir(_) => "WORKDIR",
+            InstructionKind::StopSignal(_) => "STOPSIGNAL",
+            InstructionKind::Onbuild(_) => "ONBUILD",
+            InstructionKind::Add(_) => "ADD",
+            InstructionKind::Copy(_) => "COPY",
         }
     }
 }
@@ -111,7 +111,7 @@ pub struct InlineFile {
 
 /// `RUN` with its flags.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RunInstr {
+pub struct RunInstruction {
     /// The command.
     pub cmd: CommandLine,
     /// `--mount` values as written, with where each flag is (parsed during lowering, after
@@ -145,7 +145,7 @@ pub struct ArgDecl {
 
 /// ADD or COPY.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CopyInstr {
+pub struct CopyInstruction {
     /// Source paths, globs or URLs, as written.
     pub sources: Vec<String>,
     /// Heredoc sources: files made from the body.
@@ -185,7 +185,7 @@ pub struct SourceContent {
 
 /// A `FROM` line, typed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FromInstr {
+pub struct FromInstruction {
     /// The base: an image reference, a stage name, or `scratch`; not yet expanded.
     pub base: String,
     /// `AS name`, lower-cased.
@@ -197,8 +197,8 @@ pub struct FromInstr {
 /// What a raw instruction turned out to be.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Typed {
-    From(FromInstr),
-    Command(Command),
+    From(FromInstruction),
+    Instruction(TypedInstruction),
 }
 
 /// Flag kinds, as BuildKit's `BFlags`.
@@ -349,51 +349,51 @@ pub(crate) fn type_instruction(
                 "MaintainerDeprecated",
                 "Maintainer instruction is deprecated in favor of using label",
             ));
-            Instr::Maintainer(author)
+            InstructionKind::Maintainer(author)
         }
         Keyword::Add | Keyword::Copy => type_copy(i, i.kind == Keyword::Add)?,
-        Keyword::Onbuild => Instr::Onbuild(type_onbuild(i, warnings)?),
+        Keyword::Onbuild => InstructionKind::Onbuild(type_onbuild(i, warnings)?),
         Keyword::Workdir => {
             let dir = exactly_one_argument(i)?;
             parse_flags(i, &[])?;
-            Instr::Workdir(dir)
+            InstructionKind::Workdir(dir)
         }
-        Keyword::Run => Instr::Run(type_run(i)?),
+        Keyword::Run => InstructionKind::Run(type_run(i)?),
         Keyword::Cmd => {
             parse_flags(i, &[])?;
-            Instr::Cmd(command_line(i))
+            InstructionKind::Cmd(command_line(i))
         }
         Keyword::Entrypoint => {
             parse_flags(i, &[])?;
-            Instr::Entrypoint(command_line(i))
+            InstructionKind::Entrypoint(command_line(i))
         }
-        Keyword::Healthcheck => Instr::Healthcheck(type_healthcheck(i)?),
+        Keyword::Healthcheck => InstructionKind::Healthcheck(type_healthcheck(i)?),
         Keyword::Expose => {
             let mut ports = at_least_one_argument(i)?;
             parse_flags(i, &[])?;
             ports.sort();
-            Instr::Expose(ports)
+            InstructionKind::Expose(ports)
         }
         Keyword::User => {
             let user = exactly_one_argument(i)?;
             parse_flags(i, &[])?;
-            Instr::User(user)
+            InstructionKind::User(user)
         }
-        Keyword::Volume => Instr::Volume(type_volume(i)?),
+        Keyword::Volume => InstructionKind::Volume(type_volume(i)?),
         // BuildKit does not read STOPSIGNAL's flags at all.
-        Keyword::Stopsignal => Instr::StopSignal(exactly_one_argument(i)?),
+        Keyword::Stopsignal => InstructionKind::StopSignal(exactly_one_argument(i)?),
         // Nor ARG's.
-        Keyword::Arg => Instr::Arg(type_arg(i)?),
-        Keyword::Shell => Instr::Shell(type_shell(i)?),
+        Keyword::Arg => InstructionKind::Arg(type_arg(i)?),
+        Keyword::Shell => InstructionKind::Shell(type_shell(i)?),
     };
-    Ok(Typed::Command(Command {
-        instr,
+    Ok(Typed::Instruction(TypedInstruction {
+        kind: instr,
         range: i.range,
         source: instruction_source(i),
     }))
 }
 
-/// The logical line, trimmed ([`Command::source`]).
+/// The logical line, trimmed ([`TypedInstruction::source`]).
 fn instruction_source(i: &ast::Instruction) -> String {
     i.original.to_string_lossy().trim().to_owned()
 }
@@ -433,7 +433,7 @@ fn at_least_one_argument(i: &ast::Instruction) -> Result<Vec<String>, Diagnostic
 fn type_from(
     i: &ast::Instruction,
     warnings: &mut Vec<Diagnostic>,
-) -> Result<FromInstr, Diagnostic> {
+) -> Result<FromInstruction, Diagnostic> {
     let loc = i.loc();
     let words = strings(&i.args);
     let name = match words.as_slice() {
@@ -449,7 +449,7 @@ fn type_from(
         }
     };
     let flags = parse_flags(i, &[("platform", FlagKind::String)])?;
-    Ok(FromInstr {
+    Ok(FromInstruction {
         base: words[0].clone(),
         name,
         platform: flags.string("platform").map(str::to_owned),
@@ -503,7 +503,7 @@ fn stage_name(
 fn type_env_or_label(
     i: &ast::Instruction,
     warnings: &mut Vec<Diagnostic>,
-) -> Result<Instr, Diagnostic> {
+) -> Result<InstructionKind, Diagnostic> {
     let keyword = i.kind;
     parse_flags(i, &[])?;
     let pairs = match &i.args {
@@ -537,9 +537,9 @@ fn type_env_or_label(
         });
     }
     Ok(if keyword == Keyword::Env {
-        Instr::Env(out)
+        InstructionKind::Env(out)
     } else {
-        Instr::Label(out)
+        InstructionKind::Label(out)
     })
 }
 
@@ -583,7 +583,7 @@ fn type_onbuild(
 }
 
 /// RUN: its flags, the command line, and the mounts that need no variables checked now.
-fn type_run(i: &ast::Instruction) -> Result<RunInstr, Diagnostic> {
+fn type_run(i: &ast::Instruction) -> Result<RunInstruction, Diagnostic> {
     let flags = parse_flags(
         i,
         &[
@@ -613,7 +613,7 @@ fn type_run(i: &ast::Instruction) -> Result<RunInstr, Diagnostic> {
                 .map_err(|m| Diagnostic::error(*at, m))?;
         }
     }
-    Ok(RunInstr {
+    Ok(RunInstruction {
         cmd: cmdline,
         mounts,
         network,
@@ -761,7 +761,7 @@ fn copy_sources(i: &ast::Instruction, srcs: &[String]) -> (Vec<String>, Vec<Sour
     (sources, contents)
 }
 
-fn type_copy(i: &ast::Instruction, is_add: bool) -> Result<Instr, Diagnostic> {
+fn type_copy(i: &ast::Instruction, is_add: bool) -> Result<InstructionKind, Diagnostic> {
     let name = if is_add { "ADD" } else { "COPY" };
     let loc = i.loc();
     let args = strings(&i.args);
@@ -794,7 +794,7 @@ fn type_copy(i: &ast::Instruction, is_add: bool) -> Result<Instr, Diagnostic> {
             ),
         ));
     }
-    Ok(CopyInstr {
+    Ok(CopyInstruction {
         sources,
         contents,
         dest,
@@ -823,9 +823,9 @@ fn type_copy(i: &ast::Instruction, is_add: bool) -> Result<Instr, Diagnostic> {
     })
     .map(|c| {
         if is_add {
-            Instr::Add(c)
+            InstructionKind::Add(c)
         } else {
-            Instr::Copy(c)
+            InstructionKind::Copy(c)
         }
     })
 }

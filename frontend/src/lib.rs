@@ -12,6 +12,7 @@ mod ast;
 mod dump;
 mod parser;
 mod quote;
+mod rune;
 pub use ast::{
     Arg, Args, Comment, Directive, Dockerfile, Flag, Heredoc, Instruction, KeyValue, Keyword, Text,
     Warning, WarningKind,
@@ -44,8 +45,8 @@ pub use expand::{
     ExpandError, ExpandErrorKind, Expansion, Lexer, MAX_GROWTH, MAX_NESTING, NoVars, Vars, expand,
 };
 pub use instruction::{
-    ArgDecl, Command, CommandLine, CopyInstr, FromInstr, InlineFile, Instr, NameValue, RunInstr,
-    SourceContent,
+    ArgDecl, CommandLine, CopyInstruction, FromInstruction, InlineFile, InstructionKind, NameValue,
+    RunInstruction, SourceContent, TypedInstruction,
 };
 pub use lower::{BuildOptions, ImageResolver, Lowered, ResolvedImage, check, lower};
 pub use mount::{MountType, RunMount};

@@ -3,7 +3,7 @@
 //! Rust's `{:?}` differs in many places (`\u{a0}` against `\u00a0`, `\0` against `\x00`,
 //! invalid bytes), and the dump must match byte for byte, so the rules are written out here.
 
-use crate::parser::rune;
+use crate::rune;
 
 /// Appends `s` quoted exactly as Go's `strconv.Quote` would to `out`.
 pub(crate) fn quote_into(out: &mut String, s: &[u8]) {

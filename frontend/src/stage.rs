@@ -3,7 +3,7 @@
 
 use crate::ast;
 use crate::diagnostic::{Diagnostic, Diagnostics};
-use crate::instruction::{ArgDecl, Command, Instr, Typed, type_instruction};
+use crate::instruction::{ArgDecl, InstructionKind, Typed, TypedInstruction, type_instruction};
 use std::collections::HashMap;
 use strata_graph::SourceRange;
 
@@ -34,7 +34,7 @@ pub struct Stage {
     /// Where the FROM line is.
     pub range: SourceRange,
     /// The instructions after FROM, up to the next FROM.
-    pub commands: Vec<Command>,
+    pub instructions: Vec<TypedInstruction>,
 }
 
 impl Stage {
@@ -69,7 +69,7 @@ impl Stages {
                     orphaned |= i.kind == ast::Keyword::From;
                     diags.push(d);
                 }
-                Ok(Typed::Command(_)) if orphaned => {}
+                Ok(Typed::Instruction(_)) if orphaned => {}
                 Ok(Typed::From(from)) => {
                     orphaned = false;
                     let index = out.stages.len();
@@ -94,13 +94,13 @@ impl Stages {
                         platform: from.platform,
                         source: i.original.to_string_lossy().trim().to_owned(),
                         range: i.range,
-                        commands: Vec::new(),
+                        instructions: Vec::new(),
                     });
                 }
-                Ok(Typed::Command(cmd)) => match out.stages.last_mut() {
-                    Some(stage) => stage.commands.push(cmd),
-                    None => match cmd.instr {
-                        Instr::Arg(decls) => out
+                Ok(Typed::Instruction(cmd)) => match out.stages.last_mut() {
+                    Some(stage) => stage.instructions.push(cmd),
+                    None => match cmd.kind {
+                        InstructionKind::Arg(decls) => out
                             .meta_args
                             .extend(decls.into_iter().map(|d| (d, cmd.range))),
                         _ => diags.error(i.loc(), "no build stage in current context"),
@@ -189,7 +189,7 @@ mod tests {
         let counts: Vec<(Option<&str>, usize)> = stages
             .stages
             .iter()
-            .map(|s| (s.name.as_deref(), s.commands.len()))
+            .map(|s| (s.name.as_deref(), s.instructions.len()))
             .collect();
         assert_eq!(counts, [(Some("one"), 1), (Some("three"), 1)]);
         assert_eq!(stages.find("THREE").map(|s| s.index), Some(1));

@@ -23,8 +23,8 @@
 
 use std::time::{Duration, Instant};
 use strata_frontend::{
-    BuildOptions, Diagnostics, EnvList, ImageResolver, Instr, Lexer, Platform, ResolvedImage,
-    Stages,
+    BuildOptions, Diagnostics, EnvList, ImageResolver, InstructionKind, Lexer, Platform,
+    ResolvedImage, Stages,
 };
 
 /// A deterministic Dockerfile with `count` instructions.
@@ -133,9 +133,9 @@ fn parse_and_expand(source: &[u8]) -> usize {
             word(&global, p);
         }
         let mut env = EnvList::new();
-        for c in &stage.commands {
-            match &c.instr {
-                Instr::Env(pairs) => {
+        for c in &stage.instructions {
+            match &c.kind {
+                InstructionKind::Env(pairs) => {
                     let values: Vec<(String, String)> = pairs
                         .iter()
                         .map(|p| (word(&env, &p.key), word(&env, &p.value)))
@@ -144,19 +144,19 @@ fn parse_and_expand(source: &[u8]) -> usize {
                         env.set(&k, &v);
                     }
                 }
-                Instr::Label(pairs) => {
+                InstructionKind::Label(pairs) => {
                     for p in pairs {
                         word(&env, &p.key);
                         word(&env, &p.value);
                     }
                 }
-                Instr::Arg(decls) => {
+                InstructionKind::Arg(decls) => {
                     for d in decls {
                         let v = d.value.as_deref().map(|v| word(&env, v));
                         env.set(&d.key, v.as_deref().unwrap_or_default());
                     }
                 }
-                Instr::Copy(c) | Instr::Add(c) => {
+                InstructionKind::Copy(c) | InstructionKind::Add(c) => {
                     for s in &c.sources {
                         word(&env, s);
                     }
@@ -165,17 +165,19 @@ fn parse_and_expand(source: &[u8]) -> usize {
                         word(&env, v);
                     }
                 }
-                Instr::Run(r) => {
+                InstructionKind::Run(r) => {
                     for (m, _) in &r.mounts {
                         word(&env, m);
                     }
                 }
-                Instr::Expose(words) | Instr::Volume(words) => {
+                InstructionKind::Expose(words) | InstructionKind::Volume(words) => {
                     for w in words {
                         word(&env, w);
                     }
                 }
-                Instr::User(w) | Instr::Workdir(w) | Instr::StopSignal(w) => {
+                InstructionKind::User(w)
+                | InstructionKind::Workdir(w)
+                | InstructionKind::StopSignal(w) => {
                     word(&env, w);
                 }
                 _ => {}

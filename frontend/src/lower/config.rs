@@ -9,7 +9,7 @@ use super::error::{LowerError, PortError};
 use super::path::normalize_workdir;
 use crate::diagnostic::Diagnostic;
 use crate::history;
-use crate::instruction::{ArgDecl, Command, CommandLine, Instr, NameValue};
+use crate::instruction::{ArgDecl, CommandLine, InstructionKind, NameValue, TypedInstruction};
 use crate::scope::NON_ENV_ARGS;
 use strata_graph::{FileAction, FileOp, ImageConfig, Op, SourceLoc, SourceRange};
 
@@ -19,22 +19,22 @@ impl Lowering<'_> {
         &mut self,
         stage: usize,
         d: &mut Dispatch,
-        cmd: &Command,
+        cmd: &TypedInstruction,
     ) -> Result<(), LowerError> {
         let range = cmd.range;
         let at = range.start;
         // The config-only instructions give their history text; the others make nodes.
-        let text = match &cmd.instr {
-            Instr::Env(pairs) => self.env(d, pairs, at)?,
-            Instr::Label(pairs) => self.label(d, pairs, at)?,
-            Instr::Maintainer(m) => {
+        let text = match &cmd.kind {
+            InstructionKind::Env(pairs) => self.env(d, pairs, at)?,
+            InstructionKind::Label(pairs) => self.label(d, pairs, at)?,
+            InstructionKind::Maintainer(m) => {
                 d.author = Some(m.clone());
                 format!("MAINTAINER {m}")
             }
-            Instr::Arg(decls) => self.arg(d, decls, at)?,
-            Instr::Expose(ports) => self.expose(d, ports, at)?,
-            Instr::Volume(vols) => self.volume(d, vols, at)?,
-            Instr::StopSignal(sig) => {
+            InstructionKind::Arg(decls) => self.arg(d, decls, at)?,
+            InstructionKind::Expose(ports) => self.expose(d, ports, at)?,
+            InstructionKind::Volume(vols) => self.volume(d, vols, at)?,
+            InstructionKind::StopSignal(sig) => {
                 let sig = self.expand(d, sig, at)?;
                 if !valid_signal(&sig) {
                     return Err(LowerError::InvalidSignal { at, signal: sig });
@@ -42,32 +42,32 @@ impl Lowering<'_> {
                 d.config.stop_signal = sig.clone();
                 format!("STOPSIGNAL {sig}")
             }
-            Instr::User(u) => {
+            InstructionKind::User(u) => {
                 let u = self.expand(d, u, at)?;
                 d.user = u.clone();
                 d.config.user = u.clone();
                 format!("USER {u}")
             }
-            Instr::Shell(shell) => {
+            InstructionKind::Shell(shell) => {
                 d.config.shell = shell.clone();
                 format!("SHELL {}", history::go_list(shell))
             }
-            Instr::Cmd(c) => self.cmd(d, c, at),
-            Instr::Entrypoint(c) => self.entrypoint(d, c, at),
-            Instr::Healthcheck(h) => {
+            InstructionKind::Cmd(c) => self.cmd(d, c, at),
+            InstructionKind::Entrypoint(c) => self.entrypoint(d, c, at),
+            InstructionKind::Healthcheck(h) => {
                 self.used_once(d, 2, "HEALTHCHECK", at);
                 d.config.healthcheck = Some(h.clone());
                 history::healthcheck(h)
             }
-            Instr::Onbuild(expr) => {
+            InstructionKind::Onbuild(expr) => {
                 d.config.on_build.push(expr.clone());
                 self.config_node(d, format!("ONBUILD {expr}"), range);
                 return Ok(());
             }
-            Instr::Workdir(w) => return self.workdir(d, cmd, w),
-            Instr::Run(r) => return self.dispatch_run(stage, d, cmd, r),
-            Instr::Copy(c) => return self.dispatch_copy(stage, d, cmd, c, false),
-            Instr::Add(c) => return self.dispatch_copy(stage, d, cmd, c, true),
+            InstructionKind::Workdir(w) => return self.workdir(d, cmd, w),
+            InstructionKind::Run(r) => return self.dispatch_run(stage, d, cmd, r),
+            InstructionKind::Copy(c) => return self.dispatch_copy(stage, d, cmd, c, false),
+            InstructionKind::Add(c) => return self.dispatch_copy(stage, d, cmd, c, true),
         };
         self.config_step(d, text, range);
         Ok(())
@@ -221,7 +221,12 @@ impl Lowering<'_> {
     }
 
     /// WORKDIR: against the current one; made (as the user) unless it is `/`.
-    fn workdir(&mut self, d: &mut Dispatch, cmd: &Command, w: &str) -> Result<(), LowerError> {
+    fn workdir(
+        &mut self,
+        d: &mut Dispatch,
+        cmd: &TypedInstruction,
+        w: &str,
+    ) -> Result<(), LowerError> {
         let range = cmd.range;
         let w = self.expand(d, w, range.start)?;
         if !d.workdir_set && !w.starts_with('/') && !d.onbuild {

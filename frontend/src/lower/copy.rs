@@ -7,7 +7,7 @@ use super::error::{DigestError, LowerError};
 use super::path::{clean_keep_pivot, join_root, path_relative_to_workdir};
 use crate::expand::Lexer;
 use crate::history;
-use crate::instruction::{Command, CopyInstr, SourceContent};
+use crate::instruction::{CopyInstruction, SourceContent, TypedInstruction};
 use strata_graph::{Chown, FileAction, FileOp, Op, SourceLoc};
 
 /// The values of a COPY or ADD, expanded.
@@ -33,8 +33,8 @@ impl Lowering<'_> {
         &mut self,
         stage: usize,
         d: &mut Dispatch,
-        cmd: &Command,
-        c: &CopyInstr,
+        cmd: &TypedInstruction,
+        c: &CopyInstruction,
         is_add: bool,
     ) -> Result<(), LowerError> {
         let at = cmd.range.start;
@@ -84,7 +84,7 @@ impl Lowering<'_> {
     fn expand_copy(
         &self,
         d: &Dispatch,
-        c: &CopyInstr,
+        c: &CopyInstruction,
         at: SourceLoc,
     ) -> Result<Expanded, LowerError> {
         let chown_raw = match &c.chown {
@@ -136,7 +136,7 @@ fn check_checksum(
 /// The downloads of ADD's URLs, and the other sources as paths in the source filesystem.
 /// Git sources are refused, URLs too for COPY.
 fn remote_sources(
-    c: &CopyInstr,
+    c: &CopyInstruction,
     x: &Expanded,
     is_add: bool,
     at: SourceLoc,
@@ -178,7 +178,7 @@ fn remote_sources(
 /// was quoted).
 fn heredoc_file(
     d: &Dispatch,
-    c: &CopyInstr,
+    c: &CopyInstruction,
     content: &SourceContent,
     x: &Expanded,
     at: SourceLoc,
@@ -212,7 +212,7 @@ fn heredoc_file(
 }
 
 /// The history text: `COPY --chown=a:b src1 <<EOF dest`, values as expanded.
-fn history_text(c: &CopyInstr, x: &Expanded, is_add: bool) -> String {
+fn history_text(c: &CopyInstruction, x: &Expanded, is_add: bool) -> String {
     let mut text = String::from(if is_add { "ADD" } else { "COPY" });
     if c.parents {
         text.push_str(" --parents");

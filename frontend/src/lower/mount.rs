@@ -4,7 +4,7 @@ use super::Lowering;
 use super::context::Dispatch;
 use super::error::LowerError;
 use super::path::{absolute_in, join_root};
-use crate::instruction::RunInstr;
+use crate::instruction::RunInstruction;
 use crate::mount::{MountType, RunMount, parse_mount};
 use strata_graph::{Mount, MountKind, NodeId, SourceLoc};
 
@@ -25,7 +25,7 @@ impl Lowering<'_> {
         &mut self,
         stage: usize,
         d: &Dispatch,
-        r: &RunInstr,
+        r: &RunInstruction,
         at: SourceLoc,
     ) -> Result<RunMounts, LowerError> {
         let mut out = RunMounts {

@@ -5,7 +5,7 @@ use super::Lowering;
 use super::error::{LowerError, TriggerError};
 use super::source::Source;
 use super::stage::{Base, Pending};
-use crate::instruction::{Command, Instr, Typed, type_instruction};
+use crate::instruction::{InstructionKind, Typed, TypedInstruction, type_instruction};
 use std::collections::BTreeSet;
 use strata_graph::SourceRange;
 
@@ -29,10 +29,10 @@ impl Lowering<'_> {
                     .unwrap_or_default()
             }
             Base::Stage(b) => self.stages.stages[b]
-                .commands
+                .instructions
                 .iter()
-                .filter_map(|c| match &c.instr {
-                    Instr::Onbuild(e) => Some(e.clone()),
+                .filter_map(|c| match &c.kind {
+                    InstructionKind::Onbuild(e) => Some(e.clone()),
                     _ => None,
                 })
                 .collect(),
@@ -55,7 +55,7 @@ impl Lowering<'_> {
         }
         let before: BTreeSet<Source> = self.plans[i].deps.clone();
         for t in &triggers {
-            for (s, _) in self.command_sources(&t.cmd.instr, range.start) {
+            for (s, _) in self.command_sources(&t.cmd.kind, range.start) {
                 match s {
                     Ok(s) => {
                         self.plans[i].deps.insert(s);
@@ -65,14 +65,14 @@ impl Lowering<'_> {
             }
         }
         let grew = self.plans[i].deps != before;
-        triggers.append(&mut self.plans[i].commands);
-        self.plans[i].commands = triggers;
+        triggers.append(&mut self.plans[i].instructions);
+        self.plans[i].instructions = triggers;
         grew
     }
 }
 
 /// Parses an ONBUILD trigger's text into one command (it may not be FROM).
-fn parse_trigger(text: &str, range: SourceRange) -> Result<Command, TriggerError> {
+fn parse_trigger(text: &str, range: SourceRange) -> Result<TypedInstruction, TriggerError> {
     let df = crate::parse(text.as_bytes()).map_err(TriggerError::Parse)?;
     if df.instructions.len() != 1 {
         return Err(TriggerError::NotSingle);
@@ -80,7 +80,7 @@ fn parse_trigger(text: &str, range: SourceRange) -> Result<Command, TriggerError
     let mut warnings = Vec::new();
     match type_instruction(&df.instructions[0], &mut warnings).map_err(TriggerError::Invalid)? {
         Typed::From(_) => Err(TriggerError::From),
-        Typed::Command(mut c) => {
+        Typed::Instruction(mut c) => {
             c.range = range;
             Ok(c)
         }

@@ -6,7 +6,9 @@ use super::context::{Dispatch, uppercase_cmd};
 use super::error::LowerError;
 use super::mount::RunMounts;
 use crate::history;
-use crate::instruction::{Command, CommandLine, RunInstr, chomp_heredoc, heredoc_marker};
+use crate::instruction::{
+    CommandLine, RunInstruction, TypedInstruction, chomp_heredoc, heredoc_marker,
+};
 use std::collections::HashMap;
 use strata_graph::{ExecOp, Mount, MountKind, Op};
 
@@ -26,8 +28,8 @@ impl Lowering<'_> {
         &mut self,
         stage: usize,
         d: &mut Dispatch,
-        cmd: &Command,
-        r: &RunInstr,
+        cmd: &TypedInstruction,
+        r: &RunInstruction,
     ) -> Result<(), LowerError> {
         let RunArgs {
             args,
@@ -64,7 +66,7 @@ impl Lowering<'_> {
     fn run_label(
         &self,
         d: &mut Dispatch,
-        cmd: &Command,
+        cmd: &TypedInstruction,
         secret_envs: &[String],
         summary: Option<String>,
     ) -> String {

@@ -6,7 +6,7 @@ use super::mount::mount_type_and_from;
 use super::{Lowering, ResolvedImage};
 use crate::diagnostic::suggest;
 use crate::expand::Lexer;
-use crate::instruction::Instr;
+use crate::instruction::InstructionKind;
 use crate::mount::MountType;
 use crate::scope::EnvList;
 use strata_graph::{ImageSource, NodeId, Op, SourceLoc, SourceRange};
@@ -25,17 +25,17 @@ impl Lowering<'_> {
     /// counts it as an extra (unregistered) stage. Errors are at `at`, the command's place.
     pub(super) fn command_sources(
         &self,
-        instr: &Instr,
+        instr: &InstructionKind,
         at: SourceLoc,
     ) -> Vec<(Result<Source, LowerError>, bool)> {
         let mut out = Vec::new();
         match instr {
-            Instr::Copy(c) => {
+            InstructionKind::Copy(c) => {
                 if let Some(from) = &c.from {
                     out.push(self.source_for(from, true, at));
                 }
             }
-            Instr::Run(r) => {
+            InstructionKind::Run(r) => {
                 for (raw, _) in &r.mounts {
                     let (kind, from) = mount_type_and_from(raw);
                     match (kind, from) {

@@ -7,7 +7,7 @@ use super::path::normalize_workdir;
 use super::source::Source;
 use super::{Lowering, ResolvedImage};
 use crate::diagnostic::{Diagnostic, suggest};
-use crate::instruction::{Command, Instr};
+use crate::instruction::{InstructionKind, TypedInstruction};
 use std::collections::{BTreeSet, HashMap};
 use std::rc::Rc;
 use strata_graph::{ImageConfig, SourceLoc};
@@ -26,7 +26,7 @@ pub(super) enum Base {
 /// An instruction still to apply to a stage; `onbuild` when it is an inherited trigger.
 #[derive(Debug, Clone)]
 pub(super) struct Pending {
-    pub(super) cmd: Command,
+    pub(super) cmd: TypedInstruction,
     pub(super) onbuild: bool,
 }
 
@@ -36,7 +36,7 @@ pub(super) struct Pending {
 pub(super) struct Plan {
     pub(super) base: Base,
     pub(super) platform: Option<Platform>,
-    pub(super) commands: Vec<Pending>,
+    pub(super) instructions: Vec<Pending>,
     pub(super) deps: BTreeSet<Source>,
     pub(super) triggers_added: bool,
 }
@@ -61,8 +61,8 @@ impl Lowering<'_> {
                 None => None,
             };
             let mut deps = BTreeSet::new();
-            for c in &stage.commands {
-                for (source, counts) in self.command_sources(&c.instr, c.range.start) {
+            for c in &stage.instructions {
+                for (source, counts) in self.command_sources(&c.kind, c.range.start) {
                     match source {
                         Ok(s) => {
                             if counts {
@@ -77,8 +77,8 @@ impl Lowering<'_> {
             self.plans.push(Plan {
                 base,
                 platform,
-                commands: stage
-                    .commands
+                instructions: stage
+                    .instructions
                     .iter()
                     .map(|c| Pending {
                         cmd: c.clone(),
@@ -273,19 +273,22 @@ impl Lowering<'_> {
     /// Lowers stage `i`: its base, then each instruction (inherited triggers first).
     pub(super) fn dispatch_stage(&mut self, i: usize) {
         let plan = Plan {
-            commands: std::mem::take(&mut self.plans[i].commands),
+            instructions: std::mem::take(&mut self.plans[i].instructions),
             ..self.plans[i].clone()
         };
         // The steps a label numbers: the base image, layers, and every trigger.
         let cmd_total = usize::from(matches!(plan.base, Base::Image(_)))
             + plan
-                .commands
+                .instructions
                 .iter()
                 .filter(|p| {
                     p.onbuild
                         || matches!(
-                            p.cmd.instr,
-                            Instr::Run(_) | Instr::Copy(_) | Instr::Add(_) | Instr::Workdir(_)
+                            p.cmd.kind,
+                            InstructionKind::Run(_)
+                                | InstructionKind::Copy(_)
+                                | InstructionKind::Add(_)
+                                | InstructionKind::Workdir(_)
                         )
                 })
                 .count();
@@ -299,7 +302,7 @@ impl Lowering<'_> {
             d.env.set("PATH", DEFAULT_PATH);
         }
 
-        for p in &plan.commands {
+        for p in &plan.instructions {
             d.onbuild = p.onbuild;
             if let Err(e) = self.dispatch(i, &mut d, &p.cmd) {
                 self.report(e);

@@ -434,7 +434,7 @@ fn errors_found_while_lowering_name_the_line_and_the_problem() {
         ),
         (
             "FROM alpine AS build\nFROM alpine\nCOPY --from=buildd: /a /b\n",
-            "Dockerfile:3:1: \"buildd:\" is neither a stage nor a valid image reference: invalid reference format: invalid tag (did you mean build?)",
+            "Dockerfile:3:1: \"buildd:\" is neither a stage nor a valid image reference: invalid reference format (did you mean build?)",
         ),
         (
             "ARG P\nFROM --platform=$P alpine\n",

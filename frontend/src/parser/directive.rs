@@ -5,7 +5,7 @@
 //! `# escape=` is just a comment. A directive given twice is an error.
 
 use super::error::ParseErrorKind;
-use super::rune;
+use crate::rune;
 use nom::IResult;
 use nom::Parser;
 use nom::bytes::complete::{tag, take_while};

@@ -7,7 +7,7 @@
 //! `cafÃ©`), and the bytes 0x85 and 0xA0 count as spaces. We keep those quirks: the dump
 //! shows them.
 
-use super::rune;
+use crate::rune;
 
 /// One flag word and the offset in the scanned text where it starts.
 #[derive(Debug, PartialEq, Eq)]

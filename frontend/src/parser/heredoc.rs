@@ -10,8 +10,8 @@
 //! both), with no variables set, so `$` references are only scanned and kept as written.
 
 use super::error::ParseErrorKind;
-use super::rune;
 use crate::expand::{Lexer, NoVars};
+use crate::rune;
 use nom::IResult;
 use nom::Parser;
 use nom::bytes::complete::{tag, take_while};

@@ -2,11 +2,12 @@
 //! keyword (BuildKit's `splitCommand` and its dispatch table).
 
 use super::error::ParseErrorKind;
+use super::flags;
 use super::json::{self, JsonError};
 use super::line::LineMap;
 use super::words::{self, Word};
-use super::{flags, rune};
 use crate::ast::{Arg, Args, Flag, Instruction, KeyValue, Keyword, Text};
+use crate::rune;
 use nom::IResult;
 use nom::Parser;
 use nom::bytes::complete::{take_till1, take_while};

@@ -8,7 +8,7 @@
 //! itself, iteratively (no recursion, so no stack overflow on deep nesting), using nom for the
 //! scalar tokens.
 
-use super::rune;
+use crate::rune;
 use nom::IResult;
 use nom::Parser;
 use nom::branch::alt;

@@ -7,7 +7,7 @@
 //! given its source line and column.
 
 use super::error::{ParseError, ParseErrorKind};
-use super::rune;
+use crate::rune;
 use std::cell::Cell;
 use strata_graph::SourceLoc;
 

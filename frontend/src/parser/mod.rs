@@ -19,7 +19,6 @@ mod heredoc;
 mod instruction;
 mod json;
 mod line;
-pub(crate) mod rune;
 mod words;
 
 pub use error::{ParseError, ParseErrorKind};
@@ -27,6 +26,7 @@ pub use error::{ParseError, ParseErrorKind};
 use crate::ast::{
     Args, Comment, Directive, Dockerfile, Heredoc, Instruction, Keyword, Text, Warning, WarningKind,
 };
+use crate::rune;
 use directive::DirectiveParser;
 use instruction::LineCtx;
 use line::{Line, LineMap, Lines};

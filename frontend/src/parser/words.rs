@@ -5,7 +5,7 @@
 //! not split, but the quotes and escapes stay in the word (they are removed later, by
 //! expansion).
 
-use super::rune;
+use crate::rune;
 
 /// A word and where it came from in the scanned text.
 #[derive(Debug, PartialEq, Eq)]

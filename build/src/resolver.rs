@@ -19,7 +19,7 @@ impl StoreResolver<'_> {
             (Err(StoreError::ImageNotFound(_)), Some(registry)) => {
                 let parsed = Reference::parse(reference).map_err(|e| e.to_string())?;
                 registry
-                    .pull(self.store, &parsed, platform, &|_| {})
+                    .pull(self.store, &parsed, Some(platform), &|_| {})
                     .map_err(|e| error_chain(&e))?;
                 self.store.image(reference).map_err(|e| e.to_string())
             }

@@ -27,8 +27,8 @@ pub(crate) struct Args {
 pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let reference = Reference::parse(&args.name)?;
     let platform = match &args.platform {
-        Some(p) => Platform::parse(p, &Platform::host())?,
-        None => Platform::host(),
+        Some(p) => Some(Platform::parse(p, &Platform::host())?),
+        None => None,
     };
     if args.all_tags && !has_no_tag(&args.name) {
         anyhow::bail!("tag can't be used with --all-tags/-a");
@@ -62,7 +62,7 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             .pull(
                 &store,
                 r,
-                &platform,
+                platform.as_ref(),
                 if args.quiet {
                     &quiet_event
                 } else {
@@ -71,6 +71,14 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             )
             .with_context(|| format!("failed to pull {}", r.familiar()))?;
         out = std::io::stdout().lock();
+        if let Some(other) = &pulled.other_platform {
+            let _ = writeln!(
+                std::io::stderr().lock(),
+                "WARNING: The requested image's platform ({other}) does not match the detected \
+                 host platform ({}) and no specific platform was requested",
+                Platform::host()
+            );
+        }
         newer |= !pulled.up_to_date;
         if !args.quiet && !args.all_tags {
             writeln!(out, "Digest: {}", pulled.digest)?;

@@ -373,6 +373,30 @@ fn a_multi_platform_index_pushed_by_skopeo_pulls_as_the_platform_asked_for() {
     arm.ok(["pull", "--platform", "linux/arm64", &remote]);
     assert_eq!(inspect(&arm, &remote)["Architecture"], "arm64");
 
+    // An image that is not an index must be for the platform asked for.
+    let single = registry.image("single:1");
+    arm.ok(["tag", &remote, &single]);
+    arm.ok(["push", &single]);
+    let err = env.fails(["pull", "--platform", "linux/amd64", &single]);
+    assert!(
+        err.contains(&format!(
+            "image with reference {single} was found but does not match the specified platform: wanted linux/amd64, actual: linux/arm64"
+        )),
+        "{err}"
+    );
+    let out = env
+        .command(["pull", "-q", &single])
+        .output()
+        .expect("run strata");
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).starts_with(
+            "WARNING: The requested image's platform (linux/arm64) does not match the detected host platform"
+        ),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     let none = arm.fails(["pull", "--platform", "linux/s390x", &remote]);
     assert!(
         none.contains(&format!(

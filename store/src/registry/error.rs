@@ -128,6 +128,18 @@ pub enum RegistryError {
         /// The platforms the index lists, comma-separated.
         available: String,
     },
+    /// The image (not an index) is for another platform than the one asked for.
+    #[error(
+        "image with reference {reference} was found but does not match the specified platform: wanted {wanted}, actual: {actual}"
+    )]
+    PlatformMismatch {
+        /// The reference.
+        reference: String,
+        /// The platform asked for.
+        wanted: String,
+        /// The image's.
+        actual: String,
+    },
     /// A manifest digest does not match what the reference or the registry said.
     #[error("manifest of {reference} should have digest {expected} but has {actual}")]
     ManifestDigest {

@@ -26,7 +26,7 @@
 //!     ..RegistryOptions::default()
 //! })?;
 //! let reference = Reference::parse("localhost:5000/app:1")?;
-//! let pulled = client.pull(&store, &reference, &Platform::host(), &|event| {
+//! let pulled = client.pull(&store, &reference, Some(&Platform::host()), &|event| {
 //!     eprintln!("{}: {:?}", &event.layer.hex()[..12], event.status);
 //! })?;
 //! println!("Digest: {}", pulled.digest);

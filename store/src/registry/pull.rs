@@ -29,18 +29,26 @@ pub struct Pulled {
     pub digest: Digest,
     /// Whether the store had it already under this reference (`Image is up to date`).
     pub up_to_date: bool,
+    /// The image's platform, when it is not the one wanted: only when no platform was asked
+    /// for (docker then warns and takes the image; an asked-for platform must match).
+    pub other_platform: Option<Platform>,
 }
 
 impl RegistryClient {
-    /// Pulls `reference` for `platform` into `store`, reporting each layer to `progress`.
+    /// Pulls `reference` into `store`, reporting each layer to `progress`. From an index, the
+    /// image for `platform` (this machine's if `None`) is taken; an image that is not an
+    /// index must be for `platform` if one is given.
     pub fn pull(
         &self,
         store: &Store,
         reference: &Reference,
-        platform: &Platform,
+        platform: Option<&Platform>,
         progress: Progress<'_>,
     ) -> Result<Pulled, RegistryError> {
         let _lease = store.lease()?;
+        let host = Platform::host();
+        let asked = platform;
+        let platform = platform.unwrap_or(&host);
         let registry = reference.registry();
         let shown = reference.familiar();
         let scope = pull_scope(reference);
@@ -66,6 +74,7 @@ impl RegistryClient {
                 id: id.clone(),
                 digest: top.digest,
                 up_to_date: true,
+                other_platform: None,
             });
         }
 
@@ -100,6 +109,16 @@ impl RegistryClient {
             &store.read_blob(&config_digest)?,
             &format!("config {config_digest}"),
         )?;
+        let actual = config.platform();
+        let other_platform =
+            (!config.architecture.is_empty() && !platform.matches(&actual)).then_some(actual);
+        if let (Some(asked), Some(actual)) = (asked, &other_platform) {
+            return Err(RegistryError::PlatformMismatch {
+                reference: shown,
+                wanted: asked.to_string(),
+                actual: actual.to_string(),
+            });
+        }
         let layers = layer_descriptors(&parsed, &config, &[], &what)?;
 
         let present: Vec<bool> = layers.iter().map(|l| store.has_blob(&l.digest)).collect();
@@ -160,6 +179,7 @@ impl RegistryClient {
             id: config_digest,
             digest: top.digest,
             up_to_date: false,
+            other_platform,
         })
     }
 

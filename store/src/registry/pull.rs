@@ -183,39 +183,114 @@ impl RegistryClient {
         })
     }
 
-    /// The tags of the repository `reference` names (`GET /v2/NAME/tags/list`), sorted.
+    /// The tags of the repository `reference` names (`GET /v2/NAME/tags/list`, following the
+    /// `Link: <…>; rel="next"` pages), sorted.
     pub fn tags(&self, reference: &Reference) -> Result<Vec<String>, RegistryError> {
         let registry = reference.registry();
         let shown = reference.familiar_name();
-        let req = Request::new(
-            "GET",
-            registry,
-            pull_scope(reference),
-            format!("/v2/{}/tags/list", reference.repository()),
-        );
-        let response = self.send(&req)?;
-        if response.status() == 404 {
-            return Err(RegistryError::ManifestNotFound {
-                reference: shown,
-                registry: registry.to_owned(),
-            });
-        }
-        let mut response = self.check(&req, response, &shown, "pull")?;
         let invalid = |reason: String| RegistryError::InvalidDocument {
             what: format!("tag list of {shown}"),
             registry: registry.to_owned(),
             reason,
         };
-        let bytes = response
-            .body_mut()
-            .with_config()
-            .limit(MAX_DOCUMENT)
-            .read_to_vec()
-            .map_err(|e| invalid(e.to_string()))?;
-        let list: oci_spec::distribution::TagList =
-            serde_json::from_slice(&bytes).map_err(|e| invalid(e.to_string()))?;
-        let mut tags = list.tags().clone();
+        let mut tags = Vec::new();
+        let mut target = Some(format!("/v2/{}/tags/list", reference.repository()));
+        let mut pages = 0;
+        while let Some(next) = target.take() {
+            pages += 1;
+            if pages > MAX_TAG_PAGES {
+                return Err(invalid(format!("more than {MAX_TAG_PAGES} pages")));
+            }
+            let req = Request::new("GET", registry, pull_scope(reference), next);
+            let response = self.send(&req)?;
+            if response.status() == 404 {
+                return Err(RegistryError::ManifestNotFound {
+                    reference: shown,
+                    registry: registry.to_owned(),
+                });
+            }
+            let mut response = self.check(&req, response, &shown, "pull")?;
+            target = response
+                .headers()
+                .get("link")
+                .and_then(|v| v.to_str().ok())
+                .and_then(next_link);
+            let bytes = response
+                .body_mut()
+                .with_config()
+                .limit(MAX_DOCUMENT)
+                .read_to_vec()
+                .map_err(|e| invalid(e.to_string()))?;
+            let list: oci_spec::distribution::TagList =
+                serde_json::from_slice(&bytes).map_err(|e| invalid(e.to_string()))?;
+            tags.extend(list.tags().iter().cloned());
+        }
         tags.sort();
+        tags.dedup();
         Ok(tags)
+    }
+}
+
+/// A registry lists at most this many pages of tags for us (a loop of `Link`s ends here).
+const MAX_TAG_PAGES: usize = 1000;
+
+/// The target of a `Link: </v2/…?last=x&n=100>; rel="next"` header, if it has a next page.
+fn next_link(header: &str) -> Option<String> {
+    header.split(',').find_map(|link| {
+        let (target, params) = link.trim().split_once(';')?;
+        let next = params
+            .split(';')
+            .any(|p| p.trim().replace(' ', "") == "rel=\"next\"" || p.trim() == "rel=next");
+        next.then(|| {
+            target
+                .trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_owned()
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::RegistryOptions;
+    use crate::registry::fake::FakeServer;
+
+    #[test]
+    fn tags_follow_the_next_links() {
+        let server = FakeServer::start(|req, _| {
+            let (tags, link) = if req.target.contains("last=b") {
+                (r#"["c"]"#, None)
+            } else {
+                (
+                    r#"["b","a"]"#,
+                    Some(r#"</v2/app/tags/list?last=b&n=2>; rel="next""#.to_owned()),
+                )
+            };
+            let body = format!(r#"{{"name":"app","tags":{tags}}}"#);
+            (
+                200,
+                link.map(|l| ("Link", l)).into_iter().collect(),
+                body.into_bytes(),
+            )
+        });
+        let client = RegistryClient::new(RegistryOptions::default()).unwrap();
+        let reference = Reference::parse(&format!("{}/app", server.host())).unwrap();
+        assert_eq!(client.tags(&reference).unwrap(), ["a", "b", "c"]);
+        let targets: Vec<String> = server.seen().into_iter().map(|s| s.target).collect();
+        assert_eq!(
+            targets,
+            ["/v2/app/tags/list", "/v2/app/tags/list?last=b&n=2"]
+        );
+    }
+
+    #[test]
+    fn link_headers() {
+        assert_eq!(
+            next_link(r#"</v2/x/tags/list?n=2&last=b>; rel="next""#).as_deref(),
+            Some("/v2/x/tags/list?n=2&last=b")
+        );
+        assert_eq!(next_link(r#"</a>; rel="prev""#), None);
     }
 }

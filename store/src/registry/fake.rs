@@ -13,9 +13,12 @@ pub(crate) struct Seen {
     /// Path and query, as sent.
     pub(crate) target: String,
     pub(crate) authorization: Option<String>,
+    /// The `Range` header.
+    pub(crate) range: Option<String>,
 }
 
-/// An answer: status, extra headers, body.
+/// An answer: status, extra headers (a `Content-Length` larger than the body makes a dropped
+/// connection), body.
 pub(crate) type Answer = (u16, Vec<(&'static str, String)>, Vec<u8>);
 
 /// The server; it stops serving when the test process ends.
@@ -46,6 +49,7 @@ impl FakeServer {
                 let method = parts.next().unwrap_or_default().to_owned();
                 let target = parts.next().unwrap_or_default().to_owned();
                 let mut authorization = None;
+                let mut range = None;
                 let mut length = 0usize;
                 loop {
                     let mut header = String::new();
@@ -55,6 +59,7 @@ impl FakeServer {
                     if let Some((k, v)) = header.split_once(':') {
                         match k.trim().to_ascii_lowercase().as_str() {
                             "authorization" => authorization = Some(v.trim().to_owned()),
+                            "range" => range = Some(v.trim().to_owned()),
                             "content-length" => length = v.trim().parse().unwrap_or(0),
                             _ => {}
                         }
@@ -66,14 +71,16 @@ impl FakeServer {
                     method,
                     target,
                     authorization,
+                    range,
                 };
                 let before = log.lock().expect("the log lock").clone();
                 let (status, headers, body) = answer(&request, &before);
                 log.lock().expect("the log lock").push(request);
-                let mut head = format!(
-                    "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n",
-                    body.len()
-                );
+                // A test may announce more than it sends: a connection that drops midway.
+                let mut head = format!("HTTP/1.1 {status} X\r\nConnection: close\r\n");
+                if !headers.iter().any(|(k, _)| *k == "Content-Length") {
+                    head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+                }
                 for (k, v) in headers {
                     head.push_str(&format!("{k}: {v}\r\n"));
                 }

@@ -65,6 +65,30 @@ pub struct LayerEvent {
 /// Where progress goes; called from several threads.
 pub type Progress<'a> = &'a (dyn Fn(LayerEvent) + Sync);
 
+/// How many times one download continues with a `Range` request after its connection broke.
+const MAX_RESUMES: u32 = 5;
+
+/// Which side of a copy failed.
+enum Interrupted {
+    Read(std::io::Error),
+    Write(std::io::Error),
+}
+
+/// `io::copy` that says whether the reader (the network: resumable) or the writer (the disk)
+/// failed.
+fn copy_resumable(from: &mut impl Read, to: &mut impl Write) -> Result<(), Interrupted> {
+    let mut buf = vec![0; 256 * 1024];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Interrupted::Read(e)),
+        };
+        to.write_all(&buf[..n]).map_err(Interrupted::Write)?;
+    }
+}
+
 /// How often `Downloading` is reported.
 const PROGRESS_STEP: u64 = 1 << 20;
 
@@ -167,44 +191,71 @@ impl RegistryClient {
         report: &dyn Fn(LayerStatus),
     ) -> Result<(), RegistryError> {
         let registry = reference.registry();
-        let mut req = Request::new(
-            "GET",
-            registry,
-            pull_scope(reference),
-            format!("/v2/{}/blobs/{digest}", reference.repository()),
-        );
-        req.blob_size = Some(size);
-        let response = self.send(&req)?;
-        if response.status() == 404 {
-            return Err(RegistryError::BlobNotFound {
-                reference: reference.familiar(),
-                registry: registry.to_owned(),
-                digest: digest.clone(),
-            });
-        }
-        let mut response = self.check(&req, response, &reference.familiar(), "pull")?;
         let failed = |source: StoreError| RegistryError::Download {
             registry: registry.to_owned(),
             digest: digest.clone(),
             source: Box::new(source),
         };
-        report(LayerStatus::Downloading {
-            current: 0,
-            total: size,
-        });
-        let writer = store.blob_writer()?;
-        let mut counting = Counting {
-            inner: writer,
+        let mut out = Counting {
+            inner: store.blob_writer()?,
             count: 0,
             reported: 0,
             total: size,
             report,
         };
-        // One byte more than announced is enough to know the registry sent too much.
-        let mut body = response.body_mut().as_reader().take(size.saturating_add(1));
-        std::io::copy(&mut body, &mut counting)
-            .map_err(|e| failed(StoreError::stream(format!("download blob {digest}"))(e)))?;
-        let received = counting.count;
+        report(LayerStatus::Downloading {
+            current: 0,
+            total: size,
+        });
+        let mut resumes = 0;
+        loop {
+            let mut req = Request::new(
+                "GET",
+                registry,
+                pull_scope(reference),
+                format!("/v2/{}/blobs/{digest}", reference.repository()),
+            );
+            req.blob_size = Some(size - out.count.min(size));
+            if out.count > 0 {
+                req.headers.push(("Range", format!("bytes={}-", out.count)));
+            }
+            let response = self.send(&req)?;
+            if response.status() == 404 {
+                return Err(RegistryError::BlobNotFound {
+                    reference: reference.familiar(),
+                    registry: registry.to_owned(),
+                    digest: digest.clone(),
+                });
+            }
+            let mut response = self.check(&req, response, &reference.familiar(), "pull")?;
+            if out.count > 0 && response.status() != 206 {
+                // It sent the whole blob again: start over (the caller's one retry).
+                return Err(failed(StoreError::stream(format!(
+                    "resume the download of blob {digest}"
+                ))(std::io::Error::other(
+                    "the registry does not answer range requests",
+                ))));
+            }
+            // One byte more than announced is enough to know the registry sent too much.
+            let left = size.saturating_add(1) - out.count.min(size);
+            let mut body = response.body_mut().as_reader().take(left);
+            match copy_resumable(&mut body, &mut out) {
+                Ok(()) => break,
+                Err(Interrupted::Write(e)) => {
+                    return Err(StoreError::stream(format!("store blob {digest}"))(e).into());
+                }
+                Err(Interrupted::Read(e)) => {
+                    // A dropped connection: ask for the rest, a few times.
+                    if resumes >= MAX_RESUMES || out.count >= size {
+                        return Err(failed(StoreError::stream(format!(
+                            "download blob {digest}"
+                        ))(e)));
+                    }
+                    resumes += 1;
+                }
+            }
+        }
+        let received = out.count;
         if received != size {
             return Err(failed(StoreError::SizeMismatch {
                 what: format!("blob {digest}"),
@@ -213,7 +264,7 @@ impl RegistryClient {
             }));
         }
         report(LayerStatus::VerifyingChecksum);
-        counting.inner.commit(Some(digest)).map_err(|e| match e {
+        out.inner.commit(Some(digest)).map_err(|e| match e {
             e @ StoreError::DigestMismatch { .. } => failed(e),
             e => RegistryError::from(e),
         })?;
@@ -385,6 +436,37 @@ mod tests {
         assert_eq!(always.seen().len(), 2);
         assert!(!store.has_blob(&other));
         assert!(store.check().unwrap().is_clean());
+    }
+
+    #[test]
+    fn a_dropped_connection_resumes_with_a_range_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("root")).unwrap();
+        let whole = b"layer bytes";
+        let digest = Digest::of(whole);
+        let server = FakeServer::start(|req, _| match &req.range {
+            // The connection drops after 5 of the 11 bytes.
+            None => (
+                200,
+                vec![("Content-Length", "11".to_owned())],
+                b"layer".to_vec(),
+            ),
+            Some(range) => {
+                assert_eq!(range, "bytes=5-");
+                (
+                    206,
+                    vec![("Content-Range", "bytes 5-10/11".to_owned())],
+                    b" bytes".to_vec(),
+                )
+            }
+        });
+        let reference = Reference::parse(&format!("{}/app:1", server.host())).unwrap();
+        client()
+            .download_blob(&store, &reference, &digest, 11, &|_| {})
+            .unwrap();
+        assert_eq!(store.read_blob(&digest).unwrap(), whole);
+        let ranges: Vec<Option<String>> = server.seen().into_iter().map(|s| s.range).collect();
+        assert_eq!(ranges, [None, Some("bytes=5-".to_owned())]);
     }
 
     #[test]

@@ -428,6 +428,22 @@ impl RegistryClient {
         }
     }
 
+    /// Sends `req` and turns a failure into an error: `on_404` for a 404 (the caller knows what
+    /// is missing: a manifest, a blob), the others as [`RegistryClient::check`] does.
+    pub(crate) fn send_checked(
+        &self,
+        req: &Request<'_>,
+        reference: &str,
+        action: &'static str,
+        on_404: impl FnOnce() -> RegistryError,
+    ) -> Result<Response<ureq::Body>, RegistryError> {
+        let response = self.send(req)?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Err(on_404());
+        }
+        self.check(req, response, reference, action)
+    }
+
     /// A response's status as an error naming what was asked (`reference`, `action`), or the
     /// response if it is a success.
     pub(crate) fn check(

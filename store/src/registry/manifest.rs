@@ -112,14 +112,11 @@ impl RegistryClient {
             format!("/v2/{}/manifests/{by}", reference.repository()),
         );
         req.headers.push(("Accept", ACCEPT.to_owned()));
-        let response = self.send(&req)?;
-        if response.status() == 404 {
-            return Err(RegistryError::ManifestNotFound {
-                reference: shown,
+        let mut response =
+            self.send_checked(&req, &shown, "pull", || RegistryError::ManifestNotFound {
+                reference: shown.clone(),
                 registry: registry.to_owned(),
-            });
-        }
-        let mut response = self.check(&req, response, &shown, "pull")?;
+            })?;
         let invalid = |reason: String| RegistryError::InvalidDocument {
             what: format!("manifest for {shown}"),
             registry: registry.to_owned(),

@@ -202,14 +202,11 @@ impl RegistryClient {
                 return Err(invalid(format!("more than {MAX_TAG_PAGES} pages")));
             }
             let req = Request::new("GET", registry, pull_scope(reference), next);
-            let response = self.send(&req)?;
-            if response.status() == 404 {
-                return Err(RegistryError::ManifestNotFound {
-                    reference: shown,
+            let mut response =
+                self.send_checked(&req, &shown, "pull", || RegistryError::ManifestNotFound {
+                    reference: shown.clone(),
                     registry: registry.to_owned(),
-                });
-            }
-            let mut response = self.check(&req, response, &shown, "pull")?;
+                })?;
             target = response
                 .headers()
                 .get("link")

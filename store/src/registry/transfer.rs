@@ -219,15 +219,13 @@ impl RegistryClient {
             if out.count > 0 {
                 req.headers.push(("Range", format!("bytes={}-", out.count)));
             }
-            let response = self.send(&req)?;
-            if response.status() == 404 {
-                return Err(RegistryError::BlobNotFound {
+            let mut response = self.send_checked(&req, &reference.familiar(), "pull", || {
+                RegistryError::BlobNotFound {
                     reference: reference.familiar(),
                     registry: registry.to_owned(),
                     digest: digest.clone(),
-                });
-            }
-            let mut response = self.check(&req, response, &reference.familiar(), "pull")?;
+                }
+            })?;
             if out.count > 0 && response.status() != 206 {
                 // It sent the whole blob again: start over (the caller's one retry).
                 return Err(failed(StoreError::stream(format!(

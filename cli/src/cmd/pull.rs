@@ -80,7 +80,7 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             );
         }
         newer |= !pulled.up_to_date;
-        if !args.quiet && !args.all_tags {
+        if !args.quiet {
             writeln!(out, "Digest: {}", pulled.digest)?;
         }
         last_digest = Some(pulled);

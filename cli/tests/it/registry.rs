@@ -231,9 +231,14 @@ fn pull_all_tags_gets_every_tag_of_the_repository() {
 
     let env = TestEnv::new();
     let out = env.ok(["pull", "-a", &repo]);
+    let digest = digest_after(&pushed, "a: digest: ");
     for tag in ["a", "b", "c"] {
+        // Each tag: its lines, then its digest (docker's order).
+        let from = out
+            .find(&format!("{tag}: Pulling from three\n"))
+            .unwrap_or_else(|| panic!("no {tag} in {out}"));
         assert!(
-            out.contains(&format!("{tag}: Pulling from three\n")),
+            out[from..].contains(&format!("\nDigest: {digest}\n")),
             "{out}"
         );
     }

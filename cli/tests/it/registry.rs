@@ -29,14 +29,7 @@ impl Registry {
 
     fn start_with(basic: Option<(&str, &str)>) -> Registry {
         let dir = tempfile::tempdir().expect("create a temp dir");
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("find a free port")
-            .port();
-        let mut config = format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
-            dir.path().join("data").display()
-        );
+        let mut auth = String::new();
         if let Some((user, password)) = basic {
             let out = Command::new("htpasswd")
                 .args(["-Bbn", user, password])
@@ -45,38 +38,51 @@ impl Registry {
             assert!(out.status.success(), "htpasswd failed");
             let file = dir.path().join("htpasswd");
             fs_err::write(&file, &out.stdout).expect("write htpasswd");
-            config.push_str(&format!(
+            auth = format!(
                 "auth:\n  htpasswd:\n    realm: strata-test\n    path: {}\n",
                 file.display()
-            ));
+            );
         }
-        let config_path = dir.path().join("config.yml");
-        fs_err::write(&config_path, config).expect("write the registry config");
-        let mut child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config_path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start docker-registry (Debian's docker-registry package)");
-        // Ready when it accepts connections; it exits at once on a bad config.
-        let mut ready = false;
-        for _ in 0..200 {
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                ready = true;
-                break;
+        // A free port can be taken between our probe and the registry's bind (tests run in
+        // parallel): then the registry exits, and we try another.
+        for _attempt in 0..5 {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("find a free port")
+                .port();
+            let config = format!(
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{auth}",
+                dir.path().join("data").display()
+            );
+            let config_path = dir.path().join("config.yml");
+            fs_err::write(&config_path, config).expect("write the registry config");
+            let mut child = Command::new("docker-registry")
+                .arg("serve")
+                .arg(&config_path)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start docker-registry (Debian's docker-registry package)");
+            // Ready when it accepts connections and is still running.
+            for _ in 0..200 {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                if TcpStream::connect(("127.0.0.1", port)).is_ok()
+                    && matches!(child.try_wait(), Ok(None))
+                {
+                    return Registry {
+                        child,
+                        port,
+                        _dir: dir,
+                    };
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
             }
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("docker-registry exited: {status}");
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
+            let _ = child.kill();
+            let _ = child.wait();
         }
-        assert!(ready, "docker-registry did not listen on port {port}");
-        Registry {
-            child,
-            port,
-            _dir: dir,
-        }
+        panic!("docker-registry did not start on a free port in 5 tries");
     }
 
     /// `127.0.0.1:PORT`.

@@ -588,3 +588,102 @@ fn a_layer_in_another_repository_of_the_registry_is_mounted_not_sent() {
     fresh.ok(["pull", "-q", &second]);
     fresh.ok(["system", "check"]);
 }
+
+/// A `docker-credential-fake` in `dir/bin` that keeps one login in `dir/creds` (docker's
+/// helper protocol: `get` prints it, `store` writes it, `erase` removes it) and logs each call
+/// and its input to `dir/calls`.
+fn fake_credential_helper(dir: &Path) -> PathBuf {
+    let bin = dir.join("bin");
+    fs_err::create_dir_all(&bin).expect("mkdir");
+    let script = format!(
+        "#!/bin/sh\nd={dir}\ninput=$(cat)\necho \"$1 $input\" >> \"$d/calls\"\ncase \"$1\" in\n  get) if [ -f \"$d/creds\" ]; then cat \"$d/creds\"; else echo 'credentials not found in native keychain'; exit 1; fi ;;\n  store) printf '%s' \"$input\" > \"$d/creds\" ;;\n  erase) rm -f \"$d/creds\" ;;\nesac\n",
+        dir = dir.display()
+    );
+    let helper = bin.join("docker-credential-fake");
+    fs_err::write(&helper, script).expect("write the helper");
+    fs_err::set_permissions(&helper, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod the helper");
+    bin
+}
+
+#[test]
+fn a_credential_helper_keeps_the_login_when_dockers_config_names_one() {
+    let registry = Registry::with_basic_auth("bob", "hunter2");
+    let env = TestEnv::with_base("img");
+    let docker_config = env.dir().join("docker");
+    fs_err::create_dir_all(&docker_config).expect("mkdir");
+    fs_err::write(
+        docker_config.join("config.json"),
+        r#"{"credsStore":"fake"}"#,
+    )
+    .expect("write config.json");
+    let helper_dir = env.dir().join("helper");
+    let bin = fake_credential_helper(&helper_dir);
+    let path = format!("{}:/usr/local/bin:/usr/bin:/bin", bin.display());
+    let remote = registry.image("kept:1");
+    env.ok(["tag", "img", &remote]);
+    let strata = |args: &[&str], stdin: &str| {
+        let mut c = env.command(args);
+        c.env("DOCKER_CONFIG", &docker_config)
+            .env("PATH", &path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().expect("run strata");
+        std::io::Write::write_all(child.stdin.as_mut().expect("stdin"), stdin.as_bytes())
+            .expect("write stdin");
+        child.wait_with_output().expect("wait for strata")
+    };
+
+    let login = strata(
+        &["login", &registry.host(), "-u", "bob", "--password-stdin"],
+        "hunter2\n",
+    );
+    assert!(
+        login.status.success(),
+        "{}",
+        String::from_utf8_lossy(&login.stderr)
+    );
+    // The helper has the password; the file only lists the login.
+    let stored: serde_json::Value =
+        serde_json::from_slice(&fs_err::read(helper_dir.join("creds")).expect("creds"))
+            .expect("json");
+    assert_eq!(
+        stored,
+        serde_json::json!({"ServerURL": registry.host(), "Username": "bob", "Secret": "hunter2"})
+    );
+    let config: serde_json::Value = serde_json::from_slice(
+        &fs_err::read(docker_config.join("config.json")).expect("config.json"),
+    )
+    .expect("json");
+    assert_eq!(
+        config,
+        serde_json::json!({"credsStore": "fake", "auths": {registry.host(): {}}})
+    );
+
+    let push = strata(&["push", &remote], "");
+    assert!(
+        push.status.success(),
+        "{}",
+        String::from_utf8_lossy(&push.stderr)
+    );
+    let calls = fs_err::read_to_string(helper_dir.join("calls")).expect("calls");
+    assert!(
+        calls.contains(&format!("get {}\n", registry.host())),
+        "{calls}"
+    );
+
+    let logout = strata(&["logout", &registry.host()], "");
+    assert_eq!(
+        String::from_utf8_lossy(&logout.stdout),
+        format!("Removing login credentials for {}\n", registry.host())
+    );
+    assert!(!helper_dir.join("creds").exists());
+    let push = strata(&["push", &remote], "");
+    assert_eq!(push.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&push.stderr).contains("authentication required"),
+        "{}",
+        String::from_utf8_lossy(&push.stderr)
+    );
+}

@@ -173,9 +173,9 @@ impl RegistryClient {
         &self.options
     }
 
-    fn credentials(&self, registry: &str) -> Option<&Credentials> {
+    fn credentials(&self, registry: &str) -> Option<Credentials> {
         match &self.explicit {
-            Some((r, c)) if r == registry => Some(c),
+            Some((r, c)) if r == registry => Some(c.clone()),
             _ => self.config.credentials(registry),
         }
     }
@@ -219,7 +219,7 @@ impl RegistryClient {
             .get(registry)
             .cloned()?;
         match challenge {
-            Challenge::Basic => self.credentials(registry).map(Credentials::basic),
+            Challenge::Basic => self.credentials(registry).as_ref().map(Credentials::basic),
             Challenge::Bearer { .. } => self
                 .tokens
                 .lock()

@@ -1,8 +1,9 @@
 //! Credentials in docker's config file (`~/.docker/config.json`), so that a user who ran
-//! `docker login` is logged in for strata too, and `strata login` is visible to docker. Only the
-//! `auths` map for now (`auth` = base64 of `user:password`, or `username` + `password`);
-//! `credsStore` and `credHelpers` are kept untouched when we write. The CLI finds the file
-//! (`$DOCKER_CONFIG`, `$HOME`); this module only gets its path.
+//! `docker login` is logged in for strata too, and `strata login` is visible to docker: a
+//! credential helper when the file names one for the registry (`credHelpers`, else
+//! `credsStore`; see `helper.rs`), else the `auths` map (`auth` = base64 of `user:password`, or
+//! `username` + `password`). The CLI finds the file (`$DOCKER_CONFIG`, `$HOME`); this module
+//! only gets its path.
 //!
 //! Hand-written rather than the `docker_credential` crate: that crate reads the same map but
 //! finds the file itself from the environment (libraries here never read it) and cannot
@@ -13,7 +14,9 @@ use crate::registry::error::RegistryError;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Map, Value};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 /// A user name and password (or token) for one registry.
 #[derive(Clone, PartialEq, Eq)]
@@ -77,11 +80,28 @@ pub(crate) fn host_of(key: &str) -> String {
     }
 }
 
-/// Docker's config file, read once: the credentials of its `auths` map.
-#[derive(Debug, Clone, Default)]
+/// Docker's config file, read once: the credentials of its `auths` map and the helpers it
+/// names. What a helper answers is asked once per registry and kept.
+#[derive(Debug, Default)]
 pub(crate) struct DockerConfig {
     path: Option<PathBuf>,
     auths: Vec<(String, Credentials)>,
+    doc: Map<String, Value>,
+    from_helpers: Mutex<HashMap<String, Option<Credentials>>>,
+}
+
+/// The helper docker's config `doc` names for registry `host`: its `credHelpers` entry, else
+/// `credsStore`.
+fn helper_in(doc: &Map<String, Value>, host: &str) -> Option<String> {
+    let per_registry = doc
+        .get("credHelpers")
+        .and_then(Value::as_object)
+        .and_then(|m| m.iter().find(|(k, _)| host_of(k) == host))
+        .and_then(|(_, v)| v.as_str());
+    per_registry
+        .or_else(|| doc.get("credsStore").and_then(Value::as_str))
+        .filter(|h| !h.is_empty())
+        .map(str::to_owned)
 }
 
 impl DockerConfig {
@@ -102,18 +122,42 @@ impl DockerConfig {
         Ok(DockerConfig {
             path: Some(path.to_owned()),
             auths,
+            doc,
+            from_helpers: Mutex::default(),
         })
     }
 
-    /// The credentials for `registry` (`localhost:5000`, `docker.io`), if any.
-    pub(crate) fn credentials(&self, registry: &str) -> Option<&Credentials> {
+    /// The credentials for `registry` (`localhost:5000`, `docker.io`), if any: from its
+    /// credential helper, else from `auths`.
+    pub(crate) fn credentials(&self, registry: &str) -> Option<Credentials> {
         let host = host_of(registry);
-        self.auths.iter().find(|(h, _)| *h == host).map(|(_, c)| c)
+        if let Some(helper) = helper_in(&self.doc, &host) {
+            let mut cache = self
+                .from_helpers
+                .lock()
+                .expect("no thread panics holding the lock");
+            let answer = cache
+                .entry(host.clone())
+                .or_insert_with(|| crate::registry::helper::get(&helper, &config_key(&host)));
+            if let Some(c) = answer {
+                return Some(c.clone());
+            }
+        }
+        self.auths
+            .iter()
+            .find(|(h, _)| *h == host)
+            .map(|(_, c)| c.clone())
     }
 
     /// How to say where credentials for `registry` came from, for error messages.
     pub(crate) fn describe(&self, registry: &str) -> String {
+        let helper = helper_in(&self.doc, &host_of(registry));
         match (&self.path, self.credentials(registry)) {
+            (Some(_), Some(c)) if helper.is_some() => format!(
+                "tried the credentials of user {:?} from docker-credential-{}",
+                c.username,
+                helper.unwrap_or_default()
+            ),
             (Some(path), Some(c)) => format!(
                 "tried the credentials of user {:?} for {registry} in {}",
                 c.username,
@@ -187,13 +231,15 @@ fn write_document(path: &Path, doc: &Map<String, Value>) -> Result<(), RegistryE
 }
 
 /// Writes `credentials` for `server` into the docker config at `path` (created if missing, mode
-/// 0600, every other field kept), as `docker login` does.
+/// 0600, every other field kept), or into the credential helper it names for `server`, as
+/// `docker login` does.
 pub fn save_credentials(
     path: &Path,
     server: &str,
     credentials: &Credentials,
 ) -> Result<(), RegistryError> {
     let mut doc = read_document(path)?;
+    let doc_helpers = doc.clone();
     let auths = doc
         .entry("auths")
         .or_insert_with(|| Value::Object(Map::new()));
@@ -205,20 +251,29 @@ pub fn save_credentials(
         .expect("auths was just made an object");
     let host = host_of(server);
     auths.retain(|k, _| host_of(k) != host);
-    auths.insert(
-        config_key(&host),
-        serde_json::json!({
+    let entry = match helper_in(&doc_helpers, &host) {
+        // The helper keeps the password; docker writes an empty entry to list the login.
+        Some(helper) => {
+            crate::registry::helper::store(&helper, &config_key(&host), credentials)?;
+            serde_json::json!({})
+        }
+        None => serde_json::json!({
             "auth": BASE64.encode(format!("{}:{}", credentials.username, credentials.password))
         }),
-    );
+    };
+    auths.insert(config_key(&host), entry);
     write_document(path, &doc)
 }
 
-/// Removes the credentials for `server` from the docker config at `path`; returns whether there
-/// were any (`docker logout` says "Not logged in" otherwise).
+/// Removes the credentials for `server` from the docker config at `path` (and its credential
+/// helper); returns whether the file listed a login (`docker logout` says "Not logged in"
+/// otherwise).
 pub fn remove_credentials(path: &Path, server: &str) -> Result<bool, RegistryError> {
     let mut doc = read_document(path)?;
     let host = host_of(server);
+    if let Some(helper) = helper_in(&doc, &host) {
+        crate::registry::helper::erase(&helper, &config_key(&host))?;
+    }
     let Some(auths) = doc.get_mut("auths").and_then(Value::as_object_mut) else {
         return Ok(false);
     };
@@ -276,7 +331,7 @@ mod tests {
             BASE64.encode("alice:pw:with:colons")
         );
         let read = DockerConfig::read(Some(&path)).unwrap();
-        assert_eq!(read.credentials("localhost:5000"), Some(&creds));
+        assert_eq!(read.credentials("localhost:5000"), Some(creds.clone()));
 
         // docker's own fields survive a login and a logout.
         let mut doc = read_document(&path).unwrap();
@@ -294,5 +349,21 @@ mod tests {
             doc["auths"].as_object().unwrap().keys().collect::<Vec<_>>(),
             ["https://index.docker.io/v1/"]
         );
+    }
+
+    #[test]
+    fn a_registry_s_own_helper_wins_over_the_store_for_all() {
+        let doc: Map<String, Value> = serde_json::from_str(
+            r#"{"credsStore":"desktop","credHelpers":{"gcr.io":"gcloud","https://index.docker.io/v1/":"hub"}}"#,
+        )
+        .unwrap();
+        assert_eq!(helper_in(&doc, "gcr.io").as_deref(), Some("gcloud"));
+        assert_eq!(helper_in(&doc, "docker.io").as_deref(), Some("hub"));
+        assert_eq!(
+            helper_in(&doc, "localhost:5000").as_deref(),
+            Some("desktop")
+        );
+        let none: Map<String, Value> = serde_json::from_str(r#"{"credsStore":""}"#).unwrap();
+        assert_eq!(helper_in(&none, "gcr.io"), None);
     }
 }

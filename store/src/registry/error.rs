@@ -150,6 +150,16 @@ pub enum RegistryError {
         /// The digest of the bytes received.
         actual: Digest,
     },
+    /// A docker credential helper failed to store or erase credentials.
+    #[error("{helper} failed to {action} the credentials: {reason}")]
+    Helper {
+        /// The helper program (`docker-credential-pass`).
+        helper: String,
+        /// `store` or `erase`.
+        action: &'static str,
+        /// What it said.
+        reason: String,
+    },
     /// A registry given as a login server is not a host name.
     #[error("invalid registry address {0:?}")]
     InvalidServer(String),

@@ -41,6 +41,7 @@ mod credentials;
 mod error;
 #[cfg(test)]
 mod fake;
+mod helper;
 mod manifest;
 mod pull;
 mod push;

@@ -51,6 +51,9 @@ impl Default for RegistryOptions {
 /// stalled connection ends without cutting off a slow but moving one.
 const BLOB_RATE: u64 = 64 * 1024;
 
+/// The most a blob's size adds to its timeout (a week).
+const MAX_BLOB_SLACK: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// The longest we wait because a registry said `Retry-After`.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
@@ -355,9 +358,11 @@ impl RegistryClient {
         request: ureq::http::Request<impl ureq::AsSendBody>,
         req: &Request<'_>,
     ) -> Result<Response<ureq::Body>, ureq::Error> {
-        let slack = req
-            .blob_size
-            .map_or(Duration::ZERO, |n| Duration::from_secs(n / BLOB_RATE));
+        // A size comes from a manifest, which anyone may write: bounded, so that a deadline
+        // (now + timeout) cannot overflow.
+        let slack = req.blob_size.map_or(Duration::ZERO, |n| {
+            Duration::from_secs(n / BLOB_RATE).min(MAX_BLOB_SLACK)
+        });
         let timeout = Some(self.options.timeout.saturating_add(slack));
         let request = self
             .agent

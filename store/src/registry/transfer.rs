@@ -468,6 +468,24 @@ mod tests {
     }
 
     #[test]
+    fn an_absurd_size_from_a_manifest_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("root")).unwrap();
+        let server = FakeServer::start(|_, _| (200, vec![], b"tiny".to_vec()));
+        let reference = Reference::parse(&format!("{}/app:1", server.host())).unwrap();
+        let digest = Digest::of(b"tiny");
+        let err = client()
+            .download_blob(&store, &reference, &digest, u64::MAX, &|_| {})
+            .unwrap_err();
+        assert!(matches!(
+            &err,
+            RegistryError::Download { source, .. }
+                if matches!(**source, StoreError::SizeMismatch { actual: 4, .. })
+        ));
+        assert!(!store.has_blob(&digest));
+    }
+
+    #[test]
     fn a_short_or_missing_blob_is_an_error_naming_it() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path().join("root")).unwrap();

@@ -25,9 +25,6 @@ pub(crate) enum Visit {
     Copy,
     /// Leave it out (a directory with everything inside).
     Skip,
-    /// An excluded directory that a `!` exception may reach into: walk it, and create it only
-    /// as the parent of something copied, as BuildKit's copier does.
-    WalkExcluded,
 }
 
 /// Decides what a directory copy does with an entry, given its path relative to the copied
@@ -219,10 +216,8 @@ pub(crate) fn copy_dir_contents(
         let st = sys::lstat_at(level.src.as_fd(), Path::new(&name)).map_err(err_at(&here))?;
         let is_dir = ftype(&st) == libc::S_IFDIR;
         let (visit, matches) = (opts.filter)(&rel, is_dir, level.matches.as_ref());
-        match visit {
-            Visit::Skip => continue,
-            Visit::WalkExcluded if !is_dir => continue,
-            Visit::WalkExcluded | Visit::Copy => {}
+        if visit == Visit::Skip {
+            continue;
         }
         if is_dir {
             let s = confined::open_no_symlinks(
@@ -233,16 +228,10 @@ pub(crate) fn copy_dir_contents(
             )
             .map_err(err_at(&here))?;
             let names = list(s.as_fd()).map_err(err_at(&here))?;
-            let dst = match visit {
-                Visit::Copy => {
-                    let parent = created_parent(&mut stack, opts, counts, display)?;
-                    let d =
-                        make_dir(parent.as_fd(), &name, &st, opts, true).map_err(err_at(&here))?;
-                    counts.entries += 1;
-                    Some(Rc::new(d))
-                }
-                _ => None,
-            };
+            let parent = created_parent(&mut stack, opts, counts, display)?;
+            let d = make_dir(parent.as_fd(), &name, &st, opts, true).map_err(err_at(&here))?;
+            counts.entries += 1;
+            let dst = Some(Rc::new(d));
             stack.push(Level {
                 src: s,
                 dst,

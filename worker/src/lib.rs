@@ -19,6 +19,7 @@ mod plan;
 mod reuse;
 mod run;
 mod sandbox;
+mod source;
 mod spec;
 mod stub;
 mod sys;

@@ -38,5 +38,5 @@ pub use record::{
     CacheDb, CacheDbError, CacheUsage, LayerRef, PruneFilter, PruneReport, Record, StepRef,
     StoredRecord,
 };
-pub use selection::{SelectedEntry, Selection, SelectionDiff, SelectionSum};
+pub use selection::{Placement, SelectedEntry, Selection, SelectionDiff, SelectionSum};
 pub use statcache::StatCacheStatus;

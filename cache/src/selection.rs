@@ -1,20 +1,12 @@
 //! What a COPY/ADD reads from a tree, and the checksum of exactly that.
 //!
-//! A step's cache key must change when, and only when, what it copies changes. So a
-//! selection is resolved the way BuildKit's copy resolves it, and the checksum covers each
-//! selected entry's path, type, mode, (owner,) link target and bytes:
-//!
-//! * a source is cleaned as Go does (`../x` is `/x`: nothing escapes the root);
-//! * symlinks in the middle of a source are followed inside the root (an absolute target is
-//!   relative to the root, `..` stops at it); the last component is followed too when
-//!   `follow_links` is set (COPY and ADD do), so `COPY link /` copies the target's bytes;
-//! * a directory source selects its whole subtree, minus `--exclude` matches (relative to the
-//!   source), symlinks inside copied as links, never followed. Its own mode does not count:
-//!   COPY copies a directory's contents, never the directory;
-//! * a source with `*`, `?` or `[` is a Go `filepath.Match` glob over the path below its last
-//!   plain component; a matching directory brings its subtree. A glob matching nothing
-//!   selects nothing (Docker then copies nothing, no error); a plain source that does not
-//!   exist is [`ContextError::NotFound`], Docker's `"/x": not found`.
+//! A step's cache key must change when, and only when, what it copies changes. So the
+//! selection is resolved by the one resolver the copy runs too ([`resolver::resolve`], over
+//! this index: cleaning, wildcards, symlinks, directory subtrees, `--exclude`, `--parents`;
+//! its module lists the rules), and the checksum covers each listed entry's path, type,
+//! mode, (owner,) link target and bytes. A directory a source names counts only as "a
+//! directory": COPY copies its contents, never the directory itself. `.dockerignore` was
+//! applied when the index was scanned.
 //!
 //! The result lists every selected entry with its digest, so that two builds' selections can
 //! be compared file by file (`--explain`) with [`SelectionSum::diff`].
@@ -79,6 +71,23 @@ pub struct SelectedEntry {
     pub kind: EntryKind,
     /// Its entry digest (type, mode, owner if kept, link target, bytes; never times).
     pub digest: Checksum,
+}
+
+/// One entry a selection reads and where the COPY writes it
+/// ([`ContextIndex::placements`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    /// As in [`SelectedEntry::path`].
+    pub path: String,
+    /// Where it lands, relative to the COPY's destination taken as a directory (`""`: the
+    /// destination itself); a lone file onto a destination that is not a directory is
+    /// written as the destination.
+    pub dest: String,
+    /// What it is (a followed symlink: its target's kind).
+    pub kind: EntryKind,
+    /// Named or matched by a source; a directory source is not copied itself, only what is
+    /// in it.
+    pub source: bool,
 }
 
 /// The checksum of a selection and the entries it covers, in copy order.
@@ -230,21 +239,7 @@ impl ContextIndex {
     /// copy runs too. Reads (in parallel) only the selected files whose digests the stat
     /// cache did not have.
     pub fn checksum(&self, selection: &Selection) -> Result<SelectionSum, ContextError> {
-        let req = resolver::Request {
-            sources: &selection.sources,
-            excludes: &selection.excludes,
-            follow_links: selection.follow_links,
-            parents: selection.parents,
-        };
-        let picks = resolver::resolve(&Listing(self), &req).map_err(|e| match e {
-            ResolveError::NotFound { path } => ContextError::NotFound { path },
-            ResolveError::Loop { path } => ContextError::SymlinkLoop { path },
-            ResolveError::BadPattern { pattern } => ContextError::BadPattern { pattern },
-            ResolveError::BadExclude { pattern, source } => {
-                ContextError::BadExclude { pattern, source }
-            }
-            ResolveError::Tree(never) => match never {},
-        })?;
+        let picks = self.resolve(selection)?;
         // The directory a source names stands for "a directory", nothing more: its contents
         // are copied, never itself.
         let source_dir = |p: &SourceEntry<usize>| p.source && p.kind == resolver::Kind::Dir;
@@ -273,6 +268,39 @@ impl ContextIndex {
             })
             .collect();
         Ok(SelectionSum::new(entries))
+    }
+
+    /// The entries [`Self::checksum`] covers, with where the COPY writes each one: the list
+    /// the copy executes, to compare what is keyed with what is written.
+    pub fn placements(&self, selection: &Selection) -> Result<Vec<Placement>, ContextError> {
+        Ok(self
+            .resolve(selection)?
+            .into_iter()
+            .map(|p| Placement {
+                kind: self.entries[p.node].kind,
+                path: p.path,
+                dest: p.dest,
+                source: p.source,
+            })
+            .collect())
+    }
+
+    fn resolve(&self, selection: &Selection) -> Result<Vec<SourceEntry<usize>>, ContextError> {
+        let req = resolver::Request {
+            sources: &selection.sources,
+            excludes: &selection.excludes,
+            follow_links: selection.follow_links,
+            parents: selection.parents,
+        };
+        resolver::resolve(&Listing(self), &req).map_err(|e| match e {
+            ResolveError::NotFound { path } => ContextError::NotFound { path },
+            ResolveError::Loop { path } => ContextError::SymlinkLoop { path },
+            ResolveError::BadPattern { pattern } => ContextError::BadPattern { pattern },
+            ResolveError::BadExclude { pattern, source } => {
+                ContextError::BadExclude { pattern, source }
+            }
+            ResolveError::Tree(never) => match never {},
+        })
     }
 }
 

@@ -176,6 +176,9 @@ where
     Ok(out)
 }
 
+/// Entries with their names as the COPY names them.
+type Named<N> = Vec<(String, N)>;
+
 struct Resolver<'t, T> {
     tree: &'t T,
     excludes: PatternMatcher,
@@ -247,11 +250,7 @@ where
 
     /// The entries a source names: itself if plain (followed as asked), else what its glob
     /// matches. Each with its name as the COPY names it.
-    fn matches(
-        &self,
-        source: &str,
-        rel: &str,
-    ) -> Result<Vec<(String, T::Node)>, ResolveError<T::Error>> {
+    fn matches(&self, source: &str, rel: &str) -> Result<Named<T::Node>, ResolveError<T::Error>> {
         let comps: Vec<&str> = if rel.is_empty() {
             Vec::new()
         } else {
@@ -548,6 +547,13 @@ mod tests {
             .collect())
     }
 
+    /// Sources, excludes, and the (path, dest) pairs expected in order.
+    type Case = (
+        &'static [&'static str],
+        &'static [&'static str],
+        &'static [(&'static str, &'static str)],
+    );
+
     fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
         expected
             .iter()
@@ -572,7 +578,7 @@ mod tests {
     #[test]
     fn sources_list_what_lands_where() {
         let t = tree();
-        let cases: &[(&[&str], &[&str], &[(&str, &str)])] = &[
+        let cases: &[Case] = &[
             (&["a.txt"], &[], &[("a.txt", "a.txt")]),
             (
                 &["../x/b"],
@@ -627,7 +633,7 @@ mod tests {
     #[test]
     fn parents_keep_and_exclude_below_the_pivot() {
         let t = tree();
-        let cases: &[(&[&str], &[&str], &[(&str, &str)])] = &[
+        let cases: &[Case] = &[
             (
                 &["x/./a"],
                 &["a/*.log", "a/sub"],

@@ -28,7 +28,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
-use strata_graph::pattern::{self, DirVisit, ParentMatches, PatternError};
+use strata_graph::pattern::{self, DirVisit, PatternError};
 use strata_graph::resolver::{self, ResolveError};
 use strata_graph::{Chown, FileAction, FileOp};
 use strata_store::confined::{self, ConfinedRoot, DirOpts, ExtractOptions, Replace, clear_entry};
@@ -583,14 +583,7 @@ struct CopySpec<'a> {
 /// What a COPY copies of a directory source: exactly the entries the resolver listed below
 /// it (`keep`, paths relative to the directory), so the copy writes what the key covers.
 fn copy_filter(keep: HashSet<String>) -> copy::FilterFn {
-    Rc::new(move |rel: &str, _: bool, _: Option<&ParentMatches>| {
-        let visit = if keep.contains(rel) {
-            copy::Visit::Copy
-        } else {
-            copy::Visit::Skip
-        };
-        (visit, ParentMatches::default())
-    })
+    Rc::new(move |rel: &str| keep.contains(rel))
 }
 
 /// One entry a source names or matches, with what the resolver lists below it.

@@ -35,5 +35,5 @@ pub use key::{CacheKey, KeyParts};
 pub use record::{
     CacheDb, CacheDbError, CacheUsage, PruneFilter, PruneReport, Record, StepRef, StoredRecord,
 };
-pub use selection::{SelectedEntry, Selection, SelectionDiff, SelectionSum};
+pub use selection::{Placement, SelectedEntry, Selection, SelectionDiff, SelectionSum};
 pub use statcache::StatCacheStatus;

@@ -1,20 +1,12 @@
 //! What a COPY/ADD reads from a tree, and the checksum of exactly that.
 //!
-//! A step's cache key must change when, and only when, what it copies changes. So a
-//! selection is resolved the way BuildKit's copy resolves it, and the checksum covers each
-//! selected entry's path, type, mode, (owner,) link target and bytes:
-//!
-//! * a source is cleaned as Go does (`../x` is `/x`: nothing escapes the root);
-//! * symlinks in the middle of a source are followed inside the root (an absolute target is
-//!   relative to the root, `..` stops at it); the last component is followed too when
-//!   `follow_links` is set (COPY and ADD do), so `COPY link /` copies the target's bytes;
-//! * a directory source selects its whole subtree, minus `--exclude` matches (relative to the
-//!   source), symlinks inside copied as links, never followed. Its own mode does not count:
-//!   COPY copies a directory's contents, never the directory;
-//! * a source with `*`, `?` or `[` is a Go `filepath.Match` glob over the path below its last
-//!   plain component; a matching directory brings its subtree. A glob matching nothing
-//!   selects nothing (Docker then copies nothing, no error); a plain source that does not
-//!   exist is [`ContextError::NotFound`], Docker's `"/x": not found`.
+//! A step's cache key must change when, and only when, what it copies changes. So the
+//! selection is resolved by the one resolver the copy runs too ([`resolver::resolve`], over
+//! this index: cleaning, wildcards, symlinks, directory subtrees, `--exclude`, `--parents`;
+//! its module lists the rules), and the checksum covers each listed entry's path, type,
+//! mode, (owner,) link target and bytes. A directory a source names counts only as "a
+//! directory": COPY copies its contents, never the directory itself. `.dockerignore` was
+//! applied when the index was scanned.
 //!
 //! The result lists every selected entry with its digest, so that two builds' selections can
 //! be compared file by file (`--explain`) with [`SelectionSum::diff`].
@@ -24,7 +16,7 @@ use crate::context::{ContextError, ContextIndex};
 use crate::entry::{EntryKind, source_dir_digest};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
-use strata_graph::pattern::{self, DirVisit, ParentMatches, PatternMatcher};
+use strata_graph::resolver::{self, Lookup, ResolveError, SourceEntry};
 use strata_store::confined::walk;
 
 const SELECTION_DOMAIN: &[u8] = b"strata-selection-v1\0";
@@ -41,6 +33,8 @@ pub struct Selection {
     /// Follow a symlink named by a source (or matched by a glob) to its target. COPY and ADD
     /// do; symlinks *inside* a selected directory are never followed.
     pub follow_links: bool,
+    /// `COPY --parents`: excludes are matched relative to each source's `/./` pivot.
+    pub parents: bool,
 }
 
 impl Selection {
@@ -50,12 +44,19 @@ impl Selection {
             sources: sources.into_iter().map(Into::into).collect(),
             excludes: Vec::new(),
             follow_links: true,
+            parents: false,
         }
     }
 
     /// The same selection with `--exclude` patterns.
     pub fn excluding<S: Into<String>>(mut self, patterns: impl IntoIterator<Item = S>) -> Self {
         self.excludes = patterns.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The same selection as `COPY --parents` reads it.
+    pub fn with_parents(mut self, parents: bool) -> Self {
+        self.parents = parents;
         self
     }
 }
@@ -70,6 +71,23 @@ pub struct SelectedEntry {
     pub kind: EntryKind,
     /// Its entry digest (type, mode, owner if kept, link target, bytes; never times).
     pub digest: Checksum,
+}
+
+/// One entry a selection reads and where the COPY writes it
+/// ([`ContextIndex::placements`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    /// As in [`SelectedEntry::path`].
+    pub path: String,
+    /// Where it lands, relative to the COPY's destination taken as a directory (`""`: the
+    /// destination itself); a lone file onto a destination that is not a directory is
+    /// written as the destination.
+    pub dest: String,
+    /// What it is (a followed symlink: its target's kind).
+    pub kind: EntryKind,
+    /// Named or matched by a source; a directory source is not copied itself, only what is
+    /// in it.
+    pub source: bool,
 }
 
 /// The checksum of a selection and the entries it covers, in copy order.
@@ -215,33 +233,20 @@ fn kind_from_code(code: u8) -> Option<EntryKind> {
     })
 }
 
-/// One selected entry before digests: its name and the index entry it reads.
-struct Pick {
-    name: String,
-    index: usize,
-    /// The top directory of a directory source (stands for "a directory", nothing more).
-    source_dir: bool,
-}
-
 impl ContextIndex {
     /// The checksum of what a COPY/ADD with `selection` reads from this tree, with the list
-    /// of entries it covers. Reads (in parallel) only the selected files whose digests the
-    /// stat cache did not have.
+    /// of entries it covers: the entries [`resolver::resolve`] lists, the one resolver the
+    /// copy runs too. Reads (in parallel) only the selected files whose digests the stat
+    /// cache did not have.
     pub fn checksum(&self, selection: &Selection) -> Result<SelectionSum, ContextError> {
-        let excludes = PatternMatcher::new(&selection.excludes).map_err(|source| {
-            ContextError::BadExclude {
-                pattern: selection.excludes[source.number() - 1].clone(),
-                source,
-            }
-        })?;
-        let mut picks = Vec::new();
-        for source in &selection.sources {
-            self.select(source, selection.follow_links, &excludes, &mut picks)?;
-        }
+        let picks = self.resolve(selection)?;
+        // The directory a source names stands for "a directory", nothing more: its contents
+        // are copied, never itself.
+        let source_dir = |p: &SourceEntry<usize>| p.source && p.kind == resolver::Kind::Dir;
         let mut files: Vec<usize> = picks
             .iter()
-            .filter(|p| !p.source_dir)
-            .map(|p| p.index)
+            .filter(|p| !source_dir(p))
+            .map(|p| p.node)
             .collect();
         files.sort_unstable();
         files.dedup();
@@ -249,14 +254,14 @@ impl ContextIndex {
         let entries = picks
             .into_par_iter()
             .map(|p| {
-                let e = &self.entries[p.index];
-                let digest = if p.source_dir {
+                let e = &self.entries[p.node];
+                let digest = if source_dir(&p) {
                     source_dir_digest()
                 } else {
-                    e.digest(self.content(p.index).map(|c| &c.hash), self.ownership)
+                    e.digest(self.content(p.node).map(|c| &c.hash), self.ownership)
                 };
                 SelectedEntry {
-                    path: p.name,
+                    path: p.path,
                     kind: e.kind,
                     digest,
                 }
@@ -265,175 +270,37 @@ impl ContextIndex {
         Ok(SelectionSum::new(entries))
     }
 
-    fn select(
-        &self,
-        source: &str,
-        follow: bool,
-        excludes: &PatternMatcher,
-        picks: &mut Vec<Pick>,
-    ) -> Result<(), ContextError> {
-        let cleaned = pattern::clean(&format!("/{source}"));
-        let rel = cleaned.trim_start_matches('/');
-        let comps: Vec<&str> = if rel.is_empty() {
-            Vec::new()
-        } else {
-            rel.split('/').collect()
-        };
-        let Some(wild) = comps.iter().position(|c| pattern::has_wildcards(c)) else {
-            let index = self
-                .resolve(rel, follow)?
-                .ok_or_else(|| ContextError::NotFound {
-                    path: rel.to_owned(),
-                })?;
-            self.add(rel.to_owned(), index, excludes, picks);
-            return Ok(());
-        };
-        let prefix = comps[..wild].join("/");
-        let glob = comps[wild..].join("/");
-        if pattern::go_match(&glob, "").is_err() {
-            return Err(ContextError::BadPattern {
-                pattern: source.to_owned(),
-            });
-        }
-        let base = match self.resolve(&prefix, true)? {
-            Some(i) if self.entries[i].kind == EntryKind::Dir => i,
-            _ => return Ok(()),
-        };
-        let base_len = self.entries[base].path.len();
-        let range = self.subtree(base);
-        let mut i = range.start;
-        while i < range.end {
-            let path = &self.entries[i].path;
-            let below = if base_len == 0 {
-                &path[..]
-            } else {
-                &path[base_len + 1..]
-            };
-            let hit = pattern::go_match(&glob, below).map_err(|_| ContextError::BadPattern {
-                pattern: source.to_owned(),
-            })?;
-            if !hit {
-                i += 1;
-                continue;
-            }
-            let name = child_name(&prefix, below);
-            let index = if follow && self.entries[i].kind == EntryKind::Symlink {
-                self.resolve(&name, true)?
-                    .ok_or(ContextError::NotFound { path: name.clone() })?
-            } else {
-                i
-            };
-            self.add(name, index, excludes, picks);
-            // A matched directory comes whole; nothing inside it is matched again.
-            i = if self.entries[i].kind == EntryKind::Dir {
-                self.subtree(i).end
-            } else {
-                i + 1
-            };
-        }
-        Ok(())
+    /// The entries [`Self::checksum`] covers, with where the COPY writes each one: the list
+    /// the copy executes, to compare what is keyed with what is written.
+    pub fn placements(&self, selection: &Selection) -> Result<Vec<Placement>, ContextError> {
+        Ok(self
+            .resolve(selection)?
+            .into_iter()
+            .map(|p| Placement {
+                kind: self.entries[p.node].kind,
+                path: p.path,
+                dest: p.dest,
+                source: p.source,
+            })
+            .collect())
     }
 
-    /// Adds the entry at `index` under `name`; a directory brings its subtree minus excludes.
-    fn add(&self, name: String, index: usize, excludes: &PatternMatcher, picks: &mut Vec<Pick>) {
-        if self.entries[index].kind != EntryKind::Dir {
-            picks.push(Pick {
-                name,
-                index,
-                source_dir: false,
-            });
-            return;
-        }
-        // Where an entry's path below this directory starts (the root has no `/` to skip).
-        let skip = match self.entries[index].path.len() {
-            0 => 0,
-            n => n + 1,
+    fn resolve(&self, selection: &Selection) -> Result<Vec<SourceEntry<usize>>, ContextError> {
+        let req = resolver::Request {
+            sources: &selection.sources,
+            excludes: &selection.excludes,
+            follow_links: selection.follow_links,
+            parents: selection.parents,
         };
-        let range = self.subtree(index);
-        picks.push(Pick {
-            name: name.clone(),
-            index,
-            source_dir: true,
-        });
-        if excludes.is_empty() {
-            picks.extend(range.map(|i| Pick {
-                name: child_name(&name, &self.entries[i].path[skip..]),
-                index: i,
-                source_dir: false,
-            }));
-            return;
-        }
-        // The directories being walked: where each one's subtree ends, its pattern results
-        // (handed to its entries, as BuildKit's copier does) and, for an excluded one, its
-        // pick, added only once something inside it is: BuildKit creates an excluded
-        // directory only as the parent of something it copies.
-        struct Open {
-            end: usize,
-            matches: ParentMatches,
-            pending: Option<Pick>,
-        }
-        let mut open: Vec<Open> = Vec::new();
-        let mut i = range.start;
-        while i < range.end {
-            while open.last().is_some_and(|d| i >= d.end) {
-                open.pop();
+        resolver::resolve(&Listing(self), &req).map_err(|e| match e {
+            ResolveError::NotFound { path } => ContextError::NotFound { path },
+            ResolveError::Loop { path } => ContextError::SymlinkLoop { path },
+            ResolveError::BadPattern { pattern } => ContextError::BadPattern { pattern },
+            ResolveError::BadExclude { pattern, source } => {
+                ContextError::BadExclude { pattern, source }
             }
-            let e = &self.entries[i];
-            let below = &e.path[skip..];
-            let is_dir = e.kind == EntryKind::Dir;
-            let (excluded, matches) = excludes.check(below, open.last().map(|d| &d.matches));
-            let pick = Pick {
-                name: child_name(&name, below),
-                index: i,
-                source_dir: false,
-            };
-            if excluded {
-                if is_dir && excludes.dir_visit(below, true) == DirVisit::WalkExcluded {
-                    open.push(Open {
-                        end: self.subtree(i).end,
-                        matches,
-                        pending: Some(pick),
-                    });
-                    i += 1;
-                } else if is_dir {
-                    i = self.subtree(i).end;
-                } else {
-                    i += 1;
-                }
-                continue;
-            }
-            picks.extend(open.iter_mut().filter_map(|d| d.pending.take()));
-            picks.push(pick);
-            if is_dir {
-                open.push(Open {
-                    end: self.subtree(i).end,
-                    matches,
-                    pending: None,
-                });
-            }
-            i += 1;
-        }
-    }
-
-    /// Resolves `rel` inside the tree like a chroot would, with the store's one walk
-    /// ([`walk::resolve`], the rules and the symlink limit `openat2` applies to the image's
-    /// root): symlinks in the middle are always followed, the last one if `follow_last`;
-    /// absolute targets start at the root; `..` stops at the root. `None` if something on the
-    /// way does not exist (or is excluded).
-    pub(crate) fn resolve(
-        &self,
-        rel: &str,
-        follow_last: bool,
-    ) -> Result<Option<usize>, ContextError> {
-        let resolved = walk::resolve(&Listing(self), rel.as_bytes(), follow_last);
-        match resolved {
-            Ok(walk::Resolved::Found(i)) => Ok(Some(i)),
-            Ok(walk::Resolved::Missing | walk::Resolved::NotDir) => Ok(None),
-            Ok(walk::Resolved::Loop) => Err(ContextError::SymlinkLoop {
-                path: rel.to_owned(),
-            }),
-            Err(never) => match never {},
-        }
+            ResolveError::Tree(never) => match never {},
+        })
     }
 }
 
@@ -482,12 +349,45 @@ impl walk::Tree for Listing<'_> {
     }
 }
 
-/// The name an entry `below` a copied directory named `name` is selected under.
-fn child_name(name: &str, below: &str) -> String {
-    if name.is_empty() {
-        below.to_owned()
-    } else {
-        format!("{name}/{below}")
+impl resolver::SourceTree for Listing<'_> {
+    type Node = usize;
+    type Error = std::convert::Infallible;
+
+    fn lookup(&self, path: &str, follow_last: bool) -> Result<Lookup<usize>, Self::Error> {
+        Ok(match walk::resolve(self, path.as_bytes(), follow_last)? {
+            walk::Resolved::Found(i) => Lookup::Found(i),
+            walk::Resolved::Missing | walk::Resolved::NotDir => Lookup::Missing,
+            walk::Resolved::Loop => Lookup::Loop,
+        })
+    }
+
+    fn kind(&self, node: &usize) -> resolver::Kind {
+        match self.0.entries[*node].kind {
+            EntryKind::Dir => resolver::Kind::Dir,
+            EntryKind::Symlink => resolver::Kind::Symlink,
+            _ => resolver::Kind::Other,
+        }
+    }
+
+    fn children(&self, dir: &usize) -> Result<Vec<(String, usize)>, Self::Error> {
+        // Where a child's name starts in its path (the root has no `/` to skip).
+        let skip = match self.0.entries[*dir].path.len() {
+            0 => 0,
+            n => n + 1,
+        };
+        let range = self.0.subtree(*dir);
+        let mut out = Vec::new();
+        let mut i = range.start;
+        while i < range.end {
+            let e = &self.0.entries[i];
+            out.push((e.path[skip..].to_owned(), i));
+            i = if e.kind == EntryKind::Dir {
+                self.0.subtree(i).end
+            } else {
+                i + 1
+            };
+        }
+        Ok(out)
     }
 }
 
@@ -690,6 +590,7 @@ mod tests {
                 sources: sources.iter().map(|s| s.to_string()).collect(),
                 excludes: excludes.iter().map(|s| s.to_string()).collect(),
                 follow_links: *follow,
+                parents: false,
             };
             let sum = index
                 .checksum(&sel)

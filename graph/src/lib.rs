@@ -21,6 +21,7 @@ mod hash;
 mod loc;
 mod op;
 pub mod pattern;
+pub mod resolver;
 
 /// What [`digest32!`] expands to refers to; not an API.
 #[doc(hidden)]

@@ -447,10 +447,13 @@ fn selections(node: &Node) -> Vec<(usize, Selection)> {
                     from,
                     sources,
                     exclude,
+                    parents,
                     ..
                 } => Some((
                     *from,
-                    Selection::copy(sources.iter().cloned()).excluding(exclude.iter().cloned()),
+                    Selection::copy(sources.iter().cloned())
+                        .excluding(exclude.iter().cloned())
+                        .with_parents(*parents),
                 )),
                 _ => None,
             })

@@ -15,30 +15,16 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::rc::Rc;
-use strata_graph::pattern::ParentMatches;
 use strata_store::confined::{self, Replace, clear_entry, keep_xattr};
 
-/// What a directory copy does with one entry it meets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Visit {
-    /// Copy it (a directory with what is inside, as the filter decides for each entry).
-    Copy,
-    /// Leave it out (a directory with everything inside).
-    Skip,
-    /// An excluded directory that a `!` exception may reach into: walk it, and create it only
-    /// as the parent of something copied, as BuildKit's copier does.
-    WalkExcluded,
-}
-
-/// Decides what a directory copy does with an entry, given its path relative to the copied
-/// directory, whether it is a directory, and the pattern results of the directory it is in
-/// (`None` at the top). Returns the decision and the entry's own results, which its entries
-/// get if it is a directory that is walked (patternmatcher's `MatchesUsingParentResults`).
-pub(crate) type FilterFn = Rc<dyn Fn(&str, bool, Option<&ParentMatches>) -> (Visit, ParentMatches)>;
+/// Whether a directory copy copies the entry at this path (relative to the copied
+/// directory; a directory left out goes with everything inside). COPY passes the list the
+/// source resolver made (`strata_graph::resolver`), so the walk decides nothing itself.
+pub(crate) type FilterFn = Rc<dyn Fn(&str) -> bool>;
 
 /// The filter that copies everything.
 pub(crate) fn copy_everything() -> FilterFn {
-    Rc::new(|_: &str, _: bool, _: Option<&ParentMatches>| (Visit::Copy, ParentMatches::default()))
+    Rc::new(|_: &str| true)
 }
 
 /// How copied entries get their metadata.
@@ -168,17 +154,11 @@ fn finish_dir(dst: BorrowedFd<'_>, st: &libc::stat) -> io::Result<()> {
 /// One directory of a copy being walked.
 struct Level {
     src: OwnedFd,
-    /// `None` while it is not created: an excluded directory walked for its exceptions,
-    /// created once something inside it is copied.
-    dst: Option<Rc<OwnedFd>>,
-    /// Its name in its parent, to create it late.
-    name: OsString,
+    dst: Rc<OwnedFd>,
     rel: String,
     names: std::vec::IntoIter<OsString>,
     /// Its metadata (`None` for the copied directory itself, whose metadata is not copied).
     st: Option<libc::stat>,
-    /// Its pattern results, for its entries (`None` at the top).
-    matches: Option<ParentMatches>,
 }
 
 /// Copies what is in `src` into `dst`, walking depth first without recursion.
@@ -195,18 +175,16 @@ pub(crate) fn copy_dir_contents(
     let names = list(first.as_fd()).map_err(err_at(display))?;
     let mut stack = vec![Level {
         src: first,
-        dst: Some(dst.clone()),
-        name: OsString::new(),
+        dst: dst.clone(),
         rel: String::new(),
         names: names.into_iter(),
         st: None,
-        matches: None,
     }];
     while let Some(level) = stack.last_mut() {
         let Some(name) = level.names.next() else {
             let done = stack.pop().expect("the loop holds a level");
-            if let (Some(dst), Some(st)) = (done.dst, done.st) {
-                finish_dir(dst.as_fd(), &st)?;
+            if let Some(st) = done.st {
+                finish_dir(done.dst.as_fd(), &st)?;
             }
             continue;
         };
@@ -215,16 +193,12 @@ pub(crate) fn copy_dir_contents(
         } else {
             format!("{}/{}", level.rel, name.to_string_lossy())
         };
+        if !(opts.filter)(&rel) {
+            continue;
+        }
         let here = display.join(&rel);
         let st = sys::lstat_at(level.src.as_fd(), Path::new(&name)).map_err(err_at(&here))?;
-        let is_dir = ftype(&st) == libc::S_IFDIR;
-        let (visit, matches) = (opts.filter)(&rel, is_dir, level.matches.as_ref());
-        match visit {
-            Visit::Skip => continue,
-            Visit::WalkExcluded if !is_dir => continue,
-            Visit::WalkExcluded | Visit::Copy => {}
-        }
-        if is_dir {
+        if ftype(&st) == libc::S_IFDIR {
             let s = confined::open_no_symlinks(
                 level.src.as_fd(),
                 &name,
@@ -233,29 +207,18 @@ pub(crate) fn copy_dir_contents(
             )
             .map_err(err_at(&here))?;
             let names = list(s.as_fd()).map_err(err_at(&here))?;
-            let dst = match visit {
-                Visit::Copy => {
-                    let parent = created_parent(&mut stack, opts, counts, display)?;
-                    let d =
-                        make_dir(parent.as_fd(), &name, &st, opts, true).map_err(err_at(&here))?;
-                    counts.entries += 1;
-                    Some(Rc::new(d))
-                }
-                _ => None,
-            };
+            let d = make_dir(level.dst.as_fd(), &name, &st, opts, true).map_err(err_at(&here))?;
+            counts.entries += 1;
             stack.push(Level {
                 src: s,
-                dst,
-                name,
+                dst: Rc::new(d),
                 rel,
                 names: names.into_iter(),
                 st: Some(st),
-                matches: Some(matches),
             });
             continue;
         }
-        let d = created_parent(&mut stack, opts, counts, display)?;
-        let s = &stack.last().expect("the loop holds a level").src;
+        let d = level.dst.clone();
         if ftype(&st) == libc::S_IFREG
             && st.st_nlink == 1
             && opts.reuse.as_ref().is_some_and(|r| r.unchanged(&rel))
@@ -271,43 +234,19 @@ pub(crate) fn copy_dir_contents(
             counts.entries += 1;
             continue;
         }
-        copy_leaf(s.as_fd(), &name, &st, &d, &name, opts, links, counts).map_err(err_at(&here))?;
+        copy_leaf(
+            level.src.as_fd(),
+            &name,
+            &st,
+            &d,
+            &name,
+            opts,
+            links,
+            counts,
+        )
+        .map_err(err_at(&here))?;
     }
     Ok(())
-}
-
-/// The destination of the innermost directory being walked, creating first those on the way
-/// that were walked without being created (excluded ones, now the parents of something
-/// copied), outermost first.
-fn created_parent(
-    stack: &mut [Level],
-    opts: &CopyOpts,
-    counts: &mut Counts,
-    display: &Path,
-) -> io::Result<Rc<OwnedFd>> {
-    for k in 1..stack.len() {
-        if stack[k].dst.is_some() {
-            continue;
-        }
-        let (done, rest) = stack.split_at_mut(k);
-        let parent = done[k - 1]
-            .dst
-            .as_ref()
-            .expect("levels before this one exist now");
-        let level = &mut rest[0];
-        let st = level
-            .st
-            .as_ref()
-            .expect("a walked directory has its metadata");
-        let d = make_dir(parent.as_fd(), &level.name, st, opts, true)
-            .map_err(err_at(&display.join(&level.rel)))?;
-        counts.entries += 1;
-        level.dst = Some(Rc::new(d));
-    }
-    Ok(stack
-        .last()
-        .and_then(|l| l.dst.clone())
-        .expect("the innermost level exists now"))
 }
 
 /// The names in a directory, sorted (so hard links pick the same first path every time).

@@ -17,6 +17,7 @@ use crate::copy::{self, CopyOpts, Counts, Links, Reuse};
 use crate::download;
 use crate::reuse::{self, Previous};
 use crate::run::Worker;
+use crate::source;
 use crate::sys::{self, MountAttrs};
 use crate::user::{self, UserError};
 use rustix::fs::OFlags;
@@ -27,7 +28,8 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
-use strata_graph::pattern::{self, DirVisit, ParentMatches, PatternError, PatternMatcher};
+use strata_graph::pattern::{self, DirVisit, PatternError};
+use strata_graph::resolver::{self, ResolveError};
 use strata_graph::{Chown, FileAction, FileOp};
 use strata_store::confined::{self, ConfinedRoot, DirOpts, ExtractOptions, Replace, clear_entry};
 
@@ -104,9 +106,6 @@ pub enum FileError {
         /// Where it was looked for (`the build context`, `the source stage`).
         source_name: String,
     },
-    /// A wildcard matched nothing.
-    #[error("no source files were specified: {0} matches nothing")]
-    NoMatch(String),
     /// Several sources need a directory destination.
     #[error(
         "when copying more than one source the destination must be a directory and end with a /: {0}"
@@ -345,7 +344,7 @@ fn apply(req: &FileRequest, scratch: &mut Scratch, limit: u64) -> Result<FileSta
                     owner: owner(names, chown.as_ref())?,
                     mode: chmod.as_deref().map(parse_chmod).transpose()?,
                     parents: *parents,
-                    excludes: exclude_matcher(exclude)?,
+                    excludes: exclude,
                     unpack: *unpack,
                 };
                 let c = copy_sources(&dest, src, srcs, &spec, limit, reuse.as_ref())?;
@@ -576,168 +575,83 @@ struct CopySpec<'a> {
     owner: Option<(u32, u32)>,
     mode: Option<u32>,
     parents: bool,
-    /// `--exclude`, built once for the action; `None` without patterns.
-    excludes: Option<Rc<PatternMatcher>>,
+    /// `--exclude` patterns.
+    excludes: &'a [String],
     unpack: bool,
 }
 
-/// The `--exclude` patterns of one COPY as one matcher (moby/patternmatcher, `!` included).
-fn exclude_matcher(patterns: &[String]) -> Result<Option<Rc<PatternMatcher>>, FileError> {
-    let matcher = PatternMatcher::new(patterns).map_err(|source| FileError::BadExclude {
-        pattern: patterns[source.number() - 1].clone(),
-        source,
-    })?;
-    Ok((!matcher.is_empty()).then(|| Rc::new(matcher)))
+/// What a COPY copies of a directory source: exactly the entries the resolver listed below
+/// it (`keep`, paths relative to the directory), so the copy writes what the key covers.
+fn copy_filter(keep: HashSet<String>) -> copy::FilterFn {
+    Rc::new(move |rel: &str| keep.contains(rel))
 }
 
-/// What a COPY leaves out of a directory it copies: its `--exclude` patterns, relative to the
-/// copied directory and matched with the parent's results as BuildKit's copier does, then the
-/// context's `.dockerignore`, relative to the context root (`src_rel` is the directory's path
-/// there). An excluded directory either may reach inside is walked, and made only as the
-/// parent of what comes back.
-fn copy_filter(
-    excludes: Option<Rc<PatternMatcher>>,
-    context: Option<ExcludeFn>,
-    src_rel: String,
-) -> copy::FilterFn {
-    Rc::new(
-        move |rel: &str, is_dir: bool, parent: Option<&ParentMatches>| {
-            let (visit, matches) = match &excludes {
-                None => (copy::Visit::Copy, ParentMatches::default()),
-                Some(m) => {
-                    let (excluded, matches) = m.check(rel, parent);
-                    let visit = if !excluded {
-                        copy::Visit::Copy
-                    } else if is_dir && m.dir_visit(rel, true) == DirVisit::WalkExcluded {
-                        copy::Visit::WalkExcluded
-                    } else {
-                        copy::Visit::Skip
-                    };
-                    (visit, matches)
-                }
-            };
-            if visit == copy::Visit::Skip {
-                return (visit, matches);
-            }
-            let ignore = context.as_ref().map_or(DirVisit::Include, |ex| {
-                let full = if src_rel == "." || src_rel.is_empty() {
-                    rel.to_owned()
-                } else {
-                    format!("{src_rel}/{rel}")
-                };
-                ex(Path::new(&full), is_dir)
-            });
-            let visit = match ignore {
-                DirVisit::Include => visit,
-                DirVisit::WalkExcluded => copy::Visit::WalkExcluded,
-                DirVisit::Skip => copy::Visit::Skip,
-            };
-            (visit, matches)
-        },
-    )
-}
-
-/// One matched source: its cleaned path in the source root and the part of it that
-/// `--parents` keeps.
+/// One entry a source names or matches, with what the resolver lists below it.
 struct Match {
+    /// Its path as the COPY names it, cleaned (a followed symlink is opened through it).
     comps: Vec<OsString>,
-    keep_from: usize,
+    /// Where it lands below the destination with `--parents`.
+    dest: String,
+    /// Below a directory: the paths (relative to it) to copy.
+    keep: HashSet<String>,
 }
 
-/// Expands a source (literal or wildcard) in `src` into existing paths.
-fn expand(src: &Src, source: &str) -> Result<Vec<Match>, FileError> {
-    // `--parents`: a `/./` in the source marks where the kept part starts.
-    let (source, marker) = match source.find("/./") {
-        Some(i) => (
-            source.replacen("/./", "/", 1),
-            Some(confined::clean(Path::new(&source[..i])).len()),
-        ),
-        None => (source.to_owned(), None),
+/// The sources of one COPY as [`resolver::resolve`] lists them (the list the cache key
+/// covers), grouped by the entry each source names or matches.
+fn expand(src: &Src, sources: &[String], spec: &CopySpec<'_>) -> Result<Vec<Match>, FileError> {
+    let tree = source::Dir {
+        root: &src.root,
+        ignore: src.exclude.as_ref(),
     };
-    let comps = confined::clean(Path::new(&source));
-    let found = glob(&src.root, &comps)?;
-    let wildcard = comps
-        .iter()
-        .any(|c| pattern::has_wildcards(&c.to_string_lossy()));
-    let mut out = Vec::new();
-    for comps in found {
-        let Some(st) = src
-            .root
-            .stat(&comps)
-            .map_err(io_at("read", source.clone()))?
-        else {
-            continue;
-        };
-        if !excluded(src, &comps, st.st_mode & libc::S_IFMT == libc::S_IFDIR) {
+    let req = resolver::Request {
+        sources,
+        excludes: spec.excludes,
+        follow_links: true,
+        parents: spec.parents,
+    };
+    let entries = resolver::resolve(&tree, &req).map_err(|e| match e {
+        ResolveError::NotFound { path } => FileError::NotFound {
+            path,
+            source_name: src.name.to_owned(),
+        },
+        ResolveError::Loop { path } => FileError::Io {
+            what: "resolve",
+            path: PathBuf::from(format!("/{path}")),
+            source: io::Error::from_raw_os_error(libc::ELOOP),
+        },
+        ResolveError::BadPattern { pattern } => FileError::Pattern(pattern::BadPattern { pattern }),
+        ResolveError::BadExclude { pattern, source } => FileError::BadExclude { pattern, source },
+        ResolveError::Tree(e) => FileError::Io {
+            what: "read",
+            path: PathBuf::from(src.name),
+            source: e,
+        },
+    })?;
+    let mut out: Vec<Match> = Vec::new();
+    let mut top = String::new();
+    for e in entries {
+        if e.source {
+            top.clone_from(&e.path);
             out.push(Match {
-                keep_from: marker.unwrap_or(0),
-                comps,
+                comps: confined::clean(Path::new(&e.path)),
+                dest: e.dest,
+                keep: HashSet::new(),
             });
+            continue;
         }
-    }
-    if out.is_empty() {
-        return Err(if wildcard {
-            FileError::NoMatch(source)
+        let rel = if top.is_empty() {
+            e.path
         } else {
-            FileError::NotFound {
-                path: source,
-                source_name: src.name.to_owned(),
-            }
-        });
+            e.path
+                .strip_prefix(&top)
+                .map(|r| r.trim_start_matches('/').to_owned())
+                .unwrap_or(e.path)
+        };
+        if let Some(m) = out.last_mut() {
+            m.keep.insert(rel);
+        }
     }
     Ok(out)
-}
-
-/// The paths a source names, as BuildKit resolves a wildcard source: the components before
-/// the first one with a wildcard are a plain path (symlinks followed inside the root); from
-/// there on, each component is a Go `filepath.Match` pattern over the names of a directory
-/// walked without following symlinks (a symlink can match as the last component, never be
-/// walked through), which is also what the cache selects for the step's key.
-fn glob(root: &ConfinedRoot, comps: &[OsString]) -> Result<Vec<Vec<OsString>>, FileError> {
-    let Some(first) = comps
-        .iter()
-        .position(|c| pattern::has_wildcards(&c.to_string_lossy()))
-    else {
-        return Ok(vec![comps.to_vec()]);
-    };
-    let mut found = vec![comps[..first].to_vec()];
-    for (i, c) in comps.iter().enumerate().skip(first) {
-        let last = i + 1 == comps.len();
-        let text = c.to_string_lossy();
-        let mut next = Vec::new();
-        for base in &found {
-            let Some(fd) = root
-                .open_at(base, OFlags::DIRECTORY | OFlags::RDONLY)
-                .ok()
-                .flatten()
-            else {
-                continue;
-            };
-            for name in copy::list(fd.as_fd()).unwrap_or_default() {
-                if !pattern::go_match(&text, &name.to_string_lossy())? {
-                    continue;
-                }
-                if !last
-                    && confined::entry_type(fd.as_fd(), &name).ok().flatten()
-                        != Some(rustix::fs::FileType::Directory)
-                {
-                    continue;
-                }
-                let mut p = base.clone();
-                p.push(name);
-                next.push(p);
-            }
-        }
-        found = next;
-    }
-    Ok(found)
-}
-
-/// Whether the context leaves `comps` out (a directory that only holds re-included entries
-/// is not left out).
-fn excluded(src: &Src, comps: &[OsString], is_dir: bool) -> bool {
-    let Some(ex) = &src.exclude else { return false };
-    !comps.is_empty() && ex(&confined::join(comps), is_dir) == DirVisit::Skip
 }
 
 fn copy_sources(
@@ -748,10 +662,7 @@ fn copy_sources(
     limit: u64,
     changed: Option<&Rc<HashSet<String>>>,
 ) -> Result<Counts, FileError> {
-    let mut matches = Vec::new();
-    for s in sources {
-        matches.extend(expand(src, s)?);
-    }
+    let matches = expand(src, sources, spec)?;
     let dest_comps = confined::clean(Path::new(spec.dest));
     let dest_is_dir = spec.dest_is_dir || matches.len() > 1 || spec.parents;
     if sources.len() > 1 && !spec.dest_is_dir {
@@ -774,17 +685,6 @@ fn copy_sources(
                 source_name: src.name.to_owned(),
             })?;
         let st = sys::fstat(fd.as_fd()).map_err(io_at("read", &shown))?;
-        // A source reached through a symlink must not reveal an excluded file.
-        if src.context
-            && src.exclude.is_some()
-            && let Some(real) = real_rel(&src.root, &fd)
-            && excluded(src, &real, st.st_mode & libc::S_IFMT == libc::S_IFDIR)
-        {
-            return Err(FileError::NotFound {
-                path: shown,
-                source_name: src.name.to_owned(),
-            });
-        }
         let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
         let base_name = m
             .comps
@@ -794,15 +694,14 @@ fn copy_sources(
         // Where the entry goes.
         let mut target = dest_comps.clone();
         if spec.parents {
-            let keep = &m.comps[m.keep_from.min(m.comps.len())..];
-            target.extend(keep.iter().cloned());
+            target.extend(confined::clean(Path::new(&m.dest)));
         }
         let src_rel = confined::join(&m.comps).to_string_lossy().into_owned();
         let opts = CopyOpts {
             owner: spec.owner,
             reset_owner: src.context,
             mode: spec.mode,
-            filter: copy_filter(spec.excludes.clone(), src.exclude.clone(), src_rel.clone()),
+            filter: copy_filter(m.keep),
             reuse: changed.filter(|_| src.context).map(|c| Reuse {
                 changed: c.clone(),
                 prefix: src_rel.clone(),

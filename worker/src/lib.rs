@@ -20,6 +20,7 @@ mod plan;
 mod reuse;
 mod run;
 mod sandbox;
+mod source;
 mod spec;
 mod stub;
 mod sys;

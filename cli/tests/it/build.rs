@@ -295,6 +295,70 @@ fn a_dockerignore_exception_inside_an_excluded_directory_is_copied() {
     assert_eq!(run_in(&env, "t:1", "cat /app/docs/keep.md"), "k2\n");
 }
 
+/// Issue 10: a wildcard that matches nothing copies nothing and the build succeeds, also when
+/// it is a COPY's only source, as current BuildKit (its Dockerfile frontend sets
+/// `AllowEmptyWildcard` on every COPY/ADD source); the key and the copy used to disagree
+/// (a key, then "no source files were specified"). Once it matches, the COPY reruns.
+#[test]
+fn issue_10_copy_of_a_wildcard_matching_nothing_succeeds_and_copies_nothing() {
+    let env = TestEnv::with_base("base:latest");
+    let ctx = env.context(
+        "ctx",
+        &[
+            (
+                "Dockerfile",
+                "FROM base\nCOPY nomatch* /none/\nCOPY nomatch* a.txt /some/\n",
+            ),
+            ("a.txt", "a\n"),
+        ],
+    );
+    let c = ctx.to_str().unwrap();
+    env.build_events(["-t", "t:1", c]);
+    assert_eq!(
+        run_in(&env, "t:1", "ls -a /some; test -e /none || echo no-none"),
+        ".\n..\na.txt\nno-none\n"
+    );
+    assert!(ran(&env.build_events(["-t", "t:1", c])).is_empty());
+    fs_err::write(ctx.join("nomatch-now.txt"), "n\n").unwrap();
+    let events = env.build_events(["-t", "t:1", c]);
+    assert_eq!(ran(&events).len(), 2, "{events:?}");
+    assert_eq!(
+        run_in(&env, "t:1", "ls /none /some"),
+        "/none:\nnomatch-now.txt\n\n/some:\na.txt\nnomatch-now.txt\n"
+    );
+}
+
+/// Issue 10: `COPY --parents --exclude` matches the excludes below the `/./` pivot (the path
+/// kept under the destination), in the image and in the key alike: an edit to a file so
+/// excluded is a hit, an edit to a kept one reruns the COPY.
+#[test]
+fn issue_10_copy_parents_excludes_match_below_the_pivot() {
+    let env = TestEnv::with_base("base:latest");
+    let ctx = env.context(
+        "ctx",
+        &[
+            (
+                "Dockerfile",
+                "FROM base\nCOPY --parents --exclude=a/*.log x/./a /p/\n",
+            ),
+            ("x/a/keep.txt", "k1\n"),
+            ("x/a/drop.log", "d1\n"),
+        ],
+    );
+    let c = ctx.to_str().unwrap();
+    env.build_events(["-t", "t:1", c]);
+    assert_eq!(
+        run_in(&env, "t:1", "find /p | sort"),
+        "/p\n/p/a\n/p/a/keep.txt\n"
+    );
+    fs_err::write(ctx.join("x/a/drop.log"), "d2\n").unwrap();
+    assert!(ran(&env.build_events(["-t", "t:1", c])).is_empty());
+    fs_err::write(ctx.join("x/a/keep.txt"), "k2\n").unwrap();
+    let events = env.build_events(["-t", "t:1", c]);
+    assert_eq!(ran(&events).len(), 1, "{events:?}");
+    assert_eq!(run_in(&env, "t:1", "cat /p/a/keep.txt"), "k2\n");
+}
+
 #[test]
 fn build_args_in_scope_are_part_of_the_run_key() {
     let env = TestEnv::with_base("base:latest");

@@ -486,18 +486,22 @@ impl RegistryClient {
     }
 }
 
-/// The seconds of a `Retry-After` header (the HTTP-date form is rare from registries and is
-/// treated as absent).
+/// How long a `Retry-After` header says to wait.
 fn retry_after(response: &Response<ureq::Body>) -> Option<Duration> {
-    response
-        .headers()
-        .get("retry-after")?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(Duration::from_secs)
+    let value = response.headers().get("retry-after")?.to_str().ok()?;
+    parse_retry_after(value, jiff::Timestamp::now())
+}
+
+/// `Retry-After`'s two forms: seconds (`120`), or an HTTP date (`Sun, 06 Nov 1994 08:49:37
+/// GMT`), which is read as RFC 2822 and counted from `now` (a past date: no wait).
+fn parse_retry_after(value: &str, now: jiff::Timestamp) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let date = jiff::fmt::rfc2822::parse(value).ok()?.timestamp();
+    let wait = date.duration_since(now);
+    Some(Duration::try_from(wait).unwrap_or(Duration::ZERO))
 }
 
 /// The first message of a registry's error body (`{"errors":[{"code":…,"message":…}]}`).
@@ -557,6 +561,24 @@ mod tests {
         ] {
             assert_eq!(client.base_url(registry), url, "{registry}");
         }
+    }
+
+    #[test]
+    fn retry_after_in_seconds_or_as_a_date() {
+        let now: jiff::Timestamp = "1994-11-06T08:49:00Z".parse().unwrap();
+        assert_eq!(
+            parse_retry_after(" 120 ", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", now),
+            Some(Duration::from_secs(37))
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:48:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
     }
 
     #[test]

@@ -23,10 +23,35 @@ pub(crate) fn docker_config_path() -> Option<PathBuf> {
     Some(PathBuf::from(home).join(".docker/config.json"))
 }
 
-/// A registry client with docker's credentials and defaults.
+/// Docker's per-registry TLS directory: `$STRATA_CERTS_D` (for tests and rootless use), else
+/// `/etc/docker/certs.d`.
+fn certs_dir() -> PathBuf {
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the CLI reads the environment once"
+    )]
+    let dir = std::env::var_os("STRATA_CERTS_D").filter(|v| !v.is_empty());
+    dir.map_or_else(|| PathBuf::from("/etc/docker/certs.d"), PathBuf::from)
+}
+
+/// The system's CA bundle, where Debian, Fedora or Alpine keep it.
+fn ca_bundle() -> Option<PathBuf> {
+    [
+        "/etc/ssl/certs/ca-certificates.crt",
+        "/etc/pki/tls/certs/ca-bundle.crt",
+        "/etc/ssl/cert.pem",
+    ]
+    .into_iter()
+    .map(PathBuf::from)
+    .find(|p| p.is_file())
+}
+
+/// A registry client with docker's credentials, TLS directories and defaults.
 pub(crate) fn client() -> anyhow::Result<RegistryClient> {
     Ok(RegistryClient::new(RegistryOptions {
         docker_config: docker_config_path(),
+        certs_dir: Some(certs_dir()),
+        ca_bundle: ca_bundle(),
         ..RegistryOptions::default()
     })?)
 }

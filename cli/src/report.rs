@@ -110,6 +110,14 @@ fn hint(err: &anyhow::Error, root: bool) -> Option<&'static str> {
                          `docker login`: strata reads docker's config file)",
                     );
                 }
+                RegistryError::Transport { .. }
+                    if err.chain().any(|c| c.to_string().contains("certificate")) =>
+                {
+                    return Some(
+                        "to trust a registry's own CA, put it in \
+                         /etc/docker/certs.d/HOST:PORT/ca.crt (as for docker)",
+                    );
+                }
                 RegistryError::Transport { .. } => {
                     return Some(
                         "check the registry's address and that it is up; strata speaks plain \

@@ -28,8 +28,24 @@ impl Registry {
     }
 
     fn start_with(basic: Option<(&str, &str)>) -> Registry {
+        Registry::start_full(basic, None)
+    }
+
+    /// A registry over HTTPS with `cert` and `key` (PEM files).
+    fn with_tls(cert: &Path, key: &Path) -> Registry {
+        Registry::start_full(None, Some((cert, key)))
+    }
+
+    fn start_full(basic: Option<(&str, &str)>, tls: Option<(&Path, &Path)>) -> Registry {
         let dir = tempfile::tempdir().expect("create a temp dir");
         let mut auth = String::new();
+        if let Some((cert, key)) = tls {
+            auth.push_str(&format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                cert.display(),
+                key.display()
+            ));
+        }
         if let Some((user, password)) = basic {
             let out = Command::new("htpasswd")
                 .args(["-Bbn", user, password])
@@ -38,10 +54,10 @@ impl Registry {
             assert!(out.status.success(), "htpasswd failed");
             let file = dir.path().join("htpasswd");
             fs_err::write(&file, &out.stdout).expect("write htpasswd");
-            auth = format!(
+            auth.push_str(&format!(
                 "auth:\n  htpasswd:\n    realm: strata-test\n    path: {}\n",
                 file.display()
-            );
+            ));
         }
         // A free port can be taken between our probe and the registry's bind (tests run in
         // parallel): then the registry exits, and we try another.
@@ -685,5 +701,162 @@ fn a_credential_helper_keeps_the_login_when_dockers_config_names_one() {
         String::from_utf8_lossy(&push.stderr).contains("authentication required"),
         "{}",
         String::from_utf8_lossy(&push.stderr)
+    );
+}
+
+/// Runs openssl and asserts it succeeded.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_registry_with_a_certs_d_directory_is_spoken_to_over_tls_with_its_ca() {
+    let env = TestEnv::with_base("img");
+    let pki = env.dir().join("pki");
+    fs_err::create_dir_all(&pki).expect("mkdir");
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    openssl(
+        &pki,
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.crt",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=strata test CA",
+            ],
+        ]
+        .concat(),
+    );
+    openssl(
+        &pki,
+        &[
+            &["req"][..],
+            &ec,
+            &[
+                "-keyout",
+                "srv.key",
+                "-out",
+                "srv.csr",
+                "-subj",
+                "/CN=127.0.0.1",
+            ],
+        ]
+        .concat(),
+    );
+    fs_err::write(pki.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").expect("write san.ext");
+    openssl(
+        &pki,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "srv.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "srv.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+        ],
+    );
+    let registry = Registry::with_tls(&pki.join("srv.crt"), &pki.join("srv.key"));
+    let remote = registry.image("tls:1");
+    env.ok(["tag", "img", &remote]);
+
+    // Without a certs.d directory a loopback registry is plain HTTP: this one refuses that.
+    let empty = env.dir().join("no-certs.d");
+    fs_err::create_dir_all(&empty).expect("mkdir");
+    let out = env
+        .command(["push", &remote])
+        .env("STRATA_CERTS_D", &empty)
+        .output()
+        .expect("run strata");
+    assert_eq!(out.status.code(), Some(1));
+
+    // With its CA in certs.d/127.0.0.1:PORT/ca.crt: HTTPS, verified.
+    let certs_d = env.dir().join("certs.d");
+    let dir = certs_d.join(registry.host());
+    fs_err::create_dir_all(&dir).expect("mkdir");
+    fs_err::copy(pki.join("ca.crt"), dir.join("ca.crt")).expect("copy ca.crt");
+    let out = env
+        .command(["push", &remote])
+        .env("STRATA_CERTS_D", &certs_d)
+        .output()
+        .expect("run strata");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let fresh = TestEnv::new();
+    let out = fresh
+        .command(["pull", "-q", &remote])
+        .env("STRATA_CERTS_D", &certs_d)
+        .output()
+        .expect("run strata");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Another CA: the certificate is refused.
+    openssl(
+        &pki,
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout",
+                "other.key",
+                "-out",
+                "other.crt",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=other CA",
+            ],
+        ]
+        .concat(),
+    );
+    fs_err::copy(pki.join("other.crt"), dir.join("ca.crt")).expect("copy other.crt");
+    let out = TestEnv::new()
+        .command(["pull", &remote])
+        .env("STRATA_CERTS_D", &certs_d)
+        .output()
+        .expect("run strata");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("failed to reach {}", registry.host()))
+            && err.contains("invalid peer certificate: UnknownIssuer")
+            && err.contains("hint: to trust a registry's own CA, put it in /etc/docker/certs.d/"),
+        "{err}"
     );
 }

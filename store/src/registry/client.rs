@@ -4,12 +4,14 @@
 use crate::registry::auth::{Challenge, TokenCache, TokenResponse, parse_challenge};
 use crate::registry::credentials::{Credentials, DockerConfig};
 use crate::registry::error::RegistryError;
+use crate::registry::tls::Tls;
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 use ureq::http::{Response, StatusCode};
+use ureq::tls::TlsConfig;
 
 /// How the client behaves. The defaults are docker's.
 #[derive(Debug, Clone)]
@@ -19,6 +21,13 @@ pub struct RegistryOptions {
     pub docker_config: Option<PathBuf>,
     /// Registries (`host:port`) spoken to over plain HTTP besides the loopback ones.
     pub insecure: Vec<String>,
+    /// Docker's per-registry TLS directory (`/etc/docker/certs.d`): `HOST:PORT/*.crt` are more
+    /// CAs, `*.cert` + `*.key` a client certificate; a registry with a directory there is
+    /// HTTPS even on loopback.
+    pub certs_dir: Option<PathBuf>,
+    /// The system's CA bundle (`/etc/ssl/certs/ca-certificates.crt`); `None`: Mozilla's roots
+    /// built into the client.
+    pub ca_bundle: Option<PathBuf>,
     /// The longest a request may take to connect and answer, a document's body included; a
     /// blob's transfer gets this plus its size at 64 KiB/s.
     pub timeout: Duration,
@@ -37,6 +46,8 @@ impl Default for RegistryOptions {
         RegistryOptions {
             docker_config: None,
             insecure: Vec::new(),
+            certs_dir: None,
+            ca_bundle: None,
             timeout: Duration::from_secs(60),
             retries: 4,
             backoff: Duration::from_millis(250),
@@ -68,6 +79,7 @@ pub struct RegistryClient {
     tokens: Mutex<TokenCache>,
     /// Credentials given for this client only (`login` before they are saved).
     explicit: Option<(String, Credentials)>,
+    tls: Tls,
 }
 
 /// A request body that can be sent again on a retry.
@@ -145,6 +157,7 @@ impl RegistryClient {
     /// A client with `options`; reads the docker config file once, here.
     pub fn new(options: RegistryOptions) -> Result<RegistryClient, RegistryError> {
         let config = DockerConfig::read(options.docker_config.as_deref())?;
+        let tls = Tls::new(options.certs_dir.clone(), options.ca_bundle.clone());
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(options.timeout))
@@ -162,6 +175,7 @@ impl RegistryClient {
             challenges: Mutex::new(HashMap::new()),
             tokens: Mutex::new(TokenCache::default()),
             explicit: None,
+            tls,
         })
     }
 
@@ -194,14 +208,16 @@ impl RegistryClient {
     }
 
     /// `scheme://host` for a registry: Docker Hub's API host for `docker.io`; plain HTTP for
-    /// loopback registries and those listed as insecure, HTTPS for every other.
+    /// loopback registries and those listed as insecure (unless certs.d has a directory for
+    /// them), HTTPS for every other.
     pub(crate) fn base_url(&self, registry: &str) -> String {
         let host = if registry == "docker.io" {
             "registry-1.docker.io"
         } else {
             registry
         };
-        let plain = is_loopback(registry) || self.options.insecure.iter().any(|i| i == registry);
+        let plain = (is_loopback(registry) || self.options.insecure.iter().any(|i| i == registry))
+            && !self.tls.has_dir(registry);
         format!("{}://{host}", if plain { "http" } else { "https" })
     }
 
@@ -324,6 +340,7 @@ impl RegistryClient {
         &self,
         req: &Request<'_>,
         authorization: Option<&str>,
+        tls: Option<&TlsConfig>,
     ) -> Result<Response<ureq::Body>, ureq::Error> {
         let mut url = self.url(req);
         for (i, (k, v)) in req.query.iter().enumerate() {
@@ -344,11 +361,11 @@ impl RegistryClient {
             builder = builder.header("Authorization", a);
         }
         match req.body {
-            Body::Empty => self.run(builder.body(ureq::SendBody::none())?, req),
-            Body::Bytes(bytes) => self.run(builder.body(bytes)?, req),
+            Body::Empty => self.run(builder.body(ureq::SendBody::none())?, req, tls),
+            Body::Bytes(bytes) => self.run(builder.body(bytes)?, req, tls),
             Body::File(path) => {
                 let file = fs_err::File::open(path)?.into_parts().0;
-                self.run(builder.body(file)?, req)
+                self.run(builder.body(file)?, req, tls)
             }
         }
     }
@@ -357,6 +374,7 @@ impl RegistryClient {
         &self,
         request: ureq::http::Request<impl ureq::AsSendBody>,
         req: &Request<'_>,
+        tls: Option<&TlsConfig>,
     ) -> Result<Response<ureq::Body>, ureq::Error> {
         // A size comes from a manifest, which anyone may write: bounded, so that a deadline
         // (now + timeout) cannot overflow.
@@ -364,11 +382,14 @@ impl RegistryClient {
             Duration::from_secs(n / BLOB_RATE).min(MAX_BLOB_SLACK)
         });
         let timeout = Some(self.options.timeout.saturating_add(slack));
-        let request = self
+        let mut config = self
             .agent
             .configure_request(request)
-            .timeout_global(timeout)
-            .build();
+            .timeout_global(timeout);
+        if let Some(tls) = tls {
+            config = config.tls_config(tls.clone());
+        }
+        let request = config.build();
         self.agent.run(request)
     }
 
@@ -382,11 +403,16 @@ impl RegistryClient {
             || req
                 .target
                 .starts_with(&format!("{}/", self.base_url(req.registry)));
+        let tls = if own_host {
+            self.tls.config(req.registry)?
+        } else {
+            None
+        };
         loop {
             let authorization = self
                 .authorization(req.registry, &req.scope)
                 .filter(|_| own_host);
-            let result = self.send_once(req, authorization.as_deref());
+            let result = self.send_once(req, authorization.as_deref(), tls.as_ref());
             let wait = match result {
                 Ok(response) => {
                     let status = response.status();

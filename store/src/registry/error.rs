@@ -160,6 +160,16 @@ pub enum RegistryError {
         /// What it said.
         reason: String,
     },
+    /// A CA bundle, a certs.d certificate or key cannot be read.
+    #[error("failed to set up TLS for {registry} from {}: {reason}", path.display())]
+    Tls {
+        /// The registry.
+        registry: String,
+        /// The file or directory.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// A registry given as a login server is not a host name.
     #[error("invalid registry address {0:?}")]
     InvalidServer(String),

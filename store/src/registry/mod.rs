@@ -45,6 +45,7 @@ mod helper;
 mod manifest;
 mod pull;
 mod push;
+mod tls;
 mod transfer;
 
 pub use client::{RegistryClient, RegistryOptions};

@@ -31,20 +31,27 @@ impl Registry {
         Registry::start_full(basic, None)
     }
 
-    /// A registry over HTTPS with `cert` and `key` (PEM files).
-    fn with_tls(cert: &Path, key: &Path) -> Registry {
-        Registry::start_full(None, Some((cert, key)))
+    /// A registry over HTTPS with `cert` and `key` (PEM files), and with `client_ca`, one
+    /// that wants a client certificate that CA signed.
+    fn with_tls(cert: &Path, key: &Path, client_ca: Option<&Path>) -> Registry {
+        Registry::start_full(None, Some((cert, key, client_ca)))
     }
 
-    fn start_full(basic: Option<(&str, &str)>, tls: Option<(&Path, &Path)>) -> Registry {
+    fn start_full(
+        basic: Option<(&str, &str)>,
+        tls: Option<(&Path, &Path, Option<&Path>)>,
+    ) -> Registry {
         let dir = tempfile::tempdir().expect("create a temp dir");
         let mut auth = String::new();
-        if let Some((cert, key)) = tls {
+        if let Some((cert, key, client_ca)) = tls {
             auth.push_str(&format!(
                 "  tls:\n    certificate: {}\n    key: {}\n",
                 cert.display(),
                 key.display()
             ));
+            if let Some(ca) = client_ca {
+                auth.push_str(&format!("    clientcas:\n      - {}\n", ca.display()));
+            }
         }
         if let Some((user, password)) = basic {
             let out = Command::new("htpasswd")
@@ -785,7 +792,7 @@ fn a_registry_with_a_certs_d_directory_is_spoken_to_over_tls_with_its_ca() {
             "san.ext",
         ],
     );
-    let registry = Registry::with_tls(&pki.join("srv.crt"), &pki.join("srv.key"));
+    let registry = Registry::with_tls(&pki.join("srv.crt"), &pki.join("srv.key"), None);
     let remote = registry.image("tls:1");
     env.ok(["tag", "img", &remote]);
 
@@ -858,5 +865,105 @@ fn a_registry_with_a_certs_d_directory_is_spoken_to_over_tls_with_its_ca() {
             && err.contains("invalid peer certificate: UnknownIssuer")
             && err.contains("hint: to trust a registry's own CA, put it in /etc/docker/certs.d/"),
         "{err}"
+    );
+}
+
+#[test]
+fn a_client_certificate_in_certs_d_is_presented_to_a_registry_that_wants_one() {
+    let env = TestEnv::with_base("img");
+    let pki = env.dir().join("pki");
+    fs_err::create_dir_all(&pki).expect("mkdir");
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let signed = |name: &str, cn: &str, ext: &str| {
+        openssl(
+            &pki,
+            &[
+                &["req"][..],
+                &ec,
+                &[
+                    "-keyout",
+                    &format!("{name}.key"),
+                    "-out",
+                    &format!("{name}.csr"),
+                    "-subj",
+                    cn,
+                ],
+            ]
+            .concat(),
+        );
+        fs_err::write(pki.join(format!("{name}.ext")), ext).expect("write ext");
+        openssl(
+            &pki,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{name}.csr"),
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &format!("{name}.crt"),
+                "-days",
+                "2",
+                "-extfile",
+                &format!("{name}.ext"),
+            ],
+        );
+    };
+    openssl(
+        &pki,
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.crt",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=strata test CA",
+            ],
+        ]
+        .concat(),
+    );
+    signed("srv", "/CN=127.0.0.1", "subjectAltName=IP:127.0.0.1\n");
+    signed("client", "/CN=strata", "extendedKeyUsage=clientAuth\n");
+    let registry = Registry::with_tls(
+        &pki.join("srv.crt"),
+        &pki.join("srv.key"),
+        Some(&pki.join("ca.crt")),
+    );
+    let remote = registry.image("mtls:1");
+    env.ok(["tag", "img", &remote]);
+    let certs_d = env.dir().join("certs.d");
+    let dir = certs_d.join(registry.host());
+    fs_err::create_dir_all(&dir).expect("mkdir");
+    fs_err::copy(pki.join("ca.crt"), dir.join("ca.crt")).expect("copy ca.crt");
+    let push = || {
+        env.command(["push", &remote])
+            .env("STRATA_CERTS_D", &certs_d)
+            .output()
+            .expect("run strata")
+    };
+    // The CA alone is not enough: the registry wants a client certificate.
+    assert_eq!(push().status.code(), Some(1));
+    fs_err::copy(pki.join("client.crt"), dir.join("client.cert")).expect("copy client.cert");
+    fs_err::copy(pki.join("client.key"), dir.join("client.key")).expect("copy client.key");
+    let out = push();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }

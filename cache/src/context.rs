@@ -8,97 +8,18 @@
 //! cache does not have, and then in parallel. The same index serves a stage's output
 //! (`COPY --from`), with ownership kept.
 
-use crate::entry::{Entry, EntryKind, Ownership};
+use crate::entry::{Entry, EntryKind, Ownership, path_cmp};
+use crate::error::ContextError;
 use crate::filter::{ContextFilter, NoFilter};
 use crate::statcache::{self, StatCache, StatCacheStatus};
 use crate::walk;
 use rayon::prelude::*;
 use rustix::fd::OwnedFd;
 use rustix::fs::AtFlags;
-use std::cmp::Ordering;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::time::{Duration, SystemTime};
-
-/// Errors of scanning a context and computing its checksums.
-#[derive(Debug, thiserror::Error)]
-pub enum ContextError {
-    /// The context directory itself could not be opened.
-    #[error("failed to open build context {}", dir.display())]
-    Open {
-        /// The context directory.
-        dir: PathBuf,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
-    /// An entry could not be listed or stat'ed.
-    #[error("failed to read {path:?} in build context {}", dir.display())]
-    Walk {
-        /// The context directory.
-        dir: PathBuf,
-        /// The entry, relative to the context.
-        path: String,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
-    /// A name that is not UTF-8 and not excluded by `.dockerignore`.
-    #[error(
-        "file name {path:?} in the build context is not valid UTF-8 (exclude it in .dockerignore)"
-    )]
-    NonUtf8Name {
-        /// The path, with invalid bytes replaced.
-        path: String,
-    },
-    /// A file's bytes could not be read for its digest.
-    #[error("failed to read {path:?} from the build context")]
-    Read {
-        /// The file, relative to the context.
-        path: String,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
-    /// A source names nothing in the context (or only something `.dockerignore` excludes).
-    /// Worded as Docker words it, after "failed to compute cache key: ".
-    #[error("\"/{path}\": not found")]
-    NotFound {
-        /// The source as resolved, relative to the context.
-        path: String,
-    },
-    /// A source glob Go's `filepath.Match` rejects.
-    #[error("invalid source pattern {pattern:?}")]
-    BadPattern {
-        /// The source as written.
-        pattern: String,
-    },
-    /// An `--exclude` pattern that does not compile.
-    #[error("invalid exclude pattern {pattern:?}")]
-    BadExclude {
-        /// The pattern as written.
-        pattern: String,
-        /// Why.
-        #[source]
-        source: strata_graph::pattern::PatternError,
-    },
-    /// Symlinks that point at each other.
-    #[error("too many levels of symbolic links resolving \"/{path}\"")]
-    SymlinkLoop {
-        /// The source being resolved.
-        path: String,
-    },
-    /// The stat cache could not be written (the build itself is unaffected).
-    #[error("failed to write the context stat cache {}", path.display())]
-    SaveStatCache {
-        /// The stat cache file.
-        path: PathBuf,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
-}
 
 /// How to scan a tree.
 #[derive(Clone, Copy)]
@@ -364,18 +285,6 @@ impl ContextIndex {
             hash: *hasher.finalize().as_bytes(),
             persist,
         })
-    }
-}
-
-/// Orders paths component by component (`a` < `a/b` < `a-b`), so that a directory's subtree
-/// is one contiguous run after it.
-pub(crate) fn path_cmp(a: &str, b: &str) -> Ordering {
-    let key = |c: u8| if c == b'/' { 0 } else { c };
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    // The first differing byte decides (mapping `/` below every other byte); else the shorter.
-    match a.iter().zip(b).position(|(x, y)| x != y) {
-        Some(i) => key(a[i]).cmp(&key(b[i])),
-        None => a.len().cmp(&b.len()),
     }
 }
 

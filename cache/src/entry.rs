@@ -8,6 +8,7 @@
 
 use crate::checksum::Checksum;
 use serde::{Deserialize, Serialize};
+use std::cmp::Ordering;
 
 const ENTRY_DOMAIN: &[u8] = b"strata-entry-v1\0";
 
@@ -180,4 +181,16 @@ pub(crate) fn source_dir_digest() -> Checksum {
     h.update(ENTRY_DOMAIN);
     h.update(b"source-dir");
     h.finalize().into()
+}
+
+/// Orders paths component by component (`a` < `a/b` < `a-b`), so that a directory's subtree
+/// is one contiguous run after it.
+pub(crate) fn path_cmp(a: &str, b: &str) -> Ordering {
+    let key = |c: u8| if c == b'/' { 0 } else { c };
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    // The first differing byte decides (mapping `/` below every other byte); else the shorter.
+    match a.iter().zip(b).position(|(x, y)| x != y) {
+        Some(i) => key(a[i]).cmp(&key(b[i])),
+        None => a.len().cmp(&b.len()),
+    }
 }

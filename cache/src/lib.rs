@@ -12,6 +12,7 @@
 mod checksum;
 mod context;
 mod entry;
+mod error;
 mod exchange;
 mod explain;
 mod filter;
@@ -24,8 +25,9 @@ mod statcache;
 mod walk;
 
 pub use checksum::Checksum;
-pub use context::{ContextError, ContextIndex, ContextStats, ScanOptions};
+pub use context::{ContextIndex, ContextStats, ScanOptions};
 pub use entry::{EntryKind, Ownership};
+pub use error::ContextError;
 pub use exchange::{
     CACHE_REF_NAME, ExchangeError, ExportOptions, ExportReport, ImportedCache, export,
 };

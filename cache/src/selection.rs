@@ -12,8 +12,9 @@
 //! be compared file by file (`--explain`) with [`SelectionSum::diff`].
 
 use crate::checksum::Checksum;
-use crate::context::{ContextError, ContextIndex};
+use crate::context::ContextIndex;
 use crate::entry::{EntryKind, source_dir_digest};
+use crate::error::ContextError;
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 use strata_graph::resolver::{self, Lookup, ResolveError, SourceEntry};

@@ -18,8 +18,8 @@
 //! Hand-written rather than serde-encoded because the format is fixed-width fields plus a
 //! checksum, and loading 20,000 entries must take a few milliseconds.
 
-use crate::context::path_cmp;
 use crate::entry::StatKey;
+use crate::entry::path_cmp;
 use std::ops::Range;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

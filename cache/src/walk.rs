@@ -11,8 +11,8 @@
 //! (`openat2` with `RESOLVE_BENEATH`). A context nested thousands of levels deep therefore
 //! costs a few more rounds, not a stack overflow.
 
-use crate::context::ContextError;
 use crate::entry::{Entry, EntryKind};
+use crate::error::ContextError;
 use crate::filter::ContextFilter;
 use rayon::prelude::*;
 use rustix::fd::AsFd;
@@ -41,7 +41,7 @@ pub(crate) fn open_root(dir: &Path) -> Result<OwnedFd, ContextError> {
 }
 
 /// Lists every entry under `root` that `filter` keeps, the root itself (path `""`) first.
-/// Usually in [`crate::context::path_cmp`] order (each directory's children sorted by name,
+/// Usually in [`crate::entry::path_cmp`] order (each directory's children sorted by name,
 /// each followed by its own subtree); trees deeper than [`MAX_NEST`] come out unsorted.
 pub(crate) fn walk(
     dir: &Path,

@@ -172,7 +172,7 @@ pub(crate) fn copy_dir_contents(
 ) -> io::Result<()> {
     let first =
         confined::open_no_symlinks(src.as_fd(), ".", OFlags::DIRECTORY | OFlags::RDONLY, 0)?;
-    let names = list(first.as_fd()).map_err(err_at(display))?;
+    let names = confined::list(first.as_fd()).map_err(err_at(display))?;
     let mut stack = vec![Level {
         src: first,
         dst: dst.clone(),
@@ -206,7 +206,7 @@ pub(crate) fn copy_dir_contents(
                 0,
             )
             .map_err(err_at(&here))?;
-            let names = list(s.as_fd()).map_err(err_at(&here))?;
+            let names = confined::list(s.as_fd()).map_err(err_at(&here))?;
             let d = make_dir(level.dst.as_fd(), &name, &st, opts, true).map_err(err_at(&here))?;
             counts.entries += 1;
             stack.push(Level {
@@ -247,22 +247,6 @@ pub(crate) fn copy_dir_contents(
         .map_err(err_at(&here))?;
     }
     Ok(())
-}
-
-/// The names in a directory, sorted (so hard links pick the same first path every time).
-pub(crate) fn list(dir: BorrowedFd<'_>) -> io::Result<Vec<OsString>> {
-    let fd = confined::open_no_symlinks(dir, ".", OFlags::DIRECTORY | OFlags::RDONLY, 0)?;
-    let mut d = nix::dir::Dir::from_fd(fd).map_err(io::Error::from)?;
-    let mut names = Vec::new();
-    for e in d.iter() {
-        let e = e.map_err(io::Error::from)?;
-        let n = e.file_name().to_bytes();
-        if n != b"." && n != b".." {
-            names.push(OsStr::from_bytes(n).to_owned());
-        }
-    }
-    names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-    Ok(names)
 }
 
 /// Copies a non-directory.

@@ -16,10 +16,10 @@ use crate::archive;
 use crate::copy::{self, CopyOpts, Counts, Links, Reuse};
 use crate::download;
 use crate::reuse::{self, Previous};
-use crate::run::Worker;
-use crate::source;
+use crate::source::{self, ExcludeFn};
 use crate::sys::{self, MountAttrs};
 use crate::user::{self, UserError};
+use crate::worker::Worker;
 use rustix::fs::OFlags;
 use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
@@ -27,18 +27,10 @@ use std::io::{self, Read};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::sync::Arc;
-use strata_graph::pattern::{self, DirVisit, PatternError};
+use strata_graph::pattern::{self, PatternError};
 use strata_graph::resolver::{self, ResolveError};
 use strata_graph::{Chown, FileAction, FileOp};
 use strata_store::confined::{self, ConfinedRoot, DirOpts, ExtractOptions, Replace, clear_entry};
-
-/// Says what a build context's `.dockerignore` does with a path (relative to the context
-/// root, `/`-separated; the flag says whether it is a directory): [`DirVisit::Include`] it,
-/// [`DirVisit::Skip`] it (a directory with everything below), or, for an excluded directory
-/// that a `!` pattern may reach into, [`DirVisit::WalkExcluded`]: it is there only as the
-/// parent of what below it is included.
-pub type ExcludeFn = Arc<dyn Fn(&Path, bool) -> DirVisit + Send + Sync>;
 
 /// A filesystem COPY or ADD reads from.
 #[derive(Clone)]
@@ -172,9 +164,6 @@ struct Src {
     exclude: Option<ExcludeFn>,
     name: &'static str,
 }
-
-/// Default cap on what one ADD may unpack or download (bytes).
-pub const DEFAULT_MAX_UNPACK: u64 = 64 << 30;
 
 impl Worker {
     /// Applies `req.op` onto `req.lowers`, writing the changes into `req.upper`. Blocking:

@@ -25,13 +25,16 @@ mod spec;
 mod stub;
 mod sys;
 mod user;
+mod worker;
 
 pub use diff::{DiffError, DiffOptions, DiffStats, write_layer};
 pub use download::DownloadError;
 pub use export::{ExportError, export_rootfs};
-pub use fileop::{DEFAULT_MAX_UNPACK, ExcludeFn, FileError, FileRequest, FileSource, FileStats};
+pub use fileop::{FileError, FileRequest, FileSource, FileStats};
 pub use helper::sandbox_main;
 pub use reuse::Previous;
-pub use run::{MountInput, OutputStream, RunError, RunRequest, Worker, WorkerConfig, WorkerError};
+pub use run::{MountInput, OutputStream, RunError, RunRequest};
+pub use source::ExcludeFn;
 pub use strata_store::confined::ExtractError;
 pub use user::UserError;
+pub use worker::{DEFAULT_MAX_UNPACK, Worker, WorkerConfig, WorkerError};

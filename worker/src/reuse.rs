@@ -14,7 +14,6 @@
 //! writing through it; a skipped file is not touched at all. The layer writer pairs hard
 //! links only within the walk of one layer, so a linked file is still written out in full.
 
-use crate::copy;
 use crate::sys;
 use rustix::fs::OFlags;
 use std::collections::{HashMap, HashSet};
@@ -51,7 +50,7 @@ pub(crate) fn clone_tree(from: &Path, to: &Path) -> io::Result<u64> {
         names: std::vec::IntoIter<std::ffi::OsString>,
         st: libc::stat,
     }
-    let names = copy::list(src_root.as_fd())?;
+    let names = confined::list(src_root.as_fd())?;
     let mut stack = vec![Level {
         src: src_root,
         dst: dst_root,
@@ -90,7 +89,7 @@ pub(crate) fn clone_tree(from: &Path, to: &Path) -> io::Result<u64> {
         let src = confined::open_no_symlinks(level.src.as_fd(), &name, flags, 0)?;
         let dst = confined::open_no_symlinks(level.dst.as_fd(), &name, flags, 0)?;
         copy_dir_meta(src.as_fd(), dst.as_fd(), &st)?;
-        let names = copy::list(src.as_fd())?;
+        let names = confined::list(src.as_fd())?;
         rel.push(&name);
         stack.push(Level {
             src,

@@ -7,63 +7,19 @@
 //! background, see `janitor.rs`).
 
 use crate::helper::SandboxHelper;
-use crate::janitor::Janitor;
 use crate::sandbox::Status;
 use crate::spec::{ProcessSpec, SandboxSpec, SpecMount};
 use crate::sys;
+use crate::worker::Worker;
 use sha2::Digest as _;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 use strata_graph::{CacheSharing, ExecOp, MountKind, NetworkMode, SecurityMode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
-
-/// How the worker runs things.
-#[derive(Debug, Clone)]
-pub struct WorkerConfig {
-    /// The worker's own directory: cache mounts live in `<state_dir>/cache-mounts/`.
-    pub state_dir: PathBuf,
-    /// The executable that handles `__sandbox` (the strata binary, `/proc/self/exe`).
-    pub helper_exe: PathBuf,
-    /// The host's resolver configuration, copied into each sandbox's `/etc/resolv.conf`.
-    pub resolv_conf: Option<PathBuf>,
-    /// Set `PR_SET_NO_NEW_PRIVS` for RUN commands (hardening; BuildKit leaves it off, so
-    /// `sudo` inside a RUN works there and not here).
-    pub no_new_privs: bool,
-    /// The most bytes one ADD may unpack from an archive or download.
-    pub max_unpack_bytes: u64,
-}
-
-impl WorkerConfig {
-    /// The empty directory every sandbox attaches its root onto, each in its own mount
-    /// namespace (so one directory serves all of them, and nothing is made per run).
-    fn root_mountpoint(&self) -> PathBuf {
-        self.state_dir.join("sandbox-root")
-    }
-
-    /// The defaults: the host's `/etc/resolv.conf`, no_new_privs on.
-    pub fn new(state_dir: impl Into<PathBuf>, helper_exe: impl Into<PathBuf>) -> Self {
-        WorkerConfig {
-            state_dir: state_dir.into(),
-            helper_exe: helper_exe.into(),
-            resolv_conf: Some(PathBuf::from("/etc/resolv.conf")),
-            no_new_privs: true,
-            max_unpack_bytes: crate::fileop::DEFAULT_MAX_UNPACK,
-        }
-    }
-}
-
-/// Runs RUN steps and file operations. Clones share one sandbox helper process, started on
-/// the first RUN and ended when the last clone (and the last RUN) is gone.
-#[derive(Debug, Clone)]
-pub struct Worker {
-    pub(crate) config: WorkerConfig,
-    helper: Arc<Mutex<Option<Arc<SandboxHelper>>>>,
-    pub(crate) janitor: Janitor,
-}
 
 /// Which stream a line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,15 +120,6 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> RunError {
     move |source| RunError::Io { what, source }
 }
 
-/// Errors opening the worker.
-#[derive(Debug, thiserror::Error)]
-#[error("failed to prepare the worker state directory {}", path.display())]
-pub struct WorkerError {
-    path: PathBuf,
-    #[source]
-    source: io::Error,
-}
-
 /// Splits a byte stream into lines for the output callback. A line longer than 64 KiB is
 /// passed on in pieces rather than buffered without bound.
 #[derive(Default)]
@@ -209,26 +156,6 @@ impl Lines {
 struct CacheLock(#[expect(dead_code, reason = "held for its Drop")] Option<fs_err::File>);
 
 impl Worker {
-    /// A worker with its state under `config.state_dir`.
-    pub fn new(config: WorkerConfig) -> Result<Worker, WorkerError> {
-        for dir in [
-            config.state_dir.join("cache-mounts"),
-            config.root_mountpoint(),
-        ] {
-            fs_err::create_dir_all(&dir).map_err(|source| WorkerError { path: dir, source })?;
-        }
-        Ok(Worker {
-            config,
-            helper: Arc::new(Mutex::new(None)),
-            janitor: Janitor::default(),
-        })
-    }
-
-    /// The worker's configuration.
-    pub fn config(&self) -> &WorkerConfig {
-        &self.config
-    }
-
     /// Runs `req.exec` in a sandbox over `req.lowers` with `req.upper` as the writable
     /// layer; each output line goes to `output`. Returns once every process of the sandbox
     /// has exited and its mounts are gone (so `req.upper` is no longer in use); its scratch

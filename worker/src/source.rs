@@ -4,17 +4,23 @@
 //! ([`confined::walk::resolve`]) over real paths; the context's `.dockerignore` hides what
 //! it skips and marks the directories it keeps only as parents.
 
-use crate::copy;
-use crate::fileop::ExcludeFn;
 use crate::sys;
 use rustix::fs::OFlags;
 use std::ffi::OsString;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
+use std::sync::Arc;
 use strata_graph::pattern::DirVisit;
 use strata_graph::resolver::{Kind, Lookup, SourceTree};
-use strata_store::confined::{ConfinedRoot, walk};
+use strata_store::confined::{self, ConfinedRoot, walk};
+
+/// Says what a build context's `.dockerignore` does with a path (relative to the context
+/// root, `/`-separated; the flag says whether it is a directory): [`DirVisit::Include`] it,
+/// [`DirVisit::Skip`] it (a directory with everything below), or, for an excluded directory
+/// that a `!` pattern may reach into, [`DirVisit::WalkExcluded`]: it is there only as the
+/// parent of what below it is included.
+pub type ExcludeFn = Arc<dyn Fn(&Path, bool) -> DirVisit + Send + Sync>;
 
 /// An entry of a [`Dir`]: its real path (no symlink on the way), relative to the root.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,7 +165,7 @@ impl SourceTree for Dir<'_> {
             return Ok(Vec::new());
         };
         let mut out = Vec::new();
-        for name in copy::list(fd.as_fd())? {
+        for name in confined::list(fd.as_fd())? {
             // A name that is not UTF-8 cannot be named by a Dockerfile; lossily named, it is
             // not found by the stat and so left out (a build context refuses such names).
             let name = name.to_string_lossy().into_owned();

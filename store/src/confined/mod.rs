@@ -335,6 +335,23 @@ fn openat2(
     }
 }
 
+/// The names in the directory `dir` (an fd already resolved inside its root), without `.`
+/// and `..`, sorted by bytes (so a copy that meets hard links picks the same first path every
+/// time).
+pub fn list(dir: BorrowedFd<'_>) -> io::Result<Vec<OsString>> {
+    let fd = open_no_symlinks(dir, ".", OFlags::DIRECTORY | OFlags::RDONLY, 0)?;
+    let mut names = Vec::new();
+    for entry in rustix::fs::Dir::read_from(&fd)? {
+        let entry = entry?;
+        let name = entry.file_name().to_bytes();
+        if name != b"." && name != b".." {
+            names.push(OsStr::from_bytes(name).to_owned());
+        }
+    }
+    names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    Ok(names)
+}
+
 /// Opens `path` below the directory `dir` only if no component is a symlink, the last one
 /// included (`O_NOFOLLOW`): for a tree that must be read or written as it is (a build context
 /// being walked, a directory being copied entry by entry, a file created at a resolved

@@ -1,0 +1,88 @@
+//! The worker itself: its configuration, its state directory (`<root>/worker/`: cache mounts
+//! and the sandboxes' mount point, see docs/STORE.md) and the handle every operation hangs
+//! off. What it does lives with each operation: RUN in `run.rs`, COPY/ADD/WORKDIR in
+//! `fileop.rs`.
+
+use crate::helper::SandboxHelper;
+use crate::janitor::Janitor;
+use std::io;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+/// Default cap on what one ADD may unpack or download (bytes).
+pub const DEFAULT_MAX_UNPACK: u64 = 64 << 30;
+
+/// How the worker runs things.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// The worker's own directory: cache mounts live in `<state_dir>/cache-mounts/`.
+    pub state_dir: PathBuf,
+    /// The executable that handles `__sandbox` (the strata binary, `/proc/self/exe`).
+    pub helper_exe: PathBuf,
+    /// The host's resolver configuration, copied into each sandbox's `/etc/resolv.conf`.
+    pub resolv_conf: Option<PathBuf>,
+    /// Set `PR_SET_NO_NEW_PRIVS` for RUN commands (hardening; BuildKit leaves it off, so
+    /// `sudo` inside a RUN works there and not here).
+    pub no_new_privs: bool,
+    /// The most bytes one ADD may unpack from an archive or download.
+    pub max_unpack_bytes: u64,
+}
+
+impl WorkerConfig {
+    /// The empty directory every sandbox attaches its root onto, each in its own mount
+    /// namespace (so one directory serves all of them, and nothing is made per run).
+    pub(crate) fn root_mountpoint(&self) -> PathBuf {
+        self.state_dir.join("sandbox-root")
+    }
+
+    /// The defaults: the host's `/etc/resolv.conf`, no_new_privs on.
+    pub fn new(state_dir: impl Into<PathBuf>, helper_exe: impl Into<PathBuf>) -> Self {
+        WorkerConfig {
+            state_dir: state_dir.into(),
+            helper_exe: helper_exe.into(),
+            resolv_conf: Some(PathBuf::from("/etc/resolv.conf")),
+            no_new_privs: true,
+            max_unpack_bytes: DEFAULT_MAX_UNPACK,
+        }
+    }
+}
+
+/// Runs RUN steps and file operations. Clones share one sandbox helper process, started on
+/// the first RUN and ended when the last clone (and the last RUN) is gone.
+#[derive(Debug, Clone)]
+pub struct Worker {
+    pub(crate) config: WorkerConfig,
+    pub(crate) helper: Arc<Mutex<Option<Arc<SandboxHelper>>>>,
+    pub(crate) janitor: Janitor,
+}
+
+/// Errors opening the worker.
+#[derive(Debug, thiserror::Error)]
+#[error("failed to prepare the worker state directory {}", path.display())]
+pub struct WorkerError {
+    path: PathBuf,
+    #[source]
+    source: io::Error,
+}
+
+impl Worker {
+    /// A worker with its state under `config.state_dir`.
+    pub fn new(config: WorkerConfig) -> Result<Worker, WorkerError> {
+        for dir in [
+            config.state_dir.join("cache-mounts"),
+            config.root_mountpoint(),
+        ] {
+            fs_err::create_dir_all(&dir).map_err(|source| WorkerError { path: dir, source })?;
+        }
+        Ok(Worker {
+            config,
+            helper: Arc::new(Mutex::new(None)),
+            janitor: Janitor::default(),
+        })
+    }
+
+    /// The worker's configuration.
+    pub fn config(&self) -> &WorkerConfig {
+        &self.config
+    }
+}

@@ -39,6 +39,9 @@ pub struct RegistryOptions {
     pub max_concurrent_downloads: usize,
     /// Blobs uploaded at once (docker: 5).
     pub max_concurrent_uploads: usize,
+    /// Upload blobs larger than this in `PATCH` chunks of this size (for registries or proxies
+    /// that limit a request's body); `None`: one `PUT` per blob.
+    pub upload_chunk_size: Option<u64>,
 }
 
 impl Default for RegistryOptions {
@@ -53,6 +56,7 @@ impl Default for RegistryOptions {
             backoff: Duration::from_millis(250),
             max_concurrent_downloads: 3,
             max_concurrent_uploads: 5,
+            upload_chunk_size: None,
         }
     }
 }

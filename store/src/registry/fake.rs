@@ -15,6 +15,10 @@ pub(crate) struct Seen {
     pub(crate) authorization: Option<String>,
     /// The `Range` header.
     pub(crate) range: Option<String>,
+    /// The `Content-Range` header.
+    pub(crate) content_range: Option<String>,
+    /// The body.
+    pub(crate) body: Vec<u8>,
 }
 
 /// An answer: status, extra headers (a `Content-Length` larger than the body makes a dropped
@@ -50,6 +54,7 @@ impl FakeServer {
                 let target = parts.next().unwrap_or_default().to_owned();
                 let mut authorization = None;
                 let mut range = None;
+                let mut content_range = None;
                 let mut length = 0usize;
                 loop {
                     let mut header = String::new();
@@ -60,6 +65,7 @@ impl FakeServer {
                         match k.trim().to_ascii_lowercase().as_str() {
                             "authorization" => authorization = Some(v.trim().to_owned()),
                             "range" => range = Some(v.trim().to_owned()),
+                            "content-range" => content_range = Some(v.trim().to_owned()),
                             "content-length" => length = v.trim().parse().unwrap_or(0),
                             _ => {}
                         }
@@ -72,6 +78,8 @@ impl FakeServer {
                     target,
                     authorization,
                     range,
+                    content_range,
+                    body,
                 };
                 let before = log.lock().expect("the log lock").clone();
                 let (status, headers, body) = answer(&request, &before);

@@ -1,8 +1,8 @@
 //! Blobs between the store and a registry. A download streams into a [`crate::BlobWriter`]
 //! (constant memory, hashed as it arrives) and is committed only if it has the digest it was
 //! asked by; a mismatch or a broken stream discards the partial blob and starts once more from
-//! scratch. An upload is monolithic: `POST` for a session, then one `PUT ?digest=` with the
-//! file, which the registry verifies. Several run at once on scoped threads (`in_parallel`):
+//! scratch. An upload is `POST` for a session, then one `PUT ?digest=` with the file, which the
+//! registry verifies; or, with a chunk size set, `PATCH`es of that size before an empty `PUT`. Several run at once on scoped threads (`in_parallel`):
 //! the client is synchronous, so plain threads are the simplest pool.
 
 use crate::digest::Digest;
@@ -322,28 +322,87 @@ impl RegistryClient {
             return Ok(Uploaded::Mounted);
         }
         // 202: a new upload session (the registry declined to mount, or we did not ask).
-        let location = response
-            .headers()
-            .get("location")
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| RegistryError::InvalidDocument {
-                what: format!("upload session for {shown}"),
-                registry: registry.to_owned(),
-                reason: "no Location header".into(),
-            })?
-            .to_owned();
+        let mut location = location_of(&response, &shown, registry)?;
         let size = store.blob_size(digest)?;
         let path = store.blob_path(digest);
-        let mut put = Request::new("PUT", registry, push_scope(reference), location);
+        let mut put = Request::new("PUT", registry, push_scope(reference), String::new());
+        match self.options().upload_chunk_size {
+            Some(chunk_size) if size > chunk_size => {
+                location = self.upload_chunks(store, reference, digest, chunk_size, location)?;
+            }
+            _ => {
+                put.headers
+                    .push(("Content-Type", "application/octet-stream".to_owned()));
+                put.body = Body::File(&path);
+                put.blob_size = Some(size);
+            }
+        }
+        put.target = location;
         put.query.push(("digest", digest.to_string()));
-        put.headers
-            .push(("Content-Type", "application/octet-stream".to_owned()));
-        put.body = Body::File(&path);
-        put.blob_size = Some(size);
         let response = self.send(&put)?;
         self.check(&put, response, &shown, "push")?;
         Ok(Uploaded::Sent)
     }
+
+    /// Sends blob `digest` to the upload session at `location` in `PATCH`es of `chunk_size`
+    /// bytes (one chunk in memory at a time); returns where the session continues.
+    fn upload_chunks(
+        &self,
+        store: &Store,
+        reference: &Reference,
+        digest: &Digest,
+        chunk_size: u64,
+        mut location: String,
+    ) -> Result<String, RegistryError> {
+        let registry = reference.registry();
+        let shown = reference.familiar();
+        let path = store.blob_path(digest);
+        let mut file = store.open_blob(digest)?;
+        let mut chunk = Vec::new();
+        let mut offset = 0u64;
+        loop {
+            chunk.clear();
+            (&mut file)
+                .take(chunk_size)
+                .read_to_end(&mut chunk)
+                .map_err(StoreError::io("read blob", &path))?;
+            if chunk.is_empty() {
+                return Ok(location);
+            }
+            let end = offset + chunk.len() as u64 - 1;
+            let mut patch = Request::new("PATCH", registry, push_scope(reference), location);
+            patch
+                .headers
+                .push(("Content-Type", "application/octet-stream".to_owned()));
+            patch
+                .headers
+                .push(("Content-Range", format!("{offset}-{end}")));
+            patch.body = Body::Bytes(&chunk);
+            patch.blob_size = Some(chunk.len() as u64);
+            let response = self.send(&patch)?;
+            let response = self.check(&patch, response, &shown, "push")?;
+            location = location_of(&response, &shown, registry)?;
+            offset = end + 1;
+        }
+    }
+}
+
+/// The `Location` of an upload session's answer.
+fn location_of(
+    response: &ureq::http::Response<ureq::Body>,
+    shown: &str,
+    registry: &str,
+) -> Result<String, RegistryError> {
+    response
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .ok_or_else(|| RegistryError::InvalidDocument {
+            what: format!("upload session for {shown}"),
+            registry: registry.to_owned(),
+            reason: "no Location header".into(),
+        })
 }
 
 /// How a blob reached the registry.
@@ -483,6 +542,83 @@ mod tests {
                 if matches!(**source, StoreError::SizeMismatch { actual: 4, .. })
         ));
         assert!(!store.has_blob(&digest));
+    }
+
+    #[test]
+    fn a_chunked_upload_patches_ranges_then_puts_the_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("root")).unwrap();
+        let bytes: Vec<u8> = (0..25u8).collect();
+        let blob = store.put_blob(None, &bytes[..]).unwrap();
+        let server = FakeServer::start(|req, before| match req.method.as_str() {
+            "POST" | "PATCH" => (
+                202,
+                vec![(
+                    "Location",
+                    format!("/v2/app/blobs/uploads/u?step={}", before.len()),
+                )],
+                Vec::new(),
+            ),
+            _ => (201, vec![], Vec::new()),
+        });
+        let client = RegistryClient::new(RegistryOptions {
+            upload_chunk_size: Some(10),
+            ..RegistryOptions::default()
+        })
+        .unwrap();
+        let reference = Reference::parse(&format!("{}/app:1", server.host())).unwrap();
+        let sent = client
+            .upload_blob(&store, &reference, &blob.digest, None)
+            .unwrap();
+        assert_eq!(sent, Uploaded::Sent);
+        let seen = server.seen();
+        let steps: Vec<(String, String, Option<String>, usize)> = seen
+            .iter()
+            .map(|s| {
+                (
+                    s.method.clone(),
+                    s.target.clone(),
+                    s.content_range.clone(),
+                    s.body.len(),
+                )
+            })
+            .collect();
+        let range = |r: &str| Some(r.to_owned());
+        assert_eq!(
+            steps,
+            [
+                ("POST".into(), "/v2/app/blobs/uploads/".into(), None, 0),
+                (
+                    "PATCH".into(),
+                    "/v2/app/blobs/uploads/u?step=0".into(),
+                    range("0-9"),
+                    10
+                ),
+                (
+                    "PATCH".into(),
+                    "/v2/app/blobs/uploads/u?step=1".into(),
+                    range("10-19"),
+                    10
+                ),
+                (
+                    "PATCH".into(),
+                    "/v2/app/blobs/uploads/u?step=2".into(),
+                    range("20-24"),
+                    5
+                ),
+                (
+                    "PUT".into(),
+                    format!(
+                        "/v2/app/blobs/uploads/u?step=3&digest=sha256%3A{}",
+                        blob.digest.hex()
+                    ),
+                    None,
+                    0
+                ),
+            ]
+        );
+        let sent_bytes: Vec<u8> = seen.iter().flat_map(|s| s.body.clone()).collect();
+        assert_eq!(sent_bytes, bytes);
     }
 
     #[test]

@@ -13,8 +13,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # The Debian packages the tests use: busybox-static for base images; skopeo and umoci to check
-# what strata writes; zstd, xz, bzip2, gzip for archives; python3 for the shared generators.
-packages=(busybox-static skopeo umoci zstd xz-utils bzip2 gzip python3)
+# what strata writes; zstd, xz, bzip2, gzip for archives; python3 for the shared generators;
+# docker-registry (a registry on 127.0.0.1), apache2-utils (`htpasswd -B`) and openssl (a test
+# CA) for pull, push and login.
+packages=(busybox-static skopeo umoci zstd xz-utils bzip2 gzip python3 docker-registry apache2-utils openssl)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -221,8 +221,15 @@ fn front(request: &BuildRequest) -> Result<Front, BuildError> {
         network: request.network,
         all_stages: false,
     };
-    let lowered = strata_frontend::lower(&df, &opts, &StoreResolver { store: &store })
-        .map_err(BuildError::Dockerfile)?;
+    let lowered = strata_frontend::lower(
+        &df,
+        &opts,
+        &StoreResolver {
+            store: &store,
+            registry: request.registry.as_ref(),
+        },
+    )
+    .map_err(BuildError::Dockerfile)?;
     Ok(Front {
         store,
         lowered,

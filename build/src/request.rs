@@ -56,6 +56,8 @@ pub struct BuildRequest {
     pub stdout: Option<Box<dyn Write + Send>>,
     /// Cancels the build (Ctrl-C): running steps are stopped, the build fails.
     pub cancel: CancellationToken,
+    /// Where `FROM` images missing from the store are pulled from; `None`: no pulls.
+    pub registry: Option<strata_store::RegistryClient>,
 }
 
 impl BuildRequest {
@@ -83,6 +85,7 @@ impl BuildRequest {
             progress: None,
             stdout: None,
             cancel: CancellationToken::new(),
+            registry: None,
         }
     }
 }

@@ -1,20 +1,50 @@
-//! Base images come from the store: `FROM` names an image that `strata load`, `import` or an
-//! earlier build put there (strata does not pull yet).
+//! Base images come from the store: `FROM` names an image that `strata pull`, `load`, `import`
+//! or an earlier build put there. One the store lacks is pulled first, for the build's
+//! platform, when the request has a registry client.
 
 use strata_frontend::{ImageResolver, Platform, ResolvedImage};
 use strata_graph::ImageConfig;
-use strata_store::Store;
+use strata_store::{Reference, RegistryClient, Store, StoreError};
 
-/// Resolves `FROM` references against the store.
+/// Resolves `FROM` references against the store, pulling what it lacks.
 pub(crate) struct StoreResolver<'a> {
     pub(crate) store: &'a Store,
+    pub(crate) registry: Option<&'a RegistryClient>,
+}
+
+impl StoreResolver<'_> {
+    /// The image `reference` names, pulled first if the store lacks it and we may pull.
+    fn image(&self, reference: &str, platform: &Platform) -> Result<strata_store::Image, String> {
+        match (self.store.image(reference), self.registry) {
+            (Err(StoreError::ImageNotFound(_)), Some(registry)) => {
+                let parsed = Reference::parse(reference).map_err(|e| e.to_string())?;
+                registry
+                    .pull(self.store, &parsed, Some(platform), &|_| {})
+                    .map_err(|e| error_chain(&e))?;
+                self.store.image(reference).map_err(|e| e.to_string())
+            }
+            (Err(e @ StoreError::ImageNotFound(_)), None) => Err(format!(
+                "{e} (`strata pull`, `strata load` or `strata import` it first)"
+            )),
+            (result, _) => result.map_err(|e| e.to_string()),
+        }
+    }
+}
+
+/// `error: cause: cause`, for the frontend's one-line message.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = format!("failed to pull: {err}");
+    let mut source = err.source();
+    while let Some(e) = source {
+        text.push_str(&format!(": {e}"));
+        source = e.source();
+    }
+    text
 }
 
 impl ImageResolver for StoreResolver<'_> {
     fn resolve(&self, reference: &str, platform: &Platform) -> Result<ResolvedImage, String> {
-        let image = self.store.image(reference).map_err(|e| {
-            format!("{e} (strata does not pull yet: `strata load` or `strata import` it first)")
-        })?;
+        let image = self.image(reference, platform)?;
         let config: ImageConfig = match &image.config.config {
             Some(v) => serde_json::from_value(v.clone())
                 .map_err(|e| format!("image {reference} has an unreadable config: {e}"))?,

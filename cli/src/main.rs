@@ -5,6 +5,7 @@
 mod cmd;
 mod diag;
 mod dockerfile;
+mod registry;
 mod report;
 mod ui;
 
@@ -83,6 +84,14 @@ enum Command {
     Save(cmd::save::Args),
     /// Load images from an OCI or docker tarball
     Load(cmd::load::Args),
+    /// Download an image from a registry
+    Pull(cmd::pull::Args),
+    /// Upload an image to a registry
+    Push(cmd::push::Args),
+    /// Log in to a registry (docker's config file)
+    Login(cmd::login::Args),
+    /// Log out from a registry
+    Logout(cmd::login::LogoutArgs),
     /// Manage images
     Image(cmd::image::Args),
     /// Store-wide commands: df, check
@@ -109,6 +118,10 @@ fn main() -> ExitCode {
         Command::Import(args) => cmd::import::run(args, &cli.global),
         Command::Save(args) => cmd::save::run(args, &cli.global),
         Command::Load(args) => cmd::load::run(args, &cli.global),
+        Command::Pull(args) => cmd::pull::run(args, &cli.global),
+        Command::Push(args) => cmd::push::run(args, &cli.global),
+        Command::Login(args) => cmd::login::run(args, &cli.global),
+        Command::Logout(args) => cmd::login::logout(args, &cli.global),
         Command::Image(args) => cmd::image::run(args, &cli.global),
         Command::System(args) => cmd::system::run(args, &cli.global),
     };

@@ -18,7 +18,7 @@ use std::fmt;
 use std::io::Write;
 use std::process::ExitCode;
 use strata_graph::SourceLoc;
-use strata_store::StoreError;
+use strata_store::{RegistryError, StoreError};
 
 /// An error that happened at a place in a Dockerfile. Transparent: it shows its cause's
 /// message and chain; [`report`] adds the line it points at.
@@ -88,15 +88,40 @@ fn hint(err: &anyhow::Error, root: bool) -> Option<&'static str> {
             match store {
                 StoreError::ImageNotFound(_) => {
                     return Some(
-                        "`strata images` lists what this store has; strata does not pull yet: \
-                         bring an image in with `strata load -i FILE` (a docker or OCI archive) \
-                         or `strata import FILE NAME` (a rootfs tarball)",
+                        "`strata images` lists what this store has; bring an image in with \
+                         `strata pull NAME` (from a registry), `strata load -i FILE` (a docker \
+                         or OCI archive) or `strata import FILE NAME` (a rootfs tarball)",
                     );
                 }
                 StoreError::Version { .. } => {
                     return Some(
                         "this store was written by another version of strata: give this one \
                          a store of its own with --root DIR (or STRATA_ROOT)",
+                    );
+                }
+                _ => {}
+            }
+        }
+        if let Some(registry) = cause.downcast_ref::<RegistryError>() {
+            match registry {
+                RegistryError::Unauthorized { .. } => {
+                    return Some(
+                        "log in with `strata login REGISTRY -u USER --password-stdin` (or \
+                         `docker login`: strata reads docker's config file)",
+                    );
+                }
+                RegistryError::Transport { .. }
+                    if err.chain().any(|c| c.to_string().contains("certificate")) =>
+                {
+                    return Some(
+                        "to trust a registry's own CA, put it in \
+                         /etc/docker/certs.d/HOST:PORT/ca.crt (as for docker)",
+                    );
+                }
+                RegistryError::Transport { .. } => {
+                    return Some(
+                        "check the registry's address and that it is up; strata speaks plain \
+                         HTTP only to registries on this machine (127.0.0.1, localhost)",
                     );
                 }
                 _ => {}

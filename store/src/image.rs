@@ -152,6 +152,8 @@ pub struct Image {
     pub tags: Vec<Reference>,
     /// When the image got its last tag in this store.
     pub last_tag_time: Option<String>,
+    /// `registry/repository@sha256:…` it was pulled as or pushed to (docker's RepoDigests).
+    pub repo_digests: Vec<String>,
 }
 
 impl Image {
@@ -183,6 +185,8 @@ pub struct ImageSummary {
     pub created: Option<String>,
     /// Uncompressed size.
     pub size: u64,
+    /// `registry/repository@sha256:…` it was pulled as or pushed to (docker's RepoDigests).
+    pub repo_digests: Vec<String>,
 }
 
 /// What [`Store::commit_image`] stores.
@@ -342,6 +346,7 @@ impl Store {
             layers,
             tags,
             last_tag_time: record.last_tag_time.clone(),
+            repo_digests: record.repo_digests.clone(),
         })
     }
 
@@ -367,6 +372,7 @@ impl Store {
                     .collect(),
                 created,
                 size: record.layer_sizes.iter().sum(),
+                repo_digests: record.repo_digests.clone(),
             });
         }
         out.sort_by(|a, b| b.created.cmp(&a.created).then(a.id.cmp(&b.id)));
@@ -529,6 +535,7 @@ impl Store {
                 manifest_media_type: OCI_MANIFEST.into(),
                 layer_sizes,
                 last_tag_time: Some(now_rfc3339()),
+                repo_digests: Vec::new(),
             },
             tags,
         )?;
@@ -547,9 +554,16 @@ impl Store {
                 self.has_blob(&old.manifest) && old.layer_sizes.len() == record.layer_sizes.len()
             });
             if !keep_existing {
-                index.images.insert(id.clone(), record.clone());
+                let mut record = record.clone();
+                if let Some(old) = index.images.get(id) {
+                    let mut digests = old.repo_digests.clone();
+                    merge_repo_digests(&mut digests, &record.repo_digests);
+                    record.repo_digests = digests;
+                }
+                index.images.insert(id.clone(), record);
             } else if let Some(old) = index.images.get_mut(id) {
                 old.last_tag_time.clone_from(&record.last_tag_time);
+                merge_repo_digests(&mut old.repo_digests, &record.repo_digests);
             }
             for t in tags {
                 index.tags.insert(t.to_string(), id.clone());
@@ -567,6 +581,16 @@ impl Store {
         let (_, n) = crate::digest::digest_reader(reader).map_err(StoreError::stream(what))?;
         Ok(n)
     }
+}
+
+/// Adds the repo digests of `more` to `into`; one per repository (the newest wins), sorted.
+pub(crate) fn merge_repo_digests(into: &mut Vec<String>, more: &[String]) {
+    for d in more {
+        let name = d.split_once('@').map_or(d.as_str(), |(n, _)| n);
+        into.retain(|old| old.split_once('@').map_or(old.as_str(), |(n, _)| n) != name);
+        into.push(d.clone());
+    }
+    into.sort();
 }
 
 /// Resolves a reference, an ID or an ID prefix in `index`.

@@ -40,6 +40,10 @@ pub(crate) struct ImageRecord {
     /// When the image was added to this store (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) last_tag_time: Option<String>,
+    /// `registry/repository@sha256:…` of each registry manifest (or index) this image was
+    /// pulled as or pushed to (docker's RepoDigests). Absent in older stores.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) repo_digests: Vec<String>,
 }
 
 impl ImageIndex {

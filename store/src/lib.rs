@@ -1,8 +1,9 @@
 //! The OCI image store: content-addressed blobs, images and tags, layer compression, snapshots
-//! for the worker, OCI and Docker tarballs (save, load, import), and later the registry client.
-//! Owns everything it creates under its root (layout in `docs/STORE.md`); every write is atomic
-//! and checked against its digest, and several processes may use one root at once. Knows
-//! nothing of Dockerfiles, the build graph or the terminal. Start at [`Store::open`].
+//! for the worker, OCI and Docker tarballs (save, load, import), and the registry client (pull,
+//! push, login). Owns everything it creates under its root (layout in `docs/STORE.md`); every
+//! write is atomic and checked against its digest, and several processes may use one root at
+//! once. Knows nothing of Dockerfiles, the build graph or the terminal. Start at
+//! [`Store::open`].
 //!
 //! It also owns the one confined filesystem, [`confined`]: a directory nothing can escape
 //! ([`ConfinedRoot`]) and the one extractor of untrusted tars, which the worker and the cache
@@ -65,6 +66,7 @@ pub mod media_type;
 mod pin;
 mod platform;
 mod reference;
+mod registry;
 mod save;
 mod settle;
 mod snapshot;
@@ -86,6 +88,10 @@ pub use load::LoadedImage;
 pub use lock::Lease;
 pub use platform::{Platform, PlatformError};
 pub use reference::{NAME_TOTAL_LENGTH_MAX, Reference, ReferenceError};
+pub use registry::{
+    Credentials, LayerEvent, LayerStatus, Progress, Pulled, Pushed, RegistryClient, RegistryError,
+    RegistryOptions, login_server, remove_credentials, save_credentials,
+};
 pub use save::SaveOptions;
 pub use snapshot::Snapshot;
 pub use store::Store;

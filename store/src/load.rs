@@ -119,6 +119,7 @@ impl Store {
                     manifest_media_type: media_type,
                     layer_sizes: sizes,
                     last_tag_time: Some(now_rfc3339()),
+                    repo_digests: Vec::new(),
                 },
                 image.tags.clone(),
             ));

@@ -163,6 +163,7 @@ fn request(
     request.explain = args.explain;
     request.source_date_epoch = source_date_epoch;
     request.stdout = Some(Box::new(std::io::stdout()));
+    request.registry = Some(crate::registry::client()?);
     Ok(request)
 }
 

@@ -71,9 +71,18 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             {
                 continue;
             }
+            // The digest in the registry this repository was pulled from or pushed to (the
+            // index, for a multi-platform image), as docker shows; else the local manifest's.
+            let name = tag.name();
+            let digest = image
+                .repo_digests
+                .iter()
+                .find_map(|d| d.split_once('@').filter(|(n, _)| *n == name))
+                .map_or_else(|| base.digest.clone(), |(_, d)| d.to_owned());
             rows.push(Row {
                 repository: tag.familiar_name(),
                 tag: tag.tag().unwrap_or("<none>").to_owned(),
+                digest,
                 ..base.clone()
             });
         }

@@ -5,7 +5,7 @@ use serde::Serialize;
 use serde_json::Value;
 use std::io::Write;
 use std::process::ExitCode;
-use strata_store::{Image, Store};
+use strata_store::{Image, Reference, Store};
 
 /// Arguments of `strata inspect`.
 #[derive(Debug, clap::Args)]
@@ -61,8 +61,14 @@ fn inspect(image: &Image) -> Inspect {
             .unwrap_or_default()
             .to_owned()
     };
-    let mut repos = Vec::new();
-    for t in &image.tags {
+    // What it was pulled as or pushed to; for a local-only image, its tags with the local
+    // manifest digest (as before registries existed).
+    let mut repos: Vec<String> = image
+        .repo_digests
+        .iter()
+        .map(|d| Reference::parse(d).map_or_else(|_| d.clone(), |r| r.familiar()))
+        .collect();
+    for t in image.tags.iter().filter(|_| image.repo_digests.is_empty()) {
         let d = format!("{}@{}", t.familiar_name(), image.manifest_digest);
         if !repos.contains(&d) {
             repos.push(d);

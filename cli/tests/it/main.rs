@@ -5,6 +5,7 @@ mod check;
 mod ci_cache;
 mod conformance;
 mod parse;
+mod registry;
 mod report;
 mod store;
 mod support;

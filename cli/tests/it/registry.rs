@@ -1,0 +1,1216 @@
+//! `pull`, `push`, `login` and `logout` against a real registry: Debian's `docker-registry`
+//! (distribution 2.8), started by each test on a free 127.0.0.1 port with its own storage,
+//! plain HTTP, optionally with htpasswd basic auth; skopeo checks what strata pushes and
+//! pushes what strata pulls.
+
+use crate::support::TestEnv;
+use base64::Engine as _;
+use sha2::Digest as _;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+/// A `docker-registry` on 127.0.0.1, killed on drop.
+pub(crate) struct Registry {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    /// A registry anyone may use.
+    pub(crate) fn start() -> Registry {
+        Registry::start_with(None)
+    }
+
+    /// A registry that wants `user`'s `password` (htpasswd, bcrypt).
+    fn with_basic_auth(user: &str, password: &str) -> Registry {
+        Registry::start_with(Some((user, password)))
+    }
+
+    fn start_with(basic: Option<(&str, &str)>) -> Registry {
+        Registry::start_full(basic, None)
+    }
+
+    /// A registry over HTTPS with `cert` and `key` (PEM files), and with `client_ca`, one
+    /// that wants a client certificate that CA signed.
+    fn with_tls(cert: &Path, key: &Path, client_ca: Option<&Path>) -> Registry {
+        Registry::start_full(None, Some((cert, key, client_ca)))
+    }
+
+    /// A registry that wants bearer tokens from `tokens` (docker's token auth).
+    fn with_token_auth(tokens: &TokenServer) -> Registry {
+        Registry::start_config(None, None, Some(tokens))
+    }
+
+    fn start_full(
+        basic: Option<(&str, &str)>,
+        tls: Option<(&Path, &Path, Option<&Path>)>,
+    ) -> Registry {
+        Registry::start_config(basic, tls, None)
+    }
+
+    fn start_config(
+        basic: Option<(&str, &str)>,
+        tls: Option<(&Path, &Path, Option<&Path>)>,
+        tokens: Option<&TokenServer>,
+    ) -> Registry {
+        let dir = tempfile::tempdir().expect("create a temp dir");
+        let mut auth = String::new();
+        if let Some(tokens) = tokens {
+            auth.push_str(&format!(
+                "auth:\n  token:\n    realm: http://127.0.0.1:{}/token\n    service: {TOKEN_SERVICE}\n    issuer: {TOKEN_ISSUER}\n    rootcertbundle: {}\n",
+                tokens.port,
+                tokens.cert.display()
+            ));
+        }
+        if let Some((cert, key, client_ca)) = tls {
+            auth.push_str(&format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                cert.display(),
+                key.display()
+            ));
+            if let Some(ca) = client_ca {
+                auth.push_str(&format!("    clientcas:\n      - {}\n", ca.display()));
+            }
+        }
+        if let Some((user, password)) = basic {
+            let out = Command::new("htpasswd")
+                .args(["-Bbn", user, password])
+                .output()
+                .expect("run htpasswd (apache2-utils)");
+            assert!(out.status.success(), "htpasswd failed");
+            let file = dir.path().join("htpasswd");
+            fs_err::write(&file, &out.stdout).expect("write htpasswd");
+            auth.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: strata-test\n    path: {}\n",
+                file.display()
+            ));
+        }
+        // A free port can be taken between our probe and the registry's bind (tests run in
+        // parallel): then the registry exits, and we try another.
+        for _attempt in 0..5 {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("find a free port")
+                .port();
+            let config = format!(
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{auth}",
+                dir.path().join("data").display()
+            );
+            let config_path = dir.path().join("config.yml");
+            fs_err::write(&config_path, config).expect("write the registry config");
+            let mut child = Command::new("docker-registry")
+                .arg("serve")
+                .arg(&config_path)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start docker-registry (Debian's docker-registry package)");
+            // Ready when it accepts connections and is still running.
+            for _ in 0..200 {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                if TcpStream::connect(("127.0.0.1", port)).is_ok()
+                    && matches!(child.try_wait(), Ok(None))
+                {
+                    return Registry {
+                        child,
+                        port,
+                        _dir: dir,
+                    };
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("docker-registry did not start on a free port in 5 tries");
+    }
+
+    /// `127.0.0.1:PORT`.
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// `127.0.0.1:PORT/name`.
+    pub(crate) fn image(&self, name: &str) -> String {
+        format!("{}/{name}", self.host())
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `sha256:…` after `prefix` on a line of `out`.
+fn digest_after(out: &str, prefix: &str) -> String {
+    out.lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no line starting with {prefix:?} in:\n{out}"))
+        .to_owned()
+}
+
+fn inspect(env: &TestEnv, name: &str) -> serde_json::Value {
+    let out = env.ok(["inspect", name]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("inspect prints JSON");
+    v[0].clone()
+}
+
+/// Runs skopeo and asserts it succeeded.
+fn skopeo(args: &[&str]) {
+    let out = Command::new("skopeo")
+        .args(args)
+        .output()
+        .expect("run skopeo");
+    assert!(
+        out.status.success(),
+        "skopeo {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn walkthrough_tag_push_rmi_pull_gives_the_same_digest() {
+    let registry = Registry::start();
+    let env = TestEnv::with_base("img");
+    let remote = registry.image("img");
+    let id = inspect(&env, "img")["Id"].clone();
+    env.ok(["tag", "img", &remote]);
+
+    let pushed = env.ok(["push", &remote]);
+    assert!(pushed.starts_with(&format!(
+        "Using default tag: latest\nThe push refers to repository [{remote}]\n"
+    )));
+    assert!(pushed.contains(": Preparing\n"), "{pushed}");
+    assert!(pushed.contains(": Pushed\n"), "{pushed}");
+    let digest = digest_after(&pushed, "latest: digest: ");
+    let size = pushed
+        .lines()
+        .last()
+        .and_then(|l| l.rsplit_once(" size: "))
+        .map(|(_, n)| n.to_owned())
+        .expect("a size");
+    assert!(size.parse::<u64>().expect("a number") > 0);
+    let repo_digest = format!("{remote}@{digest}");
+    assert_eq!(
+        inspect(&env, &remote)["RepoDigests"],
+        serde_json::json!([repo_digest])
+    );
+
+    // Pushed twice: the registry has every layer.
+    let again = env.ok(["push", &remote]);
+    assert!(again.contains(": Layer already exists\n"), "{again}");
+    assert!(!again.contains(": Pushed\n"), "{again}");
+    assert_eq!(digest_after(&again, "latest: digest: "), digest);
+
+    env.ok(["rmi", &remote, "img"]);
+    assert!(env.fails(["inspect", &remote]).contains("no such image"));
+
+    let pulled = env.ok(["pull", &remote]);
+    assert!(
+        pulled.starts_with("Using default tag: latest\nlatest: Pulling from img\n"),
+        "{pulled}"
+    );
+    for line in [
+        ": Pulling fs layer\n",
+        ": Download complete\n",
+        ": Pull complete\n",
+    ] {
+        assert!(pulled.contains(line), "{line:?} in {pulled}");
+    }
+    assert!(pulled.ends_with(&format!(
+        "Digest: {digest}\nStatus: Downloaded newer image for {remote}:latest\n{remote}:latest\n"
+    )));
+    let image = inspect(&env, &remote);
+    assert_eq!(image["Id"], id);
+    assert_eq!(image["RepoDigests"], serde_json::json!([repo_digest]));
+    let images = env.ok(["images", "--digests"]);
+    assert!(images.contains(&digest), "{images}");
+
+    // Again: nothing to do.
+    let up_to_date = env.ok(["pull", &format!("{remote}:latest")]);
+    assert_eq!(
+        up_to_date,
+        format!(
+            "latest: Pulling from img\nDigest: {digest}\nStatus: Image is up to date for {remote}:latest\n{remote}:latest\n"
+        )
+    );
+    // By digest too.
+    let by_digest = env.ok(["pull", "-q", &repo_digest]);
+    assert_eq!(by_digest, format!("{repo_digest}\n"));
+    env.ok(["system", "check"]);
+}
+
+#[test]
+fn a_pull_of_layers_the_store_has_downloads_nothing() {
+    let registry = Registry::start();
+    let env = TestEnv::with_base("img");
+    let remote = registry.image("copy:1");
+    env.ok(["tag", "img", &remote]);
+    env.ok(["push", &remote]);
+    env.ok(["rmi", &remote]); // the image stays: `img` names it
+    let pulled = env.ok(["pull", &remote]);
+    assert!(pulled.contains(": Already exists\n"), "{pulled}");
+    for line in ["Pulling fs layer", "Download complete", "Pull complete"] {
+        assert!(!pulled.contains(line), "{line:?} in {pulled}");
+    }
+    assert!(pulled.contains(&format!("Status: Downloaded newer image for {remote}\n")));
+}
+
+#[test]
+fn pull_all_tags_gets_every_tag_of_the_repository() {
+    let registry = Registry::start();
+    let source = TestEnv::with_base("img");
+    let repo = registry.image("three");
+    for tag in ["a", "b", "c"] {
+        source.ok(["tag", "img", &format!("{repo}:{tag}")]);
+    }
+    let pushed = source.ok(["push", "--all-tags", &repo]);
+    for tag in ["a", "b", "c"] {
+        assert!(
+            pushed.contains(&format!("{tag}: digest: sha256:")),
+            "{pushed}"
+        );
+    }
+
+    let env = TestEnv::new();
+    let out = env.ok(["pull", "-a", &repo]);
+    let digest = digest_after(&pushed, "a: digest: ");
+    for tag in ["a", "b", "c"] {
+        // Each tag: its lines, then its digest (docker's order).
+        let from = out
+            .find(&format!("{tag}: Pulling from three\n"))
+            .unwrap_or_else(|| panic!("no {tag} in {out}"));
+        assert!(
+            out[from..].contains(&format!("\nDigest: {digest}\n")),
+            "{out}"
+        );
+    }
+    assert!(out.ends_with(&format!(
+        "Status: Downloaded newer image for {repo}\n{repo}\n"
+    )));
+    let images = env.ok(["images", "--format", "json"]);
+    let tags: Vec<String> = images
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json"))
+        .map(|v| v["Tag"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(tags.len(), 3, "{images}");
+    for tag in ["a", "b", "c"] {
+        assert!(tags.iter().any(|t| t == tag), "{images}");
+    }
+}
+
+#[test]
+fn skopeo_reads_what_strata_pushes() {
+    let registry = Registry::start();
+    let env = TestEnv::with_base("img");
+    let remote = registry.image("for-skopeo:v1");
+    env.ok(["tag", "img", &remote]);
+    let digest = digest_after(&env.ok(["push", &remote]), "v1: digest: ");
+    let oci = env.dir().join("oci");
+    skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{remote}"),
+        &format!("oci:{}:v1", oci.display()),
+    ]);
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs_err::read(oci.join("index.json")).expect("index.json"))
+            .expect("json");
+    assert_eq!(index["manifests"][0]["digest"], digest.as_str());
+}
+
+/// Writes `bytes` as a blob of the OCI layout `dir`; returns its descriptor.
+fn put_blob(dir: &Path, media_type: &str, bytes: &[u8]) -> serde_json::Value {
+    let hex = hex::encode(sha2::Sha256::digest(bytes));
+    let path = dir.join("blobs/sha256").join(&hex);
+    fs_err::create_dir_all(path.parent().expect("a parent")).expect("mkdir");
+    fs_err::write(&path, bytes).expect("write a blob");
+    serde_json::json!({"mediaType": media_type, "digest": format!("sha256:{hex}"), "size": bytes.len()})
+}
+
+/// An OCI layout with one multi-platform index, `multi`: a one-layer image for each of
+/// linux/amd64 and linux/arm64, whose one file `/arch` says which.
+fn multi_platform_layout(dir: &Path) -> PathBuf {
+    let layout = dir.join("multi-layout");
+    let mut manifests = Vec::new();
+    for arch in ["amd64", "arm64"] {
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_ustar();
+        header.set_size(arch.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        tar.append_data(&mut header, "arch", arch.as_bytes())
+            .expect("append to the tar");
+        let layer = tar.into_inner().expect("finish the tar");
+        let diff_id = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&layer)));
+        let layer = put_blob(&layout, "application/vnd.oci.image.layer.v1.tar", &layer);
+        let config = serde_json::json!({
+            "architecture": arch, "os": "linux", "created": "2024-01-01T00:00:00Z",
+            "config": {"Cmd": ["/arch"]},
+            "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+        });
+        let config = put_blob(
+            &layout,
+            "application/vnd.oci.image.config.v1+json",
+            &serde_json::to_vec(&config).expect("json"),
+        );
+        let manifest = serde_json::json!({
+            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": config, "layers": [layer],
+        });
+        let mut desc = put_blob(
+            &layout,
+            "application/vnd.oci.image.manifest.v1+json",
+            &serde_json::to_vec(&manifest).expect("json"),
+        );
+        desc["platform"] = serde_json::json!({"os": "linux", "architecture": arch});
+        manifests.push(desc);
+    }
+    let index = serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": manifests,
+    });
+    let mut desc = put_blob(
+        &layout,
+        "application/vnd.oci.image.index.v1+json",
+        &serde_json::to_vec(&index).expect("json"),
+    );
+    desc["annotations"] = serde_json::json!({"org.opencontainers.image.ref.name": "multi"});
+    let top = serde_json::json!({"schemaVersion": 2, "manifests": [desc]});
+    fs_err::write(layout.join("index.json"), top.to_string()).expect("write index.json");
+    fs_err::write(
+        layout.join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .expect("write oci-layout");
+    layout
+}
+
+#[test]
+fn a_multi_platform_index_pushed_by_skopeo_pulls_as_the_platform_asked_for() {
+    let registry = Registry::start();
+    let env = TestEnv::new();
+    let layout = multi_platform_layout(env.dir());
+    let remote = registry.image("multi:1");
+    skopeo(&[
+        "copy",
+        "--all",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:multi", layout.display()),
+        &format!("docker://{remote}"),
+    ]);
+
+    let out = env.ok(["pull", &remote]);
+    assert!(out.contains("Status: Downloaded newer image"), "{out}");
+    let amd64 = inspect(&env, &remote);
+    assert_eq!(amd64["Architecture"], "amd64");
+    // The repo digest is the index's, as docker shows it; the image is the amd64 manifest.
+    let index_digest = digest_after(&out, "Digest: ");
+    assert_eq!(
+        amd64["RepoDigests"],
+        serde_json::json!([format!("{}@{index_digest}", registry.image("multi"))])
+    );
+    let images = env.ok(["images", "--digests", "--format", "json"]);
+    assert!(
+        images.contains(&format!("\"Digest\":\"{index_digest}\"")),
+        "{images}"
+    );
+
+    let arm = TestEnv::new();
+    arm.ok(["pull", "--platform", "linux/arm64", &remote]);
+    assert_eq!(inspect(&arm, &remote)["Architecture"], "arm64");
+
+    // An image that is not an index must be for the platform asked for.
+    let single = registry.image("single:1");
+    arm.ok(["tag", &remote, &single]);
+    arm.ok(["push", &single]);
+    let err = env.fails(["pull", "--platform", "linux/amd64", &single]);
+    assert!(
+        err.contains(&format!(
+            "image with reference {single} was found but does not match the specified platform: wanted linux/amd64, actual: linux/arm64"
+        )),
+        "{err}"
+    );
+    let out = env
+        .command(["pull", "-q", &single])
+        .output()
+        .expect("run strata");
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).starts_with(
+            "WARNING: The requested image's platform (linux/arm64) does not match the detected host platform"
+        ),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let none = arm.fails(["pull", "--platform", "linux/s390x", &remote]);
+    assert!(
+        none.contains(&format!(
+            "{remote} has no image for linux/s390x (it has: linux/amd64, linux/arm64)"
+        )),
+        "{none}"
+    );
+}
+
+#[test]
+fn a_missing_image_fails_clearly_and_leaves_the_store_as_it_was() {
+    let registry = Registry::start();
+    let env = TestEnv::with_base("img");
+    let before = env.ok(["images", "--digests"]);
+    let missing = registry.image("nothing:here");
+    let err = env.fails(["pull", &missing]);
+    assert!(
+        err.starts_with(&format!(
+            "error: failed to pull {missing}\ncaused by: manifest for {missing} not found on {}\n",
+            registry.host()
+        )),
+        "{err}"
+    );
+    assert_eq!(env.ok(["images", "--digests"]), before);
+    env.ok(["system", "check"]);
+
+    let err = env.fails(["push", &registry.image("not-in-the-store")]);
+    assert!(
+        err.contains(&format!(
+            "An image does not exist locally with the tag: {}",
+            registry.image("not-in-the-store")
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn basic_auth_needs_a_login_and_login_writes_dockers_config() {
+    let registry = Registry::with_basic_auth("alice", "s3cret");
+    let env = TestEnv::with_base("img");
+    let docker_config = env.dir().join("docker");
+    let remote = registry.image("private:1");
+    env.ok(["tag", "img", &remote]);
+    let strata = |args: &[&str]| {
+        let mut c = env.command(args);
+        c.env("DOCKER_CONFIG", &docker_config);
+        c
+    };
+
+    let out = strata(&["push", &remote]).output().expect("run strata");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "caused by: {} refused to let us push {remote}: authentication required",
+            registry.host()
+        )),
+        "{err}"
+    );
+
+    let login = |password: &str| {
+        let mut c = strata(&["login", &registry.host(), "-u", "alice", "--password-stdin"]);
+        c.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().expect("run strata login");
+        std::io::Write::write_all(
+            child.stdin.as_mut().expect("stdin"),
+            format!("{password}\n").as_bytes(),
+        )
+        .expect("write the password");
+        child.wait_with_output().expect("wait for strata login")
+    };
+    let wrong = login("wrong");
+    assert_eq!(wrong.status.code(), Some(1));
+    assert!(!docker_config.join("config.json").exists());
+
+    let right = login("s3cret");
+    assert!(
+        right.status.success(),
+        "{}",
+        String::from_utf8_lossy(&right.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&right.stdout), "Login Succeeded\n");
+    let config_file = docker_config.join("config.json");
+    let mode = fs_err::metadata(&config_file)
+        .expect("config.json")
+        .permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600
+    );
+
+    let out = strata(&["push", &remote]).output().expect("run strata");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let fresh = TestEnv::new();
+    let mut pull = fresh.command(["pull", "-q", &remote]);
+    let out = pull
+        .env("DOCKER_CONFIG", &docker_config)
+        .output()
+        .expect("run strata");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let out = strata(&["logout", &registry.host()])
+        .output()
+        .expect("run strata");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("Removing login credentials for {}\n", registry.host())
+    );
+    let out = strata(&["logout", &registry.host()])
+        .output()
+        .expect("run strata");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("Not logged in to {}\n", registry.host())
+    );
+}
+
+#[test]
+fn build_pulls_a_from_image_the_store_lacks() {
+    let registry = Registry::start();
+    let source = TestEnv::with_base("img");
+    let remote = registry.image("base:1");
+    source.ok(["tag", "img", &remote]);
+    source.ok(["push", &remote]);
+
+    let env = TestEnv::new();
+    let dockerfile = format!("FROM {remote}\nENV FROM_REGISTRY=yes\n");
+    let ctx = env.context("ctx", &[("Dockerfile", &dockerfile)]);
+    env.ok([
+        "build",
+        "-q",
+        "-t",
+        "app:1",
+        ctx.to_str().expect("utf-8 path"),
+    ]);
+    assert_eq!(
+        inspect(&env, &remote)["Id"],
+        inspect(&source, &remote)["Id"]
+    );
+    let env_list = inspect(&env, "app:1")["Config"]["Env"].clone();
+    assert!(
+        env_list
+            .as_array()
+            .is_some_and(|e| e.iter().any(|v| v == "FROM_REGISTRY=yes")),
+        "{env_list}"
+    );
+}
+
+#[test]
+fn a_layer_in_another_repository_of_the_registry_is_mounted_not_sent() {
+    let registry = Registry::start();
+    let env = TestEnv::with_base("img");
+    let first = registry.image("first:1");
+    let second = registry.image("team/second:1");
+    env.ok(["tag", "img", &first]);
+    env.ok(["tag", "img", &second]);
+    let pushed = env.ok(["push", &first]);
+    assert!(pushed.contains(": Pushed\n"), "{pushed}");
+    let mounted = env.ok(["push", &second]);
+    assert!(mounted.contains(": Mounted from first\n"), "{mounted}");
+    assert!(!mounted.contains(": Pushed\n"), "{mounted}");
+    assert_eq!(
+        digest_after(&mounted, "1: digest: "),
+        digest_after(&pushed, "1: digest: ")
+    );
+    // The mounted repository serves the image whole.
+    let fresh = TestEnv::new();
+    fresh.ok(["pull", "-q", &second]);
+    fresh.ok(["system", "check"]);
+}
+
+/// A `docker-credential-fake` in `dir/bin` that keeps one login in `dir/creds` (docker's
+/// helper protocol: `get` prints it, `store` writes it, `erase` removes it) and logs each call
+/// and its input to `dir/calls`.
+fn fake_credential_helper(dir: &Path) -> PathBuf {
+    let bin = dir.join("bin");
+    fs_err::create_dir_all(&bin).expect("mkdir");
+    let script = format!(
+        "#!/bin/sh\nd={dir}\ninput=$(cat)\necho \"$1 $input\" >> \"$d/calls\"\ncase \"$1\" in\n  get) if [ -f \"$d/creds\" ]; then cat \"$d/creds\"; else echo 'credentials not found in native keychain'; exit 1; fi ;;\n  store) printf '%s' \"$input\" > \"$d/creds\" ;;\n  erase) rm -f \"$d/creds\" ;;\nesac\n",
+        dir = dir.display()
+    );
+    let helper = bin.join("docker-credential-fake");
+    fs_err::write(&helper, script).expect("write the helper");
+    fs_err::set_permissions(&helper, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod the helper");
+    bin
+}
+
+#[test]
+fn a_credential_helper_keeps_the_login_when_dockers_config_names_one() {
+    let registry = Registry::with_basic_auth("bob", "hunter2");
+    let env = TestEnv::with_base("img");
+    let docker_config = env.dir().join("docker");
+    fs_err::create_dir_all(&docker_config).expect("mkdir");
+    fs_err::write(
+        docker_config.join("config.json"),
+        r#"{"credsStore":"fake"}"#,
+    )
+    .expect("write config.json");
+    let helper_dir = env.dir().join("helper");
+    let bin = fake_credential_helper(&helper_dir);
+    let path = format!("{}:/usr/local/bin:/usr/bin:/bin", bin.display());
+    let remote = registry.image("kept:1");
+    env.ok(["tag", "img", &remote]);
+    let strata = |args: &[&str], stdin: &str| {
+        let mut c = env.command(args);
+        c.env("DOCKER_CONFIG", &docker_config)
+            .env("PATH", &path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().expect("run strata");
+        std::io::Write::write_all(child.stdin.as_mut().expect("stdin"), stdin.as_bytes())
+            .expect("write stdin");
+        child.wait_with_output().expect("wait for strata")
+    };
+
+    let login = strata(
+        &["login", &registry.host(), "-u", "bob", "--password-stdin"],
+        "hunter2\n",
+    );
+    assert!(
+        login.status.success(),
+        "{}",
+        String::from_utf8_lossy(&login.stderr)
+    );
+    // The helper has the password; the file only lists the login.
+    let stored: serde_json::Value =
+        serde_json::from_slice(&fs_err::read(helper_dir.join("creds")).expect("creds"))
+            .expect("json");
+    assert_eq!(
+        stored,
+        serde_json::json!({"ServerURL": registry.host(), "Username": "bob", "Secret": "hunter2"})
+    );
+    let config: serde_json::Value = serde_json::from_slice(
+        &fs_err::read(docker_config.join("config.json")).expect("config.json"),
+    )
+    .expect("json");
+    assert_eq!(
+        config,
+        serde_json::json!({"credsStore": "fake", "auths": {registry.host(): {}}})
+    );
+
+    let push = strata(&["push", &remote], "");
+    assert!(
+        push.status.success(),
+        "{}",
+        String::from_utf8_lossy(&push.stderr)
+    );
+    let calls = fs_err::read_to_string(helper_dir.join("calls")).expect("calls");
+    assert!(
+        calls.contains(&format!("get {}\n", registry.host())),
+        "{calls}"
+    );
+
+    let logout = strata(&["logout", &registry.host()], "");
+    assert_eq!(
+        String::from_utf8_lossy(&logout.stdout),
+        format!("Removing login credentials for {}\n", registry.host())
+    );
+    assert!(!helper_dir.join("creds").exists());
+    let push = strata(&["push", &remote], "");
+    assert_eq!(push.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&push.stderr).contains("authentication required"),
+        "{}",
+        String::from_utf8_lossy(&push.stderr)
+    );
+}
+
+/// Runs openssl and asserts it succeeded.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_registry_with_a_certs_d_directory_is_spoken_to_over_tls_with_its_ca() {
+    let env = TestEnv::with_base("img");
+    let pki = env.dir().join("pki");
+    fs_err::create_dir_all(&pki).expect("mkdir");
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    openssl(
+        &pki,
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.crt",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=strata test CA",
+            ],
+        ]
+        .concat(),
+    );
+    openssl(
+        &pki,
+        &[
+            &["req"][..],
+            &ec,
+            &[
+                "-keyout",
+                "srv.key",
+                "-out",
+                "srv.csr",
+                "-subj",
+                "/CN=127.0.0.1",
+            ],
+        ]
+        .concat(),
+    );
+    fs_err::write(pki.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").expect("write san.ext");
+    openssl(
+        &pki,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "srv.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "srv.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+        ],
+    );
+    let registry = Registry::with_tls(&pki.join("srv.crt"), &pki.join("srv.key"), None);
+    let remote = registry.image("tls:1");
+    env.ok(["tag", "img", &remote]);
+
+    // Without a certs.d directory a loopback registry is plain HTTP: this one refuses that.
+    let empty = env.dir().join("no-certs.d");
+    fs_err::create_dir_all(&empty).expect("mkdir");
+    let out = env
+        .command(["push", &remote])
+        .env("STRATA_CERTS_D", &empty)
+        .output()
+        .expect("run strata");
+    assert_eq!(out.status.code(), Some(1));
+
+    // With its CA in certs.d/127.0.0.1:PORT/ca.crt: HTTPS, verified.
+    let certs_d = env.dir().join("certs.d");
+    let dir = certs_d.join(registry.host());
+    fs_err::create_dir_all(&dir).expect("mkdir");
+    fs_err::copy(pki.join("ca.crt"), dir.join("ca.crt")).expect("copy ca.crt");
+    let out = env
+        .command(["push", &remote])
+        .env("STRATA_CERTS_D", &certs_d)
+        .output()
+        .expect("run strata");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let fresh = TestEnv::new();
+    let out = fresh
+        .command(["pull", "-q", &remote])
+        .env("STRATA_CERTS_D", &certs_d)
+        .output()
+        .expect("run strata");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Another CA: the certificate is refused.
+    openssl(
+        &pki,
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout",
+                "other.key",
+                "-out",
+                "other.crt",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=other CA",
+            ],
+        ]
+        .concat(),
+    );
+    fs_err::copy(pki.join("other.crt"), dir.join("ca.crt")).expect("copy other.crt");
+    let out = TestEnv::new()
+        .command(["pull", &remote])
+        .env("STRATA_CERTS_D", &certs_d)
+        .output()
+        .expect("run strata");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("failed to reach {}", registry.host()))
+            && err.contains("invalid peer certificate: UnknownIssuer")
+            && err.contains("hint: to trust a registry's own CA, put it in /etc/docker/certs.d/"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_client_certificate_in_certs_d_is_presented_to_a_registry_that_wants_one() {
+    let env = TestEnv::with_base("img");
+    let pki = env.dir().join("pki");
+    fs_err::create_dir_all(&pki).expect("mkdir");
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let signed = |name: &str, cn: &str, ext: &str| {
+        openssl(
+            &pki,
+            &[
+                &["req"][..],
+                &ec,
+                &[
+                    "-keyout",
+                    &format!("{name}.key"),
+                    "-out",
+                    &format!("{name}.csr"),
+                    "-subj",
+                    cn,
+                ],
+            ]
+            .concat(),
+        );
+        fs_err::write(pki.join(format!("{name}.ext")), ext).expect("write ext");
+        openssl(
+            &pki,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{name}.csr"),
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &format!("{name}.crt"),
+                "-days",
+                "2",
+                "-extfile",
+                &format!("{name}.ext"),
+            ],
+        );
+    };
+    openssl(
+        &pki,
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.crt",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=strata test CA",
+            ],
+        ]
+        .concat(),
+    );
+    signed("srv", "/CN=127.0.0.1", "subjectAltName=IP:127.0.0.1\n");
+    signed("client", "/CN=strata", "extendedKeyUsage=clientAuth\n");
+    let registry = Registry::with_tls(
+        &pki.join("srv.crt"),
+        &pki.join("srv.key"),
+        Some(&pki.join("ca.crt")),
+    );
+    let remote = registry.image("mtls:1");
+    env.ok(["tag", "img", &remote]);
+    let certs_d = env.dir().join("certs.d");
+    let dir = certs_d.join(registry.host());
+    fs_err::create_dir_all(&dir).expect("mkdir");
+    fs_err::copy(pki.join("ca.crt"), dir.join("ca.crt")).expect("copy ca.crt");
+    let push = || {
+        env.command(["push", &remote])
+            .env("STRATA_CERTS_D", &certs_d)
+            .output()
+            .expect("run strata")
+    };
+    // The CA alone is not enough: the registry wants a client certificate.
+    assert_eq!(push().status.code(), Some(1));
+    fs_err::copy(pki.join("client.crt"), dir.join("client.cert")).expect("copy client.cert");
+    fs_err::copy(pki.join("client.key"), dir.join("client.key")).expect("copy client.key");
+    let out = push();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+const TOKEN_SERVICE: &str = "strata-test-registry";
+const TOKEN_ISSUER: &str = "strata-test-issuer";
+
+/// A token server for docker-registry's token auth, on 127.0.0.1: it grants what each token
+/// request's scopes ask for to `user` with `password` (basic auth), and nothing to anyone
+/// else. Tokens are JWTs signed RS256 by `openssl dgst` with a self-signed key the registry
+/// trusts (its certificate in `x5c`). Every request is logged in `requests`.
+struct TokenServer {
+    port: u16,
+    cert: PathBuf,
+    requests: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl TokenServer {
+    fn start(user: &'static str, password: &'static str) -> TokenServer {
+        let dir = tempfile::tempdir().expect("create a temp dir");
+        openssl(
+            dir.path(),
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "token.key",
+                "-out",
+                "token.crt",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=strata test tokens",
+            ],
+        );
+        openssl(
+            dir.path(),
+            &[
+                "x509",
+                "-in",
+                "token.crt",
+                "-outform",
+                "DER",
+                "-out",
+                "token.der",
+            ],
+        );
+        let der = fs_err::read(dir.path().join("token.der")).expect("token.der");
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+        let port = listener.local_addr().expect("an address").port();
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = std::sync::Arc::clone(&requests);
+        let work = dir.path().to_owned();
+        std::thread::spawn(move || {
+            let b64url = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+            let expected = format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+            );
+            for (n, stream) in listener.incoming().enumerate() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = std::io::BufReader::new(stream.try_clone().expect("clone"));
+                let mut line = String::new();
+                let _ = std::io::BufRead::read_line(&mut reader, &mut line);
+                let target = line
+                    .split_whitespace()
+                    .nth(1)
+                    .unwrap_or_default()
+                    .to_owned();
+                let mut authorized = false;
+                loop {
+                    let mut header = String::new();
+                    if std::io::BufRead::read_line(&mut reader, &mut header).is_err()
+                        || header.trim().is_empty()
+                    {
+                        break;
+                    }
+                    if let Some((k, v)) = header.split_once(':')
+                        && k.eq_ignore_ascii_case("authorization")
+                    {
+                        authorized = v.trim() == expected;
+                    }
+                }
+                log.lock()
+                    .expect("log")
+                    .push(format!("{target} authorized={authorized}"));
+                // scope=repository:NAME:ACTIONS, one parameter per scope.
+                let access: Vec<serde_json::Value> = target
+                    .split(['?', '&'])
+                    .filter_map(|p| p.strip_prefix("scope="))
+                    .map(|s| {
+                        s.replace("%3A", ":")
+                            .replace("%2F", "/")
+                            .replace("%2C", ",")
+                    })
+                    .filter(|_| authorized)
+                    .filter_map(|s| {
+                        let mut parts = s.splitn(3, ':');
+                        let (kind, name, actions) = (parts.next()?, parts.next()?, parts.next()?);
+                        Some(serde_json::json!({
+                            "type": kind, "name": name,
+                            "actions": actions.split(',').collect::<Vec<_>>(),
+                        }))
+                    })
+                    .collect();
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .expect("after 1970")
+                    .as_secs();
+                let header = serde_json::json!({
+                    "alg": "RS256", "typ": "JWT",
+                    "x5c": [base64::engine::general_purpose::STANDARD.encode(&der)],
+                });
+                let claims = serde_json::json!({
+                    "iss": TOKEN_ISSUER, "sub": if authorized { user } else { "" },
+                    "aud": TOKEN_SERVICE, "exp": now + 300, "nbf": now - 10, "iat": now,
+                    "jti": format!("token-{n}"), "access": access,
+                });
+                let signing_input = format!(
+                    "{}.{}",
+                    b64url.encode(header.to_string()),
+                    b64url.encode(claims.to_string())
+                );
+                let input = work.join(format!("input-{n}"));
+                fs_err::write(&input, &signing_input).expect("write the signing input");
+                let signature = Command::new("openssl")
+                    .args(["dgst", "-sha256", "-sign", "token.key"])
+                    .arg(&input)
+                    .current_dir(&work)
+                    .output()
+                    .expect("run openssl dgst");
+                let token = format!("{signing_input}.{}", b64url.encode(&signature.stdout));
+                let body = serde_json::json!({"token": token, "expires_in": 300}).to_string();
+                let _ = std::io::Write::write_all(
+                    &mut stream,
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                    .as_bytes(),
+                );
+            }
+        });
+        TokenServer {
+            port,
+            cert: dir.path().join("token.crt"),
+            requests,
+            _dir: dir,
+        }
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.requests.lock().expect("log").clone()
+    }
+}
+
+#[test]
+fn token_auth_gets_a_bearer_token_per_repository_with_the_users_credentials() {
+    let tokens = TokenServer::start("carol", "t0ken-pw");
+    let registry = Registry::with_token_auth(&tokens);
+    let env = TestEnv::with_base("img");
+    let docker_config = env.dir().join("docker");
+    let remote = registry.image("team/app:1");
+    env.ok(["tag", "img", &remote]);
+    let strata = |args: &[&str]| {
+        env.command(args)
+            .env("DOCKER_CONFIG", &docker_config)
+            .output()
+            .expect("run strata")
+    };
+
+    // Anonymous: the token server grants nothing, the registry refuses the token.
+    let out = strata(&["push", &remote]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "{} refused to let us push {remote}: authentication required",
+            registry.host()
+        )),
+        "{err}"
+    );
+
+    // docker's config.json with the user's login: a token for this repository, pull and push.
+    fs_err::create_dir_all(&docker_config).expect("mkdir");
+    let auth = base64::engine::general_purpose::STANDARD.encode("carol:t0ken-pw");
+    fs_err::write(
+        docker_config.join("config.json"),
+        serde_json::json!({"auths": {registry.host(): {"auth": auth}}}).to_string(),
+    )
+    .expect("write config.json");
+    let out = strata(&["push", &remote]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        tokens.requests().iter().any(
+            |r| r.contains("scope=repository%3Ateam%2Fapp%3Apull%2Cpush")
+                && r.ends_with("authorized=true")
+        ),
+        "{:?}",
+        tokens.requests()
+    );
+    let before = tokens.requests().len();
+    let fresh = TestEnv::new();
+    let out = fresh
+        .command(["pull", &remote])
+        .env("DOCKER_CONFIG", &docker_config)
+        .output()
+        .expect("run strata");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // One pull: one token, reused for the manifest, the config and the layer.
+    assert_eq!(
+        tokens.requests().len(),
+        before + 1,
+        "{:?}",
+        tokens.requests()
+    );
+}

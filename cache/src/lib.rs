@@ -1,8 +1,8 @@
 //! The build cache: records mapping cache keys to results (layer and chain), and the content
 //! checksums keys are made of: the build context read in place, hashed with blake3 in
-//! parallel behind a persistent stat cache, and COPY selections resolved exactly as Docker
-//! resolves them. Owns everything under `<root>/cache-v1/`; every write is atomic and safe
-//! with other strata processes. Knows nothing of Dockerfiles, scheduling or the terminal, and
+//! parallel behind a persistent stat cache, and COPY selections resolved by
+//! `strata_graph::resolver`, the one resolver the copy uses too. Owns everything under
+//! `<root>/cache-v1/`; every write is atomic and safe with other strata processes. Knows nothing of Dockerfiles, scheduling or the terminal, and
 //! never reads the environment or the current directory.
 //!
 //! Start at [`ContextIndex::scan`] (the context), [`ContextIndex::checksum`] (one COPY's

@@ -16,6 +16,7 @@ use crate::context::ContextIndex;
 use crate::entry::{EntryKind, source_dir_digest};
 use crate::error::ContextError;
 use rayon::prelude::*;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use strata_graph::resolver::{self, Lookup, ResolveError, SourceEntry};
 use strata_store::confined::walk;
@@ -279,8 +280,8 @@ impl ContextIndex {
             .into_iter()
             .map(|p| Placement {
                 kind: self.entries[p.node].kind,
+                dest: p.dest().to_owned(),
                 path: p.path,
-                dest: p.dest,
                 source: p.source,
             })
             .collect())
@@ -370,24 +371,26 @@ impl resolver::SourceTree for Listing<'_> {
         }
     }
 
-    fn children(&self, dir: &usize) -> Result<Vec<(String, usize)>, Self::Error> {
+    fn children(&self, dir: &usize) -> Result<resolver::Children<'_, usize>, Self::Error> {
         // Where a child's name starts in its path (the root has no `/` to skip).
         let skip = match self.0.entries[*dir].path.len() {
             0 => 0,
             n => n + 1,
         };
-        let range = self.0.subtree(*dir);
-        let mut out = Vec::new();
-        let mut i = range.start;
-        while i < range.end {
-            let e = &self.0.entries[i];
-            out.push((e.path[skip..].to_owned(), i));
-            i = if e.kind == EntryKind::Dir {
+        let end = self.0.subtree(*dir).end;
+        // The children in index order: each directory's subtree is skipped in one step.
+        let first = Some(*dir + 1).filter(|&i| i < end);
+        let indices = std::iter::successors(first, |&i| {
+            let next = if self.0.entries[i].kind == EntryKind::Dir {
                 self.0.subtree(i).end
             } else {
                 i + 1
             };
-        }
+            (next < end).then_some(next)
+        });
+        // Counted first, so that the list is allocated once at its size.
+        let mut out = Vec::with_capacity(indices.clone().count());
+        out.extend(indices.map(|i| (Cow::Borrowed(&self.0.entries[i].path[skip..]), i)));
         Ok(out)
     }
 }

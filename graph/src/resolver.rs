@@ -38,6 +38,7 @@
 //!   only as a parent ([`SourceTree::only_parent`]).
 
 use crate::pattern::{self, DirVisit, ParentMatches, PatternError, PatternMatcher};
+use std::borrow::Cow;
 
 /// What an entry of a [`SourceTree`] is, not followed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,7 +74,9 @@ pub trait SourceTree {
     /// What `node` is.
     fn kind(&self, node: &Self::Node) -> Kind;
     /// The visible entries of the directory `dir` with their names, sorted by name bytes.
-    fn children(&self, dir: &Self::Node) -> Result<Vec<(String, Self::Node)>, Self::Error>;
+    /// A tree that keeps its names hands them out borrowed: a walk over a large tree then
+    /// allocates only the paths it lists.
+    fn children(&self, dir: &Self::Node) -> Result<Children<'_, Self::Node>, Self::Error>;
     /// Whether the directory `node` is there only to hold entries below it (excluded by the
     /// context's `.dockerignore`, with an exception reaching inside): it is kept only as the
     /// parent of something kept.
@@ -81,6 +84,10 @@ pub trait SourceTree {
         false
     }
 }
+
+/// The entries of a directory of a [`SourceTree`] with their names, borrowed from the tree
+/// where it keeps them.
+pub type Children<'t, N> = Vec<(Cow<'t, str>, N)>;
 
 /// The sources of one COPY/ADD as the graph gives them.
 #[derive(Debug, Clone, Copy)]
@@ -103,16 +110,25 @@ pub struct SourceEntry<N> {
     /// Its path as the COPY names it, relative to the tree's root (`""` for the root); for a
     /// followed symlink, the link's path.
     pub path: String,
-    /// Where it lands, relative to the COPY's destination taken as a directory (`""` is the
-    /// destination itself). A lone file source onto a destination that is not a directory
-    /// is written as the destination: the caller decides that, as only it sees the
-    /// destination.
-    pub dest: String,
+    /// Where [`Self::dest`] starts in `path`: where an entry lands is always a suffix of
+    /// its path (a base name, what follows the `--parents` pivot, what is below a directory
+    /// source), so it is not stored twice.
+    dest_start: usize,
     /// What it is, not followed (a followed symlink is its target's kind).
     pub kind: Kind,
     /// Named or matched by a source (the others are below a directory source). A directory
     /// source is not copied itself, only its contents.
     pub source: bool,
+}
+
+impl<N> SourceEntry<N> {
+    /// Where it lands, relative to the COPY's destination taken as a directory (`""` is the
+    /// destination itself). A lone file source onto a destination that is not a directory
+    /// is written as the destination: the caller decides that, as only it sees the
+    /// destination.
+    pub fn dest(&self) -> &str {
+        &self.path[self.dest_start..]
+    }
 }
 
 /// Why sources could not be resolved.
@@ -192,19 +208,26 @@ fn relative(source: &str) -> String {
         .to_owned()
 }
 
+/// `base/name`, allocated once at its exact size (this runs for every entry listed).
 fn join(base: &str, name: &str) -> String {
-    match (base.is_empty(), name.is_empty()) {
-        (true, _) => name.to_owned(),
-        (_, true) => base.to_owned(),
-        _ => format!("{base}/{name}"),
+    if base.is_empty() {
+        return name.to_owned();
     }
+    if name.is_empty() {
+        return base.to_owned();
+    }
+    let mut path = String::with_capacity(base.len() + 1 + name.len());
+    path.push_str(base);
+    path.push('/');
+    path.push_str(name);
+    path
 }
 
 fn base_name(path: &str) -> &str {
     path.rsplit_once('/').map_or(path, |(_, n)| n)
 }
 
-impl<T> Resolver<'_, T>
+impl<'t, T> Resolver<'t, T>
 where
     T: SourceTree,
     T::Error: std::error::Error + 'static,
@@ -233,17 +256,19 @@ where
         let rel = relative(&source.replacen("/./", "/", usize::from(parents)));
         for (name, node) in self.matches(source, &rel)? {
             let kind = self.tree.kind(&node);
-            let (dest, scope) = if parents {
+            // Where it lands is a suffix of its name.
+            let (dest_len, scope) = if parents {
                 let kept = name
                     .strip_prefix(&pivot)
                     .map_or(name.as_str(), |k| k.trim_start_matches('/'));
-                (kept.to_owned(), Some(kept.to_owned()))
+                (kept.len(), Some(kept.to_owned()))
             } else if kind == Kind::Dir {
-                (String::new(), None)
+                (0, None)
             } else {
-                (base_name(&name).to_owned(), None)
+                (base_name(&name).len(), None)
             };
-            self.add(name, node, kind, dest, scope, out)?;
+            let dest_start = name.len() - dest_len;
+            self.add(name, node, kind, dest_start, scope, out)?;
         }
         Ok(())
     }
@@ -303,15 +328,15 @@ where
         Ok(out)
     }
 
-    /// Adds a source's entry named `name`, landing at `dest`; a directory brings its subtree
-    /// minus excludes, matched below the directory, or below the pivot (`scope` is the
-    /// entry's path there) with `--parents`.
+    /// Adds a source's entry named `name`, landing at `name[dest_start..]`; a directory
+    /// brings its subtree minus excludes, matched below the directory, or below the pivot
+    /// (`scope` is the entry's path there) with `--parents`.
     fn add(
         &self,
         name: String,
         node: T::Node,
         kind: Kind,
-        dest: String,
+        dest_start: usize,
         scope: Option<String>,
         out: &mut Vec<SourceEntry<T::Node>>,
     ) -> Result<(), ResolveError<T::Error>> {
@@ -327,20 +352,25 @@ where
             }
             matches = Some(m);
         }
-        let top = SourceEntry {
-            node: node.clone(),
-            path: name.clone(),
-            dest: dest.clone(),
-            kind,
-            source: true,
-        };
         if kind != Kind::Dir {
-            out.push(top);
+            out.push(SourceEntry {
+                node,
+                path: name,
+                dest_start,
+                kind,
+                source: true,
+            });
             return Ok(());
         }
-        out.push(top);
+        out.push(SourceEntry {
+            node: node.clone(),
+            path: name.clone(),
+            dest_start,
+            kind,
+            source: true,
+        });
         let mark = out.len();
-        self.walk(&node, &name, &dest, scope.as_deref(), matches, out)?;
+        self.walk(&node, name, dest_start, scope.as_deref(), matches, out)?;
         // A directory source that is only a parent, or excluded, stands only if it holds
         // something.
         let excluded_top = matches_excluded(&self.excludes, scope.as_deref());
@@ -350,33 +380,41 @@ where
         Ok(())
     }
 
-    /// Adds what is below the directory `dir` (named `name`, landing at `dest`), depth first
-    /// in name order, without recursion.
+    /// Adds what is below the directory `dir` (named `name`, landing at `name[dest_start..]`),
+    /// depth first in name order, without recursion. Each entry listed costs one allocation,
+    /// its path: names are borrowed from the tree, where it lands is a suffix of its path,
+    /// and its path below the source is only spelled out when there are excludes to match.
     fn walk(
         &self,
         dir: &T::Node,
-        name: &str,
-        dest: &str,
+        name: String,
+        dest_start: usize,
         scope: Option<&str>,
         matches: Option<ParentMatches>,
         out: &mut Vec<SourceEntry<T::Node>>,
     ) -> Result<(), ResolveError<T::Error>> {
-        struct Level<N> {
-            children: std::vec::IntoIter<(String, N)>,
-            /// Its path below the directory source (or the pivot).
+        struct Level<'t, N> {
+            children: std::vec::IntoIter<(Cow<'t, str>, N)>,
+            /// Its path below the directory source (or the pivot); empty without excludes.
             rel: String,
             name: String,
-            dest: String,
+            /// Where it lands is `name[dest_start..]`.
+            dest_start: usize,
             matches: Option<ParentMatches>,
             /// Not added yet: added once something below it is.
             pending: Option<SourceEntry<N>>,
         }
+        let excludes = !self.excludes.is_empty();
         let children = self.tree.children(dir).map_err(ResolveError::Tree)?;
         let mut stack = vec![Level {
             children: children.into_iter(),
-            rel: scope.unwrap_or_default().to_owned(),
-            name: name.to_owned(),
-            dest: dest.to_owned(),
+            rel: if excludes {
+                scope.unwrap_or_default().to_owned()
+            } else {
+                String::new()
+            },
+            name,
+            dest_start,
             matches,
             pending: None,
         }];
@@ -385,20 +423,14 @@ where
                 stack.pop();
                 continue;
             };
-            let rel = join(&level.rel, &child);
             let kind = self.tree.kind(&node);
             let is_dir = kind == Kind::Dir;
-            let (excluded, matches) = if self.excludes.is_empty() {
-                (false, ParentMatches::default())
+            let (rel, excluded, matches) = if excludes {
+                let rel = join(&level.rel, &child);
+                let (excluded, matches) = self.excludes.check(&rel, level.matches.as_ref());
+                (rel, excluded, matches)
             } else {
-                self.excludes.check(&rel, level.matches.as_ref())
-            };
-            let entry = SourceEntry {
-                node: node.clone(),
-                path: join(&level.name, &child),
-                dest: join(&level.dest, &child),
-                kind,
-                source: false,
+                (String::new(), false, ParentMatches::default())
             };
             let pending = if excluded {
                 if !is_dir || self.excludes.dir_visit(&rel, true) == DirVisit::Skip {
@@ -408,15 +440,36 @@ where
             } else {
                 is_dir && self.tree.only_parent(&node)
             };
+            let path = join(&level.name, &child);
+            // Below a destination landing at `dest`, the child lands at `dest/child`, the
+            // same suffix of its path; below the destination itself, at `child`.
+            let dest_start = if level.dest_start == level.name.len() {
+                path.len() - child.len()
+            } else {
+                level.dest_start
+            };
             if !pending {
                 out.extend(stack.iter_mut().filter_map(|l| l.pending.take()));
             }
             if !is_dir {
-                out.push(entry);
+                out.push(SourceEntry {
+                    node,
+                    path,
+                    dest_start,
+                    kind,
+                    source: false,
+                });
                 continue;
             }
             let children = self.tree.children(&node).map_err(ResolveError::Tree)?;
-            let (name, dest) = (entry.path.clone(), entry.dest.clone());
+            let name = path.clone();
+            let entry = SourceEntry {
+                node,
+                path,
+                dest_start,
+                kind,
+                source: false,
+            };
             let pending = if pending {
                 Some(entry)
             } else {
@@ -427,7 +480,7 @@ where
                 children: children.into_iter(),
                 rel,
                 name,
-                dest,
+                dest_start,
                 matches: Some(matches),
                 pending,
             });
@@ -507,7 +560,7 @@ mod tests {
             self.entries[node].0
         }
 
-        fn children(&self, dir: &String) -> Result<Vec<(String, String)>, Self::Error> {
+        fn children(&self, dir: &String) -> Result<Children<'_, String>, Self::Error> {
             Ok(self
                 .entries
                 .keys()
@@ -517,7 +570,7 @@ mod tests {
                     } else {
                         p.strip_prefix(dir.as_str())?.strip_prefix('/')?
                     };
-                    (!name.is_empty() && !name.contains('/')).then(|| (name.to_owned(), p.clone()))
+                    (!name.is_empty() && !name.contains('/')).then(|| (name.into(), p.clone()))
                 })
                 .collect())
         }
@@ -543,7 +596,7 @@ mod tests {
         };
         Ok(resolve(tree, &req)?
             .into_iter()
-            .map(|e| (e.path, e.dest))
+            .map(|e| (e.path.clone(), e.dest().to_owned()))
             .collect())
     }
 

@@ -623,7 +623,7 @@ fn expand(src: &Src, sources: &[String], spec: &CopySpec<'_>) -> Result<Vec<Matc
             top.clone_from(&e.path);
             out.push(Match {
                 comps: confined::clean(Path::new(&e.path)),
-                dest: e.dest,
+                dest: e.dest().to_owned(),
                 keep: HashSet::new(),
             });
             continue;

@@ -6,13 +6,14 @@
 
 use crate::sys;
 use rustix::fs::OFlags;
+use std::borrow::Cow;
 use std::ffi::OsString;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 use std::sync::Arc;
 use strata_graph::pattern::DirVisit;
-use strata_graph::resolver::{Kind, Lookup, SourceTree};
+use strata_graph::resolver::{Children, Kind, Lookup, SourceTree};
 use strata_store::confined::{self, ConfinedRoot, walk};
 
 /// Says what a build context's `.dockerignore` does with a path (relative to the context
@@ -160,7 +161,7 @@ impl SourceTree for Dir<'_> {
         node.kind
     }
 
-    fn children(&self, dir: &Node) -> io::Result<Vec<(String, Node)>> {
+    fn children(&self, dir: &Node) -> io::Result<Children<'_, Node>> {
         let Some(fd) = self.open(&dir.path)? else {
             return Ok(Vec::new());
         };
@@ -168,9 +169,11 @@ impl SourceTree for Dir<'_> {
         for name in confined::list(fd.as_fd())? {
             // A name that is not UTF-8 cannot be named by a Dockerfile; lossily named, it is
             // not found by the stat and so left out (a build context refuses such names).
-            let name = name.to_string_lossy().into_owned();
+            let name = name
+                .into_string()
+                .unwrap_or_else(|n| n.to_string_lossy().into_owned());
             if let Some((n, _)) = self.entry(&fd, &dir.path, &name)? {
-                out.push((name, n));
+                out.push((Cow::Owned(name), n));
             }
         }
         Ok(out)

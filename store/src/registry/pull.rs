@@ -232,7 +232,7 @@ impl RegistryClient {
 const MAX_TAG_PAGES: usize = 1000;
 
 /// The target of a `Link: </v2/…?last=x&n=100>; rel="next"` header, if it has a next page.
-fn next_link(header: &str) -> Option<String> {
+pub(crate) fn next_link(header: &str) -> Option<String> {
     header.split(',').find_map(|link| {
         let (target, params) = link.trim().split_once(';')?;
         let next = params

@@ -1,0 +1,157 @@
+//! `search` and `manifest inspect` against `docker-registry` (the fixture of
+//! `registry.rs`), and a stub registry without a catalog.
+
+use crate::registry::Registry;
+use crate::support::TestEnv;
+use sha2::Digest as _;
+use std::io::{Read, Write};
+use std::net::TcpListener;
+
+/// The `sha256:…` after `prefix` on a line of `out`.
+fn digest_after(out: &str, prefix: &str) -> String {
+    out.lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no line starting with {prefix:?} in:\n{out}"))
+        .to_owned()
+}
+
+fn inspect(env: &TestEnv, name: &str) -> serde_json::Value {
+    let out = env.ok(["inspect", name]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("inspect prints JSON");
+    v[0].clone()
+}
+
+/// JSON without the whitespace between tokens (undoes the indenting of a compact document).
+fn compact(json: &str) -> String {
+    let mut out = String::new();
+    let (mut in_string, mut escaped) = (false, false);
+    for c in json.chars() {
+        if in_string {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+        } else if c == '"' {
+            in_string = true;
+            out.push(c);
+        } else if !c.is_whitespace() {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
+}
+
+#[test]
+fn search_lists_the_catalog_filtered_limited_and_formatted() {
+    let registry = Registry::start();
+    let env = TestEnv::with_base("img");
+    for name in ["app/one:1", "app/two:1", "other:1"] {
+        let remote = registry.image(name);
+        env.ok(["tag", "img", &remote]);
+        env.ok(["push", "-q", &remote]);
+    }
+    let one = registry.image("app/one");
+    let two = registry.image("app/two");
+    let term = registry.image("app");
+
+    let table = env.ok(["search", &term]);
+    let w = one.len() + 3;
+    assert_eq!(
+        table,
+        format!(
+            "{:<w$}{:<14}{:<10}OFFICIAL\n{one:<w$}{:<14}0\n{two:<w$}{:<14}0\n",
+            "NAME", "DESCRIPTION", "STARS", "", ""
+        )
+    );
+    let limited = env.ok(["search", "--limit", "1", "--format", "{{.Name}}", &term]);
+    assert_eq!(limited, format!("{one}\n"));
+    let formatted = env.ok([
+        "search",
+        "--format",
+        "{{.Name}}: {{.StarCount}} [{{.IsOfficial}}]",
+        &registry.image("OTHER"),
+    ]);
+    assert_eq!(formatted, format!("{}: 0 []\n", registry.image("other")));
+    let named = env.ok(["search", "--format", "table {{.Name}}", &term]);
+    assert_eq!(named, format!("NAME\n{one}\n{two}\n"));
+
+    assert!(
+        env.fails(["search", "--limit", "0", &term])
+            .contains("error: limit 0 is outside the range of [1, 100]")
+    );
+    assert!(
+        env.fails(["search", "--format", "{{.Stars}}", &term])
+            .contains("invalid --format placeholder {{.Stars}}")
+    );
+}
+
+/// A registry on 127.0.0.1 that answers 404 to everything, as one without a catalog does.
+fn stub_without_catalog() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    let port = listener.local_addr().expect("an address").port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let _ = stream.write_all(
+                b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+        }
+    });
+    port
+}
+
+#[test]
+fn search_says_when_a_registry_has_no_catalog_and_that_docker_hub_is_not_searched() {
+    let port = stub_without_catalog();
+    let env = TestEnv::new();
+    let err = env.fails(["search", &format!("127.0.0.1:{port}/app")]);
+    assert!(
+        err.contains(&format!(
+            "error: 127.0.0.1:{port} offers no repository catalog to search: it answered 404 to GET /v2/_catalog"
+        )),
+        "{err}"
+    );
+    let hub = env.fails(["search", "busybox"]);
+    assert!(
+        hub.contains("error: docker.io offers no repository catalog to search: Docker Hub is searched through its own search API"),
+        "{hub}"
+    );
+}
+
+#[test]
+fn manifest_inspect_prints_the_pushed_manifest_indented_as_docker_does() {
+    let registry = Registry::start();
+    let env = TestEnv::with_base("img");
+    let remote = registry.image("img:1");
+    env.ok(["tag", "img", &remote]);
+    let pushed = env.ok(["push", &remote]);
+    let digest = digest_after(&pushed, "1: digest: ");
+
+    let printed = env.ok(["manifest", "inspect", &remote]);
+    assert!(printed.starts_with("{\n\t\""), "{printed}");
+    assert_eq!(sha256(compact(&printed).as_bytes()), digest);
+    let manifest: serde_json::Value = serde_json::from_str(&printed).expect("JSON");
+    assert_eq!(manifest["schemaVersion"], 2);
+    assert_eq!(manifest["config"]["digest"], inspect(&env, "img")["Id"]);
+    // By digest: the same document.
+    let by_digest = env.ok([
+        "manifest",
+        "inspect",
+        &format!("{}@{digest}", registry.image("img")),
+    ]);
+    assert_eq!(by_digest, printed);
+
+    let missing = env.fails(["manifest", "inspect", &registry.image("img:nope")]);
+    assert!(missing.contains("error: manifest for"), "{missing}");
+}

@@ -1,4 +1,4 @@
-//! `search` and `manifest inspect` against `docker-registry` (the fixture of
+//! `search`, `manifest inspect` and `build --push` against `docker-registry` (the fixture of
 //! `registry.rs`), and a stub registry without a catalog.
 
 use crate::registry::Registry;
@@ -20,6 +20,14 @@ fn inspect(env: &TestEnv, name: &str) -> serde_json::Value {
     let out = env.ok(["inspect", name]);
     let v: serde_json::Value = serde_json::from_str(&out).expect("inspect prints JSON");
     v[0].clone()
+}
+
+/// Runs strata, asserts success, returns (stdout, stderr).
+fn run_ok(env: &TestEnv, args: &[&str]) -> (String, String) {
+    let out = env.command(args).output().expect("run strata");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "strata {args:?} failed: {stderr}");
+    (String::from_utf8(out.stdout).expect("utf-8"), stderr)
 }
 
 /// JSON without the whitespace between tokens (undoes the indenting of a compact document).
@@ -154,4 +162,83 @@ fn manifest_inspect_prints_the_pushed_manifest_indented_as_docker_does() {
 
     let missing = env.fails(["manifest", "inspect", &registry.image("img:nope")]);
     assert!(missing.contains("error: manifest for"), "{missing}");
+}
+
+#[test]
+fn build_push_leaves_the_image_pullable_with_the_same_digest() {
+    let registry = Registry::start();
+    let env = TestEnv::with_base("img");
+    let ctx = env.context(
+        "ctx",
+        &[
+            ("Dockerfile", "FROM img\nCOPY hello.txt /hello.txt\n"),
+            ("hello.txt", "pushed by build\n"),
+        ],
+    );
+    let ctx = ctx.to_str().expect("utf-8 path");
+    let remote = registry.image("built:1");
+    let (_, stderr) = run_ok(
+        &env,
+        &["build", "--progress", "plain", "-t", &remote, "--push", ctx],
+    );
+    assert!(
+        stderr.contains(&format!(
+            "The push refers to repository [{}]\n",
+            registry.image("built")
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains(": Pushed\n"), "{stderr}");
+    let digest = digest_after(&stderr, "1: digest: ");
+    let id = inspect(&env, &remote)["Id"].clone();
+    assert_eq!(
+        inspect(&env, &remote)["RepoDigests"],
+        serde_json::json!([format!("{}@{digest}", registry.image("built"))])
+    );
+    let images = env.ok(["images", "--digests"]);
+    assert!(images.contains(&digest), "{images}");
+
+    // --output type=registry and type=image,push=true push the names they give.
+    let other = registry.image("other:2");
+    let third = registry.image("third:3");
+    let meta = env.dir().join("meta.json");
+    run_ok(
+        &env,
+        &[
+            "build",
+            "-q",
+            "--metadata-file",
+            meta.to_str().expect("utf-8 path"),
+            "--output",
+            &format!("type=registry,name={other}"),
+            "--output",
+            &format!("type=image,name={third},push=true"),
+            ctx,
+        ],
+    );
+    let meta: serde_json::Value =
+        serde_json::from_str(&fs_err::read_to_string(&meta).expect("read the metadata"))
+            .expect("JSON");
+    let second = meta["containerimage.digest"]
+        .as_str()
+        .expect("a digest")
+        .to_owned();
+
+    let fresh = TestEnv::new();
+    for (name, digest) in [(&remote, &digest), (&other, &second), (&third, &second)] {
+        let pulled = fresh.ok(["pull", name]);
+        assert!(pulled.contains(&format!("Digest: {digest}\n")), "{pulled}");
+    }
+    assert_eq!(inspect(&fresh, &remote)["Id"], id);
+    assert_eq!(
+        inspect(&fresh, &other)["Id"],
+        meta["containerimage.config.digest"]
+    );
+    fresh.ok(["system", "check"]);
+
+    let unnamed = env.fails(["build", "-q", "--push", ctx]);
+    assert!(
+        unnamed.contains("error: tag is needed when pushing to registry"),
+        "{unnamed}"
+    );
 }

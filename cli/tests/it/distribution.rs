@@ -1,26 +1,11 @@
 //! `search`, `manifest inspect` and `build --push` against `docker-registry` (the fixture of
 //! `registry.rs`), and a stub registry without a catalog.
 
-use crate::registry::Registry;
+use crate::registry::{Registry, digest_after, inspect};
 use crate::support::TestEnv;
 use sha2::Digest as _;
 use std::io::{Read, Write};
 use std::net::TcpListener;
-
-/// The `sha256:…` after `prefix` on a line of `out`.
-fn digest_after(out: &str, prefix: &str) -> String {
-    out.lines()
-        .find_map(|l| l.strip_prefix(prefix))
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no line starting with {prefix:?} in:\n{out}"))
-        .to_owned()
-}
-
-fn inspect(env: &TestEnv, name: &str) -> serde_json::Value {
-    let out = env.ok(["inspect", name]);
-    let v: serde_json::Value = serde_json::from_str(&out).expect("inspect prints JSON");
-    v[0].clone()
-}
 
 /// Runs strata, asserts success, returns (stdout, stderr).
 fn run_ok(env: &TestEnv, args: &[&str]) -> (String, String) {

@@ -8,18 +8,12 @@
 //! has no catalog, and its search API is a service strata does not speak:
 //! [`RegistryClient::catalog`] refuses `docker.io` by name instead of pretending.
 
-use crate::blob::MAX_DOCUMENT;
 use crate::digest::Digest;
 use crate::reference::Reference;
-use crate::registry::client::{RegistryClient, Request};
+use crate::registry::client::RegistryClient;
 use crate::registry::error::RegistryError;
-use crate::registry::pull::next_link;
 use crate::registry::transfer::pull_scope;
 use ureq::http::StatusCode;
-
-/// A registry lists at most this many pages of repositories for us (a loop of `Link`s ends
-/// here).
-const MAX_CATALOG_PAGES: usize = 1000;
 
 /// A manifest or an index as the registry served it, for `manifest inspect`.
 #[derive(Debug, Clone)]
@@ -56,40 +50,27 @@ impl RegistryClient {
             reason,
         };
         let mut repositories = Vec::new();
-        let mut target = Some("/v2/_catalog?n=100".to_owned());
-        let mut pages = 0;
-        while let Some(next) = target.take() {
-            pages += 1;
-            if pages > MAX_CATALOG_PAGES {
-                return Err(invalid(format!("more than {MAX_CATALOG_PAGES} pages")));
-            }
-            let req = Request::new("GET", registry, "registry:catalog:*".to_owned(), next);
-            let response = self.send(&req)?;
-            if matches!(
-                response.status(),
-                StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED
-            ) {
-                return Err(RegistryError::NoCatalog {
-                    registry: registry.to_owned(),
-                    hint: "it answered 404 to GET /v2/_catalog",
-                });
-            }
-            let mut response = self.check(&req, response, registry, "list the repositories of")?;
-            target = response
-                .headers()
-                .get("link")
-                .and_then(|v| v.to_str().ok())
-                .and_then(next_link);
-            let bytes = response
-                .body_mut()
-                .with_config()
-                .limit(MAX_DOCUMENT)
-                .read_to_vec()
-                .map_err(|e| invalid(e.to_string()))?;
-            let page: Catalog =
-                serde_json::from_slice(&bytes).map_err(|e| invalid(e.to_string()))?;
-            repositories.extend(page.repositories);
-        }
+        self.list_pages(
+            registry,
+            "registry:catalog:*",
+            "/v2/_catalog?n=100".to_owned(),
+            &invalid,
+            |req, response| {
+                if response.status() == StatusCode::NOT_FOUND {
+                    return Err(RegistryError::NoCatalog {
+                        registry: registry.to_owned(),
+                        hint: "it answered 404 to GET /v2/_catalog",
+                    });
+                }
+                self.check(req, response, registry, "list the repositories of")
+            },
+            |bytes| {
+                let page: Catalog =
+                    serde_json::from_slice(bytes).map_err(|e| invalid(e.to_string()))?;
+                repositories.extend(page.repositories);
+                Ok(())
+            },
+        )?;
         repositories.sort();
         repositories.dedup();
         Ok(repositories)

@@ -87,6 +87,32 @@ pub enum BuildError {
     /// `type=tar` failed.
     #[error("failed to write the filesystem tar")]
     RootfsTar(#[source] OutputError),
+    /// An `--output type=image,name=…` name does not parse.
+    #[error("invalid image name {name:?} in --output")]
+    OutputName {
+        /// The name given.
+        name: String,
+        /// Why.
+        #[source]
+        source: strata_store::ReferenceError,
+    },
+    /// `--push` without a name to push to.
+    #[error(
+        "tag is needed when pushing to registry: give -t NAME or --output type=image,name=NAME,push=true"
+    )]
+    PushWithoutName,
+    /// `--push` in a request without a registry client.
+    #[error("this build has no registry client to push with")]
+    NoRegistry,
+    /// Pushing the image failed.
+    #[error("failed to push {reference}")]
+    Push {
+        /// The name pushed.
+        reference: String,
+        /// Why.
+        #[source]
+        source: strata_store::RegistryError,
+    },
     /// `type=local` failed.
     #[error("failed to write the filesystem to {}", dir.display())]
     LocalDir {

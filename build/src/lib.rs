@@ -2,7 +2,7 @@
 //! between the command line and the engines: the Dockerfile given as bytes is parsed, checked
 //! and lowered (`strata-frontend`), its base images resolved in the store, the graph solved
 //! with the local backend (`strata-solver` over the worker and the build cache), the image
-//! committed, the outputs (`--output`) written and the cache exported (`--cache-to`). Also
+//! committed, the outputs (`--output`) written, the image pushed (`--push`) and the cache exported (`--cache-to`). Also
 //! the one Dockerfile reader ([`Dockerfile::read`]: a file, standard input or the context's)
 //! and `--build-arg` parser ([`parse_build_args`]) that `build`, `check` and `parse` share,
 //! the typed forms of BuildKit's `--output` and `--cache-*` strings, the `.dockerignore` that
@@ -33,7 +33,7 @@ pub use dockerfile::{Dockerfile, DockerfileError, DockerfileSource, parse_build_
 pub use error::BuildError;
 pub use output::{Dest, OutputError, OutputSpec};
 pub use pipeline::{build, lower};
-pub use request::{BuildEvent, BuildRequest, BuildResult, BuiltImage};
+pub use request::{BuildEvent, BuildRequest, BuildResult, BuiltImage, PushEvent};
 pub use spec::SpecError;
 pub use strata_solver::{Event, SolveError, Stream};
 pub use strata_worker::sandbox_main;

@@ -1,6 +1,8 @@
 //! `--output` / `-o`: where a build's result goes.
 //!
-//! `type=image` (the default) stores it; `type=oci` and `type=docker` write one tarball that is
+//! `type=image` (the default) stores it, `name=` adding a name and `push=true` pushing it to
+//! the registry each name of the image says; `type=registry` is `type=image,push=true`
+//! (`--push`); `type=oci` and `type=docker` write one tarball that is
 //! both an OCI image layout and a docker archive (`docker load`, skopeo and umoci read it);
 //! `type=tar` and `type=local` write the final filesystem, as a tar or into a directory.
 //! `-o DIR` is short for `type=local,dest=DIR`, `-o -` for a tar on standard output.
@@ -23,8 +25,13 @@ pub enum Dest {
 /// One `--output`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OutputSpec {
-    /// Into the store.
-    Image,
+    /// Into the store, and to a registry when `push` is set.
+    Image {
+        /// `name=`: one more name for the image (as `-t`).
+        name: Option<String>,
+        /// `push=true` (or `type=registry`): push every name of the image.
+        push: bool,
+    },
     /// An OCI image layout tarball.
     Oci(Dest),
     /// A docker archive.
@@ -70,12 +77,29 @@ impl OutputSpec {
         }
         let mut kind = None;
         let mut dest = None;
+        let mut name = None;
+        let mut push = None;
         for (k, v) in fields(FLAG, spec)? {
             match k {
                 "type" => kind = Some(v.to_owned()),
                 "dest" => dest = Some(v.to_owned()),
-                // Accepted for compatibility; strata names images with -t.
-                "name" | "push" | "compression" | "oci-mediatypes" => {}
+                "name" => name = Some(v.to_owned()),
+                "push" => {
+                    push = Some(match v {
+                        "true" | "1" => true,
+                        "false" | "0" => false,
+                        _ => {
+                            return Err(SpecError::BadValue {
+                                flag: FLAG,
+                                key: "push",
+                                value: v.to_owned(),
+                                expected: "true or false",
+                            });
+                        }
+                    })
+                }
+                // Accepted for compatibility.
+                "compression" | "oci-mediatypes" => {}
                 other => return Err(unknown_key(FLAG, spec, other)),
             }
         }
@@ -91,7 +115,10 @@ impl OutputSpec {
             }
         };
         Ok(match kind.as_str() {
-            "image" | "registry" if dest.is_none() => OutputSpec::Image,
+            "image" | "registry" if dest.is_none() => OutputSpec::Image {
+                name,
+                push: push.unwrap_or(kind == "registry"),
+            },
             "oci" => OutputSpec::Oci(file(dest)?),
             "docker" => OutputSpec::Docker(file(dest)?),
             "tar" => OutputSpec::Tar(file(dest)?),
@@ -108,7 +135,7 @@ impl OutputSpec {
                 return Err(SpecError::UnknownType {
                     flag: FLAG,
                     kind: other.to_owned(),
-                    supported: "image, oci, docker, tar or local",
+                    supported: "image, registry, oci, docker, tar or local",
                 });
             }
         })
@@ -130,8 +157,16 @@ impl OutputSpec {
     pub(crate) fn needs_image(&self) -> bool {
         matches!(
             self,
-            OutputSpec::Image | OutputSpec::Oci(_) | OutputSpec::Docker(_)
+            OutputSpec::Image { .. } | OutputSpec::Oci(_) | OutputSpec::Docker(_)
         )
+    }
+
+    /// `--push`: `type=registry`.
+    pub fn registry() -> OutputSpec {
+        OutputSpec::Image {
+            name: None,
+            push: true,
+        }
     }
 }
 
@@ -197,7 +232,33 @@ mod tests {
         let p = |s| OutputSpec::parse(s).unwrap();
         assert_eq!(p("out"), OutputSpec::Local("out".into()));
         assert_eq!(p("-"), OutputSpec::Tar(Dest::Stdout));
-        assert_eq!(p("type=image"), OutputSpec::Image);
+        assert_eq!(
+            p("type=image"),
+            OutputSpec::Image {
+                name: None,
+                push: false
+            }
+        );
+        assert_eq!(
+            p("type=image,name=r.lan/app:1,push=true"),
+            OutputSpec::Image {
+                name: Some("r.lan/app:1".into()),
+                push: true
+            }
+        );
+        assert_eq!(
+            p("type=registry,name=r.lan/app:1"),
+            OutputSpec::Image {
+                name: Some("r.lan/app:1".into()),
+                push: true
+            }
+        );
+        assert_eq!(
+            OutputSpec::parse("type=image,push=yes")
+                .unwrap_err()
+                .to_string(),
+            "--output: push \"yes\" is not true or false"
+        );
         assert_eq!(
             p("type=oci,dest=a.tar"),
             OutputSpec::Oci(Dest::File("a.tar".into()))

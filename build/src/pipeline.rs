@@ -8,6 +8,7 @@ use crate::output::{export_local, write_dest};
 use crate::resolver::StoreResolver;
 use crate::{
     BuildError, BuildEvent, BuildRequest, BuildResult, BuiltImage, Dockerfile, OutputSpec,
+    PushEvent,
 };
 use std::collections::HashSet;
 use std::path::Path;
@@ -17,7 +18,7 @@ use strata_cache::{CacheDb, ImportedCache};
 use strata_frontend::{BuildOptions, Diagnostic, Diagnostics, Lowered, Platform};
 use strata_graph::Graph;
 use strata_solver::{ContextSource, LocalBackend, LocalOptions, NoCache, Output, SolveOptions};
-use strata_store::Store;
+use strata_store::{Reference, RegistryClient, Store};
 
 /// Parses and lowers the request's Dockerfile against the store's images, without building:
 /// the graph `--print-graph` shows. Warnings are in the result, not sent.
@@ -123,9 +124,32 @@ pub async fn build(mut request: BuildRequest) -> Result<BuildResult, BuildError>
     };
     let mut outputs = std::mem::take(&mut request.outputs);
     if outputs.is_empty() {
-        outputs.push(OutputSpec::Image);
+        outputs.push(OutputSpec::Image {
+            name: None,
+            push: false,
+        });
     }
-    let tags = std::mem::take(&mut request.tags);
+    let mut tags = std::mem::take(&mut request.tags);
+    let mut push = false;
+    for out in &outputs {
+        if let OutputSpec::Image { name, push: p } = out {
+            push |= *p;
+            if let Some(name) = name {
+                let reference =
+                    Reference::parse_tag(name).map_err(|source| BuildError::OutputName {
+                        name: name.clone(),
+                        source,
+                    })?;
+                if !tags.contains(&reference) {
+                    tags.push(reference);
+                }
+            }
+        }
+    }
+    if push && tags.is_empty() {
+        return Err(BuildError::PushWithoutName);
+    }
+    let pushes = if push { tags.clone() } else { Vec::new() };
     let needs_image = !tags.is_empty() || outputs.iter().any(OutputSpec::needs_image);
     if let Some(to) = &request.cache_to {
         export_cache(&backend, &store, &cache, &graph, &target, &solved, to).map_err(|source| {
@@ -153,7 +177,7 @@ pub async fn build(mut request: BuildRequest) -> Result<BuildResult, BuildError>
     let mut stdout = request.stdout.take();
     for out in &outputs {
         match out {
-            OutputSpec::Image => {}
+            OutputSpec::Image { .. } => {}
             OutputSpec::Oci(dest) | OutputSpec::Docker(dest) => {
                 let id = &image
                     .as_ref()
@@ -179,6 +203,14 @@ pub async fn build(mut request: BuildRequest) -> Result<BuildResult, BuildError>
             }
         }
     }
+    if !pushes.is_empty() {
+        push_image(
+            &store,
+            request.registry.as_ref(),
+            &pushes,
+            request.on_push.as_deref(),
+        )?;
+    }
     let result = BuildResult {
         image,
         names,
@@ -191,6 +223,35 @@ pub async fn build(mut request: BuildRequest) -> Result<BuildResult, BuildError>
     // Releases the store lease before the caller goes on (`--iidfile`, the next build).
     drop(backend);
     Ok(result)
+}
+
+/// `--push`: each name of the committed image to its registry, as `strata push` does it (the
+/// blocking client, between the build and its result, like the archive outputs).
+fn push_image(
+    store: &Store,
+    registry: Option<&RegistryClient>,
+    references: &[Reference],
+    on_push: Option<&(dyn Fn(PushEvent) + Send + Sync)>,
+) -> Result<(), BuildError> {
+    let registry = registry.ok_or(BuildError::NoRegistry)?;
+    let tell = |event| {
+        if let Some(f) = on_push {
+            f(event);
+        }
+    };
+    let layer = |event| tell(PushEvent::Layer(event));
+    for reference in references {
+        tell(PushEvent::Started(reference.clone()));
+        let pushed =
+            registry
+                .push(store, reference, &layer)
+                .map_err(|source| BuildError::Push {
+                    reference: reference.familiar(),
+                    source,
+                })?;
+        tell(PushEvent::Pushed(reference.clone(), pushed));
+    }
+    Ok(())
 }
 
 /// What the pipeline knows before it builds.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use strata_frontend::{Diagnostic, Diagnostics};
 use strata_graph::NetworkMode;
 use strata_solver::Event;
-use strata_store::{Digest, Reference};
+use strata_store::{Digest, LayerEvent, Pushed, Reference};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 
@@ -56,8 +56,11 @@ pub struct BuildRequest {
     pub stdout: Option<Box<dyn Write + Send>>,
     /// Cancels the build (Ctrl-C): running steps are stopped, the build fails.
     pub cancel: CancellationToken,
-    /// Where `FROM` images missing from the store are pulled from; `None`: no pulls.
+    /// Where `FROM` images missing from the store are pulled from, and `--push` pushes to;
+    /// `None`: no pulls, and a push is an error.
     pub registry: Option<strata_store::RegistryClient>,
+    /// Told how a push (`--push`, `push=true`) goes, in order, once the image is committed.
+    pub on_push: Option<Box<dyn Fn(PushEvent) + Send + Sync>>,
 }
 
 impl BuildRequest {
@@ -86,6 +89,7 @@ impl BuildRequest {
             stdout: None,
             cancel: CancellationToken::new(),
             registry: None,
+            on_push: None,
         }
     }
 }
@@ -110,6 +114,18 @@ pub enum BuildEvent {
     Warning(Diagnostic),
     /// A step's progress, from the solver.
     Step(Event),
+}
+
+/// How pushing the built image goes (`--push`), for each of its names in turn: the same
+/// steps `strata push` reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PushEvent {
+    /// The push of this name begins.
+    Started(Reference),
+    /// A layer's progress.
+    Layer(LayerEvent),
+    /// This name is pushed: the registry has the manifest.
+    Pushed(Reference, Pushed),
 }
 
 /// The image a build committed.

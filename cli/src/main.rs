@@ -88,6 +88,10 @@ enum Command {
     Pull(cmd::pull::Args),
     /// Upload an image to a registry
     Push(cmd::push::Args),
+    /// Search a registry's repositories (its catalog)
+    Search(cmd::search::Args),
+    /// Inspect manifests and manifest lists in a registry
+    Manifest(cmd::manifest::Args),
     /// Log in to a registry (docker's config file)
     Login(cmd::login::Args),
     /// Log out from a registry
@@ -120,6 +124,8 @@ fn main() -> ExitCode {
         Command::Load(args) => cmd::load::run(args, &cli.global),
         Command::Pull(args) => cmd::pull::run(args, &cli.global),
         Command::Push(args) => cmd::push::run(args, &cli.global),
+        Command::Search(args) => cmd::search::run(args, &cli.global),
+        Command::Manifest(args) => cmd::manifest::run(args, &cli.global),
         Command::Login(args) => cmd::login::run(args, &cli.global),
         Command::Logout(args) => cmd::login::logout(args, &cli.global),
         Command::Image(args) => cmd::image::run(args, &cli.global),

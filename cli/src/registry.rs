@@ -78,11 +78,16 @@ pub(crate) fn status_text(status: &LayerStatus) -> Option<String> {
     )
 }
 
+/// Docker's `ID: Status` line for an event, when it prints one (see [`status_text`]).
+pub(crate) fn event_line(event: &LayerEvent) -> Option<String> {
+    let text = status_text(&event.status)?;
+    Some(format!("{}: {text}", &event.layer.hex()[..12]))
+}
+
 /// Prints one `ID: Status` line per event as docker does when its output is not a terminal.
 pub(crate) fn print_event(event: LayerEvent) {
-    if let Some(text) = status_text(&event.status) {
-        let id = &event.layer.hex()[..12];
-        let _ = writeln!(std::io::stdout().lock(), "{id}: {text}");
+    if let Some(line) = event_line(&event) {
+        let _ = writeln!(std::io::stdout().lock(), "{line}");
     }
 }
 

@@ -89,8 +89,8 @@ pub use lock::Lease;
 pub use platform::{Platform, PlatformError};
 pub use reference::{NAME_TOTAL_LENGTH_MAX, Reference, ReferenceError};
 pub use registry::{
-    Credentials, LayerEvent, LayerStatus, Progress, Pulled, Pushed, RegistryClient, RegistryError,
-    RegistryOptions, login_server, remove_credentials, save_credentials,
+    Credentials, LayerEvent, LayerStatus, Progress, Pulled, Pushed, RawManifest, RegistryClient,
+    RegistryError, RegistryOptions, login_server, remove_credentials, save_credentials,
 };
 pub use save::SaveOptions;
 pub use snapshot::Snapshot;

@@ -16,7 +16,8 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use strata_build::{
-    BuildError, BuildRequest, CacheTo, Dockerfile, OutputSpec, SolveError, parse_cache_from,
+    BuildError, BuildRequest, CacheTo, Dockerfile, OutputSpec, PushEvent, SolveError,
+    parse_cache_from,
 };
 use strata_frontend::Diagnostic;
 use strata_graph::{NetworkMode, SourceRange};
@@ -72,10 +73,14 @@ pub(crate) struct Args {
     /// Print only the image ID on success
     #[arg(short, long)]
     quiet: bool,
-    /// Where the result goes: `type=image` (default), `type=oci|docker|tar,dest=FILE`,
-    /// `type=local,dest=DIR`; `-o DIR` is short for `type=local,dest=DIR`
+    /// Where the result goes: `type=image[,name=NAME][,push=true]` (default),
+    /// `type=registry[,name=NAME]`, `type=oci|docker|tar,dest=FILE`, `type=local,dest=DIR`;
+    /// `-o DIR` is short for `type=local,dest=DIR`
     #[arg(short = 'o', long = "output", value_name = "SPEC")]
     outputs: Vec<String>,
+    /// Push the image to the registry of each of its names (short for `--output type=registry`)
+    #[arg(long)]
+    push: bool,
     /// Export the build cache: `type=local,dest=DIR[,mode=min|max][,compression=zstd|gzip]`
     #[arg(long = "cache-to", value_name = "SPEC")]
     cache_to: Option<String>,
@@ -125,6 +130,9 @@ fn request(
     for o in &args.outputs {
         outputs.push(OutputSpec::parse(o)?.map_path(absolute));
     }
+    if args.push {
+        outputs.push(OutputSpec::registry());
+    }
     let cache_to = match args.cache_to.as_deref() {
         Some(spec) => {
             let mut to = CacheTo::parse(spec)?;
@@ -164,6 +172,9 @@ fn request(
     request.source_date_epoch = source_date_epoch;
     request.stdout = Some(Box::new(std::io::stdout()));
     request.registry = Some(crate::registry::client()?);
+    if !args.quiet {
+        request.on_push = Some(Box::new(print_push_event));
+    }
     Ok(request)
 }
 
@@ -274,6 +285,28 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--push`'s progress, on standard error (standard output may carry `-o -`), in the lines
+/// `strata push` prints.
+fn print_push_event(event: PushEvent) {
+    let mut err = std::io::stderr().lock();
+    let _ = match event {
+        PushEvent::Started(reference) => writeln!(
+            err,
+            "The push refers to repository [{}]",
+            reference.familiar_name()
+        ),
+        PushEvent::Layer(event) => match crate::registry::event_line(&event) {
+            Some(line) => writeln!(err, "{line}"),
+            None => Ok(()),
+        },
+        PushEvent::Pushed(_, pushed) => writeln!(
+            err,
+            "{}: digest: {} size: {}",
+            pushed.tag, pushed.digest, pushed.size
+        ),
+    };
 }
 
 /// A failed build: the Dockerfile's errors each at its line, a failed step with its place,

@@ -4,6 +4,7 @@ mod build;
 mod check;
 mod ci_cache;
 mod conformance;
+mod distribution;
 mod parse;
 mod registry;
 mod report;

@@ -148,7 +148,7 @@ impl Drop for Registry {
 }
 
 /// The `sha256:…` after `prefix` on a line of `out`.
-fn digest_after(out: &str, prefix: &str) -> String {
+pub(crate) fn digest_after(out: &str, prefix: &str) -> String {
     out.lines()
         .find_map(|l| l.strip_prefix(prefix))
         .and_then(|rest| rest.split_whitespace().next())
@@ -156,7 +156,8 @@ fn digest_after(out: &str, prefix: &str) -> String {
         .to_owned()
 }
 
-fn inspect(env: &TestEnv, name: &str) -> serde_json::Value {
+/// `strata inspect NAME`'s one object.
+pub(crate) fn inspect(env: &TestEnv, name: &str) -> serde_json::Value {
     let out = env.ok(["inspect", name]);
     let v: serde_json::Value = serde_json::from_str(&out).expect("inspect prints JSON");
     v[0].clone()

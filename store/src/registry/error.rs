@@ -170,6 +170,14 @@ pub enum RegistryError {
         /// What is wrong.
         reason: String,
     },
+    /// The registry lists no repositories to search: no `/v2/_catalog`, or Docker Hub.
+    #[error("{registry} offers no repository catalog to search: {hint}")]
+    NoCatalog {
+        /// The registry host.
+        registry: String,
+        /// Why, and what docker would have done.
+        hint: &'static str,
+    },
     /// A registry given as a login server is not a host name.
     #[error("invalid registry address {0:?}")]
     InvalidServer(String),

@@ -36,6 +36,7 @@
 //! ```
 
 mod auth;
+mod catalog;
 mod client;
 mod credentials;
 mod error;
@@ -48,6 +49,7 @@ mod push;
 mod tls;
 mod transfer;
 
+pub use catalog::RawManifest;
 pub use client::{RegistryClient, RegistryOptions};
 pub use credentials::{Credentials, remove_credentials, save_credentials};
 pub use error::RegistryError;

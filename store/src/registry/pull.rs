@@ -194,19 +194,63 @@ impl RegistryClient {
             reason,
         };
         let mut tags = Vec::new();
-        let mut target = Some(format!("/v2/{}/tags/list", reference.repository()));
+        self.list_pages(
+            registry,
+            &pull_scope(reference),
+            format!("/v2/{}/tags/list", reference.repository()),
+            &invalid,
+            |req, response| {
+                if response.status() == ureq::http::StatusCode::NOT_FOUND {
+                    return Err(RegistryError::ManifestNotFound {
+                        reference: shown.clone(),
+                        registry: registry.to_owned(),
+                    });
+                }
+                self.check(req, response, &shown, "pull")
+            },
+            |bytes| {
+                let list: oci_spec::distribution::TagList =
+                    serde_json::from_slice(bytes).map_err(|e| invalid(e.to_string()))?;
+                tags.extend(list.tags().iter().cloned());
+                Ok(())
+            },
+        )?;
+        tags.sort();
+        tags.dedup();
+        Ok(tags)
+    }
+}
+
+/// A registry lists at most this many pages of tags or repositories for us (a loop of
+/// `Link`s ends here).
+const MAX_PAGES: usize = 1000;
+
+impl RegistryClient {
+    /// Reads a paged list (`/v2/NAME/tags/list`, `/v2/_catalog`): `first`, then each
+    /// `Link: <…>; rel="next"` target, at most [`MAX_PAGES`]; `check` turns each response
+    /// into a success or an error, `page` takes each body (bounded).
+    pub(crate) fn list_pages(
+        &self,
+        registry: &str,
+        scope: &str,
+        first: String,
+        invalid: &dyn Fn(String) -> RegistryError,
+        check: impl Fn(
+            &Request<'_>,
+            ureq::http::Response<ureq::Body>,
+        ) -> Result<ureq::http::Response<ureq::Body>, RegistryError>,
+        mut page: impl FnMut(&[u8]) -> Result<(), RegistryError>,
+    ) -> Result<(), RegistryError> {
+        let mut target = Some(first);
         let mut pages = 0;
         while let Some(next) = target.take() {
             pages += 1;
-            if pages > MAX_TAG_PAGES {
-                return Err(invalid(format!("more than {MAX_TAG_PAGES} pages")));
+            if pages > MAX_PAGES {
+                return Err(invalid(format!("more than {MAX_PAGES} pages")));
             }
-            let req = Request::new("GET", registry, pull_scope(reference), next);
-            let mut response =
-                self.send_checked(&req, &shown, "pull", || RegistryError::ManifestNotFound {
-                    reference: shown.clone(),
-                    registry: registry.to_owned(),
-                })?;
+            let req = Request::new("GET", registry, scope.to_owned(), next);
+            let response = self.send(&req)?;
+            let mut response = check(&req, response)?;
             target = response
                 .headers()
                 .get("link")
@@ -218,18 +262,11 @@ impl RegistryClient {
                 .limit(MAX_DOCUMENT)
                 .read_to_vec()
                 .map_err(|e| invalid(e.to_string()))?;
-            let list: oci_spec::distribution::TagList =
-                serde_json::from_slice(&bytes).map_err(|e| invalid(e.to_string()))?;
-            tags.extend(list.tags().iter().cloned());
+            page(&bytes)?;
         }
-        tags.sort();
-        tags.dedup();
-        Ok(tags)
+        Ok(())
     }
 }
-
-/// A registry lists at most this many pages of tags for us (a loop of `Link`s ends here).
-const MAX_TAG_PAGES: usize = 1000;
 
 /// The target of a `Link: </v2/…?last=x&n=100>; rel="next"` header, if it has a next page.
 fn next_link(header: &str) -> Option<String> {

@@ -5,71 +5,18 @@
     reason = "test helpers fail the test by panicking"
 )]
 
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
 use strata_store::{
     Compression, ImageConfigFile, NewImage, Platform, Reference, RegistryClient, RegistryOptions,
     Store,
 };
 
-/// `docker-registry` on 127.0.0.1, killed on drop.
-struct Registry {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
+#[path = "fixture/docker_registry.rs"]
+mod docker_registry;
+use docker_registry::DockerRegistry as Registry;
 
-impl Registry {
-    fn start() -> Registry {
-        let dir = tempfile::tempdir().unwrap();
-        for _attempt in 0..5 {
-            let port = TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .unwrap()
-                .port();
-            let config = dir.path().join("config.yml");
-            fs_err::write(
-                &config,
-                format!(
-                    "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-                    dir.path().join("data").display()
-                ),
-            )
-            .unwrap();
-            let mut child = Command::new("docker-registry")
-                .arg("serve")
-                .arg(&config)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("start docker-registry (Debian's docker-registry package)");
-            for _ in 0..200 {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break;
-                }
-                if TcpStream::connect(("127.0.0.1", port)).is_ok()
-                    && matches!(child.try_wait(), Ok(None))
-                {
-                    return Registry {
-                        child,
-                        port,
-                        _dir: dir,
-                    };
-                }
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        panic!("docker-registry did not start");
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A registry anyone may use.
+fn start() -> Registry {
+    Registry::start(tempfile::tempdir().unwrap(), "")
 }
 
 /// A one-layer image of `size` pseudo-random bytes (incompressible), tagged `tag`.
@@ -107,10 +54,10 @@ fn image(store: &Store, size: usize, tag: &Reference) -> strata_store::Digest {
 
 #[test]
 fn a_chunked_upload_is_the_same_image_to_the_registry() {
-    let registry = Registry::start();
+    let registry = start();
     let dir = tempfile::tempdir().unwrap();
     let source = Store::open(dir.path().join("a")).unwrap();
-    let reference = Reference::parse(&format!("127.0.0.1:{}/chunked:1", registry.port)).unwrap();
+    let reference = Reference::parse(&format!("{}/chunked:1", registry.host())).unwrap();
     let id = image(&source, 300_000, &reference);
     let client = RegistryClient::new(RegistryOptions {
         upload_chunk_size: Some(64 * 1024),

@@ -5,6 +5,8 @@ mod check;
 mod ci_cache;
 mod conformance;
 mod distribution;
+#[path = "../../../store/tests/fixture/docker_registry.rs"]
+mod docker_registry;
 mod parse;
 mod registry;
 mod report;

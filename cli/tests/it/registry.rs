@@ -6,16 +6,12 @@
 use crate::support::TestEnv;
 use base64::Engine as _;
 use sha2::Digest as _;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
-/// A `docker-registry` on 127.0.0.1, killed on drop.
-pub(crate) struct Registry {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
+/// A `docker-registry` on 127.0.0.1 (the store's fixture), killed on drop.
+pub(crate) struct Registry(crate::docker_registry::DockerRegistry);
 
 impl Registry {
     /// A registry anyone may use.
@@ -87,63 +83,17 @@ impl Registry {
                 file.display()
             ));
         }
-        // A free port can be taken between our probe and the registry's bind (tests run in
-        // parallel): then the registry exits, and we try another.
-        for _attempt in 0..5 {
-            let port = TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("find a free port")
-                .port();
-            let config = format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{auth}",
-                dir.path().join("data").display()
-            );
-            let config_path = dir.path().join("config.yml");
-            fs_err::write(&config_path, config).expect("write the registry config");
-            let mut child = Command::new("docker-registry")
-                .arg("serve")
-                .arg(&config_path)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("start docker-registry (Debian's docker-registry package)");
-            // Ready when it accepts connections and is still running.
-            for _ in 0..200 {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break;
-                }
-                if TcpStream::connect(("127.0.0.1", port)).is_ok()
-                    && matches!(child.try_wait(), Ok(None))
-                {
-                    return Registry {
-                        child,
-                        port,
-                        _dir: dir,
-                    };
-                }
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        panic!("docker-registry did not start on a free port in 5 tries");
+        Registry(crate::docker_registry::DockerRegistry::start(dir, &auth))
     }
 
     /// `127.0.0.1:PORT`.
     fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        self.0.host()
     }
 
     /// `127.0.0.1:PORT/name`.
     pub(crate) fn image(&self, name: &str) -> String {
         format!("{}/{name}", self.host())
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -1165,3 +1165,66 @@ fn token_auth_gets_a_bearer_token_per_repository_with_the_users_credentials() {
         tokens.requests()
     );
 }
+
+/// An image with a 200 MB layer of random bytes: big enough that a push or pull of it over
+/// loopback is still running 100 ms after it starts.
+fn big_image(env: &TestEnv, tag: &str) {
+    let ctx = env.context(
+        "big",
+        &[(
+            "Dockerfile",
+            "FROM img\nRUN dd if=/dev/urandom of=/big bs=1M count=200 2>/dev/null\n",
+        )],
+    );
+    env.ok([
+        "build",
+        "-q",
+        "-t",
+        tag,
+        ctx.to_str().expect("a UTF-8 path"),
+    ]);
+}
+
+/// Starts `strata ARGS` and kills it with SIGKILL 100 ms later, asserting it was still running.
+fn kill_midway(env: &TestEnv, args: &[&str]) {
+    let mut child = env
+        .command(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start strata");
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert!(
+        matches!(child.try_wait(), Ok(None)),
+        "strata {args:?} ended before it could be killed"
+    );
+    child.kill().expect("SIGKILL strata");
+    child.wait().expect("reap strata");
+}
+
+#[test]
+fn issue_11_kill_9_mid_pull_and_mid_push_leaves_a_sound_store_and_the_command_completes() {
+    let registry = Registry::start();
+    let env = TestEnv::with_base("img");
+    big_image(&env, "big:1");
+    let remote = registry.image("big:1");
+    env.ok(["tag", "big:1", &remote]);
+
+    // Mid-push: the registry has part of it at most; the store is untouched; pushing again
+    // finishes the job.
+    kill_midway(&env, &["push", &remote]);
+    env.ok(["system", "check"]);
+    let pushed = env.ok(["push", &remote]);
+    let digest = digest_after(&pushed, "1: digest: ");
+
+    // Mid-pull into a fresh store: nothing half-written is reachable, and the same pull then
+    // gives the image with the digest the push printed.
+    let other = TestEnv::new();
+    kill_midway(&other, &["pull", &remote]);
+    other.ok(["system", "check"]);
+    assert!(other.fails(["inspect", &remote]).contains("no such image"));
+    let pulled = other.ok(["pull", &remote]);
+    assert!(pulled.contains(&format!("Digest: {digest}\n")), "{pulled}");
+    assert_eq!(inspect(&other, &remote)["Id"], inspect(&env, "big:1")["Id"]);
+    other.ok(["system", "check"]);
+}

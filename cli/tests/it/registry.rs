@@ -697,72 +697,83 @@ fn openssl(dir: &Path, args: &[&str]) {
     );
 }
 
-#[test]
-fn a_registry_with_a_certs_d_directory_is_spoken_to_over_tls_with_its_ca() {
-    let env = TestEnv::with_base("img");
-    let pki = env.dir().join("pki");
-    fs_err::create_dir_all(&pki).expect("mkdir");
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
+/// The key options of every test key: a P-256 EC key, unencrypted.
+const EC_KEY: [&str; 5] = [
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+];
+
+/// A test CA named `cn` in `pki` (`ca.crt`, `ca.key`), valid for two days.
+fn test_ca(pki: &Path, cn: &str) {
+    fs_err::create_dir_all(pki).expect("mkdir");
     openssl(
-        &pki,
+        pki,
         &[
             &["req", "-x509"][..],
-            &ec,
+            &EC_KEY,
             &[
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.crt",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=strata test CA",
+                "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", cn,
             ],
         ]
         .concat(),
     );
+}
+
+/// `NAME.crt` and `NAME.key` in `pki`, for subject `cn` with the extensions `ext`, signed by
+/// the [`test_ca`] there.
+fn signed(pki: &Path, name: &str, cn: &str, ext: &str) {
     openssl(
-        &pki,
+        pki,
         &[
             &["req"][..],
-            &ec,
+            &EC_KEY,
             &[
                 "-keyout",
-                "srv.key",
+                &format!("{name}.key"),
                 "-out",
-                "srv.csr",
+                &format!("{name}.csr"),
                 "-subj",
-                "/CN=127.0.0.1",
+                cn,
             ],
         ]
         .concat(),
     );
-    fs_err::write(pki.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").expect("write san.ext");
+    fs_err::write(pki.join(format!("{name}.ext")), ext).expect("write ext");
     openssl(
-        &pki,
+        pki,
         &[
             "x509",
             "-req",
             "-in",
-            "srv.csr",
+            &format!("{name}.csr"),
             "-CA",
             "ca.crt",
             "-CAkey",
             "ca.key",
             "-CAcreateserial",
             "-out",
-            "srv.crt",
+            &format!("{name}.crt"),
             "-days",
             "2",
             "-extfile",
-            "san.ext",
+            &format!("{name}.ext"),
         ],
+    );
+}
+
+#[test]
+fn a_registry_with_a_certs_d_directory_is_spoken_to_over_tls_with_its_ca() {
+    let env = TestEnv::with_base("img");
+    let pki = env.dir().join("pki");
+    test_ca(&pki, "/CN=strata test CA");
+    signed(
+        &pki,
+        "srv",
+        "/CN=127.0.0.1",
+        "subjectAltName=IP:127.0.0.1\n",
     );
     let registry = Registry::with_tls(&pki.join("srv.crt"), &pki.join("srv.key"), None);
     let remote = registry.image("tls:1");
@@ -806,25 +817,9 @@ fn a_registry_with_a_certs_d_directory_is_spoken_to_over_tls_with_its_ca() {
     );
 
     // Another CA: the certificate is refused.
-    openssl(
-        &pki,
-        &[
-            &["req", "-x509"][..],
-            &ec,
-            &[
-                "-keyout",
-                "other.key",
-                "-out",
-                "other.crt",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=other CA",
-            ],
-        ]
-        .concat(),
-    );
-    fs_err::copy(pki.join("other.crt"), dir.join("ca.crt")).expect("copy other.crt");
+    let other = pki.join("other");
+    test_ca(&other, "/CN=other CA");
+    fs_err::copy(other.join("ca.crt"), dir.join("ca.crt")).expect("copy the other CA");
     let out = TestEnv::new()
         .command(["pull", &remote])
         .env("STRATA_CERTS_D", &certs_d)
@@ -844,73 +839,19 @@ fn a_registry_with_a_certs_d_directory_is_spoken_to_over_tls_with_its_ca() {
 fn a_client_certificate_in_certs_d_is_presented_to_a_registry_that_wants_one() {
     let env = TestEnv::with_base("img");
     let pki = env.dir().join("pki");
-    fs_err::create_dir_all(&pki).expect("mkdir");
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    let signed = |name: &str, cn: &str, ext: &str| {
-        openssl(
-            &pki,
-            &[
-                &["req"][..],
-                &ec,
-                &[
-                    "-keyout",
-                    &format!("{name}.key"),
-                    "-out",
-                    &format!("{name}.csr"),
-                    "-subj",
-                    cn,
-                ],
-            ]
-            .concat(),
-        );
-        fs_err::write(pki.join(format!("{name}.ext")), ext).expect("write ext");
-        openssl(
-            &pki,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &format!("{name}.csr"),
-                "-CA",
-                "ca.crt",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                &format!("{name}.crt"),
-                "-days",
-                "2",
-                "-extfile",
-                &format!("{name}.ext"),
-            ],
-        );
-    };
-    openssl(
+    test_ca(&pki, "/CN=strata test CA");
+    signed(
         &pki,
-        &[
-            &["req", "-x509"][..],
-            &ec,
-            &[
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.crt",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=strata test CA",
-            ],
-        ]
-        .concat(),
+        "srv",
+        "/CN=127.0.0.1",
+        "subjectAltName=IP:127.0.0.1\n",
     );
-    signed("srv", "/CN=127.0.0.1", "subjectAltName=IP:127.0.0.1\n");
-    signed("client", "/CN=strata", "extendedKeyUsage=clientAuth\n");
+    signed(
+        &pki,
+        "client",
+        "/CN=strata",
+        "extendedKeyUsage=clientAuth\n",
+    );
     let registry = Registry::with_tls(
         &pki.join("srv.crt"),
         &pki.join("srv.key"),

@@ -3,6 +3,7 @@
 #![warn(missing_docs)]
 
 mod cmd;
+mod config;
 mod diag;
 mod dockerfile;
 mod registry;

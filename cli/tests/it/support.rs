@@ -47,7 +47,19 @@ impl TestEnv {
         let mut c = std::process::Command::new(strata_bin());
         c.arg("--root").arg(self.root()).args(args);
         c.env_remove("STRATA_ROOT");
+        // strata's config is the test's own (none unless it writes one), never the machine's.
+        c.env("STRATA_CONFIG", self.config_path());
         c
+    }
+
+    /// strata's config file for this env's commands (see [`TestEnv::config`]).
+    pub(crate) fn config_path(&self) -> PathBuf {
+        self.tmp.path().join("strata-config.json")
+    }
+
+    /// Writes strata's config file (`insecure-registries`, `registry-mirrors`) for this env.
+    pub(crate) fn config(&self, json: &str) {
+        fs_err::write(self.config_path(), json).expect("write strata's config");
     }
 
     /// Runs strata and asserts it succeeded; returns stdout.

@@ -5,8 +5,10 @@ mod check;
 mod ci_cache;
 mod conformance;
 mod distribution;
+mod docker_interop;
 #[path = "../../../store/tests/fixture/docker_registry.rs"]
 mod docker_registry;
+mod dockerd;
 mod parse;
 mod registry;
 mod registry_config;

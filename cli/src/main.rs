@@ -91,7 +91,7 @@ enum Command {
     Push(cmd::push::Args),
     /// Search a registry's repositories (its catalog)
     Search(cmd::search::Args),
-    /// Inspect manifests and manifest lists in a registry
+    /// Manage manifest lists (multi-platform images): create, push, rm; inspect a registry's
     Manifest(cmd::manifest::Args),
     /// Log in to a registry (docker's config file)
     Login(cmd::login::Args),

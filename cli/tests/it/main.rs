@@ -9,6 +9,7 @@ mod docker_interop;
 #[path = "../../../store/tests/fixture/docker_registry.rs"]
 mod docker_registry;
 mod dockerd;
+mod manifest_list;
 mod parse;
 mod registry;
 mod registry_config;

@@ -114,7 +114,7 @@ pub(crate) fn inspect(env: &TestEnv, name: &str) -> serde_json::Value {
 }
 
 /// Runs skopeo and asserts it succeeded.
-fn skopeo(args: &[&str]) {
+pub(crate) fn skopeo(args: &[&str]) {
     let out = Command::new("skopeo")
         .args(args)
         .output()

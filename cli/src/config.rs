@@ -65,20 +65,7 @@ impl Config {
         if crate::report::running_as_root() {
             return PathBuf::from("/etc/strata/config.json");
         }
-        #[expect(
-            clippy::disallowed_methods,
-            reason = "the CLI reads the environment once"
-        )]
-        let xdg = std::env::var_os("XDG_CONFIG_HOME").filter(|v| !v.is_empty());
-        #[expect(
-            clippy::disallowed_methods,
-            reason = "the CLI reads the environment once"
-        )]
-        let home = std::env::var_os("HOME").unwrap_or_else(|| "/".into());
-        match xdg {
-            Some(dir) => PathBuf::from(dir).join("strata/config.json"),
-            None => PathBuf::from(home).join(".config/strata/config.json"),
-        }
+        crate::user_dir("XDG_CONFIG_HOME", ".config").join("strata/config.json")
     }
 
     /// Reads [`Config::path`]; a missing file is the defaults.

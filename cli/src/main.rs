@@ -42,20 +42,26 @@ impl GlobalArgs {
         if report::running_as_root() {
             return PathBuf::from("/var/lib/strata");
         }
-        #[expect(
-            clippy::disallowed_methods,
-            reason = "the CLI reads the environment once"
-        )]
-        let xdg = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty());
-        #[expect(
-            clippy::disallowed_methods,
-            reason = "the CLI reads the environment once"
-        )]
-        let home = std::env::var_os("HOME").unwrap_or_else(|| "/".into());
-        match xdg {
-            Some(dir) => PathBuf::from(dir).join("strata"),
-            None => PathBuf::from(home).join(".local/share/strata"),
-        }
+        user_dir("XDG_DATA_HOME", ".local/share").join("strata")
+    }
+}
+
+/// A non-root user's XDG directory: `$VAR` (`XDG_DATA_HOME`, `XDG_CONFIG_HOME`), else
+/// `~/DEFAULT` (`.local/share`, `.config`).
+pub(crate) fn user_dir(var: &str, default: &str) -> PathBuf {
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the CLI reads the environment once"
+    )]
+    let xdg = std::env::var_os(var).filter(|v| !v.is_empty());
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the CLI reads the environment once"
+    )]
+    let home = std::env::var_os("HOME").unwrap_or_else(|| "/".into());
+    match xdg {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(home).join(default),
     }
 }
 

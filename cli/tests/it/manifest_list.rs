@@ -3,17 +3,12 @@
 //! push` to the registry fixture; skopeo reads the index, strata pulls each platform from it.
 
 use crate::registry::{Registry, inspect, skopeo};
-use crate::support::{TestEnv, repo_root};
+use crate::support::TestEnv;
 
 /// A store with the busybox rootfs imported as `img:amd64` and `img:arm64`.
 fn two_platforms() -> TestEnv {
     let env = TestEnv::new();
-    let tar = env.dir().join("base.tar");
-    let status = std::process::Command::new(repo_root().join("testdata/mkbase.sh"))
-        .arg(&tar)
-        .status()
-        .expect("run testdata/mkbase.sh");
-    assert!(status.success(), "mkbase.sh failed");
+    let tar = env.base_tarball();
     let tar = tar.to_str().expect("utf-8 path");
     for arch in ["amd64", "arm64"] {
         let platform = format!("linux/{arch}");

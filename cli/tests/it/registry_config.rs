@@ -4,7 +4,7 @@
 //! "remote" one listens on this machine's own non-loopback address.
 
 use crate::docker_registry::DockerRegistry;
-use crate::registry::{Registry, digest_after, inspect};
+use crate::registry::{Registry, digest_after, inspect, signed, test_ca};
 use crate::support::TestEnv;
 use std::net::{IpAddr, UdpSocket};
 
@@ -61,6 +61,44 @@ fn a_plain_http_registry_off_loopback_needs_insecure_registries() {
     let pulled = other.ok(["pull", &remote]);
     assert_eq!(digest_after(&pulled, "Digest: "), digest);
     assert_eq!(inspect(&other, &remote)["Id"], inspect(&env, "img")["Id"]);
+}
+
+#[test]
+fn an_insecure_registry_is_https_first_without_verifying_its_certificate() {
+    let env = TestEnv::with_base("img");
+    let ip = non_loopback_address();
+    let pki = env.dir().join("pki");
+    test_ca(&pki, "/CN=strata test CA");
+    signed(
+        &pki,
+        "srv",
+        &format!("/CN={ip}"),
+        &format!("subjectAltName=IP:{ip}\n"),
+    );
+    let tls = format!(
+        "  tls:\n    certificate: {}\n    key: {}\n",
+        pki.join("srv.crt").display(),
+        pki.join("srv.key").display()
+    );
+    let registry =
+        DockerRegistry::start_on(ip, tempfile::tempdir().expect("create a temp dir"), &tls);
+    let host = registry.host();
+    let remote = format!("{host}/img:1");
+    env.ok(["tag", "img", &remote]);
+
+    // Not listed: HTTPS, verified, and the test CA is no one's.
+    let err = env.fails(["push", &remote]);
+    assert!(
+        err.contains("invalid peer certificate: UnknownIssuer"),
+        "{err}"
+    );
+    // Listed: HTTPS without verification (the registry speaks nothing else).
+    env.config(&format!(r#"{{"insecure-registries": ["{host}"]}}"#));
+    env.ok(["push", &remote]);
+    let fresh = TestEnv::new();
+    fresh.config(&format!(r#"{{"insecure-registries": ["{ip}/8"]}}"#));
+    fresh.ok(["pull", &remote]);
+    assert_eq!(inspect(&fresh, &remote)["Id"], inspect(&env, "img")["Id"]);
 }
 
 #[test]

@@ -115,10 +115,9 @@ pub(crate) fn shared_dir() -> PathBuf {
 }
 
 impl TestEnv {
-    /// A TestEnv whose store has the busybox base image (`testdata/mkbase.sh`) as `tag`.
-    pub(crate) fn with_base(tag: &str) -> TestEnv {
-        let env = TestEnv::new();
-        let tar = env.dir().join("base.tar");
+    /// The busybox rootfs tarball (`testdata/mkbase.sh`), `base.tar` in the scratch dir.
+    pub(crate) fn base_tarball(&self) -> PathBuf {
+        let tar = self.dir().join("base.tar");
         let status = std::process::Command::new(repo_root().join("testdata/mkbase.sh"))
             .arg(&tar)
             .status()
@@ -127,6 +126,13 @@ impl TestEnv {
             status.success(),
             "mkbase.sh failed (is busybox-static installed?)"
         );
+        tar
+    }
+
+    /// A TestEnv whose store has the busybox base image (`testdata/mkbase.sh`) as `tag`.
+    pub(crate) fn with_base(tag: &str) -> TestEnv {
+        let env = TestEnv::new();
+        let tar = env.base_tarball();
         env.ok([
             std::ffi::OsStr::new("import"),
             tar.as_os_str(),

@@ -547,10 +547,14 @@ impl RegistryClient {
                         self.set_mode(req.registry, Mode::Http);
                         continue;
                     }
+                    // Bytes that are not the protocol (a plain HTTP answer to a TLS hello)
+                    // would come again: not retried.
                     let retryable = matches!(
                         source,
-                        ureq::Error::Io(_)
-                            | ureq::Error::ConnectionFailed
+                        ureq::Error::Io(ref e) if e.kind() != std::io::ErrorKind::InvalidData
+                    ) || matches!(
+                        source,
+                        ureq::Error::ConnectionFailed
                             | ureq::Error::HostNotFound
                             | ureq::Error::Timeout(_)
                     );

@@ -372,6 +372,64 @@ mod tests {
     }
 
     #[test]
+    fn a_failing_mirror_falls_back_to_the_next_and_the_image_keeps_docker_hubs_name() {
+        let config = br#"{"rootfs":{"type":"layers","diff_ids":[]}}"#.to_vec();
+        let config_digest = Digest::of(&config);
+        let manifest = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"{}","digest":"{config_digest}","size":{}}},"layers":[]}}"#,
+            crate::media_type::OCI_MANIFEST,
+            crate::media_type::OCI_CONFIG,
+            config.len()
+        );
+        let manifest_digest = Digest::of(manifest.as_bytes());
+        let broken = FakeServer::start(|_, _| (503, vec![], Vec::new()));
+        let good = FakeServer::start(move |req, _| {
+            if req.target.contains("/blobs/") {
+                (200, vec![], config.clone())
+            } else {
+                let content_type = crate::media_type::OCI_MANIFEST.to_owned();
+                (
+                    200,
+                    vec![("Content-Type", content_type)],
+                    manifest.clone().into_bytes(),
+                )
+            }
+        });
+        let client = RegistryClient::new(RegistryOptions {
+            mirrors: vec![
+                format!("http://{}", broken.host()),
+                format!("http://{}/", good.host()),
+            ],
+            retries: 0,
+            ..RegistryOptions::default()
+        })
+        .unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::open(root.path()).unwrap();
+        let reference = Reference::parse("busybox").unwrap();
+        let pulled = client.pull(&store, &reference, None, &|_| {}).unwrap();
+        assert_eq!(
+            (&pulled.id, &pulled.digest),
+            (&config_digest, &manifest_digest)
+        );
+        let seen =
+            |s: &FakeServer| -> Vec<String> { s.seen().into_iter().map(|r| r.target).collect() };
+        assert_eq!(seen(&broken), ["/v2/library/busybox/manifests/latest"]);
+        assert_eq!(
+            seen(&good),
+            [
+                "/v2/library/busybox/manifests/latest".to_owned(),
+                format!("/v2/library/busybox/blobs/{config_digest}")
+            ]
+        );
+        let image = store.image("busybox:latest").unwrap();
+        assert_eq!(
+            image.repo_digests,
+            [format!("docker.io/library/busybox@{manifest_digest}")]
+        );
+    }
+
+    #[test]
     fn link_headers() {
         assert_eq!(
             next_link(r#"</v2/x/tags/list?n=2&last=b>; rel="next""#).as_deref(),

@@ -58,4 +58,23 @@ fn docker_pulls_what_strata_pushes_and_strata_pulls_what_docker_pushes() {
             .collect::<serde_json::Value>()
     );
     fresh.ok(["system", "check"]);
+
+    // A manifest list strata pushed: docker pulls the image for its platform from it.
+    let base = env.base_tarball();
+    let base = base.to_str().expect("utf-8 path");
+    env.ok(["import", "--platform", "linux/arm64", base, "img:arm64"]);
+    let list = registry.image("list:1");
+    env.ok(["manifest", "create", &list, "img", "img:arm64"]);
+    let list_digest = env.ok(["manifest", "push", &list]);
+    let list_digest = list_digest.lines().last().expect("the digest");
+    let pulled = dockerd.ok(["pull", &list]);
+    assert!(
+        pulled.contains(&format!("Digest: {list_digest}\n")),
+        "{pulled}"
+    );
+    let host_image = match std::env::consts::ARCH {
+        "aarch64" => inspect(&env, "img:arm64"),
+        _ => ours,
+    };
+    assert_eq!(docker_inspect(&dockerd, &list)["Id"], host_image["Id"]);
 }

@@ -15,12 +15,18 @@ cd "$(dirname "$0")/.."
 # The Debian packages the tests use: busybox-static for base images; skopeo and umoci to check
 # what strata writes; zstd, xz, bzip2, gzip for archives; python3 for the shared generators;
 # docker-registry (a registry on 127.0.0.1), apache2-utils (`htpasswd -B`) and openssl (a test
-# CA) for pull, push and login.
+# CA) for pull, push and login; docker.io (dockerd and the docker client) for the interop test,
+# which starts a dockerd of its own.
 packages=(busybox-static skopeo umoci zstd xz-utils bzip2 gzip python3 docker-registry apache2-utils openssl)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
+# By binary, not by package: a machine with docker-ce has dockerd without Debian's docker.io
+# (which would conflict with it).
+if ! command -v dockerd >/dev/null || ! command -v docker >/dev/null; then
+    missing+=(docker.io)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "scripts/test.sh: the tests need root (namespaces, mounts) and these packages: ${missing[*]}" >&2

@@ -3,6 +3,7 @@
 #![warn(missing_docs)]
 
 mod cmd;
+mod config;
 mod diag;
 mod dockerfile;
 mod registry;
@@ -41,20 +42,26 @@ impl GlobalArgs {
         if report::running_as_root() {
             return PathBuf::from("/var/lib/strata");
         }
-        #[expect(
-            clippy::disallowed_methods,
-            reason = "the CLI reads the environment once"
-        )]
-        let xdg = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty());
-        #[expect(
-            clippy::disallowed_methods,
-            reason = "the CLI reads the environment once"
-        )]
-        let home = std::env::var_os("HOME").unwrap_or_else(|| "/".into());
-        match xdg {
-            Some(dir) => PathBuf::from(dir).join("strata"),
-            None => PathBuf::from(home).join(".local/share/strata"),
-        }
+        user_dir("XDG_DATA_HOME", ".local/share").join("strata")
+    }
+}
+
+/// A non-root user's XDG directory: `$VAR` (`XDG_DATA_HOME`, `XDG_CONFIG_HOME`), else
+/// `~/DEFAULT` (`.local/share`, `.config`).
+pub(crate) fn user_dir(var: &str, default: &str) -> PathBuf {
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the CLI reads the environment once"
+    )]
+    let xdg = std::env::var_os(var).filter(|v| !v.is_empty());
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the CLI reads the environment once"
+    )]
+    let home = std::env::var_os("HOME").unwrap_or_else(|| "/".into());
+    match xdg {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(home).join(default),
     }
 }
 
@@ -90,7 +97,7 @@ enum Command {
     Push(cmd::push::Args),
     /// Search a registry's repositories (its catalog)
     Search(cmd::search::Args),
-    /// Inspect manifests and manifest lists in a registry
+    /// Manage manifest lists (multi-platform images): create, push, rm; inspect a registry's
     Manifest(cmd::manifest::Args),
     /// Log in to a registry (docker's config file)
     Login(cmd::login::Args),

@@ -1,9 +1,11 @@
 //! What the registry commands (`pull`, `push`, `login`, `logout`) and a build's `FROM` share:
-//! where docker's config file is, the client built from it, and docker's status lines.
+//! where docker's config file is, the client built from it and strata's config file, and
+//! docker's status lines.
 
+use crate::config::Config;
 use std::io::Write;
 use std::path::PathBuf;
-use strata_store::{LayerEvent, LayerStatus, RegistryClient, RegistryOptions};
+use strata_store::{LayerEvent, LayerStatus, RegistryClient, RegistryError, RegistryOptions};
 
 /// Docker's config file: `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`.
 pub(crate) fn docker_config_path() -> Option<PathBuf> {
@@ -46,14 +48,24 @@ fn ca_bundle() -> Option<PathBuf> {
     .find(|p| p.is_file())
 }
 
-/// A registry client with docker's credentials, TLS directories and defaults.
+/// A registry client with docker's credentials and TLS directories, and strata's config file
+/// (insecure registries, mirrors).
 pub(crate) fn client() -> anyhow::Result<RegistryClient> {
-    Ok(RegistryClient::new(RegistryOptions {
+    let config = Config::load()?;
+    let client = RegistryClient::new(RegistryOptions {
         docker_config: docker_config_path(),
         certs_dir: Some(certs_dir()),
         ca_bundle: ca_bundle(),
+        insecure: config.insecure_registries,
+        mirrors: config.registry_mirrors,
         ..RegistryOptions::default()
-    })?)
+    });
+    match (client, &config.path) {
+        (Err(e @ RegistryError::InvalidOption { .. }), Some(path)) => {
+            Err(anyhow::Error::new(e).context(format!("invalid strata config {}", path.display())))
+        }
+        (client, _) => Ok(client?),
+    }
 }
 
 /// Docker's text for a layer status, or `None` for the ones docker prints only as a progress

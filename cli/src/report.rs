@@ -121,7 +121,16 @@ fn hint(err: &anyhow::Error, root: bool) -> Option<&'static str> {
                 RegistryError::Transport { .. } => {
                     return Some(
                         "check the registry's address and that it is up; strata speaks plain \
-                         HTTP only to registries on this machine (127.0.0.1, localhost)",
+                         HTTP only to registries on this machine (127.0.0.1, localhost) and to \
+                         those in \"insecure-registries\" of strata's config",
+                    );
+                }
+                RegistryError::PlainHttp { .. } => {
+                    return Some(
+                        "if you trust the network to this registry, list it as \
+                         \"insecure-registries\": [\"HOST:PORT\"] in strata's config \
+                         ($STRATA_CONFIG, else /etc/strata/config.json as root, else \
+                         ~/.config/strata/config.json), as in docker's daemon.json",
                     );
                 }
                 _ => {}

@@ -124,6 +124,12 @@ pub enum StoreError {
         /// Ours.
         expected: u32,
     },
+    /// No manifest list of that name was created (`strata manifest create`).
+    #[error("no such manifest list: {0}")]
+    ManifestListNotFound(String),
+    /// `manifest create` of a list that exists, without `--amend`.
+    #[error("refusing to amend an existing manifest list with no --amend flag: {0}")]
+    ManifestListExists(String),
     /// Unpacking a layer into a snapshot failed.
     #[error("failed to unpack layer {layer}")]
     Unpack {

@@ -25,6 +25,9 @@ pub struct ImportOptions {
     pub source: String,
     /// An optional commit message (`docker import -m`).
     pub message: Option<String>,
+    /// The platform the image says it is for (`docker import --platform`); `None`: this
+    /// machine's.
+    pub platform: Option<Platform>,
 }
 
 impl Default for ImportOptions {
@@ -35,6 +38,7 @@ impl Default for ImportOptions {
             compression: Compression::Gzip,
             source: "-".into(),
             message: None,
+            platform: None,
         }
     }
 }
@@ -87,7 +91,7 @@ impl Store {
             }],
             ..ImageConfigFile::default()
         };
-        config.set_platform(&Platform::host());
+        config.set_platform(&options.platform.unwrap_or_else(Platform::host));
         self.commit_image(NewImage {
             config,
             layers: vec![layer],

@@ -62,6 +62,7 @@ mod index;
 mod layer;
 mod load;
 mod lock;
+mod manifest_list;
 pub mod media_type;
 mod pin;
 mod platform;
@@ -86,6 +87,7 @@ pub use import::ImportOptions;
 pub use layer::{LayerDescriptor, LayerWriter};
 pub use load::LoadedImage;
 pub use lock::Lease;
+pub use manifest_list::{ListEntry, ManifestList};
 pub use platform::{Platform, PlatformError};
 pub use reference::{NAME_TOTAL_LENGTH_MAX, Reference, ReferenceError};
 pub use registry::{

@@ -138,6 +138,20 @@ impl Reference {
         Ok(r)
     }
 
+    /// The same repository, tag and digest on another registry (a mirror of Docker Hub).
+    pub fn on_registry(&self, registry: &str) -> Reference {
+        use oci_spec::distribution::Reference as Oci;
+        let repository = self.repository().to_owned();
+        let registry = registry.to_owned();
+        Reference(match (self.tag(), self.digest()) {
+            (Some(tag), Some(digest)) => {
+                Oci::with_tag_and_digest(registry, repository, tag.to_owned(), digest.to_owned())
+            }
+            (None, Some(digest)) => Oci::with_digest(registry, repository, digest.to_owned()),
+            (tag, None) => Oci::with_tag(registry, repository, tag.unwrap_or("latest").to_owned()),
+        })
+    }
+
     /// The registry host (`docker.io`, `localhost:5000`).
     pub fn registry(&self) -> &str {
         self.0.registry()

@@ -20,6 +20,9 @@ pub(crate) struct Args {
     /// Commit message for the history
     #[arg(short, long)]
     message: Option<String>,
+    /// Set the platform the image is for (os/arch[/variant]) instead of this machine's
+    #[arg(long, value_name = "PLATFORM")]
+    platform: Option<String>,
     /// Layer compression: gzip (default) or zstd
     #[arg(long, default_value = "gzip", value_parser = parse_compression)]
     compression: Compression,
@@ -45,7 +48,10 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         None => Vec::new(),
     };
     let changes: Vec<&str> = args.change.iter().map(String::as_str).collect();
-    let platform = Platform::host();
+    let platform = match &args.platform {
+        Some(p) => Platform::parse(p, &Platform::host())?,
+        None => Platform::host(),
+    };
     let config = apply_changes(&ImageConfig::default(), &changes, &platform).map_err(|err| {
         let change = changes.get(err.change).copied().unwrap_or_default();
         anyhow::Error::new(err).context(format!("invalid --change {change:?}"))
@@ -57,6 +63,7 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         compression: args.compression,
         source: args.file.clone(),
         message: args.message.clone(),
+        platform: Some(platform.clone()),
     };
     let id = if args.file == "-" {
         store.import(std::io::stdin().lock(), options)?

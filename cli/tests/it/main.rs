@@ -5,10 +5,14 @@ mod check;
 mod ci_cache;
 mod conformance;
 mod distribution;
+mod docker_interop;
 #[path = "../../../store/tests/fixture/docker_registry.rs"]
 mod docker_registry;
+mod dockerd;
+mod manifest_list;
 mod parse;
 mod registry;
+mod registry_config;
 mod report;
 mod store;
 mod support;

@@ -114,7 +114,7 @@ pub(crate) fn inspect(env: &TestEnv, name: &str) -> serde_json::Value {
 }
 
 /// Runs skopeo and asserts it succeeded.
-fn skopeo(args: &[&str]) {
+pub(crate) fn skopeo(args: &[&str]) {
     let out = Command::new("skopeo")
         .args(args)
         .output()
@@ -707,7 +707,7 @@ const EC_KEY: [&str; 5] = [
 ];
 
 /// A test CA named `cn` in `pki` (`ca.crt`, `ca.key`), valid for two days.
-fn test_ca(pki: &Path, cn: &str) {
+pub(crate) fn test_ca(pki: &Path, cn: &str) {
     fs_err::create_dir_all(pki).expect("mkdir");
     openssl(
         pki,
@@ -724,7 +724,7 @@ fn test_ca(pki: &Path, cn: &str) {
 
 /// `NAME.crt` and `NAME.key` in `pki`, for subject `cn` with the extensions `ext`, signed by
 /// the [`test_ca`] there.
-fn signed(pki: &Path, name: &str, cn: &str, ext: &str) {
+pub(crate) fn signed(pki: &Path, name: &str, cn: &str, ext: &str) {
     openssl(
         pki,
         &[

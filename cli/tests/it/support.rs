@@ -47,7 +47,19 @@ impl TestEnv {
         let mut c = std::process::Command::new(strata_bin());
         c.arg("--root").arg(self.root()).args(args);
         c.env_remove("STRATA_ROOT");
+        // strata's config is the test's own (none unless it writes one), never the machine's.
+        c.env("STRATA_CONFIG", self.config_path());
         c
+    }
+
+    /// strata's config file for this env's commands (see [`TestEnv::config`]).
+    pub(crate) fn config_path(&self) -> PathBuf {
+        self.tmp.path().join("strata-config.json")
+    }
+
+    /// Writes strata's config file (`insecure-registries`, `registry-mirrors`) for this env.
+    pub(crate) fn config(&self, json: &str) {
+        fs_err::write(self.config_path(), json).expect("write strata's config");
     }
 
     /// Runs strata and asserts it succeeded; returns stdout.
@@ -103,10 +115,9 @@ pub(crate) fn shared_dir() -> PathBuf {
 }
 
 impl TestEnv {
-    /// A TestEnv whose store has the busybox base image (`testdata/mkbase.sh`) as `tag`.
-    pub(crate) fn with_base(tag: &str) -> TestEnv {
-        let env = TestEnv::new();
-        let tar = env.dir().join("base.tar");
+    /// The busybox rootfs tarball (`testdata/mkbase.sh`), `base.tar` in the scratch dir.
+    pub(crate) fn base_tarball(&self) -> PathBuf {
+        let tar = self.dir().join("base.tar");
         let status = std::process::Command::new(repo_root().join("testdata/mkbase.sh"))
             .arg(&tar)
             .status()
@@ -115,6 +126,13 @@ impl TestEnv {
             status.success(),
             "mkbase.sh failed (is busybox-static installed?)"
         );
+        tar
+    }
+
+    /// A TestEnv whose store has the busybox base image (`testdata/mkbase.sh`) as `tag`.
+    pub(crate) fn with_base(tag: &str) -> TestEnv {
+        let env = TestEnv::new();
+        let tar = env.base_tarball();
         env.ok([
             std::ffi::OsStr::new("import"),
             tar.as_os_str(),

@@ -3,6 +3,7 @@
 
 use crate::registry::auth::{Challenge, TokenCache, TokenResponse, parse_challenge};
 use crate::registry::credentials::{Credentials, DockerConfig};
+use crate::registry::endpoint::{self, Insecure, Mirror};
 use crate::registry::error::RegistryError;
 use crate::registry::tls::Tls;
 use std::collections::HashMap;
@@ -19,8 +20,14 @@ pub struct RegistryOptions {
     /// Docker's config file (`~/.docker/config.json`) for credentials; `None` for anonymous
     /// access only. The CLI resolves it (`$DOCKER_CONFIG`, `$HOME`).
     pub docker_config: Option<PathBuf>,
-    /// Registries (`host:port`) spoken to over plain HTTP besides the loopback ones.
+    /// Docker's `insecure-registries`: registries (`host[:port]`, or CIDR ranges such as
+    /// `10.0.0.0/8`) tried over HTTPS without verifying the certificate and then over plain
+    /// HTTP, as docker does. Loopback registries are plain HTTP without being listed.
     pub insecure: Vec<String>,
+    /// Docker's `registry-mirrors` (`https://mirror.example`): Docker Hub's images are pulled
+    /// from each in turn, then from Docker Hub (see [`RegistryClient::pull`]). Pushes and
+    /// logins never use them.
+    pub mirrors: Vec<String>,
     /// Docker's per-registry TLS directory (`/etc/docker/certs.d`): `HOST:PORT/*.crt` are more
     /// CAs, `*.cert` + `*.key` a client certificate; a registry with a directory there is
     /// HTTPS even on loopback.
@@ -49,6 +56,7 @@ impl Default for RegistryOptions {
         RegistryOptions {
             docker_config: None,
             insecure: Vec::new(),
+            mirrors: Vec::new(),
             certs_dir: None,
             ca_bundle: None,
             timeout: Duration::from_secs(60),
@@ -84,6 +92,21 @@ pub struct RegistryClient {
     /// Credentials given for this client only (`login` before they are saved).
     explicit: Option<(String, Credentials)>,
     tls: Tls,
+    insecure: Vec<Insecure>,
+    mirrors: Vec<Mirror>,
+    /// Registry → how it is spoken to, worked out on its first request.
+    modes: Mutex<HashMap<String, Mode>>,
+}
+
+/// How a registry is spoken to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// HTTPS, verified.
+    Https,
+    /// An insecure registry: HTTPS without verification, until a request fails to connect.
+    UnverifiedHttps,
+    /// Plain HTTP: loopback, or an insecure registry that did not speak HTTPS.
+    Http,
 }
 
 /// A request body that can be sent again on a retry.
@@ -147,10 +170,7 @@ impl<'a> Request<'a> {
 
 /// Whether `registry` is this machine (`localhost`, `127.0.0.0/8`, `::1`), with any port.
 pub(crate) fn is_loopback(registry: &str) -> bool {
-    let host = match registry.strip_prefix('[') {
-        Some(rest) => rest.split(']').next().unwrap_or(rest),
-        None => registry.rsplit_once(':').map_or(registry, |(h, _)| h),
-    };
+    let host = endpoint::host_part(registry);
     host == "localhost"
         || host
             .parse::<std::net::IpAddr>()
@@ -161,6 +181,16 @@ impl RegistryClient {
     /// A client with `options`; reads the docker config file once, here.
     pub fn new(options: RegistryOptions) -> Result<RegistryClient, RegistryError> {
         let config = DockerConfig::read(options.docker_config.as_deref())?;
+        let insecure = options
+            .insecure
+            .iter()
+            .map(|e| Insecure::parse(e))
+            .collect::<Result<_, _>>()?;
+        let mirrors = options
+            .mirrors
+            .iter()
+            .map(|m| Mirror::parse(m))
+            .collect::<Result<_, _>>()?;
         let tls = Tls::new(options.certs_dir.clone(), options.ca_bundle.clone());
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
@@ -180,6 +210,9 @@ impl RegistryClient {
             tokens: Mutex::new(TokenCache::default()),
             explicit: None,
             tls,
+            insecure,
+            mirrors,
+            modes: Mutex::new(HashMap::new()),
         })
     }
 
@@ -192,6 +225,44 @@ impl RegistryClient {
 
     pub(crate) fn options(&self) -> &RegistryOptions {
         &self.options
+    }
+
+    /// The mirrors' registry keys (`host[:port]`), in the order to try them.
+    pub(crate) fn mirror_hosts(&self) -> impl Iterator<Item = &str> {
+        self.mirrors.iter().map(|m| m.host.as_str())
+    }
+
+    /// How `registry` is spoken to now.
+    fn mode(&self, registry: &str) -> Mode {
+        let mut modes = self
+            .modes
+            .lock()
+            .expect("no thread panics holding the lock");
+        *modes.entry(registry.to_owned()).or_insert_with(|| {
+            if let Some(mirror) = self.mirrors.iter().find(|m| m.host == registry) {
+                return if mirror.scheme == "http" {
+                    Mode::Http
+                } else {
+                    Mode::Https
+                };
+            }
+            if self.tls.has_dir(registry) {
+                Mode::Https
+            } else if is_loopback(registry) {
+                Mode::Http
+            } else if endpoint::is_insecure(&self.insecure, registry) {
+                Mode::UnverifiedHttps
+            } else {
+                Mode::Https
+            }
+        })
+    }
+
+    fn set_mode(&self, registry: &str, mode: Mode) {
+        self.modes
+            .lock()
+            .expect("no thread panics holding the lock")
+            .insert(registry.to_owned(), mode);
     }
 
     fn credentials(&self, registry: &str) -> Option<Credentials> {
@@ -211,18 +282,47 @@ impl RegistryClient {
         }
     }
 
-    /// `scheme://host` for a registry: Docker Hub's API host for `docker.io`; plain HTTP for
-    /// loopback registries and those listed as insecure (unless certs.d has a directory for
-    /// them), HTTPS for every other.
+    /// `scheme://host` for a registry: Docker Hub's API host for `docker.io`; a mirror's own
+    /// scheme; plain HTTP for loopback registries (unless certs.d has a directory for them)
+    /// and for insecure ones once HTTPS failed; HTTPS for every other.
     pub(crate) fn base_url(&self, registry: &str) -> String {
         let host = if registry == "docker.io" {
             "registry-1.docker.io"
         } else {
             registry
         };
-        let plain = (is_loopback(registry) || self.options.insecure.iter().any(|i| i == registry))
-            && !self.tls.has_dir(registry);
-        format!("{}://{host}", if plain { "http" } else { "https" })
+        let scheme = match self.mode(registry) {
+            Mode::Http => "http",
+            Mode::Https | Mode::UnverifiedHttps => "https",
+        };
+        format!("{scheme}://{host}")
+    }
+
+    /// Why an HTTPS request to `registry` failed after connecting: if the registry answers
+    /// plain HTTP, that (and what to do about it); else `None`.
+    fn plain_http_instead(&self, registry: &str, source: &ureq::Error) -> Option<RegistryError> {
+        // A refused certificate is TLS spoken by both sides; so is a server that could not be
+        // reached at all.
+        let handshake_garbled = !matches!(
+            source,
+            ureq::Error::ConnectionFailed | ureq::Error::HostNotFound | ureq::Error::Timeout(_)
+        ) && !source.to_string().contains("certificate");
+        if !handshake_garbled || registry == "docker.io" || self.mode(registry) != Mode::Https {
+            return None;
+        }
+        // The registry API over plain HTTP answers `/v2/` with 200 or 401 (an HTTPS server
+        // asked in plain HTTP answers 400).
+        let answer = self
+            .agent
+            .get(format!("http://{registry}/v2/"))
+            .config()
+            .timeout_global(Some(self.options.timeout.min(Duration::from_secs(10))))
+            .build()
+            .call()
+            .ok()?;
+        matches!(answer.status().as_u16(), 200 | 401).then(|| RegistryError::PlainHttp {
+            registry: registry.to_owned(),
+        })
     }
 
     fn url(&self, req: &Request<'_>) -> String {
@@ -407,12 +507,15 @@ impl RegistryClient {
             || req
                 .target
                 .starts_with(&format!("{}/", self.base_url(req.registry)));
-        let tls = if own_host {
-            self.tls.config(req.registry)?
-        } else {
-            None
-        };
         loop {
+            let unverified = own_host && self.mode(req.registry) == Mode::UnverifiedHttps;
+            let tls = if unverified {
+                Some(TlsConfig::builder().disable_verification(true).build())
+            } else if own_host {
+                self.tls.config(req.registry)?
+            } else {
+                None
+            };
             let authorization = self
                 .authorization(req.registry, &req.scope)
                 .filter(|_| own_host);
@@ -439,14 +542,27 @@ impl RegistryClient {
                     retry_after(&response)
                 }
                 Err(source) => {
+                    if unverified && !req.target.contains("://") {
+                        // Docker's order for an insecure registry: HTTPS, then plain HTTP.
+                        self.set_mode(req.registry, Mode::Http);
+                        continue;
+                    }
+                    // Bytes that are not the protocol (a plain HTTP answer to a TLS hello)
+                    // would come again: not retried.
                     let retryable = matches!(
                         source,
-                        ureq::Error::Io(_)
-                            | ureq::Error::ConnectionFailed
+                        ureq::Error::Io(ref e) if e.kind() != std::io::ErrorKind::InvalidData
+                    ) || matches!(
+                        source,
+                        ureq::Error::ConnectionFailed
                             | ureq::Error::HostNotFound
                             | ureq::Error::Timeout(_)
                     );
                     if !retryable || attempt >= self.options.retries {
+                        if own_host && let Some(e) = self.plain_http_instead(req.registry, &source)
+                        {
+                            return Err(e);
+                        }
                         return Err(RegistryError::Transport {
                             registry: req.registry.to_owned(),
                             method: req.method,
@@ -584,7 +700,8 @@ mod tests {
             ("localhost:5000", "http://localhost:5000"),
             ("127.0.0.1:41234", "http://127.0.0.1:41234"),
             ("[::1]:5000", "http://[::1]:5000"),
-            ("registry.lan:5000", "http://registry.lan:5000"),
+            // Listed as insecure: HTTPS (unverified) first, plain HTTP once that fails.
+            ("registry.lan:5000", "https://registry.lan:5000"),
             ("registry.lan:5001", "https://registry.lan:5001"),
             ("localhost.evil.com", "https://localhost.evil.com"),
             ("docker.io", "https://registry-1.docker.io"),

@@ -192,6 +192,36 @@ pub enum RegistryError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// An `insecure-registries` or `registry-mirrors` entry is not valid.
+    #[error("invalid {option} entry {value:?}: {reason}")]
+    InvalidOption {
+        /// `insecure-registries` or `registry-mirrors`.
+        option: &'static str,
+        /// The entry.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The registry answers plain HTTP, and it is neither on this machine nor listed as
+    /// insecure.
+    #[error(
+        "{registry} speaks plain HTTP, not HTTPS: strata uses plain HTTP only for registries on this machine and those listed in insecure-registries"
+    )]
+    PlainHttp {
+        /// The registry host.
+        registry: String,
+    },
+    /// Every mirror of Docker Hub failed (connection error, 404, 5xx), and so did Docker Hub.
+    #[error("the mirrors failed ({tried}), then the origin {origin} failed")]
+    Mirrors {
+        /// `MIRROR: what it answered`, for each mirror, joined by `; `.
+        tried: String,
+        /// `docker.io`.
+        origin: String,
+        /// The origin's failure.
+        #[source]
+        source: Box<RegistryError>,
+    },
     /// The local store failed.
     #[error(transparent)]
     Store(Box<StoreError>),

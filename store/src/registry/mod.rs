@@ -39,6 +39,7 @@ mod auth;
 mod catalog;
 mod client;
 mod credentials;
+mod endpoint;
 mod error;
 #[cfg(test)]
 mod fake;

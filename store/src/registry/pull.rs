@@ -38,6 +38,13 @@ impl RegistryClient {
     /// Pulls `reference` into `store`, reporting each layer to `progress`. From an index, the
     /// image for `platform` (this machine's if `None`) is taken; an image that is not an
     /// index must be for `platform` if one is given.
+    ///
+    /// A Docker Hub image is pulled from each mirror of [`RegistryOptions::mirrors`] in turn
+    /// (the same repository path: `library/busybox`), then from Docker Hub: the next is tried
+    /// after a connection error, a 404 or a 5xx. The image is stored under Docker Hub's name
+    /// either way, its RepoDigest too, as docker does.
+    ///
+    /// [`RegistryOptions::mirrors`]: crate::RegistryOptions::mirrors
     pub fn pull(
         &self,
         store: &Store,
@@ -46,14 +53,45 @@ impl RegistryClient {
         progress: Progress<'_>,
     ) -> Result<Pulled, RegistryError> {
         let _lease = store.lease()?;
+        if reference.registry() != "docker.io" {
+            return self.pull_from(store, reference, reference, platform, progress);
+        }
+        let mut tried = Vec::new();
+        for mirror in self.mirror_hosts() {
+            let source = reference.on_registry(mirror);
+            match self.pull_from(store, reference, &source, platform, progress) {
+                Ok(pulled) => return Ok(pulled),
+                Err(e) if falls_back(&e) => tried.push(format!("{mirror}: {e}")),
+                Err(e) => return Err(e),
+            }
+        }
+        match self.pull_from(store, reference, reference, platform, progress) {
+            Err(e) if !tried.is_empty() => Err(RegistryError::Mirrors {
+                tried: tried.join("; "),
+                origin: reference.registry().to_owned(),
+                source: Box::new(e),
+            }),
+            result => result,
+        }
+    }
+
+    /// Pulls `reference` from where `source` says (the same, or a mirror's copy of it).
+    fn pull_from(
+        &self,
+        store: &Store,
+        reference: &Reference,
+        source: &Reference,
+        platform: Option<&Platform>,
+        progress: Progress<'_>,
+    ) -> Result<Pulled, RegistryError> {
         let host = Platform::host();
         let asked = platform;
         let platform = platform.unwrap_or(&host);
-        let registry = reference.registry();
-        let shown = reference.familiar();
-        let scope = pull_scope(reference);
-        let by = reference.digest().or(reference.tag()).unwrap_or("latest");
-        let top = self.fetch_manifest(reference, by, &scope)?;
+        let registry = source.registry();
+        let shown = source.familiar();
+        let scope = pull_scope(source);
+        let by = source.digest().or(source.tag()).unwrap_or("latest");
+        let top = self.fetch_manifest(source, by, &scope)?;
         let repo_digest = format!("{}@{}", reference.name(), top.digest);
 
         // The image manifest for our platform: the index's entry, or the document itself.
@@ -79,7 +117,7 @@ impl RegistryClient {
         }
 
         let manifest = if top.is_index() {
-            let manifest = self.fetch_manifest(reference, wanted.as_str(), &scope)?;
+            let manifest = self.fetch_manifest(source, wanted.as_str(), &scope)?;
             if manifest.is_index() {
                 return Err(RegistryError::InvalidDocument {
                     what: format!("index of {shown}"),
@@ -103,7 +141,7 @@ impl RegistryClient {
             .into());
         }
         if !store.has_blob(&config_digest) {
-            self.download_blob(store, reference, &config_digest, config_size, &|_| {})?;
+            self.download_blob(store, source, &config_digest, config_size, &|_| {})?;
         }
         let config = parse_config(
             &store.read_blob(&config_digest)?,
@@ -144,7 +182,7 @@ impl RegistryClient {
                     })
                 };
                 if !present {
-                    self.download_blob(store, reference, &l.digest, l.size, &report)?;
+                    self.download_blob(store, source, &l.digest, l.size, &report)?;
                     report(LayerStatus::Extracting);
                 }
                 let (diff_id, size) = diff_id_of(store, &l.digest)?;
@@ -218,6 +256,20 @@ impl RegistryClient {
         tags.sort();
         tags.dedup();
         Ok(tags)
+    }
+}
+
+/// Whether a mirror's failure sends the pull on to the next mirror or the origin: it could not
+/// be reached, or it lacks the image, or it failed (5xx).
+fn falls_back(e: &RegistryError) -> bool {
+    match e {
+        RegistryError::Transport { .. }
+        | RegistryError::PlainHttp { .. }
+        | RegistryError::Download { .. }
+        | RegistryError::ManifestNotFound { .. }
+        | RegistryError::BlobNotFound { .. } => true,
+        RegistryError::Status { status, .. } => *status >= 500,
+        _ => false,
     }
 }
 
@@ -316,6 +368,64 @@ mod tests {
         assert_eq!(
             targets,
             ["/v2/app/tags/list", "/v2/app/tags/list?last=b&n=2"]
+        );
+    }
+
+    #[test]
+    fn a_failing_mirror_falls_back_to_the_next_and_the_image_keeps_docker_hubs_name() {
+        let config = br#"{"rootfs":{"type":"layers","diff_ids":[]}}"#.to_vec();
+        let config_digest = Digest::of(&config);
+        let manifest = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"{}","digest":"{config_digest}","size":{}}},"layers":[]}}"#,
+            crate::media_type::OCI_MANIFEST,
+            crate::media_type::OCI_CONFIG,
+            config.len()
+        );
+        let manifest_digest = Digest::of(manifest.as_bytes());
+        let broken = FakeServer::start(|_, _| (503, vec![], Vec::new()));
+        let good = FakeServer::start(move |req, _| {
+            if req.target.contains("/blobs/") {
+                (200, vec![], config.clone())
+            } else {
+                let content_type = crate::media_type::OCI_MANIFEST.to_owned();
+                (
+                    200,
+                    vec![("Content-Type", content_type)],
+                    manifest.clone().into_bytes(),
+                )
+            }
+        });
+        let client = RegistryClient::new(RegistryOptions {
+            mirrors: vec![
+                format!("http://{}", broken.host()),
+                format!("http://{}/", good.host()),
+            ],
+            retries: 0,
+            ..RegistryOptions::default()
+        })
+        .unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::open(root.path()).unwrap();
+        let reference = Reference::parse("busybox").unwrap();
+        let pulled = client.pull(&store, &reference, None, &|_| {}).unwrap();
+        assert_eq!(
+            (&pulled.id, &pulled.digest),
+            (&config_digest, &manifest_digest)
+        );
+        let seen =
+            |s: &FakeServer| -> Vec<String> { s.seen().into_iter().map(|r| r.target).collect() };
+        assert_eq!(seen(&broken), ["/v2/library/busybox/manifests/latest"]);
+        assert_eq!(
+            seen(&good),
+            [
+                "/v2/library/busybox/manifests/latest".to_owned(),
+                format!("/v2/library/busybox/blobs/{config_digest}")
+            ]
+        );
+        let image = store.image("busybox:latest").unwrap();
+        assert_eq!(
+            image.repo_digests,
+            [format!("docker.io/library/busybox@{manifest_digest}")]
         );
     }
 

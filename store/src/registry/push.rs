@@ -2,11 +2,16 @@
 //! layers, then the config) is first asked for with `HEAD` and skipped if the repository has
 //! it; the missing ones are uploaded a few at a time; the manifest goes last, byte for byte as
 //! the store has it, so its digest is the one `pull` and `inspect` show.
+//!
+//! A manifest list ([`RegistryClient::push_list`]) goes the same way: each image's blobs and
+//! its manifest by digest first, the index (under the tag) last, so that the registry never
+//! serves an index whose images it lacks.
 
 use crate::digest::Digest;
 use crate::error::StoreError;
 use crate::image::merge_repo_digests;
-use crate::image::parse_manifest;
+use crate::image::{Image, parse_manifest};
+use crate::manifest_list::ManifestList;
 use crate::reference::Reference;
 use crate::registry::client::{Body, RegistryClient, Request};
 use crate::registry::error::RegistryError;
@@ -38,9 +43,95 @@ impl RegistryClient {
     ) -> Result<Pushed, RegistryError> {
         let _lease = store.lease()?;
         let image = store.image(&reference.to_string())?;
-        let manifest = store.read_blob(&image.manifest_digest)?;
         let tag = reference.tag().unwrap_or("latest").to_owned();
+        let size = self.push_image(store, &image, reference, &tag, progress)?;
+        let repo_digest = format!("{}@{}", reference.name(), image.manifest_digest);
+        store.update_index(|index| {
+            if let Some(record) = index.images.get_mut(&image.id) {
+                merge_repo_digests(&mut record.repo_digests, &[repo_digest]);
+            }
+            Ok(())
+        })?;
+        Ok(Pushed {
+            tag,
+            digest: image.manifest_digest,
+            size,
+        })
+    }
 
+    /// Pushes `list`'s images (blobs, then each manifest by digest) to `reference`'s
+    /// repository, then the index under `reference`'s tag. Progress is reported per layer as
+    /// for [`RegistryClient::push`].
+    pub fn push_list(
+        &self,
+        store: &Store,
+        list: &ManifestList,
+        reference: &Reference,
+        progress: Progress<'_>,
+    ) -> Result<Pushed, RegistryError> {
+        let _lease = store.lease()?;
+        for entry in &list.entries {
+            let image = store.image(entry.image.as_str())?;
+            if image.manifest_digest != entry.manifest {
+                return Err(StoreError::document(
+                    format!("manifest list {}", reference.familiar()),
+                    format!(
+                        "image {} has manifest {} now, not {}: create the list again",
+                        entry.image, image.manifest_digest, entry.manifest
+                    ),
+                )
+                .into());
+            }
+            self.push_image(
+                store,
+                &image,
+                reference,
+                image.manifest_digest.as_str(),
+                progress,
+            )?;
+        }
+        let tag = reference.tag().unwrap_or("latest").to_owned();
+        let (media_type, index) = list.index();
+        self.put_manifest(reference, &tag, &media_type, &index)?;
+        Ok(Pushed {
+            tag,
+            digest: Digest::of(&index),
+            size: index.len() as u64,
+        })
+    }
+
+    /// `PUT /v2/NAME/manifests/TARGET` (a tag or a digest).
+    fn put_manifest(
+        &self,
+        reference: &Reference,
+        target: &str,
+        media_type: &str,
+        bytes: &[u8],
+    ) -> Result<(), RegistryError> {
+        let mut req = Request::new(
+            "PUT",
+            reference.registry(),
+            push_scope(reference),
+            format!("/v2/{}/manifests/{target}", reference.repository()),
+        );
+        req.headers.push(("Content-Type", media_type.to_owned()));
+        req.body = Body::Bytes(bytes);
+        let response = self.send(&req)?;
+        self.check(&req, response, &reference.familiar(), "push")?;
+        Ok(())
+    }
+
+    /// Pushes `image`'s blobs that the repository lacks, then its manifest as `target` (a tag
+    /// or its digest); returns the manifest's size.
+    fn push_image(
+        &self,
+        store: &Store,
+        image: &Image,
+        reference: &Reference,
+        target: &str,
+        progress: Progress<'_>,
+    ) -> Result<u64, RegistryError> {
+        let manifest = store.read_blob(&image.manifest_digest)?;
         let mut blobs: Vec<(Digest, u64, bool)> = image
             .layers
             .iter()
@@ -84,30 +175,8 @@ impl RegistryClient {
             },
         )?;
 
-        let mut req = Request::new(
-            "PUT",
-            reference.registry(),
-            push_scope(reference),
-            format!("/v2/{}/manifests/{tag}", reference.repository()),
-        );
-        req.headers
-            .push(("Content-Type", image.manifest_media_type.clone()));
-        req.body = Body::Bytes(&manifest);
-        let response = self.send(&req)?;
-        self.check(&req, response, &reference.familiar(), "push")?;
-
-        let repo_digest = format!("{}@{}", reference.name(), image.manifest_digest);
-        store.update_index(|index| {
-            if let Some(record) = index.images.get_mut(&image.id) {
-                merge_repo_digests(&mut record.repo_digests, &[repo_digest]);
-            }
-            Ok(())
-        })?;
-        Ok(Pushed {
-            tag,
-            digest: image.manifest_digest,
-            size: manifest.len() as u64,
-        })
+        self.put_manifest(reference, target, &image.manifest_media_type, &manifest)?;
+        Ok(manifest.len() as u64)
     }
 }
 

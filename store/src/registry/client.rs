@@ -28,8 +28,10 @@ pub struct RegistryOptions {
     /// The system's CA bundle (`/etc/ssl/certs/ca-certificates.crt`); `None`: Mozilla's roots
     /// built into the client.
     pub ca_bundle: Option<PathBuf>,
-    /// The longest a request may take to connect and answer, a document's body included; a
-    /// blob's transfer gets this plus its size at 64 KiB/s.
+    /// The longest the registry may be silent: to accept a connection, to answer a request,
+    /// between two reads or writes of a body. A document (not a blob) must also arrive whole
+    /// within it; a blob's transfer has no overall deadline, so a slow registry that keeps
+    /// sending is never cut off, and one that stalls is given up after this long.
     pub timeout: Duration,
     /// How many times a request is retried after a 429, a 5xx or a connection error.
     pub retries: u32,
@@ -60,14 +62,6 @@ impl Default for RegistryOptions {
         }
     }
 }
-
-/// The slowest transfer we wait for, in bytes per second: a blob request may take the timeout
-/// plus its size at this rate (a 1 GB layer: about 4.5 hours) before it is abandoned, so a
-/// stalled connection ends without cutting off a slow but moving one.
-const BLOB_RATE: u64 = 64 * 1024;
-
-/// The most a blob's size adds to its timeout (a week).
-const MAX_BLOB_SLACK: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// The longest we wait because a registry said `Retry-After`.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
@@ -106,9 +100,10 @@ pub(crate) struct Request<'a> {
     pub(crate) query: Vec<(&'static str, String)>,
     pub(crate) headers: Vec<(&'static str, String)>,
     pub(crate) body: Body<'a>,
-    /// The size of a blob sent or received, which extends the timeout (see [`BLOB_RATE`]);
-    /// `None` for a document, bounded by the timeout alone.
-    pub(crate) blob_size: Option<u64>,
+    /// Whether a blob is sent or received: no overall deadline, only the timeout between
+    /// reads and writes (see [`RegistryOptions::timeout`]); a document must arrive whole
+    /// within the timeout.
+    pub(crate) blob: bool,
 }
 
 impl<'a> Request<'a> {
@@ -126,7 +121,7 @@ impl<'a> Request<'a> {
             query: Vec::new(),
             headers: Vec::new(),
             body: Body::Empty,
-            blob_size: None,
+            blob: false,
         }
     }
 
@@ -167,6 +162,9 @@ impl RegistryClient {
             .timeout_connect(Some(options.timeout))
             .timeout_send_request(Some(options.timeout))
             .timeout_recv_response(Some(options.timeout))
+            // A stall anywhere, a blob's body included, ends after this much silence.
+            .timeout_per_read(Some(options.timeout))
+            .timeout_per_write(Some(options.timeout))
             // Blob downloads are redirected to storage (S3, a CDN): follow, without our
             // `Authorization` (ureq drops it on redirects).
             .max_redirects(10)
@@ -380,16 +378,8 @@ impl RegistryClient {
         req: &Request<'_>,
         tls: Option<&TlsConfig>,
     ) -> Result<Response<ureq::Body>, ureq::Error> {
-        // A size comes from a manifest, which anyone may write: bounded, so that a deadline
-        // (now + timeout) cannot overflow.
-        let slack = req.blob_size.map_or(Duration::ZERO, |n| {
-            Duration::from_secs(n / BLOB_RATE).min(MAX_BLOB_SLACK)
-        });
-        let timeout = Some(self.options.timeout.saturating_add(slack));
-        let mut config = self
-            .agent
-            .configure_request(request)
-            .timeout_global(timeout);
+        let whole = (!req.blob).then_some(self.options.timeout);
+        let mut config = self.agent.configure_request(request).timeout_global(whole);
         if let Some(tls) = tls {
             config = config.tls_config(tls.clone());
         }

@@ -215,7 +215,7 @@ impl RegistryClient {
                 pull_scope(reference),
                 format!("/v2/{}/blobs/{digest}", reference.repository()),
             );
-            req.blob_size = Some(size - out.count.min(size));
+            req.blob = true;
             if out.count > 0 {
                 req.headers.push(("Range", format!("bytes={}-", out.count)));
             }
@@ -334,7 +334,7 @@ impl RegistryClient {
                 put.headers
                     .push(("Content-Type", "application/octet-stream".to_owned()));
                 put.body = Body::File(&path);
-                put.blob_size = Some(size);
+                put.blob = true;
             }
         }
         put.target = location;
@@ -378,7 +378,7 @@ impl RegistryClient {
                 .headers
                 .push(("Content-Range", format!("{offset}-{end}")));
             patch.body = Body::Bytes(&chunk);
-            patch.blob_size = Some(chunk.len() as u64);
+            patch.blob = true;
             let response = self.send(&patch)?;
             let response = self.check(&patch, response, &shown, "push")?;
             location = location_of(&response, &shown, registry)?;

@@ -104,6 +104,10 @@ pub(crate) struct Request<'a> {
     /// reads and writes (see [`RegistryOptions::timeout`]); a document must arrive whole
     /// within the timeout.
     pub(crate) blob: bool,
+    /// Whether [`RegistryClient::send`] may send the request again after its connection
+    /// failed. Not an upload session's `PUT` or `PATCH`: part of the body may have reached the
+    /// registry, and the session is spoiled; the caller starts a new one.
+    pub(crate) resend: bool,
 }
 
 impl<'a> Request<'a> {
@@ -122,6 +126,7 @@ impl<'a> Request<'a> {
             headers: Vec::new(),
             body: Body::Empty,
             blob: false,
+            resend: true,
         }
     }
 
@@ -436,7 +441,7 @@ impl RegistryClient {
                             | ureq::Error::HostNotFound
                             | ureq::Error::Timeout(_)
                     );
-                    if !retryable || attempt >= self.options.retries {
+                    if !retryable || !req.resend || attempt >= self.options.retries {
                         return Err(RegistryError::Transport {
                             registry: req.registry.to_owned(),
                             method: req.method,

@@ -293,7 +293,25 @@ impl RegistryClient {
     /// Uploads blob `digest` from `store`: `POST` an upload session, `PUT` the bytes. With
     /// `mount_from` (another repository of the same registry that has the blob), asks the
     /// registry to mount it from there first; returns whether it did (then nothing is sent).
+    /// A session that breaks midway (see [`spoiled_session`]) is abandoned and the blob sent
+    /// once more in a new one.
     pub(crate) fn upload_blob(
+        &self,
+        store: &Store,
+        reference: &Reference,
+        digest: &Digest,
+        mount_from: Option<&str>,
+    ) -> Result<Uploaded, RegistryError> {
+        match self.upload_session(store, reference, digest, mount_from) {
+            Err(e) if spoiled_session(&e) => {
+                self.upload_session(store, reference, digest, mount_from)
+            }
+            other => other,
+        }
+    }
+
+    /// One upload session for [`RegistryClient::upload_blob`].
+    fn upload_session(
         &self,
         store: &Store,
         reference: &Reference,
@@ -335,6 +353,7 @@ impl RegistryClient {
                     .push(("Content-Type", "application/octet-stream".to_owned()));
                 put.body = Body::File(&path);
                 put.blob = true;
+                put.resend = false;
             }
         }
         put.target = location;
@@ -379,11 +398,27 @@ impl RegistryClient {
                 .push(("Content-Range", format!("{offset}-{end}")));
             patch.body = Body::Bytes(&chunk);
             patch.blob = true;
+            patch.resend = false;
             let response = self.send(&patch)?;
             let response = self.check(&patch, response, &shown, "push")?;
             location = location_of(&response, &shown, registry)?;
             offset = end + 1;
         }
+    }
+}
+
+/// Whether `error` broke an upload session midway, so that only a new session can send the
+/// blob: the connection failed during its `PUT` or a `PATCH` (part of the body may have
+/// reached the registry, which then refuses the session's recorded offset), or the registry
+/// no longer knows the session (404 or 416 to them; distribution says `BLOB_UPLOAD_INVALID`
+/// or `BLOB_UPLOAD_UNKNOWN`).
+fn spoiled_session(error: &RegistryError) -> bool {
+    match error {
+        RegistryError::Transport { method, .. } => matches!(*method, "PUT" | "PATCH"),
+        RegistryError::Status { method, status, .. } => {
+            matches!(*method, "PUT" | "PATCH") && matches!(status, 404 | 416)
+        }
+        _ => false,
     }
 }
 
@@ -619,6 +654,81 @@ mod tests {
         );
         let sent_bytes: Vec<u8> = seen.iter().flat_map(|s| s.body.clone()).collect();
         assert_eq!(sent_bytes, bytes);
+    }
+
+    #[test]
+    fn an_upload_session_the_registry_lost_is_started_again_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("root")).unwrap();
+        let blob = store.put_blob(None, &b"layer bytes"[..]).unwrap();
+        // The first session's PUT: distribution's answer to a session whose offset is off.
+        let server = FakeServer::start(|req, before| match req.method.as_str() {
+            "POST" => (
+                202,
+                vec![(
+                    "Location",
+                    format!("/v2/app/blobs/uploads/s{}", before.len()),
+                )],
+                Vec::new(),
+            ),
+            _ if before.len() == 1 => (
+                404,
+                vec![],
+                br#"{"errors":[{"code":"BLOB_UPLOAD_INVALID","message":"blob upload invalid"}]}"#
+                    .to_vec(),
+            ),
+            _ => (201, vec![], Vec::new()),
+        });
+        let reference = Reference::parse(&format!("{}/app:1", server.host())).unwrap();
+        let sent = client()
+            .upload_blob(&store, &reference, &blob.digest, None)
+            .unwrap();
+        assert_eq!(sent, Uploaded::Sent);
+        let steps: Vec<(String, String, usize)> = server
+            .seen()
+            .into_iter()
+            .map(|s| {
+                (
+                    s.method,
+                    s.target.split('?').next().unwrap().to_owned(),
+                    s.body.len(),
+                )
+            })
+            .collect();
+        let step = |m: &str, t: &str, n| (m.to_owned(), t.to_owned(), n);
+        assert_eq!(
+            steps,
+            [
+                step("POST", "/v2/app/blobs/uploads/", 0),
+                step("PUT", "/v2/app/blobs/uploads/s0", 11),
+                step("POST", "/v2/app/blobs/uploads/", 0),
+                step("PUT", "/v2/app/blobs/uploads/s2", 11),
+            ]
+        );
+
+        // Lost again: an error naming the PUT and the registry's words.
+        let lost = FakeServer::start(|req, before| {
+            match req.method.as_str() {
+            "POST" => (
+                202,
+                vec![("Location", format!("/v2/app/blobs/uploads/s{}", before.len()))],
+                Vec::new(),
+            ),
+            _ => (404, vec![], br#"{"errors":[{"code":"BLOB_UPLOAD_UNKNOWN","message":"blob upload unknown to registry"}]}"#.to_vec()),
+        }
+        });
+        let reference = Reference::parse(&format!("{}/app:1", lost.host())).unwrap();
+        let err = client()
+            .upload_blob(&store, &reference, &blob.digest, None)
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{} answered 404 to PUT /v2/app/blobs/uploads/s2: BLOB_UPLOAD_UNKNOWN: blob upload unknown to registry",
+                lost.host()
+            )
+        );
+        assert_eq!(lost.seen().len(), 4, "two sessions");
     }
 
     #[test]

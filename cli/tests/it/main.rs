@@ -7,7 +7,10 @@ mod conformance;
 mod distribution;
 #[path = "../../../store/tests/fixture/docker_registry.rs"]
 mod docker_registry;
+mod faults;
 mod parse;
+#[path = "../../../store/tests/fixture/proxy.rs"]
+mod proxy;
 mod registry;
 mod report;
 mod store;

@@ -87,7 +87,7 @@ impl Registry {
     }
 
     /// `127.0.0.1:PORT`.
-    fn host(&self) -> String {
+    pub(crate) fn host(&self) -> String {
         self.0.host()
     }
 

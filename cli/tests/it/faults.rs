@@ -379,3 +379,76 @@ fn issue_11_a_dropped_upload_is_sent_again_and_the_registry_has_the_image_whole(
     );
     back.ok(["system", "check"]);
 }
+
+#[test]
+fn issue_11_a_pull_and_a_push_that_outlive_their_token_get_a_fresh_one() {
+    let tokens = crate::token_server::TokenServer::start_expiring(
+        "dave",
+        "pw",
+        std::time::Duration::from_secs(2),
+    );
+    let registry = Registry::with_token_auth(&tokens);
+    let proxy = Proxy::start(&registry.host());
+    let env = TestEnv::with_base("img");
+    let docker_config = env.dir().join("docker");
+    fs_err::create_dir_all(&docker_config).expect("mkdir");
+    let auth = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "dave:pw");
+    fs_err::write(
+        docker_config.join("config.json"),
+        serde_json::json!({"auths": {proxy.host(): {"auth": auth}}}).to_string(),
+    )
+    .expect("write config.json");
+    let strata = |env: &TestEnv, args: &[&str]| {
+        let out = env
+            .command(args)
+            .env("DOCKER_CONFIG", &docker_config)
+            .output()
+            .expect("run strata");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    /// The requests the registry refused (401) once their token had expired, then answered.
+    fn refreshed(seen: &[crate::proxy::Exchange], method: &str, path: &str) -> bool {
+        seen.iter().enumerate().any(|(i, e)| {
+            e.method == method
+                && e.target.contains(path)
+                && e.status == Some(401)
+                && seen[i + 1..].iter().any(|r| {
+                    r.method == e.method
+                        && r.target == e.target
+                        && r.status.is_some_and(|s| s < 300)
+                })
+        })
+    }
+
+    // A push whose manifest PUT comes after the token expired (held three seconds).
+    let remote = format!("{}/team/app:1", proxy.host());
+    env.ok(["tag", "img", &remote]);
+    let hold = Action::Delay { secs: 3 };
+    proxy.fault(Fault::new("PUT", "/manifests/", Some(1), hold));
+    let digest = digest_after(&strata(&env, &["push", &remote]), "1: digest: ");
+    let seen = proxy.exchanges();
+    assert!(refreshed(&seen, "PUT", "/manifests/1"), "{seen:#?}");
+    let after_push = tokens.requests().len();
+    assert!(after_push >= 2, "{:?}", tokens.requests());
+
+    // A pull whose layer is asked for after the token expired (the config comes slowly).
+    proxy.clear_faults();
+    let slow = Action::Throttle { bytes_per_sec: 100 };
+    proxy.fault(Fault::new("GET", "/blobs/", Some(1), slow));
+    let fresh = TestEnv::new();
+    let pulled = strata(&fresh, &["pull", &remote]);
+    assert!(pulled.contains(&format!("Digest: {digest}\n")), "{pulled}");
+    let seen = proxy.exchanges();
+    assert!(refreshed(&seen, "GET", "/blobs/"), "{seen:#?}");
+    assert!(
+        tokens.requests().len() >= after_push + 2,
+        "a token for the pull and a fresh one: {:?}",
+        tokens.requests()
+    );
+    fresh.ok(["system", "check"]);
+}

@@ -15,3 +15,4 @@ mod registry;
 mod report;
 mod store;
 mod support;
+mod token_server;

@@ -335,6 +335,33 @@ fn issue_11_a_slow_registry_completes_and_a_stalled_one_times_out_naming_it() {
     assert_eq!(stalled, 2, "one try and the one retry configured");
     assert_eq!(env.ok(["images", "-q"]), "");
     env.ok(["system", "check"]);
+
+    // A layer that stops midway: after a second of silence, the rest with a Range request.
+    proxy.clear_faults();
+    let stop = Action::StallBody { after: 10_000 };
+    proxy.fault(Fault::new("GET", "/blobs/", Some(1), stop));
+    let out = env
+        .command(["pull", &remote])
+        .env("STRATA_REGISTRY_TIMEOUT", "1s")
+        .output()
+        .expect("run strata");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen = proxy.exchanges();
+    let stopped = seen
+        .iter()
+        .position(|e| e.fault == Some(stop))
+        .expect("the proxy stopped a blob");
+    let resumed: Vec<_> = seen[stopped + 1..]
+        .iter()
+        .filter(|e| e.target == seen[stopped].target)
+        .map(|e| e.range.clone())
+        .collect();
+    assert_eq!(resumed, [Some("bytes=10000-".to_owned())], "{seen:#?}");
+    env.ok(["system", "check"]);
 }
 
 #[test]

@@ -479,3 +479,25 @@ fn issue_11_a_pull_and_a_push_that_outlive_their_token_get_a_fresh_one() {
     );
     fresh.ok(["system", "check"]);
 }
+
+#[test]
+fn issue_11_a_connection_dropped_mid_manifest_is_retried() {
+    let p = pushed();
+    let cut = Action::CutBody { after: 100 };
+    p.proxy
+        .fault(Fault::new("GET", "/manifests/", Some(1), cut));
+    let env = TestEnv::new();
+    let pulled = env.ok(["pull", &p.remote]);
+    assert!(
+        pulled.contains(&format!("Digest: {}\n", p.digest)),
+        "{pulled}"
+    );
+    let seen = p.proxy.exchanges();
+    let manifests: Vec<_> = seen
+        .iter()
+        .filter(|e| e.method == "GET" && e.target == "/v2/img/manifests/1")
+        .map(|e| (e.status, e.fault))
+        .collect();
+    assert_eq!(manifests, [(Some(200), Some(cut)), (Some(200), None)]);
+    env.ok(["system", "check"]);
+}

@@ -411,7 +411,9 @@ impl RegistryClient {
             let authorization = self
                 .authorization(req.registry, &req.scope)
                 .filter(|_| own_host);
-            let result = self.send_once(req, authorization.as_deref(), tls.as_ref());
+            let result = self
+                .send_once(req, authorization.as_deref(), tls.as_ref())
+                .and_then(|response| read_document(req, response));
             let wait = match result {
                 Ok(response) => {
                     let status = response.status();
@@ -509,6 +511,28 @@ impl RegistryClient {
             },
         })
     }
+}
+
+/// Reads the body of a successful answer that is not a blob (a manifest, a tag list, an upload
+/// session's answer) into memory, at most one byte over [`crate::blob::MAX_DOCUMENT`] (the
+/// caller says what is too long). It is read in [`RegistryClient::send`]'s loop so that a
+/// connection that breaks while a document arrives is retried like one that breaks before.
+fn read_document(
+    req: &Request<'_>,
+    response: Response<ureq::Body>,
+) -> Result<Response<ureq::Body>, ureq::Error> {
+    if req.blob || !response.status().is_success() {
+        return Ok(response);
+    }
+    let (parts, mut body) = response.into_parts();
+    let mut bytes = Vec::new();
+    body.as_reader()
+        .take(crate::blob::MAX_DOCUMENT + 1)
+        .read_to_end(&mut bytes)?;
+    Ok(Response::from_parts(
+        parts,
+        ureq::Body::builder().data(bytes),
+    ))
 }
 
 /// How long a `Retry-After` header says to wait.
@@ -726,6 +750,24 @@ mod tests {
             )
         );
         assert_eq!(always.seen().len(), 3, "one try and two retries");
+    }
+
+    #[test]
+    fn a_document_whose_connection_drops_midway_is_asked_for_again() {
+        let server = FakeServer::start(|_, before| {
+            let (status, mut headers, body) = manifest_answer();
+            if before.is_empty() {
+                // Announces the whole manifest, sends ten bytes, closes.
+                headers.push(("Content-Length", MANIFEST.len().to_string()));
+                return (status, headers, body[..10].to_vec());
+            }
+            (status, headers, body)
+        });
+        let client = RegistryClient::new(quick()).unwrap();
+        let reference = Reference::parse(&format!("{}/app", server.host())).unwrap();
+        let fetched = client.fetch_manifest(&reference, "latest", "").unwrap();
+        assert_eq!(fetched.bytes, MANIFEST.as_bytes());
+        assert_eq!(server.seen().len(), 2);
     }
 
     #[test]

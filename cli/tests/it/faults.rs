@@ -305,7 +305,7 @@ fn issue_11_a_slow_registry_completes_and_a_stalled_one_times_out_naming_it() {
     env.ok(["system", "check"]);
 
     // A registry that accepts the request and never answers: a timeout, retried, then an
-    // error naming the registry.
+    // error naming the registry, the request and the timeout, and a hint.
     proxy.clear_faults();
     proxy.fault(Fault::new("GET", "/manifests/", None, Action::Stall));
     let env = TestEnv::new();
@@ -322,7 +322,7 @@ fn issue_11_a_slow_registry_completes_and_a_stalled_one_times_out_naming_it() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.starts_with(&format!(
-            "error: failed to pull {remote}\ncaused by: failed to reach {} (GET /v2/small/manifests/1)\ncaused by: timeout",
+            "error: failed to pull {remote}\ncaused by: {} did not answer GET /v2/small/manifests/1 within 1s\ncaused by: timeout: ",
             proxy.host()
         )),
         "{err}"
@@ -332,6 +332,7 @@ fn issue_11_a_slow_registry_completes_and_a_stalled_one_times_out_naming_it() {
         .iter()
         .filter(|e| e.fault == Some(Action::Stall))
         .count();
+    assert!(err.contains("\nhint: the registry accepted the connection but went silent; if it is only slow, STRATA_REGISTRY_TIMEOUT=DURATION (60s by default) waits longer\n"), "{err}");
     assert_eq!(stalled, 2, "one try and the one retry configured");
     assert_eq!(env.ok(["images", "-q"]), "");
     env.ok(["system", "check"]);

@@ -444,11 +444,22 @@ impl RegistryClient {
                             | ureq::Error::Timeout(_)
                     );
                     if !retryable || !req.resend || attempt >= self.options.retries {
-                        return Err(RegistryError::Transport {
-                            registry: req.registry.to_owned(),
-                            method: req.method,
-                            path: req.path(),
-                            source: Box::new(source),
+                        let (registry, method, path) =
+                            (req.registry.to_owned(), req.method, req.path());
+                        return Err(match source {
+                            ureq::Error::Timeout(_) => RegistryError::Timeout {
+                                registry,
+                                method,
+                                path,
+                                timeout: self.options.timeout,
+                                source: Box::new(source),
+                            },
+                            _ => RegistryError::Transport {
+                                registry,
+                                method,
+                                path,
+                                source: Box::new(source),
+                            },
                         });
                     }
                     None

@@ -408,13 +408,15 @@ impl RegistryClient {
 }
 
 /// Whether `error` broke an upload session midway, so that only a new session can send the
-/// blob: the connection failed during its `PUT` or a `PATCH` (part of the body may have
+/// blob: the connection failed or stalled during its `PUT` or a `PATCH` (part of the body may have
 /// reached the registry, which then refuses the session's recorded offset), or the registry
 /// no longer knows the session (404 or 416 to them; distribution says `BLOB_UPLOAD_INVALID`
 /// or `BLOB_UPLOAD_UNKNOWN`).
 fn spoiled_session(error: &RegistryError) -> bool {
     match error {
-        RegistryError::Transport { method, .. } => matches!(*method, "PUT" | "PATCH"),
+        RegistryError::Transport { method, .. } | RegistryError::Timeout { method, .. } => {
+            matches!(*method, "PUT" | "PATCH")
+        }
         RegistryError::Status { method, status, .. } => {
             matches!(*method, "PUT" | "PATCH") && matches!(status, 404 | 416)
         }

@@ -6,6 +6,7 @@
 use crate::proxy::{Action, Fault, Proxy};
 use crate::registry::{Registry, digest_after};
 use crate::support::TestEnv;
+use sha2::Digest as _;
 
 /// A registry behind a fault proxy, with the busybox base image pushed through the proxy (no
 /// faults yet) as `PROXY/img:1`.
@@ -14,7 +15,7 @@ struct Pushed {
     remote: String,
     /// The manifest digest `push` printed.
     digest: String,
-    _registry: Registry,
+    registry: Registry,
 }
 
 fn pushed() -> Pushed {
@@ -28,7 +29,7 @@ fn pushed() -> Pushed {
         proxy,
         remote,
         digest,
-        _registry: registry,
+        registry,
     }
 }
 
@@ -194,6 +195,19 @@ fn issue_11_429_and_503_with_retry_after_are_retried_no_sooner_than_asked() {
         .map(|e| e.status)
         .collect();
     assert_eq!(puts, [Some(503), Some(201)], "{seen:#?}");
+    // What the registry itself (not through the proxy) has under the tag.
+    let out = std::process::Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{}/again:1", p.registry.host()))
+        .output()
+        .expect("run skopeo");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&out.stdout)));
+    assert_eq!(digest, p.digest);
     assert_eq!(retried_after_a_second(&seen), 3);
 }
 

@@ -3,7 +3,7 @@
 //! what the user sees (exit code, stderr, the digest, `system check`) and what went over the
 //! wire (the proxy's record of every request).
 
-use crate::proxy::{Action, Fault, Proxy};
+use crate::proxy::{Action, Exchange, Fault, Proxy};
 use crate::registry::{Registry, digest_after};
 use crate::support::TestEnv;
 use sha2::Digest as _;
@@ -33,6 +33,14 @@ fn pushed() -> Pushed {
     }
 }
 
+/// The `Range` header and the status of each request.
+fn ranges(requests: &[Exchange]) -> Vec<(Option<String>, Option<u16>)> {
+    requests
+        .iter()
+        .map(|e| (e.range.clone(), e.status))
+        .collect()
+}
+
 /// The base image's layer is about a megabyte compressed; its config, under a kilobyte. A
 /// fault on blob bodies longer than this hits the layer only.
 const INTO_THE_LAYER: u64 = 100_000;
@@ -52,20 +60,10 @@ fn issue_11_a_connection_dropped_mid_blob_resumes_with_a_range_request() {
     );
     env.ok(["system", "check"]);
 
-    let seen = p.proxy.exchanges();
-    let dropped = seen
-        .iter()
-        .position(|e| e.fault == Some(cut))
-        .expect("the proxy cut a blob");
-    let resumed: Vec<_> = seen[dropped + 1..]
-        .iter()
-        .filter(|e| e.method == "GET" && e.target == seen[dropped].target)
-        .map(|e| (e.range.clone(), e.status))
-        .collect();
+    let (_, again) = p.proxy.hit_then_again(cut);
     assert_eq!(
-        resumed,
-        [(Some(format!("bytes={INTO_THE_LAYER}-")), Some(206))],
-        "{seen:#?}"
+        ranges(&again),
+        [(Some(format!("bytes={INTO_THE_LAYER}-")), Some(206))]
     );
 }
 
@@ -83,20 +81,11 @@ fn issue_11_corrupted_bytes_are_fetched_again_from_scratch_and_refused_if_they_p
         "{pulled}"
     );
     env.ok(["system", "check"]);
-    let seen = p.proxy.exchanges();
-    let corrupted = seen
-        .iter()
-        .position(|e| e.fault == Some(flip))
-        .expect("the proxy corrupted a blob");
-    let again: Vec<_> = seen[corrupted + 1..]
-        .iter()
-        .filter(|e| e.method == "GET" && e.target == seen[corrupted].target)
-        .map(|e| (e.range.clone(), e.status))
-        .collect();
-    assert_eq!(again, [(None, Some(200))], "{seen:#?}");
+    let (corrupted, again) = p.proxy.hit_then_again(flip);
+    assert_eq!(ranges(&again), [(None, Some(200))]);
 
     // Always: a clean failure naming the blob and the image; nothing half-pulled.
-    let layer = seen[corrupted]
+    let layer = corrupted
         .target
         .rsplit('/')
         .next()
@@ -138,7 +127,7 @@ fn issue_11_corrupted_bytes_are_fetched_again_from_scratch_and_refused_if_they_p
 
 /// Whether every request the proxy refused was asked again no sooner than its `Retry-After`
 /// (one second) later; returns how many were.
-fn retried_after_a_second(seen: &[crate::proxy::Exchange]) -> usize {
+fn retried_after_a_second(seen: &[Exchange]) -> usize {
     let mut refused = 0;
     for (i, e) in seen.iter().enumerate() {
         if !matches!(e.fault, Some(Action::Refuse { .. })) {
@@ -251,14 +240,7 @@ fn issue_11_a_registry_that_keeps_answering_503_fails_clearly_after_the_retries(
 /// the proxy as `PROXY/small:1`; returns the pushed digest. Its layer is smaller than a
 /// second of a blob's slowest allowed rate.
 fn small_image(env: &TestEnv, proxy: &Proxy, size: usize) -> (String, String) {
-    let mut data = Vec::with_capacity(size);
-    let mut x: u32 = 2_463_534_242;
-    while data.len() < size {
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        data.extend_from_slice(&x.to_le_bytes());
-    }
+    let data = crate::support::incompressible(size);
     let mut tar = tar::Builder::new(Vec::new());
     let mut header = tar::Header::new_ustar();
     header.set_size(data.len() as u64);
@@ -365,17 +347,11 @@ fn issue_11_a_slow_registry_completes_and_a_stalled_one_times_out_naming_it() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let seen = proxy.exchanges();
-    let stopped = seen
-        .iter()
-        .position(|e| e.fault == Some(stop))
-        .expect("the proxy stopped a blob");
-    let resumed: Vec<_> = seen[stopped + 1..]
-        .iter()
-        .filter(|e| e.target == seen[stopped].target)
-        .map(|e| e.range.clone())
-        .collect();
-    assert_eq!(resumed, [Some("bytes=10000-".to_owned())], "{seen:#?}");
+    let (_, again) = proxy.hit_then_again(stop);
+    assert_eq!(
+        ranges(&again),
+        [(Some("bytes=10000-".to_owned()), Some(206))]
+    );
     env.ok(["system", "check"]);
 }
 
@@ -454,7 +430,7 @@ fn issue_11_a_pull_and_a_push_that_outlive_their_token_get_a_fresh_one() {
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     /// The requests the registry refused (401) once their token had expired, then answered.
-    fn refreshed(seen: &[crate::proxy::Exchange], method: &str, path: &str) -> bool {
+    fn refreshed(seen: &[Exchange], method: &str, path: &str) -> bool {
         seen.iter().enumerate().any(|(i, e)| {
             e.method == method
                 && e.target.contains(path)

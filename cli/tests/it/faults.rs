@@ -18,6 +18,18 @@ struct Pushed {
     registry: Registry,
 }
 
+impl Pushed {
+    /// `strata pull` into `env` succeeds with the pushed digest, and the store is sound.
+    fn pulls_whole_into(&self, env: &TestEnv) {
+        let pulled = env.ok(["pull", &self.remote]);
+        assert!(
+            pulled.contains(&format!("Digest: {}\n", self.digest)),
+            "{pulled}"
+        );
+        env.ok(["system", "check"]);
+    }
+}
+
 fn pushed() -> Pushed {
     let registry = Registry::start();
     let proxy = Proxy::start(&registry.host());
@@ -53,12 +65,7 @@ fn issue_11_a_connection_dropped_mid_blob_resumes_with_a_range_request() {
     };
     p.proxy.fault(Fault::new("GET", "/blobs/", Some(1), cut));
     let env = TestEnv::new();
-    let pulled = env.ok(["pull", &p.remote]);
-    assert!(
-        pulled.contains(&format!("Digest: {}\n", p.digest)),
-        "{pulled}"
-    );
-    env.ok(["system", "check"]);
+    p.pulls_whole_into(&env);
 
     let (_, again) = p.proxy.hit_then_again(cut);
     assert_eq!(
@@ -75,12 +82,7 @@ fn issue_11_corrupted_bytes_are_fetched_again_from_scratch_and_refused_if_they_p
     // Once: detected, thrown away, fetched whole again.
     p.proxy.fault(Fault::new("GET", "/blobs/", Some(1), flip));
     let env = TestEnv::new();
-    let pulled = env.ok(["pull", &p.remote]);
-    assert!(
-        pulled.contains(&format!("Digest: {}\n", p.digest)),
-        "{pulled}"
-    );
-    env.ok(["system", "check"]);
+    p.pulls_whole_into(&env);
     let (corrupted, again) = p.proxy.hit_then_again(flip);
     assert_eq!(ranges(&again), [(None, Some(200))]);
 
@@ -117,12 +119,7 @@ fn issue_11_corrupted_bytes_are_fetched_again_from_scratch_and_refused_if_they_p
 
     // The fault gone, the same pull completes.
     p.proxy.clear_faults();
-    let pulled = env.ok(["pull", &p.remote]);
-    assert!(
-        pulled.contains(&format!("Digest: {}\n", p.digest)),
-        "{pulled}"
-    );
-    env.ok(["system", "check"]);
+    p.pulls_whole_into(&env);
 }
 
 /// Whether every request the proxy refused was asked again no sooner than its `Retry-After`
@@ -161,12 +158,7 @@ fn issue_11_429_and_503_with_retry_after_are_retried_no_sooner_than_asked() {
     p.proxy
         .fault(Fault::new("GET", "/blobs/", Some(1), busy(503)));
     let env = TestEnv::new();
-    let pulled = env.ok(["pull", &p.remote]);
-    assert!(
-        pulled.contains(&format!("Digest: {}\n", p.digest)),
-        "{pulled}"
-    );
-    env.ok(["system", "check"]);
+    p.pulls_whole_into(&env);
     let seen = p.proxy.exchanges();
     assert_eq!(retried_after_a_second(&seen), 2, "{seen:#?}");
 
@@ -478,11 +470,7 @@ fn issue_11_a_connection_dropped_mid_manifest_is_retried() {
     p.proxy
         .fault(Fault::new("GET", "/manifests/", Some(1), cut));
     let env = TestEnv::new();
-    let pulled = env.ok(["pull", &p.remote]);
-    assert!(
-        pulled.contains(&format!("Digest: {}\n", p.digest)),
-        "{pulled}"
-    );
+    p.pulls_whole_into(&env);
     let seen = p.proxy.exchanges();
     let manifests: Vec<_> = seen
         .iter()
@@ -490,5 +478,4 @@ fn issue_11_a_connection_dropped_mid_manifest_is_retried() {
         .map(|e| (e.status, e.fault))
         .collect();
     assert_eq!(manifests, [(Some(200), Some(cut)), (Some(200), None)]);
-    env.ok(["system", "check"]);
 }

@@ -108,6 +108,10 @@ pub(crate) struct Request<'a> {
     /// failed. Not an upload session's `PUT` or `PATCH`: part of the body may have reached the
     /// registry, and the session is spoiled; the caller starts a new one.
     pub(crate) resend: bool,
+    /// Whether [`RegistryClient::send`] authenticates the request to its registry (sends what
+    /// the registry asked for, answers its `401`); not a token server's request, which carries
+    /// its own credentials.
+    pub(crate) authenticate: bool,
 }
 
 impl<'a> Request<'a> {
@@ -127,6 +131,7 @@ impl<'a> Request<'a> {
             body: Body::Empty,
             blob: false,
             resend: true,
+            authenticate: true,
         }
     }
 
@@ -297,25 +302,20 @@ impl RegistryClient {
                 "the token server is plain HTTP: refusing to send credentials".into(),
             ));
         }
-        let mut request = self
-            .agent
-            .get(realm)
-            .config()
-            .timeout_global(Some(self.options.timeout))
-            .build();
+        // Through `send`, retried as any request is; errors name the token server's host.
+        let mut req = Request::new("GET", realm_host, String::new(), realm.to_owned());
+        req.authenticate = false;
         if let Some(service) = service {
-            request = request.query("service", service);
+            req.query.push(("service", service.to_owned()));
         }
         // Several scopes (a mount reads another repository) go as several parameters.
         for scope in scope.split(' ').filter(|s| !s.is_empty()) {
-            request = request.query("scope", scope);
+            req.query.push(("scope", scope.to_owned()));
         }
         if let Some(c) = self.credentials(registry) {
-            request = request.header("Authorization", c.basic());
+            req.headers.push(("Authorization", c.basic()));
         }
-        let mut response = request
-            .call()
-            .map_err(|e| token_error(format!("request failed: {e}")))?;
+        let mut response = self.send(&req)?;
         if response.status() == StatusCode::UNAUTHORIZED {
             // Wrong credentials: the caller reports the 401 with the reference.
             return Ok(());
@@ -407,17 +407,18 @@ impl RegistryClient {
         } else {
             None
         };
+        let authenticate = own_host && req.authenticate;
         loop {
             let authorization = self
                 .authorization(req.registry, &req.scope)
-                .filter(|_| own_host);
+                .filter(|_| authenticate);
             let result = self
                 .send_once(req, authorization.as_deref(), tls.as_ref())
                 .and_then(|response| read_document(req, response));
             let wait = match result {
                 Ok(response) => {
                     let status = response.status();
-                    if status == StatusCode::UNAUTHORIZED && !authenticated {
+                    if status == StatusCode::UNAUTHORIZED && authenticate && !authenticated {
                         authenticated = true;
                         let header = response
                             .headers()
@@ -722,6 +723,79 @@ mod tests {
                     Some("Bearer T1".to_owned())
                 ),
             ]
+        );
+    }
+
+    #[test]
+    fn a_busy_token_server_is_retried_and_a_silent_one_named() {
+        let realm = std::sync::Arc::new(std::sync::OnceLock::<String>::new());
+        let answer_realm = std::sync::Arc::clone(&realm);
+        let server = FakeServer::start(move |req, before| {
+            if req.target.starts_with("/token") {
+                let tries = before
+                    .iter()
+                    .filter(|s| s.target.starts_with("/token"))
+                    .count();
+                if tries == 0 {
+                    return (503, vec![("Retry-After", "0".to_owned())], Vec::new());
+                }
+                return (200, vec![], br#"{"token":"T1"}"#.to_vec());
+            }
+            if req.authorization.as_deref() == Some("Bearer T1") {
+                return manifest_answer();
+            }
+            let challenge = format!(
+                r#"Bearer realm="{}",service="fake""#,
+                answer_realm.get().expect("set before the first request")
+            );
+            (401, vec![("WWW-Authenticate", challenge)], Vec::new())
+        });
+        realm
+            .set(format!("http://{}/token", server.host()))
+            .expect("set once");
+        let client = RegistryClient::new(quick()).unwrap();
+        let reference = Reference::parse(&format!("{}/app:1", server.host())).unwrap();
+        client
+            .fetch_manifest(&reference, "1", "repository:app:pull")
+            .unwrap();
+        let targets: Vec<String> = server
+            .seen()
+            .into_iter()
+            .map(|s| s.target.split('?').next().unwrap().to_owned())
+            .collect();
+        assert_eq!(
+            targets,
+            [
+                "/v2/app/manifests/1",
+                "/token",
+                "/token",
+                "/v2/app/manifests/1"
+            ]
+        );
+
+        // A token server that does not answer: the error names it.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let silent_host = silent.local_addr().unwrap().to_string();
+        let registry = FakeServer::start(move |_, _| {
+            let challenge = format!(r#"Bearer realm="http://{silent_host}/token""#);
+            (401, vec![("WWW-Authenticate", challenge)], Vec::new())
+        });
+        let client = RegistryClient::new(RegistryOptions {
+            timeout: Duration::from_millis(200),
+            retries: 0,
+            ..quick()
+        })
+        .unwrap();
+        let reference = Reference::parse(&format!("{}/app:1", registry.host())).unwrap();
+        let err = client
+            .fetch_manifest(&reference, "1", "repository:app:pull")
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{} did not answer GET /token within 200ms",
+                silent.local_addr().unwrap()
+            )
         );
     }
 

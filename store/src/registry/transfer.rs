@@ -1,9 +1,12 @@
 //! Blobs between the store and a registry. A download streams into a [`crate::BlobWriter`]
 //! (constant memory, hashed as it arrives) and is committed only if it has the digest it was
-//! asked by; a mismatch or a broken stream discards the partial blob and starts once more from
-//! scratch. An upload is `POST` for a session, then one `PUT ?digest=` with the file, which the
-//! registry verifies; or, with a chunk size set, `PATCH`es of that size before an empty `PUT`. Several run at once on scoped threads (`in_parallel`):
-//! the client is synchronous, so plain threads are the simplest pool.
+//! asked by. A connection that breaks or stalls midway is resumed with a `Range` request (a
+//! few times); a mismatch, or a registry that cannot resume, discards the partial blob and
+//! starts once more from scratch. An upload is `POST` for a session, then one `PUT ?digest=`
+//! with the file, which the registry verifies; or, with a chunk size set, `PATCH`es of that
+//! size before an empty `PUT`. A session that breaks midway is abandoned and the blob sent
+//! once more in a new one. Several run at once on scoped threads (`in_parallel`): the client
+//! is synchronous, so plain threads are the simplest pool.
 
 use crate::digest::Digest;
 use crate::error::StoreError;

@@ -72,6 +72,34 @@ fn issue_11_a_connection_dropped_mid_blob_resumes_with_a_range_request() {
         ranges(&again),
         [(Some(format!("bytes={INTO_THE_LAYER}-")), Some(206))]
     );
+
+    // A connection that drops after every 100 kB: each resume brings the next 100 kB, until
+    // the layer (about a megabyte) is whole.
+    p.proxy.clear_faults();
+    let every = Action::CutBody {
+        after: INTO_THE_LAYER,
+    };
+    p.proxy.fault(Fault::new("GET", "/blobs/", None, every));
+    let before = p.proxy.exchanges().len();
+    let env = TestEnv::new();
+    p.pulls_whole_into(&env);
+    let seen = p.proxy.exchanges();
+    let layer = seen[before..]
+        .iter()
+        .find(|e| e.fault == Some(every))
+        .expect("the layer was cut")
+        .target
+        .clone();
+    let asked: Vec<Option<String>> = seen[before..]
+        .iter()
+        .filter(|e| e.target == layer)
+        .map(|e| e.range.clone())
+        .collect();
+    let expected: Vec<Option<String>> = (0..asked.len() as u64)
+        .map(|i| (i > 0).then(|| format!("bytes={}-", i * INTO_THE_LAYER)))
+        .collect();
+    assert!(asked.len() > 6, "more resumes than MAX_RESUMES: {asked:?}");
+    assert_eq!(asked, expected);
 }
 
 #[test]

@@ -68,7 +68,9 @@ pub struct LayerEvent {
 /// Where progress goes; called from several threads.
 pub type Progress<'a> = &'a (dyn Fn(LayerEvent) + Sync);
 
-/// How many times one download continues with a `Range` request after its connection broke.
+/// How many times in a row one download continues with a `Range` request after its connection
+/// broke without bringing a byte: a connection that keeps breaking but brings more each time
+/// (a flaky network under a big layer) is followed to the end.
 const MAX_RESUMES: u32 = 5;
 
 /// Which side of a copy failed.
@@ -240,13 +242,18 @@ impl RegistryClient {
             // One byte more than announced is enough to know the registry sent too much.
             let left = size.saturating_add(1) - out.count.min(size);
             let mut body = response.body_mut().as_reader().take(left);
+            let had = out.count;
             match copy_resumable(&mut body, &mut out) {
                 Ok(()) => break,
                 Err(Interrupted::Write(e)) => {
                     return Err(StoreError::stream(format!("store blob {digest}"))(e).into());
                 }
                 Err(Interrupted::Read(e)) => {
-                    // A dropped connection: ask for the rest, a few times.
+                    // A dropped connection: ask for the rest, a few times in a row if
+                    // nothing comes.
+                    if out.count > had {
+                        resumes = 0;
+                    }
                     if resumes >= MAX_RESUMES || out.count >= size {
                         return Err(failed(StoreError::stream(format!(
                             "download blob {digest}"
@@ -564,6 +571,45 @@ mod tests {
         assert_eq!(store.read_blob(&digest).unwrap(), whole);
         let ranges: Vec<Option<String>> = server.seen().into_iter().map(|s| s.range).collect();
         assert_eq!(ranges, [None, Some("bytes=5-".to_owned())]);
+    }
+
+    #[test]
+    fn resumes_go_on_while_each_brings_bytes_and_stop_after_five_that_bring_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("root")).unwrap();
+        let whole = b"layer bytes";
+        let digest = Digest::of(whole);
+        // Every answer announces the rest and breaks after one byte of it.
+        let server = FakeServer::start(|req, _| {
+            let from: usize = req
+                .range
+                .as_deref()
+                .and_then(|r| r.strip_prefix("bytes=")?.strip_suffix('-')?.parse().ok())
+                .unwrap_or(0);
+            let status = if from == 0 { 200 } else { 206 };
+            let length = ("Content-Length", (11 - from).to_string());
+            (
+                status,
+                vec![length],
+                b"layer bytes"[from..from + 1].to_vec(),
+            )
+        });
+        let reference = Reference::parse(&format!("{}/app:1", server.host())).unwrap();
+        client()
+            .download_blob(&store, &reference, &digest, 11, &|_| {})
+            .unwrap();
+        assert_eq!(store.read_blob(&digest).unwrap(), whole);
+        assert_eq!(server.seen().len(), 11, "one request a byte");
+
+        // Nothing at all, ever: five resumes, then once more from scratch, then an error.
+        let mute =
+            FakeServer::start(|_, _| (200, vec![("Content-Length", "11".to_owned())], Vec::new()));
+        let reference = Reference::parse(&format!("{}/app:1", mute.host())).unwrap();
+        let err = client()
+            .download_blob(&store, &reference, &Digest::of(b"other bytes"), 11, &|_| {})
+            .unwrap_err();
+        assert!(matches!(err, RegistryError::Download { .. }), "{err}");
+        assert_eq!(mute.seen().len(), 2 * (1 + MAX_RESUMES as usize));
     }
 
     #[test]

@@ -48,17 +48,49 @@ fn ca_bundle() -> Option<PathBuf> {
     .find(|p| p.is_file())
 }
 
+/// `$NAME` parsed by `parse`, if set and not empty; an error naming it if it does not parse.
+fn env_knob<T, E: std::fmt::Display>(
+    name: &str,
+    parse: impl FnOnce(&str) -> Result<T, E>,
+) -> anyhow::Result<Option<T>> {
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the CLI reads the environment once"
+    )]
+    let Some(value) = std::env::var_os(name).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let text = value.to_string_lossy();
+    parse(&text)
+        .map(Some)
+        .map_err(|e| anyhow::anyhow!("invalid {name} {text:?}: {e}"))
+}
+
 /// A registry client with docker's credentials and TLS directories, and strata's config file
-/// (insecure registries, mirrors).
+/// (insecure registries, mirrors). Two variables change the defaults, for slow networks and
+/// for tests: `STRATA_REGISTRY_TIMEOUT` (`30s`, `2m`, `500ms`) is how long a request may wait
+/// for the registry to answer or to send the next bytes (60 s), and `STRATA_REGISTRY_RETRIES`
+/// how many times a request is retried after a 429, a 5xx or a connection error (4).
 pub(crate) fn client() -> anyhow::Result<RegistryClient> {
     let config = Config::load()?;
+    let defaults = RegistryOptions::default();
+    let timeout = env_knob("STRATA_REGISTRY_TIMEOUT", |v| {
+        let d: jiff::SignedDuration = v.parse()?;
+        std::time::Duration::try_from(d)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| anyhow::anyhow!("the timeout must be positive"))
+    })?;
+    let retries = env_knob("STRATA_REGISTRY_RETRIES", str::parse::<u32>)?;
     let client = RegistryClient::new(RegistryOptions {
         docker_config: docker_config_path(),
         certs_dir: Some(certs_dir()),
         ca_bundle: ca_bundle(),
         insecure: config.insecure_registries,
         mirrors: config.registry_mirrors,
-        ..RegistryOptions::default()
+        timeout: timeout.unwrap_or(defaults.timeout),
+        retries: retries.unwrap_or(defaults.retries),
+        ..defaults
     });
     match (client, &config.path) {
         (Err(e @ RegistryError::InvalidOption { .. }), Some(path)) => {

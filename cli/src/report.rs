@@ -118,6 +118,12 @@ fn hint(err: &anyhow::Error, root: bool) -> Option<&'static str> {
                          /etc/docker/certs.d/HOST:PORT/ca.crt (as for docker)",
                     );
                 }
+                RegistryError::Timeout { .. } => {
+                    return Some(
+                        "the registry accepted the connection but went silent; if it is only \
+                         slow, STRATA_REGISTRY_TIMEOUT=DURATION (60s by default) waits longer",
+                    );
+                }
                 RegistryError::Transport { .. } => {
                     return Some(
                         "check the registry's address and that it is up; strata speaks plain \

@@ -13,6 +13,13 @@ use strata_store::{
 #[path = "fixture/docker_registry.rs"]
 mod docker_registry;
 use docker_registry::DockerRegistry as Registry;
+#[path = "fixture/proxy.rs"]
+#[expect(
+    dead_code,
+    reason = "the fault proxy serves the CLI's tests too, which use the faults these do not"
+)]
+mod proxy;
+use proxy::{Action, Fault, Proxy};
 
 /// A registry anyone may use.
 fn start() -> Registry {
@@ -52,6 +59,27 @@ fn image(store: &Store, size: usize, tag: &Reference) -> strata_store::Digest {
         .unwrap()
 }
 
+/// A client that uploads in 64 KiB `PATCH`es.
+fn chunked() -> RegistryClient {
+    RegistryClient::new(RegistryOptions {
+        upload_chunk_size: Some(64 * 1024),
+        ..RegistryOptions::default()
+    })
+    .unwrap()
+}
+
+/// Pulls `reference` into a new store in `dir`, asserts that store is sound, and returns what
+/// the pull said.
+fn pull_back(dir: &std::path::Path, reference: &Reference) -> strata_store::Pulled {
+    let target = Store::open(dir.join("b")).unwrap();
+    let pulled = RegistryClient::new(RegistryOptions::default())
+        .unwrap()
+        .pull(&target, reference, None, &|_| {})
+        .unwrap();
+    assert!(target.check().unwrap().is_clean());
+    pulled
+}
+
 #[test]
 fn a_chunked_upload_is_the_same_image_to_the_registry() {
     let registry = start();
@@ -59,18 +87,50 @@ fn a_chunked_upload_is_the_same_image_to_the_registry() {
     let source = Store::open(dir.path().join("a")).unwrap();
     let reference = Reference::parse(&format!("{}/chunked:1", registry.host())).unwrap();
     let id = image(&source, 300_000, &reference);
-    let client = RegistryClient::new(RegistryOptions {
-        upload_chunk_size: Some(64 * 1024),
-        ..RegistryOptions::default()
-    })
-    .unwrap();
-    let pushed = client.push(&source, &reference, &|_| {}).unwrap();
+    let pushed = chunked().push(&source, &reference, &|_| {}).unwrap();
 
-    let target = Store::open(dir.path().join("b")).unwrap();
-    let pulled = RegistryClient::new(RegistryOptions::default())
-        .unwrap()
-        .pull(&target, &reference, None, &|_| {})
-        .unwrap();
+    let pulled = pull_back(dir.path(), &reference);
     assert_eq!((pulled.id, pulled.digest), (id, pushed.digest));
-    assert!(target.check().unwrap().is_clean());
+}
+
+#[test]
+fn a_chunked_upload_broken_midway_is_sent_again_in_a_new_session() {
+    let registry = start();
+    let proxy = Proxy::start(&registry.host());
+    let dir = tempfile::tempdir().unwrap();
+    let source = Store::open(dir.path().join("a")).unwrap();
+    let reference = Reference::parse(&format!("{}/chunked:1", proxy.host())).unwrap();
+    let id = image(&source, 300_000, &reference);
+    let cut = Action::CutUpload { after: 1000 };
+    proxy.fault(Fault::new("PATCH", "/blobs/uploads/", Some(1), cut));
+    let pushed = chunked().push(&source, &reference, &|_| {}).unwrap();
+
+    // The broken session is dropped, not PATCHed again: a new one carries the whole blob.
+    let seen = proxy.exchanges();
+    let broken = seen.iter().position(|e| e.fault == Some(cut)).unwrap();
+    let session = seen[broken].target.split('?').next().unwrap().to_owned();
+    assert_eq!(
+        seen.iter()
+            .filter(|e| e.target.starts_with(&session))
+            .count(),
+        1,
+        "{seen:#?}"
+    );
+    let next = &seen[broken + 1..];
+    assert!(
+        next.iter().any(|e| e.method == "POST"),
+        "a new session: {seen:#?}"
+    );
+    let layer_put = next
+        .iter()
+        .filter(|e| e.method == "PUT" && e.target.contains("digest="))
+        .filter_map(|e| e.status)
+        .collect::<Vec<_>>();
+    assert!(
+        !layer_put.is_empty() && layer_put.iter().all(|s| *s == 201),
+        "{seen:#?}"
+    );
+
+    let pulled = pull_back(dir.path(), &reference);
+    assert_eq!((pulled.id, pulled.digest), (id, pushed.digest));
 }

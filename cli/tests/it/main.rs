@@ -9,10 +9,14 @@ mod docker_interop;
 #[path = "../../../store/tests/fixture/docker_registry.rs"]
 mod docker_registry;
 mod dockerd;
+mod faults;
 mod manifest_list;
 mod parse;
+#[path = "../../../store/tests/fixture/proxy.rs"]
+mod proxy;
 mod registry;
 mod registry_config;
 mod report;
 mod store;
 mod support;
+mod token_server;

@@ -29,14 +29,7 @@ fn rootfs(env: &TestEnv, marker: &str, extra_bytes: usize) -> (PathBuf, PathBuf)
     fs_err::write(dir.join("etc/secret"), "s3cr3t\n").unwrap();
     fs_err::write(dir.join("usr/bin/suid"), "#!/bin/sh\n").unwrap();
     // Deterministic filler that compresses poorly, for the kill test.
-    let mut filler = Vec::with_capacity(extra_bytes);
-    let mut x: u32 = 0x1234_5678;
-    while filler.len() < extra_bytes {
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        filler.extend_from_slice(&x.to_le_bytes());
-    }
+    let filler = crate::support::incompressible(extra_bytes);
     fs_err::write(dir.join("opt/filler"), filler).unwrap();
     let mode = |p: &str, m: u32| {
         fs_err::set_permissions(dir.join(p), std::fs::Permissions::from_mode(m)).unwrap();

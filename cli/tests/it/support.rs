@@ -184,3 +184,17 @@ pub(crate) fn ran(events: &[serde_json::Value]) -> Vec<String> {
     out.sort();
     out
 }
+
+/// `len` bytes that compress poorly (xorshift), the same on every run.
+pub(crate) fn incompressible(len: usize) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(len + 4);
+    let mut x: u32 = 0x1234_5678;
+    while bytes.len() < len {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        bytes.extend_from_slice(&x.to_le_bytes());
+    }
+    bytes.truncate(len);
+    bytes
+}

@@ -35,8 +35,10 @@ pub struct RegistryOptions {
     /// The system's CA bundle (`/etc/ssl/certs/ca-certificates.crt`); `None`: Mozilla's roots
     /// built into the client.
     pub ca_bundle: Option<PathBuf>,
-    /// The longest a request may take to connect and answer, a document's body included; a
-    /// blob's transfer gets this plus its size at 64 KiB/s.
+    /// The longest the registry may be silent: to accept a connection, to answer a request,
+    /// between two reads or writes of a body. A document (not a blob) must also arrive whole
+    /// within it; a blob's transfer has no overall deadline, so a slow registry that keeps
+    /// sending is never cut off, and one that stalls is given up after this long.
     pub timeout: Duration,
     /// How many times a request is retried after a 429, a 5xx or a connection error.
     pub retries: u32,
@@ -68,14 +70,6 @@ impl Default for RegistryOptions {
         }
     }
 }
-
-/// The slowest transfer we wait for, in bytes per second: a blob request may take the timeout
-/// plus its size at this rate (a 1 GB layer: about 4.5 hours) before it is abandoned, so a
-/// stalled connection ends without cutting off a slow but moving one.
-const BLOB_RATE: u64 = 64 * 1024;
-
-/// The most a blob's size adds to its timeout (a week).
-const MAX_BLOB_SLACK: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// The longest we wait because a registry said `Retry-After`.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
@@ -129,9 +123,18 @@ pub(crate) struct Request<'a> {
     pub(crate) query: Vec<(&'static str, String)>,
     pub(crate) headers: Vec<(&'static str, String)>,
     pub(crate) body: Body<'a>,
-    /// The size of a blob sent or received, which extends the timeout (see [`BLOB_RATE`]);
-    /// `None` for a document, bounded by the timeout alone.
-    pub(crate) blob_size: Option<u64>,
+    /// Whether a blob is sent or received: no overall deadline, only the timeout between
+    /// reads and writes (see [`RegistryOptions::timeout`]); a document must arrive whole
+    /// within the timeout.
+    pub(crate) blob: bool,
+    /// Whether [`RegistryClient::send`] may send the request again after its connection
+    /// failed. Not an upload session's `PUT` or `PATCH`: part of the body may have reached the
+    /// registry, and the session is spoiled; the caller starts a new one.
+    pub(crate) resend: bool,
+    /// Whether [`RegistryClient::send`] authenticates the request to its registry (sends what
+    /// the registry asked for, answers its `401`); not a token server's request, which carries
+    /// its own credentials.
+    pub(crate) authenticate: bool,
 }
 
 impl<'a> Request<'a> {
@@ -149,7 +152,9 @@ impl<'a> Request<'a> {
             query: Vec::new(),
             headers: Vec::new(),
             body: Body::Empty,
-            blob_size: None,
+            blob: false,
+            resend: true,
+            authenticate: true,
         }
     }
 
@@ -197,6 +202,9 @@ impl RegistryClient {
             .timeout_connect(Some(options.timeout))
             .timeout_send_request(Some(options.timeout))
             .timeout_recv_response(Some(options.timeout))
+            // A stall anywhere, a blob's body included, ends after this much silence.
+            .timeout_per_read(Some(options.timeout))
+            .timeout_per_write(Some(options.timeout))
             // Blob downloads are redirected to storage (S3, a CDN): follow, without our
             // `Authorization` (ureq drops it on redirects).
             .max_redirects(10)
@@ -394,25 +402,20 @@ impl RegistryClient {
                 "the token server is plain HTTP: refusing to send credentials".into(),
             ));
         }
-        let mut request = self
-            .agent
-            .get(realm)
-            .config()
-            .timeout_global(Some(self.options.timeout))
-            .build();
+        // Through `send`, retried as any request is; errors name the token server's host.
+        let mut req = Request::new("GET", realm_host, String::new(), realm.to_owned());
+        req.authenticate = false;
         if let Some(service) = service {
-            request = request.query("service", service);
+            req.query.push(("service", service.to_owned()));
         }
         // Several scopes (a mount reads another repository) go as several parameters.
         for scope in scope.split(' ').filter(|s| !s.is_empty()) {
-            request = request.query("scope", scope);
+            req.query.push(("scope", scope.to_owned()));
         }
         if let Some(c) = self.credentials(registry) {
-            request = request.header("Authorization", c.basic());
+            req.headers.push(("Authorization", c.basic()));
         }
-        let mut response = request
-            .call()
-            .map_err(|e| token_error(format!("request failed: {e}")))?;
+        let mut response = self.send(&req)?;
         if response.status() == StatusCode::UNAUTHORIZED {
             // Wrong credentials: the caller reports the 401 with the reference.
             return Ok(());
@@ -480,16 +483,8 @@ impl RegistryClient {
         req: &Request<'_>,
         tls: Option<&TlsConfig>,
     ) -> Result<Response<ureq::Body>, ureq::Error> {
-        // A size comes from a manifest, which anyone may write: bounded, so that a deadline
-        // (now + timeout) cannot overflow.
-        let slack = req.blob_size.map_or(Duration::ZERO, |n| {
-            Duration::from_secs(n / BLOB_RATE).min(MAX_BLOB_SLACK)
-        });
-        let timeout = Some(self.options.timeout.saturating_add(slack));
-        let mut config = self
-            .agent
-            .configure_request(request)
-            .timeout_global(timeout);
+        let whole = (!req.blob).then_some(self.options.timeout);
+        let mut config = self.agent.configure_request(request).timeout_global(whole);
         if let Some(tls) = tls {
             config = config.tls_config(tls.clone());
         }
@@ -507,6 +502,7 @@ impl RegistryClient {
             || req
                 .target
                 .starts_with(&format!("{}/", self.base_url(req.registry)));
+        let authenticate = own_host && req.authenticate;
         loop {
             let unverified = own_host && self.mode(req.registry) == Mode::UnverifiedHttps;
             let tls = if unverified {
@@ -518,12 +514,14 @@ impl RegistryClient {
             };
             let authorization = self
                 .authorization(req.registry, &req.scope)
-                .filter(|_| own_host);
-            let result = self.send_once(req, authorization.as_deref(), tls.as_ref());
+                .filter(|_| authenticate);
+            let result = self
+                .send_once(req, authorization.as_deref(), tls.as_ref())
+                .and_then(|response| read_document(req, response));
             let wait = match result {
                 Ok(response) => {
                     let status = response.status();
-                    if status == StatusCode::UNAUTHORIZED && !authenticated {
+                    if status == StatusCode::UNAUTHORIZED && authenticate && !authenticated {
                         authenticated = true;
                         let header = response
                             .headers()
@@ -558,16 +556,27 @@ impl RegistryClient {
                             | ureq::Error::HostNotFound
                             | ureq::Error::Timeout(_)
                     );
-                    if !retryable || attempt >= self.options.retries {
+                    if !retryable || !req.resend || attempt >= self.options.retries {
                         if own_host && let Some(e) = self.plain_http_instead(req.registry, &source)
                         {
                             return Err(e);
                         }
-                        return Err(RegistryError::Transport {
-                            registry: req.registry.to_owned(),
-                            method: req.method,
-                            path: req.path(),
-                            source: Box::new(source),
+                        let (registry, method, path) =
+                            (req.registry.to_owned(), req.method, req.path());
+                        return Err(match source {
+                            ureq::Error::Timeout(_) => RegistryError::Timeout {
+                                registry,
+                                method,
+                                path,
+                                timeout: self.options.timeout,
+                                source: Box::new(source),
+                            },
+                            _ => RegistryError::Transport {
+                                registry,
+                                method,
+                                path,
+                                source: Box::new(source),
+                            },
                         });
                     }
                     None
@@ -630,6 +639,28 @@ impl RegistryClient {
             },
         })
     }
+}
+
+/// Reads the body of a successful answer that is not a blob (a manifest, a tag list, an upload
+/// session's answer) into memory, at most one byte over [`crate::blob::MAX_DOCUMENT`] (the
+/// caller says what is too long). It is read in [`RegistryClient::send`]'s loop so that a
+/// connection that breaks while a document arrives is retried like one that breaks before.
+fn read_document(
+    req: &Request<'_>,
+    response: Response<ureq::Body>,
+) -> Result<Response<ureq::Body>, ureq::Error> {
+    if req.blob || !response.status().is_success() {
+        return Ok(response);
+    }
+    let (parts, mut body) = response.into_parts();
+    let mut bytes = Vec::new();
+    body.as_reader()
+        .take(crate::blob::MAX_DOCUMENT + 1)
+        .read_to_end(&mut bytes)?;
+    Ok(Response::from_parts(
+        parts,
+        ureq::Body::builder().data(bytes),
+    ))
 }
 
 /// How long a `Retry-After` header says to wait.
@@ -813,6 +844,79 @@ mod tests {
     }
 
     #[test]
+    fn a_busy_token_server_is_retried_and_a_silent_one_named() {
+        let realm = std::sync::Arc::new(std::sync::OnceLock::<String>::new());
+        let answer_realm = std::sync::Arc::clone(&realm);
+        let server = FakeServer::start(move |req, before| {
+            if req.target.starts_with("/token") {
+                let tries = before
+                    .iter()
+                    .filter(|s| s.target.starts_with("/token"))
+                    .count();
+                if tries == 0 {
+                    return (503, vec![("Retry-After", "0".to_owned())], Vec::new());
+                }
+                return (200, vec![], br#"{"token":"T1"}"#.to_vec());
+            }
+            if req.authorization.as_deref() == Some("Bearer T1") {
+                return manifest_answer();
+            }
+            let challenge = format!(
+                r#"Bearer realm="{}",service="fake""#,
+                answer_realm.get().expect("set before the first request")
+            );
+            (401, vec![("WWW-Authenticate", challenge)], Vec::new())
+        });
+        realm
+            .set(format!("http://{}/token", server.host()))
+            .expect("set once");
+        let client = RegistryClient::new(quick()).unwrap();
+        let reference = Reference::parse(&format!("{}/app:1", server.host())).unwrap();
+        client
+            .fetch_manifest(&reference, "1", "repository:app:pull")
+            .unwrap();
+        let targets: Vec<String> = server
+            .seen()
+            .into_iter()
+            .map(|s| s.target.split('?').next().unwrap().to_owned())
+            .collect();
+        assert_eq!(
+            targets,
+            [
+                "/v2/app/manifests/1",
+                "/token",
+                "/token",
+                "/v2/app/manifests/1"
+            ]
+        );
+
+        // A token server that does not answer: the error names it.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let silent_host = silent.local_addr().unwrap().to_string();
+        let registry = FakeServer::start(move |_, _| {
+            let challenge = format!(r#"Bearer realm="http://{silent_host}/token""#);
+            (401, vec![("WWW-Authenticate", challenge)], Vec::new())
+        });
+        let client = RegistryClient::new(RegistryOptions {
+            timeout: Duration::from_millis(200),
+            retries: 0,
+            ..quick()
+        })
+        .unwrap();
+        let reference = Reference::parse(&format!("{}/app:1", registry.host())).unwrap();
+        let err = client
+            .fetch_manifest(&reference, "1", "repository:app:pull")
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{} did not answer GET /token within 200ms",
+                silent.local_addr().unwrap()
+            )
+        );
+    }
+
+    #[test]
     fn busy_and_failing_registries_are_retried_then_reported() {
         // Two 503s (one with Retry-After), then the manifest.
         let server = FakeServer::start(|_, before| match before.len() {
@@ -848,6 +952,24 @@ mod tests {
             )
         );
         assert_eq!(always.seen().len(), 3, "one try and two retries");
+    }
+
+    #[test]
+    fn a_document_whose_connection_drops_midway_is_asked_for_again() {
+        let server = FakeServer::start(|_, before| {
+            let (status, mut headers, body) = manifest_answer();
+            if before.is_empty() {
+                // Announces the whole manifest, sends ten bytes, closes.
+                headers.push(("Content-Length", MANIFEST.len().to_string()));
+                return (status, headers, body[..10].to_vec());
+            }
+            (status, headers, body)
+        });
+        let client = RegistryClient::new(quick()).unwrap();
+        let reference = Reference::parse(&format!("{}/app", server.host())).unwrap();
+        let fetched = client.fetch_manifest(&reference, "latest", "").unwrap();
+        assert_eq!(fetched.bytes, MANIFEST.as_bytes());
+        assert_eq!(server.seen().len(), 2);
     }
 
     #[test]

@@ -77,6 +77,22 @@ pub enum RegistryError {
         #[source]
         source: Box<ureq::Error>,
     },
+    /// The registry was silent for longer than the timeout (to connect, answer, or send the
+    /// next bytes of a document), on the last of the retries.
+    #[error("{registry} did not answer {method} {path} within {timeout:?}")]
+    Timeout {
+        /// The registry host.
+        registry: String,
+        /// The HTTP method.
+        method: &'static str,
+        /// The request path.
+        path: String,
+        /// The timeout ([`crate::RegistryOptions::timeout`]).
+        timeout: std::time::Duration,
+        /// Which wait ran out.
+        #[source]
+        source: Box<ureq::Error>,
+    },
     /// Reading a blob's bytes from the registry failed midway (after the one retry).
     #[error("failed to download blob {digest} from {registry}")]
     Download {

@@ -264,6 +264,7 @@ impl RegistryClient {
 fn falls_back(e: &RegistryError) -> bool {
     match e {
         RegistryError::Transport { .. }
+        | RegistryError::Timeout { .. }
         | RegistryError::PlainHttp { .. }
         | RegistryError::Download { .. }
         | RegistryError::ManifestNotFound { .. }

@@ -1,9 +1,12 @@
 //! Blobs between the store and a registry. A download streams into a [`crate::BlobWriter`]
 //! (constant memory, hashed as it arrives) and is committed only if it has the digest it was
-//! asked by; a mismatch or a broken stream discards the partial blob and starts once more from
-//! scratch. An upload is `POST` for a session, then one `PUT ?digest=` with the file, which the
-//! registry verifies; or, with a chunk size set, `PATCH`es of that size before an empty `PUT`. Several run at once on scoped threads (`in_parallel`):
-//! the client is synchronous, so plain threads are the simplest pool.
+//! asked by. A connection that breaks or stalls midway is resumed with a `Range` request (a
+//! few times); a mismatch, or a registry that cannot resume, discards the partial blob and
+//! starts once more from scratch. An upload is `POST` for a session, then one `PUT ?digest=`
+//! with the file, which the registry verifies; or, with a chunk size set, `PATCH`es of that
+//! size before an empty `PUT`. A session that breaks midway is abandoned and the blob sent
+//! once more in a new one. Several run at once on scoped threads (`in_parallel`): the client
+//! is synchronous, so plain threads are the simplest pool.
 
 use crate::digest::Digest;
 use crate::error::StoreError;
@@ -65,7 +68,9 @@ pub struct LayerEvent {
 /// Where progress goes; called from several threads.
 pub type Progress<'a> = &'a (dyn Fn(LayerEvent) + Sync);
 
-/// How many times one download continues with a `Range` request after its connection broke.
+/// How many times in a row one download continues with a `Range` request after its connection
+/// broke without bringing a byte: a connection that keeps breaking but brings more each time
+/// (a flaky network under a big layer) is followed to the end.
 const MAX_RESUMES: u32 = 5;
 
 /// Which side of a copy failed.
@@ -215,7 +220,7 @@ impl RegistryClient {
                 pull_scope(reference),
                 format!("/v2/{}/blobs/{digest}", reference.repository()),
             );
-            req.blob_size = Some(size - out.count.min(size));
+            req.blob = true;
             if out.count > 0 {
                 req.headers.push(("Range", format!("bytes={}-", out.count)));
             }
@@ -237,13 +242,18 @@ impl RegistryClient {
             // One byte more than announced is enough to know the registry sent too much.
             let left = size.saturating_add(1) - out.count.min(size);
             let mut body = response.body_mut().as_reader().take(left);
+            let had = out.count;
             match copy_resumable(&mut body, &mut out) {
                 Ok(()) => break,
                 Err(Interrupted::Write(e)) => {
                     return Err(StoreError::stream(format!("store blob {digest}"))(e).into());
                 }
                 Err(Interrupted::Read(e)) => {
-                    // A dropped connection: ask for the rest, a few times.
+                    // A dropped connection: ask for the rest, a few times in a row if
+                    // nothing comes.
+                    if out.count > had {
+                        resumes = 0;
+                    }
                     if resumes >= MAX_RESUMES || out.count >= size {
                         return Err(failed(StoreError::stream(format!(
                             "download blob {digest}"
@@ -293,7 +303,25 @@ impl RegistryClient {
     /// Uploads blob `digest` from `store`: `POST` an upload session, `PUT` the bytes. With
     /// `mount_from` (another repository of the same registry that has the blob), asks the
     /// registry to mount it from there first; returns whether it did (then nothing is sent).
+    /// A session that breaks midway (see [`spoiled_session`]) is abandoned and the blob sent
+    /// once more in a new one.
     pub(crate) fn upload_blob(
+        &self,
+        store: &Store,
+        reference: &Reference,
+        digest: &Digest,
+        mount_from: Option<&str>,
+    ) -> Result<Uploaded, RegistryError> {
+        match self.upload_session(store, reference, digest, mount_from) {
+            Err(e) if spoiled_session(&e) => {
+                self.upload_session(store, reference, digest, mount_from)
+            }
+            other => other,
+        }
+    }
+
+    /// One upload session for [`RegistryClient::upload_blob`].
+    fn upload_session(
         &self,
         store: &Store,
         reference: &Reference,
@@ -334,7 +362,8 @@ impl RegistryClient {
                 put.headers
                     .push(("Content-Type", "application/octet-stream".to_owned()));
                 put.body = Body::File(&path);
-                put.blob_size = Some(size);
+                put.blob = true;
+                put.resend = false;
             }
         }
         put.target = location;
@@ -378,12 +407,30 @@ impl RegistryClient {
                 .headers
                 .push(("Content-Range", format!("{offset}-{end}")));
             patch.body = Body::Bytes(&chunk);
-            patch.blob_size = Some(chunk.len() as u64);
+            patch.blob = true;
+            patch.resend = false;
             let response = self.send(&patch)?;
             let response = self.check(&patch, response, &shown, "push")?;
             location = location_of(&response, &shown, registry)?;
             offset = end + 1;
         }
+    }
+}
+
+/// Whether `error` broke an upload session midway, so that only a new session can send the
+/// blob: the connection failed or stalled during its `PUT` or a `PATCH` (part of the body may have
+/// reached the registry, which then refuses the session's recorded offset), or the registry
+/// no longer knows the session (404 or 416 to them; distribution says `BLOB_UPLOAD_INVALID`
+/// or `BLOB_UPLOAD_UNKNOWN`).
+fn spoiled_session(error: &RegistryError) -> bool {
+    match error {
+        RegistryError::Transport { method, .. } | RegistryError::Timeout { method, .. } => {
+            matches!(*method, "PUT" | "PATCH")
+        }
+        RegistryError::Status { method, status, .. } => {
+            matches!(*method, "PUT" | "PATCH") && matches!(status, 404 | 416)
+        }
+        _ => false,
     }
 }
 
@@ -527,6 +574,45 @@ mod tests {
     }
 
     #[test]
+    fn resumes_go_on_while_each_brings_bytes_and_stop_after_five_that_bring_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("root")).unwrap();
+        let whole = b"layer bytes";
+        let digest = Digest::of(whole);
+        // Every answer announces the rest and breaks after one byte of it.
+        let server = FakeServer::start(|req, _| {
+            let from: usize = req
+                .range
+                .as_deref()
+                .and_then(|r| r.strip_prefix("bytes=")?.strip_suffix('-')?.parse().ok())
+                .unwrap_or(0);
+            let status = if from == 0 { 200 } else { 206 };
+            let length = ("Content-Length", (11 - from).to_string());
+            (
+                status,
+                vec![length],
+                b"layer bytes"[from..from + 1].to_vec(),
+            )
+        });
+        let reference = Reference::parse(&format!("{}/app:1", server.host())).unwrap();
+        client()
+            .download_blob(&store, &reference, &digest, 11, &|_| {})
+            .unwrap();
+        assert_eq!(store.read_blob(&digest).unwrap(), whole);
+        assert_eq!(server.seen().len(), 11, "one request a byte");
+
+        // Nothing at all, ever: five resumes, then once more from scratch, then an error.
+        let mute =
+            FakeServer::start(|_, _| (200, vec![("Content-Length", "11".to_owned())], Vec::new()));
+        let reference = Reference::parse(&format!("{}/app:1", mute.host())).unwrap();
+        let err = client()
+            .download_blob(&store, &reference, &Digest::of(b"other bytes"), 11, &|_| {})
+            .unwrap_err();
+        assert!(matches!(err, RegistryError::Download { .. }), "{err}");
+        assert_eq!(mute.seen().len(), 2 * (1 + MAX_RESUMES as usize));
+    }
+
+    #[test]
     fn an_absurd_size_from_a_manifest_is_an_error_not_a_panic() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path().join("root")).unwrap();
@@ -619,6 +705,81 @@ mod tests {
         );
         let sent_bytes: Vec<u8> = seen.iter().flat_map(|s| s.body.clone()).collect();
         assert_eq!(sent_bytes, bytes);
+    }
+
+    #[test]
+    fn an_upload_session_the_registry_lost_is_started_again_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("root")).unwrap();
+        let blob = store.put_blob(None, &b"layer bytes"[..]).unwrap();
+        // The first session's PUT: distribution's answer to a session whose offset is off.
+        let server = FakeServer::start(|req, before| match req.method.as_str() {
+            "POST" => (
+                202,
+                vec![(
+                    "Location",
+                    format!("/v2/app/blobs/uploads/s{}", before.len()),
+                )],
+                Vec::new(),
+            ),
+            _ if before.len() == 1 => (
+                404,
+                vec![],
+                br#"{"errors":[{"code":"BLOB_UPLOAD_INVALID","message":"blob upload invalid"}]}"#
+                    .to_vec(),
+            ),
+            _ => (201, vec![], Vec::new()),
+        });
+        let reference = Reference::parse(&format!("{}/app:1", server.host())).unwrap();
+        let sent = client()
+            .upload_blob(&store, &reference, &blob.digest, None)
+            .unwrap();
+        assert_eq!(sent, Uploaded::Sent);
+        let steps: Vec<(String, String, usize)> = server
+            .seen()
+            .into_iter()
+            .map(|s| {
+                (
+                    s.method,
+                    s.target.split('?').next().unwrap().to_owned(),
+                    s.body.len(),
+                )
+            })
+            .collect();
+        let step = |m: &str, t: &str, n| (m.to_owned(), t.to_owned(), n);
+        assert_eq!(
+            steps,
+            [
+                step("POST", "/v2/app/blobs/uploads/", 0),
+                step("PUT", "/v2/app/blobs/uploads/s0", 11),
+                step("POST", "/v2/app/blobs/uploads/", 0),
+                step("PUT", "/v2/app/blobs/uploads/s2", 11),
+            ]
+        );
+
+        // Lost again: an error naming the PUT and the registry's words.
+        let lost = FakeServer::start(|req, before| {
+            match req.method.as_str() {
+            "POST" => (
+                202,
+                vec![("Location", format!("/v2/app/blobs/uploads/s{}", before.len()))],
+                Vec::new(),
+            ),
+            _ => (404, vec![], br#"{"errors":[{"code":"BLOB_UPLOAD_UNKNOWN","message":"blob upload unknown to registry"}]}"#.to_vec()),
+        }
+        });
+        let reference = Reference::parse(&format!("{}/app:1", lost.host())).unwrap();
+        let err = client()
+            .upload_blob(&store, &reference, &blob.digest, None)
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{} answered 404 to PUT /v2/app/blobs/uploads/s2: BLOB_UPLOAD_UNKNOWN: blob upload unknown to registry",
+                lost.host()
+            )
+        );
+        assert_eq!(lost.seen().len(), 4, "two sessions");
     }
 
     #[test]

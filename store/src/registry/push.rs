@@ -8,11 +8,9 @@ use crate::error::StoreError;
 use crate::image::merge_repo_digests;
 use crate::image::parse_manifest;
 use crate::reference::Reference;
-use crate::registry::client::{Body, RegistryClient, Request};
+use crate::registry::client::RegistryClient;
 use crate::registry::error::RegistryError;
-use crate::registry::transfer::{
-    LayerEvent, LayerStatus, Progress, Uploaded, in_parallel, push_scope,
-};
+use crate::registry::transfer::{LayerEvent, LayerStatus, Progress, Uploaded, in_parallel};
 use crate::store::Store;
 use std::collections::HashMap;
 
@@ -84,17 +82,7 @@ impl RegistryClient {
             },
         )?;
 
-        let mut req = Request::new(
-            "PUT",
-            reference.registry(),
-            push_scope(reference),
-            format!("/v2/{}/manifests/{tag}", reference.repository()),
-        );
-        req.headers
-            .push(("Content-Type", image.manifest_media_type.clone()));
-        req.body = Body::Bytes(&manifest);
-        let response = self.send(&req)?;
-        self.check(&req, response, &reference.familiar(), "push")?;
+        self.push_manifest(reference, &image.manifest_media_type, &manifest)?;
 
         let repo_digest = format!("{}@{}", reference.name(), image.manifest_digest);
         store.update_index(|index| {

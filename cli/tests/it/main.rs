@@ -9,6 +9,7 @@ mod distribution;
 mod docker_registry;
 mod parse;
 mod registry;
+mod registry_cache;
 mod report;
 mod store;
 mod support;

@@ -252,7 +252,7 @@ impl ImportedCache {
             Blobs::Dir(dir) => read_blob_verified(dir, digest).ok()?,
             Blobs::Registry { .. } => {
                 let digest: Digest = digest.parse().ok()?;
-                if !self.fetch_into(store, &digest).ok()? {
+                if !store.has_blob(&digest) && !self.fetch_into(store, &digest).ok()? {
                     return None;
                 }
                 store.read_blob(&digest).ok()?
@@ -864,4 +864,70 @@ pub fn export(
     durable::write_atomic_with(&dir.join("index.json"), |w| w.write_all(&index_bytes))?;
     drop(lock);
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const D1: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+    const D2: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
+
+    #[test]
+    fn reads_both_shapes_of_a_strata_cache() {
+        let manifest = json!({
+            "config": {"mediaType": STRATA_CACHE_CONFIG, "digest": D1, "size": 10},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+zstd", "digest": D2, "size": 5}],
+        });
+        let index = json!({"manifests": [
+            {"mediaType": "application/vnd.oci.image.layer.v1.tar+zstd", "digest": D2, "size": 5},
+            {"mediaType": STRATA_CACHE_CONFIG, "digest": D1, "size": 10},
+        ]});
+        for doc in [manifest, index] {
+            let l = listing(&doc).unwrap();
+            assert_eq!(l.config, (D1.parse().unwrap(), 10));
+            assert_eq!(
+                l.blobs.into_iter().collect::<Vec<_>>(),
+                [(D2.parse().unwrap(), 5)]
+            );
+        }
+    }
+
+    #[test]
+    fn says_what_a_ref_holds_when_it_is_not_a_strata_cache() {
+        let buildkit = json!({"manifests": [
+            {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": D2, "size": 5},
+            {"mediaType": BUILDKIT_CACHE_CONFIG, "digest": D1, "size": 10},
+        ]});
+        assert_eq!(
+            listing(&buildkit).unwrap_err(),
+            "it holds a BuildKit cache, whose records use BuildKit's cache keys, not strata's"
+        );
+        let image = json!({
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": D1, "size": 10},
+            "layers": [],
+        });
+        assert!(listing(&image).unwrap_err().contains("an image?"));
+        let platforms = json!({"manifests": [
+            {"mediaType": OCI_MANIFEST, "digest": D1, "size": 10, "platform": {"os": "linux", "architecture": "amd64"}},
+        ]});
+        assert!(
+            listing(&platforms)
+                .unwrap_err()
+                .contains("names no cache config")
+        );
+        // Hostile or damaged documents are errors, never panics.
+        for doc in [
+            json!(null),
+            json!([]),
+            json!({"config": 1}),
+            json!({"config": {"mediaType": STRATA_CACHE_CONFIG, "digest": "sha256:zz", "size": 1}, "layers": []}),
+            json!({"config": {"mediaType": STRATA_CACHE_CONFIG, "digest": D1, "size": -1}, "layers": []}),
+            json!({"config": {"mediaType": STRATA_CACHE_CONFIG, "digest": D1, "size": 1u64 << 40}, "layers": []}),
+            json!({"manifests": [{"mediaType": STRATA_CACHE_CONFIG, "digest": D1, "size": 1}, {"digest": 3}]}),
+        ] {
+            assert!(listing(&doc).is_err(), "{doc}");
+        }
+    }
 }

@@ -276,7 +276,7 @@ fn issue_11_3_imported_results_become_local_records() {
 
 /// A ref that holds an image (or a BuildKit cache) is not a strata cache: `--cache-from`
 /// warns and builds without it, `--cache-to` replaces it; `image-manifest=true` tags an OCI
-/// manifest that a later `--cache-from` reads the same way.
+/// manifest that a later `--cache-from` reads the same way, `--explain` included.
 #[test]
 fn issue_11_3_a_ref_that_is_not_a_strata_cache_is_a_warning_and_is_replaced() {
     let seed = TestEnv::with_base("base:latest");
@@ -317,4 +317,24 @@ fn issue_11_3_a_ref_that_is_not_a_strata_cache_is_a_warning_and_is_replaced() {
     let (events, stderr) = build(&b, &["--cache-from", &cache, ctx.to_str().unwrap()]);
     assert!(ran(&events).is_empty(), "{:?}", ran(&events));
     assert!(!stderr.contains("WARNING"), "{stderr}");
+
+    // A fresh runner with one file edited: --explain names it, from the file list the cache
+    // carries (downloaded only now, as --explain asks for it).
+    let c = runner(&base);
+    let ctx = project(&c);
+    fs_err::write(ctx.join("config.txt"), "debug=1\n").unwrap();
+    let (events, _) = build(
+        &c,
+        &["--cache-from", &cache, "--explain", ctx.to_str().unwrap()],
+    );
+    assert_eq!(
+        ran(&events),
+        vec!["[stage-1 3/3] COPY config.txt /etc/app.conf"]
+    );
+    let misses: Vec<&str> = events
+        .iter()
+        .filter(|e| e["event"] == "miss")
+        .filter_map(|e| e["reason"].as_str())
+        .collect();
+    assert_eq!(misses, vec!["source files changed: changed config.txt"]);
 }

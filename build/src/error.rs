@@ -114,3 +114,14 @@ pub enum BuildError {
         source: OutputError,
     },
 }
+
+/// `error: cause: cause`, for a message on one line (a warning, the frontend's pull error).
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        text.push_str(&format!(": {e}"));
+        source = e.source();
+    }
+    text
+}

@@ -3,6 +3,7 @@
 
 use crate::cache_spec::{CacheRef, export_cache};
 use crate::container::new_worker;
+use crate::error::error_chain;
 use crate::ignore::{IgnoreFilter, read_ignore};
 use crate::output::{export_local, write_dest};
 use crate::resolver::StoreResolver;
@@ -360,18 +361,6 @@ fn cache_location(
             reference: reference.clone(),
         },
     })
-}
-
-/// `e: cause: cause`, for a warning on one line.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 /// `--no-cache` and `--no-cache-filter` as the solver takes them.

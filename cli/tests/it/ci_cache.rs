@@ -5,7 +5,7 @@
     reason = "test helpers fail the test by panicking"
 )]
 
-use crate::support::{TestEnv, ran};
+use crate::support::{TestEnv, misses, ran};
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
@@ -289,12 +289,10 @@ fn a_second_runner_reuses_the_first_runner_s_cache_and_explains_a_change() {
         ran(&events),
         vec!["[stage-1 3/3] COPY config.txt /etc/app.conf"]
     );
-    let misses: Vec<&str> = events
-        .iter()
-        .filter(|e| e["event"] == "miss")
-        .filter_map(|e| e["reason"].as_str())
-        .collect();
-    assert_eq!(misses, vec!["source files changed: changed config.txt"]);
+    assert_eq!(
+        misses(&events),
+        vec!["source files changed: changed config.txt"]
+    );
 }
 
 #[test]

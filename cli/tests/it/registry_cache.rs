@@ -8,7 +8,7 @@
 
 use crate::ci_cache::{metadata, project, runner, saved_base};
 use crate::docker_registry::{DockerRegistry, Logged};
-use crate::support::{TestEnv, ran};
+use crate::support::{TestEnv, misses, ran};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -331,10 +331,8 @@ fn issue_11_3_a_ref_that_is_not_a_strata_cache_is_a_warning_and_is_replaced() {
         ran(&events),
         vec!["[stage-1 3/3] COPY config.txt /etc/app.conf"]
     );
-    let misses: Vec<&str> = events
-        .iter()
-        .filter(|e| e["event"] == "miss")
-        .filter_map(|e| e["reason"].as_str())
-        .collect();
-    assert_eq!(misses, vec!["source files changed: changed config.txt"]);
+    assert_eq!(
+        misses(&events),
+        vec!["source files changed: changed config.txt"]
+    );
 }

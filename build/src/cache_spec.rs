@@ -242,13 +242,28 @@ pub(crate) fn export_cache(
         if !graph.node(node).op.makes_layer() {
             continue;
         }
-        let (Some(key), Some(Output::Fs(fs))) = (solved.keys.get(&node), solved.outputs.get(&node))
-        else {
+        let Some(key) = solved.keys.get(&node) else {
             continue;
         };
-        if let Some(record) = backend.record_for(key)? {
-            backend.ensure_layers(fs)?;
-            records.push((*key, record));
+        let Some(record) = backend.record_for(key)? else {
+            continue;
+        };
+        match solved.outputs.get(&node) {
+            Some(Output::Fs(fs)) => {
+                backend.ensure_layers(fs)?;
+                records.push((*key, record));
+            }
+            // A step this build did not need (its consumer was a hit): exported when its
+            // layer is in the store; one that is not came from a cache that still has it.
+            _ => {
+                let here = record
+                    .layer
+                    .as_ref()
+                    .is_none_or(|l| backend.store().has_blob(&l.digest));
+                if here {
+                    records.push((*key, record));
+                }
+            }
         }
     }
     records.sort_by_key(|(k, _)| *k);

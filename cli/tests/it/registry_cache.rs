@@ -15,24 +15,30 @@ use std::path::{Path, PathBuf};
 
 const STRATA_CACHE_CONFIG: &str = "application/vnd.strata.cache.config.v1+json";
 
-/// `GET /v2/<repo>/manifests/<tag>` straight from the registry (plain HTTP/1.0, so that the
-/// test does not lean on the client under test).
-fn manifest_at(host: &str, repo: &str, tag: &str) -> serde_json::Value {
+/// `GET path` straight from the registry (plain HTTP/1.0, so that the test does not lean on
+/// the client under test), as JSON.
+fn get_json(host: &str, path: &str) -> serde_json::Value {
     let mut stream = std::net::TcpStream::connect(host).unwrap();
     write!(
         stream,
-        "GET /v2/{repo}/manifests/{tag} HTTP/1.0\r\nHost: {host}\r\nAccept: \
+        "GET {path} HTTP/1.0\r\nHost: {host}\r\nAccept: \
          application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json\r\n\r\n"
     )
     .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let at = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&response[..at]);
     assert!(
         head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
         "{head}"
     );
-    serde_json::from_str(body).unwrap()
+    serde_json::from_slice(&response[at + 4..]).unwrap()
+}
+
+/// The manifest or index at `repo:tag`.
+fn manifest_at(host: &str, repo: &str, tag: &str) -> serde_json::Value {
+    get_json(host, &format!("/v2/{repo}/manifests/{tag}"))
 }
 
 /// The blob digests a registry request log shows fetched with `GET`, counted.
@@ -232,6 +238,77 @@ fn issue_11_3_four_runners_share_one_registry_cache_and_fetch_only_what_they_nee
     let (workdir, times) = gets.into_iter().next().unwrap();
     assert!(build_stage.contains(&&workdir), "{workdir}");
     assert_eq!(times, 3);
+
+    // Runner 2 exports the edited build: it merges with what the tag holds (the old records
+    // stay) and uploads only blobs the repository lacks; nothing already listed is sent.
+    let (two, ctx2) = &runners[1];
+    let mark = registry.requests().len();
+    build(
+        two,
+        &[
+            "--cache-from",
+            &cache,
+            "--cache-to",
+            &cache_to,
+            ctx2.to_str().unwrap(),
+        ],
+    );
+    let uploaded: Vec<String> = registry.requests()[mark..]
+        .iter()
+        .filter(|r| r.method == "PUT" && r.path.contains("/blobs/uploads/"))
+        .filter_map(|r| {
+            r.path
+                .split("digest=")
+                .nth(1)
+                .map(|d| d.replace("%3A", ":"))
+        })
+        .collect();
+    let before: Vec<String> = entries
+        .iter()
+        .map(|e| e["digest"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(!uploaded.is_empty());
+    for digest in &uploaded {
+        assert!(!before.contains(digest), "{digest} was uploaded again");
+    }
+    let after = manifest_at(&registry.host(), "cache/app", "ci");
+    let after: Vec<&str> = after["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["mediaType"] == "application/vnd.oci.image.layer.v1.tar+zstd")
+        .map(|e| e["digest"].as_str().unwrap())
+        .collect();
+    for layer in &cached_layers {
+        assert!(after.contains(&layer.as_str()), "{layer} was dropped");
+    }
+    // The old records and the edited ones, the build stage's included (mode=max), though this
+    // build hit COPY --from and did not need them: runner 2 made them in its edited build.
+    let index = manifest_at(&registry.host(), "cache/app", "ci");
+    let config = index["manifests"].as_array().unwrap().last().unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let config = get_json(&registry.host(), &format!("/v2/cache/app/blobs/{config}"));
+    let mut per_step: BTreeMap<&str, usize> = BTreeMap::new();
+    for record in config["records"].as_object().unwrap().values() {
+        *per_step
+            .entry(record["step"]["description"].as_str().unwrap())
+            .or_insert(0) += 1;
+    }
+    assert_eq!(
+        per_step,
+        BTreeMap::from([
+            ("[build 2/4] WORKDIR /src", 1),
+            ("[build 3/4] COPY src/ ./", 2),
+            ("[build 4/4] RUN cat a.c b.c > /app.bin", 2),
+            (
+                "[stage-1 2/3] COPY --from=build /app.bin /usr/local/bin/app",
+                2
+            ),
+            ("[stage-1 3/3] COPY config.txt /etc/app.conf", 2),
+        ])
+    );
 }
 
 /// As BuildKit: what a `--cache-from` imported is a local record afterwards, so the runner's

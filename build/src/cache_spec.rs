@@ -1,16 +1,18 @@
-//! `--cache-to` and `--cache-from`: a build cache shared through a directory.
+//! `--cache-to` and `--cache-from`: a build cache shared through a directory or a registry.
 //!
-//! `--cache-to type=local,dest=DIR[,mode=min|max][,compression=zstd|gzip|uncompressed]`
+//! `--cache-to type=local,dest=DIR` or `--cache-to type=registry,ref=HOST/REPO:TAG`, with
+//! `[,mode=min|max][,compression=zstd|gzip|uncompressed][,image-manifest=true|false]`,
 //! exports the records of this build (`min`: the final image's steps; `max`: every step,
-//! intermediate stages included) and their layers; `--cache-from type=local,src=DIR` lets a
-//! build reuse them, fetching only the layers it needs.
+//! intermediate stages included) and their layers; `--cache-from type=local,src=DIR` or
+//! `--cache-from type=registry,ref=HOST/REPO:TAG` lets a build reuse them, fetching only the
+//! layers it needs. Both places hold the one format of [`strata_cache::export_to`].
 
 use crate::spec::{SpecError, fields, unknown_key};
 use std::path::PathBuf;
-use strata_cache::{CacheDb, ExchangeError, ExportOptions};
+use strata_cache::{CacheDb, CacheLocation, ExchangeError, ExportOptions, ExportReport};
 use strata_graph::{Graph, NodeId, Target};
 use strata_solver::{LocalBackend, LocalError, Output, Solved};
-use strata_store::{Compression, Store};
+use strata_store::{Compression, Reference};
 
 /// Which records `--cache-to` exports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,15 +23,45 @@ pub enum CacheMode {
     Max,
 }
 
+/// Where `--cache-to` writes or `--cache-from` reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CacheRef {
+    /// `type=local`: a directory (an OCI layout).
+    Local(PathBuf),
+    /// `type=registry`: a registry tag.
+    Registry(Reference),
+}
+
+impl CacheRef {
+    /// Applies `f` to a local directory (the CLI makes it absolute).
+    pub fn map_path(self, f: impl FnOnce(PathBuf) -> PathBuf) -> CacheRef {
+        match self {
+            CacheRef::Local(dir) => CacheRef::Local(f(dir)),
+            other => other,
+        }
+    }
+}
+
+impl std::fmt::Display for CacheRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CacheRef::Local(dir) => write!(f, "{}", dir.display()),
+            CacheRef::Registry(reference) => write!(f, "{reference}"),
+        }
+    }
+}
+
 /// A parsed `--cache-to`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheTo {
-    /// The directory the cache goes to (an OCI layout).
-    pub dest: PathBuf,
+    /// Where the cache goes.
+    pub dest: CacheRef,
     /// Which records.
     pub mode: CacheMode,
     /// How the layers are compressed.
     pub compression: Compression,
+    /// At a registry, an OCI image manifest instead of an index (BuildKit's option).
+    pub image_manifest: bool,
 }
 
 /// Why exporting the cache failed.
@@ -38,33 +70,86 @@ pub enum CacheExportError {
     /// Reading a record or a layer failed.
     #[error(transparent)]
     Backend(#[from] LocalError),
-    /// Writing the directory failed.
+    /// Writing the directory or pushing to the registry failed.
     #[error(transparent)]
     Exchange(#[from] ExchangeError),
 }
 
-fn check_type(flag: &'static str, value: &str) -> Result<(), SpecError> {
-    if value != "local" {
-        return Err(SpecError::UnknownType {
+/// `type=local` or `type=registry`: whether it is the registry.
+fn is_registry(flag: &'static str, value: &str) -> Result<bool, SpecError> {
+    match value {
+        "local" => Ok(false),
+        "registry" => Ok(true),
+        other => Err(SpecError::UnknownType {
             flag,
-            kind: value.to_owned(),
-            supported: "only type=local, a directory",
-        });
+            kind: other.to_owned(),
+            supported: "type=local, a directory, or type=registry",
+        }),
     }
-    Ok(())
+}
+
+fn parse_ref(flag: &'static str, value: &str) -> Result<Reference, SpecError> {
+    Reference::parse(value).map_err(|_| SpecError::BadValue {
+        flag,
+        key: "ref",
+        value: value.to_owned(),
+        expected: "a registry reference (HOST/REPO:TAG)",
+    })
+}
+
+fn parse_bool(flag: &'static str, key: &'static str, value: &str) -> Result<bool, SpecError> {
+    match value {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        other => Err(SpecError::BadValue {
+            flag,
+            key,
+            value: other.to_owned(),
+            expected: "true or false",
+        }),
+    }
+}
+
+/// The place a spec names: `dest`/`src` for `type=local` (the default), `ref` for
+/// `type=registry`.
+fn place(
+    flag: &'static str,
+    registry: bool,
+    dir: Option<PathBuf>,
+    reference: Option<Reference>,
+    dir_key: &'static str,
+) -> Result<CacheRef, SpecError> {
+    match (registry, dir, reference) {
+        (false, Some(dir), None) => Ok(CacheRef::Local(dir)),
+        (true, None, Some(reference)) => Ok(CacheRef::Registry(reference)),
+        (false, _, _) => Err(SpecError::Missing {
+            flag: format!("{flag} type=local"),
+            needs: dir_key,
+        }),
+        (true, _, _) => Err(SpecError::Missing {
+            flag: format!("{flag} type=registry"),
+            needs: "ref=HOST/REPO:TAG (and no directory)",
+        }),
+    }
 }
 
 impl CacheTo {
-    /// Parses `type=local,dest=DIR[,mode=...][,compression=...]`.
+    /// Parses `type=local,dest=DIR` or `type=registry,ref=REF`, with `mode`, `compression`,
+    /// `image-manifest`.
     pub fn parse(spec: &str) -> Result<CacheTo, SpecError> {
         const FLAG: &str = "--cache-to";
+        let mut registry = false;
         let mut dest = None;
+        let mut reference = None;
         let mut mode = CacheMode::Min;
         let mut compression = Compression::Zstd;
+        let mut image_manifest = false;
         for (k, v) in fields(FLAG, spec)? {
             match k {
-                "type" => check_type(FLAG, v)?,
+                "type" => registry = is_registry(FLAG, v)?,
                 "dest" => dest = Some(PathBuf::from(v)),
+                "ref" => reference = Some(parse_ref(FLAG, v)?),
+                "image-manifest" => image_manifest = parse_bool(FLAG, "image-manifest", v)?,
                 "mode" => {
                     mode = match v {
                         "min" => CacheMode::Min,
@@ -92,53 +177,54 @@ impl CacheTo {
                         }
                     }
                 }
-                "ignore-error" | "compression-level" | "force-compression" => {}
+                // BuildKit's options strata has no use for: strata always writes OCI media
+                // types and never fails a build over an export it was told to ignore.
+                "ignore-error" | "compression-level" | "force-compression" | "oci-mediatypes" => {}
                 other => return Err(unknown_key(FLAG, spec, other)),
             }
         }
-        let dest = dest.ok_or(SpecError::Missing {
-            flag: FLAG.to_owned(),
-            needs: "dest=DIR",
-        })?;
+        let dest = place(FLAG, registry, dest, reference, "dest=DIR")?;
         Ok(CacheTo {
             dest,
             mode,
             compression,
+            image_manifest,
         })
     }
 }
 
-/// Parses `--cache-from type=local,src=DIR` (a bare `DIR` works too) into the directory.
-pub fn parse_cache_from(spec: &str) -> Result<PathBuf, SpecError> {
+/// Parses `--cache-from type=local,src=DIR` (a bare `DIR` works too) or
+/// `--cache-from type=registry,ref=REF`.
+pub fn parse_cache_from(spec: &str) -> Result<CacheRef, SpecError> {
     const FLAG: &str = "--cache-from";
     if !spec.contains('=') {
-        return Ok(PathBuf::from(spec));
+        return Ok(CacheRef::Local(PathBuf::from(spec)));
     }
+    let mut registry = false;
     let mut src = None;
+    let mut reference = None;
     for (k, v) in fields(FLAG, spec)? {
         match k {
-            "type" => check_type(FLAG, v)?,
+            "type" => registry = is_registry(FLAG, v)?,
             "src" => src = Some(PathBuf::from(v)),
+            "ref" => reference = Some(parse_ref(FLAG, v)?),
             "digest" | "tag" => {}
             other => return Err(unknown_key(FLAG, spec, other)),
         }
     }
-    src.ok_or(SpecError::Missing {
-        flag: FLAG.to_owned(),
-        needs: "src=DIR",
-    })
+    place(FLAG, registry, src, reference, "src=DIR")
 }
 
 /// `--cache-to`: the records of the final image's steps (`min`) or of every step (`max`).
 pub(crate) fn export_cache(
     backend: &LocalBackend,
-    store: &Store,
     db: &CacheDb,
     graph: &Graph,
     target: &Target,
     solved: &Solved<Output>,
     to: &CacheTo,
-) -> Result<(), CacheExportError> {
+    location: &CacheLocation,
+) -> Result<ExportReport, CacheExportError> {
     let nodes: Vec<NodeId> = match to.mode {
         CacheMode::Min => {
             let mut chain = Vec::new();
@@ -156,26 +242,41 @@ pub(crate) fn export_cache(
         if !graph.node(node).op.makes_layer() {
             continue;
         }
-        let (Some(key), Some(Output::Fs(fs))) = (solved.keys.get(&node), solved.outputs.get(&node))
-        else {
+        let Some(key) = solved.keys.get(&node) else {
             continue;
         };
-        if let Some(record) = backend.record_for(key)? {
-            backend.ensure_layers(fs)?;
-            records.push((*key, record));
+        let Some(record) = backend.record_for(key)? else {
+            continue;
+        };
+        match solved.outputs.get(&node) {
+            Some(Output::Fs(fs)) => {
+                backend.ensure_layers(fs)?;
+                records.push((*key, record));
+            }
+            // A step this build did not need (its consumer was a hit): exported when its
+            // layer is in the store; one that is not came from a cache that still has it.
+            _ => {
+                let here = record
+                    .layer
+                    .as_ref()
+                    .is_none_or(|l| backend.store().has_blob(&l.digest));
+                if here {
+                    records.push((*key, record));
+                }
+            }
         }
     }
     records.sort_by_key(|(k, _)| *k);
-    strata_cache::export(
-        &to.dest,
-        store,
+    Ok(strata_cache::export_to(
+        location,
+        backend.store(),
         db,
         &records,
         &ExportOptions {
             compression: to.compression,
+            image_manifest: to.image_manifest,
         },
-    )?;
-    Ok(())
+    )?)
 }
 
 #[cfg(test)]
@@ -188,20 +289,27 @@ mod tests {
         assert_eq!(
             t,
             CacheTo {
-                dest: "/c".into(),
+                dest: CacheRef::Local("/c".into()),
                 mode: CacheMode::Max,
-                compression: Compression::Gzip
+                compression: Compression::Gzip,
+                image_manifest: false,
             }
         );
         let t = CacheTo::parse("type=local,dest=c").unwrap();
         assert_eq!((t.mode, t.compression), (CacheMode::Min, Compression::Zstd));
         assert_eq!(
             parse_cache_from("type=local,src=/c").unwrap(),
-            PathBuf::from("/c")
+            CacheRef::Local("/c".into())
         );
-        assert_eq!(parse_cache_from("/c").unwrap(), PathBuf::from("/c"));
+        assert_eq!(
+            parse_cache_from("/c").unwrap(),
+            CacheRef::Local("/c".into())
+        );
         for bad in [
-            "type=registry,ref=x",
+            "type=registry",
+            "type=registry,dest=/c",
+            "type=registry,ref=HOST/UPPER:x",
+            "type=registry,ref=h:5000/c,image-manifest=yes",
             "type=local",
             "type=local,dest=c,mode=all",
             "type=local,dest=c,compression=lz4",
@@ -216,7 +324,34 @@ mod tests {
         );
         assert_eq!(
             parse_cache_from("type=gha").unwrap_err().to_string(),
-            "--cache-from: type \"gha\" is not supported (only type=local, a directory)"
+            "--cache-from: type \"gha\" is not supported (type=local, a directory, or type=registry)"
+        );
+    }
+
+    #[test]
+    fn parses_buildkit_s_registry_cache_specs() {
+        let t = CacheTo::parse(
+            "type=registry,ref=127.0.0.1:5000/app:cache,mode=max,image-manifest=true,oci-mediatypes=true",
+        )
+        .unwrap();
+        assert_eq!(
+            t,
+            CacheTo {
+                dest: CacheRef::Registry(Reference::parse("127.0.0.1:5000/app:cache").unwrap()),
+                mode: CacheMode::Max,
+                compression: Compression::Zstd,
+                image_manifest: true,
+            }
+        );
+        assert_eq!(
+            parse_cache_from("type=registry,ref=127.0.0.1:5000/app:cache").unwrap(),
+            CacheRef::Registry(Reference::parse("127.0.0.1:5000/app:cache").unwrap())
+        );
+        assert_eq!(
+            CacheTo::parse("type=registry,dest=/c")
+                .unwrap_err()
+                .to_string(),
+            "--cache-to type=registry needs ref=HOST/REPO:TAG (and no directory)"
         );
     }
 }

@@ -33,15 +33,6 @@ pub enum BuildError {
     /// `SOURCE_DATE_EPOCH` is not a number of seconds.
     #[error("invalid SOURCE_DATE_EPOCH {0:?}: expected seconds")]
     SourceDateEpoch(String),
-    /// A `--cache-from` directory cannot be read.
-    #[error("failed to import the cache in {}", dir.display())]
-    ImportCache {
-        /// The directory.
-        dir: PathBuf,
-        /// Why.
-        #[source]
-        source: strata_cache::ExchangeError,
-    },
     /// No stage to build.
     #[error("the Dockerfile has no stage to build")]
     NoStage,
@@ -67,10 +58,10 @@ pub enum BuildError {
     #[error("internal error: the target stage produced no filesystem")]
     NoFilesystem,
     /// `--cache-to` failed.
-    #[error("failed to export the cache to {}", dest.display())]
+    #[error("failed to export the cache to {dest}")]
     CacheExport {
-        /// The directory.
-        dest: PathBuf,
+        /// The directory or registry reference.
+        dest: String,
         /// Why.
         #[source]
         source: CacheExportError,
@@ -101,8 +92,8 @@ pub enum BuildError {
         "tag is needed when pushing to registry: give -t NAME or --output type=image,name=NAME,push=true"
     )]
     PushWithoutName,
-    /// `--push` in a request without a registry client.
-    #[error("this build has no registry client to push with")]
+    /// `--push` or a registry cache in a request without a registry client.
+    #[error("this build has no registry client to reach a registry with")]
     NoRegistry,
     /// Pushing the image failed.
     #[error("failed to push {reference}")]
@@ -122,4 +113,15 @@ pub enum BuildError {
         #[source]
         source: OutputError,
     },
+}
+
+/// `error: cause: cause`, for a message on one line (a warning, the frontend's pull error).
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        text.push_str(&format!(": {e}"));
+        source = e.source();
+    }
+    text
 }

@@ -27,7 +27,7 @@ mod request;
 mod resolver;
 mod spec;
 
-pub use cache_spec::{CacheExportError, CacheMode, CacheTo, parse_cache_from};
+pub use cache_spec::{CacheExportError, CacheMode, CacheRef, CacheTo, parse_cache_from};
 pub use container::{ContainerError, RunImage, run_image};
 pub use dockerfile::{Dockerfile, DockerfileError, DockerfileSource, parse_build_args};
 pub use error::BuildError;

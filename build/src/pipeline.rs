@@ -1,8 +1,9 @@
 //! The pipeline: check the request, parse and lower the Dockerfile, solve the target with the
 //! local backend, then commit the image and write the outputs and the cache export.
 
-use crate::cache_spec::export_cache;
+use crate::cache_spec::{CacheRef, export_cache};
 use crate::container::new_worker;
+use crate::error::error_chain;
 use crate::ignore::{IgnoreFilter, read_ignore};
 use crate::output::{export_local, write_dest};
 use crate::resolver::StoreResolver;
@@ -14,7 +15,7 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
-use strata_cache::{CacheDb, ImportedCache};
+use strata_cache::{CacheDb, CacheLocation, ImportedCache};
 use strata_frontend::{BuildOptions, Diagnostic, Diagnostics, Lowered, Platform};
 use strata_graph::Graph;
 use strata_solver::{ContextSource, LocalBackend, LocalOptions, NoCache, Output, SolveOptions};
@@ -38,13 +39,21 @@ pub async fn build(mut request: BuildRequest) -> Result<BuildResult, BuildError>
         epoch,
     } = front(&request)?;
     let mut imported = Vec::new();
-    for dir in &request.cache_from {
-        imported.push(
-            ImportedCache::open(dir).map_err(|source| BuildError::ImportCache {
-                dir: dir.clone(),
-                source,
-            })?,
-        );
+    for from in &request.cache_from {
+        let location = cache_location(from, request.registry.as_ref())?;
+        // As BuildKit: a cache that cannot be imported is a warning, and the build goes on
+        // without it (a missing one is simply empty).
+        match ImportedCache::open_at(&location, &store) {
+            Ok(cache) => imported.push(cache),
+            Err(e) => {
+                if let Some(progress) = &progress {
+                    let _ = progress.send(BuildEvent::CacheWarning(format!(
+                        "failed to import the cache from {from}: {}",
+                        error_chain(&e)
+                    )));
+                }
+            }
+        }
     }
     if let Some(progress) = &progress {
         for d in lowered.warnings.iter() {
@@ -152,12 +161,13 @@ pub async fn build(mut request: BuildRequest) -> Result<BuildResult, BuildError>
     let pushes = if push { tags.clone() } else { Vec::new() };
     let needs_image = !tags.is_empty() || outputs.iter().any(OutputSpec::needs_image);
     if let Some(to) = &request.cache_to {
-        export_cache(&backend, &store, &cache, &graph, &target, &solved, to).map_err(|source| {
-            BuildError::CacheExport {
-                dest: to.dest.clone(),
+        let location = cache_location(&to.dest, request.registry.as_ref())?;
+        export_cache(&backend, &cache, &graph, &target, &solved, to, &location).map_err(
+            |source| BuildError::CacheExport {
+                dest: to.dest.to_string(),
                 source,
-            }
-        })?;
+            },
+        )?;
     }
     let mut image = None;
     let mut names: Vec<String> = Vec::new();
@@ -206,7 +216,7 @@ pub async fn build(mut request: BuildRequest) -> Result<BuildResult, BuildError>
     if !pushes.is_empty() {
         push_image(
             &store,
-            request.registry.as_ref(),
+            request.registry.as_deref(),
             &pushes,
             request.on_push.as_deref(),
         )?;
@@ -287,7 +297,7 @@ fn front(request: &BuildRequest) -> Result<Front, BuildError> {
         &opts,
         &StoreResolver {
             store: &store,
-            registry: request.registry.as_ref(),
+            registry: request.registry.as_deref(),
         },
     )
     .map_err(BuildError::Dockerfile)?;
@@ -337,6 +347,20 @@ fn source_date_epoch(request: &BuildRequest) -> Result<Option<i64>, BuildError> 
         .filter(|s| jiff::Timestamp::from_second(*s).is_ok())
         .ok_or_else(|| BuildError::SourceDateEpoch(value.clone()))?;
     Ok(Some(secs))
+}
+
+/// Where a `--cache-to`/`--cache-from` spec points, with the request's registry client.
+fn cache_location(
+    cache: &CacheRef,
+    registry: Option<&Arc<RegistryClient>>,
+) -> Result<CacheLocation, BuildError> {
+    Ok(match cache {
+        CacheRef::Local(dir) => CacheLocation::Dir(dir.clone()),
+        CacheRef::Registry(reference) => CacheLocation::Registry {
+            client: registry.ok_or(BuildError::NoRegistry)?.clone(),
+            reference: reference.clone(),
+        },
+    })
 }
 
 /// `--no-cache` and `--no-cache-filter` as the solver takes them.

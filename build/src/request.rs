@@ -1,7 +1,7 @@
 //! What a build is asked to do ([`BuildRequest`]), what it tells on the way ([`BuildEvent`])
 //! and what it gives back ([`BuildResult`]).
 
-use crate::{CacheTo, Dockerfile, OutputSpec};
+use crate::{CacheRef, CacheTo, Dockerfile, OutputSpec};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
@@ -37,7 +37,7 @@ pub struct BuildRequest {
     /// `--output`s; none means `type=image`.
     pub outputs: Vec<OutputSpec>,
     /// `--cache-from` directories.
-    pub cache_from: Vec<PathBuf>,
+    pub cache_from: Vec<CacheRef>,
     /// `--cache-to`.
     pub cache_to: Option<CacheTo>,
     /// `--no-cache`: run every step.
@@ -58,7 +58,7 @@ pub struct BuildRequest {
     pub cancel: CancellationToken,
     /// Where `FROM` images missing from the store are pulled from, and `--push` pushes to;
     /// `None`: no pulls, and a push is an error.
-    pub registry: Option<strata_store::RegistryClient>,
+    pub registry: Option<std::sync::Arc<strata_store::RegistryClient>>,
     /// Told how a push (`--push`, `push=true`) goes, in order, once the image is committed.
     pub on_push: Option<Box<dyn Fn(PushEvent) + Send + Sync>>,
 }
@@ -114,6 +114,8 @@ pub enum BuildEvent {
     Warning(Diagnostic),
     /// A step's progress, from the solver.
     Step(Event),
+    /// A `--cache-from` that could not be imported (the build goes on without it).
+    CacheWarning(String),
 }
 
 /// How pushing the built image goes (`--push`), for each of its names in turn: the same

@@ -2,6 +2,7 @@
 //! or an earlier build put there. One the store lacks is pulled first, for the build's
 //! platform, when the request has a registry client.
 
+use crate::error::error_chain;
 use strata_frontend::{ImageResolver, Platform, ResolvedImage};
 use strata_graph::ImageConfig;
 use strata_store::{Reference, RegistryClient, Store, StoreError};
@@ -20,7 +21,7 @@ impl StoreResolver<'_> {
                 let parsed = Reference::parse(reference).map_err(|e| e.to_string())?;
                 registry
                     .pull(self.store, &parsed, Some(platform), &|_| {})
-                    .map_err(|e| error_chain(&e))?;
+                    .map_err(|e| format!("failed to pull: {}", error_chain(&e)))?;
                 self.store.image(reference).map_err(|e| e.to_string())
             }
             (Err(e @ StoreError::ImageNotFound(_)), None) => Err(format!(
@@ -29,17 +30,6 @@ impl StoreResolver<'_> {
             (result, _) => result.map_err(|e| e.to_string()),
         }
     }
-}
-
-/// `error: cause: cause`, for the frontend's one-line message.
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = format!("failed to pull: {err}");
-    let mut source = err.source();
-    while let Some(e) = source {
-        text.push_str(&format!(": {e}"));
-        source = e.source();
-    }
-    text
 }
 
 impl ImageResolver for StoreResolver<'_> {

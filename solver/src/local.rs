@@ -555,10 +555,10 @@ impl Backend for LocalBackend {
         let key = *key;
         let saved = self.saved_ms.clone();
         let found = blocking(move || {
-            let record = match cache.get(&key)? {
-                Some(r) => r,
+            let (record, imported) = match cache.get(&key)? {
+                Some(r) => (r, false),
                 None => match layers.imported.iter().find_map(|c| c.get(&key)) {
-                    Some(r) => r.clone(),
+                    Some(r) => (r.clone(), true),
                     None => return Ok(None),
                 },
             };
@@ -569,6 +569,14 @@ impl Backend for LocalBackend {
             // image.
             if !layers.available(&layer) {
                 return Ok(None);
+            }
+            if imported {
+                // As BuildKit: a result imported with --cache-from becomes a local record, so
+                // the next build hits without --cache-from. Its selection lists are in the
+                // local cache already: `contents` stored this build's, which the key matches.
+                // Its layer blob comes into the store when a step or the image needs it (a
+                // record whose blob never came is a miss next time, as above).
+                cache.put(&key, &record)?;
             }
             if let Some(ms) = record.duration_ms {
                 saved.fetch_add(ms, std::sync::atomic::Ordering::Relaxed);
@@ -808,6 +816,7 @@ impl Backend for LocalBackend {
         let definition = serde_json::to_value(&graph.node(node).op).ok()?;
         let cache = self.cache.clone();
         let imported = self.layers.imported.clone();
+        let store = self.store.clone();
         let parts = parts.clone();
         tokio::task::spawn_blocking(move || {
             let previous = match cache.last_for_step(&step).ok().flatten() {
@@ -822,7 +831,7 @@ impl Backend for LocalBackend {
                     .selection(sum)
                     .ok()
                     .flatten()
-                    .or_else(|| imported.iter().find_map(|c| c.selection(sum)))
+                    .or_else(|| imported.iter().find_map(|c| c.selection(sum, &store)))
             };
             strata_cache::explain_miss(&parts, &definition, previous.as_ref(), &selection)
         })

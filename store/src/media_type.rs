@@ -29,6 +29,11 @@ pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.ta
 pub const STRATA_CACHE_CONFIG: &str = "application/vnd.strata.cache.config.v1+json";
 /// The `artifactType` of a strata cache artifact's manifest.
 pub const STRATA_CACHE_ARTIFACT: &str = "application/vnd.strata.cache.v1";
+/// A blob of a strata cache holding the file list of one COPY selection (for `--explain`).
+pub const STRATA_CACHE_SELECTION: &str = "application/vnd.strata.cache.selection.v1";
+/// The config blob of a BuildKit cache (`--cache-to type=registry` of BuildKit): recognised
+/// only to say that strata cannot use it.
+pub const BUILDKIT_CACHE_CONFIG: &str = "application/vnd.buildkit.cacheconfig.v0";
 
 /// Whether `media_type` is a manifest list (OCI index or docker list).
 pub fn is_index(media_type: &str) -> bool {

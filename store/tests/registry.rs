@@ -134,3 +134,87 @@ fn a_chunked_upload_broken_midway_is_sent_again_in_a_new_session() {
     let pulled = pull_back(dir.path(), &reference);
     assert_eq!((pulled.id, pulled.digest), (id, pushed.digest));
 }
+
+/// The artifact API the build cache uses: blobs go up only when the repository lacks them
+/// (HEAD first), the manifest goes under the tag, and a blob comes down verified, counted at
+/// the registry's own access log.
+#[test]
+fn push_blobs_sends_only_what_the_repository_lacks() {
+    let registry = Registry::start_logged(tempfile::tempdir().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("a")).unwrap();
+    let reference = Reference::parse(&format!("{}/cache/app:ci", registry.host())).unwrap();
+    let one = store.put_blob(None, &b"one"[..]).unwrap().digest;
+    let two = store.put_blob(None, &b"two"[..]).unwrap().digest;
+    let client = RegistryClient::new(RegistryOptions::default()).unwrap();
+
+    assert_eq!(
+        client
+            .push_blobs(&store, &reference, std::slice::from_ref(&one))
+            .unwrap(),
+        vec![one.clone()]
+    );
+    let mut sent = client
+        .push_blobs(&store, &reference, &[one.clone(), two.clone()])
+        .unwrap();
+    sent.sort();
+    assert_eq!(sent, vec![two.clone()], "`one` was there already");
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {"mediaType": "application/octet-stream", "digest": one, "size": 3},
+            {"mediaType": "application/octet-stream", "digest": two, "size": 3},
+        ],
+    }))
+    .unwrap();
+    let digest = client
+        .push_manifest(
+            &reference,
+            "application/vnd.oci.image.index.v1+json",
+            &manifest,
+        )
+        .unwrap();
+    let raw = client.raw_manifest(&reference).unwrap();
+    assert_eq!((raw.digest, raw.bytes), (digest, manifest));
+
+    let other = Store::open(dir.path().join("b")).unwrap();
+    client.fetch_blob_into(&other, &reference, &two, 3).unwrap();
+    assert_eq!(other.read_blob(&two).unwrap(), b"two");
+    // A wrong size is refused, and nothing half-fetched stays.
+    assert!(client.fetch_blob_into(&other, &reference, &one, 4).is_err());
+    assert!(!other.has_blob(&one));
+
+    // The uploads run in parallel: the order is not asserted.
+    let mut blob_requests: Vec<(String, String, u16)> = registry
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.contains("/blobs/"))
+        .map(|r| {
+            let blob = r.path.rsplit('/').next().unwrap().to_owned();
+            let blob = if blob.starts_with("uploads") || blob.contains('?') {
+                "upload".to_owned()
+            } else if blob == one.to_string() {
+                "one".to_owned()
+            } else {
+                "two".to_owned()
+            };
+            (r.method, blob, r.status)
+        })
+        .filter(|(m, _, _)| m == "HEAD" || m == "GET")
+        .collect();
+    blob_requests.sort();
+    // HEAD one (404, sent), HEAD one (200, skipped), HEAD two (404, sent); GET two; GET one
+    // twice (the wrong size, retried once from scratch).
+    assert_eq!(
+        blob_requests,
+        [
+            ("GET".to_owned(), "one".to_owned(), 200),
+            ("GET".to_owned(), "one".to_owned(), 200),
+            ("GET".to_owned(), "two".to_owned(), 200),
+            ("HEAD".to_owned(), "one".to_owned(), 200),
+            ("HEAD".to_owned(), "one".to_owned(), 404),
+            ("HEAD".to_owned(), "two".to_owned(), 404),
+        ]
+    );
+}

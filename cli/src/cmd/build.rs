@@ -136,7 +136,7 @@ fn request(
     let cache_to = match args.cache_to.as_deref() {
         Some(spec) => {
             let mut to = CacheTo::parse(spec)?;
-            to.dest = absolute(to.dest);
+            to.dest = to.dest.map_path(absolute);
             Some(to)
         }
         None => None,
@@ -144,7 +144,7 @@ fn request(
     let cache_from = args
         .cache_from
         .iter()
-        .map(|spec| Ok(absolute(parse_cache_from(spec)?)))
+        .map(|spec| Ok(parse_cache_from(spec)?.map_path(absolute)))
         .collect::<anyhow::Result<Vec<_>>>()?;
     #[expect(
         clippy::disallowed_methods,
@@ -171,7 +171,7 @@ fn request(
     request.explain = args.explain;
     request.source_date_epoch = source_date_epoch;
     request.stdout = Some(Box::new(std::io::stdout()));
-    request.registry = Some(crate::registry::client()?);
+    request.registry = Some(std::sync::Arc::new(crate::registry::client()?));
     if !args.quiet {
         request.on_push = Some(Box::new(print_push_event));
     }

@@ -61,6 +61,9 @@ pub(crate) async fn drive(
         match event {
             BuildEvent::Warning(d) => warn(&d),
             BuildEvent::Step(event) => render.event(&event),
+            BuildEvent::CacheWarning(message) => {
+                let _ = writeln!(std::io::stderr().lock(), "WARNING: {message}");
+            }
         }
     }
     render.finish();

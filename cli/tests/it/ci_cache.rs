@@ -5,14 +5,14 @@
     reason = "test helpers fail the test by panicking"
 )]
 
-use crate::support::{TestEnv, ran};
+use crate::support::{TestEnv, misses, ran};
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 /// A base image saved once, so that several roots load the very same image (as CI runners
 /// pulling one digest do).
-fn saved_base(env: &TestEnv) -> std::path::PathBuf {
+pub(crate) fn saved_base(env: &TestEnv) -> std::path::PathBuf {
     let out = env.dir().join("base-saved.tar");
     env.ok([
         "save".as_ref(),
@@ -24,13 +24,13 @@ fn saved_base(env: &TestEnv) -> std::path::PathBuf {
 }
 
 /// A fresh runner: an empty root with the base image loaded.
-fn runner(base: &Path) -> TestEnv {
+pub(crate) fn runner(base: &Path) -> TestEnv {
     let env = TestEnv::new();
     env.ok(["load".as_ref(), "-i".as_ref(), base.as_os_str()]);
     env
 }
 
-fn metadata(path: &Path) -> serde_json::Value {
+pub(crate) fn metadata(path: &Path) -> serde_json::Value {
     serde_json::from_str(&fs_err::read_to_string(path).unwrap()).unwrap()
 }
 
@@ -64,7 +64,7 @@ fn tree(root: &Path) -> BTreeMap<String, (u32, u32, u32, Vec<u8>)> {
     out
 }
 
-fn project(env: &TestEnv) -> std::path::PathBuf {
+pub(crate) fn project(env: &TestEnv) -> std::path::PathBuf {
     let ctx = env.context(
         "project",
         &[
@@ -289,12 +289,10 @@ fn a_second_runner_reuses_the_first_runner_s_cache_and_explains_a_change() {
         ran(&events),
         vec!["[stage-1 3/3] COPY config.txt /etc/app.conf"]
     );
-    let misses: Vec<&str> = events
-        .iter()
-        .filter(|e| e["event"] == "miss")
-        .filter_map(|e| e["reason"].as_str())
-        .collect();
-    assert_eq!(misses, vec!["source files changed: changed config.txt"]);
+    assert_eq!(
+        misses(&events),
+        vec!["source files changed: changed config.txt"]
+    );
 }
 
 #[test]

@@ -15,6 +15,7 @@ mod parse;
 #[path = "../../../store/tests/fixture/proxy.rs"]
 mod proxy;
 mod registry;
+mod registry_cache;
 mod registry_config;
 mod report;
 mod store;

@@ -198,3 +198,12 @@ pub(crate) fn incompressible(len: usize) -> Vec<u8> {
     bytes.truncate(len);
     bytes
 }
+
+/// The reasons `--explain` gave for the misses in a build's events, in order.
+pub(crate) fn misses(events: &[serde_json::Value]) -> Vec<&str> {
+    events
+        .iter()
+        .filter(|e| e["event"] == "miss")
+        .filter_map(|e| e["reason"].as_str())
+        .collect()
+}

@@ -101,7 +101,7 @@ impl RegistryClient {
     }
 
     /// `PUT /v2/NAME/manifests/TARGET` (a tag or a digest).
-    fn put_manifest(
+    pub(crate) fn put_manifest(
         &self,
         reference: &Reference,
         target: &str,

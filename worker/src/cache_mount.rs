@@ -77,6 +77,9 @@ pub fn prune_cache_mounts(
 ) -> Result<Vec<CacheMountInfo>, CacheMountError> {
     let base = state_dir.join("cache-mounts");
     let mut removed = Vec::new();
+    if !base.is_dir() {
+        return Ok(removed);
+    }
     for (name, dir) in cache_dirs(&base)? {
         let lock_path = base.join(format!("{name}.lock"));
         let lock = match open_lock(&lock_path)? {

@@ -84,7 +84,8 @@ pub struct CacheEntry {
 }
 
 /// What a cache prune removes. The default (nothing set) is `docker builder prune`'s: every
-/// record no image shares; cache mounts stay (they go with `all` or `unused_for`).
+/// record no image shares; cache mounts stay (they go with `all`, `unused_for`, or to meet
+/// `keep_storage`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CachePrune {
     /// `-a`: shared records and cache mounts too.
@@ -149,7 +150,10 @@ pub fn prune_cache(root: &Path, prune: &CachePrune) -> Result<CachePruneReport, 
             && cutoff.is_none_or(|t| e.last_used < t)
             && match e.kind {
                 CacheKind::Regular => prune.all || !e.shared,
-                CacheKind::CacheMount => prune.all || cutoff.is_some(),
+                // A size limit weighs cache mounts with records, least recently used first.
+                CacheKind::CacheMount => {
+                    prune.all || cutoff.is_some() || prune.keep_storage.is_some()
+                }
             }
     };
     let chosen = choose(&entries, &layer_of, prune.keep_storage, candidate);
@@ -193,8 +197,8 @@ pub fn prune_cache(root: &Path, prune: &CachePrune) -> Result<CachePruneReport, 
 }
 
 /// The automatic GC after a build: when the unshared cache is over `policy.keep_storage`,
-/// removes least recently used unshared records until it is not, and cache mounts unused for
-/// 48 hours; never waits for other builds. `None` when there was nothing to do.
+/// removes least recently used unshared records and cache mounts until it is not, and cache
+/// mounts unused for 48 hours; never waits for other builds. `None` when there was nothing to do.
 pub fn gc_after_build(
     root: &Path,
     policy: &GcPolicy,
@@ -339,5 +343,51 @@ fn mount_entry(m: &CacheMountInfo) -> CacheEntry {
         last_used: m.last_used,
         in_use: m.in_use,
         shared: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(n: u8, size: u64, age_s: u64, shared: bool) -> CacheEntry {
+        CacheEntry {
+            id: format!("r{n}"),
+            kind: CacheKind::Regular,
+            size,
+            created: SystemTime::UNIX_EPOCH,
+            last_used: SystemTime::UNIX_EPOCH + Duration::from_secs(1000 - age_s),
+            in_use: false,
+            shared,
+        }
+    }
+
+    #[test]
+    fn keep_storage_removes_the_least_recently_used_until_under_and_counts_a_layer_once() {
+        // r1 (oldest) and r3 share layer A (sized on r3, its newest user); r2 has B; r4 is
+        // shared with an image and weighs nothing.
+        let entries = vec![
+            entry(1, 0, 400, false),
+            entry(2, 300, 300, false),
+            entry(3, 500, 200, false),
+            entry(4, 900, 100, true),
+        ];
+        let layer = |n: u8| Some(Digest::of(&[n]));
+        let layer_of: LayerOf = [(1, 10), (2, 20), (3, 10), (4, 40)]
+            .into_iter()
+            .map(|(n, l)| (format!("r{n}"), (CacheKey([n; 32]), layer(l))))
+            .collect();
+        assert_eq!(unshared_size(&entries), 800);
+        let ids = |keep, all: bool| -> Vec<String> {
+            choose(&entries, &layer_of, keep, |e| all || !e.shared)
+                .iter()
+                .map(|e| e.id.clone())
+                .collect()
+        };
+        // r1 goes first but frees nothing (r3 still uses A); then r2 frees 300: 500 <= 600.
+        assert_eq!(ids(Some(600), false), ["r1", "r2"]);
+        assert_eq!(ids(Some(800), false), Vec::<String>::new());
+        assert_eq!(ids(Some(0), false), ["r1", "r2", "r3"]);
+        assert_eq!(ids(None, true), ["r1", "r2", "r3", "r4"]);
     }
 }

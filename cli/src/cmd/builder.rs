@@ -112,7 +112,7 @@ pub(crate) fn write_deleted(
     writeln!(out)
 }
 
-/// docker's prompt: the question on standard output, an answer line from standard input;
+/// docker's prompt (`builder`, `image` and `system prune`): the question on standard output, an answer line from standard input;
 /// anything but y/yes, or no answer at all (a closed or empty stdin), is no.
 pub(crate) fn confirm(question: &str) -> anyhow::Result<bool> {
     let mut out = std::io::stdout().lock();

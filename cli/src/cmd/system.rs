@@ -2,12 +2,13 @@
 
 use crate::GlobalArgs;
 use crate::cmd::builder::{confirm, write_deleted};
+use crate::cmd::image::write_deleted_images;
 use crate::cmd::images::{human_since, human_size, write_table};
 use anyhow::bail;
 use std::io::Write;
 use std::process::ExitCode;
 use strata_build::{CacheEntry, CachePrune, cache_entries, unshared_size};
-use strata_store::{Removed, Store};
+use strata_store::Store;
 
 /// Arguments of `strata system`.
 #[derive(Debug, clap::Args)]
@@ -201,16 +202,7 @@ fn system_prune(store: &Store, all: bool, force: bool) -> anyhow::Result<ExitCod
         },
     )?;
     let mut out = std::io::stdout().lock();
-    if !images.removed.is_empty() {
-        writeln!(out, "Deleted Images:")?;
-        for r in &images.removed {
-            match r {
-                Removed::Untagged(t) => writeln!(out, "untagged: {}", t.familiar())?,
-                Removed::Deleted(id) => writeln!(out, "deleted: {id}")?,
-            }
-        }
-        writeln!(out)?;
-    }
+    write_deleted_images(&mut out, &images.removed)?;
     write_deleted(&mut out, &cache)?;
     writeln!(
         out,

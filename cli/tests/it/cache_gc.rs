@@ -373,7 +373,11 @@ fn eight_concurrent_builds_succeed_beside_a_prune_loop() {
                 &format!("c{i}"),
                 &[(
                     "Dockerfile",
-                    &format!("FROM base\nRUN echo common > /common\nRUN echo {i} > /i\n"),
+                    // A shared cache mount too: prune must skip it while a run holds it.
+                    &format!(
+                        "FROM base\nRUN echo common > /common\n\
+                         RUN --mount=type=cache,target=/c echo {i} >> /c/log && echo {i} > /i\n"
+                    ),
                 )],
             )
         })

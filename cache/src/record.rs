@@ -711,6 +711,29 @@ mod tests {
     }
 
     #[test]
+    fn prune_keys_removes_exactly_those_and_names_the_layers_still_used() {
+        let (_root, db) = db();
+        let now = SystemTime::now();
+        let (k1, r1) = record(1, now);
+        let (k2, mut r2) = record(2, now);
+        let (k3, r3) = record(3, now);
+        r2.layer = Some(layer(1)); // shares r1's layer
+        for (k, r) in [(&k1, &r1), (&k2, &r2), (&k3, &r3)] {
+            db.put(k, r).unwrap();
+        }
+        let report = db.prune_keys(&BTreeSet::from([k1, k3])).unwrap();
+        let mut removed = report.removed.clone();
+        removed.sort();
+        let mut expected = vec![(k1, 1000), (k3, 3000)];
+        expected.sort();
+        assert_eq!(removed, expected);
+        assert_eq!(report.released_layers, [layer(3)], "layer 1 is r2's too");
+        assert_eq!(report.kept_layers, BTreeSet::from([layer(1).digest]));
+        assert_eq!(db.used_layers().unwrap(), report.kept_layers);
+        assert!(db.get(&k2).unwrap().is_some() && db.get(&k1).unwrap().is_none());
+    }
+
+    #[test]
     fn steps_point_at_their_latest_record_and_selections_are_kept_for_explain() {
         let (_root, db) = db();
         let step = StepRef {

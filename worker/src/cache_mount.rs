@@ -84,7 +84,14 @@ pub fn prune_cache_mounts(
         let lock_path = base.join(format!("{name}.lock"));
         let lock = match open_lock(&lock_path)? {
             Some(f) => f,
-            None => fs_err::File::create(&lock_path).map_err(err("lock", &lock_path))?,
+            None => {
+                // A cache from before runs kept a lock file: it keeps its directory's age.
+                let made = fs_err::File::create(&lock_path).map_err(err("lock", &lock_path))?;
+                if let Ok(t) = fs_err::metadata(&dir).and_then(|m| m.modified()) {
+                    let _ = made.set_modified(t);
+                }
+                made
+            }
         };
         match lock.file().try_lock() {
             Ok(()) => {}
@@ -193,16 +200,29 @@ mod tests {
         let held = fs_err::File::open(base.join("held.lock")).unwrap();
         held.file().lock_shared().unwrap();
         fs_err::create_dir_all(base.join(".doomed-crashed/x")).unwrap();
+        // Made before runs kept lock files: its directory's mtime is its last use.
+        fs_err::create_dir_all(base.join("legacy")).unwrap();
+        fs_err::write(base.join("legacy/f"), b"12345").unwrap();
+        let legacy = fs_err::File::open(base.join("legacy")).unwrap();
+        legacy.set_modified(SystemTime::now() - 3 * day).unwrap();
 
         let listed = cache_mounts(state.path()).unwrap();
         let names: Vec<_> = listed.iter().map(|c| (c.name.as_str(), c.in_use)).collect();
-        assert_eq!(names, [("held", true), ("new", false), ("old", false)]);
+        assert_eq!(
+            names,
+            [
+                ("held", true),
+                ("legacy", false),
+                ("new", false),
+                ("old", false)
+            ]
+        );
         assert!(listed.iter().all(|c| c.size == 5));
 
         let removed =
             prune_cache_mounts(state.path(), |c| c.last_used < SystemTime::now() - day).unwrap();
         let names: Vec<_> = removed.iter().map(|c| c.name.as_str()).collect();
-        assert_eq!(names, ["old"]);
+        assert_eq!(names, ["legacy", "old"]);
         assert!(!base.join("old").exists() && base.join("old.lock").exists());
         assert!(base.join("new").exists() && base.join("held").exists());
         assert!(!base.join(".doomed-crashed").exists());

@@ -8,7 +8,8 @@
 //! the typed forms of BuildKit's `--output` and `--cache-*` strings, the `.dockerignore` that
 //! applies; and [`run_image`], a command in a container of a built image (`strata run`),
 //! with [`sandbox_main`], which a binary using either must call first when started as
-//! `<exe> __sandbox`.
+//! `<exe> __sandbox`. And the build cache's lifecycle ([`prune_cache`], [`cache_entries`],
+//! [`gc_after_build`]), which the CLI reaches only through this crate.
 //!
 //! Never prints, never reads the environment or the current directory: the request carries
 //! absolute paths and values already read, progress goes to the request's channel as
@@ -23,6 +24,7 @@ mod error;
 mod ignore;
 mod output;
 mod pipeline;
+mod prune;
 mod request;
 mod resolver;
 mod spec;
@@ -33,6 +35,10 @@ pub use dockerfile::{Dockerfile, DockerfileError, DockerfileSource, parse_build_
 pub use error::BuildError;
 pub use output::{Dest, OutputError, OutputSpec};
 pub use pipeline::{build, lower};
+pub use prune::{
+    CacheEntry, CacheKind, CachePrune, CachePruneError, CachePruneReport, GcPolicy, cache_entries,
+    gc_after_build, prune_cache, unshared_size,
+};
 pub use request::{BuildEvent, BuildRequest, BuildResult, BuiltImage, PushEvent};
 pub use spec::SpecError;
 pub use strata_solver::{Event, SolveError, Stream};

@@ -125,6 +125,10 @@ pub struct PruneReport {
     /// Layers that removed records used and no remaining record uses: the store may delete
     /// their blobs unless an image holds them.
     pub released_layers: Vec<LayerDescriptor>,
+    /// The intact records removed, with the size of the layer each held (0 for none).
+    pub removed: Vec<(CacheKey, u64)>,
+    /// The layers the remaining records use: the pins to keep.
+    pub kept_layers: BTreeSet<Digest>,
 }
 
 /// How much the build cache holds, for `strata system df`-style reports.
@@ -315,6 +319,32 @@ impl CacheDb {
     /// Removes the records `filter` selects, damaged records, step pointers and selection
     /// lists no record uses any more, and crash leftovers.
     pub fn prune(&self, filter: &PruneFilter) -> Result<PruneReport, CacheDbError> {
+        self.prune_by(|_, record, last_used| {
+            filter.all
+                || filter.created_before.is_some_and(|t| record.created < t)
+                || filter.unused_since.is_some_and(|t| last_used < t)
+        })
+    }
+
+    /// Removes the records whose keys are in `keys` (a plan made from [`CacheDb::records`],
+    /// e.g. least recently used first), and the rest as [`CacheDb::prune`] does.
+    pub fn prune_keys(&self, keys: &BTreeSet<CacheKey>) -> Result<PruneReport, CacheDbError> {
+        self.prune_by(|key, _, _| keys.contains(key))
+    }
+
+    /// The layers the intact records use now.
+    pub fn used_layers(&self) -> Result<BTreeSet<Digest>, CacheDbError> {
+        Ok(self
+            .records()?
+            .into_iter()
+            .filter_map(|r| r.record.layer.map(|l| l.digest))
+            .collect())
+    }
+
+    fn prune_by(
+        &self,
+        goes: impl Fn(&CacheKey, &Record, SystemTime) -> bool,
+    ) -> Result<PruneReport, CacheDbError> {
         let now = SystemTime::now();
         let mut report = PruneReport::default();
         let mut kept_layers = BTreeSet::new();
@@ -349,13 +379,12 @@ impl CacheDb {
                 .and_then(|m| m.modified())
                 .unwrap_or(UNIX_EPOCH);
             let record = envelope.record;
-            let goes = filter.all
-                || filter.created_before.is_some_and(|t| record.created < t)
-                || filter.unused_since.is_some_and(|t| last_used < t);
-            if goes {
+            if goes(&envelope.key, &record, last_used) {
                 remove(&path)?;
                 report.records += 1;
                 report.bytes += size;
+                let layer_size = record.layer.as_ref().map_or(0, |l| l.size);
+                report.removed.push((envelope.key, layer_size));
                 if let Some(l) = record.layer {
                     released.insert(l.digest.clone(), l);
                 }
@@ -392,6 +421,7 @@ impl CacheDb {
             .into_values()
             .filter(|l| !kept_layers.contains(&l.digest))
             .collect();
+        report.kept_layers = kept_layers;
         Ok(report)
     }
 
@@ -678,6 +708,29 @@ mod tests {
         assert_eq!(all.records, 1);
         assert_eq!(all.released_layers, [layer(1)]);
         assert_eq!(db.usage().unwrap(), CacheUsage::default());
+    }
+
+    #[test]
+    fn prune_keys_removes_exactly_those_and_names_the_layers_still_used() {
+        let (_root, db) = db();
+        let now = SystemTime::now();
+        let (k1, r1) = record(1, now);
+        let (k2, mut r2) = record(2, now);
+        let (k3, r3) = record(3, now);
+        r2.layer = Some(layer(1)); // shares r1's layer
+        for (k, r) in [(&k1, &r1), (&k2, &r2), (&k3, &r3)] {
+            db.put(k, r).unwrap();
+        }
+        let report = db.prune_keys(&BTreeSet::from([k1, k3])).unwrap();
+        let mut removed = report.removed.clone();
+        removed.sort();
+        let mut expected = vec![(k1, 1000), (k3, 3000)];
+        expected.sort();
+        assert_eq!(removed, expected);
+        assert_eq!(report.released_layers, [layer(3)], "layer 1 is r2's too");
+        assert_eq!(report.kept_layers, BTreeSet::from([layer(1).digest]));
+        assert_eq!(db.used_layers().unwrap(), report.kept_layers);
+        assert!(db.get(&k2).unwrap().is_some() && db.get(&k1).unwrap().is_none());
     }
 
     #[test]

@@ -4,9 +4,14 @@
 //! ```json
 //! {
 //!   "insecure-registries": ["registry.lan:5000", "10.0.0.0/8"],
-//!   "registry-mirrors": ["https://mirror.example"]
+//!   "registry-mirrors": ["https://mirror.example"],
+//!   "builder": { "gc": { "enabled": true, "defaultKeepStorage": "10GB" } }
 //! }
 //! ```
+//!
+//! `builder.gc` is the automatic build cache GC after each build (docs/cache.md): off with
+//! `"enabled": false`; `defaultKeepStorage` in docker's sizes (powers of 1024), by default
+//! BuildKit's: 10% of the store's filesystem, at most 10 GB.
 //!
 //! Where: `$STRATA_CONFIG`, else `/etc/strata/config.json` as root, else
 //! `$XDG_CONFIG_HOME/strata/config.json` (`~/.config/strata/config.json`). A missing file is
@@ -25,9 +30,49 @@ pub(crate) struct Config {
     /// Mirrors of Docker Hub (`https://host[:port]`), tried in order for its images.
     #[serde(default)]
     pub(crate) registry_mirrors: Vec<String>,
+    /// daemon.json's `builder` section (only `gc`).
+    #[serde(default)]
+    pub(crate) builder: BuilderConfig,
     /// The file it was read from, for error messages (`None`: the defaults, no file).
     #[serde(skip)]
     pub(crate) path: Option<PathBuf>,
+}
+
+/// daemon.json's `builder` section.
+#[derive(Debug, Default, Clone, serde::Deserialize)]
+pub(crate) struct BuilderConfig {
+    /// The automatic garbage collection of the build cache.
+    #[serde(default)]
+    pub(crate) gc: GcConfig,
+}
+
+/// daemon.json's `builder.gc` (its camelCase keys).
+#[derive(Debug, Default, Clone, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct GcConfig {
+    /// Whether the GC runs after builds (default: yes).
+    pub(crate) enabled: Option<bool>,
+    /// The unshared cache to keep, in docker's sizes (`10GB`).
+    pub(crate) default_keep_storage: Option<String>,
+}
+
+impl Config {
+    /// The GC policy for the store at `root`: the file's, else BuildKit's default.
+    pub(crate) fn gc_policy(&self, root: &Path) -> anyhow::Result<strata_build::GcPolicy> {
+        let gc = &self.builder.gc;
+        let mut policy = match &gc.default_keep_storage {
+            Some(size) => strata_build::GcPolicy {
+                enabled: true,
+                keep_storage: crate::units::parse_size(size).map_err(|e| {
+                    let file = self.path.as_deref().unwrap_or(Path::new("(defaults)"));
+                    anyhow::anyhow!("{e} in builder.gc.defaultKeepStorage of {}", file.display())
+                })?,
+            },
+            None => strata_build::GcPolicy::default_for(root)?,
+        };
+        policy.enabled = gc.enabled.unwrap_or(true);
+        Ok(policy)
+    }
 }
 
 /// Why the config file cannot be used.
@@ -114,9 +159,33 @@ mod tests {
         let config = Config::read(&path).unwrap();
         assert_eq!(config.insecure_registries, ["r.lan:5000", "10.0.0.0/8"]);
         assert_eq!(config.registry_mirrors, ["https://mirror.example"]);
+        assert_eq!(config.builder.gc.enabled, None);
         assert_eq!(config.path.as_deref(), Some(path.as_path()));
         let missing = Config::read(&dir.path().join("none.json")).unwrap();
         assert!(missing.insecure_registries.is_empty() && missing.path.is_none());
+    }
+
+    #[test]
+    fn builder_gc_is_read_as_daemon_json_has_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        fs_err::write(
+            &path,
+            r#"{"builder": {"gc": {"enabled": false, "defaultKeepStorage": "2GB"}}}"#,
+        )
+        .unwrap();
+        let policy = Config::read(&path).unwrap().gc_policy(dir.path()).unwrap();
+        assert_eq!((policy.enabled, policy.keep_storage), (false, 2 << 30));
+        fs_err::write(
+            &path,
+            r#"{"builder": {"gc": {"defaultKeepStorage": "lots"}}}"#,
+        )
+        .unwrap();
+        let err = Config::read(&path)
+            .unwrap()
+            .gc_policy(dir.path())
+            .unwrap_err();
+        assert!(err.to_string().contains("defaultKeepStorage"), "{err}");
     }
 
     #[test]

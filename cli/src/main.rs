@@ -9,6 +9,7 @@ mod dockerfile;
 mod registry;
 mod report;
 mod ui;
+mod units;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -105,8 +106,10 @@ enum Command {
     Logout(cmd::login::LogoutArgs),
     /// Manage images
     Image(cmd::image::Args),
-    /// Store-wide commands: df, check
+    /// Store-wide commands: df, prune, check
     System(cmd::system::Args),
+    /// Manage the build cache: prune
+    Builder(cmd::builder::Args),
 }
 
 fn main() -> ExitCode {
@@ -137,6 +140,7 @@ fn main() -> ExitCode {
         Command::Logout(args) => cmd::login::logout(args, &cli.global),
         Command::Image(args) => cmd::image::run(args, &cli.global),
         Command::System(args) => cmd::system::run(args, &cli.global),
+        Command::Builder(args) => cmd::builder::run(args, &cli.global),
     };
     match result {
         Ok(code) => code,

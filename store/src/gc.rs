@@ -9,6 +9,19 @@ use crate::lock::FileLock;
 use crate::store::Store;
 use std::collections::BTreeSet;
 
+/// What one garbage collection removed (see [`Store::collect_garbage_with_pins`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GcReport {
+    /// Pins removed because their layer was not among those to keep.
+    pub unpinned: usize,
+    /// Blobs deleted.
+    pub blobs: usize,
+    /// Snapshot directories deleted.
+    pub snapshots: usize,
+    /// Bytes of blobs and snapshots deleted.
+    pub reclaimed: u64,
+}
+
 /// What `image prune` removed.
 #[derive(Debug, Clone, Default)]
 pub struct PruneReport {
@@ -69,6 +82,24 @@ impl Store {
     /// Deletes unreferenced blobs and snapshots. With `wait`, waits for the exclusive lock;
     /// without, returns `None` at once if another process holds a lease.
     pub(crate) fn collect_garbage(&self, wait: bool) -> Result<Option<u64>, StoreError> {
+        let report = self.collect_garbage_with_pins(wait, || Ok::<_, StoreError>(None))?;
+        Ok(report.map(|r| r.reclaimed))
+    }
+
+    /// Garbage collection for the build cache's prune: under the exclusive `gc.lock` (so no
+    /// build is running: each holds a [`crate::Lease`] from its first cache lookup to its
+    /// image commit), asks `keep_pins` which pinned layers are still wanted, removes every
+    /// other pin, then deletes every blob and snapshot that no image and no remaining pin
+    /// needs. `keep_pins` returning `None` keeps every pin. With `wait`, waits for running
+    /// builds to end; without, returns `None` at once if anything holds a lease.
+    ///
+    /// Asking under the lock is the point: a build cannot add a record (and its pin) between
+    /// the answer and the sweep.
+    pub fn collect_garbage_with_pins<E: From<StoreError>>(
+        &self,
+        wait: bool,
+        keep_pins: impl FnOnce() -> Result<Option<BTreeSet<Digest>>, E>,
+    ) -> Result<Option<GcReport>, E> {
         let path = self.gc_lock_path();
         let _lock = if wait {
             FileLock::exclusive(&path)?
@@ -78,23 +109,48 @@ impl Store {
                 None => return Ok(None),
             }
         };
+        let mut report = GcReport::default();
+        if let Some(keep) = keep_pins()? {
+            report.unpinned = self.unpin_all_but(&keep)?;
+        }
         let index = self.read_index()?;
         let (blobs, snapshots) = self.live_set(&index, |_| true);
-        let mut reclaimed = 0;
         for (digest, size) in self.list_blobs()? {
             if !blobs.contains(&digest) {
                 let path = self.blob_path(&digest);
                 fs_err::remove_file(&path).map_err(StoreError::io("remove blob", &path))?;
-                reclaimed += size;
+                report.blobs += 1;
+                report.reclaimed += size;
             }
         }
         for chain in self.list_snapshots()? {
             if !snapshots.contains(&chain) {
-                reclaimed += self.remove_snapshot(&chain)?;
+                report.snapshots += 1;
+                report.reclaimed += self.remove_snapshot(&chain)?;
             }
         }
-        crate::durable::sync_dir(&self.root().join("blobs/sha256"))?;
-        Ok(Some(reclaimed))
+        crate::durable::sync_dir(&self.root().join("blobs/sha256")).map_err(StoreError::from)?;
+        Ok(Some(report))
+    }
+
+    /// The layer blobs the images in the index use (tagged or not): what the build cache
+    /// calls "shared". Pins do not count.
+    pub fn image_layers(&self) -> Result<BTreeSet<Digest>, StoreError> {
+        let index = self.read_index()?;
+        let mut layers = BTreeSet::new();
+        for id in index.images.keys() {
+            if let Ok(image) = self.load_image(&index, id) {
+                layers.extend(image.layers.iter().map(|l| l.digest.clone()));
+            }
+        }
+        Ok(layers)
+    }
+
+    /// Size of the filesystem holding the store, in bytes (for a share-of-disk GC limit).
+    pub fn filesystem_size(&self) -> Result<u64, StoreError> {
+        let st = rustix::fs::statvfs(self.root())
+            .map_err(|e| StoreError::io("inspect the filesystem of", self.root())(e.into()))?;
+        Ok(st.f_blocks.saturating_mul(st.f_frsize))
     }
 
     /// Blobs and snapshots needed by the images `keep` selects. Unreadable manifests keep

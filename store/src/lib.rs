@@ -81,7 +81,7 @@ pub use compression::Compression;
 pub use confined::ConfinedRoot;
 pub use digest::{Digest, DigestError, HashingWriter, chain_id, chain_ids};
 pub use error::StoreError;
-pub use gc::{DiskUsage, PruneReport};
+pub use gc::{DiskUsage, GcReport, PruneReport};
 pub use image::{History, Image, ImageConfigFile, ImageSummary, NewImage, Removed, RootFs};
 pub use import::ImportOptions;
 pub use layer::{LayerDescriptor, LayerWriter};
@@ -96,4 +96,5 @@ pub use registry::{
 };
 pub use save::SaveOptions;
 pub use snapshot::Snapshot;
+pub use snapshot::tree_size;
 pub use store::Store;

@@ -42,6 +42,27 @@ impl Store {
         Ok(sync_dir(&dir)?)
     }
 
+    /// Removes every pin whose layer is not in `keep`; returns how many went.
+    pub(crate) fn unpin_all_but(
+        &self,
+        keep: &std::collections::BTreeSet<Digest>,
+    ) -> Result<usize, StoreError> {
+        let dir = self.root().join("pins");
+        let mut removed = 0;
+        for (layer, chain) in self.pins() {
+            if !keep.contains(&layer) {
+                let path = dir.join(format!("{}-{}", layer.hex(), chain.hex()));
+                match fs_err::remove_file(&path) {
+                    Ok(()) => removed += 1,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(StoreError::io("remove pin", &path)(e)),
+                }
+            }
+        }
+        sync_dir(&dir)?;
+        Ok(removed)
+    }
+
     /// Every pin, as (layer blob, snapshot chain). Files with other names are ignored.
     pub(crate) fn pins(&self) -> Vec<(Digest, Digest)> {
         let dir = self.root().join("pins");

@@ -223,8 +223,9 @@ impl Store {
     }
 }
 
-/// Bytes of regular files under `dir` (best effort: unreadable parts count 0).
-pub(crate) fn tree_size(dir: &Path) -> u64 {
+/// Bytes of regular files under `dir` (best effort: unreadable parts count 0). The one
+/// directory-size walk: the build cache's cache mounts are measured with it too.
+pub fn tree_size(dir: &Path) -> u64 {
     let mut total = 0;
     let mut todo = vec![dir.to_path_buf()];
     while let Some(d) = todo.pop() {

@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 mod archive;
+mod cache_mount;
 mod copy;
 mod diff;
 mod download;
@@ -27,6 +28,7 @@ mod sys;
 mod user;
 mod worker;
 
+pub use cache_mount::{CacheMountError, CacheMountInfo, cache_mounts, prune_cache_mounts};
 pub use diff::{DiffError, DiffOptions, DiffStats, write_layer};
 pub use download::DownloadError;
 pub use export::{ExportError, export_rootfs};

@@ -153,7 +153,7 @@ impl Lines {
 }
 
 /// Keeps a cache mount's lock for as long as the run lasts.
-struct CacheLock(#[expect(dead_code, reason = "held for its Drop")] Option<fs_err::File>);
+struct CacheLock(Option<fs_err::File>);
 
 impl Worker {
     /// Runs `req.exec` in a sandbox over `req.lowers` with `req.upper` as the writable
@@ -511,30 +511,40 @@ impl Worker {
         let dir = base.join(&name);
         let lock_path = base.join(format!("{name}.lock"));
         let err = io_err(format!("failed to prepare cache mount {}", cache.id));
-        cache.make(&dir, &base, target).await?;
+        // Lock first, then make: a prune holds the lock exclusive while it moves the
+        // directory away (see `cache_mount.rs`), so the directory made here stays.
+        let f = fs_err::File::create(&lock_path).map_err(err)?;
         let lock = match cache.sharing {
-            CacheSharing::Shared => CacheLock(None),
-            CacheSharing::Locked => {
-                let f = fs_err::File::create(&lock_path).map_err(err)?;
-                let f = tokio::task::spawn_blocking(move || f.file().lock().map(|()| f))
-                    .await
-                    .map_err(|e| io_err("failed to lock a cache mount")(io::Error::other(e)))?
-                    .map_err(io_err("failed to lock a cache mount"))?;
+            CacheSharing::Shared | CacheSharing::Locked => {
+                let shared = matches!(cache.sharing, CacheSharing::Shared);
+                let f = tokio::task::spawn_blocking(move || {
+                    if shared {
+                        f.file().lock_shared()
+                    } else {
+                        f.file().lock()
+                    }
+                    .map(|()| f)
+                })
+                .await
+                .map_err(|e| io_err("failed to lock a cache mount")(io::Error::other(e)))?
+                .map_err(io_err("failed to lock a cache mount"))?;
                 CacheLock(Some(f))
             }
-            CacheSharing::Private => {
-                let f = fs_err::File::create(&lock_path).map_err(err)?;
-                match f.file().try_lock() {
-                    Ok(()) => CacheLock(Some(f)),
-                    Err(_) => {
-                        // Someone else has it: this run gets a fresh one of its own.
-                        let own = scratch.join("private-cache");
-                        cache.make(&own, scratch, target).await?;
-                        return Ok((own, CacheLock(None)));
-                    }
+            CacheSharing::Private => match f.file().try_lock() {
+                Ok(()) => CacheLock(Some(f)),
+                Err(_) => {
+                    // Someone else has it: this run gets a fresh one of its own.
+                    let own = scratch.join("private-cache");
+                    cache.make(&own, scratch, target).await?;
+                    return Ok((own, CacheLock(None)));
                 }
-            }
+            },
         };
+        if let Some(f) = &lock.0 {
+            // "Last used", for prune; best effort (a failure only makes it look older).
+            let _ = f.set_modified(std::time::SystemTime::now());
+        }
+        cache.make(&dir, &base, target).await?;
         Ok((dir, lock))
     }
 }

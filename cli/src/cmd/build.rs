@@ -263,6 +263,7 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     if let (Some(path), Some(id)) = (&args.iidfile, image_id) {
         fs_err::write(path, id.to_string()).context("failed to write --iidfile")?;
     }
+    let gc = auto_gc(global);
     if args.quiet {
         if let Some(id) = image_id {
             writeln!(std::io::stdout().lock(), "{id}")?;
@@ -283,8 +284,26 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         for name in &built.names {
             writeln!(err, "naming to {name}")?;
         }
+        match gc {
+            Ok(Some(report)) => writeln!(
+                err,
+                "cache gc: removed {} build cache objects, reclaimed {}",
+                report.removed.len(),
+                crate::cmd::images::human_size(report.reclaimed)
+            )?,
+            Ok(None) => {}
+            Err(e) => writeln!(err, "warning: automatic build cache gc failed: {e:#}")?,
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The build cache GC after a successful build (the config's `builder.gc`, docs/cache.md):
+/// its failure is a warning, never the build's.
+fn auto_gc(global: &GlobalArgs) -> anyhow::Result<Option<strata_build::CachePruneReport>> {
+    let root = global.store_root();
+    let policy = crate::config::Config::load()?.gc_policy(&root)?;
+    Ok(strata_build::gc_after_build(&root, &policy)?)
 }
 
 /// `--push`'s progress, on standard error (standard output may carry `-o -`), in the lines

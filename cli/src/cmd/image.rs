@@ -2,8 +2,10 @@
 //! aliases of the top-level commands, like `docker image`.
 
 use crate::GlobalArgs;
+use crate::cmd::builder::confirm;
 use crate::cmd::images::human_size;
-use std::io::{BufRead, Write};
+use anyhow::bail;
+use std::io::Write;
 use std::process::ExitCode;
 use strata_store::{Removed, Store};
 
@@ -70,35 +72,38 @@ fn prune(args: PruneArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         } else {
             "all dangling images"
         };
-        let mut err = std::io::stderr().lock();
-        write!(
-            err,
-            "WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] "
-        )?;
-        err.flush()?;
-        let mut answer = String::new();
-        std::io::stdin().lock().read_line(&mut answer)?;
-        if !matches!(answer.trim(), "y" | "Y" | "yes") {
-            return Ok(ExitCode::SUCCESS);
+        if !confirm(&format!(
+            "WARNING! This will remove {what}.\nAre you sure you want to continue?"
+        ))? {
+            bail!("image prune has been cancelled");
         }
     }
     let store = Store::open(global.store_root())?;
     let report = store.prune(args.all)?;
     let mut out = std::io::stdout().lock();
-    if !report.removed.is_empty() {
-        writeln!(out, "Deleted Images:")?;
-        for r in &report.removed {
-            match r {
-                Removed::Untagged(t) => writeln!(out, "untagged: {}", t.familiar())?,
-                Removed::Deleted(id) => writeln!(out, "deleted: {id}")?,
-            }
-        }
-        writeln!(out)?;
-    }
+    write_deleted_images(&mut out, &report.removed)?;
     writeln!(
         out,
         "Total reclaimed space: {}",
         human_size(report.reclaimed)
     )?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// docker's "Deleted Images:" block (`image prune`, `system prune`), if any was.
+pub(crate) fn write_deleted_images(
+    out: &mut impl Write,
+    removed: &[Removed],
+) -> std::io::Result<()> {
+    if removed.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "Deleted Images:")?;
+    for r in removed {
+        match r {
+            Removed::Untagged(t) => writeln!(out, "untagged: {}", t.familiar())?,
+            Removed::Deleted(id) => writeln!(out, "deleted: {id}")?,
+        }
+    }
+    writeln!(out)
 }

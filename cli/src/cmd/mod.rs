@@ -1,6 +1,7 @@
 //! One module per subcommand: its clap arguments and `run`.
 
 pub(crate) mod build;
+pub(crate) mod builder;
 pub(crate) mod check;
 pub(crate) mod history;
 pub(crate) mod image;

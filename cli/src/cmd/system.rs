@@ -1,9 +1,13 @@
-//! `strata system df` and `strata system check`.
+//! `strata system df [-v]`, `strata system prune [-a] [-f]` and `strata system check`.
 
 use crate::GlobalArgs;
-use crate::cmd::images::{human_size, write_table};
+use crate::cmd::builder::{confirm, write_deleted};
+use crate::cmd::image::write_deleted_images;
+use crate::cmd::images::{human_since, human_size, write_table};
+use anyhow::bail;
 use std::io::Write;
 use std::process::ExitCode;
+use strata_build::{CacheEntry, CachePrune, cache_entries, unshared_size};
 use strata_store::Store;
 
 /// Arguments of `strata system`.
@@ -15,8 +19,21 @@ pub(crate) struct Args {
 
 #[derive(Debug, clap::Subcommand)]
 enum SystemCommand {
-    /// Show disk usage: images, blobs, snapshots and what prune would reclaim
-    Df,
+    /// Show docker disk usage: images, build cache, snapshots and what prune would reclaim
+    Df {
+        /// Show detailed information on space usage (the build cache's entries)
+        #[arg(short, long)]
+        verbose: bool,
+    },
+    /// Remove unused data: dangling images (all unused with -a) and the build cache
+    Prune {
+        /// Remove all unused images not just dangling ones, and all build cache
+        #[arg(short, long)]
+        all: bool,
+        /// Do not prompt for confirmation
+        #[arg(short, long)]
+        force: bool,
+    },
     /// Verify every reference, manifest, config and blob digest; exit 1 if anything is broken
     Check,
 }
@@ -25,9 +42,20 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let store = Store::open(global.store_root())?;
     let mut out = std::io::stdout().lock();
     match args.command {
-        SystemCommand::Df => {
+        SystemCommand::Df { verbose } => {
+            let cache = cache_entries(store.root())?;
+            if verbose {
+                write_cache_table(&mut out, &cache)?;
+                return Ok(ExitCode::SUCCESS);
+            }
             let du = store.disk_usage()?;
             let pct = |part: u64, whole: u64| (part * 100).checked_div(whole).unwrap_or(0);
+            let cache_size = unshared_size(&cache);
+            let cache_in_use: u64 = cache
+                .iter()
+                .filter(|e| e.in_use && !e.shared)
+                .map(|e| e.size)
+                .sum();
             let table = vec![
                 ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"]
                     .map(String::from)
@@ -43,6 +71,20 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
                         pct(du.reclaimable_blob_bytes, du.blob_bytes)
                     ),
                 ],
+                // strata has no containers or volumes; the rows stay for docker's readers.
+                ["Containers", "0", "0", "0B", "0B"]
+                    .map(String::from)
+                    .to_vec(),
+                ["Local Volumes", "0", "0", "0B", "0B"]
+                    .map(String::from)
+                    .to_vec(),
+                vec![
+                    "Build Cache".into(),
+                    cache.len().to_string(),
+                    cache.iter().filter(|e| e.in_use).count().to_string(),
+                    human_size(cache_size),
+                    human_size(cache_size - cache_in_use),
+                ],
                 vec![
                     "Snapshots".into(),
                     du.snapshots.to_string(),
@@ -57,6 +99,10 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             ];
             write_table(&mut out, &table)?;
             Ok(ExitCode::SUCCESS)
+        }
+        SystemCommand::Prune { all, force } => {
+            drop(out);
+            system_prune(&store, all, force)
         }
         SystemCommand::Check => {
             let report = store.check()?;
@@ -81,4 +127,87 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             })
         }
     }
+}
+
+/// `docker system df -v`'s build cache part: its size, then one row per entry.
+fn write_cache_table(out: &mut impl Write, cache: &[CacheEntry]) -> anyhow::Result<()> {
+    writeln!(
+        out,
+        "Build cache usage: {}\n",
+        human_size(unshared_size(cache))
+    )?;
+    let now = jiff::Timestamp::now();
+    let since = |t: std::time::SystemTime| {
+        jiff::Timestamp::try_from(t).map_or_else(|_| String::new(), |t| human_since(t, now))
+    };
+    let mut table = vec![
+        [
+            "CACHE ID",
+            "CACHE TYPE",
+            "SIZE",
+            "CREATED",
+            "LAST USED",
+            "USAGE",
+            "SHARED",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    // Most recently used first, as BuildKit lists them.
+    for e in cache.iter().rev() {
+        table.push(vec![
+            e.id.clone(),
+            e.kind.as_str().to_owned(),
+            human_size(e.size),
+            since(e.created),
+            if e.in_use {
+                "In Use".to_owned()
+            } else {
+                since(e.last_used)
+            },
+            // Hits are not counted (a hit only bumps the record's mtime).
+            "-".to_owned(),
+            e.shared.to_string(),
+        ]);
+    }
+    write_table(out, &table)?;
+    Ok(())
+}
+
+/// `docker system prune`: dangling images (all unused ones with `-a`), then the build cache
+/// (all of it with `-a`). strata has no containers, networks or volumes.
+fn system_prune(store: &Store, all: bool, force: bool) -> anyhow::Result<ExitCode> {
+    if !force {
+        let (images, cache) = if all {
+            (
+                "all images without at least one container associated to them",
+                "all build cache",
+            )
+        } else {
+            ("all dangling images", "unused build cache")
+        };
+        if !confirm(&format!(
+            "WARNING! This will remove:\n  - {images}\n  - {cache}\n\nAre you sure you want to continue?"
+        ))? {
+            bail!("system prune has been cancelled");
+        }
+    }
+    let images = store.prune(all)?;
+    let cache = strata_build::prune_cache(
+        store.root(),
+        &CachePrune {
+            all,
+            wait: true,
+            ..CachePrune::default()
+        },
+    )?;
+    let mut out = std::io::stdout().lock();
+    write_deleted_images(&mut out, &images.removed)?;
+    write_deleted(&mut out, &cache)?;
+    writeln!(
+        out,
+        "Total reclaimed space: {}",
+        human_size(images.reclaimed + cache.reclaimed)
+    )?;
+    Ok(ExitCode::SUCCESS)
 }

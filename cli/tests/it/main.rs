@@ -1,6 +1,7 @@
 //! End-to-end tests of the `strata` binary, one module per area.
 
 mod build;
+mod cache_gc;
 mod check;
 mod ci_cache;
 mod conformance;

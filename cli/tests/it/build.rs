@@ -602,3 +602,30 @@ fn run_passes_the_exit_code_through_and_uses_the_image_config() {
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "yo 0\n");
 }
+
+#[test]
+fn issue_13_a_mount_without_target_is_on_the_working_directory() {
+    let env = TestEnv::with_base("base:latest");
+    let ctx = env.context(
+        "ctx",
+        &[
+            (
+                "Dockerfile",
+                "FROM base AS files\n\
+                 RUN mkdir -p /etc/demo && echo staged > /etc/demo/s\n\
+                 FROM base\n\
+                 WORKDIR /src\n\
+                 RUN --mount=type=bind cat x > /out-ctx\n\
+                 RUN --mount=type=bind,source=d,target=sub cat sub/y > /out-sub\n\
+                 RUN --mount=from=files,src=/etc/demo,ro cat s > /out-stage\n",
+            ),
+            ("x", "context\n"),
+            ("d/y", "subdir\n"),
+        ],
+    );
+    env.ok(["build", "-q", "-t", "t:1", ctx.to_str().unwrap()]);
+    assert_eq!(
+        run_in(&env, "t:1", "cat /out-ctx /out-sub /out-stage; ls /src"),
+        "context\nsubdir\nstaged\n"
+    );
+}

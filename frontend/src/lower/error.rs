@@ -114,9 +114,6 @@ pub(crate) enum LowerError {
         flag: SourceLoc,
         reason: String,
     },
-    /// A mount without a target (where one is needed).
-    #[error("invalid mount target \"\" in {mount}")]
-    MountTargetMissing { at: SourceLoc, mount: String },
     /// A mount on `/`.
     #[error("invalid mount target {target:?}")]
     MountTargetRoot { at: SourceLoc, target: String },
@@ -177,7 +174,6 @@ impl LowerError {
             | EmptyVolume { at }
             | InvalidSignal { at, .. }
             | Mount { at, .. }
-            | MountTargetMissing { at, .. }
             | MountTargetRoot { at, .. }
             | SecretWithoutId { at }
             | SshSource { at }

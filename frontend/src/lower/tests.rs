@@ -402,6 +402,48 @@ fn check_directive_skips_rules_or_makes_them_errors() {
 }
 
 #[test]
+fn a_mount_without_target_goes_on_the_working_directory() {
+    let targets = |src: &str, label: &str| -> Vec<String> {
+        exec(&ok(src), label)
+            .mounts
+            .iter()
+            .map(|m| m.target.clone())
+            .collect()
+    };
+    assert_eq!(
+        targets(
+            "FROM alpine\nWORKDIR /src\nRUN --mount=type=bind true\n",
+            "true"
+        ),
+        ["/src"]
+    );
+    assert_eq!(
+        targets(
+            "FROM alpine AS a\nFROM alpine\nWORKDIR /src\nRUN --mount=from=a,src=/etc,ro ls\n",
+            "ls"
+        ),
+        ["/src"]
+    );
+    assert_eq!(
+        targets(
+            "FROM alpine\nWORKDIR /w\nRUN --mount=type=cache,target=c --mount=type=tmpfs \\\n --mount=type=secret,id=tok --mount=type=ssh --mount=type=ssh,target=s true\n",
+            "true"
+        ),
+        [
+            "/w/c",
+            "/w",
+            "/run/secrets/tok",
+            "/run/buildkit/ssh_agent.0",
+            "/w/s"
+        ]
+    );
+    assert_eq!(
+        errors("FROM alpine\nRUN --mount=type=bind true\n"),
+        ["Dockerfile:2:1: invalid mount target \"/\""]
+    );
+}
+
+#[test]
 fn errors_found_while_lowering_name_the_line_and_the_problem() {
     let cases = [
         (

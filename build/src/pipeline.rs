@@ -484,7 +484,11 @@ mod tests {
         let r = request(dir.path(), "FROM scratch AS a\nMAINTAINER me\n");
         let lowered = lower(&r).unwrap();
         assert_eq!(lowered.graph.targets.len(), 1);
-        let rules: Vec<_> = lowered.warnings.iter().filter_map(|d| d.rule).collect();
+        let rules: Vec<_> = lowered
+            .warnings
+            .iter()
+            .filter_map(|d| d.rule.map(|r| r.name))
+            .collect();
         assert_eq!(rules, ["MaintainerDeprecated"]);
     }
 }

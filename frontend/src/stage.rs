@@ -4,7 +4,8 @@
 use crate::ast;
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::instruction::{ArgDecl, InstructionKind, Typed, TypedInstruction, type_instruction};
-use std::collections::HashMap;
+use crate::rule;
+use std::collections::HashSet;
 use strata_graph::SourceRange;
 
 /// A Dockerfile after instruction checks: global ARGs, then stages.
@@ -57,8 +58,8 @@ impl Stages {
             escape: char::from(df.escape),
         };
         let mut warnings = Vec::new();
-        // The line of the first stage of each name.
-        let mut first_named: HashMap<String, u32> = HashMap::new();
+        // The stage names seen so far.
+        let mut named: HashSet<String> = HashSet::new();
         // After a FROM that is wrong, the instructions up to the next FROM are still checked
         // but belong to no stage (not to the stage before).
         let mut orphaned = false;
@@ -73,19 +74,14 @@ impl Stages {
                 Ok(Typed::From(from)) => {
                     orphaned = false;
                     let index = out.stages.len();
-                    if let Some(name) = &from.name {
-                        match first_named.get(name) {
-                            Some(first) => diags.push(Diagnostic::warning(
-                                i.loc(),
-                                "DuplicateStageName",
-                                format!(
-                                    "duplicate stage name {name:?} (first defined on line {first}), stage names should be unique"
-                                ),
-                            )),
-                            None => {
-                                first_named.insert(name.clone(), i.range.start.line);
-                            }
-                        }
+                    if let Some(name) = &from.name
+                        && !named.insert(name.clone())
+                    {
+                        diags.push(Diagnostic::warning(
+                            i.loc(),
+                            &rule::DUPLICATE_STAGE_NAME,
+                            format!("Duplicate stage name {name:?}, stage names should be unique"),
+                        ));
                     }
                     out.stages.push(Stage {
                         index,
@@ -165,7 +161,7 @@ fn misplaced_directives(i: &ast::Instruction, diags: &mut Diagnostics) {
         if matches!(name.as_str(), "syntax" | "escape" | "check") {
             diags.push(Diagnostic::warning(
                 c.loc,
-                "MisplacedParserDirective",
+                &rule::MISPLACED_PARSER_DIRECTIVE,
                 format!(
                     "parser directive {name:?} is ignored here: directives must come before any other line, comment or blank line"
                 ),

@@ -10,6 +10,7 @@ use super::path::normalize_workdir;
 use crate::diagnostic::Diagnostic;
 use crate::history;
 use crate::instruction::{ArgDecl, CommandLine, InstructionKind, NameValue, TypedInstruction};
+use crate::rule;
 use crate::scope::NON_ENV_ARGS;
 use strata_graph::{FileAction, FileOp, ImageConfig, Op, SourceLoc, SourceRange};
 
@@ -232,7 +233,7 @@ impl Lowering<'_> {
         if !d.workdir_set && !w.starts_with('/') && !d.onbuild {
             self.diags.push(Diagnostic::warning(
                 range.start,
-                "WorkdirRelativePath",
+                &rule::WORKDIR_RELATIVE_PATH,
                 format!(
                     "Relative workdir {w:?} can have unexpected results if the base image changes"
                 ),
@@ -291,7 +292,7 @@ impl Lowering<'_> {
         if let Some(previous) = d.used_once[slot] {
             self.diags.push(Diagnostic::warning(
                 previous,
-                "MultipleInstructionsDisallowed",
+                &rule::MULTIPLE_INSTRUCTIONS_DISALLOWED,
                 format!("Multiple {name} instructions should not be used in the same stage because only the last one will be used"),
             ));
         }
@@ -303,7 +304,7 @@ impl Lowering<'_> {
         if c.prepend_shell && d.config.shell.is_empty() && !d.onbuild {
             self.diags.push(Diagnostic::warning(
                 at,
-                "JSONArgsRecommended",
+                &rule::JSON_ARGS_RECOMMENDED,
                 format!(
                     "JSON arguments recommended for {name} to prevent unintended behavior related to OS signals"
                 ),

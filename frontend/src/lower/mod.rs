@@ -35,6 +35,8 @@ mod tests;
 use crate::ast::{self};
 use crate::diagnostic::{Diagnostic, Diagnostics, Severity, suggest};
 use crate::expand::Lexer;
+use crate::rule;
+use crate::rule::{CHECK_BUILD_ARG, CheckConfig};
 use crate::scope::{EnvList, default_args, proxy_env};
 use crate::stage::Stages;
 use context::Dispatch;
@@ -42,7 +44,7 @@ use error::LowerError;
 use stage::{Base, Plan};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::rc::Rc;
-use strata_graph::{Graph, ImageConfig, NetworkMode, NodeId, Target};
+use strata_graph::{Graph, ImageConfig, NetworkMode, NodeId, SourceLoc, Target};
 use strata_store::Platform;
 
 /// What the caller decided for this build.
@@ -115,6 +117,7 @@ pub fn lower(
     resolver: &dyn ImageResolver,
 ) -> Result<Lowered, Diagnostics> {
     let mut diags = Diagnostics::new();
+    empty_continuations(df, &mut diags);
     let stages = Stages::from_ast(df, &mut diags);
     let mut l = Lowering::new(stages, opts, resolver, diags);
     l.run();
@@ -127,9 +130,7 @@ pub fn lower(
     } = l;
     diags.sort();
     diags.dedup();
-    if let Some(check) = df.directive("check") {
-        apply_check_directive(&check.value.to_string_lossy(), &mut diags);
-    }
+    apply_check_config(df, opts, &mut diags);
     if diags.has_errors() {
         return Err(diags);
     }
@@ -157,62 +158,71 @@ pub fn check(source: &[u8], opts: &BuildOptions, resolver: &dyn ImageResolver) -
             return d;
         }
     };
-    let mut diags = Diagnostics::new();
-    for w in &df.warnings {
-        if w.kind == ast::WarningKind::EmptyContinuationLine {
-            diags.push(Diagnostic::warning(
-                w.loc,
-                "NoEmptyContinuation",
-                "Empty continuation line found in: instruction continues after an empty line",
-            ));
-        }
-    }
     match lower(&df, opts, resolver) {
-        Ok(l) => diags.extend(l.warnings),
-        Err(d) => diags.extend(d),
+        Ok(l) => l.warnings,
+        Err(d) => d,
     }
-    diags.sort();
-    diags.dedup();
-    if let Some(check) = df.directive("check") {
-        apply_check_directive(&check.value.to_string_lossy(), &mut diags);
-    }
-    diags
 }
 
-/// The `# check=skip=<rules|all>;error=<bool>` directive: skipped rules are dropped, and with
-/// `error=true` the remaining lint warnings fail the build as BuildKit does.
-fn apply_check_directive(value: &str, diags: &mut Diagnostics) {
-    let mut skip_all = false;
-    let mut skip: Vec<String> = Vec::new();
-    let mut error = false;
-    for part in value.split(';') {
-        let Some((k, v)) = part.split_once('=') else {
+/// BuildKit's `NoEmptyContinuation`, on the last line of the instruction with the empty line.
+fn empty_continuations(df: &ast::Dockerfile, diags: &mut Diagnostics) {
+    for w in &df.warnings {
+        if w.kind != ast::WarningKind::EmptyContinuationLine {
             continue;
-        };
-        match k.trim().to_lowercase().as_str() {
-            "skip" => {
-                for rule in v.split(',').map(str::trim) {
-                    if rule.eq_ignore_ascii_case("all") {
-                        skip_all = true;
-                    } else {
-                        skip.push(rule.to_lowercase());
-                    }
-                }
-            }
-            "error" => error = crate::mount::parse_go_bool(v.trim()).unwrap_or(false),
-            _ => {}
         }
+        let line = w.loc.line;
+        let end = df
+            .instructions
+            .iter()
+            .find(|i| i.range.start.line <= line && line <= i.range.end.line)
+            .map_or(w.loc, |i| SourceLoc::new(i.range.end.line, 1));
+        diags.push(Diagnostic::warning(
+            end,
+            &rule::NO_EMPTY_CONTINUATION,
+            "Empty continuation line",
+        ));
     }
-    diags.0.retain(|d| {
-        d.severity == Severity::Error
-            || !(skip_all || d.rule.is_some_and(|r| skip.contains(&r.to_lowercase())))
-    });
-    if error {
-        for d in &mut diags.0 {
-            if d.severity == Severity::Warning {
-                d.severity = Severity::Error;
-                d.message = format!("lint violation: {}", d.message);
-            }
+}
+
+/// Applies the check configuration (the build argument `BUILDKIT_DOCKERFILE_CHECK` if given,
+/// else the `# check=` directive): findings of rules it leaves out are dropped, and with
+/// `error=true` any finding left fails the build with BuildKit's "lint violation" error.
+fn apply_check_config(df: &ast::Dockerfile, opts: &BuildOptions, diags: &mut Diagnostics) {
+    let directive = df.directive("check");
+    let at = directive.map_or(SourceLoc::new(1, 1), |d| d.loc);
+    let parsed = match opts.build_args.get(CHECK_BUILD_ARG) {
+        Some(v) => CheckConfig::parse(v)
+            .map_err(|e| format!("failed to parse build-arg:{CHECK_BUILD_ARG}: {e}")),
+        None => CheckConfig::parse(
+            &directive
+                .map(|d| d.value.to_string_lossy())
+                .unwrap_or_default(),
+        )
+        .map_err(|e| format!("failed to parse check options: {e}")),
+    };
+    let config = match parsed {
+        Ok(c) => c,
+        Err(e) => {
+            diags.push(Diagnostic::error(at, e));
+            return;
+        }
+    };
+    diags
+        .0
+        .retain(|d| d.severity == Severity::Error || d.rule.is_none_or(|r| config.enabled(r)));
+    if config.error {
+        let mut rules: Vec<&str> = diags
+            .iter()
+            .filter(|d| d.severity == Severity::Warning)
+            .filter_map(|d| d.rule.map(|r| r.name))
+            .collect();
+        rules.sort_unstable();
+        rules.dedup();
+        if !rules.is_empty() {
+            diags.push(Diagnostic::error(
+                at,
+                format!("lint violation found for rules: {}", rules.join(", ")),
+            ));
         }
     }
 }

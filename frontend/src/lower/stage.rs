@@ -8,6 +8,7 @@ use super::source::Source;
 use super::{Lowering, ResolvedImage};
 use crate::diagnostic::{Diagnostic, suggest};
 use crate::instruction::{InstructionKind, TypedInstruction};
+use crate::rule;
 use std::collections::{BTreeSet, HashMap};
 use std::rc::Rc;
 use strata_graph::{ImageConfig, SourceLoc};
@@ -180,7 +181,7 @@ impl Lowering<'_> {
                 self.diags.push(
                     Diagnostic::warning(
                         at,
-                        "UndefinedArgInFrom",
+                        &rule::UNDEFINED_ARG_IN_FROM,
                         format!("FROM argument '{name}' is not declared"),
                     )
                     .with_suggestion(hint),

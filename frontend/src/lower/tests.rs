@@ -360,7 +360,14 @@ fn lint_warnings_like_buildkit() {
     let got: Vec<String> = l
         .warnings
         .iter()
-        .map(|w| format!("{}:{} {}", w.loc.line, w.rule.unwrap_or(""), w.text()))
+        .map(|w| {
+            format!(
+                "{}:{} {}",
+                w.loc.line,
+                w.rule.map_or("", |r| r.name),
+                w.text()
+            )
+        })
         .collect();
     assert_eq!(
         got,
@@ -372,7 +379,7 @@ fn lint_warnings_like_buildkit() {
             "3:MultipleInstructionsDisallowed Multiple CMD instructions should not be used in the same stage because only the last one will be used",
             "5:WorkdirRelativePath Relative workdir \"rel\" can have unexpected results if the base image changes",
             "7:ConsistentInstructionCasing Command 'run' should match the case of the command majority (uppercase)",
-            "8:ReservedStageName 'scratch' is reserved and should not be used as a stage name",
+            "8:ReservedStageName Stage name should not use the same name as reserved stage \"scratch\"",
         ]
     );
 }
@@ -380,24 +387,54 @@ fn lint_warnings_like_buildkit() {
 #[test]
 fn check_directive_skips_rules_or_makes_them_errors() {
     let src = "FROM alpine\nMAINTAINER me\nENV A b\n";
-    assert_eq!(ok(src).warnings.len(), 2);
-    let skipped = ok(&format!("# check=skip=MaintainerDeprecated\n{src}"));
-    assert_eq!(
-        skipped
-            .warnings
+    let rules = |l: &Lowered| -> Vec<&str> {
+        l.warnings
             .iter()
-            .filter_map(|w| w.rule)
-            .collect::<Vec<_>>(),
-        ["LegacyKeyValueFormat"]
+            .filter_map(|w| w.rule.map(|r| r.name))
+            .collect()
+    };
+    assert_eq!(
+        rules(&ok(src)),
+        ["MaintainerDeprecated", "LegacyKeyValueFormat"]
     );
+    let skipped = ok(&format!("# check=skip=MaintainerDeprecated\n{src}"));
+    assert_eq!(rules(&skipped), ["LegacyKeyValueFormat"]);
+    // BuildKit matches rule names exactly.
+    let skipped = ok(&format!("# check=skip=maintainerdeprecated\n{src}"));
+    assert_eq!(rules(&skipped).len(), 2);
     assert!(ok(&format!("# check=skip=all\n{src}")).warnings.is_empty());
     assert_eq!(
         errors(&format!(
             "# check=error=true;skip=LegacyKeyValueFormat\n{src}"
         )),
-        [
-            "Dockerfile:3:1: lint violation: Maintainer instruction is deprecated in favor of using label"
-        ]
+        ["Dockerfile:1:1: lint violation found for rules: MaintainerDeprecated"]
+    );
+    assert_eq!(
+        errors(&format!("# check=skip=all;mode=x\n{src}")),
+        ["Dockerfile:1:1: failed to parse check options: invalid check option \"mode\""]
+    );
+    // The build argument replaces the directive.
+    let arg = |v: &str| BuildOptions {
+        build_args: [("BUILDKIT_DOCKERFILE_CHECK".to_owned(), v.to_owned())].into(),
+        ..BuildOptions::default()
+    };
+    let with_directive = format!("# check=skip=all\n{src}");
+    let l = lower_src(
+        &with_directive,
+        &arg("skip=LegacyKeyValueFormat"),
+        &Store::default(),
+    )
+    .unwrap_or_else(|d| panic!("{d}"));
+    assert_eq!(rules(&l), ["MaintainerDeprecated"]);
+    let failed = lower_src(src, &arg("error=true"), &Store::default())
+        .err()
+        .map(|d| d.errors().map(ToString::to_string).collect::<Vec<_>>());
+    assert_eq!(
+        failed,
+        Some(vec![
+            "Dockerfile:1:1: lint violation found for rules: LegacyKeyValueFormat, MaintainerDeprecated"
+                .to_owned()
+        ])
     );
 }
 

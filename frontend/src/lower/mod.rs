@@ -355,39 +355,55 @@ impl<'a> Lowering<'a> {
     }
 
     /// The global scope FROM lines see: the platform args, then the ARGs before the first
-    /// FROM (`--build-arg` wins over their defaults).
+    /// FROM (`--build-arg` wins over their defaults). The scope without build arguments is
+    /// checked too (`InvalidDefaultArgInFrom`).
     fn global_scope(&mut self, target: Option<usize>) {
         let target_name = match target {
             Some(i) => self.stages.stages[i].name.clone().unwrap_or_default(),
             None => String::new(),
         };
-        self.global = default_args(
+        let (defaults, _) = self.meta_scope(&target_name, false);
+        self.invalid_default_args_in_from(&defaults);
+        let (global, errors) = self.meta_scope(&target_name, true);
+        self.global = global;
+        for e in errors {
+            self.report(e);
+        }
+    }
+
+    /// The platform args and the global ARGs, with the build arguments or (`with_build_args`
+    /// false) the ARGs' defaults only; and the errors expanding the defaults.
+    fn meta_scope(&self, target_name: &str, with_build_args: bool) -> (EnvList, Vec<LowerError>) {
+        let mut global = default_args(
             &self.opts.build_platform,
             &self.opts.target_platform,
-            &target_name,
+            target_name,
             &self.opts.build_args,
         );
-        for (decl, range) in self.stages.meta_args.clone() {
-            let value = match self.opts.build_args.get(&decl.key) {
-                Some(v) => Some(v.clone()),
-                None => match &decl.value {
-                    Some(v) => match self.lex.expand(v, &self.global) {
-                        Ok(x) => Some(x),
-                        Err(error) => {
-                            self.report(LowerError::Expand {
-                                at: range.start,
-                                error,
-                            });
-                            None
-                        }
-                    },
-                    None => None,
+        let mut errors = Vec::new();
+        for (decl, range) in &self.stages.meta_args {
+            let given = with_build_args
+                .then(|| self.opts.build_args.get(&decl.key))
+                .flatten();
+            let value = match (given, &decl.value) {
+                (Some(v), _) => Some(v.clone()),
+                (None, Some(v)) => match self.lex.expand(v, &global) {
+                    Ok(x) => Some(x),
+                    Err(error) => {
+                        errors.push(LowerError::Expand {
+                            at: range.start,
+                            error,
+                        });
+                        None
+                    }
                 },
+                (None, None) => None,
             };
             if let Some(v) = value {
-                self.global.set(&decl.key, &v);
+                global.set(&decl.key, &v);
             }
         }
+        (global, errors)
     }
 
     /// The stages `target` needs (all with `--all-stages`), their images resolved; the

@@ -1,0 +1,3 @@
+FROM alpine
+ARG GITHUB_TOKEN
+ENV db_password=x AWS_SECRET_KEY=y

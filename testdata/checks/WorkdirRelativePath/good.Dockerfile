@@ -1,0 +1,6 @@
+FROM alpine-home
+WORKDIR "${HOME}"
+WORKDIR src
+FROM alpine
+WORKDIR /app
+WORKDIR src

@@ -223,6 +223,8 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("failed to start the async runtime")?;
+    // The Dockerfile's warnings, printed after the build as docker does.
+    let found = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let built = runtime.block_on(async {
         let cancel = CancellationToken::new();
         request.cancel = cancel.clone();
@@ -240,8 +242,13 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         } else {
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
             request.progress = Some(tx);
-            let shown = shown.clone();
-            let warn = move |d: &Diagnostic| eprint_diag(&shown, d);
+            let found = std::sync::Arc::clone(&found);
+            let warn = move |d: &Diagnostic| {
+                found
+                    .lock()
+                    .expect("the warnings list is never poisoned")
+                    .push(d.clone());
+            };
             Some(tokio::spawn(ui::drive(rx, ui::renderer(progress), warn)))
         };
         let result = strata_build::build(request).await;
@@ -250,9 +257,13 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         }
         result
     });
+    let warnings = std::mem::take(&mut *found.lock().expect("the warnings list is never poisoned"));
     let built = match built {
         Ok(built) => built,
-        Err(err) => return report(&shown, err),
+        Err(err) => {
+            eprint_warning_summary(&warnings);
+            return report(&shown, err);
+        }
     };
 
     if let Some(path) = &args.metadata_file {
@@ -283,8 +294,34 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         for name in &built.names {
             writeln!(err, "naming to {name}")?;
         }
+        drop(err);
+        eprint_warning_summary(&warnings);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// docker's summary of the build checks' findings after a build: a count, then one line
+/// per finding, `- Rule: message (line N)`.
+fn eprint_warning_summary(warnings: &[Diagnostic]) {
+    if let Some(text) = warning_summary(warnings) {
+        let _ = write!(std::io::stderr().lock(), "{text}");
+    }
+}
+
+fn warning_summary(warnings: &[Diagnostic]) -> Option<String> {
+    if warnings.is_empty() {
+        return None;
+    }
+    let n = warnings.len();
+    let mut text = format!(
+        "\n {n} warning{} found (use strata check for details):\n",
+        if n == 1 { "" } else { "s" }
+    );
+    for d in warnings {
+        let rule = d.rule.map_or("", |r| r.name);
+        text.push_str(&format!(" - {rule}: {} (line {})\n", d.text(), d.loc.line));
+    }
+    Some(text)
 }
 
 /// `--push`'s progress, on standard error (standard output may carry `-o -`), in the lines

@@ -629,3 +629,41 @@ fn issue_13_a_mount_without_target_is_on_the_working_directory() {
         "context\nsubdir\nstaged\n"
     );
 }
+
+#[test]
+fn issue_13_warnings_are_summed_up_after_the_build_and_check_error_fails_it() {
+    let env = TestEnv::with_base("base:latest");
+    let src = "FROM base\nMAINTAINER me\nENV A b\n";
+    let ctx = env.context("ctx", &[("Dockerfile", src)]);
+    let out = env
+        .command([
+            "build",
+            "--progress=plain",
+            "-t",
+            "t:1",
+            ctx.to_str().unwrap(),
+        ])
+        .output()
+        .expect("run strata");
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.ends_with(
+            "naming to docker.io/library/t:1\n\n 2 warnings found (use strata check for details):\n \
+             - MaintainerDeprecated: Maintainer instruction is deprecated in favor of using label (line 2)\n \
+             - LegacyKeyValueFormat: \"ENV key=value\" should be used instead of legacy \"ENV key value\" format (line 3)\n"
+        ),
+        "{stderr}"
+    );
+    let strict = env.context(
+        "strict",
+        &[("Dockerfile", &format!("# check=error=true\n{src}"))],
+    );
+    let stderr = env.fails(["build", "-t", "t:2", strict.to_str().unwrap()]);
+    assert!(
+        stderr.contains(
+            "error: Dockerfile:1:1: lint violation found for rules: LegacyKeyValueFormat, MaintainerDeprecated\n"
+        ),
+        "{stderr}"
+    );
+}

@@ -119,3 +119,31 @@ fn every_rule_has_its_cases_and_every_case_its_rule() {
         );
     }
 }
+
+/// `docs/checks.md` lists every rule of the registry, one table row each, in its order.
+#[test]
+fn the_docs_list_every_rule_of_the_registry() {
+    let docs =
+        fs_err::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/checks.md"))
+            .expect("docs/checks.md");
+    let rows: Vec<&str> = docs
+        .lines()
+        .filter(|l| l.starts_with("| [") || l.starts_with("| I"))
+        .collect();
+    let expected: Vec<String> = RULES
+        .iter()
+        .map(|r| {
+            let name = match r.url {
+                Some(u) => format!("[{}]({})", r.name, u.trim_start_matches("docs/checks.md")),
+                None => r.name.to_owned(),
+            };
+            let origin = match (r.buildkit, r.experimental) {
+                (true, false) => "BuildKit",
+                (true, true) => "BuildKit, experimental",
+                (false, _) => "strata",
+            };
+            format!("| {name} | {origin} | {} |", r.description)
+        })
+        .collect();
+    assert_eq!(rows, expected);
+}

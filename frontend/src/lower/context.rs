@@ -3,8 +3,11 @@
 
 use super::Lowering;
 use super::error::LowerError;
+use crate::diagnostic::{Diagnostic, suggest};
 use crate::expand::Lexer;
+use crate::rule;
 use crate::scope::EnvList;
+use crate::scope::NON_ENV_ARGS;
 use std::collections::HashMap;
 use strata_graph::{History, ImageConfig, NodeId, SourceLoc};
 use strata_store::Platform;
@@ -56,16 +59,34 @@ impl Dispatch {
 }
 
 impl Lowering<'_> {
-    /// `word` expanded with the stage's variables; errors are at `at`.
+    /// `word` expanded with the stage's variables; errors are at `at`. A variable neither
+    /// set nor declared by an ARG of the stage is BuildKit's `UndefinedVar` (at `at`).
     pub(super) fn expand(
         &self,
         d: &Dispatch,
         word: &str,
         at: SourceLoc,
     ) -> Result<String, LowerError> {
-        self.lex
-            .expand(word, &d.env)
-            .map_err(|error| LowerError::Expand { at, error })
+        let e = self
+            .lex
+            .process(word, &d.env)
+            .map_err(|error| LowerError::Expand { at, error })?;
+        for name in &e.unmatched {
+            if d.build_args.iter().any(|(k, _)| k == name) || NON_ENV_ARGS.contains(&name.as_str())
+            {
+                continue;
+            }
+            let hint = suggest(name, d.env.keys().collect::<Vec<_>>(), true);
+            self.undefined_vars.borrow_mut().push(
+                Diagnostic::warning(
+                    at,
+                    &rule::UNDEFINED_VAR,
+                    format!("Usage of undefined variable '${name}'"),
+                )
+                .with_suggestion(hint.map(|h| format!("${h}"))),
+            );
+        }
+        Ok(e.value)
     }
 
     /// The instruction text as a progress label shows it: variables of `env` expanded where

@@ -126,8 +126,10 @@ pub fn lower(
         graph,
         stage_done,
         stages,
+        undefined_vars,
         ..
     } = l;
+    diags.0.extend(undefined_vars.into_inner());
     diags.sort();
     diags.dedup();
     apply_check_config(df, opts, &mut diags);
@@ -257,6 +259,8 @@ struct Lowering<'a> {
     target: Option<usize>,
     order: Vec<NodeId>,
     multi_stage: bool,
+    /// `UndefinedVar` findings, recorded while expanding (which borrows the lowering shared).
+    undefined_vars: std::cell::RefCell<Vec<Diagnostic>>,
 }
 
 impl<'a> Lowering<'a> {
@@ -299,6 +303,7 @@ impl<'a> Lowering<'a> {
             target: None,
             order: Vec::new(),
             multi_stage: false,
+            undefined_vars: std::cell::RefCell::default(),
         }
     }
 

@@ -70,9 +70,12 @@ impl Stages {
                     orphaned |= i.kind == ast::Keyword::From;
                     diags.push(d);
                 }
-                Ok(Typed::Instruction(_)) if orphaned => {}
+                Ok(Typed::Instruction(cmd)) if orphaned => arg_description(i, &cmd, diags),
                 Ok(Typed::From(from)) => {
                     orphaned = false;
+                    if let Some(name) = &from.name {
+                        definition_description(i, "FROM", std::slice::from_ref(name), diags);
+                    }
                     let index = out.stages.len();
                     if let Some(name) = &from.name
                         && !named.insert(name.clone())
@@ -93,15 +96,18 @@ impl Stages {
                         instructions: Vec::new(),
                     });
                 }
-                Ok(Typed::Instruction(cmd)) => match out.stages.last_mut() {
-                    Some(stage) => stage.instructions.push(cmd),
-                    None => match cmd.kind {
-                        InstructionKind::Arg(decls) => out
-                            .meta_args
-                            .extend(decls.into_iter().map(|d| (d, cmd.range))),
-                        _ => diags.error(i.loc(), "no build stage in current context"),
-                    },
-                },
+                Ok(Typed::Instruction(cmd)) => {
+                    arg_description(i, &cmd, diags);
+                    match out.stages.last_mut() {
+                        Some(stage) => stage.instructions.push(cmd),
+                        None => match cmd.kind {
+                            InstructionKind::Arg(decls) => out
+                                .meta_args
+                                .extend(decls.into_iter().map(|d| (d, cmd.range))),
+                            _ => diags.error(i.loc(), "no build stage in current context"),
+                        },
+                    }
+                }
             }
         }
         crate::instruction::instruction_casing(&df.instructions, &mut warnings);
@@ -144,6 +150,41 @@ impl Stages {
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.stages.iter().filter_map(|s| s.name.as_deref())
     }
+}
+
+/// [`definition_description`] for an ARG.
+fn arg_description(i: &ast::Instruction, cmd: &TypedInstruction, diags: &mut Diagnostics) {
+    if let InstructionKind::Arg(decls) = &cmd.kind {
+        let keys: Vec<String> = decls.iter().map(|d| d.key.clone()).collect();
+        definition_description(i, "ARG", &keys, diags);
+    }
+}
+
+/// BuildKit's experimental `InvalidDefinitionDescription`: the comment right above a named
+/// stage or an ARG describes it (`--call=outline`), so it starts with its name.
+fn definition_description(
+    i: &ast::Instruction,
+    instruction: &str,
+    keys: &[String],
+    diags: &mut Diagnostics,
+) {
+    let Some(last) = i.comments.last() else {
+        return;
+    };
+    let text = last.text.to_string_lossy();
+    let first = text.trim().split(' ').next().unwrap_or("");
+    if keys.is_empty() || keys.iter().any(|k| k == first) {
+        return;
+    }
+    let example = match keys {
+        [one] => one.as_str(),
+        _ => "<arg_key>",
+    };
+    diags.push(Diagnostic::warning(
+        i.loc(),
+        &rule::INVALID_DEFINITION_DESCRIPTION,
+        format!("Comment for {instruction} should follow the format: `# {example} <description>`"),
+    ));
 }
 
 /// A comment that looks like a parser directive but comes after the directive area is an

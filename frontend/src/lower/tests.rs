@@ -540,3 +540,16 @@ fn errors_found_while_lowering_name_the_line_and_the_problem() {
         assert_eq!(errors(src), [want], "{src}");
     }
 }
+
+#[test]
+fn experimental_rules_run_only_when_asked_for() {
+    let src = "# a comment\nFROM alpine AS base\n";
+    assert!(ok(src).warnings.is_empty());
+    let l = ok(&format!("# check=skip=all;experimental=all\n{src}"));
+    let rules: Vec<&str> = l
+        .warnings
+        .iter()
+        .filter_map(|w| w.rule.map(|r| r.name))
+        .collect();
+    assert_eq!(rules, ["InvalidDefinitionDescription"]);
+}

@@ -3,7 +3,7 @@
 
 use crate::cache_spec::export_cache;
 use crate::container::new_worker;
-use crate::ignore::{IgnoreFilter, read_ignore};
+use crate::ignore::{IgnoreFilter, ignore_bytes, read_ignore};
 use crate::output::{export_local, write_dest};
 use crate::resolver::StoreResolver;
 use crate::{
@@ -281,6 +281,10 @@ fn front(request: &BuildRequest) -> Result<Front, BuildError> {
         build_platform: host_platform(),
         network: request.network,
         all_stages: false,
+        dockerignore: request
+            .context
+            .as_deref()
+            .and_then(|dir| ignore_bytes(&request.dockerfile, dir)),
     };
     let lowered = strata_frontend::lower(
         &df,
@@ -490,5 +494,23 @@ mod tests {
             .filter_map(|d| d.rule.map(|r| r.name))
             .collect();
         assert_eq!(rules, ["MaintainerDeprecated"]);
+    }
+
+    #[test]
+    fn the_contexts_dockerignore_reaches_the_copy_ignored_file_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let context = dir.path().join("ctx");
+        fs_err::create_dir_all(&context).unwrap();
+        fs_err::write(context.join(".dockerignore"), "notes/\n").unwrap();
+        let mut r = request(dir.path(), "FROM scratch\nCOPY notes/todo.txt /\n");
+        r.context = Some(context);
+        let lowered = lower(&r).unwrap();
+        let found: Vec<String> = lowered.warnings.iter().map(|d| d.to_string()).collect();
+        assert_eq!(
+            found,
+            [
+                "Dockerfile:2:1: Attempting to Copy file \"notes/todo.txt\" that is excluded by .dockerignore"
+            ]
+        );
     }
 }

@@ -1,7 +1,8 @@
 //! The build checks, one directory per rule under `testdata/checks/<Rule>/`: `bad.Dockerfile`
 //! must give exactly the findings in `bad.expected` (`<line> <Rule>: <message>` each), and
 //! `good.Dockerfile` none at all, both built with the build arguments in `build-args`
-//! (`KEY=VALUE` lines) if the directory has one. Every rule of the registry has its directory.
+//! (`KEY=VALUE` lines) and the `.dockerignore` in `dockerignore` if the directory has them.
+//! Every rule of the registry has its directory.
 //!
 //! Base images: any reference exists with an empty config on the platform asked for, except
 //! that a name containing `arm64` is a linux/arm64 image and one containing `home` sets
@@ -51,6 +52,7 @@ fn findings(file: &Path) -> Vec<String> {
     };
     let opts = BuildOptions {
         build_args,
+        dockerignore: fs_err::read(file.with_file_name("dockerignore")).ok(),
         all_stages: true,
         ..BuildOptions::default()
     };
@@ -91,15 +93,12 @@ fn each_rule_warns_on_its_bad_file_and_not_on_its_good_one() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// The rules whose check strata does not run yet (see the report of issue 13).
-const NOT_YET: &[&str] = &["CopyIgnoredFile"];
-
 #[test]
 fn every_rule_has_its_cases_and_every_case_its_rule() {
     let missing: Vec<&str> = RULES
         .iter()
         .map(|r| r.name)
-        .filter(|n| !checks_dir().join(n).is_dir() && !NOT_YET.contains(n))
+        .filter(|n| !checks_dir().join(n).is_dir())
         .collect();
     assert_eq!(
         missing,

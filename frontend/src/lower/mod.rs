@@ -64,6 +64,9 @@ pub struct BuildOptions {
     pub network: NetworkMode,
     /// Lower every stage, reachable or not (`strata check`).
     pub all_stages: bool,
+    /// The bytes of the `.dockerignore` that applies to the context, if any: BuildKit's
+    /// `CopyIgnoredFile` warns about COPY and ADD sources it excludes.
+    pub dockerignore: Option<Vec<u8>>,
 }
 
 impl Default for BuildOptions {
@@ -76,6 +79,7 @@ impl Default for BuildOptions {
             build_platform: Platform::linux_amd64(),
             network: NetworkMode::Default,
             all_stages: false,
+            dockerignore: None,
         }
     }
 }

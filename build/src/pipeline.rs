@@ -53,6 +53,7 @@ pub async fn build(mut request: BuildRequest) -> Result<BuildResult, BuildError>
     }
     let warnings = lowered.warnings;
     let graph = lowered.graph;
+    crate::entitlement::check(&graph, &request.allow)?;
     let target = graph.targets.first().cloned().ok_or(BuildError::NoStage)?;
     let no_cache = no_cache(&request, &graph)?;
 

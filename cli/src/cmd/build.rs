@@ -61,6 +61,10 @@ pub(crate) struct Args {
     /// Run every step, ignoring the build cache
     #[arg(long)]
     no_cache: bool,
+    /// Grant an entitlement: `security.insecure` (for `RUN --security=insecure`) or
+    /// `network.host`
+    #[arg(long, value_name = "ENTITLEMENT", value_parser = clap::builder::PossibleValuesParser::new(strata_build::ENTITLEMENTS))]
+    allow: Vec<String>,
     /// Run the steps of these stages, ignoring the build cache
     #[arg(long = "no-cache-filter", value_name = "STAGE")]
     no_cache_filter: Vec<String>,
@@ -166,6 +170,7 @@ fn request(
     request.cache_from = cache_from;
     request.cache_to = cache_to;
     request.no_cache = args.no_cache;
+    request.allow = args.allow.clone();
     request.no_cache_filter = args.no_cache_filter.clone();
     request.jobs = args.jobs;
     request.explain = args.explain;

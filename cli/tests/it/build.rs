@@ -711,3 +711,29 @@ fn issue_13_run_security_insecure_needs_allow_and_secret_env_is_refused_at_build
         "{stderr}"
     );
 }
+
+#[test]
+fn issue_13_add_unpacks_a_local_archive_unless_unpack_is_false() {
+    let env = TestEnv::with_base("base:latest");
+    let ctx = env.context(
+        "ctx",
+        &[
+            (
+                "Dockerfile",
+                "FROM base\nADD a.tar /x/\nADD --unpack=false a.tar /y/\nADD --unpack=true a.tar /z/\n",
+            ),
+            ("src/inside.txt", "packed\n"),
+        ],
+    );
+    let tar = std::process::Command::new("tar")
+        .args(["-cf", "a.tar", "-C", "src", "inside.txt"])
+        .current_dir(&ctx)
+        .status()
+        .expect("run tar");
+    assert!(tar.success());
+    env.ok(["build", "-q", "-t", "t:1", ctx.to_str().unwrap()]);
+    assert_eq!(
+        run_in(&env, "t:1", "cat /x/inside.txt; ls /y; cat /z/inside.txt"),
+        "packed\na.tar\npacked\n"
+    );
+}

@@ -195,6 +195,10 @@ fn remote_sources(
             if !is_add {
                 return Err(LowerError::CopyUrl { at });
             }
+            // BuildKit downloads a URL as it is unless `--unpack=true` asks to extract it.
+            if c.unpack == Some(true) {
+                return Err(LowerError::AddUnpackUrl { at });
+            }
             actions.push(FileAction::Download {
                 url: src.clone(),
                 dest: x.dest.clone(),

@@ -138,6 +138,9 @@ pub(crate) enum LowerError {
     /// `ADD git@...` (not implemented).
     #[error("ADD from a git repository is not supported yet")]
     AddGit { at: SourceLoc },
+    /// `ADD --unpack=true https://...` (not implemented).
+    #[error("ADD --unpack=true of a URL is not supported yet")]
+    AddUnpackUrl { at: SourceLoc },
     /// `COPY git@...`.
     #[error("source can't be a git ref for COPY")]
     CopyGit { at: SourceLoc },
@@ -182,6 +185,7 @@ impl LowerError {
             | ChecksumLocal { at }
             | Checksum { at, .. }
             | AddGit { at }
+            | AddUnpackUrl { at }
             | CopyGit { at }
             | CopyUrl { at }
             | InvalidChmod { at, .. } => *at,

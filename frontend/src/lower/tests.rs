@@ -508,6 +508,10 @@ fn errors_found_while_lowering_name_the_line_and_the_problem() {
             "Dockerfile:2:1: invalid ranges specified for container and host Ports: 3-7 and 1-2",
         ),
         (
+            "FROM alpine\nADD --unpack=true https://x.test/a.tar.gz /d/\n",
+            "Dockerfile:2:1: ADD --unpack=true of a URL is not supported yet",
+        ),
+        (
             "FROM alpine\nADD --checksum=md5:abc https://x.test/f /f\n",
             "Dockerfile:2:1: unsupported digest algorithm \"md5\"",
         ),

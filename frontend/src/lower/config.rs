@@ -274,7 +274,7 @@ impl Lowering<'_> {
     ) -> Result<(), LowerError> {
         let range = cmd.range;
         let w = self.expand(d, w, range.start)?;
-        if !d.workdir_set && !w.starts_with('/') && !d.onbuild {
+        if !d.workdir_set && !is_absolute_for(&w, &d.platform.os) && !d.onbuild {
             self.diags.push(Diagnostic::warning(
                 range.start,
                 &rule::WORKDIR_RELATIVE_PATH,
@@ -375,6 +375,17 @@ pub(super) fn with_shell(config: &ImageConfig, args: &[String]) -> Vec<String> {
     };
     out.push(args.join(" "));
     out
+}
+
+/// Whether `path` is absolute on `os` (BuildKit's `system.IsAbs`): on Windows a leading
+/// slash or backslash, or a drive (`C:\`, `c:/`), counts too.
+fn is_absolute_for(path: &str, os: &str) -> bool {
+    if os != "windows" {
+        return path.starts_with('/');
+    }
+    let b = path.as_bytes();
+    let drive = b.len() >= 3 && b[0].is_ascii_alphabetic() && b[1] == b':';
+    path.starts_with(['/', '\\']) || (drive && matches!(b[2], b'/' | b'\\'))
 }
 
 /// Whether a variable name says it holds a secret, by BuildKit's words: one of its

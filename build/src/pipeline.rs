@@ -286,6 +286,7 @@ fn front(request: &BuildRequest) -> Result<Front, BuildError> {
             .context
             .as_deref()
             .and_then(|dir| ignore_bytes(&request.dockerfile, dir)),
+        base_config_unknown: false,
     };
     let lowered = strata_frontend::lower(
         &df,

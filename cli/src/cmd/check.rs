@@ -1,7 +1,8 @@
 //! `strata check`: the whole frontend (parse, instruction checks, expansion, stage resolution,
 //! lowering of every stage) on a Dockerfile, printing every problem with its place, like
 //! `docker build --check`: its summary line first, exit status 1 on any finding. Base
-//! images are not looked up: any valid reference stands for an image with an empty config.
+//! images are not looked up: any valid reference stands for an image with an empty config,
+//! so the checks that need a base image's ENV leave the stages built on one alone.
 
 use crate::GlobalArgs;
 use crate::diag;
@@ -107,6 +108,7 @@ pub(crate) fn run(args: Args, _global: &GlobalArgs) -> anyhow::Result<ExitCode> 
         build_args: dockerfile::build_args(&args.build_args),
         target: args.target,
         all_stages: true,
+        base_config_unknown: true,
         ..BuildOptions::default()
     };
     let diags = strata_frontend::check(&source, &opts, &AnyImage);

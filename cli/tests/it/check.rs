@@ -235,3 +235,18 @@ fn check_error_true_fails_with_buildkits_lint_violation() {
     );
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
 }
+
+#[test]
+fn variables_a_base_image_may_set_are_not_called_undefined() {
+    // strata check looks no image up: $GOPATH may come from golang's ENV; scratch has none.
+    let out = check_file(
+        "FROM golang\nWORKDIR $GOPATH/src\nCOPY $FOO .\nFROM scratch\nCOPY $BAR .\n",
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stdout(&out),
+        "Check complete, 1 warning has been found!\n\
+         warning: Dockerfile:5:1: Usage of undefined variable '$BAR' [UndefinedVar]\n5 | COPY $BAR .\n  | ^\n"
+    );
+}

@@ -273,8 +273,11 @@ impl Lowering<'_> {
         w: &str,
     ) -> Result<(), LowerError> {
         let range = cmd.range;
+        // A variable of an image strata check did not look up may make the path absolute.
+        let maybe_from_image = d.base_env_unknown && w.contains('$');
         let w = self.expand(d, w, range.start)?;
-        if !d.workdir_set && !is_absolute_for(&w, &d.platform.os) && !d.onbuild {
+        let judged = !(d.workdir_set || d.onbuild || maybe_from_image);
+        if judged && !is_absolute_for(&w, &d.platform.os) {
             self.diags.push(Diagnostic::warning(
                 range.start,
                 &rule::WORKDIR_RELATIVE_PATH,

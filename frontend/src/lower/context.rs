@@ -39,6 +39,9 @@ pub(super) struct Dispatch {
     pub(super) cmd_total: usize,
     pub(super) label_name: String,
     pub(super) onbuild: bool,
+    /// Built on an image whose config is a stand-in ([`super::BuildOptions::base_config_unknown`]):
+    /// a variable may come from the image's ENV, so none is reported undefined.
+    pub(super) base_env_unknown: bool,
 }
 
 impl Dispatch {
@@ -72,7 +75,9 @@ impl Lowering<'_> {
             .process(word, &d.env)
             .map_err(|error| LowerError::Expand { at, error })?;
         for name in &e.unmatched {
-            if d.build_args.iter().any(|(k, _)| k == name) || NON_ENV_ARGS.contains(&name.as_str())
+            if d.base_env_unknown
+                || d.build_args.iter().any(|(k, _)| k == name)
+                || NON_ENV_ARGS.contains(&name.as_str())
             {
                 continue;
             }
@@ -130,6 +135,7 @@ pub(super) fn fresh_dispatch(
         cmd_total,
         label_name,
         onbuild: false,
+        base_env_unknown: false,
     }
 }
 

@@ -67,6 +67,10 @@ pub struct BuildOptions {
     /// The bytes of the `.dockerignore` that applies to the context, if any: BuildKit's
     /// `CopyIgnoredFile` warns about COPY and ADD sources it excludes.
     pub dockerignore: Option<Vec<u8>>,
+    /// The resolver's base images are stand-ins with an empty config (`strata check` looks
+    /// no image up): the checks that read an image's ENV (`UndefinedVar`, and
+    /// `WorkdirRelativePath` of a WORKDIR with a variable) leave stages built on one alone.
+    pub base_config_unknown: bool,
 }
 
 impl Default for BuildOptions {
@@ -80,6 +84,7 @@ impl Default for BuildOptions {
             network: NetworkMode::Default,
             all_stages: false,
             dockerignore: None,
+            base_config_unknown: false,
         }
     }
 }

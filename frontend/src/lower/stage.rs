@@ -447,6 +447,7 @@ impl Lowering<'_> {
                 let mut d =
                     fresh_dispatch(node, img.config.clone(), platform, cmd_total, label_name);
                 d.cmd_index = 1;
+                d.base_env_unknown = self.opts.base_config_unknown;
                 d.config.on_build.clear();
                 for kv in &img.config.env {
                     let (k, v) = kv.split_once('=').unwrap_or((kv, ""));

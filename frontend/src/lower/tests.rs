@@ -557,3 +557,17 @@ fn experimental_rules_run_only_when_asked_for() {
         .collect();
     assert_eq!(rules, ["InvalidDefinitionDescription"]);
 }
+
+#[test]
+fn strata_own_rules_are_skipped_like_buildkits() {
+    let src = "FROM alpine\n# syntax=x/y\nRUN true\n";
+    let rules = |src: &str| -> Vec<&'static str> {
+        ok(src)
+            .warnings
+            .iter()
+            .filter_map(|w| w.rule.map(|r| r.name))
+            .collect()
+    };
+    assert_eq!(rules(src), ["MisplacedParserDirective"]);
+    assert!(rules(&format!("# check=skip=MisplacedParserDirective\n{src}")).is_empty());
+}

@@ -32,7 +32,7 @@ pub(crate) fn read_ignore(
 
 /// The bytes of the ignore file that applies to a build of `dockerfile` in `context`:
 /// `<Dockerfile>.dockerignore` beside the Dockerfile, else the context's `.dockerignore`.
-pub(crate) fn ignore_bytes(dockerfile: &Dockerfile, context: &Path) -> Option<Vec<u8>> {
+pub fn ignore_bytes(dockerfile: &Dockerfile, context: &Path) -> Option<Vec<u8>> {
     let beside = dockerfile.path.as_ref().and_then(|p| {
         let name = dockerfile_ignore_name(&p.display().to_string());
         fs_err::read(p.with_file_name(name)).ok()

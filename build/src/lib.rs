@@ -33,6 +33,7 @@ pub use container::{ContainerError, RunImage, run_image};
 pub use dockerfile::{Dockerfile, DockerfileError, DockerfileSource, parse_build_args};
 pub use entitlement::{ENTITLEMENTS, SECURITY_INSECURE};
 pub use error::BuildError;
+pub use ignore::ignore_bytes;
 pub use output::{Dest, OutputError, OutputSpec};
 pub use pipeline::{build, lower};
 pub use request::{BuildEvent, BuildRequest, BuildResult, BuiltImage, PushEvent};

@@ -25,6 +25,10 @@ pub(crate) struct Args {
     /// The stage to check as the build target (default: the last)
     #[arg(long, value_name = "STAGE")]
     target: Option<String>,
+    /// The build context whose `.dockerignore` the CopyIgnoredFile check reads (default:
+    /// none, and that check does not run)
+    #[arg(long, value_name = "DIR")]
+    context: Option<PathBuf>,
     /// `text` for people, or `json`: an array with one object per finding
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
@@ -103,12 +107,17 @@ impl ImageResolver for AnyImage {
 
 pub(crate) fn run(args: Args, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let dockerfile = dockerfile::read(Some(&args.file), None)?;
+    let ignore = args
+        .context
+        .map(dockerfile::absolute)
+        .and_then(|dir| strata_build::ignore_bytes(&dockerfile, &dir));
     let (name, source) = (dockerfile.name, dockerfile.bytes);
     let opts = BuildOptions {
         build_args: dockerfile::build_args(&args.build_args),
         target: args.target,
         all_stages: true,
         base_config_unknown: true,
+        dockerignore: ignore,
         ..BuildOptions::default()
     };
     let diags = strata_frontend::check(&source, &opts, &AnyImage);

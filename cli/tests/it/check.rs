@@ -250,3 +250,32 @@ fn variables_a_base_image_may_set_are_not_called_undefined() {
          warning: Dockerfile:5:1: Usage of undefined variable '$BAR' [UndefinedVar]\n5 | COPY $BAR .\n  | ^\n"
     );
 }
+
+#[test]
+fn the_contexts_dockerignore_is_read_with_context() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    fs_err::write(
+        dir.path().join("Dockerfile"),
+        "FROM scratch\nCOPY notes/a.txt /\n",
+    )
+    .unwrap();
+    fs_err::write(dir.path().join(".dockerignore"), "notes\n").unwrap();
+    let run = |extra: &[&str]| {
+        Command::new(strata_bin())
+            .arg("check")
+            .args(extra)
+            .current_dir(dir.path())
+            .output()
+            .expect("run strata check")
+    };
+    assert_eq!(run(&[]).status.code(), Some(0));
+    let out = run(&["--context", "."]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains(
+            "warning: Dockerfile:2:1: Attempting to Copy file \"notes/a.txt\" that is excluded by .dockerignore [CopyIgnoredFile]\n"
+        ),
+        "{}",
+        stdout(&out)
+    );
+}

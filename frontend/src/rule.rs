@@ -194,6 +194,35 @@ impl CheckConfig {
         Ok(c)
     }
 
+    /// The configuration a comment right above an instruction gives that instruction
+    /// (BuildKit's `WithMergedConfigFromComments`): `check=...` (first word of the value,
+    /// so `# check=skip=Rule // why` works), in `text` as the parser keeps a comment.
+    /// `None` when the comment is no such directive or does not parse.
+    pub fn from_comment(text: &str) -> Option<Self> {
+        let (key, value) = text.split_once('=')?;
+        let key = key.trim_end();
+        let mut chars = key.chars();
+        let valid_key = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+            && chars.all(|c| c.is_ascii_alphanumeric());
+        if !valid_key || !key.eq_ignore_ascii_case("check") {
+            return None;
+        }
+        let value = value.trim();
+        let first = value.split(' ').next().unwrap_or("");
+        Self::parse(first).ok()
+    }
+
+    /// This configuration with an instruction's own added (skips and experimental rules;
+    /// `error` stays the file's).
+    pub fn merged(&self, local: &CheckConfig) -> CheckConfig {
+        let mut c = self.clone();
+        c.skip_all |= local.skip_all;
+        c.skip.extend(local.skip.iter().cloned());
+        c.experimental_all |= local.experimental_all;
+        c.experimental.extend(local.experimental.iter().cloned());
+        c
+    }
+
     /// Whether `rule` runs under this configuration.
     pub fn enabled(&self, rule: &Rule) -> bool {
         if rule.experimental {
@@ -231,6 +260,12 @@ mod tests {
         assert!(!all.enabled(&UNDEFINED_VAR));
         assert!(all.enabled(&INVALID_DEFINITION_DESCRIPTION));
         assert_eq!(CheckConfig::parse(""), Ok(CheckConfig::default()));
+        let local = CheckConfig::from_comment("check=skip=UndefinedVar // why").unwrap();
+        assert!(!c.merged(&local).enabled(&UNDEFINED_VAR));
+        assert!(c.merged(&local).error);
+        assert_eq!(CheckConfig::from_comment("# check=skip=all"), None);
+        assert_eq!(CheckConfig::from_comment("checks=skip=all"), None);
+        assert_eq!(CheckConfig::from_comment("check=bogus"), None);
         assert_eq!(
             CheckConfig::parse("skip"),
             Err("invalid check option \"skip\"".into())

@@ -4,7 +4,7 @@
 use crate::ast;
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::instruction::{ArgDecl, InstructionKind, Typed, TypedInstruction, type_instruction};
-use crate::rule;
+use crate::rule::{self, CheckConfig};
 use std::collections::HashSet;
 use strata_graph::SourceRange;
 
@@ -199,7 +199,11 @@ fn misplaced_directives(i: &ast::Instruction, diags: &mut Diagnostics) {
             continue;
         };
         let name = name.trim().to_lowercase();
-        if matches!(name.as_str(), "syntax" | "escape" | "check") {
+        // `# check=skip=...` right above an instruction configures that instruction's checks;
+        // `error=` there is ignored (BuildKit merges skips and experimental rules only).
+        let applies =
+            CheckConfig::from_comment(&c.text.to_string_lossy()).is_some_and(|c| !c.error);
+        if matches!(name.as_str(), "syntax" | "escape" | "check") && !applies {
             diags.push(Diagnostic::warning(
                 c.loc,
                 &rule::MISPLACED_PARSER_DIRECTIVE,
@@ -238,9 +242,11 @@ mod tests {
     #[test]
     fn directives_out_of_place_are_warned_about_where_they_are() {
         let df = crate::parse(
-            b"# syntax=a/b\n# hello\n# escape=`\nFROM x\n# check=skip=all\n\n  # syntax=c\nRUN y\n",
+            b"# syntax=a/b\n# hello\n# escape=`\nFROM x\n# check=error=true\n\n  # syntax=c\nRUN y\n# check=skip=all\nRUN z\n",
         )
         .unwrap();
+        // `# check=skip=all` above RUN z configures RUN z's checks (BuildKit): no warning;
+        // `error=true` there would be ignored: a warning.
         let mut diags = Diagnostics::new();
         Stages::from_ast(&df, &mut diags);
         let found: Vec<String> = diags

@@ -218,9 +218,32 @@ fn apply_check_config(df: &ast::Dockerfile, opts: &BuildOptions, diags: &mut Dia
             return;
         }
     };
-    diags
-        .0
-        .retain(|d| d.severity == Severity::Error || d.rule.is_none_or(|r| config.enabled(r)));
+    // A `# check=` comment right above an instruction adds to the file's configuration for
+    // the findings on that instruction's lines.
+    let local: Vec<(u32, u32, CheckConfig)> = df
+        .instructions
+        .iter()
+        .filter_map(|i| {
+            let c = i
+                .comments
+                .iter()
+                .find_map(|c| CheckConfig::from_comment(&c.text.to_string_lossy()))?;
+            Some((i.range.start.line, i.range.end.line, config.merged(&c)))
+        })
+        .collect();
+    diags.0.retain(|d| {
+        let Some(rule) = d.rule.filter(|_| d.severity == Severity::Warning) else {
+            return true;
+        };
+        let line = d.loc.line;
+        match local
+            .iter()
+            .find(|(start, end, _)| (*start..=*end).contains(&line))
+        {
+            Some((_, _, c)) => c.enabled(rule),
+            None => config.enabled(rule),
+        }
+    });
     if config.error {
         let mut rules: Vec<&str> = diags
             .iter()

@@ -737,3 +737,45 @@ fn issue_13_add_unpacks_a_local_archive_unless_unpack_is_false() {
         "packed\na.tar\npacked\n"
     );
 }
+
+#[test]
+fn issue_13_a_base_image_of_another_platform_is_used_with_buildkits_warning() {
+    let env = TestEnv::new();
+    let tar = env.base_tarball();
+    let other = if cfg!(target_arch = "aarch64") {
+        ("linux/amd64", "linux/arm64")
+    } else {
+        ("linux/arm64", "linux/amd64")
+    };
+    env.ok([
+        "import",
+        "--platform",
+        other.0,
+        tar.to_str().unwrap(),
+        "foreign:1",
+    ]);
+    let ctx = env.context(
+        "ctx",
+        &[("Dockerfile", "FROM foreign:1\nCOPY a /a\n"), ("a", "x\n")],
+    );
+    let out = env
+        .command([
+            "build",
+            "--progress=plain",
+            "-t",
+            "t:1",
+            ctx.to_str().unwrap(),
+        ])
+        .output()
+        .expect("run strata");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.ends_with(&format!(
+            " 1 warning found (use strata check for details):\n \
+             - InvalidBaseImagePlatform: Base image foreign:1 was pulled with platform \"{}\", expected \"{}\" for current build (line 1)\n",
+            other.0, other.1
+        )),
+        "{stderr}"
+    );
+}

@@ -97,11 +97,10 @@ impl Lowering<'_> {
                     )),
                 };
                 MountKind::Cache {
-                    id: m
-                        .id
-                        .clone()
-                        .or_else(|| m.target.clone())
-                        .unwrap_or_default(),
+                    // BuildKit: an empty id is the target as written, cleaned.
+                    id: m.id.clone().filter(|id| !id.is_empty()).unwrap_or_else(|| {
+                        strata_graph::pattern::clean(m.target.as_deref().unwrap_or(""))
+                    }),
                     sharing: m.sharing.unwrap_or_default(),
                     from,
                     readonly: m.readonly,

@@ -478,6 +478,19 @@ fn a_mount_without_target_goes_on_the_working_directory() {
         errors("FROM alpine\nRUN --mount=type=bind true\n"),
         ["Dockerfile:2:1: invalid mount target \"/\""]
     );
+    // A cache's id defaults to its target as written, cleaned (BuildKit's path.Clean).
+    let ids: Vec<String> = exec(
+        &ok("FROM alpine\nWORKDIR /w\nRUN --mount=type=cache,target=c/ --mount=type=cache,target=/x/./y,id= true\n"),
+        "true",
+    )
+    .mounts
+    .iter()
+    .filter_map(|m| match &m.kind {
+        strata_graph::MountKind::Cache { id, .. } => Some(id.clone()),
+        _ => None,
+    })
+    .collect();
+    assert_eq!(ids, ["c", "/x/y"]);
 }
 
 #[test]

@@ -27,13 +27,16 @@ pub(crate) fn read_ignore(
     dockerfile: &Dockerfile,
     context: &Path,
 ) -> Result<IgnoreMatcher, IgnoreError> {
+    IgnoreMatcher::parse(&ignore_bytes(dockerfile, context).unwrap_or_default())
+}
+
+/// The bytes of the ignore file that applies to a build of `dockerfile` in `context`:
+/// `<Dockerfile>.dockerignore` beside the Dockerfile, else the context's `.dockerignore`.
+pub fn ignore_bytes(dockerfile: &Dockerfile, context: &Path) -> Option<Vec<u8>> {
     let beside = dockerfile.path.as_ref().and_then(|p| {
         let name = dockerfile_ignore_name(&p.display().to_string());
         fs_err::read(p.with_file_name(name)).ok()
     });
     let at_root = fs_err::read(context.join(".dockerignore")).ok();
-    match pick_ignore_file(beside.as_deref(), at_root.as_deref()) {
-        Some((_, bytes)) => IgnoreMatcher::parse(bytes),
-        None => IgnoreMatcher::parse(b""),
-    }
+    pick_ignore_file(beside.as_deref(), at_root.as_deref()).map(|(_, bytes)| bytes.to_vec())
 }

@@ -4,7 +4,7 @@
 use crate::cache_spec::{CacheRef, export_cache};
 use crate::container::new_worker;
 use crate::error::error_chain;
-use crate::ignore::{IgnoreFilter, read_ignore};
+use crate::ignore::{IgnoreFilter, ignore_bytes, read_ignore};
 use crate::output::{export_local, write_dest};
 use crate::resolver::StoreResolver;
 use crate::{
@@ -62,6 +62,7 @@ pub async fn build(mut request: BuildRequest) -> Result<BuildResult, BuildError>
     }
     let warnings = lowered.warnings;
     let graph = lowered.graph;
+    crate::entitlement::check(&graph, &request.allow)?;
     let target = graph.targets.first().cloned().ok_or(BuildError::NoStage)?;
     let no_cache = no_cache(&request, &graph)?;
 
@@ -291,6 +292,11 @@ fn front(request: &BuildRequest) -> Result<Front, BuildError> {
         build_platform: host_platform(),
         network: request.network,
         all_stages: false,
+        dockerignore: request
+            .context
+            .as_deref()
+            .and_then(|dir| ignore_bytes(&request.dockerfile, dir)),
+        base_config_unknown: false,
     };
     let lowered = strata_frontend::lower(
         &df,
@@ -508,7 +514,29 @@ mod tests {
         let r = request(dir.path(), "FROM scratch AS a\nMAINTAINER me\n");
         let lowered = lower(&r).unwrap();
         assert_eq!(lowered.graph.targets.len(), 1);
-        let rules: Vec<_> = lowered.warnings.iter().filter_map(|d| d.rule).collect();
+        let rules: Vec<_> = lowered
+            .warnings
+            .iter()
+            .filter_map(|d| d.rule.map(|r| r.name))
+            .collect();
         assert_eq!(rules, ["MaintainerDeprecated"]);
+    }
+
+    #[test]
+    fn the_contexts_dockerignore_reaches_the_copy_ignored_file_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let context = dir.path().join("ctx");
+        fs_err::create_dir_all(&context).unwrap();
+        fs_err::write(context.join(".dockerignore"), "notes/\n").unwrap();
+        let mut r = request(dir.path(), "FROM scratch\nCOPY notes/todo.txt /\n");
+        r.context = Some(context);
+        let lowered = lower(&r).unwrap();
+        let found: Vec<String> = lowered.warnings.iter().map(|d| d.to_string()).collect();
+        assert_eq!(
+            found,
+            [
+                "Dockerfile:2:1: Attempting to Copy file \"notes/todo.txt\" that is excluded by .dockerignore"
+            ]
+        );
     }
 }

@@ -61,6 +61,8 @@ pub struct BuildRequest {
     pub registry: Option<std::sync::Arc<strata_store::RegistryClient>>,
     /// Told how a push (`--push`, `push=true`) goes, in order, once the image is committed.
     pub on_push: Option<Box<dyn Fn(PushEvent) + Send + Sync>>,
+    /// `--allow`: the entitlements granted (`security.insecure`, see [`crate::ENTITLEMENTS`]).
+    pub allow: Vec<String>,
 }
 
 impl BuildRequest {
@@ -90,6 +92,7 @@ impl BuildRequest {
             cancel: CancellationToken::new(),
             registry: None,
             on_push: None,
+            allow: Vec::new(),
         }
     }
 }

@@ -40,18 +40,17 @@ impl ImageResolver for StoreResolver<'_> {
                 .map_err(|e| format!("image {reference} has an unreadable config: {e}"))?,
             None => ImageConfig::default(),
         };
-        let image_platform = image.config.platform();
-        if !image.config.architecture.is_empty() && image_platform.arch != platform.arch {
-            return Err(format!(
-                "image {reference} is for {}, not {}",
-                image_platform.format(),
-                platform.format()
-            ));
-        }
+        // An image of another platform is used as BuildKit does, with the frontend's
+        // InvalidBaseImagePlatform warning (an image that names none is taken as asked for).
+        let platform = if image.config.architecture.is_empty() {
+            platform.clone()
+        } else {
+            image.config.platform()
+        };
         Ok(ResolvedImage {
             reference: reference.to_owned(),
             id: image.id.to_string(),
-            platform: image_platform,
+            platform,
             config,
         })
     }

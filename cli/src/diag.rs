@@ -83,7 +83,11 @@ mod tests {
 
     #[test]
     fn warnings_say_so_and_name_their_rule() {
-        let d = Diagnostic::warning(SourceLoc::new(1, 1), "MaintainerDeprecated", "deprecated");
+        let d = Diagnostic::warning(
+            SourceLoc::new(1, 1),
+            &strata_frontend::rule::MAINTAINER_DEPRECATED,
+            "deprecated",
+        );
         assert_eq!(
             render("df", b"MAINTAINER me", &d),
             "warning: df:1:1: deprecated [MaintainerDeprecated]\n1 | MAINTAINER me\n  | ^\n"

@@ -5,6 +5,7 @@
 //! [`Diagnostic`]s and goes on where it safely can. Errors make the build impossible; warnings
 //! are BuildKit's lint findings (a directive in the wrong place, legacy `ENV k v`, ...).
 
+use crate::rule::Rule;
 use std::fmt;
 use strata_graph::SourceLoc;
 
@@ -28,8 +29,9 @@ pub struct Diagnostic {
     pub message: String,
     /// A suggestion, shown as `(did you mean RUN?)` after the message.
     pub suggestion: Option<String>,
-    /// The BuildKit lint rule name for warnings (`LegacyKeyValueFormat`).
-    pub rule: Option<&'static str>,
+    /// The build-check rule of a warning (or of an error that was a warning before
+    /// `# check=error=true`).
+    pub rule: Option<&'static Rule>,
 }
 
 impl Diagnostic {
@@ -44,8 +46,8 @@ impl Diagnostic {
         }
     }
 
-    /// A lint warning at `loc`.
-    pub fn warning(loc: SourceLoc, rule: &'static str, message: impl Into<String>) -> Self {
+    /// A finding of `rule` at `loc`.
+    pub fn warning(loc: SourceLoc, rule: &'static Rule, message: impl Into<String>) -> Self {
         Self {
             severity: Severity::Warning,
             loc,

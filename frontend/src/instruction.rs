@@ -9,6 +9,7 @@
 use crate::ast::{self, Args, Keyword};
 use crate::diagnostic::{Diagnostic, suggest};
 use crate::duration::parse_go_duration;
+use crate::rule;
 use std::borrow::Cow;
 use strata_graph::{Healthcheck, NetworkMode, SecurityMode, SourceLoc, SourceRange};
 
@@ -346,7 +347,7 @@ pub(crate) fn type_instruction(
             parse_flags(i, &[])?;
             warnings.push(Diagnostic::warning(
                 i.loc(),
-                "MaintainerDeprecated",
+                &rule::MAINTAINER_DEPRECATED,
                 "Maintainer instruction is deprecated in favor of using label",
             ));
             InstructionKind::Maintainer(author)
@@ -478,22 +479,22 @@ fn stage_name(
     if is_lower(&keyword) != is_lower(as_word) {
         warnings.push(Diagnostic::warning(
             loc,
-            "FromAsCasing",
-            "'as' and 'FROM' keywords' casing do not match",
+            &rule::FROM_AS_CASING,
+            format!("'{as_word}' and '{keyword}' keywords' casing do not match"),
         ));
     }
     if name != lower {
         warnings.push(Diagnostic::warning(
             loc,
-            "StageNameCasing",
+            &rule::STAGE_NAME_CASING,
             format!("Stage name '{name}' should be lowercase"),
         ));
     }
     if lower == "scratch" || lower == "context" {
         warnings.push(Diagnostic::warning(
             loc,
-            "ReservedStageName",
-            format!("'{lower}' is reserved and should not be used as a stage name"),
+            &rule::RESERVED_STAGE_NAME,
+            format!("Stage name should not use the same name as reserved stage {lower:?}"),
         ));
     }
     Ok(lower)
@@ -526,7 +527,7 @@ fn type_env_or_label(
         if p.legacy {
             warnings.push(Diagnostic::warning(
                 i.loc(),
-                "LegacyKeyValueFormat",
+                &rule::LEGACY_KEY_VALUE_FORMAT,
                 format!("\"{keyword} key=value\" should be used instead of legacy \"{keyword} key value\" format"),
             ));
         }
@@ -572,7 +573,7 @@ fn type_onbuild(
     if let Err(d) = type_instruction(inner, &mut inner_warnings) {
         warnings.push(Diagnostic::warning(
             d.loc,
-            "InvalidOnbuildTrigger",
+            &rule::INVALID_ONBUILD_TRIGGER,
             format!(
                 "ONBUILD trigger will fail in images built from this one: {}",
                 d.text()
@@ -1055,7 +1056,7 @@ pub(crate) fn instruction_casing(
         if !fits {
             warnings.push(Diagnostic::warning(
                 at,
-                "ConsistentInstructionCasing",
+                &rule::CONSISTENT_INSTRUCTION_CASING,
                 format!("Command '{w}' should match the case of the command majority ({name})"),
             ));
         }

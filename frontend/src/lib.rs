@@ -33,6 +33,7 @@ mod history;
 mod instruction;
 mod lower;
 mod mount;
+pub mod rule;
 mod scope;
 mod stage;
 
@@ -50,6 +51,7 @@ pub use instruction::{
 };
 pub use lower::{BuildOptions, ImageResolver, Lowered, ResolvedImage, check, lower};
 pub use mount::{MountType, RunMount};
+pub use rule::{CheckConfig, RULES, Rule};
 pub use scope::{EnvList, PROXY_ARGS};
 pub use stage::{Stage, Stages};
 pub use strata_graph::pattern::{DirVisit, ParentMatches, PatternMatcher};

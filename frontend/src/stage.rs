@@ -4,7 +4,8 @@
 use crate::ast;
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::instruction::{ArgDecl, InstructionKind, Typed, TypedInstruction, type_instruction};
-use std::collections::HashMap;
+use crate::rule::{self, CheckConfig};
+use std::collections::HashSet;
 use strata_graph::SourceRange;
 
 /// A Dockerfile after instruction checks: global ARGs, then stages.
@@ -57,8 +58,8 @@ impl Stages {
             escape: char::from(df.escape),
         };
         let mut warnings = Vec::new();
-        // The line of the first stage of each name.
-        let mut first_named: HashMap<String, u32> = HashMap::new();
+        // The stage names seen so far.
+        let mut named: HashSet<String> = HashSet::new();
         // After a FROM that is wrong, the instructions up to the next FROM are still checked
         // but belong to no stage (not to the stage before).
         let mut orphaned = false;
@@ -69,23 +70,21 @@ impl Stages {
                     orphaned |= i.kind == ast::Keyword::From;
                     diags.push(d);
                 }
-                Ok(Typed::Instruction(_)) if orphaned => {}
+                Ok(Typed::Instruction(cmd)) if orphaned => arg_description(i, &cmd, diags),
                 Ok(Typed::From(from)) => {
                     orphaned = false;
-                    let index = out.stages.len();
                     if let Some(name) = &from.name {
-                        match first_named.get(name) {
-                            Some(first) => diags.push(Diagnostic::warning(
-                                i.loc(),
-                                "DuplicateStageName",
-                                format!(
-                                    "duplicate stage name {name:?} (first defined on line {first}), stage names should be unique"
-                                ),
-                            )),
-                            None => {
-                                first_named.insert(name.clone(), i.range.start.line);
-                            }
-                        }
+                        definition_description(i, "FROM", std::slice::from_ref(name), diags);
+                    }
+                    let index = out.stages.len();
+                    if let Some(name) = &from.name
+                        && !named.insert(name.clone())
+                    {
+                        diags.push(Diagnostic::warning(
+                            i.loc(),
+                            &rule::DUPLICATE_STAGE_NAME,
+                            format!("Duplicate stage name {name:?}, stage names should be unique"),
+                        ));
                     }
                     out.stages.push(Stage {
                         index,
@@ -97,15 +96,18 @@ impl Stages {
                         instructions: Vec::new(),
                     });
                 }
-                Ok(Typed::Instruction(cmd)) => match out.stages.last_mut() {
-                    Some(stage) => stage.instructions.push(cmd),
-                    None => match cmd.kind {
-                        InstructionKind::Arg(decls) => out
-                            .meta_args
-                            .extend(decls.into_iter().map(|d| (d, cmd.range))),
-                        _ => diags.error(i.loc(), "no build stage in current context"),
-                    },
-                },
+                Ok(Typed::Instruction(cmd)) => {
+                    arg_description(i, &cmd, diags);
+                    match out.stages.last_mut() {
+                        Some(stage) => stage.instructions.push(cmd),
+                        None => match cmd.kind {
+                            InstructionKind::Arg(decls) => out
+                                .meta_args
+                                .extend(decls.into_iter().map(|d| (d, cmd.range))),
+                            _ => diags.error(i.loc(), "no build stage in current context"),
+                        },
+                    }
+                }
             }
         }
         crate::instruction::instruction_casing(&df.instructions, &mut warnings);
@@ -150,6 +152,41 @@ impl Stages {
     }
 }
 
+/// [`definition_description`] for an ARG.
+fn arg_description(i: &ast::Instruction, cmd: &TypedInstruction, diags: &mut Diagnostics) {
+    if let InstructionKind::Arg(decls) = &cmd.kind {
+        let keys: Vec<String> = decls.iter().map(|d| d.key.clone()).collect();
+        definition_description(i, "ARG", &keys, diags);
+    }
+}
+
+/// BuildKit's experimental `InvalidDefinitionDescription`: the comment right above a named
+/// stage or an ARG describes it (`--call=outline`), so it starts with its name.
+fn definition_description(
+    i: &ast::Instruction,
+    instruction: &str,
+    keys: &[String],
+    diags: &mut Diagnostics,
+) {
+    let Some(last) = i.comments.last() else {
+        return;
+    };
+    let text = last.text.to_string_lossy();
+    let first = text.trim().split(' ').next().unwrap_or("");
+    if keys.is_empty() || keys.iter().any(|k| k == first) {
+        return;
+    }
+    let example = match keys {
+        [one] => one.as_str(),
+        _ => "<arg_key>",
+    };
+    diags.push(Diagnostic::warning(
+        i.loc(),
+        &rule::INVALID_DEFINITION_DESCRIPTION,
+        format!("Comment for {instruction} should follow the format: `# {example} <description>`"),
+    ));
+}
+
 /// A comment that looks like a parser directive but comes after the directive area is an
 /// ordinary comment to BuildKit; warn, since the author surely meant it.
 fn misplaced_directives(i: &ast::Instruction, diags: &mut Diagnostics) {
@@ -162,10 +199,14 @@ fn misplaced_directives(i: &ast::Instruction, diags: &mut Diagnostics) {
             continue;
         };
         let name = name.trim().to_lowercase();
-        if matches!(name.as_str(), "syntax" | "escape" | "check") {
+        // `# check=skip=...` right above an instruction configures that instruction's checks;
+        // `error=` there is ignored (BuildKit merges skips and experimental rules only).
+        let applies =
+            CheckConfig::from_comment(&c.text.to_string_lossy()).is_some_and(|c| !c.error);
+        if matches!(name.as_str(), "syntax" | "escape" | "check") && !applies {
             diags.push(Diagnostic::warning(
                 c.loc,
-                "MisplacedParserDirective",
+                &rule::MISPLACED_PARSER_DIRECTIVE,
                 format!(
                     "parser directive {name:?} is ignored here: directives must come before any other line, comment or blank line"
                 ),
@@ -201,9 +242,11 @@ mod tests {
     #[test]
     fn directives_out_of_place_are_warned_about_where_they_are() {
         let df = crate::parse(
-            b"# syntax=a/b\n# hello\n# escape=`\nFROM x\n# check=skip=all\n\n  # syntax=c\nRUN y\n",
+            b"# syntax=a/b\n# hello\n# escape=`\nFROM x\n# check=error=true\n\n  # syntax=c\nRUN y\n# check=skip=all\nRUN z\n",
         )
         .unwrap();
+        // `# check=skip=all` above RUN z configures RUN z's checks (BuildKit): no warning;
+        // `error=true` there would be ignored: a warning.
         let mut diags = Diagnostics::new();
         Stages::from_ast(&df, &mut diags);
         let found: Vec<String> = diags

@@ -61,6 +61,10 @@ pub(crate) struct Args {
     /// Run every step, ignoring the build cache
     #[arg(long)]
     no_cache: bool,
+    /// Grant an entitlement: `security.insecure` (for `RUN --security=insecure`) or
+    /// `network.host`
+    #[arg(long, value_name = "ENTITLEMENT", value_parser = clap::builder::PossibleValuesParser::new(strata_build::ENTITLEMENTS))]
+    allow: Vec<String>,
     /// Run the steps of these stages, ignoring the build cache
     #[arg(long = "no-cache-filter", value_name = "STAGE")]
     no_cache_filter: Vec<String>,
@@ -166,6 +170,7 @@ fn request(
     request.cache_from = cache_from;
     request.cache_to = cache_to;
     request.no_cache = args.no_cache;
+    request.allow = args.allow.clone();
     request.no_cache_filter = args.no_cache_filter.clone();
     request.jobs = args.jobs;
     request.explain = args.explain;
@@ -223,6 +228,8 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("failed to start the async runtime")?;
+    // The Dockerfile's warnings, printed after the build as docker does.
+    let found = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let built = runtime.block_on(async {
         let cancel = CancellationToken::new();
         request.cancel = cancel.clone();
@@ -240,8 +247,13 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         } else {
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
             request.progress = Some(tx);
-            let shown = shown.clone();
-            let warn = move |d: &Diagnostic| eprint_diag(&shown, d);
+            let found = std::sync::Arc::clone(&found);
+            let warn = move |d: &Diagnostic| {
+                found
+                    .lock()
+                    .expect("the warnings list is never poisoned")
+                    .push(d.clone());
+            };
             Some(tokio::spawn(ui::drive(rx, ui::renderer(progress), warn)))
         };
         let result = strata_build::build(request).await;
@@ -250,9 +262,13 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         }
         result
     });
+    let warnings = std::mem::take(&mut *found.lock().expect("the warnings list is never poisoned"));
     let built = match built {
         Ok(built) => built,
-        Err(err) => return report(&shown, err),
+        Err(err) => {
+            eprint_warning_summary(&warnings);
+            return report(&shown, err);
+        }
     };
 
     if let Some(path) = &args.metadata_file {
@@ -294,6 +310,8 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             Ok(None) => {}
             Err(e) => writeln!(err, "warning: automatic build cache gc failed: {e:#}")?,
         }
+        drop(err);
+        eprint_warning_summary(&warnings);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -304,6 +322,30 @@ fn auto_gc(global: &GlobalArgs) -> anyhow::Result<Option<strata_build::CachePrun
     let root = global.store_root();
     let policy = crate::config::Config::load()?.gc_policy(&root)?;
     Ok(strata_build::gc_after_build(&root, &policy)?)
+}
+
+/// docker's summary of the build checks' findings after a build: a count, then one line
+/// per finding, `- Rule: message (line N)`.
+fn eprint_warning_summary(warnings: &[Diagnostic]) {
+    if let Some(text) = warning_summary(warnings) {
+        let _ = write!(std::io::stderr().lock(), "{text}");
+    }
+}
+
+fn warning_summary(warnings: &[Diagnostic]) -> Option<String> {
+    if warnings.is_empty() {
+        return None;
+    }
+    let n = warnings.len();
+    let mut text = format!(
+        "\n {n} warning{} found (use strata check for details):\n",
+        if n == 1 { "" } else { "s" }
+    );
+    for d in warnings {
+        let rule = d.rule.map_or("", |r| r.name);
+        text.push_str(&format!(" - {rule}: {} (line {})\n", d.text(), d.loc.line));
+    }
+    Some(text)
 }
 
 /// `--push`'s progress, on standard error (standard output may carry `-o -`), in the lines

@@ -602,3 +602,180 @@ fn run_passes_the_exit_code_through_and_uses_the_image_config() {
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "yo 0\n");
 }
+
+#[test]
+fn issue_13_a_mount_without_target_is_on_the_working_directory() {
+    let env = TestEnv::with_base("base:latest");
+    let ctx = env.context(
+        "ctx",
+        &[
+            (
+                "Dockerfile",
+                "FROM base AS files\n\
+                 RUN mkdir -p /etc/demo && echo staged > /etc/demo/s\n\
+                 FROM base\n\
+                 WORKDIR /src\n\
+                 RUN --mount=type=bind cat x > /out-ctx\n\
+                 RUN --mount=type=bind,source=d,target=sub cat sub/y > /out-sub\n\
+                 RUN --mount=from=files,src=/etc/demo,ro cat s > /out-stage\n",
+            ),
+            ("x", "context\n"),
+            ("d/y", "subdir\n"),
+        ],
+    );
+    env.ok(["build", "-q", "-t", "t:1", ctx.to_str().unwrap()]);
+    assert_eq!(
+        run_in(&env, "t:1", "cat /out-ctx /out-sub /out-stage; ls /src"),
+        "context\nsubdir\nstaged\n"
+    );
+}
+
+#[test]
+fn issue_13_warnings_are_summed_up_after_the_build_and_check_error_fails_it() {
+    let env = TestEnv::with_base("base:latest");
+    let src = "FROM base\nMAINTAINER me\nENV A b\n";
+    let ctx = env.context("ctx", &[("Dockerfile", src)]);
+    let out = env
+        .command([
+            "build",
+            "--progress=plain",
+            "-t",
+            "t:1",
+            ctx.to_str().unwrap(),
+        ])
+        .output()
+        .expect("run strata");
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.ends_with(
+            "naming to docker.io/library/t:1\n\n 2 warnings found (use strata check for details):\n \
+             - MaintainerDeprecated: Maintainer instruction is deprecated in favor of using label (line 2)\n \
+             - LegacyKeyValueFormat: \"ENV key=value\" should be used instead of legacy \"ENV key value\" format (line 3)\n"
+        ),
+        "{stderr}"
+    );
+    let strict = env.context(
+        "strict",
+        &[("Dockerfile", &format!("# check=error=true\n{src}"))],
+    );
+    let stderr = env.fails(["build", "-t", "t:2", strict.to_str().unwrap()]);
+    assert!(
+        stderr.contains(
+            "error: Dockerfile:1:1: lint violation found for rules: LegacyKeyValueFormat, MaintainerDeprecated\n"
+        ),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn issue_13_run_security_insecure_needs_allow_and_secret_env_is_refused_at_build_time() {
+    let env = TestEnv::with_base("base:latest");
+    let ctx = env.context(
+        "ctx",
+        &[(
+            "Dockerfile",
+            "FROM base\nRUN --security=sandbox true\nRUN --security=insecure cat /proc/self/status > /status\n",
+        )],
+    );
+    let stderr = env.fails(["build", "-q", "-t", "t:1", ctx.to_str().unwrap()]);
+    assert_eq!(
+        stderr,
+        "error: Dockerfile:3:1: RUN --security=insecure needs the security.insecure entitlement: \
+         build with --allow security.insecure\n3 | RUN --security=insecure cat /proc/self/status > /status\n  | ^\n"
+    );
+    env.ok([
+        "build",
+        "-q",
+        "--allow",
+        "security.insecure",
+        "-t",
+        "t:1",
+        ctx.to_str().unwrap(),
+    ]);
+
+    let secret = env.context(
+        "secret",
+        &[(
+            "Dockerfile",
+            "FROM base\nRUN --mount=type=secret,id=tok,env=TOKEN true\n",
+        )],
+    );
+    let dockerfile = secret.join("Dockerfile");
+    env.ok(["check", dockerfile.to_str().unwrap()]);
+    let stderr = env.fails(["build", "-q", secret.to_str().unwrap()]);
+    assert!(
+        stderr.starts_with(
+            "error: Dockerfile:2:1: RUN --mount=type=secret,env=TOKEN is not supported yet: strata cannot pass build secrets\n"
+        ),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn issue_13_add_unpacks_a_local_archive_unless_unpack_is_false() {
+    let env = TestEnv::with_base("base:latest");
+    let ctx = env.context(
+        "ctx",
+        &[
+            (
+                "Dockerfile",
+                "FROM base\nADD a.tar /x/\nADD --unpack=false a.tar /y/\nADD --unpack=true a.tar /z/\n",
+            ),
+            ("src/inside.txt", "packed\n"),
+        ],
+    );
+    let tar = std::process::Command::new("tar")
+        .args(["-cf", "a.tar", "-C", "src", "inside.txt"])
+        .current_dir(&ctx)
+        .status()
+        .expect("run tar");
+    assert!(tar.success());
+    env.ok(["build", "-q", "-t", "t:1", ctx.to_str().unwrap()]);
+    assert_eq!(
+        run_in(&env, "t:1", "cat /x/inside.txt; ls /y; cat /z/inside.txt"),
+        "packed\na.tar\npacked\n"
+    );
+}
+
+#[test]
+fn issue_13_a_base_image_of_another_platform_is_used_with_buildkits_warning() {
+    let env = TestEnv::new();
+    let tar = env.base_tarball();
+    let other = if cfg!(target_arch = "aarch64") {
+        ("linux/amd64", "linux/arm64")
+    } else {
+        ("linux/arm64", "linux/amd64")
+    };
+    env.ok([
+        "import",
+        "--platform",
+        other.0,
+        tar.to_str().unwrap(),
+        "foreign:1",
+    ]);
+    let ctx = env.context(
+        "ctx",
+        &[("Dockerfile", "FROM foreign:1\nCOPY a /a\n"), ("a", "x\n")],
+    );
+    let out = env
+        .command([
+            "build",
+            "--progress=plain",
+            "-t",
+            "t:1",
+            ctx.to_str().unwrap(),
+        ])
+        .output()
+        .expect("run strata");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.ends_with(&format!(
+            " 1 warning found (use strata check for details):\n \
+             - InvalidBaseImagePlatform: Base image foreign:1 was pulled with platform \"{}\", expected \"{}\" for current build (line 1)\n",
+            other.0, other.1
+        )),
+        "{stderr}"
+    );
+}

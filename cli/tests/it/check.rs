@@ -1,5 +1,5 @@
-//! `strata check`: every problem printed with its place and a caret, exit code 1; a clean
-//! Dockerfile exits 0.
+//! `strata check`: `docker build --check`'s summary line, then every problem printed with its
+//! place and a caret, exit code 1; a clean Dockerfile exits 0. `--format json` for programs.
 
 use crate::support::strata_bin;
 use std::io::Write as _;
@@ -38,7 +38,7 @@ fn a_clean_dockerfile_exits_zero() {
         &[],
     );
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
-    assert_eq!(stdout(&out), "");
+    assert_eq!(stdout(&out), "Check complete, no warnings found.\n");
 }
 
 #[test]
@@ -118,7 +118,8 @@ fn warnings_fail_the_check_too() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         stdout(&out),
-        "warning: Dockerfile:2:1: Maintainer instruction is deprecated in favor of using label [MaintainerDeprecated]\n2 | MAINTAINER me\n  | ^\n\
+        "Check complete, 2 warnings have been found!\n\
+         warning: Dockerfile:2:1: Maintainer instruction is deprecated in favor of using label [MaintainerDeprecated]\n2 | MAINTAINER me\n  | ^\n\
          warning: Dockerfile:3:1: \"ENV key=value\" should be used instead of legacy \"ENV key value\" format [LegacyKeyValueFormat]\n3 | ENV A b\n  | ^\n"
     );
 }
@@ -132,7 +133,8 @@ fn directives_in_the_wrong_place_are_reported_where_they_are() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         stdout(&out),
-        "warning: Dockerfile:3:1: parser directive \"escape\" is ignored here: directives must come \
+        "Check complete, 2 warnings have been found!\n\
+         warning: Dockerfile:3:1: parser directive \"escape\" is ignored here: directives must come \
          before any other line, comment or blank line [MisplacedParserDirective]\n3 | # escape=`\n  | ^\n\
          warning: Dockerfile:6:3: parser directive \"check\" is ignored here: directives must come \
          before any other line, comment or blank line [MisplacedParserDirective]\n6 |   # check=skip=all\n  |   ^\n"
@@ -176,6 +178,102 @@ fn reads_standard_input() {
     assert!(
         stdout(&out).starts_with(
             "error: Dockerfile:2:1: COPY requires at least two arguments, but only one was provided. Destination could not be determined\n"
+        ),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn one_warning_is_counted_like_docker_and_json_gives_each_finding() {
+    let src = "FROM alpine AS Build\nCOPY a /b\n";
+    let out = check_file(src, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).starts_with("Check complete, 1 warning has been found!\nwarning: Dockerfile:1:1: Stage name 'Build' should be lowercase [StageNameCasing]\n"),
+        "{}",
+        stdout(&out)
+    );
+    let out = check_file(src, &["--format", "json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(
+        json,
+        serde_json::json!([{
+            "severity": "warning",
+            "rule": "StageNameCasing",
+            "description": "Stage names should be lowercase",
+            "message": "Stage name 'Build' should be lowercase",
+            "url": "https://docs.docker.com/go/dockerfile/rule/stage-name-casing/",
+            "file": "Dockerfile",
+            "line": {"start": 1, "end": 1},
+            "column": 1
+        }])
+    );
+    let out = check_file("FROM alpine\n", &["--format", "json"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(stdout(&out), "[]\n");
+}
+
+#[test]
+fn check_error_true_fails_with_buildkits_lint_violation() {
+    let out = check_file("# check=error=true\nFROM alpine\nMAINTAINER me\n", &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains(
+            "error: Dockerfile:1:1: lint violation found for rules: MaintainerDeprecated\n"
+        ),
+        "{}",
+        stdout(&out)
+    );
+    let out = check_file(
+        "FROM alpine\nMAINTAINER me\n",
+        &[
+            "--build-arg",
+            "BUILDKIT_DOCKERFILE_CHECK=skip=MaintainerDeprecated",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+}
+
+#[test]
+fn variables_a_base_image_may_set_are_not_called_undefined() {
+    // strata check looks no image up: $GOPATH may come from golang's ENV; scratch has none.
+    let out = check_file(
+        "FROM golang\nWORKDIR $GOPATH/src\nCOPY $FOO .\nFROM scratch\nCOPY $BAR .\n",
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stdout(&out),
+        "Check complete, 1 warning has been found!\n\
+         warning: Dockerfile:5:1: Usage of undefined variable '$BAR' [UndefinedVar]\n5 | COPY $BAR .\n  | ^\n"
+    );
+}
+
+#[test]
+fn the_contexts_dockerignore_is_read_with_context() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    fs_err::write(
+        dir.path().join("Dockerfile"),
+        "FROM scratch\nCOPY notes/a.txt /\n",
+    )
+    .unwrap();
+    fs_err::write(dir.path().join(".dockerignore"), "notes\n").unwrap();
+    let run = |extra: &[&str]| {
+        Command::new(strata_bin())
+            .arg("check")
+            .args(extra)
+            .current_dir(dir.path())
+            .output()
+            .expect("run strata check")
+    };
+    assert_eq!(run(&[]).status.code(), Some(0));
+    let out = run(&["--context", "."]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains(
+            "warning: Dockerfile:2:1: Attempting to Copy file \"notes/a.txt\" that is excluded by .dockerignore [CopyIgnoredFile]\n"
         ),
         "{}",
         stdout(&out)

@@ -10,6 +10,7 @@ use super::path::normalize_workdir;
 use crate::diagnostic::Diagnostic;
 use crate::history;
 use crate::instruction::{ArgDecl, CommandLine, InstructionKind, NameValue, TypedInstruction};
+use crate::rule;
 use crate::scope::NON_ENV_ARGS;
 use strata_graph::{FileAction, FileOp, ImageConfig, Op, SourceLoc, SourceRange};
 
@@ -75,7 +76,7 @@ impl Lowering<'_> {
 
     /// ENV: every value is expanded with the variables from before this ENV.
     fn env(
-        &self,
+        &mut self,
         d: &mut Dispatch,
         pairs: &[NameValue],
         at: SourceLoc,
@@ -83,6 +84,7 @@ impl Lowering<'_> {
         let expanded = self.expand_pairs(d, pairs, at)?;
         let mut text = String::from("ENV");
         for (k, v) in &expanded {
+            self.secret_key_lint("ENV", k, at);
             text.push_str(&format!(" {k}={v}"));
             d.env.set(k, v);
             set_config_env(&mut d.config, &mut d.config_env_index, k, v);
@@ -121,13 +123,14 @@ impl Lowering<'_> {
     /// ARG: the value given with `--build-arg`, else the default (expanded), else the global
     /// ARG's value; a variable for the rest of the stage (not in the image config).
     fn arg(
-        &self,
+        &mut self,
         d: &mut Dispatch,
         decls: &[ArgDecl],
         at: SourceLoc,
     ) -> Result<String, LowerError> {
         let mut parts = Vec::new();
         for decl in decls {
+            self.secret_key_lint("ARG", &decl.key, at);
             let given = self.opts.build_args.get(&decl.key).cloned();
             let mut value = decl.value.clone();
             if value.is_none() && given.is_none() {
@@ -153,7 +156,7 @@ impl Lowering<'_> {
 
     /// EXPOSE: each word a port spec, ranges expanded.
     fn expose(
-        &self,
+        &mut self,
         d: &mut Dispatch,
         ports: &[String],
         at: SourceLoc,
@@ -168,12 +171,54 @@ impl Lowering<'_> {
         }
         let mut specs = Vec::new();
         for w in &words {
+            self.expose_lints(w, at);
             specs.extend(parse_port_spec(w).map_err(|error| LowerError::Port { at, error })?);
         }
         for s in &specs {
             d.config.exposed_ports.insert(s.clone(), Default::default());
         }
         Ok(format!("EXPOSE {}", history::go_list(&specs)))
+    }
+
+    /// BuildKit's `SecretsUsedInArgOrEnv`: an ARG or ENV whose name says it holds a secret.
+    fn secret_key_lint(&mut self, instruction: &str, key: &str, at: SourceLoc) {
+        if names_a_secret(key) {
+            self.diags.push(Diagnostic::warning(
+                at,
+                &rule::SECRETS_USED_IN_ARG_OR_ENV,
+                format!(
+                    "Do not use ARG or ENV instructions for sensitive data ({instruction} {key:?})"
+                ),
+            ));
+        }
+    }
+
+    /// BuildKit's `ExposeProtoCasing` and `ExposeInvalidFormat` on one port spec.
+    fn expose_lints(&mut self, raw: &str, at: SourceLoc) {
+        // BuildKit's split: `[ip:]host:port`, where the ip may hold colons itself.
+        let parts: Vec<&str> = raw.split(':').collect();
+        let container = parts[parts.len() - 1];
+        let (ip, host) = match parts.len() {
+            1 => (String::new(), ""),
+            n => (parts[..n - 2].join(":"), parts[n - 2]),
+        };
+        let proto = container.split_once('/').map_or("", |(_, p)| p);
+        if proto != proto.to_lowercase() {
+            self.diags.push(Diagnostic::warning(
+                at,
+                &rule::EXPOSE_PROTO_CASING,
+                format!("Defined protocol '{raw}' in EXPOSE instruction should be lowercase"),
+            ));
+        }
+        if !ip.is_empty() || !host.is_empty() {
+            self.diags.push(Diagnostic::warning(
+                at,
+                &rule::EXPOSE_INVALID_FORMAT,
+                format!(
+                    "EXPOSE instruction should not define an IP address or host-port mapping, found '{raw}'"
+                ),
+            ));
+        }
     }
 
     /// VOLUME: no path may expand to nothing.
@@ -228,11 +273,14 @@ impl Lowering<'_> {
         w: &str,
     ) -> Result<(), LowerError> {
         let range = cmd.range;
+        // A variable of an image strata check did not look up may make the path absolute.
+        let maybe_from_image = d.base_env_unknown && w.contains('$');
         let w = self.expand(d, w, range.start)?;
-        if !d.workdir_set && !w.starts_with('/') && !d.onbuild {
+        let judged = !(d.workdir_set || d.onbuild || maybe_from_image);
+        if judged && !is_absolute_for(&w, &d.platform.os) {
             self.diags.push(Diagnostic::warning(
                 range.start,
-                "WorkdirRelativePath",
+                &rule::WORKDIR_RELATIVE_PATH,
                 format!(
                     "Relative workdir {w:?} can have unexpected results if the base image changes"
                 ),
@@ -291,7 +339,7 @@ impl Lowering<'_> {
         if let Some(previous) = d.used_once[slot] {
             self.diags.push(Diagnostic::warning(
                 previous,
-                "MultipleInstructionsDisallowed",
+                &rule::MULTIPLE_INSTRUCTIONS_DISALLOWED,
                 format!("Multiple {name} instructions should not be used in the same stage because only the last one will be used"),
             ));
         }
@@ -303,7 +351,7 @@ impl Lowering<'_> {
         if c.prepend_shell && d.config.shell.is_empty() && !d.onbuild {
             self.diags.push(Diagnostic::warning(
                 at,
-                "JSONArgsRecommended",
+                &rule::JSON_ARGS_RECOMMENDED,
                 format!(
                     "JSON arguments recommended for {name} to prevent unintended behavior related to OS signals"
                 ),
@@ -330,6 +378,41 @@ pub(super) fn with_shell(config: &ImageConfig, args: &[String]) -> Vec<String> {
     };
     out.push(args.join(" "));
     out
+}
+
+/// Whether `path` is absolute on `os` (BuildKit's `system.IsAbs`): on Windows a leading
+/// slash or backslash, or a drive (`C:\`, `c:/`), counts too.
+fn is_absolute_for(path: &str, os: &str) -> bool {
+    if os != "windows" {
+        return path.starts_with('/');
+    }
+    let b = path.as_bytes();
+    let drive = b.len() >= 3 && b[0].is_ascii_alphabetic() && b[1] == b':';
+    path.starts_with(['/', '\\']) || (drive && matches!(b[2], b'/' | b'\\'))
+}
+
+/// Whether a variable name says it holds a secret, by BuildKit's words: one of its
+/// `_`-separated parts (any case) is a secret word and none is an allowed one
+/// (`GITHUB_TOKEN`, `db_password` yes; `PUBLIC_KEY`, `KEY_FILE` no).
+fn names_a_secret(key: &str) -> bool {
+    const SECRET: [&str; 10] = [
+        "apikey",
+        "auth",
+        "credential",
+        "credentials",
+        "key",
+        "password",
+        "pword",
+        "passwd",
+        "secret",
+        "token",
+    ];
+    const ALLOWED: [&str; 3] = ["public", "file", "version"];
+    let has = |words: &[&str]| {
+        key.split('_')
+            .any(|part| words.iter().any(|w| part.eq_ignore_ascii_case(w)))
+    };
+    has(&SECRET) && !has(&ALLOWED)
 }
 
 /// `EXPOSE` specs (`80`, `80/udp`, `8000-8002/tcp`, `127.0.0.1:80:80`) to `port/proto` keys.

@@ -3,8 +3,11 @@
 
 use super::Lowering;
 use super::error::LowerError;
+use crate::diagnostic::{Diagnostic, suggest};
 use crate::expand::Lexer;
+use crate::rule;
 use crate::scope::EnvList;
+use crate::scope::NON_ENV_ARGS;
 use std::collections::HashMap;
 use strata_graph::{History, ImageConfig, NodeId, SourceLoc};
 use strata_store::Platform;
@@ -36,6 +39,9 @@ pub(super) struct Dispatch {
     pub(super) cmd_total: usize,
     pub(super) label_name: String,
     pub(super) onbuild: bool,
+    /// Built on an image whose config is a stand-in ([`super::BuildOptions::base_config_unknown`]):
+    /// a variable may come from the image's ENV, so none is reported undefined.
+    pub(super) base_env_unknown: bool,
 }
 
 impl Dispatch {
@@ -56,16 +62,36 @@ impl Dispatch {
 }
 
 impl Lowering<'_> {
-    /// `word` expanded with the stage's variables; errors are at `at`.
+    /// `word` expanded with the stage's variables; errors are at `at`. A variable neither
+    /// set nor declared by an ARG of the stage is BuildKit's `UndefinedVar` (at `at`).
     pub(super) fn expand(
         &self,
         d: &Dispatch,
         word: &str,
         at: SourceLoc,
     ) -> Result<String, LowerError> {
-        self.lex
-            .expand(word, &d.env)
-            .map_err(|error| LowerError::Expand { at, error })
+        let e = self
+            .lex
+            .process(word, &d.env)
+            .map_err(|error| LowerError::Expand { at, error })?;
+        for name in &e.unmatched {
+            if d.base_env_unknown
+                || d.build_args.iter().any(|(k, _)| k == name)
+                || NON_ENV_ARGS.contains(&name.as_str())
+            {
+                continue;
+            }
+            let hint = suggest(name, d.env.keys().collect::<Vec<_>>(), true);
+            self.undefined_vars.borrow_mut().push(
+                Diagnostic::warning(
+                    at,
+                    &rule::UNDEFINED_VAR,
+                    format!("Usage of undefined variable '${name}'"),
+                )
+                .with_suggestion(hint.map(|h| format!("${h}"))),
+            );
+        }
+        Ok(e.value)
     }
 
     /// The instruction text as a progress label shows it: variables of `env` expanded where
@@ -109,6 +135,7 @@ pub(super) fn fresh_dispatch(
         cmd_total,
         label_name,
         onbuild: false,
+        base_env_unknown: false,
     }
 }
 

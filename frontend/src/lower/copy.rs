@@ -5,9 +5,12 @@ use super::Lowering;
 use super::context::{Dispatch, uppercase_cmd};
 use super::error::{DigestError, LowerError};
 use super::path::{clean_keep_pivot, join_root, path_relative_to_workdir};
+use crate::diagnostic::Diagnostic;
+use crate::dockerignore::IgnoreMatcher;
 use crate::expand::Lexer;
 use crate::history;
 use crate::instruction::{CopyInstruction, SourceContent, TypedInstruction};
+use crate::rule;
 use strata_graph::{Chown, FileAction, FileOp, Op, SourceLoc};
 
 /// The values of a COPY or ADD, expanded.
@@ -43,6 +46,9 @@ impl Lowering<'_> {
             check_checksum(ck, &x.sources, is_add, at)?;
         }
         let (mut actions, local) = remote_sources(c, &x, is_add, at)?;
+        if c.from.is_none() {
+            self.copy_ignored_files(&x.sources, is_add, at);
+        }
         let mut inputs = vec![d.node];
         if !local.is_empty() {
             let source_node = match &c.from {
@@ -78,6 +84,40 @@ impl Lowering<'_> {
         self.order.push(d.node);
         d.history.push(history::entry(text, true, true));
         Ok(())
+    }
+
+    /// BuildKit's `CopyIgnoredFile`: a context source the `.dockerignore` excludes. Not
+    /// judged when the file has exceptions (`!`), as BuildKit, since a file below an
+    /// excluded directory may be let back in.
+    fn copy_ignored_files(&mut self, sources: &[String], is_add: bool, at: SourceLoc) {
+        let Some(bytes) = &self.opts.dockerignore else {
+            return;
+        };
+        let Ok(matcher) = IgnoreMatcher::parse(bytes) else {
+            return; // the build reports a bad .dockerignore where it reads the context
+        };
+        if matcher.is_empty() || matcher.has_exceptions() {
+            return;
+        }
+        let root_ignored = matcher
+            .patterns()
+            .any(|p| matches!(p.as_str(), "*" | "**" | "**/*"));
+        let cmd = if is_add { "Add" } else { "Copy" };
+        for src in sources.iter().filter(|s| !is_http(s) && !is_git(s)) {
+            let src = strata_graph::pattern::clean(src);
+            let excluded = if src == "." || src == "/" {
+                root_ignored
+            } else {
+                matcher.is_excluded(&src)
+            };
+            if excluded {
+                self.diags.push(Diagnostic::warning(
+                    at,
+                    &rule::COPY_IGNORED_FILE,
+                    format!("Attempting to {cmd} file {src:?} that is excluded by .dockerignore"),
+                ));
+            }
+        }
     }
 
     /// `--chown`, `--checksum`, the sources and the destination, expanded in that order.
@@ -154,6 +194,10 @@ fn remote_sources(
         if is_http(src) {
             if !is_add {
                 return Err(LowerError::CopyUrl { at });
+            }
+            // BuildKit downloads a URL as it is unless `--unpack=true` asks to extract it.
+            if c.unpack == Some(true) {
+                return Err(LowerError::AddUnpackUrl { at });
             }
             actions.push(FileAction::Download {
                 url: src.clone(),

@@ -114,9 +114,6 @@ pub(crate) enum LowerError {
         flag: SourceLoc,
         reason: String,
     },
-    /// A mount without a target (where one is needed).
-    #[error("invalid mount target \"\" in {mount}")]
-    MountTargetMissing { at: SourceLoc, mount: String },
     /// A mount on `/`.
     #[error("invalid mount target {target:?}")]
     MountTargetRoot { at: SourceLoc, target: String },
@@ -141,6 +138,9 @@ pub(crate) enum LowerError {
     /// `ADD git@...` (not implemented).
     #[error("ADD from a git repository is not supported yet")]
     AddGit { at: SourceLoc },
+    /// `ADD --unpack=true https://...` (not implemented).
+    #[error("ADD --unpack=true of a URL is not supported yet")]
+    AddUnpackUrl { at: SourceLoc },
     /// `COPY git@...`.
     #[error("source can't be a git ref for COPY")]
     CopyGit { at: SourceLoc },
@@ -177,7 +177,6 @@ impl LowerError {
             | EmptyVolume { at }
             | InvalidSignal { at, .. }
             | Mount { at, .. }
-            | MountTargetMissing { at, .. }
             | MountTargetRoot { at, .. }
             | SecretWithoutId { at }
             | SshSource { at }
@@ -186,6 +185,7 @@ impl LowerError {
             | ChecksumLocal { at }
             | Checksum { at, .. }
             | AddGit { at }
+            | AddUnpackUrl { at }
             | CopyGit { at }
             | CopyUrl { at }
             | InvalidChmod { at, .. } => *at,

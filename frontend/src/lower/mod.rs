@@ -35,6 +35,8 @@ mod tests;
 use crate::ast::{self};
 use crate::diagnostic::{Diagnostic, Diagnostics, Severity, suggest};
 use crate::expand::Lexer;
+use crate::rule;
+use crate::rule::{CHECK_BUILD_ARG, CheckConfig};
 use crate::scope::{EnvList, default_args, proxy_env};
 use crate::stage::Stages;
 use context::Dispatch;
@@ -42,7 +44,7 @@ use error::LowerError;
 use stage::{Base, Plan};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::rc::Rc;
-use strata_graph::{Graph, ImageConfig, NetworkMode, NodeId, Target};
+use strata_graph::{Graph, ImageConfig, NetworkMode, NodeId, SourceLoc, Target};
 use strata_store::Platform;
 
 /// What the caller decided for this build.
@@ -62,6 +64,13 @@ pub struct BuildOptions {
     pub network: NetworkMode,
     /// Lower every stage, reachable or not (`strata check`).
     pub all_stages: bool,
+    /// The bytes of the `.dockerignore` that applies to the context, if any: BuildKit's
+    /// `CopyIgnoredFile` warns about COPY and ADD sources it excludes.
+    pub dockerignore: Option<Vec<u8>>,
+    /// The resolver's base images are stand-ins with an empty config (`strata check` looks
+    /// no image up): the checks that read an image's ENV (`UndefinedVar`, and
+    /// `WorkdirRelativePath` of a WORKDIR with a variable) leave stages built on one alone.
+    pub base_config_unknown: bool,
 }
 
 impl Default for BuildOptions {
@@ -74,6 +83,8 @@ impl Default for BuildOptions {
             build_platform: Platform::linux_amd64(),
             network: NetworkMode::Default,
             all_stages: false,
+            dockerignore: None,
+            base_config_unknown: false,
         }
     }
 }
@@ -115,6 +126,7 @@ pub fn lower(
     resolver: &dyn ImageResolver,
 ) -> Result<Lowered, Diagnostics> {
     let mut diags = Diagnostics::new();
+    empty_continuations(df, &mut diags);
     let stages = Stages::from_ast(df, &mut diags);
     let mut l = Lowering::new(stages, opts, resolver, diags);
     l.run();
@@ -123,13 +135,13 @@ pub fn lower(
         graph,
         stage_done,
         stages,
+        undefined_vars,
         ..
     } = l;
+    diags.0.extend(undefined_vars.into_inner());
     diags.sort();
     diags.dedup();
-    if let Some(check) = df.directive("check") {
-        apply_check_directive(&check.value.to_string_lossy(), &mut diags);
-    }
+    apply_check_config(df, opts, &mut diags);
     if diags.has_errors() {
         return Err(diags);
     }
@@ -157,62 +169,94 @@ pub fn check(source: &[u8], opts: &BuildOptions, resolver: &dyn ImageResolver) -
             return d;
         }
     };
-    let mut diags = Diagnostics::new();
-    for w in &df.warnings {
-        if w.kind == ast::WarningKind::EmptyContinuationLine {
-            diags.push(Diagnostic::warning(
-                w.loc,
-                "NoEmptyContinuation",
-                "Empty continuation line found in: instruction continues after an empty line",
-            ));
-        }
-    }
     match lower(&df, opts, resolver) {
-        Ok(l) => diags.extend(l.warnings),
-        Err(d) => diags.extend(d),
+        Ok(l) => l.warnings,
+        Err(d) => d,
     }
-    diags.sort();
-    diags.dedup();
-    if let Some(check) = df.directive("check") {
-        apply_check_directive(&check.value.to_string_lossy(), &mut diags);
-    }
-    diags
 }
 
-/// The `# check=skip=<rules|all>;error=<bool>` directive: skipped rules are dropped, and with
-/// `error=true` the remaining lint warnings fail the build as BuildKit does.
-fn apply_check_directive(value: &str, diags: &mut Diagnostics) {
-    let mut skip_all = false;
-    let mut skip: Vec<String> = Vec::new();
-    let mut error = false;
-    for part in value.split(';') {
-        let Some((k, v)) = part.split_once('=') else {
+/// BuildKit's `NoEmptyContinuation`, on the last line of the instruction with the empty line.
+fn empty_continuations(df: &ast::Dockerfile, diags: &mut Diagnostics) {
+    for w in &df.warnings {
+        if w.kind != ast::WarningKind::EmptyContinuationLine {
             continue;
-        };
-        match k.trim().to_lowercase().as_str() {
-            "skip" => {
-                for rule in v.split(',').map(str::trim) {
-                    if rule.eq_ignore_ascii_case("all") {
-                        skip_all = true;
-                    } else {
-                        skip.push(rule.to_lowercase());
-                    }
-                }
-            }
-            "error" => error = crate::mount::parse_go_bool(v.trim()).unwrap_or(false),
-            _ => {}
         }
+        let line = w.loc.line;
+        let end = df
+            .instructions
+            .iter()
+            .find(|i| i.range.start.line <= line && line <= i.range.end.line)
+            .map_or(w.loc, |i| SourceLoc::new(i.range.end.line, 1));
+        diags.push(Diagnostic::warning(
+            end,
+            &rule::NO_EMPTY_CONTINUATION,
+            "Empty continuation line",
+        ));
     }
+}
+
+/// Applies the check configuration (the build argument `BUILDKIT_DOCKERFILE_CHECK` if given,
+/// else the `# check=` directive): findings of rules it leaves out are dropped, and with
+/// `error=true` any finding left fails the build with BuildKit's "lint violation" error.
+fn apply_check_config(df: &ast::Dockerfile, opts: &BuildOptions, diags: &mut Diagnostics) {
+    let directive = df.directive("check");
+    let at = directive.map_or(SourceLoc::new(1, 1), |d| d.loc);
+    let parsed = match opts.build_args.get(CHECK_BUILD_ARG) {
+        Some(v) => CheckConfig::parse(v)
+            .map_err(|e| format!("failed to parse build-arg:{CHECK_BUILD_ARG}: {e}")),
+        None => CheckConfig::parse(
+            &directive
+                .map(|d| d.value.to_string_lossy())
+                .unwrap_or_default(),
+        )
+        .map_err(|e| format!("failed to parse check options: {e}")),
+    };
+    let config = match parsed {
+        Ok(c) => c,
+        Err(e) => {
+            diags.push(Diagnostic::error(at, e));
+            return;
+        }
+    };
+    // A `# check=` comment right above an instruction adds to the file's configuration for
+    // the findings on that instruction's lines.
+    let local: Vec<(u32, u32, CheckConfig)> = df
+        .instructions
+        .iter()
+        .filter_map(|i| {
+            let c = i
+                .comments
+                .iter()
+                .find_map(|c| CheckConfig::from_comment(&c.text.to_string_lossy()))?;
+            Some((i.range.start.line, i.range.end.line, config.merged(&c)))
+        })
+        .collect();
     diags.0.retain(|d| {
-        d.severity == Severity::Error
-            || !(skip_all || d.rule.is_some_and(|r| skip.contains(&r.to_lowercase())))
+        let Some(rule) = d.rule.filter(|_| d.severity == Severity::Warning) else {
+            return true;
+        };
+        let line = d.loc.line;
+        match local
+            .iter()
+            .find(|(start, end, _)| (*start..=*end).contains(&line))
+        {
+            Some((_, _, c)) => c.enabled(rule),
+            None => config.enabled(rule),
+        }
     });
-    if error {
-        for d in &mut diags.0 {
-            if d.severity == Severity::Warning {
-                d.severity = Severity::Error;
-                d.message = format!("lint violation: {}", d.message);
-            }
+    if config.error {
+        let mut rules: Vec<&str> = diags
+            .iter()
+            .filter(|d| d.severity == Severity::Warning)
+            .filter_map(|d| d.rule.map(|r| r.name))
+            .collect();
+        rules.sort_unstable();
+        rules.dedup();
+        if !rules.is_empty() {
+            diags.push(Diagnostic::error(
+                at,
+                format!("lint violation found for rules: {}", rules.join(", ")),
+            ));
         }
     }
 }
@@ -247,6 +291,8 @@ struct Lowering<'a> {
     target: Option<usize>,
     order: Vec<NodeId>,
     multi_stage: bool,
+    /// `UndefinedVar` findings, recorded while expanding (which borrows the lowering shared).
+    undefined_vars: std::cell::RefCell<Vec<Diagnostic>>,
 }
 
 impl<'a> Lowering<'a> {
@@ -289,6 +335,7 @@ impl<'a> Lowering<'a> {
             target: None,
             order: Vec::new(),
             multi_stage: false,
+            undefined_vars: std::cell::RefCell::default(),
         }
     }
 
@@ -345,39 +392,55 @@ impl<'a> Lowering<'a> {
     }
 
     /// The global scope FROM lines see: the platform args, then the ARGs before the first
-    /// FROM (`--build-arg` wins over their defaults).
+    /// FROM (`--build-arg` wins over their defaults). The scope without build arguments is
+    /// checked too (`InvalidDefaultArgInFrom`).
     fn global_scope(&mut self, target: Option<usize>) {
         let target_name = match target {
             Some(i) => self.stages.stages[i].name.clone().unwrap_or_default(),
             None => String::new(),
         };
-        self.global = default_args(
+        let (defaults, _) = self.meta_scope(&target_name, false);
+        self.invalid_default_args_in_from(&defaults);
+        let (global, errors) = self.meta_scope(&target_name, true);
+        self.global = global;
+        for e in errors {
+            self.report(e);
+        }
+    }
+
+    /// The platform args and the global ARGs, with the build arguments or (`with_build_args`
+    /// false) the ARGs' defaults only; and the errors expanding the defaults.
+    fn meta_scope(&self, target_name: &str, with_build_args: bool) -> (EnvList, Vec<LowerError>) {
+        let mut global = default_args(
             &self.opts.build_platform,
             &self.opts.target_platform,
-            &target_name,
+            target_name,
             &self.opts.build_args,
         );
-        for (decl, range) in self.stages.meta_args.clone() {
-            let value = match self.opts.build_args.get(&decl.key) {
-                Some(v) => Some(v.clone()),
-                None => match &decl.value {
-                    Some(v) => match self.lex.expand(v, &self.global) {
-                        Ok(x) => Some(x),
-                        Err(error) => {
-                            self.report(LowerError::Expand {
-                                at: range.start,
-                                error,
-                            });
-                            None
-                        }
-                    },
-                    None => None,
+        let mut errors = Vec::new();
+        for (decl, range) in &self.stages.meta_args {
+            let given = with_build_args
+                .then(|| self.opts.build_args.get(&decl.key))
+                .flatten();
+            let value = match (given, &decl.value) {
+                (Some(v), _) => Some(v.clone()),
+                (None, Some(v)) => match self.lex.expand(v, &global) {
+                    Ok(x) => Some(x),
+                    Err(error) => {
+                        errors.push(LowerError::Expand {
+                            at: range.start,
+                            error,
+                        });
+                        None
+                    }
                 },
+                (None, None) => None,
             };
             if let Some(v) = value {
-                self.global.set(&decl.key, &v);
+                global.set(&decl.key, &v);
             }
         }
+        (global, errors)
     }
 
     /// The stages `target` needs (all with `--all-stages`), their images resolved; the

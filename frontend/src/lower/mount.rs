@@ -44,7 +44,7 @@ impl Lowering<'_> {
                     reason,
                 })?;
             let kind = self.mount_kind(stage, &m, &mut out.inputs, &mut ssh_index, at)?;
-            let target = mount_target(&m, raw, &d.workdir, ssh_index, at)?;
+            let target = mount_target(&m, &d.workdir, ssh_index, at)?;
             if let Some(e) = &m.env {
                 out.secret_envs.push(e.clone());
             }
@@ -97,11 +97,10 @@ impl Lowering<'_> {
                     )),
                 };
                 MountKind::Cache {
-                    id: m
-                        .id
-                        .clone()
-                        .or_else(|| m.target.clone())
-                        .unwrap_or_default(),
+                    // BuildKit: an empty id is the target as written, cleaned.
+                    id: m.id.clone().filter(|id| !id.is_empty()).unwrap_or_else(|| {
+                        strata_graph::pattern::clean(m.target.as_deref().unwrap_or(""))
+                    }),
                     sharing: m.sharing.unwrap_or_default(),
                     from,
                     readonly: m.readonly,
@@ -143,11 +142,10 @@ impl Lowering<'_> {
     }
 }
 
-/// Where `m` (written `raw`) is mounted: its target against the working directory, or where
-/// a secret or the `ssh_index`th ssh agent goes by default. Never `/`.
+/// Where `m` is mounted: its target (missing means `.`) against the working directory, or
+/// where a secret or the `ssh_index`th ssh agent goes by default. Never `/`.
 fn mount_target(
     m: &RunMount,
-    raw: &str,
     workdir: &str,
     ssh_index: usize,
     at: SourceLoc,
@@ -165,13 +163,8 @@ fn mount_target(
             Some(t) => absolute_in(workdir, t),
             None => format!("/run/buildkit/ssh_agent.{}", ssh_index - 1),
         },
-        (_, Some(t)) => absolute_in(workdir, t),
-        (_, None) => {
-            return Err(LowerError::MountTargetMissing {
-                at,
-                mount: raw.to_owned(),
-            });
-        }
+        // BuildKit joins a relative or missing target onto the working directory.
+        (_, t) => absolute_in(workdir, t.as_deref().unwrap_or("")),
     };
     if target == "/" {
         return Err(LowerError::MountTargetRoot { at, target });

@@ -8,6 +8,8 @@ use super::source::Source;
 use super::{Lowering, ResolvedImage};
 use crate::diagnostic::{Diagnostic, suggest};
 use crate::instruction::{InstructionKind, TypedInstruction};
+use crate::rule;
+use crate::scope::EnvList;
 use std::collections::{BTreeSet, HashMap};
 use std::rc::Rc;
 use strata_graph::{ImageConfig, SourceLoc};
@@ -54,6 +56,7 @@ impl Lowering<'_> {
             self.undefined_from_args(&stage.base, at);
             if let Some(p) = &stage.platform {
                 self.undefined_from_args(p, at);
+                self.platform_lints(p, stage.name.as_deref().unwrap_or(""), at);
             }
             let base = self.stage_base(&stage.base, &named_above, at);
             let platform = match &stage.platform {
@@ -180,11 +183,72 @@ impl Lowering<'_> {
                 self.diags.push(
                     Diagnostic::warning(
                         at,
-                        "UndefinedArgInFrom",
+                        &rule::UNDEFINED_ARG_IN_FROM,
                         format!("FROM argument '{name}' is not declared"),
                     )
                     .with_suggestion(hint),
                 );
+            }
+        }
+    }
+
+    /// BuildKit's `RedundantTargetPlatform` and `FromPlatformFlagConstDisallowed` on the
+    /// `--platform` expression of the stage `stage_name` (lower case, maybe empty).
+    fn platform_lints(&mut self, expression: &str, stage_name: &str, at: SourceLoc) {
+        let Ok(e) = self.lex.process(expression, &self.global) else {
+            return;
+        };
+        let mut matched = e.matched.clone();
+        matched.sort_unstable();
+        matched.dedup();
+        if matched == ["TARGETPLATFORM"]
+            && e.unmatched.is_empty()
+            && self.global.get("TARGETPLATFORM") == Some(e.value.as_str())
+        {
+            self.diags.push(Diagnostic::warning(
+                at,
+                &rule::REDUNDANT_TARGET_PLATFORM,
+                format!(
+                    "Setting platform to predefined {expression} in FROM is redundant as this is the default behavior"
+                ),
+            ));
+        }
+        if !matched.is_empty() || !e.unmatched.is_empty() {
+            return;
+        }
+        let Ok(p) = Platform::parse(&e.value, &self.opts.target_platform) else {
+            return;
+        };
+        if stage_name.contains(p.os.as_str()) || stage_name.contains(p.arch.as_str()) {
+            return;
+        }
+        self.diags.push(Diagnostic::warning(
+            at,
+            &rule::FROM_PLATFORM_FLAG_CONST_DISALLOWED,
+            format!(
+                "FROM --platform flag should not use constant value {:?}",
+                e.value
+            ),
+        ));
+    }
+
+    /// BuildKit's `InvalidDefaultArgInFrom`: with no build argument given (the global ARGs'
+    /// defaults only), a FROM line must still name a valid image.
+    pub(super) fn invalid_default_args_in_from(&mut self, defaults: &EnvList) {
+        let all = Rc::clone(&self.stages);
+        for stage in &all.stages {
+            let Ok(base) = self.lex.expand(&stage.base, defaults) else {
+                return;
+            };
+            if base != "scratch" && Reference::parse(&base).is_err() {
+                self.diags.push(Diagnostic::warning(
+                    stage.range.start,
+                    &rule::INVALID_DEFAULT_ARG_IN_FROM,
+                    format!(
+                        "Default value for ARG {} results in empty or invalid base image name",
+                        stage.base
+                    ),
+                ));
             }
         }
     }
@@ -228,8 +292,21 @@ impl Lowering<'_> {
     pub(super) fn resolve_stage_images(&mut self, i: usize) {
         let platform = self.stage_platform(i);
         let at = self.stages.stages[i].range.start;
-        if let Base::Image(r) = self.plans[i].base.clone() {
-            self.resolve(&r, &platform, at);
+        if let Base::Image(r) = self.plans[i].base.clone()
+            && let Some(image) = self.resolve(&r, &platform, at)
+            && (image.platform.os != platform.os || image.platform.arch != platform.arch)
+        {
+            let written = &self.stages.stages[i].base;
+            let name = self.lex.expand(written, &self.global).unwrap_or(r);
+            self.diags.push(Diagnostic::warning(
+                at,
+                &rule::INVALID_BASE_IMAGE_PLATFORM,
+                format!(
+                    "Base image {name} was pulled with platform {:?}, expected {:?} for current build",
+                    image.platform.format(),
+                    platform.format()
+                ),
+            ));
         }
         let deps: Vec<Source> = self.plans[i].deps.iter().cloned().collect();
         for d in deps {
@@ -370,6 +447,7 @@ impl Lowering<'_> {
                 let mut d =
                     fresh_dispatch(node, img.config.clone(), platform, cmd_total, label_name);
                 d.cmd_index = 1;
+                d.base_env_unknown = self.opts.base_config_unknown;
                 d.config.on_build.clear();
                 for kv in &img.config.env {
                     let (k, v) = kv.split_once('=').unwrap_or((kv, ""));

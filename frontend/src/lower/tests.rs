@@ -360,7 +360,14 @@ fn lint_warnings_like_buildkit() {
     let got: Vec<String> = l
         .warnings
         .iter()
-        .map(|w| format!("{}:{} {}", w.loc.line, w.rule.unwrap_or(""), w.text()))
+        .map(|w| {
+            format!(
+                "{}:{} {}",
+                w.loc.line,
+                w.rule.map_or("", |r| r.name),
+                w.text()
+            )
+        })
         .collect();
     assert_eq!(
         got,
@@ -372,7 +379,7 @@ fn lint_warnings_like_buildkit() {
             "3:MultipleInstructionsDisallowed Multiple CMD instructions should not be used in the same stage because only the last one will be used",
             "5:WorkdirRelativePath Relative workdir \"rel\" can have unexpected results if the base image changes",
             "7:ConsistentInstructionCasing Command 'run' should match the case of the command majority (uppercase)",
-            "8:ReservedStageName 'scratch' is reserved and should not be used as a stage name",
+            "8:ReservedStageName Stage name should not use the same name as reserved stage \"scratch\"",
         ]
     );
 }
@@ -380,25 +387,110 @@ fn lint_warnings_like_buildkit() {
 #[test]
 fn check_directive_skips_rules_or_makes_them_errors() {
     let src = "FROM alpine\nMAINTAINER me\nENV A b\n";
-    assert_eq!(ok(src).warnings.len(), 2);
-    let skipped = ok(&format!("# check=skip=MaintainerDeprecated\n{src}"));
-    assert_eq!(
-        skipped
-            .warnings
+    let rules = |l: &Lowered| -> Vec<&str> {
+        l.warnings
             .iter()
-            .filter_map(|w| w.rule)
-            .collect::<Vec<_>>(),
-        ["LegacyKeyValueFormat"]
+            .filter_map(|w| w.rule.map(|r| r.name))
+            .collect()
+    };
+    assert_eq!(
+        rules(&ok(src)),
+        ["MaintainerDeprecated", "LegacyKeyValueFormat"]
     );
+    let skipped = ok(&format!("# check=skip=MaintainerDeprecated\n{src}"));
+    assert_eq!(rules(&skipped), ["LegacyKeyValueFormat"]);
+    // BuildKit matches rule names exactly.
+    let skipped = ok(&format!("# check=skip=maintainerdeprecated\n{src}"));
+    assert_eq!(rules(&skipped).len(), 2);
     assert!(ok(&format!("# check=skip=all\n{src}")).warnings.is_empty());
     assert_eq!(
         errors(&format!(
             "# check=error=true;skip=LegacyKeyValueFormat\n{src}"
         )),
+        ["Dockerfile:1:1: lint violation found for rules: MaintainerDeprecated"]
+    );
+    assert_eq!(
+        errors(&format!("# check=skip=all;mode=x\n{src}")),
+        ["Dockerfile:1:1: failed to parse check options: invalid check option \"mode\""]
+    );
+    // The build argument replaces the directive.
+    let arg = |v: &str| BuildOptions {
+        build_args: [("BUILDKIT_DOCKERFILE_CHECK".to_owned(), v.to_owned())].into(),
+        ..BuildOptions::default()
+    };
+    let with_directive = format!("# check=skip=all\n{src}");
+    let l = lower_src(
+        &with_directive,
+        &arg("skip=LegacyKeyValueFormat"),
+        &Store::default(),
+    )
+    .unwrap_or_else(|d| panic!("{d}"));
+    assert_eq!(rules(&l), ["MaintainerDeprecated"]);
+    let failed = lower_src(src, &arg("error=true"), &Store::default())
+        .err()
+        .map(|d| d.errors().map(ToString::to_string).collect::<Vec<_>>());
+    assert_eq!(
+        failed,
+        Some(vec![
+            "Dockerfile:1:1: lint violation found for rules: LegacyKeyValueFormat, MaintainerDeprecated"
+                .to_owned()
+        ])
+    );
+}
+
+#[test]
+fn a_mount_without_target_goes_on_the_working_directory() {
+    let targets = |src: &str, label: &str| -> Vec<String> {
+        exec(&ok(src), label)
+            .mounts
+            .iter()
+            .map(|m| m.target.clone())
+            .collect()
+    };
+    assert_eq!(
+        targets(
+            "FROM alpine\nWORKDIR /src\nRUN --mount=type=bind true\n",
+            "true"
+        ),
+        ["/src"]
+    );
+    assert_eq!(
+        targets(
+            "FROM alpine AS a\nFROM alpine\nWORKDIR /src\nRUN --mount=from=a,src=/etc,ro ls\n",
+            "ls"
+        ),
+        ["/src"]
+    );
+    assert_eq!(
+        targets(
+            "FROM alpine\nWORKDIR /w\nRUN --mount=type=cache,target=c --mount=type=tmpfs \\\n --mount=type=secret,id=tok --mount=type=ssh --mount=type=ssh,target=s true\n",
+            "true"
+        ),
         [
-            "Dockerfile:3:1: lint violation: Maintainer instruction is deprecated in favor of using label"
+            "/w/c",
+            "/w",
+            "/run/secrets/tok",
+            "/run/buildkit/ssh_agent.0",
+            "/w/s"
         ]
     );
+    assert_eq!(
+        errors("FROM alpine\nRUN --mount=type=bind true\n"),
+        ["Dockerfile:2:1: invalid mount target \"/\""]
+    );
+    // A cache's id defaults to its target as written, cleaned (BuildKit's path.Clean).
+    let ids: Vec<String> = exec(
+        &ok("FROM alpine\nWORKDIR /w\nRUN --mount=type=cache,target=c/ --mount=type=cache,target=/x/./y,id= true\n"),
+        "true",
+    )
+    .mounts
+    .iter()
+    .filter_map(|m| match &m.kind {
+        strata_graph::MountKind::Cache { id, .. } => Some(id.clone()),
+        _ => None,
+    })
+    .collect();
+    assert_eq!(ids, ["c", "/x/y"]);
 }
 
 #[test]
@@ -427,6 +519,10 @@ fn errors_found_while_lowering_name_the_line_and_the_problem() {
         (
             "FROM alpine\nEXPOSE 1-2:3-7\n",
             "Dockerfile:2:1: invalid ranges specified for container and host Ports: 3-7 and 1-2",
+        ),
+        (
+            "FROM alpine\nADD --unpack=true https://x.test/a.tar.gz /d/\n",
+            "Dockerfile:2:1: ADD --unpack=true of a URL is not supported yet",
         ),
         (
             "FROM alpine\nADD --checksum=md5:abc https://x.test/f /f\n",
@@ -460,4 +556,31 @@ fn errors_found_while_lowering_name_the_line_and_the_problem() {
     for (src, want) in cases {
         assert_eq!(errors(src), [want], "{src}");
     }
+}
+
+#[test]
+fn experimental_rules_run_only_when_asked_for() {
+    let src = "# a comment\nFROM alpine AS base\n";
+    assert!(ok(src).warnings.is_empty());
+    let l = ok(&format!("# check=skip=all;experimental=all\n{src}"));
+    let rules: Vec<&str> = l
+        .warnings
+        .iter()
+        .filter_map(|w| w.rule.map(|r| r.name))
+        .collect();
+    assert_eq!(rules, ["InvalidDefinitionDescription"]);
+}
+
+#[test]
+fn strata_own_rules_are_skipped_like_buildkits() {
+    let src = "FROM alpine\n# syntax=x/y\nRUN true\n";
+    let rules = |src: &str| -> Vec<&'static str> {
+        ok(src)
+            .warnings
+            .iter()
+            .filter_map(|w| w.rule.map(|r| r.name))
+            .collect()
+    };
+    assert_eq!(rules(src), ["MisplacedParserDirective"]);
+    assert!(rules(&format!("# check=skip=MisplacedParserDirective\n{src}")).is_empty());
 }

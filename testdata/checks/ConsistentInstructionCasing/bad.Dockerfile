@@ -1,0 +1,3 @@
+FROM alpine
+run true
+RUN true

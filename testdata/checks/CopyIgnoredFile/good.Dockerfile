@@ -1,0 +1,4 @@
+FROM scratch
+COPY app/ /app/
+COPY . /src
+COPY --from=alpine Dockerfile /

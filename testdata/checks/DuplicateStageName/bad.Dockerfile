@@ -1,0 +1,2 @@
+FROM alpine AS b
+FROM alpine AS b

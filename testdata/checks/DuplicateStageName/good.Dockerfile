@@ -1,0 +1,2 @@
+FROM alpine AS a
+FROM alpine AS b

@@ -1,0 +1,3 @@
+ARG TAG=latest
+ARG IMAGE=alpine
+FROM ${IMAGE}:${TAG}

@@ -1,0 +1,3 @@
+FROM alpine
+# syntax=docker/dockerfile:1
+RUN true

@@ -1,0 +1,8 @@
+
+FROM scratch
+# c
+COPY Dockerfile \
+
+.
+COPY Dockerfile \
+.

@@ -1,0 +1,2 @@
+ARG VERSION=1
+FROM alpine${VERSIO}

@@ -1,0 +1,4 @@
+FROM alpine
+WORKDIR app
+FROM alpine
+WORKDIR C:/app

@@ -98,6 +98,9 @@ struct Helper {
 /// Entry point of `<exe> __sandbox`, the worker's sandbox helper: call it first thing in
 /// `main` when the first argument is `__sandbox`, before any thread or runtime exists.
 pub fn sandbox_main() -> ExitCode {
+    // Once, before any fork: every sandbox installs these programs. An error is reported by
+    // each RUN that needs the filter.
+    let _ = crate::seccomp::programs();
     let host_netns = match sys::own_netns() {
         Ok(fd) => fd,
         Err(_) => return ExitCode::from(125),

@@ -20,6 +20,7 @@ mod plan;
 mod reuse;
 mod run;
 mod sandbox;
+mod seccomp;
 mod source;
 mod spec;
 mod stub;

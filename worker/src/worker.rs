@@ -21,8 +21,9 @@ pub struct WorkerConfig {
     pub helper_exe: PathBuf,
     /// The host's resolver configuration, copied into each sandbox's `/etc/resolv.conf`.
     pub resolv_conf: Option<PathBuf>,
-    /// Set `PR_SET_NO_NEW_PRIVS` for RUN commands (hardening; BuildKit leaves it off, so
-    /// `sudo` inside a RUN works there and not here).
+    /// Set `PR_SET_NO_NEW_PRIVS` for RUN commands (`--security-opt no-new-privileges`). Off
+    /// by default, as in BuildKit: setuid programs (`sudo`, `su`) work in a RUN; the seccomp
+    /// filter is installed either way.
     pub no_new_privs: bool,
     /// The most bytes one ADD may unpack from an archive or download.
     pub max_unpack_bytes: u64,
@@ -35,13 +36,13 @@ impl WorkerConfig {
         self.state_dir.join("sandbox-root")
     }
 
-    /// The defaults: the host's `/etc/resolv.conf`, no_new_privs on.
+    /// The defaults: the host's `/etc/resolv.conf`, no_new_privs off.
     pub fn new(state_dir: impl Into<PathBuf>, helper_exe: impl Into<PathBuf>) -> Self {
         WorkerConfig {
             state_dir: state_dir.into(),
             helper_exe: helper_exe.into(),
             resolv_conf: Some(PathBuf::from("/etc/resolv.conf")),
-            no_new_privs: true,
+            no_new_privs: false,
             max_unpack_bytes: DEFAULT_MAX_UNPACK,
         }
     }

@@ -55,10 +55,11 @@ pub enum ContainerError {
 }
 
 /// The worker of the store at `root`, as builds and `strata run` use it.
-pub(crate) fn new_worker(root: &Path) -> Result<Worker, WorkerError> {
+/// `no_new_privs`: `--security-opt no-new-privileges` (off in Docker: a RUN may gain
+/// privileges through sudo or setuid helpers).
+pub(crate) fn new_worker(root: &Path, no_new_privs: bool) -> Result<Worker, WorkerError> {
     let mut config = WorkerConfig::new(root.join("worker"), "/proc/self/exe");
-    // As in Docker: a RUN may gain privileges (sudo, setuid helpers).
-    config.no_new_privs = false;
+    config.no_new_privs = no_new_privs;
     Worker::new(config)
 }
 
@@ -127,7 +128,7 @@ pub async fn run_image(
         .collect();
     lowers.reverse();
     let upper = store.new_snapshot_dir()?;
-    let worker = new_worker(store.root())?;
+    let worker = new_worker(store.root(), false)?;
     let result = worker
         .run(
             RunRequest {

@@ -44,6 +44,12 @@ pub struct BuildRequest {
     pub no_cache: bool,
     /// `--no-cache-filter`: run the steps of these stages.
     pub no_cache_filter: Vec<String>,
+    /// `--allow`: the entitlements the Dockerfile may use (`RUN --security=insecure` needs
+    /// [`Entitlement::SecurityInsecure`](crate::Entitlement::SecurityInsecure)).
+    pub allow: Vec<crate::Entitlement>,
+    /// `--security-opt no-new-privileges`: RUN commands cannot gain privileges (setuid
+    /// binaries and file capabilities do nothing). Off by default, as in BuildKit.
+    pub no_new_privileges: bool,
     /// `--jobs`: at most this many steps at once (default: no limit, as BuildKit).
     pub jobs: Option<usize>,
     /// `--explain`: send why each step missed the cache.
@@ -82,6 +88,8 @@ impl BuildRequest {
             cache_to: None,
             no_cache: false,
             no_cache_filter: Vec::new(),
+            allow: Vec::new(),
+            no_new_privileges: false,
             jobs: None,
             explain: false,
             source_date_epoch: None,

@@ -16,7 +16,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use strata_build::{
-    BuildError, BuildRequest, CacheTo, Dockerfile, OutputSpec, PushEvent, SolveError,
+    BuildError, BuildRequest, CacheTo, Dockerfile, Entitlement, OutputSpec, PushEvent, SolveError,
     parse_cache_from,
 };
 use strata_frontend::Diagnostic;
@@ -54,6 +54,13 @@ pub(crate) struct Args {
     /// The network of RUN steps without their own `--network`
     #[arg(long, value_enum, default_value_t = Network::Default)]
     network: Network,
+    /// Allow an entitlement: `security.insecure` (for `RUN --security=insecure`),
+    /// `network.host`; may be given several times
+    #[arg(long = "allow", value_name = "ENTITLEMENT")]
+    allow: Vec<String>,
+    /// A security option of RUN steps: `no-new-privileges` (setuid binaries gain nothing)
+    #[arg(long = "security-opt", value_name = "OPTION")]
+    security_opts: Vec<String>,
     /// At most this many steps run at once [default: no limit, every ready step runs, as in
     /// BuildKit]
     #[arg(long, value_name = "N")]
@@ -167,6 +174,22 @@ fn request(
     request.cache_to = cache_to;
     request.no_cache = args.no_cache;
     request.no_cache_filter = args.no_cache_filter.clone();
+    request.allow = args
+        .allow
+        .iter()
+        .map(|a| Entitlement::parse(a).context("invalid --allow"))
+        .collect::<anyhow::Result<_>>()?;
+    for opt in &args.security_opts {
+        match opt.as_str() {
+            "no-new-privileges" | "no-new-privileges=true" | "no-new-privileges:true" => {
+                request.no_new_privileges = true;
+            }
+            "no-new-privileges=false" | "no-new-privileges:false" => {
+                request.no_new_privileges = false;
+            }
+            other => bail!("invalid --security-opt {other:?}: only no-new-privileges is supported"),
+        }
+    }
     request.jobs = args.jobs;
     request.explain = args.explain;
     request.source_date_epoch = source_date_epoch;

@@ -17,6 +17,7 @@ mod proxy;
 mod registry;
 mod registry_config;
 mod report;
+mod sandbox;
 mod store;
 mod support;
 mod token_server;

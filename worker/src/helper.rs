@@ -68,6 +68,13 @@ impl SandboxHelper {
     }
 }
 
+impl SandboxHelper {
+    /// The helper's process id.
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(std::process::Child::id)
+    }
+}
+
 impl Drop for SandboxHelper {
     fn drop(&mut self) {
         // The helper exits once `sock` is closed (right after this) and its monitors are

@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 mod archive;
+mod cgroup;
 mod copy;
 mod diff;
 mod download;
@@ -28,6 +29,7 @@ mod sys;
 mod user;
 mod worker;
 
+pub use cgroup::{CgroupError, DEFAULT_PIDS_LIMIT, Resources};
 pub use diff::{DiffError, DiffOptions, DiffStats, write_layer};
 pub use download::DownloadError;
 pub use export::{ExportError, export_rootfs};

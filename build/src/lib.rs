@@ -38,4 +38,4 @@ pub use pipeline::{build, lower};
 pub use request::{BuildEvent, BuildRequest, BuildResult, BuiltImage, PushEvent};
 pub use spec::SpecError;
 pub use strata_solver::{Event, SolveError, Stream};
-pub use strata_worker::sandbox_main;
+pub use strata_worker::{DEFAULT_PIDS_LIMIT, Resources, sandbox_main};

@@ -71,7 +71,11 @@ pub async fn build(mut request: BuildRequest) -> Result<BuildResult, BuildError>
     };
     let root = store.root().to_path_buf();
     let cache = Arc::new(CacheDb::open(&root)?);
-    let worker = new_worker(&root, request.no_new_privileges)?;
+    let worker = new_worker(
+        &root,
+        request.no_new_privileges,
+        Some(request.resources.clone()),
+    )?;
     let backend = Arc::new(LocalBackend::new(
         store.clone(),
         cache.clone(),

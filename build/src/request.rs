@@ -50,6 +50,9 @@ pub struct BuildRequest {
     /// `--security-opt no-new-privileges`: RUN commands cannot gain privileges (setuid
     /// binaries and file capabilities do nothing). Off by default, as in BuildKit.
     pub no_new_privileges: bool,
+    /// The limits of the build's cgroup, where every RUN runs (`--pids-limit`, `--memory`,
+    /// `--cpu-quota`, `--cpu-period`, `--cpu-shares`).
+    pub resources: strata_worker::Resources,
     /// `--jobs`: at most this many steps at once (default: no limit, as BuildKit).
     pub jobs: Option<usize>,
     /// `--explain`: send why each step missed the cache.
@@ -90,6 +93,7 @@ impl BuildRequest {
             no_cache_filter: Vec::new(),
             allow: Vec::new(),
             no_new_privileges: false,
+            resources: strata_worker::Resources::default(),
             jobs: None,
             explain: false,
             source_date_epoch: None,

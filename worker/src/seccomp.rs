@@ -11,7 +11,8 @@
 //! One BPF program has one action on a match and one on a miss, and the profile has two
 //! kinds of rule: allow (a miss: `EPERM`, the profile's default) and "fail with this errno"
 //! (`clone3` fails with `ENOSYS`, so that C libraries fall back to `clone`, whose flags are
-//! checked). So the profile becomes one allow-list program and one program per such errno.
+//! checked). So the profile becomes allow-list programs (split by syscall number, see
+//! [`allow_programs`]) and one program per such errno.
 //! The kernel runs every installed program and keeps the strictest action; between two
 //! errno actions, the one of the program installed last. The errno programs are installed
 //! after the allow list, so `clone3` gets `ENOSYS` rather than `EPERM`.
@@ -158,7 +159,7 @@ pub(crate) fn compile(
     let default = SeccompAction::Errno(profile.default_errno_ret.unwrap_or(libc::EPERM as u32));
     // The allow list first (see the module's documentation), then the errno programs.
     let allow = by_action.remove(&None).unwrap_or_default();
-    let mut programs = vec![program(allow, default, SeccompAction::Allow, target)?];
+    let mut programs = allow_programs(allow, default, target)?;
     for (errno, table) in by_action {
         let errno = errno.expect("the allow list was taken out");
         programs.push(program(
@@ -170,6 +171,66 @@ pub(crate) fn compile(
     }
     Ok(programs)
 }
+
+/// The allow list as several programs, each in charge of one range of syscall numbers and
+/// allowing every call outside it, so that exactly one program decides each call.
+///
+/// Why not one program: `seccompiler` emits a linear chain, and when a filter is installed
+/// the kernel runs it once for every syscall number (twice on x86_64, for the 32-bit ABI too)
+/// to find the calls it always allows. Installing Docker's allow list as one program of
+/// 1,600 instructions took 0.9 ms, in every RUN; as five programs of at most [`CHUNK`]
+/// syscalls, each behind a range check of a few instructions, 0.4 ms (8 or 128 syscalls a
+/// program: 0.8 and 0.47 ms; each install has a cost of its own). libseccomp would emit a
+/// binary tree, but it is a C library to link and install; this keeps the filter in Rust.
+fn allow_programs(
+    table: BTreeMap<i64, Option<Vec<SeccompRule>>>,
+    default: SeccompAction,
+    target: TargetArch,
+) -> Result<Vec<BpfProgram>, SeccompError> {
+    let entries: Vec<_> = table.into_iter().collect();
+    let chunks: Vec<_> = entries.chunks(CHUNK).collect();
+    let first_nr = |c: &[(i64, Option<Vec<SeccompRule>>)]| {
+        u32::try_from(c.first().map_or(0, |e| e.0)).unwrap_or(0)
+    };
+    let mut programs = Vec::new();
+    for (i, chunk) in chunks.iter().enumerate() {
+        let lo = if i == 0 { 0 } else { first_nr(chunk) };
+        let hi = chunks.get(i + 1).map(|next| first_nr(next));
+        let inner = program(
+            chunk.iter().cloned().collect(),
+            default.clone(),
+            SeccompAction::Allow,
+            target,
+        )?;
+        let op = |code: u32, jt: u8, jf: u8, k: u32| seccompiler::sock_filter {
+            code: code as u16,
+            jt,
+            jf,
+            k,
+        };
+        let jge = libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K;
+        let mut guarded = vec![
+            // A = the syscall number (offset 0 of seccomp_data).
+            op(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0, 0, 0),
+            // Below the range: allow (this program does not decide it).
+            op(jge, 0, 2, lo),
+            // At or above the next range: allow; the last range has no end.
+            match hi {
+                Some(hi) => op(jge, 1, 0, hi),
+                None => op(libc::BPF_JMP | libc::BPF_JA, 0, 0, 0),
+            },
+            // In the range: on to the chain.
+            op(libc::BPF_JMP | libc::BPF_JA, 0, 0, 1),
+            op(libc::BPF_RET | libc::BPF_K, 0, 0, libc::SECCOMP_RET_ALLOW),
+        ];
+        guarded.extend(inner);
+        programs.push(guarded);
+    }
+    Ok(programs)
+}
+
+/// Syscalls per allow-list program (see [`allow_programs`]).
+const CHUNK: usize = 64;
 
 fn program(
     table: BTreeMap<i64, Option<Vec<SeccompRule>>>,
@@ -239,8 +300,8 @@ mod tests {
         for arch in ["x86_64", "aarch64"] {
             let programs = compile(DEFAULT_PROFILE, arch, &default_caps()).unwrap();
             // The allow list and clone3's ENOSYS.
-            assert_eq!(programs.len(), 2, "{arch}");
-            assert!(programs[0].len() > 300, "{arch}: {}", programs[0].len());
+            assert!(programs.len() > 2, "{arch}");
+            assert!(programs.iter().all(|p| p.len() < 400), "{arch}");
         }
     }
 
@@ -248,8 +309,16 @@ mod tests {
     fn cap_sys_admin_lets_clone3_through() {
         let mut caps = default_caps();
         caps.push("CAP_SYS_ADMIN".into());
-        let programs = compile(DEFAULT_PROFILE, "x86_64", &caps).unwrap();
-        assert_eq!(programs.len(), 1);
+        let enosys = |programs: &[BpfProgram]| {
+            programs.iter().flatten().any(|i| {
+                i.code == (libc::BPF_RET | libc::BPF_K) as u16
+                    && i.k == libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32
+            })
+        };
+        let with = compile(DEFAULT_PROFILE, "x86_64", &caps).unwrap();
+        let without = compile(DEFAULT_PROFILE, "x86_64", &default_caps()).unwrap();
+        assert!(!enosys(&with));
+        assert!(enosys(&without));
     }
 
     #[test]

@@ -17,6 +17,10 @@ pub fn tests() -> Vec<Trial> {
             cgroup_fork_bomb_fails_the_step_naming_the_pids_limit,
         ),
         trial(
+            "cgroup_memory_hog_fails_the_step_naming_the_memory_limit",
+            cgroup_memory_hog_fails_the_step_naming_the_memory_limit,
+        ),
+        trial(
             "cgroup_is_removed_with_the_worker_and_stale_ones_at_the_next_start",
             cgroup_is_removed_with_the_worker_and_stale_ones_at_the_next_start,
         ),
@@ -187,4 +191,24 @@ fn cgroup_is_removed_with_the_worker_and_stale_ones_at_the_next_start() -> TestR
     let kept = foreign.exists();
     let _ = fs_err::remove_dir(&foreign);
     ensure(kept, "a cgroup of another PID namespace was removed")
+}
+
+fn cgroup_memory_hog_fails_the_step_naming_the_memory_limit() -> TestResult {
+    let env = limited(100, Some(32 << 20));
+    // tail keeps the last line, and 256 MiB of zeros is one line.
+    let (r, lines) = run_op(
+        &env,
+        sh("head -c 268435456 /dev/zero | tail -n 1 > /dev/null"),
+        vec![env.base.clone()],
+        &env.upper(),
+        vec![],
+    );
+    let e = r
+        .err()
+        .ok_or("the step must not get 256 MiB under a 32 MiB limit")?;
+    ensure(
+        e.to_string()
+            .contains("the step hit the build's memory limit"),
+        format!("{e}; output: {lines:?}"),
+    )
 }

@@ -6,7 +6,9 @@ use crate::Stream;
 use std::path::Path;
 use strata_graph::{ExecOp, ImageConfig, NetworkMode, SecurityMode};
 use strata_store::{Store, StoreError};
-use strata_worker::{OutputStream, RunError, RunRequest, Worker, WorkerConfig, WorkerError};
+use strata_worker::{
+    OutputStream, Resources, RunError, RunRequest, Worker, WorkerConfig, WorkerError,
+};
 use tokio_util::sync::CancellationToken;
 
 /// A command to run in a container of an image, with docker's overrides.
@@ -55,10 +57,17 @@ pub enum ContainerError {
 }
 
 /// The worker of the store at `root`, as builds and `strata run` use it.
-pub(crate) fn new_worker(root: &Path) -> Result<Worker, WorkerError> {
+/// `no_new_privs`: `--security-opt no-new-privileges` (off in Docker: a RUN may gain
+/// privileges through sudo or setuid helpers); `resources`: a build's cgroup (`None` for
+/// `strata run`, as `docker run` sets no limit).
+pub(crate) fn new_worker(
+    root: &Path,
+    no_new_privs: bool,
+    resources: Option<Resources>,
+) -> Result<Worker, WorkerError> {
     let mut config = WorkerConfig::new(root.join("worker"), "/proc/self/exe");
-    // As in Docker: a RUN may gain privileges (sudo, setuid helpers).
-    config.no_new_privs = false;
+    config.no_new_privs = no_new_privs;
+    config.resources = resources;
     Worker::new(config)
 }
 
@@ -127,7 +136,7 @@ pub async fn run_image(
         .collect();
     lowers.reverse();
     let upper = store.new_snapshot_dir()?;
-    let worker = new_worker(store.root())?;
+    let worker = new_worker(store.root(), false, None)?;
     let result = worker
         .run(
             RunRequest {

@@ -33,7 +33,7 @@ mod spec;
 pub use cache_spec::{CacheExportError, CacheMode, CacheRef, CacheTo, parse_cache_from};
 pub use container::{ContainerError, RunImage, run_image};
 pub use dockerfile::{Dockerfile, DockerfileError, DockerfileSource, parse_build_args};
-pub use entitlement::{ENTITLEMENTS, SECURITY_INSECURE};
+pub use entitlement::{ENTITLEMENTS, Entitlement, EntitlementError};
 pub use error::BuildError;
 pub use ignore::ignore_bytes;
 pub use output::{Dest, OutputError, OutputSpec};
@@ -45,4 +45,4 @@ pub use prune::{
 pub use request::{BuildEvent, BuildRequest, BuildResult, BuiltImage, PushEvent};
 pub use spec::SpecError;
 pub use strata_solver::{Event, SolveError, Stream};
-pub use strata_worker::sandbox_main;
+pub use strata_worker::{DEFAULT_PIDS_LIMIT, Resources, sandbox_main};

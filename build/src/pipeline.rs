@@ -62,8 +62,11 @@ pub async fn build(mut request: BuildRequest) -> Result<BuildResult, BuildError>
     }
     let warnings = lowered.warnings;
     let graph = lowered.graph;
-    crate::entitlement::check(&graph, &request.allow)?;
     let target = graph.targets.first().cloned().ok_or(BuildError::NoStage)?;
+    let denied = crate::entitlement::check(&graph, &graph.closure([target.node]), &request.allow);
+    if denied.has_errors() {
+        return Err(BuildError::Dockerfile(denied));
+    }
     let no_cache = no_cache(&request, &graph)?;
 
     let context_source = match &request.context {
@@ -77,7 +80,11 @@ pub async fn build(mut request: BuildRequest) -> Result<BuildResult, BuildError>
     };
     let root = store.root().to_path_buf();
     let cache = Arc::new(CacheDb::open(&root)?);
-    let worker = new_worker(&root)?;
+    let worker = new_worker(
+        &root,
+        request.no_new_privileges,
+        Some(request.resources.clone()),
+    )?;
     let backend = Arc::new(LocalBackend::new(
         store.clone(),
         cache.clone(),

@@ -44,6 +44,15 @@ pub struct BuildRequest {
     pub no_cache: bool,
     /// `--no-cache-filter`: run the steps of these stages.
     pub no_cache_filter: Vec<String>,
+    /// `--allow`: the entitlements the Dockerfile may use (`RUN --security=insecure` needs
+    /// [`Entitlement::SecurityInsecure`](crate::Entitlement::SecurityInsecure)).
+    pub allow: Vec<crate::Entitlement>,
+    /// `--security-opt no-new-privileges`: RUN commands cannot gain privileges (setuid
+    /// binaries and file capabilities do nothing). Off by default, as in BuildKit.
+    pub no_new_privileges: bool,
+    /// The limits of the build's cgroup, where every RUN runs (`--pids-limit`, `--memory`,
+    /// `--cpu-quota`, `--cpu-period`, `--cpu-shares`).
+    pub resources: strata_worker::Resources,
     /// `--jobs`: at most this many steps at once (default: no limit, as BuildKit).
     pub jobs: Option<usize>,
     /// `--explain`: send why each step missed the cache.
@@ -61,8 +70,6 @@ pub struct BuildRequest {
     pub registry: Option<std::sync::Arc<strata_store::RegistryClient>>,
     /// Told how a push (`--push`, `push=true`) goes, in order, once the image is committed.
     pub on_push: Option<Box<dyn Fn(PushEvent) + Send + Sync>>,
-    /// `--allow`: the entitlements granted (`security.insecure`, see [`crate::ENTITLEMENTS`]).
-    pub allow: Vec<String>,
 }
 
 impl BuildRequest {
@@ -84,6 +91,9 @@ impl BuildRequest {
             cache_to: None,
             no_cache: false,
             no_cache_filter: Vec::new(),
+            allow: Vec::new(),
+            no_new_privileges: false,
+            resources: strata_worker::Resources::default(),
             jobs: None,
             explain: false,
             source_date_epoch: None,
@@ -92,7 +102,6 @@ impl BuildRequest {
             cancel: CancellationToken::new(),
             registry: None,
             on_push: None,
-            allow: Vec::new(),
         }
     }
 }

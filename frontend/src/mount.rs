@@ -329,7 +329,7 @@ pub(crate) fn parse_go_bool(s: &str) -> Option<bool> {
 }
 
 /// docker/go-units `RAMInBytes`: a number with an optional binary unit (`64m`, `1.5GiB`).
-fn parse_ram_bytes(s: &str) -> Option<u64> {
+pub fn parse_ram_bytes(s: &str) -> Option<u64> {
     let s = s.trim();
     let split = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use strata_graph::{ExecOp, FileAction, FileOp, NetworkMode, SecurityMode};
 use strata_worker::{
-    DiffOptions, FileRequest, FileSource, RunRequest, Worker, WorkerConfig, write_layer,
+    DiffOptions, FileRequest, FileSource, Resources, RunRequest, Worker, WorkerConfig, write_layer,
 };
 
 fn base_layer(dir: &Path) {
@@ -78,11 +78,10 @@ fn main() -> std::process::ExitCode {
         .tempdir()
         .unwrap();
     let dir = tmp.path();
-    let worker = Worker::new(WorkerConfig::new(
-        dir.join("state"),
-        std::env::current_exe().unwrap(),
-    ))
-    .unwrap();
+    // As a build runs them: in a cgroup of the build's own, with the default limits.
+    let mut config = WorkerConfig::new(dir.join("state"), std::env::current_exe().unwrap());
+    config.resources = Some(Resources::default());
+    let worker = Worker::new(config).unwrap();
     let base = dir.join("base");
     base_layer(&base);
     let rt = tokio::runtime::Builder::new_current_thread()

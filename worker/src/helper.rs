@@ -68,6 +68,13 @@ impl SandboxHelper {
     }
 }
 
+impl SandboxHelper {
+    /// The helper's process id.
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(std::process::Child::id)
+    }
+}
+
 impl Drop for SandboxHelper {
     fn drop(&mut self) {
         // The helper exits once `sock` is closed (right after this) and its monitors are
@@ -98,6 +105,9 @@ struct Helper {
 /// Entry point of `<exe> __sandbox`, the worker's sandbox helper: call it first thing in
 /// `main` when the first argument is `__sandbox`, before any thread or runtime exists.
 pub fn sandbox_main() -> ExitCode {
+    // Once, before any fork: every sandbox installs these programs. An error is reported by
+    // each RUN that needs the filter.
+    let _ = crate::seccomp::programs();
     let host_netns = match sys::own_netns() {
         Ok(fd) => fd,
         Err(_) => return ExitCode::from(125),

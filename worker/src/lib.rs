@@ -9,6 +9,7 @@
 
 mod archive;
 mod cache_mount;
+mod cgroup;
 mod copy;
 mod diff;
 mod download;
@@ -21,6 +22,7 @@ mod plan;
 mod reuse;
 mod run;
 mod sandbox;
+mod seccomp;
 mod source;
 mod spec;
 mod stub;
@@ -29,6 +31,7 @@ mod user;
 mod worker;
 
 pub use cache_mount::{CacheMountError, CacheMountInfo, cache_mounts, prune_cache_mounts};
+pub use cgroup::{CgroupError, DEFAULT_PIDS_LIMIT, Resources};
 pub use diff::{DiffError, DiffOptions, DiffStats, write_layer};
 pub use download::DownloadError;
 pub use export::{ExportError, export_rootfs};

@@ -72,6 +72,16 @@ pub enum RunError {
         /// The exit code.
         code: i32,
     },
+    /// The command failed after hitting a limit of the build's cgroup.
+    #[error("process \"{command}\" did not complete successfully: exit code: {code}: {limit}")]
+    Limit {
+        /// The argv, joined by spaces.
+        command: String,
+        /// The exit code.
+        code: i32,
+        /// Which limit, as the user reads it.
+        limit: String,
+    },
     /// The command could not be started (unknown user, missing executable, bad workdir).
     #[error("process \"{command}\" could not be started: {message}")]
     Start {
@@ -109,7 +119,7 @@ impl RunError {
     /// The command's exit code, when that is why it failed.
     pub fn exit_code(&self) -> Option<i32> {
         match self {
-            RunError::Exit { code, .. } => Some(*code),
+            RunError::Exit { code, .. } | RunError::Limit { code, .. } => Some(*code),
             _ => None,
         }
     }
@@ -188,6 +198,7 @@ impl Worker {
         let (err_r, err_w) = pipes()?;
         let (ctl, ctl_theirs) = std::os::unix::net::UnixStream::pair()
             .map_err(io_err("failed to create the sandbox's control socket"))?;
+        let counters = self.cgroup.as_ref().map(|c| c.counters());
         self.start_sandbox(spec.network_none, OwnedFd::from(ctl_theirs), out_w, err_w)?;
         let chan = |e| io_err("failed to set up the sandbox's channels")(e);
         ctl.set_nonblocking(true).map_err(chan)?;
@@ -242,14 +253,26 @@ impl Worker {
             .split(|b| *b == b'\n')
             .next()
             .and_then(|l| serde_json::from_slice(l).ok());
+        let failed = |command: String, code: i32| {
+            let hit = self
+                .cgroup
+                .as_ref()
+                .zip(counters)
+                .and_then(|(c, before)| c.limit_hit(before));
+            Err(match hit {
+                Some(limit) => RunError::Limit {
+                    command,
+                    code,
+                    limit,
+                },
+                None => RunError::Exit { command, code },
+            })
+        };
         let result = match status {
             _ if cancelled || cancel.is_cancelled() => Err(RunError::Cancelled),
             Some(Status::Exited(0)) => Ok(()),
-            Some(Status::Exited(code)) => Err(RunError::Exit { command, code }),
-            Some(Status::Signaled(sig)) => Err(RunError::Exit {
-                command,
-                code: 128 + sig,
-            }),
+            Some(Status::Exited(code)) => failed(command, code),
+            Some(Status::Signaled(sig)) => failed(command, 128 + sig),
             Some(Status::StartFailed(message)) => Err(RunError::Start { command, message }),
             Some(Status::SetupFailed(message)) => Err(RunError::Setup(message)),
             Some(Status::Cancelled) => Err(RunError::Cancelled),
@@ -313,6 +336,12 @@ impl Worker {
             "failed to start the sandbox helper {}",
             exe.display()
         )))?);
+        // Before the first request: every sandbox it forks is born in the cgroup.
+        if let (Some(cgroup), Some(pid)) = (&self.cgroup, h.pid()) {
+            cgroup
+                .add(pid)
+                .map_err(|e| RunError::Setup(crate::sandbox::error_chain(&e)))?;
+        }
         *slot = Some(h.clone());
         Ok(h)
     }

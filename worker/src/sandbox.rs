@@ -252,6 +252,8 @@ struct Prepared {
     id: user::Identity,
     insecure: bool,
     no_new_privs: bool,
+    /// The seccomp programs to install (none for `--security=insecure`).
+    seccomp: &'static [seccompiler::BpfProgram],
 }
 
 /// Reads a small regular file of the image (passwd, group) without following it into a FIFO
@@ -319,6 +321,11 @@ fn prepare_process(p: &ProcessSpec) -> Result<Prepared, String> {
         env: env.iter().map(|e| cstring(e)).collect::<Result<_, _>>()?,
         cwd: PathBuf::from(cwd),
         id,
+        seccomp: if p.insecure {
+            &[]
+        } else {
+            crate::seccomp::programs().map_err(|e| format!("preparing the seccomp filter: {e}"))?
+        },
         insecure: p.insecure,
         no_new_privs: p.no_new_privs,
     })
@@ -344,6 +351,10 @@ fn lookup_executable(name: &str, path: &str, cwd: &str) -> Result<PathBuf, Strin
     ))
 }
 
+fn install_seccomp(programs: &[seccompiler::BpfProgram]) -> std::io::Result<()> {
+    programs.iter().try_for_each(|p| sys::install_seccomp(p))
+}
+
 /// In the command's process: drop privileges and exec. Returns only an error message.
 fn exec_command(p: &Prepared) -> String {
     let step = |what: &str, r: std::io::Result<()>| r.map_err(|e| format!("{what}: {e}"));
@@ -351,6 +362,12 @@ fn exec_command(p: &Prepared) -> String {
         step("setsid", sys::setsid())?;
         step("resetting signals", sys::reset_signals())?;
         step("opening /dev/null", sys::std_to_dev_null(&[0]))?;
+        // As runc: without no_new_privs, installing a filter takes CAP_SYS_ADMIN, so it goes
+        // in before the capabilities are dropped (every call after it is one the profile
+        // allows); with no_new_privs, as late as possible.
+        if !p.no_new_privs {
+            step("installing the seccomp filter", install_seccomp(p.seccomp))?;
+        }
         if !p.insecure {
             step("limiting capabilities", sys::limit_bounding_caps())?;
         }
@@ -378,6 +395,9 @@ fn exec_command(p: &Prepared) -> String {
             }
         }
         step("closing descriptors", sys::cloexec_from(3))?;
+        if p.no_new_privs {
+            step("installing the seccomp filter", install_seccomp(p.seccomp))?;
+        }
         Ok(())
     })();
     if let Err(e) = result {

@@ -342,6 +342,31 @@ pub(crate) fn set_no_new_privs() -> io::Result<()> {
     Ok(nix::sys::prctl::set_no_new_privs()?)
 }
 
+/// Installs a seccomp filter on the calling thread, without setting no_new_privs: the caller
+/// must hold `CAP_SYS_ADMIN` unless no_new_privs is already set (the order runc uses).
+pub(crate) fn install_seccomp(program: &[seccompiler::sock_filter]) -> io::Result<()> {
+    let len = u16::try_from(program.len())
+        .map_err(|_| io::Error::other("the seccomp program is too long"))?;
+    let prog = libc::sock_fprog {
+        len,
+        // The kernel only reads the program; `sock_filter` is seccompiler's repr(C) copy of
+        // the kernel's struct, field for field the same as libc's.
+        filter: program.as_ptr().cast::<libc::sock_filter>().cast_mut(),
+    };
+    // SAFETY: `prog` points to `len` valid instructions that outlive the call; the kernel
+    // copies the program before returning.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            0,
+            &raw const prog,
+        )
+    };
+    check(ret)?;
+    Ok(())
+}
+
 /// Switches to `uid`/`gid` with supplementary `groups`.
 pub(crate) fn set_identity(uid: u32, gid: u32, groups: &[u32]) -> io::Result<()> {
     let groups: Vec<Gid> = groups.iter().map(|g| Gid::from_raw(*g)).collect();

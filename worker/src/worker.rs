@@ -3,6 +3,7 @@
 //! off. What it does lives with each operation: RUN in `run.rs`, COPY/ADD/WORKDIR in
 //! `fileop.rs`.
 
+use crate::cgroup::{Cgroup, CgroupError, Resources};
 use crate::helper::SandboxHelper;
 use crate::janitor::Janitor;
 use std::io;
@@ -21,11 +22,15 @@ pub struct WorkerConfig {
     pub helper_exe: PathBuf,
     /// The host's resolver configuration, copied into each sandbox's `/etc/resolv.conf`.
     pub resolv_conf: Option<PathBuf>,
-    /// Set `PR_SET_NO_NEW_PRIVS` for RUN commands (hardening; BuildKit leaves it off, so
-    /// `sudo` inside a RUN works there and not here).
+    /// Set `PR_SET_NO_NEW_PRIVS` for RUN commands (`--security-opt no-new-privileges`). Off
+    /// by default, as in BuildKit: setuid programs (`sudo`, `su`) work in a RUN; the seccomp
+    /// filter is installed either way.
     pub no_new_privs: bool,
     /// The most bytes one ADD may unpack from an archive or download.
     pub max_unpack_bytes: u64,
+    /// Run every RUN of this worker in a cgroup of its own with these limits (see
+    /// [`Resources`]); `None`: in strata's own cgroup, unlimited.
+    pub resources: Option<Resources>,
 }
 
 impl WorkerConfig {
@@ -35,14 +40,15 @@ impl WorkerConfig {
         self.state_dir.join("sandbox-root")
     }
 
-    /// The defaults: the host's `/etc/resolv.conf`, no_new_privs on.
+    /// The defaults: the host's `/etc/resolv.conf`, no_new_privs off, no cgroup.
     pub fn new(state_dir: impl Into<PathBuf>, helper_exe: impl Into<PathBuf>) -> Self {
         WorkerConfig {
             state_dir: state_dir.into(),
             helper_exe: helper_exe.into(),
             resolv_conf: Some(PathBuf::from("/etc/resolv.conf")),
-            no_new_privs: true,
+            no_new_privs: false,
             max_unpack_bytes: DEFAULT_MAX_UNPACK,
+            resources: None,
         }
     }
 }
@@ -54,15 +60,27 @@ pub struct Worker {
     pub(crate) config: WorkerConfig,
     pub(crate) helper: Arc<Mutex<Option<Arc<SandboxHelper>>>>,
     pub(crate) janitor: Janitor,
+    /// The cgroup of every RUN, when `config.resources` asks for one; removed (whatever is
+    /// left in it killed) when the last clone is gone. Last, so that the helper's socket is
+    /// closed first.
+    pub(crate) cgroup: Option<Arc<Cgroup>>,
 }
 
 /// Errors opening the worker.
 #[derive(Debug, thiserror::Error)]
-#[error("failed to prepare the worker state directory {}", path.display())]
-pub struct WorkerError {
-    path: PathBuf,
-    #[source]
-    source: io::Error,
+pub enum WorkerError {
+    /// The state directory cannot be made.
+    #[error("failed to prepare the worker state directory {}", path.display())]
+    StateDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The cgroup of the worker's RUN steps cannot be made.
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
 }
 
 impl Worker {
@@ -72,10 +90,16 @@ impl Worker {
             config.state_dir.join("cache-mounts"),
             config.root_mountpoint(),
         ] {
-            fs_err::create_dir_all(&dir).map_err(|source| WorkerError { path: dir, source })?;
+            fs_err::create_dir_all(&dir)
+                .map_err(|source| WorkerError::StateDir { path: dir, source })?;
         }
+        let cgroup = match &config.resources {
+            Some(res) => Some(Arc::new(Cgroup::create(res)?)),
+            None => None,
+        };
         Ok(Worker {
             config,
+            cgroup,
             helper: Arc::new(Mutex::new(None)),
             janitor: Janitor::default(),
         })

@@ -16,8 +16,8 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use strata_build::{
-    BuildError, BuildRequest, CacheTo, Dockerfile, OutputSpec, PushEvent, SolveError,
-    parse_cache_from,
+    BuildError, BuildRequest, CacheTo, Dockerfile, Entitlement, OutputSpec, PushEvent, Resources,
+    SolveError, parse_cache_from,
 };
 use strata_frontend::Diagnostic;
 use strata_graph::{NetworkMode, SourceRange};
@@ -54,6 +54,24 @@ pub(crate) struct Args {
     /// The network of RUN steps without their own `--network`
     #[arg(long, value_enum, default_value_t = Network::Default)]
     network: Network,
+    /// A security option of RUN steps: `no-new-privileges` (setuid binaries gain nothing)
+    #[arg(long = "security-opt", value_name = "OPTION")]
+    security_opts: Vec<String>,
+    /// Most processes alive at once in the build's RUN steps (a fork bomb fails its step)
+    #[arg(long, value_name = "N", default_value_t = strata_build::DEFAULT_PIDS_LIMIT)]
+    pids_limit: u64,
+    /// Memory limit of the build's RUN steps, together (`512m`, `2g`)
+    #[arg(short = 'm', long, value_name = "BYTES", value_parser = parse_memory)]
+    memory: Option<u64>,
+    /// CPU time of the build's RUN steps per CPU period, in microseconds (CFS quota)
+    #[arg(long, value_name = "MICROSECONDS")]
+    cpu_quota: Option<u64>,
+    /// The CPU period of --cpu-quota, in microseconds [default: 100000]
+    #[arg(long, value_name = "MICROSECONDS")]
+    cpu_period: Option<u64>,
+    /// CPU shares of the build's RUN steps, relative weight (1024: normal)
+    #[arg(short = 'c', long, value_name = "SHARES")]
+    cpu_shares: Option<u64>,
     /// At most this many steps run at once [default: no limit, every ready step runs, as in
     /// BuildKit]
     #[arg(long, value_name = "N")]
@@ -108,6 +126,12 @@ enum Network {
     Host,
     /// Only loopback.
     None,
+}
+
+/// `--memory`: docker's sizes (`512m`, `1.5g`, bytes without a unit).
+fn parse_memory(s: &str) -> Result<u64, String> {
+    strata_frontend::parse_ram_bytes(s)
+        .ok_or_else(|| format!("invalid size {s:?} (expected bytes, or a number with k, m, g)"))
 }
 
 fn parse_labels(labels: &[String]) -> BTreeMap<String, String> {
@@ -170,8 +194,30 @@ fn request(
     request.cache_from = cache_from;
     request.cache_to = cache_to;
     request.no_cache = args.no_cache;
-    request.allow = args.allow.clone();
     request.no_cache_filter = args.no_cache_filter.clone();
+    request.allow = args
+        .allow
+        .iter()
+        .map(|a| Entitlement::parse(a).context("invalid --allow"))
+        .collect::<anyhow::Result<_>>()?;
+    for opt in &args.security_opts {
+        match opt.as_str() {
+            "no-new-privileges" | "no-new-privileges=true" | "no-new-privileges:true" => {
+                request.no_new_privileges = true;
+            }
+            "no-new-privileges=false" | "no-new-privileges:false" => {
+                request.no_new_privileges = false;
+            }
+            other => bail!("invalid --security-opt {other:?}: only no-new-privileges is supported"),
+        }
+    }
+    request.resources = Resources {
+        pids_limit: args.pids_limit,
+        memory: args.memory,
+        cpu_quota: args.cpu_quota,
+        cpu_period: args.cpu_period,
+        cpu_shares: args.cpu_shares,
+    };
     request.jobs = args.jobs;
     request.explain = args.explain;
     request.source_date_epoch = source_date_epoch;

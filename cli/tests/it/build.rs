@@ -681,8 +681,8 @@ fn issue_13_run_security_insecure_needs_allow_and_secret_env_is_refused_at_build
     let stderr = env.fails(["build", "-q", "-t", "t:1", ctx.to_str().unwrap()]);
     assert_eq!(
         stderr,
-        "error: Dockerfile:3:1: RUN --security=insecure needs the security.insecure entitlement: \
-         build with --allow security.insecure\n3 | RUN --security=insecure cat /proc/self/status > /status\n  | ^\n"
+        "error: Dockerfile:3:1: RUN --security=insecure is not allowed: start the build with \
+         --allow security.insecure\n3 | RUN --security=insecure cat /proc/self/status > /status\n  | ^\n"
     );
     env.ok([
         "build",

@@ -56,12 +56,19 @@ pub struct Env {
 
 impl Env {
     pub fn new() -> Env {
+        Env::with_config(|_| {})
+    }
+
+    /// An Env whose worker's configuration `edit` changes.
+    pub fn with_config(edit: impl FnOnce(&mut WorkerConfig)) -> Env {
         let dir = tempfile::Builder::new()
             .prefix("strata-worker-test-")
             .tempdir()
             .unwrap();
         let exe = std::env::current_exe().unwrap();
-        let worker = Worker::new(WorkerConfig::new(dir.path().join("state"), exe)).unwrap();
+        let mut config = WorkerConfig::new(dir.path().join("state"), exe);
+        edit(&mut config);
+        let worker = Worker::new(config).unwrap();
         let base = dir.path().join("layers/base");
         make_base(&base);
         Env {

@@ -7,6 +7,7 @@
     reason = "a test binary: fixtures are shared by modules, a failed fixture is a failed test"
 )]
 
+mod cgroup;
 mod common;
 mod diff;
 mod files;
@@ -26,5 +27,6 @@ fn main() -> ExitCode {
     trials.extend(files::tests());
     trials.extend(diff::tests());
     trials.extend(hostile::tests());
+    trials.extend(cgroup::tests());
     libtest_mimic::run(&args, trials).exit_code()
 }

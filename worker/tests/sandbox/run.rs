@@ -3,8 +3,8 @@
 use crate::common::*;
 use libtest_mimic::Trial;
 use std::path::PathBuf;
-use strata_graph::{CacheSharing, Mount, MountKind, NetworkMode};
-use strata_worker::{MountInput, OutputStream};
+use strata_graph::{CacheSharing, Mount, MountKind, NetworkMode, SecurityMode};
+use strata_worker::{MountInput, OutputStream, RunError};
 
 pub fn tests() -> Vec<Trial> {
     vec![
@@ -92,6 +92,22 @@ pub fn tests() -> Vec<Trial> {
             run_capabilities_are_dockers_default,
         ),
         trial("run_executable_not_found", run_executable_not_found),
+        trial(
+            "run_seccomp_blocks_what_dockers_profile_blocks",
+            run_seccomp_blocks_what_dockers_profile_blocks,
+        ),
+        trial(
+            "run_setuid_binaries_gain_privileges",
+            run_setuid_binaries_gain_privileges,
+        ),
+        trial(
+            "run_no_new_privileges_keeps_setuid_out",
+            run_no_new_privileges_keeps_setuid_out,
+        ),
+        trial(
+            "run_insecure_has_no_filter_and_every_capability",
+            run_insecure_has_no_filter_and_every_capability,
+        ),
     ]
 }
 
@@ -1057,5 +1073,108 @@ fn run_executable_not_found() -> TestResult {
     ensure(
         e.to_string().contains("executable file not found in $PATH"),
         e.to_string(),
+    )
+}
+
+/// A script printing the filter mode, no_new_privs, and what three calls the profile blocks
+/// for a process without CAP_SYS_ADMIN say (`unshare -U` needs no capability at all: only
+/// the filter stops it).
+const SECCOMP_PROBE: &str = "grep -E '^(Seccomp|NoNewPrivs):' /proc/self/status; \
+    unshare -U true 2>&1; echo unshare=$?; \
+    nsenter -t 1 -m true 2>&1; echo nsenter=$?; \
+    swapon /dev/null 2>&1; echo swapon=$?";
+
+fn run_seccomp_blocks_what_dockers_profile_blocks() -> TestResult {
+    let env = Env::new();
+    let (r, lines) = run_op(
+        &env,
+        sh(SECCOMP_PROBE),
+        vec![env.base.clone()],
+        &env.upper(),
+        vec![],
+    );
+    ok(r, &lines)?;
+    let out = stdout(&lines);
+    for want in [
+        "Seccomp:\t2\n",
+        "NoNewPrivs:\t0\n",
+        "unshare: unshare(0x10000000): Operation not permitted\nunshare=1\n",
+        "nsenter=1\n",
+        "swapon: /dev/null: Operation not permitted\nswapon=1\n",
+    ] {
+        ensure(out.contains(want), format!("{want:?} in {out:?}"))?;
+    }
+    Ok(())
+}
+
+/// `/etc/passwd` with a root that has no password, and busybox (hence `su`) setuid root:
+/// `su` run by `app` can only become root if the setuid bit gave it euid 0.
+fn setuid_su_layer(env: &Env) -> Result<PathBuf, libtest_mimic::Failed> {
+    let upper = env.upper();
+    let (r, lines) = run_op(
+        env,
+        sh("chmod u+s /bin/busybox && sed -i 's/^root:x:/root::/' /etc/passwd"),
+        vec![env.base.clone()],
+        &upper,
+        vec![],
+    );
+    ok(r, &lines)?;
+    Ok(upper)
+}
+
+fn su_as_app(env: &Env, layer: PathBuf) -> (Result<(), RunError>, Lines) {
+    let mut op = sh("su -c 'id -u; grep -E ^Seccomp: /proc/self/status' root 2>&1");
+    op.user = "app".into();
+    run_op(env, op, vec![layer, env.base.clone()], &env.upper(), vec![])
+}
+
+fn run_setuid_binaries_gain_privileges() -> TestResult {
+    let env = Env::new();
+    let layer = setuid_su_layer(&env)?;
+    let (r, lines) = su_as_app(&env, layer);
+    ok(r, &lines)?;
+    ensure_eq(stdout(&lines), "0\nSeccomp:\t2\n".into(), "su as app")
+}
+
+fn run_no_new_privileges_keeps_setuid_out() -> TestResult {
+    let env = Env::with_config(|c| c.no_new_privs = true);
+    let (r, lines) = run_op(
+        &env,
+        sh("grep -E '^(Seccomp|NoNewPrivs):' /proc/self/status"),
+        vec![env.base.clone()],
+        &env.upper(),
+        vec![],
+    );
+    ok(r, &lines)?;
+    ensure_eq(
+        stdout(&lines),
+        "NoNewPrivs:\t1\nSeccomp:\t2\n".into(),
+        "status with no_new_privs",
+    )?;
+    let layer = setuid_su_layer(&env)?;
+    let (r, lines) = su_as_app(&env, layer);
+    let e = r.err().ok_or("su must fail without its setuid bit")?;
+    ensure(
+        e.to_string().contains("exit code: 1"),
+        format!("{e}; output: {lines:?}"),
+    )
+}
+
+fn run_insecure_has_no_filter_and_every_capability() -> TestResult {
+    let env = Env::new();
+    let mut op =
+        sh("grep -E '^(Seccomp|CapEff):' /proc/self/status; unshare -U true; echo unshare=$?");
+    op.security = SecurityMode::Insecure;
+    let (r, lines) = run_op(&env, op, vec![env.base.clone()], &env.upper(), vec![]);
+    ok(r, &lines)?;
+    let out = stdout(&lines);
+    ensure(out.contains("Seccomp:\t0\n"), format!("no filter: {out:?}"))?;
+    ensure(
+        out.contains("unshare=0\n"),
+        format!("unshare allowed: {out:?}"),
+    )?;
+    ensure(
+        !out.contains("CapEff:\t00000000a80425fb"),
+        format!("more than the default capabilities: {out:?}"),
     )
 }

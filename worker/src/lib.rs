@@ -17,6 +17,7 @@ mod fileop;
 mod helper;
 mod janitor;
 mod layers;
+mod mount_layer;
 mod plan;
 mod reuse;
 mod run;
@@ -34,6 +35,10 @@ pub use download::DownloadError;
 pub use export::{ExportError, export_rootfs};
 pub use fileop::{FileError, FileRequest, FileSource, FileStats};
 pub use helper::sandbox_main;
+pub use mount_layer::{
+    CacheMountImports, ImportError, ImportedMount, MAX_CHAIN, MountLayer, MountLayerError,
+    write_cache_mount_layer,
+};
 pub use reuse::Previous;
 pub use run::{MountInput, OutputStream, RunError, RunRequest};
 pub use source::ExcludeFn;

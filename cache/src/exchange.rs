@@ -139,6 +139,20 @@ struct CacheConfig {
     records: BTreeMap<CacheKey, Record>,
     #[serde(default)]
     selections: BTreeMap<Checksum, String>,
+    /// `cache-mounts=true`: RUN cache mounts by their directory name (the worker's hash of
+    /// the id), each a chain of layers.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    mounts: BTreeMap<String, CacheMountChain>,
+}
+
+/// A `RUN --mount=type=cache` directory in a cache: its id (for people) and its content as
+/// layers, bottom first: a full layer, then deltas (whiteouts for deleted files).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheMountChain {
+    /// The mount's `id=` (its target when it has none).
+    pub id: String,
+    /// The layers, bottom first.
+    pub layers: Vec<LayerDescriptor>,
 }
 
 /// How to export.
@@ -169,6 +183,10 @@ pub struct ExportReport {
     pub layers_written: usize,
     /// Bytes of layer blobs written by this export.
     pub bytes_written: u64,
+    /// Cache mount layers written by this export (others were there already).
+    pub mount_layers_written: usize,
+    /// Bytes of them.
+    pub mount_bytes_written: u64,
     /// Why what was at the registry tag was replaced instead of merged with (it was not a
     /// strata cache), if it was.
     pub replaced: Option<String>,
@@ -193,6 +211,7 @@ pub struct ImportedCache {
     blobs: Blobs,
     records: BTreeMap<CacheKey, Record>,
     selections: BTreeMap<Checksum, String>,
+    mounts: BTreeMap<String, CacheMountChain>,
 }
 
 impl ImportedCache {
@@ -204,6 +223,7 @@ impl ImportedCache {
             blobs: Blobs::Dir(dir.to_owned()),
             records: config.records,
             selections: config.selections,
+            mounts: config.mounts,
         })
     }
 
@@ -232,7 +252,14 @@ impl ImportedCache {
             },
             records: config.records,
             selections: config.selections,
+            mounts: config.mounts,
         })
+    }
+
+    /// The cache mount named `name` (its directory name), if the cache carries it. Its
+    /// layers cross over with [`ImportedCache::fetch_into`], like records' layers.
+    pub fn cache_mount(&self, name: &str) -> Option<&CacheMountChain> {
+        self.mounts.get(name)
     }
 
     /// The newest record made for the step `step` (see [`crate::StepRef`]), with its key.
@@ -541,11 +568,52 @@ fn merge(
     Ok(())
 }
 
+/// Adds the cache `mounts` (whose layers are in `store`, or in `sink` already) to `config`,
+/// replacing the chains of the same names, writing only the layers `sink` lacks.
+fn merge_mounts(
+    config: &mut CacheConfig,
+    sink: &mut impl Sink,
+    store: &Store,
+    mounts: &BTreeMap<String, CacheMountChain>,
+    compression: Compression,
+    report: &mut ExportReport,
+) -> Result<(), ExchangeError> {
+    for (name, chain) in mounts {
+        let mut layers = Vec::with_capacity(chain.layers.len());
+        for layer in &chain.layers {
+            if sink.has(&layer.digest) {
+                layers.push(layer.clone());
+                continue;
+            }
+            let (out, bytes) = sink.put_layer(store, layer, compression)?;
+            if bytes > 0 {
+                report.mount_layers_written += 1;
+                report.mount_bytes_written += bytes;
+            }
+            layers.push(out);
+        }
+        config.mounts.insert(
+            name.clone(),
+            CacheMountChain {
+                id: chain.id.clone(),
+                layers,
+            },
+        );
+    }
+    Ok(())
+}
+
 /// The blobs a cache lists besides its config: every record's layer, then the selection
 /// lists, as descriptors.
 fn blob_descriptors(config: &CacheConfig, sink: &impl Sink) -> Vec<Value> {
     let mut layers: BTreeMap<&Digest, &LayerDescriptor> = BTreeMap::new();
-    for l in config.records.values().filter_map(|r| r.layer.as_ref()) {
+    let mount_layers = config.mounts.values().flat_map(|m| &m.layers);
+    for l in config
+        .records
+        .values()
+        .filter_map(|r| r.layer.as_ref())
+        .chain(mount_layers)
+    {
         layers.entry(&l.digest).or_insert(l);
     }
     let mut out: Vec<Value> = layers
@@ -719,12 +787,13 @@ pub fn export_to(
     store: &Store,
     db: &CacheDb,
     records: &[(CacheKey, Record)],
+    mounts: &BTreeMap<String, CacheMountChain>,
     options: &ExportOptions,
 ) -> Result<ExportReport, ExchangeError> {
     match location {
-        CacheLocation::Dir(dir) => export(dir, store, db, records, options),
+        CacheLocation::Dir(dir) => export(dir, store, db, records, mounts, options),
         CacheLocation::Registry { client, reference } => {
-            export_registry(client, reference, store, db, records, options)
+            export_registry(client, reference, store, db, records, mounts, options)
         }
     }
 }
@@ -735,6 +804,7 @@ fn export_registry(
     store: &Store,
     db: &CacheDb,
     records: &[(CacheKey, Record)],
+    mounts: &BTreeMap<String, CacheMountChain>,
     options: &ExportOptions,
 ) -> Result<ExportReport, ExchangeError> {
     let _lease = store.lease()?;
@@ -763,6 +833,14 @@ fn export_registry(
         options.compression,
         &mut report,
     )?;
+    merge_mounts(
+        &mut config,
+        &mut sink,
+        store,
+        mounts,
+        options.compression,
+        &mut report,
+    )?;
     let config_bytes = serde_json::to_vec(&config).expect("records are plain JSON data");
     let config_digest = sink.put_document(&config_bytes)?;
     let config_desc = config_descriptor(&config_digest, config_bytes.len());
@@ -780,6 +858,18 @@ fn export_registry(
     report.bytes_written = sent
         .iter()
         .filter(|d| layer_digests.contains(d))
+        .filter_map(|d| sink.staged.get(d))
+        .sum();
+    let mount_digests: std::collections::BTreeSet<&Digest> = config
+        .mounts
+        .values()
+        .flat_map(|m| m.layers.iter().map(|l| &l.digest))
+        .filter(|d| !layer_digests.contains(d))
+        .collect();
+    report.mount_layers_written = sent.iter().filter(|d| mount_digests.contains(d)).count();
+    report.mount_bytes_written = sent
+        .iter()
+        .filter(|d| mount_digests.contains(d))
         .filter_map(|d| sink.staged.get(d))
         .sum();
     let (media_type, top) = if options.image_manifest {
@@ -812,6 +902,7 @@ pub fn export(
     store: &Store,
     db: &CacheDb,
     records: &[(CacheKey, Record)],
+    mounts: &BTreeMap<String, CacheMountChain>,
     options: &ExportOptions,
 ) -> Result<ExportReport, ExchangeError> {
     let blobs = dir.join("blobs/sha256");
@@ -835,6 +926,14 @@ pub fn export(
         store,
         db,
         records,
+        options.compression,
+        &mut report,
+    )?;
+    merge_mounts(
+        &mut config,
+        &mut sink,
+        store,
+        mounts,
         options.compression,
         &mut report,
     )?;

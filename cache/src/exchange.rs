@@ -517,17 +517,26 @@ trait Sink {
     fn put_document(&mut self, bytes: &[u8]) -> Result<Digest, ExchangeError>;
 }
 
+/// What an export adds: the records with the database of their selection lists, and the
+/// cache mounts.
+type Exported<'a> = (
+    &'a CacheDb,
+    &'a [(CacheKey, Record)],
+    &'a BTreeMap<String, CacheMountChain>,
+);
+
 /// Adds `records` (whose layers are all in `store`) to `config`, writing their layers and
-/// selection lists (from `db`) to `sink` unless it has them in the wanted compression.
+/// selection lists (from `db`) to `sink` unless it has them in the wanted compression, and
+/// the cache `mounts` (see [`merge_mounts`]).
 fn merge(
     config: &mut CacheConfig,
     sink: &mut impl Sink,
     store: &Store,
-    db: &CacheDb,
-    records: &[(CacheKey, Record)],
+    (db, records, mounts): Exported<'_>,
     compression: Compression,
     report: &mut ExportReport,
 ) -> Result<(), ExchangeError> {
+    merge_mounts(config, sink, store, mounts, compression, report)?;
     // Layers already exported in the wanted compression, by diff ID.
     let mut exported: BTreeMap<Digest, LayerDescriptor> = config
         .records
@@ -828,16 +837,7 @@ fn export_registry(
         &mut config,
         &mut sink,
         store,
-        db,
-        records,
-        options.compression,
-        &mut report,
-    )?;
-    merge_mounts(
-        &mut config,
-        &mut sink,
-        store,
-        mounts,
+        (db, records, mounts),
         options.compression,
         &mut report,
     )?;
@@ -924,16 +924,7 @@ pub fn export(
         &mut config,
         &mut sink,
         store,
-        db,
-        records,
-        options.compression,
-        &mut report,
-    )?;
-    merge_mounts(
-        &mut config,
-        &mut sink,
-        store,
-        mounts,
+        (db, records, mounts),
         options.compression,
         &mut report,
     )?;

@@ -144,7 +144,7 @@ pub fn write_cache_mount_layer(
         .chain
         .first()
         .map_or(0, |l| l.uncompressed_size.unwrap_or(l.size));
-    let full = state.chain.len() >= MAX_CHAIN || deltas > base_size;
+    let full = state.chain.is_empty() || state.chain.len() >= MAX_CHAIN || deltas > base_size;
     let (base, since) = if full {
         (Vec::new(), Listing::default())
     } else {
@@ -252,5 +252,54 @@ pub(crate) fn is_empty(dir: &Path) -> bool {
     match fs_err::read_dir(dir) {
         Ok(mut entries) => entries.next().is_none(),
         Err(_) => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer(n: u8, uncompressed: u64) -> LayerDescriptor {
+        let digest: strata_store::Digest =
+            format!("sha256:{}", hex::encode([n; 32])).parse().unwrap();
+        LayerDescriptor {
+            media_type: "application/vnd.oci.image.layer.v1.tar+zstd".into(),
+            digest: digest.clone(),
+            size: 10,
+            diff_id: digest,
+            uncompressed_size: Some(uncompressed),
+        }
+    }
+
+    /// The base an export of a mount whose record holds `chain` builds on, and the names of
+    /// the layer it writes.
+    fn export_on(chain: Vec<LayerDescriptor>) -> (usize, usize) {
+        let state = tempfile::tempdir().unwrap();
+        let dir = state.path().join("cache-mounts/m");
+        fs_err::create_dir_all(dir.join("d")).unwrap();
+        fs_err::write(dir.join("d/f"), b"1").unwrap();
+        fs_err::write(dir.join("g"), b"1").unwrap();
+        let listing = Listing::of(&dir).unwrap();
+        write_state(
+            &state_path(state.path(), "m"),
+            &MountState { chain, listing },
+        )
+        .unwrap();
+        fs_err::write(dir.join("g"), b"12").unwrap();
+        let mut tar = Vec::new();
+        let out = write_cache_mount_layer(state.path(), "m", &mut tar).unwrap();
+        (out.base.len(), out.stats.entries as usize)
+    }
+
+    #[test]
+    fn an_export_is_a_delta_until_the_chain_is_long_or_its_deltas_outweigh_its_base() {
+        // A delta (only g) on a short chain with small deltas.
+        assert_eq!(export_on(vec![layer(1, 1000), layer(2, 10)]), (2, 1));
+        // Past MAX_CHAIN layers, or deltas larger than the base: a full layer (d, d/f, g).
+        let long: Vec<_> = (0..MAX_CHAIN as u8).map(|n| layer(n, 10)).collect();
+        assert_eq!(export_on(long), (0, 3));
+        assert_eq!(export_on(vec![layer(1, 10), layer(2, 11)]), (0, 3));
+        // No record: a full layer.
+        assert_eq!(export_on(Vec::new()), (0, 3));
     }
 }

@@ -6,6 +6,8 @@
 //! - the config blob (`application/vnd.strata.cache.config.v1+json`) lists the [`Record`]s by
 //!   key and the digests of the file lists of their COPY selections;
 //! - the layers every record hands out, and the selection file lists, are ordinary blobs;
+//!   with `cache-mounts=true` the config also names each exported `RUN --mount=type=cache`
+//!   directory's chain of layers ([`CacheMountChain`]), blobs like the others;
 //! - an OCI image manifest (`artifactType` `application/vnd.strata.cache.v1`) names the config
 //!   and the blobs. A directory is an OCI image layout whose `index.json` names that manifest
 //!   (`org.opencontainers.image.ref.name` = `strata-cache`). At a registry the tag names that

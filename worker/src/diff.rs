@@ -14,6 +14,10 @@
 //! with `tar::Builder` so the format is exactly this and file data is copied with a hard
 //! size bound: a file growing while it is read can never shift the stream. Memory stays flat:
 //! one directory listing per level and a 64 KiB copy buffer.
+//!
+//! The same walk writes a cache mount (a plain directory, no overlay) as a delta
+//! ([`write_delta`]): against a [`Listing`] of how it was, only new or changed entries, then
+//! a whiteout for each topmost path gone; it lists the directory as it is on the way.
 
 use crate::layers::{is_opaque, is_whiteout};
 use std::collections::HashMap;

@@ -1,9 +1,10 @@
 //! `--cache-to` and `--cache-from`: a build cache shared through a directory or a registry.
 //!
 //! `--cache-to type=local,dest=DIR` or `--cache-to type=registry,ref=HOST/REPO:TAG`, with
-//! `[,mode=min|max][,compression=zstd|gzip|uncompressed][,image-manifest=true|false]`,
-//! exports the records of this build (`min`: the final image's steps; `max`: every step,
-//! intermediate stages included) and their layers; `--cache-from type=local,src=DIR` or
+//! `[,mode=min|max][,compression=zstd|gzip|uncompressed][,image-manifest=true|false]
+//! [,cache-mounts=true|false]`, exports the records of this build (`min`: the final image's
+//! steps; `max`: every step, intermediate stages included) and their layers, and with
+//! `cache-mounts=true` the `RUN --mount=type=cache` directories the build used; `--cache-from type=local,src=DIR` or
 //! `--cache-from type=registry,ref=HOST/REPO:TAG` lets a build reuse them, fetching only the
 //! layers it needs. Both places hold the one format of [`strata_cache::export_to`].
 
@@ -62,6 +63,9 @@ pub struct CacheTo {
     pub compression: Compression,
     /// At a registry, an OCI image manifest instead of an index (BuildKit's option).
     pub image_manifest: bool,
+    /// `cache-mounts=true`: the `RUN --mount=type=cache` directories the build used travel
+    /// too, as layers (a delta on what this runner restored or exported last).
+    pub cache_mounts: bool,
 }
 
 /// Why exporting the cache failed.
@@ -144,12 +148,14 @@ impl CacheTo {
         let mut mode = CacheMode::Min;
         let mut compression = Compression::Zstd;
         let mut image_manifest = false;
+        let mut cache_mounts = false;
         for (k, v) in fields(FLAG, spec)? {
             match k {
                 "type" => registry = is_registry(FLAG, v)?,
                 "dest" => dest = Some(PathBuf::from(v)),
                 "ref" => reference = Some(parse_ref(FLAG, v)?),
                 "image-manifest" => image_manifest = parse_bool(FLAG, "image-manifest", v)?,
+                "cache-mounts" => cache_mounts = parse_bool(FLAG, "cache-mounts", v)?,
                 "mode" => {
                     mode = match v {
                         "min" => CacheMode::Min,
@@ -189,6 +195,7 @@ impl CacheTo {
             mode,
             compression,
             image_manifest,
+            cache_mounts,
         })
     }
 }
@@ -267,16 +274,28 @@ pub(crate) fn export_cache(
         }
     }
     records.sort_by_key(|(k, _)| *k);
-    Ok(strata_cache::export_to(
+    let mounts = if to.cache_mounts {
+        backend.cache_mount_layers(to.compression)?
+    } else {
+        Vec::new()
+    };
+    let chains = mounts
+        .iter()
+        .map(|m| (m.name().to_owned(), m.chain.clone()))
+        .collect();
+    let report = strata_cache::export_to(
         location,
         backend.store(),
         db,
         &records,
+        &chains,
         &ExportOptions {
             compression: to.compression,
             image_manifest: to.image_manifest,
         },
-    )?)
+    )?;
+    backend.cache_mounts_exported(mounts)?;
+    Ok(report)
 }
 
 #[cfg(test)]
@@ -293,6 +312,7 @@ mod tests {
                 mode: CacheMode::Max,
                 compression: Compression::Gzip,
                 image_manifest: false,
+                cache_mounts: false,
             }
         );
         let t = CacheTo::parse("type=local,dest=c").unwrap();
@@ -313,6 +333,7 @@ mod tests {
             "type=local",
             "type=local,dest=c,mode=all",
             "type=local,dest=c,compression=lz4",
+            "type=local,dest=c,cache-mounts=yes",
         ] {
             assert!(CacheTo::parse(bad).is_err(), "{bad}");
         }
@@ -331,7 +352,7 @@ mod tests {
     #[test]
     fn parses_buildkit_s_registry_cache_specs() {
         let t = CacheTo::parse(
-            "type=registry,ref=127.0.0.1:5000/app:cache,mode=max,image-manifest=true,oci-mediatypes=true",
+            "type=registry,ref=127.0.0.1:5000/app:cache,mode=max,image-manifest=true,oci-mediatypes=true,cache-mounts=true",
         )
         .unwrap();
         assert_eq!(
@@ -341,6 +362,7 @@ mod tests {
                 mode: CacheMode::Max,
                 compression: Compression::Zstd,
                 image_manifest: true,
+                cache_mounts: true,
             }
         );
         assert_eq!(

@@ -6,6 +6,8 @@
 //! - the config blob (`application/vnd.strata.cache.config.v1+json`) lists the [`Record`]s by
 //!   key and the digests of the file lists of their COPY selections;
 //! - the layers every record hands out, and the selection file lists, are ordinary blobs;
+//!   with `cache-mounts=true` the config also names each exported `RUN --mount=type=cache`
+//!   directory's chain of layers ([`CacheMountChain`]), blobs like the others;
 //! - an OCI image manifest (`artifactType` `application/vnd.strata.cache.v1`) names the config
 //!   and the blobs. A directory is an OCI image layout whose `index.json` names that manifest
 //!   (`org.opencontainers.image.ref.name` = `strata-cache`). At a registry the tag names that
@@ -139,6 +141,20 @@ struct CacheConfig {
     records: BTreeMap<CacheKey, Record>,
     #[serde(default)]
     selections: BTreeMap<Checksum, String>,
+    /// `cache-mounts=true`: RUN cache mounts by their directory name (the worker's hash of
+    /// the id), each a chain of layers.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    mounts: BTreeMap<String, CacheMountChain>,
+}
+
+/// A `RUN --mount=type=cache` directory in a cache: its id (for people) and its content as
+/// layers, bottom first: a full layer, then deltas (whiteouts for deleted files).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheMountChain {
+    /// The mount's `id=` (its target when it has none).
+    pub id: String,
+    /// The layers, bottom first.
+    pub layers: Vec<LayerDescriptor>,
 }
 
 /// How to export.
@@ -169,6 +185,10 @@ pub struct ExportReport {
     pub layers_written: usize,
     /// Bytes of layer blobs written by this export.
     pub bytes_written: u64,
+    /// Cache mount layers written by this export (others were there already).
+    pub mount_layers_written: usize,
+    /// Bytes of them.
+    pub mount_bytes_written: u64,
     /// Why what was at the registry tag was replaced instead of merged with (it was not a
     /// strata cache), if it was.
     pub replaced: Option<String>,
@@ -193,6 +213,7 @@ pub struct ImportedCache {
     blobs: Blobs,
     records: BTreeMap<CacheKey, Record>,
     selections: BTreeMap<Checksum, String>,
+    mounts: BTreeMap<String, CacheMountChain>,
 }
 
 impl ImportedCache {
@@ -204,6 +225,7 @@ impl ImportedCache {
             blobs: Blobs::Dir(dir.to_owned()),
             records: config.records,
             selections: config.selections,
+            mounts: config.mounts,
         })
     }
 
@@ -232,7 +254,14 @@ impl ImportedCache {
             },
             records: config.records,
             selections: config.selections,
+            mounts: config.mounts,
         })
+    }
+
+    /// The cache mount named `name` (its directory name), if the cache carries it. Its
+    /// layers cross over with [`ImportedCache::fetch_into`], like records' layers.
+    pub fn cache_mount(&self, name: &str) -> Option<&CacheMountChain> {
+        self.mounts.get(name)
     }
 
     /// The newest record made for the step `step` (see [`crate::StepRef`]), with its key.
@@ -490,17 +519,26 @@ trait Sink {
     fn put_document(&mut self, bytes: &[u8]) -> Result<Digest, ExchangeError>;
 }
 
+/// What an export adds: the records with the database of their selection lists, and the
+/// cache mounts.
+type Exported<'a> = (
+    &'a CacheDb,
+    &'a [(CacheKey, Record)],
+    &'a BTreeMap<String, CacheMountChain>,
+);
+
 /// Adds `records` (whose layers are all in `store`) to `config`, writing their layers and
-/// selection lists (from `db`) to `sink` unless it has them in the wanted compression.
+/// selection lists (from `db`) to `sink` unless it has them in the wanted compression, and
+/// the cache `mounts` (see [`merge_mounts`]).
 fn merge(
     config: &mut CacheConfig,
     sink: &mut impl Sink,
     store: &Store,
-    db: &CacheDb,
-    records: &[(CacheKey, Record)],
+    (db, records, mounts): Exported<'_>,
     compression: Compression,
     report: &mut ExportReport,
 ) -> Result<(), ExchangeError> {
+    merge_mounts(config, sink, store, mounts, compression, report)?;
     // Layers already exported in the wanted compression, by diff ID.
     let mut exported: BTreeMap<Digest, LayerDescriptor> = config
         .records
@@ -541,11 +579,52 @@ fn merge(
     Ok(())
 }
 
+/// Adds the cache `mounts` (whose layers are in `store`, or in `sink` already) to `config`,
+/// replacing the chains of the same names, writing only the layers `sink` lacks.
+fn merge_mounts(
+    config: &mut CacheConfig,
+    sink: &mut impl Sink,
+    store: &Store,
+    mounts: &BTreeMap<String, CacheMountChain>,
+    compression: Compression,
+    report: &mut ExportReport,
+) -> Result<(), ExchangeError> {
+    for (name, chain) in mounts {
+        let mut layers = Vec::with_capacity(chain.layers.len());
+        for layer in &chain.layers {
+            if sink.has(&layer.digest) {
+                layers.push(layer.clone());
+                continue;
+            }
+            let (out, bytes) = sink.put_layer(store, layer, compression)?;
+            if bytes > 0 {
+                report.mount_layers_written += 1;
+                report.mount_bytes_written += bytes;
+            }
+            layers.push(out);
+        }
+        config.mounts.insert(
+            name.clone(),
+            CacheMountChain {
+                id: chain.id.clone(),
+                layers,
+            },
+        );
+    }
+    Ok(())
+}
+
 /// The blobs a cache lists besides its config: every record's layer, then the selection
 /// lists, as descriptors.
 fn blob_descriptors(config: &CacheConfig, sink: &impl Sink) -> Vec<Value> {
     let mut layers: BTreeMap<&Digest, &LayerDescriptor> = BTreeMap::new();
-    for l in config.records.values().filter_map(|r| r.layer.as_ref()) {
+    let mount_layers = config.mounts.values().flat_map(|m| &m.layers);
+    for l in config
+        .records
+        .values()
+        .filter_map(|r| r.layer.as_ref())
+        .chain(mount_layers)
+    {
         layers.entry(&l.digest).or_insert(l);
     }
     let mut out: Vec<Value> = layers
@@ -719,12 +798,13 @@ pub fn export_to(
     store: &Store,
     db: &CacheDb,
     records: &[(CacheKey, Record)],
+    mounts: &BTreeMap<String, CacheMountChain>,
     options: &ExportOptions,
 ) -> Result<ExportReport, ExchangeError> {
     match location {
-        CacheLocation::Dir(dir) => export(dir, store, db, records, options),
+        CacheLocation::Dir(dir) => export(dir, store, db, records, mounts, options),
         CacheLocation::Registry { client, reference } => {
-            export_registry(client, reference, store, db, records, options)
+            export_registry(client, reference, store, db, records, mounts, options)
         }
     }
 }
@@ -735,6 +815,7 @@ fn export_registry(
     store: &Store,
     db: &CacheDb,
     records: &[(CacheKey, Record)],
+    mounts: &BTreeMap<String, CacheMountChain>,
     options: &ExportOptions,
 ) -> Result<ExportReport, ExchangeError> {
     let _lease = store.lease()?;
@@ -758,8 +839,7 @@ fn export_registry(
         &mut config,
         &mut sink,
         store,
-        db,
-        records,
+        (db, records, mounts),
         options.compression,
         &mut report,
     )?;
@@ -780,6 +860,18 @@ fn export_registry(
     report.bytes_written = sent
         .iter()
         .filter(|d| layer_digests.contains(d))
+        .filter_map(|d| sink.staged.get(d))
+        .sum();
+    let mount_digests: std::collections::BTreeSet<&Digest> = config
+        .mounts
+        .values()
+        .flat_map(|m| m.layers.iter().map(|l| &l.digest))
+        .filter(|d| !layer_digests.contains(d))
+        .collect();
+    report.mount_layers_written = sent.iter().filter(|d| mount_digests.contains(d)).count();
+    report.mount_bytes_written = sent
+        .iter()
+        .filter(|d| mount_digests.contains(d))
         .filter_map(|d| sink.staged.get(d))
         .sum();
     let (media_type, top) = if options.image_manifest {
@@ -812,6 +904,7 @@ pub fn export(
     store: &Store,
     db: &CacheDb,
     records: &[(CacheKey, Record)],
+    mounts: &BTreeMap<String, CacheMountChain>,
     options: &ExportOptions,
 ) -> Result<ExportReport, ExchangeError> {
     let blobs = dir.join("blobs/sha256");
@@ -833,8 +926,7 @@ pub fn export(
         &mut config,
         &mut sink,
         store,
-        db,
-        records,
+        (db, records, mounts),
         options.compression,
         &mut report,
     )?;

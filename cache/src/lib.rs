@@ -29,8 +29,8 @@ pub use context::{ContextIndex, ContextStats, ScanOptions};
 pub use entry::{EntryKind, Ownership};
 pub use error::ContextError;
 pub use exchange::{
-    CACHE_REF_NAME, CacheLocation, ExchangeError, ExportOptions, ExportReport, ImportedCache,
-    export, export_to,
+    CACHE_REF_NAME, CacheLocation, CacheMountChain, ExchangeError, ExportOptions, ExportReport,
+    ImportedCache, export, export_to,
 };
 pub use explain::explain_miss;
 pub use filter::{ContextFilter, NoFilter};

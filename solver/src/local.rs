@@ -14,15 +14,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 use strata_cache::{
-    CacheDb, CacheKey, Checksum, ContextFilter, ContextIndex, ImportedCache, KeyParts, Record,
-    ScanOptions, Selection, StepRef,
+    CacheDb, CacheKey, CacheMountChain, Checksum, ContextFilter, ContextIndex, ImportedCache,
+    KeyParts, Record, ScanOptions, Selection, StepRef,
 };
 use strata_graph::pattern::DirVisit;
 use strata_graph::{FileAction, Graph, MountKind, Node, NodeId, Op};
 use strata_store::{Compression, Digest, LayerDescriptor, Lease, Store, chain_id};
 use strata_worker::{
-    DiffOptions, ExcludeFn, FileRequest, FileSource, MountInput, OutputStream, Previous,
-    RunRequest, Worker, write_layer,
+    CacheMountImports, DiffOptions, ExcludeFn, FileRequest, FileSource, ImportError, ImportedMount,
+    MountInput, MountLayer, OutputStream, Previous, RunRequest, Worker, write_layer,
 };
 
 /// Why a step failed inside this backend (wrapped in [`StepError::Failed`]).
@@ -34,6 +34,9 @@ pub enum LocalError {
     /// An imported cache could not be read.
     #[error(transparent)]
     Exchange(#[from] strata_cache::ExchangeError),
+    /// A cache mount could not be written as a layer.
+    #[error(transparent)]
+    MountLayer(#[from] strata_worker::MountLayerError),
     /// The build cache failed.
     #[error(transparent)]
     Cache(#[from] strata_cache::CacheDbError),
@@ -204,9 +207,14 @@ impl Layers {
     /// The snapshot directories of `fs`, top first (overlayfs `lowerdir` order), unpacking any
     /// that do not exist yet.
     fn lowers(&self, fs: &Fs) -> Result<Vec<PathBuf>, LocalError> {
-        let mut dirs = Vec::with_capacity(fs.layers.len());
+        self.lowers_of(&fs.layers)
+    }
+
+    /// The snapshot directories of the layer chain `layers` (bottom first), top first.
+    fn lowers_of(&self, layers: &[LayerDescriptor]) -> Result<Vec<PathBuf>, LocalError> {
+        let mut dirs = Vec::with_capacity(layers.len());
         let mut parent: Option<Digest> = None;
-        for layer in &fs.layers {
+        for layer in layers {
             let chain = chain_id(parent.as_ref(), &layer.diff_id);
             let snap = match self.store.snapshot(&chain) {
                 Some(s) => s,
@@ -220,6 +228,36 @@ impl Layers {
         }
         dirs.reverse();
         Ok(dirs)
+    }
+}
+
+/// Imported cache mounts, for the worker: the first imported cache that carries a mount
+/// wins; its layers are fetched and unpacked (by the store's confined extractor) only now.
+impl CacheMountImports for Layers {
+    fn import(&self, name: &str) -> Result<Option<ImportedMount>, ImportError> {
+        let Some(chain) = self.imported.iter().find_map(|c| c.cache_mount(name)) else {
+            return Ok(None);
+        };
+        let lowers = self.lowers_of(&chain.layers)?;
+        Ok(Some(ImportedMount {
+            lowers,
+            chain: chain.layers.clone(),
+        }))
+    }
+}
+
+/// A cache mount written as a layer for `--cache-to ...,cache-mounts=true`.
+#[derive(Debug)]
+pub struct ExportedMount {
+    /// Its id and its chain, the new layer on top.
+    pub chain: CacheMountChain,
+    layer: MountLayer,
+}
+
+impl ExportedMount {
+    /// The mount's directory name, which names it in the cache.
+    pub fn name(&self) -> &str {
+        &self.layer.name
     }
 }
 
@@ -259,6 +297,9 @@ impl LocalBackend {
             store: store.clone(),
             imported: Arc::new(options.imported.clone()),
         };
+        if !options.imported.is_empty() {
+            worker.set_cache_mount_imports(Arc::new(layers.clone()));
+        }
         Ok(Self {
             layers,
             store,
@@ -274,6 +315,39 @@ impl LocalBackend {
     /// The store this backend writes into.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Writes each cache mount this build's RUN steps used as a layer in `compression`
+    /// (a delta on what it was restored or last exported as, when this runner knows) and
+    /// returns their chains. Blocking.
+    pub fn cache_mount_layers(
+        &self,
+        compression: Compression,
+    ) -> Result<Vec<ExportedMount>, LocalError> {
+        let state_dir = &self.worker.config().state_dir;
+        let mut out = Vec::new();
+        for (name, id) in self.worker.used_cache_mounts() {
+            let mut writer = self.store.layer_writer(compression)?;
+            let layer = strata_worker::write_cache_mount_layer(state_dir, &name, &mut writer)?;
+            let mut layers = layer.base.clone();
+            if layer.base.is_empty() || layer.stats.entries > 0 {
+                layers.push(writer.finish()?);
+            }
+            out.push(ExportedMount {
+                chain: CacheMountChain { id, layers },
+                layer,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Records that `mounts` were exported, so the next export of each is a delta on it.
+    pub fn cache_mounts_exported(&self, mounts: Vec<ExportedMount>) -> Result<(), LocalError> {
+        let state_dir = &self.worker.config().state_dir;
+        for m in mounts {
+            m.layer.record(state_dir, m.chain.layers)?;
+        }
+        Ok(())
     }
 
     /// Persists the context's stat cache (once, after the build's checksums).

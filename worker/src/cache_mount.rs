@@ -108,6 +108,14 @@ pub fn prune_cache_mounts(
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(e) => return Err(err("remove", &dir)(e)),
         }
+        // What it was restored or exported as goes with it (see `mount_layer.rs`).
+        let record = base.join(format!("{name}.imported.json"));
+        match fs_err::remove_file(&record) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                return Err(err("remove", &record)(e));
+            }
+            _ => {}
+        }
         drop(lock);
         fs_err::remove_dir_all(&doomed).map_err(err("remove", &doomed))?;
         removed.push(found);
@@ -197,6 +205,7 @@ mod tests {
         cache(&base, "old", 3 * day);
         cache(&base, "new", Duration::ZERO);
         cache(&base, "held", 3 * day);
+        fs_err::write(base.join("old.imported.json"), b"{}").unwrap();
         let held = fs_err::File::open(base.join("held.lock")).unwrap();
         held.file().lock_shared().unwrap();
         fs_err::create_dir_all(base.join(".doomed-crashed/x")).unwrap();
@@ -224,6 +233,10 @@ mod tests {
         let names: Vec<_> = removed.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, ["legacy", "old"]);
         assert!(!base.join("old").exists() && base.join("old.lock").exists());
+        assert!(
+            !base.join("old.imported.json").exists(),
+            "its import record went too"
+        );
         assert!(base.join("new").exists() && base.join("held").exists());
         assert!(!base.join(".doomed-crashed").exists());
 

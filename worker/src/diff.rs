@@ -14,6 +14,10 @@
 //! with `tar::Builder` so the format is exactly this and file data is copied with a hard
 //! size bound: a file growing while it is read can never shift the stream. Memory stays flat:
 //! one directory listing per level and a 64 KiB copy buffer.
+//!
+//! The same walk writes a cache mount (a plain directory, no overlay) as a delta
+//! ([`write_delta`]): against a [`Listing`] of how it was, only new or changed entries, then
+//! a whiteout for each topmost path gone; it lists the directory as it is on the way.
 
 use crate::layers::{is_opaque, is_whiteout};
 use std::collections::HashMap;
@@ -84,6 +88,38 @@ pub fn write_layer(
     out: impl Write,
     opts: &DiffOptions,
 ) -> Result<DiffStats, DiffError> {
+    walk(upper, out, opts, None)
+}
+
+/// What a delta layer of a plain directory (a cache mount, not an overlay upper) is taken
+/// against: the listing of the directory as it was, and where the listing of it as it is now
+/// goes.
+pub(crate) struct Delta<'a> {
+    /// The directory as it was (empty: a full layer).
+    pub(crate) since: &'a Listing,
+    /// The directory as the walk finds it.
+    pub(crate) now: Listing,
+}
+
+/// Writes the changes of the plain directory `dir` since `delta.since` as a layer: entries
+/// whose [`Stamp`] differs or that are new (an unchanged directory is descended into but not
+/// written), then a whiteout for each path gone (the topmost one of a gone tree). Fills
+/// `delta.now`.
+pub(crate) fn write_delta(
+    dir: &Path,
+    out: impl Write,
+    opts: &DiffOptions,
+    delta: &mut Delta<'_>,
+) -> Result<DiffStats, DiffError> {
+    walk(dir, out, opts, Some(delta))
+}
+
+fn walk(
+    upper: &Path,
+    out: impl Write,
+    opts: &DiffOptions,
+    mut delta: Option<&mut Delta<'_>>,
+) -> Result<DiffStats, DiffError> {
     let mut w = TarWriter {
         out,
         stats: DiffStats::default(),
@@ -109,7 +145,18 @@ pub fn write_layer(
             source,
         })?;
         let mtime = clamp(meta.mtime(), opts);
-        if is_whiteout(&meta) {
+        if let Some(d) = delta.as_deref_mut() {
+            let stamp = Stamp::of(&meta);
+            let unchanged = d.since.get(&rel) == Some(&stamp);
+            d.now.insert(rel.clone(), stamp);
+            if unchanged {
+                if meta.is_dir() {
+                    let children = sorted_names(&full)?;
+                    stack.push((rel, children.into_iter()));
+                }
+                continue;
+            }
+        } else if is_whiteout(&meta) {
             let mut wh = dir.clone();
             if !wh.is_empty() {
                 wh.push(b'/');
@@ -177,7 +224,112 @@ pub fn write_layer(
             w.header(&h, tar::EntryType::Block, 0)?;
         }
     }
+    if let Some(d) = delta {
+        for gone in d.since.gone_from(&d.now) {
+            let (dir, name) = match gone.iter().rposition(|&b| b == b'/') {
+                Some(i) => (&gone[..=i], &gone[i + 1..]),
+                None => (&[][..], &gone[..]),
+            };
+            let mut wh = dir.to_vec();
+            wh.extend_from_slice(WHITEOUT.as_bytes());
+            wh.extend_from_slice(name);
+            w.marker(&wh, 0)?;
+        }
+    }
     w.finish()
+}
+
+/// What tells a changed entry from an unchanged one: its type and mode, size, mtime (not for
+/// directories, whose mtime moves with their entries) and inode (a file replaced by rename).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Stamp(u32, u64, i64, i64, u64);
+
+impl Stamp {
+    pub(crate) fn of(meta: &Metadata) -> Stamp {
+        if meta.is_dir() {
+            return Stamp(meta.mode(), 0, 0, 0, meta.ino());
+        }
+        Stamp(
+            meta.mode(),
+            meta.size(),
+            meta.mtime(),
+            meta.mtime_nsec(),
+            meta.ino(),
+        )
+    }
+}
+
+/// Every path of a directory (relative, bytes) with its [`Stamp`]. Kept in memory: one
+/// entry per file, some 100 bytes each.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Listing(std::collections::BTreeMap<Vec<u8>, Stamp>);
+
+impl Listing {
+    fn get(&self, path: &[u8]) -> Option<&Stamp> {
+        self.0.get(path)
+    }
+
+    fn insert(&mut self, path: Vec<u8>, stamp: Stamp) {
+        self.0.insert(path, stamp);
+    }
+
+    /// The paths of `self` that `now` lacks, without those below a gone directory.
+    fn gone_from(&self, now: &Listing) -> Vec<Vec<u8>> {
+        let mut gone: Vec<Vec<u8>> = Vec::new();
+        for path in self.0.keys().filter(|p| !now.0.contains_key(*p)) {
+            let below_gone = gone
+                .last()
+                .is_some_and(|g| path.starts_with(g) && path.get(g.len()) == Some(&b'/'));
+            if !below_gone {
+                gone.push(path.clone());
+            }
+        }
+        gone
+    }
+
+    /// The listing of the plain directory `dir`.
+    pub(crate) fn of(dir: &Path) -> Result<Listing, DiffError> {
+        let mut out = Listing::default();
+        let mut stack: Vec<Vec<u8>> = vec![Vec::new()];
+        while let Some(rel) = stack.pop() {
+            let full = dir.join(OsStr::from_bytes(&rel));
+            for name in sorted_names(&full)? {
+                let mut path = rel.clone();
+                if !path.is_empty() {
+                    path.push(b'/');
+                }
+                path.extend_from_slice(name.as_bytes());
+                let child = dir.join(OsStr::from_bytes(&path));
+                let meta = fs_err::symlink_metadata(&child).map_err(|source| DiffError::Read {
+                    path: child.clone(),
+                    source,
+                })?;
+                if meta.is_dir() {
+                    stack.push(path.clone());
+                }
+                out.insert(path, Stamp::of(&meta));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// On disk, paths are hex (they are bytes, JSON keys are strings).
+impl serde::Serialize for Listing {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(k, v)| (hex::encode(k), v)))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Listing {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw: std::collections::BTreeMap<String, Stamp> = serde::Deserialize::deserialize(d)?;
+        raw.into_iter()
+            .map(|(k, v)| hex::decode(k).map(|k| (k, v)))
+            .collect::<Result<_, _>>()
+            .map(Listing)
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 fn clamp(mtime: i64, opts: &DiffOptions) -> i64 {
@@ -416,6 +568,70 @@ fn set_mtime(h: &mut tar::Header, mtime: i64, pax: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn names(tar: &[u8]) -> Vec<String> {
+        tar::Archive::new(tar)
+            .entries()
+            .unwrap()
+            .map(|e| String::from_utf8(e.unwrap().path_bytes().into_owned()).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_delta_holds_what_changed_and_whiteouts_for_the_topmost_gone_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for sub in ["keep", "gone/deep", "grow"] {
+            fs_err::create_dir_all(d.join(sub)).unwrap();
+        }
+        fs_err::write(d.join("keep/same"), b"1").unwrap();
+        fs_err::write(d.join("gone/deep/f"), b"1").unwrap();
+        fs_err::write(d.join("grow/log"), b"1").unwrap();
+        fs_err::write(d.join("old"), b"1").unwrap();
+        let mut full = Delta {
+            since: &Listing::default(),
+            now: Listing::default(),
+        };
+        let mut tar = Vec::new();
+        write_delta(d, &mut tar, &DiffOptions::default(), &mut full).unwrap();
+        assert_eq!(
+            names(&tar),
+            [
+                "gone/",
+                "gone/deep/",
+                "gone/deep/f",
+                "grow/",
+                "grow/log",
+                "keep/",
+                "keep/same",
+                "old"
+            ]
+        );
+        assert_eq!(full.now, Listing::of(d).unwrap());
+
+        fs_err::remove_dir_all(d.join("gone")).unwrap();
+        fs_err::remove_file(d.join("old")).unwrap();
+        fs_err::write(d.join("grow/log"), b"12").unwrap();
+        fs_err::write(d.join("grow/new"), b"1").unwrap();
+        let mut delta = Delta {
+            since: &full.now,
+            now: Listing::default(),
+        };
+        let mut tar = Vec::new();
+        let stats = write_delta(d, &mut tar, &DiffOptions::default(), &mut delta).unwrap();
+        assert_eq!(names(&tar), ["grow/log", "grow/new", ".wh.gone", ".wh.old"]);
+        assert_eq!(stats.whiteouts, 2);
+        // Nothing changed since: an empty layer.
+        let mut again = Delta {
+            since: &delta.now,
+            now: Listing::default(),
+        };
+        let stats = write_delta(d, io::sink(), &DiffOptions::default(), &mut again).unwrap();
+        assert_eq!(stats.entries, 0);
+        // The listing survives its record (hex paths).
+        let json = serde_json::to_vec(&again.now).unwrap();
+        assert_eq!(serde_json::from_slice::<Listing>(&json).unwrap(), again.now);
+    }
 
     #[test]
     fn pax_record_length_counts_itself() {

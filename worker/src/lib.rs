@@ -1,10 +1,11 @@
 //! The worker: runs one operation. Owns the RUN sandbox (namespaces, overlayfs, pivot_root;
-//! all syscalls live in `sys.rs`), COPY/ADD file operations confined to their root, and layer
-//! diffs (upper dir → OCI layer tar). Knows nothing of Dockerfiles, cache keys or scheduling,
-//! and does not own storage: callers hand it layer directories and an empty upper directory,
-//! and a writer for the layer tar. Start at [`Worker::run`], [`Worker::apply_file_op`] and
-//! [`write_layer`]; a binary using the worker must call [`sandbox_main`] when started as
-//! `<exe> __sandbox`, before anything else.
+//! all syscalls live in `sys.rs`), COPY/ADD file operations confined to their root, layer
+//! diffs (upper dir → OCI layer tar), and the `RUN --mount=type=cache` directories (locks,
+//! prune, their export as layers and restore from imported ones: `mount_layer.rs`). Knows
+//! nothing of Dockerfiles, cache keys or scheduling, and does not own storage: callers hand it
+//! layer directories and an empty upper directory, and a writer for the layer tar. Start at
+//! [`Worker::run`], [`Worker::apply_file_op`] and [`write_layer`]; a binary using the worker
+//! must call [`sandbox_main`] when started as `<exe> __sandbox`, before anything else.
 #![warn(missing_docs)]
 
 mod archive;
@@ -18,6 +19,7 @@ mod fileop;
 mod helper;
 mod janitor;
 mod layers;
+mod mount_layer;
 mod plan;
 mod reuse;
 mod run;
@@ -37,6 +39,10 @@ pub use download::DownloadError;
 pub use export::{ExportError, export_rootfs};
 pub use fileop::{FileError, FileRequest, FileSource, FileStats};
 pub use helper::sandbox_main;
+pub use mount_layer::{
+    CacheMountImports, ImportError, ImportedMount, MAX_CHAIN, MountLayer, MountLayerError,
+    write_cache_mount_layer,
+};
 pub use reuse::Previous;
 pub use run::{MountInput, OutputStream, RunError, RunRequest};
 pub use source::ExcludeFn;

@@ -573,8 +573,57 @@ impl Worker {
             // "Last used", for prune; best effort (a failure only makes it look older).
             let _ = f.set_modified(std::time::SystemTime::now());
         }
+        if cache.seed.is_none() {
+            self.mounts
+                .used
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(name.clone(), cache.id.to_owned());
+            self.restore_cache_mount(&name, &dir, cache).await?;
+        }
         cache.make(&dir, &base, target).await?;
         Ok((dir, lock))
+    }
+}
+
+impl Worker {
+    /// Restores cache mount `name` from an imported cache when its directory `dir` is missing
+    /// or empty (never over content). The caller holds its lock.
+    async fn restore_cache_mount(
+        &self,
+        name: &str,
+        dir: &Path,
+        cache: &CacheMount<'_>,
+    ) -> Result<(), RunError> {
+        let imports = self
+            .mounts
+            .imports
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let Some(imports) = imports else {
+            return Ok(());
+        };
+        if !crate::mount_layer::is_empty(dir) {
+            return Ok(());
+        }
+        let (name, dir) = (name.to_owned(), dir.to_owned());
+        let owner = (cache.mode, cache.uid, cache.gid);
+        let id = cache.id.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let Some(imported) = imports.import(&name)? else {
+                return Ok(());
+            };
+            crate::mount_layer::restore(&dir, &name, &imported, owner)?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| io_err("failed to restore a cache mount")(io::Error::other(e)))?
+        .map_err(|e: crate::mount_layer::ImportError| {
+            io_err(format!(
+                "failed to restore cache mount {id} from the imported cache"
+            ))(io::Error::other(e))
+        })
     }
 }
 

@@ -6,9 +6,10 @@
 use crate::cgroup::{Cgroup, CgroupError, Resources};
 use crate::helper::SandboxHelper;
 use crate::janitor::Janitor;
+use crate::mount_layer::CacheMountImports;
 use std::io;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// Default cap on what one ADD may unpack or download (bytes).
 pub const DEFAULT_MAX_UNPACK: u64 = 64 << 30;
@@ -60,10 +61,25 @@ pub struct Worker {
     pub(crate) config: WorkerConfig,
     pub(crate) helper: Arc<Mutex<Option<Arc<SandboxHelper>>>>,
     pub(crate) janitor: Janitor,
+    pub(crate) mounts: Arc<MountBook>,
     /// The cgroup of every RUN, when `config.resources` asks for one; removed (whatever is
     /// left in it killed) when the last clone is gone. Last, so that the helper's socket is
     /// closed first.
     pub(crate) cgroup: Option<Arc<Cgroup>>,
+}
+
+/// The cache mounts of this worker's runs, and where imported ones come from.
+#[derive(Default)]
+pub(crate) struct MountBook {
+    pub(crate) imports: Mutex<Option<Arc<dyn CacheMountImports>>>,
+    /// Directory name → id of each cache mount a run used (seeded and private ones aside).
+    pub(crate) used: Mutex<std::collections::BTreeMap<String, String>>,
+}
+
+impl std::fmt::Debug for MountBook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MountBook").finish_non_exhaustive()
+    }
 }
 
 /// Errors opening the worker.
@@ -102,7 +118,30 @@ impl Worker {
             cgroup,
             helper: Arc::new(Mutex::new(None)),
             janitor: Janitor::default(),
+            mounts: Arc::default(),
         })
+    }
+
+    /// Where runs find imported cache mounts: a cache mount that is missing or empty when a
+    /// RUN mounts it is restored from there first.
+    pub fn set_cache_mount_imports(&self, imports: Arc<dyn CacheMountImports>) {
+        *self
+            .mounts
+            .imports
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(imports);
+    }
+
+    /// The cache mounts the runs of this worker (and its clones) used, as (directory name,
+    /// id), by name; mounts seeded with `from=` are left out (their name holds local paths).
+    pub fn used_cache_mounts(&self) -> Vec<(String, String)> {
+        self.mounts
+            .used
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(n, id)| (n.clone(), id.clone()))
+            .collect()
     }
 
     /// The worker's configuration.

@@ -103,10 +103,12 @@ pub(crate) struct Args {
     /// Push the image to the registry of each of its names (short for `--output type=registry`)
     #[arg(long)]
     push: bool,
-    /// Export the build cache: `type=local,dest=DIR[,mode=min|max][,compression=zstd|gzip]`
+    /// Export the build cache: `type=local,dest=DIR` or `type=registry,ref=REF`,
+    /// `[,mode=min|max][,compression=zstd|gzip][,cache-mounts=true]`
     #[arg(long = "cache-to", value_name = "SPEC")]
     cache_to: Option<String>,
-    /// Import a build cache: `type=local,src=DIR`; may be given several times
+    /// Import a build cache: `type=local,src=DIR` or `type=registry,ref=REF`; may be given
+    /// several times
     #[arg(long = "cache-from", value_name = "SPEC")]
     cache_from: Vec<String>,
     /// Write the image digest, config digest and cache statistics to this file as JSON

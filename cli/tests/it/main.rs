@@ -2,6 +2,7 @@
 
 mod build;
 mod cache_gc;
+mod cache_mounts;
 mod check;
 mod ci_cache;
 mod conformance;

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-const STRATA_CACHE_CONFIG: &str = "application/vnd.strata.cache.config.v1+json";
+pub(crate) const STRATA_CACHE_CONFIG: &str = "application/vnd.strata.cache.config.v1+json";
 
 /// `GET path` straight from the registry (plain HTTP/1.0, so that the test does not lean on
 /// the client under test), as JSON.
@@ -37,7 +37,7 @@ fn get_json(host: &str, path: &str) -> serde_json::Value {
 }
 
 /// The manifest or index at `repo:tag`.
-fn manifest_at(host: &str, repo: &str, tag: &str) -> serde_json::Value {
+pub(crate) fn manifest_at(host: &str, repo: &str, tag: &str) -> serde_json::Value {
     get_json(host, &format!("/v2/{repo}/manifests/{tag}"))
 }
 

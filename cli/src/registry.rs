@@ -1,7 +1,6 @@
 //! What the registry commands (`pull`, `push`, `login`, `logout`) and a build's `FROM` share:
 //! where docker's config file is, the client built from it, and docker's status lines.
 
-use std::io::Write;
 use std::path::PathBuf;
 use strata_store::{LayerEvent, LayerStatus, RegistryClient, RegistryOptions};
 
@@ -48,12 +47,21 @@ fn ca_bundle() -> Option<PathBuf> {
 
 /// A registry client with docker's credentials, TLS directories and defaults.
 pub(crate) fn client() -> anyhow::Result<RegistryClient> {
-    Ok(RegistryClient::new(RegistryOptions {
+    client_with(|_| {})
+}
+
+/// [`client`], with some options changed by `tune` (a command's flags).
+pub(crate) fn client_with(
+    tune: impl FnOnce(&mut RegistryOptions),
+) -> anyhow::Result<RegistryClient> {
+    let mut options = RegistryOptions {
         docker_config: docker_config_path(),
         certs_dir: Some(certs_dir()),
         ca_bundle: ca_bundle(),
         ..RegistryOptions::default()
-    })?)
+    };
+    tune(&mut options);
+    Ok(RegistryClient::new(options)?)
 }
 
 /// Docker's text for a layer status, or `None` for the ones docker prints only as a progress
@@ -63,6 +71,7 @@ pub(crate) fn status_text(status: &LayerStatus) -> Option<String> {
         match status {
             LayerStatus::PullingFsLayer => "Pulling fs layer",
             LayerStatus::AlreadyExists => "Already exists",
+            LayerStatus::Waiting => "Waiting",
             LayerStatus::VerifyingChecksum => "Verifying Checksum",
             LayerStatus::DownloadComplete => "Download complete",
             LayerStatus::PullComplete => "Pull complete",
@@ -82,13 +91,6 @@ pub(crate) fn status_text(status: &LayerStatus) -> Option<String> {
 pub(crate) fn event_line(event: &LayerEvent) -> Option<String> {
     let text = status_text(&event.status)?;
     Some(format!("{}: {text}", &event.layer.hex()[..12]))
-}
-
-/// Prints one `ID: Status` line per event as docker does when its output is not a terminal.
-pub(crate) fn print_event(event: LayerEvent) {
-    if let Some(line) = event_line(&event) {
-        let _ = writeln!(std::io::stdout().lock(), "{line}");
-    }
 }
 
 /// Whether a `NAME[:TAG|@DIGEST]` argument names neither a tag nor a digest (docker then says

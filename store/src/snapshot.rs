@@ -6,6 +6,7 @@
 //! race, the first rename wins and the loser's copy is discarded. Files in a snapshot are not
 //! fsynced one by one; `settle.rs` drops the ones a machine crash may have torn.
 
+use crate::compression::Compression;
 use crate::confined::{ConfinedRoot, ExtractOptions, extract};
 use crate::digest::{Digest, HashingReader, chain_id};
 use crate::error::StoreError;
@@ -110,15 +111,29 @@ impl Store {
         parent: Option<&Digest>,
         layer: &LayerDescriptor,
     ) -> Result<Snapshot, StoreError> {
+        Ok(self.unpack_layer_reporting(parent, layer, &|_, _| {})?.0)
+    }
+
+    /// [`Store::unpack_layer`], calling `progress(read, size)` as the blob's bytes are read
+    /// (every [`UNPACK_PROGRESS_STEP`]); also returns the length of the uncompressed tar,
+    /// when it was unpacked here (`None`: the snapshot existed).
+    pub(crate) fn unpack_layer_reporting(
+        &self,
+        parent: Option<&Digest>,
+        layer: &LayerDescriptor,
+        progress: &dyn Fn(u64, u64),
+    ) -> Result<(Snapshot, Option<u64>), StoreError> {
         let chain = chain_id(parent, &layer.diff_id);
         if let Some(s) = self.snapshot(&chain) {
-            return Ok(s);
+            return Ok((s, None));
         }
         let _lease = self.lease()?;
         let dir = self.staging().temp_dir("snapshot-")?;
-        let result = self.unpack_into(&dir, layer);
-        match result {
-            Ok(()) => self.adopt_snapshot(parent, &layer.diff_id, &dir),
+        match self.unpack_into(&dir, layer, progress) {
+            Ok(len) => Ok((
+                self.adopt_snapshot(parent, &layer.diff_id, &dir)?,
+                Some(len),
+            )),
             Err(e) => {
                 let _ = remove_tree(&dir);
                 Err(e)
@@ -126,21 +141,55 @@ impl Store {
         }
     }
 
-    fn unpack_into(&self, dir: &Path, layer: &LayerDescriptor) -> Result<(), StoreError> {
+    /// Extracts `layer` into `dir` in one read of its blob and returns the tar's length. A
+    /// blob that is a plain tar is its own uncompressed form: its digest, verified when it was
+    /// stored, must be the diff ID, which is checked before anything is written (no second
+    /// hash). A compressed one is hashed as it is decompressed and checked at the end.
+    fn unpack_into(
+        &self,
+        dir: &Path,
+        layer: &LayerDescriptor,
+        progress: &dyn Fn(u64, u64),
+    ) -> Result<u64, StoreError> {
         let what = format!("decompress layer {}", layer.digest);
         let blob = self.open_blob(&layer.digest)?;
-        let mut tar = HashingReader::new(
-            crate::compression::decompressed(blob).map_err(StoreError::stream(what.clone()))?,
-        );
+        let size = blob
+            .metadata()
+            .map_err(StoreError::io("stat", self.blob_path(&layer.digest)))?
+            .len();
+        let blob = ReadProgress {
+            inner: blob,
+            read: 0,
+            reported: 0,
+            size,
+            progress,
+        };
+        let (compression, tar) =
+            crate::compression::sniffed(blob).map_err(StoreError::stream(what.clone()))?;
         let root = ConfinedRoot::open(dir).map_err(StoreError::io("open", dir))?;
-        extract(&root, &mut tar, &ExtractOptions::layer()).map_err(|source| {
-            StoreError::Unpack {
+        let unpack = |tar: &mut dyn io::Read| {
+            extract(&root, tar, &ExtractOptions::layer()).map_err(|source| StoreError::Unpack {
                 layer: layer.digest.clone(),
                 source,
+            })
+        };
+        if compression == Compression::None {
+            if layer.digest != layer.diff_id {
+                return Err(StoreError::DiffIdMismatch {
+                    layer: layer.digest.clone(),
+                    expected: layer.diff_id.clone(),
+                    actual: layer.digest.clone(),
+                });
             }
-        })?;
+            let mut tar = tar;
+            unpack(&mut tar)?;
+            progress(size, size);
+            return Ok(size);
+        }
+        let mut tar = HashingReader::new(tar);
+        unpack(&mut tar)?;
         io::copy(&mut tar, &mut io::sink()).map_err(StoreError::stream(what))?;
-        let (_, actual, _) = tar.finish();
+        let (_, actual, len) = tar.finish();
         if actual != layer.diff_id {
             return Err(StoreError::DiffIdMismatch {
                 layer: layer.digest.clone(),
@@ -148,7 +197,8 @@ impl Store {
                 actual,
             });
         }
-        Ok(())
+        progress(size, size);
+        Ok(len)
     }
 
     /// A new empty directory on the store's filesystem for the worker to fill (an overlay
@@ -220,6 +270,30 @@ impl Store {
             Err(e) => return Err(StoreError::io("remove snapshot", &dir)(e)),
         }
         Ok(size)
+    }
+}
+
+/// How often an unpack reports its progress: every this many blob bytes read.
+pub(crate) const UNPACK_PROGRESS_STEP: u64 = 1 << 20;
+
+/// A blob being read, reporting how far every [`UNPACK_PROGRESS_STEP`].
+struct ReadProgress<'a, R> {
+    inner: R,
+    read: u64,
+    reported: u64,
+    size: u64,
+    progress: &'a dyn Fn(u64, u64),
+}
+
+impl<R: io::Read> io::Read for ReadProgress<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        if self.read - self.reported >= UNPACK_PROGRESS_STEP {
+            self.reported = self.read;
+            (self.progress)(self.read, self.size);
+        }
+        Ok(n)
     }
 }
 

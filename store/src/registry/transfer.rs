@@ -21,8 +21,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 pub enum LayerStatus {
     /// A layer to download (`Pulling fs layer`).
     PullingFsLayer,
-    /// The store has the layer (`Already exists`).
+    /// The store has the layer's blob and its snapshot (`Already exists`).
     AlreadyExists,
+    /// Queued behind the download (or upload) limit (`Waiting`).
+    Waiting,
     /// Bytes arriving (`Downloading`).
     Downloading {
         /// Bytes so far.
@@ -34,14 +36,22 @@ pub enum LayerStatus {
     VerifyingChecksum,
     /// The blob is in the store (`Download complete`).
     DownloadComplete,
-    /// The layer is being decompressed and checked against its diff ID (`Extracting`).
-    Extracting,
+    /// The layer is being unpacked into its snapshot, decompressed and checked against its
+    /// diff ID on the way (`Extracting`).
+    Extracting {
+        /// Bytes of the blob read so far.
+        current: u64,
+        /// The blob's size.
+        total: u64,
+    },
     /// Done (`Pull complete`).
     PullComplete,
     /// A layer to push (`Preparing`).
     Preparing,
     /// Bytes going out (`Pushing`).
     Pushing {
+        /// Bytes sent so far.
+        current: u64,
         /// The layer's size.
         total: u64,
     },
@@ -99,8 +109,18 @@ pub(crate) fn in_parallel<T: Sync, R: Send>(
     jobs: usize,
     work: impl Fn(&T) -> Result<R, RegistryError> + Sync,
 ) -> Result<Vec<R>, RegistryError> {
+    in_parallel_until(items, jobs, &AtomicBool::new(false), work)
+}
+
+/// [`in_parallel`], which also stops starting new items once `failed` is set by someone else
+/// (and sets it on its own first error). Items never started have no result.
+pub(crate) fn in_parallel_until<T: Sync, R: Send>(
+    items: &[T],
+    jobs: usize,
+    failed: &AtomicBool,
+    work: impl Fn(&T) -> Result<R, RegistryError> + Sync,
+) -> Result<Vec<R>, RegistryError> {
     let next = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
     let results: Mutex<Vec<Option<Result<R, RegistryError>>>> =
         Mutex::new(items.iter().map(|_| None).collect());
     std::thread::scope(|scope| {

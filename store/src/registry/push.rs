@@ -81,7 +81,13 @@ impl RegistryClient {
                     total: *size,
                 });
             }
-            match self.upload_blob(store, reference, digest, from)? {
+            let sent = |current| {
+                report(LayerStatus::Pushing {
+                    current,
+                    total: *size,
+                })
+            };
+            match self.upload_blob(store, reference, digest, from, &sent)? {
                 Uploaded::Mounted => report(LayerStatus::MountedFrom(
                     from.expect("only a mount source mounts").to_owned(),
                 )),

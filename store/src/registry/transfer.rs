@@ -8,7 +8,7 @@
 use crate::digest::Digest;
 use crate::error::StoreError;
 use crate::reference::Reference;
-use crate::registry::client::{Body, RegistryClient, Request};
+use crate::registry::client::{Body, RegistryClient, Request, Sent};
 use crate::registry::error::RegistryError;
 use crate::store::Store;
 use std::io::{Read, Write};
@@ -313,12 +313,14 @@ impl RegistryClient {
     /// Uploads blob `digest` from `store`: `POST` an upload session, `PUT` the bytes. With
     /// `mount_from` (another repository of the same registry that has the blob), asks the
     /// registry to mount it from there first; returns whether it did (then nothing is sent).
+    /// `sent` hears how many bytes went out so far.
     pub(crate) fn upload_blob(
         &self,
         store: &Store,
         reference: &Reference,
         digest: &Digest,
         mount_from: Option<&str>,
+        sent: &(dyn Fn(u64) + Sync),
     ) -> Result<Uploaded, RegistryError> {
         let registry = reference.registry();
         let shown = reference.familiar();
@@ -348,12 +350,13 @@ impl RegistryClient {
         let mut put = Request::new("PUT", registry, push_scope(reference), String::new());
         match self.options().upload_chunk_size {
             Some(chunk_size) if size > chunk_size => {
-                location = self.upload_chunks(store, reference, digest, chunk_size, location)?;
+                location =
+                    self.upload_chunks(store, reference, digest, chunk_size, location, sent)?;
             }
             _ => {
                 put.headers
                     .push(("Content-Type", "application/octet-stream".to_owned()));
-                put.body = Body::File(&path);
+                put.body = Body::File(&path, Some(Sent(sent)));
                 put.blob_size = Some(size);
             }
         }
@@ -373,6 +376,7 @@ impl RegistryClient {
         digest: &Digest,
         chunk_size: u64,
         mut location: String,
+        sent: &(dyn Fn(u64) + Sync),
     ) -> Result<String, RegistryError> {
         let registry = reference.registry();
         let shown = reference.familiar();
@@ -403,6 +407,7 @@ impl RegistryClient {
             let response = self.check(&patch, response, &shown, "push")?;
             location = location_of(&response, &shown, registry)?;
             offset = end + 1;
+            sent(offset);
         }
     }
 }
@@ -587,9 +592,13 @@ mod tests {
         })
         .unwrap();
         let reference = Reference::parse(&format!("{}/app:1", server.host())).unwrap();
+        let told = Mutex::new(Vec::new());
         let sent = client
-            .upload_blob(&store, &reference, &blob.digest, None)
+            .upload_blob(&store, &reference, &blob.digest, None, &|n| {
+                told.lock().unwrap().push(n)
+            })
             .unwrap();
+        assert_eq!(told.into_inner().unwrap(), [10, 20, 25]);
         assert_eq!(sent, Uploaded::Sent);
         let seen = server.seen();
         let steps: Vec<(String, String, Option<String>, usize)> = seen

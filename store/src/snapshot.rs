@@ -128,35 +128,70 @@ impl Store {
             return Ok((s, None));
         }
         let _lease = self.lease()?;
-        let dir = self.staging().temp_dir("snapshot-")?;
-        match self.unpack_into(&dir, layer, progress) {
-            Ok(len) => Ok((
-                self.adopt_snapshot(parent, &layer.diff_id, &dir)?,
-                Some(len),
-            )),
-            Err(e) => {
-                let _ = remove_tree(&dir);
-                Err(e)
-            }
-        }
-    }
-
-    /// Extracts `layer` into `dir` in one read of its blob and returns the tar's length. A
-    /// blob that is a plain tar is its own uncompressed form: its digest, verified when it was
-    /// stored, must be the diff ID, which is checked before anything is written (no second
-    /// hash). A compressed one is hashed as it is decompressed and checked at the end.
-    fn unpack_into(
-        &self,
-        dir: &Path,
-        layer: &LayerDescriptor,
-        progress: &dyn Fn(u64, u64),
-    ) -> Result<u64, StoreError> {
-        let what = format!("decompress layer {}", layer.digest);
         let blob = self.open_blob(&layer.digest)?;
         let size = blob
             .metadata()
             .map_err(StoreError::io("stat", self.blob_path(&layer.digest)))?
             .len();
+        let staged = self.stage_layer(layer, blob, size, progress)?;
+        let len = staged.len;
+        Ok((self.adopt_staged(parent, layer, staged)?, Some(len)))
+    }
+
+    /// Unpacks `layer` from `blob`, its `size` bytes as stored (read from the store, or
+    /// arriving from a registry), into a new staging directory, checked against the diff ID
+    /// as [`Store::unpack_layer`] does. Nothing is in place until [`Store::adopt_staged`]; a
+    /// staged snapshot dropped unadopted is deleted. Whoever streams the bytes must also
+    /// verify them against `layer.digest` before adopting (the store's blob is verified).
+    pub(crate) fn stage_layer(
+        &self,
+        layer: &LayerDescriptor,
+        blob: impl io::Read,
+        size: u64,
+        progress: &dyn Fn(u64, u64),
+    ) -> Result<StagedSnapshot, StoreError> {
+        let dir = self.staging().temp_dir("snapshot-")?;
+        let mut staged = StagedSnapshot {
+            dir: Some(dir),
+            len: 0,
+        };
+        let dir = staged.dir.as_deref().expect("just made");
+        staged.len = self.unpack_into(dir, layer, blob, size, progress)?;
+        Ok(staged)
+    }
+
+    /// Renames a staged snapshot of `layer` on top of `parent` into place.
+    pub(crate) fn adopt_staged(
+        &self,
+        parent: Option<&Digest>,
+        layer: &LayerDescriptor,
+        mut staged: StagedSnapshot,
+    ) -> Result<Snapshot, StoreError> {
+        let dir = staged
+            .dir
+            .take()
+            .expect("a staged snapshot has its directory");
+        let adopted = self.adopt_snapshot(parent, &layer.diff_id, &dir);
+        if adopted.is_err() {
+            let _ = remove_tree(&dir);
+        }
+        adopted
+    }
+
+    /// Extracts `layer` from `blob` (`size` bytes) into `dir` in one read and returns the
+    /// tar's length. A blob that is a plain tar is its own uncompressed form: its digest
+    /// (verified by whoever stored or streamed it) must be the diff ID, which is checked
+    /// before anything is written (no second hash). A compressed one is hashed as it is
+    /// decompressed and checked at the end.
+    fn unpack_into(
+        &self,
+        dir: &Path,
+        layer: &LayerDescriptor,
+        blob: impl io::Read,
+        size: u64,
+        progress: &dyn Fn(u64, u64),
+    ) -> Result<u64, StoreError> {
+        let what = format!("decompress layer {}", layer.digest);
         let blob = ReadProgress {
             inner: blob,
             read: 0,
@@ -228,13 +263,16 @@ impl Store {
             });
         }
         self.mark_unsettled(chain.hex())?;
+        // No fsync of `snapshots/` after the rename (it cost ~5 ms a layer): a rename lost
+        // in a machine crash leaves the snapshot absent, and an absent snapshot is unpacked
+        // again from its blob (always durable) when next needed; its marker, found without a
+        // snapshot after the reboot, is dropped.
         match fs_err::rename(dir, &path) {
             Ok(()) => {}
             // Someone else got there first: theirs is as good as ours.
             Err(_) if path.is_dir() => remove_tree(dir)?,
             Err(e) => return Err(StoreError::io("move snapshot into", &path)(e)),
         }
-        crate::durable::sync_dir(&self.root().join("snapshots"))?;
         Ok(Snapshot {
             chain_id: chain,
             path,
@@ -270,6 +308,23 @@ impl Store {
             Err(e) => return Err(StoreError::io("remove snapshot", &dir)(e)),
         }
         Ok(size)
+    }
+}
+
+/// A layer unpacked into the staging area and not yet in place ([`Store::stage_layer`]);
+/// deleted if dropped before [`Store::adopt_staged`].
+#[derive(Debug)]
+pub(crate) struct StagedSnapshot {
+    dir: Option<PathBuf>,
+    /// The length of the layer's uncompressed tar.
+    pub(crate) len: u64,
+}
+
+impl Drop for StagedSnapshot {
+    fn drop(&mut self) {
+        if let Some(dir) = self.dir.take() {
+            let _ = remove_tree(&dir);
+        }
     }
 }
 

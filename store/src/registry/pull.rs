@@ -1,10 +1,10 @@
 //! `pull`: a reference becomes an image in the store. The manifest (through an index, for the
 //! platform asked for) is fetched and verified first; the config and the layers the store lacks
-//! are downloaded a few at a time while, in layer order, each stored blob is unpacked into its
-//! snapshot, checked against its diff ID in the same read (as `docker pull` extracts); the
-//! image is indexed last, in one update, with its RepoDigest. A failure before that leaves the
-//! index as it was (downloaded blobs and finished snapshots stay for the next try, or for
-//! `image prune`).
+//! are downloaded a few at a time, each unpacked into its snapshot as it arrives and checked
+//! against its diff ID in the same pass (as `docker pull` extracts), the snapshots put in
+//! place in layer order once their blobs are verified; the image is indexed last, in one
+//! update, with its RepoDigest. A failure before that leaves the index as it was (downloaded
+//! blobs and finished snapshots stay for the next try, or for `image prune`).
 
 use crate::blob::MAX_DOCUMENT;
 use crate::compression::Compression;
@@ -20,8 +20,9 @@ use crate::registry::client::{RegistryClient, Request};
 use crate::registry::error::RegistryError;
 use crate::registry::manifest::{descriptor_digest, select};
 use crate::registry::transfer::{
-    LayerEvent, LayerStatus, Progress, diff_id_of, in_parallel_until, pull_scope,
+    LayerEvent, LayerStatus, Progress, TeeReader, diff_id_of, in_parallel_until, pull_scope,
 };
+use crate::snapshot::StagedSnapshot;
 use crate::store::Store;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex};
@@ -260,10 +261,13 @@ impl Arrivals {
 impl RegistryClient {
     /// Brings every layer into the store, blob and snapshot, and returns their uncompressed
     /// lengths. A pipeline: the missing blobs download `max_concurrent_downloads` at a time
-    /// (the rest report `Waiting`), while this thread unpacks the layers in order, each as soon
-    /// as its blob is stored. The first failure stops new downloads and is returned; snapshots
-    /// unpacked before it stay (they are complete and verified, and `image prune` reclaims
-    /// them), the failing layer leaves none.
+    /// (the rest report `Waiting`), each unpacked into a staging directory as its bytes arrive
+    /// (so a big layer's unpacking overlaps its own download, not only the next layer's);
+    /// this thread puts the snapshots in place in layer order, each once its blob is verified
+    /// and stored, and unpacks there what was not unpacked on the way (a blob the store had,
+    /// a download that needed a second try). The first failure stops new downloads and is
+    /// returned; snapshots in place before it stay (complete and verified; `image prune`
+    /// reclaims them), the failing layer leaves none.
     fn fetch_layers(
         &self,
         store: &Store,
@@ -310,13 +314,22 @@ impl RegistryClient {
         }
 
         let arrivals = Arrivals::new(&needs);
+        let staged: Mutex<Vec<Option<StagedSnapshot>>> =
+            Mutex::new(layers.iter().map(|_| None).collect());
         let failed = AtomicBool::new(false);
         std::thread::scope(|scope| {
             let downloading = scope.spawn(|| {
                 let result = in_parallel_until(&downloads, jobs, &failed, |&i| {
                     let l = &layers[i];
-                    let result =
-                        self.download_blob(store, reference, &l.digest, l.size, &|s| report(i, s));
+                    let report = |s| report(i, s);
+                    let result = if store.snapshot(&chains[i]).is_none() {
+                        self.download_unpacking(store, reference, l, &report)
+                            .map(|s| {
+                                staged.lock().expect("no thread panics holding the lock")[i] = s
+                            })
+                    } else {
+                        self.download_blob(store, reference, &l.digest, l.size, &report)
+                    };
                     arrivals.set(
                         i,
                         if result.is_ok() {
@@ -330,7 +343,8 @@ impl RegistryClient {
                 arrivals.close();
                 result
             });
-            let unpacked = self.unpack_in_order(store, layers, &chains, &needs, &arrivals, &report);
+            let unpacked =
+                unpack_in_order(store, layers, &chains, &needs, &arrivals, &staged, &report);
             if unpacked.is_err() {
                 failed.store(true, Ordering::Relaxed);
             }
@@ -342,52 +356,112 @@ impl RegistryClient {
             unpacked
         })
     }
+}
 
-    /// The consumer side of [`RegistryClient::fetch_layers`]: unpacks each layer in order once
-    /// its blob is stored; returns the uncompressed lengths, or `Ok` of a short list when a
-    /// download failed (the downloader returns that error).
-    fn unpack_in_order(
+/// The consumer side of [`RegistryClient::fetch_layers`]: puts each layer's snapshot in place
+/// in order once its blob is stored (adopting the one unpacked while it downloaded, else
+/// unpacking the blob); returns the uncompressed lengths, or `Ok` of a short list when a
+/// download failed (the downloader returns that error).
+fn unpack_in_order(
+    store: &Store,
+    layers: &[LayerDescriptor],
+    chains: &[Digest],
+    needs: &[Need],
+    arrivals: &Arrivals,
+    staged: &Mutex<Vec<Option<StagedSnapshot>>>,
+    report: &(dyn Fn(usize, LayerStatus) + Sync),
+) -> Result<Vec<u64>, RegistryError> {
+    let mut sizes = Vec::with_capacity(layers.len());
+    for (i, l) in layers.iter().enumerate() {
+        if !arrivals.wait(i) {
+            return Ok(sizes);
+        }
+        let parent = i.checked_sub(1).map(|p| &chains[p]);
+        let unpacked = staged.lock().expect("no thread panics holding the lock")[i].take();
+        let size = if needs[i] == Need::Nothing {
+            known_layer_size(store, l)?
+        } else if let Some(unpacked) = unpacked {
+            // Unpacked while it downloaded: put in place, in order.
+            report(
+                i,
+                LayerStatus::Extracting {
+                    current: l.size,
+                    total: l.size,
+                },
+            );
+            let len = unpacked.len;
+            store.adopt_staged(parent, l, unpacked)?;
+            report(i, LayerStatus::PullComplete);
+            len
+        } else {
+            report(
+                i,
+                LayerStatus::Extracting {
+                    current: 0,
+                    total: l.size,
+                },
+            );
+            let (_, len) = store.unpack_layer_reporting(parent, l, &|current, total| {
+                report(i, LayerStatus::Extracting { current, total })
+            })?;
+            let size = match len {
+                Some(len) => len,
+                // The snapshot was there (another pull or build made it meanwhile):
+                // this blob has not been read yet.
+                None => known_layer_size(store, l)?,
+            };
+            report(i, LayerStatus::PullComplete);
+            size
+        };
+        sizes.push(size);
+    }
+    Ok(sizes)
+}
+
+impl RegistryClient {
+    /// Downloads `layer` and unpacks it as its bytes arrive (a [`TeeReader`] into
+    /// [`Store::stage_layer`]), so that the unpacking overlaps the download rather than
+    /// following it. The staged snapshot counts only if the download is verified; a download
+    /// that fails is tried once more without the unpacking (the layer is then unpacked from
+    /// the store: `None`).
+    fn download_unpacking(
         &self,
         store: &Store,
-        layers: &[LayerDescriptor],
-        chains: &[Digest],
-        needs: &[Need],
-        arrivals: &Arrivals,
-        report: &(dyn Fn(usize, LayerStatus) + Sync),
-    ) -> Result<Vec<u64>, RegistryError> {
-        let mut sizes = Vec::with_capacity(layers.len());
-        for (i, l) in layers.iter().enumerate() {
-            if !arrivals.wait(i) {
-                return Ok(sizes);
+        reference: &Reference,
+        layer: &LayerDescriptor,
+        report: &dyn Fn(LayerStatus),
+    ) -> Result<Option<StagedSnapshot>, RegistryError> {
+        let (tee, chunks) = std::sync::mpsc::sync_channel(TEE_CHUNKS);
+        let (downloaded, unpacked) = std::thread::scope(|scope| {
+            let unpacking = scope
+                .spawn(|| store.stage_layer(layer, TeeReader::new(chunks), layer.size, &|_, _| {}));
+            let downloaded = self.download_once(
+                store,
+                reference,
+                &layer.digest,
+                layer.size,
+                report,
+                Some(tee),
+            );
+            let unpacked = unpacking
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p));
+            (downloaded, unpacked)
+        });
+        match downloaded {
+            Ok(()) => Ok(Some(unpacked?)),
+            Err(RegistryError::Download { .. }) => {
+                drop(unpacked);
+                self.download_once(store, reference, &layer.digest, layer.size, report, None)?;
+                Ok(None)
             }
-            let parent = i.checked_sub(1).map(|p| &chains[p]);
-            let size = if needs[i] == Need::Nothing {
-                known_layer_size(store, l)?
-            } else {
-                report(
-                    i,
-                    LayerStatus::Extracting {
-                        current: 0,
-                        total: l.size,
-                    },
-                );
-                let (_, len) = store.unpack_layer_reporting(parent, l, &|current, total| {
-                    report(i, LayerStatus::Extracting { current, total })
-                })?;
-                let size = match len {
-                    Some(len) => len,
-                    // The snapshot was there (another pull or build made it meanwhile):
-                    // this blob has not been read yet.
-                    None => known_layer_size(store, l)?,
-                };
-                report(i, LayerStatus::PullComplete);
-                size
-            };
-            sizes.push(size);
+            Err(e) => Err(e),
         }
-        Ok(sizes)
     }
 }
+
+/// Chunks (of up to 256 KiB) in flight between a download and the unpacking of its layer.
+const TEE_CHUNKS: usize = 16;
 
 /// The uncompressed length of a stored layer whose snapshot exists, its diff ID checked on
 /// the way: a plain tar is its own blob (its digest must be the diff ID; no read), a
@@ -523,6 +597,15 @@ mod tests {
     /// A registry serving `app:1`: one layer per `(blob, media type)`, the config listing
     /// `diff_ids`.
     fn serve(layers: Vec<(Vec<u8>, &'static str)>, diff_ids: &[Digest]) -> FakeServer {
+        serve_corrupting(layers, diff_ids, false)
+    }
+
+    /// [`serve`], with the first answer for each layer blob's bytes reversed if `corrupt`.
+    fn serve_corrupting(
+        layers: Vec<(Vec<u8>, &'static str)>,
+        diff_ids: &[Digest],
+        corrupt: bool,
+    ) -> FakeServer {
         let config = serde_json::to_vec(&serde_json::json!({
             "architecture": Platform::host().arch, "os": "linux",
             "rootfs": {"type": "layers", "diff_ids": diff_ids},
@@ -539,13 +622,24 @@ mod tests {
         .unwrap();
         let mut blobs: Vec<(Digest, Vec<u8>)> = vec![(Digest::of(&config), config)];
         blobs.extend(layers.into_iter().map(|(b, _)| (Digest::of(&b), b)));
-        FakeServer::start(move |req, _| {
+        FakeServer::start(move |req, before| {
             if req.target.ends_with("/manifests/1") {
                 let media_type = crate::media_type::OCI_MANIFEST.to_owned();
                 return (200, vec![("Content-Type", media_type)], manifest.clone());
             }
-            match blobs.iter().find(|(d, _)| req.target.ends_with(d.as_str())) {
-                Some((_, b)) => (200, vec![], b.clone()),
+            match blobs
+                .iter()
+                .enumerate()
+                .find(|(_, (d, _))| req.target.ends_with(d.as_str()))
+            {
+                Some((k, (_, b))) => {
+                    let first = !before.iter().any(|s| s.target == req.target);
+                    let mut b = b.clone();
+                    if corrupt && k > 0 && first {
+                        b.reverse();
+                    }
+                    (200, vec![], b)
+                }
                 None => (404, vec![], Vec::new()),
             }
         })
@@ -661,6 +755,45 @@ mod tests {
             .count();
         assert_eq!(blob_requests, 0);
         assert!(store.check().unwrap().is_clean());
+    }
+
+    #[test]
+    fn a_layer_whose_first_download_is_corrupt_is_fetched_again_and_unpacked_from_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("root")).unwrap();
+        let plain = tar_of("a.txt", b"plain");
+        let zipped_tar = tar_of("b.txt", b"zipped");
+        let zipped = gzip(&zipped_tar);
+        let diff_ids = [Digest::of(&plain), Digest::of(&zipped_tar)];
+        let server = serve_corrupting(
+            vec![
+                (plain.clone(), crate::media_type::OCI_LAYER),
+                (zipped.clone(), crate::media_type::OCI_LAYER_GZIP),
+            ],
+            &diff_ids,
+            true,
+        );
+        let events = pull_events(&store, &server).unwrap();
+        for (layer, name, data) in [(&plain, "a.txt", "plain"), (&zipped, "b.txt", "zipped")] {
+            let statuses = statuses(&events, &Digest::of(layer));
+            assert_eq!(statuses.last().map(String::as_str), Some("PullComplete"));
+            let gets = server
+                .seen()
+                .iter()
+                .filter(|s| s.target.ends_with(Digest::of(layer).as_str()))
+                .count();
+            assert_eq!(gets, 2, "{name}");
+            let i = usize::from(name == "b.txt");
+            let snapshot = store.snapshot(&chain_ids(&diff_ids)[i]).unwrap();
+            assert_eq!(
+                fs_err::read(snapshot.path.join(name)).unwrap(),
+                data.as_bytes()
+            );
+        }
+        assert!(store.check().unwrap().is_clean());
+        // Nothing staged is left over.
+        let staging = fs_err::read_dir(store.staging().dir()).unwrap().count();
+        assert_eq!(staging, 0);
     }
 
     #[test]

@@ -14,6 +14,7 @@ use crate::store::Store;
 use std::io::{Read, Write};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender};
 
 /// What a pull or push is doing with one layer: docker's status words.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -183,6 +184,64 @@ impl<W: Write> Write for Counting<'_, W> {
     }
 }
 
+/// A writer that also sends each chunk it takes to `side` (the unpacking of a layer while it
+/// downloads), until the side hangs up. The channel is bounded: memory stays constant, and
+/// the download goes no faster than the unpacking.
+struct Tee<W> {
+    inner: W,
+    side: Option<SyncSender<Vec<u8>>>,
+}
+
+impl<W: Write> Write for Tee<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        if let Some(side) = &self.side
+            && side.send(buf[..n].to_vec()).is_err()
+        {
+            self.side = None;
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The reading end of a [`Tee`]: the chunks in order, then the end when the sender is gone.
+pub(crate) struct TeeReader {
+    chunks: Receiver<Vec<u8>>,
+    chunk: Vec<u8>,
+    at: usize,
+}
+
+impl TeeReader {
+    pub(crate) fn new(chunks: Receiver<Vec<u8>>) -> Self {
+        TeeReader {
+            chunks,
+            chunk: Vec::new(),
+            at: 0,
+        }
+    }
+}
+
+impl Read for TeeReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.at == self.chunk.len() {
+            match self.chunks.recv() {
+                Ok(chunk) => {
+                    self.chunk = chunk;
+                    self.at = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.at);
+        buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
 impl RegistryClient {
     /// Downloads blob `digest` (`size` bytes) of `reference` into `store`, verified; retries
     /// once from scratch if the bytes do not match or the stream breaks.
@@ -194,21 +253,26 @@ impl RegistryClient {
         size: u64,
         report: &dyn Fn(LayerStatus),
     ) -> Result<(), RegistryError> {
-        match self.download_once(store, reference, digest, size, report) {
+        match self.download_once(store, reference, digest, size, report, None) {
             Err(RegistryError::Download { .. }) => {
-                self.download_once(store, reference, digest, size, report)
+                self.download_once(store, reference, digest, size, report, None)
             }
             other => other,
         }
     }
 
-    fn download_once(
+    /// One try at downloading blob `digest` into `store` (a [`RegistryError::Download`] is
+    /// worth one more). With `tee`, every byte stored is also sent there as it arrives (the
+    /// channel is closed when the last byte is in, before the blob is made durable); a
+    /// receiver that hangs up stops the copies, not the download.
+    pub(crate) fn download_once(
         &self,
         store: &Store,
         reference: &Reference,
         digest: &Digest,
         size: u64,
         report: &dyn Fn(LayerStatus),
+        tee: Option<SyncSender<Vec<u8>>>,
     ) -> Result<(), RegistryError> {
         let registry = reference.registry();
         let failed = |source: StoreError| RegistryError::Download {
@@ -217,7 +281,10 @@ impl RegistryClient {
             source: Box::new(source),
         };
         let mut out = Counting {
-            inner: store.blob_writer()?,
+            inner: Tee {
+                inner: store.blob_writer()?,
+                side: tee,
+            },
             count: 0,
             reported: 0,
             total: size,
@@ -282,7 +349,9 @@ impl RegistryClient {
             }));
         }
         report(LayerStatus::VerifyingChecksum);
-        out.inner.commit(Some(digest)).map_err(|e| match e {
+        let Tee { inner: blob, side } = out.inner;
+        drop(side);
+        blob.commit(Some(digest)).map_err(|e| match e {
             e @ StoreError::DigestMismatch { .. } => failed(e),
             e => RegistryError::from(e),
         })?;

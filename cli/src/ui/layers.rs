@@ -13,6 +13,9 @@ use strata_store::{Digest, LayerEvent, LayerStatus};
 /// Docker's bar: 50 columns of `=` up to a `>`.
 const BAR_WIDTH: u64 = 50;
 
+/// Docker draws the bar only on a terminal wider than this (the counts always).
+const BAR_MIN_COLUMNS: u16 = 110;
+
 /// Where layer events go for one command.
 pub(crate) enum LayerDisplay {
     /// `-q`: nothing.
@@ -27,6 +30,8 @@ pub(crate) enum LayerDisplay {
 pub(crate) struct Live {
     multi: MultiProgress,
     lines: Mutex<HashMap<Digest, ProgressBar>>,
+    /// Whether the terminal is wide enough for bars.
+    bars: bool,
 }
 
 impl LayerDisplay {
@@ -36,9 +41,11 @@ impl LayerDisplay {
         if quiet {
             LayerDisplay::Quiet
         } else if std::io::stdout().is_terminal() {
+            let columns = console::Term::stdout().size_checked().map_or(0, |(_, c)| c);
             LayerDisplay::Tty(Live {
                 multi: MultiProgress::with_draw_target(ProgressDrawTarget::stdout_with_hz(10)),
                 lines: Mutex::new(HashMap::new()),
+                bars: columns > BAR_MIN_COLUMNS,
             })
         } else {
             LayerDisplay::Plain
@@ -66,7 +73,7 @@ impl LayerDisplay {
                     );
                     bar
                 });
-                bar.set_message(live_line(&event));
+                bar.set_message(live_line(&event, live.bars));
             }
         }
     }
@@ -85,9 +92,9 @@ impl LayerDisplay {
     }
 }
 
-/// Docker's terminal line for an event: `ID: Status`, with a bar and byte counts for the
-/// statuses that move bytes.
-pub(crate) fn live_line(event: &LayerEvent) -> String {
+/// Docker's terminal line for an event: `ID: Status`, with byte counts (and a bar, if `bars`)
+/// for the statuses that move bytes.
+pub(crate) fn live_line(event: &LayerEvent, bars: bool) -> String {
     let id = &event.layer.hex()[..12];
     let (word, current, total) = match &event.status {
         LayerStatus::Downloading { current, total } => ("Downloading", *current, *total),
@@ -97,21 +104,26 @@ pub(crate) fn live_line(event: &LayerEvent) -> String {
             return event_line(event).unwrap_or_else(|| format!("{id}: {:?}", event.status));
         }
     };
-    format!("{id}: {word} {}", bar(current, total))
+    format!("{id}: {word} {}", progress(current, total, bars))
 }
 
 /// Docker's progress (`[====>    ]  12.3MB/45.6MB`): the bar is `current/total` in halves
-/// of a percent, the counts are right-aligned in 8 columns; no bar for an unknown total.
-fn bar(current: u64, total: u64) -> String {
+/// of a percent, the counts are right-aligned in 8 columns; no counts past the total, no bar
+/// for an unknown total or without `bars`.
+fn progress(current: u64, total: u64, bars: bool) -> String {
     if total == 0 {
         return format!("{:>8}", human_size(current));
     }
-    let filled = (current.min(total) * 100 / total / 2).min(BAR_WIDTH);
-    let bar = format!(
-        "[{}>{}] ",
-        "=".repeat(filled as usize),
-        " ".repeat((BAR_WIDTH - filled) as usize)
-    );
+    let bar = if bars {
+        let filled = (current.min(total) * 100 / total / 2).min(BAR_WIDTH);
+        format!(
+            "[{}>{}] ",
+            "=".repeat(filled as usize),
+            " ".repeat((BAR_WIDTH - filled) as usize)
+        )
+    } else {
+        String::new()
+    };
     if current > total {
         return bar;
     }
@@ -171,7 +183,7 @@ mod tests {
     fn live_lines_draw_dockers_bars() {
         let layer = Digest::of(b"layer");
         let id = &layer.hex()[..12];
-        let line = |s| live_line(&event(s));
+        let line = |s| live_line(&event(s), true);
         assert_eq!(
             line(LayerStatus::Downloading {
                 current: 12_300_000,
@@ -201,5 +213,14 @@ mod tests {
             format!("{id}: Pull complete")
         );
         assert_eq!(line(LayerStatus::Waiting), format!("{id}: Waiting"));
+        // A terminal of 110 columns or fewer: the counts only, as docker.
+        let narrow = live_line(
+            &event(LayerStatus::Downloading {
+                current: 12_300_000,
+                total: 45_600_000,
+            }),
+            false,
+        );
+        assert_eq!(narrow, format!("{id}: Downloading   12.3MB/45.6MB"));
     }
 }

@@ -1279,3 +1279,96 @@ fn issue_11_kill_9_mid_pull_and_mid_push_leaves_a_sound_store_and_the_command_co
     assert_eq!(inspect(&other, &remote)["Id"], inspect(&env, "big:1")["Id"]);
     other.ok(["system", "check"]);
 }
+
+/// `strata ARGS` on a pseudo-terminal of 120 columns (script(1), util-linux): what it drew.
+fn on_a_terminal(env: &TestEnv, args: &[&str]) -> String {
+    let mut line = format!(
+        "stty cols 120 rows 40; exec {} --root {}",
+        crate::support::strata_bin().display(),
+        env.root().display()
+    );
+    for a in args {
+        line.push(' ');
+        line.push_str(a);
+    }
+    let out = Command::new("script")
+        .args(["-qefc", &line, "/dev/null"])
+        .env_remove("STRATA_ROOT")
+        .output()
+        .expect("run script (util-linux)");
+    let drawn = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{drawn}");
+    drawn
+}
+
+#[test]
+fn on_a_terminal_pull_redraws_one_line_per_layer_and_ends_with_dockers_lines() {
+    let registry = Registry::start();
+    let source = TestEnv::with_base("img");
+    let remote = registry.image("tty:1");
+    source.ok(["tag", "img", &remote]);
+    source.ok(["push", &remote]);
+    let env = TestEnv::new();
+    let drawn = on_a_terminal(&env, &["pull", &remote]);
+    // Lines are redrawn in place (cursor movement), not appended.
+    assert!(drawn.contains("\u{1b}["), "{drawn:?}");
+    // What stays on the screen: each line's last state, then docker's summary lines.
+    // A line as long as the terminal is wide wraps (indicatif pads lines to the width).
+    let text = ansi_to_lines(&drawn);
+    let chars: Vec<Vec<char>> = text
+        .split(['\r', '\n'])
+        .map(|l| l.chars().collect())
+        .collect();
+    let rows: Vec<String> = chars
+        .iter()
+        .flat_map(|l| l.chunks(120).map(|row| row.iter().collect::<String>()))
+        .collect();
+    let screen: Vec<&str> = rows
+        .iter()
+        .map(|l| l.trim())
+        .filter(|l| !l.is_empty())
+        .collect();
+    let digest = digest_after(&screen.join("\n"), "Digest: ");
+    let tail = &screen[screen.len() - 4..];
+    let (id, status) = tail[0].split_once(": ").expect("an ID: status line");
+    assert!(
+        id.len() == 12 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{drawn:?}"
+    );
+    assert_eq!(
+        (status, &tail[1..]),
+        (
+            "Pull complete",
+            &[
+                format!("Digest: {digest}").as_str(),
+                format!("Status: Downloaded newer image for {remote}").as_str(),
+                remote.as_str(),
+            ][..]
+        ),
+        "{drawn:?}"
+    );
+}
+
+/// `text` with each terminal control sequence (`ESC [ ... letter`, `ESC letter`) made a line
+/// break (a redraw moves the cursor to a line's start).
+fn ansi_to_lines(text: &str) -> String {
+    let mut out = String::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\u{1b}' {
+            out.push(c);
+            continue;
+        }
+        out.push('\n');
+        if chars.next_if_eq(&'[').is_some() {
+            for c in chars.by_ref() {
+                if ('@'..='~').contains(&c) {
+                    break;
+                }
+            }
+        } else {
+            chars.next();
+        }
+    }
+    out
+}

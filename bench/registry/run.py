@@ -8,18 +8,16 @@ Usage (as root, dockerd running, docker-registry and skopeo installed, strata bu
 
 Two images, the same bytes for every tool (built by strata, `strata save`d, `docker load`ed
 and copied by skopeo into an OCI layout):
-With --baseline, a second strata binary is timed beside the first in the same loop (for a
-before/after pair under the same load); the first one's root is the one the "all present"
-pull uses.
-
   big    one layer of SIZE_MB of incompressible data on the busybox base;
   many   LAYERS layers of 5 MB each on the same base.
-Each sample starts from an empty registry (its storage removed, the registry restarted) for a
-push, and from a registry that holds the image and a client without it for a pull (strata:
-a fresh root; docker: `docker rmi` of the image; skopeo: a new OCI directory). The floor of a
-pull is curl fetching every blob of the manifest, 3 at a time; of a push, curl uploading every
-blob (monolithic PUT), 5 at a time. "up to date" is a second strata pull with everything
-present. Medians over n; the table goes to stdout and bench/registry/results/.
+Each sample starts after a sync(2) (no earlier sample's dirty pages in the disk queue), from an
+empty registry (its storage removed, the registry restarted) for a push, and from a registry
+that holds the image and a client without it for a pull (strata: a fresh root; docker: `docker
+rmi` of the image; skopeo: a new OCI directory). With --baseline, a second strata binary is
+timed beside the first in the same loop (a before/after pair under the same load); the first
+one's root is the one the "all present" pull uses. The floor of a pull is curl fetching every
+blob of the manifest, 3 at a time; of a push, curl uploading every blob (monolithic PUT), 5 at
+a time. "up to date" is a second strata pull with everything present. Medians over n; the table goes to stdout and bench/registry/results/.
 """
 import argparse
 import concurrent.futures
@@ -89,6 +87,10 @@ class Registry:
 
 
 def timed(fn):
+    # Every sample starts with no dirty pages of the ones before: a tool that fsyncs (strata
+    # makes every blob durable) would otherwise wait behind the writeback of a tool that
+    # does not (docker), or of the registry's writes.
+    os.sync()
     t = time.monotonic()
     fn()
     return time.monotonic() - t

@@ -65,6 +65,7 @@ mod lock;
 pub mod media_type;
 mod pin;
 mod platform;
+mod progress;
 mod reference;
 mod registry;
 mod save;

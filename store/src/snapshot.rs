@@ -12,6 +12,7 @@ use crate::digest::{Digest, HashingReader, chain_id};
 use crate::error::StoreError;
 use crate::image::Image;
 use crate::layer::LayerDescriptor;
+use crate::progress::ProgressReader;
 use crate::staging::remove_tree;
 use crate::store::Store;
 use std::io;
@@ -115,7 +116,7 @@ impl Store {
     }
 
     /// [`Store::unpack_layer`], calling `progress(read, size)` as the blob's bytes are read
-    /// (every [`UNPACK_PROGRESS_STEP`]); also returns the length of the uncompressed tar,
+    /// (every [`crate::progress::STEP`]); also returns the length of the uncompressed tar,
     /// when it was unpacked here (`None`: the snapshot existed).
     pub(crate) fn unpack_layer_reporting(
         &self,
@@ -192,13 +193,8 @@ impl Store {
         progress: &dyn Fn(u64, u64),
     ) -> Result<u64, StoreError> {
         let what = format!("decompress layer {}", layer.digest);
-        let blob = ReadProgress {
-            inner: blob,
-            read: 0,
-            reported: 0,
-            size,
-            progress,
-        };
+        let tell = |read| progress(read, size);
+        let blob = ProgressReader::new(blob, size, &tell);
         let (compression, tar) =
             crate::compression::sniffed(blob).map_err(StoreError::stream(what.clone()))?;
         let root = ConfinedRoot::open(dir).map_err(StoreError::io("open", dir))?;
@@ -325,30 +321,6 @@ impl Drop for StagedSnapshot {
         if let Some(dir) = self.dir.take() {
             let _ = remove_tree(&dir);
         }
-    }
-}
-
-/// How often an unpack reports its progress: every this many blob bytes read.
-pub(crate) const UNPACK_PROGRESS_STEP: u64 = 1 << 20;
-
-/// A blob being read, reporting how far every [`UNPACK_PROGRESS_STEP`].
-struct ReadProgress<'a, R> {
-    inner: R,
-    read: u64,
-    reported: u64,
-    size: u64,
-    progress: &'a dyn Fn(u64, u64),
-}
-
-impl<R: io::Read> io::Read for ReadProgress<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.read += n as u64;
-        if self.read - self.reported >= UNPACK_PROGRESS_STEP {
-            self.reported = self.read;
-            (self.progress)(self.read, self.size);
-        }
-        Ok(n)
     }
 }
 

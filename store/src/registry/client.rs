@@ -1,6 +1,7 @@
 //! The HTTP side of the client: one `ureq` agent, the scheme of each registry, authentication
 //! (see `auth.rs`), retries and timeouts. Every request goes through [`RegistryClient::send`].
 
+use crate::progress::ProgressReader;
 use crate::registry::auth::{Challenge, TokenCache, TokenResponse, parse_challenge};
 use crate::registry::credentials::{Credentials, DockerConfig};
 use crate::registry::error::RegistryError;
@@ -95,39 +96,13 @@ pub(crate) enum Body<'a> {
     File(&'a Path, Option<Sent<'a>>),
 }
 
-/// Told the bytes of a file body sent so far, every [`SENT_STEP`] and at the end.
+/// Told the bytes of a file body sent so far, every [`crate::progress::STEP`] and at the end.
 #[derive(Clone, Copy)]
 pub(crate) struct Sent<'a>(pub(crate) &'a (dyn Fn(u64) + Sync));
 
 impl std::fmt::Debug for Sent<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Sent")
-    }
-}
-
-/// How often a file body's progress is told.
-const SENT_STEP: u64 = 1 << 20;
-
-/// A file body being read by the HTTP client, telling [`Sent`] how far.
-struct SentReader<'a> {
-    file: std::fs::File,
-    len: u64,
-    count: u64,
-    told: u64,
-    sent: Sent<'a>,
-}
-
-impl std::io::Read for SentReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.file.read(buf)?;
-        self.count += n as u64;
-        // The client stops reading at `len`, so the end is told when it is reached.
-        if self.count > self.told && (self.count - self.told >= SENT_STEP || self.count >= self.len)
-        {
-            self.told = self.count;
-            (self.sent.0)(self.count);
-        }
-        Ok(n)
     }
 }
 
@@ -411,13 +386,7 @@ impl RegistryClient {
             Body::File(path, Some(sent)) => {
                 let file = fs_err::File::open(path)?;
                 let len = file.metadata()?.len();
-                let mut reader = SentReader {
-                    file: file.into_parts().0,
-                    len,
-                    count: 0,
-                    told: 0,
-                    sent,
-                };
+                let mut reader = ProgressReader::new(file.into_parts().0, len, sent.0);
                 // A length set here keeps the body length-delimited, not chunked.
                 let builder = builder.header("Content-Length", len);
                 let body = ureq::SendBody::from_reader(&mut reader);

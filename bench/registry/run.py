@@ -10,12 +10,14 @@ Two images, the same bytes for every tool (built by strata, `strata save`d, `doc
 and copied by skopeo into an OCI layout):
   big    one layer of SIZE_MB of incompressible data on the busybox base;
   many   LAYERS layers of 5 MB each on the same base.
-Each sample starts from an empty registry (its storage removed, the registry restarted) for a
-push, and from a registry that holds the image and a client without it for a pull (strata:
-a fresh root; docker: `docker rmi` of the image; skopeo: a new OCI directory). The floor of a
-pull is curl fetching every blob of the manifest, 3 at a time; of a push, curl uploading every
-blob (monolithic PUT), 5 at a time. "up to date" is a second strata pull with everything
-present. Medians over n; the table goes to stdout and bench/registry/results/.
+Each sample starts after a sync(2) (no earlier sample's dirty pages in the disk queue), from an
+empty registry (its storage removed, the registry restarted) for a push, and from a registry
+that holds the image and a client without it for a pull (strata: a fresh root; docker: `docker
+rmi` of the image; skopeo: a new OCI directory). With --baseline, a second strata binary is
+timed beside the first in the same loop (a before/after pair under the same load); the first
+one's root is the one the "all present" pull uses. The floor of a pull is curl fetching every
+blob of the manifest, 3 at a time; of a push, curl uploading every blob (monolithic PUT), 5 at
+a time. "up to date" is a second strata pull with everything present. Medians over n; the table goes to stdout and bench/registry/results/.
 """
 import argparse
 import concurrent.futures
@@ -85,6 +87,10 @@ class Registry:
 
 
 def timed(fn):
+    # Every sample starts with no dirty pages of the ones before: a tool that fsyncs (strata
+    # makes every blob durable) would otherwise wait behind the writeback of a tool that
+    # does not (docker), or of the registry's writes.
+    os.sync()
     t = time.monotonic()
     fn()
     return time.monotonic() - t
@@ -157,8 +163,13 @@ def main():
     ap.add_argument("--size-mb", type=int, default=500)
     ap.add_argument("--layers", type=int, default=20)
     ap.add_argument("--strata", default=os.path.join(REPO, "target", "release", "strata"))
+    ap.add_argument("--baseline", help="another strata binary, timed beside (interleaved) as "
+                    "\"strata (baseline)\"")
     a = ap.parse_args()
     strata = os.path.abspath(a.strata)
+    stratas = [("strata", strata)]
+    if a.baseline:
+        stratas.append(("strata (baseline)", os.path.abspath(a.baseline)))
     work = tempfile.mkdtemp(prefix="strata-bench-registry-")
     reg = Registry(work)
     src_root = os.path.join(work, "src-root")
@@ -174,12 +185,15 @@ def main():
                 sh(f"{strata} tag {name}:1 {ref}", env=env)
                 sh(f"{DOCKER} tag {name}:1 {ref}")
                 push = {
-                    "strata": lambda: sh(f"{strata} push {ref}", env=env),
+                    tool: (lambda b=binary: sh(f"{b} push {ref}", env=env))
+                    for tool, binary in stratas
+                }
+                push.update({
                     "docker": lambda: sh(f"{DOCKER} push {ref}"),
                     "skopeo": lambda: sh(f"skopeo copy -q --dest-tls-verify=false "
                                          f"oci:{work}/oci-{image}:1 docker://{ref}"),
                     "floor (curl)": lambda: curl_push(reg.host, name, f"{work}/oci-{image}"),
-                }
+                })
                 for tool, fn in push.items():
                     reg.start(empty=True)
                     loads.append(os.getloadavg()[0])
@@ -188,9 +202,9 @@ def main():
                 reg.start(empty=False)
                 pull_root = os.path.join(work, "pull-root")
 
-                def strata_pull():
+                def strata_pull(binary):
                     shutil.rmtree(pull_root, ignore_errors=True)
-                    return timed(lambda: sh(f"{strata} pull {ref}",
+                    return timed(lambda: sh(f"{binary} pull {ref}",
                                             env=dict(os.environ, STRATA_ROOT=pull_root)))
 
                 def docker_pull():
@@ -202,7 +216,8 @@ def main():
                     return timed(lambda: sh(f"skopeo copy -q --src-tls-verify=false "
                                             f"docker://{ref} oci:{work}/pulled:1"))
 
-                for tool, fn in (("strata", strata_pull), ("docker", docker_pull),
+                pulls = [(tool, lambda b=binary: strata_pull(b)) for tool, binary in stratas]
+                for tool, fn in (*reversed(pulls), ("docker", docker_pull),
                                  ("skopeo", skopeo_pull),
                                  ("floor (curl)", lambda: timed(lambda: curl_pull(
                                      reg.host, name)))):

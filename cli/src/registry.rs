@@ -3,7 +3,6 @@
 //! docker's status lines.
 
 use crate::config::Config;
-use std::io::Write;
 use std::path::PathBuf;
 use strata_store::{LayerEvent, LayerStatus, RegistryClient, RegistryError, RegistryOptions};
 
@@ -72,6 +71,13 @@ fn env_knob<T, E: std::fmt::Display>(
 /// for the registry to answer or to send the next bytes (60 s), and `STRATA_REGISTRY_RETRIES`
 /// how many times a request is retried after a 429, a 5xx or a connection error (4).
 pub(crate) fn client() -> anyhow::Result<RegistryClient> {
+    client_with(|_| {})
+}
+
+/// [`client`], with some options changed by `tune` (a command's flags).
+pub(crate) fn client_with(
+    tune: impl FnOnce(&mut RegistryOptions),
+) -> anyhow::Result<RegistryClient> {
     let config = Config::load()?;
     let defaults = RegistryOptions::default();
     let timeout = env_knob("STRATA_REGISTRY_TIMEOUT", |v| {
@@ -82,7 +88,7 @@ pub(crate) fn client() -> anyhow::Result<RegistryClient> {
             .ok_or_else(|| anyhow::anyhow!("the timeout must be positive"))
     })?;
     let retries = env_knob("STRATA_REGISTRY_RETRIES", str::parse::<u32>)?;
-    let client = RegistryClient::new(RegistryOptions {
+    let mut options = RegistryOptions {
         docker_config: docker_config_path(),
         certs_dir: Some(certs_dir()),
         ca_bundle: ca_bundle(),
@@ -91,7 +97,9 @@ pub(crate) fn client() -> anyhow::Result<RegistryClient> {
         timeout: timeout.unwrap_or(defaults.timeout),
         retries: retries.unwrap_or(defaults.retries),
         ..defaults
-    });
+    };
+    tune(&mut options);
+    let client = RegistryClient::new(options);
     match (client, &config.path) {
         (Err(e @ RegistryError::InvalidOption { .. }), Some(path)) => {
             Err(anyhow::Error::new(e).context(format!("invalid strata config {}", path.display())))
@@ -107,6 +115,7 @@ pub(crate) fn status_text(status: &LayerStatus) -> Option<String> {
         match status {
             LayerStatus::PullingFsLayer => "Pulling fs layer",
             LayerStatus::AlreadyExists => "Already exists",
+            LayerStatus::Waiting => "Waiting",
             LayerStatus::VerifyingChecksum => "Verifying Checksum",
             LayerStatus::DownloadComplete => "Download complete",
             LayerStatus::PullComplete => "Pull complete",
@@ -126,13 +135,6 @@ pub(crate) fn status_text(status: &LayerStatus) -> Option<String> {
 pub(crate) fn event_line(event: &LayerEvent) -> Option<String> {
     let text = status_text(&event.status)?;
     Some(format!("{}: {text}", &event.layer.hex()[..12]))
-}
-
-/// Prints one `ID: Status` line per event as docker does when its output is not a terminal.
-pub(crate) fn print_event(event: LayerEvent) {
-    if let Some(line) = event_line(&event) {
-        let _ = writeln!(std::io::stdout().lock(), "{line}");
-    }
 }
 
 /// Whether a `NAME[:TAG|@DIGEST]` argument names neither a tag nor a digest (docker then says

@@ -4,7 +4,7 @@
 //! deleted and never becomes visible.
 
 use crate::digest::{Digest, HashingWriter};
-use crate::durable::sync_dir;
+use crate::durable::{EarlyWriteback, sync_dir};
 use crate::error::StoreError;
 use crate::lock::Lease;
 use crate::store::Store;
@@ -103,10 +103,12 @@ impl Store {
             .as_file()
             .try_clone()
             .map_err(StoreError::io("open", tmp.path()))?;
+        let writeback = EarlyWriteback::new(&file).map_err(StoreError::io("open", tmp.path()))?;
         let file = fs_err::File::from_parts(file, tmp.path());
         Ok(BlobWriter {
             store: self.clone(),
             out: HashingWriter::new(BufWriter::with_capacity(256 * 1024, file)),
+            writeback,
             tmp,
             _lease: lease,
         })
@@ -140,6 +142,7 @@ impl Store {
 pub struct BlobWriter {
     store: Store,
     out: HashingWriter<BufWriter<fs_err::File>>,
+    writeback: EarlyWriteback,
     tmp: tempfile::NamedTempFile,
     _lease: Lease,
 }
@@ -154,7 +157,9 @@ impl std::fmt::Debug for BlobWriter {
 
 impl Write for BlobWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.out.write(buf)
+        let n = self.out.write(buf)?;
+        self.writeback.wrote(n);
+        Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
@@ -167,6 +172,7 @@ impl BlobWriter {
         let (buf, digest, size) = self.out.finish();
         buf.into_inner()
             .map_err(|e| StoreError::io("write", self.tmp.path())(e.into_error()))?;
+        self.writeback.finish();
         if let Some(expected) = expected
             && *expected != digest
         {

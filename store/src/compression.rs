@@ -73,14 +73,21 @@ impl Compression {
 
 /// A stream decompressed according to its magic bytes.
 pub(crate) fn decompressed<'a, R: Read + 'a>(input: R) -> io::Result<Box<dyn Read + 'a>> {
+    Ok(sniffed(input)?.1)
+}
+
+/// A stream decompressed according to its magic bytes, and the compression they named (for
+/// `None`, what the reader yields is `input`'s bytes themselves).
+pub(crate) fn sniffed<'a, R: Read + 'a>(input: R) -> io::Result<(Compression, Box<dyn Read + 'a>)> {
     let mut input = BufReader::with_capacity(256 * 1024, input);
-    let magic = input.fill_buf()?;
-    Ok(match Compression::detect(magic) {
+    let compression = Compression::detect(input.fill_buf()?);
+    let reader: Box<dyn Read + 'a> = match compression {
         // MultiGzDecoder: pigz and parallel writers emit several members; all are one stream.
         Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(input)),
         Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(input)?),
         Compression::None => Box::new(input),
-    })
+    };
+    Ok((compression, reader))
 }
 
 /// Threads for gzip: the machine's cores, at most 8 (the bytes do not depend on it).

@@ -130,3 +130,64 @@ mod tests {
         assert_eq!(io::Error::from(err).kind(), io::ErrorKind::NotFound);
     }
 }
+
+/// Bytes of a file written between two early writebacks.
+const WRITEBACK_STEP: u64 = 32 << 20;
+
+/// Starts the writeback of a big file while it is still being written, so that the fsync that
+/// makes it durable at the end has only the tail left: every [`WRITEBACK_STEP`] bytes, a
+/// helper thread (started at the first step; small files never get one) `fdatasync`s it. The
+/// writer never waits for those; a step that comes while the helper is still syncing is
+/// folded into the next. Their errors are the final fsync's to report. (A 500 MB blob
+/// downloaded over loopback ended with a 0.2–0.3 s fsync without this.)
+#[derive(Debug)]
+pub(crate) struct EarlyWriteback {
+    file: Option<std::fs::File>,
+    written: u64,
+    helper: Option<(std::sync::mpsc::SyncSender<()>, std::thread::JoinHandle<()>)>,
+}
+
+impl EarlyWriteback {
+    /// For `file` (a handle of its own is kept for the helper).
+    pub(crate) fn new(file: &std::fs::File) -> io::Result<Self> {
+        Ok(EarlyWriteback {
+            file: Some(file.try_clone()?),
+            written: 0,
+            helper: None,
+        })
+    }
+
+    /// `n` more bytes were written.
+    pub(crate) fn wrote(&mut self, n: usize) {
+        let before = self.written;
+        self.written += n as u64;
+        if self.written / WRITEBACK_STEP == before / WRITEBACK_STEP {
+            return;
+        }
+        if self.helper.is_none()
+            && let Some(file) = self.file.take()
+        {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<()>(1);
+            let spawned = std::thread::Builder::new()
+                .name("writeback".into())
+                .spawn(move || {
+                    while rx.recv().is_ok() {
+                        let _ = file.sync_data();
+                    }
+                });
+            // Without a thread, the final fsync does it all, as it would anyway.
+            self.helper = spawned.ok().map(|h| (tx, h));
+        }
+        if let Some((tx, _)) = &self.helper {
+            let _ = tx.try_send(());
+        }
+    }
+
+    /// Waits for the helper to stop (before the final fsync).
+    pub(crate) fn finish(mut self) {
+        if let Some((tx, helper)) = self.helper.take() {
+            drop(tx);
+            let _ = helper.join();
+        }
+    }
+}

@@ -66,6 +66,7 @@ mod manifest_list;
 pub mod media_type;
 mod pin;
 mod platform;
+mod progress;
 mod reference;
 mod registry;
 mod save;

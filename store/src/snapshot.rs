@@ -6,11 +6,13 @@
 //! race, the first rename wins and the loser's copy is discarded. Files in a snapshot are not
 //! fsynced one by one; `settle.rs` drops the ones a machine crash may have torn.
 
+use crate::compression::Compression;
 use crate::confined::{ConfinedRoot, ExtractOptions, extract};
 use crate::digest::{Digest, HashingReader, chain_id};
 use crate::error::StoreError;
 use crate::image::Image;
 use crate::layer::LayerDescriptor;
+use crate::progress::ProgressReader;
 use crate::staging::remove_tree;
 use crate::store::Store;
 use std::io;
@@ -110,37 +112,115 @@ impl Store {
         parent: Option<&Digest>,
         layer: &LayerDescriptor,
     ) -> Result<Snapshot, StoreError> {
-        let chain = chain_id(parent, &layer.diff_id);
-        if let Some(s) = self.snapshot(&chain) {
-            return Ok(s);
-        }
-        let _lease = self.lease()?;
-        let dir = self.staging().temp_dir("snapshot-")?;
-        let result = self.unpack_into(&dir, layer);
-        match result {
-            Ok(()) => self.adopt_snapshot(parent, &layer.diff_id, &dir),
-            Err(e) => {
-                let _ = remove_tree(&dir);
-                Err(e)
-            }
-        }
+        Ok(self.unpack_layer_reporting(parent, layer, &|_, _| {})?.0)
     }
 
-    fn unpack_into(&self, dir: &Path, layer: &LayerDescriptor) -> Result<(), StoreError> {
-        let what = format!("decompress layer {}", layer.digest);
+    /// [`Store::unpack_layer`], calling `progress(read, size)` as the blob's bytes are read
+    /// (every [`crate::progress::STEP`]); also returns the length of the uncompressed tar,
+    /// when it was unpacked here (`None`: the snapshot existed).
+    pub(crate) fn unpack_layer_reporting(
+        &self,
+        parent: Option<&Digest>,
+        layer: &LayerDescriptor,
+        progress: &dyn Fn(u64, u64),
+    ) -> Result<(Snapshot, Option<u64>), StoreError> {
+        let chain = chain_id(parent, &layer.diff_id);
+        if let Some(s) = self.snapshot(&chain) {
+            return Ok((s, None));
+        }
+        let _lease = self.lease()?;
         let blob = self.open_blob(&layer.digest)?;
-        let mut tar = HashingReader::new(
-            crate::compression::decompressed(blob).map_err(StoreError::stream(what.clone()))?,
-        );
+        let size = blob
+            .metadata()
+            .map_err(StoreError::io("stat", self.blob_path(&layer.digest)))?
+            .len();
+        let staged = self.stage_layer(layer, blob, size, progress)?;
+        let len = staged.len;
+        Ok((self.adopt_staged(parent, layer, staged)?, Some(len)))
+    }
+
+    /// Unpacks `layer` from `blob`, its `size` bytes as stored (read from the store, or
+    /// arriving from a registry), into a new staging directory, checked against the diff ID
+    /// as [`Store::unpack_layer`] does. Nothing is in place until [`Store::adopt_staged`]; a
+    /// staged snapshot dropped unadopted is deleted. Whoever streams the bytes must also
+    /// verify them against `layer.digest` before adopting (the store's blob is verified).
+    pub(crate) fn stage_layer(
+        &self,
+        layer: &LayerDescriptor,
+        blob: impl io::Read,
+        size: u64,
+        progress: &dyn Fn(u64, u64),
+    ) -> Result<StagedSnapshot, StoreError> {
+        let dir = self.staging().temp_dir("snapshot-")?;
+        let mut staged = StagedSnapshot {
+            dir: Some(dir),
+            len: 0,
+        };
+        let dir = staged.dir.as_deref().expect("just made");
+        staged.len = self.unpack_into(dir, layer, blob, size, progress)?;
+        Ok(staged)
+    }
+
+    /// Renames a staged snapshot of `layer` on top of `parent` into place.
+    pub(crate) fn adopt_staged(
+        &self,
+        parent: Option<&Digest>,
+        layer: &LayerDescriptor,
+        mut staged: StagedSnapshot,
+    ) -> Result<Snapshot, StoreError> {
+        let dir = staged
+            .dir
+            .take()
+            .expect("a staged snapshot has its directory");
+        let adopted = self.adopt_snapshot(parent, &layer.diff_id, &dir);
+        if adopted.is_err() {
+            let _ = remove_tree(&dir);
+        }
+        adopted
+    }
+
+    /// Extracts `layer` from `blob` (`size` bytes) into `dir` in one read and returns the
+    /// tar's length. A blob that is a plain tar is its own uncompressed form: its digest
+    /// (verified by whoever stored or streamed it) must be the diff ID, which is checked
+    /// before anything is written (no second hash). A compressed one is hashed as it is
+    /// decompressed and checked at the end.
+    fn unpack_into(
+        &self,
+        dir: &Path,
+        layer: &LayerDescriptor,
+        blob: impl io::Read,
+        size: u64,
+        progress: &dyn Fn(u64, u64),
+    ) -> Result<u64, StoreError> {
+        let what = format!("decompress layer {}", layer.digest);
+        let tell = |read| progress(read, size);
+        let blob = ProgressReader::new(blob, size, &tell);
+        let (compression, tar) =
+            crate::compression::sniffed(blob).map_err(StoreError::stream(what.clone()))?;
         let root = ConfinedRoot::open(dir).map_err(StoreError::io("open", dir))?;
-        extract(&root, &mut tar, &ExtractOptions::layer()).map_err(|source| {
-            StoreError::Unpack {
+        let unpack = |tar: &mut dyn io::Read| {
+            extract(&root, tar, &ExtractOptions::layer()).map_err(|source| StoreError::Unpack {
                 layer: layer.digest.clone(),
                 source,
+            })
+        };
+        if compression == Compression::None {
+            if layer.digest != layer.diff_id {
+                return Err(StoreError::DiffIdMismatch {
+                    layer: layer.digest.clone(),
+                    expected: layer.diff_id.clone(),
+                    actual: layer.digest.clone(),
+                });
             }
-        })?;
+            let mut tar = tar;
+            unpack(&mut tar)?;
+            progress(size, size);
+            return Ok(size);
+        }
+        let mut tar = HashingReader::new(tar);
+        unpack(&mut tar)?;
         io::copy(&mut tar, &mut io::sink()).map_err(StoreError::stream(what))?;
-        let (_, actual, _) = tar.finish();
+        let (_, actual, len) = tar.finish();
         if actual != layer.diff_id {
             return Err(StoreError::DiffIdMismatch {
                 layer: layer.digest.clone(),
@@ -148,7 +228,8 @@ impl Store {
                 actual,
             });
         }
-        Ok(())
+        progress(size, size);
+        Ok(len)
     }
 
     /// A new empty directory on the store's filesystem for the worker to fill (an overlay
@@ -178,13 +259,16 @@ impl Store {
             });
         }
         self.mark_unsettled(chain.hex())?;
+        // No fsync of `snapshots/` after the rename (it cost ~5 ms a layer): a rename lost
+        // in a machine crash leaves the snapshot absent, and an absent snapshot is unpacked
+        // again from its blob (always durable) when next needed; its marker, found without a
+        // snapshot after the reboot, is dropped.
         match fs_err::rename(dir, &path) {
             Ok(()) => {}
             // Someone else got there first: theirs is as good as ours.
             Err(_) if path.is_dir() => remove_tree(dir)?,
             Err(e) => return Err(StoreError::io("move snapshot into", &path)(e)),
         }
-        crate::durable::sync_dir(&self.root().join("snapshots"))?;
         Ok(Snapshot {
             chain_id: chain,
             path,
@@ -220,6 +304,23 @@ impl Store {
             Err(e) => return Err(StoreError::io("remove snapshot", &dir)(e)),
         }
         Ok(size)
+    }
+}
+
+/// A layer unpacked into the staging area and not yet in place ([`Store::stage_layer`]);
+/// deleted if dropped before [`Store::adopt_staged`].
+#[derive(Debug)]
+pub(crate) struct StagedSnapshot {
+    dir: Option<PathBuf>,
+    /// The length of the layer's uncompressed tar.
+    pub(crate) len: u64,
+}
+
+impl Drop for StagedSnapshot {
+    fn drop(&mut self) {
+        if let Some(dir) = self.dir.take() {
+            let _ = remove_tree(&dir);
+        }
     }
 }
 

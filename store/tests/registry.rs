@@ -6,8 +6,8 @@
 )]
 
 use strata_store::{
-    Compression, ImageConfigFile, NewImage, Platform, Reference, RegistryClient, RegistryOptions,
-    Store,
+    Compression, ImageConfigFile, LayerStatus, NewImage, Platform, Reference, RegistryClient,
+    RegistryOptions, Store,
 };
 
 #[path = "fixture/docker_registry.rs"]
@@ -217,4 +217,48 @@ fn push_blobs_sends_only_what_the_repository_lacks() {
             ("HEAD".to_owned(), "two".to_owned(), 404),
         ]
     );
+}
+
+#[test]
+fn a_push_reports_the_bytes_sent_of_each_layer_up_to_its_size() {
+    let registry = start();
+    let dir = tempfile::tempdir().unwrap();
+    let source = Store::open(dir.path().join("a")).unwrap();
+    let reference = Reference::parse(&format!("{}/progress:1", registry.host())).unwrap();
+    let id = image(&source, 3_000_000, &reference);
+    let layer = source.image(&reference.to_string()).unwrap().layers[0].clone();
+    let events = std::sync::Mutex::new(Vec::new());
+    let client = RegistryClient::new(RegistryOptions::default()).unwrap();
+    let pushed = client
+        .push(&source, &reference, &|e| events.lock().unwrap().push(e))
+        .unwrap();
+    let statuses: Vec<LayerStatus> = events
+        .into_inner()
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.layer == layer.digest)
+        .map(|e| e.status)
+        .collect();
+    let sent: Vec<u64> = statuses
+        .iter()
+        .filter_map(|s| match s {
+            LayerStatus::Pushing { current, total } => {
+                assert_eq!(*total, layer.size);
+                Some(*current)
+            }
+            _ => None,
+        })
+        .collect();
+    // From 0, a step per MiB, to the whole layer; then Pushed.
+    assert_eq!(sent.first(), Some(&0));
+    assert_eq!(sent.last(), Some(&layer.size));
+    assert!(sent.len() >= 3, "{sent:?}");
+    assert!(sent.windows(2).all(|w| w[0] <= w[1]), "{sent:?}");
+    assert_eq!(statuses.first(), Some(&LayerStatus::Preparing));
+    assert_eq!(statuses.last(), Some(&LayerStatus::Pushed));
+
+    // The registry has the bytes (a length-delimited body, not chunked).
+    let target = Store::open(dir.path().join("b")).unwrap();
+    let pulled = client.pull(&target, &reference, None, &|_| {}).unwrap();
+    assert_eq!((pulled.id, pulled.digest), (id, pushed.digest));
 }

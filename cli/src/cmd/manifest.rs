@@ -8,7 +8,8 @@
 //! `push` printed. (Docker re-encodes a manifest list from its own types; strata does not.)
 
 use crate::GlobalArgs;
-use crate::registry::{client, print_event};
+use crate::registry::client;
+use crate::ui::layers::LayerDisplay;
 use anyhow::Context as _;
 use std::io::Write;
 use std::process::ExitCode;
@@ -95,9 +96,10 @@ fn push(args: &PushArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let name = Reference::parse_tag(&args.list)?;
     let store = Store::open(global.store_root())?;
     let list = store.manifest_list(&name)?;
-    let pushed = client()?
-        .push_list(&store, &list, &name, &print_event)
-        .with_context(|| format!("failed to push {}", name.familiar()))?;
+    let display = LayerDisplay::stdout(false);
+    let pushed = client()?.push_list(&store, &list, &name, &|e| display.event(e));
+    display.finish();
+    let pushed = pushed.with_context(|| format!("failed to push {}", name.familiar()))?;
     if args.purge {
         store.remove_manifest_list(&name)?;
     }

@@ -1,7 +1,8 @@
 //! `strata pull [-a] [--platform P] [-q] NAME[:TAG|@DIGEST]`, with docker's output.
 
 use crate::GlobalArgs;
-use crate::registry::{client, has_no_tag, print_event};
+use crate::registry::{client_with, has_no_tag};
+use crate::ui::layers::LayerDisplay;
 use anyhow::Context as _;
 use std::io::Write;
 use std::process::ExitCode;
@@ -19,6 +20,9 @@ pub(crate) struct Args {
     /// Suppress verbose output
     #[arg(short, long)]
     quiet: bool,
+    /// Layers downloaded at once (docker's daemon setting of that name; default 3)
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..))]
+    max_concurrent_downloads: u16,
     /// The image
     #[arg(value_name = "NAME[:TAG|@DIGEST]")]
     name: String,
@@ -34,7 +38,8 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("tag can't be used with --all-tags/-a");
     }
     let store = Store::open(global.store_root())?;
-    let client = client()?;
+    let client =
+        client_with(|o| o.max_concurrent_downloads = args.max_concurrent_downloads.into())?;
     let mut out = std::io::stdout().lock();
     let references = if args.all_tags {
         client
@@ -48,7 +53,7 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         }
         vec![reference.clone()]
     };
-    let quiet_event = |_| {};
+    let display = LayerDisplay::stdout(args.quiet);
     let mut newer = false;
     let mut last_digest = None;
     for r in &references {
@@ -58,18 +63,9 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             out.flush()?;
         }
         drop(out);
-        let pulled = client
-            .pull(
-                &store,
-                r,
-                platform.as_ref(),
-                if args.quiet {
-                    &quiet_event
-                } else {
-                    &print_event
-                },
-            )
-            .with_context(|| format!("failed to pull {}", r.familiar()))?;
+        let pulled = client.pull(&store, r, platform.as_ref(), &|e| display.event(e));
+        display.finish();
+        let pulled = pulled.with_context(|| format!("failed to pull {}", r.familiar()))?;
         out = std::io::stdout().lock();
         if let Some(other) = &pulled.other_platform {
             let _ = writeln!(

@@ -1,7 +1,8 @@
 //! `strata push [-a] NAME[:TAG]`, with docker's output.
 
 use crate::GlobalArgs;
-use crate::registry::{client, has_no_tag, print_event};
+use crate::registry::{client_with, has_no_tag};
+use crate::ui::layers::LayerDisplay;
 use anyhow::Context as _;
 use std::io::Write;
 use std::process::ExitCode;
@@ -16,6 +17,9 @@ pub(crate) struct Args {
     /// Suppress verbose output
     #[arg(short, long)]
     quiet: bool,
+    /// Layers uploaded at once (docker's daemon setting of that name; default 5)
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..))]
+    max_concurrent_uploads: u16,
     /// The image
     #[arg(value_name = "NAME[:TAG]")]
     name: String,
@@ -52,7 +56,7 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         })?;
         vec![reference.clone()]
     };
-    let client = client()?;
+    let client = client_with(|o| o.max_concurrent_uploads = args.max_concurrent_uploads.into())?;
     let mut out = std::io::stdout().lock();
     if has_no_tag(&args.name) && !args.all_tags && !args.quiet {
         writeln!(out, "Using default tag: latest")?;
@@ -66,19 +70,11 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     }
     out.flush()?;
     drop(out);
-    let quiet_event = |_| {};
+    let display = LayerDisplay::stdout(args.quiet);
     for r in &references {
-        let pushed = client
-            .push(
-                &store,
-                r,
-                if args.quiet {
-                    &quiet_event
-                } else {
-                    &print_event
-                },
-            )
-            .with_context(|| format!("failed to push {}", r.familiar()))?;
+        let pushed = client.push(&store, r, &|e| display.event(e));
+        display.finish();
+        let pushed = pushed.with_context(|| format!("failed to push {}", r.familiar()))?;
         let mut out = std::io::stdout().lock();
         if args.quiet {
             writeln!(out, "{}", r.familiar())?;

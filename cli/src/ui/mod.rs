@@ -4,6 +4,7 @@
 //! `#N` format for CI logs, `tty` draws one live line per running step with indicatif and folds
 //! finished steps, `rawjson` prints one JSON object per event.
 
+pub(crate) mod layers;
 mod plain;
 mod rawjson;
 mod tty;

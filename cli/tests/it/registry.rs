@@ -198,6 +198,25 @@ fn walkthrough_tag_push_rmi_pull_gives_the_same_digest() {
     env.ok(["system", "check"]);
 }
 
+/// Each layer's `ID: Status` lines of a plain (not a terminal) pull, in order per layer, the
+/// layers in the order they first appear; and the other lines.
+fn per_layer(out: &str) -> (Vec<(String, Vec<String>)>, Vec<String>) {
+    let mut layers: Vec<(String, Vec<String>)> = Vec::new();
+    let mut rest = Vec::new();
+    for line in out.lines() {
+        match line.split_once(": ") {
+            Some((id, status)) if id.len() == 12 && id.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                match layers.iter_mut().find(|(i, _)| i == id) {
+                    Some((_, s)) => s.push(status.to_owned()),
+                    None => layers.push((id.to_owned(), vec![status.to_owned()])),
+                }
+            }
+            _ => rest.push(line.to_owned()),
+        }
+    }
+    (layers, rest)
+}
+
 #[test]
 fn a_pull_of_layers_the_store_has_downloads_nothing() {
     let registry = Registry::start();
@@ -207,11 +226,102 @@ fn a_pull_of_layers_the_store_has_downloads_nothing() {
     env.ok(["push", &remote]);
     env.ok(["rmi", &remote]); // the image stays: `img` names it
     let pulled = env.ok(["pull", &remote]);
-    assert!(pulled.contains(": Already exists\n"), "{pulled}");
-    for line in ["Pulling fs layer", "Download complete", "Pull complete"] {
-        assert!(!pulled.contains(line), "{line:?} in {pulled}");
-    }
+    // `import` stored the blob, not its snapshot: no download, one unpack.
+    let (layers, _) = per_layer(&pulled);
+    let statuses: Vec<&[String]> = layers.iter().map(|(_, s)| &s[..]).collect();
+    assert_eq!(
+        statuses,
+        [["Download complete", "Pull complete"]],
+        "{pulled}"
+    );
     assert!(pulled.contains(&format!("Status: Downloaded newer image for {remote}\n")));
+    // Now blob and snapshot are there.
+    env.ok(["rmi", &remote]);
+    let (layers, _) = per_layer(&env.ok(["pull", &remote]));
+    assert_eq!(layers[0].1, ["Already exists"]);
+}
+
+#[test]
+fn a_pull_unpacks_what_it_downloads_in_dockers_lines_and_a_run_uses_those_snapshots() {
+    let registry = Registry::start();
+    let source = TestEnv::with_base("img");
+    let ctx = source.context(
+        "two",
+        &[
+            ("Dockerfile", "FROM img\nCOPY hello.txt /hello.txt\n"),
+            ("hello.txt", "hello from the second layer\n"),
+        ],
+    );
+    source.ok([
+        "build",
+        "-q",
+        "-t",
+        "two",
+        ctx.to_str().expect("a UTF-8 path"),
+    ]);
+    let base = registry.image("base:1");
+    let two = registry.image("two:1");
+    source.ok(["tag", "img", &base]);
+    source.ok(["tag", "two", &two]);
+    source.ok(["push", &base]);
+    source.ok(["push", &two]);
+
+    let env = TestEnv::new();
+    env.ok(["pull", "-q", &base]);
+    let pulled = env.ok(["pull", "--max-concurrent-downloads", "1", &two]);
+    let (layers, rest) = per_layer(&pulled);
+    let statuses: Vec<Vec<&str>> = layers
+        .iter()
+        .map(|(_, s)| s.iter().map(String::as_str).collect())
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            vec!["Already exists"],
+            vec![
+                "Pulling fs layer",
+                "Verifying Checksum",
+                "Download complete",
+                "Pull complete"
+            ],
+        ],
+        "{pulled}"
+    );
+    let digest = digest_after(&pulled, "Digest: ");
+    assert_eq!(
+        rest,
+        [
+            "1: Pulling from two".to_owned(),
+            format!("Digest: {digest}"),
+            format!("Status: Downloaded newer image for {two}"),
+            two.clone(),
+        ]
+    );
+
+    // Both layers were unpacked by the pull; `run` stacks those, unpacking nothing more.
+    let snapshots = env.root().join("snapshots");
+    let listed = || {
+        let mut names: Vec<(String, u64)> = fs_err::read_dir(&snapshots)
+            .expect("list snapshots")
+            .map(|e| {
+                let e = e.expect("a snapshot");
+                let ino = std::os::unix::fs::MetadataExt::ino(&e.metadata().expect("stat"));
+                (e.file_name().to_string_lossy().into_owned(), ino)
+            })
+            .collect();
+        names.sort();
+        names
+    };
+    let after_pull = listed();
+    assert_eq!(after_pull.len(), 2, "{after_pull:?}");
+    let ran = env.ok(["run", "--rm", &two, "cat", "/hello.txt"]);
+    assert_eq!(ran, "hello from the second layer\n");
+    assert_eq!(listed(), after_pull);
+
+    // -q: the reference alone.
+    env.ok(["rmi", &two]);
+    assert_eq!(env.ok(["pull", "-q", &two]), format!("{two}\n"));
+    env.ok(["system", "check"]);
 }
 
 #[test]
@@ -1023,4 +1133,97 @@ fn issue_11_kill_9_mid_pull_and_mid_push_leaves_a_sound_store_and_the_command_co
     assert!(pulled.contains(&format!("Digest: {digest}\n")), "{pulled}");
     assert_eq!(inspect(&other, &remote)["Id"], inspect(&env, "big:1")["Id"]);
     other.ok(["system", "check"]);
+}
+
+/// `strata ARGS` on a pseudo-terminal of 120 columns (script(1), util-linux): what it drew.
+fn on_a_terminal(env: &TestEnv, args: &[&str]) -> String {
+    let mut line = format!(
+        "stty cols 120 rows 40; exec {} --root {}",
+        crate::support::strata_bin().display(),
+        env.root().display()
+    );
+    for a in args {
+        line.push(' ');
+        line.push_str(a);
+    }
+    let out = Command::new("script")
+        .args(["-qefc", &line, "/dev/null"])
+        .env_remove("STRATA_ROOT")
+        .output()
+        .expect("run script (util-linux)");
+    let drawn = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{drawn}");
+    drawn
+}
+
+#[test]
+fn on_a_terminal_pull_redraws_one_line_per_layer_and_ends_with_dockers_lines() {
+    let registry = Registry::start();
+    let source = TestEnv::with_base("img");
+    let remote = registry.image("tty:1");
+    source.ok(["tag", "img", &remote]);
+    source.ok(["push", &remote]);
+    let env = TestEnv::new();
+    let drawn = on_a_terminal(&env, &["pull", &remote]);
+    // Lines are redrawn in place (cursor movement), not appended.
+    assert!(drawn.contains("\u{1b}["), "{drawn:?}");
+    // What stays on the screen: each line's last state, then docker's summary lines.
+    // A line as long as the terminal is wide wraps (indicatif pads lines to the width).
+    let text = ansi_to_lines(&drawn);
+    let chars: Vec<Vec<char>> = text
+        .split(['\r', '\n'])
+        .map(|l| l.chars().collect())
+        .collect();
+    let rows: Vec<String> = chars
+        .iter()
+        .flat_map(|l| l.chunks(120).map(|row| row.iter().collect::<String>()))
+        .collect();
+    let screen: Vec<&str> = rows
+        .iter()
+        .map(|l| l.trim())
+        .filter(|l| !l.is_empty())
+        .collect();
+    let digest = digest_after(&screen.join("\n"), "Digest: ");
+    let tail = &screen[screen.len() - 4..];
+    let (id, status) = tail[0].split_once(": ").expect("an ID: status line");
+    assert!(
+        id.len() == 12 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{drawn:?}"
+    );
+    assert_eq!(
+        (status, &tail[1..]),
+        (
+            "Pull complete",
+            &[
+                format!("Digest: {digest}").as_str(),
+                format!("Status: Downloaded newer image for {remote}").as_str(),
+                remote.as_str(),
+            ][..]
+        ),
+        "{drawn:?}"
+    );
+}
+
+/// `text` with each terminal control sequence (`ESC [ ... letter`, `ESC letter`) made a line
+/// break (a redraw moves the cursor to a line's start).
+fn ansi_to_lines(text: &str) -> String {
+    let mut out = String::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\u{1b}' {
+            out.push(c);
+            continue;
+        }
+        out.push('\n');
+        if chars.next_if_eq(&'[').is_some() {
+            for c in chars.by_ref() {
+                if ('@'..='~').contains(&c) {
+                    break;
+                }
+            }
+        } else {
+            chars.next();
+        }
+    }
+    out
 }

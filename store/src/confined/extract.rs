@@ -139,6 +139,9 @@ pub fn keep_xattr(name: &[u8]) -> bool {
     name == b"security.capability" || name.starts_with(b"user.")
 }
 
+/// The largest buffer a file's data is written through.
+const FILE_BUFFER: u64 = 1 << 20;
+
 /// Extracts the (uncompressed) tar `input` into `opts.dest` inside `root`.
 pub fn extract(
     root: &ConfinedRoot,
@@ -262,10 +265,19 @@ pub fn extract(
             }
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
                 slot.clear(replace).map_err(io_err("replace"))?;
-                let mut file = slot.create_file(0o600).map_err(io_err("create file"))?;
+                let file = slot.create_file(0o600).map_err(io_err("create file"))?;
                 let room = opts.max_bytes.saturating_sub(done.bytes);
-                let written = io::copy(&mut (&mut entry).take(room.saturating_add(1)), &mut file)
+                // Through a buffer of up to 1 MiB, which `io::copy` reads straight into: its
+                // own 8 KiB would cost a 500 MB file 64k reads and 64k writes (~0.3 s).
+                let mut out = io::BufWriter::with_capacity(
+                    entry.size().clamp(8 << 10, FILE_BUFFER) as usize,
+                    file,
+                );
+                let written = io::copy(&mut (&mut entry).take(room.saturating_add(1)), &mut out)
                     .map_err(io_err("write file"))?;
+                let file = out
+                    .into_inner()
+                    .map_err(|e| io_err("write file")(e.into_error()))?;
                 done.bytes += written;
                 if done.bytes > opts.max_bytes {
                     return Err(ExtractError::TooBig(opts.max_bytes));

@@ -40,7 +40,7 @@ impl RegistryClient {
                 if self.blob_exists(reference, digest)? {
                     return Ok(None);
                 }
-                self.upload_blob(store, reference, digest, None)?;
+                self.upload_blob(store, reference, digest, None, &|_| {})?;
                 Ok(Some(digest.clone()))
             },
         )?;

@@ -1,6 +1,7 @@
 //! The HTTP side of the client: one `ureq` agent, the scheme of each registry, authentication
 //! (see `auth.rs`), retries and timeouts. Every request goes through [`RegistryClient::send`].
 
+use crate::progress::ProgressReader;
 use crate::registry::auth::{Challenge, TokenCache, TokenResponse, parse_challenge};
 use crate::registry::credentials::{Credentials, DockerConfig};
 use crate::registry::endpoint::{self, Insecure, Mirror};
@@ -108,7 +109,18 @@ enum Mode {
 pub(crate) enum Body<'a> {
     Empty,
     Bytes(&'a [u8]),
-    File(&'a Path),
+    /// A file, and who hears how many of its bytes went out (from 0 again on a retry).
+    File(&'a Path, Option<Sent<'a>>),
+}
+
+/// Told the bytes of a file body sent so far, every [`crate::progress::STEP`] and at the end.
+#[derive(Clone, Copy)]
+pub(crate) struct Sent<'a>(pub(crate) &'a (dyn Fn(u64) + Sync));
+
+impl std::fmt::Debug for Sent<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sent")
+    }
 }
 
 /// One request: the registry, the repository scope it needs, and the HTTP parts.
@@ -470,9 +482,18 @@ impl RegistryClient {
         match req.body {
             Body::Empty => self.run(builder.body(ureq::SendBody::none())?, req, tls),
             Body::Bytes(bytes) => self.run(builder.body(bytes)?, req, tls),
-            Body::File(path) => {
+            Body::File(path, None) => {
                 let file = fs_err::File::open(path)?.into_parts().0;
                 self.run(builder.body(file)?, req, tls)
+            }
+            Body::File(path, Some(sent)) => {
+                let file = fs_err::File::open(path)?;
+                let len = file.metadata()?.len();
+                let mut reader = ProgressReader::new(file.into_parts().0, len, sent.0);
+                // A length set here keeps the body length-delimited, not chunked.
+                let builder = builder.header("Content-Length", len);
+                let body = ureq::SendBody::from_reader(&mut reader);
+                self.run(builder.body(body)?, req, tls)
             }
         }
     }

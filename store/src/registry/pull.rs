@@ -1,23 +1,31 @@
 //! `pull`: a reference becomes an image in the store. The manifest (through an index, for the
 //! platform asked for) is fetched and verified first; the config and the layers the store lacks
-//! are downloaded a few at a time, each then decompressed and checked against its diff ID;
-//! the image is indexed last, in one update, with its RepoDigest. A failure before that leaves
-//! the index as it was (downloaded blobs stay for the next try, or for `image prune`).
+//! are downloaded a few at a time, each unpacked into its snapshot as it arrives and checked
+//! against its diff ID in the same pass (as `docker pull` extracts), the snapshots put in
+//! place in layer order once their blobs are verified; the image is indexed last, in one
+//! update, with its RepoDigest. A failure before that leaves the index as it was (downloaded
+//! blobs and finished snapshots stay for the next try, or for `image prune`).
 
 use crate::blob::MAX_DOCUMENT;
+use crate::compression::Compression;
 use crate::digest::Digest;
+use crate::digest::chain_ids;
 use crate::error::StoreError;
 use crate::image::{layer_descriptors, now_rfc3339, parse_config, parse_manifest};
 use crate::index::ImageRecord;
+use crate::layer::LayerDescriptor;
 use crate::platform::Platform;
 use crate::reference::Reference;
 use crate::registry::client::{RegistryClient, Request};
 use crate::registry::error::RegistryError;
 use crate::registry::manifest::{descriptor_digest, select};
 use crate::registry::transfer::{
-    LayerEvent, LayerStatus, Progress, diff_id_of, in_parallel, pull_scope,
+    LayerEvent, LayerStatus, Progress, TeeReader, diff_id_of, in_parallel_until, pull_scope,
 };
+use crate::snapshot::StagedSnapshot;
 use crate::store::Store;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex};
 
 /// What [`RegistryClient::pull`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,47 +167,7 @@ impl RegistryClient {
         }
         let layers = layer_descriptors(&parsed, &config, &[], &what)?;
 
-        let present: Vec<bool> = layers.iter().map(|l| store.has_blob(&l.digest)).collect();
-        for (l, present) in layers.iter().zip(&present) {
-            progress(LayerEvent {
-                layer: l.digest.clone(),
-                status: if *present {
-                    LayerStatus::AlreadyExists
-                } else {
-                    LayerStatus::PullingFsLayer
-                },
-            });
-        }
-        let work: Vec<_> = layers.iter().zip(present).collect();
-        let sizes = in_parallel(
-            &work,
-            self.options().max_concurrent_downloads,
-            |(l, present)| {
-                let report = |status| {
-                    progress(LayerEvent {
-                        layer: l.digest.clone(),
-                        status,
-                    })
-                };
-                if !present {
-                    self.download_blob(store, source, &l.digest, l.size, &report)?;
-                    report(LayerStatus::Extracting);
-                }
-                let (diff_id, size) = diff_id_of(store, &l.digest)?;
-                if diff_id != l.diff_id {
-                    return Err(StoreError::DiffIdMismatch {
-                        layer: l.digest.clone(),
-                        expected: l.diff_id.clone(),
-                        actual: diff_id,
-                    }
-                    .into());
-                }
-                if !present {
-                    report(LayerStatus::PullComplete);
-                }
-                Ok(size)
-            },
-        )?;
+        let sizes = self.fetch_layers(store, source, &layers, progress)?;
 
         store.put_blob(Some(&manifest.digest), &manifest.bytes[..])?;
         store.index_image(
@@ -272,6 +240,302 @@ fn falls_back(e: &RegistryError) -> bool {
         RegistryError::Status { status, .. } => *status >= 500,
         _ => false,
     }
+}
+
+/// What a pull has to do for one layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Need {
+    /// Blob and snapshot are there (`Already exists`).
+    Nothing,
+    /// The blob is there, its snapshot is not: unpack it.
+    Unpack,
+    /// Download the blob (and unpack it if its snapshot is missing).
+    Download,
+}
+
+/// Where each layer's download stands: the unpacking thread waits on it, layer by layer.
+struct Arrivals {
+    state: Mutex<Vec<Arrival>>,
+    changed: Condvar,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Arrival {
+    Pending,
+    Stored,
+    /// Failed, or never started because something else failed.
+    Lost,
+}
+
+impl Arrivals {
+    fn new(needs: &[Need]) -> Self {
+        let state = needs
+            .iter()
+            .map(|n| match n {
+                Need::Download => Arrival::Pending,
+                _ => Arrival::Stored,
+            })
+            .collect();
+        Arrivals {
+            state: Mutex::new(state),
+            changed: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Arrival>> {
+        self.state
+            .lock()
+            .expect("no thread panics holding the lock")
+    }
+
+    fn set(&self, i: usize, arrival: Arrival) {
+        self.lock()[i] = arrival;
+        self.changed.notify_all();
+    }
+
+    /// Every download still pending will not happen (the downloaders are done).
+    fn close(&self) {
+        for a in self.lock().iter_mut().filter(|a| **a == Arrival::Pending) {
+            *a = Arrival::Lost;
+        }
+        self.changed.notify_all();
+    }
+
+    /// Waits until layer `i`'s blob is stored (`true`) or will not be (`false`).
+    fn wait(&self, i: usize) -> bool {
+        let state = self
+            .changed
+            .wait_while(self.lock(), |s| s[i] == Arrival::Pending)
+            .expect("no thread panics holding the lock");
+        state[i] == Arrival::Stored
+    }
+}
+
+impl RegistryClient {
+    /// Brings every layer into the store, blob and snapshot, and returns their uncompressed
+    /// lengths. A pipeline: the missing blobs download `max_concurrent_downloads` at a time
+    /// (the rest report `Waiting`), each unpacked into a staging directory as its bytes arrive
+    /// (so a big layer's unpacking overlaps its own download, not only the next layer's);
+    /// this thread puts the snapshots in place in layer order, each once its blob is verified
+    /// and stored, and unpacks there what was not unpacked on the way (a blob the store had,
+    /// a download that needed a second try). The first failure stops new downloads and is
+    /// returned; snapshots in place before it stay (complete and verified; `image prune`
+    /// reclaims them), the failing layer leaves none.
+    fn fetch_layers(
+        &self,
+        store: &Store,
+        reference: &Reference,
+        layers: &[LayerDescriptor],
+        progress: Progress<'_>,
+    ) -> Result<Vec<u64>, RegistryError> {
+        let chains = chain_ids(&layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>());
+        let needs: Vec<Need> = layers
+            .iter()
+            .zip(&chains)
+            .map(|(l, chain)| {
+                if !store.has_blob(&l.digest) {
+                    Need::Download
+                } else if store.snapshot(chain).is_none() {
+                    Need::Unpack
+                } else {
+                    Need::Nothing
+                }
+            })
+            .collect();
+        let report = |i: usize, status| {
+            progress(LayerEvent {
+                layer: layers[i].digest.clone(),
+                status,
+            })
+        };
+        let jobs = self.options().max_concurrent_downloads.max(1);
+        let downloads: Vec<usize> = (0..layers.len())
+            .filter(|&i| needs[i] == Need::Download)
+            .collect();
+        for (i, need) in needs.iter().enumerate() {
+            report(
+                i,
+                match need {
+                    Need::Nothing => LayerStatus::AlreadyExists,
+                    Need::Unpack => LayerStatus::DownloadComplete,
+                    Need::Download => LayerStatus::PullingFsLayer,
+                },
+            );
+        }
+        for &i in downloads.iter().skip(jobs) {
+            report(i, LayerStatus::Waiting);
+        }
+
+        let arrivals = Arrivals::new(&needs);
+        let staged: Mutex<Vec<Option<StagedSnapshot>>> =
+            Mutex::new(layers.iter().map(|_| None).collect());
+        let failed = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let downloading = scope.spawn(|| {
+                let result = in_parallel_until(&downloads, jobs, &failed, |&i| {
+                    let l = &layers[i];
+                    let report = |s| report(i, s);
+                    let result = if store.snapshot(&chains[i]).is_none() {
+                        self.download_unpacking(store, reference, l, &report)
+                            .map(|s| {
+                                staged.lock().expect("no thread panics holding the lock")[i] = s
+                            })
+                    } else {
+                        self.download_blob(store, reference, &l.digest, l.size, &report)
+                    };
+                    arrivals.set(
+                        i,
+                        if result.is_ok() {
+                            Arrival::Stored
+                        } else {
+                            Arrival::Lost
+                        },
+                    );
+                    result
+                });
+                arrivals.close();
+                result
+            });
+            let unpacked =
+                unpack_in_order(store, layers, &chains, &needs, &arrivals, &staged, &report);
+            if unpacked.is_err() {
+                failed.store(true, Ordering::Relaxed);
+            }
+            let downloaded = downloading
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p));
+            // A download's error explains a layer the unpacking stopped at.
+            downloaded?;
+            unpacked
+        })
+    }
+}
+
+/// The consumer side of [`RegistryClient::fetch_layers`]: puts each layer's snapshot in place
+/// in order once its blob is stored (adopting the one unpacked while it downloaded, else
+/// unpacking the blob); returns the uncompressed lengths, or `Ok` of a short list when a
+/// download failed (the downloader returns that error).
+fn unpack_in_order(
+    store: &Store,
+    layers: &[LayerDescriptor],
+    chains: &[Digest],
+    needs: &[Need],
+    arrivals: &Arrivals,
+    staged: &Mutex<Vec<Option<StagedSnapshot>>>,
+    report: &(dyn Fn(usize, LayerStatus) + Sync),
+) -> Result<Vec<u64>, RegistryError> {
+    let mut sizes = Vec::with_capacity(layers.len());
+    for (i, l) in layers.iter().enumerate() {
+        if !arrivals.wait(i) {
+            return Ok(sizes);
+        }
+        let parent = i.checked_sub(1).map(|p| &chains[p]);
+        let unpacked = staged.lock().expect("no thread panics holding the lock")[i].take();
+        let size = if needs[i] == Need::Nothing {
+            known_layer_size(store, l)?
+        } else if let Some(unpacked) = unpacked {
+            // Unpacked while it downloaded: put in place, in order.
+            report(
+                i,
+                LayerStatus::Extracting {
+                    current: l.size,
+                    total: l.size,
+                },
+            );
+            let len = unpacked.len;
+            store.adopt_staged(parent, l, unpacked)?;
+            report(i, LayerStatus::PullComplete);
+            len
+        } else {
+            report(
+                i,
+                LayerStatus::Extracting {
+                    current: 0,
+                    total: l.size,
+                },
+            );
+            let (_, len) = store.unpack_layer_reporting(parent, l, &|current, total| {
+                report(i, LayerStatus::Extracting { current, total })
+            })?;
+            let size = match len {
+                Some(len) => len,
+                // The snapshot was there (another pull or build made it meanwhile):
+                // this blob has not been read yet.
+                None => known_layer_size(store, l)?,
+            };
+            report(i, LayerStatus::PullComplete);
+            size
+        };
+        sizes.push(size);
+    }
+    Ok(sizes)
+}
+
+impl RegistryClient {
+    /// Downloads `layer` and unpacks it as its bytes arrive (a [`TeeReader`] into
+    /// [`Store::stage_layer`]), so that the unpacking overlaps the download rather than
+    /// following it. The staged snapshot counts only if the download is verified; a download
+    /// that fails is tried once more without the unpacking (the layer is then unpacked from
+    /// the store: `None`).
+    fn download_unpacking(
+        &self,
+        store: &Store,
+        reference: &Reference,
+        layer: &LayerDescriptor,
+        report: &dyn Fn(LayerStatus),
+    ) -> Result<Option<StagedSnapshot>, RegistryError> {
+        let (tee, chunks) = std::sync::mpsc::sync_channel(TEE_CHUNKS);
+        let (downloaded, unpacked) = std::thread::scope(|scope| {
+            let unpacking = scope
+                .spawn(|| store.stage_layer(layer, TeeReader::new(chunks), layer.size, &|_, _| {}));
+            let downloaded = self.download_once(
+                store,
+                reference,
+                &layer.digest,
+                layer.size,
+                report,
+                Some(tee),
+            );
+            let unpacked = unpacking
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p));
+            (downloaded, unpacked)
+        });
+        match downloaded {
+            Ok(()) => Ok(Some(unpacked?)),
+            Err(RegistryError::Download { .. }) => {
+                drop(unpacked);
+                self.download_once(store, reference, &layer.digest, layer.size, report, None)?;
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Chunks (of up to 256 KiB) in flight between a download and the unpacking of its layer.
+const TEE_CHUNKS: usize = 16;
+
+/// The uncompressed length of a stored layer whose snapshot exists, its diff ID checked on
+/// the way: a plain tar is its own blob (its digest must be the diff ID; no read), a
+/// compressed blob is read through its decompressor.
+fn known_layer_size(store: &Store, layer: &LayerDescriptor) -> Result<u64, StoreError> {
+    let mut magic = [0; 4];
+    let n = std::io::Read::read(&mut store.open_blob(&layer.digest)?, &mut magic)
+        .map_err(StoreError::io("read blob", store.blob_path(&layer.digest)))?;
+    let (diff_id, size) = if Compression::detect(&magic[..n]) == Compression::None {
+        (layer.digest.clone(), store.blob_size(&layer.digest)?)
+    } else {
+        diff_id_of(store, &layer.digest)?
+    };
+    if diff_id != layer.diff_id {
+        return Err(StoreError::DiffIdMismatch {
+            layer: layer.digest.clone(),
+            expected: layer.diff_id.clone(),
+            actual: diff_id,
+        });
+    }
+    Ok(size)
 }
 
 /// A registry lists at most this many pages of tags or repositories for us (a loop of
@@ -370,6 +634,252 @@ mod tests {
             targets,
             ["/v2/app/tags/list", "/v2/app/tags/list?last=b&n=2"]
         );
+    }
+
+    /// A tar holding one file `name` with `data`.
+    fn tar_of(name: &str, data: &[u8]) -> Vec<u8> {
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_ustar();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        tar.append_data(&mut h, name, data).unwrap();
+        tar.into_inner().unwrap()
+    }
+
+    /// A registry serving `app:1`: one layer per `(blob, media type)`, the config listing
+    /// `diff_ids`.
+    fn serve(layers: Vec<(Vec<u8>, &'static str)>, diff_ids: &[Digest]) -> FakeServer {
+        serve_corrupting(layers, diff_ids, false)
+    }
+
+    /// [`serve`], with the first answer for each layer blob's bytes reversed if `corrupt`.
+    fn serve_corrupting(
+        layers: Vec<(Vec<u8>, &'static str)>,
+        diff_ids: &[Digest],
+        corrupt: bool,
+    ) -> FakeServer {
+        let config = serde_json::to_vec(&serde_json::json!({
+            "architecture": Platform::host().arch, "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        }))
+        .unwrap();
+        let manifest = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": crate::media_type::OCI_MANIFEST,
+            "config": {"mediaType": crate::media_type::OCI_CONFIG,
+                       "digest": Digest::of(&config), "size": config.len()},
+            "layers": layers.iter().map(|(b, t)| serde_json::json!({
+                "mediaType": t, "digest": Digest::of(b), "size": b.len()})).collect::<Vec<_>>(),
+        }))
+        .unwrap();
+        let mut blobs: Vec<(Digest, Vec<u8>)> = vec![(Digest::of(&config), config)];
+        blobs.extend(layers.into_iter().map(|(b, _)| (Digest::of(&b), b)));
+        FakeServer::start(move |req, before| {
+            if req.target.ends_with("/manifests/1") {
+                let media_type = crate::media_type::OCI_MANIFEST.to_owned();
+                return (200, vec![("Content-Type", media_type)], manifest.clone());
+            }
+            match blobs
+                .iter()
+                .enumerate()
+                .find(|(_, (d, _))| req.target.ends_with(d.as_str()))
+            {
+                Some((k, (_, b))) => {
+                    let first = !before.iter().any(|s| s.target == req.target);
+                    let mut b = b.clone();
+                    if corrupt && k > 0 && first {
+                        b.reverse();
+                    }
+                    (200, vec![], b)
+                }
+                None => (404, vec![], Vec::new()),
+            }
+        })
+    }
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        Compression::Gzip.compress(bytes, Vec::new()).unwrap()
+    }
+
+    fn pull_events(store: &Store, server: &FakeServer) -> Result<Vec<LayerEvent>, RegistryError> {
+        let reference = Reference::parse(&format!("{}/app:1", server.host())).unwrap();
+        let events = Mutex::new(Vec::new());
+        let client = RegistryClient::new(RegistryOptions {
+            max_concurrent_downloads: 1,
+            ..RegistryOptions::default()
+        })
+        .unwrap();
+        client.pull(store, &reference, None, &|e| events.lock().unwrap().push(e))?;
+        Ok(events.into_inner().unwrap())
+    }
+
+    /// The statuses one layer went through, `Downloading`/`Extracting` counted once each.
+    fn statuses(events: &[LayerEvent], layer: &Digest) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for e in events.iter().filter(|e| &e.layer == layer) {
+            let word = match e.status {
+                LayerStatus::Downloading { .. } => "Downloading".to_owned(),
+                LayerStatus::Extracting { .. } => "Extracting".to_owned(),
+                ref s => format!("{s:?}"),
+            };
+            if out.last() != Some(&word) {
+                out.push(word);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_pull_unpacks_every_layer_into_its_snapshot_in_docker_order_of_statuses() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("root")).unwrap();
+        let plain = tar_of("plain.txt", b"plain layer");
+        let zipped_tar = tar_of("zipped.txt", b"gzip layer");
+        let zipped = gzip(&zipped_tar);
+        let diff_ids = [Digest::of(&plain), Digest::of(&zipped_tar)];
+        let server = serve(
+            vec![
+                (plain.clone(), crate::media_type::OCI_LAYER),
+                (zipped.clone(), crate::media_type::OCI_LAYER_GZIP),
+            ],
+            &diff_ids,
+        );
+        let events = pull_events(&store, &server).unwrap();
+        // One download at a time: the second layer waits.
+        assert_eq!(
+            statuses(&events, &Digest::of(&plain)),
+            [
+                "PullingFsLayer",
+                "Downloading",
+                "VerifyingChecksum",
+                "DownloadComplete",
+                "Extracting",
+                "PullComplete"
+            ]
+        );
+        assert_eq!(
+            statuses(&events, &Digest::of(&zipped)),
+            [
+                "PullingFsLayer",
+                "Waiting",
+                "Downloading",
+                "VerifyingChecksum",
+                "DownloadComplete",
+                "Extracting",
+                "PullComplete"
+            ]
+        );
+        let chains = chain_ids(&diff_ids);
+        let file = |i: usize, name: &str| {
+            fs_err::read(store.snapshot(&chains[i]).unwrap().path.join(name)).unwrap()
+        };
+        assert_eq!(file(0, "plain.txt"), b"plain layer");
+        assert_eq!(file(1, "zipped.txt"), b"gzip layer");
+        // What a build or `run` asks for is what the pull unpacked.
+        let image = store.image(&format!("{}/app:1", server.host())).unwrap();
+        let snapshots = store.snapshots(&image).unwrap();
+        assert_eq!(
+            snapshots.iter().map(|s| &s.chain_id).collect::<Vec<_>>(),
+            chains.iter().collect::<Vec<_>>()
+        );
+        let sizes = &store.read_index().unwrap().images[&image.id].layer_sizes;
+        assert_eq!(sizes, &[plain.len() as u64, zipped_tar.len() as u64]);
+
+        // The blob of a layer without its snapshot is unpacked, not downloaded again.
+        store.remove_snapshot_dir(&chains[1]).unwrap();
+        store
+            .update_index(|i| {
+                i.tags.clear();
+                Ok(())
+            })
+            .unwrap();
+        let requests = server.seen().len();
+        let events = pull_events(&store, &server).unwrap();
+        assert_eq!(statuses(&events, &Digest::of(&plain)), ["AlreadyExists"]);
+        assert_eq!(
+            statuses(&events, &Digest::of(&zipped)),
+            ["DownloadComplete", "Extracting", "PullComplete"]
+        );
+        assert_eq!(file(1, "zipped.txt"), b"gzip layer");
+        let blob_requests = server.seen()[requests..]
+            .iter()
+            .filter(|s| s.target.contains("/blobs/"))
+            .count();
+        assert_eq!(blob_requests, 0);
+        assert!(store.check().unwrap().is_clean());
+    }
+
+    #[test]
+    fn a_layer_whose_first_download_is_corrupt_is_fetched_again_and_unpacked_from_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("root")).unwrap();
+        let plain = tar_of("a.txt", b"plain");
+        let zipped_tar = tar_of("b.txt", b"zipped");
+        let zipped = gzip(&zipped_tar);
+        let diff_ids = [Digest::of(&plain), Digest::of(&zipped_tar)];
+        let server = serve_corrupting(
+            vec![
+                (plain.clone(), crate::media_type::OCI_LAYER),
+                (zipped.clone(), crate::media_type::OCI_LAYER_GZIP),
+            ],
+            &diff_ids,
+            true,
+        );
+        let events = pull_events(&store, &server).unwrap();
+        for (layer, name, data) in [(&plain, "a.txt", "plain"), (&zipped, "b.txt", "zipped")] {
+            let statuses = statuses(&events, &Digest::of(layer));
+            assert_eq!(statuses.last().map(String::as_str), Some("PullComplete"));
+            let gets = server
+                .seen()
+                .iter()
+                .filter(|s| s.target.ends_with(Digest::of(layer).as_str()))
+                .count();
+            assert_eq!(gets, 2, "{name}");
+            let i = usize::from(name == "b.txt");
+            let snapshot = store.snapshot(&chain_ids(&diff_ids)[i]).unwrap();
+            assert_eq!(
+                fs_err::read(snapshot.path.join(name)).unwrap(),
+                data.as_bytes()
+            );
+        }
+        assert!(store.check().unwrap().is_clean());
+        // Nothing staged is left over.
+        let staging = fs_err::read_dir(store.staging().dir()).unwrap().count();
+        assert_eq!(staging, 0);
+    }
+
+    #[test]
+    fn a_diff_id_mismatch_fails_naming_the_layer_and_leaves_no_snapshot_and_no_image() {
+        for compressed in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open(dir.path().join("root")).unwrap();
+            let tar = tar_of("a.txt", b"a");
+            let (blob, media_type) = if compressed {
+                (gzip(&tar), crate::media_type::OCI_LAYER_GZIP)
+            } else {
+                (tar.clone(), crate::media_type::OCI_LAYER)
+            };
+            let wrong = Digest::of(b"another tar");
+            let server = serve(
+                vec![(blob.clone(), media_type)],
+                std::slice::from_ref(&wrong),
+            );
+            let err = pull_events(&store, &server).unwrap_err();
+            assert!(
+                matches!(
+                    &err,
+                    RegistryError::Store(e) if matches!(&**e,
+                        StoreError::DiffIdMismatch { layer, expected, actual }
+                            if *layer == Digest::of(&blob) && *expected == wrong
+                                && *actual == Digest::of(&tar))
+                ),
+                "{err:?}"
+            );
+            assert!(store.snapshot(&wrong).is_none());
+            assert_eq!(store.list_snapshots().unwrap(), []);
+            assert!(store.images().unwrap().is_empty());
+        }
     }
 
     #[test]

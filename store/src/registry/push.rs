@@ -144,36 +144,48 @@ impl RegistryClient {
                 status: LayerStatus::Preparing,
             });
         }
+        let jobs = self.options().max_concurrent_uploads.max(1);
+        for (digest, _, _) in blobs.iter().filter(|b| b.2).skip(jobs) {
+            progress(LayerEvent {
+                layer: digest.clone(),
+                status: LayerStatus::Waiting,
+            });
+        }
         let sources = mount_sources(store, reference)?;
-        in_parallel(
-            &blobs,
-            self.options().max_concurrent_uploads,
-            |(digest, size, is_layer)| {
-                let report = |status| {
-                    if *is_layer {
-                        progress(LayerEvent {
-                            layer: digest.clone(),
-                            status,
-                        });
-                    }
-                };
-                if self.blob_exists(reference, digest)? {
-                    report(LayerStatus::LayerAlreadyExists);
-                    return Ok(());
+        in_parallel(&blobs, jobs, |(digest, size, is_layer)| {
+            let report = |status| {
+                if *is_layer {
+                    progress(LayerEvent {
+                        layer: digest.clone(),
+                        status,
+                    });
                 }
-                let from = sources.get(digest).map(String::as_str);
-                if from.is_none() {
-                    report(LayerStatus::Pushing { total: *size });
-                }
-                match self.upload_blob(store, reference, digest, from)? {
-                    Uploaded::Mounted => report(LayerStatus::MountedFrom(
-                        from.expect("only a mount source mounts").to_owned(),
-                    )),
-                    Uploaded::Sent => report(LayerStatus::Pushed),
-                }
-                Ok(())
-            },
-        )?;
+            };
+            if self.blob_exists(reference, digest)? {
+                report(LayerStatus::LayerAlreadyExists);
+                return Ok(());
+            }
+            let from = sources.get(digest).map(String::as_str);
+            if from.is_none() {
+                report(LayerStatus::Pushing {
+                    current: 0,
+                    total: *size,
+                });
+            }
+            let sent = |current| {
+                report(LayerStatus::Pushing {
+                    current,
+                    total: *size,
+                })
+            };
+            match self.upload_blob(store, reference, digest, from, &sent)? {
+                Uploaded::Mounted => report(LayerStatus::MountedFrom(
+                    from.expect("only a mount source mounts").to_owned(),
+                )),
+                Uploaded::Sent => report(LayerStatus::Pushed),
+            }
+            Ok(())
+        })?;
 
         self.put_manifest(reference, target, &image.manifest_media_type, &manifest)?;
         Ok(manifest.len() as u64)

@@ -11,12 +11,13 @@
 use crate::digest::Digest;
 use crate::error::StoreError;
 use crate::reference::Reference;
-use crate::registry::client::{Body, RegistryClient, Request};
+use crate::registry::client::{Body, RegistryClient, Request, Sent};
 use crate::registry::error::RegistryError;
 use crate::store::Store;
 use std::io::{Read, Write};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender};
 
 /// What a pull or push is doing with one layer: docker's status words.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,8 +25,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 pub enum LayerStatus {
     /// A layer to download (`Pulling fs layer`).
     PullingFsLayer,
-    /// The store has the layer (`Already exists`).
+    /// The store has the layer's blob and its snapshot (`Already exists`).
     AlreadyExists,
+    /// Queued behind the download (or upload) limit (`Waiting`).
+    Waiting,
     /// Bytes arriving (`Downloading`).
     Downloading {
         /// Bytes so far.
@@ -37,14 +40,22 @@ pub enum LayerStatus {
     VerifyingChecksum,
     /// The blob is in the store (`Download complete`).
     DownloadComplete,
-    /// The layer is being decompressed and checked against its diff ID (`Extracting`).
-    Extracting,
+    /// The layer is being unpacked into its snapshot, decompressed and checked against its
+    /// diff ID on the way (`Extracting`).
+    Extracting {
+        /// Bytes of the blob read so far.
+        current: u64,
+        /// The blob's size.
+        total: u64,
+    },
     /// Done (`Pull complete`).
     PullComplete,
     /// A layer to push (`Preparing`).
     Preparing,
     /// Bytes going out (`Pushing`).
     Pushing {
+        /// Bytes sent so far.
+        current: u64,
         /// The layer's size.
         total: u64,
     },
@@ -104,8 +115,18 @@ pub(crate) fn in_parallel<T: Sync, R: Send>(
     jobs: usize,
     work: impl Fn(&T) -> Result<R, RegistryError> + Sync,
 ) -> Result<Vec<R>, RegistryError> {
+    in_parallel_until(items, jobs, &AtomicBool::new(false), work)
+}
+
+/// [`in_parallel`], which also stops starting new items once `failed` is set by someone else
+/// (and sets it on its own first error). Items never started have no result.
+pub(crate) fn in_parallel_until<T: Sync, R: Send>(
+    items: &[T],
+    jobs: usize,
+    failed: &AtomicBool,
+    work: impl Fn(&T) -> Result<R, RegistryError> + Sync,
+) -> Result<Vec<R>, RegistryError> {
     let next = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
     let results: Mutex<Vec<Option<Result<R, RegistryError>>>> =
         Mutex::new(items.iter().map(|_| None).collect());
     std::thread::scope(|scope| {
@@ -168,6 +189,64 @@ impl<W: Write> Write for Counting<'_, W> {
     }
 }
 
+/// A writer that also sends each chunk it takes to `side` (the unpacking of a layer while it
+/// downloads), until the side hangs up. The channel is bounded: memory stays constant, and
+/// the download goes no faster than the unpacking.
+struct Tee<W> {
+    inner: W,
+    side: Option<SyncSender<Vec<u8>>>,
+}
+
+impl<W: Write> Write for Tee<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        if let Some(side) = &self.side
+            && side.send(buf[..n].to_vec()).is_err()
+        {
+            self.side = None;
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The reading end of a [`Tee`]: the chunks in order, then the end when the sender is gone.
+pub(crate) struct TeeReader {
+    chunks: Receiver<Vec<u8>>,
+    chunk: Vec<u8>,
+    at: usize,
+}
+
+impl TeeReader {
+    pub(crate) fn new(chunks: Receiver<Vec<u8>>) -> Self {
+        TeeReader {
+            chunks,
+            chunk: Vec::new(),
+            at: 0,
+        }
+    }
+}
+
+impl Read for TeeReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.at == self.chunk.len() {
+            match self.chunks.recv() {
+                Ok(chunk) => {
+                    self.chunk = chunk;
+                    self.at = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.at);
+        buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
 impl RegistryClient {
     /// Downloads blob `digest` (`size` bytes) of `reference` into `store`, verified; retries
     /// once from scratch if the bytes do not match or the stream breaks.
@@ -179,21 +258,26 @@ impl RegistryClient {
         size: u64,
         report: &dyn Fn(LayerStatus),
     ) -> Result<(), RegistryError> {
-        match self.download_once(store, reference, digest, size, report) {
+        match self.download_once(store, reference, digest, size, report, None) {
             Err(RegistryError::Download { .. }) => {
-                self.download_once(store, reference, digest, size, report)
+                self.download_once(store, reference, digest, size, report, None)
             }
             other => other,
         }
     }
 
-    fn download_once(
+    /// One try at downloading blob `digest` into `store` (a [`RegistryError::Download`] is
+    /// worth one more). With `tee`, every byte stored is also sent there as it arrives (the
+    /// channel is closed when the last byte is in, before the blob is made durable); a
+    /// receiver that hangs up stops the copies, not the download.
+    pub(crate) fn download_once(
         &self,
         store: &Store,
         reference: &Reference,
         digest: &Digest,
         size: u64,
         report: &dyn Fn(LayerStatus),
+        tee: Option<SyncSender<Vec<u8>>>,
     ) -> Result<(), RegistryError> {
         let registry = reference.registry();
         let failed = |source: StoreError| RegistryError::Download {
@@ -202,7 +286,10 @@ impl RegistryClient {
             source: Box::new(source),
         };
         let mut out = Counting {
-            inner: store.blob_writer()?,
+            inner: Tee {
+                inner: store.blob_writer()?,
+                side: tee,
+            },
             count: 0,
             reported: 0,
             total: size,
@@ -272,7 +359,9 @@ impl RegistryClient {
             }));
         }
         report(LayerStatus::VerifyingChecksum);
-        out.inner.commit(Some(digest)).map_err(|e| match e {
+        let Tee { inner: blob, side } = out.inner;
+        drop(side);
+        blob.commit(Some(digest)).map_err(|e| match e {
             e @ StoreError::DigestMismatch { .. } => failed(e),
             e => RegistryError::from(e),
         })?;
@@ -304,17 +393,18 @@ impl RegistryClient {
     /// `mount_from` (another repository of the same registry that has the blob), asks the
     /// registry to mount it from there first; returns whether it did (then nothing is sent).
     /// A session that breaks midway (see [`spoiled_session`]) is abandoned and the blob sent
-    /// once more in a new one.
+    /// once more in a new one. `sent` hears how many bytes went out so far.
     pub(crate) fn upload_blob(
         &self,
         store: &Store,
         reference: &Reference,
         digest: &Digest,
         mount_from: Option<&str>,
+        sent: &(dyn Fn(u64) + Sync),
     ) -> Result<Uploaded, RegistryError> {
-        match self.upload_session(store, reference, digest, mount_from) {
+        match self.upload_session(store, reference, digest, mount_from, sent) {
             Err(e) if spoiled_session(&e) => {
-                self.upload_session(store, reference, digest, mount_from)
+                self.upload_session(store, reference, digest, mount_from, sent)
             }
             other => other,
         }
@@ -327,6 +417,7 @@ impl RegistryClient {
         reference: &Reference,
         digest: &Digest,
         mount_from: Option<&str>,
+        sent: &(dyn Fn(u64) + Sync),
     ) -> Result<Uploaded, RegistryError> {
         let registry = reference.registry();
         let shown = reference.familiar();
@@ -356,12 +447,13 @@ impl RegistryClient {
         let mut put = Request::new("PUT", registry, push_scope(reference), String::new());
         match self.options().upload_chunk_size {
             Some(chunk_size) if size > chunk_size => {
-                location = self.upload_chunks(store, reference, digest, chunk_size, location)?;
+                location =
+                    self.upload_chunks(store, reference, digest, chunk_size, location, sent)?;
             }
             _ => {
                 put.headers
                     .push(("Content-Type", "application/octet-stream".to_owned()));
-                put.body = Body::File(&path);
+                put.body = Body::File(&path, Some(Sent(sent)));
                 put.blob = true;
                 put.resend = false;
             }
@@ -382,6 +474,7 @@ impl RegistryClient {
         digest: &Digest,
         chunk_size: u64,
         mut location: String,
+        sent: &(dyn Fn(u64) + Sync),
     ) -> Result<String, RegistryError> {
         let registry = reference.registry();
         let shown = reference.familiar();
@@ -413,6 +506,7 @@ impl RegistryClient {
             let response = self.check(&patch, response, &shown, "push")?;
             location = location_of(&response, &shown, registry)?;
             offset = end + 1;
+            sent(offset);
         }
     }
 }
@@ -653,9 +747,13 @@ mod tests {
         })
         .unwrap();
         let reference = Reference::parse(&format!("{}/app:1", server.host())).unwrap();
+        let told = Mutex::new(Vec::new());
         let sent = client
-            .upload_blob(&store, &reference, &blob.digest, None)
+            .upload_blob(&store, &reference, &blob.digest, None, &|n| {
+                told.lock().unwrap().push(n)
+            })
             .unwrap();
+        assert_eq!(told.into_inner().unwrap(), [10, 20, 25]);
         assert_eq!(sent, Uploaded::Sent);
         let seen = server.seen();
         let steps: Vec<(String, String, Option<String>, usize)> = seen
@@ -732,7 +830,7 @@ mod tests {
         });
         let reference = Reference::parse(&format!("{}/app:1", server.host())).unwrap();
         let sent = client()
-            .upload_blob(&store, &reference, &blob.digest, None)
+            .upload_blob(&store, &reference, &blob.digest, None, &|_| {})
             .unwrap();
         assert_eq!(sent, Uploaded::Sent);
         let steps: Vec<(String, String, usize)> = server
@@ -770,7 +868,7 @@ mod tests {
         });
         let reference = Reference::parse(&format!("{}/app:1", lost.host())).unwrap();
         let err = client()
-            .upload_blob(&store, &reference, &blob.digest, None)
+            .upload_blob(&store, &reference, &blob.digest, None, &|_| {})
             .unwrap_err();
         assert_eq!(
             err.to_string(),

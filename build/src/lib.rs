@@ -20,6 +20,7 @@
 mod cache_spec;
 mod container;
 mod dockerfile;
+mod entitlement;
 mod error;
 mod ignore;
 mod output;
@@ -32,6 +33,7 @@ mod spec;
 pub use cache_spec::{CacheExportError, CacheMode, CacheRef, CacheTo, parse_cache_from};
 pub use container::{ContainerError, RunImage, run_image};
 pub use dockerfile::{Dockerfile, DockerfileError, DockerfileSource, parse_build_args};
+pub use entitlement::Entitlement;
 pub use error::BuildError;
 pub use output::{Dest, OutputError, OutputSpec};
 pub use pipeline::{build, lower};

@@ -3,6 +3,7 @@
 
 use crate::cache_spec::{CacheRef, export_cache};
 use crate::container::new_worker;
+use crate::entitlement;
 use crate::error::error_chain;
 use crate::ignore::{IgnoreFilter, read_ignore};
 use crate::output::{export_local, write_dest};
@@ -38,6 +39,7 @@ pub async fn build(mut request: BuildRequest) -> Result<BuildResult, BuildError>
         target_platform,
         epoch,
     } = front(&request)?;
+    entitlement::check(&lowered.graph, &request.allow).map_err(BuildError::Dockerfile)?;
     let mut imported = Vec::new();
     for from in &request.cache_from {
         let location = cache_location(from, request.registry.as_ref())?;

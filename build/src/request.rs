@@ -1,7 +1,7 @@
 //! What a build is asked to do ([`BuildRequest`]), what it tells on the way ([`BuildEvent`])
 //! and what it gives back ([`BuildResult`]).
 
-use crate::{CacheRef, CacheTo, Dockerfile, OutputSpec};
+use crate::{CacheRef, CacheTo, Dockerfile, Entitlement, OutputSpec};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
@@ -32,6 +32,8 @@ pub struct BuildRequest {
     pub platform: Option<String>,
     /// `--network`: the network of RUN steps without their own.
     pub network: NetworkMode,
+    /// `--allow`: the entitlements granted (BuildKit's `network.host`, `security.insecure`).
+    pub allow: Vec<Entitlement>,
     /// `-t`: the names of the image.
     pub tags: Vec<Reference>,
     /// `--output`s; none means `type=image`.
@@ -76,6 +78,7 @@ impl BuildRequest {
             labels: BTreeMap::new(),
             platform: None,
             network: NetworkMode::Default,
+            allow: Vec::new(),
             tags: Vec::new(),
             outputs: Vec::new(),
             cache_from: Vec::new(),

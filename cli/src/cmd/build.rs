@@ -16,7 +16,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use strata_build::{
-    BuildError, BuildRequest, CacheTo, Dockerfile, OutputSpec, PushEvent, SolveError,
+    BuildError, BuildRequest, CacheTo, Dockerfile, Entitlement, OutputSpec, PushEvent, SolveError,
     parse_cache_from,
 };
 use strata_frontend::Diagnostic;
@@ -54,6 +54,9 @@ pub(crate) struct Args {
     /// The network of RUN steps without their own `--network`
     #[arg(long, value_enum, default_value_t = Network::Default)]
     network: Network,
+    /// Grant an entitlement: `network.host` (RUN --network=host), `security.insecure`
+    #[arg(long = "allow", value_enum, value_name = "ENTITLEMENT")]
+    allow: Vec<Allow>,
     /// At most this many steps run at once [default: no limit, every ready step runs, as in
     /// BuildKit]
     #[arg(long, value_name = "N")]
@@ -95,10 +98,21 @@ pub(crate) struct Args {
     context: String,
 }
 
+/// `--allow`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Allow {
+    /// RUN steps may use the host's network
+    #[value(name = "network.host")]
+    NetworkHost,
+    /// RUN steps may have every capability
+    #[value(name = "security.insecure")]
+    SecurityInsecure,
+}
+
 /// `--network`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Network {
-    /// The host's network (as `host`).
+    /// A network namespace of the step's own, with outbound access through NAT.
     Default,
     /// The host's network.
     Host,
@@ -161,6 +175,14 @@ fn request(
         Network::Host => NetworkMode::Host,
         Network::None => NetworkMode::None,
     };
+    request.allow = args
+        .allow
+        .iter()
+        .map(|a| match a {
+            Allow::NetworkHost => Entitlement::NetworkHost,
+            Allow::SecurityInsecure => Entitlement::SecurityInsecure,
+        })
+        .collect();
     request.tags = tags;
     request.outputs = outputs;
     request.cache_from = cache_from;

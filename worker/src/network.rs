@@ -70,8 +70,12 @@ pub(crate) fn bridge() -> io::Result<Bridge> {
         Some(b) => b,
         None => make_bridge()?,
     };
-    // Needed for NAT; Docker and every container engine set it too.
-    fs_err::write("/proc/sys/net/ipv4/ip_forward", "1\n")?;
+    // Needed for NAT; Docker and every container engine set it too. Written only when off
+    // (a host that has it on may have /proc/sys read-only).
+    let forward = "/proc/sys/net/ipv4/ip_forward";
+    if fs_err::read_to_string(forward)?.trim() != "1" {
+        fs_err::write(forward, "1\n")?;
+    }
     let net = format!("{}/{PREFIX}", bridge.net);
     let gw = bridge.gateway.to_string();
     let rules: [(&str, &str, Vec<&str>); 4] = [

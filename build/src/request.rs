@@ -1,7 +1,7 @@
 //! What a build is asked to do ([`BuildRequest`]), what it tells on the way ([`BuildEvent`])
 //! and what it gives back ([`BuildResult`]).
 
-use crate::{CacheRef, CacheTo, Dockerfile, OutputSpec};
+use crate::{CacheRef, CacheTo, Dockerfile, Entitlement, OutputSpec};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
@@ -32,6 +32,9 @@ pub struct BuildRequest {
     pub platform: Option<String>,
     /// `--network`: the network of RUN steps without their own.
     pub network: NetworkMode,
+    /// `--allow`: the entitlements granted (BuildKit's `network.host`, `security.insecure`;
+    /// see [`crate::ENTITLEMENTS`]).
+    pub allow: Vec<Entitlement>,
     /// `-t`: the names of the image.
     pub tags: Vec<Reference>,
     /// `--output`s; none means `type=image`.
@@ -44,9 +47,6 @@ pub struct BuildRequest {
     pub no_cache: bool,
     /// `--no-cache-filter`: run the steps of these stages.
     pub no_cache_filter: Vec<String>,
-    /// `--allow`: the entitlements the Dockerfile may use (`RUN --security=insecure` needs
-    /// [`Entitlement::SecurityInsecure`](crate::Entitlement::SecurityInsecure)).
-    pub allow: Vec<crate::Entitlement>,
     /// `--security-opt no-new-privileges`: RUN commands cannot gain privileges (setuid
     /// binaries and file capabilities do nothing). Off by default, as in BuildKit.
     pub no_new_privileges: bool,
@@ -85,13 +85,13 @@ impl BuildRequest {
             labels: BTreeMap::new(),
             platform: None,
             network: NetworkMode::Default,
+            allow: Vec::new(),
             tags: Vec::new(),
             outputs: Vec::new(),
             cache_from: Vec::new(),
             cache_to: None,
             no_cache: false,
             no_cache_filter: Vec::new(),
-            allow: Vec::new(),
             no_new_privileges: false,
             resources: strata_worker::Resources::default(),
             jobs: None,

@@ -86,7 +86,7 @@ pub struct ExecOp {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NetworkMode {
-    /// The engine's default (the host's network).
+    /// The engine's default: a network namespace of the step's own, with outbound access.
     #[default]
     Default,
     /// A new network namespace with only loopback.

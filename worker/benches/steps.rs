@@ -89,6 +89,19 @@ fn main() -> std::process::ExitCode {
         .build()
         .unwrap();
 
+    // `--network=none` (the default here), `default` or `host`; `--host-net` is the old
+    // spelling of `default`.
+    let network = match std::env::args().find_map(|a| {
+        a.strip_prefix("--network=")
+            .map(str::to_owned)
+            .or((a == "--host-net").then(|| "default".to_owned()))
+    }) {
+        Some(n) if n == "default" => NetworkMode::Default,
+        Some(n) if n == "host" => NetworkMode::Host,
+        _ => NetworkMode::None,
+    };
+    let net_name = format!("{network:?}").to_lowercase();
+
     let mut lowers: Vec<PathBuf> = vec![base.clone()];
     let mut run_samples = Vec::new();
     for i in 0..steps {
@@ -99,11 +112,7 @@ fn main() -> std::process::ExitCode {
             env: vec![],
             cwd: "/".into(),
             user: String::new(),
-            network: if std::env::args().any(|a| a == "--host-net") {
-                NetworkMode::Default
-            } else {
-                NetworkMode::None
-            },
+            network,
             security: SecurityMode::Sandbox,
             mounts: vec![],
         };
@@ -165,7 +174,13 @@ fn main() -> std::process::ExitCode {
         copy_samples.push(t0.elapsed());
         lowers.insert(0, upper);
     }
-    println!("{}", summary("strata-worker RUN true", &run_samples));
+    println!(
+        "{}",
+        summary(
+            &format!("strata-worker RUN true --network={net_name}"),
+            &run_samples
+        )
+    );
     println!("{}", summary("strata-worker COPY 1KiB", &copy_samples));
     std::process::ExitCode::SUCCESS
 }

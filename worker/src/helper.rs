@@ -14,13 +14,16 @@
 //! helper's socket (the `SandboxHelper` is dropped, or the worker dies), the helper waits for its
 //! monitors and exits.
 //!
-//! Network namespaces: creating one (and bringing up its loopback) costs about 0.6 ms, so
-//! the helper keeps one made in advance. After handing one over it makes the next once it
-//! has been idle for a millisecond, not at once: right after the fork the new monitor needs
-//! the CPU more (on a busy two-core machine the helper would delay it). Each namespace is
-//! used by one sandbox only and then destroyed: the isolation is the same as making it on
-//! the spot.
+//! Network namespaces: creating one (and bringing up its loopback) costs about 0.6 ms, and
+//! one with the RUN network's veth ([`crate::network`]) a few milliseconds more, so the
+//! helper keeps some made in advance: one for `--network=none`, a small pool for the
+//! default network (as BuildKit's network namespace pool). After handing one over it makes
+//! the next once it has been idle for a millisecond, not at once: right after the fork the
+//! new monitor needs the CPU more (on a busy two-core machine the helper would delay it).
+//! Each namespace is used by one sandbox only and then destroyed: the isolation is the same
+//! as making it on the spot.
 
+use crate::network::{self, Bridge};
 use crate::sandbox::{self, Status};
 use crate::sys::{self, CloneFlags, Forked};
 use std::io;
@@ -30,6 +33,22 @@ use std::process::{ExitCode, Stdio};
 
 /// Request flag: the sandbox gets a network namespace of its own (`--network=none`).
 const NETWORK_NONE: u8 = 1;
+/// Request flag: the sandbox gets a namespace on the RUN network (`--network=default`).
+const NETWORK_DEFAULT: u8 = 2;
+/// How many default-network namespaces the helper keeps ready: enough for the steps that
+/// start together in a typical build, few enough to cost nothing when idle.
+const POOL: usize = 2;
+
+/// The network a sandbox asks the helper for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Netns {
+    /// The helper's (the host's).
+    Host,
+    /// A namespace of its own with loopback only.
+    Empty,
+    /// A namespace of its own on the RUN network.
+    Bridged,
+}
 
 /// The worker's handle on its helper process.
 #[derive(Debug)]
@@ -58,12 +77,16 @@ impl SandboxHelper {
     /// `ConnectionReset`) means the helper is gone.
     pub(crate) fn start(
         &self,
-        network_none: bool,
+        netns: Netns,
         ctl: BorrowedFd<'_>,
         stdout: BorrowedFd<'_>,
         stderr: BorrowedFd<'_>,
     ) -> io::Result<()> {
-        let flags = if network_none { NETWORK_NONE } else { 0 };
+        let flags = match netns {
+            Netns::Host => 0,
+            Netns::Empty => NETWORK_NONE,
+            Netns::Bridged => NETWORK_DEFAULT,
+        };
         sys::send_with_fds(self.sock.as_fd(), &[flags], &[ctl, stdout, stderr])
     }
 }
@@ -98,6 +121,12 @@ struct Helper {
     spare_netns: Option<OwnedFd>,
     /// Whether any `--network=none` sandbox was asked for (then a spare is kept).
     wants_netns: bool,
+    /// Default-network namespaces made in advance.
+    pool: Vec<OwnedFd>,
+    /// Whether any default-network sandbox was asked for (then the pool is kept full).
+    wants_pool: bool,
+    /// The bridge, once made or found.
+    bridge: Option<Bridge>,
     /// Live monitors and a descriptor that is readable once each has exited.
     monitors: Vec<(nix::unistd::Pid, OwnedFd)>,
 }
@@ -116,6 +145,9 @@ pub fn sandbox_main() -> ExitCode {
         host_netns: Some(host_netns),
         spare_netns: None,
         wants_netns: false,
+        pool: Vec::new(),
+        wants_pool: false,
+        bridge: None,
         monitors: Vec::new(),
     };
     let stdin = io::stdin();
@@ -123,14 +155,24 @@ pub fn sandbox_main() -> ExitCode {
     loop {
         let mut fds = vec![sock];
         fds.extend(helper.monitors.iter().map(|(_, fd)| fd.as_fd()));
-        let idle_work = helper.wants_netns && helper.spare_netns.is_none();
+        let spare_wanted = helper.wants_netns && helper.spare_netns.is_none();
+        let pool_wanted = helper.wants_pool && helper.pool.len() < POOL;
+        let idle_work = spare_wanted || pool_wanted;
         let ready = match sys::poll_readable_for(&fds, idle_work.then_some(1)) {
             Ok(r) => r,
             Err(_) => break,
         };
         if idle_work && !ready.contains(&true) {
-            // A failure is tried again on demand, where it is reported.
-            helper.spare_netns = helper.new_netns().ok();
+            // A failure is tried again on demand, where it is reported; until then the
+            // pool stops filling (so a broken host does not cost a try every millisecond).
+            if spare_wanted {
+                helper.spare_netns = helper.new_netns(false).ok();
+            } else {
+                match helper.new_netns(true) {
+                    Ok(ns) => helper.pool.push(ns),
+                    Err(_) => helper.wants_pool = false,
+                }
+            }
             continue;
         }
         helper.reap(&ready[1..]);
@@ -146,7 +188,14 @@ pub fn sandbox_main() -> ExitCode {
                     fds.next().expect("three descriptors"),
                     fds.next().expect("three descriptors"),
                 );
-                helper.fork_monitor(flags[0] & NETWORK_NONE != 0, ctl, out, err);
+                let netns = if flags[0] & NETWORK_DEFAULT != 0 {
+                    Netns::Bridged
+                } else if flags[0] & NETWORK_NONE != 0 {
+                    Netns::Empty
+                } else {
+                    Netns::Host
+                };
+                helper.fork_monitor(netns, ctl, out, err);
             }
             // A malformed request: its descriptors are closed, which the worker sees as a
             // sandbox that ended without a status.
@@ -172,19 +221,32 @@ impl Helper {
         });
     }
 
-    fn fork_monitor(&mut self, network_none: bool, ctl: OwnedFd, out: OwnedFd, err: OwnedFd) {
-        let netns = if network_none {
-            match self.spare_netns.take().map_or_else(|| self.new_netns(), Ok) {
-                Ok(ns) => Some(ns),
-                Err(e) => {
-                    let status =
-                        Status::SetupFailed(format!("creating the network namespace: {e}"));
-                    let _ = sys::write_all(ctl.as_fd(), &status.to_line());
-                    return;
-                }
+    fn fork_monitor(&mut self, wanted: Netns, ctl: OwnedFd, out: OwnedFd, err: OwnedFd) {
+        let made = match wanted {
+            Netns::Host => Ok(None),
+            Netns::Empty => self
+                .spare_netns
+                .take()
+                .map_or_else(|| self.new_netns(false), Ok)
+                .map(Some),
+            Netns::Bridged => self
+                .pool
+                .pop()
+                .map_or_else(|| self.new_netns(true), Ok)
+                .map(Some),
+        };
+        let netns = match made {
+            Ok(ns) => ns,
+            Err(e) => {
+                let what = if wanted == Netns::Bridged {
+                    "setting up the RUN network"
+                } else {
+                    "creating the network namespace"
+                };
+                let status = Status::SetupFailed(format!("{what}: {e}"));
+                let _ = sys::write_all(ctl.as_fd(), &status.to_line());
+                return;
             }
-        } else {
-            None
         };
         match sys::fork() {
             Ok(Forked::Child) => {
@@ -192,6 +254,7 @@ impl Helper {
                 // descriptors, the namespaces it holds.
                 drop(std::mem::take(&mut self.monitors));
                 drop(self.spare_netns.take());
+                drop(std::mem::take(&mut self.pool));
                 drop(self.host_netns.take());
                 let set_up = sys::std_to_dev_null(&[0])
                     .and_then(|()| sys::dup_onto(out.as_fd(), 1))
@@ -221,21 +284,49 @@ impl Helper {
                 let _ = sys::write_all(ctl.as_fd(), &status.to_line());
             }
         }
-        self.wants_netns |= network_none;
+        self.wants_netns |= wanted == Netns::Empty;
+        self.wants_pool |= wanted == Netns::Bridged;
     }
 
-    /// A new network namespace with loopback up. The helper enters it to make it and
-    /// comes back; if it cannot come back it must not serve another run, and exits.
-    fn new_netns(&self) -> io::Result<OwnedFd> {
+    /// A new network namespace with loopback up, and on the RUN network when `bridged`.
+    /// The helper enters it to make it and comes back; if it cannot come back it must not
+    /// serve another run, and exits.
+    fn new_netns(&mut self, bridged: bool) -> io::Result<OwnedFd> {
         let host = self
             .host_netns
             .as_ref()
             .ok_or_else(|| io::Error::other("the host network namespace is not open"))?;
+        let bridge = match (bridged, self.bridge) {
+            (false, _) => None,
+            (true, Some(b)) => Some(b),
+            (true, None) => {
+                let b = network::bridge()?;
+                self.bridge = Some(b);
+                Some(b)
+            }
+        };
+        // `ip` names the namespace the veth's host end goes to by a process in it: the
+        // worker (the helper's parent), checked to be in the host's namespace.
+        let host_pid = match bridge {
+            Some(_) => Some(sys::process_in_netns(host.as_fd())?),
+            None => None,
+        };
         sys::unshare(CloneFlags::CLONE_NEWNET)?;
-        let made = sys::own_netns().and_then(|ns| sys::loopback_up().map(|()| ns));
+        let made = sys::own_netns().and_then(|ns| {
+            sys::loopback_up()?;
+            match (bridge, host_pid) {
+                (Some(b), Some(pid)) => b.eth0_here(network::ns_id(ns.as_fd())?, pid).map(Some),
+                _ => Ok(None),
+            }
+            .map(|host_end| (ns, host_end))
+        });
         if sys::join_netns(host.as_fd()).is_err() {
             std::process::exit(125);
         }
-        made
+        let (ns, host_end) = made?;
+        if let (Some(b), Some(end)) = (bridge, host_end) {
+            b.attach(&end)?;
+        }
+        Ok(ns)
     }
 }

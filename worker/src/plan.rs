@@ -1035,7 +1035,7 @@ mod tests {
             work: p("/layers/.strata-run-x"),
             root_mountpoint: p("/state/sandbox-root"),
             hostname: "buildkitsandbox".into(),
-            network_none: true,
+            network: strata_graph::NetworkMode::None,
             etc_files: vec![
                 ("/etc/hosts".into(), b"127.0.0.1\tlocalhost\n".to_vec()),
                 ("/etc/resolv.conf".into(), b"nameserver 10.0.0.1\n".to_vec()),

@@ -6,7 +6,8 @@
 //! mounted was ever visible outside it, and its scratch directory is deleted here (in the
 //! background, see `janitor.rs`).
 
-use crate::helper::SandboxHelper;
+use crate::helper::{Netns, SandboxHelper};
+use crate::resolv_conf;
 use crate::sandbox::Status;
 use crate::spec::{ProcessSpec, SandboxSpec, SpecMount};
 use crate::sys;
@@ -199,7 +200,7 @@ impl Worker {
         let (ctl, ctl_theirs) = std::os::unix::net::UnixStream::pair()
             .map_err(io_err("failed to create the sandbox's control socket"))?;
         let counters = self.cgroup.as_ref().map(|c| c.counters());
-        self.start_sandbox(spec.network_none, OwnedFd::from(ctl_theirs), out_w, err_w)?;
+        self.start_sandbox(spec.network, OwnedFd::from(ctl_theirs), out_w, err_w)?;
         let chan = |e| io_err("failed to set up the sandbox's channels")(e);
         ctl.set_nonblocking(true).map_err(chan)?;
         let (mut ctl_r, ctl_w) = tokio::net::UnixStream::from_std(ctl)
@@ -292,7 +293,7 @@ impl Worker {
     /// Hands a new sandbox to the helper, starting it (again) when needed.
     fn start_sandbox(
         &self,
-        network_none: bool,
+        network: NetworkMode,
         ctl: OwnedFd,
         stdout: OwnedFd,
         stderr: OwnedFd,
@@ -300,7 +301,12 @@ impl Worker {
         let mut dead: Option<Arc<SandboxHelper>> = None;
         for attempt in 0..2 {
             let helper = self.helper(dead.take())?;
-            match helper.start(network_none, ctl.as_fd(), stdout.as_fd(), stderr.as_fd()) {
+            let netns = match network {
+                NetworkMode::Host => Netns::Host,
+                NetworkMode::None => Netns::Empty,
+                NetworkMode::Default => Netns::Bridged,
+            };
+            match helper.start(netns, ctl.as_fd(), stdout.as_fd(), stderr.as_fd()) {
                 Ok(()) => return Ok(()),
                 // The helper died (killed, or crashed): start another, once.
                 Err(e)
@@ -363,8 +369,17 @@ impl Worker {
             .unwrap_or_else(|| "buildkitsandbox".to_owned());
         let hosts =
             format!("127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+        let network = req.exec.network;
         let resolv = match &self.config.resolv_conf {
-            Some(p) => fs_err::read(p).unwrap_or_default(),
+            Some(p) => {
+                let host = fs_err::read(p).unwrap_or_default();
+                let host = if network != NetworkMode::Host && resolv_conf::is_systemd_stub(&host) {
+                    fs_err::read(resolv_conf::SYSTEMD_UPSTREAM).unwrap_or(host)
+                } else {
+                    host
+                };
+                resolv_conf::for_run(&host, network)
+            }
             None => Vec::new(),
         };
         let etc_files = vec![
@@ -512,7 +527,7 @@ impl Worker {
             work,
             root_mountpoint: self.config.root_mountpoint(),
             hostname,
-            network_none: req.exec.network == NetworkMode::None,
+            network,
             etc_files,
             mounts,
             process: ProcessSpec {

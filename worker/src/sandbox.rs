@@ -29,6 +29,7 @@ use std::io::Read;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use strata_graph::NetworkMode;
 use strata_store::confined::{self, ConfinedRoot};
 
 /// How a sandbox ended, as the monitor reports it to the worker.
@@ -172,7 +173,7 @@ fn init(spec: &SandboxSpec, status: OwnedFd, netns: Option<OwnedFd>) -> ! {
         std::process::exit(1);
     }
     let mut flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
-    if spec.network_none && netns.is_none() {
+    if spec.network != NetworkMode::Host && netns.is_none() {
         // Not expected (the helper hands one over), but never fall back to the host's.
         flags |= CloneFlags::CLONE_NEWNET;
     }

@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
+use strata_graph::NetworkMode;
 
 /// One RUN, as the sandbox sees it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -19,8 +20,9 @@ pub(crate) struct SandboxSpec {
     pub(crate) root_mountpoint: PathBuf,
     /// UTS hostname.
     pub(crate) hostname: String,
-    /// A network namespace of its own with only loopback (handed over by the helper).
-    pub(crate) network_none: bool,
+    /// The network: the host's, or a namespace of its own handed over by the helper (with
+    /// only loopback for `none`, on the RUN network for `default`).
+    pub(crate) network: NetworkMode,
     /// Files bound read-only onto `/etc/hosts`, `/etc/resolv.conf`, `/etc/hostname`:
     /// (target, contents). They live in the sandbox's own tmpfs, never in a layer.
     pub(crate) etc_files: Vec<(String, Vec<u8>)>,

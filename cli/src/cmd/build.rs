@@ -122,7 +122,7 @@ pub(crate) struct Args {
 /// `--network`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Network {
-    /// The host's network (as `host`).
+    /// A network namespace of the step's own, with outbound access through NAT.
     Default,
     /// The host's network.
     Host,

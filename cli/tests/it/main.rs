@@ -13,6 +13,7 @@ mod docker_registry;
 mod dockerd;
 mod faults;
 mod manifest_list;
+mod network;
 mod parse;
 #[path = "../../../store/tests/fixture/proxy.rs"]
 mod proxy;

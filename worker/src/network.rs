@@ -1,0 +1,299 @@
+//! The RUN network (`--network=default`): a network namespace of the step's own, with its
+//! own loopback and one `eth0`, the end of a veth pair whose other end is a port of the
+//! bridge `strata0` in the host's namespace. The RUN's default route is the bridge's
+//! address, and the host masquerades what leaves through another interface (NAT).
+//!
+//! Why a bridge and veth pairs rather than pasta or slirp4netns: the kernel forwards at no
+//! extra cost, there is no user-space process per RUN to start, watch and kill, and a
+//! namespace with its veth is ready in a few milliseconds, made ahead in the helper's pool.
+//! The links are made with iproute2's `ip` in the pool (off the critical path), and the
+//! NAT and filter rules with `iptables` once per helper: on the hosts we run on (Debian,
+//! often with Docker) the filter `FORWARD` chain's policy is `DROP`, and an accept in a
+//! separate nftables table cannot override another table's drop, so the rules go in the
+//! chains everyone shares (iptables-nft writes them as nftables rules).
+//!
+//! What a RUN reaches: the host's 127.0.0.1 never (its loopback is its own, and the host
+//! does not route 127/8 from a veth); the bridge's own address never (a rule refuses what
+//! comes in on the bridge for it, so services the host binds to 0.0.0.0 are not exposed
+//! there, which BuildKit's CNI bridge does expose); other RUNs never (each port is
+//! isolated); everything else as any machine on the host's network would, through NAT.
+//!
+//! Clean-up: a veth goes with its namespace (the kernel deletes both ends when the last
+//! holder of the namespace is gone, a killed helper included). The bridge and the rules are
+//! made once, checked by every helper, and left: they are the same for every build.
+
+use crate::sys;
+use std::io::{self, Write};
+use std::net::Ipv4Addr;
+use std::os::fd::BorrowedFd;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+/// The bridge every RUN namespace's veth is a port of.
+pub(crate) const BRIDGE: &str = "strata0";
+/// The bridge's network is a /16 (room for a veth per live namespace).
+const PREFIX: u8 = 16;
+/// The networks tried for the bridge, in order: the first whose range no route of the host
+/// overlaps.
+const CANDIDATES: [[u8; 2]; 8] = [
+    [10, 88],
+    [10, 89],
+    [10, 90],
+    [10, 91],
+    [10, 92],
+    [10, 93],
+    [172, 29],
+    [172, 30],
+];
+/// Serialises the making of the bridge among strata processes.
+const LOCK: &str = "/run/strata-network.lock";
+
+/// The host side, once made: where RUN namespaces get their addresses and route.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Bridge {
+    /// The bridge's network (the first address).
+    net: Ipv4Addr,
+    /// The bridge's own address, the RUNs' gateway.
+    gateway: Ipv4Addr,
+}
+
+/// Makes the bridge, its address and the NAT and filter rules where missing; idempotent,
+/// and safe against other strata processes doing the same.
+pub(crate) fn bridge() -> io::Result<Bridge> {
+    let lock = fs_err::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(LOCK)?;
+    lock.file().lock()?;
+    let bridge = match bridge_address()? {
+        Some(b) => b,
+        None => make_bridge()?,
+    };
+    // Needed for NAT; Docker and every container engine set it too. Written only when off
+    // (a host that has it on may have /proc/sys read-only).
+    let forward = "/proc/sys/net/ipv4/ip_forward";
+    if fs_err::read_to_string(forward)?.trim() != "1" {
+        fs_err::write(forward, "1\n")?;
+    }
+    let net = format!("{}/{PREFIX}", bridge.net);
+    let gw = bridge.gateway.to_string();
+    let rules: [(&str, &str, Vec<&str>); 4] = [
+        (
+            "nat",
+            "POSTROUTING",
+            vec!["-s", &net, "!", "-o", BRIDGE, "-j", "MASQUERADE"],
+        ),
+        (
+            "filter",
+            "FORWARD",
+            vec!["-i", BRIDGE, "!", "-o", BRIDGE, "-j", "ACCEPT"],
+        ),
+        (
+            "filter",
+            "FORWARD",
+            vec![
+                "-o",
+                BRIDGE,
+                "-m",
+                "conntrack",
+                "--ctstate",
+                "RELATED,ESTABLISHED",
+                "-j",
+                "ACCEPT",
+            ],
+        ),
+        (
+            "filter",
+            "INPUT",
+            vec!["-i", BRIDGE, "-d", &gw, "-j", "REJECT"],
+        ),
+    ];
+    for (table, chain, rule) in rules {
+        let mut check = vec!["-w", "-t", table, "-C", chain];
+        check.extend(&rule);
+        if run("iptables", &check, None).is_err() {
+            // First in its chain, before the rules of others (Docker's jump to its own
+            // chains, a policy of DROP).
+            let mut insert = vec!["-w", "-t", table, "-I", chain, "1"];
+            insert.extend(&rule);
+            run("iptables", &insert, None)?;
+        }
+    }
+    drop(lock);
+    Ok(bridge)
+}
+
+/// The bridge's address, if the bridge exists and has one.
+fn bridge_address() -> io::Result<Option<Bridge>> {
+    if !PathBuf::from(format!("/sys/class/net/{BRIDGE}")).exists() {
+        return Ok(None);
+    }
+    let out = run("ip", &["-4", "-o", "addr", "show", "dev", BRIDGE], None)?;
+    // `4: strata0    inet 10.88.0.1/16 brd 10.88.255.255 scope global strata0`
+    let Some(addr) = out
+        .split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)
+        .and_then(|a| a.strip_suffix(&format!("/{PREFIX}")))
+        .and_then(|a| a.parse::<Ipv4Addr>().ok())
+    else {
+        return Ok(None);
+    };
+    let net = Ipv4Addr::from(addr.to_bits() & !(u32::MAX >> PREFIX));
+    Ok(Some(Bridge { net, gateway: addr }))
+}
+
+/// Makes the bridge on the first candidate network that clashes with no route of the host.
+fn make_bridge() -> io::Result<Bridge> {
+    let routes = run("ip", &["-4", "-o", "route", "show", "table", "all"], None)?;
+    let taken: Vec<(u32, u32)> = routes.lines().filter_map(route_range).collect();
+    let net = CANDIDATES
+        .iter()
+        .map(|[a, b]| Ipv4Addr::new(*a, *b, 0, 0))
+        .find(|n| {
+            let (lo, hi) = (n.to_bits(), n.to_bits() | (u32::MAX >> PREFIX));
+            !taken.iter().any(|(l, h)| *l <= hi && lo <= *h)
+        })
+        .ok_or_else(|| {
+            io::Error::other("every network strata can give its bridge clashes with a route")
+        })?;
+    let gateway = Ipv4Addr::from(net.to_bits() + 1);
+    // Another process may have made the link but died before giving it its address.
+    if !PathBuf::from(format!("/sys/class/net/{BRIDGE}")).exists() {
+        run("ip", &["link", "add", BRIDGE, "type", "bridge"], None)?;
+    }
+    run(
+        "ip",
+        &[
+            "addr",
+            "replace",
+            &format!("{gateway}/{PREFIX}"),
+            "dev",
+            BRIDGE,
+        ],
+        None,
+    )?;
+    run("ip", &["link", "set", BRIDGE, "up"], None)?;
+    Ok(Bridge { net, gateway })
+}
+
+/// The addresses a route covers (`default` and routes in other forms cover none here: the
+/// default route is no clash).
+fn route_range(line: &str) -> Option<(u32, u32)> {
+    let dest = line.split_whitespace().find(|w| w.contains('.'))?;
+    let first = line.split_whitespace().next()?;
+    if first == "default" || first == "broadcast" || first == "local" {
+        // `local`/`broadcast` lines (table local) name the host's own addresses.
+        let addr = line.split_whitespace().nth(1)?.parse::<Ipv4Addr>().ok()?;
+        return (first != "default").then_some((addr.to_bits(), addr.to_bits()));
+    }
+    let (addr, len) = match dest.split_once('/') {
+        Some((a, l)) => (a.parse::<Ipv4Addr>().ok()?, l.parse::<u32>().ok()?),
+        None => (dest.parse::<Ipv4Addr>().ok()?, 32),
+    };
+    let mask = u32::MAX.checked_shl(32u32.checked_sub(len)?).unwrap_or(0);
+    let lo = addr.to_bits() & mask;
+    Some((lo, lo | !mask))
+}
+
+impl Bridge {
+    /// Gives the namespace the helper is in now (made for one RUN, loopback up) its `eth0`:
+    /// one end of a veth pair whose other end goes to `host_pid`'s namespace (the host's),
+    /// with an address derived from `ns_id` and the default route through the bridge.
+    /// Returns the host end's name, for [`Bridge::attach`] once back in the host namespace.
+    pub(crate) fn eth0_here(&self, ns_id: u64, host_pid: i32) -> io::Result<String> {
+        // Namespace ids are unique among live namespaces, so is the address, with no
+        // allocation shared among processes; /16 minus the network, the gateway and the
+        // broadcast address leaves 65533.
+        let offset = u32::try_from(ns_id % 65533).expect("below 65533") + 2;
+        let addr = Ipv4Addr::from(self.net.to_bits() + offset);
+        let host_end = format!("stv{ns_id}");
+        let script = format!(
+            "link add eth0 type veth peer name {host_end} netns {host_pid}\n\
+             addr add {addr}/{PREFIX} dev eth0\n\
+             link set eth0 up\n\
+             route add default via {gw}\n",
+            gw = self.gateway
+        );
+        run("ip", &["-batch", "-"], Some(&script))?;
+        Ok(host_end)
+    }
+
+    /// Plugs the host end of a RUN's veth into the bridge, isolated from the other ports.
+    pub(crate) fn attach(&self, host_end: &str) -> io::Result<()> {
+        let script = format!(
+            "link set {host_end} master {BRIDGE}\n\
+             link set {host_end} type bridge_slave isolated on\n\
+             link set {host_end} up\n"
+        );
+        run("ip", &["-batch", "-"], Some(&script)).map(drop)
+    }
+}
+
+/// The id of the network namespace `ns` (its nsfs inode number).
+pub(crate) fn ns_id(ns: BorrowedFd<'_>) -> io::Result<u64> {
+    Ok(sys::fstat(ns)?.st_ino)
+}
+
+/// Runs a networking tool, found in the system's directories (the helper has no `PATH`),
+/// and returns its standard output; a failure carries its standard error.
+fn run(tool: &str, args: &[&str], stdin: Option<&str>) -> io::Result<String> {
+    let path = ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
+        .iter()
+        .map(|d| PathBuf::from(d).join(tool))
+        .find(|p| p.exists())
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{tool} is not installed (the RUN network needs iproute2 and iptables)"),
+            )
+        })?;
+    let mut child = Command::new(&path)
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| io::Error::new(e.kind(), format!("running {}: {e}", path.display())))?;
+    if let (Some(input), Some(mut w)) = (stdin, child.stdin.take()) {
+        w.write_all(input.as_bytes())?;
+    }
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        return Err(io::Error::other(format!(
+            "{tool} {} failed ({}): {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_cover_their_ranges_and_the_default_route_none() {
+        let r = |s| route_range(s).map(|(l, h)| (Ipv4Addr::from(l), Ipv4Addr::from(h)));
+        assert_eq!(r("default via 192.0.2.1 dev eth0"), None);
+        assert_eq!(
+            r("10.88.0.0/16 dev strata0 proto kernel scope link src 10.88.0.1"),
+            Some((Ipv4Addr::new(10, 88, 0, 0), Ipv4Addr::new(10, 88, 255, 255)))
+        );
+        assert_eq!(
+            r("local 192.0.2.2 dev eth0 table local proto kernel scope host src 192.0.2.2"),
+            Some((Ipv4Addr::new(192, 0, 2, 2), Ipv4Addr::new(192, 0, 2, 2)))
+        );
+        assert_eq!(
+            r("10.1.2.3 via 192.0.2.1 dev eth0"),
+            Some((Ipv4Addr::new(10, 1, 2, 3), Ipv4Addr::new(10, 1, 2, 3)))
+        );
+    }
+}

@@ -19,9 +19,6 @@ pub enum Entitlement {
     SecurityInsecure,
 }
 
-/// The names `--allow` takes, as BuildKit names them.
-pub const ENTITLEMENTS: [&str; 2] = ["network.host", "security.insecure"];
-
 /// An `--allow` value that names no entitlement.
 #[derive(Debug, thiserror::Error)]
 #[error("unknown entitlement {0:?} (expected network.host or security.insecure)")]

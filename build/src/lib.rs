@@ -33,7 +33,7 @@ mod spec;
 pub use cache_spec::{CacheExportError, CacheMode, CacheRef, CacheTo, parse_cache_from};
 pub use container::{ContainerError, RunImage, run_image};
 pub use dockerfile::{Dockerfile, DockerfileError, DockerfileSource, parse_build_args};
-pub use entitlement::{ENTITLEMENTS, Entitlement, EntitlementError};
+pub use entitlement::{Entitlement, EntitlementError};
 pub use error::BuildError;
 pub use ignore::ignore_bytes;
 pub use output::{Dest, OutputError, OutputSpec};

@@ -32,8 +32,7 @@ pub struct BuildRequest {
     pub platform: Option<String>,
     /// `--network`: the network of RUN steps without their own.
     pub network: NetworkMode,
-    /// `--allow`: the entitlements granted (BuildKit's `network.host`, `security.insecure`;
-    /// see [`crate::ENTITLEMENTS`]).
+    /// `--allow`: the entitlements granted (BuildKit's `network.host`, `security.insecure`).
     pub allow: Vec<Entitlement>,
     /// `-t`: the names of the image.
     pub tags: Vec<Reference>,

@@ -81,7 +81,7 @@ pub(crate) struct Args {
     no_cache: bool,
     /// Grant an entitlement: `security.insecure` (for `RUN --security=insecure`) or
     /// `network.host`
-    #[arg(long, value_name = "ENTITLEMENT", value_parser = clap::builder::PossibleValuesParser::new(strata_build::ENTITLEMENTS))]
+    #[arg(long, value_name = "ENTITLEMENT")]
     allow: Vec<String>,
     /// Run the steps of these stages, ignoring the build cache
     #[arg(long = "no-cache-filter", value_name = "STAGE")]

@@ -5,8 +5,14 @@
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$repo"
-if ! [ -x /bin/busybox ] && ! [ -x /usr/bin/busybox ]; then
-    apt-get install -y -q busybox-static >/dev/null
+# Debian packages: busybox-static for the base image; iproute2 and iptables for the RUN
+# network (each RUN gets a namespace of its own, NAT through the strata0 bridge).
+missing=()
+command -v busybox >/dev/null || [ -x /bin/busybox ] || missing+=(busybox-static)
+command -v ip >/dev/null || missing+=(iproute2)
+command -v iptables >/dev/null || missing+=(iptables)
+if [ ${#missing[@]} -gt 0 ]; then
+    apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
 fi
 cargo build -q --release -p strata-cli
 strata=$repo/target/release/strata

@@ -8,10 +8,11 @@ cd "$repo"
 # Debian packages: busybox-static for the base image; iproute2 and iptables for the RUN
 # network (each RUN gets a namespace of its own, NAT through the strata0 bridge).
 missing=()
-command -v busybox >/dev/null || [ -x /bin/busybox ] || missing+=(busybox-static)
+[ -x /bin/busybox ] || [ -x /usr/bin/busybox ] || missing+=(busybox-static)
 command -v ip >/dev/null || missing+=(iproute2)
 command -v iptables >/dev/null || missing+=(iptables)
 if [ ${#missing[@]} -gt 0 ]; then
+    apt-get update -q >/dev/null
     apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
 fi
 cargo build -q --release -p strata-cli

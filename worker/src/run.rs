@@ -428,6 +428,8 @@ impl Worker {
                 } => match input {
                     MountInput::Secret(Some(value)) => {
                         if let Some(var) = var {
+                            // The secret wins over an ENV of the same name, as in BuildKit.
+                            env.retain(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) != var);
                             env.push(format!("{var}={}", String::from_utf8_lossy(&value)));
                         }
                         if !target.is_empty() {
@@ -464,6 +466,17 @@ impl Worker {
                     gid: 0,
                 }),
             }
+        }
+        // As BuildKit: the first ssh mount is the agent, unless the step names its own.
+        let first_ssh = req
+            .exec
+            .mounts
+            .iter()
+            .find(|m| matches!(m.kind, MountKind::Ssh { .. }));
+        if let Some(m) = first_ssh
+            && !env.iter().any(|e| e.starts_with("SSH_AUTH_SOCK="))
+        {
+            env.push(format!("SSH_AUTH_SOCK={}", m.target));
         }
         // The scratch dir itself is the root overlay's work dir (it makes `work/` inside),
         // unless the mounts put something there: overlayfs refuses an upper or work dir

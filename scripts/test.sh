@@ -16,8 +16,9 @@ cd "$(dirname "$0")/.."
 # what strata writes; zstd, xz, bzip2, gzip for archives; python3 for the shared generators;
 # docker-registry (a registry on 127.0.0.1), apache2-utils (`htpasswd -B`) and openssl (a test
 # CA) for pull, push and login; docker.io (dockerd and the docker client) for the interop test,
-# which starts a dockerd of its own.
-packages=(busybox-static skopeo umoci zstd xz-utils bzip2 gzip python3 docker-registry apache2-utils openssl)
+# which starts a dockerd of its own; openssh-client (ssh-agent, ssh-add, ssh-keygen) for
+# `--ssh` and `RUN --mount=type=ssh`.
+packages=(busybox-static skopeo umoci zstd xz-utils bzip2 gzip python3 docker-registry apache2-utils openssl openssh-client)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

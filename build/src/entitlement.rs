@@ -1,11 +1,10 @@
 //! What a build's steps may do beyond the default sandbox, checked on the lowered graph before
 //! anything runs, so a refusal points at its Dockerfile line: BuildKit's entitlements
-//! (`RUN --security=insecure` needs `--allow security.insecure`), and the RUN features the
-//! frontend reads but the build cannot carry out yet (a secret given as a variable).
+//! (`RUN --security=insecure` needs `--allow security.insecure`).
 
 use crate::BuildError;
-use strata_frontend::{Diagnostic, Diagnostics};
-use strata_graph::{Graph, MountKind, Op, SecurityMode, SourceLoc};
+use strata_frontend::Diagnostics;
+use strata_graph::{Graph, Op, SecurityMode, SourceLoc};
 
 /// The entitlement `RUN --security=insecure` needs.
 pub const SECURITY_INSECURE: &str = "security.insecure";
@@ -14,8 +13,7 @@ pub const SECURITY_INSECURE: &str = "security.insecure";
 /// every build already).
 pub const ENTITLEMENTS: [&str; 2] = [SECURITY_INSECURE, "network.host"];
 
-/// Every step of `graph` that needs an entitlement `allow` lacks, or a feature strata does not
-/// have yet, as one error per step.
+/// Every step of `graph` that needs an entitlement `allow` lacks, as one error per step.
 pub(crate) fn check(graph: &Graph, allow: &[String]) -> Result<(), BuildError> {
     let mut diags = Diagnostics::new();
     for id in graph.node_ids() {
@@ -32,16 +30,6 @@ pub(crate) fn check(graph: &Graph, allow: &[String]) -> Result<(), BuildError> {
                     "RUN --security=insecure needs the {SECURITY_INSECURE} entitlement: build with --allow {SECURITY_INSECURE}"
                 ),
             );
-        }
-        for m in &exec.mounts {
-            if let MountKind::Secret { env: Some(var), .. } = &m.kind {
-                diags.push(Diagnostic::error(
-                    at,
-                    format!(
-                        "RUN --mount=type=secret,env={var} is not supported yet: strata cannot pass build secrets"
-                    ),
-                ));
-            }
         }
     }
     diags.sort();

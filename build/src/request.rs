@@ -1,7 +1,7 @@
 //! What a build is asked to do ([`BuildRequest`]), what it tells on the way ([`BuildEvent`])
 //! and what it gives back ([`BuildResult`]).
 
-use crate::{CacheRef, CacheTo, Dockerfile, OutputSpec};
+use crate::{CacheRef, CacheTo, Dockerfile, OutputSpec, SecretSource, SshSource};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
@@ -63,6 +63,10 @@ pub struct BuildRequest {
     pub on_push: Option<Box<dyn Fn(PushEvent) + Send + Sync>>,
     /// `--allow`: the entitlements granted (`security.insecure`, see [`crate::ENTITLEMENTS`]).
     pub allow: Vec<String>,
+    /// `--secret`s by id, for `RUN --mount=type=secret`.
+    pub secrets: BTreeMap<String, SecretSource>,
+    /// `--ssh` agents by id, for `RUN --mount=type=ssh`.
+    pub ssh: BTreeMap<String, SshSource>,
 }
 
 impl BuildRequest {
@@ -93,6 +97,8 @@ impl BuildRequest {
             registry: None,
             on_push: None,
             allow: Vec::new(),
+            secrets: BTreeMap::new(),
+            ssh: BTreeMap::new(),
         }
     }
 }

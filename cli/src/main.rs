@@ -69,7 +69,7 @@ pub(crate) fn user_dir(var: &str, default: &str) -> PathBuf {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Build an image from a Dockerfile
-    Build(cmd::build::Args),
+    Build(Box<cmd::build::Args>),
     /// Run a command in a new container of an image, in the foreground
     Run(cmd::run::Args),
     /// Print the raw parse of a Dockerfile (BuildKit's dump format)
@@ -120,7 +120,7 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Build(args) => cmd::build::run(args, &cli.global),
+        Command::Build(args) => cmd::build::run(*args, &cli.global),
         Command::Run(args) => cmd::run::run(args, &cli.global),
         Command::Parse(args) => cmd::parse::run(args, &cli.global),
         Command::Check(args) => cmd::check::run(args, &cli.global),

@@ -19,6 +19,7 @@ mod registry;
 mod registry_cache;
 mod registry_config;
 mod report;
+mod secrets;
 mod store;
 mod support;
 mod token_server;

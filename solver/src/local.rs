@@ -694,11 +694,8 @@ impl Backend for LocalBackend {
                     });
                 }
                 for kv in &self.options.proxy_env {
-                    let key = kv.split_once('=').map_or(kv.as_str(), |(k, _)| k);
-                    let set = exec
-                        .env
-                        .iter()
-                        .any(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) == key);
+                    let key = strata_graph::env_key(kv);
+                    let set = exec.env.iter().any(|e| strata_graph::env_key(e) == key);
                     if !set {
                         exec.env.push(kv.clone());
                     }

@@ -17,7 +17,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
-use strata_graph::{CacheSharing, ExecOp, MountKind, NetworkMode, SecurityMode};
+use strata_graph::{CacheSharing, ExecOp, MountKind, NetworkMode, SecurityMode, env_key};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
@@ -429,7 +429,7 @@ impl Worker {
                     MountInput::Secret(Some(value)) => {
                         if let Some(var) = var {
                             // The secret wins over an ENV of the same name, as in BuildKit.
-                            env.retain(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) != var);
+                            env.retain(|e| env_key(e) != var);
                             env.push(format!("{var}={}", String::from_utf8_lossy(&value)));
                         }
                         if !target.is_empty() {
@@ -474,7 +474,7 @@ impl Worker {
             .iter()
             .find(|m| matches!(m.kind, MountKind::Ssh { .. }));
         if let Some(m) = first_ssh
-            && !env.iter().any(|e| e.starts_with("SSH_AUTH_SOCK="))
+            && !env.iter().any(|e| env_key(e) == "SSH_AUTH_SOCK")
         {
             env.push(format!("SSH_AUTH_SOCK={}", m.target));
         }

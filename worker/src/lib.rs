@@ -7,6 +7,7 @@
 //! `<exe> __sandbox`, before anything else.
 #![warn(missing_docs)]
 
+mod agent_proxy;
 mod archive;
 mod cache_mount;
 mod copy;

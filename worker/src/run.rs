@@ -6,6 +6,7 @@
 //! mounted was ever visible outside it, and its scratch directory is deleted here (in the
 //! background, see `janitor.rs`).
 
+use crate::agent_proxy::AgentProxy;
 use crate::helper::SandboxHelper;
 use crate::sandbox::Status;
 use crate::spec::{ProcessSpec, SandboxSpec, SpecMount};
@@ -155,6 +156,12 @@ impl Lines {
 /// Keeps a cache mount's lock for as long as the run lasts.
 struct CacheLock(Option<fs_err::File>);
 
+/// What a run holds until it ends: its cache mounts' locks, its ssh mounts' sockets.
+struct Held {
+    _locks: Vec<CacheLock>,
+    _proxies: Vec<AgentProxy>,
+}
+
 impl Worker {
     /// Runs `req.exec` in a sandbox over `req.lowers` with `req.upper` as the writable
     /// layer; each output line goes to `output`. Returns once every process of the sandbox
@@ -178,7 +185,7 @@ impl Worker {
                 "failed to create a scratch directory in {}",
                 parent.display()
             )))?;
-        let (spec, _locks) = self.spec(&req, scratch.path()).await?;
+        let (spec, _held) = self.spec(&req, scratch.path()).await?;
         let mut line = serde_json::to_vec(&spec)
             .map_err(|e| io_err("failed to encode the sandbox spec")(e.into()))?;
         line.push(b'\n');
@@ -321,7 +328,7 @@ impl Worker {
         &self,
         req: &RunRequest,
         scratch: &Path,
-    ) -> Result<(SandboxSpec, Vec<CacheLock>), RunError> {
+    ) -> Result<(SandboxSpec, Held), RunError> {
         let mk = |p: PathBuf| {
             fs_err::create_dir(&p)
                 .map(|()| p)
@@ -350,6 +357,7 @@ impl Worker {
         let mut env = req.exec.env.clone();
         let mut mounts = Vec::new();
         let mut locks = Vec::new();
+        let mut proxies = Vec::new();
         for (i, m) in req.exec.mounts.iter().enumerate() {
             let input = req.mounts.get(i).cloned().unwrap_or(MountInput::None);
             let target = m.target.clone();
@@ -449,8 +457,21 @@ impl Worker {
                     }
                     _ => {}
                 },
-                MountKind::Ssh { id, required, .. } => match input {
-                    MountInput::Ssh(Some(path)) => mounts.push(SpecMount::Socket { target, path }),
+                MountKind::Ssh {
+                    id,
+                    required,
+                    mode,
+                    uid,
+                    gid,
+                } => match input {
+                    MountInput::Ssh(Some(agent)) => {
+                        let path = scratch.join(format!("ssh-{i}.sock"));
+                        let proxy = AgentProxy::start(&path, agent, *mode, *uid, *gid).map_err(
+                            io_err(format!("failed to make the socket of ssh agent {id}")),
+                        )?;
+                        proxies.push(proxy);
+                        mounts.push(SpecMount::Socket { target, path });
+                    }
                     _ if *required => {
                         return Err(bad(&format!(
                             "ssh agent {id} is required but was not provided"
@@ -508,7 +529,13 @@ impl Worker {
                 no_new_privs: self.config.no_new_privs,
             },
         };
-        Ok((spec, locks))
+        Ok((
+            spec,
+            Held {
+                _locks: locks,
+                _proxies: proxies,
+            },
+        ))
     }
 
     /// The directory of cache mount `id`, made with `mode`/`uid`/`gid` when new. Ids are

@@ -325,7 +325,14 @@ fn ssh_agents_reach_the_run() {
              --mount=type=ssh,id=bysock \
              echo \"$SSH_AUTH_SOCK\" > /sock2 && /x/ld.so --library-path /x /x/ssh-add -l > /byfile \
              && SSH_AUTH_SOCK=/run/buildkit/ssh_agent.1 /x/ld.so --library-path /x /x/ssh-add -l > /bysock\n\
-             RUN --mount=type=ssh,id=absent test ! -e /run/buildkit/ssh_agent.0 && touch /none\n",
+             RUN --mount=type=ssh,id=absent test ! -e /run/buildkit/ssh_agent.0 && touch /none\n\
+             RUN --mount=type=ssh,id=bysock,uid=1000,gid=50,mode=0660 \
+             stat -c '%a %u %g' \"$SSH_AUTH_SOCK\" > /owner && mkdir -m 777 /o\n\
+             USER app\n\
+             RUN --mount=type=bind,source=x,target=/x --mount=type=ssh,id=bysock,uid=1000 \
+             /x/ld.so --library-path /x /x/ssh-add -l > /o/asuser\n\
+             RUN --mount=type=bind,source=x,target=/x --mount=type=ssh,id=bysock \
+             /x/ld.so --library-path /x /x/ssh-add -l > /o/denied 2>&1; echo $? > /o/denied_rc\n",
         )],
     );
     copy_ssh_add(&ctx.join("x"));
@@ -361,6 +368,12 @@ fn ssh_agents_reach_the_run() {
     );
     assert!(read(out.join("bysock")).contains(&host_fp));
     assert!(out.join("none").exists());
+    // The step's socket has the mount's owner and mode: uid= lets a user in, the default
+    // (root's, 0600) keeps it out.
+    assert_eq!(read(out.join("owner")), "660 1000 50\n");
+    assert!(read(out.join("o/asuser")).contains(&host_fp));
+    assert_ne!(read(out.join("o/denied_rc")), "0\n");
+    assert!(!read(out.join("o/denied")).contains(&host_fp));
     // The build's own agent is gone with its socket.
     let left: Vec<_> = fs_err::read_dir(env.root().join("tmp"))
         .expect("test setup")

@@ -44,7 +44,9 @@ pub use prune::{
     gc_after_build, prune_cache, unshared_size,
 };
 pub use request::{BuildEvent, BuildRequest, BuildResult, BuiltImage, PushEvent};
-pub use secret::{SecretError, SecretFlag, SecretSource, SshSource, parse_ssh_flag};
+pub use secret::{
+    MAX_SECRET_SIZE, SecretError, SecretFlag, SecretSource, SshSource, parse_ssh_flag,
+};
 pub use spec::SpecError;
 pub use strata_solver::{Event, SolveError, Stream};
 pub use strata_worker::sandbox_main;

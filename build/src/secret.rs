@@ -135,6 +135,14 @@ pub enum SecretError {
         #[source]
         source: std::io::Error,
     },
+    /// A secret's file holds more than [`MAX_SECRET_SIZE`].
+    #[error("secret {id:?} in {} is larger than 500 KiB, the most a build takes", path.display())]
+    TooBig {
+        /// The secret's id.
+        id: String,
+        /// Its file.
+        path: PathBuf,
+    },
     /// A secret's variable is not set.
     #[error("secret {id:?}: environment variable {var} is not set")]
     EnvUnset {
@@ -221,13 +229,7 @@ impl Session {
         let mut values = BTreeMap::new();
         for (id, source) in secrets {
             let value = match source {
-                SecretSource::File(path) => {
-                    fs_err::read(path).map_err(|source| SecretError::Read {
-                        id: id.clone(),
-                        path: path.clone(),
-                        source,
-                    })?
-                }
+                SecretSource::File(path) => read_secret_file(id, path)?,
                 SecretSource::Env { var, value } => {
                     value.clone().ok_or_else(|| SecretError::EnvUnset {
                         id: id.clone(),
@@ -257,6 +259,30 @@ impl Session {
             _agents: agents,
         })
     }
+}
+
+/// The most a secret file may hold, as BuildKit (and swarm): 500 KiB.
+pub const MAX_SECRET_SIZE: u64 = 500 * 1024;
+
+/// The contents of secret `id`'s file, up to [`MAX_SECRET_SIZE`].
+fn read_secret_file(id: &str, path: &Path) -> Result<Vec<u8>, SecretError> {
+    let read_err = |source| SecretError::Read {
+        id: id.to_owned(),
+        path: path.to_owned(),
+        source,
+    };
+    let file = fs_err::File::open(path).map_err(read_err)?;
+    let mut value = Vec::new();
+    file.take(MAX_SECRET_SIZE + 1)
+        .read_to_end(&mut value)
+        .map_err(read_err)?;
+    if value.len() as u64 > MAX_SECRET_SIZE {
+        return Err(SecretError::TooBig {
+            id: id.to_owned(),
+            path: path.to_owned(),
+        });
+    }
+    Ok(value)
 }
 
 /// The one socket `paths` names, or else the key files they are.

@@ -212,6 +212,19 @@ fn missing_secrets_fail_with_their_id_and_line() {
         stderr.contains("secret \"needed\": environment variable STRATA_UNSET_VAR is not set"),
         "{stderr}"
     );
+    let big = env.dir().join("big");
+    fs_err::write(&big, vec![b'x'; 500 * 1024 + 1]).unwrap();
+    let stderr = env.fails([
+        "build",
+        "-q",
+        "--secret",
+        &format!("id=needed,src={}", big.display()),
+        ctx,
+    ]);
+    assert!(
+        stderr.contains("secret \"needed\" in ") && stderr.contains("larger than 500 KiB"),
+        "{stderr}"
+    );
     let stderr = env.fails(["build", "-q", "--secret", "src=/x", ctx]);
     assert!(stderr.contains("--secret needs id=ID"), "{stderr}");
 }

@@ -79,12 +79,8 @@ pub async fn build(mut request: BuildRequest) -> Result<BuildResult, BuildError>
     let root = store.root().to_path_buf();
     // Lives to the end of the build: dropping it stops the agents it started.
     let session = {
-        let (secrets, ssh, tmp) = (
-            request.secrets.clone(),
-            request.ssh.clone(),
-            root.join("tmp"),
-        );
-        tokio::task::spawn_blocking(move || Session::open(&secrets, &ssh, &tmp))
+        let (secrets, ssh, store) = (request.secrets.clone(), request.ssh.clone(), store.clone());
+        tokio::task::spawn_blocking(move || Session::open(&secrets, &ssh, &store))
             .await
             .expect("opening the session does not panic")?
     };

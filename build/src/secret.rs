@@ -15,6 +15,7 @@ use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use strata_solver::Secrets;
+use strata_store::Store;
 
 /// Where a secret's value comes from.
 #[derive(Clone)]
@@ -181,7 +182,7 @@ pub enum SecretError {
         id: String,
         /// Why.
         #[source]
-        source: std::io::Error,
+        source: strata_store::StoreError,
     },
     /// `ssh-agent` or `ssh-add` cannot be started.
     #[error(
@@ -220,11 +221,11 @@ pub(crate) struct Session {
 
 impl Session {
     /// Reads every secret and finds or starts every agent; an agent's socket is made in a
-    /// fresh directory under `tmp`.
+    /// fresh directory of `store`'s staging area.
     pub(crate) fn open(
         secrets: &BTreeMap<String, SecretSource>,
         ssh: &BTreeMap<String, SshSource>,
-        tmp: &Path,
+        store: &Store,
     ) -> Result<Self, SecretError> {
         let mut values = BTreeMap::new();
         for (id, source) in secrets {
@@ -245,7 +246,7 @@ impl Session {
             let socket = match socket_or_keys(id, &source.paths)? {
                 Ok(socket) => socket,
                 Err(keys) => {
-                    let agent = Agent::start(id, &keys, tmp)?;
+                    let agent = Agent::start(id, &keys, store)?;
                     let socket = agent.socket.clone();
                     agents.push(agent);
                     socket
@@ -311,23 +312,23 @@ fn socket_or_keys(
     }
 }
 
-/// An `ssh-agent -D` of this build's own, holding its key files; killed when dropped.
+/// An `ssh-agent -D` of this build's own, holding its key files; killed, and its directory
+/// removed, when dropped.
 struct Agent {
     child: Child,
     socket: PathBuf,
-    _dir: tempfile::TempDir,
+    dir: PathBuf,
 }
 
 impl Agent {
-    fn start(id: &str, keys: &[PathBuf], tmp: &Path) -> Result<Self, SecretError> {
-        let dir = tempfile::Builder::new()
-            .prefix("ssh-")
-            .tempdir_in(tmp)
+    fn start(id: &str, keys: &[PathBuf], store: &Store) -> Result<Self, SecretError> {
+        let dir = store
+            .temp_dir("ssh-")
             .map_err(|source| SecretError::AgentDir {
                 id: id.to_owned(),
                 source,
             })?;
-        let socket = dir.path().join("agent.sock");
+        let socket = dir.join("agent.sock");
         let program_err = |program| {
             let id = id.to_owned();
             move |source| SecretError::AgentProgram {
@@ -351,11 +352,7 @@ impl Agent {
             .stdout
             .take()
             .map(|out| BufReader::new(out).read_line(&mut line));
-        let agent = Self {
-            child,
-            socket,
-            _dir: dir,
-        };
+        let agent = Self { child, socket, dir };
         if !matches!(ready, Some(Ok(n)) if n > 0) {
             let mut agent = agent;
             let _ = agent.child.kill();
@@ -398,6 +395,7 @@ impl Drop for Agent {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = fs_err::remove_dir_all(&self.dir);
     }
 }
 

@@ -417,6 +417,31 @@ fn ssh_agents_reach_the_run() {
         ctx.to_str().expect("test setup"),
     ]);
     assert!(stderr.contains("--ssh k: cannot use its path"), "{stderr}");
+    let out = env
+        .command(["build", "-q", "--ssh", "default"])
+        .arg(&ctx)
+        .env_remove("SSH_AUTH_SOCK")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains("--ssh default: no agent socket or key file (is SSH_AUTH_SOCK set?)"),
+        "{stderr}"
+    );
+    let required = env.context(
+        "required",
+        &[(
+            "Dockerfile",
+            "FROM base\nRUN --mount=type=ssh,id=deploy,required=true true\n",
+        )],
+    );
+    let stderr = env.fails(["build", "-q", required.to_str().unwrap()]);
+    assert!(
+        stderr.contains("Dockerfile:2")
+            && stderr.contains("ssh agent deploy is required but was not provided"),
+        "{stderr}"
+    );
 }
 
 #[test]

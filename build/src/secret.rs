@@ -243,9 +243,9 @@ impl Session {
         let mut sockets = BTreeMap::new();
         let mut agents = Vec::new();
         for (id, source) in ssh {
-            let socket = match socket_or_keys(id, &source.paths)? {
-                Ok(socket) => socket,
-                Err(keys) => {
+            let socket = match agent_paths(id, &source.paths)? {
+                AgentPaths::Socket(socket) => socket,
+                AgentPaths::Keys(keys) => {
                     let agent = Agent::start(id, &keys, store)?;
                     let socket = agent.socket.clone();
                     agents.push(agent);
@@ -286,11 +286,16 @@ fn read_secret_file(id: &str, path: &Path) -> Result<Vec<u8>, SecretError> {
     Ok(value)
 }
 
+/// What the paths of an ssh id are.
+enum AgentPaths {
+    /// An agent's socket.
+    Socket(PathBuf),
+    /// Private key files, for an agent of the build's own.
+    Keys(Vec<PathBuf>),
+}
+
 /// The one socket `paths` names, or else the key files they are.
-fn socket_or_keys(
-    id: &str,
-    paths: &[PathBuf],
-) -> Result<Result<PathBuf, Vec<PathBuf>>, SecretError> {
+fn agent_paths(id: &str, paths: &[PathBuf]) -> Result<AgentPaths, SecretError> {
     if paths.is_empty() {
         return Err(SecretError::SshNoPath { id: id.to_owned() });
     }
@@ -306,8 +311,8 @@ fn socket_or_keys(
         }
     }
     match (sockets, paths) {
-        (0, _) => Ok(Err(paths.to_vec())),
-        (1, [socket]) => Ok(Ok(socket.clone())),
+        (0, _) => Ok(AgentPaths::Keys(paths.to_vec())),
+        (1, [socket]) => Ok(AgentPaths::Socket(socket.clone())),
         _ => Err(SecretError::SshSocketNotAlone { id: id.to_owned() }),
     }
 }

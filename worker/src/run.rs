@@ -436,9 +436,19 @@ impl Worker {
                 } => match input {
                     MountInput::Secret(Some(value)) => {
                         if let Some(var) = var {
+                            // A variable is text without NUL; changing a secret to fit would
+                            // hand the step another value than the one given.
+                            let text = std::str::from_utf8(&value)
+                                .ok()
+                                .filter(|t| !t.contains('\0'))
+                                .ok_or_else(|| {
+                                    bad(&format!(
+                                        "secret {id} is not UTF-8 text without NUL, so it cannot be the variable {var}"
+                                    ))
+                                })?;
                             // The secret wins over an ENV of the same name, as in BuildKit.
                             env.retain(|e| env_key(e) != var);
-                            env.push(format!("{var}={}", String::from_utf8_lossy(&value)));
+                            env.push(format!("{var}={text}"));
                         }
                         if !target.is_empty() {
                             mounts.push(SpecMount::File {

@@ -225,6 +225,27 @@ fn missing_secrets_fail_with_their_id_and_line() {
         stderr.contains("secret \"needed\" in ") && stderr.contains("larger than 500 KiB"),
         "{stderr}"
     );
+    let binary = env.dir().join("binary");
+    fs_err::write(&binary, b"\xff\x00").unwrap();
+    let as_env = env.context(
+        "as_env",
+        &[(
+            "Dockerfile",
+            "FROM base\nRUN --mount=type=secret,id=bin,env=BIN true\n",
+        )],
+    );
+    let stderr = env.fails([
+        "build",
+        "-q",
+        "--secret",
+        &format!("id=bin,src={}", binary.display()),
+        as_env.to_str().unwrap(),
+    ]);
+    assert!(
+        stderr
+            .contains("secret bin is not UTF-8 text without NUL, so it cannot be the variable BIN"),
+        "{stderr}"
+    );
     let stderr = env.fails(["build", "-q", "--secret", "src=/x", ctx]);
     assert!(stderr.contains("--secret needs id=ID"), "{stderr}");
 }

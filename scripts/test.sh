@@ -17,8 +17,9 @@ cd "$(dirname "$0")/.."
 # docker-registry (a registry on 127.0.0.1), apache2-utils (`htpasswd -B`) and openssl (a test
 # CA) for pull, push and login; docker.io (dockerd and the docker client) for the interop test,
 # which starts a dockerd of its own; iproute2 (`ip`) and iptables for the RUN network's bridge,
-# veth pairs and NAT.
-packages=(busybox-static skopeo umoci zstd xz-utils bzip2 gzip python3 docker-registry apache2-utils openssl iproute2 iptables)
+# veth pairs and NAT; openssh-client (ssh-agent, ssh-add, ssh-keygen) for `--ssh` and
+# `RUN --mount=type=ssh`.
+packages=(busybox-static skopeo umoci zstd xz-utils bzip2 gzip python3 docker-registry apache2-utils openssl iproute2 iptables openssh-client)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

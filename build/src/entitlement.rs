@@ -1,12 +1,11 @@
 //! Entitlements (`strata build --allow`): what a Dockerfile may ask of the sandbox only when
 //! whoever starts the build allows it, as BuildKit's `--allow`; a Dockerfile alone never
-//! grants one. Also the RUN features the frontend reads but the build cannot carry out yet (a
-//! secret given as a variable). Checked on the steps of the target before anything runs, so a
+//! grants one. Checked on the steps of the target before anything runs, so a
 //! refusal points at its Dockerfile line and a build that asks for more than it was allowed
 //! does nothing at all.
 
 use strata_frontend::{Diagnostic, Diagnostics};
-use strata_graph::{Graph, MountKind, NetworkMode, NodeId, Op, SecurityMode};
+use strata_graph::{Graph, NetworkMode, NodeId, Op, SecurityMode};
 
 /// One `--allow` value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -49,8 +48,8 @@ impl std::fmt::Display for Entitlement {
     }
 }
 
-/// Every step among `nodes` that needs an entitlement not in `allowed`, or a feature strata
-/// does not have yet, as Dockerfile errors at the steps' places.
+/// Every step among `nodes` that needs an entitlement not in `allowed`, as Dockerfile errors
+/// at the steps' places.
 pub(crate) fn check(graph: &Graph, nodes: &[NodeId], allowed: &[Entitlement]) -> Diagnostics {
     let mut diags = Diagnostics::new();
     for &id in nodes {
@@ -73,16 +72,6 @@ pub(crate) fn check(graph: &Graph, nodes: &[NodeId], allowed: &[Entitlement]) ->
                 loc,
                 "network mode host is not allowed: start the build with --allow network.host",
             ));
-        }
-        for m in &exec.mounts {
-            if let MountKind::Secret { env: Some(var), .. } = &m.kind {
-                diags.push(Diagnostic::error(
-                    loc,
-                    format!(
-                        "RUN --mount=type=secret,env={var} is not supported yet: strata cannot pass build secrets"
-                    ),
-                ));
-            }
         }
     }
     diags.sort();

@@ -42,6 +42,9 @@ pub enum BuildError {
     /// The `.dockerignore` does not parse.
     #[error("invalid .dockerignore")]
     Ignore(#[source] IgnoreError),
+    /// A `--secret` or `--ssh` cannot be set up.
+    #[error(transparent)]
+    Secret(#[from] crate::SecretError),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -28,6 +28,7 @@ mod pipeline;
 mod prune;
 mod request;
 mod resolver;
+mod secret;
 mod spec;
 
 pub use cache_spec::{CacheExportError, CacheMode, CacheRef, CacheTo, parse_cache_from};
@@ -43,6 +44,9 @@ pub use prune::{
     gc_after_build, prune_cache, unshared_size,
 };
 pub use request::{BuildEvent, BuildRequest, BuildResult, BuiltImage, PushEvent};
+pub use secret::{
+    MAX_SECRET_SIZE, SecretError, SecretFlag, SecretSource, SshSource, parse_ssh_flag,
+};
 pub use spec::SpecError;
 pub use strata_solver::{Event, SolveError, Stream};
 pub use strata_worker::{DEFAULT_PIDS_LIMIT, Resources, sandbox_main};

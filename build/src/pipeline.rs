@@ -7,6 +7,7 @@ use crate::error::error_chain;
 use crate::ignore::{IgnoreFilter, ignore_bytes, read_ignore};
 use crate::output::{export_local, write_dest};
 use crate::resolver::StoreResolver;
+use crate::secret::Session;
 use crate::{
     BuildError, BuildEvent, BuildRequest, BuildResult, BuiltImage, Dockerfile, OutputSpec,
     PushEvent,
@@ -79,6 +80,13 @@ pub async fn build(mut request: BuildRequest) -> Result<BuildResult, BuildError>
         None => None,
     };
     let root = store.root().to_path_buf();
+    // Lives to the end of the build: dropping it stops the agents it started.
+    let session = {
+        let (secrets, ssh, store) = (request.secrets.clone(), request.ssh.clone(), store.clone());
+        tokio::task::spawn_blocking(move || Session::open(&secrets, &ssh, &store))
+            .await
+            .expect("opening the session does not panic")?
+    };
     let cache = Arc::new(CacheDb::open(&root)?);
     let worker = new_worker(
         &root,
@@ -95,6 +103,8 @@ pub async fn build(mut request: BuildRequest) -> Result<BuildResult, BuildError>
             proxy_env: graph.proxy_env.clone(),
             imported,
             build_id: build_id(&request.dockerfile, request.context.as_deref()),
+            secrets: session.secrets.clone(),
+            ssh: session.ssh.clone(),
             ..LocalOptions::default()
         },
     )?);

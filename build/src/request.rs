@@ -1,7 +1,7 @@
 //! What a build is asked to do ([`BuildRequest`]), what it tells on the way ([`BuildEvent`])
 //! and what it gives back ([`BuildResult`]).
 
-use crate::{CacheRef, CacheTo, Dockerfile, Entitlement, OutputSpec};
+use crate::{CacheRef, CacheTo, Dockerfile, Entitlement, OutputSpec, SecretSource, SshSource};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
@@ -69,6 +69,10 @@ pub struct BuildRequest {
     pub registry: Option<std::sync::Arc<strata_store::RegistryClient>>,
     /// Told how a push (`--push`, `push=true`) goes, in order, once the image is committed.
     pub on_push: Option<Box<dyn Fn(PushEvent) + Send + Sync>>,
+    /// `--secret`s by id, for `RUN --mount=type=secret`.
+    pub secrets: BTreeMap<String, SecretSource>,
+    /// `--ssh` agents by id, for `RUN --mount=type=ssh`.
+    pub ssh: BTreeMap<String, SshSource>,
 }
 
 impl BuildRequest {
@@ -101,6 +105,8 @@ impl BuildRequest {
             cancel: CancellationToken::new(),
             registry: None,
             on_push: None,
+            secrets: BTreeMap::new(),
+            ssh: BTreeMap::new(),
         }
     }
 }

@@ -49,6 +49,12 @@ pub struct ImageConfig {
     pub shell: Vec<String>,
 }
 
+/// The name in an environment entry `KEY=VALUE` (all of it when it has no `=`): the one
+/// reading of an entry's name, for the config's, a step's and a sandbox's variables.
+pub fn env_key(kv: &str) -> &str {
+    kv.split_once('=').map_or(kv, |(k, _)| k)
+}
+
 impl ImageConfig {
     /// The value of `key` in [`ImageConfig::env`], if set.
     pub fn env_get(&self, key: &str) -> Option<&str> {
@@ -61,11 +67,7 @@ impl ImageConfig {
     /// Sets `key` to `value`, replacing an earlier value in place (Docker keeps the position).
     pub fn env_set(&mut self, key: &str, value: &str) {
         let entry = format!("{key}={value}");
-        match self
-            .env
-            .iter_mut()
-            .find(|kv| kv.split_once('=').map_or(kv.as_str(), |(k, _)| k) == key)
-        {
+        match self.env.iter_mut().find(|kv| env_key(kv) == key) {
             Some(slot) => *slot = entry,
             None => self.env.push(entry),
         }

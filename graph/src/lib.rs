@@ -30,7 +30,7 @@ pub mod __private {
     pub use serde;
 }
 
-pub use config::{EmptyObject, Healthcheck, History, ImageConfig};
+pub use config::{EmptyObject, Healthcheck, History, ImageConfig, env_key};
 pub use graph::{Graph, Node, NodeId, Target};
 pub use hash::NodeHash;
 pub use loc::{SourceLoc, SourceRange};

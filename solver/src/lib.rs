@@ -18,6 +18,8 @@ pub use error::SolveError;
 pub use event::{Event, Stream};
 pub use export::{base_image_id, new_image};
 pub use key::key_parts;
-pub use local::{ContextSource, ExportedMount, Fs, LocalBackend, LocalError, LocalOptions, Output};
+pub use local::{
+    ContextSource, ExportedMount, Fs, LocalBackend, LocalError, LocalOptions, Output, Secrets,
+};
 pub use scheduler::{NoCache, SolveOptions, Solved, solve};
 pub use strata_cache::{CacheKey, Checksum, KeyParts};

@@ -10,6 +10,7 @@
 
 use crate::backend::{Backend, Job, StepError};
 use crate::event::Stream;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -159,6 +160,33 @@ pub struct LocalOptions {
     /// Names this build across runs (the CLI uses the context and Dockerfile paths): with a
     /// step's stage and position it identifies the step, so `--explain` finds its last record.
     pub build_id: String,
+    /// The build's secrets (`--secret`), by id: what a `RUN --mount=type=secret` reads. A
+    /// value never enters a key, a record, a layer or an event.
+    pub secrets: Secrets,
+    /// The ssh agent sockets (`--ssh`), by id: what a `RUN --mount=type=ssh` binds.
+    pub ssh: BTreeMap<String, PathBuf>,
+}
+
+/// Secret values by id. Its `Debug` shows the ids only, so no log or error prints a value.
+#[derive(Clone, Default)]
+pub struct Secrets(Arc<BTreeMap<String, Vec<u8>>>);
+
+impl Secrets {
+    /// The secrets `values` holds, by id.
+    pub fn new(values: BTreeMap<String, Vec<u8>>) -> Self {
+        Self(Arc::new(values))
+    }
+
+    /// The value of secret `id`, when the build was given it.
+    pub fn get(&self, id: &str) -> Option<&[u8]> {
+        self.0.get(id).map(Vec::as_slice)
+    }
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
 }
 
 impl Default for LocalOptions {
@@ -169,6 +197,8 @@ impl Default for LocalOptions {
             proxy_env: Vec::new(),
             imported: Vec::new(),
             build_id: String::new(),
+            secrets: Secrets::default(),
+            ssh: BTreeMap::new(),
         }
     }
 }
@@ -728,17 +758,18 @@ impl Backend for LocalBackend {
                                 .into());
                             }
                         },
-                        MountKind::Secret { .. } => MountInput::Secret(None),
-                        MountKind::Ssh { .. } => MountInput::Ssh(None),
+                        MountKind::Secret { id, .. } => {
+                            MountInput::Secret(self.options.secrets.get(id).map(<[u8]>::to_vec))
+                        }
+                        MountKind::Ssh { id, .. } => {
+                            MountInput::Ssh(self.options.ssh.get(id).cloned())
+                        }
                         _ => MountInput::None,
                     });
                 }
                 for kv in &self.options.proxy_env {
-                    let key = kv.split_once('=').map_or(kv.as_str(), |(k, _)| k);
-                    let set = exec
-                        .env
-                        .iter()
-                        .any(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) == key);
+                    let key = strata_graph::env_key(kv);
+                    let set = exec.env.iter().any(|e| strata_graph::env_key(e) == key);
                     if !set {
                         exec.env.push(kv.clone());
                     }

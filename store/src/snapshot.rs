@@ -239,6 +239,12 @@ impl Store {
         self.staging().temp_dir("upper-")
     }
 
+    /// A new empty directory in this handle's private staging area (`<root>/tmp/<id>/`), which
+    /// no other process cleans while the handle lives; deleted with the handle if not before.
+    pub fn temp_dir(&self, prefix: &str) -> Result<PathBuf, StoreError> {
+        self.staging().temp_dir(prefix)
+    }
+
     /// Registers `dir`, already in overlayfs format (a RUN's upper dir), as the snapshot of
     /// the layer `diff_id` on top of `parent`, by renaming it into place: no unpacking. `dir`
     /// must be on the store's filesystem ([`Store::new_snapshot_dir`] gives one). If the

@@ -8,6 +8,7 @@
 //! must call [`sandbox_main`] when started as `<exe> __sandbox`, before anything else.
 #![warn(missing_docs)]
 
+mod agent_proxy;
 mod archive;
 mod cache_mount;
 mod cgroup;

@@ -6,6 +6,7 @@
 //! mounted was ever visible outside it, and its scratch directory is deleted here (in the
 //! background, see `janitor.rs`).
 
+use crate::agent_proxy::AgentProxy;
 use crate::helper::{Netns, SandboxHelper};
 use crate::resolv_conf;
 use crate::sandbox::Status;
@@ -18,7 +19,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
-use strata_graph::{CacheSharing, ExecOp, MountKind, NetworkMode, SecurityMode};
+use strata_graph::{CacheSharing, ExecOp, MountKind, NetworkMode, SecurityMode, env_key};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
@@ -166,6 +167,12 @@ impl Lines {
 /// Keeps a cache mount's lock for as long as the run lasts.
 struct CacheLock(Option<fs_err::File>);
 
+/// What a run holds until it ends: its cache mounts' locks, its ssh mounts' sockets.
+struct Held {
+    _locks: Vec<CacheLock>,
+    _proxies: Vec<AgentProxy>,
+}
+
 impl Worker {
     /// Runs `req.exec` in a sandbox over `req.lowers` with `req.upper` as the writable
     /// layer; each output line goes to `output`. Returns once every process of the sandbox
@@ -189,7 +196,7 @@ impl Worker {
                 "failed to create a scratch directory in {}",
                 parent.display()
             )))?;
-        let (spec, _locks) = self.spec(&req, scratch.path()).await?;
+        let (spec, _held) = self.spec(&req, scratch.path()).await?;
         let mut line = serde_json::to_vec(&spec)
             .map_err(|e| io_err("failed to encode the sandbox spec")(e.into()))?;
         line.push(b'\n');
@@ -356,7 +363,7 @@ impl Worker {
         &self,
         req: &RunRequest,
         scratch: &Path,
-    ) -> Result<(SandboxSpec, Vec<CacheLock>), RunError> {
+    ) -> Result<(SandboxSpec, Held), RunError> {
         let mk = |p: PathBuf| {
             fs_err::create_dir(&p)
                 .map(|()| p)
@@ -394,6 +401,7 @@ impl Worker {
         let mut env = req.exec.env.clone();
         let mut mounts = Vec::new();
         let mut locks = Vec::new();
+        let mut proxies = Vec::new();
         for (i, m) in req.exec.mounts.iter().enumerate() {
             let input = req.mounts.get(i).cloned().unwrap_or(MountInput::None);
             let target = m.target.clone();
@@ -472,7 +480,19 @@ impl Worker {
                 } => match input {
                     MountInput::Secret(Some(value)) => {
                         if let Some(var) = var {
-                            env.push(format!("{var}={}", String::from_utf8_lossy(&value)));
+                            // A variable is text without NUL; changing a secret to fit would
+                            // hand the step another value than the one given.
+                            let text = std::str::from_utf8(&value)
+                                .ok()
+                                .filter(|t| !t.contains('\0'))
+                                .ok_or_else(|| {
+                                    bad(&format!(
+                                        "secret {id} is not UTF-8 text without NUL, so it cannot be the variable {var}"
+                                    ))
+                                })?;
+                            // The secret wins over an ENV of the same name, as in BuildKit.
+                            env.retain(|e| env_key(e) != var);
+                            env.push(format!("{var}={text}"));
                         }
                         if !target.is_empty() {
                             mounts.push(SpecMount::File {
@@ -491,8 +511,21 @@ impl Worker {
                     }
                     _ => {}
                 },
-                MountKind::Ssh { id, required, .. } => match input {
-                    MountInput::Ssh(Some(path)) => mounts.push(SpecMount::Socket { target, path }),
+                MountKind::Ssh {
+                    id,
+                    required,
+                    mode,
+                    uid,
+                    gid,
+                } => match input {
+                    MountInput::Ssh(Some(agent)) => {
+                        let path = scratch.join(format!("ssh-{i}.sock"));
+                        let proxy = AgentProxy::start(&path, agent, *mode, *uid, *gid).map_err(
+                            io_err(format!("failed to make the socket of ssh agent {id}")),
+                        )?;
+                        proxies.push(proxy);
+                        mounts.push(SpecMount::Socket { target, path });
+                    }
                     _ if *required => {
                         return Err(bad(&format!(
                             "ssh agent {id} is required but was not provided"
@@ -508,6 +541,17 @@ impl Worker {
                     gid: 0,
                 }),
             }
+        }
+        // As BuildKit: the first ssh mount is the agent, unless the step names its own.
+        let first_ssh = req
+            .exec
+            .mounts
+            .iter()
+            .find(|m| matches!(m.kind, MountKind::Ssh { .. }));
+        if let Some(m) = first_ssh
+            && !env.iter().any(|e| env_key(e) == "SSH_AUTH_SOCK")
+        {
+            env.push(format!("SSH_AUTH_SOCK={}", m.target));
         }
         // The scratch dir itself is the root overlay's work dir (it makes `work/` inside),
         // unless the mounts put something there: overlayfs refuses an upper or work dir
@@ -539,7 +583,13 @@ impl Worker {
                 no_new_privs: self.config.no_new_privs,
             },
         };
-        Ok((spec, locks))
+        Ok((
+            spec,
+            Held {
+                _locks: locks,
+                _proxies: proxies,
+            },
+        ))
     }
 
     /// The directory of cache mount `id`, made with `mode`/`uid`/`gid` when new. Ids are

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use strata_build::{
     BuildError, BuildRequest, CacheTo, Dockerfile, Entitlement, OutputSpec, PushEvent, Resources,
-    SolveError, parse_cache_from,
+    SecretFlag, SecretSource, SolveError, SshSource, parse_cache_from, parse_ssh_flag,
 };
 use strata_frontend::Diagnostic;
 use strata_graph::{NetworkMode, SourceRange};
@@ -83,6 +83,15 @@ pub(crate) struct Args {
     /// `network.host`
     #[arg(long, value_name = "ENTITLEMENT")]
     allow: Vec<String>,
+    /// A secret for `RUN --mount=type=secret`: `id=ID,src=FILE` or `id=ID,env=VAR` (`id=ID`
+    /// alone: the variable ID if set, else the file ID); may be given several times
+    #[arg(long = "secret", value_name = "SPEC")]
+    secrets: Vec<String>,
+    /// An ssh agent for `RUN --mount=type=ssh`: `default` (or `ID`) for $SSH_AUTH_SOCK,
+    /// `ID=SOCKET`, or `ID=KEYFILE[,KEYFILE]` (loaded into an ssh-agent of the build's own);
+    /// may be given several times
+    #[arg(long = "ssh", value_name = "SPEC")]
+    ssh: Vec<String>,
     /// Run the steps of these stages, ignoring the build cache
     #[arg(long = "no-cache-filter", value_name = "STAGE")]
     no_cache_filter: Vec<String>,
@@ -146,6 +155,55 @@ fn parse_labels(labels: &[String]) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// The `--secret` flags: their sources, each variable read here, once.
+fn secrets(flags: &[String]) -> anyhow::Result<BTreeMap<String, SecretSource>> {
+    use std::os::unix::ffi::OsStringExt as _;
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "a --secret env=VAR is read from the environment, as in BuildKit"
+    )]
+    let var = |name: &str| std::env::var_os(name).map(std::ffi::OsString::into_vec);
+    let mut secrets = BTreeMap::new();
+    for spec in flags {
+        let flag = SecretFlag::parse(spec)?;
+        let source = match (flag.src, flag.env) {
+            (Some(src), _) => SecretSource::File(absolute(src)),
+            (None, Some(env)) => SecretSource::Env {
+                value: var(&env),
+                var: env,
+            },
+            (None, None) => match var(&flag.id) {
+                Some(value) => SecretSource::Env {
+                    var: flag.id.clone(),
+                    value: Some(value),
+                },
+                None => SecretSource::File(absolute(PathBuf::from(&flag.id))),
+            },
+        };
+        secrets.insert(flag.id, source);
+    }
+    Ok(secrets)
+}
+
+/// The `--ssh` flags; an id without paths is the agent of `$SSH_AUTH_SOCK`, read here.
+fn ssh(flags: &[String]) -> anyhow::Result<BTreeMap<String, SshSource>> {
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "--ssh default is the agent of SSH_AUTH_SOCK, as in BuildKit"
+    )]
+    let auth_sock = std::env::var_os("SSH_AUTH_SOCK").filter(|s| !s.is_empty());
+    let mut agents = BTreeMap::new();
+    for spec in flags {
+        let (id, mut paths) = parse_ssh_flag(spec)?;
+        if paths.is_empty() {
+            paths.extend(auth_sock.clone().map(PathBuf::from));
+        }
+        let paths = paths.into_iter().map(absolute).collect();
+        agents.insert(id, SshSource { paths });
+    }
+    Ok(agents)
+}
+
 fn request(
     args: &Args,
     global: &GlobalArgs,
@@ -196,6 +254,8 @@ fn request(
     request.cache_from = cache_from;
     request.cache_to = cache_to;
     request.no_cache = args.no_cache;
+    request.secrets = secrets(&args.secrets)?;
+    request.ssh = ssh(&args.ssh)?;
     request.no_cache_filter = args.no_cache_filter.clone();
     request.allow = args
         .allow

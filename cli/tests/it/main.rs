@@ -22,6 +22,7 @@ mod registry_cache;
 mod registry_config;
 mod report;
 mod sandbox;
+mod secrets;
 mod store;
 mod support;
 mod token_server;

@@ -163,8 +163,9 @@ pub(super) fn refresh_env_index(config: &ImageConfig, index: &mut HashMap<String
     if index.len() != config.env.len() {
         index.clear();
         for (i, kv) in config.env.iter().enumerate() {
-            let k = kv.split_once('=').map_or(kv.as_str(), |(k, _)| k);
-            index.entry(k.to_owned()).or_insert(i);
+            index
+                .entry(strata_graph::env_key(kv).to_owned())
+                .or_insert(i);
         }
     }
 }

@@ -300,6 +300,9 @@ pub enum FileAction {
         keep_git_dir: bool,
         /// `--checksum`: the commit the reference must resolve to.
         checksum: Option<String>,
+        /// `?mtime=commit`: every entry gets the commit's time as its mtime (BuildKit's
+        /// `git.mtime=commit`), instead of the time of the checkout.
+        commit_mtime: bool,
         /// Absolute destination directory.
         dest: String,
         /// `--chown`.

@@ -392,6 +392,7 @@ fn apply(req: &FileRequest, scratch: &mut Scratch, limit: u64) -> Result<FileSta
                 subdir,
                 keep_git_dir,
                 checksum,
+                commit_mtime,
                 dest: d,
                 chown,
                 chmod,
@@ -405,6 +406,7 @@ fn apply(req: &FileRequest, scratch: &mut Scratch, limit: u64) -> Result<FileSta
                         subdir: subdir.as_deref(),
                         keep_git_dir: *keep_git_dir,
                         checksum: checksum.as_deref(),
+                        commit_mtime: *commit_mtime,
                     },
                     &CopySpec {
                         dest: d,
@@ -425,6 +427,25 @@ fn apply(req: &FileRequest, scratch: &mut Scratch, limit: u64) -> Result<FileSta
     Ok(stats)
 }
 
+/// Sets the mtime of everything below `comps` in `root`, and of `comps` itself, to `secs`
+/// (never following a symlink).
+fn set_mtimes(root: &ConfinedRoot, comps: &mut Vec<OsString>, secs: i64) -> io::Result<()> {
+    let Some(dir) = root.open_at(comps, OFlags::DIRECTORY | OFlags::RDONLY)? else {
+        return Ok(());
+    };
+    for name in confined::list(dir.as_fd())? {
+        let st = sys::lstat_at(dir.as_fd(), Path::new(&name))?;
+        if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+            comps.push(name.clone());
+            set_mtimes(root, comps, secs)?;
+            comps.pop();
+        } else {
+            sys::lutimes_at(dir.as_fd(), Path::new(&name), secs, 0)?;
+        }
+    }
+    sys::futimens(dir.as_fd(), secs, 0)
+}
+
 /// What [`add_git`] checks out.
 struct GitAdd<'a> {
     remote: &'a str,
@@ -432,6 +453,7 @@ struct GitAdd<'a> {
     subdir: Option<&'a str>,
     keep_git_dir: bool,
     checksum: Option<&'a str>,
+    commit_mtime: bool,
 }
 
 /// ADD of a git repository: the commit checked out in the scratch directory, then its tree
@@ -455,9 +477,13 @@ fn add_git(
     let base = scratch.path()?.to_owned();
     let (tree, git_dir) = (base.join("git-tree"), base.join("git-dir"));
     fs_err::create_dir(&tree).map_err(io_at("create", &tree))?;
-    git::checkout(g.remote, &commit, &tree, &git_dir, keep)?;
+    let time = git::checkout(g.remote, &commit, &tree, &git_dir, keep)?;
+    let root = ConfinedRoot::open(&tree).map_err(io_at("open the checkout of", g.remote))?;
+    if g.commit_mtime {
+        set_mtimes(&root, &mut Vec::new(), time).map_err(io_at("set the mtimes of", &tree))?;
+    }
     let src = Src {
-        root: ConfinedRoot::open(&tree).map_err(io_at("open the checkout of", g.remote))?,
+        root,
         context: false,
         exclude: None,
         name: "the git repository",

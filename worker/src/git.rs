@@ -178,13 +178,14 @@ fn pick(listed: &str, name: &str) -> Option<String> {
 
 /// Fetches `commit` of `remote` (depth 1) and checks its tree out into `tree`, with its
 /// `.git` there when `keep_git_dir`, else in `git_dir` (which the caller throws away).
+/// Returns the commit's time (committer date, seconds since the epoch).
 pub(crate) fn checkout(
     remote: &str,
     commit: &str,
     tree: &Path,
     git_dir: &Path,
     keep_git_dir: bool,
-) -> Result<(), GitError> {
+) -> Result<i64, GitError> {
     let git_dir = if keep_git_dir {
         tree.join(".git")
     } else {
@@ -236,7 +237,14 @@ pub(crate) fn checkout(
         set.args(["remote", "add", "origin", &redact(remote)]);
         run(set, "record the origin of", remote)?;
     }
-    Ok(())
+    let mut show = in_repo();
+    show.args(["show", "-s", "--format=%ct", commit]);
+    let time = run(show, "read the commit time of", remote)?;
+    time.trim().parse().map_err(|_| GitError::Command {
+        what: "read the commit time of",
+        remote: redact(remote),
+        stderr: format!("unexpected output {:?}", time.trim()),
+    })
 }
 
 #[cfg(test)]

@@ -66,6 +66,8 @@ fn git(dir: &Path, args: &[&str]) -> String {
         .env("GIT_AUTHOR_EMAIL", "t@example.test")
         .env("GIT_COMMITTER_NAME", "t")
         .env("GIT_COMMITTER_EMAIL", "t@example.test")
+        .env("GIT_AUTHOR_DATE", "1600000000 +0000")
+        .env("GIT_COMMITTER_DATE", "1600000000 +0000")
         .output()
         .expect("run git");
     assert!(
@@ -117,6 +119,7 @@ fn add_of_a_git_repository_at_a_branch_tag_subdir_and_query_keyed_by_its_commit(
          ADD {url}#v1:sub /sub\n\
          ADD \"{url}?ref=v1&keep-git-dir=1\" /kept\n\
          ADD --checksum={first} {url}#v1 /ck\n\
+         ADD \"{url}?ref=v1&mtime=commit\" /mt\n\
          ADD {url}#main /main\n"
     );
     let ctx = env.context("ctx", &[("Dockerfile", &dockerfile)]);
@@ -130,12 +133,15 @@ fn add_of_a_git_repository_at_a_branch_tag_subdir_and_query_keyed_by_its_commit(
         "-c",
         "cat /tag/a.txt /sub/b.txt /main/a.txt /ck/a.txt; ls -A /sub; ls -A /tag; \
          cat /kept/.git/HEAD; readlink /tag/passwd; readlink /tag/up; \
-         test -e /main/.git || echo no-git",
+         test -e /main/.git || echo no-git; \
+         stat -c %Y /mt/a.txt /mt/sub /mt/sub/b.txt; \
+         test $(stat -c %Y /tag/a.txt) -gt 1600000000 && echo checkout-time",
     ]);
     assert_eq!(
         out,
         format!(
-            "one\nbee\ntwo\none\nb.txt\na.txt\npasswd\nsub\nup\n{first}\n/etc/passwd\n../../..\nno-git\n"
+            "one\nbee\ntwo\none\nb.txt\na.txt\npasswd\nsub\nup\n{first}\n/etc/passwd\n../../..\nno-git\n\
+             1600000000\n1600000000\n1600000000\ncheckout-time\n"
         )
     );
     assert_ne!(first, second);

@@ -241,6 +241,7 @@ fn git_action(
         subdir: g.subdir,
         keep_git_dir: c.keep_git_dir.or(g.keep_git_dir).unwrap_or(false),
         checksum,
+        commit_mtime: g.commit_mtime,
         dest: x.dest.clone(),
         chown: x.chown.clone(),
         chmod: c.chmod.clone(),

@@ -15,6 +15,8 @@ pub(super) struct GitSource {
     pub(super) keep_git_dir: Option<bool>,
     /// `checksum=` (or `commit=`) of the query form.
     pub(super) checksum: Option<String>,
+    /// `mtime=commit` of the query form (`mtime=checkout` is the default).
+    pub(super) commit_mtime: bool,
 }
 
 /// Why a git source cannot be read.
@@ -22,7 +24,7 @@ pub(super) struct GitSource {
 pub(crate) enum GitUrlError {
     /// A query key BuildKit does not know.
     #[error(
-        "unexpected key {key:?} in git URL query (supported keys: ref, tag, branch, commit, checksum, subdir, keep-git-dir)"
+        "unexpected key {key:?} in git URL query (supported keys: ref, tag, branch, commit, checksum, subdir, keep-git-dir, mtime)"
     )]
     Key {
         /// The key.
@@ -44,6 +46,7 @@ pub(super) fn parse(url: &str) -> Result<GitSource, GitUrlError> {
         subdir: None,
         keep_git_dir: None,
         checksum: None,
+        commit_mtime: false,
     };
     let (rest, fragment) = match url.split_once('#') {
         Some((r, f)) => (r, Some(f)),
@@ -66,6 +69,17 @@ pub(super) fn parse(url: &str) -> Result<GitSource, GitUrlError> {
                 "ref" | "tag" | "branch" => src.reference = value,
                 "commit" | "checksum" => src.checksum = value,
                 "subdir" => src.subdir = value,
+                "mtime" => {
+                    src.commit_mtime = match value.as_deref() {
+                        Some("commit") => true,
+                        Some("checkout") => false,
+                        _ => {
+                            return Err(GitUrlError::Field {
+                                field: field.to_owned(),
+                            });
+                        }
+                    }
+                }
                 "keep-git-dir" => {
                     src.keep_git_dir = Some(match value.as_deref() {
                         None | Some("1" | "true") => true,
@@ -140,6 +154,17 @@ mod tests {
         assert_eq!(
             parts("git://h/x.git"),
             ("git://h/x.git".into(), None, None, None)
+        );
+        assert!(
+            parse("https://h/x.git?ref=v1&mtime=commit")
+                .expect("parses")
+                .commit_mtime
+        );
+        assert_eq!(
+            parse("https://h/x.git?mtime=now"),
+            Err(GitUrlError::Field {
+                field: "mtime=now".into()
+            })
         );
         assert_eq!(
             parse("https://h/x.git?depth=1"),

@@ -362,6 +362,7 @@ fn add_of_a_git_url_becomes_a_git_action_with_its_ref_subdir_and_flags() {
             subdir: Some("docs".into()),
             keep_git_dir: true,
             checksum: Some(commit.into()),
+            commit_mtime: false,
             dest: "/w/src".into(),
             chown: None,
             chmod: Some("644".into()),
@@ -381,7 +382,7 @@ fn add_of_a_git_url_becomes_a_git_action_with_its_ref_subdir_and_flags() {
     assert_eq!(
         errors("FROM alpine\nADD https://h.test/x.git?depth=1 /d\n"),
         [
-            "Dockerfile:2:1: unexpected key \"depth\" in git URL query (supported keys: ref, tag, branch, commit, checksum, subdir, keep-git-dir)"
+            "Dockerfile:2:1: unexpected key \"depth\" in git URL query (supported keys: ref, tag, branch, commit, checksum, subdir, keep-git-dir, mtime)"
         ]
     );
 }

@@ -187,3 +187,131 @@ fn add_of_a_git_repository_with_the_wrong_checksum_fails_naming_both_commits() {
         "{err}"
     );
 }
+
+/// `git http-backend` behind a minimal HTTP/1.1 server (one CGI run per request, then the
+/// connection closes): the smart HTTP protocol, as a `https://host/o/r.git` remote speaks it.
+fn start_http_backend(base: &Path) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("local addr").port();
+    let base = base.to_owned();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { continue };
+            let base = base.clone();
+            std::thread::spawn(move || {
+                let _ = serve_cgi(conn, &base);
+            });
+        }
+    });
+    port
+}
+
+fn serve_cgi(conn: TcpStream, base: &Path) -> std::io::Result<()> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let mut reader = BufReader::new(conn.try_clone()?);
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    let mut parts = line.split_whitespace();
+    let method = parts.next().unwrap_or("GET").to_owned();
+    let target = parts.next().unwrap_or("/").to_owned();
+    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        reader.read_line(&mut h)?;
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
+        }
+    }
+    let header = |k: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let len: usize = header("content-length").parse().unwrap_or(0);
+    let mut body = vec![0; len];
+    reader.read_exact(&mut body)?;
+    let mut child = Command::new("git")
+        .arg("http-backend")
+        .env("GIT_PROJECT_ROOT", base)
+        .env("GIT_HTTP_EXPORT_ALL", "1")
+        .env("REQUEST_METHOD", &method)
+        .env("PATH_INFO", path)
+        .env("QUERY_STRING", query)
+        .env("CONTENT_TYPE", header("content-type"))
+        .env("CONTENT_LENGTH", len.to_string())
+        .env("HTTP_CONTENT_ENCODING", header("content-encoding"))
+        .env("GIT_PROTOCOL", header("git-protocol"))
+        .env("REMOTE_ADDR", "127.0.0.1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    child.stdin.take().expect("piped").write_all(&body)?;
+    let out = child.wait_with_output()?.stdout;
+    let split = out
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| (i, 4))
+        .or_else(|| out.windows(2).position(|w| w == b"\n\n").map(|i| (i, 2)));
+    let (head, payload) = match split {
+        Some((i, n)) => (
+            String::from_utf8_lossy(&out[..i]).into_owned(),
+            &out[i + n..],
+        ),
+        None => (String::new(), &out[..]),
+    };
+    let mut status = "200 OK".to_owned();
+    let mut response = Vec::new();
+    for h in head.lines() {
+        match h.split_once(':') {
+            Some((k, v)) if k.eq_ignore_ascii_case("status") => status = v.trim().to_owned(),
+            _ => response.push(h.to_owned()),
+        }
+    }
+    let mut conn = conn;
+    write!(conn, "HTTP/1.1 {status}\r\n")?;
+    for h in response {
+        write!(conn, "{h}\r\n")?;
+    }
+    write!(
+        conn,
+        "Content-Length: {}\r\nConnection: close\r\n\r\n",
+        payload.len()
+    )?;
+    conn.write_all(payload)?;
+    conn.flush()
+}
+
+#[test]
+fn add_of_a_git_repository_over_smart_http() {
+    let env = TestEnv::with_base("base:latest");
+    let base = env.dir().join("git");
+    let (_repo, first, _second) = make_repo(&base);
+    let port = start_http_backend(&base);
+    let url = format!("http://127.0.0.1:{port}/x.git");
+    let ctx = env.context(
+        "ctx",
+        &[(
+            "Dockerfile",
+            &format!(
+                "FROM base\nADD --keep-git-dir=true \"{url}#v1\" /src\nADD {url}#main:sub /sub\n"
+            ),
+        )],
+    );
+    env.build_events(["-t", "h:1", ctx.to_str().expect("utf-8 path")]);
+    let out = env.ok([
+        "run",
+        "--rm",
+        "h:1",
+        "sh",
+        "-c",
+        "cat /src/a.txt /src/.git/HEAD /sub/b.txt",
+    ]);
+    assert_eq!(out, format!("one\n{first}\nbee\n"));
+}

@@ -113,6 +113,8 @@ fn add_of_a_git_repository_at_a_branch_tag_subdir_and_query_keyed_by_its_commit(
     let (repo, first, second) = make_repo(&base);
     let server = GitServer::start(&base);
     let url = server.url("x.git");
+    // `#v1:up` names a subdir that is a symlink to `../../..`: it resolves inside the
+    // checkout, to the repository's root, never to the host's directories.
     let dockerfile = format!(
         "FROM base\n\
          ADD {url}#v1 /tag\n\
@@ -120,6 +122,7 @@ fn add_of_a_git_repository_at_a_branch_tag_subdir_and_query_keyed_by_its_commit(
          ADD \"{url}?ref=v1&keep-git-dir=1\" /kept\n\
          ADD --checksum={first} {url}#v1 /ck\n\
          ADD \"{url}?ref=v1&mtime=commit\" /mt\n\
+         ADD {url}#v1:up /esc\n\
          ADD {url}#main /main\n"
     );
     let ctx = env.context("ctx", &[("Dockerfile", &dockerfile)]);
@@ -135,13 +138,15 @@ fn add_of_a_git_repository_at_a_branch_tag_subdir_and_query_keyed_by_its_commit(
          cat /kept/.git/HEAD; readlink /tag/passwd; readlink /tag/up; \
          test -e /main/.git || echo no-git; \
          stat -c %Y /mt/a.txt /mt/sub /mt/sub/b.txt; \
-         test $(stat -c %Y /tag/a.txt) -gt 1600000000 && echo checkout-time",
+         test $(stat -c %Y /tag/a.txt) -gt 1600000000 && echo checkout-time; \
+         ls -A /esc",
     ]);
     assert_eq!(
         out,
         format!(
             "one\nbee\ntwo\none\nb.txt\na.txt\npasswd\nsub\nup\n{first}\n/etc/passwd\n../../..\nno-git\n\
-             1600000000\n1600000000\n1600000000\ncheckout-time\n"
+             1600000000\n1600000000\n1600000000\ncheckout-time\n\
+             a.txt\npasswd\nsub\nup\n"
         )
     );
     assert_ne!(first, second);

@@ -16,9 +16,11 @@ cd "$(dirname "$0")/.."
 # what strata writes; zstd, xz, bzip2, gzip for archives; python3 for the shared generators;
 # docker-registry (a registry on 127.0.0.1), apache2-utils (`htpasswd -B`) and openssl (a test
 # CA) for pull, push and login; docker.io (dockerd and the docker client) for the interop test,
-# which starts a dockerd of its own; git (and its `git daemon`) for ADD of a git repository.
-packages=(busybox-static skopeo umoci zstd xz-utils bzip2 gzip python3 docker-registry apache2-utils openssl git)
+# which starts a dockerd of its own.
+packages=(busybox-static skopeo umoci zstd xz-utils bzip2 gzip python3 docker-registry apache2-utils openssl)
 missing=()
+# git (with `git daemon` and `git http-backend`) for ADD of a git repository.
+packages+=(git)
 for p in "${packages[@]}"; do
     dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done

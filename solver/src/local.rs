@@ -10,7 +10,6 @@
 
 use crate::backend::{Backend, Job, StepError};
 use crate::event::Stream;
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -263,7 +262,7 @@ impl ExportedMount {
 }
 
 /// The commits git sources resolved to: (remote, reference) to commit id.
-type GitCommits = HashMap<(String, Option<String>), String>;
+type GitCommits = std::collections::HashMap<(String, Option<String>), String>;
 
 /// Builds on this machine.
 pub struct LocalBackend {

@@ -21,6 +21,8 @@ cd "$(dirname "$0")/.."
 # `RUN --mount=type=ssh`.
 packages=(busybox-static skopeo umoci zstd xz-utils bzip2 gzip python3 docker-registry apache2-utils openssl iproute2 iptables openssh-client)
 missing=()
+# git (with `git daemon` and `git http-backend`) for ADD of a git repository.
+packages+=(git)
 for p in "${packages[@]}"; do
     dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done

@@ -285,4 +285,29 @@ pub enum FileAction {
         /// `--chmod`.
         chmod: Option<String>,
     },
+    /// ADD of a git repository: the tree at `reference` (or its `subdir`) copied into `dest`.
+    /// The commit it names is resolved before the step's cache key is made, and that commit
+    /// enters the key, so a moved branch rebuilds.
+    Git {
+        /// The remote as git takes it (`https://host/o/r.git`, `git@host:o/r.git`), with no
+        /// fragment or query.
+        remote: String,
+        /// The branch, tag or commit; `None` is the remote's `HEAD`.
+        reference: Option<String>,
+        /// The directory of the repository to copy (`None` is its root).
+        subdir: Option<String>,
+        /// `--keep-git-dir`: the repository's `.git` comes along.
+        keep_git_dir: bool,
+        /// `--checksum`: the commit the reference must resolve to.
+        checksum: Option<String>,
+        /// `?mtime=commit`: every entry gets the commit's time as its mtime (BuildKit's
+        /// `git.mtime=commit`), instead of the time of the checkout.
+        commit_mtime: bool,
+        /// Absolute destination directory.
+        dest: String,
+        /// `--chown`.
+        chown: Option<Chown>,
+        /// `--chmod`.
+        chmod: Option<String>,
+    },
 }

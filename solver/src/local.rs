@@ -12,14 +12,14 @@ use crate::backend::{Backend, Job, StepError};
 use crate::event::Stream;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 use strata_cache::{
     CacheDb, CacheKey, CacheMountChain, Checksum, ContextFilter, ContextIndex, ImportedCache,
     KeyParts, Record, ScanOptions, Selection, StepRef,
 };
 use strata_graph::pattern::DirVisit;
-use strata_graph::{FileAction, Graph, MountKind, Node, NodeId, Op};
+use strata_graph::{FileAction, FileOp, Graph, MountKind, Node, NodeId, Op};
 use strata_store::{Compression, Digest, LayerDescriptor, Lease, Store, chain_id};
 use strata_worker::{
     CacheMountImports, DiffOptions, ExcludeFn, FileRequest, FileSource, ImportError, ImportedMount,
@@ -291,6 +291,9 @@ impl ExportedMount {
     }
 }
 
+/// The commits git sources resolved to: (remote, reference) to commit id.
+type GitCommits = std::collections::HashMap<(String, Option<String>), String>;
+
 /// Builds on this machine.
 pub struct LocalBackend {
     layers: Layers,
@@ -300,6 +303,9 @@ pub struct LocalBackend {
     context: Option<ContextSource>,
     options: LocalOptions,
     saved_ms: Arc<std::sync::atomic::AtomicU64>,
+    /// The commit each ADD of a git repository (remote, reference) resolved to in this build:
+    /// resolved once, when the step's key is made, and checked out as such.
+    git_commits: Arc<Mutex<GitCommits>>,
     _lease: Lease,
 }
 
@@ -338,6 +344,7 @@ impl LocalBackend {
             context,
             options,
             saved_ms: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            git_commits: Arc::default(),
             _lease: lease,
         })
     }
@@ -411,6 +418,59 @@ impl LocalBackend {
     /// How long the cache hits of this build took when they ran (what the cache saved).
     pub fn time_saved(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.saved_ms.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// The commits the ADDs of git repositories of `node` resolve to now (`git ls-remote`),
+    /// one checksum each, remembered for [`LocalBackend::pin_git_commits`]: so a moved branch
+    /// is a new key and an unchanged one a hit, without fetching anything.
+    async fn git_contents(&self, node: &Node) -> Result<Vec<Checksum>, StepError> {
+        let Op::File(op) = &node.op else {
+            return Ok(Vec::new());
+        };
+        let mut sums = Vec::new();
+        for action in &op.actions {
+            let FileAction::Git {
+                remote,
+                reference,
+                checksum,
+                ..
+            } = action
+            else {
+                continue;
+            };
+            let (r, rf, ck) = (remote.clone(), reference.clone(), checksum.clone());
+            let commit = blocking(move || {
+                strata_worker::resolve_git(&r, rf.as_deref(), ck.as_deref())
+                    .map_err(|e| LocalError::File(e.into()))
+            })
+            .await?;
+            let mut h = blake3::Hasher::new();
+            h.update(b"strata-git-commit-v1\0");
+            h.update(commit.as_bytes());
+            sums.push(Checksum(*h.finalize().as_bytes()));
+            self.git_commits
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert((remote.clone(), reference.clone()), commit);
+        }
+        Ok(sums)
+    }
+
+    /// Replaces the reference of each git ADD in `op` by the commit its key was made with.
+    fn pin_git_commits(&self, op: &mut FileOp) {
+        let commits = self
+            .git_commits
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for action in &mut op.actions {
+            if let FileAction::Git {
+                remote, reference, ..
+            } = action
+                && let Some(commit) = commits.get(&(remote.clone(), reference.clone()))
+            {
+                *reference = Some(commit.clone());
+            }
+        }
     }
 
     /// A step's identity across builds: the build, the stage it belongs to and its position
@@ -597,6 +657,7 @@ impl Backend for LocalBackend {
         node: NodeId,
         inputs: &[Option<Output>],
     ) -> Result<Vec<Checksum>, StepError> {
+        let mut sums = self.git_contents(graph.node(node)).await?;
         let wanted: Vec<(Arc<ContextIndex>, Selection)> = selections(graph.node(node))
             .into_iter()
             .filter_map(|(input, sel)| match inputs.get(input) {
@@ -605,10 +666,10 @@ impl Backend for LocalBackend {
             })
             .collect();
         if wanted.is_empty() {
-            return Ok(Vec::new());
+            return Ok(sums);
         }
         let cache = self.cache.clone();
-        let sums = blocking(move || {
+        let context_sums = blocking(move || {
             let mut out = Vec::with_capacity(wanted.len());
             for (index, sel) in wanted {
                 let sum = index.checksum(&sel).map_err(LocalError::ContextKey)?;
@@ -618,6 +679,7 @@ impl Backend for LocalBackend {
             Ok(out)
         })
         .await?;
+        sums.extend(context_sums);
         Ok(sums)
     }
 
@@ -819,7 +881,8 @@ impl Backend for LocalBackend {
                 .await?;
                 Ok(Output::Fs(Arc::new(fs)))
             }
-            Op::File(op) => {
+            Op::File(mut op) => {
+                self.pin_git_commits(&mut op);
                 let parent = job.inputs[0].fs().map_err(StepError::from)?.clone();
                 let mut sources: Vec<Option<FileSource>> = vec![None];
                 for input in job.inputs.iter().skip(1) {

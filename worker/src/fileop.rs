@@ -15,6 +15,7 @@
 use crate::archive;
 use crate::copy::{self, CopyOpts, Counts, Links, Reuse};
 use crate::download;
+use crate::git;
 use crate::reuse::{self, Previous};
 use crate::source::{self, ExcludeFn};
 use crate::sys::{self, MountAttrs};
@@ -133,6 +134,9 @@ pub enum FileError {
     /// ADD of a URL failed.
     #[error(transparent)]
     Download(#[from] download::DownloadError),
+    /// ADD of a git repository failed.
+    #[error(transparent)]
+    Git(#[from] git::GitError),
     /// The operation refers to an input it was not given.
     #[error("input {0} of the file operation was not provided")]
     MissingInput(usize),
@@ -382,9 +386,117 @@ fn apply(req: &FileRequest, scratch: &mut Scratch, limit: u64) -> Result<FileSta
                 stats.entries += 1;
                 stats.bytes += fetched.size;
             }
+            FileAction::Git {
+                remote,
+                reference,
+                subdir,
+                keep_git_dir,
+                checksum,
+                commit_mtime,
+                dest: d,
+                chown,
+                chmod,
+            } => {
+                let c = add_git(
+                    &dest,
+                    scratch,
+                    GitAdd {
+                        remote,
+                        reference: reference.as_deref(),
+                        subdir: subdir.as_deref(),
+                        keep_git_dir: *keep_git_dir,
+                        checksum: checksum.as_deref(),
+                        commit_mtime: *commit_mtime,
+                    },
+                    &CopySpec {
+                        dest: d,
+                        dest_is_dir: true,
+                        owner: owner(names, chown.as_ref())?,
+                        mode: chmod.as_deref().map(parse_chmod).transpose()?,
+                        parents: false,
+                        excludes: &[],
+                        unpack: false,
+                    },
+                    limit,
+                )?;
+                stats.entries += c.entries;
+                stats.bytes += c.bytes;
+            }
         }
     }
     Ok(stats)
+}
+
+/// Sets the mtime of everything below `comps` in `root`, and of `comps` itself, to `secs`
+/// (never following a symlink).
+fn set_mtimes(root: &ConfinedRoot, comps: &mut Vec<OsString>, secs: i64) -> io::Result<()> {
+    let Some(dir) = root.open_at(comps, OFlags::DIRECTORY | OFlags::RDONLY)? else {
+        return Ok(());
+    };
+    for name in confined::list(dir.as_fd())? {
+        let st = sys::lstat_at(dir.as_fd(), Path::new(&name))?;
+        if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+            comps.push(name.clone());
+            set_mtimes(root, comps, secs)?;
+            comps.pop();
+        } else {
+            sys::lutimes_at(dir.as_fd(), Path::new(&name), secs, 0)?;
+        }
+    }
+    sys::futimens(dir.as_fd(), secs, 0)
+}
+
+/// What [`add_git`] checks out.
+struct GitAdd<'a> {
+    remote: &'a str,
+    reference: Option<&'a str>,
+    subdir: Option<&'a str>,
+    keep_git_dir: bool,
+    checksum: Option<&'a str>,
+    commit_mtime: bool,
+}
+
+/// ADD of a git repository: the commit checked out in the scratch directory, then its tree
+/// (or `subdir`, resolved inside the checkout) copied by the confined copy COPY uses, so a
+/// symlink or `..` in the repository cannot reach outside either root. The `.git` comes
+/// along only with `keep_git_dir` and no subdir, as BuildKit. The solver has already put the
+/// resolved commit in `reference`; an id is not resolved again.
+fn add_git(
+    dest: &ConfinedRoot,
+    scratch: &mut Scratch,
+    g: GitAdd<'_>,
+    spec: &CopySpec<'_>,
+    limit: u64,
+) -> Result<Counts, FileError> {
+    let commit = git::resolve(g.remote, g.reference, g.checksum)?;
+    let subdir = g
+        .subdir
+        .map(|s| s.trim_matches('/'))
+        .filter(|s| !s.is_empty() && *s != ".");
+    let keep = g.keep_git_dir && subdir.is_none();
+    let base = scratch.path()?.to_owned();
+    let (tree, git_dir) = (base.join("git-tree"), base.join("git-dir"));
+    fs_err::create_dir(&tree).map_err(io_at("create", &tree))?;
+    let time = git::checkout(g.remote, &commit, &tree, &git_dir, keep)?;
+    let root = ConfinedRoot::open(&tree).map_err(io_at("open the checkout of", g.remote))?;
+    if g.commit_mtime {
+        set_mtimes(&root, &mut Vec::new(), time).map_err(io_at("set the mtimes of", &tree))?;
+    }
+    let src = Src {
+        root,
+        context: false,
+        exclude: None,
+        name: "the git repository",
+    };
+    let source = format!("/{}", subdir.unwrap_or(""));
+    copy_sources(dest, &src, &[source], spec, limit, None).map_err(|e| match e {
+        FileError::NotFound { path, .. } => FileError::Git(git::GitError::NoSubdir {
+            remote: git::redact(g.remote),
+            commit: commit.clone(),
+            subdir: path,
+        }),
+        e => e,
+    })
 }
 
 /// Starts an incremental COPY when `req.previous` allows one: clones the earlier layer into

@@ -17,6 +17,7 @@ mod diff;
 mod download;
 mod export;
 mod fileop;
+mod git;
 mod helper;
 mod janitor;
 mod layers;
@@ -41,6 +42,7 @@ pub use diff::{DiffError, DiffOptions, DiffStats, write_layer};
 pub use download::DownloadError;
 pub use export::{ExportError, export_rootfs};
 pub use fileop::{FileError, FileRequest, FileSource, FileStats};
+pub use git::{GitError, resolve as resolve_git};
 pub use helper::sandbox_main;
 pub use mount_layer::{
     CacheMountImports, ImportError, ImportedMount, MAX_CHAIN, MountLayer, MountLayerError,

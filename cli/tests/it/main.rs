@@ -12,6 +12,7 @@ mod docker_interop;
 mod docker_registry;
 mod dockerd;
 mod faults;
+mod git_add;
 mod manifest_list;
 mod network;
 mod parse;

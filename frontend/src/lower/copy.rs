@@ -4,6 +4,7 @@
 use super::Lowering;
 use super::context::{Dispatch, uppercase_cmd};
 use super::error::{DigestError, LowerError};
+use super::git;
 use super::path::{clean_keep_pivot, join_root, path_relative_to_workdir};
 use crate::diagnostic::Diagnostic;
 use crate::dockerignore::IgnoreMatcher;
@@ -167,14 +168,17 @@ fn check_checksum(
     if sources.len() != 1 {
         return Err(LowerError::ChecksumSources { at });
     }
-    if !is_http(&sources[0]) && !is_git(&sources[0]) {
+    if is_git(&sources[0]) {
+        return check_commit(checksum, at);
+    }
+    if !is_http(&sources[0]) {
         return Err(LowerError::ChecksumLocal { at });
     }
     check_digest(checksum).map_err(|error| LowerError::Checksum { at, error })
 }
 
 /// The downloads of ADD's URLs, and the other sources as paths in the source filesystem.
-/// Git sources are refused, URLs too for COPY.
+/// Git sources and URLs are refused for COPY.
 fn remote_sources(
     c: &CopyInstruction,
     x: &Expanded,
@@ -185,11 +189,11 @@ fn remote_sources(
     let mut local = Vec::new();
     for src in &x.sources {
         if is_git(src) {
-            return Err(if is_add {
-                LowerError::AddGit { at }
-            } else {
-                LowerError::CopyGit { at }
-            });
+            if !is_add {
+                return Err(LowerError::CopyGit { at });
+            }
+            actions.push(git_action(c, x, src, at)?);
+            continue;
         }
         if is_http(src) {
             if !is_add {
@@ -216,6 +220,47 @@ fn remote_sources(
         });
     }
     Ok((actions, local))
+}
+
+/// ADD of a git repository: the URL's fragment or query, then the flags (a flag wins over
+/// the query, as BuildKit).
+fn git_action(
+    c: &CopyInstruction,
+    x: &Expanded,
+    src: &str,
+    at: SourceLoc,
+) -> Result<FileAction, LowerError> {
+    let g = git::parse(src).map_err(|error| LowerError::GitUrl { at, error })?;
+    let checksum = x.checksum.clone().or(g.checksum);
+    if let Some(ck) = &checksum {
+        check_commit(ck, at)?;
+    }
+    Ok(FileAction::Git {
+        remote: g.remote,
+        reference: g.reference,
+        subdir: g.subdir,
+        keep_git_dir: c.keep_git_dir.or(g.keep_git_dir).unwrap_or(false),
+        checksum,
+        commit_mtime: g.commit_mtime,
+        dest: x.dest.clone(),
+        chown: x.chown.clone(),
+        chmod: c.chmod.clone(),
+    })
+}
+
+/// A git `--checksum`: a full commit id (SHA-1 or SHA-256), lower-case hex.
+fn check_commit(checksum: &str, at: SourceLoc) -> Result<(), LowerError> {
+    let hex = checksum
+        .bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    if hex && matches!(checksum.len(), 40 | 64) {
+        Ok(())
+    } else {
+        Err(LowerError::GitChecksum {
+            at,
+            checksum: checksum.to_owned(),
+        })
+    }
 }
 
 /// A heredoc source as a file made in the destination (its body expanded unless its word

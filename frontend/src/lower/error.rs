@@ -135,9 +135,17 @@ pub(crate) enum LowerError {
     /// `ADD --checksum` with a malformed digest.
     #[error("{error}")]
     Checksum { at: SourceLoc, error: DigestError },
-    /// `ADD git@...` (not implemented).
-    #[error("ADD from a git repository is not supported yet")]
-    AddGit { at: SourceLoc },
+    /// `ADD git@...` whose fragment or query cannot be read.
+    #[error("{error}")]
+    GitUrl {
+        at: SourceLoc,
+        error: super::git::GitUrlError,
+    },
+    /// `ADD --checksum` of a git source that is not a commit id.
+    #[error(
+        "invalid checksum {checksum:?} for a git source: expected a commit id (40 or 64 hex digits)"
+    )]
+    GitChecksum { at: SourceLoc, checksum: String },
     /// `ADD --unpack=true https://...` (not implemented).
     #[error("ADD --unpack=true of a URL is not supported yet")]
     AddUnpackUrl { at: SourceLoc },
@@ -184,7 +192,8 @@ impl LowerError {
             | ChecksumSources { at }
             | ChecksumLocal { at }
             | Checksum { at, .. }
-            | AddGit { at }
+            | GitUrl { at, .. }
+            | GitChecksum { at, .. }
             | AddUnpackUrl { at }
             | CopyGit { at }
             | CopyUrl { at }

@@ -23,6 +23,7 @@ mod config;
 mod context;
 mod copy;
 mod error;
+mod git;
 mod mount;
 mod onbuild;
 mod path;

@@ -337,6 +337,57 @@ fn copy_forms_and_their_history() {
 }
 
 #[test]
+fn add_of_a_git_url_becomes_a_git_action_with_its_ref_subdir_and_flags() {
+    let git_actions = |src: &str| -> Vec<FileAction> {
+        let l = ok(src);
+        l.graph
+            .node_ids()
+            .filter_map(|i| match &l.graph.node(i).op {
+                Op::File(f) => Some(f.actions.clone()),
+                _ => None,
+            })
+            .flatten()
+            .filter(|a| matches!(a, FileAction::Git { .. }))
+            .collect()
+    };
+    let commit = "0123456789abcdef0123456789abcdef01234567";
+    let got = git_actions(&format!(
+        "FROM alpine\nWORKDIR /w\nADD --keep-git-dir=true --checksum={commit} --chmod=644 \"https://h.test/x.git#v1:docs\" src\n"
+    ));
+    assert_eq!(
+        got,
+        [FileAction::Git {
+            remote: "https://h.test/x.git".into(),
+            reference: Some("v1".into()),
+            subdir: Some("docs".into()),
+            keep_git_dir: true,
+            checksum: Some(commit.into()),
+            commit_mtime: false,
+            dest: "/w/src".into(),
+            chown: None,
+            chmod: Some("644".into()),
+        }]
+    );
+    let got = git_actions("FROM alpine\nADD \"https://h.test/x.git?ref=v1&keep-git-dir=1\" /dst\n");
+    assert!(
+        matches!(&got[..], [FileAction::Git { reference: Some(r), keep_git_dir: true, dest, .. }]
+            if r == "v1" && dest == "/dst")
+    );
+    assert_eq!(
+        errors("FROM alpine\nADD --checksum=sha256:abc https://h.test/x.git /d\n"),
+        [
+            "Dockerfile:2:1: invalid checksum \"sha256:abc\" for a git source: expected a commit id (40 or 64 hex digits)"
+        ]
+    );
+    assert_eq!(
+        errors("FROM alpine\nADD https://h.test/x.git?depth=1 /d\n"),
+        [
+            "Dockerfile:2:1: unexpected key \"depth\" in git URL query (supported keys: ref, tag, branch, commit, checksum, subdir, keep-git-dir, mtime)"
+        ]
+    );
+}
+
+#[test]
 fn equal_steps_share_a_node_across_stages() {
     let l = ok(
         "FROM alpine AS a\nRUN make\nFROM alpine AS b\nRUN make\nFROM scratch\nCOPY --from=a /x /x\nCOPY --from=b /x /y\n",

@@ -17,7 +17,9 @@ rmi` of the image; skopeo: a new OCI directory). With --baseline, a second strat
 timed beside the first in the same loop (a before/after pair under the same load); the first
 one's root is the one the "all present" pull uses. The floor of a pull is curl fetching every
 blob of the manifest, 3 at a time; of a push, curl uploading every blob (monolithic PUT), 5 at
-a time. "up to date" is a second strata pull with everything present. Medians over n; the table goes to stdout and bench/registry/results/.
+a time. "up to date" is a second strata pull with everything present. Each image is pulled
+twice: as the floor pushed it (skopeo's OCI copy: gzip layers, what `docker push` sends too)
+and as `strata push` sent it (a build's layers as strata stores them: uncompressed). Medians over n; the table goes to stdout and bench/registry/results/.
 """
 import argparse
 import concurrent.futures
@@ -198,35 +200,47 @@ def main():
                     reg.start(empty=True)
                     loads.append(os.getloadavg()[0])
                     rows.setdefault((image, "push", tool), []).append(timed(fn))
-                # The registry now holds the image (the floor pushed it last).
+                # The registry now holds the image as the floor pushed it last: skopeo's OCI
+                # copy, gzip layers (what docker push also sends). Strata's own push (its
+                # build's layers as stored: uncompressed) goes beside it under another name,
+                # and both are pulled, each by every tool.
                 reg.start(empty=False)
+                raw = f"{reg.host}/{name}-raw:1"
+                sh(f"{strata} tag {name}:1 {raw}", env=env)
+                sh(f"{strata} push {raw}", env=env)
                 pull_root = os.path.join(work, "pull-root")
+                for op, pref, repo in (("pull", ref, name),
+                                       ("pull, uncompressed layers", raw, f"{name}-raw")):
 
-                def strata_pull(binary):
-                    shutil.rmtree(pull_root, ignore_errors=True)
-                    return timed(lambda: sh(f"{binary} pull {ref}",
-                                            env=dict(os.environ, STRATA_ROOT=pull_root)))
+                    def strata_pull(binary, pref=pref):
+                        shutil.rmtree(pull_root, ignore_errors=True)
+                        return timed(lambda: sh(f"{binary} pull {pref}",
+                                                env=dict(os.environ, STRATA_ROOT=pull_root)))
 
-                def docker_pull():
-                    sh(f"{DOCKER} rmi -f {ref} {name}:1")
-                    return timed(lambda: sh(f"{DOCKER} pull {ref}"))
+                    def docker_pull(pref=pref):
+                        # Every tag of the image, so that docker has none of its layers.
+                        subprocess.run(f"{DOCKER} rmi -f {ref} {raw} {name}:1", shell=True,
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                        return timed(lambda: sh(f"{DOCKER} pull {pref}"))
 
-                def skopeo_pull():
-                    shutil.rmtree(f"{work}/pulled", ignore_errors=True)
-                    return timed(lambda: sh(f"skopeo copy -q --src-tls-verify=false "
-                                            f"docker://{ref} oci:{work}/pulled:1"))
+                    def skopeo_pull(pref=pref):
+                        shutil.rmtree(f"{work}/pulled", ignore_errors=True)
+                        return timed(lambda: sh(f"skopeo copy -q --src-tls-verify=false "
+                                                f"docker://{pref} oci:{work}/pulled:1"))
 
-                pulls = [(tool, lambda b=binary: strata_pull(b)) for tool, binary in stratas]
-                for tool, fn in (*reversed(pulls), ("docker", docker_pull),
-                                 ("skopeo", skopeo_pull),
-                                 ("floor (curl)", lambda: timed(lambda: curl_pull(
-                                     reg.host, name)))):
-                    loads.append(os.getloadavg()[0])
-                    rows.setdefault((image, "pull", tool), []).append(fn())
-                rows.setdefault((image, "pull, all present", "strata"), []).append(
-                    timed(lambda: sh(f"{strata} pull {ref}",
-                                     env=dict(os.environ, STRATA_ROOT=pull_root))))
-                sh(f"{DOCKER} tag {ref} {name}:1")
+                    pulls = [(tool, lambda b=binary: strata_pull(b))
+                             for tool, binary in stratas]
+                    for tool, fn in (*reversed(pulls), ("docker", docker_pull),
+                                     ("skopeo", skopeo_pull),
+                                     ("floor (curl)", lambda repo=repo: timed(
+                                         lambda: curl_pull(reg.host, repo)))):
+                        loads.append(os.getloadavg()[0])
+                        rows.setdefault((image, op, tool), []).append(fn())
+                    rows.setdefault((image, f"{op}, all present", "strata"), []).append(
+                        timed(lambda pref=pref: sh(f"{strata} pull {pref}",
+                                                   env=dict(os.environ,
+                                                            STRATA_ROOT=pull_root))))
+                    sh(f"{DOCKER} tag {pref} {name}:1")
     finally:
         reg.stop()
     lines = [f"| image | operation | tool | median s [min–max] | vs docker |",
@@ -250,7 +264,8 @@ def main():
         f.write(table + "\n")
     shutil.rmtree(work, ignore_errors=True)
     for image in ("big", "many"):
-        subprocess.run(f"{DOCKER} rmi -f bench-{image}:1 {reg.host}/bench-{image}:1",
+        subprocess.run(f"{DOCKER} rmi -f bench-{image}:1 {reg.host}/bench-{image}:1 "
+                       f"{reg.host}/bench-{image}-raw:1",
                        shell=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

@@ -321,6 +321,8 @@ fn front(request: &BuildRequest) -> Result<Front, BuildError> {
         &StoreResolver {
             store: &store,
             registry: request.registry.as_deref(),
+            always_pull: request.pull,
+            pulled: Default::default(),
         },
     )
     .map_err(BuildError::Dockerfile)?;

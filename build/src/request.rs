@@ -44,6 +44,8 @@ pub struct BuildRequest {
     pub cache_to: Option<CacheTo>,
     /// `--no-cache`: run every step.
     pub no_cache: bool,
+    /// `--pull`: pull every base image, even one the store has (a newer one may exist).
+    pub pull: bool,
     /// `--no-cache-filter`: run the steps of these stages.
     pub no_cache_filter: Vec<String>,
     /// `--security-opt no-new-privileges`: RUN commands cannot gain privileges (setuid
@@ -94,6 +96,7 @@ impl BuildRequest {
             cache_from: Vec::new(),
             cache_to: None,
             no_cache: false,
+            pull: false,
             no_cache_filter: Vec::new(),
             no_new_privileges: false,
             resources: strata_worker::Resources::default(),

@@ -1,8 +1,11 @@
 //! Base images come from the store: `FROM` names an image that `strata pull`, `load`, `import`
 //! or an earlier build put there. One the store lacks is pulled first, for the build's
-//! platform, when the request has a registry client.
+//! platform, when the request has a registry client; with `--pull`, every one is pulled
+//! (a registry that has no newer image answers "up to date" after one manifest request).
 
 use crate::error::error_chain;
+use std::collections::BTreeSet;
+use std::sync::Mutex;
 use strata_frontend::{ImageResolver, Platform, ResolvedImage};
 use strata_graph::ImageConfig;
 use strata_store::{Reference, RegistryClient, Store, StoreError};
@@ -11,17 +14,47 @@ use strata_store::{Reference, RegistryClient, Store, StoreError};
 pub(crate) struct StoreResolver<'a> {
     pub(crate) store: &'a Store,
     pub(crate) registry: Option<&'a RegistryClient>,
+    /// `--pull`: pull every base image, once per build, even when the store has it.
+    pub(crate) always_pull: bool,
+    /// The references pulled by this build already (several `FROM`s may name one image).
+    pub(crate) pulled: Mutex<BTreeSet<String>>,
 }
 
 impl StoreResolver<'_> {
-    /// The image `reference` names, pulled first if the store lacks it and we may pull.
+    /// Pulls `reference` for `platform` into the store.
+    fn pull(
+        &self,
+        registry: &RegistryClient,
+        reference: &str,
+        platform: &Platform,
+    ) -> Result<(), String> {
+        let parsed = Reference::parse(reference).map_err(|e| e.to_string())?;
+        registry
+            .pull(self.store, &parsed, Some(platform), &|_| {})
+            .map_err(|e| format!("failed to pull: {}", error_chain(&e)))?;
+        self.pulled
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(reference.to_owned());
+        Ok(())
+    }
+
+    /// The image `reference` names, pulled first if the store lacks it (or `--pull` asks for
+    /// it) and we may pull.
     fn image(&self, reference: &str, platform: &Platform) -> Result<strata_store::Image, String> {
+        if let Some(registry) = self.registry.filter(|_| self.always_pull) {
+            let done = self
+                .pulled
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .contains(reference);
+            if !done {
+                self.pull(registry, reference, platform)?;
+            }
+        }
         match (self.store.image(reference), self.registry) {
             (Err(StoreError::ImageNotFound(_)), Some(registry)) => {
-                let parsed = Reference::parse(reference).map_err(|e| e.to_string())?;
-                registry
-                    .pull(self.store, &parsed, Some(platform), &|_| {})
-                    .map_err(|e| format!("failed to pull: {}", error_chain(&e)))?;
+                self.pull(registry, reference, platform)?;
                 self.store.image(reference).map_err(|e| e.to_string())
             }
             (Err(e @ StoreError::ImageNotFound(_)), None) => Err(format!(

@@ -79,6 +79,9 @@ pub(crate) struct Args {
     /// Run every step, ignoring the build cache
     #[arg(long)]
     no_cache: bool,
+    /// Always attempt to pull a newer version of every base image
+    #[arg(long)]
+    pull: bool,
     /// Grant an entitlement: `security.insecure` (for `RUN --security=insecure`) or
     /// `network.host`
     #[arg(long, value_name = "ENTITLEMENT")]
@@ -254,6 +257,7 @@ fn request(
     request.cache_from = cache_from;
     request.cache_to = cache_to;
     request.no_cache = args.no_cache;
+    request.pull = args.pull;
     request.secrets = secrets(&args.secrets)?;
     request.ssh = ssh(&args.ssh)?;
     request.no_cache_filter = args.no_cache_filter.clone();

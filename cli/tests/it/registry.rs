@@ -683,6 +683,49 @@ fn build_pulls_a_from_image_the_store_lacks() {
 }
 
 #[test]
+fn build_pull_takes_the_newer_image_the_registry_has_and_without_it_the_stores() {
+    let registry = Registry::start();
+    let source = TestEnv::with_base("img");
+    let remote = registry.image("base:1");
+    let publish = |marker: &str| {
+        let ctx = source.context(
+            &format!("base-{marker}"),
+            &[("Dockerfile", &format!("FROM img\nENV BASE={marker}\n"))],
+        );
+        source.ok([
+            "build",
+            "-q",
+            "-t",
+            &remote,
+            ctx.to_str().expect("utf-8 path"),
+        ]);
+        source.ok(["push", &remote]);
+        inspect(&source, &remote)["Id"].clone()
+    };
+    let base_env = |env: &TestEnv| inspect(env, "app:1")["Config"]["Env"].to_string();
+    let old = publish("old");
+
+    let env = TestEnv::new();
+    let ctx = env.context(
+        "ctx",
+        &[("Dockerfile", &format!("FROM {remote}\nENV APP=1\n"))],
+    );
+    let ctx = ctx.to_str().expect("utf-8 path");
+    env.ok(["build", "-q", "-t", "app:1", ctx]);
+    assert_eq!(inspect(&env, &remote)["Id"], old);
+
+    let new = publish("new");
+    assert_ne!(new, old);
+    // Without --pull the store's image is used, as docker does.
+    env.ok(["build", "-q", "-t", "app:1", ctx]);
+    assert!(base_env(&env).contains("BASE=old"), "{}", base_env(&env));
+    // With --pull the registry's newer one.
+    env.ok(["build", "-q", "--pull", "-t", "app:1", ctx]);
+    assert_eq!(inspect(&env, &remote)["Id"], new);
+    assert!(base_env(&env).contains("BASE=new"), "{}", base_env(&env));
+}
+
+#[test]
 fn a_layer_in_another_repository_of_the_registry_is_mounted_not_sent() {
     let registry = Registry::start();
     let env = TestEnv::with_base("img");

@@ -529,7 +529,12 @@ fn shared_instructions_agree_with_dockerfile_parser_crate() {
     for (name, path) in cases() {
         let bytes = fs::read(&path).unwrap();
         let Ok(ours_df) = parse(&bytes) else {
-            panic!("{name}: we reject a Dockerfile BuildKit parses");
+            // Our own error cases are rejected by BuildKit too; snapshots.rs pins the error.
+            assert!(
+                name.starts_with("testdata/error-"),
+                "{name}: we reject a Dockerfile BuildKit parses"
+            );
+            continue;
         };
         let Ok(content) = String::from_utf8(bytes) else {
             continue; // the crate takes &str only

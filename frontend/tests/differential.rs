@@ -135,6 +135,216 @@ const KNOWN_DIFFERENCES: &[(&str, u32, &str)] = &[
         9,
         "ignores `# escape=`: the ENV line was swallowed by the COPY above",
     ),
+    (
+        "testdata/error-flag-not-for-instruction",
+        2,
+        "reads no RUN flags: `--mount`, `--network`, `--security`, `--chown` stay in the shell command",
+    ),
+    (
+        "testdata/error-mount-bad-sharing",
+        2,
+        "reads no RUN flags: `--mount`, `--network`, `--security`, `--chown` stay in the shell command",
+    ),
+    (
+        "testdata/error-mount-option-wrong-type",
+        2,
+        "reads no RUN flags: `--mount`, `--network`, `--security`, `--chown` stay in the shell command",
+    ),
+    (
+        "testdata/error-mount-secret-from",
+        2,
+        "reads no RUN flags: `--mount`, `--network`, `--security`, `--chown` stay in the shell command",
+    ),
+    (
+        "testdata/error-mount-unknown-option",
+        2,
+        "reads no RUN flags: `--mount`, `--network`, `--security`, `--chown` stay in the shell command",
+    ),
+    (
+        "testdata/error-mount-unknown-type",
+        2,
+        "reads no RUN flags: `--mount`, `--network`, `--security`, `--chown` stay in the shell command",
+    ),
+    (
+        "testdata/error-network-value",
+        2,
+        "reads no RUN flags: `--mount`, `--network`, `--security`, `--chown` stay in the shell command",
+    ),
+    (
+        "testdata/mount-bind",
+        6,
+        "reads no RUN flags: `--mount`, `--network`, `--security`, `--chown` stay in the shell command",
+    ),
+    (
+        "testdata/mount-bind",
+        7,
+        "reads no RUN flags: `--mount`, `--network`, `--security`, `--chown` stay in the shell command",
+    ),
+    (
+        "testdata/mount-bind",
+        8,
+        "reads no RUN flags: `--mount`, `--network`, `--security`, `--chown` stay in the shell command",
+    ),
+    (
+        "testdata/mount-bind",
+        9,
+        "reads no RUN flags: `--mount`, `--network`, `--security`, `--chown` stay in the shell command",
+    ),
+    (
+        "testdata/mount-bind",
+        10,
+        "reads no RUN flags: `--mount`, `--network`, `--security`, `--chown` stay in the shell command",
+    ),
+    (
+        "testdata/mount-bind",
+        11,
+        "reads no RUN flags: `--mount`, `--network`, `--security`, `--chown` stay in the shell command",
+    ),
+    (
+        "testdata/mount-cache",
+        7,
+        "reads no RUN flags: `--mount`, `--network`, `--security`, `--chown` stay in the shell command",
+    ),
+    (
+        "testdata/mount-cache",
+        8,
+        "reads no RUN flags: `--mount`, `--network`, `--security`, `--chown` stay in the shell command",
+    ),
+    (
+        "testdata/mount-cache",
+        9,
+        "reads no RUN flags: `--mount`, `--network`, `--security`, `--chown` stay in the shell command",
+    ),
+    (
+        "testdata/mount-cache",
+        10,
+        "reads no RUN flags: `--mount`, `--network`, `--security`, `--chown` stay in the shell command",
+    ),
+    (
+        "testdata/mount-cache",
+        11,
+        "reads no RUN flags: `--mount`, `--network`, `--security`, `--chown` stay in the shell command",
+    ),
+    (
+        "testdata/mount-cache",
+        12,
+        "reads no RUN flags: `--mount`, `--network`, `--security`, `--chown` stay in the shell command",
+    ),
+    (
+        "testdata/mount-cache",
+        13,
+        "reads no RUN flags: `--mount`, `--network`, `--security`, `--chown` stay in the shell command",
+    ),
+    (
+        "testdata/mount-cache",
+        14,
+        "reads no RUN flags: `--mount`, `--network`, `--security`, `--chown` stay in the shell command",
+    ),
+    (
+        "testdata/mount-secret",
+        5,
+        "reads no RUN flags: `--mount`, `--network`, `--security`, `--chown` stay in the shell command",
+    ),
+    (
+        "testdata/mount-secret",
+        6,
+        "reads no RUN flags: `--mount`, `--network`, `--security`, `--chown` stay in the shell command",
+    ),
+    (
+        "testdata/mount-secret",
+        7,
+        "reads no RUN flags: `--mount`, `--network`, `--security`, `--chown` stay in the shell command",
+    ),
+    (
+        "testdata/mount-secret",
+        8,
+        "reads no RUN flags: `--mount`, `--network`, `--security`, `--chown` stay in the shell command",
+    ),
+    (
+        "testdata/mount-secret",
+        9,
+        "reads no RUN flags: `--mount`, `--network`, `--security`, `--chown` stay in the shell command",
+    ),
+    (
+        "testdata/mount-secret",
+        10,
+        "reads no RUN flags: `--mount`, `--network`, `--security`, `--chown` stay in the shell command",
+    ),
+    (
+        "testdata/mount-secret",
+        11,
+        "reads no RUN flags: `--mount`, `--network`, `--security`, `--chown` stay in the shell command",
+    ),
+    (
+        "testdata/mount-secret",
+        12,
+        "reads no RUN flags: `--mount`, `--network`, `--security`, `--chown` stay in the shell command",
+    ),
+    (
+        "testdata/mount-ssh",
+        4,
+        "reads no RUN flags: `--mount`, `--network`, `--security`, `--chown` stay in the shell command",
+    ),
+    (
+        "testdata/mount-ssh",
+        5,
+        "reads no RUN flags: `--mount`, `--network`, `--security`, `--chown` stay in the shell command",
+    ),
+    (
+        "testdata/mount-ssh",
+        6,
+        "reads no RUN flags: `--mount`, `--network`, `--security`, `--chown` stay in the shell command",
+    ),
+    (
+        "testdata/mount-tmpfs",
+        4,
+        "reads no RUN flags: `--mount`, `--network`, `--security`, `--chown` stay in the shell command",
+    ),
+    (
+        "testdata/mount-tmpfs",
+        5,
+        "reads no RUN flags: `--mount`, `--network`, `--security`, `--chown` stay in the shell command",
+    ),
+    (
+        "testdata/mount-tmpfs",
+        6,
+        "reads no RUN flags: `--mount`, `--network`, `--security`, `--chown` stay in the shell command",
+    ),
+    (
+        "testdata/mount-tmpfs",
+        7,
+        "reads no RUN flags: `--mount`, `--network`, `--security`, `--chown` stay in the shell command",
+    ),
+    (
+        "testdata/run-network-security",
+        3,
+        "reads no RUN flags: `--mount`, `--network`, `--security`, `--chown` stay in the shell command",
+    ),
+    (
+        "testdata/run-network-security",
+        4,
+        "reads no RUN flags: `--mount`, `--network`, `--security`, `--chown` stay in the shell command",
+    ),
+    (
+        "testdata/run-network-security",
+        5,
+        "reads no RUN flags: `--mount`, `--network`, `--security`, `--chown` stay in the shell command",
+    ),
+    (
+        "testdata/run-network-security",
+        6,
+        "reads no RUN flags: `--mount`, `--network`, `--security`, `--chown` stay in the shell command",
+    ),
+    (
+        "testdata/run-network-security",
+        7,
+        "reads no RUN flags: `--mount`, `--network`, `--security`, `--chown` stay in the shell command",
+    ),
+    (
+        "testdata/run-network-security",
+        8,
+        "reads no RUN flags: `--mount`, `--network`, `--security`, `--chown` stay in the shell command",
+    ),
 ];
 
 /// (case, why the crate cannot parse it although BuildKit does).

@@ -509,6 +509,30 @@ const CRATE_REJECTS: &[(&str, &str)] = &[
         "testdata/onbuild-legacy-forms",
         "no heredocs: the body lines are read as instructions",
     ),
+    (
+        "testdata/heredoc-chomp-tabs",
+        "no heredocs: the body lines are read as instructions",
+    ),
+    (
+        "testdata/heredoc-copy-to-file",
+        "no heredocs: the body lines are read as instructions",
+    ),
+    (
+        "testdata/heredoc-quoted-delimiter",
+        "no heredocs: the body lines are read as instructions",
+    ),
+    (
+        "testdata/heredoc-run-basic",
+        "no heredocs: the body lines are read as instructions",
+    ),
+    (
+        "testdata/heredoc-several-on-one-line",
+        "no heredocs: the body lines are read as instructions",
+    ),
+    (
+        "testdata/heredoc-shebang",
+        "no heredocs: the body lines are read as instructions",
+    ),
 ];
 
 /// One instruction in the shape both parsers can produce.

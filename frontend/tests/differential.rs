@@ -510,6 +510,18 @@ const CRATE_REJECTS: &[(&str, &str)] = &[
         "no heredocs: the body lines are read as instructions",
     ),
     (
+        "testdata/continuation-comments-empty-lines",
+        "an empty line inside a continuation: it stops at it, BuildKit skips it (and warns)",
+    ),
+    (
+        "testdata/escape-backtick",
+        "ignores `# escape=`: a backtick does not continue the line",
+    ),
+    (
+        "testdata/expansion-forms",
+        "`ARG EMPTY=` with an empty default",
+    ),
+    (
         "testdata/heredoc-chomp-tabs",
         "no heredocs: the body lines are read as instructions",
     ),
@@ -532,6 +544,10 @@ const CRATE_REJECTS: &[(&str, &str)] = &[
     (
         "testdata/heredoc-shebang",
         "no heredocs: the body lines are read as instructions",
+    ),
+    (
+        "testdata/json-vs-shell",
+        "an unterminated JSON array: it fails to unescape it, BuildKit reads it as shell form",
     ),
 ];
 

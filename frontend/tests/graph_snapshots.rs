@@ -104,7 +104,21 @@ fn render(graph: &Graph) -> String {
 fn lowered_graphs() {
     insta::glob!("../../testdata/dockerfiles", "*/Dockerfile", |path| {
         let bytes = fs_err::read(path).unwrap();
-        let df = parse(&bytes).unwrap();
+        let case = path
+            .parent()
+            .unwrap()
+            .file_name()
+            .unwrap()
+            .to_string_lossy();
+        // An `error-…` case must fail, in parsing (snapshots.rs shows where) or in lowering.
+        let df = match parse(&bytes) {
+            Ok(df) => df,
+            Err(e) => {
+                assert!(case.starts_with("error-"), "{case}: {e}");
+                insta::assert_snapshot!(format!("parse error Dockerfile:{}: {e}\n", e.loc));
+                return;
+            }
+        };
         let mut opts = BuildOptions::default();
         opts.build_args
             .insert("FROM_CLI".into(), "cli value".into());
@@ -114,6 +128,10 @@ fn lowered_graphs() {
         // of problems the frontend reports.
         let text = match lower(&df, &opts, &FakeStore) {
             Ok(lowered) => {
+                assert!(
+                    !case.starts_with("error-"),
+                    "{case} lowers without an error"
+                );
                 let mut text = render(&lowered.graph);
                 for w in lowered.warnings.iter() {
                     writeln!(text, "warning {w}").unwrap();

@@ -1,6 +1,8 @@
 //! Snapshots of the raw parse of `testdata/dockerfiles/<case>/Dockerfile`: BuildKit's dump,
 //! then every instruction with its span, flags, arguments and heredocs and where each starts.
 //! A change in splitting, quoting or locations shows up in review as a `.snap` diff.
+//! A case named `error-…` may fail to parse: its snapshot is then the error with its location,
+//! as the CLI prints it; any other case must parse.
 
 use std::fmt::Write;
 use strata_frontend::{Arg, Args, Dockerfile, Instruction, dump, go_quote, parse};
@@ -110,11 +112,30 @@ fn render(df: &Dockerfile) -> String {
     out
 }
 
+/// The case's directory name: `testdata/dockerfiles/<case>/Dockerfile`.
+fn case_name(path: &std::path::Path) -> String {
+    let dir = path.parent().and_then(|d| d.file_name());
+    dir.expect("cases live in a directory")
+        .to_string_lossy()
+        .into_owned()
+}
+
 #[test]
 fn testdata_dockerfiles() {
     insta::glob!("../../testdata/dockerfiles", "*/Dockerfile", |path| {
         let bytes = fs_err::read(path).expect("read the Dockerfile");
-        let df = parse(&bytes).expect("testdata Dockerfiles parse");
-        insta::assert_snapshot!(render(&df));
+        let case = case_name(path);
+        let text = match parse(&bytes) {
+            Ok(df) => render(&df),
+            Err(e) => {
+                assert!(
+                    case.starts_with("error-"),
+                    "{case}: only error-… cases may fail to parse, got {}: {e}",
+                    e.loc
+                );
+                format!("# parse error\nDockerfile:{}: {e}\n", e.loc)
+            }
+        };
+        insta::assert_snapshot!(text);
     });
 }

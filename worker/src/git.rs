@@ -494,6 +494,12 @@ mod tests {
             .expect("valid")
             .expect("given");
         assert_eq!(gh.scope, "https://github.com/");
+        let cmd = remote_git(Some(&a));
+        assert!(
+            cmd.get_args()
+                .all(|arg| !arg.to_string_lossy().contains("eC1hY2Nlc3MtdG9rZW46dG9r")),
+            "{cmd:?}"
+        );
         assert!(!format!("{a:?}").contains("eC1hY2Nlc3MtdG9rZW46dG9r"));
         assert_eq!(
             a.scrub("bad eC1hY2Nlc3MtdG9rZW46dG9r and tok"),

@@ -173,6 +173,7 @@ impl Checker {
                     exclude: Some(exclude_fn(ignore.clone())),
                 }),
             ],
+            git_auth: Default::default(),
             previous: None,
         });
         let keyed = match (keyed, copied) {

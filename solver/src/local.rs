@@ -22,8 +22,8 @@ use strata_graph::pattern::DirVisit;
 use strata_graph::{FileAction, FileOp, Graph, MountKind, Node, NodeId, Op};
 use strata_store::{Compression, Digest, LayerDescriptor, Lease, Store, chain_id};
 use strata_worker::{
-    CacheMountImports, DiffOptions, ExcludeFn, FileRequest, FileSource, ImportError, ImportedMount,
-    MountInput, MountLayer, OutputStream, Previous, RunRequest, Worker, write_layer,
+    CacheMountImports, DiffOptions, ExcludeFn, FileRequest, FileSource, GitAuth, ImportError,
+    ImportedMount, MountInput, MountLayer, OutputStream, Previous, RunRequest, Worker, write_layer,
 };
 
 /// Why a step failed inside this backend (wrapped in [`StepError::Failed`]).
@@ -438,9 +438,10 @@ impl LocalBackend {
             else {
                 continue;
             };
+            let auth = self.git_auth(remote)?;
             let (r, rf, ck) = (remote.clone(), reference.clone(), checksum.clone());
             let commit = blocking(move || {
-                strata_worker::resolve_git(&r, rf.as_deref(), ck.as_deref())
+                strata_worker::resolve_git(&r, rf.as_deref(), ck.as_deref(), auth.as_ref())
                     .map_err(|e| LocalError::File(e.into()))
             })
             .await?;
@@ -454,6 +455,14 @@ impl LocalBackend {
                 .insert((remote.clone(), reference.clone()), commit);
         }
         Ok(sums)
+    }
+
+    /// The credentials for git `remote` among the build's secrets, as BuildKit names them
+    /// (`GIT_AUTH_TOKEN.<host>` and the like). They reach git only: never a key or an event.
+    fn git_auth(&self, remote: &str) -> Result<Option<GitAuth>, LocalError> {
+        let secrets = &self.options.secrets;
+        GitAuth::for_remote(remote, |id| secrets.get(id).map(<[u8]>::to_vec))
+            .map_err(|e| LocalError::File(e.into()))
     }
 
     /// Replaces the reference of each git ADD in `op` by the commit its key was made with.
@@ -883,6 +892,14 @@ impl Backend for LocalBackend {
             }
             Op::File(mut op) => {
                 self.pin_git_commits(&mut op);
+                let mut git_auth = BTreeMap::new();
+                for action in &op.actions {
+                    if let FileAction::Git { remote, .. } = action
+                        && let Some(auth) = self.git_auth(remote).map_err(StepError::from)?
+                    {
+                        git_auth.insert(remote.clone(), auth);
+                    }
+                }
                 let parent = job.inputs[0].fs().map_err(StepError::from)?.clone();
                 let mut sources: Vec<Option<FileSource>> = vec![None];
                 for input in job.inputs.iter().skip(1) {
@@ -919,6 +936,7 @@ impl Backend for LocalBackend {
                         upper: upper.clone(),
                         inputs: sources,
                         previous,
+                        git_auth,
                     });
                     let result = applied
                         .map_err(LocalError::from)

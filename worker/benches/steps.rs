@@ -167,6 +167,7 @@ fn main() -> std::process::ExitCode {
                 lowers: lowers.clone(),
                 upper: upper.clone(),
                 inputs,
+                git_auth: Default::default(),
                 previous: None,
             })
             .unwrap();

@@ -22,7 +22,7 @@ use crate::sys::{self, MountAttrs};
 use crate::user::{self, UserError};
 use crate::worker::Worker;
 use rustix::fs::OFlags;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::io::{self, Read};
 use std::os::fd::{AsFd, OwnedFd};
@@ -77,6 +77,9 @@ pub struct FileRequest {
     /// since: an incremental COPY (`reuse.rs`). Used only for an op made of plain COPYs
     /// from a context (no archive, no `--link`) onto a parent; ignored otherwise.
     pub previous: Option<Previous>,
+    /// Credentials for the remotes of the op's git ADDs, by remote (from the build's
+    /// secrets); a remote without an entry is fetched without.
+    pub git_auth: BTreeMap<String, git::GitAuth>,
 }
 
 /// What a file operation did.
@@ -407,6 +410,7 @@ fn apply(req: &FileRequest, scratch: &mut Scratch, limit: u64) -> Result<FileSta
                         keep_git_dir: *keep_git_dir,
                         checksum: checksum.as_deref(),
                         commit_mtime: *commit_mtime,
+                        auth: req.git_auth.get(remote.as_str()),
                     },
                     &CopySpec {
                         dest: d,
@@ -454,6 +458,7 @@ struct GitAdd<'a> {
     keep_git_dir: bool,
     checksum: Option<&'a str>,
     commit_mtime: bool,
+    auth: Option<&'a git::GitAuth>,
 }
 
 /// ADD of a git repository: the commit checked out in the scratch directory, then its tree
@@ -468,7 +473,7 @@ fn add_git(
     spec: &CopySpec<'_>,
     limit: u64,
 ) -> Result<Counts, FileError> {
-    let commit = git::resolve(g.remote, g.reference, g.checksum)?;
+    let commit = git::resolve(g.remote, g.reference, g.checksum, g.auth)?;
     let subdir = g
         .subdir
         .map(|s| s.trim_matches('/'))
@@ -477,7 +482,7 @@ fn add_git(
     let base = scratch.path()?.to_owned();
     let (tree, git_dir) = (base.join("git-tree"), base.join("git-dir"));
     fs_err::create_dir(&tree).map_err(io_at("create", &tree))?;
-    let time = git::checkout(g.remote, &commit, &tree, &git_dir, keep)?;
+    let time = git::checkout(g.remote, &commit, &tree, &git_dir, keep, g.auth)?;
     let root = ConfinedRoot::open(&tree).map_err(io_at("open the checkout of", g.remote))?;
     if g.commit_mtime {
         set_mtimes(&root, &mut Vec::new(), time).map_err(io_at("set the mtimes of", &tree))?;

@@ -42,7 +42,7 @@ pub use diff::{DiffError, DiffOptions, DiffStats, write_layer};
 pub use download::DownloadError;
 pub use export::{ExportError, export_rootfs};
 pub use fileop::{FileError, FileRequest, FileSource, FileStats};
-pub use git::{GitError, resolve as resolve_git};
+pub use git::{GitAuth, GitError, resolve as resolve_git};
 pub use helper::sandbox_main;
 pub use mount_layer::{
     CacheMountImports, ImportError, ImportedMount, MAX_CHAIN, MountLayer, MountLayerError,

@@ -87,7 +87,9 @@ pub(crate) struct Args {
     #[arg(long, value_name = "ENTITLEMENT")]
     allow: Vec<String>,
     /// A secret for `RUN --mount=type=secret`: `id=ID,src=FILE` or `id=ID,env=VAR` (`id=ID`
-    /// alone: the variable ID if set, else the file ID); may be given several times
+    /// alone: the variable ID if set, else the file ID); may be given several times. An ADD
+    /// from an http(s) git remote sends `GIT_AUTH_TOKEN.<host[:port]>` (else `GIT_AUTH_TOKEN`)
+    /// as a token, or `GIT_AUTH_HEADER[.<host[:port]>]` as the Authorization header, as BuildKit
     #[arg(long = "secret", value_name = "SPEC")]
     secrets: Vec<String>,
     /// An ssh agent for `RUN --mount=type=ssh`: `default` (or `ID`) for $SSH_AUTH_SOCK,

@@ -195,23 +195,25 @@ fn add_of_a_git_repository_with_the_wrong_checksum_fails_naming_both_commits() {
 
 /// `git http-backend` behind a minimal HTTP/1.1 server (one CGI run per request, then the
 /// connection closes): the smart HTTP protocol, as a `https://host/o/r.git` remote speaks it.
-fn start_http_backend(base: &Path) -> u16 {
+/// With `authorization`, a request without exactly that `Authorization` header gets a 401
+/// asking for Basic credentials, as a private repository's host answers.
+fn start_http_backend(base: &Path, authorization: Option<String>) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("local addr").port();
     let base = base.to_owned();
     std::thread::spawn(move || {
         for conn in listener.incoming() {
             let Ok(conn) = conn else { continue };
-            let base = base.clone();
+            let (base, authorization) = (base.clone(), authorization.clone());
             std::thread::spawn(move || {
-                let _ = serve_cgi(conn, &base);
+                let _ = serve_cgi(conn, &base, authorization.as_deref());
             });
         }
     });
     port
 }
 
-fn serve_cgi(conn: TcpStream, base: &Path) -> std::io::Result<()> {
+fn serve_cgi(conn: TcpStream, base: &Path, authorization: Option<&str>) -> std::io::Result<()> {
     use std::io::{BufRead, BufReader, Read, Write};
     let mut reader = BufReader::new(conn.try_clone()?);
     let mut line = String::new();
@@ -242,6 +244,17 @@ fn serve_cgi(conn: TcpStream, base: &Path) -> std::io::Result<()> {
     let len: usize = header("content-length").parse().unwrap_or(0);
     let mut body = vec![0; len];
     reader.read_exact(&mut body)?;
+    if let Some(expected) = authorization
+        && header("authorization") != expected
+    {
+        let mut conn = conn;
+        write!(
+            conn,
+            "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"git\"\r\n\
+             Content-Length: 0\r\nConnection: close\r\n\r\n"
+        )?;
+        return conn.flush();
+    }
     let mut child = Command::new("git")
         .arg("http-backend")
         .env("GIT_PROJECT_ROOT", base)
@@ -298,7 +311,7 @@ fn add_of_a_git_repository_over_smart_http() {
     let env = TestEnv::with_base("base:latest");
     let base = env.dir().join("git");
     let (_repo, first, _second) = make_repo(&base);
-    let port = start_http_backend(&base);
+    let port = start_http_backend(&base, None);
     let url = format!("http://127.0.0.1:{port}/x.git");
     let ctx = env.context(
         "ctx",
@@ -319,4 +332,123 @@ fn add_of_a_git_repository_over_smart_http() {
         "cat /src/a.txt /src/.git/HEAD /sub/b.txt",
     ]);
     assert_eq!(out, format!("one\n{first}\nbee\n"));
+}
+
+/// Every regular file under `dir` whose bytes contain `needle`.
+fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in fs_err::read_dir(&d).expect("read dir") {
+            let entry = entry.expect("dir entry");
+            let path = entry.path();
+            let kind = entry.file_type().expect("file type");
+            if kind.is_dir() {
+                todo.push(path);
+            } else if kind.is_file()
+                && fs_err::read(&path)
+                    .expect("read file")
+                    .windows(needle.len())
+                    .any(|w| w == needle)
+            {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn add_of_a_private_git_repository_takes_git_auth_token_of_its_host() {
+    use base64::Engine as _;
+    let env = TestEnv::with_base("base:latest");
+    let base = env.dir().join("git");
+    let (_repo, first, _second) = make_repo(&base);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos();
+    let token = format!("tok-git-{:x}-{nanos:x}", std::process::id());
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{token}"));
+    let port = start_http_backend(&base, Some(format!("basic {basic}")));
+    let url = format!("http://127.0.0.1:{port}/x.git");
+    let ctx = env.context(
+        "ctx",
+        &[(
+            "Dockerfile",
+            &format!("FROM base\nADD --keep-git-dir=true \"{url}#v1\" /src\n"),
+        )],
+    );
+    let build = |secret: &str| {
+        env.command(["build", "--progress=plain", "--explain", "-t", "p:1"])
+            .args(["--secret", secret])
+            .arg(&ctx)
+            .env("TOK", &token)
+            .env("HDR", format!("basic {basic}"))
+            .output()
+            .expect("run strata build")
+    };
+
+    // A secret for the host without its port is another host's: git gets no credentials, and
+    // fails at once (no prompt), naming the remote.
+    let denied = build("id=GIT_AUTH_TOKEN.127.0.0.1,env=TOK");
+    let denied_err = String::from_utf8_lossy(&denied.stderr).into_owned();
+    assert_eq!(denied.status.code(), Some(1), "{denied_err}");
+    assert!(
+        denied_err.contains(&format!("failed to list the refs of {url}"))
+            && denied_err.contains("terminal prompts disabled"),
+        "{denied_err}"
+    );
+
+    // BuildKit's id: the host as the URL names it, port included.
+    let granted = build(&format!("id=GIT_AUTH_TOKEN.127.0.0.1:{port},env=TOK"));
+    let granted_err = String::from_utf8_lossy(&granted.stderr).into_owned();
+    assert!(granted.status.success(), "{granted_err}");
+    let out = env.ok([
+        "run",
+        "--rm",
+        "p:1",
+        "sh",
+        "-c",
+        "cat /src/a.txt /src/.git/HEAD; grep url /src/.git/config",
+    ]);
+    assert_eq!(
+        out,
+        format!("one\n{first}\n\turl = {url}\n"),
+        "{granted_err}"
+    );
+
+    // The same credentials as a raw header, under the any-host id: the key is the commit
+    // alone, so the step is a cache hit.
+    let again = env
+        .command(["build", "--progress=rawjson", "-t", "p:1"])
+        .args(["--secret", "id=GIT_AUTH_HEADER,env=HDR"])
+        .arg(&ctx)
+        .env("HDR", format!("basic {basic}"))
+        .output()
+        .expect("run strata build");
+    let again_err = String::from_utf8_lossy(&again.stderr).into_owned();
+    assert!(again.status.success(), "{again_err}");
+    let events: Vec<serde_json::Value> = again_err
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert_eq!(ran(&events), Vec::<String>::new());
+
+    // Neither the token nor its header is in anything printed or written.
+    for needle in [token.as_str(), basic.as_str()] {
+        for (what, text) in [
+            ("denied", &denied_err),
+            ("granted", &granted_err),
+            ("again", &again_err),
+        ] {
+            assert!(!text.contains(needle), "{what}: {text}");
+        }
+        assert!(
+            !String::from_utf8_lossy(&granted.stdout).contains(needle),
+            "stdout"
+        );
+        let found = files_containing(env.dir(), needle.as_bytes());
+        assert!(found.is_empty(), "{needle} in {found:?}");
+    }
 }

@@ -148,6 +148,7 @@ pub fn apply(
         lowers,
         upper: upper.clone(),
         inputs,
+        git_auth: Default::default(),
         previous: None,
     })?;
     Ok(upper)
@@ -1389,6 +1390,7 @@ fn incremental_copy_links_unchanged_files_and_makes_the_same_layer() -> TestResu
             lowers: vec![env.base.clone()],
             upper: upper.clone(),
             inputs: ctx_input(&ctx),
+            git_auth: Default::default(),
             previous: Some(Previous {
                 layer: first.clone(),
                 changed: ["sub/b".to_owned()].into(),

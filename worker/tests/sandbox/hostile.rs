@@ -365,6 +365,7 @@ fn shared_hostile_gzip_bomb_hits_the_unpack_limit() -> TestResult {
         lowers: vec![env.base.clone()],
         upper,
         inputs: ctx_input(&out.join("cases/T29-gzip-bomb")),
+        git_auth: Default::default(),
         previous: None,
     });
     let e = r.err().ok_or("an 8 MiB bomb must exceed a 4 MiB limit")?;

@@ -270,7 +270,8 @@ pub enum FileAction {
         /// Owner of created directories.
         chown: Option<Chown>,
     },
-    /// ADD of a URL: downloaded, never extracted.
+    /// ADD of a URL: downloaded; extracted into `dest` only with `--unpack=true` when it is an
+    /// archive (BuildKit's default for a URL is to leave it as it is).
     Download {
         /// The URL.
         url: String,
@@ -284,6 +285,9 @@ pub enum FileAction {
         chown: Option<Chown>,
         /// `--chmod`.
         chmod: Option<String>,
+        /// `--unpack=true`: an archive is extracted into `dest` (a directory) instead.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        unpack: bool,
     },
     /// ADD of a git repository: the tree at `reference` (or its `subdir`) copied into `dest`.
     /// The commit it names is resolved before the step's cache key is made, and that commit

@@ -354,6 +354,7 @@ fn apply(req: &FileRequest, scratch: &mut Scratch, limit: u64) -> Result<FileSta
                 checksum,
                 chown,
                 chmod,
+                unpack,
             } => {
                 let owner = owner(names, chown.as_ref())?;
                 let mode = chmod.as_deref().map(parse_chmod).transpose()?;
@@ -363,6 +364,27 @@ fn apply(req: &FileRequest, scratch: &mut Scratch, limit: u64) -> Result<FileSta
                     &scratch.path()?.join("download"),
                     limit,
                 )?;
+                if *unpack {
+                    // `--unpack=true`: an archive goes into the destination directory, through
+                    // the one confined extractor with ADD's rules, as a local archive does.
+                    let file = fs_err::File::open(&fetched.path)
+                        .map_err(io_at("read the download of", url))?;
+                    if let Some(c) =
+                        archive::detect(file.file()).map_err(io_at("read the download of", url))?
+                    {
+                        let opts = ExtractOptions::add(confined::clean(Path::new(d)), owner, limit);
+                        let done =
+                            archive::extract(file.file(), c, &dest, &opts).map_err(|source| {
+                                FileError::Archive {
+                                    path: url.clone(),
+                                    source,
+                                }
+                            })?;
+                        stats.entries += done.entries;
+                        stats.bytes += done.bytes;
+                        continue;
+                    }
+                }
                 let mut comps = confined::clean(Path::new(d));
                 let into_dir = *dest_is_dir
                     || dest

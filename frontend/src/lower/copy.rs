@@ -200,9 +200,6 @@ fn remote_sources(
                 return Err(LowerError::CopyUrl { at });
             }
             // BuildKit downloads a URL as it is unless `--unpack=true` asks to extract it.
-            if c.unpack == Some(true) {
-                return Err(LowerError::AddUnpackUrl { at });
-            }
             actions.push(FileAction::Download {
                 url: src.clone(),
                 dest: x.dest.clone(),
@@ -210,6 +207,7 @@ fn remote_sources(
                 checksum: x.checksum.clone(),
                 chown: x.chown.clone(),
                 chmod: c.chmod.clone(),
+                unpack: c.unpack == Some(true),
             });
             continue;
         }

@@ -146,9 +146,6 @@ pub(crate) enum LowerError {
         "invalid checksum {checksum:?} for a git source: expected a commit id (40 or 64 hex digits)"
     )]
     GitChecksum { at: SourceLoc, checksum: String },
-    /// `ADD --unpack=true https://...` (not implemented).
-    #[error("ADD --unpack=true of a URL is not supported yet")]
-    AddUnpackUrl { at: SourceLoc },
     /// `COPY git@...`.
     #[error("source can't be a git ref for COPY")]
     CopyGit { at: SourceLoc },
@@ -194,7 +191,6 @@ impl LowerError {
             | Checksum { at, .. }
             | GitUrl { at, .. }
             | GitChecksum { at, .. }
-            | AddUnpackUrl { at }
             | CopyGit { at }
             | CopyUrl { at }
             | InvalidChmod { at, .. } => *at,

@@ -315,7 +315,7 @@ fn copy_forms_and_their_history() {
         if sources == &["/a", "/b"] && dest == "/w/sub/" && c.group.as_deref() == Some("staff"))
     );
     assert!(
-        matches!(&files[2], FileAction::Download { dest, dest_is_dir: true, .. } if dest == "/opt/")
+        matches!(&files[2], FileAction::Download { dest, dest_is_dir: true, unpack: false, .. } if dest == "/opt/")
     );
     assert_eq!(
         files[3],
@@ -572,10 +572,6 @@ fn errors_found_while_lowering_name_the_line_and_the_problem() {
             "Dockerfile:2:1: invalid ranges specified for container and host Ports: 3-7 and 1-2",
         ),
         (
-            "FROM alpine\nADD --unpack=true https://x.test/a.tar.gz /d/\n",
-            "Dockerfile:2:1: ADD --unpack=true of a URL is not supported yet",
-        ),
-        (
             "FROM alpine\nADD --checksum=md5:abc https://x.test/f /f\n",
             "Dockerfile:2:1: unsupported digest algorithm \"md5\"",
         ),
@@ -634,4 +630,23 @@ fn strata_own_rules_are_skipped_like_buildkits() {
     };
     assert_eq!(rules(src), ["MisplacedParserDirective"]);
     assert!(rules(&format!("# check=skip=MisplacedParserDirective\n{src}")).is_empty());
+}
+
+#[test]
+fn add_unpack_true_of_a_url_asks_the_download_to_be_extracted() {
+    let l = ok("FROM alpine\nADD --unpack=true https://x.test/a.tar.gz /d/\n");
+    let unpack: Vec<bool> = l
+        .graph
+        .node_ids()
+        .filter_map(|i| match &l.graph.node(i).op {
+            Op::File(f) => Some(f.actions.clone()),
+            _ => None,
+        })
+        .flatten()
+        .filter_map(|a| match a {
+            FileAction::Download { unpack, .. } => Some(unpack),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(unpack, [true]);
 }

@@ -75,6 +75,10 @@ pub fn tests() -> Vec<Trial> {
             add_url_downloads_without_extracting,
         ),
         trial(
+            "add_unpack_true_extracts_a_downloaded_archive_and_keeps_other_files",
+            add_unpack_true_extracts_a_downloaded_archive_and_keeps_other_files,
+        ),
+        trial(
             "incremental_copy_links_unchanged_files_and_makes_the_same_layer",
             incremental_copy_links_unchanged_files_and_makes_the_same_layer,
         ),
@@ -1269,7 +1273,73 @@ fn download(url: &str, dest: &str, checksum: Option<String>) -> FileAction {
         checksum,
         chown: None,
         chmod: None,
+        unpack: false,
     }
+}
+
+/// `ADD --unpack=true URL DEST` (dockerfile 1.17): a downloaded archive is extracted into
+/// DEST with ADD's rules (a `../` entry stays inside), a download that is not an archive is
+/// stored as a file, as without the flag.
+fn add_unpack_true_extracts_a_downloaded_archive_and_keeps_other_files() -> TestResult {
+    let env = Env::new();
+    let mut tar = tar::Builder::new(Vec::new());
+    for (name, body) in [("app/bin/run", &b"#!/bin/sh\n"[..]), ("../../escape", b"x")] {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(body.len() as u64);
+        h.set_mode(0o755);
+        h.set_mtime(1_600_000_000);
+        // `append_data` refuses `..`; the raw name is what a hostile archive carries.
+        h.as_gnu_mut().unwrap().name[..name.len()].copy_from_slice(name.as_bytes());
+        h.set_cksum();
+        tar.append(&h, body).unwrap();
+    }
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &tar.into_inner().unwrap()).unwrap();
+    let archive: &'static [u8] = Box::leak(gz.finish().unwrap().into_boxed_slice());
+    let base = serve(archive, "");
+    let plain = serve(b"not an archive\n", "");
+    let unpacked = |url: String, dest: &str| FileAction::Download {
+        url,
+        dest: dest.into(),
+        dest_is_dir: true,
+        checksum: None,
+        chown: None,
+        chmod: None,
+        unpack: true,
+    };
+    let l = apply(
+        &env,
+        vec![env.base.clone()],
+        vec![
+            unpacked(format!("{base}/release.tar.gz"), "/opt/"),
+            unpacked(format!("{plain}/notes.txt"), "/docs/"),
+        ],
+        vec![None],
+    )
+    .map_err(err)?;
+    ensure_eq(
+        fs_err::read(l.join("opt/app/bin/run")).unwrap(),
+        b"#!/bin/sh\n".to_vec(),
+        "the archive's file, extracted",
+    )?;
+    ensure_eq(
+        meta(&l, "/opt/app/bin/run")?,
+        ('f', 0o755, 0, 0),
+        "its mode",
+    )?;
+    ensure(
+        !l.join("opt/release.tar.gz").exists(),
+        "the archive itself is not stored",
+    )?;
+    ensure(
+        !l.join("escape").exists() && !env.dir.path().join("escape").exists(),
+        "a ../ entry never leaves the destination root",
+    )?;
+    ensure_eq(
+        fs_err::read(l.join("docs/notes.txt")).unwrap(),
+        b"not an archive\n".to_vec(),
+        "a download that is not an archive stays a file",
+    )
 }
 
 fn add_url_downloads_without_extracting() -> TestResult {

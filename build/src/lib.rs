@@ -38,7 +38,7 @@ pub use entitlement::{Entitlement, EntitlementError};
 pub use error::BuildError;
 pub use ignore::ignore_bytes;
 pub use output::{Dest, OutputError, OutputSpec};
-pub use pipeline::{build, lower};
+pub use pipeline::{build, check, lower};
 pub use prune::{
     CacheEntry, CacheKind, CachePrune, CachePruneError, CachePruneReport, GcPolicy, cache_entries,
     gc_after_build, prune_cache, unshared_size,

@@ -22,6 +22,27 @@ use strata_graph::Graph;
 use strata_solver::{ContextSource, LocalBackend, LocalOptions, NoCache, Output, SolveOptions};
 use strata_store::{Reference, RegistryClient, Store};
 
+/// `strata check` (docker's `build --check`): every check on `source`, judging each base image
+/// by the store's copy of it when the store at `store_root` has one (nothing is pulled, and a
+/// missing store is not made), else by a stand-in whose ENV the checks do not rely on.
+pub fn check(source: &[u8], opts: &BuildOptions, store_root: &Path) -> Diagnostics {
+    let store = store_root
+        .join("images.json")
+        .is_file()
+        .then(|| Store::open(store_root).ok())
+        .flatten();
+    let resolver = crate::resolver::CheckResolver {
+        store: store.as_ref().map(|store| StoreResolver {
+            store,
+            registry: None,
+            always_pull: false,
+            pulled: Default::default(),
+        }),
+        known: Default::default(),
+    };
+    strata_frontend::check(source, opts, &resolver)
+}
+
 /// Parses and lowers the request's Dockerfile against the store's images, without building:
 /// the graph `--print-graph` shows. Warnings are in the result, not sent.
 pub fn lower(request: &BuildRequest) -> Result<Lowered, BuildError> {

@@ -88,3 +88,39 @@ impl ImageResolver for StoreResolver<'_> {
         })
     }
 }
+
+/// `strata check`'s base images: the store's image when it has one (its config and platform,
+/// so ENV-dependent checks and InvalidBaseImagePlatform judge it as a build would), else a
+/// stand-in with an empty config that the frontend knows to be one. Nothing is pulled.
+pub(crate) struct CheckResolver<'a> {
+    pub(crate) store: Option<StoreResolver<'a>>,
+    /// The references the store had.
+    pub(crate) known: Mutex<BTreeSet<String>>,
+}
+
+impl ImageResolver for CheckResolver<'_> {
+    fn resolve(&self, reference: &str, platform: &Platform) -> Result<ResolvedImage, String> {
+        if let Some(store) = &self.store
+            && let Ok(image) = store.resolve(reference, platform)
+        {
+            self.known
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(reference.to_owned());
+            return Ok(image);
+        }
+        Ok(ResolvedImage {
+            reference: reference.to_owned(),
+            id: String::new(),
+            platform: platform.clone(),
+            config: ImageConfig::default(),
+        })
+    }
+
+    fn config_known(&self, reference: &str) -> bool {
+        self.known
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(reference)
+    }
+}

@@ -10,8 +10,7 @@ use crate::dockerfile;
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use strata_frontend::{BuildOptions, Diagnostic, ImageResolver, Platform, ResolvedImage, Severity};
-use strata_graph::ImageConfig;
+use strata_frontend::{BuildOptions, Diagnostic, Severity};
 
 /// Arguments of `strata check`.
 #[derive(Debug, clap::Args)]
@@ -91,21 +90,7 @@ fn summary(warnings: usize) -> String {
     }
 }
 
-/// Any base image exists and has an empty config.
-struct AnyImage;
-
-impl ImageResolver for AnyImage {
-    fn resolve(&self, reference: &str, platform: &Platform) -> Result<ResolvedImage, String> {
-        Ok(ResolvedImage {
-            reference: reference.to_owned(),
-            id: String::new(),
-            platform: platform.clone(),
-            config: ImageConfig::default(),
-        })
-    }
-}
-
-pub(crate) fn run(args: Args, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let dockerfile = dockerfile::read(Some(&args.file), None)?;
     let ignore = args
         .context
@@ -116,11 +101,10 @@ pub(crate) fn run(args: Args, _global: &GlobalArgs) -> anyhow::Result<ExitCode> 
         build_args: dockerfile::build_args(&args.build_args),
         target: args.target,
         all_stages: true,
-        base_config_unknown: true,
         dockerignore: ignore,
         ..BuildOptions::default()
     };
-    let diags = strata_frontend::check(&source, &opts, &AnyImage);
+    let diags = strata_build::check(&source, &opts, &global.store_root());
     let errors = diags.errors().count();
     let warnings = diags.len() - errors;
     let mut out = std::io::stdout().lock();

@@ -1,7 +1,7 @@
 //! `strata check`: `docker build --check`'s summary line, then every problem printed with its
 //! place and a caret, exit code 1; a clean Dockerfile exits 0. `--format json` for programs.
 
-use crate::support::strata_bin;
+use crate::support::{TestEnv, strata_bin};
 use std::io::Write as _;
 use std::process::{Command, Output, Stdio};
 
@@ -12,6 +12,8 @@ fn check_file(dockerfile: &str, extra: &[&str]) -> Output {
         .arg("check")
         .args(extra)
         .current_dir(dir.path())
+        // An empty store of its own: no image of the machine's store is looked up.
+        .env("STRATA_ROOT", dir.path().join("root"))
         .output()
         .expect("run strata check")
 }
@@ -238,7 +240,7 @@ fn check_error_true_fails_with_buildkits_lint_violation() {
 
 #[test]
 fn variables_a_base_image_may_set_are_not_called_undefined() {
-    // strata check looks no image up: $GOPATH may come from golang's ENV; scratch has none.
+    // No store has golang: $GOPATH may come from its ENV; scratch has none.
     let out = check_file(
         "FROM golang\nWORKDIR $GOPATH/src\nCOPY $FOO .\nFROM scratch\nCOPY $BAR .\n",
         &[],
@@ -277,5 +279,59 @@ fn the_contexts_dockerignore_is_read_with_context() {
         ),
         "{}",
         stdout(&out)
+    );
+}
+
+#[test]
+fn base_images_in_the_store_are_judged_by_their_config_and_platform() {
+    let env = TestEnv::with_base("base:latest");
+    let ctx = env.context(
+        "home",
+        &[("Dockerfile", "FROM base:latest\nENV HOME=/home/app\n")],
+    );
+    env.ok([
+        "build",
+        "-q",
+        "-t",
+        "homebase",
+        ctx.to_str().expect("utf-8 path"),
+    ]);
+    let tar = env.base_tarball();
+    env.ok([
+        "import".as_ref(),
+        "--platform".as_ref(),
+        "linux/arm64".as_ref(),
+        tar.as_os_str(),
+        "armbase".as_ref(),
+    ]);
+    let dockerfile = env.dir().join("Dockerfile.check");
+    fs_err::write(
+        &dockerfile,
+        "FROM homebase\nENV A=$HOME B=$NOPE\nFROM elsewhere/unknown\nENV C=$MAYBE\nFROM armbase\n",
+    )
+    .expect("write Dockerfile");
+    let out = env
+        .command(["check".as_ref(), dockerfile.as_os_str()])
+        .output()
+        .expect("run strata check");
+    let text = stdout(&out);
+    // HOME comes from homebase's config; NOPE is undefined there. An image the store lacks
+    // may set MAYBE: nothing said. armbase is another platform, as a build would warn.
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.starts_with("Check complete, 2 warnings have been found!\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Dockerfile.check:2:1: Usage of undefined variable '$NOPE'"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("variable '$HOME'") && !text.contains("'$MAYBE'"),
+        "{text}"
+    );
+    assert!(
+        text.contains("[InvalidBaseImagePlatform]") && text.contains("linux/arm64"),
+        "{text}"
     );
 }

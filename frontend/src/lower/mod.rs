@@ -107,6 +107,14 @@ pub struct ResolvedImage {
 pub trait ImageResolver {
     /// Finds `reference` (already normalised) for `platform`; the error says why not.
     fn resolve(&self, reference: &str, platform: &Platform) -> Result<ResolvedImage, String>;
+
+    /// Whether the config [`ImageResolver::resolve`] gave for `reference` is the image's own,
+    /// or a stand-in with nothing in it (`strata check` of an image it does not have): then
+    /// the checks that need the base image's ENV stay quiet on its stages, as with
+    /// [`BuildOptions::base_config_unknown`].
+    fn config_known(&self, _reference: &str) -> bool {
+        true
+    }
 }
 
 /// A lowered Dockerfile.

@@ -447,7 +447,8 @@ impl Lowering<'_> {
                 let mut d =
                     fresh_dispatch(node, img.config.clone(), platform, cmd_total, label_name);
                 d.cmd_index = 1;
-                d.base_env_unknown = self.opts.base_config_unknown;
+                d.base_env_unknown =
+                    self.opts.base_config_unknown || !self.resolver.config_known(&img.reference);
                 d.config.on_build.clear();
                 for kv in &img.config.env {
                     let (k, v) = kv.split_once('=').unwrap_or((kv, ""));

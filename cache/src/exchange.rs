@@ -645,8 +645,11 @@ fn blob_descriptors(config: &CacheConfig, sink: &impl Sink) -> Vec<Value> {
     out
 }
 
-fn config_descriptor(digest: &Digest, size: usize) -> Value {
-    serde_json::json!({"mediaType": STRATA_CACHE_CONFIG, "digest": digest, "size": size})
+/// Writes the cache config through `sink` and returns its descriptor.
+fn put_config(sink: &mut impl Sink, config: &CacheConfig) -> Result<Value, ExchangeError> {
+    let bytes = serde_json::to_vec(config).expect("records are plain JSON data");
+    let digest = sink.put_document(&bytes)?;
+    Ok(serde_json::json!({"mediaType": STRATA_CACHE_CONFIG, "digest": digest, "size": bytes.len()}))
 }
 
 /// The cache's OCI image manifest.
@@ -843,9 +846,7 @@ fn export_registry(
         options.compression,
         &mut report,
     )?;
-    let config_bytes = serde_json::to_vec(&config).expect("records are plain JSON data");
-    let config_digest = sink.put_document(&config_bytes)?;
-    let config_desc = config_descriptor(&config_digest, config_bytes.len());
+    let config_desc = put_config(&mut sink, &config)?;
     let blobs = blob_descriptors(&config, &sink);
     let staged: Vec<Digest> = sink.staged.keys().cloned().collect();
     let sent = client
@@ -856,24 +857,21 @@ fn export_registry(
         .values()
         .filter_map(|r| r.layer.as_ref().map(|l| &l.digest))
         .collect();
-    report.layers_written = sent.iter().filter(|d| layer_digests.contains(d)).count();
-    report.bytes_written = sent
-        .iter()
-        .filter(|d| layer_digests.contains(d))
-        .filter_map(|d| sink.staged.get(d))
-        .sum();
+    // How many of the blobs sent are in `set`, and their bytes.
+    let written = |set: &dyn Fn(&Digest) -> bool| {
+        let sent: Vec<&Digest> = sent.iter().filter(|d| set(d)).collect();
+        let bytes = sent.iter().filter_map(|d| sink.staged.get(*d)).sum();
+        (sent.len(), bytes)
+    };
+    (report.layers_written, report.bytes_written) = written(&|d| layer_digests.contains(d));
     let mount_digests: std::collections::BTreeSet<&Digest> = config
         .mounts
         .values()
         .flat_map(|m| m.layers.iter().map(|l| &l.digest))
         .filter(|d| !layer_digests.contains(d))
         .collect();
-    report.mount_layers_written = sent.iter().filter(|d| mount_digests.contains(d)).count();
-    report.mount_bytes_written = sent
-        .iter()
-        .filter(|d| mount_digests.contains(d))
-        .filter_map(|d| sink.staged.get(d))
-        .sum();
+    (report.mount_layers_written, report.mount_bytes_written) =
+        written(&|d| mount_digests.contains(d));
     let (media_type, top) = if options.image_manifest {
         (OCI_MANIFEST, manifest_bytes(&config_desc, blobs))
     } else {
@@ -930,9 +928,7 @@ pub fn export(
         options.compression,
         &mut report,
     )?;
-    let config_bytes = serde_json::to_vec(&config).expect("records are plain JSON data");
-    let config_digest = sink.put_document(&config_bytes)?;
-    let config_desc = config_descriptor(&config_digest, config_bytes.len());
+    let config_desc = put_config(&mut sink, &config)?;
     let manifest = manifest_bytes(&config_desc, blob_descriptors(&config, &sink));
     let manifest_digest = sink.put_document(&manifest)?;
     let layout = dir.join("oci-layout");

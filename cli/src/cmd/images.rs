@@ -171,8 +171,15 @@ pub(crate) fn write_table(out: &mut impl Write, rows: &[Vec<String>]) -> std::io
     Ok(())
 }
 
-/// Docker's `units.HumanSizeWithPrecision(size, 3)`: decimal units, 3 significant digits.
+/// Docker's `units.HumanSizeWithPrecision(size, 3)`: decimal units, 3 significant digits
+/// (its tables: images, history, prune).
 pub(crate) fn human_size(bytes: u64) -> String {
+    human_size_with_precision(bytes, 3)
+}
+
+/// Docker's `units.HumanSizeWithPrecision(size, digits)`: decimal units, `digits` significant
+/// digits, no trailing zeros (`units.HumanSize`, its progress bars' sizes, is 4).
+pub(crate) fn human_size_with_precision(bytes: u64, digits: i32) -> String {
     const UNITS: [&str; 9] = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"];
     let mut size = bytes as f64;
     let mut unit = 0;
@@ -180,7 +187,7 @@ pub(crate) fn human_size(bytes: u64) -> String {
         size /= 1000.0;
         unit += 1;
     }
-    format!("{}{}", significant(size, 3), UNITS[unit])
+    format!("{}{}", significant(size, digits), UNITS[unit])
 }
 
 /// `%.{digits}g` for 0 <= x < 1000, as Go prints it.

@@ -130,25 +130,10 @@ fn progress(current: u64, total: u64, bars: bool) -> String {
     format!("{bar}{:>8}/{}", human_size(current), human_size(total))
 }
 
-/// A size as docker writes it (go-units' `HumanSize`): four significant digits, decimal
-/// units, no trailing zeros (`527B`, `1.234kB`, `12.3MB`, `500MB`).
+/// A size as docker's progress bars write it (go-units' `HumanSize`): four significant
+/// digits, decimal units, no trailing zeros (`527B`, `1.234kB`, `12.3MB`, `500MB`).
 pub(crate) fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 7] = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1000.0 && unit + 1 < UNITS.len() {
-        value /= 1000.0;
-        unit += 1;
-    }
-    // `%.4g`: four significant digits for a value below 1000.
-    let decimals = match value {
-        v if v >= 100.0 => 1,
-        v if v >= 10.0 => 2,
-        _ => 3,
-    };
-    let text = format!("{value:.decimals$}");
-    let text = text.trim_end_matches('0').trim_end_matches('.');
-    format!("{text}{}", UNITS[unit])
+    crate::cmd::images::human_size_with_precision(bytes, 4)
 }
 
 #[cfg(test)]

@@ -114,11 +114,17 @@ enum Command {
 }
 
 impl Command {
-    /// Whether the command opens a store (and so, run by a user, needs the user namespace).
+    /// Whether the command writes a store or runs a sandbox (and so, run by a user, needs the
+    /// user namespace). `check` only reads image configs, which are the user's own files:
+    /// linting a Dockerfile needs no subordinate ids.
     fn uses_store(&self) -> bool {
         !matches!(
             self,
-            Command::Parse(_) | Command::Search(_) | Command::Login(_) | Command::Logout(_)
+            Command::Parse(_)
+                | Command::Check(_)
+                | Command::Search(_)
+                | Command::Login(_)
+                | Command::Logout(_)
         )
     }
 }

@@ -197,7 +197,7 @@ fn rootless_resource_limits_are_refused_and_say_why() {
 }
 
 #[test]
-fn a_user_without_subordinate_ids_is_told_what_rootless_mode_needs() {
+fn a_user_without_subordinate_ids_is_told_what_rootless_mode_needs_and_can_still_check() {
     // `nobody` (65534) has no range in /etc/subuid on any machine we run on.
     let env = TestEnv::new();
     let out = std::process::Command::new("setpriv")
@@ -217,5 +217,22 @@ fn a_user_without_subordinate_ids_is_told_what_rootless_mode_needs() {
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
         format!("error: rootless mode needs a range in /etc/subuid for {user} (see subuid(5))\n")
+    );
+    // Linting a Dockerfile needs no user namespace.
+    let dockerfile = env.dir().join("Dockerfile");
+    fs_err::write(&dockerfile, "FROM busybox\nRUN true\n").expect("write a Dockerfile");
+    std::os::unix::fs::chown(env.dir(), Some(65534), Some(65534)).expect("chown");
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(crate::support::user_bin())
+        .arg("check")
+        .arg(&dockerfile)
+        .env("HOME", env.dir())
+        .output()
+        .expect("run strata check as nobody");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }

@@ -49,4 +49,6 @@ pub use secret::{
 };
 pub use spec::SpecError;
 pub use strata_solver::{Event, SolveError, Stream};
-pub use strata_worker::{DEFAULT_PIDS_LIMIT, Resources, sandbox_main};
+pub use strata_worker::{
+    DEFAULT_PIDS_LIMIT, Resources, RootlessError, enter_user_namespace, sandbox_main,
+};

@@ -109,11 +109,7 @@ pub async fn build(mut request: BuildRequest) -> Result<BuildResult, BuildError>
             .expect("opening the session does not panic")?
     };
     let cache = Arc::new(CacheDb::open(&root)?);
-    let worker = new_worker(
-        &root,
-        request.no_new_privileges,
-        Some(request.resources.clone()),
-    )?;
+    let worker = new_worker(&root, request.no_new_privileges, request.resources.clone())?;
     let backend = Arc::new(LocalBackend::new(
         store.clone(),
         cache.clone(),

@@ -52,8 +52,9 @@ pub struct BuildRequest {
     /// binaries and file capabilities do nothing). Off by default, as in BuildKit.
     pub no_new_privileges: bool,
     /// The limits of the build's cgroup, where every RUN runs (`--pids-limit`, `--memory`,
-    /// `--cpu-quota`, `--cpu-period`, `--cpu-shares`).
-    pub resources: strata_worker::Resources,
+    /// `--cpu-quota`, `--cpu-period`, `--cpu-shares`); `None`: no cgroup, the RUN steps run
+    /// in strata's own (rootless strata, which has no cgroup of its own to write).
+    pub resources: Option<strata_worker::Resources>,
     /// `--jobs`: at most this many steps at once (default: no limit, as BuildKit).
     pub jobs: Option<usize>,
     /// `--explain`: send why each step missed the cache.
@@ -99,7 +100,7 @@ impl BuildRequest {
             pull: false,
             no_cache_filter: Vec::new(),
             no_new_privileges: false,
-            resources: strata_worker::Resources::default(),
+            resources: Some(strata_worker::Resources::default()),
             jobs: None,
             explain: false,
             source_date_epoch: None,

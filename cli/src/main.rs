@@ -8,6 +8,7 @@ mod diag;
 mod dockerfile;
 mod registry;
 mod report;
+mod rootless;
 mod ui;
 mod units;
 
@@ -112,6 +113,22 @@ enum Command {
     Builder(cmd::builder::Args),
 }
 
+impl Command {
+    /// Whether the command writes a store or runs a sandbox (and so, run by a user, needs the
+    /// user namespace). `check` only reads image configs, which are the user's own files:
+    /// linting a Dockerfile needs no subordinate ids.
+    fn uses_store(&self) -> bool {
+        !matches!(
+            self,
+            Command::Parse(_)
+                | Command::Check(_)
+                | Command::Search(_)
+                | Command::Login(_)
+                | Command::Logout(_)
+        )
+    }
+}
+
 fn main() -> ExitCode {
     // The RUN sandbox re-execs this binary as `strata __sandbox`; it must run before clap,
     // threads or a runtime exist (see strata_build::sandbox_main).
@@ -119,6 +136,13 @@ fn main() -> ExitCode {
         return strata_build::sandbox_main();
     }
     let cli = Cli::parse();
+    // Before any thread: a user other than root becomes root of a user namespace of its own
+    // for every command that opens a store (docs/rootless.md).
+    if cli.command.uses_store()
+        && let Err(e) = rootless::enter_unless_root()
+    {
+        return report::report(&anyhow::Error::new(e));
+    }
     let result = match cli.command {
         Command::Build(args) => cmd::build::run(*args, &cli.global),
         Command::Run(args) => cmd::run::run(args, &cli.global),
@@ -145,5 +169,26 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => report::report(&err),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn the_pids_limit_help_names_the_default_the_build_applies() {
+        let cli = Cli::command();
+        let build = cli.find_subcommand("build").expect("a build command");
+        let arg = build
+            .get_arguments()
+            .find(|a| a.get_id() == "pids_limit")
+            .expect("--pids-limit");
+        let help = arg.get_help().expect("its help").to_string();
+        assert!(
+            help.contains(&format!("[default: {};", strata_build::DEFAULT_PIDS_LIMIT)),
+            "{help}"
+        );
     }
 }

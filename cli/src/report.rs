@@ -66,7 +66,7 @@ fn render(err: &anyhow::Error) -> String {
     if let Some(at) = err.chain().find_map(|e| e.downcast_ref::<AtDockerfile>()) {
         out.push_str(&diag::render_place(&at.file, &at.source, at.loc));
     }
-    if let Some(hint) = hint(err, running_as_root()) {
+    if let Some(hint) = hint(err, running_as_root() || crate::rootless::active()) {
         out.push_str(&format!("hint: {hint}\n"));
     }
     out
@@ -156,8 +156,12 @@ fn hint(err: &anyhow::Error, root: bool) -> Option<&'static str> {
     None
 }
 
-/// Whether this process runs as root (the effective uid, read without unsafe code).
+/// Whether this process runs as root of the host (the effective uid, read without unsafe
+/// code; root of strata's own user namespace is not, see `rootless.rs`).
 pub(crate) fn running_as_root() -> bool {
+    if crate::rootless::active() {
+        return false;
+    }
     fs_err::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {

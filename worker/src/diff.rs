@@ -1,7 +1,7 @@
 //! Layer diffs: an overlayfs upper directory becomes an OCI layer tar.
 //!
 //! The upper dir already is the change set: overlay whiteouts (0/0 character devices) become
-//! `.wh.<name>` entries and opaque directories (`trusted.overlay.opaque=y`) get a
+//! `.wh.<name>` entries and opaque directories (`trusted.overlay.opaque=y`, rootless `user.`) get a
 //! `.wh..wh..opq` entry. Everything else is written as found: modes with
 //! setuid/setgid/sticky, numeric owners (no user or group names), symlinks, hard links
 //! within the layer, devices and FIFOs; sockets are skipped. Entries come in a fixed order

@@ -21,10 +21,13 @@
 //! the next once it has been idle for a millisecond, not at once: right after the fork the
 //! new monitor needs the CPU more (on a busy two-core machine the helper would delay it).
 //! Each namespace is used by one sandbox only and then destroyed: the isolation is the same
-//! as making it on the spot.
+//! as making it on the spot. Rootless (in a user namespace, see `rootless.rs`) a default-network
+//! namespace is served by a slirp4netns of its own ([`crate::slirp`]) instead of the bridge,
+//! started when the namespace is made and ended with the RUN that used it.
 
 use crate::network::{self, Bridge};
 use crate::sandbox::{self, Status};
+use crate::slirp::{self, Slirp};
 use crate::sys::{self, CloneFlags, Forked};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -121,8 +124,10 @@ struct Helper {
     spare_netns: Option<OwnedFd>,
     /// Whether any `--network=none` sandbox was asked for (then a spare is kept).
     wants_netns: bool,
-    /// Default-network namespaces made in advance.
-    pool: Vec<OwnedFd>,
+    /// Default-network namespaces made in advance (each with its slirp4netns, rootless).
+    pool: Vec<(OwnedFd, Option<Slirp>)>,
+    /// The slirp4netns processes started, to reap once they have exited.
+    slirps: Vec<std::process::Child>,
     /// Whether any default-network sandbox was asked for (then the pool is kept full).
     wants_pool: bool,
     /// The bridge, once made or found.
@@ -146,6 +151,7 @@ pub fn sandbox_main() -> ExitCode {
         spare_netns: None,
         wants_netns: false,
         pool: Vec::new(),
+        slirps: Vec::new(),
         wants_pool: false,
         bridge: None,
         monitors: Vec::new(),
@@ -166,7 +172,7 @@ pub fn sandbox_main() -> ExitCode {
             // A failure is tried again on demand, where it is reported; until then the
             // pool stops filling (so a broken host does not cost a try every millisecond).
             if spare_wanted {
-                helper.spare_netns = helper.new_netns(false).ok();
+                helper.spare_netns = helper.new_netns(false).ok().map(|(ns, _)| ns);
             } else {
                 match helper.new_netns(true) {
                     Ok(ns) => helper.pool.push(ns),
@@ -176,6 +182,9 @@ pub fn sandbox_main() -> ExitCode {
             continue;
         }
         helper.reap(&ready[1..]);
+        helper
+            .slirps
+            .retain_mut(|c| !matches!(c.try_wait(), Ok(Some(_)) | Err(_)));
         if !ready[0] {
             continue;
         }
@@ -223,19 +232,18 @@ impl Helper {
 
     fn fork_monitor(&mut self, wanted: Netns, ctl: OwnedFd, out: OwnedFd, err: OwnedFd) {
         let made = match wanted {
-            Netns::Host => Ok(None),
-            Netns::Empty => self
-                .spare_netns
-                .take()
-                .map_or_else(|| self.new_netns(false), Ok)
-                .map(Some),
+            Netns::Host => Ok((None, None)),
+            Netns::Empty => match self.spare_netns.take() {
+                Some(ns) => Ok((Some(ns), None)),
+                None => self.new_netns(false).map(|(ns, _)| (Some(ns), None)),
+            },
             Netns::Bridged => self
                 .pool
                 .pop()
                 .map_or_else(|| self.new_netns(true), Ok)
-                .map(Some),
+                .map(|(ns, slirp)| (Some(ns), slirp)),
         };
-        let netns = match made {
+        let (netns, slirp) = match made {
             Ok(ns) => ns,
             Err(e) => {
                 let what = if wanted == Netns::Bridged {
@@ -255,7 +263,10 @@ impl Helper {
                 drop(std::mem::take(&mut self.monitors));
                 drop(self.spare_netns.take());
                 drop(std::mem::take(&mut self.pool));
+                drop(std::mem::take(&mut self.slirps));
                 drop(self.host_netns.take());
+                // Kept open until this monitor exits: then its slirp4netns stops.
+                let _slirp = slirp;
                 let set_up = sys::std_to_dev_null(&[0])
                     .and_then(|()| sys::dup_onto(out.as_fd(), 1))
                     .and_then(|()| sys::dup_onto(err.as_fd(), 2));
@@ -272,6 +283,7 @@ impl Helper {
                 std::process::exit(101)
             }
             Ok(Forked::Parent(pid)) => {
+                drop(slirp);
                 if let Ok(fd) = sys::pidfd_open(pid) {
                     self.monitors.push((pid, fd));
                 } else {
@@ -288,10 +300,20 @@ impl Helper {
         self.wants_pool |= wanted == Netns::Bridged;
     }
 
-    /// A new network namespace with loopback up, and on the RUN network when `bridged`.
-    /// The helper enters it to make it and comes back; if it cannot come back it must not
-    /// serve another run, and exits.
-    fn new_netns(&mut self, bridged: bool) -> io::Result<OwnedFd> {
+    /// A new network namespace with loopback up, and on the RUN network when `bridged`: the
+    /// bridge's, or rootless a slirp4netns of its own (returned with it). The helper enters
+    /// it to make it and comes back; if it cannot come back it must not serve another run,
+    /// and exits.
+    fn new_netns(&mut self, bridged: bool) -> io::Result<(OwnedFd, Option<Slirp>)> {
+        if strata_store::confined::in_user_namespace() {
+            let ns = netns_in_child()?;
+            if !bridged {
+                return Ok((ns, None));
+            }
+            let (slirp, child) = slirp::start(ns.as_fd())?;
+            self.slirps.push(child);
+            return Ok((ns, Some(slirp)));
+        }
         let host = self
             .host_netns
             .as_ref()
@@ -327,6 +349,43 @@ impl Helper {
         if let (Some(b), Some(end)) = (bridge, host_end) {
             b.attach(&end)?;
         }
-        Ok(ns)
+        Ok((ns, None))
+    }
+}
+
+/// A new network namespace with loopback up, made by a child of the helper that sends it
+/// back and exits. Rootless, the helper could not come back from a namespace it entered: the
+/// host's network namespace belongs to the host's user namespace, where `setns` into it
+/// takes a capability strata does not have there.
+fn netns_in_child() -> io::Result<OwnedFd> {
+    let (mine, theirs) = sys::seqpacket_pair()?;
+    match sys::fork()? {
+        Forked::Child => {
+            drop(mine);
+            let made = sys::unshare(CloneFlags::CLONE_NEWNET)
+                .and_then(|()| sys::loopback_up())
+                .and_then(|()| sys::own_netns());
+            let sent = match made {
+                Ok(ns) => sys::send_with_fds(theirs.as_fd(), &[0], &[ns.as_fd()]),
+                Err(e) => {
+                    let code = e.raw_os_error().unwrap_or(libc::EIO);
+                    sys::send_with_fds(theirs.as_fd(), &code.to_le_bytes(), &[])
+                }
+            };
+            std::process::exit(i32::from(sent.is_err()))
+        }
+        Forked::Parent(pid) => {
+            drop(theirs);
+            let mut buf = [0u8; 4];
+            let received = sys::recv_with_fds(mine.as_fd(), &mut buf);
+            let _ = sys::wait_pid(pid);
+            match received? {
+                (1, fds) if fds.len() == 1 => Ok(fds.into_iter().next().expect("one descriptor")),
+                (4, _) => Err(io::Error::from_raw_os_error(i32::from_le_bytes(buf))),
+                _ => Err(io::Error::other(
+                    "the process making the network namespace ended without it",
+                )),
+            }
+        }
     }
 }

@@ -5,7 +5,9 @@
 //! nothing of Dockerfiles, cache keys or scheduling, and does not own storage: callers hand it
 //! layer directories and an empty upper directory, and a writer for the layer tar. Start at
 //! [`Worker::run`], [`Worker::apply_file_op`] and [`write_layer`]; a binary using the worker
-//! must call [`sandbox_main`] when started as `<exe> __sandbox`, before anything else.
+//! must call [`sandbox_main`] when started as `<exe> __sandbox`, before anything else, and,
+//! run by a user other than root, [`enter_user_namespace`] before any thread exists (rootless:
+//! the RUN network is then slirp4netns, and overlay metadata `user.overlay.*`).
 #![warn(missing_docs)]
 
 mod agent_proxy;
@@ -26,9 +28,11 @@ mod network;
 mod plan;
 mod resolv_conf;
 mod reuse;
+mod rootless;
 mod run;
 mod sandbox;
 mod seccomp;
+mod slirp;
 mod source;
 mod spec;
 mod stub;
@@ -49,6 +53,7 @@ pub use mount_layer::{
     write_cache_mount_layer,
 };
 pub use reuse::Previous;
+pub use rootless::{RootlessError, enter_user_namespace};
 pub use run::{MountInput, OutputStream, RunError, RunRequest};
 pub use source::ExcludeFn;
 pub use strata_store::confined::ExtractError;

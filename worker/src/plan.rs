@@ -87,10 +87,19 @@ pub(crate) enum Step {
     },
     /// Attach the root overlay `handle` on `target`.
     AttachRoot { handle: usize, target: PathBuf },
-    /// A detached bind of a host path.
+    /// A detached bind of a host path (with the mounts below it when `recursive`).
     CloneHost {
         handle: usize,
         source: PathBuf,
+        recursive: bool,
+        attrs: MountAttrs,
+    },
+    /// A new filesystem, detached. `proc` and `sysfs` are made before `pivot_root`: in a user
+    /// namespace the kernel makes one only where the host's is visible in the mount namespace
+    /// (`mount_too_revealing`), which it is not after `pivot_root`.
+    NewFs {
+        handle: usize,
+        fstype: &'static str,
         attrs: MountAttrs,
     },
     /// A detached overlay of `lowers` (read-only, or over a throw-away upper).
@@ -275,6 +284,7 @@ impl<'a> Planner<'a> {
                 self.push(Step::CloneHost {
                     handle: h,
                     source: Path::new("/dev").join(d),
+                    recursive: false,
                     attrs: MountAttrs {
                         nosuid: true,
                         noexec: true,
@@ -355,6 +365,7 @@ impl<'a> Planner<'a> {
                 self.push(Step::CloneHost {
                     handle: h,
                     source: dir.clone(),
+                    recursive: false,
                     attrs,
                 });
                 (Some(h), target, None)
@@ -389,6 +400,7 @@ impl<'a> Planner<'a> {
                 self.push(Step::CloneHost {
                     handle: h,
                     source: path.clone(),
+                    recursive: false,
                     attrs: MountAttrs::SAFE,
                 });
                 (Some(h), target, None)
@@ -459,14 +471,43 @@ impl<'a> Planner<'a> {
         ]);
     }
 
-    /// `/proc`, and `/dev`: a tmpfs with the host's `devices` bound in, pts, shm, mqueue and
-    /// the usual links.
-    fn proc_and_dev(&mut self, devices: Vec<usize>) {
-        self.push(Step::Mount {
+    /// The detached `/proc` and `/sys` (see [`Step::NewFs`]): their handles. `/sys` is
+    /// read-only, a sysfs of the sandbox's network namespace or (`spec.host_sys`) the host's.
+    fn proc_and_sys_fs(&mut self) -> (usize, usize) {
+        let proc = self.handle();
+        self.push(Step::NewFs {
+            handle: proc,
             fstype: "proc",
-            target: "/proc".into(),
-            options: vec![],
             attrs: MountAttrs::SAFE,
+        });
+        let sys = self.handle();
+        let attrs = MountAttrs {
+            readonly: true,
+            ..MountAttrs::SAFE
+        };
+        self.push(if self.spec.host_sys {
+            Step::CloneHost {
+                handle: sys,
+                source: PathBuf::from("/sys"),
+                recursive: true,
+                attrs,
+            }
+        } else {
+            Step::NewFs {
+                handle: sys,
+                fstype: "sysfs",
+                attrs,
+            }
+        });
+        (proc, sys)
+    }
+
+    /// `/proc` (the detached `proc`), and `/dev`: a tmpfs with the host's `devices` bound
+    /// in, pts, shm, mqueue and the usual links.
+    fn proc_and_dev(&mut self, proc: usize, devices: Vec<usize>) {
+        self.push(Step::Attach {
+            handle: proc,
+            target: "/proc".into(),
         });
         self.push(Step::Mount {
             fstype: "tmpfs",
@@ -539,16 +580,11 @@ impl<'a> Planner<'a> {
         }
     }
 
-    /// `/sys` read-only, then runc's masked and read-only paths.
-    fn sys_and_masks(&mut self) {
-        self.push(Step::Mount {
-            fstype: "sysfs",
+    /// `/sys` (the detached one), then runc's masked and read-only paths.
+    fn sys_and_masks(&mut self, sys: usize) {
+        self.push(Step::Attach {
+            handle: sys,
             target: "/sys".into(),
-            options: vec![],
-            attrs: MountAttrs {
-                readonly: true,
-                ..MountAttrs::SAFE
-            },
         });
         for path in MASKED {
             self.push(Step::Mask { path });
@@ -603,11 +639,12 @@ impl SandboxPlan {
         p.root_overlay(own, root);
         let mut parked = vec![own];
         let devices = p.host_devices();
+        let (proc, sys) = p.proc_and_sys_fs();
         let etc = p.etc_files(own);
         let user_mounts = p.user_mounts(own, &mut parked);
         p.pivot(parked, root);
-        p.proc_and_dev(devices);
-        p.sys_and_masks();
+        p.proc_and_dev(proc, devices);
+        p.sys_and_masks(sys);
         for (h, target) in etc {
             p.push(Step::Attach { handle: h, target });
         }
@@ -651,6 +688,7 @@ fn describe(step: &Step) -> String {
         Step::WriteFile { name, .. } => format!("writing {name}"),
         Step::CloneInside { path, .. } => format!("resolving mount source {path}"),
         Step::PivotRoot { .. } => "pivot_root".into(),
+        Step::NewFs { fstype, .. } => format!("mounting {fstype}"),
         Step::Mount { fstype, target, .. } => format!("mounting {fstype} on {target}"),
         Step::Mkdir { path, .. } => format!("creating {path}"),
         Step::Symlink { link, .. } => format!("creating {link}"),
@@ -736,9 +774,10 @@ fn apply_step(
         Step::CloneHost {
             handle,
             source,
+            recursive,
             attrs,
         } => {
-            let fd = sys::clone_tree(sys::open_dir(Path::new("/"))?.as_fd(), source, false)?;
+            let fd = sys::clone_tree(sys::open_dir(Path::new("/"))?.as_fd(), source, *recursive)?;
             sys::set_mount_attrs(fd.as_fd(), *attrs)?;
             put(handles, *handle, fd);
             Ok(())
@@ -807,6 +846,15 @@ fn apply_step(
             // Handles of source filesystems are no longer needed once cloned; the bind clones
             // stay. Closing the overlays' fds here keeps nothing of the host open.
             sys::pivot_root(new_root)
+        }
+        Step::NewFs {
+            handle,
+            fstype,
+            attrs,
+        } => {
+            let fd = sys::fs_mount(fstype, &[], *attrs)?;
+            put(handles, *handle, fd);
+            Ok(())
         }
         Step::Mount {
             fstype,
@@ -1036,6 +1084,7 @@ mod tests {
             root_mountpoint: p("/state/sandbox-root"),
             hostname: "buildkitsandbox".into(),
             network: strata_graph::NetworkMode::None,
+            host_sys: false,
             etc_files: vec![
                 ("/etc/hosts".into(), b"127.0.0.1\tlocalhost\n".to_vec()),
                 ("/etc/resolv.conf".into(), b"nameserver 10.0.0.1\n".to_vec()),

@@ -52,7 +52,8 @@ pub struct RunRequest {
     /// The op, as lowered by the frontend.
     pub exec: ExecOp,
     /// The parent filesystem: layer directories, top first (overlayfs format: whiteouts are
-    /// 0/0 character devices, opaque directories carry `trusted.overlay.opaque=y`).
+    /// 0/0 character devices, opaque directories carry `trusted.overlay.opaque=y`, or
+    /// `user.overlay.opaque=y` rootless).
     pub lowers: Vec<PathBuf>,
     /// An empty directory that becomes the new layer. Its parent directory must be writable
     /// and on the same filesystem (the overlay work directory is made beside it).
@@ -572,6 +573,7 @@ impl Worker {
             root_mountpoint: self.config.root_mountpoint(),
             hostname,
             network,
+            host_sys: network == NetworkMode::Host && strata_store::confined::in_user_namespace(),
             etc_files,
             mounts,
             process: ProcessSpec {

@@ -23,6 +23,10 @@ pub(crate) struct SandboxSpec {
     /// The network: the host's, or a namespace of its own handed over by the helper (with
     /// only loopback for `none`, on the RUN network for `default`).
     pub(crate) network: NetworkMode,
+    /// `/sys` is a read-only bind of the host's rather than a new sysfs: rootless with the
+    /// host's network, whose namespace belongs to the host's user namespace (a sysfs shows
+    /// the network namespace it is mounted in, and only its owner may mount one).
+    pub(crate) host_sys: bool,
     /// Files bound read-only onto `/etc/hosts`, `/etc/resolv.conf`, `/etc/hostname`:
     /// (target, contents). They live in the sandbox's own tmpfs, never in a layer.
     pub(crate) etc_files: Vec<(String, Vec<u8>)>,

@@ -55,12 +55,12 @@ pub(crate) enum Forked {
     Child,
 }
 
-/// Forks the calling process. Only called from the `__sandbox` helper, which is
-/// single-threaded (it is a fresh exec and never starts threads), so the child may run any
-/// code, allocate and take locks.
+/// Forks the calling process. Only called from single-threaded processes: the `__sandbox`
+/// helper (a fresh exec that never starts threads) and `main` before anything else (see
+/// `rootless.rs`), so the child may run any code, allocate and take locks.
 pub(crate) fn fork() -> io::Result<Forked> {
-    // SAFETY: the `__sandbox` helper process has exactly one thread (see above), so no lock
-    // can be held by a thread that does not exist in the child.
+    // SAFETY: the calling process has exactly one thread (see above), so no lock can be
+    // held by a thread that does not exist in the child.
     match unsafe { nix::unistd::fork() }? {
         nix::unistd::ForkResult::Parent { child } => Ok(Forked::Parent(child)),
         nix::unistd::ForkResult::Child => Ok(Forked::Child),
@@ -279,6 +279,14 @@ pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(nix::unistd::pipe2(OFlag::O_CLOEXEC)?)
 }
 
+/// Clears `FD_CLOEXEC` on `fd`, so that a program spawned next inherits it (the helper is
+/// single-threaded, so no other exec can inherit it in between).
+pub(crate) fn set_inheritable(fd: BorrowedFd<'_>) -> io::Result<()> {
+    use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+    fcntl(fd, FcntlArg::F_SETFD(FdFlag::empty()))?;
+    Ok(())
+}
+
 pub(crate) fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     loop {
         match nix::unistd::read(fd, buf) {
@@ -377,6 +385,20 @@ pub(crate) fn install_seccomp(program: &[seccompiler::sock_filter]) -> io::Resul
         )
     };
     check(ret)?;
+    Ok(())
+}
+
+/// In a user namespace just made and mapped (`rootless.rs`): real, effective and saved ids
+/// 0, and no supplementary group (those of the host are unmapped there). Dropping the
+/// groups is skipped where the namespace does not allow `setgroups`.
+pub(crate) fn become_namespace_root() -> io::Result<()> {
+    match nix::unistd::setgroups(&[]) {
+        Ok(()) | Err(Errno::EPERM) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let root = (Gid::from_raw(0), Uid::from_raw(0));
+    nix::unistd::setresgid(root.0, root.0, root.0)?;
+    nix::unistd::setresuid(root.1, root.1, root.1)?;
     Ok(())
 }
 
@@ -692,9 +714,17 @@ pub(crate) fn overlay_mount(
 ) -> io::Result<OwnedFd> {
     let ctx = FsContext::open("overlay")?;
     // Plain, predictable upper dirs: whiteouts are 0/0 devices, opaque dirs carry
-    // trusted.overlay.opaque, nothing is a metadata-only copy or a redirect.
+    // trusted.overlay.opaque, nothing is a metadata-only copy or a redirect. In a user
+    // namespace (rootless), `userxattr`: overlay's xattrs are `user.overlay.*` (see
+    // strata_store::confined::opaque_xattr), and `redirect_dir=nofollow`: `off` means
+    // `follow` on kernels built with OVERLAY_FS_REDIRECT_ALWAYS_FOLLOW, which `userxattr`
+    // refuses; either way no redirect is made.
+    let rootless = strata_store::confined::in_user_namespace();
+    if rootless {
+        ctx.set("userxattr", None)?;
+    }
     for (k, v) in [
-        ("redirect_dir", "off"),
+        ("redirect_dir", if rootless { "nofollow" } else { "off" }),
         ("index", "off"),
         ("metacopy", "off"),
         ("xino", "off"),

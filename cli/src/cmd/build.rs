@@ -58,8 +58,9 @@ pub(crate) struct Args {
     #[arg(long = "security-opt", value_name = "OPTION")]
     security_opts: Vec<String>,
     /// Most processes alive at once in the build's RUN steps (a fork bomb fails its step)
-    #[arg(long, value_name = "N", default_value_t = strata_build::DEFAULT_PIDS_LIMIT)]
-    pids_limit: u64,
+    /// [default: 8192; none rootless, see docs/rootless.md]
+    #[arg(long, value_name = "N")]
+    pids_limit: Option<u64>,
     /// Memory limit of the build's RUN steps, together (`512m`, `2g`)
     #[arg(short = 'm', long, value_name = "BYTES", value_parser = parse_memory)]
     memory: Option<u64>,
@@ -279,13 +280,7 @@ fn request(
             other => bail!("invalid --security-opt {other:?}: only no-new-privileges is supported"),
         }
     }
-    request.resources = Resources {
-        pids_limit: args.pids_limit,
-        memory: args.memory,
-        cpu_quota: args.cpu_quota,
-        cpu_period: args.cpu_period,
-        cpu_shares: args.cpu_shares,
-    };
+    request.resources = resources(args)?;
     request.jobs = args.jobs;
     request.explain = args.explain;
     request.source_date_epoch = source_date_epoch;
@@ -295,6 +290,35 @@ fn request(
         request.on_push = Some(Box::new(print_push_event));
     }
     Ok(request)
+}
+
+/// The build's cgroup limits. Rootless strata has no cgroup it may write (cgroup v1 has no
+/// delegation to users): the default pids limit is then skipped, and a limit asked for is an
+/// error rather than a limit silently not applied (docs/rootless.md).
+fn resources(args: &Args) -> anyhow::Result<Option<Resources>> {
+    if crate::rootless::active() {
+        let asked = [
+            ("--pids-limit", args.pids_limit.is_some()),
+            ("--memory", args.memory.is_some()),
+            ("--cpu-quota", args.cpu_quota.is_some()),
+            ("--cpu-period", args.cpu_period.is_some()),
+            ("--cpu-shares", args.cpu_shares.is_some()),
+        ];
+        if let Some((flag, _)) = asked.iter().find(|(_, given)| *given) {
+            bail!(
+                "{flag} needs a cgroup, which rootless strata cannot make: run the build as \
+                 root to limit its resources (see docs/rootless.md)"
+            );
+        }
+        return Ok(None);
+    }
+    Ok(Some(Resources {
+        pids_limit: args.pids_limit.unwrap_or(strata_build::DEFAULT_PIDS_LIMIT),
+        memory: args.memory,
+        cpu_quota: args.cpu_quota,
+        cpu_period: args.cpu_period,
+        cpu_shares: args.cpu_shares,
+    }))
 }
 
 pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {

@@ -22,6 +22,7 @@ mod registry;
 mod registry_cache;
 mod registry_config;
 mod report;
+mod rootless;
 mod sandbox;
 mod secrets;
 mod store;

@@ -7,7 +7,7 @@ use std::net::{IpAddr, TcpListener, UdpSocket};
 
 /// A TCP server on `ip` that answers every connection with `hello-from-host`, for the life
 /// of the test; returns its port.
-fn serve(ip: IpAddr) -> u16 {
+pub(crate) fn serve(ip: IpAddr) -> u16 {
     let listener = TcpListener::bind((ip, 0)).expect("bind a test server");
     let port = listener.local_addr().expect("its address").port();
     std::thread::spawn(move || {
@@ -20,7 +20,7 @@ fn serve(ip: IpAddr) -> u16 {
 }
 
 /// The host's address on its default route (no packet is sent to find it).
-fn host_address() -> IpAddr {
+pub(crate) fn host_address() -> IpAddr {
     let s = UdpSocket::bind("0.0.0.0:0").expect("bind a UDP socket");
     s.connect("192.0.2.123:9")
         .expect("the host has a route off the machine");

@@ -1,6 +1,12 @@
 //! Shared helpers for the end-to-end tests.
+//!
+//! The rootless pass: with `STRATA_TEST_USER=NAME` (scripts/test.sh's second pass), every
+//! `strata` command of a [`TestEnv`] runs as that user (`setpriv`), with the env's scratch
+//! directory, store and `HOME`/`XDG_*` its own, so strata runs rootless (docs/rootless.md).
 
-use std::path::PathBuf;
+use std::os::unix::fs::MetadataExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 /// The `strata` binary cargo built for these tests.
 pub(crate) fn strata_bin() -> PathBuf {
@@ -17,6 +23,83 @@ fn the_binary_answers_version() {
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("strata "));
 }
 
+/// The user of the rootless pass (`STRATA_TEST_USER`), from /etc/passwd.
+#[derive(Debug)]
+pub(crate) struct TestUser {
+    pub(crate) name: String,
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
+}
+
+/// The user every `strata` command runs as, when the pass is the rootless one.
+pub(crate) fn test_user() -> Option<&'static TestUser> {
+    static USER: OnceLock<Option<TestUser>> = OnceLock::new();
+    USER.get_or_init(|| {
+        #[expect(clippy::disallowed_methods, reason = "the test pass is chosen by env")]
+        let name = std::env::var("STRATA_TEST_USER")
+            .ok()
+            .filter(|n| !n.is_empty())?;
+        let passwd = fs_err::read_to_string("/etc/passwd").expect("read /etc/passwd");
+        let fields: Vec<&str> = passwd
+            .lines()
+            .map(|l| l.split(':').collect::<Vec<_>>())
+            .find(|f| f.first() == Some(&name.as_str()))
+            .unwrap_or_else(|| panic!("STRATA_TEST_USER={name} is not in /etc/passwd"));
+        Some(TestUser {
+            uid: fields[2].parse().expect("a numeric uid"),
+            gid: fields[3].parse().expect("a numeric gid"),
+            name,
+        })
+    })
+    .as_ref()
+}
+
+/// The strata binary as the test user can run it: cargo's, when every directory above it
+/// lets others through; else one copy per build in /tmp, shared by the pass's tests.
+pub(crate) fn user_bin() -> PathBuf {
+    let bin = strata_bin();
+    let reachable = bin
+        .ancestors()
+        .skip(1)
+        .all(|d| fs_err::metadata(d).is_ok_and(|m| m.mode() & 0o001 != 0))
+        && fs_err::metadata(&bin).is_ok_and(|m| m.mode() & 0o005 == 0o005);
+    if reachable {
+        return bin;
+    }
+    let meta = fs_err::metadata(&bin).expect("the strata binary");
+    let dir = PathBuf::from(format!(
+        "/tmp/strata-test-bin/{}-{}-{}",
+        meta.ino(),
+        meta.size(),
+        meta.mtime_nsec() + meta.mtime() * 1_000_000_000
+    ));
+    let copy = dir.join("strata");
+    if !copy.exists() {
+        fs_err::create_dir_all(&dir).expect("mkdir the binary's copy");
+        for d in [Path::new("/tmp/strata-test-bin"), dir.as_path()] {
+            use std::os::unix::fs::PermissionsExt as _;
+            fs_err::set_permissions(d, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
+        let tmp = tempfile::NamedTempFile::new_in(&dir).expect("a temp file");
+        fs_err::copy(&bin, tmp.path()).expect("copy the strata binary");
+        tmp.persist(&copy).expect("rename the copy into place");
+    }
+    copy
+}
+
+/// Gives `dir` and everything in it to `user`.
+fn chown_tree(dir: &Path, user: &TestUser) {
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(path) = todo.pop() {
+        std::os::unix::fs::lchown(&path, Some(user.uid), Some(user.gid)).expect("chown");
+        if fs_err::symlink_metadata(&path).expect("lstat").is_dir() {
+            for entry in fs_err::read_dir(&path).expect("read_dir") {
+                todo.push(entry.expect("an entry").path());
+            }
+        }
+    }
+}
+
 /// A temporary store root and scratch directory, with helpers to run `strata` against them.
 pub(crate) struct TestEnv {
     tmp: tempfile::TempDir,
@@ -24,9 +107,32 @@ pub(crate) struct TestEnv {
 
 impl TestEnv {
     pub(crate) fn new() -> TestEnv {
-        TestEnv {
-            tmp: tempfile::tempdir().expect("create a temp dir"),
+        let tmp = tempfile::tempdir().expect("create a temp dir");
+        if let Some(user) = test_user() {
+            // The user's own: it holds the store, the outputs and the user's HOME.
+            std::os::unix::fs::chown(tmp.path(), Some(user.uid), Some(user.gid))
+                .expect("chown the scratch dir to the test user");
         }
+        TestEnv { tmp }
+    }
+
+    /// `strata` with nothing set: as the test user in the rootless pass (`HOME` the scratch
+    /// dir, `XDG_DATA_HOME` and `XDG_CONFIG_HOME` in it), else as this process.
+    pub(crate) fn bare_command(&self) -> std::process::Command {
+        let Some(user) = test_user() else {
+            return std::process::Command::new(strata_bin());
+        };
+        let mut c = std::process::Command::new("setpriv");
+        c.arg(format!("--reuid={}", user.uid))
+            .arg(format!("--regid={}", user.gid))
+            .args(["--init-groups", "--"])
+            .arg(user_bin())
+            .env("HOME", self.dir())
+            .env("USER", &user.name)
+            .env("LOGNAME", &user.name)
+            .env("XDG_DATA_HOME", self.dir().join("xdg-data"))
+            .env("XDG_CONFIG_HOME", self.dir().join("xdg-config"));
+        c
     }
 
     /// The scratch directory (the store root is `root/` inside it).
@@ -44,7 +150,7 @@ impl TestEnv {
         I: IntoIterator<Item = S>,
         S: AsRef<std::ffi::OsStr>,
     {
-        let mut c = std::process::Command::new(strata_bin());
+        let mut c = self.bare_command();
         c.arg("--root").arg(self.root()).args(args);
         c.env_remove("STRATA_ROOT");
         // strata's config is the test's own (none unless it writes one), never the machine's.
@@ -150,6 +256,10 @@ impl TestEnv {
             fs_err::write(&p, contents).expect("write a context file");
         }
         fs_err::create_dir_all(&dir).expect("mkdir");
+        if let Some(user) = test_user() {
+            // A user builds a context of their own (a file of mode 0600 included).
+            chown_tree(&dir, user);
+        }
         dir
     }
 

@@ -1,6 +1,6 @@
 //! The one extractor of untrusted tars, for both of its callers: a layer unpacked into a
 //! snapshot ([`ArchiveKind::Layer`]: OCI whiteouts become overlay whiteouts, `.wh.name` → a
-//! 0/0 character device, `.wh..wh..opq` → `trusted.overlay.opaque=y`) and ADD of a local
+//! 0/0 character device, `.wh..wh..opq` → [`opaque_xattr`]` = y`) and ADD of a local
 //! archive into a directory of an image's root ([`ArchiveKind::Add`]: names starting with
 //! `.wh.` are refused, since they would turn into whiteouts on export, and `--chown` applies
 //! to every entry).
@@ -132,11 +132,38 @@ pub enum ExtractError {
 
 /// Whether an extended attribute is worth keeping in an image, read from an archive or a
 /// layer (extraction) or from an upper directory (the worker's layer diff): file capabilities
-/// and `user.*`. Overlay's own (`trusted.overlay.*`: opaque, redirect, origin), other
+/// and `user.*`. Overlay's own (`trusted.overlay.*`: opaque, redirect, origin; and
+/// `user.overlay.*`, where a rootless overlay keeps them, see [`opaque_xattr`]), other
 /// `trusted.*`, SELinux labels and ACLs of the build host are not part of what the
 /// Dockerfile made.
 pub fn keep_xattr(name: &[u8]) -> bool {
-    name == b"security.capability" || name.starts_with(b"user.")
+    name == b"security.capability"
+        || (name.starts_with(b"user.") && !name.starts_with(b"user.overlay."))
+}
+
+/// Whether this process is in a user namespace other than the host's (rootless strata, see
+/// the worker's `rootless.rs`): the initial namespace's uid map is the identity of all ids.
+/// Read once.
+pub fn in_user_namespace() -> bool {
+    static IN_USERNS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *IN_USERNS.get_or_init(|| {
+        let map = fs_err::read_to_string("/proc/self/uid_map").unwrap_or_default();
+        let fields: Vec<&str> = map.split_whitespace().collect();
+        fields != ["0", "0", "4294967295"]
+    })
+}
+
+/// The xattr that marks an opaque directory in the overlay layers of this process:
+/// `trusted.overlay.opaque` as root; in a user namespace, where `trusted.*` takes a
+/// capability of the host's, `user.overlay.opaque` (overlayfs mounted there with the
+/// `userxattr` option reads that one). A store is used in one of the two ways only: root's
+/// store by root, a user's by that user, rootless.
+pub fn opaque_xattr() -> &'static str {
+    if in_user_namespace() {
+        "user.overlay.opaque"
+    } else {
+        "trusted.overlay.opaque"
+    }
 }
 
 /// The largest buffer a file's data is written through.
@@ -424,7 +451,7 @@ fn whiteout(root: &ConfinedRoot, comps: &[OsString], base: &[u8]) -> Result<bool
     let parents = &comps[..comps.len() - 1];
     if base == OPAQUE {
         let dir = root.mkdir_all(parents, DirOpts::DEFAULT, &mut Vec::new())?;
-        rustix::fs::fsetxattr(&dir, "trusted.overlay.opaque", b"y", XattrFlags::empty())?;
+        rustix::fs::fsetxattr(&dir, opaque_xattr(), b"y", XattrFlags::empty())?;
         return Ok(true);
     }
     let target = &base[WHITEOUT_PREFIX.len()..];

@@ -28,7 +28,10 @@ mod extract;
 mod hostile;
 pub mod walk;
 
-pub use extract::{ArchiveKind, ExtractError, ExtractOptions, Extracted, extract, keep_xattr};
+pub use extract::{
+    ArchiveKind, ExtractError, ExtractOptions, Extracted, extract, in_user_namespace, keep_xattr,
+    opaque_xattr,
+};
 pub use walk::MAX_SYMLINKS;
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Timespec, Timestamps};

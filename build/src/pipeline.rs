@@ -113,6 +113,7 @@ pub async fn build(mut request: BuildRequest) -> Result<BuildResult, BuildError>
         &root,
         request.no_new_privileges,
         Some(request.resources.clone()),
+        request.download_timeout,
     )?;
     let backend = Arc::new(LocalBackend::new(
         store.clone(),

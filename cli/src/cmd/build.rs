@@ -287,6 +287,7 @@ fn request(
         cpu_shares: args.cpu_shares,
     };
     request.jobs = args.jobs;
+    request.download_timeout = crate::registry::download_timeout()?;
     request.explain = args.explain;
     request.source_date_epoch = source_date_epoch;
     request.stdout = Some(Box::new(std::io::stdout()));

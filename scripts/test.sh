@@ -21,8 +21,9 @@ cd "$(dirname "$0")/.."
 # `RUN --mount=type=ssh`.
 packages=(busybox-static skopeo umoci zstd xz-utils bzip2 gzip python3 docker-registry apache2-utils openssl iproute2 iptables openssh-client)
 missing=()
-# git (with `git daemon` and `git http-backend`) for ADD of a git repository.
-packages+=(git)
+# git (with `git daemon` and `git http-backend`) for ADD of a git repository; openssh-server
+# (`sshd` on 127.0.0.1, started by the test with a config of its own) for ADD of one over ssh.
+packages+=(git openssh-server)
 for p in "${packages[@]}"; do
     dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done

@@ -641,6 +641,21 @@ fn shared_hostile_remote_sources_fail_safely() {
     summary("http", cases.len(), &bad);
 
     let cases = corpus.of_kind("registry");
+    // Credentials for the hostile registry: they must reach no other host, and not even it
+    // unless it asks (it never does; its token realm is elsewhere and not listening).
+    let docker_config = corpus.gen_dir.join("docker-config");
+    let registry = format!("127.0.0.1:{}", serve.port);
+    let secret = "hostile:CREDENTIAL-NEVER-SENT";
+    let encoded = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(secret)
+    };
+    fs_err::create_dir_all(&docker_config).unwrap();
+    fs_err::write(
+        docker_config.join("config.json"),
+        format!(r#"{{"auths":{{"{registry}":{{"auth":"{encoded}"}}}}}}"#),
+    )
+    .unwrap();
     let bad = each(&cases, |case| {
         let id = case["id"].as_str().unwrap();
         let reference = case["ref"]
@@ -651,10 +666,17 @@ fn shared_hostile_remote_sources_fail_safely() {
         let before = store_view(&env);
         let mut cmd = env.command(["pull", &reference]);
         // hostile-timeout stalls: given up after 3 s of silence, not the default 60.
-        cmd.env("STRATA_REGISTRY_TIMEOUT", "3s");
+        cmd.env("STRATA_REGISTRY_TIMEOUT", "3s")
+            .env("DOCKER_CONFIG", &docker_config);
         let pulled = run(cmd, LIMIT);
         pulled.clean_exit()?;
         judge(registry_expect(id), pulled.failure())?;
+        if pulled.stderr.contains(&encoded) || pulled.stderr.contains("CREDENTIAL-NEVER-SENT") {
+            return Err(format!(
+                "the credentials are in the message: {}",
+                pulled.stderr
+            ));
+        }
         // No image, no tag; verified blobs of the pull may stay (a retry resumes from them,
         // GC takes them), a sound store.
         let after = store_view(&env);
@@ -665,7 +687,7 @@ fn shared_hostile_remote_sources_fail_safely() {
     });
     let mut bad = bad;
     let seen = serve.requests();
-    // No request to the foreign layer URL, no credentials anywhere (none are configured).
+    // No request to the foreign layer URL, no credentials on any request.
     if seen.contains("/leak") {
         bad.push(format!(
             "registry: the foreign layer URL was fetched:\n{seen}"

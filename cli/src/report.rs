@@ -61,12 +61,20 @@ pub(crate) fn report(err: &anyhow::Error) -> ExitCode {
 /// command, which its step's label, its error and its cause would each repeat whole.
 pub(crate) const MAX_SHOWN: usize = 1000;
 
-/// `text`, its middle cut out when it is over [`MAX_SHOWN`] characters: the start says what
-/// it is about, the end how it failed (`exit code: 2`).
+/// `text` made fit for a terminal: control characters other than line breaks and tabs
+/// (a NUL from a Dockerfile, an escape sequence from an image's config) shown as `\u{fffd}`,
+/// and its middle cut out when it is over [`MAX_SHOWN`] characters: the start says what it is
+/// about, the end how it failed (`exit code: 2`).
 pub(crate) fn clip(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| c.is_control() && c != '\n' && c != '\t';
+    let text: std::borrow::Cow<'_, str> = if text.contains(unsafe_char) {
+        text.replace(unsafe_char, "\u{fffd}").into()
+    } else {
+        text.into()
+    };
     let chars = text.chars().count();
     if chars <= MAX_SHOWN {
-        return text.into();
+        return text;
     }
     let (head, tail) = (MAX_SHOWN * 7 / 10, MAX_SHOWN * 3 / 10);
     let start = text.char_indices().nth(head).map_or(text.len(), |(i, _)| i);
@@ -232,6 +240,12 @@ mod tests {
             "{out}"
         );
         assert!(out.ends_with(" x x \" could not be started\n"), "{out}");
+    }
+
+    #[test]
+    fn control_characters_are_shown_not_sent_to_the_terminal() {
+        assert_eq!(clip("a\0b\x1b[2Jc\nd\te"), "a\u{fffd}b\u{fffd}[2Jc\nd\te");
+        assert!(matches!(clip("plain"), std::borrow::Cow::Borrowed("plain")));
     }
 
     #[test]

@@ -48,6 +48,8 @@ fn snippet(source: &[u8], loc: SourceLoc) -> String {
         Some((end, _)) => format!("{}…", &line[..end]),
         None => line,
     };
+    // A NUL or an escape sequence in the Dockerfile is shown, not sent to the terminal.
+    let line = crate::report::clip(&line).into_owned();
     let number = loc.line.to_string();
     let pad = " ".repeat(number.len());
     format!(

@@ -370,6 +370,13 @@ fn shared_hostile_dockerfiles_build_and_check_cleanly() {
         if built.stderr.len() > 128 << 10 {
             return Err(format!("build: {} bytes on stderr", built.stderr.len()));
         }
+        // Nor are a NUL or an escape sequence sent to the terminal.
+        if built.stderr.contains(['\0', '\x1b']) {
+            return Err(format!(
+                "build: control characters on stderr: {:?}",
+                built.stderr
+            ));
+        }
         if built.code == Some(1) && !NOT_LOCATED.contains(&id) && !located(&built.stderr) {
             return Err(format!("build: no Dockerfile:LINE:COL: {}", built.stderr));
         }
@@ -474,6 +481,16 @@ fn shared_hostile_archives_load_safely() {
                 ran.clean_exit()?;
                 judge(Want::Err(m), ran.failure()).map_err(|e| format!("run: {e}"))?;
                 if id == "L-hostile-config" {
+                    // Its entrypoint's NUL is shown, not printed.
+                    let ran = run(
+                        env.command(["run", "--rm", "-u", "0", "-w", "/", tag]),
+                        LIMIT,
+                    );
+                    judge(Want::Err(&["nul byte"]), ran.failure())
+                        .map_err(|e| format!("run -u 0 -w /: {e}"))?;
+                    if ran.stderr.contains('\0') {
+                        return Err(format!("a NUL on stderr: {:?}", ran.stderr));
+                    }
                     // As root, the working directory /proc/self/fd/7 is refused next.
                     let ran = run(env.command(["run", "--rm", "-u", "0", tag]), LIMIT);
                     judge(

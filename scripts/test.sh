@@ -28,8 +28,9 @@ missing=()
 # uidmap (newuidmap, newgidmap) maps the rootless pass's subordinate ids into strata's user
 # namespace; slirp4netns is the rootless RUN network (docs/rootless.md).
 packages+=(uidmap slirp4netns)
-# git (with `git daemon` and `git http-backend`) for ADD of a git repository.
-packages+=(git)
+# git (with `git daemon` and `git http-backend`) for ADD of a git repository; openssh-server
+# (`sshd` on 127.0.0.1, started by the test with a config of its own) for ADD of one over ssh.
+packages+=(git openssh-server)
 for p in "${packages[@]}"; do
     dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done

@@ -59,15 +59,20 @@ pub enum ContainerError {
 /// The worker of the store at `root`, as builds and `strata run` use it.
 /// `no_new_privs`: `--security-opt no-new-privileges` (off in Docker: a RUN may gain
 /// privileges through sudo or setuid helpers); `resources`: a build's cgroup (`None` for
-/// `strata run`, as `docker run` sets no limit).
+/// `strata run`, as `docker run` sets no limit); `download_timeout`: how long an ADD of a URL
+/// may go without progress (`None`: the worker's default).
 pub(crate) fn new_worker(
     root: &Path,
     no_new_privs: bool,
     resources: Option<Resources>,
+    download_timeout: Option<std::time::Duration>,
 ) -> Result<Worker, WorkerError> {
     let mut config = WorkerConfig::new(root.join("worker"), "/proc/self/exe");
     config.no_new_privs = no_new_privs;
     config.resources = resources;
+    if let Some(t) = download_timeout {
+        config.download_timeout = t;
+    }
     Worker::new(config)
 }
 
@@ -136,7 +141,7 @@ pub async fn run_image(
         .collect();
     lowers.reverse();
     let upper = store.new_snapshot_dir()?;
-    let worker = new_worker(store.root(), false, None)?;
+    let worker = new_worker(store.root(), false, None, None)?;
     let result = worker
         .run(
             RunRequest {

@@ -109,7 +109,12 @@ pub async fn build(mut request: BuildRequest) -> Result<BuildResult, BuildError>
             .expect("opening the session does not panic")?
     };
     let cache = Arc::new(CacheDb::open(&root)?);
-    let worker = new_worker(&root, request.no_new_privileges, request.resources.clone())?;
+    let worker = new_worker(
+        &root,
+        request.no_new_privileges,
+        request.resources.clone(),
+        request.download_timeout,
+    )?;
     let backend = Arc::new(LocalBackend::new(
         store.clone(),
         cache.clone(),

@@ -57,6 +57,8 @@ pub struct BuildRequest {
     pub resources: Option<strata_worker::Resources>,
     /// `--jobs`: at most this many steps at once (default: no limit, as BuildKit).
     pub jobs: Option<usize>,
+    /// How long an `ADD <url>` may go without progress (`None`: the worker's 60 s).
+    pub download_timeout: Option<std::time::Duration>,
     /// `--explain`: send why each step missed the cache.
     pub explain: bool,
     /// `SOURCE_DATE_EPOCH` from the environment; a build argument of that name wins.
@@ -99,6 +101,7 @@ impl BuildRequest {
             no_cache: false,
             pull: false,
             no_cache_filter: Vec::new(),
+            download_timeout: None,
             no_new_privileges: false,
             resources: Some(strata_worker::Resources::default()),
             jobs: None,

@@ -34,11 +34,22 @@ pub(crate) fn render_place(file: &str, source: &[u8], loc: SourceLoc) -> String 
     format!(" --> {file}:{loc}\n{}", snippet(source, loc))
 }
 
+/// The characters of a source line a snippet shows at least.
+const SHOWN: usize = 200;
+
 /// The source line of `loc` with a caret under its column (empty if the line is missing).
 fn snippet(source: &[u8], loc: SourceLoc) -> String {
     let Some(line) = source_line(source, loc.line) else {
         return String::new();
     };
+    // A 16 MiB line is shown as its start (and enough to reach the column), not whole.
+    let keep = (loc.column as usize).saturating_add(40).max(SHOWN);
+    let line = match line.char_indices().nth(keep) {
+        Some((end, _)) => format!("{}…", &line[..end]),
+        None => line,
+    };
+    // A NUL or an escape sequence in the Dockerfile is shown, not sent to the terminal.
+    let line = crate::report::clip(&line).into_owned();
     let number = loc.line.to_string();
     let pad = " ".repeat(number.len());
     format!(
@@ -91,6 +102,18 @@ mod tests {
         assert_eq!(
             render("df", b"MAINTAINER me", &d),
             "warning: df:1:1: deprecated [MaintainerDeprecated]\n1 | MAINTAINER me\n  | ^\n"
+        );
+    }
+
+    #[test]
+    fn a_huge_line_is_shown_as_its_start() {
+        let source = format!("FROM a\nRUN {}\n", "A".repeat(1 << 20));
+        let d = Diagnostic::error(SourceLoc::new(2, 1), "too long");
+        let out = render("Dockerfile", source.as_bytes(), &d);
+        assert!(out.len() < 400, "{} bytes", out.len());
+        assert!(
+            out.contains(&format!("2 | RUN {}…\n", "A".repeat(SHOWN - 4))),
+            "{out}"
         );
     }
 

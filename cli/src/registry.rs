@@ -65,6 +65,21 @@ fn env_knob<T, E: std::fmt::Display>(
         .map_err(|e| anyhow::anyhow!("invalid {name} {text:?}: {e}"))
 }
 
+/// A positive duration: `30s`, `2m`, `500ms`.
+fn parse_timeout(v: &str) -> anyhow::Result<std::time::Duration> {
+    let d: jiff::SignedDuration = v.parse()?;
+    std::time::Duration::try_from(d)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| anyhow::anyhow!("the timeout must be positive"))
+}
+
+/// `STRATA_DOWNLOAD_TIMEOUT` (`30s`, `2m`): how long a build's `ADD <url>` may go without
+/// progress (60 s); for slow networks and for tests, as `STRATA_REGISTRY_TIMEOUT` is.
+pub(crate) fn download_timeout() -> anyhow::Result<Option<std::time::Duration>> {
+    env_knob("STRATA_DOWNLOAD_TIMEOUT", parse_timeout)
+}
+
 /// A registry client with docker's credentials and TLS directories, and strata's config file
 /// (insecure registries, mirrors). Two variables change the defaults, for slow networks and
 /// for tests: `STRATA_REGISTRY_TIMEOUT` (`30s`, `2m`, `500ms`) is how long a request may wait
@@ -80,13 +95,7 @@ pub(crate) fn client_with(
 ) -> anyhow::Result<RegistryClient> {
     let config = Config::load()?;
     let defaults = RegistryOptions::default();
-    let timeout = env_knob("STRATA_REGISTRY_TIMEOUT", |v| {
-        let d: jiff::SignedDuration = v.parse()?;
-        std::time::Duration::try_from(d)
-            .ok()
-            .filter(|d| !d.is_zero())
-            .ok_or_else(|| anyhow::anyhow!("the timeout must be positive"))
-    })?;
+    let timeout = env_knob("STRATA_REGISTRY_TIMEOUT", parse_timeout)?;
     let retries = env_knob("STRATA_REGISTRY_RETRIES", str::parse::<u32>)?;
     let mut options = RegistryOptions {
         docker_config: docker_config_path(),

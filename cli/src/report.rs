@@ -57,11 +57,45 @@ pub(crate) fn report(err: &anyhow::Error) -> ExitCode {
     ExitCode::from(1)
 }
 
+/// The most characters of one message (or step label) printed: a 200000-line RUN is a 400 KB
+/// command, which its step's label, its error and its cause would each repeat whole.
+pub(crate) const MAX_SHOWN: usize = 1000;
+
+/// `text` made fit for a terminal: control characters other than line breaks and tabs
+/// (a NUL from a Dockerfile, an escape sequence from an image's config) shown as `\u{fffd}`,
+/// and its middle cut out when it is over [`MAX_SHOWN`] characters: the start says what it is
+/// about, the end how it failed (`exit code: 2`).
+pub(crate) fn clip(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| c.is_control() && c != '\n' && c != '\t';
+    let text: std::borrow::Cow<'_, str> = if text.contains(unsafe_char) {
+        text.replace(unsafe_char, "\u{fffd}").into()
+    } else {
+        text.into()
+    };
+    let chars = text.chars().count();
+    if chars <= MAX_SHOWN {
+        return text;
+    }
+    let (head, tail) = (MAX_SHOWN * 7 / 10, MAX_SHOWN * 3 / 10);
+    let start = text.char_indices().nth(head).map_or(text.len(), |(i, _)| i);
+    let end = text
+        .char_indices()
+        .nth(chars - tail)
+        .map_or(text.len(), |(i, _)| i);
+    format!(
+        "{} …({} bytes cut)… {}",
+        &text[..start],
+        end - start,
+        &text[end..]
+    )
+    .into()
+}
+
 /// The text [`report`] prints.
 fn render(err: &anyhow::Error) -> String {
-    let mut out = format!("error: {err}\n");
+    let mut out = format!("error: {}\n", clip(&err.to_string()));
     for cause in err.chain().skip(1) {
-        out.push_str(&format!("caused by: {cause}\n"));
+        out.push_str(&format!("caused by: {}\n", clip(&cause.to_string())));
     }
     if let Some(at) = err.chain().find_map(|e| e.downcast_ref::<AtDockerfile>()) {
         out.push_str(&diag::render_place(&at.file, &at.source, at.loc));
@@ -194,6 +228,28 @@ mod tests {
              caused by: process \"/bin/sh -c exit 3\" did not complete successfully: exit code: 3\n \
              --> Dockerfile:3:1\n3 | RUN exit 3\n  | ^\n"
         );
+    }
+
+    #[test]
+    fn a_huge_command_is_shown_as_its_start_and_end() {
+        let command = format!("echo {}", "x ".repeat(200_000));
+        let err = anyhow::Error::msg(format!("process \"{command}\" could not be started"))
+            .context(format!("[2/2] RUN {command} failed"));
+        let out = render(&err);
+        assert!(out.len() < 3 * MAX_SHOWN, "{} bytes", out.len());
+        assert!(out.starts_with("error: [2/2] RUN echo x x "), "{out}");
+        assert!(out.contains("x …(399022 bytes cut)… "), "{out}");
+        assert!(
+            out.contains("x  failed\ncaused by: process \"echo x "),
+            "{out}"
+        );
+        assert!(out.ends_with(" x x \" could not be started\n"), "{out}");
+    }
+
+    #[test]
+    fn control_characters_are_shown_not_sent_to_the_terminal() {
+        assert_eq!(clip("a\0b\x1b[2Jc\nd\te"), "a\u{fffd}b\u{fffd}[2Jc\nd\te");
+        assert!(matches!(clip("plain"), std::borrow::Cow::Borrowed("plain")));
     }
 
     #[test]

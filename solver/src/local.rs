@@ -457,9 +457,15 @@ impl LocalBackend {
         Ok(sums)
     }
 
-    /// The credentials for git `remote` among the build's secrets, as BuildKit names them
+    /// The credentials for git `remote`: for one over ssh, the build's `--ssh default` agent
+    /// (as BuildKit); else among the build's secrets, as BuildKit names them
     /// (`GIT_AUTH_TOKEN.<host>` and the like). They reach git only: never a key or an event.
     fn git_auth(&self, remote: &str) -> Result<Option<GitAuth>, LocalError> {
+        if let Some(socket) = self.options.ssh.get("default")
+            && let Some(auth) = GitAuth::ssh_agent(remote, socket)
+        {
+            return Ok(Some(auth));
+        }
         let secrets = &self.options.secrets;
         GitAuth::for_remote(remote, |id| secrets.get(id).map(<[u8]>::to_vec))
             .map_err(|e| LocalError::File(e.into()))

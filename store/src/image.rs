@@ -525,6 +525,17 @@ impl Store {
         layer_sizes: Vec<u64>,
         tags: &[Reference],
     ) -> Result<Digest, StoreError> {
+        // What the store would refuse to read back (`read_blob`) is never written.
+        if config_bytes.len() as u64 > crate::blob::MAX_DOCUMENT {
+            return Err(StoreError::document(
+                "new image config",
+                format!(
+                    "{} bytes is over the {}-byte limit",
+                    config_bytes.len(),
+                    crate::blob::MAX_DOCUMENT
+                ),
+            ));
+        }
         let config = self.put_blob(None, config_bytes)?;
         let manifest_bytes = build_manifest(&config.digest, config.size, layers)?;
         let manifest = self.put_blob(None, &manifest_bytes[..])?;

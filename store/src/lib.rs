@@ -74,7 +74,7 @@ mod settle;
 mod snapshot;
 mod staging;
 mod store;
-mod untrusted;
+pub mod untrusted;
 
 pub use blob::{BlobInfo, BlobWriter};
 pub use check::CheckReport;

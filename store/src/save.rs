@@ -5,7 +5,7 @@
 //! with sorted keys (oci-spec's annotation maps are hash maps, so the index is written here).
 
 use crate::compression::{Compression, Encoder, decompressed};
-use crate::digest::{Digest, HashingWriter};
+use crate::digest::{Digest, HashingReader, HashingWriter};
 use crate::error::StoreError;
 use crate::image::{Image, build_manifest};
 use crate::layer::LayerDescriptor;
@@ -190,8 +190,17 @@ impl Store {
                             actual,
                         });
                     }
-                    let file = self.open_blob(digest)?;
-                    append_file(&mut tar, &name, *size, file).map_err(fail)?;
+                    // Verified on the way out: a corrupt blob is never passed on as good.
+                    let mut file = HashingReader::new(self.open_blob(digest)?);
+                    append_file(&mut tar, &name, *size, &mut file).map_err(fail)?;
+                    let (_, actual, _) = file.finish();
+                    if actual != *digest {
+                        return Err(StoreError::DigestMismatch {
+                            what: format!("stored blob {digest}"),
+                            expected: digest.clone(),
+                            actual,
+                        });
+                    }
                 }
                 Source::Temp(path) => {
                     let file = fs_err::File::open(path).map_err(StoreError::io("read", path))?;

@@ -4,7 +4,7 @@
 
 /// Text from an untrusted source, made fit for a message: control characters replaced and at
 /// most 200 characters (a 16 MiB file name or a junk tar header must not flood a terminal).
-pub(crate) fn shorten(text: &str) -> String {
+pub fn shorten(text: &str) -> String {
     let mut out: String = text
         .chars()
         .take(200)

@@ -3,10 +3,15 @@
 //! a compression bomb stays small). The file name is the URL path's last segment; the
 //! server's `Content-Disposition` is ignored, as BuildKit does. The mtime comes from
 //! `Last-Modified`.
+//!
+//! Redirects are followed here, not by the HTTP client: at most [`MAX_REDIRECTS`], and only to
+//! `http` and `https` (a `Location: file:///etc/passwd` is an error naming it). A server that
+//! goes silent, or dribbles a few bytes at a time, is given up after the worker's
+//! `download_timeout` (see [`fetch`]).
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use strata_store::{Digest, HashingWriter};
 
 /// Why a download failed.
@@ -36,6 +41,26 @@ pub enum DownloadError {
     /// The URL's path has no file name to use.
     #[error("cannot determine a file name from {0}")]
     NoFilename(String),
+    /// A redirect led somewhere a download may not go, or went round too often.
+    #[error("failed to download {url}: {reason}")]
+    Redirect {
+        /// The URL.
+        url: String,
+        /// What was wrong with it.
+        reason: String,
+    },
+    /// The server sent (almost) nothing for too long.
+    #[error(
+        "failed to download {url}: stalled: {bytes} bytes in {secs} s (at least {MIN_PROGRESS} expected)"
+    )]
+    Stalled {
+        /// The URL.
+        url: String,
+        /// What arrived in the last window.
+        bytes: u64,
+        /// The window, in seconds.
+        secs: u64,
+    },
     /// The body is larger than the limit.
     #[error("{url} is larger than {limit} bytes")]
     TooBig {
@@ -72,12 +97,61 @@ pub(crate) fn filename(url: &str) -> Option<String> {
     (!name.is_empty() && name != "." && name != "..").then(|| name.to_owned())
 }
 
-/// Downloads `url` into `into` (a new file).
+/// The most redirects one download follows (Go's and BuildKit's limit).
+pub(crate) const MAX_REDIRECTS: usize = 10;
+
+/// The bytes that must arrive in each `timeout` for a download to count as moving (curl's
+/// `--speed-limit`): a server dribbling a byte a second is stalled, not slow.
+const MIN_PROGRESS: u64 = 1024;
+
+/// Where a redirect's `Location` leads from `base`: absolute, scheme-relative (`//host/p`),
+/// path-absolute (`/p`) or relative (`p`). Hand-written: the workspace has no URL crate, and
+/// these four forms are all a `Location` takes (RFC 9110 §10.2.2); `..` segments are left to
+/// the server. Only `http` and `https` are allowed.
+fn redirect_target(base: &str, location: &str) -> Result<String, String> {
+    let location = location.trim();
+    let (scheme, rest) = base.split_once("://").unwrap_or(("http", base));
+    let origin_end = rest.find('/').unwrap_or(rest.len());
+    let origin = format!("{scheme}://{}", &rest[..origin_end]);
+    let target = if let Some((s, _)) = location.split_once("://")
+        && !s.contains(['/', '?', '#'])
+    {
+        location.to_owned()
+    } else if let Some(r) = location.strip_prefix("//") {
+        format!("{scheme}://{r}")
+    } else if location.starts_with('/') {
+        format!("{origin}{location}")
+    } else if let Some((s, _)) = location.split_once(':')
+        && !s.contains(['/', '?', '#'])
+    {
+        // `file:/etc/passwd`, `data:…`: a scheme without `//`.
+        location.to_owned()
+    } else {
+        let path = &rest[origin_end..];
+        let path = path.split(['?', '#']).next().unwrap_or("");
+        let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
+        format!("{origin}{dir}/{location}")
+    };
+    let lower = target.to_ascii_lowercase();
+    if lower.starts_with("http://") || lower.starts_with("https://") {
+        Ok(target)
+    } else {
+        Err(format!(
+            "redirect to {}: only http and https are followed",
+            strata_store::untrusted::shorten(&target)
+        ))
+    }
+}
+
+/// Downloads `url` into `into` (a new file). `timeout` is the longest the server may be
+/// silent (to connect, to answer, between two reads), and also the window in which at least
+/// [`MIN_PROGRESS`] bytes must arrive.
 pub(crate) fn fetch(
     url: &str,
     checksum: Option<&str>,
     into: &Path,
     limit: u64,
+    timeout: Duration,
 ) -> Result<Fetched, DownloadError> {
     let expected = match checksum {
         // BuildKit takes upper-case hex too.
@@ -96,13 +170,38 @@ pub(crate) fn fetch(
         reason,
     };
     let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_connect(Some(Duration::from_secs(30)))
-        .timeout_recv_response(Some(Duration::from_secs(60)))
+        .timeout_connect(Some(timeout))
+        .timeout_recv_response(Some(timeout))
+        .timeout_per_read(Some(timeout))
         .timeout_global(Some(Duration::from_secs(3600)))
-        .max_redirects(10)
+        .max_redirects(0)
         .build()
         .into();
-    let mut resp = agent.get(url).call().map_err(|e| http(e.to_string()))?;
+    let mut current = url.to_owned();
+    let mut redirects = 0;
+    let mut resp = loop {
+        let resp = agent
+            .get(&current)
+            .call()
+            .map_err(|e| http(e.to_string()))?;
+        if !resp.status().is_redirection() {
+            break resp;
+        }
+        let redirect = |reason: String| DownloadError::Redirect {
+            url: url.to_owned(),
+            reason,
+        };
+        if redirects == MAX_REDIRECTS {
+            return Err(redirect(format!("more than {MAX_REDIRECTS} redirects")));
+        }
+        redirects += 1;
+        let location = resp
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| redirect(format!("{} without a Location", resp.status())))?;
+        current = redirect_target(&current, location).map_err(redirect)?;
+    };
     let mtime = resp
         .headers()
         .get("last-modified")
@@ -116,12 +215,24 @@ pub(crate) fn fetch(
     let mut reader = resp.body_mut().as_reader();
     let mut buf = vec![0u8; 64 * 1024];
     let mut size = 0u64;
+    let (mut window, mut window_bytes) = (Instant::now(), 0u64);
     loop {
         let n = reader.read(&mut buf).map_err(|e| http(e.to_string()))?;
         if n == 0 {
             break;
         }
         size += n as u64;
+        window_bytes += n as u64;
+        if window.elapsed() >= timeout {
+            if window_bytes < MIN_PROGRESS {
+                return Err(DownloadError::Stalled {
+                    url: url.to_owned(),
+                    bytes: window_bytes,
+                    secs: timeout.as_secs(),
+                });
+            }
+            (window, window_bytes) = (Instant::now(), 0);
+        }
         if size > limit {
             return Err(DownloadError::TooBig {
                 url: url.to_owned(),
@@ -199,6 +310,29 @@ mod tests {
             Some(1_582_977_600)
         );
         assert_eq!(parse_http_date("garbage"), None);
+    }
+
+    #[test]
+    fn redirects_resolve_against_the_url_and_stay_on_http() {
+        let base = "http://h:8/dl/a/file?x=1";
+        for (location, want) in [
+            ("https://o/x", "https://o/x"),
+            ("//o/x", "http://o/x"),
+            ("/x", "http://h:8/x"),
+            ("y", "http://h:8/dl/a/y"),
+            ("HTTP://O/x", "HTTP://O/x"),
+        ] {
+            assert_eq!(redirect_target(base, location).as_deref(), Ok(want));
+        }
+        for location in [
+            "file:///etc/passwd",
+            "file:/etc/passwd",
+            "ftp://o/x",
+            "data:,x",
+        ] {
+            let e = redirect_target(base, location).unwrap_err();
+            assert!(e.starts_with(&format!("redirect to {location}")), "{e}");
+        }
     }
 
     #[test]

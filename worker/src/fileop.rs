@@ -180,7 +180,12 @@ impl Worker {
     pub fn apply_file_op(&self, req: FileRequest) -> Result<FileStats, FileError> {
         let parent = req.upper.parent().unwrap_or(Path::new("/")).to_owned();
         let mut scratch = Scratch { parent, dir: None };
-        let result = apply(&req, &mut scratch, self.config.max_unpack_bytes);
+        let result = apply(
+            &req,
+            &mut scratch,
+            self.config.max_unpack_bytes,
+            self.config.download_timeout,
+        );
         if let Some(dir) = scratch.dir {
             self.janitor.delete(dir);
         }
@@ -234,7 +239,12 @@ fn empty_root() -> Result<ConfinedRoot, FileError> {
     ConfinedRoot::of_mount(mount).map_err(FileError::Mount)
 }
 
-fn apply(req: &FileRequest, scratch: &mut Scratch, limit: u64) -> Result<FileStats, FileError> {
+fn apply(
+    req: &FileRequest,
+    scratch: &mut Scratch,
+    limit: u64,
+    download_timeout: std::time::Duration,
+) -> Result<FileStats, FileError> {
     let any_link = req
         .op
         .actions
@@ -363,6 +373,7 @@ fn apply(req: &FileRequest, scratch: &mut Scratch, limit: u64) -> Result<FileSta
                     checksum.as_deref(),
                     &scratch.path()?.join("download"),
                     limit,
+                    download_timeout,
                 )?;
                 if *unpack {
                     // `--unpack=true`: an archive goes into the destination directory, through

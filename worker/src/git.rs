@@ -10,10 +10,15 @@
 //! BuildKit names them ([`GitAuth`]): they reach git as an `Authorization` header through its
 //! environment, never its arguments, and stay out of the cache key (the commit alone) and
 //! every message.
+//!
+//! A remote over ssh (`ssh://…`, `git@host:owner/repo.git`) authenticates with the build's
+//! `--ssh default` agent, as BuildKit's git source does: its socket reaches ssh as
+//! `SSH_AUTH_SOCK` ([`GitAuth::ssh_agent`]); the host's own `SSH_AUTH_SOCK` never does. With
+//! no known hosts given, host keys are not checked (BuildKit's `StrictHostKeyChecking=no`).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Why a git source failed.
@@ -94,23 +99,52 @@ pub(crate) fn redact(remote: &str) -> String {
 /// value as it is; a token is sent as `basic base64("x-access-token:" + token)`.
 const AUTH_SECRETS: [(&str, bool); 2] = [("GIT_AUTH_HEADER", false), ("GIT_AUTH_TOKEN", true)];
 
-/// The `Authorization` header git sends to one HTTP(S) remote. Its `Debug` hides the value.
+/// How git authenticates to one remote: the `Authorization` header it sends to an HTTP(S)
+/// remote, or the ssh agent it uses for one over ssh. Its `Debug` hides the header.
 #[derive(Clone)]
 pub struct GitAuth {
-    /// The URL prefix git sends the header to: the remote itself (credentials taken out), or
-    /// all of `https://github.com/`, as BuildKit.
-    scope: String,
-    /// `Authorization: ...`.
-    header: String,
-    /// What must never show in a message: the header's credentials and the secret as given.
-    hidden: [String; 2],
+    kind: AuthKind,
+}
+
+#[derive(Clone)]
+enum AuthKind {
+    Header {
+        /// The URL prefix git sends the header to: the remote itself (credentials taken
+        /// out), or all of `https://github.com/`, as BuildKit.
+        scope: String,
+        /// `Authorization: ...`.
+        header: String,
+        /// What must never show in a message: the header's credentials and the secret as
+        /// given.
+        hidden: [String; 2],
+    },
+    /// The agent's socket.
+    SshAgent(PathBuf),
 }
 
 impl std::fmt::Debug for GitAuth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GitAuth")
-            .field("scope", &self.scope)
-            .finish_non_exhaustive()
+        match &self.kind {
+            AuthKind::Header { scope, .. } => f
+                .debug_struct("GitAuth")
+                .field("scope", scope)
+                .finish_non_exhaustive(),
+            AuthKind::SshAgent(socket) => f
+                .debug_struct("GitAuth")
+                .field("ssh_agent", socket)
+                .finish(),
+        }
+    }
+}
+
+/// Whether git reaches `remote` over ssh: `ssh://…`, or scp-like `[user@]host:path` (no slash
+/// before the first colon, as git reads it).
+pub(crate) fn is_ssh(remote: &str) -> bool {
+    match remote.split_once("://") {
+        Some((scheme, _)) => scheme.eq_ignore_ascii_case("ssh"),
+        None => remote
+            .find(':')
+            .is_some_and(|colon| !remote[..colon].contains('/') && colon > 0),
     }
 }
 
@@ -154,30 +188,46 @@ impl GitAuth {
                 .find(|p| redacted.starts_with(p))
                 .map_or(redacted.clone(), str::to_owned);
             return Ok(Some(GitAuth {
-                scope,
-                header: format!("Authorization: {credentials}"),
-                hidden: [encoded, value_text],
+                kind: AuthKind::Header {
+                    scope,
+                    header: format!("Authorization: {credentials}"),
+                    hidden: [encoded, value_text],
+                },
             }));
         }
         Ok(None)
     }
 
+    /// The ssh agent at `socket` (the build's `--ssh default`) for `remote`; `None` for a
+    /// remote that is not over ssh.
+    pub fn ssh_agent(remote: &str, socket: &Path) -> Option<GitAuth> {
+        is_ssh(remote).then(|| GitAuth {
+            kind: AuthKind::SshAgent(socket.to_owned()),
+        })
+    }
+
     /// Gives `cmd` the header through git's environment config (git 2.31+), out of its
-    /// argument list.
+    /// argument list; or the agent's socket.
     fn apply(&self, cmd: &mut Command) {
-        cmd.env("GIT_CONFIG_COUNT", "1")
-            .env(
-                "GIT_CONFIG_KEY_0",
-                format!("http.{}.extraheader", self.scope),
-            )
-            .env("GIT_CONFIG_VALUE_0", &self.header);
+        match &self.kind {
+            AuthKind::Header { scope, header, .. } => {
+                cmd.env("GIT_CONFIG_COUNT", "1")
+                    .env("GIT_CONFIG_KEY_0", format!("http.{scope}.extraheader"))
+                    .env("GIT_CONFIG_VALUE_0", header);
+            }
+            AuthKind::SshAgent(socket) => {
+                cmd.env("SSH_AUTH_SOCK", socket);
+            }
+        }
     }
 
     /// `text` with the credentials blanked out.
     fn scrub(&self, text: &str) -> String {
         let mut text = text.to_owned();
-        for hidden in self.hidden.iter().filter(|h| !h.trim().is_empty()) {
-            text = text.replace(hidden.as_str(), "<redacted>");
+        if let AuthKind::Header { hidden, .. } = &self.kind {
+            for hidden in hidden.iter().filter(|h| !h.trim().is_empty()) {
+                text = text.replace(hidden.as_str(), "<redacted>");
+            }
         }
         text
     }
@@ -219,6 +269,9 @@ fn git() -> Command {
         "GIT_TRACE_PACKET",
         "GIT_TRACE_REDACT",
         "GIT_CURL_VERBOSE",
+        "GIT_SSH",
+        "GIT_SSH_COMMAND",
+        "SSH_AUTH_SOCK",
     ] {
         c.env_remove(var);
     }
@@ -228,7 +281,11 @@ fn git() -> Command {
         .env("HOME", "/dev/null")
         .env("LC_ALL", "C")
         .env("GIT_ALLOW_PROTOCOL", "http:https:git:ssh")
-        .env("GIT_SSH_COMMAND", "ssh -F /dev/null -o BatchMode=yes");
+        .env(
+            "GIT_SSH_COMMAND",
+            "ssh -F /dev/null -o BatchMode=yes -o StrictHostKeyChecking=no \
+             -o UserKnownHostsFile=/dev/null",
+        );
     c.args([
         "-c",
         "core.symlinks=true",
@@ -268,6 +325,24 @@ fn run(
     })
 }
 
+/// `e` with a word on the missing agent when git failed to reach an ssh `remote` without one.
+fn ssh_hint(e: GitError, remote: &str, auth: Option<&GitAuth>) -> GitError {
+    match e {
+        GitError::Command {
+            what,
+            remote: shown,
+            stderr,
+        } if is_ssh(remote) && auth.is_none() => GitError::Command {
+            what,
+            remote: shown,
+            stderr: format!(
+                "{stderr} (git over ssh uses the build's ssh agent, `--ssh default`, and none was given)"
+            ),
+        },
+        e => e,
+    }
+}
+
 /// The commit `reference` (a branch, a tag, a full ref name, `None` for `HEAD`, or a commit id
 /// taken as it is) names on `remote` now; checked against `checksum` when given. `auth`:
 /// the remote's credentials ([`GitAuth::for_remote`]).
@@ -283,7 +358,8 @@ pub fn resolve(
     } else {
         let mut cmd = remote_git(auth);
         cmd.args(["ls-remote", "--", remote, name, &format!("{name}^{{}}")]);
-        let listed = run(cmd, "list the refs of", remote, auth)?;
+        let listed =
+            run(cmd, "list the refs of", remote, auth).map_err(|e| ssh_hint(e, remote, auth))?;
         pick(&listed, name).ok_or_else(|| GitError::NoRef {
             remote: redact(remote),
             reference: name.to_owned(),
@@ -370,7 +446,7 @@ pub(crate) fn checkout(
             "+refs/heads/*:refs/strata/heads/*",
             "+refs/tags/*:refs/strata/tags/*",
         ]);
-        run(fetch, "fetch", remote, auth)?;
+        run(fetch, "fetch", remote, auth).map_err(|e| ssh_hint(e, remote, auth))?;
     }
     let mut co = in_repo(None);
     co.args(["checkout", "-q", "--detach", commit]);
@@ -393,6 +469,30 @@ pub(crate) fn checkout(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ssh_remotes_are_told_from_others() {
+        for r in [
+            "ssh://git@h:22/o/r.git",
+            "SSH://h/r",
+            "git@github.com:o/r.git",
+            "h:r",
+        ] {
+            assert!(is_ssh(r), "{r}");
+        }
+        for r in ["https://h/r.git", "git://h/r", "/srv/r.git", "./a:b", ":x"] {
+            assert!(!is_ssh(r), "{r}");
+        }
+        let sock = Path::new("/run/agent.sock");
+        assert!(GitAuth::ssh_agent("https://h/r.git", sock).is_none());
+        let auth = GitAuth::ssh_agent("git@h:o/r.git", sock).expect("an ssh remote");
+        let mut cmd = Command::new("git");
+        auth.apply(&mut cmd);
+        assert!(
+            cmd.get_envs()
+                .any(|(k, v)| k == "SSH_AUTH_SOCK" && v == Some(sock.as_os_str()))
+        );
+    }
 
     #[test]
     fn refs_are_picked_full_name_then_peeled_tag_then_tag_then_branch() {
@@ -439,7 +539,10 @@ mod tests {
         let header = |given: &[(&str, &str)]| {
             auth(remote, given)
                 .expect("valid secrets")
-                .map(|a| a.header)
+                .and_then(|a| match a.kind {
+                    AuthKind::Header { header, .. } => Some(header),
+                    AuthKind::SshAgent(_) => None,
+                })
         };
         assert_eq!(header(&all).as_deref(), Some("Authorization: bearer hdr"));
         // base64("x-access-token:tok")
@@ -493,7 +596,10 @@ mod tests {
         let gh = auth("https://github.com/o/r.git", &[("GIT_AUTH_TOKEN", "tok")])
             .expect("valid")
             .expect("given");
-        assert_eq!(gh.scope, "https://github.com/");
+        assert!(
+            matches!(&gh.kind, AuthKind::Header { scope, .. } if scope == "https://github.com/"),
+            "{gh:?}"
+        );
         let cmd = remote_git(Some(&a));
         assert!(
             cmd.get_args()

@@ -29,6 +29,9 @@ pub struct WorkerConfig {
     pub no_new_privs: bool,
     /// The most bytes one ADD may unpack from an archive or download.
     pub max_unpack_bytes: u64,
+    /// How long an ADD of a URL may go without progress: to connect, to get an answer,
+    /// between two reads, and the window in which at least 1 KiB must arrive (60 s).
+    pub download_timeout: std::time::Duration,
     /// Run every RUN of this worker in a cgroup of its own with these limits (see
     /// [`Resources`]); `None`: in strata's own cgroup, unlimited.
     pub resources: Option<Resources>,
@@ -49,6 +52,7 @@ impl WorkerConfig {
             resolv_conf: Some(PathBuf::from("/etc/resolv.conf")),
             no_new_privs: false,
             max_unpack_bytes: DEFAULT_MAX_UNPACK,
+            download_timeout: std::time::Duration::from_secs(60),
             resources: None,
         }
     }

@@ -282,6 +282,7 @@ fn request(
     }
     request.resources = resources(args)?;
     request.jobs = args.jobs;
+    request.download_timeout = crate::registry::download_timeout()?;
     request.explain = args.explain;
     request.source_date_epoch = source_date_epoch;
     request.stdout = Some(Box::new(std::io::stdout()));

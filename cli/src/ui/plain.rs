@@ -42,10 +42,11 @@ impl Render for Plain {
             Event::Started { node, label } => {
                 let n = self.number(*node);
                 self.started.insert(*node, Instant::now());
-                writeln!(self.out, "#{n} {label}")
+                writeln!(self.out, "#{n} {}", crate::report::clip(label))
             }
             Event::Cached { node, label } => {
                 let n = self.number(*node);
+                let label = crate::report::clip(label);
                 writeln!(self.out, "#{n} {label}\n#{n} CACHED")
             }
             Event::Log { node, line, .. } => {
@@ -62,7 +63,11 @@ impl Render for Plain {
             }
             Event::Failed { node, error } => {
                 let n = self.number(*node);
-                writeln!(self.out, "#{n} ERROR: {error}")
+                writeln!(
+                    self.out,
+                    "#{n} ERROR: {}",
+                    crate::report::clip(&error.to_string())
+                )
             }
             Event::Miss { node, reason, .. } => {
                 let n = self.number(*node);

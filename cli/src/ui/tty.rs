@@ -84,6 +84,7 @@ impl Render for Tty {
                     bar.set_style(Self::done_style());
                     bar.finish_with_message(format!("ERROR {label}"));
                 }
+                let error = crate::report::clip(&error.to_string()).into_owned();
                 let _ = self.multi.println(format!("------\n > {error}"));
                 for line in self.logs.get(node).into_iter().flatten() {
                     let _ = self.multi.println(format!(" | {line}"));

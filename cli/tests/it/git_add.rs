@@ -452,3 +452,98 @@ fn add_of_a_private_git_repository_takes_git_auth_token_of_its_host() {
         assert!(found.is_empty(), "{needle} in {found:?}");
     }
 }
+
+/// `sshd` on a free 127.0.0.1 port, in the foreground with a configuration of the test's own in
+/// `dir` (a fresh host key; root logs in with a key in `authorized`); killed on drop.
+struct Sshd {
+    child: Child,
+    port: u16,
+}
+
+impl Sshd {
+    fn start(dir: &Path, authorized: &Path) -> Sshd {
+        let (host_key, _) = crate::secrets::keygen(dir, "host_key");
+        // sshd checks that its privilege separation directory exists.
+        fs_err::create_dir_all("/run/sshd").expect("mkdir /run/sshd");
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("find a free port")
+            .port();
+        let config = dir.join("sshd_config");
+        write(
+            &config,
+            &format!(
+                "ListenAddress 127.0.0.1\nPort {port}\nHostKey {}\nAuthorizedKeysFile {}\n\
+                 PermitRootLogin prohibit-password\nPasswordAuthentication no\n\
+                 KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nPidFile none\n",
+                host_key.display(),
+                authorized.display()
+            ),
+        );
+        let mut child = Command::new("/usr/sbin/sshd")
+            .args(["-D", "-e", "-f"])
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start sshd (openssh-server)");
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Some(status) = child.try_wait().expect("wait for sshd") {
+                panic!("sshd exited: {status}");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Sshd { child, port }
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn add_of_a_git_repository_over_ssh_uses_the_builds_ssh_agent() {
+    let env = TestEnv::with_base("base:latest");
+    let (repo, _, second) = make_repo(&env.dir().join("git"));
+    let keys = env.dir().join("keys");
+    fs_err::create_dir_all(&keys).expect("mkdir");
+    let (user_key, _) = crate::secrets::keygen(&keys, "user_key");
+    let authorized = keys.join("authorized_keys");
+    fs_err::copy(keys.join("user_key.pub"), &authorized).expect("authorize the key");
+    let sshd = Sshd::start(&keys, &authorized);
+    let url = format!("ssh://root@127.0.0.1:{}{}", sshd.port, repo.display());
+    let dockerfile = format!("FROM base\nADD {url}#main /src\n");
+    let ctx = env.context("ctx", &[("Dockerfile", &dockerfile)]);
+    let ctx = ctx.to_str().expect("utf-8 path");
+
+    // The key reaches git through the agent strata starts for `--ssh default=KEY`; the
+    // host's own agent (if any) is not used.
+    let events = env.build_events([
+        "--ssh",
+        &format!("default={}", user_key.display()),
+        "-t",
+        "g:ssh",
+        ctx,
+    ]);
+    assert_eq!(ran(&events), [format!("[2/2] ADD {url}#main /src")]);
+    assert_eq!(
+        env.ok(["run", "--rm", "g:ssh", "cat", "/src/a.txt"]),
+        "two\n"
+    );
+    let head = env.ok(["run", "--rm", "g:ssh", "cat", "/src/sub/b.txt"]);
+    assert_eq!(head, "bee\n", "commit {second}");
+
+    // Without an agent the remote refuses, and the error names it (credentials taken out)
+    // and says what was missing.
+    let err = env.fails(["build", "--progress=plain", ctx]);
+    let shown = format!("ssh://127.0.0.1:{}{}", sshd.port, repo.display());
+    assert!(err.contains(&shown), "{err}");
+    assert!(
+        err.contains("Could not read from remote repository"),
+        "{err}"
+    );
+    assert!(err.contains("`--ssh default`, and none was given"), "{err}");
+}

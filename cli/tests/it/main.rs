@@ -6,6 +6,8 @@ mod cache_mounts;
 mod check;
 mod ci_cache;
 mod conformance;
+#[path = "../../../store/src/confined/corpus.rs"]
+mod corpus;
 mod distribution;
 mod docker_interop;
 #[path = "../../../store/tests/fixture/docker_registry.rs"]
@@ -13,6 +15,9 @@ mod docker_registry;
 mod dockerd;
 mod faults;
 mod git_add;
+mod hostile;
+#[path = "../../../store/tests/fixture/hostile_expect.rs"]
+mod hostile_expect;
 mod manifest_list;
 mod network;
 mod parse;

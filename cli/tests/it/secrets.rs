@@ -285,7 +285,7 @@ impl Drop for HostAgent {
 }
 
 /// A fresh ed25519 key in `dir`; returns its path and its `SHA256:` fingerprint.
-fn keygen(dir: &Path, name: &str) -> (PathBuf, String) {
+pub(crate) fn keygen(dir: &Path, name: &str) -> (PathBuf, String) {
     let key = dir.join(name);
     let status = Command::new("ssh-keygen")
         .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])

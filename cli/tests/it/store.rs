@@ -143,7 +143,7 @@ fn import(env: &TestEnv, tarball: &Path, tag: &str, extra: &[&str]) -> String {
     env.ok(&args).trim().to_owned()
 }
 
-fn layer_of(saved: &Path) -> String {
+pub(crate) fn layer_of(saved: &Path) -> String {
     let out = Command::new("tar")
         .arg("-xOf")
         .arg(saved)

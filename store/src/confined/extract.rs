@@ -243,8 +243,8 @@ pub fn extract(
         let (uid, gid) = match opts.owner {
             Some(owner) => owner,
             None => {
-                let uid = numeric(header.uid(), &old.uid).map_err(io_err("read owner of"))?;
-                let gid = numeric(header.gid(), &old.gid).map_err(io_err("read group of"))?;
+                let uid = numeric(header.uid(), &old.uid).map_err(io_err("read its owner"))?;
+                let gid = numeric(header.gid(), &old.gid).map_err(io_err("read its group"))?;
                 // u32::MAX is "no id" to chown; nothing above fits.
                 if uid >= u64::from(u32::MAX) || gid >= u64::from(u32::MAX) {
                     return Err(invalid("owner is out of range"));
@@ -253,13 +253,13 @@ pub fn extract(
             }
         };
         let mode = numeric(header.mode().map(u64::from), &old.mode)
-            .map_err(io_err("read mode of"))? as u32
+            .map_err(io_err("read its mode"))? as u32
             & 0o7777;
         let mtime = numeric(header.mtime(), &old.mtime).unwrap_or(0) as i64;
-        let xattrs = xattrs(&mut entry).map_err(io_err("read xattrs of"))?;
+        let xattrs = xattrs(&mut entry).map_err(io_err("read its xattrs"))?;
         let Some(slot) = root
             .slot(&comps, Some(dir_opts))
-            .map_err(io_err("create parent directories of"))?
+            .map_err(io_err("create its parent directories"))?
         else {
             // The root directory itself (`./`).
             if layer && kind == tar::EntryType::Directory {
@@ -269,7 +269,7 @@ pub fn extract(
                         rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY,
                     )
                     .map_err(io_err("open"))?;
-                owner_mode(&fd, uid, gid, mode).map_err(io_err("set metadata of"))?;
+                owner_mode(&fd, uid, gid, mode).map_err(io_err("set its metadata"))?;
                 dir_times.push((Vec::new(), mtime));
             }
             continue;
@@ -286,8 +286,8 @@ pub fn extract(
                     slot.mkdir(0o700).map_err(io_err("create directory"))?;
                 }
                 let fd = slot.open_dir().map_err(io_err("open directory"))?;
-                owner_mode(&fd, uid, gid, mode).map_err(io_err("set metadata of"))?;
-                set_xattrs(&fd, &xattrs).map_err(io_err("set xattrs of"))?;
+                owner_mode(&fd, uid, gid, mode).map_err(io_err("set its metadata"))?;
+                set_xattrs(&fd, &xattrs).map_err(io_err("set its xattrs"))?;
                 dir_times.push((comps, mtime));
             }
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
@@ -313,9 +313,9 @@ pub fn extract(
                     return Err(invalid("truncated file data"));
                 }
                 let fd = OwnedFd::from(file);
-                owner_mode(&fd, uid, gid, mode).map_err(io_err("set metadata of"))?;
-                set_xattrs(&fd, &xattrs).map_err(io_err("set xattrs of"))?;
-                set_mtime_fd(&fd, mtime).map_err(io_err("set time of"))?;
+                owner_mode(&fd, uid, gid, mode).map_err(io_err("set its metadata"))?;
+                set_xattrs(&fd, &xattrs).map_err(io_err("set its xattrs"))?;
+                set_mtime_fd(&fd, mtime).map_err(io_err("set its times"))?;
             }
             tar::EntryType::Symlink => {
                 let target = entry
@@ -325,8 +325,8 @@ pub fn extract(
                 slot.clear(replace).map_err(io_err("replace"))?;
                 slot.symlink(OsStr::from_bytes(&target))
                     .map_err(io_err("create symlink"))?;
-                slot.chown(uid, gid).map_err(io_err("set owner of"))?;
-                slot.set_mtime(mtime).map_err(io_err("set time of"))?;
+                slot.chown(uid, gid).map_err(io_err("set its owner"))?;
+                slot.set_mtime(mtime).map_err(io_err("set its times"))?;
             }
             tar::EntryType::Link => {
                 let target = entry
@@ -343,11 +343,11 @@ pub fn extract(
                     Ok(Some(from)) => from,
                     Ok(None) => return Err(invalid("hard link to a directory")),
                     Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(bad()),
-                    Err(e) => return Err(io_err("resolve hard link target of")(e)),
+                    Err(e) => return Err(io_err("resolve its hard link target")(e)),
                 };
                 match from
                     .file_type()
-                    .map_err(io_err("inspect hard link target of"))?
+                    .map_err(io_err("inspect its hard link target"))?
                 {
                     None => return Err(bad()),
                     Some(FileType::Directory) => return Err(invalid("hard link to a directory")),
@@ -373,11 +373,11 @@ pub fn extract(
                 slot.clear(replace).map_err(io_err("replace"))?;
                 slot.mknod(file_type, major, minor)
                     .map_err(io_err("create device"))?;
-                slot.chown(uid, gid).map_err(io_err("set owner of"))?;
+                slot.chown(uid, gid).map_err(io_err("set its owner"))?;
                 // After chown, which clears setuid bits.
                 slot.chmod_special(file_type, mode)
-                    .map_err(io_err("set mode of"))?;
-                slot.set_mtime(mtime).map_err(io_err("set time of"))?;
+                    .map_err(io_err("set its mode"))?;
+                slot.set_mtime(mtime).map_err(io_err("set its times"))?;
             }
             // Anything else (sockets cannot be in a tar; volume labels, unknown types)
             // carries no file.

@@ -30,8 +30,7 @@ pub(crate) struct Fetched {
 
 impl Fetched {
     pub(crate) fn is_index(&self) -> bool {
-        media_type::is_index(&self.media_type)
-            || (self.json.get("manifests").is_some() && self.json.get("layers").is_none())
+        media_type::is_index(&self.media_type) || self.json.get("manifests").is_some()
     }
 }
 
@@ -177,6 +176,15 @@ impl RegistryClient {
             media_type,
             json,
         };
+        // An index and a manifest at once: which one it is would depend on who reads it
+        // (CVE-2021-41190); refused whatever its media type says.
+        if fetched.json.get("manifests").is_some()
+            && (fetched.json.get("layers").is_some() || fetched.json.get("config").is_some())
+        {
+            return Err(invalid(
+                "has both `manifests` and `layers` or `config`: an ambiguous document".into(),
+            ));
+        }
         if !fetched.is_index() && !media_type::is_manifest(&fetched.media_type) {
             if fetched.json.get("layers").is_some() && fetched.json.get("config").is_some() {
                 // An OCI manifest may omit its mediaType; the registry's Content-Type may be

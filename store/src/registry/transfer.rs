@@ -402,12 +402,28 @@ impl RegistryClient {
         mount_from: Option<&str>,
         sent: &(dyn Fn(u64) + Sync),
     ) -> Result<Uploaded, RegistryError> {
-        match self.upload_session(store, reference, digest, mount_from, sent) {
+        let result = match self.upload_session(store, reference, digest, mount_from, sent) {
             Err(e) if spoiled_session(&e) => {
                 self.upload_session(store, reference, digest, mount_from, sent)
             }
             other => other,
+        };
+        if result.is_err() {
+            // The registry may have refused what we sent (DIGEST_INVALID): if the stored blob
+            // is corrupt or truncated, that is the error to report, naming it.
+            let path = store.blob_path(digest);
+            let (actual, _) = crate::digest::digest_reader(store.open_blob(digest)?)
+                .map_err(StoreError::io("read blob", &path))?;
+            if actual != *digest {
+                return Err(StoreError::DigestMismatch {
+                    what: format!("stored blob {digest}"),
+                    expected: digest.clone(),
+                    actual,
+                }
+                .into());
+            }
         }
+        result
     }
 
     /// One upload session for [`RegistryClient::upload_blob`].

@@ -12,6 +12,8 @@ mod common;
 mod diff;
 mod files;
 mod hostile;
+#[path = "../../../store/tests/fixture/hostile_expect.rs"]
+mod hostile_expect;
 mod run;
 
 use libtest_mimic::{Arguments, Trial};

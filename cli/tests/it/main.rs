@@ -25,5 +25,6 @@ mod report;
 mod sandbox;
 mod secrets;
 mod store;
+mod store_faults;
 mod support;
 mod token_server;

@@ -28,3 +28,4 @@ mod store;
 mod store_faults;
 mod support;
 mod token_server;
+mod torture;

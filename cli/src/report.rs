@@ -105,8 +105,8 @@ fn hint(err: &anyhow::Error, root: bool) -> Option<&'static str> {
                     if source.kind() == std::io::ErrorKind::ReadOnlyFilesystem =>
                 {
                     return Some(
-                        "images, inspect, history and save read a read-only store; the other \
-                         commands need a writable one (--root DIR or STRATA_ROOT)",
+                        "images, inspect, history, save and system check read a read-only store; \
+                         the other commands need a writable one (--root DIR or STRATA_ROOT)",
                     );
                 }
                 StoreError::Version { .. } => {

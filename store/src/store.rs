@@ -80,7 +80,7 @@ impl Store {
     }
 
     /// Opens the store at `root` for commands that only read it (`images`, `inspect`,
-    /// `history`, `save`): as [`Store::open`] when the store can be written (so crash
+    /// `history`, `save`, `system check`): as [`Store::open`] when the store can be written (so crash
     /// leftovers are cleaned as by any command), else, on a read-only filesystem or without
     /// write permission, or one owned by another user, a handle that never writes: no staging directory, no cleaning, no
     /// lock file created (existing ones are locked through a read-only descriptor). Writing

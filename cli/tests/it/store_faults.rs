@@ -199,6 +199,7 @@ fn issue_12_a_read_only_store_is_read_and_refuses_every_write_at_start() {
     assert_eq!(env.ok(["images"]), images);
     env.ok(["inspect", "app:1"]);
     env.ok(["history", "app:1"]);
+    assert!(env.ok(["system", "check"]).ends_with(": ok\n"));
     let copy = env.dir().join("copy.tar");
     env.ok([os("save"), os("-o"), copy.as_os_str(), os("app:1")]);
     assert_eq!(fs_err::read(&copy).unwrap(), fs_err::read(&saved).unwrap());

@@ -9,7 +9,7 @@
     reason = "test helpers fail the test by panicking"
 )]
 
-use crate::support::TestEnv;
+use crate::support::{TestEnv, staging_entries};
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -84,14 +84,6 @@ fn listing(root: &Path) -> Vec<(String, u64)> {
     out
 }
 
-/// What is under the store's `tmp/` (staging areas: none between commands).
-fn staging(root: &Path) -> Vec<String> {
-    fs_err::read_dir(root.join("tmp"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect()
-}
-
 /// Runs strata with `args`; asserts exit code 1 and returns stderr.
 fn fails_with(env: &TestEnv, args: &[&std::ffi::OsStr]) -> String {
     let out = env.command(args).output().unwrap();
@@ -129,7 +121,7 @@ fn issue_12_a_disk_that_fills_while_a_layer_is_written_fails_clearly_and_frees_i
         "the message names the file being written: {stderr}"
     );
     assert!(env.ok(["system", "check"]).ends_with(": ok\n"));
-    assert_eq!(staging(&env.root()), Vec::<String>::new());
+    assert_eq!(staging_entries(&env.root()), Vec::<String>::new());
     assert_eq!(env.ok(["images", "-q", "big"]), "");
 
     // The big file gone, the next build works in the space the failed one gave back.
@@ -177,7 +169,7 @@ fn issue_12_a_full_disk_while_the_index_is_written_keeps_the_old_index() {
     assert_eq!(env.ok(["images"]), before, "the old index is still read");
     env.ok(["inspect", "old:1"]);
     assert!(env.ok(["system", "check"]).ends_with(": ok\n"));
-    assert_eq!(staging(&env.root()), Vec::<String>::new());
+    assert_eq!(staging_entries(&env.root()), Vec::<String>::new());
 
     fs_err::remove_file(&filler).unwrap();
     env.ok(["tag", "base", "new:1"]);
@@ -215,7 +207,8 @@ fn issue_12_a_read_only_store_is_read_and_refuses_every_write_at_start() {
         let stderr = fails_with(&env, &args);
         assert!(
             stderr.contains(&format!("cannot write to the store at {root}"))
-                && stderr.to_lowercase().contains("read-only file system"),
+                && stderr.to_lowercase().contains("read-only file system")
+                && stderr.contains("hint: images, inspect, history, save and system check read"),
             "{args:?}: {stderr}"
         );
     }

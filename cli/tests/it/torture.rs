@@ -269,17 +269,6 @@ fn mounts_under(root: &Path) -> Vec<String> {
         .collect()
 }
 
-/// What is in the store's `tmp/` (staging areas of live processes: none between commands).
-fn staging_leftovers(root: &Path) -> Vec<String> {
-    fs_err::read_dir(root.join("tmp"))
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 #[expect(
     clippy::disallowed_methods,
     reason = "whoever runs the test may replay a seed"
@@ -373,7 +362,7 @@ fn issue_12_kill_9_at_random_points_leaves_a_sound_store_and_the_same_digests() 
             "{context}"
         );
         assert_eq!(
-            staging_leftovers(&t.env.root()),
+            crate::support::staging_entries(&t.env.root()),
             Vec::<String>::new(),
             "{context}: staging areas left"
         );

@@ -80,11 +80,12 @@ impl Store {
     }
 
     /// Opens the store at `root` for commands that only read it (`images`, `inspect`,
-    /// `history`, `save`, `system check`): as [`Store::open`] when the store can be written (so crash
-    /// leftovers are cleaned as by any command), else, on a read-only filesystem or without
-    /// write permission, or one owned by another user, a handle that never writes: no staging directory, no cleaning, no
-    /// lock file created (existing ones are locked through a read-only descriptor). Writing
-    /// through it fails with [`StoreError::ReadOnly`].
+    /// `history`, `save`, `system check`, `strata check`): as [`Store::open`] when the store
+    /// can be written and is ours (so crash leftovers are cleaned as by any command); else (a
+    /// read-only filesystem, no write permission, another user's store) a handle that never
+    /// writes: no staging directory, no cleaning, no lock file created (existing ones are
+    /// locked through a read-only descriptor). Writing through it fails with
+    /// [`StoreError::ReadOnly`].
     pub fn open_read_only(root: impl Into<PathBuf>) -> Result<Store, StoreError> {
         let root = root.into();
         match crate::access::check_writable(&root) {

@@ -24,7 +24,8 @@ use strata_store::{Reference, RegistryClient, Store};
 
 /// `strata check` (docker's `build --check`): every check on `source`, judging each base image
 /// by the store's copy of it when the store at `store_root` has one (nothing is pulled, a
-/// missing store is not made, a read-only one is read), else by a stand-in whose ENV the checks do not rely on.
+/// missing store is not made, a read-only one is read), else by a stand-in whose ENV the
+/// checks do not rely on.
 pub fn check(source: &[u8], opts: &BuildOptions, store_root: &Path) -> Diagnostics {
     let store = store_root
         .join("images.json")

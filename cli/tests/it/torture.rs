@@ -9,7 +9,8 @@
 //! gives its image ID.
 //!
 //! The seed is printed; `STRATA_TORTURE_SEED=<n>` replays a sequence,
-//! `STRATA_TORTURE_ITERATIONS=<n>` changes its length (default 100: about 35 s on a busy two-core machine).
+//! `STRATA_TORTURE_ITERATIONS=<n>` changes its length (default 100: about 35 s on a busy
+//! two-core machine).
 
 #![expect(
     clippy::unwrap_used,

@@ -258,9 +258,12 @@ fn issue_12_another_user_is_told_permission_denied_on_root_s_store() {
     fs_err::set_permissions(env.dir(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let listed = listing(&env.root());
     let root = env.root().display().to_string();
+    let uid = a_user_who_may_run_strata();
     for args in [["tag", "base", "mine:1"], ["rmi", "base", "-f"]] {
         let out = Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(format!("--reuid={uid}"))
+            .arg(format!("--regid={uid}"))
+            .arg("--clear-groups")
             .arg(crate::support::strata_bin())
             .arg("--root")
             .arg(env.root())
@@ -277,4 +280,22 @@ fn issue_12_another_user_is_told_permission_denied_on_root_s_store() {
         );
     }
     assert_eq!(listing(&env.root()), listed);
+}
+
+/// The uid of a user with subordinate ids in /etc/subuid (which strata run by a user other
+/// than root needs: it becomes root of a user namespace of its own), else nobody's.
+fn a_user_who_may_run_strata() -> u32 {
+    let passwd = fs_err::read_to_string("/etc/passwd").unwrap();
+    fs_err::read_to_string("/etc/subuid")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(':').next())
+        .find_map(|name| {
+            passwd
+                .lines()
+                .find(|p| p.split(':').next() == Some(name))
+                .and_then(|p| p.split(':').nth(2))
+                .and_then(|uid| uid.parse().ok())
+        })
+        .unwrap_or(65534)
 }

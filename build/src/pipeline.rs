@@ -23,13 +23,14 @@ use strata_solver::{ContextSource, LocalBackend, LocalOptions, NoCache, Output, 
 use strata_store::{Reference, RegistryClient, Store};
 
 /// `strata check` (docker's `build --check`): every check on `source`, judging each base image
-/// by the store's copy of it when the store at `store_root` has one (nothing is pulled, and a
-/// missing store is not made), else by a stand-in whose ENV the checks do not rely on.
+/// by the store's copy of it when the store at `store_root` has one (nothing is pulled, a
+/// missing store is not made, a read-only one is read), else by a stand-in whose ENV the
+/// checks do not rely on.
 pub fn check(source: &[u8], opts: &BuildOptions, store_root: &Path) -> Diagnostics {
     let store = store_root
         .join("images.json")
         .is_file()
-        .then(|| Store::open(store_root).ok())
+        .then(|| Store::open_read_only(store_root).ok())
         .flatten();
     let resolver = crate::resolver::CheckResolver {
         store: store.as_ref().map(|store| StoreResolver {

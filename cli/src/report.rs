@@ -127,6 +127,22 @@ fn hint(err: &anyhow::Error, root: bool) -> Option<&'static str> {
                          or OCI archive) or `strata import FILE NAME` (a rootfs tarball)",
                     );
                 }
+                StoreError::ForeignOwner { .. } => {
+                    return Some(
+                        "what strata writes in a store belongs to the user it runs as: as root, \
+                         in a user's store, files that user could not remove. Give strata a \
+                         store of its own (--root DIR or STRATA_ROOT), or run it as the store's \
+                         owner",
+                    );
+                }
+                StoreError::NotWritable { source, .. }
+                    if source.kind() == std::io::ErrorKind::ReadOnlyFilesystem =>
+                {
+                    return Some(
+                        "images, inspect, history, save and system check read a read-only store; \
+                         the other commands need a writable one (--root DIR or STRATA_ROOT)",
+                    );
+                }
                 StoreError::Version { .. } => {
                     return Some(
                         "this store was written by another version of strata: give this one \

@@ -98,7 +98,7 @@ impl Store {
     /// A writer for a new blob; [`BlobWriter::commit`] makes it visible.
     pub fn blob_writer(&self) -> Result<BlobWriter, StoreError> {
         let lease = self.lease()?;
-        let tmp = self.staging().temp_file()?;
+        let tmp = self.staging("write a blob")?.temp_file()?;
         let file = tmp
             .as_file()
             .try_clone()

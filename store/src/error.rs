@@ -130,6 +130,39 @@ pub enum StoreError {
     /// `manifest create` of a list that exists, without `--amend`.
     #[error("refusing to amend an existing manifest list with no --amend flag: {0}")]
     ManifestListExists(String),
+    /// The store cannot be written: a read-only filesystem, or no write permission on its
+    /// root (the cause says which). Checked by [`crate::Store::open`] before anything.
+    #[error("cannot write to the store at {}", root.display())]
+    NotWritable {
+        /// The store's root directory.
+        root: PathBuf,
+        /// `Read-only file system` or `Permission denied`.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The store's root belongs to another user than the one strata runs as.
+    /// Refused because what strata wrote there would belong to `uid`: as root, files in a
+    /// user's store that the user could not remove.
+    #[error(
+        "the store at {} is owned by uid {owner}, not by uid {uid} that strata runs as",
+        root.display()
+    )]
+    ForeignOwner {
+        /// The store's root directory.
+        root: PathBuf,
+        /// The uid owning it.
+        owner: u32,
+        /// The real uid of this process.
+        uid: u32,
+    },
+    /// A write on a store opened with [`crate::Store::open_read_only`].
+    #[error("the store at {} was opened read-only: cannot {action}", root.display())]
+    ReadOnly {
+        /// The store's root directory.
+        root: PathBuf,
+        /// What needed to write.
+        action: &'static str,
+    },
     /// Unpacking a layer into a snapshot failed.
     #[error("failed to unpack layer {layer}")]
     Unpack {

@@ -109,7 +109,7 @@ impl Store {
     /// finished or dropped.
     pub fn layer_writer(&self, compression: Compression) -> Result<LayerWriter, StoreError> {
         let lease = self.lease()?;
-        let tmp = self.staging().temp_file()?;
+        let tmp = self.staging("write a layer")?.temp_file()?;
         let file = tmp
             .as_file()
             .try_clone()

@@ -47,6 +47,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod access;
 mod blob;
 mod check;
 mod compression;

@@ -171,7 +171,7 @@ impl Store {
                 .ok_or_else(|| StoreError::archive(what, "member path leaves the archive"))?;
             match entry.header().entry_type() {
                 tar::EntryType::Regular | tar::EntryType::Continuous => {
-                    let tmp = self.staging().temp_file()?;
+                    let tmp = self.staging("load an archive")?.temp_file()?;
                     let file = tmp
                         .as_file()
                         .try_clone()

@@ -17,7 +17,8 @@ use std::path::Path;
 /// A held flock; released on drop (closing the file).
 #[derive(Debug)]
 pub(crate) struct FileLock {
-    _file: fs_err::File,
+    /// `None`: [`FileLock::shared_if_exists`] found no lock file.
+    _file: Option<fs_err::File>,
 }
 
 impl FileLock {
@@ -36,7 +37,24 @@ impl FileLock {
         let file = Self::open(path)?;
         rustix::fs::flock(&file, FlockOperation::LockShared)
             .map_err(|e| StoreError::io("lock", path)(e.into()))?;
-        Ok(FileLock { _file: file })
+        Ok(FileLock { _file: Some(file) })
+    }
+
+    /// Waits for a shared lock on `path` without creating or writing anything, for a store
+    /// opened with `Store::open_read_only`: the lock file is opened for reading (flock needs
+    /// no more), and if it does not exist no lock is taken (no writer of that store has
+    /// started yet).
+    pub(crate) fn shared_if_exists(path: &Path) -> Result<FileLock, StoreError> {
+        let file = match fs_err::File::open(path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(FileLock { _file: None });
+            }
+            Err(e) => return Err(StoreError::io("open lock file", path)(e)),
+        };
+        rustix::fs::flock(&file, FlockOperation::LockShared)
+            .map_err(|e| StoreError::io("lock", path)(e.into()))?;
+        Ok(FileLock { _file: Some(file) })
     }
 
     /// Waits for an exclusive lock on `path`.
@@ -44,14 +62,14 @@ impl FileLock {
         let file = Self::open(path)?;
         rustix::fs::flock(&file, FlockOperation::LockExclusive)
             .map_err(|e| StoreError::io("lock", path)(e.into()))?;
-        Ok(FileLock { _file: file })
+        Ok(FileLock { _file: Some(file) })
     }
 
     /// An exclusive lock on `path` if nobody holds any lock on it now.
     pub(crate) fn try_exclusive(path: &Path) -> Result<Option<FileLock>, StoreError> {
         let file = Self::open(path)?;
         match rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => Ok(Some(FileLock { _file: file })),
+            Ok(()) => Ok(Some(FileLock { _file: Some(file) })),
             Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
             Err(e) => Err(StoreError::io("lock", path)(e.into())),
         }
@@ -61,7 +79,7 @@ impl FileLock {
     pub(crate) fn exclusive_on(file: fs_err::File) -> Result<FileLock, StoreError> {
         rustix::fs::flock(&file, FlockOperation::LockExclusive)
             .map_err(|e| StoreError::io("lock", file.path())(e.into()))?;
-        Ok(FileLock { _file: file })
+        Ok(FileLock { _file: Some(file) })
     }
 }
 

@@ -88,7 +88,9 @@ impl Store {
 
         let mut blobs: BTreeMap<Digest, (u64, Source)> = BTreeMap::new();
         let scratch = match options.compression {
-            Some(_) => Some(Scratch(self.staging().temp_dir("save-")?)),
+            Some(_) => Some(Scratch(
+                self.staging("recompress layers")?.temp_dir("save-")?,
+            )),
             None => None,
         };
         let mut index_manifests = Vec::new();

@@ -151,7 +151,7 @@ impl Store {
         size: u64,
         progress: &dyn Fn(u64, u64),
     ) -> Result<StagedSnapshot, StoreError> {
-        let dir = self.staging().temp_dir("snapshot-")?;
+        let dir = self.staging("unpack a layer")?.temp_dir("snapshot-")?;
         let mut staged = StagedSnapshot {
             dir: Some(dir),
             len: 0,
@@ -236,13 +236,13 @@ impl Store {
     /// upper dir) and later hand to [`Store::adopt_snapshot`]. It is deleted with the store
     /// handle's staging area if never adopted.
     pub fn new_snapshot_dir(&self) -> Result<PathBuf, StoreError> {
-        self.staging().temp_dir("upper-")
+        self.staging("make a layer directory")?.temp_dir("upper-")
     }
 
     /// A new empty directory in this handle's private staging area (`<root>/tmp/<id>/`), which
     /// no other process cleans while the handle lives; deleted with the handle if not before.
     pub fn temp_dir(&self, prefix: &str) -> Result<PathBuf, StoreError> {
-        self.staging().temp_dir(prefix)
+        self.staging("make a scratch directory")?.temp_dir(prefix)
     }
 
     /// Registers `dir`, already in overlayfs format (a RUN's upper dir), as the snapshot of
@@ -303,7 +303,10 @@ impl Store {
     pub(crate) fn remove_snapshot_dir(&self, chain: &Digest) -> Result<u64, StoreError> {
         let dir = self.snapshot_dir(chain);
         let size = tree_size(&dir);
-        let doomed = self.staging().dir().join(format!("doomed-{}", chain.hex()));
+        let doomed = self
+            .staging("remove a snapshot")?
+            .dir()
+            .join(format!("doomed-{}", chain.hex()));
         match fs_err::rename(&dir, &doomed) {
             Ok(()) => remove_tree(&doomed)?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),

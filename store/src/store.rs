@@ -33,15 +33,25 @@ pub struct Store {
 #[derive(Debug)]
 pub(crate) struct Inner {
     pub(crate) root: PathBuf,
-    pub(crate) staging: Staging,
+    /// `None` for a store opened with [`Store::open_read_only`].
+    pub(crate) staging: Option<Staging>,
 }
 
 impl Store {
-    /// Opens the store at `root`, creating it if needed, removes what crashed processes
-    /// left in its `tmp/` directory, and drops the snapshots a machine crash may have torn
-    /// (see `settle.rs`).
+    /// Opens the store at `root` for reading and writing, creating it if needed, removes
+    /// what crashed processes left in its `tmp/` directory, and drops the snapshots a machine
+    /// crash may have torn (see `settle.rs`).
+    ///
+    /// Before anything is written, an existing root is checked (`access.rs`): one this
+    /// process cannot write (a read-only filesystem: [`StoreError::NotWritable`] with
+    /// `Read-only file system`; no permission: `Permission denied`) or one owned by another
+    /// user than the real uid of this process ([`StoreError::ForeignOwner`]) is refused.
     pub fn open(root: impl Into<PathBuf>) -> Result<Store, StoreError> {
         let root = root.into();
+        if root.is_dir() {
+            crate::access::check_writable(&root)?;
+            crate::access::check_owner(&root, crate::access::real_uid())?;
+        }
         for (dir, mode) in [
             (root.clone(), 0o711),
             (root.join("blobs"), 0o755),
@@ -61,12 +71,43 @@ impl Store {
         }
         // Refuse a store written by an incompatible version before writing anything.
         index::read(&root)?;
-        let staging = Staging::create(&root.join("tmp"))?;
+        let staging = Some(Staging::create(&root.join("tmp"))?);
         let store = Store {
             inner: Arc::new(Inner { root, staging }),
         };
         store.settle_snapshots()?;
         Ok(store)
+    }
+
+    /// Opens the store at `root` for commands that only read it (`images`, `inspect`,
+    /// `history`, `save`, `system check`, `strata check`): as [`Store::open`] when the store
+    /// can be written and is ours (so crash leftovers are cleaned as by any command); else (a
+    /// read-only filesystem, no write permission, another user's store) a handle that never
+    /// writes: no staging directory, no cleaning, no lock file created (existing ones are
+    /// locked through a read-only descriptor). Writing through it fails with
+    /// [`StoreError::ReadOnly`].
+    pub fn open_read_only(root: impl Into<PathBuf>) -> Result<Store, StoreError> {
+        let root = root.into();
+        match crate::access::check_writable(&root) {
+            Ok(()) if crate::access::check_owner(&root, crate::access::real_uid()).is_ok() => {
+                return Store::open(root);
+            }
+            // A store not made yet is made, as by any command.
+            Err(StoreError::NotWritable { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                return Store::open(root);
+            }
+            // Another user's store is read as it is: nothing of ours is left in it.
+            _ => {}
+        }
+        index::read(&root)?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                root,
+                staging: None,
+            }),
+        })
     }
 
     /// The root directory.
@@ -78,7 +119,11 @@ impl Store {
     /// until the lease is dropped. Take one before writing layers that an image will reference
     /// later (a build), and drop it after [`Store::commit_image`].
     pub fn lease(&self) -> Result<Lease, StoreError> {
-        Ok(Lease::new(FileLock::shared(&self.gc_lock_path())?))
+        let path = self.gc_lock_path();
+        Ok(Lease::new(match self.inner.staging {
+            Some(_) => FileLock::shared(&path)?,
+            None => FileLock::shared_if_exists(&path)?,
+        }))
     }
 
     pub(crate) fn gc_lock_path(&self) -> PathBuf {
@@ -89,8 +134,15 @@ impl Store {
         self.inner.root.join("images.lock")
     }
 
-    pub(crate) fn staging(&self) -> &Staging {
-        &self.inner.staging
+    /// The staging directory; an error on a store opened read-only, naming what needed it.
+    pub(crate) fn staging(&self, action: &'static str) -> Result<&Staging, StoreError> {
+        self.inner
+            .staging
+            .as_ref()
+            .ok_or_else(|| StoreError::ReadOnly {
+                root: self.inner.root.clone(),
+                action,
+            })
     }
 
     /// A consistent snapshot of the image index.

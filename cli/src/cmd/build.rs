@@ -520,6 +520,9 @@ fn report(dockerfile: &Dockerfile, err: BuildError) -> anyhow::Result<ExitCode> 
             Ok(ExitCode::from(1))
         }
         BuildError::Solve(err) => Err(solve_failure(dockerfile, err)),
+        // The store's error itself (BuildError::Store is transparent), so that its hint is
+        // found (a read-only store, another user's).
+        BuildError::Store(err) => Err(err.into()),
         err => Err(err.into()),
     }
 }

@@ -24,7 +24,7 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    let store = Store::open(global.store_root())?;
+    let store = Store::open_read_only(global.store_root())?;
     let image = store.image(&args.image)?;
     let now = jiff::Timestamp::now();
     let mut layer_sizes = image

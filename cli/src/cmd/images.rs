@@ -31,7 +31,7 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    let store = Store::open(global.store_root())?;
+    let store = Store::open_read_only(global.store_root())?;
     let _ = args.all;
     let filter = match &args.filter {
         None => None,

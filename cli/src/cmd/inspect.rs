@@ -112,7 +112,7 @@ fn inspect(image: &Image) -> Inspect {
 }
 
 pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    let store = Store::open(global.store_root())?;
+    let store = Store::open_read_only(global.store_root())?;
     let mut found = Vec::new();
     let mut failed = false;
     for name in &args.images {

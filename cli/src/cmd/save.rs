@@ -23,7 +23,7 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    let store = Store::open(global.store_root())?;
+    let store = Store::open_read_only(global.store_root())?;
     let names: Vec<&str> = args.images.iter().map(String::as_str).collect();
     let options = SaveOptions {
         compression: args.compression,

@@ -39,7 +39,11 @@ enum SystemCommand {
 }
 
 pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    let store = Store::open(global.store_root())?;
+    let store = match args.command {
+        // df reads the build cache too, which is not opened read-only yet.
+        SystemCommand::Prune { .. } | SystemCommand::Df { .. } => Store::open(global.store_root())?,
+        SystemCommand::Check => Store::open_read_only(global.store_root())?,
+    };
     let mut out = std::io::stdout().lock();
     match args.command {
         SystemCommand::Df { verbose } => {

@@ -31,5 +31,7 @@ mod rootless;
 mod sandbox;
 mod secrets;
 mod store;
+mod store_faults;
 mod support;
 mod token_server;
+mod torture;

@@ -317,3 +317,19 @@ pub(crate) fn misses(events: &[serde_json::Value]) -> Vec<&str> {
         .filter_map(|e| e["reason"].as_str())
         .collect()
 }
+
+/// What is in a store's `tmp/`: the staging areas of live processes, so none between
+/// commands once crash leftovers were cleaned.
+pub(crate) fn staging_entries(root: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = fs_err::read_dir(root.join("tmp"))
+        .expect("list the store's tmp/")
+        .map(|e| {
+            e.expect("list the store's tmp/")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    names.sort();
+    names
+}

@@ -845,7 +845,9 @@ mod tests {
         }
         assert!(store.check().unwrap().is_clean());
         // Nothing staged is left over.
-        let staging = fs_err::read_dir(store.staging().dir()).unwrap().count();
+        let staging = fs_err::read_dir(store.staging("list").unwrap().dir())
+            .unwrap()
+            .count();
         assert_eq!(staging, 0);
     }
 

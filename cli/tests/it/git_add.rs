@@ -513,6 +513,11 @@ fn add_of_a_git_repository_over_ssh_uses_the_builds_ssh_agent() {
     let (user_key, _) = crate::secrets::keygen(&keys, "user_key");
     let authorized = keys.join("authorized_keys");
     fs_err::copy(keys.join("user_key.pub"), &authorized).expect("authorize the key");
+    if let Some(user) = crate::support::test_user() {
+        // The key (mode 0600) is the building user's own, as it would be; sshd's files stay
+        // root's.
+        crate::support::chown_tree(&user_key, user);
+    }
     let sshd = Sshd::start(&keys, &authorized);
     let url = format!("ssh://root@127.0.0.1:{}{}", sshd.port, repo.display());
     let dockerfile = format!("FROM base\nADD {url}#main /src\n");

@@ -87,8 +87,8 @@ pub(crate) fn user_bin() -> PathBuf {
     copy
 }
 
-/// Gives `dir` and everything in it to `user`.
-fn chown_tree(dir: &Path, user: &TestUser) {
+/// Gives `dir` (a file or a directory tree) and everything in it to `user`.
+pub(crate) fn chown_tree(dir: &Path, user: &TestUser) {
     let mut todo = vec![dir.to_path_buf()];
     while let Some(path) = todo.pop() {
         std::os::unix::fs::lchown(&path, Some(user.uid), Some(user.gid)).expect("chown");

@@ -16,11 +16,11 @@
 //!
 //! | case | test |
 //! |------|------|
-//! | X01–X04 kill -9 during RUN, layer commit, save, load | `cli/tests/it/torture.rs` (other branch); `store::sigkill_in_the_middle_of_load_leaves_a_sound_store`, `store::sigkill_at_any_point_of_import_leaves_a_sound_store` |
+//! | X01–X04 kill -9 during RUN, layer commit, save, load | `torture::issue_12_kill_9_at_random_points_leaves_a_sound_store_and_the_same_digests`; `store::sigkill_in_the_middle_of_load_leaves_a_sound_store`, `store::sigkill_at_any_point_of_import_leaves_a_sound_store` |
 //! | X05 kill -9 during push | `registry::issue_11_kill_9_mid_pull_and_mid_push_leaves_a_sound_store_and_the_command_completes` |
 //! | X06 concurrent builds | `cache_gc::eight_concurrent_builds_succeed_beside_a_prune_loop`, `store::eight_processes_import_into_one_root_at_once` |
 //! | X07 GC during a build | `cache_gc::eight_concurrent_builds_succeed_beside_a_prune_loop`, `store::imports_prunes_and_removals_race_without_losing_blobs` |
-//! | X08, X09 ENOSPC | the full-disk tests (other branch) |
+//! | X08, X09 ENOSPC | `store_faults::issue_12_a_disk_that_fills_while_a_layer_is_written_fails_clearly_and_frees_it`, `store_faults::issue_12_a_full_disk_while_the_index_is_written_keeps_the_old_index` |
 //! | X10 corrupt blob | [`hostile_corrupt_truncated_and_missing_blobs_are_named_and_refused`], `store::system_check_reports_a_corrupt_and_a_missing_blob` |
 //! | X11 truncated blob | [`hostile_corrupt_truncated_and_missing_blobs_are_named_and_refused`] |
 //! | X12 missing blob | [`hostile_corrupt_truncated_and_missing_blobs_are_named_and_refused`], `store::system_check_reports_a_corrupt_and_a_missing_blob` |
@@ -30,7 +30,7 @@
 //! | X16 truncated body | `faults::issue_11_a_connection_dropped_mid_blob_resumes_with_a_range_request`; `R-hostile-truncated-blob` here |
 //! | X17 huge manifest | `R-hostile-huge-manifest` here |
 //! | X18 foreign realm / layer URL | `R-hostile-foreign-url` (its `urls` never fetched), `R-hostile-auth-realm` here; the token realm a registry names gets its credentials, as docker's does |
-//! | X19 read-only store | the read-only-store tests (other branch) |
+//! | X19 read-only store | `store_faults::issue_12_a_read_only_store_is_read_and_refuses_every_write_at_start` |
 //! | X20 RLIMIT_NOFILE=64 | [`hostile_fd_exhaustion_is_a_clear_error_and_run_sees_only_its_own_fds`] |
 
 #![expect(

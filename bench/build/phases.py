@@ -12,8 +12,9 @@ intervals running then. Added up, the phases and the gaps account for the whole 
   step, untimed           inside a step, outside its timed phases (task hand-offs)
   scheduler, keys         no step running: cache keys (the context checksums: see
                           context_checksum), cache probes, waiting on the scheduler
-  image, exit             from the last event to the exit: image config and manifest
-                          committed, tagged, the process gone
+  image, exit             from the last event to the exit: the context's stat cache
+                          saved, the image config and manifest committed and tagged,
+                          the process gone
 
 `context_checksum` is timed before its COPY starts (keys come first), so it has no place on
 the timeline: it is inside "scheduler, keys", and its own time is listed apart.

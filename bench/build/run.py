@@ -294,7 +294,7 @@ def main():
 def run_fs(a, strata, work, results, name, run_id):
     """`--fs`: the fresh-filesystem run (fsmode.py); writes the JSON and the table."""
     fsmode.check(a)
-    name = name.replace("run-", "run-%s-" % a.fs, 1) if a.tag else "run-%s-%s" % (run_id, a.fs)
+    name = "run-%s-%s%s" % (run_id, a.fs, "-" + a.tag if a.tag else "")
     # SIGTERM unwinds like Ctrl-C: every mount, loop file and dockerd is undone on the way.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     data = fsmode.Run(a, strata, work, results, run_id).go()

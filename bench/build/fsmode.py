@@ -116,7 +116,7 @@ class Run:
     def buildkit_block(self, s, rep):
         tool = self.h.BuildKit(self.a, self.work, self.base)
         run_dir = "/run/strata-coldbench-%d" % os.getpid()
-        with freshfs.fresh(self.a.fs, self.fsdir, "buildkit") as mnt, \
+        with freshfs.fresh(self.a.fs, self.fsdir, "buildkit-%d" % os.getpid()) as mnt, \
                 freshfs.dockerd(os.path.join(mnt, "docker"), run_dir,
                                 os.path.join(self.logs, "dockerd.log"), self.docker) as (env, pids):
             tool.env = env
@@ -151,7 +151,7 @@ class Run:
                 with open(rss) as f:
                     smp["max_rss_kb"] = int(f.read().split()[-1])
 
-        with freshfs.fresh(self.a.fs, self.fsdir, "strata") as mnt:
+        with freshfs.fresh(self.a.fs, self.fsdir, "strata-%d" % os.getpid()) as mnt:
             env = self.strata_env(mnt)
             self.strata_setup(env)
             self.builds("strata", s, rep, lambda: self.strata_build_cmd(s, rss), env,
@@ -171,7 +171,7 @@ class Run:
         name = "flame-%s-%s-%s" % (self.run_id, self.a.fs, s["name"])
         data = os.path.join(self.work, "perf-%s.data" % s["name"])
         rss = os.path.join(self.work, "maxrss")
-        with freshfs.fresh(self.a.fs, self.fsdir, "strata") as mnt:
+        with freshfs.fresh(self.a.fs, self.fsdir, "strata-%d" % os.getpid()) as mnt:
             env = self.strata_env(mnt)
             self.strata_setup(env)
             cmd = ["perf", "record", "-q", "-F", str(self.a.perf_freq), "--call-graph",

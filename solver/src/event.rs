@@ -89,10 +89,11 @@ pub enum Phase {
     /// Making the parent's layers ready as lower directories (unpacking the layers not yet
     /// unpacked) and making the step's new upper directory.
     Unpack,
-    /// A RUN's sandbox on the host side: its spec and mounts, and handing it to the helper.
+    /// A RUN's sandbox start: on the host its spec, mounts and the hand-over to the helper,
+    /// then in the sandbox its setup up to the command's fork (namespaces, mounts,
+    /// `pivot_root`).
     SandboxStart,
-    /// A RUN from the hand-over to its exit status: the sandbox's own setup in the child
-    /// (namespaces, mounts, `pivot_root`) and the command itself.
+    /// A RUN's command, from its fork to the sandbox's exit status (teardown included).
     Process,
     /// A COPY or ADD: the file work in the upper directory.
     Files,

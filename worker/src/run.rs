@@ -177,11 +177,12 @@ struct Held {
 /// How long a RUN took, in two parts (the build's event log shows them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RunTimes {
-    /// From the call to the sandbox handed to the helper: scratch directory, spec, mounts
-    /// prepared on the host, the helper started if it was not.
+    /// The sandbox's start: on the host from the call to the hand-over to the helper
+    /// (scratch directory, spec, mounts, the helper started if it was not), then in the
+    /// sandbox from the spec read to the command's fork (namespaces, mounts, `pivot_root`).
     pub start: Duration,
-    /// From the hand-over to the exit status: the sandbox's setup in its child and the
-    /// command itself.
+    /// The rest, to the exit status: the command, then the sandbox's teardown (what is
+    /// left in it killed, mount stubs removed) and its status sent back.
     pub process: Duration,
 }
 
@@ -283,10 +284,7 @@ impl Worker {
                 _ = &mut deadline => { timed_out = true; break; }
             }
         }
-        let times = RunTimes {
-            start: handed.duration_since(entered),
-            process: handed.elapsed(),
-        };
+        let (start, process) = (handed.duration_since(entered), handed.elapsed());
         drop(ctl_w);
         let status: Option<Status> = status_line
             .split(|b| *b == b'\n')
@@ -309,8 +307,14 @@ impl Worker {
         };
         let result = match status {
             _ if cancelled || cancel.is_cancelled() => Err(RunError::Cancelled),
-            Some(Status::Exited(0)) => Ok(times),
-            Some(Status::Exited(code)) => failed(command, code),
+            Some(Status::Exited { code: 0, setup_us }) => {
+                let setup = Duration::from_micros(setup_us).min(process);
+                Ok(RunTimes {
+                    start: start + setup,
+                    process: process - setup,
+                })
+            }
+            Some(Status::Exited { code, .. }) => failed(command, code),
             Some(Status::Signaled(sig)) => failed(command, 128 + sig),
             Some(Status::StartFailed(message)) => Err(RunError::Start { command, message }),
             Some(Status::SetupFailed(message)) => Err(RunError::Setup(message)),

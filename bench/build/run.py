@@ -6,6 +6,8 @@ Usage (from anywhere; root, docker running, strata built with
 `cargo build --release -p strata-cli`):
     python3 bench/build/run.py [-n 3] [--strata PATH] [--scenarios all] [--measure ...]
                                [-- extra run.py arguments]
+    python3 bench/build/run.py --fs ext4|xfs [-n 5] [--n-for biglayer=3,...] [--profile]
+                               (root; no dockerd needed: it starts its own, see fsmode.py)
 
 What it does:
   * runs the shared harness with `--tools buildkit,strata`, its work dir in
@@ -27,8 +29,12 @@ import datetime
 import json
 import os
 import statistics
+import signal
 import subprocess
 import sys
+
+import fsmode
+import phases
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -101,6 +107,8 @@ def table(data):
     idx = {(r["tool"], r["scenario"], r["measure"]): r for r in data["summary"]}
     scens = list(data["meta"]["scenarios"])
     loads = [s["load1_before"] for s in data["samples"] if s.get("load1_before") is not None]
+    if "fs" in data["meta"]:
+        return fs_table(data, idx, scens, loads)
     out = ["| scenario | measure | BuildKit s median [min–max] | strata s median [min–max] "
            "| strata/BuildKit wall | BuildKit cpu s | strata cpu s | strata/BuildKit cpu "
            "| strata peak RSS MB (max) |",
@@ -131,6 +139,56 @@ def table(data):
         out += ["", "Failed samples: " + ", ".join(
             "%s/%s/%s rep%s" % (s["tool"], s["scenario"], s["measure"], s["rep"]) for s in failed)]
     out += ["", goals(idx, scens)]
+    return "\n".join(out)
+
+
+def fs_table(data, idx, scens, loads):
+    """The `--fs` run's table: per scenario and measure both tools' min/median/max, the
+    ratio of medians, the 1-minute load before the samples, then strata's phase tables."""
+    meta = data["meta"]
+    out = ["Fresh %s filesystem per tool and block (loop file in %s), N=%s%s; wall seconds."
+           % (meta["fs"], meta["fs_dir"], meta["n"],
+              "".join(", %s N=%d" % (k, v) for k, v in sorted(meta["scenario_n"].items())
+                      if v != meta["n"])),
+           "", "| scenario | measure | BuildKit s median [min–max] | strata s median [min–max] "
+           "| strata/BuildKit | BuildKit cpu s | strata cpu s | strata peak RSS MB (max) "
+           "| load1 median [min–max] |", "|---|---|---|---|---|---|---|---|---|"]
+    for sc in scens:
+        for m in MEASURES:
+            bk, st = idx.get(("buildkit", sc, m)), idx.get(("strata", sc, m))
+            if not bk and not st:
+                continue
+
+            def cell(r):
+                return "%.3f [%.3f–%.3f]" % (r["median"], r["min"], r["max"]) if r else "–"
+
+            ld = [s["load1_before"] for s in data["samples"] if s.get("scenario") == sc
+                  and s.get("measure") == m and s.get("load1_before") is not None]
+            rss = ("%.1f (%.1f)" % (st["max_rss_kb_median"] / 1024, st["max_rss_kb_max"] / 1024)
+                   if st and "max_rss_kb_median" in st else "–")
+            out.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                sc, "no-op" if m == "warm" else m, cell(bk), cell(st),
+                "%.2f×" % (st["median"] / bk["median"]) if bk and st else "–",
+                "%.2f" % bk["cpu_median"] if bk else "–", "%.2f" % st["cpu_median"] if st else "–",
+                rss, "%.2f [%.2f–%.2f]" % (statistics.median(ld), min(ld), max(ld)) if ld else "–"))
+    if loads:
+        out += ["", "1-minute load before each sample (2 cores): median %.2f, min %.2f, max %.2f"
+                % (statistics.median(loads), min(loads), max(loads))]
+    failed = [s for s in data["samples"] if not s.get("ok")]
+    if failed:
+        out += ["", "Failed: " + ", ".join("%s/%s/%s rep%s" % (s["tool"], s["scenario"],
+                                                              s["measure"], s["rep"])
+                                          for s in failed)]
+    out += ["", "### Where strata's wall time goes (its event log, `--progress rawjson`)",
+            "", "Parts add up to the wall time; see bench/build/phases.py for how they are cut."]
+    out.append(phases.table(data["samples"], scens))
+    for p in data.get("profiles", []):
+        out += ["", "### perf: cold %s (%d samples, %.2f s under perf): results/%s"
+                % (p["scenario"], p["samples"], p["wall_under_perf"], p["svg"]), "",
+                "by process: " + ", ".join("%s %.0f%%" % (c, 100.0 * n / max(1, p["samples"]))
+                                           for c, n in p["by_comm"][:6]), "",
+                "| frame (self) | % of samples |", "|---|---|"]
+        out += ["| `%s` | %.1f |" % (f[:100], pct) for f, _, pct in p["top_self"][:12]]
     return "\n".join(out)
 
 
@@ -173,8 +231,20 @@ def main():
     ap.add_argument("--build-flags", default="",
                     help="extra `strata build` flags for a side experiment (e.g. \"--jobs 8\")")
     ap.add_argument("--table-only", metavar="JSON", help="print the table of an earlier run")
+    ap.add_argument("--fs", choices=["ext4", "xfs"],
+                    help="a fresh filesystem of this kind per tool and block (fsmode.py)")
+    ap.add_argument("--fs-dir", default="/var/tmp/strata-coldbench",
+                    help="--fs: where the loop files go (/dev/shm: tmpfs-backed)")
+    ap.add_argument("--n-for", default="",
+                    help="--fs: fewer repetitions for some scenarios, e.g. biglayer=3,bigcontext=3")
+    ap.add_argument("--profile", action="store_true",
+                    help="--fs: one more cold strata build per scenario under perf, flame graphs")
+    ap.add_argument("--perf-freq", type=int, default=499)
+    ap.add_argument("--base", default="busybox:local")
+    ap.add_argument("--seed", type=int, default=20261122)
     ap.add_argument("extra", nargs="*", help="more arguments for the shared run.py (after --)")
     a = ap.parse_args()
+    a.n_for = {k: int(v) for k, v in (x.split("=") for x in a.n_for.split(",") if x)}
 
     if a.table_only:
         with open(a.table_only) as f:
@@ -192,6 +262,8 @@ def main():
     name = "run-%s%s" % (run_id, "-" + a.tag if a.tag else "")
     json_path = os.path.join(results, name + ".json")
     rss_log = os.path.join(work, "maxrss-%s.log" % run_id)
+    if a.fs:
+        sys.exit(run_fs(a, strata, work, results, name, run_id))
 
     env = dict(os.environ, STRATA=strata, **templates(rss_log, a.build_flags))
     cmd = [sys.executable, os.path.join(a.shared, "run.py"), "-n", str(a.n),
@@ -217,6 +289,32 @@ def main():
         f.write(text + "\n\n_raw samples: results/%s.json_\n" % name)
     print(text)
     sys.exit(rc)
+
+
+def run_fs(a, strata, work, results, name, run_id):
+    """`--fs`: the fresh-filesystem run (fsmode.py); writes the JSON and the table."""
+    fsmode.check(a)
+    name = "run-%s-%s%s" % (run_id, a.fs, "-" + a.tag if a.tag else "")
+    # SIGTERM unwinds like Ctrl-C: every mount, loop file and dockerd is undone on the way.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    data = fsmode.Run(a, strata, work, results, run_id).go()
+    for row in data["summary"]:
+        rss = [s["max_rss_kb"] for s in data["samples"] if s["tool"] == "strata"
+               and s.get("scenario") == row["scenario"] and s.get("measure") == row["measure"]
+               and s.get("ok") and "max_rss_kb" in s]
+        if row["tool"] == "strata" and rss:
+            row["max_rss_kb_median"], row["max_rss_kb_max"] = statistics.median(rss), max(rss)
+    data["meta"]["strata_bench"] = {
+        "strata": strata, "args": sys.argv[1:],
+        "commit": subprocess.run(["git", "-C", REPO, "describe", "--always", "--dirty"],
+                                 capture_output=True, text=True).stdout.strip()}
+    with open(os.path.join(results, name + ".json"), "w") as f:
+        json.dump(data, f, indent=1)
+    text = table(data)
+    with open(os.path.join(results, name.replace("run-", "table-", 1) + ".md"), "w") as f:
+        f.write(text + "\n\n_raw samples: results/%s.json_\n" % name)
+    print(text)
+    return 0 if all(s.get("ok") for s in data["samples"]) else 1
 
 
 if __name__ == "__main__":

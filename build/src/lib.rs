@@ -48,7 +48,7 @@ pub use secret::{
     MAX_SECRET_SIZE, SecretError, SecretFlag, SecretSource, SshSource, parse_ssh_flag,
 };
 pub use spec::SpecError;
-pub use strata_solver::{Event, SolveError, Stream};
+pub use strata_solver::{Event, Phase, SolveError, Stream};
 pub use strata_worker::{
     DEFAULT_PIDS_LIMIT, Resources, RootlessError, enter_user_namespace, sandbox_main,
 };

@@ -2,7 +2,7 @@
 //! results, and executes. The real backend (worker, cache, store) and the tests' fake both
 //! implement it, so the scheduler is tested without namespaces or disks.
 
-use crate::event::{Event, Stream};
+use crate::event::{Event, Phases, Stream};
 use std::future::Future;
 use std::sync::Arc;
 use strata_cache::{CacheKey, Checksum, KeyParts};
@@ -114,6 +114,9 @@ pub struct Job<O> {
     /// Cancelled when the build stops; the backend must then kill what it runs, clean up and
     /// return [`StepError::Cancelled`].
     pub cancel: CancellationToken,
+    /// Where the backend times the parts of its work (shown in the step's
+    /// [`Event::Finished`]).
+    pub phases: Phases,
 }
 
 /// What the scheduler needs from whoever executes nodes.

@@ -15,7 +15,7 @@ mod scheduler;
 
 pub use backend::{Backend, Job, LogSink, StepError};
 pub use error::SolveError;
-pub use event::{Event, Stream};
+pub use event::{Event, Phase, Phases, Stream};
 pub use export::{base_image_id, new_image};
 pub use key::key_parts;
 pub use local::{

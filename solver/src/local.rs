@@ -9,11 +9,12 @@
 //! `image prune` cannot sweep what the cache may still hand out.
 
 use crate::backend::{Backend, Job, StepError};
-use crate::event::Stream;
+use crate::event::{Phase, Phases, Stream};
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 use strata_cache::{
     CacheDb, CacheKey, CacheMountChain, Checksum, ContextFilter, ContextIndex, ImportedCache,
     KeyParts, Record, ScanOptions, Selection, StepRef,
@@ -546,13 +547,20 @@ impl LocalBackend {
     }
 
     /// Writes `upper` as a layer on top of `parent` and adopts it as that layer's snapshot.
+    /// Times the layer's walk ([`Phase::LayerDiff`]), its bytes into the store
+    /// ([`Phase::LayerTar`]) and the rest ([`Phase::Commit`]) in `phases`.
     fn commit_upper(
         store: &Store,
         parent: &Fs,
         upper: &Path,
         options: &LocalOptions,
+        phases: &Phases,
     ) -> Result<Fs, LocalError> {
-        let mut writer = store.layer_writer(options.compression)?;
+        let started = Instant::now();
+        let mut writer = TimedWrite {
+            inner: store.layer_writer(options.compression)?,
+            spent: Duration::ZERO,
+        };
         write_layer(
             upper,
             &mut writer,
@@ -561,9 +569,46 @@ impl LocalBackend {
             },
         )
         .map_err(LocalError::Diff)?;
-        let layer = writer.finish()?;
-        store.adopt_snapshot(parent.chain_id().as_ref(), &layer.diff_id, upper)?;
-        Ok(parent.with_layer(layer, SystemTime::now()))
+        phases.add(
+            Phase::LayerDiff,
+            started.elapsed().saturating_sub(writer.spent),
+        );
+        phases.add(Phase::LayerTar, writer.spent);
+        phases.time(Phase::Commit, || {
+            let layer = writer.inner.finish()?;
+            store.adopt_snapshot(parent.chain_id().as_ref(), &layer.diff_id, upper)?;
+            Ok(parent.with_layer(layer, SystemTime::now()))
+        })
+    }
+}
+
+/// A writer that adds up the time spent in its `write`s: a layer's tar bytes going through
+/// SHA-256 (and compression, when asked) into the store, as against the walk producing them.
+struct TimedWrite<W> {
+    inner: W,
+    spent: Duration,
+}
+
+impl<W: Write> Write for TimedWrite<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let started = Instant::now();
+        let n = self.inner.write(buf);
+        self.spent += started.elapsed();
+        n
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        let started = Instant::now();
+        let r = self.inner.write_all(buf);
+        self.spent += started.elapsed();
+        r
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let started = Instant::now();
+        let r = self.inner.flush();
+        self.spent += started.elapsed();
+        r
     }
 }
 
@@ -781,8 +826,9 @@ impl Backend for LocalBackend {
                 .cloned()
                 .ok_or_else(|| LocalError::Graph("a config step without input".into()).into()),
             Op::Image(src) => {
+                let phases = job.phases.clone();
                 let fs = blocking(move || {
-                    let image = store.image(&src.id)?;
+                    let image = phases.time(Phase::Image, || store.image(&src.id))?;
                     Ok(Fs {
                         created: vec![None; image.layers.len()],
                         layers: image.layers,
@@ -799,6 +845,7 @@ impl Backend for LocalBackend {
                     .into());
                 };
                 let stat = self.cache.stat_cache_path(&ctx.dir);
+                let phases = job.phases.clone();
                 let index = blocking(move || {
                     let filter: &dyn ContextFilter = &*ctx.filter;
                     let opts = ScanOptions {
@@ -806,7 +853,7 @@ impl Backend for LocalBackend {
                         stat_cache: Some(&stat),
                         ..Default::default()
                     };
-                    Ok(ContextIndex::scan(&ctx.dir, &opts)?)
+                    Ok(phases.time(Phase::ContextScan, || ContextIndex::scan(&ctx.dir, &opts))?)
                 })
                 .await?;
                 Ok(Output::Context(Arc::new(index)))
@@ -826,7 +873,11 @@ impl Backend for LocalBackend {
                             }
                             Some(Output::Fs(fs)) => {
                                 let (l, fs) = (self.layers.clone(), fs.clone());
-                                MountInput::Layers(blocking(move || l.lowers(&fs)).await?)
+                                let phases = job.phases.clone();
+                                MountInput::Layers(
+                                    blocking(move || phases.time(Phase::Unpack, || l.lowers(&fs)))
+                                        .await?,
+                                )
                             }
                             None => {
                                 return Err(LocalError::Graph(format!(
@@ -852,15 +903,18 @@ impl Backend for LocalBackend {
                     }
                 }
                 let (l, p) = (self.layers.clone(), parent.clone());
+                let phases = job.phases.clone();
                 let (lowers, upper) = blocking(move || {
-                    let lowers = l.lowers(&p)?;
-                    Ok((lowers, l.store.new_snapshot_dir()?))
+                    phases.time(Phase::Unpack, || {
+                        let lowers = l.lowers(&p)?;
+                        Ok((lowers, l.store.new_snapshot_dir()?))
+                    })
                 })
                 .await?;
                 let log = job.log.clone();
                 let run = self
                     .worker
-                    .run(
+                    .run_timed(
                         RunRequest {
                             exec,
                             lowers,
@@ -878,16 +932,23 @@ impl Backend for LocalBackend {
                         job.cancel.clone(),
                     )
                     .await;
-                if let Err(err) = run {
-                    let _ = fs_err::remove_dir_all(&upper);
-                    if job.cancel.is_cancelled() {
-                        return Err(StepError::Cancelled);
+                match run {
+                    Ok(times) => {
+                        job.phases.add(Phase::SandboxStart, times.start);
+                        job.phases.add(Phase::Process, times.process);
                     }
-                    return Err(LocalError::Run(err).into());
+                    Err(err) => {
+                        let _ = fs_err::remove_dir_all(&upper);
+                        if job.cancel.is_cancelled() {
+                            return Err(StepError::Cancelled);
+                        }
+                        return Err(LocalError::Run(err).into());
+                    }
                 }
                 let options = self.options.clone();
+                let phases = job.phases.clone();
                 let fs = blocking(move || {
-                    let result = Self::commit_upper(&store, &parent, &upper, &options);
+                    let result = Self::commit_upper(&store, &parent, &upper, &options, &phases);
                     if result.is_err() {
                         let _ = fs_err::remove_dir_all(&upper);
                     }
@@ -916,7 +977,11 @@ impl Backend for LocalBackend {
                         },
                         Output::Fs(fs) => {
                             let (l, fs) = (self.layers.clone(), fs.clone());
-                            FileSource::Layers(blocking(move || l.lowers(&fs)).await?)
+                            let phases = job.phases.clone();
+                            FileSource::Layers(
+                                blocking(move || phases.time(Phase::Unpack, || l.lowers(&fs)))
+                                    .await?,
+                            )
                         }
                     }));
                 }
@@ -930,23 +995,27 @@ impl Backend for LocalBackend {
                         job.parts.clone(),
                     )
                 });
+                let phases = job.phases.clone();
                 let fs = blocking(move || {
-                    let lowers = layers.lowers(&parent)?;
-                    let upper = store.new_snapshot_dir()?;
-                    let previous = reusable.and_then(|(cache, step, parts)| {
-                        previous_result(&cache, &store, &step, &parts, &parent)
+                    let (lowers, upper) = phases.time(Phase::Unpack, || {
+                        Ok::<_, LocalError>((layers.lowers(&parent)?, store.new_snapshot_dir()?))
+                    })?;
+                    let applied = phases.time(Phase::Files, || {
+                        let previous = reusable.and_then(|(cache, step, parts)| {
+                            previous_result(&cache, &store, &step, &parts, &parent)
+                        });
+                        worker.apply_file_op(FileRequest {
+                            op,
+                            lowers,
+                            upper: upper.clone(),
+                            inputs: sources,
+                            previous,
+                            git_auth,
+                        })
                     });
-                    let applied = worker.apply_file_op(FileRequest {
-                        op,
-                        lowers,
-                        upper: upper.clone(),
-                        inputs: sources,
-                        previous,
-                        git_auth,
+                    let result = applied.map_err(LocalError::from).and_then(|_| {
+                        Self::commit_upper(&store, &parent, &upper, &options, &phases)
                     });
-                    let result = applied
-                        .map_err(LocalError::from)
-                        .and_then(|_| Self::commit_upper(&store, &parent, &upper, &options));
                     if result.is_err() {
                         let _ = fs_err::remove_dir_all(&upper);
                     }

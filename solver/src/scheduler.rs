@@ -11,11 +11,11 @@
 
 use crate::backend::{Backend, Job, LogSink, StepError};
 use crate::error::SolveError;
-use crate::event::Event;
+use crate::event::{Event, Phase, Phases};
 use crate::key::key_parts;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use strata_cache::{CacheKey, KeyParts};
 use strata_graph::{Graph, NodeId};
 use tokio::sync::Semaphore;
@@ -111,6 +111,8 @@ struct Solver<B: Backend> {
     no_cache: HashSet<NodeId>,
     explain: bool,
     solved: Solved<B::Output>,
+    /// How long computing each node's content checksums took (nodes that read any).
+    checksummed: HashMap<NodeId, Duration>,
 }
 
 /// Executes what `wanted` needs.
@@ -154,6 +156,7 @@ pub async fn solve<B: Backend>(
             cached: 0,
             executed: 0,
         },
+        checksummed: HashMap::new(),
     };
     let mut failure: Option<SolveError> = None;
 
@@ -197,11 +200,15 @@ impl<B: Backend> Solver<B> {
                 .iter()
                 .map(|i| self.solved.outputs.get(i).cloned())
                 .collect();
+            let started = Instant::now();
             let contents = self
                 .backend
                 .contents(&self.graph, id, &available)
                 .await
                 .map_err(|e| (id, e))?;
+            if !contents.is_empty() {
+                self.checksummed.insert(id, started.elapsed());
+            }
             let input_keys: Vec<CacheKey> =
                 node.inputs.iter().map(|i| self.solved.keys[i]).collect();
             let parts = key_parts(node, &input_keys, contents);
@@ -359,6 +366,10 @@ impl<B: Backend> Solver<B> {
         let stop = self.stop.clone();
         let parts = self.parts.get(&id).cloned();
         let no_cache = self.no_cache.contains(&id);
+        let phases = Phases::default();
+        if let Some(elapsed) = self.checksummed.get(&id) {
+            phases.add(Phase::ContextChecksum, *elapsed);
+        }
         self.tasks.spawn(async move {
             let result = async {
                 let _permit = tokio::select! {
@@ -383,6 +394,7 @@ impl<B: Backend> Solver<B> {
                     no_cache,
                     log: LogSink::new(id, events.clone()),
                     cancel: stop.clone(),
+                    phases: phases.clone(),
                 };
                 let output = match backend.execute(job).await {
                     Ok(o) => o,
@@ -397,14 +409,17 @@ impl<B: Backend> Solver<B> {
                     }
                 };
                 if cacheable && let Some(parts) = &parts {
+                    let recording = Instant::now();
                     backend
                         .record(&graph, id, parts, &output, started.elapsed())
                         .await?;
+                    phases.add(Phase::Record, recording.elapsed());
                 }
                 if visible {
                     let _ = events.send(Event::Finished {
                         node: index,
                         elapsed: started.elapsed(),
+                        phases: phases.to_vec(),
                     });
                 }
                 Ok(Work::Executed(output))

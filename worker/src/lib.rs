@@ -54,7 +54,7 @@ pub use mount_layer::{
 };
 pub use reuse::Previous;
 pub use rootless::{RootlessError, enter_user_namespace};
-pub use run::{MountInput, OutputStream, RunError, RunRequest};
+pub use run::{MountInput, OutputStream, RunError, RunRequest, RunTimes};
 pub use source::ExcludeFn;
 pub use strata_store::confined::ExtractError;
 pub use user::UserError;

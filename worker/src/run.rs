@@ -18,7 +18,7 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use strata_graph::{CacheSharing, ExecOp, MountKind, NetworkMode, SecurityMode, env_key};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
@@ -174,6 +174,18 @@ struct Held {
     _proxies: Vec<AgentProxy>,
 }
 
+/// How long a RUN took, in two parts (the build's event log shows them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunTimes {
+    /// The sandbox's start: on the host from the call to the hand-over to the helper
+    /// (scratch directory, spec, mounts, the helper started if it was not), then in the
+    /// sandbox from the spec read to the command's fork (namespaces, mounts, `pivot_root`).
+    pub start: Duration,
+    /// The rest, to the exit status: the command, then the sandbox's teardown (what is
+    /// left in it killed, mount stubs removed) and its status sent back.
+    pub process: Duration,
+}
+
 impl Worker {
     /// Runs `req.exec` in a sandbox over `req.lowers` with `req.upper` as the writable
     /// layer; each output line goes to `output`. Returns once every process of the sandbox
@@ -182,12 +194,26 @@ impl Worker {
     pub async fn run<F>(
         &self,
         req: RunRequest,
-        mut output: F,
+        output: F,
         cancel: CancellationToken,
     ) -> Result<(), RunError>
     where
         F: FnMut(OutputStream, &[u8]) + Send,
     {
+        self.run_timed(req, output, cancel).await.map(|_| ())
+    }
+
+    /// [`Worker::run`], saying how long the sandbox took to start and the process to run.
+    pub async fn run_timed<F>(
+        &self,
+        req: RunRequest,
+        mut output: F,
+        cancel: CancellationToken,
+    ) -> Result<RunTimes, RunError>
+    where
+        F: FnMut(OutputStream, &[u8]) + Send,
+    {
+        let entered = Instant::now();
         let command = req.exec.args.join(" ");
         let parent = req.upper.parent().unwrap_or(Path::new("/")).to_owned();
         let scratch = tempfile::Builder::new()
@@ -221,6 +247,7 @@ impl Worker {
             // A sandbox that failed at once shows up below through its status.
             let _ = w.write_all(&line).await;
         }
+        let handed = Instant::now();
 
         let (mut out_lines, mut err_lines) = (Lines::default(), Lines::default());
         let (mut out_done, mut err_done, mut status_done) = (false, false, false);
@@ -257,6 +284,7 @@ impl Worker {
                 _ = &mut deadline => { timed_out = true; break; }
             }
         }
+        let (start, process) = (handed.duration_since(entered), handed.elapsed());
         drop(ctl_w);
         let status: Option<Status> = status_line
             .split(|b| *b == b'\n')
@@ -279,8 +307,14 @@ impl Worker {
         };
         let result = match status {
             _ if cancelled || cancel.is_cancelled() => Err(RunError::Cancelled),
-            Some(Status::Exited(0)) => Ok(()),
-            Some(Status::Exited(code)) => failed(command, code),
+            Some(Status::Exited { code: 0, setup_us }) => {
+                let setup = Duration::from_micros(setup_us).min(process);
+                Ok(RunTimes {
+                    start: start + setup,
+                    process: process - setup,
+                })
+            }
+            Some(Status::Exited { code, .. }) => failed(command, code),
             Some(Status::Signaled(sig)) => failed(command, 128 + sig),
             Some(Status::StartFailed(message)) => Err(RunError::Start { command, message }),
             Some(Status::SetupFailed(message)) => Err(RunError::Setup(message)),

@@ -29,6 +29,7 @@ use std::io::Read;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 use strata_graph::NetworkMode;
 use strata_store::confined::{self, ConfinedRoot};
 
@@ -36,8 +37,14 @@ use strata_store::confined::{self, ConfinedRoot};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum Status {
-    /// The command exited with this code.
-    Exited(i32),
+    /// The command exited with `code`; the sandbox's setup (from the spec read to the
+    /// command's fork: namespaces, mounts, `pivot_root`) took `setup_us` microseconds.
+    Exited {
+        /// The exit code.
+        code: i32,
+        /// The setup's time, for the build's event log.
+        setup_us: u64,
+    },
     /// The command was killed by this signal.
     Signaled(i32),
     /// The sandbox could not be set up.
@@ -96,6 +103,7 @@ fn read_spec(ctl: BorrowedFd<'_>) -> Result<Option<SandboxSpec>, String> {
 }
 
 fn run(spec: &SandboxSpec, ctl: BorrowedFd<'_>, netns: Option<OwnedFd>) -> Status {
+    let began = Instant::now();
     let (status_r, status_w) = match sys::pipe() {
         Ok(p) => p,
         Err(e) => return Status::SetupFailed(format!("creating a pipe: {e}")),
@@ -112,7 +120,7 @@ fn run(spec: &SandboxSpec, ctl: BorrowedFd<'_>, netns: Option<OwnedFd>) -> Statu
             if sys::set_parent_death_kill().is_err() {
                 std::process::exit(1);
             }
-            init(spec, status_w, netns)
+            init(spec, status_w, netns, began)
         }
         Ok(Forked::Parent(pid)) => pid,
     };
@@ -146,11 +154,20 @@ fn run(spec: &SandboxSpec, ctl: BorrowedFd<'_>, netns: Option<OwnedFd>) -> Statu
     let waited = sys::wait_pid(init);
     let report = String::from_utf8_lossy(&report);
     let first = report.lines().next().unwrap_or("");
+    // `exit` and `signal` carry the setup's microseconds after the number.
+    let number = |s: &str| s.split('\t').next().and_then(|n| n.parse().ok());
     match first.split_once('\t') {
         Some(("setup", msg)) => Status::SetupFailed(msg.to_owned()),
         Some(("start", msg)) => Status::StartFailed(msg.to_owned()),
-        Some(("exit", code)) => Status::Exited(code.parse().unwrap_or(255)),
-        Some(("signal", sig)) => Status::Signaled(sig.parse().unwrap_or(9)),
+        Some(("exit", rest)) => Status::Exited {
+            code: number(rest).unwrap_or(255),
+            setup_us: rest
+                .split('\t')
+                .nth(1)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0),
+        },
+        Some(("signal", rest)) => Status::Signaled(number(rest).unwrap_or(9)),
         _ => Status::SetupFailed(format!(
             "the sandbox init ended without a report ({waited:?})"
         )),
@@ -162,8 +179,8 @@ fn report(w: BorrowedFd<'_>, kind: &str, msg: &str) {
     let _ = sys::write_all(w, format!("{kind}\t{msg}\n").as_bytes());
 }
 
-/// PID 1 of the sandbox. Never returns.
-fn init(spec: &SandboxSpec, status: OwnedFd, netns: Option<OwnedFd>) -> ! {
+/// PID 1 of the sandbox. Never returns. `began` is when the monitor got the spec.
+fn init(spec: &SandboxSpec, status: OwnedFd, netns: Option<OwnedFd>, began: Instant) -> ! {
     let w = status.as_fd();
     // Not dumpable: a command running as root in the sandbox must not open the init's
     // descriptors through /proc/1/fd (the status pipe, the namespaces it holds). The
@@ -200,6 +217,7 @@ fn init(spec: &SandboxSpec, status: OwnedFd, netns: Option<OwnedFd>) -> ! {
             std::process::exit(1);
         }
     };
+    let setup_us = u64::try_from(began.elapsed().as_micros()).unwrap_or(u64::MAX);
     let child = match sys::fork() {
         Err(e) => {
             report(w, "setup", &format!("starting the command: {e}"));
@@ -228,7 +246,7 @@ fn init(spec: &SandboxSpec, status: OwnedFd, netns: Option<OwnedFd>) -> ! {
     while let Ok(Some(_)) = sys::wait_any() {}
     crate::stub::remove(&applied.targets, &applied.stubs);
     let (kind, n) = outcome.unwrap_or(("signal", 9));
-    report(w, kind, &n.to_string());
+    report(w, kind, &format!("{n}\t{setup_us}"));
     std::process::exit(0)
 }
 

@@ -57,7 +57,7 @@ impl Render for Plain {
                     .map_or(0.0, |t| t.elapsed().as_secs_f64());
                 writeln!(self.out, "#{n} {offset:.3} {line}")
             }
-            Event::Finished { node, elapsed } => {
+            Event::Finished { node, elapsed, .. } => {
                 let n = self.number(*node);
                 writeln!(self.out, "#{n} DONE {:.1}s", elapsed.as_secs_f64())
             }
@@ -86,7 +86,7 @@ mod tests {
     use super::*;
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
-    use strata_build::Stream;
+    use strata_build::{Phase, Stream};
 
     #[derive(Clone, Default)]
     struct Buf(Arc<Mutex<Vec<u8>>>);
@@ -121,6 +121,8 @@ mod tests {
             Event::Finished {
                 node: 3,
                 elapsed: Duration::from_millis(1234),
+                // For tools (rawjson) only: plain lines do not show it.
+                phases: vec![(Phase::Process, Duration::from_millis(1200))],
             },
             Event::Started {
                 node: 9,

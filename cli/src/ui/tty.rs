@@ -71,7 +71,7 @@ impl Render for Tty {
                     bar.set_message(format!("{label}  {line}"));
                 }
             }
-            Event::Finished { node, elapsed } => {
+            Event::Finished { node, elapsed, .. } => {
                 if let Some(bar) = self.bars.remove(node) {
                     let label = self.labels.get(node).map_or("", String::as_str);
                     bar.set_style(Self::done_style());

@@ -76,6 +76,68 @@ fn a_noop_rebuild_is_all_cache_hits_and_the_same_image() {
 }
 
 #[test]
+fn rawjson_events_say_where_each_steps_time_went() {
+    let env = TestEnv::with_base("base:latest");
+    let ctx = env.context(
+        "ctx",
+        &[
+            ("Dockerfile", "FROM base\nCOPY a.txt /a\nRUN cat /a > /b\n"),
+            ("a.txt", "one\n"),
+        ],
+    );
+    let events = env.build_events(["-t", "t:1", ctx.to_str().unwrap()]);
+    // The `finished` event of the step whose label ends with `label`: its phases (name →
+    // seconds, by name) and its elapsed seconds.
+    let finished = |label: &str| {
+        let node = events
+            .iter()
+            .find(|e| e["event"] == "started" && e["label"].as_str().unwrap().ends_with(label))
+            .map(|e| e["node"].clone())
+            .unwrap_or_else(|| panic!("no step {label} started: {events:?}"));
+        let done = events
+            .iter()
+            .find(|e| e["event"] == "finished" && e["node"] == node)
+            .unwrap_or_else(|| panic!("step {label} did not finish: {events:?}"));
+        let phases = done["phases"].as_object().cloned().unwrap_or_default();
+        let secs: Vec<(String, f64)> = phases
+            .into_iter()
+            .map(|(k, v)| (k, v.as_f64().expect("a phase is seconds")))
+            .collect();
+        (secs, done["elapsed"].as_f64().unwrap())
+    };
+    let names = |phases: &[(String, f64)]| {
+        let mut names: Vec<&str> = phases.iter().map(|(k, _)| k.as_str()).collect();
+        names.sort_unstable();
+        names.join(" ")
+    };
+
+    let (run, run_elapsed) = finished("RUN cat /a > /b");
+    assert_eq!(
+        names(&run),
+        "commit layer_diff layer_tar process record sandbox_start unpack",
+        "{events:?}"
+    );
+    // The phases are parts of the step's time, and the command's is timed.
+    let sum: f64 = run.iter().map(|(_, s)| s).sum();
+    assert!(
+        sum <= run_elapsed + 1e-6,
+        "phases {run:?} add up to more than {run_elapsed}"
+    );
+    assert!(run.iter().all(|(_, s)| *s >= 0.0), "{run:?}");
+    let process = run.iter().find(|(k, _)| k == "process").unwrap().1;
+    assert!(process > 0.0, "{run:?}");
+
+    let (copy, _) = finished("COPY a.txt /a");
+    assert_eq!(
+        names(&copy),
+        "commit context_checksum files layer_diff layer_tar record unpack",
+        "{events:?}"
+    );
+    let (context, _) = finished("[internal] load build context");
+    assert_eq!(names(&context), "context_scan", "{events:?}");
+}
+
+#[test]
 fn a_touched_file_is_a_hit_and_an_edited_one_reruns_exactly_its_dependents() {
     let env = TestEnv::with_base("base:latest");
     let ctx = env.context(

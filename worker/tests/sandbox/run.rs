@@ -14,6 +14,10 @@ pub fn tests() -> Vec<Trial> {
         ),
         trial("run_exit_code_message", run_exit_code_message),
         trial(
+            "run_timed_counts_the_command_in_process_not_in_start",
+            run_timed_counts_the_command_in_process_not_in_start,
+        ),
+        trial(
             "run_env_home_and_path_like_buildkit",
             run_env_home_and_path_like_buildkit,
         ),
@@ -146,6 +150,30 @@ fn run_exit_code_message() -> TestResult {
         "message",
     )?;
     ensure_eq(e.exit_code(), Some(3), "code")
+}
+
+fn run_timed_counts_the_command_in_process_not_in_start() -> TestResult {
+    let env = Env::new();
+    let upper = env.upper();
+    let req = strata_worker::RunRequest {
+        exec: sh("sleep 0.3"),
+        lowers: vec![env.base.clone()],
+        upper: upper.clone(),
+        mounts: vec![],
+        hostname: None,
+    };
+    let times = runtime()
+        .block_on(
+            env.worker
+                .run_timed(req, |_, _| {}, tokio_util::sync::CancellationToken::new()),
+        )
+        .map_err(|e| e.to_string())?;
+    // The command's 0.3 s is all in `process`; the sandbox's start is timed too.
+    ensure(
+        times.process >= std::time::Duration::from_millis(300),
+        format!("{times:?}"),
+    )?;
+    ensure(!times.start.is_zero(), format!("{times:?}"))
 }
 
 fn run_env_home_and_path_like_buildkit() -> TestResult {

@@ -115,8 +115,12 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             }
             writeln!(
                 out,
-                "checked {} images and {} blobs: {}",
+                "checked {} images{} and {} blobs: {}",
                 report.images,
+                match report.containers {
+                    0 => String::new(),
+                    n => format!(", {n} containers"),
+                },
                 report.blobs,
                 if report.is_clean() {
                     "ok".to_owned()

@@ -172,6 +172,18 @@ impl Container {
     }
 }
 
+/// One line of a container's log (`json.log`), docker's json-file format: one object per
+/// line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// The line, with its newline.
+    pub log: String,
+    /// `stdout` or `stderr`.
+    pub stream: String,
+    /// When it was written (RFC 3339 with nanoseconds).
+    pub time: String,
+}
+
 /// Held by a container's monitor for as long as it lives: while it is held, a `running`
 /// state is true.
 #[derive(Debug)]

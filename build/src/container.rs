@@ -446,6 +446,7 @@ async fn run_once<S: FnOnce(u32) + Send>(
                     c.state.started_at = now();
                     c.state.finished_at = NEVER.to_owned();
                     c.state.stopped_by_user = false;
+                    c.state.monitor_died = false;
                     Ok(())
                 });
                 match recorded {

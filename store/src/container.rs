@@ -126,6 +126,11 @@ pub struct ContainerState {
     pub stopped_by_user: bool,
     /// How many times its monitor restarted it.
     pub restart_count: u32,
+    /// Its last run ended because its monitor died (killed, or the machine restarted), not
+    /// because its command exited: `system restart-containers` brings such containers back
+    /// when their restart policy says so.
+    #[serde(default)]
+    pub monitor_died: bool,
 }
 
 impl ContainerState {
@@ -140,6 +145,7 @@ impl ContainerState {
             finished_at: NEVER.to_owned(),
             stopped_by_user: false,
             restart_count: 0,
+            monitor_died: false,
         }
     }
 }
@@ -425,6 +431,7 @@ impl Store {
                         "the container's monitor (pid {pid}) died; its processes were stopped with it"
                     ),
                     finished_at: now(),
+                    monitor_died: true,
                     ..c.state.clone()
                 };
             }
@@ -605,8 +612,8 @@ impl Store {
         if !self.containers_dir().is_dir() {
             return Ok(0);
         }
-        {
-            let _lock = self.containers_lock()?;
+        // Not on a store this process cannot write (another user's): then only reported.
+        if let Ok(_lock) = self.containers_lock() {
             self.sweep_container_leftovers()?;
         }
         let index = self.read_index()?;
@@ -812,6 +819,7 @@ mod tests {
         let c = store.container("c").unwrap();
         assert_eq!(c.state.status, ContainerStatus::Exited);
         assert_eq!((c.state.pid, c.state.exit_code), (0, 255));
+        assert!(c.state.monitor_died);
         assert!(
             c.state.error.contains("monitor (pid 41) died"),
             "{}",

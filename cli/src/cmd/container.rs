@@ -368,13 +368,13 @@ fn foreground(store: &Store, id: &str, name: &str) -> ExitCode {
 }
 
 /// How a detached monitor's start went.
-enum Started {
+pub(crate) enum Started {
     Running,
     Failed(i32, String),
 }
 
 /// Starts `strata __monitor ID` detached and waits for its first line.
-fn spawn_monitor(global: &GlobalArgs, id: &str) -> anyhow::Result<Started> {
+pub(crate) fn spawn_monitor(global: &GlobalArgs, id: &str) -> anyhow::Result<Started> {
     let mut child = std::process::Command::new("/proc/self/exe")
         .arg("--root")
         .arg(global.store_root())

@@ -739,3 +739,47 @@ fn logs_follow_ends_when_the_container_does() {
     assert_eq!(String::from_utf8_lossy(&out.stderr), "b\n");
     assert_eq!(env.0.ok(["wait", "talker"]), "4\n");
 }
+
+#[test]
+fn a_machine_restart_is_repaired_and_restart_containers_brings_back_always() {
+    let env = Env::new();
+    env.0.ok([
+        "run",
+        "-d",
+        "--name",
+        "svc",
+        "--restart",
+        "always",
+        "base",
+        "sleep",
+        "1000",
+    ]);
+    env.0
+        .ok(["run", "-d", "--name", "plain", "base", "sleep", "1000"]);
+    env.0.ok([
+        "run",
+        "-d",
+        "--name",
+        "halted",
+        "--restart",
+        "always",
+        "base",
+        "sleep",
+        "1000",
+    ]);
+    env.0.ok(["stop", "halted"]);
+    // The machine restarts: every monitor dies at once.
+    for name in ["svc", "plain"] {
+        let id = env.inspect(name)["Id"].as_str().unwrap().to_owned();
+        kill9(env.state(&id)["monitor_pid"].as_u64().unwrap());
+    }
+    eventually("both are seen exited", || env.0.ok(["ps", "-q"]).is_empty());
+    assert_eq!(env.0.ok(["system", "restart-containers"]), "svc\n");
+    let c = env.inspect("svc");
+    assert_eq!(c["State"]["Status"], "running");
+    assert_eq!(env.inspect("plain")["State"]["ExitCode"], 255);
+    assert_eq!(env.inspect("halted")["State"]["Status"], "exited");
+    // Once back, it is not brought back again.
+    assert_eq!(env.0.ok(["system", "restart-containers"]), "");
+    env.check_is_clean();
+}

@@ -508,7 +508,7 @@ fn record_end(
             Err(e) => {
                 c.state.status = ContainerStatus::Created;
                 c.state.exit_code = 125;
-                c.state.error = error_chain(e);
+                c.state.error = crate::error::error_chain(e);
             }
         }
         Ok(())
@@ -543,17 +543,6 @@ fn sweep_scratch(dir: &Path) {
             }
         }
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
-    }
-    s
 }
 
 /// Waits until container `id` no longer runs (or is gone), for at most `timeout`; returns it

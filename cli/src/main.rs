@@ -80,7 +80,7 @@ enum Command {
     /// Stop running containers (the stop signal, then SIGKILL)
     Stop(cmd::container::StopArgs),
     /// Stop and start containers again
-    Restart(cmd::container::RestartArgs),
+    Restart(cmd::container::StopArgs),
     /// Send a signal to running containers
     Kill(cmd::container::KillArgs),
     /// Wait for containers to stop and print their exit codes

@@ -403,9 +403,9 @@ impl Store {
                 Err(e) => return Err(e),
             }
         }
-        all.sort_by(|a, b| {
-            (&a.config.created, &a.config.id).cmp(&(&b.config.created, &b.config.id))
-        });
+        // By time, not by text: RFC 3339 strings drop trailing zeros of the fraction.
+        let created = |c: &Container| c.config.created.parse::<jiff::Timestamp>().ok();
+        all.sort_by(|a, b| (created(a), &a.config.id).cmp(&(created(b), &b.config.id)));
         Ok(all)
     }
 

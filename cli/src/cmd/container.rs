@@ -131,25 +131,9 @@ pub(crate) struct StartArgs {
     containers: Vec<String>,
 }
 
-/// Arguments of `strata stop`.
+/// Arguments of `strata stop` and `strata restart`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct StopArgs {
-    /// Seconds to wait before SIGKILL (default: the container's stop timeout, else 10)
-    #[arg(
-        short = 't',
-        long = "time",
-        visible_alias = "timeout",
-        value_name = "SECONDS"
-    )]
-    time: Option<u32>,
-    /// Containers
-    #[arg(value_name = "CONTAINER", required = true)]
-    containers: Vec<String>,
-}
-
-/// Arguments of `strata restart`.
-#[derive(Debug, clap::Args)]
-pub(crate) struct RestartArgs {
     /// Seconds to wait before SIGKILL (default: the container's stop timeout, else 10)
     #[arg(
         short = 't',
@@ -506,7 +490,7 @@ pub(crate) fn stop(args: StopArgs, global: &GlobalArgs) -> anyhow::Result<ExitCo
     })
 }
 
-pub(crate) fn restart(args: RestartArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn restart(args: StopArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     for_each(global, &args.containers, |store, c| {
         strata_build::stop_container(store, c, args.time)?;
         // The monitor that ran it releases its lock right after recording the exit.

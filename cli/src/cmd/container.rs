@@ -1,7 +1,8 @@
 //! The container commands: `run`, `create`, `start`, `stop`, `restart`, `kill`, `wait`, `rm`,
 //! `rename`, `container prune`, and the hidden `__monitor` that a detached container runs under. Their flags, output and
-//! exit codes are docker's: `run`, `create` and `start` exit 125 when strata fails, 126 when
-//! the command cannot be executed, 127 when it is not found, else with the command's code.
+//! exit codes are docker's: `run`, `create` and `start -a` exit 125 when strata fails, 126 when
+//! the command cannot be executed, 127 when it is not found, else with the command's code;
+//! the others (`start` without `-a` too) exit 1 on an error.
 //!
 //! A detached container's monitor is this binary again, `strata __monitor ID`, in a session of
 //! its own; it tells its starter on its standard output how the start went (`started PID` or
@@ -276,39 +277,61 @@ pub(crate) fn start(args: StartArgs, global: &GlobalArgs) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail_125(e.into()),
     };
-    let mut code = ExitCode::SUCCESS;
-    for name in &args.containers {
-        let c = match store.container(name) {
-            Ok(c) => c,
-            Err(e) => {
-                code = fail_125(e.into());
-                continue;
-            }
+    if args.attach {
+        // docker attaches to one container only.
+        let [name] = args.containers.as_slice() else {
+            return fail_125(anyhow::anyhow!(
+                "you cannot start and attach multiple containers at once"
+            ));
         };
-        if args.attach {
-            // docker attaches to one container only.
-            return if c.state.status == ContainerStatus::Running {
+        return match store.container(name) {
+            Ok(c) if c.state.status == ContainerStatus::Running => {
                 fail_125(anyhow::anyhow!("container {name} is already running"))
-            } else {
-                foreground(&store, &c.config.id, &c.config.name)
-            };
-        }
-        if c.state.status != ContainerStatus::Running {
-            match spawn_monitor(global, &c.config.id) {
-                Ok(Started::Running) => {}
-                Ok(Started::Failed(c2, message)) => {
-                    code = start_failed(&c.config.name, c2, &message);
-                    continue;
-                }
-                Err(e) => {
-                    code = fail_125(e);
-                    continue;
-                }
+            }
+            Ok(c) => foreground(&store, &c.config.id, &c.config.name),
+            Err(e) => fail_125(e.into()),
+        };
+    }
+    // As docker's: each failure reported, the names that failed listed last, exit 1.
+    let mut failed = Vec::new();
+    for name in &args.containers {
+        let started = store
+            .container(name)
+            .map_err(anyhow::Error::from)
+            .and_then(|c| start_detached(global, &c));
+        match started {
+            Ok(()) => {
+                let _ = writeln!(std::io::stdout(), "{name}");
+            }
+            Err(e) => {
+                let _ = crate::report::report(&e);
+                failed.push(name.as_str());
             }
         }
-        let _ = writeln!(std::io::stdout(), "{name}");
     }
-    code
+    if failed.is_empty() {
+        return ExitCode::SUCCESS;
+    }
+    let _ = crate::report::report(&anyhow::anyhow!(
+        "failed to start containers: {}",
+        failed.join(", ")
+    ));
+    ExitCode::FAILURE
+}
+
+/// Starts container `c` under a detached monitor; nothing when it runs already.
+pub(crate) fn start_detached(
+    global: &GlobalArgs,
+    c: &strata_store::Container,
+) -> anyhow::Result<()> {
+    if c.state.status == ContainerStatus::Running {
+        return Ok(());
+    }
+    match spawn_monitor(global, &c.config.id)? {
+        Started::Running => Ok(()),
+        Started::Failed(_, message) => Err(anyhow::anyhow!("{}", crate::report::clip(&message))
+            .context(format!("failed to start container {}", c.config.name))),
+    }
 }
 
 /// Runs container `id` with this process as its monitor, echoing its output; exits with its
@@ -352,13 +375,13 @@ fn foreground(store: &Store, id: &str, name: &str) -> ExitCode {
 }
 
 /// How a detached monitor's start went.
-pub(crate) enum Started {
+enum Started {
     Running,
     Failed(i32, String),
 }
 
 /// Starts `strata __monitor ID` detached and waits for its first line.
-pub(crate) fn spawn_monitor(global: &GlobalArgs, id: &str) -> anyhow::Result<Started> {
+fn spawn_monitor(global: &GlobalArgs, id: &str) -> anyhow::Result<Started> {
     let mut child = std::process::Command::new("/proc/self/exe")
         .arg("--root")
         .arg(global.store_root())
@@ -500,12 +523,8 @@ pub(crate) fn restart(args: StopArgs, global: &GlobalArgs) -> anyhow::Result<Exi
             std::thread::sleep(std::time::Duration::from_millis(10));
             left -= 1;
         }
-        match spawn_monitor(global, &c.config.id)? {
-            Started::Running => Ok(None),
-            Started::Failed(_, message) => {
-                anyhow::bail!("failed to start container {}: {message}", c.config.name)
-            }
-        }
+        start_detached(global, &c)?;
+        Ok(None)
     })
 }
 

@@ -150,7 +150,7 @@ fn restart_containers(
     global: &GlobalArgs,
     out: &mut impl Write,
 ) -> anyhow::Result<ExitCode> {
-    use crate::cmd::container::{Started, spawn_monitor};
+    use crate::cmd::container::start_detached;
     let mut failed = false;
     for c in store.containers()? {
         let policy = strata_build::RestartPolicy::parse(&c.config.restart)?;
@@ -161,14 +161,8 @@ fn restart_containers(
         {
             continue;
         }
-        match spawn_monitor(global, &c.config.id) {
-            Ok(Started::Running) => writeln!(out, "{}", c.config.name)?,
-            Ok(Started::Failed(_, message)) => {
-                failed = true;
-                let err = anyhow::anyhow!("{message}")
-                    .context(format!("failed to start container {}", c.config.name));
-                let _ = crate::report::report(&err);
-            }
+        match start_detached(global, &c) {
+            Ok(()) => writeln!(out, "{}", c.config.name)?,
             Err(e) => {
                 failed = true;
                 let _ = crate::report::report(&e);

@@ -378,6 +378,13 @@ fn bad_input_gets_dockers_exit_codes_and_leaves_nothing_half_made() {
         assert_ne!(code, 0, "{cmd}");
         assert!(err.contains("No such container: nosuch"), "{cmd}: {err}");
     }
+    let (code, _, err) = env.run(&["start", "broken", "nosuch"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("executable file not found"), "{err}");
+    assert!(
+        err.contains("failed to start containers: broken, nosuch"),
+        "{err}"
+    );
     let (code, _, err) = env.run(&["kill", "taken"]);
     assert_eq!(code, 1);
     assert!(err.contains("is not running"), "{err}");

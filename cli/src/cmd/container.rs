@@ -335,7 +335,7 @@ pub(crate) fn start_detached(
 }
 
 /// Runs container `id` with this process as its monitor, echoing its output; exits with its
-/// code. Ctrl-C kills it.
+/// code. The first Ctrl-C is sent on to it as SIGINT, the second kills it.
 fn foreground(store: &Store, id: &str, name: &str) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -348,10 +348,22 @@ fn foreground(store: &Store, id: &str, name: &str) -> ExitCode {
     let outcome = runtime.block_on(async {
         let cancel = CancellationToken::new();
         let on_signal = cancel.clone();
+        let (proxy_store, proxy_id) = (store.clone(), id.to_owned());
         tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                on_signal.cancel();
+            let (store, id) = (proxy_store, proxy_id);
+            // As docker's sig-proxy: the first Ctrl-C is the container's SIGINT, the second
+            // kills it.
+            if tokio::signal::ctrl_c().await.is_err() {
+                return;
             }
+            let proxied = store
+                .container(&id)
+                .ok()
+                .and_then(|c| strata_build::kill_container(&store, &c, "SIGINT").ok());
+            if proxied.is_some() && tokio::signal::ctrl_c().await.is_err() {
+                return;
+            }
+            on_signal.cancel();
         });
         let echo = |stream, line: &[u8]| {
             let _ = match stream {

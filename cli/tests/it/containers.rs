@@ -790,3 +790,46 @@ fn a_machine_restart_is_repaired_and_restart_containers_brings_back_always() {
     assert_eq!(env.0.ok(["system", "restart-containers"]), "");
     env.check_is_clean();
 }
+
+#[test]
+fn ctrl_c_of_a_foreground_run_reaches_the_container_as_sigint() {
+    let env = Env::new();
+    let child = env
+        .0
+        .command([
+            "run",
+            "--name",
+            "fg",
+            "base",
+            "sh",
+            "-c",
+            "trap 'echo got INT; exit 5' INT; while true; do sleep 0.1; done",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    eventually("the trap is set", || {
+        let Ok(out) = env.0.command(["inspect", "fg"]).output() else {
+            return false;
+        };
+        let c: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let Some(pid) = c[0]["State"]["Pid"].as_u64().filter(|p| *p > 0) else {
+            return false;
+        };
+        fs_err::read_to_string(format!("/proc/{pid}/status"))
+            .map(|s| {
+                s.lines()
+                    .any(|l| l.starts_with("SigCgt:") && !l.ends_with("0000000000000000"))
+            })
+            .unwrap_or(false)
+    });
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(5));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "got INT\n");
+    assert_eq!(env.inspect("fg")["State"]["ExitCode"], 5);
+}

@@ -75,7 +75,8 @@ impl ContainerConfig {
 
     /// The 12-character ID `ps` shows.
     pub fn short_id(&self) -> &str {
-        &self.id[..12.min(self.id.len())]
+        // IDs are hex; a hand-edited one is shown whole rather than cut inside a character.
+        self.id.get(..12).unwrap_or(&self.id)
     }
 }
 

@@ -1,21 +1,29 @@
-//! `strata run`: a command of an image in the worker's sandbox, in the foreground, so a user
-//! can check what they built. The container's filesystem is a fresh upper directory over the
-//! image's snapshots, discarded when the command ends.
+//! Containers: `create`, the monitor that runs one, and `stop`, `kill`, `wait`, `rm`. The
+//! records live in the store ([`strata_store::Container`]); the process runs in the worker's
+//! sandbox, the one RUN steps use, over the image's snapshots with the container's own
+//! writable layer. There is no daemon: each running container has a monitor process of its
+//! own (a detached `strata __monitor ID`, or the `strata run` in the foreground) that holds its
+//! output, writes its json-file log, records its pid and exit code, and releases the
+//! container's `monitor.lock` when it ends. `docs/containers.md` has the whole design.
 
 use crate::Stream;
+use std::io::Write as _;
 use std::path::Path;
+use std::time::{Duration, Instant};
 use strata_graph::{ExecOp, ImageConfig, NetworkMode, SecurityMode};
-use strata_store::{Store, StoreError};
-use strata_worker::{
-    OutputStream, Resources, RunError, RunRequest, Worker, WorkerConfig, WorkerError,
+use strata_store::{
+    Container, ContainerConfig, ContainerStatus, LogLine, NEVER, NewContainer, Store, StoreError,
 };
+use strata_worker::{OutputStream, Resources, RunError, RunRequest, Worker, WorkerConfig};
 use tokio_util::sync::CancellationToken;
 
-/// A command to run in a container of an image, with docker's overrides.
+/// A container to create, with docker's overrides of its image's config.
 #[derive(Debug, Clone)]
-pub struct RunImage {
+pub struct CreateContainer {
     /// The image, by name or ID.
     pub image: String,
+    /// `--name`.
+    pub name: Option<String>,
     /// `--entrypoint` (empty: none at all).
     pub entrypoint: Option<String>,
     /// The command (empty: the image's CMD).
@@ -26,16 +34,29 @@ pub struct RunImage {
     pub workdir: Option<String>,
     /// `-u`.
     pub user: Option<String>,
+    /// `--hostname` (`None`: the short ID).
+    pub hostname: Option<String>,
     /// The network.
     pub network: NetworkMode,
+    /// `--rm`.
+    pub auto_remove: bool,
+    /// `--stop-signal` (`None`: the image's STOPSIGNAL, else SIGTERM).
+    pub stop_signal: Option<String>,
+    /// `--stop-timeout` in seconds (`None`: 10).
+    pub stop_timeout: Option<u32>,
+    /// `--restart` (`no`, `on-failure[:N]`, `always`, `unless-stopped`).
+    pub restart: String,
 }
 
-/// Why a container could not run (its command exiting non-zero is not an error).
+/// Why a container operation failed (its command exiting non-zero is not an error).
 #[derive(Debug, thiserror::Error)]
 pub enum ContainerError {
     /// The store failed (the image is missing, its snapshots cannot be made).
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The container's records failed (no such container, a name in use).
+    #[error(transparent)]
+    Record(#[from] strata_store::ContainerError),
     /// The image's config is not Docker's.
     #[error("image {image} has an unreadable config")]
     Config {
@@ -50,23 +71,80 @@ pub enum ContainerError {
     NoCommand(String),
     /// The worker cannot start.
     #[error(transparent)]
-    Worker(#[from] WorkerError),
+    Worker(#[from] strata_worker::WorkerError),
     /// The sandbox failed.
-    #[error("failed to run the container")]
-    Run(#[source] RunError),
+    #[error("failed to run container {name}")]
+    Run {
+        /// The container's name.
+        name: String,
+        /// Why.
+        #[source]
+        source: RunError,
+    },
+    /// Another monitor runs it.
+    #[error("container {0} is already running")]
+    AlreadyRunning(String),
+    /// Not a signal's name or number.
+    #[error("invalid signal: {0}")]
+    BadSignal(String),
+    /// `kill` of a container that does not run.
+    #[error("cannot kill container: {0}: container is not running")]
+    NotRunning(String),
+    /// Signalling the container failed.
+    #[error("failed to signal container {name}")]
+    Signal {
+        /// The container's name.
+        name: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// It did not stop even after SIGKILL.
+    #[error("container {0} did not stop within 10s of SIGKILL")]
+    Unstoppable(String),
+    /// Not a restart policy docker knows.
+    #[error("invalid restart policy: {0}: use no, on-failure[:N], always or unless-stopped")]
+    BadRestart(String),
+    /// `--restart` with `--rm`.
+    #[error("conflicting options: --restart and --rm")]
+    RestartWithRm,
+    /// Writing the log failed.
+    #[error("failed to write the log {}", path.display())]
+    Log {
+        /// The log file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
-/// The worker of the store at `root`, as builds and `strata run` use it.
+/// How a container's run ended, as its monitor saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Its command ran and exited with this code (128 + signal when killed).
+    Exited(i32),
+    /// Its command could not start: docker's 127 (not found) or 126 (not executable, or
+    /// anything else about starting it), and why.
+    StartFailed {
+        /// 126 or 127.
+        code: i32,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// The worker of the store at `root`, as builds and containers use it.
 /// `no_new_privs`: `--security-opt no-new-privileges` (off in Docker: a RUN may gain
 /// privileges through sudo or setuid helpers); `resources`: a build's cgroup (`None` for
-/// `strata run`, as `docker run` sets no limit); `download_timeout`: how long an ADD of a URL
+/// containers, as `docker run` sets no limit); `download_timeout`: how long an ADD of a URL
 /// may go without progress (`None`: the worker's default).
 pub(crate) fn new_worker(
     root: &Path,
     no_new_privs: bool,
     resources: Option<Resources>,
     download_timeout: Option<std::time::Duration>,
-) -> Result<Worker, WorkerError> {
+) -> Result<Worker, strata_worker::WorkerError> {
     let mut config = WorkerConfig::new(root.join("worker"), "/proc/self/exe");
     config.no_new_privs = no_new_privs;
     config.resources = resources;
@@ -76,96 +154,506 @@ pub(crate) fn new_worker(
     Worker::new(config)
 }
 
-/// argv as docker builds it: ENTRYPOINT then CMD, either overridden.
-fn argv(config: &ImageConfig, run: &RunImage) -> Vec<String> {
-    let entrypoint = match &run.entrypoint {
+/// (entrypoint, cmd) as docker builds them: either overridden; an overridden entrypoint
+/// drops the image's CMD.
+fn entrypoint_and_cmd(config: &ImageConfig, req: &CreateContainer) -> (Vec<String>, Vec<String>) {
+    let entrypoint = match &req.entrypoint {
         Some(e) if e.is_empty() => Vec::new(),
         Some(e) => vec![e.clone()],
         None => config.entrypoint.clone().unwrap_or_default(),
     };
-    let cmd = if run.command.is_empty() {
-        // An overridden entrypoint drops the image's CMD, as docker does.
-        if run.entrypoint.is_some() {
-            Vec::new()
-        } else {
-            config.cmd.clone().unwrap_or_default()
-        }
+    let cmd = if !req.command.is_empty() {
+        req.command.clone()
+    } else if req.entrypoint.is_some() {
+        Vec::new()
     } else {
-        run.command.clone()
+        config.cmd.clone().unwrap_or_default()
     };
-    entrypoint.into_iter().chain(cmd).collect()
+    (entrypoint, cmd)
 }
 
-/// Runs `run` in the store at `store`, each output line going to `output`, until it exits or
-/// `cancel` fires. Returns the command's exit code.
-pub async fn run_image(
+fn image_config(
     store: &Store,
-    run: &RunImage,
-    mut output: impl FnMut(Stream, &[u8]) + Send,
-    cancel: CancellationToken,
-) -> Result<i32, ContainerError> {
-    let image = store.image(&run.image)?;
-    let mut config: ImageConfig = match &image.config.config {
+    name: &str,
+) -> Result<(ImageConfig, strata_store::Image), ContainerError> {
+    let image = store.image(name)?;
+    let config: ImageConfig = match &image.config.config {
         Some(v) => serde_json::from_value(v.clone()).map_err(|source| ContainerError::Config {
-            image: run.image.clone(),
+            image: name.to_owned(),
             source,
         })?,
         None => ImageConfig::default(),
     };
-    for kv in &run.env {
+    Ok((config, image))
+}
+
+/// Creates a container of `req.image` (state `created`): its config resolved from the image's
+/// and the overrides, its writable layer empty. Nothing is made when anything is wrong.
+pub fn create_container(store: &Store, req: &CreateContainer) -> Result<Container, ContainerError> {
+    let (mut config, image) = image_config(store, &req.image)?;
+    for kv in &req.env {
         let (k, v) = kv.split_once('=').unwrap_or((kv.as_str(), ""));
         config.env_set(k, v);
     }
-    let argv = argv(&config, run);
-    if argv.is_empty() {
-        return Err(ContainerError::NoCommand(run.image.clone()));
+    let (entrypoint, cmd) = entrypoint_and_cmd(&config, req);
+    if entrypoint.is_empty() && cmd.is_empty() {
+        return Err(ContainerError::NoCommand(req.image.clone()));
     }
-    let exec = ExecOp {
-        args: argv,
+    let stop_signal = match &req.stop_signal {
+        Some(s) => s.clone(),
+        None if !config.stop_signal.is_empty() => config.stop_signal.clone(),
+        None => "SIGTERM".to_owned(),
+    };
+    if strata_worker::process::signal_number(&stop_signal).is_none() {
+        return Err(ContainerError::BadSignal(stop_signal));
+    }
+    let restart = if req.restart.is_empty() {
+        "no".to_owned()
+    } else {
+        req.restart.clone()
+    };
+    if RestartPolicy::parse(&restart)? != RestartPolicy::No && req.auto_remove {
+        return Err(ContainerError::RestartWithRm);
+    }
+    let record = ContainerConfig {
+        id: String::new(),
+        name: String::new(),
+        created: String::new(),
+        image: req.image.clone(),
+        image_id: image.id.clone(),
+        entrypoint,
+        cmd,
         env: config.env.clone(),
-        cwd: run
+        working_dir: req
             .workdir
             .clone()
-            .or_else(|| (!config.working_dir.is_empty()).then(|| config.working_dir.clone()))
-            .unwrap_or_else(|| "/".into()),
-        user: run.user.clone().unwrap_or_else(|| config.user.clone()),
-        network: run.network,
+            .unwrap_or_else(|| config.working_dir.clone()),
+        user: req.user.clone().unwrap_or_else(|| config.user.clone()),
+        hostname: req.hostname.clone().unwrap_or_default(),
+        network: match req.network {
+            NetworkMode::None => "none",
+            _ => "host",
+        }
+        .to_owned(),
+        stop_signal,
+        stop_timeout: req.stop_timeout,
+        auto_remove: req.auto_remove,
+        restart,
+    };
+    Ok(store.create_container(NewContainer {
+        name: req.name.clone(),
+        config: record,
+    })?)
+}
+
+fn now() -> String {
+    jiff::Timestamp::now().to_string()
+}
+
+/// `--restart`: whether the monitor runs the command again after it exits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestartPolicy {
+    /// `no`: never.
+    No,
+    /// `on-failure[:N]`: after a non-zero exit, at most N times (0: no limit).
+    OnFailure(u32),
+    /// `always`: after any exit, unless `stop` or `kill` ended it.
+    Always,
+    /// `unless-stopped`: as `always` (they differ only when a daemon restarts, and there is
+    /// none).
+    UnlessStopped,
+}
+
+impl RestartPolicy {
+    /// Parses docker's `--restart` value.
+    pub fn parse(text: &str) -> Result<RestartPolicy, ContainerError> {
+        let bad = || ContainerError::BadRestart(text.to_owned());
+        Ok(match text.split_once(':') {
+            None => match text {
+                "" | "no" => RestartPolicy::No,
+                "always" => RestartPolicy::Always,
+                "unless-stopped" => RestartPolicy::UnlessStopped,
+                "on-failure" => RestartPolicy::OnFailure(0),
+                _ => return Err(bad()),
+            },
+            Some(("on-failure", n)) => RestartPolicy::OnFailure(n.parse().map_err(|_| bad())?),
+            Some(_) => return Err(bad()),
+        })
+    }
+
+    /// Whether a run that ended with `code` is run again, after `restarts` restarts, when
+    /// `stop` or `kill` ended it (`by_user`).
+    fn restarts(self, code: i32, restarts: u32, by_user: bool) -> bool {
+        match self {
+            RestartPolicy::No => false,
+            _ if by_user => false,
+            RestartPolicy::OnFailure(max) => code != 0 && (max == 0 || restarts < max),
+            RestartPolicy::Always | RestartPolicy::UnlessStopped => true,
+        }
+    }
+}
+
+/// Runs container `name_or_id` as its monitor until its command exits for good: takes its
+/// `monitor.lock` (refused if another monitor has it), records it running with its pid once
+/// started (then calls `started`, once), appends each output line to its json-file log and
+/// hands it to `echo`, records how it ended, and runs it again as its restart policy says
+/// (waiting 100 ms, doubling up to a minute, between runs). A `--rm` container is removed at
+/// the end. `cancel` kills it (recorded as killed by SIGKILL, 137) and ends the monitor.
+pub async fn monitor_container(
+    store: &Store,
+    name_or_id: &str,
+    mut echo: impl FnMut(Stream, &[u8]) + Send,
+    started: impl FnOnce(u32) + Send,
+    cancel: CancellationToken,
+) -> Result<Outcome, ContainerError> {
+    let c = store.container(name_or_id)?;
+    let id = c.config.id.clone();
+    let Some(_monitor) = store.lock_container_monitor(&id)? else {
+        return Err(ContainerError::AlreadyRunning(c.config.name));
+    };
+    let policy = RestartPolicy::parse(&c.config.restart)?;
+    let mut started = Some(started);
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let outcome = run_once(store, &c, &mut echo, &mut started, cancel.clone()).await;
+        record_end(store, &id, &outcome)?;
+        let again = match &outcome {
+            Ok(Outcome::Exited(code)) if !cancel.is_cancelled() => {
+                // `stop`, `kill` and `rm -f` mark it before signalling; a removed container
+                // is not brought back.
+                match store.container(&id) {
+                    Ok(now) => {
+                        policy.restarts(*code, now.state.restart_count, now.state.stopped_by_user)
+                    }
+                    Err(_) => false,
+                }
+            }
+            _ => false,
+        };
+        if !again {
+            if c.config.auto_remove {
+                match store.remove_container(&id) {
+                    Ok(()) | Err(strata_store::ContainerError::NotFound(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            return outcome;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = cancel.cancelled() => return outcome,
+        }
+        delay = (delay * 2).min(Duration::from_secs(60));
+        let counted = store.update_container_state(&id, |c| {
+            c.state.restart_count += 1;
+            Ok(())
+        });
+        if counted.is_err() {
+            // Removed meanwhile.
+            return outcome;
+        }
+    }
+}
+
+/// One run of the container's command, recorded in its state and log.
+async fn run_once<S: FnOnce(u32) + Send>(
+    store: &Store,
+    c: &Container,
+    echo: &mut (impl FnMut(Stream, &[u8]) + Send),
+    started: &mut Option<S>,
+    cancel: CancellationToken,
+) -> Result<Outcome, ContainerError> {
+    let id = c.config.id.clone();
+    sweep_scratch(&c.dir);
+    let (_, image) = image_config(store, c.config.image_id.as_str())?;
+    let mut lowers: Vec<_> = {
+        let _lease = store.lease()?;
+        store
+            .snapshots(&image)?
+            .into_iter()
+            .map(|s| s.path)
+            .collect()
+    };
+    lowers.reverse();
+    let exec = ExecOp {
+        args: c.config.argv(),
+        env: c.config.env.clone(),
+        cwd: if c.config.working_dir.is_empty() {
+            "/".to_owned()
+        } else {
+            c.config.working_dir.clone()
+        },
+        user: c.config.user.clone(),
+        network: if c.config.network == "none" {
+            NetworkMode::None
+        } else {
+            NetworkMode::Host
+        },
         security: SecurityMode::Sandbox,
         mounts: Vec::new(),
     };
-    let _lease = store.lease()?;
-    let mut lowers: Vec<_> = store
-        .snapshots(&image)?
-        .into_iter()
-        .map(|s| s.path)
-        .collect();
-    lowers.reverse();
-    let upper = store.new_snapshot_dir()?;
+    let hostname = if c.config.hostname.is_empty() {
+        c.config.short_id().to_owned()
+    } else {
+        c.config.hostname.clone()
+    };
+    let log_path = c.log_path();
+    let log_err = |source| ContainerError::Log {
+        path: log_path.clone(),
+        source,
+    };
+    let mut log = fs_err::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(log_err)?;
     let worker = new_worker(store.root(), false, None, None)?;
+    let monitor_pid = std::process::id();
+    let mut record_error = None;
     let result = worker
-        .run(
+        .run_with_start(
             RunRequest {
                 exec,
                 lowers,
-                upper: upper.clone(),
+                upper: c.upper_dir(),
                 mounts: Vec::new(),
-                hostname: Some(image.id.short().to_owned()),
+                hostname: Some(hostname),
             },
             |stream, line| {
-                let stream = match stream {
-                    OutputStream::Stdout => Stream::Stdout,
-                    OutputStream::Stderr => Stream::Stderr,
+                let (stream, name) = match stream {
+                    OutputStream::Stdout => (Stream::Stdout, "stdout"),
+                    OutputStream::Stderr => (Stream::Stderr, "stderr"),
                 };
-                output(stream, line);
+                let entry = LogLine {
+                    log: format!("{}\n", String::from_utf8_lossy(line)),
+                    stream: name.to_owned(),
+                    time: now(),
+                };
+                if let Ok(mut bytes) = serde_json::to_vec(&entry) {
+                    bytes.push(b'\n');
+                    // A full disk loses log lines, never the container.
+                    let _ = log.write_all(&bytes);
+                }
+                echo(stream, line);
+            },
+            |pid| {
+                let recorded = store.update_container_state(&id, |c| {
+                    c.state.status = ContainerStatus::Running;
+                    c.state.pid = pid;
+                    c.state.monitor_pid = monitor_pid;
+                    c.state.exit_code = 0;
+                    c.state.error.clear();
+                    c.state.started_at = now();
+                    c.state.finished_at = NEVER.to_owned();
+                    c.state.stopped_by_user = false;
+                    c.state.monitor_died = false;
+                    Ok(())
+                });
+                match recorded {
+                    Ok(_) => {
+                        if let Some(f) = started.take() {
+                            f(pid);
+                        }
+                    }
+                    Err(e) => record_error = Some(e),
+                }
             },
             cancel,
         )
         .await;
-    let _ = fs_err::remove_dir_all(&upper);
-    match result {
-        Ok(()) => Ok(0),
-        Err(RunError::Exit { code, .. }) => Ok(code),
-        Err(err) => Err(ContainerError::Run(err)),
+    drop(worker);
+    sweep_scratch(&c.dir);
+    let outcome = match result {
+        Ok(()) => Ok(Outcome::Exited(0)),
+        Err(RunError::Exit { code, .. } | RunError::Limit { code, .. }) => {
+            Ok(Outcome::Exited(code))
+        }
+        Err(RunError::Cancelled) => Ok(Outcome::Exited(137)),
+        Err(RunError::Start { message, .. }) => Ok(Outcome::StartFailed {
+            code: start_failure_code(&message),
+            message,
+        }),
+        Err(source) => Err(ContainerError::Run {
+            name: c.config.name.clone(),
+            source,
+        }),
+    };
+    if let Some(e) = record_error {
+        return Err(e.into());
+    }
+    outcome
+}
+
+/// Records how a run ended: exited with its code, or (as docker) created with the code and
+/// the reason when it could not start.
+fn record_end(
+    store: &Store,
+    id: &str,
+    outcome: &Result<Outcome, ContainerError>,
+) -> Result<(), ContainerError> {
+    let finished = store.update_container_state(id, |c| {
+        c.state.pid = 0;
+        c.state.monitor_pid = 0;
+        match outcome {
+            Ok(Outcome::Exited(code)) => {
+                c.state.status = ContainerStatus::Exited;
+                c.state.exit_code = *code;
+                c.state.finished_at = now();
+            }
+            Ok(Outcome::StartFailed { code, message }) => {
+                c.state.status = ContainerStatus::Created;
+                c.state.exit_code = *code;
+                c.state.error = message.clone();
+            }
+            Err(e) => {
+                c.state.status = ContainerStatus::Created;
+                c.state.exit_code = 125;
+                c.state.error = crate::error::error_chain(e);
+            }
+        }
+        Ok(())
+    });
+    match finished {
+        // Removed while it ran (`rm -f`): nothing to record.
+        Ok(_) | Err(strata_store::ContainerError::NotFound(_)) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// docker's exit code for a command that could not start.
+fn start_failure_code(message: &str) -> i32 {
+    if message.contains("not found") || message.contains("No such file") {
+        127
+    } else {
+        126
+    }
+}
+
+/// Deletes run scratch directories a previous monitor of this container left (the worker
+/// deletes them in the background, which a monitor ending right after may not wait for).
+fn sweep_scratch(dir: &Path) {
+    if let Ok(entries) = fs_err::read_dir(dir) {
+        for entry in entries.flatten() {
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(".strata-run-")
+            {
+                let _ = fs_err::remove_dir_all(entry.path());
+            }
+        }
+    }
+}
+
+/// Waits until container `id` no longer runs (or is gone), for at most `timeout`; returns it
+/// as last seen (`None`: removed).
+pub fn wait_stopped(
+    store: &Store,
+    id: &str,
+    timeout: Option<Duration>,
+) -> Result<Option<Container>, ContainerError> {
+    let start = Instant::now();
+    let mut pause = Duration::from_millis(2);
+    loop {
+        let c = match store.container(id) {
+            Ok(c) => c,
+            Err(strata_store::ContainerError::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        if c.state.status != ContainerStatus::Running {
+            return Ok(Some(c));
+        }
+        if timeout.is_some_and(|t| start.elapsed() >= t) {
+            return Ok(Some(c));
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// Sends `signal` (a name or number) to container `c`'s process; `by_user` marks it so that
+/// a restart policy does not bring it back.
+pub fn kill_container(store: &Store, c: &Container, signal: &str) -> Result<(), ContainerError> {
+    let sig = strata_worker::process::signal_number(signal)
+        .ok_or_else(|| ContainerError::BadSignal(signal.to_owned()))?;
+    let c = store.update_container_state(&c.config.id, |c| {
+        if c.state.status == ContainerStatus::Running {
+            c.state.stopped_by_user = true;
+        }
+        Ok(())
+    })?;
+    if c.state.status != ContainerStatus::Running || c.state.pid == 0 {
+        return Err(ContainerError::NotRunning(c.config.name));
+    }
+    strata_worker::process::signal(c.state.pid, sig)
+        .map(|_| ())
+        .map_err(|source| ContainerError::Signal {
+            name: c.config.name.clone(),
+            source,
+        })
+}
+
+/// `docker stop`: the container's stop signal, then SIGKILL after `timeout` seconds (`None`:
+/// its `--stop-timeout`, else 10); returns once it has stopped. A container that does not run
+/// is left as it is.
+pub fn stop_container(
+    store: &Store,
+    c: &Container,
+    timeout: Option<u32>,
+) -> Result<(), ContainerError> {
+    let id = &c.config.id;
+    // Also when it does not run: its monitor may be waiting to restart it.
+    let c = &store.update_container_state(id, |c| {
+        c.state.stopped_by_user = true;
+        Ok(())
+    })?;
+    if c.state.status != ContainerStatus::Running {
+        return Ok(());
+    }
+    let secs = timeout.or(c.config.stop_timeout).unwrap_or(10);
+    match kill_container(store, c, &c.config.stop_signal) {
+        Ok(()) => {}
+        // It ended meanwhile.
+        Err(ContainerError::NotRunning(_)) => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    let Some(seen) = wait_stopped(store, id, Some(Duration::from_secs(u64::from(secs))))? else {
+        return Ok(());
+    };
+    if seen.state.status != ContainerStatus::Running {
+        return Ok(());
+    }
+    match kill_container(store, &seen, "SIGKILL") {
+        Ok(()) | Err(ContainerError::NotRunning(_)) => {}
+        Err(e) => return Err(e),
+    }
+    match wait_stopped(store, id, Some(Duration::from_secs(10)))? {
+        Some(c) if c.state.status == ContainerStatus::Running => {
+            Err(ContainerError::Unstoppable(c.config.name))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// `docker rm [-f]`: removes container `c`; `force` kills it first when it runs.
+pub fn remove_container(store: &Store, c: &Container, force: bool) -> Result<(), ContainerError> {
+    if c.state.status == ContainerStatus::Running && force {
+        match kill_container(store, c, "SIGKILL") {
+            Ok(()) | Err(ContainerError::NotRunning(_)) => {}
+            Err(e) => return Err(e),
+        }
+        match wait_stopped(store, &c.config.id, Some(Duration::from_secs(10)))? {
+            None => return Ok(()),
+            Some(c) if c.state.status == ContainerStatus::Running => {
+                return Err(ContainerError::Unstoppable(c.config.name));
+            }
+            Some(_) => {}
+        }
+    }
+    match store.remove_container(&c.config.id) {
+        // A `--rm` container removed itself meanwhile.
+        Err(strata_store::ContainerError::NotFound(_)) if force => Ok(()),
+        other => Ok(other?),
     }
 }
 
@@ -173,15 +661,21 @@ pub async fn run_image(
 mod tests {
     use super::*;
 
-    fn run(entrypoint: Option<&str>, command: &[&str]) -> RunImage {
-        RunImage {
+    fn req(entrypoint: Option<&str>, command: &[&str]) -> CreateContainer {
+        CreateContainer {
             image: "i".into(),
+            name: None,
             entrypoint: entrypoint.map(Into::into),
             command: command.iter().map(|s| s.to_string()).collect(),
             env: Vec::new(),
             workdir: None,
             user: None,
+            hostname: None,
             network: NetworkMode::Host,
+            auto_remove: false,
+            stop_signal: None,
+            stop_timeout: None,
+            restart: String::new(),
         }
     }
 
@@ -192,9 +686,41 @@ mod tests {
             cmd: Some(vec!["c".into()]),
             ..ImageConfig::default()
         };
-        assert_eq!(argv(&config, &run(None, &[])), ["/e", "c"]);
-        assert_eq!(argv(&config, &run(None, &["x"])), ["/e", "x"]);
-        assert_eq!(argv(&config, &run(Some("/o"), &[])), ["/o"]);
-        assert_eq!(argv(&config, &run(Some(""), &["sh"])), ["sh"]);
+        let argv = |r: &CreateContainer| {
+            let (e, c) = entrypoint_and_cmd(&config, r);
+            e.into_iter().chain(c).collect::<Vec<_>>()
+        };
+        assert_eq!(argv(&req(None, &[])), ["/e", "c"]);
+        assert_eq!(argv(&req(None, &["x"])), ["/e", "x"]);
+        assert_eq!(argv(&req(Some("/o"), &[])), ["/o"]);
+        assert_eq!(argv(&req(Some(""), &["sh"])), ["sh"]);
+    }
+
+    #[test]
+    fn restart_policies_as_docker_applies_them() {
+        let p = |t| RestartPolicy::parse(t).unwrap();
+        assert_eq!(p("on-failure:3"), RestartPolicy::OnFailure(3));
+        assert!(RestartPolicy::parse("sometimes").is_err());
+        assert!(RestartPolicy::parse("on-failure:x").is_err());
+        assert!(!p("no").restarts(1, 0, false));
+        assert!(p("on-failure").restarts(1, 100, false));
+        assert!(!p("on-failure").restarts(0, 0, false));
+        assert!(p("on-failure:2").restarts(1, 1, false));
+        assert!(!p("on-failure:2").restarts(1, 2, false));
+        assert!(p("always").restarts(0, 7, false));
+        assert!(!p("always").restarts(137, 0, true));
+        assert!(!p("unless-stopped").restarts(143, 0, true));
+    }
+
+    #[test]
+    fn a_command_that_cannot_start_gets_dockers_code() {
+        assert_eq!(
+            start_failure_code("exec: \"nosuch\": executable file not found in $PATH"),
+            127
+        );
+        assert_eq!(
+            start_failure_code("exec /etc/passwd: permission denied"),
+            126
+        );
     }
 }

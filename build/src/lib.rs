@@ -6,8 +6,8 @@
 //! the one Dockerfile reader ([`Dockerfile::read`]: a file, standard input or the context's)
 //! and `--build-arg` parser ([`parse_build_args`]) that `build`, `check` and `parse` share,
 //! the typed forms of BuildKit's `--output` and `--cache-*` strings, the `.dockerignore` that
-//! applies; and [`run_image`], a command in a container of a built image (`strata run`),
-//! with [`sandbox_main`], which a binary using either must call first when started as
+//! applies; and containers of built images ([`create_container`], [`monitor_container`],
+//! [`stop_container`]: `strata run`, `start`, `stop`...), with [`sandbox_main`], which a binary using either must call first when started as
 //! `<exe> __sandbox`. And the build cache's lifecycle ([`prune_cache`], [`cache_entries`],
 //! [`gc_after_build`]), which the CLI reaches only through this crate.
 //!
@@ -32,7 +32,10 @@ mod secret;
 mod spec;
 
 pub use cache_spec::{CacheExportError, CacheMode, CacheRef, CacheTo, parse_cache_from};
-pub use container::{ContainerError, RunImage, run_image};
+pub use container::{
+    ContainerError, CreateContainer, Outcome, RestartPolicy, create_container, kill_container,
+    monitor_container, remove_container, stop_container, wait_stopped,
+};
 pub use dockerfile::{Dockerfile, DockerfileError, DockerfileSource, parse_build_args};
 pub use entitlement::{Entitlement, EntitlementError};
 pub use error::BuildError;
@@ -50,5 +53,5 @@ pub use secret::{
 pub use spec::SpecError;
 pub use strata_solver::{Event, Phase, SolveError, Stream};
 pub use strata_worker::{
-    DEFAULT_PIDS_LIMIT, Resources, RootlessError, enter_user_namespace, sandbox_main,
+    DEFAULT_PIDS_LIMIT, Resources, RootlessError, enter_user_namespace, process, sandbox_main,
 };

@@ -71,8 +71,33 @@ pub(crate) fn user_dir(var: &str, default: &str) -> PathBuf {
 enum Command {
     /// Build an image from a Dockerfile
     Build(Box<cmd::build::Args>),
-    /// Run a command in a new container of an image, in the foreground
-    Run(cmd::run::Args),
+    /// Run a command in a new container of an image
+    Run(cmd::container::RunArgs),
+    /// Create a container of an image, not started
+    Create(cmd::container::CreateOnlyArgs),
+    /// Start stopped containers
+    Start(cmd::container::StartArgs),
+    /// Stop running containers (the stop signal, then SIGKILL)
+    Stop(cmd::container::StopArgs),
+    /// Stop and start containers again
+    Restart(cmd::container::StopArgs),
+    /// Send a signal to running containers
+    Kill(cmd::container::KillArgs),
+    /// Wait for containers to stop and print their exit codes
+    Wait(cmd::container::WaitArgs),
+    /// Remove containers
+    Rm(cmd::container::RmArgs),
+    /// Rename a container
+    Rename(cmd::container::RenameArgs),
+    /// List containers
+    Ps(cmd::ps::Args),
+    /// Manage containers: prune
+    Container(cmd::container::ContainerArgs),
+    /// Show a container's output
+    Logs(cmd::logs::Args),
+    /// A detached container's monitor (started by `run -d` and `start`)
+    #[command(name = "__monitor", hide = true)]
+    Monitor(cmd::container::MonitorArgs),
     /// Print the raw parse of a Dockerfile (BuildKit's dump format)
     Parse(cmd::parse::Args),
     /// Run every frontend check on a Dockerfile and print the problems found
@@ -145,7 +170,19 @@ fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Build(args) => cmd::build::run(*args, &cli.global),
-        Command::Run(args) => cmd::run::run(args, &cli.global),
+        Command::Run(args) => Ok(cmd::container::run(args, &cli.global)),
+        Command::Create(args) => Ok(cmd::container::create(args, &cli.global)),
+        Command::Start(args) => Ok(cmd::container::start(args, &cli.global)),
+        Command::Stop(args) => cmd::container::stop(args, &cli.global),
+        Command::Restart(args) => cmd::container::restart(args, &cli.global),
+        Command::Kill(args) => cmd::container::kill(args, &cli.global),
+        Command::Container(args) => cmd::container::container(args, &cli.global),
+        Command::Wait(args) => cmd::container::wait(args, &cli.global),
+        Command::Rm(args) => cmd::container::rm(args, &cli.global),
+        Command::Rename(args) => cmd::container::rename(args, &cli.global),
+        Command::Ps(args) => cmd::ps::run(args, &cli.global),
+        Command::Logs(args) => cmd::logs::run(args, &cli.global),
+        Command::Monitor(args) => Ok(cmd::container::monitor(args, &cli.global)),
         Command::Parse(args) => cmd::parse::run(args, &cli.global),
         Command::Check(args) => cmd::check::run(args, &cli.global),
         Command::Images(args) => cmd::images::run(args, &cli.global),
@@ -176,6 +213,11 @@ fn main() -> ExitCode {
 mod tests {
     use super::*;
     use clap::CommandFactory as _;
+
+    #[test]
+    fn every_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
 
     #[test]
     fn the_pids_limit_help_names_the_default_the_build_applies() {

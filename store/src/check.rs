@@ -15,6 +15,8 @@ pub struct CheckReport {
     pub images: usize,
     /// Blobs re-hashed.
     pub blobs: usize,
+    /// Containers checked.
+    pub containers: usize,
     /// One line per problem; empty when the store is sound.
     pub problems: Vec<String>,
 }
@@ -148,12 +150,13 @@ impl Store {
                 }
             }
         }
+        report.containers = self.check_containers(&mut report.problems)?;
         Ok(report)
     }
 }
 
 /// An error and its causes on one line.
-fn chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {

@@ -89,6 +89,18 @@ pub enum StoreError {
         /// The short image ID.
         id: String,
     },
+    /// `rmi` of an image a container uses, without force.
+    #[error(
+        "conflict: unable to remove repository reference \"{image}\" (must force) - container {container} is using its referenced image {id}"
+    )]
+    ImageUsedByContainer {
+        /// The image as named.
+        image: String,
+        /// The short ID of a container using it.
+        container: String,
+        /// The image's short ID.
+        id: String,
+    },
     /// A manifest, config or index is not what it should be.
     #[error("invalid {what}: {reason}")]
     InvalidDocument {

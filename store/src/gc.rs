@@ -53,13 +53,18 @@ pub struct DiskUsage {
 }
 
 impl Store {
-    /// Removes dangling images (all images with `all`), then every blob and snapshot no
+    /// Removes dangling images (all images with `all`) that no container uses, then every blob and snapshot no
     /// remaining image needs. Waits for running writers (their [`crate::Lease`]s).
     pub fn prune(&self, all: bool) -> Result<PruneReport, StoreError> {
+        let used = self.images_used_by_containers()?;
         let mut removed = Vec::new();
         self.update_index(|index| {
             let ids: Vec<Digest> = index.images.keys().cloned().collect();
             for id in ids {
+                // A container's image stays, tags and all.
+                if used.contains_key(&id) {
+                    continue;
+                }
                 let tags = index.tags_of(&id);
                 if !tags.is_empty() && !all {
                     continue;

@@ -408,8 +408,10 @@ impl Store {
     /// goes when its last tag goes; an ID removes the image, which needs `force` when several
     /// references name it. Layers other images share stay. Blobs no image needs any more are
     /// deleted right away unless another process holds a [`crate::Lease`], in which case
-    /// `image prune` reclaims them later.
+    /// `image prune` reclaims them later. An image a container uses is not deleted: refused
+    /// ([`StoreError::ImageUsedByContainer`]), or with `force` only untagged.
     pub fn remove_image(&self, name_or_id: &str, force: bool) -> Result<Vec<Removed>, StoreError> {
+        let used = self.images_used_by_containers()?;
         let removed = self.update_index(|index| {
             let id = resolve_in(index, name_or_id)?;
             let mut out = Vec::new();
@@ -442,8 +444,19 @@ impl Store {
                 }
             }
             if index.tags_of(&id).is_empty() {
-                index.images.remove(&id);
-                out.push(Removed::Deleted(id));
+                if let Some(container) = used.get(&id) {
+                    // A container's image stays; forced, it only loses its tags (as docker).
+                    if !force {
+                        return Err(StoreError::ImageUsedByContainer {
+                            image: name_or_id.to_owned(),
+                            container: container.clone(),
+                            id: id.short().to_owned(),
+                        });
+                    }
+                } else {
+                    index.images.remove(&id);
+                    out.push(Removed::Deleted(id));
+                }
             }
             Ok(out)
         })?;

@@ -52,6 +52,7 @@ mod blob;
 mod check;
 mod compression;
 pub mod confined;
+mod container;
 mod digest;
 pub mod durable;
 mod error;
@@ -81,6 +82,10 @@ pub use blob::{BlobInfo, BlobWriter};
 pub use check::CheckReport;
 pub use compression::Compression;
 pub use confined::ConfinedRoot;
+pub use container::{
+    Container, ContainerConfig, ContainerError, ContainerState, ContainerStatus, LogLine,
+    MonitorLock, NEVER, NewContainer,
+};
 pub use digest::{Digest, DigestError, HashingWriter, chain_id, chain_ids};
 pub use error::StoreError;
 pub use gc::{DiskUsage, GcReport, PruneReport};

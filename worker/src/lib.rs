@@ -26,6 +26,7 @@ mod layers;
 mod mount_layer;
 mod network;
 mod plan;
+pub mod process;
 mod resolv_conf;
 mod reuse;
 mod rootless;

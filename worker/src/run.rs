@@ -207,13 +207,31 @@ impl Worker {
     pub async fn run_timed<F>(
         &self,
         req: RunRequest,
-        mut output: F,
+        output: F,
         cancel: CancellationToken,
     ) -> Result<RunTimes, RunError>
     where
         F: FnMut(OutputStream, &[u8]) + Send,
     {
+        self.run_with_start(req, output, |_| {}, cancel).await
+    }
+
+    /// [`Worker::run_timed`], telling `started` the host pid of the command once it is
+    /// started (a container's monitor records it, so that `stop` and `kill` can signal it).
+    /// Not called when the command could not start.
+    pub async fn run_with_start<F, S>(
+        &self,
+        req: RunRequest,
+        mut output: F,
+        started: S,
+        cancel: CancellationToken,
+    ) -> Result<RunTimes, RunError>
+    where
+        F: FnMut(OutputStream, &[u8]) + Send,
+        S: FnOnce(u32) + Send,
+    {
         let entered = Instant::now();
+        let mut started = Some(started);
         let command = req.exec.args.join(" ");
         let parent = req.upper.parent().unwrap_or(Path::new("/")).to_owned();
         let scratch = tempfile::Builder::new()
@@ -271,7 +289,21 @@ impl Worker {
                 r = ctl_r.read(&mut b3), if !status_done => match r {
                     Ok(n) if n > 0 => {
                         status_line.extend_from_slice(&b3[..n]);
-                        status_done = status_line.contains(&b'\n');
+                        // Lines before the last are `started` reports.
+                        while let Some(nl) = status_line.iter().position(|b| *b == b'\n') {
+                            match serde_json::from_slice(&status_line[..nl]) {
+                                Ok(Status::Started(pid)) => {
+                                    if let Some(f) = started.take() {
+                                        f(pid);
+                                    }
+                                    status_line.drain(..=nl);
+                                }
+                                _ => {
+                                    status_done = true;
+                                    break;
+                                }
+                            }
+                        }
                     }
                     _ => status_done = true,
                 },
@@ -319,6 +351,9 @@ impl Worker {
             Some(Status::StartFailed(message)) => Err(RunError::Start { command, message }),
             Some(Status::SetupFailed(message)) => Err(RunError::Setup(message)),
             Some(Status::Cancelled) => Err(RunError::Cancelled),
+            Some(Status::Started(_)) => Err(RunError::Setup(
+                "the sandbox reported its start twice".into(),
+            )),
             None if timed_out => Err(RunError::Setup(
                 "the sandbox did not stop within 10s of being cancelled".into(),
             )),

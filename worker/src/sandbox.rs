@@ -53,6 +53,8 @@ pub(crate) enum Status {
     StartFailed(String),
     /// The worker asked for it to stop.
     Cancelled,
+    /// Not an end: the command started with this host pid (sent before the status).
+    Started(u32),
 }
 
 impl Status {
@@ -140,6 +142,13 @@ fn run(spec: &SandboxSpec, ctl: BorrowedFd<'_>, netns: Option<OwnedFd>) -> Statu
             match sys::read(status_r.as_fd(), &mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => report.extend_from_slice(&buf[..n]),
+            }
+            if let Some(rest) = report.strip_prefix(b"started\n".as_slice()) {
+                report = rest.to_vec();
+                // The command is the init's only child: its pid here (outside the PID
+                // namespace) is what `stop` and `kill` signal.
+                let pid = sys::only_child(init).unwrap_or(init.as_raw() as u32);
+                let _ = sys::write_all(ctl, &Status::Started(pid).to_line());
             }
         } else if ready[0] {
             let mut buf = [0u8; 64];
@@ -230,6 +239,7 @@ fn init(spec: &SandboxSpec, status: OwnedFd, netns: Option<OwnedFd>, began: Inst
         }
         Ok(Forked::Parent(pid)) => pid,
     };
+    let _ = sys::write_all(w, b"started\n");
     let _ = sys::std_to_dev_null(&[1, 2]);
     let mut outcome = None;
     while let Ok(Some(st)) = sys::wait_any() {

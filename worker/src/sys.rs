@@ -214,6 +214,44 @@ pub(crate) fn setsid() -> io::Result<()> {
     Ok(())
 }
 
+/// The one child of `pid` (its pid as seen here), from `/proc/<pid>/task/<pid>/children`;
+/// `None` when it has none, several, or the kernel does not list them.
+pub(crate) fn only_child(pid: Pid) -> Option<u32> {
+    let path = format!("/proc/{pid}/task/{pid}/children");
+    let text = fs_err::read_to_string(path).ok()?;
+    let mut pids = text.split_whitespace();
+    match (pids.next(), pids.next()) {
+        (Some(p), None) => p.parse().ok(),
+        _ => None,
+    }
+}
+
+/// Sends signal number `sig` to process `pid` (a positive pid: never a group or all).
+pub(crate) fn send_signal(pid: u32, sig: i32) -> io::Result<()> {
+    let pid = i32::try_from(pid)
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::ESRCH))?;
+    let sig = nix::sys::signal::Signal::try_from(sig)?;
+    Ok(nix::sys::signal::kill(Pid::from_raw(pid), sig)?)
+}
+
+/// A signal's number from its name (`SIGTERM`, `TERM`, `term`) or number (`15`).
+pub(crate) fn signal_number(name: &str) -> Option<i32> {
+    if let Ok(n) = name.parse::<i32>() {
+        return nix::sys::signal::Signal::try_from(n).ok().map(|s| s as i32);
+    }
+    let upper = name.to_ascii_uppercase();
+    let full = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    full.parse::<nix::sys::signal::Signal>()
+        .ok()
+        .map(|s| s as i32)
+}
+
 pub(crate) fn kill(pid: Pid) -> io::Result<()> {
     Ok(nix::sys::signal::kill(
         pid,

@@ -221,7 +221,8 @@ pub(crate) fn human_since(t: jiff::Timestamp, now: jiff::Timestamp) -> String {
     format!("{} ago", human_duration(secs))
 }
 
-fn human_duration(secs: i64) -> String {
+/// Docker's `units.HumanDuration` of `secs` seconds.
+pub(crate) fn human_duration(secs: i64) -> String {
     let hours_f = secs as f64 / 3600.0;
     if secs < 1 {
         return "Less than a second".into();

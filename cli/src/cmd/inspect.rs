@@ -1,17 +1,18 @@
-//! `strata inspect IMAGE...`: JSON shaped like `docker image inspect`.
+//! `strata inspect NAME...`: JSON shaped like `docker inspect`: a container (by name, ID or ID
+//! prefix) as `docker container inspect` shows it, else an image as `docker image inspect`.
 
 use crate::GlobalArgs;
 use serde::Serialize;
 use serde_json::Value;
 use std::io::Write;
 use std::process::ExitCode;
-use strata_store::{Image, Reference, Store};
+use strata_store::{Container, ContainerStatus, Image, Reference, Store};
 
 /// Arguments of `strata inspect`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// Images (references or IDs)
-    #[arg(value_name = "IMAGE", required = true)]
+    /// Containers (names or IDs) or images (references or IDs)
+    #[arg(value_name = "NAME", required = true)]
     images: Vec<String>,
 }
 
@@ -50,6 +51,158 @@ struct RootFs {
 #[serde(rename_all = "PascalCase")]
 struct Metadata {
     last_tag_time: String,
+}
+
+/// What `inspect` found for a name: a container or an image.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Found {
+    Container(Box<ContainerInspect>),
+    Image(Box<Inspect>),
+}
+
+/// `docker container inspect`'s fields strata has, in its order.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ContainerInspect {
+    id: String,
+    created: String,
+    path: String,
+    args: Vec<String>,
+    state: ContainerStateInspect,
+    image: String,
+    log_path: std::path::PathBuf,
+    name: String,
+    restart_count: u32,
+    host_config: HostConfig,
+    graph_driver: GraphDriver,
+    config: ContainerConfigInspect,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ContainerStateInspect {
+    status: &'static str,
+    running: bool,
+    paused: bool,
+    restarting: bool,
+    #[serde(rename = "OOMKilled")]
+    oom_killed: bool,
+    dead: bool,
+    pid: u32,
+    exit_code: i32,
+    error: String,
+    started_at: String,
+    finished_at: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct HostConfig {
+    network_mode: String,
+    restart_policy: RestartPolicy,
+    auto_remove: bool,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct RestartPolicy {
+    name: String,
+    maximum_retry_count: u32,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct GraphDriver {
+    data: GraphDriverData,
+    name: &'static str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct GraphDriverData {
+    upper_dir: std::path::PathBuf,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ContainerConfigInspect {
+    hostname: String,
+    user: String,
+    env: Vec<String>,
+    cmd: Vec<String>,
+    image: String,
+    working_dir: String,
+    entrypoint: Option<Vec<String>>,
+    stop_signal: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stop_timeout: Option<u32>,
+}
+
+fn inspect_container(c: &Container) -> ContainerInspect {
+    let (cfg, st) = (&c.config, &c.state);
+    let argv = cfg.argv();
+    let (path, args) = match argv.split_first() {
+        Some((p, a)) => (p.clone(), a.to_vec()),
+        None => (String::new(), Vec::new()),
+    };
+    let hostname = if cfg.hostname.is_empty() {
+        cfg.short_id().to_owned()
+    } else {
+        cfg.hostname.clone()
+    };
+    let (restart, retries) = match cfg.restart.split_once(':') {
+        Some((name, n)) => (name.to_owned(), n.parse::<u32>().unwrap_or(0)),
+        None => (cfg.restart.clone(), 0),
+    };
+    ContainerInspect {
+        id: cfg.id.clone(),
+        created: cfg.created.clone(),
+        path,
+        args,
+        state: ContainerStateInspect {
+            status: st.status.as_str(),
+            running: st.status == ContainerStatus::Running,
+            paused: false,
+            restarting: false,
+            oom_killed: false,
+            dead: false,
+            pid: st.pid,
+            exit_code: st.exit_code,
+            error: st.error.clone(),
+            started_at: st.started_at.clone(),
+            finished_at: st.finished_at.clone(),
+        },
+        image: cfg.image_id.to_string(),
+        log_path: c.log_path(),
+        name: format!("/{}", cfg.name),
+        restart_count: st.restart_count,
+        host_config: HostConfig {
+            network_mode: cfg.network.clone(),
+            restart_policy: RestartPolicy {
+                name: restart,
+                maximum_retry_count: retries,
+            },
+            auto_remove: cfg.auto_remove,
+        },
+        graph_driver: GraphDriver {
+            data: GraphDriverData {
+                upper_dir: c.upper_dir(),
+            },
+            name: "overlay2",
+        },
+        config: ContainerConfigInspect {
+            hostname,
+            user: cfg.user.clone(),
+            env: cfg.env.clone(),
+            cmd: cfg.cmd.clone(),
+            image: cfg.image.clone(),
+            working_dir: cfg.working_dir.clone(),
+            entrypoint: (!cfg.entrypoint.is_empty()).then(|| cfg.entrypoint.clone()),
+            stop_signal: cfg.stop_signal.clone(),
+            stop_timeout: cfg.stop_timeout,
+        },
+    }
 }
 
 fn inspect(image: &Image) -> Inspect {
@@ -116,8 +269,12 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let mut found = Vec::new();
     let mut failed = false;
     for name in &args.images {
+        if let Ok(c) = store.container(name) {
+            found.push(Found::Container(Box::new(inspect_container(&c))));
+            continue;
+        }
         match store.image(name) {
-            Ok(image) => found.push(inspect(&image)),
+            Ok(image) => found.push(Found::Image(Box::new(inspect(&image)))),
             Err(e) => {
                 failed = true;
                 let _ = crate::report::report(&anyhow::Error::new(e));

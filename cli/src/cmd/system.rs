@@ -1,4 +1,5 @@
-//! `strata system df [-v]`, `strata system prune [-a] [-f]` and `strata system check`.
+//! `strata system df [-v]`, `strata system prune [-a] [-f]`, `strata system check` and
+//! `strata system restart-containers`.
 
 use crate::GlobalArgs;
 use crate::cmd::builder::{confirm, write_deleted};
@@ -36,6 +37,9 @@ enum SystemCommand {
     },
     /// Verify every reference, manifest, config and blob digest; exit 1 if anything is broken
     Check,
+    /// Start again the containers whose monitor died (a machine restart) and whose restart
+    /// policy brings them back: what docker's daemon does when it starts
+    RestartContainers,
 }
 
 pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
@@ -43,9 +47,11 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         // df reads the build cache too, which is not opened read-only yet.
         SystemCommand::Prune { .. } | SystemCommand::Df { .. } => Store::open(global.store_root())?,
         SystemCommand::Check => Store::open_read_only(global.store_root())?,
+        SystemCommand::RestartContainers => Store::open(global.store_root())?,
     };
     let mut out = std::io::stdout().lock();
     match args.command {
+        SystemCommand::RestartContainers => restart_containers(&store, global, &mut out),
         SystemCommand::Df { verbose } => {
             let cache = cache_entries(store.root())?;
             if verbose {
@@ -115,8 +121,12 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             }
             writeln!(
                 out,
-                "checked {} images and {} blobs: {}",
+                "checked {} images{} and {} blobs: {}",
                 report.images,
+                match report.containers {
+                    0 => String::new(),
+                    n => format!(", {n} containers"),
+                },
                 report.blobs,
                 if report.is_clean() {
                     "ok".to_owned()
@@ -131,6 +141,39 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             })
         }
     }
+}
+
+/// Starts each container with a restart policy whose monitor died, unless `stop` or `kill`
+/// had ended it; prints their names.
+fn restart_containers(
+    store: &Store,
+    global: &GlobalArgs,
+    out: &mut impl Write,
+) -> anyhow::Result<ExitCode> {
+    use crate::cmd::container::start_detached;
+    let mut failed = false;
+    for c in store.containers()? {
+        let policy = strata_build::RestartPolicy::parse(&c.config.restart)?;
+        if policy == strata_build::RestartPolicy::No
+            || !c.state.monitor_died
+            || c.state.stopped_by_user
+            || c.state.status == strata_store::ContainerStatus::Running
+        {
+            continue;
+        }
+        match start_detached(global, &c) {
+            Ok(()) => writeln!(out, "{}", c.config.name)?,
+            Err(e) => {
+                failed = true;
+                let _ = crate::report::report(&e);
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// `docker system df -v`'s build cache part: its size, then one row per entry.

@@ -141,6 +141,18 @@ impl Ran {
         }
     }
 
+    /// As [`Ran::clean_exit`] for `strata run`, which exits as `docker run` does: 125 when
+    /// strata refuses, 126 or 127 when the command cannot start.
+    fn clean_run_exit(&self) -> Result<(), String> {
+        match self.code {
+            Some(0 | 1 | 125 | 126 | 127) => Ok(()),
+            other => Err(format!(
+                "exit {other:?} (0, 1, 125, 126 or 127 expected): {}",
+                self.stderr
+            )),
+        }
+    }
+
     /// `Some(stderr)` when it failed.
     fn failure(&self) -> Option<&str> {
         (self.code != Some(0)).then_some(self.stderr.as_str())
@@ -478,7 +490,7 @@ fn shared_hostile_archives_load_safely() {
                     env.command(["run", "--rm", tag, "/bin/sh", "-c", "true"]),
                     LIMIT,
                 );
-                ran.clean_exit()?;
+                ran.clean_run_exit()?;
                 judge(Want::Err(m), ran.failure()).map_err(|e| format!("run: {e}"))?;
                 if id == "L-hostile-config" {
                     // Its entrypoint's NUL is shown, not printed.
@@ -755,7 +767,12 @@ fn hostile_corrupt_truncated_and_missing_blobs_are_named_and_refused() {
             "{fault}: check names {hex}: {report}"
         );
 
-        let err = env.fails(["run", "--rm", "busybox:local", "/bin/true"]);
+        let ran = env
+            .command(["run", "--rm", "busybox:local", "/bin/true"])
+            .output()
+            .unwrap();
+        assert_eq!(ran.status.code(), Some(125), "{fault}: docker run's code");
+        let err = String::from_utf8_lossy(&ran.stderr);
         assert!(err.contains(&hex), "{fault}: run names {hex}: {err}");
 
         let out = env.dir().join("after.tar");

@@ -1,0 +1,49 @@
+//! What a container's monitor and the commands acting on it need of the process model:
+//! leaving the caller's session, and signals by name. Thin and safe wrappers over `sys.rs`,
+//! so no crate above the worker calls libc.
+
+use std::io;
+
+/// Makes the calling process the leader of a new session with its standard input and error
+/// on `/dev/null`: a terminal's hangup or the starting command's exit no longer reaches it.
+/// Standard output stays, for the one line telling the starter how the start went (then
+/// [`stdout_to_dev_null`]). For a freshly exec'd process, before any thread exists.
+pub fn detach() -> io::Result<()> {
+    crate::sys::setsid()?;
+    crate::sys::std_to_dev_null(&[0, 2])
+}
+
+/// Points standard output at `/dev/null` (a monitor, once it has told its starter it runs).
+pub fn stdout_to_dev_null() -> io::Result<()> {
+    crate::sys::std_to_dev_null(&[1])
+}
+
+/// Sends signal `sig` (a number) to process `pid`; `false` when there is no such process.
+pub fn signal(pid: u32, sig: i32) -> io::Result<bool> {
+    match crate::sys::send_signal(pid, sig) {
+        Ok(()) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// A signal's number from its name (`SIGTERM`, `TERM`) or number (`15`); `None` when it
+/// names no signal.
+pub fn signal_number(name: &str) -> Option<i32> {
+    crate::sys::signal_number(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_are_named_as_docker_takes_them() {
+        assert_eq!(signal_number("SIGTERM"), Some(15));
+        assert_eq!(signal_number("term"), Some(15));
+        assert_eq!(signal_number("KILL"), Some(9));
+        assert_eq!(signal_number("9"), Some(9));
+        assert_eq!(signal_number("SIGNOPE"), None);
+        assert_eq!(signal_number("99"), None);
+    }
+}

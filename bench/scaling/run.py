@@ -283,7 +283,7 @@ def reset_all(tool, names):
 
 
 def edited(s, tool, rep):
-    """Context manager-like pair: appends a unique line to the edit file; returns a restore."""
+    """Appends a unique line to the scenario's edit file; returns the function restoring it."""
     path = os.path.join(s["context_path"], s["edit_file"])
     with open(path, "rb") as f:
         orig = f.read()
@@ -520,19 +520,16 @@ def report(json_path):
     run = os.path.basename(stem)[len("scaling-"):]
     for curve in data["meta"]["curves"]:
         write_csv(data, "%s-%s.csv" % (os.path.join(os.path.dirname(stem), curve), run), curve)
-    png_args = [json_path]
     try:
         import matplotlib  # noqa: F401
-        for curve in data["meta"]["curves"]:
-            if any(r["curve"] == curve for r in data["summary"]):
-                plot(data, "%s-%s.png" % (os.path.join(os.path.dirname(stem), curve), run), curve)
+        plot_all(data, json_path)
     except ImportError:
+        ensure_matplotlib()
         if sys.executable != SYSTEM_PYTHON:
-            ensure_matplotlib()
-            subprocess.run([SYSTEM_PYTHON, os.path.abspath(__file__), "--plot-only"] + png_args,
+            subprocess.run([SYSTEM_PYTHON, os.path.abspath(__file__), "--plot-only", json_path],
                            check=False)
         else:
-            log("no matplotlib: apt-get install python3-matplotlib; no plots drawn")
+            log("no matplotlib (apt-get install python3-matplotlib); run --report again")
     text = tables(data)
     with open(os.path.join(os.path.dirname(stem), "table-%s.md" % run), "w") as f:
         f.write(text + "\n\n_raw samples: results/%s.json_\n" % os.path.basename(stem))
@@ -550,9 +547,8 @@ def ensure_matplotlib():
                        stdout=subprocess.DEVNULL, check=False)
 
 
-def plot_only(json_path):
-    with open(json_path) as f:
-        data = json.load(f)
+def plot_all(data, json_path):
+    """One PNG per curve of the run, beside its JSON."""
     stem = json_path[:-len(".json")]
     run = os.path.basename(stem)[len("scaling-"):]
     for curve in data["meta"]["curves"]:
@@ -578,7 +574,8 @@ def main():
     ap.add_argument("--plot-only", metavar="JSON", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.plot_only:
-        return plot_only(a.plot_only)
+        with open(a.plot_only) as f:
+            return plot_all(json.load(f), a.plot_only)
     if a.report:
         print(report(a.report))
         return
@@ -628,7 +625,7 @@ def main():
 
     def scen_of(curve, size):
         if (curve, size) not in cache:
-            cache[(curve, size)] = scenario(gen, os.path.join(work), a.base, a.seed, curve, size)
+            cache[(curve, size)] = scenario(gen, work, a.base, a.seed, curve, size)
         return cache[(curve, size)]
 
     meta = {"run_id": run_id, "date_utc": datetime.datetime.now(datetime.timezone.utc)

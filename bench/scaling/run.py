@@ -186,7 +186,7 @@ def last_rss(rss_log, count=1):
 
 def phases(lines, spawned, wall):
     """strata's phases from its rawjson events (absolute times) and the spawn time."""
-    times = []
+    times, gaps, finished = [], [], None
     for _, line in lines:
         if not line.startswith("{"):
             continue
@@ -194,13 +194,23 @@ def phases(lines, spawned, wall):
             ev = json.loads(line)
         except ValueError:
             continue
-        if isinstance(ev, dict) and "node" in ev and isinstance(ev.get("time"), (int, float)):
-            times.append(ev["time"])
+        if not (isinstance(ev, dict) and "node" in ev and isinstance(ev.get("time"), (int, float))):
+            continue
+        times.append(ev["time"])
+        # The scheduler's dispatch latency: a step finishing to the next one starting.
+        if ev.get("event") == "finished":
+            finished = ev["time"]
+        elif ev.get("event") == "started" and finished is not None:
+            gaps.append(ev["time"] - finished)
+            finished = None
     if not times:
         return {}
     first, last = min(times) - spawned, max(times) - spawned
-    return {"front_s": round(first, 4), "solve_s": round(last - first, 4),
-            "tail_s": round(wall - last, 4), "step_events": len(times)}
+    out = {"front_s": round(first, 4), "solve_s": round(last - first, 4),
+           "tail_s": round(wall - last, 4), "step_events": len(times)}
+    if gaps:
+        out["dispatch_us"] = round(statistics.median(gaps) * 1e6, 1)
+    return out
 
 
 class Runner:
@@ -348,7 +358,7 @@ def summarize(samples):
         rss = [s["max_rss_kb"] for s in ss if s.get("max_rss_kb")]
         if rss:
             row["rss_kb_median"], row["rss_kb_max"] = statistics.median(rss), max(rss)
-        for k in ("front_s", "solve_s", "tail_s"):
+        for k in ("front_s", "solve_s", "tail_s", "dispatch_us"):
             v = [s[k] for s in ss if k in s]
             if v:
                 row[k + "_median"] = statistics.median(v)
@@ -442,7 +452,8 @@ def tables(data):
 
 def write_csv(data, path, curve):
     cols = ["curve", "tool", "size", "measure", "rep", "wall", "rc", "cpu", "load1_before",
-            "max_rss_kb", "front_s", "solve_s", "tail_s", "step_events", "build_walls"]
+            "max_rss_kb", "front_s", "solve_s", "tail_s", "step_events", "dispatch_us",
+            "build_walls"]
     with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, cols, extrasaction="ignore")
         w.writeheader()

@@ -464,7 +464,7 @@ async fn run_once<S: FnOnce(u32) + Send>(
     drop(worker);
     sweep_scratch(&c.dir);
     let outcome = match result {
-        Ok(()) => Ok(Outcome::Exited(0)),
+        Ok(_) => Ok(Outcome::Exited(0)),
         Err(RunError::Exit { code, .. } | RunError::Limit { code, .. }) => {
             Ok(Outcome::Exited(code))
         }

@@ -1,7 +1,10 @@
 //! Build cache records: cache key → what the solver needs to reuse a step without running it.
 //!
-//! One JSON file per key under `<root>/cache-v1/records/`, replaced atomically
-//! ([`strata_store::durable`]): readers, in this process or another, see a whole record or none;
+//! One JSON file per key under `<root>/cache-v1/records/`, replaced atomically but not fsynced
+//! ([`strata_store::durable::write_atomic_unsynced`]; a record is written after the layers it
+//! names were made durable, so a power loss can only lose it or leave it empty, a miss; the
+//! four fsyncs per step were a quarter of a small step's time on a journaled filesystem):
+//! readers, in this process or another, see a whole record or none;
 //! two builds writing the same key both succeed and the last one wins (they describe the same
 //! result). A file that does not parse, or that names another key, is a miss, never an error
 //! and never a panic; prune deletes it. "Last used" is the record file's mtime, bumped by
@@ -212,7 +215,8 @@ impl CacheDb {
     }
 
     /// Stores `record` under `key`, replacing any previous one atomically, and points its
-    /// step (if any) at `key`.
+    /// step (if any) at `key`. Neither is fsynced (see the module's doc): a crash of the
+    /// machine may lose them, a miss.
     pub fn put(&self, key: &CacheKey, record: &Record) -> Result<(), CacheDbError> {
         let path = self.record_path(key);
         let envelope = Envelope {
@@ -221,11 +225,12 @@ impl CacheDb {
             record: record.clone(),
         };
         let bytes = serde_json::to_vec_pretty(&envelope).expect("records serialise");
-        write_file(&path, &bytes)?;
+        write_file_with(&path, &bytes, durable::write_atomic_unsynced)?;
         if let Some(step) = &record.step {
-            write_file(
+            write_file_with(
                 &self.step_path(&step.id),
                 format!("{}\n", key.to_hex()).as_bytes(),
+                durable::write_atomic_unsynced,
             )?;
         }
         Ok(())
@@ -507,6 +512,15 @@ fn read_record(path: &Path) -> Result<Option<(Envelope, fs_err::File)>, CacheDbE
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), CacheDbError> {
+    write_file_with(path, bytes, durable::write_atomic)
+}
+
+/// Writes `bytes` at `path` with `write` (durable or not), making its shard directory first.
+fn write_file_with(
+    path: &Path,
+    bytes: &[u8],
+    write: fn(&Path, &[u8]) -> Result<(), durable::DurableError>,
+) -> Result<(), CacheDbError> {
     let parent = path
         .parent()
         .expect("cache files live in a shard directory");
@@ -514,7 +528,7 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<(), CacheDbError> {
         path: parent.to_owned(),
         source,
     })?;
-    durable::write_atomic(path, bytes).map_err(|e| CacheDbError::Write {
+    write(path, bytes).map_err(|e| CacheDbError::Write {
         path: path.to_owned(),
         source: e.into(),
     })

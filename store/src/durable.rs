@@ -58,6 +58,22 @@ pub fn write_atomic_with(
     persist(tmp, path)
 }
 
+/// Atomically replaces `path` with `bytes`, without fsync: readers (this process or another)
+/// see the old file or the new one, never a torn one, and a killed process leaves one or the
+/// other; but a power loss or a kernel crash may leave the old file, the new one, or an empty
+/// one. Only for files whose loss or damage is a miss, never wrong data (the build cache's
+/// records: a record that does not parse is a miss, and it is written after what it names
+/// was made durable). Saves the two fsyncs of [`write_atomic`], which dominate a small step.
+pub fn write_atomic_unsynced(path: &Path, bytes: &[u8]) -> Result<(), DurableError> {
+    let mut tmp = temp_file_in(parent(path))?;
+    tmp.as_file_mut()
+        .write_all(bytes)
+        .map_err(fail("write", path))?;
+    tmp.persist(path)
+        .map_err(|e| fail("replace", path)(e.error))?;
+    Ok(())
+}
+
 /// A new temporary file in `dir`, to [`persist`] as a file of `dir` once written.
 pub fn temp_file_in(dir: &Path) -> Result<NamedTempFile, DurableError> {
     tempfile::Builder::new()
@@ -111,6 +127,23 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, ["f"]);
+    }
+
+    #[test]
+    fn unsynced_writes_replace_whole_files_and_leave_no_temp_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        write_atomic_unsynced(&path, b"old").unwrap();
+        write_atomic_unsynced(&path, b"new content").unwrap();
+        assert_eq!(fs_err::read(&path).unwrap(), b"new content");
+        let names: Vec<_> = fs_err::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["f"]);
+        let err = write_atomic_unsynced(&dir.path().join("no/such/f"), b"x").unwrap_err();
+        assert_eq!(err.action, "create a temp file in");
+        assert!(err.path.ends_with("no/such"), "{}", err.path.display());
     }
 
     #[test]

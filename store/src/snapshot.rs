@@ -3,7 +3,8 @@
 //! lowerdirs without copying. Keyed by chain ID (the layer and everything below it), they are
 //! shared by every image and build with the same stack. A snapshot is built in the staging dir
 //! and renamed into place, so a snapshot directory that exists is complete; when two processes
-//! race, the first rename wins and the loser's copy is discarded. Files in a snapshot are not
+//! race, the first rename wins and the loser's copy is discarded; in one process, a second
+//! caller for a snapshot being unpacked waits for it ([`UnpackLocks`]). Files in a snapshot are not
 //! fsynced one by one; `settle.rs` drops the ones a machine crash may have torn.
 
 use crate::compression::Compression;
@@ -15,8 +16,33 @@ use crate::layer::LayerDescriptor;
 use crate::progress::ProgressReader;
 use crate::staging::remove_tree;
 use crate::store::Store;
+use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// The snapshots this process is unpacking, each with a lock its unpacker holds: a second
+/// caller for the same chain waits on it, then finds the snapshot in place. Across processes
+/// the first rename wins instead (see the module's doc).
+#[derive(Debug, Default)]
+pub(crate) struct UnpackLocks(Mutex<HashMap<Digest, Arc<Mutex<()>>>>);
+
+impl UnpackLocks {
+    /// The lock for `chain`, made on first use; dropped from the table by the last holder.
+    fn get(&self, chain: &Digest) -> Arc<Mutex<()>> {
+        let mut table = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        table.entry(chain.clone()).or_default().clone()
+    }
+
+    /// Forgets `chain`'s lock once no other caller holds a reference to it.
+    fn release(&self, chain: &Digest, lock: Arc<Mutex<()>>) {
+        let mut table = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        // Two references: the table's and `lock`; a waiter would hold a third.
+        if Arc::strong_count(&lock) <= 2 {
+            table.remove(chain);
+        }
+    }
+}
 
 /// One unpacked layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,6 +154,26 @@ impl Store {
         if let Some(s) = self.snapshot(&chain) {
             return Ok((s, None));
         }
+        let lock = self.inner.unpacking.get(&chain);
+        let unpacked = {
+            let _unpacking = lock.lock().unwrap_or_else(PoisonError::into_inner);
+            match self.snapshot(&chain) {
+                // Another thread of this process unpacked it while this one waited.
+                Some(s) => Ok((s, None)),
+                None => self.unpack_missing(parent, layer, progress),
+            }
+        };
+        self.inner.unpacking.release(&chain, lock);
+        unpacked
+    }
+
+    /// [`Store::unpack_layer_reporting`] once the snapshot is known to be missing.
+    fn unpack_missing(
+        &self,
+        parent: Option<&Digest>,
+        layer: &LayerDescriptor,
+        progress: &dyn Fn(u64, u64),
+    ) -> Result<(Snapshot, Option<u64>), StoreError> {
         let _lease = self.lease()?;
         let blob = self.open_blob(&layer.digest)?;
         let size = blob
@@ -352,4 +398,53 @@ pub fn tree_size(dir: &Path) -> u64 {
         }
     }
     total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Compression;
+    use std::io::Write as _;
+
+    #[test]
+    fn threads_unpacking_one_layer_at_once_unpack_it_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("root")).unwrap();
+        let mut tar = tar::Builder::new(Vec::new());
+        for i in 0..200 {
+            let mut h = tar::Header::new_ustar();
+            h.set_path(format!("f{i}")).unwrap();
+            h.set_mode(0o644);
+            h.set_size(4096);
+            h.set_cksum();
+            tar.append(&h, &[b'x'; 4096][..]).unwrap();
+        }
+        let mut w = store.layer_writer(Compression::Gzip).unwrap();
+        w.write_all(&tar.into_inner().unwrap()).unwrap();
+        let layer = w.finish().unwrap();
+
+        let barrier = std::sync::Barrier::new(8);
+        let unpacked: Vec<Option<u64>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    s.spawn(|| {
+                        barrier.wait();
+                        store
+                            .unpack_layer_reporting(None, &layer, &|_, _| {})
+                            .unwrap()
+                            .1
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(
+            unpacked.iter().filter(|u| u.is_some()).count(),
+            1,
+            "{unpacked:?}"
+        );
+        let snap = store.snapshot(&chain_id(None, &layer.diff_id)).unwrap();
+        assert_eq!(fs_err::read(snap.path.join("f199")).unwrap(), [b'x'; 4096]);
+        assert!(store.inner.unpacking.0.lock().unwrap().is_empty());
+    }
 }

@@ -35,6 +35,9 @@ pub(crate) struct Inner {
     pub(crate) root: PathBuf,
     /// `None` for a store opened with [`Store::open_read_only`].
     pub(crate) staging: Option<Staging>,
+    /// One lock per snapshot being unpacked by this process (`snapshot.rs`): concurrent steps
+    /// of one build on one base wait for its unpack instead of each unpacking it again.
+    pub(crate) unpacking: crate::snapshot::UnpackLocks,
 }
 
 impl Store {
@@ -73,7 +76,11 @@ impl Store {
         index::read(&root)?;
         let staging = Some(Staging::create(&root.join("tmp"))?);
         let store = Store {
-            inner: Arc::new(Inner { root, staging }),
+            inner: Arc::new(Inner {
+                root,
+                staging,
+                unpacking: Default::default(),
+            }),
         };
         store.settle_snapshots()?;
         Ok(store)
@@ -106,6 +113,7 @@ impl Store {
             inner: Arc::new(Inner {
                 root,
                 staging: None,
+                unpacking: Default::default(),
             }),
         })
     }

@@ -202,8 +202,9 @@ pub fn prune_cache(root: &Path, prune: &CachePrune) -> Result<CachePruneReport, 
 ///
 /// Checking lists every record and sizes every cache mount (milliseconds on a big cache, a
 /// good share of a no-op build). A build that ran no step (`ran_steps` false) skips it when a
-/// check with the same limit was made less than a minute (`GC_CHECK_THROTTLE`) ago; BuildKit also runs
-/// its GC at most once a minute. A step that ran may have grown the cache: always checked.
+/// check with the same limit was made less than a minute (`GC_CHECK_THROTTLE`) ago; BuildKit
+/// also runs its GC at most once a minute. A step that ran may have grown the cache: always
+/// checked.
 pub fn gc_after_build(
     root: &Path,
     policy: &GcPolicy,

@@ -199,16 +199,30 @@ pub fn prune_cache(root: &Path, prune: &CachePrune) -> Result<CachePruneReport, 
 /// The automatic GC after a build: when the unshared cache is over `policy.keep_storage`,
 /// removes least recently used unshared records and cache mounts until it is not, and cache
 /// mounts unused for 48 hours; never waits for other builds. `None` when there was nothing to do.
+///
+/// Checking lists every record and sizes every cache mount (milliseconds on a big cache, a
+/// good share of a no-op build). A build that ran no step (`ran_steps` false) skips it when a
+/// check with the same limit was made less than a minute (`GC_CHECK_THROTTLE`) ago; BuildKit
+/// also runs its GC at most once a minute. A step that ran may have grown the cache: always
+/// checked.
 pub fn gc_after_build(
     root: &Path,
     policy: &GcPolicy,
+    ran_steps: bool,
 ) -> Result<Option<CachePruneReport>, CachePruneError> {
     if !policy.enabled {
+        return Ok(None);
+    }
+    let stamp = root.join("cache-v1").join("gc-checked");
+    let limit = policy.keep_storage.to_string();
+    if !ran_steps && checked_recently(&stamp, &limit) {
         return Ok(None);
     }
     let store = Store::open(root)?;
     let db = CacheDb::open(root)?;
     let (entries, _) = entries(&store, &db, root)?;
+    // Best effort: without the stamp the next no-op build checks again.
+    let _ = strata_store::durable::write_atomic_unsynced(&stamp, limit.as_bytes());
     let idle_before = SystemTime::now() - CACHE_MOUNT_MAX_IDLE;
     let over = unshared_size(&entries) > policy.keep_storage;
     let stale_mounts = entries
@@ -234,6 +248,23 @@ pub fn gc_after_build(
         }
     }
     Ok(Some(report))
+}
+
+/// How long a no-op build trusts the last check of the automatic GC ([`gc_after_build`]).
+const GC_CHECK_THROTTLE: Duration = Duration::from_secs(60);
+
+/// Whether `stamp` says the cache was checked against `limit` less than
+/// [`GC_CHECK_THROTTLE`] ago (a stamp from the future, a clock set back, counts as old).
+fn checked_recently(stamp: &Path, limit: &str) -> bool {
+    let Ok(meta) = fs_err::metadata(stamp) else {
+        return false;
+    };
+    let fresh = meta
+        .modified()
+        .ok()
+        .and_then(|t| SystemTime::now().duration_since(t).ok())
+        .is_some_and(|age| age < GC_CHECK_THROTTLE);
+    fresh && fs_err::read_to_string(stamp).is_ok_and(|s| s == limit)
 }
 
 /// The cache's size as `docker system df` counts it: unshared layers once each, and cache

@@ -418,7 +418,7 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     if let (Some(path), Some(id)) = (&args.iidfile, image_id) {
         fs_err::write(path, id.to_string()).context("failed to write --iidfile")?;
     }
-    let gc = auto_gc(global);
+    let gc = auto_gc(global, built.executed > 0);
     if args.quiet {
         if let Some(id) = image_id {
             writeln!(std::io::stdout().lock(), "{id}")?;
@@ -456,11 +456,15 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The build cache GC after a successful build (the config's `builder.gc`, docs/cache.md):
-/// its failure is a warning, never the build's.
-fn auto_gc(global: &GlobalArgs) -> anyhow::Result<Option<strata_build::CachePruneReport>> {
+/// its failure is a warning, never the build's. `ran_steps`: whether the build ran a step
+/// (one that ran none may skip the check, see `gc_after_build`).
+fn auto_gc(
+    global: &GlobalArgs,
+    ran_steps: bool,
+) -> anyhow::Result<Option<strata_build::CachePruneReport>> {
     let root = global.store_root();
     let policy = crate::config::Config::load()?.gc_policy(&root)?;
-    Ok(strata_build::gc_after_build(&root, &policy)?)
+    Ok(strata_build::gc_after_build(&root, &policy, ran_steps)?)
 }
 
 /// docker's summary of the build checks' findings after a build: a count, then one line

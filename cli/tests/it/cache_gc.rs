@@ -345,6 +345,57 @@ fn the_automatic_gc_runs_only_over_the_configured_limit() {
 }
 
 #[test]
+fn a_build_that_ran_no_step_skips_the_gc_check_made_less_than_a_minute_ago() {
+    let env = TestEnv::with_base("base:latest");
+    let ctx = |name: &str, dockerfile: &str| env.context(name, &[("Dockerfile", dockerfile)]);
+    let small = ctx("small", "FROM base\nRUN echo small > /s\n");
+    let big = ctx(
+        "big",
+        "FROM base AS big\nRUN head -c 300000 /dev/urandom > /f\nRUN wc -c < /f > /n\n\
+         FROM base\nCOPY --from=big /n /n\n",
+    );
+    let big2 = ctx(
+        "big2",
+        "FROM base AS big\nRUN head -c 300001 /dev/urandom > /f\nRUN wc -c < /f > /n\n\
+         FROM base\nCOPY --from=big /n /n\n",
+    );
+    let other = ctx("other", "FROM base\nRUN echo other > /o\n");
+    let build = |ctx: &Path| {
+        let out = env
+            .command(["build", "-t", "b:1", ctx.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stderr).unwrap()
+    };
+    let on = r#"{"builder": {"gc": {"defaultKeepStorage": "100k"}}}"#;
+    // A build that ran a step checks (under the limit: nothing to do) ...
+    env.config(on);
+    assert!(!build(&small).contains("cache gc:"));
+    // ... then, with the GC off, the cache grows over the limit ...
+    env.config(r#"{"builder": {"gc": {"enabled": false, "defaultKeepStorage": "100k"}}}"#);
+    build(&big);
+    let before = records(&env).len();
+    // ... and a no-op build within the minute trusts that check: nothing removed.
+    env.config(on);
+    let err = build(&big);
+    assert!(err.contains("0 run;"), "a no-op build: {err}");
+    assert!(!err.contains("cache gc:"), "{err}");
+    assert_eq!(records(&env).len(), before);
+    // A build that runs a step always checks.
+    let err = build(&other);
+    assert!(err.contains("cache gc: removed "), "{err}");
+    // Another limit is checked at once, even by a no-op build.
+    env.config(r#"{"builder": {"gc": {"enabled": false}}}"#);
+    build(&big2);
+    env.config(r#"{"builder": {"gc": {"defaultKeepStorage": "200k"}}}"#);
+    let err = build(&big2);
+    assert!(err.contains("0 run;"), "a no-op build: {err}");
+    assert!(err.contains("cache gc: removed "), "{err}");
+    check_is_clean(&env);
+}
+
+#[test]
 fn system_prune_removes_dangling_images_and_the_build_cache() {
     let env = TestEnv::with_base("base:latest");
     let ctx = env.context("ctx", &[("Dockerfile", "FROM base\nRUN echo s > /s\n")]);

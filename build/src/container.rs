@@ -12,9 +12,12 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 use strata_graph::{ExecOp, ImageConfig, NetworkMode, SecurityMode};
 use strata_store::{
-    Container, ContainerConfig, ContainerStatus, LogLine, NEVER, NewContainer, Store, StoreError,
+    Container, ContainerConfig, ContainerStatus, LogLine, MountPoint, NEVER, NewContainer, Store,
+    StoreError, VolumeError,
 };
-use strata_worker::{OutputStream, Resources, RunError, RunRequest, Worker, WorkerConfig};
+use strata_worker::{
+    HostBind, MountInput, OutputStream, Resources, RunError, RunRequest, Worker, WorkerConfig,
+};
 use tokio_util::sync::CancellationToken;
 
 /// A container to create, with docker's overrides of its image's config.
@@ -46,6 +49,10 @@ pub struct CreateContainer {
     pub stop_timeout: Option<u32>,
     /// `--restart` (`no`, `on-failure[:N]`, `always`, `unless-stopped`).
     pub restart: String,
+    /// `-v`, `--mount` and `--tmpfs`, parsed (see [`crate::parse_volume`] and the others).
+    pub mounts: Vec<MountPoint>,
+    /// `--read-only`.
+    pub read_only: bool,
 }
 
 /// Why a container operation failed (its command exiting non-zero is not an error).
@@ -108,6 +115,32 @@ pub enum ContainerError {
     /// `--restart` with `--rm`.
     #[error("conflicting options: --restart and --rm")]
     RestartWithRm,
+    /// A mount is refused.
+    #[error(transparent)]
+    Mount(#[from] crate::volume::MountError),
+    /// A volume cannot be made or removed.
+    #[error(transparent)]
+    Volume(#[from] VolumeError),
+    /// A `-v` host directory cannot be made.
+    #[error("error while creating mount source path '{}'", path.display())]
+    BindSource {
+        /// The host path.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A volume's first mount could not copy the image's files into it.
+    #[error("failed to copy the image's {target} into volume {name}")]
+    CopyUp {
+        /// The volume.
+        name: String,
+        /// The path in the container.
+        target: String,
+        /// Why.
+        #[source]
+        source: Box<strata_worker::FileError>,
+    },
     /// Writing the log failed.
     #[error("failed to write the log {}", path.display())]
     Log {
@@ -215,6 +248,8 @@ pub fn create_container(store: &Store, req: &CreateContainer) -> Result<Containe
     if RestartPolicy::parse(&restart)? != RestartPolicy::No && req.auto_remove {
         return Err(ContainerError::RestartWithRm);
     }
+    crate::volume::check_duplicates(&req.mounts)?;
+    let mounts = prepare_mounts(store, &req.mounts)?;
     let record = ContainerConfig {
         id: String::new(),
         name: String::new(),
@@ -239,11 +274,167 @@ pub fn create_container(store: &Store, req: &CreateContainer) -> Result<Containe
         stop_timeout: req.stop_timeout,
         auto_remove: req.auto_remove,
         restart,
+        mounts,
+        read_only: req.read_only,
     };
-    Ok(store.create_container(NewContainer {
+    let made = store.create_container(NewContainer {
         name: req.name.clone(),
-        config: record,
-    })?)
+        config: record.clone(),
+    });
+    if made.is_err() {
+        // Nothing left half-created: the anonymous volumes made for it go too.
+        let _ = remove_anonymous_volumes(store, &record);
+    }
+    Ok(made?)
+}
+
+/// Makes what `mounts` need before the container exists: a `-v` host directory that is
+/// missing (as docker), each volume not there yet (an anonymous one gets its name here).
+fn prepare_mounts(store: &Store, mounts: &[MountPoint]) -> Result<Vec<MountPoint>, ContainerError> {
+    let mut out = Vec::with_capacity(mounts.len());
+    let mut made = Vec::new();
+    for m in mounts {
+        let mut m = m.clone();
+        let done = match m.kind {
+            strata_store::MountKind::Bind if !m.source.exists() => {
+                fs_err::create_dir_all(&m.source).map_err(|source| ContainerError::BindSource {
+                    path: m.source.clone(),
+                    source,
+                })
+            }
+            strata_store::MountKind::Volume => {
+                let name = (!m.anonymous).then_some(m.name.as_str());
+                store
+                    .create_volume(name)
+                    .map(|(name, _)| {
+                        if m.anonymous {
+                            made.push(name.clone());
+                        }
+                        m.name = name;
+                    })
+                    .map_err(ContainerError::from)
+            }
+            _ => Ok(()),
+        };
+        if let Err(e) = done {
+            for name in &made {
+                let _ = store.remove_volume(name);
+            }
+            return Err(e);
+        }
+        out.push(m);
+    }
+    Ok(out)
+}
+
+/// Removes the anonymous volumes of a container (`rm -v`, `--rm`); its named volumes stay.
+/// Call it once the container is gone, or its volumes are still in use.
+pub fn remove_anonymous_volumes(
+    store: &Store,
+    config: &ContainerConfig,
+) -> Result<(), ContainerError> {
+    for m in &config.mounts {
+        if m.kind == strata_store::MountKind::Volume && m.anonymous {
+            match store.remove_volume(&m.name) {
+                Ok(()) | Err(VolumeError::NotFound(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A container's mounts as the worker takes them: tmpfs mounts as `exec.mounts` (with their
+/// inputs), binds and volumes as host binds. A volume left empty is first filled from the
+/// container's root filesystem (`layers`: its writable layer, then the image's), as docker
+/// does on a volume's first mount.
+async fn run_mounts(
+    store: &Store,
+    c: &Container,
+    layers: Vec<std::path::PathBuf>,
+) -> Result<(Vec<strata_graph::Mount>, Vec<MountInput>, Vec<HostBind>), ContainerError> {
+    let (mut exec, mut inputs, mut binds) = (Vec::new(), Vec::new(), Vec::new());
+    for m in &c.config.mounts {
+        match m.kind {
+            strata_store::MountKind::Tmpfs => {
+                exec.push(strata_graph::Mount {
+                    target: m.destination.clone(),
+                    kind: strata_graph::MountKind::Tmpfs { size: m.tmpfs_size },
+                });
+                inputs.push(MountInput::None);
+            }
+            strata_store::MountKind::Bind => binds.push(HostBind {
+                source: m.source.clone(),
+                target: m.destination.clone(),
+                readonly: m.readonly,
+            }),
+            strata_store::MountKind::Volume => {
+                // Removed since (`volume rm` between create and start): made again.
+                store.create_volume(Some(&m.name))?;
+                let data = store.volume_data(&m.name);
+                copy_up(&data, &m.name, &m.destination, layers.clone()).await?;
+                binds.push(HostBind {
+                    source: data,
+                    target: m.destination.clone(),
+                    readonly: m.readonly,
+                });
+            }
+        }
+    }
+    Ok((exec, inputs, binds))
+}
+
+/// docker's copy-up: an empty volume `data` gets the files the container has at `target`.
+/// They are copied beside it and renamed over the empty directory, so a volume is never seen
+/// half filled; of two containers doing it at once, the first rename wins.
+async fn copy_up(
+    data: &Path,
+    name: &str,
+    target: &str,
+    layers: Vec<std::path::PathBuf>,
+) -> Result<(), ContainerError> {
+    let empty = fs_err::read_dir(data)
+        .map(|mut d| d.next().is_none())
+        .unwrap_or(false);
+    if !empty {
+        return Ok(());
+    }
+    let err = |source| ContainerError::CopyUp {
+        name: name.to_owned(),
+        target: target.to_owned(),
+        source: Box::new(source),
+    };
+    let tmp = data.with_file_name(format!(".copy-up-{}", std::process::id()));
+    let _ = fs_err::remove_dir_all(&tmp);
+    fs_err::create_dir(&tmp).map_err(|e| {
+        err(strata_worker::FileError::Io {
+            what: "create",
+            path: tmp.clone(),
+            source: e,
+        })
+    })?;
+    let (t, target) = (tmp.clone(), target.to_owned());
+    let copied =
+        tokio::task::spawn_blocking(move || strata_worker::copy_up_volume(&layers, &target, &t))
+            .await
+            .unwrap_or_else(|e| {
+                Err(strata_worker::FileError::Io {
+                    what: "copy",
+                    path: tmp.clone(),
+                    source: std::io::Error::other(e),
+                })
+            });
+    let copied = match copied {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = fs_err::remove_dir_all(&tmp);
+            return Err(err(e));
+        }
+    };
+    if !copied || fs_err::rename(&tmp, data).is_err() {
+        let _ = fs_err::remove_dir_all(&tmp);
+    }
+    Ok(())
 }
 
 fn now() -> String {
@@ -333,7 +524,8 @@ pub async fn monitor_container(
         if !again {
             if c.config.auto_remove {
                 match store.remove_container(&id) {
-                    Ok(()) | Err(strata_store::ContainerError::NotFound(_)) => {}
+                    Ok(()) => remove_anonymous_volumes(store, &c.config)?,
+                    Err(strata_store::ContainerError::NotFound(_)) => {}
                     Err(e) => return Err(e.into()),
                 }
             }
@@ -375,6 +567,10 @@ async fn run_once<S: FnOnce(u32) + Send>(
             .collect()
     };
     lowers.reverse();
+    let layers: Vec<_> = std::iter::once(c.upper_dir())
+        .chain(lowers.iter().cloned())
+        .collect();
+    let (mounts, inputs, binds) = run_mounts(store, c, layers).await?;
     let exec = ExecOp {
         args: c.config.argv(),
         env: c.config.env.clone(),
@@ -390,7 +586,7 @@ async fn run_once<S: FnOnce(u32) + Send>(
             NetworkMode::Host
         },
         security: SecurityMode::Sandbox,
-        mounts: Vec::new(),
+        mounts,
     };
     let hostname = if c.config.hostname.is_empty() {
         c.config.short_id().to_owned()
@@ -416,8 +612,10 @@ async fn run_once<S: FnOnce(u32) + Send>(
                 exec,
                 lowers,
                 upper: c.upper_dir(),
-                mounts: Vec::new(),
+                mounts: inputs,
                 hostname: Some(hostname),
+                binds,
+                read_only_root: c.config.read_only,
             },
             |stream, line| {
                 let (stream, name) = match stream {
@@ -464,7 +662,7 @@ async fn run_once<S: FnOnce(u32) + Send>(
     drop(worker);
     sweep_scratch(&c.dir);
     let outcome = match result {
-        Ok(()) => Ok(Outcome::Exited(0)),
+        Ok(_) => Ok(Outcome::Exited(0)),
         Err(RunError::Exit { code, .. } | RunError::Limit { code, .. }) => {
             Ok(Outcome::Exited(code))
         }
@@ -676,6 +874,8 @@ mod tests {
             stop_signal: None,
             stop_timeout: None,
             restart: String::new(),
+            mounts: Vec::new(),
+            read_only: false,
         }
     }
 

@@ -30,11 +30,12 @@ mod request;
 mod resolver;
 mod secret;
 mod spec;
+mod volume;
 
 pub use cache_spec::{CacheExportError, CacheMode, CacheRef, CacheTo, parse_cache_from};
 pub use container::{
     ContainerError, CreateContainer, Outcome, RestartPolicy, create_container, kill_container,
-    monitor_container, remove_container, stop_container, wait_stopped,
+    monitor_container, remove_anonymous_volumes, remove_container, stop_container, wait_stopped,
 };
 pub use dockerfile::{Dockerfile, DockerfileError, DockerfileSource, parse_build_args};
 pub use entitlement::{Entitlement, EntitlementError};
@@ -55,3 +56,4 @@ pub use strata_solver::{Event, Phase, SolveError, Stream};
 pub use strata_worker::{
     DEFAULT_PIDS_LIMIT, Resources, RootlessError, enter_user_namespace, process, sandbox_main,
 };
+pub use volume::{MountError, parse_mount, parse_tmpfs, parse_volume};

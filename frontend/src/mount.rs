@@ -355,7 +355,7 @@ pub fn parse_ram_bytes(s: &str) -> Option<u64> {
 
 /// One record of Go's `encoding/csv` reader: fields separated by `,`, a field may be quoted
 /// with `"` (and `""` inside is a quote).
-fn parse_csv_record(s: &str) -> Result<Vec<String>, String> {
+pub fn parse_csv_record(s: &str) -> Result<Vec<String>, String> {
     let mut fields = Vec::new();
     let mut chars = s.chars().peekable();
     loop {

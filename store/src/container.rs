@@ -65,6 +65,12 @@ pub struct ContainerConfig {
     pub auto_remove: bool,
     /// `--restart`: `no`, `on-failure[:N]`, `always` or `unless-stopped`.
     pub restart: String,
+    /// `-v`, `--mount`, `--tmpfs`, in the order given.
+    #[serde(default)]
+    pub mounts: Vec<crate::volume::MountPoint>,
+    /// `--read-only`: the root filesystem is read-only (its mounts are not).
+    #[serde(default)]
+    pub read_only: bool,
 }
 
 impl ContainerConfig {
@@ -302,7 +308,7 @@ const NOUNS: &[&str] = &[
 ];
 
 /// `n` random bytes from the kernel.
-fn random_bytes<const N: usize>() -> Result<[u8; N], StoreError> {
+pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], StoreError> {
     let mut buf = [0u8; N];
     let path = Path::new("/dev/urandom");
     fs_err::File::open(path)
@@ -312,7 +318,7 @@ fn random_bytes<const N: usize>() -> Result<[u8; N], StoreError> {
 }
 
 /// Whether docker accepts `name` as a container name.
-fn valid_name(name: &str) -> bool {
+pub(crate) fn valid_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
@@ -605,6 +611,20 @@ impl Store {
         Ok(used)
     }
 
+    /// The config of every container (unreadable ones skipped: `system check` reports
+    /// them), in no order.
+    pub(crate) fn container_configs(&self) -> Result<Vec<ContainerConfig>, StoreError> {
+        let mut all = Vec::new();
+        for id in self.container_ids()? {
+            match self.read_container_files(&id) {
+                Ok(c) => all.push(c.config),
+                Err(ContainerError::Store(e)) => return Err(e),
+                Err(_) => {}
+            }
+        }
+        Ok(all)
+    }
+
     /// `system check` of the containers: repairs dead monitors and sweeps crash leftovers
     /// first (what any command would do), then reports each container whose files do not
     /// parse, whose image is gone, whose writable layer is missing, or whose name another
@@ -715,6 +735,8 @@ mod tests {
             stop_timeout: None,
             auto_remove: false,
             restart: "no".into(),
+            mounts: Vec::new(),
+            read_only: false,
         }
     }
 

@@ -828,6 +828,35 @@ pub(crate) fn set_mount_attrs(mnt: BorrowedFd<'_>, attrs: MountAttrs) -> io::Res
     Ok(())
 }
 
+/// Makes the mount at `/` read-only (`true`) or writable again, not the mounts on it.
+pub(crate) fn set_root_readonly(readonly: bool) -> io::Result<()> {
+    let root = open_dir(Path::new("/"))?;
+    let bits = MountAttrs {
+        readonly: true,
+        ..MountAttrs::NONE
+    }
+    .bits();
+    let attr = MountAttr {
+        attr_set: if readonly { bits } else { 0 },
+        attr_clr: if readonly { 0 } else { bits },
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let empty = c"";
+    // SAFETY: mount_setattr reads `attr` (of the size given) and the empty path.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            root.as_raw_fd(),
+            empty.as_ptr(),
+            AT_EMPTY_PATH,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    })?;
+    Ok(())
+}
+
 /// Attaches a detached mount onto `target` (relative to the current root and cwd). The last
 /// component of `target` is never followed if it is a symlink.
 pub(crate) fn attach_mount(mnt: BorrowedFd<'_>, target: &Path) -> io::Result<()> {

@@ -57,6 +57,18 @@ pub(crate) struct CreateArgs {
     /// Restart policy: `no`, `on-failure[:N]`, `always` or `unless-stopped`
     #[arg(long, default_value = "no", value_name = "POLICY")]
     restart: String,
+    /// Bind a host path or a volume: `HOST:CTR[:ro]`, `NAME:CTR[:ro]`, or `CTR` (anonymous)
+    #[arg(short = 'v', long = "volume", value_name = "SPEC")]
+    volume: Vec<String>,
+    /// A mount: `type=bind|volume|tmpfs,source=…,target=…[,readonly][,tmpfs-size=…]`
+    #[arg(long = "mount", value_name = "SPEC")]
+    mount: Vec<String>,
+    /// A tmpfs: `CTR[:size=N]`
+    #[arg(long = "tmpfs", value_name = "CTR")]
+    tmpfs: Vec<String>,
+    /// Make the root filesystem read-only (volumes and tmpfs mounts stay writable)
+    #[arg(long = "read-only")]
+    read_only: bool,
     /// The image
     image: String,
     /// The command and its arguments (default: the image's CMD)
@@ -72,7 +84,19 @@ impl CreateArgs {
             env.extend(env_file_lines(&text));
         }
         env.extend(self.env.iter().cloned());
+        let mut mounts = Vec::new();
+        for v in &self.volume {
+            mounts.push(strata_build::parse_volume(v)?);
+        }
+        for m in &self.mount {
+            mounts.push(strata_build::parse_mount(m)?);
+        }
+        for t in &self.tmpfs {
+            mounts.push(strata_build::parse_tmpfs(t)?);
+        }
         Ok(CreateContainer {
+            mounts,
+            read_only: self.read_only,
             image: self.image.clone(),
             name: self.name.clone(),
             entrypoint: self.entrypoint.clone(),
@@ -194,6 +218,9 @@ pub(crate) struct RmArgs {
     /// Kill a running container first
     #[arg(short = 'f', long)]
     force: bool,
+    /// Remove its anonymous volumes too
+    #[arg(short = 'v', long)]
+    volumes: bool,
     /// Containers
     #[arg(value_name = "CONTAINER", required = true)]
     containers: Vec<String>,
@@ -624,6 +651,9 @@ pub(crate) fn wait(args: WaitArgs, global: &GlobalArgs) -> anyhow::Result<ExitCo
 pub(crate) fn rm(args: RmArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     for_each(global, &args.containers, |store, c| {
         strata_build::remove_container(store, c, args.force)?;
+        if args.volumes {
+            strata_build::remove_anonymous_volumes(store, &c.config)?;
+        }
         Ok(None)
     })
 }

@@ -1,0 +1,259 @@
+//! More of `run` and `create` (issue 14): `-v` binds and volumes, `--mount`, `--tmpfs`,
+//! `--read-only`, `rm -v`, `inspect`'s `Mounts`, and `strata volume`, with docker's output,
+//! errors and exit codes; bytes and modes checked on the host.
+
+#![expect(
+    clippy::unwrap_used,
+    reason = "test helpers fail the test by panicking"
+)]
+
+use crate::containers::Env;
+use crate::support::{chown_tree, test_user};
+use serde_json::json;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::PathBuf;
+
+/// A host directory `name` in the test's scratch dir, the test user's in the rootless pass.
+fn host_dir(env: &Env, name: &str) -> PathBuf {
+    let dir = env.0.dir().join(name);
+    fs_err::create_dir_all(&dir).unwrap();
+    if let Some(user) = test_user() {
+        chown_tree(&dir, user);
+    }
+    dir
+}
+
+fn volumes(env: &Env) -> Vec<String> {
+    env.0
+        .ok(["volume", "ls", "-q"])
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn bind_mount_writes_reach_the_host_and_ro_refuses_them() {
+    let env = Env::new();
+    let dir = host_dir(&env, "shared");
+    fs_err::write(dir.join("in"), "from host\n").unwrap();
+    let rw = format!("{}:/data", dir.display());
+    let (code, out, err) = env.run(&[
+        "run",
+        "--rm",
+        "-v",
+        &rw,
+        "base",
+        "sh",
+        "-c",
+        "cat /data/in && echo hi > /data/out && chmod 640 /data/out",
+    ]);
+    assert_eq!((code, out.as_str()), (0, "from host\n"), "{err}");
+    assert_eq!(fs_err::read_to_string(dir.join("out")).unwrap(), "hi\n");
+    let mode = fs_err::metadata(dir.join("out"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode, 0o100640);
+
+    let ro = format!("{}:/data:ro", dir.display());
+    let (code, _, err) = env.run(&["run", "--rm", "-v", &ro, "base", "touch", "/data/no"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("Read-only file system"), "{err}");
+    assert!(!dir.join("no").exists());
+}
+
+#[test]
+fn a_named_volume_is_filled_from_the_image_and_outlives_its_container() {
+    let env = Env::new();
+    let ctx = env.0.context(
+        "ctx",
+        &[
+            ("Dockerfile", "FROM base\nCOPY s /seed/s\n"),
+            ("s", "seeded\n"),
+        ],
+    );
+    let built = env
+        .0
+        .command(["build", "-t", "seeded"])
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+
+    // First mount: the image's /seed is copied into the empty volume.
+    let (code, out, err) = env.run(&[
+        "run",
+        "--name",
+        "w",
+        "-v",
+        "data:/seed",
+        "seeded",
+        "sh",
+        "-c",
+        "cat /seed/s && echo more > /seed/t",
+    ]);
+    assert_eq!((code, out.as_str()), (0, "seeded\n"), "{err}");
+    let data = env.0.root().join("volumes/data/_data");
+    assert_eq!(fs_err::read_to_string(data.join("s")).unwrap(), "seeded\n");
+    assert_eq!(fs_err::read_to_string(data.join("t")).unwrap(), "more\n");
+
+    // In use: refused, named in docker's words.
+    let err = env.0.fails(["volume", "rm", "data"]);
+    assert!(err.contains("remove data: volume is in use - ["), "{err}");
+    env.0.ok(["rm", "-v", "w"]);
+    // A named volume survives `rm -v` and is mounted as it was left (no second copy-up).
+    let (code, out, _) = env.run(&["run", "--rm", "-v", "data:/seed", "base", "cat", "/seed/t"]);
+    assert_eq!((code, out.as_str()), (0, "more\n"));
+    assert_eq!(
+        env.0.ok(["volume", "ls"]),
+        "DRIVER    VOLUME NAME\nlocal     data\n"
+    );
+    let inspect: serde_json::Value =
+        serde_json::from_str(&env.0.ok(["volume", "inspect", "data"])).unwrap();
+    assert_eq!(inspect[0]["Name"], "data");
+    assert_eq!(inspect[0]["Driver"], "local");
+    assert_eq!(inspect[0]["Mountpoint"], data.to_str().unwrap());
+    assert_eq!(env.0.ok(["volume", "rm", "data"]), "data\n");
+    assert!(volumes(&env).is_empty());
+    let err = env.0.fails(["volume", "inspect", "data"]);
+    assert!(err.contains("get data: no such volume"), "{err}");
+}
+
+#[test]
+fn anonymous_volumes_go_with_rm_v_and_with_rm() {
+    let env = Env::new();
+    let id = env.0.ok(["create", "-v", "/scratch", "base", "true"]);
+    let id = id.trim();
+    let names = volumes(&env);
+    assert_eq!(names.len(), 1);
+    assert_eq!(names[0].len(), 64);
+    let mounts = &env.inspect(id)["Mounts"];
+    assert_eq!(mounts[0]["Type"], "volume");
+    assert_eq!(mounts[0]["Name"], names[0].as_str());
+    assert_eq!(mounts[0]["Destination"], "/scratch");
+    assert_eq!(mounts[0]["RW"], true);
+    env.0.ok(["rm", "-v", id]);
+    assert!(volumes(&env).is_empty());
+
+    let (code, out, err) = env.run(&[
+        "run",
+        "--rm",
+        "-v",
+        "/scratch",
+        "base",
+        "sh",
+        "-c",
+        "echo x > /scratch/f && cat /scratch/f",
+    ]);
+    assert_eq!((code, out.as_str()), (0, "x\n"), "{err}");
+    assert!(volumes(&env).is_empty());
+
+    // `volume prune` takes unused anonymous volumes, keeps named ones unless -a.
+    env.0.ok(["volume", "create", "keep"]);
+    let id = env.0.ok(["create", "-v", "/scratch", "base", "true"]);
+    env.0.ok(["rm", id.trim()]);
+    let anon = volumes(&env).into_iter().find(|n| n != "keep").unwrap();
+    let out = env.0.ok(["volume", "prune", "-f"]);
+    assert_eq!(
+        out,
+        format!("Deleted Volumes:\n{anon}\n\nTotal reclaimed space: 0B\n")
+    );
+    assert_eq!(volumes(&env), ["keep"]);
+}
+
+#[test]
+fn bad_mounts_fail_as_docker_and_leave_nothing() {
+    let env = Env::new();
+    let (code, _, err) = env.run(&[
+        "run",
+        "--rm",
+        "--mount",
+        "type=bind,source=/no/such/dir,target=/x",
+        "base",
+        "true",
+    ]);
+    assert_eq!(code, 125);
+    assert!(
+        err.contains(
+            "invalid mount config for type \"bind\": bind source path does not exist: /no/such/dir"
+        ),
+        "{err}"
+    );
+    let (code, _, err) = env.run(&["create", "-v", "data:relative", "base", "true"]);
+    assert_eq!(code, 125);
+    assert!(
+        err.contains("invalid volume specification: 'data:relative'"),
+        "{err}"
+    );
+    let (code, _, err) = env.run(&["create", "-v", "/a", "--tmpfs", "/a", "base", "true"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("Duplicate mount point: /a"), "{err}");
+    // A name in use: the anonymous volume made for it goes too.
+    env.0.ok(["create", "--name", "taken", "base", "true"]);
+    let (code, _, _) = env.run(&["create", "--name", "taken", "-v", "/v", "base", "true"]);
+    assert_eq!(code, 125);
+    assert!(volumes(&env).is_empty());
+    assert_eq!(env.0.ok(["ps", "-aq"]).lines().count(), 1);
+}
+
+#[test]
+fn read_only_root_refuses_writes_but_mounts_take_them() {
+    let env = Env::new();
+    let (code, out, err) = env.run(&[
+        "run",
+        "--rm",
+        "--read-only",
+        "--mount",
+        "type=tmpfs,target=/t,tmpfs-size=1m",
+        "-v",
+        "/v",
+        "base",
+        "sh",
+        "-c",
+        "touch /x; echo $?; touch /t/a /v/a && df -k /t | tail -n 1",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("Read-only file system"), "{err}");
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("1"));
+    // The tmpfs has the size asked for: 1024 blocks of 1 KiB.
+    let df: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(df[1], "1024", "{out}");
+    // inspect says so.
+    let id = env.0.ok(["create", "--read-only", "base", "true"]);
+    assert_eq!(env.inspect(id.trim())["HostConfig"]["ReadonlyRootfs"], true);
+}
+
+#[test]
+fn inspect_shows_mounts_as_docker() {
+    let env = Env::new();
+    let dir = host_dir(&env, "h");
+    let bind = format!("{}:/h:ro", dir.display());
+    let id = env.0.ok([
+        "create",
+        "-v",
+        &bind,
+        "-v",
+        "named:/n",
+        "--mount",
+        "type=tmpfs,destination=/t",
+        "base",
+        "true",
+    ]);
+    let volume = env.0.root().join("volumes/named/_data");
+    assert_eq!(
+        env.inspect(id.trim())["Mounts"],
+        json!([
+            {"Type": "bind", "Source": dir, "Destination": "/h", "Mode": "ro", "RW": false,
+             "Propagation": "rprivate"},
+            {"Type": "volume", "Name": "named", "Source": volume, "Destination": "/n",
+             "Driver": "local", "Mode": "z", "RW": true, "Propagation": ""},
+            {"Type": "tmpfs", "Source": "", "Destination": "/t", "Mode": "", "RW": true,
+             "Propagation": ""},
+        ])
+    );
+}

@@ -7,7 +7,6 @@
 //! container's `monitor.lock` when it ends. `docs/containers.md` has the whole design.
 
 use crate::Stream;
-use std::io::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use strata_graph::{ExecOp, ImageConfig, NetworkMode, SecurityMode};
@@ -53,6 +52,8 @@ pub struct CreateContainer {
     pub mounts: Vec<MountPoint>,
     /// `--read-only`.
     pub read_only: bool,
+    /// `--log-opt`, parsed by [`crate::parse_log_opts`].
+    pub log_config: std::collections::BTreeMap<String, String>,
 }
 
 /// Why a container operation failed (its command exiting non-zero is not an error).
@@ -141,6 +142,9 @@ pub enum ContainerError {
         #[source]
         source: Box<strata_worker::FileError>,
     },
+    /// A `--log-opt` is refused.
+    #[error(transparent)]
+    LogOpt(#[from] crate::log::LogOptError),
     /// Writing the log failed.
     #[error("failed to write the log {}", path.display())]
     Log {
@@ -249,6 +253,7 @@ pub fn create_container(store: &Store, req: &CreateContainer) -> Result<Containe
         return Err(ContainerError::RestartWithRm);
     }
     crate::volume::check_duplicates(&req.mounts)?;
+    crate::log::LogLimits::from_opts(&req.log_config)?;
     let mounts = prepare_mounts(store, &req.mounts)?;
     let record = ContainerConfig {
         id: String::new(),
@@ -276,6 +281,7 @@ pub fn create_container(store: &Store, req: &CreateContainer) -> Result<Containe
         restart,
         mounts,
         read_only: req.read_only,
+        log_config: req.log_config.clone(),
     };
     let made = store.create_container(NewContainer {
         name: req.name.clone(),
@@ -598,11 +604,8 @@ async fn run_once<S: FnOnce(u32) + Send>(
         path: log_path.clone(),
         source,
     };
-    let mut log = fs_err::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .map_err(log_err)?;
+    let limits = crate::log::LogLimits::from_opts(&c.config.log_config)?;
+    let mut log = crate::log::JsonLog::open(&log_path, limits).map_err(log_err)?;
     let worker = new_worker(store.root(), false, None, None)?;
     let monitor_pid = std::process::id();
     let mut record_error = None;
@@ -630,7 +633,7 @@ async fn run_once<S: FnOnce(u32) + Send>(
                 if let Ok(mut bytes) = serde_json::to_vec(&entry) {
                     bytes.push(b'\n');
                     // A full disk loses log lines, never the container.
-                    let _ = log.write_all(&bytes);
+                    let _ = log.write(&bytes);
                 }
                 echo(stream, line);
             },
@@ -876,6 +879,7 @@ mod tests {
             restart: String::new(),
             mounts: Vec::new(),
             read_only: false,
+            log_config: Default::default(),
         }
     }
 

@@ -23,6 +23,7 @@ mod dockerfile;
 mod entitlement;
 mod error;
 mod ignore;
+mod log;
 mod output;
 mod pipeline;
 mod prune;
@@ -41,6 +42,7 @@ pub use dockerfile::{Dockerfile, DockerfileError, DockerfileSource, parse_build_
 pub use entitlement::{Entitlement, EntitlementError};
 pub use error::BuildError;
 pub use ignore::ignore_bytes;
+pub use log::{LogLimits, LogOptError, parse_log_opts};
 pub use output::{Dest, OutputError, OutputSpec};
 pub use pipeline::{build, check, lower};
 pub use prune::{

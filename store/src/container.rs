@@ -71,6 +71,9 @@ pub struct ContainerConfig {
     /// `--read-only`: the root filesystem is read-only (its mounts are not).
     #[serde(default)]
     pub read_only: bool,
+    /// `--log-opt KEY=VALUE` of the json-file log (`max-size`, `max-file`).
+    #[serde(default)]
+    pub log_config: std::collections::BTreeMap<String, String>,
 }
 
 impl ContainerConfig {
@@ -177,6 +180,21 @@ impl Container {
     /// Its json-file log.
     pub fn log_path(&self) -> PathBuf {
         self.dir.join("json.log")
+    }
+
+    /// Its json-file log and the files rotated from it (`json.log.1`, ...) that exist,
+    /// oldest first.
+    pub fn log_files(&self) -> Vec<PathBuf> {
+        let current = self.log_path();
+        let mut files: Vec<PathBuf> = (1..)
+            .map(|i| PathBuf::from(format!("{}.{i}", current.display())))
+            .take_while(|p| p.exists())
+            .collect();
+        files.reverse();
+        if current.exists() {
+            files.push(current);
+        }
+        files
     }
 
     /// The lock its monitor holds for its whole life.
@@ -737,6 +755,7 @@ mod tests {
             restart: "no".into(),
             mounts: Vec::new(),
             read_only: false,
+            log_config: Default::default(),
         }
     }
 

@@ -69,6 +69,9 @@ pub(crate) struct CreateArgs {
     /// Make the root filesystem read-only (volumes and tmpfs mounts stay writable)
     #[arg(long = "read-only")]
     read_only: bool,
+    /// A json-file log option: `max-size=10m`, `max-file=3`
+    #[arg(long = "log-opt", value_name = "KEY=VALUE")]
+    log_opt: Vec<String>,
     /// The image
     image: String,
     /// The command and its arguments (default: the image's CMD)
@@ -97,6 +100,7 @@ impl CreateArgs {
         Ok(CreateContainer {
             mounts,
             read_only: self.read_only,
+            log_config: strata_build::parse_log_opts(&self.log_opt)?,
             image: self.image.clone(),
             name: self.name.clone(),
             entrypoint: self.entrypoint.clone(),

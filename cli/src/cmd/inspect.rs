@@ -149,6 +149,15 @@ struct HostConfig {
     restart_policy: RestartPolicy,
     auto_remove: bool,
     readonly_rootfs: bool,
+    log_config: LogConfig,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct LogConfig {
+    #[serde(rename = "Type")]
+    kind: &'static str,
+    config: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Serialize)]
@@ -232,6 +241,10 @@ fn inspect_container(store: &Store, c: &Container) -> ContainerInspect {
             },
             auto_remove: cfg.auto_remove,
             readonly_rootfs: cfg.read_only,
+            log_config: LogConfig {
+                kind: "json-file",
+                config: cfg.log_config.clone(),
+            },
         },
         graph_driver: GraphDriver {
             data: GraphDriverData {

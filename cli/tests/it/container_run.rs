@@ -257,3 +257,96 @@ fn inspect_shows_mounts_as_docker() {
         ])
     );
 }
+
+#[test]
+fn json_log_rotates_at_max_size_keeping_max_file_files_and_logs_reads_them_in_order() {
+    let env = Env::new();
+    let (code, _, err) = env.run(&[
+        "run",
+        "--name",
+        "chatty",
+        "--log-opt",
+        "max-size=1k",
+        "--log-opt",
+        "max-file=3",
+        "base",
+        "sh",
+        "-c",
+        "i=0; while [ $i -lt 200 ]; do echo \"line $i\"; i=$((i+1)); done",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let id = env.inspect("chatty")["Id"].as_str().unwrap().to_owned();
+    let dir = env.0.root().join("containers").join(&id);
+    let mut logs: Vec<String> = fs_err::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("json.log"))
+        .collect();
+    logs.sort();
+    assert_eq!(logs, ["json.log", "json.log.1", "json.log.2"]);
+    for name in &logs {
+        let size = fs_err::metadata(dir.join(name)).unwrap().len();
+        assert!(size <= 1000, "{name} has {size} bytes");
+    }
+    // Full files are full: the next line would not have fit.
+    assert!(fs_err::metadata(dir.join("json.log.1")).unwrap().len() > 900);
+    // Every line kept, oldest file first: a run of consecutive lines ending with the last.
+    let out = env.0.ok(["logs", "chatty"]);
+    let numbers: Vec<u32> = out
+        .lines()
+        .map(|l| l.strip_prefix("line ").unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(*numbers.last().unwrap(), 199);
+    assert!(
+        numbers.len() > 20 && numbers.len() < 200,
+        "{}",
+        numbers.len()
+    );
+    assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "{out}");
+    assert_eq!(
+        env.0.ok(["logs", "--tail", "2", "chatty"]),
+        "line 198\nline 199\n"
+    );
+    assert_eq!(
+        env.inspect("chatty")["HostConfig"]["LogConfig"],
+        json!({"Type": "json-file", "Config": {"max-file": "3", "max-size": "1k"}})
+    );
+
+    let (code, _, err) = env.run(&["create", "--log-opt", "max-file=2", "base", "true"]);
+    assert_eq!(code, 125);
+    assert!(
+        err.contains("max-file cannot be set when max-size is not set"),
+        "{err}"
+    );
+}
+
+#[test]
+fn logs_since_and_until_select_lines_by_their_time() {
+    let env = Env::new();
+    env.0.ok([
+        "run",
+        "--name",
+        "abc",
+        "base",
+        "sh",
+        "-c",
+        "echo a; echo b; echo c",
+    ]);
+    let stamped = env.0.ok(["logs", "-t", "abc"]);
+    let times: Vec<&str> = stamped
+        .lines()
+        .map(|l| l.split_once(' ').unwrap().0)
+        .collect();
+    assert_eq!(times.len(), 3, "{stamped}");
+    assert_eq!(env.0.ok(["logs", "--since", times[1], "abc"]), "b\nc\n");
+    assert_eq!(env.0.ok(["logs", "--until", times[1], "abc"]), "a\nb\n");
+    assert_eq!(
+        env.0
+            .ok(["logs", "--since", times[1], "--tail", "1", "abc"]),
+        "c\n"
+    );
+    assert_eq!(env.0.ok(["logs", "--since", "10m", "abc"]), "a\nb\nc\n");
+    assert_eq!(env.0.ok(["logs", "--since", "4000000000", "abc"]), "");
+    let err = env.0.fails(["logs", "--since", "yesterday", "abc"]);
+    assert!(err.contains("invalid time \"yesterday\""), "{err}");
+}

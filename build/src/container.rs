@@ -54,6 +54,8 @@ pub struct CreateContainer {
     pub read_only: bool,
     /// `--log-opt`, parsed by [`crate::parse_log_opts`].
     pub log_config: std::collections::BTreeMap<String, String>,
+    /// `--label KEY[=VALUE]`, over the image's labels.
+    pub labels: Vec<String>,
 }
 
 /// Why a container operation failed (its command exiting non-zero is not an error).
@@ -282,6 +284,14 @@ pub fn create_container(store: &Store, req: &CreateContainer) -> Result<Containe
         mounts,
         read_only: req.read_only,
         log_config: req.log_config.clone(),
+        labels: {
+            let mut labels = config.labels.clone();
+            for kv in &req.labels {
+                let (k, v) = kv.split_once('=').unwrap_or((kv.as_str(), ""));
+                labels.insert(k.to_owned(), v.to_owned());
+            }
+            labels
+        },
     };
     let made = store.create_container(NewContainer {
         name: req.name.clone(),
@@ -880,6 +890,7 @@ mod tests {
             mounts: Vec::new(),
             read_only: false,
             log_config: Default::default(),
+            labels: Vec::new(),
         }
     }
 

@@ -9,6 +9,7 @@ mod dockerfile;
 mod registry;
 mod report;
 mod rootless;
+mod template;
 mod ui;
 mod units;
 

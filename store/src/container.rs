@@ -74,6 +74,9 @@ pub struct ContainerConfig {
     /// `--log-opt KEY=VALUE` of the json-file log (`max-size`, `max-file`).
     #[serde(default)]
     pub log_config: std::collections::BTreeMap<String, String>,
+    /// Labels: the image's, then `--label` over them.
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 impl ContainerConfig {
@@ -756,6 +759,7 @@ mod tests {
             mounts: Vec::new(),
             read_only: false,
             log_config: Default::default(),
+            labels: Default::default(),
         }
     }
 

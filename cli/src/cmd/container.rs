@@ -69,6 +69,9 @@ pub(crate) struct CreateArgs {
     /// Make the root filesystem read-only (volumes and tmpfs mounts stay writable)
     #[arg(long = "read-only")]
     read_only: bool,
+    /// Set a label, `KEY=VALUE` (a bare `KEY` sets it empty)
+    #[arg(short = 'l', long = "label", value_name = "KEY=VALUE")]
+    label: Vec<String>,
     /// A json-file log option: `max-size=10m`, `max-file=3`
     #[arg(long = "log-opt", value_name = "KEY=VALUE")]
     log_opt: Vec<String>,
@@ -101,6 +104,7 @@ impl CreateArgs {
             mounts,
             read_only: self.read_only,
             log_config: strata_build::parse_log_opts(&self.log_opt)?,
+            labels: self.label.clone(),
             image: self.image.clone(),
             name: self.name.clone(),
             entrypoint: self.entrypoint.clone(),

@@ -193,6 +193,7 @@ struct ContainerConfigInspect {
     stop_signal: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     stop_timeout: Option<u32>,
+    labels: std::collections::BTreeMap<String, String>,
 }
 
 fn inspect_container(store: &Store, c: &Container) -> ContainerInspect {
@@ -263,6 +264,7 @@ fn inspect_container(store: &Store, c: &Container) -> ContainerInspect {
             entrypoint: (!cfg.entrypoint.is_empty()).then(|| cfg.entrypoint.clone()),
             stop_signal: cfg.stop_signal.clone(),
             stop_timeout: cfg.stop_timeout,
+            labels: cfg.labels.clone(),
         },
     }
 }

@@ -350,3 +350,98 @@ fn logs_since_and_until_select_lines_by_their_time() {
     let err = env.0.fails(["logs", "--since", "yesterday", "abc"]);
     assert!(err.contains("invalid time \"yesterday\""), "{err}");
 }
+
+#[test]
+fn ps_format_labels_and_sizes_as_docker() {
+    let env = Env::new();
+    let web = env.0.ok([
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "-l",
+        "tier=front",
+        "--label",
+        "app",
+        "base",
+        "sleep",
+        "100",
+    ]);
+    let web = web.trim();
+    env.0
+        .ok(["create", "--name", "db", "-l", "tier=back", "base", "true"]);
+    let names = |args: &[&str]| {
+        let mut all = vec!["ps", "-a"];
+        all.extend_from_slice(args);
+        env.0.ok(all)
+    };
+    assert_eq!(
+        names(&["--filter", "label=tier=front", "--format", "{{.Names}}"]),
+        "web\n"
+    );
+    assert_eq!(
+        names(&["--filter", "label=app", "--format", "{{.Names}}"]),
+        "web\n"
+    );
+    assert_eq!(
+        names(&[
+            "--filter",
+            "label=tier",
+            "--format",
+            "{{.Names}} {{.Label \"tier\"}}"
+        ]),
+        "db back\nweb front\n"
+    );
+    assert_eq!(
+        names(&[
+            "--filter",
+            "label=tier",
+            "--filter",
+            "label=app",
+            "--format",
+            "{{.Names}}"
+        ]),
+        "web\n"
+    );
+    assert_eq!(
+        env.0
+            .ok(["ps", "--format", "table {{.ID}}\\t{{.Names}}\\t{{.State}}"]),
+        format!(
+            "CONTAINER ID   NAMES     STATE\n{}   web       running\n",
+            &web[..12]
+        )
+    );
+    let line = names(&["--filter", "name=web", "--format", "{{json .}}"]);
+    let row: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(row["Names"], "web");
+    assert_eq!(row["ID"], &web[..12]);
+    assert_eq!(row["Labels"], "app=,tier=front");
+    assert_eq!(row["Command"], "\"sleep 100\"");
+    assert_eq!(row["Image"], "base");
+    assert!(row["Status"].as_str().unwrap().starts_with("Up "), "{line}");
+    assert_eq!(
+        env.inspect("web")["Config"]["Labels"],
+        json!({"app": "", "tier": "front"})
+    );
+    let (code, _, err) = env.run(&["ps", "--format", "{{.Nope}}"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("can't evaluate field Nope"), "{err}");
+
+    // -s: the writable layer's size, and with the image's.
+    env.0.ok([
+        "run",
+        "--name",
+        "big",
+        "base",
+        "sh",
+        "-c",
+        "head -c 5000 /dev/zero > /f",
+    ]);
+    let size = names(&["-s", "--filter", "name=big", "--format", "{{.Size}}"]);
+    let (rw, virt) = size.trim().split_once(" (virtual ").unwrap();
+    assert_eq!(rw, "5kB");
+    assert!(virt.ends_with("MB)") || virt.ends_with("kB)"), "{size}");
+    let table = names(&["-s", "--filter", "name=big"]);
+    let header = table.lines().next().unwrap();
+    assert!(header.ends_with("NAMES     SIZE"), "{table}");
+}

@@ -56,6 +56,8 @@ pub struct CreateContainer {
     pub log_config: std::collections::BTreeMap<String, String>,
     /// `--label KEY[=VALUE]`, over the image's labels.
     pub labels: Vec<String>,
+    /// `--init` (the sandbox's init is always PID 1: recorded only).
+    pub init: bool,
 }
 
 /// Why a container operation failed (its command exiting non-zero is not an error).
@@ -292,6 +294,7 @@ pub fn create_container(store: &Store, req: &CreateContainer) -> Result<Containe
             }
             labels
         },
+        init: req.init,
     };
     let made = store.create_container(NewContainer {
         name: req.name.clone(),
@@ -891,6 +894,7 @@ mod tests {
             read_only: false,
             log_config: Default::default(),
             labels: Vec::new(),
+            init: false,
         }
     }
 

@@ -77,6 +77,10 @@ pub struct ContainerConfig {
     /// Labels: the image's, then `--label` over them.
     #[serde(default)]
     pub labels: std::collections::BTreeMap<String, String>,
+    /// `--init`: asked for an init as PID 1. The sandbox always has one (its init is PID 1
+    /// and the command its child), so this only records the request for `inspect`.
+    #[serde(default)]
+    pub init: bool,
 }
 
 impl ContainerConfig {
@@ -760,6 +764,7 @@ mod tests {
             read_only: false,
             log_config: Default::default(),
             labels: Default::default(),
+            init: false,
         }
     }
 

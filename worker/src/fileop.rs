@@ -582,9 +582,9 @@ fn empty_dir(dir: &Path) -> io::Result<()> {
 }
 
 /// A named volume's first mount, docker's copy-up: fills `dest`, a new empty host
-/// directory, as [`seed_dir`] does from the directory `target` of the container's root
-/// filesystem (`layers`: its writable layer, then the image's, top first). `Ok(false)`,
-/// `dest` left empty, when that filesystem has no directory there. Blocking.
+/// directory, as a cache mount's `from=` seed is made, from the directory `target` of the
+/// container's root filesystem (`layers`: its writable layer, then the image's, top first).
+/// `Ok(false)`, `dest` left empty, when that filesystem has no directory there. Blocking.
 pub fn copy_up_volume(layers: &[PathBuf], target: &str, dest: &Path) -> Result<bool, FileError> {
     match seed_dir(layers, target, dest) {
         Ok(()) => Ok(true),

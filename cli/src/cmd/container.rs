@@ -69,6 +69,9 @@ pub(crate) struct CreateArgs {
     /// Make the root filesystem read-only (volumes and tmpfs mounts stay writable)
     #[arg(long = "read-only")]
     read_only: bool,
+    /// Run an init as PID 1 that reaps and forwards signals (strata always does: accepted)
+    #[arg(long)]
+    init: bool,
     /// Set a label, `KEY=VALUE` (a bare `KEY` sets it empty)
     #[arg(short = 'l', long = "label", value_name = "KEY=VALUE")]
     label: Vec<String>,
@@ -105,6 +108,7 @@ impl CreateArgs {
             read_only: self.read_only,
             log_config: strata_build::parse_log_opts(&self.log_opt)?,
             labels: self.label.clone(),
+            init: self.init,
             image: self.image.clone(),
             name: self.name.clone(),
             entrypoint: self.entrypoint.clone(),

@@ -150,6 +150,7 @@ struct HostConfig {
     auto_remove: bool,
     readonly_rootfs: bool,
     log_config: LogConfig,
+    init: bool,
 }
 
 #[derive(Serialize)]
@@ -246,6 +247,7 @@ fn inspect_container(store: &Store, c: &Container) -> ContainerInspect {
                 kind: "json-file",
                 config: cfg.log_config.clone(),
             },
+            init: cfg.init,
         },
         graph_driver: GraphDriver {
             data: GraphDriverData {

@@ -445,3 +445,19 @@ fn ps_format_labels_and_sizes_as_docker() {
     let header = table.lines().next().unwrap();
     assert!(header.ends_with("NAMES     SIZE"), "{table}");
 }
+
+#[test]
+fn init_is_always_pid_1_so_init_is_recorded_and_the_command_is_not_pid_1() {
+    let env = Env::new();
+    for extra in [&["--init"][..], &[][..]] {
+        let mut args = vec!["run", "--rm"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["base", "sh", "-c", "echo $$"]);
+        let (code, out, err) = env.run(&args);
+        assert_eq!(code, 0, "{err}");
+        let pid: u32 = out.trim().parse().unwrap();
+        assert!(pid > 1, "the command is PID {pid} with {extra:?}");
+    }
+    let id = env.0.ok(["create", "--init", "base", "true"]);
+    assert_eq!(env.inspect(id.trim())["HostConfig"]["Init"], true);
+}

@@ -258,7 +258,7 @@ pub fn create_container(store: &Store, req: &CreateContainer) -> Result<Containe
     }
     crate::volume::check_duplicates(&req.mounts)?;
     crate::log::LogLimits::from_opts(&req.log_config)?;
-    let mounts = prepare_mounts(store, &req.mounts)?;
+    let mounts = prepare_mounts(store, &with_image_volumes(&req.mounts, &config))?;
     let record = ContainerConfig {
         id: String::new(),
         name: String::new(),
@@ -305,6 +305,23 @@ pub fn create_container(store: &Store, req: &CreateContainer) -> Result<Containe
         let _ = remove_anonymous_volumes(store, &record);
     }
     Ok(made?)
+}
+
+/// The mounts asked for, then an anonymous volume for each `VOLUME` of the image that none
+/// of them covers (as docker makes them).
+fn with_image_volumes(mounts: &[MountPoint], config: &ImageConfig) -> Vec<MountPoint> {
+    let mut all = mounts.to_vec();
+    for path in config.volumes.keys() {
+        let Ok(mut m) = crate::volume::parse_volume(path) else {
+            // Not an absolute path: docker refuses such an image at build; skipped here.
+            continue;
+        };
+        if !all.iter().any(|have| have.destination == m.destination) {
+            m.anonymous = true;
+            all.push(m);
+        }
+    }
+    all
 }
 
 /// Makes what `mounts` need before the container exists: a `-v` host directory that is

@@ -61,6 +61,16 @@ impl Template {
         Ok(Template { table, parts })
     }
 
+    /// Whether it prints field `name` (alone or in `{{json .}}`): a listing computes a costly
+    /// field (a size) only then.
+    pub(crate) fn uses(&self, name: &str) -> bool {
+        self.parts.iter().any(|p| match p {
+            Part::Field(f) | Part::Json(Some(f)) => f == name,
+            Part::Json(None) => true,
+            _ => false,
+        })
+    }
+
     /// Whether it is a `table` (a header row, tabwriter columns).
     pub(crate) fn is_table(&self) -> bool {
         self.table

@@ -174,9 +174,11 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         None | Some("table") => None,
         Some(f) => Some(crate::template::Template::parse(f).map_err(anyhow::Error::msg)?),
     };
+    // As docker's: a template that prints the size computes it without -s.
+    let sizes = args.size || template.as_ref().is_some_and(|t| t.uses("Size"));
     let rows: Vec<Row<'_>> = shown
         .into_iter()
-        .map(|c| Row::new(&store, c, now, args.no_trunc, args.size))
+        .map(|c| Row::new(&store, c, now, args.no_trunc, sizes))
         .collect();
     if let Some(t) = template {
         if t.is_table() {

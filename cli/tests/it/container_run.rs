@@ -437,7 +437,7 @@ fn ps_format_labels_and_sizes_as_docker() {
         "-c",
         "head -c 5000 /dev/zero > /f",
     ]);
-    let size = names(&["-s", "--filter", "name=big", "--format", "{{.Size}}"]);
+    let size = names(&["--filter", "name=big", "--format", "{{.Size}}"]);
     let (rw, virt) = size.trim().split_once(" (virtual ").unwrap();
     assert_eq!(rw, "5kB");
     assert!(virt.ends_with("MB)") || virt.ends_with("kB)"), "{size}");
@@ -460,4 +460,51 @@ fn init_is_always_pid_1_so_init_is_recorded_and_the_command_is_not_pid_1() {
     }
     let id = env.0.ok(["create", "--init", "base", "true"]);
     assert_eq!(env.inspect(id.trim())["HostConfig"]["Init"], true);
+}
+
+#[test]
+fn an_images_volume_gets_an_anonymous_volume_filled_from_the_image() {
+    let env = Env::new();
+    let ctx = env.0.context(
+        "ctx",
+        &[
+            ("Dockerfile", "FROM base\nCOPY s /data/s\nVOLUME /data\n"),
+            ("s", "from the image\n"),
+        ],
+    );
+    let built = env
+        .0
+        .command(["build", "-t", "withvol"])
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let id = env.0.ok([
+        "create",
+        "withvol",
+        "sh",
+        "-c",
+        "cat /data/s; echo new > /data/n",
+    ]);
+    let id = id.trim();
+    let mounts = &env.inspect(id)["Mounts"];
+    assert_eq!(mounts.as_array().unwrap().len(), 1);
+    assert_eq!(mounts[0]["Type"], "volume");
+    assert_eq!(mounts[0]["Destination"], "/data");
+    let name = mounts[0]["Name"].as_str().unwrap().to_owned();
+    assert_eq!(env.0.ok(["start", "-a", id]), "from the image\n");
+    let data = env.0.root().join("volumes").join(&name).join("_data");
+    assert_eq!(fs_err::read_to_string(data.join("n")).unwrap(), "new\n");
+    env.0.ok(["rm", "-v", id]);
+    assert!(volumes(&env).is_empty());
+    // A mount of the user's on that path replaces it.
+    let dir = host_dir(&env, "mine");
+    let bind = format!("{}:/data", dir.display());
+    let (code, out, err) = env.run(&["run", "--rm", "-v", &bind, "withvol", "ls", "/data"]);
+    assert_eq!((code, out.as_str()), (0, ""), "{err}");
+    assert!(volumes(&env).is_empty());
 }

@@ -62,9 +62,10 @@ impl LogLimits {
         };
         for (k, v) in opts {
             match k.as_str() {
+                // go-units' FromHumanSize, as docker's json-file driver: decimal units.
                 "max-size" => {
                     limits.max_size = Some(
-                        from_human_size(v)
+                        strata_frontend::parse_human_size(v)
                             .filter(|n| *n > 0)
                             .ok_or_else(|| LogOptError::MaxSize(v.clone()))?,
                     )
@@ -86,32 +87,6 @@ impl LogLimits {
         }
         Ok(limits)
     }
-}
-
-/// docker/go-units `FromHumanSize`, which the json-file driver reads `max-size` with: a
-/// number and an optional decimal unit (`10k` is 10,000 bytes, `1m` 1,000,000; `kb`, `KiB`
-/// alike). Not `RAMInBytes` (`strata_frontend::parse_ram_bytes`), whose units are binary.
-fn from_human_size(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let num: f64 = num.parse().ok()?;
-    let unit = unit.trim().to_ascii_lowercase();
-    let unit = unit.strip_suffix('b').unwrap_or(&unit);
-    let unit = unit.strip_suffix('i').unwrap_or(unit);
-    let power = match unit {
-        "" => 0,
-        "k" => 1,
-        "m" => 2,
-        "g" => 3,
-        "t" => 4,
-        "p" => 5,
-        _ => return None,
-    };
-    let bytes = num * 1000f64.powi(power);
-    (bytes.is_finite() && bytes >= 0.0 && bytes < u64::MAX as f64).then_some(bytes as u64)
 }
 
 /// The open `json.log` of a running container, rotated as its limits say.

@@ -353,6 +353,36 @@ fn now() -> String {
     jiff::Timestamp::now().to_string()
 }
 
+/// The names in directory `dir`, in no order (none when it does not exist).
+pub(crate) fn entry_names(dir: &Path) -> Result<Vec<String>, StoreError> {
+    let entries = match fs_err::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(StoreError::io("list", dir)(e)),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(StoreError::io("list", dir))?;
+        names.push(entry.file_name().to_string_lossy().into_owned());
+    }
+    Ok(names)
+}
+
+/// Deletes the `.new-*` and `.removing-*` directories in `dir` that crashed creates and
+/// removes (of containers, of volumes) left; returns how many. The caller holds the lock
+/// those are made under.
+pub(crate) fn sweep_leftovers(dir: &Path) -> Result<usize, StoreError> {
+    let mut swept = 0;
+    for name in entry_names(dir)? {
+        if name.starts_with(".new-") || name.starts_with(".removing-") {
+            let path = dir.join(name);
+            fs_err::remove_dir_all(&path).map_err(StoreError::io("remove", &path))?;
+            swept += 1;
+        }
+    }
+    Ok(swept)
+}
+
 impl Store {
     fn containers_dir(&self) -> PathBuf {
         self.root().join("containers")
@@ -367,38 +397,15 @@ impl Store {
 
     /// The IDs of every container, in no order (crash leftovers skipped).
     fn container_ids(&self) -> Result<Vec<String>, StoreError> {
-        let dir = self.containers_dir();
-        let entries = match fs_err::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(StoreError::io("list", &dir)(e)),
-        };
-        let mut ids = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(StoreError::io("list", &dir))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
-                ids.push(name);
-            }
-        }
+        let mut ids = entry_names(&self.containers_dir())?;
+        ids.retain(|name| name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()));
         Ok(ids)
     }
 
     /// Deletes what crashed creates and removes left (`.new-*`, `.removing-*`). The caller
     /// holds `containers.lock`.
     fn sweep_container_leftovers(&self) -> Result<usize, StoreError> {
-        let dir = self.containers_dir();
-        let mut swept = 0;
-        for entry in fs_err::read_dir(&dir).map_err(StoreError::io("list", &dir))? {
-            let entry = entry.map_err(StoreError::io("list", &dir))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with(".new-") || name.starts_with(".removing-") {
-                let path = entry.path();
-                fs_err::remove_dir_all(&path).map_err(StoreError::io("remove", &path))?;
-                swept += 1;
-            }
-        }
-        Ok(swept)
+        sweep_leftovers(&self.containers_dir())
     }
 
     fn read_container_files(&self, id: &str) -> Result<Container, ContainerError> {

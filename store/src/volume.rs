@@ -9,7 +9,7 @@
 //! `.removing-NAME/` first, all under `volumes/volumes.lock`; a crash leaves one of those,
 //! which the next create deletes.
 
-use crate::container::{random_bytes, valid_name};
+use crate::container::{entry_names, random_bytes, sweep_leftovers, valid_name};
 use crate::error::StoreError;
 use crate::lock::FileLock;
 use crate::store::Store;
@@ -125,7 +125,7 @@ impl Store {
         if path.is_dir() {
             return Ok((name, false));
         }
-        self.sweep_volume_leftovers()?;
+        sweep_leftovers(&dir)?;
         let tmp = dir.join(format!(".new-{name}"));
         let data = tmp.join("_data");
         fs_err::create_dir_all(&data).map_err(StoreError::io("create", &data))?;
@@ -134,35 +134,11 @@ impl Store {
         Ok((name, true))
     }
 
-    fn sweep_volume_leftovers(&self) -> Result<(), StoreError> {
-        let dir = self.volumes_dir();
-        for entry in fs_err::read_dir(&dir).map_err(StoreError::io("list", &dir))? {
-            let entry = entry.map_err(StoreError::io("list", &dir))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with(".new-") || name.starts_with(".removing-") {
-                let path = entry.path();
-                fs_err::remove_dir_all(&path).map_err(StoreError::io("remove", &path))?;
-            }
-        }
-        Ok(())
-    }
-
     /// The names of every volume, sorted.
     pub fn volumes(&self) -> Result<Vec<String>, StoreError> {
         let dir = self.volumes_dir();
-        let entries = match fs_err::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(StoreError::io("list", &dir)(e)),
-        };
-        let mut names = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(StoreError::io("list", &dir))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if !name.starts_with('.') && entry.path().is_dir() {
-                names.push(name);
-            }
-        }
+        let mut names = entry_names(&dir)?;
+        names.retain(|name| !name.starts_with('.') && dir.join(name).is_dir());
         names.sort();
         Ok(names)
     }

@@ -627,10 +627,21 @@ fn prune(args: PruneArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             Err(e) => return Err(e.into()),
         }
     }
+    write_pruned(&mut out, "Containers", &deleted, reclaimed)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// docker's report of a prune: `Deleted WHAT:` and the names (when any), then the space.
+pub(crate) fn write_pruned(
+    out: &mut impl std::io::Write,
+    what: &str,
+    deleted: &[String],
+    reclaimed: u64,
+) -> std::io::Result<()> {
     if !deleted.is_empty() {
-        writeln!(out, "Deleted Containers:")?;
-        for id in &deleted {
-            writeln!(out, "{id}")?;
+        writeln!(out, "Deleted {what}:")?;
+        for name in deleted {
+            writeln!(out, "{name}")?;
         }
         writeln!(out)?;
     }
@@ -638,8 +649,7 @@ fn prune(args: PruneArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         out,
         "Total reclaimed space: {}",
         crate::cmd::images::human_size(reclaimed)
-    )?;
-    Ok(ExitCode::SUCCESS)
+    )
 }
 
 pub(crate) fn kill(args: KillArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {

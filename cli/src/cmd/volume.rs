@@ -170,18 +170,7 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
                     Err(e) => return Err(e.into()),
                 }
             }
-            if !deleted.is_empty() {
-                writeln!(out, "Deleted Volumes:")?;
-                for n in &deleted {
-                    writeln!(out, "{n}")?;
-                }
-                writeln!(out)?;
-            }
-            writeln!(
-                out,
-                "Total reclaimed space: {}",
-                crate::cmd::images::human_size(reclaimed)
-            )?;
+            crate::cmd::container::write_pruned(&mut out, "Volumes", &deleted, reclaimed)?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -23,6 +23,21 @@ fn host_dir(env: &Env, name: &str) -> PathBuf {
     dir
 }
 
+/// Builds `tag` from `dockerfile` with a context of one file `s` holding `s`.
+fn build(env: &Env, tag: &str, dockerfile: &str, s: &str) {
+    let ctx = env
+        .0
+        .context("ctx", &[("Dockerfile", dockerfile), ("s", s)]);
+    let built = env
+        .0
+        .command(["build", "-t", tag])
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&built.stderr);
+    assert!(built.status.success(), "{err}");
+}
+
 fn volumes(env: &Env) -> Vec<String> {
     env.0
         .ok(["volume", "ls", "-q"])
@@ -65,24 +80,7 @@ fn bind_mount_writes_reach_the_host_and_ro_refuses_them() {
 #[test]
 fn a_named_volume_is_filled_from_the_image_and_outlives_its_container() {
     let env = Env::new();
-    let ctx = env.0.context(
-        "ctx",
-        &[
-            ("Dockerfile", "FROM base\nCOPY s /seed/s\n"),
-            ("s", "seeded\n"),
-        ],
-    );
-    let built = env
-        .0
-        .command(["build", "-t", "seeded"])
-        .arg(&ctx)
-        .output()
-        .unwrap();
-    assert!(
-        built.status.success(),
-        "{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
+    build(&env, "seeded", "FROM base\nCOPY s /seed/s\n", "seeded\n");
 
     // First mount: the image's /seed is copied into the empty volume.
     let (code, out, err) = env.run(&[
@@ -465,23 +463,11 @@ fn init_is_always_pid_1_so_init_is_recorded_and_the_command_is_not_pid_1() {
 #[test]
 fn an_images_volume_gets_an_anonymous_volume_filled_from_the_image() {
     let env = Env::new();
-    let ctx = env.0.context(
-        "ctx",
-        &[
-            ("Dockerfile", "FROM base\nCOPY s /data/s\nVOLUME /data\n"),
-            ("s", "from the image\n"),
-        ],
-    );
-    let built = env
-        .0
-        .command(["build", "-t", "withvol"])
-        .arg(&ctx)
-        .output()
-        .unwrap();
-    assert!(
-        built.status.success(),
-        "{}",
-        String::from_utf8_lossy(&built.stderr)
+    build(
+        &env,
+        "withvol",
+        "FROM base\nCOPY s /data/s\nVOLUME /data\n",
+        "from the image\n",
     );
     let id = env.0.ok([
         "create",

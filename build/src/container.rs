@@ -296,15 +296,68 @@ pub fn create_container(store: &Store, req: &CreateContainer) -> Result<Containe
         },
         init: req.init,
     };
-    let made = store.create_container(NewContainer {
+    let c = match store.create_container(NewContainer {
         name: req.name.clone(),
         config: record.clone(),
-    });
-    if made.is_err() {
-        // Nothing left half-created: the anonymous volumes made for it go too.
-        let _ = remove_anonymous_volumes(store, &record);
+    }) {
+        Ok(c) => c,
+        Err(e) => {
+            // Nothing left half-created: the anonymous volumes made for it go too.
+            let _ = remove_anonymous_volumes(store, &record);
+            return Err(e.into());
+        }
+    };
+    if let Err(e) = fill_volumes(store, &c, &image) {
+        let _ = store.remove_container(&c.config.id);
+        let _ = remove_anonymous_volumes(store, &c.config);
+        return Err(e);
     }
-    Ok(made?)
+    Ok(c)
+}
+
+/// The directories of an image's layers, top first (its snapshots, made when missing).
+fn image_layers(
+    store: &Store,
+    image: &strata_store::Image,
+) -> Result<Vec<std::path::PathBuf>, ContainerError> {
+    let mut layers: Vec<_> = {
+        let _lease = store.lease()?;
+        store
+            .snapshots(image)?
+            .into_iter()
+            .map(|s| s.path)
+            .collect()
+    };
+    layers.reverse();
+    Ok(layers)
+}
+
+/// Docker's copy-up for a new container: each of its volumes that is empty gets what the
+/// image has at its path.
+fn fill_volumes(
+    store: &Store,
+    c: &Container,
+    image: &strata_store::Image,
+) -> Result<(), ContainerError> {
+    let volumes: Vec<&MountPoint> = c
+        .config
+        .mounts
+        .iter()
+        .filter(|m| m.kind == strata_store::MountKind::Volume)
+        .collect();
+    if volumes.is_empty() {
+        return Ok(());
+    }
+    let layers = image_layers(store, image)?;
+    for m in volumes {
+        copy_up(
+            &store.volume_data(&m.name),
+            &m.name,
+            &m.destination,
+            &layers,
+        )?;
+    }
+    Ok(())
 }
 
 /// The mounts asked for, then an anonymous volume for each `VOLUME` of the image that none
@@ -381,14 +434,8 @@ pub fn remove_anonymous_volumes(
 }
 
 /// A container's mounts as the worker takes them: tmpfs mounts as `exec.mounts` (with their
-/// inputs), binds and volumes as host binds. A volume left empty is first filled from the
-/// container's root filesystem (`layers`: its writable layer, then the image's), as docker
-/// does on a volume's first mount.
-async fn run_mounts(
-    store: &Store,
-    c: &Container,
-    layers: Vec<std::path::PathBuf>,
-) -> Result<(Vec<strata_graph::Mount>, Vec<MountInput>, Vec<HostBind>), ContainerError> {
+/// inputs), binds and volumes as host binds.
+fn run_mounts(store: &Store, c: &Container) -> Result<RunMounts, ContainerError> {
     let (mut exec, mut inputs, mut binds) = (Vec::new(), Vec::new(), Vec::new());
     for m in &c.config.mounts {
         match m.kind {
@@ -407,27 +454,40 @@ async fn run_mounts(
             strata_store::MountKind::Volume => {
                 // Removed since (`volume rm` between create and start): made again.
                 store.create_volume(Some(&m.name))?;
-                let data = store.volume_data(&m.name);
-                copy_up(&data, &m.name, &m.destination, layers.clone()).await?;
                 binds.push(HostBind {
-                    source: data,
+                    source: store.volume_data(&m.name),
                     target: m.destination.clone(),
                     readonly: m.readonly,
                 });
             }
         }
     }
-    Ok((exec, inputs, binds))
+    Ok(RunMounts {
+        exec,
+        inputs,
+        binds,
+    })
 }
 
-/// docker's copy-up: an empty volume `data` gets the files the container has at `target`.
-/// They are copied beside it and renamed over the empty directory, so a volume is never seen
-/// half filled; of two containers doing it at once, the first rename wins.
-async fn copy_up(
+/// What [`run_mounts`] hands the worker.
+struct RunMounts {
+    /// The op's mounts (tmpfs).
+    exec: Vec<strata_graph::Mount>,
+    /// Their inputs, one each.
+    inputs: Vec<MountInput>,
+    /// Binds and volumes.
+    binds: Vec<HostBind>,
+}
+
+/// docker's copy-up, when a container is created: an empty volume `data` gets the files the
+/// image (`layers`, top first) has at `target`. They are copied beside it and renamed over the
+/// empty directory, so a volume is never seen half filled; of two containers doing it at
+/// once, the first rename wins. Blocking.
+fn copy_up(
     data: &Path,
     name: &str,
     target: &str,
-    layers: Vec<std::path::PathBuf>,
+    layers: &[std::path::PathBuf],
 ) -> Result<(), ContainerError> {
     let empty = fs_err::read_dir(data)
         .map(|mut d| d.next().is_none())
@@ -449,18 +509,7 @@ async fn copy_up(
             source: e,
         })
     })?;
-    let (t, target) = (tmp.clone(), target.to_owned());
-    let copied =
-        tokio::task::spawn_blocking(move || strata_worker::copy_up_volume(&layers, &target, &t))
-            .await
-            .unwrap_or_else(|e| {
-                Err(strata_worker::FileError::Io {
-                    what: "copy",
-                    path: tmp.clone(),
-                    source: std::io::Error::other(e),
-                })
-            });
-    let copied = match copied {
+    let copied = match strata_worker::copy_up_volume(layers, target, &tmp) {
         Ok(c) => c,
         Err(e) => {
             let _ = fs_err::remove_dir_all(&tmp);
@@ -594,19 +643,12 @@ async fn run_once<S: FnOnce(u32) + Send>(
     let id = c.config.id.clone();
     sweep_scratch(&c.dir);
     let (_, image) = image_config(store, c.config.image_id.as_str())?;
-    let mut lowers: Vec<_> = {
-        let _lease = store.lease()?;
-        store
-            .snapshots(&image)?
-            .into_iter()
-            .map(|s| s.path)
-            .collect()
-    };
-    lowers.reverse();
-    let layers: Vec<_> = std::iter::once(c.upper_dir())
-        .chain(lowers.iter().cloned())
-        .collect();
-    let (mounts, inputs, binds) = run_mounts(store, c, layers).await?;
+    let lowers = image_layers(store, &image)?;
+    let RunMounts {
+        exec: mounts,
+        inputs,
+        binds,
+    } = run_mounts(store, c)?;
     let exec = ExecOp {
         args: c.config.argv(),
         env: c.config.env.clone(),

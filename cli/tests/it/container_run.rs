@@ -99,6 +99,15 @@ fn a_named_volume_is_filled_from_the_image_and_outlives_its_container() {
     assert_eq!(fs_err::read_to_string(data.join("s")).unwrap(), "seeded\n");
     assert_eq!(fs_err::read_to_string(data.join("t")).unwrap(), "more\n");
 
+    // The copy is made when a container is created, as docker's: a volume emptied later
+    // stays empty when that container starts again.
+    fs_err::remove_file(data.join("s")).unwrap();
+    fs_err::remove_file(data.join("t")).unwrap();
+    let (code, out, _) = env.run(&["start", "-a", "w"]);
+    assert_eq!((code, out.as_str()), (1, ""));
+    assert!(fs_err::read_dir(&data).unwrap().next().is_none());
+    fs_err::write(data.join("t"), "more\n").unwrap();
+
     // In use: refused, named in docker's words.
     let err = env.0.fails(["volume", "rm", "data"]);
     assert!(err.contains("remove data: volume is in use - ["), "{err}");

@@ -7,14 +7,16 @@
 //! container's `monitor.lock` when it ends. `docs/containers.md` has the whole design.
 
 use crate::Stream;
-use std::io::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use strata_graph::{ExecOp, ImageConfig, NetworkMode, SecurityMode};
 use strata_store::{
-    Container, ContainerConfig, ContainerStatus, LogLine, NEVER, NewContainer, Store, StoreError,
+    Container, ContainerConfig, ContainerStatus, LogLine, MountPoint, NEVER, NewContainer, Store,
+    StoreError, VolumeError,
 };
-use strata_worker::{OutputStream, Resources, RunError, RunRequest, Worker, WorkerConfig};
+use strata_worker::{
+    HostBind, MountInput, OutputStream, Resources, RunError, RunRequest, Worker, WorkerConfig,
+};
 use tokio_util::sync::CancellationToken;
 
 /// A container to create, with docker's overrides of its image's config.
@@ -46,6 +48,16 @@ pub struct CreateContainer {
     pub stop_timeout: Option<u32>,
     /// `--restart` (`no`, `on-failure[:N]`, `always`, `unless-stopped`).
     pub restart: String,
+    /// `-v`, `--mount` and `--tmpfs`, parsed (see [`crate::parse_volume`] and the others).
+    pub mounts: Vec<MountPoint>,
+    /// `--read-only`.
+    pub read_only: bool,
+    /// `--log-opt`, parsed by [`crate::parse_log_opts`].
+    pub log_config: std::collections::BTreeMap<String, String>,
+    /// `--label KEY[=VALUE]`, over the image's labels.
+    pub labels: Vec<String>,
+    /// `--init` (the sandbox's init is always PID 1: recorded only).
+    pub init: bool,
 }
 
 /// Why a container operation failed (its command exiting non-zero is not an error).
@@ -108,6 +120,35 @@ pub enum ContainerError {
     /// `--restart` with `--rm`.
     #[error("conflicting options: --restart and --rm")]
     RestartWithRm,
+    /// A mount is refused.
+    #[error(transparent)]
+    Mount(#[from] crate::volume::MountError),
+    /// A volume cannot be made or removed.
+    #[error(transparent)]
+    Volume(#[from] VolumeError),
+    /// A `-v` host directory cannot be made.
+    #[error("error while creating mount source path '{}'", path.display())]
+    BindSource {
+        /// The host path.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A volume's first mount could not copy the image's files into it.
+    #[error("failed to copy the image's {target} into volume {name}")]
+    CopyUp {
+        /// The volume.
+        name: String,
+        /// The path in the container.
+        target: String,
+        /// Why.
+        #[source]
+        source: Box<strata_worker::FileError>,
+    },
+    /// A `--log-opt` is refused.
+    #[error(transparent)]
+    LogOpt(#[from] crate::log::LogOptError),
     /// Writing the log failed.
     #[error("failed to write the log {}", path.display())]
     Log {
@@ -215,6 +256,9 @@ pub fn create_container(store: &Store, req: &CreateContainer) -> Result<Containe
     if RestartPolicy::parse(&restart)? != RestartPolicy::No && req.auto_remove {
         return Err(ContainerError::RestartWithRm);
     }
+    crate::volume::check_duplicates(&req.mounts)?;
+    crate::log::LogLimits::from_opts(&req.log_config)?;
+    let mounts = prepare_mounts(store, &with_image_volumes(&req.mounts, &config))?;
     let record = ContainerConfig {
         id: String::new(),
         name: String::new(),
@@ -239,11 +283,243 @@ pub fn create_container(store: &Store, req: &CreateContainer) -> Result<Containe
         stop_timeout: req.stop_timeout,
         auto_remove: req.auto_remove,
         restart,
+        mounts,
+        read_only: req.read_only,
+        log_config: req.log_config.clone(),
+        labels: {
+            let mut labels = config.labels.clone();
+            for kv in &req.labels {
+                let (k, v) = kv.split_once('=').unwrap_or((kv.as_str(), ""));
+                labels.insert(k.to_owned(), v.to_owned());
+            }
+            labels
+        },
+        init: req.init,
     };
-    Ok(store.create_container(NewContainer {
+    let c = match store.create_container(NewContainer {
         name: req.name.clone(),
-        config: record,
-    })?)
+        config: record.clone(),
+    }) {
+        Ok(c) => c,
+        Err(e) => {
+            // Nothing left half-created: the anonymous volumes made for it go too.
+            let _ = remove_anonymous_volumes(store, &record);
+            return Err(e.into());
+        }
+    };
+    if let Err(e) = fill_volumes(store, &c, &image) {
+        let _ = store.remove_container(&c.config.id);
+        let _ = remove_anonymous_volumes(store, &c.config);
+        return Err(e);
+    }
+    Ok(c)
+}
+
+/// The directories of an image's layers, top first (its snapshots, made when missing).
+fn image_layers(
+    store: &Store,
+    image: &strata_store::Image,
+) -> Result<Vec<std::path::PathBuf>, ContainerError> {
+    let mut layers: Vec<_> = {
+        let _lease = store.lease()?;
+        store
+            .snapshots(image)?
+            .into_iter()
+            .map(|s| s.path)
+            .collect()
+    };
+    layers.reverse();
+    Ok(layers)
+}
+
+/// Docker's copy-up for a new container: each of its volumes that is empty gets what the
+/// image has at its path.
+fn fill_volumes(
+    store: &Store,
+    c: &Container,
+    image: &strata_store::Image,
+) -> Result<(), ContainerError> {
+    let volumes: Vec<&MountPoint> = c
+        .config
+        .mounts
+        .iter()
+        .filter(|m| m.kind == strata_store::MountKind::Volume)
+        .collect();
+    if volumes.is_empty() {
+        return Ok(());
+    }
+    let layers = image_layers(store, image)?;
+    for m in volumes {
+        copy_up(
+            &store.volume_data(&m.name),
+            &m.name,
+            &m.destination,
+            &layers,
+        )?;
+    }
+    Ok(())
+}
+
+/// The mounts asked for, then an anonymous volume for each `VOLUME` of the image that none
+/// of them covers (as docker makes them).
+fn with_image_volumes(mounts: &[MountPoint], config: &ImageConfig) -> Vec<MountPoint> {
+    let mut all = mounts.to_vec();
+    for path in config.volumes.keys() {
+        let Ok(mut m) = crate::volume::parse_volume(path) else {
+            // Not an absolute path: docker refuses such an image at build; skipped here.
+            continue;
+        };
+        if !all.iter().any(|have| have.destination == m.destination) {
+            m.anonymous = true;
+            all.push(m);
+        }
+    }
+    all
+}
+
+/// Makes what `mounts` need before the container exists: a `-v` host directory that is
+/// missing (as docker), each volume not there yet (an anonymous one gets its name here).
+fn prepare_mounts(store: &Store, mounts: &[MountPoint]) -> Result<Vec<MountPoint>, ContainerError> {
+    let mut out = Vec::with_capacity(mounts.len());
+    let mut made = Vec::new();
+    for m in mounts {
+        let mut m = m.clone();
+        let done = match m.kind {
+            strata_store::MountKind::Bind if !m.source.exists() => {
+                fs_err::create_dir_all(&m.source).map_err(|source| ContainerError::BindSource {
+                    path: m.source.clone(),
+                    source,
+                })
+            }
+            strata_store::MountKind::Volume => {
+                let name = (!m.anonymous).then_some(m.name.as_str());
+                store
+                    .create_volume(name)
+                    .map(|(name, _)| {
+                        if m.anonymous {
+                            made.push(name.clone());
+                        }
+                        m.name = name;
+                    })
+                    .map_err(ContainerError::from)
+            }
+            _ => Ok(()),
+        };
+        if let Err(e) = done {
+            for name in &made {
+                let _ = store.remove_volume(name);
+            }
+            return Err(e);
+        }
+        out.push(m);
+    }
+    Ok(out)
+}
+
+/// Removes the anonymous volumes of a container (`rm -v`, `--rm`); its named volumes stay.
+/// Call it once the container is gone, or its volumes are still in use.
+pub fn remove_anonymous_volumes(
+    store: &Store,
+    config: &ContainerConfig,
+) -> Result<(), ContainerError> {
+    for m in &config.mounts {
+        if m.kind == strata_store::MountKind::Volume && m.anonymous {
+            match store.remove_volume(&m.name) {
+                Ok(()) | Err(VolumeError::NotFound(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A container's mounts as the worker takes them: tmpfs mounts as `exec.mounts` (with their
+/// inputs), binds and volumes as host binds.
+fn run_mounts(store: &Store, c: &Container) -> Result<RunMounts, ContainerError> {
+    let (mut exec, mut inputs, mut binds) = (Vec::new(), Vec::new(), Vec::new());
+    for m in &c.config.mounts {
+        match m.kind {
+            strata_store::MountKind::Tmpfs => {
+                exec.push(strata_graph::Mount {
+                    target: m.destination.clone(),
+                    kind: strata_graph::MountKind::Tmpfs { size: m.tmpfs_size },
+                });
+                inputs.push(MountInput::None);
+            }
+            strata_store::MountKind::Bind => binds.push(HostBind {
+                source: m.source.clone(),
+                target: m.destination.clone(),
+                readonly: m.readonly,
+            }),
+            strata_store::MountKind::Volume => {
+                // Removed since (`volume rm` between create and start): made again.
+                store.create_volume(Some(&m.name))?;
+                binds.push(HostBind {
+                    source: store.volume_data(&m.name),
+                    target: m.destination.clone(),
+                    readonly: m.readonly,
+                });
+            }
+        }
+    }
+    Ok(RunMounts {
+        exec,
+        inputs,
+        binds,
+    })
+}
+
+/// What [`run_mounts`] hands the worker.
+struct RunMounts {
+    /// The op's mounts (tmpfs).
+    exec: Vec<strata_graph::Mount>,
+    /// Their inputs, one each.
+    inputs: Vec<MountInput>,
+    /// Binds and volumes.
+    binds: Vec<HostBind>,
+}
+
+/// docker's copy-up, when a container is created: an empty volume `data` gets the files the
+/// image (`layers`, top first) has at `target`. They are copied beside it and renamed over the
+/// empty directory, so a volume is never seen half filled; of two containers doing it at
+/// once, the first rename wins. Blocking.
+fn copy_up(
+    data: &Path,
+    name: &str,
+    target: &str,
+    layers: &[std::path::PathBuf],
+) -> Result<(), ContainerError> {
+    let empty = fs_err::read_dir(data)
+        .map(|mut d| d.next().is_none())
+        .unwrap_or(false);
+    if !empty {
+        return Ok(());
+    }
+    let err = |source| ContainerError::CopyUp {
+        name: name.to_owned(),
+        target: target.to_owned(),
+        source: Box::new(source),
+    };
+    let tmp = data.with_file_name(format!(".copy-up-{}", std::process::id()));
+    let _ = fs_err::remove_dir_all(&tmp);
+    fs_err::create_dir(&tmp).map_err(|e| {
+        err(strata_worker::FileError::Io {
+            what: "create",
+            path: tmp.clone(),
+            source: e,
+        })
+    })?;
+    let copied = match strata_worker::copy_up_volume(layers, target, &tmp) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = fs_err::remove_dir_all(&tmp);
+            return Err(err(e));
+        }
+    };
+    if !copied || fs_err::rename(&tmp, data).is_err() {
+        let _ = fs_err::remove_dir_all(&tmp);
+    }
+    Ok(())
 }
 
 fn now() -> String {
@@ -333,7 +609,8 @@ pub async fn monitor_container(
         if !again {
             if c.config.auto_remove {
                 match store.remove_container(&id) {
-                    Ok(()) | Err(strata_store::ContainerError::NotFound(_)) => {}
+                    Ok(()) => remove_anonymous_volumes(store, &c.config)?,
+                    Err(strata_store::ContainerError::NotFound(_)) => {}
                     Err(e) => return Err(e.into()),
                 }
             }
@@ -366,15 +643,12 @@ async fn run_once<S: FnOnce(u32) + Send>(
     let id = c.config.id.clone();
     sweep_scratch(&c.dir);
     let (_, image) = image_config(store, c.config.image_id.as_str())?;
-    let mut lowers: Vec<_> = {
-        let _lease = store.lease()?;
-        store
-            .snapshots(&image)?
-            .into_iter()
-            .map(|s| s.path)
-            .collect()
-    };
-    lowers.reverse();
+    let lowers = image_layers(store, &image)?;
+    let RunMounts {
+        exec: mounts,
+        inputs,
+        binds,
+    } = run_mounts(store, c)?;
     let exec = ExecOp {
         args: c.config.argv(),
         env: c.config.env.clone(),
@@ -390,7 +664,7 @@ async fn run_once<S: FnOnce(u32) + Send>(
             NetworkMode::Host
         },
         security: SecurityMode::Sandbox,
-        mounts: Vec::new(),
+        mounts,
     };
     let hostname = if c.config.hostname.is_empty() {
         c.config.short_id().to_owned()
@@ -402,11 +676,8 @@ async fn run_once<S: FnOnce(u32) + Send>(
         path: log_path.clone(),
         source,
     };
-    let mut log = fs_err::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .map_err(log_err)?;
+    let limits = crate::log::LogLimits::from_opts(&c.config.log_config)?;
+    let mut log = crate::log::JsonLog::open(&log_path, limits).map_err(log_err)?;
     let worker = new_worker(store.root(), false, None, None)?;
     let monitor_pid = std::process::id();
     let mut record_error = None;
@@ -416,8 +687,10 @@ async fn run_once<S: FnOnce(u32) + Send>(
                 exec,
                 lowers,
                 upper: c.upper_dir(),
-                mounts: Vec::new(),
+                mounts: inputs,
                 hostname: Some(hostname),
+                binds,
+                read_only_root: c.config.read_only,
             },
             |stream, line| {
                 let (stream, name) = match stream {
@@ -432,7 +705,7 @@ async fn run_once<S: FnOnce(u32) + Send>(
                 if let Ok(mut bytes) = serde_json::to_vec(&entry) {
                     bytes.push(b'\n');
                     // A full disk loses log lines, never the container.
-                    let _ = log.write_all(&bytes);
+                    let _ = log.write(&bytes);
                 }
                 echo(stream, line);
             },
@@ -676,6 +949,11 @@ mod tests {
             stop_signal: None,
             stop_timeout: None,
             restart: String::new(),
+            mounts: Vec::new(),
+            read_only: false,
+            log_config: Default::default(),
+            labels: Vec::new(),
+            init: false,
         }
     }
 

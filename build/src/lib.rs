@@ -23,6 +23,7 @@ mod dockerfile;
 mod entitlement;
 mod error;
 mod ignore;
+mod log;
 mod output;
 mod pipeline;
 mod prune;
@@ -30,16 +31,18 @@ mod request;
 mod resolver;
 mod secret;
 mod spec;
+mod volume;
 
 pub use cache_spec::{CacheExportError, CacheMode, CacheRef, CacheTo, parse_cache_from};
 pub use container::{
     ContainerError, CreateContainer, Outcome, RestartPolicy, create_container, kill_container,
-    monitor_container, remove_container, stop_container, wait_stopped,
+    monitor_container, remove_anonymous_volumes, remove_container, stop_container, wait_stopped,
 };
 pub use dockerfile::{Dockerfile, DockerfileError, DockerfileSource, parse_build_args};
 pub use entitlement::{Entitlement, EntitlementError};
 pub use error::BuildError;
 pub use ignore::ignore_bytes;
+pub use log::{LogLimits, LogOptError, parse_log_opts};
 pub use output::{Dest, OutputError, OutputSpec};
 pub use pipeline::{build, check, lower};
 pub use prune::{
@@ -55,3 +58,4 @@ pub use strata_solver::{Event, Phase, SolveError, Stream};
 pub use strata_worker::{
     DEFAULT_PIDS_LIMIT, Resources, RootlessError, enter_user_namespace, process, sandbox_main,
 };
+pub use volume::{MountError, parse_mount, parse_tmpfs, parse_volume};

@@ -9,6 +9,7 @@ mod dockerfile;
 mod registry;
 mod report;
 mod rootless;
+mod template;
 mod ui;
 mod units;
 
@@ -95,6 +96,8 @@ enum Command {
     Container(cmd::container::ContainerArgs),
     /// Show a container's output
     Logs(cmd::logs::Args),
+    /// Manage volumes: create, ls, rm, inspect, prune
+    Volume(cmd::volume::Args),
     /// A detached container's monitor (started by `run -d` and `start`)
     #[command(name = "__monitor", hide = true)]
     Monitor(cmd::container::MonitorArgs),
@@ -182,6 +185,7 @@ fn main() -> ExitCode {
         Command::Rename(args) => cmd::container::rename(args, &cli.global),
         Command::Ps(args) => cmd::ps::run(args, &cli.global),
         Command::Logs(args) => cmd::logs::run(args, &cli.global),
+        Command::Volume(args) => cmd::volume::run(args, &cli.global),
         Command::Monitor(args) => Ok(cmd::container::monitor(args, &cli.global)),
         Command::Parse(args) => cmd::parse::run(args, &cli.global),
         Command::Check(args) => cmd::check::run(args, &cli.global),

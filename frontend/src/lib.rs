@@ -50,7 +50,7 @@ pub use instruction::{
     RunInstruction, SourceContent, TypedInstruction,
 };
 pub use lower::{BuildOptions, ImageResolver, Lowered, ResolvedImage, check, lower};
-pub use mount::{MountType, RunMount, parse_ram_bytes};
+pub use mount::{MountType, RunMount, parse_csv_record, parse_human_size, parse_ram_bytes};
 pub use rule::{CheckConfig, RULES, Rule};
 pub use scope::{EnvList, PROXY_ARGS};
 pub use stage::{Stage, Stages};

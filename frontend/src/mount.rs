@@ -330,6 +330,18 @@ pub(crate) fn parse_go_bool(s: &str) -> Option<bool> {
 
 /// docker/go-units `RAMInBytes`: a number with an optional binary unit (`64m`, `1.5GiB`).
 pub fn parse_ram_bytes(s: &str) -> Option<u64> {
+    parse_unit_bytes(s, 1024.0)
+}
+
+/// docker/go-units `FromHumanSize`: as [`parse_ram_bytes`] with decimal units (`10k` is
+/// 10,000 bytes); docker reads a json-file log's `max-size` with it.
+pub fn parse_human_size(s: &str) -> Option<u64> {
+    parse_unit_bytes(s, 1000.0)
+}
+
+/// A number with an optional unit `k`, `m`, `g`, `t`, `p` (any case, then an optional `i`
+/// and `b`), a power of `base`.
+fn parse_unit_bytes(s: &str, base: f64) -> Option<u64> {
     let s = s.trim();
     let split = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -342,11 +354,11 @@ pub fn parse_ram_bytes(s: &str) -> Option<u64> {
         .trim_end_matches('i')
     {
         "" => 1.0,
-        "k" => 1024.0,
-        "m" => 1024.0 * 1024.0,
-        "g" => 1024.0 * 1024.0 * 1024.0,
-        "t" => 1024f64.powi(4),
-        "p" => 1024f64.powi(5),
+        "k" => base,
+        "m" => base.powi(2),
+        "g" => base.powi(3),
+        "t" => base.powi(4),
+        "p" => base.powi(5),
         _ => return None,
     };
     let bytes = num * mult;
@@ -355,7 +367,7 @@ pub fn parse_ram_bytes(s: &str) -> Option<u64> {
 
 /// One record of Go's `encoding/csv` reader: fields separated by `,`, a field may be quoted
 /// with `"` (and `""` inside is a quote).
-fn parse_csv_record(s: &str) -> Result<Vec<String>, String> {
+pub fn parse_csv_record(s: &str) -> Result<Vec<String>, String> {
     let mut fields = Vec::new();
     let mut chars = s.chars().peekable();
     loop {

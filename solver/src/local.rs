@@ -921,6 +921,8 @@ impl Backend for LocalBackend {
                             upper: upper.clone(),
                             mounts,
                             hostname: None,
+                            binds: Vec::new(),
+                            read_only_root: false,
                         },
                         move |stream, line| {
                             let stream = match stream {

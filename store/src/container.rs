@@ -65,6 +65,22 @@ pub struct ContainerConfig {
     pub auto_remove: bool,
     /// `--restart`: `no`, `on-failure[:N]`, `always` or `unless-stopped`.
     pub restart: String,
+    /// `-v`, `--mount`, `--tmpfs`, in the order given.
+    #[serde(default)]
+    pub mounts: Vec<crate::volume::MountPoint>,
+    /// `--read-only`: the root filesystem is read-only (its mounts are not).
+    #[serde(default)]
+    pub read_only: bool,
+    /// `--log-opt KEY=VALUE` of the json-file log (`max-size`, `max-file`).
+    #[serde(default)]
+    pub log_config: std::collections::BTreeMap<String, String>,
+    /// Labels: the image's, then `--label` over them.
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// `--init`: asked for an init as PID 1. The sandbox always has one (its init is PID 1
+    /// and the command its child), so this only records the request for `inspect`.
+    #[serde(default)]
+    pub init: bool,
 }
 
 impl ContainerConfig {
@@ -171,6 +187,21 @@ impl Container {
     /// Its json-file log.
     pub fn log_path(&self) -> PathBuf {
         self.dir.join("json.log")
+    }
+
+    /// Its json-file log and the files rotated from it (`json.log.1`, ...) that exist,
+    /// oldest first.
+    pub fn log_files(&self) -> Vec<PathBuf> {
+        let current = self.log_path();
+        let mut files: Vec<PathBuf> = (1..)
+            .map(|i| PathBuf::from(format!("{}.{i}", current.display())))
+            .take_while(|p| p.exists())
+            .collect();
+        files.reverse();
+        if current.exists() {
+            files.push(current);
+        }
+        files
     }
 
     /// The lock its monitor holds for its whole life.
@@ -302,7 +333,7 @@ const NOUNS: &[&str] = &[
 ];
 
 /// `n` random bytes from the kernel.
-fn random_bytes<const N: usize>() -> Result<[u8; N], StoreError> {
+pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], StoreError> {
     let mut buf = [0u8; N];
     let path = Path::new("/dev/urandom");
     fs_err::File::open(path)
@@ -312,7 +343,7 @@ fn random_bytes<const N: usize>() -> Result<[u8; N], StoreError> {
 }
 
 /// Whether docker accepts `name` as a container name.
-fn valid_name(name: &str) -> bool {
+pub(crate) fn valid_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
@@ -320,6 +351,36 @@ fn valid_name(name: &str) -> bool {
 
 fn now() -> String {
     jiff::Timestamp::now().to_string()
+}
+
+/// The names in directory `dir`, in no order (none when it does not exist).
+pub(crate) fn entry_names(dir: &Path) -> Result<Vec<String>, StoreError> {
+    let entries = match fs_err::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(StoreError::io("list", dir)(e)),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(StoreError::io("list", dir))?;
+        names.push(entry.file_name().to_string_lossy().into_owned());
+    }
+    Ok(names)
+}
+
+/// Deletes the `.new-*` and `.removing-*` directories in `dir` that crashed creates and
+/// removes (of containers, of volumes) left; returns how many. The caller holds the lock
+/// those are made under.
+pub(crate) fn sweep_leftovers(dir: &Path) -> Result<usize, StoreError> {
+    let mut swept = 0;
+    for name in entry_names(dir)? {
+        if name.starts_with(".new-") || name.starts_with(".removing-") {
+            let path = dir.join(name);
+            fs_err::remove_dir_all(&path).map_err(StoreError::io("remove", &path))?;
+            swept += 1;
+        }
+    }
+    Ok(swept)
 }
 
 impl Store {
@@ -336,38 +397,15 @@ impl Store {
 
     /// The IDs of every container, in no order (crash leftovers skipped).
     fn container_ids(&self) -> Result<Vec<String>, StoreError> {
-        let dir = self.containers_dir();
-        let entries = match fs_err::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(StoreError::io("list", &dir)(e)),
-        };
-        let mut ids = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(StoreError::io("list", &dir))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
-                ids.push(name);
-            }
-        }
+        let mut ids = entry_names(&self.containers_dir())?;
+        ids.retain(|name| name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()));
         Ok(ids)
     }
 
     /// Deletes what crashed creates and removes left (`.new-*`, `.removing-*`). The caller
     /// holds `containers.lock`.
     fn sweep_container_leftovers(&self) -> Result<usize, StoreError> {
-        let dir = self.containers_dir();
-        let mut swept = 0;
-        for entry in fs_err::read_dir(&dir).map_err(StoreError::io("list", &dir))? {
-            let entry = entry.map_err(StoreError::io("list", &dir))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with(".new-") || name.starts_with(".removing-") {
-                let path = entry.path();
-                fs_err::remove_dir_all(&path).map_err(StoreError::io("remove", &path))?;
-                swept += 1;
-            }
-        }
-        Ok(swept)
+        sweep_leftovers(&self.containers_dir())
     }
 
     fn read_container_files(&self, id: &str) -> Result<Container, ContainerError> {
@@ -605,6 +643,20 @@ impl Store {
         Ok(used)
     }
 
+    /// The config of every container (unreadable ones skipped: `system check` reports
+    /// them), in no order.
+    pub(crate) fn container_configs(&self) -> Result<Vec<ContainerConfig>, StoreError> {
+        let mut all = Vec::new();
+        for id in self.container_ids()? {
+            match self.read_container_files(&id) {
+                Ok(c) => all.push(c.config),
+                Err(ContainerError::Store(e)) => return Err(e),
+                Err(_) => {}
+            }
+        }
+        Ok(all)
+    }
+
     /// `system check` of the containers: repairs dead monitors and sweeps crash leftovers
     /// first (what any command would do), then reports each container whose files do not
     /// parse, whose image is gone, whose writable layer is missing, or whose name another
@@ -715,6 +767,11 @@ mod tests {
             stop_timeout: None,
             auto_remove: false,
             restart: "no".into(),
+            mounts: Vec::new(),
+            read_only: false,
+            log_config: Default::default(),
+            labels: Default::default(),
+            init: false,
         }
     }
 

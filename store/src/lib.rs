@@ -77,6 +77,7 @@ mod snapshot;
 mod staging;
 mod store;
 pub mod untrusted;
+mod volume;
 
 pub use blob::{BlobInfo, BlobWriter};
 pub use check::CheckReport;
@@ -105,3 +106,4 @@ pub use save::SaveOptions;
 pub use snapshot::Snapshot;
 pub use snapshot::tree_size;
 pub use store::Store;
+pub use volume::{MountKind, MountPoint, VolumeError};

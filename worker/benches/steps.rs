@@ -122,6 +122,8 @@ fn main() -> std::process::ExitCode {
             upper: upper.clone(),
             mounts: vec![],
             hostname: None,
+            binds: Vec::new(),
+            read_only_root: false,
         };
         let t0 = Instant::now();
         rt.block_on(worker.run(req, |_, _| {}, tokio_util::sync::CancellationToken::new()))

@@ -581,6 +581,21 @@ fn empty_dir(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// A named volume's first mount, docker's copy-up: fills `dest`, a new empty host
+/// directory, as a cache mount's `from=` seed is made, from the directory `target` of the
+/// container's root filesystem (`layers`: its writable layer, then the image's, top first).
+/// `Ok(false)`, `dest` left empty, when that filesystem has no directory there. Blocking.
+pub fn copy_up_volume(layers: &[PathBuf], target: &str, dest: &Path) -> Result<bool, FileError> {
+    match seed_dir(layers, target, dest) {
+        Ok(()) => Ok(true),
+        Err(FileError::NotFound { .. }) => Ok(false),
+        Err(FileError::Io { source, .. }) if source.raw_os_error() == Some(libc::ENOTDIR) => {
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Fills `dest`, a new empty host directory, with the contents of the directory `source`
 /// of the filesystem made of `layers` (top first): what a cache mount with `from=` starts
 /// with. `source` is resolved inside that filesystem (its symlinks cannot lead out of it);

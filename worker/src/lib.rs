@@ -46,7 +46,7 @@ pub use cgroup::{CgroupError, DEFAULT_PIDS_LIMIT, Resources};
 pub use diff::{DiffError, DiffOptions, DiffStats, write_layer};
 pub use download::DownloadError;
 pub use export::{ExportError, export_rootfs};
-pub use fileop::{FileError, FileRequest, FileSource, FileStats};
+pub use fileop::{FileError, FileRequest, FileSource, FileStats, copy_up_volume};
 pub use git::{GitAuth, GitError, resolve as resolve_git};
 pub use helper::sandbox_main;
 pub use mount_layer::{
@@ -55,7 +55,7 @@ pub use mount_layer::{
 };
 pub use reuse::Previous;
 pub use rootless::{RootlessError, enter_user_namespace};
-pub use run::{MountInput, OutputStream, RunError, RunRequest, RunTimes};
+pub use run::{HostBind, MountInput, OutputStream, RunError, RunRequest, RunTimes};
 pub use source::ExcludeFn;
 pub use strata_store::confined::ExtractError;
 pub use user::UserError;

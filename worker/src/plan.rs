@@ -153,6 +153,8 @@ pub(crate) enum Step {
     ReadOnly { path: &'static str },
     /// Set the UTS hostname.
     SetHostname { name: String },
+    /// Make the root mount read-only, not the mounts on it (a container's `--read-only`).
+    ReadOnlyRoot,
 }
 
 /// The mount points every sandbox needs in its root (directory or file).
@@ -199,6 +201,8 @@ pub(crate) struct Applied {
     pub(crate) stubs: Vec<(String, bool)>,
     /// Targets of `RUN --mount`s, to unmount before removing the stubs.
     pub(crate) targets: Vec<String>,
+    /// The root was made read-only: writable again before the stubs are removed.
+    pub(crate) read_only_root: bool,
     /// One empty read-only tmpfs (attached on the first masked directory), cloned onto the
     /// other masked directories.
     mask: Option<OwnedFd>,
@@ -603,7 +607,7 @@ impl<'a> Planner<'a> {
                 tmpfs_size,
             } = planned;
             let kind = match (m, handle) {
-                (SpecMount::Bind { .. }, Some(h)) => StubKind::Like(h),
+                (SpecMount::Bind { .. } | SpecMount::Dir { .. }, Some(h)) => StubKind::Like(h),
                 (m, _) if m.is_file() => StubKind::File,
                 _ => StubKind::Dir,
             };
@@ -649,6 +653,9 @@ impl SandboxPlan {
             p.push(Step::Attach { handle: h, target });
         }
         p.attach_user_mounts(user_mounts);
+        if spec.read_only_root {
+            p.push(Step::ReadOnlyRoot);
+        }
         p.push(Step::SetHostname {
             name: spec.hostname.clone(),
         });
@@ -698,6 +705,7 @@ fn describe(step: &Step) -> String {
         Step::Mask { path } => format!("masking {path}"),
         Step::ReadOnly { path } => format!("making {path} read-only"),
         Step::SetHostname { .. } => "setting the hostname".into(),
+        Step::ReadOnlyRoot => "making the root filesystem read-only".into(),
     }
 }
 
@@ -956,6 +964,11 @@ fn apply_step(
         }
         Step::ReadOnly { path } => missing_ok(sys::remount_readonly(Path::new(path))),
         Step::SetHostname { name } => sys::sethostname(name),
+        Step::ReadOnlyRoot => {
+            sys::set_root_readonly(true)?;
+            applied.read_only_root = true;
+            Ok(())
+        }
     }
 }
 
@@ -1089,6 +1102,7 @@ mod tests {
                 ("/etc/hosts".into(), b"127.0.0.1\tlocalhost\n".to_vec()),
                 ("/etc/resolv.conf".into(), b"nameserver 10.0.0.1\n".to_vec()),
             ],
+            read_only_root: true,
             mounts: vec![
                 SpecMount::Bind {
                     target: "/src".into(),

@@ -62,6 +62,23 @@ pub struct RunRequest {
     pub mounts: Vec<MountInput>,
     /// The sandbox's hostname (`buildkitsandbox` when `None`, like BuildKit).
     pub hostname: Option<String>,
+    /// Host files and directories bound in after `exec.mounts` (a container's `-v` and
+    /// `--mount type=bind|volume`; a RUN step has none).
+    pub binds: Vec<HostBind>,
+    /// The root filesystem is read-only once the mounts are in place (`run --read-only`);
+    /// the mounts themselves stay as they are.
+    pub read_only_root: bool,
+}
+
+/// A host file or directory bound into the sandbox as it is: writes go to the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostBind {
+    /// The host path (a file or a directory; symlinks followed, as `mount --bind`).
+    pub source: PathBuf,
+    /// Absolute path inside the sandbox (made when missing).
+    pub target: String,
+    /// Read-only.
+    pub readonly: bool,
 }
 
 /// Why a RUN did not succeed.
@@ -612,6 +629,13 @@ impl Worker {
                 }),
             }
         }
+        for b in &req.binds {
+            mounts.push(SpecMount::Dir {
+                target: b.target.clone(),
+                dir: b.source.clone(),
+                readonly: b.readonly,
+            });
+        }
         // As BuildKit: the first ssh mount is the agent, unless the step names its own.
         let first_ssh = req
             .exec
@@ -645,6 +669,7 @@ impl Worker {
             host_sys: network == NetworkMode::Host && strata_store::confined::in_user_namespace(),
             etc_files,
             mounts,
+            read_only_root: req.read_only_root,
             process: ProcessSpec {
                 args: req.exec.args.clone(),
                 env,

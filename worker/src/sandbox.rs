@@ -254,6 +254,10 @@ fn init(spec: &SandboxSpec, status: OwnedFd, netns: Option<OwnedFd>, began: Inst
     }
     sys::kill_all_in_namespace();
     while let Ok(Some(_)) = sys::wait_any() {}
+    if applied.read_only_root {
+        // The stubs are in the root: a failure leaves them, as a removal failure would.
+        let _ = sys::set_root_readonly(false);
+    }
     crate::stub::remove(&applied.targets, &applied.stubs);
     let (kind, n) = outcome.unwrap_or(("signal", 9));
     report(w, kind, &format!("{n}\t{setup_us}"));

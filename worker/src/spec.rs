@@ -30,8 +30,11 @@ pub(crate) struct SandboxSpec {
     /// Files bound read-only onto `/etc/hosts`, `/etc/resolv.conf`, `/etc/hostname`:
     /// (target, contents). They live in the sandbox's own tmpfs, never in a layer.
     pub(crate) etc_files: Vec<(String, Vec<u8>)>,
-    /// `RUN --mount`s, in order.
+    /// `RUN --mount`s, in order (then a container's host binds).
     pub(crate) mounts: Vec<SpecMount>,
+    /// Make `/` read-only once every mount is in place (a container's `--read-only`).
+    #[serde(default)]
+    pub(crate) read_only_root: bool,
     /// The command.
     pub(crate) process: ProcessSpec,
 }
@@ -61,7 +64,7 @@ pub(crate) enum SpecMount {
         source: String,
         scratch: Option<(PathBuf, PathBuf)>,
     },
-    /// A host directory (a cache mount).
+    /// A host directory (a cache mount), or a host file or directory (a container's bind).
     Dir {
         target: String,
         dir: PathBuf,

@@ -807,11 +807,22 @@ struct MountAttr {
 
 /// Sets attributes on a (detached) mount, recursively.
 pub(crate) fn set_mount_attrs(mnt: BorrowedFd<'_>, attrs: MountAttrs) -> io::Result<()> {
+    mount_setattr(mnt, attrs.bits(), 0, true)
+}
+
+/// `mount_setattr` on the mount `mnt` is: sets `set`, clears `clear`, on the mounts below it
+/// too when `recursive`.
+fn mount_setattr(mnt: BorrowedFd<'_>, set: u64, clear: u64, recursive: bool) -> io::Result<()> {
     let attr = MountAttr {
-        attr_set: attrs.bits(),
-        attr_clr: 0,
+        attr_set: set,
+        attr_clr: clear,
         propagation: 0,
         userns_fd: 0,
+    };
+    let flags = if recursive {
+        AT_EMPTY_PATH | AT_RECURSIVE
+    } else {
+        AT_EMPTY_PATH
     };
     let empty = c"";
     // SAFETY: mount_setattr reads `attr` (of the size given) and the empty path.
@@ -820,12 +831,27 @@ pub(crate) fn set_mount_attrs(mnt: BorrowedFd<'_>, attrs: MountAttrs) -> io::Res
             libc::SYS_mount_setattr,
             mnt.as_raw_fd(),
             empty.as_ptr(),
-            AT_EMPTY_PATH | AT_RECURSIVE,
+            flags,
             &attr as *const MountAttr,
             std::mem::size_of::<MountAttr>(),
         )
     })?;
     Ok(())
+}
+
+/// Makes the mount at `/` read-only (`true`) or writable again, not the mounts on it.
+pub(crate) fn set_root_readonly(readonly: bool) -> io::Result<()> {
+    let root = open_dir(Path::new("/"))?;
+    let bits = MountAttrs {
+        readonly: true,
+        ..MountAttrs::NONE
+    }
+    .bits();
+    if readonly {
+        mount_setattr(root.as_fd(), bits, 0, false)
+    } else {
+        mount_setattr(root.as_fd(), 0, bits, false)
+    }
 }
 
 /// Attaches a detached mount onto `target` (relative to the current root and cwd). The last

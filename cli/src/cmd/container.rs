@@ -57,6 +57,27 @@ pub(crate) struct CreateArgs {
     /// Restart policy: `no`, `on-failure[:N]`, `always` or `unless-stopped`
     #[arg(long, default_value = "no", value_name = "POLICY")]
     restart: String,
+    /// Bind a host path or a volume: `HOST:CTR[:ro]`, `NAME:CTR[:ro]`, or `CTR` (anonymous)
+    #[arg(short = 'v', long = "volume", value_name = "SPEC")]
+    volume: Vec<String>,
+    /// A mount: `type=bind|volume|tmpfs,source=…,target=…[,readonly][,tmpfs-size=…]`
+    #[arg(long = "mount", value_name = "SPEC")]
+    mount: Vec<String>,
+    /// A tmpfs: `CTR[:size=N]`
+    #[arg(long = "tmpfs", value_name = "CTR")]
+    tmpfs: Vec<String>,
+    /// Make the root filesystem read-only (volumes and tmpfs mounts stay writable)
+    #[arg(long = "read-only")]
+    read_only: bool,
+    /// Run an init as PID 1 that reaps and forwards signals (strata always does: accepted)
+    #[arg(long)]
+    init: bool,
+    /// Set a label, `KEY=VALUE` (a bare `KEY` sets it empty)
+    #[arg(short = 'l', long = "label", value_name = "KEY=VALUE")]
+    label: Vec<String>,
+    /// A json-file log option: `max-size=10m`, `max-file=3`
+    #[arg(long = "log-opt", value_name = "KEY=VALUE")]
+    log_opt: Vec<String>,
     /// The image
     image: String,
     /// The command and its arguments (default: the image's CMD)
@@ -72,7 +93,22 @@ impl CreateArgs {
             env.extend(env_file_lines(&text));
         }
         env.extend(self.env.iter().cloned());
+        let mut mounts = Vec::new();
+        for v in &self.volume {
+            mounts.push(strata_build::parse_volume(v)?);
+        }
+        for m in &self.mount {
+            mounts.push(strata_build::parse_mount(m)?);
+        }
+        for t in &self.tmpfs {
+            mounts.push(strata_build::parse_tmpfs(t)?);
+        }
         Ok(CreateContainer {
+            mounts,
+            read_only: self.read_only,
+            log_config: strata_build::parse_log_opts(&self.log_opt)?,
+            labels: self.label.clone(),
+            init: self.init,
             image: self.image.clone(),
             name: self.name.clone(),
             entrypoint: self.entrypoint.clone(),
@@ -194,6 +230,9 @@ pub(crate) struct RmArgs {
     /// Kill a running container first
     #[arg(short = 'f', long)]
     force: bool,
+    /// Remove its anonymous volumes too
+    #[arg(short = 'v', long)]
+    volumes: bool,
     /// Containers
     #[arg(value_name = "CONTAINER", required = true)]
     containers: Vec<String>,
@@ -588,10 +627,21 @@ fn prune(args: PruneArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             Err(e) => return Err(e.into()),
         }
     }
+    write_pruned(&mut out, "Containers", &deleted, reclaimed)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// docker's report of a prune: `Deleted WHAT:` and the names (when any), then the space.
+pub(crate) fn write_pruned(
+    out: &mut impl std::io::Write,
+    what: &str,
+    deleted: &[String],
+    reclaimed: u64,
+) -> std::io::Result<()> {
     if !deleted.is_empty() {
-        writeln!(out, "Deleted Containers:")?;
-        for id in &deleted {
-            writeln!(out, "{id}")?;
+        writeln!(out, "Deleted {what}:")?;
+        for name in deleted {
+            writeln!(out, "{name}")?;
         }
         writeln!(out)?;
     }
@@ -599,8 +649,7 @@ fn prune(args: PruneArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         out,
         "Total reclaimed space: {}",
         crate::cmd::images::human_size(reclaimed)
-    )?;
-    Ok(ExitCode::SUCCESS)
+    )
 }
 
 pub(crate) fn kill(args: KillArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
@@ -624,6 +673,9 @@ pub(crate) fn wait(args: WaitArgs, global: &GlobalArgs) -> anyhow::Result<ExitCo
 pub(crate) fn rm(args: RmArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     for_each(global, &args.containers, |store, c| {
         strata_build::remove_container(store, c, args.force)?;
+        if args.volumes {
+            strata_build::remove_anonymous_volumes(store, &c.config)?;
+        }
         Ok(None)
     })
 }

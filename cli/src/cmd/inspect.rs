@@ -76,7 +76,53 @@ struct ContainerInspect {
     restart_count: u32,
     host_config: HostConfig,
     graph_driver: GraphDriver,
+    mounts: Vec<MountInspect>,
     config: ContainerConfigInspect,
+}
+
+/// docker's `Mounts` entry.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct MountInspect {
+    #[serde(rename = "Type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    source: std::path::PathBuf,
+    destination: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    driver: Option<&'static str>,
+    mode: &'static str,
+    #[serde(rename = "RW")]
+    rw: bool,
+    propagation: &'static str,
+}
+
+fn inspect_mount(store: &Store, m: &strata_store::MountPoint) -> MountInspect {
+    use strata_store::MountKind;
+    let volume = m.kind == MountKind::Volume;
+    MountInspect {
+        kind: m.kind.as_str(),
+        name: volume.then(|| m.name.clone()),
+        source: match m.kind {
+            MountKind::Bind => m.source.clone(),
+            MountKind::Volume => store.volume_data(&m.name),
+            MountKind::Tmpfs => std::path::PathBuf::new(),
+        },
+        destination: m.destination.clone(),
+        driver: volume.then_some("local"),
+        mode: match m.kind {
+            MountKind::Bind if m.readonly => "ro",
+            MountKind::Volume => "z",
+            _ => "",
+        },
+        rw: !m.readonly,
+        propagation: if m.kind == MountKind::Bind {
+            "rprivate"
+        } else {
+            ""
+        },
+    }
 }
 
 #[derive(Serialize)]
@@ -102,6 +148,17 @@ struct HostConfig {
     network_mode: String,
     restart_policy: RestartPolicy,
     auto_remove: bool,
+    readonly_rootfs: bool,
+    log_config: LogConfig,
+    init: bool,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct LogConfig {
+    #[serde(rename = "Type")]
+    kind: &'static str,
+    config: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Serialize)]
@@ -137,9 +194,10 @@ struct ContainerConfigInspect {
     stop_signal: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     stop_timeout: Option<u32>,
+    labels: std::collections::BTreeMap<String, String>,
 }
 
-fn inspect_container(c: &Container) -> ContainerInspect {
+fn inspect_container(store: &Store, c: &Container) -> ContainerInspect {
     let (cfg, st) = (&c.config, &c.state);
     let argv = cfg.argv();
     let (path, args) = match argv.split_first() {
@@ -184,6 +242,12 @@ fn inspect_container(c: &Container) -> ContainerInspect {
                 maximum_retry_count: retries,
             },
             auto_remove: cfg.auto_remove,
+            readonly_rootfs: cfg.read_only,
+            log_config: LogConfig {
+                kind: "json-file",
+                config: cfg.log_config.clone(),
+            },
+            init: cfg.init,
         },
         graph_driver: GraphDriver {
             data: GraphDriverData {
@@ -191,6 +255,7 @@ fn inspect_container(c: &Container) -> ContainerInspect {
             },
             name: "overlay2",
         },
+        mounts: cfg.mounts.iter().map(|m| inspect_mount(store, m)).collect(),
         config: ContainerConfigInspect {
             hostname,
             user: cfg.user.clone(),
@@ -201,6 +266,7 @@ fn inspect_container(c: &Container) -> ContainerInspect {
             entrypoint: (!cfg.entrypoint.is_empty()).then(|| cfg.entrypoint.clone()),
             stop_signal: cfg.stop_signal.clone(),
             stop_timeout: cfg.stop_timeout,
+            labels: cfg.labels.clone(),
         },
     }
 }
@@ -270,7 +336,7 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let mut failed = false;
     for name in &args.images {
         if let Ok(c) = store.container(name) {
-            found.push(Found::Container(Box::new(inspect_container(&c))));
+            found.push(Found::Container(Box::new(inspect_container(&store, &c))));
             continue;
         }
         match store.image(name) {

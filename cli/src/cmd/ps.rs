@@ -3,7 +3,7 @@
 //! minutes ago", "Created").
 
 use crate::GlobalArgs;
-use crate::cmd::images::{human_duration, human_since, parse_time, write_table};
+use crate::cmd::images::{human_duration, human_since, human_size, parse_time, write_table};
 use std::io::Write;
 use std::process::ExitCode;
 use strata_store::{Container, ContainerStatus, Store};
@@ -26,10 +26,17 @@ pub(crate) struct Args {
     /// Show the latest created container (all states)
     #[arg(short = 'l', long)]
     latest: bool,
-    /// Filter: `status=`, `name=`, `ancestor=`, `exited=`, `id=` (the same key again: either;
-    /// different keys: both)
+    /// Filter: `status=`, `name=`, `ancestor=`, `exited=`, `id=`, `label=KEY[=VALUE]` (the
+    /// same key again: either; different keys: both; `label` given twice: both)
     #[arg(short = 'f', long = "filter", value_name = "KEY=VALUE")]
     filter: Vec<String>,
+    /// Show sizes: the writable layer's, and with the image's ("virtual")
+    #[arg(short = 's', long)]
+    size: bool,
+    /// A Go template (`{{.ID}}`, `{{.Names}}`, `{{.Label "k"}}`, `{{json .}}`, `table ...`),
+    /// or `json`, or `table`
+    #[arg(long, value_name = "TEMPLATE")]
+    format: Option<String>,
 }
 
 /// `--filter`s, by key.
@@ -42,6 +49,8 @@ struct Filters {
     ancestor: Vec<(String, Option<strata_store::Digest>)>,
     exited: Vec<i32>,
     id: Vec<String>,
+    /// `label=KEY` or `label=KEY=VALUE`: all must match, as docker's.
+    label: Vec<(String, Option<String>)>,
 }
 
 impl Filters {
@@ -69,6 +78,10 @@ impl Filters {
                         .map_err(|_| anyhow::anyhow!("invalid filter 'exited={value}'"))?,
                 ),
                 "id" => f.id.push(value.to_owned()),
+                "label" => f.label.push(match value.split_once('=') {
+                    Some((k, v)) => (k.to_owned(), Some(v.to_owned())),
+                    None => (value.to_owned(), None),
+                }),
                 _ => anyhow::bail!("invalid filter '{key}'"),
             }
         }
@@ -99,6 +112,14 @@ impl Filters {
                 c.state.status == ContainerStatus::Exited && c.state.exit_code == *code
             })
             && any(&self.id, |id| c.config.id.starts_with(id.as_str()))
+            && self
+                .label
+                .iter()
+                .all(|(k, v)| match (c.config.labels.get(k), v) {
+                    (Some(have), Some(want)) => have == want,
+                    (Some(_), None) => true,
+                    (None, _) => false,
+                })
     }
 }
 
@@ -149,42 +170,218 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let now = jiff::Timestamp::now();
-    let mut rows = vec![
-        [
-            "CONTAINER ID",
-            "IMAGE",
-            "COMMAND",
-            "CREATED",
-            "STATUS",
-            "PORTS",
-            "NAMES",
-        ]
-        .map(String::from)
-        .to_vec(),
+    let template = match args.format.as_deref() {
+        None | Some("table") => None,
+        Some(f) => Some(crate::template::Template::parse(f).map_err(anyhow::Error::msg)?),
+    };
+    // As docker's: a template that prints the size computes it without -s.
+    let sizes = args.size || template.as_ref().is_some_and(|t| t.uses("Size"));
+    let rows: Vec<Row<'_>> = shown
+        .into_iter()
+        .map(|c| Row::new(&store, c, now, args.no_trunc, sizes))
+        .collect();
+    if let Some(t) = template {
+        if t.is_table() {
+            let mut table = vec![
+                t.header::<Row<'_>>()
+                    .split('\t')
+                    .map(str::to_owned)
+                    .collect(),
+            ];
+            for row in &rows {
+                let line = t.render(row).map_err(anyhow::Error::msg)?;
+                table.push(line.split('\t').map(str::to_owned).collect());
+            }
+            write_table(&mut out, &table)?;
+        } else {
+            for row in &rows {
+                writeln!(out, "{}", t.render(row).map_err(anyhow::Error::msg)?)?;
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut columns = vec![
+        "CONTAINER ID",
+        "IMAGE",
+        "COMMAND",
+        "CREATED",
+        "STATUS",
+        "PORTS",
+        "NAMES",
     ];
-    for c in shown {
+    if args.size {
+        columns.push("SIZE");
+    }
+    let mut table = vec![columns.into_iter().map(String::from).collect::<Vec<_>>()];
+    for r in &rows {
+        let mut line = vec![
+            r.id.clone(),
+            crate::report::clip(&r.c.config.image).into_owned(),
+            crate::report::clip(&r.command).into_owned(),
+            r.running_for.clone(),
+            r.status.clone(),
+            String::new(),
+            r.c.config.name.clone(),
+        ];
+        if args.size {
+            line.push(r.size.clone());
+        }
+        table.push(line);
+    }
+    write_table(&mut out, &table)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A container as `ps` shows it, the fields docker's `--format` offers.
+struct Row<'a> {
+    c: &'a Container,
+    id: String,
+    /// The command quoted, cut to 20 characters unless `--no-trunc`.
+    command: String,
+    running_for: String,
+    status: String,
+    /// `-s`: "2B (virtual 1.5MB)"; empty without it.
+    size: String,
+}
+
+impl<'a> Row<'a> {
+    fn new(
+        store: &Store,
+        c: &'a Container,
+        now: jiff::Timestamp,
+        no_trunc: bool,
+        sizes: bool,
+    ) -> Row<'a> {
         let command = c.config.argv().join(" ");
-        let command = if args.no_trunc {
+        let command = if no_trunc {
             command
         } else {
             ellipsis(&command, 20)
         };
-        rows.push(vec![
-            if args.no_trunc {
+        let size = if sizes {
+            let rw = strata_store::tree_size(&c.upper_dir());
+            let image = store
+                .image(c.config.image_id.as_str())
+                .map_or(0, |i| i.size());
+            format!("{} (virtual {})", human_size(rw), human_size(rw + image))
+        } else {
+            String::new()
+        };
+        Row {
+            c,
+            id: if no_trunc {
                 c.config.id.clone()
             } else {
                 c.config.short_id().to_owned()
             },
-            crate::report::clip(&c.config.image).into_owned(),
-            crate::report::clip(&format!("{command:?}")).into_owned(),
-            parse_time(&c.config.created).map_or_else(String::new, |t| human_since(t, now)),
-            status(c, now),
-            String::new(),
-            c.config.name.clone(),
-        ]);
+            command: format!("{command:?}"),
+            running_for: parse_time(&c.config.created)
+                .map_or_else(String::new, |t| human_since(t, now)),
+            status: status(c, now),
+            size,
+        }
     }
-    write_table(&mut out, &rows)?;
-    Ok(ExitCode::SUCCESS)
+
+    fn labels(&self) -> String {
+        let labels: Vec<String> = self
+            .c
+            .config
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        labels.join(",")
+    }
+
+    fn mounts(&self) -> String {
+        let mounts: Vec<String> = self
+            .c
+            .config
+            .mounts
+            .iter()
+            .map(|m| match m.kind {
+                strata_store::MountKind::Volume => ellipsis(&m.name, 15),
+                _ => m.source.display().to_string(),
+            })
+            .filter(|m| !m.is_empty())
+            .collect();
+        mounts.join(",")
+    }
+
+    /// docker's `CreatedAt`: `2026-12-07 14:17:59 +0000 UTC`.
+    fn created_at(&self) -> String {
+        parse_time(&self.c.config.created).map_or_else(String::new, |t| {
+            t.strftime("%Y-%m-%d %H:%M:%S +0000 UTC").to_string()
+        })
+    }
+}
+
+impl crate::template::Fields for Row<'_> {
+    fn field(&self, name: &str) -> Option<String> {
+        Some(match name {
+            "ID" => self.id.clone(),
+            "Names" => self.c.config.name.clone(),
+            "Image" => self.c.config.image.clone(),
+            "Command" => self.command.clone(),
+            "CreatedAt" => self.created_at(),
+            "RunningFor" => self.running_for.clone(),
+            "Ports" => String::new(),
+            "Status" => self.status.clone(),
+            "State" => self.c.state.status.as_str().to_owned(),
+            "Size" => self.size.clone(),
+            "Labels" => self.labels(),
+            "Mounts" => self.mounts(),
+            "Networks" => self.c.config.network.clone(),
+            "LocalVolumes" => self
+                .c
+                .config
+                .mounts
+                .iter()
+                .filter(|m| m.kind == strata_store::MountKind::Volume)
+                .count()
+                .to_string(),
+            _ => return None,
+        })
+    }
+
+    fn label(&self, key: &str) -> String {
+        self.c.config.labels.get(key).cloned().unwrap_or_default()
+    }
+
+    fn json(&self) -> serde_json::Value {
+        let mut map = serde_json::Map::new();
+        for name in [
+            "Command",
+            "CreatedAt",
+            "ID",
+            "Image",
+            "Labels",
+            "LocalVolumes",
+            "Mounts",
+            "Names",
+            "Networks",
+            "Ports",
+            "RunningFor",
+            "Size",
+            "State",
+            "Status",
+        ] {
+            if let Some(v) = self.field(name) {
+                map.insert(name.to_owned(), v.into());
+            }
+        }
+        map.into()
+    }
+
+    fn header(name: &str) -> String {
+        match name {
+            "ID" => "CONTAINER ID".to_owned(),
+            "RunningFor" => "CREATED".to_owned(),
+            "CreatedAt" => "CREATED AT".to_owned(),
+            "LocalVolumes" => "LOCAL VOLUMES".to_owned(),
+            other => other.to_uppercase(),
+        }
+    }
 }
 
 /// docker's `Ellipsis`: at most `max` characters, the last one `…` when cut.

@@ -16,21 +16,21 @@ use std::time::{Duration, Instant};
 
 /// A store with the busybox base image as `base`, whose containers are all removed (killed
 /// first) when the test ends, passing or failing: no monitor outlives a test.
-struct Env(TestEnv);
+pub(crate) struct Env(pub(crate) TestEnv);
 
 impl Env {
-    fn new() -> Env {
+    pub(crate) fn new() -> Env {
         Env(TestEnv::with_base("base"))
     }
 
-    fn inspect(&self, name: &str) -> Value {
+    pub(crate) fn inspect(&self, name: &str) -> Value {
         let out = self.0.ok(["inspect", name]);
         let all: Value = serde_json::from_str(&out).unwrap();
         all[0].clone()
     }
 
     /// Runs strata; returns (exit code, stdout, stderr).
-    fn run(&self, args: &[&str]) -> (i32, String, String) {
+    pub(crate) fn run(&self, args: &[&str]) -> (i32, String, String) {
         let out = self.0.command(args).output().unwrap();
         (
             out.status.code().unwrap_or(-1),

@@ -136,6 +136,8 @@ pub fn run_op(
         upper: upper.to_owned(),
         mounts,
         hostname: None,
+        binds: Vec::new(),
+        read_only_root: false,
     };
     let result = runtime().block_on(env.worker.run(
         req,

@@ -161,6 +161,8 @@ fn run_timed_counts_the_command_in_process_not_in_start() -> TestResult {
         upper: upper.clone(),
         mounts: vec![],
         hostname: None,
+        binds: Vec::new(),
+        read_only_root: false,
     };
     let times = runtime()
         .block_on(
@@ -480,6 +482,8 @@ fn run_cancel_kills_everything() -> TestResult {
         upper: env.upper(),
         mounts: vec![],
         hostname: None,
+        binds: Vec::new(),
+        read_only_root: false,
     };
     let rt = runtime();
     let t0 = std::time::Instant::now();

@@ -339,8 +339,9 @@ pub fn parse_human_size(s: &str) -> Option<u64> {
     parse_unit_bytes(s, 1000.0)
 }
 
-/// A number with an optional unit `k`, `m`, `g`, `t`, `p` (any case, then an optional `i`
-/// and `b`), a power of `base`.
+/// A number, one optional space, an optional unit `k`, `m`, `g`, `t`, `p` (any case, then an
+/// optional `i` and an optional `b`): go-units' grammar, a power of `base`. The one reader of
+/// sizes (Dockerfile mounts, `--shm-size`, `--log-opt max-size`, `builder.gc`'s keep storage).
 fn parse_unit_bytes(s: &str, base: f64) -> Option<u64> {
     let s = s.trim();
     let split = s
@@ -348,11 +349,10 @@ fn parse_unit_bytes(s: &str, base: f64) -> Option<u64> {
         .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let num: f64 = num.parse().ok()?;
-    let mult: f64 = match unit
-        .to_lowercase()
-        .trim_end_matches('b')
-        .trim_end_matches('i')
-    {
+    let unit = unit.strip_prefix(' ').unwrap_or(unit).to_lowercase();
+    let unit = unit.strip_suffix('b').unwrap_or(&unit);
+    let unit = unit.strip_suffix('i').unwrap_or(unit);
+    let mult: f64 = match unit {
         "" => 1.0,
         "k" => base,
         "m" => base.powi(2),
@@ -430,6 +430,36 @@ mod tests {
 
     fn parse(s: &str) -> Result<RunMount, String> {
         parse_mount(s, &mut |v: &str| Ok(v.replace("$DIR", "/cache")))
+    }
+
+    #[test]
+    fn sizes_as_go_units_reads_them() {
+        for (text, ram, human) in [
+            ("0", 0, 0),
+            ("512", 512, 512),
+            ("1k", 1024, 1000),
+            ("1KB", 1024, 1000),
+            ("10GB", 10 << 30, 10_000_000_000),
+            ("1.5m", 3 << 19, 1_500_000),
+            ("2 MiB", 2 << 20, 2_000_000),
+            ("3b", 3, 3),
+        ] {
+            assert_eq!(parse_ram_bytes(text), Some(ram), "{text}");
+            assert_eq!(parse_human_size(text), Some(human), "{text}");
+        }
+        for bad in [
+            "",
+            "GB",
+            "1x",
+            "-1",
+            "1..2k",
+            "99999999999P",
+            "1  k",
+            "1kbb",
+            "1ik",
+        ] {
+            assert_eq!(parse_ram_bytes(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -62,7 +62,7 @@ pub(crate) struct Args {
     #[arg(long, value_name = "N")]
     pids_limit: Option<u64>,
     /// Memory limit of the build's RUN steps, together (`512m`, `2g`)
-    #[arg(short = 'm', long, value_name = "BYTES", value_parser = parse_memory)]
+    #[arg(short = 'm', long, value_name = "BYTES", value_parser = crate::units::parse_size)]
     memory: Option<u64>,
     /// CPU time of the build's RUN steps per CPU period, in microseconds (CFS quota)
     #[arg(long, value_name = "MICROSECONDS")]
@@ -143,12 +143,6 @@ enum Network {
     Host,
     /// Only loopback.
     None,
-}
-
-/// `--memory`: docker's sizes (`512m`, `1.5g`, bytes without a unit).
-fn parse_memory(s: &str) -> Result<u64, String> {
-    strata_frontend::parse_ram_bytes(s)
-        .ok_or_else(|| format!("invalid size {s:?} (expected bytes, or a number with k, m, g)"))
 }
 
 fn parse_labels(labels: &[String]) -> BTreeMap<String, String> {

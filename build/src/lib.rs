@@ -19,6 +19,7 @@
 
 mod cache_spec;
 mod container;
+mod container_fs;
 mod dockerfile;
 mod entitlement;
 mod error;
@@ -35,6 +36,10 @@ pub use cache_spec::{CacheExportError, CacheMode, CacheRef, CacheTo, parse_cache
 pub use container::{
     ContainerError, CreateContainer, Outcome, RestartPolicy, create_container, kill_container,
     monitor_container, remove_container, stop_container, wait_stopped,
+};
+pub use container_fs::{
+    Change, ChangeKind, CommitOptions, ContainerFsError, commit_container, diff_container,
+    export_container,
 };
 pub use dockerfile::{Dockerfile, DockerfileError, DockerfileSource, parse_build_args};
 pub use entitlement::{Entitlement, EntitlementError};

@@ -95,6 +95,12 @@ enum Command {
     Container(cmd::container::ContainerArgs),
     /// Show a container's output
     Logs(cmd::logs::Args),
+    /// Show the changes in a container's filesystem (A/C/D lines)
+    Diff(cmd::diff::Args),
+    /// Create a new image from a container's changes
+    Commit(cmd::commit::Args),
+    /// Export a container's filesystem as a tar archive
+    Export(cmd::export::Args),
     /// A detached container's monitor (started by `run -d` and `start`)
     #[command(name = "__monitor", hide = true)]
     Monitor(cmd::container::MonitorArgs),
@@ -182,6 +188,9 @@ fn main() -> ExitCode {
         Command::Rename(args) => cmd::container::rename(args, &cli.global),
         Command::Ps(args) => cmd::ps::run(args, &cli.global),
         Command::Logs(args) => cmd::logs::run(args, &cli.global),
+        Command::Diff(args) => cmd::diff::run(args, &cli.global),
+        Command::Commit(args) => cmd::commit::run(args, &cli.global),
+        Command::Export(args) => cmd::export::run(args, &cli.global),
         Command::Monitor(args) => Ok(cmd::container::monitor(args, &cli.global)),
         Command::Parse(args) => cmd::parse::run(args, &cli.global),
         Command::Check(args) => cmd::check::run(args, &cli.global),

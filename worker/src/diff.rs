@@ -339,7 +339,7 @@ fn clamp(mtime: i64, opts: &DiffOptions) -> i64 {
     }
 }
 
-fn sorted_names(dir: &Path) -> Result<Vec<OsString>, DiffError> {
+pub(crate) fn sorted_names(dir: &Path) -> Result<Vec<OsString>, DiffError> {
     let read = |source| DiffError::Read {
         path: dir.to_owned(),
         source,

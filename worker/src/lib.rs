@@ -14,6 +14,7 @@ mod agent_proxy;
 mod archive;
 mod cache_mount;
 mod cgroup;
+mod changes;
 mod copy;
 mod diff;
 mod download;
@@ -43,6 +44,7 @@ mod worker;
 
 pub use cache_mount::{CacheMountError, CacheMountInfo, cache_mounts, prune_cache_mounts};
 pub use cgroup::{CgroupError, DEFAULT_PIDS_LIMIT, Resources};
+pub use changes::{Change, ChangeKind, changes};
 pub use diff::{DiffError, DiffOptions, DiffStats, write_layer};
 pub use download::DownloadError;
 pub use export::{ExportError, export_rootfs};

@@ -3,7 +3,10 @@
 pub(crate) mod build;
 pub(crate) mod builder;
 pub(crate) mod check;
+pub(crate) mod commit;
 pub(crate) mod container;
+pub(crate) mod diff;
+pub(crate) mod export;
 pub(crate) mod history;
 pub(crate) mod image;
 pub(crate) mod images;

@@ -3,17 +3,21 @@
 //! RUN's: the same [`write_layer`] into the same layer writer), `export` (its merged root as
 //! one flat tar, the way a build's `--output type=tar` is written). The container's writable
 //! layer is `containers/<id>/upper/` over the snapshots of its image (`docs/containers.md`).
+//! And `cp`: the container's root opened for the worker's confined copy
+//! ([`strata_worker::copy_path`]).
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use strata_frontend::{ChangeError, apply_changes};
 use strata_graph::ImageConfig;
 use strata_store::{
-    Compression, Container, Digest, History, Lease, NewImage, Reference, Store, StoreError,
+    Compression, Container, ContainerStatus, Digest, History, Lease, MonitorLock, NewImage,
+    Reference, Store, StoreError,
 };
-pub use strata_worker::{Change, ChangeKind};
+pub use strata_worker::{Change, ChangeKind, CpRoot};
 use strata_worker::{
-    DiffError, DiffOptions, DiffStats, ExportError, changes, export_rootfs, write_layer,
+    CpError, CpOptions, DiffError, DiffOptions, DiffStats, ExportError, changes, copy_path,
+    export_rootfs, own_ids, tar_path, untar_into, write_layer,
 };
 
 /// Why a container's filesystem could not be listed, committed or exported.
@@ -52,6 +56,18 @@ pub enum ContainerFsError {
         #[source]
         source: DiffError,
     },
+    /// A copy to or from the container failed.
+    #[error("failed to copy files of container {name}")]
+    Copy {
+        /// The container's name.
+        name: String,
+        /// Why.
+        #[source]
+        source: CpError,
+    },
+    /// A stopped container being started: its filesystem cannot be written meanwhile.
+    #[error("container {0} is starting: try again")]
+    Starting(String),
     /// Exporting the merged root failed.
     #[error("failed to export container {name}")]
     Export {
@@ -229,4 +245,171 @@ pub fn commit_container(
         layers,
         tags: opts.tags.clone(),
     })?)
+}
+
+/// `strata cp`'s flags.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpFlags {
+    /// `-L`: follow a symlink the source path names.
+    pub follow: bool,
+    /// `-a`: keep the source's owners (else entries belong to the container's root, or to
+    /// the calling user on the host, as docker's).
+    pub archive: bool,
+}
+
+/// A container's root filesystem opened for `cp`: a running container's through its process,
+/// a stopped one's as a detached overlay (while it is open the container cannot start: its
+/// monitor's lock is held when writing).
+struct CpContainer {
+    // Dropped first: the mount goes before the lock and the lease.
+    root: CpRoot,
+    name: String,
+    _monitor: Option<MonitorLock>,
+    _rootfs: Option<Rootfs>,
+}
+
+/// The root of container `name_or_id` when it runs, through its process, or `None`.
+/// Rootless, `/proc/PID/root` can only be opened before the command enters a user namespace of
+/// its own (the container's is not its descendant): the CLI opens it first, as the user, and
+/// hands it to the copy. Errors are left for the copy to report.
+pub fn open_running_root(store: &Store, name_or_id: &str) -> Option<CpRoot> {
+    let c = store.container(name_or_id).ok()?;
+    if c.state.status != ContainerStatus::Running || c.state.pid == 0 {
+        return None;
+    }
+    CpRoot::of_process(c.state.pid).ok()
+}
+
+/// Opens the container's root; `running`: its root from [`open_running_root`], if taken.
+fn open_for_cp(
+    store: &Store,
+    name_or_id: &str,
+    write: bool,
+    running: Option<CpRoot>,
+) -> Result<CpContainer, ContainerFsError> {
+    let c = store.container(name_or_id)?;
+    let name = c.config.name.clone();
+    let cp_err = |source| ContainerFsError::Copy {
+        name: name.clone(),
+        source,
+    };
+    if c.state.status == ContainerStatus::Running && c.state.pid != 0 {
+        return Ok(CpContainer {
+            root: match running {
+                Some(root) => root,
+                None => CpRoot::of_process(c.state.pid).map_err(cp_err)?,
+            },
+            name: name.clone(),
+            _monitor: None,
+            _rootfs: None,
+        });
+    }
+    let monitor = if write {
+        match store.lock_container_monitor(&c.config.id)? {
+            Some(lock) => Some(lock),
+            None => return Err(ContainerFsError::Starting(name)),
+        }
+    } else {
+        None
+    };
+    let r = rootfs(store, &c.config.id)?;
+    let upper = r.container.upper_dir();
+    let root = CpRoot::of_layers(
+        &upper,
+        &r.lowers,
+        write.then_some(r.container.dir.as_path()),
+    )
+    .map_err(cp_err)?;
+    Ok(CpContainer {
+        root,
+        name,
+        _monitor: monitor,
+        _rootfs: Some(r),
+    })
+}
+
+/// Runs `copy` on the container's root (opened to write when `write`) and the host's,
+/// naming the container in its error.
+fn with_roots(
+    store: &Store,
+    name_or_id: &str,
+    write: bool,
+    running: Option<CpRoot>,
+    copy: impl FnOnce(&CpRoot, &CpRoot) -> Result<(), CpError>,
+) -> Result<(), ContainerFsError> {
+    let c = open_for_cp(store, name_or_id, write, running)?;
+    CpRoot::host()
+        .and_then(|host| copy(&c.root, &host))
+        .map_err(|source| ContainerFsError::Copy {
+            name: c.name.clone(),
+            source,
+        })
+}
+
+/// `strata cp CONTAINER:SRC DEST`: `src` in the container to the host path `dest`
+/// (absolute), by docker's rules (`strata_worker::copy_path`). Blocking.
+pub fn copy_from_container(
+    store: &Store,
+    name_or_id: &str,
+    src: &str,
+    dest: &str,
+    flags: CpFlags,
+    running: Option<CpRoot>,
+) -> Result<(), ContainerFsError> {
+    let opts = CpOptions {
+        follow: flags.follow,
+        owner: (!flags.archive).then(own_ids),
+    };
+    with_roots(store, name_or_id, false, running, |c, host| {
+        copy_path(c, src, host, dest, &opts).map(drop)
+    })
+}
+
+/// `strata cp SRC CONTAINER:DEST`: the host path `src` (absolute) to `dest` in the
+/// container. Blocking.
+pub fn copy_to_container(
+    store: &Store,
+    src: &str,
+    name_or_id: &str,
+    dest: &str,
+    flags: CpFlags,
+    running: Option<CpRoot>,
+) -> Result<(), ContainerFsError> {
+    let opts = CpOptions {
+        follow: flags.follow,
+        owner: (!flags.archive).then_some((0, 0)),
+    };
+    with_roots(store, name_or_id, true, running, |c, host| {
+        copy_path(host, src, c, dest, &opts).map(drop)
+    })
+}
+
+/// `strata cp CONTAINER:SRC -`: `src` as a tar stream into `out`. Blocking, streaming.
+pub fn tar_from_container(
+    store: &Store,
+    name_or_id: &str,
+    src: &str,
+    flags: CpFlags,
+    running: Option<CpRoot>,
+    out: impl Write,
+) -> Result<(), ContainerFsError> {
+    with_roots(store, name_or_id, false, running, |c, _| {
+        tar_path(c, src, flags.follow, out)
+    })
+}
+
+/// `strata cp - CONTAINER:DEST`: the tar stream `input` unpacked into the directory `dest`.
+/// Blocking, streaming.
+pub fn untar_to_container(
+    store: &Store,
+    input: impl Read,
+    name_or_id: &str,
+    dest: &str,
+    flags: CpFlags,
+    running: Option<CpRoot>,
+) -> Result<(), ContainerFsError> {
+    let owner = (!flags.archive).then_some((0, 0));
+    with_roots(store, name_or_id, true, running, |c, _| {
+        untar_into(c, dest, input, owner).map(drop)
+    })
 }

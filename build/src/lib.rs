@@ -38,8 +38,9 @@ pub use container::{
     monitor_container, remove_container, stop_container, wait_stopped,
 };
 pub use container_fs::{
-    Change, ChangeKind, CommitOptions, ContainerFsError, commit_container, diff_container,
-    export_container,
+    Change, ChangeKind, CommitOptions, ContainerFsError, CpFlags, CpRoot, commit_container,
+    copy_from_container, copy_to_container, diff_container, export_container, open_running_root,
+    tar_from_container, untar_to_container,
 };
 pub use dockerfile::{Dockerfile, DockerfileError, DockerfileSource, parse_build_args};
 pub use entitlement::{Entitlement, EntitlementError};

@@ -101,6 +101,8 @@ enum Command {
     Commit(cmd::commit::Args),
     /// Export a container's filesystem as a tar archive
     Export(cmd::export::Args),
+    /// Copy files between a container and the host (or a tar stream)
+    Cp(cmd::cp::Args),
     /// A detached container's monitor (started by `run -d` and `start`)
     #[command(name = "__monitor", hide = true)]
     Monitor(cmd::container::MonitorArgs),
@@ -167,6 +169,14 @@ fn main() -> ExitCode {
         return strata_build::sandbox_main();
     }
     let cli = Cli::parse();
+    // Rootless, a running container's root can only be opened as the user, before the user
+    // namespace (see strata_build::open_running_root).
+    let cp_root = match &cli.command {
+        Command::Cp(args) if !report::running_as_root() => {
+            cmd::cp::open_running_root(args, &cli.global)
+        }
+        _ => None,
+    };
     // Before any thread: a user other than root becomes root of a user namespace of its own
     // for every command that opens a store (docs/rootless.md).
     if cli.command.uses_store()
@@ -191,6 +201,7 @@ fn main() -> ExitCode {
         Command::Diff(args) => cmd::diff::run(args, &cli.global),
         Command::Commit(args) => cmd::commit::run(args, &cli.global),
         Command::Export(args) => cmd::export::run(args, &cli.global),
+        Command::Cp(args) => cmd::cp::run(args, &cli.global, cp_root),
         Command::Monitor(args) => Ok(cmd::container::monitor(args, &cli.global)),
         Command::Parse(args) => cmd::parse::run(args, &cli.global),
         Command::Check(args) => cmd::check::run(args, &cli.global),

@@ -88,7 +88,18 @@ pub fn write_layer(
     out: impl Write,
     opts: &DiffOptions,
 ) -> Result<DiffStats, DiffError> {
-    walk(upper, out, opts, None)
+    walk(upper, out, opts, None, None)
+}
+
+/// Writes the entry `name` of the directory `dir` (a file, or a directory with all it holds)
+/// as a tar stream into `out`, named `name`, `name/...` (`strata cp CONTAINER:PATH -`).
+pub(crate) fn write_entry(
+    dir: &Path,
+    name: &OsStr,
+    out: impl Write,
+    opts: &DiffOptions,
+) -> Result<DiffStats, DiffError> {
+    walk(dir, out, opts, None, Some(name))
 }
 
 /// What a delta layer of a plain directory (a cache mount, not an overlay upper) is taken
@@ -111,7 +122,7 @@ pub(crate) fn write_delta(
     opts: &DiffOptions,
     delta: &mut Delta<'_>,
 ) -> Result<DiffStats, DiffError> {
-    walk(dir, out, opts, Some(delta))
+    walk(dir, out, opts, Some(delta), None)
 }
 
 fn walk(
@@ -119,6 +130,7 @@ fn walk(
     out: impl Write,
     opts: &DiffOptions,
     mut delta: Option<&mut Delta<'_>>,
+    only: Option<&OsStr>,
 ) -> Result<DiffStats, DiffError> {
     let mut w = TarWriter {
         out,
@@ -126,8 +138,13 @@ fn walk(
     };
     let mut links: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
     // Depth-first with an explicit stack: no recursion, so a 2000-level tree is fine.
+    // `only`: the walk starts at that one entry of `upper` instead of all of them.
+    let first = match only {
+        Some(name) => vec![name.to_owned()],
+        None => sorted_names(upper)?,
+    };
     let mut stack: Vec<(Vec<u8>, std::vec::IntoIter<OsString>)> =
-        vec![(Vec::new(), sorted_names(upper)?.into_iter())];
+        vec![(Vec::new(), first.into_iter())];
     while let Some((dir, names)) = stack.last_mut() {
         let Some(name) = names.next() else {
             stack.pop();

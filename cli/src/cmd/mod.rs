@@ -5,6 +5,7 @@ pub(crate) mod builder;
 pub(crate) mod check;
 pub(crate) mod commit;
 pub(crate) mod container;
+pub(crate) mod cp;
 pub(crate) mod diff;
 pub(crate) mod export;
 pub(crate) mod history;

@@ -248,3 +248,195 @@ fn export_writes_the_merged_root_that_import_takes_back() {
         .fails(["export", "-o", file.to_str().unwrap(), "nope"]);
     assert!(err.contains("No such container: nope"), "{err}");
 }
+
+/// The uid a file the copy makes on the host belongs to: the calling user's.
+fn own_uid() -> u32 {
+    crate::support::test_user().map_or(0, |u| u.uid)
+}
+
+fn mode_of(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::MetadataExt as _;
+    fs_err::symlink_metadata(path).unwrap().mode() & 0o7777
+}
+
+#[test]
+fn cp_copies_both_ways_with_bytes_and_mode_by_dockers_path_rules() {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    let env = Env::new();
+    let host = env.0.dir().join("host");
+    fs_err::create_dir_all(host.join("d/sub")).unwrap();
+    fs_err::write(host.join("f"), "host file\n").unwrap();
+    fs_err::set_permissions(host.join("f"), std::fs::Permissions::from_mode(0o640)).unwrap();
+    fs_err::write(host.join("d/sub/x"), "x\n").unwrap();
+    fs_err::set_permissions(host.join("d/sub/x"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    if let Some(u) = crate::support::test_user() {
+        for p in ["", "f", "d", "d/sub", "d/sub/x"] {
+            std::os::unix::fs::chown(host.join(p), Some(u.uid), Some(u.gid)).unwrap();
+        }
+    }
+    let h = |p: &str| host.join(p).to_str().unwrap().to_owned();
+    env.0.ok([
+        "create",
+        "--name",
+        "c",
+        "base",
+        "sh",
+        "-c",
+        "stat -c '%n %a %u' /f /d/sub/x /etc/d/sub/x /contents/sub/x; cat /f",
+    ]);
+    env.0.ok(["cp", &h("f"), "c:/f"]); // a new file
+    env.0.ok(["cp", &h("d"), "c:/"]); // a directory into a directory: under its name
+    env.0.ok(["cp", &h("d"), "c:/etc/"]);
+    env.0.ok(["cp", &h("d/."), "c:/contents"]); // `/.`: the contents, into a new directory
+    assert_eq!(
+        env.0.ok(["diff", "c"]),
+        "A /contents\nA /contents/sub\nA /contents/sub/x\nA /d\nA /d/sub\nA /d/sub/x\nC /etc\n\
+         A /etc/d\nA /etc/d/sub\nA /etc/d/sub/x\nA /f\n"
+    );
+    // The container sees them with their modes, owned by its root (no -a).
+    let out = env.0.ok(["start", "-a", "c"]);
+    assert_eq!(
+        out,
+        "/f 640 0\n/d/sub/x 755 0\n/etc/d/sub/x 755 0\n/contents/sub/x 755 0\nhost file\n"
+    );
+
+    // Back to the host: into a directory, to a new name, a directory's contents.
+    let back = env.0.dir().join("back");
+    fs_err::create_dir(&back).unwrap();
+    if let Some(u) = crate::support::test_user() {
+        std::os::unix::fs::chown(&back, Some(u.uid), Some(u.gid)).unwrap();
+    }
+    let b = |p: &str| back.join(p).to_str().unwrap().to_owned();
+    env.0.ok(["cp", "c:/f", &format!("{}/", b(""))]);
+    env.0.ok(["cp", "c:/etc/d", &b("newd")]);
+    env.0.ok(["cp", "c:/d/sub/.", &b("")]);
+    assert_eq!(
+        fs_err::read_to_string(back.join("f")).unwrap(),
+        "host file\n"
+    );
+    assert_eq!(mode_of(&back.join("f")), 0o640);
+    assert_eq!(fs_err::metadata(back.join("f")).unwrap().uid(), own_uid());
+    assert_eq!(fs_err::read(back.join("newd/sub/x")).unwrap(), b"x\n");
+    assert_eq!(mode_of(&back.join("newd/sub/x")), 0o755);
+    assert_eq!(fs_err::read(back.join("x")).unwrap(), b"x\n");
+
+    // docker's refusals.
+    let err = env.0.fails(["cp", "c:/nope", &b("")]);
+    assert!(err.contains("could not find the file /nope"), "{err}");
+    let err = env.0.fails(["cp", "c:/f", &b("missing/")]);
+    assert!(
+        err.contains("destination directory") && err.contains("does not exist"),
+        "{err}"
+    );
+    let err = env.0.fails(["cp", "c:/d", &b("f")]);
+    assert!(err.contains("cannot copy a directory to a file"), "{err}");
+    let err = env.0.fails(["cp", "c:/f/", &b("")]);
+    assert!(err.contains("/f/ is not a directory"), "{err}");
+    let err = env.0.fails(["cp", &h("f"), &b("f")]);
+    assert!(err.contains("must specify at least one container"), "{err}");
+    let err = env.0.fails(["cp", "nope:/f", &b("")]);
+    assert!(err.contains("No such container: nope"), "{err}");
+}
+
+#[test]
+fn cp_as_tar_streams_both_ways() {
+    let env = Env::new();
+    env.0
+        .ok(["create", "--name", "c", "base", "cat", "/in/streamed"]);
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_ustar();
+    header.set_size(9);
+    header.set_mode(0o600);
+    header.set_entry_type(tar::EntryType::Regular);
+    tar.append_data(&mut header, "in/streamed", &b"streamed\n"[..])
+        .unwrap();
+    let tar = tar.into_inner().unwrap();
+    let mut cp = env.0.command(["cp", "-", "c:/"]);
+    cp.stdin(std::process::Stdio::piped());
+    let mut child = cp.spawn().unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), &tar).unwrap();
+    assert!(child.wait().unwrap().success());
+    assert_eq!(env.0.ok(["start", "-a", "c"]), "streamed\n");
+
+    // Out: the entry under its own name, a directory with what it holds.
+    let (code, out, err) = env.run(&["cp", "c:/in", "-"]);
+    assert_eq!(code, 0, "{err}");
+    let files = tar_files(&out);
+    let names: Vec<&str> = files.iter().map(|(p, _, _)| p.as_str()).collect();
+    assert_eq!(names, ["in/", "in/streamed"]);
+    assert_eq!(
+        (files[1].1 & 0o7777, files[1].2.as_slice()),
+        (0o600, &b"streamed\n"[..])
+    );
+    let (code, out, err) = env.run(&["cp", "c:/in/streamed", "-"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(tar_files(&out)[0].0, "streamed");
+    // Into something that is not a directory: refused.
+    let mut cp = env.0.command(["cp", "-", "c:/in/streamed"]);
+    cp.stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cp.spawn().unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), &tar).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/in/streamed is not a directory"));
+}
+
+#[test]
+fn cp_stays_in_the_container_through_a_symlink_to_the_hosts_root() {
+    let env = Env::new();
+    // A secret on the host, and containers whose symlinks name it and the host's root.
+    let secret = env.0.dir().join("secret");
+    fs_err::write(&secret, "host secret\n").unwrap();
+    let secret = secret.to_str().unwrap().to_owned();
+    let links = format!("ln -s / /hostroot && ln -s {secret} /leak");
+    env.0
+        .ok(["run", "--name", "stopped", "base", "sh", "-c", &links]);
+    env.0.ok([
+        "run",
+        "-d",
+        "--name",
+        "running",
+        "base",
+        "sh",
+        "-c",
+        &format!("{links} && while [ ! -e /go ]; do sleep 0.05; done; cat /hostroot/go"),
+    ]);
+    let planted = env.0.dir().join("planted");
+    let host_file = env.0.dir().join("f");
+    fs_err::write(&host_file, "from the host\n").unwrap();
+    let host_file = host_file.to_str().unwrap().to_owned();
+    let out_dir = env.0.dir().join("out");
+    fs_err::create_dir(&out_dir).unwrap();
+    if let Some(u) = crate::support::test_user() {
+        std::os::unix::fs::chown(&out_dir, Some(u.uid), Some(u.gid)).unwrap();
+    }
+    for c in ["stopped", "running"] {
+        // Reading through a link to the host's file or root finds the container's (nothing).
+        let err = env
+            .0
+            .fails(["cp", "-L", &format!("{c}:/leak"), out_dir.to_str().unwrap()]);
+        assert!(err.contains("could not find the file /leak"), "{c}: {err}");
+        let err = env.0.fails([
+            "cp",
+            &format!("{c}:/hostroot{secret}"),
+            out_dir.to_str().unwrap(),
+        ]);
+        assert!(err.contains("could not find the file"), "{c}: {err}");
+        // Writing through /hostroot lands in the container's root, not the host's.
+        let target = format!("{c}:/hostroot{}", planted.to_str().unwrap());
+        let err = env.0.fails(["cp", &host_file, &target]);
+        assert!(err.contains("does not exist"), "{c}: {err}");
+        env.0
+            .ok(["cp", &host_file, &format!("{c}:/hostroot/tmp/planted")]);
+        assert!(!std::path::Path::new("/tmp/planted").exists());
+        let (code, tar, err) = env.run(&["cp", &format!("{c}:/tmp/planted"), "-"]);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(tar_files(&tar)[0].2, b"from the host\n");
+    }
+    assert!(!planted.exists());
+    // The running container sees what cp wrote, at once.
+    env.0.ok(["cp", &host_file, "running:/go"]);
+    assert_eq!(env.0.ok(["wait", "running"]), "0\n");
+    assert_eq!(env.0.ok(["logs", "running"]), "from the host\n");
+}

@@ -521,7 +521,7 @@ fn record_end(
 }
 
 /// docker's exit code for a command that could not start.
-fn start_failure_code(message: &str) -> i32 {
+pub(crate) fn start_failure_code(message: &str) -> i32 {
     if message.contains("not found") || message.contains("No such file") {
         127
     } else {

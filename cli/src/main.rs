@@ -103,6 +103,8 @@ enum Command {
     Export(cmd::export::Args),
     /// Copy files between a container and the host (or a tar stream)
     Cp(cmd::cp::Args),
+    /// Run a command in a running container
+    Exec(cmd::exec::Args),
     /// A detached container's monitor (started by `run -d` and `start`)
     #[command(name = "__monitor", hide = true)]
     Monitor(cmd::container::MonitorArgs),
@@ -158,6 +160,8 @@ impl Command {
                 | Command::Search(_)
                 | Command::Login(_)
                 | Command::Logout(_)
+                // Joins the user namespace of the container's monitor instead (cmd/exec.rs).
+                | Command::Exec(_)
         )
     }
 }
@@ -202,6 +206,7 @@ fn main() -> ExitCode {
         Command::Commit(args) => cmd::commit::run(args, &cli.global),
         Command::Export(args) => cmd::export::run(args, &cli.global),
         Command::Cp(args) => cmd::cp::run(args, &cli.global, cp_root),
+        Command::Exec(args) => cmd::exec::run(args, &cli.global),
         Command::Monitor(args) => Ok(cmd::container::monitor(args, &cli.global)),
         Command::Parse(args) => cmd::parse::run(args, &cli.global),
         Command::Check(args) => cmd::check::run(args, &cli.global),

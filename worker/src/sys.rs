@@ -89,6 +89,12 @@ pub(crate) fn join_netns(ns: BorrowedFd<'_>) -> io::Result<()> {
     Ok(nix::sched::setns(ns, CloneFlags::CLONE_NEWNET)?)
 }
 
+/// Joins the namespace `ns` (any kind: the kernel reads it from the descriptor). A user
+/// namespace only in a single-threaded process.
+pub(crate) fn join_ns(ns: BorrowedFd<'_>) -> io::Result<()> {
+    Ok(nix::sched::setns(ns, CloneFlags::empty())?)
+}
+
 /// The network namespace the calling thread is in, as a descriptor.
 pub(crate) fn own_netns() -> io::Result<OwnedFd> {
     Ok(nix::fcntl::open(

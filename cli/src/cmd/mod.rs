@@ -7,6 +7,7 @@ pub(crate) mod commit;
 pub(crate) mod container;
 pub(crate) mod cp;
 pub(crate) mod diff;
+pub(crate) mod exec;
 pub(crate) mod export;
 pub(crate) mod history;
 pub(crate) mod image;

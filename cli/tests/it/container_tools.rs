@@ -79,6 +79,19 @@ fn tar_files(tar: &[u8]) -> Vec<(String, u32, Vec<u8>)> {
     out
 }
 
+/// Polls `diff` of `container` until it lists `line` (a hang guard far above what any machine
+/// needs, not a timing assertion).
+fn wait_for_change(env: &Env, container: &str, line: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !env.0.ok(["diff", container]).lines().any(|l| l == line) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{container} never showed {line}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn diff_lists_added_changed_and_deleted_paths_in_docker_order() {
     let env = Env::new();
@@ -193,11 +206,7 @@ fn commit_and_export_see_a_running_containers_files() {
         "-c",
         "printf 'live\\n' > /live && touch /ready && sleep 1000",
     ]);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !env.0.ok(["diff", "live"]).contains("A /ready") {
-        assert!(std::time::Instant::now() < deadline, "never wrote /ready");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_for_change(&env, "live", "A /ready");
     env.0.ok(["commit", "live", "live:1"]);
     assert_eq!(
         env.0.ok(["run", "--rm", "live:1", "cat", "/live"]),
@@ -439,4 +448,151 @@ fn cp_stays_in_the_container_through_a_symlink_to_the_hosts_root() {
     env.0.ok(["cp", &host_file, "running:/go"]);
     assert_eq!(env.0.ok(["wait", "running"]), "0\n");
     assert_eq!(env.0.ok(["logs", "running"]), "from the host\n");
+}
+
+#[test]
+fn walkthrough_exec_writes_a_file_that_diff_commit_and_export_carry() {
+    let env = Env::new();
+    env.0.ok([
+        "run",
+        "-d",
+        "--name",
+        "shell",
+        "base",
+        "sh",
+        "-c",
+        "sleep 1000",
+    ]);
+    // exec into it and write a file (and delete one, change one).
+    env.0.ok([
+        "exec",
+        "shell",
+        "sh",
+        "-c",
+        "printf 'written by exec\\n' > /root/made && chmod 600 /root/made \
+         && rm /etc/group && echo changed >> /etc/passwd",
+    ]);
+    assert_eq!(
+        env.0.ok(["diff", "shell"]),
+        "C /etc\nD /etc/group\nC /etc/passwd\nC /root\nA /root/made\n"
+    );
+    // commit it to a new image; the new image has the file, bytes and mode.
+    env.0.ok(["commit", "shell", "walk:1"]);
+    let out = env.0.ok([
+        "run",
+        "--rm",
+        "walk:1",
+        "sh",
+        "-c",
+        "stat -c %a /root/made; cat /root/made; test -e /etc/group || echo no-group",
+    ]);
+    assert_eq!(out, "600\nwritten by exec\nno-group\n");
+    // export and import it: the same file.
+    let file = env.0.dir().join("walk.tar");
+    env.0.ok(["export", "-o", file.to_str().unwrap(), "shell"]);
+    env.0
+        .ok(["import", file.to_str().unwrap(), "walk:imported"]);
+    let out = env.0.ok([
+        "run",
+        "--rm",
+        "walk:imported",
+        "sh",
+        "-c",
+        "stat -c %a /root/made; cat /root/made",
+    ]);
+    assert_eq!(out, "600\nwritten by exec\n");
+}
+
+#[test]
+fn exec_runs_in_the_containers_namespaces_with_dockers_options_and_exit_codes() {
+    let env = Env::new();
+    env.0.ok([
+        "run",
+        "-d",
+        "--name",
+        "c",
+        "-e",
+        "FROM_RUN=1",
+        "--hostname",
+        "box",
+        "base",
+        "sh",
+        "-c",
+        "echo $$ > /pid-of-init-child; sleep 1000",
+    ]);
+    wait_for_change(&env, "c", "A /pid-of-init-child");
+    // Its PID namespace (the container's command is pid 2, after strata's init), its
+    // hostname, its environment with -e over it, -w, -u, and the command's exit code.
+    let (code, out, err) = env.run(&[
+        "exec",
+        "-e",
+        "EXTRA=2",
+        "-w",
+        "/etc",
+        "-u",
+        "1000:1000",
+        "c",
+        "sh",
+        "-c",
+        "cat /pid-of-init-child; hostname; echo $FROM_RUN $EXTRA; pwd; id -u; id -g; exit 7",
+    ]);
+    assert_eq!(code, 7, "{err}");
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        "2\nbox\n1 2\n/etc\n1000\n1000\n"
+    );
+    // The same seccomp filter and capabilities as the container's command.
+    let status = |pid: &str| {
+        env.0.ok([
+            "exec",
+            "c",
+            "sh",
+            "-c",
+            &format!("grep -E '^(CapEff|CapBnd|Seccomp):' /proc/{pid}/status"),
+        ])
+    };
+    assert_eq!(status("self"), status("2"));
+    assert!(status("self").contains("Seccomp:\t2"), "{}", status("self"));
+    // -i: stdin reaches the command; without it, it reads nothing.
+    let mut cmd = env.0.command(["exec", "-i", "c", "cat"]);
+    cmd.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"piped in\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        (out.status.code(), out.stdout.as_slice()),
+        (Some(0), &b"piped in\n"[..])
+    );
+    assert_eq!(env.0.ok(["exec", "c", "cat"]), "");
+    // -d returns at once, the command goes on in the container.
+    env.0.ok([
+        "exec",
+        "-d",
+        "c",
+        "sh",
+        "-c",
+        "sleep 0.1; echo later > /detached",
+    ]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !env.0.ok(["diff", "c"]).contains("A /detached") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the detached exec never wrote"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // docker's codes: 127 not found, 126 not executable, 1 for a container not running.
+    let (code, _, err) = env.run(&["exec", "c", "no-such-command"]);
+    assert_eq!(code, 127, "{err}");
+    assert!(err.contains("executable file not found in $PATH"), "{err}");
+    let (code, _, err) = env.run(&["exec", "c", "/etc/passwd"]);
+    assert_eq!(code, 126, "{err}");
+    env.0.ok(["stop", "-t", "1", "c"]);
+    let (code, _, err) = env.run(&["exec", "c", "true"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("container c is not running"), "{err}");
+    let (code, _, err) = env.run(&["exec", "nope", "true"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("No such container: nope"), "{err}");
 }

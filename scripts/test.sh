@@ -31,6 +31,8 @@ packages+=(uidmap slirp4netns)
 # git (with `git daemon` and `git http-backend`) for ADD of a git repository; openssh-server
 # (`sshd` on 127.0.0.1, started by the test with a config of its own) for ADD of one over ssh.
 packages+=(git openssh-server)
+# procps: `strata top` runs the host's `ps`, as docker's does.
+packages+=(procps)
 for p in "${packages[@]}"; do
     dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done

@@ -1,9 +1,10 @@
 //! `strata exec`: a command in a running container, through the worker's
-//! [`exec_in_container`] (its namespaces joined, the sandbox's own process setup).
+//! [`exec_in_container`] (its namespaces joined, the sandbox's own process setup); and the
+//! processes a running container has (`strata top`).
 
 use crate::container::{Outcome, start_failure_code};
 use strata_store::{ContainerStatus, Store};
-use strata_worker::{ExecError, ExecOutcome, ExecSpec, exec_in_container};
+use strata_worker::{ExecError, ExecOutcome, ExecSpec, exec_in_container, pids_in_namespace_of};
 
 /// What `strata exec` runs, with docker's overrides of the container's config.
 #[derive(Debug, Clone, Default)]
@@ -31,6 +32,15 @@ pub enum ExecContainerError {
     /// It does not run.
     #[error("container {0} is not running")]
     NotRunning(String),
+    /// Its processes could not be listed.
+    #[error("failed to list the processes of container {name}")]
+    Processes {
+        /// The container's name.
+        name: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// Joining it failed.
     #[error("failed to exec in container {name}")]
     Exec {
@@ -86,4 +96,21 @@ pub fn exec_container(
             source,
         }),
     }
+}
+
+/// `strata top`: the host pids of the processes in running container `name_or_id`'s PID
+/// namespace, sorted. Rootless, the caller must be the user outside any user namespace (as
+/// for [`exec_container`]) to see into the container's.
+pub fn container_processes(
+    store: &Store,
+    name_or_id: &str,
+) -> Result<Vec<u32>, ExecContainerError> {
+    let c = store.container(name_or_id)?;
+    if c.state.status != ContainerStatus::Running || c.state.pid == 0 {
+        return Err(ExecContainerError::NotRunning(c.config.name));
+    }
+    pids_in_namespace_of(c.state.pid).map_err(|source| ExecContainerError::Processes {
+        name: c.config.name,
+        source,
+    })
 }

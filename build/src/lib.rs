@@ -38,7 +38,7 @@ pub use container::{
     ContainerError, CreateContainer, Outcome, RestartPolicy, create_container, kill_container,
     monitor_container, remove_container, stop_container, wait_stopped,
 };
-pub use container_exec::{ExecContainerError, ExecRequest, exec_container};
+pub use container_exec::{ExecContainerError, ExecRequest, container_processes, exec_container};
 pub use container_fs::{
     Change, ChangeKind, CommitOptions, ContainerFsError, CpFlags, CpRoot, commit_container,
     copy_from_container, copy_to_container, diff_container, export_container, open_running_root,

@@ -105,6 +105,8 @@ enum Command {
     Cp(cmd::cp::Args),
     /// Run a command in a running container
     Exec(cmd::exec::Args),
+    /// Show the processes of a running container
+    Top(cmd::top::Args),
     /// A detached container's monitor (started by `run -d` and `start`)
     #[command(name = "__monitor", hide = true)]
     Monitor(cmd::container::MonitorArgs),
@@ -162,6 +164,7 @@ impl Command {
                 | Command::Logout(_)
                 // Joins the user namespace of the container's monitor instead (cmd/exec.rs).
                 | Command::Exec(_)
+                | Command::Top(_)
         )
     }
 }
@@ -207,6 +210,7 @@ fn main() -> ExitCode {
         Command::Export(args) => cmd::export::run(args, &cli.global),
         Command::Cp(args) => cmd::cp::run(args, &cli.global, cp_root),
         Command::Exec(args) => cmd::exec::run(args, &cli.global),
+        Command::Top(args) => cmd::top::run(args, &cli.global),
         Command::Monitor(args) => Ok(cmd::container::monitor(args, &cli.global)),
         Command::Parse(args) => cmd::parse::run(args, &cli.global),
         Command::Check(args) => cmd::check::run(args, &cli.global),

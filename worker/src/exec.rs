@@ -15,7 +15,8 @@
 //! The command's stdout and stderr are the caller's; its stdin is the caller's with `-i`,
 //! else /dev/null. Whether the exec worked comes back on a close-on-exec pipe (end of file:
 //! it did; a message: why not). Detached (`-d`) the caller returns once the command runs,
-//! leaving it to the container's init, which reaps it.
+//! leaving it to the container's init, which adopts and reaps it (it is forked through a
+//! go-between in the container's PID namespace that exits at once).
 
 use crate::sandbox::{exec_command, prepare_process};
 use crate::spec::ProcessSpec;
@@ -124,6 +125,18 @@ pub fn exec_in_container(spec: &ExecSpec) -> Result<ExecOutcome, ExecError> {
     let child = match sys::fork().map_err(ExecError::Process)? {
         Forked::Child => {
             drop(status_r);
+            if spec.detach {
+                // Once more, so that the command's parent is a process of the container's
+                // PID namespace that exits at once: the container's init adopts it.
+                match sys::fork() {
+                    Ok(Forked::Child) => {}
+                    Ok(Forked::Parent(_)) => std::process::exit(0),
+                    Err(e) => {
+                        let _ = sys::write_all(status_w.as_fd(), format!("fork: {e}").as_bytes());
+                        std::process::exit(126)
+                    }
+                }
+            }
             let message = match prepare_process(&process) {
                 Ok(mut prepared) => {
                     prepared.keep_stdin = spec.stdin;
@@ -150,8 +163,9 @@ pub fn exec_in_container(spec: &ExecSpec) -> Result<ExecOutcome, ExecError> {
             Err(e) => return Err(ExecError::Process(e)),
         }
     }
+    // Detached, `child` is the go-between, gone already or about to be.
+    let waited = sys::wait_pid(child).map_err(ExecError::Process);
     if !message.is_empty() {
-        let _ = sys::wait_pid(child);
         return Ok(ExecOutcome::StartFailed(
             String::from_utf8_lossy(&message).into_owned(),
         ));
@@ -159,7 +173,7 @@ pub fn exec_in_container(spec: &ExecSpec) -> Result<ExecOutcome, ExecError> {
     if spec.detach {
         return Ok(ExecOutcome::Exited(0));
     }
-    match sys::wait_pid(child).map_err(ExecError::Process)? {
+    match waited? {
         WaitStatus::Exited(_, code) => Ok(ExecOutcome::Exited(code)),
         WaitStatus::Signaled(_, sig, _) => Ok(ExecOutcome::Exited(128 + sig as i32)),
         _ => Ok(ExecOutcome::Exited(255)),
@@ -189,4 +203,18 @@ fn join_cgroup(pid: u32) -> Result<(), ExecError> {
         .join("cgroup.procs");
     fs_err::write(&path, std::process::id().to_string())
         .map_err(|source| ExecError::Cgroup { path, source })
+}
+
+/// The processes in the PID namespace of process `pid` (a container's: its init, its
+/// command, what they forked and what `exec` started), as host pids, sorted. Processes this
+/// caller may not inspect are left out: they are not the container's.
+pub fn pids_in_namespace_of(pid: u32) -> io::Result<Vec<u32>> {
+    let ns_of = |p: &str| fs_err::metadata(format!("/proc/{p}/ns/pid")).map(|m| m.ino());
+    let theirs = ns_of(&pid.to_string())?;
+    let mut pids: Vec<u32> = fs_err::read_dir("/proc")?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| ns_of(&p.to_string()).is_ok_and(|ino| ino == theirs))
+        .collect();
+    pids.sort_unstable();
+    Ok(pids)
 }

@@ -50,7 +50,7 @@ pub use changes::{Change, ChangeKind, changes};
 pub use cp::{CpError, CpOptions, CpRoot, copy_path, own_ids, tar_path, untar_into};
 pub use diff::{DiffError, DiffOptions, DiffStats, write_layer};
 pub use download::DownloadError;
-pub use exec::{ExecError, ExecOutcome, ExecSpec, exec_in_container};
+pub use exec::{ExecError, ExecOutcome, ExecSpec, exec_in_container, pids_in_namespace_of};
 pub use export::{ExportError, export_rootfs};
 pub use fileop::{FileError, FileRequest, FileSource, FileStats};
 pub use git::{GitAuth, GitError, resolve as resolve_git};

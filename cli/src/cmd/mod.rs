@@ -27,3 +27,4 @@ pub(crate) mod save;
 pub(crate) mod search;
 pub(crate) mod system;
 pub(crate) mod tag;
+pub(crate) mod top;

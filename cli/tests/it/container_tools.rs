@@ -596,3 +596,38 @@ fn exec_runs_in_the_containers_namespaces_with_dockers_options_and_exit_codes() 
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("No such container: nope"), "{err}");
 }
+
+#[test]
+fn top_lists_the_containers_processes_and_only_them() {
+    let env = Env::new();
+    let out = env
+        .0
+        .ok(["run", "-d", "--name", "c", "base", "sleep", "1001"]);
+    assert_eq!(out.trim().len(), 64, "{out}");
+    env.0.ok(["exec", "-d", "c", "sleep", "1002"]);
+    let top = env.0.ok(["top", "c"]);
+    let mut lines = top.lines();
+    let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"]
+    );
+    let rows: Vec<&str> = lines.collect();
+    // strata's init (PID 1 inside, as docker's with --init), the command, the exec'd one,
+    // adopted by the init; nothing of the host's.
+    assert_eq!(rows.len(), 3, "{top}");
+    let pid = |row: &str| row.split_whitespace().nth(1).unwrap().to_owned();
+    let ppid = |row: &str| row.split_whitespace().nth(2).unwrap().to_owned();
+    let init = rows.iter().find(|r| r.ends_with("__sandbox")).expect(&top);
+    for cmd in ["sleep 1001", "sleep 1002"] {
+        let row = rows.iter().find(|r| r.ends_with(cmd)).expect(&top);
+        assert_eq!(ppid(row), pid(init), "{top}");
+    }
+    // ps options, as docker's.
+    let top = env.0.ok(["top", "c", "-o", "pid,args"]);
+    assert_eq!(top.lines().count(), 4, "{top}");
+    assert!(top.contains("sleep 1002"), "{top}");
+    env.0.ok(["stop", "-t", "1", "c"]);
+    let err = env.0.fails(["top", "c"]);
+    assert!(err.contains("container c is not running"), "{err}");
+}

@@ -10,9 +10,10 @@
 //! not list it already. The image's layers are looked up without following any symlink: a
 //! path counts as in the image only through real directories of a layer.
 
-use crate::diff::{DiffError, sorted_names};
+use crate::diff::{DiffError, Pinned, sorted_names};
 use crate::layers::{is_opaque, is_whiteout};
 use std::collections::HashSet;
+use std::ffi::OsStr;
 use std::fs::Metadata;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
@@ -60,19 +61,23 @@ pub fn changes(upper: &Path, lowers: &[PathBuf]) -> Result<Vec<Change>, DiffErro
     // first), and its names still to visit.
     let mut stack: Vec<Frame> = vec![Frame {
         rel: Vec::new(),
-        dir: upper.to_owned(),
         below: lowers.to_vec(),
         names: sorted_names(upper)?.into_iter(),
     }];
+    // The upper directory is read through pinned descriptors, as the layer writer reads it:
+    // a running container may change it meanwhile.
+    let mut pinned = Pinned::open(upper)?;
     while let Some(top) = stack.last_mut() {
         let Some(name) = top.names.next() else {
             stack.pop();
             continue;
         };
         let rel = top.rel.clone();
-        let host = top.dir.join(&name);
+        // Relative to the upper directory: the path without its leading `/`.
+        let in_upper = rel.get(1..).unwrap_or_default().to_vec();
+        let host = pinned.entry(upper, &in_upper, &name)?;
         let meta = fs_err::symlink_metadata(&host).map_err(|source| DiffError::Read {
-            path: host.clone(),
+            path: upper.join(OsStr::from_bytes(&in_upper)).join(&name),
             source,
         })?;
         let mut path = rel.clone();
@@ -122,10 +127,11 @@ pub fn changes(upper: &Path, lowers: &[PathBuf]) -> Result<Vec<Change>, DiffErro
                     .map(|(p, _)| p)
                     .collect()
             };
-            let names = sorted_names(&host)?.into_iter();
+            let names = pinned
+                .descend(upper, &in_upper, &name, &path[1..])?
+                .into_iter();
             stack.push(Frame {
                 rel: path,
-                dir: host,
                 below,
                 names,
             });
@@ -136,7 +142,6 @@ pub fn changes(upper: &Path, lowers: &[PathBuf]) -> Result<Vec<Change>, DiffErro
 
 struct Frame {
     rel: Vec<u8>,
-    dir: PathBuf,
     below: Vec<PathBuf>,
     names: std::vec::IntoIter<std::ffi::OsString>,
 }

@@ -267,14 +267,14 @@ fn walk(
 /// directory swapped for a symlink to `/` by a running container while its layer is read
 /// fails the walk instead of leading it out of the tree. One descriptor at a time, whatever
 /// the depth.
-struct Pinned {
+pub(crate) struct Pinned {
     root: std::os::fd::OwnedFd,
     rel: Vec<u8>,
     dir: std::os::fd::OwnedFd,
 }
 
 impl Pinned {
-    fn open(upper: &Path) -> Result<Pinned, DiffError> {
+    pub(crate) fn open(upper: &Path) -> Result<Pinned, DiffError> {
         let read = |source: io::Error| DiffError::Read {
             path: upper.to_owned(),
             source,
@@ -307,7 +307,12 @@ impl Pinned {
     }
 
     /// The path of `name` in the directory `dir` (relative to the root) through its descriptor.
-    fn entry(&mut self, upper: &Path, dir: &[u8], name: &OsStr) -> Result<PathBuf, DiffError> {
+    pub(crate) fn entry(
+        &mut self,
+        upper: &Path,
+        dir: &[u8],
+        name: &OsStr,
+    ) -> Result<PathBuf, DiffError> {
         use std::os::fd::AsFd as _;
         if self.rel != dir {
             self.dir = Pinned::open_beneath(&self.root, dir).map_err(|source| DiffError::Read {
@@ -320,7 +325,7 @@ impl Pinned {
     }
 
     /// Enters the directory `name` of `dir` (at `rel`); its names, sorted.
-    fn descend(
+    pub(crate) fn descend(
         &mut self,
         upper: &Path,
         dir: &[u8],

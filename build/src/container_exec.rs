@@ -21,6 +21,8 @@ pub struct ExecRequest {
     pub interactive: bool,
     /// `-d`: return once it runs.
     pub detach: bool,
+    /// `-t`: a pseudo-terminal (ignored with `detach`).
+    pub tty: bool,
 }
 
 /// Why `exec` failed before its command could run.
@@ -84,6 +86,7 @@ pub fn exec_container(
         user: req.user.clone().unwrap_or_else(|| c.config.user.clone()),
         stdin: req.interactive,
         detach: req.detach,
+        tty: req.tty,
     };
     match exec_in_container(&spec) {
         Ok(ExecOutcome::Exited(code)) => Ok(Outcome::Exited(code)),

@@ -13,7 +13,9 @@
 //! made again: its mounts, its network and its init are the container's.
 //!
 //! The command's stdout and stderr are the caller's; its stdin is the caller's with `-i`,
-//! else /dev/null. Whether the exec worked comes back on a close-on-exec pipe (end of file:
+//! else /dev/null. With `-t` all three are a new pseudo-terminal (made here, its window the
+//! caller's), the command's controlling terminal, relayed to the caller's stdout (and from
+//! its stdin with `-i`, the caller's terminal in raw mode meanwhile). Whether the exec worked comes back on a close-on-exec pipe (end of file:
 //! it did; a message: why not). Detached (`-d`) the caller returns once the command runs,
 //! leaving it to the container's init, which adopts and reaps it (it is forked through a
 //! go-between in the container's PID namespace that exits at once).
@@ -43,6 +45,9 @@ pub struct ExecSpec {
     pub stdin: bool,
     /// `-d`: return once the command runs.
     pub detach: bool,
+    /// `-t`: the command's stdin, stdout and stderr are a new pseudo-terminal, relayed to
+    /// and from this process's (put in raw mode when it is a terminal). Not with `detach`.
+    pub tty: bool,
 }
 
 /// How an exec ended.
@@ -114,6 +119,10 @@ pub fn exec_in_container(spec: &ExecSpec) -> Result<ExecOutcome, ExecError> {
     drop(joins);
 
     let (status_r, status_w) = sys::pipe().map_err(ExecError::Process)?;
+    let tty = (spec.tty && !spec.detach)
+        .then(|| sys::open_pty(std::io::stdout().as_fd()))
+        .transpose()
+        .map_err(ExecError::Process)?;
     let process = ProcessSpec {
         args: spec.args.clone(),
         env: spec.env.clone(),
@@ -140,6 +149,7 @@ pub fn exec_in_container(spec: &ExecSpec) -> Result<ExecOutcome, ExecError> {
             let message = match prepare_process(&process) {
                 Ok(mut prepared) => {
                     prepared.keep_stdin = spec.stdin;
+                    prepared.tty = tty.map(|(_, slave)| slave);
                     if spec.detach {
                         let _ = sys::std_to_dev_null(&[0, 1, 2]);
                     }
@@ -153,6 +163,7 @@ pub fn exec_in_container(spec: &ExecSpec) -> Result<ExecOutcome, ExecError> {
         Forked::Parent(pid) => pid,
     };
     drop(status_w);
+    let master = tty.map(|(master, _)| master);
     let mut message = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
@@ -163,17 +174,21 @@ pub fn exec_in_container(spec: &ExecSpec) -> Result<ExecOutcome, ExecError> {
             Err(e) => return Err(ExecError::Process(e)),
         }
     }
-    // Detached, `child` is the go-between, gone already or about to be.
-    let waited = sys::wait_pid(child).map_err(ExecError::Process);
     if !message.is_empty() {
+        let _ = sys::wait_pid(child);
         return Ok(ExecOutcome::StartFailed(
             String::from_utf8_lossy(&message).into_owned(),
         ));
     }
     if spec.detach {
+        // `child` is the go-between, gone already or about to be.
+        let _ = sys::wait_pid(child);
         return Ok(ExecOutcome::Exited(0));
     }
-    match waited? {
+    if let Some(master) = master {
+        relay(&master, spec.stdin);
+    }
+    match sys::wait_pid(child).map_err(ExecError::Process)? {
         WaitStatus::Exited(_, code) => Ok(ExecOutcome::Exited(code)),
         WaitStatus::Signaled(_, sig, _) => Ok(ExecOutcome::Exited(128 + sig as i32)),
         _ => Ok(ExecOutcome::Exited(255)),
@@ -217,4 +232,53 @@ pub fn pids_in_namespace_of(pid: u32) -> io::Result<Vec<u32>> {
         .collect();
     pids.sort_unstable();
     Ok(pids)
+}
+
+/// Relays the pseudo-terminal `master` to this process's stdout, and with `stdin` this
+/// process's stdin to it (raw when it is a terminal; its end sent on as the terminal's
+/// end-of-file character), until the command's side is closed.
+fn relay(master: &OwnedFd, stdin: bool) {
+    let input = std::io::stdin();
+    let output = std::io::stdout();
+    let raw = if stdin {
+        sys::raw_terminal(input.as_fd())
+    } else {
+        None
+    };
+    let mut buf = [0u8; 8192];
+    let mut reading = stdin;
+    loop {
+        let mut fds = vec![master.as_fd()];
+        if reading {
+            fds.push(input.as_fd());
+        }
+        let Ok(ready) = sys::poll_readable(&fds) else {
+            break;
+        };
+        if ready[0] {
+            match sys::read(master.as_fd(), &mut buf) {
+                // EIO: the command and all it started closed the terminal.
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if sys::write_all(output.as_fd(), &buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        if reading && ready.get(1) == Some(&true) {
+            match sys::read(input.as_fd(), &mut buf) {
+                Ok(0) | Err(_) => {
+                    reading = false;
+                    let _ = sys::write_all(master.as_fd(), &[4]);
+                }
+                Ok(n) => {
+                    let _ = sys::write_all(master.as_fd(), &buf[..n]);
+                }
+            }
+        }
+    }
+    if let Some(before) = raw {
+        sys::restore_terminal(input.as_fd(), &before);
+    }
 }

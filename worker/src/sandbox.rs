@@ -267,6 +267,9 @@ pub(crate) struct Prepared {
     seccomp: &'static [seccompiler::BpfProgram],
     /// Keep the standard input (`strata exec -i`) rather than /dev/null.
     pub(crate) keep_stdin: bool,
+    /// A terminal to make the command's controlling terminal and standard descriptors
+    /// (`strata exec -t`).
+    pub(crate) tty: Option<OwnedFd>,
 }
 
 /// Reads a small regular file of the image (passwd, group) without following it into a FIFO
@@ -342,6 +345,7 @@ pub(crate) fn prepare_process(p: &ProcessSpec) -> Result<Prepared, String> {
         insecure: p.insecure,
         no_new_privs: p.no_new_privs,
         keep_stdin: false,
+        tty: None,
     })
 }
 
@@ -375,7 +379,9 @@ pub(crate) fn exec_command(p: &Prepared) -> String {
     let result = (|| {
         step("setsid", sys::setsid())?;
         step("resetting signals", sys::reset_signals())?;
-        if !p.keep_stdin {
+        if let Some(tty) = &p.tty {
+            step("attaching the terminal", sys::attach_tty(tty.as_fd()))?;
+        } else if !p.keep_stdin {
             step("opening /dev/null", sys::std_to_dev_null(&[0]))?;
         }
         // As runc: without no_new_privs, installing a filter takes CAP_SYS_ADMIN, so it goes

@@ -1,4 +1,4 @@
-//! `strata exec [-d] [-i] [-e K=V] [-u USER] [-w DIR] CONTAINER CMD...`: a command in a running
+//! `strata exec [-d] [-i] [-t] [-e K=V] [-u USER] [-w DIR] CONTAINER CMD...`: a command in a running
 //! container ([`strata_build::exec_container`]). Runs before anything else in `main`: this
 //! process joins the container's namespaces, which takes a single thread, and rootless it
 //! joins the user namespace of the container's monitor instead of making one of its own.
@@ -20,6 +20,9 @@ pub(crate) struct Args {
     /// Keep stdin open (the command reads it)
     #[arg(short, long)]
     interactive: bool,
+    /// Allocate a pseudo-terminal
+    #[arg(short, long)]
+    tty: bool,
     /// Set an environment variable (a bare KEY takes this process's value)
     #[arg(short, long = "env", value_name = "KEY=VALUE")]
     env: Vec<String>,
@@ -59,6 +62,7 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         user: args.user,
         interactive: args.interactive,
         detach: args.detach,
+        tty: args.tty,
     };
     // Read-only: rootless, this process is still the user, outside any user namespace.
     let store = Store::open_read_only(global.store_root())?;

@@ -631,3 +631,70 @@ fn top_lists_the_containers_processes_and_only_them() {
     let err = env.0.fails(["top", "c"]);
     assert!(err.contains("container c is not running"), "{err}");
 }
+
+/// `cmd` as one `sh` command line (its environment changes as `env K=V`), for `script -c`.
+fn shell_line(cmd: &std::process::Command) -> String {
+    let quote = |s: &std::ffi::OsStr| format!("'{}'", s.to_string_lossy().replace('\'', "'\\''"));
+    // env's options (-u) before its assignments.
+    let mut words = vec!["env".to_owned()];
+    let mut sets = Vec::new();
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => sets.push(quote(&std::ffi::OsString::from(format!(
+                "{}={}",
+                k.to_string_lossy(),
+                v.to_string_lossy()
+            )))),
+            None => words.push(format!("-u {}", quote(k))),
+        }
+    }
+    words.extend(sets);
+    words.push(quote(cmd.get_program()));
+    words.extend(cmd.get_args().map(quote));
+    words.join(" ")
+}
+
+#[test]
+fn exec_t_gives_the_command_a_terminal_and_relays_it_under_script() {
+    let env = Env::new();
+    env.0
+        .ok(["run", "-d", "--name", "c", "base", "sleep", "1000"]);
+    // -t: stdin and stdout are a terminal (output through it: lines end in CR LF).
+    let (code, out, err) = env.run(&[
+        "exec",
+        "-t",
+        "c",
+        "sh",
+        "-c",
+        "test -t 0 && test -t 1 && echo on-a-tty; exit 5",
+    ]);
+    assert_eq!(
+        (code, String::from_utf8_lossy(&out).as_ref()),
+        (5, "on-a-tty\r\n"),
+        "{err}"
+    );
+    // -it under script (a real terminal on the caller's side): an interactive shell reads
+    // what is typed and exits with its code.
+    let exec = env.0.command(["exec", "-it", "c", "sh"]);
+    let mut script = std::process::Command::new("script");
+    script
+        .args(["-qec", &shell_line(&exec), "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = script.spawn().unwrap();
+    std::io::Write::write_all(
+        &mut child.stdin.take().unwrap(),
+        b"echo typed-$((6 * 7))\nexit 3\n",
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("typed-42"), "{text}");
+}

@@ -698,3 +698,67 @@ fn exec_t_gives_the_command_a_terminal_and_relays_it_under_script() {
     );
     assert!(text.contains("typed-42"), "{text}");
 }
+
+#[test]
+fn docker_imports_an_export_and_loads_a_saved_commit_with_the_same_files() {
+    let env = Env::new();
+    env.0.ok([
+        "run",
+        "--name",
+        "c",
+        "base",
+        "sh",
+        "-c",
+        "printf 'for docker\\n' > /made && chmod 640 /made && rm /etc/group",
+    ]);
+    let export = env.0.dir().join("export.tar");
+    env.0.ok(["export", "-o", export.to_str().unwrap(), "c"]);
+    env.0.ok([
+        "commit",
+        "-c",
+        "CMD [\"cat\", \"/made\"]",
+        "c",
+        "committed:1",
+    ]);
+    let saved = env.0.dir().join("saved.tar");
+    env.0
+        .ok(["save", "-o", saved.to_str().unwrap(), "committed:1"]);
+
+    let dockerd = crate::dockerd::Dockerd::start();
+    dockerd.ok(["import", export.to_str().unwrap(), "from-export:1"]);
+    let loaded = dockerd.ok(["load", "-i", saved.to_str().unwrap()]);
+    assert!(loaded.contains("committed:1"), "{loaded}");
+    // docker's own reading of each image's files: a created container's, copied out.
+    for image in ["from-export:1", "committed:1"] {
+        let id = dockerd.ok(["create", image, "true"]);
+        let out = dockerd
+            .docker(["cp", &format!("{}:/made", id.trim()), "-"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let files = tar_files(&out.stdout);
+        assert_eq!(files.len(), 1, "{image}");
+        assert_eq!(
+            (files[0].1 & 0o7777, files[0].2.as_slice()),
+            (0o640, &b"for docker\n"[..]),
+            "{image}"
+        );
+        let gone = dockerd
+            .docker(["cp", &format!("{}:/etc/group", id.trim()), "-"])
+            .output()
+            .unwrap();
+        assert!(!gone.status.success(), "{image}: /etc/group was deleted");
+    }
+    let config = dockerd.ok([
+        "image",
+        "inspect",
+        "-f",
+        "{{json .Config.Cmd}}",
+        "committed:1",
+    ]);
+    assert_eq!(config.trim(), "[\"cat\",\"/made\"]");
+}

@@ -127,3 +127,26 @@ pub(crate) fn run(
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shown(arg: &str) -> String {
+        match side(arg) {
+            Side::Container { name, path } => format!("container {name} {path}"),
+            Side::Host(p) => format!("host {p}"),
+        }
+    }
+
+    #[test]
+    fn arguments_are_read_as_dockers() {
+        assert_eq!(shown("c:/etc/passwd"), "container c /etc/passwd");
+        assert_eq!(shown("c:etc"), "container c etc");
+        assert_eq!(shown("c:"), "container c /");
+        assert_eq!(shown("/abs/a:b"), "host /abs/a:b");
+        assert_eq!(shown("./a:b"), "host ./a:b");
+        assert_eq!(shown("file"), "host file");
+        assert_eq!(shown("-"), "host -");
+    }
+}

@@ -590,7 +590,12 @@ pub fn kill_container(store: &Store, c: &Container, signal: &str) -> Result<(), 
         .map_err(|source| ContainerError::Signal {
             name: c.config.name.clone(),
             source,
-        })
+        })?;
+    // A paused container gets the signal once thawed, as docker's.
+    crate::container_pause::thaw_if_paused(&c).map_err(|e| ContainerError::Signal {
+        name: c.config.name.clone(),
+        source: std::io::Error::other(e),
+    })
 }
 
 /// `docker stop`: the container's stop signal, then SIGKILL after `timeout` seconds (`None`:

@@ -34,6 +34,9 @@ pub enum ExecContainerError {
     /// It does not run.
     #[error("container {0} is not running")]
     NotRunning(String),
+    /// It is paused.
+    #[error("container {0} is paused, unpause the container before exec")]
+    Paused(String),
     /// Its processes could not be listed.
     #[error("failed to list the processes of container {name}")]
     Processes {
@@ -66,6 +69,9 @@ pub fn exec_container(
     let c = store.container(name_or_id)?;
     if c.state.status != ContainerStatus::Running || c.state.pid == 0 {
         return Err(ExecContainerError::NotRunning(c.config.name));
+    }
+    if crate::container_pause::container_paused(&c) {
+        return Err(ExecContainerError::Paused(c.config.name));
     }
     let mut env = c.config.env.clone();
     for kv in &req.env {

@@ -147,6 +147,9 @@ pub struct CommitOptions {
     pub tags: Vec<Reference>,
     /// How to compress the new layer.
     pub compression: Compression,
+    /// `-p`: freeze a running container while its layer is read (where the cgroup freezer
+    /// can be used: not rootless, see [`crate::pause_container`]).
+    pub pause: bool,
 }
 
 /// `strata commit`: a new image of container `name_or_id`: its image's layers and, unless the
@@ -184,6 +187,12 @@ pub fn commit_container(
         }
     })?;
 
+    // Frozen until the layer is written (thawed when `_frozen` goes, on error too).
+    let _frozen = if opts.pause {
+        crate::container_pause::freeze_for_commit(&r.container)
+    } else {
+        None
+    };
     let upper = r.container.upper_dir();
     let read_err = |source| ContainerFsError::Read {
         name: c.name.clone(),

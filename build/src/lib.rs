@@ -21,6 +21,7 @@ mod cache_spec;
 mod container;
 mod container_exec;
 mod container_fs;
+mod container_pause;
 mod dockerfile;
 mod entitlement;
 mod error;
@@ -44,6 +45,7 @@ pub use container_fs::{
     copy_from_container, copy_to_container, diff_container, export_container, open_running_root,
     tar_from_container, untar_to_container,
 };
+pub use container_pause::{PauseError, container_paused, pause_container, unpause_container};
 pub use dockerfile::{Dockerfile, DockerfileError, DockerfileSource, parse_build_args};
 pub use entitlement::{Entitlement, EntitlementError};
 pub use error::BuildError;

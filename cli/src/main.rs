@@ -107,6 +107,10 @@ enum Command {
     Exec(cmd::exec::Args),
     /// Show the processes of a running container
     Top(cmd::top::Args),
+    /// Freeze every process of running containers (cgroup freezer)
+    Pause(cmd::pause::Args),
+    /// Thaw paused containers
+    Unpause(cmd::pause::Args),
     /// A detached container's monitor (started by `run -d` and `start`)
     #[command(name = "__monitor", hide = true)]
     Monitor(cmd::container::MonitorArgs),
@@ -211,6 +215,8 @@ fn main() -> ExitCode {
         Command::Cp(args) => cmd::cp::run(args, &cli.global, cp_root),
         Command::Exec(args) => cmd::exec::run(args, &cli.global),
         Command::Top(args) => cmd::top::run(args, &cli.global),
+        Command::Pause(args) => cmd::pause::pause(args, &cli.global),
+        Command::Unpause(args) => cmd::pause::unpause(args, &cli.global),
         Command::Monitor(args) => Ok(cmd::container::monitor(args, &cli.global)),
         Command::Parse(args) => cmd::parse::run(args, &cli.global),
         Command::Check(args) => cmd::check::run(args, &cli.global),

@@ -22,6 +22,7 @@ mod download;
 mod exec;
 mod export;
 mod fileop;
+mod freezer;
 mod git;
 mod helper;
 mod janitor;
@@ -53,6 +54,7 @@ pub use download::DownloadError;
 pub use exec::{ExecError, ExecOutcome, ExecSpec, exec_in_container, pids_in_namespace_of};
 pub use export::{ExportError, export_rootfs};
 pub use fileop::{FileError, FileRequest, FileSource, FileStats};
+pub use freezer::{Freezer, FreezerError};
 pub use git::{GitAuth, GitError, resolve as resolve_git};
 pub use helper::sandbox_main;
 pub use mount_layer::{

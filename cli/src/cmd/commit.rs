@@ -21,8 +21,7 @@ pub(crate) struct Args {
     /// Commit message
     #[arg(short, long)]
     message: Option<String>,
-    /// Accepted for docker's command lines; strata does not freeze the container yet (see
-    /// docs/containers.md)
+    /// Freeze a running container while its layer is read (not rootless)
     #[arg(short, long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pause: bool,
     /// Layer compression: gzip (default) or zstd
@@ -47,6 +46,7 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         changes: args.change,
         tags,
         compression: args.compression,
+        pause: args.pause,
     };
     let id = strata_build::commit_container(&store, &args.container, &opts)?;
     writeln!(std::io::stdout().lock(), "{id}")?;

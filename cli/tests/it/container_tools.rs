@@ -207,7 +207,11 @@ fn commit_and_export_see_a_running_containers_files() {
         "printf 'live\\n' > /live && touch /ready && sleep 1000",
     ]);
     wait_for_change(&env, "live", "A /ready");
+    // Frozen while its layer is read (docker's default --pause), running again after.
     env.0.ok(["commit", "live", "live:1"]);
+    let ps = env.0.ok(["ps"]);
+    assert!(ps.contains(" Up ") && !ps.contains("(Paused)"), "{ps}");
+    env.0.ok(["exec", "live", "true"]);
     assert_eq!(
         env.0.ok(["run", "--rm", "live:1", "cat", "/live"]),
         "live\n"
@@ -761,4 +765,67 @@ fn docker_imports_an_export_and_loads_a_saved_commit_with_the_same_files() {
         "committed:1",
     ]);
     assert_eq!(config.trim(), "[\"cat\",\"/made\"]");
+}
+
+/// Whether the kernel says the freezer cgroup `pause` made for container `id` is frozen;
+/// `None` when there is no such cgroup.
+fn kernel_frozen(id: &str) -> Option<bool> {
+    if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        let events = format!("/sys/fs/cgroup/strata-paused/{id}/cgroup.events");
+        let text = fs_err::read_to_string(events).ok()?;
+        Some(text.lines().any(|l| l == "frozen 1"))
+    } else {
+        let state = format!("/sys/fs/cgroup/freezer/strata-paused/{id}/freezer.state");
+        Some(fs_err::read_to_string(state).ok()?.trim() == "FROZEN")
+    }
+}
+
+#[test]
+fn pause_freezes_a_container_that_ps_shows_paused_and_stop_still_ends() {
+    let env = Env::new();
+    let id = env.0.ok([
+        "run",
+        "-d",
+        "--name",
+        "c",
+        "base",
+        "sh",
+        "-c",
+        "trap 'echo got-term; exit 7' TERM; while :; do sleep 0.05; done",
+    ]);
+    let id = id.trim().to_owned();
+    if crate::support::test_user().is_some() {
+        // Rootless strata makes no cgroup, so there is no freezer to use.
+        let err = env.0.fails(["pause", "c"]);
+        assert!(err.contains("rootless strata cannot use"), "{err}");
+        return;
+    }
+    assert_eq!(env.0.ok(["pause", "c"]), "c\n");
+    assert_eq!(kernel_frozen(&id), Some(true));
+    let ps = env.0.ok(["ps"]);
+    assert!(ps.contains("(Paused)"), "{ps}");
+    let err = env.0.fails(["pause", "c"]);
+    assert!(err.contains("container c is already paused"), "{err}");
+    let err = env.0.fails(["exec", "c", "true"]);
+    assert!(
+        err.contains("container c is paused, unpause the container before exec"),
+        "{err}"
+    );
+
+    assert_eq!(env.0.ok(["unpause", "c"]), "c\n");
+    assert_ne!(kernel_frozen(&id), Some(true));
+    let ps = env.0.ok(["ps"]);
+    assert!(ps.contains(" Up ") && !ps.contains("(Paused)"), "{ps}");
+    let err = env.0.fails(["unpause", "c"]);
+    assert!(err.contains("container c is not paused"), "{err}");
+    env.0.ok(["exec", "c", "true"]);
+
+    // Paused again, stop's signal reaches it once thawed: its trap runs.
+    env.0.ok(["pause", "c"]);
+    env.0.ok(["stop", "-t", "10", "c"]);
+    assert_eq!(env.0.ok(["wait", "c"]), "7\n");
+    assert_eq!(env.0.ok(["logs", "c"]), "got-term\n");
+    assert_ne!(kernel_frozen(&id), Some(true));
+    let err = env.0.fails(["pause", "c"]);
+    assert!(err.contains("container c is not running"), "{err}");
 }

@@ -30,6 +30,7 @@ impl Env {
         )
     }
 
+    /// `strata inspect`'s one object for an image or a container.
     fn image_config(&self, image: &str) -> Value {
         let out = self.0.ok(["inspect", image]);
         let all: Value = serde_json::from_str(&out).unwrap();
@@ -804,6 +805,11 @@ fn pause_freezes_a_container_that_ps_shows_paused_and_stop_still_ends() {
     assert_eq!(kernel_frozen(&id), Some(true));
     let ps = env.0.ok(["ps"]);
     assert!(ps.contains("(Paused)"), "{ps}");
+    let state = &env.image_config("c")["State"];
+    assert_eq!(
+        (&state["Status"], &state["Paused"]),
+        (&Value::from("paused"), &Value::from(true))
+    );
     let err = env.0.fails(["pause", "c"]);
     assert!(err.contains("container c is already paused"), "{err}");
     let err = env.0.fails(["exec", "c", "true"]);
@@ -816,6 +822,11 @@ fn pause_freezes_a_container_that_ps_shows_paused_and_stop_still_ends() {
     assert_ne!(kernel_frozen(&id), Some(true));
     let ps = env.0.ok(["ps"]);
     assert!(ps.contains(" Up ") && !ps.contains("(Paused)"), "{ps}");
+    let state = &env.image_config("c")["State"];
+    assert_eq!(
+        (&state["Status"], &state["Paused"]),
+        (&Value::from("running"), &Value::from(false))
+    );
     let err = env.0.fails(["unpause", "c"]);
     assert!(err.contains("container c is not paused"), "{err}");
     env.0.ok(["exec", "c", "true"]);

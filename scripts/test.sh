@@ -31,6 +31,8 @@ packages+=(uidmap slirp4netns)
 # git (with `git daemon` and `git http-backend`) for ADD of a git repository; openssh-server
 # (`sshd` on 127.0.0.1, started by the test with a config of its own) for ADD of one over ssh.
 packages+=(git openssh-server)
+# procps: `strata top` runs the host's `ps`, as docker's does.
+packages+=(procps)
 for p in "${packages[@]}"; do
     dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
@@ -73,7 +75,7 @@ rootless_pass() {
     # keys of mode 0600, output directories made by the test), or assert owner 0 of files a
     # local output wrote (the user's own, rootless), and those of registries, dockerd and the
     # parser, which have nothing rootless.
-    local filter='test(/^(build|sandbox|network|rootless|store|cache_gc|git_add|faults|containers|container_run)::/) - test(/^sandbox::issue_12_(fork_bomb_fails|the_cgroup_goes)/)'
+    local filter='test(/^(build|sandbox|network|rootless|store|cache_gc|git_add|faults|containers|container_run|container_tools)::/) - test(/^sandbox::issue_12_(fork_bomb_fails|the_cgroup_goes)/)'
     echo "rootless pass: the end-to-end tests again as $rootless_user"
     STRATA_TEST_USER=$rootless_user cargo nextest run -p strata-cli --test it --locked --profile ci \
         --run-ignored all -E "$filter" "$@"

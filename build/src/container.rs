@@ -794,7 +794,7 @@ fn record_end(
 }
 
 /// docker's exit code for a command that could not start.
-fn start_failure_code(message: &str) -> i32 {
+pub(crate) fn start_failure_code(message: &str) -> i32 {
     if message.contains("not found") || message.contains("No such file") {
         127
     } else {
@@ -863,7 +863,12 @@ pub fn kill_container(store: &Store, c: &Container, signal: &str) -> Result<(), 
         .map_err(|source| ContainerError::Signal {
             name: c.config.name.clone(),
             source,
-        })
+        })?;
+    // A paused container gets the signal once thawed, as docker's.
+    crate::container_pause::thaw_if_paused(&c).map_err(|e| ContainerError::Signal {
+        name: c.config.name.clone(),
+        source: std::io::Error::other(e),
+    })
 }
 
 /// `docker stop`: the container's stop signal, then SIGKILL after `timeout` seconds (`None`:

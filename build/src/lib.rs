@@ -19,6 +19,9 @@
 
 mod cache_spec;
 mod container;
+mod container_exec;
+mod container_fs;
+mod container_pause;
 mod dockerfile;
 mod entitlement;
 mod error;
@@ -38,6 +41,13 @@ pub use container::{
     ContainerError, CreateContainer, Outcome, RestartPolicy, create_container, kill_container,
     monitor_container, remove_anonymous_volumes, remove_container, stop_container, wait_stopped,
 };
+pub use container_exec::{ExecContainerError, ExecRequest, container_processes, exec_container};
+pub use container_fs::{
+    Change, ChangeKind, CommitOptions, ContainerFsError, CpFlags, CpRoot, commit_container,
+    copy_from_container, copy_to_container, diff_container, export_container, open_running_root,
+    tar_from_container, untar_to_container,
+};
+pub use container_pause::{PauseError, container_paused, pause_container, unpause_container};
 pub use dockerfile::{Dockerfile, DockerfileError, DockerfileSource, parse_build_args};
 pub use entitlement::{Entitlement, EntitlementError};
 pub use error::BuildError;

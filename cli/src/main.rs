@@ -98,6 +98,22 @@ enum Command {
     Logs(cmd::logs::Args),
     /// Manage volumes: create, ls, rm, inspect, prune
     Volume(cmd::volume::Args),
+    /// Show the changes in a container's filesystem (A/C/D lines)
+    Diff(cmd::diff::Args),
+    /// Create a new image from a container's changes
+    Commit(cmd::commit::Args),
+    /// Export a container's filesystem as a tar archive
+    Export(cmd::export::Args),
+    /// Copy files between a container and the host (or a tar stream)
+    Cp(cmd::cp::Args),
+    /// Run a command in a running container
+    Exec(cmd::exec::Args),
+    /// Show the processes of a running container
+    Top(cmd::top::Args),
+    /// Freeze every process of running containers (cgroup freezer)
+    Pause(cmd::pause::Args),
+    /// Thaw paused containers
+    Unpause(cmd::pause::Args),
     /// A detached container's monitor (started by `run -d` and `start`)
     #[command(name = "__monitor", hide = true)]
     Monitor(cmd::container::MonitorArgs),
@@ -153,6 +169,9 @@ impl Command {
                 | Command::Search(_)
                 | Command::Login(_)
                 | Command::Logout(_)
+                // Joins the user namespace of the container's monitor instead (cmd/exec.rs).
+                | Command::Exec(_)
+                | Command::Top(_)
         )
     }
 }
@@ -164,6 +183,14 @@ fn main() -> ExitCode {
         return strata_build::sandbox_main();
     }
     let cli = Cli::parse();
+    // Rootless, a running container's root can only be opened as the user, before the user
+    // namespace (see strata_build::open_running_root).
+    let cp_root = match &cli.command {
+        Command::Cp(args) if !report::running_as_root() => {
+            cmd::cp::open_running_root(args, &cli.global)
+        }
+        _ => None,
+    };
     // Before any thread: a user other than root becomes root of a user namespace of its own
     // for every command that opens a store (docs/rootless.md).
     if cli.command.uses_store()
@@ -186,6 +213,14 @@ fn main() -> ExitCode {
         Command::Ps(args) => cmd::ps::run(args, &cli.global),
         Command::Logs(args) => cmd::logs::run(args, &cli.global),
         Command::Volume(args) => cmd::volume::run(args, &cli.global),
+        Command::Diff(args) => cmd::diff::run(args, &cli.global),
+        Command::Commit(args) => cmd::commit::run(args, &cli.global),
+        Command::Export(args) => cmd::export::run(args, &cli.global),
+        Command::Cp(args) => cmd::cp::run(args, &cli.global, cp_root),
+        Command::Exec(args) => cmd::exec::run(args, &cli.global),
+        Command::Top(args) => cmd::top::run(args, &cli.global),
+        Command::Pause(args) => cmd::pause::pause(args, &cli.global),
+        Command::Unpause(args) => cmd::pause::unpause(args, &cli.global),
         Command::Monitor(args) => Ok(cmd::container::monitor(args, &cli.global)),
         Command::Parse(args) => cmd::parse::run(args, &cli.global),
         Command::Check(args) => cmd::check::run(args, &cli.global),

@@ -88,7 +88,18 @@ pub fn write_layer(
     out: impl Write,
     opts: &DiffOptions,
 ) -> Result<DiffStats, DiffError> {
-    walk(upper, out, opts, None)
+    walk(upper, out, opts, None, None)
+}
+
+/// Writes the entry `name` of the directory `dir` (a file, or a directory with all it holds)
+/// as a tar stream into `out`, named `name`, `name/...` (`strata cp CONTAINER:PATH -`).
+pub(crate) fn write_entry(
+    dir: &Path,
+    name: &OsStr,
+    out: impl Write,
+    opts: &DiffOptions,
+) -> Result<DiffStats, DiffError> {
+    walk(dir, out, opts, None, Some(name))
 }
 
 /// What a delta layer of a plain directory (a cache mount, not an overlay upper) is taken
@@ -111,7 +122,7 @@ pub(crate) fn write_delta(
     opts: &DiffOptions,
     delta: &mut Delta<'_>,
 ) -> Result<DiffStats, DiffError> {
-    walk(dir, out, opts, Some(delta))
+    walk(dir, out, opts, Some(delta), None)
 }
 
 fn walk(
@@ -119,6 +130,7 @@ fn walk(
     out: impl Write,
     opts: &DiffOptions,
     mut delta: Option<&mut Delta<'_>>,
+    only: Option<&OsStr>,
 ) -> Result<DiffStats, DiffError> {
     let mut w = TarWriter {
         out,
@@ -126,8 +138,14 @@ fn walk(
     };
     let mut links: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
     // Depth-first with an explicit stack: no recursion, so a 2000-level tree is fine.
+    // `only`: the walk starts at that one entry of `upper` instead of all of them.
+    let first = match only {
+        Some(name) => vec![name.to_owned()],
+        None => sorted_names(upper)?,
+    };
     let mut stack: Vec<(Vec<u8>, std::vec::IntoIter<OsString>)> =
-        vec![(Vec::new(), sorted_names(upper)?.into_iter())];
+        vec![(Vec::new(), first.into_iter())];
+    let mut pinned = Pinned::open(upper)?;
     while let Some((dir, names)) = stack.last_mut() {
         let Some(name) = names.next() else {
             stack.pop();
@@ -139,9 +157,12 @@ fn walk(
             rel.push(b'/');
         }
         rel.extend_from_slice(name.as_bytes());
-        let full = upper.join(OsStr::from_bytes(&rel));
+        // Every access goes through the entry's parent directory, pinned: the tree may be a
+        // running container's, changing while it is read (see [`Pinned`]).
+        let full = pinned.entry(upper, &dir, &name)?;
+        let shown = upper.join(OsStr::from_bytes(&rel));
         let meta = fs_err::symlink_metadata(&full).map_err(|source| DiffError::Read {
-            path: full.clone(),
+            path: shown.clone(),
             source,
         })?;
         let mtime = clamp(meta.mtime(), opts);
@@ -151,7 +172,7 @@ fn walk(
             d.now.insert(rel.clone(), stamp);
             if unchanged {
                 if meta.is_dir() {
-                    let children = sorted_names(&full)?;
+                    let children = pinned.descend(upper, &dir, &name, &rel)?;
                     stack.push((rel, children.into_iter()));
                 }
                 continue;
@@ -192,7 +213,7 @@ fn walk(
                 op.extend_from_slice(OPAQUE.as_bytes());
                 w.marker(&op, mtime)?;
             }
-            let children = sorted_names(&full)?;
+            let children = pinned.descend(upper, &dir, &name, &rel)?;
             stack.push((rel, children.into_iter()));
         } else if ft.is_file() {
             if meta.nlink() > 1 {
@@ -204,14 +225,14 @@ fn walk(
                 links.insert((meta.dev(), meta.ino()), rel.clone());
             }
             let file = crate::sys::open_read_nofollow(&full).map_err(|source| DiffError::Read {
-                path: full.clone(),
+                path: shown.clone(),
                 source,
             })?;
             w.header(&h, tar::EntryType::Regular, meta.size())?;
-            w.data(file, meta.size(), &full)?;
+            w.data(file, meta.size(), &shown)?;
         } else if ft.is_symlink() {
             let target = fs_err::read_link(&full).map_err(|source| DiffError::Read {
-                path: full.clone(),
+                path: shown.clone(),
                 source,
             })?;
             h.link = Some(target.as_os_str().as_bytes().to_vec());
@@ -237,6 +258,106 @@ fn walk(
         }
     }
     w.finish()
+}
+
+/// The directory the walk reads entries of, held by a descriptor, so that every path used is
+/// `/proc/self/fd/<dir>/<name>`: nothing before the last component is looked up again, and
+/// the last one is never followed (lstat, `O_NOFOLLOW`, `l*xattr`, readlink). A directory is
+/// entered with `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)` from the walk's root, so a
+/// directory swapped for a symlink to `/` by a running container while its layer is read
+/// fails the walk instead of leading it out of the tree. One descriptor at a time, whatever
+/// the depth.
+pub(crate) struct Pinned {
+    root: std::os::fd::OwnedFd,
+    rel: Vec<u8>,
+    dir: std::os::fd::OwnedFd,
+}
+
+impl Pinned {
+    pub(crate) fn open(upper: &Path) -> Result<Pinned, DiffError> {
+        let read = |source: io::Error| DiffError::Read {
+            path: upper.to_owned(),
+            source,
+        };
+        let root = rustix::fs::open(
+            upper,
+            rustix::fs::OFlags::DIRECTORY
+                | rustix::fs::OFlags::RDONLY
+                | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(|e| read(e.into()))?;
+        let dir = Pinned::open_beneath(&root, b".").map_err(read)?;
+        Ok(Pinned {
+            root,
+            rel: Vec::new(),
+            dir,
+        })
+    }
+
+    fn open_beneath(root: &std::os::fd::OwnedFd, rel: &[u8]) -> io::Result<std::os::fd::OwnedFd> {
+        use std::os::fd::AsFd as _;
+        let rel = if rel.is_empty() { b"." } else { rel };
+        strata_store::confined::open_no_symlinks(
+            root.as_fd(),
+            OsStr::from_bytes(rel),
+            rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::RDONLY,
+            0,
+        )
+    }
+
+    /// The path of `name` in the directory `dir` (relative to the root) through its descriptor.
+    pub(crate) fn entry(
+        &mut self,
+        upper: &Path,
+        dir: &[u8],
+        name: &OsStr,
+    ) -> Result<PathBuf, DiffError> {
+        use std::os::fd::AsFd as _;
+        if self.rel != dir {
+            self.dir = Pinned::open_beneath(&self.root, dir).map_err(|source| DiffError::Read {
+                path: upper.join(OsStr::from_bytes(dir)),
+                source,
+            })?;
+            self.rel = dir.to_vec();
+        }
+        Ok(crate::sys::fd_path(self.dir.as_fd()).join(name))
+    }
+
+    /// Enters the directory `name` of `dir` (at `rel`); its names, sorted.
+    pub(crate) fn descend(
+        &mut self,
+        upper: &Path,
+        dir: &[u8],
+        name: &OsStr,
+        rel: &[u8],
+    ) -> Result<Vec<OsString>, DiffError> {
+        use std::os::fd::AsFd as _;
+        let shown = || upper.join(OsStr::from_bytes(rel));
+        self.entry(upper, dir, name)?;
+        let child = strata_store::confined::open_no_symlinks(
+            self.dir.as_fd(),
+            name,
+            rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::RDONLY,
+            0,
+        )
+        .map_err(|source| match source.raw_os_error() {
+            Some(libc::ELOOP | libc::ENOTDIR) => DiffError::Changed { path: shown() },
+            _ => DiffError::Read {
+                path: shown(),
+                source,
+            },
+        })?;
+        self.dir = child;
+        self.rel = rel.to_vec();
+        sorted_names(&crate::sys::fd_path(self.dir.as_fd())).map_err(|e| match e {
+            DiffError::Read { source, .. } => DiffError::Read {
+                path: shown(),
+                source,
+            },
+            other => other,
+        })
+    }
 }
 
 /// What tells a changed entry from an unchanged one: its type and mode, size, mtime (not for
@@ -339,7 +460,7 @@ fn clamp(mtime: i64, opts: &DiffOptions) -> i64 {
     }
 }
 
-fn sorted_names(dir: &Path) -> Result<Vec<OsString>, DiffError> {
+pub(crate) fn sorted_names(dir: &Path) -> Result<Vec<OsString>, DiffError> {
     let read = |source| DiffError::Read {
         path: dir.to_owned(),
         source,
@@ -575,6 +696,42 @@ mod tests {
             .unwrap()
             .map(|e| String::from_utf8(e.unwrap().path_bytes().into_owned()).unwrap())
             .collect()
+    }
+
+    /// A running container swaps a directory for a symlink to `/` between the walk listing
+    /// its parent and entering it: the walk fails, it never reads the host's `/`; and a
+    /// parent swapped the same way is not gone back through either.
+    #[test]
+    fn a_directory_swapped_for_a_symlink_mid_walk_is_never_followed() {
+        let t = tempfile::tempdir().unwrap();
+        let upper = t.path();
+        fs_err::create_dir_all(upper.join("a/b")).unwrap();
+        fs_err::write(upper.join("a/b/f"), "x").unwrap();
+        let mut pinned = Pinned::open(upper).unwrap();
+        // The walk listed the root and is about to enter `a`.
+        fs_err::rename(upper.join("a"), upper.join("moved")).unwrap();
+        std::os::unix::fs::symlink("/", upper.join("a")).unwrap();
+        let err = pinned
+            .descend(upper, b"", OsStr::new("a"), b"a")
+            .unwrap_err();
+        assert!(matches!(err, DiffError::Changed { .. }), "{err:?}");
+
+        // Inside `moved/b`, then `moved` becomes a symlink: going back up to read the rest of
+        // `moved` fails rather than reading `/`.
+        let mut pinned = Pinned::open(upper).unwrap();
+        let names = pinned
+            .descend(upper, b"", OsStr::new("moved"), b"moved")
+            .unwrap();
+        assert_eq!(names, [OsString::from("b")]);
+        pinned
+            .descend(upper, b"moved", OsStr::new("b"), b"moved/b")
+            .unwrap();
+        fs_err::rename(upper.join("moved"), upper.join("gone")).unwrap();
+        std::os::unix::fs::symlink("/", upper.join("moved")).unwrap();
+        assert!(pinned.entry(upper, b"moved", OsStr::new("etc")).is_err());
+        // Entries of the pinned directory still resolve in it, wherever it went.
+        let f = pinned.entry(upper, b"moved/b", OsStr::new("f")).unwrap();
+        assert_eq!(fs_err::read(f).unwrap(), b"x");
     }
 
     #[test]

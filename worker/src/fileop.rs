@@ -215,7 +215,7 @@ impl Scratch {
 
 /// A detached overlay of `lowers` (top first), over `upper` with its work dir or read-only.
 /// Volatile (never syncs the upper's filesystem), like the RUN sandbox's root.
-fn mount_layers(
+pub(crate) fn mount_layers(
     lowers: &[PathBuf],
     upper: Option<(&Path, &Path)>,
 ) -> Result<ConfinedRoot, FileError> {

@@ -277,7 +277,7 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 /// The command, ready to exec: everything resolved inside the sandbox before forking it.
-struct Prepared {
+pub(crate) struct Prepared {
     path: CString,
     argv: Vec<CString>,
     env: Vec<CString>,
@@ -287,6 +287,11 @@ struct Prepared {
     no_new_privs: bool,
     /// The seccomp programs to install (none for `--security=insecure`).
     seccomp: &'static [seccompiler::BpfProgram],
+    /// Keep the standard input (`strata exec -i`) rather than /dev/null.
+    pub(crate) keep_stdin: bool,
+    /// A terminal to make the command's controlling terminal and standard descriptors
+    /// (`strata exec -t`).
+    pub(crate) tty: Option<OwnedFd>,
 }
 
 /// Reads a small regular file of the image (passwd, group) without following it into a FIFO
@@ -312,7 +317,7 @@ fn env_value<'a>(env: &'a [String], key: &str) -> Option<&'a str> {
         .find_map(|kv| kv.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
 }
 
-fn prepare_process(p: &ProcessSpec) -> Result<Prepared, String> {
+pub(crate) fn prepare_process(p: &ProcessSpec) -> Result<Prepared, String> {
     let passwd = read_image_file("/etc/passwd");
     let group = read_image_file("/etc/group");
     let id = user::resolve(
@@ -361,6 +366,8 @@ fn prepare_process(p: &ProcessSpec) -> Result<Prepared, String> {
         },
         insecure: p.insecure,
         no_new_privs: p.no_new_privs,
+        keep_stdin: false,
+        tty: None,
     })
 }
 
@@ -389,12 +396,16 @@ fn install_seccomp(programs: &[seccompiler::BpfProgram]) -> std::io::Result<()> 
 }
 
 /// In the command's process: drop privileges and exec. Returns only an error message.
-fn exec_command(p: &Prepared) -> String {
+pub(crate) fn exec_command(p: &Prepared) -> String {
     let step = |what: &str, r: std::io::Result<()>| r.map_err(|e| format!("{what}: {e}"));
     let result = (|| {
         step("setsid", sys::setsid())?;
         step("resetting signals", sys::reset_signals())?;
-        step("opening /dev/null", sys::std_to_dev_null(&[0]))?;
+        if let Some(tty) = &p.tty {
+            step("attaching the terminal", sys::attach_tty(tty.as_fd()))?;
+        } else if !p.keep_stdin {
+            step("opening /dev/null", sys::std_to_dev_null(&[0]))?;
+        }
         // As runc: without no_new_privs, installing a filter takes CAP_SYS_ADMIN, so it goes
         // in before the capabilities are dropped (every call after it is one the profile
         // allows); with no_new_privs, as late as possible.

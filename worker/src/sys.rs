@@ -89,6 +89,12 @@ pub(crate) fn join_netns(ns: BorrowedFd<'_>) -> io::Result<()> {
     Ok(nix::sched::setns(ns, CloneFlags::CLONE_NEWNET)?)
 }
 
+/// Joins the namespace `ns` (any kind: the kernel reads it from the descriptor). A user
+/// namespace only in a single-threaded process.
+pub(crate) fn join_ns(ns: BorrowedFd<'_>) -> io::Result<()> {
+    Ok(nix::sched::setns(ns, CloneFlags::empty())?)
+}
+
 /// The network namespace the calling thread is in, as a descriptor.
 pub(crate) fn own_netns() -> io::Result<OwnedFd> {
     Ok(nix::fcntl::open(
@@ -187,6 +193,47 @@ pub(crate) fn dup_onto(fd: BorrowedFd<'_>, target: RawFd) -> io::Result<()> {
     // descriptors 0-2, which no Rust object owns.
     check(unsafe { libc::dup2(fd.as_raw_fd(), target) }.into())?;
     Ok(())
+}
+
+/// A new pseudo-terminal (master, slave), its window the size of the terminal on `like`
+/// when that is one.
+pub(crate) fn open_pty(like: BorrowedFd<'_>) -> io::Result<(OwnedFd, OwnedFd)> {
+    let size = rustix::termios::tcgetwinsize(like)
+        .ok()
+        .map(|w| nix::pty::Winsize {
+            ws_row: w.ws_row,
+            ws_col: w.ws_col,
+            ws_xpixel: w.ws_xpixel,
+            ws_ypixel: w.ws_ypixel,
+        });
+    let pty = nix::pty::openpty(size.as_ref(), None)?;
+    Ok((pty.master, pty.slave))
+}
+
+/// Makes the terminal `tty` the controlling terminal of this process (a session leader) and
+/// its standard input, output and error.
+pub(crate) fn attach_tty(tty: BorrowedFd<'_>) -> io::Result<()> {
+    rustix::process::ioctl_tiocsctty(tty)?;
+    for fd in [0, 1, 2] {
+        dup_onto(tty, fd)?;
+    }
+    Ok(())
+}
+
+/// Puts the terminal `fd` in raw mode (no echo, no line editing, no signals from keys);
+/// returns its settings before, for [`restore_terminal`]. `None` when `fd` is no terminal.
+pub(crate) fn raw_terminal(fd: BorrowedFd<'_>) -> Option<nix::sys::termios::Termios> {
+    use nix::sys::termios::{SetArg, cfmakeraw, tcgetattr, tcsetattr};
+    let before = tcgetattr(fd).ok()?;
+    let mut raw = before.clone();
+    cfmakeraw(&mut raw);
+    tcsetattr(fd, SetArg::TCSANOW, &raw).ok()?;
+    Some(before)
+}
+
+/// Puts back the settings [`raw_terminal`] returned.
+pub(crate) fn restore_terminal(fd: BorrowedFd<'_>, before: &nix::sys::termios::Termios) {
+    let _ = nix::sys::termios::tcsetattr(fd, nix::sys::termios::SetArg::TCSANOW, before);
 }
 
 /// Points the standard descriptors `which` (0, 1, 2) at `/dev/null` (as seen from the

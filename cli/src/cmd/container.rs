@@ -262,7 +262,7 @@ fn fail_125(err: anyhow::Error) -> ExitCode {
     }
 }
 
-fn exit_code(code: i32) -> ExitCode {
+pub(crate) fn exit_code(code: i32) -> ExitCode {
     ExitCode::from(u8::try_from(code.rem_euclid(256)).unwrap_or(1))
 }
 

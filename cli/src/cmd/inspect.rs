@@ -213,15 +213,16 @@ fn inspect_container(store: &Store, c: &Container) -> ContainerInspect {
         Some((name, n)) => (name.to_owned(), n.parse::<u32>().unwrap_or(0)),
         None => (cfg.restart.clone(), 0),
     };
+    let paused = strata_build::container_paused(c);
     ContainerInspect {
         id: cfg.id.clone(),
         created: cfg.created.clone(),
         path,
         args,
         state: ContainerStateInspect {
-            status: st.status.as_str(),
+            status: if paused { "paused" } else { st.status.as_str() },
             running: st.status == ContainerStatus::Running,
-            paused: false,
+            paused,
             restarting: false,
             oom_killed: false,
             dead: false,

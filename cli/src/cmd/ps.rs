@@ -399,6 +399,9 @@ pub(crate) fn status(c: &Container, now: jiff::Timestamp) -> String {
     let since = |t: &str| parse_time(t).map_or(0, |t| now.as_second() - t.as_second());
     match c.state.status {
         ContainerStatus::Created => "Created".to_owned(),
+        ContainerStatus::Running if strata_build::container_paused(c) => {
+            format!("Up {} (Paused)", human_duration(since(&c.state.started_at)))
+        }
         ContainerStatus::Running => format!("Up {}", human_duration(since(&c.state.started_at))),
         ContainerStatus::Exited => format!(
             "Exited ({}) {} ago",

@@ -4,7 +4,7 @@
 use crate::GlobalArgs;
 use anyhow::bail;
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use strata_store::{SaveOptions, Store, durable};
 
@@ -28,25 +28,44 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let options = SaveOptions {
         compression: args.compression,
     };
-    match &args.output {
+    write_archive(args.output.as_deref(), "an image archive", |out| {
+        Ok(store.save_with(&names, out, &options)?)
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes an archive (`save`, `export`) through `write`: to `output` when given, which
+/// appears only once complete (written beside it, then renamed), else to stdout, refused
+/// when stdout is a terminal (`what` names the archive in that error).
+pub(crate) fn write_archive(
+    output: Option<&Path>,
+    what: &str,
+    write: impl FnOnce(&mut (dyn Write + Send)) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    match output {
         Some(path) => {
             let dir = match path.parent() {
                 Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
                 _ => PathBuf::from("."),
             };
             let mut tmp = durable::temp_file_in(&dir)?;
-            store.save_with(&names, std::io::BufWriter::new(tmp.as_file_mut()), &options)?;
+            {
+                let mut out = std::io::BufWriter::new(tmp.as_file_mut());
+                write(&mut out)?;
+                out.flush()?;
+            }
             durable::persist(tmp, path)?;
         }
         None => {
             let stdout = std::io::stdout();
             if stdout.is_terminal() {
-                bail!("refusing to write an image archive to a terminal: use -o or redirect");
+                bail!("refusing to write {what} to a terminal: use -o or redirect");
             }
-            let mut out = std::io::BufWriter::new(stdout.lock());
-            store.save_with(&names, &mut out, &options)?;
+            // `Stdout`, not its lock: the writer may be handed to another thread.
+            let mut out = std::io::BufWriter::new(stdout);
+            write(&mut out)?;
             out.flush()?;
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }

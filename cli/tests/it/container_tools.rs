@@ -7,52 +7,9 @@
     reason = "test helpers fail the test by panicking"
 )]
 
-use crate::support::TestEnv;
+use crate::containers::Env;
 use serde_json::Value;
 use std::io::Read as _;
-
-/// A store with the busybox base image as `base`, whose containers are all removed (killed
-/// first) when the test ends, passing or failing.
-struct Env(TestEnv);
-
-impl Env {
-    fn new() -> Env {
-        Env(TestEnv::with_base("base"))
-    }
-
-    /// Runs strata; returns (exit code, stdout bytes, stderr).
-    fn run(&self, args: &[&str]) -> (i32, Vec<u8>, String) {
-        let out = self.0.command(args).output().unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            out.stdout,
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    /// `strata inspect`'s one object for an image or a container.
-    fn image_config(&self, image: &str) -> Value {
-        let out = self.0.ok(["inspect", image]);
-        let all: Value = serde_json::from_str(&out).unwrap();
-        all[0].clone()
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        if let Ok(out) = self.0.command(["ps", "-aq"]).output() {
-            let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .map(str::to_owned)
-                .collect();
-            if !ids.is_empty() {
-                let mut args = vec!["rm".to_owned(), "-f".to_owned()];
-                args.extend(ids);
-                let _ = self.0.command(&args).output();
-            }
-        }
-    }
-}
 
 /// A shell script a container runs to change its filesystem: adds /etc/sub/f and a setuid
 /// /new, changes /etc/passwd, deletes /bin/ls, replaces /tmp by a new directory (opaque).
@@ -156,7 +113,7 @@ fn commit_makes_an_image_with_the_containers_files_config_and_history() {
     assert_eq!(out, "4750 10\nsub\nx:x:9:9::/:/bin/sh\nno-ls\nt\nhi\n");
 
     // Its config: -c applied over the container's; its history: docker's entry on top.
-    let inspect = env.image_config("committed:1");
+    let inspect = env.inspect("committed:1");
     assert_eq!(inspect["Id"], id);
     assert_eq!(inspect["Config"]["Cmd"], serde_json::json!(["cat", "/new"]));
     assert_eq!(inspect["Config"]["Labels"]["stage"], "committed");
@@ -169,7 +126,7 @@ fn commit_makes_an_image_with_the_containers_files_config_and_history() {
     );
     assert_eq!(inspect["Author"], "Jane <jane@example.com>");
     assert_eq!(inspect["Comment"], "add new");
-    let base = env.image_config("base");
+    let base = env.inspect("base");
     assert_eq!(
         inspect["RootFS"]["Layers"].as_array().unwrap().len(),
         base["RootFS"]["Layers"].as_array().unwrap().len() + 1
@@ -185,7 +142,7 @@ fn commit_of_an_unchanged_container_adds_an_empty_history_entry_and_no_layer() {
     let env = Env::new();
     env.0.ok(["create", "--name", "idle", "base", "true"]);
     env.0.ok(["commit", "idle", "same:1"]);
-    let (base, same) = (env.image_config("base"), env.image_config("same:1"));
+    let (base, same) = (env.inspect("base"), env.inspect("same:1"));
     assert_eq!(base["RootFS"], same["RootFS"]);
     assert_eq!(same["Config"]["Cmd"], serde_json::json!(["true"]));
     let history = env.0.ok(["history", "same:1"]);
@@ -217,7 +174,7 @@ fn commit_and_export_see_a_running_containers_files() {
         env.0.ok(["run", "--rm", "live:1", "cat", "/live"]),
         "live\n"
     );
-    let (code, tar, err) = env.run(&["export", "live"]);
+    let (code, tar, err) = env.run_bytes(&["export", "live"]);
     assert_eq!(code, 0, "{err}");
     let files = tar_files(&tar);
     assert!(files.iter().any(|(p, _, b)| p == "live" && b == b"live\n"));
@@ -228,7 +185,7 @@ fn export_writes_the_merged_root_that_import_takes_back() {
     let env = Env::new();
     env.0
         .ok(["run", "--name", "c", "base", "sh", "-c", CHANGES]);
-    let (code, tar, err) = env.run(&["export", "c"]);
+    let (code, tar, err) = env.run_bytes(&["export", "c"]);
     assert_eq!(code, 0, "{err}");
     let files = tar_files(&tar);
     let find = |path: &str| files.iter().find(|(p, _, _)| p == path);
@@ -373,7 +330,7 @@ fn cp_as_tar_streams_both_ways() {
     assert_eq!(env.0.ok(["start", "-a", "c"]), "streamed\n");
 
     // Out: the entry under its own name, a directory with what it holds.
-    let (code, out, err) = env.run(&["cp", "c:/in", "-"]);
+    let (code, out, err) = env.run_bytes(&["cp", "c:/in", "-"]);
     assert_eq!(code, 0, "{err}");
     let files = tar_files(&out);
     let names: Vec<&str> = files.iter().map(|(p, _, _)| p.as_str()).collect();
@@ -382,7 +339,7 @@ fn cp_as_tar_streams_both_ways() {
         (files[1].1 & 0o7777, files[1].2.as_slice()),
         (0o600, &b"streamed\n"[..])
     );
-    let (code, out, err) = env.run(&["cp", "c:/in/streamed", "-"]);
+    let (code, out, err) = env.run_bytes(&["cp", "c:/in/streamed", "-"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(tar_files(&out)[0].0, "streamed");
     // Into something that is not a directory: refused.
@@ -444,7 +401,7 @@ fn cp_stays_in_the_container_through_a_symlink_to_the_hosts_root() {
         env.0
             .ok(["cp", &host_file, &format!("{c}:/hostroot/tmp/planted")]);
         assert!(!std::path::Path::new("/tmp/planted").exists());
-        let (code, tar, err) = env.run(&["cp", &format!("{c}:/tmp/planted"), "-"]);
+        let (code, tar, err) = env.run_bytes(&["cp", &format!("{c}:/tmp/planted"), "-"]);
         assert_eq!(code, 0, "{err}");
         assert_eq!(tar_files(&tar)[0].2, b"from the host\n");
     }
@@ -528,7 +485,7 @@ fn exec_runs_in_the_containers_namespaces_with_dockers_options_and_exit_codes() 
     wait_for_change(&env, "c", "A /pid-of-init-child");
     // Its PID namespace (the container's command is pid 2, after strata's init), its
     // hostname, its environment with -e over it, -w, -u, and the command's exit code.
-    let (code, out, err) = env.run(&[
+    let (code, out, err) = env.run_bytes(&[
         "exec",
         "-e",
         "EXTRA=2",
@@ -588,16 +545,16 @@ fn exec_runs_in_the_containers_namespaces_with_dockers_options_and_exit_codes() 
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     // docker's codes: 127 not found, 126 not executable, 1 for a container not running.
-    let (code, _, err) = env.run(&["exec", "c", "no-such-command"]);
+    let (code, _, err) = env.run_bytes(&["exec", "c", "no-such-command"]);
     assert_eq!(code, 127, "{err}");
     assert!(err.contains("executable file not found in $PATH"), "{err}");
-    let (code, _, err) = env.run(&["exec", "c", "/etc/passwd"]);
+    let (code, _, err) = env.run_bytes(&["exec", "c", "/etc/passwd"]);
     assert_eq!(code, 126, "{err}");
     env.0.ok(["stop", "-t", "1", "c"]);
-    let (code, _, err) = env.run(&["exec", "c", "true"]);
+    let (code, _, err) = env.run_bytes(&["exec", "c", "true"]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("container c is not running"), "{err}");
-    let (code, _, err) = env.run(&["exec", "nope", "true"]);
+    let (code, _, err) = env.run_bytes(&["exec", "nope", "true"]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("No such container: nope"), "{err}");
 }
@@ -665,7 +622,7 @@ fn exec_t_gives_the_command_a_terminal_and_relays_it_under_script() {
     env.0
         .ok(["run", "-d", "--name", "c", "base", "sleep", "1000"]);
     // -t: stdin and stdout are a terminal (output through it: lines end in CR LF).
-    let (code, out, err) = env.run(&[
+    let (code, out, err) = env.run_bytes(&[
         "exec",
         "-t",
         "c",
@@ -805,7 +762,7 @@ fn pause_freezes_a_container_that_ps_shows_paused_and_stop_still_ends() {
     assert_eq!(kernel_frozen(&id), Some(true));
     let ps = env.0.ok(["ps"]);
     assert!(ps.contains("(Paused)"), "{ps}");
-    let state = &env.image_config("c")["State"];
+    let state = &env.inspect("c")["State"];
     assert_eq!(
         (&state["Status"], &state["Paused"]),
         (&Value::from("paused"), &Value::from(true))
@@ -822,7 +779,7 @@ fn pause_freezes_a_container_that_ps_shows_paused_and_stop_still_ends() {
     assert_ne!(kernel_frozen(&id), Some(true));
     let ps = env.0.ok(["ps"]);
     assert!(ps.contains(" Up ") && !ps.contains("(Paused)"), "{ps}");
-    let state = &env.image_config("c")["State"];
+    let state = &env.inspect("c")["State"];
     assert_eq!(
         (&state["Status"], &state["Paused"]),
         (&Value::from("running"), &Value::from(false))

@@ -31,10 +31,16 @@ impl Env {
 
     /// Runs strata; returns (exit code, stdout, stderr).
     pub(crate) fn run(&self, args: &[&str]) -> (i32, String, String) {
+        let (code, stdout, stderr) = self.run_bytes(args);
+        (code, String::from_utf8_lossy(&stdout).into_owned(), stderr)
+    }
+
+    /// Runs strata; returns (exit code, stdout bytes, stderr).
+    pub(crate) fn run_bytes(&self, args: &[&str]) -> (i32, Vec<u8>, String) {
         let out = self.0.command(args).output().unwrap();
         (
             out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
+            out.stdout,
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     }

@@ -2,7 +2,6 @@
 //! `strata_build::prune_cache` and docs/cache.md).
 
 use crate::GlobalArgs;
-use crate::cmd::images::human_size;
 use anyhow::{Context, bail};
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
@@ -71,11 +70,7 @@ fn prune(args: PruneArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     )?;
     let mut out = std::io::stdout().lock();
     write_deleted(&mut out, &report)?;
-    writeln!(
-        out,
-        "Total reclaimed space: {}",
-        human_size(report.reclaimed)
-    )?;
+    crate::cmd::images::write_reclaimed(&mut out, report.reclaimed)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -645,11 +645,7 @@ pub(crate) fn write_pruned(
         }
         writeln!(out)?;
     }
-    writeln!(
-        out,
-        "Total reclaimed space: {}",
-        crate::cmd::images::human_size(reclaimed)
-    )
+    crate::cmd::images::write_reclaimed(out, reclaimed)
 }
 
 pub(crate) fn kill(args: KillArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {

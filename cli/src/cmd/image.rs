@@ -3,7 +3,6 @@
 
 use crate::GlobalArgs;
 use crate::cmd::builder::confirm;
-use crate::cmd::images::human_size;
 use anyhow::bail;
 use std::io::Write;
 use std::process::ExitCode;
@@ -82,11 +81,7 @@ fn prune(args: PruneArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let report = store.prune(args.all)?;
     let mut out = std::io::stdout().lock();
     write_deleted_images(&mut out, &report.removed)?;
-    writeln!(
-        out,
-        "Total reclaimed space: {}",
-        human_size(report.reclaimed)
-    )?;
+    crate::cmd::images::write_reclaimed(&mut out, report.reclaimed)?;
     Ok(ExitCode::SUCCESS)
 }
 

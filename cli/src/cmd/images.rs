@@ -171,6 +171,11 @@ pub(crate) fn write_table(out: &mut impl Write, rows: &[Vec<String>]) -> std::io
     Ok(())
 }
 
+/// The last line of every docker prune: `Total reclaimed space: 1.2MB`.
+pub(crate) fn write_reclaimed(out: &mut impl std::io::Write, bytes: u64) -> std::io::Result<()> {
+    writeln!(out, "Total reclaimed space: {}", human_size(bytes))
+}
+
 /// Docker's `units.HumanSizeWithPrecision(size, 3)`: decimal units, 3 significant digits
 /// (its tables: images, history, prune).
 pub(crate) fn human_size(bytes: u64) -> String {

@@ -251,10 +251,6 @@ fn system_prune(store: &Store, all: bool, force: bool) -> anyhow::Result<ExitCod
     let mut out = std::io::stdout().lock();
     write_deleted_images(&mut out, &images.removed)?;
     write_deleted(&mut out, &cache)?;
-    writeln!(
-        out,
-        "Total reclaimed space: {}",
-        human_size(images.reclaimed + cache.reclaimed)
-    )?;
+    crate::cmd::images::write_reclaimed(&mut out, images.reclaimed + cache.reclaimed)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -250,25 +250,50 @@ async fn run_probe(root: &Path, id: &str, probe: &Probe) -> (i32, String) {
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn();
-    let child = match child {
+    let mut child = match child {
         Ok(child) => child,
         Err(e) => return (-1, clip(format!("failed to start the healthcheck: {e}"))),
     };
-    match tokio::time::timeout(probe.timeout, child.wait_with_output()).await {
-        Ok(Ok(out)) => {
-            let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-            text.push_str(&String::from_utf8_lossy(&out.stderr));
-            (out.status.code().unwrap_or(-1), clip(text))
+    let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+    let ran = tokio::time::timeout(probe.timeout, async {
+        let (out, err, status) = tokio::join!(read_all(stdout), read_all(stderr), child.wait());
+        (status, out + &err)
+    })
+    .await;
+    match ran {
+        Ok((Ok(status), output)) => (status.code().unwrap_or(-1), clip(output)),
+        Ok((Err(e), _)) => (-1, clip(format!("failed to run the healthcheck: {e}"))),
+        Err(_) => {
+            // The command in the container first (its exec process is its parent until then),
+            // then the exec process.
+            if let Some(pid) = child.id() {
+                let _ = strata_worker::process::kill_child_group(pid);
+            }
+            let _ = child.kill().await;
+            (
+                -1,
+                format!(
+                    "Health check exceeded timeout ({})",
+                    format_go_duration(i64::try_from(probe.timeout.as_nanos()).unwrap_or(i64::MAX))
+                ),
+            )
         }
-        Ok(Err(e)) => (-1, clip(format!("failed to run the healthcheck: {e}"))),
-        Err(_) => (
-            -1,
-            format!(
-                "Health check exceeded timeout ({})",
-                format_go_duration(i64::try_from(probe.timeout.as_nanos()).unwrap_or(i64::MAX))
-            ),
-        ),
     }
+}
+
+/// A probe's output stream as text: its first [`MAX_OUTPUT`] bytes kept, the rest read and
+/// dropped (constant memory, and the probe never blocks on a full pipe).
+async fn read_all(stream: Option<impl tokio::io::AsyncRead + Unpin>) -> String {
+    use tokio::io::AsyncReadExt as _;
+    let mut bytes = Vec::new();
+    if let Some(mut stream) = stream {
+        let _ = (&mut stream)
+            .take(MAX_OUTPUT as u64)
+            .read_to_end(&mut bytes)
+            .await;
+        let _ = tokio::io::copy(&mut stream, &mut tokio::io::sink()).await;
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// At most [`MAX_OUTPUT`] bytes, cut on a character boundary.

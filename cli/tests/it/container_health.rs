@@ -209,3 +209,63 @@ fn bad_health_flags_are_refused_before_anything_is_made() {
         "{err}"
     );
 }
+
+#[test]
+fn a_probe_past_its_timeout_is_killed_inside_the_container_and_logged_as_docker_does() {
+    let env = Env::new();
+    env.0.ok([
+        "run",
+        "-d",
+        "--name",
+        "hung",
+        "--health-cmd",
+        "sleep 1000",
+        "--health-interval",
+        "100ms",
+        "--health-timeout",
+        "300ms",
+        "--health-retries",
+        "3",
+        "base",
+        "sleep",
+        "999",
+    ]);
+    eventually("hung is unhealthy", || {
+        health(&env, "hung")["Status"] == "unhealthy"
+    });
+    let h = health(&env, "hung");
+    for probe in h["Log"].as_array().unwrap() {
+        assert_eq!(probe["ExitCode"], -1, "{h}");
+        assert_eq!(
+            probe["Output"], "Health check exceeded timeout (300ms)",
+            "{h}"
+        );
+    }
+    // Three probes timed out; at most the one running now is left of them.
+    let ps = env.0.ok(["exec", "hung", "ps", "-o", "args"]);
+    let probes = ps.lines().filter(|l| l.trim() == "sleep 1000").count();
+    assert!(probes <= 1, "{ps}");
+}
+
+#[test]
+fn a_probes_output_is_kept_to_its_first_4096_bytes() {
+    let env = Env::new();
+    env.0.ok([
+        "run",
+        "-d",
+        "--name",
+        "loud",
+        "--health-cmd",
+        "head -c 100000 /dev/zero | tr '\\0' x",
+        "--health-interval",
+        "100ms",
+        "base",
+        "sleep",
+        "999",
+    ]);
+    eventually("loud is healthy", || {
+        health(&env, "loud")["Status"] == "healthy"
+    });
+    let h = health(&env, "loud");
+    assert_eq!(h["Log"][0]["Output"], "x".repeat(4096), "{h}");
+}

@@ -127,23 +127,11 @@ fn a_probe_goes_starting_then_unhealthy_then_healthy_once_it_passes() {
 #[test]
 fn the_images_healthcheck_runs_and_no_healthcheck_turns_it_off() {
     let env = Env::new();
-    let ctx = env.0.context(
-        "ctx",
-        &[(
-            "Dockerfile",
-            "FROM base\nHEALTHCHECK --interval=200ms CMD [\"sh\", \"-c\", \"echo probed; exit 0\"]\n",
-        )],
-    );
-    let built = env
-        .0
-        .command(["build", "-t", "checked"])
-        .arg(&ctx)
-        .output()
-        .unwrap();
-    assert!(
-        built.status.success(),
-        "{}",
-        String::from_utf8_lossy(&built.stderr)
+    crate::container_run::build(
+        &env,
+        "checked",
+        "FROM base\nHEALTHCHECK --interval=200ms CMD [\"sh\", \"-c\", \"echo probed; exit 0\"]\n",
+        "",
     );
 
     env.0

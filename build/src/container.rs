@@ -7,6 +7,7 @@
 //! container's `monitor.lock` when it ends. `docs/containers.md` has the whole design.
 
 use crate::Stream;
+use crate::health::{HealthError, HealthOptions, Probe, effective_healthcheck};
 use std::path::Path;
 use std::time::{Duration, Instant};
 use strata_graph::{ExecOp, ImageConfig, NetworkMode, SecurityMode};
@@ -58,6 +59,8 @@ pub struct CreateContainer {
     pub labels: Vec<String>,
     /// `--init` (the sandbox's init is always PID 1: recorded only).
     pub init: bool,
+    /// `--health-*` and `--no-healthcheck`, over the image's HEALTHCHECK.
+    pub health: HealthOptions,
 }
 
 /// Why a container operation failed (its command exiting non-zero is not an error).
@@ -158,6 +161,9 @@ pub enum ContainerError {
         #[source]
         source: std::io::Error,
     },
+    /// The healthcheck flags are refused, or the recorded healthcheck is unreadable.
+    #[error(transparent)]
+    Health(#[from] HealthError),
 }
 
 /// How a container's run ended, as its monitor saw it.
@@ -258,6 +264,7 @@ pub fn create_container(store: &Store, req: &CreateContainer) -> Result<Containe
     }
     crate::volume::check_duplicates(&req.mounts)?;
     crate::log::LogLimits::from_opts(&req.log_config)?;
+    let healthcheck = effective_healthcheck(config.healthcheck.as_ref(), &req.health)?;
     let mounts = prepare_mounts(store, &with_image_volumes(&req.mounts, &config))?;
     let record = ContainerConfig {
         id: String::new(),
@@ -295,6 +302,7 @@ pub fn create_container(store: &Store, req: &CreateContainer) -> Result<Containe
             labels
         },
         init: req.init,
+        healthcheck,
     };
     let c = match store.create_container(NewContainer {
         name: req.name.clone(),
@@ -522,7 +530,7 @@ fn copy_up(
     Ok(())
 }
 
-fn now() -> String {
+pub(crate) fn now() -> String {
     jiff::Timestamp::now().to_string()
 }
 
@@ -681,59 +689,78 @@ async fn run_once<S: FnOnce(u32) + Send>(
     let worker = new_worker(store.root(), false, None, None)?;
     let monitor_pid = std::process::id();
     let mut record_error = None;
-    let result = worker
-        .run_with_start(
-            RunRequest {
-                exec,
-                lowers,
-                upper: c.upper_dir(),
-                mounts: inputs,
-                hostname: Some(hostname),
-                binds,
-                read_only_root: c.config.read_only,
-            },
-            |stream, line| {
-                let (stream, name) = match stream {
-                    OutputStream::Stdout => (Stream::Stdout, "stdout"),
-                    OutputStream::Stderr => (Stream::Stderr, "stderr"),
-                };
-                let entry = LogLine {
-                    log: format!("{}\n", String::from_utf8_lossy(line)),
-                    stream: name.to_owned(),
-                    time: now(),
-                };
-                if let Ok(mut bytes) = serde_json::to_vec(&entry) {
-                    bytes.push(b'\n');
-                    // A full disk loses log lines, never the container.
-                    let _ = log.write(&bytes);
-                }
-                echo(stream, line);
-            },
-            |pid| {
-                let recorded = store.update_container_state(&id, |c| {
-                    c.state.status = ContainerStatus::Running;
-                    c.state.pid = pid;
-                    c.state.monitor_pid = monitor_pid;
-                    c.state.exit_code = 0;
-                    c.state.error.clear();
-                    c.state.started_at = now();
-                    c.state.finished_at = NEVER.to_owned();
-                    c.state.stopped_by_user = false;
-                    c.state.monitor_died = false;
-                    Ok(())
-                });
-                match recorded {
-                    Ok(_) => {
-                        if let Some(f) = started.take() {
-                            f(pid);
-                        }
+    let probe = Probe::of(&c.config)?;
+    let (pid_tx, pid_rx) = tokio::sync::oneshot::channel();
+    let mut pid_tx = Some(pid_tx);
+    let probes_done = CancellationToken::new();
+    let probes = async {
+        if let Some(probe) = &probe {
+            crate::health::probe_loop(store, &id, probe, pid_rx, probes_done.clone()).await;
+        }
+    };
+    let run = worker.run_with_start(
+        RunRequest {
+            exec,
+            lowers,
+            upper: c.upper_dir(),
+            mounts: inputs,
+            hostname: Some(hostname),
+            binds,
+            read_only_root: c.config.read_only,
+        },
+        |stream, line| {
+            let (stream, name) = match stream {
+                OutputStream::Stdout => (Stream::Stdout, "stdout"),
+                OutputStream::Stderr => (Stream::Stderr, "stderr"),
+            };
+            let entry = LogLine {
+                log: format!("{}\n", String::from_utf8_lossy(line)),
+                stream: name.to_owned(),
+                time: now(),
+            };
+            if let Ok(mut bytes) = serde_json::to_vec(&entry) {
+                bytes.push(b'\n');
+                // A full disk loses log lines, never the container.
+                let _ = log.write(&bytes);
+            }
+            echo(stream, line);
+        },
+        |pid| {
+            let recorded = store.update_container_state(&id, |c| {
+                c.state.status = ContainerStatus::Running;
+                c.state.pid = pid;
+                c.state.monitor_pid = monitor_pid;
+                c.state.exit_code = 0;
+                c.state.error.clear();
+                c.state.started_at = now();
+                c.state.finished_at = NEVER.to_owned();
+                c.state.stopped_by_user = false;
+                c.state.monitor_died = false;
+                c.state.health = probe.as_ref().map(|_| crate::health::starting());
+                Ok(())
+            });
+            match recorded {
+                Ok(_) => {
+                    if let Some(tx) = pid_tx.take() {
+                        let _ = tx.send(pid);
                     }
-                    Err(e) => record_error = Some(e),
+                    if let Some(f) = started.take() {
+                        f(pid);
+                    }
                 }
-            },
-            cancel,
-        )
-        .await;
+                Err(e) => record_error = Some(e),
+            }
+        },
+        cancel,
+    );
+    let (result, ()) = tokio::join!(
+        async {
+            let result = run.await;
+            probes_done.cancel();
+            result
+        },
+        probes
+    );
     drop(worker);
     sweep_scratch(&c.dir);
     let outcome = match result {
@@ -959,6 +986,7 @@ mod tests {
             log_config: Default::default(),
             labels: Vec::new(),
             init: false,
+            health: HealthOptions::default(),
         }
     }
 

@@ -25,6 +25,7 @@ mod container_pause;
 mod dockerfile;
 mod entitlement;
 mod error;
+mod health;
 mod ignore;
 mod log;
 mod output;
@@ -51,6 +52,7 @@ pub use container_pause::{PauseError, container_paused, pause_container, unpause
 pub use dockerfile::{Dockerfile, DockerfileError, DockerfileSource, parse_build_args};
 pub use entitlement::{Entitlement, EntitlementError};
 pub use error::BuildError;
+pub use health::{HealthError, HealthOptions};
 pub use ignore::ignore_bytes;
 pub use log::{LogLimits, LogOptError, parse_log_opts};
 pub use output::{Dest, OutputError, OutputSpec};

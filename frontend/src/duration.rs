@@ -4,11 +4,11 @@
 /// A duration that Go's `time.ParseDuration` would reject.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("time: invalid duration {0:?}")]
-pub(crate) struct DurationError(pub(crate) String);
+pub struct DurationError(pub(crate) String);
 
 /// Parses a Go duration into nanoseconds: an optional sign, then one or more decimal numbers
 /// each followed by a unit (`ns`, `us`, `µs`, `μs`, `ms`, `s`, `m`, `h`); `0` alone is allowed.
-pub(crate) fn parse_go_duration(s: &str) -> Result<i64, DurationError> {
+pub fn parse_go_duration(s: &str) -> Result<i64, DurationError> {
     let err = || DurationError(s.to_owned());
     let (neg, mut rest) = match s.as_bytes().first() {
         Some(b'-') => (true, &s[1..]),
@@ -75,7 +75,7 @@ pub(crate) fn parse_go_duration(s: &str) -> Result<i64, DurationError> {
 }
 
 /// Go's `time.Duration.String()`: `1m30s`, `5s`, `1.5s`, `100ms`, `1h0m0s`, `0s`.
-pub(crate) fn format_go_duration(ns: i64) -> String {
+pub fn format_go_duration(ns: i64) -> String {
     if ns == 0 {
         return "0s".to_owned();
     }

@@ -42,6 +42,7 @@ pub use diagnostic::{Diagnostic, Diagnostics, Severity};
 pub use dockerignore::{
     IgnoreError, IgnoreFileSource, IgnoreMatcher, dockerfile_ignore_name, pick_ignore_file,
 };
+pub use duration::{DurationError, format_go_duration, parse_go_duration};
 pub use expand::{
     ExpandError, ExpandErrorKind, Expansion, Lexer, MAX_GROWTH, MAX_NESTING, NoVars, Vars, expand,
 };

@@ -81,6 +81,11 @@ pub struct ContainerConfig {
     /// and the command its child), so this only records the request for `inspect`.
     #[serde(default)]
     pub init: bool,
+    /// The healthcheck in effect, docker's `Config.Healthcheck` JSON (`Test`, `Interval`…,
+    /// as `strata_graph::Healthcheck` reads it): the image's with `--health-*` over it;
+    /// `None`: no probe (none in the image, `--no-healthcheck`, or `Test: ["NONE"]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<serde_json::Value>,
 }
 
 impl ContainerConfig {
@@ -148,6 +153,35 @@ pub struct ContainerState {
     /// when their restart policy says so.
     #[serde(default)]
     pub monitor_died: bool,
+    /// Its healthcheck's results while it has one (docker's `State.Health`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<Health>,
+}
+
+/// docker's `State.Health`: where the healthcheck stands and its last results.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Health {
+    /// `starting`, `healthy` or `unhealthy`.
+    pub status: String,
+    /// Failed probes in a row (past the start period).
+    pub failing_streak: u32,
+    /// The last five probes, oldest first.
+    pub log: Vec<HealthProbe>,
+}
+
+/// One healthcheck probe as docker records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct HealthProbe {
+    /// When it started (RFC 3339).
+    pub start: String,
+    /// When it ended (RFC 3339).
+    pub end: String,
+    /// Its exit code (-1: it timed out or could not run).
+    pub exit_code: i32,
+    /// Its output, stdout then stderr, at most 4096 bytes.
+    pub output: String,
 }
 
 impl ContainerState {
@@ -163,6 +197,7 @@ impl ContainerState {
             stopped_by_user: false,
             restart_count: 0,
             monitor_died: false,
+            health: None,
         }
     }
 }
@@ -772,6 +807,7 @@ mod tests {
             log_config: Default::default(),
             labels: Default::default(),
             init: false,
+            healthcheck: None,
         }
     }
 

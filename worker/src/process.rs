@@ -20,7 +20,24 @@ pub fn stdout_to_dev_null() -> io::Result<()> {
 
 /// Sends signal `sig` (a number) to process `pid`; `false` when there is no such process.
 pub fn signal(pid: u32, sig: i32) -> io::Result<bool> {
-    match crate::sys::send_signal(pid, sig) {
+    delivered(crate::sys::send_signal(pid, sig))
+}
+
+/// Kills (SIGKILL) the process group of `pid`'s one child: for a `strata exec` process, the
+/// command it runs in the container (which leads a session and group of its own) with what
+/// that started. `false` when `pid` has no one child (or it is gone).
+pub fn kill_child_group(pid: u32) -> io::Result<bool> {
+    let Ok(pid) = i32::try_from(pid) else {
+        return Ok(false);
+    };
+    match crate::sys::only_child(nix::unistd::Pid::from_raw(pid)) {
+        Some(child) => delivered(crate::sys::send_group_signal(child, libc::SIGKILL)),
+        None => Ok(false),
+    }
+}
+
+fn delivered(sent: io::Result<()>) -> io::Result<bool> {
+    match sent {
         Ok(()) => Ok(true),
         Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(false),
         Err(e) => Err(e),

@@ -275,12 +275,24 @@ pub(crate) fn only_child(pid: Pid) -> Option<u32> {
 
 /// Sends signal number `sig` to process `pid` (a positive pid: never a group or all).
 pub(crate) fn send_signal(pid: u32, sig: i32) -> io::Result<()> {
-    let pid = i32::try_from(pid)
+    let sig = nix::sys::signal::Signal::try_from(sig)?;
+    Ok(nix::sys::signal::kill(positive_pid(pid)?, sig)?)
+}
+
+/// Sends signal number `sig` to every process of group `pgid` (a positive id: never the
+/// caller's own group or all).
+pub(crate) fn send_group_signal(pgid: u32, sig: i32) -> io::Result<()> {
+    let sig = nix::sys::signal::Signal::try_from(sig)?;
+    Ok(nix::sys::signal::killpg(positive_pid(pgid)?, sig)?)
+}
+
+/// `id` as a pid that names one process or group (0 and ids past `i32::MAX` name none).
+fn positive_pid(id: u32) -> io::Result<Pid> {
+    i32::try_from(id)
         .ok()
         .filter(|p| *p > 0)
-        .ok_or_else(|| io::Error::from_raw_os_error(libc::ESRCH))?;
-    let sig = nix::sys::signal::Signal::try_from(sig)?;
-    Ok(nix::sys::signal::kill(Pid::from_raw(pid), sig)?)
+        .map(Pid::from_raw)
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::ESRCH))
 }
 
 /// A signal's number from its name (`SIGTERM`, `TERM`, `term`) or number (`15`).

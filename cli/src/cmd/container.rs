@@ -78,6 +78,28 @@ pub(crate) struct CreateArgs {
     /// A json-file log option: `max-size=10m`, `max-file=3`
     #[arg(long = "log-opt", value_name = "KEY=VALUE")]
     log_opt: Vec<String>,
+    /// Command to run to check health (a shell command)
+    #[arg(long = "health-cmd", value_name = "CMD")]
+    health_cmd: Option<String>,
+    /// Time between running the check (ms|s|m|h) (default 30s)
+    #[arg(long = "health-interval", value_name = "DURATION")]
+    health_interval: Option<String>,
+    /// Maximum time to allow one check to run (ms|s|m|h) (default 30s)
+    #[arg(long = "health-timeout", value_name = "DURATION")]
+    health_timeout: Option<String>,
+    /// Start period for the container to initialize before failures count (ms|s|m|h)
+    #[arg(long = "health-start-period", value_name = "DURATION")]
+    health_start_period: Option<String>,
+    /// Consecutive failures needed to report unhealthy (default 3)
+    #[arg(
+        long = "health-retries",
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
+    health_retries: Option<i64>,
+    /// Disable any container-specified HEALTHCHECK
+    #[arg(long = "no-healthcheck")]
+    no_healthcheck: bool,
     /// The image
     image: String,
     /// The command and its arguments (default: the image's CMD)
@@ -109,6 +131,14 @@ impl CreateArgs {
             log_config: strata_build::parse_log_opts(&self.log_opt)?,
             labels: self.label.clone(),
             init: self.init,
+            health: strata_build::HealthOptions {
+                cmd: self.health_cmd.clone(),
+                interval: self.health_interval.clone(),
+                timeout: self.health_timeout.clone(),
+                start_period: self.health_start_period.clone(),
+                retries: self.health_retries,
+                disable: self.no_healthcheck,
+            },
             image: self.image.clone(),
             name: self.name.clone(),
             entrypoint: self.entrypoint.clone(),

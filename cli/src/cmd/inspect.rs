@@ -140,6 +140,8 @@ struct ContainerStateInspect {
     error: String,
     started_at: String,
     finished_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    health: Option<strata_store::Health>,
 }
 
 #[derive(Serialize)]
@@ -188,6 +190,8 @@ struct ContainerConfigInspect {
     user: String,
     env: Vec<String>,
     cmd: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    healthcheck: Option<serde_json::Value>,
     image: String,
     working_dir: String,
     entrypoint: Option<Vec<String>>,
@@ -231,6 +235,7 @@ fn inspect_container(store: &Store, c: &Container) -> ContainerInspect {
             error: st.error.clone(),
             started_at: st.started_at.clone(),
             finished_at: st.finished_at.clone(),
+            health: st.health.clone(),
         },
         image: cfg.image_id.to_string(),
         log_path: c.log_path(),
@@ -262,6 +267,7 @@ fn inspect_container(store: &Store, c: &Container) -> ContainerInspect {
             user: cfg.user.clone(),
             env: cfg.env.clone(),
             cmd: cfg.cmd.clone(),
+            healthcheck: cfg.healthcheck.clone(),
             image: cfg.image.clone(),
             working_dir: cfg.working_dir.clone(),
             entrypoint: (!cfg.entrypoint.is_empty()).then(|| cfg.entrypoint.clone()),

@@ -26,7 +26,7 @@ pub(crate) struct Args {
     /// Show the latest created container (all states)
     #[arg(short = 'l', long)]
     latest: bool,
-    /// Filter: `status=`, `name=`, `ancestor=`, `exited=`, `id=`, `label=KEY[=VALUE]` (the
+    /// Filter: `status=`, `name=`, `ancestor=`, `exited=`, `id=`, `health=`, `label=KEY[=VALUE]` (the
     /// same key again: either; different keys: both; `label` given twice: both)
     #[arg(short = 'f', long = "filter", value_name = "KEY=VALUE")]
     filter: Vec<String>,
@@ -51,6 +51,8 @@ struct Filters {
     id: Vec<String>,
     /// `label=KEY` or `label=KEY=VALUE`: all must match, as docker's.
     label: Vec<(String, Option<String>)>,
+    /// `health=starting|healthy|unhealthy|none`.
+    health: Vec<String>,
 }
 
 impl Filters {
@@ -78,6 +80,12 @@ impl Filters {
                         .map_err(|_| anyhow::anyhow!("invalid filter 'exited={value}'"))?,
                 ),
                 "id" => f.id.push(value.to_owned()),
+                "health" => match value {
+                    "starting" | "healthy" | "unhealthy" | "none" => {
+                        f.health.push(value.to_owned())
+                    }
+                    _ => anyhow::bail!("unrecognized filter value for health: {value}"),
+                },
                 "label" => f.label.push(match value.split_once('=') {
                     Some((k, v)) => (k.to_owned(), Some(v.to_owned())),
                     None => (value.to_owned(), None),
@@ -112,6 +120,13 @@ impl Filters {
                 c.state.status == ContainerStatus::Exited && c.state.exit_code == *code
             })
             && any(&self.id, |id| c.config.id.starts_with(id.as_str()))
+            && any(&self.health, |want| {
+                *want
+                    == c.state
+                        .health
+                        .as_ref()
+                        .map_or("none", |h| h.status.as_str())
+            })
             && self
                 .label
                 .iter()
@@ -402,7 +417,14 @@ pub(crate) fn status(c: &Container, now: jiff::Timestamp) -> String {
         ContainerStatus::Running if strata_build::container_paused(c) => {
             format!("Up {} (Paused)", human_duration(since(&c.state.started_at)))
         }
-        ContainerStatus::Running => format!("Up {}", human_duration(since(&c.state.started_at))),
+        ContainerStatus::Running => {
+            let health = match c.state.health.as_ref().map(|h| h.status.as_str()) {
+                Some("starting") => " (health: starting)".to_owned(),
+                Some(status) => format!(" ({status})"),
+                None => String::new(),
+            };
+            format!("Up {}{health}", human_duration(since(&c.state.started_at)))
+        }
         ContainerStatus::Exited => format!(
             "Exited ({}) {} ago",
             c.state.exit_code,

@@ -24,7 +24,7 @@ fn host_dir(env: &Env, name: &str) -> PathBuf {
 }
 
 /// Builds `tag` from `dockerfile` with a context of one file `s` holding `s`.
-fn build(env: &Env, tag: &str, dockerfile: &str, s: &str) {
+pub(crate) fn build(env: &Env, tag: &str, dockerfile: &str, s: &str) {
     let ctx = env
         .0
         .context("ctx", &[("Dockerfile", dockerfile), ("s", s)]);

@@ -87,7 +87,7 @@ impl Drop for Env {
 
 /// Polls `cond` until it holds (a hang guard far above what any machine needs, not a timing
 /// assertion).
-fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+pub(crate) fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !cond() {
         assert!(Instant::now() < deadline, "never happened: {what}");

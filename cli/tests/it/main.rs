@@ -6,6 +6,7 @@ mod cache_mounts;
 mod check;
 mod ci_cache;
 mod conformance;
+mod container_health;
 mod container_run;
 mod container_tools;
 mod containers;

@@ -24,14 +24,24 @@ pub(crate) struct Args {
     /// Freeze a running container while its layer is read (not rootless)
     #[arg(short, long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pause: bool,
-    /// Layer compression: gzip (default) or zstd
-    #[arg(long, default_value = "gzip", value_parser = crate::cmd::import::parse_compression)]
+    /// Layer compression: none (default: a plain tar, as a build's layers and docker's
+    /// commit; compress when saving or pushing), gzip or zstd
+    #[arg(long, default_value = "none", value_parser = parse_layer_compression)]
     compression: Compression,
     /// The container
     container: String,
     /// The reference to tag the image with
     #[arg(value_name = "REPOSITORY[:TAG]")]
     reference: Option<String>,
+}
+
+/// `--compression`: `none` or what `import` takes.
+fn parse_layer_compression(s: &str) -> Result<Compression, String> {
+    match s {
+        "none" => Ok(Compression::None),
+        _ => crate::cmd::import::parse_compression(s)
+            .map_err(|e| format!("{e} (or none, the default)")),
+    }
 }
 
 pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {

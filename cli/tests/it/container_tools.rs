@@ -11,6 +11,31 @@ use crate::containers::Env;
 use serde_json::Value;
 use std::io::Read as _;
 
+/// The media types of `image`'s layers in the OCI archive `strata save` writes of it.
+fn saved_layer_media_types(env: &Env, image: &str) -> Vec<String> {
+    let archive = env.0.dir().join("saved.tar");
+    env.0.ok(["save", "-o", archive.to_str().unwrap(), image]);
+    let mut files = std::collections::BTreeMap::new();
+    let mut tar = tar::Archive::new(fs_err::File::open(&archive).unwrap());
+    for entry in tar.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let path = entry.path().unwrap().to_string_lossy().into_owned();
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes).unwrap();
+        files.insert(path, bytes);
+    }
+    let json = |path: &str| -> Value { serde_json::from_slice(&files[path]).unwrap() };
+    let index = json("index.json");
+    let digest = index["manifests"][0]["digest"].as_str().unwrap();
+    let manifest = json(&format!("blobs/sha256/{}", &digest["sha256:".len()..]));
+    manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["mediaType"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 /// A shell script a container runs to change its filesystem: adds /etc/sub/f and a setuid
 /// /new, changes /etc/passwd, deletes /bin/ls, replaces /tmp by a new directory (opaque).
 const CHANGES: &str = "mkdir /etc/sub && printf 'sub\\n' > /etc/sub/f \
@@ -97,6 +122,13 @@ fn commit_makes_an_image_with_the_containers_files_config_and_history() {
     ]);
     let id = id.trim();
     assert!(id.starts_with("sha256:") && id.len() == 71, "{id}");
+    // The new layer is a plain tar, as a build's and as docker's commit keeps it.
+    let media_types = saved_layer_media_types(&env, "committed:1");
+    assert_eq!(
+        media_types.last().map(String::as_str),
+        Some("application/vnd.oci.image.layer.v1.tar"),
+        "{media_types:?}"
+    );
 
     // The new image runs with the container's files: the bytes and the setuid mode.
     let out = env.0.ok(["run", "--rm", "committed:1"]);

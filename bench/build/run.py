@@ -103,6 +103,26 @@ def merge_rss(data, rss_log):
             row["max_rss_kb_max"] = max(rss)
 
 
+
+def median_cell(r):
+    """A table cell: median [min–max] seconds, or – without samples."""
+    return "%.3f [%.3f–%.3f]" % (r["median"], r["min"], r["max"]) if r else "–"
+
+
+def rss_cell(st):
+    """strata's peak RSS cell: median (max) MB."""
+    if not st or "max_rss_kb_median" not in st:
+        return "–"
+    return "%.1f (%.1f)" % (st["max_rss_kb_median"] / 1024, st["max_rss_kb_max"] / 1024)
+
+
+def load_lines(loads):
+    """The table's footnote on the machine's load, if any was recorded."""
+    if not loads:
+        return []
+    return ["", "1-minute load before each sample (2 cores): median %.2f, min %.2f, max %.2f"
+            % (statistics.median(loads), min(loads), max(loads))]
+
 def table(data):
     idx = {(r["tool"], r["scenario"], r["measure"]): r for r in data["summary"]}
     scens = list(data["meta"]["scenarios"])
@@ -119,21 +139,15 @@ def table(data):
             if not bk and not st:
                 continue
 
-            def cell(r):
-                return "%.3f [%.3f–%.3f]" % (r["median"], r["min"], r["max"]) if r else "–"
-
             ratio = "%.2f×" % (st["median"] / bk["median"]) if bk and st else "–"
             cpu_ratio = ("%.2f×" % (st["cpu_median"] / bk["cpu_median"])
                          if bk and st and bk["cpu_median"] > 0 else "–")
-            rss = ("%.1f (%.1f)" % (st["max_rss_kb_median"] / 1024, st["max_rss_kb_max"] / 1024)
-                   if st and "max_rss_kb_median" in st else "–")
+            rss = rss_cell(st)
             out.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
-                sc, m, cell(bk), cell(st), ratio,
+                sc, m, median_cell(bk), median_cell(st), ratio,
                 "%.2f" % bk["cpu_median"] if bk else "–",
                 "%.2f" % st["cpu_median"] if st else "–", cpu_ratio, rss))
-    if loads:
-        out += ["", "1-minute load before each sample (2 cores): median %.2f, min %.2f, max %.2f"
-                % (statistics.median(loads), min(loads), max(loads))]
+    out += load_lines(loads)
     failed = [s for s in data["samples"] if not s.get("ok")]
     if failed:
         out += ["", "Failed samples: " + ", ".join(
@@ -159,21 +173,15 @@ def fs_table(data, idx, scens, loads):
             if not bk and not st:
                 continue
 
-            def cell(r):
-                return "%.3f [%.3f–%.3f]" % (r["median"], r["min"], r["max"]) if r else "–"
-
             ld = [s["load1_before"] for s in data["samples"] if s.get("scenario") == sc
                   and s.get("measure") == m and s.get("load1_before") is not None]
-            rss = ("%.1f (%.1f)" % (st["max_rss_kb_median"] / 1024, st["max_rss_kb_max"] / 1024)
-                   if st and "max_rss_kb_median" in st else "–")
+            rss = rss_cell(st)
             out.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
-                sc, "no-op" if m == "warm" else m, cell(bk), cell(st),
+                sc, "no-op" if m == "warm" else m, median_cell(bk), median_cell(st),
                 "%.2f×" % (st["median"] / bk["median"]) if bk and st else "–",
                 "%.2f" % bk["cpu_median"] if bk else "–", "%.2f" % st["cpu_median"] if st else "–",
                 rss, "%.2f [%.2f–%.2f]" % (statistics.median(ld), min(ld), max(ld)) if ld else "–"))
-    if loads:
-        out += ["", "1-minute load before each sample (2 cores): median %.2f, min %.2f, max %.2f"
-                % (statistics.median(loads), min(loads), max(loads))]
+    out += load_lines(loads)
     failed = [s for s in data["samples"] if not s.get("ok")]
     if failed:
         out += ["", "Failed: " + ", ".join("%s/%s/%s rep%s" % (s["tool"], s["scenario"],

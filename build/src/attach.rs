@@ -22,8 +22,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::Duration;
-use strata_store::{Container, ContainerStatus, ContainerStdio, Store};
+use strata_store::{Container, ContainerStatus, ContainerStdio};
 use strata_worker::terminal;
+pub use tokio::signal::unix::SignalKind;
 
 /// Client to monitor: the first frame; payload: input (0 or 1), rows, columns (u16 each, 0:
 /// unknown).
@@ -619,6 +620,26 @@ fn send_input(sock: &Mutex<UnixStream>, detached: &AtomicBool, keys: Vec<u8>) {
 
 /// Sends the window's size on each SIGWINCH.
 fn follow_window(sock: &Mutex<UnixStream>) {
+    on_signals(
+        &[SignalKind::window_change()],
+        || {},
+        |_| {
+            let size = size_payload(window());
+            write_frame(&mut *lock(sock), RESIZE, &size).is_ok()
+        },
+    );
+}
+
+/// Calls `each` with every signal of `kinds` this process gets (their default actions are
+/// replaced, then `listening` is called) until it returns `false`; blocking, so run it on a
+/// thread of its own. A client
+/// attached to a container follows SIGWINCH, and with `--sig-proxy` sends SIGINT and
+/// SIGTERM on to it.
+pub fn on_signals(
+    kinds: &[SignalKind],
+    listening: impl FnOnce(),
+    mut each: impl FnMut(SignalKind) -> bool,
+) {
     let Ok(rt) = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -626,28 +647,28 @@ fn follow_window(sock: &Mutex<UnixStream>) {
         return;
     };
     rt.block_on(async {
-        use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut winch) = signal(SignalKind::window_change()) else {
-            return;
-        };
-        while winch.recv().await.is_some() {
-            let size = size_payload(window());
-            if write_frame(&mut *lock(sock), RESIZE, &size).is_err() {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+        for &kind in kinds {
+            let Ok(mut stream) = tokio::signal::unix::signal(kind) else {
+                return;
+            };
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                while stream.recv().await.is_some() {
+                    if tx.send(kind).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        listening();
+        while let Some(kind) = rx.recv().await {
+            if !each(kind) {
                 return;
             }
         }
     });
-}
-
-/// `strata attach`: relays to running container `name_or_id` until it exits or the client
-/// detaches.
-pub fn attach_container(
-    store: &Store,
-    name_or_id: &str,
-    opts: &AttachOptions,
-) -> Result<AttachEnd, AttachError> {
-    let c = store.container(name_or_id)?;
-    Attached::connect(&c, opts, false)?.relay()
 }
 
 #[cfg(test)]

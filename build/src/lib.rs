@@ -39,7 +39,7 @@ mod spec;
 mod volume;
 
 pub use attach::{
-    AttachEnd, AttachError, AttachOptions, Attached, attach_container, parse_detach_keys,
+    AttachEnd, AttachError, AttachOptions, Attached, SignalKind, on_signals, parse_detach_keys,
 };
 pub use cache_spec::{CacheExportError, CacheMode, CacheRef, CacheTo, parse_cache_from};
 pub use container::{

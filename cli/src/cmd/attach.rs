@@ -8,7 +8,7 @@ use crate::GlobalArgs;
 use crate::cmd::container::exit_code;
 use std::io::IsTerminal as _;
 use std::process::ExitCode;
-use strata_build::{AttachEnd, AttachOptions, Attached};
+use strata_build::{AttachEnd, AttachOptions, Attached, SignalKind};
 use strata_store::{Container, Store};
 
 /// docker's default detach keys.
@@ -91,33 +91,24 @@ pub(crate) fn proxy_signals(
         return None;
     }
     let (store, c) = (store.clone(), c.clone());
-    std::thread::Builder::new()
+    let (ready_tx, ready) = std::sync::mpsc::channel();
+    let proxy = std::thread::Builder::new()
         .name("strata-sig-proxy".into())
         .spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
+            let (int, term) = (SignalKind::interrupt(), SignalKind::terminate());
+            let listening = move || {
+                let _ = ready_tx.send(());
             };
-            rt.block_on(async {
-                use tokio::signal::unix::{SignalKind, signal};
-                let (Ok(mut int), Ok(mut term)) = (
-                    signal(SignalKind::interrupt()),
-                    signal(SignalKind::terminate()),
-                ) else {
-                    return;
-                };
-                loop {
-                    let sig = tokio::select! {
-                        _ = int.recv() => "SIGINT",
-                        _ = term.recv() => "SIGTERM",
-                    };
-                    let _ = strata_build::kill_container(&store, &c, sig);
-                }
+            strata_build::on_signals(&[int, term], listening, |kind| {
+                let sig = if kind == int { "SIGINT" } else { "SIGTERM" };
+                let _ = strata_build::kill_container(&store, &c, sig);
+                true
             });
         })
-        .ok()
+        .ok()?;
+    // Proxied from here on: a signal sent once the container's output is seen reaches it.
+    let _ = ready.recv();
+    Some(proxy)
 }
 
 /// `run -i`/`-t` and `start -a -i` in the foreground: starts container `c` under a detached

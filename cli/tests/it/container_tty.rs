@@ -92,35 +92,38 @@ impl Drop for Terminal {
     }
 }
 
+/// Runs strata with `input` on its stdin; returns (exit code, stdout, stderr).
+fn piped(env: &Env, args: &[&str], input: &[u8]) -> (Option<i32>, String, String) {
+    let mut child = env
+        .0
+        .command(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 #[test]
 fn run_i_pipes_stdin_and_without_i_the_command_reads_end_of_file() {
     let env = Env::new();
-    let piped = |args: &[&str], input: &[u8]| {
-        let mut child = env
-            .0
-            .command(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(input).unwrap();
-        let out = child.wait_with_output().unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
-    let (code, out, err) = piped(&["run", "--rm", "-i", "base", "cat"], b"hi\n");
+    let (code, out, err) = piped(&env, &["run", "--rm", "-i", "base", "cat"], b"hi\n");
     assert_eq!((code, out.as_str()), (Some(0), "hi\n"), "{err}");
     // Without -i the command's stdin is /dev/null: cat ends at once, the input unread.
-    let (code, out, err) = piped(&["run", "--rm", "base", "cat"], b"hi\n");
+    let (code, out, err) = piped(&env, &["run", "--rm", "base", "cat"], b"hi\n");
     assert_eq!((code, out.as_str()), (Some(0), ""), "{err}");
     // More than a pipe holds, sent before the command starts: all of it arrives, and the
     // exit code is the command's.
     let big = vec![b'x'; 300 * 1024];
     let (code, out, err) = piped(
+        &env,
         &[
             "run",
             "--name",
@@ -257,28 +260,51 @@ fn start_a_i_feeds_stdin_and_exits_with_the_code() {
         "-c",
         "cat; exit 4",
     ]);
-    let run = |args: &[&str]| {
-        let mut child = env
-            .0
-            .command(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(b"fed\n").unwrap();
-        let out = child.wait_with_output().unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
-    let (code, out, err) = run(&["start", "-a", "-i", "c"]);
+    let (code, out, err) = piped(&env, &["start", "-a", "-i", "c"], b"fed\n");
     assert_eq!((code, out.as_str()), (Some(4), "fed\n"), "{err}");
     // Again (the same container, a new run): still its stdin, still its code.
-    let (code, out, err) = run(&["start", "-ai", "c"]);
+    let (code, out, err) = piped(&env, &["start", "-ai", "c"], b"fed\n");
     assert_eq!((code, out.as_str()), (Some(4), "fed\n"), "{err}");
     let logs = env.0.ok(["logs", "c"]);
     assert_eq!(logs, "fed\nfed\n");
+}
+
+#[test]
+fn run_i_sends_sigint_on_to_the_container_as_dockers_sig_proxy() {
+    let env = Env::new();
+    let mut child = env
+        .0
+        .command([
+            "run",
+            "--rm",
+            "-i",
+            "base",
+            "sh",
+            "-c",
+            "trap 'echo got-int; exit 9' INT; echo ready; while true; do sleep 1; done",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 256];
+    while !String::from_utf8_lossy(&seen).contains("ready\n") {
+        let n = out.read(&mut buf).unwrap();
+        assert!(n > 0, "ended before it was ready");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    out.read_to_end(&mut seen).unwrap();
+    let code = child.wait().unwrap().code();
+    assert_eq!(
+        (code, String::from_utf8_lossy(&seen).as_ref()),
+        (Some(9), "ready\ngot-int\n")
+    );
 }

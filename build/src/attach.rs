@@ -54,9 +54,6 @@ const SOCKET: &str = "attach.sock";
 /// Why attaching failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AttachError {
-    /// No such container, or its records are unreadable.
-    #[error(transparent)]
-    Record(#[from] strata_store::ContainerError),
     /// It does not run (docker's words).
     #[error("You cannot attach to a stopped container, start it first")]
     NotRunning,
@@ -196,7 +193,11 @@ impl Hub {
             .name("strata-attach".into())
             .spawn(move || {
                 for conn in listener.incoming() {
-                    let Ok(conn) = conn else { continue };
+                    let Ok(conn) = conn else {
+                        // Out of descriptors, say: try again later rather than spin.
+                        std::thread::sleep(Duration::from_millis(100));
+                        continue;
+                    };
                     let hub = Arc::clone(&accepting);
                     let _ = std::thread::Builder::new()
                         .name("strata-attach-client".into())

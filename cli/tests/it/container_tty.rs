@@ -25,12 +25,16 @@ struct Terminal {
 
 impl Terminal {
     fn start(env: &Env, args: &[&str]) -> Terminal {
-        let line = format!(
+        Terminal::shell(&format!(
             "stty rows 30 cols 100; {}; echo rc=$?",
             shell_line(&env.0.command(args))
-        );
+        ))
+    }
+
+    /// `line` run by `sh -c` under `script`.
+    fn shell(line: &str) -> Terminal {
         let mut child = std::process::Command::new("script")
-            .args(["-qec", &line, "/dev/null"])
+            .args(["-qec", line, "/dev/null"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -307,4 +311,34 @@ fn run_i_sends_sigint_on_to_the_container_as_dockers_sig_proxy() {
         (code, String::from_utf8_lossy(&seen).as_ref()),
         (Some(9), "ready\ngot-int\n")
     );
+}
+
+#[test]
+fn attach_passes_the_window_size_on_when_it_changes() {
+    let env = Env::new();
+    env.0.ok(["run", "-d", "-it", "--name", "w", "base", "sh"]);
+    // attach in the background on the terminal (explicitly: a background job's stdin is
+    // /dev/null otherwise); the window changes, SIGWINCH tells it.
+    let attach = shell_line(&env.0.command(["attach", "w"]));
+    let mut term = Terminal::shell(&format!(
+        "stty rows 30 cols 100; {attach} </dev/tty & \
+         while ! stty -a </dev/tty | grep -q -- -icanon; do sleep 0.05; done; \
+         stty rows 40 cols 120 </dev/tty; kill -WINCH $!; echo resized; wait $!; echo rc=$?"
+    ));
+    term.read_until("resized");
+    // The new size travels on its own (the signal's thread, then the monitor): asked until
+    // the container sees it (a hang guard, not a timing assertion).
+    let mut tries = 0;
+    loop {
+        term.type_in(b"stty size\n");
+        term.read_until("size\r\n");
+        if term.read_until("\r\n").ends_with("40 120\r\n") {
+            break;
+        }
+        tries += 1;
+        assert!(tries < 600, "the container never saw the new size");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    term.type_in(b"exit 5\n");
+    assert_eq!(term.exit_code(), 5);
 }

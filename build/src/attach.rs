@@ -45,9 +45,12 @@ const EXIT: u8 = 3;
 const MAX_FRAME: usize = 1 << 20;
 /// Input kept for a command that has not started yet (beyond it, input is dropped).
 const MAX_PENDING: usize = 1 << 20;
-/// Output frames queued for a client before it is skipped: a client that stops reading
-/// never holds up the container or its log.
+/// Output frames queued for a client before the container's output waits for it.
 const QUEUE: usize = 256;
+/// How long the container's output waits for a client whose queue is full; past it, that
+/// client misses output until its queue has room again: a client that stops reading holds
+/// up the container and its log for this long at most.
+const LAG: Duration = Duration::from_secs(2);
 /// The socket's name in the container's directory.
 const SOCKET: &str = "attach.sock";
 
@@ -138,6 +141,8 @@ struct Client {
     id: u64,
     out: mpsc::SyncSender<Vec<u8>>,
     writer: Option<std::thread::JoinHandle<()>>,
+    /// It let its queue stay full for [`LAG`]: output is not waited for until it has room.
+    lagging: Arc<AtomicBool>,
 }
 
 struct HubInner {
@@ -264,8 +269,12 @@ impl Hub {
     /// Output of the command, to every client.
     pub(crate) fn output(&self, stderr: bool, data: &[u8]) {
         let f = frame(if stderr { ERROR_OUTPUT } else { OUTPUT }, data);
-        for c in lock(&self.inner.clients).iter() {
-            let _ = c.out.try_send(f.clone());
+        let clients: Vec<_> = lock(&self.inner.clients)
+            .iter()
+            .map(|c| (c.out.clone(), Arc::clone(&c.lagging)))
+            .collect();
+        for (out, lagging) in clients {
+            send_waiting(&out, &lagging, f.clone());
         }
     }
 
@@ -296,6 +305,32 @@ impl Drop for Hub {
     fn drop(&mut self) {
         let _ = fs_err::remove_file(&self.path);
     }
+}
+
+/// Queues `f` for a client, waiting (at most [`LAG`]) while its queue is full, unless it
+/// lagged before and still has no room.
+fn send_waiting(out: &mpsc::SyncSender<Vec<u8>>, lagging: &AtomicBool, f: Vec<u8>) {
+    let mut f = match out.try_send(f) {
+        Ok(()) => {
+            lagging.store(false, Ordering::Relaxed);
+            return;
+        }
+        Err(mpsc::TrySendError::Disconnected(_)) => return,
+        Err(mpsc::TrySendError::Full(f)) => f,
+    };
+    if lagging.load(Ordering::Relaxed) {
+        return;
+    }
+    let deadline = std::time::Instant::now() + LAG;
+    while std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+        f = match out.try_send(f) {
+            Ok(()) => return,
+            Err(mpsc::TrySendError::Disconnected(_)) => return,
+            Err(mpsc::TrySendError::Full(f)) => f,
+        };
+    }
+    lagging.store(true, Ordering::Relaxed);
 }
 
 /// The container's input ended: a pipe is closed (by dropping it); a terminal gets its
@@ -337,6 +372,7 @@ fn serve(hub: &Arc<HubInner>, conn: UnixStream) {
         id,
         out: tx,
         writer: writing.ok(),
+        lagging: Arc::new(AtomicBool::new(false)),
     });
     if let Some(first) = lock(&hub.first).take() {
         let _ = first.send(());

@@ -141,6 +141,18 @@ fn run_i_pipes_stdin_and_without_i_the_command_reads_end_of_file() {
         &big,
     );
     assert_eq!((code, out.trim()), (Some(7), "307200"), "{err}");
+    // Much output, faster than the client writes it: none of it is lost on the way.
+    let (code, out, err) = piped(
+        &env,
+        &["run", "--rm", "-i", "base", "seq", "1", "100000"],
+        b"",
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        (code, lines.len(), lines.last().copied()),
+        (Some(0), 100000, Some("100000")),
+        "{err}"
+    );
     let config = &env.inspect("counted")["Config"];
     assert_eq!(
         (

@@ -216,12 +216,14 @@ impl Hub {
         })
     }
 
-    /// Waits (blocking) until a first client has said hello, for at most `timeout`;
-    /// whether one did.
-    pub(crate) fn wait_first(&self, timeout: Duration) -> bool {
-        lock(&self.first)
-            .take()
-            .is_some_and(|rx| rx.recv_timeout(timeout).is_ok())
+    /// Waits until a first client has said hello, for at most `timeout`; whether one did.
+    pub(crate) async fn wait_first(&self, timeout: Duration) -> bool {
+        let Some(rx) = lock(&self.first).take() else {
+            return false;
+        };
+        tokio::task::spawn_blocking(move || rx.recv_timeout(timeout).is_ok())
+            .await
+            .unwrap_or(false)
     }
 
     /// The window size to open the terminal with: the last a client gave.
@@ -266,13 +268,21 @@ impl Hub {
         drop(flushing);
     }
 
-    /// Output of the command, to every client.
-    pub(crate) fn output(&self, stderr: bool, data: &[u8]) {
-        let f = frame(if stderr { ERROR_OUTPUT } else { OUTPUT }, data);
+    /// Output of the command, to every client (with `newline` a line without its `\n`).
+    pub(crate) fn output(&self, stderr: bool, data: &[u8], newline: bool) {
         let clients: Vec<_> = lock(&self.inner.clients)
             .iter()
             .map(|c| (c.out.clone(), Arc::clone(&c.lagging)))
             .collect();
+        if clients.is_empty() {
+            return;
+        }
+        let kind = if stderr { ERROR_OUTPUT } else { OUTPUT };
+        let f = if newline {
+            frame(kind, &[data, b"\n"].concat())
+        } else {
+            frame(kind, data)
+        };
         for (out, lagging) in clients {
             send_waiting(&out, &lagging, f.clone());
         }

@@ -651,7 +651,7 @@ async fn monitor(
     })?;
     if let Some(listening) = listening {
         listening();
-        tokio::task::block_in_place(|| hub.wait_first(FIRST_CLIENT_WAIT));
+        hub.wait_first(FIRST_CLIENT_WAIT).await;
     }
     let policy = RestartPolicy::parse(&c.config.restart)?;
     let mut started = Some(started);
@@ -821,10 +821,7 @@ async fn run_once<S: FnOnce(u32) + Send>(
                 OutputStream::Stderr => (Stream::Stderr, "stderr"),
             };
             log_line(name, line);
-            let mut copy = Vec::with_capacity(line.len() + 1);
-            copy.extend_from_slice(line);
-            copy.push(b'\n');
-            hub.output(stream == Stream::Stderr, &copy);
+            hub.output(stream == Stream::Stderr, line, true);
             echo(stream, line);
         },
         |pid| {
@@ -1049,7 +1046,7 @@ async fn read_terminal(
     hub.run_started(open_stdin.then_some(input), Some(resize));
     let mut lines = strata_worker::Lines::default();
     while let Some(chunk) = rx.recv().await {
-        hub.output(false, &chunk);
+        hub.output(false, &chunk, false);
         lines.push(&chunk, |l| log_line("stdout", l));
     }
     lines.finish(|l| log_line("stdout", l));

@@ -7,6 +7,7 @@
 //! container's `monitor.lock` when it ends. `docs/containers.md` has the whole design.
 
 use crate::Stream;
+use crate::attach::Hub;
 use crate::health::{HealthError, HealthOptions, Probe, effective_healthcheck};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -16,7 +17,8 @@ use strata_store::{
     StoreError, VolumeError,
 };
 use strata_worker::{
-    HostBind, MountInput, OutputStream, Resources, RunError, RunRequest, Worker, WorkerConfig,
+    HostBind, MountInput, OutputStream, Resources, RunError, RunRequest, RunStdio, Worker,
+    WorkerConfig,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -61,6 +63,8 @@ pub struct CreateContainer {
     pub init: bool,
     /// `--health-*` and `--no-healthcheck`, over the image's HEALTHCHECK.
     pub health: HealthOptions,
+    /// `-i`, `-t` and how the caller attaches.
+    pub stdio: strata_store::ContainerStdio,
 }
 
 /// Why a container operation failed (its command exiting non-zero is not an error).
@@ -164,6 +168,15 @@ pub enum ContainerError {
     /// The healthcheck flags are refused, or the recorded healthcheck is unreadable.
     #[error(transparent)]
     Health(#[from] HealthError),
+    /// The container's stdio (its attach socket, pipe or terminal) could not be made.
+    #[error("failed to set up the stdio of the container at {}", path.display())]
+    Attach {
+        /// Its attach socket.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// How a container's run ended, as its monitor saw it.
@@ -303,6 +316,7 @@ pub fn create_container(store: &Store, req: &CreateContainer) -> Result<Containe
         },
         init: req.init,
         healthcheck,
+        stdio: req.stdio,
     };
     let c = match store.create_container(NewContainer {
         name: req.name.clone(),
@@ -586,6 +600,42 @@ impl RestartPolicy {
 pub async fn monitor_container(
     store: &Store,
     name_or_id: &str,
+    echo: impl FnMut(Stream, &[u8]) + Send,
+    started: impl FnOnce(u32) + Send,
+    cancel: CancellationToken,
+) -> Result<Outcome, ContainerError> {
+    monitor(store, name_or_id, None::<fn()>, echo, started, cancel).await
+}
+
+/// [`monitor_container`] for a client that attaches first (`run -i`/`-t`, `start -a -i`):
+/// once the container's `attach.sock` listens, calls `listening` and waits (at most
+/// [`FIRST_CLIENT_WAIT`]) for a first client before it starts the command, so that the client
+/// misses no output and the terminal has its size from the start.
+pub async fn monitor_container_attached(
+    store: &Store,
+    name_or_id: &str,
+    listening: impl FnOnce() + Send,
+    started: impl FnOnce(u32) + Send,
+    cancel: CancellationToken,
+) -> Result<Outcome, ContainerError> {
+    monitor(
+        store,
+        name_or_id,
+        Some(listening),
+        |_, _| {},
+        started,
+        cancel,
+    )
+    .await
+}
+
+/// How long a monitor waits for the client that asked it to ([`monitor_container_attached`]).
+pub const FIRST_CLIENT_WAIT: Duration = Duration::from_secs(30);
+
+async fn monitor(
+    store: &Store,
+    name_or_id: &str,
+    listening: Option<impl FnOnce() + Send>,
     mut echo: impl FnMut(Stream, &[u8]) + Send,
     started: impl FnOnce(u32) + Send,
     cancel: CancellationToken,
@@ -595,12 +645,28 @@ pub async fn monitor_container(
     let Some(_monitor) = store.lock_container_monitor(&id)? else {
         return Err(ContainerError::AlreadyRunning(c.config.name));
     };
+    let hub = Hub::listen(&c).map_err(|source| ContainerError::Attach {
+        path: c.dir.join("attach.sock"),
+        source,
+    })?;
+    if let Some(listening) = listening {
+        listening();
+        hub.wait_first(FIRST_CLIENT_WAIT).await;
+    }
     let policy = RestartPolicy::parse(&c.config.restart)?;
     let mut started = Some(started);
     let mut delay = Duration::from_millis(100);
     loop {
-        let outcome = run_once(store, &c, &mut echo, &mut started, cancel.clone()).await;
-        record_end(store, &id, &outcome)?;
+        let outcome = run_once(store, &c, &hub, &mut echo, &mut started, cancel.clone()).await;
+        let recorded = record_end(store, &id, &outcome);
+        let code = match &outcome {
+            Ok(Outcome::Exited(code) | Outcome::StartFailed { code, .. }) => *code,
+            Err(_) => 125,
+        };
+        if let Err(e) = recorded {
+            hub.run_ended(code);
+            return Err(e);
+        }
         let again = match &outcome {
             Ok(Outcome::Exited(code)) if !cancel.is_cancelled() => {
                 // `stop`, `kill` and `rm -f` mark it before signalling; a removed container
@@ -617,13 +683,23 @@ pub async fn monitor_container(
         if !again {
             if c.config.auto_remove {
                 match store.remove_container(&id) {
-                    Ok(()) => remove_anonymous_volumes(store, &c.config)?,
+                    Ok(()) => {
+                        let removed = remove_anonymous_volumes(store, &c.config);
+                        hub.run_ended(code);
+                        removed?
+                    }
                     Err(strata_store::ContainerError::NotFound(_)) => {}
-                    Err(e) => return Err(e.into()),
+                    Err(e) => {
+                        hub.run_ended(code);
+                        return Err(e.into());
+                    }
                 }
             }
+            // Attached clients are told once the records say so (and `--rm` removed it).
+            hub.run_ended(code);
             return outcome;
         }
+        hub.run_ended(code);
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = cancel.cancelled() => return outcome,
@@ -644,6 +720,7 @@ pub async fn monitor_container(
 async fn run_once<S: FnOnce(u32) + Send>(
     store: &Store,
     c: &Container,
+    hub: &Hub,
     echo: &mut (impl FnMut(Stream, &[u8]) + Send),
     started: &mut Option<S>,
     cancel: CancellationToken,
@@ -685,7 +762,30 @@ async fn run_once<S: FnOnce(u32) + Send>(
         source,
     };
     let limits = crate::log::LogLimits::from_opts(&c.config.log_config)?;
-    let mut log = crate::log::JsonLog::open(&log_path, limits).map_err(log_err)?;
+    let log = crate::log::JsonLog::open(&log_path, limits).map_err(log_err)?;
+    // Written by the output callback, or with a terminal by its reader.
+    let log = std::sync::Mutex::new(log);
+    let log_line = |name: &str, line: &[u8]| {
+        let entry = LogLine {
+            log: format!("{}\n", String::from_utf8_lossy(line)),
+            stream: name.to_owned(),
+            time: now(),
+        };
+        if let Ok(mut bytes) = serde_json::to_vec(&entry) {
+            bytes.push(b'\n');
+            // A full disk loses log lines, never the container.
+            let _ = log
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .write(&bytes);
+        }
+    };
+    let mut exec = exec;
+    let stdio =
+        container_stdio(c, hub, &mut exec.env).map_err(|source| ContainerError::Attach {
+            path: c.dir.join("attach.sock"),
+            source,
+        })?;
     let worker = new_worker(store.root(), false, None, None)?;
     let monitor_pid = std::process::id();
     let mut record_error = None;
@@ -698,7 +798,13 @@ async fn run_once<S: FnOnce(u32) + Send>(
             crate::health::probe_loop(store, &id, probe, pid_rx, probes_done.clone()).await;
         }
     };
-    let run = worker.run_with_start(
+    let RunIo {
+        stdio,
+        console,
+        mut pipe,
+    } = stdio;
+    let terminal = read_terminal(console, hub, c.config.stdio.open_stdin, &log_line);
+    let run = worker.run_with_stdio(
         RunRequest {
             exec,
             lowers,
@@ -708,24 +814,20 @@ async fn run_once<S: FnOnce(u32) + Send>(
             binds,
             read_only_root: c.config.read_only,
         },
+        stdio,
         |stream, line| {
             let (stream, name) = match stream {
                 OutputStream::Stdout => (Stream::Stdout, "stdout"),
                 OutputStream::Stderr => (Stream::Stderr, "stderr"),
             };
-            let entry = LogLine {
-                log: format!("{}\n", String::from_utf8_lossy(line)),
-                stream: name.to_owned(),
-                time: now(),
-            };
-            if let Ok(mut bytes) = serde_json::to_vec(&entry) {
-                bytes.push(b'\n');
-                // A full disk loses log lines, never the container.
-                let _ = log.write(&bytes);
-            }
+            log_line(name, line);
+            hub.output(stream == Stream::Stderr, line, true);
             echo(stream, line);
         },
         |pid| {
+            if let Some(fd) = pipe.take() {
+                hub.run_started(Some(fd), None);
+            }
             let recorded = store.update_container_state(&id, |c| {
                 c.state.status = ContainerStatus::Running;
                 c.state.pid = pid;
@@ -753,13 +855,14 @@ async fn run_once<S: FnOnce(u32) + Send>(
         },
         cancel,
     );
-    let (result, ()) = tokio::join!(
+    let (result, (), ()) = tokio::join!(
         async {
             let result = run.await;
             probes_done.cancel();
             result
         },
-        probes
+        probes,
+        terminal
     );
     drop(worker);
     sweep_scratch(&c.dir);
@@ -843,6 +946,110 @@ fn sweep_scratch(dir: &Path) {
             }
         }
     }
+}
+
+/// A run's standard input and terminal, as [`container_stdio`] makes them.
+struct RunIo {
+    /// What the worker gives the command.
+    stdio: RunStdio,
+    /// `-t`: our end of the console socket the sandbox sends the terminal's master on.
+    console: Option<std::os::unix::net::UnixStream>,
+    /// `-i` without `-t`: the write end of the command's stdin pipe.
+    pipe: Option<std::os::fd::OwnedFd>,
+}
+
+/// `-t`: a pseudo-terminal, made in the sandbox, of the size the attached client gave (and
+/// `TERM=xterm` when the image sets no TERM, as docker's); `-i`: a pipe; else `/dev/null`.
+fn container_stdio(c: &Container, hub: &Hub, env: &mut Vec<String>) -> std::io::Result<RunIo> {
+    let stdio = c.config.stdio;
+    if stdio.tty {
+        if !env.iter().any(|e| e.starts_with("TERM=")) {
+            env.push("TERM=xterm".to_owned());
+        }
+        let (mine, theirs) = std::os::unix::net::UnixStream::pair()?;
+        return Ok(RunIo {
+            stdio: RunStdio::Tty {
+                console: theirs.into(),
+                size: hub.size(),
+            },
+            console: Some(mine),
+            pipe: None,
+        });
+    }
+    if stdio.open_stdin {
+        let (r, w) = std::io::pipe()?;
+        return Ok(RunIo {
+            stdio: RunStdio::Pipe(r.into()),
+            console: None,
+            pipe: Some(w.into()),
+        });
+    }
+    Ok(RunIo {
+        stdio: RunStdio::Null,
+        console: None,
+        pipe: None,
+    })
+}
+
+/// Reads a run's terminal until it hangs up (the command and all it started are gone): to
+/// the attached clients as it comes, to the log by lines (`\r\n` kept, one stream,
+/// "stdout", as docker's). Its master comes from the sandbox on `console` first. Nothing to
+/// do without a terminal.
+async fn read_terminal(
+    console: Option<std::os::unix::net::UnixStream>,
+    hub: &Hub,
+    open_stdin: bool,
+    log_line: &(impl Fn(&str, &[u8]) + Sync),
+) {
+    let Some(console) = console else {
+        return;
+    };
+    let (master_tx, master_rx) = tokio::sync::oneshot::channel();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
+    let reading = std::thread::Builder::new()
+        .name("strata-tty".into())
+        .spawn(move || {
+            use std::io::Read as _;
+            use std::os::fd::AsFd as _;
+            let Ok(master) = strata_worker::terminal::receive_master(console.as_fd()) else {
+                return;
+            };
+            drop(console);
+            let (Ok(input), Ok(resize)) = (master.try_clone(), master.try_clone()) else {
+                return;
+            };
+            if master_tx.send((input, resize)).is_err() {
+                return;
+            }
+            let mut f = std::fs::File::from(master);
+            let mut buf = vec![0u8; 32 * 1024];
+            loop {
+                match f.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        if tx.blocking_send(buf[..n].to_vec()).is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    // EIO: every descriptor of its slave side is closed.
+                    Err(_) => break,
+                }
+            }
+        });
+    if reading.is_err() {
+        return;
+    }
+    let Ok((input, resize)) = master_rx.await else {
+        return;
+    };
+    hub.run_started(open_stdin.then_some(input), Some(resize));
+    let mut lines = strata_worker::Lines::default();
+    while let Some(chunk) = rx.recv().await {
+        hub.output(false, &chunk, false);
+        lines.push(&chunk, |l| log_line("stdout", l));
+    }
+    lines.finish(|l| log_line("stdout", l));
 }
 
 /// Waits until container `id` no longer runs (or is gone), for at most `timeout`; returns it
@@ -987,6 +1194,7 @@ mod tests {
             labels: Vec::new(),
             init: false,
             health: HealthOptions::default(),
+            stdio: Default::default(),
         }
     }
 

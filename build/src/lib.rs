@@ -17,6 +17,7 @@
 //! back as a [`BuildError`]. Start at [`build`].
 #![warn(missing_docs)]
 
+mod attach;
 mod cache_spec;
 mod container;
 mod container_exec;
@@ -37,10 +38,14 @@ mod secret;
 mod spec;
 mod volume;
 
+pub use attach::{
+    AttachEnd, AttachError, AttachOptions, Attached, SignalKind, on_signals, parse_detach_keys,
+};
 pub use cache_spec::{CacheExportError, CacheMode, CacheRef, CacheTo, parse_cache_from};
 pub use container::{
-    ContainerError, CreateContainer, Outcome, RestartPolicy, create_container, kill_container,
-    monitor_container, remove_anonymous_volumes, remove_container, stop_container, wait_stopped,
+    ContainerError, CreateContainer, FIRST_CLIENT_WAIT, Outcome, RestartPolicy, create_container,
+    kill_container, monitor_container, monitor_container_attached, remove_anonymous_volumes,
+    remove_container, stop_container, wait_stopped,
 };
 pub use container_exec::{ExecContainerError, ExecRequest, container_processes, exec_container};
 pub use container_fs::{

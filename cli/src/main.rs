@@ -108,6 +108,8 @@ enum Command {
     Cp(cmd::cp::Args),
     /// Run a command in a running container
     Exec(cmd::exec::Args),
+    /// Attach local standard input, output, and error streams to a running container
+    Attach(cmd::attach::Args),
     /// Show the processes of a running container
     Top(cmd::top::Args),
     /// Freeze every process of running containers (cgroup freezer)
@@ -218,6 +220,7 @@ fn main() -> ExitCode {
         Command::Export(args) => cmd::export::run(args, &cli.global),
         Command::Cp(args) => cmd::cp::run(args, &cli.global, cp_root),
         Command::Exec(args) => cmd::exec::run(args, &cli.global),
+        Command::Attach(args) => cmd::attach::run(args, &cli.global),
         Command::Top(args) => cmd::top::run(args, &cli.global),
         Command::Pause(args) => cmd::pause::pause(args, &cli.global),
         Command::Unpause(args) => cmd::pause::unpause(args, &cli.global),

@@ -86,6 +86,24 @@ pub struct ContainerConfig {
     /// `None`: no probe (none in the image, `--no-healthcheck`, or `Test: ["NONE"]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub healthcheck: Option<serde_json::Value>,
+    /// Its standard input and terminal (`-i`, `-t`).
+    #[serde(default)]
+    pub stdio: ContainerStdio,
+}
+
+/// A container's standard input and terminal, docker's `Config.{Tty, OpenStdin,
+/// StdinOnce, AttachStdin}`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerStdio {
+    /// `-t`: a pseudo-terminal is its stdin, stdout and stderr.
+    pub tty: bool,
+    /// `-i`: its stdin stays open (a pipe, or the terminal's input), fed by whoever attaches.
+    pub open_stdin: bool,
+    /// Its stdin is closed when the first attached client's input ends (`run -i` in the
+    /// foreground, as docker's).
+    pub stdin_once: bool,
+    /// `run -i` in the foreground attached the caller's stdin.
+    pub attach_stdin: bool,
 }
 
 impl ContainerConfig {
@@ -808,6 +826,7 @@ mod tests {
             labels: Default::default(),
             init: false,
             healthcheck: None,
+            stdio: Default::default(),
         }
     }
 

@@ -84,8 +84,8 @@ pub use check::CheckReport;
 pub use compression::Compression;
 pub use confined::ConfinedRoot;
 pub use container::{
-    Container, ContainerConfig, ContainerError, ContainerState, ContainerStatus, Health,
-    HealthProbe, LogLine, MonitorLock, NEVER, NewContainer,
+    Container, ContainerConfig, ContainerError, ContainerState, ContainerStatus, ContainerStdio,
+    Health, HealthProbe, LogLine, MonitorLock, NEVER, NewContainer,
 };
 pub use digest::{Digest, DigestError, HashingWriter, chain_id, chain_ids};
 pub use error::StoreError;

@@ -8,7 +8,8 @@
 //!
 //! Protocol: the helper's stdin is a `SOCK_SEQPACKET` socket. Each message is one byte of
 //! flags with three descriptors attached: the run's control socket, and the write ends of
-//! its stdout and stderr pipes. The helper forks a monitor that owns them and forgets them.
+//! its stdout and stderr pipes; a fourth, when given, is the command's stdin (a container's
+//! `-i` pipe, or its `-t` terminal). The helper forks a monitor that owns them and forgets them.
 //! The spec and the final status travel on the control socket, between the worker and the
 //! monitor only; end-of-file on it means "cancel". When the worker closes its end of the
 //! helper's socket (the `SandboxHelper` is dropped, or the worker dies), the helper waits for its
@@ -84,13 +85,19 @@ impl SandboxHelper {
         ctl: BorrowedFd<'_>,
         stdout: BorrowedFd<'_>,
         stderr: BorrowedFd<'_>,
+        stdin: Option<BorrowedFd<'_>>,
     ) -> io::Result<()> {
         let flags = match netns {
             Netns::Host => 0,
             Netns::Empty => NETWORK_NONE,
             Netns::Bridged => NETWORK_DEFAULT,
         };
-        sys::send_with_fds(self.sock.as_fd(), &[flags], &[ctl, stdout, stderr])
+        match stdin {
+            Some(stdin) => {
+                sys::send_with_fds(self.sock.as_fd(), &[flags], &[ctl, stdout, stderr, stdin])
+            }
+            None => sys::send_with_fds(self.sock.as_fd(), &[flags], &[ctl, stdout, stderr]),
+        }
     }
 }
 
@@ -190,13 +197,14 @@ pub fn sandbox_main() -> ExitCode {
         }
         let mut flags = [0u8; 1];
         match sys::recv_with_fds(sock, &mut flags) {
-            Ok((1, fds)) if fds.len() == 3 => {
+            Ok((1, fds)) if fds.len() == 3 || fds.len() == 4 => {
                 let mut fds = fds.into_iter();
                 let (ctl, out, err) = (
                     fds.next().expect("three descriptors"),
                     fds.next().expect("three descriptors"),
                     fds.next().expect("three descriptors"),
                 );
+                let stdin = fds.next();
                 let netns = if flags[0] & NETWORK_DEFAULT != 0 {
                     Netns::Bridged
                 } else if flags[0] & NETWORK_NONE != 0 {
@@ -204,7 +212,7 @@ pub fn sandbox_main() -> ExitCode {
                 } else {
                     Netns::Host
                 };
-                helper.fork_monitor(netns, ctl, out, err);
+                helper.fork_monitor(netns, ctl, out, err, stdin);
             }
             // A malformed request: its descriptors are closed, which the worker sees as a
             // sandbox that ended without a status.
@@ -230,7 +238,14 @@ impl Helper {
         });
     }
 
-    fn fork_monitor(&mut self, wanted: Netns, ctl: OwnedFd, out: OwnedFd, err: OwnedFd) {
+    fn fork_monitor(
+        &mut self,
+        wanted: Netns,
+        ctl: OwnedFd,
+        out: OwnedFd,
+        err: OwnedFd,
+        stdin: Option<OwnedFd>,
+    ) {
         let made = match wanted {
             Netns::Host => Ok((None, None)),
             Netns::Empty => match self.spare_netns.take() {
@@ -267,10 +282,13 @@ impl Helper {
                 drop(self.host_netns.take());
                 // Kept open until this monitor exits: then its slirp4netns stops.
                 let _slirp = slirp;
-                let set_up = sys::std_to_dev_null(&[0])
-                    .and_then(|()| sys::dup_onto(out.as_fd(), 1))
-                    .and_then(|()| sys::dup_onto(err.as_fd(), 2));
-                drop((out, err));
+                let set_up = match &stdin {
+                    Some(fd) => sys::dup_onto(fd.as_fd(), 0),
+                    None => sys::std_to_dev_null(&[0]),
+                }
+                .and_then(|()| sys::dup_onto(out.as_fd(), 1))
+                .and_then(|()| sys::dup_onto(err.as_fd(), 2));
+                drop((out, err, stdin));
                 if let Err(e) = set_up {
                     let status = Status::SetupFailed(format!("setting up the sandbox output: {e}"));
                     let _ = sys::write_all(ctl.as_fd(), &status.to_line());

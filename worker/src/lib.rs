@@ -42,6 +42,7 @@ mod source;
 mod spec;
 mod stub;
 mod sys;
+pub mod terminal;
 mod user;
 mod worker;
 
@@ -63,7 +64,9 @@ pub use mount_layer::{
 };
 pub use reuse::Previous;
 pub use rootless::{RootlessError, enter_user_namespace};
-pub use run::{HostBind, MountInput, OutputStream, RunError, RunRequest, RunTimes};
+pub use run::{
+    HostBind, Lines, MountInput, OutputStream, RunError, RunRequest, RunStdio, RunTimes,
+};
 pub use source::ExcludeFn;
 pub use strata_store::confined::ExtractError;
 pub use user::UserError;

@@ -1103,6 +1103,8 @@ mod tests {
                 ("/etc/resolv.conf".into(), b"nameserver 10.0.0.1\n".to_vec()),
             ],
             read_only_root: true,
+            stdio: Default::default(),
+            tty_size: None,
             mounts: vec![
                 SpecMount::Bind {
                     target: "/src".into(),

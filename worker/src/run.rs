@@ -10,7 +10,7 @@ use crate::agent_proxy::AgentProxy;
 use crate::helper::{Netns, SandboxHelper};
 use crate::resolv_conf;
 use crate::sandbox::Status;
-use crate::spec::{ProcessSpec, SandboxSpec, SpecMount};
+use crate::spec::{ProcessSpec, SandboxSpec, SpecMount, SpecStdio};
 use crate::sys;
 use crate::worker::Worker;
 use sha2::Digest as _;
@@ -30,6 +30,27 @@ pub enum OutputStream {
     Stdout,
     /// The command's stderr.
     Stderr,
+}
+
+/// A container's standard input (`run -i`, `-t`); a RUN step's is always [`RunStdio::Null`].
+#[derive(Debug, Default)]
+pub enum RunStdio {
+    /// `/dev/null`; output and error go to the output callback.
+    #[default]
+    Null,
+    /// The read end of a pipe; output and error go to the output callback.
+    Pipe(OwnedFd),
+    /// A pseudo-terminal, made inside the sandbox (its own `/dev/pts`, so the command's
+    /// terminal is `/dev/pts/0` there) of `size` (rows, columns) when given: the command's
+    /// stdin, stdout and stderr and its controlling terminal. Its master is sent back on
+    /// `console` (a unix socket; [`crate::terminal::receive_master`]) before the command
+    /// starts; its output is read from there, not the output callback.
+    Tty {
+        /// The sandbox's end of a unix socket pair.
+        console: OwnedFd,
+        /// The window's rows and columns.
+        size: Option<(u16, u16)>,
+    },
 }
 
 /// What a `RUN --mount` needs from outside the op, one per [`ExecOp::mounts`] entry.
@@ -150,17 +171,19 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> RunError {
     move |source| RunError::Io { what, source }
 }
 
-/// Splits a byte stream into lines for the output callback. A line longer than 64 KiB is
-/// passed on in pieces rather than buffered without bound.
-#[derive(Default)]
-struct Lines {
+/// Splits a byte stream into lines for the output callback (and a container's terminal
+/// output into its log's lines). A line longer than 64 KiB is passed on in pieces rather than
+/// buffered without bound.
+#[derive(Debug, Default)]
+pub struct Lines {
     buf: Vec<u8>,
 }
 
 impl Lines {
     const MAX: usize = 64 * 1024;
 
-    fn push(&mut self, data: &[u8], mut emit: impl FnMut(&[u8])) {
+    /// Adds `data`; `emit` gets each line it completes, without its `\n`.
+    pub fn push(&mut self, data: &[u8], mut emit: impl FnMut(&[u8])) {
         self.buf.extend_from_slice(data);
         let mut start = 0;
         while let Some(nl) = self.buf[start..].iter().position(|b| *b == b'\n') {
@@ -174,7 +197,8 @@ impl Lines {
         }
     }
 
-    fn finish(&mut self, mut emit: impl FnMut(&[u8])) {
+    /// The end of the stream: `emit` gets what is left, if anything.
+    pub fn finish(&mut self, mut emit: impl FnMut(&[u8])) {
         if !self.buf.is_empty() {
             emit(&self.buf);
             self.buf.clear();
@@ -239,6 +263,24 @@ impl Worker {
     pub async fn run_with_start<F, S>(
         &self,
         req: RunRequest,
+        output: F,
+        started: S,
+        cancel: CancellationToken,
+    ) -> Result<RunTimes, RunError>
+    where
+        F: FnMut(OutputStream, &[u8]) + Send,
+        S: FnOnce(u32) + Send,
+    {
+        self.run_with_stdio(req, RunStdio::Null, output, started, cancel)
+            .await
+    }
+
+    /// [`Worker::run_with_start`] with `stdio` as the command's standard input (a
+    /// container's `-i`), or its terminal (`-t`). The worker keeps no copy of its descriptor.
+    pub async fn run_with_stdio<F, S>(
+        &self,
+        req: RunRequest,
+        stdio: RunStdio,
         mut output: F,
         started: S,
         cancel: CancellationToken,
@@ -258,7 +300,19 @@ impl Worker {
                 "failed to create a scratch directory in {}",
                 parent.display()
             )))?;
-        let (spec, _held) = self.spec(&req, scratch.path()).await?;
+        let (mut spec, _held) = self.spec(&req, scratch.path()).await?;
+        let stdin = match stdio {
+            RunStdio::Null => None,
+            RunStdio::Pipe(fd) => {
+                spec.stdio = SpecStdio::Pipe;
+                Some(fd)
+            }
+            RunStdio::Tty { console, size } => {
+                spec.stdio = SpecStdio::Tty;
+                spec.tty_size = size;
+                Some(console)
+            }
+        };
         let mut line = serde_json::to_vec(&spec)
             .map_err(|e| io_err("failed to encode the sandbox spec")(e.into()))?;
         line.push(b'\n');
@@ -269,7 +323,16 @@ impl Worker {
         let (ctl, ctl_theirs) = std::os::unix::net::UnixStream::pair()
             .map_err(io_err("failed to create the sandbox's control socket"))?;
         let counters = self.cgroup.as_ref().map(|c| c.counters());
-        self.start_sandbox(spec.network, OwnedFd::from(ctl_theirs), out_w, err_w)?;
+        self.start_sandbox(
+            spec.network,
+            OwnedFd::from(ctl_theirs),
+            out_w,
+            err_w,
+            stdin.as_ref(),
+        )?;
+        // The sandbox has its own copy: the command's end of file (or the terminal's hang-up)
+        // must not wait for this one.
+        drop(stdin);
         let chan = |e| io_err("failed to set up the sandbox's channels")(e);
         ctl.set_nonblocking(true).map_err(chan)?;
         let (mut ctl_r, ctl_w) = tokio::net::UnixStream::from_std(ctl)
@@ -391,6 +454,7 @@ impl Worker {
         ctl: OwnedFd,
         stdout: OwnedFd,
         stderr: OwnedFd,
+        stdin: Option<&OwnedFd>,
     ) -> Result<(), RunError> {
         let mut dead: Option<Arc<SandboxHelper>> = None;
         for attempt in 0..2 {
@@ -400,7 +464,8 @@ impl Worker {
                 NetworkMode::None => Netns::Empty,
                 NetworkMode::Default => Netns::Bridged,
             };
-            match helper.start(netns, ctl.as_fd(), stdout.as_fd(), stderr.as_fd()) {
+            let stdin = stdin.map(|fd| fd.as_fd());
+            match helper.start(netns, ctl.as_fd(), stdout.as_fd(), stderr.as_fd(), stdin) {
                 Ok(()) => return Ok(()),
                 // The helper died (killed, or crashed): start another, once.
                 Err(e)
@@ -670,6 +735,8 @@ impl Worker {
             etc_files,
             mounts,
             read_only_root: req.read_only_root,
+            stdio: SpecStdio::Null,
+            tty_size: None,
             process: ProcessSpec {
                 args: req.exec.args.clone(),
                 env,

@@ -11,8 +11,9 @@
 //!   host's), applies the [`SandboxPlan`], resolves the user, forks the command, reaps every
 //!   orphan, and once the command has exited kills whatever it left behind and removes the
 //!   mount-point stubs.
-//! * the **command**: new session, stdin from /dev/null, capabilities and user dropped,
-//!   descriptors closed, exec.
+//! * the **command**: new session, stdin from /dev/null (or a container's `-i` pipe, or its
+//!   `-t` terminal as stdin, stdout, stderr and controlling terminal), capabilities and user
+//!   dropped, descriptors closed, exec.
 //!
 //! The mount, UTS, IPC and network namespaces have the init (and what it forks) as their
 //! only members: they are torn down, the root overlay included, when the init exits, which
@@ -20,7 +21,7 @@
 //! sandbox is left and its overlay no longer holds the new layer.
 
 use crate::plan::SandboxPlan;
-use crate::spec::{ProcessSpec, SandboxSpec};
+use crate::spec::{ProcessSpec, SandboxSpec, SpecStdio};
 use crate::sys::{self, CloneFlags, Forked, WaitStatus};
 use crate::user;
 use serde::{Deserialize, Serialize};
@@ -129,8 +130,9 @@ fn run(spec: &SandboxSpec, ctl: BorrowedFd<'_>, netns: Option<OwnedFd>) -> Statu
     drop(status_w);
     drop(netns);
     // The command's output reaches the worker through the init's copies only, so that the
-    // worker sees end-of-file as soon as the command and the init are gone.
-    let _ = sys::std_to_dev_null(&[1, 2]);
+    // worker sees end-of-file as soon as the command and the init are gone (its terminal
+    // hangs up likewise).
+    let _ = sys::std_to_dev_null(&[0, 1, 2]);
     let mut report = Vec::new();
     loop {
         let ready = match sys::poll_readable(&[ctl, status_r.as_fd()]) {
@@ -219,8 +221,21 @@ fn init(spec: &SandboxSpec, status: OwnedFd, netns: Option<OwnedFd>, began: Inst
             std::process::exit(1);
         }
     };
-    let prepared = match prepare_process(&spec.process) {
-        Ok(p) => p,
+    let mut prepared = match prepare_process(&spec.process) {
+        Ok(mut p) => {
+            match spec.stdio {
+                SpecStdio::Null => {}
+                SpecStdio::Pipe => p.keep_stdin = true,
+                SpecStdio::Tty => match console_pty(spec.tty_size) {
+                    Ok(tty) => p.tty = Some(tty),
+                    Err(e) => {
+                        report(w, "setup", &format!("opening the terminal: {e}"));
+                        std::process::exit(1);
+                    }
+                },
+            }
+            p
+        }
         Err(msg) => {
             report(w, "start", &msg);
             std::process::exit(1);
@@ -239,8 +254,10 @@ fn init(spec: &SandboxSpec, status: OwnedFd, netns: Option<OwnedFd>, began: Inst
         }
         Ok(Forked::Parent(pid)) => pid,
     };
+    // The terminal is the command's: its master hangs up once the command's side is gone.
+    prepared.tty = None;
     let _ = sys::write_all(w, b"started\n");
-    let _ = sys::std_to_dev_null(&[1, 2]);
+    let _ = sys::std_to_dev_null(&[0, 1, 2]);
     let mut outcome = None;
     while let Ok(Some(st)) = sys::wait_any() {
         match st {
@@ -262,6 +279,14 @@ fn init(spec: &SandboxSpec, status: OwnedFd, netns: Option<OwnedFd>, began: Inst
     let (kind, n) = outcome.unwrap_or(("signal", 9));
     report(w, kind, &format!("{n}\t{setup_us}"));
     std::process::exit(0)
+}
+
+/// A new terminal in the sandbox's `/dev/pts` of `size`: its master is sent back on fd 0
+/// (the console socket the worker handed over); returns its slave.
+fn console_pty(size: Option<(u16, u16)>) -> std::io::Result<OwnedFd> {
+    let (master, slave) = sys::open_pty_sized(size)?;
+    sys::send_with_fds(std::io::stdin().as_fd(), b"m", &[master.as_fd()])?;
+    Ok(slave)
 }
 
 /// An error with its causes, `outer: inner: innermost`.

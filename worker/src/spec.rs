@@ -35,8 +35,30 @@ pub(crate) struct SandboxSpec {
     /// Make `/` read-only once every mount is in place (a container's `--read-only`).
     #[serde(default)]
     pub(crate) read_only_root: bool,
+    /// What the command's standard input is (a container's `-i`, `-t`); the descriptor
+    /// itself is the monitor's standard input, handed over by the helper.
+    #[serde(default)]
+    pub(crate) stdio: SpecStdio,
+    /// With [`SpecStdio::Tty`], the terminal's rows and columns.
+    #[serde(default)]
+    pub(crate) tty_size: Option<(u16, u16)>,
     /// The command.
     pub(crate) process: ProcessSpec,
+}
+
+/// The command's standard descriptors, as the helper set up the sandbox's monitor.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum SpecStdio {
+    /// Standard input `/dev/null`, output and error the run's pipes.
+    #[default]
+    Null,
+    /// Standard input a pipe (fd 0 of the monitor), output and error the run's pipes.
+    Pipe,
+    /// All three are a terminal made in the sandbox once its root is in place (so in its
+    /// own `/dev/pts`), its controlling one; its master is sent back on fd 0 of the monitor,
+    /// a unix socket.
+    Tty,
 }
 
 /// The command to run.

@@ -198,16 +198,37 @@ pub(crate) fn dup_onto(fd: BorrowedFd<'_>, target: RawFd) -> io::Result<()> {
 /// A new pseudo-terminal (master, slave), its window the size of the terminal on `like`
 /// when that is one.
 pub(crate) fn open_pty(like: BorrowedFd<'_>) -> io::Result<(OwnedFd, OwnedFd)> {
-    let size = rustix::termios::tcgetwinsize(like)
-        .ok()
-        .map(|w| nix::pty::Winsize {
-            ws_row: w.ws_row,
-            ws_col: w.ws_col,
-            ws_xpixel: w.ws_xpixel,
-            ws_ypixel: w.ws_ypixel,
-        });
+    open_pty_sized(window_size(like))
+}
+
+/// A new pseudo-terminal (master, slave) of `size` (rows, columns) when given.
+pub(crate) fn open_pty_sized(size: Option<(u16, u16)>) -> io::Result<(OwnedFd, OwnedFd)> {
+    let size = size.map(|(rows, cols)| nix::pty::Winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    });
     let pty = nix::pty::openpty(size.as_ref(), None)?;
     Ok((pty.master, pty.slave))
+}
+
+/// The window size (rows, columns) of the terminal on `fd`; `None` when it is none.
+pub(crate) fn window_size(fd: BorrowedFd<'_>) -> Option<(u16, u16)> {
+    rustix::termios::tcgetwinsize(fd)
+        .ok()
+        .map(|w| (w.ws_row, w.ws_col))
+}
+
+/// Sets the window size of the terminal on `fd` (a master: its processes get SIGWINCH).
+pub(crate) fn set_window_size(fd: BorrowedFd<'_>, rows: u16, cols: u16) -> io::Result<()> {
+    let size = rustix::termios::Winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    Ok(rustix::termios::tcsetwinsize(fd, size)?)
 }
 
 /// Makes the terminal `tty` the controlling terminal of this process (a session leader) and

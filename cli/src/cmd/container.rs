@@ -24,6 +24,12 @@ pub(crate) struct CreateArgs {
     /// Assign a name to the container
     #[arg(long)]
     name: Option<String>,
+    /// Keep STDIN open even if not attached
+    #[arg(short = 'i', long)]
+    interactive: bool,
+    /// Allocate a pseudo-TTY
+    #[arg(short = 't', long)]
+    tty: bool,
     /// Remove the container when it exits
     #[arg(long)]
     rm: bool,
@@ -126,6 +132,14 @@ impl CreateArgs {
             mounts.push(strata_build::parse_tmpfs(t)?);
         }
         Ok(CreateContainer {
+            // Docker's: with -i the caller's stdin is attached and closes the container's
+            // when it ends; `run -d` changes that (see `run`).
+            stdio: strata_store::ContainerStdio {
+                tty: self.tty,
+                open_stdin: self.interactive,
+                stdin_once: self.interactive,
+                attach_stdin: self.interactive,
+            },
             mounts,
             read_only: self.read_only,
             log_config: strata_build::parse_log_opts(&self.log_opt)?,
@@ -193,6 +207,9 @@ pub(crate) struct StartArgs {
     /// Attach its output and exit with its code
     #[arg(short = 'a', long)]
     attach: bool,
+    /// Attach its STDIN (and its output)
+    #[arg(short = 'i', long)]
+    interactive: bool,
     /// Containers (names, IDs or ID prefixes)
     #[arg(value_name = "CONTAINER", required = true)]
     containers: Vec<String>,
@@ -280,12 +297,16 @@ pub(crate) struct RenameArgs {
 /// Arguments of `strata __monitor`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct MonitorArgs {
+    /// Say `listening` once the attach socket listens, and start the command once a first
+    /// client has attached (`run -i`/`-t`, `start -a -i`)
+    #[arg(long = "attach-first")]
+    attach_first: bool,
     /// The container's full ID
     id: String,
 }
 
 /// An error of `run`, `create` or `start` as docker reports it: printed, exit code 125.
-fn fail_125(err: anyhow::Error) -> ExitCode {
+pub(crate) fn fail_125(err: anyhow::Error) -> ExitCode {
     match crate::report::report(&err) {
         code if code == ExitCode::SUCCESS => code,
         _ => ExitCode::from(125),
@@ -305,9 +326,20 @@ fn start_failed(name: &str, code: i32, message: &str) -> ExitCode {
 }
 
 pub(crate) fn run(args: RunArgs, global: &GlobalArgs) -> ExitCode {
+    let attached = !args.detach && (args.create.interactive || args.create.tty);
+    if attached && args.create.interactive && args.create.tty && !super::attach::stdin_is_terminal()
+    {
+        // docker's check, before anything is made (exit 1, not 125).
+        return crate::report::report(&super::attach::not_a_tty());
+    }
     let result = (|| {
         let store = Store::open(global.store_root())?;
-        let c = strata_build::create_container(&store, &args.create.request()?)?;
+        let mut req = args.create.request()?;
+        if args.detach {
+            req.stdio.stdin_once = false;
+            req.stdio.attach_stdin = false;
+        }
+        let c = strata_build::create_container(&store, &req)?;
         anyhow::Ok((store, c))
     })();
     let (store, c) = match result {
@@ -323,6 +355,8 @@ pub(crate) fn run(args: RunArgs, global: &GlobalArgs) -> ExitCode {
             Ok(Started::Failed(code, message)) => start_failed(&c.config.name, code, &message),
             Err(e) => fail_125(e),
         }
+    } else if attached {
+        super::attach::start_attached(global, &store, &c, args.create.interactive)
     } else {
         foreground(&store, &c.config.id, &c.config.name)
     }
@@ -346,7 +380,7 @@ pub(crate) fn start(args: StartArgs, global: &GlobalArgs) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail_125(e.into()),
     };
-    if args.attach {
+    if args.attach || args.interactive {
         // docker attaches to one container only.
         let [name] = args.containers.as_slice() else {
             return fail_125(anyhow::anyhow!(
@@ -356,6 +390,13 @@ pub(crate) fn start(args: StartArgs, global: &GlobalArgs) -> ExitCode {
         return match store.container(name) {
             Ok(c) if c.state.status == ContainerStatus::Running => {
                 fail_125(anyhow::anyhow!("container {name} is already running"))
+            }
+            Ok(c) if args.interactive || c.config.stdio.tty || c.config.stdio.open_stdin => {
+                let stdin = args.interactive && c.config.stdio.open_stdin;
+                if stdin && c.config.stdio.tty && !super::attach::stdin_is_terminal() {
+                    return crate::report::report(&super::attach::not_a_tty());
+                }
+                super::attach::start_attached(global, &store, &c, stdin)
             }
             Ok(c) => foreground(&store, &c.config.id, &c.config.name),
             Err(e) => fail_125(e.into()),
@@ -463,27 +504,81 @@ enum Started {
 
 /// Starts `strata __monitor ID` detached and waits for its first line.
 fn spawn_monitor(global: &GlobalArgs, id: &str) -> anyhow::Result<Started> {
-    let mut child = std::process::Command::new("/proc/self/exe")
-        .arg("--root")
-        .arg(global.store_root())
-        .arg("__monitor")
-        .arg(id)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("failed to start the container's monitor")?;
-    let stdout = child
-        .stdout
-        .take()
-        .context("the container's monitor has no output")?;
-    let mut line = String::new();
-    std::io::BufReader::new(stdout)
-        .read_line(&mut line)
-        .context("failed to read from the container's monitor")?;
-    // It lives on, in a session of its own; the kernel reaps it once we are gone.
-    drop(child);
-    let line = line.trim_end_matches('\n');
+    MonitorStart::spawn(global, id, false)?.read_start()
+}
+
+/// A detached monitor being started, and the lines it says on its way.
+pub(crate) struct MonitorStart {
+    out: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl MonitorStart {
+    /// Starts `strata __monitor [--attach-first] ID` detached.
+    pub(crate) fn spawn(
+        global: &GlobalArgs,
+        id: &str,
+        attach_first: bool,
+    ) -> anyhow::Result<MonitorStart> {
+        let mut cmd = std::process::Command::new("/proc/self/exe");
+        cmd.arg("--root").arg(global.store_root()).arg("__monitor");
+        if attach_first {
+            cmd.arg("--attach-first");
+        }
+        let mut child = cmd
+            .arg(id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("failed to start the container's monitor")?;
+        let stdout = child
+            .stdout
+            .take()
+            .context("the container's monitor has no output")?;
+        // It lives on, in a session of its own; the kernel reaps it once we are gone.
+        drop(child);
+        Ok(MonitorStart {
+            out: std::io::BufReader::new(stdout),
+        })
+    }
+
+    fn line(&mut self) -> anyhow::Result<String> {
+        let mut line = String::new();
+        self.out
+            .read_line(&mut line)
+            .context("failed to read from the container's monitor")?;
+        Ok(line.trim_end_matches('\n').to_owned())
+    }
+
+    /// `--attach-first`: its first line says that its attach socket listens.
+    pub(crate) fn expect_listening(&mut self) -> anyhow::Result<()> {
+        let line = self.line()?;
+        if line == "listening" {
+            return Ok(());
+        }
+        match started_line(&line)? {
+            Started::Failed(_, message) => anyhow::bail!("{}", crate::report::clip(&message)),
+            Started::Running => anyhow::bail!("the container's monitor started it unattached"),
+        }
+    }
+
+    /// How the start went: `None` when it runs, else the failure reported and its code.
+    pub(crate) fn started(&mut self, name: &str) -> Option<ExitCode> {
+        match self.read_start() {
+            Ok(Started::Running) => None,
+            Ok(Started::Failed(code, message)) => Some(start_failed(name, code, &message)),
+            Err(e) => Some(fail_125(e)),
+        }
+    }
+
+    fn read_start(&mut self) -> anyhow::Result<Started> {
+        let line = self.line()?;
+        started_line(&line)
+    }
+}
+
+/// Reads a monitor's start line: `started PID`, `failed CODE\tMESSAGE`, `error\tMESSAGE`.
+fn started_line(line: &str) -> anyhow::Result<Started> {
     if line.starts_with("started ") {
         return Ok(Started::Running);
     }
@@ -524,16 +619,32 @@ pub(crate) fn monitor(args: MonitorArgs, global: &GlobalArgs) -> ExitCode {
         say("error\tfailed to start the async runtime\n");
         return ExitCode::from(125);
     };
-    let outcome = runtime.block_on(strata_build::monitor_container(
-        &store,
-        &args.id,
-        |_, _| {},
-        |pid| {
-            say(&format!("started {pid}\n"));
-            let _ = strata_build::process::stdout_to_dev_null();
-        },
-        CancellationToken::new(),
-    ));
+    let started = |pid| {
+        say(&format!("started {pid}\n"));
+        let _ = strata_build::process::stdout_to_dev_null();
+    };
+    let outcome = runtime.block_on(async {
+        if args.attach_first {
+            let listening = || say("listening\n");
+            strata_build::monitor_container_attached(
+                &store,
+                &args.id,
+                listening,
+                started,
+                CancellationToken::new(),
+            )
+            .await
+        } else {
+            strata_build::monitor_container(
+                &store,
+                &args.id,
+                |_, _| {},
+                started,
+                CancellationToken::new(),
+            )
+            .await
+        }
+    });
     // Written to /dev/null once started: only a failed start has someone to read it.
     match outcome {
         Ok(Outcome::Exited(_)) => ExitCode::SUCCESS,

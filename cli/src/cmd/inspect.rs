@@ -188,6 +188,10 @@ struct GraphDriverData {
 struct ContainerConfigInspect {
     hostname: String,
     user: String,
+    attach_stdin: bool,
+    tty: bool,
+    open_stdin: bool,
+    stdin_once: bool,
     env: Vec<String>,
     cmd: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -265,6 +269,10 @@ fn inspect_container(store: &Store, c: &Container) -> ContainerInspect {
         config: ContainerConfigInspect {
             hostname,
             user: cfg.user.clone(),
+            attach_stdin: cfg.stdio.attach_stdin,
+            tty: cfg.stdio.tty,
+            open_stdin: cfg.stdio.open_stdin,
+            stdin_once: cfg.stdio.stdin_once,
             env: cfg.env.clone(),
             cmd: cfg.cmd.clone(),
             healthcheck: cfg.healthcheck.clone(),

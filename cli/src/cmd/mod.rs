@@ -1,5 +1,6 @@
 //! One module per subcommand: its clap arguments and `run`.
 
+pub(crate) mod attach;
 pub(crate) mod build;
 pub(crate) mod builder;
 pub(crate) mod check;

@@ -627,7 +627,7 @@ fn top_lists_the_containers_processes_and_only_them() {
 }
 
 /// `cmd` as one `sh` command line (its environment changes as `env K=V`), for `script -c`.
-fn shell_line(cmd: &std::process::Command) -> String {
+pub(crate) fn shell_line(cmd: &std::process::Command) -> String {
     let quote = |s: &std::ffi::OsStr| format!("'{}'", s.to_string_lossy().replace('\'', "'\\''"));
     // env's options (-u) before its assignments.
     let mut words = vec!["env".to_owned()];

@@ -9,6 +9,7 @@ mod conformance;
 mod container_health;
 mod container_run;
 mod container_tools;
+mod container_tty;
 mod containers;
 #[path = "../../../store/src/confined/corpus.rs"]
 mod corpus;

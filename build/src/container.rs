@@ -282,9 +282,6 @@ pub fn create_container(store: &Store, req: &CreateContainer) -> Result<Containe
     crate::volume::check_duplicates(&req.mounts)?;
     crate::log::LogLimits::from_opts(&req.log_config)?;
     let healthcheck = effective_healthcheck(config.healthcheck.as_ref(), &req.health)?;
-    if !req.ports.is_empty() && strata_store::confined::in_user_namespace() {
-        return Err(crate::port::PortError::Unsupported("ports rootless".to_owned()).into());
-    }
     if !req.ports.is_empty() && req.network != NetworkMode::Default {
         // docker ignores them on the host's network and refuses them on none; strata
         // refuses both rather than publish nothing.
@@ -812,7 +809,7 @@ async fn run_once<S: FnOnce(u32) + Send>(
                 None
             };
             if let (Some(n), Some(tx)) = (&network, addr_tx.take()) {
-                let _ = tx.send(n.ip_address.clone());
+                let _ = tx.send((n.ip_address.clone(), pid));
             }
             let recorded = store.update_container_state(&id, |c| {
                 c.state.network = network.clone();
@@ -846,13 +843,16 @@ async fn run_once<S: FnOnce(u32) + Send>(
         let Some(published) = published else {
             return;
         };
-        let addr = tokio::select! {
-            addr = addr_rx => addr.ok().and_then(|a| a.parse().ok()),
+        let to = tokio::select! {
+            to = addr_rx => to.ok().and_then(|(a, pid)| Some((a.parse().ok()?, pid))),
             // It never started.
             () = probes_done.cancelled() => None,
         };
-        if let Some(addr) = addr {
-            published.serve(addr, probes_done.clone()).await;
+        if let Some((addr, pid)) = to {
+            // Rootless, the host has no route to the container's address: the proxy
+            // connects from inside its namespace.
+            let netns_of = strata_store::confined::in_user_namespace().then_some(pid);
+            published.serve(addr, netns_of, probes_done.clone()).await;
         }
     };
     let (result, (), ()) = tokio::join!(

@@ -199,21 +199,27 @@ pub(crate) fn bind(bindings: &[PortBinding]) -> Result<Published, PortError> {
 impl Published {
     /// Forwards each port to `target` (the container's address) until `stop`: each TCP
     /// connection to a connection of its own, each UDP client's datagrams through a socket of
-    /// its own (so replies find their way back). A failure costs one connection, never the
-    /// container.
-    pub(crate) async fn serve(self, target: Ipv4Addr, stop: CancellationToken) {
+    /// its own (so replies find their way back). The sockets to the container are made in
+    /// the network namespace of `netns_of` (the container's process) when given, else in
+    /// this process's. A failure costs one connection, never the container.
+    pub(crate) async fn serve(
+        self,
+        target: Ipv4Addr,
+        netns_of: Option<u32>,
+        stop: CancellationToken,
+    ) {
         let mut tasks = JoinSet::new();
         for (socket, b) in self.sockets.into_iter().zip(self.bindings) {
             let to = SocketAddr::new(IpAddr::V4(target), b.container_port);
             match socket {
                 Socket::Tcp(l) => {
                     if let Ok(l) = tokio::net::TcpListener::from_std(l) {
-                        tasks.spawn(forward_tcp(l, to));
+                        tasks.spawn(forward_tcp(l, to, netns_of));
                     }
                 }
                 Socket::Udp(s) => {
                     if let Ok(s) = tokio::net::UdpSocket::from_std(s) {
-                        tasks.spawn(forward_udp(Arc::new(s), to));
+                        tasks.spawn(forward_udp(Arc::new(s), to, netns_of));
                     }
                 }
             }
@@ -224,14 +230,49 @@ impl Published {
     }
 }
 
-async fn forward_tcp(listener: tokio::net::TcpListener, to: SocketAddr) {
+/// A connection to `to`, from the network namespace of `netns_of` when given.
+async fn connect(to: SocketAddr, netns_of: Option<u32>) -> io::Result<tokio::net::TcpStream> {
+    let Some(pid) = netns_of else {
+        return tokio::net::TcpStream::connect(to).await;
+    };
+    let std = tokio::task::spawn_blocking(move || {
+        strata_worker::in_netns_of(pid, move || {
+            let s = std::net::TcpStream::connect(to)?;
+            s.set_nonblocking(true)?;
+            Ok(s)
+        })
+    })
+    .await
+    .map_err(io::Error::other)??;
+    tokio::net::TcpStream::from_std(std)
+}
+
+/// A UDP socket that sends to `to` only, made in the network namespace of `netns_of` when
+/// given.
+async fn udp_to(to: SocketAddr, netns_of: Option<u32>) -> io::Result<tokio::net::UdpSocket> {
+    let make = move || {
+        let s = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+        s.connect(to)?;
+        s.set_nonblocking(true)?;
+        Ok(s)
+    };
+    let std = match netns_of {
+        None => make()?,
+        Some(pid) => tokio::task::spawn_blocking(move || strata_worker::in_netns_of(pid, make))
+            .await
+            .map_err(io::Error::other)??,
+    };
+    tokio::net::UdpSocket::from_std(std)
+}
+
+async fn forward_tcp(listener: tokio::net::TcpListener, to: SocketAddr, netns_of: Option<u32>) {
     let mut conns = JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((mut inbound, _)) = accepted else { continue };
                 conns.spawn(async move {
-                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(to).await {
+                    if let Ok(mut outbound) = connect(to, netns_of).await {
                         let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
                     }
                 });
@@ -241,7 +282,7 @@ async fn forward_tcp(listener: tokio::net::TcpListener, to: SocketAddr) {
     }
 }
 
-async fn forward_udp(socket: Arc<tokio::net::UdpSocket>, to: SocketAddr) {
+async fn forward_udp(socket: Arc<tokio::net::UdpSocket>, to: SocketAddr, netns_of: Option<u32>) {
     let mut clients: std::collections::HashMap<SocketAddr, Arc<tokio::net::UdpSocket>> =
         std::collections::HashMap::new();
     let mut replies = JoinSet::new();
@@ -253,12 +294,9 @@ async fn forward_udp(socket: Arc<tokio::net::UdpSocket>, to: SocketAddr) {
         let upstream = match clients.get(&from) {
             Some(u) => u.clone(),
             None => {
-                let Ok(u) = tokio::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).await else {
+                let Ok(u) = udp_to(to, netns_of).await else {
                     continue;
                 };
-                if u.connect(to).await.is_err() {
-                    continue;
-                }
                 let u = Arc::new(u);
                 clients.insert(from, u.clone());
                 let (back, up) = (socket.clone(), u.clone());
@@ -322,7 +360,7 @@ mod tests {
         let port = published.bindings[0].host_port;
         assert_ne!(port, 0);
         let stop = CancellationToken::new();
-        tokio::spawn(published.serve(Ipv4Addr::LOCALHOST, stop.clone()));
+        tokio::spawn(published.serve(Ipv4Addr::LOCALHOST, None, stop.clone()));
         (port, stop)
     }
 

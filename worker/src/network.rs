@@ -347,6 +347,26 @@ pub fn container_endpoint(pid: u32) -> io::Result<Endpoint> {
     })
 }
 
+/// Runs `make` on a thread of its own inside the network namespace of process `pid` (a
+/// container's), for a socket that stays in that namespace: the port proxy connects to a
+/// container from there, where its address is reachable also when the host has no route to
+/// it (rootless, behind slirp4netns). The thread ends once it returns.
+pub fn in_netns_of<T: Send + 'static>(
+    pid: u32,
+    make: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    let ns = fs_err::File::open(format!("/proc/{pid}/ns/net"))?;
+    std::thread::Builder::new()
+        .name("strata-netns".into())
+        .spawn(move || {
+            use std::os::fd::AsFd as _;
+            sys::join_netns(ns.file().as_fd())?;
+            make()
+        })?
+        .join()
+        .map_err(|_| io::Error::other("the thread in the container's network namespace panicked"))?
+}
+
 /// docker's MAC address for an address: `02:42` then its four bytes.
 pub(crate) fn mac_of(addr: Ipv4Addr) -> String {
     let [a, b, c, d] = addr.octets();

@@ -89,11 +89,17 @@ pub fn parse_publish(raw: &str) -> Result<Vec<PortBinding>, PortError> {
         Some(inner) => inner.to_owned(),
         None => ip,
     };
-    if !ip.is_empty() && ip.parse::<IpAddr>().is_err() {
-        return Err(PortError::Ip(ip));
-    }
+    // In docker's order: the container port's presence, the protocol, the address, the
+    // ports.
     if container.is_empty() {
         return Err(PortError::NoPort(raw.to_owned()));
+    }
+    let proto = proto.to_lowercase();
+    if !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
+        return Err(PortError::Proto(proto));
+    }
+    if !ip.is_empty() && ip.parse::<IpAddr>().is_err() {
+        return Err(PortError::Ip(ip));
     }
     let (start, end) =
         port_range(container).ok_or_else(|| PortError::ContainerPort(container.to_owned()))?;
@@ -112,11 +118,8 @@ pub fn parse_publish(raw: &str) -> Result<Vec<PortBinding>, PortError> {
             "a range of host ports for one container port ({raw})"
         )));
     }
-    let proto = proto.to_lowercase();
-    match proto.as_str() {
-        "tcp" | "udp" => {}
-        "sctp" => return Err(PortError::Unsupported("sctp ports".to_owned())),
-        _ => return Err(PortError::Proto(proto)),
+    if proto == "sctp" {
+        return Err(PortError::Unsupported("sctp ports".to_owned()));
     }
     if ip.parse::<IpAddr>().is_ok_and(|i| i.is_ipv6()) {
         return Err(PortError::Unsupported(format!(
@@ -425,6 +428,7 @@ mod tests {
         assert_eq!(err("y:80"), "invalid hostPort: y");
         assert_eq!(err("70000"), "invalid containerPort: 70000");
         assert_eq!(err("80/ftp"), "invalid proto: ftp");
+        assert_eq!(err("1.2.3:x:80/ftp"), "invalid proto: ftp");
         assert_eq!(err("1.2.3:80:80"), "invalid IP address: 1.2.3");
         assert_eq!(err("8080:"), "no port specified: 8080:<empty>");
         assert_eq!(

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 /// before the image (`--name`, `-p`...); returns the container's ID.
 fn web(env: &Env, args: &[&str], body: &str) -> String {
     let script = format!(
-        "mkdir /www && printf '%s' '{body}' > /www/index.html && exec httpd -f -p 80 -h /www"
+        "mkdir -p /www && printf '%s' '{body}' > /www/index.html && exec httpd -f -p 80 -h /www"
     );
     let mut all = vec!["run", "-d"];
     all.extend_from_slice(args);
@@ -261,4 +261,28 @@ fn exposed_ports_show_in_ps_when_not_published() {
     // Stopped: no ports, no address (docker's).
     assert_eq!(env.0.ok(["ps", "-a", "--format", "{{.Ports}}"]), "\n");
     assert_eq!(env.inspect("e")["NetworkSettings"]["IPAddress"], "");
+}
+
+#[test]
+fn a_killed_monitor_leaves_no_address_and_frees_its_ports() {
+    let env = Env::new();
+    let id = web(&env, &["--name", "k", "-p", "127.0.0.1::80"], "killed");
+    let port = host_port(&env, "k", "80");
+    assert!(get(port).ends_with("killed"));
+    crate::containers::kill9(env.state(&id)["monitor_pid"].as_u64().unwrap());
+    // The proxy's sockets go with the monitor, the repair clears what it recorded.
+    crate::containers::eventually("the port is free", || {
+        std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+    });
+    let c = env.inspect("k");
+    assert_eq!(c["State"]["Status"], "exited");
+    assert_eq!(c["NetworkSettings"]["IPAddress"], "");
+    assert_eq!(c["NetworkSettings"]["Ports"], serde_json::json!({}));
+    assert_eq!(env.0.ok(["ps", "-a", "--format", "{{.Ports}}"]), "\n");
+    assert_eq!(env.0.ok(["port", "k"]), "");
+    assert!(env.state(&id).get("network").is_none());
+    // It starts again with its ports.
+    env.0.ok(["start", "k"]);
+    let again = host_port(&env, "k", "80");
+    assert!(get(again).ends_with("killed"));
 }

@@ -168,10 +168,20 @@ pub(crate) fn bridge(kind: Net) -> io::Result<Bridge> {
             vec!["-i", dev, "-o", dev, "-j", "ACCEPT"],
         ));
     }
-    for (table, chain, rule) in rules {
+    let present = |table: &str, chain: &str, rule: &[&str]| {
         let mut check = vec!["-w", "-t", table, "-C", chain];
-        check.extend(&rule);
-        if run("iptables", &check, None).is_err() {
+        check.extend(rule);
+        run("iptables", &check, None).is_ok()
+    };
+    // The rules go in in this order, so the last one there means all are: one `iptables`
+    // (about 4 ms) rather than one per rule, which each container's start pays.
+    if let Some((table, chain, rule)) = rules.last()
+        && present(table, chain, rule)
+    {
+        return Ok(bridge);
+    }
+    for (table, chain, rule) in rules {
+        if !present(table, chain, &rule) {
             // First in its chain, before the rules of others (Docker's jump to its own
             // chains, a policy of DROP).
             let mut insert = vec!["-w", "-t", table, "-I", chain, "1"];

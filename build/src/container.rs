@@ -43,6 +43,8 @@ pub struct CreateContainer {
     pub network: NetworkMode,
     /// `-p`, parsed by [`crate::parse_publish`].
     pub ports: Vec<strata_store::PortBinding>,
+    /// `-P`: every exposed port not in `ports` too, on a free host port.
+    pub publish_all: bool,
     /// `--rm`.
     pub auto_remove: bool,
     /// `--stop-signal` (`None`: the image's STOPSIGNAL, else SIGTERM).
@@ -282,7 +284,27 @@ pub fn create_container(store: &Store, req: &CreateContainer) -> Result<Containe
     crate::volume::check_duplicates(&req.mounts)?;
     crate::log::LogLimits::from_opts(&req.log_config)?;
     let healthcheck = effective_healthcheck(config.healthcheck.as_ref(), &req.health)?;
-    if !req.ports.is_empty() && req.network != NetworkMode::Default {
+    let mut ports = req.ports.clone();
+    if req.publish_all && req.network == NetworkMode::Default {
+        for key in config.exposed_ports.keys() {
+            let Some((port, proto)) = key
+                .split_once('/')
+                .and_then(|(p, proto)| Some((p.parse().ok()?, proto)))
+                .or_else(|| Some((key.parse().ok()?, "tcp")))
+            else {
+                continue;
+            };
+            if matches!(proto, "tcp" | "udp") && !ports.iter().any(|b| b.key() == key.as_str()) {
+                ports.push(strata_store::PortBinding {
+                    host_ip: String::new(),
+                    host_port: 0,
+                    container_port: port,
+                    proto: proto.to_owned(),
+                });
+            }
+        }
+    }
+    if !ports.is_empty() && req.network != NetworkMode::Default {
         // docker ignores them on the host's network and refuses them on none; strata
         // refuses both rather than publish nothing.
         return Err(ContainerError::PortsOffBridge(
@@ -291,7 +313,7 @@ pub fn create_container(store: &Store, req: &CreateContainer) -> Result<Containe
     }
     // docker finds a host port in use at the start; found now too, nothing is made for a
     // container that could not start (the start binds them again: they are not held).
-    drop(crate::port::bind(&req.ports)?);
+    drop(crate::port::bind(&ports)?);
     let mounts = prepare_mounts(store, &with_image_volumes(&req.mounts, &config))?;
     let record = ContainerConfig {
         id: String::new(),
@@ -309,16 +331,16 @@ pub fn create_container(store: &Store, req: &CreateContainer) -> Result<Containe
         user: req.user.clone().unwrap_or_else(|| config.user.clone()),
         hostname: req.hostname.clone().unwrap_or_default(),
         network: network_name(req.network).to_owned(),
-        ports: req.ports.clone(),
         exposed_ports: {
-            let mut ports: Vec<String> = config.exposed_ports.keys().cloned().collect();
-            for p in &req.ports {
-                if !ports.contains(&p.key()) {
-                    ports.push(p.key());
+            let mut exposed: Vec<String> = config.exposed_ports.keys().cloned().collect();
+            for p in &ports {
+                if !exposed.contains(&p.key()) {
+                    exposed.push(p.key());
                 }
             }
-            ports
+            exposed
         },
+        ports,
         stop_signal,
         stop_timeout: req.stop_timeout,
         auto_remove: req.auto_remove,
@@ -1082,6 +1104,7 @@ mod tests {
             hostname: None,
             network: NetworkMode::Host,
             ports: Vec::new(),
+            publish_all: false,
             auto_remove: false,
             stop_signal: None,
             stop_timeout: None,

@@ -51,6 +51,9 @@ pub(crate) struct CreateArgs {
     /// Publish a container's port on the host: `[IP:][HOSTPORT:]CONTAINERPORT[/tcp|udp]`
     #[arg(short = 'p', long = "publish", value_name = "SPEC")]
     publish: Vec<String>,
+    /// Publish every exposed port on a free host port
+    #[arg(short = 'P', long = "publish-all")]
+    publish_all: bool,
     /// Signal to stop the container (default: the image's STOPSIGNAL, else SIGTERM)
     #[arg(long = "stop-signal", value_name = "SIGNAL")]
     stop_signal: Option<String>,
@@ -134,6 +137,7 @@ impl CreateArgs {
         }
         Ok(CreateContainer {
             ports,
+            publish_all: self.publish_all,
             mounts,
             read_only: self.read_only,
             log_config: strata_build::parse_log_opts(&self.log_opt)?,

@@ -229,7 +229,7 @@ fn a_bad_port_spec_or_a_port_in_use_is_dockers_error_and_leaves_nothing() {
 fn exposed_ports_show_in_ps_when_not_published() {
     let env = Env::new();
     crate::container_run::build(&env, "exposing", "FROM base\nEXPOSE 80 53/udp\n", "s");
-    let script = "mkdir /www && echo hi > /www/index.html && exec httpd -f -p 80 -h /www";
+    let script = "mkdir -p /www && echo hi > /www/index.html && exec httpd -f -p 80 -h /www";
     let (code, _, err) = env.run(&[
         "run",
         "-d",
@@ -261,6 +261,21 @@ fn exposed_ports_show_in_ps_when_not_published() {
     // Stopped: no ports, no address (docker's).
     assert_eq!(env.0.ok(["ps", "-a", "--format", "{{.Ports}}"]), "\n");
     assert_eq!(env.inspect("e")["NetworkSettings"]["IPAddress"], "");
+    env.0.ok(["rm", "e"]);
+    // -P: each exposed port on a free port of every address.
+    let (code, _, err) = env.run(&[
+        "run", "-d", "--name", "all", "-P", "exposing", "sh", "-c", script,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let (tcp, udp) = (
+        host_port(&env, "all", "80"),
+        host_port(&env, "all", "53/udp"),
+    );
+    assert_eq!(
+        env.0.ok(["ps", "--format", "{{.Ports}}"]),
+        format!("0.0.0.0:{udp}->53/udp, 0.0.0.0:{tcp}->80/tcp\n")
+    );
+    assert!(get(tcp).ends_with("hi\n"));
 }
 
 #[test]

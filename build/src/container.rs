@@ -41,8 +41,12 @@ pub struct CreateContainer {
     pub user: Option<String>,
     /// `--hostname` (`None`: the short ID).
     pub hostname: Option<String>,
-    /// The network.
+    /// The network: `Default` is docker's `bridge`.
     pub network: NetworkMode,
+    /// `-p`, parsed by [`crate::parse_publish`].
+    pub ports: Vec<strata_store::PortBinding>,
+    /// `-P`: every exposed port not in `ports` too, on a free host port.
+    pub publish_all: bool,
     /// `--rm`.
     pub auto_remove: bool,
     /// `--stop-signal` (`None`: the image's STOPSIGNAL, else SIGTERM).
@@ -177,6 +181,21 @@ pub enum ContainerError {
         #[source]
         source: std::io::Error,
     },
+    /// A port cannot be published.
+    #[error(transparent)]
+    Port(#[from] crate::port::PortError),
+    /// `-p` on a network without ports of its own.
+    #[error("published ports need the bridge network, not --network {0}")]
+    PortsOffBridge(String),
+    /// The container's address on the bridge cannot be read.
+    #[error("failed to read the address of container {name}")]
+    Address {
+        /// The container's name.
+        name: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// How a container's run ended, as its monitor saw it.
@@ -278,6 +297,36 @@ pub fn create_container(store: &Store, req: &CreateContainer) -> Result<Containe
     crate::volume::check_duplicates(&req.mounts)?;
     crate::log::LogLimits::from_opts(&req.log_config)?;
     let healthcheck = effective_healthcheck(config.healthcheck.as_ref(), &req.health)?;
+    let mut ports = req.ports.clone();
+    if req.publish_all && req.network == NetworkMode::Default {
+        for key in config.exposed_ports.keys() {
+            let Some((port, proto)) = key
+                .split_once('/')
+                .and_then(|(p, proto)| Some((p.parse().ok()?, proto)))
+                .or_else(|| Some((key.parse().ok()?, "tcp")))
+            else {
+                continue;
+            };
+            if matches!(proto, "tcp" | "udp") && !ports.iter().any(|b| b.key() == key.as_str()) {
+                ports.push(strata_store::PortBinding {
+                    host_ip: String::new(),
+                    host_port: 0,
+                    container_port: port,
+                    proto: proto.to_owned(),
+                });
+            }
+        }
+    }
+    if !ports.is_empty() && req.network != NetworkMode::Default {
+        // docker ignores them on the host's network and refuses them on none; strata
+        // refuses both rather than publish nothing.
+        return Err(ContainerError::PortsOffBridge(
+            network_name(req.network).to_owned(),
+        ));
+    }
+    // docker finds a host port in use at the start; found now too, nothing is made for a
+    // container that could not start (the start binds them again: they are not held).
+    drop(crate::port::bind(&ports)?);
     let mounts = prepare_mounts(store, &with_image_volumes(&req.mounts, &config))?;
     let record = ContainerConfig {
         id: String::new(),
@@ -294,11 +343,17 @@ pub fn create_container(store: &Store, req: &CreateContainer) -> Result<Containe
             .unwrap_or_else(|| config.working_dir.clone()),
         user: req.user.clone().unwrap_or_else(|| config.user.clone()),
         hostname: req.hostname.clone().unwrap_or_default(),
-        network: match req.network {
-            NetworkMode::None => "none",
-            _ => "host",
-        }
-        .to_owned(),
+        network: network_name(req.network).to_owned(),
+        exposed_ports: {
+            let mut exposed: Vec<String> = config.exposed_ports.keys().cloned().collect();
+            for p in &ports {
+                if !exposed.contains(&p.key()) {
+                    exposed.push(p.key());
+                }
+            }
+            exposed
+        },
+        ports,
         stop_signal,
         stop_timeout: req.stop_timeout,
         auto_remove: req.auto_remove,
@@ -335,6 +390,24 @@ pub fn create_container(store: &Store, req: &CreateContainer) -> Result<Containe
         return Err(e);
     }
     Ok(c)
+}
+
+/// docker's name of a network mode.
+fn network_name(mode: NetworkMode) -> &'static str {
+    match mode {
+        NetworkMode::Default => "bridge",
+        NetworkMode::None => "none",
+        NetworkMode::Host => "host",
+    }
+}
+
+/// The network mode of a recorded network name (docker's `default` is `bridge`).
+fn network_mode(name: &str) -> NetworkMode {
+    match name {
+        "none" => NetworkMode::None,
+        "host" => NetworkMode::Host,
+        _ => NetworkMode::Default,
+    }
 }
 
 /// The directories of an image's layers, top first (its snapshots, made when missing).
@@ -743,11 +816,7 @@ async fn run_once<S: FnOnce(u32) + Send>(
             c.config.working_dir.clone()
         },
         user: c.config.user.clone(),
-        network: if c.config.network == "none" {
-            NetworkMode::None
-        } else {
-            NetworkMode::Host
-        },
+        network: network_mode(&c.config.network),
         security: SecurityMode::Sandbox,
         mounts,
     };
@@ -786,6 +855,18 @@ async fn run_once<S: FnOnce(u32) + Send>(
             path: c.dir.join("attach.sock"),
             source,
         })?;
+    // Bound before the start: a port in use fails it with nothing made.
+    let published = match c.config.ports.is_empty() {
+        true => None,
+        false => Some(crate::port::bind(&c.config.ports)?),
+    };
+    let on_bridge = exec.network == NetworkMode::Default;
+    let bound_ports = published
+        .as_ref()
+        .map(|p| p.bindings.clone())
+        .unwrap_or_default();
+    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+    let mut addr_tx = Some(addr_tx);
     let worker = new_worker(store.root(), false, None, None)?;
     let monitor_pid = std::process::id();
     let mut record_error = None;
@@ -813,6 +894,7 @@ async fn run_once<S: FnOnce(u32) + Send>(
             hostname: Some(hostname),
             binds,
             read_only_root: c.config.read_only,
+            container_network: true,
         },
         stdio,
         |stream, line| {
@@ -828,7 +910,33 @@ async fn run_once<S: FnOnce(u32) + Send>(
             if let Some(fd) = pipe.take() {
                 hub.run_started(Some(fd), None);
             }
+            let network = if on_bridge {
+                match strata_worker::container_endpoint(pid) {
+                    Ok(e) => Some(strata_store::NetworkState {
+                        ip_address: e.address.to_string(),
+                        prefix_len: e.prefix_len,
+                        gateway: e.gateway.to_string(),
+                        mac_address: e.mac,
+                        ports: bound_ports.clone(),
+                    }),
+                    // It has exited already: no address to record or forward to.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                    Err(source) => {
+                        record_error = Some(ContainerError::Address {
+                            name: c.config.name.clone(),
+                            source,
+                        });
+                        None
+                    }
+                }
+            } else {
+                None
+            };
+            if let (Some(n), Some(tx)) = (&network, addr_tx.take()) {
+                let _ = tx.send((n.ip_address.clone(), pid));
+            }
             let recorded = store.update_container_state(&id, |c| {
+                c.state.network = network.clone();
                 c.state.status = ContainerStatus::Running;
                 c.state.pid = pid;
                 c.state.monitor_pid = monitor_pid;
@@ -850,19 +958,36 @@ async fn run_once<S: FnOnce(u32) + Send>(
                         f(pid);
                     }
                 }
-                Err(e) => record_error = Some(e),
+                Err(e) => record_error = Some(e.into()),
             }
         },
         cancel,
     );
-    let (result, (), ()) = tokio::join!(
+    let proxy = async {
+        let Some(published) = published else {
+            return;
+        };
+        let to = tokio::select! {
+            to = addr_rx => to.ok().and_then(|(a, pid)| Some((a.parse().ok()?, pid))),
+            // It never started.
+            () = probes_done.cancelled() => None,
+        };
+        if let Some((addr, pid)) = to {
+            // Rootless, the host has no route to the container's address: the proxy
+            // connects from inside its namespace.
+            let netns_of = strata_store::confined::in_user_namespace().then_some(pid);
+            published.serve(addr, netns_of, probes_done.clone()).await;
+        }
+    };
+    let (result, (), (), ()) = tokio::join!(
         async {
             let result = run.await;
             probes_done.cancel();
             result
         },
         probes,
-        terminal
+        terminal,
+        proxy
     );
     drop(worker);
     sweep_scratch(&c.dir);
@@ -882,7 +1007,7 @@ async fn run_once<S: FnOnce(u32) + Send>(
         }),
     };
     if let Some(e) = record_error {
-        return Err(e.into());
+        return Err(e);
     }
     outcome
 }
@@ -896,6 +1021,7 @@ fn record_end(
 ) -> Result<(), ContainerError> {
     let finished = store.update_container_state(id, |c| {
         c.state.pid = 0;
+        c.state.network = None;
         c.state.monitor_pid = 0;
         match outcome {
             Ok(Outcome::Exited(code)) => {
@@ -1184,6 +1310,8 @@ mod tests {
             user: None,
             hostname: None,
             network: NetworkMode::Host,
+            ports: Vec::new(),
+            publish_all: false,
             auto_remove: false,
             stop_signal: None,
             stop_timeout: None,

@@ -31,6 +31,7 @@ mod ignore;
 mod log;
 mod output;
 mod pipeline;
+mod port;
 mod prune;
 mod request;
 mod resolver;
@@ -62,6 +63,7 @@ pub use ignore::ignore_bytes;
 pub use log::{LogLimits, LogOptError, parse_log_opts};
 pub use output::{Dest, OutputError, OutputSpec};
 pub use pipeline::{build, check, lower};
+pub use port::{PortError, parse_publish};
 pub use prune::{
     CacheEntry, CacheKind, CachePrune, CachePruneError, CachePruneReport, GcPolicy, cache_entries,
     gc_after_build, prune_cache, unshared_size,

@@ -116,6 +116,8 @@ enum Command {
     Pause(cmd::pause::Args),
     /// Thaw paused containers
     Unpause(cmd::pause::Args),
+    /// List a container's published ports
+    Port(cmd::port::Args),
     /// A detached container's monitor (started by `run -d` and `start`)
     #[command(name = "__monitor", hide = true)]
     Monitor(cmd::container::MonitorArgs),
@@ -224,6 +226,7 @@ fn main() -> ExitCode {
         Command::Top(args) => cmd::top::run(args, &cli.global),
         Command::Pause(args) => cmd::pause::pause(args, &cli.global),
         Command::Unpause(args) => cmd::pause::unpause(args, &cli.global),
+        Command::Port(args) => cmd::port::run(args, &cli.global),
         Command::Monitor(args) => Ok(cmd::container::monitor(args, &cli.global)),
         Command::Parse(args) => cmd::parse::run(args, &cli.global),
         Command::Check(args) => cmd::check::run(args, &cli.global),

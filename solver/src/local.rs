@@ -923,6 +923,7 @@ impl Backend for LocalBackend {
                             hostname: None,
                             binds: Vec::new(),
                             read_only_root: false,
+                            container_network: false,
                         },
                         move |stream, line| {
                             let stream = match stream {

@@ -55,8 +55,14 @@ pub struct ContainerConfig {
     pub user: String,
     /// The hostname.
     pub hostname: String,
-    /// The network: `host` or `none`.
+    /// The network: `bridge`, `host` or `none`.
     pub network: String,
+    /// `-p`: the ports published, in the order given.
+    #[serde(default)]
+    pub ports: Vec<PortBinding>,
+    /// The ports it exposes (`80/tcp`): the image's EXPOSE and the published ones.
+    #[serde(default)]
+    pub exposed_ports: Vec<String>,
     /// The signal `stop` sends first (`SIGTERM` unless the image's STOPSIGNAL says else).
     pub stop_signal: String,
     /// Seconds `stop` waits before SIGKILL (`None`: 10).
@@ -119,6 +125,51 @@ impl ContainerConfig {
     }
 }
 
+/// A published port (`-p`): docker's `HostConfig.PortBindings` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortBinding {
+    /// The host address listened on (empty: every address, `0.0.0.0`).
+    pub host_ip: String,
+    /// The host port (0: a free one, picked at each start).
+    pub host_port: u16,
+    /// The container's port.
+    pub container_port: u16,
+    /// `tcp` or `udp`.
+    pub proto: String,
+}
+
+impl PortBinding {
+    /// docker's key for the container's side, `80/tcp`.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.container_port, self.proto)
+    }
+
+    /// The host address as docker shows it (`0.0.0.0` for every address).
+    pub fn host_ip_or_any(&self) -> &str {
+        if self.host_ip.is_empty() {
+            "0.0.0.0"
+        } else {
+            &self.host_ip
+        }
+    }
+}
+
+/// Where a running container is on its network: docker's `NetworkSettings`, the parts strata
+/// implements.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkState {
+    /// Its address on the bridge.
+    pub ip_address: String,
+    /// The bridge network's prefix length.
+    pub prefix_len: u8,
+    /// Its gateway (the bridge's address).
+    pub gateway: String,
+    /// Its MAC address (empty when not known).
+    pub mac_address: String,
+    /// Its published ports, each with the host port it got.
+    pub ports: Vec<PortBinding>,
+}
+
 /// Where a container is in its life, as docker names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -174,6 +225,9 @@ pub struct ContainerState {
     /// Its healthcheck's results while it has one (docker's `State.Health`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<Health>,
+    /// Its address and published ports while it runs on the bridge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkState>,
 }
 
 /// docker's `State.Health`: where the healthcheck stands and its last results.
@@ -216,6 +270,7 @@ impl ContainerState {
             restart_count: 0,
             monitor_died: false,
             health: None,
+            network: None,
         }
     }
 }
@@ -524,6 +579,7 @@ impl Store {
                     ),
                     finished_at: now(),
                     monitor_died: true,
+                    network: None,
                     ..c.state.clone()
                 };
             }
@@ -816,6 +872,8 @@ mod tests {
             user: String::new(),
             hostname: String::new(),
             network: "host".into(),
+            ports: Vec::new(),
+            exposed_ports: Vec::new(),
             stop_signal: "SIGTERM".into(),
             stop_timeout: None,
             auto_remove: false,

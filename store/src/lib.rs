@@ -85,7 +85,7 @@ pub use compression::Compression;
 pub use confined::ConfinedRoot;
 pub use container::{
     Container, ContainerConfig, ContainerError, ContainerState, ContainerStatus, ContainerStdio,
-    Health, HealthProbe, LogLine, MonitorLock, NEVER, NewContainer,
+    Health, HealthProbe, LogLine, MonitorLock, NEVER, NetworkState, NewContainer, PortBinding,
 };
 pub use digest::{Digest, DigestError, HashingWriter, chain_id, chain_ids};
 pub use error::StoreError;

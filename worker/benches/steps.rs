@@ -124,6 +124,7 @@ fn main() -> std::process::ExitCode {
             hostname: None,
             binds: Vec::new(),
             read_only_root: false,
+            container_network: false,
         };
         let t0 = Instant::now();
         rt.block_on(worker.run(req, |_, _| {}, tokio_util::sync::CancellationToken::new()))

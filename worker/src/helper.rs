@@ -26,11 +26,12 @@
 //! namespace is served by a slirp4netns of its own ([`crate::slirp`]) instead of the bridge,
 //! started when the namespace is made and ended with the RUN that used it.
 
-use crate::network::{self, Bridge};
+use crate::network::{self, Bridge, Net};
 use crate::sandbox::{self, Status};
 use crate::slirp::{self, Slirp};
 use crate::sys::{self, CloneFlags, Forked};
 use std::io;
+use std::net::Ipv4Addr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::process::{ExitCode, Stdio};
@@ -39,6 +40,9 @@ use std::process::{ExitCode, Stdio};
 const NETWORK_NONE: u8 = 1;
 /// Request flag: the sandbox gets a namespace on the RUN network (`--network=default`).
 const NETWORK_DEFAULT: u8 = 2;
+/// Request flag: the sandbox gets a namespace on the containers' bridge (`run --network
+/// bridge`).
+const NETWORK_CONTAINER: u8 = 4;
 /// How many default-network namespaces the helper keeps ready: enough for the steps that
 /// start together in a typical build, few enough to cost nothing when idle.
 const POOL: usize = 2;
@@ -52,6 +56,8 @@ pub(crate) enum Netns {
     Empty,
     /// A namespace of its own on the RUN network.
     Bridged,
+    /// A namespace of its own on the containers' bridge (rootless: as [`Netns::Bridged`]).
+    Container,
 }
 
 /// The worker's handle on its helper process.
@@ -91,6 +97,7 @@ impl SandboxHelper {
             Netns::Host => 0,
             Netns::Empty => NETWORK_NONE,
             Netns::Bridged => NETWORK_DEFAULT,
+            Netns::Container => NETWORK_CONTAINER,
         };
         match stdin {
             Some(stdin) => {
@@ -137,8 +144,10 @@ struct Helper {
     slirps: Vec<std::process::Child>,
     /// Whether any default-network sandbox was asked for (then the pool is kept full).
     wants_pool: bool,
-    /// The bridge, once made or found.
+    /// The RUN bridge, once made or found.
     bridge: Option<Bridge>,
+    /// The containers' bridge, once made or found.
+    container_bridge: Option<Bridge>,
     /// Live monitors and a descriptor that is readable once each has exited.
     monitors: Vec<(nix::unistd::Pid, OwnedFd)>,
 }
@@ -161,6 +170,7 @@ pub fn sandbox_main() -> ExitCode {
         slirps: Vec::new(),
         wants_pool: false,
         bridge: None,
+        container_bridge: None,
         monitors: Vec::new(),
     };
     let stdin = io::stdin();
@@ -179,10 +189,10 @@ pub fn sandbox_main() -> ExitCode {
             // A failure is tried again on demand, where it is reported; until then the
             // pool stops filling (so a broken host does not cost a try every millisecond).
             if spare_wanted {
-                helper.spare_netns = helper.new_netns(false).ok().map(|(ns, _)| ns);
+                helper.spare_netns = helper.new_netns(None).ok().map(|(ns, _, _)| ns);
             } else {
-                match helper.new_netns(true) {
-                    Ok(ns) => helper.pool.push(ns),
+                match helper.new_netns(Some(Net::Runs)) {
+                    Ok((ns, slirp, _)) => helper.pool.push((ns, slirp)),
                     Err(_) => helper.wants_pool = false,
                 }
             }
@@ -205,7 +215,9 @@ pub fn sandbox_main() -> ExitCode {
                     fds.next().expect("three descriptors"),
                 );
                 let stdin = fds.next();
-                let netns = if flags[0] & NETWORK_DEFAULT != 0 {
+                let netns = if flags[0] & NETWORK_CONTAINER != 0 {
+                    Netns::Container
+                } else if flags[0] & NETWORK_DEFAULT != 0 {
                     Netns::Bridged
                 } else if flags[0] & NETWORK_NONE != 0 {
                     Netns::Empty
@@ -247,24 +259,31 @@ impl Helper {
         stdin: Option<OwnedFd>,
     ) {
         let made = match wanted {
-            Netns::Host => Ok((None, None)),
+            Netns::Host => Ok((None, None, None)),
             Netns::Empty => match self.spare_netns.take() {
-                Some(ns) => Ok((Some(ns), None)),
-                None => self.new_netns(false).map(|(ns, _)| (Some(ns), None)),
+                Some(ns) => Ok((Some(ns), None, None)),
+                None => self
+                    .new_netns(None)
+                    .map(|(ns, _, _)| (Some(ns), None, None)),
             },
             Netns::Bridged => self
                 .pool
                 .pop()
-                .map_or_else(|| self.new_netns(true), Ok)
-                .map(|(ns, slirp)| (Some(ns), slirp)),
+                .map(|(ns, slirp)| (ns, slirp, None))
+                .map_or_else(|| self.new_netns(Some(Net::Runs)), Ok)
+                .map(|(ns, slirp, _)| (Some(ns), slirp, None)),
+            // Not pooled: a container starts far less often than a RUN.
+            Netns::Container => self
+                .new_netns(Some(Net::Containers))
+                .map(|(ns, slirp, addr)| (Some(ns), slirp, addr)),
         };
-        let (netns, slirp) = match made {
+        let (netns, slirp, address) = match made {
             Ok(ns) => ns,
             Err(e) => {
-                let what = if wanted == Netns::Bridged {
-                    "setting up the RUN network"
-                } else {
-                    "creating the network namespace"
+                let what = match wanted {
+                    Netns::Bridged => "setting up the RUN network",
+                    Netns::Container => "setting up the container's bridge network",
+                    _ => "creating the network namespace",
                 };
                 let status = Status::SetupFailed(format!("{what}: {e}"));
                 let _ = sys::write_all(ctl.as_fd(), &status.to_line());
@@ -296,7 +315,7 @@ impl Helper {
                 }
                 // A panic must never unwind back into the helper's loop in this process.
                 let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
-                    sandbox::monitor(ctl, netns)
+                    sandbox::monitor(ctl, netns, address)
                 }));
                 std::process::exit(101)
             }
@@ -318,32 +337,42 @@ impl Helper {
         self.wants_pool |= wanted == Netns::Bridged;
     }
 
-    /// A new network namespace with loopback up, and on the RUN network when `bridged`: the
-    /// bridge's, or rootless a slirp4netns of its own (returned with it). The helper enters
-    /// it to make it and comes back; if it cannot come back it must not serve another run,
-    /// and exits.
-    fn new_netns(&mut self, bridged: bool) -> io::Result<(OwnedFd, Option<Slirp>)> {
+    /// A new network namespace with loopback up, and on bridge `bridged` when given: a veth
+    /// on it, or rootless a slirp4netns of its own (returned with it); with the namespace's
+    /// address on it. The helper enters it to make it and comes back; if it cannot come
+    /// back it must not serve another run, and exits.
+    fn new_netns(
+        &mut self,
+        bridged: Option<Net>,
+    ) -> io::Result<(OwnedFd, Option<Slirp>, Option<Ipv4Addr>)> {
         if strata_store::confined::in_user_namespace() {
             let ns = netns_in_child()?;
-            if !bridged {
-                return Ok((ns, None));
+            if bridged.is_none() {
+                return Ok((ns, None, None));
             }
             let (slirp, child) = slirp::start(ns.as_fd())?;
             self.slirps.push(child);
-            return Ok((ns, Some(slirp)));
+            return Ok((ns, Some(slirp), Some(slirp::ADDRESS)));
         }
         let host = self
             .host_netns
             .as_ref()
             .ok_or_else(|| io::Error::other("the host network namespace is not open"))?;
-        let bridge = match (bridged, self.bridge) {
-            (false, _) => None,
-            (true, Some(b)) => Some(b),
-            (true, None) => {
-                let b = network::bridge()?;
-                self.bridge = Some(b);
-                Some(b)
-            }
+        let slot = match bridged {
+            None => None,
+            Some(Net::Runs) => Some(&mut self.bridge),
+            Some(Net::Containers) => Some(&mut self.container_bridge),
+        };
+        let bridge = match (bridged, slot) {
+            (Some(kind), Some(slot)) => match *slot {
+                Some(b) => Some(b),
+                None => {
+                    let b = network::bridge(kind)?;
+                    *slot = Some(b);
+                    Some(b)
+                }
+            },
+            _ => None,
         };
         // `ip` names the namespace the veth's host end goes to by a process in it: the
         // worker (the helper's parent), checked to be in the host's namespace.
@@ -364,10 +393,12 @@ impl Helper {
             std::process::exit(125);
         }
         let (ns, host_end) = made?;
-        if let (Some(b), Some(end)) = (bridge, host_end) {
+        let mut address = None;
+        if let (Some(b), Some((end, addr))) = (bridge, host_end) {
             b.attach(&end)?;
+            address = Some(addr);
         }
-        Ok((ns, None))
+        Ok((ns, None, address))
     }
 }
 

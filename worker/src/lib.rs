@@ -62,6 +62,7 @@ pub use mount_layer::{
     CacheMountImports, ImportError, ImportedMount, MAX_CHAIN, MountLayer, MountLayerError,
     write_cache_mount_layer,
 };
+pub use network::{Endpoint, container_endpoint, in_netns_of};
 pub use reuse::Previous;
 pub use rootless::{RootlessError, enter_user_namespace};
 pub use run::{

@@ -89,6 +89,10 @@ pub struct RunRequest {
     /// The root filesystem is read-only once the mounts are in place (`run --read-only`);
     /// the mounts themselves stay as they are.
     pub read_only_root: bool,
+    /// With `exec.network` `Default`: the containers' bridge, where namespaces reach each
+    /// other and `/etc/hosts` names the hostname's address (a container on `--network
+    /// bridge`), rather than the RUN network.
+    pub container_network: bool,
 }
 
 /// A host file or directory bound into the sandbox as it is: writes go to the host.
@@ -323,8 +327,14 @@ impl Worker {
         let (ctl, ctl_theirs) = std::os::unix::net::UnixStream::pair()
             .map_err(io_err("failed to create the sandbox's control socket"))?;
         let counters = self.cgroup.as_ref().map(|c| c.counters());
+        let netns = match spec.network {
+            NetworkMode::Host => Netns::Host,
+            NetworkMode::None => Netns::Empty,
+            NetworkMode::Default if req.container_network => Netns::Container,
+            NetworkMode::Default => Netns::Bridged,
+        };
         self.start_sandbox(
-            spec.network,
+            netns,
             OwnedFd::from(ctl_theirs),
             out_w,
             err_w,
@@ -450,7 +460,7 @@ impl Worker {
     /// Hands a new sandbox to the helper, starting it (again) when needed.
     fn start_sandbox(
         &self,
-        network: NetworkMode,
+        netns: Netns,
         ctl: OwnedFd,
         stdout: OwnedFd,
         stderr: OwnedFd,
@@ -459,11 +469,6 @@ impl Worker {
         let mut dead: Option<Arc<SandboxHelper>> = None;
         for attempt in 0..2 {
             let helper = self.helper(dead.take())?;
-            let netns = match network {
-                NetworkMode::Host => Netns::Host,
-                NetworkMode::None => Netns::Empty,
-                NetworkMode::Default => Netns::Bridged,
-            };
             let stdin = stdin.map(|fd| fd.as_fd());
             match helper.start(netns, ctl.as_fd(), stdout.as_fd(), stderr.as_fd(), stdin) {
                 Ok(()) => return Ok(()),
@@ -526,9 +531,16 @@ impl Worker {
             .hostname
             .clone()
             .unwrap_or_else(|| "buildkitsandbox".to_owned());
-        let hosts =
-            format!("127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n");
         let network = req.exec.network;
+        let hosts = if req.container_network && network == NetworkMode::Default {
+            // docker's; the sandbox adds the container's address and hostname.
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
+             fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n\
+             ff02::2\tip6-allrouters\n"
+                .to_owned()
+        } else {
+            format!("127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n")
+        };
         let resolv = match &self.config.resolv_conf {
             Some(p) => {
                 let host = fs_err::read(p).unwrap_or_default();

@@ -27,6 +27,7 @@ use crate::user;
 use serde::{Deserialize, Serialize};
 use std::ffi::CString;
 use std::io::Read;
+use std::net::Ipv4Addr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -73,17 +74,31 @@ pub(crate) const DEFAULT_PATH: &str =
 
 /// The monitor, in a process just forked by the helper: `ctl` is its control socket, the
 /// standard descriptors are already the command's (stdin /dev/null, stdout and stderr the
-/// run's pipes), `netns` the network namespace to run in when the spec asks for none.
-/// Never returns.
-pub(crate) fn monitor(ctl: OwnedFd, netns: Option<OwnedFd>) -> ! {
+/// run's pipes), `netns` the network namespace to run in when the spec asks for none, and
+/// `address` its address on a container's bridge (then `/etc/hosts` gives it the hostname,
+/// as docker's does). Never returns.
+pub(crate) fn monitor(ctl: OwnedFd, netns: Option<OwnedFd>, address: Option<Ipv4Addr>) -> ! {
     let status = match read_spec(ctl.as_fd()) {
-        Ok(Some(spec)) => run(&spec, ctl.as_fd(), netns),
+        Ok(Some(mut spec)) => {
+            if let Some(addr) = address {
+                add_host(&mut spec, addr);
+            }
+            run(&spec, ctl.as_fd(), netns)
+        }
         // The worker is gone before sending anything: nothing to do.
         Ok(None) => std::process::exit(0),
         Err(msg) => Status::SetupFailed(msg),
     };
     let _ = sys::write_all(ctl.as_fd(), &status.to_line());
     std::process::exit(0)
+}
+
+/// docker's line for a container's own address in its `/etc/hosts`: the address, then the
+/// hostname.
+fn add_host(spec: &mut SandboxSpec, addr: Ipv4Addr) {
+    if let Some((_, hosts)) = spec.etc_files.iter_mut().find(|(t, _)| t == "/etc/hosts") {
+        hosts.extend_from_slice(format!("{addr}\t{}\n", spec.hostname).as_bytes());
+    }
 }
 
 /// Reads the spec line; `None` when the control socket closed first.

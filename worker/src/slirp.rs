@@ -22,6 +22,8 @@ use std::process::{Child, Command, Stdio};
 
 /// The program.
 const SLIRP4NETNS: &str = "slirp4netns";
+/// The address slirp4netns gives the namespace (its default `10.0.2.100`).
+pub(crate) const ADDRESS: std::net::Ipv4Addr = std::net::Ipv4Addr::new(10, 0, 2, 100);
 /// The device slirp4netns opens in the namespace to make `eth0`.
 const TUN: &str = "/dev/net/tun";
 

@@ -51,9 +51,15 @@ pub(crate) struct CreateArgs {
     /// Container host name (default: its short ID)
     #[arg(long, value_name = "NAME")]
     hostname: Option<String>,
-    /// Network: `host` (default) or `none`
-    #[arg(long, default_value = "host", value_parser = ["host", "none"])]
+    /// Network: `bridge` (default; `default` is the same), `host` or `none`
+    #[arg(long, default_value = "bridge", value_parser = ["bridge", "default", "host", "none"])]
     network: String,
+    /// Publish a container's port on the host: `[IP:][HOSTPORT:]CONTAINERPORT[/tcp|udp]`
+    #[arg(short = 'p', long = "publish", value_name = "SPEC")]
+    publish: Vec<String>,
+    /// Publish every exposed port on a free host port
+    #[arg(short = 'P', long = "publish-all")]
+    publish_all: bool,
     /// Signal to stop the container (default: the image's STOPSIGNAL, else SIGTERM)
     #[arg(long = "stop-signal", value_name = "SIGNAL")]
     stop_signal: Option<String>,
@@ -131,6 +137,10 @@ impl CreateArgs {
         for t in &self.tmpfs {
             mounts.push(strata_build::parse_tmpfs(t)?);
         }
+        let mut ports = Vec::new();
+        for p in &self.publish {
+            ports.extend(strata_build::parse_publish(p)?);
+        }
         Ok(CreateContainer {
             // Docker's: with -i the caller's stdin is attached and closes the container's
             // when it ends; `run -d` changes that (see `run`).
@@ -140,6 +150,8 @@ impl CreateArgs {
                 stdin_once: self.interactive,
                 attach_stdin: self.interactive,
             },
+            ports,
+            publish_all: self.publish_all,
             mounts,
             read_only: self.read_only,
             log_config: strata_build::parse_log_opts(&self.log_opt)?,
@@ -161,10 +173,10 @@ impl CreateArgs {
             workdir: self.workdir.clone(),
             user: self.user.clone(),
             hostname: self.hostname.clone(),
-            network: if self.network == "none" {
-                NetworkMode::None
-            } else {
-                NetworkMode::Host
+            network: match self.network.as_str() {
+                "none" => NetworkMode::None,
+                "host" => NetworkMode::Host,
+                _ => NetworkMode::Default,
             },
             auto_remove: self.rm,
             stop_signal: self.stop_signal.clone(),

@@ -78,6 +78,7 @@ struct ContainerInspect {
     graph_driver: GraphDriver,
     mounts: Vec<MountInspect>,
     config: ContainerConfigInspect,
+    network_settings: serde_json::Value,
 }
 
 /// docker's `Mounts` entry.
@@ -153,6 +154,7 @@ struct HostConfig {
     readonly_rootfs: bool,
     log_config: LogConfig,
     init: bool,
+    port_bindings: serde_json::Value,
 }
 
 #[derive(Serialize)]
@@ -203,6 +205,7 @@ struct ContainerConfigInspect {
     #[serde(skip_serializing_if = "Option::is_none")]
     stop_timeout: Option<u32>,
     labels: std::collections::BTreeMap<String, String>,
+    exposed_ports: serde_json::Value,
 }
 
 fn inspect_container(store: &Store, c: &Container) -> ContainerInspect {
@@ -258,6 +261,7 @@ fn inspect_container(store: &Store, c: &Container) -> ContainerInspect {
                 config: cfg.log_config.clone(),
             },
             init: cfg.init,
+            port_bindings: super::port::port_bindings(c),
         },
         graph_driver: GraphDriver {
             data: GraphDriverData {
@@ -282,7 +286,9 @@ fn inspect_container(store: &Store, c: &Container) -> ContainerInspect {
             stop_signal: cfg.stop_signal.clone(),
             stop_timeout: cfg.stop_timeout,
             labels: cfg.labels.clone(),
+            exposed_ports: super::port::exposed_ports(c),
         },
+        network_settings: super::port::network_settings(c),
     }
 }
 

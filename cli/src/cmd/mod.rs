@@ -21,6 +21,7 @@ pub(crate) mod logs;
 pub(crate) mod manifest;
 pub(crate) mod parse;
 pub(crate) mod pause;
+pub(crate) mod port;
 pub(crate) mod ps;
 pub(crate) mod pull;
 pub(crate) mod push;

@@ -235,7 +235,7 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             crate::report::clip(&r.command).into_owned(),
             r.running_for.clone(),
             r.status.clone(),
-            String::new(),
+            super::port::ports_column(r.c),
             r.c.config.name.clone(),
         ];
         if args.size {
@@ -340,7 +340,7 @@ impl crate::template::Fields for Row<'_> {
             "Command" => self.command.clone(),
             "CreatedAt" => self.created_at(),
             "RunningFor" => self.running_for.clone(),
-            "Ports" => String::new(),
+            "Ports" => super::port::ports_column(self.c),
             "Status" => self.status.clone(),
             "State" => self.c.state.status.as_str().to_owned(),
             "Size" => self.size.clone(),

@@ -49,7 +49,7 @@ impl Env {
         self.0.root().join("containers").join(id)
     }
 
-    fn state(&self, id: &str) -> Value {
+    pub(crate) fn state(&self, id: &str) -> Value {
         serde_json::from_slice(&fs_err::read(self.dir_of(id).join("state.json")).unwrap()).unwrap()
     }
 
@@ -99,7 +99,7 @@ fn process_exists(pid: u64) -> bool {
     PathBuf::from(format!("/proc/{pid}")).exists()
 }
 
-fn kill9(pid: u64) {
+pub(crate) fn kill9(pid: u64) {
     let status = std::process::Command::new("kill")
         .args(["-9", &pid.to_string()])
         .status()

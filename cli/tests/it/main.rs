@@ -7,6 +7,7 @@ mod check;
 mod ci_cache;
 mod conformance;
 mod container_health;
+mod container_net;
 mod container_run;
 mod container_tools;
 mod container_tty;

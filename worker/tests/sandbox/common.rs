@@ -138,6 +138,7 @@ pub fn run_op(
         hostname: None,
         binds: Vec::new(),
         read_only_root: false,
+        container_network: false,
     };
     let result = runtime().block_on(env.worker.run(
         req,

@@ -163,6 +163,7 @@ fn run_timed_counts_the_command_in_process_not_in_start() -> TestResult {
         hostname: None,
         binds: Vec::new(),
         read_only_root: false,
+        container_network: false,
     };
     let times = runtime()
         .block_on(
@@ -484,6 +485,7 @@ fn run_cancel_kills_everything() -> TestResult {
         hostname: None,
         binds: Vec::new(),
         read_only_root: false,
+        container_network: false,
     };
     let rt = runtime();
     let t0 = std::time::Instant::now();

@@ -319,15 +319,12 @@ fn unsettled_blobs(env: &TestEnv) -> Vec<String> {
     out
 }
 
-/// The layer diff IDs of `image` (a build's layers are plain tars: blob digest = diff ID).
+/// The layer diff IDs of `image`, hex only (a build's layers are plain tars: blob digest =
+/// diff ID).
 fn layers_of(env: &TestEnv, image: &str) -> Vec<String> {
-    let v: serde_json::Value = serde_json::from_str(&env.ok(["inspect", image])).unwrap();
-    let v = if v.is_array() { v[0].clone() } else { v };
-    v["RootFS"]["Layers"]
-        .as_array()
-        .unwrap()
+    crate::build::layer_ids(env, image)
         .iter()
-        .map(|l| l.as_str().unwrap().trim_start_matches("sha256:").to_owned())
+        .map(|l| l.trim_start_matches("sha256:").to_owned())
         .collect()
 }
 

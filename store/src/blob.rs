@@ -137,9 +137,13 @@ impl Store {
             .map_err(StoreError::io("set permissions of", &*tmp))?;
         if self.defer_sync {
             self.mark_blob_unsettled(digest)?;
-            tmp.persist(&path)
-                .map_err(|e| StoreError::io("write blob", &path)(e.error))?;
-            return Ok(());
+            // Never over another writer's copy: the sync of another process may have fsynced
+            // that inode and dropped the marker already, and ours would then be unsynced.
+            return match tmp.persist_noclobber(&path) {
+                Ok(()) => Ok(()),
+                Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+                Err(e) => Err(StoreError::io("write blob", &path)(e.error)),
+            };
         }
         tmp.persist(&path)
             .map_err(|e| StoreError::io("write blob", &path)(e.error))?;

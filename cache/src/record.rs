@@ -1,8 +1,9 @@
 //! Build cache records: cache key → what the solver needs to reuse a step without running it.
 //!
 //! One JSON file per key under `<root>/cache-v1/records/`, replaced atomically but not fsynced
-//! ([`strata_store::durable::write_atomic_unsynced`]; a record is written after the layers it
-//! names were made durable, so a power loss can only lose it or leave it empty, a miss; the
+//! ([`strata_store::durable::write_atomic_unsynced`]; a power loss can only lose it or leave
+//! it empty, a miss; the layers it names are durable, or marked unsettled until the build's
+//! one `syncfs` and deleted after a crash, so the record then misses too (docs/STORE.md); the
 //! four fsyncs per step were a quarter of a small step's time on a journaled filesystem):
 //! readers, in this process or another, see a whole record or none;
 //! two builds writing the same key both succeed and the last one wins (they describe the same
@@ -255,13 +256,15 @@ impl CacheDb {
         Ok(self.peek(&key)?.map(|r| (key, r)))
     }
 
-    /// Keeps the file list of `sum` (once per checksum), for `--explain`.
+    /// Keeps the file list of `sum` (once per checksum), for `--explain`. Not fsynced, as
+    /// records: a list a machine crash empties or tears fails its checksum when read (a miss)
+    /// and an empty one is written again.
     pub fn put_selection(&self, sum: &SelectionSum) -> Result<(), CacheDbError> {
         let path = self.selection_path(&sum.checksum);
-        if path.exists() {
+        if fs_err::metadata(&path).is_ok_and(|m| m.len() > 0) {
             return Ok(());
         }
-        write_file(&path, &sum.to_bytes())
+        write_file_with(&path, &sum.to_bytes(), durable::write_atomic_unsynced)
     }
 
     /// The file list stored for `checksum`, if it is there and intact.
@@ -509,10 +512,6 @@ fn read_record(path: &Path) -> Result<Option<(Envelope, fs_err::File)>, CacheDbE
         Ok(e) if e.version == RECORD_VERSION => Ok(Some((e, file))),
         _ => Ok(None),
     }
-}
-
-fn write_file(path: &Path, bytes: &[u8]) -> Result<(), CacheDbError> {
-    write_file_with(path, bytes, durable::write_atomic)
 }
 
 /// Writes `bytes` at `path` with `write` (durable or not), making its shard directory first.

@@ -116,7 +116,9 @@ impl Store {
 
     /// Moves a fully written temp file into place as blob `digest` (computed by the caller
     /// from the bytes written): fsync, read-only, rename, dir fsync. An existing blob with that
-    /// digest is kept and the temp file dropped.
+    /// digest is kept and the temp file dropped. Through a handle from
+    /// [`Store::deferring_sync`], the two fsyncs are left to the one `syncfs` before the next
+    /// index write, and the blob is marked unsettled before its rename (`settle.rs`).
     pub(crate) fn persist_blob(
         &self,
         tmp: tempfile::TempPath,
@@ -126,11 +128,23 @@ impl Store {
         if path.is_file() {
             return Ok(());
         }
-        fs_err::File::open(&*tmp)
-            .and_then(|f| f.sync_all())
-            .map_err(StoreError::io("sync", &*tmp))?;
+        if !self.defer_sync {
+            fs_err::File::open(&*tmp)
+                .and_then(|f| f.sync_all())
+                .map_err(StoreError::io("sync", &*tmp))?;
+        }
         fs_err::set_permissions(&*tmp, std::fs::Permissions::from_mode(0o444))
             .map_err(StoreError::io("set permissions of", &*tmp))?;
+        if self.defer_sync {
+            self.mark_blob_unsettled(digest)?;
+            // Never over another writer's copy: the sync of another process may have fsynced
+            // that inode and dropped the marker already, and ours would then be unsynced.
+            return match tmp.persist_noclobber(&path) {
+                Ok(()) => Ok(()),
+                Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+                Err(e) => Err(StoreError::io("write blob", &path)(e.error)),
+            };
+        }
         tmp.persist(&path)
             .map_err(|e| StoreError::io("write blob", &path)(e.error))?;
         Ok(sync_dir(path.parent().expect("blob paths have a parent"))?)

@@ -62,8 +62,9 @@ pub fn write_atomic_with(
 /// see the old file or the new one, never a torn one, and a killed process leaves one or the
 /// other; but a power loss or a kernel crash may leave the old file, the new one, or an empty
 /// one. Only for files whose loss or damage is a miss, never wrong data (the build cache's
-/// records: a record that does not parse is a miss, and it is written after what it names
-/// was made durable). Saves the two fsyncs of [`write_atomic`], which dominate a small step.
+/// records: a record that does not parse is a miss, and what it names is durable or
+/// deleted after a crash, a miss too). Saves the two fsyncs of [`write_atomic`], which
+/// dominate a small step.
 pub fn write_atomic_unsynced(path: &Path, bytes: &[u8]) -> Result<(), DurableError> {
     let mut tmp = temp_file_in(parent(path))?;
     tmp.as_file_mut()

@@ -21,6 +21,12 @@ impl Store {
             return Ok(());
         }
         fs_err::File::create(&path).map_err(StoreError::io("create pin", &path))?;
+        // A build's pins (a handle from `deferring_sync`) are synced with its blobs before its
+        // image is indexed; one lost to a machine crash before that only lets a prune sweep a
+        // layer whose cache record then misses.
+        if self.defer_sync {
+            return Ok(());
+        }
         Ok(sync_dir(&dir)?)
     }
 

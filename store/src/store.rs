@@ -28,6 +28,9 @@ use std::sync::Arc;
 #[derive(Debug, Clone)]
 pub struct Store {
     pub(crate) inner: Arc<Inner>,
+    /// Set on a handle from [`Store::deferring_sync`]: its blobs are not fsynced one by one,
+    /// the next index write syncs the filesystem once (`settle.rs`).
+    pub(crate) defer_sync: bool,
 }
 
 #[derive(Debug)]
@@ -81,6 +84,7 @@ impl Store {
                 staging,
                 unpacking: Default::default(),
             }),
+            defer_sync: false,
         };
         store.settle_snapshots()?;
         Ok(store)
@@ -115,6 +119,7 @@ impl Store {
                 staging: None,
                 unpacking: Default::default(),
             }),
+            defer_sync: false,
         })
     }
 
@@ -164,6 +169,8 @@ impl Store {
         &self,
         change: impl FnOnce(&mut ImageIndex) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
+        // The index is the commit point: what it names must be durable before it is written.
+        self.sync_unsettled_blobs()?;
         index::update(self.root(), &self.images_lock_path(), change)
     }
 }

@@ -28,10 +28,30 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let options = SaveOptions {
         compression: args.compression,
     };
-    write_archive(args.output.as_deref(), "an image archive", |out| {
-        Ok(store.save_with(&names, out, &options)?)
-    })?;
+    match args.output.as_deref() {
+        // Into the file itself: layers are copied into it by the kernel.
+        Some(path) => write_file(path, |file| Ok(store.save_to_file(&names, file, &options)?))?,
+        None => write_archive(None, "an image archive", |out| {
+            Ok(store.save_with(&names, out, &options)?)
+        })?,
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes `path` through `write`, given a temp file beside it that is renamed into place
+/// (fsynced) once `write` succeeded: `path` never holds a partial archive.
+fn write_file(
+    path: &Path,
+    write: impl FnOnce(&std::fs::File) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let tmp = durable::temp_file_in(&dir)?;
+    write(tmp.as_file())?;
+    durable::persist(tmp, path)?;
+    Ok(())
 }
 
 /// Writes an archive (`save`, `export`) through `write`: to `output` when given, which
@@ -43,19 +63,12 @@ pub(crate) fn write_archive(
     write: impl FnOnce(&mut (dyn Write + Send)) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     match output {
-        Some(path) => {
-            let dir = match path.parent() {
-                Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
-                _ => PathBuf::from("."),
-            };
-            let mut tmp = durable::temp_file_in(&dir)?;
-            {
-                let mut out = std::io::BufWriter::new(tmp.as_file_mut());
-                write(&mut out)?;
-                out.flush()?;
-            }
-            durable::persist(tmp, path)?;
-        }
+        Some(path) => write_file(path, |file| {
+            let mut out = std::io::BufWriter::new(file);
+            write(&mut out)?;
+            out.flush()?;
+            Ok(())
+        })?,
         None => {
             let stdout = std::io::stdout();
             if stdout.is_terminal() {

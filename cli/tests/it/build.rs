@@ -191,7 +191,7 @@ fn a_touched_file_is_a_hit_and_an_edited_one_reruns_exactly_its_dependents() {
 }
 
 /// Diff IDs of an image's layers, from `strata inspect`.
-fn layer_ids(env: &TestEnv, image: &str) -> Vec<String> {
+pub(crate) fn layer_ids(env: &TestEnv, image: &str) -> Vec<String> {
     let v: serde_json::Value =
         serde_json::from_str(&env.ok(["inspect", image])).expect("inspect prints JSON");
     let v = if v.is_array() { v[0].clone() } else { v };

@@ -853,7 +853,11 @@ impl Backend for LocalBackend {
                         stat_cache: Some(&stat),
                         ..Default::default()
                     };
-                    Ok(phases.time(Phase::ContextScan, || ContextIndex::scan(&ctx.dir, &opts))?)
+                    let index =
+                        phases.time(Phase::ContextScan, || ContextIndex::scan(&ctx.dir, &opts))?;
+                    // The walk freed its per-directory lists; the checksums come next.
+                    strata_worker::release_free_memory();
+                    Ok(index)
                 })
                 .await?;
                 Ok(Output::Context(Arc::new(index)))

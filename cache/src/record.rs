@@ -17,7 +17,7 @@
 
 use crate::checksum::Checksum;
 use crate::key::{CacheKey, KeyParts};
-use crate::selection::SelectionSum;
+use crate::selection::{SelectionDiff, SelectionSum, StreamedDiff};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::ErrorKind;
@@ -266,12 +266,54 @@ impl CacheDb {
 
     /// The file list stored for `checksum`, if it is there and intact.
     pub fn selection(&self, checksum: &Checksum) -> Result<Option<SelectionSum>, CacheDbError> {
+        Ok(self
+            .selection_bytes(checksum)?
+            .and_then(|bytes| SelectionSum::from_bytes(&bytes, checksum)))
+    }
+
+    /// The stored file list of `checksum` as written, unchecked; `None` if there is none.
+    fn selection_bytes(&self, checksum: &Checksum) -> Result<Option<Vec<u8>>, CacheDbError> {
         let path = self.selection_path(checksum);
         match fs_err::read(&path) {
-            Ok(bytes) => Ok(SelectionSum::from_bytes(&bytes, checksum)),
+            Ok(bytes) => Ok(Some(bytes)),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
             Err(source) => Err(CacheDbError::Read { path, source }),
         }
+    }
+
+    /// What changed from the stored file list `older` to the stored `newer`
+    /// ([`SelectionSum::diff`]), read in place; `None` if either is missing or damaged.
+    pub fn selection_diff(
+        &self,
+        newer: &Checksum,
+        older: &Checksum,
+    ) -> Result<Option<SelectionDiff>, CacheDbError> {
+        let open = |checksum: &Checksum| {
+            let path = self.selection_path(checksum);
+            match fs_err::File::open(&path) {
+                Ok(f) => Ok(Some(std::io::BufReader::with_capacity(64 * 1024, f))),
+                Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+                Err(source) => Err(CacheDbError::Read { path, source }),
+            }
+        };
+        let (Some(new_file), Some(old_file)) = (open(newer)?, open(older)?) else {
+            return Ok(None);
+        };
+        match SelectionSum::diff_streams((new_file, newer), (old_file, older)) {
+            StreamedDiff::Diff(d) => return Ok(Some(d)),
+            StreamedDiff::Damaged => return Ok(None),
+            // Not in path order (not written by a COPY of ours): read both whole.
+            StreamedDiff::Unsorted => {}
+        }
+        let (Some(new_bytes), Some(old_bytes)) =
+            (self.selection_bytes(newer)?, self.selection_bytes(older)?)
+        else {
+            return Ok(None);
+        };
+        Ok(SelectionSum::diff_stored(
+            (&new_bytes, newer),
+            (&old_bytes, older),
+        ))
     }
 
     /// Every intact record, for export and reports (damaged ones are skipped).

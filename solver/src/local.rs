@@ -649,9 +649,7 @@ fn previous_result(
     let layer = store.snapshot(record.chain_id.as_ref()?)?.path;
     let mut changed = std::collections::HashSet::new();
     for (old, new) in record.parts.contents.iter().zip(&parts.contents) {
-        let old = cache.selection(old).ok()??;
-        let new = cache.selection(new).ok()??;
-        let diff = new.diff(&old);
+        let diff = cache.selection_diff(new, old).ok()??;
         if !diff.added.is_empty() || !diff.removed.is_empty() {
             return None;
         }

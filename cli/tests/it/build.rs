@@ -271,6 +271,62 @@ fn an_edited_context_file_recopies_only_that_file_and_gives_the_same_layer() {
     assert_ne!(layer_ids(&env, "t:1"), layer_ids(&env, "t:2"));
 }
 
+/// Files hard-linked together in the context are linked in the earlier layer too; the
+/// incremental COPY leaves them out of its clone and makes them again, so the layer after an
+/// edit elsewhere is the one a `--no-cache` build makes, links and all.
+#[test]
+fn an_incremental_copy_makes_hard_linked_files_again() {
+    let env = TestEnv::with_base("base:latest");
+    let mut files = vec![(
+        "Dockerfile".to_owned(),
+        "FROM base\nCOPY . /app\n".to_owned(),
+    )];
+    for i in 0..20 {
+        files.push((format!("src/f{i:02}.txt"), format!("file {i}\n")));
+    }
+    files.push(("edit.txt".to_owned(), "before\n".to_owned()));
+    files.push(("one.txt".to_owned(), "linked\n".to_owned()));
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let ctx = env.context("ctx", &refs);
+    fs_err::hard_link(ctx.join("one.txt"), ctx.join("src/two.txt")).unwrap();
+    let c = ctx.to_str().unwrap();
+    let build = |extra: &[&str], tag: &str| {
+        let mut cmd = env.command(["build", "-q", "-t", tag]);
+        cmd.args(extra)
+            .arg(c)
+            .env("SOURCE_DATE_EPOCH", "1700000000");
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    build(&[], "t:1");
+    let one = snapshot_inodes(&env, "app/one.txt");
+    assert_eq!(
+        one,
+        snapshot_inodes(&env, "app/src/two.txt"),
+        "linked in the layer"
+    );
+    fs_err::write(ctx.join("edit.txt"), "after\n").unwrap();
+    build(&[], "t:2");
+    let unchanged = snapshot_inodes(&env, "app/src/f03.txt");
+    assert_eq!(unchanged[0], unchanged[1], "an unchanged file is shared");
+    let linked = snapshot_inodes(&env, "app/one.txt");
+    assert_ne!(linked[0], linked[1], "a linked file is made again");
+    assert_eq!(
+        linked,
+        snapshot_inodes(&env, "app/src/two.txt"),
+        "and linked again"
+    );
+    build(&["--no-cache"], "t:fresh");
+    assert_eq!(layer_ids(&env, "t:2"), layer_ids(&env, "t:fresh"));
+}
+
 #[test]
 fn a_dockerignored_file_never_reaches_the_image_nor_the_key() {
     let env = TestEnv::with_base("base:latest");

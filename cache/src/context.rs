@@ -164,22 +164,19 @@ impl ContextIndex {
         let Some(path) = &self.stat_cache_path else {
             return Ok(false);
         };
-        let kept: Vec<(&str, &crate::entry::StatKey, &[u8; 32])> = self
-            .entries
-            .iter()
-            .zip(&self.content)
-            .filter_map(|(e, c)| {
+        let kept = || {
+            self.entries.iter().zip(&self.content).filter_map(|(e, c)| {
                 let c = c.get()?;
                 c.persist.then_some((&*e.path, &e.stat, &c.hash))
             })
-            .collect();
+        };
+        let count = kept().count();
         let unchanged = self.fresh_digests.load(AtomicOrdering::Relaxed) == 0
-            && kept.len() == self.stat_cache_loaded
+            && count == self.stat_cache_loaded
             && matches!(self.stat_cache_status, StatCacheStatus::Loaded { .. });
         if unchanged {
             return Ok(false);
         }
-        let bytes = statcache::encode(kept.into_iter());
         let err = |source| ContextError::SaveStatCache {
             path: path.clone(),
             source,
@@ -187,7 +184,8 @@ impl ContextIndex {
         if let Some(parent) = path.parent() {
             fs_err::create_dir_all(parent).map_err(err)?;
         }
-        strata_store::durable::write_atomic(path, &bytes).map_err(|e| err(e.into()))?;
+        strata_store::durable::write_atomic_with(path, |w| statcache::encode_to(w, count, kept()))
+            .map_err(|e| err(e.into()))?;
         Ok(true)
     }
 

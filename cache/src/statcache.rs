@@ -20,7 +20,7 @@
 
 use crate::entry::path_cmp;
 use crate::entry::{Entry, StatKey};
-use std::io::Read;
+use std::io::{Read, Write};
 use std::ops::Range;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -296,28 +296,59 @@ pub(crate) fn trustworthy(key: &StatKey, read_started: SystemTime, window: Durat
     changed + (window.as_nanos() as i128) < started
 }
 
+#[cfg(test)]
 pub(crate) fn encode<'a>(
     entries: impl ExactSizeIterator<Item = (&'a str, &'a StatKey, &'a [u8; 32])>,
 ) -> Vec<u8> {
-    let mut out = Vec::with_capacity(MAGIC.len() + 8 + entries.len() * 120 + TRAILER);
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&(entries.len() as u64).to_le_bytes());
-    for (path, k, digest) in entries {
-        out.extend_from_slice(&(path.len() as u32).to_le_bytes());
-        out.extend_from_slice(path.as_bytes());
-        out.extend_from_slice(&k.size.to_le_bytes());
-        out.extend_from_slice(&k.mtime.0.to_le_bytes());
-        out.extend_from_slice(&k.mtime.1.to_le_bytes());
-        out.extend_from_slice(&k.ctime.0.to_le_bytes());
-        out.extend_from_slice(&k.ctime.1.to_le_bytes());
-        out.extend_from_slice(&k.ino.to_le_bytes());
-        out.extend_from_slice(&k.dev.to_le_bytes());
-        out.extend_from_slice(&k.mode.to_le_bytes());
-        out.extend_from_slice(digest);
-    }
-    let trailer = blake3::hash(&out);
-    out.extend_from_slice(trailer.as_bytes());
+    let mut out = Vec::new();
+    encode_to(&mut out, entries.len(), entries).expect("writing to memory does not fail");
     out
+}
+
+/// Writes the file for `count` entries to `w` as a stream (its trailer hashed on the way),
+/// so saving the stat cache of 100,000 files never holds its 11 MB.
+pub(crate) fn encode_to<'a>(
+    w: &mut dyn Write,
+    count: usize,
+    entries: impl Iterator<Item = (&'a str, &'a StatKey, &'a [u8; 32])>,
+) -> std::io::Result<()> {
+    let mut hasher = blake3::Hasher::new();
+    let mut put = |bytes: &[u8]| {
+        hasher.update(bytes);
+        w.write_all(bytes)
+    };
+    put(MAGIC)?;
+    put(&(count as u64).to_le_bytes())?;
+    let mut written = 0;
+    for (path, k, digest) in entries {
+        // One entry's fixed part (4 + 52 + 32 bytes) in one piece, the path between.
+        put(&(path.len() as u32).to_le_bytes())?;
+        put(path.as_bytes())?;
+        let mut fixed = [0u8; 84];
+        let fields: [&[u8]; 9] = [
+            &k.size.to_le_bytes(),
+            &k.mtime.0.to_le_bytes(),
+            &k.mtime.1.to_le_bytes(),
+            &k.ctime.0.to_le_bytes(),
+            &k.ctime.1.to_le_bytes(),
+            &k.ino.to_le_bytes(),
+            &k.dev.to_le_bytes(),
+            &k.mode.to_le_bytes(),
+            digest,
+        ];
+        let mut at = 0;
+        for f in fields {
+            fixed[at..at + f.len()].copy_from_slice(f);
+            at += f.len();
+        }
+        put(&fixed)?;
+        written += 1;
+    }
+    if written != count {
+        return Err(std::io::Error::other("stat cache entries miscounted"));
+    }
+    let trailer = hasher.finalize();
+    w.write_all(trailer.as_bytes())
 }
 
 fn decode(bytes: &[u8]) -> Option<Digests> {

@@ -17,7 +17,7 @@
 
 use crate::checksum::Checksum;
 use crate::key::{CacheKey, KeyParts};
-use crate::selection::{SelectionDiff, SelectionSum, StreamedDiff};
+use crate::selection::{SelectionDiff, SelectionParts, SelectionSum, StreamedDiff};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::ErrorKind;
@@ -253,6 +253,21 @@ impl CacheDb {
             return Ok(None);
         };
         Ok(self.peek(&key)?.map(|r| (key, r)))
+    }
+
+    /// [`Self::put_selection`] of a list not made yet: written as a stream from its parts.
+    pub fn put_selection_parts(&self, parts: &SelectionParts) -> Result<(), CacheDbError> {
+        let path = self.selection_path(&parts.checksum());
+        if path.exists() {
+            return Ok(());
+        }
+        make_parent(&path)?;
+        durable::write_atomic_with(&path, |w| parts.write_list(w)).map_err(|e| {
+            CacheDbError::Write {
+                path: path.clone(),
+                source: e.into(),
+            }
+        })
     }
 
     /// Keeps the file list of `sum` (once per checksum), for `--explain`.
@@ -557,19 +572,24 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<(), CacheDbError> {
     write_file_with(path, bytes, durable::write_atomic)
 }
 
-/// Writes `bytes` at `path` with `write` (durable or not), making its shard directory first.
-fn write_file_with(
-    path: &Path,
-    bytes: &[u8],
-    write: fn(&Path, &[u8]) -> Result<(), durable::DurableError>,
-) -> Result<(), CacheDbError> {
+/// Makes the shard directory of the cache file `path`.
+fn make_parent(path: &Path) -> Result<(), CacheDbError> {
     let parent = path
         .parent()
         .expect("cache files live in a shard directory");
     fs_err::create_dir_all(parent).map_err(|source| CacheDbError::Create {
         path: parent.to_owned(),
         source,
-    })?;
+    })
+}
+
+/// Writes `bytes` at `path` with `write` (durable or not), making its shard directory first.
+fn write_file_with(
+    path: &Path,
+    bytes: &[u8],
+    write: fn(&Path, &[u8]) -> Result<(), durable::DurableError>,
+) -> Result<(), CacheDbError> {
+    make_parent(path)?;
     write(path, bytes).map_err(|e| CacheDbError::Write {
         path: path.to_owned(),
         source: e.into(),

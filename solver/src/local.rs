@@ -531,6 +531,9 @@ impl LocalBackend {
 
     fn context_exclude(&self) -> Option<ExcludeFn> {
         let ctx = self.context.as_ref()?;
+        if ctx.filter.keeps_everything() {
+            return None;
+        }
         let filter = ctx.filter.clone();
         Some(Arc::new(move |rel: &Path, is_dir: bool| {
             let Some(r) = rel.to_str() else {
@@ -730,9 +733,9 @@ impl Backend for LocalBackend {
         let context_sums = blocking(move || {
             let mut out = Vec::with_capacity(wanted.len());
             for (index, sel) in wanted {
-                let sum = index.checksum(&sel).map_err(LocalError::ContextKey)?;
-                cache.put_selection(&sum)?;
-                out.push(sum.checksum);
+                let parts = index.checksum_parts(&sel).map_err(LocalError::ContextKey)?;
+                cache.put_selection_parts(&parts)?;
+                out.push(parts.checksum());
             }
             Ok(out)
         })

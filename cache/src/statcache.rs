@@ -168,17 +168,23 @@ pub(crate) fn merge_file(
     let Some(body_len) = len.checked_sub(TRAILER as u64) else {
         return Merged::Corrupt;
     };
-    let mut body = HashingReader {
-        inner: std::io::BufReader::with_capacity(64 * 1024, file),
+    // Hashed as read from the file, 64 KiB at a time: hashing each field as it is parsed
+    // made a no-op of 100,000 files ~40 ms slower.
+    let mut hashed = HashingReader {
+        inner: file,
         left: body_len,
         hasher: blake3::Hasher::new(),
     };
-    let outcome = merge_body(&mut body, entries, found);
+    let mut body = std::io::BufReader::with_capacity(64 * 1024, &mut hashed);
+    let outcome = merge_body(&mut body, body_len, entries, found);
+    let consumed = body.buffer().is_empty();
+    drop(body);
     let mut trailer = [0u8; TRAILER];
-    let intact = body.left == 0
-        && body.inner.read_exact(&mut trailer).is_ok()
-        && body.inner.read(&mut [0u8; 1]).is_ok_and(|n| n == 0)
-        && *body.hasher.finalize().as_bytes() == trailer;
+    let intact = consumed
+        && hashed.left == 0
+        && hashed.inner.read_exact(&mut trailer).is_ok()
+        && hashed.inner.read(&mut [0u8; 1]).is_ok_and(|n| n == 0)
+        && *hashed.hasher.finalize().as_bytes() == trailer;
     match outcome {
         // Not checked to its end: the decoding that follows checks it.
         Some(Merged::Unsorted) => Merged::Unsorted,
@@ -187,10 +193,12 @@ pub(crate) fn merge_file(
     }
 }
 
-/// The entries of the stream after its magic, merged with `entries`; `None` if it is cut
-/// short or malformed, [`Merged::Unsorted`] at the first path out of order.
+/// The entries of the file's body (`body_len` bytes) after its magic, merged with
+/// `entries`; `None` if it is cut short or malformed, [`Merged::Unsorted`] at the first path
+/// out of order.
 fn merge_body(
-    body: &mut HashingReader<impl Read>,
+    body: &mut impl Read,
+    body_len: u64,
     entries: &[Entry],
     found: &mut dyn FnMut(usize, [u8; 32]),
 ) -> Option<Merged> {
@@ -199,32 +207,34 @@ fn merge_body(
     if magic != MAGIC {
         return None;
     }
-    let count = usize::try_from(body.u64()?).ok()?;
+    let count = usize::try_from(u64::from_le_bytes(array(body)?)).ok()?;
     // Every entry takes at least 88 bytes: a count beyond that is a lie.
-    if count as u64 > body.left / 88 {
+    if count as u64 > body_len / 88 {
         return None;
     }
     let mut path = Vec::new();
     let mut previous = Vec::new();
     let mut next = 0; // the first entry not yet passed
     for n in 0..count {
-        let len = body.u32()? as usize;
-        if len as u64 > body.left {
+        let len = u32::from_le_bytes(array(body)?) as usize;
+        if len as u64 > body_len {
             return None;
         }
         path.resize(len, 0);
         body.read_exact(&mut path).ok()?;
         let text = std::str::from_utf8(&path).ok()?;
+        let fixed: [u8; 84] = array(body)?;
+        let field = |at: usize| -> [u8; 8] { fixed[at..at + 8].try_into().expect("8 bytes") };
+        let half = |at: usize| -> [u8; 4] { fixed[at..at + 4].try_into().expect("4 bytes") };
         let key = StatKey {
-            size: body.u64()?,
-            mtime: (body.i64()?, body.u32()?),
-            ctime: (body.i64()?, body.u32()?),
-            ino: body.u64()?,
-            dev: body.u64()?,
-            mode: body.u32()?,
+            size: u64::from_le_bytes(field(0)),
+            mtime: (i64::from_le_bytes(field(8)), u32::from_le_bytes(half(16))),
+            ctime: (i64::from_le_bytes(field(20)), u32::from_le_bytes(half(28))),
+            ino: u64::from_le_bytes(field(32)),
+            dev: u64::from_le_bytes(field(40)),
+            mode: u32::from_le_bytes(half(48)),
         };
-        let mut digest = [0u8; 32];
-        body.read_exact(&mut digest).ok()?;
+        let digest: [u8; 32] = fixed[52..].try_into().expect("32 bytes");
         if n > 0 {
             let prev = std::str::from_utf8(&previous).ok()?;
             if !path_cmp(prev, text).is_lt() {
@@ -246,7 +256,13 @@ fn merge_body(
         }
         std::mem::swap(&mut previous, &mut path);
     }
-    (body.left == 0).then_some(Merged::Loaded(count))
+    Some(Merged::Loaded(count))
+}
+
+fn array<const N: usize>(r: &mut impl Read) -> Option<[u8; N]> {
+    let mut b = [0u8; N];
+    r.read_exact(&mut b).ok()?;
+    Some(b)
 }
 
 /// Reads at most `left` bytes of `inner`, hashing what it reads.
@@ -265,23 +281,6 @@ impl<R: Read> Read for HashingReader<R> {
         self.hasher.update(&buf[..n]);
         self.left -= n as u64;
         Ok(n)
-    }
-}
-
-impl<R: Read> HashingReader<R> {
-    fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
-        let mut b = [0u8; N];
-        self.read_exact(&mut b).ok()?;
-        Some(b)
-    }
-    fn u32(&mut self) -> Option<u32> {
-        Some(u32::from_le_bytes(self.array()?))
-    }
-    fn u64(&mut self) -> Option<u64> {
-        Some(u64::from_le_bytes(self.array()?))
-    }
-    fn i64(&mut self) -> Option<i64> {
-        Some(i64::from_le_bytes(self.array()?))
     }
 }
 

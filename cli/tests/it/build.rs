@@ -339,7 +339,7 @@ fn store_state(root: &std::path::Path) -> Vec<(String, u64, i64, i64, u64)> {
             let rel = entry
                 .path()
                 .strip_prefix(root)
-                .unwrap()
+                .expect("an entry is under the root")
                 .display()
                 .to_string();
             out.push((rel, m.size(), m.mtime(), m.mtime_nsec(), m.ino()));

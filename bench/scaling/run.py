@@ -60,7 +60,11 @@ def _load(name, path):
 def modules(shared):
     """The shared harness (with its scenario generator) and bench/build's strata templates."""
     harness = _load("shared_harness", os.path.join(shared, "run.py"))
-    build_bench = _load("build_bench", os.path.join(REPO, "bench", "build", "run.py"))
+    # bench/build/run.py imports its sibling modules (fsmode, phases) by name.
+    build_dir = os.path.join(REPO, "bench", "build")
+    if build_dir not in sys.path:
+        sys.path.insert(0, build_dir)
+    build_bench = _load("build_bench", os.path.join(build_dir, "run.py"))
     return harness, build_bench
 
 

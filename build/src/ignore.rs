@@ -19,6 +19,10 @@ impl ContextFilter for IgnoreFilter {
     fn may_reinclude_below(&self, rel_dir: &str) -> bool {
         self.0.dir_visit(rel_dir, true) == DirVisit::WalkExcluded
     }
+
+    fn keeps_everything(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 /// Reads and parses the ignore file of a build of `dockerfile` in `context` (none: nothing

@@ -75,6 +75,7 @@ pub use secret::{
 pub use spec::SpecError;
 pub use strata_solver::{Event, Phase, SolveError, Stream};
 pub use strata_worker::{
-    DEFAULT_PIDS_LIMIT, Resources, RootlessError, enter_user_namespace, process, sandbox_main,
+    DEFAULT_PIDS_LIMIT, Resources, RootlessError, enter_user_namespace, limit_allocator, process,
+    sandbox_main,
 };
 pub use volume::{MountError, parse_mount, parse_tmpfs, parse_volume};

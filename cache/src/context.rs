@@ -108,36 +108,19 @@ impl ContextIndex {
     /// digests come from the stat cache or are computed when a selection needs them.
     pub fn scan(dir: &Path, opts: &ScanOptions<'_>) -> Result<Self, ContextError> {
         let root = walk::open_root(dir)?;
-        // Reading the stat cache and walking the tree are independent: overlap them.
-        let (cache, entries) = rayon::join(
-            || match opts.stat_cache {
-                Some(path) => StatCache::load(path),
-                None => StatCache::disabled(),
-            },
-            || walk::walk(dir, &root, opts.filter),
-        );
-        let mut entries = entries?;
+        let mut entries = walk::walk(dir, &root, opts.filter)?;
         // The walk emits sorted entries; lookups depend on it, so check (it is one pass).
         if !entries.is_sorted_by(|a, b| path_cmp(&a.path, &b.path).is_lt()) {
             entries.par_sort_unstable_by(|a, b| path_cmp(&a.path, &b.path));
         }
-        let cached = cache.lookup_sorted(entries.iter().map(|e| (&*e.path, &e.stat)));
-        let content: Vec<OnceLock<Content>> = entries
-            .iter()
-            .zip(cached)
-            .map(|(e, hash)| {
-                let cell = OnceLock::new();
-                if e.kind == EntryKind::File
-                    && let Some(hash) = hash
-                {
-                    let _ = cell.set(Content {
-                        hash,
-                        persist: true,
-                    });
-                }
-                cell
-            })
-            .collect();
+        // The stat cache is read after the walk, merged into it as a stream: reading it
+        // beside the walk overlapped a few milliseconds but held its whole table at the
+        // walk's peak (bench/scaling/README.md).
+        let mut content: Vec<OnceLock<Content>> = entries.iter().map(|_| OnceLock::new()).collect();
+        let (stat_cache_status, stat_cache_loaded) = match opts.stat_cache {
+            None => (StatCacheStatus::Disabled, 0),
+            Some(path) => load_stat_cache(path, &entries, &mut content),
+        };
         let cached_digests = content.iter().filter(|c| c.get().is_some()).count();
         let files = entries.iter().filter(|e| e.kind == EntryKind::File).count();
         Ok(ContextIndex {
@@ -148,8 +131,8 @@ impl ContextIndex {
             ownership: opts.ownership,
             racy_window: opts.racy_window,
             stat_cache_path: opts.stat_cache.map(Path::to_owned),
-            stat_cache_status: cache.status,
-            stat_cache_loaded: cache.len(),
+            stat_cache_status,
+            stat_cache_loaded,
             cached_digests,
             files,
             content_reads: AtomicU64::new(0),
@@ -181,22 +164,19 @@ impl ContextIndex {
         let Some(path) = &self.stat_cache_path else {
             return Ok(false);
         };
-        let kept: Vec<(&str, &crate::entry::StatKey, &[u8; 32])> = self
-            .entries
-            .iter()
-            .zip(&self.content)
-            .filter_map(|(e, c)| {
+        let kept = || {
+            self.entries.iter().zip(&self.content).filter_map(|(e, c)| {
                 let c = c.get()?;
                 c.persist.then_some((&*e.path, &e.stat, &c.hash))
             })
-            .collect();
+        };
+        let count = kept().count();
         let unchanged = self.fresh_digests.load(AtomicOrdering::Relaxed) == 0
-            && kept.len() == self.stat_cache_loaded
+            && count == self.stat_cache_loaded
             && matches!(self.stat_cache_status, StatCacheStatus::Loaded { .. });
         if unchanged {
             return Ok(false);
         }
-        let bytes = statcache::encode(kept.into_iter());
         let err = |source| ContextError::SaveStatCache {
             path: path.clone(),
             source,
@@ -204,7 +184,8 @@ impl ContextIndex {
         if let Some(parent) = path.parent() {
             fs_err::create_dir_all(parent).map_err(err)?;
         }
-        strata_store::durable::write_atomic(path, &bytes).map_err(|e| err(e.into()))?;
+        strata_store::durable::write_atomic_with(path, |w| statcache::encode_to(w, count, kept()))
+            .map_err(|e| err(e.into()))?;
         Ok(true)
     }
 
@@ -288,6 +269,45 @@ impl ContextIndex {
     }
 }
 
+/// Sets the digests the stat cache file at `path` has for `entries` (sorted) into `content`;
+/// returns what was found and how many digests the file held.
+fn load_stat_cache(
+    path: &Path,
+    entries: &[Entry],
+    content: &mut [OnceLock<Content>],
+) -> (StatCacheStatus, usize) {
+    let set = |content: &mut [OnceLock<Content>], i: usize, hash: [u8; 32]| {
+        if entries[i].kind == EntryKind::File {
+            content[i] = OnceLock::from(Content {
+                hash,
+                persist: true,
+            });
+        }
+    };
+    let merged = statcache::merge_file(path, entries, &mut |i, hash| set(content, i, hash));
+    let fallback = match merged {
+        statcache::Merged::Loaded(n) => return (StatCacheStatus::Loaded { entries: n }, n),
+        statcache::Merged::Missing => return (StatCacheStatus::Missing, 0),
+        statcache::Merged::Corrupt => return forget(content, StatCacheStatus::Corrupt),
+        // Not in our order: decode it whole and sort it.
+        statcache::Merged::Unsorted => StatCache::load(path),
+    };
+    forget(content, fallback.status);
+    let cached = fallback.lookup_sorted(entries.iter().map(|e| (&*e.path, &e.stat)));
+    for (i, hash) in cached.into_iter().enumerate() {
+        if let Some(hash) = hash {
+            set(content, i, hash);
+        }
+    }
+    (fallback.status, fallback.len())
+}
+
+/// Drops every digest set in `content`; gives `(status, 0)`.
+fn forget(content: &mut [OnceLock<Content>], status: StatCacheStatus) -> (StatCacheStatus, usize) {
+    content.iter_mut().for_each(|c| *c = OnceLock::new());
+    (status, 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -352,6 +372,32 @@ mod tests {
         let after = edited.checksum(&all).unwrap();
         assert_eq!(edited.stats().content_reads, 1);
         assert_eq!(after.diff(&first).changed, ["d03/f0003.txt"]);
+    }
+
+    /// The scan reads the stat cache as a stream in path order; a file in another order
+    /// (another writer's) is decoded whole instead, and its digests are used all the same.
+    #[test]
+    fn a_stat_cache_file_in_another_order_is_still_used() {
+        let t = big_tree(30);
+        let cache_dir = tempfile::tempdir().unwrap();
+        let cache = cache_dir.path().join("ctx.stat");
+        let all = Selection::copy(["."]);
+        let cold = t.scan_with(&opts(&cache, Duration::ZERO));
+        let first = cold.checksum(&all).unwrap();
+        let mut kept: Vec<_> = cold
+            .entries
+            .iter()
+            .zip(&cold.content)
+            .filter_map(|(e, c)| Some((&*e.path, &e.stat, &c.get()?.hash)))
+            .collect();
+        kept.reverse();
+        fs_err::write(&cache, statcache::encode(kept.into_iter())).unwrap();
+        let warm = t.scan_with(&opts(&cache, Duration::ZERO));
+        let stats = warm.stats();
+        assert_eq!(stats.stat_cache, StatCacheStatus::Loaded { entries: 30 });
+        assert_eq!(stats.cached_digests, 30);
+        assert_eq!(warm.checksum(&all).unwrap(), first);
+        assert_eq!(warm.stats().content_reads, 0);
     }
 
     #[test]

@@ -16,6 +16,11 @@ pub trait ContextFilter: Sync {
     /// it, so the walk must go on inside it. An excluded directory with re-included children
     /// is part of the context (it holds them); one without is skipped whole.
     fn may_reinclude_below(&self, rel_dir: &str) -> bool;
+
+    /// Whether it excludes nothing at all, so a copy of the context needs no filter.
+    fn keeps_everything(&self) -> bool {
+        false
+    }
 }
 
 /// The filter that keeps everything (a context without `.dockerignore`, a stage's output).
@@ -29,5 +34,9 @@ impl ContextFilter for NoFilter {
 
     fn may_reinclude_below(&self, _rel_dir: &str) -> bool {
         false
+    }
+
+    fn keeps_everything(&self) -> bool {
+        true
     }
 }

@@ -38,5 +38,7 @@ pub use key::{CacheKey, KeyParts};
 pub use record::{
     CacheDb, CacheDbError, CacheUsage, PruneFilter, PruneReport, Record, StepRef, StoredRecord,
 };
-pub use selection::{Placement, SelectedEntry, Selection, SelectionDiff, SelectionSum};
+pub use selection::{
+    Placement, SelectedEntry, Selection, SelectionDiff, SelectionParts, SelectionSum,
+};
 pub use statcache::StatCacheStatus;

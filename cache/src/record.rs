@@ -18,7 +18,7 @@
 
 use crate::checksum::Checksum;
 use crate::key::{CacheKey, KeyParts};
-use crate::selection::SelectionSum;
+use crate::selection::{SelectionDiff, SelectionParts, SelectionSum, StreamedDiff};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::ErrorKind;
@@ -256,6 +256,22 @@ impl CacheDb {
         Ok(self.peek(&key)?.map(|r| (key, r)))
     }
 
+    /// [`Self::put_selection`] of a list not made yet: written as a stream from its parts.
+    pub fn put_selection_parts(&self, parts: &SelectionParts) -> Result<(), CacheDbError> {
+        let path = self.selection_path(&parts.checksum());
+        // An empty one is what a machine crash may leave of an unsynced list: made again.
+        if fs_err::metadata(&path).is_ok_and(|m| m.len() > 0) {
+            return Ok(());
+        }
+        make_parent(&path)?;
+        durable::write_atomic_unsynced_with(&path, |w| parts.write_list(w)).map_err(|e| {
+            CacheDbError::Write {
+                path: path.clone(),
+                source: e.into(),
+            }
+        })
+    }
+
     /// Keeps the file list of `sum` (once per checksum), for `--explain`. Not fsynced, as
     /// records: a list a machine crash empties or tears fails its checksum when read (a miss)
     /// and an empty one is written again.
@@ -269,12 +285,54 @@ impl CacheDb {
 
     /// The file list stored for `checksum`, if it is there and intact.
     pub fn selection(&self, checksum: &Checksum) -> Result<Option<SelectionSum>, CacheDbError> {
+        Ok(self
+            .selection_bytes(checksum)?
+            .and_then(|bytes| SelectionSum::from_bytes(&bytes, checksum)))
+    }
+
+    /// The stored file list of `checksum` as written, unchecked; `None` if there is none.
+    fn selection_bytes(&self, checksum: &Checksum) -> Result<Option<Vec<u8>>, CacheDbError> {
         let path = self.selection_path(checksum);
         match fs_err::read(&path) {
-            Ok(bytes) => Ok(SelectionSum::from_bytes(&bytes, checksum)),
+            Ok(bytes) => Ok(Some(bytes)),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
             Err(source) => Err(CacheDbError::Read { path, source }),
         }
+    }
+
+    /// What changed from the stored file list `older` to the stored `newer`
+    /// ([`SelectionSum::diff`]), read in place; `None` if either is missing or damaged.
+    pub fn selection_diff(
+        &self,
+        newer: &Checksum,
+        older: &Checksum,
+    ) -> Result<Option<SelectionDiff>, CacheDbError> {
+        let open = |checksum: &Checksum| {
+            let path = self.selection_path(checksum);
+            match fs_err::File::open(&path) {
+                Ok(f) => Ok(Some(std::io::BufReader::with_capacity(64 * 1024, f))),
+                Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+                Err(source) => Err(CacheDbError::Read { path, source }),
+            }
+        };
+        let (Some(new_file), Some(old_file)) = (open(newer)?, open(older)?) else {
+            return Ok(None);
+        };
+        match SelectionSum::diff_streams((new_file, newer), (old_file, older)) {
+            StreamedDiff::Diff(d) => return Ok(Some(d)),
+            StreamedDiff::Damaged => return Ok(None),
+            // Not in path order (not written by a COPY of ours): read both whole.
+            StreamedDiff::Unsorted => {}
+        }
+        let (Some(new_bytes), Some(old_bytes)) =
+            (self.selection_bytes(newer)?, self.selection_bytes(older)?)
+        else {
+            return Ok(None);
+        };
+        Ok(SelectionSum::diff_stored(
+            (&new_bytes, newer),
+            (&old_bytes, older),
+        ))
     }
 
     /// Every intact record, for export and reports (damaged ones are skipped).
@@ -514,19 +572,24 @@ fn read_record(path: &Path) -> Result<Option<(Envelope, fs_err::File)>, CacheDbE
     }
 }
 
-/// Writes `bytes` at `path` with `write` (durable or not), making its shard directory first.
-fn write_file_with(
-    path: &Path,
-    bytes: &[u8],
-    write: fn(&Path, &[u8]) -> Result<(), durable::DurableError>,
-) -> Result<(), CacheDbError> {
+/// Makes the shard directory of the cache file `path`.
+fn make_parent(path: &Path) -> Result<(), CacheDbError> {
     let parent = path
         .parent()
         .expect("cache files live in a shard directory");
     fs_err::create_dir_all(parent).map_err(|source| CacheDbError::Create {
         path: parent.to_owned(),
         source,
-    })?;
+    })
+}
+
+/// Writes `bytes` at `path` with `write` (durable or not), making its shard directory first.
+fn write_file_with(
+    path: &Path,
+    bytes: &[u8],
+    write: fn(&Path, &[u8]) -> Result<(), durable::DurableError>,
+) -> Result<(), CacheDbError> {
+    make_parent(path)?;
     write(path, bytes).map_err(|e| CacheDbError::Write {
         path: path.to_owned(),
         source: e.into(),

@@ -13,11 +13,12 @@
 
 use crate::checksum::Checksum;
 use crate::context::ContextIndex;
-use crate::entry::{EntryKind, source_dir_digest};
+use crate::entry::{EntryKind, path_cmp, source_dir_digest};
 use crate::error::ContextError;
 use rayon::prelude::*;
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::cmp::Ordering;
+use std::io::{Read, Write};
 use strata_graph::resolver::{self, Lookup, ResolveError, SourceEntry};
 use strata_store::confined::walk;
 
@@ -124,88 +125,389 @@ impl SelectionSum {
     /// Computes the checksum of `entries`.
     pub fn new(entries: Vec<SelectedEntry>) -> Self {
         SelectionSum {
-            checksum: list_checksum(&entries),
+            checksum: list_checksum(
+                entries
+                    .iter()
+                    .map(|e| (e.path.as_str(), e.kind, &e.digest.0)),
+            ),
             entries,
         }
     }
 
     /// What changed from `older` to `self`, each list sorted by path.
     pub fn diff(&self, older: &SelectionSum) -> SelectionDiff {
-        let new: BTreeMap<&str, Checksum> = self
-            .entries
-            .iter()
-            .map(|e| (e.path.as_str(), e.digest))
-            .collect();
-        let old: BTreeMap<&str, Checksum> = older
-            .entries
-            .iter()
-            .map(|e| (e.path.as_str(), e.digest))
-            .collect();
-        let mut d = SelectionDiff::default();
-        for (path, digest) in &new {
-            match old.get(path) {
-                None => d.added.push((*path).to_owned()),
-                Some(o) if o != digest => d.changed.push((*path).to_owned()),
-                Some(_) => {}
-            }
+        fn view(s: &SelectionSum) -> Vec<(&str, &[u8; 32])> {
+            s.entries
+                .iter()
+                .map(|e| (e.path.as_str(), &e.digest.0))
+                .collect()
         }
-        d.removed = old
-            .keys()
-            .filter(|p| !new.contains_key(*p))
-            .map(|p| (*p).to_owned())
-            .collect();
-        d
+        diff_views(view(self), view(older))
     }
 
     /// The stored form: a small header, then each entry; its integrity is the checksum itself.
     pub(crate) fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(LIST_MAGIC.len() + 8 + self.entries.len() * 80);
-        out.extend_from_slice(LIST_MAGIC);
-        out.extend_from_slice(&(self.entries.len() as u64).to_le_bytes());
-        for e in &self.entries {
-            out.extend_from_slice(&(e.path.len() as u32).to_le_bytes());
-            out.extend_from_slice(e.path.as_bytes());
-            out.push(kind_code(e.kind));
-            out.extend_from_slice(&e.digest.0);
-        }
+        let entries = self
+            .entries
+            .iter()
+            .map(|e| (e.path.as_str(), e.kind, &e.digest.0));
+        write_list(&mut out, entries).expect("writing to memory does not fail");
         out
     }
 
     /// Parses [`Self::to_bytes`]; `None` unless it is intact and its checksum is `expected`.
     pub(crate) fn from_bytes(bytes: &[u8], expected: &Checksum) -> Option<Self> {
-        let mut rest = bytes.strip_prefix(LIST_MAGIC)?;
-        let mut take = |n: usize| -> Option<&[u8]> {
-            let (head, tail) = rest.split_at_checked(n)?;
-            rest = tail;
-            Some(head)
+        let entries: Vec<SelectedEntry> = stored_views(bytes, expected)?
+            .into_iter()
+            .map(|v| SelectedEntry {
+                path: v.path.to_owned(),
+                kind: v.kind,
+                digest: Checksum(*v.digest),
+            })
+            .collect();
+        Some(SelectionSum {
+            checksum: *expected,
+            entries,
+        })
+    }
+
+    /// [`Self::diff`] of two stored lists ([`Self::to_bytes`]) read in place: what changed
+    /// from `older` to `newer`, or `None` unless both are intact with their checksums. A
+    /// 100,000-entry list costs its bytes and a 24-byte view per entry here, where decoding
+    /// both and diffing them held about 25 MB more (bench/scaling/README.md).
+    pub(crate) fn diff_stored(
+        newer: (&[u8], &Checksum),
+        older: (&[u8], &Checksum),
+    ) -> Option<SelectionDiff> {
+        let view = |(bytes, sum)| -> Option<Vec<(&str, &[u8; 32])>> {
+            Some(
+                stored_views(bytes, sum)?
+                    .into_iter()
+                    .map(|v| (v.path, v.digest))
+                    .collect(),
+            )
         };
-        let count = u64::from_le_bytes(take(8)?.try_into().ok()?);
-        let count = usize::try_from(count).ok()?;
-        let mut entries = Vec::with_capacity(count.min(bytes.len() / 37));
-        for _ in 0..count {
-            let len = u32::from_le_bytes(take(4)?.try_into().ok()?) as usize;
-            let path = std::str::from_utf8(take(len)?).ok()?.to_owned();
-            let kind = kind_from_code(take(1)?[0])?;
-            let digest = Checksum(take(32)?.try_into().ok()?);
-            entries.push(SelectedEntry { path, kind, digest });
-        }
-        if !rest.is_empty() {
-            return None;
-        }
-        let sum = SelectionSum::new(entries);
-        (sum.checksum == *expected).then_some(sum)
+        Some(diff_views(view(newer)?, view(older)?))
     }
 }
 
-fn list_checksum(entries: &[SelectedEntry]) -> Checksum {
+/// A selection's checksum and what its list is made of ([`ContextIndex::checksum_parts`]).
+#[derive(Debug)]
+pub struct SelectionParts {
+    checksum: Checksum,
+    picks: Vec<SourceEntry<usize>>,
+    kinds: Vec<EntryKind>,
+    digests: Vec<Checksum>,
+}
+
+impl SelectionParts {
+    /// The selection's checksum ([`SelectionSum::checksum`]).
+    pub fn checksum(&self) -> Checksum {
+        self.checksum
+    }
+
+    /// Writes the list as [`SelectionSum`]'s stored form, without making it first.
+    pub fn write_list(&self, w: &mut dyn Write) -> std::io::Result<()> {
+        write_list(w, self.views())
+    }
+
+    /// The list itself.
+    pub fn into_sum(self) -> SelectionSum {
+        let entries = self
+            .picks
+            .into_iter()
+            .zip(self.kinds)
+            .zip(self.digests)
+            .map(|((p, kind), digest)| SelectedEntry {
+                path: p.path,
+                kind,
+                digest,
+            })
+            .collect();
+        SelectionSum {
+            checksum: self.checksum,
+            entries,
+        }
+    }
+
+    fn views(&self) -> impl ExactSizeIterator<Item = (&str, EntryKind, &[u8; 32])> {
+        self.picks
+            .iter()
+            .zip(&self.kinds)
+            .zip(&self.digests)
+            .map(|((p, kind), d)| (p.path.as_str(), *kind, &d.0))
+    }
+}
+
+/// What [`SelectionSum::diff_streams`] found.
+#[derive(Debug)]
+pub(crate) enum StreamedDiff {
+    /// Both lists were intact.
+    Diff(SelectionDiff),
+    /// A list is not in path order: use [`SelectionSum::diff_stored`].
+    Unsorted,
+    /// A list is damaged or is not the one its checksum names.
+    Damaged,
+}
+
+impl SelectionSum {
+    /// [`Self::diff`] of two stored lists read as streams side by side, in constant memory:
+    /// a list a COPY stored is in the resolver's path order ([`path_cmp`]), so one merge pass
+    /// compares them (a one-file edit of 100,000 files held both lists, ~10 MB, to diff them).
+    pub(crate) fn diff_streams(
+        newer: (impl Read, &Checksum),
+        older: (impl Read, &Checksum),
+    ) -> StreamedDiff {
+        let (Some(mut n), Some(mut o)) = (ListStream::new(newer.0), ListStream::new(older.0))
+        else {
+            return StreamedDiff::Damaged;
+        };
+        let mut d = SelectionDiff::default();
+        let (mut has_n, mut has_o) = (n.advance(), o.advance());
+        loop {
+            if n.unsorted || o.unsorted {
+                return StreamedDiff::Unsorted;
+            }
+            let order = match (has_n, has_o) {
+                (true, true) => path_cmp(&n.path, &o.path),
+                (true, false) => Ordering::Less,
+                (false, true) => Ordering::Greater,
+                (false, false) => break,
+            };
+            match order {
+                Ordering::Less => {
+                    d.added.push(n.path.clone());
+                    has_n = n.advance();
+                }
+                Ordering::Greater => {
+                    d.removed.push(o.path.clone());
+                    has_o = o.advance();
+                }
+                Ordering::Equal => {
+                    if n.digest != o.digest {
+                        d.changed.push(n.path.clone());
+                    }
+                    has_n = n.advance();
+                    has_o = o.advance();
+                }
+            }
+        }
+        if !n.finish(newer.1) || !o.finish(older.1) {
+            return StreamedDiff::Damaged;
+        }
+        // Path order to `diff`'s plain string order.
+        d.added.sort_unstable();
+        d.removed.sort_unstable();
+        d.changed.sort_unstable();
+        StreamedDiff::Diff(d)
+    }
+}
+
+/// A stored list read one entry at a time, its checksum computed on the way.
+struct ListStream<R> {
+    reader: R,
+    left: u64,
+    hasher: blake3::Hasher,
+    /// The current entry.
+    path: String,
+    digest: [u8; 32],
+    /// The previous entry's path, to check the order.
+    previous: String,
+    /// Whether an entry was read.
+    started: bool,
+    damaged: bool,
+    unsorted: bool,
+}
+
+impl<R: Read> ListStream<R> {
+    fn new(mut reader: R) -> Option<Self> {
+        let mut magic = [0u8; LIST_MAGIC.len()];
+        reader.read_exact(&mut magic).ok()?;
+        if magic != LIST_MAGIC {
+            return None;
+        }
+        let mut count = [0u8; 8];
+        reader.read_exact(&mut count).ok()?;
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(SELECTION_DOMAIN);
+        hasher.update(&count);
+        Some(ListStream {
+            reader,
+            left: u64::from_le_bytes(count),
+            hasher,
+            path: String::new(),
+            digest: [0; 32],
+            previous: String::new(),
+            started: false,
+            damaged: false,
+            unsorted: false,
+        })
+    }
+
+    /// Moves to the next entry; false at the end of the list or at a damaged entry.
+    fn advance(&mut self) -> bool {
+        if self.left == 0 || self.damaged {
+            return false;
+        }
+        match self.read_entry() {
+            Some(()) => {
+                self.left -= 1;
+                true
+            }
+            None => {
+                self.damaged = true;
+                false
+            }
+        }
+    }
+
+    fn read_entry(&mut self) -> Option<()> {
+        let mut len = [0u8; 4];
+        self.reader.read_exact(&mut len).ok()?;
+        let len = u64::from(u32::from_le_bytes(len));
+        std::mem::swap(&mut self.previous, &mut self.path);
+        let mut bytes = std::mem::take(&mut self.path).into_bytes();
+        bytes.clear();
+        (&mut self.reader).take(len).read_to_end(&mut bytes).ok()?;
+        if bytes.len() as u64 != len {
+            return None;
+        }
+        self.path = String::from_utf8(bytes).ok()?;
+        let mut tail = [0u8; 33];
+        self.reader.read_exact(&mut tail).ok()?;
+        let kind = kind_from_code(tail[0])?;
+        self.digest.copy_from_slice(&tail[1..]);
+        self.hasher.update(&len.to_le_bytes());
+        self.hasher.update(self.path.as_bytes());
+        self.hasher.update(&[kind_code(kind)]);
+        self.hasher.update(&self.digest);
+        // Strictly increasing (first entry aside); a path listed twice is out of order too.
+        if self.started && !path_cmp(&self.previous, &self.path).is_lt() {
+            self.unsorted = true;
+        }
+        self.started = true;
+        Some(())
+    }
+
+    /// Whether the whole list was read, intact, and its checksum is `expected`.
+    fn finish(mut self, expected: &Checksum) -> bool {
+        !self.damaged
+            && self.left == 0
+            && self.reader.read(&mut [0u8; 1]).is_ok_and(|n| n == 0)
+            && Checksum::from(self.hasher.finalize()) == *expected
+    }
+}
+
+/// One entry of a stored list, borrowed from its bytes.
+struct StoredView<'a> {
+    path: &'a str,
+    kind: EntryKind,
+    digest: &'a [u8; 32],
+}
+
+/// The entries of a stored list, in order, if it is intact and its checksum is `expected`.
+fn stored_views<'a>(bytes: &'a [u8], expected: &Checksum) -> Option<Vec<StoredView<'a>>> {
+    let mut rest = bytes.strip_prefix(LIST_MAGIC)?;
+    let mut take = |n: usize| -> Option<&'a [u8]> {
+        let (head, tail) = rest.split_at_checked(n)?;
+        rest = tail;
+        Some(head)
+    };
+    let count = u64::from_le_bytes(take(8)?.try_into().ok()?);
+    let count = usize::try_from(count).ok()?;
+    let mut views = Vec::with_capacity(count.min(bytes.len() / 37));
+    for _ in 0..count {
+        let len = u32::from_le_bytes(take(4)?.try_into().ok()?) as usize;
+        let path = std::str::from_utf8(take(len)?).ok()?;
+        let kind = kind_from_code(take(1)?[0])?;
+        let digest = take(32)?.try_into().ok()?;
+        views.push(StoredView { path, kind, digest });
+    }
+    if !rest.is_empty() {
+        return None;
+    }
+    let sum = list_checksum(views.iter().map(|v| (v.path, v.kind, v.digest)));
+    (sum == *expected).then_some(views)
+}
+
+/// What changed from `older` to `newer` (each `(path, digest)` in copy order; a path listed
+/// twice counts with its last digest), each list sorted by path. Sorts the views and merges
+/// them: no map of either side.
+fn diff_views(
+    mut newer: Vec<(&str, &[u8; 32])>,
+    mut older: Vec<(&str, &[u8; 32])>,
+) -> SelectionDiff {
+    let by_path = |v: &mut Vec<(&str, &[u8; 32])>| {
+        // Stable, so the last of equal paths is the one listed last; keep it.
+        v.sort_by(|a, b| a.0.cmp(b.0));
+        v.reverse();
+        v.dedup_by(|later, kept| later.0 == kept.0);
+        v.reverse();
+    };
+    by_path(&mut newer);
+    by_path(&mut older);
+    let mut d = SelectionDiff::default();
+    let (mut n, mut o) = (newer.iter().peekable(), older.iter().peekable());
+    loop {
+        match (n.peek(), o.peek()) {
+            (Some(a), Some(b)) => match a.0.cmp(b.0) {
+                std::cmp::Ordering::Less => {
+                    d.added.push(a.0.to_owned());
+                    n.next();
+                }
+                std::cmp::Ordering::Greater => {
+                    d.removed.push(b.0.to_owned());
+                    o.next();
+                }
+                std::cmp::Ordering::Equal => {
+                    if a.1 != b.1 {
+                        d.changed.push(a.0.to_owned());
+                    }
+                    n.next();
+                    o.next();
+                }
+            },
+            (Some(a), None) => {
+                d.added.push(a.0.to_owned());
+                n.next();
+            }
+            (None, Some(b)) => {
+                d.removed.push(b.0.to_owned());
+                o.next();
+            }
+            (None, None) => return d,
+        }
+    }
+}
+
+/// Writes the stored form of a list ([`SelectionSum::to_bytes`]) to `w`.
+fn write_list<'a>(
+    w: &mut dyn Write,
+    entries: impl ExactSizeIterator<Item = (&'a str, EntryKind, &'a [u8; 32])>,
+) -> std::io::Result<()> {
+    w.write_all(LIST_MAGIC)?;
+    w.write_all(&(entries.len() as u64).to_le_bytes())?;
+    for (path, kind, digest) in entries {
+        w.write_all(&(path.len() as u32).to_le_bytes())?;
+        w.write_all(path.as_bytes())?;
+        w.write_all(&[kind_code(kind)])?;
+        w.write_all(digest)?;
+    }
+    Ok(())
+}
+
+fn list_checksum<'a>(
+    entries: impl ExactSizeIterator<Item = (&'a str, EntryKind, &'a [u8; 32])>,
+) -> Checksum {
     let mut h = blake3::Hasher::new();
     h.update(SELECTION_DOMAIN);
     h.update(&(entries.len() as u64).to_le_bytes());
-    for e in entries {
-        h.update(&(e.path.len() as u64).to_le_bytes());
-        h.update(e.path.as_bytes());
-        h.update(&[kind_code(e.kind)]);
-        h.update(&e.digest.0);
+    for (path, kind, digest) in entries {
+        h.update(&(path.len() as u64).to_le_bytes());
+        h.update(path.as_bytes());
+        h.update(&[kind_code(kind)]);
+        h.update(digest);
     }
     h.finalize().into()
 }
@@ -241,6 +543,13 @@ impl ContextIndex {
     /// copy runs too. Reads (in parallel) only the selected files whose digests the stat
     /// cache did not have.
     pub fn checksum(&self, selection: &Selection) -> Result<SelectionSum, ContextError> {
+        Ok(self.checksum_parts(selection)?.into_sum())
+    }
+
+    /// [`Self::checksum`] without making its list: the checksum, and what the list is made
+    /// of, to write it as a stream ([`SelectionParts::write_list`]) or not at all (a no-op
+    /// build, whose list is stored already). At 100,000 files the list is 6.4 MB more.
+    pub fn checksum_parts(&self, selection: &Selection) -> Result<SelectionParts, ContextError> {
         let picks = self.resolve(selection)?;
         // The directory a source names stands for "a directory", nothing more: its contents
         // are copied, never itself.
@@ -253,23 +562,27 @@ impl ContextIndex {
         files.sort_unstable();
         files.dedup();
         self.ensure_contents(&files)?;
-        let entries = picks
-            .into_par_iter()
+        drop(files);
+        let digests: Vec<Checksum> = picks
+            .par_iter()
             .map(|p| {
-                let e = &self.entries[p.node];
-                let digest = if source_dir(&p) {
+                if source_dir(p) {
                     source_dir_digest()
                 } else {
+                    let e = &self.entries[p.node];
                     e.digest(self.content(p.node).map(|c| &c.hash), self.ownership)
-                };
-                SelectedEntry {
-                    path: p.path,
-                    kind: e.kind,
-                    digest,
                 }
             })
             .collect();
-        Ok(SelectionSum::new(entries))
+        let kinds: Vec<EntryKind> = picks.iter().map(|p| self.entries[p.node].kind).collect();
+        let mut parts = SelectionParts {
+            checksum: Checksum([0; 32]),
+            picks,
+            kinds,
+            digests,
+        };
+        parts.checksum = list_checksum(parts.views());
+        Ok(parts)
     }
 
     /// The entries [`Self::checksum`] covers, with where the COPY writes each one: the list
@@ -293,6 +606,7 @@ impl ContextIndex {
             excludes: &selection.excludes,
             follow_links: selection.follow_links,
             parents: selection.parents,
+            below: true,
         };
         resolver::resolve(&Listing(self), &req).map_err(|e| match e {
             ResolveError::NotFound { path } => ContextError::NotFound { path },
@@ -403,6 +717,78 @@ mod tests {
     use crate::filter::ContextFilter;
     use crate::fixture::Tree;
     use EntryKind::{Dir, Fifo, File, Symlink};
+
+    fn sum_of(entries: &[(&str, u8)]) -> SelectionSum {
+        SelectionSum::new(
+            entries
+                .iter()
+                .map(|(path, d)| SelectedEntry {
+                    path: path.to_string(),
+                    kind: File,
+                    digest: Checksum([*d; 32]),
+                })
+                .collect(),
+        )
+    }
+
+    /// The stored lists diffed as streams, or read whole, say what the in-memory diff says:
+    /// `/` sorts first in a COPY's order (`a/b` < `a-b`), the diff's lists in string order.
+    #[test]
+    fn stored_lists_diff_as_the_decoded_ones_do() {
+        let old = sum_of(&[("a", 1), ("a/b", 2), ("a/c", 3), ("a-b", 4), ("b", 5)]);
+        let new = sum_of(&[("a", 1), ("a/b", 9), ("a/bb", 3), ("a-b", 4), ("c", 6)]);
+        let want = SelectionDiff {
+            added: vec!["a/bb".into(), "c".into()],
+            removed: vec!["a/c".into(), "b".into()],
+            changed: vec!["a/b".into()],
+        };
+        assert_eq!(new.diff(&old), want);
+        let (nb, ob) = (new.to_bytes(), old.to_bytes());
+        let streamed =
+            SelectionSum::diff_streams((&nb[..], &new.checksum), (&ob[..], &old.checksum));
+        assert!(
+            matches!(&streamed, StreamedDiff::Diff(d) if *d == want),
+            "{streamed:?}"
+        );
+        let whole = SelectionSum::diff_stored((&nb, &new.checksum), (&ob, &old.checksum));
+        assert_eq!(whole, Some(want));
+        assert!(new.diff(&new).is_empty());
+        // A list not in path order (a path twice, the last one counting) is read whole.
+        let twice = sum_of(&[("b", 1), ("a", 1), ("b", 5)]);
+        let tb = twice.to_bytes();
+        let streamed =
+            SelectionSum::diff_streams((&tb[..], &twice.checksum), (&ob[..], &old.checksum));
+        assert!(matches!(streamed, StreamedDiff::Unsorted), "{streamed:?}");
+        let whole = SelectionSum::diff_stored((&tb, &twice.checksum), (&ob, &old.checksum));
+        assert_eq!(whole, Some(twice.diff(&old)));
+        assert_eq!(whole.unwrap().removed, ["a-b", "a/b", "a/c"]);
+    }
+
+    /// Any flipped byte or cut, on either side, is damage: never a diff.
+    #[test]
+    fn a_damaged_stored_list_gives_no_diff() {
+        let old = sum_of(&[("a", 1), ("a/b", 2), ("c", 3)]);
+        let new = sum_of(&[("a", 1), ("a/b", 7), ("c", 3)]);
+        let (nb, ob) = (new.to_bytes(), old.to_bytes());
+        for i in 0..nb.len() {
+            let mut bad = nb.clone();
+            bad[i] ^= 0x40;
+            for bytes in [&bad[..], &nb[..i]] {
+                let streamed =
+                    SelectionSum::diff_streams((bytes, &new.checksum), (&ob[..], &old.checksum));
+                assert!(
+                    !matches!(streamed, StreamedDiff::Diff(_)),
+                    "damage at {i} not seen"
+                );
+                let whole = SelectionSum::diff_stored((bytes, &new.checksum), (&ob, &old.checksum));
+                assert_eq!(whole, None, "damage at {i} not seen");
+            }
+        }
+        // The right bytes under another list's checksum are damage too.
+        let swapped =
+            SelectionSum::diff_streams((&ob[..], &new.checksum), (&ob[..], &old.checksum));
+        assert!(matches!(swapped, StreamedDiff::Damaged));
+    }
 
     /// The tree every selection case runs against.
     fn tree() -> Tree {

@@ -18,8 +18,9 @@
 //! Hand-written rather than serde-encoded because the format is fixed-width fields plus a
 //! checksum, and loading 20,000 entries must take a few milliseconds.
 
-use crate::entry::StatKey;
 use crate::entry::path_cmp;
+use crate::entry::{Entry, StatKey};
+use std::io::{Read, Write};
 use std::ops::Range;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -65,13 +66,6 @@ pub(crate) struct StatCache {
 }
 
 impl StatCache {
-    pub(crate) fn disabled() -> Self {
-        StatCache {
-            map: Digests::default(),
-            status: StatCacheStatus::Disabled,
-        }
-    }
-
     /// Reads `path`; a missing or damaged file gives an empty cache.
     pub(crate) fn load(path: &Path) -> Self {
         let bytes = match fs_err::read(path) {
@@ -138,6 +132,158 @@ impl StatCache {
     }
 }
 
+/// What [`merge_file`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Merged {
+    /// The file was read through and checked; it held this many digests.
+    Loaded(usize),
+    /// There is no file.
+    Missing,
+    /// The file failed a check: nothing it said may be used.
+    Corrupt,
+    /// Not sorted by path (not written by us), and not checked past that point: decode it
+    /// with [`StatCache::load`] instead. Nothing it said may be used yet.
+    Unsorted,
+}
+
+/// Reads the stat cache file at `path` as a stream and merges it with `entries` (sorted by
+/// [`path_cmp`], as the walk gives them): `found(i, digest)` for each entry whose stat is
+/// exactly the one its digest was computed with. Memory stays one read buffer and one path,
+/// where decoding the file into a table first held ~125 bytes per file (12.9 MB at 100,000
+/// files) beside the walk's list. The trailer is checked only at the end, so unless this
+/// returns [`Merged::Loaded`], every `found` call it made must be forgotten.
+pub(crate) fn merge_file(
+    path: &Path,
+    entries: &[Entry],
+    found: &mut dyn FnMut(usize, [u8; 32]),
+) -> Merged {
+    let file = match fs_err::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Merged::Missing,
+        Err(_) => return Merged::Corrupt,
+    };
+    let Ok(len) = file.metadata().map(|m| m.len()) else {
+        return Merged::Corrupt;
+    };
+    let Some(body_len) = len.checked_sub(TRAILER as u64) else {
+        return Merged::Corrupt;
+    };
+    // Hashed as read from the file, 64 KiB at a time: hashing each field as it is parsed
+    // made a no-op of 100,000 files ~40 ms slower.
+    let mut hashed = HashingReader {
+        inner: file,
+        left: body_len,
+        hasher: blake3::Hasher::new(),
+    };
+    let mut body = std::io::BufReader::with_capacity(64 * 1024, &mut hashed);
+    let outcome = merge_body(&mut body, body_len, entries, found);
+    let consumed = body.buffer().is_empty();
+    drop(body);
+    let mut trailer = [0u8; TRAILER];
+    let intact = consumed
+        && hashed.left == 0
+        && hashed.inner.read_exact(&mut trailer).is_ok()
+        && hashed.inner.read(&mut [0u8; 1]).is_ok_and(|n| n == 0)
+        && *hashed.hasher.finalize().as_bytes() == trailer;
+    match outcome {
+        // Not checked to its end: the decoding that follows checks it.
+        Some(Merged::Unsorted) => Merged::Unsorted,
+        Some(m @ Merged::Loaded(_)) if intact => m,
+        _ => Merged::Corrupt,
+    }
+}
+
+/// The entries of the file's body (`body_len` bytes) after its magic, merged with
+/// `entries`; `None` if it is cut short or malformed, [`Merged::Unsorted`] at the first path
+/// out of order.
+fn merge_body(
+    body: &mut impl Read,
+    body_len: u64,
+    entries: &[Entry],
+    found: &mut dyn FnMut(usize, [u8; 32]),
+) -> Option<Merged> {
+    let mut magic = [0u8; MAGIC.len()];
+    body.read_exact(&mut magic).ok()?;
+    if magic != MAGIC {
+        return None;
+    }
+    let count = usize::try_from(u64::from_le_bytes(array(body)?)).ok()?;
+    // Every entry takes at least 88 bytes: a count beyond that is a lie.
+    if count as u64 > body_len / 88 {
+        return None;
+    }
+    let mut path = Vec::new();
+    let mut previous = Vec::new();
+    let mut next = 0; // the first entry not yet passed
+    for n in 0..count {
+        let len = u32::from_le_bytes(array(body)?) as usize;
+        if len as u64 > body_len {
+            return None;
+        }
+        path.resize(len, 0);
+        body.read_exact(&mut path).ok()?;
+        let text = std::str::from_utf8(&path).ok()?;
+        let fixed: [u8; 84] = array(body)?;
+        let field = |at: usize| -> [u8; 8] { fixed[at..at + 8].try_into().expect("8 bytes") };
+        let half = |at: usize| -> [u8; 4] { fixed[at..at + 4].try_into().expect("4 bytes") };
+        let key = StatKey {
+            size: u64::from_le_bytes(field(0)),
+            mtime: (i64::from_le_bytes(field(8)), u32::from_le_bytes(half(16))),
+            ctime: (i64::from_le_bytes(field(20)), u32::from_le_bytes(half(28))),
+            ino: u64::from_le_bytes(field(32)),
+            dev: u64::from_le_bytes(field(40)),
+            mode: u32::from_le_bytes(half(48)),
+        };
+        let digest: [u8; 32] = fixed[52..].try_into().expect("32 bytes");
+        if n > 0 {
+            let prev = std::str::from_utf8(&previous).ok()?;
+            if !path_cmp(prev, text).is_lt() {
+                return Some(Merged::Unsorted);
+            }
+        }
+        while let Some(e) = entries.get(next) {
+            match path_cmp(&e.path, text) {
+                std::cmp::Ordering::Less => next += 1,
+                std::cmp::Ordering::Equal => {
+                    if e.stat == key {
+                        found(next, digest);
+                    }
+                    next += 1;
+                    break;
+                }
+                std::cmp::Ordering::Greater => break,
+            }
+        }
+        std::mem::swap(&mut previous, &mut path);
+    }
+    Some(Merged::Loaded(count))
+}
+
+fn array<const N: usize>(r: &mut impl Read) -> Option<[u8; N]> {
+    let mut b = [0u8; N];
+    r.read_exact(&mut b).ok()?;
+    Some(b)
+}
+
+/// Reads at most `left` bytes of `inner`, hashing what it reads.
+struct HashingReader<R> {
+    inner: R,
+    left: u64,
+    hasher: blake3::Hasher,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let max = usize::try_from(self.left)
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
+        let n = self.inner.read(&mut buf[..max])?;
+        self.hasher.update(&buf[..n]);
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
 /// Whether a digest of a file with stat `key`, read starting at `read_started`, may be stored.
 pub(crate) fn trustworthy(key: &StatKey, read_started: SystemTime, window: Duration) -> bool {
     let nanos = |(s, ns): (i64, u32)| i128::from(s) * 1_000_000_000 + i128::from(ns);
@@ -149,28 +295,59 @@ pub(crate) fn trustworthy(key: &StatKey, read_started: SystemTime, window: Durat
     changed + (window.as_nanos() as i128) < started
 }
 
+#[cfg(test)]
 pub(crate) fn encode<'a>(
     entries: impl ExactSizeIterator<Item = (&'a str, &'a StatKey, &'a [u8; 32])>,
 ) -> Vec<u8> {
-    let mut out = Vec::with_capacity(MAGIC.len() + 8 + entries.len() * 120 + TRAILER);
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&(entries.len() as u64).to_le_bytes());
-    for (path, k, digest) in entries {
-        out.extend_from_slice(&(path.len() as u32).to_le_bytes());
-        out.extend_from_slice(path.as_bytes());
-        out.extend_from_slice(&k.size.to_le_bytes());
-        out.extend_from_slice(&k.mtime.0.to_le_bytes());
-        out.extend_from_slice(&k.mtime.1.to_le_bytes());
-        out.extend_from_slice(&k.ctime.0.to_le_bytes());
-        out.extend_from_slice(&k.ctime.1.to_le_bytes());
-        out.extend_from_slice(&k.ino.to_le_bytes());
-        out.extend_from_slice(&k.dev.to_le_bytes());
-        out.extend_from_slice(&k.mode.to_le_bytes());
-        out.extend_from_slice(digest);
-    }
-    let trailer = blake3::hash(&out);
-    out.extend_from_slice(trailer.as_bytes());
+    let mut out = Vec::new();
+    encode_to(&mut out, entries.len(), entries).expect("writing to memory does not fail");
     out
+}
+
+/// Writes the file for `count` entries to `w` as a stream (its trailer hashed on the way),
+/// so saving the stat cache of 100,000 files never holds its 11 MB.
+pub(crate) fn encode_to<'a>(
+    w: &mut dyn Write,
+    count: usize,
+    entries: impl Iterator<Item = (&'a str, &'a StatKey, &'a [u8; 32])>,
+) -> std::io::Result<()> {
+    let mut hasher = blake3::Hasher::new();
+    let mut put = |bytes: &[u8]| {
+        hasher.update(bytes);
+        w.write_all(bytes)
+    };
+    put(MAGIC)?;
+    put(&(count as u64).to_le_bytes())?;
+    let mut written = 0;
+    for (path, k, digest) in entries {
+        // One entry's fixed part (4 + 52 + 32 bytes) in one piece, the path between.
+        put(&(path.len() as u32).to_le_bytes())?;
+        put(path.as_bytes())?;
+        let mut fixed = [0u8; 84];
+        let fields: [&[u8]; 9] = [
+            &k.size.to_le_bytes(),
+            &k.mtime.0.to_le_bytes(),
+            &k.mtime.1.to_le_bytes(),
+            &k.ctime.0.to_le_bytes(),
+            &k.ctime.1.to_le_bytes(),
+            &k.ino.to_le_bytes(),
+            &k.dev.to_le_bytes(),
+            &k.mode.to_le_bytes(),
+            digest,
+        ];
+        let mut at = 0;
+        for f in fields {
+            fixed[at..at + f.len()].copy_from_slice(f);
+            at += f.len();
+        }
+        put(&fixed)?;
+        written += 1;
+    }
+    if written != count {
+        return Err(std::io::Error::other("stat cache entries miscounted"));
+    }
+    let trailer = hasher.finalize();
+    w.write_all(trailer.as_bytes())
 }
 
 fn decode(bytes: &[u8]) -> Option<Digests> {
@@ -326,6 +503,87 @@ mod tests {
             let got = cache.lookup_sorted(walked.iter().map(|p| (*p, &k)));
             assert_eq!(got, expected, "cached {cached:?}, walked {walked:?}");
         }
+    }
+
+    fn entries(paths: &[&str], key: &StatKey) -> Vec<Entry> {
+        paths
+            .iter()
+            .map(|p| Entry {
+                path: (*p).into(),
+                kind: crate::entry::EntryKind::File,
+                perm: 0o644,
+                uid: 0,
+                gid: 0,
+                rdev: 0,
+                link: None,
+                stat: *key,
+            })
+            .collect()
+    }
+
+    fn merged(bytes: &[u8], walked: &[Entry]) -> (Merged, Vec<(usize, [u8; 32])>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stat");
+        fs_err::write(&path, bytes).unwrap();
+        let mut found = Vec::new();
+        let m = merge_file(&path, walked, &mut |i, d| found.push((i, d)));
+        (m, found)
+    }
+
+    /// Read as a stream beside the walk, the file gives what decoding it and looking every
+    /// walked path up gives; a stat that differs is a miss.
+    #[test]
+    fn the_streamed_file_finds_what_the_decoded_table_finds() {
+        let k = key(100, 200);
+        let mut other = k;
+        other.size += 1;
+        let cached = [
+            ("", [1u8; 32]),
+            ("a/b", [2; 32]),
+            ("a-b", [3; 32]),
+            ("c", [4; 32]),
+        ];
+        let bytes = encode(cached.iter().map(|(p, d)| (*p, &k, d)));
+        let mut walked = entries(&["", "a", "a/b", "a-b", "b", "c", "d"], &k);
+        walked[5].stat = other;
+        let (m, found) = merged(&bytes, &walked);
+        assert_eq!(m, Merged::Loaded(4));
+        assert_eq!(found, [(0, [1; 32]), (2, [2; 32]), (3, [3; 32])]);
+        let table = StatCache {
+            map: decode(&bytes).unwrap(),
+            status: StatCacheStatus::Disabled,
+        };
+        let looked_up: Vec<(usize, [u8; 32])> = table
+            .lookup_sorted(walked.iter().map(|e| (&*e.path, &e.stat)))
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, d)| Some((i, d?)))
+            .collect();
+        assert_eq!(found, looked_up);
+    }
+
+    #[test]
+    fn a_damaged_or_unsorted_streamed_file_is_never_loaded() {
+        let k = key(100, 200);
+        let walked = entries(&["a", "a/b", "c"], &k);
+        let bytes = encode([("a", &k, &[1u8; 32]), ("c", &k, &[2u8; 32])].into_iter());
+        for i in 0..bytes.len() {
+            let mut bad = bytes.clone();
+            bad[i] ^= 0x40;
+            // (A flipped path may read as out of order first: then decoding refuses it.)
+            assert_ne!(merged(&bad, &walked).0, Merged::Loaded(2), "flip at {i}");
+            assert_eq!(
+                merged(&bytes[..i], &walked).0,
+                Merged::Corrupt,
+                "cut at {i}"
+            );
+        }
+        let unsorted = encode([("c", &k, &[2u8; 32]), ("a", &k, &[1u8; 32])].into_iter());
+        assert_eq!(merged(&unsorted, &walked).0, Merged::Unsorted);
+        let dir = tempfile::tempdir().unwrap();
+        let mut found = 0;
+        let none = merge_file(&dir.path().join("none"), &walked, &mut |_, _| found += 1);
+        assert_eq!((none, found), (Merged::Missing, 0));
     }
 
     #[test]

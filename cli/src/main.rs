@@ -186,6 +186,18 @@ fn main() -> ExitCode {
     if std::env::args_os().nth(1).is_some_and(|a| a == "__sandbox") {
         return strata_build::sandbox_main();
     }
+    // Before any thread: one malloc arena and a fixed mmap threshold keep a large context's
+    // peak memory in bounds (worker/src/memory.rs). Malloc settings a user gives glibc in
+    // GLIBC_TUNABLES win (the allocator read them at start).
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the CLI reads the environment once"
+    )]
+    let tuned = std::env::var_os("GLIBC_TUNABLES")
+        .is_some_and(|t| t.to_string_lossy().contains("glibc.malloc."));
+    if !tuned {
+        strata_build::limit_allocator();
+    }
     let cli = Cli::parse();
     // Rootless, a running container's root can only be opened as the user, before the user
     // namespace (see strata_build::open_running_root).

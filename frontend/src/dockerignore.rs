@@ -125,6 +125,11 @@ impl IgnoreMatcher {
         Ok(Self(matcher))
     }
 
+    /// Whether it has no pattern: nothing is ignored.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// The matcher, for a caller that keeps it.
     pub fn into_matcher(self) -> PatternMatcher {
         self.0

@@ -100,6 +100,10 @@ pub struct Request<'a> {
     pub follow_links: bool,
     /// `--parents`.
     pub parents: bool,
+    /// List what is below a directory source. A copy that excludes nothing needs only the
+    /// sources (it copies each directory whole): `false` then saves a list of every file.
+    /// Ignored (everything is listed) when there are exclude patterns.
+    pub below: bool,
 }
 
 /// One entry a COPY reads, in copy order.
@@ -182,6 +186,7 @@ where
         })?;
     let r = Resolver {
         tree,
+        below: req.below || !excludes.is_empty(),
         excludes,
         follow: req.follow_links,
     };
@@ -199,6 +204,8 @@ struct Resolver<'t, T> {
     tree: &'t T,
     excludes: PatternMatcher,
     follow: bool,
+    /// List entries below directory sources ([`Request::below`]).
+    below: bool,
 }
 
 /// Cleans a source to a relative path (`""` for the root).
@@ -369,6 +376,9 @@ where
             kind,
             source: true,
         });
+        if !self.below && !self.tree.only_parent(&node) {
+            return Ok(());
+        }
         let mark = out.len();
         self.walk(&node, name, dest_start, scope.as_deref(), matches, out)?;
         // A directory source that is only a parent, or excluded, stands only if it holds
@@ -593,6 +603,7 @@ mod tests {
             excludes: &excludes,
             follow_links: true,
             parents,
+            below: true,
         };
         Ok(resolve(tree, &req)?
             .into_iter()

@@ -531,6 +531,9 @@ impl LocalBackend {
 
     fn context_exclude(&self) -> Option<ExcludeFn> {
         let ctx = self.context.as_ref()?;
+        if ctx.filter.keeps_everything() {
+            return None;
+        }
         let filter = ctx.filter.clone();
         Some(Arc::new(move |rel: &Path, is_dir: bool| {
             let Some(r) = rel.to_str() else {
@@ -649,9 +652,7 @@ fn previous_result(
     let layer = store.snapshot(record.chain_id.as_ref()?)?.path;
     let mut changed = std::collections::HashSet::new();
     for (old, new) in record.parts.contents.iter().zip(&parts.contents) {
-        let old = cache.selection(old).ok()??;
-        let new = cache.selection(new).ok()??;
-        let diff = new.diff(&old);
+        let diff = cache.selection_diff(new, old).ok()??;
         if !diff.added.is_empty() || !diff.removed.is_empty() {
             return None;
         }
@@ -732,9 +733,9 @@ impl Backend for LocalBackend {
         let context_sums = blocking(move || {
             let mut out = Vec::with_capacity(wanted.len());
             for (index, sel) in wanted {
-                let sum = index.checksum(&sel).map_err(LocalError::ContextKey)?;
-                cache.put_selection(&sum)?;
-                out.push(sum.checksum);
+                let parts = index.checksum_parts(&sel).map_err(LocalError::ContextKey)?;
+                cache.put_selection_parts(&parts)?;
+                out.push(parts.checksum());
             }
             Ok(out)
         })
@@ -853,7 +854,11 @@ impl Backend for LocalBackend {
                         stat_cache: Some(&stat),
                         ..Default::default()
                     };
-                    Ok(phases.time(Phase::ContextScan, || ContextIndex::scan(&ctx.dir, &opts))?)
+                    let index =
+                        phases.time(Phase::ContextScan, || ContextIndex::scan(&ctx.dir, &opts))?;
+                    // The walk freed its per-directory lists; the checksums come next.
+                    strata_worker::release_free_memory();
+                    Ok(index)
                 })
                 .await?;
                 Ok(Output::Context(Arc::new(index)))

@@ -66,10 +66,21 @@ pub fn write_atomic_with(
 /// deleted after a crash, a miss too). Saves the two fsyncs of [`write_atomic`], which
 /// dominate a small step.
 pub fn write_atomic_unsynced(path: &Path, bytes: &[u8]) -> Result<(), DurableError> {
+    write_atomic_unsynced_with(path, |w| w.write_all(bytes))
+}
+
+/// Like [`write_atomic_unsynced`], with the content streamed by `write` (through a buffer).
+pub fn write_atomic_unsynced_with(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> Result<(), DurableError> {
     let mut tmp = temp_file_in(parent(path))?;
-    tmp.as_file_mut()
-        .write_all(bytes)
-        .map_err(fail("write", path))?;
+    {
+        let mut w = io::BufWriter::new(tmp.as_file_mut());
+        write(&mut w)
+            .and_then(|()| w.flush())
+            .map_err(fail("write", path))?;
+    }
     tmp.persist(path)
         .map_err(|e| fail("replace", path)(e.error))?;
     Ok(())

@@ -27,6 +27,7 @@ mod git;
 mod helper;
 mod janitor;
 mod layers;
+mod memory;
 mod mount_layer;
 mod network;
 mod plan;
@@ -58,6 +59,7 @@ pub use fileop::{FileError, FileRequest, FileSource, FileStats, copy_up_volume};
 pub use freezer::{Freezer, FreezerError};
 pub use git::{GitAuth, GitError, resolve as resolve_git};
 pub use helper::sandbox_main;
+pub use memory::{limit_allocator, release_free_memory};
 pub use mount_layer::{
     CacheMountImports, ImportError, ImportedMount, MAX_CHAIN, MountLayer, MountLayerError,
     write_cache_mount_layer,

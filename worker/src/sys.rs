@@ -1219,3 +1219,36 @@ pub(crate) fn file_from(fd: OwnedFd) -> std::fs::File {
 pub(crate) fn fd_path(fd: BorrowedFd<'_>) -> std::path::PathBuf {
     std::path::PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
+
+// ---------------------------------------------------------------------------------------------
+// the allocator
+
+/// Sets glibc malloc's arena cap and a fixed mmap threshold (`mallopt`); false if glibc
+/// refused either. Call before any thread exists.
+#[cfg(target_env = "gnu")]
+pub(crate) fn limit_malloc(arenas: i32, mmap_threshold: i32) -> bool {
+    // SAFETY: mallopt only changes allocator parameters; it is called before other threads
+    // exist, and both parameters are documented as settable at any time.
+    let arenas_set = unsafe { libc::mallopt(libc::M_ARENA_MAX, arenas) } == 1;
+    // SAFETY: as above.
+    let mmap_set = unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, mmap_threshold) } == 1;
+    arenas_set && mmap_set
+}
+
+/// Other C libraries have neither knob.
+#[cfg(not(target_env = "gnu"))]
+pub(crate) fn limit_malloc(_arenas: i32, _mmap_threshold: i32) -> bool {
+    false
+}
+
+/// Gives the kernel back the free pages of malloc's heap (`malloc_trim(0)`): memory freed in
+/// the middle of the heap stays resident otherwise.
+#[cfg(target_env = "gnu")]
+pub(crate) fn trim_malloc() {
+    // SAFETY: malloc_trim only releases pages malloc holds free; it is thread-safe.
+    unsafe { libc::malloc_trim(0) };
+}
+
+/// Other C libraries: nothing to do.
+#[cfg(not(target_env = "gnu"))]
+pub(crate) fn trim_malloc() {}

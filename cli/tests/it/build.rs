@@ -271,6 +271,129 @@ fn an_edited_context_file_recopies_only_that_file_and_gives_the_same_layer() {
     assert_ne!(layer_ids(&env, "t:1"), layer_ids(&env, "t:2"));
 }
 
+/// Files hard-linked together in the context are linked in the earlier layer too; the
+/// incremental COPY leaves them out of its clone and makes them again, so the layer after an
+/// edit elsewhere is the one a `--no-cache` build makes, links and all.
+#[test]
+fn an_incremental_copy_makes_hard_linked_files_again() {
+    let env = TestEnv::with_base("base:latest");
+    let mut files = vec![(
+        "Dockerfile".to_owned(),
+        "FROM base\nCOPY . /app\n".to_owned(),
+    )];
+    for i in 0..20 {
+        files.push((format!("src/f{i:02}.txt"), format!("file {i}\n")));
+    }
+    files.push(("edit.txt".to_owned(), "before\n".to_owned()));
+    files.push(("one.txt".to_owned(), "linked\n".to_owned()));
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let ctx = env.context("ctx", &refs);
+    fs_err::hard_link(ctx.join("one.txt"), ctx.join("src/two.txt")).unwrap();
+    let c = ctx.to_str().unwrap();
+    let build = |extra: &[&str], tag: &str| {
+        let mut cmd = env.command(["build", "-q", "-t", tag]);
+        cmd.args(extra)
+            .arg(c)
+            .env("SOURCE_DATE_EPOCH", "1700000000");
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    build(&[], "t:1");
+    let one = snapshot_inodes(&env, "app/one.txt");
+    assert_eq!(
+        one,
+        snapshot_inodes(&env, "app/src/two.txt"),
+        "linked in the layer"
+    );
+    fs_err::write(ctx.join("edit.txt"), "after\n").unwrap();
+    build(&[], "t:2");
+    let unchanged = snapshot_inodes(&env, "app/src/f03.txt");
+    assert_eq!(unchanged[0], unchanged[1], "an unchanged file is shared");
+    let linked = snapshot_inodes(&env, "app/one.txt");
+    assert_ne!(linked[0], linked[1], "a linked file is made again");
+    assert_eq!(
+        linked,
+        snapshot_inodes(&env, "app/src/two.txt"),
+        "and linked again"
+    );
+    build(&["--no-cache"], "t:fresh");
+    assert_eq!(layer_ids(&env, "t:2"), layer_ids(&env, "t:fresh"));
+}
+
+/// Every entry under `root` with what a write would change: (type and size, mtime, inode).
+fn store_state(root: &std::path::Path) -> Vec<(String, u64, i64, i64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    let mut left = vec![root.to_owned()];
+    while let Some(dir) = left.pop() {
+        for entry in fs_err::read_dir(&dir).expect("a readable store") {
+            let entry = entry.expect("a readable store");
+            let m = fs_err::symlink_metadata(entry.path()).expect("a readable store");
+            let rel = entry
+                .path()
+                .strip_prefix(root)
+                .expect("an entry is under the root")
+                .display()
+                .to_string();
+            out.push((rel, m.size(), m.mtime(), m.mtime_nsec(), m.ino()));
+            if m.is_dir() {
+                left.push(entry.path());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A no-op rebuild writes nothing to the store but two pieces of metadata: no file or
+/// directory is added or removed, no blob, snapshot, file list, stat cache or step pointer is
+/// rewritten or touched (a directory's mtime would show a temporary file made and removed).
+/// The two: the records used get a newer mtime (their "last used", for the GC), and
+/// `images.json` is rewritten by the tag, as docker's tag refreshes `LastTagTime` (with its
+/// temporary file in `tmp/`).
+#[test]
+fn a_no_op_rebuild_writes_nothing_to_the_store() {
+    let env = TestEnv::with_base("base:latest");
+    let ctx = env.context(
+        "ctx",
+        &[
+            ("Dockerfile", "FROM base\nCOPY . /app\nRUN echo hi > /hi\n"),
+            ("a.txt", "a\n"),
+            ("src/b.txt", "b\n"),
+        ],
+    );
+    let c = ctx.to_str().unwrap();
+    env.ok(["build", "-q", "-t", "t:1", c]);
+    let before = store_state(&env.root());
+    let events = env.build_events(["-t", "t:1", c]);
+    assert!(ran(&events).is_empty(), "a no-op: {:?}", ran(&events));
+    let after = store_state(&env.root());
+    let paths = |s: &[(String, u64, i64, i64, u64)]| -> Vec<String> {
+        s.iter().map(|e| e.0.clone()).collect()
+    };
+    assert_eq!(paths(&after), paths(&before), "entries added or removed");
+    let metadata = |p: &str| p == "images.json" || p == "tmp" || p.starts_with("cache-v1/records/");
+    let written: Vec<_> = after
+        .iter()
+        .filter(|e| !before.contains(e) && !metadata(&e.0))
+        .collect();
+    assert!(written.is_empty(), "written: {written:#?}");
+    let records = |s: &[(String, u64, i64, i64, u64)]| -> Vec<(String, u64, u64)> {
+        s.iter()
+            .filter(|e| e.0.starts_with("cache-v1/records/"))
+            .map(|e| (e.0.clone(), e.1, e.4))
+            .collect()
+    };
+    assert_eq!(records(&after), records(&before), "records rewritten");
+}
+
 #[test]
 fn a_dockerignored_file_never_reaches_the_image_nor_the_key() {
     let env = TestEnv::with_base("base:latest");

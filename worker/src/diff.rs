@@ -803,7 +803,13 @@ impl Reuse {
             for e in archive.entries_with_seek().map_err(read)? {
                 let e = e.map_err(read)?;
                 let data = e.raw_file_position();
-                let end = data + e.size() + padding(e.size()) as u64;
+                // Checked: sizes come from the earlier tar's headers.
+                let end = data
+                    .checked_add(e.size())
+                    .and_then(|n| n.checked_add(padding(e.size()) as u64));
+                let Some(end) = end.filter(|_| data >= start) else {
+                    return Err(read(io::ErrorKind::InvalidData.into()));
+                };
                 entries.push(OldEntry {
                     start,
                     data,

@@ -597,11 +597,7 @@ impl<W: Write> TarWriter<W> {
     }
 
     fn pad(&mut self, len: u64) -> Result<(), DiffError> {
-        let rem = (len % 512) as usize;
-        if rem != 0 {
-            self.write(&[0u8; 512][..512 - rem])?;
-        }
-        Ok(())
+        self.write(&[0u8; 512][..padding(len)])
     }
 
     /// An empty regular file with mode 0 (whiteouts and opaque markers), as containerd

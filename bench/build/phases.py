@@ -25,7 +25,7 @@ import statistics
 STARTUP, STEP_REST, GAP, TAIL = "startup, parse, lower", "step, untimed", "scheduler, keys", \
     "image, exit"
 ORDER = [STARTUP, "image", "context_scan", "unpack", "sandbox_start", "process", "files",
-         "layer_diff", "layer_tar", "commit", "record", STEP_REST, GAP, TAIL]
+         "layer_diff", "layer_reuse", "layer_tar", "commit", "record", STEP_REST, GAP, TAIL]
 APART = "context_checksum"
 
 

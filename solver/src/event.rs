@@ -102,6 +102,10 @@ pub enum Phase {
     LayerDiff,
     /// Writing the layer's tar bytes into the store, SHA-256 computed as they go.
     LayerTar,
+    /// Reading the unchanged entries of an incremental COPY's layer from the same step's
+    /// earlier layer tar instead of from their files (their writes are in
+    /// [`Phase::LayerTar`]). Present only when some entry was taken from it.
+    LayerReuse,
     /// Making the layer durable (fsync, rename) and adopting the upper directory as its
     /// snapshot.
     Commit,

@@ -23,8 +23,9 @@ use strata_graph::pattern::DirVisit;
 use strata_graph::{FileAction, FileOp, Graph, MountKind, Node, NodeId, Op};
 use strata_store::{Compression, Digest, LayerDescriptor, Lease, Store, chain_id};
 use strata_worker::{
-    CacheMountImports, DiffOptions, ExcludeFn, FileRequest, FileSource, GitAuth, ImportError,
-    ImportedMount, MountInput, MountLayer, OutputStream, Previous, RunRequest, Worker, write_layer,
+    CacheMountImports, DiffOptions, EarlierLayer, ExcludeFn, FileRequest, FileSource, GitAuth,
+    ImportError, ImportedMount, MountInput, MountLayer, OutputStream, Previous, RunRequest, Worker,
+    write_layer, write_layer_reusing,
 };
 
 /// Why a step failed inside this backend (wrapped in [`StepError::Failed`]).
@@ -558,25 +559,32 @@ impl LocalBackend {
         upper: &Path,
         options: &LocalOptions,
         phases: &Phases,
+        earlier: Option<&Earlier>,
     ) -> Result<Fs, LocalError> {
         let started = Instant::now();
         let mut writer = TimedWrite {
             inner: store.layer_writer(options.compression)?,
             spent: Duration::ZERO,
         };
-        write_layer(
-            upper,
-            &mut writer,
-            &DiffOptions {
-                source_date_epoch: options.source_date_epoch,
-            },
-        )
+        let diff = DiffOptions {
+            source_date_epoch: options.source_date_epoch,
+        };
+        let stats = match earlier.and_then(|e| e.open(store, options)) {
+            Some(earlier) => write_layer_reusing(upper, &mut writer, &diff, earlier),
+            None => write_layer(upper, &mut writer, &diff),
+        }
         .map_err(LocalError::Diff)?;
         phases.add(
             Phase::LayerDiff,
-            started.elapsed().saturating_sub(writer.spent),
+            started
+                .elapsed()
+                .saturating_sub(writer.spent)
+                .saturating_sub(stats.reuse_time),
         );
         phases.add(Phase::LayerTar, writer.spent);
+        if stats.reused > 0 {
+            phases.add(Phase::LayerReuse, stats.reuse_time);
+        }
         phases.time(Phase::Commit, || {
             let layer = writer.inner.finish()?;
             store.adopt_snapshot(parent.chain_id().as_ref(), &layer.diff_id, upper)?;
@@ -623,6 +631,32 @@ async fn blocking<T: Send + 'static>(
         .map_err(LocalError::Join)?
 }
 
+/// The same step's earlier layer, for an incremental COPY's layer tar: its snapshot directory
+/// and its blob.
+struct Earlier {
+    dir: std::path::PathBuf,
+    layer: LayerDescriptor,
+}
+
+impl Earlier {
+    /// The earlier layer's tar, when it can be copied from as is: a plain tar blob (its
+    /// digest is its diff ID) and this build writes plain tars too. `None` otherwise.
+    fn open(&self, store: &Store, options: &LocalOptions) -> Option<EarlierLayer> {
+        let plain = Compression::None;
+        if options.compression != plain
+            || self.layer.media_type != plain.media_type()
+            || self.layer.digest != self.layer.diff_id
+        {
+            return None;
+        }
+        let tar = store.open_blob(&self.layer.digest).ok()?;
+        Some(EarlierLayer {
+            dir: self.dir.clone(),
+            tar,
+        })
+    }
+}
+
 /// The same step's last result, for an incremental COPY (`strata_worker::Previous`): only
 /// when it was made from the same definition on the same parent, its layer directory is
 /// still there, and its context selections have the same paths as now (only contents
@@ -634,7 +668,7 @@ fn previous_result(
     step: &Checksum,
     parts: &KeyParts,
     parent: &Fs,
-) -> Option<Previous> {
+) -> Option<(Previous, Earlier)> {
     let (_, record) = cache.last_for_step(step).ok()??;
     let same_step = record.parts.node == parts.node
         && record.parts.inputs == parts.inputs
@@ -658,7 +692,11 @@ fn previous_result(
         }
         changed.extend(diff.changed);
     }
-    Some(Previous { layer, changed })
+    let earlier = Earlier {
+        dir: layer.clone(),
+        layer: record.layer?,
+    };
+    Some((Previous { layer, changed }, earlier))
 }
 
 /// The context selections a node reads, with the index of the input they read from.
@@ -956,7 +994,8 @@ impl Backend for LocalBackend {
                 let options = self.options.clone();
                 let phases = job.phases.clone();
                 let fs = blocking(move || {
-                    let result = Self::commit_upper(&store, &parent, &upper, &options, &phases);
+                    let result =
+                        Self::commit_upper(&store, &parent, &upper, &options, &phases, None);
                     if result.is_err() {
                         let _ = fs_err::remove_dir_all(&upper);
                     }
@@ -1008,10 +1047,13 @@ impl Backend for LocalBackend {
                     let (lowers, upper) = phases.time(Phase::Unpack, || {
                         Ok::<_, LocalError>((layers.lowers(&parent)?, store.new_snapshot_dir()?))
                     })?;
+                    let mut earlier = None;
                     let applied = phases.time(Phase::Files, || {
                         let previous = reusable.and_then(|(cache, step, parts)| {
                             previous_result(&cache, &store, &step, &parts, &parent)
                         });
+                        let (previous, e) = previous.unzip();
+                        earlier = e;
                         worker.apply_file_op(FileRequest {
                             op,
                             lowers,
@@ -1022,7 +1064,14 @@ impl Backend for LocalBackend {
                         })
                     });
                     let result = applied.map_err(LocalError::from).and_then(|_| {
-                        Self::commit_upper(&store, &parent, &upper, &options, &phases)
+                        Self::commit_upper(
+                            &store,
+                            &parent,
+                            &upper,
+                            &options,
+                            &phases,
+                            earlier.as_ref(),
+                        )
                     });
                     if result.is_err() {
                         let _ = fs_err::remove_dir_all(&upper);

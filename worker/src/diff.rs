@@ -47,6 +47,12 @@ pub struct DiffStats {
     pub content_bytes: u64,
     /// Bytes of tar stream.
     pub tar_bytes: u64,
+    /// Regular files whose entry (header and data) was copied from an [`EarlierLayer`]'s tar
+    /// instead of read from the file.
+    pub reused: u64,
+    /// Time spent reading those entries from the earlier tar and checking them (their writes
+    /// into `out` not included).
+    pub reuse_time: std::time::Duration,
 }
 
 /// Why a layer could not be written.
@@ -88,7 +94,35 @@ pub fn write_layer(
     out: impl Write,
     opts: &DiffOptions,
 ) -> Result<DiffStats, DiffError> {
-    walk(upper, out, opts, None, None)
+    walk(upper, out, opts, None, None, None)
+}
+
+/// The same step's earlier layer, for [`write_layer_reusing`]: its snapshot directory and its
+/// blob, an uncompressed tar written by [`write_layer`] from that directory.
+#[derive(Debug)]
+pub struct EarlierLayer {
+    /// The snapshot directory the tar was written from.
+    pub dir: PathBuf,
+    /// The tar (a plain, uncompressed blob).
+    pub tar: fs_err::File,
+}
+
+/// [`write_layer`], with the data of unchanged regular files copied from `earlier`'s tar
+/// instead of read from each file (an incremental COPY: `upper` is mostly hard links to
+/// `earlier.dir`). An entry is copied only when its header bytes, as this walk makes them,
+/// equal the earlier entry's at the same place in the order, and `upper`'s file is the very
+/// inode of `earlier.dir`'s at that path (a snapshot never changes, so neither did its
+/// bytes): the stream is byte for byte what [`write_layer`] writes. Anything else (an entry
+/// added, removed, changed, or not aligned) is written as [`write_layer`] does.
+pub fn write_layer_reusing(
+    upper: &Path,
+    out: impl Write,
+    opts: &DiffOptions,
+    earlier: EarlierLayer,
+) -> Result<DiffStats, DiffError> {
+    // An earlier tar that cannot be read is no reason to fail: the layer is written in full.
+    let reuse = Reuse::index(earlier).ok();
+    walk(upper, out, opts, None, None, reuse)
 }
 
 /// Writes the entry `name` of the directory `dir` (a file, or a directory with all it holds)
@@ -99,7 +133,7 @@ pub(crate) fn write_entry(
     out: impl Write,
     opts: &DiffOptions,
 ) -> Result<DiffStats, DiffError> {
-    walk(dir, out, opts, None, Some(name))
+    walk(dir, out, opts, None, Some(name), None)
 }
 
 /// What a delta layer of a plain directory (a cache mount, not an overlay upper) is taken
@@ -122,7 +156,7 @@ pub(crate) fn write_delta(
     opts: &DiffOptions,
     delta: &mut Delta<'_>,
 ) -> Result<DiffStats, DiffError> {
-    walk(dir, out, opts, Some(delta), None)
+    walk(dir, out, opts, Some(delta), None, None)
 }
 
 fn walk(
@@ -131,6 +165,7 @@ fn walk(
     opts: &DiffOptions,
     mut delta: Option<&mut Delta<'_>>,
     only: Option<&OsStr>,
+    mut reuse: Option<Reuse>,
 ) -> Result<DiffStats, DiffError> {
     let mut w = TarWriter {
         out,
@@ -204,6 +239,10 @@ fn walk(
             xattrs,
             link: None,
         };
+        let earlier = reuse.as_mut().and_then(|r| match ft.is_dir() {
+            true => r.align(&[&h.name[..], b"/"].concat()),
+            false => r.align(&h.name),
+        });
         if ft.is_dir() {
             h.name.push(b'/');
             w.header(&h, tar::EntryType::Directory, 0)?;
@@ -223,6 +262,12 @@ fn walk(
                     continue;
                 }
                 links.insert((meta.dev(), meta.ino()), rel.clone());
+            }
+            if let (Some(r), Some(old)) = (reuse.as_mut(), earlier) {
+                let head = encode_header(&h, tar::EntryType::Regular, meta.size());
+                if r.copy_if_same(old, &rel, &meta, &head, &mut w)? {
+                    continue;
+                }
             }
             let file = crate::sys::open_read_nofollow(&full).map_err(|source| DiffError::Read {
                 path: shown.clone(),
@@ -552,11 +597,7 @@ impl<W: Write> TarWriter<W> {
     }
 
     fn pad(&mut self, len: u64) -> Result<(), DiffError> {
-        let rem = (len % 512) as usize;
-        if rem != 0 {
-            self.write(&[0u8; 512][..512 - rem])?;
-        }
-        Ok(())
+        self.write(&[0u8; 512][..padding(len)])
     }
 
     /// An empty regular file with mode 0 (whiteouts and opaque markers), as containerd
@@ -578,73 +619,99 @@ impl<W: Write> TarWriter<W> {
     }
 
     fn header(&mut self, e: &Entry<'_>, kind: tar::EntryType, size: u64) -> Result<(), DiffError> {
-        let m = e.meta;
-        let mut h = tar::Header::new_ustar();
-        let mut pax = Vec::new();
-        if !set_ustar_name(&mut h, &e.name) {
-            pax.extend(pax_record(b"path", &e.name));
-            let tail = &e.name[e.name.len().saturating_sub(100)..];
-            let _ = set_ustar_name(&mut h, tail);
-        }
-        h.set_entry_type(kind);
-        h.set_mode(m.mode() & 0o7777);
-        for (key, id) in [
-            (&b"uid"[..], u64::from(m.uid())),
-            (&b"gid"[..], u64::from(m.gid())),
-        ] {
-            if id > USTAR_MAX_ID {
-                pax.extend(pax_record(key, id.to_string().as_bytes()));
-            }
-        }
-        h.set_uid(u64::from(m.uid()).min(USTAR_MAX_ID));
-        h.set_gid(u64::from(m.gid()).min(USTAR_MAX_ID));
-        if size > USTAR_MAX_SIZE {
-            pax.extend(pax_record(b"size", size.to_string().as_bytes()));
-            h.set_size(0);
-        } else {
-            h.set_size(size);
-        }
-        set_mtime(&mut h, e.mtime, &mut pax);
-        if let Some(link) = &e.link
-            && (link.len() > 100 || h.set_link_name_literal(link).is_err())
-        {
-            pax.extend(pax_record(b"linkpath", link));
-        }
-        if matches!(kind, tar::EntryType::Char | tar::EntryType::Block) {
-            let rdev = m.rdev();
-            let (major, minor) = (nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev));
-            let _ = h.set_device_major(major as u32);
-            let _ = h.set_device_minor(minor as u32);
-        } else {
-            let _ = h.set_device_major(0);
-            let _ = h.set_device_minor(0);
-        }
-        for (k, v) in &e.xattrs {
-            let mut key = b"SCHILY.xattr.".to_vec();
-            key.extend_from_slice(k);
-            pax.extend(pax_record(&key, v));
-        }
-        self.emit(h, &pax)
-    }
-
-    fn emit(&mut self, mut h: tar::Header, pax: &[u8]) -> Result<(), DiffError> {
-        if !pax.is_empty() {
-            let mut x = tar::Header::new_ustar();
-            let _ = set_ustar_name(&mut x, b"PaxHeaders.0/entry");
-            x.set_entry_type(tar::EntryType::XHeader);
-            x.set_mode(0o644);
-            x.set_size(pax.len() as u64);
-            x.set_mtime(0);
-            x.set_cksum();
-            self.write(x.as_bytes())?;
-            self.write(pax)?;
-            self.pad(pax.len() as u64)?;
-        }
-        h.set_cksum();
+        let bytes = encode_header(e, kind, size);
         self.stats.entries += 1;
-        self.write(h.as_bytes())
+        self.write(&bytes)
     }
 
+    fn emit(&mut self, h: tar::Header, pax: &[u8]) -> Result<(), DiffError> {
+        let bytes = encode(h, pax);
+        self.stats.entries += 1;
+        self.write(&bytes)
+    }
+}
+
+/// The header bytes of `e` (with its PAX extended header, if any): the one header encoder,
+/// shared by the walk and [`Reuse`]'s comparison.
+fn encode_header(e: &Entry<'_>, kind: tar::EntryType, size: u64) -> Vec<u8> {
+    let m = e.meta;
+    let mut h = tar::Header::new_ustar();
+    let mut pax = Vec::new();
+    if !set_ustar_name(&mut h, &e.name) {
+        pax.extend(pax_record(b"path", &e.name));
+        let tail = &e.name[e.name.len().saturating_sub(100)..];
+        let _ = set_ustar_name(&mut h, tail);
+    }
+    h.set_entry_type(kind);
+    h.set_mode(m.mode() & 0o7777);
+    for (key, id) in [
+        (&b"uid"[..], u64::from(m.uid())),
+        (&b"gid"[..], u64::from(m.gid())),
+    ] {
+        if id > USTAR_MAX_ID {
+            pax.extend(pax_record(key, id.to_string().as_bytes()));
+        }
+    }
+    h.set_uid(u64::from(m.uid()).min(USTAR_MAX_ID));
+    h.set_gid(u64::from(m.gid()).min(USTAR_MAX_ID));
+    if size > USTAR_MAX_SIZE {
+        pax.extend(pax_record(b"size", size.to_string().as_bytes()));
+        h.set_size(0);
+    } else {
+        h.set_size(size);
+    }
+    set_mtime(&mut h, e.mtime, &mut pax);
+    if let Some(link) = &e.link
+        && (link.len() > 100 || h.set_link_name_literal(link).is_err())
+    {
+        pax.extend(pax_record(b"linkpath", link));
+    }
+    if matches!(kind, tar::EntryType::Char | tar::EntryType::Block) {
+        let rdev = m.rdev();
+        let (major, minor) = (nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev));
+        let _ = h.set_device_major(major as u32);
+        let _ = h.set_device_minor(minor as u32);
+    } else {
+        let _ = h.set_device_major(0);
+        let _ = h.set_device_minor(0);
+    }
+    for (k, v) in &e.xattrs {
+        let mut key = b"SCHILY.xattr.".to_vec();
+        key.extend_from_slice(k);
+        pax.extend(pax_record(&key, v));
+    }
+    encode(h, &pax)
+}
+
+/// A header's bytes: a PAX extended header with `pax` first if there are records, then `h`.
+fn encode(mut h: tar::Header, pax: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512);
+    if !pax.is_empty() {
+        let mut x = tar::Header::new_ustar();
+        let _ = set_ustar_name(&mut x, b"PaxHeaders.0/entry");
+        x.set_entry_type(tar::EntryType::XHeader);
+        x.set_mode(0o644);
+        x.set_size(pax.len() as u64);
+        x.set_mtime(0);
+        x.set_cksum();
+        out.extend_from_slice(x.as_bytes());
+        out.extend_from_slice(pax);
+        out.resize(out.len() + padding(pax.len() as u64), 0);
+    }
+    h.set_cksum();
+    out.extend_from_slice(h.as_bytes());
+    out
+}
+
+/// The zeros after `len` bytes of data, up to the next 512-byte block.
+fn padding(len: u64) -> usize {
+    match (len % 512) as usize {
+        0 => 0,
+        rem => 512 - rem,
+    }
+}
+
+impl<W: Write> TarWriter<W> {
     fn data(&mut self, file: std::fs::File, size: u64, path: &Path) -> Result<(), DiffError> {
         let mut reader = file.take(size);
         let mut buf = vec![0u8; 64 * 1024];
@@ -683,6 +750,143 @@ fn set_mtime(h: &mut tar::Header, mtime: i64, pax: &mut Vec<u8>) {
             pax.extend(pax_record(b"mtime", mtime.to_string().as_bytes()));
             h.set_mtime(0);
         }
+    }
+}
+
+/// An entry of the earlier tar: where it starts (its PAX header, if any), where its data
+/// starts and ends (padding included), and a hash of its path.
+#[derive(Debug, Clone, Copy)]
+struct OldEntry {
+    start: u64,
+    data: u64,
+    end: u64,
+    name: u64,
+}
+
+/// The earlier layer's tar, indexed (24 + 8 bytes an entry, no names kept), and a cursor in
+/// it that follows the walk.
+struct Reuse {
+    dir: PathBuf,
+    tar: std::fs::File,
+    entries: Vec<OldEntry>,
+    next: usize,
+    buf: Vec<u8>,
+}
+
+/// How far ahead of the cursor an entry of the walk is looked for (entries of the earlier
+/// layer gone since are skipped; one not found is new and leaves the cursor).
+const REUSE_WINDOW: usize = 8;
+
+fn name_hash(name: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    name.hash(&mut h);
+    h.finish()
+}
+
+impl Reuse {
+    /// Reads the headers of `earlier.tar` (seeking past the data).
+    fn index(earlier: EarlierLayer) -> Result<Reuse, DiffError> {
+        let read = |source: io::Error| DiffError::Read {
+            path: earlier.dir.clone(),
+            source,
+        };
+        let (tar, _) = earlier.tar.into_parts();
+        let mut entries = Vec::new();
+        {
+            let mut archive = tar::Archive::new(&tar);
+            let mut start = 0;
+            for e in archive.entries_with_seek().map_err(read)? {
+                let e = e.map_err(read)?;
+                let data = e.raw_file_position();
+                // Checked: sizes come from the earlier tar's headers.
+                let end = data
+                    .checked_add(e.size())
+                    .and_then(|n| n.checked_add(padding(e.size()) as u64));
+                let Some(end) = end.filter(|_| data >= start) else {
+                    return Err(read(io::ErrorKind::InvalidData.into()));
+                };
+                entries.push(OldEntry {
+                    start,
+                    data,
+                    end,
+                    name: name_hash(&e.path_bytes()),
+                });
+                start = end;
+            }
+        }
+        Ok(Reuse {
+            dir: earlier.dir,
+            tar,
+            entries,
+            next: 0,
+            buf: vec![0; 64 * 1024],
+        })
+    }
+
+    /// The earlier entry named `name` (as written in the tar), if it is within reach of the
+    /// cursor; the cursor moves past it.
+    fn align(&mut self, name: &[u8]) -> Option<OldEntry> {
+        let hash = name_hash(name);
+        let ahead = self.entries.get(self.next..)?;
+        let i = ahead
+            .iter()
+            .take(REUSE_WINDOW)
+            .position(|e| e.name == hash)?;
+        self.next += i + 1;
+        Some(ahead[i])
+    }
+
+    /// Copies `old` into `w` when it is what the walk would write for the regular file `rel`
+    /// (`meta`) with the header `head`: the same header bytes and the same inode in the
+    /// earlier directory. False (nothing written) otherwise.
+    fn copy_if_same<W: Write>(
+        &mut self,
+        old: OldEntry,
+        rel: &[u8],
+        meta: &Metadata,
+        head: &[u8],
+        w: &mut TarWriter<W>,
+    ) -> Result<bool, DiffError> {
+        use std::os::unix::fs::FileExt;
+        let started = std::time::Instant::now();
+        let size = meta.size();
+        let path = self.dir.join(OsStr::from_bytes(rel));
+        let read = |source: io::Error| DiffError::Read {
+            path: path.clone(),
+            source,
+        };
+        let same_inode = fs_err::symlink_metadata(&path)
+            .is_ok_and(|m| (m.dev(), m.ino()) == (meta.dev(), meta.ino()));
+        let fits = old.data - old.start == head.len() as u64
+            && old.end - old.data == size + padding(size) as u64;
+        if !same_inode || !fits {
+            w.stats.reuse_time += started.elapsed();
+            return Ok(false);
+        }
+        let earlier = &mut self.buf[..head.len()];
+        self.tar.read_exact_at(earlier, old.start).map_err(read)?;
+        if earlier != head {
+            w.stats.reuse_time += started.elapsed();
+            return Ok(false);
+        }
+        w.stats.reuse_time += started.elapsed();
+        w.write(head)?;
+        let mut at = old.data;
+        while at < old.end {
+            let started = std::time::Instant::now();
+            let n = (old.end - at).min(self.buf.len() as u64) as usize;
+            self.tar
+                .read_exact_at(&mut self.buf[..n], at)
+                .map_err(read)?;
+            w.stats.reuse_time += started.elapsed();
+            w.write(&self.buf[..n])?;
+            at += n as u64;
+        }
+        w.stats.entries += 1;
+        w.stats.content_bytes += size;
+        w.stats.reused += 1;
+        Ok(true)
     }
 }
 
@@ -788,6 +992,72 @@ mod tests {
         // The listing survives its record (hex paths).
         let json = serde_json::to_vec(&again.now).unwrap();
         assert_eq!(serde_json::from_slice::<Listing>(&json).unwrap(), again.now);
+    }
+
+    /// A tree of hard links to an earlier one, some files edited, one added in the middle of
+    /// the order, one removed, one with a long (PAX) name: the tar made reusing the earlier
+    /// tar is byte for byte the full one, and only the untouched files were copied from it.
+    #[test]
+    fn a_layer_reusing_the_earlier_tar_is_the_full_layer() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        let (old, new) = (t.path().join("old"), t.path().join("new"));
+        let long = format!("{}/{}", "d".repeat(120), "f".repeat(90));
+        let mut files: Vec<String> = (0..40).map(|i| format!("a/f{i:02}")).collect();
+        files.extend((0..10).map(|i| format!("b/g{i}")));
+        files.push(long.clone());
+        for f in &files {
+            let p = old.join(f);
+            fs_err::create_dir_all(p.parent().unwrap()).unwrap();
+            fs_err::write(&p, format!("content of {f}\n").repeat(40)).unwrap();
+        }
+        let opts = DiffOptions::default();
+        let tar_path = t.path().join("old.tar");
+        write_layer(&old, fs_err::File::create(&tar_path).unwrap(), &opts).unwrap();
+        // The clone an incremental COPY makes: directories anew, files hard-linked.
+        for f in &files {
+            let p = new.join(f);
+            fs_err::create_dir_all(p.parent().unwrap()).unwrap();
+            fs_err::hard_link(old.join(f), &p).unwrap();
+        }
+        let replace = |rel: &str, body: &[u8]| {
+            fs_err::remove_file(new.join(rel)).unwrap();
+            fs_err::write(new.join(rel), body).unwrap();
+        };
+        replace("a/f03", &fs_err::read(old.join("a/f03")).unwrap()); // same bytes, new inode
+        replace("a/f07", b"longer now\n");
+        replace("a/f11", b"x");
+        fs_err::write(new.join("a/f20x"), b"added in the middle\n").unwrap();
+        fs_err::remove_file(new.join("a/f30")).unwrap();
+        replace(&long, b"long name, new bytes");
+        // A mode change alone: a new file with the mode (the old inode is the earlier's).
+        replace("b/g4", &fs_err::read(old.join("b/g4")).unwrap());
+        fs_err::set_permissions(new.join("b/g4"), std::fs::Permissions::from_mode(0o600)).unwrap();
+
+        let mut full = Vec::new();
+        write_layer(&new, &mut full, &opts).unwrap();
+        let mut reusing = Vec::new();
+        let earlier = EarlierLayer {
+            dir: old.clone(),
+            tar: fs_err::File::open(&tar_path).unwrap(),
+        };
+        let stats = write_layer_reusing(&new, &mut reusing, &opts, earlier).unwrap();
+        assert!(full == reusing, "the reusing tar differs from the full one");
+        // 51 files: 5 replaced, 1 removed; the added one is new.
+        assert_eq!(stats.reused, 51 - 5 - 1);
+        assert!(names(&reusing).contains(&"a/f20x".to_owned()));
+
+        // An earlier tar that is not one: every file written in full, same bytes.
+        let bogus = t.path().join("bogus");
+        fs_err::write(&bogus, b"not a tar").unwrap();
+        let earlier = EarlierLayer {
+            dir: old,
+            tar: fs_err::File::open(&bogus).unwrap(),
+        };
+        let mut again = Vec::new();
+        let stats = write_layer_reusing(&new, &mut again, &opts, earlier).unwrap();
+        assert!(full == again);
+        assert_eq!(stats.reused, 0);
     }
 
     #[test]

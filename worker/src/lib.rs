@@ -51,7 +51,7 @@ pub use cache_mount::{CacheMountError, CacheMountInfo, cache_mounts, prune_cache
 pub use cgroup::{CgroupError, DEFAULT_PIDS_LIMIT, Resources};
 pub use changes::{Change, ChangeKind, changes};
 pub use cp::{CpError, CpOptions, CpRoot, copy_path, own_ids, tar_path, untar_into};
-pub use diff::{DiffError, DiffOptions, DiffStats, write_layer};
+pub use diff::{DiffError, DiffOptions, DiffStats, EarlierLayer, write_layer, write_layer_reusing};
 pub use download::DownloadError;
 pub use exec::{ExecError, ExecOutcome, ExecSpec, exec_in_container, pids_in_namespace_of};
 pub use export::{ExportError, export_rootfs};

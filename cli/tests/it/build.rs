@@ -271,6 +271,146 @@ fn an_edited_context_file_recopies_only_that_file_and_gives_the_same_layer() {
     assert_ne!(layer_ids(&env, "t:1"), layer_ids(&env, "t:2"));
 }
 
+/// Each edit of a few-hundred-file context, built on the last build's result and with
+/// `--no-cache`, gives the same layer; where the COPY was incremental, the layer's unchanged
+/// entries were copied from the earlier layer tar (the `layer_reuse` phase is there).
+#[test]
+fn an_incremental_copy_reuses_the_earlier_layer_tar_and_gives_the_full_layer() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = TestEnv::with_base("base:latest");
+    let mut files = vec![(
+        "Dockerfile".to_owned(),
+        "FROM base\nCOPY . /app\n".to_owned(),
+    )];
+    for d in ["lib", "src", "zz"] {
+        for i in 0..100 {
+            files.push((format!("{d}/f{i:03}.txt"), format!("{d} {i}\n").repeat(30)));
+        }
+    }
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let ctx = env.context("ctx", &refs);
+    let c = ctx.to_str().unwrap();
+    // Whether the COPY's layer took entries from the earlier tar.
+    let reused = |events: &[serde_json::Value]| {
+        events
+            .iter()
+            .any(|e| e["event"] == "finished" && !e["phases"]["layer_reuse"].is_null())
+    };
+    // Files are not clamped (they are older), the COPY's new `/app` is (made at build time,
+    // which differs between two builds).
+    let epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string();
+    let epoch = [("SOURCE_DATE_EPOCH", epoch.as_str())];
+    let build = |args: &[&str]| {
+        let out = env
+            .command(["build", "--progress=rawjson"])
+            .args(args)
+            .arg(c)
+            .envs(epoch)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stderr}");
+        stderr
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect::<Vec<serde_json::Value>>()
+    };
+    let first = build(&["-t", "t:0"]);
+    assert!(!reused(&first), "nothing to reuse on a first build");
+    let earlier = |secs: u64| std::time::SystemTime::now() - Duration::from_secs(secs);
+    // What each build of an edit does with the COPY: `Reused` (incremental, entries taken
+    // from the earlier tar), `Full` (not incremental), `Cached` (an mtime is not in the key).
+    #[derive(Debug, PartialEq)]
+    enum Copy {
+        Reused,
+        Full,
+        Cached,
+    }
+    type Edit<'a> = (&'a str, Box<dyn Fn() + 'a>, Copy);
+    let edits: Vec<Edit> = vec![
+        (
+            "same size, other bytes",
+            Box::new(|| fs_err::write(ctx.join("src/f050.txt"), "SRC 50\n".repeat(30)).unwrap()),
+            Copy::Reused,
+        ),
+        (
+            "other size",
+            Box::new(|| fs_err::write(ctx.join("lib/f007.txt"), "grown\n".repeat(99)).unwrap()),
+            Copy::Reused,
+        ),
+        (
+            "mtime only",
+            Box::new(|| {
+                fs_err::File::options()
+                    .write(true)
+                    .open(ctx.join("src/f000.txt"))
+                    .unwrap()
+                    .set_modified(earlier(3600))
+                    .unwrap()
+            }),
+            Copy::Cached,
+        ),
+        // The mtime above is copied now too, though the context diff does not list it.
+        (
+            "chmod",
+            Box::new(|| {
+                fs_err::set_permissions(
+                    ctx.join("zz/f099.txt"),
+                    std::fs::Permissions::from_mode(0o600),
+                )
+                .unwrap()
+            }),
+            Copy::Reused,
+        ),
+        // Not incremental COPYs today (the set of paths changes).
+        (
+            "added in the middle",
+            Box::new(|| fs_err::write(ctx.join("src/f050a.txt"), "new\n").unwrap()),
+            Copy::Full,
+        ),
+        (
+            "deleted",
+            Box::new(|| fs_err::remove_file(ctx.join("lib/f001.txt")).unwrap()),
+            Copy::Full,
+        ),
+        (
+            "same size again, after them",
+            Box::new(|| fs_err::write(ctx.join("zz/f000.txt"), "ZZ 0\n".repeat(30)).unwrap()),
+            Copy::Reused,
+        ),
+    ];
+    for (i, (what, edit, copy)) in edits.iter().enumerate() {
+        edit();
+        let tag = format!("t:{}", i + 1);
+        let events = build(&["-t", tag.as_str()]);
+        let cached = events
+            .iter()
+            .any(|e| e["event"] == "cached" && e["label"] == "[2/2] COPY . /app");
+        let did = match (cached, reused(&events)) {
+            (true, _) => Copy::Cached,
+            (false, true) => Copy::Reused,
+            (false, false) => Copy::Full,
+        };
+        assert_eq!(&did, copy, "{what}: {events:?}");
+        let before = layer_ids(&env, &format!("t:{i}"));
+        if *copy == Copy::Cached {
+            assert_eq!(before, layer_ids(&env, &tag), "{what}");
+            continue;
+        }
+        let fresh = format!("fresh:{}", i + 1);
+        build(&["--no-cache", "-t", fresh.as_str()]);
+        assert_eq!(layer_ids(&env, &tag), layer_ids(&env, &fresh), "{what}");
+        assert_ne!(before, layer_ids(&env, &tag), "{what}: the layer changed");
+    }
+}
+
 /// Files hard-linked together in the context are linked in the earlier layer too; the
 /// incremental COPY leaves them out of its clone and makes them again, so the layer after an
 /// edit elsewhere is the one a `--no-cache` build makes, links and all.

@@ -342,7 +342,10 @@ mod tests {
             }
             assert_eq!(w.count(), len as u64);
             let (out, digest, count) = w.finish().unwrap();
-            assert_eq!((out == data, digest, count), (true, Digest::of(&data), len as u64));
+            assert_eq!(
+                (out == data, digest, count),
+                (true, Digest::of(&data), len as u64)
+            );
         }
     }
 

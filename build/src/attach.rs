@@ -677,11 +677,19 @@ fn follow_window(sock: &Mutex<UnixStream>) {
     );
 }
 
+/// The signals `--sig-proxy` sends on to a container, as docker's: every one a process can
+/// catch but SIGCHLD, SIGPIPE, SIGURG and SIGWINCH ([`strata_worker::process::proxied_signals`]).
+pub fn proxied_signals() -> Vec<SignalKind> {
+    strata_worker::process::proxied_signals()
+        .into_iter()
+        .map(SignalKind::from_raw)
+        .collect()
+}
+
 /// Calls `each` with every signal of `kinds` this process gets (their default actions are
 /// replaced, then `listening` is called) until it returns `false`; blocking, so run it on a
-/// thread of its own. A client
-/// attached to a container follows SIGWINCH, and with `--sig-proxy` sends SIGINT and
-/// SIGTERM on to it.
+/// thread of its own. A client attached to a container follows SIGWINCH, and with
+/// `--sig-proxy` sends the [`proxied_signals`] on to it.
 pub fn on_signals(
     kinds: &[SignalKind],
     listening: impl FnOnce(),

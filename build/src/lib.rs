@@ -41,6 +41,7 @@ mod volume;
 
 pub use attach::{
     AttachEnd, AttachError, AttachOptions, Attached, SignalKind, on_signals, parse_detach_keys,
+    proxied_signals,
 };
 pub use cache_spec::{CacheExportError, CacheMode, CacheRef, CacheTo, parse_cache_from};
 pub use container::{

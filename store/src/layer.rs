@@ -3,7 +3,8 @@
 //! and made durable as a blob by [`LayerWriter::finish`]. Memory does not grow with the layer.
 
 use crate::compression::{Compression, Encoder};
-use crate::digest::{Digest, HashingWriter};
+use crate::digest::{Digest, HashingWriter, ThreadHashingWriter};
+use crate::durable::EarlyWriteback;
 use crate::error::StoreError;
 use crate::lock::Lease;
 use crate::store::Store;
@@ -27,6 +28,14 @@ pub struct LayerDescriptor {
 }
 
 type Inner = Encoder<BlobSink>;
+
+/// The uncompressed tar on its way in, hashed for the diff ID: on a thread of its own beside
+/// the writes for a plain layer (the one pass over its bytes, the blob is the tar), in place
+/// for a compressed one (the compressor is the slow part, on threads of its own).
+enum TarIn {
+    Plain(ThreadHashingWriter<Inner>),
+    Compressed(HashingWriter<Inner>),
+}
 
 /// Where the blob bytes (after compression) go. A compressed blob is hashed for its digest;
 /// an uncompressed one is the tar itself, so its digest is the diff ID, already computed on
@@ -90,7 +99,9 @@ impl Write for BlobSink {
 pub struct LayerWriter {
     store: Store,
     compression: Compression,
-    out: HashingWriter<Inner>,
+    out: TarIn,
+    /// Not with a build's deferred syncs.
+    writeback: Option<EarlyWriteback>,
     tmp: tempfile::NamedTempFile,
     _lease: Lease,
 }
@@ -114,6 +125,11 @@ impl Store {
             .as_file()
             .try_clone()
             .map_err(StoreError::io("open", tmp.path()))?;
+        let writeback = if self.defer_sync {
+            None
+        } else {
+            Some(EarlyWriteback::new(&file).map_err(StoreError::io("open", tmp.path()))?)
+        };
         let file = fs_err::File::from_parts(file, tmp.path());
         let out = BufWriter::with_capacity(1 << 20, file);
         let blob = match compression {
@@ -122,10 +138,15 @@ impl Store {
         };
         let enc =
             Encoder::new(compression, blob).map_err(StoreError::io("compress", tmp.path()))?;
+        let out = match compression {
+            Compression::None => TarIn::Plain(ThreadHashingWriter::new(enc)),
+            Compression::Gzip | Compression::Zstd => TarIn::Compressed(HashingWriter::new(enc)),
+        };
         Ok(LayerWriter {
             store: self.clone(),
             compression,
-            out: HashingWriter::new(enc),
+            out,
+            writeback,
             tmp,
             _lease: lease,
         })
@@ -149,28 +170,47 @@ impl Store {
 
 impl Write for LayerWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.out.write(buf)
+        let n = match &mut self.out {
+            TarIn::Plain(w) => w.write(buf)?,
+            TarIn::Compressed(w) => w.write(buf)?,
+        };
+        if let Some(w) = &mut self.writeback {
+            w.wrote(n);
+        }
+        Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
+        match &mut self.out {
+            TarIn::Plain(w) => w.flush(),
+            TarIn::Compressed(w) => w.flush(),
+        }
     }
 }
 
 impl LayerWriter {
     /// Bytes of uncompressed tar written so far.
     pub fn uncompressed_len(&self) -> u64 {
-        self.out.count()
+        match &self.out {
+            TarIn::Plain(w) => w.count(),
+            TarIn::Compressed(w) => w.count(),
+        }
     }
 
     /// Finishes compression, makes the blob durable and returns its descriptor.
     pub fn finish(self) -> Result<LayerDescriptor, StoreError> {
         let path = self.tmp.path().to_owned();
-        let (enc, diff_id, uncompressed) = self.out.finish();
+        let (enc, diff_id, uncompressed) = match self.out {
+            TarIn::Plain(w) => w.finish().map_err(StoreError::io("write", &path))?,
+            TarIn::Compressed(w) => w.finish(),
+        };
         let blob = enc.finish().map_err(StoreError::io("compress", &path))?;
         let (buf, digest, size) = blob.finish();
         let digest = digest.unwrap_or_else(|| diff_id.clone());
         buf.into_inner()
             .map_err(|e| StoreError::io("write", &path)(e.into_error()))?;
+        if let Some(w) = self.writeback {
+            w.finish();
+        }
         self.store
             .persist_blob(self.tmp.into_temp_path(), &digest)?;
         Ok(LayerDescriptor {

@@ -50,6 +50,33 @@ pub fn signal_number(name: &str) -> Option<i32> {
     crate::sys::signal_number(name)
 }
 
+/// The signals a client attached to a container sends on to it (docker's `--sig-proxy`),
+/// by number: every standard signal but SIGCHLD, SIGPIPE, SIGURG and SIGWINCH (the client's
+/// own business, as docker's), SIGKILL and SIGSTOP (they cannot be caught) and the faults
+/// the kernel raises for a bad instruction or address (SIGILL, SIGFPE, SIGSEGV, SIGBUS: a
+/// handler for them would make a real fault loop).
+pub fn proxied_signals() -> Vec<i32> {
+    use nix::sys::signal::Signal;
+    Signal::iterator()
+        .filter(|s| {
+            !matches!(
+                s,
+                Signal::SIGCHLD
+                    | Signal::SIGPIPE
+                    | Signal::SIGURG
+                    | Signal::SIGWINCH
+                    | Signal::SIGKILL
+                    | Signal::SIGSTOP
+                    | Signal::SIGILL
+                    | Signal::SIGFPE
+                    | Signal::SIGSEGV
+                    | Signal::SIGBUS
+            )
+        })
+        .map(|s| s as i32)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -62,5 +89,28 @@ mod tests {
         assert_eq!(signal_number("9"), Some(9));
         assert_eq!(signal_number("SIGNOPE"), None);
         assert_eq!(signal_number("99"), None);
+    }
+
+    #[test]
+    fn proxied_signals_are_dockers() {
+        let proxied = proxied_signals();
+        for sig in [
+            libc::SIGINT,
+            libc::SIGTERM,
+            libc::SIGHUP,
+            libc::SIGUSR1,
+            libc::SIGQUIT,
+        ] {
+            assert!(proxied.contains(&sig), "{sig} not proxied");
+        }
+        for sig in [
+            libc::SIGCHLD,
+            libc::SIGPIPE,
+            libc::SIGURG,
+            libc::SIGWINCH,
+            libc::SIGKILL,
+        ] {
+            assert!(!proxied.contains(&sig), "{sig} proxied");
+        }
     }
 }

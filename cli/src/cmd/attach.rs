@@ -8,7 +8,7 @@ use crate::GlobalArgs;
 use crate::cmd::container::exit_code;
 use std::io::IsTerminal as _;
 use std::process::ExitCode;
-use strata_build::{AttachEnd, AttachOptions, Attached, SignalKind};
+use strata_build::{AttachEnd, AttachOptions, Attached};
 use strata_store::{Container, Store};
 
 /// docker's default detach keys.
@@ -79,8 +79,9 @@ pub(crate) fn end_code(store: &Store, c: &Container, end: AttachEnd) -> ExitCode
     }
 }
 
-/// docker's `--sig-proxy`: SIGINT and SIGTERM sent to this process go to the container, in
-/// a thread of its own while the session lasts. Not with a terminal and stdin attached: a
+/// docker's `--sig-proxy`: the signals sent to this process go to the container (all but
+/// SIGCHLD, SIGPIPE, SIGURG and SIGWINCH: [`strata_build::proxied_signals`]), in a thread of
+/// its own while the session lasts. Not with a terminal and stdin attached: a
 /// raw terminal sends ctrl-c to the container itself.
 pub(crate) fn proxy_signals(
     store: &Store,
@@ -95,13 +96,12 @@ pub(crate) fn proxy_signals(
     let proxy = std::thread::Builder::new()
         .name("strata-sig-proxy".into())
         .spawn(move || {
-            let (int, term) = (SignalKind::interrupt(), SignalKind::terminate());
             let listening = move || {
                 let _ = ready_tx.send(());
             };
-            strata_build::on_signals(&[int, term], listening, |kind| {
-                let sig = if kind == int { "SIGINT" } else { "SIGTERM" };
-                let _ = strata_build::kill_container(&store, &c, sig);
+            strata_build::on_signals(&strata_build::proxied_signals(), listening, |kind| {
+                let sig = kind.as_raw_value().to_string();
+                let _ = strata_build::kill_container(&store, &c, &sig);
                 true
             });
         })

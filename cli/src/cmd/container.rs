@@ -457,7 +457,8 @@ pub(crate) fn start_detached(
 }
 
 /// Runs container `id` with this process as its monitor, echoing its output; exits with its
-/// code. The first Ctrl-C is sent on to it as SIGINT, the second kills it.
+/// code. Signals are sent on to it ([`proxy_foreground`]): the first Ctrl-C as SIGINT, the
+/// second kills it.
 fn foreground(store: &Store, id: &str, name: &str) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -467,26 +468,9 @@ fn foreground(store: &Store, id: &str, name: &str) -> ExitCode {
         Ok(r) => r,
         Err(e) => return fail_125(e),
     };
+    let cancel = CancellationToken::new();
+    proxy_foreground(store, id, cancel.clone());
     let outcome = runtime.block_on(async {
-        let cancel = CancellationToken::new();
-        let on_signal = cancel.clone();
-        let (proxy_store, proxy_id) = (store.clone(), id.to_owned());
-        tokio::spawn(async move {
-            let (store, id) = (proxy_store, proxy_id);
-            // As docker's sig-proxy: the first Ctrl-C is the container's SIGINT, the second
-            // kills it.
-            if tokio::signal::ctrl_c().await.is_err() {
-                return;
-            }
-            let proxied = store
-                .container(&id)
-                .ok()
-                .and_then(|c| strata_build::kill_container(&store, &c, "SIGINT").ok());
-            if proxied.is_some() && tokio::signal::ctrl_c().await.is_err() {
-                return;
-            }
-            on_signal.cancel();
-        });
         let echo = |stream, line: &[u8]| {
             let _ = match stream {
                 Stream::Stdout => {
@@ -505,6 +489,45 @@ fn foreground(store: &Store, id: &str, name: &str) -> ExitCode {
         Ok(Outcome::Exited(code)) => exit_code(code),
         Ok(Outcome::StartFailed { code, message }) => start_failed(name, code, &message),
         Err(e) => fail_125(e.into()),
+    }
+}
+
+/// docker's sig-proxy for a foreground `run`/`start -a`: the signals this process gets go on
+/// to container `id` ([`strata_build::proxied_signals`]), the first Ctrl-C (SIGINT) too; the
+/// second cancels `cancel` (the container is killed). Returns once they are caught.
+fn proxy_foreground(store: &Store, id: &str, cancel: CancellationToken) {
+    let (store, id) = (store.clone(), id.to_owned());
+    let (ready_tx, ready) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("strata-sig-proxy".into())
+        .spawn(move || {
+            let int = strata_build::SignalKind::interrupt();
+            let mut interrupted = false;
+            let listening = move || {
+                let _ = ready_tx.send(());
+            };
+            strata_build::on_signals(&strata_build::proxied_signals(), listening, |kind| {
+                if kind == int && interrupted {
+                    cancel.cancel();
+                    return false;
+                }
+                let sig = kind.as_raw_value().to_string();
+                let proxied = store
+                    .container(&id)
+                    .ok()
+                    .and_then(|c| strata_build::kill_container(&store, &c, &sig).ok());
+                if kind == int {
+                    if proxied.is_none() {
+                        cancel.cancel();
+                        return false;
+                    }
+                    interrupted = true;
+                }
+                true
+            });
+        });
+    if spawned.is_ok() {
+        let _ = ready.recv();
     }
 }
 

@@ -325,6 +325,54 @@ fn run_i_sends_sigint_on_to_the_container_as_dockers_sig_proxy() {
     );
 }
 
+/// Starts `strata ARGS` with piped stdio; returns once its output has said `ready`.
+fn started_until_ready(env: &Env, args: &[&str]) -> (std::process::Child, Vec<u8>) {
+    let mut child = env
+        .0
+        .command(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 256];
+    while !String::from_utf8_lossy(&seen).contains("ready\n") {
+        let n = out.read(&mut buf).unwrap();
+        assert!(n > 0, "ended before it was ready");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    child.stdout = Some(out);
+    (child, seen)
+}
+
+/// docker's sig-proxy sends every catchable signal on, not only SIGINT and SIGTERM: SIGUSR1
+/// sent to `run -i` (attached) and to a plain foreground `run` reaches the container's trap.
+#[test]
+fn sig_proxy_sends_sigusr1_on_to_the_container() {
+    let env = Env::new();
+    let script = "trap 'echo got-usr1; exit 10' USR1; echo ready; while true; do sleep 1; done";
+    for args in [
+        &["run", "--rm", "-i", "base", "sh", "-c", script][..],
+        &["run", "--rm", "base", "sh", "-c", script][..],
+    ] {
+        let (mut child, mut seen) = started_until_ready(&env, args);
+        let status = std::process::Command::new("kill")
+            .args(["-USR1", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        child.stdout.take().unwrap().read_to_end(&mut seen).unwrap();
+        let code = child.wait().unwrap().code();
+        assert_eq!(
+            (code, String::from_utf8_lossy(&seen).as_ref()),
+            (Some(10), "ready\ngot-usr1\n"),
+            "{args:?}"
+        );
+    }
+}
+
 #[test]
 fn attach_passes_the_window_size_on_when_it_changes() {
     let env = Env::new();

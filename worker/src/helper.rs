@@ -374,18 +374,14 @@ impl Helper {
             },
             _ => None,
         };
-        // `ip` names the namespace the veth's host end goes to by a process in it: the
-        // worker (the helper's parent), checked to be in the host's namespace.
-        let host_pid = match bridge {
-            Some(_) => Some(sys::process_in_netns(host.as_fd())?),
-            None => None,
-        };
         sys::unshare(CloneFlags::CLONE_NEWNET)?;
         let made = sys::own_netns().and_then(|ns| {
             sys::loopback_up()?;
-            match (bridge, host_pid) {
-                (Some(b), Some(pid)) => b.eth0_here(network::ns_id(ns.as_fd())?, pid).map(Some),
-                _ => Ok(None),
+            match bridge {
+                Some(b) => b
+                    .eth0_here(network::ns_id(ns.as_fd())?, host.as_fd())
+                    .map(Some),
+                None => Ok(None),
             }
             .map(|host_end| (ns, host_end))
         });

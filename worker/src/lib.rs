@@ -35,6 +35,7 @@ pub mod process;
 mod resolv_conf;
 mod reuse;
 mod rootless;
+mod rtnetlink;
 mod run;
 mod sandbox;
 mod seccomp;

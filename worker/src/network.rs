@@ -6,8 +6,10 @@
 //! Why a bridge and veth pairs rather than pasta or slirp4netns: the kernel forwards at no
 //! extra cost, there is no user-space process per RUN to start, watch and kill, and a
 //! namespace with its veth is ready in a few milliseconds, made ahead in the helper's pool.
-//! The links are made with iproute2's `ip` in the pool (off the critical path), and the
-//! NAT and filter rules with `iptables` once per helper: on the hosts we run on (Debian,
+//! Each namespace's veth, address and route are made over rtnetlink by the helper itself
+//! ([`crate::rtnetlink`]), in the pool (off the critical path, and with no exec to compete
+//! with the RUN for the CPU); the bridge with iproute2's `ip` once per host, and the NAT
+//! and filter rules with `iptables` once per helper: on the hosts we run on (Debian,
 //! often with Docker) the filter `FORWARD` chain's policy is `DROP`, and an accept in a
 //! separate nftables table cannot override another table's drop, so the rules go in the
 //! chains everyone shares (iptables-nft writes them as nftables rules).
@@ -31,6 +33,7 @@
 //! holder of the namespace is gone, a killed helper included). The bridge and the rules are
 //! made once, checked by every helper, and left: they are the same for every build.
 
+use crate::rtnetlink::{Rtnl, Veth};
 use crate::sys;
 use std::io::{self, Write};
 use std::net::Ipv4Addr;
@@ -199,14 +202,12 @@ fn bridge_address(kind: Net) -> io::Result<Option<Bridge>> {
     if !PathBuf::from(format!("/sys/class/net/{dev}")).exists() {
         return Ok(None);
     }
-    let out = run("ip", &["-4", "-o", "addr", "show", "dev", dev], None)?;
-    // `4: strata0    inet 10.88.0.1/16 brd 10.88.255.255 scope global strata0`
-    let Some(addr) = out
-        .split_whitespace()
-        .skip_while(|w| *w != "inet")
-        .nth(1)
-        .and_then(|a| a.strip_suffix(&format!("/{PREFIX}")))
-        .and_then(|a| a.parse::<Ipv4Addr>().ok())
+    let mut rtnl = Rtnl::open()?;
+    let index = rtnl.index_of(dev)?;
+    let Some(addr) = rtnl
+        .ipv4_addresses(index)?
+        .into_iter()
+        .find_map(|(addr, len)| (len == PREFIX).then_some(addr))
     else {
         return Ok(None);
     };
@@ -274,22 +275,27 @@ fn route_range(line: &str) -> Option<(u32, u32)> {
 
 impl Bridge {
     /// Gives the namespace the helper is in now (made for one RUN, loopback up) its `eth0`:
-    /// one end of a veth pair whose other end goes to `host_pid`'s namespace (the host's),
+    /// one end of a veth pair whose other end goes to the namespace `host_ns` (the host's),
     /// with an address derived from `ns_id` and the default route through the bridge.
     /// Returns the host end's name, for [`Bridge::attach`] once back in the host namespace,
     /// and the address.
-    pub(crate) fn eth0_here(&self, ns_id: u64, host_pid: i32) -> io::Result<(String, Ipv4Addr)> {
+    pub(crate) fn eth0_here(
+        &self,
+        ns_id: u64,
+        host_ns: BorrowedFd<'_>,
+    ) -> io::Result<(String, Ipv4Addr)> {
         let addr = self.address_of(ns_id);
         let host_end = format!("{}{ns_id}", self.kind.veth_prefix());
-        let script = format!(
-            "link add eth0 address {mac} type veth peer name {host_end} netns {host_pid}\n\
-             addr add {addr}/{PREFIX} dev eth0\n\
-             link set eth0 up\n\
-             route add default via {gw}\n",
-            gw = self.gateway,
-            mac = mac_of(addr),
-        );
-        run("ip", &["-batch", "-"], Some(&script))?;
+        let mut rtnl = Rtnl::open()?;
+        rtnl.add_veth(&Veth {
+            name: "eth0",
+            mac: mac_bytes(addr),
+            peer: &host_end,
+            peer_ns: host_ns,
+        })?;
+        let eth0 = rtnl.index_of("eth0")?;
+        rtnl.add_address(eth0, addr, PREFIX)?;
+        rtnl.add_default_route(eth0, self.gateway)?;
         Ok((host_end, addr))
     }
 
@@ -302,16 +308,9 @@ impl Bridge {
     }
 
     /// Plugs the host end of a veth into the bridge: a RUN's isolated from the other ports,
-    /// a container's not.
+    /// a container's not. The helper must be in the host's namespace.
     pub(crate) fn attach(&self, host_end: &str) -> io::Result<()> {
-        let bridge = self.kind.bridge_name();
-        let isolated = if self.kind == Net::Runs { "on" } else { "off" };
-        let script = format!(
-            "link set {host_end} master {bridge}\n\
-             link set {host_end} type bridge_slave isolated {isolated}\n\
-             link set {host_end} up\n"
-        );
-        run("ip", &["-batch", "-"], Some(&script)).map(drop)
+        Rtnl::open()?.attach(host_end, self.kind.bridge_name(), self.kind == Net::Runs)
     }
 }
 
@@ -379,8 +378,14 @@ pub fn in_netns_of<T: Send + 'static>(
 
 /// docker's MAC address for an address: `02:42` then its four bytes.
 pub(crate) fn mac_of(addr: Ipv4Addr) -> String {
+    let [a, b, c, d, e, f] = mac_bytes(addr);
+    format!("{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}")
+}
+
+/// [`mac_of`] as bytes.
+fn mac_bytes(addr: Ipv4Addr) -> [u8; 6] {
     let [a, b, c, d] = addr.octets();
-    format!("02:42:{a:02x}:{b:02x}:{c:02x}:{d:02x}")
+    [0x02, 0x42, a, b, c, d]
 }
 
 /// The id of the network namespace `ns` (its nsfs inode number).

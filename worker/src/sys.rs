@@ -71,19 +71,6 @@ pub(crate) fn unshare(flags: CloneFlags) -> io::Result<()> {
     Ok(nix::sched::unshare(flags)?)
 }
 
-/// A process in the network namespace `ns`: this process's parent, if it is there.
-pub(crate) fn process_in_netns(ns: BorrowedFd<'_>) -> io::Result<i32> {
-    use std::os::unix::fs::MetadataExt as _;
-    let parent = nix::unistd::getppid();
-    let theirs = fs_err::metadata(format!("/proc/{parent}/ns/net"))?;
-    if theirs.ino() != fstat(ns)?.st_ino {
-        return Err(io::Error::other(
-            "the parent process is not in the host network namespace",
-        ));
-    }
-    Ok(parent.as_raw())
-}
-
 /// Joins the network namespace `ns`.
 pub(crate) fn join_netns(ns: BorrowedFd<'_>) -> io::Result<()> {
     Ok(nix::sched::setns(ns, CloneFlags::CLONE_NEWNET)?)

@@ -20,8 +20,9 @@ cd "$(dirname "$0")/.."
 # what strata writes; zstd, xz, bzip2, gzip for archives; python3 for the shared generators;
 # docker-registry (a registry on 127.0.0.1), apache2-utils (`htpasswd -B`) and openssl (a test
 # CA) for pull, push and login; docker.io (dockerd and the docker client) for the interop test,
-# which starts a dockerd of its own; iproute2 (`ip`) and iptables for the RUN network's bridge,
-# veth pairs and NAT; openssh-client (ssh-agent, ssh-add, ssh-keygen) for `--ssh` and
+# which starts a dockerd of its own; iproute2 (`ip`: the bridges, made once, and the tests'
+# checks of links) and iptables (NAT and filter rules; the veth pairs are made over netlink);
+# openssh-client (ssh-agent, ssh-add, ssh-keygen) for `--ssh` and
 # `RUN --mount=type=ssh`.
 packages=(busybox-static skopeo umoci zstd xz-utils bzip2 gzip python3 docker-registry apache2-utils openssl iproute2 iptables openssh-client)
 missing=()

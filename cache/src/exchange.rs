@@ -788,7 +788,7 @@ impl Sink for RegistrySink<'_> {
     }
 
     fn put_document(&mut self, bytes: &[u8]) -> Result<Digest, ExchangeError> {
-        let blob = self.store.put_blob(None, bytes)?;
+        let blob = self.store.put_document(None, bytes)?;
         self.staged.insert(blob.digest.clone(), blob.size);
         Ok(blob.digest)
     }

@@ -95,6 +95,25 @@ impl Store {
         w.commit(expected)
     }
 
+    /// Stores a small document held whole in memory (a config, a manifest): hashed first, so
+    /// one the store already has is neither staged nor synced again (a no-op rebuild's config
+    /// and manifest). With `expected`, bytes of another digest are rejected as by
+    /// [`Store::put_blob`].
+    pub fn put_document(
+        &self,
+        expected: Option<&Digest>,
+        bytes: &[u8],
+    ) -> Result<BlobInfo, StoreError> {
+        let digest = Digest::of(bytes);
+        if expected.is_none_or(|e| *e == digest) && self.has_blob(&digest) {
+            return Ok(BlobInfo {
+                digest,
+                size: bytes.len() as u64,
+            });
+        }
+        self.put_blob(expected, bytes)
+    }
+
     /// A writer for a new blob; [`BlobWriter::commit`] makes it visible.
     pub fn blob_writer(&self) -> Result<BlobWriter, StoreError> {
         let lease = self.lease()?;

@@ -86,6 +86,21 @@ pub fn write_atomic_unsynced_with(
     Ok(())
 }
 
+/// Atomically replaces `path` with `bytes`, fsynced, but without the directory's fsync
+/// ([`write_atomic`] has it): after a power loss or a kernel crash the rename may be undone,
+/// leaving the old file, never an empty or torn one. Only for changes whose loss is harmless
+/// (`images.json` when a rebuild only refreshes a tag's `last_tag_time`). Saves one fsync.
+pub fn write_atomic_revertible(path: &Path, bytes: &[u8]) -> Result<(), DurableError> {
+    let mut tmp = temp_file_in(parent(path))?;
+    tmp.as_file_mut()
+        .write_all(bytes)
+        .and_then(|()| tmp.as_file().sync_all())
+        .map_err(fail("write", path))?;
+    tmp.persist(path)
+        .map_err(|e| fail("replace", path)(e.error))?;
+    Ok(())
+}
+
 /// A new temporary file in `dir`, to [`persist`] as a file of `dir` once written.
 pub fn temp_file_in(dir: &Path) -> Result<NamedTempFile, DurableError> {
     tempfile::Builder::new()

@@ -549,9 +549,9 @@ impl Store {
                 ),
             ));
         }
-        let config = self.put_blob(None, config_bytes)?;
+        let config = self.put_document(None, config_bytes)?;
         let manifest_bytes = build_manifest(&config.digest, config.size, layers)?;
-        let manifest = self.put_blob(None, &manifest_bytes[..])?;
+        let manifest = self.put_document(None, &manifest_bytes)?;
         self.index_image(
             &config.digest,
             ImageRecord {

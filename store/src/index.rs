@@ -5,7 +5,7 @@
 //! worst unreferenced blobs (reclaimed by `image prune`), never a reference to nothing.
 
 use crate::digest::Digest;
-use crate::durable::write_atomic;
+use crate::durable::{write_atomic, write_atomic_revertible};
 use crate::error::StoreError;
 use crate::lock::FileLock;
 use serde::{Deserialize, Serialize};
@@ -86,7 +86,9 @@ pub(crate) fn read(root: &Path) -> Result<ImageIndex, StoreError> {
 }
 
 /// Runs `change` on the current index of the store at `root` under the exclusive `lock` and
-/// writes the result if `change` succeeds and changed something.
+/// writes the result if `change` succeeds and changed something. A change of nothing but
+/// `last_tag_time`s (a rebuild to the image its tag already names) skips the directory's
+/// fsync: losing it to a crash leaves the previous, valid index (`docs/STORE.md`, invariant 2).
 pub(crate) fn update<T>(
     root: &Path,
     lock: &Path,
@@ -97,8 +99,27 @@ pub(crate) fn update<T>(
     let before = serde_json::to_vec(&index).expect("the index serialises");
     let out = change(&mut index)?;
     let after = serde_json::to_vec_pretty(&index).expect("the index serialises");
-    if serde_json::to_vec(&index).expect("the index serialises") != before {
+    if serde_json::to_vec(&index).expect("the index serialises") == before {
+        return Ok(out);
+    }
+    if only_tag_times_changed(&before, &index) {
+        write_atomic_revertible(&index_path(root), &after)?;
+    } else {
         write_atomic(&index_path(root), &after)?;
     }
     Ok(out)
+}
+
+/// Whether `after` differs from the serialised `before` in `last_tag_time`s alone.
+fn only_tag_times_changed(before: &[u8], after: &ImageIndex) -> bool {
+    let Ok(before) = serde_json::from_slice::<ImageIndex>(before) else {
+        return false;
+    };
+    let mut after = after.clone();
+    for (id, record) in &mut after.images {
+        if let Some(old) = before.images.get(id) {
+            record.last_tag_time.clone_from(&old.last_tag_time);
+        }
+    }
+    serde_json::to_vec(&after).ok() == serde_json::to_vec(&before).ok()
 }

@@ -102,7 +102,7 @@ impl Store {
             let (manifest, media_type) = match (&image.manifest, &image.generated_manifest) {
                 (Some(m), _) => m.clone(),
                 (None, Some(bytes)) => (
-                    self.put_blob(None, &bytes[..])?.digest,
+                    self.put_document(None, bytes)?.digest,
                     OCI_MANIFEST.to_owned(),
                 ),
                 (None, None) => unreachable!("every image has a manifest or generates one"),

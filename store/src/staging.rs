@@ -1,6 +1,6 @@
-//! Each open [`crate::Store`] gets a private staging directory `<root>/tmp/<id>/` where blobs
-//! and snapshots are written before they are renamed into place (same filesystem, so the
-//! rename is atomic). Ownership is an exclusive flock on `<root>/tmp/<id>.lock`, held for the
+//! Each open [`crate::Store`] that writes gets a private staging directory `<root>/tmp/<id>/`,
+//! made when first needed (a no-op build makes none), where blobs and snapshots are written
+//! before they are renamed into place (same filesystem, so the rename is atomic). Ownership is an exclusive flock on `<root>/tmp/<id>.lock`, held for the
 //! life of the store handle: a process killed with SIGKILL loses its lock, and the next
 //! `Store::open` deletes its leftovers without touching a live process's files.
 //!
@@ -97,11 +97,13 @@ impl Drop for Staging {
 }
 
 /// Removes the staging dirs of processes that are gone, as far as it can: leftovers are not
-/// worth failing a command for, and the next opener tries again.
-fn clean_stale(tmp: &Path) -> Result<(), StoreError> {
+/// worth failing a command for, and the next opener tries again. `tmp` is fsynced only when
+/// something was removed.
+pub(crate) fn clean_stale(tmp: &Path) -> Result<(), StoreError> {
     let entries = fs_err::read_dir(tmp).map_err(StoreError::io("list", tmp))?;
     let mut live_dirs = Vec::new();
     let mut dirs = Vec::new();
+    let mut removed = false;
     for entry in entries {
         let entry = entry.map_err(StoreError::io("list", tmp))?;
         let name = entry.file_name().to_string_lossy().into_owned();
@@ -115,6 +117,7 @@ fn clean_stale(tmp: &Path) -> Result<(), StoreError> {
                 // sandbox ends once it sees its worker gone; the kill -9 torture test
                 // found `Directory not empty` failing the open of every command).
                 Some(_stale) => {
+                    removed = true;
                     if remove_tree(&tmp.join(id)).is_ok() {
                         let _ = fs_err::remove_file(&path);
                     }
@@ -127,10 +130,14 @@ fn clean_stale(tmp: &Path) -> Result<(), StoreError> {
     }
     for name in dirs {
         if !live_dirs.contains(&name) && !tmp.join(format!("{name}.lock")).exists() {
+            removed = true;
             let _ = remove_tree(&tmp.join(&name));
         }
     }
-    Ok(sync_dir(tmp)?)
+    if removed {
+        sync_dir(tmp)?;
+    }
+    Ok(())
 }
 
 /// Removes the `.new-*` lock files of processes killed between creating and renaming one;

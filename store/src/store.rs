@@ -8,7 +8,7 @@ use crate::lock::{FileLock, Lease};
 use crate::staging::Staging;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// A local image store rooted at one directory. Cheap to clone; every clone shares one staging
 /// directory. Safe to use from several threads and several processes at once.
@@ -36,8 +36,8 @@ pub struct Store {
 #[derive(Debug)]
 pub(crate) struct Inner {
     pub(crate) root: PathBuf,
-    /// `None` for a store opened with [`Store::open_read_only`].
-    pub(crate) staging: Option<Staging>,
+    /// `None` for a store opened with [`Store::open_read_only`]; else made on first use.
+    pub(crate) staging: Option<OnceLock<Staging>>,
     /// One lock per snapshot being unpacked by this process (`snapshot.rs`): concurrent steps
     /// of one build on one base wait for its unpack instead of each unpacking it again.
     pub(crate) unpacking: crate::snapshot::UnpackLocks,
@@ -77,11 +77,11 @@ impl Store {
         }
         // Refuse a store written by an incompatible version before writing anything.
         index::read(&root)?;
-        let staging = Some(Staging::create(&root.join("tmp"))?);
+        crate::staging::clean_stale(&root.join("tmp"))?;
         let store = Store {
             inner: Arc::new(Inner {
                 root,
-                staging,
+                staging: Some(OnceLock::new()),
                 unpacking: Default::default(),
             }),
             defer_sync: false,
@@ -149,13 +149,20 @@ impl Store {
 
     /// The staging directory; an error on a store opened read-only, naming what needed it.
     pub(crate) fn staging(&self, action: &'static str) -> Result<&Staging, StoreError> {
-        self.inner
+        let cell = self
+            .inner
             .staging
             .as_ref()
             .ok_or_else(|| StoreError::ReadOnly {
                 root: self.inner.root.clone(),
                 action,
-            })
+            })?;
+        if let Some(staging) = cell.get() {
+            return Ok(staging);
+        }
+        let made = Staging::create(&self.inner.root.join("tmp"))?;
+        // Should another thread have made one meanwhile, ours is dropped, which removes it.
+        Ok(cell.get_or_init(|| made))
     }
 
     /// A consistent snapshot of the image index.

@@ -1,5 +1,5 @@
 //! A build's control group: every process of every RUN of one [`Worker`](crate::Worker) runs
-//! in it, under a pids limit (so a fork bomb fails its step instead of the machine) and, when
+//! in it (made by the first RUN: a build that runs nothing makes none), under a pids limit (so a fork bomb fails its step instead of the machine) and, when
 //! asked, a memory limit and a CPU quota, as `docker build --memory --cpu-quota ...`.
 //!
 //! Where it lives, found at run time:
@@ -17,7 +17,7 @@
 //!
 //! Removal: when the worker (its last clone) is dropped, whatever is still in the cgroup is
 //! killed and the directories removed, on success, on error and after Ctrl-C alike. A
-//! strata killed with SIGKILL leaves its cgroup behind: the next worker that makes one in
+//! strata killed with SIGKILL leaves its cgroup behind: the next worker started (with limits) in
 //! the same place removes every one of its PID namespace whose pid is no longer alive.
 
 use crate::sys;
@@ -102,6 +102,44 @@ pub(crate) struct Counters {
     oom_kills: u64,
 }
 
+/// The directories strata makes its builds' cgroups in, by controller (`""` for v2).
+type Parents = Vec<(&'static str, PathBuf)>;
+
+/// Whether the unified hierarchy (v2) is used, and its [`Parents`].
+fn parents() -> Result<(bool, Parents), CgroupError> {
+    let root = Path::new(ROOT);
+    if root.join("cgroup.controllers").exists() {
+        return Ok((true, vec![("", root.join(PARENT))]));
+    }
+    let own = own_v1_paths();
+    let mut parents = Vec::new();
+    for c in ["pids", "memory", "cpu"] {
+        let mount = root.join(c);
+        if mount.join("cgroup.procs").exists() {
+            let own = own.iter().find(|(cs, _)| cs.split(',').any(|x| x == c));
+            let rel = own.map_or("/", |(_, p)| p.as_str());
+            parents.push((c, mount.join(rel.trim_start_matches('/')).join(PARENT)));
+        }
+    }
+    if parents.first().map(|(c, _)| *c) != Some("pids") {
+        return Err(CgroupError::Unsupported);
+    }
+    Ok((false, parents))
+}
+
+/// Removes the cgroups of dead strata processes (killing what is left in them), without
+/// making one: what a worker does at its start, its own cgroup waiting for its first RUN.
+/// Best effort, as the sweep of [`Cgroup::create`].
+pub(crate) fn remove_stale_cgroups() {
+    if let Ok((_, parents)) = parents() {
+        for (_, parent) in &parents {
+            if parent.is_dir() {
+                remove_stale(parent);
+            }
+        }
+    }
+}
+
 impl Cgroup {
     /// Makes a new cgroup with `res`'s limits, after removing the stale ones of dead strata
     /// processes beside it.
@@ -114,24 +152,7 @@ impl Cgroup {
             SEQ.fetch_add(1, Ordering::Relaxed)
         );
         let root = Path::new(ROOT);
-        let (v2, parents) = if root.join("cgroup.controllers").exists() {
-            (true, vec![("", root.join(PARENT))])
-        } else {
-            let own = own_v1_paths();
-            let mut parents = Vec::new();
-            for c in ["pids", "memory", "cpu"] {
-                let mount = root.join(c);
-                if mount.join("cgroup.procs").exists() {
-                    let own = own.iter().find(|(cs, _)| cs.split(',').any(|x| x == c));
-                    let rel = own.map_or("/", |(_, p)| p.as_str());
-                    parents.push((c, mount.join(rel.trim_start_matches('/')).join(PARENT)));
-                }
-            }
-            if parents.first().map(|(c, _)| *c) != Some("pids") {
-                return Err(CgroupError::Unsupported);
-            }
-            (false, parents)
-        };
+        let (v2, parents) = parents()?;
         for (_, parent) in &parents {
             fs_err::create_dir_all(parent).map_err(write_err(parent))?;
             remove_stale(parent);

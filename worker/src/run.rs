@@ -326,7 +326,10 @@ impl Worker {
         let (err_r, err_w) = pipes()?;
         let (ctl, ctl_theirs) = std::os::unix::net::UnixStream::pair()
             .map_err(io_err("failed to create the sandbox's control socket"))?;
-        let counters = self.cgroup.as_ref().map(|c| c.counters());
+        let cgroup = self
+            .cgroup()
+            .map_err(|e| RunError::Setup(crate::sandbox::error_chain(&e)))?;
+        let counters = cgroup.map(|c| c.counters());
         let netns = match spec.network {
             NetworkMode::Host => Netns::Host,
             NetworkMode::None => Netns::Empty,
@@ -413,9 +416,7 @@ impl Worker {
             .next()
             .and_then(|l| serde_json::from_slice(l).ok());
         let failed = |command: String, code: i32| {
-            let hit = self
-                .cgroup
-                .as_ref()
+            let hit = cgroup
                 .zip(counters)
                 .and_then(|(c, before)| c.limit_hit(before));
             Err(match hit {
@@ -501,13 +502,16 @@ impl Worker {
         if let Some(h) = slot.as_ref() {
             return Ok(h.clone());
         }
+        let cgroup = self
+            .cgroup()
+            .map_err(|e| RunError::Setup(crate::sandbox::error_chain(&e)))?;
         let exe = &self.config.helper_exe;
         let h = Arc::new(SandboxHelper::spawn(exe).map_err(io_err(format!(
             "failed to start the sandbox helper {}",
             exe.display()
         )))?);
         // Before the first request: every sandbox it forks is born in the cgroup.
-        if let (Some(cgroup), Some(pid)) = (&self.cgroup, h.pid()) {
+        if let (Some(cgroup), Some(pid)) = (cgroup, h.pid()) {
             cgroup
                 .add(pid)
                 .map_err(|e| RunError::Setup(crate::sandbox::error_chain(&e)))?;

@@ -9,7 +9,7 @@ use crate::janitor::Janitor;
 use crate::mount_layer::CacheMountImports;
 use std::io;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 /// Default cap on what one ADD may unpack or download (bytes).
 pub const DEFAULT_MAX_UNPACK: u64 = 64 << 30;
@@ -66,10 +66,11 @@ pub struct Worker {
     pub(crate) helper: Arc<Mutex<Option<Arc<SandboxHelper>>>>,
     pub(crate) janitor: Janitor,
     pub(crate) mounts: Arc<MountBook>,
-    /// The cgroup of every RUN, when `config.resources` asks for one; removed (whatever is
-    /// left in it killed) when the last clone is gone. Last, so that the helper's socket is
-    /// closed first.
-    pub(crate) cgroup: Option<Arc<Cgroup>>,
+    /// The cgroup of every RUN, when `config.resources` asks for one: made when the first
+    /// RUN starts the helper (a build that runs nothing, a no-op rebuild, makes none) and
+    /// removed (whatever is left in it killed) when the last clone is gone. Last, so that the
+    /// helper's socket is closed first.
+    pub(crate) cgroup: Arc<OnceLock<Cgroup>>,
 }
 
 /// The cache mounts of this worker's runs, and where imported ones come from.
@@ -98,9 +99,6 @@ pub enum WorkerError {
         #[source]
         source: io::Error,
     },
-    /// The cgroup of the worker's RUN steps cannot be made.
-    #[error(transparent)]
-    Cgroup(#[from] CgroupError),
 }
 
 impl Worker {
@@ -113,13 +111,14 @@ impl Worker {
             fs_err::create_dir_all(&dir)
                 .map_err(|source| WorkerError::StateDir { path: dir, source })?;
         }
-        let cgroup = match &config.resources {
-            Some(res) => Some(Arc::new(Cgroup::create(res)?)),
-            None => None,
-        };
+        if config.resources.is_some() {
+            // What a strata killed with SIGKILL left goes now, as it did when the cgroup was
+            // made here; ours is made by the first RUN.
+            crate::cgroup::remove_stale_cgroups();
+        }
         Ok(Worker {
             config,
-            cgroup,
+            cgroup: Arc::default(),
             helper: Arc::new(Mutex::new(None)),
             janitor: Janitor::default(),
             mounts: Arc::default(),
@@ -146,6 +145,20 @@ impl Worker {
             .iter()
             .map(|(n, id)| (n.clone(), id.clone()))
             .collect()
+    }
+
+    /// The build's cgroup, made on the first call when `config.resources` asks for one;
+    /// `None` when it does not.
+    pub(crate) fn cgroup(&self) -> Result<Option<&Cgroup>, CgroupError> {
+        let Some(res) = &self.config.resources else {
+            return Ok(None);
+        };
+        if let Some(c) = self.cgroup.get() {
+            return Ok(Some(c));
+        }
+        let made = Cgroup::create(res)?;
+        // A cgroup made by a racing caller wins; ours, still empty, is removed when dropped.
+        Ok(Some(self.cgroup.get_or_init(|| made)))
     }
 
     /// The worker's configuration.

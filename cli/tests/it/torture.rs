@@ -357,7 +357,7 @@ fn issue_12_kill_9_at_random_points_leaves_a_sound_store_and_the_same_digests() 
             assert_eq!(t.load(&t.archive), reference.id, "{context}");
         }
         assert_eq!(t.build(), reference, "{context}");
-        // The build made a cgroup, which removes the dead one's (killing what is inside).
+        // The build's worker removed the dead one's cgroup (killing what is inside).
         assert_eq!(cgroups_of(pid), Vec::<PathBuf>::new(), "{context}");
         assert_eq!(processes_of(pid), Vec::new(), "{context}");
         assert_eq!(

@@ -169,7 +169,7 @@ impl RegistryClient {
 
         let sizes = self.fetch_layers(store, source, &layers, progress)?;
 
-        store.put_blob(Some(&manifest.digest), &manifest.bytes[..])?;
+        store.put_document(Some(&manifest.digest), &manifest.bytes)?;
         store.index_image(
             &config_digest,
             ImageRecord {

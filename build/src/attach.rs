@@ -47,10 +47,10 @@ const MAX_FRAME: usize = 1 << 20;
 const MAX_PENDING: usize = 1 << 20;
 /// Output frames queued for a client before the container's output waits for it.
 const QUEUE: usize = 256;
-/// How long the container's output waits for a client whose queue is full; past it, that
-/// client misses output until its queue has room again: a client that stops reading holds
-/// up the container and its log for this long at most.
-const LAG: Duration = Duration::from_secs(2);
+/// How long a write to a client may block: a client whose socket stays full this long (it
+/// stopped reading, its connection is stuck) is let go. Until then a slow client slows the
+/// container's output down, as docker's attach does, and misses none of it.
+const STUCK: Duration = Duration::from_secs(30);
 /// The socket's name in the container's directory.
 const SOCKET: &str = "attach.sock";
 
@@ -141,8 +141,6 @@ struct Client {
     id: u64,
     out: mpsc::SyncSender<Vec<u8>>,
     writer: Option<std::thread::JoinHandle<()>>,
-    /// It let its queue stay full for [`LAG`]: output is not waited for until it has room.
-    lagging: Arc<AtomicBool>,
 }
 
 struct HubInner {
@@ -272,7 +270,7 @@ impl Hub {
     pub(crate) fn output(&self, stderr: bool, data: &[u8], newline: bool) {
         let clients: Vec<_> = lock(&self.inner.clients)
             .iter()
-            .map(|c| (c.out.clone(), Arc::clone(&c.lagging)))
+            .map(|c| c.out.clone())
             .collect();
         if clients.is_empty() {
             return;
@@ -283,8 +281,9 @@ impl Hub {
         } else {
             frame(kind, data)
         };
-        for (out, lagging) in clients {
-            send_waiting(&out, &lagging, f.clone());
+        for out in clients {
+            // Waits while its queue is full; a client let go (its writer ended) takes no more.
+            let _ = out.send(f.clone());
         }
     }
 
@@ -317,32 +316,6 @@ impl Drop for Hub {
     }
 }
 
-/// Queues `f` for a client, waiting (at most [`LAG`]) while its queue is full, unless it
-/// lagged before and still has no room.
-fn send_waiting(out: &mpsc::SyncSender<Vec<u8>>, lagging: &AtomicBool, f: Vec<u8>) {
-    let mut f = match out.try_send(f) {
-        Ok(()) => {
-            lagging.store(false, Ordering::Relaxed);
-            return;
-        }
-        Err(mpsc::TrySendError::Disconnected(_)) => return,
-        Err(mpsc::TrySendError::Full(f)) => f,
-    };
-    if lagging.load(Ordering::Relaxed) {
-        return;
-    }
-    let deadline = std::time::Instant::now() + LAG;
-    while std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(1));
-        f = match out.try_send(f) {
-            Ok(()) => return,
-            Err(mpsc::TrySendError::Disconnected(_)) => return,
-            Err(mpsc::TrySendError::Full(f)) => f,
-        };
-    }
-    lagging.store(true, Ordering::Relaxed);
-}
-
 /// The container's input ended: a pipe is closed (by dropping it); a terminal gets its
 /// end-of-file character, as `exec -it` sends it.
 fn end_input(file: &mut std::fs::File, tty: bool) {
@@ -364,7 +337,7 @@ fn serve(hub: &Arc<HubInner>, conn: UnixStream) {
     let Ok(mut writer) = reader.try_clone() else {
         return;
     };
-    let _ = writer.set_write_timeout(Some(Duration::from_secs(5)));
+    let _ = writer.set_write_timeout(Some(STUCK));
     let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(QUEUE);
     let writing = std::thread::Builder::new()
         .name("strata-attach-out".into())
@@ -382,7 +355,6 @@ fn serve(hub: &Arc<HubInner>, conn: UnixStream) {
         id,
         out: tx,
         writer: writing.ok(),
-        lagging: Arc::new(AtomicBool::new(false)),
     });
     if let Some(first) = lock(&hub.first).take() {
         let _ = first.send(());

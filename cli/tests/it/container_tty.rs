@@ -115,6 +115,33 @@ fn piped(env: &Env, args: &[&str], input: &[u8]) -> (Option<i32>, String, String
     )
 }
 
+/// A client that stops reading for a while (its own stdout full: the caller is slow) slows
+/// the container's output down and misses none of it, as docker's attach; a first version
+/// let it go after 2 s and lost lines under load.
+#[test]
+fn a_client_that_stops_reading_for_seconds_misses_no_output() {
+    let env = Env::new();
+    let mut child = env
+        .0
+        .command(["run", "--rm", "-i", "base", "seq", "1", "100000"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdin.take());
+    // Nobody reads the client's stdout: its pipe fills, then the client stops reading the
+    // monitor, whose queue for it fills.
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let out = child.wait_with_output().unwrap();
+    let out = String::from_utf8_lossy(&out.stdout).into_owned();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        (lines.len(), lines.last().copied()),
+        (100000, Some("100000"))
+    );
+}
+
 #[test]
 fn run_i_pipes_stdin_and_without_i_the_command_reads_end_of_file() {
     let env = Env::new();

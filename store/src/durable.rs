@@ -48,14 +48,7 @@ pub fn write_atomic_with(
     path: &Path,
     write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
 ) -> Result<(), DurableError> {
-    let mut tmp = temp_file_in(parent(path))?;
-    {
-        let mut w = io::BufWriter::new(tmp.as_file_mut());
-        write(&mut w)
-            .and_then(|()| w.flush())
-            .map_err(fail("write", path))?;
-    }
-    persist(tmp, path)
+    persist(written_temp(path, write)?, path)
 }
 
 /// Atomically replaces `path` with `bytes`, without fsync: readers (this process or another)
@@ -74,14 +67,8 @@ pub fn write_atomic_unsynced_with(
     path: &Path,
     write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
 ) -> Result<(), DurableError> {
-    let mut tmp = temp_file_in(parent(path))?;
-    {
-        let mut w = io::BufWriter::new(tmp.as_file_mut());
-        write(&mut w)
-            .and_then(|()| w.flush())
-            .map_err(fail("write", path))?;
-    }
-    tmp.persist(path)
+    written_temp(path, write)?
+        .persist(path)
         .map_err(|e| fail("replace", path)(e.error))?;
     Ok(())
 }
@@ -91,14 +78,26 @@ pub fn write_atomic_unsynced_with(
 /// leaving the old file, never an empty or torn one. Only for changes whose loss is harmless
 /// (`images.json` when a rebuild only refreshes a tag's `last_tag_time`). Saves one fsync.
 pub fn write_atomic_revertible(path: &Path, bytes: &[u8]) -> Result<(), DurableError> {
-    let mut tmp = temp_file_in(parent(path))?;
-    tmp.as_file_mut()
-        .write_all(bytes)
-        .and_then(|()| tmp.as_file().sync_all())
-        .map_err(fail("write", path))?;
+    let tmp = written_temp(path, |w| w.write_all(bytes))?;
+    tmp.as_file().sync_all().map_err(fail("write", path))?;
     tmp.persist(path)
         .map_err(|e| fail("replace", path)(e.error))?;
     Ok(())
+}
+
+/// A temporary file beside `path` holding what `write` wrote (through a buffer), not synced.
+fn written_temp(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> Result<NamedTempFile, DurableError> {
+    let mut tmp = temp_file_in(parent(path))?;
+    {
+        let mut w = io::BufWriter::new(tmp.as_file_mut());
+        write(&mut w)
+            .and_then(|()| w.flush())
+            .map_err(fail("write", path))?;
+    }
+    Ok(tmp)
 }
 
 /// A new temporary file in `dir`, to [`persist`] as a file of `dir` once written.

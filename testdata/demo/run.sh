@@ -21,4 +21,5 @@ export STRATA_ROOT=${STRATA_ROOT:-$repo/target/demo-root}
 testdata/mkbase.sh target/demo-base.tar
 "$strata" import target/demo-base.tar demo-base:latest >/dev/null
 "$strata" build -t demo:latest testdata/demo
-"$strata" run --rm demo:latest
+# The demo needs no network: --network none spares a fresh machine the bridge (ip, iptables).
+"$strata" run --rm --network none demo:latest

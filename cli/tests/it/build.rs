@@ -218,37 +218,51 @@ fn snapshot_inodes(env: &TestEnv, rel: &str) -> Vec<u64> {
     out
 }
 
+/// A context `ctx` of `dockerfile`, `src/f00.txt`… (`n` of them, "file N\n" each) and `extra`.
+fn numbered_context(
+    env: &TestEnv,
+    dockerfile: &str,
+    n: usize,
+    extra: &[(&str, &str)],
+) -> std::path::PathBuf {
+    let mut files = vec![("Dockerfile".to_owned(), dockerfile.to_owned())];
+    files.extend((0..n).map(|i| (format!("src/f{i:02}.txt"), format!("file {i}\n"))));
+    files.extend(extra.iter().map(|(p, b)| (p.to_string(), b.to_string())));
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    env.context("ctx", &refs)
+}
+
+/// `build -q -t TAG EXTRA… CTX` with the layers' mtimes clamped (`SOURCE_DATE_EPOCH`), so two
+/// builds of one context give one digest; it must succeed.
+fn build_clamped(env: &TestEnv, ctx: &std::path::Path, extra: &[&str], tag: &str) {
+    let mut cmd = env.command(["build", "-q", "-t", tag]);
+    cmd.args(extra)
+        .arg(ctx)
+        .env("SOURCE_DATE_EPOCH", "1700000000");
+    let out = cmd.output().expect("strata runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A COPY of a whole context that runs again because one file changed reuses its earlier
 /// layer (unchanged files are hard links to it, nothing is copied twice), and the layer is
 /// byte for byte the one a `--no-cache` build makes.
 #[test]
 fn an_edited_context_file_recopies_only_that_file_and_gives_the_same_layer() {
     let env = TestEnv::with_base("base:latest");
-    let mut files = vec![(
-        "Dockerfile".to_owned(),
-        "FROM base\nCOPY . /app\nRUN cat /app/edit.txt > /seen\n".to_owned(),
-    )];
-    for i in 0..50 {
-        files.push((format!("src/f{i:02}.txt"), format!("file {i}\n")));
-    }
-    files.push(("edit.txt".to_owned(), "before\n".to_owned()));
-    let refs: Vec<(&str, &str)> = files
-        .iter()
-        .map(|(a, b)| (a.as_str(), b.as_str()))
-        .collect();
-    let ctx = env.context("ctx", &refs);
-    let c = ctx.to_str().unwrap();
-    let epoch = [("SOURCE_DATE_EPOCH", "1700000000")];
-    let build = |extra: &[&str], tag: &str| {
-        let mut cmd = env.command(["build", "-q", "-t", tag]);
-        cmd.args(extra).arg(c).envs(epoch);
-        let out = cmd.output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let ctx = numbered_context(
+        &env,
+        "FROM base\nCOPY . /app\nRUN cat /app/edit.txt > /seen\n",
+        50,
+        &[("edit.txt", "before\n")],
+    );
+    let build = |extra: &[&str], tag: &str| build_clamped(&env, &ctx, extra, tag);
     build(&[], "t:1");
     let one = snapshot_inodes(&env, "app/src/f07.txt");
     assert_eq!(one.len(), 1, "one COPY snapshot");
@@ -417,34 +431,14 @@ fn an_incremental_copy_reuses_the_earlier_layer_tar_and_gives_the_full_layer() {
 #[test]
 fn an_incremental_copy_makes_hard_linked_files_again() {
     let env = TestEnv::with_base("base:latest");
-    let mut files = vec![(
-        "Dockerfile".to_owned(),
-        "FROM base\nCOPY . /app\n".to_owned(),
-    )];
-    for i in 0..20 {
-        files.push((format!("src/f{i:02}.txt"), format!("file {i}\n")));
-    }
-    files.push(("edit.txt".to_owned(), "before\n".to_owned()));
-    files.push(("one.txt".to_owned(), "linked\n".to_owned()));
-    let refs: Vec<(&str, &str)> = files
-        .iter()
-        .map(|(a, b)| (a.as_str(), b.as_str()))
-        .collect();
-    let ctx = env.context("ctx", &refs);
+    let ctx = numbered_context(
+        &env,
+        "FROM base\nCOPY . /app\n",
+        20,
+        &[("edit.txt", "before\n"), ("one.txt", "linked\n")],
+    );
     fs_err::hard_link(ctx.join("one.txt"), ctx.join("src/two.txt")).unwrap();
-    let c = ctx.to_str().unwrap();
-    let build = |extra: &[&str], tag: &str| {
-        let mut cmd = env.command(["build", "-q", "-t", tag]);
-        cmd.args(extra)
-            .arg(c)
-            .env("SOURCE_DATE_EPOCH", "1700000000");
-        let out = cmd.output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let build = |extra: &[&str], tag: &str| build_clamped(&env, &ctx, extra, tag);
     build(&[], "t:1");
     let one = snapshot_inodes(&env, "app/one.txt");
     assert_eq!(

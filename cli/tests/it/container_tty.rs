@@ -315,9 +315,9 @@ fn start_a_i_feeds_stdin_and_exits_with_the_code() {
 #[test]
 fn run_i_sends_sigint_on_to_the_container_as_dockers_sig_proxy() {
     let env = Env::new();
-    let mut child = env
-        .0
-        .command([
+    let (mut child, mut seen) = started_until_ready(
+        &env,
+        &[
             "run",
             "--rm",
             "-i",
@@ -325,20 +325,9 @@ fn run_i_sends_sigint_on_to_the_container_as_dockers_sig_proxy() {
             "sh",
             "-c",
             "trap 'echo got-int; exit 9' INT; echo ready; while true; do sleep 1; done",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        ],
+    );
     let mut out = child.stdout.take().unwrap();
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 256];
-    while !String::from_utf8_lossy(&seen).contains("ready\n") {
-        let n = out.read(&mut buf).unwrap();
-        assert!(n > 0, "ended before it was ready");
-        seen.extend_from_slice(&buf[..n]);
-    }
     let status = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()

@@ -638,6 +638,25 @@ fn a_big_deferred_layer_stays_unsettled_until_the_index_write_and_keeps_its_byte
     assert!(store.check().unwrap().is_clean());
 }
 
+/// `save_to_file` copies a big layer into the archive in steps (its writeback started after
+/// each): the archive is byte for byte the one `save` streams.
+#[test]
+fn a_big_layer_saved_to_a_file_is_the_streamed_archive() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    let tar = layer_tar(&[("big", &numbered((40 << 20) + 123))]);
+    let layer = write_layer(&store, &tar, Compression::None);
+    commit(&store, vec![layer], "big:1", "L");
+    let mut streamed = Vec::new();
+    store.save(&["big:1"], &mut streamed).unwrap();
+    let out = tmp.path().join("out.tar");
+    let file = fs_err::File::create(&out).unwrap();
+    store
+        .save_to_file(&["big:1"], file.file(), &Default::default())
+        .unwrap();
+    assert!(fs_err::read(&out).unwrap() == streamed);
+}
+
 /// Any index write syncs this boot's unsettled blobs first, also one made through a plain
 /// handle naming a blob a build wrote and has not synced yet.
 #[test]

@@ -4,7 +4,7 @@
 //! deleted and never becomes visible.
 
 use crate::digest::{Digest, HashingWriter};
-use crate::durable::{EarlyWriteback, sync_dir};
+use crate::durable::{EarlyWriteback, Writeback, sync_dir};
 use crate::error::StoreError;
 use crate::lock::Lease;
 use crate::store::Store;
@@ -122,7 +122,7 @@ impl Store {
             .as_file()
             .try_clone()
             .map_err(StoreError::io("open", tmp.path()))?;
-        let writeback = EarlyWriteback::new(&file).map_err(StoreError::io("open", tmp.path()))?;
+        let writeback = self.blob_writeback(&file, tmp.path())?;
         let file = fs_err::File::from_parts(file, tmp.path());
         Ok(BlobWriter {
             store: self.clone(),
@@ -131,6 +131,22 @@ impl Store {
             tmp,
             _lease: lease,
         })
+    }
+
+    /// The [`EarlyWriteback`] of a blob being written to `file` (the temp file at `path`):
+    /// synced step by step, or through a handle from [`Store::deferring_sync`] only started,
+    /// since its one sync is the index write's.
+    pub(crate) fn blob_writeback(
+        &self,
+        file: &std::fs::File,
+        path: &std::path::Path,
+    ) -> Result<EarlyWriteback, StoreError> {
+        let how = if self.defer_sync {
+            Writeback::Start
+        } else {
+            Writeback::Sync
+        };
+        EarlyWriteback::new(file, how).map_err(StoreError::io("open", path))
     }
 
     /// Moves a fully written temp file into place as blob `digest` (computed by the caller
@@ -191,7 +207,7 @@ impl std::fmt::Debug for BlobWriter {
 impl Write for BlobWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.out.write(buf)?;
-        self.writeback.wrote(n);
+        self.writeback.wrote(n as u64);
         Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {

@@ -193,45 +193,72 @@ mod tests {
 /// Bytes of a file written between two early writebacks.
 const WRITEBACK_STEP: u64 = 32 << 20;
 
+/// What an [`EarlyWriteback`]'s helper does every [`WRITEBACK_STEP`] bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Writeback {
+    /// `fdatasync`: for a file fsynced once written; the writeback is done and waited for
+    /// step by step, so the final fsync has only the tail left.
+    Sync,
+    /// Start the writeback of the bytes written since the last step, never wait for it and
+    /// never sync: for a build's blob, whose sync is left to the index write (`settle.rs`) and
+    /// must stay the only one. Done with `posix_fadvise(POSIX_FADV_DONTNEED)`, which on Linux
+    /// starts the range's writeback without waiting (`WB_SYNC_NONE`, no journal commit) and
+    /// then drops those of its pages that are already clean: the pages just written are still
+    /// dirty or under writeback, and most stay cached (468 of a 500 MB layer's did). No data
+    /// is lost either way. (`sync_file_range` would say it better; neither std nor rustix has
+    /// it, and libc calls belong to the worker.)
+    Start,
+}
+
 /// Starts the writeback of a big file while it is still being written, so that the fsync that
 /// makes it durable at the end has only the tail left: every [`WRITEBACK_STEP`] bytes, a
-/// helper thread (started at the first step; small files never get one) `fdatasync`s it. The
-/// writer never waits for those; a step that comes while the helper is still syncing is
-/// folded into the next. Their errors are the final fsync's to report. (A 500 MB blob
-/// downloaded over loopback ended with a 0.2–0.3 s fsync without this.)
+/// helper thread (started at the first step; small files never get one) syncs it or starts
+/// its writeback ([`Writeback`]). The writer never waits for those; a step that comes while the
+/// helper is still busy is folded into the next. Their errors are the final fsync's to
+/// report. (A 500 MB blob downloaded over loopback ended with a 0.2–0.3 s fsync without this.)
 #[derive(Debug)]
 pub(crate) struct EarlyWriteback {
     file: Option<std::fs::File>,
+    how: Writeback,
     written: u64,
     helper: Option<(std::sync::mpsc::SyncSender<()>, std::thread::JoinHandle<()>)>,
 }
 
 impl EarlyWriteback {
     /// For `file` (a handle of its own is kept for the helper).
-    pub(crate) fn new(file: &std::fs::File) -> io::Result<Self> {
+    pub(crate) fn new(file: &std::fs::File, how: Writeback) -> io::Result<Self> {
         Ok(EarlyWriteback {
             file: Some(file.try_clone()?),
+            how,
             written: 0,
             helper: None,
         })
     }
 
-    /// `n` more bytes were written.
-    pub(crate) fn wrote(&mut self, n: usize) {
+    /// `n` more bytes were written (or, for a compressed file, went into its compressor).
+    pub(crate) fn wrote(&mut self, n: u64) {
         let before = self.written;
-        self.written += n as u64;
+        self.written += n;
         if self.written / WRITEBACK_STEP == before / WRITEBACK_STEP {
             return;
         }
         if self.helper.is_none()
             && let Some(file) = self.file.take()
         {
+            let how = self.how;
             let (tx, rx) = std::sync::mpsc::sync_channel::<()>(1);
             let spawned = std::thread::Builder::new()
                 .name("writeback".into())
                 .spawn(move || {
+                    // Where the last step's range ended (`Start`).
+                    let mut started = 0;
                     while rx.recv().is_ok() {
-                        let _ = file.sync_data();
+                        match how {
+                            Writeback::Sync => {
+                                let _ = file.sync_data();
+                            }
+                            Writeback::Start => started = start_writeback(&file, started),
+                        }
                     }
                 });
             // Without a thread, the final fsync does it all, as it would anyway.
@@ -249,4 +276,16 @@ impl EarlyWriteback {
             let _ = helper.join();
         }
     }
+}
+
+/// Starts the writeback of `file`'s bytes from `from` to its current end ([`Writeback::Start`]);
+/// returns that end, where the next range starts.
+fn start_writeback(file: &std::fs::File, from: u64) -> u64 {
+    let Ok(end) = file.metadata().map(|m| m.len()) else {
+        return from;
+    };
+    if let Some(len) = std::num::NonZeroU64::new(end.saturating_sub(from)) {
+        let _ = rustix::fs::fadvise(file, from, Some(len), rustix::fs::Advice::DontNeed);
+    }
+    end.max(from)
 }

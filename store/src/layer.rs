@@ -100,8 +100,7 @@ pub struct LayerWriter {
     store: Store,
     compression: Compression,
     out: TarIn,
-    /// Not with a build's deferred syncs.
-    writeback: Option<EarlyWriteback>,
+    writeback: EarlyWriteback,
     tmp: tempfile::NamedTempFile,
     _lease: Lease,
 }
@@ -125,11 +124,7 @@ impl Store {
             .as_file()
             .try_clone()
             .map_err(StoreError::io("open", tmp.path()))?;
-        let writeback = if self.defer_sync {
-            None
-        } else {
-            Some(EarlyWriteback::new(&file).map_err(StoreError::io("open", tmp.path()))?)
-        };
+        let writeback = self.blob_writeback(&file, tmp.path())?;
         let file = fs_err::File::from_parts(file, tmp.path());
         let out = BufWriter::with_capacity(1 << 20, file);
         let blob = match compression {
@@ -174,9 +169,7 @@ impl Write for LayerWriter {
             TarIn::Plain(w) => w.write(buf)?,
             TarIn::Compressed(w) => w.write(buf)?,
         };
-        if let Some(w) = &mut self.writeback {
-            w.wrote(n);
-        }
+        self.writeback.wrote(n as u64);
         Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -208,9 +201,7 @@ impl LayerWriter {
         let digest = digest.unwrap_or_else(|| diff_id.clone());
         buf.into_inner()
             .map_err(|e| StoreError::io("write", &path)(e.into_error()))?;
-        if let Some(w) = self.writeback {
-            w.finish();
-        }
+        self.writeback.finish();
         self.store
             .persist_blob(self.tmp.into_temp_path(), &digest)?;
         Ok(LayerDescriptor {

@@ -6,6 +6,7 @@
 
 use crate::compression::{Compression, Encoder, decompressed};
 use crate::digest::{Digest, HashingReader, HashingWriter};
+use crate::durable::{EarlyWriteback, Writeback};
 use crate::error::StoreError;
 use crate::image::{Image, build_manifest};
 use crate::layer::LayerDescriptor;
@@ -206,6 +207,14 @@ impl Store {
             "manifests": index_manifests,
         });
 
+        // The archive is fsynced by its writer once complete; its writeback starts meanwhile.
+        let mut writeback = match file {
+            Some(file) => Some(
+                EarlyWriteback::new(file, Writeback::Sync)
+                    .map_err(StoreError::stream("write the image archive"))?,
+            ),
+            None => None,
+        };
         let mut tar = tar::Builder::new(out);
         let fail = |e| StoreError::stream("write the image archive")(e);
         append_dir(&mut tar, "blobs/").map_err(fail)?;
@@ -223,15 +232,15 @@ impl Store {
                         });
                     }
                     // Verified on the way out: a corrupt blob is never passed on as good.
-                    let actual = match file {
-                        Some(file) if *size >= KERNEL_COPY_FROM => {
+                    let actual = match (file, &mut writeback) {
+                        (Some(file), Some(writeback)) if *size >= KERNEL_COPY_FROM => {
                             let h = header(&name, tar::EntryType::Regular, 0o644, *size)
                                 .map_err(fail)?;
                             let w = tar.get_mut();
                             w.write_all(h.as_bytes())
                                 .and_then(|()| w.flush())
                                 .map_err(fail)?;
-                            let actual = self.copy_blob(digest, *size, file)?;
+                            let actual = self.copy_blob(digest, *size, file, writeback)?;
                             let pad = (512 - *size % 512) % 512;
                             tar.get_mut()
                                 .write_all(&[0; 512][..pad as usize])
@@ -275,6 +284,9 @@ impl Store {
             append_file(&mut tar, name, bytes.len() as u64, &bytes[..]).map_err(fail)?;
         }
         tar.into_inner().and_then(|mut w| w.flush()).map_err(fail)?;
+        if let Some(writeback) = writeback {
+            writeback.finish();
+        }
         Ok(())
     }
 }
@@ -347,22 +359,38 @@ impl Store {
 /// Stored blobs from this size on are copied by the kernel into a file ([`Store::save_to_file`]).
 const KERNEL_COPY_FROM: u64 = 1 << 20;
 
+/// A blob's kernel copy goes in steps of this many bytes, so its writeback starts during it.
+const COPY_STEP: u64 = 8 << 20;
+
 impl Store {
     /// Copies the `size` bytes of blob `digest` to `out` at its position, in the kernel
     /// (`std::io::copy` between two files is `copy_file_range`, with its own fallbacks), while
-    /// another thread reads and hashes the blob. Returns the digest that thread found.
+    /// another thread reads and hashes the blob. Copied in steps, each told to `writeback`.
+    /// Returns the digest that thread found.
     fn copy_blob(
         &self,
         digest: &Digest,
         size: u64,
         out: &std::fs::File,
+        writeback: &mut EarlyWriteback,
     ) -> Result<Digest, StoreError> {
         let path = self.blob_path(digest);
         let blob = self.open_blob(digest)?;
         let hashed = self.open_blob(digest)?;
         let (copied, hashed) = std::thread::scope(|s| {
             let hasher = s.spawn(move || crate::digest::digest_reader(hashed.take(size)));
-            let copied = std::io::copy(&mut blob.file().take(size), &mut &*out);
+            let mut blob = blob.file().take(size);
+            let mut copied = 0;
+            let copied = loop {
+                match std::io::copy(&mut (&mut blob).take(COPY_STEP), &mut &*out) {
+                    Ok(0) => break Ok(copied),
+                    Ok(n) => {
+                        copied += n;
+                        writeback.wrote(n);
+                    }
+                    Err(e) => break Err(e),
+                }
+            };
             (copied, hasher.join())
         });
         let copied = copied.map_err(StoreError::stream("write the image archive"))?;

@@ -196,8 +196,12 @@ fn walk(
         if let Some(r) = reuse.as_mut() {
             // A reserved name goes on to the check below.
             if !name.as_bytes().starts_with(WHITEOUT.as_bytes()) {
+                let started = std::time::Instant::now();
                 let at = pinned.at(upper, &dir)?;
-                if r.take_unchanged(at, &dir, &name, &rel, opts, &mut links, &mut w)? {
+                let taken = r.unchanged(at, &dir, &name, &rel, opts, &mut links);
+                w.stats.reuse_time += started.elapsed();
+                if let Some((old, size)) = taken {
+                    r.take(old, size, &mut w)?;
                     continue;
                 }
             }
@@ -950,49 +954,14 @@ impl Reuse {
         Some((listed.dev?, listed.names[i].1))
     }
 
-    /// Takes the entry `name` of the upper's directory `dir` (held by `at`; `rel` its path)
-    /// from the earlier tar when the walk would write it as it is there: a regular file that
+    /// Whether the entry `name` of the upper's directory `dir` (held by `at`; `rel` its path)
+    /// can be taken from the earlier tar, the walk writing it as it is there: a regular file that
     /// is the very inode the earlier snapshot has at that path (an incremental COPY left it
     /// as the clone's hard link: it writes a file anew, never through one, and a snapshot
     /// never changes) and whose header, made by the walk's one encoder from one `stat` of it,
     /// equals the earlier one (it would not if `SOURCE_DATE_EPOCH` changed). The earlier
-    /// header has no PAX records, so the inode has no xattrs to write: none are read. The
-    /// entry joins the run of earlier bytes to copy ([`Reuse::flush`]). False, nothing
-    /// taken: the walk writes it.
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "the walk's state, passed explicitly"
-    )]
-    fn take_unchanged<W: Write>(
-        &mut self,
-        at: BorrowedFd<'_>,
-        dir: &[u8],
-        name: &OsStr,
-        rel: &[u8],
-        opts: &DiffOptions,
-        links: &mut HashMap<(u64, u64), Vec<u8>>,
-        w: &mut TarWriter<W>,
-    ) -> Result<bool, DiffError> {
-        let started = std::time::Instant::now();
-        let taken = self.unchanged(at, dir, name, rel, opts, links);
-        w.stats.reuse_time += started.elapsed();
-        let Some((old, size)) = taken else {
-            return Ok(false);
-        };
-        match self.run {
-            Some((from, to)) if to == old.start => self.run = Some((from, old.end)),
-            _ => {
-                self.flush(w)?;
-                self.run = Some((old.start, old.end));
-            }
-        }
-        w.stats.entries += 1;
-        w.stats.content_bytes += size;
-        w.stats.reused += 1;
-        Ok(true)
-    }
-
-    /// [`Reuse::take_unchanged`]'s checks: the earlier entry and the file's size when taken.
+    /// header has no PAX records, so the inode has no xattrs to write: none are read. Returns the
+    /// earlier entry and the file's size, for [`Reuse::take`]; `None`: the walk writes it.
     fn unchanged(
         &mut self,
         at: BorrowedFd<'_>,
@@ -1035,6 +1004,27 @@ impl Reuse {
             links.insert(inode, rel.to_vec());
         }
         Some((old, size))
+    }
+
+    /// Adds the earlier entry `old` (a file of `size` bytes) to the run of earlier bytes to
+    /// copy ([`Reuse::flush`]), counted as written.
+    fn take<W: Write>(
+        &mut self,
+        old: OldEntry,
+        size: u64,
+        w: &mut TarWriter<W>,
+    ) -> Result<(), DiffError> {
+        match self.run {
+            Some((from, to)) if to == old.start => self.run = Some((from, old.end)),
+            _ => {
+                self.flush(w)?;
+                self.run = Some((old.start, old.end));
+            }
+        }
+        w.stats.entries += 1;
+        w.stats.content_bytes += size;
+        w.stats.reused += 1;
+        Ok(())
     }
 
     /// Copies the run of taken entries into `w` (at most [`REUSE_BUF`] bytes a read).

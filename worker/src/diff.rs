@@ -13,7 +13,8 @@
 //! xattrs), as Go's archive/tar writes them. The tar stream is written here rather than
 //! with `tar::Builder` so the format is exactly this and file data is copied with a hard
 //! size bound: a file growing while it is read can never shift the stream. Memory stays flat:
-//! one directory listing per level and a 64 KiB copy buffer.
+//! one directory listing per level and a 64 KiB copy buffer (for an incremental layer, a
+//! 1 MiB one and an index of the earlier tar, 56 bytes an entry).
 //!
 //! The same walk writes a cache mount (a plain directory, no overlay) as a delta
 //! ([`write_delta`]): against a [`Listing`] of how it was, only new or changed entries, then
@@ -809,7 +810,7 @@ struct OldEntry {
     head: Option<[u8; 16]>,
 }
 
-/// The earlier layer's tar, indexed (48 bytes an entry, no names kept), a cursor in it that
+/// The earlier layer's tar, indexed (56 bytes an entry, no names kept), a cursor in it that
 /// follows the walk, the earlier snapshot's directory the walk is in (its device and its
 /// entries' inode numbers, as its directory entries hold them), and the run of earlier
 /// entries taken but not yet copied.

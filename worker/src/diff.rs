@@ -13,7 +13,8 @@
 //! xattrs), as Go's archive/tar writes them. The tar stream is written here rather than
 //! with `tar::Builder` so the format is exactly this and file data is copied with a hard
 //! size bound: a file growing while it is read can never shift the stream. Memory stays flat:
-//! one directory listing per level and a 64 KiB copy buffer.
+//! one directory listing per level and a 64 KiB copy buffer (for an incremental layer, a
+//! 1 MiB one and an index of the earlier tar, 56 bytes an entry).
 //!
 //! The same walk writes a cache mount (a plain directory, no overlay) as a delta
 //! ([`write_delta`]): against a [`Listing`] of how it was, only new or changed entries, then
@@ -24,6 +25,7 @@ use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::fs::Metadata;
 use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -192,6 +194,20 @@ fn walk(
             rel.push(b'/');
         }
         rel.extend_from_slice(name.as_bytes());
+        if let Some(r) = reuse.as_mut() {
+            // A reserved name goes on to the check below.
+            if !name.as_bytes().starts_with(WHITEOUT.as_bytes()) {
+                let started = std::time::Instant::now();
+                let at = pinned.at(upper, &dir)?;
+                let taken = r.unchanged(at, &dir, &name, &rel, opts, &mut links);
+                w.stats.reuse_time += started.elapsed();
+                if let Some((old, size)) = taken {
+                    r.take(old, size, &mut w)?;
+                    continue;
+                }
+            }
+            r.flush(&mut w)?;
+        }
         // Every access goes through the entry's parent directory, pinned: the tree may be a
         // running container's, changing while it is read (see [`Pinned`]).
         let full = pinned.entry(upper, &dir, &name)?;
@@ -234,17 +250,18 @@ fn walk(
         let xattrs = read_xattrs(&full, &meta);
         let mut h = Entry {
             name: rel.clone(),
-            meta: &meta,
+            attrs: Attrs::of(&meta),
             mtime,
             xattrs,
             link: None,
         };
-        let earlier = reuse.as_mut().and_then(|r| match ft.is_dir() {
-            true => r.align(&[&h.name[..], b"/"].concat()),
-            false => r.align(&h.name),
-        });
         if ft.is_dir() {
             h.name.push(b'/');
+            // Directories are always written from the upper (their times move with their
+            // entries); the cursor in the earlier tar follows them.
+            if let Some(r) = reuse.as_mut() {
+                r.align(&h.name);
+            }
             w.header(&h, tar::EntryType::Directory, 0)?;
             if is_opaque(&full) {
                 let mut op = rel.clone();
@@ -262,12 +279,6 @@ fn walk(
                     continue;
                 }
                 links.insert((meta.dev(), meta.ino()), rel.clone());
-            }
-            if let (Some(r), Some(old)) = (reuse.as_mut(), earlier) {
-                let head = encode_header(&h, tar::EntryType::Regular, meta.size());
-                if r.copy_if_same(old, &rel, &meta, &head, &mut w)? {
-                    continue;
-                }
             }
             let file = crate::sys::open_read_nofollow(&full).map_err(|source| DiffError::Read {
                 path: shown.clone(),
@@ -289,6 +300,9 @@ fn walk(
         } else if ft.is_block_device() {
             w.header(&h, tar::EntryType::Block, 0)?;
         }
+    }
+    if let Some(r) = reuse.as_mut() {
+        r.flush(&mut w)?;
     }
     if let Some(d) = delta {
         for gone in d.since.gone_from(&d.now) {
@@ -341,7 +355,6 @@ impl Pinned {
     }
 
     fn open_beneath(root: &std::os::fd::OwnedFd, rel: &[u8]) -> io::Result<std::os::fd::OwnedFd> {
-        use std::os::fd::AsFd as _;
         let rel = if rel.is_empty() { b"." } else { rel };
         strata_store::confined::open_no_symlinks(
             root.as_fd(),
@@ -351,14 +364,8 @@ impl Pinned {
         )
     }
 
-    /// The path of `name` in the directory `dir` (relative to the root) through its descriptor.
-    pub(crate) fn entry(
-        &mut self,
-        upper: &Path,
-        dir: &[u8],
-        name: &OsStr,
-    ) -> Result<PathBuf, DiffError> {
-        use std::os::fd::AsFd as _;
+    /// The directory `dir` (relative to the root), pinned.
+    fn at(&mut self, upper: &Path, dir: &[u8]) -> Result<BorrowedFd<'_>, DiffError> {
         if self.rel != dir {
             self.dir = Pinned::open_beneath(&self.root, dir).map_err(|source| DiffError::Read {
                 path: upper.join(OsStr::from_bytes(dir)),
@@ -366,7 +373,17 @@ impl Pinned {
             })?;
             self.rel = dir.to_vec();
         }
-        Ok(crate::sys::fd_path(self.dir.as_fd()).join(name))
+        Ok(self.dir.as_fd())
+    }
+
+    /// The path of `name` in the directory `dir` (relative to the root) through its descriptor.
+    pub(crate) fn entry(
+        &mut self,
+        upper: &Path,
+        dir: &[u8],
+        name: &OsStr,
+    ) -> Result<PathBuf, DiffError> {
+        Ok(crate::sys::fd_path(self.at(upper, dir)?).join(name))
     }
 
     /// Enters the directory `name` of `dir` (at `rel`); its names, sorted.
@@ -377,7 +394,6 @@ impl Pinned {
         name: &OsStr,
         rel: &[u8],
     ) -> Result<Vec<OsString>, DiffError> {
-        use std::os::fd::AsFd as _;
         let shown = || upper.join(OsStr::from_bytes(rel));
         self.entry(upper, dir, name)?;
         let child = strata_store::confined::open_no_symlinks(
@@ -536,12 +552,41 @@ fn read_xattrs(path: &Path, meta: &Metadata) -> Vec<(Vec<u8>, Vec<u8>)> {
     out
 }
 
-struct Entry<'a> {
+struct Entry {
     name: Vec<u8>,
-    meta: &'a Metadata,
+    attrs: Attrs,
     mtime: i64,
     xattrs: Vec<(Vec<u8>, Vec<u8>)>,
     link: Option<Vec<u8>>,
+}
+
+/// What of an entry's inode its header holds besides its size, mtime and xattrs.
+#[derive(Debug, Clone, Copy)]
+struct Attrs {
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    rdev: u64,
+}
+
+impl Attrs {
+    fn of(meta: &Metadata) -> Attrs {
+        Attrs {
+            mode: meta.mode(),
+            uid: meta.uid(),
+            gid: meta.gid(),
+            rdev: meta.rdev(),
+        }
+    }
+
+    fn of_stat(st: &libc::stat) -> Attrs {
+        Attrs {
+            mode: st.st_mode,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            rdev: st.st_rdev,
+        }
+    }
 }
 
 /// One PAX record: `"<len> <key>=<value>\n"`, where len counts itself.
@@ -618,7 +663,7 @@ impl<W: Write> TarWriter<W> {
         self.emit(h, &pax)
     }
 
-    fn header(&mut self, e: &Entry<'_>, kind: tar::EntryType, size: u64) -> Result<(), DiffError> {
+    fn header(&mut self, e: &Entry, kind: tar::EntryType, size: u64) -> Result<(), DiffError> {
         let bytes = encode_header(e, kind, size);
         self.stats.entries += 1;
         self.write(&bytes)
@@ -633,8 +678,8 @@ impl<W: Write> TarWriter<W> {
 
 /// The header bytes of `e` (with its PAX extended header, if any): the one header encoder,
 /// shared by the walk and [`Reuse`]'s comparison.
-fn encode_header(e: &Entry<'_>, kind: tar::EntryType, size: u64) -> Vec<u8> {
-    let m = e.meta;
+fn encode_header(e: &Entry, kind: tar::EntryType, size: u64) -> Vec<u8> {
+    let m = &e.attrs;
     let mut h = tar::Header::new_ustar();
     let mut pax = Vec::new();
     if !set_ustar_name(&mut h, &e.name) {
@@ -643,17 +688,17 @@ fn encode_header(e: &Entry<'_>, kind: tar::EntryType, size: u64) -> Vec<u8> {
         let _ = set_ustar_name(&mut h, tail);
     }
     h.set_entry_type(kind);
-    h.set_mode(m.mode() & 0o7777);
+    h.set_mode(m.mode & 0o7777);
     for (key, id) in [
-        (&b"uid"[..], u64::from(m.uid())),
-        (&b"gid"[..], u64::from(m.gid())),
+        (&b"uid"[..], u64::from(m.uid)),
+        (&b"gid"[..], u64::from(m.gid)),
     ] {
         if id > USTAR_MAX_ID {
             pax.extend(pax_record(key, id.to_string().as_bytes()));
         }
     }
-    h.set_uid(u64::from(m.uid()).min(USTAR_MAX_ID));
-    h.set_gid(u64::from(m.gid()).min(USTAR_MAX_ID));
+    h.set_uid(u64::from(m.uid).min(USTAR_MAX_ID));
+    h.set_gid(u64::from(m.gid).min(USTAR_MAX_ID));
     if size > USTAR_MAX_SIZE {
         pax.extend(pax_record(b"size", size.to_string().as_bytes()));
         h.set_size(0);
@@ -667,7 +712,7 @@ fn encode_header(e: &Entry<'_>, kind: tar::EntryType, size: u64) -> Vec<u8> {
         pax.extend(pax_record(b"linkpath", link));
     }
     if matches!(kind, tar::EntryType::Char | tar::EntryType::Block) {
-        let rdev = m.rdev();
+        let rdev = m.rdev;
         let (major, minor) = (nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev));
         let _ = h.set_device_major(major as u32);
         let _ = h.set_device_minor(minor as u32);
@@ -754,34 +799,60 @@ fn set_mtime(h: &mut tar::Header, mtime: i64, pax: &mut Vec<u8>) {
 }
 
 /// An entry of the earlier tar: where it starts (its PAX header, if any), where its data
-/// starts and ends (padding included), and a hash of its path.
+/// starts and ends (padding included), a hash of its path and, for an entry without a PAX
+/// header, a hash of its 512 header bytes.
 #[derive(Debug, Clone, Copy)]
 struct OldEntry {
     start: u64,
     data: u64,
     end: u64,
     name: u64,
+    head: Option<[u8; 16]>,
 }
 
-/// The earlier layer's tar, indexed (24 + 8 bytes an entry, no names kept), and a cursor in
-/// it that follows the walk.
+/// The earlier layer's tar, indexed (56 bytes an entry, no names kept), a cursor in it that
+/// follows the walk, the earlier snapshot's directory the walk is in (its device and its
+/// entries' inode numbers, as its directory entries hold them), and the run of earlier
+/// entries taken but not yet copied.
 struct Reuse {
     dir: PathBuf,
+    root: std::os::fd::OwnedFd,
     tar: std::fs::File,
     entries: Vec<OldEntry>,
     next: usize,
+    listed: Option<Listed>,
+    run: Option<(u64, u64)>,
     buf: Vec<u8>,
+}
+
+/// A directory of the earlier snapshot: its path, its device (`None`: it could not be read,
+/// nothing in it is taken) and its names with their inode numbers, sorted.
+struct Listed {
+    rel: Vec<u8>,
+    dev: Option<u64>,
+    names: Vec<(OsString, u64)>,
 }
 
 /// How far ahead of the cursor an entry of the walk is looked for (entries of the earlier
 /// layer gone since are skipped; one not found is new and leaves the cursor).
 const REUSE_WINDOW: usize = 8;
 
+/// The most a run of taken entries is copied with at a time.
+const REUSE_BUF: usize = 1 << 20;
+
 fn name_hash(name: &[u8]) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     name.hash(&mut h);
     h.finish()
+}
+
+fn head_hash(head: &[u8]) -> [u8; 16] {
+    use sha2::Digest as _;
+    let full = sha2::Sha256::digest(head);
+    let mut out = [0; 16];
+    out.copy_from_slice(&full[..16]);
+    out
 }
 
 impl Reuse {
@@ -791,6 +862,14 @@ impl Reuse {
             path: earlier.dir.clone(),
             source,
         };
+        let root = rustix::fs::open(
+            &earlier.dir,
+            rustix::fs::OFlags::DIRECTORY
+                | rustix::fs::OFlags::RDONLY
+                | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(|e| read(e.into()))?;
         let (tar, _) = earlier.tar.into_parts();
         let mut entries = Vec::new();
         {
@@ -806,21 +885,26 @@ impl Reuse {
                 let Some(end) = end.filter(|_| data >= start) else {
                     return Err(read(io::ErrorKind::InvalidData.into()));
                 };
+                let head = (data - start == 512).then(|| head_hash(e.header().as_bytes()));
                 entries.push(OldEntry {
                     start,
                     data,
                     end,
                     name: name_hash(&e.path_bytes()),
+                    head,
                 });
                 start = end;
             }
         }
         Ok(Reuse {
             dir: earlier.dir,
+            root,
             tar,
             entries,
             next: 0,
-            buf: vec![0; 64 * 1024],
+            listed: None,
+            run: None,
+            buf: vec![0; REUSE_BUF],
         })
     }
 
@@ -837,56 +921,133 @@ impl Reuse {
         Some(ahead[i])
     }
 
-    /// Copies `old` into `w` when it is what the walk would write for the regular file `rel`
-    /// (`meta`) with the header `head`: the same header bytes and the same inode in the
-    /// earlier directory. False (nothing written) otherwise.
-    fn copy_if_same<W: Write>(
+    /// The device and inode of `name` in the earlier snapshot's directory `dir`, from its
+    /// directory entry (one listing per directory, no `stat` per name).
+    fn earlier_inode(&mut self, dir: &[u8], name: &OsStr) -> Option<(u64, u64)> {
+        if self.listed.as_ref().is_none_or(|l| l.rel != dir) {
+            let rel = if dir.is_empty() { &b"."[..] } else { dir };
+            let flags = rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::RDONLY;
+            let opened = strata_store::confined::open_no_symlinks(
+                self.root.as_fd(),
+                OsStr::from_bytes(rel),
+                flags,
+                0,
+            );
+            let read = opened.and_then(|fd| {
+                let dev = crate::sys::fstat(fd.as_fd())?.st_dev;
+                Ok((dev, strata_store::confined::list_inodes(fd.as_fd())?))
+            });
+            let (dev, names) = match read {
+                Ok((dev, names)) => (Some(dev), names),
+                Err(_) => (None, Vec::new()),
+            };
+            self.listed = Some(Listed {
+                rel: dir.to_vec(),
+                dev,
+                names,
+            });
+        }
+        let listed = self.listed.as_ref()?;
+        let i = listed
+            .names
+            .binary_search_by(|(n, _)| n.as_bytes().cmp(name.as_bytes()))
+            .ok()?;
+        Some((listed.dev?, listed.names[i].1))
+    }
+
+    /// Whether the entry `name` of the upper's directory `dir` (held by `at`; `rel` its path)
+    /// can be taken from the earlier tar, the walk writing it as it is there: a regular file that
+    /// is the very inode the earlier snapshot has at that path (an incremental COPY left it
+    /// as the clone's hard link: it writes a file anew, never through one, and a snapshot
+    /// never changes) and whose header, made by the walk's one encoder from one `stat` of it,
+    /// equals the earlier one (it would not if `SOURCE_DATE_EPOCH` changed). The earlier
+    /// header has no PAX records, so the inode has no xattrs to write: none are read. Returns the
+    /// earlier entry and the file's size, for [`Reuse::take`]; `None`: the walk writes it.
+    fn unchanged(
+        &mut self,
+        at: BorrowedFd<'_>,
+        dir: &[u8],
+        name: &OsStr,
+        rel: &[u8],
+        opts: &DiffOptions,
+        links: &mut HashMap<(u64, u64), Vec<u8>>,
+    ) -> Option<(OldEntry, u64)> {
+        let old = self.align(rel)?;
+        let earlier = self.earlier_inode(dir, name)?;
+        let st = crate::sys::lstat_at(at, Path::new(name)).ok()?;
+        let inode = (st.st_dev, st.st_ino);
+        // A second path of one inode is a hard link entry, written by the walk.
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG
+            || inode != earlier
+            || (st.st_nlink > 1 && links.contains_key(&inode))
+        {
+            return None;
+        }
+        let size = u64::try_from(st.st_size).ok()?;
+        // Only an earlier header without PAX records is taken: then the inode has no xattrs
+        // an image keeps (it would have had them), and none are read.
+        let earlier_head = old.head?;
+        if old.end - old.data != size + padding(size) as u64 {
+            return None;
+        }
+        let entry = Entry {
+            name: rel.to_vec(),
+            attrs: Attrs::of_stat(&st),
+            mtime: clamp(st.st_mtime, opts),
+            xattrs: Vec::new(),
+            link: None,
+        };
+        let head = encode_header(&entry, tar::EntryType::Regular, size);
+        if head.len() != 512 || head_hash(&head) != earlier_head {
+            return None;
+        }
+        if st.st_nlink > 1 {
+            links.insert(inode, rel.to_vec());
+        }
+        Some((old, size))
+    }
+
+    /// Adds the earlier entry `old` (a file of `size` bytes) to the run of earlier bytes to
+    /// copy ([`Reuse::flush`]), counted as written.
+    fn take<W: Write>(
         &mut self,
         old: OldEntry,
-        rel: &[u8],
-        meta: &Metadata,
-        head: &[u8],
+        size: u64,
         w: &mut TarWriter<W>,
-    ) -> Result<bool, DiffError> {
-        use std::os::unix::fs::FileExt;
-        let started = std::time::Instant::now();
-        let size = meta.size();
-        let path = self.dir.join(OsStr::from_bytes(rel));
-        let read = |source: io::Error| DiffError::Read {
-            path: path.clone(),
-            source,
-        };
-        let same_inode = fs_err::symlink_metadata(&path)
-            .is_ok_and(|m| (m.dev(), m.ino()) == (meta.dev(), meta.ino()));
-        let fits = old.data - old.start == head.len() as u64
-            && old.end - old.data == size + padding(size) as u64;
-        if !same_inode || !fits {
-            w.stats.reuse_time += started.elapsed();
-            return Ok(false);
-        }
-        let earlier = &mut self.buf[..head.len()];
-        self.tar.read_exact_at(earlier, old.start).map_err(read)?;
-        if earlier != head {
-            w.stats.reuse_time += started.elapsed();
-            return Ok(false);
-        }
-        w.stats.reuse_time += started.elapsed();
-        w.write(head)?;
-        let mut at = old.data;
-        while at < old.end {
-            let started = std::time::Instant::now();
-            let n = (old.end - at).min(self.buf.len() as u64) as usize;
-            self.tar
-                .read_exact_at(&mut self.buf[..n], at)
-                .map_err(read)?;
-            w.stats.reuse_time += started.elapsed();
-            w.write(&self.buf[..n])?;
-            at += n as u64;
+    ) -> Result<(), DiffError> {
+        match self.run {
+            Some((from, to)) if to == old.start => self.run = Some((from, old.end)),
+            _ => {
+                self.flush(w)?;
+                self.run = Some((old.start, old.end));
+            }
         }
         w.stats.entries += 1;
         w.stats.content_bytes += size;
         w.stats.reused += 1;
-        Ok(true)
+        Ok(())
+    }
+
+    /// Copies the run of taken entries into `w` (at most [`REUSE_BUF`] bytes a read).
+    fn flush<W: Write>(&mut self, w: &mut TarWriter<W>) -> Result<(), DiffError> {
+        use std::os::unix::fs::FileExt;
+        let Some((mut at, end)) = self.run.take() else {
+            return Ok(());
+        };
+        while at < end {
+            let started = std::time::Instant::now();
+            let n = (end - at).min(self.buf.len() as u64) as usize;
+            self.tar
+                .read_exact_at(&mut self.buf[..n], at)
+                .map_err(|source| DiffError::Read {
+                    path: self.dir.clone(),
+                    source,
+                })?;
+            w.stats.reuse_time += started.elapsed();
+            w.write(&self.buf[..n])?;
+            at += n as u64;
+        }
+        Ok(())
     }
 }
 
@@ -995,8 +1156,10 @@ mod tests {
     }
 
     /// A tree of hard links to an earlier one, some files edited, one added in the middle of
-    /// the order, one removed, one with a long (PAX) name: the tar made reusing the earlier
-    /// tar is byte for byte the full one, and only the untouched files were copied from it.
+    /// the order, one removed, one with a long (PAX) name, a file replaced by a directory and
+    /// a directory by a file, a hard-linked pair kept and one with a side replaced: the tar
+    /// made reusing the earlier tar is byte for byte the full one, and only the untouched
+    /// files were copied from it. With another `SOURCE_DATE_EPOCH`, nothing is.
     #[test]
     fn a_layer_reusing_the_earlier_tar_is_the_full_layer() {
         use std::os::unix::fs::PermissionsExt;
@@ -1006,10 +1169,16 @@ mod tests {
         let mut files: Vec<String> = (0..40).map(|i| format!("a/f{i:02}")).collect();
         files.extend((0..10).map(|i| format!("b/g{i}")));
         files.push(long.clone());
+        files.extend(["b/sub/x", "b/sub/y", "c/p1", "c/q1"].map(String::from));
         for f in &files {
             let p = old.join(f);
             fs_err::create_dir_all(p.parent().unwrap()).unwrap();
             fs_err::write(&p, format!("content of {f}\n").repeat(40)).unwrap();
+        }
+        // Two hard-linked pairs within the earlier layer.
+        for (a, b) in [("c/p1", "c/p2"), ("c/q1", "c/q2")] {
+            fs_err::hard_link(old.join(a), old.join(b)).unwrap();
+            files.push(b.to_owned());
         }
         let opts = DiffOptions::default();
         let tar_path = t.path().join("old.tar");
@@ -1033,6 +1202,28 @@ mod tests {
         // A mode change alone: a new file with the mode (the old inode is the earlier's).
         replace("b/g4", &fs_err::read(old.join("b/g4")).unwrap());
         fs_err::set_permissions(new.join("b/g4"), std::fs::Permissions::from_mode(0o600)).unwrap();
+        fs_err::remove_file(new.join("a/f15")).unwrap();
+        fs_err::create_dir(new.join("a/f15")).unwrap();
+        fs_err::write(new.join("a/f15/inner"), b"a directory now\n").unwrap();
+        fs_err::remove_dir_all(new.join("b/sub")).unwrap();
+        fs_err::write(new.join("b/sub"), b"a file now\n").unwrap();
+        // c/p1 and c/p2 stay one inode (a tar link entry); c/q2 stays the old inode, c/q1 is
+        // edited: c/q2 is a file of its own now.
+        replace("c/q1", b"one side of the pair edited\n");
+        // Other bytes of the same size with the same mtime: only the inode tells.
+        let same = fs_err::read(old.join("a/f21")).unwrap();
+        replace("a/f21", &vec![b'z'; same.len()]);
+        fs_err::File::options()
+            .write(true)
+            .open(new.join("a/f21"))
+            .unwrap()
+            .set_modified(
+                fs_err::metadata(old.join("a/f21"))
+                    .unwrap()
+                    .modified()
+                    .unwrap(),
+            )
+            .unwrap();
 
         let mut full = Vec::new();
         write_layer(&new, &mut full, &opts).unwrap();
@@ -1043,9 +1234,42 @@ mod tests {
         };
         let stats = write_layer_reusing(&new, &mut reusing, &opts, earlier).unwrap();
         assert!(full == reusing, "the reusing tar differs from the full one");
-        // 51 files: 5 replaced, 1 removed; the added one is new.
-        assert_eq!(stats.reused, 51 - 5 - 1);
-        assert!(names(&reusing).contains(&"a/f20x".to_owned()));
+        // 57 files: 6 replaced, 1 removed, 1 now a directory, 2 in a directory now a file,
+        // c/p2 a link entry, c/q1 replaced and c/q2 no longer a link entry; the added one
+        // is new.
+        assert_eq!(stats.reused, 57 - 6 - 1 - 1 - 2 - 3);
+        let listed = names(&reusing);
+        for name in ["a/f20x", "a/f15/inner", "b/sub", "c/p2", "c/q2"] {
+            assert!(listed.contains(&name.to_owned()), "{name} in {listed:?}");
+        }
+        let kinds: HashMap<String, tar::EntryType> = tar::Archive::new(&reusing[..])
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let name = String::from_utf8(e.path_bytes().into_owned()).unwrap();
+                (name, e.header().entry_type())
+            })
+            .collect();
+        assert_eq!(kinds["c/p2"], tar::EntryType::Link);
+        assert_eq!(kinds["c/q2"], tar::EntryType::Regular);
+
+        // Other mtimes in the headers (an epoch before every file's): nothing taken.
+        let clamped = DiffOptions {
+            source_date_epoch: Some(1_000),
+        };
+        let mut full = Vec::new();
+        write_layer(&new, &mut full, &clamped).unwrap();
+        let earlier = EarlierLayer {
+            dir: old.clone(),
+            tar: fs_err::File::open(&tar_path).unwrap(),
+        };
+        let mut reusing = Vec::new();
+        let stats = write_layer_reusing(&new, &mut reusing, &clamped, earlier).unwrap();
+        assert!(full == reusing);
+        assert_eq!(stats.reused, 0);
+        let mut full = Vec::new();
+        write_layer(&new, &mut full, &opts).unwrap();
 
         // An earlier tar that is not one: every file written in full, same bytes.
         let bogus = t.path().join("bogus");

@@ -285,8 +285,8 @@ fn an_edited_context_file_recopies_only_that_file_and_gives_the_same_layer() {
     assert_ne!(layer_ids(&env, "t:1"), layer_ids(&env, "t:2"));
 }
 
-/// Each edit of a few-hundred-file context, built on the last build's result and with
-/// `--no-cache`, gives the same layer; where the COPY was incremental, the layer's unchanged
+/// Each edit of a few-hundred-file context (a hard-linked pair among its files), built on
+/// the last build's result and with `--no-cache`, gives the same layer; where the COPY was incremental, the layer's unchanged
 /// entries were copied from the earlier layer tar (the `layer_reuse` phase is there).
 #[test]
 fn an_incremental_copy_reuses_the_earlier_layer_tar_and_gives_the_full_layer() {
@@ -306,6 +306,8 @@ fn an_incremental_copy_reuses_the_earlier_layer_tar_and_gives_the_full_layer() {
         .map(|(a, b)| (a.as_str(), b.as_str()))
         .collect();
     let ctx = env.context("ctx", &refs);
+    // A hard-linked pair, one tar link entry in the layer.
+    fs_err::hard_link(ctx.join("lib/f010.txt"), ctx.join("zz/pair.txt")).unwrap();
     let c = ctx.to_str().unwrap();
     // Whether the COPY's layer took entries from the earlier tar.
     let reused = |events: &[serde_json::Value]| {
@@ -357,6 +359,11 @@ fn an_incremental_copy_reuses_the_earlier_layer_tar_and_gives_the_full_layer() {
         (
             "other size",
             Box::new(|| fs_err::write(ctx.join("lib/f007.txt"), "grown\n".repeat(99)).unwrap()),
+            Copy::Reused,
+        ),
+        (
+            "inside a hard-linked pair",
+            Box::new(|| fs_err::write(ctx.join("lib/f010.txt"), "PAIR\n".repeat(40)).unwrap()),
             Copy::Reused,
         ),
         (

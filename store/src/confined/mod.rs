@@ -342,16 +342,25 @@ fn openat2(
 /// and `..`, sorted by bytes (so a copy that meets hard links picks the same first path every
 /// time).
 pub fn list(dir: BorrowedFd<'_>) -> io::Result<Vec<OsString>> {
+    Ok(list_inodes(dir)?
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect())
+}
+
+/// [`list`], each name with the inode number its directory entry holds (`d_ino`: no `stat`
+/// of the entry).
+pub fn list_inodes(dir: BorrowedFd<'_>) -> io::Result<Vec<(OsString, u64)>> {
     let fd = open_no_symlinks(dir, ".", OFlags::DIRECTORY | OFlags::RDONLY, 0)?;
     let mut names = Vec::new();
     for entry in rustix::fs::Dir::read_from(&fd)? {
         let entry = entry?;
         let name = entry.file_name().to_bytes();
         if name != b"." && name != b".." {
-            names.push(OsStr::from_bytes(name).to_owned());
+            names.push((OsStr::from_bytes(name).to_owned(), entry.ino()));
         }
     }
-    names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    names.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
     Ok(names)
 }
 

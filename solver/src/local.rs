@@ -392,6 +392,7 @@ impl LocalBackend {
     /// Persists the context's stat cache (once, after the build's checksums).
     pub fn save_context_cache(&self, index: &ContextIndex) -> Result<(), LocalError> {
         index.save_stat_cache()?;
+        index.save_checksum_memo()?;
         Ok(())
     }
 
@@ -771,8 +772,17 @@ impl Backend for LocalBackend {
         let context_sums = blocking(move || {
             let mut out = Vec::with_capacity(wanted.len());
             for (index, sel) in wanted {
+                // An unchanged walk: the checksum an earlier build computed, if its list is
+                // still stored (`--explain` reads it).
+                if let Some(sum) = index.memoized_checksum(&sel)
+                    && cache.has_selection(&sum)
+                {
+                    out.push(sum);
+                    continue;
+                }
                 let parts = index.checksum_parts(&sel).map_err(LocalError::ContextKey)?;
                 cache.put_selection_parts(&parts)?;
+                index.memoize(&sel, &parts);
                 out.push(parts.checksum());
             }
             Ok(out)

@@ -123,10 +123,11 @@ pub struct GcPolicy {
 impl GcPolicy {
     /// BuildKit's default: 10% of the store's filesystem, at most 10 GB.
     pub fn default_for(root: &Path) -> Result<GcPolicy, CachePruneError> {
-        let store = Store::open(root)?;
+        // statvfs of the root, not a `Store::open` (its directory checks, index read and
+        // leftover sweeps), which every build paid a second time after its output.
         Ok(GcPolicy {
             enabled: true,
-            keep_storage: (store.filesystem_size()? / 10).min(DEFAULT_KEEP_CAP),
+            keep_storage: (strata_store::filesystem_size(root)? / 10).min(DEFAULT_KEEP_CAP),
         })
     }
 }

@@ -101,6 +101,7 @@ pub struct ContextIndex {
     content_reads: AtomicU64,
     bytes_read: AtomicU64,
     fresh_digests: AtomicU64,
+    pub(crate) memo: crate::memo::Memo,
 }
 
 impl ContextIndex {
@@ -138,6 +139,7 @@ impl ContextIndex {
             content_reads: AtomicU64::new(0),
             bytes_read: AtomicU64::new(0),
             fresh_digests: AtomicU64::new(0),
+            memo: crate::memo::Memo::default(),
         })
     }
 
@@ -213,6 +215,17 @@ impl ContextIndex {
 
     pub(crate) fn content(&self, i: usize) -> Option<&Content> {
         self.content[i].get()
+    }
+
+    /// Whether entry `i` has no digest to doubt: not a file, or a file whose digest the stat
+    /// cache may keep (read quiet, under the stat the walk saw).
+    pub(crate) fn digest_trusted(&self, i: usize) -> bool {
+        self.entries[i].kind != EntryKind::File || self.content(i).is_some_and(|c| c.persist)
+    }
+
+    /// The stat cache file this index reads and saves, if any.
+    pub(crate) fn stat_cache_path(&self) -> Option<&Path> {
+        self.stat_cache_path.as_deref()
     }
 
     /// Makes sure every file among `indices` has its digest, reading the missing ones in

@@ -80,4 +80,13 @@ pub enum ContextError {
         #[source]
         source: std::io::Error,
     },
+    /// The selection checksum memo could not be written (the build itself is unaffected).
+    #[error("failed to write the selection checksum memo {}", path.display())]
+    SaveChecksumMemo {
+        /// The memo file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
 }

@@ -19,6 +19,7 @@ mod filter;
 #[cfg(test)]
 mod fixture;
 mod key;
+mod memo;
 mod record;
 mod selection;
 mod statcache;

@@ -258,11 +258,10 @@ impl CacheDb {
 
     /// [`Self::put_selection`] of a list not made yet: written as a stream from its parts.
     pub fn put_selection_parts(&self, parts: &SelectionParts) -> Result<(), CacheDbError> {
-        let path = self.selection_path(&parts.checksum());
-        // An empty one is what a machine crash may leave of an unsynced list: made again.
-        if fs_err::metadata(&path).is_ok_and(|m| m.len() > 0) {
+        if self.has_selection(&parts.checksum()) {
             return Ok(());
         }
+        let path = self.selection_path(&parts.checksum());
         make_parent(&path)?;
         durable::write_atomic_unsynced_with(&path, |w| parts.write_list(w)).map_err(|e| {
             CacheDbError::Write {
@@ -276,11 +275,17 @@ impl CacheDb {
     /// records: a list a machine crash empties or tears fails its checksum when read (a miss)
     /// and an empty one is written again.
     pub fn put_selection(&self, sum: &SelectionSum) -> Result<(), CacheDbError> {
-        let path = self.selection_path(&sum.checksum);
-        if fs_err::metadata(&path).is_ok_and(|m| m.len() > 0) {
+        if self.has_selection(&sum.checksum) {
             return Ok(());
         }
+        let path = self.selection_path(&sum.checksum);
         write_file_with(&path, &sum.to_bytes(), durable::write_atomic_unsynced)
+    }
+
+    /// Whether a file list is stored for `checksum` (not read: an empty one, what a machine
+    /// crash may leave of an unsynced list, is not, and is made again).
+    pub fn has_selection(&self, checksum: &Checksum) -> bool {
+        fs_err::metadata(self.selection_path(checksum)).is_ok_and(|m| m.len() > 0)
     }
 
     /// The file list stored for `checksum`, if it is there and intact.

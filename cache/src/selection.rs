@@ -231,6 +231,11 @@ impl SelectionParts {
         }
     }
 
+    /// The index entries the list is made of.
+    pub(crate) fn nodes(&self) -> impl Iterator<Item = usize> + '_ {
+        self.picks.iter().map(|p| p.node)
+    }
+
     fn views(&self) -> impl ExactSizeIterator<Item = (&str, EntryKind, &[u8; 32])> {
         self.picks
             .iter()

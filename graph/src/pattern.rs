@@ -424,8 +424,13 @@ impl PatternMatcher {
     /// pattern that matches it or one of its parents decides. The root itself is never
     /// excluded.
     pub fn is_excluded(&self, rel_path: &str) -> bool {
+        // No patterns (no `.dockerignore`): asked once per context entry by the walk, so
+        // answered before cleaning the path (4% of a 20,000-file no-op's walk).
+        if self.patterns.is_empty() {
+            return false;
+        }
         let path = normalise(rel_path);
-        if path == "." || self.patterns.is_empty() {
+        if path == "." {
             return false;
         }
         let parents = parent_prefixes(&path);

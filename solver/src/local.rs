@@ -13,6 +13,7 @@ use crate::event::{Phase, Phases, Stream};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use strata_cache::{
@@ -304,10 +305,14 @@ pub struct LocalBackend {
     worker: Worker,
     context: Option<ContextSource>,
     options: LocalOptions,
-    saved_ms: Arc<std::sync::atomic::AtomicU64>,
+    saved_ms: Arc<AtomicU64>,
     /// The commit each ADD of a git repository (remote, reference) resolved to in this build:
     /// resolved once, when the step's key is made, and checked out as such.
     git_commits: Arc<Mutex<GitCommits>>,
+    /// The records probes found (and marked used), with whether each came from an imported
+    /// cache: the lookup that follows a hit takes its record here instead of reading and
+    /// marking it again (two reads of each record per cached step before).
+    probed: Arc<Mutex<BTreeMap<CacheKey, (Record, bool)>>>,
     _lease: Lease,
 }
 
@@ -345,7 +350,8 @@ impl LocalBackend {
             worker,
             context,
             options,
-            saved_ms: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            saved_ms: Arc::new(AtomicU64::new(0)),
+            probed: Arc::default(),
             git_commits: Arc::default(),
             _lease: lease,
         })
@@ -392,6 +398,7 @@ impl LocalBackend {
     /// Persists the context's stat cache (once, after the build's checksums).
     pub fn save_context_cache(&self, index: &ContextIndex) -> Result<(), LocalError> {
         index.save_stat_cache()?;
+        index.save_checksum_memo()?;
         Ok(())
     }
 
@@ -623,6 +630,21 @@ impl<W: Write> Write for TimedWrite<W> {
     }
 }
 
+/// The output of a cache hit on `record` over `parent`, counting the time it saves; `None`
+/// if its blob is gone (a store wiped by hand): a miss, never a broken image.
+fn reuse(layers: &Layers, parent: &Fs, record: &Record, saved: &AtomicU64) -> Option<Output> {
+    let layer = record.layer.clone()?;
+    if !layers.available(&layer) {
+        return None;
+    }
+    if let Some(ms) = record.duration_ms {
+        saved.fetch_add(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+    Some(Output::Fs(Arc::new(
+        parent.with_layer(layer, record.created),
+    )))
+}
+
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, LocalError> + Send + 'static,
 ) -> Result<T, LocalError> {
@@ -771,8 +793,17 @@ impl Backend for LocalBackend {
         let context_sums = blocking(move || {
             let mut out = Vec::with_capacity(wanted.len());
             for (index, sel) in wanted {
+                // An unchanged walk: the checksum an earlier build computed, if its list is
+                // still stored (`--explain` reads it).
+                if let Some(sum) = index.memoized_checksum(&sel)
+                    && cache.has_selection(&sum)
+                {
+                    out.push(sum);
+                    continue;
+                }
                 let parts = index.checksum_parts(&sel).map_err(LocalError::ContextKey)?;
                 cache.put_selection_parts(&parts)?;
+                index.memoize(&sel, &parts);
                 out.push(parts.checksum());
             }
             Ok(out)
@@ -790,15 +821,24 @@ impl Backend for LocalBackend {
     ) -> Result<bool, StepError> {
         let cache = self.cache.clone();
         let layers = self.layers.clone();
+        let probed = self.probed.clone();
         let key = *key;
         let found = blocking(move || {
             let record = match cache.get(&key)? {
-                Some(r) => Some(r),
-                None => layers.imported.iter().find_map(|c| c.get(&key).cloned()),
+                Some(r) => Some((r, false)),
+                None => layers
+                    .imported
+                    .iter()
+                    .find_map(|c| c.get(&key).map(|r| (r.clone(), true))),
             };
-            Ok(record
-                .and_then(|r| r.layer)
-                .is_some_and(|l| layers.available(&l)))
+            let Some(record) = record else {
+                return Ok(false);
+            };
+            let hit = record.0.layer.as_ref().is_some_and(|l| layers.available(l));
+            if hit {
+                probed.lock().expect("no probe panics").insert(key, record);
+            }
+            Ok(hit)
         })
         .await?;
         Ok(found)
@@ -815,26 +855,31 @@ impl Backend for LocalBackend {
             return Ok(None);
         };
         let parent = parent.fs().map_err(StepError::from)?.clone();
+        let key = *key;
+        let probed = self.probed.lock().expect("no probe panics").remove(&key);
+        if let Some((record, false)) = &probed {
+            // Read and marked used by this build's probe: only the blob's `statx` is left,
+            // done here rather than through the blocking pool, whose round trip per step (in
+            // a chain of steps, each waiting for its parent) was most of a no-op build.
+            return Ok(reuse(&self.layers, &parent, record, &self.saved_ms));
+        }
         let cache = self.cache.clone();
         let layers = self.layers.clone();
-        let key = *key;
         let saved = self.saved_ms.clone();
         let found = blocking(move || {
-            let (record, imported) = match cache.get(&key)? {
-                Some(r) => (r, false),
-                None => match layers.imported.iter().find_map(|c| c.get(&key)) {
-                    Some(r) => (r.clone(), true),
-                    None => return Ok(None),
+            let (record, imported) = match probed {
+                Some(found) => found,
+                None => match cache.get(&key)? {
+                    Some(r) => (r, false),
+                    None => match layers.imported.iter().find_map(|c| c.get(&key)) {
+                        Some(r) => (r.clone(), true),
+                        None => return Ok(None),
+                    },
                 },
             };
-            let Some(layer) = record.layer.clone() else {
+            let Some(output) = reuse(&layers, &parent, &record, &saved) else {
                 return Ok(None);
             };
-            // A record whose blob is gone (a store wiped by hand) is a miss, never a broken
-            // image.
-            if !layers.available(&layer) {
-                return Ok(None);
-            }
             if imported {
                 // As BuildKit: a result imported with --cache-from becomes a local record, so
                 // the next build hits without --cache-from. Its selection lists are in the
@@ -843,12 +888,7 @@ impl Backend for LocalBackend {
                 // record whose blob never came is a miss next time, as above).
                 cache.put(&key, &record)?;
             }
-            if let Some(ms) = record.duration_ms {
-                saved.fetch_add(ms, std::sync::atomic::Ordering::Relaxed);
-            }
-            Ok(Some(Output::Fs(Arc::new(
-                parent.with_layer(layer, record.created),
-            ))))
+            Ok(Some(output))
         })
         .await?;
         Ok(found)

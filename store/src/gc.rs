@@ -9,6 +9,14 @@ use crate::lock::FileLock;
 use crate::store::Store;
 use std::collections::BTreeSet;
 
+/// Size of the filesystem holding `root` (a store's root), in bytes, without opening the
+/// store: a no-op build's GC check needs only this.
+pub fn filesystem_size(root: &std::path::Path) -> Result<u64, StoreError> {
+    let st = rustix::fs::statvfs(root)
+        .map_err(|e| StoreError::io("inspect the filesystem of", root)(e.into()))?;
+    Ok(st.f_blocks.saturating_mul(st.f_frsize))
+}
+
 /// What one garbage collection removed (see [`Store::collect_garbage_with_pins`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GcReport {
@@ -153,9 +161,7 @@ impl Store {
 
     /// Size of the filesystem holding the store, in bytes (for a share-of-disk GC limit).
     pub fn filesystem_size(&self) -> Result<u64, StoreError> {
-        let st = rustix::fs::statvfs(self.root())
-            .map_err(|e| StoreError::io("inspect the filesystem of", self.root())(e.into()))?;
-        Ok(st.f_blocks.saturating_mul(st.f_frsize))
+        filesystem_size(self.root())
     }
 
     /// Blobs and snapshots needed by the images `keep` selects. Unreadable manifests keep

@@ -167,7 +167,7 @@ pub(crate) fn copy_entry(
             copy_dir_contents(&src, &dst, opts, links, counts, display)?;
             finish_dir(dst.as_fd(), st)
         }
-        // The destination's set-group-ID bit is not known here: the owner is always set.
+        // What the destination passes on is not known here: owner and mode are always set.
         _ => copy_leaf(
             &FileCtx::new(),
             src_dir,
@@ -213,8 +213,16 @@ struct DestDir {
     fd: Arc<OwnedFd>,
     /// The source directory's mtime; `None` for the directory copied into (its own stays).
     mtime: Option<(i64, i64)>,
-    /// Set-group-ID: a file made in it takes the directory's group, so its owner is set.
-    setgid: bool,
+    /// Whether a file made in it takes more than the process's ids and its create mode:
+    /// the directory's group (set-group-ID) or its default ACL. Its owner and mode are then
+    /// always set.
+    inherits: bool,
+}
+
+/// Whether a file made in the directory `dir` (`mode` its mode) inherits from it (see
+/// [`DestDir::inherits`]).
+fn inherits(dir: BorrowedFd<'_>, mode: u32) -> bool {
+    mode & libc::S_ISGID != 0 || sys::has_xattr(dir, c"system.posix_acl_default")
 }
 
 impl DestDir {
@@ -267,7 +275,7 @@ impl FileJob {
             name: &name,
             owner,
             mode,
-            setgid: dst.setgid,
+            inherits: dst.inherits,
         };
         let n = copy_file(ctx, src_dir.as_fd(), &name, &st, &how).map_err(err_at(&shown))?;
         dst.release()?;
@@ -446,7 +454,7 @@ fn walk(
         dst: Arc::new(DestDir {
             fd: dst.clone(),
             mtime: None,
-            setgid: top.st_mode & libc::S_ISGID != 0,
+            inherits: inherits(dst.as_fd(), top.st_mode),
         }),
         rel: String::new(),
         names: names.into_iter(),
@@ -481,13 +489,14 @@ fn walk(
             let names = confined::list(s.as_fd()).map_err(err_at(&here))?;
             let d =
                 make_dir(level.dst.fd.as_fd(), &name, &st, opts, true).map_err(err_at(&here))?;
+            let inherits = inherits(d.as_fd(), opts.mode_of(&st));
             counts.entries += 1;
             stack.push(Level {
                 src: Arc::new(s),
                 dst: Arc::new(DestDir {
                     fd: Arc::new(d),
                     mtime: Some((st.st_mtime, st.st_mtime_nsec)),
-                    setgid: opts.mode_of(&st) & libc::S_ISGID != 0,
+                    inherits,
                 }),
                 rel,
                 names: names.into_iter(),
@@ -527,7 +536,7 @@ fn walk(
             level.src.as_fd(),
             &name,
             &st,
-            (&level.dst.fd, level.dst.setgid),
+            (&level.dst.fd, level.dst.inherits),
             &name,
             opts,
             links,
@@ -538,7 +547,7 @@ fn walk(
     Ok(())
 }
 
-/// Copies a non-directory into `dst_dir` (its descriptor, and whether it is set-group-ID).
+/// Copies a non-directory into `dst_dir` (its descriptor, and whether files inherit from it).
 #[expect(
     clippy::too_many_arguments,
     reason = "the walk's state, passed explicitly"
@@ -548,7 +557,7 @@ fn copy_leaf(
     src_dir: BorrowedFd<'_>,
     name: &OsStr,
     st: &libc::stat,
-    (dst_dir, setgid): (&Arc<OwnedFd>, bool),
+    (dst_dir, inherits): (&Arc<OwnedFd>, bool),
     name_out: &OsStr,
     opts: &CopyOpts,
     links: &mut Links,
@@ -579,7 +588,7 @@ fn copy_leaf(
             name: name_out,
             owner: (uid, gid),
             mode: opts.mode_of(st),
-            setgid,
+            inherits,
         };
         counts.bytes += copy_file(ctx, src_dir, name, st, &how)?;
         return Ok(());
@@ -623,14 +632,15 @@ struct NewFile<'a> {
     name: &'a OsStr,
     owner: (u32, u32),
     mode: u32,
-    /// Whether `dir` is set-group-ID.
-    setgid: bool,
+    /// Whether a file made in `dir` inherits from it ([`DestDir::inherits`]).
+    inherits: bool,
 }
 
 /// Copies the regular file `name` in `src_dir` (`st` its metadata) to a new file as `to`
 /// says, replacing what is in the way; returns the bytes copied. The owner is set only when
 /// the process's own ids would not give it; the file is created with its mode when the
-/// umask leaves that as it is (no set-ID bits, no chown after), else chmodded.
+/// umask leaves that as it is (no set-ID bits, no chown after, nothing inherited from the
+/// directory), else chmodded.
 fn copy_file(
     ctx: &FileCtx,
     src_dir: BorrowedFd<'_>,
@@ -644,7 +654,7 @@ fn copy_file(
         OFlags::RDONLY | OFlags::NONBLOCK,
         0,
     )?);
-    let chown = to.owner != ctx.ids || to.setgid;
+    let chown = to.owner != ctx.ids || to.inherits;
     let exact = !chown && to.mode & 0o7000 == 0 && ctx.umask.is_some_and(|u| to.mode & u == 0);
     let dst = sys::file_from(create_file(
         to.dir,
@@ -984,6 +994,35 @@ mod tests {
                 "/src/d2/s3/f17: cannot replace non-empty directory f17",
                 "{helpers} helpers"
             );
+        }
+    }
+
+    /// A destination with a default ACL (`user::rwx`, nothing for group and others) would
+    /// give a file created 0644 mode 0600: the mode is set after the create there.
+    #[test]
+    fn a_default_acl_on_the_destination_does_not_change_the_modes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("src");
+        fs_err::create_dir_all(src.join("sub")).unwrap();
+        for p in ["top", "sub/below"] {
+            fs_err::write(src.join(p), p).unwrap();
+            fs_err::set_permissions(src.join(p), std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+        let mut acl = 2u32.to_le_bytes().to_vec();
+        for (tag, perm) in [(0x01u16, 7u16), (0x04, 0), (0x20, 0)] {
+            acl.extend(tag.to_le_bytes());
+            acl.extend(perm.to_le_bytes());
+            acl.extend(u32::MAX.to_le_bytes());
+        }
+        for helpers in [0, 1] {
+            let dst = tmp.path().join(format!("dst{helpers}"));
+            fs_err::create_dir(&dst).unwrap();
+            xattr::set(&dst, "system.posix_acl_default", &acl).unwrap();
+            copy_with(&src, &dst, &opts(), helpers).unwrap();
+            for p in ["top", "sub/below"] {
+                let mode = fs_err::metadata(dst.join(p)).unwrap().mode();
+                assert_eq!(mode, 0o100644, "{p}, {helpers} helpers");
+            }
         }
     }
 

@@ -1230,6 +1230,15 @@ pub(crate) fn current_umask() -> Option<u32> {
     u32::from_str_radix(line.trim(), 8).ok()
 }
 
+/// Whether the file `fd` has the extended attribute `name` (`fgetxattr` of its size only);
+/// false where it cannot be read.
+pub(crate) fn has_xattr(fd: BorrowedFd<'_>, name: &CStr) -> bool {
+    // SAFETY: fgetxattr reads a NUL-terminated name; with size 0 it writes nothing to the
+    // (null) buffer and returns the value's size.
+    let ret = unsafe { libc::fgetxattr(fd.as_raw_fd(), name.as_ptr(), std::ptr::null_mut(), 0) };
+    ret >= 0
+}
+
 /// A file made from an owned descriptor.
 pub(crate) fn file_from(fd: OwnedFd) -> std::fs::File {
     std::fs::File::from(fd)

@@ -1108,6 +1108,10 @@ fn issue_13_a_base_image_of_another_platform_is_used_with_buildkits_warning() {
 
 /// What a layer says of each entry below `prefix/`: kind, mode, owner, mtime, size or link
 /// target, `user.*` xattrs and a sum of the bytes; a hard link names the entry it links to.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one argument per field described"
+)]
 fn describe_layer_entry(
     path: &str,
     kind: char,
@@ -1132,30 +1136,47 @@ fn describe_layer_entry(
 fn last_layer_entries(env: &TestEnv, image: &str) -> Vec<String> {
     use std::io::Read;
     let saved = env.dir().join("saved.tar");
-    env.ok(["save", "-o", saved.to_str().unwrap(), image]);
-    let mut outer = tar::Archive::new(fs_err::File::open(&saved).unwrap());
+    env.ok(["save", "-o", saved.to_str().expect("test fixture"), image]);
+    let mut outer = tar::Archive::new(fs_err::File::open(&saved).expect("test fixture"));
     let mut files = std::collections::HashMap::new();
-    for e in outer.entries().unwrap() {
-        let mut e = e.unwrap();
-        let p = e.path().unwrap().to_string_lossy().into_owned();
+    for e in outer.entries().expect("test fixture") {
+        let mut e = e.expect("test fixture");
+        let p = e
+            .path()
+            .expect("test fixture")
+            .to_string_lossy()
+            .into_owned();
         let mut body = Vec::new();
-        e.read_to_end(&mut body).unwrap();
+        e.read_to_end(&mut body).expect("test fixture");
         files.insert(p, body);
     }
-    let index: serde_json::Value = serde_json::from_slice(&files["manifest.json"]).unwrap();
-    let layers = index[0]["Layers"].as_array().unwrap();
-    let last = &files[layers.last().unwrap().as_str().unwrap()];
+    let index: serde_json::Value =
+        serde_json::from_slice(&files["manifest.json"]).expect("test fixture");
+    let layers = index[0]["Layers"].as_array().expect("test fixture");
+    let last = &files[layers
+        .last()
+        .expect("test fixture")
+        .as_str()
+        .expect("test fixture")];
     let mut out = Vec::new();
     let mut layer = tar::Archive::new(last.as_slice());
-    for e in layer.entries().unwrap() {
-        let mut e = e.unwrap();
-        let path = e.path().unwrap().to_string_lossy().into_owned();
+    for e in layer.entries().expect("test fixture") {
+        let mut e = e.expect("test fixture");
+        let path = e
+            .path()
+            .expect("test fixture")
+            .to_string_lossy()
+            .into_owned();
         let mut xattrs = Vec::new();
-        if let Some(pax) = e.pax_extensions().unwrap() {
+        if let Some(pax) = e.pax_extensions().expect("test fixture") {
             for x in pax {
-                let x = x.unwrap();
-                if let Some(name) = x.key().unwrap().strip_prefix("SCHILY.xattr.user.") {
-                    xattrs.push(format!("user.{name}={}", x.value().unwrap()));
+                let x = x.expect("test fixture");
+                if let Some(name) = x
+                    .key()
+                    .expect("test fixture")
+                    .strip_prefix("SCHILY.xattr.user.")
+                {
+                    xattrs.push(format!("user.{name}={}", x.value().expect("test fixture")));
                 }
             }
         }
@@ -1171,17 +1192,20 @@ fn last_layer_entries(env: &TestEnv, image: &str) -> Vec<String> {
         };
         let target = h
             .link_name()
-            .unwrap()
+            .expect("test fixture")
             .map(|t| t.to_string_lossy().into_owned())
             .unwrap_or_default();
         let mut body = Vec::new();
-        e.read_to_end(&mut body).unwrap();
+        e.read_to_end(&mut body).expect("test fixture");
         out.push(describe_layer_entry(
             path.trim_end_matches('/'),
             kind,
-            h.mode().unwrap(),
-            (h.uid().unwrap(), h.gid().unwrap()),
-            h.mtime().unwrap(),
+            h.mode().expect("test fixture"),
+            (
+                h.uid().expect("test fixture"),
+                h.gid().expect("test fixture"),
+            ),
+            h.mtime().expect("test fixture"),
             &target,
             &xattrs,
             &body,
@@ -1202,22 +1226,24 @@ fn expected_entries(dir: &std::path::Path, prefix: &str, out: &mut Vec<String>) 
         first: &mut std::collections::HashMap<u64, String>,
     ) {
         let mut names: Vec<_> = fs_err::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
+            .expect("test fixture")
+            .map(|e| e.expect("test fixture").file_name())
             .collect();
         names.sort();
         for n in names {
             let p = dir.join(&n);
             let path = format!("{rel}/{}", n.to_string_lossy());
-            let m = fs_err::symlink_metadata(&p).unwrap();
+            let m = fs_err::symlink_metadata(&p).expect("test fixture");
             let mode = m.mode() & 0o7777;
             let mtime = m.mtime() as u64;
             let ft = m.file_type();
             let mut xattrs: Vec<String> = xattr::list(&p)
-                .unwrap()
+                .expect("test fixture")
                 .filter(|x| x.to_string_lossy().starts_with("user."))
                 .map(|x| {
-                    let v = xattr::get(&p, &x).unwrap().unwrap();
+                    let v = xattr::get(&p, &x)
+                        .expect("test fixture")
+                        .expect("test fixture");
                     format!("{}={}", x.to_string_lossy(), String::from_utf8_lossy(&v))
                 })
                 .collect();
@@ -1225,7 +1251,7 @@ fn expected_entries(dir: &std::path::Path, prefix: &str, out: &mut Vec<String>) 
             let line = if ft.is_dir() {
                 describe_layer_entry(&path, 'd', mode, (0, 0), mtime, "", &xattrs, &[])
             } else if ft.is_symlink() {
-                let t = fs_err::read_link(&p).unwrap();
+                let t = fs_err::read_link(&p).expect("test fixture");
                 describe_layer_entry(
                     &path,
                     'l',
@@ -1241,7 +1267,7 @@ fn expected_entries(dir: &std::path::Path, prefix: &str, out: &mut Vec<String>) 
                 describe_layer_entry(&path, 'h', mode, (0, 0), mtime, &t, &xattrs, &[])
             } else {
                 first.insert(m.ino(), path.clone());
-                let body = fs_err::read(&p).unwrap();
+                let body = fs_err::read(&p).expect("test fixture");
                 describe_layer_entry(&path, 'f', mode, (0, 0), mtime, "", &xattrs, &body)
             };
             out.push(line);

@@ -30,6 +30,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::Arc;
 use strata_store::confined::{self, ConfinedRoot, ExtractError, ExtractOptions, Extracted};
 
 /// Why a copy failed.
@@ -155,10 +156,7 @@ pub struct CpOptions {
 /// The effective user and group of this process: who owns what a copy to the host makes, as
 /// docker's client does.
 pub fn own_ids() -> (u32, u32) {
-    (
-        rustix::process::geteuid().as_raw(),
-        rustix::process::getegid().as_raw(),
-    )
+    sys::effective_ids()
 }
 
 /// What the copy read: the entry (its parent directory and name in it), its metadata, and
@@ -281,17 +279,17 @@ pub fn copy_path(
     let mut counts = Counts::default();
     let shown = PathBuf::from(src_path);
     // Where the entry goes: (directory, name), or the contents into a directory.
-    let into_dir = |comps: &[OsString]| -> Result<Rc<OwnedFd>, CpError> {
+    let into_dir = |comps: &[OsString]| -> Result<Arc<OwnedFd>, CpError> {
         let fd = dst
             .root
             .open_at(comps, OFlags::DIRECTORY | OFlags::RDONLY)
             .map_err(dst_err)?
             .ok_or_else(|| CpError::NoDestination(dst_path.to_owned()))?;
-        Ok(Rc::new(fd))
+        Ok(Arc::new(fd))
     };
-    let new_entry = || -> Result<(Rc<OwnedFd>, OsString), CpError> {
+    let new_entry = || -> Result<(Arc<OwnedFd>, OsString), CpError> {
         match dst.root.slot(&dcomps, None) {
-            Ok(Some(slot)) => Ok((Rc::new(slot.dir), slot.name)),
+            Ok(Some(slot)) => Ok((Arc::new(slot.dir), slot.name)),
             // The root itself always exists: not a new entry.
             Ok(None) => Err(CpError::NoDestination(dst_path.to_owned())),
             Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => {

@@ -28,6 +28,7 @@ use std::io::{self, Read};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::Arc;
 use strata_graph::pattern::{self, PatternError};
 use strata_graph::resolver::{self, ResolveError};
 use strata_graph::{Chown, FileAction, FileOp};
@@ -628,7 +629,7 @@ pub(crate) fn seed_dir(layers: &[PathBuf], source: &str, dest: &Path) -> Result<
         .open_at(&comps, OFlags::DIRECTORY | OFlags::RDONLY)
         .map_err(io_at("open", &shown))?
         .ok_or_else(not_found)?;
-    let dst = Rc::new(sys::open_dir(dest).map_err(io_at("open", dest))?);
+    let dst = Arc::new(sys::open_dir(dest).map_err(io_at("open", dest))?);
     let opts = CopyOpts {
         owner: None,
         reset_owner: false,
@@ -885,7 +886,7 @@ fn copy_sources(
             let Some(sdir) = sdir else { continue };
             copy::copy_dir_contents(
                 &sdir,
-                &Rc::new(dst),
+                &Arc::new(dst),
                 &opts,
                 &mut links,
                 &mut counts,
@@ -938,7 +939,7 @@ fn copy_sources(
         let (dir, name) = dest
             .parent_of(&target, dir_opts, &mut created)
             .map_err(io_at("create", spec.dest))?;
-        let dir = Rc::new(dir);
+        let dir = Arc::new(dir);
         // Copy the (followed) source entry: open its parent to copy by name.
         let parent_comps = &m.comps[..m.comps.len().saturating_sub(1)];
         let sparent = src

@@ -1196,6 +1196,49 @@ pub(crate) fn fsetxattr(fd: BorrowedFd<'_>, name: &OsStr, value: &[u8]) -> io::R
     Ok(())
 }
 
+/// Copies up to `len` bytes from `src`'s offset to `dst`'s in the kernel (`copy_file_range`:
+/// a reflink or a server-side copy where the filesystem has one); returns how many, 0 at the
+/// end of `src`. Fails with `EXDEV`, `EINVAL` or `EOPNOTSUPP` where the pair of filesystems
+/// cannot: see [`send_file`].
+pub(crate) fn copy_range(
+    src: BorrowedFd<'_>,
+    dst: BorrowedFd<'_>,
+    len: usize,
+) -> io::Result<usize> {
+    Ok(rustix::fs::copy_file_range(src, None, dst, None, len)?)
+}
+
+/// Copies up to `len` bytes from `src`'s offset to `dst`'s through the page cache
+/// (`sendfile`), without a round trip through user space; returns how many, 0 at the end.
+pub(crate) fn send_file(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, len: usize) -> io::Result<usize> {
+    Ok(rustix::fs::sendfile(dst, src, None, len)?)
+}
+
+/// The effective user and group ids: who owns a file this process creates.
+pub(crate) fn effective_ids() -> (u32, u32) {
+    (
+        rustix::process::geteuid().as_raw(),
+        rustix::process::getegid().as_raw(),
+    )
+}
+
+/// The process's umask, read from `/proc/self/status` (the `umask` call cannot read it
+/// without setting it, for every thread); `None` where procfs does not say.
+pub(crate) fn current_umask() -> Option<u32> {
+    let status = fs_err::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("Umask:"))?;
+    u32::from_str_radix(line.trim(), 8).ok()
+}
+
+/// Whether the file `fd` has the extended attribute `name` (`fgetxattr` of its size only);
+/// false where it cannot be read.
+pub(crate) fn has_xattr(fd: BorrowedFd<'_>, name: &CStr) -> bool {
+    // SAFETY: fgetxattr reads a NUL-terminated name; with size 0 it writes nothing to the
+    // (null) buffer and returns the value's size.
+    let ret = unsafe { libc::fgetxattr(fd.as_raw_fd(), name.as_ptr(), std::ptr::null_mut(), 0) };
+    ret >= 0
+}
+
 /// A file made from an owned descriptor.
 pub(crate) fn file_from(fd: OwnedFd) -> std::fs::File {
     std::fs::File::from(fd)

@@ -1112,3 +1112,248 @@ fn issue_13_a_base_image_of_another_platform_is_used_with_buildkits_warning() {
         "{stderr}"
     );
 }
+
+/// What a layer says of each entry below `prefix/`: kind, mode, owner, mtime, size or link
+/// target, `user.*` xattrs and a sum of the bytes; a hard link names the entry it links to.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one argument per field described"
+)]
+fn describe_layer_entry(
+    path: &str,
+    kind: char,
+    mode: u32,
+    owner: (u64, u64),
+    mtime: u64,
+    target: &str,
+    xattrs: &[String],
+    body: &[u8],
+) -> String {
+    let sum: u64 = body.iter().map(|&b| u64::from(b)).sum();
+    format!(
+        "{path} {kind} {mode:o} {}:{} {mtime} {} {target} [{}] {sum}",
+        owner.0,
+        owner.1,
+        body.len(),
+        xattrs.join(",")
+    )
+}
+
+/// The entries of the last layer of `image` (`strata save`), described as above.
+fn last_layer_entries(env: &TestEnv, image: &str) -> Vec<String> {
+    use std::io::Read;
+    let saved = env.dir().join("saved.tar");
+    env.ok(["save", "-o", saved.to_str().expect("test fixture"), image]);
+    let mut outer = tar::Archive::new(fs_err::File::open(&saved).expect("test fixture"));
+    let mut files = std::collections::HashMap::new();
+    for e in outer.entries().expect("test fixture") {
+        let mut e = e.expect("test fixture");
+        let p = e
+            .path()
+            .expect("test fixture")
+            .to_string_lossy()
+            .into_owned();
+        let mut body = Vec::new();
+        e.read_to_end(&mut body).expect("test fixture");
+        files.insert(p, body);
+    }
+    let index: serde_json::Value =
+        serde_json::from_slice(&files["manifest.json"]).expect("test fixture");
+    let layers = index[0]["Layers"].as_array().expect("test fixture");
+    let last = &files[layers
+        .last()
+        .expect("test fixture")
+        .as_str()
+        .expect("test fixture")];
+    let mut out = Vec::new();
+    let mut layer = tar::Archive::new(last.as_slice());
+    for e in layer.entries().expect("test fixture") {
+        let mut e = e.expect("test fixture");
+        let path = e
+            .path()
+            .expect("test fixture")
+            .to_string_lossy()
+            .into_owned();
+        let mut xattrs = Vec::new();
+        if let Some(pax) = e.pax_extensions().expect("test fixture") {
+            for x in pax {
+                let x = x.expect("test fixture");
+                if let Some(name) = x
+                    .key()
+                    .expect("test fixture")
+                    .strip_prefix("SCHILY.xattr.user.")
+                {
+                    xattrs.push(format!("user.{name}={}", x.value().expect("test fixture")));
+                }
+            }
+        }
+        xattrs.sort();
+        let h = e.header().clone();
+        let kind = match h.entry_type() {
+            tar::EntryType::Regular => 'f',
+            tar::EntryType::Directory => 'd',
+            tar::EntryType::Symlink => 'l',
+            tar::EntryType::Link => 'h',
+            tar::EntryType::Fifo => 'p',
+            other => panic!("{path}: unexpected {other:?}"),
+        };
+        let target = h
+            .link_name()
+            .expect("test fixture")
+            .map(|t| t.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut body = Vec::new();
+        e.read_to_end(&mut body).expect("test fixture");
+        out.push(describe_layer_entry(
+            path.trim_end_matches('/'),
+            kind,
+            h.mode().expect("test fixture"),
+            (
+                h.uid().expect("test fixture"),
+                h.gid().expect("test fixture"),
+            ),
+            h.mtime().expect("test fixture"),
+            &target,
+            &xattrs,
+            &body,
+        ));
+    }
+    out
+}
+
+/// The same descriptions made from the context directory `dir` as a COPY to `/prefix` of
+/// it should give: owned by root, everything else as in the context; the first of a group of
+/// hard links (in the layer's order: names sorted, parents first) holds the bytes.
+fn expected_entries(dir: &std::path::Path, prefix: &str, out: &mut Vec<String>) {
+    use std::os::unix::fs::MetadataExt;
+    fn walk(
+        dir: &std::path::Path,
+        rel: &str,
+        out: &mut Vec<String>,
+        first: &mut std::collections::HashMap<u64, String>,
+    ) {
+        let mut names: Vec<_> = fs_err::read_dir(dir)
+            .expect("test fixture")
+            .map(|e| e.expect("test fixture").file_name())
+            .collect();
+        names.sort();
+        for n in names {
+            let p = dir.join(&n);
+            let path = format!("{rel}/{}", n.to_string_lossy());
+            let m = fs_err::symlink_metadata(&p).expect("test fixture");
+            let mode = m.mode() & 0o7777;
+            let mtime = m.mtime() as u64;
+            let ft = m.file_type();
+            let mut xattrs: Vec<String> = xattr::list(&p)
+                .expect("test fixture")
+                .filter(|x| x.to_string_lossy().starts_with("user."))
+                .map(|x| {
+                    let v = xattr::get(&p, &x)
+                        .expect("test fixture")
+                        .expect("test fixture");
+                    format!("{}={}", x.to_string_lossy(), String::from_utf8_lossy(&v))
+                })
+                .collect();
+            xattrs.sort();
+            let line = if ft.is_dir() {
+                describe_layer_entry(&path, 'd', mode, (0, 0), mtime, "", &xattrs, &[])
+            } else if ft.is_symlink() {
+                let t = fs_err::read_link(&p).expect("test fixture");
+                describe_layer_entry(
+                    &path,
+                    'l',
+                    mode,
+                    (0, 0),
+                    mtime,
+                    &t.to_string_lossy(),
+                    &[],
+                    &[],
+                )
+            } else if m.nlink() > 1 && first.contains_key(&m.ino()) {
+                let t = first[&m.ino()].clone();
+                describe_layer_entry(&path, 'h', mode, (0, 0), mtime, &t, &xattrs, &[])
+            } else {
+                first.insert(m.ino(), path.clone());
+                let body = fs_err::read(&p).expect("test fixture");
+                describe_layer_entry(&path, 'f', mode, (0, 0), mtime, "", &xattrs, &body)
+            };
+            out.push(line);
+            if ft.is_dir() {
+                walk(&p, &path, out, first);
+            }
+        }
+    }
+    walk(dir, prefix, out, &mut std::collections::HashMap::new());
+}
+
+/// A COPY of a tree of many files (nested directories; modes with set-ID bits and bits a
+/// umask strips; hard links within and across directories; symlinks; xattrs; one-byte to
+/// 70 kB files), whose regular files are spread over threads, lays down exactly what the
+/// context holds: every entry's bytes, mode, owner, mtime, link and xattrs in the layer. A
+/// file that cannot be written (a non-empty directory in the parent where it goes) fails the
+/// build with its path.
+#[test]
+fn a_copy_of_many_files_on_threads_keeps_every_entry_and_names_a_failing_one() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = TestEnv::with_base("base:latest");
+    let mut files = vec![(
+        "Dockerfile".to_owned(),
+        "FROM base\nCOPY tree /app\n".to_owned(),
+    )];
+    for d in 0..4 {
+        for s in 0..3 {
+            for f in 0..50 {
+                let len = [1, 700, 4096, 10_000, 70_000][(f + s) % 5];
+                let body: String = (0..len)
+                    .map(|i| char::from(b'a' + ((i + f + d) % 26) as u8))
+                    .collect();
+                files.push((format!("tree/d{d}/s{s}/f{f:02}"), body));
+            }
+        }
+    }
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let ctx = env.context("ctx", &refs);
+    let tree = ctx.join("tree");
+    let modes = [
+        0o644, 0o755, 0o600, 0o666, 0o4755, 0o640, 0o777, 0o444, 0o2750,
+    ];
+    for (i, (p, _)) in files.iter().enumerate().skip(1) {
+        let path = ctx.join(p);
+        fs_err::set_permissions(
+            &path,
+            std::fs::Permissions::from_mode(modes[i % modes.len()]),
+        )
+        .unwrap();
+        if i % 11 == 0 {
+            xattr::set(&path, "user.note", format!("n{i}").as_bytes()).unwrap();
+        }
+    }
+    fs_err::hard_link(tree.join("d0/s0/f03"), tree.join("d0/s0/f03-link")).unwrap();
+    fs_err::hard_link(tree.join("d0/s0/f03"), tree.join("d2/s1/zz-link")).unwrap();
+    std::os::unix::fs::symlink("../s1/f01", tree.join("d1/s0/sym")).unwrap();
+    std::os::unix::fs::symlink("/nowhere", tree.join("d3/dangling")).unwrap();
+    let c = ctx.to_str().unwrap();
+    env.ok(["build", "-q", "-t", "t:1", c]);
+    let mut want = Vec::new();
+    expected_entries(&tree, "app", &mut want);
+    let got: Vec<String> = last_layer_entries(&env, "t:1")
+        .into_iter()
+        .filter(|l| l.starts_with("app/"))
+        .collect();
+    assert_eq!(got.len(), 4 * 3 * 50 + 4 * 3 + 4 + 4, "{got:#?}");
+    assert_eq!(got, want);
+
+    fs_err::write(
+        ctx.join("Dockerfile"),
+        "FROM base\nRUN mkdir -p /app/d2/s1/f17/keep\nCOPY tree /app\n",
+    )
+    .unwrap();
+    let err = env.fails(["build", "-q", "-t", "t:2", c]);
+    assert!(
+        err.contains("/tree/d2/s1/f17: cannot replace non-empty directory f17"),
+        "{err}"
+    );
+}

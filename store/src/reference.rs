@@ -5,27 +5,115 @@
 //! `FROM Alpine` fails as docker fails. The store keys tags by the full form and shows the
 //! familiar one (`busybox:latest`), like docker.
 
-use regex::Regex;
 use std::fmt;
 use std::str::FromStr;
-use std::sync::LazyLock;
 
-/// Docker's reference grammar (`distribution/reference`: domain, path components, tag,
-/// digest), one capture group each for the name, the tag and the digest.
+/// Splits `input` along docker's reference grammar (`distribution/reference`'s
+/// `ReferenceRegexp`): the name (domain, path components), the tag and the digest, or `None`
+/// when it does not match. The tests hold it to that grammar written as one regex.
 ///
-/// We match it here instead of calling oci-spec's `Reference::from_str`, which uses the same
-/// grammar but writes the tag as `[\w][\w.-]{0,127}` with Unicode `\w`: compiling that regex
-/// costs ~40 ms of CPU on first use, which was 85% of a fully cached `strata build`. Go's `\w`
-/// is ASCII, so the ASCII class below is also Docker's exact tag alphabet (oci-spec accepts
-/// `busybox:é`, docker does not).
-static REFERENCE: LazyLock<Regex> = LazyLock::new(|| {
-    let component = r"[a-z0-9]+(?:(?:[._]|__|[-]*)[a-z0-9]+)*";
-    let domain_component = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])";
-    let pattern = format!(
-        r"^((?:{domain_component}(?:\.{domain_component})*(?::[0-9]+)?/)?{component}(?:/{component})*)(?::([A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}}))?(?:@([A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{{32,}}))?$"
-    );
-    Regex::new(&pattern).expect("the reference grammar is a valid regex")
-});
+/// Written out rather than matched with that regex: compiling it cost ~0.3 ms of every
+/// process that parses a name, 3% of a no-op `strata build` (bench/build/README.md). (We
+/// never used oci-spec's `Reference::from_str`, whose Unicode `\w` regex took ~40 ms to
+/// compile and accepts `busybox:é`, which docker does not: Go's `\w` is ASCII.)
+fn split_reference(input: &str) -> Option<(&str, Option<&str>, Option<&str>)> {
+    // Neither a name nor a tag holds `@`, and a digest holds none: the first one starts it.
+    let (rest, digest) = match input.split_once('@') {
+        Some((rest, digest)) => (rest, Some(digest)),
+        None => (input, None),
+    };
+    if digest.is_some_and(|d| !is_digest(d)) {
+        return None;
+    }
+    // A tag holds neither `:` nor `/`; a name's one `:` (a port) is followed by a `/`.
+    let (name, tag) = match rest.rsplit_once(':') {
+        Some((name, tag)) if !tag.contains('/') => (name, Some(tag)),
+        _ => (rest, None),
+    };
+    if tag.is_some_and(|t| !is_tag(t)) {
+        return None;
+    }
+    let mut parts = name.split('/');
+    let first = parts.next().unwrap_or("");
+    // The first of several parts may be a domain; every other part is a path component.
+    let has_path = name.contains('/');
+    if !(is_component(first) || (has_path && is_domain(first))) {
+        return None;
+    }
+    parts.all(is_component).then_some((name, tag, digest))
+}
+
+/// `[a-z0-9]+(?:(?:[._]|__|[-]*)[a-z0-9]+)*`: lowercase alphanumerics, joined by one `.`,
+/// one or two `_`, or any number of `-`.
+fn is_component(s: &str) -> bool {
+    let b = s.as_bytes();
+    let alnum = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    let mut i = 0;
+    loop {
+        let run = b[i..].iter().take_while(|&&c| alnum(c)).count();
+        if run == 0 {
+            return false;
+        }
+        i += run;
+        let sep = match b.get(i) {
+            None => return true,
+            Some(b'.') => 1,
+            Some(b'_') if b.get(i + 1) == Some(&b'_') => 2,
+            Some(b'_') => 1,
+            Some(b'-') => b[i..].iter().take_while(|&&c| c == b'-').count(),
+            Some(_) => return false,
+        };
+        i += sep;
+    }
+}
+
+/// `(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(?:\.…)*(?::[0-9]+)?`: dot-separated
+/// host labels (alphanumerics, inner `-`), then an optional port.
+fn is_domain(s: &str) -> bool {
+    let (host, port) = match s.split_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (s, None),
+    };
+    if port.is_some_and(|p| p.is_empty() || !p.bytes().all(|c| c.is_ascii_digit())) {
+        return false;
+    }
+    host.split('.').all(|label| {
+        let b = label.as_bytes();
+        match (b.first(), b.last()) {
+            (Some(first), Some(last)) => {
+                first.is_ascii_alphanumeric()
+                    && last.is_ascii_alphanumeric()
+                    && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
+            }
+            _ => false,
+        }
+    })
+}
+
+/// `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
+fn is_tag(s: &str) -> bool {
+    let b = s.as_bytes();
+    let word = |c: &u8| c.is_ascii_alphanumeric() || *c == b'_';
+    b.first().is_some_and(word)
+        && b.len() <= 128
+        && b.iter().all(|c| word(c) || *c == b'.' || *c == b'-')
+}
+
+/// `[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}`: the algorithm's
+/// components, then at least 32 hex digits (their algorithm and length are
+/// [`check_digest`]'s).
+fn is_digest(s: &str) -> bool {
+    let Some((algorithm, hex)) = s.split_once(':') else {
+        return false;
+    };
+    let component = |c: &str| {
+        let b = c.as_bytes();
+        b.first().is_some_and(u8::is_ascii_alphabetic) && b.iter().all(u8::is_ascii_alphanumeric)
+    };
+    algorithm.split(['-', '_', '+', '.']).all(component)
+        && hex.len() >= 32
+        && hex.bytes().all(|c| c.is_ascii_hexdigit())
+}
 
 /// Docker's limit on the repository path (`library/busybox`), in bytes.
 pub const NAME_TOTAL_LENGTH_MAX: usize = 255;
@@ -106,10 +194,8 @@ impl Reference {
         if remote.bytes().any(|b| b.is_ascii_uppercase()) {
             return Err(ReferenceError::Uppercase(remote.to_owned()));
         }
-        let caps = REFERENCE.captures(input).ok_or(ReferenceError::Format)?;
-        let name = caps.get(1).map_or("", |m| m.as_str());
-        let tag = caps.get(2).map(|m| m.as_str().to_owned());
-        let digest = caps.get(3).map(|m| m.as_str().to_owned());
+        let (name, tag, digest) = split_reference(input).ok_or(ReferenceError::Format)?;
+        let (tag, digest) = (tag.map(str::to_owned), digest.map(str::to_owned));
         let (registry, repository) = split_domain(name);
         if repository.len() > NAME_TOTAL_LENGTH_MAX {
             return Err(ReferenceError::NameTooLong);
@@ -515,6 +601,118 @@ mod tests {
             let ours = Reference::parse(&input).ok().map(|r| r.0);
             let theirs = input.parse::<oci_spec::distribution::Reference>().ok();
             proptest::prop_assert_eq!(ours, theirs);
+        }
+    }
+
+    /// docker's `ReferenceRegexp` with its three groups (name, tag, digest), with the ASCII
+    /// classes Go's `\w` has: what `split_reference` is written from.
+    const GRAMMAR: &str = concat!(
+        r"^((?:(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])",
+        r"(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*(?::[0-9]+)?/)?",
+        r"[a-z0-9]+(?:(?:[._]|__|[-]*)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|[-]*)[a-z0-9]+)*)*)",
+        r"(?::([A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?",
+        r"(?:@([A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}))?$",
+    );
+
+    fn by_grammar(input: &str) -> Option<(String, Option<String>, Option<String>)> {
+        static RE: std::sync::LazyLock<regex::Regex> =
+            std::sync::LazyLock::new(|| regex::Regex::new(GRAMMAR).expect("a valid regex"));
+        let caps = RE.captures(input)?;
+        let group = |i| caps.get(i).map(|m| m.as_str().to_owned());
+        Some((group(1).unwrap_or_default(), group(2), group(3)))
+    }
+
+    fn by_hand(input: &str) -> Option<(String, Option<String>, Option<String>)> {
+        let (name, tag, digest) = split_reference(input)?;
+        Some((name.into(), tag.map(Into::into), digest.map(Into::into)))
+    }
+
+    #[test]
+    fn the_written_out_grammar_splits_as_the_regex() {
+        let hex = "0123456789abcdefABCDEF0123456789";
+        let cases = [
+            "busybox",
+            "localhost:5000/a/b:t",
+            "localhost:5000",
+            "Host.Example-1.com:443/a__b/c-----d/e.f:T_1.2-x",
+            "a:1/b",
+            "a:b/c",
+            "a::1/b",
+            "-a/b",
+            "a-/b",
+            "a./b",
+            ".a/b",
+            "a..b/c",
+            "a___b",
+            "a__b",
+            "a_.b",
+            "a-_b",
+            "A",
+            "a/B",
+            "a:",
+            "a:.t",
+            "a:-t",
+            "a:_t",
+            "a/",
+            "/a",
+            "a//b",
+            "a@",
+            "a@sha256",
+            "a@sha256:",
+            "a:t@b@c",
+            "a:é",
+            "é/a",
+            "a\n",
+        ];
+        let mut inputs: Vec<String> = cases.iter().map(|s| s.to_string()).collect();
+        for digest in [
+            format!("sha256:{hex}"),
+            format!("sha256:{}", &hex[1..]),
+            format!("sha256+b64.x_y-z9:{hex}ff"),
+            format!("9sha:{hex}"),
+            format!("sha-:{hex}"),
+            format!("sha256:{hex}g"),
+        ] {
+            inputs.push(format!("a@{digest}"));
+            inputs.push(format!("h:1/a:t@{digest}"));
+        }
+        inputs.push(format!("a:{}", "t".repeat(128)));
+        inputs.push(format!("a:{}", "t".repeat(129)));
+        for input in &inputs {
+            assert_eq!(by_hand(input), by_grammar(input), "{input:?}");
+        }
+    }
+
+    proptest::proptest! {
+        /// The same on random strings over the grammar's alphabet and its edges.
+        #[test]
+        fn the_written_out_grammar_agrees_on_random_strings(
+            input in "[a-cA-C09._:/@+-]{0,20}"
+        ) {
+            proptest::prop_assert_eq!(by_hand(&input), by_grammar(&input));
+        }
+
+        /// The same on strings the grammar matches, each with one character changed.
+        #[test]
+        fn the_written_out_grammar_agrees_near_matches(
+            input in proptest::string::string_regex(&GRAMMAR[1..GRAMMAR.len() - 1])
+                .expect("a grammar proptest can generate from"),
+            at in 0usize..200,
+            with in "[aA0._:/@+-]?",
+        ) {
+            proptest::prop_assert_eq!(by_hand(&input), by_grammar(&input));
+            let mut changed: Vec<char> = input.chars().collect();
+            let at = at % (changed.len() + 1);
+            match with.chars().next() {
+                Some(c) if at < changed.len() => changed[at] = c,
+                Some(c) => changed.push(c),
+                None if at < changed.len() => {
+                    changed.remove(at);
+                }
+                None => {}
+            }
+            let changed: String = changed.into_iter().collect();
+            proptest::prop_assert_eq!(by_hand(&changed), by_grammar(&changed));
         }
     }
 }

@@ -822,6 +822,14 @@ mod tests {
 
     /// Every entry below `root`: type, mode, owner, size, mtime, symlink target, bytes,
     /// `user.*` xattrs, and which earlier entry it is a hard link of.
+    /// Asserts that one of `lines` (from [`describe`]) starts with `prefix`.
+    fn assert_has_line(lines: &[String], prefix: &str) {
+        assert!(
+            lines.iter().any(|l| l.starts_with(prefix)),
+            "{prefix}: {lines:#?}"
+        );
+    }
+
     fn describe(root: &Path) -> Vec<String> {
         let mut out = Vec::new();
         let mut inodes: HashMap<(u64, u64), String> = HashMap::new();
@@ -922,11 +930,7 @@ mod tests {
         assert_eq!(got[2], got[0]);
         assert_eq!(got[0].0, want.len() as u64);
         // The setgid directory's group was not left on the file owned by root:7.
-        assert!(
-            want.iter()
-                .any(|l| l.starts_with("d1/setgid/in 100644 0:7 ")),
-            "{want:#?}"
-        );
+        assert_has_line(&want, "d1/setgid/in 100644 0:7 ");
     }
 
     #[test]
@@ -955,28 +959,10 @@ mod tests {
             "{:#?}",
             got[0]
         );
-        assert!(
-            got[0]
-                .iter()
-                .any(|l| l.starts_with("d0/s0/f00 100751 1000:1001 ")),
-            "{:#?}",
-            got[0]
-        );
+        assert_has_line(&got[0], "d0/s0/f00 100751 1000:1001 ");
         // Owned by root, modes kept: set-user-ID bits and bits a umask would strip included.
-        assert!(
-            got[2]
-                .iter()
-                .any(|l| l.starts_with("d0/s0/f04 104755 0:0 ")),
-            "{:#?}",
-            got[2]
-        );
-        assert!(
-            got[2]
-                .iter()
-                .any(|l| l.starts_with("d0/s0/f03 100666 0:0 ")),
-            "{:#?}",
-            got[2]
-        );
+        assert_has_line(&got[2], "d0/s0/f04 104755 0:0 ");
+        assert_has_line(&got[2], "d0/s0/f03 100666 0:0 ");
     }
 
     #[test]

@@ -884,7 +884,17 @@ async fn run_once<S: FnOnce(u32) + Send>(
         console,
         mut pipe,
     } = stdio;
-    let terminal = read_terminal(console, hub, c.config.stdio.open_stdin, &log_line);
+    // Told once the start is reported (or the run is over): the terminal's output waits for
+    // it, as the worker holds back a pipe's (`Worker::run_with_stdio`), so that an attached
+    // client, which waits to hear of the start before it reads, cannot hold up that report.
+    let start_known = CancellationToken::new();
+    let terminal = read_terminal(
+        console,
+        hub,
+        c.config.stdio.open_stdin,
+        &log_line,
+        &start_known,
+    );
     let run = worker.run_with_stdio(
         RunRequest {
             exec,
@@ -960,6 +970,7 @@ async fn run_once<S: FnOnce(u32) + Send>(
                 }
                 Err(e) => record_error = Some(e.into()),
             }
+            start_known.cancel();
         },
         cancel,
     );
@@ -982,6 +993,7 @@ async fn run_once<S: FnOnce(u32) + Send>(
     let (result, (), (), ()) = tokio::join!(
         async {
             let result = run.await;
+            start_known.cancel();
             probes_done.cancel();
             result
         },
@@ -1126,6 +1138,7 @@ async fn read_terminal(
     hub: &Hub,
     open_stdin: bool,
     log_line: &(impl Fn(&str, &[u8]) + Sync),
+    start_known: &CancellationToken,
 ) {
     let Some(console) = console else {
         return;
@@ -1170,6 +1183,7 @@ async fn read_terminal(
         return;
     };
     hub.run_started(open_stdin.then_some(input), Some(resize));
+    start_known.cancelled().await;
     let mut lines = strata_worker::Lines::default();
     while let Some(chunk) = rx.recv().await {
         hub.output(false, &chunk, false);

@@ -369,13 +369,19 @@ impl Worker {
         let deadline = tokio::time::sleep(Duration::from_secs(3600 * 24 * 365));
         tokio::pin!(deadline);
         let mut timed_out = false;
+        // The command's output is read only once its start (or the run's end) is known, so
+        // `started` is always called before `output`: a caller whose `output` waits for a
+        // client that itself waits to hear of the start (an attached `run -i`) cannot hold
+        // up the start's report behind it. The command meanwhile waits on a full pipe.
+        let mut start_known = false;
         while !(out_done && err_done && status_done) {
+            let reading = start_known || status_done;
             tokio::select! {
-                r = stdout.read(&mut b1), if !out_done => match r {
+                r = stdout.read(&mut b1), if !out_done && reading => match r {
                     Ok(n) if n > 0 => out_lines.push(&b1[..n], |l| output(OutputStream::Stdout, l)),
                     _ => { out_done = true; out_lines.finish(|l| output(OutputStream::Stdout, l)); }
                 },
-                r = stderr.read(&mut b2), if !err_done => match r {
+                r = stderr.read(&mut b2), if !err_done && reading => match r {
                     Ok(n) if n > 0 => err_lines.push(&b2[..n], |l| output(OutputStream::Stderr, l)),
                     _ => { err_done = true; err_lines.finish(|l| output(OutputStream::Stderr, l)); }
                 },
@@ -389,6 +395,7 @@ impl Worker {
                                     if let Some(f) = started.take() {
                                         f(pid);
                                     }
+                                    start_known = true;
                                     status_line.drain(..=nl);
                                 }
                                 _ => {

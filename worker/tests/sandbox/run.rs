@@ -3,8 +3,10 @@
 use crate::common::*;
 use libtest_mimic::Trial;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use strata_graph::{CacheSharing, Mount, MountKind, NetworkMode, SecurityMode};
-use strata_worker::{MountInput, OutputStream, RunError};
+use strata_worker::{MountInput, OutputStream, RunError, RunRequest};
 
 pub fn tests() -> Vec<Trial> {
     vec![
@@ -13,6 +15,10 @@ pub fn tests() -> Vec<Trial> {
             run_echo_streams_stdout_and_stderr,
         ),
         trial("run_exit_code_message", run_exit_code_message),
+        trial(
+            "run_reports_the_start_before_any_output",
+            run_reports_the_start_before_any_output,
+        ),
         trial(
             "run_timed_counts_the_command_in_process_not_in_start",
             run_timed_counts_the_command_in_process_not_in_start,
@@ -137,6 +143,53 @@ fn run_echo_streams_stdout_and_stderr() -> TestResult {
             .any(|(s, l)| *s == OutputStream::Stderr && l == "oops"),
         "stderr line",
     )
+}
+
+/// A container's monitor tells an attached client of the start from `started`, and the
+/// client reads no output before it hears of it: were an output line handed over first, a
+/// monitor whose `output` waits for that client would never report the start. The start is
+/// reported by the sandbox's helper while the command already writes, so without the order
+/// kept the output's read won about half the races.
+fn run_reports_the_start_before_any_output() -> TestResult {
+    let env = Env::new();
+    let rt = runtime();
+    for round in 0..12 {
+        let started = Arc::new(AtomicBool::new(false));
+        let early = Arc::new(AtomicU64::new(0));
+        let lines = Arc::new(AtomicU64::new(0));
+        let req = RunRequest {
+            exec: exec(&["seq", "1", "20000"]),
+            lowers: vec![env.base.clone()],
+            upper: env.upper(),
+            mounts: vec![],
+            hostname: None,
+            binds: Vec::new(),
+            read_only_root: false,
+            container_network: false,
+        };
+        let (s, e, l) = (started.clone(), early.clone(), lines.clone());
+        let r = rt.block_on(env.worker.run_with_start(
+            req,
+            move |_, _| {
+                if !s.load(Ordering::SeqCst) {
+                    e.fetch_add(1, Ordering::SeqCst);
+                }
+                l.fetch_add(1, Ordering::SeqCst);
+            },
+            {
+                let started = started.clone();
+                move |_| started.store(true, Ordering::SeqCst)
+            },
+            tokio_util::sync::CancellationToken::new(),
+        ));
+        ensure(r.is_ok(), format!("round {round}: {:?}", r.err()))?;
+        ensure_eq(
+            (early.load(Ordering::SeqCst), lines.load(Ordering::SeqCst)),
+            (0, 20000),
+            &format!("round {round}: lines before the start, lines"),
+        )?;
+    }
+    Ok(())
 }
 
 fn run_exit_code_message() -> TestResult {

@@ -7,10 +7,10 @@
 #    (`../shared` beside the repository: conformance corpora, the hostile-input generator) form
 #    one group, every test named `shared_*`. Without `../shared` that group is not run, and this
 #    says so; with STRATA_REQUIRE_SHARED=1 (set by .ci/run) a missing or empty group fails.
-# 3. The rootless pass (docs/rootless.md): makes the user `strata-rootless` with subordinate
-#    ids (idempotent) and runs the end-to-end build, sandbox, network, store, cache GC, git,
-#    fault, container and rootless tests again with every `strata` command run as that user
-#    (STRATA_TEST_USER).
+# 3. The rootless pass (docs/rootless.md): runs the end-to-end build, sandbox, network, store,
+#    cache GC, git, fault, container and rootless tests again with every `strata` command run
+#    as the user `strata-rootless` (STRATA_TEST_USER), made with subordinate ids before step 2
+#    (idempotent).
 #
 # usage: scripts/test.sh [extra nextest arguments]
 set -euo pipefail
@@ -56,12 +56,12 @@ command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
 # The rootless pass's user, with a range of 65536 subordinate uids and gids after every range
 # already given out (made once, kept), and what slirp4netns needs: /dev/net/tun usable by
 # users (udev makes it 0666; a machine without udev may leave it 0600).
+# Made before the first pass too: a test of it runs strata as a user other than root, who
+# needs subordinate ids to run it at all (store_faults::issue_12_another_user_*), and a fresh
+# machine has no such user.
 rootless_user=strata-rootless
-rootless_pass() {
-    if [ "$(id -u)" -ne 0 ]; then
-        echo "not run: the rootless pass (making its user needs root)"
-        return 0
-    fi
+make_rootless_user() {
+    [ "$(id -u)" -eq 0 ] || return 0
     id -u "$rootless_user" >/dev/null 2>&1 || useradd --create-home --shell /usr/sbin/nologin "$rootless_user"
     for f in subuid subgid; do
         touch "/etc/$f"
@@ -71,6 +71,13 @@ rootless_pass() {
         fi
     done
     [ "$(stat -c %a /dev/net/tun)" = 666 ] || chmod 0666 /dev/net/tun
+}
+make_rootless_user
+rootless_pass() {
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "not run: the rootless pass (making its user needs root)"
+        return 0
+    fi
     # Left out: the cgroup tests (rootless strata makes no cgroup, docs/rootless.md); the
     # modules whose tests write as root what the user's strata must then read or write (ssh
     # keys of mode 0600, output directories made by the test), or assert owner 0 of files a

@@ -19,7 +19,7 @@
 //! the mode as it is, no stat before the copy (the walk's has the size).
 
 use crate::sys::{self, NodeKind};
-use crate::written::{self, Made, Told, Written};
+use crate::written::{self, InDir, Made, Told, Written};
 use rustix::fs::OFlags;
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
@@ -119,7 +119,15 @@ impl Counts {
 /// directory's path in the layer, when recorded).
 #[derive(Default)]
 pub(crate) struct Links {
-    seen: HashMap<(u64, u64), (Arc<OwnedFd>, OsString, Option<Arc<[u8]>>)>,
+    seen: HashMap<(u64, u64), FirstCopy>,
+}
+
+/// Where a hard-linked source was first copied to: the directory, the name, and the
+/// directory's path in the layer when recorded.
+struct FirstCopy {
+    dir: Arc<OwnedFd>,
+    name: OsString,
+    at: Option<Arc<[u8]>>,
 }
 
 /// Threads a directory copy uses at most, the walk's own included.
@@ -292,7 +300,7 @@ struct FileJob {
 
 impl FileJob {
     /// Copies the file; the bytes copied and, when its directory is recorded, the entry.
-    fn run(self, ctx: &FileCtx) -> io::Result<(u64, Option<(Arc<[u8]>, Made)>)> {
+    fn run(self, ctx: &FileCtx) -> io::Result<(u64, Option<InDir>)> {
         let FileJob {
             src_dir,
             dst,
@@ -350,7 +358,7 @@ struct Shared {
 }
 
 /// What a helper thread did: the bytes it copied and the entries it made, when recorded.
-type HelperDone = (u64, Vec<(Arc<[u8]>, Made)>);
+type HelperDone = (u64, Vec<InDir>);
 
 /// A helper thread: copies queued files until the walk is done; after a failure it only
 /// drains the queue.
@@ -653,23 +661,24 @@ fn copy_leaf(
     let (uid, gid) = opts.owner_of(st);
     if kind == libc::S_IFREG {
         if st.st_nlink > 1 {
-            if let Some((dir, first, first_at)) = links.seen.get(&(st.st_dev, st.st_ino)) {
+            if let Some(first) = links.seen.get(&(st.st_dev, st.st_ino)) {
                 clear_entry(dst, name_out, Replace::EmptyDir)?;
-                sys::link_at(dir.as_fd(), Path::new(first), dst, Path::new(name_out))?;
+                let from = Path::new(&first.name);
+                sys::link_at(first.dir.as_fd(), from, dst, Path::new(name_out))?;
                 counts.entries += 1;
                 // Hard links are paired by the layer writer from their inodes: both asked
                 // (the first may have been replaced since by a file told of).
                 counts.record(into.path, name_out, None);
-                counts.record(first_at.as_ref(), first, None);
+                counts.record(first.at.as_ref(), &first.name, None);
                 return Ok(());
             }
             links.seen.insert(
                 (st.st_dev, st.st_ino),
-                (
-                    dst_dir.clone(),
-                    name_out.to_owned(),
-                    into.path.cloned(),
-                ),
+                FirstCopy {
+                    dir: dst_dir.clone(),
+                    name: name_out.to_owned(),
+                    at: into.path.cloned(),
+                },
             );
         }
         counts.entries += 1;

@@ -33,6 +33,9 @@ pub(crate) struct Made {
     told: Option<Told>,
 }
 
+/// A [`Made`] with the path of its directory.
+pub(crate) type InDir = (Arc<[u8]>, Made);
+
 impl Made {
     /// `name` made as `told` says (`None`: ask the filesystem).
     pub(crate) fn new(name: &[u8], told: Option<Told>) -> Made {
@@ -85,12 +88,7 @@ impl Told {
             gid,
             mtime,
             size,
-            extra: (!xattrs.is_empty()).then(|| {
-                Box::new(Extra {
-                    xattrs,
-                    link: None,
-                })
-            }),
+            extra: (!xattrs.is_empty()).then(|| Box::new(Extra { xattrs, link: None })),
         })
     }
 
@@ -130,7 +128,7 @@ impl Written {
 
     /// Appends `entries` (directory and entry) after those recorded so far: they replace
     /// those for the same paths.
-    pub(crate) fn append(&mut self, entries: Vec<(Arc<[u8]>, Made)>) {
+    pub(crate) fn append(&mut self, entries: Vec<InDir>) {
         for (dir, made) in entries {
             self.dirs.entry(dir).or_default().push(made);
         }

@@ -312,8 +312,11 @@ fn a_fresh_copys_layer_from_what_it_wrote_is_the_walks() {
         .map(|(a, b)| (a.as_str(), b.as_str()))
         .collect();
     let ctx = env.context("ctx", &refs);
-    fs_err::set_permissions(ctx.join("sub/suid"), std::fs::Permissions::from_mode(0o4755))
-        .unwrap();
+    fs_err::set_permissions(
+        ctx.join("sub/suid"),
+        std::fs::Permissions::from_mode(0o4755),
+    )
+    .unwrap();
     fs_err::hard_link(ctx.join("sub/deep/h1"), ctx.join("sub/h2")).unwrap();
     fs_err::hard_link(ctx.join("sub/deep/h1"), ctx.join("sub/deep/h3")).unwrap();
     std::os::unix::fs::symlink("../a", ctx.join("sub/sym")).unwrap();
@@ -322,8 +325,12 @@ fn a_fresh_copys_layer_from_what_it_wrote_is_the_walks() {
     // Files older than the epoch keep their times, one second apart.
     let base = std::time::UNIX_EPOCH + Duration::from_secs(1_600_000_000);
     for (i, (path, _)) in files.iter().enumerate().skip(1) {
-        let f = fs_err::File::options().write(true).open(ctx.join(path)).unwrap();
-        f.set_modified(base + Duration::from_secs(i as u64)).unwrap();
+        let f = fs_err::File::options()
+            .write(true)
+            .open(ctx.join(path))
+            .unwrap();
+        f.set_modified(base + Duration::from_secs(i as u64))
+            .unwrap();
     }
     let out = env
         .command(["build", "-q", "-t", "t:1"])
@@ -331,7 +338,11 @@ fn a_fresh_copys_layer_from_what_it_wrote_is_the_walks() {
         .env("SOURCE_DATE_EPOCH", "1700000000")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut walked = Vec::new();
     for entry in fs_err::read_dir(env.root().join("snapshots")).unwrap() {
         use sha2::Digest as _;
@@ -340,7 +351,10 @@ fn a_fresh_copys_layer_from_what_it_wrote_is_the_walks() {
             source_date_epoch: Some(1_700_000_000),
         };
         strata_worker::write_layer(&entry.unwrap().path(), &mut tar, &opts).unwrap();
-        walked.push(format!("sha256:{}", hex::encode(sha2::Sha256::digest(&tar))));
+        walked.push(format!(
+            "sha256:{}",
+            hex::encode(sha2::Sha256::digest(&tar))
+        ));
     }
     let layers = layer_ids(&env, "t:1");
     assert_eq!(layers.len(), 3, "{layers:?}");

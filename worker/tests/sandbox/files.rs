@@ -1425,9 +1425,24 @@ fn a_copy_tells_the_layer_writer_what_it_wrote_and_the_bytes_are_the_walks() -> 
     put(&ctx, "sub/b", "two\n", 0o600);
     put(&ctx, "sub/suid", "set-uid\n", 0o4755);
     put(&ctx, "sub/sgid", "set-gid\n", 0o2755);
-    put(&ctx, "old", "a file where the parent has a directory\n", 0o644);
-    put(&ctx, "was_link", "a file where the parent has a symlink\n", 0o755);
-    put(&ctx, "newdir/inner", "a directory where the parent has a file\n", 0o644);
+    put(
+        &ctx,
+        "old",
+        "a file where the parent has a directory\n",
+        0o644,
+    );
+    put(
+        &ctx,
+        "was_link",
+        "a file where the parent has a symlink\n",
+        0o755,
+    );
+    put(
+        &ctx,
+        "newdir/inner",
+        "a directory where the parent has a file\n",
+        0o644,
+    );
     let long = format!("{}/{}", "d".repeat(120), "f".repeat(90));
     put(&ctx, &long, "long\n", 0o644);
     put(&ctx, "h1", "linked\n", 0o644);
@@ -1484,7 +1499,10 @@ fn a_copy_tells_the_layer_writer_what_it_wrote_and_the_bytes_are_the_walks() -> 
         let mut told = Vec::new();
         let st = strata_worker::write_layer_written(&upper, &mut told, &opts, &written)
             .map_err(|e| e.to_string())?;
-        ensure(walked == told, format!("the layers differ, epoch {epoch:?}"))?;
+        ensure(
+            walked == told,
+            format!("the layers differ, epoch {epoch:?}"),
+        )?;
         ensure_eq(st.told as usize, written.told(), "entries written as told")?;
     }
     // Through a symlinked destination, or with an archive: nothing told.

@@ -24,9 +24,9 @@ use strata_graph::pattern::DirVisit;
 use strata_graph::{FileAction, FileOp, Graph, MountKind, Node, NodeId, Op};
 use strata_store::{Compression, Digest, LayerDescriptor, Lease, Store, chain_id};
 use strata_worker::{
-    CacheMountImports, DiffOptions, EarlierLayer, ExcludeFn, FileRequest, FileSource, GitAuth,
-    ImportError, ImportedMount, MountInput, MountLayer, OutputStream, Previous, RunRequest, Worker,
-    Written, write_layer, write_layer_reusing, write_layer_written,
+    CacheMountImports, DiffError, DiffOptions, EarlierLayer, ExcludeFn, FileRequest, FileSource,
+    GitAuth, ImportError, ImportedMount, MountInput, MountLayer, OutputStream, Previous,
+    RunRequest, Worker, Written, write_layer, write_layer_reusing, write_layer_written,
 };
 
 /// Why a step failed inside this backend (wrapped in [`StepError::Failed`]).
@@ -581,7 +581,20 @@ impl LocalBackend {
         };
         let stats = match (earlier.and_then(|e| e.open(store, options)), written) {
             (Some(earlier), _) => write_layer_reusing(upper, &mut writer, &diff, earlier),
-            (None, Some(written)) => write_layer_written(upper, &mut writer, &diff, written),
+            (None, Some(written)) => {
+                match write_layer_written(upper, &mut writer, &diff, written) {
+                    // The upper is not as the copy said (nothing known does that): the walk
+                    // alone, into a new writer; a failing store fails it the same.
+                    Err(e) if !matches!(e, DiffError::Write(_)) => {
+                        writer = TimedWrite {
+                            inner: store.layer_writer(options.compression)?,
+                            spent: Duration::ZERO,
+                        };
+                        write_layer(upper, &mut writer, &diff)
+                    }
+                    told => told,
+                }
+            }
             (None, None) => write_layer(upper, &mut writer, &diff),
         }
         .map_err(LocalError::Diff)?;

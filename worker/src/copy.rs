@@ -19,7 +19,7 @@
 //! the mode as it is, no stat before the copy (the walk's has the size).
 
 use crate::sys::{self, NodeKind};
-use crate::written::{self, InDir, Made, Told, Written};
+use crate::written::{self, Told, Written};
 use rustix::fs::OFlags;
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
@@ -298,9 +298,16 @@ struct FileJob {
     shown: PathBuf,
 }
 
+/// A file a helper made, for [`Counts::written`].
+struct Made {
+    dir: Arc<[u8]>,
+    name: OsString,
+    told: Option<Told>,
+}
+
 impl FileJob {
     /// Copies the file; the bytes copied and, when its directory is recorded, the entry.
-    fn run(self, ctx: &FileCtx) -> io::Result<(u64, Option<InDir>)> {
+    fn run(self, ctx: &FileCtx) -> io::Result<(u64, Option<Made>)> {
         let FileJob {
             src_dir,
             dst,
@@ -319,10 +326,12 @@ impl FileJob {
         };
         let copied = copy_file(ctx, src_dir.as_fd(), &name, &st, &how).map_err(err_at(&shown))?;
         let bytes = copied.bytes;
-        let made = dst.path.clone().map(|dir| {
-            let told = copied.told(&how, &st);
-            (dir, Made::new(name.as_bytes(), told))
-        });
+        let told = dst.path.is_some().then(|| copied.told(&how, &st));
+        let made = dst
+            .path
+            .clone()
+            .zip(told)
+            .map(|(dir, told)| Made { dir, name, told });
         dst.release()?;
         Ok((bytes, made))
     }
@@ -358,12 +367,12 @@ struct Shared {
 }
 
 /// What a helper thread did: the bytes it copied and the entries it made, when recorded.
-type HelperDone = (u64, Vec<InDir>);
+type HelperDone = (u64, Written);
 
 /// A helper thread: copies queued files until the walk is done; after a failure it only
 /// drains the queue.
 fn helper(shared: &Shared) -> HelperDone {
-    let (mut bytes, mut made) = (0, Vec::new());
+    let (mut bytes, mut made) = (0, Written::default());
     loop {
         let next = shared
             .queue
@@ -379,7 +388,9 @@ fn helper(shared: &Shared) -> HelperDone {
         match job.run(&shared.ctx) {
             Ok((n, m)) => {
                 bytes += n;
-                made.extend(m);
+                if let Some(m) = m {
+                    made.add(&m.dir, m.name.as_bytes(), m.told);
+                }
             }
             Err(e) => shared.failure.set(e),
         }
@@ -413,7 +424,7 @@ impl Files<'_, '_> {
         };
         let (bytes, made) = job.run(&self.shared.ctx)?;
         if let (Some(w), Some(m)) = (counts.written.as_mut(), made) {
-            w.append(vec![m]);
+            w.add(&m.dir, m.name.as_bytes(), m.told);
         }
         Ok(bytes)
     }
@@ -427,13 +438,13 @@ impl Files<'_, '_> {
     /// first failure.
     fn finish(self) -> io::Result<HelperDone> {
         drop(self.queue);
-        let (mut bytes, mut made) = (0, Vec::new());
+        let (mut bytes, mut made) = (0, Written::default());
         for h in self.helpers {
             let (b, m) = h
                 .join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
             bytes += b;
-            made.extend(m);
+            made.append(m);
         }
         match self.shared.failure.take() {
             Some(e) => Err(e),

@@ -27,7 +27,7 @@
 //! a whiteout for each topmost path gone; it lists the directory as it is on the way.
 
 use crate::layers::{is_opaque, is_whiteout};
-use crate::written::{Told, Written};
+use crate::written::{ToldRef, Written};
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::fs::Metadata;
@@ -359,10 +359,10 @@ fn write_told<W: Write>(
     upper: &Path,
     name: &OsStr,
     rel: Vec<u8>,
-    told: &Told,
+    told: ToldRef<'_>,
     opts: &DiffOptions,
 ) -> Result<(), DiffError> {
-    let extra = told.extra.as_deref();
+    let extra = told.extra;
     let h = Entry {
         name: rel,
         attrs: Attrs {

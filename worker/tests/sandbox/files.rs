@@ -1412,7 +1412,8 @@ fn add_url_downloads_without_extracting() -> TestResult {
 /// directory by a file, a symlink by a file), into directories the overlay copies up, with
 /// `--chown` and `--chmod`, set-ID modes, hard links, symlinks, a FIFO, xattrs, long names
 /// and an empty directory: the layer written from what the copy told is the walk's, byte for
-/// byte, with and without `SOURCE_DATE_EPOCH`, and most entries were told. A destination
+/// byte, with and without `SOURCE_DATE_EPOCH`, and most entries were told; the same with
+/// `--link` (no overlay) and `--parents`. A destination
 /// reached through a symlink, an archive, a `mkdir` or an incremental copy tell nothing.
 fn a_copy_tells_the_layer_writer_what_it_wrote_and_the_bytes_are_the_walks() -> TestResult {
     let env = Env::new();
@@ -1485,25 +1486,39 @@ fn a_copy_tells_the_layer_writer_what_it_wrote_and_the_bytes_are_the_walks() -> 
         with_chmod(copy(1, &["many"], "/opt/many/"), "0640"),
         copy(1, &["sym"], "/etc/sym2"),
     ])?;
-    let written = stats.written.ok_or("a COPY-only op tells what it wrote")?;
-    ensure(
-        written.told() >= 60,
-        format!("{} entries told", written.told()),
-    )?;
-    for epoch in [None, Some(978_307_200)] {
-        let opts = DiffOptions {
-            source_date_epoch: epoch,
-        };
-        let mut walked = Vec::new();
-        strata_worker::write_layer(&upper, &mut walked, &opts).map_err(|e| e.to_string())?;
-        let mut told = Vec::new();
-        let st = strata_worker::write_layer_written(&upper, &mut told, &opts, &written)
-            .map_err(|e| e.to_string())?;
+    // The same COPY with `--link` (into the bare upper, no overlay) and with `--parents`.
+    let mut linked = copy(1, &["."], "/app/");
+    if let FileAction::Copy { link, .. } = &mut linked {
+        *link = true;
+    }
+    let mut parents = copy(1, &["sub/b", "many"], "/p/");
+    if let FileAction::Copy { parents: p, .. } = &mut parents {
+        *p = true;
+    }
+    let mut cases = vec![(upper, stats)];
+    cases.push(run(vec![linked])?);
+    cases.push(run(vec![parents])?);
+    for (i, (upper, stats)) in cases.into_iter().enumerate() {
+        let written = stats.written.ok_or("a COPY-only op tells what it wrote")?;
         ensure(
-            walked == told,
-            format!("the layers differ, epoch {epoch:?}"),
+            written.told() >= 30,
+            format!("{} entries told, case {i}", written.told()),
         )?;
-        ensure_eq(st.told as usize, written.told(), "entries written as told")?;
+        for epoch in [None, Some(978_307_200)] {
+            let opts = DiffOptions {
+                source_date_epoch: epoch,
+            };
+            let mut walked = Vec::new();
+            strata_worker::write_layer(&upper, &mut walked, &opts).map_err(|e| e.to_string())?;
+            let mut told = Vec::new();
+            let st = strata_worker::write_layer_written(&upper, &mut told, &opts, &written)
+                .map_err(|e| e.to_string())?;
+            ensure(
+                walked == told,
+                format!("the layers differ, case {i}, epoch {epoch:?}"),
+            )?;
+            ensure_eq(st.told as usize, written.told(), "entries written as told")?;
+        }
     }
     // Through a symlinked destination, or with an archive: nothing told.
     let (_, stats) = run(vec![copy(1, &["a"], "/linked/")])?;

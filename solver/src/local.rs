@@ -24,9 +24,9 @@ use strata_graph::pattern::DirVisit;
 use strata_graph::{FileAction, FileOp, Graph, MountKind, Node, NodeId, Op};
 use strata_store::{Compression, Digest, LayerDescriptor, Lease, Store, chain_id};
 use strata_worker::{
-    CacheMountImports, DiffOptions, EarlierLayer, ExcludeFn, FileRequest, FileSource, GitAuth,
-    ImportError, ImportedMount, MountInput, MountLayer, OutputStream, Previous, RunRequest, Worker,
-    write_layer, write_layer_reusing,
+    CacheMountImports, DiffError, DiffOptions, EarlierLayer, ExcludeFn, FileRequest, FileSource,
+    GitAuth, ImportError, ImportedMount, MountInput, MountLayer, OutputStream, Previous,
+    RunRequest, Worker, Written, write_layer, write_layer_reusing, write_layer_written,
 };
 
 /// Why a step failed inside this backend (wrapped in [`StepError::Failed`]).
@@ -557,9 +557,11 @@ impl LocalBackend {
         }))
     }
 
-    /// Writes `upper` as a layer on top of `parent` and adopts it as that layer's snapshot.
-    /// Times the layer's walk ([`Phase::LayerDiff`]), its bytes into the store
-    /// ([`Phase::LayerTar`]) and the rest ([`Phase::Commit`]) in `phases`.
+    /// Writes `upper` as a layer on top of `parent` and adopts it as that layer's snapshot:
+    /// from the earlier layer's tar where it can (an incremental COPY), from what the copy
+    /// `written` there, or by the walk alone. Times the layer's walk ([`Phase::LayerDiff`]),
+    /// its bytes into the store ([`Phase::LayerTar`]) and the rest ([`Phase::Commit`]) in
+    /// `phases`.
     fn commit_upper(
         store: &Store,
         parent: &Fs,
@@ -567,6 +569,7 @@ impl LocalBackend {
         options: &LocalOptions,
         phases: &Phases,
         earlier: Option<&Earlier>,
+        written: Option<&Written>,
     ) -> Result<Fs, LocalError> {
         let started = Instant::now();
         let mut writer = TimedWrite {
@@ -576,9 +579,23 @@ impl LocalBackend {
         let diff = DiffOptions {
             source_date_epoch: options.source_date_epoch,
         };
-        let stats = match earlier.and_then(|e| e.open(store, options)) {
-            Some(earlier) => write_layer_reusing(upper, &mut writer, &diff, earlier),
-            None => write_layer(upper, &mut writer, &diff),
+        let stats = match (earlier.and_then(|e| e.open(store, options)), written) {
+            (Some(earlier), _) => write_layer_reusing(upper, &mut writer, &diff, earlier),
+            (None, Some(written)) => {
+                match write_layer_written(upper, &mut writer, &diff, written) {
+                    // The upper is not as the copy said (nothing known does that): the walk
+                    // alone, into a new writer; a failing store fails it the same.
+                    Err(e) if !matches!(e, DiffError::Write(_)) => {
+                        writer = TimedWrite {
+                            inner: store.layer_writer(options.compression)?,
+                            spent: Duration::ZERO,
+                        };
+                        write_layer(upper, &mut writer, &diff)
+                    }
+                    told => told,
+                }
+            }
+            (None, None) => write_layer(upper, &mut writer, &diff),
         }
         .map_err(LocalError::Diff)?;
         phases.add(
@@ -1035,7 +1052,7 @@ impl Backend for LocalBackend {
                 let phases = job.phases.clone();
                 let fs = blocking(move || {
                     let result =
-                        Self::commit_upper(&store, &parent, &upper, &options, &phases, None);
+                        Self::commit_upper(&store, &parent, &upper, &options, &phases, None, None);
                     if result.is_err() {
                         let _ = fs_err::remove_dir_all(&upper);
                     }
@@ -1103,7 +1120,7 @@ impl Backend for LocalBackend {
                             git_auth,
                         })
                     });
-                    let result = applied.map_err(LocalError::from).and_then(|_| {
+                    let result = applied.map_err(LocalError::from).and_then(|stats| {
                         Self::commit_upper(
                             &store,
                             &parent,
@@ -1111,6 +1128,7 @@ impl Backend for LocalBackend {
                             &options,
                             &phases,
                             earlier.as_ref(),
+                            stats.written.as_ref(),
                         )
                     });
                     if result.is_err() {

@@ -19,6 +19,7 @@
 //! the mode as it is, no stat before the copy (the walk's has the size).
 
 use crate::sys::{self, NodeKind};
+use crate::written::{self, Told, Written};
 use rustix::fs::OFlags;
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
@@ -56,6 +57,9 @@ pub(crate) struct CopyOpts {
     pub(crate) filter: FilterFn,
     /// An incremental COPY (`reuse.rs`): which files may be left as they are.
     pub(crate) reuse: Option<Reuse>,
+    /// Where the directory copied into is in the layer (`/`-separated, `""` for its root),
+    /// when what is made is told to the layer writer ([`Counts::written`]).
+    pub(crate) record_at: Option<Arc<[u8]>>,
 }
 
 /// What an incremental COPY may leave in place: regular files whose context path
@@ -92,17 +96,38 @@ impl CopyOpts {
     }
 }
 
-/// Copy statistics.
-#[derive(Debug, Default, Clone, Copy)]
+/// Copy statistics, and what was made when it is recorded.
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Counts {
     pub(crate) entries: u64,
     pub(crate) bytes: u64,
+    /// The entries made, for the layer writer: recorded when `Some` and the copy's
+    /// [`CopyOpts::record_at`] is known.
+    pub(crate) written: Option<Written>,
 }
 
-/// Where hard-linked sources were first copied to, to link the others to it.
+impl Counts {
+    /// Records `name` in the layer directory `dir` (if known) as `told` says.
+    fn record(&mut self, dir: Option<&Arc<[u8]>>, name: &OsStr, told: Option<Told>) {
+        if let (Some(w), Some(dir)) = (self.written.as_mut(), dir) {
+            w.add(dir, name.as_bytes(), told);
+        }
+    }
+}
+
+/// Where hard-linked sources were first copied to, to link the others to it (with that
+/// directory's path in the layer, when recorded).
 #[derive(Default)]
 pub(crate) struct Links {
-    seen: HashMap<(u64, u64), (Arc<OwnedFd>, OsString)>,
+    seen: HashMap<(u64, u64), FirstCopy>,
+}
+
+/// Where a hard-linked source was first copied to: the directory, the name, and the
+/// directory's path in the layer when recorded.
+struct FirstCopy {
+    dir: Arc<OwnedFd>,
+    name: OsString,
+    at: Option<Arc<[u8]>>,
 }
 
 /// Threads a directory copy uses at most, the walk's own included.
@@ -164,7 +189,15 @@ pub(crate) fn copy_entry(
             let src =
                 confined::open_no_symlinks(src_dir, name, OFlags::DIRECTORY | OFlags::RDONLY, 0)?;
             let dst = Arc::new(make_dir(dst_dir.as_fd(), name_out, st, opts, true)?);
-            copy_dir_contents(&src, &dst, opts, links, counts, display)?;
+            counts.record(opts.record_at.as_ref(), name_out, None);
+            let inner = CopyOpts {
+                record_at: opts
+                    .record_at
+                    .as_ref()
+                    .map(|at| written::child(at, name_out.as_bytes())),
+                ..opts.clone()
+            };
+            copy_dir_contents(&src, &dst, &inner, links, counts, display)?;
             finish_dir(dst.as_fd(), st)
         }
         // What the destination passes on is not known here: owner and mode are always set.
@@ -173,7 +206,11 @@ pub(crate) fn copy_entry(
             src_dir,
             name,
             st,
-            (dst_dir, true),
+            Dest {
+                fd: dst_dir,
+                inherits: true,
+                path: opts.record_at.as_ref(),
+            },
             name_out,
             opts,
             links,
@@ -217,6 +254,8 @@ struct DestDir {
     /// the directory's group (set-group-ID) or its default ACL. Its owner and mode are then
     /// always set.
     inherits: bool,
+    /// Its path in the layer, when what is made in it is recorded.
+    path: Option<Arc<[u8]>>,
 }
 
 /// Whether a file made in the directory `dir` (`mode` its mode) inherits from it (see
@@ -259,8 +298,16 @@ struct FileJob {
     shown: PathBuf,
 }
 
+/// A file a helper made, for [`Counts::written`].
+struct Made {
+    dir: Arc<[u8]>,
+    name: OsString,
+    told: Option<Told>,
+}
+
 impl FileJob {
-    fn run(self, ctx: &FileCtx) -> io::Result<u64> {
+    /// Copies the file; the bytes copied and, when its directory is recorded, the entry.
+    fn run(self, ctx: &FileCtx) -> io::Result<(u64, Option<Made>)> {
         let FileJob {
             src_dir,
             dst,
@@ -277,9 +324,16 @@ impl FileJob {
             mode,
             inherits: dst.inherits,
         };
-        let n = copy_file(ctx, src_dir.as_fd(), &name, &st, &how).map_err(err_at(&shown))?;
+        let copied = copy_file(ctx, src_dir.as_fd(), &name, &st, &how).map_err(err_at(&shown))?;
+        let bytes = copied.bytes;
+        let told = dst.path.is_some().then(|| copied.told(&how, &st));
+        let made = dst
+            .path
+            .clone()
+            .zip(told)
+            .map(|(dir, told)| Made { dir, name, told });
         dst.release()?;
-        Ok(n)
+        Ok((bytes, made))
     }
 }
 
@@ -312,22 +366,32 @@ struct Shared {
     failure: Failure,
 }
 
+/// What a helper thread did: the bytes it copied and the entries it made, when recorded.
+type HelperDone = (u64, Written);
+
 /// A helper thread: copies queued files until the walk is done; after a failure it only
-/// drains the queue. Returns the bytes it copied.
-fn helper(shared: &Shared) -> u64 {
-    let mut bytes = 0;
+/// drains the queue.
+fn helper(shared: &Shared) -> HelperDone {
+    let (mut bytes, mut made) = (0, Written::default());
     loop {
         let next = shared
             .queue
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .recv();
-        let Ok(job) = next else { return bytes };
+        let Ok(job) = next else {
+            return (bytes, made);
+        };
         if shared.failure.failed.load(Ordering::Acquire) {
             continue;
         }
         match job.run(&shared.ctx) {
-            Ok(n) => bytes += n,
+            Ok((n, m)) => {
+                bytes += n;
+                if let Some(m) = m {
+                    made.add(&m.dir, m.name.as_bytes(), m.told);
+                }
+            }
             Err(e) => shared.failure.set(e),
         }
     }
@@ -339,26 +403,30 @@ struct Files<'scope, 'env> {
     scope: &'scope std::thread::Scope<'scope, 'env>,
     shared: &'env Shared,
     queue: SyncSender<FileJob>,
-    helpers: Vec<std::thread::ScopedJoinHandle<'scope, u64>>,
+    helpers: Vec<std::thread::ScopedJoinHandle<'scope, HelperDone>>,
     max_helpers: usize,
 }
 
 impl Files<'_, '_> {
-    /// Copies `job` or queues it; returns the bytes copied here.
-    fn file(&mut self, job: FileJob) -> io::Result<u64> {
-        if self.max_helpers == 0 {
-            return job.run(&self.shared.ctx);
-        }
-        if self.helpers.len() < self.max_helpers {
-            let shared = self.shared;
-            self.helpers.push(self.scope.spawn(move || helper(shared)));
-        }
-        match self.queue.try_send(job) {
-            Ok(()) => Ok(0),
-            Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => {
-                job.run(&self.shared.ctx)
+    /// Copies `job` or queues it; returns the bytes copied here (and records the entry).
+    fn file(&mut self, job: FileJob, counts: &mut Counts) -> io::Result<u64> {
+        let job = if self.max_helpers == 0 {
+            job
+        } else {
+            if self.helpers.len() < self.max_helpers {
+                let shared = self.shared;
+                self.helpers.push(self.scope.spawn(move || helper(shared)));
             }
+            match self.queue.try_send(job) {
+                Ok(()) => return Ok(0),
+                Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => job,
+            }
+        };
+        let (bytes, made) = job.run(&self.shared.ctx)?;
+        if let (Some(w), Some(m)) = (counts.written.as_mut(), made) {
+            w.add(&m.dir, m.name.as_bytes(), m.told);
         }
+        Ok(bytes)
     }
 
     /// Whether a helper failed: the walk stops.
@@ -366,18 +434,21 @@ impl Files<'_, '_> {
         self.shared.failure.failed.load(Ordering::Acquire)
     }
 
-    /// Waits for the helpers; the bytes they copied, or the first failure.
-    fn finish(self) -> io::Result<u64> {
+    /// Waits for the helpers; the bytes they copied and the entries they made, or the
+    /// first failure.
+    fn finish(self) -> io::Result<HelperDone> {
         drop(self.queue);
-        let mut bytes = 0;
+        let (mut bytes, mut made) = (0, Written::default());
         for h in self.helpers {
-            bytes += h
+            let (b, m) = h
                 .join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            bytes += b;
+            made.append(m);
         }
         match self.shared.failure.take() {
             Some(e) => Err(e),
-            None => Ok(bytes),
+            None => Ok((bytes, made)),
         }
     }
 }
@@ -430,7 +501,12 @@ fn copy_dir_with(
         let walked = walk(src, dst, opts, links, counts, display, &mut files);
         let copied = files.finish();
         walked?;
-        counts.bytes += copied?;
+        let (bytes, made) = copied?;
+        counts.bytes += bytes;
+        // After the walk's own: within one copy a path is made once.
+        if let Some(w) = counts.written.as_mut() {
+            w.append(made);
+        }
         Ok(())
     })
 }
@@ -455,6 +531,7 @@ fn walk(
             fd: dst.clone(),
             mtime: None,
             inherits: inherits(dst.as_fd(), top.st_mode),
+            path: opts.record_at.clone(),
         }),
         rel: String::new(),
         names: names.into_iter(),
@@ -491,12 +568,20 @@ fn walk(
                 make_dir(level.dst.fd.as_fd(), &name, &st, opts, true).map_err(err_at(&here))?;
             let inherits = inherits(d.as_fd(), opts.mode_of(&st));
             counts.entries += 1;
+            // A directory is always read from the filesystem by the layer writer.
+            counts.record(level.dst.path.as_ref(), &name, None);
+            let path = level
+                .dst
+                .path
+                .as_ref()
+                .map(|p| written::child(p, name.as_bytes()));
             stack.push(Level {
                 src: Arc::new(s),
                 dst: Arc::new(DestDir {
                     fd: Arc::new(d),
                     mtime: Some((st.st_mtime, st.st_mtime_nsec)),
                     inherits,
+                    path,
                 }),
                 rel,
                 names: names.into_iter(),
@@ -520,7 +605,7 @@ fn walk(
         }
         if plain {
             counts.entries += 1;
-            counts.bytes += files.file(FileJob {
+            let job = FileJob {
                 src_dir: level.src.clone(),
                 dst: level.dst.clone(),
                 owner: opts.owner_of(&st),
@@ -528,7 +613,9 @@ fn walk(
                 name,
                 st,
                 shown: here,
-            })?;
+            };
+            let n = files.file(job, counts)?;
+            counts.bytes += n;
             continue;
         }
         copy_leaf(
@@ -536,7 +623,11 @@ fn walk(
             level.src.as_fd(),
             &name,
             &st,
-            (&level.dst.fd, level.dst.inherits),
+            Dest {
+                fd: &level.dst.fd,
+                inherits: level.dst.inherits,
+                path: level.dst.path.as_ref(),
+            },
             &name,
             opts,
             links,
@@ -547,7 +638,16 @@ fn walk(
     Ok(())
 }
 
-/// Copies a non-directory into `dst_dir` (its descriptor, and whether files inherit from it).
+/// The directory a non-directory is copied into.
+struct Dest<'a> {
+    fd: &'a Arc<OwnedFd>,
+    /// Whether files made in it inherit from it ([`DestDir::inherits`]).
+    inherits: bool,
+    /// Its path in the layer, when what is made in it is recorded.
+    path: Option<&'a Arc<[u8]>>,
+}
+
+/// Copies a non-directory into `into`.
 #[expect(
     clippy::too_many_arguments,
     reason = "the walk's state, passed explicitly"
@@ -557,7 +657,7 @@ fn copy_leaf(
     src_dir: BorrowedFd<'_>,
     name: &OsStr,
     st: &libc::stat,
-    (dst_dir, inherits): (&Arc<OwnedFd>, bool),
+    into: Dest<'_>,
     name_out: &OsStr,
     opts: &CopyOpts,
     links: &mut Links,
@@ -567,19 +667,29 @@ fn copy_leaf(
     if kind == libc::S_IFSOCK {
         return Ok(());
     }
+    let dst_dir = into.fd;
     let dst = dst_dir.as_fd();
     let (uid, gid) = opts.owner_of(st);
     if kind == libc::S_IFREG {
         if st.st_nlink > 1 {
-            if let Some((dir, first)) = links.seen.get(&(st.st_dev, st.st_ino)) {
+            if let Some(first) = links.seen.get(&(st.st_dev, st.st_ino)) {
                 clear_entry(dst, name_out, Replace::EmptyDir)?;
-                sys::link_at(dir.as_fd(), Path::new(first), dst, Path::new(name_out))?;
+                let from = Path::new(&first.name);
+                sys::link_at(first.dir.as_fd(), from, dst, Path::new(name_out))?;
                 counts.entries += 1;
+                // Hard links are paired by the layer writer from their inodes: both asked
+                // (the first may have been replaced since by a file told of).
+                counts.record(into.path, name_out, None);
+                counts.record(first.at.as_ref(), &first.name, None);
                 return Ok(());
             }
             links.seen.insert(
                 (st.st_dev, st.st_ino),
-                (dst_dir.clone(), name_out.to_owned()),
+                FirstCopy {
+                    dir: dst_dir.clone(),
+                    name: name_out.to_owned(),
+                    at: into.path.cloned(),
+                },
             );
         }
         counts.entries += 1;
@@ -588,9 +698,12 @@ fn copy_leaf(
             name: name_out,
             owner: (uid, gid),
             mode: opts.mode_of(st),
-            inherits,
+            inherits: into.inherits,
         };
-        counts.bytes += copy_file(ctx, src_dir, name, st, &how)?;
+        let copied = copy_file(ctx, src_dir, name, st, &how)?;
+        counts.bytes += copied.bytes;
+        let told = (st.st_nlink == 1).then(|| copied.told(&how, st)).flatten();
+        counts.record(into.path, name_out, told);
         return Ok(());
     }
     clear_entry(dst, name_out, Replace::EmptyDir)?;
@@ -601,9 +714,13 @@ fn copy_leaf(
             let target = sys::readlink_at(src_dir, Path::new(name))?;
             sys::symlink_at(Path::new(&target), dst, out)?;
             sys::lchown_at(dst, out, uid, gid)?;
-            sys::lutimes_at(dst, out, st.st_mtime, st.st_mtime_nsec)
+            sys::lutimes_at(dst, out, st.st_mtime, st.st_mtime_nsec)?;
+            let told = Told::symlink(target.as_bytes(), (uid, gid), st.st_mtime);
+            counts.record(into.path, name_out, Some(told));
+            Ok(())
         }
         libc::S_IFIFO | libc::S_IFCHR | libc::S_IFBLK => {
+            counts.record(into.path, name_out, None);
             let node = match kind {
                 libc::S_IFIFO => NodeKind::Fifo,
                 libc::S_IFCHR => NodeKind::Char,
@@ -636,18 +753,30 @@ struct NewFile<'a> {
     inherits: bool,
 }
 
+/// What [`copy_file`] did: the bytes copied and the xattrs set.
+struct Copied {
+    bytes: u64,
+    xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Copied {
+    /// The file as made, for the layer writer (`st` the source's metadata).
+    fn told(self, to: &NewFile<'_>, st: &libc::stat) -> Option<Told> {
+        Told::file(to.mode, to.owner, st.st_mtime, self.bytes, self.xattrs)
+    }
+}
+
 /// Copies the regular file `name` in `src_dir` (`st` its metadata) to a new file as `to`
-/// says, replacing what is in the way; returns the bytes copied. The owner is set only when
-/// the process's own ids would not give it; the file is created with its mode when the
-/// umask leaves that as it is (no set-ID bits, no chown after, nothing inherited from the
-/// directory), else chmodded.
+/// says, replacing what is in the way. The owner is set only when the process's own ids
+/// would not give it; the file is created with its mode when the umask leaves that as it is
+/// (no set-ID bits, no chown after, nothing inherited from the directory), else chmodded.
 fn copy_file(
     ctx: &FileCtx,
     src_dir: BorrowedFd<'_>,
     name: &OsStr,
     st: &libc::stat,
     to: &NewFile<'_>,
-) -> io::Result<u64> {
+) -> io::Result<Copied> {
     let src = sys::file_from(confined::open_no_symlinks(
         src_dir,
         name,
@@ -668,9 +797,9 @@ fn copy_file(
     if !exact {
         sys::fchmod(dst.as_fd(), to.mode)?;
     }
-    copy_xattrs(&src, dst.as_fd());
+    let xattrs = copy_xattrs(&src, dst.as_fd());
     sys::futimens(dst.as_fd(), st.st_mtime, st.st_mtime_nsec)?;
-    Ok(bytes)
+    Ok(Copied { bytes, xattrs })
 }
 
 /// Creates `name` in `dir` anew (`O_EXCL`: never through a link). What is in the way is
@@ -736,17 +865,23 @@ fn copy_bytes(ctx: &FileCtx, src: &File, dst: &File, size: i64) -> io::Result<u6
 }
 
 /// Copies the xattrs an image keeps (file capabilities, `user.*`); best effort, as
-/// BuildKit's copy: a filesystem without xattrs is no reason to fail a COPY.
-fn copy_xattrs(src: &File, dst: BorrowedFd<'_>) {
+/// BuildKit's copy: a filesystem without xattrs is no reason to fail a COPY. Returns those
+/// set.
+fn copy_xattrs(src: &File, dst: BorrowedFd<'_>) -> Vec<(Vec<u8>, Vec<u8>)> {
     use xattr::FileExt;
-    let Ok(names) = src.list_xattr() else { return };
+    let mut set = Vec::new();
+    let Ok(names) = src.list_xattr() else {
+        return set;
+    };
     for n in names {
         if keep_xattr(n.as_bytes())
             && let Ok(Some(v)) = src.get_xattr(&n)
+            && sys::fsetxattr(dst, &n, &v).is_ok()
         {
-            let _ = sys::fsetxattr(dst, &n, &v);
+            set.push((n.as_bytes().to_vec(), v));
         }
     }
+    set
 }
 
 #[cfg(test)]
@@ -812,6 +947,11 @@ mod tests {
             nix::sys::stat::Mode::from_bits_truncate(0o620),
         )
         .unwrap();
+        // A long name (a PAX header in a layer) and an empty directory.
+        let long = root.join(format!("d3/{}/{}", "l".repeat(120), "n".repeat(90)));
+        fs_err::create_dir_all(long.parent().unwrap()).unwrap();
+        fs_err::write(&long, "long").unwrap();
+        fs_err::create_dir(root.join("d3/empty")).unwrap();
         for (i, d) in ["d0/s0", "d1/setgid", "d2/s1", "d2", "d3", "d0"]
             .iter()
             .enumerate()
@@ -892,6 +1032,7 @@ mod tests {
             mode: None,
             filter: copy_everything(),
             reuse: None,
+            record_at: None,
         }
     }
 
@@ -931,6 +1072,60 @@ mod tests {
         assert_eq!(got[0].0, want.len() as u64);
         // The setgid directory's group was not left on the file owned by root:7.
         assert_has_line(&want, "d1/setgid/in 100644 0:7 ");
+    }
+
+    /// The layer written from what the copy told (on any thread count, with `--chown` and
+    /// `--chmod` or without, times clamped or not) is the walk's, byte for byte, and most
+    /// entries were told: set-ID files, hard links, the FIFO and directories are asked.
+    #[test]
+    fn the_layer_from_what_the_copy_wrote_is_the_walks() {
+        use crate::diff::{DiffOptions, write_layer, write_layer_written};
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("src");
+        fixture(&src);
+        for (i, (helpers, owner, mode)) in [
+            (0, None, None),
+            (1, None, None),
+            (3, None, None),
+            (1, Some((1000, 1001)), Some(0o751)),
+            (1, Some((0, 0)), Some(0o4755)),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let dst = tmp.path().join(format!("dst{i}"));
+            fs_err::create_dir(&dst).unwrap();
+            let o = CopyOpts {
+                owner,
+                mode,
+                record_at: Some(Arc::from(&b""[..])),
+                ..opts()
+            };
+            let s = sys::open_dir(&src).unwrap();
+            let d = Arc::new(sys::open_dir(&dst).unwrap());
+            let mut counts = Counts {
+                written: Some(Written::default()),
+                ..Counts::default()
+            };
+            let shown = Path::new("/src");
+            let mut links = Links::default();
+            copy_dir_with(&s, &d, &o, &mut links, &mut counts, shown, helpers).unwrap();
+            let written = counts.written.unwrap().seal();
+            let told = written.told();
+            // 640 files (some set-ID), 3 hard-link members, 2 symlinks, the long name.
+            let want = if mode == Some(0o4755) { 2 } else { 550 };
+            assert!(told >= want, "{told} told, case {i}");
+            for epoch in [None, Some(1_600_000_100)] {
+                let opts = DiffOptions {
+                    source_date_epoch: epoch,
+                };
+                let (mut walked, mut from_list) = (Vec::new(), Vec::new());
+                write_layer(&dst, &mut walked, &opts).unwrap();
+                let stats = write_layer_written(&dst, &mut from_list, &opts, &written).unwrap();
+                assert!(walked == from_list, "case {i}, epoch {epoch:?}");
+                assert_eq!(stats.told, told as u64);
+            }
+        }
     }
 
     #[test]

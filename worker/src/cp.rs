@@ -274,6 +274,7 @@ pub fn copy_path(
         mode: None,
         filter: copy::copy_everything(),
         reuse: None,
+        record_at: None,
     };
     let mut links = Links::default();
     let mut counts = Counts::default();

@@ -16,11 +16,18 @@
 //! one directory listing per level and a 64 KiB copy buffer (for an incremental layer, a
 //! 1 MiB one and an index of the earlier tar, 56 bytes an entry).
 //!
+//! A fresh COPY's layer ([`write_layer_written`]) is the same walk told by the copy what it
+//! made ([`Written`]): each directory is still listed and read from the filesystem, but a
+//! file or symlink the copy made is written from what it says (no `lstat`, no
+//! `llistxattr`, its data read through its pinned directory), with the one header encoder
+//! and the one data copy, so the bytes are those of [`write_layer`].
+//!
 //! The same walk writes a cache mount (a plain directory, no overlay) as a delta
 //! ([`write_delta`]): against a [`Listing`] of how it was, only new or changed entries, then
 //! a whiteout for each topmost path gone; it lists the directory as it is on the way.
 
 use crate::layers::{is_opaque, is_whiteout};
+use crate::written::{ToldRef, Written};
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::fs::Metadata;
@@ -55,6 +62,9 @@ pub struct DiffStats {
     /// Time spent reading those entries from the earlier tar and checking them (their writes
     /// into `out` not included).
     pub reuse_time: std::time::Duration,
+    /// Entries written from what the copy told ([`write_layer_written`]), not read with a
+    /// `stat`.
+    pub told: u64,
 }
 
 /// Why a layer could not be written.
@@ -96,7 +106,20 @@ pub fn write_layer(
     out: impl Write,
     opts: &DiffOptions,
 ) -> Result<DiffStats, DiffError> {
-    walk(upper, out, opts, None, None, None)
+    walk(upper, out, opts, None, None, None, None)
+}
+
+/// [`write_layer`] for the upper of a fresh COPY, told by the copy what it wrote: the
+/// files and symlinks `written` tells of are written from it instead of asked of the
+/// filesystem, everything else as [`write_layer`] does. The same bytes as [`write_layer`],
+/// as long as `upper` is as the copy left it.
+pub fn write_layer_written(
+    upper: &Path,
+    out: impl Write,
+    opts: &DiffOptions,
+    written: &Written,
+) -> Result<DiffStats, DiffError> {
+    walk(upper, out, opts, None, None, None, Some(written))
 }
 
 /// The same step's earlier layer, for [`write_layer_reusing`]: its snapshot directory and its
@@ -124,7 +147,7 @@ pub fn write_layer_reusing(
 ) -> Result<DiffStats, DiffError> {
     // An earlier tar that cannot be read is no reason to fail: the layer is written in full.
     let reuse = Reuse::index(earlier).ok();
-    walk(upper, out, opts, None, None, reuse)
+    walk(upper, out, opts, None, None, reuse, None)
 }
 
 /// Writes the entry `name` of the directory `dir` (a file, or a directory with all it holds)
@@ -135,7 +158,7 @@ pub(crate) fn write_entry(
     out: impl Write,
     opts: &DiffOptions,
 ) -> Result<DiffStats, DiffError> {
-    walk(dir, out, opts, None, Some(name), None)
+    walk(dir, out, opts, None, Some(name), None, None)
 }
 
 /// What a delta layer of a plain directory (a cache mount, not an overlay upper) is taken
@@ -158,7 +181,7 @@ pub(crate) fn write_delta(
     opts: &DiffOptions,
     delta: &mut Delta<'_>,
 ) -> Result<DiffStats, DiffError> {
-    walk(dir, out, opts, Some(delta), None, None)
+    walk(dir, out, opts, Some(delta), None, None, None)
 }
 
 fn walk(
@@ -168,6 +191,7 @@ fn walk(
     mut delta: Option<&mut Delta<'_>>,
     only: Option<&OsStr>,
     mut reuse: Option<Reuse>,
+    written: Option<&Written>,
 ) -> Result<DiffStats, DiffError> {
     let mut w = TarWriter {
         out,
@@ -207,6 +231,14 @@ fn walk(
                 }
             }
             r.flush(&mut w)?;
+        }
+        // A reserved name goes on to the check below.
+        if let Some(told) = written.and_then(|k| k.get(&dir, name.as_bytes()))
+            && !name.as_bytes().starts_with(WHITEOUT.as_bytes())
+        {
+            let at = pinned.at(upper, &dir)?;
+            write_told(&mut w, at, upper, &name, rel, told, opts)?;
+            continue;
         }
         // Every access goes through the entry's parent directory, pinned: the tree may be a
         // running container's, changing while it is read (see [`Pinned`]).
@@ -317,6 +349,49 @@ fn walk(
         }
     }
     w.finish()
+}
+
+/// Writes the entry `name` of the directory `at` (`rel` its path in the layer) as the copy
+/// told it: the header from `told`, a file's data read through `at`.
+fn write_told<W: Write>(
+    w: &mut TarWriter<W>,
+    at: BorrowedFd<'_>,
+    upper: &Path,
+    name: &OsStr,
+    rel: Vec<u8>,
+    told: ToldRef<'_>,
+    opts: &DiffOptions,
+) -> Result<(), DiffError> {
+    let extra = told.extra;
+    let h = Entry {
+        name: rel,
+        attrs: Attrs {
+            mode: told.mode,
+            uid: told.uid,
+            gid: told.gid,
+            rdev: 0,
+        },
+        mtime: clamp(told.mtime, opts),
+        xattrs: extra.map(|e| e.xattrs.clone()).unwrap_or_default(),
+        link: extra.and_then(|e| e.link.clone()),
+    };
+    w.stats.told += 1;
+    if told.is_symlink() {
+        return w.header(&h, tar::EntryType::Symlink, 0);
+    }
+    let shown = || upper.join(OsStr::from_bytes(&h.name));
+    let file = strata_store::confined::open_no_symlinks(
+        at,
+        name,
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::CLOEXEC,
+        0,
+    )
+    .map_err(|source| DiffError::Read {
+        path: shown(),
+        source,
+    })?;
+    w.header(&h, tar::EntryType::Regular, told.size)?;
+    w.data(crate::sys::file_from(file), told.size, &shown())
 }
 
 /// The directory the walk reads entries of, held by a descriptor, so that every path used is

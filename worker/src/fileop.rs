@@ -21,11 +21,13 @@ use crate::source::{self, ExcludeFn};
 use crate::sys::{self, MountAttrs};
 use crate::user::{self, UserError};
 use crate::worker::Worker;
+use crate::written::{self, Written};
 use rustix::fs::OFlags;
 use std::collections::{BTreeMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::io::{self, Read};
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -84,12 +86,15 @@ pub struct FileRequest {
 }
 
 /// What a file operation did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FileStats {
     /// Entries created.
     pub entries: u64,
     /// Bytes of file content written.
     pub bytes: u64,
+    /// What it wrote into the upper, for [`crate::write_layer_written`]: for an op made of
+    /// COPYs only (no archive unpacked, not incremental); `None` otherwise.
+    pub written: Option<Written>,
 }
 
 /// Why a file operation failed.
@@ -296,7 +301,12 @@ fn apply(
         });
     }
     let mut stats = FileStats::default();
+    // Only a fresh copy's entries are all known to it (an incremental one leaves some).
+    let mut written = reuse.is_none().then(Written::default);
     for action in &req.op.actions {
+        if !matches!(action, FileAction::Copy { .. }) {
+            written = None;
+        }
         match action {
             FileAction::Mkdir { path, mode, chown } => {
                 let owner = owner(names, chown.as_ref())?;
@@ -354,7 +364,7 @@ fn apply(
                     excludes: exclude,
                     unpack: *unpack,
                 };
-                let c = copy_sources(&dest, src, srcs, &spec, limit, reuse.as_ref())?;
+                let c = copy_sources(&dest, src, srcs, &spec, limit, reuse.as_ref(), &mut written)?;
                 stats.entries += c.entries;
                 stats.bytes += c.bytes;
             }
@@ -462,6 +472,7 @@ fn apply(
             }
         }
     }
+    stats.written = written.map(Written::seal);
     Ok(stats)
 }
 
@@ -528,7 +539,7 @@ fn add_git(
         name: "the git repository",
     };
     let source = format!("/{}", subdir.unwrap_or(""));
-    copy_sources(dest, &src, &[source], spec, limit, None).map_err(|e| match e {
+    copy_sources(dest, &src, &[source], spec, limit, None, &mut None).map_err(|e| match e {
         FileError::NotFound { path, .. } => FileError::Git(git::GitError::NoSubdir {
             remote: git::redact(g.remote),
             commit: commit.clone(),
@@ -636,6 +647,7 @@ pub(crate) fn seed_dir(layers: &[PathBuf], source: &str, dest: &Path) -> Result<
         mode: None,
         filter: copy::copy_everything(),
         reuse: None,
+        record_at: None,
     };
     copy::copy_dir_contents(
         &src,
@@ -821,6 +833,9 @@ fn expand(src: &Src, sources: &[String], spec: &CopySpec<'_>) -> Result<Vec<Matc
     Ok(out)
 }
 
+/// Copies `sources` from `src` into `dest` as `spec` says; what is made is added to
+/// `written` (dropped where it cannot be told: an archive unpacked, a destination not named
+/// by its path).
 fn copy_sources(
     dest: &ConfinedRoot,
     src: &Src,
@@ -828,6 +843,7 @@ fn copy_sources(
     spec: &CopySpec<'_>,
     limit: u64,
     changed: Option<&Rc<HashSet<String>>>,
+    written: &mut Option<Written>,
 ) -> Result<Counts, FileError> {
     let matches = expand(src, sources, spec)?;
     let dest_comps = confined::clean(Path::new(spec.dest));
@@ -839,7 +855,10 @@ fn copy_sources(
         mode: 0o755,
         owner: spec.owner,
     };
-    let mut counts = Counts::default();
+    let mut counts = Counts {
+        written: written.take(),
+        ..Counts::default()
+    };
     let mut links = Links::default();
     for m in matches {
         let shown = format!("/{}", confined::join(&m.comps).display());
@@ -873,12 +892,17 @@ fn copy_sources(
                 changed: c.clone(),
                 prefix: src_rel.clone(),
             }),
+            record_at: None,
         };
         let mut created = Vec::new();
         if is_dir {
             let dst = dest
                 .mkdir_all(&target, dir_opts, &mut created)
                 .map_err(io_at("create directory", spec.dest))?;
+            let opts = CopyOpts {
+                record_at: record_at(dest, &target, dst.as_fd(), &mut counts),
+                ..opts
+            };
             let sdir = src
                 .root
                 .open_at(&m.comps, OFlags::DIRECTORY | OFlags::RDONLY)
@@ -925,6 +949,8 @@ fn copy_sources(
                     into.pop();
                 }
                 let opts = ExtractOptions::add(into, spec.owner, limit);
+                // What an archive makes is not told.
+                counts.written = None;
                 let done = archive::extract(&file, c, dest, &opts).map_err(|source| {
                     FileError::Archive {
                         path: shown.clone(),
@@ -939,6 +965,15 @@ fn copy_sources(
         let (dir, name) = dest
             .parent_of(&target, dir_opts, &mut created)
             .map_err(io_at("create", spec.dest))?;
+        let opts = CopyOpts {
+            record_at: record_at(
+                dest,
+                &target[..target.len().saturating_sub(1)],
+                dir.as_fd(),
+                &mut counts,
+            ),
+            ..opts
+        };
         let dir = Arc::new(dir);
         // Copy the (followed) source entry: open its parent to copy by name.
         let parent_comps = &m.comps[..m.comps.len().saturating_sub(1)];
@@ -965,7 +1000,44 @@ fn copy_sources(
         )
         .map_err(io_at("copy", &shown))?;
     }
+    *written = counts.written.take();
     Ok(counts)
+}
+
+/// The path in the layer of the destination directory `dir`, opened at `comps`, when what
+/// is copied into it is recorded: `comps` itself when it names `dir` without a symlink on
+/// the way. Else (a symlink followed: the entries are elsewhere) the record is dropped.
+/// The directories on the way are recorded as asked of the filesystem.
+fn record_at(
+    dest: &ConfinedRoot,
+    comps: &[OsString],
+    dir: std::os::fd::BorrowedFd<'_>,
+    counts: &mut Counts,
+) -> Option<Arc<[u8]>> {
+    counts.written.as_ref()?;
+    let mut path: Arc<[u8]> = Arc::from(&b""[..]);
+    for c in comps {
+        if let Some(w) = counts.written.as_mut() {
+            w.add(&path, c.as_bytes(), None);
+        }
+        path = written::child(&path, c.as_bytes());
+    }
+    let same = || -> io::Result<bool> {
+        let named = confined::open_no_symlinks(
+            dest.fd(),
+            OsStr::from_bytes(&path),
+            OFlags::PATH | OFlags::DIRECTORY,
+            0,
+        )?;
+        let (a, b) = (sys::fstat(named.as_fd())?, sys::fstat(dir)?);
+        Ok((a.st_dev, a.st_ino) == (b.st_dev, b.st_ino))
+    };
+    if same().unwrap_or(false) {
+        Some(path)
+    } else {
+        counts.written = None;
+        None
+    }
 }
 
 /// When the source's last component is a symlink (followed inside the source root), the

@@ -47,12 +47,16 @@ mod sys;
 pub mod terminal;
 mod user;
 mod worker;
+mod written;
 
 pub use cache_mount::{CacheMountError, CacheMountInfo, cache_mounts, prune_cache_mounts};
 pub use cgroup::{CgroupError, DEFAULT_PIDS_LIMIT, Resources};
 pub use changes::{Change, ChangeKind, changes};
 pub use cp::{CpError, CpOptions, CpRoot, copy_path, own_ids, tar_path, untar_into};
-pub use diff::{DiffError, DiffOptions, DiffStats, EarlierLayer, write_layer, write_layer_reusing};
+pub use diff::{
+    DiffError, DiffOptions, DiffStats, EarlierLayer, write_layer, write_layer_reusing,
+    write_layer_written,
+};
 pub use download::DownloadError;
 pub use exec::{ExecError, ExecOutcome, ExecSpec, exec_in_container, pids_in_namespace_of};
 pub use export::{ExportError, export_rootfs};
@@ -75,3 +79,4 @@ pub use source::ExcludeFn;
 pub use strata_store::confined::ExtractError;
 pub use user::UserError;
 pub use worker::{DEFAULT_MAX_UNPACK, Worker, WorkerConfig, WorkerError};
+pub use written::Written;

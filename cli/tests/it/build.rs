@@ -285,6 +285,84 @@ fn an_edited_context_file_recopies_only_that_file_and_gives_the_same_layer() {
     assert_ne!(layer_ids(&env, "t:1"), layer_ids(&env, "t:2"));
 }
 
+/// A fresh COPY's layer is written from what the copy told the layer writer, not from a
+/// `stat` of each file: the image's layers have the digests of the walk of their snapshots
+/// (set-ID modes, `--chown` and `--chmod`, hard links within and across directories,
+/// symlinks, xattrs, a long name, an empty directory, `SOURCE_DATE_EPOCH` clamping the
+/// times of the directories the build made).
+#[test]
+fn a_fresh_copys_layer_from_what_it_wrote_is_the_walks() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = TestEnv::with_base("base:latest");
+    let long = format!("{}/{}", "d".repeat(120), "f".repeat(90));
+    let mut files = vec![
+        (
+            "Dockerfile".to_owned(),
+            "FROM base\nCOPY . /app\nCOPY --chown=7:8 --chmod=640 a sub /etc/\n".to_owned(),
+        ),
+        ("a".to_owned(), "one\n".to_owned()),
+        ("sub/b".to_owned(), "two\n".to_owned()),
+        ("sub/suid".to_owned(), "set-uid\n".to_owned()),
+        ("sub/deep/h1".to_owned(), "linked\n".to_owned()),
+        (long, "long\n".to_owned()),
+    ];
+    files.extend((0..50).map(|i| (format!("many/f{i:02}"), "x".repeat(i * 37))));
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let ctx = env.context("ctx", &refs);
+    fs_err::set_permissions(
+        ctx.join("sub/suid"),
+        std::fs::Permissions::from_mode(0o4755),
+    )
+    .unwrap();
+    fs_err::hard_link(ctx.join("sub/deep/h1"), ctx.join("sub/h2")).unwrap();
+    fs_err::hard_link(ctx.join("sub/deep/h1"), ctx.join("sub/deep/h3")).unwrap();
+    std::os::unix::fs::symlink("../a", ctx.join("sub/sym")).unwrap();
+    fs_err::create_dir_all(ctx.join("empty")).unwrap();
+    xattr::set(ctx.join("a"), "user.note", b"kept").unwrap();
+    // Files older than the epoch keep their times, one second apart.
+    let base = std::time::UNIX_EPOCH + Duration::from_secs(1_600_000_000);
+    for (i, (path, _)) in files.iter().enumerate().skip(1) {
+        let f = fs_err::File::options()
+            .write(true)
+            .open(ctx.join(path))
+            .unwrap();
+        f.set_modified(base + Duration::from_secs(i as u64))
+            .unwrap();
+    }
+    let out = env
+        .command(["build", "-q", "-t", "t:1"])
+        .arg(&ctx)
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut walked = Vec::new();
+    for entry in fs_err::read_dir(env.root().join("snapshots")).unwrap() {
+        use sha2::Digest as _;
+        let mut tar = Vec::new();
+        let opts = strata_worker::DiffOptions {
+            source_date_epoch: Some(1_700_000_000),
+        };
+        strata_worker::write_layer(&entry.unwrap().path(), &mut tar, &opts).unwrap();
+        walked.push(format!(
+            "sha256:{}",
+            hex::encode(sha2::Sha256::digest(&tar))
+        ));
+    }
+    let layers = layer_ids(&env, "t:1");
+    assert_eq!(layers.len(), 3, "{layers:?}");
+    for id in &layers[1..] {
+        assert!(walked.contains(id), "{id} is not a walk's: {walked:?}");
+    }
+}
+
 /// Each edit of a few-hundred-file context (a hard-linked pair among its files), built on
 /// the last build's result and with `--no-cache`, gives the same layer; where the COPY was incremental, the layer's unchanged
 /// entries were copied from the earlier layer tar (the `layer_reuse` phase is there).

@@ -82,6 +82,10 @@ pub fn tests() -> Vec<Trial> {
             "incremental_copy_links_unchanged_files_and_makes_the_same_layer",
             incremental_copy_links_unchanged_files_and_makes_the_same_layer,
         ),
+        trial(
+            "a_copy_tells_the_layer_writer_what_it_wrote_and_the_bytes_are_the_walks",
+            a_copy_tells_the_layer_writer_what_it_wrote_and_the_bytes_are_the_walks,
+        ),
     ]
 }
 
@@ -1402,6 +1406,133 @@ fn add_url_downloads_without_extracting() -> TestResult {
         ),
         format!("{r:?}"),
     )
+}
+
+/// A COPY over a parent whose entries it replaces (a file by a directory, an empty
+/// directory by a file, a symlink by a file), into directories the overlay copies up, with
+/// `--chown` and `--chmod`, set-ID modes, hard links, symlinks, a FIFO, xattrs, long names
+/// and an empty directory: the layer written from what the copy told is the walk's, byte for
+/// byte, with and without `SOURCE_DATE_EPOCH`, and most entries were told; the same with
+/// `--link` (no overlay) and `--parents`. A destination
+/// reached through a symlink, an archive, a `mkdir` or an incremental copy tell nothing.
+fn a_copy_tells_the_layer_writer_what_it_wrote_and_the_bytes_are_the_walks() -> TestResult {
+    let env = Env::new();
+    let ctx = context(&env, "ctx");
+    for i in 0..30 {
+        put(&ctx, &format!("many/f{i:02}"), &"x".repeat(i * 100), 0o644);
+    }
+    put(&ctx, "a", "one\n", 0o644);
+    xattr::set(ctx.join("a"), "user.note", b"kept").unwrap();
+    put(&ctx, "sub/b", "two\n", 0o600);
+    put(&ctx, "sub/suid", "set-uid\n", 0o4755);
+    put(&ctx, "sub/sgid", "set-gid\n", 0o2755);
+    put(
+        &ctx,
+        "old",
+        "a file where the parent has a directory\n",
+        0o644,
+    );
+    put(
+        &ctx,
+        "was_link",
+        "a file where the parent has a symlink\n",
+        0o755,
+    );
+    put(
+        &ctx,
+        "newdir/inner",
+        "a directory where the parent has a file\n",
+        0o644,
+    );
+    let long = format!("{}/{}", "d".repeat(120), "f".repeat(90));
+    put(&ctx, &long, "long\n", 0o644);
+    put(&ctx, "h1", "linked\n", 0o644);
+    fs_err::create_dir_all(ctx.join("deep"))?;
+    fs_err::hard_link(ctx.join("h1"), ctx.join("deep/h2"))?;
+    fs_err::hard_link(ctx.join("h1"), ctx.join("h3"))?;
+    symlink("a", ctx.join("sym")).unwrap();
+    symlink("/nowhere/at/all", ctx.join("dangling")).unwrap();
+    nix::unistd::mkfifo(
+        &ctx.join("fifo"),
+        nix::sys::stat::Mode::from_bits_truncate(0o640),
+    )?;
+    fs_err::create_dir_all(ctx.join("empty"))?;
+    // The parent: /app exists with entries in the way, /linked is a symlink to /app.
+    let parent = env.upper();
+    fs_err::create_dir_all(parent.join("app/old"))?;
+    fs_err::write(parent.join("app/newdir"), "in the way")?;
+    symlink("elsewhere", parent.join("app/was_link"))?;
+    fs_err::write(parent.join("app/kept"), "the parent's")?;
+    symlink("app", parent.join("linked"))?;
+    let lowers = vec![parent, env.base.clone()];
+    let run = |actions: Vec<FileAction>| {
+        let upper = env.upper();
+        let stats = env
+            .worker
+            .apply_file_op(FileRequest {
+                op: FileOp { actions },
+                lowers: lowers.clone(),
+                upper: upper.clone(),
+                inputs: ctx_input(&ctx),
+                git_auth: Default::default(),
+                previous: None,
+            })
+            .map_err(err)?;
+        Ok::<_, libtest_mimic::Failed>((upper, stats))
+    };
+    let (upper, stats) = run(vec![
+        copy(1, &["."], "/app/"),
+        with_chown(copy(1, &["a", "sub"], "/etc/"), "app", Some("staff")),
+        with_chmod(copy(1, &["many"], "/opt/many/"), "0640"),
+        copy(1, &["sym"], "/etc/sym2"),
+    ])?;
+    // The same COPY with `--link` (into the bare upper, no overlay) and with `--parents`.
+    let mut linked = copy(1, &["."], "/app/");
+    if let FileAction::Copy { link, .. } = &mut linked {
+        *link = true;
+    }
+    let mut parents = copy(1, &["sub/b", "many"], "/p/");
+    if let FileAction::Copy { parents: p, .. } = &mut parents {
+        *p = true;
+    }
+    let mut cases = vec![(upper, stats)];
+    cases.push(run(vec![linked])?);
+    cases.push(run(vec![parents])?);
+    for (i, (upper, stats)) in cases.into_iter().enumerate() {
+        let written = stats.written.ok_or("a COPY-only op tells what it wrote")?;
+        ensure(
+            written.told() >= 30,
+            format!("{} entries told, case {i}", written.told()),
+        )?;
+        for epoch in [None, Some(978_307_200)] {
+            let opts = DiffOptions {
+                source_date_epoch: epoch,
+            };
+            let mut walked = Vec::new();
+            strata_worker::write_layer(&upper, &mut walked, &opts).map_err(|e| e.to_string())?;
+            let mut told = Vec::new();
+            let st = strata_worker::write_layer_written(&upper, &mut told, &opts, &written)
+                .map_err(|e| e.to_string())?;
+            ensure(
+                walked == told,
+                format!("the layers differ, case {i}, epoch {epoch:?}"),
+            )?;
+            ensure_eq(st.told as usize, written.told(), "entries written as told")?;
+        }
+    }
+    // Through a symlinked destination, or with an archive: nothing told.
+    let (_, stats) = run(vec![copy(1, &["a"], "/linked/")])?;
+    ensure(stats.written.is_none(), "a destination through a symlink")?;
+    let (_, stats) = run(vec![
+        copy(1, &["a"], "/x/"),
+        FileAction::Mkdir {
+            path: "/y".into(),
+            mode: 0o755,
+            chown: None,
+        },
+    ])?;
+    ensure(stats.written.is_none(), "an op with a mkdir")?;
+    Ok(())
 }
 
 /// Sets a file's mtime to `secs` after the epoch.

@@ -218,11 +218,12 @@ pub async fn build(mut request: BuildRequest) -> Result<BuildResult, BuildError>
             strata_solver::new_image(&store, &graph, &target, &fs, &target_platform, epoch, tags)
                 .map_err(BuildError::AssembleImage)?;
         names = new.tags.iter().map(ToString::to_string).collect();
-        let id = store.commit_image(new).map_err(BuildError::CommitImage)?;
-        let manifest_digest = store.image(id.as_str())?.manifest_digest;
+        let committed = store
+            .commit_image_with_manifest(new)
+            .map_err(BuildError::CommitImage)?;
         image = Some(BuiltImage {
-            id,
-            manifest_digest,
+            id: committed.id,
+            manifest_digest: committed.manifest_digest,
         });
     }
     let mut stdout = request.stdout.take();

@@ -448,6 +448,12 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         std::io::stderr().lock().write_all(err.as_bytes())?;
         eprint_warning_summary(&warnings);
     }
+    // Everything the build started has ended ([`strata_build::build`] returns only then), and
+    // what is written after it (the files above, the GC) was written on this thread. What is
+    // left in the runtime is idle threads and the Ctrl-C task: dropping it would wake and join
+    // each thread (0.02–0.15 ms of a no-op at load 3, its p90 0.4–0.5 ms); they end with the
+    // process instead.
+    runtime.shutdown_background();
     Ok(ExitCode::SUCCESS)
 }
 

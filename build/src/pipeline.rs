@@ -52,6 +52,16 @@ pub fn lower(request: &BuildRequest) -> Result<Lowered, BuildError> {
 
 /// Runs the build `request` asks for. Warnings and step events go to `request.progress`,
 /// in order; the channel is closed once the steps are done, before the outputs are written.
+///
+/// Returns only once everything it started has ended, so that a caller may end the process,
+/// and its runtime without joining the runtime's idle threads, as soon as it has the result:
+/// every `spawn_blocking` of the build is awaited by the task that spawned it, the solver
+/// drains all of its tasks before it returns (on failure too), and a `--explain` reason's
+/// detached task holds the event channel that is drained to its end here; scoped threads are
+/// joined, and the threads left running (the worker's janitor deleting scratch directories, the
+/// sandbox helper's reaper) write nothing that must last: a scratch directory the janitor has
+/// not deleted yet is inside this process's staging directory, which the next opener of the
+/// store removes. What the build wrote is durable as docs/STORE.md says by then.
 pub async fn build(mut request: BuildRequest) -> Result<BuildResult, BuildError> {
     let started = Instant::now();
     let progress = request.progress.take();
@@ -218,11 +228,12 @@ pub async fn build(mut request: BuildRequest) -> Result<BuildResult, BuildError>
             strata_solver::new_image(&store, &graph, &target, &fs, &target_platform, epoch, tags)
                 .map_err(BuildError::AssembleImage)?;
         names = new.tags.iter().map(ToString::to_string).collect();
-        let id = store.commit_image(new).map_err(BuildError::CommitImage)?;
-        let manifest_digest = store.image(id.as_str())?.manifest_digest;
+        let committed = store
+            .commit_image_with_manifest(new)
+            .map_err(BuildError::CommitImage)?;
         image = Some(BuiltImage {
-            id,
-            manifest_digest,
+            id: committed.id,
+            manifest_digest: committed.manifest_digest,
         });
     }
     let mut stdout = request.stdout.take();

@@ -59,24 +59,30 @@ impl Digest {
     }
 }
 
+/// Whether `s` is `sha256:` and 64 lowercase hex digits.
+fn is_digest(s: &str) -> bool {
+    s.strip_prefix("sha256:").is_some_and(|hex| {
+        hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    })
+}
+
 impl FromStr for Digest {
     type Err = DigestError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let valid = s.strip_prefix("sha256:").is_some_and(|hex| {
-            hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-        });
-        if valid {
-            Ok(Digest(s.to_owned()))
-        } else {
-            Err(DigestError(s.chars().take(200).collect()))
-        }
+        Digest::try_from(s.to_owned())
     }
 }
 
+/// Keeps the string it checked: a digest read from JSON (hundreds in a build's cache records)
+/// is not copied again.
 impl TryFrom<String> for Digest {
     type Error = DigestError;
     fn try_from(s: String) -> Result<Self, Self::Error> {
-        s.parse()
+        if is_digest(&s) {
+            Ok(Digest(s))
+        } else {
+            Err(DigestError(s.chars().take(200).collect()))
+        }
     }
 }
 
@@ -364,7 +370,15 @@ mod tests {
             format!("sha256:{}/", "a".repeat(63)),
         ] {
             assert!(bad.parse::<Digest>().is_err(), "{bad}");
+            // Read from JSON (a record, a manifest) by the same check.
+            let json = serde_json::to_string(&bad).unwrap();
+            assert!(serde_json::from_str::<Digest>(&json).is_err(), "{bad}");
         }
+        let good = format!("\"sha256:{hex}\"");
+        assert_eq!(
+            serde_json::from_str::<Digest>(&good).unwrap().as_str(),
+            format!("sha256:{hex}")
+        );
     }
 
     #[test]

@@ -189,6 +189,15 @@ pub struct ImageSummary {
     pub repo_digests: Vec<String>,
 }
 
+/// An image [`Store::commit_image_with_manifest`] stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommittedImage {
+    /// The image ID: the digest of its config.
+    pub id: Digest,
+    /// The digest of the manifest written for it.
+    pub manifest_digest: Digest,
+}
+
 /// What [`Store::commit_image`] stores.
 #[derive(Debug, Clone)]
 pub struct NewImage {
@@ -489,6 +498,15 @@ impl Store {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn commit_image(&self, image: NewImage) -> Result<Digest, StoreError> {
+        Ok(self.commit_image_with_manifest(image)?.id)
+    }
+
+    /// [`Store::commit_image`], also giving the digest of the manifest it wrote: what a build
+    /// reports, without reading the image back.
+    pub fn commit_image_with_manifest(
+        &self,
+        image: NewImage,
+    ) -> Result<CommittedImage, StoreError> {
         let _lease = self.lease()?;
         let NewImage {
             mut config,
@@ -537,7 +555,7 @@ impl Store {
         layers: &[LayerDescriptor],
         layer_sizes: Vec<u64>,
         tags: &[Reference],
-    ) -> Result<Digest, StoreError> {
+    ) -> Result<CommittedImage, StoreError> {
         // What the store would refuse to read back (`read_blob`) is never written.
         if config_bytes.len() as u64 > crate::blob::MAX_DOCUMENT {
             return Err(StoreError::document(
@@ -555,7 +573,7 @@ impl Store {
         self.index_image(
             &config.digest,
             ImageRecord {
-                manifest: manifest.digest,
+                manifest: manifest.digest.clone(),
                 manifest_media_type: OCI_MANIFEST.into(),
                 layer_sizes,
                 last_tag_time: Some(now_rfc3339()),
@@ -563,7 +581,10 @@ impl Store {
             },
             tags,
         )?;
-        Ok(config.digest)
+        Ok(CommittedImage {
+            id: config.digest,
+            manifest_digest: manifest.digest,
+        })
     }
 
     /// Adds (or refreshes) an image record and moves `tags` to it.

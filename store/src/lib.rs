@@ -90,7 +90,9 @@ pub use container::{
 pub use digest::{Digest, DigestError, HashingWriter, chain_id, chain_ids};
 pub use error::StoreError;
 pub use gc::{DiskUsage, GcReport, PruneReport, filesystem_size};
-pub use image::{History, Image, ImageConfigFile, ImageSummary, NewImage, Removed, RootFs};
+pub use image::{
+    CommittedImage, History, Image, ImageConfigFile, ImageSummary, NewImage, Removed, RootFs,
+};
 pub use import::ImportOptions;
 pub use layer::{LayerDescriptor, LayerWriter};
 pub use load::LoadedImage;

@@ -189,6 +189,29 @@ fn images_resolve_by_reference_id_and_prefix() {
 }
 
 #[test]
+fn a_commit_gives_the_manifest_digest_the_image_is_read_back_with() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    let l = write_layer(&store, &layer_tar(&[("a", "1")]), Compression::None);
+    let committed = store
+        .commit_image_with_manifest(NewImage {
+            config: config(&["one"]),
+            layers: vec![l],
+            tags: vec![Reference::parse("app:1").unwrap()],
+        })
+        .unwrap();
+    let image = store.image("app:1").unwrap();
+    assert_eq!(
+        (&committed.id, &committed.manifest_digest),
+        (&image.id, &image.manifest_digest)
+    );
+    // The manifest digest is the digest of the manifest's bytes, not of the config's.
+    let manifest = store.read_blob(&committed.manifest_digest).unwrap();
+    assert_eq!(Digest::of(&manifest), committed.manifest_digest);
+    assert_ne!(committed.manifest_digest, committed.id);
+}
+
+#[test]
 fn config_fields_docker_knows_and_oci_spec_does_not_survive() {
     let tmp = tempfile::tempdir().unwrap();
     let store = Store::open(tmp.path()).unwrap();

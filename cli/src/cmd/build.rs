@@ -12,6 +12,7 @@ use crate::dockerfile::{self, absolute};
 use crate::ui::{self, Progress};
 use anyhow::{Context as _, bail};
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -418,7 +419,8 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             writeln!(std::io::stdout().lock(), "{id}")?;
         }
     } else {
-        let mut err = std::io::stderr().lock();
+        // Written at once: standard error is unbuffered, `writeln!` on it is a write a piece.
+        let mut err = String::new();
         writeln!(
             err,
             "cache: {} steps cached, {} run; {:.1}s saved; built in {:.1}s",
@@ -443,9 +445,15 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             Ok(None) => {}
             Err(e) => writeln!(err, "warning: automatic build cache gc failed: {e:#}")?,
         }
-        drop(err);
+        std::io::stderr().lock().write_all(err.as_bytes())?;
         eprint_warning_summary(&warnings);
     }
+    // Everything the build started has ended ([`strata_build::build`] returns only then), and
+    // what is written after it (the files above, the GC) was written on this thread. What is
+    // left in the runtime is idle threads and the Ctrl-C task: dropping it would wake and join
+    // each thread (0.02–0.15 ms of a no-op at load 3, its p90 0.4–0.5 ms); they end with the
+    // process instead.
+    runtime.shutdown_background();
     Ok(ExitCode::SUCCESS)
 }
 

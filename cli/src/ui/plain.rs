@@ -10,7 +10,8 @@
 
 use super::{Out, Render};
 use std::collections::HashMap;
-use std::io::Write;
+use std::fmt::Write as _;
+use std::io::Write as _;
 use std::time::Instant;
 use strata_build::Event;
 
@@ -38,16 +39,19 @@ impl Plain {
 
 impl Render for Plain {
     fn event(&mut self, event: &Event) {
+        // Formatted first and written at once: stderr is unbuffered, so `writeln!` on it is a
+        // write per piece (six for a cached step), and a reader of a pipe wakes for each.
+        let mut text = String::new();
         let _ = match event {
             Event::Started { node, label } => {
                 let n = self.number(*node);
                 self.started.insert(*node, Instant::now());
-                writeln!(self.out, "#{n} {}", crate::report::clip(label))
+                writeln!(text, "#{n} {}", crate::report::clip(label))
             }
             Event::Cached { node, label } => {
                 let n = self.number(*node);
                 let label = crate::report::clip(label);
-                writeln!(self.out, "#{n} {label}\n#{n} CACHED")
+                writeln!(text, "#{n} {label}\n#{n} CACHED")
             }
             Event::Log { node, line, .. } => {
                 let n = self.number(*node);
@@ -55,25 +59,26 @@ impl Render for Plain {
                     .started
                     .get(node)
                     .map_or(0.0, |t| t.elapsed().as_secs_f64());
-                writeln!(self.out, "#{n} {offset:.3} {line}")
+                writeln!(text, "#{n} {offset:.3} {line}")
             }
             Event::Finished { node, elapsed, .. } => {
                 let n = self.number(*node);
-                writeln!(self.out, "#{n} DONE {:.1}s", elapsed.as_secs_f64())
+                writeln!(text, "#{n} DONE {:.1}s", elapsed.as_secs_f64())
             }
             Event::Failed { node, error } => {
                 let n = self.number(*node);
                 writeln!(
-                    self.out,
+                    text,
                     "#{n} ERROR: {}",
                     crate::report::clip(&error.to_string())
                 )
             }
             Event::Miss { node, reason, .. } => {
                 let n = self.number(*node);
-                writeln!(self.out, "#{n} MISS: {reason}")
+                writeln!(text, "#{n} MISS: {reason}")
             }
         };
+        let _ = self.out.write_all(text.as_bytes());
     }
 
     fn finish(&mut self) {
@@ -90,7 +95,7 @@ mod tests {
 
     #[derive(Clone, Default)]
     struct Buf(Arc<Mutex<Vec<u8>>>);
-    impl Write for Buf {
+    impl std::io::Write for Buf {
         fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
             self.0.lock().expect("test buffer").extend_from_slice(b);
             Ok(b.len())
@@ -148,6 +153,50 @@ mod tests {
         assert_eq!(
             lines[6],
             "#3 ERROR: process \"/bin/sh -c exit 3\" did not complete successfully: exit code: 3"
+        );
+    }
+
+    /// Each `write` call it gets, as it got it.
+    #[derive(Clone, Default)]
+    struct Writes(Arc<Mutex<Vec<String>>>);
+    impl std::io::Write for Writes {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            let text = String::from_utf8(b.to_vec()).expect("utf-8");
+            self.0.lock().expect("test writes").push(text);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn an_event_is_one_write_of_whole_lines() {
+        // Standard error is unbuffered: a line written in pieces costs a syscall a piece and
+        // can be split by another writer (the warnings, `--push`'s lines).
+        let writes = Writes::default();
+        let mut p = Plain::new(Box::new(writes.clone()));
+        p.event(&Event::Cached {
+            node: 4,
+            label: "[2/3] COPY . /app".into(),
+        });
+        p.event(&Event::Started {
+            node: 5,
+            label: "[3/3] RUN make".into(),
+        });
+        p.event(&Event::Finished {
+            node: 5,
+            elapsed: Duration::from_millis(300),
+            phases: vec![],
+        });
+        p.finish();
+        assert_eq!(
+            *writes.0.lock().expect("test writes"),
+            [
+                "#1 [2/3] COPY . /app\n#1 CACHED\n",
+                "#2 [3/3] RUN make\n",
+                "#2 DONE 0.3s\n"
+            ]
         );
     }
 }

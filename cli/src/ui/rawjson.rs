@@ -27,8 +27,10 @@ impl Render for RawJson {
         let time = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
-        if let Ok(json) = serde_json::to_string(&Line { time, event }) {
-            let _ = writeln!(self.out, "{json}");
+        if let Ok(mut json) = serde_json::to_string(&Line { time, event }) {
+            // One write per line (stderr is unbuffered).
+            json.push('\n');
+            let _ = self.out.write_all(json.as_bytes());
         }
     }
 

@@ -418,21 +418,26 @@ ROW_FS = {"biglayer-cold": "4G", "bigcontext-cold": "4G", "bigcontext-edit": "4G
 
 # --------------------------------------------------------------------------- the floors
 
-def med(samples, row, part, key="wall_ms"):
-    v = [s[key] for s in samples if s["row"] == row and s["part"] == part]
-    return statistics.median(v) if v else None
+def stat(samples, row, part, key):
+    """The median of `key` ("wall_ms" or "cpu_ms") over a part's samples, or with key
+    "min_wall" their least wall: the sample the machine's other work disturbed least."""
+    v = [s["wall_ms" if key == "min_wall" else key] for s in samples
+         if s["row"] == row and s["part"] == part]
+    if not v:
+        return 0.0
+    return min(v) if key == "min_wall" else statistics.median(v)
 
 
 def floors(samples):
-    """Per row, the designs' critical paths from the parts' medians (wall ms, and CPU ms with
-    the same formula), as (name, formula, wall, cpu)."""
+    """Per row, the designs' critical paths from the parts' median walls, least walls and
+    median CPU ms (the same formula each), as (name, formula, wall, least wall, cpu)."""
     out = {}
     for row in ROWS:
         if not any(s["row"] == row for s in samples):
             continue
 
-        def m(part, key="wall_ms", row=row):
-            return med(samples, row, part, key) or 0.0
+        def m(part, key, row=row):
+            return stat(samples, row, part, key)
         designs = {
             "biglayer-cold": [
                 ("blob (today's design)", "run + max(sha256, blob_ew_write) + blob_ew_fsync",
@@ -474,13 +479,13 @@ def floors(samples):
                  + max(m("layers", k), m("snap_sync", k)) + m("index", k)),
             ],
         }[row]
-        out[row] = [(n, f, fn("wall_ms"), fn("cpu_ms")) for n, f, fn in designs]
+        out[row] = [(n, f, fn("wall_ms"), fn("min_wall"), fn("cpu_ms")) for n, f, fn in designs]
     return out
 
 
 def against(path):
-    """BuildKit's median wall per row, the medians of its vertices' seconds, and strata's
-    median phases, from a run.py `--fs` JSON."""
+    """BuildKit's median wall per row, the median span of each of its vertices (from the end
+    of the vertex before it), and strata's median phases, from a run.py `--fs` JSON."""
     with open(path) as f:
         data = json.load(f)
     out = {}
@@ -492,9 +497,11 @@ def against(path):
         if not bk or not st:
             continue
         verts = {}
-        for s in bk:
+        for s in bk:  # each vertex's span: its end less the end before it (ms resolution)
+            prev = 0.0
             for v in s.get("vertices") or []:
-                verts.setdefault(v["name"][:60], []).append(v["secs"])
+                verts.setdefault(v["name"][:60], []).append(v["t_end"] - prev)
+                prev = v["t_end"]
         phases = {}
         for s in st:
             for k, v in (s.get("phases_ms") or {}).items():
@@ -503,8 +510,6 @@ def against(path):
             "buildkit_s": statistics.median(s["wall"] for s in bk),
             "strata_s": statistics.median(s["wall"] for s in st),
             "buildkit_vertices_s": {k: statistics.median(v) for k, v in verts.items()},
-            "buildkit_first_vertex_end_s": statistics.median(
-                min(v["t_end"] for v in s["vertices"]) for s in bk if s.get("vertices")),
             "strata_phases_ms": {k: round(statistics.median(v), 1) for k, v in phases.items()
                                  if statistics.median(v) >= 0.5},
         }
@@ -523,29 +528,30 @@ def report(samples, ref, n):
             continue
         loads = sorted(s["load1"] for s in rs)
         lines += ["", "## %s (N=%d, 1-minute load %.1f–%.1f, median %.1f)" % (
-            row, n, loads[0], loads[-1], statistics.median(loads)), "",
+            row, len({(s.get("run"), s["rep"]) for s in rs}), loads[0], loads[-1],
+            statistics.median(loads)), "",
             "| part | wall ms median [min–max] | CPU ms median [min–max] |", "|---|---|---|"]
         for part in dict.fromkeys(s["part"] for s in rs):
             w = [s["wall_ms"] for s in rs if s["part"] == part]
             c = [s["cpu_ms"] for s in rs if s["part"] == part]
             lines.append("| %s | %.0f [%.0f–%.0f] | %.0f [%.0f–%.0f] |" % (
                 part, statistics.median(w), min(w), max(w), statistics.median(c), min(c), max(c)))
-        lines += ["", "| design | critical path | wall ms | CPU ms | × BuildKit | goal |",
-                  "|---|---|---|---|---|---|"]
+        lines += ["", "| design | critical path | wall ms (medians) | wall ms (least) | CPU ms "
+                  "(medians) | least wall × BuildKit | goal |", "|---|---|---|---|---|---|---|"]
         bk = ref.get(row, {}).get("buildkit_s")
-        for name, formula, wall, c in floors(samples)[row]:
-            ratio = "%.2f×" % (wall / 1000 / bk) if bk else "–"
-            lines.append("| %s | %s | %.0f | %.0f | %s | %.2f×%s |" % (
-                name, formula, wall, c, ratio, GOAL[row],
+        for name, formula, wall, least, c in floors(samples)[row]:
+            ratio = "%.2f×" % (least / 1000 / bk) if bk else "–"
+            lines.append("| %s | %s | %.0f | %.0f | %.0f | %s | %.2f×%s |" % (
+                name, formula, wall, least, c, ratio, GOAL[row],
                 " (%.0f ms)" % (GOAL[row] * bk * 1000) if bk else ""))
         if row in ref:
             x = ref[row]
             lines += ["", "BuildKit %.3f s, strata %.3f s (medians of the reference run); strata's "
                       "phases (ms): %s" % (x["buildkit_s"], x["strata_s"], ", ".join(
                           "%s %s" % kv for kv in x["strata_phases_ms"].items())),
-                      "BuildKit's vertices (median s, 0.1 s resolution): first vertex ends at %.2f; %s"
-                      % (x["buildkit_first_vertex_end_s"], "; ".join(
-                          "%s %.1f" % kv for kv in x["buildkit_vertices_s"].items() if kv[1] > 0))]
+                      "BuildKit's steps (median s from the end of the one before, the first from "
+                      "the client's start): %s" % "; ".join(
+                          "%s %.3f" % kv for kv in x["buildkit_vertices_s"].items() if kv[1] >= 0.005)]
     return "\n".join(lines)
 
 
@@ -559,12 +565,19 @@ def main():
     ap.add_argument("--against", help="a run.py --fs JSON: BuildKit's medians, strata's phases")
     ap.add_argument("--tag", default="")
     ap.add_argument("--warmup", type=int, default=1, help="repetitions run first and dropped")
-    ap.add_argument("--table-only", help="a floor JSON: print its tables again")
+    ap.add_argument("--table-only", nargs="+",
+                    help="floor JSONs: print the tables of their samples pooled")
     a = ap.parse_args()
-    if a.table_only:
-        with open(a.table_only) as f:
-            d = json.load(f)
-        print(report(d["samples"], d.get("against") or {}, d["n"]))
+    if a.table_only:  # several files: their samples pooled
+        samples, ref = [], {}
+        for path in a.table_only:
+            with open(path) as f:
+                d = json.load(f)
+            samples += [dict(s, run=path) for s in d["samples"]]
+            ref = d.get("against") or ref
+        if a.against:
+            ref = against(a.against)
+        print(report(samples, ref, 0))
         return
     rows = ROWS if a.row == "all" else tuple(a.row.split(","))
     for r in rows:
@@ -616,7 +629,7 @@ def main():
     with open(out, "w") as f:
         json.dump({"meta": meta, "n": a.n, "samples": samples, "against": ref,
                    "against_file": a.against,
-                   "floors": {r: [dict(zip(("design", "path", "wall_ms", "cpu_ms"), d))
+                   "floors": {r: [dict(zip(("design", "path", "wall_ms", "least_wall_ms", "cpu_ms"), d))
                                   for d in v] for r, v in floors(samples).items()}},
                   f, indent=1)
     print("\n%s" % out, file=sys.stderr)

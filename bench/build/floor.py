@@ -9,7 +9,16 @@ CPU (user and system of this script's threads and of the commands it waits for; 
 writeback threads are not counted), which the load of other work stretches less than wall.
 
     python3 bench/build/floor.py [-n 5] [--row all|biglayer-cold,bigcontext-cold,...]
-        [--against results/run-<id>.json]   # BuildKit's medians and vertices, strata's phases
+        [--tools target/release/strata]     # both tools' builds in every repetition too
+        [--against results/run-<id>.json]   # or BuildKit's and strata's from an earlier run
+    python3 bench/build/floor.py --table-only results/floor-<a>.json results/floor-<b>.json
+
+With `--tools`, each repetition also builds the rows' scenarios (cold, then the one-file
+edit) with BuildKit and with strata, each on a fresh filesystem of its own (`fsmode.py`'s
+blocks, as `run.py --fs ext4`), so that the floors are set against both tools measured on
+the same machine at the same time: the tables give each design's floor as a ratio to that
+BuildKit median, beside strata's median phases. The floors use each part's least wall (the
+sample the machine's other work disturbed least) as well as its medians.
 
 Rows and their parts (the scenarios are the shared harness's, generated into
 bench/build/work/scenarios; the RUN runs in a plain `chroot` of the harness's busybox rootfs
@@ -32,8 +41,9 @@ by `floorfs.c`, compiled here, which makes only the syscalls the work needs):
 - bigcontext-edit: `scan`, `clone` (a directory per directory and a hard link per file of the
   earlier snapshot, then the edited file replaced), `run`, `snap_sync` (`syncfs` of the
   clone), `edit_upper` and `run_overlay` (no clone: the edited file written alone into an
-  overlay's upper dir over the earlier snapshot, and the RUN on that overlay), `sha256` (of the 215 MB layer tar), `copy_rw` (the earlier tar read, hashed and
-  written into a new blob, writeback every 32 MiB: the incremental tar's bytes) with
+  overlay's upper dir over the earlier snapshot, and the RUN on that overlay), `sha256` (of
+  the 215 MB layer tar), `copy_rw` (the earlier tar read, hashed and written into a new
+  blob, writeback every 32 MiB: the incremental tar's bytes) with
   `copy_fsync`, `copy_cfr` (`copy_file_range` plus a `pread` to hash), `write`/`fsync` (the
   tar from memory into a new file, then its fsync) and `ranges_fsync` (a 16 KiB file, the size
   of a blob made of the earlier blob's ranges plus the edited entry, written and fsynced).
@@ -49,7 +59,8 @@ run it on the previous part's dirty data: the RUN after the COPY, and the syncs 
 One warm-up repetition of every row runs first and is dropped (`--warmup`): on a VM that
 booted recently, memory touched for the first time costs several times more.
 
-Root (mount, chroot). JSON of every sample: `results/floor-<UTC>[-tag].json`.
+Root (mount, chroot; dockerd with `--tools`). JSON of every sample, the tools' included:
+`results/floor-<UTC>[-tag].json`.
 """
 import argparse
 import contextlib
@@ -484,13 +495,17 @@ def floors(samples):
 
 
 def against(path):
-    """BuildKit's median wall per row, the median span of each of its vertices (from the end
-    of the vertex before it), and strata's median phases, from a run.py `--fs` JSON."""
+    """`tool_ratios` of a run.py `--fs` JSON's samples."""
     with open(path) as f:
-        data = json.load(f)
+        return tool_ratios(json.load(f)["samples"])
+
+
+def tool_ratios(samples):
+    """BuildKit's median wall per row, the median span of each of its vertices (from the end
+    of the vertex before it), and strata's median phases, from run.py `--fs` samples."""
     out = {}
     for row, (scen, measure) in ROW_KEY.items():
-        sel = [s for s in data["samples"] if s.get("scenario") == scen
+        sel = [s for s in samples if s.get("scenario") == scen
                and s.get("measure") == measure and s.get("ok")]
         bk = [s for s in sel if s["tool"] == "buildkit"]
         st = [s for s in sel if s["tool"] == "strata"]
@@ -546,7 +561,7 @@ def report(samples, ref, n):
                 " (%.0f ms)" % (GOAL[row] * bk * 1000) if bk else ""))
         if row in ref:
             x = ref[row]
-            lines += ["", "BuildKit %.3f s, strata %.3f s (medians of the reference run); strata's "
+            lines += ["", "BuildKit %.3f s, strata %.3f s (medians of the builds set against); strata's "
                       "phases (ms): %s" % (x["buildkit_s"], x["strata_s"], ", ".join(
                           "%s %s" % kv for kv in x["strata_phases_ms"].items())),
                       "BuildKit's steps (median s from the end of the one before, the first from "
@@ -563,18 +578,25 @@ def main():
     ap.add_argument("--shared", default=os.path.join(REPO, "..", "shared", "bench"))
     ap.add_argument("--fs-dir", default="/var/tmp/strata-floor")
     ap.add_argument("--against", help="a run.py --fs JSON: BuildKit's medians, strata's phases")
+    ap.add_argument("--tools", metavar="STRATA",
+                    help="also build the rows' scenarios with BuildKit and this strata binary "
+                         "in every repetition (fsmode.py's blocks), and set the floors against "
+                         "those builds")
     ap.add_argument("--tag", default="")
     ap.add_argument("--warmup", type=int, default=1, help="repetitions run first and dropped")
     ap.add_argument("--table-only", nargs="+",
                     help="floor JSONs: print the tables of their samples pooled")
     a = ap.parse_args()
     if a.table_only:  # several files: their samples pooled
-        samples, ref = [], {}
+        samples, tool_samples, ref = [], [], {}
         for path in a.table_only:
             with open(path) as f:
                 d = json.load(f)
             samples += [dict(s, run=path) for s in d["samples"]]
+            tool_samples += d.get("tool_samples") or []
             ref = d.get("against") or ref
+        if tool_samples:
+            ref = tool_ratios(tool_samples)
         if a.against:
             ref = against(a.against)
         print(report(samples, ref, 0))
@@ -604,6 +626,15 @@ def main():
     if "biglayer-cold" in rows:
         env["body500"] = os.urandom(524288000)
     ref = against(a.against) if a.against else {}
+    tools = None
+    if a.tools:  # both tools' builds of the rows' scenarios, in the same repetitions
+        strata = os.path.abspath(a.tools)
+        ns = argparse.Namespace(shared=a.shared, measure="cold,edit", base="busybox:local",
+                                seed=20261122, fs="ext4", fs_dir="/var/tmp/strata-coldbench",
+                                n=a.n, n_for={}, profile=False,
+                                scenarios=",".join(dict.fromkeys(ROW_KEY[r][0] for r in rows)))
+        fsmode.check(ns)
+        tools = fsmode.Run(ns, strata, a.work, os.path.join(HERE, "results"), "floor")
     samples = []
     meta = {"started": datetime.datetime.now(datetime.timezone.utc).isoformat(),
             "loadavg_start": os.getloadavg(), "rows": rows, "n": a.n, "warmup": a.warmup,
@@ -621,14 +652,23 @@ def main():
                 print("rep %d %s (load %.2f): %s" % (rep + 1, row, os.getloadavg()[0], ", ".join(
                     "%s %.0f/%.0f" % (s["part"], s["wall_ms"], s["cpu_ms"])
                     for s in samples[before:])), file=sys.stderr, flush=True)
+        if tools and rep >= 0:
+            for scen in tools.scens:
+                tools.buildkit_block(scen, rep)
+                tools.strata_block(scen, rep)
     meta["loadavg_end"] = os.getloadavg()
+    if tools:
+        ref = tool_ratios(tools.samples)
+        meta["tools"] = {"strata": strata, "buildkit": subprocess.run(
+            [tools.docker, "--version"], capture_output=True, text=True).stdout.strip(),
+            "machine": tools.h.machine_info()}
     table = report(samples, ref, a.n)
     print(table)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     out = os.path.join(HERE, "results", "floor-%s%s.json" % (stamp, "-" + a.tag if a.tag else ""))
     with open(out, "w") as f:
         json.dump({"meta": meta, "n": a.n, "samples": samples, "against": ref,
-                   "against_file": a.against,
+                   "against_file": a.against, "tool_samples": tools.samples if tools else [],
                    "floors": {r: [dict(zip(("design", "path", "wall_ms", "least_wall_ms", "cpu_ms"), d))
                                   for d in v] for r, v in floors(samples).items()}},
                   f, indent=1)

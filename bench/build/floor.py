@@ -654,8 +654,12 @@ def main():
                     for s in samples[before:])), file=sys.stderr, flush=True)
         if tools and rep >= 0:
             for scen in tools.scens:
-                tools.buildkit_block(scen, rep)
-                tools.strata_block(scen, rep)
+                for block in (tools.buildkit_block, tools.strata_block):
+                    try:
+                        block(scen, rep)
+                    except Exception as e:  # noqa: BLE001 (one block lost, not the run)
+                        print("%s rep %d: block aborted: %s" % (scen["name"], rep, str(e)[:300]),
+                              file=sys.stderr, flush=True)
     meta["loadavg_end"] = os.getloadavg()
     if tools:
         ref = tool_ratios(tools.samples)

@@ -73,15 +73,32 @@ pub fn write_atomic_unsynced_with(
     Ok(())
 }
 
-/// Atomically replaces `path` with `bytes`, fsynced, but without the directory's fsync
-/// ([`write_atomic`] has it): after a power loss or a kernel crash the rename may be undone,
-/// leaving the old file, never an empty or torn one. Only for changes whose loss is harmless
-/// (`images.json` when a rebuild only refreshes a tag's `last_tag_time`). Saves one fsync.
-pub fn write_atomic_revertible(path: &Path, bytes: &[u8]) -> Result<(), DurableError> {
+/// [`write_atomic`] for a file whose filesystem `settle` may sync as a whole: `settle` runs
+/// once the temporary file holds `bytes` and before its rename, and returns whether it synced
+/// the filesystem of `path` (a `syncfs` started after those bytes were written, which makes
+/// the temporary file durable too), in which case the temporary file's own fsync is skipped.
+/// The image index uses it to make the blobs it names and itself durable with one sync where
+/// it took two (`images.json`: the blobs' `syncfs`, then its own fsync).
+///
+/// With `revertible`, the directory's fsync is skipped too: after a power loss or a kernel
+/// crash the rename may be undone, leaving the old file, never an empty or torn one. Only for
+/// changes whose loss is harmless (`images.json` when a rebuild only refreshes a tag's
+/// `last_tag_time`).
+pub fn write_atomic_settling<E: From<DurableError>>(
+    path: &Path,
+    bytes: &[u8],
+    revertible: bool,
+    settle: impl FnOnce() -> Result<bool, E>,
+) -> Result<(), E> {
     let tmp = written_temp(path, |w| w.write_all(bytes))?;
-    tmp.as_file().sync_all().map_err(fail("write", path))?;
+    if !settle()? {
+        tmp.as_file().sync_all().map_err(fail("write", path))?;
+    }
     tmp.persist(path)
         .map_err(|e| fail("replace", path)(e.error))?;
+    if !revertible {
+        sync_dir(parent(path))?;
+    }
     Ok(())
 }
 
@@ -170,6 +187,46 @@ mod tests {
         let err = write_atomic_unsynced(&dir.path().join("no/such/f"), b"x").unwrap_err();
         assert_eq!(err.action, "create a temp file in");
         assert!(err.path.ends_with("no/such"), "{}", err.path.display());
+    }
+
+    /// Issue 15: `settle` runs once the temporary file holds the new bytes and before the
+    /// rename (a `syncfs` there covers the file); its failure leaves the old file.
+    #[test]
+    fn a_settling_write_settles_between_the_temp_file_and_the_rename() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        write_atomic(&path, b"old").unwrap();
+        let seen = |synced: bool| {
+            let (dir, path) = (dir.path().to_owned(), path.clone());
+            move || -> Result<bool, DurableError> {
+                assert_eq!(fs_err::read(&path).unwrap(), b"old");
+                let temps: Vec<Vec<u8>> = fs_err::read_dir(&dir)
+                    .unwrap()
+                    .map(|e| e.unwrap().path())
+                    .filter(|p| *p != path)
+                    .map(|p| fs_err::read(p).unwrap())
+                    .collect();
+                assert_eq!(temps, [b"new".to_vec()]);
+                Ok(synced)
+            }
+        };
+        write_atomic_settling(&path, b"new", false, seen(true)).unwrap();
+        assert_eq!(fs_err::read(&path).unwrap(), b"new");
+        write_atomic(&path, b"old").unwrap();
+        write_atomic_settling(&path, b"new", true, seen(false)).unwrap();
+        assert_eq!(fs_err::read(&path).unwrap(), b"new");
+
+        let err = write_atomic_settling(&path, b"newer", false, || {
+            Err(DurableError {
+                action: "sync",
+                path: dir.path().to_owned(),
+                source: io::Error::other("disk gone"),
+            })
+        })
+        .unwrap_err();
+        assert_eq!(err.action, "sync");
+        assert_eq!(fs_err::read(&path).unwrap(), b"new");
+        assert_eq!(fs_err::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]

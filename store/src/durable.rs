@@ -250,6 +250,10 @@ mod tests {
 /// Bytes of a file written between two early writebacks.
 const WRITEBACK_STEP: u64 = 32 << 20;
 
+/// Bytes from which a build's blob has its writeback started when it is finished
+/// ([`EarlyWriteback::finish`]).
+const EARLY_TAIL: u64 = 1 << 20;
+
 /// What an [`EarlyWriteback`]'s helper does every [`WRITEBACK_STEP`] bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Writeback {
@@ -326,11 +330,25 @@ impl EarlyWriteback {
         }
     }
 
-    /// Waits for the helper to stop (before the final fsync).
+    /// Waits for the helper to stop (before the final fsync). With [`Writeback::Start`], the
+    /// writeback of what no step covered (all of a file under [`WRITEBACK_STEP`], from
+    /// [`EARLY_TAIL`] up) is started first: the build's one sync comes later (`settle.rs`),
+    /// and the steps that follow this blob (an edit's RUN after its COPY) run while the kernel
+    /// writes it. Smaller files (a config, a manifest) are left to the sync, which is as quick
+    /// for them as a start.
     pub(crate) fn finish(mut self) {
         if let Some((tx, helper)) = self.helper.take() {
+            if self.how == Writeback::Start {
+                // A step already pending starts the writeback up to the end just as well.
+                let _ = tx.try_send(());
+            }
             drop(tx);
             let _ = helper.join();
+        } else if self.how == Writeback::Start
+            && self.written >= EARLY_TAIL
+            && let Some(file) = &self.file
+        {
+            start_writeback(file, 0);
         }
     }
 }

@@ -330,25 +330,32 @@ impl EarlyWriteback {
         }
     }
 
-    /// Waits for the helper to stop (before the final fsync). With [`Writeback::Start`], the
-    /// writeback of what no step covered (all of a file under [`WRITEBACK_STEP`], from
-    /// [`EARLY_TAIL`] up) is started first: the build's one sync comes later (`settle.rs`),
+    /// With [`Writeback::Sync`], waits for the helper to stop (before the final fsync). With
+    /// [`Writeback::Start`], starts the writeback of what no step covered (all of a file under
+    /// [`WRITEBACK_STEP`], from [`EARLY_TAIL`] up) on a thread of its own (the helper's last
+    /// step, or a new one), not waited for: the build's one sync comes later (`settle.rs`),
     /// and the steps that follow this blob (an edit's RUN after its COPY) run while the kernel
     /// writes it. Smaller files (a config, a manifest) are left to the sync, which is as quick
     /// for them as a start.
     pub(crate) fn finish(mut self) {
-        if let Some((tx, helper)) = self.helper.take() {
-            if self.how == Writeback::Start {
+        match (self.how, self.helper.take()) {
+            (Writeback::Sync, Some((tx, helper))) => {
+                drop(tx);
+                let _ = helper.join();
+            }
+            (Writeback::Start, Some((tx, _detached))) => {
                 // A step already pending starts the writeback up to the end just as well.
                 let _ = tx.try_send(());
             }
-            drop(tx);
-            let _ = helper.join();
-        } else if self.how == Writeback::Start
-            && self.written >= EARLY_TAIL
-            && let Some(file) = &self.file
-        {
-            start_writeback(file, 0);
+            (Writeback::Start, None) if self.written >= EARLY_TAIL => {
+                if let Some(file) = self.file.take() {
+                    // Without a thread, the sync does it all, as it would anyway.
+                    let _ = std::thread::Builder::new()
+                        .name("writeback".into())
+                        .spawn(move || start_writeback(&file, 0));
+                }
+            }
+            _ => {}
         }
     }
 }

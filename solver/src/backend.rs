@@ -166,6 +166,13 @@ pub trait Backend: Send + Sync + 'static {
         parent: Option<&Self::Output>,
     ) -> impl Future<Output = Result<Option<Self::Output>, StepError>> + Send;
 
+    /// `node` is going to execute once its inputs are done (a miss, or a step the cache is
+    /// off for): the backend may get ready for it meanwhile, while those inputs are made.
+    /// Must not block.
+    fn will_execute(&self, graph: &Graph, node: NodeId) {
+        let _ = (graph, node);
+    }
+
     /// Executes the node.
     fn execute(
         &self,

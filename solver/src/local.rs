@@ -911,6 +911,15 @@ impl Backend for LocalBackend {
         Ok(found)
     }
 
+    fn will_execute(&self, graph: &Graph, node: NodeId) {
+        // A RUN that misses: its sandbox helper starts while the steps below it run (the
+        // helper's exec and start-up were most of the first RUN's sandbox start).
+        if matches!(graph.node(node).op, Op::Exec(_)) {
+            let worker = self.worker.clone();
+            drop(tokio::task::spawn_blocking(move || worker.start_helper()));
+        }
+    }
+
     async fn execute(&self, job: Job<Output>) -> Result<Output, StepError> {
         let node = job.graph.node(job.node).clone();
         let store = self.store.clone();

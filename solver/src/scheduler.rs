@@ -307,6 +307,7 @@ impl<B: Backend> Solver<B> {
 
     fn need_all(&mut self, id: NodeId) {
         self.state.insert(id, State::NeedAll);
+        self.backend.will_execute(&self.graph, id);
         let inputs = self.graph.node(id).inputs.clone();
         for &i in &inputs {
             self.need(i);

@@ -25,6 +25,8 @@ struct Fake {
     running: AtomicUsize,
     max_running: AtomicUsize,
     saw_cancel: Mutex<Vec<String>>,
+    /// `will_execute` and `execute` calls in order: `"will join"`, `"run base"`.
+    journal: Mutex<Vec<String>>,
 }
 
 fn text(node: &Node) -> &str {
@@ -93,10 +95,16 @@ impl Backend for Fake {
         Ok(self.cache.lock().unwrap().get(key).cloned())
     }
 
+    fn will_execute(&self, graph: &Graph, node: NodeId) {
+        let n = name(graph.node(node));
+        self.journal.lock().unwrap().push(format!("will {n}"));
+    }
+
     async fn execute(&self, job: Job<String>) -> Result<String, StepError> {
         let node = job.graph.node(job.node);
         let t = text(node).to_string();
         let n = name(node);
+        self.journal.lock().unwrap().push(format!("run {n}"));
         self.executed.lock().unwrap().push(n.clone());
         let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
         self.max_running.fetch_max(now, Ordering::SeqCst);
@@ -305,6 +313,32 @@ async fn changed_content_reruns_exactly_the_step_and_its_descendants() {
     executed.sort();
     assert_eq!(executed, vec!["join", "left"]);
     assert_eq!((solved.executed, solved.cached), (2, 2));
+}
+
+/// Issue 15: the backend hears that a step will run as soon as the scheduler knows it (its
+/// probe missed), before the steps below it run, so it can get ready meanwhile (the local
+/// backend starts its sandbox helper for a RUN); a cache hit is never announced.
+#[tokio::test]
+async fn a_step_that_will_run_is_announced_before_its_inputs_run() {
+    let fake = Arc::new(Fake::default());
+    let (g, join) = diamond("left", "right");
+    run(&fake, &g, join, jobs(2)).await.0.unwrap();
+    let cold = fake.journal.lock().unwrap().clone();
+    let at = |what: &str| cold.iter().position(|e| e == what).unwrap();
+    assert_eq!(cold.len(), 8, "{cold:?}");
+    assert!(at("will join") < at("run base"), "{cold:?}");
+    assert!(at("will left") < at("run base"), "{cold:?}");
+    assert!(at("will base") < at("run base"), "{cold:?}");
+
+    fake.journal.lock().unwrap().clear();
+    fake.content.lock().unwrap().insert("left".into(), 9);
+    run(&fake, &g, join, jobs(2)).await.0.unwrap();
+    let edit = fake.journal.lock().unwrap().clone();
+    assert_eq!(edit, ["will join", "will left", "run left", "run join"]);
+
+    fake.journal.lock().unwrap().clear();
+    run(&fake, &g, join, jobs(2)).await.0.unwrap();
+    assert!(fake.journal.lock().unwrap().is_empty());
 }
 
 #[tokio::test]

@@ -73,15 +73,32 @@ pub fn write_atomic_unsynced_with(
     Ok(())
 }
 
-/// Atomically replaces `path` with `bytes`, fsynced, but without the directory's fsync
-/// ([`write_atomic`] has it): after a power loss or a kernel crash the rename may be undone,
-/// leaving the old file, never an empty or torn one. Only for changes whose loss is harmless
-/// (`images.json` when a rebuild only refreshes a tag's `last_tag_time`). Saves one fsync.
-pub fn write_atomic_revertible(path: &Path, bytes: &[u8]) -> Result<(), DurableError> {
+/// [`write_atomic`] for a file whose filesystem `settle` may sync as a whole: `settle` runs
+/// once the temporary file holds `bytes` and before its rename, and returns whether it synced
+/// the filesystem of `path` (a `syncfs` started after those bytes were written, which makes
+/// the temporary file durable too), in which case the temporary file's own fsync is skipped.
+/// The image index uses it to make the blobs it names and itself durable with one sync where
+/// it took two (`images.json`: the blobs' `syncfs`, then its own fsync).
+///
+/// With `revertible`, the directory's fsync is skipped too: after a power loss or a kernel
+/// crash the rename may be undone, leaving the old file, never an empty or torn one. Only for
+/// changes whose loss is harmless (`images.json` when a rebuild only refreshes a tag's
+/// `last_tag_time`).
+pub fn write_atomic_settling<E: From<DurableError>>(
+    path: &Path,
+    bytes: &[u8],
+    revertible: bool,
+    settle: impl FnOnce() -> Result<bool, E>,
+) -> Result<(), E> {
     let tmp = written_temp(path, |w| w.write_all(bytes))?;
-    tmp.as_file().sync_all().map_err(fail("write", path))?;
+    if !settle()? {
+        tmp.as_file().sync_all().map_err(fail("write", path))?;
+    }
     tmp.persist(path)
         .map_err(|e| fail("replace", path)(e.error))?;
+    if !revertible {
+        sync_dir(parent(path))?;
+    }
     Ok(())
 }
 
@@ -172,6 +189,46 @@ mod tests {
         assert!(err.path.ends_with("no/such"), "{}", err.path.display());
     }
 
+    /// Issue 15: `settle` runs once the temporary file holds the new bytes and before the
+    /// rename (a `syncfs` there covers the file); its failure leaves the old file.
+    #[test]
+    fn a_settling_write_settles_between_the_temp_file_and_the_rename() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        write_atomic(&path, b"old").unwrap();
+        let seen = |synced: bool| {
+            let (dir, path) = (dir.path().to_owned(), path.clone());
+            move || -> Result<bool, DurableError> {
+                assert_eq!(fs_err::read(&path).unwrap(), b"old");
+                let temps: Vec<Vec<u8>> = fs_err::read_dir(&dir)
+                    .unwrap()
+                    .map(|e| e.unwrap().path())
+                    .filter(|p| *p != path)
+                    .map(|p| fs_err::read(p).unwrap())
+                    .collect();
+                assert_eq!(temps, [b"new".to_vec()]);
+                Ok(synced)
+            }
+        };
+        write_atomic_settling(&path, b"new", false, seen(true)).unwrap();
+        assert_eq!(fs_err::read(&path).unwrap(), b"new");
+        write_atomic(&path, b"old").unwrap();
+        write_atomic_settling(&path, b"new", true, seen(false)).unwrap();
+        assert_eq!(fs_err::read(&path).unwrap(), b"new");
+
+        let err = write_atomic_settling(&path, b"newer", false, || {
+            Err(DurableError {
+                action: "sync",
+                path: dir.path().to_owned(),
+                source: io::Error::other("disk gone"),
+            })
+        })
+        .unwrap_err();
+        assert_eq!(err.action, "sync");
+        assert_eq!(fs_err::read(&path).unwrap(), b"new");
+        assert_eq!(fs_err::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
     #[test]
     fn a_failed_write_keeps_the_old_file_and_names_the_path() {
         let dir = tempfile::tempdir().unwrap();
@@ -192,6 +249,10 @@ mod tests {
 
 /// Bytes of a file written between two early writebacks.
 const WRITEBACK_STEP: u64 = 32 << 20;
+
+/// Bytes from which a build's blob has its writeback started when it is finished
+/// ([`EarlyWriteback::finish`]).
+const EARLY_TAIL: u64 = 1 << 20;
 
 /// What an [`EarlyWriteback`]'s helper does every [`WRITEBACK_STEP`] bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -269,11 +330,32 @@ impl EarlyWriteback {
         }
     }
 
-    /// Waits for the helper to stop (before the final fsync).
+    /// With [`Writeback::Sync`], waits for the helper to stop (before the final fsync). With
+    /// [`Writeback::Start`], starts the writeback of what no step covered (all of a file under
+    /// [`WRITEBACK_STEP`], from [`EARLY_TAIL`] up) on a thread of its own (the helper's last
+    /// step, or a new one), not waited for: the build's one sync comes later (`settle.rs`),
+    /// and the steps that follow this blob (an edit's RUN after its COPY) run while the kernel
+    /// writes it. Smaller files (a config, a manifest) are left to the sync, which is as quick
+    /// for them as a start.
     pub(crate) fn finish(mut self) {
-        if let Some((tx, helper)) = self.helper.take() {
-            drop(tx);
-            let _ = helper.join();
+        match (self.how, self.helper.take()) {
+            (Writeback::Sync, Some((tx, helper))) => {
+                drop(tx);
+                let _ = helper.join();
+            }
+            (Writeback::Start, Some((tx, _detached))) => {
+                // A step already pending starts the writeback up to the end just as well.
+                let _ = tx.try_send(());
+            }
+            (Writeback::Start, None) if self.written >= EARLY_TAIL => {
+                if let Some(file) = self.file.take() {
+                    // Without a thread, the sync does it all, as it would anyway.
+                    let _ = std::thread::Builder::new()
+                        .name("writeback".into())
+                        .spawn(move || start_writeback(&file, 0));
+                }
+            }
+            _ => {}
         }
     }
 }

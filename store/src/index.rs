@@ -1,11 +1,12 @@
 //! `images.json`: which images the store has and which references name them. The one piece of
 //! mutable metadata in the store. Every change is a read-modify-write under the exclusive
-//! `images.lock`, written atomically (temp, fsync, rename, dir fsync); readers need no lock.
+//! `images.lock`, written atomically (temp, fsync, rename, dir fsync; the temp's fsync is the
+//! blobs' `syncfs` when there is one, see [`update`]); readers need no lock.
 //! Blobs are always written before the index entry that references them, so a crash leaves at
 //! worst unreferenced blobs (reclaimed by `image prune`), never a reference to nothing.
 
 use crate::digest::Digest;
-use crate::durable::{write_atomic, write_atomic_revertible};
+use crate::durable::write_atomic_settling;
 use crate::error::StoreError;
 use crate::lock::FileLock;
 use serde::{Deserialize, Serialize};
@@ -86,13 +87,18 @@ pub(crate) fn read(root: &Path) -> Result<ImageIndex, StoreError> {
 }
 
 /// Runs `change` on the current index of the store at `root` under the exclusive `lock` and
-/// writes the result if `change` succeeds and changed something. A change of nothing but
-/// `last_tag_time`s (a rebuild to the image its tag already names) skips the directory's
-/// fsync: losing it to a crash leaves the previous, valid index (`docs/STORE.md`, invariant 2).
+/// writes the result if `change` succeeds and changed something. `settle` makes what the
+/// index names durable (the blobs a build left unsettled) once the new index is written to
+/// its temporary file and before the rename, the commit point; when it synced the whole
+/// filesystem, that sync made the temporary file durable too, and its own fsync is skipped
+/// ([`write_atomic_settling`]). A change of nothing but `last_tag_time`s (a rebuild to the
+/// image its tag already names) skips the directory's fsync: losing it to a crash leaves the
+/// previous, valid index (`docs/STORE.md`, invariant 2).
 pub(crate) fn update<T>(
     root: &Path,
     lock: &Path,
     change: impl FnOnce(&mut ImageIndex) -> Result<T, StoreError>,
+    settle: impl FnOnce() -> Result<bool, StoreError>,
 ) -> Result<T, StoreError> {
     let _lock = FileLock::exclusive(lock)?;
     let mut index = read(root)?;
@@ -102,11 +108,8 @@ pub(crate) fn update<T>(
     if serde_json::to_vec(&index).expect("the index serialises") == before {
         return Ok(out);
     }
-    if only_tag_times_changed(&before, &index) {
-        write_atomic_revertible(&index_path(root), &after)?;
-    } else {
-        write_atomic(&index_path(root), &after)?;
-    }
+    let revertible = only_tag_times_changed(&before, &index);
+    write_atomic_settling(&index_path(root), &after, revertible, settle)?;
     Ok(out)
 }
 

@@ -16,7 +16,8 @@
 //! without an fsync, marked `unsettled/<boot id>/<digest hex>.blob` between its last byte and
 //! its rename into `blobs/`, and the build's index write (the commit point) first syncs them
 //! all ([`Store::sync_unsettled_blobs`]: one `syncfs`, or for big layers an fsync each) instead
-//! of two fsyncs per blob as it is written. After a reboot, another boot's blob marker deletes its blob (it may be torn): no image names it
+//! of two fsyncs per blob as it is written; the index's own temporary file is written before
+//! that sync, which then makes it durable too. After a reboot, another boot's blob marker deletes its blob (it may be torn): no image names it
 //! (every index write, by any command, first syncs when this boot has a blob marker), and a
 //! cache record naming it is a miss (its layer is not available), so the step is made again.
 //! Every marker is made after the bytes it covers were written and before they are renamed
@@ -80,6 +81,13 @@ impl Store {
     /// snapshots those layers were made from, as many bytes again (biglayer's 500 MB layer:
     /// 0.66–0.79 s of `syncfs` against 0.31–0.38 s of the blob's fsync).
     pub fn sync_unsettled_blobs(&self) -> Result<(), StoreError> {
+        self.settle_unsettled_blobs().map(drop)
+    }
+
+    /// [`Store::sync_unsettled_blobs`], saying whether it synced the whole filesystem (one
+    /// `syncfs`): then whatever was written on it before the call is durable too, the
+    /// index's temporary file included (`index.rs`).
+    pub(crate) fn settle_unsettled_blobs(&self) -> Result<bool, StoreError> {
         let dir = self.unsettled_dir().join(boot_id());
         let listed = markers(&dir)?;
         let blobs: Vec<(String, PathBuf, u64)> = listed
@@ -94,10 +102,11 @@ impl Store {
             })
             .collect();
         if blobs.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         if blobs.iter().map(|(_, _, size)| size).sum::<u64>() <= SYNCFS_UP_TO {
-            return self.sync_and_remove(&dir, listed);
+            self.sync_and_remove(&dir, listed)?;
+            return Ok(true);
         }
         for (_, path, _) in &blobs {
             fs_err::File::open(path)
@@ -108,7 +117,7 @@ impl Store {
         for (marker, _, _) in blobs {
             remove_marker(&dir.join(marker))?;
         }
-        Ok(())
+        Ok(false)
     }
 
     /// Marks blob `digest`, written but not synced, before its rename into place (a handle

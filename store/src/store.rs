@@ -176,8 +176,11 @@ impl Store {
         &self,
         change: impl FnOnce(&mut ImageIndex) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        // The index is the commit point: what it names must be durable before it is written.
-        self.sync_unsettled_blobs()?;
-        index::update(self.root(), &self.images_lock_path(), change)
+        // The index is the commit point: what it names must be durable before it is renamed
+        // into place. Synced once the new index is in its temporary file, so that one
+        // `syncfs` covers both (`settle.rs`).
+        index::update(self.root(), &self.images_lock_path(), change, || {
+            self.settle_unsettled_blobs()
+        })
     }
 }

@@ -930,6 +930,36 @@ fn head_hash(head: &[u8]) -> [u8; 16] {
     out
 }
 
+/// A reader of `file` at a position of its own: a `pread` per read and no system call per
+/// seek, where reading through `&File` costs an `lseek` for each seek: the index of an earlier
+/// tar seeks past every entry's data (528 `lseek`s for ci-edit's 2.3 MB COPY layer, 20,000
+/// for bigcontext's).
+struct ReadAt<'a> {
+    file: &'a std::fs::File,
+    pos: u64,
+}
+
+impl Read for ReadAt<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use std::os::unix::fs::FileExt as _;
+        let n = self.file.read_at(buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl io::Seek for ReadAt<'_> {
+    fn seek(&mut self, to: io::SeekFrom) -> io::Result<u64> {
+        let pos = match to {
+            io::SeekFrom::Start(n) => Some(n),
+            io::SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+            io::SeekFrom::End(d) => self.file.metadata()?.len().checked_add_signed(d),
+        };
+        self.pos = pos.ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+        Ok(self.pos)
+    }
+}
+
 impl Reuse {
     /// Reads the headers of `earlier.tar` (seeking past the data).
     fn index(earlier: EarlierLayer) -> Result<Reuse, DiffError> {
@@ -948,7 +978,7 @@ impl Reuse {
         let (tar, _) = earlier.tar.into_parts();
         let mut entries = Vec::new();
         {
-            let mut archive = tar::Archive::new(&tar);
+            let mut archive = tar::Archive::new(ReadAt { file: &tar, pos: 0 });
             let mut start = 0;
             for e in archive.entries_with_seek().map_err(read)? {
                 let e = e.map_err(read)?;

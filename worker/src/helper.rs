@@ -1,5 +1,7 @@
 //! The sandbox helper: one `<exe> __sandbox` process per worker, started on the first RUN
-//! and kept, which forks a [monitor](crate::sandbox::monitor) for every RUN.
+//! (or as soon as a build knows that a RUN will run: [`crate::Worker::start_helper`], so that
+//! its exec and start-up overlap the steps below that RUN) and kept, which forks a
+//! [monitor](crate::sandbox::monitor) for every RUN.
 //!
 //! Why a long-lived helper rather than an exec per RUN: the worker is threaded, so it may
 //! not run Rust code between `fork` and `exec`, and an exec of the (large) strata binary,

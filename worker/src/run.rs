@@ -498,6 +498,14 @@ impl Worker {
         Err(RunError::Setup("the sandbox helper keeps exiting".into()))
     }
 
+    /// Starts the sandbox helper (and the build's cgroup) now, when a RUN is known to come,
+    /// so that the helper's exec and start-up overlap the steps before that RUN instead of
+    /// delaying its start. Blocking (a fork and exec); does nothing when the helper runs
+    /// already. An error is left for that RUN to meet and report.
+    pub fn start_helper(&self) {
+        let _ = self.helper(None);
+    }
+
     /// The helper process, started when there is none or when `dead` is the current one.
     fn helper(&self, dead: Option<Arc<SandboxHelper>>) -> Result<Arc<SandboxHelper>, RunError> {
         let mut slot = self.helper.lock().unwrap_or_else(PoisonError::into_inner);

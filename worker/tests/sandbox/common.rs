@@ -120,6 +120,20 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// The request to run `op` over `lowers` into `upper`, with no mounts, binds or hostname.
+pub fn request(op: ExecOp, lowers: Vec<PathBuf>, upper: &Path) -> RunRequest {
+    RunRequest {
+        exec: op,
+        lowers,
+        upper: upper.to_owned(),
+        mounts: vec![],
+        hostname: None,
+        binds: Vec::new(),
+        read_only_root: false,
+        container_network: false,
+    }
+}
+
 /// Runs `op` over `lowers` into `upper`; returns the result and its output.
 pub fn run_op(
     env: &Env,
@@ -131,14 +145,8 @@ pub fn run_op(
     let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
     let sink = lines.clone();
     let req = RunRequest {
-        exec: op,
-        lowers,
-        upper: upper.to_owned(),
         mounts,
-        hostname: None,
-        binds: Vec::new(),
-        read_only_root: false,
-        container_network: false,
+        ..request(op, lowers, upper)
     };
     let result = runtime().block_on(env.worker.run(
         req,

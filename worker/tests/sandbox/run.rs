@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use strata_graph::{CacheSharing, Mount, MountKind, NetworkMode, SecurityMode};
-use strata_worker::{MountInput, OutputStream, RunError, RunRequest};
+use strata_worker::{MountInput, OutputStream, RunError};
 
 pub fn tests() -> Vec<Trial> {
     vec![
@@ -157,16 +157,11 @@ fn run_reports_the_start_before_any_output() -> TestResult {
         let started = Arc::new(AtomicBool::new(false));
         let early = Arc::new(AtomicU64::new(0));
         let lines = Arc::new(AtomicU64::new(0));
-        let req = RunRequest {
-            exec: exec(&["seq", "1", "20000"]),
-            lowers: vec![env.base.clone()],
-            upper: env.upper(),
-            mounts: vec![],
-            hostname: None,
-            binds: Vec::new(),
-            read_only_root: false,
-            container_network: false,
-        };
+        let req = request(
+            exec(&["seq", "1", "20000"]),
+            vec![env.base.clone()],
+            &env.upper(),
+        );
         let (s, e, l) = (started.clone(), early.clone(), lines.clone());
         let r = rt.block_on(env.worker.run_with_start(
             req,
@@ -208,16 +203,7 @@ fn run_exit_code_message() -> TestResult {
 fn run_timed_counts_the_command_in_process_not_in_start() -> TestResult {
     let env = Env::new();
     let upper = env.upper();
-    let req = strata_worker::RunRequest {
-        exec: sh("sleep 0.3"),
-        lowers: vec![env.base.clone()],
-        upper: upper.clone(),
-        mounts: vec![],
-        hostname: None,
-        binds: Vec::new(),
-        read_only_root: false,
-        container_network: false,
-    };
+    let req = request(sh("sleep 0.3"), vec![env.base.clone()], &upper);
     let times = runtime()
         .block_on(
             env.worker
@@ -530,16 +516,11 @@ fn run_cancel_kills_everything() -> TestResult {
     let c2 = cancel.clone();
     let started = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let s2 = started.clone();
-    let req = strata_worker::RunRequest {
-        exec: sh("(sleep 7654321 &) ; echo started; sleep 7654321"),
-        lowers: vec![env.base.clone()],
-        upper: env.upper(),
-        mounts: vec![],
-        hostname: None,
-        binds: Vec::new(),
-        read_only_root: false,
-        container_network: false,
-    };
+    let req = request(
+        sh("(sleep 7654321 &) ; echo started; sleep 7654321"),
+        vec![env.base.clone()],
+        &env.upper(),
+    );
     let rt = runtime();
     let t0 = std::time::Instant::now();
     let r = rt.block_on(async {

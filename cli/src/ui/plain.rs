@@ -93,11 +93,13 @@ mod tests {
     use std::time::Duration;
     use strata_build::{Phase, Stream};
 
+    /// Each `write` call it gets, as it got it.
     #[derive(Clone, Default)]
-    struct Buf(Arc<Mutex<Vec<u8>>>);
-    impl std::io::Write for Buf {
+    struct Writes(Arc<Mutex<Vec<String>>>);
+    impl std::io::Write for Writes {
         fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().expect("test buffer").extend_from_slice(b);
+            let text = String::from_utf8(b.to_vec()).expect("utf-8");
+            self.0.lock().expect("test writes").push(text);
             Ok(b.len())
         }
         fn flush(&mut self) -> std::io::Result<()> {
@@ -107,8 +109,8 @@ mod tests {
 
     #[test]
     fn prints_buildkit_style_numbered_lines() {
-        let buf = Buf::default();
-        let mut p = Plain::new(Box::new(buf.clone()));
+        let writes = Writes::default();
+        let mut p = Plain::new(Box::new(writes.clone()));
         for e in [
             Event::Cached {
                 node: 7,
@@ -142,7 +144,7 @@ mod tests {
             p.event(&e);
         }
         p.finish();
-        let text = String::from_utf8(buf.0.lock().expect("buf").clone()).expect("utf-8");
+        let text = writes.0.lock().expect("writes").concat();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], "#1 [build 2/4] COPY . /src");
         assert_eq!(lines[1], "#1 CACHED");
@@ -154,20 +156,6 @@ mod tests {
             lines[6],
             "#3 ERROR: process \"/bin/sh -c exit 3\" did not complete successfully: exit code: 3"
         );
-    }
-
-    /// Each `write` call it gets, as it got it.
-    #[derive(Clone, Default)]
-    struct Writes(Arc<Mutex<Vec<String>>>);
-    impl std::io::Write for Writes {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            let text = String::from_utf8(b.to_vec()).expect("utf-8");
-            self.0.lock().expect("test writes").push(text);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
     }
 
     #[test]

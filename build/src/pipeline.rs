@@ -55,13 +55,16 @@ pub fn lower(request: &BuildRequest) -> Result<Lowered, BuildError> {
 ///
 /// Returns only once everything it started has ended, so that a caller may end the process,
 /// and its runtime without joining the runtime's idle threads, as soon as it has the result:
-/// every `spawn_blocking` of the build is awaited by the task that spawned it, the solver
-/// drains all of its tasks before it returns (on failure too), and a `--explain` reason's
-/// detached task holds the event channel that is drained to its end here; scoped threads are
-/// joined, and the threads left running (the worker's janitor deleting scratch directories, the
-/// sandbox helper's reaper) write nothing that must last: a scratch directory the janitor has
-/// not deleted yet is inside this process's staging directory, which the next opener of the
-/// store removes. What the build wrote is durable as docs/STORE.md says by then.
+/// every `spawn_blocking` of the build is awaited by the task that spawned it but one (the
+/// local backend's early start of the sandbox helper for a RUN that will run, which starts a
+/// process and writes nothing), the solver drains all of its tasks before it returns (on
+/// failure too), and a `--explain` reason's detached task holds the event channel that is
+/// drained to its end here; scoped threads are joined, and the threads left running (the
+/// worker's janitor deleting scratch directories, the sandbox helper's reaper, a build blob's
+/// writeback start, a hint to the kernel that the build's sync does not depend on) write
+/// nothing that must last: a scratch directory the janitor has not deleted yet is inside this
+/// process's staging directory, which the next opener of the store removes. What the build
+/// wrote is durable as docs/STORE.md says by then.
 pub async fn build(mut request: BuildRequest) -> Result<BuildResult, BuildError> {
     let started = Instant::now();
     let progress = request.progress.take();

@@ -24,9 +24,9 @@ use strata_graph::pattern::DirVisit;
 use strata_graph::{FileAction, FileOp, Graph, MountKind, Node, NodeId, Op};
 use strata_store::{Compression, Digest, LayerDescriptor, Lease, Store, chain_id};
 use strata_worker::{
-    CacheMountImports, DiffError, DiffOptions, EarlierLayer, ExcludeFn, FileRequest, FileSource,
-    GitAuth, ImportError, ImportedMount, MountInput, MountLayer, OutputStream, Previous,
-    RunRequest, Worker, Written, write_layer, write_layer_reusing, write_layer_written,
+    CacheMountImports, DiffOptions, EarlierLayer, ExcludeFn, FileRequest, FileSource, GitAuth,
+    ImportError, ImportedMount, MountInput, MountLayer, OutputStream, Previous, RunRequest, Worker,
+    Written, write_layer, write_layer_reusing, write_layer_told,
 };
 
 /// Why a step failed inside this backend (wrapped in [`StepError::Failed`]).
@@ -58,7 +58,7 @@ pub enum LocalError {
     File(#[from] strata_worker::FileError),
     /// Diffing a step's changes into a layer failed.
     #[error("failed to write the layer of the step")]
-    Diff(#[source] strata_worker::DiffError),
+    Diff(#[from] strata_worker::DiffError),
     /// Exporting the final filesystem failed.
     #[error(transparent)]
     Export(strata_worker::ExportError),
@@ -572,32 +572,30 @@ impl LocalBackend {
         written: Option<&Written>,
     ) -> Result<Fs, LocalError> {
         let started = Instant::now();
-        let mut writer = TimedWrite {
-            inner: store.layer_writer(options.compression)?,
-            spent: Duration::ZERO,
+        let new_writer = || {
+            Ok::<_, LocalError>(TimedWrite {
+                inner: store.layer_writer(options.compression)?,
+                spent: Duration::ZERO,
+            })
         };
         let diff = DiffOptions {
             source_date_epoch: options.source_date_epoch,
         };
-        let stats = match (earlier.and_then(|e| e.open(store, options)), written) {
-            (Some(earlier), _) => write_layer_reusing(upper, &mut writer, &diff, earlier),
-            (None, Some(written)) => {
-                match write_layer_written(upper, &mut writer, &diff, written) {
-                    // The upper is not as the copy said (nothing known does that): the walk
-                    // alone, into a new writer; a failing store fails it the same.
-                    Err(e) if !matches!(e, DiffError::Write(_)) => {
-                        writer = TimedWrite {
-                            inner: store.layer_writer(options.compression)?,
-                            spent: Duration::ZERO,
-                        };
-                        write_layer(upper, &mut writer, &diff)
-                    }
-                    told => told,
-                }
+        let (writer, stats) = match (earlier.and_then(|e| e.open(store, options)), written) {
+            (Some(earlier), _) => {
+                let mut writer = new_writer()?;
+                let stats = write_layer_reusing(upper, &mut writer, &diff, earlier)?;
+                (writer, stats)
             }
-            (None, None) => write_layer(upper, &mut writer, &diff),
-        }
-        .map_err(LocalError::Diff)?;
+            (None, Some(written)) => {
+                write_layer_told(upper, new_writer()?, &diff, written, new_writer)?
+            }
+            (None, None) => {
+                let mut writer = new_writer()?;
+                let stats = write_layer(upper, &mut writer, &diff)?;
+                (writer, stats)
+            }
+        };
         phases.add(
             Phase::LayerDiff,
             started

@@ -122,6 +122,30 @@ pub fn write_layer_written(
     walk(upper, out, opts, None, None, None, Some(written))
 }
 
+/// [`write_layer_written`], falling back to the plain [`write_layer`] when `upper` turns out
+/// not to be as the copy told (a told file now of another size or kind; nothing known
+/// does that, but the layer must then still be the upper's). The fallback writes into a new
+/// writer from `again`, and the first one, with its partial tar, is dropped. A failing writer
+/// (the store) fails it at once, with no second try. Returns the writer that holds the layer.
+pub fn write_layer_told<W: Write, E: From<DiffError>>(
+    upper: &Path,
+    mut out: W,
+    opts: &DiffOptions,
+    written: &Written,
+    again: impl FnOnce() -> Result<W, E>,
+) -> Result<(W, DiffStats), E> {
+    match write_layer_written(upper, &mut out, opts, written) {
+        Ok(stats) => Ok((out, stats)),
+        Err(e @ DiffError::Write(_)) => Err(e.into()),
+        Err(_) => {
+            drop(out);
+            let mut out = again()?;
+            let stats = write_layer(upper, &mut out, opts)?;
+            Ok((out, stats))
+        }
+    }
+}
+
 /// The same step's earlier layer, for [`write_layer_reusing`]: its snapshot directory and its
 /// blob, an uncompressed tar written by [`write_layer`] from that directory.
 #[derive(Debug)]

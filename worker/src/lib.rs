@@ -55,7 +55,7 @@ pub use changes::{Change, ChangeKind, changes};
 pub use cp::{CpError, CpOptions, CpRoot, copy_path, own_ids, tar_path, untar_into};
 pub use diff::{
     DiffError, DiffOptions, DiffStats, EarlierLayer, write_layer, write_layer_reusing,
-    write_layer_written,
+    write_layer_told, write_layer_written,
 };
 pub use download::DownloadError;
 pub use exec::{ExecError, ExecOutcome, ExecSpec, exec_in_container, pids_in_namespace_of};

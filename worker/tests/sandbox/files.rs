@@ -86,6 +86,10 @@ pub fn tests() -> Vec<Trial> {
             "a_copy_tells_the_layer_writer_what_it_wrote_and_the_bytes_are_the_walks",
             a_copy_tells_the_layer_writer_what_it_wrote_and_the_bytes_are_the_walks,
         ),
+        trial(
+            "a_layer_told_wrong_is_walked_again_and_a_failing_store_is_not_retried",
+            a_layer_told_wrong_is_walked_again_and_a_failing_store_is_not_retried,
+        ),
     ]
 }
 
@@ -1533,6 +1537,80 @@ fn a_copy_tells_the_layer_writer_what_it_wrote_and_the_bytes_are_the_walks() -> 
     ])?;
     ensure(stats.written.is_none(), "an op with a mkdir")?;
     Ok(())
+}
+
+/// When the upper is not as the copy told (a told file shorter, another a directory now),
+/// `write_layer_told` drops its partial tar and writes the plain walk into a second writer:
+/// the layer is the upper's as it is. A writer that fails (the store) fails the layer with
+/// no second writer asked for.
+fn a_layer_told_wrong_is_walked_again_and_a_failing_store_is_not_retried() -> TestResult {
+    struct Failing;
+    impl std::io::Write for Failing {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(std::io::Error::other("the store is full"))
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let env = Env::new();
+    let ctx = context(&env, "ctx");
+    for i in 0..10 {
+        put(&ctx, &format!("f{i}"), &"x".repeat(100 + i), 0o644);
+    }
+    let copy_all = || {
+        let upper = env.upper();
+        let stats = env
+            .worker
+            .apply_file_op(FileRequest {
+                op: FileOp {
+                    actions: vec![copy(1, &["."], "/app/")],
+                },
+                lowers: vec![env.base.clone()],
+                upper: upper.clone(),
+                inputs: ctx_input(&ctx),
+                git_auth: Default::default(),
+                previous: None,
+            })
+            .map_err(err)?;
+        let written = stats.written.ok_or("a COPY-only op tells what it wrote")?;
+        Ok::<_, libtest_mimic::Failed>((upper, written))
+    };
+    let opts = DiffOptions::default();
+    for what in ["a told file shorter", "a told file now a directory"] {
+        let (upper, written) = copy_all()?;
+        let f3 = upper.join("app/f3");
+        if what.ends_with("directory") {
+            fs_err::remove_file(&f3)?;
+            fs_err::create_dir(&f3)?;
+        } else {
+            fs_err::write(&f3, "x")?;
+        }
+        let mut told_only = Vec::new();
+        let told = strata_worker::write_layer_written(&upper, &mut told_only, &opts, &written);
+        ensure(told.is_err(), format!("{what}: the told layer fails"))?;
+        let mut walked = Vec::new();
+        strata_worker::write_layer(&upper, &mut walked, &opts).map_err(|e| e.to_string())?;
+        let mut asked = 0;
+        let (out, _) = strata_worker::write_layer_told(&upper, Vec::new(), &opts, &written, || {
+            asked += 1;
+            Ok::<_, strata_worker::DiffError>(Vec::new())
+        })
+        .map_err(|e| format!("{what}: {e}"))?;
+        ensure_eq(asked, 1, "second writers asked for")?;
+        ensure(out == walked, format!("{what}: the layer is the walk's"))?;
+    }
+    let (upper, written) = copy_all()?;
+    let mut asked = 0;
+    let failed = strata_worker::write_layer_told(&upper, Failing, &opts, &written, || {
+        asked += 1;
+        Ok::<_, strata_worker::DiffError>(Failing)
+    });
+    ensure(
+        matches!(failed, Err(strata_worker::DiffError::Write(_))),
+        "a failing writer fails the layer",
+    )?;
+    ensure_eq(asked, 0, "second writers asked for after a failing one")
 }
 
 /// Sets a file's mtime to `secs` after the epoch.

@@ -179,6 +179,26 @@ pub trait Backend: Send + Sync + 'static {
         job: Job<Self::Output>,
     ) -> impl Future<Output = Result<Self::Output, StepError>> + Send;
 
+    /// Whether `output`, just returned by [`Backend::execute`], is *early*: usable by the
+    /// steps built on it, whose [`Backend::execute`] copes with it (a layer still being
+    /// written, which a RUN can already run on), but not yet the step's result. The scheduler
+    /// starts those steps at once and awaits [`Backend::settle`] for the result it records
+    /// and keeps.
+    fn early(&self, output: &Self::Output) -> bool {
+        let _ = output;
+        false
+    }
+
+    /// The result an early output becomes (see [`Backend::early`]): called once per early
+    /// output, outside the `jobs` limit (the steps started on it hold their slots while they
+    /// wait for it). An error fails the step that made `output`.
+    fn settle(
+        &self,
+        output: Self::Output,
+    ) -> impl Future<Output = Result<Self::Output, StepError>> + Send {
+        async { Ok(output) }
+    }
+
     /// Records a fresh result under `parts.key()`; the step ran for `elapsed`.
     fn record(
         &self,

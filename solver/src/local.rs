@@ -7,6 +7,12 @@
 //! step's overlay upper dir is diffed into a layer blob and then adopted as that layer's
 //! snapshot, never unpacked again. Cached layers are pinned in the store so that `rmi` and
 //! `image prune` cannot sweep what the cache may still hand out.
+//!
+//! A file op's layer is written while the steps on it start ([`Backend::early`]): its output
+//! is an [`Fs`] with the layer *pending* (its upper dir, not yet a layer). A RUN runs on that
+//! dir as its top lower at once, beside the layer's tar and hash, and waits for the layer only
+//! to commit its own; every other step waits for the layer first. The dir is adopted as the
+//! layer's snapshot (renamed) only once no RUN has it among its lowers.
 
 use crate::backend::{Backend, Job, StepError};
 use crate::event::{Phase, Phases, Stream};
@@ -83,14 +89,31 @@ impl From<LocalError> for StepError {
 }
 
 /// A filesystem: layers in the store, bottom first.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct Fs {
     /// The layers.
     pub layers: Vec<LayerDescriptor>,
     /// When each layer was made by a build step (from its cache record when it was a hit, so
     /// a fully cached rebuild gives the same image); `None` for a base image's layers.
     pub created: Vec<Option<SystemTime>>,
+    /// A layer still being written on top of `layers` (an early output): only ever in the
+    /// scheduler's hands between a file op and its settling, never in a solve's results.
+    pending: Option<Arc<Pending>>,
 }
+
+impl PartialEq for Fs {
+    fn eq(&self, other: &Fs) -> bool {
+        self.layers == other.layers
+            && self.created == other.created
+            && match (&self.pending, &other.pending) {
+                (None, None) => true,
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                _ => false,
+            }
+    }
+}
+
+impl Eq for Fs {}
 
 impl Fs {
     fn with_layer(&self, layer: LayerDescriptor, created: SystemTime) -> Fs {
@@ -98,6 +121,54 @@ impl Fs {
         fs.layers.push(layer);
         fs.created.push(Some(created));
         fs
+    }
+}
+
+/// A file op's layer being written, on top of an [`Fs`]'s layers.
+struct Pending {
+    /// The op's upper dir (overlayfs format) the layer is written from; a RUN's top lower
+    /// until the layer is adopted.
+    upper: PathBuf,
+    /// A RUN holds a read guard while `upper` is among its lowers; the adoption, which
+    /// renames or deletes `upper`, takes the write guard.
+    users: Arc<tokio::sync::RwLock<()>>,
+    /// The writing of the layer; taken by the one settle that finishes it.
+    writing: Mutex<Option<tokio::task::JoinHandle<Result<LayerDescriptor, LocalError>>>>,
+    /// The filesystem with the layer, once settled; `Err` when the layer failed (the op's
+    /// step reports why).
+    settled: tokio::sync::watch::Sender<Option<Result<Arc<Fs>, ()>>>,
+    /// The op's step's phases (the adoption is its commit's last part).
+    phases: Phases,
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending")
+            .field("upper", &self.upper)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pending {
+    /// The settled filesystem, if settling is over.
+    fn now(&self) -> Option<Result<Arc<Fs>, ()>> {
+        self.settled.borrow().clone()
+    }
+
+    /// Waits until settling is over; `Err` when the layer failed or was never settled.
+    async fn wait(&self) -> Result<Arc<Fs>, ()> {
+        let mut rx = self.settled.subscribe();
+        let settled = rx.wait_for(Option::is_some).await.map_err(|_| ())?;
+        settled.clone().unwrap_or(Err(()))
+    }
+}
+
+/// `fs` with its pending layer, once written and adopted (waiting for it), for a step that
+/// cannot run on a pending layer; a failed layer cancels the step (its own step reports it).
+async fn settled(fs: &Arc<Fs>) -> Result<Arc<Fs>, StepError> {
+    match &fs.pending {
+        None => Ok(fs.clone()),
+        Some(p) => p.wait().await.map_err(|()| StepError::Cancelled),
     }
 }
 
@@ -557,11 +628,8 @@ impl LocalBackend {
         }))
     }
 
-    /// Writes `upper` as a layer on top of `parent` and adopts it as that layer's snapshot:
-    /// from the earlier layer's tar where it can (an incremental COPY), from what the copy
-    /// `written` there, or by the walk alone. Times the layer's walk ([`Phase::LayerDiff`]),
-    /// its bytes into the store ([`Phase::LayerTar`]) and the rest ([`Phase::Commit`]) in
-    /// `phases`.
+    /// Writes `upper` as a layer on top of `parent` and adopts it as that layer's snapshot
+    /// ([`Self::write_upper`], then [`Self::adopt_upper`]).
     fn commit_upper(
         store: &Store,
         parent: &Fs,
@@ -571,6 +639,22 @@ impl LocalBackend {
         earlier: Option<&Earlier>,
         written: Option<&Written>,
     ) -> Result<Fs, LocalError> {
+        let layer = Self::write_upper(store, upper, options, phases, earlier, written)?;
+        Self::adopt_upper(store, parent, upper, layer, phases)
+    }
+
+    /// Writes `upper` as a layer blob: from the earlier layer's tar where it can (an
+    /// incremental COPY), from what the copy `written` there, or by the walk alone. Times the
+    /// layer's walk ([`Phase::LayerDiff`]), its bytes into the store ([`Phase::LayerTar`])
+    /// and the blob's commit ([`Phase::Commit`]) in `phases`. Only reads `upper`.
+    fn write_upper(
+        store: &Store,
+        upper: &Path,
+        options: &LocalOptions,
+        phases: &Phases,
+        earlier: Option<&Earlier>,
+        written: Option<&Written>,
+    ) -> Result<LayerDescriptor, LocalError> {
         let started = Instant::now();
         let new_writer = || {
             Ok::<_, LocalError>(TimedWrite {
@@ -608,7 +692,19 @@ impl LocalBackend {
             phases.add(Phase::LayerReuse, stats.reuse_time);
         }
         phases.time(Phase::Commit, || {
-            let layer = writer.inner.finish()?;
+            writer.inner.finish().map_err(LocalError::from)
+        })
+    }
+
+    /// Adopts `upper`, written as `layer`, as that layer's snapshot on top of `parent`.
+    fn adopt_upper(
+        store: &Store,
+        parent: &Fs,
+        upper: &Path,
+        layer: LayerDescriptor,
+        phases: &Phases,
+    ) -> Result<Fs, LocalError> {
+        phases.time(Phase::Commit, || {
             store.adopt_snapshot(parent.chain_id().as_ref(), &layer.diff_id, upper)?;
             Ok(parent.with_layer(layer, SystemTime::now()))
         })
@@ -869,7 +965,7 @@ impl Backend for LocalBackend {
         let Some(parent) = parent else {
             return Ok(None);
         };
-        let parent = parent.fs().map_err(StepError::from)?.clone();
+        let parent = settled(parent.fs().map_err(StepError::from)?).await?;
         let key = *key;
         let probed = self.probed.lock().expect("no probe panics").remove(&key);
         if let Some((record, false)) = &probed {
@@ -935,6 +1031,7 @@ impl Backend for LocalBackend {
                     Ok(Fs {
                         created: vec![None; image.layers.len()],
                         layers: image.layers,
+                        pending: None,
                     })
                 })
                 .await?;
@@ -966,7 +1063,9 @@ impl Backend for LocalBackend {
                 Ok(Output::Context(Arc::new(index)))
             }
             Op::Exec(mut exec) => {
-                let parent = job.inputs[0].fs().map_err(StepError::from)?.clone();
+                // On a layer still being written, its upper dir is the top lower, held from
+                // the adoption until the process is over; the commit waits for the layer.
+                let mut parent = job.inputs[0].fs().map_err(StepError::from)?.clone();
                 let mut mounts = Vec::with_capacity(exec.mounts.len());
                 for m in &exec.mounts {
                     mounts.push(match &m.kind {
@@ -979,7 +1078,7 @@ impl Backend for LocalBackend {
                                 MountInput::Layers(vec![index.dir().to_path_buf()])
                             }
                             Some(Output::Fs(fs)) => {
-                                let (l, fs) = (self.layers.clone(), fs.clone());
+                                let (l, fs) = (self.layers.clone(), settled(fs).await?);
                                 let phases = job.phases.clone();
                                 MountInput::Layers(
                                     blocking(move || phases.time(Phase::Unpack, || l.lowers(&fs)))
@@ -1009,15 +1108,37 @@ impl Backend for LocalBackend {
                         exec.env.push(kv.clone());
                     }
                 }
+                // Taken once the mounts' inputs are settled: one of them may be this layer.
+                let mut on_pending = None;
+                if let Some(p) = parent.pending.clone() {
+                    let users = p.users.clone().read_owned().await;
+                    match p.now() {
+                        Some(Ok(fs)) => parent = fs,
+                        Some(Err(())) => return Err(StepError::Cancelled),
+                        None => on_pending = Some((p, users)),
+                    }
+                }
                 let (l, p) = (self.layers.clone(), parent.clone());
+                let top = on_pending.as_ref().map(|(p, _)| p.upper.clone());
                 let phases = job.phases.clone();
                 let (lowers, upper) = blocking(move || {
                     phases.time(Phase::Unpack, || {
-                        let lowers = l.lowers(&p)?;
+                        let mut lowers = l.lowers(&p)?;
+                        lowers.splice(0..0, top);
                         Ok((lowers, l.store.new_snapshot_dir()?))
                     })
                 })
                 .await?;
+                // A layer below that fails stops the RUN as a failing step would.
+                let cancel = job.cancel.child_token();
+                if let Some((p, _)) = &on_pending {
+                    let (p, cancel) = (p.clone(), cancel.clone());
+                    tokio::spawn(async move {
+                        if p.wait().await.is_err() {
+                            cancel.cancel();
+                        }
+                    });
+                }
                 let log = job.log.clone();
                 let run = self
                     .worker
@@ -1039,9 +1160,13 @@ impl Backend for LocalBackend {
                             };
                             log.line(stream, line);
                         },
-                        job.cancel.clone(),
+                        cancel.clone(),
                     )
                     .await;
+                let pending = on_pending.map(|(p, users)| {
+                    drop(users);
+                    p
+                });
                 match run {
                     Ok(times) => {
                         job.phases.add(Phase::SandboxStart, times.start);
@@ -1049,10 +1174,19 @@ impl Backend for LocalBackend {
                     }
                     Err(err) => {
                         let _ = fs_err::remove_dir_all(&upper);
-                        if job.cancel.is_cancelled() {
+                        if cancel.is_cancelled() {
                             return Err(StepError::Cancelled);
                         }
                         return Err(LocalError::Run(err).into());
+                    }
+                }
+                if let Some(p) = pending {
+                    match p.wait().await {
+                        Ok(fs) => parent = fs,
+                        Err(()) => {
+                            let _ = fs_err::remove_dir_all(&upper);
+                            return Err(StepError::Cancelled);
+                        }
                     }
                 }
                 let options = self.options.clone();
@@ -1078,7 +1212,7 @@ impl Backend for LocalBackend {
                         git_auth.insert(remote.clone(), auth);
                     }
                 }
-                let parent = job.inputs[0].fs().map_err(StepError::from)?.clone();
+                let parent = settled(job.inputs[0].fs().map_err(StepError::from)?).await?;
                 let mut sources: Vec<Option<FileSource>> = vec![None];
                 for input in job.inputs.iter().skip(1) {
                     sources.push(Some(match input {
@@ -1087,7 +1221,7 @@ impl Backend for LocalBackend {
                             exclude: self.context_exclude(),
                         },
                         Output::Fs(fs) => {
-                            let (l, fs) = (self.layers.clone(), fs.clone());
+                            let (l, fs) = (self.layers.clone(), settled(fs).await?);
                             let phases = job.phases.clone();
                             FileSource::Layers(
                                 blocking(move || phases.time(Phase::Unpack, || l.lowers(&fs)))
@@ -1097,7 +1231,6 @@ impl Backend for LocalBackend {
                     }));
                 }
                 let worker = self.worker.clone();
-                let options = self.options.clone();
                 let layers = self.layers.clone();
                 let reusable = (!job.no_cache).then(|| {
                     (
@@ -1107,7 +1240,9 @@ impl Backend for LocalBackend {
                     )
                 });
                 let phases = job.phases.clone();
-                let fs = blocking(move || {
+                let p = parent.clone();
+                let applied = blocking(move || {
+                    let parent = p;
                     let (lowers, upper) = phases.time(Phase::Unpack, || {
                         Ok::<_, LocalError>((layers.lowers(&parent)?, store.new_snapshot_dir()?))
                     })?;
@@ -1127,26 +1262,92 @@ impl Backend for LocalBackend {
                             git_auth,
                         })
                     });
-                    let result = applied.map_err(LocalError::from).and_then(|stats| {
-                        Self::commit_upper(
-                            &store,
-                            &parent,
-                            &upper,
-                            &options,
-                            &phases,
-                            earlier.as_ref(),
-                            stats.written.as_ref(),
-                        )
-                    });
+                    match applied {
+                        Ok(stats) => Ok((upper, earlier, stats.written)),
+                        Err(e) => {
+                            let _ = fs_err::remove_dir_all(&upper);
+                            Err(LocalError::from(e))
+                        }
+                    }
+                })
+                .await?;
+                let (upper, earlier, written) = applied;
+                // The layer is written while the steps on it start (`early`, `settle`).
+                let (store, options, phases) =
+                    (self.store.clone(), self.options.clone(), job.phases.clone());
+                let dir = upper.clone();
+                let writing = tokio::task::spawn_blocking(move || {
+                    Self::write_upper(
+                        &store,
+                        &dir,
+                        &options,
+                        &phases,
+                        earlier.as_ref(),
+                        written.as_ref(),
+                    )
+                });
+                Ok(Output::Fs(Arc::new(Fs {
+                    pending: Some(Arc::new(Pending {
+                        upper,
+                        users: Arc::default(),
+                        writing: Mutex::new(Some(writing)),
+                        settled: tokio::sync::watch::Sender::new(None),
+                        phases: job.phases.clone(),
+                    })),
+                    ..Fs::clone(&parent)
+                })))
+            }
+        }
+    }
+
+    fn early(&self, output: &Output) -> bool {
+        matches!(output, Output::Fs(fs) if fs.pending.is_some())
+    }
+
+    async fn settle(&self, output: Output) -> Result<Output, StepError> {
+        let fs = output.fs().map_err(StepError::from)?.clone();
+        let Some(p) = fs.pending.clone() else {
+            return Ok(output);
+        };
+        let writing = p.writing.lock().expect("no settle panics").take();
+        let Some(writing) = writing else {
+            // Another step's output on the same layer (a config step passes it on): the
+            // settle that took the writing finishes it.
+            return Ok(Output::Fs(settled(&fs).await?));
+        };
+        let written = writing.await.map_err(LocalError::Join).and_then(|r| r);
+        if written.is_err() {
+            // The RUNs on the upper stop now (each watches for this), not when they end.
+            p.settled.send_replace(Some(Err(())));
+        }
+        // No RUN has the upper among its lowers from here on.
+        let users = p.users.clone().write_owned().await;
+        let below = Fs {
+            pending: None,
+            ..Fs::clone(&fs)
+        };
+        let (store, phases, upper) = (self.store.clone(), p.phases.clone(), p.upper.clone());
+        let adopted = match written {
+            Ok(layer) => {
+                blocking(move || {
+                    let result = Self::adopt_upper(&store, &below, &upper, layer, &phases);
                     if result.is_err() {
                         let _ = fs_err::remove_dir_all(&upper);
                     }
                     result
                 })
-                .await?;
-                Ok(Output::Fs(Arc::new(fs)))
+                .await
             }
-        }
+            Err(e) => {
+                let _ = blocking(move || Ok(fs_err::remove_dir_all(&upper))).await;
+                Err(e)
+            }
+        };
+        let adopted = adopted.map(Arc::new);
+        p.settled
+            .send_replace(Some(adopted.as_ref().map(Arc::clone).map_err(|_| ())));
+        drop(users);
+        Ok(Output::Fs(adopted?))
     }
 
     async fn record(

@@ -7,7 +7,9 @@
 //! a cached `COPY --from=build` never builds `build`, and an imported cache hands out only the
 //! layers the final image is made of. On a miss its other inputs are needed, then it runs.
 //! Work runs in spawned tasks, at most `jobs` at once; the first failure cancels the rest, and
-//! the solve returns only after every running step has stopped and cleaned up.
+//! the solve returns only after every running step has stopped and cleaned up. An early
+//! output ([`Backend::early`]) starts the steps on it at once; a task of its own settles,
+//! records and reports it, and the settled output replaces the early one.
 
 use crate::backend::{Backend, Job, LogSink, StepError};
 use crate::error::SolveError;
@@ -87,6 +89,9 @@ enum State {
     NeedAll,
     /// It runs.
     Running,
+    /// It has an early result ([`Backend::early`]): the steps on it may start; it is being
+    /// settled.
+    Settling,
     /// It has a result.
     Done,
 }
@@ -94,10 +99,13 @@ enum State {
 enum Work<O> {
     Probe(bool),
     Lookup(Option<O>),
+    /// An early output ([`Backend::early`]) and the task that settles, records and reports it.
+    Early(O, Settling<O>),
     Executed(O),
 }
 
 type TaskResult<O> = (NodeId, Result<Work<O>, StepError>);
+type Settling<O> = std::pin::Pin<Box<dyn Future<Output = TaskResult<O>> + Send>>;
 
 struct Solver<B: Backend> {
     backend: Arc<B>,
@@ -218,8 +226,9 @@ impl<B: Backend> Solver<B> {
         Ok(())
     }
 
+    /// Whether the steps on `id` may start: it has a result, or an early one.
     fn done(&self, id: NodeId) -> bool {
-        self.state.get(&id) == Some(&State::Done)
+        matches!(self.state.get(&id), Some(State::Done | State::Settling))
     }
 
     /// Marks `id` as needed and starts what can start.
@@ -397,42 +406,62 @@ impl<B: Backend> Solver<B> {
                     cancel: stop.clone(),
                     phases: phases.clone(),
                 };
-                let output = match backend.execute(job).await {
-                    Ok(o) => o,
-                    Err(err) => {
+                let failed = {
+                    let events = events.clone();
+                    move |err: StepError| {
                         if visible && !matches!(err, StepError::Cancelled) {
                             let _ = events.send(Event::Failed {
                                 node: index,
                                 error: err.to_string(),
                             });
                         }
-                        return Err(err);
+                        err
                     }
                 };
-                if cacheable && let Some(parts) = &parts {
-                    let recording = Instant::now();
-                    backend
-                        .record(&graph, id, parts, &output, started.elapsed())
-                        .await?;
-                    phases.add(Phase::Record, recording.elapsed());
+                let output = backend.execute(job).await.map_err(failed.clone())?;
+                let early = backend.early(&output);
+                // Settled (when early), recorded, reported: after the steps on an early
+                // output started, in a task of its own outside the `jobs` limit.
+                let rest = {
+                    let output = output.clone();
+                    async move {
+                        let output = if early {
+                            backend.settle(output).await.map_err(failed)?
+                        } else {
+                            output
+                        };
+                        if cacheable && let Some(parts) = &parts {
+                            let recording = Instant::now();
+                            backend
+                                .record(&graph, id, parts, &output, started.elapsed())
+                                .await?;
+                            phases.add(Phase::Record, recording.elapsed());
+                        }
+                        if visible {
+                            let _ = events.send(Event::Finished {
+                                node: index,
+                                elapsed: started.elapsed(),
+                                phases: phases.to_vec(),
+                            });
+                        }
+                        Ok(Work::Executed(output))
+                    }
+                };
+                if early {
+                    let rest: Settling<B::Output> = Box::pin(async move { (id, rest.await) });
+                    return Ok(Work::Early(output, rest));
                 }
-                if visible {
-                    let _ = events.send(Event::Finished {
-                        node: index,
-                        elapsed: started.elapsed(),
-                        phases: phases.to_vec(),
-                    });
-                }
-                Ok(Work::Executed(output))
+                rest.await
             }
             .await;
             (id, result)
         });
     }
 
-    /// A node got its result: wake the nodes waiting for it.
-    fn finish(&mut self, id: NodeId, output: B::Output) {
-        self.state.insert(id, State::Done);
+    /// A node got its result (`State::Done`) or an early one (`State::Settling`): wake the
+    /// nodes waiting for it. Its settled result replaces an early one.
+    fn finish(&mut self, id: NodeId, output: B::Output, state: State) {
+        self.state.insert(id, state);
         self.solved.outputs.insert(id, output);
         let consumers: Vec<NodeId> = self.graph.consumers(id).collect();
         for c in consumers {
@@ -494,17 +523,21 @@ impl<B: Backend> Solver<B> {
                             label: node.label.clone(),
                         });
                     }
-                    self.finish(id, output);
+                    self.finish(id, output, State::Done);
                 }
                 Ok(Work::Lookup(None)) => {
                     self.send_miss(id, None);
                     self.need_all(id);
                 }
+                Ok(Work::Early(output, settling)) => {
+                    self.tasks.spawn(settling);
+                    self.finish(id, output, State::Settling);
+                }
                 Ok(Work::Executed(output)) => {
                     if self.backend.cacheable(self.graph.node(id)) {
                         self.solved.executed += 1;
                     }
-                    self.finish(id, output);
+                    self.finish(id, output, State::Done);
                 }
                 Err(StepError::Cancelled) => {}
                 Err(source) => {

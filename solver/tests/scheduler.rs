@@ -1,5 +1,5 @@
 //! The scheduler against a fake backend: ordering, --jobs, parallel branches, cancellation on
-//! the first failure, cache hits, content-key invalidation, --no-cache.
+//! the first failure, cache hits, content-key invalidation, --no-cache, early outputs.
 #![expect(
     clippy::unwrap_used,
     reason = "a fake backend in a test panics on poisoned locks"
@@ -16,7 +16,9 @@ use strata_solver::{
 };
 use tokio_util::sync::CancellationToken;
 
-/// Ops are config nodes whose text is `name [sleep=MS] [fail] [hang]`.
+/// Ops are config nodes whose text is `name [sleep=MS] [fail] [hang] [early] [settle=MS]
+/// [settlefail]`. An `early` step's output is `early:` and its name, settled (after `settle`
+/// ms, or failing with `settlefail`) into the plain output.
 #[derive(Default)]
 struct Fake {
     cache: Mutex<HashMap<CacheKey, String>>,
@@ -25,8 +27,12 @@ struct Fake {
     running: AtomicUsize,
     max_running: AtomicUsize,
     saw_cancel: Mutex<Vec<String>>,
-    /// `will_execute` and `execute` calls in order: `"will join"`, `"run base"`.
+    /// `will_execute`, `execute` and finished `settle` calls in order: `"will join"`, `"run
+    /// base"`, `"settled base"`.
     journal: Mutex<Vec<String>>,
+    /// Early steps by name: their text and their settled output.
+    early: Mutex<HashMap<String, (String, String)>>,
+    settles: AtomicUsize,
 }
 
 fn text(node: &Node) -> &str {
@@ -127,11 +133,41 @@ impl Backend for Fake {
                     return Err(StepError::Cancelled);
                 }
             }
-            Ok(format!("{n}({})", job.inputs.join(",")))
+            let out = format!("{n}({})", job.inputs.join(","));
+            if t.split_whitespace().any(|w| w == "early") {
+                self.early
+                    .lock()
+                    .unwrap()
+                    .insert(n.clone(), (t.clone(), out));
+                return Ok(format!("early:{n}"));
+            }
+            Ok(out)
         }
         .await;
         self.running.fetch_sub(1, Ordering::SeqCst);
         result
+    }
+
+    fn early(&self, output: &String) -> bool {
+        output.starts_with("early:")
+    }
+
+    async fn settle(&self, output: String) -> Result<String, StepError> {
+        self.settles.fetch_add(1, Ordering::SeqCst);
+        let n = output.trim_start_matches("early:").to_string();
+        let (t, out) = self.early.lock().unwrap().get(&n).cloned().unwrap();
+        for word in t.split_whitespace() {
+            if let Some(ms) = word.strip_prefix("settle=") {
+                tokio::time::sleep(Duration::from_millis(ms.parse().unwrap())).await;
+            }
+            if word == "settlefail" {
+                return Err(StepError::failed(std::io::Error::other(format!(
+                    "the layer of {n} failed"
+                ))));
+            }
+        }
+        self.journal.lock().unwrap().push(format!("settled {n}"));
+        Ok(out)
     }
 
     async fn record(
@@ -339,6 +375,84 @@ async fn a_step_that_will_run_is_announced_before_its_inputs_run() {
     fake.journal.lock().unwrap().clear();
     run(&fake, &g, join, jobs(2)).await.0.unwrap();
     assert!(fake.journal.lock().unwrap().is_empty());
+}
+
+/// An early output (a layer still being written) starts the steps on it at once, in the
+/// `jobs` slot its own step held; the result kept, recorded and reported is the settled one,
+/// and a cached rebuild gets it.
+#[tokio::test]
+async fn the_steps_on_an_early_output_start_before_it_settles() {
+    let fake = Arc::new(Fake::default());
+    let mut g = Graph::new();
+    let base = add(&mut g, "base", &[]);
+    let copy = add(&mut g, "copy early settle=300", &[base]);
+    let run_step = add(&mut g, "run sleep=50", &[copy]);
+    let g = Arc::new(g);
+    let (r, events) = run(&fake, &g, run_step, jobs(1)).await;
+    let solved = r.unwrap();
+    let journal = fake.journal.lock().unwrap().clone();
+    let at = |what: &str| journal.iter().position(|e| e == what).unwrap();
+    assert!(at("run run") < at("settled copy"), "{journal:?}");
+    assert_eq!(fake.settles.load(Ordering::SeqCst), 1);
+    assert_eq!(solved.outputs[&copy], "copy(base())");
+    assert_eq!(solved.outputs[&run_step], "run(early:copy)");
+    assert_eq!((solved.executed, solved.cached), (3, 0));
+    let finished: Vec<u32> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Finished { node, .. } => Some(*node),
+            _ => None,
+        })
+        .collect();
+    let (copy_i, run_i) = (copy.index() as u32, run_step.index() as u32);
+    assert_eq!(finished.iter().filter(|&&n| n == copy_i).count(), 1);
+    let started_run = events
+        .iter()
+        .position(|e| matches!(e, Event::Started { node, .. } if *node == run_i))
+        .unwrap();
+    let finished_copy = events
+        .iter()
+        .position(|e| matches!(e, Event::Finished { node, .. } if *node == copy_i))
+        .unwrap();
+    assert!(started_run < finished_copy, "{events:?}");
+
+    fake.journal.lock().unwrap().clear();
+    let (r, _) = run(&fake, &g, run_step, jobs(1)).await;
+    let solved = r.unwrap();
+    assert_eq!((solved.executed, solved.cached), (0, 3));
+    assert_eq!(solved.outputs[&run_step], "run(early:copy)");
+    assert!(fake.journal.lock().unwrap().is_empty());
+}
+
+/// An early output that fails to settle fails the build with its own step's error, and the
+/// steps started on it are cancelled.
+#[tokio::test]
+async fn an_early_output_that_fails_to_settle_fails_its_step() {
+    let fake = Arc::new(Fake::default());
+    let mut g = Graph::new();
+    let base = add(&mut g, "base", &[]);
+    let copy = add(&mut g, "copy early settle=50 settlefail", &[base]);
+    let run_step = add(&mut g, "run hang", &[copy]);
+    let g = Arc::new(g);
+    let (r, events) = run(&fake, &g, run_step, jobs(2)).await;
+    match r {
+        Err(SolveError::Step { step, source, .. }) => {
+            assert_eq!(step, "[copy]");
+            assert!(
+                source.to_string().contains("the layer of copy failed"),
+                "{source}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(*fake.saw_cancel.lock().unwrap(), ["run"]);
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Failed { node, .. } if *node == copy.index() as u32))
+    );
+    let recorded: Vec<String> = fake.cache.lock().unwrap().values().cloned().collect();
+    assert_eq!(recorded, ["base()"]);
 }
 
 #[tokio::test]

@@ -888,6 +888,83 @@ fn a_failing_run_names_the_step_and_its_line_and_stops_the_rest() {
     );
 }
 
+/// A COPY's layer is written while the RUN on it runs. A layer that fails then (a context
+/// file named like a whiteout) fails the build with the COPY's error and line, stops the RUN
+/// at once, and leaves nothing: no image, snapshot, layer directory, process or mount.
+#[test]
+fn a_copy_whose_layer_fails_under_a_running_run_fails_the_build_and_leaves_nothing() {
+    let env = TestEnv::with_base("base:latest");
+    let ok = env.context("ok", &[("Dockerfile", "FROM base\nRUN touch /x\n")]);
+    env.ok(["build", "-q", "-t", "ok:1", ok.to_str().unwrap()]);
+    let snapshots = || {
+        fs_err::read_dir(env.root().join("snapshots"))
+            .unwrap()
+            .count()
+    };
+    let before = snapshots();
+    let marker = format!("{}", 400 + std::process::id() % 500);
+    let dockerfile = format!("FROM base\nCOPY . /app\nRUN sleep {marker}\n");
+    let ctx = env.context(
+        "ctx",
+        &[
+            ("Dockerfile", &dockerfile),
+            ("a", "a\n"),
+            (".wh.trap", "x\n"),
+        ],
+    );
+    let started = Instant::now();
+    let out = env
+        .command([
+            "build",
+            "--progress=plain",
+            "-t",
+            "t:1",
+            ctx.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    // The RUN was stopped, not waited for.
+    assert!(started.elapsed() < Duration::from_secs(60), "{stderr}");
+    assert!(
+        stderr.contains(
+            "error: [2/3] COPY . /app failed\ncaused by: failed to write the layer of the step\n\
+             caused by: app/.wh.trap cannot be stored in a layer: names starting with .wh. are \
+             reserved for whiteouts\n --> Dockerfile:2:1\n"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(
+        snapshots(),
+        before,
+        "a snapshot of the failed build is left"
+    );
+    let left: Vec<_> = fs_err::read_dir(env.root().join("tmp")).unwrap().collect();
+    assert!(left.is_empty(), "left in tmp/: {left:?}");
+    let ps = std::process::Command::new("ps")
+        .arg("-eo")
+        .arg("args")
+        .output()
+        .unwrap();
+    let ps = String::from_utf8_lossy(&ps.stdout);
+    assert!(
+        !ps.lines().any(|l| l.trim() == format!("sleep {marker}")),
+        "the RUN outlived the build:\n{ps}"
+    );
+    assert!(
+        !fs_err::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .contains(env.root().to_str().unwrap()),
+        "a mount of the build is left"
+    );
+    assert_eq!(
+        env.ok(["images", "-q"]).lines().count(),
+        2,
+        "an image of it"
+    );
+}
+
 #[test]
 fn bad_dockerfiles_fail_with_their_location_before_anything_runs() {
     let env = TestEnv::with_base("base:latest");

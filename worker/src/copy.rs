@@ -475,7 +475,7 @@ impl Files<'_, '_> {
 }
 
 /// Helper threads for a directory copy: one less than the cores, within [`MAX_THREADS`].
-fn helper_threads() -> usize {
+pub(crate) fn helper_threads() -> usize {
     std::thread::available_parallelism()
         .map_or(1, usize::from)
         .min(MAX_THREADS)
@@ -912,7 +912,7 @@ fn copy_xattrs(src: &File, dst: BorrowedFd<'_>) -> Vec<(Vec<u8>, Vec<u8>)> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
@@ -932,7 +932,7 @@ mod tests {
     /// and without set-ID bits and bits a umask strips, several owners, a set-group-ID
     /// directory, hard links within and across directories, symlinks (one dangling), a FIFO,
     /// `user.*` xattrs, and distinct times on everything.
-    fn fixture(root: &Path) {
+    pub(crate) fn fixture(root: &Path) {
         let modes = [0o644, 0o755, 0o600, 0o666, 0o4755, 0o640, 0o777, 0o444];
         let mut t = 1_600_000_000i64;
         for d in 0..4 {
@@ -997,7 +997,7 @@ mod tests {
         );
     }
 
-    fn describe(root: &Path) -> Vec<String> {
+    pub(crate) fn describe(root: &Path) -> Vec<String> {
         let mut out = Vec::new();
         let mut inodes: HashMap<(u64, u64), String> = HashMap::new();
         let mut left = vec![PathBuf::new()];

@@ -14,7 +14,8 @@
 //! `lstat` through the freshly mounted overlay (a lookup the overlay has not cached: 4× an
 //! `lstat` of the layer itself). Each entry is given out once: a second visit of a path in
 //! the same COPY (two sources onto one destination) finds nothing and copies, since the
-//! first may have written there.
+//! first may have written there; once a destination is reached through a symlink (where the
+//! copy writes, no layer path says), the filesystem is asked for the rest of the operation.
 //!
 //! Why links are safe: layer directories are immutable once adopted (they are overlay
 //! lowers, and the overlay copies a file up before changing it); the COPY replaces a
@@ -30,8 +31,6 @@ use std::ffi::OsStr;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-#[cfg(test)]
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -440,6 +439,7 @@ pub(crate) fn already_there(
 mod tests {
     use super::*;
     use crate::copy::tests::{describe, fixture};
+    use std::os::unix::fs::MetadataExt;
 
     /// The clone on several threads is the clone on one: every directory with its mode,
     /// owner and times, every file a link of the earlier one (those linked within the tree

@@ -18,9 +18,11 @@
 //! set again: no chown when the owner is the process's own, no chmod when the umask leaves
 //! the mode as it is, no stat before the copy (the walk's has the size).
 
+use crate::reuse::{Before, Cloned};
 use crate::sys::{self, NodeKind};
 use crate::written::{self, Told, Written};
 use rustix::fs::OFlags;
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
@@ -58,7 +60,8 @@ pub(crate) struct CopyOpts {
     /// An incremental COPY (`reuse.rs`): which files may be left as they are.
     pub(crate) reuse: Option<Reuse>,
     /// Where the directory copied into is in the layer (`/`-separated, `""` for its root),
-    /// when what is made is told to the layer writer ([`Counts::written`]).
+    /// when what is made is told to the layer writer ([`Counts::written`]) or checked
+    /// against an incremental COPY's clone ([`Reuse::cloned`]).
     pub(crate) record_at: Option<Arc<[u8]>>,
 }
 
@@ -70,9 +73,22 @@ pub(crate) struct Reuse {
     pub(crate) changed: Rc<std::collections::HashSet<String>>,
     /// The copied directory's path in the context (`""` for its root).
     pub(crate) prefix: String,
+    /// What the clone left at the destination, while every destination directory of this
+    /// operation so far had a known path in the layer (`None` after one had not: the
+    /// filesystem is asked).
+    pub(crate) cloned: Rc<RefCell<Option<Cloned>>>,
 }
 
 impl Reuse {
+    /// What the clone left at `name` in the destination directory at `dir` in the layer:
+    /// asked once for every path the copy visits, so that a second visit finds nothing.
+    fn before(&self, dir: Option<&Arc<[u8]>>, name: &OsStr) -> Before {
+        match (self.cloned.borrow_mut().as_mut(), dir) {
+            (Some(cloned), Some(dir)) => cloned.take(dir, name),
+            _ => Before::Ask,
+        }
+    }
+
     fn unchanged(&self, rel: &str) -> bool {
         if self.prefix.is_empty() || self.prefix == "." {
             !self.changed.contains(rel)
@@ -184,6 +200,10 @@ pub(crate) fn copy_entry(
     counts: &mut Counts,
     display: &Path,
 ) -> io::Result<()> {
+    // Always copied: what the clone left there is no longer known.
+    if let Some(r) = &opts.reuse {
+        r.before(opts.record_at.as_ref(), name_out);
+    }
     match ftype(st) {
         libc::S_IFDIR => {
             let src =
@@ -254,7 +274,8 @@ struct DestDir {
     /// the directory's group (set-group-ID) or its default ACL. Its owner and mode are then
     /// always set.
     inherits: bool,
-    /// Its path in the layer, when what is made in it is recorded.
+    /// Its path in the layer, when what is made in it is recorded or checked against the
+    /// clone.
     path: Option<Arc<[u8]>>,
 }
 
@@ -454,7 +475,7 @@ impl Files<'_, '_> {
 }
 
 /// Helper threads for a directory copy: one less than the cores, within [`MAX_THREADS`].
-fn helper_threads() -> usize {
+pub(crate) fn helper_threads() -> usize {
     std::thread::available_parallelism()
         .map_or(1, usize::from)
         .min(MAX_THREADS)
@@ -555,6 +576,10 @@ fn walk(
         }
         let here = display.join(&rel);
         let st = sys::lstat_at(level.src.as_fd(), Path::new(&name)).map_err(err_at(&here))?;
+        let before = opts
+            .reuse
+            .as_ref()
+            .map(|r| r.before(level.dst.path.as_ref(), &name));
         if ftype(&st) == libc::S_IFDIR {
             let s = confined::open_no_symlinks(
                 level.src.as_fd(),
@@ -590,8 +615,10 @@ fn walk(
         }
         let plain = ftype(&st) == libc::S_IFREG && st.st_nlink == 1;
         if plain
+            && let Some(before) = before
             && opts.reuse.as_ref().is_some_and(|r| r.unchanged(&rel))
             && crate::reuse::already_there(
+                before,
                 level.dst.fd.as_fd(),
                 &name,
                 &st,
@@ -885,7 +912,7 @@ fn copy_xattrs(src: &File, dst: BorrowedFd<'_>) -> Vec<(Vec<u8>, Vec<u8>)> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
@@ -905,7 +932,7 @@ mod tests {
     /// and without set-ID bits and bits a umask strips, several owners, a set-group-ID
     /// directory, hard links within and across directories, symlinks (one dangling), a FIFO,
     /// `user.*` xattrs, and distinct times on everything.
-    fn fixture(root: &Path) {
+    pub(crate) fn fixture(root: &Path) {
         let modes = [0o644, 0o755, 0o600, 0o666, 0o4755, 0o640, 0o777, 0o444];
         let mut t = 1_600_000_000i64;
         for d in 0..4 {
@@ -970,7 +997,7 @@ mod tests {
         );
     }
 
-    fn describe(root: &Path) -> Vec<String> {
+    pub(crate) fn describe(root: &Path) -> Vec<String> {
         let mut out = Vec::new();
         let mut inodes: HashMap<(u64, u64), String> = HashMap::new();
         let mut left = vec![PathBuf::new()];

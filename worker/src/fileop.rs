@@ -16,13 +16,14 @@ use crate::archive;
 use crate::copy::{self, CopyOpts, Counts, Links, Reuse};
 use crate::download;
 use crate::git;
-use crate::reuse::{self, Previous};
+use crate::reuse::{self, Cloned, Previous};
 use crate::source::{self, ExcludeFn};
 use crate::sys::{self, MountAttrs};
 use crate::user::{self, UserError};
 use crate::worker::Worker;
 use crate::written::{self, Written};
 use rustix::fs::OFlags;
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::io::{self, Read};
@@ -549,12 +550,20 @@ fn add_git(
     })
 }
 
+/// What an incremental COPY starts from: the changed context paths, and what the clone of
+/// the earlier layer left in the upper dir.
+#[derive(Clone)]
+struct Incremental {
+    changed: Rc<HashSet<String>>,
+    cloned: Rc<RefCell<Option<Cloned>>>,
+}
+
 /// Starts an incremental COPY when `req.previous` allows one: clones the earlier layer into
-/// the upper dir (still empty and not mounted yet) and returns the changed context paths.
+/// the upper dir (still empty and not mounted yet) and returns what it starts from.
 /// Only for an op made of plain COPYs from a context (an archive or a download may write
 /// into existing files; `--link` is left alone). A clone that fails (the earlier layer
 /// pruned meanwhile) is undone and the COPY runs in full.
-fn reuse_previous(req: &FileRequest) -> Option<Rc<HashSet<String>>> {
+fn reuse_previous(req: &FileRequest) -> Option<Incremental> {
     let previous = req.previous.as_ref()?;
     let eligible = req.op.actions.iter().all(|a| match a {
         FileAction::Copy {
@@ -572,7 +581,10 @@ fn reuse_previous(req: &FileRequest) -> Option<Rc<HashSet<String>>> {
         return None;
     }
     match reuse::clone_tree(&previous.layer, &req.upper) {
-        Ok(_) => Some(Rc::new(previous.changed.clone())),
+        Ok(cloned) => Some(Incremental {
+            changed: Rc::new(previous.changed.clone()),
+            cloned: Rc::new(RefCell::new(Some(cloned))),
+        }),
         Err(_) => {
             empty_dir(&req.upper).ok()?;
             None
@@ -842,7 +854,7 @@ fn copy_sources(
     sources: &[String],
     spec: &CopySpec<'_>,
     limit: u64,
-    changed: Option<&Rc<HashSet<String>>>,
+    incremental: Option<&Incremental>,
     written: &mut Option<Written>,
 ) -> Result<Counts, FileError> {
     let matches = expand(src, sources, spec)?;
@@ -888,8 +900,9 @@ fn copy_sources(
             reset_owner: src.context,
             mode: spec.mode,
             filter: copy_filter(m.keep),
-            reuse: changed.filter(|_| src.context).map(|c| Reuse {
-                changed: c.clone(),
+            reuse: incremental.filter(|_| src.context).map(|i| Reuse {
+                changed: i.changed.clone(),
+                cloned: i.cloned.clone(),
                 prefix: src_rel.clone(),
             }),
             record_at: None,
@@ -900,7 +913,7 @@ fn copy_sources(
                 .mkdir_all(&target, dir_opts, &mut created)
                 .map_err(io_at("create directory", spec.dest))?;
             let opts = CopyOpts {
-                record_at: record_at(dest, &target, dst.as_fd(), &mut counts),
+                record_at: record_at(dest, &target, dst.as_fd(), &mut counts, incremental),
                 ..opts
             };
             let sdir = src
@@ -971,6 +984,7 @@ fn copy_sources(
                 &target[..target.len().saturating_sub(1)],
                 dir.as_fd(),
                 &mut counts,
+                incremental,
             ),
             ..opts
         };
@@ -1005,16 +1019,22 @@ fn copy_sources(
 }
 
 /// The path in the layer of the destination directory `dir`, opened at `comps`, when what
-/// is copied into it is recorded: `comps` itself when it names `dir` without a symlink on
-/// the way. Else (a symlink followed: the entries are elsewhere) the record is dropped.
-/// The directories on the way are recorded as asked of the filesystem.
+/// is copied into it is recorded or checked against an incremental COPY's clone: `comps`
+/// itself when it names `dir` without a symlink on the way. Else (a symlink followed: the
+/// entries are elsewhere) the record is dropped, and so is the clone's account (the copy
+/// writes where no path of it says, so the filesystem is asked from then on). The
+/// directories on the way are recorded as asked of the filesystem.
 fn record_at(
     dest: &ConfinedRoot,
     comps: &[OsString],
     dir: std::os::fd::BorrowedFd<'_>,
     counts: &mut Counts,
+    incremental: Option<&Incremental>,
 ) -> Option<Arc<[u8]>> {
-    counts.written.as_ref()?;
+    let cloned = incremental.filter(|i| i.cloned.borrow().is_some());
+    if counts.written.is_none() && cloned.is_none() {
+        return None;
+    }
     let mut path: Arc<[u8]> = Arc::from(&b""[..]);
     for c in comps {
         if let Some(w) = counts.written.as_mut() {
@@ -1036,6 +1056,9 @@ fn record_at(
         Some(path)
     } else {
         counts.written = None;
+        if let Some(i) = cloned {
+            i.cloned.borrow_mut().take();
+        }
         None
     }
 }

@@ -83,6 +83,10 @@ pub fn tests() -> Vec<Trial> {
             incremental_copy_links_unchanged_files_and_makes_the_same_layer,
         ),
         trial(
+            "incremental_copy_onto_one_path_twice_makes_the_same_layer",
+            incremental_copy_onto_one_path_twice_makes_the_same_layer,
+        ),
+        trial(
             "a_copy_tells_the_layer_writer_what_it_wrote_and_the_bytes_are_the_walks",
             a_copy_tells_the_layer_writer_what_it_wrote_and_the_bytes_are_the_walks,
         ),
@@ -1627,6 +1631,76 @@ fn layer_bytes(upper: &Path) -> Vec<u8> {
     };
     strata_worker::write_layer(upper, &mut out, &opts).unwrap();
     out
+}
+
+/// An incremental COPY whose sources meet on one destination path (two source directories
+/// with a file `x` each; a second action through a symlink in the image onto the same
+/// files) writes there as a full copy does: the clone's account of a path serves its first
+/// visit only, and none at all once a destination was reached through a symlink.
+fn incremental_copy_onto_one_path_twice_makes_the_same_layer() -> TestResult {
+    let env = Env::new();
+    let ctx = context(&env, "ctx");
+    for (dir, body, secs) in [
+        ("one", "first\n", 946_684_800),
+        ("two", "second\n", 946_771_200),
+    ] {
+        for f in ["x", "y"] {
+            let rel = format!("{dir}/{f}");
+            put(&ctx, &rel, body, 0o644);
+            set_mtime(&ctx.join(&rel), secs);
+        }
+    }
+    put(&ctx, "three/y", "third\n", 0o644);
+    set_mtime(&ctx.join("three/y"), 946_857_600);
+    // The image: /srv, and /link pointing at it.
+    let img = env.upper();
+    fs_err::create_dir(img.join("srv")).unwrap();
+    symlink("srv", img.join("link")).unwrap();
+    let lowers = || vec![img.clone(), env.base.clone()];
+    let actions = || {
+        vec![
+            copy(1, &["one", "two"], "/app/"),
+            copy(1, &["three"], "/link/"),
+            copy(1, &["two"], "/srv/"),
+        ]
+    };
+    let first = apply(&env, lowers(), actions(), ctx_input(&ctx)).map_err(err)?;
+    ensure_eq(
+        text(&first, "/app/x"),
+        "second\n".into(),
+        "the last source wins",
+    )?;
+    ensure_eq(
+        text(&first, "/srv/y"),
+        "second\n".into(),
+        "after the symlink",
+    )?;
+
+    put(&ctx, "one/y", "first, edited\n", 0o644);
+    set_mtime(&ctx.join("one/y"), 946_684_800);
+    let upper = env.upper();
+    env.worker
+        .apply_file_op(FileRequest {
+            op: FileOp { actions: actions() },
+            lowers: lowers(),
+            upper: upper.clone(),
+            inputs: ctx_input(&ctx),
+            git_auth: Default::default(),
+            previous: Some(Previous {
+                layer: first.clone(),
+                changed: ["one/y".to_owned()].into(),
+            }),
+        })
+        .map_err(err)?;
+    let full = apply(&env, lowers(), actions(), ctx_input(&ctx)).map_err(err)?;
+    ensure_eq(text(&upper, "/app/x"), "second\n".into(), "/app/x")?;
+    ensure_eq(text(&upper, "/app/y"), "second\n".into(), "/app/y")?;
+    ensure_eq(text(&upper, "/srv/x"), "second\n".into(), "/srv/x")?;
+    ensure_eq(text(&upper, "/srv/y"), "second\n".into(), "/srv/y")?;
+    ensure(
+        layer_bytes(&upper) == layer_bytes(&full),
+        "the incremental layer's tar equals a full copy's",
+    )
 }
 
 /// A COPY run again because one context file changed starts from its earlier layer:

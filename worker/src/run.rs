@@ -294,6 +294,11 @@ impl Worker {
         S: FnOnce(u32) + Send,
     {
         let entered = Instant::now();
+        if self.teardowns.pending() {
+            // An earlier sandbox's overlay may hold one of this run's layers as its upper.
+            let teardowns = self.teardowns.clone();
+            let _ = tokio::task::spawn_blocking(move || teardowns.wait()).await;
+        }
         let mut started = Some(started);
         let command = req.exec.args.join(" ");
         let parent = req.upper.parent().unwrap_or(Path::new("/")).to_owned();
@@ -460,8 +465,23 @@ impl Worker {
                 self.config.helper_exe.display()
             ))),
         };
-        // Deleting it takes a few journaled operations: done right after, not on the way.
-        self.janitor.delete(scratch);
+        if timed_out {
+            // The sandbox may never end: nothing waits for it.
+            self.janitor.delete(scratch);
+            return result;
+        }
+        // The sandbox ends beside what comes next (`teardown.rs`): its monitor closes the
+        // control socket once the init's exit, the namespaces' teardown, is over. The scratch
+        // dir, the root overlay's work dir, goes then; deleting it takes a few journaled
+        // operations, done in the background, not on the way.
+        let ending = self.teardowns.begin();
+        let janitor = self.janitor.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 64];
+            while matches!(ctl_r.read(&mut buf).await, Ok(n) if n > 0) {}
+            janitor.delete(scratch);
+            drop(ending);
+        });
         result
     }
 

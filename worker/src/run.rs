@@ -518,12 +518,20 @@ impl Worker {
         Err(RunError::Setup("the sandbox helper keeps exiting".into()))
     }
 
-    /// Starts the sandbox helper (and the build's cgroup) now, when a RUN is known to come,
-    /// so that the helper's exec and start-up overlap the steps before that RUN instead of
-    /// delaying its start. Blocking (a fork and exec); does nothing when the helper runs
+    /// Starts the sandbox helper (and the build's cgroup) now, when a RUN with `network` is
+    /// known to come, so that the helper's exec and start-up overlap the steps before that
+    /// RUN instead of delaying its start, and tells the helper to make that RUN's network
+    /// namespace meanwhile. Blocking (a fork and exec); starts nothing when the helper runs
     /// already. An error is left for that RUN to meet and report.
-    pub fn start_helper(&self) {
-        let _ = self.helper(None);
+    pub fn start_helper(&self, network: NetworkMode) {
+        let netns = match network {
+            NetworkMode::Host => Netns::Host,
+            NetworkMode::None => Netns::Empty,
+            NetworkMode::Default => Netns::Bridged,
+        };
+        if let Ok(helper) = self.helper(None) {
+            let _ = helper.announce(netns);
+        }
     }
 
     /// The helper process, started when there is none or when `dead` is the current one.

@@ -352,6 +352,8 @@ impl Worker {
         // must not wait for this one.
         drop(stdin);
         let chan = |e| io_err("failed to set up the sandbox's channels")(e);
+        // Kept to learn when the sandbox is gone, once its status is known (below).
+        let ctl_end = ctl.try_clone().map_err(chan)?;
         ctl.set_nonblocking(true).map_err(chan)?;
         let (mut ctl_r, ctl_w) = tokio::net::UnixStream::from_std(ctl)
             .map_err(chan)?
@@ -465,23 +467,28 @@ impl Worker {
                 self.config.helper_exe.display()
             ))),
         };
-        if timed_out {
-            // The sandbox may never end: nothing waits for it.
-            self.janitor.delete(scratch);
-            return result;
-        }
+        drop(ctl_r);
         // The sandbox ends beside what comes next (`teardown.rs`): its monitor closes the
         // control socket once the init's exit, the namespaces' teardown, is over. The scratch
         // dir, the root overlay's work dir, goes then; deleting it takes a few journaled
-        // operations, done in the background, not on the way.
+        // operations, done in the background, not on the way. On a thread, not a task: a
+        // caller may run the worker's steps on runtimes it drives only while it awaits them.
         let ending = self.teardowns.begin();
         let janitor = self.janitor.clone();
-        tokio::spawn(async move {
-            let mut buf = [0u8; 64];
-            while matches!(ctl_r.read(&mut buf).await, Ok(n) if n > 0) {}
+        let watch = move || {
+            if !timed_out && ctl_end.set_nonblocking(false).is_ok() {
+                let mut buf = [0u8; 64];
+                while matches!(sys::read(ctl_end.as_fd(), &mut buf), Ok(n) if n > 0) {}
+            }
             janitor.delete(scratch);
             drop(ending);
-        });
+        };
+        let watching = std::thread::Builder::new()
+            .name("strata-teardown".into())
+            .spawn(watch);
+        // Without a thread the sandbox is not waited for (a later mount may make overlayfs
+        // warn) and its scratch dir is deleted at once, the closure being dropped.
+        drop(watching);
         result
     }
 

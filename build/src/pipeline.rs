@@ -62,7 +62,7 @@ pub fn lower(request: &BuildRequest) -> Result<Lowered, BuildError> {
 /// drained to its end here; scoped threads are joined, and the threads left running (the
 /// worker's janitor deleting scratch directories, the sandbox helper's reaper, a build blob's
 /// writeback start, a hint to the kernel that the build's sync does not depend on, and a
-/// task per RUN waiting for its sandbox's namespaces to be torn down before handing its
+/// thread per RUN waiting for its sandbox's namespaces to be torn down before handing its
 /// scratch directory to the janitor) write nothing that must last: a scratch directory the
 /// janitor has not deleted yet is inside this process's staging directory, which the next
 /// opener of the store removes. What the build

@@ -61,9 +61,11 @@ pub fn lower(request: &BuildRequest) -> Result<Lowered, BuildError> {
 /// failure too), and a `--explain` reason's detached task holds the event channel that is
 /// drained to its end here; scoped threads are joined, and the threads left running (the
 /// worker's janitor deleting scratch directories, the sandbox helper's reaper, a build blob's
-/// writeback start, a hint to the kernel that the build's sync does not depend on) write
-/// nothing that must last: a scratch directory the janitor has not deleted yet is inside this
-/// process's staging directory, which the next opener of the store removes. What the build
+/// writeback start, a hint to the kernel that the build's sync does not depend on, and a
+/// thread per RUN waiting for its sandbox's namespaces to be torn down before handing its
+/// scratch directory to the janitor) write nothing that must last: a scratch directory the
+/// janitor has not deleted yet is inside this process's staging directory, which the next
+/// opener of the store removes. What the build
 /// wrote is durable as docs/STORE.md says by then.
 pub async fn build(mut request: BuildRequest) -> Result<BuildResult, BuildError> {
     let started = Instant::now();

@@ -1008,9 +1008,11 @@ impl Backend for LocalBackend {
     fn will_execute(&self, graph: &Graph, node: NodeId) {
         // A RUN that misses: its sandbox helper starts while the steps below it run (the
         // helper's exec and start-up were most of the first RUN's sandbox start).
-        if matches!(graph.node(node).op, Op::Exec(_)) {
-            let worker = self.worker.clone();
-            drop(tokio::task::spawn_blocking(move || worker.start_helper()));
+        if let Op::Exec(exec) = &graph.node(node).op {
+            let (worker, network) = (self.worker.clone(), exec.network);
+            drop(tokio::task::spawn_blocking(move || {
+                worker.start_helper(network)
+            }));
         }
     }
 

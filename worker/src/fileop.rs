@@ -185,6 +185,8 @@ impl Worker {
     /// returns; its scratch directory, if it needed one, is deleted right after, in the
     /// background.
     pub fn apply_file_op(&self, req: FileRequest) -> Result<FileStats, FileError> {
+        // An ending RUN sandbox's overlay may hold one of the layers as its upper.
+        self.teardowns.wait();
         let parent = req.upper.parent().unwrap_or(Path::new("/")).to_owned();
         let mut scratch = Scratch { parent, dir: None };
         let result = apply(

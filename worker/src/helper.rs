@@ -23,6 +23,11 @@
 //! default network (as BuildKit's network namespace pool). After handing one over it makes
 //! the next once it has been idle for a millisecond, not at once: right after the fork the
 //! new monitor needs the CPU more (on a busy two-core machine the helper would delay it).
+//! A build announces each RUN it will run ([`crate::Worker::start_helper`], while the steps
+//! below it run): the helper then makes that RUN's namespace ahead, and keeps namespaces
+//! ready only for the RUNs announced and not served yet, so that the last RUN of a build
+//! leaves no spare made for nothing; a sandbox asked for unannounced (a container) makes it
+//! keep one of its kind ready from then on, as before.
 //! Each namespace is used by one sandbox only and then destroyed: the isolation is the same
 //! as making it on the spot. Rootless (in a user namespace, see `rootless.rs`) a default-network
 //! namespace is served by a slirp4netns of its own ([`crate::slirp`]) instead of the bridge,
@@ -45,6 +50,9 @@ const NETWORK_DEFAULT: u8 = 2;
 /// Request flag: the sandbox gets a namespace on the containers' bridge (`run --network
 /// bridge`).
 const NETWORK_CONTAINER: u8 = 4;
+/// Message flag: no sandbox yet, but one with the network of the other flags will be asked
+/// for (a message without descriptors): the helper makes its namespace while idle.
+const ANNOUNCE: u8 = 8;
 /// How many default-network namespaces the helper keeps ready: enough for the steps that
 /// start together in a typical build, few enough to cost nothing when idle.
 const POOL: usize = 2;
@@ -85,6 +93,15 @@ impl SandboxHelper {
         })
     }
 
+    /// Tells the helper that a sandbox with `netns` will be asked for, so that it makes its
+    /// network namespace ahead, while idle (nothing to make for [`Netns::Host`]).
+    pub(crate) fn announce(&self, netns: Netns) -> io::Result<()> {
+        match netns {
+            Netns::Host => Ok(()),
+            _ => sys::send_with_fds(self.sock.as_fd(), &[ANNOUNCE | flags_of(netns)], &[]),
+        }
+    }
+
     /// Hands the helper a new sandbox's descriptors. An error of kind `BrokenPipe` (or
     /// `ConnectionReset`) means the helper is gone.
     pub(crate) fn start(
@@ -95,18 +112,36 @@ impl SandboxHelper {
         stderr: BorrowedFd<'_>,
         stdin: Option<BorrowedFd<'_>>,
     ) -> io::Result<()> {
-        let flags = match netns {
-            Netns::Host => 0,
-            Netns::Empty => NETWORK_NONE,
-            Netns::Bridged => NETWORK_DEFAULT,
-            Netns::Container => NETWORK_CONTAINER,
-        };
+        let flags = flags_of(netns);
         match stdin {
             Some(stdin) => {
                 sys::send_with_fds(self.sock.as_fd(), &[flags], &[ctl, stdout, stderr, stdin])
             }
             None => sys::send_with_fds(self.sock.as_fd(), &[flags], &[ctl, stdout, stderr]),
         }
+    }
+}
+
+/// The request flag of `netns`.
+fn flags_of(netns: Netns) -> u8 {
+    match netns {
+        Netns::Host => 0,
+        Netns::Empty => NETWORK_NONE,
+        Netns::Bridged => NETWORK_DEFAULT,
+        Netns::Container => NETWORK_CONTAINER,
+    }
+}
+
+/// The network a request's flags ask for.
+fn netns_of(flags: u8) -> Netns {
+    if flags & NETWORK_CONTAINER != 0 {
+        Netns::Container
+    } else if flags & NETWORK_DEFAULT != 0 {
+        Netns::Bridged
+    } else if flags & NETWORK_NONE != 0 {
+        Netns::Empty
+    } else {
+        Netns::Host
     }
 }
 
@@ -132,20 +167,74 @@ impl Drop for SandboxHelper {
     }
 }
 
+/// How many network namespaces the helper keeps ready: for the sandboxes announced and not
+/// asked for yet, or, once a sandbox of a kind was asked for unannounced, always.
+#[derive(Debug, Default)]
+struct Readiness {
+    /// A `--network=none` sandbox was asked for unannounced: a spare is always kept.
+    always_empty: bool,
+    /// `--network=none` sandboxes announced and not asked for yet.
+    announced_empty: usize,
+    /// A default-network sandbox was asked for unannounced: the pool is kept full.
+    always_bridged: bool,
+    /// Default-network sandboxes announced and not asked for yet.
+    announced_bridged: usize,
+}
+
+impl Readiness {
+    /// A sandbox with `netns` will be asked for.
+    fn announced(&mut self, netns: Netns) {
+        match netns {
+            Netns::Empty => self.announced_empty += 1,
+            Netns::Bridged => self.announced_bridged += 1,
+            Netns::Host | Netns::Container => {}
+        }
+    }
+
+    /// A sandbox with `netns` was asked for.
+    fn served(&mut self, netns: Netns) {
+        match netns {
+            Netns::Empty if self.announced_empty > 0 => self.announced_empty -= 1,
+            Netns::Empty => self.always_empty = true,
+            Netns::Bridged if self.announced_bridged > 0 => self.announced_bridged -= 1,
+            Netns::Bridged => self.always_bridged = true,
+            Netns::Host | Netns::Container => {}
+        }
+    }
+
+    /// Whether a spare `--network=none` namespace is wanted.
+    fn spare(&self) -> bool {
+        self.always_empty || self.announced_empty > 0
+    }
+
+    /// How many default-network namespaces the pool should hold.
+    fn pool(&self) -> usize {
+        if self.always_bridged {
+            POOL
+        } else {
+            self.announced_bridged.min(POOL)
+        }
+    }
+
+    /// Making a default-network namespace failed: the pool stops filling (a failure is
+    /// tried again on demand, where it is reported).
+    fn pool_failed(&mut self) {
+        (self.always_bridged, self.announced_bridged) = (false, 0);
+    }
+}
+
 /// What the helper keeps between requests.
 struct Helper {
     /// The host's network namespace, to come back to after making one.
     host_netns: Option<OwnedFd>,
     /// A network namespace made in advance for the next `--network=none` sandbox.
     spare_netns: Option<OwnedFd>,
-    /// Whether any `--network=none` sandbox was asked for (then a spare is kept).
-    wants_netns: bool,
+    /// How many namespaces of each kind to keep ready.
+    ready: Readiness,
     /// Default-network namespaces made in advance (each with its slirp4netns, rootless).
     pool: Vec<(OwnedFd, Option<Slirp>)>,
     /// The slirp4netns processes started, to reap once they have exited.
     slirps: Vec<std::process::Child>,
-    /// Whether any default-network sandbox was asked for (then the pool is kept full).
-    wants_pool: bool,
     /// The RUN bridge, once made or found.
     bridge: Option<Bridge>,
     /// The containers' bridge, once made or found.
@@ -167,10 +256,9 @@ pub fn sandbox_main() -> ExitCode {
     let mut helper = Helper {
         host_netns: Some(host_netns),
         spare_netns: None,
-        wants_netns: false,
+        ready: Readiness::default(),
         pool: Vec::new(),
         slirps: Vec::new(),
-        wants_pool: false,
         bridge: None,
         container_bridge: None,
         monitors: Vec::new(),
@@ -180,8 +268,8 @@ pub fn sandbox_main() -> ExitCode {
     loop {
         let mut fds = vec![sock];
         fds.extend(helper.monitors.iter().map(|(_, fd)| fd.as_fd()));
-        let spare_wanted = helper.wants_netns && helper.spare_netns.is_none();
-        let pool_wanted = helper.wants_pool && helper.pool.len() < POOL;
+        let spare_wanted = helper.ready.spare() && helper.spare_netns.is_none();
+        let pool_wanted = helper.pool.len() < helper.ready.pool();
         let idle_work = spare_wanted || pool_wanted;
         let ready = match sys::poll_readable_for(&fds, idle_work.then_some(1)) {
             Ok(r) => r,
@@ -195,7 +283,7 @@ pub fn sandbox_main() -> ExitCode {
             } else {
                 match helper.new_netns(Some(Net::Runs)) {
                     Ok((ns, slirp, _)) => helper.pool.push((ns, slirp)),
-                    Err(_) => helper.wants_pool = false,
+                    Err(_) => helper.ready.pool_failed(),
                 }
             }
             continue;
@@ -217,16 +305,10 @@ pub fn sandbox_main() -> ExitCode {
                     fds.next().expect("three descriptors"),
                 );
                 let stdin = fds.next();
-                let netns = if flags[0] & NETWORK_CONTAINER != 0 {
-                    Netns::Container
-                } else if flags[0] & NETWORK_DEFAULT != 0 {
-                    Netns::Bridged
-                } else if flags[0] & NETWORK_NONE != 0 {
-                    Netns::Empty
-                } else {
-                    Netns::Host
-                };
-                helper.fork_monitor(netns, ctl, out, err, stdin);
+                helper.fork_monitor(netns_of(flags[0]), ctl, out, err, stdin);
+            }
+            Ok((1, fds)) if fds.is_empty() && flags[0] & ANNOUNCE != 0 => {
+                helper.ready.announced(netns_of(flags[0]))
             }
             // A malformed request: its descriptors are closed, which the worker sees as a
             // sandbox that ended without a status.
@@ -335,8 +417,7 @@ impl Helper {
                 let _ = sys::write_all(ctl.as_fd(), &status.to_line());
             }
         }
-        self.wants_netns |= wanted == Netns::Empty;
-        self.wants_pool |= wanted == Netns::Bridged;
+        self.ready.served(wanted);
     }
 
     /// A new network namespace with loopback up, and on bridge `bridged` when given: a veth
@@ -434,5 +515,44 @@ fn netns_in_child() -> io::Result<OwnedFd> {
                 )),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespaces_are_kept_ready_for_announced_sandboxes_only() {
+        let mut r = Readiness::default();
+        assert_eq!(
+            (r.spare(), r.pool()),
+            (false, 0),
+            "nothing announced: nothing made"
+        );
+        r.announced(Netns::Empty);
+        r.announced(Netns::Bridged);
+        assert_eq!((r.spare(), r.pool()), (true, 1));
+        r.served(Netns::Empty);
+        r.served(Netns::Bridged);
+        // The last RUN of a build leaves no namespace made for nothing behind it.
+        assert_eq!((r.spare(), r.pool()), (false, 0));
+        for _ in 0..5 {
+            r.announced(Netns::Bridged);
+        }
+        assert_eq!(r.pool(), POOL);
+        r.pool_failed();
+        assert_eq!(r.pool(), 0);
+    }
+
+    #[test]
+    fn a_sandbox_asked_for_unannounced_keeps_its_kind_ready_from_then_on() {
+        let mut r = Readiness::default();
+        r.served(Netns::Empty);
+        r.served(Netns::Bridged);
+        r.served(Netns::Container);
+        assert_eq!((r.spare(), r.pool()), (true, POOL));
+        r.served(Netns::Empty);
+        assert!(r.spare());
     }
 }

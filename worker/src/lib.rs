@@ -44,6 +44,7 @@ mod source;
 mod spec;
 mod stub;
 mod sys;
+mod teardown;
 pub mod terminal;
 mod user;
 mod worker;

@@ -294,6 +294,11 @@ impl Worker {
         S: FnOnce(u32) + Send,
     {
         let entered = Instant::now();
+        if self.teardowns.pending() {
+            // An earlier sandbox's overlay may hold one of this run's layers as its upper.
+            let teardowns = self.teardowns.clone();
+            let _ = tokio::task::spawn_blocking(move || teardowns.wait()).await;
+        }
         let mut started = Some(started);
         let command = req.exec.args.join(" ");
         let parent = req.upper.parent().unwrap_or(Path::new("/")).to_owned();
@@ -347,6 +352,8 @@ impl Worker {
         // must not wait for this one.
         drop(stdin);
         let chan = |e| io_err("failed to set up the sandbox's channels")(e);
+        // Kept to learn when the sandbox is gone, once its status is known (below).
+        let ctl_end = ctl.try_clone().map_err(chan)?;
         ctl.set_nonblocking(true).map_err(chan)?;
         let (mut ctl_r, ctl_w) = tokio::net::UnixStream::from_std(ctl)
             .map_err(chan)?
@@ -460,8 +467,28 @@ impl Worker {
                 self.config.helper_exe.display()
             ))),
         };
-        // Deleting it takes a few journaled operations: done right after, not on the way.
-        self.janitor.delete(scratch);
+        drop(ctl_r);
+        // The sandbox ends beside what comes next (`teardown.rs`): its monitor closes the
+        // control socket once the init's exit, the namespaces' teardown, is over. The scratch
+        // dir, the root overlay's work dir, goes then; deleting it takes a few journaled
+        // operations, done in the background, not on the way. On a thread, not a task: a
+        // caller may run the worker's steps on runtimes it drives only while it awaits them.
+        let ending = self.teardowns.begin();
+        let janitor = self.janitor.clone();
+        let watch = move || {
+            if !timed_out && ctl_end.set_nonblocking(false).is_ok() {
+                let mut buf = [0u8; 64];
+                while matches!(sys::read(ctl_end.as_fd(), &mut buf), Ok(n) if n > 0) {}
+            }
+            janitor.delete(scratch);
+            drop(ending);
+        };
+        let watching = std::thread::Builder::new()
+            .name("strata-teardown".into())
+            .spawn(watch);
+        // Without a thread the sandbox is not waited for (a later mount may make overlayfs
+        // warn) and its scratch dir is deleted at once, the closure being dropped.
+        drop(watching);
         result
     }
 
@@ -498,12 +525,20 @@ impl Worker {
         Err(RunError::Setup("the sandbox helper keeps exiting".into()))
     }
 
-    /// Starts the sandbox helper (and the build's cgroup) now, when a RUN is known to come,
-    /// so that the helper's exec and start-up overlap the steps before that RUN instead of
-    /// delaying its start. Blocking (a fork and exec); does nothing when the helper runs
+    /// Starts the sandbox helper (and the build's cgroup) now, when a RUN with `network` is
+    /// known to come, so that the helper's exec and start-up overlap the steps before that
+    /// RUN instead of delaying its start, and tells the helper to make that RUN's network
+    /// namespace meanwhile. Blocking (a fork and exec); starts nothing when the helper runs
     /// already. An error is left for that RUN to meet and report.
-    pub fn start_helper(&self) {
-        let _ = self.helper(None);
+    pub fn start_helper(&self, network: NetworkMode) {
+        let netns = match network {
+            NetworkMode::Host => Netns::Host,
+            NetworkMode::None => Netns::Empty,
+            NetworkMode::Default => Netns::Bridged,
+        };
+        if let Ok(helper) = self.helper(None) {
+            let _ = helper.announce(netns);
+        }
     }
 
     /// The helper process, started when there is none or when `dead` is the current one.

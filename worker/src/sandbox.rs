@@ -5,7 +5,8 @@
 //! * the **monitor** (forked by the helper) reads the [`SandboxSpec`] from its control
 //!   socket, makes a PID namespace and forks the init into it, and waits. If the control
 //!   socket reaches end-of-file (the worker cancelled the run, or died) it kills the init.
-//!   Once the init has exited it writes the [`Status`] to the control socket and exits.
+//!   Once the init has reported how the command ended it writes the [`Status`] to the control
+//!   socket, then reaps the init and exits.
 //! * the **init** (PID 1 of the new PID namespace, dies with the monitor) enters the other
 //!   namespaces (mount, UTS, IPC, and the network namespace the helper made ready, or the
 //!   host's), applies the [`SandboxPlan`], resolves the user, forks the command, reaps every
@@ -16,9 +17,13 @@
 //!   dropped, descriptors closed, exec.
 //!
 //! The mount, UTS, IPC and network namespaces have the init (and what it forks) as their
-//! only members: they are torn down, the root overlay included, when the init exits, which
-//! is before the monitor reports. So when the worker has the status, no process of the
-//! sandbox is left and its overlay no longer holds the new layer.
+//! only members: they are torn down, the root overlay included, when the init exits. The
+//! init reports only once it has killed and reaped every other process of the sandbox and
+//! removed the stubs, so when the worker has the status nothing writes the new layer any
+//! more; the init's exit (the namespaces' teardown, whose unmounts wait for RCU grace
+//! periods) runs after the report, beside the layer's diff, and the monitor exits once it is
+//! over. Until then the ending overlay still holds the upper directory: the worker's mounts
+//! of layers wait for it (`teardown.rs`).
 
 use crate::plan::SandboxPlan;
 use crate::spec::{ProcessSpec, SandboxSpec, SpecStdio};
@@ -78,7 +83,7 @@ pub(crate) const DEFAULT_PATH: &str =
 /// `address` its address on a container's bridge (then `/etc/hosts` gives it the hostname,
 /// as docker's does). Never returns.
 pub(crate) fn monitor(ctl: OwnedFd, netns: Option<OwnedFd>, address: Option<Ipv4Addr>) -> ! {
-    let status = match read_spec(ctl.as_fd()) {
+    let (status, ending) = match read_spec(ctl.as_fd()) {
         Ok(Some(mut spec)) => {
             if let Some(addr) = address {
                 add_host(&mut spec, addr);
@@ -87,9 +92,16 @@ pub(crate) fn monitor(ctl: OwnedFd, netns: Option<OwnedFd>, address: Option<Ipv4
         }
         // The worker is gone before sending anything: nothing to do.
         Ok(None) => std::process::exit(0),
-        Err(msg) => Status::SetupFailed(msg),
+        Err(msg) => (Status::SetupFailed(msg), None),
     };
     let _ = sys::write_all(ctl.as_fd(), &status.to_line());
+    // The init has reported: nothing of the sandbox runs but the init's own exit, which tears
+    // down its namespaces (the root overlay's unmount waits for RCU grace periods). The worker
+    // goes on with the layer meanwhile and learns that the sandbox is gone when this process
+    // exits and `ctl` closes (see `teardown.rs`).
+    if let Some(init) = ending {
+        let _ = sys::wait_pid(init);
+    }
     std::process::exit(0)
 }
 
@@ -120,17 +132,31 @@ fn read_spec(ctl: BorrowedFd<'_>) -> Result<Option<SandboxSpec>, String> {
         .map_err(|e| format!("parsing the sandbox spec: {e}"))
 }
 
-fn run(spec: &SandboxSpec, ctl: BorrowedFd<'_>, netns: Option<OwnedFd>) -> Status {
+/// Runs the sandbox; returns its status and, when the init reported before it was reaped,
+/// the init, to reap once the status is sent.
+fn run(
+    spec: &SandboxSpec,
+    ctl: BorrowedFd<'_>,
+    netns: Option<OwnedFd>,
+) -> (Status, Option<nix::unistd::Pid>) {
     let began = Instant::now();
     let (status_r, status_w) = match sys::pipe() {
         Ok(p) => p,
-        Err(e) => return Status::SetupFailed(format!("creating a pipe: {e}")),
+        Err(e) => return (Status::SetupFailed(format!("creating a pipe: {e}")), None),
     };
     if let Err(e) = sys::unshare(CloneFlags::CLONE_NEWPID) {
-        return Status::SetupFailed(format!("creating the PID namespace: {e}"));
+        return (
+            Status::SetupFailed(format!("creating the PID namespace: {e}")),
+            None,
+        );
     }
     let init = match sys::fork() {
-        Err(e) => return Status::SetupFailed(format!("starting the sandbox init: {e}")),
+        Err(e) => {
+            return (
+                Status::SetupFailed(format!("starting the sandbox init: {e}")),
+                None,
+            );
+        }
         Ok(Forked::Child) => {
             drop(status_r);
             // getppid() is 0 here (the parent is outside the new PID namespace), so the
@@ -148,37 +174,77 @@ fn run(spec: &SandboxSpec, ctl: BorrowedFd<'_>, netns: Option<OwnedFd>) -> Statu
     // worker sees end-of-file as soon as the command and the init are gone (its terminal
     // hangs up likewise).
     let _ = sys::std_to_dev_null(&[0, 1, 2]);
+    let started = || {
+        // The command is the init's only child: its pid here (outside the PID namespace)
+        // is what `stop` and `kill` signal.
+        let pid = sys::only_child(init).unwrap_or(init.as_raw() as u32);
+        let _ = sys::write_all(ctl, &Status::Started(pid).to_line());
+    };
+    match listen(ctl, status_r.as_fd(), started) {
+        Heard::Report(report) => (status_of(&report, None), Some(init)),
+        // Without last words the init is reaped first: how it ended is then the message.
+        Heard::End(report) => {
+            let waited = sys::wait_pid(init);
+            (status_of(&report, Some(waited)), None)
+        }
+        Heard::Hangup => {
+            // The worker hung up: kill the init, which takes the namespace with it.
+            let _ = sys::kill(init);
+            let _ = sys::wait_pid(init);
+            (Status::Cancelled, None)
+        }
+    }
+}
+
+/// What the monitor hears from the init's status pipe ([`listen`]).
+#[derive(Debug, PartialEq, Eq)]
+enum Heard {
+    /// The init's last words: one line (`exit`, `signal`, `setup` or `start`), written once
+    /// nothing else of the sandbox runs.
+    Report(Vec<u8>),
+    /// End of file without them (what came before, if anything).
+    End(Vec<u8>),
+    /// The worker closed the control socket first.
+    Hangup,
+}
+
+/// Reads the status pipe until the init's last words, calling `started` on its `started`
+/// line. The last words are the status whether or not the init has finished exiting: end of
+/// file on the pipe comes only with its exit, after the namespaces' teardown has begun, and
+/// nothing is read after them.
+fn listen(ctl: BorrowedFd<'_>, status: BorrowedFd<'_>, mut started: impl FnMut()) -> Heard {
     let mut report = Vec::new();
     loop {
-        let ready = match sys::poll_readable(&[ctl, status_r.as_fd()]) {
+        if report.contains(&b'\n') {
+            return Heard::Report(report);
+        }
+        let ready = match sys::poll_readable(&[ctl, status]) {
             Ok(r) => r,
             Err(_) => vec![true, false],
         };
         if ready[1] {
             let mut buf = [0u8; 4096];
-            match sys::read(status_r.as_fd(), &mut buf) {
-                Ok(0) | Err(_) => break,
+            match sys::read(status, &mut buf) {
+                Ok(0) | Err(_) => return Heard::End(report),
                 Ok(n) => report.extend_from_slice(&buf[..n]),
             }
             if let Some(rest) = report.strip_prefix(b"started\n".as_slice()) {
                 report = rest.to_vec();
-                // The command is the init's only child: its pid here (outside the PID
-                // namespace) is what `stop` and `kill` signal.
-                let pid = sys::only_child(init).unwrap_or(init.as_raw() as u32);
-                let _ = sys::write_all(ctl, &Status::Started(pid).to_line());
+                started();
             }
         } else if ready[0] {
             let mut buf = [0u8; 64];
             if matches!(sys::read(ctl, &mut buf), Ok(0) | Err(_)) {
-                // The worker hung up: kill the init, which takes the namespace with it.
-                let _ = sys::kill(init);
-                let _ = sys::wait_pid(init);
-                return Status::Cancelled;
+                return Heard::Hangup;
             }
         }
     }
-    let waited = sys::wait_pid(init);
-    let report = String::from_utf8_lossy(&report);
+}
+
+/// The status the init's report (after any `started` line) says, or, when it said nothing,
+/// an error naming how the init ended (`waited`).
+fn status_of(report: &[u8], waited: Option<std::io::Result<WaitStatus>>) -> Status {
+    let report = String::from_utf8_lossy(report);
     let first = report.lines().next().unwrap_or("");
     // `exit` and `signal` carry the setup's microseconds after the number.
     let number = |s: &str| s.split('\t').next().and_then(|n| n.parse().ok());
@@ -194,9 +260,10 @@ fn run(spec: &SandboxSpec, ctl: BorrowedFd<'_>, netns: Option<OwnedFd>) -> Statu
                 .unwrap_or(0),
         },
         Some(("signal", rest)) => Status::Signaled(number(rest).unwrap_or(9)),
-        _ => Status::SetupFailed(format!(
-            "the sandbox init ended without a report ({waited:?})"
-        )),
+        _ => Status::SetupFailed(match waited {
+            Some(waited) => format!("the sandbox init ended without a report ({waited:?})"),
+            None => format!("the sandbox init's report is not understood: {first:?}"),
+        }),
     }
 }
 
@@ -489,4 +556,58 @@ pub(crate) fn exec_command(p: &Prepared) -> String {
     }
     let e = sys::exec(&p.path, &p.argv, &p.env);
     format!("exec {}: {e}", p.path.to_string_lossy())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixStream;
+    use std::time::Duration;
+
+    /// The init reports, then exits: the teardown of its namespaces (the root overlay's
+    /// unmount and its RCU grace periods) comes between its last words and the end of file on
+    /// the status pipe. The status is its last words, not the end of file: here the pipe stays
+    /// open after them, as while the init is still exiting.
+    #[test]
+    fn the_status_is_the_inits_last_words_not_its_exit() {
+        let (status_r, status_w) = sys::pipe().expect("a pipe");
+        let (ctl, _worker) = UnixStream::pair().expect("a socket pair");
+        sys::write_all(status_w.as_fd(), b"started\nexit\t3\t1234\n").expect("written");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut starts = 0;
+            let heard = listen(ctl.as_fd(), status_r.as_fd(), || starts += 1);
+            let _ = tx.send((heard, starts));
+        });
+        // A bound against hanging forever without the last words' rule, not a time limit on
+        // the work: it returns at once.
+        let (heard, starts) = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the status is known while the status pipe is still open");
+        drop(status_w);
+        assert_eq!(heard, Heard::Report(b"exit\t3\t1234\n".to_vec()));
+        assert_eq!(starts, 1);
+        assert_eq!(
+            status_of(b"exit\t3\t1234\n", None),
+            Status::Exited {
+                code: 3,
+                setup_us: 1234
+            }
+        );
+    }
+
+    #[test]
+    fn an_init_gone_without_last_words_is_an_end_and_a_hangup_a_cancel() {
+        let (status_r, status_w) = sys::pipe().expect("a pipe");
+        let (ctl, worker) = UnixStream::pair().expect("a socket pair");
+        sys::write_all(status_w.as_fd(), b"started\n").expect("written");
+        drop(status_w);
+        assert_eq!(
+            listen(ctl.as_fd(), status_r.as_fd(), || {}),
+            Heard::End(Vec::new())
+        );
+        let (status_r, _status_w) = sys::pipe().expect("a pipe");
+        drop(worker);
+        assert_eq!(listen(ctl.as_fd(), status_r.as_fd(), || {}), Heard::Hangup);
+    }
 }

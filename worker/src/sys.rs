@@ -128,9 +128,10 @@ pub(crate) fn send_with_fds(
     use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
     let raw: Vec<RawFd> = fds.iter().map(|fd| fd.as_raw_fd()).collect();
     let iov = [std::io::IoSlice::new(data)];
-    let cmsg = [ControlMessage::ScmRights(&raw)];
+    let rights = [ControlMessage::ScmRights(&raw)];
+    let cmsg: &[ControlMessage<'_>] = if raw.is_empty() { &[] } else { &rights };
     loop {
-        match sendmsg::<()>(sock.as_raw_fd(), &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None) {
+        match sendmsg::<()>(sock.as_raw_fd(), &iov, cmsg, MsgFlags::MSG_NOSIGNAL, None) {
             Err(Errno::EINTR) => continue,
             Err(e) => return Err(e.into()),
             Ok(_) => return Ok(()),

@@ -7,6 +7,7 @@ use crate::cgroup::{Cgroup, CgroupError, Resources};
 use crate::helper::SandboxHelper;
 use crate::janitor::Janitor;
 use crate::mount_layer::CacheMountImports;
+use crate::teardown::Teardowns;
 use std::io;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
@@ -65,6 +66,8 @@ pub struct Worker {
     pub(crate) config: WorkerConfig,
     pub(crate) helper: Arc<Mutex<Option<Arc<SandboxHelper>>>>,
     pub(crate) janitor: Janitor,
+    /// The RUN sandboxes whose namespaces are still being torn down (`teardown.rs`).
+    pub(crate) teardowns: Teardowns,
     pub(crate) mounts: Arc<MountBook>,
     /// The cgroup of every RUN, when `config.resources` asks for one: made when the first
     /// RUN starts the helper (a build that runs nothing, a no-op rebuild, makes none) and
@@ -121,6 +124,7 @@ impl Worker {
             cgroup: Arc::default(),
             helper: Arc::new(Mutex::new(None)),
             janitor: Janitor::default(),
+            teardowns: Teardowns::default(),
             mounts: Arc::default(),
         })
     }

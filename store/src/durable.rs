@@ -79,15 +79,9 @@ pub fn write_atomic_unsynced_with(
 /// the temporary file durable too), in which case the temporary file's own fsync is skipped.
 /// The image index uses it to make the blobs it names and itself durable with one sync where
 /// it took two (`images.json`: the blobs' `syncfs`, then its own fsync).
-///
-/// With `revertible`, the directory's fsync is skipped too: after a power loss or a kernel
-/// crash the rename may be undone, leaving the old file, never an empty or torn one. Only for
-/// changes whose loss is harmless (`images.json` when a rebuild only refreshes a tag's
-/// `last_tag_time`).
 pub fn write_atomic_settling<E: From<DurableError>>(
     path: &Path,
     bytes: &[u8],
-    revertible: bool,
     settle: impl FnOnce() -> Result<bool, E>,
 ) -> Result<(), E> {
     let tmp = written_temp(path, |w| w.write_all(bytes))?;
@@ -96,9 +90,7 @@ pub fn write_atomic_settling<E: From<DurableError>>(
     }
     tmp.persist(path)
         .map_err(|e| fail("replace", path)(e.error))?;
-    if !revertible {
-        sync_dir(parent(path))?;
-    }
+    sync_dir(parent(path))?;
     Ok(())
 }
 
@@ -210,13 +202,13 @@ mod tests {
                 Ok(synced)
             }
         };
-        write_atomic_settling(&path, b"new", false, seen(true)).unwrap();
+        write_atomic_settling(&path, b"new", seen(true)).unwrap();
         assert_eq!(fs_err::read(&path).unwrap(), b"new");
         write_atomic(&path, b"old").unwrap();
-        write_atomic_settling(&path, b"new", true, seen(false)).unwrap();
+        write_atomic_settling(&path, b"new", seen(false)).unwrap();
         assert_eq!(fs_err::read(&path).unwrap(), b"new");
 
-        let err = write_atomic_settling(&path, b"newer", false, || {
+        let err = write_atomic_settling(&path, b"newer", || {
             Err(DurableError {
                 action: "sync",
                 path: dir.path().to_owned(),

@@ -364,7 +364,8 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         .context("failed to start the async runtime")?;
     // The Dockerfile's warnings, printed after the build as docker does.
     let found = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let built = runtime.block_on(async {
+    let (quiet, warned) = (args.quiet, std::sync::Arc::clone(&found));
+    let build = async move {
         let cancel = CancellationToken::new();
         request.cancel = cancel.clone();
         tokio::spawn(async move {
@@ -376,14 +377,13 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             }
             cancel.cancel();
         });
-        let render = if args.quiet {
+        let render = if quiet {
             None
         } else {
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
             request.progress = Some(tx);
-            let found = std::sync::Arc::clone(&found);
             let warn = move |d: &Diagnostic| {
-                found
+                warned
                     .lock()
                     .expect("the warnings list is never poisoned")
                     .push(d.clone());
@@ -395,7 +395,19 @@ pub(crate) fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             let _ = render.await;
         }
         result
-    });
+    };
+    // The build runs as a task of the runtime, not as `block_on`'s future on this thread:
+    // the tasks it wakes (its steps' results, the renderer) are then woken on a worker, most
+    // often the same one, instead of each wake crossing to this thread and back. A no-op of
+    // 40 cached steps: context switches 353 -> 204, CPU 12.4 -> 10.9 ms (issue 15). A panic
+    // in it is this thread's again.
+    let built = match runtime.block_on(runtime.spawn(build)) {
+        Ok(built) => built,
+        Err(e) => match e.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(e) => return Err(e).context("the build task ended before the build"),
+        },
+    };
     let warnings = std::mem::take(&mut *found.lock().expect("the warnings list is never poisoned"));
     let built = match built {
         Ok(built) => built,

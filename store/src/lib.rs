@@ -66,6 +66,7 @@ mod load;
 mod lock;
 mod manifest_list;
 pub mod media_type;
+mod pieces;
 mod pin;
 mod platform;
 mod progress;
@@ -98,6 +99,7 @@ pub use layer::{LayerDescriptor, LayerWriter};
 pub use load::LoadedImage;
 pub use lock::Lease;
 pub use manifest_list::{ListEntry, ManifestList};
+pub use pieces::{BlobReader, SpliceWrite};
 pub use platform::{Platform, PlatformError};
 pub use reference::{NAME_TOTAL_LENGTH_MAX, Reference, ReferenceError};
 pub use registry::{

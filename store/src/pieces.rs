@@ -710,6 +710,33 @@ mod tests {
         assert!(!store.check().unwrap().is_clean());
     }
 
+    /// A build's pieced layer, marked unsettled like any of its blobs: a machine crash before
+    /// the build's sync (its marker becoming another boot's) deletes it at the next open; the
+    /// whole blob it read from, synced before, stays.
+    #[test]
+    fn a_pieced_blob_a_crash_may_have_torn_is_dropped_at_the_next_open() {
+        let (t, store, source, _) = store_with_blob(10_000);
+        let build = store.deferring_sync();
+        let mut w = build.layer_writer(Compression::None).unwrap();
+        w.write_from(&store.open_blob(&source).unwrap(), 0, 9000)
+            .unwrap();
+        w.write_all(b"tail").unwrap();
+        let layer = w.finish().unwrap();
+        assert!(store.pieces_path(&layer.digest).is_file());
+        drop((build, store));
+        let root = t.path().join("root");
+        let boot = fs_err::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+        fs_err::rename(
+            root.join("unsettled").join(boot.trim()),
+            root.join("unsettled/00000000-dead-beef-0000-000000000000"),
+        )
+        .unwrap();
+        let store = Store::open(&root).unwrap();
+        assert!(!store.has_blob(&layer.digest));
+        assert!(!store.pieces_path(&layer.digest).exists());
+        assert!(store.has_blob(&source));
+    }
+
     #[test]
     fn the_sink_keeps_announced_ranges_as_pieces_and_writes_the_rest() {
         let d = Digest::of(b"source");

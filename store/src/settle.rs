@@ -94,10 +94,14 @@ impl Store {
             .iter()
             .filter_map(|m| {
                 let digest = Digest::from_hex(m.strip_suffix(BLOB_MARKER)?).ok()?;
-                let (path, _) = self.blob_file(&digest)?;
                 // Absent: collected since, or still being renamed in by its writer (whose
                 // bytes this sync need not cover: no index names it yet); its marker stays.
-                let size = fs_err::metadata(&path).ok()?.len();
+                let (path, _) = self.blob_file(&digest)?;
+                // The bytes it reads as, not its file's: a pieced layer's file is small, but
+                // the snapshot it was made from, which a `syncfs` would write back too, is
+                // as large as the layer (an incremental COPY's 205 MB clone: 0.96 s of
+                // "image, exit" with a `syncfs` against 0.21 s with the blob's fsync).
+                let size = self.blob_size(&digest).ok()?;
                 Some((m.clone(), path, size))
             })
             .collect();

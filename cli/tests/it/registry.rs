@@ -1352,6 +1352,7 @@ fn issue_15_a_pieced_layer_checks_saves_pushes_and_outlives_the_image_it_came_fr
 }
 
 /// The bytes of the member `name` of the tar `archive`.
+#[expect(clippy::unwrap_used, reason = "a test fails by panicking")]
 fn saved_member(archive: &[u8], name: &str) -> Vec<u8> {
     use std::io::Read as _;
     let mut tar = tar::Archive::new(archive);

@@ -737,6 +737,25 @@ mod tests {
         assert!(store.has_blob(&source));
     }
 
+    /// A build's sync weighs a pieced layer by the bytes it reads as: one over 32 MiB is
+    /// fsynced on its own, not settled by a `syncfs` that would also write back the snapshot
+    /// it was made from (as large as the layer), though its file is small.
+    #[test]
+    fn a_big_pieced_layer_is_fsynced_not_settled_by_a_syncfs() {
+        let (_t, store, source, _) = store_with_blob(33 << 20);
+        let build = store.deferring_sync();
+        let mut w = build.layer_writer(Compression::None).unwrap();
+        w.write_from(&store.open_blob(&source).unwrap(), 0, 33 << 20)
+            .unwrap();
+        w.write_all(b"tail").unwrap();
+        let layer = w.finish().unwrap();
+        assert!(store.pieces_path(&layer.digest).is_file());
+        assert!(
+            !build.settle_unsettled_blobs().unwrap(),
+            "settled by a syncfs"
+        );
+    }
+
     #[test]
     fn the_sink_keeps_announced_ranges_as_pieces_and_writes_the_rest() {
         let d = Digest::of(b"source");

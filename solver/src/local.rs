@@ -28,7 +28,9 @@ use strata_cache::{
 };
 use strata_graph::pattern::DirVisit;
 use strata_graph::{FileAction, FileOp, Graph, MountKind, Node, NodeId, Op};
-use strata_store::{Compression, Digest, LayerDescriptor, Lease, Store, chain_id};
+use strata_store::{
+    BlobReader, Compression, Digest, LayerDescriptor, Lease, SpliceWrite, Store, chain_id,
+};
 use strata_worker::{
     CacheMountImports, DiffOptions, EarlierLayer, ExcludeFn, FileRequest, FileSource, GitAuth,
     ImportError, ImportedMount, MountInput, MountLayer, OutputStream, Previous, RunRequest, Worker,
@@ -736,6 +738,15 @@ impl<W: Write> Write for TimedWrite<W> {
     fn flush(&mut self) -> std::io::Result<()> {
         let started = Instant::now();
         let r = self.inner.flush();
+        self.spent += started.elapsed();
+        r
+    }
+}
+
+impl<W: SpliceWrite> SpliceWrite for TimedWrite<W> {
+    fn write_from(&mut self, blob: &BlobReader, offset: u64, len: u64) -> std::io::Result<()> {
+        let started = Instant::now();
+        let r = self.inner.write_from(blob, offset, len);
         self.spent += started.elapsed();
         r
     }

@@ -7,6 +7,7 @@ use crate::digest::{Digest, HashingWriter};
 use crate::durable::{EarlyWriteback, Writeback, sync_dir};
 use crate::error::StoreError;
 use crate::lock::Lease;
+use crate::pieces::{BlobKind, BlobReader};
 use crate::store::Store;
 use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -31,32 +32,28 @@ impl Store {
         self.inner.root.join("blobs/sha256").join(digest.hex())
     }
 
-    /// Whether the store has the blob.
+    /// Whether the store has the blob (whole or pieced).
     pub fn has_blob(&self, digest: &Digest) -> bool {
-        self.blob_path(digest).is_file()
+        self.blob_file(digest).is_some()
     }
 
-    /// The size of a blob.
+    /// The size of a blob: the length of the bytes it reads as.
     pub fn blob_size(&self, digest: &Digest) -> Result<u64, StoreError> {
         match fs_err::metadata(self.blob_path(digest)) {
-            Ok(m) => Ok(m.len()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                Err(StoreError::BlobNotFound(digest.clone()))
-            }
-            Err(e) => Err(StoreError::io("inspect blob", self.blob_path(digest))(e)),
+            Ok(m) => return Ok(m.len()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(StoreError::io("inspect blob", self.blob_path(digest))(e)),
         }
+        let pieced = self.pieces_path(digest);
+        if !pieced.is_file() {
+            return Err(StoreError::BlobNotFound(digest.clone()));
+        }
+        crate::pieces::len_of(&pieced)
     }
 
-    /// Opens a blob for reading.
-    pub fn open_blob(&self, digest: &Digest) -> Result<fs_err::File, StoreError> {
-        let path = self.blob_path(digest);
-        fs_err::File::open(&path).map_err(|e| {
-            if e.kind() == io::ErrorKind::NotFound {
-                StoreError::BlobNotFound(digest.clone())
-            } else {
-                StoreError::io("open blob", path)(e)
-            }
-        })
+    /// Opens a blob for reading, as its bytes whether it is stored whole or pieced.
+    pub fn open_blob(&self, digest: &Digest) -> Result<BlobReader, StoreError> {
+        self.open_blob_reader(digest)
     }
 
     /// Reads a small blob (a manifest, a config) whole; refuses blobs over 4 MiB.
@@ -159,10 +156,24 @@ impl Store {
         tmp: tempfile::TempPath,
         digest: &Digest,
     ) -> Result<(), StoreError> {
-        let path = self.blob_path(digest);
-        if path.is_file() {
+        self.persist_blob_as(tmp, digest, BlobKind::Whole)
+    }
+
+    /// [`Store::persist_blob`] for a blob stored as `kind` (a pieced blob's file is its
+    /// table: `pieces.rs`). A blob stored either way already is kept.
+    pub(crate) fn persist_blob_as(
+        &self,
+        tmp: tempfile::TempPath,
+        digest: &Digest,
+        kind: BlobKind,
+    ) -> Result<(), StoreError> {
+        if self.has_blob(digest) {
             return Ok(());
         }
+        let path = match kind {
+            BlobKind::Whole => self.blob_path(digest),
+            BlobKind::Pieced => self.pieces_path(digest),
+        };
         if !self.defer_sync {
             fs_err::File::open(&*tmp)
                 .and_then(|f| f.sync_all())

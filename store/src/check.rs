@@ -5,6 +5,7 @@
 use crate::digest::{Digest, digest_reader};
 use crate::error::StoreError;
 use crate::image::{layer_descriptors, parse_config, parse_manifest};
+use crate::pieces::BlobKind;
 use crate::store::Store;
 use std::collections::BTreeSet;
 
@@ -41,32 +42,57 @@ impl Store {
                 return Ok(report);
             }
         };
-        // Every blob, re-hashed.
-        let dir = self.root().join("blobs/sha256");
+        // Every blob, re-hashed: a pieced one read through its pieces (its table checked,
+        // every whole blob it names there and long enough).
         let mut good = BTreeSet::new();
-        for entry in fs_err::read_dir(&dir).map_err(StoreError::io("list", &dir))? {
-            let entry = entry.map_err(StoreError::io("list", &dir))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let Ok(digest) = Digest::from_hex(&name) else {
-                report
-                    .problems
-                    .push(format!("blobs/sha256/{name}: not named by a digest"));
-                continue;
-            };
-            report.blobs += 1;
-            match self
-                .open_blob(&digest)
-                .and_then(|f| digest_reader(f).map_err(StoreError::io("read", entry.path())))
-            {
-                Ok((actual, _)) if actual == digest => {
-                    good.insert(digest);
+        for (dir, kind) in [
+            ("blobs/sha256", BlobKind::Whole),
+            ("blobs/pieces", BlobKind::Pieced),
+        ] {
+            let path = self.root().join(dir);
+            let entries = match fs_err::read_dir(&path) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && kind == BlobKind::Pieced => {
+                    continue;
                 }
-                Ok((actual, _)) => report
-                    .problems
-                    .push(format!("blob {digest}: content has digest {actual}")),
-                Err(e) => report
-                    .problems
-                    .push(format!("blob {digest}: {}", chain(&e))),
+                Err(e) => return Err(StoreError::io("list", &path)(e)),
+            };
+            for entry in entries {
+                let entry = entry.map_err(StoreError::io("list", &path))?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let Ok(digest) = Digest::from_hex(&name) else {
+                    report
+                        .problems
+                        .push(format!("{dir}/{name}: not named by a digest"));
+                    continue;
+                };
+                report.blobs += 1;
+                let opened = match kind {
+                    BlobKind::Whole => fs_err::File::open(entry.path())
+                        .map(|f| Box::new(f) as Box<dyn std::io::Read>)
+                        .map_err(StoreError::io("open blob", entry.path())),
+                    BlobKind::Pieced => self
+                        .open_pieced(&digest)
+                        .map(|r| Box::new(r) as Box<dyn std::io::Read>),
+                };
+                let what = if kind == BlobKind::Pieced {
+                    "pieced blob"
+                } else {
+                    "blob"
+                };
+                match opened
+                    .and_then(|f| digest_reader(f).map_err(StoreError::io("read", entry.path())))
+                {
+                    Ok((actual, _)) if actual == digest => {
+                        good.insert(digest);
+                    }
+                    Ok((actual, _)) => report
+                        .problems
+                        .push(format!("{what} {digest}: content has digest {actual}")),
+                    Err(e) => report
+                        .problems
+                        .push(format!("{what} {digest}: {}", chain(&e))),
+                }
             }
         }
         for (tag, id) in &index.tags {

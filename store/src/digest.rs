@@ -224,6 +224,11 @@ impl<W: Write> ThreadHashingWriter<W> {
         self.count
     }
 
+    /// The inner writer (bytes written lately may not have reached it yet).
+    pub(crate) fn get_mut(&mut self) -> &mut W {
+        &mut self.inner
+    }
+
     /// Writes the full chunk to `inner` and hands it to the hashing thread (started at the
     /// first one).
     fn pass_chunk(&mut self) -> io::Result<()> {

@@ -6,6 +6,7 @@ use crate::digest::Digest;
 use crate::error::StoreError;
 use crate::index::ImageIndex;
 use crate::lock::FileLock;
+use crate::pieces::BlobKind;
 use crate::store::Store;
 use std::collections::BTreeSet;
 
@@ -128,9 +129,12 @@ impl Store {
         }
         let index = self.read_index()?;
         let (blobs, snapshots) = self.live_set(&index, |_| true);
-        for (digest, size) in self.list_blobs()? {
+        for (digest, size, kind) in self.list_blobs()? {
             if !blobs.contains(&digest) {
-                let path = self.blob_path(&digest);
+                let path = match kind {
+                    BlobKind::Whole => self.blob_path(&digest),
+                    BlobKind::Pieced => self.pieces_path(&digest),
+                };
                 fs_err::remove_file(&path).map_err(StoreError::io("remove blob", &path))?;
                 report.blobs += 1;
                 report.reclaimed += size;
@@ -142,7 +146,9 @@ impl Store {
                 report.reclaimed += self.remove_snapshot(&chain)?;
             }
         }
-        crate::durable::sync_dir(&self.root().join("blobs/sha256")).map_err(StoreError::from)?;
+        for dir in ["blobs/sha256", "blobs/pieces"] {
+            crate::durable::sync_dir(&self.root().join(dir)).map_err(StoreError::from)?;
+        }
         Ok(Some(report))
     }
 
@@ -189,26 +195,49 @@ impl Store {
             blobs.insert(layer);
             snapshots.insert(chain);
         }
+        // The whole blobs a needed pieced blob reads from are needed (never pieced
+        // themselves: no chains to follow).
+        let sources: Vec<Digest> = blobs
+            .iter()
+            .filter(|d| !self.blob_path(d).is_file())
+            .flat_map(|d| self.pieced_sources(d))
+            .collect();
+        blobs.extend(sources);
         (blobs, snapshots)
     }
 
-    /// Every blob file with its size. Files whose names are not digests are skipped here and
-    /// reported by `system check`.
-    pub(crate) fn list_blobs(&self) -> Result<Vec<(Digest, u64)>, StoreError> {
-        let dir = self.root().join("blobs/sha256");
+    /// Every blob file with its size on disk and its kind (a blob both whole and pieced,
+    /// which two racing writers can leave, is listed twice). Files whose names are not
+    /// digests are skipped here and reported by `system check`.
+    pub(crate) fn list_blobs(&self) -> Result<Vec<(Digest, u64, BlobKind)>, StoreError> {
         let mut out = Vec::new();
-        for entry in fs_err::read_dir(&dir).map_err(StoreError::io("list", &dir))? {
-            let entry = entry.map_err(StoreError::io("list", &dir))?;
-            let name = entry.file_name();
-            if let Some(d) = name.to_str().and_then(|n| Digest::from_hex(n).ok()) {
-                let size = entry
-                    .metadata()
-                    .map_err(StoreError::io("inspect", entry.path()))?
-                    .len();
-                out.push((d, size));
+        for (dir, kind) in [
+            ("blobs/sha256", BlobKind::Whole),
+            ("blobs/pieces", BlobKind::Pieced),
+        ] {
+            let dir = self.root().join(dir);
+            let entries = match fs_err::read_dir(&dir) {
+                Ok(e) => e,
+                // A store made before pieced blobs has no `blobs/pieces` until its next open
+                // for writing.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && kind == BlobKind::Pieced => {
+                    continue;
+                }
+                Err(e) => return Err(StoreError::io("list", &dir)(e)),
+            };
+            for entry in entries {
+                let entry = entry.map_err(StoreError::io("list", &dir))?;
+                let name = entry.file_name();
+                if let Some(d) = name.to_str().and_then(|n| Digest::from_hex(n).ok()) {
+                    let size = entry
+                        .metadata()
+                        .map_err(StoreError::io("inspect", entry.path()))?
+                        .len();
+                    out.push((d, size, kind));
+                }
             }
         }
-        out.sort();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(out)
     }
 
@@ -228,7 +257,8 @@ impl Store {
                 .count(),
             ..DiskUsage::default()
         };
-        for (d, size) in self.list_blobs()? {
+        // A pieced blob counts the bytes of its own file, what it takes on disk.
+        for (d, size, _) in self.list_blobs()? {
             du.blobs += 1;
             du.blob_bytes += size;
             if !tagged_blobs.contains(&d) || !all_blobs.contains(&d) {

@@ -7,9 +7,11 @@ use crate::digest::{Digest, HashingWriter, ThreadHashingWriter};
 use crate::durable::EarlyWriteback;
 use crate::error::StoreError;
 use crate::lock::Lease;
+use crate::pieces::{BlobKind, BlobReader, Piece, PieceSink, Source, SpliceWrite};
 use crate::store::Store;
 use serde::{Deserialize, Serialize};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter, Read, Seek, Write};
+use std::os::unix::fs::FileExt;
 
 /// A layer blob in the store, as an image manifest and config refer to it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,23 +42,36 @@ enum TarIn {
 /// Where the blob bytes (after compression) go. A compressed blob is hashed for its digest;
 /// an uncompressed one is the tar itself, so its digest is the diff ID, already computed on
 /// the way in, and it is only counted (hashing every layer twice cost ~0.3 s per 500 MB).
+/// Of an uncompressed one, the ranges of stored blobs given to [`LayerWriter::write_from`]
+/// are not written but kept as pieces (`pieces.rs`).
 enum BlobSink {
     Hashed(HashingWriter<BufWriter<fs_err::File>>),
     Counted {
         out: BufWriter<fs_err::File>,
-        count: u64,
+        pieces: PieceSink,
     },
 }
 
 impl BlobSink {
-    /// The writer, the blob digest (`None` when counted only) and the blob size.
-    fn finish(self) -> (BufWriter<fs_err::File>, Option<Digest>, u64) {
+    /// The writer, the blob digest (`None` when counted only), the blob size and, for an
+    /// uncompressed one, its pieces.
+    fn finish(
+        self,
+    ) -> (
+        BufWriter<fs_err::File>,
+        Option<Digest>,
+        u64,
+        Option<PieceSink>,
+    ) {
         match self {
             BlobSink::Hashed(w) => {
                 let (out, digest, size) = w.finish();
-                (out, Some(digest), size)
+                (out, Some(digest), size, None)
             }
-            BlobSink::Counted { out, count } => (out, None, count),
+            BlobSink::Counted { out, pieces } => {
+                let size = pieces.pos;
+                (out, None, size, Some(pieces))
+            }
         }
     }
 }
@@ -65,10 +80,9 @@ impl Write for BlobSink {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             BlobSink::Hashed(w) => w.write(buf),
-            BlobSink::Counted { out, count } => {
-                let n = out.write(buf)?;
-                *count += n as u64;
-                Ok(n)
+            BlobSink::Counted { out, pieces } => {
+                pieces.pass(buf, out)?;
+                Ok(buf.len())
             }
         }
     }
@@ -102,6 +116,8 @@ pub struct LayerWriter {
     out: TarIn,
     writeback: EarlyWriteback,
     tmp: tempfile::NamedTempFile,
+    /// The buffer of [`LayerWriter::write_from`], kept between calls.
+    splice_buf: Vec<u8>,
     _lease: Lease,
 }
 
@@ -128,7 +144,10 @@ impl Store {
         let file = fs_err::File::from_parts(file, tmp.path());
         let out = BufWriter::with_capacity(1 << 20, file);
         let blob = match compression {
-            Compression::None => BlobSink::Counted { out, count: 0 },
+            Compression::None => BlobSink::Counted {
+                out,
+                pieces: PieceSink::default(),
+            },
             Compression::Gzip | Compression::Zstd => BlobSink::Hashed(HashingWriter::new(out)),
         };
         let enc =
@@ -143,6 +162,7 @@ impl Store {
             out,
             writeback,
             tmp,
+            splice_buf: Vec::new(),
             _lease: lease,
         })
     }
@@ -189,7 +209,9 @@ impl LayerWriter {
         }
     }
 
-    /// Finishes compression, makes the blob durable and returns its descriptor.
+    /// Finishes compression, makes the blob durable and returns its descriptor. A plain
+    /// layer of which at least half came from [`LayerWriter::write_from`] is stored pieced
+    /// (its own bytes and a table of the rest); one of less is written whole.
     pub fn finish(self) -> Result<LayerDescriptor, StoreError> {
         let path = self.tmp.path().to_owned();
         let (enc, diff_id, uncompressed) = match self.out {
@@ -197,13 +219,27 @@ impl LayerWriter {
             TarIn::Compressed(w) => w.finish(),
         };
         let blob = enc.finish().map_err(StoreError::io("compress", &path))?;
-        let (buf, digest, size) = blob.finish();
+        let (mut buf, digest, size, pieces) = blob.finish();
         let digest = digest.unwrap_or_else(|| diff_id.clone());
+        let mut kind = BlobKind::Whole;
+        let mut tmp = self.tmp.into_temp_path();
+        if let Some(pieces) = pieces.filter(|p| p.spliced > 0) {
+            let own = pieces.own;
+            let spliced = pieces.spliced;
+            let pieces = pieces.into_pieces();
+            if spliced >= size - spliced {
+                crate::pieces::write_table(&mut buf, own, &pieces)
+                    .map_err(StoreError::io("write", &path))?;
+                kind = BlobKind::Pieced;
+            } else {
+                buf.flush().map_err(StoreError::io("write", &path))?;
+                tmp = self.store.flatten(&tmp, &pieces)?;
+            }
+        }
         buf.into_inner()
             .map_err(|e| StoreError::io("write", &path)(e.into_error()))?;
         self.writeback.finish();
-        self.store
-            .persist_blob(self.tmp.into_temp_path(), &digest)?;
+        self.store.persist_blob_as(tmp, &digest, kind)?;
         Ok(LayerDescriptor {
             media_type: self.compression.media_type().to_owned(),
             digest,
@@ -211,5 +247,87 @@ impl LayerWriter {
             diff_id,
             uncompressed_size: Some(uncompressed),
         })
+    }
+}
+
+impl SpliceWrite for LayerWriter {
+    /// Of a plain layer, the ranges of whole blobs among these bytes are hashed (the diff ID
+    /// is of every byte) but kept as pieces, not written; a pieced blob's own bytes are
+    /// written. A compressed layer compresses them all.
+    fn write_from(&mut self, blob: &BlobReader, offset: u64, len: u64) -> io::Result<()> {
+        if offset.checked_add(len).is_none_or(|end| end > blob.len()) {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        let TarIn::Plain(w) = &mut self.out else {
+            return crate::pieces::copy_range(blob, offset, len, self);
+        };
+        let mut buf = std::mem::take(&mut self.splice_buf);
+        buf.resize(len.min(1 << 20) as usize, 0);
+        for seg in blob.segments(offset, len) {
+            let pos = w.count();
+            let through_sink = match (seg.source, w.get_mut()) {
+                (Some(source), Encoder::None(BlobSink::Counted { pieces, .. })) => {
+                    pieces.splice(pos, seg.len, source, seg.offset);
+                    true
+                }
+                _ => false,
+            };
+            let mut at = seg.offset;
+            let end = seg.offset + seg.len;
+            while at < end {
+                let n = (end - at).min(buf.len() as u64) as usize;
+                seg.file.read_exact_at(&mut buf[..n], at)?;
+                w.write_all(&buf[..n])?;
+                if !through_sink {
+                    self.writeback.wrote(n as u64);
+                }
+                at += n as u64;
+            }
+        }
+        self.splice_buf = buf;
+        Ok(())
+    }
+}
+
+impl Store {
+    /// A whole blob's temp file with the bytes of `pieces`, whose own bytes are in `own`.
+    fn flatten(
+        &self,
+        own: &std::path::Path,
+        pieces: &[Piece],
+    ) -> Result<tempfile::TempPath, StoreError> {
+        let tmp = self.staging("write a layer")?.temp_file()?;
+        let out = tmp.as_file();
+        let mut writeback = self.blob_writeback(out, tmp.path())?;
+        let own_file = fs_err::File::open(own).map_err(StoreError::io("open", own))?;
+        let mut sources: Vec<(Digest, fs_err::File)> = Vec::new();
+        for p in pieces {
+            let (file, at) = match &p.source {
+                Source::Own(at) => (&own_file, *at),
+                Source::Blob(d, at) => {
+                    if !sources.iter().any(|(x, _)| x == d) {
+                        let path = self.blob_path(d);
+                        let f = fs_err::File::open(&path)
+                            .map_err(StoreError::io("open blob", &path))?;
+                        sources.push((d.clone(), f));
+                    }
+                    let (_, f) = sources.iter().find(|(x, _)| x == d).expect("just opened");
+                    (f, *at)
+                }
+            };
+            let mut from = file.file();
+            from.seek(io::SeekFrom::Start(at))
+                .map_err(StoreError::io("read", file.path()))?;
+            let copied = io::copy(&mut from.take(p.len), &mut &*out)
+                .map_err(StoreError::io("write", tmp.path()))?;
+            if copied != p.len {
+                return Err(StoreError::io("read", file.path())(
+                    io::ErrorKind::UnexpectedEof.into(),
+                ));
+            }
+            writeback.wrote(copied);
+        }
+        writeback.finish();
+        Ok(tmp.into_temp_path())
     }
 }

@@ -5,6 +5,11 @@
 //! once. Knows nothing of Dockerfiles, the build graph or the terminal. Start at
 //! [`Store::open`].
 //!
+//! A blob is stored whole or pieced (ranges of whole blobs and bytes of its own: an
+//! incremental COPY's layer, made by [`LayerWriter`] from what [`SpliceWrite::write_from`]
+//! hands it); only the store knows which: every reader gets its bytes through
+//! [`Store::open_blob`] ([`BlobReader`]).
+//!
 //! It also owns the one confined filesystem, [`confined`]: a directory nothing can escape
 //! ([`ConfinedRoot`]) and the one extractor of untrusted tars, which the worker and the cache
 //! use for every path from a Dockerfile, a context, a layer or an archive.
@@ -66,6 +71,7 @@ mod load;
 mod lock;
 mod manifest_list;
 pub mod media_type;
+mod pieces;
 mod pin;
 mod platform;
 mod progress;
@@ -98,6 +104,7 @@ pub use layer::{LayerDescriptor, LayerWriter};
 pub use load::LoadedImage;
 pub use lock::Lease;
 pub use manifest_list::{ListEntry, ManifestList};
+pub use pieces::{BlobReader, SpliceWrite};
 pub use platform::{Platform, PlatformError};
 pub use reference::{NAME_TOTAL_LENGTH_MAX, Reference, ReferenceError};
 pub use registry::{

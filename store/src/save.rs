@@ -15,7 +15,7 @@ use crate::reference::Reference;
 use crate::store::Store;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::io::{BufWriter, Read, Write};
+use std::io::{BufWriter, Read, Seek, Write};
 use std::path::PathBuf;
 
 /// How [`Store::save_with`] writes images.
@@ -379,19 +379,32 @@ impl Store {
         let hashed = self.open_blob(digest)?;
         let (copied, hashed) = std::thread::scope(|s| {
             let hasher = s.spawn(move || crate::digest::digest_reader(hashed.take(size)));
-            let mut blob = blob.file().take(size);
+            // A whole blob is one segment; a pieced one's are the ranges of the files its
+            // pieces are in, each copied in the kernel from its offset.
             let mut copied = 0;
-            let copied = loop {
-                match std::io::copy(&mut (&mut blob).take(COPY_STEP), &mut &*out) {
-                    Ok(0) => break Ok(copied),
-                    Ok(n) => {
-                        copied += n;
-                        writeback.wrote(n);
-                    }
-                    Err(e) => break Err(e),
+            let mut result = Ok(());
+            'segments: for seg in blob.segments(0, size) {
+                let mut from = seg.file;
+                if let Err(e) = from.seek(std::io::SeekFrom::Start(seg.offset)) {
+                    result = Err(e);
+                    break;
                 }
-            };
-            (copied, hasher.join())
+                let mut from = from.take(seg.len);
+                loop {
+                    match std::io::copy(&mut (&mut from).take(COPY_STEP), &mut &*out) {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            copied += n;
+                            writeback.wrote(n);
+                        }
+                        Err(e) => {
+                            result = Err(e);
+                            break 'segments;
+                        }
+                    }
+                }
+            }
+            (result.map(|()| copied), hasher.join())
         });
         let copied = copied.map_err(StoreError::stream("write the image archive"))?;
         let (actual, _) = hashed

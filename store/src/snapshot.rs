@@ -176,10 +176,7 @@ impl Store {
     ) -> Result<(Snapshot, Option<u64>), StoreError> {
         let _lease = self.lease()?;
         let blob = self.open_blob(&layer.digest)?;
-        let size = blob
-            .metadata()
-            .map_err(StoreError::io("stat", self.blob_path(&layer.digest)))?
-            .len();
+        let size = blob.len();
         let staged = self.stage_layer(layer, blob, size, progress)?;
         let len = staged.len;
         Ok((self.adopt_staged(parent, layer, staged)?, Some(len)))

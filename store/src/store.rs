@@ -62,6 +62,7 @@ impl Store {
             (root.clone(), 0o711),
             (root.join("blobs"), 0o755),
             (root.join("blobs/sha256"), 0o755),
+            (root.join("blobs/pieces"), 0o755),
             (root.join("tmp"), 0o700),
             (root.join("pins"), 0o700),
             // Snapshots hold setuid binaries and devices from images: root only.

@@ -13,8 +13,10 @@
 //! xattrs), as Go's archive/tar writes them. The tar stream is written here rather than
 //! with `tar::Builder` so the format is exactly this and file data is copied with a hard
 //! size bound: a file growing while it is read can never shift the stream. Memory stays flat:
-//! one directory listing per level and a 64 KiB copy buffer (for an incremental layer, a
-//! 1 MiB one and an index of the earlier tar, 56 bytes an entry).
+//! one directory listing per level and a 64 KiB copy buffer (for an incremental layer, an
+//! index of the earlier tar, 56 bytes an entry; the runs of it taken as they are go to the
+//! writer as ranges of the earlier blob, [`SpliceWrite`], which a layer writer keeps as
+//! pieces of that blob instead of writing them again).
 //!
 //! A fresh COPY's layer ([`write_layer_written`]) is the same walk told by the copy what it
 //! made ([`Written`]): each directory is still listed and read from the filesystem, but a
@@ -37,6 +39,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use strata_store::confined::keep_xattr;
+use strata_store::{BlobReader, SpliceWrite};
 
 /// How to write a layer.
 #[derive(Debug, Clone, Default)]
@@ -106,7 +109,7 @@ pub fn write_layer(
     out: impl Write,
     opts: &DiffOptions,
 ) -> Result<DiffStats, DiffError> {
-    walk(upper, out, opts, None, None, None, None)
+    walk(upper, Copying(out), opts, None, None, None, None)
 }
 
 /// [`write_layer`] for the upper of a fresh COPY, told by the copy what it wrote: the
@@ -119,7 +122,7 @@ pub fn write_layer_written(
     opts: &DiffOptions,
     written: &Written,
 ) -> Result<DiffStats, DiffError> {
-    walk(upper, out, opts, None, None, None, Some(written))
+    walk(upper, Copying(out), opts, None, None, None, Some(written))
 }
 
 /// [`write_layer_written`], falling back to the plain [`write_layer`] when `upper` turns out
@@ -153,8 +156,26 @@ pub struct EarlierLayer {
     /// The snapshot directory the tar was written from.
     pub dir: PathBuf,
     /// The tar (a plain, uncompressed blob).
-    pub tar: fs_err::File,
+    pub tar: BlobReader,
 }
+
+/// A writer that takes the ranges of an earlier tar by copying them ([`SpliceWrite`]'s
+/// default): every layer but an incremental COPY's.
+struct Copying<W>(W);
+
+impl<W: Write> Write for Copying<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.0.write_all(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl<W: Write> SpliceWrite for Copying<W> {}
 
 /// [`write_layer`], with the data of unchanged regular files copied from `earlier`'s tar
 /// instead of read from each file (an incremental COPY: `upper` is mostly hard links to
@@ -165,7 +186,7 @@ pub struct EarlierLayer {
 /// added, removed, changed, or not aligned) is written as [`write_layer`] does.
 pub fn write_layer_reusing(
     upper: &Path,
-    out: impl Write,
+    out: impl SpliceWrite,
     opts: &DiffOptions,
     earlier: EarlierLayer,
 ) -> Result<DiffStats, DiffError> {
@@ -182,7 +203,7 @@ pub(crate) fn write_entry(
     out: impl Write,
     opts: &DiffOptions,
 ) -> Result<DiffStats, DiffError> {
-    walk(dir, out, opts, None, Some(name), None, None)
+    walk(dir, Copying(out), opts, None, Some(name), None, None)
 }
 
 /// What a delta layer of a plain directory (a cache mount, not an overlay upper) is taken
@@ -205,12 +226,12 @@ pub(crate) fn write_delta(
     opts: &DiffOptions,
     delta: &mut Delta<'_>,
 ) -> Result<DiffStats, DiffError> {
-    walk(dir, out, opts, Some(delta), None, None, None)
+    walk(dir, Copying(out), opts, Some(delta), None, None, None)
 }
 
 fn walk(
     upper: &Path,
-    out: impl Write,
+    out: impl SpliceWrite,
     opts: &DiffOptions,
     mut delta: Option<&mut Delta<'_>>,
     only: Option<&OsStr>,
@@ -377,7 +398,7 @@ fn walk(
 
 /// Writes the entry `name` of the directory `at` (`rel` its path in the layer) as the copy
 /// told it: the header from `told`, a file's data read through `at`.
-fn write_told<W: Write>(
+fn write_told<W: SpliceWrite>(
     w: &mut TarWriter<W>,
     at: BorrowedFd<'_>,
     upper: &Path,
@@ -728,12 +749,12 @@ fn set_ustar_name(h: &mut tar::Header, name: &[u8]) -> bool {
 const USTAR_MAX_ID: u64 = 0o7777777;
 const USTAR_MAX_SIZE: u64 = 0o77777777777;
 
-struct TarWriter<W: Write> {
+struct TarWriter<W: SpliceWrite> {
     out: W,
     stats: DiffStats,
 }
 
-impl<W: Write> TarWriter<W> {
+impl<W: SpliceWrite> TarWriter<W> {
     fn write(&mut self, bytes: &[u8]) -> Result<(), DiffError> {
         self.out.write_all(bytes).map_err(DiffError::Write)?;
         self.stats.tar_bytes += bytes.len() as u64;
@@ -855,7 +876,7 @@ fn padding(len: u64) -> usize {
     }
 }
 
-impl<W: Write> TarWriter<W> {
+impl<W: SpliceWrite> TarWriter<W> {
     fn data(&mut self, file: std::fs::File, size: u64, path: &Path) -> Result<(), DiffError> {
         let mut reader = file.take(size);
         let mut buf = vec![0u8; 64 * 1024];
@@ -912,16 +933,14 @@ struct OldEntry {
 /// The earlier layer's tar, indexed (56 bytes an entry, no names kept), a cursor in it that
 /// follows the walk, the earlier snapshot's directory the walk is in (its device and its
 /// entries' inode numbers, as its directory entries hold them), and the run of earlier
-/// entries taken but not yet copied.
+/// entries taken but not yet given to the writer.
 struct Reuse {
-    dir: PathBuf,
     root: std::os::fd::OwnedFd,
-    tar: std::fs::File,
+    tar: BlobReader,
     entries: Vec<OldEntry>,
     next: usize,
     listed: Option<Listed>,
     run: Option<(u64, u64)>,
-    buf: Vec<u8>,
 }
 
 /// A directory of the earlier snapshot: its path, its device (`None`: it could not be read,
@@ -935,9 +954,6 @@ struct Listed {
 /// How far ahead of the cursor an entry of the walk is looked for (entries of the earlier
 /// layer gone since are skipped; one not found is new and leaves the cursor).
 const REUSE_WINDOW: usize = 8;
-
-/// The most a run of taken entries is copied with at a time.
-const REUSE_BUF: usize = 1 << 20;
 
 fn name_hash(name: &[u8]) -> u64 {
     use std::hash::{Hash, Hasher};
@@ -959,13 +975,12 @@ fn head_hash(head: &[u8]) -> [u8; 16] {
 /// tar seeks past every entry's data (528 `lseek`s for ci-edit's 2.3 MB COPY layer, 20,000
 /// for bigcontext's).
 struct ReadAt<'a> {
-    file: &'a std::fs::File,
+    file: &'a BlobReader,
     pos: u64,
 }
 
 impl Read for ReadAt<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        use std::os::unix::fs::FileExt as _;
         let n = self.file.read_at(buf, self.pos)?;
         self.pos += n as u64;
         Ok(n)
@@ -977,7 +992,7 @@ impl io::Seek for ReadAt<'_> {
         let pos = match to {
             io::SeekFrom::Start(n) => Some(n),
             io::SeekFrom::Current(d) => self.pos.checked_add_signed(d),
-            io::SeekFrom::End(d) => self.file.metadata()?.len().checked_add_signed(d),
+            io::SeekFrom::End(d) => self.file.len().checked_add_signed(d),
         };
         self.pos = pos.ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
         Ok(self.pos)
@@ -999,7 +1014,7 @@ impl Reuse {
             rustix::fs::Mode::empty(),
         )
         .map_err(|e| read(e.into()))?;
-        let (tar, _) = earlier.tar.into_parts();
+        let tar = earlier.tar;
         let mut entries = Vec::new();
         {
             let mut archive = tar::Archive::new(ReadAt { file: &tar, pos: 0 });
@@ -1026,14 +1041,12 @@ impl Reuse {
             }
         }
         Ok(Reuse {
-            dir: earlier.dir,
             root,
             tar,
             entries,
             next: 0,
             listed: None,
             run: None,
-            buf: vec![0; REUSE_BUF],
         })
     }
 
@@ -1138,7 +1151,7 @@ impl Reuse {
 
     /// Adds the earlier entry `old` (a file of `size` bytes) to the run of earlier bytes to
     /// copy ([`Reuse::flush`]), counted as written.
-    fn take<W: Write>(
+    fn take<W: SpliceWrite>(
         &mut self,
         old: OldEntry,
         size: u64,
@@ -1157,25 +1170,17 @@ impl Reuse {
         Ok(())
     }
 
-    /// Copies the run of taken entries into `w` (at most [`REUSE_BUF`] bytes a read).
-    fn flush<W: Write>(&mut self, w: &mut TarWriter<W>) -> Result<(), DiffError> {
-        use std::os::unix::fs::FileExt;
-        let Some((mut at, end)) = self.run.take() else {
+    /// Gives the run of taken entries to `w` as a range of the earlier blob: a layer writer
+    /// keeps it as a piece of that blob (hashed, not written again), any other writer copies
+    /// it.
+    fn flush<W: SpliceWrite>(&mut self, w: &mut TarWriter<W>) -> Result<(), DiffError> {
+        let Some((at, end)) = self.run.take() else {
             return Ok(());
         };
-        while at < end {
-            let started = std::time::Instant::now();
-            let n = (end - at).min(self.buf.len() as u64) as usize;
-            self.tar
-                .read_exact_at(&mut self.buf[..n], at)
-                .map_err(|source| DiffError::Read {
-                    path: self.dir.clone(),
-                    source,
-                })?;
-            w.stats.reuse_time += started.elapsed();
-            w.write(&self.buf[..n])?;
-            at += n as u64;
-        }
+        w.out
+            .write_from(&self.tar, at, end - at)
+            .map_err(DiffError::Write)?;
+        w.stats.tar_bytes += end - at;
         Ok(())
     }
 }
@@ -1310,8 +1315,10 @@ mod tests {
             files.push(b.to_owned());
         }
         let opts = DiffOptions::default();
-        let tar_path = t.path().join("old.tar");
-        write_layer(&old, fs_err::File::create(&tar_path).unwrap(), &opts).unwrap();
+        let store = strata_store::Store::open(t.path().join("store")).unwrap();
+        let mut old_tar = Vec::new();
+        write_layer(&old, &mut old_tar, &opts).unwrap();
+        let old_blob = store.put_blob(None, &old_tar[..]).unwrap().digest;
         // The clone an incremental COPY makes: directories anew, files hard-linked.
         for f in &files {
             let p = new.join(f);
@@ -1359,7 +1366,7 @@ mod tests {
         let mut reusing = Vec::new();
         let earlier = EarlierLayer {
             dir: old.clone(),
-            tar: fs_err::File::open(&tar_path).unwrap(),
+            tar: store.open_blob(&old_blob).unwrap(),
         };
         let stats = write_layer_reusing(&new, &mut reusing, &opts, earlier).unwrap();
         assert!(full == reusing, "the reusing tar differs from the full one");
@@ -1383,6 +1390,28 @@ mod tests {
         assert_eq!(kinds["c/p2"], tar::EntryType::Link);
         assert_eq!(kinds["c/q2"], tar::EntryType::Regular);
 
+        // Into the store's layer writer, which keeps the taken runs as pieces of the earlier
+        // blob: the same diff ID, and the blob reads as the full tar.
+        let earlier = EarlierLayer {
+            dir: old.clone(),
+            tar: store.open_blob(&old_blob).unwrap(),
+        };
+        let mut writer = store.layer_writer(strata_store::Compression::None).unwrap();
+        write_layer_reusing(&new, &mut writer, &opts, earlier).unwrap();
+        let layer = writer.finish().unwrap();
+        assert_eq!(layer.diff_id, strata_store::Digest::of(&full));
+        assert_eq!(layer.size, full.len() as u64);
+        let mut back = Vec::new();
+        store
+            .open_blob(&layer.digest)
+            .unwrap()
+            .read_to_end(&mut back)
+            .unwrap();
+        assert!(
+            back == full,
+            "the stored layer does not read as the full tar"
+        );
+
         // Other mtimes in the headers (an epoch before every file's): nothing taken.
         let clamped = DiffOptions {
             source_date_epoch: Some(1_000),
@@ -1391,7 +1420,7 @@ mod tests {
         write_layer(&new, &mut full, &clamped).unwrap();
         let earlier = EarlierLayer {
             dir: old.clone(),
-            tar: fs_err::File::open(&tar_path).unwrap(),
+            tar: store.open_blob(&old_blob).unwrap(),
         };
         let mut reusing = Vec::new();
         let stats = write_layer_reusing(&new, &mut reusing, &clamped, earlier).unwrap();
@@ -1401,11 +1430,10 @@ mod tests {
         write_layer(&new, &mut full, &opts).unwrap();
 
         // An earlier tar that is not one: every file written in full, same bytes.
-        let bogus = t.path().join("bogus");
-        fs_err::write(&bogus, b"not a tar").unwrap();
+        let bogus = store.put_blob(None, &b"not a tar"[..]).unwrap().digest;
         let earlier = EarlierLayer {
             dir: old,
-            tar: fs_err::File::open(&bogus).unwrap(),
+            tar: store.open_blob(&bogus).unwrap(),
         };
         let mut again = Vec::new();
         let stats = write_layer_reusing(&new, &mut again, &opts, earlier).unwrap();

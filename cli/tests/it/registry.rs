@@ -1270,3 +1270,99 @@ fn ansi_to_lines(text: &str) -> String {
     }
     out
 }
+
+/// Issue 15: a one-file edit's incremental COPY stores its layer pieced (the earlier layer's
+/// unchanged entries as ranges of its blob, docs/STORE.md invariant 8). That image checks,
+/// saves (the kernel copy of a layer of over 1 MiB, and streamed), pushes and pulls back with
+/// the same digests, and keeps doing so once the image it came from is gone and every prune
+/// has run: the earlier blob is kept for it.
+#[test]
+fn issue_15_a_pieced_layer_checks_saves_pushes_and_outlives_the_image_it_came_from() {
+    let env = TestEnv::with_base("base:latest");
+    let mut files = vec![(
+        "Dockerfile".to_owned(),
+        "FROM base\nCOPY . /app\n".to_owned(),
+    )];
+    for i in 0..300 {
+        files.push((
+            format!("src/f{i:03}.txt"),
+            format!("file {i:03}\n").repeat(800),
+        ));
+    }
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let ctx = env.context("ctx", &refs);
+    let c = ctx.to_str().unwrap();
+    env.build_events(["-t", "t:1", c]);
+    fs_err::write(ctx.join("src/f150.txt"), "FILE 150\n".repeat(800)).unwrap();
+    env.build_events(["-t", "t:2", c]);
+
+    let hex = |l: &String| l.trim_start_matches("sha256:").to_owned();
+    let first = hex(crate::build::layer_ids(&env, "t:1").last().unwrap());
+    let layer = hex(crate::build::layer_ids(&env, "t:2").last().unwrap());
+    assert_ne!(first, layer);
+    let pieced = env.root().join("blobs/pieces").join(&layer);
+    assert!(pieced.is_file(), "the edit's layer is stored pieced");
+    assert!(!env.root().join("blobs/sha256").join(&layer).exists());
+    // Its own bytes are about one entry's, not the 2.4 MB layer's.
+    assert!(fs_err::metadata(&pieced).unwrap().len() < 64 << 10);
+    assert!(env.ok(["system", "check"]).ends_with(": ok\n"));
+
+    let saved = env.dir().join("before.tar");
+    env.ok(["save", "-o", saved.to_str().unwrap(), "t:2"]);
+    let streamed = env.command(["save", "t:2"]).output().unwrap();
+    assert!(streamed.status.success());
+    let before = fs_err::read(&saved).unwrap();
+    assert!(
+        before == streamed.stdout,
+        "save -o and save to stdout differ"
+    );
+    let member = saved_member(&before, &format!("blobs/sha256/{layer}"));
+    assert_eq!(hex::encode(sha2::Sha256::digest(&member)), layer);
+
+    // The image it came from is removed and every prune runs: the earlier blob stays, as
+    // the pieced one reads from it.
+    env.ok(["rmi", "t:1"]);
+    env.ok(["builder", "prune", "-a", "-f"]);
+    env.ok(["image", "prune", "-f"]);
+    let id = inspect(&env, "t:2")["Id"].clone();
+    assert!(pieced.is_file());
+    assert!(env.root().join("blobs/sha256").join(&first).is_file());
+    assert!(env.ok(["system", "check"]).ends_with(": ok\n"));
+    let after = env.dir().join("after.tar");
+    env.ok(["save", "-o", after.to_str().unwrap(), "t:2"]);
+    assert!(
+        fs_err::read(&after).unwrap() == before,
+        "the save after the prunes differs"
+    );
+
+    // Pushed and pulled back into an empty store: the same image.
+    let registry = Registry::start();
+    let remote = registry.image("pieced");
+    env.ok(["tag", "t:2", &remote]);
+    let pushed = env.ok(["push", &remote]);
+    let digest = digest_after(&pushed, "latest: digest: ");
+    let other = TestEnv::new();
+    let pulled = other.ok(["pull", &remote]);
+    assert!(pulled.contains(&format!("Digest: {digest}\n")), "{pulled}");
+    assert_eq!(inspect(&other, &remote)["Id"], id);
+    assert!(other.ok(["system", "check"]).ends_with(": ok\n"));
+}
+
+/// The bytes of the member `name` of the tar `archive`.
+#[expect(clippy::unwrap_used, reason = "a test fails by panicking")]
+fn saved_member(archive: &[u8], name: &str) -> Vec<u8> {
+    use std::io::Read as _;
+    let mut tar = tar::Archive::new(archive);
+    for e in tar.entries().unwrap() {
+        let mut e = e.unwrap();
+        if e.path().unwrap().to_str() == Some(name) {
+            let mut out = Vec::new();
+            e.read_to_end(&mut out).unwrap();
+            return out;
+        }
+    }
+    panic!("{name} is not in the archive");
+}

@@ -9,7 +9,7 @@ use crate::registry::error::RegistryError;
 use crate::registry::tls::Tls;
 use std::collections::HashMap;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 use ureq::http::{Response, StatusCode};
@@ -109,8 +109,9 @@ enum Mode {
 pub(crate) enum Body<'a> {
     Empty,
     Bytes(&'a [u8]),
-    /// A file, and who hears how many of its bytes went out (from 0 again on a retry).
-    File(&'a Path, Option<Sent<'a>>),
+    /// A stored blob (read as its bytes, whole or pieced), and who hears how many of its
+    /// bytes went out (from 0 again on a retry).
+    Blob(&'a crate::Store, &'a crate::Digest, Option<Sent<'a>>),
 }
 
 /// Told the bytes of a file body sent so far, every [`crate::progress::STEP`] and at the end.
@@ -482,14 +483,11 @@ impl RegistryClient {
         match req.body {
             Body::Empty => self.run(builder.body(ureq::SendBody::none())?, req, tls),
             Body::Bytes(bytes) => self.run(builder.body(bytes)?, req, tls),
-            Body::File(path, None) => {
-                let file = fs_err::File::open(path)?.into_parts().0;
-                self.run(builder.body(file)?, req, tls)
-            }
-            Body::File(path, Some(sent)) => {
-                let file = fs_err::File::open(path)?;
-                let len = file.metadata()?.len();
-                let mut reader = ProgressReader::new(file.into_parts().0, len, sent.0);
+            Body::Blob(store, digest, sent) => {
+                let blob = store.open_blob(digest).map_err(std::io::Error::other)?;
+                let len = blob.len();
+                let sent = sent.map_or(&(|_| ()) as &(dyn Fn(u64) + Sync), |s| s.0);
+                let mut reader = ProgressReader::new(blob, len, sent);
                 // A length set here keeps the body length-delimited, not chunked.
                 let builder = builder.header("Content-Length", len);
                 let body = ureq::SendBody::from_reader(&mut reader);

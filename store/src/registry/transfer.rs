@@ -459,7 +459,6 @@ impl RegistryClient {
         // 202: a new upload session (the registry declined to mount, or we did not ask).
         let mut location = location_of(&response, &shown, registry)?;
         let size = store.blob_size(digest)?;
-        let path = store.blob_path(digest);
         let mut put = Request::new("PUT", registry, push_scope(reference), String::new());
         match self.options().upload_chunk_size {
             Some(chunk_size) if size > chunk_size => {
@@ -469,7 +468,7 @@ impl RegistryClient {
             _ => {
                 put.headers
                     .push(("Content-Type", "application/octet-stream".to_owned()));
-                put.body = Body::File(&path, Some(Sent(sent)));
+                put.body = Body::Blob(store, digest, Some(Sent(sent)));
                 put.blob = true;
                 put.resend = false;
             }

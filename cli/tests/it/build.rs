@@ -818,6 +818,46 @@ fn copy_keeps_mode_and_owner() {
     );
 }
 
+/// Builds `ctx` as `t:1` with plain progress, which must fail (exit 1) well before the
+/// `sleep` of 400 s or more it runs; returns its stderr.
+fn a_build_that_fails_at_once(env: &TestEnv, ctx: &std::path::Path) -> String {
+    let started = Instant::now();
+    let out = env
+        .command([
+            "build",
+            "--progress=plain",
+            "-t",
+            "t:1",
+            ctx.to_str().expect("a UTF-8 test path"),
+        ])
+        .output()
+        .expect("strata runs");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(60), "{stderr}");
+    stderr
+}
+
+/// No `sleep {marker}` of a failed build still runs, and none of its mounts is left.
+fn nothing_of_the_build_runs(env: &TestEnv, marker: &str) {
+    let ps = std::process::Command::new("ps")
+        .arg("-eo")
+        .arg("args")
+        .output()
+        .expect("ps runs");
+    let ps = String::from_utf8_lossy(&ps.stdout);
+    assert!(
+        !ps.lines().any(|l| l.trim() == format!("sleep {marker}")),
+        "a sandbox process outlived the build:\n{ps}"
+    );
+    assert!(
+        !fs_err::read_to_string("/proc/self/mountinfo")
+            .expect("mountinfo is readable")
+            .contains(env.root().to_str().expect("a UTF-8 test path")),
+        "a mount of the build is left"
+    );
+}
+
 #[test]
 fn a_failing_run_names_the_step_and_its_line_and_stops_the_rest() {
     let env = TestEnv::with_base("base:latest");
@@ -827,21 +867,8 @@ fn a_failing_run_names_the_step_and_its_line_and_stops_the_rest() {
          FROM base\nCOPY --from=slow /etc/passwd /x\nCOPY --from=bad /etc/passwd /y\n"
     );
     let ctx = env.context("ctx", &[("Dockerfile", &dockerfile)]);
-    let started = Instant::now();
-    let out = env
-        .command([
-            "build",
-            "--progress=plain",
-            "-t",
-            "t:1",
-            ctx.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
     // The sleeping sibling was cancelled, not waited for.
-    assert!(started.elapsed() < Duration::from_secs(60), "{stderr}");
+    let stderr = a_build_that_fails_at_once(&env, &ctx);
     assert!(
         stderr.contains(
             "error: [bad 2/2] RUN exit 3 failed\ncaused by: process \"/bin/sh -c exit 3\" \
@@ -853,22 +880,7 @@ fn a_failing_run_names_the_step_and_its_line_and_stops_the_rest() {
         stderr.contains(" --> Dockerfile:5:1\n5 | RUN exit 3\n  | ^\n"),
         "{stderr}"
     );
-    let ps = std::process::Command::new("ps")
-        .arg("-eo")
-        .arg("args")
-        .output()
-        .unwrap();
-    let ps = String::from_utf8_lossy(&ps.stdout);
-    assert!(
-        !ps.lines().any(|l| l.trim() == format!("sleep {marker}")),
-        "a sandbox process outlived the build:\n{ps}"
-    );
-    assert!(
-        !fs_err::read_to_string("/proc/self/mountinfo")
-            .unwrap()
-            .contains(env.root().to_str().unwrap()),
-        "a mount of the build is left"
-    );
+    nothing_of_the_build_runs(&env, &marker);
     let images = env.ok(["images", "-q"]);
     assert_eq!(
         images.lines().count(),
@@ -901,21 +913,8 @@ fn a_copy_whose_layer_fails_under_a_running_run_fails_the_build_and_leaves_nothi
             (".wh.trap", "x\n"),
         ],
     );
-    let started = Instant::now();
-    let out = env
-        .command([
-            "build",
-            "--progress=plain",
-            "-t",
-            "t:1",
-            ctx.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
     // The RUN was stopped, not waited for.
-    assert!(started.elapsed() < Duration::from_secs(60), "{stderr}");
+    let stderr = a_build_that_fails_at_once(&env, &ctx);
     assert!(
         stderr.contains(
             "error: [2/3] COPY . /app failed\ncaused by: failed to write the layer of the step\n\
@@ -931,22 +930,7 @@ fn a_copy_whose_layer_fails_under_a_running_run_fails_the_build_and_leaves_nothi
     );
     let left: Vec<_> = fs_err::read_dir(env.root().join("tmp")).unwrap().collect();
     assert!(left.is_empty(), "left in tmp/: {left:?}");
-    let ps = std::process::Command::new("ps")
-        .arg("-eo")
-        .arg("args")
-        .output()
-        .unwrap();
-    let ps = String::from_utf8_lossy(&ps.stdout);
-    assert!(
-        !ps.lines().any(|l| l.trim() == format!("sleep {marker}")),
-        "the RUN outlived the build:\n{ps}"
-    );
-    assert!(
-        !fs_err::read_to_string("/proc/self/mountinfo")
-            .unwrap()
-            .contains(env.root().to_str().unwrap()),
-        "a mount of the build is left"
-    );
+    nothing_of_the_build_runs(&env, &marker);
     assert_eq!(
         env.ok(["images", "-q"]).lines().count(),
         2,

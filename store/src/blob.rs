@@ -29,7 +29,10 @@ pub(crate) const MAX_DOCUMENT: u64 = 4 << 20;
 impl Store {
     /// Where the blob `digest` lives (whether or not it exists).
     pub fn blob_path(&self, digest: &Digest) -> PathBuf {
-        self.inner.root.join("blobs/sha256").join(digest.hex())
+        self.inner
+            .root
+            .join(crate::pieces::BlobKind::Whole.dir())
+            .join(digest.hex())
     }
 
     /// Whether the store has the blob (whole or pieced).

@@ -45,54 +45,41 @@ impl Store {
         // Every blob, re-hashed: a pieced one read through its pieces (its table checked,
         // every whole blob it names there and long enough).
         let mut good = BTreeSet::new();
-        for (dir, kind) in [
-            ("blobs/sha256", BlobKind::Whole),
-            ("blobs/pieces", BlobKind::Pieced),
-        ] {
-            let path = self.root().join(dir);
-            let entries = match fs_err::read_dir(&path) {
-                Ok(e) => e,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound && kind == BlobKind::Pieced => {
-                    continue;
-                }
-                Err(e) => return Err(StoreError::io("list", &path)(e)),
+        for (kind, entry) in self.blob_files()? {
+            let dir = kind.dir();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Ok(digest) = Digest::from_hex(&name) else {
+                report
+                    .problems
+                    .push(format!("{dir}/{name}: not named by a digest"));
+                continue;
             };
-            for entry in entries {
-                let entry = entry.map_err(StoreError::io("list", &path))?;
-                let name = entry.file_name().to_string_lossy().into_owned();
-                let Ok(digest) = Digest::from_hex(&name) else {
-                    report
-                        .problems
-                        .push(format!("{dir}/{name}: not named by a digest"));
-                    continue;
-                };
-                report.blobs += 1;
-                let opened = match kind {
-                    BlobKind::Whole => fs_err::File::open(entry.path())
-                        .map(|f| Box::new(f) as Box<dyn std::io::Read>)
-                        .map_err(StoreError::io("open blob", entry.path())),
-                    BlobKind::Pieced => self
-                        .open_pieced(&digest)
-                        .map(|r| Box::new(r) as Box<dyn std::io::Read>),
-                };
-                let what = if kind == BlobKind::Pieced {
-                    "pieced blob"
-                } else {
-                    "blob"
-                };
-                match opened
-                    .and_then(|f| digest_reader(f).map_err(StoreError::io("read", entry.path())))
-                {
-                    Ok((actual, _)) if actual == digest => {
-                        good.insert(digest);
-                    }
-                    Ok((actual, _)) => report
-                        .problems
-                        .push(format!("{what} {digest}: content has digest {actual}")),
-                    Err(e) => report
-                        .problems
-                        .push(format!("{what} {digest}: {}", chain(&e))),
+            report.blobs += 1;
+            let opened = match kind {
+                BlobKind::Whole => fs_err::File::open(entry.path())
+                    .map(|f| Box::new(f) as Box<dyn std::io::Read>)
+                    .map_err(StoreError::io("open blob", entry.path())),
+                BlobKind::Pieced => self
+                    .open_pieced(&digest)
+                    .map(|r| Box::new(r) as Box<dyn std::io::Read>),
+            };
+            let what = if kind == BlobKind::Pieced {
+                "pieced blob"
+            } else {
+                "blob"
+            };
+            match opened
+                .and_then(|f| digest_reader(f).map_err(StoreError::io("read", entry.path())))
+            {
+                Ok((actual, _)) if actual == digest => {
+                    good.insert(digest);
                 }
+                Ok((actual, _)) => report
+                    .problems
+                    .push(format!("{what} {digest}: content has digest {actual}")),
+                Err(e) => report
+                    .problems
+                    .push(format!("{what} {digest}: {}", chain(&e))),
             }
         }
         for (tag, id) in &index.tags {

@@ -146,8 +146,8 @@ impl Store {
                 report.reclaimed += self.remove_snapshot(&chain)?;
             }
         }
-        for dir in ["blobs/sha256", "blobs/pieces"] {
-            crate::durable::sync_dir(&self.root().join(dir)).map_err(StoreError::from)?;
+        for kind in BlobKind::ALL {
+            crate::durable::sync_dir(&self.root().join(kind.dir())).map_err(StoreError::from)?;
         }
         Ok(Some(report))
     }
@@ -211,30 +211,14 @@ impl Store {
     /// digests are skipped here and reported by `system check`.
     pub(crate) fn list_blobs(&self) -> Result<Vec<(Digest, u64, BlobKind)>, StoreError> {
         let mut out = Vec::new();
-        for (dir, kind) in [
-            ("blobs/sha256", BlobKind::Whole),
-            ("blobs/pieces", BlobKind::Pieced),
-        ] {
-            let dir = self.root().join(dir);
-            let entries = match fs_err::read_dir(&dir) {
-                Ok(e) => e,
-                // A store made before pieced blobs has no `blobs/pieces` until its next open
-                // for writing.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound && kind == BlobKind::Pieced => {
-                    continue;
-                }
-                Err(e) => return Err(StoreError::io("list", &dir)(e)),
-            };
-            for entry in entries {
-                let entry = entry.map_err(StoreError::io("list", &dir))?;
-                let name = entry.file_name();
-                if let Some(d) = name.to_str().and_then(|n| Digest::from_hex(n).ok()) {
-                    let size = entry
-                        .metadata()
-                        .map_err(StoreError::io("inspect", entry.path()))?
-                        .len();
-                    out.push((d, size, kind));
-                }
+        for (kind, entry) in self.blob_files()? {
+            let name = entry.file_name();
+            if let Some(d) = name.to_str().and_then(|n| Digest::from_hex(n).ok()) {
+                let size = entry
+                    .metadata()
+                    .map_err(StoreError::io("inspect", entry.path()))?
+                    .len();
+                out.push((d, size, kind));
             }
         }
         out.sort_by(|a, b| a.0.cmp(&b.0));

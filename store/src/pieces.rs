@@ -461,10 +461,46 @@ pub(crate) enum BlobKind {
     Pieced,
 }
 
+impl BlobKind {
+    /// Both kinds, whole first.
+    pub(crate) const ALL: [BlobKind; 2] = [BlobKind::Whole, BlobKind::Pieced];
+
+    /// The directory, under the store's root, of the blobs of this kind.
+    pub(crate) fn dir(self) -> &'static str {
+        match self {
+            BlobKind::Whole => "blobs/sha256",
+            BlobKind::Pieced => "blobs/pieces",
+        }
+    }
+}
+
 impl Store {
     /// Where the pieced blob `digest` lives (whether or not it exists).
     pub(crate) fn pieces_path(&self, digest: &Digest) -> PathBuf {
-        self.inner.root.join("blobs/pieces").join(digest.hex())
+        self.inner
+            .root
+            .join(BlobKind::Pieced.dir())
+            .join(digest.hex())
+    }
+
+    /// Every file in the blob directories, with the kind of blob it holds, whole ones first.
+    /// A store made before pieced blobs has no `blobs/pieces` until its next open for writing.
+    pub(crate) fn blob_files(&self) -> Result<Vec<(BlobKind, fs_err::DirEntry)>, StoreError> {
+        let mut out = Vec::new();
+        for kind in BlobKind::ALL {
+            let dir = self.root().join(kind.dir());
+            let entries = match fs_err::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == io::ErrorKind::NotFound && kind == BlobKind::Pieced => {
+                    continue;
+                }
+                Err(e) => return Err(StoreError::io("list", &dir)(e)),
+            };
+            for entry in entries {
+                out.push((kind, entry.map_err(StoreError::io("list", &dir))?));
+            }
+        }
+        Ok(out)
     }
 
     /// The file of blob `digest` and its kind, if it is stored (whole first).

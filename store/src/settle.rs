@@ -117,8 +117,8 @@ impl Store {
                 .and_then(|f| f.sync_all())
                 .map_err(StoreError::io("sync", path))?;
         }
-        for dir in ["blobs/sha256", "blobs/pieces"] {
-            crate::durable::sync_dir(&self.root().join(dir))?;
+        for kind in crate::pieces::BlobKind::ALL {
+            crate::durable::sync_dir(&self.root().join(kind.dir()))?;
         }
         for (marker, _, _) in blobs {
             remove_marker(&dir.join(marker))?;

@@ -5,6 +5,7 @@ use crate::durable::sync_dir;
 use crate::error::StoreError;
 use crate::index::{self, ImageIndex};
 use crate::lock::{FileLock, Lease};
+use crate::pieces::BlobKind;
 use crate::staging::Staging;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -61,8 +62,8 @@ impl Store {
         for (dir, mode) in [
             (root.clone(), 0o711),
             (root.join("blobs"), 0o755),
-            (root.join("blobs/sha256"), 0o755),
-            (root.join("blobs/pieces"), 0o755),
+            (root.join(BlobKind::Whole.dir()), 0o755),
+            (root.join(BlobKind::Pieced.dir()), 0o755),
             (root.join("tmp"), 0o700),
             (root.join("pins"), 0o700),
             // Snapshots hold setuid binaries and devices from images: root only.
